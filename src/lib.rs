@@ -1,0 +1,10 @@
+//! Sluice: a high-throughput SMS/MMS send gateway.
+//!
+//! The crate is one room per concern; `docs/ARCHITECTURE.md` maps them. Protocol
+//! modules (`smpp`, `ingest::codec`) know bytes and [`model`] only; pipeline
+//! modules talk to carriers through [`carrier`]; [`gateway`] wires them together.
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod model;
+pub mod smpp;
