@@ -6,5 +6,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod admission;
+pub mod carrier;
+pub mod config;
+pub mod events;
+pub mod gateway;
+pub mod ingest;
+pub mod journal;
+pub mod ledger;
 pub mod model;
+pub mod receipts;
+pub mod schedule;
 pub mod smpp;
+pub mod telemetry;

@@ -163,7 +163,9 @@ pub enum SenderError {
     #[error("sender is empty")]
     Empty,
     /// Neither a short code, an E.164 number nor an alphanumeric id.
-    #[error("sender {0:?} is neither a short code (3-8 digits), an E.164 number nor an alphanumeric id (1-11 letters/digits)")]
+    #[error(
+        "sender {0:?} is neither a short code (3-8 digits), an E.164 number nor an alphanumeric id (1-11 letters/digits)"
+    )]
     Invalid(String),
 }
 
@@ -353,12 +355,22 @@ impl fmt::Display for DeliveryState {
     }
 }
 
-/// Current wall-clock time in unix milliseconds.
+/// Current wall-clock time in unix milliseconds, advanced by tokio's clock.
+///
+/// The wall clock is read once; after that time moves with
+/// `tokio::time::Instant`, so tests that pause tokio's clock see validity,
+/// expiry and quiet hours move with it instead of with real time.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    use std::sync::OnceLock;
+    static BASE: OnceLock<(u64, tokio::time::Instant)> = OnceLock::new();
+    let (wall, at) = BASE.get_or_init(|| {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        (wall, tokio::time::Instant::now())
+    });
+    wall + at.elapsed().as_millis() as u64
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@ fn msisdn_parses_e164() {
     assert_eq!(m.as_u64(), 14_155_550_100);
     assert!(m.is_nanp());
     assert_eq!(m.to_string(), "+14155550100");
-    assert_eq!(Msisdn::parse("447700900123").unwrap().digits(), "447700900123");
+    assert_eq!(
+        Msisdn::parse("447700900123").unwrap().digits(),
+        "447700900123"
+    );
     assert!(!Msisdn::parse("+447700900123").unwrap().is_nanp());
 }
 
@@ -17,17 +20,32 @@ fn msisdn_rejects_bad_input() {
     assert_eq!(Msisdn::parse("+1415-555"), Err(MsisdnError::NotDigits));
     assert_eq!(Msisdn::parse("+04155550100"), Err(MsisdnError::LeadingZero));
     assert_eq!(Msisdn::parse("+123456"), Err(MsisdnError::Length(6)));
-    assert_eq!(Msisdn::parse("+1234567890123456"), Err(MsisdnError::Length(16)));
+    assert_eq!(
+        Msisdn::parse("+1234567890123456"),
+        Err(MsisdnError::Length(16))
+    );
     assert!(Msisdn::parse("+999999999999999").is_ok());
     assert!(Msisdn::from_u64(12).is_err());
 }
 
 #[test]
 fn sender_forms() {
-    assert_eq!(Sender::parse("12345").unwrap(), Sender::ShortCode("12345".into()));
-    assert!(matches!(Sender::parse("+18005550199").unwrap(), Sender::LongCode(_)));
-    assert!(matches!(Sender::parse("18005550199").unwrap(), Sender::LongCode(_)));
-    assert_eq!(Sender::parse("ACME Shop").unwrap(), Sender::Alphanumeric("ACME Shop".into()));
+    assert_eq!(
+        Sender::parse("12345").unwrap(),
+        Sender::ShortCode("12345".into())
+    );
+    assert!(matches!(
+        Sender::parse("+18005550199").unwrap(),
+        Sender::LongCode(_)
+    ));
+    assert!(matches!(
+        Sender::parse("18005550199").unwrap(),
+        Sender::LongCode(_)
+    ));
+    assert_eq!(
+        Sender::parse("ACME Shop").unwrap(),
+        Sender::Alphanumeric("ACME Shop".into())
+    );
     assert!(Sender::parse("").is_err());
     assert!(Sender::parse("12").is_err());
     assert!(Sender::parse("TooLongSenderId").is_err());

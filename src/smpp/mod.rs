@@ -4,4 +4,6 @@
 pub mod codec;
 pub mod pdu;
 pub mod receipt;
+pub mod session;
 pub mod text;
+pub mod tls;

@@ -1,1 +1,503 @@
-//! (in progress)
+//! Delivery receipts: recognising a receipt `deliver_sm` and reading its
+//! message id, state, error code and dates.
+//!
+//! This file owns the receipt formats: the TLVs `receipted_message_id`
+//! (0x001E), `message_state` (0x0427) and `network_error_code` (0x0423), and
+//! the text of SMPP 3.4 Appendix B, in `short_message` or, when that is empty,
+//! in `message_payload`:
+//!
+//! ```text
+//! id:IIII sub:001 dlvrd:001 submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DELIVRD err:000 text:...
+//! ```
+//!
+//! Matching a receipt to its message (hex versus decimal ids, letter case,
+//! leading zeros) is not done here: [`Receipt::message_id`] is the id as the
+//! SMSC gave it, only trimmed.
+//!
+//! # Leniency
+//! Keys are case-insensitive (`Text:`, `Stat:`), `_` stands for a space
+//! (`submit_date:`), fields may come in any order, unknown fields are skipped,
+//! dates are kept as given (10 or 12 digits), and `text:` may be missing. The
+//! `text:` field, when present, runs to the end: fields after it are part of
+//! the text. Parsing slices the input [`Bytes`]; it allocates nothing per
+//! field (only an unknown stat word from [`ReceiptState::from_stat_word`] is
+//! copied).
+
+use bytes::Bytes;
+
+use super::pdu::{DeliverSm, tag};
+
+#[cfg(test)]
+mod tests;
+
+/// `esm_class` message-type bits (5-2).
+const ESM_MESSAGE_TYPE_MASK: u8 = 0x3C;
+/// `esm_class` message type: SMSC delivery receipt.
+pub const ESM_DELIVERY_RECEIPT: u8 = 0x04;
+/// `esm_class` message type: intermediate delivery notification.
+pub const ESM_INTERMEDIATE_NOTIFICATION: u8 = 0x20;
+
+/// True when this deliver_sm is a delivery receipt: its esm_class message type
+/// is "SMSC delivery receipt" (0x04) or "intermediate delivery notification"
+/// (0x20; parsed the same way, but [`Receipt::intermediate`] is set).
+pub fn is_receipt(sm: &DeliverSm) -> bool {
+    matches!(
+        sm.esm_class & ESM_MESSAGE_TYPE_MASK,
+        ESM_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION
+    )
+}
+
+// === impl ReceiptState ===
+
+/// The state a receipt reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReceiptState {
+    /// `ENROUTE` (1): on its way. Also the non-standard `ACKED` (acknowledged
+    /// by the carrier), `BUFFRED` (buffered for a retry) and `SCHEDLD`.
+    Enroute,
+    /// `DELIVRD` (2): delivered to the handset.
+    Delivered,
+    /// `EXPIRED` (3): validity period ended before delivery.
+    Expired,
+    /// `DELETED` (4): deleted by the SMSC or on request.
+    Deleted,
+    /// `UNDELIV` (5): undeliverable. Also the non-standard `FAILED` and `SYSERR`.
+    Undeliverable,
+    /// `ACCEPTD` (6): accepted (see [`ReceiptState::is_final`]).
+    Accepted,
+    /// `UNKNOWN` (7): the SMSC does not know the outcome.
+    Unknown,
+    /// `REJECTD` (8): rejected.
+    Rejected,
+    /// `SKIPPED` (9, SMPP 5.0): accepted but never transmitted.
+    Skipped,
+    /// Any other stat word, as given.
+    Other(Bytes),
+}
+
+impl ReceiptState {
+    /// The state named by a `stat:` word, case-insensitively. Unknown words
+    /// become [`ReceiptState::Other`] (a copy of `word`).
+    pub fn from_stat_word(word: &[u8]) -> ReceiptState {
+        Self::known_stat_word(word)
+            .unwrap_or_else(|| ReceiptState::Other(Bytes::copy_from_slice(word)))
+    }
+
+    /// As [`ReceiptState::from_stat_word`], keeping a slice of `word` for
+    /// unknown words instead of copying.
+    fn from_stat_bytes(word: Bytes) -> ReceiptState {
+        Self::known_stat_word(&word).unwrap_or(ReceiptState::Other(word))
+    }
+
+    fn known_stat_word(word: &[u8]) -> Option<ReceiptState> {
+        const WORDS: &[(&[u8], ReceiptState)] = &[
+            (b"DELIVRD", ReceiptState::Delivered),
+            (b"DELIVERED", ReceiptState::Delivered),
+            (b"EXPIRED", ReceiptState::Expired),
+            (b"DELETED", ReceiptState::Deleted),
+            (b"UNDELIV", ReceiptState::Undeliverable),
+            (b"UNDELIVERABLE", ReceiptState::Undeliverable),
+            (b"FAILED", ReceiptState::Undeliverable),
+            (b"SYSERR", ReceiptState::Undeliverable),
+            (b"ACCEPTD", ReceiptState::Accepted),
+            (b"ACCEPTED", ReceiptState::Accepted),
+            (b"UNKNOWN", ReceiptState::Unknown),
+            (b"REJECTD", ReceiptState::Rejected),
+            (b"REJECTED", ReceiptState::Rejected),
+            (b"ENROUTE", ReceiptState::Enroute),
+            (b"ACKED", ReceiptState::Enroute),
+            (b"BUFFRED", ReceiptState::Enroute),
+            (b"BUFFERED", ReceiptState::Enroute),
+            (b"SCHEDLD", ReceiptState::Enroute),
+            (b"SKIPPED", ReceiptState::Skipped),
+        ];
+        WORDS
+            .iter()
+            .find(|(w, _)| w.eq_ignore_ascii_case(word))
+            .map(|(_, state)| state.clone())
+    }
+
+    /// The state named by a `message_state` TLV value (§5.3.2.35): 1 ENROUTE
+    /// … 8 REJECTED, and 9 SKIPPED from SMPP 5.0. `None` for anything else
+    /// (0 is SMPP 5.0's SCHEDULED, which no receipt should carry).
+    pub fn from_message_state(value: u8) -> Option<ReceiptState> {
+        Some(match value {
+            1 => ReceiptState::Enroute,
+            2 => ReceiptState::Delivered,
+            3 => ReceiptState::Expired,
+            4 => ReceiptState::Deleted,
+            5 => ReceiptState::Undeliverable,
+            6 => ReceiptState::Accepted,
+            7 => ReceiptState::Unknown,
+            8 => ReceiptState::Rejected,
+            9 => ReceiptState::Skipped,
+            _ => return None,
+        })
+    }
+
+    /// The standard 7-letter stat word (`DELIVRD`, ...); the word itself for
+    /// [`ReceiptState::Other`].
+    pub fn stat_word(&self) -> &[u8] {
+        match self {
+            ReceiptState::Enroute => b"ENROUTE",
+            ReceiptState::Delivered => b"DELIVRD",
+            ReceiptState::Expired => b"EXPIRED",
+            ReceiptState::Deleted => b"DELETED",
+            ReceiptState::Undeliverable => b"UNDELIV",
+            ReceiptState::Accepted => b"ACCEPTD",
+            ReceiptState::Unknown => b"UNKNOWN",
+            ReceiptState::Rejected => b"REJECTD",
+            ReceiptState::Skipped => b"SKIPPED",
+            ReceiptState::Other(word) => word,
+        }
+    }
+
+    /// True when no further receipt is expected for the message: Delivered,
+    /// Expired, Deleted, Undeliverable, Unknown, Rejected, Skipped.
+    ///
+    /// **Departure from the spec:** `ACCEPTD` is final in SMPP 3.4 ("accepted
+    /// on behalf of the subscriber by customer service"), but carriers and
+    /// aggregators overwhelmingly use it for "accepted by the next hop" and
+    /// send a DELIVRD or UNDELIV later; finishing a message early would drop
+    /// that outcome, while waiting only costs the receipt timeout. Enroute and
+    /// unknown words ([`ReceiptState::Other`]) are not final either.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            ReceiptState::Delivered
+                | ReceiptState::Expired
+                | ReceiptState::Deleted
+                | ReceiptState::Undeliverable
+                | ReceiptState::Unknown
+                | ReceiptState::Rejected
+                | ReceiptState::Skipped
+        )
+    }
+}
+
+// === impl Receipt ===
+
+/// The `network_error_code` TLV (§5.3.2.31): network type (1 ANSI-136, 2
+/// IS-95, 3 GSM, ...) and a network-specific error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NetworkError {
+    /// Network type.
+    pub network_type: u8,
+    /// Error code, big-endian on the wire.
+    pub error_code: u16,
+}
+
+impl NetworkError {
+    /// Reads the 3-octet TLV value; `None` unless it is exactly 3 octets.
+    pub fn from_tlv_value(value: &[u8]) -> Option<NetworkError> {
+        match value {
+            [network_type, hi, lo] => Some(NetworkError {
+                network_type: *network_type,
+                error_code: u16::from_be_bytes([*hi, *lo]),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed delivery receipt. Byte fields are slices of the deliver_sm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The SMSC message id the receipt is about, as given (TLV
+    /// `receipted_message_id` first, else the text's `id:`), trimmed of
+    /// whitespace and NULs.
+    pub message_id: Bytes,
+    /// The reported state (TLV `message_state` first, else `stat:`).
+    pub state: ReceiptState,
+    /// The error code: the `network_error_code` TLV's code when present, else
+    /// the text's `err:` read as decimal, or as hex when it has hex letters
+    /// (`00B`, `0x1F`). `None` when absent or unreadable.
+    pub error_code: Option<u32>,
+    /// The `err:` field exactly as given.
+    pub err_raw: Option<Bytes>,
+    /// The `network_error_code` TLV.
+    pub network_error: Option<NetworkError>,
+    /// `sub:`: number of messages originally submitted.
+    pub submitted: Option<u32>,
+    /// `dlvrd:`: number of messages delivered.
+    pub delivered: Option<u32>,
+    /// `submit date:` as given (`YYMMDDhhmm` or `YYMMDDhhmmss`).
+    pub submit_date: Option<Bytes>,
+    /// `done date:` as given.
+    pub done_date: Option<Bytes>,
+    /// `text:`: the start of the original message, as given.
+    pub text: Option<Bytes>,
+    /// True for an intermediate notification (esm_class 0x20): more receipts
+    /// will follow whatever the state says.
+    pub intermediate: bool,
+}
+
+impl Receipt {
+    /// True when this receipt settles the message: not intermediate and a
+    /// final state.
+    pub fn is_final(&self) -> bool {
+        !self.intermediate && self.state.is_final()
+    }
+}
+
+/// Why a deliver_sm could not be read as a receipt. Returned by
+/// [`parse_receipt`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    /// Neither a `receipted_message_id` TLV nor an `id:` field.
+    #[error("receipt has no message id (no receipted_message_id TLV, no `id:` field)")]
+    MissingId,
+    /// Neither a valid `message_state` TLV nor a `stat:` field.
+    #[error("receipt has no state (no valid message_state TLV, no `stat:` field)")]
+    MissingState,
+}
+
+/// Reads a delivery receipt from a deliver_sm.
+///
+/// TLVs win over the text: `receipted_message_id` (0x001E), `message_state`
+/// (0x0427, when 1..=9) and `network_error_code` (0x0423) are used when
+/// present, and the text (`short_message`, or `message_payload` when
+/// `short_message` is empty) fills in the rest. esm_class is not checked (call
+/// [`is_receipt`] first; a session may also try this on esm_class 0 messages
+/// from SMSCs known to mislabel receipts), except that 0x20 sets
+/// [`Receipt::intermediate`].
+///
+/// # Errors
+/// [`ReceiptError::MissingId`] or [`ReceiptError::MissingState`] when neither
+/// the TLVs nor the text give the id or the state.
+pub fn parse_receipt(sm: &DeliverSm) -> Result<Receipt, ReceiptError> {
+    let text = if sm.short_message.is_empty() {
+        sm.tlv(tag::MESSAGE_PAYLOAD)
+            .map(|t| t.value.clone())
+            .unwrap_or_default()
+    } else {
+        sm.short_message.clone()
+    };
+    let fields = TextFields::parse(&text);
+
+    let tlv_id = sm
+        .tlv(tag::RECEIPTED_MESSAGE_ID)
+        .map(|t| trim(&t.as_c_string()))
+        .filter(|id| !id.is_empty());
+    let message_id = tlv_id
+        .or_else(|| fields.id.as_ref().map(trim).filter(|id| !id.is_empty()))
+        .ok_or(ReceiptError::MissingId)?;
+
+    let tlv_state = sm
+        .tlv(tag::MESSAGE_STATE)
+        .and_then(|t| t.as_u8())
+        .and_then(ReceiptState::from_message_state);
+    let state = tlv_state
+        .or_else(|| {
+            fields
+                .stat
+                .clone()
+                .filter(|w| !w.is_empty())
+                .map(ReceiptState::from_stat_bytes)
+        })
+        .ok_or(ReceiptError::MissingState)?;
+
+    let network_error = sm
+        .tlv(tag::NETWORK_ERROR_CODE)
+        .and_then(|t| NetworkError::from_tlv_value(&t.value));
+    let error_code = network_error
+        .map(|e| u32::from(e.error_code))
+        .or_else(|| fields.err.as_deref().and_then(parse_err));
+
+    Ok(Receipt {
+        message_id,
+        state,
+        error_code,
+        err_raw: fields.err,
+        network_error,
+        submitted: fields.sub.as_deref().and_then(parse_decimal),
+        delivered: fields.dlvrd.as_deref().and_then(parse_decimal),
+        submit_date: fields.submit_date,
+        done_date: fields.done_date,
+        text: fields.text,
+        intermediate: sm.esm_class & ESM_MESSAGE_TYPE_MASK == ESM_INTERMEDIATE_NOTIFICATION,
+    })
+}
+
+/// Formats receipt text in the SMPP 3.4 Appendix B layout, for the SMSC
+/// simulator: `sub`, `dlvrd` and `err` as 3 digits (more if larger), `text`
+/// cut to its first 20 characters as the spec says.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per Appendix B field keeps the call sites readable"
+)]
+pub fn format_receipt_text(
+    id: &str,
+    sub: u32,
+    dlvrd: u32,
+    submit_date: &str,
+    done_date: &str,
+    stat: &str,
+    err: u32,
+    text: &str,
+) -> String {
+    let text = match text.char_indices().nth(20) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    };
+    format!(
+        "id:{id} sub:{sub:03} dlvrd:{dlvrd:03} submit date:{submit_date} \
+         done date:{done_date} stat:{stat} err:{err:03} text:{text}"
+    )
+}
+
+// === text parsing ===
+
+/// The Appendix B fields found in a receipt text, as slices of it.
+#[derive(Debug, Default)]
+struct TextFields {
+    id: Option<Bytes>,
+    sub: Option<Bytes>,
+    dlvrd: Option<Bytes>,
+    submit_date: Option<Bytes>,
+    done_date: Option<Bytes>,
+    stat: Option<Bytes>,
+    err: Option<Bytes>,
+    text: Option<Bytes>,
+}
+
+impl TextFields {
+    /// Scans `key:value` pairs. A value runs to the next whitespace, except
+    /// `text`'s, which runs to the end. A key is the last word before the
+    /// colon, or the last two when the last is `date` (`submit date`). The
+    /// first occurrence of a field wins.
+    fn parse(text: &Bytes) -> TextFields {
+        let s: &[u8] = text;
+        let mut fields = TextFields::default();
+        let mut pos = 0;
+        while pos < s.len() {
+            while pos < s.len() && is_space(s[pos]) {
+                pos += 1;
+            }
+            let Some(colon) = s[pos..].iter().position(|&b| b == b':').map(|i| pos + i) else {
+                break;
+            };
+            let key = key_before(&s[pos..colon]);
+            let start = colon + 1;
+            if key_is(key, b"text") {
+                fields.text.get_or_insert_with(|| text.slice(start..));
+                break;
+            }
+            let end = s[start..]
+                .iter()
+                .position(|&b| is_space(b))
+                .map_or(s.len(), |i| start + i);
+            let slot = if key_is(key, b"id") {
+                &mut fields.id
+            } else if key_is(key, b"sub") {
+                &mut fields.sub
+            } else if key_is(key, b"dlvrd") {
+                &mut fields.dlvrd
+            } else if key_is(key, b"submit date") {
+                &mut fields.submit_date
+            } else if key_is(key, b"done date") {
+                &mut fields.done_date
+            } else if key_is(key, b"stat") {
+                &mut fields.stat
+            } else if key_is(key, b"err") {
+                &mut fields.err
+            } else {
+                pos = end;
+                continue;
+            };
+            slot.get_or_insert_with(|| text.slice(start..end));
+            pos = end;
+        }
+        fields
+    }
+}
+
+fn is_space(b: u8) -> bool {
+    b.is_ascii_whitespace() || b == 0
+}
+
+/// The key that ends `raw` (the text between the previous value and a colon):
+/// its last word, or its last two words when the last one is `date`.
+fn key_before(raw: &[u8]) -> &[u8] {
+    let raw = trim_slice(raw);
+    let word_start = |end: usize| {
+        raw[..end]
+            .iter()
+            .rposition(|&b| is_space(b))
+            .map_or(0, |i| i + 1)
+    };
+    let last = word_start(raw.len());
+    if last > 0 && raw[last..].eq_ignore_ascii_case(b"date") {
+        let before = trim_slice(&raw[..last]).len();
+        return &raw[word_start(before)..];
+    }
+    &raw[last..]
+}
+
+/// Case-insensitive key comparison where `_` (and any run of spaces) in the
+/// text matches a space in `want`.
+fn key_is(key: &[u8], want: &[u8]) -> bool {
+    let mut k = key.iter().copied().peekable();
+    for &w in want {
+        if w == b' ' {
+            let mut any = false;
+            while let Some(b' ' | b'\t' | b'_') = k.peek() {
+                k.next();
+                any = true;
+            }
+            if !any {
+                return false;
+            }
+        } else if k.next().map(|b| b.to_ascii_lowercase()) != Some(w) {
+            return false;
+        }
+    }
+    k.next().is_none()
+}
+
+fn trim_slice(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_space(b)).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|&b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+/// `b` without leading and trailing whitespace and NULs, as a slice.
+fn trim(b: &Bytes) -> Bytes {
+    let start = b.iter().position(|&c| !is_space(c)).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|&c| !is_space(c))
+        .map_or(start, |i| i + 1);
+    b.slice(start..end)
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
+}
+
+/// `err:` as decimal digits, or as hex when it has a `0x` prefix or hex letters.
+fn parse_err(raw: &[u8]) -> Option<u32> {
+    if let Some(n) = parse_decimal(raw) {
+        return Some(n);
+    }
+    let hex = match raw {
+        [b'0', b'x' | b'X', rest @ ..] => rest,
+        _ => raw,
+    };
+    if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    hex.iter().try_fold(0u32, |acc, &d| {
+        let v = (d as char).to_digit(16)?;
+        acc.checked_mul(16)?.checked_add(v)
+    })
+}

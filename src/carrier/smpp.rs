@@ -1,0 +1,327 @@
+//! An SMS carrier reached over SMPP: turns messages into submit_sm parts
+//! (GSM-7 or UCS-2, concatenated as the carrier wants), queues the parts for
+//! the carrier's binds, and maps the binds' answers to part outcomes.
+//!
+//! Capacity is explicit: a semaphore of `sum(windows) * 2` part permits (at
+//! least one message's worth, 255) is
+//! taken before a message is dispatched and released when each part ends, so
+//! the scheduler, not this queue, holds the backlog.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use super::{CarrierSink, Unanswered};
+use crate::config::{BindConfig, CarrierConfig, ConcatMode};
+use crate::model::{DeliveryState, Message, MessageId, Sender, now_ms};
+use crate::smpp::pdu::{CommandStatus, DeliverSm, SubmitSm, Tlv, tag};
+use crate::smpp::session::{self, BindParams, Handler};
+use crate::smpp::text::{self, Concat, TextOptions};
+
+/// Returns one capacity permit when dropped.
+#[derive(Debug)]
+pub struct CapacityPermit(Arc<Semaphore>);
+
+impl Drop for CapacityPermit {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
+/// One part of a message, ready to write.
+#[derive(Debug)]
+pub struct SegmentJob {
+    /// Message.
+    pub id: MessageId,
+    /// Part index (0-based).
+    pub part: u32,
+    /// The PDU body.
+    pub sm: SubmitSm,
+    /// Wall-clock ms after which the part must not be sent.
+    pub expires_at_ms: u64,
+    _permit: CapacityPermit,
+}
+
+/// An SMPP carrier with its queue of parts and its binds.
+#[derive(Debug)]
+pub struct SmppCarrier {
+    name: Arc<str>,
+    text: TextOptions,
+    queue: Mutex<VecDeque<SegmentJob>>,
+    notify: Notify,
+    capacity: Arc<Semaphore>,
+    reference: AtomicU16,
+    unanswered: Unanswered,
+    sink: Arc<dyn CarrierSink>,
+}
+
+impl std::fmt::Debug for dyn CarrierSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CarrierSink")
+    }
+}
+
+impl SmppCarrier {
+    /// A carrier from its configuration (binds are started by [`SmppCarrier::start`]).
+    pub fn new(cfg: &CarrierConfig, sink: Arc<dyn CarrierSink>) -> Arc<SmppCarrier> {
+        let windows: u32 = cfg
+            .binds
+            .iter()
+            .filter(|b| b.mode != crate::config::BindMode::Receiver)
+            .map(|b| b.window * b.count)
+            .sum();
+        Arc::new(SmppCarrier {
+            name: cfg.name.as_str().into(),
+            text: TextOptions {
+                concat: match cfg.concat {
+                    ConcatMode::Udh8 => Concat::Udh8,
+                    ConcatMode::Udh16 => Concat::Udh16,
+                    ConcatMode::Sar => Concat::Sar,
+                    ConcatMode::Payload => Concat::Payload,
+                },
+                gsm7_packed: cfg.gsm7_packed,
+            },
+            queue: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+            capacity: Arc::new(Semaphore::new(
+                ((windows * 2) as usize).max(text::MAX_SEGMENTS),
+            )),
+            reference: AtomicU16::new(rand::random()),
+            unanswered: cfg.unanswered,
+            sink,
+        })
+    }
+
+    /// Carrier name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Part permits: the dispatcher takes one per part before dispatching.
+    pub fn capacity(&self) -> &Arc<Semaphore> {
+        &self.capacity
+    }
+
+    /// Parts queued, not yet written.
+    pub fn queued(&self) -> usize {
+        self.queue.lock().len()
+    }
+
+    /// Starts every configured bind.
+    pub fn start(
+        self: &Arc<Self>,
+        cfg: &CarrierConfig,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let mut n = 0;
+        for b in &cfg.binds {
+            for _ in 0..b.count {
+                n += 1;
+                let params = bind_params(&self.name, n, b, tls.clone().filter(|_| b.tls));
+                tokio::spawn(session::run(params, self.clone(), shutdown.clone()));
+            }
+        }
+    }
+
+    /// Encodes a message into submit_sm bodies, one per part.
+    ///
+    /// # Errors
+    /// A readable reason when the text cannot be encoded.
+    pub fn parts(&self, m: &Message) -> Result<Vec<SubmitSm>, String> {
+        let reference = self.reference.fetch_add(1, Ordering::Relaxed);
+        let segments = text::encode(&m.text, &self.text, reference).map_err(|e| e.to_string())?;
+        let (src_ton, src_npi) = match &m.from {
+            Sender::ShortCode(_) => (3, 0),
+            Sender::LongCode(_) => (1, 1),
+            Sender::Alphanumeric(_) => (5, 0),
+        };
+        let source = Bytes::from(m.from.address());
+        let dest = Bytes::from(m.to.digits());
+        let validity = relative_validity(m.expires_at_ms.saturating_sub(now_ms()) / 1000);
+        Ok(segments
+            .into_iter()
+            .map(|s| {
+                let mut tlvs = Vec::new();
+                if let Some(c) = s.sar {
+                    tlvs.push(Tlv::from_u16(tag::SAR_MSG_REF_NUM, c.reference));
+                    tlvs.push(Tlv::from_u8(tag::SAR_TOTAL_SEGMENTS, c.total));
+                    tlvs.push(Tlv::from_u8(tag::SAR_SEGMENT_SEQNUM, c.seq));
+                }
+                if let Some(p) = s.message_payload {
+                    tlvs.push(Tlv::new(tag::MESSAGE_PAYLOAD, p));
+                }
+                SubmitSm {
+                    source_addr_ton: src_ton,
+                    source_addr_npi: src_npi,
+                    source_addr: source.clone(),
+                    dest_addr_ton: 1,
+                    dest_addr_npi: 1,
+                    destination_addr: dest.clone(),
+                    esm_class: if s.esm_class_udhi { 0x40 } else { 0 },
+                    validity_period: validity.clone(),
+                    // Final receipt on success and failure (SMPP 3.4 5.2.17).
+                    registered_delivery: 1,
+                    data_coding: s.data_coding,
+                    short_message: s.short_message,
+                    tlvs,
+                    ..SubmitSm::default()
+                }
+            })
+            .collect())
+    }
+
+    /// Queues the parts of a dispatched message; `permits` were taken from
+    /// [`SmppCarrier::capacity`] (one per part) and are released part by part.
+    pub fn enqueue(&self, id: MessageId, expires_at_ms: u64, parts: Vec<SubmitSm>) {
+        let mut q = self.queue.lock();
+        for (i, sm) in parts.into_iter().enumerate() {
+            q.push_back(SegmentJob {
+                id,
+                part: i as u32,
+                sm,
+                expires_at_ms,
+                _permit: CapacityPermit(self.capacity.clone()),
+            });
+        }
+        drop(q);
+        self.notify.notify_waiters();
+    }
+
+    fn requeue_front(&self, job: SegmentJob) {
+        if job.expires_at_ms <= now_ms() {
+            self.sink.part_failed(
+                job.id,
+                job.part,
+                DeliveryState::Expired,
+                0,
+                "validity ended while the carrier throttled".into(),
+            );
+            return;
+        }
+        self.queue.lock().push_front(job);
+        self.notify.notify_waiters();
+    }
+}
+
+impl Handler for SmppCarrier {
+    type Job = SegmentJob;
+
+    fn take(&self, max: usize) -> Vec<SegmentJob> {
+        let mut q = self.queue.lock();
+        let n = max.min(q.len());
+        q.drain(..n).collect()
+    }
+
+    fn ready(&self) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            loop {
+                let notified = self.notify.notified();
+                if !self.queue.lock().is_empty() {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    }
+
+    fn give_back(&self, jobs: Vec<SegmentJob>) {
+        let mut q = self.queue.lock();
+        for j in jobs.into_iter().rev() {
+            q.push_front(j);
+        }
+    }
+
+    fn submit_sm<'a>(&self, job: &'a SegmentJob) -> &'a SubmitSm {
+        &job.sm
+    }
+
+    fn submit_resp(&self, job: SegmentJob, status: CommandStatus, message_id: Bytes) {
+        if status.is_ok() {
+            self.sink
+                .part_submitted(&self.name, job.id, job.part, &message_id);
+        } else if status.is_temporary() {
+            // The session slows down; the part goes back to the front.
+            self.requeue_front(job);
+        } else {
+            let reason = match status.name() {
+                Some(n) => format!("carrier refused: {n}"),
+                None => format!("carrier refused: status 0x{:08x}", status.0),
+            };
+            self.sink
+                .part_failed(job.id, job.part, DeliveryState::Rejected, status.0, reason);
+        }
+    }
+
+    fn unanswered(&self, job: SegmentJob) {
+        match self.unanswered {
+            Unanswered::Resend => self.requeue_front(job),
+            Unanswered::Unknown => self.sink.part_failed(
+                job.id,
+                job.part,
+                DeliveryState::Unknown,
+                0,
+                "no answer from the carrier".into(),
+            ),
+        }
+    }
+
+    fn deliver(&self, sm: DeliverSm) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
+        self.sink.deliver(&self.name, sm)
+    }
+}
+
+fn bind_params(
+    carrier: &Arc<str>,
+    n: u32,
+    b: &BindConfig,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> BindParams {
+    BindParams {
+        name: format!("{carrier}/{n}").into(),
+        carrier: carrier.clone(),
+        address: b.address.clone(),
+        system_id: b.system_id.clone(),
+        password: b.password.clone(),
+        system_type: b.system_type.clone(),
+        mode: b.mode,
+        window: b.window as usize,
+        rate: b.rate,
+        tls,
+        response_timeout: b.response_timeout,
+        enquire_link_interval: b.enquire_link_interval,
+        reconnect_min: b.reconnect_min,
+        reconnect_max: b.reconnect_max,
+    }
+}
+
+/// SMPP relative time (`YYMMDDhhmmss000R`) for `secs` from now, capped at 99 days.
+pub fn relative_validity(secs: u64) -> Bytes {
+    let secs = secs.clamp(60, 99 * 86_400);
+    let (d, r) = (secs / 86_400, secs % 86_400);
+    let (h, r) = (r / 3600, r % 3600);
+    let (m, s) = (r / 60, r % 60);
+    Bytes::from(format!("0000{d:02}{h:02}{m:02}{s:02}000R"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_validity_format() {
+        assert_eq!(&relative_validity(60)[..], b"000000000100000R");
+        assert_eq!(
+            &relative_validity(2 * 86_400 + 3 * 3600 + 4 * 60 + 5)[..],
+            b"000002030405000R"
+        );
+        assert_eq!(&relative_validity(0)[..], b"000000000100000R");
+        assert_eq!(relative_validity(u64::MAX).len(), 16);
+    }
+}

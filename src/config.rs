@@ -1,0 +1,530 @@
+//! The TOML configuration: plain typed structs with defaults, parsed at the
+//! edge, validated with every problem collected before failing.
+//!
+//! Durations are humantime strings (`"30s"`, `"500us"`, `"48h"`). Secrets
+//! (tokens, bind passwords) are wrapped in [`Secret`], whose `Debug` never
+//! shows the value, so a logged config leaks nothing.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A string that must never be logged.
+#[derive(Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name of this node (events, logs, message id prefix).
+    #[serde(default = "default_node_id")]
+    pub node_id: String,
+    /// Directory for the journal and media. Default `./sluice-data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Ingest listener and protocol limits.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The journal.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// HTTP endpoint for metrics and health.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Receipt correlation.
+    #[serde(default)]
+    pub receipts: ReceiptsConfig,
+    /// TLS for carrier binds with `tls = true`.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Tenants allowed to connect.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    /// Carriers (SMSCs) and their binds.
+    #[serde(default)]
+    pub carriers: Vec<CarrierConfig>,
+    /// Route table: first matching prefix wins; without routes, every
+    /// recipient goes to the first carrier.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_node_id() -> String {
+    "sluice-1".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("sluice-data")
+}
+
+/// Ingest listener settings.
+///
+/// # Defaults
+/// listen `127.0.0.1:7700`, max frame 4 MiB, max batch 1,000 messages,
+/// initial credits 50,000, dedupe window 24 h, event window 20,000.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest frame accepted after Hello, bytes.
+    pub max_frame_bytes: u32,
+    /// Most messages per SubmitBatch.
+    pub max_batch_messages: u32,
+    /// Credits granted at Hello (messages a client may have unacknowledged).
+    pub initial_credits: u32,
+    /// How long a `(tenant, client_ref)` is remembered for deduplication.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    /// Most events in flight (sent, not acknowledged) per subscribed connection.
+    pub event_window: u32,
+    /// How long a connection may stay silent before Hello.
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: "127.0.0.1:7700".parse().expect("valid literal"),
+            max_frame_bytes: 4 << 20,
+            max_batch_messages: 1000,
+            initial_credits: 50_000,
+            dedupe_window: Duration::from_secs(24 * 3600),
+            event_window: 20_000,
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What happens, after a crash, to a message that was dispatched but got no
+/// answer from the carrier.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Recovery {
+    /// Report it `unknown` (no duplicate can reach the handset). Default.
+    #[default]
+    Unknown,
+    /// Send it again (at-least-once; the handset may get it twice).
+    Resend,
+}
+
+/// Journal settings.
+///
+/// # Defaults
+/// path `<data_dir>/journal`, segments of 64 MiB, compaction past 8 segments,
+/// recovery `unknown`, at most 2,000,000 messages queued.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Directory of the journal; default `<data_dir>/journal`.
+    pub path: Option<PathBuf>,
+    /// Size at which the head segment is closed and a new one started.
+    pub segment_bytes: u64,
+    /// When more segments than this exist, live records of the oldest are
+    /// carried forward and it is deleted.
+    pub max_segments: u32,
+    /// Crash recovery of dispatched-but-unanswered messages.
+    pub recovery: Recovery,
+    /// Most messages accepted but not finished; past it ingest withholds credits.
+    pub max_live_messages: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            path: None,
+            segment_bytes: 64 << 20,
+            max_segments: 8,
+            recovery: Recovery::Unknown,
+            max_live_messages: 2_000_000,
+        }
+    }
+}
+
+/// Metrics and health endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on; `None` disables the endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Some("127.0.0.1:9700".parse().expect("valid literal")),
+        }
+    }
+}
+
+/// Receipt correlation settings.
+///
+/// # Defaults
+/// early receipts kept 60 s; at most 100,000 of them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptsConfig {
+    /// How long a receipt that names an unknown carrier id is kept, waiting for
+    /// the submit_sm_resp that introduces that id.
+    #[serde(with = "humantime_serde")]
+    pub early_receipt_ttl: Duration,
+    /// Most early receipts kept.
+    pub max_early_receipts: usize,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            early_receipt_ttl: Duration::from_secs(60),
+            max_early_receipts: 100_000,
+        }
+    }
+}
+
+/// TLS client settings for carrier connections.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of CA certificates to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One tenant (an upstream campaign system).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Name used in Hello.
+    pub name: String,
+    /// Secret token used in Hello.
+    pub token: Secret,
+    /// Sender addresses (short codes, numbers) this tenant owns: inbound
+    /// messages to them go to this tenant.
+    #[serde(default)]
+    pub senders: Vec<String>,
+    /// Validity when a message gives none. Default 48 h.
+    #[serde(default = "default_validity", with = "humantime_serde")]
+    pub default_validity: Duration,
+}
+
+fn default_validity() -> Duration {
+    Duration::from_secs(48 * 3600)
+}
+
+/// How long texts are split, per carrier.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcatMode {
+    /// UDH with an 8-bit reference (default).
+    #[default]
+    Udh8,
+    /// UDH with a 16-bit reference.
+    Udh16,
+    /// SAR TLVs.
+    Sar,
+    /// One submit_sm with the whole text in message_payload.
+    Payload,
+}
+
+/// A carrier reachable over SMPP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    /// Name used in routes, metrics and events.
+    pub name: String,
+    /// How long texts are split.
+    #[serde(default)]
+    pub concat: ConcatMode,
+    /// Pack GSM-7 septets (most SMSCs expect unpacked with data_coding 0).
+    #[serde(default)]
+    pub gsm7_packed: bool,
+    /// What to do with a submit whose answer never came.
+    #[serde(default)]
+    pub unanswered: Unanswered,
+    /// Binds to this carrier's SMSC.
+    pub binds: Vec<BindConfig>,
+}
+
+/// What a carrier does with a submit whose answer never came (response
+/// timeout, or the link dropped with it outstanding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unanswered {
+    /// Send it again on the next bind (default): SMSCs answer in order and
+    /// drop unread PDUs with the link, so this rarely duplicates.
+    #[default]
+    Resend,
+    /// Report the part `unknown` (never a duplicate).
+    Unknown,
+}
+
+/// SMPP bind type.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BindMode {
+    /// Submits and receipts on one connection (default).
+    #[default]
+    Transceiver,
+    /// Submits only.
+    Transmitter,
+    /// Receipts and MO only.
+    Receiver,
+}
+
+/// One SMPP bind (one TCP connection, or `count` identical ones).
+///
+/// # Defaults
+/// transceiver, window 64, unlimited rate, response timeout 10 s,
+/// enquire_link every 30 s, reconnect backoff 500 ms doubling to 30 s.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindConfig {
+    /// SMSC address, `host:port`.
+    pub address: String,
+    /// system_id.
+    pub system_id: String,
+    /// password (never logged).
+    pub password: Secret,
+    /// system_type.
+    #[serde(default)]
+    pub system_type: String,
+    /// Bind type.
+    #[serde(default)]
+    pub mode: BindMode,
+    /// Identical connections to open.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Most submit_sm outstanding (sent, unanswered).
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Submits per second on this bind; 0 = unlimited.
+    #[serde(default)]
+    pub rate: u32,
+    /// Connect over TLS (rustls).
+    #[serde(default)]
+    pub tls: bool,
+    /// How long to wait for a response PDU.
+    #[serde(default = "default_response_timeout", with = "humantime_serde")]
+    pub response_timeout: Duration,
+    /// Idle time before an enquire_link.
+    #[serde(default = "default_enquire_link", with = "humantime_serde")]
+    pub enquire_link_interval: Duration,
+    /// First reconnect delay.
+    #[serde(default = "default_reconnect_min", with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay.
+    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_window() -> u32 {
+    64
+}
+fn default_response_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_enquire_link() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_reconnect_min() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A route: recipients whose E.164 number starts with `prefix` go to
+/// `carriers` (first available wins).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// E.164 prefix with `+` (e.g. `"+1"`); `""` matches everything.
+    pub prefix: String,
+    /// Carrier names in order of preference.
+    pub carriers: Vec<String>,
+}
+
+/// A configuration that cannot be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// Values that parse but make no sense together.
+    #[error("{path}: invalid configuration:\n  - {}", problems.join("\n  - "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and every problem.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` names it in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Every inconsistency in the configuration (empty when usable).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for t in &self.tenants {
+            if t.name.is_empty() {
+                p.push("a tenant has an empty name".into());
+            }
+            if !names.insert(t.name.as_str()) {
+                p.push(format!("tenant {:?} is defined twice", t.name));
+            }
+            if t.token.expose().len() < 8 {
+                p.push(format!(
+                    "tenant {:?}: token must have at least 8 characters",
+                    t.name
+                ));
+            }
+        }
+        let mut carriers = std::collections::HashSet::new();
+        for c in &self.carriers {
+            if !carriers.insert(c.name.as_str()) {
+                p.push(format!("carrier {:?} is defined twice", c.name));
+            }
+            if c.binds.is_empty() {
+                p.push(format!("carrier {:?} has no binds", c.name));
+            }
+            if !c.binds.iter().any(|b| b.mode != BindMode::Receiver) {
+                p.push(format!(
+                    "carrier {:?} has no transmitter or transceiver bind",
+                    c.name
+                ));
+            }
+            for (i, b) in c.binds.iter().enumerate() {
+                let at = format!("carrier {:?} bind {}", c.name, i + 1);
+                if b.window == 0 {
+                    p.push(format!("{at}: window must be at least 1"));
+                }
+                if b.count == 0 {
+                    p.push(format!("{at}: count must be at least 1"));
+                }
+                if b.system_id.len() > 15 {
+                    p.push(format!("{at}: system_id is longer than 15 characters"));
+                }
+                if b.password.expose().len() > 8 {
+                    p.push(format!(
+                        "{at}: password is longer than 8 characters (SMPP 3.4 limit)"
+                    ));
+                }
+                if b.reconnect_min > b.reconnect_max {
+                    p.push(format!("{at}: reconnect_min exceeds reconnect_max"));
+                }
+            }
+        }
+        for r in &self.routes {
+            if !r.prefix.is_empty()
+                && !(r.prefix.starts_with('+') && r.prefix[1..].bytes().all(|b| b.is_ascii_digit()))
+            {
+                p.push(format!(
+                    "route prefix {:?} must be '+' and digits",
+                    r.prefix
+                ));
+            }
+            for c in &r.carriers {
+                if !carriers.contains(c.as_str()) {
+                    p.push(format!(
+                        "route {:?} names unknown carrier {:?}",
+                        r.prefix, c
+                    ));
+                }
+            }
+        }
+        if self.ingest.max_batch_messages == 0 {
+            p.push("ingest.max_batch_messages must be at least 1".into());
+        }
+        if self.ingest.max_frame_bytes < 1024 {
+            p.push("ingest.max_frame_bytes must be at least 1024".into());
+        }
+        if self.journal.segment_bytes < 1 << 20 {
+            p.push("journal.segment_bytes must be at least 1 MiB".into());
+        }
+        if self.journal.max_segments < 2 {
+            p.push("journal.max_segments must be at least 2".into());
+        }
+        p
+    }
+
+    /// Journal directory (explicit or under the data directory).
+    pub fn journal_dir(&self) -> PathBuf {
+        self.journal
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("journal"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,325 @@
+//! The event fan-out: turns final states (and, later, inbound messages and
+//! opt-outs) into `sluice.v1.Event`s, journals them, and holds them per tenant
+//! until a subscribed upstream connection acknowledges them.
+//!
+//! Delivery is at least once: an event sent on a connection that closes
+//! before acknowledging it goes back to the front of its tenant's queue; after
+//! a restart every unacknowledged event is restored from the journal. Events
+//! are encoded once, when they are created, and sent as those same bytes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prost::Message as _;
+use tokio::sync::Notify;
+
+use crate::ingest::pb;
+use crate::journal::{Durable, Journal, PendingEvent};
+use crate::ledger::Finalized;
+use crate::model::{DeliveryState, MessageId, now_ms};
+
+/// Identifies one subscribed connection.
+pub type ConnId = u64;
+
+#[derive(Debug, Default)]
+struct TenantQueue {
+    /// Durable, not yet sent (front = oldest).
+    ready: VecDeque<Arc<PendingEvent>>,
+    /// Sent on a connection, waiting for its acknowledgement.
+    in_flight: HashMap<u64, (ConnId, Arc<PendingEvent>)>,
+    /// Created, not yet durable (compaction must still see them).
+    unsynced: HashMap<u64, Arc<PendingEvent>>,
+}
+
+#[derive(Debug)]
+struct Tenant {
+    queue: Mutex<TenantQueue>,
+    notify: Notify,
+}
+
+/// Per-tenant event queues.
+#[derive(Debug)]
+pub struct EventHub {
+    tenants: HashMap<Arc<str>, Tenant>,
+    journal: Journal,
+    pending: AtomicU64,
+}
+
+impl EventHub {
+    /// A hub for the configured tenants.
+    pub fn new(journal: Journal, tenants: impl IntoIterator<Item = Arc<str>>) -> EventHub {
+        EventHub {
+            tenants: tenants
+                .into_iter()
+                .map(|t| {
+                    (
+                        t,
+                        Tenant {
+                            queue: Mutex::default(),
+                            notify: Notify::new(),
+                        },
+                    )
+                })
+                .collect(),
+            journal,
+            pending: AtomicU64::new(0),
+        }
+    }
+
+    /// Events created and not yet acknowledged.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Puts back events recovered from the journal (already durable).
+    pub fn restore(&self, events: Vec<PendingEvent>) {
+        for e in events {
+            let Some(t) = self.tenants.get(e.tenant.as_str()) else {
+                tracing::warn!(target: "sluice::events", tenant = %e.tenant, event_id = e.event_id,
+                    "dropping a recovered event of a tenant no longer configured");
+                continue;
+            };
+            t.queue.lock().ready.push_back(Arc::new(e));
+            self.pending.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Creates the delivery events of finished messages, registers them (so
+    /// compaction sees them), and journals them. They become visible to
+    /// subscribers when the returned future resolves.
+    pub fn publish_final(self: &Arc<Self>, finals: &[Finalized]) -> Publish {
+        if finals.is_empty() {
+            return Publish::done();
+        }
+        let first = self.journal.allocate_event_ids(finals.len() as u64);
+        let at = now_ms();
+        let events: Vec<Arc<PendingEvent>> = finals
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let event_id = first + i as u64;
+                Arc::new(PendingEvent {
+                    event_id,
+                    message_id: f.message.id,
+                    tenant: f.message.tenant.to_string(),
+                    payload: delivery_event(event_id, f, at),
+                })
+            })
+            .collect();
+        self.publish(events)
+    }
+
+    /// Creates one event of another kind (inbound message, opt-out) for `tenant`.
+    pub fn publish_kind(self: &Arc<Self>, tenant: &str, kind: pb::event::Kind) -> Publish {
+        let event_id = self.journal.allocate_event_ids(1);
+        let payload = pb::Event {
+            event_id,
+            kind: Some(kind),
+        }
+        .encode_to_vec();
+        self.publish(vec![Arc::new(PendingEvent {
+            event_id,
+            message_id: MessageId(0),
+            tenant: tenant.to_owned(),
+            payload: payload.into(),
+        })])
+    }
+
+    fn publish(self: &Arc<Self>, events: Vec<Arc<PendingEvent>>) -> Publish {
+        for e in &events {
+            if let Some(t) = self.tenants.get(e.tenant.as_str()) {
+                t.queue.lock().unsynced.insert(e.event_id, e.clone());
+            }
+        }
+        self.pending
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let durable = self.journal.events(events.iter().map(|e| &**e));
+        Publish {
+            hub: Some(self.clone()),
+            events,
+            durable: Some(durable),
+        }
+    }
+
+    fn make_ready(&self, events: &[Arc<PendingEvent>]) {
+        for e in events {
+            if let Some(t) = self.tenants.get(e.tenant.as_str()) {
+                let mut q = t.queue.lock();
+                if q.unsynced.remove(&e.event_id).is_some() {
+                    q.ready.push_back(e.clone());
+                }
+                drop(q);
+                t.notify.notify_waiters();
+            }
+        }
+    }
+
+    /// Waits until `tenant` may have events ready.
+    pub async fn wait(&self, tenant: &str) {
+        if let Some(t) = self.tenants.get(tenant) {
+            let notified = t.notify.notified();
+            if !t.queue.lock().ready.is_empty() {
+                return;
+            }
+            notified.await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Takes up to `max` ready events of `tenant` for connection `conn`.
+    pub fn take(&self, tenant: &str, conn: ConnId, max: usize) -> Vec<Arc<PendingEvent>> {
+        let Some(t) = self.tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let mut q = t.queue.lock();
+        let n = max.min(q.ready.len());
+        let out: Vec<_> = q.ready.drain(..n).collect();
+        for e in &out {
+            q.in_flight.insert(e.event_id, (conn, e.clone()));
+        }
+        out
+    }
+
+    /// Acknowledges events sent on `conn`; returns how many were in flight
+    /// there. Unknown ids and ids of other connections are ignored.
+    pub fn ack(&self, tenant: &str, conn: ConnId, ids: &[u64]) -> usize {
+        let Some(t) = self.tenants.get(tenant) else {
+            return 0;
+        };
+        let mut acked = Vec::with_capacity(ids.len());
+        {
+            let mut q = t.queue.lock();
+            for id in ids {
+                if let Some((c, _)) = q.in_flight.get(id) {
+                    if *c == conn {
+                        q.in_flight.remove(id);
+                        acked.push(*id);
+                    }
+                }
+            }
+        }
+        if !acked.is_empty() {
+            self.pending
+                .fetch_sub(acked.len() as u64, Ordering::Relaxed);
+            self.journal.event_ack(&acked);
+            metrics::counter!("sluice_events_acked_total").increment(acked.len() as u64);
+        }
+        acked.len()
+    }
+
+    /// A connection went away: its unacknowledged events go back to the front
+    /// of the queue, in event order.
+    pub fn release(&self, tenant: &str, conn: ConnId) {
+        let Some(t) = self.tenants.get(tenant) else {
+            return;
+        };
+        let mut q = t.queue.lock();
+        let mut back: Vec<Arc<PendingEvent>> = Vec::new();
+        q.in_flight.retain(|_, (c, e)| {
+            if *c == conn {
+                back.push(e.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if back.is_empty() {
+            return;
+        }
+        back.sort_by_key(|e| std::cmp::Reverse(e.event_id));
+        for e in back {
+            q.ready.push_front(e);
+        }
+        drop(q);
+        t.notify.notify_waiters();
+    }
+
+    /// Every event not yet acknowledged (compaction's carry-forward).
+    pub fn snapshot(&self) -> Vec<Arc<PendingEvent>> {
+        let mut out = Vec::new();
+        for t in self.tenants.values() {
+            let q = t.queue.lock();
+            out.extend(q.unsynced.values().cloned());
+            out.extend(q.ready.iter().cloned());
+            out.extend(q.in_flight.values().map(|(_, e)| e.clone()));
+        }
+        out
+    }
+}
+
+/// A publication in progress: resolves when its events are durable and
+/// visible to subscribers.
+#[derive(Debug)]
+#[must_use = "events become visible only when the publication is awaited"]
+pub struct Publish {
+    hub: Option<Arc<EventHub>>,
+    events: Vec<Arc<PendingEvent>>,
+    durable: Option<Durable>,
+}
+
+impl Publish {
+    fn done() -> Publish {
+        Publish {
+            hub: None,
+            events: Vec::new(),
+            durable: None,
+        }
+    }
+
+    /// Waits for durability, then hands the events to subscribers.
+    ///
+    /// # Errors
+    /// The journal failed; the events stay registered and are not sent.
+    pub async fn wait(self) -> Result<(), crate::journal::JournalError> {
+        if let Some(d) = self.durable {
+            d.wait().await?;
+        }
+        if let Some(hub) = self.hub {
+            hub.make_ready(&self.events);
+        }
+        Ok(())
+    }
+}
+
+/// Encodes the `Event` for a finished message.
+pub fn delivery_event(event_id: u64, f: &Finalized, at_ms: u64) -> Bytes {
+    let state = match f.state {
+        DeliveryState::Delivered => pb::DeliveryState::StateDelivered,
+        DeliveryState::Failed => pb::DeliveryState::StateFailed,
+        DeliveryState::Expired => pb::DeliveryState::StateExpired,
+        DeliveryState::Rejected => pb::DeliveryState::StateRejected,
+        DeliveryState::Unknown => pb::DeliveryState::StateUnknown,
+        DeliveryState::Suppressed => pb::DeliveryState::StateSuppressed,
+        DeliveryState::Queued | DeliveryState::Dispatched | DeliveryState::Submitted => {
+            pb::DeliveryState::StateSubmitted
+        }
+    };
+    let ev = pb::Event {
+        event_id,
+        kind: Some(pb::event::Kind::Delivery(pb::DeliveryEvent {
+            message_id: f.message.id.0,
+            client_ref: f.message.client_ref.clone(),
+            state: state as i32,
+            reason: f.reason.to_string(),
+            error_code: f.error_code,
+            channel: if f.carrier.is_some() {
+                pb::Channel::SmsUsed as i32
+            } else {
+                pb::Channel::Unspecified as i32
+            },
+            at_ms,
+            carrier: f.carrier.as_deref().unwrap_or_default().to_owned(),
+            segments: f.parts,
+            campaign_id: f.message.campaign_id.clone(),
+            channel_reason: String::new(),
+        })),
+    };
+    ev.encode_to_vec().into()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,528 @@
+//! The gateway: wires the pipeline together — journal recovery, ledger,
+//! events, receipts, scheduler, carriers, ingest and the HTTP endpoint —
+//! implements the ingest [`Backend`] (admission → journal → queue), and runs
+//! the background chores (expiry sweep, journal compaction, gauges).
+//!
+//! Start-up order matters: the journal is replayed and every recovered
+//! message and event restored *before* the ingest listener accepts anything.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admission::{self, Dedupe};
+use crate::carrier::smpp::SmppCarrier;
+use crate::config::{Config, Recovery, Secret};
+use crate::events::EventHub;
+use crate::ingest::pb::{self, RejectReason};
+use crate::ingest::{self, Backend};
+use crate::journal::{Journal, Recovered};
+use crate::ledger::{Entry, Ledger, Part, Stage};
+use crate::model::{DeliveryState, Message, MessageId, Msisdn, now_ms};
+use crate::receipts::Receipts;
+use crate::schedule::{self, Scheduler};
+use crate::telemetry::{self, Health};
+
+const TARGET: &str = "sluice::gateway";
+
+struct TenantEntry {
+    name: Arc<str>,
+    token: Secret,
+    default_validity: Duration,
+}
+
+/// The wired pipeline; implements the ingest [`Backend`].
+pub struct Gateway {
+    journal: Journal,
+    ledger: Arc<Ledger>,
+    hub: Arc<EventHub>,
+    receipts: Arc<Receipts>,
+    scheduler: Arc<Scheduler>,
+    carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+    dedupe: Dedupe,
+    tenants: HashMap<String, TenantEntry>,
+    routes: Vec<(String, Vec<Arc<str>>)>,
+    default_carrier: Option<Arc<str>>,
+    max_live: u64,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("live", &self.ledger.live())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// The carrier a recipient routes to.
+    fn route(&self, to: Msisdn) -> Option<&Arc<str>> {
+        if self.routes.is_empty() {
+            return self.default_carrier.as_ref();
+        }
+        let number = to.to_string();
+        self.routes
+            .iter()
+            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
+            .and_then(|(_, carriers)| carriers.first())
+    }
+
+    /// The ledger of live messages.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    fn enqueue(&self, messages: &[Arc<Message>]) {
+        for m in messages {
+            match self.route(m.to).and_then(|c| self.scheduler.queue(c)) {
+                Some(q) => q.push(std::iter::once(m)),
+                None => {
+                    // Routes changed since acceptance: nothing can take it.
+                    if let Some(f) = self.ledger.finish(
+                        m.id,
+                        DeliveryState::Rejected,
+                        0,
+                        &"no route to this recipient".into(),
+                    ) {
+                        tokio::spawn(self.receipts.publish(vec![f]));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restores recovered messages and events (before ingest starts).
+    fn restore(&self, rec: Recovered, recovery: Recovery) {
+        let now = now_ms();
+        for (tenant, client_ref, id, at) in &rec.dedupe {
+            if let Some(t) = self.tenants.get(tenant) {
+                self.dedupe.restore(&t.name, client_ref, *id, *at, now);
+            }
+        }
+        self.hub.restore(rec.events);
+        let mut requeue = Vec::new();
+        let mut unknown = Vec::new();
+        let total = rec.messages.len();
+        for rm in rec.messages {
+            let message = Arc::new(rm.message);
+            let carrier = rm
+                .carrier
+                .as_deref()
+                .and_then(|c| self.carriers.get_key_value(c))
+                .map(|(k, _)| k.clone());
+            match (rm.carrier, carrier) {
+                (None, _) => {
+                    self.ledger.restore(Entry {
+                        message: message.clone(),
+                        stage: Stage::Queued,
+                    });
+                    requeue.push(message);
+                }
+                (Some(_), Some(c))
+                    if rm.parts > 0
+                        && rm.carrier_ids.len() == rm.parts as usize
+                        && rm.carrier_ids.iter().all(|s| !s.is_empty()) =>
+                {
+                    // Every part was accepted: wait for the receipts.
+                    let parts: Vec<Part> = rm
+                        .carrier_ids
+                        .iter()
+                        .map(|s| Part::Submitted(s.as_str().into()))
+                        .collect();
+                    for (i, k) in rm.carrier_ids.iter().enumerate() {
+                        self.receipts.restore(&c, message.id, i as u32, k);
+                    }
+                    self.ledger.restore(Entry {
+                        message,
+                        stage: Stage::Dispatched {
+                            carrier: c,
+                            parts: parts.into_boxed_slice(),
+                        },
+                    });
+                }
+                (Some(_), _) if recovery == Recovery::Resend => {
+                    self.ledger.restore(Entry {
+                        message: message.clone(),
+                        stage: Stage::Queued,
+                    });
+                    requeue.push(message);
+                }
+                (Some(name), c) => {
+                    let parts: Vec<Part> = (0..rm.parts.max(1) as usize)
+                        .map(|i| match rm.carrier_ids.get(i) {
+                            Some(s) if !s.is_empty() => Part::Submitted(s.as_str().into()),
+                            _ => Part::Pending,
+                        })
+                        .collect();
+                    self.ledger.restore(Entry {
+                        message: message.clone(),
+                        stage: Stage::Dispatched {
+                            carrier: c.unwrap_or_else(|| name.as_str().into()),
+                            parts: parts.into_boxed_slice(),
+                        },
+                    });
+                    unknown.push(message.id);
+                }
+            }
+        }
+        let reason: Arc<str> = "gateway restarted before the carrier answered".into();
+        let finals: Vec<_> = unknown
+            .iter()
+            .filter_map(|id| self.ledger.finish(*id, DeliveryState::Unknown, 0, &reason))
+            .collect();
+        tracing::info!(target: TARGET, records = rec.records, live = total, requeued = requeue.len(),
+            unknown = finals.len(), events = self.hub.pending(), "journal recovered");
+        for p in &rec.problems {
+            tracing::error!(target: TARGET, problem = %p, "unrecoverable journal entry");
+        }
+        tokio::spawn(self.receipts.publish(finals));
+        self.enqueue(&requeue);
+    }
+
+    /// Compaction: when the journal holds more than `max_segments`, rotate,
+    /// carry every live record into the new head, then delete the older
+    /// segments. Safe because state is registered in memory before its
+    /// record is written (see `ledger` and `events`).
+    async fn compact(&self, max_segments: u64) -> Result<(), crate::journal::JournalError> {
+        if self.journal.segments() <= max_segments {
+            return Ok(());
+        }
+        let head = self.journal.rotate().await?;
+        let carried = self.ledger.carry().await?;
+        let events = self.hub.snapshot();
+        self.journal
+            .events(events.iter().map(|e| &**e))
+            .wait()
+            .await?;
+        let keys = self.dedupe.entries();
+        for chunk in keys.chunks(4096) {
+            self.journal
+                .remember(chunk.iter().map(|(t, c, id, at)| (&**t, &**c, *id, *at)))
+                .wait()
+                .await?;
+        }
+        self.journal.delete_before(head).await?;
+        tracing::info!(target: TARGET, head, carried, events = events.len(), keys = keys.len(), "journal compacted");
+        Ok(())
+    }
+}
+
+impl Backend for Gateway {
+    fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>> {
+        let t = self.tenants.get(tenant)?;
+        ingest::secret_eq(t.token.expose(), token).then(|| t.name.clone())
+    }
+
+    fn submit(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        messages: Vec<pb::SubmitMessage>,
+    ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
+        let now = now_ms();
+        let Some(t) = self.tenants.get(&**tenant) else {
+            return Box::pin(std::future::ready(Vec::new()));
+        };
+        let first = self.journal.allocate_message_ids(messages.len() as u64);
+        let mut results = Vec::with_capacity(messages.len());
+        let mut accepted: Vec<Arc<Message>> = Vec::with_capacity(messages.len());
+        for (i, m) in messages.into_iter().enumerate() {
+            let client_ref = m.client_ref.clone();
+            let verdict =
+                admission::validate(tenant, m, t.default_validity, now).and_then(|mut msg| {
+                    if self.route(msg.to).is_none() {
+                        return Err(admission::Rejection {
+                            reason: RejectReason::NoRoute,
+                            detail: format!("no carrier routes {}", msg.to),
+                        });
+                    }
+                    msg.id = MessageId(first + i as u64);
+                    Ok(msg)
+                });
+            match verdict {
+                Err(r) => {
+                    metrics::counter!("sluice_messages_rejected_total",
+                        "tenant" => tenant.to_string(), "reason" => r.reason.as_str_name())
+                    .increment(1);
+                    results.push(pb::SubmitResult {
+                        client_ref,
+                        message_id: 0,
+                        reason: r.reason as i32,
+                        detail: r.detail,
+                        duplicate: false,
+                    });
+                }
+                Ok(msg) => match self
+                    .dedupe
+                    .check_or_insert(tenant, &client_ref, msg.id, now)
+                {
+                    Err(existing) => results.push(pb::SubmitResult {
+                        client_ref,
+                        message_id: existing.0,
+                        reason: RejectReason::RejectNone as i32,
+                        detail: String::new(),
+                        duplicate: true,
+                    }),
+                    Ok(()) => {
+                        results.push(pb::SubmitResult {
+                            client_ref,
+                            message_id: msg.id.0,
+                            reason: RejectReason::RejectNone as i32,
+                            detail: String::new(),
+                            duplicate: false,
+                        });
+                        accepted.push(Arc::new(msg));
+                    }
+                },
+            }
+        }
+        if accepted.is_empty() {
+            return Box::pin(std::future::ready(results));
+        }
+        self.ledger.admit(&accepted);
+        let durable = self.journal.accept(accepted.iter().map(|m| &**m));
+        let gw = self.clone();
+        Box::pin(async move {
+            match durable.wait().await {
+                Ok(()) => {
+                    metrics::counter!("sluice_messages_accepted_total", "tenant" => accepted[0].tenant.to_string())
+                        .increment(accepted.len() as u64);
+                    gw.enqueue(&accepted);
+                }
+                Err(e) => {
+                    tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
+                    gw.ledger.forget(accepted.iter().map(|m| m.id));
+                    let failed: std::collections::HashSet<u64> =
+                        accepted.iter().map(|m| m.id.0).collect();
+                    for m in &accepted {
+                        gw.dedupe.forget(&m.tenant, &m.client_ref);
+                    }
+                    for r in &mut results {
+                        if failed.contains(&r.message_id) && !r.duplicate {
+                            r.message_id = 0;
+                            r.reason = RejectReason::Unavailable as i32;
+                            r.detail = "the gateway could not store the message; retry".into();
+                        }
+                    }
+                }
+            }
+            results
+        })
+    }
+
+    fn headroom(&self) -> u64 {
+        self.max_live.saturating_sub(self.ledger.live())
+    }
+
+    fn events(&self) -> &Arc<EventHub> {
+        &self.hub
+    }
+}
+
+/// A running gateway: its addresses and the handle to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// Where ingest listens.
+    pub ingest_addr: SocketAddr,
+    /// Where `/metrics` is served, if enabled.
+    pub http_addr: Option<SocketAddr>,
+    /// The pipeline.
+    pub gateway: Arc<Gateway>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops accepting, says GoAway to clients, unbinds, and waits (bounded)
+    /// for tasks to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+    }
+
+    /// Resolves when a task the gateway cannot live without ends.
+    pub async fn wait(&mut self) {
+        self.tasks.join_next().await;
+    }
+}
+
+/// Opens the journal, restores state, starts every task and listener.
+///
+/// # Errors
+/// The journal cannot be opened or a listener cannot be bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    telemetry::metrics_handle();
+    let (journal, recovered) = Journal::open(&config.journal_dir(), &config.journal)?;
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let tenants: HashMap<String, TenantEntry> = config
+        .tenants
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                TenantEntry {
+                    name: t.name.as_str().into(),
+                    token: t.token.clone(),
+                    default_validity: t.default_validity,
+                },
+            )
+        })
+        .collect();
+    let mut senders = HashMap::new();
+    for t in &config.tenants {
+        for s in &t.senders {
+            senders.insert(
+                s.trim_start_matches('+').to_owned(),
+                tenants[&t.name].name.clone(),
+            );
+        }
+    }
+    let ledger = Arc::new(Ledger::new(journal.clone()));
+    let hub = Arc::new(EventHub::new(
+        journal.clone(),
+        tenants.values().map(|t| t.name.clone()),
+    ));
+    let receipts = Arc::new(Receipts::new(
+        ledger.clone(),
+        hub.clone(),
+        &config.receipts,
+        senders,
+    ));
+    let mut carriers = HashMap::new();
+    for c in &config.carriers {
+        let carrier = SmppCarrier::new(c, receipts.clone());
+        carriers.insert(carrier.name().clone(), carrier);
+    }
+    let scheduler = Arc::new(Scheduler::new(carriers.keys()));
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.prefix.clone(),
+                r.carriers
+                    .iter()
+                    .map(|c| Arc::<str>::from(c.as_str()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let gateway = Arc::new(Gateway {
+        journal: journal.clone(),
+        ledger: ledger.clone(),
+        hub: hub.clone(),
+        receipts: receipts.clone(),
+        scheduler: scheduler.clone(),
+        default_carrier: config
+            .carriers
+            .first()
+            .map(|c| Arc::<str>::from(c.name.as_str())),
+        carriers: carriers.clone(),
+        dedupe: Dedupe::new(config.ingest.dedupe_window),
+        tenants,
+        routes,
+        max_live: config.journal.max_live_messages,
+    });
+    gateway.restore(recovered, config.journal.recovery);
+
+    let mut tasks = JoinSet::new();
+    let tls = if config
+        .carriers
+        .iter()
+        .any(|c| c.binds.iter().any(|b| b.tls))
+    {
+        Some(Arc::new(crate::smpp::tls::client_config(
+            config.tls.ca_file.as_deref(),
+        )?))
+    } else {
+        None
+    };
+    for c in &config.carriers {
+        let carrier = carriers[c.name.as_str()].clone();
+        carrier.start(c, tls.clone(), &shutdown);
+        let queue = scheduler
+            .queue(c.name.as_str())
+            .expect("one queue per carrier")
+            .clone();
+        tasks.spawn(schedule::dispatch_loop(
+            queue,
+            carrier,
+            ledger.clone(),
+            journal.clone(),
+            receipts.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(chores(
+        gateway.clone(),
+        config.journal.max_segments.into(),
+        shutdown.clone(),
+    ));
+
+    let health = Arc::new(Health::default());
+    let http_addr = match config.http.listen {
+        Some(addr) => {
+            let l = telemetry::bind_http(addr).await?;
+            let a = l.local_addr()?;
+            tasks.spawn(telemetry::serve_http(l, health.clone(), shutdown.clone()));
+            Some(a)
+        }
+        None => None,
+    };
+    let listener = TcpListener::bind(config.ingest.listen).await?;
+    let ingest_addr = listener.local_addr()?;
+    tasks.spawn(ingest::server::serve(
+        listener,
+        gateway.clone(),
+        ingest::session::Limits::from_config(&config.ingest, &config.node_id),
+        shutdown.clone(),
+    ));
+    health.set_ready(true);
+    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, node = %config.node_id, "gateway started");
+    Ok(Running {
+        ingest_addr,
+        http_addr,
+        gateway,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}
+
+/// Periodic work: expiry sweep, gauges, compaction.
+async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        n += 1;
+        tokio::spawn(gw.receipts.sweep());
+        metrics::gauge!("sluice_live_messages").set(gw.ledger.live() as f64);
+        metrics::gauge!("sluice_events_pending").set(gw.hub.pending() as f64);
+        metrics::gauge!("sluice_journal_bytes").set(gw.journal.bytes() as f64);
+        metrics::gauge!("sluice_journal_segments").set(gw.journal.segments() as f64);
+        if n % 5 == 0 {
+            if let Err(e) = gw.compact(max_segments).await {
+                tracing::error!(target: TARGET, error = %e, "journal compaction failed");
+            }
+        }
+    }
+}

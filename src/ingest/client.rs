@@ -1,0 +1,279 @@
+//! A client for the ingest protocol, as an upstream campaign system would
+//! write one: a cheap clonable handle with typed async calls plus a driver
+//! task that owns the socket; events arrive on a channel.
+//!
+//! Used by `sluice send`, the demo, the load tool and the tests. Batches are
+//! pipelined (many in flight, matched by request id) and the client never
+//! sends more messages than the credits it holds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+
+use super::codec;
+use super::pb::{self, frame::Body};
+
+/// Client failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Connecting or writing failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server answered with an Error frame.
+    #[error("server error {code:?}: {message}")]
+    Server {
+        /// Error code.
+        code: pb::ErrorCode,
+        /// Server's explanation.
+        message: String,
+    },
+    /// The connection closed before the answer came.
+    #[error("connection closed")]
+    Closed,
+    /// The server answered with a frame that does not fit the request.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Body, ClientError>>>>>;
+
+/// A connected, authenticated ingest client.
+#[derive(Clone, Debug)]
+pub struct Client {
+    out: mpsc::Sender<Bytes>,
+    pending: Pending,
+    credits: Arc<Semaphore>,
+    next_id: Arc<AtomicU64>,
+    /// What the server said in HelloOk.
+    pub hello: pb::HelloOk,
+}
+
+/// Events received after [`Client::subscribe`].
+pub type Events = mpsc::Receiver<pb::Event>;
+
+impl Client {
+    /// Connects, says Hello and waits for HelloOk.
+    ///
+    /// # Errors
+    /// I/O errors, or the server's Error (e.g. `AuthFailed`).
+    pub async fn connect(
+        addr: &str,
+        tenant: &str,
+        token: &str,
+    ) -> Result<(Client, Events), ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (rd, mut wr) = stream.into_split();
+        let (out, mut out_rx) = mpsc::channel::<Bytes>(1024);
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            while let Some(b) = out_rx.recv().await {
+                buf.extend_from_slice(&b);
+                while let Ok(b) = out_rx.try_recv() {
+                    buf.extend_from_slice(&b);
+                    if buf.len() > 1 << 20 {
+                        break;
+                    }
+                }
+                if wr.write_all(&buf).await.is_err() {
+                    return;
+                }
+                buf.clear();
+            }
+            let _ = wr.shutdown().await;
+        });
+        let pending: Pending = Arc::default();
+        let credits = Arc::new(Semaphore::new(0));
+        let (ev_tx, ev_rx) = mpsc::channel(64);
+        tokio::spawn(drive(
+            FramedRead::new(rd, codec::length_codec(64 << 20)),
+            pending.clone(),
+            credits.clone(),
+            ev_tx,
+        ));
+        let mut c = Client {
+            out,
+            pending,
+            credits,
+            next_id: Arc::new(AtomicU64::new(1)),
+            hello: pb::HelloOk::default(),
+        };
+        let answer = c
+            .request(Body::Hello(pb::Hello {
+                protocol_version: super::PROTOCOL_VERSION,
+                tenant: tenant.to_owned(),
+                token: token.to_owned(),
+                client_name: concat!("sluice-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            }))
+            .await?;
+        match answer {
+            Body::HelloOk(ok) => {
+                c.credits.add_permits(ok.credits as usize);
+                c.hello = ok;
+                Ok((c, ev_rx))
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    async fn request(&self, body: Body) -> Result<Body, ClientError> {
+        let rx = self.start(body).await?;
+        rx.await.map_err(|_| ClientError::Closed)?
+    }
+
+    async fn start(
+        &self,
+        body: Body,
+    ) -> Result<oneshot::Receiver<Result<Body, ClientError>>, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(id, tx);
+        if self.out.send(codec::frame_bytes(id, body)).await.is_err() {
+            self.pending.lock().remove(&id);
+            return Err(ClientError::Closed);
+        }
+        Ok(rx)
+    }
+
+    /// Sends a batch once enough credits are held, and returns a future for
+    /// its ack: call again before awaiting it to pipeline.
+    ///
+    /// # Errors
+    /// The connection closed before the batch was sent.
+    pub async fn send_batch(
+        &self,
+        messages: Vec<pb::SubmitMessage>,
+    ) -> Result<impl Future<Output = Result<pb::BatchAck, ClientError>> + use<>, ClientError> {
+        let n = messages.len() as u32;
+        self.credits
+            .acquire_many(n)
+            .await
+            .map_err(|_| ClientError::Closed)?
+            .forget();
+        let rx = self
+            .start(Body::SubmitBatch(pb::SubmitBatch { messages }))
+            .await?;
+        Ok(async move {
+            match rx.await.map_err(|_| ClientError::Closed)?? {
+                Body::BatchAck(a) => Ok(a),
+                other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        })
+    }
+
+    /// Sends a batch and waits for its ack.
+    ///
+    /// # Errors
+    /// The server's Error or a closed connection.
+    pub async fn submit(
+        &self,
+        messages: Vec<pb::SubmitMessage>,
+    ) -> Result<pb::BatchAck, ClientError> {
+        self.send_batch(messages).await?.await
+    }
+
+    /// Starts the event stream.
+    ///
+    /// # Errors
+    /// The server's Error or a closed connection.
+    pub async fn subscribe(&self, max_in_flight: u32) -> Result<(), ClientError> {
+        match self
+            .request(Body::Subscribe(pb::Subscribe { max_in_flight }))
+            .await?
+        {
+            Body::SubscribeOk(_) => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Acknowledges events.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn ack(&self, event_ids: Vec<u64>) -> Result<(), ClientError> {
+        self.out
+            .send(codec::frame_bytes(
+                0,
+                Body::EventAck(pb::EventAck { event_ids }),
+            ))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Round trip to the server.
+    ///
+    /// # Errors
+    /// The connection closed.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match self.request(Body::Ping(pb::Ping { nonce: 7 })).await? {
+            Body::Pong(_) => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Credits currently held.
+    pub fn credits(&self) -> usize {
+        self.credits.available_permits()
+    }
+}
+
+async fn drive(
+    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>,
+    pending: Pending,
+    credits: Arc<Semaphore>,
+    events: mpsc::Sender<pb::Event>,
+) {
+    while let Some(Ok(bytes)) = frames.next().await {
+        let Ok((id, body)) = codec::decode_frame(bytes.freeze()) else {
+            tracing::warn!(target: "sluice::client", "undecodable frame from server");
+            continue;
+        };
+        match body {
+            Body::EventBatch(b) => {
+                for e in b.events {
+                    if events.send(e).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Body::CreditGrant(g) => credits.add_permits(g.credits as usize),
+            Body::GoAway(g) => {
+                tracing::info!(target: "sluice::client", reason = %g.reason, "server going away");
+            }
+            Body::Error(e) if id == 0 || !pending.lock().contains_key(&id) => {
+                tracing::warn!(target: "sluice::client", code = e.code, message = %e.message, "server error");
+            }
+            body => {
+                if let Body::BatchAck(a) = &body {
+                    credits.add_permits(a.credits as usize);
+                }
+                let Some(tx) = pending.lock().remove(&id) else {
+                    continue;
+                };
+                let r = match body {
+                    Body::Error(e) => Err(ClientError::Server {
+                        code: pb::ErrorCode::try_from(e.code)
+                            .unwrap_or(pb::ErrorCode::ErrorUnspecified),
+                        message: e.message,
+                    }),
+                    b => Ok(b),
+                };
+                let _ = tx.send(r);
+            }
+        }
+    }
+    // Connection gone: fail every waiter, close the credit gate.
+    for (_, tx) in pending.lock().drain() {
+        let _ = tx.send(Err(ClientError::Closed));
+    }
+    credits.close();
+}

@@ -1,0 +1,60 @@
+//! The ingest protocol: length-prefixed protobuf frames over TCP
+//! (`proto/sluice/v1/ingest.proto`), the server with its per-connection
+//! sessions (auth, credits, pipelining, event subscription) and a client.
+//!
+//! [`pb`] holds the types generated from the `.proto` (committed, checked by
+//! `tests/bootstrap.rs`); [`codec`] frames them; [`session`] runs one
+//! connection against a [`Backend`], which the gateway implements.
+
+pub mod client;
+pub mod codec;
+pub mod server;
+pub mod session;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Types generated from `proto/sluice/v1/ingest.proto` by prost.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    include!("gen/sluice.v1.rs");
+}
+
+/// Version spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame accepted before `Hello`.
+pub const PRE_HELLO_MAX_FRAME: usize = 1 << 20;
+
+/// What a session needs from the rest of the gateway.
+pub trait Backend: Send + Sync + 'static {
+    /// The tenant's name when `token` is its token.
+    fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>>;
+
+    /// Admits, journals (durably) and queues a batch; one result per message,
+    /// in order. Resolves only when every accepted message is durable.
+    fn submit(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        messages: Vec<pb::SubmitMessage>,
+    ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>>;
+
+    /// Messages the gateway can take now before it must withhold credits.
+    fn headroom(&self) -> u64;
+
+    /// The event queues.
+    fn events(&self) -> &Arc<crate::events::EventHub>;
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn secret_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}

@@ -1,0 +1,448 @@
+//! One ingest connection: Hello and authentication, pipelined batches with
+//! credits, the event subscription, ping, and every protocol error.
+//!
+//! The read loop never blocks on writes: frames go to a writer task that
+//! coalesces them into few syscalls. Batch answers leave in request order
+//! (a `FuturesOrdered` of journal commits), while later batches are already
+//! being admitted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::FramedRead;
+
+use super::codec::{self, FrameError};
+use super::pb::{self, frame::Body};
+use super::{Backend, PRE_HELLO_MAX_FRAME, PROTOCOL_VERSION};
+use crate::config::IngestConfig;
+
+const TARGET: &str = "sluice::ingest";
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Limits a session enforces (from [`IngestConfig`]).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest frame after Hello.
+    pub max_frame_bytes: u32,
+    /// Most messages per batch.
+    pub max_batch_messages: u32,
+    /// Credits at Hello.
+    pub initial_credits: u32,
+    /// Events in flight per connection.
+    pub event_window: u32,
+    /// Time allowed before Hello.
+    pub hello_timeout: Duration,
+    /// Node name announced in HelloOk.
+    pub node_id: String,
+}
+
+impl Limits {
+    /// Limits from the ingest configuration.
+    pub fn from_config(c: &IngestConfig, node_id: &str) -> Limits {
+        Limits {
+            max_frame_bytes: c.max_frame_bytes,
+            max_batch_messages: c.max_batch_messages,
+            initial_credits: c.initial_credits,
+            event_window: c.event_window,
+            hello_timeout: c.hello_timeout,
+            node_id: node_id.to_owned(),
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// The peer closed cleanly.
+    #[error("peer closed")]
+    Closed,
+    /// The server is shutting down.
+    #[error("shutdown")]
+    Shutdown,
+    /// A protocol error closed the connection (already reported to the peer).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// I/O failure.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+type BatchFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Vec<pb::SubmitResult>)> + Send>>;
+
+struct Session<B: Backend> {
+    backend: Arc<B>,
+    limits: Limits,
+    conn: u64,
+    tenant: Option<Arc<str>>,
+    out: mpsc::Sender<Bytes>,
+    /// Credits the client holds.
+    credits: u64,
+    /// Credits earned by answered batches but withheld (back-pressure).
+    owed: u64,
+    subscribed: bool,
+    events_in_flight: usize,
+    event_window: usize,
+}
+
+/// Runs one connection until it closes or `shutdown` turns true.
+pub async fn run<S, B>(
+    stream: S,
+    backend: Arc<B>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionEnd>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    B: Backend,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let (out, out_rx) = mpsc::channel::<Bytes>(1024);
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let mut framed = FramedRead::new(rd, codec::length_codec(PRE_HELLO_MAX_FRAME));
+    let mut s = Session {
+        backend: backend.clone(),
+        event_window: limits.event_window.max(1) as usize,
+        limits,
+        conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+        tenant: None,
+        out,
+        credits: 0,
+        owed: 0,
+        subscribed: false,
+        events_in_flight: 0,
+    };
+    let mut batches: FuturesOrdered<BatchFuture> = FuturesOrdered::new();
+    let hello_deadline = tokio::time::sleep(s.limits.hello_timeout);
+    tokio::pin!(hello_deadline);
+    let mut credit_tick = tokio::time::interval(Duration::from_millis(20));
+    credit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let result = loop {
+        let want_events = s.subscribed && s.events_in_flight < s.event_window;
+        let tenant = s.tenant.clone();
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                s.send(0, Body::GoAway(pb::GoAway { reason: "server shutting down".into() })).await;
+                break Err(SessionEnd::Shutdown);
+            }
+            Some((request_id, results)) = batches.next(), if !batches.is_empty() => {
+                s.answer_batch(request_id, results).await;
+            }
+            frame = framed.next() => {
+                match frame {
+                    None => break Err(SessionEnd::Closed),
+                    Some(Err(e)) => {
+                        // Framing errors (length over the maximum, a frame cut
+                        // off by EOF) cannot be resynchronised: report and close.
+                        let msg = e.to_string();
+                        s.error(0, pb::ErrorCode::BadFrame, &format!("unreadable frame: {msg}")).await;
+                        break Err(SessionEnd::Protocol(msg));
+                    }
+                    Some(Ok(bytes)) => {
+                        match s.handle(bytes, &mut batches).await {
+                            Ok(()) => {
+                                if s.tenant.is_some() && framed.decoder().max_frame_length() == PRE_HELLO_MAX_FRAME {
+                                    framed.decoder_mut().set_max_frame_length(s.limits.max_frame_bytes as usize);
+                                }
+                            }
+                            Err(end) => break Err(end),
+                        }
+                    }
+                }
+            }
+            _ = &mut hello_deadline, if s.tenant.is_none() => {
+                s.error(0, pb::ErrorCode::NotAuthenticated, "no Hello in time").await;
+                break Err(SessionEnd::Protocol("hello timeout".into()));
+            }
+            _ = wait_events(&s.backend, tenant.as_deref()), if want_events => {
+                s.send_events();
+            }
+            _ = credit_tick.tick(), if s.owed > 0 => {
+                s.grant_owed().await;
+            }
+        }
+    };
+    if let Some(t) = &s.tenant {
+        s.backend.events().release(t, s.conn);
+    }
+    // Let queued frames (a final Error or GoAway) leave before closing.
+    drop(s);
+    let _ = writer.await;
+    match result {
+        Err(SessionEnd::Closed) => Ok(()),
+        other => other,
+    }
+}
+
+async fn wait_events<B: Backend>(backend: &Arc<B>, tenant: Option<&str>) {
+    match tenant {
+        Some(t) => backend.events().wait(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<B: Backend> Session<B> {
+    async fn send(&self, request_id: u64, body: Body) {
+        let _ = self.out.send(codec::frame_bytes(request_id, body)).await;
+    }
+
+    async fn error(&self, request_id: u64, code: pb::ErrorCode, message: &str) {
+        tracing::info!(target: TARGET, conn = self.conn, ?code, message, "protocol error");
+        metrics::counter!("sluice_ingest_errors_total", "code" => code.as_str_name()).increment(1);
+        self.send(
+            request_id,
+            Body::Error(pb::Error {
+                code: code as i32,
+                message: message.to_owned(),
+            }),
+        )
+        .await;
+    }
+
+    async fn handle(
+        &mut self,
+        bytes: BytesMut,
+        batches: &mut FuturesOrdered<BatchFuture>,
+    ) -> Result<(), SessionEnd> {
+        let (request_id, body) = match codec::decode_frame(bytes.freeze()) {
+            Ok(f) => f,
+            Err(e @ FrameError::Protobuf(_)) => {
+                self.error(0, pb::ErrorCode::BadFrame, &e.to_string()).await;
+                return if self.tenant.is_some() {
+                    Ok(())
+                } else {
+                    Err(SessionEnd::Protocol(e.to_string()))
+                };
+            }
+            Err(e @ FrameError::UnknownBody) => {
+                self.error(0, pb::ErrorCode::UnknownFrame, &e.to_string())
+                    .await;
+                return Ok(());
+            }
+        };
+        match body {
+            Body::Hello(h) => self.hello(request_id, h).await,
+            Body::Ping(p) => {
+                self.send(request_id, Body::Pong(pb::Pong { nonce: p.nonce }))
+                    .await;
+                Ok(())
+            }
+            _ if self.tenant.is_none() => {
+                self.error(
+                    request_id,
+                    pb::ErrorCode::NotAuthenticated,
+                    "send Hello first",
+                )
+                .await;
+                Err(SessionEnd::Protocol("request before Hello".into()))
+            }
+            Body::SubmitBatch(b) => {
+                self.submit(request_id, b, batches).await;
+                Ok(())
+            }
+            Body::Subscribe(sub) => {
+                if sub.max_in_flight > 0 {
+                    self.event_window =
+                        (sub.max_in_flight as usize).min(self.limits.event_window as usize);
+                }
+                self.subscribed = true;
+                self.send(request_id, Body::SubscribeOk(pb::SubscribeOk {}))
+                    .await;
+                Ok(())
+            }
+            Body::EventAck(a) => {
+                let tenant = self.tenant.as_ref().expect("checked above");
+                let n = self.backend.events().ack(tenant, self.conn, &a.event_ids);
+                self.events_in_flight = self.events_in_flight.saturating_sub(n);
+                Ok(())
+            }
+            other => {
+                let name = body_name(&other);
+                self.error(
+                    request_id,
+                    pb::ErrorCode::UnknownFrame,
+                    &format!("{name} is not a client frame"),
+                )
+                .await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn hello(&mut self, request_id: u64, h: pb::Hello) -> Result<(), SessionEnd> {
+        if self.tenant.is_some() {
+            self.error(request_id, pb::ErrorCode::ProtocolViolation, "second Hello")
+                .await;
+            return Ok(());
+        }
+        if h.protocol_version != PROTOCOL_VERSION {
+            self.error(
+                request_id,
+                pb::ErrorCode::UnsupportedVersion,
+                &format!(
+                    "protocol version {} not supported; this server speaks {PROTOCOL_VERSION}",
+                    h.protocol_version
+                ),
+            )
+            .await;
+            return Err(SessionEnd::Protocol("unsupported version".into()));
+        }
+        let Some(tenant) = self.backend.authenticate(&h.tenant, &h.token) else {
+            // Never log the token.
+            tracing::warn!(target: TARGET, conn = self.conn, tenant = %h.tenant, "authentication failed");
+            self.error(
+                request_id,
+                pb::ErrorCode::AuthFailed,
+                "unknown tenant or wrong token",
+            )
+            .await;
+            return Err(SessionEnd::Protocol("auth failed".into()));
+        };
+        tracing::info!(target: TARGET, conn = self.conn, tenant = %tenant, client = %h.client_name, "hello");
+        self.credits = u64::from(self.limits.initial_credits);
+        self.tenant = Some(tenant);
+        self.send(
+            request_id,
+            Body::HelloOk(pb::HelloOk {
+                protocol_version: PROTOCOL_VERSION,
+                max_frame_bytes: self.limits.max_frame_bytes,
+                max_batch_messages: self.limits.max_batch_messages,
+                credits: self.limits.initial_credits,
+                node_id: self.limits.node_id.clone(),
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn submit(
+        &mut self,
+        request_id: u64,
+        b: pb::SubmitBatch,
+        batches: &mut FuturesOrdered<BatchFuture>,
+    ) {
+        let n = b.messages.len() as u64;
+        if n > u64::from(self.limits.max_batch_messages) {
+            self.error(
+                request_id,
+                pb::ErrorCode::BatchTooLarge,
+                &format!(
+                    "{n} messages; at most {} per batch",
+                    self.limits.max_batch_messages
+                ),
+            )
+            .await;
+            return;
+        }
+        if n > self.credits {
+            self.error(
+                request_id,
+                pb::ErrorCode::NoCredit,
+                &format!("{n} messages but only {} credits", self.credits),
+            )
+            .await;
+            return;
+        }
+        self.credits -= n;
+        let tenant = self.tenant.clone().expect("authenticated");
+        let fut = self.backend.submit(&tenant, b.messages);
+        batches.push_back(Box::pin(async move { (request_id, fut.await) }));
+    }
+
+    async fn answer_batch(&mut self, request_id: u64, results: Vec<pb::SubmitResult>) {
+        let earned = results.len() as u64;
+        let grant = earned.min(self.backend.headroom());
+        self.owed += earned - grant;
+        self.credits += grant;
+        self.send(
+            request_id,
+            Body::BatchAck(pb::BatchAck {
+                results,
+                credits: grant as u32,
+            }),
+        )
+        .await;
+    }
+
+    async fn grant_owed(&mut self) {
+        let grant = self.owed.min(self.backend.headroom());
+        if grant > 0 {
+            self.owed -= grant;
+            self.credits += grant;
+            self.send(
+                0,
+                Body::CreditGrant(pb::CreditGrant {
+                    credits: grant as u32,
+                }),
+            )
+            .await;
+        }
+    }
+
+    fn send_events(&mut self) {
+        let Some(tenant) = &self.tenant else { return };
+        let room = self.event_window - self.events_in_flight;
+        let events = self
+            .backend
+            .events()
+            .take(tenant, self.conn, room.min(1000));
+        if events.is_empty() {
+            return;
+        }
+        self.events_in_flight += events.len();
+        let frame = codec::event_batch_frame(&events);
+        if self.out.try_send(frame.clone()).is_err() {
+            // The writer is backed up: hand the events back rather than block
+            // the read loop; they go out on a later turn.
+            self.events_in_flight -= events.len();
+            self.backend.events().release(tenant, self.conn);
+        }
+    }
+}
+
+fn body_name(b: &Body) -> &'static str {
+    match b {
+        Body::Hello(_) => "Hello",
+        Body::HelloOk(_) => "HelloOk",
+        Body::SubmitBatch(_) => "SubmitBatch",
+        Body::BatchAck(_) => "BatchAck",
+        Body::Subscribe(_) => "Subscribe",
+        Body::SubscribeOk(_) => "SubscribeOk",
+        Body::EventBatch(_) => "EventBatch",
+        Body::EventAck(_) => "EventAck",
+        Body::Ping(_) => "Ping",
+        Body::Pong(_) => "Pong",
+        Body::Error(_) => "Error",
+        Body::GoAway(_) => "GoAway",
+        Body::CreditGrant(_) => "CreditGrant",
+    }
+}
+
+/// Writes frames, coalescing whatever is queued into one write.
+async fn write_loop<W: AsyncWrite>(wr: W, mut rx: mpsc::Receiver<Bytes>) {
+    tokio::pin!(wr);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.extend_from_slice(&first);
+        while buf.len() < 1 << 20 {
+            match rx.try_recv() {
+                Ok(b) => buf.extend_from_slice(&b),
+                Err(_) => break,
+            }
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,329 @@
+//! Journal record types and their on-disk framing.
+//!
+//! A record on disk is `[len: u32 LE][crc32: u32 LE][kind: u8][payload]`,
+//! where `len` counts `kind` and `payload` and the CRC covers the same bytes.
+//! Payloads are protobuf (prost derive, no codegen): compact, cheap to decode,
+//! and able to grow fields without breaking old journals. Every record is a
+//! batch, so one group commit carries many messages with one header each.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::model::{ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender};
+
+/// Bytes before the payload: length, CRC and kind.
+pub const HEADER_LEN: usize = 9;
+
+/// Largest record accepted on replay (guards against a corrupt length).
+pub const MAX_RECORD_LEN: usize = 256 << 20;
+
+/// What a record says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// First record of every segment.
+    SegmentHeader = 1,
+    /// Messages accepted from upstream.
+    Accept = 2,
+    /// Messages about to be written to a carrier.
+    Dispatch = 3,
+    /// Dispatched messages that were never written (back to the queue).
+    Undispatch = 4,
+    /// Carrier ids of submitted parts.
+    Submitted = 5,
+    /// Events; an event naming a message also ends that message.
+    Event = 7,
+    /// Events the upstream acknowledged.
+    EventAck = 8,
+    /// Live messages rewritten by compaction.
+    Carry = 9,
+    /// Dedupe keys rewritten by compaction.
+    Remember = 10,
+}
+
+impl Kind {
+    /// Parses the kind byte.
+    pub fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::SegmentHeader,
+            2 => Kind::Accept,
+            3 => Kind::Dispatch,
+            4 => Kind::Undispatch,
+            5 => Kind::Submitted,
+            7 => Kind::Event,
+            8 => Kind::EventAck,
+            9 => Kind::Carry,
+            10 => Kind::Remember,
+            _ => return None,
+        })
+    }
+}
+
+/// Appends one framed record to `dst`.
+pub fn frame(dst: &mut BytesMut, kind: Kind, payload: &impl prost::Message) {
+    let len = payload.encoded_len();
+    dst.reserve(HEADER_LEN + len);
+    let start = dst.len();
+    dst.put_u32_le((len + 1) as u32);
+    dst.put_u32_le(0); // CRC, filled below
+    dst.put_u8(kind as u8);
+    payload
+        .encode(dst)
+        .expect("reserved capacity is sufficient");
+    let crc = crc32fast::hash(&dst[start + 8..]);
+    dst[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// First record of a segment.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SegmentHeader {
+    /// Segment number.
+    #[prost(uint64, tag = "1")]
+    pub segment: u64,
+    /// Message ids below this were allocated before the segment began.
+    #[prost(uint64, tag = "2")]
+    pub next_message_id: u64,
+    /// Event ids below this were allocated before the segment began.
+    #[prost(uint64, tag = "3")]
+    pub next_event_id: u64,
+}
+
+/// A message as stored.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredMessage {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub tenant: String,
+    #[prost(string, tag = "3")]
+    pub client_ref: String,
+    #[prost(uint64, tag = "4")]
+    pub to: u64,
+    /// 0 short code, 1 long code, 2 alphanumeric.
+    #[prost(uint32, tag = "5")]
+    pub from_kind: u32,
+    #[prost(string, tag = "6")]
+    pub from: String,
+    #[prost(string, tag = "7")]
+    pub text: String,
+    #[prost(string, repeated, tag = "8")]
+    pub media: Vec<String>,
+    #[prost(string, optional, tag = "9")]
+    pub subject: Option<String>,
+    #[prost(uint32, tag = "10")]
+    pub channel: u32,
+    #[prost(uint32, tag = "11")]
+    pub fallback: u32,
+    #[prost(string, tag = "12")]
+    pub campaign_id: String,
+    #[prost(uint64, tag = "13")]
+    pub expires_at_ms: u64,
+    #[prost(uint32, tag = "14")]
+    pub priority: u32,
+    #[prost(string, repeated, tag = "15")]
+    pub tags: Vec<String>,
+    #[prost(uint64, tag = "16")]
+    pub accepted_at_ms: u64,
+}
+
+impl StoredMessage {
+    /// Converts a domain message for storage.
+    pub fn from_message(m: &Message) -> StoredMessage {
+        let (from_kind, from) = match &m.from {
+            Sender::ShortCode(s) => (0, s.to_string()),
+            Sender::LongCode(n) => (1, n.to_string()),
+            Sender::Alphanumeric(s) => (2, s.to_string()),
+        };
+        StoredMessage {
+            id: m.id.0,
+            tenant: m.tenant.to_string(),
+            client_ref: m.client_ref.clone(),
+            to: m.to.as_u64(),
+            from_kind,
+            from,
+            text: m.text.clone(),
+            media: m.media.clone(),
+            subject: m.subject.clone(),
+            channel: match m.channel {
+                ChannelPref::Auto => 0,
+                ChannelPref::Sms => 1,
+                ChannelPref::Mms => 2,
+            },
+            fallback: match m.fallback {
+                FallbackPolicy::SmsWithLink => 0,
+                FallbackPolicy::SmsTextOnly => 1,
+                FallbackPolicy::None => 2,
+            },
+            campaign_id: m.campaign_id.clone(),
+            expires_at_ms: m.expires_at_ms,
+            priority: match m.priority {
+                Priority::Marketing => 0,
+                Priority::Transactional => 1,
+            },
+            tags: m.tags.clone(),
+            accepted_at_ms: m.accepted_at_ms,
+        }
+    }
+
+    /// Converts back to a domain message.
+    ///
+    /// # Errors
+    /// A readable reason when a stored field is out of range (corruption or a
+    /// journal from an incompatible version).
+    pub fn to_message(&self) -> Result<Message, String> {
+        let to = Msisdn::from_u64(self.to).map_err(|e| format!("message {:x}: {e}", self.id))?;
+        let from = match self.from_kind {
+            0 => Sender::ShortCode(self.from.as_str().into()),
+            1 => Sender::LongCode(
+                Msisdn::parse(&self.from).map_err(|e| format!("message {:x}: {e}", self.id))?,
+            ),
+            2 => Sender::Alphanumeric(self.from.as_str().into()),
+            k => return Err(format!("message {:x}: unknown sender kind {k}", self.id)),
+        };
+        Ok(Message {
+            id: MessageId(self.id),
+            tenant: self.tenant.as_str().into(),
+            client_ref: self.client_ref.clone(),
+            to,
+            from,
+            text: self.text.clone(),
+            media: self.media.clone(),
+            subject: self.subject.clone(),
+            channel: match self.channel {
+                1 => ChannelPref::Sms,
+                2 => ChannelPref::Mms,
+                _ => ChannelPref::Auto,
+            },
+            fallback: match self.fallback {
+                1 => FallbackPolicy::SmsTextOnly,
+                2 => FallbackPolicy::None,
+                _ => FallbackPolicy::SmsWithLink,
+            },
+            campaign_id: self.campaign_id.clone(),
+            expires_at_ms: self.expires_at_ms,
+            priority: if self.priority == 1 {
+                Priority::Transactional
+            } else {
+                Priority::Marketing
+            },
+            tags: self.tags.clone(),
+            accepted_at_ms: self.accepted_at_ms,
+        })
+    }
+}
+
+/// Accepted messages.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Accept {
+    #[prost(message, repeated, tag = "1")]
+    pub messages: Vec<StoredMessage>,
+}
+
+/// One dispatched message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DispatchEntry {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Carrier name.
+    #[prost(string, tag = "2")]
+    pub carrier: String,
+    /// Number of parts (segments) that will be written.
+    #[prost(uint32, tag = "3")]
+    pub parts: u32,
+}
+
+/// Messages about to be written to carriers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Dispatch {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<DispatchEntry>,
+}
+
+/// Message ids.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Ids {
+    #[prost(uint64, repeated, tag = "1")]
+    pub ids: Vec<u64>,
+}
+
+/// One submitted part.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SubmittedEntry {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(uint32, tag = "2")]
+    pub part: u32,
+    /// Carrier message id, normalised.
+    #[prost(string, tag = "3")]
+    pub carrier_id: String,
+}
+
+/// Submitted parts.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Submitted {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<SubmittedEntry>,
+}
+
+/// An event waiting for upstream acknowledgement.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EventEntry {
+    #[prost(uint64, tag = "1")]
+    pub event_id: u64,
+    /// The message this event ends (0: none).
+    #[prost(uint64, tag = "2")]
+    pub message_id: u64,
+    #[prost(string, tag = "3")]
+    pub tenant: String,
+    /// The encoded `sluice.v1.Event`, ready to send.
+    #[prost(bytes = "bytes", tag = "4")]
+    pub payload: bytes::Bytes,
+}
+
+/// Events (one naming a message also ends it).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Events {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<EventEntry>,
+}
+
+/// A live message rewritten by compaction, with its progress.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CarriedMessage {
+    #[prost(message, optional, tag = "1")]
+    pub message: Option<StoredMessage>,
+    /// Carrier it was dispatched to (empty: still queued).
+    #[prost(string, tag = "2")]
+    pub carrier: String,
+    #[prost(uint32, tag = "3")]
+    pub parts: u32,
+    /// Carrier ids per part (empty string: no answer yet).
+    #[prost(string, repeated, tag = "4")]
+    pub carrier_ids: Vec<String>,
+}
+
+/// Live messages rewritten by compaction.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Carry {
+    #[prost(message, repeated, tag = "1")]
+    pub messages: Vec<CarriedMessage>,
+}
+
+/// A remembered `(tenant, client_ref)` (dedupe key).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DedupeEntry {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(string, tag = "2")]
+    pub client_ref: String,
+    #[prost(uint64, tag = "3")]
+    pub id: u64,
+    #[prost(uint64, tag = "4")]
+    pub accepted_at_ms: u64,
+}
+
+/// Dedupe keys rewritten by compaction.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Remember {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<DedupeEntry>,
+}

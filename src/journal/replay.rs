@@ -1,0 +1,278 @@
+//! Recovery: reads every segment in order, checks each record's CRC, and folds
+//! the records into the state the gateway restarts from.
+//!
+//! Replay is idempotent and monotonic: a message's progress only moves
+//! forward (queued → dispatched → submitted → final), so a record carried
+//! forward by compaction with an older view never undoes a newer one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
+use std::path::Path;
+
+use bytes::{Buf, Bytes};
+use prost::Message as _;
+
+use super::record::{self, Kind};
+use super::writer::segment_path;
+use super::{JournalError, PendingEvent, Recovered, RecoveredMessage};
+use crate::model::MessageId;
+
+/// Progress of one message during replay.
+#[derive(Default)]
+struct Progress {
+    message: Option<record::StoredMessage>,
+    carrier: String,
+    parts: u32,
+    carrier_ids: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    live: HashMap<u64, Progress>,
+    /// Message ids that reached a terminal state (never revived by an older view).
+    finished: std::collections::HashSet<u64>,
+    events: BTreeMap<u64, PendingEvent>,
+    acked: std::collections::HashSet<u64>,
+    next_message_id: u64,
+    next_event_id: u64,
+    dedupe: Vec<(String, String, MessageId, u64)>,
+    records: u64,
+}
+
+/// Lists segment numbers and sizes in `dir`, oldest first.
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(num) = name.strip_suffix(".log") else {
+            continue;
+        };
+        let Ok(n) = num.parse::<u64>() else { continue };
+        v.push((n, entry.metadata()?.len()));
+    }
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Replays the segments; truncates a torn tail of the last one.
+pub(crate) fn replay(dir: &Path, segments: &[(u64, u64)]) -> Result<Recovered, JournalError> {
+    let mut st = State::default();
+    for (i, &(n, _)) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let path = segment_path(dir, n);
+        let mut data = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|e| JournalError::Io(path.clone(), e))?;
+        let data = Bytes::from(data);
+        let valid = replay_segment(&mut st, data.clone(), &path)?;
+        if valid < data.len() {
+            if !last {
+                return Err(JournalError::Corrupt {
+                    path,
+                    offset: valid as u64,
+                    reason: "bad record in a segment that is not the last".into(),
+                });
+            }
+            tracing::warn!(target: "sluice::journal", path = %path.display(), offset = valid,
+                "truncating a torn record at the end of the journal");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| JournalError::Io(path.clone(), e))?;
+            f.set_len(valid as u64)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| JournalError::Io(path.clone(), e))?;
+        }
+    }
+    Ok(finish(st))
+}
+
+/// Applies the records of one segment; returns the length of its valid prefix.
+fn replay_segment(st: &mut State, data: Bytes, path: &Path) -> Result<usize, JournalError> {
+    let mut off = 0usize;
+    while data.len() - off >= record::HEADER_LEN {
+        let mut h = &data[off..off + record::HEADER_LEN];
+        let len = h.get_u32_le() as usize;
+        let crc = h.get_u32_le();
+        if len == 0 || len > record::MAX_RECORD_LEN || off + 8 + len > data.len() {
+            break;
+        }
+        let body = &data[off + 8..off + 8 + len];
+        if crc32fast::hash(body) != crc {
+            break;
+        }
+        let kind = Kind::from_u8(body[0]);
+        let payload = data.slice(off + 9..off + 8 + len);
+        apply(st, kind, payload).map_err(|reason| JournalError::Corrupt {
+            path: path.to_owned(),
+            offset: off as u64,
+            reason,
+        })?;
+        st.records += 1;
+        off += 8 + len;
+    }
+    Ok(off)
+}
+
+fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), String> {
+    let bad = |e: prost::DecodeError| format!("undecodable record: {e}");
+    match kind {
+        None => return Err("unknown record kind".into()),
+        Some(Kind::SegmentHeader) => {
+            let h = record::SegmentHeader::decode(payload).map_err(bad)?;
+            st.next_message_id = st.next_message_id.max(h.next_message_id);
+            st.next_event_id = st.next_event_id.max(h.next_event_id);
+        }
+        Some(Kind::Accept) => {
+            let a = record::Accept::decode(payload).map_err(bad)?;
+            for m in a.messages {
+                accept(st, m);
+            }
+        }
+        Some(Kind::Carry) => {
+            let c = record::Carry::decode(payload).map_err(bad)?;
+            for cm in c.messages {
+                let Some(m) = cm.message else { continue };
+                let id = m.id;
+                accept(st, m);
+                if let Some(p) = st.live.get_mut(&id) {
+                    if !cm.carrier.is_empty() && p.carrier.is_empty() {
+                        p.carrier = cm.carrier;
+                        p.parts = cm.parts;
+                    }
+                    merge_ids(&mut p.carrier_ids, cm.carrier_ids);
+                }
+            }
+        }
+        Some(Kind::Dispatch) => {
+            let d = record::Dispatch::decode(payload).map_err(bad)?;
+            for e in d.entries {
+                if let Some(p) = st.live.get_mut(&e.id) {
+                    p.carrier = e.carrier;
+                    p.parts = e.parts;
+                }
+            }
+        }
+        Some(Kind::Undispatch) => {
+            let ids = record::Ids::decode(payload).map_err(bad)?;
+            for id in ids.ids {
+                if let Some(p) = st.live.get_mut(&id) {
+                    if p.carrier_ids.iter().all(String::is_empty) {
+                        p.carrier.clear();
+                        p.parts = 0;
+                        p.carrier_ids.clear();
+                    }
+                }
+            }
+        }
+        Some(Kind::Submitted) => {
+            let s = record::Submitted::decode(payload).map_err(bad)?;
+            for e in s.entries {
+                if let Some(p) = st.live.get_mut(&e.id) {
+                    let i = e.part as usize;
+                    if i < 255 {
+                        if p.carrier_ids.len() <= i {
+                            p.carrier_ids.resize(i + 1, String::new());
+                        }
+                        p.carrier_ids[i] = e.carrier_id;
+                    }
+                }
+            }
+        }
+        Some(Kind::Event) => {
+            let ev = record::Events::decode(payload).map_err(bad)?;
+            for e in ev.entries {
+                if e.message_id != 0 {
+                    st.live.remove(&e.message_id);
+                    st.finished.insert(e.message_id);
+                }
+                st.next_event_id = st.next_event_id.max(e.event_id + 1);
+                if !st.acked.contains(&e.event_id) {
+                    st.events.insert(
+                        e.event_id,
+                        PendingEvent {
+                            event_id: e.event_id,
+                            message_id: MessageId(e.message_id),
+                            tenant: e.tenant,
+                            payload: e.payload,
+                        },
+                    );
+                }
+            }
+        }
+        Some(Kind::Remember) => {
+            let r = record::Remember::decode(payload).map_err(bad)?;
+            for e in r.entries {
+                st.next_message_id = st.next_message_id.max(e.id + 1);
+                st.dedupe
+                    .push((e.tenant, e.client_ref, MessageId(e.id), e.accepted_at_ms));
+            }
+        }
+        Some(Kind::EventAck) => {
+            let ids = record::Ids::decode(payload).map_err(bad)?;
+            for id in ids.ids {
+                st.events.remove(&id);
+                st.acked.insert(id);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn accept(st: &mut State, m: record::StoredMessage) {
+    st.next_message_id = st.next_message_id.max(m.id + 1);
+    st.dedupe.push((
+        m.tenant.clone(),
+        m.client_ref.clone(),
+        MessageId(m.id),
+        m.accepted_at_ms,
+    ));
+    if st.finished.contains(&m.id) {
+        return;
+    }
+    let p = st.live.entry(m.id).or_default();
+    if p.message.is_none() {
+        p.message = Some(m);
+    }
+}
+
+fn merge_ids(into: &mut Vec<String>, from: Vec<String>) {
+    if into.len() < from.len() {
+        into.resize(from.len(), String::new());
+    }
+    for (slot, id) in into.iter_mut().zip(from) {
+        if slot.is_empty() {
+            *slot = id;
+        }
+    }
+}
+
+fn finish(st: State) -> Recovered {
+    let mut messages = Vec::with_capacity(st.live.len());
+    let mut problems = Vec::new();
+    for (_, p) in st.live {
+        let Some(stored) = p.message else { continue };
+        match stored.to_message() {
+            Ok(message) => messages.push(RecoveredMessage {
+                message,
+                carrier: (!p.carrier.is_empty()).then_some(p.carrier),
+                parts: p.parts,
+                carrier_ids: p.carrier_ids,
+            }),
+            Err(e) => problems.push(e),
+        }
+    }
+    messages.sort_by_key(|m| m.message.id);
+    Recovered {
+        messages,
+        events: st.events.into_values().collect(),
+        dedupe: st.dedupe,
+        next_message_id: st.next_message_id.max(1),
+        next_event_id: st.next_event_id.max(1),
+        records: st.records,
+        problems,
+    }
+}

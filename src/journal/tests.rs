@@ -1,0 +1,202 @@
+use super::*;
+use crate::model::{ChannelPref, FallbackPolicy, Msisdn, Priority, Sender};
+
+fn cfg() -> JournalConfig {
+    JournalConfig {
+        segment_bytes: 1 << 20,
+        ..JournalConfig::default()
+    }
+}
+
+fn msg(id: u64, client_ref: &str) -> Message {
+    Message {
+        id: MessageId(id),
+        tenant: "acme".into(),
+        client_ref: client_ref.into(),
+        to: Msisdn::parse("+14155550100").unwrap(),
+        from: Sender::parse("12345").unwrap(),
+        text: format!("hello {id}"),
+        media: vec![],
+        subject: None,
+        channel: ChannelPref::Auto,
+        fallback: FallbackPolicy::SmsTextOnly,
+        campaign_id: "c1".into(),
+        expires_at_ms: 99,
+        priority: Priority::Transactional,
+        tags: vec!["t".into()],
+        accepted_at_ms: 7,
+    }
+}
+
+fn event(event_id: u64, message_id: u64) -> PendingEvent {
+    PendingEvent {
+        event_id,
+        message_id: MessageId(message_id),
+        tenant: "acme".into(),
+        payload: Bytes::from(vec![event_id as u8; 3]),
+    }
+}
+
+#[tokio::test]
+async fn replay_restores_progress_of_each_message() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+        assert_eq!(rec.next_message_id, 1);
+        let first = j.allocate_message_ids(4);
+        let ms: Vec<_> = (first..first + 4)
+            .map(|i| msg(i, &format!("r{i}")))
+            .collect();
+        j.accept(&ms).wait().await.unwrap();
+        // 1: queued; 2: dispatched, no answer; 3: submitted; 4: final, event pending
+        j.dispatch([
+            (MessageId(2), "smsc", 1),
+            (MessageId(3), "smsc", 2),
+            (MessageId(4), "smsc", 1),
+        ])
+        .wait()
+        .await
+        .unwrap();
+        j.submitted([
+            (MessageId(3), 0, "abc"),
+            (MessageId(3), 1, "abd"),
+            (MessageId(4), 0, "x"),
+        ]);
+        let ev = j.allocate_event_ids(2);
+        j.events([&event(ev, 4), &event(ev + 1, 0)])
+            .wait()
+            .await
+            .unwrap();
+        j.event_ack(&[ev + 1]);
+        j.events([]).wait().await.unwrap();
+    }
+    let (j, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    assert!(rec.problems.is_empty());
+    let ids: Vec<u64> = rec.messages.iter().map(|m| m.message.id.0).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(rec.messages[0].message, msg(1, "r1"));
+    assert_eq!(rec.messages[0].carrier, None);
+    assert_eq!(rec.messages[1].carrier.as_deref(), Some("smsc"));
+    assert!(rec.messages[1].carrier_ids.is_empty());
+    assert_eq!(
+        rec.messages[2].carrier_ids,
+        vec!["abc".to_string(), "abd".to_string()]
+    );
+    assert_eq!(rec.events, vec![event(1, 4)]);
+    assert_eq!(rec.dedupe.len(), 4);
+    assert_eq!(rec.next_message_id, 5);
+    assert_eq!(rec.next_event_id, 3);
+    assert_eq!(j.allocate_message_ids(1), 5);
+}
+
+#[tokio::test]
+async fn undispatch_returns_message_to_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a")]).wait().await.unwrap();
+        j.dispatch([(MessageId(1), "smsc", 1)])
+            .wait()
+            .await
+            .unwrap();
+        j.undispatch([MessageId(1)]);
+        j.events([]).wait().await.unwrap();
+    }
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    assert_eq!(rec.messages[0].carrier, None);
+}
+
+#[tokio::test]
+async fn torn_tail_is_truncated_and_earlier_records_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a"), msg(2, "b")]).wait().await.unwrap();
+    }
+    let segs = replay::list_segments(dir.path()).unwrap();
+    let path = writer::segment_path(dir.path(), segs.last().unwrap().0);
+    let mut data = std::fs::read(&path).unwrap();
+    let good = data.len();
+    data.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, 2, 9, 9]); // half a record
+    std::fs::write(&path, &data).unwrap();
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    assert_eq!(rec.messages.len(), 2);
+    assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, good);
+}
+
+#[tokio::test]
+async fn corruption_before_the_tail_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a")]).wait().await.unwrap();
+    }
+    // A second open starts a new head segment, so the first is no longer last.
+    drop(Journal::open(dir.path(), &cfg()).unwrap());
+    let first = replay::list_segments(dir.path()).unwrap()[0].0;
+    let path = writer::segment_path(dir.path(), first);
+    let mut data = std::fs::read(&path).unwrap();
+    let n = data.len();
+    data[n - 3] ^= 0xff;
+    std::fs::write(&path, &data).unwrap();
+    let err = Journal::open(dir.path(), &cfg()).unwrap_err();
+    assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn group_commit_serves_many_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..50u64 {
+        let j = j.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..20u64 {
+                let id = j.allocate_message_ids(1);
+                j.accept(&[msg(id, &format!("{t}-{k}"))])
+                    .wait()
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    drop(j);
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    assert_eq!(rec.messages.len(), 1000);
+}
+
+#[tokio::test]
+async fn rotation_and_compaction_keep_carried_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a"), msg(2, "b")]).wait().await.unwrap();
+        j.dispatch([(MessageId(2), "smsc", 1)])
+            .wait()
+            .await
+            .unwrap();
+        j.submitted([(MessageId(2), 0, "cid")]);
+        let head = j.rotate().await.unwrap();
+        let m2 = msg(2, "b");
+        let ids = vec!["cid".to_string()];
+        j.carry([CarriedMessage {
+            message: &m2,
+            carrier: Some("smsc"),
+            parts: 1,
+            carrier_ids: &ids,
+        }])
+        .wait()
+        .await
+        .unwrap();
+        j.delete_before(head).await.unwrap();
+        assert_eq!(j.segments(), 1);
+    }
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    // Message 1 was not carried, so compaction dropped it: only 2 remains.
+    assert_eq!(rec.messages.len(), 1);
+    assert_eq!(rec.messages[0].carrier_ids, vec!["cid".to_string()]);
+    assert_eq!(rec.next_message_id, 3);
+}

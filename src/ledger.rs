@@ -1,0 +1,393 @@
+//! The ledger: every live message (accepted, not yet final) with its progress
+//! — queued, dispatched to a carrier, per-part carrier ids and outcomes.
+//!
+//! It is the one place message state changes, and it updates memory *before*
+//! the matching journal record is enqueued, so compaction, which snapshots the
+//! ledger after rotating the journal, never misses a live message (see
+//! `gateway::compact`). Sharded maps keep the two cores from contending.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::journal::{CarriedMessage, Journal};
+use crate::model::{DeliveryState, Message, MessageId};
+
+const SHARDS: usize = 64;
+
+/// What became of one part (segment) of a dispatched message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Written or about to be; no answer yet.
+    Pending,
+    /// Accepted by the carrier under this (normalised) id; waiting for a receipt.
+    Submitted(Box<str>),
+    /// Final outcome of this part.
+    Done(PartOutcome),
+}
+
+/// The final outcome of a part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartOutcome {
+    /// Terminal state.
+    pub state: DeliveryState,
+    /// Carrier error code (0: none).
+    pub error_code: u32,
+    /// Readable reason.
+    pub reason: Arc<str>,
+}
+
+/// Progress of a live message.
+#[derive(Clone, Debug)]
+pub enum Stage {
+    /// Waiting for the scheduler.
+    Queued,
+    /// Handed to a carrier.
+    Dispatched {
+        /// Carrier name.
+        carrier: Arc<str>,
+        /// One entry per part.
+        parts: Box<[Part]>,
+    },
+}
+
+/// A live message.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The message.
+    pub message: Arc<Message>,
+    /// How far it got.
+    pub stage: Stage,
+}
+
+/// A message that just reached its terminal state.
+#[derive(Clone, Debug)]
+pub struct Finalized {
+    /// The message.
+    pub message: Arc<Message>,
+    /// Terminal state (aggregated over parts).
+    pub state: DeliveryState,
+    /// Carrier error code (0: none).
+    pub error_code: u32,
+    /// Readable reason.
+    pub reason: Arc<str>,
+    /// Carrier it went through, if dispatched.
+    pub carrier: Option<Arc<str>>,
+    /// Number of parts.
+    pub parts: u32,
+    /// Normalised carrier ids of its parts (to forget their correlation).
+    pub carrier_ids: Vec<Box<str>>,
+}
+
+/// Result of recording one part's outcome.
+#[derive(Debug)]
+pub enum PartResult {
+    /// The message is not (or no longer) live, or the part is unknown.
+    Unknown,
+    /// Recorded; other parts are still open.
+    Partial,
+    /// Recorded, and it was the last open part.
+    Final(Finalized),
+}
+
+/// The table of live messages.
+#[derive(Debug)]
+pub struct Ledger {
+    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+    journal: Journal,
+    live: AtomicU64,
+}
+
+impl Ledger {
+    /// An empty ledger writing through `journal`.
+    pub fn new(journal: Journal) -> Ledger {
+        Ledger {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            journal,
+            live: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, id: MessageId) -> &Mutex<HashMap<u64, Entry>> {
+        &self.shards[(id.0 as usize) % SHARDS]
+    }
+
+    /// Live messages.
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Adds accepted messages as queued (before their Accept record is written).
+    pub fn admit<'a>(&self, messages: impl IntoIterator<Item = &'a Arc<Message>>) {
+        for m in messages {
+            let prev = self.shard(m.id).lock().insert(
+                m.id.0,
+                Entry {
+                    message: m.clone(),
+                    stage: Stage::Queued,
+                },
+            );
+            if prev.is_none() {
+                self.live.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Restores a recovered message at its stage.
+    pub fn restore(&self, entry: Entry) {
+        let id = entry.message.id;
+        if self.shard(id).lock().insert(id.0, entry).is_none() {
+            self.live.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes messages whose Accept record failed to be written.
+    pub fn forget(&self, ids: impl IntoIterator<Item = MessageId>) {
+        for id in ids {
+            if self.shard(id).lock().remove(&id.0).is_some() {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A copy of a live message's entry.
+    pub fn get(&self, id: MessageId) -> Option<Entry> {
+        self.shard(id).lock().get(&id.0).cloned()
+    }
+
+    /// Marks a queued message as dispatched with `parts` parts. Returns false
+    /// when the message is no longer live or not queued (it must not be sent).
+    pub fn dispatch(&self, id: MessageId, carrier: &Arc<str>, parts: u32) -> bool {
+        let mut shard = self.shard(id).lock();
+        match shard.get_mut(&id.0) {
+            Some(e) if matches!(e.stage, Stage::Queued) => {
+                e.stage = Stage::Dispatched {
+                    carrier: carrier.clone(),
+                    parts: vec![Part::Pending; parts as usize].into_boxed_slice(),
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Returns dispatched messages none of whose parts was written to the
+    /// queue, and journals that. Returns the ids actually returned.
+    pub fn undispatch(&self, ids: &[MessageId]) -> Vec<MessageId> {
+        let mut back = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let mut shard = self.shard(id).lock();
+            if let Some(e) = shard.get_mut(&id.0) {
+                if let Stage::Dispatched { parts, .. } = &e.stage {
+                    if parts.iter().all(|p| *p == Part::Pending) {
+                        e.stage = Stage::Queued;
+                        back.push(id);
+                    }
+                }
+            }
+        }
+        if !back.is_empty() {
+            self.journal.undispatch(back.iter().copied());
+        }
+        back
+    }
+
+    /// Records a part accepted by the carrier under `carrier_id` (normalised).
+    /// Returns false when the message or part is not known (then the id must
+    /// not be correlated).
+    pub fn part_submitted(&self, id: MessageId, part: u32, carrier_id: &str) -> bool {
+        {
+            let mut shard = self.shard(id).lock();
+            let Some(Entry {
+                stage: Stage::Dispatched { parts, .. },
+                ..
+            }) = shard.get_mut(&id.0)
+            else {
+                return false;
+            };
+            match parts.get_mut(part as usize) {
+                Some(p @ Part::Pending) => *p = Part::Submitted(carrier_id.into()),
+                _ => return false,
+            }
+        }
+        self.journal.submitted([(id, part, carrier_id)]);
+        true
+    }
+
+    /// Records the final outcome of one part; when it was the last open part,
+    /// removes the message and returns its aggregated final state.
+    pub fn part_done(&self, id: MessageId, part: u32, outcome: PartOutcome) -> PartResult {
+        let mut shard = self.shard(id).lock();
+        let Some(Entry {
+            stage: Stage::Dispatched { parts, .. },
+            ..
+        }) = shard.get_mut(&id.0)
+        else {
+            return PartResult::Unknown;
+        };
+        let Some(p) = parts.get_mut(part as usize) else {
+            return PartResult::Unknown;
+        };
+        if matches!(p, Part::Done(_)) {
+            return PartResult::Partial;
+        }
+        *p = Part::Done(outcome);
+        if parts.iter().any(|p| !matches!(p, Part::Done(_))) {
+            return PartResult::Partial;
+        }
+        let entry = shard.remove(&id.0).expect("present above");
+        drop(shard);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        PartResult::Final(finalized(entry, None))
+    }
+
+    /// Ends a live message now with `state` (expiry, suppression, crash
+    /// recovery, a part that cannot be sent). Open parts take that state;
+    /// parts already done keep theirs in the aggregate.
+    pub fn finish(
+        &self,
+        id: MessageId,
+        state: DeliveryState,
+        error_code: u32,
+        reason: &Arc<str>,
+    ) -> Option<Finalized> {
+        let entry = self.shard(id).lock().remove(&id.0)?;
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        Some(finalized(
+            entry,
+            Some(PartOutcome {
+                state,
+                error_code,
+                reason: reason.clone(),
+            }),
+        ))
+    }
+
+    /// Calls `f` with every live entry, shard by shard (compaction, expiry).
+    pub fn for_each(&self, mut f: impl FnMut(&Entry)) {
+        for s in self.shards.iter() {
+            for e in s.lock().values() {
+                f(e);
+            }
+        }
+    }
+
+    /// Writes every live message into the journal head (compaction's
+    /// carry-forward); resolves when durable.
+    pub async fn carry(&self) -> Result<usize, crate::journal::JournalError> {
+        let mut batch: Vec<Entry> = Vec::with_capacity(1024);
+        let mut count = 0;
+        let mut pending = Vec::new();
+        for s in self.shards.iter() {
+            batch.extend(s.lock().values().cloned());
+            if batch.len() >= 1024 {
+                count += batch.len();
+                pending.push(self.carry_batch(&batch));
+                batch.clear();
+            }
+        }
+        count += batch.len();
+        pending.push(self.carry_batch(&batch));
+        for d in pending {
+            d.wait().await?;
+        }
+        Ok(count)
+    }
+
+    fn carry_batch(&self, batch: &[Entry]) -> crate::journal::Durable {
+        let ids: Vec<Vec<String>> = batch
+            .iter()
+            .map(|e| match &e.stage {
+                Stage::Queued => Vec::new(),
+                Stage::Dispatched { parts, .. } => parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Submitted(c) => c.to_string(),
+                        _ => String::new(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        self.journal
+            .carry(batch.iter().zip(&ids).map(|(e, ids)| match &e.stage {
+                Stage::Queued => CarriedMessage {
+                    message: &e.message,
+                    carrier: None,
+                    parts: 0,
+                    carrier_ids: &[],
+                },
+                Stage::Dispatched { carrier, parts } => CarriedMessage {
+                    message: &e.message,
+                    carrier: Some(carrier),
+                    parts: parts.len() as u32,
+                    carrier_ids: ids,
+                },
+            }))
+    }
+}
+
+/// Aggregates part outcomes into the message's final state.
+///
+/// Any failed or rejected part fails the message (the text is incomplete);
+/// otherwise expired beats unknown beats delivered.
+fn finalized(entry: Entry, rest: Option<PartOutcome>) -> Finalized {
+    let (carrier, parts) = match entry.stage {
+        Stage::Queued => (None, Vec::new()),
+        Stage::Dispatched { carrier, parts } => (Some(carrier), parts.into_vec()),
+    };
+    let n = parts.len() as u32;
+    let mut carrier_ids = Vec::new();
+    let mut outcomes: Vec<PartOutcome> = Vec::with_capacity(parts.len().max(1));
+    for p in parts {
+        match p {
+            Part::Done(o) => outcomes.push(o),
+            Part::Submitted(c) => {
+                carrier_ids.push(c);
+                if let Some(r) = &rest {
+                    outcomes.push(r.clone());
+                }
+            }
+            Part::Pending => {
+                if let Some(r) = &rest {
+                    outcomes.push(r.clone());
+                }
+            }
+        }
+    }
+    if outcomes.is_empty() {
+        if let Some(r) = rest {
+            outcomes.push(r);
+        }
+    }
+    let rank = |s: DeliveryState| match s {
+        DeliveryState::Rejected => 6,
+        DeliveryState::Failed => 5,
+        DeliveryState::Suppressed => 4,
+        DeliveryState::Expired => 3,
+        DeliveryState::Unknown => 2,
+        DeliveryState::Delivered => 1,
+        _ => 0,
+    };
+    let worst = outcomes
+        .into_iter()
+        .max_by_key(|o| rank(o.state))
+        .unwrap_or(PartOutcome {
+            state: DeliveryState::Unknown,
+            error_code: 0,
+            reason: "no outcome".into(),
+        });
+    Finalized {
+        message: entry.message,
+        state: worst.state,
+        error_code: worst.error_code,
+        reason: worst.reason,
+        carrier,
+        parts: n.max(1),
+        carrier_ids,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,416 @@
+//! Receipts: correlation of carrier message ids to messages (per part),
+//! the part outcomes carriers report, delivery receipts (including ones that
+//! arrive before the submit_sm_resp that names their id), inbound messages,
+//! and expiry of messages whose receipt never comes.
+//!
+//! Carrier ids are normalised once: trimmed, lowercased, leading zeros
+//! dropped. A receipt's id is looked up as given and, because SMSCs mix them,
+//! also converted hex→decimal and decimal→hex.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::carrier::CarrierSink;
+use crate::events::EventHub;
+use crate::ingest::pb;
+use crate::ledger::{Entry, Finalized, Ledger, Part, PartOutcome, PartResult, Stage};
+use crate::model::{DeliveryState, MessageId, now_ms};
+use crate::smpp::pdu::{CommandStatus, DeliverSm};
+use crate::smpp::receipt::{self, Receipt, ReceiptState};
+use crate::smpp::text;
+
+const TARGET: &str = "sluice::receipts";
+
+/// Extra time after validity during which a receipt may still come.
+pub const RECEIPT_GRACE: Duration = Duration::from_secs(60);
+
+/// Canonical form of a carrier message id.
+pub fn normalize_id(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let t = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    let t = t.trim_start_matches('0');
+    if t.is_empty() && !s.trim().is_empty() {
+        return "0".into();
+    }
+    t.to_ascii_lowercase()
+}
+
+/// Keys under which a receipt's id may have been recorded.
+pub fn candidate_ids(raw: &[u8]) -> Vec<String> {
+    let canon = normalize_id(raw);
+    let mut out = vec![canon.clone()];
+    if !canon.is_empty() && canon.len() <= 38 && canon.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(v) = canon.parse::<u128>() {
+            out.push(format!("{v:x}"));
+        }
+    }
+    if !canon.is_empty() && canon.len() <= 32 && canon.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if let Ok(v) = u128::from_str_radix(&canon, 16) {
+            out.push(v.to_string());
+        }
+    }
+    out.dedup();
+    out
+}
+
+struct Early {
+    receipt: Receipt,
+    at: Instant,
+}
+
+/// Correlates carrier answers and receipts with messages.
+pub struct Receipts {
+    ledger: Arc<Ledger>,
+    hub: Arc<EventHub>,
+    /// (carrier, canonical id) → (message, part).
+    ids: DashMap<(Arc<str>, Box<str>), (MessageId, u32)>,
+    early: Mutex<EarlyReceipts>,
+    early_ttl: Duration,
+    max_early: usize,
+    /// Sender address (digits or alphanumeric) → owning tenant, for MO.
+    senders: Arc<HashMap<String, Arc<str>>>,
+}
+
+#[derive(Default)]
+struct EarlyReceipts {
+    by_key: HashMap<(Arc<str>, String), Arc<Early>>,
+    order: VecDeque<(Arc<str>, String)>,
+}
+
+impl std::fmt::Debug for Receipts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipts")
+            .field("correlated", &self.ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Receipts {
+    /// A correlator over the ledger and the event hub.
+    pub fn new(
+        ledger: Arc<Ledger>,
+        hub: Arc<EventHub>,
+        cfg: &crate::config::ReceiptsConfig,
+        senders: HashMap<String, Arc<str>>,
+    ) -> Receipts {
+        Receipts {
+            ledger,
+            hub,
+            ids: DashMap::new(),
+            early: Mutex::default(),
+            early_ttl: cfg.early_receipt_ttl,
+            max_early: cfg.max_early_receipts,
+            senders: Arc::new(senders),
+        }
+    }
+
+    /// Carrier ids being waited on.
+    pub fn correlated(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Receipts waiting for their submit_sm_resp.
+    pub fn early(&self) -> usize {
+        self.early.lock().by_key.len()
+    }
+
+    /// Re-registers a recovered part's carrier id.
+    pub fn restore(&self, carrier: &Arc<str>, id: MessageId, part: u32, canonical: &str) {
+        self.ids
+            .insert((carrier.clone(), canonical.into()), (id, part));
+    }
+
+    /// Publishes final states; resolves when their events are durable.
+    pub fn publish(&self, finals: Vec<Finalized>) -> impl Future<Output = ()> + Send + use<> {
+        for f in &finals {
+            if let Some(c) = &f.carrier {
+                for k in &f.carrier_ids {
+                    self.ids.remove(&(c.clone(), k.clone()));
+                }
+            }
+            metrics::counter!("sluice_messages_final_total",
+                "tenant" => f.message.tenant.to_string(), "state" => f.state.as_str())
+            .increment(1);
+        }
+        let p = self.hub.publish_final(&finals);
+        async move {
+            if let Err(e) = p.wait().await {
+                tracing::error!(target: TARGET, error = %e, "journal failed; events not published");
+            }
+        }
+    }
+
+    fn part_result(&self, r: PartResult) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        match r {
+            PartResult::Final(f) => Some(Box::pin(self.publish(vec![f]))),
+            PartResult::Partial | PartResult::Unknown => None,
+        }
+    }
+
+    fn apply_receipt(
+        &self,
+        carrier: &Arc<str>,
+        r: &Receipt,
+    ) -> Result<Option<Pin<Box<dyn Future<Output = ()> + Send>>>, ()> {
+        let found = candidate_ids(&r.message_id)
+            .into_iter()
+            .find_map(|k| self.ids.remove(&(carrier.clone(), k.into_boxed_str())));
+        let Some((_, (id, part))) = found else {
+            return Err(());
+        };
+        let (state, reason) = receipt_outcome(&r.state);
+        let outcome = PartOutcome {
+            state,
+            error_code: r.error_code.unwrap_or(0),
+            reason: reason.into(),
+        };
+        Ok(self.part_result(self.ledger.part_done(id, part, outcome)))
+    }
+
+    fn park(&self, carrier: &Arc<str>, r: Receipt) {
+        metrics::counter!("sluice_receipts_early_total", "carrier" => carrier.to_string())
+            .increment(1);
+        let early = Arc::new(Early {
+            receipt: r,
+            at: Instant::now(),
+        });
+        let mut e = self.early.lock();
+        for k in candidate_ids(&early.receipt.message_id) {
+            let key = (carrier.clone(), k);
+            e.order.push_back(key.clone());
+            e.by_key.insert(key, early.clone());
+        }
+        while e.by_key.len() > self.max_early {
+            let Some(k) = e.order.pop_front() else { break };
+            if e.by_key.remove(&k).is_some() {
+                metrics::counter!("sluice_receipts_dropped_total", "reason" => "early_overflow")
+                    .increment(1);
+            }
+        }
+    }
+
+    fn take_early(&self, carrier: &Arc<str>, key: &str) -> Option<Receipt> {
+        let mut e = self.early.lock();
+        let found = e.by_key.remove(&(carrier.clone(), key.to_owned()))?;
+        // Drop its other candidate keys too.
+        for k in candidate_ids(&found.receipt.message_id) {
+            e.by_key.remove(&(carrier.clone(), k));
+        }
+        Some(found.receipt.clone())
+    }
+
+    /// Sweeps and the rest of the gateway publish through this too.
+    pub fn hub(&self) -> &Arc<EventHub> {
+        &self.hub
+    }
+}
+
+/// Forwards an inbound (MO) message to the tenant owning its destination.
+async fn inbound(
+    hub: Arc<EventHub>,
+    senders: Arc<HashMap<String, Arc<str>>>,
+    carrier: Arc<str>,
+    sm: DeliverSm,
+) -> CommandStatus {
+    {
+        let incoming = text::Incoming {
+            data_coding: sm.data_coding,
+            esm_class_udhi: sm.esm_class & 0x40 != 0,
+            short_message: &sm.short_message,
+            sar: None,
+            message_payload: sm
+                .tlv(crate::smpp::pdu::tag::MESSAGE_PAYLOAD)
+                .map(|t| &t.value[..]),
+            gsm7_packed: false,
+        };
+        let text = match incoming.decode() {
+            Ok(p) => p.text,
+            Err(e) => {
+                tracing::warn!(target: TARGET, %carrier, error = %e, "undecodable inbound message");
+                metrics::counter!("sluice_inbound_dropped_total", "reason" => "encoding")
+                    .increment(1);
+                return CommandStatus::ESME_ROK;
+            }
+        };
+        let to = String::from_utf8_lossy(&sm.destination_addr).into_owned();
+        let Some(tenant) = senders.get(to.trim_start_matches('+')).cloned() else {
+            tracing::warn!(target: TARGET, %carrier, to = %to, "inbound message to a number no tenant owns");
+            metrics::counter!("sluice_inbound_dropped_total", "reason" => "no_tenant").increment(1);
+            return CommandStatus::ESME_ROK;
+        };
+        let from = String::from_utf8_lossy(&sm.source_addr).into_owned();
+        let ev = pb::event::Kind::Inbound(pb::InboundMessage {
+            from,
+            to,
+            text,
+            at_ms: now_ms(),
+            carrier: carrier.to_string(),
+        });
+        match hub.publish_kind(&tenant, ev).wait().await {
+            Ok(()) => CommandStatus::ESME_ROK,
+            // Not durable: let the SMSC deliver it again later.
+            Err(_) => CommandStatus::ESME_RX_T_APPN,
+        }
+    }
+}
+
+impl Receipts {
+    /// Ends messages whose validity (plus a grace for late receipts) is over,
+    /// and drops early receipts that waited too long. Run periodically.
+    pub fn sweep(&self) -> impl Future<Output = ()> + Send + use<> {
+        let now = now_ms();
+        let grace = RECEIPT_GRACE.as_millis() as u64;
+        let mut ended: Vec<(MessageId, &'static str)> = Vec::new();
+        self.ledger.for_each(|e: &Entry| match &e.stage {
+            Stage::Queued => {}
+            Stage::Dispatched { parts, .. } => {
+                let waiting_receipts = parts.iter().all(|p| !matches!(p, Part::Pending));
+                if waiting_receipts && e.message.expires_at_ms + grace <= now {
+                    ended.push((e.message.id, "no receipt within validity"));
+                }
+            }
+        });
+        let reason_cache: HashMap<&'static str, Arc<str>> = ended
+            .iter()
+            .map(|(_, r)| (*r, Arc::<str>::from(*r)))
+            .collect();
+        let finals: Vec<Finalized> = ended
+            .into_iter()
+            .filter_map(|(id, r)| {
+                self.ledger
+                    .finish(id, DeliveryState::Expired, 0, &reason_cache[r])
+            })
+            .collect();
+        {
+            let mut e = self.early.lock();
+            let ttl = self.early_ttl;
+            while let Some(k) = e.order.front() {
+                match e.by_key.get(k) {
+                    Some(x) if x.at.elapsed() < ttl => break,
+                    Some(_) => {
+                        let k = e.order.pop_front().expect("front exists");
+                        e.by_key.remove(&k);
+                        metrics::counter!("sluice_receipts_dropped_total", "reason" => "no_match")
+                            .increment(1);
+                    }
+                    None => {
+                        e.order.pop_front();
+                    }
+                }
+            }
+        }
+        self.publish(finals)
+    }
+}
+
+/// Maps a final receipt state to a delivery state and a readable reason.
+pub fn receipt_outcome(s: &ReceiptState) -> (DeliveryState, &'static str) {
+    match s {
+        ReceiptState::Delivered => (DeliveryState::Delivered, "DELIVRD"),
+        ReceiptState::Accepted => (DeliveryState::Delivered, "ACCEPTD"),
+        ReceiptState::Expired => (DeliveryState::Expired, "EXPIRED: carrier validity ended"),
+        ReceiptState::Deleted => (DeliveryState::Failed, "DELETED"),
+        ReceiptState::Undeliverable => (DeliveryState::Failed, "UNDELIV"),
+        ReceiptState::Rejected => (DeliveryState::Failed, "REJECTD"),
+        ReceiptState::Skipped => (DeliveryState::Failed, "SKIPPED"),
+        ReceiptState::Unknown => (DeliveryState::Unknown, "UNKNOWN"),
+        ReceiptState::Enroute | ReceiptState::Other(_) => (DeliveryState::Unknown, "not final"),
+    }
+}
+
+impl CarrierSink for Receipts {
+    fn part_submitted(&self, carrier: &Arc<str>, id: MessageId, part: u32, raw: &[u8]) {
+        let key = normalize_id(raw);
+        if key.is_empty() {
+            // An OK answer without an id cannot be correlated: the part will
+            // end `unknown` at expiry unless a receipt names it some other way.
+            tracing::warn!(target: TARGET, %carrier, %id, "submit_sm_resp without message_id");
+        }
+        if !self.ledger.part_submitted(id, part, &key) {
+            return;
+        }
+        if let Some(r) = self.take_early(carrier, &key) {
+            // The receipt came first; apply it now that the id is known.
+            self.ids
+                .insert((carrier.clone(), key.clone().into_boxed_str()), (id, part));
+            if let Ok(Some(fut)) = self.apply_receipt(carrier, &r) {
+                tokio::spawn(fut);
+            }
+            return;
+        }
+        self.ids
+            .insert((carrier.clone(), key.into_boxed_str()), (id, part));
+    }
+
+    fn part_failed(
+        &self,
+        id: MessageId,
+        part: u32,
+        state: DeliveryState,
+        code: u32,
+        reason: String,
+    ) {
+        let r = self.ledger.part_done(
+            id,
+            part,
+            PartOutcome {
+                state,
+                error_code: code,
+                reason: reason.into(),
+            },
+        );
+        if let Some(fut) = self.part_result(r) {
+            tokio::spawn(fut);
+        }
+    }
+
+    fn deliver(
+        &self,
+        carrier: &Arc<str>,
+        sm: DeliverSm,
+    ) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
+        if !receipt::is_receipt(&sm) {
+            // Inbound (MO) message.
+            return Box::pin(inbound(
+                self.hub.clone(),
+                self.senders.clone(),
+                carrier.clone(),
+                sm,
+            ));
+        }
+        let r = match receipt::parse_receipt(&sm) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(target: TARGET, %carrier, error = %e, "unreadable receipt");
+                metrics::counter!("sluice_receipts_dropped_total", "reason" => "unreadable")
+                    .increment(1);
+                return Box::pin(async { CommandStatus::ESME_ROK });
+            }
+        };
+        metrics::counter!("sluice_receipts_total", "carrier" => carrier.to_string()).increment(1);
+        if !r.is_final() {
+            return Box::pin(async { CommandStatus::ESME_ROK });
+        }
+        match self.apply_receipt(carrier, &r) {
+            Ok(Some(fut)) => Box::pin(async move {
+                fut.await;
+                CommandStatus::ESME_ROK
+            }),
+            Ok(None) => Box::pin(async { CommandStatus::ESME_ROK }),
+            Err(()) => {
+                self.park(carrier, r);
+                Box::pin(async { CommandStatus::ESME_ROK })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,419 @@
+use bytes::Bytes;
+
+use super::*;
+use crate::smpp::pdu::{Body, Pdu, Tlv};
+
+fn receipt_sm(text: &str) -> DeliverSm {
+    DeliverSm {
+        esm_class: ESM_DELIVERY_RECEIPT,
+        registered_delivery: 0,
+        short_message: Bytes::copy_from_slice(text.as_bytes()),
+        ..DeliverSm::default()
+    }
+}
+
+fn parse(text: &str) -> Receipt {
+    parse_receipt(&receipt_sm(text)).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
+const STANDARD: &str = "id:0123456789 sub:001 dlvrd:001 submit date:2101011200 \
+                        done date:2101011201 stat:DELIVRD err:000 text:Hello world";
+
+#[test]
+fn standard_receipt() {
+    let r = parse(STANDARD);
+    assert_eq!(r.message_id.as_ref(), b"0123456789");
+    assert_eq!(r.state, ReceiptState::Delivered);
+    assert_eq!(r.error_code, Some(0));
+    assert_eq!(r.err_raw.as_deref(), Some(&b"000"[..]));
+    assert_eq!(r.network_error, None);
+    assert_eq!(r.submitted, Some(1));
+    assert_eq!(r.delivered, Some(1));
+    assert_eq!(r.submit_date.as_deref(), Some(&b"2101011200"[..]));
+    assert_eq!(r.done_date.as_deref(), Some(&b"2101011201"[..]));
+    assert_eq!(r.text.as_deref(), Some(&b"Hello world"[..]));
+    assert!(!r.intermediate);
+    assert!(r.is_final());
+}
+
+#[test]
+fn fields_are_slices_of_the_short_message() {
+    let sm = receipt_sm(STANDARD);
+    let range = sm.short_message.as_ptr_range();
+    let r = parse_receipt(&sm).unwrap();
+    for field in [
+        Some(&r.message_id),
+        r.submit_date.as_ref(),
+        r.done_date.as_ref(),
+        r.text.as_ref(),
+        r.err_raw.as_ref(),
+    ] {
+        assert!(range.contains(&field.unwrap().as_ptr()));
+    }
+}
+
+#[test]
+fn twelve_digit_dates() {
+    let r = parse(
+        "id:64567564356765435676 sub:001 dlvrd:001 submit date:190608165232 \
+         done date:190608165237 stat:DELIVRD err:000 text:Hello World",
+    );
+    assert_eq!(r.submit_date.as_deref(), Some(&b"190608165232"[..]));
+    assert_eq!(r.done_date.as_deref(), Some(&b"190608165237"[..]));
+    assert_eq!(r.message_id.as_ref(), b"64567564356765435676");
+}
+
+#[test]
+fn capital_text_key() {
+    let r = parse(
+        "id:IIIIIIIIII sub:001 dlvrd:000 submit date:2101011200 done date:2101011201 \
+         stat:UNDELIV err:001 Text:Hi there",
+    );
+    assert_eq!(r.text.as_deref(), Some(&b"Hi there"[..]));
+    assert_eq!(r.state, ReceiptState::Undeliverable);
+    assert_eq!(r.error_code, Some(1));
+    assert_eq!(r.delivered, Some(0));
+}
+
+#[test]
+fn missing_text_field() {
+    let r = parse(
+        "id:42 sub:001 dlvrd:001 submit date:2101011200 done date:2101011201 stat:EXPIRED err:000",
+    );
+    assert_eq!(r.text, None);
+    assert_eq!(r.state, ReceiptState::Expired);
+    assert_eq!(r.error_code, Some(0));
+    // And an empty text field.
+    let r = parse("id:42 stat:DELIVRD err:000 text:");
+    assert_eq!(r.text.as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn long_ids_of_every_shape() {
+    let ids = [
+        "0000000012345678",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "9223372036854775807",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "0A1B2C3D4E5F",
+        "7",
+    ];
+    for id in ids {
+        let r = parse(&format!(
+            "id:{id} sub:001 dlvrd:001 submit date:2101011200 done date:2101011201 stat:DELIVRD err:000 text:x"
+        ));
+        assert_eq!(r.message_id.as_ref(), id.as_bytes(), "{id}");
+    }
+}
+
+#[test]
+fn fields_in_another_order_with_unknown_fields_and_odd_case() {
+    let r = parse(
+        "Stat:REJECTD ERR:0B1 ID:ab-12 foo:bar Done Date:2101011201 SUB:1 \
+         Dlvrd:0 Submit_Date:2101011200 x-vendor:7 text:rejected",
+    );
+    assert_eq!(r.message_id.as_ref(), b"ab-12");
+    assert_eq!(r.state, ReceiptState::Rejected);
+    assert_eq!(r.error_code, Some(0x0B1));
+    assert_eq!(r.submitted, Some(1));
+    assert_eq!(r.delivered, Some(0));
+    assert_eq!(r.submit_date.as_deref(), Some(&b"2101011200"[..]));
+    assert_eq!(r.done_date.as_deref(), Some(&b"2101011201"[..]));
+    assert_eq!(r.text.as_deref(), Some(&b"rejected"[..]));
+}
+
+#[test]
+fn err_decimal_or_hex() {
+    for (err, code) in [
+        ("000", Some(0)),
+        ("001", Some(1)),
+        ("255", Some(255)),
+        ("1234", Some(1234)),
+        ("00B", Some(0x0B)),
+        ("0x1F", Some(0x1F)),
+        ("FFF", Some(0xFFF)),
+        ("n/a", None),
+        ("", None),
+        ("99999999999", None),
+    ] {
+        let r = parse(&format!("id:1 stat:UNDELIV err:{err} text:x"));
+        assert_eq!(r.error_code, code, "err:{err}");
+        assert_eq!(r.err_raw.as_deref(), Some(err.as_bytes()));
+    }
+}
+
+#[test]
+fn stat_words() {
+    let cases: &[(&[u8], ReceiptState, bool)] = &[
+        (b"DELIVRD", ReceiptState::Delivered, true),
+        (b"delivrd", ReceiptState::Delivered, true),
+        (b"EXPIRED", ReceiptState::Expired, true),
+        (b"DELETED", ReceiptState::Deleted, true),
+        (b"UNDELIV", ReceiptState::Undeliverable, true),
+        (b"ACCEPTD", ReceiptState::Accepted, false),
+        (b"UNKNOWN", ReceiptState::Unknown, true),
+        (b"REJECTD", ReceiptState::Rejected, true),
+        (b"ENROUTE", ReceiptState::Enroute, false),
+        (b"ACKED", ReceiptState::Enroute, false),
+        (b"BUFFRED", ReceiptState::Enroute, false),
+        (b"Failed", ReceiptState::Undeliverable, true),
+        (b"SKIPPED", ReceiptState::Skipped, true),
+    ];
+    for (word, state, is_final) in cases {
+        let got = ReceiptState::from_stat_word(word);
+        assert_eq!(&got, state, "{}", String::from_utf8_lossy(word));
+        assert_eq!(
+            got.is_final(),
+            *is_final,
+            "{}",
+            String::from_utf8_lossy(word)
+        );
+    }
+    let other = ReceiptState::from_stat_word(b"NOCRED");
+    assert_eq!(other, ReceiptState::Other(Bytes::from_static(b"NOCRED")));
+    assert!(!other.is_final());
+    assert_eq!(other.stat_word(), b"NOCRED");
+    assert_eq!(ReceiptState::Undeliverable.stat_word(), b"UNDELIV");
+}
+
+#[test]
+fn message_state_values() {
+    let expected = [
+        ReceiptState::Enroute,
+        ReceiptState::Delivered,
+        ReceiptState::Expired,
+        ReceiptState::Deleted,
+        ReceiptState::Undeliverable,
+        ReceiptState::Accepted,
+        ReceiptState::Unknown,
+        ReceiptState::Rejected,
+        ReceiptState::Skipped,
+    ];
+    for (value, state) in (1u8..=9).zip(expected) {
+        assert_eq!(ReceiptState::from_message_state(value), Some(state));
+    }
+    assert_eq!(ReceiptState::from_message_state(0), None);
+    assert_eq!(ReceiptState::from_message_state(10), None);
+}
+
+#[test]
+fn tlvs_without_text() {
+    let sm = DeliverSm {
+        esm_class: ESM_DELIVERY_RECEIPT,
+        tlvs: vec![
+            Tlv::from_c_string(tag::RECEIPTED_MESSAGE_ID, b"A1B2C3"),
+            Tlv::from_u8(tag::MESSAGE_STATE, 5),
+            Tlv::new(
+                tag::NETWORK_ERROR_CODE,
+                Bytes::from_static(&[3, 0x00, 0x22]),
+            ),
+        ],
+        ..DeliverSm::default()
+    };
+    let r = parse_receipt(&sm).unwrap();
+    assert_eq!(r.message_id.as_ref(), b"A1B2C3");
+    assert_eq!(r.state, ReceiptState::Undeliverable);
+    assert_eq!(
+        r.network_error,
+        Some(NetworkError {
+            network_type: 3,
+            error_code: 0x22
+        })
+    );
+    assert_eq!(r.error_code, Some(0x22));
+    assert_eq!(r.err_raw, None);
+    assert_eq!(r.submit_date, None);
+    assert_eq!(r.text, None);
+}
+
+#[test]
+fn tlv_id_wins_over_text_id() {
+    let mut sm = receipt_sm(STANDARD);
+    sm.tlvs = vec![
+        Tlv::from_c_string(tag::RECEIPTED_MESSAGE_ID, b"75BCD15"),
+        Tlv::from_u8(tag::MESSAGE_STATE, 8),
+    ];
+    let r = parse_receipt(&sm).unwrap();
+    assert_eq!(r.message_id.as_ref(), b"75BCD15");
+    assert_eq!(r.state, ReceiptState::Rejected);
+    // Text fields still fill in what the TLVs lack.
+    assert_eq!(r.done_date.as_deref(), Some(&b"2101011201"[..]));
+    assert_eq!(r.error_code, Some(0));
+}
+
+#[test]
+fn unusable_tlvs_fall_back_to_text() {
+    let mut sm = receipt_sm(STANDARD);
+    sm.tlvs = vec![
+        Tlv::new(tag::RECEIPTED_MESSAGE_ID, Bytes::from_static(b"\0")),
+        Tlv::from_u8(tag::MESSAGE_STATE, 0),
+        Tlv::new(tag::NETWORK_ERROR_CODE, Bytes::from_static(&[3, 1])),
+    ];
+    let r = parse_receipt(&sm).unwrap();
+    assert_eq!(r.message_id.as_ref(), b"0123456789");
+    assert_eq!(r.state, ReceiptState::Delivered);
+    assert_eq!(r.network_error, None);
+    // A receipted_message_id without its NUL and with padding.
+    sm.tlvs = vec![Tlv::new(
+        tag::RECEIPTED_MESSAGE_ID,
+        Bytes::from_static(b" abc "),
+    )];
+    assert_eq!(parse_receipt(&sm).unwrap().message_id.as_ref(), b"abc");
+}
+
+#[test]
+fn receipt_in_message_payload() {
+    let sm = DeliverSm {
+        esm_class: ESM_DELIVERY_RECEIPT,
+        tlvs: vec![Tlv::new(
+            tag::MESSAGE_PAYLOAD,
+            Bytes::from_static(STANDARD.as_bytes()),
+        )],
+        ..DeliverSm::default()
+    };
+    let r = parse_receipt(&sm).unwrap();
+    assert_eq!(r.message_id.as_ref(), b"0123456789");
+    assert_eq!(r.state, ReceiptState::Delivered);
+}
+
+#[test]
+fn intermediate_notification() {
+    let mut sm = receipt_sm(
+        "id:77 sub:001 dlvrd:000 submit date:2101011200 done date:2101011200 stat:ACCEPTD err:000",
+    );
+    sm.esm_class = ESM_INTERMEDIATE_NOTIFICATION;
+    assert!(is_receipt(&sm));
+    let r = parse_receipt(&sm).unwrap();
+    assert!(r.intermediate);
+    assert!(!r.is_final());
+    // Even with a final-looking state.
+    sm.short_message = Bytes::from_static(b"id:77 stat:DELIVRD");
+    assert!(!parse_receipt(&sm).unwrap().is_final());
+}
+
+#[test]
+fn is_receipt_reads_the_message_type_bits() {
+    let mut sm = receipt_sm(STANDARD);
+    for (esm_class, expected) in [
+        (0x04, true),
+        (0x44, true),
+        (0x05, true),
+        (0x20, true),
+        (0x00, false),
+        (0x08, false),
+        (0x40, false),
+        (0x0C, false),
+    ] {
+        sm.esm_class = esm_class;
+        assert_eq!(is_receipt(&sm), expected, "esm_class {esm_class:#04x}");
+    }
+}
+
+#[test]
+fn whitespace_nuls_and_padding() {
+    let r = parse("  id:abc   sub:001  stat:DELIVRD\0");
+    assert_eq!(r.message_id.as_ref(), b"abc");
+    assert_eq!(r.state, ReceiptState::Delivered);
+    let r = parse("id:abc\r\nstat:expired\r\n");
+    assert_eq!(r.state, ReceiptState::Expired);
+}
+
+#[test]
+fn missing_id_or_state() {
+    assert_eq!(
+        parse_receipt(&receipt_sm("sub:001 stat:DELIVRD")),
+        Err(ReceiptError::MissingId)
+    );
+    assert_eq!(
+        parse_receipt(&receipt_sm("id: stat:DELIVRD")),
+        Err(ReceiptError::MissingId)
+    );
+    assert_eq!(
+        parse_receipt(&receipt_sm("id:1 sub:001 err:000")),
+        Err(ReceiptError::MissingState)
+    );
+    assert_eq!(parse_receipt(&receipt_sm("")), Err(ReceiptError::MissingId));
+    assert_eq!(
+        parse_receipt(&receipt_sm("hello, is it me you're looking for")),
+        Err(ReceiptError::MissingId)
+    );
+}
+
+#[test]
+fn text_runs_to_the_end() {
+    let r = parse("id:1 stat:DELIVRD text:id:2 stat:EXPIRED");
+    assert_eq!(r.message_id.as_ref(), b"1");
+    assert_eq!(r.state, ReceiptState::Delivered);
+    assert_eq!(r.text.as_deref(), Some(&b"id:2 stat:EXPIRED"[..]));
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+    let alphabet = b"id:subdlvrtaeoxTS 0123456789_\0\t";
+    for _ in 0..20_000 {
+        let len = (x % 90) as usize;
+        let text: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x % alphabet.len() as u64) as usize]
+            })
+            .collect();
+        let _ = parse_receipt(&DeliverSm {
+            esm_class: 0x04,
+            short_message: Bytes::from(text),
+            ..DeliverSm::default()
+        });
+    }
+}
+
+#[test]
+fn format_round_trips_through_parse() {
+    let text = format_receipt_text(
+        "0A1B2C",
+        1,
+        1,
+        "2101011200",
+        "2101011201",
+        "DELIVRD",
+        0,
+        "Hello, this is a long message text",
+    );
+    assert_eq!(
+        text,
+        "id:0A1B2C sub:001 dlvrd:001 submit date:2101011200 done date:2101011201 \
+         stat:DELIVRD err:000 text:Hello, this is a lon"
+    );
+    let r = parse(&text);
+    assert_eq!(r.message_id.as_ref(), b"0A1B2C");
+    assert_eq!(r.state, ReceiptState::Delivered);
+    assert_eq!(r.text.as_deref(), Some("Hello, this is a lon".as_bytes()));
+    // Multi-byte characters are cut on a character boundary.
+    let text = format_receipt_text(
+        "1",
+        1,
+        0,
+        "",
+        "",
+        "UNDELIV",
+        1234,
+        "ééééééééééééééééééééééé",
+    );
+    assert!(
+        text.ends_with("err:1234 text:éééééééééééééééééééé"),
+        "{text}"
+    );
+}
+
+#[test]
+fn receipt_from_a_decoded_deliver_sm() {
+    let sm = receipt_sm(STANDARD);
+    let wire = Pdu::new(9, Body::DeliverSm(sm)).to_bytes();
+    let Body::DeliverSm(sm) = Pdu::decode(wire).unwrap().body else {
+        panic!()
+    };
+    assert!(is_receipt(&sm));
+    assert_eq!(parse_receipt(&sm).unwrap().state, ReceiptState::Delivered);
+}

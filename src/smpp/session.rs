@@ -1,0 +1,520 @@
+//! The SMPP client (ESME) bind session: connect (TCP or TLS), bind, then one
+//! driver task that keeps a window of outstanding submit_sm matched by
+//! sequence number, answers the SMSC's deliver_sm and enquire_link promptly,
+//! sends enquire_link when idle, times out responses, slows down on
+//! ESME_RTHROTTLED / ESME_RMSGQFUL, and reconnects with backoff.
+//!
+//! What to send and what to do with answers belongs to a [`Handler`] (the
+//! carrier): the session only speaks the protocol. On disconnect every
+//! outstanding submit is handed back to the handler explicitly — never
+//! silently dropped, never silently resent.
+//!
+//! Reads and writes never wait on each other: writes go to a writer task that
+//! coalesces every PDU encoded in one turn of the loop into one syscall, and
+//! reads are capped per turn so a flood of deliver_sm cannot starve timers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use super::codec::SmppCodec;
+use super::pdu::{Bind, Body, CommandStatus, DeliverSm, Pdu, SubmitSm};
+use crate::config::BindMode;
+use crate::schedule::rate::Rate;
+
+const TARGET: &str = "sluice::smpp";
+
+/// Largest burst of PDUs read before the loop serves timers and writes.
+const READS_PER_TURN: usize = 256;
+
+/// What the session needs from its carrier.
+pub trait Handler: Send + Sync + 'static {
+    /// One unit of work: a submit_sm with whatever the handler tracks.
+    type Job: Send + 'static;
+
+    /// Takes up to `max` jobs, oldest first, without waiting.
+    fn take(&self, max: usize) -> Vec<Self::Job>;
+
+    /// Resolves when jobs may be available.
+    fn ready(&self) -> impl Future<Output = ()> + Send + '_;
+
+    /// Puts jobs that were taken but not written back at the front, in order.
+    fn give_back(&self, jobs: Vec<Self::Job>);
+
+    /// The PDU body to write for a job.
+    fn submit_sm<'a>(&self, job: &'a Self::Job) -> &'a SubmitSm;
+
+    /// The SMSC answered a job's submit_sm.
+    fn submit_resp(&self, job: Self::Job, status: CommandStatus, message_id: Bytes);
+
+    /// A written job got no answer (response timeout or disconnect).
+    fn unanswered(&self, job: Self::Job);
+
+    /// The SMSC delivered a PDU (receipt or MO); resolves to the status of
+    /// the deliver_sm_resp (sent only once it resolves, e.g. when durable).
+    fn deliver(&self, sm: DeliverSm) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>>;
+}
+
+/// Parameters of one bind.
+#[derive(Clone, Debug)]
+pub struct BindParams {
+    /// Name for logs and metrics (`carrier/n`).
+    pub name: Arc<str>,
+    /// Carrier name (metrics label).
+    pub carrier: Arc<str>,
+    /// `host:port`.
+    pub address: String,
+    /// system_id.
+    pub system_id: String,
+    /// password (never logged).
+    pub password: crate::config::Secret,
+    /// system_type.
+    pub system_type: String,
+    /// Bind type.
+    pub mode: BindMode,
+    /// Most outstanding submit_sm.
+    pub window: usize,
+    /// Submits per second (0 = unlimited).
+    pub rate: u32,
+    /// TLS client configuration, when the bind uses TLS.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// Response deadline.
+    pub response_timeout: Duration,
+    /// Idle time before enquire_link.
+    pub enquire_link_interval: Duration,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_max: Duration,
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Connecting failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// Address.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The SMSC refused the bind.
+    #[error("bind refused: {0}")]
+    BindRefused(CommandStatus),
+    /// No answer within the response timeout.
+    #[error("no {what} response within {timeout:?}")]
+    ResponseTimeout {
+        /// Which PDU.
+        what: &'static str,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// The byte stream broke (framing error, I/O).
+    #[error("link broken: {0}")]
+    Link(String),
+    /// The SMSC closed the connection or unbound.
+    #[error("closed by the SMSC")]
+    Closed,
+    /// Local shutdown.
+    #[error("shutdown")]
+    Shutdown,
+}
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// Runs a bind until `shutdown`: connect, bind, serve, and on failure
+/// reconnect after an exponential backoff with jitter.
+pub async fn run<H: Handler>(
+    params: BindParams,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = params.reconnect_min;
+    let rate = Rate::per_second(params.rate).map(Arc::new);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = connect_and_serve(&params, &handler, rate.clone(), shutdown.clone()) => r,
+            _ = shutdown.changed() => Err(SessionError::Shutdown),
+        };
+        metrics::gauge!("sluice_smpp_bind_up", "carrier" => params.carrier.to_string(), "bind" => params.name.to_string()).set(0.0);
+        match result {
+            Err(SessionError::Shutdown) => return,
+            Err(e) => {
+                metrics::counter!("sluice_smpp_disconnects_total", "carrier" => params.carrier.to_string()).increment(1);
+                tracing::warn!(target: TARGET, bind = %params.name, error = %e, retry_in = ?delay, "bind down");
+            }
+            Ok(()) => {}
+        }
+        // A session that lived a while resets the backoff.
+        if started.elapsed() > params.reconnect_max {
+            delay = params.reconnect_min;
+        }
+        let jitter = delay.mul_f64(rand::random::<f64>() * 0.2);
+        tokio::select! {
+            _ = tokio::time::sleep(delay + jitter) => {}
+            _ = shutdown.changed() => return,
+        }
+        delay = (delay * 2).min(params.reconnect_max);
+    }
+}
+
+async fn connect_and_serve<H: Handler>(
+    params: &BindParams,
+    handler: &Arc<H>,
+    rate: Option<Arc<Rate>>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let connect_err = |source| SessionError::Connect {
+        addr: params.address.clone(),
+        source,
+    };
+    let tcp = tokio::time::timeout(
+        params.response_timeout,
+        tokio::net::TcpStream::connect(&params.address),
+    )
+    .await
+    .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
+    .map_err(connect_err)?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Stream> = match &params.tls {
+        None => Box::new(tcp),
+        Some(cfg) => {
+            let host = params
+                .address
+                .rsplit_once(':')
+                .map_or(params.address.as_str(), |(h, _)| h)
+                .trim_matches(|c| c == '[' || c == ']')
+                .to_owned();
+            let name =
+                tokio_rustls::rustls::pki_types::ServerName::try_from(host).map_err(|e| {
+                    connect_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                })?;
+            let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(connect_err)?;
+            Box::new(tls)
+        }
+    };
+    serve(stream, params, handler, rate, shutdown).await
+}
+
+struct Outstanding<J> {
+    job: J,
+    sent: Instant,
+}
+
+/// Binds on `stream` and runs the session on it.
+async fn serve<S, H>(
+    stream: S,
+    params: &BindParams,
+    handler: &Arc<H>,
+    rate: Option<Arc<Rate>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    H: Handler,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let mut reader = FramedRead::new(rd, SmppCodec::default());
+    let (out, out_rx) = mpsc::unbounded_channel::<Bytes>();
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let mut wbuf = BytesMut::with_capacity(64 * 1024);
+    let mut seq = Sequence::default();
+
+    // === bind ===
+    let bind = Bind {
+        system_id: Bytes::copy_from_slice(params.system_id.as_bytes()),
+        password: Bytes::copy_from_slice(params.password.expose().as_bytes()),
+        system_type: Bytes::copy_from_slice(params.system_type.as_bytes()),
+        interface_version: 0x34,
+        ..Bind::default()
+    };
+    let body = match params.mode {
+        BindMode::Transceiver => Body::BindTransceiver(bind),
+        BindMode::Transmitter => Body::BindTransmitter(bind),
+        BindMode::Receiver => Body::BindReceiver(bind),
+    };
+    let bind_seq = seq.next();
+    Pdu::new(bind_seq, body).encode(&mut wbuf);
+    let _ = out.send(wbuf.split().freeze());
+    let deadline = Instant::now() + params.response_timeout;
+    loop {
+        let pdu = tokio::select! {
+            f = reader.next() => f,
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(SessionError::ResponseTimeout { what: "bind", timeout: params.response_timeout });
+            }
+            _ = shutdown.changed() => return Err(SessionError::Shutdown),
+        };
+        match pdu {
+            None => return Err(SessionError::Closed),
+            Some(Err(e)) => return Err(SessionError::Link(e.to_string())),
+            Some(Ok(Ok(p))) if p.sequence_number == bind_seq && p.is_response() => {
+                if !p.command_status.is_ok() {
+                    return Err(SessionError::BindRefused(p.command_status));
+                }
+                break;
+            }
+            Some(Ok(Ok(p))) if p.command_id() == super::pdu::CommandId::EnquireLink as u32 => {
+                Pdu::enquire_link_resp(p.sequence_number).encode(&mut wbuf);
+                let _ = out.send(wbuf.split().freeze());
+            }
+            Some(Ok(_)) => {} // nothing else is meaningful before the bind answer
+        }
+    }
+    tracing::info!(target: TARGET, bind = %params.name, system_id = %params.system_id, mode = ?params.mode, "bound");
+    let labels = [
+        ("carrier", params.carrier.to_string()),
+        ("bind", params.name.to_string()),
+    ];
+    metrics::gauge!("sluice_smpp_bind_up", &labels).set(1.0);
+
+    // === session loop ===
+    let can_submit = params.mode != BindMode::Receiver;
+    let mut outstanding: HashMap<u32, Outstanding<H::Job>> = HashMap::with_capacity(params.window);
+    let mut delivers: FuturesUnordered<Pin<Box<dyn Future<Output = (u32, CommandStatus)> + Send>>> =
+        FuturesUnordered::new();
+    let mut last_read = Instant::now();
+    let mut enquire: Option<(u32, Instant)> = None;
+    let mut paused_until: Option<Instant> = None;
+    let mut throttle_backoff = Duration::from_millis(50);
+    let mut tick =
+        tokio::time::interval(Duration::from_millis(250).min(params.response_timeout / 4));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let window_gauge = metrics::gauge!("sluice_smpp_window_in_use", &labels);
+    let submits = metrics::counter!("sluice_smpp_submits_total", &labels);
+    let throttled =
+        metrics::counter!("sluice_smpp_throttled_total", "carrier" => params.carrier.to_string());
+    let latency = metrics::histogram!("sluice_smpp_response_seconds", "carrier" => params.carrier.to_string());
+
+    let result = loop {
+        let now = Instant::now();
+        if paused_until.is_some_and(|t| t <= now) {
+            paused_until = None;
+        }
+        let room = params.window.saturating_sub(outstanding.len());
+        let may_send = can_submit && room > 0 && paused_until.is_none();
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                Pdu::unbind(seq.next()).encode(&mut wbuf);
+                break Err(SessionError::Shutdown);
+            }
+            first = reader.next() => {
+                // Read a burst: this one and whatever is already buffered.
+                let mut next = first;
+                let mut n = 0;
+                let ended = loop {
+                    match next {
+                        None => break Some(SessionError::Closed),
+                        Some(Err(e)) => break Some(SessionError::Link(e.to_string())),
+                        Some(Ok(Err(bad))) => {
+                            tracing::debug!(target: TARGET, bind = %params.name, error = %bad, "undecodable PDU");
+                            // Never nack a response: that would loop with the peer.
+                            if bad.command_id().is_none_or(|c| c & super::pdu::RESPONSE_BIT == 0) {
+                                bad.generic_nack().encode(&mut wbuf);
+                            }
+                        }
+                        Some(Ok(Ok(pdu))) => {
+                            last_read = Instant::now();
+                            match pdu.body {
+                                Body::SubmitSmResp(r) => {
+                                    if let Some(o) = outstanding.remove(&pdu.sequence_number) {
+                                        latency.record(o.sent.elapsed().as_secs_f64());
+                                        metrics::counter!("sluice_smpp_responses_total",
+                                            "carrier" => params.carrier.to_string(),
+                                            "status" => status_label(pdu.command_status)).increment(1);
+                                        if pdu.command_status.is_temporary() {
+                                            throttled.increment(1);
+                                            paused_until = Some(Instant::now() + throttle_backoff);
+                                            throttle_backoff = (throttle_backoff * 2).min(Duration::from_secs(5));
+                                        } else if pdu.command_status.is_ok() {
+                                            throttle_backoff = Duration::from_millis(50);
+                                        }
+                                        handler.submit_resp(o.job, pdu.command_status, r.message_id);
+                                    }
+                                }
+                                Body::GenericNack => {
+                                    if let Some(o) = outstanding.remove(&pdu.sequence_number) {
+                                        handler.submit_resp(o.job, pdu.command_status, Bytes::new());
+                                    }
+                                }
+                                Body::DeliverSm(sm) => {
+                                    let s = pdu.sequence_number;
+                                    let fut = handler.deliver(sm);
+                                    delivers.push(Box::pin(async move { (s, fut.await) }));
+                                }
+                                Body::EnquireLink => Pdu::enquire_link_resp(pdu.sequence_number).encode(&mut wbuf),
+                                Body::EnquireLinkResp => {
+                                    if enquire.is_some_and(|(s, _)| s == pdu.sequence_number) {
+                                        enquire = None;
+                                    }
+                                }
+                                Body::Unbind => {
+                                    Pdu::unbind_resp(pdu.sequence_number).encode(&mut wbuf);
+                                    break Some(SessionError::Closed);
+                                }
+                                Body::UnbindResp => break Some(SessionError::Closed),
+                                _ if pdu.is_response() => {}
+                                _ => Pdu::generic_nack(pdu.sequence_number, CommandStatus::ESME_RINVCMDID).encode(&mut wbuf),
+                            }
+                        }
+                    }
+                    n += 1;
+                    if n >= READS_PER_TURN {
+                        break None;
+                    }
+                    match futures_util::FutureExt::now_or_never(reader.next()) {
+                        Some(p) => next = p,
+                        None => break None,
+                    }
+                };
+                if let Some(e) = ended {
+                    break Err(e);
+                }
+            }
+            Some((s, status)) = delivers.next(), if !delivers.is_empty() => {
+                Pdu::deliver_sm_resp(s, status).encode(&mut wbuf);
+                while let Some(Some((s, status))) = futures_util::FutureExt::now_or_never(delivers.next()) {
+                    Pdu::deliver_sm_resp(s, status).encode(&mut wbuf);
+                }
+            }
+            _ = handler.ready(), if may_send => {
+                let jobs = handler.take(room.min(256));
+                let mut unsent = Vec::new();
+                for job in jobs {
+                    if !unsent.is_empty() {
+                        unsent.push(job);
+                        continue;
+                    }
+                    if let Some(r) = &rate {
+                        if let Err(wait) = r.check() {
+                            paused_until = Some(Instant::now() + wait);
+                            unsent.push(job);
+                            continue;
+                        }
+                    }
+                    let s = seq.next();
+                    encode_submit(s, handler.submit_sm(&job), &mut wbuf);
+                    submits.increment(1);
+                    outstanding.insert(s, Outstanding { job, sent: Instant::now() });
+                }
+                if !unsent.is_empty() {
+                    handler.give_back(unsent);
+                }
+            }
+            _ = sleep_until_opt(paused_until) => {}
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if let Some((_, at)) = enquire {
+                    if now.duration_since(at) > params.response_timeout {
+                        break Err(SessionError::ResponseTimeout { what: "enquire_link", timeout: params.response_timeout });
+                    }
+                } else if now.duration_since(last_read) >= params.enquire_link_interval {
+                    let s = seq.next();
+                    Pdu::enquire_link(s).encode(&mut wbuf);
+                    enquire = Some((s, now));
+                }
+                let expired: Vec<u32> = outstanding
+                    .iter()
+                    .filter(|(_, o)| now.duration_since(o.sent) > params.response_timeout)
+                    .map(|(s, _)| *s)
+                    .collect();
+                if !expired.is_empty() {
+                    // Responses that never come mean a sick link: hand the
+                    // jobs back as unanswered and reconnect.
+                    tracing::warn!(target: TARGET, bind = %params.name, count = expired.len(), "submit_sm response timeout");
+                    break Err(SessionError::ResponseTimeout { what: "submit_sm", timeout: params.response_timeout });
+                }
+            }
+        }
+        window_gauge.set(outstanding.len() as f64);
+        if !wbuf.is_empty() {
+            let _ = out.send(wbuf.split().freeze());
+        }
+    };
+    if !wbuf.is_empty() {
+        let _ = out.send(wbuf.split().freeze());
+    }
+    // Every outstanding submit is resolved explicitly.
+    let mut left: Vec<_> = outstanding.into_iter().collect();
+    left.sort_by_key(|(s, _)| *s);
+    for (_, o) in left {
+        handler.unanswered(o.job);
+    }
+    window_gauge.set(0.0);
+    drop(out);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    result
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn encode_submit(seq: u32, sm: &SubmitSm, dst: &mut BytesMut) {
+    // Encode by reference: the job keeps its PDU for a possible resend.
+    Pdu::new(seq, Body::SubmitSm(sm.clone())).encode(dst);
+}
+
+fn status_label(s: CommandStatus) -> String {
+    match s.name() {
+        Some(n) => n.to_owned(),
+        None => format!("0x{:08x}", s.0),
+    }
+}
+
+/// Sequence numbers 1..=0x7FFFFFFF, wrapping.
+#[derive(Debug, Default)]
+struct Sequence(u32);
+
+impl Sequence {
+    fn next(&mut self) -> u32 {
+        self.0 = if self.0 >= 0x7FFF_FFFF { 1 } else { self.0 + 1 };
+        self.0
+    }
+}
+
+async fn write_loop<W: AsyncWrite>(wr: W, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    tokio::pin!(wr);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.extend_from_slice(&first);
+        while buf.len() < 1 << 20 {
+            match rx.try_recv() {
+                Ok(b) => buf.extend_from_slice(&b),
+                Err(_) => break,
+            }
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    let _ = wr.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests;

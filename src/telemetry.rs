@@ -1,0 +1,221 @@
+//! Telemetry: the process-wide `metrics` recorder rendered in Prometheus text
+//! format, metric descriptions, logging set-up, and the HTTP endpoint
+//! (hyper) serving `/metrics`, `/healthz` and `/readyz`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests); ours still renders.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// Registers a description for every metric sluice emits.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "sluice_messages_accepted_total",
+        "Messages accepted (durable) per tenant."
+    );
+    describe_counter!(
+        "sluice_messages_rejected_total",
+        "Messages rejected at admission, per tenant and reason."
+    );
+    describe_counter!(
+        "sluice_messages_final_total",
+        "Messages that reached a terminal state, per tenant and state."
+    );
+    describe_counter!(
+        "sluice_ingest_errors_total",
+        "Protocol errors sent to ingest clients, by code."
+    );
+    describe_gauge!("sluice_ingest_connections", "Open ingest connections.");
+    describe_counter!(
+        "sluice_smpp_submits_total",
+        "submit_sm PDUs written, per carrier and bind."
+    );
+    describe_counter!(
+        "sluice_smpp_responses_total",
+        "submit_sm_resp received, per carrier and command status."
+    );
+    describe_counter!(
+        "sluice_smpp_throttled_total",
+        "Temporary refusals (ESME_RTHROTTLED, ESME_RMSGQFUL, ...) per carrier."
+    );
+    describe_counter!(
+        "sluice_smpp_disconnects_total",
+        "SMPP sessions that ended, per carrier."
+    );
+    describe_gauge!(
+        "sluice_smpp_window_in_use",
+        "Outstanding submit_sm per bind."
+    );
+    describe_gauge!("sluice_smpp_bind_up", "1 when the bind is bound, else 0.");
+    describe_histogram!(
+        "sluice_smpp_response_seconds",
+        Unit::Seconds,
+        "submit_sm to submit_sm_resp latency per carrier."
+    );
+    describe_counter!(
+        "sluice_receipts_total",
+        "Delivery receipts received per carrier."
+    );
+    describe_counter!(
+        "sluice_receipts_early_total",
+        "Receipts that arrived before their submit_sm_resp."
+    );
+    describe_counter!(
+        "sluice_receipts_dropped_total",
+        "Receipts that could not be used, by reason."
+    );
+    describe_counter!(
+        "sluice_inbound_dropped_total",
+        "Inbound messages that could not be forwarded, by reason."
+    );
+    describe_gauge!(
+        "sluice_queue_depth",
+        "Messages waiting for dispatch per carrier."
+    );
+    describe_gauge!(
+        "sluice_live_messages",
+        "Messages accepted and not yet final."
+    );
+    describe_gauge!(
+        "sluice_events_pending",
+        "Events created and not yet acknowledged by upstream."
+    );
+    describe_counter!(
+        "sluice_events_acked_total",
+        "Events acknowledged by upstream."
+    );
+    describe_histogram!(
+        "sluice_journal_sync_seconds",
+        Unit::Seconds,
+        "Duration of each journal fdatasync."
+    );
+    describe_gauge!(
+        "sluice_journal_bytes",
+        Unit::Bytes,
+        "Bytes in journal segments on disk."
+    );
+    describe_gauge!("sluice_journal_segments", "Journal segments on disk.");
+}
+
+/// Sets up `tracing` output (RUST_LOG, default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Whether the gateway is ready to take traffic.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    /// Marks ready or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+    /// True once recovery finished and listeners are up.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until shutdown.
+pub async fn serve_http(
+    listener: TcpListener,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let handle = metrics_handle();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = shutdown.changed() => return,
+        };
+        let handle = handle.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let r = route(&req, &handle, &health);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn route(
+    req: &Request<Incoming>,
+    handle: &PrometheusHandle,
+    health: &Health,
+) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match req.uri().path() {
+        "/metrics" => {
+            handle.run_upkeep();
+            (StatusCode::OK, "text/plain; version=0.0.4", handle.render())
+        }
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/readyz" if health.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "starting\n".to_owned(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", ctype)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// Binds the HTTP endpoint.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn bind_http(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
