@@ -1,2 +1,246 @@
 //! The `sluice` command line: parses arguments and hands off to the library.
-fn main() {}
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice::ingest::client::Client;
+use sluice::ingest::pb;
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "High-throughput SMS/MMS send gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a carrier simulator.
+    #[command(subcommand)]
+    Sim(Sim),
+    /// Submit messages to a running gateway.
+    Send(SendArgs),
+    /// Run the whole pipe on the embedded default and print a summary.
+    Demo(sluice::demo::DemoOptions),
+}
+
+#[derive(Subcommand, Debug)]
+enum Sim {
+    /// An SMSC speaking SMPP 3.4.
+    Smsc(sluice::sim::smsc::SmscConfig),
+}
+
+#[derive(clap::Args, Debug)]
+struct SendArgs {
+    /// Gateway ingest address.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    gateway: String,
+    /// Tenant name.
+    #[arg(long)]
+    tenant: String,
+    /// Tenant token (or SLUICE_TOKEN).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Recipient (E.164).
+    #[arg(long, conflicts_with = "file", requires = "text")]
+    to: Option<String>,
+    /// Message text.
+    #[arg(long)]
+    text: Option<String>,
+    /// Sender.
+    #[arg(long, default_value = "12345")]
+    from: String,
+    /// A JSON-lines file of messages: {"to", "text", "from"?, "client_ref"?, "campaign_id"?, "priority"?: "transactional"|"marketing", "validity_seconds"?}.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Wait for each message's terminal event and print it as a JSON line.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this long.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonMessage {
+    to: String,
+    text: String,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    client_ref: Option<String>,
+    #[serde(default)]
+    campaign_id: String,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    validity_seconds: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run { config } => run(config).await,
+            Command::Sim(Sim::Smsc(cfg)) => {
+                sluice::telemetry::init_logging();
+                let smsc = sluice::sim::smsc::start(cfg).await?;
+                eprintln!("SMSC simulator listening on {}", smsc.local_addr());
+                tokio::select! {
+                    _ = smsc.run_until_shutdown() => {}
+                    _ = shutdown_signal() => {}
+                }
+                Ok(())
+            }
+            Command::Send(args) => send(args).await,
+            Command::Demo(opts) => {
+                let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                    .with_writer(std::io::stderr)
+                    .try_init();
+                let summary = sluice::demo::run(&opts).await?;
+                if opts.json {
+                    println!("{}", serde_json::to_string(&summary)?);
+                } else {
+                    print!("{}", summary.render());
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn run(path: PathBuf) -> anyhow::Result<()> {
+    sluice::telemetry::init_logging();
+    let config = sluice::config::Config::load(&path)?;
+    let mut running = sluice::gateway::start(config).await?;
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = running.wait() => tracing::error!("a core task ended; shutting down"),
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let messages: Vec<pb::SubmitMessage> = match (&args.to, &args.file) {
+        (Some(to), None) => vec![pb::SubmitMessage {
+            client_ref: format!("cli-{}", sluice::model::now_ms()),
+            to: to.clone(),
+            from: args.from.clone(),
+            text: args.text.clone().unwrap_or_default(),
+            ..Default::default()
+        }],
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut out = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let m: JsonMessage = serde_json::from_str(line)
+                    .with_context(|| format!("{}:{}", file.display(), n + 1))?;
+                out.push(pb::SubmitMessage {
+                    client_ref: m
+                        .client_ref
+                        .unwrap_or_else(|| format!("cli-{}-{}", sluice::model::now_ms(), n + 1)),
+                    to: m.to,
+                    from: m.from.unwrap_or_else(|| args.from.clone()),
+                    text: m.text,
+                    campaign_id: m.campaign_id,
+                    validity_seconds: m.validity_seconds,
+                    priority: match m.priority.as_deref() {
+                        Some("transactional") => pb::PriorityClass::PriorityTransactional as i32,
+                        Some("marketing") | None => pb::PriorityClass::PriorityMarketing as i32,
+                        Some(other) => anyhow::bail!(
+                            "{}:{}: priority {other:?} is neither transactional nor marketing",
+                            file.display(),
+                            n + 1
+                        ),
+                    },
+                    ..Default::default()
+                });
+            }
+            out
+        }
+        _ => anyhow::bail!("give --to and --text, or --file"),
+    };
+    let (client, mut events) = Client::connect(&args.gateway, &args.tenant, &args.token).await?;
+    if args.wait {
+        client.subscribe(0).await?;
+    }
+    let mut waiting = std::collections::HashSet::new();
+    let max = client.hello.max_batch_messages.max(1) as usize;
+    let mut failed = false;
+    for chunk in messages.chunks(max) {
+        let ack = client.submit(chunk.to_vec()).await?;
+        for r in ack.results {
+            if r.reason == pb::RejectReason::RejectNone as i32 {
+                println!("{}\t{:016x}{}", r.client_ref, r.message_id, if r.duplicate { "\tduplicate" } else { "" });
+                waiting.insert(r.message_id);
+            } else {
+                failed = true;
+                let reason = pb::RejectReason::try_from(r.reason).map(|r| r.as_str_name()).unwrap_or("?");
+                eprintln!("{}\trejected {reason}: {}", r.client_ref, r.detail);
+            }
+        }
+    }
+    if args.wait {
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        while !waiting.is_empty() {
+            let e = tokio::select! {
+                e = events.recv() => match e { Some(e) => e, None => anyhow::bail!("connection closed") },
+                _ = tokio::time::sleep_until(deadline) => anyhow::bail!("{} messages without a terminal event after {:?}", waiting.len(), args.timeout),
+            };
+            client.ack(vec![e.event_id]).await?;
+            if let Some(pb::event::Kind::Delivery(d)) = e.kind {
+                let state = pb::DeliveryState::try_from(d.state).map(|s| s.as_str_name()).unwrap_or("?");
+                if state == "STATE_SUBMITTED" {
+                    continue;
+                }
+                if waiting.remove(&d.message_id) {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "message_id": format!("{:016x}", d.message_id),
+                            "client_ref": d.client_ref,
+                            "state": state.trim_start_matches("STATE_").to_ascii_lowercase(),
+                            "reason": d.reason,
+                            "error_code": d.error_code,
+                            "carrier": d.carrier,
+                            "segments": d.segments,
+                            "at_ms": d.at_ms,
+                        })
+                    );
+                }
+            }
+        }
+    }
+    if failed {
+        std::process::exit(2);
+    }
+    Ok(())
+}

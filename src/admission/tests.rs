@@ -1,1 +1,59 @@
 use super::*;
+
+fn submit(to: &str, text: &str) -> pb::SubmitMessage {
+    pb::SubmitMessage {
+        client_ref: "r".into(),
+        to: to.into(),
+        from: "12345".into(),
+        text: text.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn validation_builds_the_domain_message() {
+    let t: Arc<str> = "acme".into();
+    let mut s = submit("+14155550100", "hi");
+    s.priority = pb::PriorityClass::PriorityTransactional as i32;
+    s.validity_seconds = 60;
+    let m = validate(&t, s, Duration::from_secs(3600), 1_000).unwrap();
+    assert_eq!(m.to.to_string(), "+14155550100");
+    assert_eq!(m.priority, Priority::Transactional);
+    assert_eq!(m.expires_at_ms, 61_000);
+    let m = validate(&t, submit("+14155550100", "hi"), Duration::from_secs(3600), 0).unwrap();
+    assert_eq!(m.expires_at_ms, 3_600_000);
+}
+
+#[test]
+fn each_problem_has_its_reason() {
+    let t: Arc<str> = "acme".into();
+    let d = Duration::from_secs(1);
+    let r = |s| validate(&t, s, d, 0).unwrap_err().reason;
+    assert_eq!(r(submit("12", "x")), RejectReason::InvalidNumber);
+    assert_eq!(r(submit("+14155550100", "")), RejectReason::EmptyMessage);
+    assert_eq!(r(submit("+14155550100", &"é".repeat(1601))), RejectReason::TextTooLong);
+    let mut s = submit("+14155550100", "x");
+    s.client_ref = "x".repeat(129);
+    assert_eq!(r(s), RejectReason::InvalidField);
+    let mut s = submit("+14155550100", "x");
+    s.media = vec!["abc".into()];
+    assert_eq!(r(s), RejectReason::UnknownMedia);
+    // 1,600 characters are fine, whatever their encoding.
+    assert!(validate(&t, submit("+14155550100", &"é".repeat(1600)), d, 0).is_ok());
+}
+
+#[test]
+fn dedupe_returns_the_first_id_within_the_window() {
+    let d = Dedupe::new(Duration::from_secs(10));
+    let t: Arc<str> = "acme".into();
+    let u: Arc<str> = "other".into();
+    assert_eq!(d.check_or_insert(&t, "a", MessageId(1), 0), Ok(()));
+    assert_eq!(d.check_or_insert(&t, "a", MessageId(2), 5_000), Err(MessageId(1)));
+    // Another tenant's key space is separate.
+    assert_eq!(d.check_or_insert(&u, "a", MessageId(3), 5_000), Ok(()));
+    // After the window the key is forgotten.
+    assert_eq!(d.check_or_insert(&t, "a", MessageId(4), 20_001), Ok(()));
+    d.forget(&t, "a");
+    assert_eq!(d.check_or_insert(&t, "a", MessageId(5), 20_002), Ok(()));
+    assert_eq!(d.len(), 2);
+}

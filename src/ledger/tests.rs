@@ -1,1 +1,92 @@
 use super::*;
+use crate::config::JournalConfig;
+use crate::model::{ChannelPref, FallbackPolicy, Msisdn, Priority, Sender};
+
+fn message(id: u64) -> Arc<Message> {
+    Arc::new(Message {
+        id: MessageId(id),
+        tenant: "t".into(),
+        client_ref: format!("r{id}"),
+        to: Msisdn::parse("+14155550100").unwrap(),
+        from: Sender::parse("12345").unwrap(),
+        text: "x".into(),
+        media: vec![],
+        subject: None,
+        channel: ChannelPref::Auto,
+        fallback: FallbackPolicy::SmsTextOnly,
+        campaign_id: String::new(),
+        expires_at_ms: u64::MAX,
+        priority: Priority::Marketing,
+        tags: vec![],
+        accepted_at_ms: 0,
+    })
+}
+
+fn outcome(state: DeliveryState) -> PartOutcome {
+    PartOutcome { state, error_code: 0, reason: "r".into() }
+}
+
+fn ledger() -> (Ledger, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(dir.path(), &JournalConfig::default()).unwrap();
+    (Ledger::new(j), dir)
+}
+
+#[tokio::test]
+async fn multipart_message_finishes_when_every_part_is_done() {
+    let (l, _d) = ledger();
+    let m = message(1);
+    l.admit([&m]);
+    assert!(l.dispatch(m.id, &"c".into(), 3));
+    assert!(!l.dispatch(m.id, &"c".into(), 3), "a dispatched message is not dispatched again");
+    assert!(l.part_submitted(m.id, 0, "a"));
+    assert!(l.part_submitted(m.id, 1, "b"));
+    assert!(!l.part_submitted(m.id, 7, "z"));
+    assert!(matches!(l.part_done(m.id, 0, outcome(DeliveryState::Delivered)), PartResult::Partial));
+    // A duplicate receipt for a done part changes nothing.
+    assert!(matches!(l.part_done(m.id, 0, outcome(DeliveryState::Failed)), PartResult::Partial));
+    assert!(matches!(l.part_done(m.id, 1, outcome(DeliveryState::Delivered)), PartResult::Partial));
+    let PartResult::Final(f) = l.part_done(m.id, 2, outcome(DeliveryState::Delivered)) else {
+        panic!("last part ends the message");
+    };
+    assert_eq!(f.state, DeliveryState::Delivered);
+    assert_eq!(f.parts, 3);
+    assert_eq!(l.live(), 0);
+    assert!(matches!(l.part_done(m.id, 2, outcome(DeliveryState::Delivered)), PartResult::Unknown));
+}
+
+#[tokio::test]
+async fn one_failed_part_fails_the_message() {
+    let (l, _d) = ledger();
+    let m = message(2);
+    l.admit([&m]);
+    l.dispatch(m.id, &"c".into(), 2);
+    let _ = l.part_done(m.id, 0, outcome(DeliveryState::Delivered));
+    let PartResult::Final(f) = l.part_done(m.id, 1, outcome(DeliveryState::Failed)) else { panic!() };
+    assert_eq!(f.state, DeliveryState::Failed);
+}
+
+#[tokio::test]
+async fn finish_ends_open_parts_and_keeps_the_worst_outcome() {
+    let (l, _d) = ledger();
+    let m = message(3);
+    l.admit([&m]);
+    l.dispatch(m.id, &"c".into(), 2);
+    l.part_submitted(m.id, 0, "k0");
+    let f = l.finish(m.id, DeliveryState::Expired, 0, &"late".into()).unwrap();
+    assert_eq!(f.state, DeliveryState::Expired);
+    assert_eq!(f.carrier_ids, vec![Box::<str>::from("k0")]);
+    assert!(l.finish(m.id, DeliveryState::Expired, 0, &"late".into()).is_none());
+}
+
+#[tokio::test]
+async fn undispatch_only_when_nothing_was_written() {
+    let (l, _d) = ledger();
+    let (a, b) = (message(4), message(5));
+    l.admit([&a, &b]);
+    l.dispatch(a.id, &"c".into(), 1);
+    l.dispatch(b.id, &"c".into(), 1);
+    l.part_submitted(b.id, 0, "x");
+    assert_eq!(l.undispatch(&[a.id, b.id]), vec![a.id]);
+    assert!(matches!(l.get(a.id).unwrap().stage, Stage::Queued));
+}

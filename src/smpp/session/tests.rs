@@ -1,1 +1,276 @@
+//! Session logic against a scripted SMSC over an in-memory duplex pipe, on
+//! tokio's paused clock.
+
+use std::collections::VecDeque;
+
+use futures_util::SinkExt;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::codec::Framed;
+
 use super::*;
+use crate::smpp::pdu::SubmitSmResp;
+
+#[derive(Default)]
+struct TestHandler {
+    queue: Mutex<VecDeque<u32>>,
+    notify: Notify,
+    sms: Mutex<std::collections::HashMap<u32, SubmitSm>>,
+    answered: Mutex<Vec<(u32, CommandStatus, Bytes)>>,
+    unanswered: Mutex<Vec<u32>>,
+    delivered: Mutex<Vec<Bytes>>,
+    release_deliver: Arc<Notify>,
+}
+
+impl TestHandler {
+    fn with_jobs(n: u32) -> Arc<TestHandler> {
+        let h = TestHandler::default();
+        for i in 0..n {
+            h.queue.lock().push_back(i);
+            h.sms.lock().insert(
+                i,
+                SubmitSm {
+                    destination_addr: Bytes::from(format!("1415555{i:04}")),
+                    short_message: Bytes::from(format!("job {i}")),
+                    ..SubmitSm::default()
+                },
+            );
+        }
+        Arc::new(h)
+    }
+}
+
+impl Handler for TestHandler {
+    type Job = u32;
+    fn take(&self, max: usize) -> Vec<u32> {
+        let mut q = self.queue.lock();
+        let n = max.min(q.len());
+        q.drain(..n).collect()
+    }
+    fn ready(&self) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            loop {
+                let n = self.notify.notified();
+                if !self.queue.lock().is_empty() {
+                    return;
+                }
+                n.await;
+            }
+        }
+    }
+    fn give_back(&self, jobs: Vec<u32>) {
+        let mut q = self.queue.lock();
+        for j in jobs.into_iter().rev() {
+            q.push_front(j);
+        }
+    }
+    fn submit_sm<'a>(&self, job: &'a u32) -> &'a SubmitSm {
+        // The map lives as long as the handler; leak a clone for the test's
+        // simplicity (bounded by the handful of jobs in a test).
+        Box::leak(Box::new(self.sms.lock()[job].clone()))
+    }
+    fn submit_resp(&self, job: u32, status: CommandStatus, id: Bytes) {
+        if status.is_temporary() {
+            self.queue.lock().push_front(job);
+            self.notify.notify_waiters();
+        }
+        self.answered.lock().push((job, status, id));
+    }
+    fn unanswered(&self, job: u32) {
+        self.unanswered.lock().push(job);
+    }
+    fn deliver(&self, sm: DeliverSm) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
+        self.delivered.lock().push(sm.short_message.clone());
+        let gate = self.release_deliver.clone();
+        Box::pin(async move {
+            gate.notified().await;
+            CommandStatus::ESME_ROK
+        })
+    }
+}
+
+fn params(window: usize) -> BindParams {
+    BindParams {
+        name: "test/1".into(),
+        carrier: "test".into(),
+        address: "inmemory".into(),
+        system_id: "sys".into(),
+        password: crate::config::Secret::new("pw"),
+        system_type: String::new(),
+        mode: BindMode::Transceiver,
+        window,
+        rate: 0,
+        tls: None,
+        response_timeout: Duration::from_secs(5),
+        enquire_link_interval: Duration::from_secs(30),
+        reconnect_min: Duration::from_millis(100),
+        reconnect_max: Duration::from_secs(1),
+    }
+}
+
+type Peer = Framed<tokio::io::DuplexStream, SmppCodec>;
+
+/// Starts a session on a pipe; the returned peer has answered the bind.
+async fn start(
+    handler: Arc<TestHandler>,
+    p: BindParams,
+) -> (Peer, tokio::task::JoinHandle<Result<(), SessionError>>, watch::Sender<bool>) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { serve(a, &p, &handler, None, rx).await });
+    let mut peer = Framed::new(b, SmppCodec::default());
+    let bind = peer.next().await.unwrap().unwrap().unwrap();
+    let Body::BindTransceiver(ref b) = bind.body else { panic!("{bind:?}") };
+    assert_eq!(&b.system_id[..], b"sys");
+    let resp = Pdu {
+        command_status: CommandStatus::ESME_ROK,
+        sequence_number: bind.sequence_number,
+        body: Body::BindTransceiverResp(crate::smpp::pdu::BindResp::default()),
+    };
+    peer.send(resp).await.unwrap();
+    (peer, task, tx)
+}
+
+async fn next_pdu(peer: &mut Peer) -> Pdu {
+    tokio::time::timeout(Duration::from_secs(60), peer.next())
+        .await
+        .expect("a PDU in time")
+        .expect("stream open")
+        .expect("framing ok")
+        .expect("decodes")
+}
+
+fn resp(seq: u32, status: CommandStatus, id: &str) -> Pdu {
+    Pdu {
+        command_status: status,
+        sequence_number: seq,
+        body: Body::SubmitSmResp(SubmitSmResp {
+            message_id: Bytes::from(id.to_owned()),
+        }),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn window_bounds_outstanding_submits() {
+    let h = TestHandler::with_jobs(10);
+    let (mut peer, _task, _stop) = start(h.clone(), params(4)).await;
+    let mut seqs = Vec::new();
+    for _ in 0..4 {
+        let p = next_pdu(&mut peer).await;
+        assert!(matches!(p.body, Body::SubmitSm(_)));
+        seqs.push(p.sequence_number);
+    }
+    // Nothing more while the window is full.
+    assert!(tokio::time::timeout(Duration::from_secs(1), peer.next()).await.is_err());
+    peer.send(resp(seqs[0], CommandStatus::ESME_ROK, "A1")).await.unwrap();
+    let p = next_pdu(&mut peer).await;
+    assert!(matches!(p.body, Body::SubmitSm(_)));
+    assert_eq!(h.answered.lock()[0], (0, CommandStatus::ESME_ROK, Bytes::from_static(b"A1")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_pauses_the_bind_and_retries_the_same_job() {
+    let h = TestHandler::with_jobs(1);
+    let (mut peer, _task, _stop) = start(h.clone(), params(8)).await;
+    let first = next_pdu(&mut peer).await;
+    let t0 = tokio::time::Instant::now();
+    peer.send(resp(first.sequence_number, CommandStatus::ESME_RTHROTTLED, "")).await.unwrap();
+    let again = next_pdu(&mut peer).await;
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(50), "resent after {waited:?}");
+    let (Body::SubmitSm(a), Body::SubmitSm(b)) = (first.body, again.body) else { panic!() };
+    assert_eq!(a.short_message, b.short_message, "the same job is retried");
+    assert_ne!(first.sequence_number, again.sequence_number);
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_responses_end_the_session_and_hand_jobs_back() {
+    let h = TestHandler::with_jobs(3);
+    let (mut peer, task, _stop) = start(h.clone(), params(8)).await;
+    for _ in 0..3 {
+        next_pdu(&mut peer).await;
+    }
+    let r = task.await.unwrap();
+    assert!(matches!(r, Err(SessionError::ResponseTimeout { what: "submit_sm", .. })), "{r:?}");
+    assert_eq!(*h.unanswered.lock(), vec![0, 1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_link_is_probed_and_a_dead_one_dropped() {
+    let h = TestHandler::with_jobs(0);
+    let (mut peer, task, _stop) = start(h, params(8)).await;
+    let p = next_pdu(&mut peer).await;
+    assert!(matches!(p.body, Body::EnquireLink));
+    // No enquire_link_resp: the session gives up after the response timeout.
+    let r = task.await.unwrap();
+    assert!(matches!(r, Err(SessionError::ResponseTimeout { what: "enquire_link", .. })), "{r:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn deliver_sm_is_answered_after_the_handler_resolves_and_enquire_link_meanwhile() {
+    let h = TestHandler::with_jobs(0);
+    let (mut peer, _task, _stop) = start(h.clone(), params(8)).await;
+    let deliver = Pdu::new(
+        77,
+        Body::DeliverSm(DeliverSm {
+            short_message: Bytes::from_static(b"id:1 stat:DELIVRD"),
+            esm_class: 0x04,
+            ..DeliverSm::default()
+        }),
+    );
+    peer.send(deliver).await.unwrap();
+    peer.send(Pdu::enquire_link(78)).await.unwrap();
+    // The enquire_link is answered at once, the deliver_sm not yet.
+    let p = next_pdu(&mut peer).await;
+    assert!(matches!(p.body, Body::EnquireLinkResp));
+    assert_eq!(p.sequence_number, 78);
+    h.release_deliver.notify_waiters();
+    let p = next_pdu(&mut peer).await;
+    assert!(matches!(p.body, Body::DeliverSmResp(_)));
+    assert_eq!(p.sequence_number, 77);
+    assert_eq!(h.delivered.lock().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_request_gets_generic_nack_and_the_session_lives() {
+    let h = TestHandler::with_jobs(0);
+    let (mut peer, _task, _stop) = start(h, params(8)).await;
+    // An unknown command id: generic_nack with ESME_RINVCMDID.
+    peer.send(Pdu::new(5, Body::Other { command_id: 0x0000_0999, body: Bytes::new() }))
+        .await
+        .unwrap();
+    let p = next_pdu(&mut peer).await;
+    assert!(matches!(p.body, Body::GenericNack));
+    assert_eq!(p.sequence_number, 5);
+    assert_eq!(p.command_status, CommandStatus::ESME_RINVCMDID);
+    peer.send(Pdu::enquire_link(6)).await.unwrap();
+    assert!(matches!(next_pdu(&mut peer).await.body, Body::EnquireLinkResp));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_paces_submits() {
+    let h = TestHandler::with_jobs(20);
+    let mut p = params(64);
+    p.rate = 10;
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (_tx, rx) = watch::channel(false);
+    let hh = h.clone();
+    let rate = Rate::per_second(p.rate).map(Arc::new);
+    tokio::spawn(async move { serve(a, &p, &hh, rate, rx).await });
+    let mut peer = Framed::new(b, SmppCodec::default());
+    let bind = next_pdu(&mut peer).await;
+    peer.send(Pdu {
+        command_status: CommandStatus::ESME_ROK,
+        sequence_number: bind.sequence_number,
+        body: Body::BindTransceiverResp(crate::smpp::pdu::BindResp::default()),
+    })
+    .await
+    .unwrap();
+    let t0 = tokio::time::Instant::now();
+    for _ in 0..20 {
+        let p = next_pdu(&mut peer).await;
+        peer.send(resp(p.sequence_number, CommandStatus::ESME_ROK, "x")).await.unwrap();
+    }
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(1850) && took <= Duration::from_millis(2100), "{took:?}");
+}

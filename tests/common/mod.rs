@@ -1,0 +1,132 @@
+//! Shared harness for the end-to-end tests: an in-process SMSC simulator, a
+//! gateway on a temporary journal, and a client that collects events.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sluice::config::Config;
+use sluice::ingest::client::Client;
+use sluice::ingest::pb;
+use sluice::sim::smsc::{self, Smsc, SmscConfig};
+
+pub const TENANT: &str = "demo";
+pub const TOKEN: &str = "demo-token-0001";
+
+/// A simulator with the demo's account and `f` applied to its config.
+pub async fn smsc(f: impl FnOnce(&mut SmscConfig)) -> Smsc {
+    let mut cfg = SmscConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        accounts: vec![("sluice".into(), "pw".into())],
+        receipt_delay: Duration::from_millis(5),
+        ..SmscConfig::default()
+    };
+    f(&mut cfg);
+    smsc::start(cfg).await.unwrap()
+}
+
+/// The embedded config pointing at `smsc`, journal under `dir`.
+pub fn config(dir: &std::path::Path, smsc: &Smsc) -> Config {
+    let mut c = sluice::demo::embedded_config(dir, smsc.local_addr(), 2, 64);
+    c.http.listen = Some("127.0.0.1:0".parse().unwrap());
+    c
+}
+
+/// A message to `to` with `text` and `client_ref`.
+pub fn msg(client_ref: &str, to: &str, text: &str) -> pb::SubmitMessage {
+    pb::SubmitMessage {
+        client_ref: client_ref.into(),
+        to: to.into(),
+        from: "12345".into(),
+        text: text.into(),
+        ..Default::default()
+    }
+}
+
+/// Terminal states received, per message id.
+#[derive(Clone, Default)]
+pub struct Collected {
+    pub states: Arc<Mutex<HashMap<u64, Vec<(pb::DeliveryState, String)>>>>,
+    pub inbound: Arc<Mutex<Vec<pb::InboundMessage>>>,
+}
+
+impl Collected {
+    pub fn terminal_count(&self) -> usize {
+        self.states.lock().len()
+    }
+
+    pub fn state_of(&self, id: u64) -> Option<pb::DeliveryState> {
+        self.states.lock().get(&id).and_then(|v| v.last()).map(|s| s.0)
+    }
+}
+
+/// Connects, subscribes and acknowledges every event, recording it.
+pub async fn subscriber(addr: &str) -> (Client, Collected) {
+    let (client, mut events) = Client::connect(addr, TENANT, TOKEN).await.unwrap();
+    client.subscribe(0).await.unwrap();
+    let collected = Collected::default();
+    let c = collected.clone();
+    let acker = client.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            match e.kind {
+                Some(pb::event::Kind::Delivery(d)) => {
+                    let s = pb::DeliveryState::try_from(d.state).unwrap();
+                    if s != pb::DeliveryState::StateSubmitted {
+                        c.states
+                            .lock()
+                            .entry(d.message_id)
+                            .or_default()
+                            .push((s, d.reason.clone()));
+                    }
+                }
+                Some(pb::event::Kind::Inbound(m)) => c.inbound.lock().push(m),
+                _ => {}
+            }
+            let _ = acker.ack(vec![e.event_id]).await;
+        }
+    });
+    (client, collected)
+}
+
+/// Waits (real time, bounded) until `f` holds.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Accepted message ids of an ack, asserting all were accepted.
+pub fn accepted_ids(ack: &pb::BatchAck) -> Vec<u64> {
+    ack.results
+        .iter()
+        .map(|r| {
+            assert_eq!(r.reason, pb::RejectReason::RejectNone as i32, "{r:?}");
+            r.message_id
+        })
+        .collect()
+}
+
+/// Fetches the gateway's Prometheus text.
+pub async fn metrics_text(http: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Sum of a counter over all label sets in Prometheus text.
+pub fn counter_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

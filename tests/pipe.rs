@@ -1,0 +1,173 @@
+//! End-to-end: client → ingest → journal → SMPP → simulator → receipts →
+//! events, over real TCP, with the simulator's faults.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sluice::ingest::pb;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_delivers_every_message() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let addr = gw.ingest_addr.to_string();
+    let (client, got) = subscriber(&addr).await;
+    let batch: Vec<_> = (0..200)
+        .map(|i| msg(&format!("rt-{i}"), &format!("+1415555{i:04}"), &format!("hello {i}")))
+        .collect();
+    let ack = client.submit(batch).await.unwrap();
+    let ids = accepted_ids(&ack);
+    assert_eq!(ids.len(), 200);
+    eventually("200 delivered events", Duration::from_secs(20), || got.terminal_count() == 200).await;
+    for id in &ids {
+        assert_eq!(got.state_of(*id), Some(pb::DeliveryState::StateDelivered));
+    }
+    let stats = smsc.stats();
+    assert_eq!(stats.messages, 200);
+    assert_eq!(stats.duplicates, 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubmitted_batch_returns_the_same_ids_and_sends_nothing_twice() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let addr = gw.ingest_addr.to_string();
+    let (client, got) = subscriber(&addr).await;
+    let batch: Vec<_> = (0..50)
+        .map(|i| msg(&format!("idem-{i}"), &format!("+1415666{i:04}"), &format!("once {i}")))
+        .collect();
+    let first = accepted_ids(&client.submit(batch.clone()).await.unwrap());
+    // A second connection, as after a dropped link, sends the same batch.
+    let (other, _) = sluice::ingest::client::Client::connect(&addr, TENANT, TOKEN).await.unwrap();
+    let again = other.submit(batch).await.unwrap();
+    let second: Vec<u64> = again.results.iter().map(|r| r.message_id).collect();
+    assert_eq!(first, second);
+    assert!(again.results.iter().all(|r| r.duplicate));
+    eventually("50 terminal events", Duration::from_secs(20), || got.terminal_count() == 50).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smsc.stats().messages, 50);
+    assert_eq!(smsc.stats().duplicates, 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnects_and_throttling_still_deliver_exactly_once() {
+    let smsc = smsc(|c| {
+        c.disconnect_every = 1000;
+        c.throttle_fraction = 0.05;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let addr = gw.ingest_addr.to_string();
+    let (client, got) = subscriber(&addr).await;
+    let n = 5000;
+    let mut ids = Vec::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|i| msg(&format!("fault-{i}"), &format!("+1415777{i:04}"), &format!("fault text {i}")))
+            .collect();
+        ids.extend(accepted_ids(&client.submit(batch).await.unwrap()));
+    }
+    eventually("every message final", Duration::from_secs(60), || got.terminal_count() == n).await;
+    for id in &ids {
+        assert_eq!(got.state_of(*id), Some(pb::DeliveryState::StateDelivered), "message {id:x}");
+    }
+    let stats = smsc.stats();
+    assert!(stats.disconnects >= 4, "{stats:?}");
+    assert!(stats.throttled > 0, "{stats:?}");
+    assert_eq!(stats.messages, n as u64);
+    assert_eq!(stats.duplicates, 0, "{stats:?}");
+    for (_, _, text, count) in smsc.texts() {
+        assert_eq!(count, 1, "{text:?} arrived {count} times");
+    }
+    let m = metrics_text(gw.http_addr.unwrap()).await;
+    assert!(counter_sum(&m, "sluice_smpp_throttled_total") >= stats.throttled as f64, "{m}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_and_unicode_texts_reassemble_at_the_smsc() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+    let texts = [
+        "x".repeat(160),
+        "y".repeat(161),
+        "€".repeat(80) + "z",
+        "Ж".repeat(70),
+        "Ж".repeat(71),
+        "😀".repeat(100),
+        sluice::demo::demo_text(9).repeat(5),
+        "a".repeat(1600),
+    ];
+    let batch: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| msg(&format!("txt-{i}"), &format!("+1415888{i:04}"), t))
+        .collect();
+    let mut too_long = msg("txt-long", "+14158889999", &"b".repeat(1601));
+    too_long.from = "12345".into();
+    let mut with_bad = batch.clone();
+    with_bad.push(too_long);
+    let ack = client.submit(with_bad).await.unwrap();
+    let last = ack.results.last().unwrap();
+    assert_eq!(last.reason, pb::RejectReason::TextTooLong as i32);
+    assert!(last.detail.contains("1601"), "{}", last.detail);
+    eventually("all final", Duration::from_secs(20), || got.terminal_count() == texts.len()).await;
+    let mut seen: Vec<String> = smsc.texts().into_iter().map(|(_, _, t, _)| t).collect();
+    seen.sort();
+    let mut want: Vec<String> = texts.to_vec();
+    want.sort();
+    assert_eq!(seen, want);
+    gw.shutdown().await;
+}
+
+/// Every receipt id style a real SMSC uses correlates, including receipts
+/// that arrive before the submit_sm_resp and receipts carried in TLVs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_correlate_in_every_id_style() {
+    use sluice::sim::smsc::{IdFormat, ReceiptIdFormat};
+    let variants: Vec<(IdFormat, ReceiptIdFormat, bool, bool)> = vec![
+        (IdFormat::Hex, ReceiptIdFormat::Decimal, false, false),
+        (IdFormat::Hex, ReceiptIdFormat::HexUpper, false, false),
+        (IdFormat::Decimal, ReceiptIdFormat::ZeroPadded, false, false),
+        (IdFormat::Uuid, ReceiptIdFormat::Same, false, true),
+        (IdFormat::Hex, ReceiptIdFormat::Same, true, false),
+        (IdFormat::Decimal, ReceiptIdFormat::Same, true, true),
+    ];
+    for (idf, rf, before, tlvs) in variants {
+        let smsc = smsc(|c| {
+            c.id_format = idf;
+            c.receipt_id_format = rf;
+            c.receipt_before_resp = before;
+            c.receipt_tlvs = tlvs;
+            c.outcomes = "delivered=0.5,undeliverable=0.5".parse().unwrap();
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+        let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+        let batch: Vec<_> = (0..40)
+            .map(|i| msg(&format!("r-{i}"), &format!("+1415999{i:04}"), &format!("receipt {i}")))
+            .collect();
+        accepted_ids(&client.submit(batch).await.unwrap());
+        let label = format!("{idf:?}/{rf:?}/before={before}/tlvs={tlvs}");
+        eventually(&label, Duration::from_secs(20), || got.terminal_count() == 40).await;
+        let states = got.states.lock();
+        let delivered = states.values().filter(|v| v[0].0 == pb::DeliveryState::StateDelivered).count();
+        let failed = states.values().filter(|v| v[0].0 == pb::DeliveryState::StateFailed).count();
+        assert_eq!(delivered + failed, 40, "{label}: {states:?}");
+        assert_eq!(smsc.stats().receipts_sent as usize, 40, "{label}");
+        drop(states);
+        gw.shutdown().await;
+        smsc.shutdown();
+    }
+}
