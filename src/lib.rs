@@ -17,5 +17,7 @@ pub mod ledger;
 pub mod model;
 pub mod receipts;
 pub mod schedule;
+pub mod sim;
 pub mod smpp;
 pub mod telemetry;
+pub mod demo;
