@@ -239,10 +239,10 @@ impl Dedupe {
                 break;
             }
             let (_, key) = s.order.pop_front().expect("front exists");
-            if let Some((_, stored_at)) = s.map.get(&key) {
-                if stored_at + self.window_ms < now_ms {
-                    s.map.remove(&key);
-                }
+            if let Some((_, stored_at)) = s.map.get(&key)
+                && stored_at + self.window_ms < now_ms
+            {
+                s.map.remove(&key);
             }
         }
     }

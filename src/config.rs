@@ -485,9 +485,11 @@ impl Config {
             }
         }
         for r in &self.routes {
-            if !r.prefix.is_empty()
-                && !(r.prefix.starts_with('+') && r.prefix[1..].bytes().all(|b| b.is_ascii_digit()))
-            {
+            let digits_after_plus = r
+                .prefix
+                .strip_prefix('+')
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+            if !r.prefix.is_empty() && !digits_after_plus {
                 p.push(format!(
                     "route prefix {:?} must be '+' and digits",
                     r.prefix

@@ -112,7 +112,7 @@ pub fn demo_message(run: u64, i: usize) -> pb::SubmitMessage {
         from: "12345".into(),
         text: demo_text(i),
         campaign_id: "black-friday".into(),
-        priority: if i % 20 == 0 {
+        priority: if i.is_multiple_of(20) {
             pb::PriorityClass::PriorityTransactional as i32
         } else {
             pb::PriorityClass::PriorityMarketing as i32
@@ -122,7 +122,12 @@ pub fn demo_message(run: u64, i: usize) -> pb::SubmitMessage {
 }
 
 /// The embedded gateway configuration used by the demo and the load tool.
-pub fn embedded_config(data_dir: &std::path::Path, smsc: std::net::SocketAddr, binds: u32, window: u32) -> Config {
+pub fn embedded_config(
+    data_dir: &std::path::Path,
+    smsc: std::net::SocketAddr,
+    binds: u32,
+    window: u32,
+) -> Config {
     let mut c: Config = toml::from_str("").expect("empty config takes defaults");
     c.data_dir = data_dir.to_owned();
     c.ingest.listen = "127.0.0.1:0".parse().expect("literal");
@@ -166,12 +171,21 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
         listen: "127.0.0.1:0".parse()?,
         accounts: vec![("sluice".into(), "pw".into())],
         receipt_delay: opts.receipt_delay,
-        outcomes: opts.outcomes.parse().map_err(|e| anyhow::anyhow!("--outcomes: {e}"))?,
+        outcomes: opts
+            .outcomes
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--outcomes: {e}"))?,
         ..SmscConfig::default()
     })
     .await?;
     let dir = tempfile::tempdir()?;
-    let running = crate::gateway::start(embedded_config(dir.path(), smsc.local_addr(), opts.binds, opts.window)).await?;
+    let running = crate::gateway::start(embedded_config(
+        dir.path(),
+        smsc.local_addr(),
+        opts.binds,
+        opts.window,
+    ))
+    .await?;
     let addr = running.ingest_addr.to_string();
     let summary = drive(&addr, opts).await;
     let stats = smsc.stats();
@@ -272,7 +286,10 @@ async fn drive(addr: &str, opts: &DemoOptions) -> anyhow::Result<Summary> {
             }
             let t = tally.lock();
             bar.set_position(t.terminal());
-            bar.set_message(format!("accepted {}  delivered {}", summary.accepted, t.delivered));
+            bar.set_message(format!(
+                "accepted {}  delivered {}",
+                summary.accepted, t.delivered
+            ));
         }
     }
     let deadline = started + opts.timeout;

@@ -194,11 +194,11 @@ impl EventHub {
         {
             let mut q = t.queue.lock();
             for id in ids {
-                if let Some((c, _)) = q.in_flight.get(id) {
-                    if *c == conn {
-                        q.in_flight.remove(id);
-                        acked.push(*id);
-                    }
+                if let Some((c, _)) = q.in_flight.get(id)
+                    && *c == conn
+                {
+                    q.in_flight.remove(id);
+                    acked.push(*id);
                 }
             }
         }

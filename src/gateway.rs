@@ -519,10 +519,10 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         metrics::gauge!("sluice_events_pending").set(gw.hub.pending() as f64);
         metrics::gauge!("sluice_journal_bytes").set(gw.journal.bytes() as f64);
         metrics::gauge!("sluice_journal_segments").set(gw.journal.segments() as f64);
-        if n % 5 == 0 {
-            if let Err(e) = gw.compact(max_segments).await {
-                tracing::error!(target: TARGET, error = %e, "journal compaction failed");
-            }
+        if n.is_multiple_of(5)
+            && let Err(e) = gw.compact(max_segments).await
+        {
+            tracing::error!(target: TARGET, error = %e, "journal compaction failed");
         }
     }
 }

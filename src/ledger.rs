@@ -179,13 +179,12 @@ impl Ledger {
         let mut back = Vec::with_capacity(ids.len());
         for &id in ids {
             let mut shard = self.shard(id).lock();
-            if let Some(e) = shard.get_mut(&id.0) {
-                if let Stage::Dispatched { parts, .. } = &e.stage {
-                    if parts.iter().all(|p| *p == Part::Pending) {
-                        e.stage = Stage::Queued;
-                        back.push(id);
-                    }
-                }
+            if let Some(e) = shard.get_mut(&id.0)
+                && let Stage::Dispatched { parts, .. } = &e.stage
+                && parts.iter().all(|p| *p == Part::Pending)
+            {
+                e.stage = Stage::Queued;
+                back.push(id);
             }
         }
         if !back.is_empty() {
@@ -356,10 +355,10 @@ fn finalized(entry: Entry, rest: Option<PartOutcome>) -> Finalized {
             }
         }
     }
-    if outcomes.is_empty() {
-        if let Some(r) = rest {
-            outcomes.push(r);
-        }
+    if outcomes.is_empty()
+        && let Some(r) = rest
+    {
+        outcomes.push(r);
     }
     let rank = |s: DeliveryState| match s {
         DeliveryState::Rejected => 6,

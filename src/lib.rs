@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod carrier;
 pub mod config;
+pub mod demo;
 pub mod events;
 pub mod gateway;
 pub mod ingest;
@@ -20,4 +21,3 @@ pub mod schedule;
 pub mod sim;
 pub mod smpp;
 pub mod telemetry;
-pub mod demo;

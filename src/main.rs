@@ -9,7 +9,11 @@ use sluice::ingest::client::Client;
 use sluice::ingest::pb;
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "High-throughput SMS/MMS send gateway")]
+#[command(
+    name = "sluice",
+    version,
+    about = "High-throughput SMS/MMS send gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -199,11 +203,18 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         let ack = client.submit(chunk.to_vec()).await?;
         for r in ack.results {
             if r.reason == pb::RejectReason::RejectNone as i32 {
-                println!("{}\t{:016x}{}", r.client_ref, r.message_id, if r.duplicate { "\tduplicate" } else { "" });
+                println!(
+                    "{}\t{:016x}{}",
+                    r.client_ref,
+                    r.message_id,
+                    if r.duplicate { "\tduplicate" } else { "" }
+                );
                 waiting.insert(r.message_id);
             } else {
                 failed = true;
-                let reason = pb::RejectReason::try_from(r.reason).map(|r| r.as_str_name()).unwrap_or("?");
+                let reason = pb::RejectReason::try_from(r.reason)
+                    .map(|r| r.as_str_name())
+                    .unwrap_or("?");
                 eprintln!("{}\trejected {reason}: {}", r.client_ref, r.detail);
             }
         }
@@ -217,7 +228,9 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             };
             client.ack(vec![e.event_id]).await?;
             if let Some(pb::event::Kind::Delivery(d)) = e.kind {
-                let state = pb::DeliveryState::try_from(d.state).map(|s| s.as_str_name()).unwrap_or("?");
+                let state = pb::DeliveryState::try_from(d.state)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?");
                 if state == "STATE_SUBMITTED" {
                     continue;
                 }

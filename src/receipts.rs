@@ -28,6 +28,9 @@ use crate::smpp::text;
 
 const TARGET: &str = "sluice::receipts";
 
+/// A boxed future of the publication of final states.
+type Publishing = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Extra time after validity during which a receipt may still come.
 pub const RECEIPT_GRACE: Duration = Duration::from_secs(60);
 
@@ -46,15 +49,19 @@ pub fn normalize_id(raw: &[u8]) -> String {
 pub fn candidate_ids(raw: &[u8]) -> Vec<String> {
     let canon = normalize_id(raw);
     let mut out = vec![canon.clone()];
-    if !canon.is_empty() && canon.len() <= 38 && canon.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(v) = canon.parse::<u128>() {
-            out.push(format!("{v:x}"));
-        }
+    if !canon.is_empty()
+        && canon.len() <= 38
+        && canon.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(v) = canon.parse::<u128>()
+    {
+        out.push(format!("{v:x}"));
     }
-    if !canon.is_empty() && canon.len() <= 32 && canon.bytes().all(|b| b.is_ascii_hexdigit()) {
-        if let Ok(v) = u128::from_str_radix(&canon, 16) {
-            out.push(v.to_string());
-        }
+    if !canon.is_empty()
+        && canon.len() <= 32
+        && canon.bytes().all(|b| b.is_ascii_hexdigit())
+        && let Ok(v) = u128::from_str_radix(&canon, 16)
+    {
+        out.push(v.to_string());
     }
     out.dedup();
     out
@@ -147,18 +154,14 @@ impl Receipts {
         }
     }
 
-    fn part_result(&self, r: PartResult) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    fn part_result(&self, r: PartResult) -> Option<Publishing> {
         match r {
             PartResult::Final(f) => Some(Box::pin(self.publish(vec![f]))),
             PartResult::Partial | PartResult::Unknown => None,
         }
     }
 
-    fn apply_receipt(
-        &self,
-        carrier: &Arc<str>,
-        r: &Receipt,
-    ) -> Result<Option<Pin<Box<dyn Future<Output = ()> + Send>>>, ()> {
+    fn apply_receipt(&self, carrier: &Arc<str>, r: &Receipt) -> Result<Option<Publishing>, ()> {
         let found = candidate_ids(&r.message_id)
             .into_iter()
             .find_map(|k| self.ids.remove(&(carrier.clone(), k.into_boxed_str())));

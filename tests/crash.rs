@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 use common::*;
@@ -16,18 +17,40 @@ use sluice::ingest::client::Client;
 use sluice::ingest::pb;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-fn spawn_gateway(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("gateway starts")
+/// The gateway process; killed (SIGKILL) and reaped when dropped.
+struct Gateway(Child);
+
+impl Gateway {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_gateway(config: &std::path::Path) -> Gateway {
+    Gateway(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("gateway starts"),
+    )
 }
 
 async fn connect(addr: &str) -> (Client, tokio::sync::mpsc::Receiver<pb::Event>) {
@@ -36,7 +59,10 @@ async fn connect(addr: &str) -> (Client, tokio::sync::mpsc::Receiver<pb::Event>)
         match Client::connect(addr, TENANT, TOKEN).await {
             Ok(c) => return c,
             Err(e) => {
-                assert!(tokio::time::Instant::now() < deadline, "gateway never came up: {e}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "gateway never came up: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -48,7 +74,13 @@ const BATCH: usize = 250;
 
 fn batch(k: usize) -> Vec<pb::SubmitMessage> {
     (k * BATCH..(k + 1) * BATCH)
-        .map(|i| msg(&format!("crash-{i}"), &format!("+1416{i:07}"), &format!("crash test message {i}")))
+        .map(|i| {
+            msg(
+                &format!("crash-{i}"),
+                &format!("+1416{i:07}"),
+                &format!("crash test message {i}"),
+            )
+        })
         .collect()
 }
 
@@ -91,7 +123,8 @@ reconnect_max = "500ms"
     // Ids acknowledged, per client_ref, across both runs.
     let mut acked: HashMap<String, u64> = HashMap::new();
     let mut acked_batches: HashSet<usize> = HashSet::new();
-    let terminal: std::sync::Arc<parking_lot::Mutex<HashMap<u64, HashSet<i32>>>> = Default::default();
+    let terminal: std::sync::Arc<parking_lot::Mutex<HashMap<u64, HashSet<i32>>>> =
+        Default::default();
 
     let collect = |client: Client, mut events: tokio::sync::mpsc::Receiver<pb::Event>| {
         let terminal = terminal.clone();
@@ -99,7 +132,11 @@ reconnect_max = "500ms"
             client.subscribe(0).await.unwrap();
             while let Some(e) = events.recv().await {
                 if let Some(pb::event::Kind::Delivery(d)) = e.kind {
-                    terminal.lock().entry(d.message_id).or_default().insert(d.state);
+                    terminal
+                        .lock()
+                        .entry(d.message_id)
+                        .or_default()
+                        .insert(d.state);
                 }
                 let _ = client.ack(vec![e.event_id]).await;
             }
@@ -126,7 +163,9 @@ reconnect_max = "500ms"
             }
             continue;
         }
-        let Some((k, r)) = pending.next().await else { break };
+        let Some((k, r)) = pending.next().await else {
+            break;
+        };
         if let Ok(ack) = r {
             for res in &ack.results {
                 assert_eq!(res.reason, 0, "{res:?}");
@@ -135,8 +174,7 @@ reconnect_max = "500ms"
             acked_batches.insert(k);
         }
         if !killed && acked_batches.len() >= kill_after {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
+            child.kill(); // SIGKILL
             killed = true;
         }
     }
@@ -160,7 +198,11 @@ reconnect_max = "500ms"
         for res in &ack.results {
             assert_eq!(res.reason, 0, "{res:?}");
             if let Some(prev) = acked.get(&res.client_ref) {
-                assert_eq!(*prev, res.message_id, "{} changed id after restart", res.client_ref);
+                assert_eq!(
+                    *prev, res.message_id,
+                    "{} changed id after restart",
+                    res.client_ref
+                );
                 assert!(res.duplicate);
             }
             acked.insert(res.client_ref.clone(), res.message_id);
@@ -170,30 +212,48 @@ reconnect_max = "500ms"
     let ids: HashSet<u64> = acked.values().copied().collect();
     assert_eq!(ids.len(), TOTAL, "distinct ids per client_ref");
 
-    eventually("a terminal event for every acknowledged message", Duration::from_secs(120), || {
-        let t = terminal.lock();
-        ids.iter().all(|id| t.contains_key(id))
-    })
+    eventually(
+        "a terminal event for every acknowledged message",
+        Duration::from_secs(120),
+        || {
+            let t = terminal.lock();
+            ids.iter().all(|id| t.contains_key(id))
+        },
+    )
     .await;
     let t = terminal.lock();
     let mut by_state: HashMap<i32, usize> = HashMap::new();
     for id in &ids {
         let states = &t[id];
-        assert_eq!(states.len(), 1, "message {id:x} reached several terminal states: {states:?}");
+        assert_eq!(
+            states.len(),
+            1,
+            "message {id:x} reached several terminal states: {states:?}"
+        );
         *by_state.entry(*states.iter().next().unwrap()).or_default() += 1;
     }
     drop(t);
-    let delivered = by_state.get(&(pb::DeliveryState::StateDelivered as i32)).copied().unwrap_or(0);
-    let unknown = by_state.get(&(pb::DeliveryState::StateUnknown as i32)).copied().unwrap_or(0);
+    let delivered = by_state
+        .get(&(pb::DeliveryState::StateDelivered as i32))
+        .copied()
+        .unwrap_or(0);
+    let unknown = by_state
+        .get(&(pb::DeliveryState::StateUnknown as i32))
+        .copied()
+        .unwrap_or(0);
     assert_eq!(delivered + unknown, TOTAL, "{by_state:?}");
     let stats = smsc.stats();
-    assert_eq!(stats.duplicates, 0, "a message reached the SMSC twice: {stats:?}");
+    assert_eq!(
+        stats.duplicates, 0,
+        "a message reached the SMSC twice: {stats:?}"
+    );
     // Messages the SMSC took just before the kill, whose answer was lost,
     // are reported unknown: the SMSC count lies between the two.
     assert!(stats.messages as usize >= delivered, "{stats:?}");
     assert!(stats.messages as usize <= delivered + unknown, "{stats:?}");
-    eprintln!("crash test: {acked_before} acked before SIGKILL; {delivered} delivered, {unknown} unknown");
+    eprintln!(
+        "crash test: {acked_before} acked before SIGKILL; {delivered} delivered, {unknown} unknown"
+    );
     collector.abort();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }

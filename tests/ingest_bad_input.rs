@@ -63,7 +63,9 @@ fn hello(token: &str) -> bytes::Bytes {
 async fn bad_input_gets_clear_errors_and_others_carry_on() {
     let smsc = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc))
+        .await
+        .unwrap();
     let addr = gw.ingest_addr;
     // A healthy client stays connected throughout.
     let (good, got) = subscriber(&addr.to_string()).await;
@@ -77,10 +79,18 @@ async fn bad_input_gets_clear_errors_and_others_carry_on() {
 
     // 2. A batch before Hello: NOT_AUTHENTICATED, then closed.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let batch = frame_bytes(2, Body::SubmitBatch(pb::SubmitBatch { messages: vec![msg("x", "+14155550100", "hi")] }));
+    let batch = frame_bytes(
+        2,
+        Body::SubmitBatch(pb::SubmitBatch {
+            messages: vec![msg("x", "+14155550100", "hi")],
+        }),
+    );
     s.write_all(&batch).await.unwrap();
     let (frames, closed) = read_frames(&mut s, Duration::from_secs(5)).await;
-    assert_eq!(error_code(&frames[0]), Some(pb::ErrorCode::NotAuthenticated));
+    assert_eq!(
+        error_code(&frames[0]),
+        Some(pb::ErrorCode::NotAuthenticated)
+    );
     assert_eq!(frames[0].request_id, 2);
     assert!(closed);
 
@@ -109,11 +119,20 @@ async fn bad_input_gets_clear_errors_and_others_carry_on() {
     unknown.put_u32(body.len() as u32);
     unknown.put_slice(&body);
     s.write_all(&unknown).await.unwrap();
-    s.write_all(&frame_bytes(9, Body::Ping(pb::Ping { nonce: 5 }))).await.unwrap();
+    s.write_all(&frame_bytes(9, Body::Ping(pb::Ping { nonce: 5 })))
+        .await
+        .unwrap();
     let (frames, _) = read_frames(&mut s, Duration::from_millis(800)).await;
     let codes: Vec<_> = frames.iter().filter_map(error_code).collect();
-    assert_eq!(codes, vec![pb::ErrorCode::BadFrame, pb::ErrorCode::UnknownFrame]);
-    assert!(frames.iter().any(|f| matches!(f.body, Some(Body::Pong(pb::Pong { nonce: 5 })))));
+    assert_eq!(
+        codes,
+        vec![pb::ErrorCode::BadFrame, pb::ErrorCode::UnknownFrame]
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(f.body, Some(Body::Pong(pb::Pong { nonce: 5 }))))
+    );
 
     // 5. A truncated frame, then EOF: the server closes without panicking.
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -125,9 +144,15 @@ async fn bad_input_gets_clear_errors_and_others_carry_on() {
     assert!(closed);
 
     // The healthy client still works end to end.
-    let ack = good.submit(vec![msg("still-ok", "+14155550199", "still here")]).await.unwrap();
+    let ack = good
+        .submit(vec![msg("still-ok", "+14155550199", "still here")])
+        .await
+        .unwrap();
     let id = accepted_ids(&ack)[0];
-    eventually("delivered", Duration::from_secs(10), || got.state_of(id) == Some(pb::DeliveryState::StateDelivered)).await;
+    eventually("delivered", Duration::from_secs(10), || {
+        got.state_of(id) == Some(pb::DeliveryState::StateDelivered)
+    })
+    .await;
     gw.shutdown().await;
 }
 
@@ -141,13 +166,27 @@ async fn invalid_messages_are_rejected_with_reasons() {
     // A batch over the credits held is refused as a whole.
     let mut s = TcpStream::connect(gw.ingest_addr).await.unwrap();
     s.write_all(&hello(TOKEN)).await.unwrap();
-    let msgs: Vec<_> = (0..11).map(|i| msg(&format!("cr-{i}"), "+14155550100", "x")).collect();
-    s.write_all(&frame_bytes(7, Body::SubmitBatch(pb::SubmitBatch { messages: msgs }))).await.unwrap();
+    let msgs: Vec<_> = (0..11)
+        .map(|i| msg(&format!("cr-{i}"), "+14155550100", "x"))
+        .collect();
+    s.write_all(&frame_bytes(
+        7,
+        Body::SubmitBatch(pb::SubmitBatch { messages: msgs }),
+    ))
+    .await
+    .unwrap();
     let (frames, _) = read_frames(&mut s, Duration::from_millis(500)).await;
-    assert_eq!(error_code(&frames[1]), Some(pb::ErrorCode::NoCredit), "{frames:?}");
+    assert_eq!(
+        error_code(&frames[1]),
+        Some(pb::ErrorCode::NoCredit),
+        "{frames:?}"
+    );
     assert_eq!(frames[1].request_id, 7);
 
-    let (c, _) = sluice::ingest::client::Client::connect(&gw.ingest_addr.to_string(), TENANT, TOKEN).await.unwrap();
+    let (c, _) =
+        sluice::ingest::client::Client::connect(&gw.ingest_addr.to_string(), TENANT, TOKEN)
+            .await
+            .unwrap();
     let mut bad_sender = msg("b2", "+14155550100", "hi");
     bad_sender.from = "no$such".into();
     let mut no_ref = msg("", "+14155550100", "hi");

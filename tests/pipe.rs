@@ -12,16 +12,27 @@ use sluice::ingest::pb;
 async fn round_trip_delivers_every_message() {
     let smsc = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc))
+        .await
+        .unwrap();
     let addr = gw.ingest_addr.to_string();
     let (client, got) = subscriber(&addr).await;
     let batch: Vec<_> = (0..200)
-        .map(|i| msg(&format!("rt-{i}"), &format!("+1415555{i:04}"), &format!("hello {i}")))
+        .map(|i| {
+            msg(
+                &format!("rt-{i}"),
+                &format!("+1415555{i:04}"),
+                &format!("hello {i}"),
+            )
+        })
         .collect();
     let ack = client.submit(batch).await.unwrap();
     let ids = accepted_ids(&ack);
     assert_eq!(ids.len(), 200);
-    eventually("200 delivered events", Duration::from_secs(20), || got.terminal_count() == 200).await;
+    eventually("200 delivered events", Duration::from_secs(20), || {
+        got.terminal_count() == 200
+    })
+    .await;
     for id in &ids {
         assert_eq!(got.state_of(*id), Some(pb::DeliveryState::StateDelivered));
     }
@@ -35,20 +46,33 @@ async fn round_trip_delivers_every_message() {
 async fn resubmitted_batch_returns_the_same_ids_and_sends_nothing_twice() {
     let smsc = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc))
+        .await
+        .unwrap();
     let addr = gw.ingest_addr.to_string();
     let (client, got) = subscriber(&addr).await;
     let batch: Vec<_> = (0..50)
-        .map(|i| msg(&format!("idem-{i}"), &format!("+1415666{i:04}"), &format!("once {i}")))
+        .map(|i| {
+            msg(
+                &format!("idem-{i}"),
+                &format!("+1415666{i:04}"),
+                &format!("once {i}"),
+            )
+        })
         .collect();
     let first = accepted_ids(&client.submit(batch.clone()).await.unwrap());
     // A second connection, as after a dropped link, sends the same batch.
-    let (other, _) = sluice::ingest::client::Client::connect(&addr, TENANT, TOKEN).await.unwrap();
+    let (other, _) = sluice::ingest::client::Client::connect(&addr, TENANT, TOKEN)
+        .await
+        .unwrap();
     let again = other.submit(batch).await.unwrap();
     let second: Vec<u64> = again.results.iter().map(|r| r.message_id).collect();
     assert_eq!(first, second);
     assert!(again.results.iter().all(|r| r.duplicate));
-    eventually("50 terminal events", Duration::from_secs(20), || got.terminal_count() == 50).await;
+    eventually("50 terminal events", Duration::from_secs(20), || {
+        got.terminal_count() == 50
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(smsc.stats().messages, 50);
     assert_eq!(smsc.stats().duplicates, 0);
@@ -63,7 +87,9 @@ async fn disconnects_and_throttling_still_deliver_exactly_once() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc))
+        .await
+        .unwrap();
     let addr = gw.ingest_addr.to_string();
     let (client, got) = subscriber(&addr).await;
     let n = 5000;
@@ -71,13 +97,26 @@ async fn disconnects_and_throttling_still_deliver_exactly_once() {
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         let batch: Vec<_> = chunk
             .iter()
-            .map(|i| msg(&format!("fault-{i}"), &format!("+1415777{i:04}"), &format!("fault text {i}")))
+            .map(|i| {
+                msg(
+                    &format!("fault-{i}"),
+                    &format!("+1415777{i:04}"),
+                    &format!("fault text {i}"),
+                )
+            })
             .collect();
         ids.extend(accepted_ids(&client.submit(batch).await.unwrap()));
     }
-    eventually("every message final", Duration::from_secs(60), || got.terminal_count() == n).await;
+    eventually("every message final", Duration::from_secs(60), || {
+        got.terminal_count() == n
+    })
+    .await;
     for id in &ids {
-        assert_eq!(got.state_of(*id), Some(pb::DeliveryState::StateDelivered), "message {id:x}");
+        assert_eq!(
+            got.state_of(*id),
+            Some(pb::DeliveryState::StateDelivered),
+            "message {id:x}"
+        );
     }
     let stats = smsc.stats();
     assert!(stats.disconnects >= 4, "{stats:?}");
@@ -88,7 +127,10 @@ async fn disconnects_and_throttling_still_deliver_exactly_once() {
         assert_eq!(count, 1, "{text:?} arrived {count} times");
     }
     let m = metrics_text(gw.http_addr.unwrap()).await;
-    assert!(counter_sum(&m, "sluice_smpp_throttled_total") >= stats.throttled as f64, "{m}");
+    assert!(
+        counter_sum(&m, "sluice_smpp_throttled_total") >= stats.throttled as f64,
+        "{m}"
+    );
     gw.shutdown().await;
 }
 
@@ -96,7 +138,9 @@ async fn disconnects_and_throttling_still_deliver_exactly_once() {
 async fn long_and_unicode_texts_reassemble_at_the_smsc() {
     let smsc = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+    let gw = sluice::gateway::start(config(dir.path(), &smsc))
+        .await
+        .unwrap();
     let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
     let texts = [
         "x".repeat(160),
@@ -121,7 +165,10 @@ async fn long_and_unicode_texts_reassemble_at_the_smsc() {
     let last = ack.results.last().unwrap();
     assert_eq!(last.reason, pb::RejectReason::TextTooLong as i32);
     assert!(last.detail.contains("1601"), "{}", last.detail);
-    eventually("all final", Duration::from_secs(20), || got.terminal_count() == texts.len()).await;
+    eventually("all final", Duration::from_secs(20), || {
+        got.terminal_count() == texts.len()
+    })
+    .await;
     let mut seen: Vec<String> = smsc.texts().into_iter().map(|(_, _, t, _)| t).collect();
     seen.sort();
     let mut want: Vec<String> = texts.to_vec();
@@ -153,17 +200,34 @@ async fn receipts_correlate_in_every_id_style() {
         })
         .await;
         let dir = tempfile::tempdir().unwrap();
-        let gw = sluice::gateway::start(config(dir.path(), &smsc)).await.unwrap();
+        let gw = sluice::gateway::start(config(dir.path(), &smsc))
+            .await
+            .unwrap();
         let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
         let batch: Vec<_> = (0..40)
-            .map(|i| msg(&format!("r-{i}"), &format!("+1415999{i:04}"), &format!("receipt {i}")))
+            .map(|i| {
+                msg(
+                    &format!("r-{i}"),
+                    &format!("+1415999{i:04}"),
+                    &format!("receipt {i}"),
+                )
+            })
             .collect();
         accepted_ids(&client.submit(batch).await.unwrap());
         let label = format!("{idf:?}/{rf:?}/before={before}/tlvs={tlvs}");
-        eventually(&label, Duration::from_secs(20), || got.terminal_count() == 40).await;
+        eventually(&label, Duration::from_secs(20), || {
+            got.terminal_count() == 40
+        })
+        .await;
         let states = got.states.lock();
-        let delivered = states.values().filter(|v| v[0].0 == pb::DeliveryState::StateDelivered).count();
-        let failed = states.values().filter(|v| v[0].0 == pb::DeliveryState::StateFailed).count();
+        let delivered = states
+            .values()
+            .filter(|v| v[0].0 == pb::DeliveryState::StateDelivered)
+            .count();
+        let failed = states
+            .values()
+            .filter(|v| v[0].0 == pb::DeliveryState::StateFailed)
+            .count();
         assert_eq!(delivered + failed, 40, "{label}: {states:?}");
         assert_eq!(smsc.stats().receipts_sent as usize, 40, "{label}");
         drop(states);

@@ -20,7 +20,13 @@ fn validation_builds_the_domain_message() {
     assert_eq!(m.to.to_string(), "+14155550100");
     assert_eq!(m.priority, Priority::Transactional);
     assert_eq!(m.expires_at_ms, 61_000);
-    let m = validate(&t, submit("+14155550100", "hi"), Duration::from_secs(3600), 0).unwrap();
+    let m = validate(
+        &t,
+        submit("+14155550100", "hi"),
+        Duration::from_secs(3600),
+        0,
+    )
+    .unwrap();
     assert_eq!(m.expires_at_ms, 3_600_000);
 }
 
@@ -31,7 +37,10 @@ fn each_problem_has_its_reason() {
     let r = |s| validate(&t, s, d, 0).unwrap_err().reason;
     assert_eq!(r(submit("12", "x")), RejectReason::InvalidNumber);
     assert_eq!(r(submit("+14155550100", "")), RejectReason::EmptyMessage);
-    assert_eq!(r(submit("+14155550100", &"é".repeat(1601))), RejectReason::TextTooLong);
+    assert_eq!(
+        r(submit("+14155550100", &"é".repeat(1601))),
+        RejectReason::TextTooLong
+    );
     let mut s = submit("+14155550100", "x");
     s.client_ref = "x".repeat(129);
     assert_eq!(r(s), RejectReason::InvalidField);
@@ -48,7 +57,10 @@ fn dedupe_returns_the_first_id_within_the_window() {
     let t: Arc<str> = "acme".into();
     let u: Arc<str> = "other".into();
     assert_eq!(d.check_or_insert(&t, "a", MessageId(1), 0), Ok(()));
-    assert_eq!(d.check_or_insert(&t, "a", MessageId(2), 5_000), Err(MessageId(1)));
+    assert_eq!(
+        d.check_or_insert(&t, "a", MessageId(2), 5_000),
+        Err(MessageId(1))
+    );
     // Another tenant's key space is separate.
     assert_eq!(d.check_or_insert(&u, "a", MessageId(3), 5_000), Ok(()));
     // After the window the key is forgotten.

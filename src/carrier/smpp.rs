@@ -219,15 +219,13 @@ impl Handler for SmppCarrier {
         q.drain(..n).collect()
     }
 
-    fn ready(&self) -> impl Future<Output = ()> + Send + '_ {
-        async move {
-            loop {
-                let notified = self.notify.notified();
-                if !self.queue.lock().is_empty() {
-                    return;
-                }
-                notified.await;
+    async fn ready(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if !self.queue.lock().is_empty() {
+                return;
             }
+            notified.await;
         }
     }
 

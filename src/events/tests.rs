@@ -8,7 +8,10 @@ fn hub() -> (Arc<EventHub>, tempfile::TempDir) {
 }
 
 fn inbound(text: &str) -> pb::event::Kind {
-    pb::event::Kind::Inbound(pb::InboundMessage { text: text.into(), ..Default::default() })
+    pb::event::Kind::Inbound(pb::InboundMessage {
+        text: text.into(),
+        ..Default::default()
+    })
 }
 
 #[tokio::test]
@@ -23,7 +26,11 @@ async fn events_are_visible_only_when_durable_and_come_back_when_a_connection_dr
     assert_eq!(got.len(), 2);
     // Connection 1 acks the first, then drops: the second comes back first.
     assert_eq!(h.ack("t", 1, &[got[0].event_id]), 1);
-    assert_eq!(h.ack("t", 2, &[got[1].event_id]), 0, "another connection cannot ack it");
+    assert_eq!(
+        h.ack("t", 2, &[got[1].event_id]),
+        0,
+        "another connection cannot ack it"
+    );
     h.release("t", 1);
     let again = h.take("t", 2, 10);
     assert_eq!(again.len(), 1);

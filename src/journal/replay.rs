@@ -159,12 +159,12 @@ fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), Strin
         Some(Kind::Undispatch) => {
             let ids = record::Ids::decode(payload).map_err(bad)?;
             for id in ids.ids {
-                if let Some(p) = st.live.get_mut(&id) {
-                    if p.carrier_ids.iter().all(String::is_empty) {
-                        p.carrier.clear();
-                        p.parts = 0;
-                        p.carrier_ids.clear();
-                    }
+                if let Some(p) = st.live.get_mut(&id)
+                    && p.carrier_ids.iter().all(String::is_empty)
+                {
+                    p.carrier.clear();
+                    p.parts = 0;
+                    p.carrier_ids.clear();
                 }
             }
         }

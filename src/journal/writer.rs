@@ -200,10 +200,10 @@ impl Writer {
             for c in control.drain(..) {
                 self.control(c);
             }
-            if self.head_len >= self.segment_bytes {
-                if let Err(e) = self.rotate() {
-                    tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed");
-                }
+            if self.head_len >= self.segment_bytes
+                && let Err(e) = self.rotate()
+            {
+                tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed");
             }
         }
         let _ = self.write_buf().and_then(|_| self.sync());

@@ -23,7 +23,11 @@ fn message(id: u64) -> Arc<Message> {
 }
 
 fn outcome(state: DeliveryState) -> PartOutcome {
-    PartOutcome { state, error_code: 0, reason: "r".into() }
+    PartOutcome {
+        state,
+        error_code: 0,
+        reason: "r".into(),
+    }
 }
 
 fn ledger() -> (Ledger, tempfile::TempDir) {
@@ -38,21 +42,36 @@ async fn multipart_message_finishes_when_every_part_is_done() {
     let m = message(1);
     l.admit([&m]);
     assert!(l.dispatch(m.id, &"c".into(), 3));
-    assert!(!l.dispatch(m.id, &"c".into(), 3), "a dispatched message is not dispatched again");
+    assert!(
+        !l.dispatch(m.id, &"c".into(), 3),
+        "a dispatched message is not dispatched again"
+    );
     assert!(l.part_submitted(m.id, 0, "a"));
     assert!(l.part_submitted(m.id, 1, "b"));
     assert!(!l.part_submitted(m.id, 7, "z"));
-    assert!(matches!(l.part_done(m.id, 0, outcome(DeliveryState::Delivered)), PartResult::Partial));
+    assert!(matches!(
+        l.part_done(m.id, 0, outcome(DeliveryState::Delivered)),
+        PartResult::Partial
+    ));
     // A duplicate receipt for a done part changes nothing.
-    assert!(matches!(l.part_done(m.id, 0, outcome(DeliveryState::Failed)), PartResult::Partial));
-    assert!(matches!(l.part_done(m.id, 1, outcome(DeliveryState::Delivered)), PartResult::Partial));
+    assert!(matches!(
+        l.part_done(m.id, 0, outcome(DeliveryState::Failed)),
+        PartResult::Partial
+    ));
+    assert!(matches!(
+        l.part_done(m.id, 1, outcome(DeliveryState::Delivered)),
+        PartResult::Partial
+    ));
     let PartResult::Final(f) = l.part_done(m.id, 2, outcome(DeliveryState::Delivered)) else {
         panic!("last part ends the message");
     };
     assert_eq!(f.state, DeliveryState::Delivered);
     assert_eq!(f.parts, 3);
     assert_eq!(l.live(), 0);
-    assert!(matches!(l.part_done(m.id, 2, outcome(DeliveryState::Delivered)), PartResult::Unknown));
+    assert!(matches!(
+        l.part_done(m.id, 2, outcome(DeliveryState::Delivered)),
+        PartResult::Unknown
+    ));
 }
 
 #[tokio::test]
@@ -62,7 +81,9 @@ async fn one_failed_part_fails_the_message() {
     l.admit([&m]);
     l.dispatch(m.id, &"c".into(), 2);
     let _ = l.part_done(m.id, 0, outcome(DeliveryState::Delivered));
-    let PartResult::Final(f) = l.part_done(m.id, 1, outcome(DeliveryState::Failed)) else { panic!() };
+    let PartResult::Final(f) = l.part_done(m.id, 1, outcome(DeliveryState::Failed)) else {
+        panic!()
+    };
     assert_eq!(f.state, DeliveryState::Failed);
 }
 
@@ -73,10 +94,15 @@ async fn finish_ends_open_parts_and_keeps_the_worst_outcome() {
     l.admit([&m]);
     l.dispatch(m.id, &"c".into(), 2);
     l.part_submitted(m.id, 0, "k0");
-    let f = l.finish(m.id, DeliveryState::Expired, 0, &"late".into()).unwrap();
+    let f = l
+        .finish(m.id, DeliveryState::Expired, 0, &"late".into())
+        .unwrap();
     assert_eq!(f.state, DeliveryState::Expired);
     assert_eq!(f.carrier_ids, vec![Box::<str>::from("k0")]);
-    assert!(l.finish(m.id, DeliveryState::Expired, 0, &"late".into()).is_none());
+    assert!(
+        l.finish(m.id, DeliveryState::Expired, 0, &"late".into())
+            .is_none()
+    );
 }
 
 #[tokio::test]

@@ -24,9 +24,24 @@ fn candidates_cover_hex_and_decimal_renderings() {
 
 #[test]
 fn final_receipt_states_map_to_delivery_states() {
-    assert_eq!(receipt_outcome(&ReceiptState::Delivered).0, DeliveryState::Delivered);
-    assert_eq!(receipt_outcome(&ReceiptState::Undeliverable).0, DeliveryState::Failed);
-    assert_eq!(receipt_outcome(&ReceiptState::Rejected).0, DeliveryState::Failed);
-    assert_eq!(receipt_outcome(&ReceiptState::Expired).0, DeliveryState::Expired);
-    assert_eq!(receipt_outcome(&ReceiptState::Unknown).0, DeliveryState::Unknown);
+    assert_eq!(
+        receipt_outcome(&ReceiptState::Delivered).0,
+        DeliveryState::Delivered
+    );
+    assert_eq!(
+        receipt_outcome(&ReceiptState::Undeliverable).0,
+        DeliveryState::Failed
+    );
+    assert_eq!(
+        receipt_outcome(&ReceiptState::Rejected).0,
+        DeliveryState::Failed
+    );
+    assert_eq!(
+        receipt_outcome(&ReceiptState::Expired).0,
+        DeliveryState::Expired
+    );
+    assert_eq!(
+        receipt_outcome(&ReceiptState::Unknown).0,
+        DeliveryState::Unknown
+    );
 }

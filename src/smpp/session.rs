@@ -34,6 +34,9 @@ use crate::schedule::rate::Rate;
 
 const TARGET: &str = "sluice::smpp";
 
+/// A deliver_sm's sequence number and the status to answer it with.
+type DeliverAnswer = Pin<Box<dyn Future<Output = (u32, CommandStatus)> + Send>>;
+
 /// Largest burst of PDUs read before the loop serves timers and writes.
 const READS_PER_TURN: usize = 256;
 
@@ -291,8 +294,7 @@ where
     // === session loop ===
     let can_submit = params.mode != BindMode::Receiver;
     let mut outstanding: HashMap<u32, Outstanding<H::Job>> = HashMap::with_capacity(params.window);
-    let mut delivers: FuturesUnordered<Pin<Box<dyn Future<Output = (u32, CommandStatus)> + Send>>> =
-        FuturesUnordered::new();
+    let mut delivers: FuturesUnordered<DeliverAnswer> = FuturesUnordered::new();
     let mut last_read = Instant::now();
     let mut enquire: Option<(u32, Instant)> = None;
     let mut paused_until: Option<Instant> = None;
@@ -406,13 +408,12 @@ where
                         unsent.push(job);
                         continue;
                     }
-                    if let Some(r) = &rate {
-                        if let Err(wait) = r.check() {
+                    if let Some(r) = &rate
+                        && let Err(wait) = r.check() {
                             paused_until = Some(Instant::now() + wait);
                             unsent.push(job);
                             continue;
                         }
-                    }
                     let s = seq.next();
                     encode_submit(s, handler.submit_sm(&job), &mut wbuf);
                     submits.increment(1);

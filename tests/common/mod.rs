@@ -45,10 +45,13 @@ pub fn msg(client_ref: &str, to: &str, text: &str) -> pb::SubmitMessage {
     }
 }
 
+/// States (with reasons) received for one message.
+pub type States = Vec<(pb::DeliveryState, String)>;
+
 /// Terminal states received, per message id.
 #[derive(Clone, Default)]
 pub struct Collected {
-    pub states: Arc<Mutex<HashMap<u64, Vec<(pb::DeliveryState, String)>>>>,
+    pub states: Arc<Mutex<HashMap<u64, States>>>,
     pub inbound: Arc<Mutex<Vec<pb::InboundMessage>>>,
 }
 
@@ -58,7 +61,11 @@ impl Collected {
     }
 
     pub fn state_of(&self, id: u64) -> Option<pb::DeliveryState> {
-        self.states.lock().get(&id).and_then(|v| v.last()).map(|s| s.0)
+        self.states
+            .lock()
+            .get(&id)
+            .and_then(|v| v.last())
+            .map(|s| s.0)
     }
 }
 
@@ -95,7 +102,10 @@ pub async fn subscriber(addr: &str) -> (Client, Collected) {
 pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -126,7 +136,10 @@ pub async fn metrics_text(http: std::net::SocketAddr) -> String {
 /// Sum of a counter over all label sets in Prometheus text.
 pub fn counter_sum(text: &str, name: &str) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .filter(|l| {
+            l.starts_with(name)
+                && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -26,8 +26,13 @@ fn spliced_event_batch_decodes_as_a_normal_frame() {
     let frame = length_codec(1 << 20).decode(&mut b).unwrap().unwrap();
     let (id, body) = decode_frame(frame.freeze()).unwrap();
     assert_eq!(id, 0);
-    let pb::frame::Body::EventBatch(batch) = body else { panic!() };
-    assert_eq!(batch.events.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let pb::frame::Body::EventBatch(batch) = body else {
+        panic!()
+    };
+    assert_eq!(
+        batch.events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
 }
 
 #[test]
@@ -53,5 +58,8 @@ fn frames_round_trip_and_oversize_is_refused_before_buffering() {
 #[test]
 fn garbage_is_an_error_not_a_panic() {
     assert!(decode_frame(bytes::Bytes::from_static(&[0xff; 7])).is_err());
-    assert!(matches!(decode_frame(bytes::Bytes::new()), Err(FrameError::UnknownBody)));
+    assert!(matches!(
+        decode_frame(bytes::Bytes::new()),
+        Err(FrameError::UnknownBody)
+    ));
 }

@@ -47,15 +47,13 @@ impl Handler for TestHandler {
         let n = max.min(q.len());
         q.drain(..n).collect()
     }
-    fn ready(&self) -> impl Future<Output = ()> + Send + '_ {
-        async move {
-            loop {
-                let n = self.notify.notified();
-                if !self.queue.lock().is_empty() {
-                    return;
-                }
-                n.await;
+    async fn ready(&self) {
+        loop {
+            let n = self.notify.notified();
+            if !self.queue.lock().is_empty() {
+                return;
             }
+            n.await;
         }
     }
     fn give_back(&self, jobs: Vec<u32>) {
@@ -114,13 +112,19 @@ type Peer = Framed<tokio::io::DuplexStream, SmppCodec>;
 async fn start(
     handler: Arc<TestHandler>,
     p: BindParams,
-) -> (Peer, tokio::task::JoinHandle<Result<(), SessionError>>, watch::Sender<bool>) {
+) -> (
+    Peer,
+    tokio::task::JoinHandle<Result<(), SessionError>>,
+    watch::Sender<bool>,
+) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move { serve(a, &p, &handler, None, rx).await });
     let mut peer = Framed::new(b, SmppCodec::default());
     let bind = peer.next().await.unwrap().unwrap().unwrap();
-    let Body::BindTransceiver(ref b) = bind.body else { panic!("{bind:?}") };
+    let Body::BindTransceiver(ref b) = bind.body else {
+        panic!("{bind:?}")
+    };
     assert_eq!(&b.system_id[..], b"sys");
     let resp = Pdu {
         command_status: CommandStatus::ESME_ROK,
@@ -161,11 +165,20 @@ async fn window_bounds_outstanding_submits() {
         seqs.push(p.sequence_number);
     }
     // Nothing more while the window is full.
-    assert!(tokio::time::timeout(Duration::from_secs(1), peer.next()).await.is_err());
-    peer.send(resp(seqs[0], CommandStatus::ESME_ROK, "A1")).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), peer.next())
+            .await
+            .is_err()
+    );
+    peer.send(resp(seqs[0], CommandStatus::ESME_ROK, "A1"))
+        .await
+        .unwrap();
     let p = next_pdu(&mut peer).await;
     assert!(matches!(p.body, Body::SubmitSm(_)));
-    assert_eq!(h.answered.lock()[0], (0, CommandStatus::ESME_ROK, Bytes::from_static(b"A1")));
+    assert_eq!(
+        h.answered.lock()[0],
+        (0, CommandStatus::ESME_ROK, Bytes::from_static(b"A1"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -174,11 +187,22 @@ async fn throttling_pauses_the_bind_and_retries_the_same_job() {
     let (mut peer, _task, _stop) = start(h.clone(), params(8)).await;
     let first = next_pdu(&mut peer).await;
     let t0 = tokio::time::Instant::now();
-    peer.send(resp(first.sequence_number, CommandStatus::ESME_RTHROTTLED, "")).await.unwrap();
+    peer.send(resp(
+        first.sequence_number,
+        CommandStatus::ESME_RTHROTTLED,
+        "",
+    ))
+    .await
+    .unwrap();
     let again = next_pdu(&mut peer).await;
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(50), "resent after {waited:?}");
-    let (Body::SubmitSm(a), Body::SubmitSm(b)) = (first.body, again.body) else { panic!() };
+    assert!(
+        waited >= Duration::from_millis(50),
+        "resent after {waited:?}"
+    );
+    let (Body::SubmitSm(a), Body::SubmitSm(b)) = (first.body, again.body) else {
+        panic!()
+    };
     assert_eq!(a.short_message, b.short_message, "the same job is retried");
     assert_ne!(first.sequence_number, again.sequence_number);
 }
@@ -191,7 +215,16 @@ async fn missing_responses_end_the_session_and_hand_jobs_back() {
         next_pdu(&mut peer).await;
     }
     let r = task.await.unwrap();
-    assert!(matches!(r, Err(SessionError::ResponseTimeout { what: "submit_sm", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(SessionError::ResponseTimeout {
+                what: "submit_sm",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     assert_eq!(*h.unanswered.lock(), vec![0, 1, 2]);
 }
 
@@ -203,7 +236,16 @@ async fn idle_link_is_probed_and_a_dead_one_dropped() {
     assert!(matches!(p.body, Body::EnquireLink));
     // No enquire_link_resp: the session gives up after the response timeout.
     let r = task.await.unwrap();
-    assert!(matches!(r, Err(SessionError::ResponseTimeout { what: "enquire_link", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(SessionError::ResponseTimeout {
+                what: "enquire_link",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -236,15 +278,24 @@ async fn garbage_request_gets_generic_nack_and_the_session_lives() {
     let h = TestHandler::with_jobs(0);
     let (mut peer, _task, _stop) = start(h, params(8)).await;
     // An unknown command id: generic_nack with ESME_RINVCMDID.
-    peer.send(Pdu::new(5, Body::Other { command_id: 0x0000_0999, body: Bytes::new() }))
-        .await
-        .unwrap();
+    peer.send(Pdu::new(
+        5,
+        Body::Other {
+            command_id: 0x0000_0999,
+            body: Bytes::new(),
+        },
+    ))
+    .await
+    .unwrap();
     let p = next_pdu(&mut peer).await;
     assert!(matches!(p.body, Body::GenericNack));
     assert_eq!(p.sequence_number, 5);
     assert_eq!(p.command_status, CommandStatus::ESME_RINVCMDID);
     peer.send(Pdu::enquire_link(6)).await.unwrap();
-    assert!(matches!(next_pdu(&mut peer).await.body, Body::EnquireLinkResp));
+    assert!(matches!(
+        next_pdu(&mut peer).await.body,
+        Body::EnquireLinkResp
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -269,8 +320,13 @@ async fn rate_limit_paces_submits() {
     let t0 = tokio::time::Instant::now();
     for _ in 0..20 {
         let p = next_pdu(&mut peer).await;
-        peer.send(resp(p.sequence_number, CommandStatus::ESME_ROK, "x")).await.unwrap();
+        peer.send(resp(p.sequence_number, CommandStatus::ESME_ROK, "x"))
+            .await
+            .unwrap();
     }
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(1850) && took <= Duration::from_millis(2100), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1850) && took <= Duration::from_millis(2100),
+        "{took:?}"
+    );
 }
