@@ -219,7 +219,7 @@ async fn receipts_correlate_in_every_id_style() {
             got.terminal_count() == 40
         })
         .await;
-        let states = got.states.lock();
+        let states = got.states.lock().clone();
         let delivered = states
             .values()
             .filter(|v| v[0].0 == pb::DeliveryState::StateDelivered)
@@ -230,7 +230,6 @@ async fn receipts_correlate_in_every_id_style() {
             .count();
         assert_eq!(delivered + failed, 40, "{label}: {states:?}");
         assert_eq!(smsc.stats().receipts_sent as usize, 40, "{label}");
-        drop(states);
         gw.shutdown().await;
         smsc.shutdown();
     }
