@@ -137,11 +137,7 @@ impl EventHub {
         self.pending
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         let durable = self.journal.events(events.iter().map(|e| &**e));
-        Publish {
-            hub: Some(self.clone()),
-            events,
-            durable: Some(durable),
-        }
+        Publish::spawn(self.clone(), events, durable)
     }
 
     fn make_ready(&self, events: &[Arc<PendingEvent>]) {
@@ -211,6 +207,21 @@ impl EventHub {
         acked.len()
     }
 
+    /// Events taken by `conn` that could not be written go back to the front
+    /// of the queue, in order.
+    pub fn untake(&self, tenant: &str, conn: ConnId, events: &[Arc<PendingEvent>]) {
+        let Some(t) = self.tenants.get(tenant) else {
+            return;
+        };
+        let mut q = t.queue.lock();
+        for e in events.iter().rev() {
+            if q.in_flight.get(&e.event_id).is_some_and(|(c, _)| *c == conn) {
+                q.in_flight.remove(&e.event_id);
+                q.ready.push_front(e.clone());
+            }
+        }
+    }
+
     /// A connection went away: its unacknowledged events go back to the front
     /// of the queue, in event order.
     pub fn release(&self, tenant: &str, conn: ConnId) {
@@ -252,36 +263,37 @@ impl EventHub {
 }
 
 /// A publication in progress: resolves when its events are durable and
-/// visible to subscribers.
+/// visible to subscribers. The publication completes even if this handle is
+/// dropped (a task owns it), so a caller that goes away — a bind whose link
+/// dropped mid-receipt — cannot strand an event.
 #[derive(Debug)]
-#[must_use = "events become visible only when the publication is awaited"]
-pub struct Publish {
-    hub: Option<Arc<EventHub>>,
-    events: Vec<Arc<PendingEvent>>,
-    durable: Option<Durable>,
-}
+#[must_use = "await it to know the events are durable"]
+pub struct Publish(Option<tokio::task::JoinHandle<Result<(), Arc<crate::journal::JournalError>>>>);
 
 impl Publish {
     fn done() -> Publish {
-        Publish {
-            hub: None,
-            events: Vec::new(),
-            durable: None,
-        }
+        Publish(None)
     }
 
-    /// Waits for durability, then hands the events to subscribers.
+    fn spawn(hub: Arc<EventHub>, events: Vec<Arc<PendingEvent>>, durable: Durable) -> Publish {
+        Publish(Some(tokio::spawn(async move {
+            durable.wait().await.map_err(Arc::new)?;
+            hub.make_ready(&events);
+            Ok(())
+        })))
+    }
+
+    /// Waits for durability and hand-over to subscribers.
     ///
     /// # Errors
     /// The journal failed; the events stay registered and are not sent.
-    pub async fn wait(self) -> Result<(), crate::journal::JournalError> {
-        if let Some(d) = self.durable {
-            d.wait().await?;
+    pub async fn wait(self) -> Result<(), Arc<crate::journal::JournalError>> {
+        match self.0 {
+            None => Ok(()),
+            Some(h) => h
+                .await
+                .unwrap_or_else(|_| Err(Arc::new(crate::journal::JournalError::Closed))),
         }
-        if let Some(hub) = self.hub {
-            hub.make_ready(&self.events);
-        }
-        Ok(())
     }
 }
 

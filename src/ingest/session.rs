@@ -88,6 +88,8 @@ struct Session<B: Backend> {
     /// Credits earned by answered batches but withheld (back-pressure).
     owed: u64,
     subscribed: bool,
+    /// Set when the writer was full: events wait until then.
+    events_paused_until: Option<tokio::time::Instant>,
     events_in_flight: usize,
     event_window: usize,
 }
@@ -117,6 +119,7 @@ where
         credits: 0,
         owed: 0,
         subscribed: false,
+        events_paused_until: None,
         events_in_flight: 0,
     };
     let mut batches: FuturesOrdered<BatchFuture> = FuturesOrdered::new();
@@ -126,7 +129,12 @@ where
     credit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let result = loop {
-        let want_events = s.subscribed && s.events_in_flight < s.event_window;
+        if s.events_paused_until.is_some_and(|t| t <= tokio::time::Instant::now()) {
+            s.events_paused_until = None;
+        }
+        let want_events = s.subscribed
+            && s.events_in_flight < s.event_window
+            && s.events_paused_until.is_none();
         let tenant = s.tenant.clone();
         tokio::select! {
             biased;
@@ -166,7 +174,7 @@ where
             _ = wait_events(&s.backend, tenant.as_deref()), if want_events => {
                 s.send_events();
             }
-            _ = credit_tick.tick(), if s.owed > 0 => {
+            _ = credit_tick.tick(), if s.owed > 0 || s.events_paused_until.is_some() => {
                 s.grant_owed().await;
             }
         }
@@ -400,11 +408,13 @@ impl<B: Backend> Session<B> {
         }
         self.events_in_flight += events.len();
         let frame = codec::event_batch_frame(&events);
-        if self.out.try_send(frame.clone()).is_err() {
-            // The writer is backed up: hand the events back rather than block
-            // the read loop; they go out on a later turn.
+        if self.out.try_send(frame).is_err() {
+            // The writer is backed up: hand these events back rather than
+            // block the read loop; they go out on a later turn.
             self.events_in_flight -= events.len();
-            self.backend.events().release(tenant, self.conn);
+            self.backend.events().untake(tenant, self.conn, &events);
+            self.events_paused_until =
+                Some(tokio::time::Instant::now() + Duration::from_millis(5));
         }
     }
 }

@@ -151,9 +151,9 @@ pub async fn run<H: Handler>(
         if *shutdown.borrow() {
             return;
         }
-        let started = Instant::now();
+        let bound = std::sync::atomic::AtomicBool::new(false);
         let result = tokio::select! {
-            r = connect_and_serve(&params, &handler, rate.clone(), shutdown.clone()) => r,
+            r = connect_and_serve(&params, &handler, rate.clone(), shutdown.clone(), &bound) => r,
             _ = shutdown.changed() => Err(SessionError::Shutdown),
         };
         metrics::gauge!("sluice_smpp_bind_up", "carrier" => params.carrier.to_string(), "bind" => params.name.to_string()).set(0.0);
@@ -165,8 +165,9 @@ pub async fn run<H: Handler>(
             }
             Ok(()) => {}
         }
-        // A session that lived a while resets the backoff.
-        if started.elapsed() > params.reconnect_max {
+        // A link that got as far as a bind is retried quickly; repeated
+        // failures to connect or bind back off exponentially.
+        if bound.load(std::sync::atomic::Ordering::Relaxed) {
             delay = params.reconnect_min;
         }
         let jitter = delay.mul_f64(rand::random::<f64>() * 0.2);
@@ -183,6 +184,7 @@ async fn connect_and_serve<H: Handler>(
     handler: &Arc<H>,
     rate: Option<Arc<Rate>>,
     shutdown: watch::Receiver<bool>,
+    bound: &std::sync::atomic::AtomicBool,
 ) -> Result<(), SessionError> {
     let connect_err = |source| SessionError::Connect {
         addr: params.address.clone(),
@@ -216,7 +218,7 @@ async fn connect_and_serve<H: Handler>(
             Box::new(tls)
         }
     };
-    serve(stream, params, handler, rate, shutdown).await
+    serve(stream, params, handler, rate, shutdown, bound).await
 }
 
 struct Outstanding<J> {
@@ -231,6 +233,7 @@ async fn serve<S, H>(
     handler: &Arc<H>,
     rate: Option<Arc<Rate>>,
     mut shutdown: watch::Receiver<bool>,
+    bound: &std::sync::atomic::AtomicBool,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -284,6 +287,7 @@ where
             Some(Ok(_)) => {} // nothing else is meaningful before the bind answer
         }
     }
+    bound.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(target: TARGET, bind = %params.name, system_id = %params.system_id, mode = ?params.mode, "bound");
     let labels = [
         ("carrier", params.carrier.to_string()),

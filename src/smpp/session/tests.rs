@@ -119,7 +119,7 @@ async fn start(
 ) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(async move { serve(a, &p, &handler, None, rx).await });
+    let task = tokio::spawn(async move { serve(a, &p, &handler, None, rx, &Default::default()).await });
     let mut peer = Framed::new(b, SmppCodec::default());
     let bind = peer.next().await.unwrap().unwrap().unwrap();
     let Body::BindTransceiver(ref b) = bind.body else {
@@ -307,7 +307,7 @@ async fn rate_limit_paces_submits() {
     let (_tx, rx) = watch::channel(false);
     let hh = h.clone();
     let rate = Rate::per_second(p.rate).map(Arc::new);
-    tokio::spawn(async move { serve(a, &p, &hh, rate, rx).await });
+    tokio::spawn(async move { serve(a, &p, &hh, rate, rx, &Default::default()).await });
     let mut peer = Framed::new(b, SmppCodec::default());
     let bind = next_pdu(&mut peer).await;
     peer.send(Pdu {
