@@ -32,6 +32,9 @@ pub struct DemoOptions {
     /// Messages per batch.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    /// Batches in flight (sent, not yet acknowledged).
+    #[arg(long, default_value_t = 4)]
+    pub pipeline: usize,
     /// SMPP binds to the simulator.
     #[arg(long, default_value_t = 2)]
     pub binds: u32,
@@ -261,7 +264,7 @@ async fn drive(addr: &str, opts: &DemoOptions) -> anyhow::Result<Summary> {
     let mut pending = FuturesUnordered::new();
     let mut i = 0;
     while i < opts.messages || !pending.is_empty() {
-        if i < opts.messages && pending.len() < 64 {
+        if i < opts.messages && pending.len() < opts.pipeline.max(1) {
             let n = opts.batch.min(opts.messages - i);
             let batch: Vec<_> = (i..i + n).map(|k| demo_message(run_id, k)).collect();
             i += n;

@@ -215,7 +215,10 @@ impl EventHub {
         };
         let mut q = t.queue.lock();
         for e in events.iter().rev() {
-            if q.in_flight.get(&e.event_id).is_some_and(|(c, _)| *c == conn) {
+            if q.in_flight
+                .get(&e.event_id)
+                .is_some_and(|(c, _)| *c == conn)
+            {
                 q.in_flight.remove(&e.event_id);
                 q.ready.push_front(e.clone());
             }

@@ -129,12 +129,13 @@ where
     credit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let result = loop {
-        if s.events_paused_until.is_some_and(|t| t <= tokio::time::Instant::now()) {
+        if s.events_paused_until
+            .is_some_and(|t| t <= tokio::time::Instant::now())
+        {
             s.events_paused_until = None;
         }
-        let want_events = s.subscribed
-            && s.events_in_flight < s.event_window
-            && s.events_paused_until.is_none();
+        let want_events =
+            s.subscribed && s.events_in_flight < s.event_window && s.events_paused_until.is_none();
         let tenant = s.tenant.clone();
         tokio::select! {
             biased;
@@ -413,8 +414,7 @@ impl<B: Backend> Session<B> {
             // block the read loop; they go out on a later turn.
             self.events_in_flight -= events.len();
             self.backend.events().untake(tenant, self.conn, &events);
-            self.events_paused_until =
-                Some(tokio::time::Instant::now() + Duration::from_millis(5));
+            self.events_paused_until = Some(tokio::time::Instant::now() + Duration::from_millis(5));
         }
     }
 }

@@ -119,7 +119,8 @@ async fn start(
 ) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(async move { serve(a, &p, &handler, None, rx, &Default::default()).await });
+    let task =
+        tokio::spawn(async move { serve(a, &p, &handler, None, rx, &Default::default()).await });
     let mut peer = Framed::new(b, SmppCodec::default());
     let bind = peer.next().await.unwrap().unwrap().unwrap();
     let Body::BindTransceiver(ref b) = bind.body else {
