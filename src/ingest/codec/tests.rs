@@ -63,3 +63,54 @@ fn garbage_is_an_error_not_a_panic() {
         Err(FrameError::UnknownBody)
     ));
 }
+
+/// Pseudo-random and mutated frames through the codec, the frame decoder and
+/// admission: no panic (the fuzz target `ingest_frame` does this unbounded).
+#[test]
+fn random_frames_never_panic() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let valid = frame_bytes(
+        3,
+        pb::frame::Body::SubmitBatch(pb::SubmitBatch {
+            messages: vec![pb::SubmitMessage {
+                client_ref: "r".into(),
+                to: "+14155550100".into(),
+                from: "12345".into(),
+                text: "hello".into(),
+                ..Default::default()
+            }],
+        }),
+    );
+    let tenant: std::sync::Arc<str> = "t".into();
+    for round in 0..50_000 {
+        let mut data = valid.to_vec();
+        if round % 2 == 0 {
+            for _ in 0..(next() % 4 + 1) {
+                let i = (next() as usize) % data.len();
+                data[i] = next() as u8;
+            }
+        } else {
+            data = (0..(next() % 64)).map(|_| next() as u8).collect();
+        }
+        let mut b = BytesMut::from(&data[..]);
+        let mut c = length_codec(1024);
+        while let Ok(Some(f)) = c.decode(&mut b) {
+            if let Ok((_, pb::frame::Body::SubmitBatch(batch))) = decode_frame(f.freeze()) {
+                for m in batch.messages {
+                    let _ = crate::admission::validate(
+                        &tenant,
+                        m,
+                        std::time::Duration::from_secs(1),
+                        0,
+                    );
+                }
+            }
+        }
+    }
+}
