@@ -182,7 +182,8 @@ impl Default for HttpConfig {
 /// Receipt correlation settings.
 ///
 /// # Defaults
-/// early receipts kept 60 s; at most 100,000 of them.
+/// early receipts kept 60 s, at most 100,000 of them; receipt grace 60 s;
+/// multi-part grace 30 s.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReceiptsConfig {
@@ -192,6 +193,15 @@ pub struct ReceiptsConfig {
     pub early_receipt_ttl: Duration,
     /// Most early receipts kept.
     pub max_early_receipts: usize,
+    /// After validity ends, how long a receipt may still come before the
+    /// message is reported `expired`.
+    #[serde(with = "humantime_serde")]
+    pub receipt_grace: Duration,
+    /// When one part of a multi-part message has its receipt, how long to
+    /// wait for the other parts' before settling on the reported outcome
+    /// (some SMSCs report only the first or the last part).
+    #[serde(with = "humantime_serde")]
+    pub multipart_grace: Duration,
 }
 
 impl Default for ReceiptsConfig {
@@ -199,6 +209,8 @@ impl Default for ReceiptsConfig {
         ReceiptsConfig {
             early_receipt_ttl: Duration::from_secs(60),
             max_early_receipts: 100_000,
+            receipt_grace: Duration::from_secs(60),
+            multipart_grace: Duration::from_secs(30),
         }
     }
 }

@@ -264,6 +264,27 @@ impl Ledger {
         ))
     }
 
+    /// Ends a dispatched message from the parts that have an outcome, when
+    /// the carrier reports only some parts (some SMSCs send one receipt per
+    /// multi-part message, for its first or last part). Open parts are taken
+    /// to share the reported outcome. `None` when nothing is reported yet or
+    /// the message is gone.
+    pub fn settle(&self, id: MessageId) -> Option<Finalized> {
+        let mut shard = self.shard(id).lock();
+        let reported = matches!(
+            shard.get(&id.0),
+            Some(Entry { stage: Stage::Dispatched { parts, .. }, .. })
+                if parts.iter().any(|p| matches!(p, Part::Done(_)))
+        );
+        if !reported {
+            return None;
+        }
+        let entry = shard.remove(&id.0)?;
+        drop(shard);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        Some(finalized(entry, None))
+    }
+
     /// Calls `f` with every live entry, shard by shard (compaction, expiry).
     pub fn for_each(&self, mut f: impl FnMut(&Entry)) {
         for s in self.shards.iter() {

@@ -31,9 +31,6 @@ const TARGET: &str = "sluice::receipts";
 /// A boxed future of the publication of final states.
 type Publishing = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Extra time after validity during which a receipt may still come.
-pub const RECEIPT_GRACE: Duration = Duration::from_secs(60);
-
 /// Canonical form of a carrier message id.
 pub fn normalize_id(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
@@ -81,6 +78,10 @@ pub struct Receipts {
     early: Mutex<EarlyReceipts>,
     early_ttl: Duration,
     max_early: usize,
+    receipt_grace: Duration,
+    multipart_grace: Duration,
+    /// Multi-part messages with some parts reported: when the first was.
+    partial: Mutex<HashMap<MessageId, Instant>>,
     /// Sender address (digits or alphanumeric) → owning tenant, for MO.
     senders: Arc<HashMap<String, Arc<str>>>,
 }
@@ -114,6 +115,9 @@ impl Receipts {
             early: Mutex::default(),
             early_ttl: cfg.early_receipt_ttl,
             max_early: cfg.max_early_receipts,
+            receipt_grace: cfg.receipt_grace,
+            multipart_grace: cfg.multipart_grace,
+            partial: Mutex::default(),
             senders: Arc::new(senders),
         }
     }
@@ -154,10 +158,19 @@ impl Receipts {
         }
     }
 
-    fn part_result(&self, r: PartResult) -> Option<Publishing> {
+    fn part_result(&self, id: MessageId, r: PartResult) -> Option<Publishing> {
         match r {
-            PartResult::Final(f) => Some(Box::pin(self.publish(vec![f]))),
-            PartResult::Partial | PartResult::Unknown => None,
+            PartResult::Final(f) => {
+                if f.parts > 1 {
+                    self.partial.lock().remove(&id);
+                }
+                Some(Box::pin(self.publish(vec![f])))
+            }
+            PartResult::Partial => {
+                self.partial.lock().entry(id).or_insert_with(Instant::now);
+                None
+            }
+            PartResult::Unknown => None,
         }
     }
 
@@ -174,7 +187,7 @@ impl Receipts {
             error_code: r.error_code.unwrap_or(0),
             reason: reason.into(),
         };
-        Ok(self.part_result(self.ledger.part_done(id, part, outcome)))
+        Ok(self.part_result(id, self.ledger.part_done(id, part, outcome)))
     }
 
     fn park(&self, carrier: &Arc<str>, r: Receipt) {
@@ -269,10 +282,15 @@ impl Receipts {
     /// and drops early receipts that waited too long. Run periodically.
     pub fn sweep(&self) -> impl Future<Output = ()> + Send + use<> {
         let now = now_ms();
-        let grace = RECEIPT_GRACE.as_millis() as u64;
+        let grace = self.receipt_grace.as_millis() as u64;
         let mut ended: Vec<(MessageId, &'static str)> = Vec::new();
         self.ledger.for_each(|e: &Entry| match &e.stage {
-            Stage::Queued => {}
+            Stage::Queued => {
+                // Also covers a carrier that is down: its queue does not move.
+                if e.message.expires_at_ms <= now {
+                    ended.push((e.message.id, "validity ended before dispatch"));
+                }
+            }
             Stage::Dispatched { parts, .. } => {
                 let waiting_receipts = parts.iter().all(|p| !matches!(p, Part::Pending));
                 if waiting_receipts && e.message.expires_at_ms + grace <= now {
@@ -284,13 +302,27 @@ impl Receipts {
             .iter()
             .map(|(_, r)| (*r, Arc::<str>::from(*r)))
             .collect();
-        let finals: Vec<Finalized> = ended
+        let mut finals: Vec<Finalized> = ended
             .into_iter()
             .filter_map(|(id, r)| {
                 self.ledger
                     .finish(id, DeliveryState::Expired, 0, &reason_cache[r])
             })
             .collect();
+        // Multi-part messages whose other parts' receipts never came.
+        let settle: Vec<MessageId> = {
+            let mut p = self.partial.lock();
+            let due: Vec<MessageId> = p
+                .iter()
+                .filter(|(_, at)| at.elapsed() >= self.multipart_grace)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &due {
+                p.remove(id);
+            }
+            due
+        };
+        finals.extend(settle.into_iter().filter_map(|id| self.ledger.settle(id)));
         {
             let mut e = self.early.lock();
             let ttl = self.early_ttl;
@@ -369,7 +401,7 @@ impl CarrierSink for Receipts {
                 reason: reason.into(),
             },
         );
-        if let Some(fut) = self.part_result(r) {
+        if let Some(fut) = self.part_result(id, r) {
             tokio::spawn(fut);
         }
     }

@@ -241,3 +241,44 @@ async fn receipts_correlate_in_every_id_style() {
         smsc.shutdown();
     }
 }
+
+/// SMSCs that report one receipt for a multi-part message (its first or last
+/// part) still settle the message; messages whose receipt never comes expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_multipart_receipts_settle_and_missing_receipts_expire() {
+    use sluice::sim::smsc::PartReceipts;
+    for which in [PartReceipts::First, PartReceipts::Last] {
+        let smsc = smsc(|c| c.part_receipts = which).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), &smsc);
+        cfg.receipts.multipart_grace = Duration::from_millis(300);
+        let gw = sluice::gateway::start(cfg).await.unwrap();
+        let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+        let ids = accepted_ids(
+            &client
+                .submit(vec![msg("mp-1", "+14155550123", &"long ".repeat(100))])
+                .await
+                .unwrap(),
+        );
+        eventually("settled", Duration::from_secs(10), || got.terminal_count() == 1).await;
+        assert_eq!(got.state_of(ids[0]), Some(pb::DeliveryState::StateDelivered), "{which:?}");
+        gw.shutdown().await;
+    }
+
+    let smsc = smsc(|c| c.outcomes = "none=1".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.receipts.receipt_grace = Duration::from_millis(200);
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+    let mut m = msg("noreceipt-1", "+14155550124", "no receipt for me");
+    m.validity_seconds = 1;
+    let ids = accepted_ids(&client.submit(vec![m]).await.unwrap());
+    eventually("expired", Duration::from_secs(10), || got.terminal_count() == 1).await;
+    let states = got.states.lock().clone();
+    let (state, reason) = &states[&ids[0]][0];
+    assert_eq!(*state, pb::DeliveryState::StateExpired);
+    assert!(reason.contains("no receipt"), "{reason}");
+    assert_eq!(smsc.stats().messages, 1);
+    gw.shutdown().await;
+}

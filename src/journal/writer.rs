@@ -165,6 +165,9 @@ impl Writer {
         let mut waiters: Vec<oneshot::Sender<SyncResult>> = Vec::new();
         let mut control = Vec::new();
         let mut unsynced = false;
+        // After a failed write or sync the file may end in a torn record:
+        // nothing more is appended, every later waiter gets the first error.
+        let mut failed: Option<Arc<io::Error>> = None;
         loop {
             // Block for the first command; while written bytes wait for a
             // sync, wake up now and then to sync them even without a waiter.
@@ -188,12 +191,25 @@ impl Writer {
                 Err(mpsc::RecvTimeoutError::Timeout) => true,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            let mut result = self.write_buf().map(|wrote| unsynced |= wrote);
-            if result.is_ok() && (!waiters.is_empty() || (timed_out && unsynced)) {
-                result = self.sync();
-                unsynced = false;
-            }
-            let shared = result.map_err(Arc::new);
+            let shared = match &failed {
+                Some(e) => {
+                    self.buf.clear();
+                    Err(e.clone())
+                }
+                None => {
+                    let mut result = self.write_buf().map(|wrote| unsynced |= wrote);
+                    if result.is_ok() && (!waiters.is_empty() || (timed_out && unsynced)) {
+                        result = self.sync();
+                        unsynced = false;
+                    }
+                    result.map_err(|e| {
+                        tracing::error!(target: "sluice::journal", error = %e, "journal write failed; refusing further appends");
+                        let e = Arc::new(e);
+                        failed = Some(e.clone());
+                        e
+                    })
+                }
+            };
             for w in waiters.drain(..) {
                 let _ = w.send(shared.clone());
             }
@@ -206,7 +222,9 @@ impl Writer {
                 tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed");
             }
         }
-        let _ = self.write_buf().and_then(|_| self.sync());
+        if failed.is_none() {
+            let _ = self.write_buf().and_then(|_| self.sync());
+        }
     }
 
     fn take(
