@@ -260,8 +260,15 @@ async fn partial_multipart_receipts_settle_and_missing_receipts_expire() {
                 .await
                 .unwrap(),
         );
-        eventually("settled", Duration::from_secs(10), || got.terminal_count() == 1).await;
-        assert_eq!(got.state_of(ids[0]), Some(pb::DeliveryState::StateDelivered), "{which:?}");
+        eventually("settled", Duration::from_secs(10), || {
+            got.terminal_count() == 1
+        })
+        .await;
+        assert_eq!(
+            got.state_of(ids[0]),
+            Some(pb::DeliveryState::StateDelivered),
+            "{which:?}"
+        );
         gw.shutdown().await;
     }
 
@@ -274,11 +281,50 @@ async fn partial_multipart_receipts_settle_and_missing_receipts_expire() {
     let mut m = msg("noreceipt-1", "+14155550124", "no receipt for me");
     m.validity_seconds = 1;
     let ids = accepted_ids(&client.submit(vec![m]).await.unwrap());
-    eventually("expired", Duration::from_secs(10), || got.terminal_count() == 1).await;
+    eventually("expired", Duration::from_secs(10), || {
+        got.terminal_count() == 1
+    })
+    .await;
     let states = got.states.lock().clone();
     let (state, reason) = &states[&ids[0]][0];
     assert_eq!(*state, pb::DeliveryState::StateExpired);
     assert!(reason.contains("no receipt"), "{reason}");
     assert_eq!(smsc.stats().messages, 1);
+    gw.shutdown().await;
+}
+
+/// A transmitter/receiver pair instead of a transceiver: submits go out on
+/// one bind, receipts come back on the other and still correlate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transmitter_and_receiver_binds_work_as_a_pair() {
+    use sluice::config::BindMode;
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    let mut rx = cfg.carriers[0].binds[0].clone();
+    cfg.carriers[0].binds[0].mode = BindMode::Transmitter;
+    rx.mode = BindMode::Receiver;
+    rx.count = 1;
+    cfg.carriers[0].binds.push(rx);
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+    let ids = accepted_ids(
+        &client
+            .submit(
+                (0..30)
+                    .map(|i| msg(&format!("txrx-{i}"), &format!("+1415333{i:04}"), "pair"))
+                    .collect(),
+            )
+            .await
+            .unwrap(),
+    );
+    eventually("delivered via tx/rx", Duration::from_secs(20), || {
+        got.terminal_count() == 30
+    })
+    .await;
+    for id in ids {
+        assert_eq!(got.state_of(id), Some(pb::DeliveryState::StateDelivered));
+    }
+    assert_eq!(smsc.stats().binds, 3);
     gw.shutdown().await;
 }
