@@ -69,6 +69,58 @@ pub struct Config {
     /// recipient goes to the first carrier.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Per-sender throughput limits and daily caps.
+    #[serde(default)]
+    pub senders: SendersConfig,
+}
+
+/// Per-sender limits: defaults by sender class, and overrides.
+///
+/// Carriers cap each sender number (a US 10DLC long code about 1 msg/s
+/// unless vetted higher, toll-free 3-20, short codes 100-1,000) and some cap
+/// brands per day. All rates default to 0 (unlimited): set them to what your
+/// carriers grant.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendersConfig {
+    /// Messages per second for each long code (10DLC).
+    pub long_code_rate: f64,
+    /// Messages per second for each toll-free number (NANP 8XX).
+    pub toll_free_rate: f64,
+    /// Messages per second for each short code.
+    pub short_code_rate: f64,
+    /// Messages per second for each alphanumeric sender id.
+    pub alphanumeric_rate: f64,
+    /// Messages per UTC day for each sender; 0 = no cap.
+    pub daily_cap: u64,
+    /// Limits for particular senders.
+    pub overrides: Vec<SenderOverride>,
+    /// Daily caps shared by a brand's senders.
+    pub brands: Vec<BrandConfig>,
+}
+
+/// Limits for one sender.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderOverride {
+    /// The sender as messages give it (`12345`, `+14155550100`, `ACME`).
+    pub sender: String,
+    /// Messages per second (replaces the class default).
+    pub rate: Option<f64>,
+    /// Messages per UTC day (replaces the default cap).
+    pub daily_cap: Option<u64>,
+    /// Brand whose daily cap this sender shares.
+    pub brand: Option<String>,
+}
+
+/// A brand's daily cap over all its senders.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandConfig {
+    /// Brand name (referenced by sender overrides).
+    pub name: String,
+    /// Messages per UTC day over the brand's senders.
+    pub daily_cap: u64,
 }
 
 fn default_node_id() -> String {
@@ -238,6 +290,14 @@ pub struct TenantConfig {
     /// Validity when a message gives none. Default 48 h.
     #[serde(default = "default_validity", with = "humantime_serde")]
     pub default_validity: Duration,
+    /// Share of dispatch turns relative to other tenants (weighted fair
+    /// queuing). Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Most messages (segments where the carrier counts them) per second for
+    /// this tenant; 0 = unlimited (default).
+    #[serde(default)]
+    pub rate: f64,
 }
 
 fn default_validity() -> Duration {
@@ -274,6 +334,17 @@ pub struct CarrierConfig {
     /// What to do with a submit whose answer never came.
     #[serde(default)]
     pub unanswered: Unanswered,
+    /// Carrier-wide messages (or segments) per second over all binds; 0 =
+    /// unlimited (default).
+    #[serde(default)]
+    pub rate: f64,
+    /// Whether limits count SMS segments (true, default) or messages.
+    #[serde(default = "yes")]
+    pub count_segments: bool,
+    /// With no bind up this long, queued traffic fails over to the next
+    /// carrier of its route (if there is one). Default 30 s.
+    #[serde(default = "default_failover_after", with = "humantime_serde")]
+    pub failover_after: Duration,
     /// Binds to this carrier's SMSC.
     pub binds: Vec<BindConfig>,
 }
@@ -352,6 +423,12 @@ pub struct BindConfig {
 
 fn one() -> u32 {
     1
+}
+fn yes() -> bool {
+    true
+}
+fn default_failover_after() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_window() -> u32 {
     64
@@ -514,6 +591,27 @@ impl Config {
                         r.prefix, c
                     ));
                 }
+            }
+        }
+        let brands: std::collections::HashSet<&str> = self
+            .senders
+            .brands
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        for o in &self.senders.overrides {
+            if let Some(b) = &o.brand {
+                if !brands.contains(b.as_str()) {
+                    p.push(format!("sender {:?} names unknown brand {:?}", o.sender, b));
+                }
+            }
+            if o.rate.is_some_and(|r| r < 0.0) {
+                p.push(format!("sender {:?}: rate must not be negative", o.sender));
+            }
+        }
+        for t in &self.tenants {
+            if t.weight == 0 {
+                p.push(format!("tenant {:?}: weight must be at least 1", t.name));
             }
         }
         if self.ingest.max_batch_messages == 0 {

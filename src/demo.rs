@@ -140,12 +140,17 @@ pub fn embedded_config(
         token: Secret::new(TOKEN),
         senders: vec!["12345".into()],
         default_validity: Duration::from_secs(3600),
+        weight: 1,
+        rate: 0.0,
     }];
     c.carriers = vec![CarrierConfig {
         name: "sim".into(),
         concat: Default::default(),
         gsm7_packed: false,
         unanswered: Default::default(),
+        rate: 0.0,
+        count_segments: true,
+        failover_after: Duration::from_secs(30),
         binds: vec![BindConfig {
             address: smsc.to_string(),
             system_id: "sluice".into(),

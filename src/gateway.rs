@@ -49,7 +49,7 @@ pub struct Gateway {
     dedupe: Dedupe,
     tenants: HashMap<String, TenantEntry>,
     routes: Vec<(String, Vec<Arc<str>>)>,
-    default_carrier: Option<Arc<str>>,
+    failover_after: HashMap<Arc<str>, Duration>,
     max_live: u64,
 }
 
@@ -62,16 +62,57 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// The carrier a recipient routes to.
+    /// The carrier a recipient routes to: the first carrier of the first
+    /// matching route that has a bind up, else that route's first carrier
+    /// (its traffic waits there).
     fn route(&self, to: Msisdn) -> Option<&Arc<str>> {
-        if self.routes.is_empty() {
-            return self.default_carrier.as_ref();
-        }
         let number = to.to_string();
-        self.routes
+        let (_, carriers) = self
+            .routes
             .iter()
-            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
-            .and_then(|(_, carriers)| carriers.first())
+            .find(|(prefix, _)| number.starts_with(prefix.as_str()))?;
+        carriers
+            .iter()
+            .find(|c| self.carriers.get(*c).is_some_and(|c| c.binds_up() > 0))
+            .or_else(|| carriers.first())
+    }
+
+    /// Moves the queue of a carrier that has had no bind up for its
+    /// `failover_after` to the carriers its messages' routes prefer now.
+    fn failover(&self) {
+        for (name, carrier) in &self.carriers {
+            let Some(after) = self.failover_after.get(name) else {
+                continue;
+            };
+            let Some(queue) = self.scheduler.queue(name) else {
+                continue;
+            };
+            if queue.is_empty() || carrier.down_for().is_none_or(|d| d < *after) {
+                continue;
+            }
+            let mut moved = 0;
+            let mut by_target: HashMap<Arc<str>, Vec<schedule::fair::Item>> = HashMap::new();
+            for item in queue.drain() {
+                let target = self
+                    .route(item.message.to)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone());
+                if target != *name {
+                    moved += 1;
+                }
+                by_target.entry(target).or_default().push(item);
+            }
+            for (target, items) in by_target {
+                if let Some(q) = self.scheduler.queue(&target) {
+                    q.push_items(items);
+                }
+            }
+            if moved > 0 {
+                metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
+                    .increment(moved);
+                tracing::warn!(target: TARGET, carrier = %name, moved, "carrier down: traffic failed over");
+            }
+        }
     }
 
     /// The ledger of live messages.
@@ -408,8 +449,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let carrier = SmppCarrier::new(c, receipts.clone());
         carriers.insert(carrier.name().clone(), carrier);
     }
-    let scheduler = Arc::new(Scheduler::new(carriers.keys()));
-    let routes = config
+    let scheduler = Arc::new(Scheduler::new(&config));
+    let mut routes: Vec<(String, Vec<Arc<str>>)> = config
         .routes
         .iter()
         .map(|r| {
@@ -422,16 +463,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             )
         })
         .collect();
+    if routes.is_empty() {
+        // Without a route table every recipient may use every carrier, in
+        // configuration order.
+        routes.push((
+            String::new(),
+            config
+                .carriers
+                .iter()
+                .map(|c| Arc::<str>::from(c.name.as_str()))
+                .collect(),
+        ));
+    }
     let gateway = Arc::new(Gateway {
         journal: journal.clone(),
         ledger: ledger.clone(),
         hub: hub.clone(),
         receipts: receipts.clone(),
         scheduler: scheduler.clone(),
-        default_carrier: config
+        failover_after: config
             .carriers
-            .first()
-            .map(|c| Arc::<str>::from(c.name.as_str())),
+            .iter()
+            .map(|c| (Arc::<str>::from(c.name.as_str()), c.failover_after))
+            .collect(),
         carriers: carriers.clone(),
         dedupe: Dedupe::new(config.ingest.dedupe_window),
         tenants,
@@ -459,14 +513,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .queue(c.name.as_str())
             .expect("one queue per carrier")
             .clone();
-        tasks.spawn(schedule::dispatch_loop(
+        let dispatcher = schedule::Dispatcher {
             queue,
             carrier,
-            ledger.clone(),
-            journal.clone(),
-            receipts.clone(),
-            shutdown.clone(),
-        ));
+            ledger: ledger.clone(),
+            journal: journal.clone(),
+            receipts: receipts.clone(),
+            check: None,
+        };
+        tasks.spawn(dispatcher.run(shutdown.clone()));
     }
     tasks.spawn(chores(
         gateway.clone(),
@@ -515,6 +570,7 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         }
         n += 1;
         tokio::spawn(gw.receipts.sweep());
+        gw.failover();
         metrics::gauge!("sluice_live_messages").set(gw.ledger.live() as f64);
         metrics::gauge!("sluice_events_pending").set(gw.hub.pending() as f64);
         metrics::gauge!("sluice_journal_bytes").set(gw.journal.bytes() as f64);

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -59,6 +59,22 @@ pub struct SmppCarrier {
     reference: AtomicU16,
     unanswered: Unanswered,
     sink: Arc<dyn CarrierSink>,
+    binds_up: AtomicUsize,
+    /// Wall-clock ms since no bind has been up (0 while one is).
+    down_since_ms: AtomicU64,
+}
+
+/// Text encoding options of a carrier.
+pub fn text_options(cfg: &CarrierConfig) -> TextOptions {
+    TextOptions {
+        concat: match cfg.concat {
+            ConcatMode::Udh8 => Concat::Udh8,
+            ConcatMode::Udh16 => Concat::Udh16,
+            ConcatMode::Sar => Concat::Sar,
+            ConcatMode::Payload => Concat::Payload,
+        },
+        gsm7_packed: cfg.gsm7_packed,
+    }
 }
 
 impl std::fmt::Debug for dyn CarrierSink {
@@ -78,15 +94,10 @@ impl SmppCarrier {
             .sum();
         Arc::new(SmppCarrier {
             name: cfg.name.as_str().into(),
-            text: TextOptions {
-                concat: match cfg.concat {
-                    ConcatMode::Udh8 => Concat::Udh8,
-                    ConcatMode::Udh16 => Concat::Udh16,
-                    ConcatMode::Sar => Concat::Sar,
-                    ConcatMode::Payload => Concat::Payload,
-                },
-                gsm7_packed: cfg.gsm7_packed,
-            },
+            text: text_options(cfg),
+            binds_up: AtomicUsize::new(0),
+            // Down from the start until a bind comes up.
+            down_since_ms: AtomicU64::new(now_ms()),
             queue: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
             capacity: Arc::new(Semaphore::new(
@@ -106,6 +117,21 @@ impl SmppCarrier {
     /// Part permits: the dispatcher takes one per part before dispatching.
     pub fn capacity(&self) -> &Arc<Semaphore> {
         &self.capacity
+    }
+
+    /// Binds currently bound.
+    pub fn binds_up(&self) -> usize {
+        self.binds_up.load(Ordering::Acquire)
+    }
+
+    /// How long no bind has been up (`None` while one is).
+    pub fn down_for(&self) -> Option<std::time::Duration> {
+        match self.down_since_ms.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(std::time::Duration::from_millis(
+                now_ms().saturating_sub(since),
+            )),
+        }
     }
 
     /// Parts queued, not yet written.
@@ -272,6 +298,15 @@ impl Handler for SmppCarrier {
 
     fn deliver(&self, sm: DeliverSm) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
         self.sink.deliver(&self.name, sm)
+    }
+
+    fn bind_state(&self, up: bool) {
+        if up {
+            self.binds_up.fetch_add(1, Ordering::AcqRel);
+            self.down_since_ms.store(0, Ordering::Release);
+        } else if self.binds_up.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.down_since_ms.store(now_ms().max(1), Ordering::Release);
+        }
     }
 }
 

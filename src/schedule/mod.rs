@@ -1,112 +1,89 @@
-//! Scheduling: per-carrier fair queues (round-robin across tenants,
-//! transactional ahead of marketing), and the dispatcher that moves messages
-//! from those queues to the carrier once the dispatch is durable.
+//! Scheduling: a [`fair::FairQueue`] per carrier (priority, weighted tenant
+//! fairness, sender and campaign round-robin, limits at every level) and the
+//! dispatcher that moves messages from it to the carrier once the dispatch is
+//! durable.
 //!
-//! The dispatcher is the only place a message becomes "dispatched": it checks
-//! validity, encodes the parts, takes one capacity permit per part from the
-//! carrier (so backlog stays here, bounded by the journal, not in carrier
-//! queues), records the dispatch in the ledger and the journal, waits for the
-//! sync, and only then hands the parts to the binds.
+//! The dispatcher is the only place a message becomes "dispatched": it pops
+//! what every limit allows now, drops what expired or opted out meanwhile,
+//! encodes the parts, takes one capacity permit per part from the carrier (so
+//! the backlog stays in this queue, not in carrier queues), records the
+//! dispatch in the ledger and the journal, waits for the sync, and only then
+//! hands the parts to the binds. A carrier can be paused (admin) and its
+//! queue drained to another carrier when it is down (failover).
 
+pub mod fair;
+pub mod pace;
 pub mod rate;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::carrier::smpp::SmppCarrier;
+use crate::config::Config;
 use crate::journal::Journal;
 use crate::ledger::{Finalized, Ledger};
-use crate::model::{DeliveryState, Message, MessageId, Priority, now_ms};
+use crate::model::{DeliveryState, Message, MessageId, now_ms};
 use crate::receipts::Receipts;
+use crate::smpp::text;
+use fair::{FairQueue, Item, Pop, SenderLimits, WaitReport};
 
 const TARGET: &str = "sluice::schedule";
 
 /// Most messages dispatched in one journal record.
 const DISPATCH_BATCH: usize = 512;
 
-#[derive(Debug, Default)]
-struct TenantQueues {
-    transactional: VecDeque<Arc<Message>>,
-    marketing: VecDeque<Arc<Message>>,
-}
-
-#[derive(Debug, Default)]
-struct Queues {
-    tenants: HashMap<Arc<str>, TenantQueues>,
-    /// Tenants with transactional / marketing traffic, in round-robin order.
-    ring_tx: VecDeque<Arc<str>>,
-    ring_mk: VecDeque<Arc<str>>,
-    len: usize,
-}
-
-impl Queues {
-    fn push(&mut self, m: Arc<Message>, front: bool) {
-        let t = self.tenants.entry(m.tenant.clone()).or_default();
-        let (q, ring) = match m.priority {
-            Priority::Transactional => (&mut t.transactional, &mut self.ring_tx),
-            Priority::Marketing => (&mut t.marketing, &mut self.ring_mk),
-        };
-        if q.is_empty() {
-            ring.push_back(m.tenant.clone());
-        }
-        if front {
-            q.push_front(m);
-        } else {
-            q.push_back(m);
-        }
-        self.len += 1;
-    }
-
-    /// Next message: transactional first, tenants served round-robin.
-    fn pop(&mut self) -> Option<Arc<Message>> {
-        for class in [Priority::Transactional, Priority::Marketing] {
-            let ring = match class {
-                Priority::Transactional => &mut self.ring_tx,
-                Priority::Marketing => &mut self.ring_mk,
-            };
-            while let Some(tenant) = ring.pop_front() {
-                let Some(t) = self.tenants.get_mut(&tenant) else {
-                    continue;
-                };
-                let q = match class {
-                    Priority::Transactional => &mut t.transactional,
-                    Priority::Marketing => &mut t.marketing,
-                };
-                let Some(m) = q.pop_front() else { continue };
-                if !q.is_empty() {
-                    ring.push_back(tenant);
-                }
-                self.len -= 1;
-                return Some(m);
-            }
-        }
-        None
-    }
-}
+/// Decides, at dispatch, whether a message must not be sent any more (the
+/// recipient opted out meanwhile); returns the reason.
+pub type DispatchCheck = Arc<dyn Fn(&Message) -> Option<(DeliveryState, Arc<str>)> + Send + Sync>;
 
 /// The queue in front of one carrier.
 #[derive(Debug)]
 pub struct CarrierQueue {
-    queues: Mutex<Queues>,
+    fair: Mutex<FairQueue>,
+    limits: Arc<Mutex<SenderLimits>>,
     notify: Notify,
+    paused: AtomicBool,
+    text: text::TextOptions,
+    count_segments: bool,
 }
 
 impl CarrierQueue {
-    fn new() -> CarrierQueue {
-        CarrierQueue {
-            queues: Mutex::default(),
-            notify: Notify::new(),
+    fn permits(&self, m: &Message) -> u32 {
+        if !self.count_segments {
+            return 1;
         }
+        text::plan_with(&m.text, &self.text).map_or(1, |p| p.segments.max(1) as u32)
     }
 
     /// Queues messages at the back.
     pub fn push<'a>(&self, messages: impl IntoIterator<Item = &'a Arc<Message>>) {
-        let mut q = self.queues.lock();
-        for m in messages {
-            q.push(m.clone(), false);
+        let now = Instant::now();
+        let items: Vec<Item> = messages
+            .into_iter()
+            .map(|m| Item {
+                permits: self.permits(m),
+                message: m.clone(),
+            })
+            .collect();
+        let mut q = self.fair.lock();
+        for i in items {
+            q.push(i, false, now);
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Queues items already weighed (failover from another carrier).
+    pub fn push_items(&self, items: Vec<Item>) {
+        let now = Instant::now();
+        let mut q = self.fair.lock();
+        for i in items {
+            q.push(i, false, now);
         }
         drop(q);
         self.notify.notify_one();
@@ -114,7 +91,7 @@ impl CarrierQueue {
 
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.queues.lock().len
+        self.fair.lock().len()
     }
 
     /// True when nothing waits.
@@ -122,14 +99,31 @@ impl CarrierQueue {
         self.len() == 0
     }
 
-    async fn ready(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.queues.lock().len > 0 {
-                return;
-            }
-            notified.await;
-        }
+    /// Stops (true) or resumes (false) dispatch; queued traffic is held.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// True while paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Why messages wait.
+    pub fn report(&self) -> WaitReport {
+        self.fair.lock().report(Instant::now())
+    }
+
+    /// Takes every queued message out (failover).
+    pub fn drain(&self) -> Vec<Item> {
+        self.fair.lock().drain()
+    }
+
+    /// Sets the carrier-wide rate (adaptive throttling); `None` when the
+    /// carrier has no carrier-wide limit.
+    pub fn carrier_rate(&self) -> Option<f64> {
+        self.fair.lock().carrier_pace().map(|p| p.rate())
     }
 }
 
@@ -140,12 +134,24 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// One queue per carrier name.
-    pub fn new<'a>(carriers: impl IntoIterator<Item = &'a Arc<str>>) -> Scheduler {
+    /// One queue per configured carrier, sharing the sender limits.
+    pub fn new(config: &Config) -> Scheduler {
+        let limits = Arc::new(Mutex::new(SenderLimits::new(config.senders.clone())));
         Scheduler {
-            queues: carriers
-                .into_iter()
-                .map(|c| (c.clone(), Arc::new(CarrierQueue::new())))
+            queues: config
+                .carriers
+                .iter()
+                .map(|c| {
+                    let q = CarrierQueue {
+                        fair: Mutex::new(FairQueue::new(&config.tenants, c.rate)),
+                        limits: limits.clone(),
+                        notify: Notify::new(),
+                        paused: AtomicBool::new(false),
+                        text: crate::carrier::smpp::text_options(c),
+                        count_segments: c.count_segments,
+                    };
+                    (Arc::<str>::from(c.name.as_str()), Arc::new(q))
+                })
                 .collect(),
         }
     }
@@ -159,108 +165,199 @@ impl Scheduler {
     pub fn queued(&self) -> usize {
         self.queues.values().map(|q| q.len()).sum()
     }
+
+    /// Moves what `from` holds to `to` (failover); returns how many moved.
+    pub fn move_all(&self, from: &str, to: &str) -> usize {
+        let (Some(a), Some(b)) = (self.queues.get(from), self.queues.get(to)) else {
+            return 0;
+        };
+        let items = a.drain();
+        let n = items.len();
+        b.push_items(items);
+        n
+    }
 }
 
-/// Moves messages from `queue` to `carrier` until shutdown.
-pub async fn dispatch_loop(
-    queue: Arc<CarrierQueue>,
-    carrier: Arc<SmppCarrier>,
-    ledger: Arc<Ledger>,
-    journal: Journal,
-    receipts: Arc<Receipts>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let name = carrier.name().clone();
-    let depth = metrics::gauge!("sluice_queue_depth", "carrier" => name.to_string());
-    loop {
-        tokio::select! {
-            _ = queue.ready() => {}
-            _ = shutdown.changed() => return,
-        }
-        // Wait for room at the carrier before taking messages off the queue,
-        // so the fair order is decided as late as possible.
-        let first = tokio::select! {
-            p = carrier.capacity().clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
-        drop(first);
-        let now = now_ms();
-        let mut batch: Vec<(Arc<Message>, Vec<crate::smpp::pdu::SubmitSm>)> = Vec::new();
-        let mut finals: Vec<Finalized> = Vec::new();
-        let mut permits_needed = 0usize;
-        {
-            let mut q = queue.queues.lock();
-            while batch.len() < DISPATCH_BATCH {
-                let available = carrier.capacity().available_permits();
-                let Some(m) = q.pop() else { break };
-                if m.expires_at_ms <= now {
-                    if let Some(f) = ledger.finish(
-                        m.id,
-                        DeliveryState::Expired,
-                        0,
-                        &"validity ended before dispatch".into(),
-                    ) {
-                        finals.push(f);
-                    }
-                    continue;
+/// Everything the dispatcher of one carrier works with.
+pub struct Dispatcher {
+    /// Its queue.
+    pub queue: Arc<CarrierQueue>,
+    /// Its carrier.
+    pub carrier: Arc<SmppCarrier>,
+    /// Live messages.
+    pub ledger: Arc<Ledger>,
+    /// Journal (dispatch records).
+    pub journal: Journal,
+    /// Where final states go.
+    pub receipts: Arc<Receipts>,
+    /// A last check before sending (suppression).
+    pub check: Option<DispatchCheck>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("carrier", self.carrier.name())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Dispatcher {
+    /// Moves messages from the queue to the carrier until shutdown.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.carrier.name().clone();
+        let depth = metrics::gauge!("sluice_queue_depth", "carrier" => name.to_string());
+        let mut wake: Option<Instant> = None;
+        loop {
+            // Wait for work, a limit to open, or shutdown.
+            let notified = self.queue.notify.notified();
+            let ready = !self.queue.is_paused()
+                && !self.queue.is_empty()
+                && wake.is_none_or(|t| t <= Instant::now());
+            if !ready {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = sleep_until_opt(wake) => {}
+                    _ = shutdown.changed() => return,
                 }
-                match carrier.parts(&m) {
-                    Ok(parts) => {
-                        if permits_needed + parts.len() > available && !batch.is_empty() {
-                            q.push(m, true);
-                            break;
-                        }
-                        permits_needed += parts.len();
-                        batch.push((m, parts));
-                    }
-                    Err(reason) => {
-                        if let Some(f) =
-                            ledger.finish(m.id, DeliveryState::Rejected, 0, &reason.into())
-                        {
-                            finals.push(f);
-                        }
+                if wake.is_some_and(|t| t <= Instant::now()) {
+                    wake = None;
+                }
+                continue;
+            }
+            // Room at the carrier before anything leaves the queue, so the
+            // fair order is decided as late as possible.
+            let first = tokio::select! {
+                p = self.carrier.capacity().clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = shutdown.changed() => return,
+            };
+            drop(first);
+            let (items, next) = self.take_batch();
+            wake = next;
+            depth.set(self.queue.len() as f64);
+            if items.is_empty() {
+                continue;
+            }
+            if !self.dispatch(items, &name, &mut shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Pops what every limit allows now, up to the carrier's free capacity.
+    fn take_batch(&self) -> (Vec<Item>, Option<Instant>) {
+        let available = self.carrier.capacity().available_permits();
+        let mut items = Vec::new();
+        let mut segments = 0usize;
+        let mut next = None;
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let mut q = self.queue.fair.lock();
+        let mut limits = self.queue.limits.lock();
+        while items.len() < DISPATCH_BATCH && (items.is_empty() || segments < available) {
+            match q.pop(now, now_ms, &mut limits) {
+                Pop::Item(i) => {
+                    segments += text::plan_with(&i.message.text, &self.queue.text)
+                        .map_or(1, |p| p.segments.max(1));
+                    items.push(i);
+                }
+                Pop::WaitUntil(t) => {
+                    next = Some(t);
+                    break;
+                }
+                Pop::Empty => break,
+            }
+        }
+        (items, next)
+    }
+
+    /// Dispatches popped messages; false when the journal failed or shutdown.
+    async fn dispatch(
+        &self,
+        items: Vec<Item>,
+        name: &Arc<str>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let now = now_ms();
+        let mut finals: Vec<Finalized> = Vec::new();
+        let mut batch = Vec::with_capacity(items.len());
+        let mut permits_needed = 0usize;
+        for Item { message: m, .. } in items {
+            if m.expires_at_ms <= now {
+                if let Some(f) = self.ledger.finish(
+                    m.id,
+                    DeliveryState::Expired,
+                    0,
+                    &"validity ended before dispatch".into(),
+                ) {
+                    finals.push(f);
+                }
+                continue;
+            }
+            if let Some((state, reason)) = self.check.as_ref().and_then(|c| c(&m)) {
+                if let Some(f) = self.ledger.finish(m.id, state, 0, &reason) {
+                    finals.push(f);
+                }
+                continue;
+            }
+            match self.carrier.parts(&m) {
+                Ok(parts) => {
+                    permits_needed += parts.len();
+                    batch.push((m, parts));
+                }
+                Err(reason) => {
+                    if let Some(f) =
+                        self.ledger
+                            .finish(m.id, DeliveryState::Rejected, 0, &reason.into())
+                    {
+                        finals.push(f);
                     }
                 }
             }
-            depth.set(q.len as f64);
         }
         if !finals.is_empty() {
-            tokio::spawn(receipts.publish(finals));
+            tokio::spawn(self.receipts.publish(finals));
         }
         if batch.is_empty() {
-            continue;
+            return true;
         }
         // One permit per part (capacity is at least the largest message, so
-        // this always completes); the parts carry them from here and release
-        // them one by one.
+        // this completes); the parts carry them and release them one by one.
         let permits = tokio::select! {
-            p = carrier.capacity().clone().acquire_many_owned(permits_needed as u32) => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
+            p = self.carrier.capacity().clone().acquire_many_owned(permits_needed as u32) => match p { Ok(p) => p, Err(_) => return false },
+            _ = shutdown.changed() => return false,
         };
         permits.forget();
-        let mut dispatched: Vec<(Arc<Message>, Vec<crate::smpp::pdu::SubmitSm>)> =
-            Vec::with_capacity(batch.len());
+        let mut dispatched = Vec::with_capacity(batch.len());
         for (m, parts) in batch {
-            if ledger.dispatch(m.id, &name, parts.len() as u32) {
+            if self.ledger.dispatch(m.id, name, parts.len() as u32) {
                 dispatched.push((m, parts));
             } else {
                 // No longer live (ended meanwhile): return its permits.
-                carrier.capacity().add_permits(parts.len());
+                self.carrier.capacity().add_permits(parts.len());
             }
         }
-        let durable = journal.dispatch(
+        let durable = self.journal.dispatch(
             dispatched
                 .iter()
-                .map(|(m, p)| (m.id, &*name, p.len() as u32)),
+                .map(|(m, p)| (m.id, &**name, p.len() as u32)),
         );
         if let Err(e) = durable.wait().await {
             tracing::error!(target: TARGET, error = %e, "journal failed; dispatch stopped");
             let ids: Vec<MessageId> = dispatched.iter().map(|(m, _)| m.id).collect();
-            ledger.undispatch(&ids);
-            return;
+            self.ledger.undispatch(&ids);
+            return false;
         }
         for (m, parts) in dispatched {
-            carrier.enqueue(m.id, m.expires_at_ms, parts);
+            self.carrier.enqueue(m.id, m.expires_at_ms, parts);
         }
+        true
     }
 }

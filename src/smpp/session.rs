@@ -66,6 +66,11 @@ pub trait Handler: Send + Sync + 'static {
     /// The SMSC delivered a PDU (receipt or MO); resolves to the status of
     /// the deliver_sm_resp (sent only once it resolves, e.g. when durable).
     fn deliver(&self, sm: DeliverSm) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>>;
+
+    /// A bind came up (bound) or went down.
+    fn bind_state(&self, up: bool) {
+        let _ = up;
+    }
 }
 
 /// Parameters of one bind.
@@ -288,6 +293,15 @@ where
         }
     }
     bound.store(true, std::sync::atomic::Ordering::Relaxed);
+    handler.bind_state(true);
+    // Whatever ends the session below, the bind is down again.
+    struct Down<'a, H: Handler>(&'a H);
+    impl<H: Handler> Drop for Down<'_, H> {
+        fn drop(&mut self) {
+            self.0.bind_state(false);
+        }
+    }
+    let _down = Down(&**handler);
     tracing::info!(target: TARGET, bind = %params.name, system_id = %params.system_id, mode = ?params.mode, "bound");
     let labels = [
         ("carrier", params.carrier.to_string()),
