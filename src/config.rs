@@ -600,10 +600,10 @@ impl Config {
             .map(|b| b.name.as_str())
             .collect();
         for o in &self.senders.overrides {
-            if let Some(b) = &o.brand {
-                if !brands.contains(b.as_str()) {
-                    p.push(format!("sender {:?} names unknown brand {:?}", o.sender, b));
-                }
+            if let Some(b) = &o.brand
+                && !brands.contains(b.as_str())
+            {
+                p.push(format!("sender {:?} names unknown brand {:?}", o.sender, b));
             }
             if o.rate.is_some_and(|r| r < 0.0) {
                 p.push(format!("sender {:?}: rate must not be negative", o.sender));

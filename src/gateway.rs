@@ -81,16 +81,33 @@ impl Gateway {
     /// `failover_after` to the carriers its messages' routes prefer now.
     fn failover(&self) {
         for (name, carrier) in &self.carriers {
-            let Some(after) = self.failover_after.get(name) else {
+            let (Some(after), Some(queue)) =
+                (self.failover_after.get(name), self.scheduler.queue(name))
+            else {
                 continue;
             };
-            let Some(queue) = self.scheduler.queue(name) else {
-                continue;
-            };
-            if queue.is_empty() || carrier.down_for().is_none_or(|d| d < *after) {
+            if carrier.down_for().is_none_or(|d| d < *after) {
                 continue;
             }
-            let mut moved = 0;
+            let alternative_up = self
+                .carriers
+                .iter()
+                .any(|(n, c)| n != name && c.binds_up() > 0);
+            if !alternative_up {
+                continue;
+            }
+            // Messages dispatched to this carrier but never written go back
+            // to queued (journaled), so they can take another carrier.
+            let taken = carrier.take_back_unsent();
+            let back: Vec<Arc<Message>> = self
+                .ledger
+                .undispatch(&taken)
+                .iter()
+                .filter_map(|id| self.ledger.get(*id))
+                .map(|e| e.message)
+                .collect();
+            self.enqueue(&back);
+            let mut moved = back.len() as u64;
             let mut by_target: HashMap<Arc<str>, Vec<schedule::fair::Item>> = HashMap::new();
             for item in queue.drain() {
                 let target = self

@@ -43,6 +43,8 @@ pub struct SegmentJob {
     pub part: u32,
     /// The PDU body.
     pub sm: SubmitSm,
+    /// Parts of the message.
+    pub total: u32,
     /// Wall-clock ms after which the part must not be sent.
     pub expires_at_ms: u64,
     _permit: CapacityPermit,
@@ -207,10 +209,12 @@ impl SmppCarrier {
     /// [`SmppCarrier::capacity`] (one per part) and are released part by part.
     pub fn enqueue(&self, id: MessageId, expires_at_ms: u64, parts: Vec<SubmitSm>) {
         let mut q = self.queue.lock();
+        let total = parts.len() as u32;
         for (i, sm) in parts.into_iter().enumerate() {
             q.push_back(SegmentJob {
                 id,
                 part: i as u32,
+                total,
                 sm,
                 expires_at_ms,
                 _permit: CapacityPermit(self.capacity.clone()),
@@ -218,6 +222,29 @@ impl SmppCarrier {
         }
         drop(q);
         self.notify.notify_waiters();
+    }
+
+    /// Takes back every queued part of messages none of whose parts has
+    /// left the queue (so they can be dispatched elsewhere); other parts stay.
+    /// Returns the ids of the messages taken back.
+    pub fn take_back_unsent(&self) -> Vec<MessageId> {
+        let mut q = self.queue.lock();
+        let mut queued: std::collections::HashMap<MessageId, u32> =
+            std::collections::HashMap::new();
+        for j in q.iter() {
+            *queued.entry(j.id).or_default() += 1;
+        }
+        let whole: std::collections::HashSet<MessageId> = queued
+            .into_iter()
+            .filter(|(id, n)| {
+                q.iter()
+                    .find(|j| j.id == *id)
+                    .is_some_and(|j| j.total == *n)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        q.retain(|j| !whole.contains(&j.id));
+        whole.into_iter().collect()
     }
 
     fn requeue_front(&self, job: SegmentJob) {

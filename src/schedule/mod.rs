@@ -11,6 +11,7 @@
 //! hands the parts to the binds. A carrier can be paused (admin) and its
 //! queue drained to another carrier when it is down (failover).
 
+pub mod aimd;
 pub mod fair;
 pub mod pace;
 pub mod rate;

@@ -15,10 +15,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Paces permits at `rate` per second with a burst of one: permit `k` is
-/// allowed no earlier than `k / rate` after the first, so no one-second
-/// window ever holds more than `rate` permits (plus the `n - 1` extra of one
-/// multi-permit take).
+/// How early a permit may be taken (covers the timer wheel's granularity).
+pub const TOLERANCE: Duration = Duration::from_millis(2);
+
+/// Paces permits at `rate` per second: consecutive permits are one interval
+/// apart. Timers fire on whole milliseconds, so two allowances keep the rate
+/// exact: a permit taken less than [`TOLERANCE`] late keeps the schedule (no
+/// drift), and above 500/s (interval under the tolerance) a permit may be
+/// taken up to [`TOLERANCE`] early, several per tick. Up to 500/s no
+/// one-second window holds more than `rate` permits; above, at most
+/// `rate × 2 ms` more (0.2%); a multi-permit take adds its `n - 1`.
 #[derive(Debug, Clone)]
 pub struct Pace {
     interval: Duration,
@@ -49,17 +55,27 @@ impl Pace {
         self.interval = Duration::from_secs_f64(1.0 / per_second);
     }
 
-    /// When the next permit is available (`now` or earlier when at once).
+    /// When the next permit is available (`now` when at once).
     pub fn ready_at(&self, now: Instant) -> Instant {
+        let early = if self.interval < TOLERANCE {
+            TOLERANCE
+        } else {
+            Duration::ZERO
+        };
         match self.tat {
-            Some(t) if t > now => t,
+            Some(t) if t > now + early => t - early,
             _ => now,
         }
     }
 
     /// Takes `n` permits at `now` (call after [`Pace::ready_at`] said now).
     pub fn commit(&mut self, now: Instant, n: u32) {
-        let start = self.ready_at(now);
+        // Slightly late (a timer tick) keeps the schedule; idle time beyond
+        // that is not banked.
+        let start = match self.tat {
+            Some(t) if now < t + TOLERANCE => t,
+            _ => now,
+        };
         self.tat = Some(start + self.interval * n.max(1));
     }
 }
@@ -128,6 +144,8 @@ mod tests {
         assert_eq!(times[0], Duration::ZERO);
         assert_eq!(times[4], Duration::from_secs(1));
         assert_eq!(times[7], Duration::from_millis(1750));
+        // Spacing stays one interval.
+        assert_eq!(times[5] - times[4], Duration::from_millis(250));
     }
 
     #[tokio::test(start_paused = true)]
@@ -144,6 +162,46 @@ mod tests {
         p.commit(later, 1);
         // Ten idle seconds do not allow ten seconds' worth at once.
         assert_eq!(p.ready_at(later), later + Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn high_rates_are_not_capped_by_the_timer() {
+        // 5,000/s: an interval of 200 µs, below the timer's 1 ms ticks.
+        let mut p = Pace::new(5000.0).unwrap();
+        let t0 = Instant::now();
+        let mut n = 0;
+        while t0.elapsed() < Duration::from_secs(1) {
+            let now = Instant::now();
+            let at = p.ready_at(now);
+            if at > now {
+                // Timers fire on whole milliseconds.
+                let ms = Duration::from_millis((at - t0).as_millis() as u64 + 1);
+                tokio::time::sleep_until(t0 + ms).await;
+                continue;
+            }
+            p.commit(now, 1);
+            n += 1;
+        }
+        assert!((4990..=5010).contains(&n), "{n}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_timers_do_not_drift_the_rate() {
+        // 80/s woken 0.5 ms late every time still gives 80 a second.
+        let mut p = Pace::new(80.0).unwrap();
+        let t0 = Instant::now();
+        let mut n = 0;
+        while t0.elapsed() < Duration::from_secs(10) {
+            let now = Instant::now();
+            let at = p.ready_at(now);
+            if at > now {
+                tokio::time::sleep_until(at + Duration::from_micros(500)).await;
+                continue;
+            }
+            p.commit(now, 1);
+            n += 1;
+        }
+        assert_eq!(n, 800);
     }
 
     #[tokio::test(start_paused = true)]

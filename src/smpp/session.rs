@@ -316,7 +316,10 @@ where
     let mut last_read = Instant::now();
     let mut enquire: Option<(u32, Instant)> = None;
     let mut paused_until: Option<Instant> = None;
-    let mut throttle_backoff = Duration::from_millis(50);
+    // Adaptive slow-down on ESME_RTHROTTLED / ESME_RMSGQFUL.
+    let mut aimd =
+        crate::schedule::aimd::Aimd::new((params.rate > 0).then_some(f64::from(params.rate)));
+    let adaptive_gauge = metrics::gauge!("sluice_smpp_adaptive_rate", &labels);
     let mut tick =
         tokio::time::interval(Duration::from_millis(250).min(params.response_timeout / 4));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -363,12 +366,16 @@ where
                                         metrics::counter!("sluice_smpp_responses_total",
                                             "carrier" => params.carrier.to_string(),
                                             "status" => status_label(pdu.command_status)).increment(1);
-                                        if pdu.command_status.is_temporary() {
+                                        if pdu.command_status.is_ok() {
+                                            aimd.on_accept(Instant::now());
+                                        } else if pdu.command_status.is_temporary() {
                                             throttled.increment(1);
-                                            paused_until = Some(Instant::now() + throttle_backoff);
-                                            throttle_backoff = (throttle_backoff * 2).min(Duration::from_secs(5));
-                                        } else if pdu.command_status.is_ok() {
-                                            throttle_backoff = Duration::from_millis(50);
+                                            let now = Instant::now();
+                                            aimd.on_throttle(now);
+                                            let at = aimd.ready_at(now);
+                                            if at > now {
+                                                paused_until = Some(at);
+                                            }
                                         }
                                         handler.submit_resp(o.job, pdu.command_status, r.message_id);
                                     }
@@ -426,12 +433,20 @@ where
                         unsent.push(job);
                         continue;
                     }
+                    let now = Instant::now();
+                    let adaptive_at = aimd.ready_at(now);
+                    if adaptive_at > now {
+                        paused_until = Some(adaptive_at);
+                        unsent.push(job);
+                        continue;
+                    }
                     if let Some(r) = &rate
                         && let Err(wait) = r.check() {
-                            paused_until = Some(Instant::now() + wait);
+                            paused_until = Some(now + wait);
                             unsent.push(job);
                             continue;
                         }
+                    aimd.on_send(now);
                     let s = seq.next();
                     encode_submit(s, handler.submit_sm(&job), &mut wbuf);
                     submits.increment(1);
@@ -444,6 +459,8 @@ where
             _ = sleep_until_opt(paused_until) => {}
             _ = tick.tick() => {
                 let now = Instant::now();
+                aimd.on_tick(now);
+                adaptive_gauge.set(aimd.rate().unwrap_or(0.0));
                 if let Some((_, at)) = enquire {
                     if now.duration_since(at) > params.response_timeout {
                         break Err(SessionError::ResponseTimeout { what: "enquire_link", timeout: params.response_timeout });

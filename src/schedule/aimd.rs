@@ -1,0 +1,274 @@
+//! Adaptive throttling for one bind: additive increase, multiplicative
+//! decrease (AIMD), the way TCP finds a link's capacity.
+//!
+//! While a carrier accepts everything, the bind sends as fast as its window
+//! and configured rate allow. A refusal (ESME_RTHROTTLED / ESME_RMSGQFUL, or
+//! MM7 4006 / HTTP 503) sets the pace to 70% of what the carrier *accepted*
+//! in the last second — its demonstrated capacity — at most once per
+//! [`DECREASE_HOLD`] (a burst of refusals answers one window). Basing the cut
+//! on accepted traffic rather than on the previous pace keeps an SMSC that
+//! counts in fixed one-second windows, and refuses everything for the rest
+//! of an exhausted window, from driving the pace down cut after cut. Every
+//! [`INCREASE_EVERY`] without a refusal adds 5% of that capacity. After
+//! [`RELEASE_AFTER`] without a refusal, or once the pace reaches the
+//! configured ceiling, the pace is dropped. The rate hovers between 70% and
+//! 100% of what the carrier tolerates.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::pace::Pace;
+
+/// Factor applied on a refusal.
+pub const DECREASE: f64 = 0.7;
+/// Refusals closer together than this count once.
+pub const DECREASE_HOLD: Duration = Duration::from_millis(300);
+/// Quiet time between additive increases.
+pub const INCREASE_EVERY: Duration = Duration::from_millis(500);
+/// Quiet time after which the pace is dropped.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(30);
+/// Lowest pace, messages per second.
+pub const FLOOR: f64 = 1.0;
+
+/// Accepted submits in the last second: the carrier's demonstrated capacity.
+#[derive(Debug, Default)]
+struct Meter {
+    sends: VecDeque<Instant>,
+}
+
+impl Meter {
+    fn record(&mut self, now: Instant) {
+        self.sends.push_back(now);
+        self.trim(now);
+    }
+
+    fn trim(&mut self, now: Instant) {
+        while self
+            .sends
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            self.sends.pop_front();
+        }
+    }
+
+    fn per_second(&mut self, now: Instant) -> f64 {
+        self.trim(now);
+        self.sends.len() as f64
+    }
+}
+
+/// AIMD state of one bind.
+#[derive(Debug)]
+pub struct Aimd {
+    pace: Option<Pace>,
+    ceiling: Option<f64>,
+    step: f64,
+    last_decrease: Option<Instant>,
+    last_change: Instant,
+    meter: Meter,
+}
+
+impl Aimd {
+    /// A controller; `ceiling` is the configured rate, if any.
+    pub fn new(ceiling: Option<f64>) -> Aimd {
+        Aimd {
+            pace: None,
+            ceiling: ceiling.filter(|c| *c > 0.0),
+            step: 1.0,
+            last_decrease: None,
+            last_change: Instant::now(),
+            meter: Meter::default(),
+        }
+    }
+
+    /// The current adaptive rate (`None`: not throttled).
+    pub fn rate(&self) -> Option<f64> {
+        self.pace.as_ref().map(Pace::rate)
+    }
+
+    /// When the next send may go.
+    pub fn ready_at(&self, now: Instant) -> Instant {
+        self.pace.as_ref().map_or(now, |p| p.ready_at(now))
+    }
+
+    /// A PDU was sent.
+    pub fn on_send(&mut self, now: Instant) {
+        if let Some(p) = self.pace.as_mut() {
+            p.commit(now, 1);
+        }
+    }
+
+    /// The carrier accepted a PDU.
+    pub fn on_accept(&mut self, now: Instant) {
+        self.meter.record(now);
+    }
+
+    /// The carrier refused for now: slow down.
+    pub fn on_throttle(&mut self, now: Instant) {
+        if self
+            .last_decrease
+            .is_some_and(|t| now.duration_since(t) < DECREASE_HOLD)
+        {
+            return;
+        }
+        let capacity = self.meter.per_second(now).max(FLOOR);
+        let next = (capacity * DECREASE).max(FLOOR);
+        self.step = (capacity * 0.05).max(1.0);
+        let p = self
+            .pace
+            .get_or_insert_with(|| Pace::new(next).expect("rate is at least the floor"));
+        p.set_rate(next);
+        // The refused PDU used a slot: the next send waits one interval.
+        p.commit(now, 1);
+        self.last_decrease = Some(now);
+        self.last_change = now;
+    }
+
+    /// Called periodically: speeds back up while the carrier accepts.
+    pub fn on_tick(&mut self, now: Instant) {
+        let Some(p) = self.pace.as_mut() else { return };
+        let quiet = self
+            .last_decrease
+            .map_or(Duration::MAX, |t| now.duration_since(t));
+        if quiet >= RELEASE_AFTER {
+            self.pace = None;
+            return;
+        }
+        if now.duration_since(self.last_change) >= INCREASE_EVERY && quiet >= INCREASE_EVERY {
+            let next = p.rate() + self.step;
+            if self.ceiling.is_some_and(|c| next >= c) {
+                self.pace = None;
+            } else {
+                p.set_rate(next);
+            }
+            self.last_change = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A carrier that refuses above `capacity`/s: the controller settles
+    /// between 70% and 100% of it and refuses little.
+    #[tokio::test(start_paused = true)]
+    async fn converges_below_a_hidden_capacity() {
+        let capacity = 200.0;
+        let mut a = Aimd::new(None);
+        let mut accepted_at: VecDeque<Instant> = VecDeque::new();
+        let start = Instant::now();
+        let (mut sent, mut refused) = (0u32, 0u32);
+        let mut last_tick = start;
+        let mut late_accepted = 0u32;
+        while start.elapsed() < Duration::from_secs(30) {
+            let now = Instant::now();
+            let at = a.ready_at(now);
+            if at > now {
+                tokio::time::sleep_until(at).await;
+                continue;
+            }
+            // Unthrottled senders would burst at 5000/s.
+            a.on_send(now);
+            sent += 1;
+            while accepted_at
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+            {
+                accepted_at.pop_front();
+            }
+            if (accepted_at.len() as f64) < capacity {
+                accepted_at.push_back(now);
+                a.on_accept(now);
+                if start.elapsed() >= Duration::from_secs(10) {
+                    late_accepted += 1;
+                }
+            } else {
+                refused += 1;
+                a.on_throttle(now);
+            }
+            if now.duration_since(last_tick) >= Duration::from_millis(250) {
+                a.on_tick(now);
+                last_tick = now;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let achieved = f64::from(late_accepted) / 20.0;
+        assert!(
+            achieved >= capacity * 0.7 && achieved <= capacity,
+            "settled at {achieved}/s for capacity {capacity}/s"
+        );
+        assert!(
+            f64::from(refused) < f64::from(sent) * 0.1,
+            "{refused} refused of {sent}"
+        );
+        let r = a.rate().expect("still adapting");
+        assert!(r <= capacity * 1.3, "{r}");
+    }
+
+    /// An SMSC counting in fixed one-second windows (refusing the rest of a
+    /// window once its quota is used) must not drive the pace down and down.
+    #[tokio::test(start_paused = true)]
+    async fn fixed_window_carriers_are_tracked_too() {
+        let quota = 500u32;
+        let mut a = Aimd::new(None);
+        let start = Instant::now();
+        let (mut window, mut used) = (0u64, 0u32);
+        let mut late_accepted = 0u32;
+        let mut last_tick = start;
+        while start.elapsed() < Duration::from_secs(30) {
+            let now = Instant::now();
+            let at = a.ready_at(now);
+            if at > now {
+                tokio::time::sleep_until(at).await;
+                continue;
+            }
+            a.on_send(now);
+            let w = now.duration_since(start).as_secs();
+            if w != window {
+                window = w;
+                used = 0;
+            }
+            if used < quota {
+                used += 1;
+                a.on_accept(now);
+                if w >= 10 {
+                    late_accepted += 1;
+                }
+            } else {
+                a.on_throttle(now);
+            }
+            if now.duration_since(last_tick) >= Duration::from_millis(250) {
+                a.on_tick(now);
+                last_tick = now;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let achieved = f64::from(late_accepted) / 20.0;
+        assert!(
+            achieved >= f64::from(quota) * 0.75,
+            "settled at {achieved}/s for {quota}/s"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusal_bursts_count_once_and_quiet_releases() {
+        let mut a = Aimd::new(Some(1000.0));
+        let now = Instant::now();
+        for _ in 0..100 {
+            a.on_send(now);
+            a.on_accept(now);
+        }
+        a.on_throttle(now);
+        let first = a.rate().unwrap();
+        assert!((first - 70.0).abs() < 1e-6, "{first}");
+        a.on_throttle(now + Duration::from_millis(10));
+        assert_eq!(a.rate().unwrap(), first);
+        tokio::time::advance(RELEASE_AFTER).await;
+        a.on_tick(Instant::now());
+        assert_eq!(a.rate(), None);
+    }
+}
