@@ -7,4 +7,5 @@
 //!   throttling and reassembly, delivery receipts, MO injection, forced
 //!   disconnects.
 
+pub mod mmsc;
 pub mod smsc;

@@ -1,0 +1,432 @@
+//! The HTTP receiver of MMSC callbacks: `DeliveryReportReq` and
+//! `DeliverReq` POSTed by an MMSC (plain `text/xml` or
+//! `multipart/related`), decoded and handed to an [`Mm7Inbound`] handler,
+//! answered with the matching response echoing the `TransactionID`.
+//!
+//! # Answers
+//! | case                                        | HTTP | body |
+//! |---------------------------------------------|------|------|
+//! | source address not in the allow-list        | 403  | none |
+//! | basic auth configured, missing or wrong     | 401  | none (`WWW-Authenticate: Basic`) |
+//! | not a POST                                  | 405  | none |
+//! | body over [`ServerConfig::max_body`]        | 413  | none |
+//! | body does not decode (XML, MIME, elements)  | 400  | Fault, `VASPErrorRsp` 4004 Validation error or 2004 Multimedia content refused |
+//! | handler accepted                            | 200  | `DeliveryReportRsp` / `DeliverRsp`, 1000 Success |
+//! | handler failed                              | 500  | Fault (`Server`), `VASPErrorRsp` 3000 Server Error: the MMSC retries |
+//! | another MM7 request                         | 500  | Fault (`Client`), `VASPErrorRsp` 4003 Unsupported Operation |
+//!
+//! One server serves one peer's settings (credentials, allow-list): the
+//! gateway starts one per carrier that calls back, or routes by port.
+//! Answers use the namespace of the request when it is a supported version,
+//! [`ServerConfig::version`] otherwise. Handler errors are logged, not sent
+//! (the MMSC gets the generic status text). Each handler call runs in its
+//! own task, so it completes even when the MMSC hangs up (the MMSC then
+//! retries: handlers must accept duplicates), and a panicking handler gets
+//! the MMSC a Fault rather than a dropped connection.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::TARGET;
+use super::auth::{Credentials, IpNet};
+use super::error::Mm7Error;
+use super::soap::{
+    self, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Fault, Message, Rsp,
+};
+use super::status::{self, Status};
+use super::version::Version;
+
+/// How long [`Mm7Server::run_until_shutdown`] waits for connections to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What the gateway does with MMSC callbacks. `Err` makes the server answer
+/// a Fault (3000 Server Error) so that the MMSC retries later; the string is
+/// logged only.
+pub trait Mm7Inbound: Send + Sync + 'static {
+    /// A delivery report arrived.
+    fn delivery_report(
+        &self,
+        report: DeliveryReportReq,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// An inbound message arrived.
+    fn deliver(&self, deliver: DeliverReq) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Configuration of [`serve`].
+///
+/// # Defaults
+/// Listen on `127.0.0.1:8080`, no auth, any source, 4 MiB bodies, answers
+/// in `REL-6-MM7-1-4` when the request's namespace is unknown, 30 s to read
+/// request headers.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Basic-auth credentials the MMSC must send.
+    pub credentials: Option<Credentials>,
+    /// Source addresses allowed (empty: any).
+    pub allow: Vec<IpNet>,
+    /// Largest request body accepted.
+    pub max_body: usize,
+    /// Version of answers to requests in an unknown namespace.
+    pub version: Version,
+    /// Deadline for a request's headers (slow-loris guard).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            credentials: None,
+            allow: Vec::new(),
+            max_body: 4 << 20,
+            version: Version::default(),
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running receiver; stops on [`Mm7Server::shutdown`] or when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct Mm7Server {
+    local_addr: SocketAddr,
+    token: CancellationToken,
+    _stop_on_drop: Arc<DropGuard>,
+    tasks_done: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+}
+
+impl fmt::Debug for Mm7Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mm7Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mm7Server {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting; open connections finish their request and close.
+    pub fn shutdown(&self) {
+        self.token.cancel();
+    }
+
+    /// Waits for [`Mm7Server::shutdown`], then for connections to end (at
+    /// most 5 s).
+    pub async fn run_until_shutdown(self) {
+        self.token.cancelled().await;
+        let done = self.tasks_done.lock().take();
+        if let Some(mut done) = done {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, done.recv()).await;
+        }
+    }
+}
+
+/// Binds `cfg.listen` and serves MMSC callbacks with `handler` on the
+/// current runtime; returns once listening.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve<H: Mm7Inbound>(cfg: ServerConfig, handler: Arc<H>) -> io::Result<Mm7Server> {
+    let listener = TcpListener::bind(cfg.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let token = CancellationToken::new();
+    let (alive, tasks_done) = mpsc::channel(1);
+    let shared = Arc::new(Shared { cfg, handler });
+    let header_timeout = shared.cfg.header_read_timeout;
+    let service = move |peer: SocketAddr| {
+        let shared = Arc::clone(&shared);
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let shared = Arc::clone(&shared);
+            async move { Ok::<_, Infallible>(shared.handle(peer.ip(), req).await) }
+        })
+    };
+    tokio::spawn(accept_loop(
+        listener,
+        token.clone(),
+        alive,
+        header_timeout,
+        service,
+    ));
+    tracing::info!(target: TARGET, listen = %local_addr, "MM7 receiver listening");
+    Ok(Mm7Server {
+        local_addr,
+        _stop_on_drop: Arc::new(token.clone().drop_guard()),
+        token,
+        tasks_done: Arc::new(Mutex::new(Some(tasks_done))),
+    })
+}
+
+/// Accepts connections until `token` is cancelled and serves each with the
+/// service `make(peer)` builds; every task holds a clone of `alive`.
+pub(crate) async fn accept_loop<F, S>(
+    listener: TcpListener,
+    token: CancellationToken,
+    alive: mpsc::Sender<()>,
+    header_timeout: Duration,
+    make: F,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(target: TARGET, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = token.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = make(peer);
+        let token = token.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let _alive = alive;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(target: TARGET, %peer, error = %e, "MM7 connection ended");
+                    }
+                }
+                () = token.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
+
+struct Shared<H> {
+    cfg: ServerConfig,
+    handler: Arc<H>,
+}
+
+impl<H: Mm7Inbound> Shared<H> {
+    async fn handle(&self, peer: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if let Some(refusal) = admit(
+            &req,
+            peer,
+            &self.cfg.allow,
+            self.cfg.credentials.as_ref(),
+            self.cfg.max_body,
+        ) {
+            return refusal;
+        }
+        let (content_type, body) = match read_body(req, self.cfg.max_body).await {
+            Ok(x) => x,
+            Err(resp) => return resp,
+        };
+        let msg = match soap::decode(content_type.as_deref(), &body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(target: TARGET, %peer, error = %e, "undecodable MM7 request");
+                return bad_request(&e, None, self.cfg.version);
+            }
+        };
+        let version = msg.version().unwrap_or(self.cfg.version);
+        let tid = msg.transaction_id().unwrap_or_default().to_owned();
+        match msg {
+            Message::DeliveryReportReq(r) => {
+                let mm7_version = r.mm7_version.clone();
+                let h = Arc::clone(&self.handler);
+                let result = run(async move { h.delivery_report(*r).await }).await;
+                answer(
+                    result,
+                    &tid,
+                    version,
+                    &mm7_version,
+                    Rsp::delivery_report,
+                    "delivery report",
+                )
+            }
+            Message::DeliverReq(d) => {
+                let mm7_version = d.mm7_version.clone();
+                let h = Arc::clone(&self.handler);
+                let result = run(async move { h.deliver(*d).await }).await;
+                answer(result, &tid, version, &mm7_version, Rsp::deliver, "deliver")
+            }
+            other => {
+                tracing::info!(target: TARGET, %peer, message = other.name(), "unsupported MM7 request");
+                let fault = Fault::new(
+                    Some(&tid),
+                    version,
+                    ErrorRspKind::Vasp,
+                    Status::new(status::UNSUPPORTED_OPERATION),
+                );
+                soap_response(StatusCode::INTERNAL_SERVER_ERROR, fault.encode())
+            }
+        }
+    }
+}
+
+/// Runs a handler call in its own task: a peer that hangs up cannot cancel
+/// it half-way, and a panic becomes an error answer.
+async fn run<F>(call: F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>> + Send + 'static,
+{
+    match tokio::spawn(call).await {
+        Ok(r) => r,
+        Err(e) => Err(format!("handler task failed: {e}")),
+    }
+}
+
+fn answer(
+    result: Result<(), String>,
+    tid: &str,
+    version: Version,
+    mm7_version: &str,
+    rsp: fn(&str, Version, Status) -> Rsp,
+    what: &str,
+) -> Response<Full<Bytes>> {
+    match result {
+        Ok(()) => {
+            let mut r = rsp(tid, version, Status::success());
+            r.mm7_version = mm7_version.to_owned();
+            soap_response(StatusCode::OK, r.encode())
+        }
+        Err(reason) => {
+            tracing::warn!(target: TARGET, transaction_id = tid, %reason, "MM7 {what} handler failed");
+            let fault = Fault::new(
+                Some(tid),
+                version,
+                ErrorRspKind::Vasp,
+                Status::new(status::SERVER_ERROR),
+            );
+            soap_response(StatusCode::INTERNAL_SERVER_ERROR, fault.encode())
+        }
+    }
+}
+
+// === helpers shared with the MMSC simulator ===
+
+/// Checks source address, credentials, method and declared length; `Some`
+/// is the refusal to send.
+pub(crate) fn admit<B>(
+    req: &Request<B>,
+    peer: IpAddr,
+    allow: &[IpNet],
+    credentials: Option<&Credentials>,
+    max_body: usize,
+) -> Option<Response<Full<Bytes>>> {
+    if !allow.is_empty() && !allow.iter().any(|n| n.contains(peer)) {
+        tracing::info!(target: TARGET, %peer, "MM7 request from an address not allowed");
+        return Some(empty(StatusCode::FORBIDDEN));
+    }
+    if let Some(c) = credentials {
+        let ok = req
+            .headers()
+            .get(AUTHORIZATION)
+            .is_some_and(|h| c.matches(h.as_bytes()));
+        if !ok {
+            tracing::info!(target: TARGET, %peer, "MM7 request without valid credentials");
+            let mut r = empty(StatusCode::UNAUTHORIZED);
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Basic realm=\"mm7\""),
+            );
+            return Some(r);
+        }
+    }
+    if req.method() != Method::POST {
+        let mut r = empty(StatusCode::METHOD_NOT_ALLOWED);
+        r.headers_mut()
+            .insert(ALLOW, hyper::header::HeaderValue::from_static("POST"));
+        return Some(r);
+    }
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return Some(empty(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    None
+}
+
+/// Reads the whole body (at most `max` bytes) and the `Content-Type`.
+pub(crate) async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<(Option<String>, Bytes), Response<Full<Bytes>>> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => Ok((content_type, b.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(empty(StatusCode::PAYLOAD_TOO_LARGE))
+        }
+        Err(_) => Err(empty(StatusCode::BAD_REQUEST)),
+    }
+}
+
+/// HTTP 400 with a Fault carrying the error's status (4004 or 2004).
+pub(crate) fn bad_request(
+    e: &Mm7Error,
+    transaction_id: Option<&str>,
+    version: Version,
+) -> Response<Full<Bytes>> {
+    let status = Status::new(e.status_code()).with_details(e.to_string());
+    let fault = Fault::new(transaction_id, version, ErrorRspKind::Vasp, status);
+    soap_response(StatusCode::BAD_REQUEST, fault.encode())
+}
+
+/// An answer carrying an encoded MM7 message.
+pub(crate) fn soap_response(status: StatusCode, enc: Encoded) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(enc.body));
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&enc.content_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// An answer without a body.
+pub(crate) fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
