@@ -133,6 +133,7 @@ pub fn validate(
         },
         tags: m.tags,
         accepted_at_ms: now_ms,
+        auto_reply: false,
         client_ref: m.client_ref,
     })
 }

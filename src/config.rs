@@ -221,12 +221,15 @@ impl Default for JournalConfig {
 pub struct HttpConfig {
     /// Address to listen on; `None` disables the endpoint.
     pub listen: Option<SocketAddr>,
+    /// Bearer token for `/admin/...`; without one the admin API is off.
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: Some("127.0.0.1:9700".parse().expect("valid literal")),
+            admin_token: None,
         }
     }
 }
@@ -298,6 +301,63 @@ pub struct TenantConfig {
     /// this tenant; 0 = unlimited (default).
     #[serde(default)]
     pub rate: f64,
+    /// Sender programs: the senders a STOP applies to, and their texts.
+    #[serde(default)]
+    pub programs: Vec<ProgramConfig>,
+    /// Hold marketing messages while it is night at the recipient
+    /// (`"21:00-08:00"`, local time from the NANP area code); off when absent.
+    #[serde(default)]
+    pub quiet_hours: Option<String>,
+}
+
+/// What a STOP to one of a program's senders covers.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StopCovers {
+    /// This program's senders (default).
+    #[default]
+    Program,
+    /// Every program of the tenant.
+    Tenant,
+}
+
+/// A sender program (a short code, or a brand's set of numbers): the scope
+/// of opt-outs, with its compliance texts and extra keywords.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramConfig {
+    /// Program name (unique within the tenant).
+    pub name: String,
+    /// Its sender addresses.
+    pub senders: Vec<String>,
+    /// Reply to HELP / INFO.
+    #[serde(default = "default_help_text")]
+    pub help_text: String,
+    /// Confirmation of an opt-out.
+    #[serde(default = "default_opt_out_text")]
+    pub opt_out_text: String,
+    /// Confirmation of an opt-in.
+    #[serde(default = "default_opt_in_text")]
+    pub opt_in_text: String,
+    /// What a plain STOP covers (STOPALL always covers the tenant).
+    #[serde(default)]
+    pub stop_covers: StopCovers,
+    /// Extra keywords, e.g. `{ ARRET = "opt-out", AIDE = "help", "STOP PLEASE" = "opt-out" }`.
+    #[serde(default)]
+    pub keywords: std::collections::BTreeMap<String, String>,
+}
+
+/// Default compliance text (see [`ProgramConfig`]).
+pub fn default_help_text() -> String {
+    "Reply STOP to unsubscribe. Msg&data rates may apply.".into()
+}
+/// Default compliance text (see [`ProgramConfig`]).
+pub fn default_opt_out_text() -> String {
+    "You are unsubscribed and will receive no further messages. Reply START to resubscribe.".into()
+}
+/// Default compliance text (see [`ProgramConfig`]).
+pub fn default_opt_in_text() -> String {
+    "You are subscribed again. Reply STOP to unsubscribe, HELP for help.".into()
 }
 
 fn default_validity() -> Duration {
@@ -610,6 +670,11 @@ impl Config {
             }
         }
         for t in &self.tenants {
+            if let Some(q) = &t.quiet_hours
+                && let Err(e) = crate::schedule::quiet::QuietHours::parse(q)
+            {
+                p.push(format!("tenant {:?}: quiet_hours: {e}", t.name));
+            }
             if t.weight == 0 {
                 p.push(format!("tenant {:?}: weight must be at least 1", t.name));
             }

@@ -142,6 +142,8 @@ pub fn embedded_config(
         default_validity: Duration::from_secs(3600),
         weight: 1,
         rate: 0.0,
+        programs: vec![],
+        quiet_hours: None,
     }];
     c.carriers = vec![CarrierConfig {
         name: "sim".into(),

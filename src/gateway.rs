@@ -19,14 +19,16 @@ use tokio::task::JoinSet;
 
 use crate::admission::{self, Dedupe};
 use crate::carrier::smpp::SmppCarrier;
+use crate::compliance::{Compliance, Inbound};
 use crate::config::{Config, Recovery, Secret};
 use crate::events::EventHub;
 use crate::ingest::pb::{self, RejectReason};
 use crate::ingest::{self, Backend};
 use crate::journal::{Journal, Recovered};
 use crate::ledger::{Entry, Ledger, Part, Stage};
+use crate::model::Sender;
 use crate::model::{DeliveryState, Message, MessageId, Msisdn, now_ms};
-use crate::receipts::Receipts;
+use crate::receipts::{InboundMo, InboundSink, Receipts};
 use crate::schedule::{self, Scheduler};
 use crate::telemetry::{self, Health};
 
@@ -51,6 +53,9 @@ pub struct Gateway {
     routes: Vec<(String, Vec<Arc<str>>)>,
     failover_after: HashMap<Arc<str>, Duration>,
     max_live: u64,
+    compliance: Arc<Compliance>,
+    /// Itself, for tasks that outlive a borrow (set once at start).
+    this: std::sync::OnceLock<std::sync::Weak<Gateway>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -305,6 +310,12 @@ impl Backend for Gateway {
                             detail: format!("no carrier routes {}", msg.to),
                         });
                     }
+                    if let Some(scope) = self.compliance.check(tenant, &msg.from, msg.to) {
+                        return Err(admission::Rejection {
+                            reason: RejectReason::Suppressed,
+                            detail: format!("{} opted out ({scope})", msg.to),
+                        });
+                    }
                     msg.id = MessageId(first + i as u64);
                     Ok(msg)
                 });
@@ -441,26 +452,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             )
         })
         .collect();
-    let mut senders = HashMap::new();
-    for t in &config.tenants {
-        for s in &t.senders {
-            senders.insert(
-                s.trim_start_matches('+').to_owned(),
-                tenants[&t.name].name.clone(),
-            );
-        }
-    }
+    let compliance = Arc::new(Compliance::open(&config)?);
     let ledger = Arc::new(Ledger::new(journal.clone()));
     let hub = Arc::new(EventHub::new(
         journal.clone(),
         tenants.values().map(|t| t.name.clone()),
     ));
-    let receipts = Arc::new(Receipts::new(
-        ledger.clone(),
-        hub.clone(),
-        &config.receipts,
-        senders,
-    ));
+    let receipts = Arc::new(Receipts::new(ledger.clone(), hub.clone(), &config.receipts));
     let mut carriers = HashMap::new();
     for c in &config.carriers {
         let carrier = SmppCarrier::new(c, receipts.clone());
@@ -508,7 +506,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tenants,
         routes,
         max_live: config.journal.max_live_messages,
+        compliance: compliance.clone(),
+        this: std::sync::OnceLock::new(),
     });
+    let _ = gateway.this.set(Arc::downgrade(&gateway));
+    receipts.set_inbound(gateway.clone());
     gateway.restore(recovered, config.journal.recovery);
 
     let mut tasks = JoinSet::new();
@@ -536,7 +538,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ledger: ledger.clone(),
             journal: journal.clone(),
             receipts: receipts.clone(),
-            check: None,
+            check: Some(suppression_check(compliance.clone())),
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
     }
@@ -551,7 +553,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(addr) => {
             let l = telemetry::bind_http(addr).await?;
             let a = l.local_addr()?;
-            tasks.spawn(telemetry::serve_http(l, health.clone(), shutdown.clone()));
+            let admin = Arc::new(crate::admin::Admin::new(
+                config.http.admin_token.clone(),
+                compliance.clone(),
+                scheduler.clone(),
+            ));
+            tasks.spawn(telemetry::serve_http(
+                l,
+                health.clone(),
+                Some(admin),
+                shutdown.clone(),
+            ));
             Some(a)
         }
         None => None,
@@ -573,6 +585,145 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown_tx,
         tasks,
     })
+}
+
+/// The second suppression check, at dispatch: a message queued before its
+/// recipient opted out ends `suppressed` instead of going out. Compliance
+/// auto-replies pass (they confirm that very opt-out, once).
+fn suppression_check(compliance: Arc<Compliance>) -> schedule::DispatchCheck {
+    Arc::new(move |m: &Message| {
+        if m.auto_reply {
+            return None;
+        }
+        compliance.check(&m.tenant, &m.from, m.to).map(|scope| {
+            (
+                DeliveryState::Suppressed,
+                format!("recipient opted out ({scope}) while queued").into(),
+            )
+        })
+    })
+}
+
+impl InboundSink for Gateway {
+    fn inbound(&self, mo: InboundMo) -> Pin<Box<dyn Future<Output = Result<(), ()>> + Send>> {
+        let gw = self.me();
+        Box::pin(async move { gw.handle_inbound(mo).await })
+    }
+}
+
+impl Gateway {
+    fn me(&self) -> Arc<Gateway> {
+        self.this
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .expect("gateway registered itself at start")
+    }
+
+    /// An inbound message: keywords change suppression (durably) and get
+    /// their reply; everything else goes upstream as an inbound event.
+    async fn handle_inbound(&self, mo: InboundMo) -> Result<(), ()> {
+        let handset = Msisdn::parse(mo.from.trim()).ok();
+        let outcome = match handset {
+            Some(n) => self
+                .compliance
+                .inbound(n, &mo.to, &mo.text, &mo.carrier, mo.channel)
+                .await
+                .map_err(
+                    |e| tracing::error!(target: TARGET, error = %e, "opt-out journal failed"),
+                )?,
+            // From a short code or an alphanumeric id: no opt-out possible.
+            None => match self.compliance.owner(&mo.to) {
+                Some(tenant) => Inbound::Forward { tenant },
+                None => Inbound::NoTenant,
+            },
+        };
+        let (tenant, event, reply) = match outcome {
+            Inbound::NoTenant => {
+                tracing::warn!(target: TARGET, to = %mo.to, carrier = %mo.carrier, "inbound message to a number no tenant owns");
+                metrics::counter!("sluice_inbound_dropped_total", "reason" => "no_tenant")
+                    .increment(1);
+                return Ok(());
+            }
+            Inbound::Forward { tenant } => {
+                let ev = pb::event::Kind::Inbound(pb::InboundMessage {
+                    from: mo.from.clone(),
+                    to: mo.to.clone(),
+                    text: mo.text.clone(),
+                    at_ms: now_ms(),
+                    carrier: mo.carrier.to_string(),
+                });
+                (tenant, Some(ev), None)
+            }
+            Inbound::OptedOut {
+                tenant,
+                scope,
+                keyword,
+                reply,
+            }
+            | Inbound::OptedIn {
+                tenant,
+                scope,
+                keyword,
+                reply,
+            } => {
+                let opted_out = handset.is_some_and(|n| self.compliance.check_scope(&scope, n));
+                let ev = pb::event::Kind::Opt(pb::OptEvent {
+                    number: mo.from.clone(),
+                    scope,
+                    opted_out,
+                    keyword,
+                    at_ms: now_ms(),
+                });
+                (tenant, Some(ev), reply)
+            }
+            Inbound::Help { tenant, reply } => (tenant, None, Some(reply)),
+        };
+        if let Some(ev) = event
+            && self.hub.publish_kind(&tenant, ev).wait().await.is_err()
+        {
+            return Err(());
+        }
+        if let (Some(text), Some(handset)) = (reply, handset) {
+            self.auto_reply(&tenant, &mo.to, handset, text).await;
+        }
+        Ok(())
+    }
+
+    /// Sends a compliance reply from the sender the handset wrote to.
+    async fn auto_reply(&self, tenant: &Arc<str>, sender: &str, to: Msisdn, text: String) {
+        let Ok(from) = Sender::parse(sender.trim()) else {
+            tracing::warn!(target: TARGET, sender, "cannot reply from this sender address");
+            return;
+        };
+        let now = now_ms();
+        let id = MessageId(self.journal.allocate_message_ids(1));
+        let m = Arc::new(Message {
+            id,
+            tenant: tenant.clone(),
+            client_ref: format!("auto-reply-{id}"),
+            to,
+            from,
+            text,
+            media: vec![],
+            subject: None,
+            channel: crate::model::ChannelPref::Sms,
+            fallback: crate::model::FallbackPolicy::None,
+            campaign_id: "compliance".into(),
+            expires_at_ms: now + 24 * 3600 * 1000,
+            priority: crate::model::Priority::Transactional,
+            tags: vec!["auto-reply".into()],
+            accepted_at_ms: now,
+            auto_reply: true,
+        });
+        self.ledger.admit([&m]);
+        if let Err(e) = self.journal.accept([&*m]).wait().await {
+            tracing::error!(target: TARGET, error = %e, "could not store an auto-reply");
+            self.ledger.forget([id]);
+            return;
+        }
+        metrics::counter!("sluice_auto_replies_total").increment(1);
+        self.enqueue(&[m]);
+    }
 }
 
 /// Periodic work: expiry sweep, gauges, compaction.

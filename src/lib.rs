@@ -21,3 +21,8 @@ pub mod schedule;
 pub mod sim;
 pub mod smpp;
 pub mod telemetry;
+pub mod loadgen;
+pub mod mm7;
+pub mod suppression;
+pub mod compliance;
+pub mod admin;

@@ -34,12 +34,62 @@ enum Command {
     Send(SendArgs),
     /// Run the whole pipe on the embedded default and print a summary.
     Demo(sluice::demo::DemoOptions),
+    /// Drive load through the ingest protocol and report throughput, latency and counts.
+    Bench(sluice::loadgen::BenchOptions),
+    /// Opt-out administration through a running gateway's admin API.
+    #[command(subcommand)]
+    Optout(Optout),
+}
+
+#[derive(Subcommand, Debug)]
+enum Optout {
+    /// Import a CSV of numbers (`number[,scope]`) into a scope, all-or-nothing.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Scope: `global`, `tenant:T` or `program:T:P`.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Write a scope's numbers as CSV to stdout.
+    Export {
+        /// Scope.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show where a number is suppressed and its audit trail.
+    Check {
+        /// The number (E.164).
+        number: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// The gateway's HTTP endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:9700")]
+    admin: String,
+    /// Admin token (or SLUICE_ADMIN_TOKEN).
+    #[arg(
+        long = "admin-token",
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: String,
 }
 
 #[derive(Subcommand, Debug)]
 enum Sim {
     /// An SMSC speaking SMPP 3.4.
     Smsc(sluice::sim::smsc::SmscConfig),
+    /// An MMSC speaking MM7 (SOAP over HTTP).
+    Mmsc(sluice::sim::mmsc::MmscConfig),
 }
 
 #[derive(clap::Args, Debug)]
@@ -108,6 +158,17 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Sim(Sim::Mmsc(cfg)) => {
+                sluice::telemetry::init_logging();
+                let mmsc = sluice::sim::mmsc::start(cfg).await?;
+                eprintln!("MMSC simulator listening on {}", mmsc.url());
+                tokio::select! {
+                    _ = mmsc.run_until_shutdown() => {}
+                    _ = shutdown_signal() => {}
+                }
+                Ok(())
+            }
+            Command::Optout(cmd) => optout(cmd).await,
             Command::Send(args) => send(args).await,
             Command::Demo(opts) => {
                 let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
@@ -123,6 +184,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Bench(opts) => sluice::loadgen::cli(opts).await,
         }
     })
 }
@@ -256,4 +318,100 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         std::process::exit(2);
     }
     Ok(())
+}
+
+async fn optout(cmd: Optout) -> anyhow::Result<()> {
+    use hyper::Method;
+    use sluice::admin::call;
+    match cmd {
+        Optout::Import { file, scope, admin } => {
+            let data =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(format!(
+                "importing {} ({} bytes) into {scope}",
+                file.display(),
+                data.len()
+            ));
+            bar.enable_steady_tick(Duration::from_millis(100));
+            let path = format!("/admin/optouts/import?scope={}", scope.replace(':', "%3A"));
+            let (status, body) = call(
+                &admin.admin,
+                &admin.token,
+                Method::POST,
+                &path,
+                data.into(),
+                "text/csv",
+            )
+            .await?;
+            bar.finish_and_clear();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if !status.is_success() {
+                anyhow::bail!(
+                    "import refused ({status}): {}",
+                    v["error"].as_str().unwrap_or("?")
+                );
+            }
+            println!(
+                "imported {} numbers into {scope} ({} lines read)",
+                v["imported"], v["lines"]
+            );
+            let bad = v["bad"].as_u64().unwrap_or(0);
+            if bad > 0 {
+                eprintln!("{bad} bad rows (skipped):");
+                for b in v["bad_rows"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "  line {}: {} ({})",
+                        b["line"],
+                        b["raw"].as_str().unwrap_or(""),
+                        b["reason"].as_str().unwrap_or("")
+                    );
+                }
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Optout::Export { scope, admin } => {
+            let path = format!("/admin/optouts/export?scope={}", scope.replace(':', "%3A"));
+            let (status, body) = call(
+                &admin.admin,
+                &admin.token,
+                Method::GET,
+                &path,
+                Default::default(),
+                "text/plain",
+            )
+            .await?;
+            if !status.is_success() {
+                anyhow::bail!(
+                    "export refused ({status}): {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            use std::io::Write;
+            std::io::stdout().write_all(&body)?;
+            Ok(())
+        }
+        Optout::Check { number, admin } => {
+            let path = format!("/admin/optouts/{}", number.replace('+', "%2B"));
+            let (status, body) = call(
+                &admin.admin,
+                &admin.token,
+                Method::GET,
+                &path,
+                Default::default(),
+                "text/plain",
+            )
+            .await?;
+            if !status.is_success() {
+                anyhow::bail!(
+                    "check refused ({status}): {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+    }
 }

@@ -294,6 +294,9 @@ pub struct Message {
     pub tags: Vec<String>,
     /// Wall-clock time (unix ms) the gateway accepted the message.
     pub accepted_at_ms: u64,
+    /// A compliance auto-reply (STOP/START/HELP confirmation): goes to a
+    /// number that may be opted out, once, and is never marketing.
+    pub auto_reply: bool,
 }
 
 // === delivery states and events ===

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::carrier::CarrierSink;
 use crate::events::EventHub;
-use crate::ingest::pb;
+
 use crate::ledger::{Entry, Finalized, Ledger, Part, PartOutcome, PartResult, Stage};
 use crate::model::{DeliveryState, MessageId, now_ms};
 use crate::smpp::pdu::{CommandStatus, DeliverSm};
@@ -82,8 +82,10 @@ pub struct Receipts {
     multipart_grace: Duration,
     /// Multi-part messages with some parts reported: when the first was.
     partial: Mutex<HashMap<MessageId, Instant>>,
-    /// Sender address (digits or alphanumeric) → owning tenant, for MO.
-    senders: Arc<HashMap<String, Arc<str>>>,
+    /// Where inbound (MO) messages go; set once the gateway exists.
+    inbound: std::sync::OnceLock<Arc<dyn InboundSink>>,
+    /// Parts of concatenated inbound messages.
+    mo_parts: Mutex<text::Reassembler<(String, String)>>,
 }
 
 #[derive(Default)]
@@ -106,7 +108,6 @@ impl Receipts {
         ledger: Arc<Ledger>,
         hub: Arc<EventHub>,
         cfg: &crate::config::ReceiptsConfig,
-        senders: HashMap<String, Arc<str>>,
     ) -> Receipts {
         Receipts {
             ledger,
@@ -118,8 +119,14 @@ impl Receipts {
             receipt_grace: cfg.receipt_grace,
             multipart_grace: cfg.multipart_grace,
             partial: Mutex::default(),
-            senders: Arc::new(senders),
+            inbound: std::sync::OnceLock::new(),
+            mo_parts: Mutex::new(text::Reassembler::new(10_000)),
         }
+    }
+
+    /// Sets where inbound messages go (once).
+    pub fn set_inbound(&self, sink: Arc<dyn InboundSink>) {
+        let _ = self.inbound.set(sink);
     }
 
     /// Carrier ids being waited on.
@@ -228,51 +235,83 @@ impl Receipts {
     }
 }
 
-/// Forwards an inbound (MO) message to the tenant owning its destination.
-async fn inbound(
-    hub: Arc<EventHub>,
-    senders: Arc<HashMap<String, Arc<str>>>,
-    carrier: Arc<str>,
-    sm: DeliverSm,
-) -> CommandStatus {
+/// Where inbound (MO) messages go: compliance keywords, auto-replies and
+/// the upstream event (implemented by the gateway).
+pub trait InboundSink: Send + Sync + 'static {
+    /// Handles one complete inbound message; resolves `Ok` once what it
+    /// carries is durable, `Err` when it could not be stored (the carrier
+    /// should deliver it again).
+    fn inbound(&self, msg: InboundMo) -> Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
+}
+
+impl std::fmt::Debug for dyn InboundSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InboundSink")
+    }
+}
+
+/// An inbound message from a handset.
+#[derive(Debug, Clone)]
+pub struct InboundMo {
+    /// Carrier it came through.
+    pub carrier: Arc<str>,
+    /// `sms` or `mms`.
+    pub channel: &'static str,
+    /// The handset (source address as given).
+    pub from: String,
+    /// The sender number it was sent to (destination address as given).
+    pub to: String,
+    /// Text (undecodable bytes replaced, so nothing is lost).
+    pub text: String,
+}
+
+/// Decodes a deliver_sm's text, reassembling concatenated parts; `None`
+/// while parts are missing.
+fn mo_text(
+    parts: &Mutex<text::Reassembler<(String, String)>>,
+    sm: &DeliverSm,
+    from: &str,
+    to: &str,
+) -> Option<String> {
+    let sar = match (
+        sm.tlv(crate::smpp::pdu::tag::SAR_MSG_REF_NUM)
+            .and_then(|t| t.as_u16()),
+        sm.tlv(crate::smpp::pdu::tag::SAR_TOTAL_SEGMENTS)
+            .and_then(|t| t.as_u8()),
+        sm.tlv(crate::smpp::pdu::tag::SAR_SEGMENT_SEQNUM)
+            .and_then(|t| t.as_u8()),
+    ) {
+        (Some(reference), Some(total), Some(seq)) => Some(text::ConcatInfo {
+            reference,
+            total,
+            seq,
+        }),
+        _ => None,
+    };
+    let incoming = text::Incoming {
+        data_coding: sm.data_coding,
+        esm_class_udhi: sm.esm_class & 0x40 != 0,
+        short_message: &sm.short_message,
+        sar,
+        message_payload: sm
+            .tlv(crate::smpp::pdu::tag::MESSAGE_PAYLOAD)
+            .map(|t| &t.value[..]),
+        gsm7_packed: false,
+    };
+    match parts
+        .lock()
+        .push((from.to_owned(), to.to_owned()), &incoming)
     {
-        let incoming = text::Incoming {
-            data_coding: sm.data_coding,
-            esm_class_udhi: sm.esm_class & 0x40 != 0,
-            short_message: &sm.short_message,
-            sar: None,
-            message_payload: sm
+        Ok(done) => done,
+        Err(e) => {
+            // Undecodable: keep the bytes as best we can rather than drop it.
+            tracing::warn!(target: TARGET, from, to, error = %e, data_coding = sm.data_coding,
+                "inbound message with invalid encoding; forwarding it lossily decoded");
+            metrics::counter!("sluice_inbound_bad_encoding_total").increment(1);
+            let raw = sm
                 .tlv(crate::smpp::pdu::tag::MESSAGE_PAYLOAD)
-                .map(|t| &t.value[..]),
-            gsm7_packed: false,
-        };
-        let text = match incoming.decode() {
-            Ok(p) => p.text,
-            Err(e) => {
-                tracing::warn!(target: TARGET, %carrier, error = %e, "undecodable inbound message");
-                metrics::counter!("sluice_inbound_dropped_total", "reason" => "encoding")
-                    .increment(1);
-                return CommandStatus::ESME_ROK;
-            }
-        };
-        let to = String::from_utf8_lossy(&sm.destination_addr).into_owned();
-        let Some(tenant) = senders.get(to.trim_start_matches('+')).cloned() else {
-            tracing::warn!(target: TARGET, %carrier, to = %to, "inbound message to a number no tenant owns");
-            metrics::counter!("sluice_inbound_dropped_total", "reason" => "no_tenant").increment(1);
-            return CommandStatus::ESME_ROK;
-        };
-        let from = String::from_utf8_lossy(&sm.source_addr).into_owned();
-        let ev = pb::event::Kind::Inbound(pb::InboundMessage {
-            from,
-            to,
-            text,
-            at_ms: now_ms(),
-            carrier: carrier.to_string(),
-        });
-        match hub.publish_kind(&tenant, ev).wait().await {
-            Ok(()) => CommandStatus::ESME_ROK,
-            // Not durable: let the SMSC deliver it again later.
-            Err(_) => CommandStatus::ESME_RX_T_APPN,
+                .map_or(&sm.short_message[..], |t| &t.value[..]);
+            Some(String::from_utf8_lossy(raw).into_owned())
         }
     }
 }
@@ -413,12 +452,29 @@ impl CarrierSink for Receipts {
     ) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
         if !receipt::is_receipt(&sm) {
             // Inbound (MO) message.
-            return Box::pin(inbound(
-                self.hub.clone(),
-                self.senders.clone(),
-                carrier.clone(),
-                sm,
-            ));
+            let from = String::from_utf8_lossy(&sm.source_addr).into_owned();
+            let to = String::from_utf8_lossy(&sm.destination_addr).into_owned();
+            let Some(text) = mo_text(&self.mo_parts, &sm, &from, &to) else {
+                // A part of a longer message: acknowledged; handled when complete.
+                return Box::pin(async { CommandStatus::ESME_ROK });
+            };
+            let Some(sink) = self.inbound.get().cloned() else {
+                return Box::pin(async { CommandStatus::ESME_RX_T_APPN });
+            };
+            let mo = InboundMo {
+                carrier: carrier.clone(),
+                channel: "sms",
+                from,
+                to,
+                text,
+            };
+            return Box::pin(async move {
+                match sink.inbound(mo).await {
+                    Ok(()) => CommandStatus::ESME_ROK,
+                    // Not durable: let the SMSC deliver it again later.
+                    Err(()) => CommandStatus::ESME_RX_T_APPN,
+                }
+            });
         }
         let r = match receipt::parse_receipt(&sm) {
             Ok(r) => r,

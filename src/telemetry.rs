@@ -160,6 +160,7 @@ impl Health {
 pub async fn serve_http(
     listener: TcpListener,
     health: Arc<Health>,
+    admin: Option<Arc<crate::admin::Admin>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let handle = metrics_handle();
@@ -170,10 +171,21 @@ pub async fn serve_http(
         };
         let handle = handle.clone();
         let health = health.clone();
+        let admin = admin.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let r = route(&req, &handle, &health);
-                async move { Ok::<_, Infallible>(r) }
+                let handle = handle.clone();
+                let health = health.clone();
+                let admin = admin.clone();
+                async move {
+                    if req.uri().path().starts_with("/admin/") {
+                        return Ok::<_, Infallible>(match admin {
+                            Some(a) => a.handle(req).await,
+                            None => route(&req, &handle, &health),
+                        });
+                    }
+                    Ok::<_, Infallible>(route(&req, &handle, &health))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

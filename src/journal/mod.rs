@@ -107,6 +107,80 @@ pub struct Recovered {
     pub records: u64,
     /// Records that decoded but could not be turned back into messages.
     pub problems: Vec<String>,
+    /// Opt-out records, in log order (journals holding suppression data).
+    pub opt: Vec<OptRecord>,
+}
+
+/// One opt-out or opt-in, with the proof compliance needs.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OptChange {
+    /// The number (E.164 as an integer).
+    #[prost(uint64, tag = "1")]
+    pub number: u64,
+    /// Suppression scope name.
+    #[prost(string, tag = "2")]
+    pub scope: String,
+    /// True for an opt-out, false for an opt-in.
+    #[prost(bool, tag = "3")]
+    pub opted_out: bool,
+    /// Where it came from: `sms`, `mms`, `api`, `import`.
+    #[prost(string, tag = "4")]
+    pub source: String,
+    /// The keyword or API note (`STOP`, `UNSUBSCRIBE`, ...).
+    #[prost(string, tag = "5")]
+    pub keyword: String,
+    /// Sender number it came through (empty for the API).
+    #[prost(string, tag = "6")]
+    pub sender: String,
+    /// Carrier it came through (empty for the API).
+    #[prost(string, tag = "7")]
+    pub carrier: String,
+    /// Wall-clock ms.
+    #[prost(uint64, tag = "8")]
+    pub at_ms: u64,
+}
+
+/// Numbers added to a scope in bulk. With `import_id` 0 (a compaction
+/// snapshot) it applies at once; otherwise only once its [`OptCommit`] follows.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OptBulk {
+    /// Import this belongs to (0: snapshot).
+    #[prost(uint64, tag = "1")]
+    pub import_id: u64,
+    /// Suppression scope name.
+    #[prost(string, tag = "2")]
+    pub scope: String,
+    /// Numbers (E.164 as integers).
+    #[prost(uint64, repeated, tag = "3")]
+    pub numbers: Vec<u64>,
+}
+
+/// An import takes effect: its bulk records apply.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OptCommit {
+    /// The import.
+    #[prost(uint64, tag = "1")]
+    pub import_id: u64,
+    /// Where the numbers came from (file name).
+    #[prost(string, tag = "2")]
+    pub source: String,
+    /// Numbers imported.
+    #[prost(uint64, tag = "3")]
+    pub count: u64,
+    /// Wall-clock ms.
+    #[prost(uint64, tag = "4")]
+    pub at_ms: u64,
+}
+
+/// An opt-out journal record, in log order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptRecord {
+    /// A single change.
+    Change(OptChange),
+    /// Bulk numbers (apply only when committed, unless `import_id` is 0).
+    Bulk(OptBulk),
+    /// An import's commit.
+    Commit(OptCommit),
 }
 
 /// A live message's state, for compaction's carry-forward.
@@ -370,6 +444,22 @@ impl Journal {
                 .collect(),
         };
         self.send(Kind::Remember, &rec, true)
+    }
+
+    /// Records an opt-out or opt-in; durable once resolved (before any
+    /// confirmation is sent).
+    pub fn opt_change(&self, change: &OptChange) -> Durable {
+        self.send(Kind::OptChange, change, true)
+    }
+
+    /// Records numbers added in bulk; durable once resolved.
+    pub fn opt_bulk(&self, bulk: &OptBulk) -> Durable {
+        self.send(Kind::OptBulk, bulk, true)
+    }
+
+    /// Commits an import; durable once resolved.
+    pub fn opt_commit(&self, commit: &OptCommit) -> Durable {
+        self.send(Kind::OptCommit, commit, true)
     }
 
     /// Closes the head segment and starts a new one; returns its number.

@@ -38,6 +38,12 @@ pub enum Kind {
     Carry = 9,
     /// Dedupe keys rewritten by compaction.
     Remember = 10,
+    /// One opt-out or opt-in, with its proof.
+    OptChange = 11,
+    /// Numbers added to a suppression scope in bulk (import or snapshot).
+    OptBulk = 12,
+    /// An import's bulk records take effect.
+    OptCommit = 13,
 }
 
 impl Kind {
@@ -53,6 +59,9 @@ impl Kind {
             8 => Kind::EventAck,
             9 => Kind::Carry,
             10 => Kind::Remember,
+            11 => Kind::OptChange,
+            12 => Kind::OptBulk,
+            13 => Kind::OptCommit,
             _ => return None,
         })
     }
@@ -123,6 +132,8 @@ pub struct StoredMessage {
     pub tags: Vec<String>,
     #[prost(uint64, tag = "16")]
     pub accepted_at_ms: u64,
+    #[prost(bool, tag = "17")]
+    pub auto_reply: bool,
 }
 
 impl StoredMessage {
@@ -161,6 +172,7 @@ impl StoredMessage {
             },
             tags: m.tags.clone(),
             accepted_at_ms: m.accepted_at_ms,
+            auto_reply: m.auto_reply,
         }
     }
 
@@ -207,6 +219,7 @@ impl StoredMessage {
             },
             tags: self.tags.clone(),
             accepted_at_ms: self.accepted_at_ms,
+            auto_reply: self.auto_reply,
         })
     }
 }

@@ -37,6 +37,7 @@ struct State {
     next_event_id: u64,
     dedupe: Vec<(String, String, MessageId, u64)>,
     records: u64,
+    opt: Vec<super::OptRecord>,
 }
 
 /// Lists segment numbers and sizes in `dir`, oldest first.
@@ -211,6 +212,21 @@ fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), Strin
                     .push((e.tenant, e.client_ref, MessageId(e.id), e.accepted_at_ms));
             }
         }
+        Some(Kind::OptChange) => {
+            st.opt.push(super::OptRecord::Change(
+                super::OptChange::decode(payload).map_err(bad)?,
+            ));
+        }
+        Some(Kind::OptBulk) => {
+            st.opt.push(super::OptRecord::Bulk(
+                super::OptBulk::decode(payload).map_err(bad)?,
+            ));
+        }
+        Some(Kind::OptCommit) => {
+            st.opt.push(super::OptRecord::Commit(
+                super::OptCommit::decode(payload).map_err(bad)?,
+            ));
+        }
         Some(Kind::EventAck) => {
             let ids = record::Ids::decode(payload).map_err(bad)?;
             for id in ids.ids {
@@ -274,5 +290,6 @@ fn finish(st: State) -> Recovered {
         next_event_id: st.next_event_id.max(1),
         records: st.records,
         problems,
+        opt: st.opt,
     }
 }

@@ -25,6 +25,7 @@ fn msg(id: u64, client_ref: &str) -> Message {
         priority: Priority::Transactional,
         tags: vec!["t".into()],
         accepted_at_ms: 7,
+        auto_reply: false,
     }
 }
 

@@ -19,6 +19,7 @@ fn message(id: u64) -> Arc<Message> {
         priority: Priority::Marketing,
         tags: vec![],
         accepted_at_ms: 0,
+        auto_reply: false,
     })
 }
 

@@ -14,6 +14,7 @@
 pub mod aimd;
 pub mod fair;
 pub mod pace;
+pub mod quiet;
 pub mod rate;
 
 use std::collections::HashMap;
@@ -51,9 +52,67 @@ pub struct CarrierQueue {
     paused: AtomicBool,
     text: text::TextOptions,
     count_segments: bool,
+    /// Marketing held for quiet hours, by (release ms, order).
+    held: Mutex<std::collections::BTreeMap<(u64, u64), Item>>,
+    held_seq: std::sync::atomic::AtomicU64,
+    /// Tenants' quiet hours.
+    quiet: Arc<HashMap<String, quiet::QuietHours>>,
+}
+
+/// Whether a popped message goes now, waits for the morning, or cannot go.
+#[derive(Debug)]
+pub enum QuietCheck {
+    /// Send it.
+    Go(Item),
+    /// Held until this wall-clock ms.
+    Held(u64),
+    /// Its validity ends before the quiet hours do.
+    Expires(Item),
 }
 
 impl CarrierQueue {
+    /// Holds a marketing message while it is night at the recipient (per its
+    /// tenant's quiet hours); transactional messages and auto-replies go.
+    pub fn quiet_check(&self, item: Item, now_ms: u64) -> QuietCheck {
+        let m = &item.message;
+        if m.priority != crate::model::Priority::Marketing || m.auto_reply {
+            return QuietCheck::Go(item);
+        }
+        let Some(q) = self.quiet.get(&*m.tenant) else {
+            return QuietCheck::Go(item);
+        };
+        match q.quiet_until(m.to, now_ms) {
+            Some(Some(until)) if until >= m.expires_at_ms => QuietCheck::Expires(item),
+            Some(Some(until)) => {
+                let seq = self.held_seq.fetch_add(1, Ordering::Relaxed);
+                self.held.lock().insert((until, seq), item);
+                metrics::gauge!("sluice_held_messages").increment(1.0);
+                QuietCheck::Held(until)
+            }
+            _ => QuietCheck::Go(item),
+        }
+    }
+
+    /// Puts held messages whose morning came back in the queue, in the order
+    /// they were held; returns when the next one is due (wall-clock ms).
+    pub fn release_held(&self, now_ms: u64) -> Option<u64> {
+        let mut held = self.held.lock();
+        let later = held.split_off(&(now_ms + 1, 0));
+        let due = std::mem::replace(&mut *held, later);
+        let next = held.keys().next().map(|k| k.0);
+        drop(held);
+        if !due.is_empty() {
+            metrics::gauge!("sluice_held_messages").decrement(due.len() as f64);
+            self.push_items(due.into_values().collect());
+        }
+        next
+    }
+
+    /// Messages held for quiet hours.
+    pub fn held(&self) -> usize {
+        self.held.lock().len()
+    }
+
     fn permits(&self, m: &Message) -> u32 {
         if !self.count_segments {
             return 1;
@@ -138,6 +197,16 @@ impl Scheduler {
     /// One queue per configured carrier, sharing the sender limits.
     pub fn new(config: &Config) -> Scheduler {
         let limits = Arc::new(Mutex::new(SenderLimits::new(config.senders.clone())));
+        let quiet: Arc<HashMap<String, quiet::QuietHours>> = Arc::new(
+            config
+                .tenants
+                .iter()
+                .filter_map(|t| {
+                    let q = t.quiet_hours.as_deref()?;
+                    Some((t.name.clone(), quiet::QuietHours::parse(q).ok()?))
+                })
+                .collect(),
+        );
         Scheduler {
             queues: config
                 .carriers
@@ -150,6 +219,9 @@ impl Scheduler {
                         paused: AtomicBool::new(false),
                         text: crate::carrier::smpp::text_options(c),
                         count_segments: c.count_segments,
+                        held: Mutex::default(),
+                        held_seq: std::sync::atomic::AtomicU64::new(0),
+                        quiet: quiet.clone(),
                     };
                     (Arc::<str>::from(c.name.as_str()), Arc::new(q))
                 })
@@ -160,6 +232,13 @@ impl Scheduler {
     /// The queue in front of `carrier`.
     pub fn queue(&self, carrier: &str) -> Option<&Arc<CarrierQueue>> {
         self.queues.get(carrier)
+    }
+
+    /// Names of the carriers, sorted.
+    pub fn carriers(&self) -> Vec<Arc<str>> {
+        let mut v: Vec<Arc<str>> = self.queues.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     /// Messages waiting in every queue.
@@ -217,6 +296,12 @@ impl Dispatcher {
         let depth = metrics::gauge!("sluice_queue_depth", "carrier" => name.to_string());
         let mut wake: Option<Instant> = None;
         loop {
+            // Held messages whose morning came go back in the queue.
+            if let Some(next) = self.queue.release_held(now_ms()) {
+                let at = Instant::now()
+                    + std::time::Duration::from_millis(next.saturating_sub(now_ms()));
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
             // Wait for work, a limit to open, or shutdown.
             let notified = self.queue.notify.notified();
             let ready = !self.queue.is_paused()
@@ -290,7 +375,21 @@ impl Dispatcher {
         let mut finals: Vec<Finalized> = Vec::new();
         let mut batch = Vec::with_capacity(items.len());
         let mut permits_needed = 0usize;
-        for Item { message: m, .. } in items {
+        for item in items {
+            let m = match self.queue.quiet_check(item, now) {
+                QuietCheck::Go(i) => i.message,
+                QuietCheck::Held(_) => continue,
+                QuietCheck::Expires(i) => {
+                    let reason = "validity ends before the recipient's quiet hours do".into();
+                    if let Some(f) =
+                        self.ledger
+                            .finish(i.message.id, DeliveryState::Expired, 0, &reason)
+                    {
+                        finals.push(f);
+                    }
+                    continue;
+                }
+            };
             if m.expires_at_ms <= now {
                 if let Some(f) = self.ledger.finish(
                     m.id,
@@ -362,3 +461,6 @@ impl Dispatcher {
         true
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,8 @@ fn tenant(name: &str, weight: u32, rate: f64) -> TenantConfig {
         default_validity: Duration::from_secs(60),
         weight,
         rate,
+        programs: vec![],
+        quiet_hours: None,
     }
 }
 
@@ -35,6 +37,7 @@ fn item(id: u64, tenant: &str, from: &str, campaign: &str, p: Priority) -> Item 
             priority: p,
             tags: vec![],
             accepted_at_ms: 0,
+            auto_reply: false,
         }),
         permits: 1,
     }
