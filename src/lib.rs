@@ -26,3 +26,4 @@ pub mod mm7;
 pub mod suppression;
 pub mod compliance;
 pub mod admin;
+pub mod media;

@@ -410,17 +410,17 @@ impl CarrierSink for Receipts {
         if !self.ledger.part_submitted(id, part, &key) {
             return;
         }
-        if let Some(r) = self.take_early(carrier, &key) {
-            // The receipt came first; apply it now that the id is known.
-            self.ids
-                .insert((carrier.clone(), key.clone().into_boxed_str()), (id, part));
-            if let Ok(Some(fut)) = self.apply_receipt(carrier, &r) {
-                tokio::spawn(fut);
-            }
-            return;
-        }
+        // Publish the id first, then look for a receipt that came before it.
+        // `deliver` does the reverse (park, then look for the id), so
+        // whichever runs second sees the other; `take_early` hands a parked
+        // receipt to exactly one of them.
         self.ids
-            .insert((carrier.clone(), key.into_boxed_str()), (id, part));
+            .insert((carrier.clone(), key.clone().into_boxed_str()), (id, part));
+        if let Some(r) = self.take_early(carrier, &key)
+            && let Ok(Some(fut)) = self.apply_receipt(carrier, &r)
+        {
+            tokio::spawn(fut);
+        }
     }
 
     fn part_failed(
@@ -496,7 +496,22 @@ impl CarrierSink for Receipts {
             }),
             Ok(None) => Box::pin(async { CommandStatus::ESME_ROK }),
             Err(()) => {
+                let keys = candidate_ids(&r.message_id);
                 self.park(carrier, r);
+                // The id may have been published while we parked.
+                for k in keys {
+                    if self
+                        .ids
+                        .contains_key(&(carrier.clone(), k.clone().into_boxed_str()))
+                        && let Some(r) = self.take_early(carrier, &k)
+                        && let Ok(Some(fut)) = self.apply_receipt(carrier, &r)
+                    {
+                        return Box::pin(async move {
+                            fut.await;
+                            CommandStatus::ESME_ROK
+                        });
+                    }
+                }
                 Box::pin(async { CommandStatus::ESME_ROK })
             }
         }

@@ -79,6 +79,34 @@ fn describe() {
         "Outstanding submit_sm per bind."
     );
     describe_gauge!("sluice_smpp_bind_up", "1 when the bind is bound, else 0.");
+    describe_gauge!(
+        "sluice_smpp_adaptive_rate",
+        "Current adaptive (AIMD) submit rate per bind after carrier throttling; 0 when not throttled."
+    );
+    describe_counter!(
+        "sluice_failover_messages_total",
+        "Messages moved off a carrier that was down, per carrier."
+    );
+    describe_counter!(
+        "sluice_optouts_total",
+        "Opt-outs and opt-ins recorded, by direction and source."
+    );
+    describe_counter!(
+        "sluice_optouts_imported_total",
+        "Numbers added by bulk opt-out imports."
+    );
+    describe_counter!(
+        "sluice_auto_replies_total",
+        "Compliance auto-replies (STOP/START/HELP) sent."
+    );
+    describe_gauge!(
+        "sluice_held_messages",
+        "Marketing messages held for the recipient's quiet hours."
+    );
+    describe_counter!(
+        "sluice_inbound_bad_encoding_total",
+        "Inbound messages whose text could not be decoded (forwarded lossily)."
+    );
     describe_histogram!(
         "sluice_smpp_response_seconds",
         Unit::Seconds,
