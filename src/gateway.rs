@@ -390,6 +390,15 @@ impl Backend for Gateway {
         })
     }
 
+    fn put_media(
+        self: &Arc<Self>,
+        _tenant: &Arc<str>,
+        _conn: u64,
+        _req: pb::PutMedia,
+    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>> {
+        Box::pin(async { Err("media uploads are not enabled on this gateway".to_owned()) })
+    }
+
     fn headroom(&self) -> u64 {
         self.max_live.saturating_sub(self.ledger.live())
     }

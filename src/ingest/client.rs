@@ -181,6 +181,51 @@ impl Client {
         self.send_batch(messages).await?.await
     }
 
+    /// Uploads media; returns its id. Files larger than the server's frame
+    /// limit go in chunks.
+    ///
+    /// # Errors
+    /// The server refused the media (`MediaRejected`) or the connection closed.
+    pub async fn put_media(&self, content_type: &str, data: bytes::Bytes) -> Result<pb::MediaOk, ClientError> {
+        let chunk = (self.hello.max_frame_bytes as usize).saturating_sub(1024).max(1024);
+        if data.len() <= chunk {
+            return match self
+                .request(Body::PutMedia(pb::PutMedia {
+                    content_type: content_type.to_owned(),
+                    total_size: data.len() as u64,
+                    data,
+                    last: true,
+                    ..Default::default()
+                }))
+                .await?
+            {
+                Body::MediaOk(ok) => Ok(ok),
+                other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            };
+        }
+        let upload_id = format!("u{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + chunk).min(data.len());
+            let last = end == data.len();
+            let answer = self
+                .request(Body::PutMedia(pb::PutMedia {
+                    upload_id: upload_id.clone(),
+                    content_type: content_type.to_owned(),
+                    total_size: data.len() as u64,
+                    offset: offset as u64,
+                    data: data.slice(offset..end),
+                    last,
+                }))
+                .await?;
+            match answer {
+                Body::MediaOk(ok) if last => return Ok(ok),
+                Body::MediaOk(_) => offset = end,
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+
     /// Starts the event stream.
     ///
     /// # Errors

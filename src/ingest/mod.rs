@@ -40,6 +40,16 @@ pub trait Backend: Send + Sync + 'static {
         messages: Vec<pb::SubmitMessage>,
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>>;
 
+    /// Stores uploaded media (a whole file, or one chunk of an upload).
+    /// Resolves to the media id (empty for a non-final chunk) or a readable
+    /// refusal.
+    fn put_media(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        conn: u64,
+        req: pb::PutMedia,
+    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>>;
+
     /// Messages the gateway can take now before it must withhold credits.
     fn headroom(&self) -> u64;
 

@@ -268,6 +268,23 @@ impl<B: Backend> Session<B> {
                     .await;
                 Ok(())
             }
+            Body::PutMedia(m) => {
+                let tenant = self.tenant.clone().expect("checked above");
+                // Answered when stored; other requests carry on meanwhile.
+                let fut = self.backend.put_media(&tenant, self.conn, m);
+                let out = self.out.clone();
+                tokio::spawn(async move {
+                    let body = match fut.await {
+                        Ok(ok) => Body::MediaOk(ok),
+                        Err(message) => Body::Error(pb::Error {
+                            code: pb::ErrorCode::MediaRejected as i32,
+                            message,
+                        }),
+                    };
+                    let _ = out.send(codec::frame_bytes(request_id, body)).await;
+                });
+                Ok(())
+            }
             Body::EventAck(a) => {
                 let tenant = self.tenant.as_ref().expect("checked above");
                 let n = self.backend.events().ack(tenant, self.conn, &a.event_ids);
@@ -434,6 +451,8 @@ fn body_name(b: &Body) -> &'static str {
         Body::Error(_) => "Error",
         Body::GoAway(_) => "GoAway",
         Body::CreditGrant(_) => "CreditGrant",
+        Body::PutMedia(_) => "PutMedia",
+        Body::MediaOk(_) => "MediaOk",
     }
 }
 

@@ -6,7 +6,10 @@ pub struct Frame {
     /// answer nothing (EventBatch, CreditGrant, GoAway, unsolicited Error).
     #[prost(uint64, tag = "1")]
     pub request_id: u64,
-    #[prost(oneof = "frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14")]
+    #[prost(
+        oneof = "frame::Body",
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+    )]
     pub body: ::core::option::Option<frame::Body>,
 }
 /// Nested message and enum types in `Frame`.
@@ -39,6 +42,10 @@ pub mod frame {
         GoAway(super::GoAway),
         #[prost(message, tag = "14")]
         CreditGrant(super::CreditGrant),
+        #[prost(message, tag = "15")]
+        PutMedia(super::PutMedia),
+        #[prost(message, tag = "16")]
+        MediaOk(super::MediaOk),
     }
 }
 /// First frame of every connection, from the client.
@@ -120,6 +127,46 @@ pub struct SubmitMessage {
     /// Free-form tags echoed in events.
     #[prost(string, repeated, tag = "12")]
     pub tags: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// Uploads media (image, GIF, video, text, SMIL) once; messages then name it
+/// by the returned media id (sha256 hex), so a campaign to a million
+/// recipients uploads its GIF once. The type is checked against the bytes
+/// (magic numbers), not trusted. A tenant can use only media it uploaded.
+///
+/// Small files go in one frame (`upload_id` empty, `last` true). Larger ones
+/// go in chunks of the same `upload_id`, each with its `offset`, the first
+/// with `content_type` and `total_size`, the final one with `last` set; only
+/// the final chunk is answered with MediaOk (others are answered with an
+/// empty MediaOk) or Error.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PutMedia {
+    #[prost(string, tag = "1")]
+    pub upload_id: ::prost::alloc::string::String,
+    /// MIME type: image/jpeg, image/png, image/gif, video/mp4, text/plain, application/smil.
+    #[prost(string, tag = "2")]
+    pub content_type: ::prost::alloc::string::String,
+    /// Size of the whole file (chunked uploads).
+    #[prost(uint64, tag = "3")]
+    pub total_size: u64,
+    /// Where this chunk starts.
+    #[prost(uint64, tag = "4")]
+    pub offset: u64,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub data: ::prost::bytes::Bytes,
+    #[prost(bool, tag = "6")]
+    pub last: bool,
+}
+/// The media is stored.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MediaOk {
+    /// Content id to put in SubmitMessage.media (empty for a non-final chunk).
+    #[prost(string, tag = "1")]
+    pub media_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+    /// The type found in the bytes.
+    #[prost(string, tag = "3")]
+    pub content_type: ::prost::alloc::string::String,
 }
 /// The result for one message of a batch, in batch order.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -533,6 +580,9 @@ pub enum ErrorCode {
     UnknownFrame = 9,
     /// A second Hello on the same connection.
     ProtocolViolation = 10,
+    /// PutMedia refused: type not allowed or not what the bytes are, too
+    /// large, bad chunk offset; the message says which.
+    MediaRejected = 11,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -552,6 +602,7 @@ impl ErrorCode {
             Self::ShuttingDown => "SHUTTING_DOWN",
             Self::UnknownFrame => "UNKNOWN_FRAME",
             Self::ProtocolViolation => "PROTOCOL_VIOLATION",
+            Self::MediaRejected => "MEDIA_REJECTED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -568,6 +619,7 @@ impl ErrorCode {
             "SHUTTING_DOWN" => Some(Self::ShuttingDown),
             "UNKNOWN_FRAME" => Some(Self::UnknownFrame),
             "PROTOCOL_VIOLATION" => Some(Self::ProtocolViolation),
+            "MEDIA_REJECTED" => Some(Self::MediaRejected),
             _ => None,
         }
     }
