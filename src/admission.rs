@@ -23,6 +23,8 @@ pub const MAX_CLIENT_REF: usize = 128;
 pub const MAX_TAGS: usize = 16;
 /// Longest tag / campaign id, bytes.
 pub const MAX_LABEL: usize = 128;
+/// Most media parts per message.
+pub const MAX_MEDIA: usize = 10;
 /// Longest validity a message may ask for.
 pub const MAX_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -76,11 +78,20 @@ pub fn validate(
     if m.text.is_empty() && m.media.is_empty() {
         return Err(reject(RejectReason::EmptyMessage, "neither text nor media"));
     }
-    if let Some(id) = m.media.first() {
-        // No media store on this node yet: every media id is unknown.
+    if m.media.len() > MAX_MEDIA {
+        return Err(reject(
+            RejectReason::InvalidField,
+            format!("{} media parts; at most {MAX_MEDIA}", m.media.len()),
+        ));
+    }
+    if let Some(id) = m
+        .media
+        .iter()
+        .find(|id| id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         return Err(reject(
             RejectReason::UnknownMedia,
-            format!("unknown media id {id:?}"),
+            format!("media id {id:?} is not a sha256 content id"),
         ));
     }
     if m.tags.len() > MAX_TAGS {

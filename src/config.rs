@@ -72,6 +72,97 @@ pub struct Config {
     /// Per-sender throughput limits and daily caps.
     #[serde(default)]
     pub senders: SendersConfig,
+    /// MMS carriers (MMSCs over MM7).
+    #[serde(default)]
+    pub mmsc: Vec<MmscConfig>,
+    /// MMS routing, media and landing pages.
+    #[serde(default)]
+    pub mms: MmsConfig,
+}
+
+/// MMS routing, media storage and SMS-fallback landing pages.
+///
+/// # Defaults
+/// MMS to `+1` numbers only, media up to 5 MiB, landing pages under
+/// `http://127.0.0.1:9700`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MmsConfig {
+    /// E.164 prefixes reachable by MMS (US and Canada by default).
+    pub reachable_prefixes: Vec<String>,
+    /// Largest media upload, bytes.
+    pub max_media_bytes: usize,
+    /// Public base URL of the HTTP endpoint, for fallback links
+    /// (`<public_url>/m/...`).
+    pub public_url: String,
+}
+
+impl Default for MmsConfig {
+    fn default() -> Self {
+        MmsConfig {
+            reachable_prefixes: vec!["+1".into()],
+            max_media_bytes: 5 << 20,
+            public_url: "http://127.0.0.1:9700".into(),
+        }
+    }
+}
+
+/// An MMSC reached over MM7 (3GPP TS 23.140, SOAP over HTTP).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmscConfig {
+    /// Name used in events and metrics.
+    pub name: String,
+    /// The MMSC's MM7 URL.
+    pub url: String,
+    /// Basic-auth user towards the MMSC.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic-auth password towards the MMSC (never logged).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// VASPID.
+    #[serde(default)]
+    pub vasp_id: Option<String>,
+    /// VASID.
+    #[serde(default)]
+    pub vas_id: Option<String>,
+    /// Schema version the MMSC speaks (`REL-5-MM7-1-2` … `REL-6-MM7-1-4`).
+    #[serde(default = "default_mm7_version")]
+    pub version: String,
+    /// Largest MM7 request, whole MIME body, bytes (media is fitted to it).
+    #[serde(default = "default_mms_size")]
+    pub max_message_bytes: usize,
+    /// Submits per second; 0 = unlimited.
+    #[serde(default)]
+    pub rate: f64,
+    /// Concurrent HTTP requests.
+    #[serde(default = "default_mm7_connections")]
+    pub connections: usize,
+    /// Request timeout.
+    #[serde(default = "default_response_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Where the MMSC posts delivery reports and inbound MMS (`host:port`).
+    pub callback_listen: Option<SocketAddr>,
+    /// Basic-auth user the MMSC must use on callbacks.
+    #[serde(default)]
+    pub callback_username: Option<String>,
+    /// Basic-auth password the MMSC must use on callbacks (never logged).
+    #[serde(default)]
+    pub callback_password: Option<Secret>,
+    /// Source networks allowed to call back (`10.0.0.0/8`); empty = any.
+    #[serde(default)]
+    pub callback_allow: Vec<String>,
+}
+
+fn default_mm7_version() -> String {
+    "REL-6-MM7-1-4".into()
+}
+fn default_mms_size() -> usize {
+    600 * 1024
+}
+fn default_mm7_connections() -> usize {
+    16
 }
 
 /// Per-sender limits: defaults by sender class, and overrides.
@@ -677,6 +768,26 @@ impl Config {
             }
             if t.weight == 0 {
                 p.push(format!("tenant {:?}: weight must be at least 1", t.name));
+            }
+        }
+        for m in &self.mmsc {
+            if !carriers.insert(m.name.as_str()) {
+                p.push(format!("carrier {:?} is defined twice", m.name));
+            }
+            if m.version.parse::<crate::mm7::Version>().is_err() {
+                p.push(format!(
+                    "mmsc {:?}: unknown MM7 version {:?}",
+                    m.name, m.version
+                ));
+            }
+            if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
+                p.push(format!(
+                    "mmsc {:?}: url must be http:// or https://",
+                    m.name
+                ));
+            }
+            if m.max_message_bytes < 4096 {
+                p.push(format!("mmsc {:?}: max_message_bytes below 4096", m.name));
             }
         }
         if self.ingest.max_batch_messages == 0 {

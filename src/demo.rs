@@ -47,6 +47,11 @@ pub struct DemoOptions {
     /// Outcome mix at the simulator.
     #[arg(long, default_value = "delivered=0.97,undeliverable=0.02,expired=0.01")]
     pub outcomes: String,
+    /// Every Nth message is an MMS (an image or an animated GIF); 0 = none.
+    /// A quarter of them go to UK numbers, which MMS cannot reach: they fall
+    /// back to SMS with a link.
+    #[arg(long, default_value_t = 20)]
+    pub mms_every: usize,
     /// Give up waiting for events after this long.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -83,7 +88,20 @@ pub struct Summary {
     pub smsc_messages: u64,
     /// Messages the simulator received more than once.
     pub smsc_duplicates: u64,
+    /// Final events of messages that went as MMS.
+    pub mms: u64,
+    /// Final events of messages that went as SMS (not by fallback).
+    pub sms: u64,
+    /// Final events of MMS that fell back to SMS.
+    pub fallback: u64,
+    /// MMS the MMSC simulator accepted.
+    pub mmsc_messages: u64,
 }
+
+/// The demo's image (PNG) and animated GIF, shipped in the repository.
+pub const SAMPLE_PNG: &[u8] = include_bytes!("../data/demo/sample.png");
+/// See [`SAMPLE_PNG`].
+pub const SAMPLE_GIF: &[u8] = include_bytes!("../data/demo/sample.gif");
 
 const TENANT: &str = "demo";
 const TOKEN: &str = "demo-token-0001";
@@ -109,6 +127,34 @@ pub fn demo_message(run: u64, i: usize) -> pb::SubmitMessage {
     } else {
         format!("+1415{:07}", i % 10_000_000)
     };
+    demo_sms(run, i, to)
+}
+
+/// Demo message `i`, an MMS when `media` names uploaded media: every `every`th
+/// message, a quarter of those to the UK.
+pub fn demo_message_with_media(
+    run: u64,
+    i: usize,
+    every: usize,
+    media: &[String],
+) -> pb::SubmitMessage {
+    if every == 0 || media.is_empty() || !i.is_multiple_of(every) || i % 500 == 499 {
+        return demo_message(run, i);
+    }
+    let k = i / every;
+    let to = if k % 4 == 3 {
+        format!("+44770090{:04}", k % 10_000)
+    } else {
+        format!("+1415{:07}", i % 10_000_000)
+    };
+    let mut m = demo_sms(run, i, to);
+    m.text = format!("Black Friday preview #{i}: tap to see what's coming!");
+    m.subject = "Black Friday".into();
+    m.media = vec![media[k % media.len()].clone()];
+    m
+}
+
+fn demo_sms(run: u64, i: usize, to: String) -> pb::SubmitMessage {
     pb::SubmitMessage {
         client_ref: format!("demo-{run}-{i}"),
         to,
@@ -122,6 +168,28 @@ pub fn demo_message(run: u64, i: usize) -> pb::SubmitMessage {
         },
         ..Default::default()
     }
+}
+
+/// Adds an MMSC (the simulator at `url`) to an embedded configuration, its
+/// callbacks received on `callback`.
+pub fn with_mmsc(c: &mut Config, url: &str, callback: std::net::SocketAddr) {
+    c.mmsc = vec![crate::config::MmscConfig {
+        name: "mmsc-sim".into(),
+        url: url.to_owned(),
+        username: None,
+        password: None,
+        vasp_id: Some("sluice".into()),
+        vas_id: None,
+        version: "REL-6-MM7-1-4".into(),
+        max_message_bytes: 600 * 1024,
+        rate: 0.0,
+        connections: 16,
+        timeout: Duration::from_secs(10),
+        callback_listen: Some(callback),
+        callback_username: None,
+        callback_password: None,
+        callback_allow: vec![],
+    }];
 }
 
 /// The embedded gateway configuration used by the demo and the load tool.
@@ -177,6 +245,15 @@ pub fn embedded_config(
 /// # Errors
 /// The simulator, gateway or client failed to start.
 pub async fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
+    let callback = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mmsc = crate::sim::mmsc::start(crate::sim::mmsc::MmscConfig {
+        listen: "127.0.0.1:0".parse()?,
+        callback_url: Some(format!("http://{callback}/mm7")),
+        report_delay: opts.receipt_delay,
+        report_retry_delay: std::time::Duration::from_millis(200),
+        ..crate::sim::mmsc::MmscConfig::default()
+    })
+    .await?;
     let smsc = smsc::start(SmscConfig {
         listen: "127.0.0.1:0".parse()?,
         accounts: vec![("sluice".into(), "pw".into())],
@@ -189,22 +266,21 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     })
     .await?;
     let dir = tempfile::tempdir()?;
-    let running = crate::gateway::start(embedded_config(
-        dir.path(),
-        smsc.local_addr(),
-        opts.binds,
-        opts.window,
-    ))
-    .await?;
+    let mut config = embedded_config(dir.path(), smsc.local_addr(), opts.binds, opts.window);
+    with_mmsc(&mut config, &mmsc.url(), callback);
+    let running = crate::gateway::start(config).await?;
     let addr = running.ingest_addr.to_string();
     let summary = drive(&addr, opts).await;
     let stats = smsc.stats();
+    let mmsc_stats = mmsc.stats();
     running.shutdown().await;
     smsc.shutdown();
+    mmsc.shutdown();
     let mut summary = summary?;
     summary.smsc_parts = stats.accepted_parts;
     summary.smsc_messages = stats.messages;
     summary.smsc_duplicates = stats.duplicates;
+    summary.mmsc_messages = mmsc_stats.accepted;
     Ok(summary)
 }
 
@@ -214,6 +290,9 @@ struct Tally {
     failed: u64,
     expired: u64,
     unknown: u64,
+    mms: u64,
+    sms: u64,
+    fallback: u64,
 }
 
 impl Tally {
@@ -225,6 +304,17 @@ impl Tally {
 async fn drive(addr: &str, opts: &DemoOptions) -> anyhow::Result<Summary> {
     let (client, mut events) = Client::connect(addr, TENANT, TOKEN).await?;
     client.subscribe(20_000).await?;
+    let media = if opts.mms_every > 0 {
+        let png = client
+            .put_media("image/png", bytes::Bytes::from_static(SAMPLE_PNG))
+            .await?;
+        let gif = client
+            .put_media("image/gif", bytes::Bytes::from_static(SAMPLE_GIF))
+            .await?;
+        vec![png.media_id, gif.media_id]
+    } else {
+        Vec::new()
+    };
     let run_id = crate::model::now_ms();
     let tally = Arc::new(Mutex::new(Tally::default()));
     let done = Arc::new(tokio::sync::Notify::new());
@@ -238,6 +328,18 @@ async fn drive(addr: &str, opts: &DemoOptions) -> anyhow::Result<Summary> {
                 ids.push(e.event_id);
                 if let Some(pb::event::Kind::Delivery(d)) = e.kind {
                     let mut t = tally.lock();
+                    if d.state != pb::DeliveryState::StateSubmitted as i32 {
+                        match pb::Channel::try_from(d.channel) {
+                            Ok(pb::Channel::MmsUsed) => t.mms += 1,
+                            Ok(pb::Channel::SmsUsed)
+                                if d.channel_reason.starts_with("fallback") =>
+                            {
+                                t.fallback += 1
+                            }
+                            Ok(pb::Channel::SmsUsed) => t.sms += 1,
+                            _ => {}
+                        }
+                    }
                     match pb::DeliveryState::try_from(d.state) {
                         Ok(pb::DeliveryState::StateDelivered) => t.delivered += 1,
                         Ok(pb::DeliveryState::StateExpired) => t.expired += 1,
@@ -273,7 +375,9 @@ async fn drive(addr: &str, opts: &DemoOptions) -> anyhow::Result<Summary> {
     while i < opts.messages || !pending.is_empty() {
         if i < opts.messages && pending.len() < opts.pipeline.max(1) {
             let n = opts.batch.min(opts.messages - i);
-            let batch: Vec<_> = (i..i + n).map(|k| demo_message(run_id, k)).collect();
+            let batch: Vec<_> = (i..i + n)
+                .map(|k| demo_message_with_media(run_id, k, opts.mms_every, &media))
+                .collect();
             i += n;
             summary.submitted += n as u64;
             let sent = Instant::now();
@@ -322,6 +426,9 @@ async fn drive(addr: &str, opts: &DemoOptions) -> anyhow::Result<Summary> {
     summary.failed = t.failed;
     summary.expired = t.expired;
     summary.unknown = t.unknown;
+    summary.mms = t.mms;
+    summary.sms = t.sms;
+    summary.fallback = t.fallback;
     summary.elapsed_s = elapsed;
     summary.msgs_per_sec = summary.accepted as f64 / elapsed.max(1e-9);
     summary.ack_p50_ms = ack_hist.value_at_quantile(0.5) as f64 / 1000.0;
@@ -342,7 +449,8 @@ impl Summary {
              \x20 expired    {:>9}\n\
              \x20 unknown    {:>9}\n\
              \x20 batch ack latency: p50 {:.2} ms, p99 {:.2} ms\n\
-             \x20 SMSC simulator: {} parts, {} messages, {} duplicates\n",
+             \x20 SMSC simulator: {} parts, {} messages, {} duplicates\n\
+             \x20 channels: {} MMS, {} SMS, {} SMS fallback (MMSC simulator took {})\n",
             self.submitted,
             self.elapsed_s,
             self.accepted,
@@ -358,6 +466,10 @@ impl Summary {
             self.smsc_parts,
             self.smsc_messages,
             self.smsc_duplicates,
+            self.mms,
+            self.sms,
+            self.fallback,
+            self.mmsc_messages,
         );
         let terminal = self.delivered + self.failed + self.expired + self.unknown;
         if terminal != self.accepted {

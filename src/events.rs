@@ -44,6 +44,8 @@ struct Tenant {
 #[derive(Debug)]
 pub struct EventHub {
     tenants: HashMap<Arc<str>, Tenant>,
+    /// Carriers that deliver MMS (the rest deliver SMS).
+    mms_carriers: std::collections::HashSet<Arc<str>>,
     journal: Journal,
     pending: AtomicU64,
 }
@@ -66,7 +68,14 @@ impl EventHub {
                 .collect(),
             journal,
             pending: AtomicU64::new(0),
+            mms_carriers: Default::default(),
         }
+    }
+
+    /// Names the carriers that deliver MMS, for the events' channel.
+    pub fn with_mms_carriers(mut self, names: impl IntoIterator<Item = Arc<str>>) -> EventHub {
+        self.mms_carriers = names.into_iter().collect();
+        self
     }
 
     /// Events created and not yet acknowledged.
@@ -105,7 +114,7 @@ impl EventHub {
                     event_id,
                     message_id: f.message.id,
                     tenant: f.message.tenant.to_string(),
-                    payload: delivery_event(event_id, f, at),
+                    payload: delivery_event(event_id, f, at, &self.mms_carriers),
                 })
             })
             .collect();
@@ -301,7 +310,12 @@ impl Publish {
 }
 
 /// Encodes the `Event` for a finished message.
-pub fn delivery_event(event_id: u64, f: &Finalized, at_ms: u64) -> Bytes {
+pub fn delivery_event(
+    event_id: u64,
+    f: &Finalized,
+    at_ms: u64,
+    mms_carriers: &std::collections::HashSet<Arc<str>>,
+) -> Bytes {
     let state = match f.state {
         DeliveryState::Delivered => pb::DeliveryState::StateDelivered,
         DeliveryState::Failed => pb::DeliveryState::StateFailed,
@@ -321,16 +335,16 @@ pub fn delivery_event(event_id: u64, f: &Finalized, at_ms: u64) -> Bytes {
             state: state as i32,
             reason: f.reason.to_string(),
             error_code: f.error_code,
-            channel: if f.carrier.is_some() {
-                pb::Channel::SmsUsed as i32
-            } else {
-                pb::Channel::Unspecified as i32
+            channel: match &f.carrier {
+                Some(c) if mms_carriers.contains(c) => pb::Channel::MmsUsed as i32,
+                Some(_) => pb::Channel::SmsUsed as i32,
+                None => pb::Channel::Unspecified as i32,
             },
             at_ms,
             carrier: f.carrier.as_deref().unwrap_or_default().to_owned(),
             segments: f.parts,
             campaign_id: f.message.campaign_id.clone(),
-            channel_reason: String::new(),
+            channel_reason: f.note.as_deref().unwrap_or_default().to_owned(),
         })),
     };
     ev.encode_to_vec().into()

@@ -32,6 +32,8 @@ use crate::receipts::{InboundMo, InboundSink, Receipts};
 use crate::schedule::{self, Scheduler};
 use crate::telemetry::{self, Health};
 
+mod mms;
+
 const TARGET: &str = "sluice::gateway";
 
 struct TenantEntry {
@@ -54,6 +56,12 @@ pub struct Gateway {
     failover_after: HashMap<Arc<str>, Duration>,
     max_live: u64,
     compliance: Arc<Compliance>,
+    /// MMSC names, in configuration order.
+    mmscs: Vec<Arc<str>>,
+    mms: crate::config::MmsConfig,
+    media: Arc<crate::media::store::MediaStore>,
+    links: Arc<crate::media::link::LinkSigner>,
+    uploads: Arc<mms::Uploads>,
     /// Itself, for tasks that outlive a borrow (set once at start).
     this: std::sync::OnceLock<std::sync::Weak<Gateway>>,
 }
@@ -149,6 +157,17 @@ impl Gateway {
 
     fn enqueue(&self, messages: &[Arc<Message>]) {
         for m in messages {
+            if !m.media.is_empty() {
+                match self.mms_route(m).cloned() {
+                    Ok(mmsc) => {
+                        if let Some(q) = self.scheduler.queue(&mmsc) {
+                            q.push(std::iter::once(m));
+                        }
+                    }
+                    Err(reason) => self.fallback(m.clone(), reason),
+                }
+                continue;
+            }
             match self.route(m.to).and_then(|c| self.scheduler.queue(c)) {
                 Some(q) => q.push(std::iter::once(m)),
                 None => {
@@ -310,6 +329,14 @@ impl Backend for Gateway {
                             detail: format!("no carrier routes {}", msg.to),
                         });
                     }
+                    if let Some(id) = msg.media.iter().find(|id| !self.owns_media(tenant, id)) {
+                        return Err(admission::Rejection {
+                            reason: RejectReason::UnknownMedia,
+                            detail: format!(
+                                "unknown media id {id:?} (upload it with PutMedia first)"
+                            ),
+                        });
+                    }
                     if let Some(scope) = self.compliance.check(tenant, &msg.from, msg.to) {
                         return Err(admission::Rejection {
                             reason: RejectReason::Suppressed,
@@ -392,11 +419,13 @@ impl Backend for Gateway {
 
     fn put_media(
         self: &Arc<Self>,
-        _tenant: &Arc<str>,
-        _conn: u64,
-        _req: pb::PutMedia,
+        tenant: &Arc<str>,
+        conn: u64,
+        req: pb::PutMedia,
     ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>> {
-        Box::pin(async { Err("media uploads are not enabled on this gateway".to_owned()) })
+        let gw = self.clone();
+        let tenant = tenant.clone();
+        Box::pin(async move { gw.store_media(tenant, conn, req).await })
     }
 
     fn headroom(&self) -> u64 {
@@ -417,6 +446,9 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     /// The pipeline.
     pub gateway: Arc<Gateway>,
+    /// Where each MMSC's callbacks are received.
+    pub mm7_callbacks: Vec<SocketAddr>,
+    mm7_servers: Vec<crate::mm7::Mm7Server>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -426,6 +458,9 @@ impl Running {
     /// for tasks to finish.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        for s in &self.mm7_servers {
+            s.shutdown();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while self.tasks.join_next().await.is_some() {}
         })
@@ -463,9 +498,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .collect();
     let compliance = Arc::new(Compliance::open(&config)?);
     let ledger = Arc::new(Ledger::new(journal.clone()));
-    let hub = Arc::new(EventHub::new(
-        journal.clone(),
-        tenants.values().map(|t| t.name.clone()),
+    let mmscs: Vec<Arc<str>> = config
+        .mmsc
+        .iter()
+        .map(|m| Arc::<str>::from(m.name.as_str()))
+        .collect();
+    let hub = Arc::new(
+        EventHub::new(journal.clone(), tenants.values().map(|t| t.name.clone()))
+            .with_mms_carriers(mmscs.iter().cloned()),
+    );
+    let mut store_cfg = crate::media::store::StoreConfig::new(config.data_dir.join("media"));
+    store_cfg.max_size = config.mms.max_media_bytes as u64;
+    let media = Arc::new(crate::media::store::MediaStore::open(store_cfg)?);
+    let links = Arc::new(crate::media::link::LinkSigner::new(
+        &crate::media::link::load_or_create_secret(&config.data_dir)?,
     ));
     let receipts = Arc::new(Receipts::new(ledger.clone(), hub.clone(), &config.receipts));
     let mut carriers = HashMap::new();
@@ -516,6 +562,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         routes,
         max_live: config.journal.max_live_messages,
         compliance: compliance.clone(),
+        mmscs,
+        mms: config.mms.clone(),
+        media: media.clone(),
+        links: links.clone(),
+        uploads: Arc::default(),
         this: std::sync::OnceLock::new(),
     });
     let _ = gateway.this.set(Arc::downgrade(&gateway));
@@ -551,6 +602,65 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
     }
+    let mut mm7_servers = Vec::new();
+    let fitter = Arc::new(crate::media::fit::Fitter::new());
+    for m in &config.mmsc {
+        let source = Arc::new(mms::StoreSource {
+            store: media.clone(),
+            fitter: fitter.clone(),
+        });
+        let carrier = Arc::new(crate::carrier::mm7::Mm7Carrier::new(m, source)?);
+        let queue = scheduler
+            .queue(&m.name)
+            .expect("one queue per MMSC")
+            .clone();
+        let gw = gateway.clone();
+        let dispatcher = schedule::mm7::Mm7Dispatcher {
+            queue,
+            carrier,
+            ledger: ledger.clone(),
+            journal: journal.clone(),
+            receipts: receipts.clone(),
+            check: Some(suppression_check(compliance.clone())),
+            fallback: Arc::new(move |msg, reason| gw.fallback(msg, reason)),
+            concurrency: m.connections,
+            rate: m.rate,
+        };
+        tasks.spawn(dispatcher.run(shutdown.clone()));
+        if let Some(listen) = m.callback_listen {
+            let credentials = match (&m.callback_username, &m.callback_password) {
+                (Some(u), Some(p)) => Some(crate::mm7::Credentials {
+                    username: u.clone(),
+                    password: p.expose().to_owned(),
+                }),
+                _ => None,
+            };
+            let allow = m
+                .callback_allow
+                .iter()
+                .map(|a| {
+                    a.parse().map_err(|e| {
+                        anyhow::anyhow!("mmsc {:?}: callback_allow {a:?}: {e}", m.name)
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let server = crate::mm7::serve(
+                crate::mm7::ServerConfig {
+                    listen,
+                    credentials,
+                    allow,
+                    version: m.version.parse().unwrap_or_default(),
+                    ..crate::mm7::ServerConfig::default()
+                },
+                Arc::new(mms::MmscCallbacks {
+                    gateway: gateway.clone(),
+                    carrier: m.name.as_str().into(),
+                }),
+            )
+            .await?;
+            mm7_servers.push(server);
+        }
+    }
     tasks.spawn(chores(
         gateway.clone(),
         config.journal.max_segments.into(),
@@ -558,6 +668,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
 
     let health = Arc::new(Health::default());
+    let pages = Some((media.clone(), links.clone()));
     let http_addr = match config.http.listen {
         Some(addr) => {
             let l = telemetry::bind_http(addr).await?;
@@ -571,6 +682,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 l,
                 health.clone(),
                 Some(admin),
+                pages,
                 shutdown.clone(),
             ));
             Some(a)
@@ -591,6 +703,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ingest_addr,
         http_addr,
         gateway,
+        mm7_callbacks: mm7_servers.iter().map(|s| s.local_addr()).collect(),
+        mm7_servers,
         shutdown: shutdown_tx,
         tasks,
     })

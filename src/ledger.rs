@@ -79,6 +79,8 @@ pub struct Finalized {
     pub parts: u32,
     /// Normalised carrier ids of its parts (to forget their correlation).
     pub carrier_ids: Vec<Box<str>>,
+    /// How it was routed, when that needs saying (e.g. an SMS fallback).
+    pub note: Option<Arc<str>>,
 }
 
 /// Result of recording one part's outcome.
@@ -98,6 +100,8 @@ pub struct Ledger {
     shards: Box<[Mutex<HashMap<u64, Entry>>]>,
     journal: Journal,
     live: AtomicU64,
+    /// Routing notes of live messages (few: only fallbacks have one).
+    notes: dashmap::DashMap<u64, Arc<str>>,
 }
 
 impl Ledger {
@@ -107,11 +111,22 @@ impl Ledger {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             journal,
             live: AtomicU64::new(0),
+            notes: dashmap::DashMap::new(),
         }
     }
 
     fn shard(&self, id: MessageId) -> &Mutex<HashMap<u64, Entry>> {
         &self.shards[(id.0 as usize) % SHARDS]
+    }
+
+    /// Attaches a routing note to a live message (reported in its event).
+    pub fn set_note(&self, id: MessageId, note: impl Into<Arc<str>>) {
+        self.notes.insert(id.0, note.into());
+    }
+
+    fn with_note(&self, mut f: Finalized) -> Finalized {
+        f.note = self.notes.remove(&f.message.id.0).map(|(_, n)| n);
+        f
     }
 
     /// Live messages.
@@ -239,7 +254,7 @@ impl Ledger {
         let entry = shard.remove(&id.0).expect("present above");
         drop(shard);
         self.live.fetch_sub(1, Ordering::Relaxed);
-        PartResult::Final(finalized(entry, None))
+        PartResult::Final(self.with_note(finalized(entry, None)))
     }
 
     /// Ends a live message now with `state` (expiry, suppression, crash
@@ -254,14 +269,14 @@ impl Ledger {
     ) -> Option<Finalized> {
         let entry = self.shard(id).lock().remove(&id.0)?;
         self.live.fetch_sub(1, Ordering::Relaxed);
-        Some(finalized(
+        Some(self.with_note(finalized(
             entry,
             Some(PartOutcome {
                 state,
                 error_code,
                 reason: reason.clone(),
             }),
-        ))
+        )))
     }
 
     /// Ends a dispatched message from the parts that have an outcome, when
@@ -282,7 +297,7 @@ impl Ledger {
         let entry = shard.remove(&id.0)?;
         drop(shard);
         self.live.fetch_sub(1, Ordering::Relaxed);
-        Some(finalized(entry, None))
+        Some(self.with_note(finalized(entry, None)))
     }
 
     /// Calls `f` with every live entry, shard by shard (compaction, expiry).
@@ -406,6 +421,7 @@ fn finalized(entry: Entry, rest: Option<PartOutcome>) -> Finalized {
         carrier,
         parts: n.max(1),
         carrier_ids,
+        note: None,
     }
 }
 

@@ -28,8 +28,13 @@ use crate::smpp::text;
 
 const TARGET: &str = "sluice::receipts";
 
+/// No part waits for a receipt under that carrier id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no message part has that carrier id")]
+pub struct UnknownCarrierId;
+
 /// A boxed future of the publication of final states.
-type Publishing = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type Publishing = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Canonical form of a carrier message id.
 pub fn normalize_id(raw: &[u8]) -> String {
@@ -181,17 +186,43 @@ impl Receipts {
         }
     }
 
-    fn apply_receipt(&self, carrier: &Arc<str>, r: &Receipt) -> Result<Option<Publishing>, ()> {
-        let found = candidate_ids(&r.message_id)
+    fn apply_receipt(
+        &self,
+        carrier: &Arc<str>,
+        r: &Receipt,
+    ) -> Result<Option<Publishing>, UnknownCarrierId> {
+        let (state, reason) = receipt_outcome(&r.state);
+        self.report(
+            carrier,
+            &r.message_id,
+            state,
+            r.error_code.unwrap_or(0),
+            reason,
+        )
+    }
+
+    /// Applies a final outcome reported for carrier id `raw_id` (an SMPP
+    /// receipt, an MM7 delivery report).
+    ///
+    /// # Errors
+    /// [`UnknownCarrierId`] when no part has that id.
+    pub fn report(
+        &self,
+        carrier: &Arc<str>,
+        raw_id: &[u8],
+        state: DeliveryState,
+        code: u32,
+        reason: &str,
+    ) -> Result<Option<Publishing>, UnknownCarrierId> {
+        let found = candidate_ids(raw_id)
             .into_iter()
             .find_map(|k| self.ids.remove(&(carrier.clone(), k.into_boxed_str())));
         let Some((_, (id, part))) = found else {
-            return Err(());
+            return Err(UnknownCarrierId);
         };
-        let (state, reason) = receipt_outcome(&r.state);
         let outcome = PartOutcome {
             state,
-            error_code: r.error_code.unwrap_or(0),
+            error_code: code,
             reason: reason.into(),
         };
         Ok(self.part_result(id, self.ledger.part_done(id, part, outcome)))
@@ -495,7 +526,7 @@ impl CarrierSink for Receipts {
                 CommandStatus::ESME_ROK
             }),
             Ok(None) => Box::pin(async { CommandStatus::ESME_ROK }),
-            Err(()) => {
+            Err(UnknownCarrierId) => {
                 let keys = candidate_ids(&r.message_id);
                 self.park(carrier, r);
                 // The id may have been published while we parked.

@@ -189,6 +189,10 @@ pub async fn serve_http(
     listener: TcpListener,
     health: Arc<Health>,
     admin: Option<Arc<crate::admin::Admin>>,
+    pages: Option<(
+        Arc<crate::media::store::MediaStore>,
+        Arc<crate::media::link::LinkSigner>,
+    )>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let handle = metrics_handle();
@@ -200,12 +204,21 @@ pub async fn serve_http(
         let handle = handle.clone();
         let health = health.clone();
         let admin = admin.clone();
+        let pages = pages.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let handle = handle.clone();
                 let health = health.clone();
                 let admin = admin.clone();
+                let pages = pages.clone();
                 async move {
+                    if req.uri().path().starts_with("/m/")
+                        && let Some((store, signer)) = &pages
+                    {
+                        return Ok::<_, Infallible>(
+                            crate::media::page::serve(req, store, signer).await,
+                        );
+                    }
                     if req.uri().path().starts_with("/admin/") {
                         return Ok::<_, Infallible>(match admin {
                             Some(a) => a.handle(req).await,

@@ -47,6 +47,9 @@ fn each_problem_has_its_reason() {
     let mut s = submit("+14155550100", "x");
     s.media = vec!["abc".into()];
     assert_eq!(r(s), RejectReason::UnknownMedia);
+    let mut s = submit("+14155550100", "x");
+    s.media = vec!["ab".repeat(32); 11];
+    assert_eq!(r(s), RejectReason::InvalidField);
     // 1,600 characters are fine, whatever their encoding.
     assert!(validate(&t, submit("+14155550100", &"é".repeat(1600)), d, 0).is_ok());
 }

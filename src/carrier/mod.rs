@@ -2,6 +2,7 @@
 //! the sink carriers report back through. [`smpp::SmppCarrier`] implements it
 //! over SMPP binds.
 
+pub mod mm7;
 pub mod smpp;
 
 use std::future::Future;

@@ -13,6 +13,7 @@
 
 pub mod aimd;
 pub mod fair;
+pub mod mm7;
 pub mod pace;
 pub mod quiet;
 pub mod rate;
@@ -207,26 +208,39 @@ impl Scheduler {
                 })
                 .collect(),
         );
-        Scheduler {
-            queues: config
-                .carriers
-                .iter()
-                .map(|c| {
-                    let q = CarrierQueue {
-                        fair: Mutex::new(FairQueue::new(&config.tenants, c.rate)),
-                        limits: limits.clone(),
-                        notify: Notify::new(),
-                        paused: AtomicBool::new(false),
-                        text: crate::carrier::smpp::text_options(c),
-                        count_segments: c.count_segments,
-                        held: Mutex::default(),
-                        held_seq: std::sync::atomic::AtomicU64::new(0),
-                        quiet: quiet.clone(),
-                    };
-                    (Arc::<str>::from(c.name.as_str()), Arc::new(q))
-                })
-                .collect(),
+        let queue = |rate: f64, text: text::TextOptions, count_segments: bool| {
+            Arc::new(CarrierQueue {
+                fair: Mutex::new(FairQueue::new(&config.tenants, rate)),
+                limits: limits.clone(),
+                notify: Notify::new(),
+                paused: AtomicBool::new(false),
+                text,
+                count_segments,
+                held: Mutex::default(),
+                held_seq: std::sync::atomic::AtomicU64::new(0),
+                quiet: quiet.clone(),
+            })
+        };
+        let mut queues: HashMap<Arc<str>, Arc<CarrierQueue>> = config
+            .carriers
+            .iter()
+            .map(|c| {
+                let q = queue(
+                    c.rate,
+                    crate::carrier::smpp::text_options(c),
+                    c.count_segments,
+                );
+                (Arc::<str>::from(c.name.as_str()), q)
+            })
+            .collect();
+        for m in &config.mmsc {
+            // An MMS is one submission whatever its text.
+            queues.insert(
+                m.name.as_str().into(),
+                queue(m.rate, text::TextOptions::default(), false),
+            );
         }
+        Scheduler { queues }
     }
 
     /// The queue in front of `carrier`.

@@ -471,6 +471,8 @@ struct Shared {
     /// Woken after every change of `stats`.
     changed: Notify,
     texts: Mutex<HashMap<(String, String), u64>>,
+    /// Media parts of the most recent accepted submits: (content type, bytes).
+    media: Mutex<std::collections::VecDeque<(String, bytes::Bytes)>>,
     next_id: AtomicU64,
     next_mo: AtomicU64,
 }
@@ -507,6 +509,7 @@ pub async fn start(cfg: MmscConfig) -> io::Result<Mmsc> {
         stats: Mutex::new(MmscStats::default()),
         changed: Notify::new(),
         texts: Mutex::new(HashMap::new()),
+        media: Mutex::default(),
         next_id: AtomicU64::new(FIRST_MESSAGE_ID),
         next_mo: AtomicU64::new(1),
     });
@@ -563,6 +566,11 @@ impl Mmsc {
             }
             notified.await;
         }
+    }
+
+    /// Media parts (content type, bytes) of the last 64 accepted submits.
+    pub fn media(&self) -> Vec<(String, bytes::Bytes)> {
+        self.shared.media.lock().iter().cloned().collect()
     }
 
     /// Every distinct (recipient, text) accepted and how many times, sorted.
@@ -784,8 +792,18 @@ impl Shared {
         Ok(v)
     }
 
-    /// Counts the accepted (recipient, text) pairs.
+    /// Counts the accepted (recipient, text) pairs and keeps their media.
     fn record(&self, req: &ReceivedSubmitReq) {
+        {
+            let mut media = self.media.lock();
+            for p in &req.media {
+                let ct = p.header("content-type").unwrap_or("").to_owned();
+                media.push_back((ct, p.body.clone()));
+                if media.len() > 64 {
+                    media.pop_front();
+                }
+            }
+        }
         let mut dups = 0;
         let mut texts = self.texts.lock();
         for r in &req.recipients {

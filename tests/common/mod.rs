@@ -53,6 +53,8 @@ pub type States = Vec<(pb::DeliveryState, String)>;
 pub struct Collected {
     pub states: Arc<Mutex<HashMap<u64, States>>>,
     pub inbound: Arc<Mutex<Vec<pb::InboundMessage>>>,
+    /// Channel and channel reason of each final event.
+    pub channels: Arc<Mutex<HashMap<u64, (pb::Channel, String)>>>,
 }
 
 impl Collected {
@@ -82,6 +84,14 @@ pub async fn subscriber(addr: &str) -> (Client, Collected) {
                 Some(pb::event::Kind::Delivery(d)) => {
                     let s = pb::DeliveryState::try_from(d.state).unwrap();
                     if s != pb::DeliveryState::StateSubmitted {
+                        c.channels.lock().insert(
+                            d.message_id,
+                            (
+                                pb::Channel::try_from(d.channel)
+                                    .unwrap_or(pb::Channel::Unspecified),
+                                d.channel_reason.clone(),
+                            ),
+                        );
                         c.states
                             .lock()
                             .entry(d.message_id)

@@ -1,0 +1,763 @@
+//! [`MediaStore`]: content-addressed media on disk, stored once per content,
+//! owned per tenant, served from a size-bounded in-memory cache.
+//!
+//! Layout under the configured directory:
+//!
+//! ```text
+//! <dir>/<aa>/<id>              content; id = lowercase hex sha256, aa = its first two characters
+//! <dir>/<aa>/.tmp-<id>-<rand>  a write in progress (removed at open)
+//! <dir>/owners/<tenant>/<id>   empty marker: <tenant> uploaded <id>
+//! ```
+//!
+//! A write is atomic and durable before `put` returns: temporary file,
+//! `fsync`, rename, `fsync` of the directory; the owner marker is written the
+//! same way after the content, so a marker never names missing content. The
+//! same bytes put twice write nothing the second time. Tenant names become
+//! directory names through an injective encoding (`t-<name>` for
+//! `[A-Za-z0-9_-]{1,64}`, `x-<hex>` or `h-<sha256>` otherwise), and ids are
+//! checked to be 64 hexadecimal characters before any path is built, so no
+//! input reaches outside the directory.
+//!
+//! The media type is a function of the bytes ([`sniff`]), so it is not
+//! stored: a cache miss re-sniffs, and checks the file still hashes to its id.
+//!
+//! Chunked uploads are held in memory (bounded in count per tenant and in
+//! declared bytes overall) until [`MediaStore::finish`], which runs the same
+//! checks as [`MediaStore::put`]. An upload idle for longer than
+//! [`StoreConfig::upload_ttl`] is dropped. Uploads do not survive a restart:
+//! a client that loses its connection starts again.
+//!
+//! All methods block on file I/O; call them from `spawn_blocking` in async
+//! code. Cache hits do no I/O.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use super::MediaError;
+use super::sniff::{MediaType, sniff};
+
+const TARGET: &str = "sluice::media::store";
+
+/// Name of the directory holding ownership markers.
+const OWNERS: &str = "owners";
+/// Prefix of temporary files.
+const TMP_PREFIX: &str = ".tmp-";
+
+// === MediaId ===
+
+/// A media content id: the sha256 of the bytes. Displays as 64 lowercase
+/// hexadecimal characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MediaId([u8; 32]);
+
+impl MediaId {
+    /// The id of `bytes`.
+    pub fn of(bytes: &[u8]) -> MediaId {
+        MediaId(Sha256::digest(bytes).into())
+    }
+
+    /// Parses 64 hexadecimal characters (either case).
+    ///
+    /// # Errors
+    /// [`MediaError::InvalidId`] for anything else.
+    pub fn parse(s: &str) -> Result<MediaId, MediaError> {
+        let s = s.as_bytes();
+        if s.len() != 64 {
+            return Err(MediaError::InvalidId);
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in s.chunks_exact(2).enumerate() {
+            let hi = hex_val(pair[0]).ok_or(MediaError::InvalidId)?;
+            let lo = hex_val(pair[1]).ok_or(MediaError::InvalidId)?;
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(MediaId(out))
+    }
+
+    /// The raw digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 64-character lowercase hex form.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 0xF)] as char);
+        }
+        s
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Display for MediaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for MediaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MediaId({})", self.to_hex())
+    }
+}
+
+impl FromStr for MediaId {
+    type Err = MediaError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MediaId::parse(s)
+    }
+}
+
+// === Media, MediaInfo, UploadId ===
+
+/// Stored media: id, type and content. Cloning is cheap (the bytes are
+/// shared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    /// The content id.
+    pub id: MediaId,
+    /// The sniffed type.
+    pub media_type: MediaType,
+    /// The content.
+    pub bytes: Bytes,
+}
+
+/// What [`MediaStore::put`] and [`MediaStore::finish`] answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaInfo {
+    /// The content id (answer this to the client).
+    pub id: MediaId,
+    /// The type, as declared and sniffed.
+    pub media_type: MediaType,
+    /// Size in bytes.
+    pub len: u64,
+    /// Whether this call wrote the content (false: it was already stored).
+    pub created: bool,
+}
+
+/// A chunked upload in progress, from [`MediaStore::begin_upload`]. Random,
+/// and only valid for the tenant that began it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UploadId(pub u64);
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+// === StoreConfig ===
+
+/// Settings of a [`MediaStore`].
+///
+/// # Defaults
+/// `max_size` 5 MiB, `cache_bytes` 64 MiB, `upload_ttl` 10 minutes,
+/// `max_upload_bytes` 64 MiB (declared totals of uploads in progress),
+/// `max_uploads_per_tenant` 8.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The directory (created if missing).
+    pub dir: PathBuf,
+    /// The largest media accepted.
+    pub max_size: u64,
+    /// Memory for cached content.
+    pub cache_bytes: usize,
+    /// How long an upload may sit idle before it is dropped.
+    pub upload_ttl: Duration,
+    /// The sum of declared totals of uploads in progress.
+    pub max_upload_bytes: u64,
+    /// Uploads in progress per tenant.
+    pub max_uploads_per_tenant: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for a store under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            dir: dir.into(),
+            max_size: 5 * 1024 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
+            upload_ttl: Duration::from_secs(600),
+            max_upload_bytes: 64 * 1024 * 1024,
+            max_uploads_per_tenant: 8,
+        }
+    }
+}
+
+/// Counters of a [`MediaStore`], for tests and gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Content files read from disk (cache misses that found a file).
+    pub disk_reads: u64,
+    /// Lookups answered from memory.
+    pub cache_hits: u64,
+    /// Content files written.
+    pub files_written: u64,
+    /// Owner markers written.
+    pub markers_written: u64,
+}
+
+// === MediaStore ===
+
+/// Content-addressed media store (see the module doc).
+#[derive(Debug)]
+pub struct MediaStore {
+    cfg: StoreConfig,
+    cache: Mutex<Lru>,
+    /// Ownership known to hold (marker on disk), by tenant.
+    owners: Mutex<HashMap<String, HashSet<MediaId>>>,
+    uploads: Mutex<HashMap<u64, Upload>>,
+    disk_reads: AtomicU64,
+    cache_hits: AtomicU64,
+    files_written: AtomicU64,
+    markers_written: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Upload {
+    tenant: String,
+    declared: MediaType,
+    total: u64,
+    data: Vec<u8>,
+    touched: Instant,
+}
+
+impl MediaStore {
+    /// Opens (creating) the store and removes temporary files a crash left.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or read.
+    pub fn open(cfg: StoreConfig) -> io::Result<MediaStore> {
+        fs::create_dir_all(cfg.dir.join(OWNERS))?;
+        for entry in fs::read_dir(&cfg.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let is_shard = name.len() == 2
+                && name.to_str().is_some_and(|n| n.bytes().all(|c| hex_val(c).is_some()));
+            if is_shard && entry.file_type()?.is_dir() {
+                remove_temps(&entry.path())?;
+            }
+        }
+        Ok(MediaStore {
+            cache: Mutex::new(Lru::new(cfg.cache_bytes)),
+            cfg,
+            owners: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(HashMap::new()),
+            disk_reads: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            files_written: AtomicU64::new(0),
+            markers_written: AtomicU64::new(0),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            disk_reads: self.disk_reads.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            files_written: self.files_written.load(Ordering::Relaxed),
+            markers_written: self.markers_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stores `bytes` for `tenant` after checking them against the declared
+    /// content type, and answers their id. Durable when it returns. The same
+    /// bytes stored again write nothing (a new tenant only gets its marker).
+    ///
+    /// # Errors
+    /// [`MediaError::Unsupported`], [`MediaError::Empty`],
+    /// [`MediaError::TooLarge`], [`MediaError::TypeMismatch`],
+    /// [`MediaError::Io`].
+    pub fn put(
+        &self,
+        tenant: &str,
+        declared_content_type: &str,
+        bytes: Bytes,
+    ) -> Result<MediaInfo, MediaError> {
+        let declared = parse_declared(declared_content_type)?;
+        self.check_len(bytes.len() as u64)?;
+        let actual = sniff(&bytes);
+        if actual != Some(declared) {
+            return Err(MediaError::TypeMismatch { declared, actual });
+        }
+        let id = MediaId::of(&bytes);
+        let len = bytes.len() as u64;
+        let created = self.write_content(id, &bytes)?;
+        self.mark_owner(tenant, id)?;
+        self.cache.lock().insert(Media {
+            id,
+            media_type: declared,
+            bytes,
+        });
+        tracing::debug!(target: TARGET, tenant, %id, len, created, "media stored");
+        Ok(MediaInfo {
+            id,
+            media_type: declared,
+            len,
+            created,
+        })
+    }
+
+    /// The media `id` if `tenant` uploaded it.
+    ///
+    /// # Errors
+    /// [`MediaError::InvalidId`] before any lookup; [`MediaError::NotFound`]
+    /// when it is missing or another tenant's; [`MediaError::Corrupt`],
+    /// [`MediaError::Io`].
+    pub fn get(&self, tenant: &str, id: &str) -> Result<Media, MediaError> {
+        let id = MediaId::parse(id)?;
+        if !self.owns(tenant, id)? {
+            return Err(MediaError::NotFound);
+        }
+        self.load(id)
+    }
+
+    /// The media `id` whoever uploaded it: for callers holding another
+    /// proof of access (a signed link).
+    ///
+    /// # Errors
+    /// As [`get`](MediaStore::get).
+    pub fn get_unscoped(&self, id: &str) -> Result<Media, MediaError> {
+        let id = MediaId::parse(id)?;
+        self.load(id)
+    }
+
+    /// The media `id` if it is in memory; no I/O.
+    pub fn get_cached(&self, id: MediaId) -> Option<Media> {
+        let hit = self.cache.lock().get(id);
+        if hit.is_some() {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// Starts a chunked upload of `total_len` bytes of the declared type.
+    ///
+    /// # Errors
+    /// [`MediaError::Unsupported`], [`MediaError::Empty`],
+    /// [`MediaError::TooLarge`], [`MediaError::TooManyUploads`].
+    pub fn begin_upload(
+        &self,
+        tenant: &str,
+        content_type: &str,
+        total_len: u64,
+    ) -> Result<UploadId, MediaError> {
+        let declared = parse_declared(content_type)?;
+        self.check_len(total_len)?;
+        let now = Instant::now();
+        let mut uploads = self.uploads.lock();
+        self.expire(&mut uploads, now);
+        let pending: u64 = uploads.values().map(|u| u.total).sum();
+        let mine = uploads.values().filter(|u| u.tenant == tenant).count();
+        if mine >= self.cfg.max_uploads_per_tenant
+            || pending.saturating_add(total_len) > self.cfg.max_upload_bytes
+        {
+            return Err(MediaError::TooManyUploads);
+        }
+        let mut id = rand::random::<u64>();
+        while uploads.contains_key(&id) {
+            id = rand::random::<u64>();
+        }
+        uploads.insert(
+            id,
+            Upload {
+                tenant: tenant.to_owned(),
+                declared,
+                total: total_len,
+                data: Vec::new(),
+                touched: now,
+            },
+        );
+        Ok(UploadId(id))
+    }
+
+    /// Appends `bytes` at `offset`, which must be where the upload stands (a
+    /// repeat of an already received chunk with the same bytes is accepted
+    /// and changes nothing). Answers the bytes received so far.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownUpload`] (never begun, another tenant's,
+    /// finished, or expired), [`MediaError::BadOffset`],
+    /// [`MediaError::UploadOverflow`].
+    pub fn put_chunk(
+        &self,
+        tenant: &str,
+        upload: UploadId,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<u64, MediaError> {
+        let now = Instant::now();
+        let mut uploads = self.uploads.lock();
+        self.expire(&mut uploads, now);
+        let up = match uploads.get_mut(&upload.0) {
+            Some(up) if up.tenant == tenant => up,
+            _ => return Err(MediaError::UnknownUpload),
+        };
+        let received = up.data.len() as u64;
+        let end = offset.saturating_add(bytes.len() as u64);
+        if end > up.total {
+            return Err(MediaError::UploadOverflow {
+                end,
+                total: up.total,
+            });
+        }
+        if offset != received {
+            // A retransmission of data already received is harmless.
+            let dup = offset < received
+                && end <= received
+                && up.data.get(offset as usize..end as usize) == Some(bytes);
+            if !dup {
+                return Err(MediaError::BadOffset {
+                    expected: received,
+                    offset,
+                });
+            }
+        } else {
+            up.data.extend_from_slice(bytes);
+        }
+        up.touched = now;
+        Ok(up.data.len() as u64)
+    }
+
+    /// Completes an upload: the same checks and storage as
+    /// [`put`](MediaStore::put). The upload is gone afterwards, whatever the
+    /// outcome, except on [`MediaError::Incomplete`].
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownUpload`], [`MediaError::Incomplete`], and those
+    /// of [`put`](MediaStore::put).
+    pub fn finish(&self, tenant: &str, upload: UploadId) -> Result<MediaInfo, MediaError> {
+        let up = {
+            let mut uploads = self.uploads.lock();
+            self.expire(&mut uploads, Instant::now());
+            match uploads.get(&upload.0) {
+                Some(up) if up.tenant == tenant => {
+                    if (up.data.len() as u64) < up.total {
+                        return Err(MediaError::Incomplete {
+                            received: up.data.len() as u64,
+                            total: up.total,
+                        });
+                    }
+                }
+                _ => return Err(MediaError::UnknownUpload),
+            }
+            uploads.remove(&upload.0).ok_or(MediaError::UnknownUpload)?
+        };
+        self.put(tenant, up.declared.content_type(), Bytes::from(up.data))
+    }
+
+    /// Drops an upload; whether it existed (for this tenant).
+    pub fn abort(&self, tenant: &str, upload: UploadId) -> bool {
+        let mut uploads = self.uploads.lock();
+        match uploads.get(&upload.0) {
+            Some(up) if up.tenant == tenant => uploads.remove(&upload.0).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Drops uploads idle for longer than the TTL; answers how many. The
+    /// other upload calls do this too, so a periodic call only frees memory
+    /// sooner.
+    pub fn sweep_uploads(&self) -> usize {
+        let mut uploads = self.uploads.lock();
+        self.expire(&mut uploads, Instant::now())
+    }
+
+    /// Uploads in progress.
+    pub fn uploads_in_progress(&self) -> usize {
+        self.uploads.lock().len()
+    }
+
+    // --- internals ---
+
+    fn check_len(&self, len: u64) -> Result<(), MediaError> {
+        if len == 0 {
+            return Err(MediaError::Empty);
+        }
+        if len > self.cfg.max_size {
+            return Err(MediaError::TooLarge {
+                len,
+                max: self.cfg.max_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn expire(&self, uploads: &mut HashMap<u64, Upload>, now: Instant) -> usize {
+        let ttl = self.cfg.upload_ttl;
+        let before = uploads.len();
+        uploads.retain(|_, u| now.saturating_duration_since(u.touched) <= ttl);
+        let gone = before - uploads.len();
+        if gone > 0 {
+            tracing::debug!(target: TARGET, expired = gone, "abandoned uploads dropped");
+        }
+        gone
+    }
+
+    fn content_path(&self, id: MediaId) -> (PathBuf, PathBuf) {
+        let hex = id.to_hex();
+        let shard = self.cfg.dir.join(&hex[..2]);
+        let file = shard.join(&hex);
+        (shard, file)
+    }
+
+    fn owner_dir(&self, tenant: &str) -> PathBuf {
+        self.cfg.dir.join(OWNERS).join(tenant_dir_name(tenant))
+    }
+
+    /// Writes the content unless a complete copy is there; whether it wrote.
+    fn write_content(&self, id: MediaId, bytes: &[u8]) -> Result<bool, MediaError> {
+        let (shard, file) = self.content_path(id);
+        match fs::metadata(&file) {
+            Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => return Ok(false),
+            Ok(_) => tracing::warn!(target: TARGET, %id, "stored media has the wrong size; rewriting"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let new_shard = create_dir_synced(&shard, &self.cfg.dir)?;
+        write_atomic(&shard, &file, &id.to_hex(), bytes)?;
+        if new_shard {
+            sync_dir(&self.cfg.dir)?;
+        }
+        self.files_written.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn mark_owner(&self, tenant: &str, id: MediaId) -> Result<(), MediaError> {
+        if self
+            .owners
+            .lock()
+            .get(tenant)
+            .is_some_and(|ids| ids.contains(&id))
+        {
+            return Ok(());
+        }
+        let dir = self.owner_dir(tenant);
+        let marker = dir.join(id.to_hex());
+        if !marker.is_file() {
+            create_dir_synced(&dir, &self.cfg.dir.join(OWNERS))?;
+            write_atomic(&dir, &marker, &id.to_hex(), &[])?;
+            self.markers_written.fetch_add(1, Ordering::Relaxed);
+        }
+        self.owners
+            .lock()
+            .entry(tenant.to_owned())
+            .or_default()
+            .insert(id);
+        Ok(())
+    }
+
+    fn owns(&self, tenant: &str, id: MediaId) -> Result<bool, MediaError> {
+        if self
+            .owners
+            .lock()
+            .get(tenant)
+            .is_some_and(|ids| ids.contains(&id))
+        {
+            return Ok(true);
+        }
+        let marker = self.owner_dir(tenant).join(id.to_hex());
+        match fs::metadata(&marker) {
+            Ok(m) if m.is_file() => {
+                self.owners
+                    .lock()
+                    .entry(tenant.to_owned())
+                    .or_default()
+                    .insert(id);
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn load(&self, id: MediaId) -> Result<Media, MediaError> {
+        if let Some(media) = self.get_cached(id) {
+            return Ok(media);
+        }
+        let (_, file) = self.content_path(id);
+        let mut f = match File::open(&file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MediaError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let len = f.metadata()?.len();
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(64 << 20));
+        f.read_to_end(&mut buf)?;
+        self.disk_reads.fetch_add(1, Ordering::Relaxed);
+        if MediaId::of(&buf) != id {
+            tracing::error!(target: TARGET, %id, "stored media does not match its id");
+            return Err(MediaError::Corrupt { id });
+        }
+        let media_type = sniff(&buf).ok_or(MediaError::Corrupt { id })?;
+        let media = Media {
+            id,
+            media_type,
+            bytes: Bytes::from(buf),
+        };
+        self.cache.lock().insert(media.clone());
+        Ok(media)
+    }
+}
+
+fn parse_declared(content_type: &str) -> Result<MediaType, MediaError> {
+    MediaType::from_content_type(content_type).ok_or_else(|| MediaError::Unsupported {
+        content_type: content_type.chars().take(64).collect(),
+    })
+}
+
+/// An injective, path-safe directory name for a tenant.
+fn tenant_dir_name(tenant: &str) -> String {
+    let plain = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+    if plain {
+        format!("t-{tenant}")
+    } else if tenant.len() <= 64 {
+        let mut s = String::from("x-");
+        for b in tenant.bytes() {
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 0xF)] as char);
+        }
+        s
+    } else {
+        format!("h-{}", MediaId::of(tenant.as_bytes()).to_hex())
+    }
+}
+
+// === file helpers ===
+
+/// Creates `dir` (whose parent is `parent`) if missing, syncing the parent;
+/// whether it was created.
+fn create_dir_synced(dir: &Path, parent: &Path) -> io::Result<bool> {
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            sync_dir(parent)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Temporary file in `dir`, write, fsync, rename over `dest`, fsync `dir`.
+fn write_atomic(dir: &Path, dest: &Path, tag: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{TMP_PREFIX}{tag}-{:016x}", rand::random::<u64>()));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, dest)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn remove_temps(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+// === Lru ===
+
+/// A byte-bounded least-recently-used cache of media.
+#[derive(Debug)]
+struct Lru {
+    map: HashMap<MediaId, (Media, u64)>,
+    order: BTreeMap<u64, MediaId>,
+    tick: u64,
+    bytes: usize,
+    cap: usize,
+}
+
+impl Lru {
+    fn new(cap: usize) -> Lru {
+        Lru {
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            bytes: 0,
+            cap,
+        }
+    }
+
+    fn get(&mut self, id: MediaId) -> Option<Media> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (media, used) = self.map.get_mut(&id)?;
+        self.order.remove(used);
+        *used = tick;
+        self.order.insert(tick, id);
+        Some(media.clone())
+    }
+
+    fn insert(&mut self, media: Media) {
+        let len = media.bytes.len();
+        if len > self.cap {
+            return;
+        }
+        if let Some((old, used)) = self.map.remove(&media.id) {
+            self.order.remove(&used);
+            self.bytes -= old.bytes.len();
+        }
+        while self.bytes + len > self.cap {
+            let Some((_, old)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some((m, _)) = self.map.remove(&old) {
+                self.bytes -= m.bytes.len();
+            }
+        }
+        self.tick += 1;
+        self.order.insert(self.tick, media.id);
+        self.map.insert(media.id, (media, self.tick));
+        self.bytes += len;
+    }
+}
+
+#[cfg(test)]
+mod tests;

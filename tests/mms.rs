@@ -1,0 +1,420 @@
+//! MMS end to end over MM7: uploads, MMS to US numbers through the MMSC
+//! simulator with delivery reports, SMS fallback with a working landing page
+//! link, retries on temporary refusals, fallback on permanent ones, content
+//! fitting, and bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use sluice::config::{Config, MmscConfig};
+use sluice::ingest::client::{Client, ClientError};
+use sluice::ingest::pb;
+use sluice::sim::mmsc::{self, Mmsc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A noisy RGB image encoded as PNG (noise does not compress: big on purpose).
+fn png(w: u32, h: u32) -> Bytes {
+    let mut img = image::RgbImage::new(w, h);
+    let mut x: u32 = 12345;
+    for p in img.pixels_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *p = image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8]);
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    Bytes::from(out.into_inner())
+}
+
+struct Setup {
+    smsc: sluice::sim::smsc::Smsc,
+    mmsc: Mmsc,
+    gw: sluice::gateway::Running,
+    client: Client,
+    got: Collected,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(
+    mmsc_cfg: impl FnOnce(&mut mmsc::MmscConfig),
+    gw_cfg: impl FnOnce(&mut Config),
+) -> Setup {
+    let smsc = smsc(|_| {}).await;
+    let callback = free_port();
+    let mut mc = mmsc::MmscConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        callback_url: Some(format!("http://127.0.0.1:{callback}/mm7")),
+        report_delay: Duration::from_millis(20),
+        report_retry_delay: Duration::from_millis(100),
+        ..mmsc::MmscConfig::default()
+    };
+    mmsc_cfg(&mut mc);
+    let mmsc = mmsc::start(mc).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.mmsc = vec![MmscConfig {
+        name: "mmsc".into(),
+        url: mmsc.url(),
+        username: None,
+        password: None,
+        vasp_id: Some("sluice".into()),
+        vas_id: None,
+        version: "REL-6-MM7-1-4".into(),
+        max_message_bytes: 600 * 1024,
+        rate: 0.0,
+        connections: 8,
+        timeout: Duration::from_secs(5),
+        callback_listen: Some(format!("127.0.0.1:{callback}").parse().unwrap()),
+        callback_username: None,
+        callback_password: None,
+        callback_allow: vec![],
+    }];
+    gw_cfg(&mut cfg);
+    cfg.mms.public_url = "http://PUBLIC".into();
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+    Setup {
+        smsc,
+        mmsc,
+        gw,
+        client,
+        got,
+        _dir: dir,
+    }
+}
+
+fn mms(client_ref: &str, to: &str, text: &str, media: &str) -> pb::SubmitMessage {
+    let mut m = msg(client_ref, to, text);
+    m.media = vec![media.to_owned()];
+    m
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    (status, head, out[split + 4..].to_vec())
+}
+
+fn channel_of(got: &Collected, id: u64) -> Option<pb::DeliveryState> {
+    got.state_of(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mms_round_trip_and_sms_fallback_with_a_working_link() {
+    let s = setup(|_| {}, |_| {}).await;
+    let image = png(64, 48);
+    let up = s
+        .client
+        .put_media("image/png", image.clone())
+        .await
+        .unwrap();
+    assert_eq!(up.media_id.len(), 64);
+    assert_eq!(up.content_type, "image/png");
+
+    // To a US number: MMS, delivered on the MMSC's report.
+    let us = accepted_ids(
+        &s.client
+            .submit(vec![mms("m-us", "+14155550100", "Look!", &up.media_id)])
+            .await
+            .unwrap(),
+    );
+    // To a UK number: SMS with a link to a landing page.
+    let uk = accepted_ids(
+        &s.client
+            .submit(vec![mms("m-uk", "+447700900123", "Look!", &up.media_id)])
+            .await
+            .unwrap(),
+    );
+    eventually("both final", Duration::from_secs(20), || {
+        s.got.terminal_count() == 2
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, us[0]),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    assert_eq!(
+        channel_of(&s.got, uk[0]),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    assert_eq!(s.mmsc.stats().accepted, 1);
+    let channels = s.got.channels.lock().clone();
+    assert_eq!(channels[&us[0]].0, pb::Channel::MmsUsed);
+    assert_eq!(channels[&uk[0]].0, pb::Channel::SmsUsed);
+    assert!(
+        channels[&uk[0]].1.contains("fallback to SMS with a link"),
+        "{:?}",
+        channels[&uk[0]]
+    );
+    assert!(
+        channels[&uk[0]].1.contains("not reachable by MMS"),
+        "{:?}",
+        channels[&uk[0]]
+    );
+    let media = s.mmsc.media();
+    assert_eq!(media[0].1, image, "the MMSC got the uploaded bytes");
+
+    // The SMS carries the text and a link; the link serves the page and the bytes.
+    let sms: Vec<String> = s
+        .smsc
+        .texts()
+        .into_iter()
+        .filter(|t| t.1 == "447700900123")
+        .map(|t| t.2)
+        .collect();
+    assert_eq!(sms.len(), 1);
+    assert!(sms[0].starts_with("Look!\nhttp://PUBLIC/m/"), "{}", sms[0]);
+    let path = sms[0]
+        .split("http://PUBLIC")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let http = s.gw.http_addr.unwrap();
+    let (st, head, page) = http_get(http, &path).await;
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains("<img"), "{page}");
+    let (st, head, raw) = http_get(http, &format!("{path}/raw")).await;
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: image/png"),
+        "{head}"
+    );
+    assert_eq!(Bytes::from(raw), image, "the link serves the same bytes");
+    // A tampered link is a 404.
+    let mut bad = path.clone();
+    bad.pop();
+    bad.push(if path.ends_with('0') { '1' } else { '0' });
+    assert_eq!(http_get(http, &bad).await.0, 404);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_refusal_falls_back_temporary_is_retried_and_policy_none_fails() {
+    // Every submit refused for good (2002: invalid recipient-like permanent code).
+    let s = setup(|c| c.fail_status = Some(3001), |_| {}).await;
+    let up = s.client.put_media("image/png", png(32, 32)).await.unwrap();
+    let ids = accepted_ids(
+        &s.client
+            .submit(vec![mms("perm", "+14155550101", "Hi", &up.media_id)])
+            .await
+            .unwrap(),
+    );
+    let mut none = mms("none", "+447700900124", "Hi", &up.media_id);
+    none.fallback = pb::FallbackPolicy::FallbackNone as i32;
+    let none_id = accepted_ids(&s.client.submit(vec![none]).await.unwrap())[0];
+    eventually("final", Duration::from_secs(20), || {
+        s.got.terminal_count() == 2
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, ids[0]),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    assert!(
+        s.smsc.texts().iter().any(|t| t.1 == "14155550101"),
+        "fell back to SMS"
+    );
+    let ch = s.got.channels.lock()[&ids[0]].clone();
+    assert_eq!(ch.0, pb::Channel::SmsUsed);
+    assert!(ch.1.contains("3001"), "{ch:?}");
+    let states = s.got.states.lock().clone();
+    assert_eq!(states[&none_id][0].0, pb::DeliveryState::StateFailed);
+    assert!(
+        states[&none_id][0].1.contains("fallback policy is none"),
+        "{:?}",
+        states[&none_id]
+    );
+    s.gw.shutdown().await;
+
+    // Half the submits refused for now (4006): retried until accepted as MMS.
+    let s = setup(
+        |c| {
+            c.fail_status = Some(4006);
+            c.fail_fraction = 0.5;
+        },
+        |_| {},
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(32, 32)).await.unwrap();
+    let batch = (0..10)
+        .map(|i| {
+            mms(
+                &format!("tmp-{i}"),
+                &format!("+1415555{i:04}"),
+                "Hi",
+                &up.media_id,
+            )
+        })
+        .collect();
+    accepted_ids(&s.client.submit(batch).await.unwrap());
+    eventually("all final", Duration::from_secs(30), || {
+        s.got.terminal_count() == 10
+    })
+    .await;
+    assert!(
+        s.got
+            .states
+            .lock()
+            .values()
+            .all(|v| v[0].0 == pb::DeliveryState::StateDelivered)
+    );
+    let st = s.mmsc.stats();
+    assert_eq!(st.accepted, 10, "{st:?}");
+    assert!(st.refused > 0, "{st:?}");
+    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_images_are_shrunk_and_what_cannot_fit_falls_back() {
+    let s = setup(|_| {}, |c| c.mmsc[0].max_message_bytes = 40 * 1024).await;
+    let big = png(300, 300);
+    assert!(big.len() > 100 * 1024, "{}", big.len());
+    let up = s.client.put_media("image/png", big).await.unwrap();
+    let id = accepted_ids(
+        &s.client
+            .submit(vec![mms("big", "+14155550102", "Big", &up.media_id)])
+            .await
+            .unwrap(),
+    )[0];
+    eventually("final", Duration::from_secs(30), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
+    let (ct, bytes) = s.mmsc.media().pop().expect("the MMSC got the media");
+    assert!(bytes.len() < 40 * 1024, "{}", bytes.len());
+    let img = image::load_from_memory(&bytes).expect("still an image");
+    assert!(
+        img.width() < 300 && img.width() * 300 == img.height() * 300,
+        "{}x{} {ct}",
+        img.width(),
+        img.height()
+    );
+    assert!(s.smsc.texts().is_empty());
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_media_and_callbacks_get_clear_errors() {
+    let s = setup(
+        |_| {},
+        |c| {
+            let mut other = c.tenants[0].clone();
+            other.name = "other".into();
+            other.token = sluice::config::Secret::new("other-token-0001");
+            c.tenants.push(other);
+        },
+    )
+    .await;
+    // Bytes that are not what they claim.
+    let err = s
+        .client
+        .put_media("image/png", Bytes::from_static(b"GIF89a not really"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Server {
+                code: pb::ErrorCode::MediaRejected,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Unknown and foreign media ids.
+    let mine = s.client.put_media("image/png", png(8, 8)).await.unwrap();
+    let ack = s
+        .client
+        .submit(vec![mms("unk", "+14155550103", "x", &"a".repeat(64))])
+        .await
+        .unwrap();
+    assert_eq!(ack.results[0].reason, pb::RejectReason::UnknownMedia as i32);
+    let (other, _) = Client::connect(&s.gw.ingest_addr.to_string(), "other", "other-token-0001")
+        .await
+        .unwrap();
+    let ack = other
+        .submit(vec![mms("foreign", "+14155550104", "x", &mine.media_id)])
+        .await
+        .unwrap();
+    assert_eq!(
+        ack.results[0].reason,
+        pb::RejectReason::UnknownMedia as i32,
+        "{:?}",
+        ack.results[0]
+    );
+    // A delivery report for an unknown MessageID, and malformed XML, on the callback.
+    let cb = s.gw.mm7_callbacks[0];
+    let report = sluice::mm7::soap::DeliveryReportReq {
+        transaction_id: "t1".into(),
+        message_id: "no-such-id".into(),
+        mm_status: sluice::mm7::soap::MmStatus::Retrieved,
+        ..Default::default()
+    }
+    .encode();
+    let mut c = tokio::net::TcpStream::connect(cb).await.unwrap();
+    let head = format!(
+        "POST /mm7 HTTP/1.1\r\nhost: x\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        report.content_type,
+        report.body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&report.body).await.unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    assert!(!out.starts_with("HTTP/1.1 200"), "{out}");
+    let mut c = tokio::net::TcpStream::connect(cb).await.unwrap();
+    c.write_all(b"POST /mm7 HTTP/1.1\r\nhost: x\r\ncontent-type: text/xml\r\ncontent-length: 9\r\nconnection: close\r\n\r\n<broken>!").await.unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_sent_by_mms_opts_out() {
+    let s = setup(|_| {}, |_| {}).await;
+    s.mmsc
+        .inject_mo("+14155550150", "12345", "STOP")
+        .await
+        .unwrap();
+    let ack = s
+        .client
+        .submit(vec![msg("after-mms-stop", "+14155550150", "x")])
+        .await
+        .unwrap();
+    assert_eq!(ack.results[0].reason, pb::RejectReason::Suppressed as i32);
+    s.gw.shutdown().await;
+}
