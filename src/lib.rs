@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod admin;
 pub mod admission;
 pub mod carrier;
+pub mod compliance;
 pub mod config;
 pub mod demo;
 pub mod events;
@@ -15,15 +17,13 @@ pub mod gateway;
 pub mod ingest;
 pub mod journal;
 pub mod ledger;
+pub mod loadgen;
+pub mod media;
+pub mod mm7;
 pub mod model;
 pub mod receipts;
 pub mod schedule;
 pub mod sim;
 pub mod smpp;
-pub mod telemetry;
-pub mod loadgen;
-pub mod mm7;
 pub mod suppression;
-pub mod compliance;
-pub mod admin;
-pub mod media;
+pub mod telemetry;

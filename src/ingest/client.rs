@@ -186,8 +186,14 @@ impl Client {
     ///
     /// # Errors
     /// The server refused the media (`MediaRejected`) or the connection closed.
-    pub async fn put_media(&self, content_type: &str, data: bytes::Bytes) -> Result<pb::MediaOk, ClientError> {
-        let chunk = (self.hello.max_frame_bytes as usize).saturating_sub(1024).max(1024);
+    pub async fn put_media(
+        &self,
+        content_type: &str,
+        data: bytes::Bytes,
+    ) -> Result<pb::MediaOk, ClientError> {
+        let chunk = (self.hello.max_frame_bytes as usize)
+            .saturating_sub(1024)
+            .max(1024);
         if data.len() <= chunk {
             return match self
                 .request(Body::PutMedia(pb::PutMedia {

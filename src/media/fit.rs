@@ -70,6 +70,8 @@ const QUALITIES: [u8; 4] = [85, 70, 55, 40];
 const SCALE_QUALITY: u8 = 75;
 /// Scaling steps for a still image.
 const MAX_SCALE_STEPS: usize = 12;
+/// Scaling stops once the output uses this share of the limit.
+const FILL_PERCENT: usize = 85;
 /// GIF encoder speed (1 best … 30 fastest); 10 is the gif crate's default.
 const GIF_SPEED: i32 = 10;
 /// Animated attempts before the still fallback.
@@ -180,7 +182,8 @@ fn decode_still(bytes: &[u8], t: MediaType) -> Result<DynamicImage, String> {
         .into_decoder()
         .map_err(|e| format!("does not decode: {e}"))?;
     let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("does not decode: {e}"))?;
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("does not decode: {e}"))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
@@ -215,27 +218,50 @@ fn fit_jpeg(img: DynamicImage, limit: usize) -> Result<Vec<u8>, String> {
             }
         }
     }
-    let mut scale = 1.0f64;
-    let mut size = last.len();
+    // The largest scale whose JPEG fits: estimate from the last size, then
+    // bisect between the largest that fits (lo) and the smallest that does
+    // not (hi) until the output uses most of the limit.
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    let mut best: Option<Vec<u8>> = None;
+    let mut scale = (limit as f64 / last.len() as f64).sqrt() * 0.93;
     for _ in 0..MAX_SCALE_STEPS {
-        let next = scale * ((limit as f64 / size as f64).sqrt() * 0.93).min(0.9);
-        scale = next;
-        let (nw, nh) = scaled(w, h, scale);
-        let small = img.resize_exact(nw, nh, FilterType::Triangle);
-        let out = encode_jpeg(&small, SCALE_QUALITY)?;
-        if out.len() <= limit {
-            return Ok(out);
+        scale = scale.clamp(f64::MIN_POSITIVE, 0.9 * hi);
+        if best.is_some() && scale <= lo {
+            scale = (lo * hi).sqrt();
         }
-        if nw == 1 && nh == 1 {
-            let out = encode_jpeg(&small, QUALITIES[QUALITIES.len() - 1])?;
-            if out.len() <= limit {
-                return Ok(out);
-            }
+        let (nw, nh) = scaled(w, h, scale);
+        if best.is_some() && (nw, nh) == scaled(w, h, lo) {
             break;
         }
-        size = out.len();
+        let small = img.resize_exact(nw, nh, FilterType::Triangle);
+        let out = encode_jpeg(&small, SCALE_QUALITY)?;
+        let size = out.len();
+        if size <= limit {
+            lo = scale;
+            best = Some(out);
+            if size >= limit / 100 * FILL_PERCENT || hi / lo < 1.05 {
+                break;
+            }
+            // Aim just under the limit, but stay below hi.
+            scale = (scale * (limit as f64 / size as f64).sqrt() * 0.97)
+                .min((lo * hi).sqrt().max(lo * 1.05));
+        } else {
+            hi = scale;
+            if (nw, nh) == (1, 1) {
+                let out = encode_jpeg(&small, QUALITIES[QUALITIES.len() - 1])?;
+                if out.len() <= limit {
+                    return Ok(out);
+                }
+                break;
+            }
+            scale = if best.is_some() {
+                (lo * hi).sqrt()
+            } else {
+                scale * ((limit as f64 / size as f64).sqrt() * 0.93).min(0.9)
+            };
+        }
     }
-    Err("no encoding under the limit".into())
+    best.ok_or_else(|| "no encoding under the limit".into())
 }
 
 /// Dimensions at `scale`, aspect ratio kept, at least 1×1.
@@ -288,7 +314,12 @@ fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, String> {
 fn encode_png(img: &DynamicImage) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     PngEncoder::new_with_quality(&mut out, CompressionType::Best, PngFilter::Adaptive)
-        .write_image(img.as_bytes(), img.width(), img.height(), img.color().into())
+        .write_image(
+            img.as_bytes(),
+            img.width(),
+            img.height(),
+            img.color().into(),
+        )
         .map_err(|e| format!("PNG encoding failed: {e}"))?;
     Ok(out)
 }

@@ -134,7 +134,11 @@ fn not_found() -> Response<Full<Bytes>> {
 fn page_response(media: &Media, link: &str) -> Response<Full<Bytes>> {
     let token = link.rsplit('/').next().unwrap_or("");
     let html = render_page(media, &format!("{token}/raw"));
-    let mut resp = base(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html));
+    let mut resp = base(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        Bytes::from(html),
+    );
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(PAGE_CACHE));
     h.insert(
@@ -271,9 +275,10 @@ fn raw_response<B>(req: &Request<B>, media: &Media) -> Response<Full<Bytes>> {
 
 /// `If-None-Match`: `*` or a list of entity tags, compared weakly.
 fn etag_matches(header: &str, etag: &str) -> bool {
-    header.split(',').map(str::trim).any(|t| {
-        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 #[derive(Debug, PartialEq, Eq)]

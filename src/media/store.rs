@@ -256,7 +256,9 @@ impl MediaStore {
             let entry = entry?;
             let name = entry.file_name();
             let is_shard = name.len() == 2
-                && name.to_str().is_some_and(|n| n.bytes().all(|c| hex_val(c).is_some()));
+                && name
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|c| hex_val(c).is_some()));
             if is_shard && entry.file_type()?.is_dir() {
                 remove_temps(&entry.path())?;
             }
@@ -538,7 +540,9 @@ impl MediaStore {
         let (shard, file) = self.content_path(id);
         match fs::metadata(&file) {
             Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => return Ok(false),
-            Ok(_) => tracing::warn!(target: TARGET, %id, "stored media has the wrong size; rewriting"),
+            Ok(_) => {
+                tracing::warn!(target: TARGET, %id, "stored media has the wrong size; rewriting")
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }

@@ -62,7 +62,12 @@ pub(crate) fn picture(w: u32, h: u32, noise: u8, seed: u64) -> RgbImage {
 pub(crate) fn png(img: &DynamicImage) -> Vec<u8> {
     let mut out = Vec::new();
     PngEncoder::new_with_quality(&mut out, CompressionType::Default, PngFilter::Adaptive)
-        .write_image(img.as_bytes(), img.width(), img.height(), img.color().into())
+        .write_image(
+            img.as_bytes(),
+            img.width(),
+            img.height(),
+            img.color().into(),
+        )
         .unwrap();
     out
 }
@@ -120,9 +125,7 @@ pub(crate) fn gif_frames(bytes: &[u8]) -> (usize, u32, u32, u32) {
 
 /// A store in a fresh temporary directory (kept alive by the returned
 /// guard).
-pub(crate) fn store_with(
-    f: impl FnOnce(&mut StoreConfig),
-) -> (tempfile::TempDir, Arc<MediaStore>) {
+pub(crate) fn store_with(f: impl FnOnce(&mut StoreConfig)) -> (tempfile::TempDir, Arc<MediaStore>) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = StoreConfig::new(dir.path().join("media"));
     f(&mut cfg);

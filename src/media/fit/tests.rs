@@ -111,7 +111,10 @@ fn noisy_jpeg_fits_100k_and_30k() {
         dims.push(img.dimensions());
         assert_eq!(fit(&m, limit).unwrap(), f);
     }
-    assert!(dims[1].0 <= dims[0].0, "a smaller limit never gives a bigger image");
+    assert!(
+        dims[1].0 <= dims[0].0,
+        "a smaller limit never gives a bigger image"
+    );
 }
 
 #[test]
@@ -146,7 +149,10 @@ fn transparency_is_flattened_on_white() {
     assert_eq!(f.media_type, MediaType::Jpeg);
     let out = decode(&f.bytes).into_rgb8();
     let p = out.get_pixel(5, 5).0;
-    assert!(p.iter().all(|&c| c > 240), "transparent became white: {p:?}");
+    assert!(
+        p.iter().all(|&c| c > 240),
+        "transparent became white: {p:?}"
+    );
 }
 
 /// A minimal EXIF (TIFF little-endian) block with one Orientation entry.
@@ -230,7 +236,10 @@ fn video_text_and_smil_cannot_fit() {
             v
         }),
         (MediaType::Text, "hello ".repeat(1000).into_bytes()),
-        (MediaType::Smil, format!("<smil>{}</smil>", " ".repeat(5000)).into_bytes()),
+        (
+            MediaType::Smil,
+            format!("<smil>{}</smil>", " ".repeat(5000)).into_bytes(),
+        ),
     ] {
         let m = media(t, bytes);
         match fit(&m, 1000) {
@@ -270,10 +279,7 @@ fn broken_images_and_tiny_limits_are_errors_not_panics() {
     for (t, bytes) in cases {
         let m = media(t, bytes);
         let r = fit(&m, 500);
-        assert!(
-            matches!(r, Err(MediaError::CannotFit { .. })),
-            "{t}: {r:?}"
-        );
+        assert!(matches!(r, Err(MediaError::CannotFit { .. })), "{t}: {r:?}");
     }
     // A real image, a limit no JPEG can meet.
     let m = media(

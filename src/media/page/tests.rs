@@ -27,7 +27,12 @@ impl Env {
         self.signer.path(77, &info.id.to_hex())
     }
 
-    async fn call(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> (Response<Full<Bytes>>, Bytes) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (Response<Full<Bytes>>, Bytes) {
         let mut b = Request::builder().method(method).uri(path);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -63,10 +68,15 @@ async fn page_for_an_image() {
     let html = std::str::from_utf8(&body).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
     assert!(html.contains("<meta charset=\"utf-8\">"));
-    assert!(html.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"));
+    assert!(
+        html.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+    );
     assert!(html.contains("<title>"));
     let token = path.rsplit('/').next().unwrap();
-    assert!(html.contains(&format!("<img src=\"{token}/raw\" alt=")), "{html}");
+    assert!(
+        html.contains(&format!("<img src=\"{token}/raw\" alt=")),
+        "{html}"
+    );
     assert!(html.trim_end().ends_with("</html>"));
     assert!(!html.contains("<video"));
 }
@@ -86,7 +96,10 @@ async fn page_for_a_video_and_for_text() {
     assert_eq!(header(&r, "content-type"), "video/mp4");
     assert_eq!(raw, mp4);
 
-    let path = e.put("text/plain", Bytes::from("<script>alert('x')</script> & \"q\""));
+    let path = e.put(
+        "text/plain",
+        Bytes::from("<script>alert('x')</script> & \"q\""),
+    );
     let (_, body) = e.call(Method::GET, &path, &[]).await;
     let html = std::str::from_utf8(&body).unwrap();
     assert!(!html.contains("<script>"), "{html}");
@@ -103,7 +116,10 @@ async fn raw_bytes_with_caching_headers() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body, png);
     assert_eq!(header(&r, "content-type"), "image/png");
-    assert_eq!(header(&r, "cache-control"), "public, max-age=31536000, immutable");
+    assert_eq!(
+        header(&r, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
     assert_eq!(header(&r, "etag"), format!("\"{media_id}\""));
     assert_eq!(header(&r, "content-length"), png.len().to_string());
     assert_eq!(header(&r, "x-content-type-options"), "nosniff");
@@ -118,15 +134,26 @@ async fn raw_bytes_with_caching_headers() {
         "*".to_owned(),
     ] {
         let (r, body) = e
-            .call(Method::GET, &format!("{path}/raw"), &[("if-none-match", &inm)])
+            .call(
+                Method::GET,
+                &format!("{path}/raw"),
+                &[("if-none-match", &inm)],
+            )
             .await;
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{inm}");
         assert!(body.is_empty());
         assert_eq!(header(&r, "etag"), etag);
-        assert_eq!(header(&r, "cache-control"), "public, max-age=31536000, immutable");
+        assert_eq!(
+            header(&r, "cache-control"),
+            "public, max-age=31536000, immutable"
+        );
     }
     let (r, body) = e
-        .call(Method::GET, &format!("{path}/raw"), &[("if-none-match", "\"nope\"")])
+        .call(
+            Method::GET,
+            &format!("{path}/raw"),
+            &[("if-none-match", "\"nope\"")],
+        )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body, png);
@@ -148,7 +175,11 @@ async fn byte_ranges() {
     let (_, body) = e.call(Method::GET, &raw, &[("range", "bytes=-5")]).await;
     assert_eq!(body, png.slice(n - 5..));
     let (_, body) = e
-        .call(Method::GET, &raw, &[("range", "bytes=5-99999999999999999999999")])
+        .call(
+            Method::GET,
+            &raw,
+            &[("range", "bytes=5-99999999999999999999999")],
+        )
         .await;
     assert_eq!(body, png.slice(5..));
     let (r, _) = e
@@ -164,7 +195,11 @@ async fn byte_ranges() {
     }
     // If-Range with another validator: the whole content.
     let (r, _) = e
-        .call(Method::GET, &raw, &[("range", "bytes=0-1"), ("if-range", "\"old\"")])
+        .call(
+            Method::GET,
+            &raw,
+            &[("range", "bytes=0-1"), ("if-range", "\"old\"")],
+        )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
 }
@@ -219,7 +254,10 @@ async fn bad_links_are_404_without_distinction() {
             body,
         ));
     }
-    assert!(answers.windows(2).all(|w| w[0] == w[1]), "all 404s look alike");
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "all 404s look alike"
+    );
     // Other methods.
     let (r, _) = e.call(Method::POST, &path, &[]).await;
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -274,9 +312,11 @@ async fn over_http() {
     });
     let fetch = |method: &'static str, p: String| async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("{method} {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("{method} {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.unwrap();
         out
@@ -290,7 +330,10 @@ async fn over_http() {
 
     let head = fetch("HEAD", format!("{path}/raw")).await;
     let text = String::from_utf8_lossy(&head).to_lowercase();
-    assert!(text.contains(&format!("content-length: {}", png.len())), "{text}");
+    assert!(
+        text.contains(&format!("content-length: {}", png.len())),
+        "{text}"
+    );
     assert!(text.ends_with("\r\n\r\n"), "no body after HEAD");
 
     let page = fetch("GET", path.clone()).await;

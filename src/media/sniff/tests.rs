@@ -17,7 +17,10 @@ fn ftyp(major: &[u8; 4], compatible: &[&[u8; 4]]) -> Vec<u8> {
 
 #[test]
 fn binary_signatures() {
-    assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]), Some(MediaType::Jpeg));
+    assert_eq!(
+        sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]),
+        Some(MediaType::Jpeg)
+    );
     assert_eq!(sniff(&[0xFF, 0xD8, 0xFF]), Some(MediaType::Jpeg));
     let mut png = PNG_SIG.to_vec();
     png.extend_from_slice(&[0, 0, 0, 13, b'I', b'H', b'D', b'R']);
@@ -61,10 +64,7 @@ fn other_iso_bmff_types_are_refused() {
         assert_ne!(sniff(&ftyp(major, &compat)), Some(MediaType::Mp4));
     }
     // qt with an isom compatible brand is still QuickTime.
-    assert_ne!(
-        sniff(&ftyp(b"qt  ", &[b"isom"])),
-        Some(MediaType::Mp4)
-    );
+    assert_ne!(sniff(&ftyp(b"qt  ", &[b"isom"])), Some(MediaType::Mp4));
     // A box claiming a size below 16 is malformed.
     let mut bad = ftyp(b"isom", &[]);
     bad[..4].copy_from_slice(&8u32.to_be_bytes());
@@ -88,7 +88,10 @@ fn smil_and_text() {
     assert_eq!(sniff(b"<!-- <smil>"), Some(MediaType::Text));
     assert_eq!(sniff(b"<?xml <smil>"), Some(MediaType::Text));
     assert_eq!(sniff(b"<smil"), Some(MediaType::Text));
-    assert_eq!(sniff("Hi 👋, see you at 8".as_bytes()), Some(MediaType::Text));
+    assert_eq!(
+        sniff("Hi 👋, see you at 8".as_bytes()),
+        Some(MediaType::Text)
+    );
     // NULs or invalid UTF-8: nothing.
     assert_eq!(sniff(b"text\0more"), None);
     assert_eq!(sniff(b"caf\xe9"), None);
@@ -106,7 +109,14 @@ fn garbage_never_panics() {
         x ^= x << 17;
         x
     };
-    let seeds: [&[u8]; 6] = [b"", b"<?", b"<!", b"<!--", b"\x00\x00\x00\x18ftyp", b"<smil"];
+    let seeds: [&[u8]; 6] = [
+        b"",
+        b"<?",
+        b"<!",
+        b"<!--",
+        b"\x00\x00\x00\x18ftyp",
+        b"<smil",
+    ];
     for seed in seeds {
         for len in 0..64 {
             let mut v = seed.to_vec();
@@ -124,10 +134,19 @@ fn garbage_never_panics() {
 fn content_types() {
     for t in MediaType::ALL {
         assert_eq!(MediaType::from_content_type(t.content_type()), Some(t));
-        assert_eq!(MediaType::from_content_type(t.content_type_header()), Some(t));
+        assert_eq!(
+            MediaType::from_content_type(t.content_type_header()),
+            Some(t)
+        );
     }
-    assert_eq!(MediaType::from_content_type("image/jpg"), Some(MediaType::Jpeg));
-    assert_eq!(MediaType::from_content_type(" Image/JPEG "), Some(MediaType::Jpeg));
+    assert_eq!(
+        MediaType::from_content_type("image/jpg"),
+        Some(MediaType::Jpeg)
+    );
+    assert_eq!(
+        MediaType::from_content_type(" Image/JPEG "),
+        Some(MediaType::Jpeg)
+    );
     assert_eq!(
         MediaType::from_content_type("text/plain; charset=utf-8"),
         Some(MediaType::Text)

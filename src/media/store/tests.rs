@@ -31,7 +31,10 @@ fn put_get_round_trip() {
     // The id is the lowercase hex sha256 of the bytes.
     let hex = info.id.to_hex();
     assert_eq!(hex.len(), 64);
-    let want: String = Sha256::digest(&png).iter().map(|b| format!("{b:02x}")).collect();
+    let want: String = Sha256::digest(&png)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(hex, want);
     let path = store.config().dir.join(&hex[..2]).join(&hex);
     assert_eq!(fs::read(&path).unwrap(), png);
@@ -56,10 +59,16 @@ fn same_bytes_twice_write_one_file() {
     let png = small_png();
     let a = store.put("acme", "image/png", png.clone()).unwrap();
     let files = files_under(&store.config().dir);
-    let before = fs::metadata(store.config().dir.join(&a.id.to_hex()[..2]).join(a.id.to_hex()))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let before = fs::metadata(
+        store
+            .config()
+            .dir
+            .join(&a.id.to_hex()[..2])
+            .join(a.id.to_hex()),
+    )
+    .unwrap()
+    .modified()
+    .unwrap();
     let b = store.put("acme", "image/png", png.clone()).unwrap();
     assert_eq!(a.id, b.id);
     assert!(!b.created);
@@ -67,14 +76,24 @@ fn same_bytes_twice_write_one_file() {
     let s = store.stats();
     assert_eq!(s.files_written, 1);
     assert_eq!(s.markers_written, 1);
-    let after = fs::metadata(store.config().dir.join(&a.id.to_hex()[..2]).join(a.id.to_hex()))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let after = fs::metadata(
+        store
+            .config()
+            .dir
+            .join(&a.id.to_hex()[..2])
+            .join(a.id.to_hex()),
+    )
+    .unwrap()
+    .modified()
+    .unwrap();
     assert_eq!(before, after);
     // One content file and one marker, no temporary files left.
     assert_eq!(files.len(), 2, "{files:?}");
-    assert!(files.iter().all(|f| !f.to_string_lossy().contains(TMP_PREFIX)));
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.to_string_lossy().contains(TMP_PREFIX))
+    );
     // Another tenant: a marker only.
     let c = store.put("other", "image/png", png).unwrap();
     assert!(!c.created);
@@ -92,7 +111,11 @@ fn declared_type_is_checked_against_the_bytes() {
         }
         other => panic!("{other:?}"),
     }
-    match store.put("acme", "image/gif", Bytes::from_static(b"\x00\x01\x02garbage")) {
+    match store.put(
+        "acme",
+        "image/gif",
+        Bytes::from_static(b"\x00\x01\x02garbage"),
+    ) {
         Err(MediaError::TypeMismatch { actual: None, .. }) => {}
         other => panic!("{other:?}"),
     }
@@ -151,10 +174,16 @@ fn tenants_only_see_their_own_media() {
     let missing = MediaId::of(b"nothing").to_hex();
     let err2 = store.get("globex", &missing).unwrap_err();
     assert_eq!(err.to_string(), err2.to_string());
-    assert!(matches!(store.get("acme", &missing), Err(MediaError::NotFound)));
+    assert!(matches!(
+        store.get("acme", &missing),
+        Err(MediaError::NotFound)
+    ));
     // Unscoped lookups (signed links) see everything.
     assert_eq!(store.get_unscoped(&id).unwrap().id, a.id);
-    assert!(matches!(store.get_unscoped(&missing), Err(MediaError::NotFound)));
+    assert!(matches!(
+        store.get_unscoped(&missing),
+        Err(MediaError::NotFound)
+    ));
     // Uploading the same bytes gives globex its own right to them.
     store.put("globex", "image/png", small_png()).unwrap();
     assert!(store.get("globex", &id).is_ok());
@@ -219,7 +248,10 @@ fn malformed_ids_are_refused_before_any_lookup() {
             matches!(store.get("acme", bad), Err(MediaError::InvalidId)),
             "{bad:?}"
         );
-        assert!(matches!(store.get_unscoped(bad), Err(MediaError::InvalidId)));
+        assert!(matches!(
+            store.get_unscoped(bad),
+            Err(MediaError::InvalidId)
+        ));
     }
     assert!(matches!(store.get("acme", &ok), Err(MediaError::NotFound)));
     assert_eq!(store.stats().disk_reads, 0);
@@ -252,8 +284,12 @@ fn durable_across_restart_and_cached() {
 #[test]
 fn cache_is_bounded_by_bytes() {
     let (_tmp, store) = store_with(|c| c.cache_bytes = 100);
-    let a = store.put("t", "text/plain", Bytes::from(vec![b'a'; 60])).unwrap();
-    let b = store.put("t", "text/plain", Bytes::from(vec![b'b'; 60])).unwrap();
+    let a = store
+        .put("t", "text/plain", Bytes::from(vec![b'a'; 60]))
+        .unwrap();
+    let b = store
+        .put("t", "text/plain", Bytes::from(vec![b'b'; 60]))
+        .unwrap();
     // Only one fits: alternating reads go to disk.
     for _ in 0..3 {
         store.get("t", &a.id.to_hex()).unwrap();
@@ -265,7 +301,9 @@ fn cache_is_bounded_by_bytes() {
     assert_eq!(c.map.len(), c.order.len());
     drop(c);
     // Bigger than the whole cache: never cached, still served.
-    let big = store.put("t", "text/plain", Bytes::from(vec![b'c'; 200])).unwrap();
+    let big = store
+        .put("t", "text/plain", Bytes::from(vec![b'c'; 200]))
+        .unwrap();
     store.get("t", &big.id.to_hex()).unwrap();
     assert_eq!(store.stats().disk_reads, 7);
 }
