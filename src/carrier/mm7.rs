@@ -137,13 +137,25 @@ impl Mm7Carrier {
             };
         };
         let per_media = budget / m.media.len().max(1);
-        let mut fetched = Vec::with_capacity(m.media.len());
-        for id in &m.media {
-            match self.media.fetch(&m.tenant, id, per_media) {
-                Ok(x) => fetched.push((id.clone(), x)),
-                Err(reason) => return Attempt::Permanent { reason, code: 0 },
+        // Fetching may read a file or re-encode an image (up to a second or
+        // two for a photo): off the async workers.
+        let (source, tenant, ids) = (self.media.clone(), m.tenant.clone(), m.media.clone());
+        let fetched = tokio::task::spawn_blocking(move || {
+            ids.into_iter()
+                .map(|id| source.fetch(&tenant, &id, per_media).map(|x| (id, x)))
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .await;
+        let fetched = match fetched {
+            Ok(Ok(f)) => f,
+            Ok(Err(reason)) => return Attempt::Permanent { reason, code: 0 },
+            Err(e) => {
+                return Attempt::Permanent {
+                    reason: format!("media preparation failed: {e}"),
+                    code: 0,
+                };
             }
-        }
+        };
         let parts: Vec<MediaPart<'_>> = fetched
             .iter()
             .map(|(id, (ct, bytes))| MediaPart {

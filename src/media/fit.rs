@@ -28,8 +28,10 @@
 //! and the output is checked against the limit before it is returned. The
 //! work is CPU-bound (tens to hundreds of milliseconds for a phone photo):
 //! async callers use `spawn_blocking`. [`Fitter`] caches results per (media,
-//! limit) and computes each once even under concurrent calls, so a campaign
-//! to a million recipients encodes its image once per carrier limit.
+//! limit bucket) and computes each once even under concurrent calls, so a
+//! campaign to a million recipients encodes its image once per carrier
+//! limit, even when the budget left for media varies with each message's
+//! text.
 //!
 //! The limit is for the content part alone; MM7 callers subtract the SOAP
 //! envelope and MIME headers from the carrier's limit first (DOMAIN.md:
@@ -505,12 +507,19 @@ impl Fitter {
     /// [`fit()`], cached. Media already within the limit is answered
     /// unchanged without touching the cache.
     ///
+    /// Over the limit, the limit is first rounded down to six significant
+    /// bits (at most 3.2% lower: 300,000 becomes 294,912): callers whose
+    /// budget varies a little per message (the MM7 envelope grows with the
+    /// text) then share one cached result instead of re-encoding per
+    /// message. The output is within the bucket, hence within the limit.
+    ///
     /// # Errors
     /// As [`fit()`].
     pub fn fit(&self, media: &Media, max_bytes: usize) -> Result<Fitted, MediaError> {
         if media.bytes.len() <= max_bytes {
             return fit(media, max_bytes);
         }
+        let max_bytes = bucket(max_bytes);
         let key = (media.id, max_bytes);
         let slot = {
             let mut c = self.cache.lock();
@@ -547,6 +556,15 @@ impl Fitter {
         }
         result
     }
+}
+
+/// `limit` with all but its six most significant bits cleared.
+fn bucket(limit: usize) -> usize {
+    let bits = usize::BITS - limit.leading_zeros();
+    if bits <= 6 {
+        return limit;
+    }
+    limit & !((1usize << (bits - 6)) - 1)
 }
 
 impl FitCache {

@@ -2,11 +2,12 @@
 //! fit a carrier's size limit, and shown on the landing page of an SMS
 //! fallback link.
 //!
-//! - [`sniff`]: the [`MediaType`] of bytes from their magic numbers;
+//! - [`sniff`](mod@sniff): the [`MediaType`] of bytes from their magic
+//!   numbers;
 //! - [`store`]: [`MediaStore`], content-addressed (sha256) on disk, once per
 //!   content, owned per tenant, with an in-memory cache and chunked uploads;
-//! - [`fit`]: [`Fitter`], re-encoding and scaling images to a byte limit,
-//!   cached per (media, limit);
+//! - [`fit`](mod@fit): [`Fitter`], re-encoding and scaling images to a
+//!   byte limit, cached per (media, limit);
 //! - [`link`]: [`LinkSigner`], stateless HMAC-signed landing-page paths, and
 //!   the key file behind them;
 //! - [`page`]: [`serve`], the hyper handler for those paths (HTML page and

@@ -301,6 +301,11 @@ fn fitter_caches_per_media_and_limit() {
     let b = fitter.fit(&m, limit).unwrap();
     assert_eq!(a, b);
     assert_eq!(fitter.computed(), 1);
+    // A limit a little lower (a longer text in the envelope) shares the
+    // entry; the output is within both.
+    let d = fitter.fit(&m, limit - limit / 100).unwrap();
+    assert_eq!(fitter.computed(), 1);
+    assert!(d.bytes.len() <= limit - limit / 100);
     // Another limit is another entry.
     let c = fitter.fit(&m, limit / 2).unwrap();
     assert!(c.bytes.len() <= limit / 2);
@@ -391,5 +396,41 @@ fn generate_samples() {
     ] {
         eprintln!("{name}: {} bytes", b.len());
         std::fs::write(dir.join(name), b).unwrap();
+    }
+}
+
+#[test]
+fn output_never_exceeds_the_limit() {
+    let m = media(
+        MediaType::Png,
+        png(&DynamicImage::ImageRgb8(picture(160, 120, 24, 21))),
+    );
+    let mut limit = 1_000;
+    while limit < m.bytes.len() {
+        match fit(&m, limit) {
+            Ok(f) => {
+                assert!(f.bytes.len() <= limit, "{} > {limit}", f.bytes.len());
+                let (w, h) = decode(&f.bytes).dimensions();
+                assert_proportional((160, 120), (w, h));
+            }
+            Err(MediaError::CannotFit { .. }) => assert!(limit < 2_000, "{limit}"),
+            Err(e) => panic!("{e}"),
+        }
+        limit = limit * 3 / 2;
+    }
+}
+
+#[test]
+fn limit_buckets() {
+    assert_eq!(bucket(0), 0);
+    assert_eq!(bucket(63), 63);
+    assert_eq!(bucket(300_000), 294_912);
+    assert_eq!(bucket(1_048_576), 1_048_576);
+    for limit in [64, 65, 1000, 99_999, 300_001, 614_400, usize::MAX] {
+        let b = bucket(limit);
+        assert!(
+            b <= limit && (limit - b) as f64 <= limit as f64 * 0.032,
+            "{limit}"
+        );
     }
 }
