@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use sluice::ingest::client::Client;
 use sluice::ingest::pb;
 
+// mimalloc: glibc's malloc spent a fifth of the demo's CPU in its arenas and
+// their locks (perf, docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sluice",
