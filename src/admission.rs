@@ -5,8 +5,8 @@
 //! Each rejected message gets a reason code and a readable text; nothing here
 //! allocates ids or touches the journal.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,25 +153,43 @@ pub fn validate(
 
 const DEDUPE_SHARDS: usize = 32;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A remembered key; shared by the map and the expiry queue (one allocation).
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct Key {
     tenant: Arc<str>,
     client_ref: Box<str>,
 }
 
+/// A borrowed key: looks up without allocating. Hashes exactly like [`Key`]
+/// (both hash the two strings in order).
+#[derive(Hash)]
+struct KeyRef<'a> {
+    tenant: &'a str,
+    client_ref: &'a str,
+}
+
+impl hashbrown::Equivalent<Arc<Key>> for KeyRef<'_> {
+    fn equivalent(&self, k: &Arc<Key>) -> bool {
+        *k.tenant == *self.tenant && *k.client_ref == *self.client_ref
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shard {
-    map: HashMap<Key, (MessageId, u64)>,
+    map: hashbrown::HashMap<Arc<Key>, (MessageId, u64), foldhash::quality::RandomState>,
     /// Insertion order with times, for expiry.
-    order: VecDeque<(u64, Key)>,
+    order: VecDeque<(u64, Arc<Key>)>,
 }
 
 /// Remembers `(tenant, client_ref) → message id` for the dedupe window.
+///
+/// Keys come from upstream, so the maps use a randomly seeded hasher
+/// (foldhash's quality variant: fast, and not predictable from outside).
 #[derive(Debug)]
 pub struct Dedupe {
     shards: Box<[Mutex<Shard>]>,
     window_ms: u64,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::quality::RandomState,
 }
 
 impl Dedupe {
@@ -185,10 +203,8 @@ impl Dedupe {
     }
 
     fn shard(&self, tenant: &str, client_ref: &str) -> &Mutex<Shard> {
-        let mut h = self.hasher.build_hasher();
-        tenant.hash(&mut h);
-        client_ref.hash(&mut h);
-        &self.shards[(h.finish() as usize) % DEDUPE_SHARDS]
+        let h = self.hasher.hash_one(KeyRef { tenant, client_ref });
+        &self.shards[(h as usize) % DEDUPE_SHARDS]
     }
 
     /// Returns the id already given to this key, or records `id` for it.
@@ -201,13 +217,14 @@ impl Dedupe {
     ) -> Result<(), MessageId> {
         let mut s = self.shard(tenant, client_ref).lock();
         self.expire(&mut s, now_ms);
-        let key = Key {
-            tenant: tenant.clone(),
-            client_ref: client_ref.into(),
-        };
-        if let Some((existing, _)) = s.map.get(&key) {
+        let probe = KeyRef { tenant, client_ref };
+        if let Some((existing, _)) = s.map.get(&probe) {
             return Err(*existing);
         }
+        let key = Arc::new(Key {
+            tenant: tenant.clone(),
+            client_ref: client_ref.into(),
+        });
         s.map.insert(key.clone(), (id, now_ms));
         s.order.push_back((now_ms, key));
         Ok(())
@@ -226,10 +243,10 @@ impl Dedupe {
             return;
         }
         let mut s = self.shard(tenant, client_ref).lock();
-        let key = Key {
+        let key = Arc::new(Key {
             tenant: tenant.clone(),
             client_ref: client_ref.into(),
-        };
+        });
         if s.map.insert(key.clone(), (id, at_ms)).is_none() {
             s.order.push_back((at_ms, key));
         }
@@ -238,11 +255,7 @@ impl Dedupe {
     /// Forgets a key (its message could not be stored).
     pub fn forget(&self, tenant: &Arc<str>, client_ref: &str) {
         let mut s = self.shard(tenant, client_ref).lock();
-        let key = Key {
-            tenant: tenant.clone(),
-            client_ref: client_ref.into(),
-        };
-        s.map.remove(&key);
+        s.map.remove(&KeyRef { tenant, client_ref });
     }
 
     fn expire(&self, s: &mut Shard, now_ms: u64) {

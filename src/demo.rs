@@ -262,6 +262,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
             .outcomes
             .parse()
             .map_err(|e| anyhow::anyhow!("--outcomes: {e}"))?,
+        count_only: true,
         ..SmscConfig::default()
     })
     .await?;

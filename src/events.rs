@@ -17,7 +17,7 @@ use prost::Message as _;
 use tokio::sync::Notify;
 
 use crate::ingest::pb;
-use crate::journal::{Durable, Journal, PendingEvent};
+use crate::journal::{Journal, PendingEvent};
 use crate::ledger::Finalized;
 use crate::model::{DeliveryState, MessageId, now_ms};
 
@@ -40,9 +40,29 @@ struct Tenant {
     notify: Notify,
 }
 
+/// Publications waiting for the publisher task: many publications share one
+/// journal record and one sync (group commit of events).
+#[derive(Debug, Default)]
+struct Pending {
+    events: Vec<Arc<PendingEvent>>,
+    /// Sequence number of the last publication added.
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Publisher {
+    pending: Mutex<Pending>,
+    wake: Arc<Notify>,
+    /// Highest publication sequence number made durable (and ready).
+    done: tokio::sync::watch::Sender<u64>,
+    failed: std::sync::OnceLock<Arc<crate::journal::JournalError>>,
+    started: std::sync::OnceLock<()>,
+}
+
 /// Per-tenant event queues.
 #[derive(Debug)]
 pub struct EventHub {
+    publisher: Publisher,
     tenants: HashMap<Arc<str>, Tenant>,
     /// Carriers that deliver MMS (the rest deliver SMS).
     mms_carriers: std::collections::HashSet<Arc<str>>,
@@ -69,6 +89,13 @@ impl EventHub {
             journal,
             pending: AtomicU64::new(0),
             mms_carriers: Default::default(),
+            publisher: Publisher {
+                pending: Mutex::default(),
+                wake: Arc::new(Notify::new()),
+                done: tokio::sync::watch::Sender::new(0),
+                failed: std::sync::OnceLock::new(),
+                started: std::sync::OnceLock::new(),
+            },
         }
     }
 
@@ -145,8 +172,18 @@ impl EventHub {
         }
         self.pending
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let durable = self.journal.events(events.iter().map(|e| &**e));
-        Publish::spawn(self.clone(), events, durable)
+        let p = &self.publisher;
+        p.started.get_or_init(|| {
+            tokio::spawn(publisher(Arc::downgrade(self)));
+        });
+        let seq = {
+            let mut pending = p.pending.lock();
+            pending.events.extend(events);
+            pending.seq += 1;
+            pending.seq
+        };
+        p.wake.notify_one();
+        Publish(Some((p.done.subscribe(), seq, self.clone())))
     }
 
     fn make_ready(&self, events: &[Arc<PendingEvent>]) {
@@ -274,25 +311,48 @@ impl EventHub {
     }
 }
 
+/// Journals pending publications in batches (one record and one sync for
+/// all that queued while the previous batch was syncing), then hands their
+/// events to subscribers. Ends when the hub is gone.
+async fn publisher(hub: std::sync::Weak<EventHub>) {
+    let Some(wake) = hub.upgrade().map(|h| h.publisher.wake.clone()) else {
+        return;
+    };
+    loop {
+        let notified = wake.notified();
+        let Some(h) = hub.upgrade() else { return };
+        let (batch, upto) = {
+            let mut p = h.publisher.pending.lock();
+            (std::mem::take(&mut p.events), p.seq)
+        };
+        if batch.is_empty() {
+            drop(h);
+            // Re-check the hub now and then so the task ends with it.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), notified).await;
+            continue;
+        }
+        match h.journal.events(batch.iter().map(|e| &**e)).wait().await {
+            Ok(()) => h.make_ready(&batch),
+            Err(e) => {
+                tracing::error!(target: "sluice::events", error = %e, "journal failed; events not published");
+                let _ = h.publisher.failed.set(Arc::new(e));
+            }
+        }
+        h.publisher.done.send_replace(upto);
+    }
+}
+
 /// A publication in progress: resolves when its events are durable and
-/// visible to subscribers. The publication completes even if this handle is
-/// dropped (a task owns it), so a caller that goes away — a bind whose link
-/// dropped mid-receipt — cannot strand an event.
+/// visible to subscribers. The publisher task completes it even if this
+/// handle is dropped, so a caller that goes away — a bind whose link dropped
+/// mid-receipt — cannot strand an event.
 #[derive(Debug)]
 #[must_use = "await it to know the events are durable"]
-pub struct Publish(Option<tokio::task::JoinHandle<Result<(), Arc<crate::journal::JournalError>>>>);
+pub struct Publish(Option<(tokio::sync::watch::Receiver<u64>, u64, Arc<EventHub>)>);
 
 impl Publish {
     fn done() -> Publish {
         Publish(None)
-    }
-
-    fn spawn(hub: Arc<EventHub>, events: Vec<Arc<PendingEvent>>, durable: Durable) -> Publish {
-        Publish(Some(tokio::spawn(async move {
-            durable.wait().await.map_err(Arc::new)?;
-            hub.make_ready(&events);
-            Ok(())
-        })))
     }
 
     /// Waits for durability and hand-over to subscribers.
@@ -300,11 +360,15 @@ impl Publish {
     /// # Errors
     /// The journal failed; the events stay registered and are not sent.
     pub async fn wait(self) -> Result<(), Arc<crate::journal::JournalError>> {
-        match self.0 {
+        let Some((mut rx, seq, hub)) = self.0 else {
+            return Ok(());
+        };
+        if rx.wait_for(|done| *done >= seq).await.is_err() {
+            return Err(Arc::new(crate::journal::JournalError::Closed));
+        }
+        match hub.publisher.failed.get() {
+            Some(e) => Err(e.clone()),
             None => Ok(()),
-            Some(h) => h
-                .await
-                .unwrap_or_else(|_| Err(Arc::new(crate::journal::JournalError::Closed))),
         }
     }
 }

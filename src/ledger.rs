@@ -17,6 +17,10 @@ use crate::model::{DeliveryState, Message, MessageId};
 
 const SHARDS: usize = 64;
 
+/// Live entries of one shard. Keys are the gateway's own ids, so a fast
+/// unseeded-quality hasher is safe.
+type LiveMap = HashMap<u64, Entry, foldhash::fast::RandomState>;
+
 /// What became of one part (segment) of a dispatched message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -97,7 +101,7 @@ pub enum PartResult {
 /// The table of live messages.
 #[derive(Debug)]
 pub struct Ledger {
-    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+    shards: Box<[Mutex<LiveMap>]>,
     journal: Journal,
     live: AtomicU64,
     /// Routing notes of live messages (few: only fallbacks have one).
@@ -108,14 +112,16 @@ impl Ledger {
     /// An empty ledger writing through `journal`.
     pub fn new(journal: Journal) -> Ledger {
         Ledger {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LiveMap::default()))
+                .collect(),
             journal,
             live: AtomicU64::new(0),
             notes: dashmap::DashMap::new(),
         }
     }
 
-    fn shard(&self, id: MessageId) -> &Mutex<HashMap<u64, Entry>> {
+    fn shard(&self, id: MessageId) -> &Mutex<LiveMap> {
         &self.shards[(id.0 as usize) % SHARDS]
     }
 

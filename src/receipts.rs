@@ -79,7 +79,7 @@ pub struct Receipts {
     ledger: Arc<Ledger>,
     hub: Arc<EventHub>,
     /// (carrier, canonical id) → (message, part).
-    ids: DashMap<(Arc<str>, Box<str>), (MessageId, u32)>,
+    ids: DashMap<(Arc<str>, Box<str>), (MessageId, u32), foldhash::quality::RandomState>,
     early: Mutex<EarlyReceipts>,
     early_ttl: Duration,
     max_early: usize,
@@ -87,6 +87,8 @@ pub struct Receipts {
     multipart_grace: Duration,
     /// Multi-part messages with some parts reported: when the first was.
     partial: Mutex<HashMap<MessageId, Instant>>,
+    finals: crate::telemetry::CounterCache<(Arc<str>, DeliveryState)>,
+    receipts: crate::telemetry::CounterCache<Arc<str>>,
     /// Where inbound (MO) messages go; set once the gateway exists.
     inbound: std::sync::OnceLock<Arc<dyn InboundSink>>,
     /// Parts of concatenated inbound messages.
@@ -117,13 +119,20 @@ impl Receipts {
         Receipts {
             ledger,
             hub,
-            ids: DashMap::new(),
+            ids: DashMap::with_hasher(Default::default()),
             early: Mutex::default(),
             early_ttl: cfg.early_receipt_ttl,
             max_early: cfg.max_early_receipts,
             receipt_grace: cfg.receipt_grace,
             multipart_grace: cfg.multipart_grace,
             partial: Mutex::default(),
+            finals: crate::telemetry::CounterCache::new(|(tenant, state)| {
+                metrics::counter!("sluice_messages_final_total",
+                    "tenant" => tenant.to_string(), "state" => state.as_str())
+            }),
+            receipts: crate::telemetry::CounterCache::new(
+                |carrier| metrics::counter!("sluice_receipts_total", "carrier" => carrier.to_string()),
+            ),
             inbound: std::sync::OnceLock::new(),
             mo_parts: Mutex::new(text::Reassembler::new(10_000)),
         }
@@ -158,9 +167,8 @@ impl Receipts {
                     self.ids.remove(&(c.clone(), k.clone()));
                 }
             }
-            metrics::counter!("sluice_messages_final_total",
-                "tenant" => f.message.tenant.to_string(), "state" => f.state.as_str())
-            .increment(1);
+            self.finals
+                .increment(&(f.message.tenant.clone(), f.state), 1);
         }
         let p = self.hub.publish_final(&finals);
         async move {
@@ -516,7 +524,7 @@ impl CarrierSink for Receipts {
                 return Box::pin(async { CommandStatus::ESME_ROK });
             }
         };
-        metrics::counter!("sluice_receipts_total", "carrier" => carrier.to_string()).increment(1);
+        self.receipts.increment(carrier, 1);
         if !r.is_final() {
             return Box::pin(async { CommandStatus::ESME_ROK });
         }

@@ -157,6 +157,36 @@ fn describe() {
     describe_gauge!("sluice_journal_segments", "Journal segments on disk.");
 }
 
+/// Counter handles per label value, so hot paths do not hash label sets
+/// into the registry on every increment.
+#[derive(Debug)]
+pub struct CounterCache<K> {
+    make: fn(&K) -> metrics::Counter,
+    map: parking_lot::Mutex<std::collections::HashMap<K, metrics::Counter>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> CounterCache<K> {
+    /// A cache creating counters with `make` on first use of a key.
+    pub fn new(make: fn(&K) -> metrics::Counter) -> Self {
+        CounterCache {
+            make,
+            map: parking_lot::Mutex::default(),
+        }
+    }
+
+    /// Adds `n` to the counter of `key`.
+    pub fn increment(&self, key: &K, n: u64) {
+        let mut map = self.map.lock();
+        if let Some(c) = map.get(key) {
+            c.increment(n);
+            return;
+        }
+        let c = (self.make)(key);
+        c.increment(n);
+        map.insert(key.clone(), c);
+    }
+}
+
 /// Sets up `tracing` output (RUST_LOG, default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

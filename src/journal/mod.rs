@@ -310,16 +310,17 @@ impl Journal {
     fn send(&self, kind: Kind, payload: &impl prost::Message, durable: bool) -> Durable {
         let mut b = BytesMut::new();
         record::frame(&mut b, kind, payload);
+        self.send_bytes(b.freeze(), durable)
+    }
+
+    fn send_bytes(&self, bytes: Bytes, durable: bool) -> Durable {
         let (done, rx) = if durable {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
-        let sent = self.tx.send(Command::Append {
-            bytes: b.freeze(),
-            done,
-        });
+        let sent = self.tx.send(Command::Append { bytes, done });
         match (sent, rx) {
             (Err(_), _) => Durable(Err(JournalError::Closed)),
             (Ok(()), Some(rx)) => Durable(Ok(rx)),
@@ -334,13 +335,11 @@ impl Journal {
 
     /// Records accepted messages; durable once the result resolves.
     pub fn accept<'a>(&self, messages: impl IntoIterator<Item = &'a Message>) -> Durable {
-        let rec = record::Accept {
-            messages: messages
-                .into_iter()
-                .map(record::StoredMessage::from_message)
-                .collect(),
-        };
-        self.send(Kind::Accept, &rec, true)
+        let mut b = BytesMut::with_capacity(4096);
+        record::frame_with(&mut b, Kind::Accept, |dst| {
+            record::encode_accept(dst, messages)
+        });
+        self.send_bytes(b.freeze(), true)
     }
 
     /// Records that messages are about to be written to carriers:

@@ -201,3 +201,27 @@ async fn rotation_and_compaction_keep_carried_messages() {
     assert_eq!(rec.messages[0].carrier_ids, vec!["cid".to_string()]);
     assert_eq!(rec.next_message_id, 3);
 }
+
+#[test]
+fn hand_encoded_accept_matches_the_prost_encoding() {
+    use prost::Message as _;
+    let mut ms = vec![msg(1, "a"), msg(2, "b"), msg(3, "c")];
+    ms[1].from = Sender::parse("+14155550199").unwrap();
+    ms[1].subject = Some("subj".into());
+    ms[1].media = vec!["ab".repeat(32)];
+    ms[1].auto_reply = true;
+    ms[2].from = Sender::parse("ACME").unwrap();
+    ms[2].priority = Priority::Marketing;
+    ms[2].channel = ChannelPref::Mms;
+    ms[2].fallback = FallbackPolicy::None;
+    let mut b = BytesMut::new();
+    record::encode_accept(&mut b, &ms);
+    let decoded = record::Accept::decode(b.freeze()).unwrap();
+    let want = record::Accept {
+        messages: ms.iter().map(record::StoredMessage::from_message).collect(),
+    };
+    assert_eq!(decoded, want);
+    for (d, m) in decoded.messages.iter().zip(&ms) {
+        assert_eq!(&d.to_message().unwrap(), m);
+    }
+}

@@ -302,6 +302,7 @@ impl Embedded {
             outcomes: opts.outcomes.clone(),
             throttle_fraction: opts.throttle_fraction,
             disconnect_every: opts.disconnect_every,
+            count_only: true,
             ..SmscConfig::default()
         })
         .await?;

@@ -364,8 +364,13 @@ impl Dispatcher {
         while items.len() < DISPATCH_BATCH && (items.is_empty() || segments < available) {
             match q.pop(now, now_ms, &mut limits) {
                 Pop::Item(i) => {
-                    segments += text::plan_with(&i.message.text, &self.queue.text)
-                        .map_or(1, |p| p.segments.max(1));
+                    // Counted at push when limits count segments.
+                    segments += if self.queue.count_segments {
+                        i.permits as usize
+                    } else {
+                        text::plan_with(&i.message.text, &self.queue.text)
+                            .map_or(1, |p| p.segments.max(1))
+                    };
                     items.push(i);
                 }
                 Pop::WaitUntil(t) => {

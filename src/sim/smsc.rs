@@ -171,6 +171,10 @@ pub struct SmscConfig {
     /// Read (and write MO) GSM-7 text packed, 8 septets in 7 octets.
     #[arg(long)]
     pub gsm7_packed: bool,
+    /// Keep only a 128-bit fingerprint of each message (duplicates are still
+    /// counted; `texts()` is empty): for long load runs.
+    #[arg(long)]
+    pub count_only: bool,
 }
 
 impl Default for SmscConfig {
@@ -189,6 +193,7 @@ impl Default for SmscConfig {
             receipt_tlvs: false,
             part_receipts: PartReceipts::Each,
             gsm7_packed: false,
+            count_only: false,
         }
     }
 }
@@ -726,6 +731,7 @@ pub async fn start(cfg: SmscConfig) -> io::Result<Smsc> {
         log: Mutex::new(MessageLog {
             reassembler: Reassembler::new(REASSEMBLY_CAPACITY),
             texts: HashMap::new(),
+            fingerprints: HashMap::new(),
         }),
         router: Mutex::new(Router::default()),
         timer: Notify::new(),
@@ -842,6 +848,8 @@ struct Shared {
 struct MessageLog {
     reassembler: Reassembler<(Bytes, Bytes)>,
     texts: HashMap<(String, String, String), u32>,
+    /// Fingerprints of (source, dest, text) when `count_only`.
+    fingerprints: HashMap<u128, u32>,
 }
 
 impl Shared {
@@ -873,9 +881,23 @@ impl Shared {
         };
         let Some(text) = text else { return };
         inc(&self.stats.messages);
-        let src = String::from_utf8_lossy(&sm.source_addr).into_owned();
-        let dst = String::from_utf8_lossy(&sm.destination_addr).into_owned();
-        let count = log.texts.entry((src, dst, text)).or_insert(0);
+        let count = if self.cfg.count_only {
+            let fingerprint = |salt: u8| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::hash::DefaultHasher::new();
+                salt.hash(&mut h);
+                sm.source_addr.hash(&mut h);
+                sm.destination_addr.hash(&mut h);
+                text.hash(&mut h);
+                h.finish()
+            };
+            let key = (u128::from(fingerprint(1)) << 64) | u128::from(fingerprint(2));
+            log.fingerprints.entry(key).or_insert(0)
+        } else {
+            let src = String::from_utf8_lossy(&sm.source_addr).into_owned();
+            let dst = String::from_utf8_lossy(&sm.destination_addr).into_owned();
+            log.texts.entry((src, dst, text)).or_insert(0)
+        };
         *count += 1;
         if *count > 1 {
             inc(&self.stats.duplicates);

@@ -328,6 +328,9 @@ where
     let throttled =
         metrics::counter!("sluice_smpp_throttled_total", "carrier" => params.carrier.to_string());
     let latency = metrics::histogram!("sluice_smpp_response_seconds", "carrier" => params.carrier.to_string());
+    let carrier_label = params.carrier.clone();
+    // One handle per status seen: no registry lookup per response.
+    let mut response_counters: HashMap<u32, metrics::Counter> = HashMap::new();
 
     let result = loop {
         let now = Instant::now();
@@ -363,9 +366,12 @@ where
                                 Body::SubmitSmResp(r) => {
                                     if let Some(o) = outstanding.remove(&pdu.sequence_number) {
                                         latency.record(o.sent.elapsed().as_secs_f64());
-                                        metrics::counter!("sluice_smpp_responses_total",
-                                            "carrier" => params.carrier.to_string(),
-                                            "status" => status_label(pdu.command_status)).increment(1);
+                                        response_counters
+                                            .entry(pdu.command_status.0)
+                                            .or_insert_with(|| metrics::counter!("sluice_smpp_responses_total",
+                                                "carrier" => carrier_label.to_string(),
+                                                "status" => status_label(pdu.command_status)))
+                                            .increment(1);
                                         if pdu.command_status.is_ok() {
                                             aimd.on_accept(Instant::now());
                                         } else if pdu.command_status.is_temporary() {
