@@ -28,6 +28,10 @@ use crate::smpp::text;
 
 const TARGET: &str = "sluice::receipts";
 
+/// (carrier, canonical carrier id) → (message, part). Ids come from carriers,
+/// so the hasher is randomly seeded.
+type Correlation = DashMap<(Arc<str>, Box<str>), (MessageId, u32), foldhash::quality::RandomState>;
+
 /// No part waits for a receipt under that carrier id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no message part has that carrier id")]
@@ -79,7 +83,7 @@ pub struct Receipts {
     ledger: Arc<Ledger>,
     hub: Arc<EventHub>,
     /// (carrier, canonical id) → (message, part).
-    ids: DashMap<(Arc<str>, Box<str>), (MessageId, u32), foldhash::quality::RandomState>,
+    ids: Correlation,
     early: Mutex<EarlyReceipts>,
     early_ttl: Duration,
     max_early: usize,
