@@ -226,9 +226,17 @@ impl Receipts {
         code: u32,
         reason: &str,
     ) -> Result<Option<Publishing>, UnknownCarrierId> {
-        let found = candidate_ids(raw_id)
-            .into_iter()
-            .find_map(|k| self.ids.remove(&(carrier.clone(), k.into_boxed_str())));
+        // The id as given first (the common case), other renderings only then.
+        let canon = normalize_id(raw_id);
+        let found = self
+            .ids
+            .remove(&(carrier.clone(), canon.as_str().into()))
+            .or_else(|| {
+                candidate_ids(raw_id)
+                    .into_iter()
+                    .skip(1)
+                    .find_map(|k| self.ids.remove(&(carrier.clone(), k.into_boxed_str())))
+            });
         let Some((_, (id, part))) = found else {
             return Err(UnknownCarrierId);
         };

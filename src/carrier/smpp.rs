@@ -170,8 +170,12 @@ impl SmppCarrier {
             Sender::LongCode(_) => (1, 1),
             Sender::Alphanumeric(_) => (5, 0),
         };
-        let source = Bytes::from(m.from.address());
-        let dest = Bytes::from(m.to.digits());
+        let mut digits = itoa::Buffer::new();
+        let source = match &m.from {
+            Sender::ShortCode(s) | Sender::Alphanumeric(s) => Bytes::copy_from_slice(s.as_bytes()),
+            Sender::LongCode(n) => Bytes::copy_from_slice(digits.format(n.as_u64()).as_bytes()),
+        };
+        let dest = Bytes::copy_from_slice(digits.format(m.to.as_u64()).as_bytes());
         let validity = relative_validity(m.expires_at_ms.saturating_sub(now_ms()) / 1000);
         Ok(segments
             .into_iter()
@@ -367,7 +371,12 @@ pub fn relative_validity(secs: u64) -> Bytes {
     let (d, r) = (secs / 86_400, secs % 86_400);
     let (h, r) = (r / 3600, r % 3600);
     let (m, s) = (r / 60, r % 60);
-    Bytes::from(format!("0000{d:02}{h:02}{m:02}{s:02}000R"))
+    let mut out = *b"0000DDhhmmss000R";
+    for (i, v) in [d, h, m, s].into_iter().enumerate() {
+        out[4 + 2 * i] = b'0' + (v / 10) as u8;
+        out[5 + 2 * i] = b'0' + (v % 10) as u8;
+    }
+    Bytes::copy_from_slice(&out)
 }
 
 #[cfg(test)]

@@ -196,6 +196,10 @@ pub struct CarriedMessage<'a> {
     pub carrier_ids: &'a [String],
 }
 
+fn encoded_varint_len(v: u64) -> usize {
+    prost::encoding::encoded_len_varint(v)
+}
+
 /// Resolves when the records it stands for are synced.
 #[derive(Debug)]
 #[must_use = "a durable append is only durable once awaited"]
@@ -372,17 +376,27 @@ impl Journal {
     /// Records carrier ids of submitted parts: `(id, part, carrier_id)`.
     /// Not synced on its own (the next group commit carries it).
     pub fn submitted<'a>(&self, entries: impl IntoIterator<Item = (MessageId, u32, &'a str)>) {
-        let rec = record::Submitted {
-            entries: entries
-                .into_iter()
-                .map(|(id, part, cid)| record::SubmittedEntry {
-                    id: id.0,
-                    part,
-                    carrier_id: cid.to_owned(),
-                })
-                .collect(),
-        };
-        let _ = self.send(Kind::Submitted, &rec, false);
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        let mut st = self.shared.staged.lock();
+        for (id, part, cid) in entries {
+            let entry_len = 1
+                + encoded_varint_len(id.0)
+                + 1
+                + encoded_varint_len(u64::from(part))
+                + 1
+                + encoded_varint_len(cid.len() as u64)
+                + cid.len();
+            let b = &mut st.submitted;
+            encode_key(1, WireType::LengthDelimited, b);
+            encode_varint(entry_len as u64, b);
+            encode_key(1, WireType::Varint, b);
+            encode_varint(id.0, b);
+            encode_key(2, WireType::Varint, b);
+            encode_varint(u64::from(part), b);
+            encode_key(3, WireType::LengthDelimited, b);
+            encode_varint(cid.len() as u64, b);
+            bytes::BufMut::put_slice(b, cid.as_bytes());
+        }
     }
 
     /// Records events (a non-zero `message_id` also ends that message);
@@ -405,8 +419,7 @@ impl Journal {
     /// Records events the upstream acknowledged. Not synced on its own: a lost
     /// acknowledgement only means the event is sent again (at least once).
     pub fn event_ack(&self, ids: &[u64]) {
-        let rec = record::Ids { ids: ids.to_vec() };
-        let _ = self.send(Kind::EventAck, &rec, false);
+        self.shared.staged.lock().acks.extend_from_slice(ids);
     }
 
     /// Rewrites live messages into the head (compaction); durable once resolved.

@@ -52,7 +52,28 @@ pub(crate) struct Shared {
     pub bytes: AtomicU64,
     /// Segments on disk.
     pub segments: AtomicU64,
+    /// Records that need no sync of their own and whose order relative to
+    /// later records does not matter, gathered without a channel send or a
+    /// wake-up each (see [`Staged`]).
+    pub staged: parking_lot::Mutex<Staged>,
 }
+
+/// Records gathered in memory and written with the next batch (within
+/// [`STAGED_FLUSH`]): carrier ids of submitted parts and event
+/// acknowledgements. Both only ever refer to records already written (a
+/// part's dispatch is durable before it is submitted; an event is durable
+/// before it can be acknowledged), so writing them a little later, or after
+/// records enqueued after them, changes nothing on replay.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    /// Encoded `Submitted.entries` fields.
+    pub submitted: BytesMut,
+    /// Acknowledged event ids.
+    pub acks: Vec<u64>,
+}
+
+/// Longest a staged record waits for its write.
+pub(crate) const STAGED_FLUSH: Duration = Duration::from_millis(20);
 
 /// Name of segment `n` in `dir`.
 pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -169,13 +190,9 @@ impl Writer {
         // nothing more is appended, every later waiter gets the first error.
         let mut failed: Option<Arc<io::Error>> = None;
         loop {
-            // Block for the first command; while written bytes wait for a
-            // sync, wake up now and then to sync them even without a waiter.
-            let first = if unsynced {
-                rx.recv_timeout(Duration::from_millis(100))
-            } else {
-                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-            };
+            // Wait for the first command, waking up now and then to write
+            // staged records and to sync what was written without a waiter.
+            let first = rx.recv_timeout(STAGED_FLUSH);
             let timed_out = match first {
                 Ok(c) => {
                     self.take(c, &mut waiters, &mut control);
@@ -191,6 +208,7 @@ impl Writer {
                 Err(mpsc::RecvTimeoutError::Timeout) => true,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            self.take_staged();
             let shared = match &failed {
                 Some(e) => {
                     self.buf.clear();
@@ -223,6 +241,7 @@ impl Writer {
             }
         }
         if failed.is_none() {
+            self.take_staged();
             let _ = self.write_buf().and_then(|_| self.sync());
         }
     }
@@ -261,6 +280,25 @@ impl Writer {
 }
 
 impl Writer {
+    /// Moves staged records into the write buffer.
+    fn take_staged(&mut self) {
+        let (submitted, acks) = {
+            let mut st = self.shared.staged.lock();
+            if st.submitted.is_empty() && st.acks.is_empty() {
+                return;
+            }
+            (st.submitted.split(), std::mem::take(&mut st.acks))
+        };
+        let mut b = BytesMut::new();
+        if !submitted.is_empty() {
+            record::frame_with(&mut b, Kind::Submitted, |d| d.extend_from_slice(&submitted));
+        }
+        if !acks.is_empty() {
+            record::frame(&mut b, Kind::EventAck, &record::Ids { ids: acks });
+        }
+        self.buf.extend_from_slice(&b);
+    }
+
     /// Writes the buffered records to the head segment; true when it wrote.
     fn write_buf(&mut self) -> io::Result<bool> {
         if self.buf.is_empty() {
