@@ -39,3 +39,75 @@ async fn events_are_visible_only_when_durable_and_come_back_when_a_connection_dr
     assert_eq!(h.ack("t", 2, &[again[0].event_id]), 1);
     assert_eq!(h.pending(), 0);
 }
+
+#[test]
+fn hand_encoded_delivery_events_decode_as_prost_would_encode_them() {
+    use crate::ledger::Finalized;
+    use crate::model::{ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender};
+    let m = Arc::new(Message {
+        id: MessageId(77),
+        tenant: "t".into(),
+        client_ref: "ref-1".into(),
+        to: Msisdn::parse("+14155550100").unwrap(),
+        from: Sender::parse("12345").unwrap(),
+        text: "x".into(),
+        media: vec![],
+        subject: None,
+        channel: ChannelPref::Auto,
+        fallback: FallbackPolicy::SmsTextOnly,
+        campaign_id: "bf".into(),
+        expires_at_ms: 0,
+        priority: Priority::Marketing,
+        tags: vec![],
+        accepted_at_ms: 0,
+        auto_reply: false,
+    });
+    let mut mms = std::collections::HashSet::new();
+    mms.insert(Arc::<str>::from("mmsc"));
+    for (carrier, note, state) in [
+        (Some("smsc"), None, DeliveryState::Delivered),
+        (
+            Some("mmsc"),
+            Some("fallback to SMS with a link: x"),
+            DeliveryState::Failed,
+        ),
+        (None, None, DeliveryState::Expired),
+    ] {
+        let f = Finalized {
+            message: m.clone(),
+            state,
+            error_code: 7,
+            reason: "why".into(),
+            carrier: carrier.map(Arc::from),
+            parts: 3,
+            carrier_ids: vec![],
+            note: note.map(Arc::from),
+        };
+        let bytes = delivery_event(9, &f, 1234, &mms);
+        let decoded = pb::Event::decode(bytes).unwrap();
+        let Some(pb::event::Kind::Delivery(d)) = decoded.kind else {
+            panic!()
+        };
+        assert_eq!(decoded.event_id, 9);
+        assert_eq!(
+            (d.message_id, d.client_ref.as_str(), d.reason.as_str()),
+            (77, "ref-1", "why")
+        );
+        assert_eq!((d.error_code, d.at_ms, d.segments), (7, 1234, 3));
+        assert_eq!(d.carrier, carrier.unwrap_or_default());
+        assert_eq!(d.campaign_id, "bf");
+        assert_eq!(d.channel_reason, note.unwrap_or_default());
+        let want_channel = match carrier {
+            Some("mmsc") => pb::Channel::MmsUsed,
+            Some(_) => pb::Channel::SmsUsed,
+            None => pb::Channel::Unspecified,
+        };
+        assert_eq!(d.channel, want_channel as i32);
+        let want_state = match state {
+            DeliveryState::Delivered => pb::DeliveryState::StateDelivered,
+            DeliveryState::Failed => pb::DeliveryState::StateFailed,
+            _ => pb::DeliveryState::StateExpired,
+        };
+        assert_eq!(d.state, want_state as i32);
+    }
+}

@@ -55,7 +55,7 @@
 //!   Hex ids are lowercase, so `--receipt-id-format hex-upper` is a real
 //!   change of case.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -1219,7 +1219,8 @@ struct Conn {
     inbox_tx: mpsc::UnboundedSender<Outbound>,
     inbox: mpsc::UnboundedReceiver<Outbound>,
     /// deliver_sm written and not answered, by sequence number.
-    unacked: BTreeMap<u32, Outbound>,
+    /// Written deliver_sm awaiting their resp, by sequence number.
+    unacked: HashMap<u32, Outbound>,
     last_seq: u32,
     received: u64,
     rate: RateWindow,
@@ -1241,7 +1242,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _alive:
         out: BytesMut::with_capacity(16 * 1024),
         inbox_tx,
         inbox,
-        unacked: BTreeMap::new(),
+        unacked: HashMap::new(),
         last_seq: 0,
         received: 0,
         rate: RateWindow {
@@ -1587,7 +1588,11 @@ impl Conn {
         let mut router = sh.router.lock();
         router.detach(&bound.system_id, self.id);
         self.inbox.close();
-        let mut back: Vec<Outbound> = std::mem::take(&mut self.unacked).into_values().collect();
+        // In the order they were written (sequence numbers rise).
+        let mut unacked: Vec<(u32, Outbound)> =
+            std::mem::take(&mut self.unacked).into_iter().collect();
+        unacked.sort_unstable_by_key(|(seq, _)| *seq);
+        let mut back: Vec<Outbound> = unacked.into_iter().map(|(_, ob)| ob).collect();
         while let Ok(ob) = self.inbox.try_recv() {
             back.push(ob);
         }
