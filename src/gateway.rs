@@ -156,12 +156,21 @@ impl Gateway {
     }
 
     fn enqueue(&self, messages: &[Arc<Message>]) {
+        // Grouped per carrier queue: one lock and one wake-up per queue.
+        let mut by_queue: Vec<(Arc<schedule::CarrierQueue>, Vec<Arc<Message>>)> = Vec::new();
+        let mut push = |q: &Arc<schedule::CarrierQueue>, m: &Arc<Message>| match by_queue
+            .iter_mut()
+            .find(|(g, _)| Arc::ptr_eq(g, q))
+        {
+            Some((_, v)) => v.push(m.clone()),
+            None => by_queue.push((q.clone(), vec![m.clone()])),
+        };
         for m in messages {
             if !m.media.is_empty() {
                 match self.mms_route(m).cloned() {
                     Ok(mmsc) => {
                         if let Some(q) = self.scheduler.queue(&mmsc) {
-                            q.push(std::iter::once(m));
+                            push(q, m);
                         }
                     }
                     Err(reason) => self.fallback(m.clone(), reason),
@@ -169,7 +178,7 @@ impl Gateway {
                 continue;
             }
             match self.route(m.to).and_then(|c| self.scheduler.queue(c)) {
-                Some(q) => q.push(std::iter::once(m)),
+                Some(q) => push(q, m),
                 None => {
                     // Routes changed since acceptance: nothing can take it.
                     if let Some(f) = self.ledger.finish(
@@ -182,6 +191,9 @@ impl Gateway {
                     }
                 }
             }
+        }
+        for (q, ms) in by_queue {
+            q.push(ms.iter());
         }
     }
 

@@ -182,13 +182,14 @@ impl Receipts {
         }
     }
 
-    fn part_result(&self, id: MessageId, r: PartResult) -> Option<Publishing> {
+    /// What a part outcome means for its message: `Some` when it ended it.
+    fn finished(&self, id: MessageId, r: PartResult) -> Option<Finalized> {
         match r {
             PartResult::Final(f) => {
                 if f.parts > 1 {
                     self.partial.lock().remove(&id);
                 }
-                Some(Box::pin(self.publish(vec![f])))
+                Some(f)
             }
             PartResult::Partial => {
                 self.partial.lock().entry(id).or_insert_with(Instant::now);
@@ -198,34 +199,21 @@ impl Receipts {
         }
     }
 
-    fn apply_receipt(
-        &self,
-        carrier: &Arc<str>,
-        r: &Receipt,
-    ) -> Result<Option<Publishing>, UnknownCarrierId> {
-        let (state, reason) = receipt_outcome(&r.state);
-        self.report(
-            carrier,
-            &r.message_id,
-            state,
-            r.error_code.unwrap_or(0),
-            reason,
-        )
+    fn part_result(&self, id: MessageId, r: PartResult) -> Option<Publishing> {
+        self.finished(id, r)
+            .map(|f| Box::pin(self.publish(vec![f])) as Publishing)
     }
 
-    /// Applies a final outcome reported for carrier id `raw_id` (an SMPP
-    /// receipt, an MM7 delivery report).
-    ///
-    /// # Errors
-    /// [`UnknownCarrierId`] when no part has that id.
-    pub fn report(
+    /// Records a final outcome for carrier id `raw_id`; `Ok(Some)` when it
+    /// ended its message (to publish).
+    fn settle(
         &self,
         carrier: &Arc<str>,
         raw_id: &[u8],
         state: DeliveryState,
         code: u32,
         reason: &str,
-    ) -> Result<Option<Publishing>, UnknownCarrierId> {
+    ) -> Result<Option<Finalized>, UnknownCarrierId> {
         // The id as given first (the common case), other renderings only then.
         let canon = normalize_id(raw_id);
         let found = self
@@ -245,7 +233,113 @@ impl Receipts {
             error_code: code,
             reason: reason.into(),
         };
-        Ok(self.part_result(id, self.ledger.part_done(id, part, outcome)))
+        Ok(self.finished(id, self.ledger.part_done(id, part, outcome)))
+    }
+
+    fn apply_receipt(
+        &self,
+        carrier: &Arc<str>,
+        r: &Receipt,
+    ) -> Result<Option<Finalized>, UnknownCarrierId> {
+        let (state, reason) = receipt_outcome(&r.state);
+        self.settle(
+            carrier,
+            &r.message_id,
+            state,
+            r.error_code.unwrap_or(0),
+            reason,
+        )
+    }
+
+    /// Applies a final receipt; parks it when its id is not known yet (the
+    /// submit_sm_resp naming it may still be on its way).
+    fn settle_receipt(&self, carrier: &Arc<str>, r: Receipt) -> Option<Finalized> {
+        match self.apply_receipt(carrier, &r) {
+            Ok(f) => f,
+            Err(UnknownCarrierId) => {
+                let keys = candidate_ids(&r.message_id);
+                self.park(carrier, r);
+                // The id may have been published while we parked.
+                for k in keys {
+                    if self
+                        .ids
+                        .contains_key(&(carrier.clone(), k.clone().into_boxed_str()))
+                        && let Some(r) = self.take_early(carrier, &k)
+                    {
+                        return self.apply_receipt(carrier, &r).ok().flatten();
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Applies a final outcome reported for carrier id `raw_id` (an SMPP
+    /// receipt, an MM7 delivery report).
+    ///
+    /// # Errors
+    /// [`UnknownCarrierId`] when no part has that id.
+    pub fn report(
+        &self,
+        carrier: &Arc<str>,
+        raw_id: &[u8],
+        state: DeliveryState,
+        code: u32,
+        reason: &str,
+    ) -> Result<Option<Publishing>, UnknownCarrierId> {
+        Ok(self
+            .settle(carrier, raw_id, state, code, reason)?
+            .map(|f| Box::pin(self.publish(vec![f])) as Publishing))
+    }
+
+    /// A receipt, or an inbound message to forward; `None` for what needs
+    /// nothing more than an OK answer.
+    fn classify(&self, carrier: &Arc<str>, sm: DeliverSm) -> Delivered {
+        if !receipt::is_receipt(&sm) {
+            let from = String::from_utf8_lossy(&sm.source_addr).into_owned();
+            let to = String::from_utf8_lossy(&sm.destination_addr).into_owned();
+            let Some(text) = mo_text(&self.mo_parts, &sm, &from, &to) else {
+                // A part of a longer message: acknowledged; handled when complete.
+                return Delivered::Done;
+            };
+            return Delivered::Mo(InboundMo {
+                carrier: carrier.clone(),
+                channel: "sms",
+                from,
+                to,
+                text,
+            });
+        }
+        let r = match receipt::parse_receipt(&sm) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(target: TARGET, %carrier, error = %e, "unreadable receipt");
+                metrics::counter!("sluice_receipts_dropped_total", "reason" => "unreadable")
+                    .increment(1);
+                return Delivered::Done;
+            }
+        };
+        self.receipts.increment(carrier, 1);
+        if !r.is_final() {
+            return Delivered::Done;
+        }
+        match self.settle_receipt(carrier, r) {
+            Some(f) => Delivered::Final(f),
+            None => Delivered::Done,
+        }
+    }
+
+    fn forward(&self, mo: InboundMo) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
+        let Some(sink) = self.inbound.get().cloned() else {
+            return Box::pin(async { CommandStatus::ESME_RX_T_APPN });
+        };
+        Box::pin(async move {
+            match sink.inbound(mo).await {
+                Ok(()) => CommandStatus::ESME_ROK,
+                // Not durable: let the SMSC deliver it again later.
+                Err(()) => CommandStatus::ESME_RX_T_APPN,
+            }
+        })
     }
 
     fn park(&self, carrier: &Arc<str>, r: Receipt) {
@@ -468,9 +562,9 @@ impl CarrierSink for Receipts {
         self.ids
             .insert((carrier.clone(), key.clone().into_boxed_str()), (id, part));
         if let Some(r) = self.take_early(carrier, &key)
-            && let Ok(Some(fut)) = self.apply_receipt(carrier, &r)
+            && let Ok(Some(f)) = self.apply_receipt(carrier, &r)
         {
-            tokio::spawn(fut);
+            tokio::spawn(self.publish(vec![f]));
         }
     }
 
@@ -501,72 +595,60 @@ impl CarrierSink for Receipts {
         carrier: &Arc<str>,
         sm: DeliverSm,
     ) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
-        if !receipt::is_receipt(&sm) {
-            // Inbound (MO) message.
-            let from = String::from_utf8_lossy(&sm.source_addr).into_owned();
-            let to = String::from_utf8_lossy(&sm.destination_addr).into_owned();
-            let Some(text) = mo_text(&self.mo_parts, &sm, &from, &to) else {
-                // A part of a longer message: acknowledged; handled when complete.
-                return Box::pin(async { CommandStatus::ESME_ROK });
-            };
-            let Some(sink) = self.inbound.get().cloned() else {
-                return Box::pin(async { CommandStatus::ESME_RX_T_APPN });
-            };
-            let mo = InboundMo {
-                carrier: carrier.clone(),
-                channel: "sms",
-                from,
-                to,
-                text,
-            };
-            return Box::pin(async move {
-                match sink.inbound(mo).await {
-                    Ok(()) => CommandStatus::ESME_ROK,
-                    // Not durable: let the SMSC deliver it again later.
-                    Err(()) => CommandStatus::ESME_RX_T_APPN,
-                }
-            });
-        }
-        let r = match receipt::parse_receipt(&sm) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(target: TARGET, %carrier, error = %e, "unreadable receipt");
-                metrics::counter!("sluice_receipts_dropped_total", "reason" => "unreadable")
-                    .increment(1);
-                return Box::pin(async { CommandStatus::ESME_ROK });
-            }
-        };
-        self.receipts.increment(carrier, 1);
-        if !r.is_final() {
-            return Box::pin(async { CommandStatus::ESME_ROK });
-        }
-        match self.apply_receipt(carrier, &r) {
-            Ok(Some(fut)) => Box::pin(async move {
-                fut.await;
-                CommandStatus::ESME_ROK
-            }),
-            Ok(None) => Box::pin(async { CommandStatus::ESME_ROK }),
-            Err(UnknownCarrierId) => {
-                let keys = candidate_ids(&r.message_id);
-                self.park(carrier, r);
-                // The id may have been published while we parked.
-                for k in keys {
-                    if self
-                        .ids
-                        .contains_key(&(carrier.clone(), k.clone().into_boxed_str()))
-                        && let Some(r) = self.take_early(carrier, &k)
-                        && let Ok(Some(fut)) = self.apply_receipt(carrier, &r)
-                    {
-                        return Box::pin(async move {
-                            fut.await;
-                            CommandStatus::ESME_ROK
-                        });
-                    }
-                }
-                Box::pin(async { CommandStatus::ESME_ROK })
+        match self.classify(carrier, sm) {
+            Delivered::Done => Box::pin(async { CommandStatus::ESME_ROK }),
+            Delivered::Mo(mo) => self.forward(mo),
+            Delivered::Final(f) => {
+                let p = self.publish(vec![f]);
+                Box::pin(async move {
+                    p.await;
+                    CommandStatus::ESME_ROK
+                })
             }
         }
     }
+
+    fn deliver_batch(
+        &self,
+        carrier: &Arc<str>,
+        batch: Vec<(u32, DeliverSm)>,
+    ) -> Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>> {
+        // Every receipt of a read burst ends in one publication: one journal
+        // record, one wait, one answer per PDU.
+        let mut finals = Vec::new();
+        let mut done = Vec::with_capacity(batch.len());
+        let mut mo = Vec::new();
+        for (seq, sm) in batch {
+            match self.classify(carrier, sm) {
+                Delivered::Done => done.push((seq, CommandStatus::ESME_ROK)),
+                Delivered::Final(f) => {
+                    finals.push(f);
+                    done.push((seq, CommandStatus::ESME_ROK));
+                }
+                Delivered::Mo(m) => mo.push((seq, self.forward(m))),
+            }
+        }
+        let publishing = (!finals.is_empty()).then(|| self.publish(finals));
+        Box::pin(async move {
+            if let Some(p) = publishing {
+                p.await;
+            }
+            for (seq, fut) in mo {
+                done.push((seq, fut.await));
+            }
+            done
+        })
+    }
+}
+
+/// What a deliver_sm came to.
+enum Delivered {
+    /// Nothing to wait for.
+    Done,
+    /// A receipt that ended its message.
+    Final(Finalized),
+    /// An inbound message to forward.
+    Mo(InboundMo),
 }
 
 #[cfg(test)]

@@ -36,6 +36,27 @@ pub trait CarrierSink: Send + Sync + 'static {
         carrier: &Arc<str>,
         sm: DeliverSm,
     ) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>>;
+
+    /// Several deliver_sm of one read burst, `(sequence_number, pdu)`;
+    /// resolves to the status of each answer. The default answers them one
+    /// by one.
+    fn deliver_batch(
+        &self,
+        carrier: &Arc<str>,
+        batch: Vec<(u32, DeliverSm)>,
+    ) -> Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>> {
+        let futs: Vec<_> = batch
+            .into_iter()
+            .map(|(seq, sm)| (seq, self.deliver(carrier, sm)))
+            .collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(futs.len());
+            for (seq, f) in futs {
+                out.push((seq, f.await));
+            }
+            out
+        })
+    }
 }
 
 pub use crate::config::Unanswered;

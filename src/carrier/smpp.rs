@@ -331,6 +331,13 @@ impl Handler for SmppCarrier {
         self.sink.deliver(&self.name, sm)
     }
 
+    fn deliver_batch(
+        &self,
+        batch: Vec<(u32, DeliverSm)>,
+    ) -> Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>> {
+        self.sink.deliver_batch(&self.name, batch)
+    }
+
     fn bind_state(&self, up: bool) {
         if up {
             self.binds_up.fetch_add(1, Ordering::AcqRel);

@@ -13,6 +13,12 @@
 //! [`RELEASE_AFTER`] without a refusal, or once the pace reaches the
 //! configured ceiling, the pace is dropped. The rate hovers between 70% and
 //! 100% of what the carrier tolerates.
+//!
+//! A cut needs a real signal: at least [`MIN_REFUSALS`] refusals making at
+//! least [`MIN_REFUSED_SHARE`] of the answers in the last second. Sending
+//! over a carrier's cap produces that at once; a carrier refusing a few
+//! percent at random (or one stray refusal) does not slow the bind down —
+//! the refused submits are simply retried.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -31,6 +37,10 @@ pub const INCREASE_EVERY: Duration = Duration::from_millis(500);
 pub const RELEASE_AFTER: Duration = Duration::from_secs(30);
 /// Lowest pace, messages per second.
 pub const FLOOR: f64 = 1.0;
+/// Refusals in the last second needed before a cut.
+pub const MIN_REFUSALS: usize = 5;
+/// Share of refused answers in the last second needed before a cut.
+pub const MIN_REFUSED_SHARE: f64 = 0.10;
 
 /// Accepted submits in the last second: the carrier's demonstrated capacity.
 #[derive(Debug, Default)]
@@ -69,6 +79,7 @@ pub struct Aimd {
     last_decrease: Option<Instant>,
     last_change: Instant,
     meter: Meter,
+    refusals: Meter,
 }
 
 impl Aimd {
@@ -81,6 +92,7 @@ impl Aimd {
             last_decrease: None,
             last_change: Instant::now(),
             meter: Meter::default(),
+            refusals: Meter::default(),
         }
     }
 
@@ -108,6 +120,12 @@ impl Aimd {
 
     /// The carrier refused for now: slow down.
     pub fn on_throttle(&mut self, now: Instant) {
+        self.refusals.record(now);
+        let refused = self.refusals.per_second(now);
+        let accepted = self.meter.per_second(now);
+        if (refused as usize) < MIN_REFUSALS || refused < (refused + accepted) * MIN_REFUSED_SHARE {
+            return;
+        }
         if self
             .last_decrease
             .is_some_and(|t| now.duration_since(t) < DECREASE_HOLD)
@@ -254,6 +272,27 @@ mod tests {
         );
     }
 
+    /// A carrier refusing 5% at random: the pace is never cut.
+    #[tokio::test(start_paused = true)]
+    async fn random_refusals_do_not_collapse_the_rate() {
+        let mut a = Aimd::new(None);
+        let start = Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < Duration::from_secs(10) {
+            let now = Instant::now();
+            a.on_send(now);
+            n += 1;
+            if n % 20 == 0 {
+                a.on_throttle(now);
+            } else {
+                a.on_accept(now);
+            }
+            a.on_tick(now);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(a.rate(), None);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn refusal_bursts_count_once_and_quiet_releases() {
         let mut a = Aimd::new(Some(1000.0));
@@ -262,7 +301,13 @@ mod tests {
             a.on_send(now);
             a.on_accept(now);
         }
+        // A stray refusal or two do not slow the bind down...
         a.on_throttle(now);
+        assert_eq!(a.rate(), None);
+        // ...a real share of refusals does.
+        for _ in 0..20 {
+            a.on_throttle(now);
+        }
         let first = a.rate().unwrap();
         assert!((first - 70.0).abs() < 1e-6, "{first}");
         a.on_throttle(now + Duration::from_millis(10));

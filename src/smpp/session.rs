@@ -34,8 +34,8 @@ use crate::schedule::rate::Rate;
 
 const TARGET: &str = "sluice::smpp";
 
-/// A deliver_sm's sequence number and the status to answer it with.
-type DeliverAnswer = Pin<Box<dyn Future<Output = (u32, CommandStatus)> + Send>>;
+/// The answers (sequence number, status) to a burst of deliver_sm.
+type DeliverAnswer = Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>>;
 
 /// Largest burst of PDUs read before the loop serves timers and writes.
 const READS_PER_TURN: usize = 256;
@@ -66,6 +66,25 @@ pub trait Handler: Send + Sync + 'static {
     /// The SMSC delivered a PDU (receipt or MO); resolves to the status of
     /// the deliver_sm_resp (sent only once it resolves, e.g. when durable).
     fn deliver(&self, sm: DeliverSm) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>>;
+
+    /// The deliver_sm of one read burst, `(sequence_number, pdu)`; resolves
+    /// to each answer's status. The default delivers them one by one.
+    fn deliver_batch(
+        &self,
+        batch: Vec<(u32, DeliverSm)>,
+    ) -> Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>> {
+        let futs: Vec<_> = batch
+            .into_iter()
+            .map(|(seq, sm)| (seq, self.deliver(sm)))
+            .collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(futs.len());
+            for (seq, f) in futs {
+                out.push((seq, f.await));
+            }
+            out
+        })
+    }
 
     /// A bind came up (bound) or went down.
     fn bind_state(&self, up: bool) {
@@ -347,6 +366,7 @@ where
             }
             first = reader.next() => {
                 // Read a burst: this one and whatever is already buffered.
+                let mut burst: Vec<(u32, DeliverSm)> = Vec::new();
                 let mut next = first;
                 let mut n = 0;
                 let ended = loop {
@@ -391,11 +411,7 @@ where
                                         handler.submit_resp(o.job, pdu.command_status, Bytes::new());
                                     }
                                 }
-                                Body::DeliverSm(sm) => {
-                                    let s = pdu.sequence_number;
-                                    let fut = handler.deliver(sm);
-                                    delivers.push(Box::pin(async move { (s, fut.await) }));
-                                }
+                                Body::DeliverSm(sm) => burst.push((pdu.sequence_number, sm)),
                                 Body::EnquireLink => Pdu::enquire_link_resp(pdu.sequence_number).encode(&mut wbuf),
                                 Body::EnquireLinkResp => {
                                     if enquire.is_some_and(|(s, _)| s == pdu.sequence_number) {
@@ -421,14 +437,21 @@ where
                         None => break None,
                     }
                 };
+                if !burst.is_empty() {
+                    delivers.push(handler.deliver_batch(burst));
+                }
                 if let Some(e) = ended {
                     break Err(e);
                 }
             }
-            Some((s, status)) = delivers.next(), if !delivers.is_empty() => {
-                Pdu::deliver_sm_resp(s, status).encode(&mut wbuf);
-                while let Some(Some((s, status))) = futures_util::FutureExt::now_or_never(delivers.next()) {
+            Some(answers) = delivers.next(), if !delivers.is_empty() => {
+                for (s, status) in answers {
                     Pdu::deliver_sm_resp(s, status).encode(&mut wbuf);
+                }
+                while let Some(Some(answers)) = futures_util::FutureExt::now_or_never(delivers.next()) {
+                    for (s, status) in answers {
+                        Pdu::deliver_sm_resp(s, status).encode(&mut wbuf);
+                    }
                 }
             }
             _ = handler.ready(), if may_send => {
