@@ -612,7 +612,7 @@ impl CarrierSink for Receipts {
         &self,
         carrier: &Arc<str>,
         batch: Vec<(u32, DeliverSm)>,
-    ) -> Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>> {
+    ) -> crate::smpp::session::DeliverAnswers {
         // Every receipt of a read burst ends in one publication: one journal
         // record, one wait, one answer per PDU.
         let mut finals = Vec::new();

@@ -44,7 +44,7 @@ pub trait CarrierSink: Send + Sync + 'static {
         &self,
         carrier: &Arc<str>,
         batch: Vec<(u32, DeliverSm)>,
-    ) -> Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>> {
+    ) -> crate::smpp::session::DeliverAnswers {
         let futs: Vec<_> = batch
             .into_iter()
             .map(|(seq, sm)| (seq, self.deliver(carrier, sm)))

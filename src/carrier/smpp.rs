@@ -331,10 +331,7 @@ impl Handler for SmppCarrier {
         self.sink.deliver(&self.name, sm)
     }
 
-    fn deliver_batch(
-        &self,
-        batch: Vec<(u32, DeliverSm)>,
-    ) -> Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>> {
+    fn deliver_batch(&self, batch: Vec<(u32, DeliverSm)>) -> crate::smpp::session::DeliverAnswers {
         self.sink.deliver_batch(&self.name, batch)
     }
 

@@ -282,7 +282,7 @@ mod tests {
             let now = Instant::now();
             a.on_send(now);
             n += 1;
-            if n % 20 == 0 {
+            if n.is_multiple_of(20) {
                 a.on_throttle(now);
             } else {
                 a.on_accept(now);

@@ -35,7 +35,7 @@ use crate::schedule::rate::Rate;
 const TARGET: &str = "sluice::smpp";
 
 /// The answers (sequence number, status) to a burst of deliver_sm.
-type DeliverAnswer = Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>>;
+pub type DeliverAnswers = Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>>;
 
 /// Largest burst of PDUs read before the loop serves timers and writes.
 const READS_PER_TURN: usize = 256;
@@ -69,10 +69,7 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The deliver_sm of one read burst, `(sequence_number, pdu)`; resolves
     /// to each answer's status. The default delivers them one by one.
-    fn deliver_batch(
-        &self,
-        batch: Vec<(u32, DeliverSm)>,
-    ) -> Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>> {
+    fn deliver_batch(&self, batch: Vec<(u32, DeliverSm)>) -> crate::smpp::session::DeliverAnswers {
         let futs: Vec<_> = batch
             .into_iter()
             .map(|(seq, sm)| (seq, self.deliver(sm)))
@@ -331,7 +328,7 @@ where
     // === session loop ===
     let can_submit = params.mode != BindMode::Receiver;
     let mut outstanding: HashMap<u32, Outstanding<H::Job>> = HashMap::with_capacity(params.window);
-    let mut delivers: FuturesUnordered<DeliverAnswer> = FuturesUnordered::new();
+    let mut delivers: FuturesUnordered<DeliverAnswers> = FuturesUnordered::new();
     let mut last_read = Instant::now();
     let mut enquire: Option<(u32, Instant)> = None;
     let mut paused_until: Option<Instant> = None;
