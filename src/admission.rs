@@ -6,7 +6,6 @@
 //! allocates ids or touches the journal.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,137 +152,152 @@ pub fn validate(
 
 const DEDUPE_SHARDS: usize = 32;
 
-/// A remembered key; shared by the map and the expiry queue (one allocation).
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Key {
-    tenant: Arc<str>,
-    client_ref: Box<str>,
-}
-
-/// A borrowed key: looks up without allocating. Hashes exactly like [`Key`]
-/// (both hash the two strings in order).
-#[derive(Hash)]
-struct KeyRef<'a> {
-    tenant: &'a str,
-    client_ref: &'a str,
-}
-
-impl hashbrown::Equivalent<Arc<Key>> for KeyRef<'_> {
-    fn equivalent(&self, k: &Arc<Key>) -> bool {
-        *k.tenant == *self.tenant && *k.client_ref == *self.client_ref
-    }
-}
-
 #[derive(Debug, Default)]
 struct Shard {
-    map: hashbrown::HashMap<Arc<Key>, (MessageId, u64), foldhash::quality::RandomState>,
-    /// Insertion order with times, for expiry.
-    order: VecDeque<(u64, Arc<Key>)>,
+    map: hashbrown::HashMap<u128, (MessageId, u64), foldhash::fast::RandomState>,
+    /// Insertion order: (accepted at, fingerprint, journal segment of the
+    /// Accept record; `u64::MAX` once in the dedupe log).
+    order: VecDeque<(u64, u128, u64)>,
+    /// `order[..logged]` are in the dedupe log.
+    logged: usize,
 }
 
 /// Remembers `(tenant, client_ref) → message id` for the dedupe window.
 ///
-/// Keys come from upstream, so the maps use a randomly seeded hasher
-/// (foldhash's quality variant: fast, and not predictable from outside).
+/// Keys are 128-bit fingerprints: SipHash under a secret per-node key,
+/// twice, so upstream cannot make two keys collide and an entry costs ~60
+/// bytes with no allocation of its own (tens of millions fit). Entries know
+/// the journal segment of their Accept record; when compaction deletes that
+/// segment they are appended to the dedupe log once (see
+/// [`Dedupe::take_unlogged_before`]), never rewritten per cycle.
 #[derive(Debug)]
 pub struct Dedupe {
     shards: Box<[Mutex<Shard>]>,
     window_ms: u64,
-    hasher: foldhash::quality::RandomState,
+    key: [u64; 2],
 }
 
 impl Dedupe {
-    /// An empty index remembering keys for `window`.
-    pub fn new(window: Duration) -> Dedupe {
+    /// An empty index remembering keys for `window`, fingerprinting with `key`.
+    pub fn new(window: Duration, key: [u8; 16]) -> Dedupe {
         Dedupe {
             shards: (0..DEDUPE_SHARDS).map(|_| Mutex::default()).collect(),
             window_ms: window.as_millis() as u64,
-            hasher: Default::default(),
+            key: [
+                u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
+                u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
+            ],
         }
     }
 
-    fn shard(&self, tenant: &str, client_ref: &str) -> &Mutex<Shard> {
-        let h = self.hasher.hash_one(KeyRef { tenant, client_ref });
-        &self.shards[(h as usize) % DEDUPE_SHARDS]
+    /// The dedupe window, ms.
+    pub fn window_ms(&self) -> u64 {
+        self.window_ms
     }
 
-    /// Returns the id already given to this key, or records `id` for it.
+    /// The fingerprint of a key.
+    pub fn fingerprint(&self, tenant: &str, client_ref: &str) -> u128 {
+        use std::hash::{Hash, Hasher};
+        #[allow(deprecated)] // SipHash-2-4 with our own key: exactly what is wanted here
+        let half = |salt: u8| {
+            let mut h = std::hash::SipHasher::new_with_keys(self.key[0], self.key[1]);
+            salt.hash(&mut h);
+            tenant.hash(&mut h);
+            client_ref.hash(&mut h);
+            h.finish()
+        };
+        (u128::from(half(1)) << 64) | u128::from(half(2))
+    }
+
+    fn shard(&self, fp: u128) -> &Mutex<Shard> {
+        &self.shards[(fp as usize) % DEDUPE_SHARDS]
+    }
+
+    /// Returns the id already given to this key, or records `id` for it
+    /// (its Accept record goes into journal segment `segment`).
     pub fn check_or_insert(
         &self,
         tenant: &Arc<str>,
         client_ref: &str,
         id: MessageId,
         now_ms: u64,
+        segment: u64,
     ) -> Result<(), MessageId> {
-        let mut s = self.shard(tenant, client_ref).lock();
+        let fp = self.fingerprint(tenant, client_ref);
+        let mut s = self.shard(fp).lock();
         self.expire(&mut s, now_ms);
-        let probe = KeyRef { tenant, client_ref };
-        if let Some((existing, _)) = s.map.get(&probe) {
+        if let Some((existing, _)) = s.map.get(&fp) {
             return Err(*existing);
         }
-        let key = Arc::new(Key {
-            tenant: tenant.clone(),
-            client_ref: client_ref.into(),
-        });
-        s.map.insert(key.clone(), (id, now_ms));
-        s.order.push_back((now_ms, key));
+        s.map.insert(fp, (id, now_ms));
+        s.order.push_back((now_ms, fp, segment));
         Ok(())
     }
 
-    /// Restores a key from the journal (ignored when outside the window).
-    pub fn restore(
-        &self,
-        tenant: &Arc<str>,
-        client_ref: &str,
-        id: MessageId,
-        at_ms: u64,
-        now_ms: u64,
-    ) {
+    /// Restores a key (ignored when outside the window); `segment` is
+    /// `None` for keys already in the dedupe log.
+    pub fn restore(&self, fp: u128, id: MessageId, at_ms: u64, now_ms: u64, segment: Option<u64>) {
         if at_ms + self.window_ms < now_ms {
             return;
         }
-        let mut s = self.shard(tenant, client_ref).lock();
-        let key = Arc::new(Key {
-            tenant: tenant.clone(),
-            client_ref: client_ref.into(),
-        });
-        if s.map.insert(key.clone(), (id, at_ms)).is_none() {
-            s.order.push_back((at_ms, key));
+        let mut s = self.shard(fp).lock();
+        if s.map.insert(fp, (id, at_ms)).is_none() {
+            s.order.push_back((at_ms, fp, segment.unwrap_or(u64::MAX)));
         }
     }
 
     /// Forgets a key (its message could not be stored).
     pub fn forget(&self, tenant: &Arc<str>, client_ref: &str) {
-        let mut s = self.shard(tenant, client_ref).lock();
-        s.map.remove(&KeyRef { tenant, client_ref });
+        let fp = self.fingerprint(tenant, client_ref);
+        self.shard(fp).lock().map.remove(&fp);
     }
 
     fn expire(&self, s: &mut Shard, now_ms: u64) {
-        while let Some((at, _)) = s.order.front() {
+        while let Some(&(at, fp, _)) = s.order.front() {
             if at + self.window_ms >= now_ms {
                 break;
             }
-            let (_, key) = s.order.pop_front().expect("front exists");
-            if let Some((_, stored_at)) = s.map.get(&key)
-                && stored_at + self.window_ms < now_ms
+            s.order.pop_front();
+            s.logged = s.logged.saturating_sub(1);
+            if s.map
+                .get(&fp)
+                .is_some_and(|(_, stored)| stored + self.window_ms < now_ms)
             {
-                s.map.remove(&key);
+                s.map.remove(&fp);
             }
         }
     }
 
-    /// Every remembered key: `(tenant, client_ref, id, accepted_at_ms)`.
-    pub fn entries(&self) -> Vec<(Arc<str>, Box<str>, MessageId, u64)> {
+    /// Keys whose Accept record is in a journal segment below `segment`, or
+    /// that were accepted before `older_than_ms` (their Accept is durable by
+    /// then, or failed and was forgotten), and that are not yet in the dedupe
+    /// log; marks them logged. Called every second (a steady trickle) and by
+    /// compaction before it deletes segments.
+    pub fn take_unlogged(&self, segment: u64, older_than_ms: u64) -> Vec<(u128, u64, u64)> {
         let mut out = Vec::new();
         for s in self.shards.iter() {
-            let s = s.lock();
-            out.extend(
-                s.map
-                    .iter()
-                    .map(|(k, (id, at))| (k.tenant.clone(), k.client_ref.clone(), *id, *at)),
-            );
+            let mut s = s.lock();
+            let Shard { map, order, logged } = &mut *s;
+            while *logged < order.len() {
+                let (at, fp, seg) = order[*logged];
+                if seg != u64::MAX && seg >= segment && at >= older_than_ms {
+                    break;
+                }
+                if seg != u64::MAX
+                    && let Some((id, _)) = map.get(&fp)
+                {
+                    out.push((fp, id.0, at));
+                }
+                order[*logged].2 = u64::MAX;
+                *logged += 1;
+            }
         }
         out
+    }
+
+    /// [`Dedupe::take_unlogged`] by segment only.
+    pub fn take_unlogged_before(&self, segment: u64) -> Vec<(u128, u64, u64)> {
+        self.take_unlogged(segment, 0)
     }
 
     /// Keys remembered.

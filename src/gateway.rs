@@ -51,6 +51,7 @@ pub struct Gateway {
     scheduler: Arc<Scheduler>,
     carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
     dedupe: Dedupe,
+    dedupe_log: crate::journal::dedupe_log::DedupeLog,
     tenants: HashMap<String, TenantEntry>,
     routes: Vec<(String, Vec<Arc<str>>)>,
     failover_after: HashMap<Arc<str>, Duration>,
@@ -200,9 +201,20 @@ impl Gateway {
     /// Restores recovered messages and events (before ingest starts).
     fn restore(&self, rec: Recovered, recovery: Recovery) {
         let now = now_ms();
+        // Keys of Accept records still in the journal: logged when their
+        // (old) segments are compacted; keys already in the dedupe log: not.
         for (tenant, client_ref, id, at) in &rec.dedupe {
-            if let Some(t) = self.tenants.get(tenant) {
-                self.dedupe.restore(&t.name, client_ref, *id, *at, now);
+            let fp = self.dedupe.fingerprint(tenant, client_ref);
+            self.dedupe.restore(fp, *id, *at, now, Some(0));
+        }
+        match self.dedupe_log.load(now, self.dedupe.window_ms()) {
+            Ok(entries) => {
+                for (fp, id, at) in entries {
+                    self.dedupe.restore(fp, MessageId(id), at, now, None);
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: TARGET, error = %e, "dedupe log unreadable; retries of old batches may be sent again")
             }
         }
         self.hub.restore(rec.events);
@@ -300,15 +312,24 @@ impl Gateway {
             .events(events.iter().map(|e| &**e))
             .wait()
             .await?;
-        let keys = self.dedupe.entries();
-        for chunk in keys.chunks(4096) {
-            self.journal
-                .remember(chunk.iter().map(|(t, c, id, at)| (&**t, &**c, *id, *at)))
-                .wait()
-                .await?;
-        }
+        // Dedupe keys whose Accept records go with the old segments move to
+        // the dedupe log, once each.
+        let keys = self.dedupe.take_unlogged_before(head);
+        let (log, window, n) = (self.dedupe_log.clone(), self.dedupe.window_ms(), keys.len());
+        tokio::task::spawn_blocking(move || {
+            log.append(&keys)?;
+            log.prune(now_ms(), window).map(|_| ())
+        })
+        .await
+        .map_err(|e| {
+            crate::journal::JournalError::Io(
+                self.journal.dir().to_owned(),
+                std::io::Error::other(e),
+            )
+        })?
+        .map_err(|e| crate::journal::JournalError::Io(self.journal.dir().to_owned(), e))?;
         self.journal.delete_before(head).await?;
-        tracing::info!(target: TARGET, head, carried, events = events.len(), keys = keys.len(), "journal compacted");
+        tracing::info!(target: TARGET, head, carried, events = events.len(), keys = n, "journal compacted");
         Ok(())
     }
 }
@@ -329,6 +350,7 @@ impl Backend for Gateway {
             return Box::pin(std::future::ready(Vec::new()));
         };
         let first = self.journal.allocate_message_ids(messages.len() as u64);
+        let segment = self.journal.head_segment();
         let mut results = Vec::with_capacity(messages.len());
         let mut accepted: Vec<Arc<Message>> = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {
@@ -371,28 +393,30 @@ impl Backend for Gateway {
                         duplicate: false,
                     });
                 }
-                Ok(msg) => match self
-                    .dedupe
-                    .check_or_insert(tenant, &client_ref, msg.id, now)
-                {
-                    Err(existing) => results.push(pb::SubmitResult {
-                        client_ref,
-                        message_id: existing.0,
-                        reason: RejectReason::RejectNone as i32,
-                        detail: String::new(),
-                        duplicate: true,
-                    }),
-                    Ok(()) => {
-                        results.push(pb::SubmitResult {
+                Ok(msg) => {
+                    match self
+                        .dedupe
+                        .check_or_insert(tenant, &client_ref, msg.id, now, segment)
+                    {
+                        Err(existing) => results.push(pb::SubmitResult {
                             client_ref,
-                            message_id: msg.id.0,
+                            message_id: existing.0,
                             reason: RejectReason::RejectNone as i32,
                             detail: String::new(),
-                            duplicate: false,
-                        });
-                        accepted.push(Arc::new(msg));
+                            duplicate: true,
+                        }),
+                        Ok(()) => {
+                            results.push(pb::SubmitResult {
+                                client_ref,
+                                message_id: msg.id.0,
+                                reason: RejectReason::RejectNone as i32,
+                                detail: String::new(),
+                                duplicate: false,
+                            });
+                            accepted.push(Arc::new(msg));
+                        }
                     }
-                },
+                }
             }
         }
         if accepted.is_empty() {
@@ -569,7 +593,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map(|c| (Arc::<str>::from(c.name.as_str()), c.failover_after))
             .collect(),
         carriers: carriers.clone(),
-        dedupe: Dedupe::new(config.ingest.dedupe_window),
+        dedupe: Dedupe::new(
+            config.ingest.dedupe_window,
+            crate::journal::dedupe_log::load_or_create_key(
+                &config.journal_dir().join("dedupe.key"),
+            )?,
+        ),
+        dedupe_log: crate::journal::dedupe_log::DedupeLog::open(
+            &config.journal_dir().join("dedupe"),
+        )?,
         tenants,
         routes,
         max_live: config.journal.max_live_messages,
@@ -874,6 +906,15 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         n += 1;
         tokio::spawn(gw.receipts.sweep());
         gw.failover();
+        // Dedupe keys trickle into the dedupe log, so that compaction has
+        // little left to write at once.
+        let keys = gw.dedupe.take_unlogged(0, now_ms().saturating_sub(1000));
+        if !keys.is_empty() {
+            let log = gw.dedupe_log.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.append(&keys)).await {
+                tracing::error!(target: TARGET, error = %e, "dedupe log append failed");
+            }
+        }
         metrics::gauge!("sluice_live_messages").set(gw.ledger.live() as f64);
         metrics::gauge!("sluice_events_pending").set(gw.hub.pending() as f64);
         metrics::gauge!("sluice_journal_bytes").set(gw.journal.bytes() as f64);

@@ -328,3 +328,57 @@ async fn transmitter_and_receiver_binds_work_as_a_pair() {
     assert_eq!(smsc.stats().binds, 3);
     gw.shutdown().await;
 }
+
+/// Dedupe keys outlive the journal segments holding their messages: after
+/// compaction deleted those segments and a restart, a retried batch still
+/// gets its original ids and nothing is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedupe_survives_compaction_and_restart() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.journal.segment_bytes = 1 << 20;
+    cfg.journal.max_segments = 2;
+    let gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+    let batch = |k: usize| -> Vec<_> {
+        (0..1000)
+            .map(|i| {
+                msg(
+                    &format!("dd-{k}-{i}"),
+                    &format!("+1416{k:03}{i:04}"),
+                    &"compaction filler text ".repeat(8),
+                )
+            })
+            .collect()
+    };
+    let first = accepted_ids(&client.submit(batch(0)).await.unwrap());
+    for k in 1..12 {
+        accepted_ids(&client.submit(batch(k)).await.unwrap());
+    }
+    eventually("all final", Duration::from_secs(30), || {
+        got.terminal_count() == 12_000
+    })
+    .await;
+    // Compaction runs every few seconds; wait for it to shrink the journal.
+    let journal = gw.gateway.journal().clone();
+    eventually("compacted", Duration::from_secs(30), || {
+        journal.segments() <= 2
+    })
+    .await;
+    gw.shutdown().await;
+    drop(journal);
+
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let (client, _) =
+        sluice::ingest::client::Client::connect(&gw.ingest_addr.to_string(), TENANT, TOKEN)
+            .await
+            .unwrap();
+    let again = client.submit(batch(0)).await.unwrap();
+    let ids: Vec<u64> = again.results.iter().map(|r| r.message_id).collect();
+    assert_eq!(ids, first);
+    assert!(again.results.iter().all(|r| r.duplicate));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smsc.stats().messages, 12_000);
+    gw.shutdown().await;
+}

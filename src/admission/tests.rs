@@ -56,19 +56,49 @@ fn each_problem_has_its_reason() {
 
 #[test]
 fn dedupe_returns_the_first_id_within_the_window() {
-    let d = Dedupe::new(Duration::from_secs(10));
+    let d = Dedupe::new(Duration::from_secs(10), [7; 16]);
     let t: Arc<str> = "acme".into();
     let u: Arc<str> = "other".into();
-    assert_eq!(d.check_or_insert(&t, "a", MessageId(1), 0), Ok(()));
+    assert_eq!(d.check_or_insert(&t, "a", MessageId(1), 0, 1), Ok(()));
     assert_eq!(
-        d.check_or_insert(&t, "a", MessageId(2), 5_000),
+        d.check_or_insert(&t, "a", MessageId(2), 5_000, 1),
         Err(MessageId(1))
     );
     // Another tenant's key space is separate.
-    assert_eq!(d.check_or_insert(&u, "a", MessageId(3), 15_000), Ok(()));
+    assert_eq!(d.check_or_insert(&u, "a", MessageId(3), 15_000, 1), Ok(()));
     // After the window the key is forgotten.
-    assert_eq!(d.check_or_insert(&t, "a", MessageId(4), 20_001), Ok(()));
+    assert_eq!(d.check_or_insert(&t, "a", MessageId(4), 20_001, 2), Ok(()));
     d.forget(&t, "a");
-    assert_eq!(d.check_or_insert(&t, "a", MessageId(5), 20_002), Ok(()));
+    assert_eq!(d.check_or_insert(&t, "a", MessageId(5), 20_002, 2), Ok(()));
     assert_eq!(d.len(), 2);
+    // Different keys, different fingerprints; the same key, the same one.
+    assert_ne!(d.fingerprint("acme", "a"), d.fingerprint("other", "a"));
+    assert_ne!(d.fingerprint("acme", "ab"), d.fingerprint("acmea", "b"));
+    assert_eq!(
+        d.fingerprint("acme", "a"),
+        Dedupe::new(Duration::from_secs(1), [7; 16]).fingerprint("acme", "a")
+    );
+}
+
+#[test]
+fn keys_go_to_the_dedupe_log_once_when_their_segment_is_compacted() {
+    let d = Dedupe::new(Duration::from_secs(3600), [1; 16]);
+    let t: Arc<str> = "t".into();
+    for i in 0..10u64 {
+        d.check_or_insert(
+            &t,
+            &format!("k{i}"),
+            MessageId(i + 1),
+            1000 + i,
+            if i < 6 { 3 } else { 5 },
+        )
+        .unwrap();
+    }
+    let first = d.take_unlogged_before(4);
+    assert_eq!(first.len(), 6);
+    assert!(d.take_unlogged_before(4).is_empty(), "logged once");
+    assert_eq!(d.take_unlogged_before(6).len(), 4);
+    // Restored from the log: never logged again.
+    d.restore(42, MessageId(99), 2000, 2000, None);
+    assert!(d.take_unlogged_before(100).is_empty());
 }

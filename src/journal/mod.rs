@@ -21,6 +21,7 @@
 //! bytes are synced. Compaction carries live records of old segments forward
 //! and deletes the segments (`gateway` drives it).
 
+pub mod dedupe_log;
 mod record;
 mod replay;
 mod writer;
@@ -495,9 +496,29 @@ impl Journal {
         self.tx
             .send(Command::DeleteBefore { before, done })
             .map_err(|_| JournalError::Closed)?;
-        rx.await
-            .map_err(|_| JournalError::Closed)?
-            .map_err(|e| JournalError::Io(self.dir.to_path_buf(), e))
+        let gone = rx.await.map_err(|_| JournalError::Closed)?;
+        let dir = self.dir.to_path_buf();
+        let io = |e| JournalError::Io(dir.clone(), e);
+        let dir2 = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            // One file at a time with a pause between: unlinking hundreds of
+            // megabytes at once stalls the file system journal, and with it
+            // the group commits of the live segment.
+            for (i, p) in gone.into_iter().enumerate() {
+                if i > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            std::fs::File::open(&dir2)?.sync_all()
+        })
+        .await
+        .map_err(|e| io(io::Error::other(e)))?
+        .map_err(io)
     }
 }
 

@@ -35,7 +35,7 @@ pub(crate) enum Command {
     /// Delete every segment numbered below `before` (never the head).
     DeleteBefore {
         before: u64,
-        done: oneshot::Sender<io::Result<()>>,
+        done: oneshot::Sender<Vec<PathBuf>>,
     },
 }
 
@@ -160,25 +160,21 @@ impl Writer {
         Ok(())
     }
 
-    fn delete_before(&mut self, before: u64) -> io::Result<()> {
+    /// Forgets the segments below `before` (never the head) and returns
+    /// their paths: the caller unlinks them, off this thread (unlinking
+    /// hundreds of megabytes must not stall appends).
+    fn delete_before(&mut self, before: u64) -> Vec<PathBuf> {
         let before = before.min(self.head);
-        let mut result = Ok(());
+        let mut gone = Vec::new();
         self.segments.retain(|&(n, _)| {
             if n >= before {
                 return true;
             }
-            match std::fs::remove_file(segment_path(&self.dir, n)) {
-                Ok(()) => false,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                Err(e) => {
-                    result = Err(e);
-                    true
-                }
-            }
+            gone.push(segment_path(&self.dir, n));
+            false
         });
-        sync_dir(&self.dir)?;
         self.publish();
-        result
+        gone
     }
 
     /// Runs until every sender is gone.
