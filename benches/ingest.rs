@@ -136,26 +136,26 @@ fn bench_admission(c: &mut Criterion) {
         .collect();
     g.throughput(Throughput::Elements(1));
     g.bench_function("dedupe_insert", |b| {
-        let dedupe = Dedupe::new(Duration::from_millis(100));
+        let dedupe = Dedupe::new(Duration::from_millis(100), [7; 16]);
         let mut i = 0usize;
         b.iter(|| {
             let key = &keys[i & ((1 << 20) - 1)];
             let at = now + (i / 1000) as u64;
             i += 1;
-            black_box(dedupe.check_or_insert(&tenant, key, MessageId(i as u64), at))
+            black_box(dedupe.check_or_insert(&tenant, key, MessageId(i as u64), at, 1))
         })
     });
     // A retried batch: every key is already known (100 k live keys).
     g.bench_function("dedupe_duplicate", |b| {
-        let dedupe = Dedupe::new(Duration::from_secs(86_400));
+        let dedupe = Dedupe::new(Duration::from_secs(86_400), [7; 16]);
         for (i, k) in keys.iter().take(100_000).enumerate() {
-            let _ = dedupe.check_or_insert(&tenant, k, MessageId(i as u64), now);
+            let _ = dedupe.check_or_insert(&tenant, k, MessageId(i as u64), now, 1);
         }
         let mut i = 0usize;
         b.iter(|| {
             let key = &keys[i % 100_000];
             i += 1;
-            black_box(dedupe.check_or_insert(&tenant, key, MessageId(0), now))
+            black_box(dedupe.check_or_insert(&tenant, key, MessageId(0), now, 1))
         })
     });
     g.finish();

@@ -46,6 +46,32 @@ impl DedupeLog {
     /// # Errors
     /// A write or sync failed.
     pub fn append(&self, entries: &[DedupeEntry]) -> io::Result<()> {
+        self.write(entries, true)
+    }
+
+    /// Appends entries without syncing: the steady trickle between
+    /// compactions (a sync per second would compete with the journal's group
+    /// commits). [`DedupeLog::sync`] makes them durable before the journal
+    /// segments holding their Accept records are deleted.
+    ///
+    /// # Errors
+    /// A write failed.
+    pub fn append_unsynced(&self, entries: &[DedupeEntry]) -> io::Result<()> {
+        self.write(entries, false)
+    }
+
+    /// Syncs every file of the log.
+    ///
+    /// # Errors
+    /// A sync failed.
+    pub fn sync(&self) -> io::Result<()> {
+        for (_, path) in self.files()? {
+            OpenOptions::new().append(true).open(path)?.sync_data()?;
+        }
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn write(&self, entries: &[DedupeEntry], sync: bool) -> io::Result<()> {
         let mut by_hour: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
         for (fp, id, at) in entries {
             let buf = by_hour.entry(at / HOUR_MS).or_default();
@@ -63,9 +89,14 @@ impl DedupeLog {
             batch.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
             batch.extend_from_slice(&body);
             f.write_all(&batch)?;
-            f.sync_data()?;
+            if sync {
+                f.sync_data()?;
+            }
         }
-        File::open(&self.dir)?.sync_all()
+        if sync {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Every entry accepted within `window_ms` before `now_ms`.
