@@ -913,7 +913,9 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         let keys = gw.dedupe.take_unlogged(0, now_ms().saturating_sub(1000));
         if !keys.is_empty() {
             let log = gw.dedupe_log.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.append_unsynced(&keys)).await {
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || log.append_unsynced(&keys)).await
+            {
                 tracing::error!(target: TARGET, error = %e, "dedupe log append failed");
             }
         }

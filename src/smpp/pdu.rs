@@ -1303,8 +1303,10 @@ impl Pdu {
                 sequence_number,
             });
         }
+        let mut frame = frame;
+        frame.advance(HEADER_LEN);
         let mut r = Reader {
-            buf: frame.slice(HEADER_LEN..),
+            buf: frame,
             frame_len,
             command_id,
             sequence_number,
@@ -1362,6 +1364,11 @@ impl Reader {
         let limit = max * C_STRING_SLACK;
         let window = &self.buf[..self.buf.len().min(limit)];
         match window.iter().position(|&b| b == 0) {
+            Some(0) => {
+                // Empty (most optional fields): no shared reference to take.
+                self.buf.advance(1);
+                Ok(Bytes::new())
+            }
             Some(nul) => {
                 let s = self.buf.split_to(nul);
                 self.buf.advance(1);
