@@ -1,0 +1,138 @@
+//! MM7: encoding a SubmitReq with a 100 KB image (criterion), then MM7
+//! submits per second through the MMSC simulator over real HTTP with the
+//! pooled client (printed; the same media for every recipient, encoded per
+//! request as the gateway does).
+//!
+//! `cargo bench --bench mm7`
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group};
+use sluice::mm7::Version;
+use sluice::mm7::client::{ClientConfig, Mm7Client, SubmitOutcome};
+use sluice::mm7::soap::{Address, MediaPart, SubmitReq};
+
+fn image() -> Bytes {
+    // 100 KB of incompressible bytes behind a JPEG header: the MMSC
+    // simulator does not decode images, the size is what matters here.
+    let mut v = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    let mut x: u32 = 7;
+    while v.len() < 100 * 1024 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push(x as u8);
+    }
+    Bytes::from(v)
+}
+
+fn encode(c: &mut Criterion) {
+    let img = image();
+    let sender = Address::ShortCode("12345".into());
+    let to = [Address::Number("+14155550100".into())];
+    let media = [MediaPart {
+        content_type: "image/jpeg",
+        content_id: "img-1",
+        bytes: img.clone(),
+    }];
+    let mut g = c.benchmark_group("mm7");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("submit_req_encode_100k_image", |b| {
+        b.iter(|| {
+            let req = SubmitReq {
+                transaction_id: "0000000000000001-0",
+                version: Version::default(),
+                vasp_id: Some("sluice"),
+                sender: Some(&sender),
+                recipients: &to,
+                delivery_report: true,
+                subject: Some("Black Friday"),
+                text: "Look at this!",
+                media: &media,
+                ..SubmitReq::default()
+            };
+            black_box(req.encode().body.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode);
+
+/// Submits `n` MMS with `concurrency` in flight through the simulator.
+async fn throughput(n: usize, concurrency: usize) -> f64 {
+    let mmsc = sluice::sim::mmsc::start(sluice::sim::mmsc::MmscConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = Arc::new(
+        Mm7Client::new(ClientConfig {
+            url: mmsc.url(),
+            max_connections: concurrency,
+            request_timeout: Duration::from_secs(30),
+            ..ClientConfig::default()
+        })
+        .unwrap(),
+    );
+    let img = image();
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let (client, img) = (client.clone(), img.clone());
+        tasks.push(tokio::spawn(async move {
+            let sender = Address::ShortCode("12345".into());
+            let to = [Address::Number(format!("+1415{i:07}"))];
+            let media = [MediaPart {
+                content_type: "image/jpeg",
+                content_id: "img-1",
+                bytes: img,
+            }];
+            let tid = format!("{i:016x}-0");
+            let req = SubmitReq {
+                transaction_id: &tid,
+                sender: Some(&sender),
+                recipients: &to,
+                delivery_report: true,
+                text: "Look at this!",
+                media: &media,
+                ..SubmitReq::default()
+            };
+            let r = client.submit(&req).await;
+            drop(permit);
+            matches!(r, Ok(SubmitOutcome::Accepted { .. }))
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(ok, n, "every submit accepted");
+    assert_eq!(mmsc.stats().accepted as usize, n);
+    n as f64 / secs
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for concurrency in [8, 32] {
+        let rate = rt.block_on(throughput(4000, concurrency));
+        println!(
+            "mm7/throughput: 4000 submits of a 100 KB image, {concurrency} in flight: {rate:.0} MMS/s"
+        );
+    }
+}
