@@ -10,7 +10,8 @@
 //! | `GET /admin/optouts/export?scope=S` | CSV `number,scope` |
 //! | `GET /admin/imports` | committed imports |
 //! | `POST /admin/carriers/{name}/pause`, `.../resume` | hold or release a carrier's traffic |
-//! | `GET /admin/queues` | per carrier: queued, paused, and why messages wait |
+//! | `GET /admin/queues` | per carrier: queued, held, paused, and why messages wait; spilled per tenant |
+//! | `GET /admin/messages/{id}` | where one message is (queued, spilled, dispatched) and what it waits for |
 //!
 //! Without `Authorization: Bearer <token>` a call gets 401; with a wrong
 //! token 403. Without `http.admin_token` configured the API answers 404.
@@ -26,8 +27,10 @@ use serde_json::json;
 use crate::compliance::Compliance;
 use crate::config::Secret;
 use crate::journal::OptChange;
-use crate::model::{Msisdn, now_ms};
+use crate::ledger::{Ledger, Stage};
+use crate::model::{MessageId, Msisdn, now_ms};
 use crate::schedule::Scheduler;
+use crate::spill::Spill;
 
 /// Largest request body (an import of tens of millions of rows fits).
 pub const MAX_BODY: usize = 1 << 30;
@@ -38,6 +41,8 @@ pub struct Admin {
     token: Option<Secret>,
     compliance: Arc<Compliance>,
     scheduler: Arc<Scheduler>,
+    ledger: Arc<Ledger>,
+    spill: Arc<Spill>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -99,11 +104,15 @@ impl Admin {
         token: Option<Secret>,
         compliance: Arc<Compliance>,
         scheduler: Arc<Scheduler>,
+        ledger: Arc<Ledger>,
+        spill: Arc<Spill>,
     ) -> Admin {
         Admin {
             token,
             compliance,
             scheduler,
+            ledger,
+            spill,
         }
     }
 
@@ -174,6 +183,10 @@ impl Admin {
             }
             (Method::GET, ["imports"]) => reply(StatusCode::OK, json!(self.compliance.imports())),
             (Method::GET, ["queues"]) => reply(StatusCode::OK, self.queues()),
+            (Method::GET, ["messages", id]) => match id.parse::<MessageId>() {
+                Ok(id) => reply(StatusCode::OK, self.message(id)),
+                Err(_) => error(StatusCode::BAD_REQUEST, "message id: 16 hex digits"),
+            },
             (Method::POST, ["carriers", name, action @ ("pause" | "resume")]) => {
                 match self.scheduler.queue(name) {
                     Some(q) => {
@@ -195,16 +208,73 @@ impl Admin {
     }
 
     fn queues(&self) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
+        let mut carriers = serde_json::Map::new();
         for name in self.scheduler.carriers() {
             if let Some(q) = self.scheduler.queue(&name) {
-                out.insert(
+                carriers.insert(
                     name.to_string(),
-                    json!({ "paused": q.is_paused(), "waiting": q.report() }),
+                    json!({ "paused": q.is_paused(), "held_quiet_hours": q.held(), "waiting": q.report() }),
                 );
             }
         }
-        serde_json::Value::Object(out)
+        let spilled: Vec<_> = self
+            .spill
+            .depths()
+            .into_iter()
+            .map(|(tenant, priority, n)| {
+                json!({ "tenant": &*tenant, "priority": priority.as_str(), "messages": n })
+            })
+            .collect();
+        json!({
+            "carriers": carriers,
+            "in_memory": self.scheduler.in_memory(),
+            "spilled": spilled,
+            "live": self.ledger.live(),
+        })
+    }
+
+    /// Where one message is and why it waits.
+    fn message(&self, id: MessageId) -> serde_json::Value {
+        let Some(entry) = self.ledger.get(id) else {
+            return if self.spill.may_hold(id) {
+                json!({ "id": id.to_string(), "stage": "spilled",
+                    "why": "queued on disk: the in-memory queues are full; paged in as they drain" })
+            } else {
+                json!({ "id": id.to_string(), "stage": "not live",
+                    "why": "finished (its event went upstream), never accepted, or spilled in a batch being paged in" })
+            };
+        };
+        let m = &entry.message;
+        match &entry.stage {
+            Stage::Queued => {
+                let found = self.scheduler.carriers().into_iter().find_map(|c| {
+                    let q = self.scheduler.queue(&c)?;
+                    q.explain(m).map(|w| (c, q.is_paused(), w))
+                });
+                match found {
+                    Some((carrier, paused, wait)) => json!({
+                        "id": id.to_string(), "stage": "queued", "tenant": &*m.tenant,
+                        "priority": m.priority.as_str(), "from": m.from.to_string(),
+                        "carrier": &*carrier, "paused": paused, "waiting": wait,
+                        "why": if paused { "its carrier is paused" } else { "waiting its turn and its permits (see waiting)" },
+                    }),
+                    None => json!({
+                        "id": id.to_string(), "stage": "queued", "tenant": &*m.tenant,
+                        "priority": m.priority.as_str(), "from": m.from.to_string(),
+                        "why": "held for quiet hours, or being dispatched right now",
+                    }),
+                }
+            }
+            Stage::Dispatched { carrier, parts } => {
+                let open = parts
+                    .iter()
+                    .filter(|p| !matches!(p, crate::ledger::Part::Done(_)))
+                    .count();
+                json!({ "id": id.to_string(), "stage": "dispatched", "carrier": &**carrier,
+                    "parts": parts.len(), "parts_open": open,
+                    "why": "sent; waiting for the carrier's answer or delivery receipt" })
+            }
+        }
     }
 
     async fn body(req: Request<Incoming>) -> Result<Bytes, Reply> {

@@ -290,8 +290,15 @@ pub struct JournalConfig {
     pub max_segments: u32,
     /// Crash recovery of dispatched-but-unanswered messages.
     pub recovery: Recovery,
-    /// Most messages accepted but not finished; past it ingest withholds credits.
+    /// Most messages accepted but not finished, in memory and spilled
+    /// together; past it ingest withholds credits.
     pub max_live_messages: u64,
+    /// Most queued messages kept in memory; beyond it accepted messages wait
+    /// in spill files under `<data_dir>/spill` and are paged in as the
+    /// queues drain.
+    pub max_queued_in_memory: u64,
+    /// Size at which a spill file is closed and a new one started.
+    pub spill_file_bytes: u64,
 }
 
 impl Default for JournalConfig {
@@ -301,7 +308,9 @@ impl Default for JournalConfig {
             segment_bytes: 64 << 20,
             max_segments: 8,
             recovery: Recovery::Unknown,
-            max_live_messages: 2_000_000,
+            max_live_messages: 20_000_000,
+            max_queued_in_memory: 1_000_000,
+            spill_file_bytes: 64 << 20,
         }
     }
 }

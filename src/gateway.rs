@@ -30,6 +30,7 @@ use crate::model::Sender;
 use crate::model::{DeliveryState, Message, MessageId, Msisdn, now_ms};
 use crate::receipts::{InboundMo, InboundSink, Receipts};
 use crate::schedule::{self, Scheduler};
+use crate::spill::Spill;
 use crate::telemetry::{self, Health};
 
 mod mms;
@@ -56,6 +57,15 @@ pub struct Gateway {
     routes: Vec<(String, Vec<Arc<str>>)>,
     failover_after: HashMap<Arc<str>, Duration>,
     max_live: u64,
+    /// Queued messages beyond `max_in_memory` wait on disk.
+    spill: Arc<Spill>,
+    max_in_memory: u64,
+    /// Paging in and compaction exclude each other: a message being paged
+    /// in is, for a moment, in neither the spill nor the ledger.
+    spill_gate: tokio::sync::Mutex<()>,
+    /// Segments the last compaction carried forward (not counted against
+    /// `max_segments`, or a large backlog would compact without end).
+    carried_segments: std::sync::atomic::AtomicU64,
     compliance: Arc<Compliance>,
     /// MMSC names, in configuration order.
     mmscs: Vec<Arc<str>>,
@@ -151,6 +161,16 @@ impl Gateway {
         &self.ledger
     }
 
+    /// Queued messages waiting on disk.
+    pub fn spill(&self) -> &Arc<Spill> {
+        &self.spill
+    }
+
+    /// The carrier queues.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.scheduler
+    }
+
     /// The journal.
     pub fn journal(&self) -> &Journal {
         &self.journal
@@ -195,6 +215,79 @@ impl Gateway {
         }
         for (q, ms) in by_queue {
             q.push(ms.iter());
+        }
+    }
+
+    /// Queues accepted messages in memory while the budget allows, and
+    /// spills the rest to disk (behind what their tenant and priority
+    /// already have there, to keep their order). Transactional traffic gets
+    /// an eighth of the budget on top, so another tenant's blast filling it
+    /// does not push a password reset to disk.
+    fn enqueue_or_spill(&self, messages: &[Arc<Message>]) {
+        let budget = self.max_in_memory;
+        let mut in_memory = self.scheduler.in_memory() as u64;
+        if self.spill.is_empty() && in_memory + messages.len() as u64 <= budget {
+            return self.enqueue(messages);
+        }
+        let mut keep = Vec::with_capacity(messages.len());
+        let mut out: Vec<Arc<Message>> = Vec::new();
+        let mut spilling: Vec<(&Arc<str>, crate::model::Priority)> = Vec::new();
+        for m in messages {
+            let key = (&m.tenant, m.priority);
+            let limit = match m.priority {
+                crate::model::Priority::Transactional => budget + budget / 8,
+                crate::model::Priority::Marketing => budget,
+            };
+            let behind = spilling.contains(&key) || self.spill.holds(&m.tenant, m.priority);
+            if !behind && in_memory < limit {
+                in_memory += 1;
+                keep.push(m.clone());
+            } else {
+                if !spilling.contains(&key) {
+                    spilling.push(key);
+                }
+                out.push(m.clone());
+            }
+        }
+        if !out.is_empty() {
+            match self.spill.push(&out) {
+                Ok(()) => self.ledger.forget(out.iter().map(|m| m.id)),
+                Err(e) => {
+                    tracing::error!(target: TARGET, error = %e, messages = out.len(),
+                        "spill write failed; keeping the messages in memory");
+                    keep.append(&mut out);
+                }
+            }
+        }
+        self.enqueue(&keep);
+    }
+
+    /// Pages spilled messages back in while the in-memory queues have room
+    /// (down to three quarters of the budget before a page is read).
+    async fn page_in(&self) {
+        while !self.spill.is_empty() {
+            let in_memory = self.scheduler.in_memory() as u64;
+            let room = self.max_in_memory.saturating_sub(in_memory);
+            if room < (self.max_in_memory / 4).max(1).min(self.spill.len()) {
+                return;
+            }
+            let _gate = self.spill_gate.lock().await;
+            let spill = self.spill.clone();
+            let max = room.min(50_000) as usize;
+            let taken = tokio::task::spawn_blocking(move || spill.take(max)).await;
+            let messages: Vec<Arc<Message>> = match taken {
+                Ok(Ok(ms)) => ms.into_iter().map(Arc::new).collect(),
+                Ok(Err(e)) => {
+                    tracing::error!(target: TARGET, error = %e, "paging in spilled messages failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if messages.is_empty() {
+                return;
+            }
+            self.ledger.admit(&messages);
+            self.enqueue(&messages);
         }
     }
 
@@ -294,7 +387,7 @@ impl Gateway {
             tracing::error!(target: TARGET, problem = %p, "unrecoverable journal entry");
         }
         tokio::spawn(self.receipts.publish(finals));
-        self.enqueue(&requeue);
+        self.enqueue_or_spill(&requeue);
     }
 
     /// Compaction: when the journal holds more than `max_segments`, rotate,
@@ -302,11 +395,17 @@ impl Gateway {
     /// segments. Safe because state is registered in memory before its
     /// record is written (see `ledger` and `events`).
     async fn compact(&self, max_segments: u64) -> Result<(), crate::journal::JournalError> {
-        if self.journal.segments() <= max_segments {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.journal.segments() <= max_segments + self.carried_segments.load(Relaxed) {
             return Ok(());
         }
+        let _gate = self.spill_gate.lock().await;
         let head = self.journal.rotate().await?;
-        let carried = self.ledger.carry().await?;
+        let mut carried = self.ledger.carry().await?;
+        carried += self.carry_spilled().await?;
+        // What was carried fills the segments from `head` on.
+        self.carried_segments
+            .store(self.journal.head_segment().saturating_sub(head), Relaxed);
         let events = self.hub.snapshot();
         self.journal
             .events(events.iter().map(|e| &**e))
@@ -333,6 +432,51 @@ impl Gateway {
         self.journal.delete_before(head).await?;
         tracing::info!(target: TARGET, head, carried, events = events.len(), keys = n, "journal compacted");
         Ok(())
+    }
+}
+
+impl Gateway {
+    /// Compaction's carry-forward of spilled messages (their Accept records
+    /// go with the old segments): read off disk batch by batch, written as
+    /// Carry records, a bounded number of syncs in flight.
+    async fn carry_spilled(&self) -> Result<usize, crate::journal::JournalError> {
+        use crate::journal::{CarriedMessage, Durable, JournalError};
+        if self.spill.is_empty() {
+            return Ok(0);
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Message>>(4);
+        let spill = self.spill.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            spill.for_each_batch(|ms| {
+                tx.blocking_send(ms)
+                    .map_err(|_| std::io::Error::other("compaction stopped"))
+            })
+        });
+        let mut count = 0;
+        let mut pending: std::collections::VecDeque<Durable> = Default::default();
+        while let Some(ms) = rx.recv().await {
+            count += ms.len();
+            pending.push_back(self.journal.carry(ms.iter().map(|m| CarriedMessage {
+                message: m,
+                carrier: None,
+                parts: 0,
+                carrier_ids: &[],
+            })));
+            if pending.len() > 16
+                && let Some(d) = pending.pop_front()
+            {
+                d.wait().await?;
+            }
+        }
+        for d in pending {
+            d.wait().await?;
+        }
+        let dir = self.journal.dir().to_owned();
+        reader
+            .await
+            .map_err(|e| JournalError::Io(dir.clone(), std::io::Error::other(e)))?
+            .map_err(|e| JournalError::Io(dir, e))?;
+        Ok(count)
     }
 }
 
@@ -432,7 +576,7 @@ impl Backend for Gateway {
                 Ok(()) => {
                     metrics::counter!("sluice_messages_accepted_total", "tenant" => accepted[0].tenant.to_string())
                         .increment(accepted.len() as u64);
-                    gw.enqueue(&accepted);
+                    gw.enqueue_or_spill(&accepted);
                 }
                 Err(e) => {
                     tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
@@ -467,7 +611,8 @@ impl Backend for Gateway {
     }
 
     fn headroom(&self) -> u64 {
-        self.max_live.saturating_sub(self.ledger.live())
+        self.max_live
+            .saturating_sub(self.ledger.live() + self.spill.len())
     }
 
     fn events(&self) -> &Arc<EventHub> {
@@ -607,6 +752,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tenants,
         routes,
         max_live: config.journal.max_live_messages,
+        spill: Arc::new(Spill::open(
+            &config.data_dir.join("spill"),
+            config.journal.spill_file_bytes,
+        )?),
+        max_in_memory: config.journal.max_queued_in_memory.max(1),
+        spill_gate: tokio::sync::Mutex::new(()),
+        carried_segments: std::sync::atomic::AtomicU64::new(0),
         compliance: compliance.clone(),
         mmscs,
         mms: config.mms.clone(),
@@ -712,6 +864,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.journal.max_segments.into(),
         shutdown.clone(),
     ));
+    tasks.spawn(page_in(gateway.clone(), shutdown.clone()));
 
     let health = Arc::new(Health::default());
     let pages = Some((media.clone(), links.clone()));
@@ -723,6 +876,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 config.http.admin_token.clone(),
                 compliance.clone(),
                 scheduler.clone(),
+                ledger.clone(),
+                gateway.spill.clone(),
             ));
             tasks.spawn(telemetry::serve_http(
                 l,
@@ -892,6 +1047,19 @@ impl Gateway {
         }
         metrics::counter!("sluice_auto_replies_total").increment(1);
         self.enqueue(&[m]);
+    }
+}
+
+/// Pages spilled messages in as the queues drain (every 20 ms).
+async fn page_in(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        gw.page_in().await;
     }
 }
 

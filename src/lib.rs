@@ -25,5 +25,6 @@ pub mod receipts;
 pub mod schedule;
 pub mod sim;
 pub mod smpp;
+pub mod spill;
 pub mod suppression;
 pub mod telemetry;

@@ -219,13 +219,23 @@ impl fmt::Display for Sender {
 // === message attributes ===
 
 /// Priority class: transactional traffic always goes ahead of marketing.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub enum Priority {
     /// One-to-one, time-sensitive (password resets, order updates).
     Transactional,
     /// Campaigns.
     #[default]
     Marketing,
+}
+
+impl Priority {
+    /// Lowercase name as shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Transactional => "transactional",
+            Priority::Marketing => "marketing",
+        }
+    }
 }
 
 /// Which channel the upstream prefers.

@@ -522,5 +522,21 @@ impl Journal {
     }
 }
 
+/// Encodes messages in the journal's own message format (an `Accept`
+/// payload, no framing): what the spill files hold.
+pub fn encode_messages<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item = &'a Message>) {
+    record::encode_accept(dst, messages);
+}
+
+/// Decodes what [`encode_messages`] wrote.
+///
+/// # Errors
+/// A readable reason when the bytes are not such a payload.
+pub fn decode_messages(payload: &[u8]) -> Result<Vec<Message>, String> {
+    use prost::Message as _;
+    let a = record::Accept::decode(payload).map_err(|e| e.to_string())?;
+    a.messages.iter().map(|m| m.to_message()).collect()
+}
+
 #[cfg(test)]
 mod tests;

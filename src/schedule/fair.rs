@@ -63,6 +63,26 @@ pub struct WaitReport {
     pub carrier_wait_s: f64,
 }
 
+/// Why one queued message waits (the admin API's per-message answer).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct MessageWait {
+    /// Messages ahead of it in its campaign's queue at its sender.
+    pub ahead_in_campaign: usize,
+    /// Messages queued at its sender (all campaigns of this tenant class).
+    pub sender_queued: usize,
+    /// Campaigns its sender interleaves.
+    pub sender_campaigns: usize,
+    /// Seconds until its sender's rate or daily cap allows the next message
+    /// (0: not parked).
+    pub sender_wait_s: f64,
+    /// Messages of its tenant and priority queued here.
+    pub tenant_class_queued: usize,
+    /// Seconds until its tenant's rate allows the next message.
+    pub tenant_wait_s: f64,
+    /// Seconds until the carrier-wide limit allows the next message.
+    pub carrier_wait_s: f64,
+}
+
 // === sender limits, shared by every carrier's queue ===
 
 #[derive(Debug)]
@@ -481,6 +501,37 @@ impl FairQueue {
             }
         }
         r
+    }
+}
+
+impl FairQueue {
+    /// Where message `m` waits in this queue and on what; `None` when it is
+    /// not queued here.
+    pub fn explain(&self, m: &crate::model::Message, now: Instant) -> Option<MessageWait> {
+        let secs = |at: Instant| at.saturating_duration_since(now).as_secs_f64();
+        let t = self.tenants.get(&m.tenant)?;
+        let tc = &t.classes[class_of(m.priority)];
+        let key = m.from.to_string();
+        let sq = tc.senders.get(key.as_str())?;
+        let ahead = sq
+            .campaigns
+            .get(m.campaign_id.as_str())?
+            .iter()
+            .position(|i| i.message.id == m.id)?;
+        let sender_wait_s = tc
+            .parked
+            .iter()
+            .find(|Reverse((_, _, s))| **s == *key)
+            .map_or(0.0, |Reverse((at, _, _))| secs(*at));
+        Some(MessageWait {
+            ahead_in_campaign: ahead,
+            sender_queued: sq.len,
+            sender_campaigns: sq.campaigns.len(),
+            sender_wait_s,
+            tenant_class_queued: tc.len,
+            tenant_wait_s: t.pace.as_ref().map_or(0.0, |p| secs(p.ready_at(now))),
+            carrier_wait_s: self.carrier.as_ref().map_or(0.0, |p| secs(p.ready_at(now))),
+        })
     }
 }
 

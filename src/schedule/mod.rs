@@ -176,6 +176,11 @@ impl CarrierQueue {
         self.fair.lock().report(Instant::now())
     }
 
+    /// Why message `m` waits here; `None` when it is not queued here.
+    pub fn explain(&self, m: &Message) -> Option<fair::MessageWait> {
+        self.fair.lock().explain(m, Instant::now())
+    }
+
     /// Takes every queued message out (failover).
     pub fn drain(&self) -> Vec<Item> {
         self.fair.lock().drain()
@@ -258,6 +263,12 @@ impl Scheduler {
     /// Messages waiting in every queue.
     pub fn queued(&self) -> usize {
         self.queues.values().map(|q| q.len()).sum()
+    }
+
+    /// Messages waiting in memory: queued plus held for quiet hours (what
+    /// `journal.max_queued_in_memory` bounds).
+    pub fn in_memory(&self) -> usize {
+        self.queues.values().map(|q| q.len() + q.held()).sum()
     }
 
     /// Moves what `from` holds to `to` (failover); returns how many moved.

@@ -73,7 +73,12 @@ impl Collected {
 
 /// Connects, subscribes and acknowledges every event, recording it.
 pub async fn subscriber(addr: &str) -> (Client, Collected) {
-    let (client, mut events) = Client::connect(addr, TENANT, TOKEN).await.unwrap();
+    subscriber_as(addr, TENANT, TOKEN).await
+}
+
+/// [`subscriber`] for another tenant.
+pub async fn subscriber_as(addr: &str, tenant: &str, token: &str) -> (Client, Collected) {
+    let (client, mut events) = Client::connect(addr, tenant, token).await.unwrap();
     client.subscribe(0).await.unwrap();
     let collected = Collected::default();
     let c = collected.clone();

@@ -1,0 +1,149 @@
+use super::*;
+use crate::model::{ChannelPref, FallbackPolicy, Msisdn, Sender};
+
+fn message(id: u64, tenant: &str, priority: Priority) -> Arc<Message> {
+    Arc::new(Message {
+        id: MessageId(id),
+        tenant: tenant.into(),
+        client_ref: format!("r{id}"),
+        to: Msisdn::parse("+14155550100").unwrap(),
+        from: Sender::parse("12345").unwrap(),
+        text: format!("message {id}: ünïcödé and a link https://x.example/{id}"),
+        media: vec![],
+        subject: Some("s".into()),
+        channel: ChannelPref::Auto,
+        fallback: FallbackPolicy::SmsTextOnly,
+        campaign_id: "spring".into(),
+        expires_at_ms: 1_000 + id,
+        priority,
+        tags: vec!["a".into()],
+        accepted_at_ms: 7,
+        auto_reply: false,
+    })
+}
+
+fn ids(ms: &[Message]) -> Vec<u64> {
+    ms.iter().map(|m| m.id.0).collect()
+}
+
+#[test]
+fn messages_come_back_whole_and_in_order_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spill::open(&dir.path().join("spill"), 1 << 20).unwrap();
+    let batch: Vec<_> = (1..=5)
+        .map(|i| message(i, "a", Priority::Marketing))
+        .collect();
+    s.push(&batch).unwrap();
+    s.push(&[message(6, "a", Priority::Marketing)]).unwrap();
+    assert_eq!(s.len(), 6);
+    assert!(s.holds(&"a".into(), Priority::Marketing));
+    assert!(!s.holds(&"a".into(), Priority::Transactional));
+    let got = s.take(100).unwrap();
+    assert_eq!(ids(&got), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(got[2], *batch[2], "every field survives the round trip");
+    assert!(s.is_empty());
+    assert!(s.take(100).unwrap().is_empty());
+}
+
+#[test]
+fn transactional_first_then_tenants_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spill::open(dir.path(), 1 << 20).unwrap();
+    for b in 0..3 {
+        let a: Vec<_> = (0..10)
+            .map(|i| message(100 + b * 10 + i, "a", Priority::Marketing))
+            .collect();
+        s.push(&a).unwrap();
+    }
+    s.push(&[message(1, "b", Priority::Marketing)]).unwrap();
+    s.push(&[message(2, "c", Priority::Transactional)]).unwrap();
+    // One batch each: c's transactional first, then a's and b's marketing
+    // in turn (a's second batch only after b's).
+    let first = s.take(1).unwrap();
+    assert_eq!(ids(&first), [2]);
+    let next = s.take(11).unwrap();
+    assert_eq!(next.len(), 11);
+    assert_eq!(next[0].id.0, 100);
+    assert_eq!(next[10].id.0, 1, "b is served before a's second batch");
+    assert_eq!(s.len(), 20);
+}
+
+#[test]
+fn files_roll_over_and_go_once_paged_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spill");
+    // Tiny files: every batch starts a new one.
+    let s = Spill::open(&path, 1).unwrap();
+    for i in 0..4 {
+        s.push(&[message(i, "a", Priority::Marketing)]).unwrap();
+    }
+    let files = || std::fs::read_dir(&path).unwrap().count();
+    assert_eq!(files(), 4);
+    assert_eq!(ids(&s.take(1).unwrap()), [0]);
+    assert_eq!(files(), 3, "a paged-in file is deleted");
+    assert_eq!(ids(&s.take(10).unwrap()), [1, 2, 3]);
+    assert_eq!(files(), 1, "the head stays until the next roll-over");
+    s.push(&[message(9, "a", Priority::Marketing)]).unwrap();
+    assert_eq!(files(), 1, "the emptied head went at the roll-over");
+}
+
+#[test]
+fn compaction_sees_every_spilled_message_and_ids_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spill::open(dir.path(), 1 << 20).unwrap();
+    s.push(&[
+        message(10, "a", Priority::Marketing),
+        message(12, "b", Priority::Marketing),
+    ])
+    .unwrap();
+    s.push(&[message(20, "a", Priority::Marketing)]).unwrap();
+    let mut seen = Vec::new();
+    s.for_each_batch(|ms| {
+        seen.extend(ids(&ms));
+        Ok::<_, io::Error>(())
+    })
+    .unwrap();
+    seen.sort_unstable();
+    assert_eq!(seen, [10, 12, 20]);
+    assert!(s.may_hold(MessageId(20)));
+    assert!(!s.may_hold(MessageId(30)));
+    let mut depths = s.depths();
+    depths.sort();
+    assert_eq!(
+        depths,
+        [
+            ("a".into(), Priority::Marketing, 2),
+            ("b".into(), Priority::Marketing, 1)
+        ]
+    );
+}
+
+#[test]
+fn a_damaged_batch_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spill::open(dir.path(), 1 << 20).unwrap();
+    s.push(&[message(1, "a", Priority::Marketing)]).unwrap();
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let mut bytes = std::fs::read(file.path()).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(file.path(), bytes).unwrap();
+    let e = s.take(10).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(s.is_empty(), "the batch is not retried forever");
+}
+
+#[test]
+fn opening_clears_what_a_previous_run_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spill::open(dir.path(), 1 << 20).unwrap();
+    s.push(&[message(1, "a", Priority::Marketing)]).unwrap();
+    drop(s);
+    let s = Spill::open(dir.path(), 1 << 20).unwrap();
+    assert!(s.is_empty());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
