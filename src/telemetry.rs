@@ -128,6 +128,22 @@ fn describe() {
         "sluice_inbound_dropped_total",
         "Inbound messages that could not be forwarded, by reason."
     );
+    describe_counter!(
+        "sluice_permit_waits_total",
+        "Times a limit made the queue wait, per carrier and level (carrier, tenant, sender, daily_cap)."
+    );
+    describe_gauge!(
+        "sluice_spilled_messages",
+        "Queued messages waiting on disk beyond the in-memory budget."
+    );
+    describe_counter!(
+        "sluice_spilled_messages_total",
+        "Messages written to the spill beyond the in-memory budget."
+    );
+    describe_counter!(
+        "sluice_paged_in_messages_total",
+        "Spilled messages paged back into memory."
+    );
     describe_gauge!(
         "sluice_queue_depth",
         "Messages waiting for dispatch per carrier."

@@ -12,7 +12,8 @@ use sluice::loadgen::{self, BenchOptions, Embedded};
 use tokio_util::sync::CancellationToken;
 
 /// Metrics the gateway must export.
-const REQUIRED: [&str; 10] = [
+const REQUIRED: [&str; 11] = [
+    "sluice_permit_waits_total",
     "sluice_messages_accepted_total",
     "sluice_messages_final_total",
     "sluice_smpp_submits_total",

@@ -63,6 +63,39 @@ pub struct WaitReport {
     pub carrier_wait_s: f64,
 }
 
+/// A limit level that can make the queue wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The carrier-wide rate (adaptive).
+    Carrier = 0,
+    /// A tenant's rate.
+    Tenant = 1,
+    /// A sender number's rate.
+    Sender = 2,
+    /// A sender's or brand's daily cap.
+    DailyCap = 3,
+}
+
+impl Level {
+    /// Every level, in index order.
+    pub const ALL: [Level; 4] = [
+        Level::Carrier,
+        Level::Tenant,
+        Level::Sender,
+        Level::DailyCap,
+    ];
+
+    /// Label value in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Carrier => "carrier",
+            Level::Tenant => "tenant",
+            Level::Sender => "sender",
+            Level::DailyCap => "daily_cap",
+        }
+    }
+}
+
 /// Why one queued message waits (the admin API's per-message answer).
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct MessageWait {
@@ -152,6 +185,7 @@ impl SenderLimits {
     }
 
     /// When `sender` may send `n` permits.
+    /// When the sender may send `n` permits, and which level holds it.
     fn ready_at(
         &mut self,
         key: &Arc<str>,
@@ -159,7 +193,7 @@ impl SenderLimits {
         now: Instant,
         now_ms: u64,
         n: u32,
-    ) -> Instant {
+    ) -> (Instant, Level) {
         let l = self.limit(key, sender);
         let mut at = l.pace.as_ref().map_or(now, |p| p.ready_at(now));
         let mut day_ms = l
@@ -169,10 +203,15 @@ impl SenderLimits {
         if let Some(b) = l.brand {
             day_ms = day_ms.max(self.brands[b].ready_at_ms(now_ms, n));
         }
+        let mut level = Level::Sender;
         if day_ms > now_ms {
-            at = at.max(now + Duration::from_millis(day_ms - now_ms));
+            let day = now + Duration::from_millis(day_ms - now_ms);
+            if day > at {
+                at = day;
+                level = Level::DailyCap;
+            }
         }
-        at
+        (at, level)
     }
 
     fn commit(&mut self, key: &Arc<str>, sender: &Sender, now: Instant, now_ms: u64, n: u32) {
@@ -281,6 +320,9 @@ pub struct FairQueue {
     carrier: Option<Pace>,
     len: usize,
     seq: u64,
+    /// Times each [`Level`] made a message wait, since the last
+    /// [`FairQueue::take_waits`].
+    waits: [u64; 4],
 }
 
 fn class_of(p: Priority) -> usize {
@@ -307,6 +349,7 @@ impl FairQueue {
             carrier: Pace::new(carrier_rate),
             len: 0,
             seq: 0,
+            waits: [0; 4],
         }
     }
 
@@ -371,6 +414,7 @@ impl FairQueue {
         if let Some(p) = &self.carrier {
             let at = p.ready_at(now);
             if at > now {
+                self.waits[Level::Carrier as usize] += 1;
                 return Pop::WaitUntil(at);
             }
         }
@@ -400,6 +444,7 @@ impl FairQueue {
                 if let Some(p) = &t.pace {
                     let at = p.ready_at(now);
                     if at > now {
+                        self.waits[Level::Tenant as usize] += 1;
                         self.seq += 1;
                         self.rings[class].ready.pop_front();
                         self.rings[class].parked.push(Reverse((at, self.seq, name)));
@@ -407,7 +452,7 @@ impl FairQueue {
                         continue;
                     }
                 }
-                match pop_sender(tc, now, now_ms, limits, &mut self.seq) {
+                match pop_sender(tc, now, now_ms, limits, &mut self.seq, &mut self.waits) {
                     Ok(item) => {
                         if let Some(p) = t.pace.as_mut() {
                             p.commit(now, item.permits);
@@ -448,6 +493,12 @@ impl FairQueue {
             Some(at) => Pop::WaitUntil(at.max(now + Duration::from_micros(1))),
             None => Pop::Empty,
         }
+    }
+
+    /// Times each level (indexed by [`Level`]) made a message wait since the
+    /// last call.
+    pub fn take_waits(&mut self) -> [u64; 4] {
+        std::mem::take(&mut self.waits)
     }
 
     /// Removes every queued message (failover to another carrier).
@@ -543,6 +594,7 @@ fn pop_sender(
     now_ms: u64,
     limits: &mut SenderLimits,
     seq: &mut u64,
+    waits: &mut [u64; 4],
 ) -> Result<Item, Instant> {
     while let Some(Reverse((at, _, _))) = tc.parked.peek() {
         if *at > now {
@@ -562,8 +614,9 @@ fn pop_sender(
         };
         let permits = front.permits;
         let sender = sq.sender.clone().expect("set on first push");
-        let at = limits.ready_at(&key, &sender, now, now_ms, permits);
+        let (at, level) = limits.ready_at(&key, &sender, now, now_ms, permits);
         if at > now {
+            waits[level as usize] += 1;
             *seq += 1;
             tc.parked.push(Reverse((at, *seq, key)));
             continue;

@@ -71,6 +71,7 @@ impl Mm7Dispatcher {
         )));
         let mut wake: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let observed = super::QueueMetrics::new(this.carrier.name());
         loop {
             if let Some(next) = this.queue.release_held(now_ms()) {
                 let at = Instant::now() + Duration::from_millis(next.saturating_sub(now_ms()));
@@ -99,6 +100,7 @@ impl Mm7Dispatcher {
             drop(first);
             let (items, next) = this.take_batch(sem.available_permits().max(1));
             wake = next;
+            observed.observe(&this.queue);
             if items.is_empty() {
                 continue;
             }

@@ -193,6 +193,39 @@ impl CarrierQueue {
     }
 }
 
+/// A carrier queue's metrics, registered once per dispatcher: depth and
+/// how often each limit level made it wait.
+pub(crate) struct QueueMetrics {
+    depth: metrics::Gauge,
+    waits: [metrics::Counter; 4],
+}
+
+impl QueueMetrics {
+    pub(crate) fn new(carrier: &str) -> QueueMetrics {
+        QueueMetrics {
+            depth: metrics::gauge!("sluice_queue_depth", "carrier" => carrier.to_string()),
+            waits: fair::Level::ALL.map(|l| {
+                metrics::counter!("sluice_permit_waits_total",
+                    "carrier" => carrier.to_string(), "level" => l.as_str())
+            }),
+        }
+    }
+
+    /// Publishes the queue's depth and the waits since the last call.
+    pub(crate) fn observe(&self, queue: &CarrierQueue) {
+        let (len, waits) = {
+            let mut q = queue.fair.lock();
+            (q.len(), q.take_waits())
+        };
+        self.depth.set(len as f64);
+        for (counter, n) in self.waits.iter().zip(waits) {
+            if n > 0 {
+                counter.increment(n);
+            }
+        }
+    }
+}
+
 /// Routes messages to carrier queues and runs their dispatchers.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -318,7 +351,7 @@ impl Dispatcher {
     /// Moves messages from the queue to the carrier until shutdown.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.carrier.name().clone();
-        let depth = metrics::gauge!("sluice_queue_depth", "carrier" => name.to_string());
+        let observed = QueueMetrics::new(&name);
         let mut wake: Option<Instant> = None;
         loop {
             // Held messages whose morning came go back in the queue.
@@ -352,7 +385,7 @@ impl Dispatcher {
             drop(first);
             let (items, next) = self.take_batch();
             wake = next;
-            depth.set(self.queue.len() as f64);
+            observed.observe(&self.queue);
             if items.is_empty() {
                 continue;
             }

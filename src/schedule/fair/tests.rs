@@ -111,6 +111,13 @@ async fn sender_rate_holds() {
     }
     let got = drive(&mut q, &mut limits, Duration::from_secs(10)).await;
     assert_rate(&got.iter().map(|g| g.0).collect::<Vec<_>>(), 50);
+    let waits = q.take_waits();
+    assert!(waits[Level::Sender as usize] >= 400, "{waits:?}");
+    assert_eq!(
+        waits[Level::Tenant as usize] + waits[Level::Carrier as usize],
+        0
+    );
+    assert_eq!(q.take_waits(), [0; 4], "taken once");
 }
 
 #[tokio::test(start_paused = true)]
@@ -126,6 +133,9 @@ async fn tenant_rate_holds_across_its_senders() {
     }
     let got = drive(&mut q, &mut no_limits(), Duration::from_secs(10)).await;
     assert_rate(&got.iter().map(|g| g.0).collect::<Vec<_>>(), 30);
+    let waits = q.take_waits();
+    assert!(waits[Level::Tenant as usize] >= 200, "{waits:?}");
+    assert_eq!(waits[Level::Sender as usize], 0, "{waits:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -141,6 +151,8 @@ async fn carrier_rate_holds_across_tenants() {
     }
     let got = drive(&mut q, &mut no_limits(), Duration::from_secs(10)).await;
     assert_rate(&got.iter().map(|g| g.0).collect::<Vec<_>>(), 80);
+    let waits = q.take_waits();
+    assert!(waits[Level::Carrier as usize] >= 700, "{waits:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -197,6 +209,7 @@ async fn daily_and_brand_caps_hold_until_the_next_utc_day() {
     };
     assert_eq!(by("12345"), 5, "sender daily cap");
     assert_eq!(by("23456"), 3, "brand daily cap");
+    assert!(q.take_waits()[Level::DailyCap as usize] >= 2);
     let now = Instant::now();
     let Pop::WaitUntil(at) = q.pop(now, 1_000_000_000 + 3_600_000, &mut limits) else {
         panic!()
