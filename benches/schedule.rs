@@ -3,6 +3,22 @@
 //! (`schedule::fair::FairQueue`, the structure inside `CarrierQueue` that the
 //! dispatcher pops from) with 100 tenants: push, and push + pop.
 //!
+//! `schedule/fair_queue_10k_senders` is the scheduler overhead per message
+//! with 100 tenants and 10,000 distinct sender numbers active: every tenant
+//! owns 100 long codes (`+14155550000`..`+14155559999`, tenant `t` has
+//! `+1415555tt00`..`+1415555tt99`), one message in five is transactional,
+//! marketing spreads over three campaigns per tenant. Messages come in
+//! ingest batches of 100 (one tenant per batch, spread over its numbers) and
+//! leave the way `Dispatcher::take_batch` takes them: `pop` until 512 with
+//! one `now`/`now_ms` read per batch. `paced` configures every level the
+//! dispatcher checks: a long-code rate and a daily cap on every sender (GCRA
+//! peek + commit and the cap inside `pop`), a rate per tenant and a carrier
+//! rate, all high enough to admit (the bench asserts that no `pop` waits),
+//! so it times the checks, not waiting. `steady` keeps a backlog of 100,000
+//! messages over the 10,000 senders and moves 500 messages through per
+//! iteration; `fill_drain` pushes 100,000 into an empty queue and pops them
+//! all.
+//!
 //! `FairQueue` is driven directly rather than through `CarrierQueue`: the
 //! queue's only public consumer is the dispatcher, which also encodes parts,
 //! journals the dispatch and waits for its sync, so timing it would not be
@@ -13,8 +29,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sluice::config::{SendersConfig, TenantConfig};
-use sluice::model::{ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender};
+use std::time::Duration;
+
+use sluice::config::{Secret, SendersConfig, TenantConfig};
+use sluice::model::{
+    ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender, now_ms,
+};
 use sluice::schedule::fair::{FairQueue, Item, Pop, SenderLimits};
 use sluice::schedule::rate::Rate;
 use tokio::time::Instant;
@@ -146,5 +166,212 @@ fn bench_fair_queue(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_rate, bench_fair_queue);
+// === 10,000 senders ===
+
+/// Sender numbers per tenant (100 tenants: 10,000 numbers).
+const SENDERS_PER_TENANT: usize = 100;
+/// Messages a dispatcher pops per batch (`schedule::DISPATCH_BATCH`).
+const DISPATCH_BATCH: usize = 512;
+/// Backlog of the steady-state bench and size of the fill/drain bench.
+const BACKLOG: usize = 100_000;
+/// Messages moved through the queue per steady-state iteration.
+const STEADY: usize = 500;
+
+/// SplitMix64: deterministic, well-spread numbers without a dependency.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The `n`-th message as ingest admits it: batch `n / 100` comes from tenant
+/// `(n / 100) % 100`, which spreads it over its 100 numbers.
+fn message_10k(n: usize, tenants: &[Arc<str>]) -> Arc<Message> {
+    let t = (n / BATCH) % TENANTS;
+    let r = mix(n as u64);
+    let sender = t * SENDERS_PER_TENANT + (r % SENDERS_PER_TENANT as u64) as usize;
+    let transactional = (r >> 8).is_multiple_of(5);
+    let (priority, campaign_id, text) = if transactional {
+        (
+            Priority::Transactional,
+            "order-updates".to_owned(),
+            format!(
+                "ACME: your order {:06} has shipped. Track it at acme.example/t/{r:x}",
+                r % 1_000_000
+            ),
+        )
+    } else {
+        (
+            Priority::Marketing,
+            format!(
+                "t{t:03}-{}",
+                ["spring-sale", "loyalty", "restock"][((r >> 16) % 3) as usize]
+            ),
+            format!(
+                "ACME spring sale: 25% off everything in store and online until Sunday. Use code SPRING25 at checkout. acme.example/s/{r:x} Reply STOP to opt out"
+            ),
+        )
+    };
+    Arc::new(Message {
+        id: MessageId(n as u64 + 1),
+        tenant: tenants[t].clone(),
+        client_ref: format!("cr-{t:03}-{n:015}"),
+        to: Msisdn::from_u64(12_000_000_000 + (r >> 20) % 7_999_999_999).expect("11 digits"),
+        from: Sender::parse(&format!("+1415555{sender:04}")).expect("valid long code"),
+        text,
+        media: vec![],
+        subject: None,
+        channel: ChannelPref::Sms,
+        fallback: FallbackPolicy::SmsTextOnly,
+        campaign_id,
+        expires_at_ms: u64::MAX,
+        priority,
+        tags: vec!["sms".into()],
+        accepted_at_ms: 0,
+        auto_reply: false,
+    })
+}
+
+/// Limits at every level the dispatcher checks, all admitting: 100,000/s per
+/// long code with a daily cap of 2^40, 1 M/s per tenant, 100 M/s for the
+/// carrier.
+fn admitting_limits(tenants: &[Arc<str>]) -> (SenderLimits, Vec<TenantConfig>, f64) {
+    let senders = SendersConfig {
+        long_code_rate: 100_000.0,
+        daily_cap: 1 << 40,
+        ..SendersConfig::default()
+    };
+    let tenant_config = tenants
+        .iter()
+        .map(|t| TenantConfig {
+            name: t.to_string(),
+            token: Secret::new("x"),
+            senders: vec![],
+            default_validity: Duration::from_secs(48 * 3600),
+            weight: 1,
+            rate: 1_000_000.0,
+            programs: vec![],
+            quiet_hours: None,
+        })
+        .collect();
+    (SenderLimits::new(senders), tenant_config, 100_000_000.0)
+}
+
+/// Pops up to `want` messages the way `Dispatcher::take_batch` does (one
+/// `now` per batch of [`DISPATCH_BATCH`]); panics if a limit made it wait.
+fn drain(q: &mut FairQueue, limits: &mut SenderLimits, want: usize) {
+    let mut n = 0;
+    while n < want {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let end = (n + DISPATCH_BATCH).min(want);
+        while n < end {
+            match q.pop(now, now_ms, limits) {
+                Pop::Item(item) => {
+                    black_box(&item);
+                    n += 1;
+                }
+                Pop::WaitUntil(at) => panic!(
+                    "a limit refused after {n} pops (wait {:?}); the bench must admit",
+                    at - now
+                ),
+                Pop::Empty => panic!("queue empty after {n} pops, wanted {want}"),
+            }
+        }
+    }
+}
+
+fn bench_fair_queue_10k_senders(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let tenants: Vec<Arc<str>> = (0..TENANTS)
+        .map(|t| Arc::from(format!("tenant-{t:03}")))
+        .collect();
+    let items: Vec<Item> = (0..BACKLOG)
+        .map(|n| Item {
+            message: message_10k(n, &tenants),
+            permits: 1,
+        })
+        .collect();
+    let senders: std::collections::HashSet<String> =
+        items.iter().map(|i| i.message.from.to_string()).collect();
+    let transactional = items
+        .iter()
+        .filter(|i| i.message.priority == Priority::Transactional)
+        .count();
+    eprintln!(
+        "fair_queue_10k_senders: {} messages, {} distinct senders, {} tenants, {:.1}% transactional",
+        items.len(),
+        senders.len(),
+        TENANTS,
+        100.0 * transactional as f64 / items.len() as f64
+    );
+
+    let mut g = c.benchmark_group("schedule/fair_queue_10k_senders");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(BACKLOG as u64));
+    for paced in [false, true] {
+        let name = if paced { "paced" } else { "unlimited" };
+        g.bench_function(format!("fill_drain_100k/{name}"), |b| {
+            let (mut limits, tenant_config, carrier_rate) = if paced {
+                admitting_limits(&tenants)
+            } else {
+                (SenderLimits::new(SendersConfig::default()), vec![], 0.0)
+            };
+            b.iter_batched(
+                || items.clone(),
+                |items| {
+                    let now = Instant::now();
+                    let mut q = FairQueue::new(&tenant_config, carrier_rate);
+                    for item in items {
+                        q.push(item, false, now);
+                    }
+                    drain(&mut q, &mut limits, BACKLOG);
+                    q
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.throughput(Throughput::Elements(STEADY as u64));
+    for paced in [false, true] {
+        let name = if paced { "paced" } else { "unlimited" };
+        g.bench_function(format!("steady_100k_backlog/{name}"), |b| {
+            let (mut limits, tenant_config, carrier_rate) = if paced {
+                admitting_limits(&tenants)
+            } else {
+                (SenderLimits::new(SendersConfig::default()), vec![], 0.0)
+            };
+            let mut q = FairQueue::new(&tenant_config, carrier_rate);
+            let now = Instant::now();
+            for item in &items {
+                q.push(item.clone(), false, now);
+            }
+            // Pushes cycle through the same 100,000 messages (ids repeat,
+            // which the queue does not look at).
+            let mut next = 0usize;
+            b.iter(|| {
+                let now = Instant::now();
+                for _ in 0..STEADY {
+                    q.push(items[next].clone(), false, now);
+                    next = (next + 1) % BACKLOG;
+                }
+                drain(&mut q, &mut limits, STEADY);
+            });
+            assert_eq!(q.len(), BACKLOG);
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_rate,
+    bench_fair_queue,
+    bench_fair_queue_10k_senders
+);
 criterion_main!(benches);
