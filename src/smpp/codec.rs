@@ -116,7 +116,7 @@ impl Encoder<&Pdu> for SmppCodec {
                 max: self.max_pdu_len,
             });
         }
-        pdu.encode(dst);
+        pdu.encode_len(length, dst);
         Ok(())
     }
 }

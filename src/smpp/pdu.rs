@@ -10,7 +10,15 @@
 //!
 //! - **Zero copy.** [`Pdu::decode`] takes one whole frame as [`Bytes`]; every
 //!   variable-length field of the result (C-octet strings, `short_message`, TLV
-//!   values, unknown bodies) is a [`Bytes::slice`] of that frame.
+//!   values, unknown bodies) is a [`Bytes::slice`] of that frame. The body
+//!   is read by offset over `&[u8]` and the `Bytes` are cut only once it has
+//!   all been checked; the frame's own reference becomes the last field
+//!   (`short_message`, or the last TLV's value) and empty fields take none, so
+//!   a typical submit_sm costs two reference counts beyond the frame's (its
+//!   addresses), not one per field.
+//! - **One write per PDU.** [`Pdu::encode`] reserves and zero-fills the PDU's
+//!   exact length once, then copies each field into place; fixed octets go out
+//!   in groups with the NUL before them.
 //! - **Never panic on input.** Every read is bounds-checked and every failure
 //!   is a [`PduError`] that says what could be read of the header, so a session
 //!   can answer with a `generic_nack` echoing the sequence number
@@ -39,6 +47,7 @@
 //!   `command_status` values are kept as they are; neither is an error.
 
 use std::fmt;
+use std::ops::Range;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -606,12 +615,13 @@ impl Tlv {
         4 + self.value.len()
     }
 
-    fn encode(&self, dst: &mut BytesMut) {
+    fn encode(&self, w: &mut Writer<'_>) {
         let len = u16::try_from(self.value.len())
             .expect("TLV value longer than 65,535 octets cannot be encoded");
-        dst.put_u16(self.tag);
-        dst.put_u16(len);
-        dst.put_slice(&self.value);
+        let [t0, t1] = self.tag.to_be_bytes();
+        let [l0, l1] = len.to_be_bytes();
+        w.put(&[t0, t1, l0, l1]);
+        w.put(&self.value);
     }
 }
 
@@ -624,9 +634,9 @@ fn tlvs_len(tlvs: &[Tlv]) -> usize {
     tlvs.iter().map(Tlv::encoded_len).sum()
 }
 
-fn encode_tlvs(tlvs: &[Tlv], dst: &mut BytesMut) {
+fn encode_tlvs(tlvs: &[Tlv], w: &mut Writer<'_>) {
     for tlv in tlvs {
-        tlv.encode(dst);
+        tlv.encode(w);
     }
 }
 
@@ -800,50 +810,77 @@ impl SubmitSm {
             + tlvs_len(&self.tlvs)
     }
 
-    fn encode(&self, dst: &mut BytesMut) {
+    fn encode(&self, w: &mut Writer<'_>) {
         let sm_length = u8::try_from(self.short_message.len())
             .expect("short_message longer than 255 octets cannot be encoded");
-        put_c(dst, &self.service_type);
-        dst.put_u8(self.source_addr_ton);
-        dst.put_u8(self.source_addr_npi);
-        put_c(dst, &self.source_addr);
-        dst.put_u8(self.dest_addr_ton);
-        dst.put_u8(self.dest_addr_npi);
-        put_c(dst, &self.destination_addr);
-        dst.put_u8(self.esm_class);
-        dst.put_u8(self.protocol_id);
-        dst.put_u8(self.priority_flag);
-        put_c(dst, &self.schedule_delivery_time);
-        put_c(dst, &self.validity_period);
-        dst.put_u8(self.registered_delivery);
-        dst.put_u8(self.replace_if_present_flag);
-        dst.put_u8(self.data_coding);
-        dst.put_u8(self.sm_default_msg_id);
-        dst.put_u8(sm_length);
-        dst.put_slice(&self.short_message);
-        encode_tlvs(&self.tlvs, dst);
+        // Each C-octet string's NUL goes out with the fixed octets after it.
+        w.put(&self.service_type);
+        w.put(&[0, self.source_addr_ton, self.source_addr_npi]);
+        w.put(&self.source_addr);
+        w.put(&[0, self.dest_addr_ton, self.dest_addr_npi]);
+        w.put(&self.destination_addr);
+        w.put(&[0, self.esm_class, self.protocol_id, self.priority_flag]);
+        w.put_c(&self.schedule_delivery_time);
+        w.put(&self.validity_period);
+        w.put(&[
+            0,
+            self.registered_delivery,
+            self.replace_if_present_flag,
+            self.data_coding,
+            self.sm_default_msg_id,
+            sm_length,
+        ]);
+        w.put(&self.short_message);
+        encode_tlvs(&self.tlvs, w);
     }
 
-    fn decode(r: &mut Reader) -> Result<SubmitSm, PduError> {
+    /// Decodes the body of `frame` (a whole submit_sm or deliver_sm).
+    ///
+    /// Inlined (as is [`Body::decode`]) so that the fields are written
+    /// straight into the caller's [`Pdu`], not moved through each wrapper.
+    #[inline(always)]
+    fn decode(frame: Bytes, command_id: u32, sequence_number: u32) -> Result<SubmitSm, PduError> {
+        let mut r = Reader::body(&frame, command_id, sequence_number);
         let service_type = r.c_string("service_type", max::SERVICE_TYPE)?;
-        let source_addr_ton = r.u8("source_addr_ton")?;
-        let source_addr_npi = r.u8("source_addr_npi")?;
+        let [source_addr_ton, source_addr_npi] =
+            r.octets(["source_addr_ton", "source_addr_npi"])?;
         let source_addr = r.c_string("source_addr", max::ADDR)?;
-        let dest_addr_ton = r.u8("dest_addr_ton")?;
-        let dest_addr_npi = r.u8("dest_addr_npi")?;
+        let [dest_addr_ton, dest_addr_npi] = r.octets(["dest_addr_ton", "dest_addr_npi"])?;
         let destination_addr = r.c_string("destination_addr", max::ADDR)?;
-        let esm_class = r.u8("esm_class")?;
-        let protocol_id = r.u8("protocol_id")?;
-        let priority_flag = r.u8("priority_flag")?;
+        let [esm_class, protocol_id, priority_flag] =
+            r.octets(["esm_class", "protocol_id", "priority_flag"])?;
         let schedule_delivery_time = r.c_string("schedule_delivery_time", max::TIME)?;
         let validity_period = r.c_string("validity_period", max::TIME)?;
-        let registered_delivery = r.u8("registered_delivery")?;
-        let replace_if_present_flag = r.u8("replace_if_present_flag")?;
-        let data_coding = r.u8("data_coding")?;
-        let sm_default_msg_id = r.u8("sm_default_msg_id")?;
-        let sm_length = r.u8("sm_length")?;
+        let [
+            registered_delivery,
+            replace_if_present_flag,
+            data_coding,
+            sm_default_msg_id,
+            sm_length,
+        ] = r.octets([
+            "registered_delivery",
+            "replace_if_present_flag",
+            "data_coding",
+            "sm_default_msg_id",
+            "sm_length",
+        ])?;
         let short_message = r.short_message(sm_length)?;
-        let tlvs = r.tlvs()?;
+        let (mut tlvs, last_tlv) = r.tlvs(&frame)?;
+        // Everything is checked: now take the references, the frame's own
+        // going to the last non-empty field.
+        let service_type = cut(&frame, service_type);
+        let source_addr = cut(&frame, source_addr);
+        let destination_addr = cut(&frame, destination_addr);
+        let schedule_delivery_time = cut(&frame, schedule_delivery_time);
+        let validity_period = cut(&frame, validity_period);
+        let short_message = match (last_tlv, tlvs.last_mut()) {
+            (Some(value), Some(tlv)) => {
+                let short_message = cut(&frame, short_message);
+                tlv.value = cut_last(frame, value);
+                short_message
+            }
+            _ => cut_last(frame, short_message),
+        };
         Ok(SubmitSm {
             service_type,
             source_addr_ton,
@@ -1003,26 +1040,24 @@ impl Body {
         }
     }
 
-    fn encode(&self, dst: &mut BytesMut) {
+    fn encode(&self, w: &mut Writer<'_>) {
         match self {
             Body::BindTransmitter(b) | Body::BindReceiver(b) | Body::BindTransceiver(b) => {
-                put_c(dst, &b.system_id);
-                put_c(dst, &b.password);
-                put_c(dst, &b.system_type);
-                dst.put_u8(b.interface_version);
-                dst.put_u8(b.addr_ton);
-                dst.put_u8(b.addr_npi);
-                put_c(dst, &b.address_range);
+                w.put_c(&b.system_id);
+                w.put_c(&b.password);
+                w.put(&b.system_type);
+                w.put(&[0, b.interface_version, b.addr_ton, b.addr_npi]);
+                w.put_c(&b.address_range);
             }
             Body::BindTransmitterResp(r)
             | Body::BindReceiverResp(r)
             | Body::BindTransceiverResp(r) => {
-                put_c(dst, &r.system_id);
-                encode_tlvs(&r.tlvs, dst);
+                w.put_c(&r.system_id);
+                encode_tlvs(&r.tlvs, w);
             }
-            Body::SubmitSm(sm) | Body::DeliverSm(sm) => sm.encode(dst),
-            Body::SubmitSmResp(r) => put_c(dst, &r.message_id),
-            Body::DeliverSmResp(r) => put_c(dst, &r.message_id),
+            Body::SubmitSm(sm) | Body::DeliverSm(sm) => sm.encode(w),
+            Body::SubmitSmResp(r) => w.put_c(&r.message_id),
+            Body::DeliverSmResp(r) => w.put_c(&r.message_id),
             Body::EnquireLink
             | Body::EnquireLinkResp
             | Body::Unbind
@@ -1032,50 +1067,74 @@ impl Body {
                 system_id,
                 password,
             } => {
-                put_c(dst, system_id);
-                put_c(dst, password);
+                w.put_c(system_id);
+                w.put_c(password);
             }
-            Body::Other { body, .. } => dst.put_slice(body),
+            Body::Other { body, .. } => w.put(body),
         }
     }
 
-    fn decode(command_id: u32, r: &mut Reader) -> Result<Body, PduError> {
-        let Ok(id) = CommandId::try_from(command_id) else {
-            return Ok(Body::Other {
+    /// Decodes the body of `frame`, a whole PDU whose header says
+    /// `command_id` and `sequence_number`.
+    #[inline(always)]
+    fn decode(command_id: u32, sequence_number: u32, frame: Bytes) -> Result<Body, PduError> {
+        let other = |mut frame: Bytes| {
+            frame.advance(HEADER_LEN);
+            Body::Other {
                 command_id,
-                body: r.rest(),
-            });
+                body: frame,
+            }
         };
+        let Ok(id) = CommandId::try_from(command_id) else {
+            return Ok(other(frame));
+        };
+        let mut r = Reader::body(&frame, command_id, sequence_number);
         // Responses may come without a body (see the module doc).
         let empty_resp = id.is_response() && r.is_empty();
         Ok(match id {
-            CommandId::BindTransmitter => Body::BindTransmitter(decode_bind(r)?),
-            CommandId::BindReceiver => Body::BindReceiver(decode_bind(r)?),
-            CommandId::BindTransceiver => Body::BindTransceiver(decode_bind(r)?),
+            CommandId::SubmitSm => {
+                Body::SubmitSm(SubmitSm::decode(frame, command_id, sequence_number)?)
+            }
+            CommandId::DeliverSm => {
+                Body::DeliverSm(SubmitSm::decode(frame, command_id, sequence_number)?)
+            }
+            CommandId::BindTransmitter => Body::BindTransmitter(decode_bind(&frame, r)?),
+            CommandId::BindReceiver => Body::BindReceiver(decode_bind(&frame, r)?),
+            CommandId::BindTransceiver => Body::BindTransceiver(decode_bind(&frame, r)?),
             CommandId::BindTransmitterResp => {
-                Body::BindTransmitterResp(decode_bind_resp(r, empty_resp)?)
+                Body::BindTransmitterResp(decode_bind_resp(&frame, r, empty_resp)?)
             }
-            CommandId::BindReceiverResp => Body::BindReceiverResp(decode_bind_resp(r, empty_resp)?),
+            CommandId::BindReceiverResp => {
+                Body::BindReceiverResp(decode_bind_resp(&frame, r, empty_resp)?)
+            }
             CommandId::BindTransceiverResp => {
-                Body::BindTransceiverResp(decode_bind_resp(r, empty_resp)?)
+                Body::BindTransceiverResp(decode_bind_resp(&frame, r, empty_resp)?)
             }
-            CommandId::SubmitSm => Body::SubmitSm(SubmitSm::decode(r)?),
-            CommandId::DeliverSm => Body::DeliverSm(SubmitSm::decode(r)?),
             CommandId::SubmitSmResp => Body::SubmitSmResp(SubmitSmResp {
-                message_id: r.resp_c_string(empty_resp, "message_id", max::MESSAGE_ID)?,
+                message_id: cut(
+                    &frame,
+                    r.resp_c_string(empty_resp, "message_id", max::MESSAGE_ID)?,
+                ),
             }),
             CommandId::DeliverSmResp => Body::DeliverSmResp(DeliverSmResp {
-                message_id: r.resp_c_string(empty_resp, "message_id", max::MESSAGE_ID)?,
+                message_id: cut(
+                    &frame,
+                    r.resp_c_string(empty_resp, "message_id", max::MESSAGE_ID)?,
+                ),
             }),
             CommandId::EnquireLink => Body::EnquireLink,
             CommandId::EnquireLinkResp => Body::EnquireLinkResp,
             CommandId::Unbind => Body::Unbind,
             CommandId::UnbindResp => Body::UnbindResp,
             CommandId::GenericNack => Body::GenericNack,
-            CommandId::Outbind => Body::Outbind {
-                system_id: r.c_string("system_id", max::SYSTEM_ID)?,
-                password: r.c_string("password", max::PASSWORD)?,
-            },
+            CommandId::Outbind => {
+                let system_id = r.c_string("system_id", max::SYSTEM_ID)?;
+                let password = r.c_string("password", max::PASSWORD)?;
+                Body::Outbind {
+                    system_id: cut(&frame, system_id),
+                    password: cut(&frame, password),
+                }
+            }
             CommandId::QuerySm
             | CommandId::QuerySmResp
             | CommandId::ReplaceSm
@@ -1086,33 +1145,41 @@ impl Body {
             | CommandId::SubmitMultiResp
             | CommandId::AlertNotification
             | CommandId::DataSm
-            | CommandId::DataSmResp => Body::Other {
-                command_id,
-                body: r.rest(),
-            },
+            | CommandId::DataSmResp => other(frame),
         })
     }
 }
 
-fn decode_bind(r: &mut Reader) -> Result<Bind, PduError> {
+fn decode_bind(frame: &Bytes, mut r: Reader<'_>) -> Result<Bind, PduError> {
+    let system_id = r.c_string("system_id", max::SYSTEM_ID)?;
+    let password = r.c_string("password", max::PASSWORD)?;
+    let system_type = r.c_string("system_type", max::SYSTEM_TYPE)?;
+    let [interface_version, addr_ton, addr_npi] =
+        r.octets(["interface_version", "addr_ton", "addr_npi"])?;
+    let address_range = r.c_string("address_range", max::ADDRESS_RANGE)?;
     Ok(Bind {
-        system_id: r.c_string("system_id", max::SYSTEM_ID)?,
-        password: r.c_string("password", max::PASSWORD)?,
-        system_type: r.c_string("system_type", max::SYSTEM_TYPE)?,
-        interface_version: r.u8("interface_version")?,
-        addr_ton: r.u8("addr_ton")?,
-        addr_npi: r.u8("addr_npi")?,
-        address_range: r.c_string("address_range", max::ADDRESS_RANGE)?,
+        system_id: cut(frame, system_id),
+        password: cut(frame, password),
+        system_type: cut(frame, system_type),
+        interface_version,
+        addr_ton,
+        addr_npi,
+        address_range: cut(frame, address_range),
     })
 }
 
-fn decode_bind_resp(r: &mut Reader, empty: bool) -> Result<BindResp, PduError> {
+fn decode_bind_resp(frame: &Bytes, mut r: Reader<'_>, empty: bool) -> Result<BindResp, PduError> {
     if empty {
         return Ok(BindResp::default());
     }
+    let system_id = r.c_string("system_id", max::SYSTEM_ID)?;
+    let (mut tlvs, last) = r.tlvs(frame)?;
+    if let (Some(value), Some(tlv)) = (last, tlvs.last_mut()) {
+        tlv.value = cut(frame, value);
+    }
     Ok(BindResp {
-        system_id: r.c_string("system_id", max::SYSTEM_ID)?,
-        tlvs: r.tlvs()?,
+        system_id: cut(frame, system_id),
+        tlvs,
     })
 }
 
@@ -1121,9 +1188,35 @@ fn c_len(s: &Bytes) -> usize {
     s.len() + 1
 }
 
-fn put_c(dst: &mut BytesMut, s: &[u8]) {
-    dst.put_slice(s);
-    dst.put_u8(0);
+// === impl Writer ===
+
+/// Cursor over the exact span of one PDU being encoded. [`Pdu::encode`]
+/// reserves and zero-fills the span once, so each field is a plain copy with
+/// one bounds check: no capacity check and no length update per field, and
+/// fixed octets are grouped into one small copy (compiled to plain stores).
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    #[inline(always)]
+    fn put(&mut self, s: &[u8]) {
+        if s.is_empty() {
+            // Most optional C-octet strings: no call to copy nothing.
+            return;
+        }
+        let end = self.pos + s.len();
+        self.buf[self.pos..end].copy_from_slice(s);
+        self.pos = end;
+    }
+
+    /// A C-octet string: its octets, then the NUL.
+    #[inline(always)]
+    fn put_c(&mut self, s: &[u8]) {
+        self.put(s);
+        self.put(&[0]);
+    }
 }
 
 // === impl Pdu ===
@@ -1246,18 +1339,31 @@ impl Pdu {
     /// NULs in C-octet strings are written as they are; the peer will cut the
     /// string there.)
     pub fn encode(&self, dst: &mut BytesMut) {
-        let len = self.encoded_len();
+        self.encode_len(self.encoded_len(), dst);
+    }
+
+    /// [`Pdu::encode`] given `len`, the [`Pdu::encoded_len`] the caller has
+    /// already computed (the codec checks it against its maximum first).
+    pub(super) fn encode_len(&self, len: usize, dst: &mut BytesMut) {
         let command_length = u32::try_from(len).expect("PDU longer than u32::MAX");
-        dst.reserve(len);
         let start = dst.len();
-        dst.put_u32(command_length);
-        dst.put_u32(self.command_id());
-        dst.put_u32(self.command_status.0);
-        dst.put_u32(self.sequence_number);
-        if !self.omits_body() {
-            self.body.encode(dst);
+        // One reservation and one fill for the whole PDU; the fields are then
+        // copied in place (see `Writer`).
+        dst.resize(start + len, 0);
+        let mut w = Writer {
+            buf: &mut dst[start..],
+            pos: 0,
+        };
+        let mut header = [0; HEADER_LEN];
+        header[0..4].copy_from_slice(&command_length.to_be_bytes());
+        header[4..8].copy_from_slice(&self.command_id().to_be_bytes());
+        header[8..12].copy_from_slice(&self.command_status.0.to_be_bytes());
+        header[12..16].copy_from_slice(&self.sequence_number.to_be_bytes());
+        w.put(&header);
+        if len > HEADER_LEN {
+            self.body.encode(&mut w);
         }
-        debug_assert_eq!(dst.len() - start, len);
+        debug_assert_eq!(w.pos, len);
     }
 
     /// Encodes into a fresh buffer of exactly [`Pdu::encoded_len`] octets.
@@ -1279,6 +1385,7 @@ impl Pdu {
     /// malformed (a field runs past the end, a C-octet string lacks its NUL or
     /// is far too long, `sm_length` exceeds the rest, a TLV is truncated).
     /// Unknown command ids and statuses are not errors.
+    #[inline]
     pub fn decode(frame: Bytes) -> Result<Pdu, PduError> {
         let frame_len = frame.len();
         if frame_len < HEADER_LEN {
@@ -1303,15 +1410,7 @@ impl Pdu {
                 sequence_number,
             });
         }
-        let mut frame = frame;
-        frame.advance(HEADER_LEN);
-        let mut r = Reader {
-            buf: frame,
-            frame_len,
-            command_id,
-            sequence_number,
-        };
-        let body = Body::decode(command_id, &mut r)?;
+        let body = Body::decode(command_id, sequence_number, frame)?;
         Ok(Pdu {
             command_status,
             sequence_number,
@@ -1322,11 +1421,15 @@ impl Pdu {
 
 // === impl Reader ===
 
-/// Bounds-checked cursor over a PDU body; each read splits off a `Bytes`
-/// slice (a reference count, no copy).
-struct Reader {
-    buf: Bytes,
-    frame_len: usize,
+/// Bounds-checked cursor over a PDU frame that reads by offset: C-octet
+/// strings, `short_message` and TLV values come back as ranges of the frame,
+/// and the decoder turns them into [`Bytes`] once the whole body has been
+/// checked ([`cut`], [`cut_last`]). Nothing is reference-counted while
+/// reading, and a malformed body costs no reference count at all.
+struct Reader<'a> {
+    /// The whole frame, header included (offsets are frame offsets).
+    buf: &'a [u8],
+    pos: usize,
     command_id: u32,
     sequence_number: u32,
 }
@@ -1334,57 +1437,53 @@ struct Reader {
 /// How far past its spec maximum a C-octet string may run (see the module doc).
 const C_STRING_SLACK: usize = 2;
 
-impl Reader {
-    fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    fn offset(&self) -> usize {
-        self.frame_len - self.buf.len()
-    }
-
-    fn rest(&mut self) -> Bytes {
-        std::mem::take(&mut self.buf)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, PduError> {
-        if self.buf.is_empty() {
-            return Err(PduError::Truncated {
-                command_id: self.command_id,
-                sequence_number: self.sequence_number,
-                field,
-            });
+impl<'a> Reader<'a> {
+    /// A reader positioned after the header.
+    fn body(frame: &'a [u8], command_id: u32, sequence_number: u32) -> Reader<'a> {
+        Reader {
+            buf: frame,
+            pos: HEADER_LEN.min(frame.len()),
+            command_id,
+            sequence_number,
         }
-        Ok(self.buf.get_u8())
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rest().is_empty()
+    }
+
+    /// `N` consecutive one-octet fields, named `fields` for the error when
+    /// the body ends among them (the first missing one is named).
+    #[inline(always)]
+    fn octets<const N: usize>(&mut self, fields: [&'static str; N]) -> Result<[u8; N], PduError> {
+        match self.rest().first_chunk::<N>() {
+            Some(octets) => {
+                self.pos += N;
+                Ok(*octets)
+            }
+            None => Err(self.truncated(fields[self.rest().len().min(N - 1)])),
+        }
     }
 
     /// A C-octet string of at most `max` octets including the NUL (tolerating
-    /// [`C_STRING_SLACK`] times that), returned without the NUL.
-    fn c_string(&mut self, field: &'static str, max: usize) -> Result<Bytes, PduError> {
+    /// [`C_STRING_SLACK`] times that): the range of its octets, without the
+    /// NUL.
+    #[inline(always)]
+    fn c_string(&mut self, field: &'static str, max: usize) -> Result<Range<usize>, PduError> {
+        let rest = self.rest();
         let limit = max * C_STRING_SLACK;
-        let window = &self.buf[..self.buf.len().min(limit)];
+        let window = rest.get(..limit).unwrap_or(rest);
         match window.iter().position(|&b| b == 0) {
-            Some(0) => {
-                // Empty (most optional fields): no shared reference to take.
-                self.buf.advance(1);
-                Ok(Bytes::new())
-            }
             Some(nul) => {
-                let s = self.buf.split_to(nul);
-                self.buf.advance(1);
-                Ok(s)
+                let start = self.pos;
+                self.pos += nul + 1;
+                Ok(start..start + nul)
             }
-            None if self.buf.len() >= limit => Err(PduError::TooLong {
-                command_id: self.command_id,
-                sequence_number: self.sequence_number,
-                field,
-                max,
-            }),
-            None => Err(PduError::MissingNul {
-                command_id: self.command_id,
-                sequence_number: self.sequence_number,
-                field,
-            }),
+            None => Err(self.unterminated(field, max)),
         }
     }
 
@@ -1394,54 +1493,144 @@ impl Reader {
         empty: bool,
         field: &'static str,
         max: usize,
-    ) -> Result<Bytes, PduError> {
+    ) -> Result<Range<usize>, PduError> {
         if empty {
-            Ok(Bytes::new())
+            Ok(0..0)
         } else {
             self.c_string(field, max)
         }
     }
 
-    fn short_message(&mut self, sm_length: u8) -> Result<Bytes, PduError> {
+    #[inline(always)]
+    fn short_message(&mut self, sm_length: u8) -> Result<Range<usize>, PduError> {
         let n = usize::from(sm_length);
-        if n > self.buf.len() {
+        let remaining = self.rest().len();
+        if n > remaining {
             return Err(PduError::SmLength {
                 command_id: self.command_id,
                 sequence_number: self.sequence_number,
                 sm_length,
-                remaining: self.buf.len(),
+                remaining,
             });
         }
-        Ok(self.buf.split_to(n))
+        let start = self.pos;
+        self.pos += n;
+        Ok(start..start + n)
     }
 
-    /// TLVs up to the end of the body.
-    fn tlvs(&mut self) -> Result<Vec<Tlv>, PduError> {
+    /// TLVs up to the end of the frame, their values sliced from `frame` (the
+    /// frame this reader reads). The last TLV's value is left empty when it
+    /// runs to the end of the frame, and its range returned, so that the
+    /// caller can hand it the frame itself ([`cut_last`]).
+    #[inline(always)]
+    fn tlvs(&mut self, frame: &Bytes) -> Result<(Vec<Tlv>, Option<Range<usize>>), PduError> {
+        if self.pos >= self.buf.len() {
+            // No TLVs, the common case: nothing to call or allocate.
+            return Ok((Vec::new(), None));
+        }
+        self.tlvs_slow(frame)
+    }
+
+    #[inline(never)]
+    fn tlvs_slow(&mut self, frame: &Bytes) -> Result<(Vec<Tlv>, Option<Range<usize>>), PduError> {
         let mut tlvs = Vec::new();
-        while !self.buf.is_empty() {
-            let offset = self.offset();
-            let truncated = |tag| PduError::TruncatedTlv {
+        let mut last = None;
+        while let Some(rest) = self.buf.get(self.pos..)
+            && !rest.is_empty()
+        {
+            let Some(&[t0, t1, l0, l1]) = rest.first_chunk::<4>() else {
+                let tag = (rest.len() >= 2).then(|| u16::from_be_bytes([rest[0], rest[1]]));
+                return Err(self.truncated_tlv(tag));
+            };
+            let tag = u16::from_be_bytes([t0, t1]);
+            let len = usize::from(u16::from_be_bytes([l0, l1]));
+            if rest.len() - 4 < len {
+                return Err(self.truncated_tlv(Some(tag)));
+            }
+            let value = self.pos + 4..self.pos + 4 + len;
+            self.pos = value.end;
+            if self.pos == self.buf.len() {
+                tlvs.push(Tlv {
+                    tag,
+                    value: Bytes::new(),
+                });
+                last = Some(value);
+            } else {
+                tlvs.push(Tlv {
+                    tag,
+                    value: cut(frame, value),
+                });
+            }
+        }
+        Ok((tlvs, last))
+    }
+
+    // Errors, out of line: the hot path only tests and branches.
+
+    #[cold]
+    #[inline(never)]
+    fn truncated(&self, field: &'static str) -> PduError {
+        PduError::Truncated {
+            command_id: self.command_id,
+            sequence_number: self.sequence_number,
+            field,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unterminated(&self, field: &'static str, max: usize) -> PduError {
+        if self.rest().len() >= max * C_STRING_SLACK {
+            PduError::TooLong {
                 command_id: self.command_id,
                 sequence_number: self.sequence_number,
-                tag,
-                offset,
-            };
-            if self.buf.len() < 4 {
-                let tag =
-                    (self.buf.len() >= 2).then(|| u16::from_be_bytes([self.buf[0], self.buf[1]]));
-                return Err(truncated(tag));
+                field,
+                max,
             }
-            let tag = u16::from_be_bytes([self.buf[0], self.buf[1]]);
-            let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
-            if self.buf.len() - 4 < len {
-                return Err(truncated(Some(tag)));
+        } else {
+            PduError::MissingNul {
+                command_id: self.command_id,
+                sequence_number: self.sequence_number,
+                field,
             }
-            self.buf.advance(4);
-            let value = self.buf.split_to(len);
-            tlvs.push(Tlv { tag, value });
         }
-        Ok(tlvs)
     }
+
+    #[cold]
+    #[inline(never)]
+    fn truncated_tlv(&self, tag: Option<u16>) -> PduError {
+        PduError::TruncatedTlv {
+            command_id: self.command_id,
+            sequence_number: self.sequence_number,
+            tag,
+            offset: self.pos,
+        }
+    }
+}
+
+/// The field at `range` of `frame`: a shared slice (one reference count), or
+/// no reference at all when empty (most optional fields).
+#[inline(always)]
+fn cut(frame: &Bytes, range: Range<usize>) -> Bytes {
+    if range.is_empty() {
+        Bytes::new()
+    } else {
+        frame.slice(range)
+    }
+}
+
+/// [`cut`] for the last field taken from `frame`: the frame's own reference
+/// becomes the field, so the field costs no reference count.
+#[inline(always)]
+fn cut_last(mut frame: Bytes, range: Range<usize>) -> Bytes {
+    if range.is_empty() {
+        return Bytes::new();
+    }
+    if range.end < frame.len() {
+        frame.truncate(range.end);
+    }
+    frame.advance(range.start);
+    frame
 }
 
 // === impl PduError ===
