@@ -162,7 +162,10 @@ struct Shard {
     logged: usize,
 }
 
-/// Remembers `(tenant, client_ref) → message id` for the dedupe window.
+/// Remembers `(tenant, client_ref) → message id` for the dedupe window, or
+/// for the last `max_keys` keys when that is shorter (memory stays bounded
+/// at any rate: 10 million keys are ~600 MB; the oldest go first, counted in
+/// `sluice_dedupe_evicted_total`).
 ///
 /// Keys are 128-bit fingerprints: SipHash under a secret per-node key,
 /// twice, so upstream cannot make two keys collide and an entry costs ~60
@@ -174,6 +177,9 @@ struct Shard {
 pub struct Dedupe {
     shards: Box<[Mutex<Shard>]>,
     window_ms: u64,
+    /// Most keys per shard.
+    shard_cap: usize,
+    evicted: metrics::Counter,
     key: [u64; 2],
 }
 
@@ -183,11 +189,20 @@ impl Dedupe {
         Dedupe {
             shards: (0..DEDUPE_SHARDS).map(|_| Mutex::default()).collect(),
             window_ms: window.as_millis() as u64,
+            shard_cap: usize::MAX,
+            evicted: metrics::counter!("sluice_dedupe_evicted_total"),
             key: [
                 u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
                 u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
             ],
         }
+    }
+
+    /// Remembers at most about `max_keys` keys (the oldest go first).
+    #[must_use]
+    pub fn with_max_keys(mut self, max_keys: usize) -> Dedupe {
+        self.shard_cap = max_keys.div_ceil(DEDUPE_SHARDS).max(1);
+        self
     }
 
     /// The dedupe window, ms.
@@ -231,6 +246,7 @@ impl Dedupe {
         }
         s.map.insert(fp, (id, now_ms));
         s.order.push_back((now_ms, fp, segment));
+        self.evict(&mut s);
         Ok(())
     }
 
@@ -243,6 +259,25 @@ impl Dedupe {
         let mut s = self.shard(fp).lock();
         if s.map.insert(fp, (id, at_ms)).is_none() {
             s.order.push_back((at_ms, fp, segment.unwrap_or(u64::MAX)));
+            self.evict(&mut s);
+        }
+    }
+
+    /// Drops the oldest keys of a shard over its cap.
+    fn evict(&self, s: &mut Shard) {
+        let mut evicted = 0u64;
+        while s.map.len() > self.shard_cap {
+            let Some((at, fp, _)) = s.order.pop_front() else {
+                break;
+            };
+            s.logged = s.logged.saturating_sub(1);
+            if s.map.get(&fp).is_some_and(|(_, stored)| *stored == at) {
+                s.map.remove(&fp);
+                evicted += 1;
+            }
+        }
+        if evicted > 0 {
+            self.evicted.increment(evicted);
         }
     }
 

@@ -240,6 +240,9 @@ pub struct IngestConfig {
     /// How long a `(tenant, client_ref)` is remembered for deduplication.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
+    /// Most `(tenant, client_ref)` keys remembered (~60 bytes each); past it
+    /// the oldest are forgotten before the window ends.
+    pub dedupe_max_keys: usize,
     /// Most events in flight (sent, not acknowledged) per subscribed connection.
     pub event_window: u32,
     /// How long a connection may stay silent before Hello.
@@ -255,6 +258,7 @@ impl Default for IngestConfig {
             max_batch_messages: 1000,
             initial_credits: 50_000,
             dedupe_window: Duration::from_secs(24 * 3600),
+            dedupe_max_keys: 10_000_000,
             event_window: 20_000,
             hello_timeout: Duration::from_secs(10),
         }

@@ -745,7 +745,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             crate::journal::dedupe_log::load_or_create_key(
                 &config.journal_dir().join("dedupe.key"),
             )?,
-        ),
+        )
+        .with_max_keys(config.ingest.dedupe_max_keys),
         dedupe_log: crate::journal::dedupe_log::DedupeLog::open(
             &config.journal_dir().join("dedupe"),
         )?,

@@ -129,6 +129,10 @@ fn describe() {
         "Inbound messages that could not be forwarded, by reason."
     );
     describe_counter!(
+        "sluice_dedupe_evicted_total",
+        "Dedupe keys forgotten before their window ended (ingest.dedupe_max_keys reached)."
+    );
+    describe_counter!(
         "sluice_permit_waits_total",
         "Times a limit made the queue wait, per carrier and level (carrier, tenant, sender, daily_cap)."
     );

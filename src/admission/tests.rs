@@ -81,6 +81,29 @@ fn dedupe_returns_the_first_id_within_the_window() {
 }
 
 #[test]
+fn memory_is_bounded_by_max_keys_and_the_oldest_go_first() {
+    let d = Dedupe::new(Duration::from_secs(3600), [7; 16]).with_max_keys(32 * 100);
+    let t: Arc<str> = "acme".into();
+    for i in 0..100_000u64 {
+        assert_eq!(
+            d.check_or_insert(&t, &format!("k{i}"), MessageId(i), i, 1),
+            Ok(())
+        );
+    }
+    assert!(d.len() <= 3200, "{} keys", d.len());
+    assert!(d.len() >= 3000, "{} keys", d.len());
+    // The newest are still known, the oldest not.
+    assert_eq!(
+        d.check_or_insert(&t, "k99999", MessageId(1), 100_000, 1),
+        Err(MessageId(99_999))
+    );
+    assert_eq!(
+        d.check_or_insert(&t, "k0", MessageId(7), 100_000, 1),
+        Ok(())
+    );
+}
+
+#[test]
 fn keys_go_to_the_dedupe_log_once_when_their_segment_is_compacted() {
     let d = Dedupe::new(Duration::from_secs(3600), [1; 16]);
     let t: Arc<str> = "t".into();
