@@ -16,6 +16,19 @@
 //! sender (rate and daily caps, brand caps) — or from none: readiness is
 //! peeked at every level first, then committed together ([`super::pace`]).
 //! `pop` is O(log n) amortised in the number of parked senders and tenants.
+//!
+//! Layout, for the cost per message at thousands of senders: tenants, a
+//! tenant's senders and a sender's campaigns live in slots (`Vec`s) and the
+//! rings and timer heaps hold slot numbers, so only `push` looks keys up
+//! (once per level, by borrowed key: no allocation when the tenant, sender
+//! and campaign are known), with foldhash rather than SipHash. Senders are
+//! keyed by [`Sender`] itself (its `Display` form, the old key, is one to one
+//! with it). A sender's queue keeps its slot and buffers when it empties,
+//! for its next message, so the queue holds one small entry per sender that
+//! has used this carrier, as [`SenderLimits`] already does per sender; an
+//! emptied campaign queue keeps its buffer up to
+//! `KEEP_CAMPAIGN_CAPACITY` items, and an emptied sender at most
+//! `KEEP_CAMPAIGN_SLOTS` campaign slots. `drain` frees them all.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -27,6 +40,11 @@ use tokio::time::Instant;
 use super::pace::{DailyCap, Pace};
 use crate::config::{SendersConfig, TenantConfig};
 use crate::model::{Message, Priority, Sender};
+
+/// The queue's internal maps: foldhash instead of SipHash (keys are tenant
+/// names, senders and campaign ids from authenticated tenants; the seed is
+/// still random per map).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A queued message and the permits it takes (its segments, or 1).
 #[derive(Debug, Clone)]
@@ -130,7 +148,9 @@ struct SenderLimit {
 #[derive(Debug)]
 pub struct SenderLimits {
     config: SendersConfig,
-    senders: HashMap<Arc<str>, SenderLimit>,
+    /// Slot in `senders` of each sender seen.
+    index: Map<Sender, u32>,
+    senders: Vec<SenderLimit>,
     brands: Vec<DailyCap>,
     brand_index: HashMap<String, usize>,
 }
@@ -148,53 +168,58 @@ impl SenderLimits {
         }
         SenderLimits {
             config,
-            senders: HashMap::new(),
+            index: Map::default(),
+            senders: Vec::new(),
             brands,
             brand_index,
         }
     }
 
-    fn limit(&mut self, key: &Arc<str>, sender: &Sender) -> &mut SenderLimit {
-        if !self.senders.contains_key(key) {
-            let o = self
-                .config
-                .overrides
-                .iter()
-                .find(|o| o.sender.trim_start_matches('+') == key.trim_start_matches('+'));
-            let class_rate = match sender {
-                Sender::ShortCode(_) => self.config.short_code_rate,
-                Sender::Alphanumeric(_) => self.config.alphanumeric_rate,
-                Sender::LongCode(n) if is_toll_free(*n) => self.config.toll_free_rate,
-                Sender::LongCode(_) => self.config.long_code_rate,
-            };
-            let rate = o.and_then(|o| o.rate).unwrap_or(class_rate);
-            let cap = o.and_then(|o| o.daily_cap).unwrap_or(self.config.daily_cap);
-            let brand = o
-                .and_then(|o| o.brand.as_ref())
-                .and_then(|b| self.brand_index.get(b).copied());
-            self.senders.insert(
-                key.clone(),
-                SenderLimit {
-                    pace: Pace::new(rate),
-                    daily: DailyCap::new(cap),
-                    brand,
-                },
-            );
+    /// The slot of `sender`'s limits, set up from the configuration on its
+    /// first message.
+    fn slot(&mut self, sender: &Sender) -> usize {
+        if let Some(&i) = self.index.get(sender) {
+            return i as usize;
         }
-        self.senders.get_mut(key).expect("inserted above")
+        let key = sender.to_string();
+        let o = self
+            .config
+            .overrides
+            .iter()
+            .find(|o| o.sender.trim_start_matches('+') == key.trim_start_matches('+'));
+        let class_rate = match sender {
+            Sender::ShortCode(_) => self.config.short_code_rate,
+            Sender::Alphanumeric(_) => self.config.alphanumeric_rate,
+            Sender::LongCode(n) if is_toll_free(*n) => self.config.toll_free_rate,
+            Sender::LongCode(_) => self.config.long_code_rate,
+        };
+        let rate = o.and_then(|o| o.rate).unwrap_or(class_rate);
+        let cap = o.and_then(|o| o.daily_cap).unwrap_or(self.config.daily_cap);
+        let brand = o
+            .and_then(|o| o.brand.as_ref())
+            .and_then(|b| self.brand_index.get(b).copied());
+        let i = self.senders.len();
+        self.senders.push(SenderLimit {
+            pace: Pace::new(rate),
+            daily: DailyCap::new(cap),
+            brand,
+        });
+        self.index.insert(sender.clone(), i as u32);
+        i
     }
 
-    /// When `sender` may send `n` permits.
-    /// When the sender may send `n` permits, and which level holds it.
-    fn ready_at(
+    /// Takes `n` permits from `sender`'s rate, daily cap and brand cap when
+    /// all of them allow it now; otherwise takes none and says when they
+    /// will, and which level holds it.
+    fn take(
         &mut self,
-        key: &Arc<str>,
         sender: &Sender,
         now: Instant,
         now_ms: u64,
         n: u32,
-    ) -> (Instant, Level) {
-        let l = self.limit(key, sender);
+    ) -> Result<(), (Instant, Level)> {
+        let i = self.slot(sender);
+        let l = &mut self.senders[i];
         let mut at = l.pace.as_ref().map_or(now, |p| p.ready_at(now));
         let mut day_ms = l
             .daily
@@ -211,11 +236,9 @@ impl SenderLimits {
                 level = Level::DailyCap;
             }
         }
-        (at, level)
-    }
-
-    fn commit(&mut self, key: &Arc<str>, sender: &Sender, now: Instant, now_ms: u64, n: u32) {
-        let l = self.limit(key, sender);
+        if at > now {
+            return Err((at, level));
+        }
         if let Some(p) = l.pace.as_mut() {
             p.commit(now, n);
         }
@@ -225,6 +248,7 @@ impl SenderLimits {
         if let Some(b) = l.brand {
             self.brands[b].commit(now_ms, n);
         }
+        Ok(())
     }
 }
 
@@ -239,23 +263,60 @@ pub fn is_toll_free(n: crate::model::Msisdn) -> bool {
 
 // === queues ===
 
-#[derive(Debug, Default)]
+/// Emptied campaign queues up to this capacity keep their buffer for the
+/// next campaign at the same sender; larger ones (after a blast) free it.
+const KEEP_CAMPAIGN_CAPACITY: usize = 64;
+
+/// Campaign slots an emptied sender keeps.
+const KEEP_CAMPAIGN_SLOTS: usize = 4;
+
+#[derive(Debug)]
+struct CampaignQueue {
+    /// The campaign id; a free slot keeps its last one (reused when the
+    /// same campaign comes back).
+    name: Arc<str>,
+    items: VecDeque<Item>,
+}
+
+#[derive(Debug)]
 struct SenderQueue {
-    sender: Option<Sender>,
-    campaigns: HashMap<Arc<str>, VecDeque<Item>>,
-    ring: VecDeque<Arc<str>>,
+    sender: Sender,
+    /// Campaign queues by slot; slots in `free` are empty and unindexed.
+    campaigns: Vec<CampaignQueue>,
+    free: Vec<u32>,
+    /// Slot of each campaign with queued messages.
+    index: Map<Arc<str>, u32>,
+    /// Slots of the campaigns with queued messages, in service order.
+    ring: VecDeque<u32>,
     len: usize,
     /// In the tenant-class ready ring or parked heap.
     scheduled: bool,
 }
 
 impl SenderQueue {
-    fn push(&mut self, item: Item, front: bool) {
-        let campaign: Arc<str> = item.message.campaign_id.as_str().into();
-        let q = self.campaigns.entry(campaign.clone()).or_default();
-        if q.is_empty() {
-            self.ring.push_back(campaign);
+    fn new(sender: Sender) -> SenderQueue {
+        SenderQueue {
+            sender,
+            campaigns: Vec::new(),
+            free: Vec::new(),
+            index: Map::default(),
+            ring: VecDeque::new(),
+            len: 0,
+            scheduled: false,
         }
+    }
+
+    fn push(&mut self, item: Item, front: bool) {
+        let campaign = item.message.campaign_id.as_str();
+        let slot = match self.index.get(campaign) {
+            Some(&s) => s,
+            None => {
+                let s = self.open(campaign);
+                self.ring.push_back(s);
+                s
+            }
+        };
+        let q = &mut self.campaigns[slot as usize].items;
         if front {
             q.push_front(item);
         } else {
@@ -264,50 +325,102 @@ impl SenderQueue {
         self.len += 1;
     }
 
+    /// A slot for a campaign that has none: a free one (its buffer kept),
+    /// or a new one.
+    fn open(&mut self, campaign: &str) -> u32 {
+        let s = match self.free.pop() {
+            Some(s) => {
+                let c = &mut self.campaigns[s as usize];
+                if *c.name != *campaign {
+                    c.name = campaign.into();
+                }
+                s
+            }
+            None => {
+                self.campaigns.push(CampaignQueue {
+                    name: campaign.into(),
+                    items: VecDeque::new(),
+                });
+                (self.campaigns.len() - 1) as u32
+            }
+        };
+        self.index
+            .insert(self.campaigns[s as usize].name.clone(), s);
+        s
+    }
+
     fn front(&self) -> Option<&Item> {
         self.ring
             .front()
-            .and_then(|c| self.campaigns.get(c))
-            .and_then(|q| q.front())
+            .and_then(|&s| self.campaigns[s as usize].items.front())
     }
 
     fn pop(&mut self) -> Option<Item> {
-        let campaign = self.ring.pop_front()?;
-        let q = self.campaigns.get_mut(&campaign)?;
-        let item = q.pop_front()?;
-        if q.is_empty() {
-            self.campaigns.remove(&campaign);
+        let slot = self.ring.pop_front()?;
+        let c = &mut self.campaigns[slot as usize];
+        let item = c.items.pop_front()?;
+        if c.items.is_empty() {
+            self.index.remove(&c.name);
+            if c.items.capacity() > KEEP_CAMPAIGN_CAPACITY {
+                c.items = VecDeque::new();
+            }
+            self.free.push(slot);
         } else {
-            self.ring.push_back(campaign);
+            self.ring.push_back(slot);
         }
         self.len -= 1;
+        if self.len == 0 && self.campaigns.len() > KEEP_CAMPAIGN_SLOTS {
+            // Every slot is free: keep the first few.
+            self.campaigns.truncate(KEEP_CAMPAIGN_SLOTS);
+            self.free.clear();
+            self.free.extend((0..KEEP_CAMPAIGN_SLOTS as u32).rev());
+        }
         Some(item)
     }
 }
 
-type Parked = BinaryHeap<Reverse<(Instant, u64, Arc<str>)>>;
+/// Parked senders or tenants by slot: (ready at, sequence number, slot).
+type Parked = BinaryHeap<Reverse<(Instant, u64, u32)>>;
 
 #[derive(Debug, Default)]
 struct TenantClass {
-    senders: HashMap<Arc<str>, SenderQueue>,
-    ready: VecDeque<Arc<str>>,
+    /// Slot in `senders` of each sender seen.
+    index: Map<Sender, u32>,
+    /// Sender queues by slot; an emptied queue keeps its slot (and its
+    /// buffers) for the sender's next message.
+    senders: Vec<SenderQueue>,
+    ready: VecDeque<u32>,
     parked: Parked,
     len: usize,
     /// In the class ring or parked heap.
     scheduled: bool,
 }
 
+impl TenantClass {
+    fn sender_slot(&mut self, sender: &Sender) -> u32 {
+        if let Some(&s) = self.index.get(sender) {
+            return s;
+        }
+        let s = self.senders.len() as u32;
+        self.senders.push(SenderQueue::new(sender.clone()));
+        self.index.insert(sender.clone(), s);
+        s
+    }
+}
+
 #[derive(Debug)]
 struct TenantState {
+    name: Arc<str>,
     weight: u32,
     turns: u32,
     pace: Option<Pace>,
     classes: [TenantClass; 2],
 }
 
+/// Tenants of one priority class, by slot in [`FairQueue::tenants`].
 #[derive(Debug, Default)]
 struct ClassRing {
-    ready: VecDeque<Arc<str>>,
+    ready: VecDeque<u32>,
     parked: Parked,
 }
 
@@ -315,7 +428,9 @@ struct ClassRing {
 #[derive(Debug)]
 pub struct FairQueue {
     rings: [ClassRing; 2],
-    tenants: HashMap<Arc<str>, TenantState>,
+    /// Tenants by slot (never removed).
+    tenants: Vec<TenantState>,
+    tenant_index: Map<Arc<str>, u32>,
     tenant_config: HashMap<String, (u32, f64)>,
     carrier: Option<Pace>,
     len: usize,
@@ -341,7 +456,8 @@ impl FairQueue {
     ) -> FairQueue {
         FairQueue {
             rings: Default::default(),
-            tenants: HashMap::new(),
+            tenants: Vec::new(),
+            tenant_index: Map::default(),
             tenant_config: tenants
                 .into_iter()
                 .map(|t| (t.name.clone(), (t.weight.max(1), t.rate)))
@@ -368,39 +484,45 @@ impl FairQueue {
         self.carrier.as_mut()
     }
 
+    fn tenant_slot(&mut self, tenant: &Arc<str>) -> u32 {
+        if let Some(&t) = self.tenant_index.get(&**tenant) {
+            return t;
+        }
+        let (weight, rate) = self
+            .tenant_config
+            .get(&**tenant)
+            .copied()
+            .unwrap_or((1, 0.0));
+        let t = self.tenants.len() as u32;
+        self.tenants.push(TenantState {
+            name: tenant.clone(),
+            weight,
+            turns: weight,
+            pace: Pace::new(rate),
+            classes: Default::default(),
+        });
+        self.tenant_index.insert(tenant.clone(), t);
+        t
+    }
+
     /// Queues a message; `front` puts it ahead of its sender's campaign queue
     /// (a message handed back keeps its place).
     pub fn push(&mut self, item: Item, front: bool, now: Instant) {
-        let m = item.message.clone();
+        let m = &*item.message;
         let class = class_of(m.priority);
-        let t = self.tenants.entry(m.tenant.clone()).or_insert_with(|| {
-            let (weight, rate) = self
-                .tenant_config
-                .get(&*m.tenant)
-                .copied()
-                .unwrap_or((1, 0.0));
-            TenantState {
-                weight,
-                turns: weight,
-                pace: Pace::new(rate),
-                classes: Default::default(),
-            }
-        });
-        let tc = &mut t.classes[class];
-        let sender_key: Arc<str> = m.from.to_string().into();
-        let sq = tc.senders.entry(sender_key.clone()).or_default();
-        if sq.sender.is_none() {
-            sq.sender = Some(m.from.clone());
-        }
+        let ti = self.tenant_slot(&m.tenant);
+        let tc = &mut self.tenants[ti as usize].classes[class];
+        let si = tc.sender_slot(&m.from);
+        let sq = &mut tc.senders[si as usize];
         sq.push(item, front);
         if !sq.scheduled {
             sq.scheduled = true;
-            tc.ready.push_back(sender_key);
+            tc.ready.push_back(si);
         }
         tc.len += 1;
         if !tc.scheduled {
             tc.scheduled = true;
-            self.rings[class].ready.push_back(m.tenant.clone());
+            self.rings[class].ready.push_back(ti);
         }
         self.len += 1;
         let _ = now;
@@ -431,14 +553,15 @@ impl FairQueue {
             }
             let rounds = self.rings[class].ready.len();
             for _ in 0..rounds {
-                let Some(name) = self.rings[class].ready.front().cloned() else {
+                let ring = &mut self.rings[class];
+                let Some(&ti) = ring.ready.front() else {
                     break;
                 };
-                let t = self.tenants.get_mut(&name).expect("ringed tenants exist");
+                let t = &mut self.tenants[ti as usize];
                 let tc = &mut t.classes[class];
                 if tc.len == 0 {
                     tc.scheduled = false;
-                    self.rings[class].ready.pop_front();
+                    ring.ready.pop_front();
                     continue;
                 }
                 if let Some(p) = &t.pace {
@@ -446,8 +569,8 @@ impl FairQueue {
                     if at > now {
                         self.waits[Level::Tenant as usize] += 1;
                         self.seq += 1;
-                        self.rings[class].ready.pop_front();
-                        self.rings[class].parked.push(Reverse((at, self.seq, name)));
+                        ring.ready.pop_front();
+                        ring.parked.push(Reverse((at, self.seq, ti)));
                         earliest = Some(earliest.map_or(at, |e: Instant| e.min(at)));
                         continue;
                     }
@@ -461,7 +584,6 @@ impl FairQueue {
                             p.commit(now, item.permits);
                         }
                         self.len -= 1;
-                        let ring = &mut self.rings[class];
                         if tc.len == 0 {
                             tc.scheduled = false;
                             ring.ready.pop_front();
@@ -478,9 +600,8 @@ impl FairQueue {
                     Err(at) => {
                         // Every sender of this tenant waits: park the tenant.
                         self.seq += 1;
-                        let ring = &mut self.rings[class];
                         ring.ready.pop_front();
-                        ring.parked.push(Reverse((at, self.seq, name)));
+                        ring.parked.push(Reverse((at, self.seq, ti)));
                         earliest = Some(earliest.map_or(at, |e: Instant| e.min(at)));
                     }
                 }
@@ -504,15 +625,15 @@ impl FairQueue {
     /// Removes every queued message (failover to another carrier).
     pub fn drain(&mut self) -> Vec<Item> {
         let mut out = Vec::with_capacity(self.len);
-        for t in self.tenants.values_mut() {
+        for t in &mut self.tenants {
             for tc in &mut t.classes {
-                for sq in tc.senders.values_mut() {
+                for sq in &mut tc.senders {
                     while let Some(i) = sq.pop() {
                         out.push(i);
                     }
-                    sq.scheduled = false;
                 }
                 tc.senders.clear();
+                tc.index.clear();
                 tc.ready.clear();
                 tc.parked.clear();
                 tc.len = 0;
@@ -535,18 +656,19 @@ impl FairQueue {
             carrier_wait_s: self.carrier.as_ref().map_or(0.0, |p| secs(p.ready_at(now))),
             ..WaitReport::default()
         };
-        for (name, t) in &self.tenants {
+        for t in &self.tenants {
             r.transactional += t.classes[0].len;
             if let Some(p) = &t.pace {
                 let w = secs(p.ready_at(now));
                 if w > 0.0 {
-                    r.tenants_limited.push((name.to_string(), w));
+                    r.tenants_limited.push((t.name.to_string(), w));
                 }
             }
             for tc in &t.classes {
                 for Reverse((at, _, s)) in tc.parked.iter().take(50) {
                     if r.senders_limited.len() < 50 {
-                        r.senders_limited.push((s.to_string(), secs(*at)));
+                        let sender = &tc.senders[*s as usize].sender;
+                        r.senders_limited.push((sender.to_string(), secs(*at)));
                     }
                 }
             }
@@ -560,24 +682,24 @@ impl FairQueue {
     /// not queued here.
     pub fn explain(&self, m: &crate::model::Message, now: Instant) -> Option<MessageWait> {
         let secs = |at: Instant| at.saturating_duration_since(now).as_secs_f64();
-        let t = self.tenants.get(&m.tenant)?;
+        let t = &self.tenants[*self.tenant_index.get(&*m.tenant)? as usize];
         let tc = &t.classes[class_of(m.priority)];
-        let key = m.from.to_string();
-        let sq = tc.senders.get(key.as_str())?;
-        let ahead = sq
-            .campaigns
-            .get(m.campaign_id.as_str())?
+        let si = *tc.index.get(&m.from)?;
+        let sq = &tc.senders[si as usize];
+        let slot = *sq.index.get(m.campaign_id.as_str())?;
+        let ahead = sq.campaigns[slot as usize]
+            .items
             .iter()
             .position(|i| i.message.id == m.id)?;
         let sender_wait_s = tc
             .parked
             .iter()
-            .find(|Reverse((_, _, s))| **s == *key)
+            .find(|Reverse((_, _, s))| *s == si)
             .map_or(0.0, |Reverse((at, _, _))| secs(*at));
         Some(MessageWait {
             ahead_in_campaign: ahead,
             sender_queued: sq.len,
-            sender_campaigns: sq.campaigns.len(),
+            sender_campaigns: sq.index.len(),
             sender_wait_s,
             tenant_class_queued: tc.len,
             tenant_wait_s: t.pace.as_ref().map_or(0.0, |p| secs(p.ready_at(now))),
@@ -603,32 +725,25 @@ fn pop_sender(
         let Reverse((_, _, s)) = tc.parked.pop().expect("peeked");
         tc.ready.push_back(s);
     }
-    while let Some(key) = tc.ready.pop_front() {
-        let Some(sq) = tc.senders.get_mut(&key) else {
-            continue;
-        };
+    while let Some(si) = tc.ready.pop_front() {
+        let sq = &mut tc.senders[si as usize];
         let Some(front) = sq.front() else {
             sq.scheduled = false;
-            tc.senders.remove(&key);
             continue;
         };
         let permits = front.permits;
-        let sender = sq.sender.clone().expect("set on first push");
-        let (at, level) = limits.ready_at(&key, &sender, now, now_ms, permits);
-        if at > now {
+        if let Err((at, level)) = limits.take(&sq.sender, now, now_ms, permits) {
             waits[level as usize] += 1;
             *seq += 1;
-            tc.parked.push(Reverse((at, *seq, key)));
+            tc.parked.push(Reverse((at, *seq, si)));
             continue;
         }
         let item = sq.pop().expect("front exists");
-        limits.commit(&key, &sender, now, now_ms, permits);
         tc.len -= 1;
         if sq.len == 0 {
             sq.scheduled = false;
-            tc.senders.remove(&key);
         } else {
-            tc.ready.push_back(key);
+            tc.ready.push_back(si);
         }
         return Ok(item);
     }
