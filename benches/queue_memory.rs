@@ -335,6 +335,40 @@ fn main() {
     std::mem::forget(ledger);
 
     spilled(count, &pools);
+    dedupe(count * 2);
+}
+
+/// The dedupe index at its default cap (`ingest.dedupe_max_keys`, 10 M
+/// keys, scaled with the message count): heap per remembered key once full,
+/// and after as many keys again have pushed the oldest out (steady state of
+/// a long run: deleted slots make the tables grow once more).
+fn dedupe(keys: usize) {
+    let cap = keys / 2;
+    let tenant: Arc<str> = "tenant-000".into();
+    let heap0 = heap();
+    let d = sluice::admission::Dedupe::new(std::time::Duration::from_secs(86_400), [7; 16])
+        .with_max_keys(cap);
+    let report = |what: &str, inserted: usize| {
+        let h = heap();
+        println!(
+            "dedupe {what}: {} keys remembered after {inserted} inserts: {:.1} B/key requested ({:.1} in classes)",
+            d.len(),
+            (h.0 as f64 - heap0.0 as f64) / d.len() as f64,
+            (h.1 as f64 - heap0.1 as f64) / d.len() as f64
+        );
+    };
+    let mut client_ref = String::with_capacity(32);
+    for i in 0..keys {
+        use std::fmt::Write;
+        client_ref.clear();
+        let _ = write!(client_ref, "campaign-7-recipient-{i}");
+        let _ = d.check_or_insert(&tenant, &client_ref, MessageId(i as u64), i as u64 / 50, 1);
+        if i + 1 == cap {
+            report("full", i + 1);
+        }
+    }
+    report("steady", keys);
+    std::mem::forget(d);
 }
 
 /// The same messages beyond the in-memory budget: written to a real

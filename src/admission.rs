@@ -169,12 +169,13 @@ struct Shard {
 
 /// Remembers `(tenant, client_ref) → message id` for the dedupe window, or
 /// for the last `max_keys` keys when that is shorter (memory stays bounded
-/// at any rate: 10 million keys are ~600 MB; the oldest go first, counted in
+/// at any rate: 10 million keys take ~1.1 GB; the oldest go first, counted in
 /// `sluice_dedupe_evicted_total`).
 ///
 /// Keys are 128-bit fingerprints: SipHash under a secret per-node key,
-/// twice, so upstream cannot make two keys collide and an entry costs ~60
-/// bytes with no allocation of its own (tens of millions fit). Entries know
+/// twice, so upstream cannot make two keys collide and an entry has no
+/// allocation of its own: ~110 bytes with the tables' slack (a 32-byte map
+/// slot and a 32-byte order entry; `cargo bench --bench queue_memory`). Entries know
 /// the journal segment of their Accept record; when compaction deletes that
 /// segment they are appended to the dedupe log once (see
 /// [`Dedupe::take_unlogged_before`]), never rewritten per cycle.
@@ -208,6 +209,11 @@ impl Dedupe {
     pub fn with_max_keys(mut self, max_keys: usize) -> Dedupe {
         self.shard_cap = max_keys.div_ceil(DEDUPE_SHARDS).max(1);
         self
+    }
+
+    /// Most keys remembered (`usize::MAX`: no limit).
+    pub fn max_keys(&self) -> usize {
+        self.shard_cap.saturating_mul(DEDUPE_SHARDS)
     }
 
     /// The dedupe window, ms.

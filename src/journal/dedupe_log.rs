@@ -138,17 +138,25 @@ impl DedupeLog {
         Ok(out)
     }
 
-    /// Deletes files whose whole hour is outside the window.
+    /// Deletes files whose whole hour is outside the window, and older
+    /// files once newer ones hold `max_keys` entries; returns how many.
     ///
     /// # Errors
     /// A file cannot be removed.
-    pub fn prune(&self, now_ms: u64, window_ms: u64) -> io::Result<usize> {
+    pub fn prune(&self, now_ms: u64, window_ms: u64, max_keys: usize) -> io::Result<usize> {
         let mut n = 0;
-        for (hour, path) in self.files()? {
-            if (hour + 1) * HOUR_MS + window_ms < now_ms {
+        // Newest first: once newer hours hold `max_keys` entries, older ones
+        // are forgotten in memory anyway, so their files go too (at a
+        // sustained 50k msgs/s a 24-hour window would keep ~140 GB).
+        let mut newer = 0u64;
+        for (hour, path) in self.files()?.into_iter().rev() {
+            let outside = (hour + 1) * HOUR_MS + window_ms < now_ms;
+            if outside || newer >= max_keys as u64 {
                 std::fs::remove_file(path)?;
                 n += 1;
+                continue;
             }
+            newer += std::fs::metadata(&path)?.len() / ENTRY as u64;
         }
         Ok(n)
     }
@@ -227,12 +235,30 @@ mod tests {
         let window = 24 * HOUR_MS;
         let got = log.load(now, window).unwrap();
         assert_eq!(got, vec![(2, 20, now - 1000), (u128::MAX, 30, now)]);
-        assert_eq!(log.prune(now, window).unwrap(), 1);
+        assert_eq!(log.prune(now, window, usize::MAX).unwrap(), 1);
         // A torn batch at the end is ignored, earlier ones kept.
         let path = log.file(now / HOUR_MS);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[5, 0, 0, 0, 1, 2, 3]).unwrap();
         assert_eq!(log.load(now, window).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn hours_beyond_max_keys_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DedupeLog::open(dir.path()).unwrap();
+        let now = 100 * HOUR_MS;
+        for h in 0..4u64 {
+            let at = now - h * HOUR_MS;
+            let entries: Vec<DedupeEntry> =
+                (0..10).map(|i| (u128::from(h * 100 + i), i, at)).collect();
+            log.append(&entries).unwrap();
+        }
+        // Each hour holds 10 keys: keeping 15 needs the two newest hours.
+        assert_eq!(log.prune(now, 24 * HOUR_MS, 15).unwrap(), 2);
+        let kept = log.load(now, 24 * HOUR_MS).unwrap();
+        assert_eq!(kept.len(), 20);
+        assert!(kept.iter().all(|e| e.2 >= now - HOUR_MS));
     }
 
     #[test]
