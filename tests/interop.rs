@@ -1,0 +1,205 @@
+//! Interop with a third-party SMPP implementation: sluice's carrier side
+//! binds to an SMSC built on the `smpp` npm package (node-smpp,
+//! `tests/interop/smsc.js`), submits GSM-7, extension-character, Unicode and
+//! multi-part texts, and correlates node-smpp's delivery receipts. The peer
+//! reports what it decoded; the test reassembles the parts from their UDH
+//! and compares them with what was sent.
+//!
+//! Needs `node` and `npm`: the test runs `npm ci` in `tests/interop` when
+//! `node_modules` is missing (`.ci/run` installs Node.js). Without Node.js
+//! the test says so and passes, unless `SLUICE_REQUIRE_INTEROP` is set, as
+//! `.ci/run` sets it, where it fails.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use parking_lot::Mutex;
+use sluice::ingest::pb;
+
+/// One submit_sm as node-smpp decoded it.
+#[derive(Debug, serde::Deserialize)]
+struct Seen {
+    dst: String,
+    data_coding: u8,
+    udh: Vec<Vec<u8>>,
+    text: String,
+}
+
+struct Peer {
+    child: Child,
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts the node-smpp SMSC, installing its package first if needed;
+/// `None` when Node.js is not installed and interop is not required.
+fn start_peer() -> Option<Peer> {
+    let required = std::env::var_os("SLUICE_REQUIRE_INTEROP").is_some();
+    if !have("node") || !have("npm") {
+        assert!(
+            !required,
+            "SLUICE_REQUIRE_INTEROP is set but node/npm are not installed"
+        );
+        eprintln!("SKIPPED: node and npm are needed for the SMPP interop test");
+        return None;
+    }
+    let dir = interop_dir();
+    if !dir.join("node_modules/smpp").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    let mut child = Command::new("node")
+        .arg("smsc.js")
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let first = lines
+        .next()
+        .expect("the peer prints its port")
+        .expect("readable");
+    let port: u16 = first
+        .strip_prefix("LISTEN ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line from the peer: {first:?}"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let s: Seen =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer line {line:?}: {e}"));
+            sink.lock().push(s);
+        }
+    });
+    Some(Peer { child, port, seen })
+}
+
+/// Texts as the peer received them: parts joined in order by their
+/// concatenation UDH (8- or 16-bit reference), per destination.
+fn reassembled(seen: &[Seen]) -> (Vec<String>, usize) {
+    let mut whole = Vec::new();
+    let mut parts: BTreeMap<(String, u16), (u8, BTreeMap<u8, String>)> = BTreeMap::new();
+    for s in seen {
+        let concat = s.udh.iter().find_map(|ie| match ie.as_slice() {
+            [0x00, 3, r, total, seq] => Some((u16::from(*r), *total, *seq)),
+            [0x08, 4, hi, lo, total, seq] => Some((u16::from_be_bytes([*hi, *lo]), *total, *seq)),
+            _ => None,
+        });
+        match concat {
+            None => whole.push(s.text.clone()),
+            Some((r, total, seq)) => {
+                let e = parts.entry((s.dst.clone(), r)).or_default();
+                e.0 = total;
+                e.1.insert(seq, s.text.clone());
+            }
+        }
+    }
+    let multipart = parts.len();
+    for ((dst, r), (total, ps)) in parts {
+        assert_eq!(
+            ps.len(),
+            usize::from(total),
+            "message to {dst} ref {r}: parts {:?} of {total}",
+            ps.keys()
+        );
+        whole.push(ps.into_values().collect());
+    }
+    (whole, multipart)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_interoperates_with_node_smpp() {
+    let Some(peer) = start_peer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", peer.port).parse().unwrap();
+    let cfg = sluice::demo::embedded_config(dir.path(), addr, 2, 16);
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+
+    let long_gsm = "Spring sale: everything 25% off until Sunday, free delivery over $40. \
+        Use code SPRING25 at checkout. Reply STOP to opt out. See acme.example/s for details; \
+        offer ends Sunday at midnight.";
+    let long_ucs2 = "Grüße aus Zürich! Ваш заказ №4815 отправлен 🚚 и прибудет завтра. \
+        Спасибо, что выбрали нас ❤️";
+    let texts = [
+        "Your ACME code is 481516.",
+        "Braces {} and [brackets], tilde ~ and euro € count twice",
+        "Café crème à 3€ — déjà vu? ¿Sí?",
+        "日本語のメッセージ",
+        long_gsm,
+        long_ucs2,
+    ];
+    assert!(long_gsm.chars().count() > 160);
+    assert!(long_ucs2.chars().count() > 70);
+    let batch: Vec<pb::SubmitMessage> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| msg(&format!("interop-{i}"), &format!("+1415888{i:04}"), t))
+        .collect();
+    let ids = accepted_ids(&client.submit(batch).await.unwrap());
+    assert_eq!(ids.len(), texts.len());
+
+    eventually(
+        "every message delivered by node-smpp's receipts",
+        Duration::from_secs(20),
+        || got.terminal_count() == texts.len(),
+    )
+    .await;
+    for id in &ids {
+        assert_eq!(
+            got.state_of(*id),
+            Some(pb::DeliveryState::StateDelivered),
+            "message {id:x}: {:?}",
+            got.states.lock().get(id)
+        );
+    }
+
+    let seen = std::mem::take(&mut *peer.seen.lock());
+    let (received, multipart) = reassembled(&seen);
+    let sent: HashSet<&str> = texts.iter().copied().collect();
+    let received_set: HashSet<&str> = received.iter().map(String::as_str).collect();
+    assert_eq!(received.len(), texts.len(), "{received:#?}");
+    assert_eq!(received_set, sent, "what node-smpp decoded");
+    assert_eq!(
+        multipart, 2,
+        "the two long texts went as concatenated parts"
+    );
+    // GSM-7 texts as data_coding 0, the others as UCS-2 (8).
+    for s in &seen {
+        let gsm = s.text.chars().all(|c| c.is_ascii() || c == '€');
+        assert_eq!(s.data_coding, if gsm { 0 } else { 8 }, "{s:?}");
+    }
+    gw.shutdown().await;
+}
