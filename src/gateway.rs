@@ -276,11 +276,7 @@ impl Gateway {
             let max = room.min(50_000) as usize;
             let taken = tokio::task::spawn_blocking(move || spill.take(max)).await;
             let messages: Vec<Arc<Message>> = match taken {
-                Ok(Ok(ms)) => ms.into_iter().map(Arc::new).collect(),
-                Ok(Err(e)) => {
-                    tracing::error!(target: TARGET, error = %e, "paging in spilled messages failed");
-                    return;
-                }
+                Ok(ms) => ms.into_iter().map(Arc::new).collect(),
                 Err(_) => return,
             };
             if messages.is_empty() {
@@ -397,6 +393,12 @@ impl Gateway {
     async fn compact(&self, max_segments: u64) -> Result<(), crate::journal::JournalError> {
         use std::sync::atomic::Ordering::Relaxed;
         if self.journal.segments() <= max_segments + self.carried_segments.load(Relaxed) {
+            return Ok(());
+        }
+        if self.spill.is_damaged() {
+            // Some spilled messages exist only in the old segments now.
+            tracing::error!(target: TARGET, segments = self.journal.segments(),
+                "journal compaction held: a spilled batch was unreadable; restart to replay it");
             return Ok(());
         }
         let _gate = self.spill_gate.lock().await;

@@ -75,6 +75,10 @@ pub struct Spill {
     file_bytes: u64,
     inner: Mutex<Inner>,
     messages: AtomicU64,
+    /// A batch could not be read back: its messages are only in the journal
+    /// now, so compaction must not delete segments until a restart replays
+    /// them.
+    damaged: std::sync::atomic::AtomicBool,
 }
 
 impl Spill {
@@ -95,6 +99,7 @@ impl Spill {
             file_bytes: file_bytes.max(1),
             inner: Mutex::new(Inner::default()),
             messages: AtomicU64::new(0),
+            damaged: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -220,14 +225,20 @@ impl Spill {
         Ok(head)
     }
 
+    /// True once a batch could not be read back (see [`Spill::take`]).
+    pub fn is_damaged(&self) -> bool {
+        self.damaged.load(Ordering::Relaxed)
+    }
+
     /// Takes about `max` messages off disk (whole batches; at least one batch
     /// when any waits), serving transactional queues first, then the others
     /// in turn. Blocking file reads: call from a blocking context.
     ///
-    /// # Errors
-    /// When a batch cannot be read or decoded. Those messages stay durable in
-    /// the journal and come back at the next start.
-    pub fn take(&self, max: usize) -> io::Result<Vec<Message>> {
+    /// A batch that cannot be read or decoded is logged and skipped, and the
+    /// spill is marked damaged ([`Spill::is_damaged`]): those messages are
+    /// still durable in the journal, which must then keep its segments until
+    /// a restart replays them.
+    pub fn take(&self, max: usize) -> Vec<Message> {
         let mut picked: Vec<(Batch, Arc<File>)> = Vec::new();
         {
             let mut inner = self.inner.lock();
@@ -260,14 +271,15 @@ impl Spill {
             }
         }
         let mut out = Vec::with_capacity(picked.iter().map(|(b, _)| b.count as usize).sum());
-        let mut result = Ok(());
         for (b, file) in &picked {
             match read_batch(file, b) {
                 Ok(mut ms) => out.append(&mut ms),
                 Err(e) => {
+                    self.damaged.store(true, Ordering::Relaxed);
+                    metrics::counter!("sluice_spill_damaged_batches_total").increment(1);
                     tracing::error!(target: "sluice::spill", error = %e, first_id = b.first_id,
-                        "a spilled batch is unreadable; its messages resume at the next start");
-                    result = Err(e);
+                        messages = b.count, "a spilled batch is unreadable; its messages resume \
+                        from the journal at the next start, which keeps its segments until then");
                 }
             }
         }
@@ -287,7 +299,7 @@ impl Spill {
         }
         metrics::counter!("sluice_paged_in_messages_total").increment(out.len() as u64);
         metrics::gauge!("sluice_spilled_messages").set(self.len() as f64);
-        result.map(|()| out)
+        out
     }
 
     /// Calls `f` with every spilled message, batch by batch, in no particular

@@ -145,6 +145,10 @@ fn describe() {
         "Messages written to the spill beyond the in-memory budget."
     );
     describe_counter!(
+        "sluice_spill_damaged_batches_total",
+        "Spilled batches that could not be read back (their messages wait in the journal for a restart)."
+    );
+    describe_counter!(
         "sluice_paged_in_messages_total",
         "Spilled messages paged back into memory."
     );
