@@ -277,13 +277,18 @@ impl Gateway {
             let taken = tokio::task::spawn_blocking(move || spill.take(max)).await;
             let messages: Vec<Arc<Message>> = match taken {
                 Ok(ms) => ms.into_iter().map(Arc::new).collect(),
-                Err(_) => return,
+                Err(_) => {
+                    self.spill.paged_in();
+                    return;
+                }
             };
             if messages.is_empty() {
+                self.spill.paged_in();
                 return;
             }
             self.ledger.admit(&messages);
             self.enqueue(&messages);
+            self.spill.paged_in();
         }
     }
 

@@ -164,7 +164,8 @@ impl Ledger {
         }
     }
 
-    /// Removes messages whose Accept record failed to be written.
+    /// Removes messages whose Accept record failed to be written, or that
+    /// went to the spill (they come back through [`Ledger::admit`]).
     pub fn forget(&self, ids: impl IntoIterator<Item = MessageId>) {
         for id in ids {
             if self.shard(id).lock().remove(&id.0).is_some() {

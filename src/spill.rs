@@ -35,6 +35,11 @@ use crate::model::{Message, MessageId, Priority};
 /// Bytes before each batch: length and CRC.
 const HEADER_LEN: usize = 8;
 
+/// Most messages in one batch on disk: what one page-in step reads at
+/// least, and far below the `u32` length limit (a restart may spill
+/// millions of messages of one tenant in one call).
+const MAX_BATCH: usize = 1024;
+
 /// Where spilled messages of one tenant and priority wait, in order.
 type QueueKey = (Arc<str>, Priority);
 
@@ -66,6 +71,9 @@ struct Inner {
     queues: HashMap<QueueKey, VecDeque<Batch>>,
     /// Non-empty queues in service order.
     ring: VecDeque<QueueKey>,
+    /// Keys of batches taken but not yet queued in memory (see
+    /// [`Spill::paged_in`]): new messages of these keys still go behind.
+    paging: Vec<QueueKey>,
 }
 
 /// The spill: batches of queued messages on disk, per (tenant, priority).
@@ -116,11 +124,15 @@ impl Spill {
     /// Whether messages of this tenant and priority wait on disk (then new
     /// ones must queue behind them, to keep their order).
     pub fn holds(&self, tenant: &Arc<str>, priority: Priority) -> bool {
-        self.inner
-            .lock()
-            .queues
-            .get(&(tenant.clone(), priority))
-            .is_some_and(|q| !q.is_empty())
+        let inner = self.inner.lock();
+        let key = (tenant.clone(), priority);
+        inner.queues.get(&key).is_some_and(|q| !q.is_empty()) || inner.paging.contains(&key)
+    }
+
+    /// The messages of the last [`Spill::take`] are queued in memory: new
+    /// messages of their keys may go to memory again.
+    pub fn paged_in(&self) {
+        self.inner.lock().paging.clear();
     }
 
     /// Writes messages to disk, one batch per (tenant, priority), each
@@ -133,7 +145,13 @@ impl Spill {
         let mut groups: Vec<(QueueKey, Vec<&Message>)> = Vec::new();
         for m in messages {
             let key = (m.tenant.clone(), m.priority);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
+            // The newest group of this key, unless it is full.
+            match groups
+                .iter_mut()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .filter(|(_, v)| v.len() < MAX_BATCH)
+            {
                 Some((_, v)) => v.push(m),
                 None => groups.push((key, vec![m])),
             }
@@ -145,7 +163,8 @@ impl Spill {
             buf.clear();
             buf.extend_from_slice(&[0; HEADER_LEN]);
             crate::journal::encode_messages(&mut buf, group.iter().copied());
-            let len = (buf.len() - HEADER_LEN) as u32;
+            let len = u32::try_from(buf.len() - HEADER_LEN)
+                .map_err(|_| io::Error::other("spill batch over 4 GiB"))?;
             let crc = crc32fast::hash(&buf[HEADER_LEN..]);
             buf[..4].copy_from_slice(&len.to_le_bytes());
             buf[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -259,6 +278,9 @@ impl Spill {
                     let q = inner.queues.get_mut(&key).expect("ring names a queue");
                     let b = q.pop_front().expect("ring queues are non-empty");
                     let empty = q.is_empty();
+                    if !inner.paging.contains(&key) {
+                        inner.paging.push(key.clone());
+                    }
                     if empty {
                         inner.queues.remove(&key);
                     } else {
@@ -321,7 +343,10 @@ impl Spill {
                 .collect()
         };
         for (b, file) in &batches {
-            f(read_batch(file, b)?)?;
+            let ms = read_batch(file, b).inspect_err(|_| {
+                self.damaged.store(true, Ordering::Relaxed);
+            })?;
+            f(ms)?;
         }
         Ok(())
     }

@@ -139,6 +139,31 @@ fn reassembled(seen: &[Seen]) -> (Vec<String>, usize) {
     (whole, multipart)
 }
 
+/// How many texts are complete so far (parts may still be on their way).
+fn complete_texts(seen: &[Seen]) -> usize {
+    let mut complete = 0;
+    let mut parts: BTreeMap<(String, u16), (u8, usize)> = BTreeMap::new();
+    for s in seen {
+        match s.udh.iter().find_map(|ie| match ie.as_slice() {
+            [0x00, 3, r, total, _] => Some((u16::from(*r), *total)),
+            [0x08, 4, hi, lo, total, _] => Some((u16::from_be_bytes([*hi, *lo]), *total)),
+            _ => None,
+        }) {
+            None => complete += 1,
+            Some((r, total)) => {
+                let e = parts.entry((s.dst.clone(), r)).or_default();
+                e.0 = total;
+                e.1 += 1;
+            }
+        }
+    }
+    complete += parts
+        .values()
+        .filter(|(t, n)| usize::from(*t) == *n)
+        .count();
+    complete
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_interoperates_with_node_smpp() {
     let Some(peer) = start_peer() else { return };
@@ -186,6 +211,14 @@ async fn sluice_interoperates_with_node_smpp() {
         );
     }
 
+    // The peer's stdout is read on another thread: wait until it has
+    // reported every part (reassembly then finds every text whole).
+    eventually(
+        "the peer reported every part",
+        Duration::from_secs(10),
+        || complete_texts(&peer.seen.lock()) >= texts.len(),
+    )
+    .await;
     let seen = std::mem::take(&mut *peer.seen.lock());
     let (received, multipart) = reassembled(&seen);
     let sent: HashSet<&str> = texts.iter().copied().collect();

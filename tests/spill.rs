@@ -74,8 +74,10 @@ async fn a_blast_beyond_the_budget_waits_on_disk_and_another_tenant_still_goes_f
     let took = sent.elapsed();
     let a_done = got_a.terminal_count();
     eprintln!("B's 10 took {took:?}; A had {a_done} of {n} final by then");
+    // A's blast needs 2.5 s at the carrier's 2,000/s: B must not wait for it
+    // (the margin is wide because this is real time on a busy machine).
     assert!(
-        took < Duration::from_millis(500),
+        took < Duration::from_millis(1500),
         "B waited {took:?} behind A's blast"
     );
     assert!(

@@ -69,6 +69,26 @@ fn transactional_first_then_tenants_in_turn() {
 }
 
 #[test]
+fn big_pushes_split_into_batches_and_order_holds_while_paging_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spill::open(dir.path(), 1 << 30).unwrap();
+    let many: Vec<_> = (0..2500)
+        .map(|i| message(i, "a", Priority::Marketing))
+        .collect();
+    s.push(&many).unwrap();
+    let a: Arc<str> = "a".into();
+    // One page-in step reads one batch, not the whole push.
+    assert_eq!(ids(&s.take(1)), (0..1024).collect::<Vec<_>>());
+    assert!(s.holds(&a, Priority::Marketing));
+    assert_eq!(s.take(5000).len(), 1476);
+    assert!(s.is_empty());
+    // Taken but not queued yet: new messages of the key still go behind.
+    assert!(s.holds(&a, Priority::Marketing));
+    s.paged_in();
+    assert!(!s.holds(&a, Priority::Marketing));
+}
+
+#[test]
 fn files_roll_over_and_go_once_paged_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spill");
