@@ -293,11 +293,6 @@ impl Scheduler {
         v
     }
 
-    /// Messages waiting in every queue.
-    pub fn queued(&self) -> usize {
-        self.queues.values().map(|q| q.len()).sum()
-    }
-
     /// Messages waiting in memory: queued plus held for quiet hours (what
     /// `journal.max_queued_in_memory` bounds).
     pub fn in_memory(&self) -> usize {
