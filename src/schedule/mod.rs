@@ -348,6 +348,9 @@ impl Dispatcher {
         let name = self.carrier.name().clone();
         let observed = QueueMetrics::new(&name);
         let mut wake: Option<Instant> = None;
+        // A message popped that did not fit the free part permits: it goes
+        // first once enough parts have ended (it already passed its limits).
+        let mut carried: Option<(Item, usize)> = None;
         loop {
             // Held messages whose morning came go back in the queue.
             if let Some(next) = self.queue.release_held(now_ms()) {
@@ -358,8 +361,8 @@ impl Dispatcher {
             // Wait for work, a limit to open, or shutdown.
             let notified = self.queue.notify.notified();
             let ready = !self.queue.is_paused()
-                && !self.queue.is_empty()
-                && wake.is_none_or(|t| t <= Instant::now());
+                && (carried.is_some() || !self.queue.is_empty())
+                && (carried.is_some() || wake.is_none_or(|t| t <= Instant::now()));
             if !ready {
                 tokio::select! {
                     _ = notified => {}
@@ -372,13 +375,16 @@ impl Dispatcher {
                 continue;
             }
             // Room at the carrier before anything leaves the queue, so the
-            // fair order is decided as late as possible.
-            let first = tokio::select! {
-                p = self.carrier.capacity().clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            // fair order is decided as late as possible: one free part
+            // permit, or as many as the message carried over needs (never
+            // more than the carrier holds, so this wait always ends).
+            let need = carried.as_ref().map_or(1, |(_, n)| *n) as u32;
+            let room = tokio::select! {
+                p = self.carrier.capacity().clone().acquire_many_owned(need) => match p { Ok(p) => p, Err(_) => return },
                 _ = shutdown.changed() => return,
             };
-            drop(first);
-            let (items, next) = self.take_batch();
+            drop(room);
+            let (items, next) = self.take_batch(&mut carried);
             wake = next;
             observed.observe(&self.queue);
             if items.is_empty() {
@@ -390,26 +396,46 @@ impl Dispatcher {
         }
     }
 
-    /// Pops what every limit allows now, up to the carrier's free capacity.
-    fn take_batch(&self) -> (Vec<Item>, Option<Instant>) {
+    /// Parts a popped message will take (counted at push when limits count
+    /// segments).
+    fn segments(&self, item: &Item) -> usize {
+        if self.queue.count_segments {
+            item.permits as usize
+        } else {
+            text::plan_with(&item.message.text, &self.queue.text).map_or(1, |p| p.segments.max(1))
+        }
+    }
+
+    /// Pops what every limit allows now, up to the carrier's free part
+    /// permits: the batch never needs more permits than are free, so its
+    /// dispatch never waits for them. A message that would overshoot is
+    /// carried to the next round (`carried`), where it goes first.
+    fn take_batch(&self, carried: &mut Option<(Item, usize)>) -> (Vec<Item>, Option<Instant>) {
         let available = self.carrier.capacity().available_permits();
         let mut items = Vec::new();
         let mut segments = 0usize;
+        if let Some((item, n)) = carried.take() {
+            if n > available {
+                *carried = Some((item, n));
+                return (items, None);
+            }
+            segments = n;
+            items.push(item);
+        }
         let mut next = None;
         let now = Instant::now();
         let now_ms = now_ms();
         let mut q = self.queue.fair.lock();
         let mut limits = self.queue.limits.lock();
-        while items.len() < DISPATCH_BATCH && (items.is_empty() || segments < available) {
+        while items.len() < DISPATCH_BATCH && segments < available {
             match q.pop(now, now_ms, &mut limits) {
                 Pop::Item(i) => {
-                    // Counted at push when limits count segments.
-                    segments += if self.queue.count_segments {
-                        i.permits as usize
-                    } else {
-                        text::plan_with(&i.message.text, &self.queue.text)
-                            .map_or(1, |p| p.segments.max(1))
-                    };
+                    let n = self.segments(&i);
+                    if segments + n > available {
+                        *carried = Some((i, n));
+                        break;
+                    }
+                    segments += n;
                     items.push(i);
                 }
                 Pop::WaitUntil(t) => {
