@@ -154,6 +154,8 @@ pub struct Compliance {
     next_import: AtomicU64,
     /// Serialises changes so the journal order is the apply order.
     write: tokio::sync::Mutex<()>,
+    /// Grows after every opt-out reaches the set (see [`Compliance::epoch`]).
+    optout_epoch: AtomicU64,
 }
 
 /// Compliance failures.
@@ -254,6 +256,7 @@ impl Compliance {
             imports: Mutex::default(),
             next_import: AtomicU64::new(1),
             write: tokio::sync::Mutex::new(()),
+            optout_epoch: AtomicU64::new(0),
         };
         c.replay(recovered.opt);
         Ok(c)
@@ -308,6 +311,7 @@ impl Compliance {
         let scope = self.set.scope(&c.scope);
         if c.opted_out {
             self.set.insert(scope, n);
+            self.optout_epoch.fetch_add(1, Ordering::Release);
         } else {
             self.set.remove(scope, n);
         }
@@ -328,10 +332,19 @@ impl Compliance {
 
     fn apply_bulk(&self, b: &OptBulk) -> u64 {
         let scope = self.set.scope(&b.scope);
-        self.set.bulk_insert(
+        let added = self.set.bulk_insert(
             scope,
             b.numbers.iter().filter_map(|n| Msisdn::from_u64(*n).ok()),
-        )
+        );
+        self.optout_epoch.fetch_add(1, Ordering::Release);
+        added
+    }
+
+    /// A number that grows after every opt-out reaches the suppression set
+    /// (single or bulk). A message checked at epoch `e` needs no new look
+    /// while the epoch is still `e`; read it before checking.
+    pub fn epoch(&self) -> u64 {
+        self.optout_epoch.load(Ordering::Acquire)
     }
 
     /// The scopes that apply to a message from `from` in `tenant`.
@@ -428,7 +441,19 @@ impl Compliance {
         let scope = self.set.scope(&change.scope);
         let already = self.set.contains(scope, n);
         let changes = already != change.opted_out;
-        self.journal.opt_change(&change).wait().await?;
+        // An opt-out suppresses at once, even before it is durable: a
+        // message held back for an opt-out that a crash then loses is the
+        // safe mistake; one sent after the STOP is not.
+        if change.opted_out && !already {
+            self.set.insert(scope, n);
+            self.optout_epoch.fetch_add(1, Ordering::Release);
+        }
+        if let Err(e) = self.journal.opt_change(&change).wait().await {
+            if change.opted_out && !already {
+                self.set.remove(scope, n);
+            }
+            return Err(e.into());
+        }
         self.apply_change(&change);
         metrics::counter!("sluice_optouts_total",
             "direction" => if change.opted_out { "out" } else { "in" },

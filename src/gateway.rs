@@ -37,6 +37,10 @@ mod mms;
 
 const TARGET: &str = "sluice::gateway";
 
+/// Queued messages, binds up and idle, nothing dispatched for this long:
+/// dispatch has stalled (`sluice_dispatch_stalled`, an error log).
+const STALL_AFTER: Duration = Duration::from_secs(10);
+
 struct TenantEntry {
     name: Arc<str>,
     token: Secret,
@@ -99,6 +103,37 @@ impl Gateway {
             .iter()
             .find(|c| self.carriers.get(*c).is_some_and(|c| c.binds_up() > 0))
             .or_else(|| carriers.first())
+    }
+
+    /// Raises the alarm for carriers whose binds are up and idle while
+    /// messages wait that no limit holds back: dispatch has stalled (a
+    /// state that must never be silent).
+    fn stalls(&self, stalled: &mut std::collections::HashSet<Arc<str>>) {
+        let now = now_ms();
+        for (name, carrier) in &self.carriers {
+            let idle = self
+                .scheduler
+                .queue(name)
+                .and_then(|q| q.idle_for(now))
+                .filter(|d| *d >= STALL_AFTER && carrier.binds_up() > 0 && carrier.is_idle());
+            let gauge = metrics::gauge!("sluice_dispatch_stalled", "carrier" => name.to_string());
+            match idle {
+                Some(d) => {
+                    gauge.set(1.0);
+                    if stalled.insert(name.clone()) {
+                        let queued = self.scheduler.queue(name).map_or(0, |q| q.len());
+                        tracing::error!(target: TARGET, carrier = %name, queued, idle_s = d.as_secs(),
+                            "dispatch stalled: messages queued, binds up, nothing dispatched");
+                    }
+                }
+                None => {
+                    gauge.set(0.0);
+                    if stalled.remove(name) {
+                        tracing::info!(target: TARGET, carrier = %name, "dispatch resumed");
+                    }
+                }
+            }
+        }
     }
 
     /// Moves the queue of a carrier that has had no bind up for its
@@ -169,6 +204,11 @@ impl Gateway {
     /// The carrier queues.
     pub fn scheduler(&self) -> &Arc<Scheduler> {
         &self.scheduler
+    }
+
+    /// Opt-outs and keywords.
+    pub fn compliance(&self) -> &Arc<Compliance> {
+        &self.compliance
     }
 
     /// The journal.
@@ -352,7 +392,9 @@ impl Gateway {
                         },
                     });
                 }
-                (Some(_), _) if recovery == Recovery::Resend => {
+                (Some(_), _) if !rm.written || recovery == Recovery::Resend => {
+                    // Dispatched but never written (it never left), or the
+                    // operator chose at-least-once: queued again.
                     self.ledger.restore(Entry {
                         message: message.clone(),
                         stage: Stage::Queued,
@@ -363,7 +405,7 @@ impl Gateway {
                     let parts: Vec<Part> = (0..rm.parts.max(1) as usize)
                         .map(|i| match rm.carrier_ids.get(i) {
                             Some(s) if !s.is_empty() => Part::Submitted(s.as_str().into()),
-                            _ => Part::Pending,
+                            _ => Part::Written,
                         })
                         .collect();
                     self.ledger.restore(Entry {
@@ -473,6 +515,7 @@ impl Gateway {
                 carrier: None,
                 parts: 0,
                 carrier_ids: &[],
+                written: false,
             })));
             if pending.len() > 16
                 && let Some(d) = pending.pop_front()
@@ -646,6 +689,8 @@ pub struct Running {
     mm7_servers: Vec<crate::mm7::Mm7Server>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Held while this gateway owns its data directory.
+    _lock: crate::journal::lock::DataDirLock,
 }
 
 impl Running {
@@ -675,6 +720,7 @@ impl Running {
 /// The journal cannot be opened or a listener cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     telemetry::metrics_handle();
+    let lock = crate::journal::lock::DataDirLock::acquire(&config.data_dir)?;
     let (journal, recovered) = Journal::open(&config.journal_dir(), &config.journal)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let tenants: HashMap<String, TenantEntry> = config
@@ -711,7 +757,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let receipts = Arc::new(Receipts::new(ledger.clone(), hub.clone(), &config.receipts));
     let mut carriers = HashMap::new();
     for c in &config.carriers {
-        let carrier = SmppCarrier::new(c, receipts.clone());
+        let carrier = SmppCarrier::new(
+            c,
+            receipts.clone(),
+            Some(suppression_check(compliance.clone())),
+        );
         carriers.insert(carrier.name().clone(), carrier);
     }
     let scheduler = Arc::new(Scheduler::new(&config));
@@ -807,7 +857,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             queue,
             carrier,
             ledger: ledger.clone(),
-            journal: journal.clone(),
             receipts: receipts.clone(),
             check: Some(suppression_check(compliance.clone())),
         };
@@ -830,7 +879,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             queue,
             carrier,
             ledger: ledger.clone(),
-            journal: journal.clone(),
             receipts: receipts.clone(),
             check: Some(suppression_check(compliance.clone())),
             fallback: Arc::new(move |msg, reason| gw.fallback(msg, reason)),
@@ -921,24 +969,37 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         mm7_servers,
         shutdown: shutdown_tx,
         tasks,
+        _lock: lock,
     })
 }
 
-/// The second suppression check, at dispatch: a message queued before its
-/// recipient opted out ends `suppressed` instead of going out. Compliance
-/// auto-replies pass (they confirm that very opt-out, once).
-fn suppression_check(compliance: Arc<Compliance>) -> schedule::DispatchCheck {
-    Arc::new(move |m: &Message| {
+/// The suppression check at dispatch and again right before a part or an
+/// MM7 request is written: a message queued before its recipient opted out
+/// ends `suppressed` instead of going out. Compliance auto-replies pass
+/// (they confirm that very opt-out, once).
+#[derive(Debug)]
+struct SuppressionCheck(Arc<Compliance>);
+
+impl crate::carrier::LastCheck for SuppressionCheck {
+    fn epoch(&self) -> u64 {
+        self.0.epoch()
+    }
+
+    fn check(&self, m: &Message) -> Option<(DeliveryState, Arc<str>)> {
         if m.auto_reply {
             return None;
         }
-        compliance.check(&m.tenant, &m.from, m.to).map(|scope| {
+        self.0.check(&m.tenant, &m.from, m.to).map(|scope| {
             (
                 DeliveryState::Suppressed,
                 format!("recipient opted out ({scope}) while queued").into(),
             )
         })
-    })
+    }
+}
+
+fn suppression_check(compliance: Arc<Compliance>) -> schedule::DispatchCheck {
+    Arc::new(SuppressionCheck(compliance))
 }
 
 impl InboundSink for Gateway {
@@ -1081,6 +1142,7 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n = 0u64;
+    let mut stalled = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -1089,6 +1151,7 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         n += 1;
         tokio::spawn(gw.receipts.sweep());
         gw.failover();
+        gw.stalls(&mut stalled);
         // Dedupe keys trickle into the dedupe log, so that compaction has
         // little left to write at once.
         let keys = gw.dedupe.take_unlogged(0, now_ms().saturating_sub(1000));

@@ -24,8 +24,12 @@ type LiveMap = HashMap<u64, Entry, foldhash::fast::RandomState>;
 /// What became of one part (segment) of a dispatched message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
-    /// Written or about to be; no answer yet.
+    /// Handed to the carrier, not written yet (it never left: a crash
+    /// queues the message again).
     Pending,
+    /// Written to the carrier (or about to be, durably recorded); no answer
+    /// yet.
+    Written,
     /// Accepted by the carrier under this (normalised) id; waiting for a receipt.
     Submitted(Box<str>),
     /// Final outcome of this part.
@@ -195,6 +199,34 @@ impl Ledger {
         }
     }
 
+    /// Marks parts `(id, part)` as written (before their `Written` journal
+    /// record is enqueued, like every change here). Parts already further
+    /// along keep their state.
+    pub fn parts_written(&self, parts: impl IntoIterator<Item = (MessageId, u32)>) {
+        for (id, part) in parts {
+            let mut shard = self.shard(id).lock();
+            if let Some(Entry {
+                stage: Stage::Dispatched { parts, .. },
+                ..
+            }) = shard.get_mut(&id.0)
+                && let Some(p @ Part::Pending) = parts.get_mut(part as usize)
+            {
+                *p = Part::Written;
+            }
+        }
+    }
+
+    /// Marks parts `(id, part, total)` written to `carrier` and journals
+    /// that; durable once the result resolves (before the first byte leaves).
+    pub fn written(
+        &self,
+        carrier: &str,
+        parts: &[(MessageId, u32, u32)],
+    ) -> crate::journal::Durable {
+        self.parts_written(parts.iter().map(|&(id, part, _)| (id, part)));
+        self.journal.written(carrier, parts.iter().copied())
+    }
+
     /// Returns dispatched messages none of whose parts was written to the
     /// queue, and journals that. Returns the ids actually returned.
     pub fn undispatch(&self, ids: &[MessageId]) -> Vec<MessageId> {
@@ -215,6 +247,31 @@ impl Ledger {
         back
     }
 
+    /// Returns a dispatched message the carrier refused for good before it
+    /// accepted any part (an MMSC's permanent refusal, so it can take the
+    /// SMS fallback) to queued, and journals that. False when it is not live
+    /// or a part was accepted or ended meanwhile.
+    pub fn refused(&self, id: MessageId) -> bool {
+        {
+            let mut shard = self.shard(id).lock();
+            let Some(e) = shard.get_mut(&id.0) else {
+                return false;
+            };
+            let Stage::Dispatched { parts, .. } = &e.stage else {
+                return false;
+            };
+            if !parts
+                .iter()
+                .all(|p| matches!(p, Part::Pending | Part::Written))
+            {
+                return false;
+            }
+            e.stage = Stage::Queued;
+        }
+        self.journal.undispatch([id]);
+        true
+    }
+
     /// Records a part accepted by the carrier under `carrier_id` (normalised).
     /// Returns false when the message or part is not known (then the id must
     /// not be correlated).
@@ -229,7 +286,9 @@ impl Ledger {
                 return false;
             };
             match parts.get_mut(part as usize) {
-                Some(p @ Part::Pending) => *p = Part::Submitted(carrier_id.into()),
+                Some(p @ (Part::Pending | Part::Written)) => {
+                    *p = Part::Submitted(carrier_id.into());
+                }
                 _ => return false,
             }
         }
@@ -359,12 +418,14 @@ impl Ledger {
                     carrier: None,
                     parts: 0,
                     carrier_ids: &[],
+                    written: false,
                 },
                 Stage::Dispatched { carrier, parts } => CarriedMessage {
                     message: &e.message,
                     carrier: Some(carrier),
                     parts: parts.len() as u32,
                     carrier_ids: ids,
+                    written: parts.iter().any(|p| *p != Part::Pending),
                 },
             }))
     }
@@ -391,7 +452,7 @@ fn finalized(entry: Entry, rest: Option<PartOutcome>) -> Finalized {
                     outcomes.push(r.clone());
                 }
             }
-            Part::Pending => {
+            Part::Pending | Part::Written => {
                 if let Some(r) = &rest {
                     outcomes.push(r.clone());
                 }

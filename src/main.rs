@@ -44,6 +44,33 @@ enum Command {
     /// Opt-out administration through a running gateway's admin API.
     #[command(subcommand)]
     Optout(Optout),
+    /// Inspect or repair a stopped gateway's journal.
+    #[command(subcommand)]
+    Journal(JournalCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum JournalCmd {
+    /// Report every segment's valid records and damaged stretches; exits 1
+    /// when the journal is damaged (the gateway would refuse to start).
+    Check {
+        /// Configuration file of the gateway (its data_dir / journal.path).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Keep every valid record of a damaged journal: damaged segments are
+    /// moved aside (`.damaged`) and rewritten without the damage. Messages
+    /// live where the damage starts end `unknown` (never sent twice) unless
+    /// `--resend`.
+    Salvage {
+        /// Configuration file of the gateway (its data_dir / journal.path).
+        #[arg(long)]
+        config: PathBuf,
+        /// Queue messages live at the damage again instead (at-least-once:
+        /// one may reach its recipient twice).
+        #[arg(long)]
+        resend: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +217,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Bench(opts) => sluice::loadgen::cli(opts).await,
+            Command::Journal(cmd) => journal(cmd),
         }
     })
 }
@@ -204,6 +232,28 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     }
     running.shutdown().await;
     Ok(())
+}
+
+fn journal(cmd: JournalCmd) -> anyhow::Result<()> {
+    match cmd {
+        JournalCmd::Check { config } => {
+            let config = sluice::config::Config::load(&config)?;
+            let report = sluice::journal::salvage::check(&config.journal_dir())?;
+            print!("{report}");
+            if report.is_damaged() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        JournalCmd::Salvage { config, resend } => {
+            let config = sluice::config::Config::load(&config)?;
+            // Never under a running gateway.
+            let _lock = sluice::journal::lock::DataDirLock::acquire(&config.data_dir)?;
+            let report = sluice::journal::salvage::salvage(&config.journal_dir(), resend)?;
+            print!("{report}");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {

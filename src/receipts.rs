@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -73,8 +74,14 @@ pub fn candidate_ids(raw: &[u8]) -> Vec<String> {
     out
 }
 
+/// A final receipt that came before the submit_sm_resp naming its id,
+/// parked under its canonical id (looked up by every form of the id the
+/// answer may carry, so it is held once).
 struct Early {
     receipt: Receipt,
+    /// The receipt's source (the handset) and destination (our sender).
+    handset: Bytes,
+    sender: Bytes,
     at: Instant,
 }
 
@@ -101,7 +108,7 @@ pub struct Receipts {
 
 #[derive(Default)]
 struct EarlyReceipts {
-    by_key: HashMap<(Arc<str>, String), Arc<Early>>,
+    by_key: HashMap<(Arc<str>, String), Early>,
     order: VecDeque<(Arc<str>, String)>,
 }
 
@@ -253,21 +260,19 @@ impl Receipts {
 
     /// Applies a final receipt; parks it when its id is not known yet (the
     /// submit_sm_resp naming it may still be on its way).
-    fn settle_receipt(&self, carrier: &Arc<str>, r: Receipt) -> Option<Finalized> {
+    fn settle_receipt(&self, carrier: &Arc<str>, r: Receipt, sm: &DeliverSm) -> Option<Finalized> {
         match self.apply_receipt(carrier, &r) {
             Ok(f) => f,
             Err(UnknownCarrierId) => {
                 let keys = candidate_ids(&r.message_id);
-                self.park(carrier, r);
+                self.park(carrier, r, sm);
                 // The id may have been published while we parked.
-                for k in keys {
-                    if self
-                        .ids
+                if keys.iter().any(|k| {
+                    self.ids
                         .contains_key(&(carrier.clone(), k.clone().into_boxed_str()))
-                        && let Some(r) = self.take_early(carrier, &k)
-                    {
-                        return self.apply_receipt(carrier, &r).ok().flatten();
-                    }
+                }) && let Some(r) = self.take_early(carrier, &keys)
+                {
+                    return self.apply_receipt(carrier, &r).ok().flatten();
                 }
                 None
             }
@@ -323,7 +328,7 @@ impl Receipts {
         if !r.is_final() {
             return Delivered::Done;
         }
-        match self.settle_receipt(carrier, r) {
+        match self.settle_receipt(carrier, r, &sm) {
             Some(f) => Delivered::Final(f),
             None => Delivered::Done,
         }
@@ -342,18 +347,19 @@ impl Receipts {
         })
     }
 
-    fn park(&self, carrier: &Arc<str>, r: Receipt) {
+    fn park(&self, carrier: &Arc<str>, r: Receipt, sm: &DeliverSm) {
         metrics::counter!("sluice_receipts_early_total", "carrier" => carrier.to_string())
             .increment(1);
-        let early = Arc::new(Early {
+        let key = (carrier.clone(), normalize_id(&r.message_id));
+        let early = Early {
             receipt: r,
+            handset: sm.source_addr.clone(),
+            sender: sm.destination_addr.clone(),
             at: Instant::now(),
-        });
+        };
         let mut e = self.early.lock();
-        for k in candidate_ids(&early.receipt.message_id) {
-            let key = (carrier.clone(), k);
-            e.order.push_back(key.clone());
-            e.by_key.insert(key, early.clone());
+        if e.by_key.insert(key.clone(), early).is_none() {
+            e.order.push_back(key);
         }
         while e.by_key.len() > self.max_early {
             let Some(k) = e.order.pop_front() else { break };
@@ -364,14 +370,13 @@ impl Receipts {
         }
     }
 
-    fn take_early(&self, carrier: &Arc<str>, key: &str) -> Option<Receipt> {
+    /// Takes the parked receipt whose id is any of `keys` (the forms of one
+    /// carrier id: canonical, hex, decimal).
+    fn take_early(&self, carrier: &Arc<str>, keys: &[String]) -> Option<Receipt> {
         let mut e = self.early.lock();
-        let found = e.by_key.remove(&(carrier.clone(), key.to_owned()))?;
-        // Drop its other candidate keys too.
-        for k in candidate_ids(&found.receipt.message_id) {
-            e.by_key.remove(&(carrier.clone(), k));
-        }
-        Some(found.receipt.clone())
+        keys.iter()
+            .find_map(|k| e.by_key.remove(&(carrier.clone(), k.clone())))
+            .map(|found| found.receipt)
     }
 
     /// Sweeps and the rest of the gateway publish through this too.
@@ -476,7 +481,9 @@ impl Receipts {
                 }
             }
             Stage::Dispatched { parts, .. } => {
-                let waiting_receipts = parts.iter().all(|p| !matches!(p, Part::Pending));
+                let waiting_receipts = parts
+                    .iter()
+                    .all(|p| !matches!(p, Part::Pending | Part::Written));
                 if waiting_receipts && e.message.expires_at_ms + grace <= now {
                     ended.push((e.message.id, "no receipt within validity"));
                 }
@@ -545,6 +552,44 @@ pub fn receipt_outcome(s: &ReceiptState) -> (DeliveryState, &'static str) {
 }
 
 impl CarrierSink for Receipts {
+    fn early_receipt_for(
+        &self,
+        carrier: &Arc<str>,
+        handset: &[u8],
+        sender: &[u8],
+        text: &str,
+    ) -> Option<Bytes> {
+        let e = self.early.lock();
+        e.by_key.iter().find_map(|((c, _), early)| {
+            (c == carrier
+                && same_address(&early.handset, handset)
+                && same_address(&early.sender, sender)
+                && early
+                    .receipt
+                    .text
+                    .as_deref()
+                    .is_some_and(|t| text_prefix_matches(t, text)))
+            .then(|| early.receipt.message_id.clone())
+        })
+    }
+
+    fn written(
+        &self,
+        carrier: &Arc<str>,
+        parts: &[(MessageId, u32, u32)],
+    ) -> crate::carrier::WriteGate {
+        let durable = self.ledger.written(carrier, parts);
+        Box::pin(async move {
+            match durable.wait().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(target: TARGET, error = %e, "journal failed; nothing more is written to carriers");
+                    false
+                }
+            }
+        })
+    }
+
     fn part_submitted(&self, carrier: &Arc<str>, id: MessageId, part: u32, raw: &[u8]) {
         let key = normalize_id(raw);
         if key.is_empty() {
@@ -561,7 +606,7 @@ impl CarrierSink for Receipts {
         // receipt to exactly one of them.
         self.ids
             .insert((carrier.clone(), key.clone().into_boxed_str()), (id, part));
-        if let Some(r) = self.take_early(carrier, &key)
+        if let Some(r) = self.take_early(carrier, &candidate_ids(key.as_bytes()))
             && let Ok(Some(f)) = self.apply_receipt(carrier, &r)
         {
             tokio::spawn(self.publish(vec![f]));
@@ -639,6 +684,31 @@ impl CarrierSink for Receipts {
             done
         })
     }
+}
+
+/// Two SMPP addresses name the same number or sender (a `+` or leading
+/// zeros aside).
+fn same_address(a: &[u8], b: &[u8]) -> bool {
+    let trim = |x: &[u8]| -> usize {
+        x.iter()
+            .position(|&c| c != b'+' && c != b'0')
+            .unwrap_or(x.len())
+    };
+    let (a, b) = (&a[trim(a)..], &b[trim(b)..]);
+    !a.is_empty() && a == b
+}
+
+/// A receipt's `text:` (the start of the message, as the SMSC echoed it,
+/// often with `?` for characters it could not show) is the start of `text`.
+fn text_prefix_matches(snippet: &[u8], text: &str) -> bool {
+    let snippet = String::from_utf8_lossy(snippet);
+    let snippet = snippet.trim_end();
+    !snippet.is_empty()
+        && snippet.chars().count() <= text.chars().count()
+        && snippet
+            .chars()
+            .zip(text.chars())
+            .all(|(s, t)| s == t || s == '?' || s == '\u{fffd}')
 }
 
 /// What a deliver_sm came to.

@@ -58,6 +58,18 @@ fn describe() {
         "Protocol errors sent to ingest clients, by code."
     );
     describe_gauge!("sluice_ingest_connections", "Open ingest connections.");
+    describe_gauge!(
+        "sluice_dispatch_stalled",
+        "1 while a carrier's messages wait, its binds are up and idle, no limit holds them, and nothing was dispatched for 10 s."
+    );
+    describe_counter!(
+        "sluice_last_check_stopped_total",
+        "Parts or MMS stopped at the last look before writing (recipient opted out while they waited), per carrier."
+    );
+    describe_counter!(
+        "sluice_smpp_unanswered_receipted_total",
+        "Unanswered submits (link dropped) found accepted by a receipt that came first, so not resent."
+    );
     describe_counter!(
         "sluice_smpp_submits_total",
         "submit_sm PDUs written, per carrier and bind."

@@ -9,11 +9,54 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::model::{DeliveryState, MessageId};
+use crate::model::{DeliveryState, Message, MessageId};
 use crate::smpp::pdu::{CommandStatus, DeliverSm};
+
+pub use crate::smpp::session::WriteGate;
+
+/// The last look at a message right before its bytes leave for the carrier
+/// (after every wait for a permit, pacing or the journal): a recipient who
+/// opted out meanwhile gets nothing more.
+///
+/// Checking costs a suppression lookup, so carriers remember the
+/// [`LastCheck::epoch`] a part passed at and look again only when it moved.
+pub trait LastCheck: Send + Sync + 'static {
+    /// A number that grows whenever a message that passed
+    /// [`LastCheck::check`] might now fail it (an opt-out was recorded).
+    /// Read it *before* checking.
+    fn epoch(&self) -> u64;
+
+    /// Why `m` must not be sent now, with the state it ends in.
+    fn check(&self, m: &Message) -> Option<(DeliveryState, Arc<str>)>;
+}
+
+impl std::fmt::Debug for dyn LastCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LastCheck")
+    }
+}
 
 /// Where carriers report what happened to what they were given.
 pub trait CarrierSink: Send + Sync + 'static {
+    /// Parts `(id, part, total)` are about to be written to `carrier`:
+    /// records that durably; nothing may be written before the gate opens.
+    fn written(&self, carrier: &Arc<str>, parts: &[(MessageId, u32, u32)]) -> WriteGate;
+
+    /// The carrier id of a final receipt that arrived before any answer to
+    /// a part now left unanswered (the link dropped): a receipt from
+    /// `handset` to `sender` whose `text:` is the start of `text`. The part
+    /// reached the carrier; resending it would send it twice.
+    fn early_receipt_for(
+        &self,
+        carrier: &Arc<str>,
+        handset: &[u8],
+        sender: &[u8],
+        text: &str,
+    ) -> Option<bytes::Bytes> {
+        let _ = (carrier, handset, sender, text);
+        None
+    }
+
     /// A part was accepted by the carrier under `carrier_msg_id` (raw, as the
     /// carrier sent it).
     fn part_submitted(&self, carrier: &Arc<str>, id: MessageId, part: u32, carrier_msg_id: &[u8]);

@@ -6,6 +6,12 @@
 //! least one message's worth, 255) is
 //! taken before a message is dispatched and released when each part ends, so
 //! the scheduler, not this queue, holds the backlog.
+//!
+//! Right before a part is written (after every wait: part permit, pacing,
+//! the journal) it gets its last look ([`LastCheck`]: validity, opt-outs),
+//! and it is written only once the journal holds its `Written` record.
+//! What can be past that last look at any moment is what one bind's window
+//! holds.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -17,7 +23,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use super::{CarrierSink, Unanswered};
+use super::{CarrierSink, LastCheck, Unanswered};
 use crate::config::{BindConfig, CarrierConfig, ConcatMode};
 use crate::model::{DeliveryState, Message, MessageId, Sender, now_ms};
 use crate::smpp::pdu::{CommandStatus, DeliverSm, SubmitSm, Tlv, tag};
@@ -45,8 +51,10 @@ pub struct SegmentJob {
     pub sm: SubmitSm,
     /// Parts of the message.
     pub total: u32,
-    /// Wall-clock ms after which the part must not be sent.
-    pub expires_at_ms: u64,
+    /// The message (for the last look before writing).
+    pub message: Arc<Message>,
+    /// [`LastCheck::epoch`] at which the part last passed its check.
+    checked_epoch: u64,
     _permit: CapacityPermit,
 }
 
@@ -58,9 +66,11 @@ pub struct SmppCarrier {
     queue: Mutex<VecDeque<SegmentJob>>,
     notify: Notify,
     capacity: Arc<Semaphore>,
+    capacity_total: usize,
     reference: AtomicU16,
     unanswered: Unanswered,
     sink: Arc<dyn CarrierSink>,
+    last_check: Option<Arc<dyn LastCheck>>,
     binds_up: AtomicUsize,
     /// Wall-clock ms since no bind has been up (0 while one is).
     down_since_ms: AtomicU64,
@@ -86,14 +96,21 @@ impl std::fmt::Debug for dyn CarrierSink {
 }
 
 impl SmppCarrier {
-    /// A carrier from its configuration (binds are started by [`SmppCarrier::start`]).
-    pub fn new(cfg: &CarrierConfig, sink: Arc<dyn CarrierSink>) -> Arc<SmppCarrier> {
+    /// A carrier from its configuration (binds are started by
+    /// [`SmppCarrier::start`]); `last_check` is asked right before each part
+    /// is written.
+    pub fn new(
+        cfg: &CarrierConfig,
+        sink: Arc<dyn CarrierSink>,
+        last_check: Option<Arc<dyn LastCheck>>,
+    ) -> Arc<SmppCarrier> {
         let windows: u32 = cfg
             .binds
             .iter()
             .filter(|b| b.mode != crate::config::BindMode::Receiver)
             .map(|b| b.window * b.count)
             .sum();
+        let capacity = ((windows * 2) as usize).max(text::MAX_SEGMENTS);
         Arc::new(SmppCarrier {
             name: cfg.name.as_str().into(),
             text: text_options(cfg),
@@ -102,12 +119,12 @@ impl SmppCarrier {
             down_since_ms: AtomicU64::new(now_ms()),
             queue: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
-            capacity: Arc::new(Semaphore::new(
-                ((windows * 2) as usize).max(text::MAX_SEGMENTS),
-            )),
+            capacity: Arc::new(Semaphore::new(capacity)),
+            capacity_total: capacity,
             reference: AtomicU16::new(rand::random()),
             unanswered: cfg.unanswered,
             sink,
+            last_check,
         })
     }
 
@@ -134,6 +151,12 @@ impl SmppCarrier {
                 now_ms().saturating_sub(since),
             )),
         }
+    }
+
+    /// True when no part permit is taken: nothing dispatched waits here or
+    /// in a window.
+    pub fn is_idle(&self) -> bool {
+        self.capacity.available_permits() >= self.capacity_total
     }
 
     /// Parts queued, not yet written.
@@ -209,18 +232,21 @@ impl SmppCarrier {
             .collect())
     }
 
-    /// Queues the parts of a dispatched message; `permits` were taken from
-    /// [`SmppCarrier::capacity`] (one per part) and are released part by part.
-    pub fn enqueue(&self, id: MessageId, expires_at_ms: u64, parts: Vec<SubmitSm>) {
+    /// Queues the parts of a dispatched message; the permits were taken
+    /// from [`SmppCarrier::capacity`] (one per part) and are released part by
+    /// part. `checked_epoch` is the [`LastCheck::epoch`] read before the
+    /// message passed its dispatch check.
+    pub fn enqueue(&self, message: &Arc<Message>, checked_epoch: u64, parts: Vec<SubmitSm>) {
         let mut q = self.queue.lock();
         let total = parts.len() as u32;
         for (i, sm) in parts.into_iter().enumerate() {
             q.push_back(SegmentJob {
-                id,
+                id: message.id,
                 part: i as u32,
                 total,
                 sm,
-                expires_at_ms,
+                message: message.clone(),
+                checked_epoch,
                 _permit: CapacityPermit(self.capacity.clone()),
             });
         }
@@ -251,8 +277,33 @@ impl SmppCarrier {
         whole.into_iter().collect()
     }
 
+    /// The carrier id under which a part left unanswered was in fact
+    /// accepted, known from a final receipt that came before any answer.
+    fn answered_early(&self, job: &SegmentJob) -> Option<Bytes> {
+        let incoming = text::Incoming {
+            data_coding: job.sm.data_coding,
+            esm_class_udhi: job.sm.esm_class & 0x40 != 0,
+            short_message: &job.sm.short_message,
+            sar: None,
+            message_payload: job
+                .sm
+                .tlvs
+                .iter()
+                .find(|t| t.tag == tag::MESSAGE_PAYLOAD)
+                .map(|t| &t.value[..]),
+            gsm7_packed: self.text.gsm7_packed,
+        };
+        let part_text = incoming.decode().ok()?.text;
+        self.sink.early_receipt_for(
+            &self.name,
+            &job.sm.destination_addr,
+            &job.sm.source_addr,
+            &part_text,
+        )
+    }
+
     fn requeue_front(&self, job: SegmentJob) {
-        if job.expires_at_ms <= now_ms() {
+        if job.message.expires_at_ms <= now_ms() {
             self.sink.part_failed(
                 job.id,
                 job.part,
@@ -293,6 +344,40 @@ impl Handler for SmppCarrier {
         }
     }
 
+    fn vet(&self, mut job: SegmentJob) -> Option<SegmentJob> {
+        if job.message.expires_at_ms <= now_ms() {
+            self.sink.part_failed(
+                job.id,
+                job.part,
+                DeliveryState::Expired,
+                0,
+                "validity ended before the part was written".into(),
+            );
+            return None;
+        }
+        let Some(check) = &self.last_check else {
+            return Some(job);
+        };
+        let epoch = check.epoch();
+        if epoch != job.checked_epoch {
+            if let Some((state, reason)) = check.check(&job.message) {
+                metrics::counter!("sluice_last_check_stopped_total", "carrier" => self.name.to_string())
+                    .increment(1);
+                self.sink
+                    .part_failed(job.id, job.part, state, 0, reason.to_string());
+                return None;
+            }
+            job.checked_epoch = epoch;
+        }
+        Some(job)
+    }
+
+    fn will_write(&self, jobs: &[SegmentJob]) -> crate::carrier::WriteGate {
+        let parts: Vec<(MessageId, u32, u32)> =
+            jobs.iter().map(|j| (j.id, j.part, j.total)).collect();
+        self.sink.written(&self.name, &parts)
+    }
+
     fn submit_sm<'a>(&self, job: &'a SegmentJob) -> &'a SubmitSm {
         &job.sm
     }
@@ -315,6 +400,14 @@ impl Handler for SmppCarrier {
     }
 
     fn unanswered(&self, job: SegmentJob) {
+        // A receipt that came before the answer proves the carrier took it.
+        if let Some(carrier_id) = self.answered_early(&job) {
+            metrics::counter!("sluice_smpp_unanswered_receipted_total", "carrier" => self.name.to_string())
+                .increment(1);
+            self.sink
+                .part_submitted(&self.name, job.id, job.part, &carrier_id);
+            return;
+        }
         match self.unanswered {
             Unanswered::Resend => self.requeue_front(job),
             Unanswered::Unknown => self.sink.part_failed(

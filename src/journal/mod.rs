@@ -22,8 +22,10 @@
 //! and deletes the segments (`gateway` drives it).
 
 pub mod dedupe_log;
+pub mod lock;
 mod record;
 mod replay;
+pub mod salvage;
 mod writer;
 
 use std::io;
@@ -76,6 +78,9 @@ pub struct RecoveredMessage {
     pub parts: u32,
     /// Carrier ids per part; an empty string is a part with no answer.
     pub carrier_ids: Vec<String>,
+    /// A part was (or may have been) written to the carrier: without one,
+    /// a dispatched message never left and is queued again on recovery.
+    pub written: bool,
 }
 
 /// An event waiting for upstream acknowledgement.
@@ -195,6 +200,8 @@ pub struct CarriedMessage<'a> {
     pub parts: u32,
     /// Carrier ids per part.
     pub carrier_ids: &'a [String],
+    /// A part was written (or may have been).
+    pub written: bool,
 }
 
 fn encoded_varint_len(v: u64) -> usize {
@@ -347,9 +354,10 @@ impl Journal {
         self.send_bytes(b.freeze(), true)
     }
 
-    /// Records that messages are about to be written to carriers:
-    /// `(id, carrier, parts)`. Must be durable before the first byte is written.
-    pub fn dispatch<'a>(
+    /// Writes a `Dispatch` record as journals did before `Written` records
+    /// existed (tests of replaying such journals).
+    #[cfg(test)]
+    pub(crate) fn legacy_dispatch<'a>(
         &self,
         entries: impl IntoIterator<Item = (MessageId, &'a str, u32)>,
     ) -> Durable {
@@ -364,6 +372,28 @@ impl Journal {
                 .collect(),
         };
         self.send(Kind::Dispatch, &rec, true)
+    }
+
+    /// Records that parts `(id, part, total)` are about to be written to
+    /// `carrier` (an SMSC's socket, an MMSC request). Must be durable before
+    /// the first byte is written: after a crash, a dispatched message with
+    /// no written part is queued again, one with a written part but no
+    /// carrier answer is `unknown` (it may have reached the carrier).
+    pub fn written(
+        &self,
+        carrier: &str,
+        parts: impl IntoIterator<Item = (MessageId, u32, u32)>,
+    ) -> Durable {
+        let mut rec = record::Written {
+            carrier: carrier.to_owned(),
+            ..record::Written::default()
+        };
+        for (id, part, total) in parts {
+            rec.ids.push(id.0);
+            rec.parts.push(part);
+            rec.totals.push(total);
+        }
+        self.send(Kind::Written, &rec, true)
     }
 
     /// Records that dispatched messages were never written and are queued again.
@@ -433,6 +463,11 @@ impl Journal {
                     carrier: c.carrier.unwrap_or_default().to_owned(),
                     parts: c.parts,
                     carrier_ids: c.carrier_ids.to_vec(),
+                    write_state: if c.written {
+                        record::WRITE_STATE_WRITTEN
+                    } else {
+                        record::WRITE_STATE_UNWRITTEN
+                    },
                 })
                 .collect(),
         };

@@ -24,7 +24,8 @@ pub enum Kind {
     SegmentHeader = 1,
     /// Messages accepted from upstream.
     Accept = 2,
-    /// Messages about to be written to a carrier.
+    /// Messages about to be written to a carrier (journals written before
+    /// [`Kind::Written`] existed; replayed as "may have been written").
     Dispatch = 3,
     /// Dispatched messages that were never written (back to the queue).
     Undispatch = 4,
@@ -44,6 +45,9 @@ pub enum Kind {
     OptBulk = 12,
     /// An import's bulk records take effect.
     OptCommit = 13,
+    /// Parts about to be written to a carrier's socket (or an MMSC request
+    /// about to be sent): durable before the first byte leaves.
+    Written = 14,
 }
 
 impl Kind {
@@ -62,6 +66,7 @@ impl Kind {
             11 => Kind::OptChange,
             12 => Kind::OptBulk,
             13 => Kind::OptCommit,
+            14 => Kind::Written,
             _ => return None,
         })
     }
@@ -343,6 +348,31 @@ pub struct Dispatch {
     pub entries: Vec<DispatchEntry>,
 }
 
+/// Parts of messages about to be written to one carrier: entry `i` is
+/// part `parts[i]` of `totals[i]` of message `ids[i]` (packed, so a batch of
+/// a few hundred parts costs a few bytes each).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Written {
+    /// Carrier name.
+    #[prost(string, tag = "1")]
+    pub carrier: String,
+    #[prost(uint64, repeated, tag = "2")]
+    pub ids: Vec<u64>,
+    #[prost(uint32, repeated, tag = "3")]
+    pub parts: Vec<u32>,
+    #[prost(uint32, repeated, tag = "4")]
+    pub totals: Vec<u32>,
+}
+
+/// Whether a carried message had a part written: 0 (carried before the
+/// state was recorded: taken as written when it has a carrier),
+/// [`WRITE_STATE_UNWRITTEN`] or [`WRITE_STATE_WRITTEN`].
+///
+/// No part of the dispatched message was written.
+pub const WRITE_STATE_UNWRITTEN: u32 = 1;
+/// At least one part was (or may have been) written.
+pub const WRITE_STATE_WRITTEN: u32 = 2;
+
 /// Message ids.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Ids {
@@ -404,6 +434,9 @@ pub struct CarriedMessage {
     /// Carrier ids per part (empty string: no answer yet).
     #[prost(string, repeated, tag = "4")]
     pub carrier_ids: Vec<String>,
+    /// Whether a part was written (`WRITE_STATE_*`).
+    #[prost(uint32, tag = "5")]
+    pub write_state: u32,
 }
 
 /// Live messages rewritten by compaction.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 use std::path::Path;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use prost::Message as _;
 
 use super::record::{self, Kind};
@@ -19,16 +19,18 @@ use crate::model::MessageId;
 
 /// Progress of one message during replay.
 #[derive(Default)]
-struct Progress {
-    message: Option<record::StoredMessage>,
-    carrier: String,
-    parts: u32,
+pub(super) struct Progress {
+    pub(super) message: Option<record::StoredMessage>,
+    pub(super) carrier: String,
+    pub(super) parts: u32,
     carrier_ids: Vec<String>,
+    /// A part was (or may have been) written to the carrier.
+    written: bool,
 }
 
 #[derive(Default)]
-struct State {
-    live: HashMap<u64, Progress>,
+pub(super) struct State {
+    pub(super) live: HashMap<u64, Progress>,
     /// Message ids that reached a terminal state (never revived by an older view).
     finished: std::collections::HashSet<u64>,
     events: BTreeMap<u64, PendingEvent>,
@@ -58,24 +60,37 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
 }
 
 /// Replays the segments; truncates a torn tail of the last one.
+///
+/// A bad record is a torn tail only when no valid record follows it in the
+/// last segment (a crash mid-append). Anything else — a bad record with
+/// valid ones after it, or in an older segment — is damage: the start is
+/// refused with [`JournalError::Corrupt`] and nothing is cut, so `sluice
+/// journal check` can report it and `sluice journal salvage` keep every
+/// valid record.
 pub(crate) fn replay(dir: &Path, segments: &[(u64, u64)]) -> Result<Recovered, JournalError> {
     let mut st = State::default();
     for (i, &(n, _)) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
         let path = segment_path(dir, n);
-        let mut data = Vec::new();
-        std::fs::File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut data))
-            .map_err(|e| JournalError::Io(path.clone(), e))?;
-        let data = Bytes::from(data);
+        let data = read_segment(&path)?;
         let valid = replay_segment(&mut st, data.clone(), &path)?;
         if valid < data.len() {
+            let damaged = |reason: String| JournalError::Corrupt {
+                path: path.clone(),
+                offset: valid as u64,
+                reason: format!(
+                    "{reason}; nothing was changed: run `sluice journal check` to see the damage and `sluice journal salvage` to keep every valid record"
+                ),
+            };
             if !last {
-                return Err(JournalError::Corrupt {
-                    path,
-                    offset: valid as u64,
-                    reason: "bad record in a segment that is not the last".into(),
-                });
+                return Err(damaged(
+                    "bad record in a segment that is not the last".into(),
+                ));
+            }
+            if let Some(next) = next_valid(&data, valid + 1) {
+                return Err(damaged(format!(
+                    "bad record followed by valid records (the next at offset {next})"
+                )));
             }
             tracing::warn!(target: "sluice::journal", path = %path.display(), offset = valid,
                 "truncating a torn record at the end of the journal");
@@ -91,34 +106,93 @@ pub(crate) fn replay(dir: &Path, segments: &[(u64, u64)]) -> Result<Recovered, J
     Ok(finish(st))
 }
 
+pub(super) fn read_segment(path: &Path) -> Result<Bytes, JournalError> {
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(|e| JournalError::Io(path.to_owned(), e))?;
+    Ok(Bytes::from(data))
+}
+
 /// Applies the records of one segment; returns the length of its valid prefix.
 fn replay_segment(st: &mut State, data: Bytes, path: &Path) -> Result<usize, JournalError> {
     let mut off = 0usize;
-    while data.len() - off >= record::HEADER_LEN {
-        let mut h = &data[off..off + record::HEADER_LEN];
-        let len = h.get_u32_le() as usize;
-        let crc = h.get_u32_le();
-        if len == 0 || len > record::MAX_RECORD_LEN || off + 8 + len > data.len() {
-            break;
-        }
-        let body = &data[off + 8..off + 8 + len];
-        if crc32fast::hash(body) != crc {
-            break;
-        }
-        let kind = Kind::from_u8(body[0]);
-        let payload = data.slice(off + 9..off + 8 + len);
+    while let Some(len) = record_len_at(&data, off) {
+        let kind = Kind::from_u8(data[off + 8]);
+        let payload = data.slice(off + 9..off + len);
         apply(st, kind, payload).map_err(|reason| JournalError::Corrupt {
             path: path.to_owned(),
             offset: off as u64,
             reason,
         })?;
         st.records += 1;
-        off += 8 + len;
+        off += len;
     }
     Ok(off)
 }
 
-fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), String> {
+/// Length of the record framed at `off` when it is whole and its CRC and
+/// kind check out.
+fn record_len_at(data: &[u8], off: usize) -> Option<usize> {
+    let header = data.get(off..off + record::HEADER_LEN)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if len == 0 || len > record::MAX_RECORD_LEN {
+        return None;
+    }
+    let body = data.get(off + 8..off + 8 + len)?;
+    (crc32fast::hash(body) == crc && Kind::from_u8(body[0]).is_some()).then_some(8 + len)
+}
+
+/// The first offset at or after `from` where a valid record starts.
+fn next_valid(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(record::HEADER_LEN - 1))
+        .find(|&o| record_len_at(data, o).is_some())
+}
+
+/// A stretch of a segment: valid records, or damaged bytes between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// One valid record at `offset`, `len` bytes long.
+    Record {
+        /// Byte offset.
+        offset: usize,
+        /// Bytes, header included.
+        len: usize,
+    },
+    /// Bytes that are not a valid record.
+    Damaged {
+        /// Byte offset.
+        offset: usize,
+        /// Bytes.
+        len: usize,
+    },
+}
+
+/// Splits a segment into valid records and damaged stretches.
+pub fn scan(data: &[u8]) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let mut off = 0;
+    while off < data.len() {
+        match record_len_at(data, off) {
+            Some(len) => {
+                spans.push(Span::Record { offset: off, len });
+                off += len;
+            }
+            None => {
+                let next = next_valid(data, off + 1).unwrap_or(data.len());
+                spans.push(Span::Damaged {
+                    offset: off,
+                    len: next - off,
+                });
+                off = next;
+            }
+        }
+    }
+    spans
+}
+
+pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), String> {
     let bad = |e: prost::DecodeError| format!("undecodable record: {e}");
     match kind {
         None => return Err("unknown record kind".into()),
@@ -140,6 +214,13 @@ fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), Strin
                 let id = m.id;
                 accept(st, m);
                 if let Some(p) = st.live.get_mut(&id) {
+                    p.written |= match cm.write_state {
+                        record::WRITE_STATE_UNWRITTEN => false,
+                        record::WRITE_STATE_WRITTEN => true,
+                        // Carried before the state was kept (or unknown to
+                        // this version): dispatched counts as written.
+                        _ => !cm.carrier.is_empty(),
+                    };
                     if !cm.carrier.is_empty() && p.carrier.is_empty() {
                         p.carrier = cm.carrier;
                         p.parts = cm.parts;
@@ -154,6 +235,24 @@ fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), Strin
                 if let Some(p) = st.live.get_mut(&e.id) {
                     p.carrier = e.carrier;
                     p.parts = e.parts;
+                    // Written before `Written` records existed: the dispatch
+                    // was synced just before the first byte left.
+                    p.written = true;
+                }
+            }
+        }
+        Some(Kind::Written) => {
+            let w = record::Written::decode(payload).map_err(bad)?;
+            if w.ids.len() != w.parts.len() || w.ids.len() != w.totals.len() {
+                return Err("written record with uneven columns".into());
+            }
+            for (i, id) in w.ids.iter().enumerate() {
+                if let Some(p) = st.live.get_mut(id) {
+                    if p.carrier != w.carrier {
+                        p.carrier.clone_from(&w.carrier);
+                    }
+                    p.parts = w.totals[i];
+                    p.written = true;
                 }
             }
         }
@@ -166,6 +265,7 @@ fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), Strin
                     p.carrier.clear();
                     p.parts = 0;
                     p.carrier_ids.clear();
+                    p.written = false;
                 }
             }
         }
@@ -277,6 +377,7 @@ fn finish(st: State) -> Recovered {
                 carrier: (!p.carrier.is_empty()).then_some(p.carrier),
                 parts: p.parts,
                 carrier_ids: p.carrier_ids,
+                written: p.written,
             }),
             Err(e) => problems.push(e),
         }

@@ -49,12 +49,16 @@ async fn replay_restores_progress_of_each_message() {
             .map(|i| msg(i, &format!("r{i}")))
             .collect();
         j.accept(&ms).wait().await.unwrap();
-        // 1: queued; 2: dispatched, no answer; 3: submitted; 4: final, event pending
-        j.dispatch([
-            (MessageId(2), "smsc", 1),
-            (MessageId(3), "smsc", 2),
-            (MessageId(4), "smsc", 1),
-        ])
+        // 1: queued; 2: written, no answer; 3: submitted; 4: final, event pending
+        j.written(
+            "smsc",
+            [
+                (MessageId(2), 0, 1),
+                (MessageId(3), 0, 2),
+                (MessageId(3), 1, 2),
+                (MessageId(4), 0, 1),
+            ],
+        )
         .wait()
         .await
         .unwrap();
@@ -77,8 +81,11 @@ async fn replay_restores_progress_of_each_message() {
     assert_eq!(ids, vec![1, 2, 3]);
     assert_eq!(rec.messages[0].message, msg(1, "r1"));
     assert_eq!(rec.messages[0].carrier, None);
+    assert!(!rec.messages[0].written);
     assert_eq!(rec.messages[1].carrier.as_deref(), Some("smsc"));
+    assert!(rec.messages[1].written);
     assert!(rec.messages[1].carrier_ids.is_empty());
+    assert_eq!(rec.messages[2].parts, 2);
     assert_eq!(
         rec.messages[2].carrier_ids,
         vec!["abc".to_string(), "abd".to_string()]
@@ -96,7 +103,7 @@ async fn undispatch_returns_message_to_queue() {
     {
         let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
         j.accept(&[msg(1, "a")]).wait().await.unwrap();
-        j.dispatch([(MessageId(1), "smsc", 1)])
+        j.written("smsc", [(MessageId(1), 0, 1)])
             .wait()
             .await
             .unwrap();
@@ -105,6 +112,62 @@ async fn undispatch_returns_message_to_queue() {
     }
     let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
     assert_eq!(rec.messages[0].carrier, None);
+    assert!(!rec.messages[0].written);
+}
+
+#[tokio::test]
+async fn a_dispatch_record_of_an_older_journal_counts_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a")]).wait().await.unwrap();
+        j.legacy_dispatch([(MessageId(1), "smsc", 2)])
+            .wait()
+            .await
+            .unwrap();
+    }
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    assert_eq!(rec.messages[0].carrier.as_deref(), Some("smsc"));
+    assert_eq!(rec.messages[0].parts, 2);
+    assert!(rec.messages[0].written, "may have reached the carrier");
+}
+
+#[tokio::test]
+async fn compaction_keeps_whether_a_dispatched_message_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a"), msg(2, "b")]).wait().await.unwrap();
+        let head = j.rotate().await.unwrap();
+        let (m1, m2) = (msg(1, "a"), msg(2, "b"));
+        j.carry([
+            CarriedMessage {
+                message: &m1,
+                carrier: Some("smsc"),
+                parts: 1,
+                carrier_ids: &[],
+                written: false,
+            },
+            CarriedMessage {
+                message: &m2,
+                carrier: Some("smsc"),
+                parts: 1,
+                carrier_ids: &[],
+                written: true,
+            },
+        ])
+        .wait()
+        .await
+        .unwrap();
+        j.delete_before(head).await.unwrap();
+    }
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    let written: Vec<(u64, bool)> = rec
+        .messages
+        .iter()
+        .map(|m| (m.message.id.0, m.written))
+        .collect();
+    assert_eq!(written, vec![(1, false), (2, true)]);
 }
 
 #[tokio::test]
@@ -175,7 +238,7 @@ async fn rotation_and_compaction_keep_carried_messages() {
     {
         let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
         j.accept(&[msg(1, "a"), msg(2, "b")]).wait().await.unwrap();
-        j.dispatch([(MessageId(2), "smsc", 1)])
+        j.written("smsc", [(MessageId(2), 0, 1)])
             .wait()
             .await
             .unwrap();
@@ -188,6 +251,7 @@ async fn rotation_and_compaction_keep_carried_messages() {
             carrier: Some("smsc"),
             parts: 1,
             carrier_ids: &ids,
+            written: true,
         }])
         .wait()
         .await
@@ -224,4 +288,98 @@ fn hand_encoded_accept_matches_the_prost_encoding() {
     for (d, m) in decoded.messages.iter().zip(&ms) {
         assert_eq!(&d.to_message().unwrap(), m);
     }
+}
+
+/// One flipped byte in the middle of the last segment is damage, not a torn
+/// tail: the start is refused and nothing is cut; `salvage` keeps every
+/// valid record, and a message delivered before the damage is not queued
+/// again while one that was live there ends unknown rather than resent.
+#[tokio::test]
+async fn a_flipped_byte_mid_segment_refuses_the_start_and_salvage_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        // Record 2: messages 1 and 2 accepted; record 3: both written.
+        j.accept(&[msg(1, "a"), msg(2, "b")]).wait().await.unwrap();
+        j.written("smsc", [(MessageId(1), 0, 1), (MessageId(2), 0, 1)])
+            .wait()
+            .await
+            .unwrap();
+        // Record 4: message 1 delivered (its final event).
+        j.events([&event(1, 1)]).wait().await.unwrap();
+        // Records 5..35: 31 more messages, one per record.
+        for id in 3..34 {
+            j.accept(&[msg(id, &format!("m{id}"))])
+                .wait()
+                .await
+                .unwrap();
+        }
+    }
+    let segs = replay::list_segments(dir.path()).unwrap();
+    assert_eq!(segs.len(), 1);
+    let path = writer::segment_path(dir.path(), segs[0].0);
+    let mut data = std::fs::read(&path).unwrap();
+    let spans = replay::scan(&data);
+    assert_eq!(spans.len(), 35, "header + 34 records");
+    // Flip a byte inside record 3 (the Written record).
+    let replay::Span::Record { offset, len } = spans[2] else {
+        panic!()
+    };
+    data[offset + len - 2] ^= 0x40;
+    std::fs::write(&path, &data).unwrap();
+
+    let err = Journal::open(dir.path(), &cfg()).unwrap_err();
+    assert!(
+        matches!(&err, JournalError::Corrupt { offset: o, .. } if *o == offset as u64),
+        "{err}"
+    );
+    assert!(err.to_string().contains("journal salvage"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), data, "nothing was cut");
+
+    let report = salvage::check(dir.path()).unwrap();
+    assert!(report.is_damaged(), "{report}");
+    assert_eq!(report.segments[0].records, 34);
+    assert_eq!(
+        report.segments[0].damaged,
+        vec![(offset as u64, len as u64)]
+    );
+
+    let done = salvage::salvage(dir.path(), false).unwrap();
+    assert_eq!(done.records_kept, 34);
+    assert_eq!(done.bytes_dropped, len as u64);
+    assert_eq!(
+        done.marked_unknown, 2,
+        "messages 1 and 2 were live at the damage"
+    );
+    assert!(path.with_extension("log.damaged").exists());
+    assert!(!salvage::check(dir.path()).unwrap().is_damaged());
+
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    let ids: Vec<u64> = rec.messages.iter().map(|m| m.message.id.0).collect();
+    // Message 1 ended (its event survived): it is not live again.
+    assert_eq!(ids, (2..34).collect::<Vec<_>>());
+    // Message 2's Written record was the damaged one: it may have left, so
+    // it ends unknown, never sent twice; the others were never written.
+    assert!(rec.messages[0].written);
+    assert!(rec.messages[1..].iter().all(|m| !m.written));
+    assert_eq!(rec.events, vec![event(1, 1)]);
+}
+
+#[tokio::test]
+async fn garbage_after_the_last_record_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a")]).wait().await.unwrap();
+    }
+    let segs = replay::list_segments(dir.path()).unwrap();
+    let path = writer::segment_path(dir.path(), segs[0].0);
+    let mut data = std::fs::read(&path).unwrap();
+    let good = data.len();
+    data.extend_from_slice(&[0u8; 4096]); // a zero-filled page after a crash
+    std::fs::write(&path, &data).unwrap();
+    assert!(!salvage::check(dir.path()).unwrap().is_damaged());
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    assert_eq!(rec.messages.len(), 1);
+    assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, good);
 }

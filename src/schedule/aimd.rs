@@ -9,10 +9,14 @@
 //! on accepted traffic rather than on the previous pace keeps an SMSC that
 //! counts in fixed one-second windows, and refuses everything for the rest
 //! of an exhausted window, from driving the pace down cut after cut. Every
-//! [`INCREASE_EVERY`] without a refusal adds 5% of that capacity. After
-//! [`RELEASE_AFTER`] without a refusal, or once the pace reaches the
-//! configured ceiling, the pace is dropped. The rate hovers between 70% and
-//! 100% of what the carrier tolerates.
+//! [`INCREASE_EVERY`] without a refusal adds 5% of that capacity while the
+//! pace is below it (probing near the carrier's known limit); once the
+//! carrier *accepts* at that capacity again with no refusal, the limit has
+//! moved, and each increase doubles the step (TCP's slow start), so a bind
+//! recovers from a lifted cap within seconds instead of creeping up. After [`RELEASE_AFTER`] without a
+//! refusal, or once the pace reaches the configured ceiling, the pace is
+//! dropped. Under a steady cap the rate hovers between 70% and 100% of what
+//! the carrier tolerates.
 //!
 //! A cut needs a real signal: at least [`MIN_REFUSALS`] refusals making at
 //! least [`MIN_REFUSED_SHARE`] of the answers in the last second. Sending
@@ -31,8 +35,8 @@ use super::pace::Pace;
 pub const DECREASE: f64 = 0.7;
 /// Refusals closer together than this count once.
 pub const DECREASE_HOLD: Duration = Duration::from_millis(300);
-/// Quiet time between additive increases.
-pub const INCREASE_EVERY: Duration = Duration::from_millis(500);
+/// Quiet time between increases.
+pub const INCREASE_EVERY: Duration = Duration::from_millis(250);
 /// Quiet time after which the pace is dropped.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(30);
 /// Lowest pace, messages per second.
@@ -68,6 +72,10 @@ impl Meter {
         self.trim(now);
         self.sends.len() as f64
     }
+
+    fn last(&self) -> Option<Instant> {
+        self.sends.back().copied()
+    }
 }
 
 /// AIMD state of one bind.
@@ -76,6 +84,10 @@ pub struct Aimd {
     pace: Option<Pace>,
     ceiling: Option<f64>,
     step: f64,
+    /// What the carrier accepted per second when it last refused.
+    limit: f64,
+    /// The step above `limit`, doubling at each increase.
+    probe: f64,
     last_decrease: Option<Instant>,
     last_change: Instant,
     meter: Meter,
@@ -89,6 +101,8 @@ impl Aimd {
             pace: None,
             ceiling: ceiling.filter(|c| *c > 0.0),
             step: 1.0,
+            limit: 0.0,
+            probe: 1.0,
             last_decrease: None,
             last_change: Instant::now(),
             meter: Meter::default(),
@@ -135,6 +149,8 @@ impl Aimd {
         let capacity = self.meter.per_second(now).max(FLOOR);
         let next = (capacity * DECREASE).max(FLOOR);
         self.step = (capacity * 0.05).max(1.0);
+        self.limit = capacity;
+        self.probe = self.step;
         let p = self
             .pace
             .get_or_insert_with(|| Pace::new(next).expect("rate is at least the floor"));
@@ -156,7 +172,20 @@ impl Aimd {
             return;
         }
         if now.duration_since(self.last_change) >= INCREASE_EVERY && quiet >= INCREASE_EVERY {
-            let next = p.rate() + self.step;
+            let refused_lately = self
+                .refusals
+                .last()
+                .is_some_and(|t| now.duration_since(t) < INCREASE_EVERY);
+            let accepted = self.meter.per_second(now);
+            let step = if p.rate() >= self.limit && accepted >= self.limit * 0.9 && !refused_lately
+            {
+                self.probe *= 2.0;
+                self.probe
+            } else {
+                self.probe = self.step;
+                self.step
+            };
+            let next = p.rate() + step;
             if self.ceiling.is_some_and(|c| next >= c) {
                 self.pace = None;
             } else {
@@ -270,6 +299,54 @@ mod tests {
             achieved >= f64::from(quota) * 0.75,
             "settled at {achieved}/s for {quota}/s"
         );
+    }
+
+    /// A carrier that refuses above 500/s for ten seconds and then lifts its
+    /// cap: within five seconds of the last refusal the bind is back at 90%
+    /// of its configured 1,000/s (or unthrottled).
+    #[tokio::test(start_paused = true)]
+    async fn recovers_within_seconds_once_throttling_stops() {
+        let (cap, ceiling) = (500.0, 1000.0);
+        let mut a = Aimd::new(Some(ceiling));
+        let mut accepted_at: VecDeque<Instant> = VecDeque::new();
+        let start = Instant::now();
+        let mut last_tick = start;
+        let mut last_refusal = None;
+        let mut recovered_after = None;
+        while start.elapsed() < Duration::from_secs(25) {
+            let now = Instant::now();
+            let at = a.ready_at(now);
+            if at > now {
+                tokio::time::sleep_until(at).await;
+                continue;
+            }
+            a.on_send(now);
+            while accepted_at
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+            {
+                accepted_at.pop_front();
+            }
+            let capped = start.elapsed() < Duration::from_secs(10);
+            if capped && accepted_at.len() as f64 >= cap {
+                a.on_throttle(now);
+                last_refusal = Some(now);
+            } else {
+                accepted_at.push_back(now);
+                a.on_accept(now);
+            }
+            if now.duration_since(last_tick) >= Duration::from_millis(250) {
+                a.on_tick(now);
+                last_tick = now;
+            }
+            if !capped && recovered_after.is_none() && a.rate().is_none_or(|r| r >= ceiling * 0.9) {
+                recovered_after = Some(now.duration_since(last_refusal.expect("it was throttled")));
+            }
+            // The bind's own configured rate.
+            tokio::time::sleep(Duration::from_secs_f64(1.0 / ceiling)).await;
+        }
+        let after = recovered_after.expect("recovered at all");
+        assert!(after <= Duration::from_secs(5), "took {after:?}");
     }
 
     /// A carrier refusing 5% at random: the pace is never cut.

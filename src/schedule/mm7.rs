@@ -1,7 +1,11 @@
 //! The dispatcher of an MMS carrier: pops from the carrier's fair queue what
-//! its limits allow, applies the same last checks as SMS (quiet hours,
-//! suppression, validity), records the dispatch durably, then submits each
-//! message over MM7 with bounded concurrency.
+//! its limits allow, applies the same checks as SMS (quiet hours,
+//! suppression, validity), then submits each message over MM7 with bounded
+//! concurrency. Before every request (after every wait: pacing, a retry's
+//! backoff) the message gets its last look (validity, opt-outs) and the
+//! journal records it `Written`, durably, so after a crash a message whose
+//! request never left is queued again and one that may have reached the
+//! MMSC is `unknown`.
 //!
 //! A temporary refusal (4006, HTTP 503, a timeout) slows the carrier down
 //! (AIMD, [`super::aimd`]) and retries the same message with backoff until
@@ -21,7 +25,6 @@ use super::fair::{Item, Pop};
 use super::{CarrierQueue, DispatchCheck, QuietCheck};
 use crate::carrier::CarrierSink;
 use crate::carrier::mm7::{Attempt, Mm7Carrier};
-use crate::journal::Journal;
 use crate::ledger::{Finalized, Ledger};
 use crate::model::{DeliveryState, Message, now_ms};
 use crate::receipts::Receipts;
@@ -39,8 +42,6 @@ pub struct Mm7Dispatcher {
     pub carrier: Arc<Mm7Carrier>,
     /// Live messages.
     pub ledger: Arc<Ledger>,
-    /// Journal (dispatch records).
-    pub journal: Journal,
     /// Where outcomes go.
     pub receipts: Arc<Receipts>,
     /// Last check before sending (suppression).
@@ -104,9 +105,7 @@ impl Mm7Dispatcher {
             if items.is_empty() {
                 continue;
             }
-            let Some(ready) = this.prepare(items).await else {
-                return;
-            };
+            let ready = this.prepare(items);
             for m in ready {
                 let permit = tokio::select! {
                     p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -142,9 +141,9 @@ impl Mm7Dispatcher {
         (items, next)
     }
 
-    /// Last checks, then the durable dispatch record; `None` when the
-    /// journal failed.
-    async fn prepare(&self, items: Vec<Item>) -> Option<Vec<Arc<Message>>> {
+    /// Quiet hours, validity and suppression; what passes is dispatched (in
+    /// memory: the journal hears of it right before its request).
+    fn prepare(&self, items: Vec<Item>) -> Vec<Arc<Message>> {
         let now = now_ms();
         let mut finals: Vec<Finalized> = Vec::new();
         let mut ready = Vec::with_capacity(items.len());
@@ -169,7 +168,7 @@ impl Mm7Dispatcher {
                 finals.extend(self.ledger.finish(m.id, DeliveryState::Expired, 0, &reason));
                 continue;
             }
-            if let Some((state, reason)) = self.check.as_ref().and_then(|c| c(&m)) {
+            if let Some((state, reason)) = self.check.as_ref().and_then(|c| c.check(&m)) {
                 finals.extend(self.ledger.finish(m.id, state, 0, &reason));
                 continue;
             }
@@ -180,19 +179,30 @@ impl Mm7Dispatcher {
         if !finals.is_empty() {
             tokio::spawn(self.receipts.publish(finals));
         }
-        if ready.is_empty() {
-            return Some(ready);
+        ready
+    }
+
+    /// The last look before a request leaves: true when the message ended
+    /// instead (validity over, recipient opted out).
+    fn stopped(&self, m: &Message) -> bool {
+        let ended = if m.expires_at_ms <= now_ms() {
+            Some((
+                DeliveryState::Expired,
+                "validity ended before the MMS was sent".into(),
+            ))
+        } else {
+            self.check.as_ref().and_then(|c| c.check(m))
+        };
+        let Some((state, reason)) = ended else {
+            return false;
+        };
+        if state == DeliveryState::Suppressed {
+            metrics::counter!("sluice_last_check_stopped_total", "carrier" => self.carrier.name().to_string())
+                .increment(1);
         }
-        let durable = self
-            .journal
-            .dispatch(ready.iter().map(|m| (m.id, &*name, 1)));
-        if let Err(e) = durable.wait().await {
-            tracing::error!(target: TARGET, error = %e, "journal failed; MMS dispatch stopped");
-            let ids: Vec<_> = ready.iter().map(|m| m.id).collect();
-            self.ledger.undispatch(&ids);
-            return None;
-        }
-        Some(ready)
+        self.receipts
+            .part_failed(m.id, 0, state, 0, reason.to_string());
+        true
     }
 
     /// Submits one message until it is accepted, refused for good, or out
@@ -209,6 +219,13 @@ impl Mm7Dispatcher {
                     break;
                 }
                 tokio::time::sleep_until(at).await;
+            }
+            if self.stopped(&m) {
+                return;
+            }
+            if let Err(e) = self.ledger.written(&name, &[(m.id, 0, 1)]).wait().await {
+                tracing::error!(target: TARGET, error = %e, "journal failed; MMS not sent");
+                return;
             }
             metrics::counter!("sluice_mm7_submits_total", "carrier" => name.to_string())
                 .increment(1);
@@ -240,7 +257,7 @@ impl Mm7Dispatcher {
                 Attempt::Permanent { reason, code } => {
                     metrics::counter!("sluice_mm7_refused_total", "carrier" => name.to_string())
                         .increment(1);
-                    if self.ledger.undispatch(&[m.id]).is_empty() {
+                    if !self.ledger.refused(m.id) {
                         self.receipts
                             .part_failed(m.id, 0, DeliveryState::Rejected, code, reason);
                     } else {

@@ -4,12 +4,17 @@
 //! durable.
 //!
 //! The dispatcher is the only place a message becomes "dispatched": it pops
-//! what every limit allows now, drops what expired or opted out meanwhile,
-//! encodes the parts, takes one capacity permit per part from the carrier (so
-//! the backlog stays in this queue, not in carrier queues), records the
-//! dispatch in the ledger and the journal, waits for the sync, and only then
-//! hands the parts to the binds. A carrier can be paused (admin) and its
-//! queue drained to another carrier when it is down (failover).
+//! what every limit allows now (never more parts than the carrier has
+//! permits free), drops what expired or opted out meanwhile, encodes the
+//! parts, takes one capacity permit per part from the carrier (so the
+//! backlog stays in this queue, not in carrier queues), records the dispatch
+//! in the ledger and hands the parts to the binds. Nothing is journaled
+//! here: a bind journals the parts it is about to write (`Written`) and
+//! looks at each part once more right before writing it, so a dispatched
+//! message that never left is queued again after a crash, and one whose
+//! recipient opted out meanwhile never leaves. A carrier can be paused
+//! (admin) and its queue drained to another carrier when it is down
+//! (failover).
 
 pub mod aimd;
 pub mod fair;
@@ -28,9 +33,8 @@ use tokio::time::Instant;
 
 use crate::carrier::smpp::SmppCarrier;
 use crate::config::Config;
-use crate::journal::Journal;
 use crate::ledger::{Finalized, Ledger};
-use crate::model::{DeliveryState, Message, MessageId, now_ms};
+use crate::model::{DeliveryState, Message, now_ms};
 use crate::receipts::Receipts;
 use crate::smpp::text;
 use fair::{FairQueue, Item, Pop, SenderLimits, WaitReport};
@@ -40,9 +44,9 @@ const TARGET: &str = "sluice::schedule";
 /// Most messages dispatched in one journal record.
 const DISPATCH_BATCH: usize = 512;
 
-/// Decides, at dispatch, whether a message must not be sent any more (the
-/// recipient opted out meanwhile); returns the reason.
-pub type DispatchCheck = Arc<dyn Fn(&Message) -> Option<(DeliveryState, Arc<str>)> + Send + Sync>;
+/// Decides, at dispatch and again right before writing, whether a message
+/// must not be sent any more (the recipient opted out meanwhile).
+pub type DispatchCheck = Arc<dyn crate::carrier::LastCheck>;
 
 /// The queue in front of one carrier.
 #[derive(Debug)]
@@ -58,6 +62,11 @@ pub struct CarrierQueue {
     held_seq: std::sync::atomic::AtomicU64,
     /// Tenants' quiet hours.
     quiet: Arc<HashMap<String, quiet::QuietHours>>,
+    /// Wall-clock ms of the dispatcher's last dispatch (or of its start).
+    last_dispatch_ms: std::sync::atomic::AtomicU64,
+    /// Wall-clock ms until which every queued message waits on a limit
+    /// (0: none does).
+    limited_until_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Whether a popped message goes now, waits for the morning, or cannot go.
@@ -186,6 +195,23 @@ impl CarrierQueue {
         self.fair.lock().drain()
     }
 
+    /// How long messages have waited here with nothing dispatched although
+    /// no limit holds them: `None` when nothing waits, the queue is paused,
+    /// or a limit (rate, daily cap) explains the wait. The caller decides
+    /// whether the carrier could take them (binds up, free permits).
+    pub fn idle_for(&self, now_ms: u64) -> Option<std::time::Duration> {
+        if self.is_paused() || self.is_empty() {
+            return None;
+        }
+        if self.limited_until_ms.load(Ordering::Acquire) > now_ms {
+            return None;
+        }
+        let last = self.last_dispatch_ms.load(Ordering::Acquire);
+        Some(std::time::Duration::from_millis(
+            now_ms.saturating_sub(last),
+        ))
+    }
+
     /// Sets the carrier-wide rate (adaptive throttling); `None` when the
     /// carrier has no carrier-wide limit.
     pub fn carrier_rate(&self) -> Option<f64> {
@@ -257,6 +283,8 @@ impl Scheduler {
                 held: Mutex::default(),
                 held_seq: std::sync::atomic::AtomicU64::new(0),
                 quiet: quiet.clone(),
+                last_dispatch_ms: std::sync::atomic::AtomicU64::new(now_ms()),
+                limited_until_ms: std::sync::atomic::AtomicU64::new(0),
             })
         };
         let mut queues: HashMap<Arc<str>, Arc<CarrierQueue>> = config
@@ -319,8 +347,6 @@ pub struct Dispatcher {
     pub carrier: Arc<SmppCarrier>,
     /// Live messages.
     pub ledger: Arc<Ledger>,
-    /// Journal (dispatch records).
-    pub journal: Journal,
     /// Where final states go.
     pub receipts: Arc<Receipts>,
     /// A last check before sending (suppression).
@@ -386,6 +412,12 @@ impl Dispatcher {
             drop(room);
             let (items, next) = self.take_batch(&mut carried);
             wake = next;
+            let limited = next.map_or(0, |t| {
+                now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as u64
+            });
+            self.queue
+                .limited_until_ms
+                .store(limited, Ordering::Release);
             observed.observe(&self.queue);
             if items.is_empty() {
                 continue;
@@ -393,6 +425,9 @@ impl Dispatcher {
             if !self.dispatch(items, &name, &mut shutdown).await {
                 return;
             }
+            self.queue
+                .last_dispatch_ms
+                .store(now_ms(), Ordering::Release);
         }
     }
 
@@ -448,7 +483,7 @@ impl Dispatcher {
         (items, next)
     }
 
-    /// Dispatches popped messages; false when the journal failed or shutdown.
+    /// Dispatches popped messages; false on shutdown.
     async fn dispatch(
         &self,
         items: Vec<Item>,
@@ -456,6 +491,8 @@ impl Dispatcher {
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
         let now = now_ms();
+        // Read before checking: a part re-checks only if it moved since.
+        let epoch = self.check.as_ref().map_or(0, |c| c.epoch());
         let mut finals: Vec<Finalized> = Vec::new();
         let mut batch = Vec::with_capacity(items.len());
         let mut permits_needed = 0usize;
@@ -485,7 +522,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            if let Some((state, reason)) = self.check.as_ref().and_then(|c| c(&m)) {
+            if let Some((state, reason)) = self.check.as_ref().and_then(|c| c.check(&m)) {
                 if let Some(f) = self.ledger.finish(m.id, state, 0, &reason) {
                     finals.push(f);
                 }
@@ -512,35 +549,35 @@ impl Dispatcher {
         if batch.is_empty() {
             return true;
         }
-        // One permit per part (capacity is at least the largest message, so
-        // this completes); the parts carry them and release them one by one.
-        let permits = tokio::select! {
-            p = self.carrier.capacity().clone().acquire_many_owned(permits_needed as u32) => match p { Ok(p) => p, Err(_) => return false },
-            _ = shutdown.changed() => return false,
+        // One permit per part; the batch was sized to the free permits and
+        // only this task takes them, so they are there. The parts carry them
+        // and release them one by one.
+        let permits = match self
+            .carrier
+            .capacity()
+            .clone()
+            .try_acquire_many_owned(permits_needed as u32)
+        {
+            Ok(p) => p,
+            Err(_) => {
+                // Only if the planner and the encoder disagree on a part
+                // count; still bounded by the carrier's capacity.
+                tracing::warn!(target: TARGET, carrier = %name, permits_needed,
+                    "batch needs more part permits than were free; waiting");
+                tokio::select! {
+                    p = self.carrier.capacity().clone().acquire_many_owned(permits_needed as u32) => match p { Ok(p) => p, Err(_) => return false },
+                    _ = shutdown.changed() => return false,
+                }
+            }
         };
         permits.forget();
-        let mut dispatched = Vec::with_capacity(batch.len());
         for (m, parts) in batch {
             if self.ledger.dispatch(m.id, name, parts.len() as u32) {
-                dispatched.push((m, parts));
+                self.carrier.enqueue(&m, epoch, parts);
             } else {
                 // No longer live (ended meanwhile): return its permits.
                 self.carrier.capacity().add_permits(parts.len());
             }
-        }
-        let durable = self.journal.dispatch(
-            dispatched
-                .iter()
-                .map(|(m, p)| (m.id, &**name, p.len() as u32)),
-        );
-        if let Err(e) = durable.wait().await {
-            tracing::error!(target: TARGET, error = %e, "journal failed; dispatch stopped");
-            let ids: Vec<MessageId> = dispatched.iter().map(|(m, _)| m.id).collect();
-            self.ledger.undispatch(&ids);
-            return false;
-        }
-        for (m, parts) in dispatched {
-            self.carrier.enqueue(m.id, m.expires_at_ms, parts);
         }
         true
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::model::{ChannelPref, FallbackPolicy, Msisdn, Priority, Sender};
+use crate::model::{ChannelPref, FallbackPolicy, MessageId, Msisdn, Priority, Sender};
 
 /// A config whose tenant's quiet window is placed so that, for a New York
 /// number, it is now 23:00 of a 21:00–08:00 night: it started two hours ago

@@ -34,6 +34,10 @@ use crate::schedule::rate::Rate;
 
 const TARGET: &str = "sluice::smpp";
 
+/// Resolves to true once the handler's record of a write is durable, false
+/// when it cannot be (then nothing it covers may be written).
+pub type WriteGate = Pin<Box<dyn Future<Output = bool> + Send>>;
+
 /// The answers (sequence number, status) to a burst of deliver_sm.
 pub type DeliverAnswers = Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>>;
 
@@ -53,6 +57,20 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Puts jobs that were taken but not written back at the front, in order.
     fn give_back(&self, jobs: Vec<Self::Job>);
+
+    /// The last look at a job right before it is written (after pacing and
+    /// after the journal): `None` when it must not go any more; the handler
+    /// has then ended it. The default lets every job go.
+    fn vet(&self, job: Self::Job) -> Option<Self::Job> {
+        Some(job)
+    }
+
+    /// Records durably that `jobs` are about to be written; nothing is
+    /// written before the gate resolves true. The default is open at once.
+    fn will_write(&self, jobs: &[Self::Job]) -> WriteGate {
+        let _ = jobs;
+        Box::pin(std::future::ready(true))
+    }
 
     /// The PDU body to write for a job.
     fn submit_sm<'a>(&self, job: &'a Self::Job) -> &'a SubmitSm;
@@ -328,6 +346,11 @@ where
     // === session loop ===
     let can_submit = params.mode != BindMode::Receiver;
     let mut outstanding: HashMap<u32, Outstanding<H::Job>> = HashMap::with_capacity(params.window);
+    // Jobs past pacing whose `Written` record is on its way to the disk, in
+    // take order; they count against the window.
+    let mut gated: std::collections::VecDeque<(WriteGate, Vec<H::Job>)> =
+        std::collections::VecDeque::new();
+    let mut in_gates = 0usize;
     let mut delivers: FuturesUnordered<DeliverAnswers> = FuturesUnordered::new();
     let mut last_read = Instant::now();
     let mut enquire: Option<(u32, Instant)> = None;
@@ -353,7 +376,7 @@ where
         if paused_until.is_some_and(|t| t <= now) {
             paused_until = None;
         }
-        let room = params.window.saturating_sub(outstanding.len());
+        let room = params.window.saturating_sub(outstanding.len() + in_gates);
         let may_send = can_submit && room > 0 && paused_until.is_none();
         tokio::select! {
             biased;
@@ -454,6 +477,7 @@ where
             _ = handler.ready(), if may_send => {
                 let jobs = handler.take(room.min(256));
                 let mut unsent = Vec::new();
+                let mut go = Vec::with_capacity(jobs.len());
                 for job in jobs {
                     if !unsent.is_empty() {
                         unsent.push(job);
@@ -473,13 +497,34 @@ where
                             continue;
                         }
                     aimd.on_send(now);
-                    let s = seq.next();
-                    encode_submit(s, handler.submit_sm(&job), &mut wbuf);
-                    submits.increment(1);
-                    outstanding.insert(s, Outstanding { job, sent: Instant::now() });
+                    go.extend(handler.vet(job));
                 }
                 if !unsent.is_empty() {
                     handler.give_back(unsent);
+                }
+                if !go.is_empty() {
+                    in_gates += go.len();
+                    gated.push_back((handler.will_write(&go), go));
+                }
+            }
+            durable = async { gated.front_mut().expect("guarded").0.as_mut().await }, if !gated.is_empty() => {
+                let (_, jobs) = gated.pop_front().expect("polled above");
+                in_gates -= jobs.len();
+                if durable {
+                    let sent = Instant::now();
+                    for job in jobs {
+                        // Another look after the wait for the disk.
+                        let Some(job) = handler.vet(job) else { continue };
+                        let s = seq.next();
+                        encode_submit(s, handler.submit_sm(&job), &mut wbuf);
+                        submits.increment(1);
+                        outstanding.insert(s, Outstanding { job, sent });
+                    }
+                } else {
+                    // The journal failed: nothing may leave. Back in the
+                    // queue; try again later (the gateway is going down).
+                    handler.give_back(jobs);
+                    paused_until = Some(Instant::now() + Duration::from_secs(1));
                 }
             }
             _ = sleep_until_opt(paused_until) => {}
@@ -516,6 +561,12 @@ where
     };
     if !wbuf.is_empty() {
         let _ = out.send(wbuf.split().freeze());
+    }
+    // Jobs still waiting for the journal were never written: back to the
+    // queue, in order.
+    let never_written: Vec<H::Job> = gated.into_iter().flat_map(|(_, jobs)| jobs).collect();
+    if !never_written.is_empty() {
+        handler.give_back(never_written);
     }
     // Every outstanding submit is resolved explicitly.
     let mut left: Vec<_> = outstanding.into_iter().collect();

@@ -20,6 +20,12 @@ struct TestHandler {
     unanswered: Mutex<Vec<u32>>,
     delivered: Mutex<Vec<Bytes>>,
     release_deliver: Arc<Notify>,
+    /// Jobs the last look stops (and how often it was asked).
+    stopped: Mutex<std::collections::HashSet<u32>>,
+    vetted: Mutex<Vec<u32>>,
+    /// When set, write gates wait for this (the journal's sync).
+    hold_gates: Option<Arc<Notify>>,
+    gated: Mutex<Vec<u32>>,
 }
 
 impl TestHandler {
@@ -60,6 +66,23 @@ impl Handler for TestHandler {
         let mut q = self.queue.lock();
         for j in jobs.into_iter().rev() {
             q.push_front(j);
+        }
+    }
+    fn vet(&self, job: u32) -> Option<u32> {
+        self.vetted.lock().push(job);
+        (!self.stopped.lock().contains(&job)).then_some(job)
+    }
+    fn will_write(&self, jobs: &[u32]) -> WriteGate {
+        self.gated.lock().extend_from_slice(jobs);
+        match &self.hold_gates {
+            None => Box::pin(std::future::ready(true)),
+            Some(n) => {
+                let n = n.clone();
+                Box::pin(async move {
+                    n.notified().await;
+                    true
+                })
+            }
         }
     }
     fn submit_sm<'a>(&self, job: &'a u32) -> &'a SubmitSm {
@@ -343,4 +366,88 @@ async fn rate_limit_paces_submits() {
         took >= Duration::from_millis(1850) && took <= Duration::from_millis(2100),
         "{took:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_written_before_its_record_is_durable() {
+    let gate = Arc::new(Notify::new());
+    let mut h = TestHandler::default();
+    h.hold_gates = Some(gate.clone());
+    for i in 0..3 {
+        h.queue.lock().push_back(i);
+        h.sms.lock().insert(
+            i,
+            SubmitSm {
+                destination_addr: Bytes::from(format!("1415555{i:04}")),
+                ..SubmitSm::default()
+            },
+        );
+    }
+    let h = Arc::new(h);
+    let (mut peer, _task, _stop) = start(h.clone(), params(8)).await;
+    // The jobs were taken and their record asked for, but while the journal
+    // has not answered nothing reaches the wire.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), peer.next())
+            .await
+            .is_err()
+    );
+    assert_eq!(*h.gated.lock(), vec![0, 1, 2]);
+    gate.notify_one();
+    for _ in 0..3 {
+        assert!(matches!(next_pdu(&mut peer).await.body, Body::SubmitSm(_)));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_stopped_while_its_record_was_synced_is_never_written() {
+    let gate = Arc::new(Notify::new());
+    let mut h = TestHandler::default();
+    h.hold_gates = Some(gate.clone());
+    for i in 0..2 {
+        h.queue.lock().push_back(i);
+        h.sms.lock().insert(
+            i,
+            SubmitSm {
+                destination_addr: Bytes::from(format!("1415555{i:04}")),
+                short_message: Bytes::from(format!("job {i}")),
+                ..SubmitSm::default()
+            },
+        );
+    }
+    let h = Arc::new(h);
+    let (mut peer, _task, _stop) = start(h.clone(), params(8)).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(*h.gated.lock(), vec![0, 1]);
+    // The recipient of job 0 opts out while the journal syncs.
+    h.stopped.lock().insert(0);
+    gate.notify_one();
+    let p = next_pdu(&mut peer).await;
+    let Body::SubmitSm(sm) = &p.body else {
+        panic!("{p:?}")
+    };
+    assert_eq!(&sm.short_message[..], b"job 1");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), peer.next())
+            .await
+            .is_err(),
+        "job 0 must not be written"
+    );
+    // Each job was looked at before its record and again after it.
+    assert_eq!(*h.vetted.lock(), vec![0, 1, 0, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_stopped_before_its_record_is_neither_recorded_nor_written() {
+    let h = TestHandler::with_jobs(2);
+    h.stopped.lock().insert(1);
+    let (mut peer, _task, _stop) = start(h.clone(), params(8)).await;
+    let p = next_pdu(&mut peer).await;
+    assert!(matches!(p.body, Body::SubmitSm(_)));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), peer.next())
+            .await
+            .is_err()
+    );
+    assert_eq!(*h.gated.lock(), vec![0]);
 }
