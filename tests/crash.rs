@@ -564,3 +564,42 @@ async fn crash_loop_resumes_after_every_restart_and_accounts_for_every_message()
         acked.len()
     );
 }
+
+/// One gateway per data directory: a second `sluice run` on a locked
+/// data_dir exits non-zero, naming the holder's pid, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_data_dir_refuses_to_start() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg_path = write_config(dir.path(), port, smsc.local_addr(), 1, 8, 0);
+    let mut first = spawn_gateway(&cfg_path);
+    let (_client, _events) = connect(&format!("127.0.0.1:{port}")).await;
+    let segments = |d: &std::path::Path| std::fs::read_dir(d.join("data/journal")).unwrap().count();
+    let before = segments(dir.path());
+
+    // The second one on another ingest port, same data_dir.
+    let other = dir.path().join("second.toml");
+    let text = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    std::fs::write(&other, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config"])
+        .arg(&other)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success(), "the second gateway started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("pid {}", first.0.id())),
+        "stderr names the holder: {err}"
+    );
+    assert_eq!(
+        segments(dir.path()),
+        before,
+        "it wrote nothing into the journal"
+    );
+    first.kill();
+}

@@ -75,3 +75,54 @@ async fn a_backlog_of_multipart_texts_drains_when_the_smsc_comes_up() {
     assert_eq!(stats.duplicates, 0, "{stats:?}");
     gw.shutdown().await;
 }
+
+/// An SMSC that sends its receipt before the submit_sm_resp and then drops
+/// the link, the answer lost: the unanswered submit is matched to the
+/// parked receipt (handset, sender, text) and counted accepted, not resent —
+/// one copy at the SMSC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_dropped_after_an_early_receipt_sends_nothing_twice() {
+    let smsc = smsc(|c| {
+        c.receipt_before_resp = true;
+        c.disconnect_every = 7;
+        c.lose_resp_on_cut = true;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.carriers[0].binds[0].count = 1;
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let http = gw.http_addr.unwrap();
+    let addr = gw.ingest_addr.to_string();
+    let (client, got) = subscriber(&addr).await;
+    let batch: Vec<_> = (0..60)
+        .map(|i| {
+            msg(
+                &format!("early-{i}"),
+                &format!("+1415888{i:04}"),
+                &format!("early receipt {i}"),
+            )
+        })
+        .collect();
+    let ids = accepted_ids(&client.submit(batch).await.unwrap());
+    eventually("every message final", Duration::from_secs(30), || {
+        got.terminal_count() == ids.len()
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(
+            got.state_of(*id),
+            Some(sluice::ingest::pb::DeliveryState::StateDelivered)
+        );
+    }
+    let stats = smsc.stats();
+    assert!(stats.disconnects > 0, "{stats:?}");
+    assert_eq!(stats.duplicates, 0, "{stats:?}");
+    assert_eq!(stats.messages, 60, "{stats:?}");
+    let m = metrics_text(http).await;
+    assert!(
+        counter_sum(&m, "sluice_smpp_unanswered_receipted_total") > 0.0,
+        "no unanswered submit was matched to its early receipt"
+    );
+    gw.shutdown().await;
+}

@@ -156,6 +156,11 @@ pub struct SmscConfig {
     /// Close the connection after every N PDUs received; 0 = never.
     #[arg(long, default_value_t = 0)]
     pub disconnect_every: u64,
+    /// When `disconnect_every` cuts the link on a submit_sm, its
+    /// submit_sm_resp is lost with the link (with `receipt_before_resp` the
+    /// receipt got out first): the client cannot know the submit was taken.
+    #[arg(long)]
+    pub lose_resp_on_cut: bool,
     /// Format of message ids in submit_sm_resp.
     #[arg(long, value_enum, default_value = "hex")]
     pub id_format: IdFormat,
@@ -190,6 +195,7 @@ impl Default for SmscConfig {
             throttle_fraction: 0.0,
             throttle_above: 0,
             disconnect_every: 0,
+            lose_resp_on_cut: false,
             id_format: IdFormat::Hex,
             receipt_id_format: ReceiptIdFormat::Same,
             receipt_before_resp: false,
@@ -217,6 +223,7 @@ impl fmt::Debug for SmscConfig {
             .field("throttle_fraction", &self.throttle_fraction)
             .field("throttle_above", &self.throttle_above)
             .field("disconnect_every", &self.disconnect_every)
+            .field("lose_resp_on_cut", &self.lose_resp_on_cut)
             .field("id_format", &self.id_format)
             .field("receipt_id_format", &self.receipt_id_format)
             .field("receipt_before_resp", &self.receipt_before_resp)
@@ -1540,10 +1547,13 @@ impl Conn {
         let can_receive = bound.kind.can_receive();
         sh.record(sm, &incoming, part);
         let resp = Pdu::submit_sm_resp(seq, CommandStatus::ESME_ROK, message_id);
+        let cut_now = cfg.disconnect_every > 0 && self.received >= cfg.disconnect_every;
         match receipt {
             Some(ob) if cfg.receipt_before_resp && can_receive => {
                 self.write_outbound(sh, ob);
-                resp.encode(&mut self.out);
+                if !(cut_now && cfg.lose_resp_on_cut) {
+                    resp.encode(&mut self.out);
+                }
             }
             Some(ob) if cfg.receipt_before_resp || cfg.receipt_delay.is_zero() => {
                 resp.encode(&mut self.out);
