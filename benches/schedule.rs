@@ -247,12 +247,9 @@ fn admitting_limits(tenants: &[Arc<str>]) -> (SenderLimits, Vec<TenantConfig>, f
         .map(|t| TenantConfig {
             name: t.to_string(),
             token: Secret::new("x"),
-            senders: vec![],
             default_validity: Duration::from_secs(48 * 3600),
-            weight: 1,
             rate: 1_000_000.0,
-            programs: vec![],
-            quiet_hours: None,
+            ..TenantConfig::default()
         })
         .collect();
     (SenderLimits::new(senders), tenant_config, 100_000_000.0)

@@ -1,5 +1,7 @@
 //! Admission: the per-message checks between ingest and the journal —
-//! field validation (numbers, sender, text length, sizes), idempotency on
+//! field validation (numbers, sender, text length, sizes), sender ownership
+//! (a tenant sends only from its own senders, so it can neither spend
+//! another tenant's limits nor bypass its opt-outs), idempotency on
 //! `(tenant, client_ref)`, and routing availability.
 //!
 //! Each rejected message gets a reason code and a readable text; nothing here
@@ -41,6 +43,104 @@ fn reject(reason: RejectReason, detail: impl Into<String>) -> Rejection {
         reason,
         detail: detail.into(),
     }
+}
+
+/// The senders one tenant may send from: exact addresses (short codes,
+/// numbers, alphanumeric ids) and, for alphanumeric ids only, prefix
+/// patterns such as `ACME*`. Alphanumeric ids compare without regard to
+/// case (`Acme` and `ACME` are one brand to a reader).
+#[derive(Debug, Clone, Default)]
+pub struct OwnedSenders {
+    numbers: std::collections::HashSet<Sender>,
+    alphanumeric: Vec<Box<str>>,
+    prefixes: Vec<Box<str>>,
+}
+
+impl OwnedSenders {
+    /// From a tenant's `senders` and `sender_patterns`.
+    ///
+    /// # Errors
+    /// The first sender or pattern that is not valid, as a readable text.
+    pub fn new(senders: &[String], patterns: &[String]) -> Result<OwnedSenders, String> {
+        let mut owned = OwnedSenders::default();
+        for s in senders {
+            match Sender::parse(s.trim()).map_err(|e| e.to_string())? {
+                Sender::Alphanumeric(a) => owned.alphanumeric.push(a.to_ascii_uppercase().into()),
+                other => {
+                    owned.numbers.insert(other);
+                }
+            }
+        }
+        for p in patterns {
+            owned
+                .prefixes
+                .push(pattern_prefix(p)?.to_ascii_uppercase().into());
+        }
+        Ok(owned)
+    }
+
+    /// True when the tenant may send from `s`.
+    pub fn allows(&self, s: &Sender) -> bool {
+        match s {
+            Sender::Alphanumeric(a) => {
+                self.alphanumeric.iter().any(|x| x.eq_ignore_ascii_case(a))
+                    || self.prefixes.iter().any(|p| {
+                        a.len() >= p.len()
+                            && a.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+                    })
+            }
+            other => self.numbers.contains(other),
+        }
+    }
+
+    /// True when a sender of this set is also one of `other`'s (exactly, or
+    /// an alphanumeric id or pattern overlapping one of its patterns).
+    pub fn overlaps(&self, other: &OwnedSenders) -> Option<String> {
+        if let Some(n) = self.numbers.iter().find(|n| other.numbers.contains(*n)) {
+            return Some(n.to_string());
+        }
+        for a in &self.alphanumeric {
+            if other.allows(&Sender::Alphanumeric((&**a).into())) {
+                return Some(a.to_string());
+            }
+        }
+        for p in &self.prefixes {
+            if other.alphanumeric.iter().any(|a| a.starts_with(&**p))
+                || other
+                    .prefixes
+                    .iter()
+                    .any(|q| p.starts_with(&**q) || q.starts_with(&**p))
+            {
+                return Some(format!("{p}*"));
+            }
+        }
+        None
+    }
+}
+
+/// The literal part of an alphanumeric sender pattern (`ACME*` → `ACME`).
+fn pattern_prefix(p: &str) -> Result<&str, String> {
+    let prefix = p.strip_suffix('*').unwrap_or(p);
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 11
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b' ')
+        && prefix.bytes().any(|b| b.is_ascii_alphabetic());
+    if !ok || !p.ends_with('*') {
+        return Err(format!(
+            "sender pattern {p:?} must be 1-11 letters/digits (at least one letter) followed by '*'"
+        ));
+    }
+    Ok(prefix)
+}
+
+/// A submit from a sender the tenant does not own.
+pub fn sender_not_allowed(tenant: &str, from: &Sender) -> Rejection {
+    reject(
+        RejectReason::SenderNotAllowed,
+        format!("sender {from} is not one of tenant {tenant:?}'s senders"),
+    )
 }
 
 /// Validates one submitted message and builds the domain message (with a

@@ -390,10 +390,15 @@ pub struct TenantConfig {
     pub name: String,
     /// Secret token used in Hello.
     pub token: Secret,
-    /// Sender addresses (short codes, numbers) this tenant owns: inbound
-    /// messages to them go to this tenant.
+    /// Sender addresses (short codes, numbers, alphanumeric ids) this tenant
+    /// owns: the only ones it may send from, and inbound messages to them go
+    /// to this tenant. A sender belongs to one tenant.
     #[serde(default)]
     pub senders: Vec<String>,
+    /// Alphanumeric sender ids the tenant may send from by prefix
+    /// (`"ACME*"`), besides `senders`.
+    #[serde(default)]
+    pub sender_patterns: Vec<String>,
     /// Validity when a message gives none. Default 48 h.
     #[serde(default = "default_validity", with = "humantime_serde")]
     pub default_validity: Duration,
@@ -412,6 +417,24 @@ pub struct TenantConfig {
     /// (`"21:00-08:00"`, local time from the NANP area code); off when absent.
     #[serde(default)]
     pub quiet_hours: Option<String>,
+}
+
+impl Default for TenantConfig {
+    /// A tenant with no name, token or senders and every default (for
+    /// building configurations in code: `..TenantConfig::default()`).
+    fn default() -> Self {
+        TenantConfig {
+            name: String::new(),
+            token: Secret::new(""),
+            senders: Vec::new(),
+            sender_patterns: Vec::new(),
+            default_validity: default_validity(),
+            weight: one(),
+            rate: 0.0,
+            programs: Vec::new(),
+            quiet_hours: None,
+        }
+    }
 }
 
 /// What a STOP to one of a program's senders covers.
@@ -700,6 +723,41 @@ impl Config {
                     "tenant {:?}: token must have at least 8 characters",
                     t.name
                 ));
+            }
+            match crate::admission::OwnedSenders::new(&t.senders, &t.sender_patterns) {
+                Err(e) => p.push(format!("tenant {:?}: {e}", t.name)),
+                Ok(owned) => {
+                    for prog in &t.programs {
+                        for s in &prog.senders {
+                            let owns = crate::model::Sender::parse(s.trim())
+                                .is_ok_and(|s| owned.allows(&s));
+                            if !owns {
+                                p.push(format!(
+                                    "tenant {:?} program {:?}: sender {s:?} is not one of the tenant's senders",
+                                    t.name, prog.name
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let owned: Vec<(&str, crate::admission::OwnedSenders)> = self
+            .tenants
+            .iter()
+            .filter_map(|t| {
+                crate::admission::OwnedSenders::new(&t.senders, &t.sender_patterns)
+                    .ok()
+                    .map(|o| (t.name.as_str(), o))
+            })
+            .collect();
+        for (i, (a, sa)) in owned.iter().enumerate() {
+            for (b, sb) in &owned[i + 1..] {
+                if let Some(s) = sa.overlaps(sb).or_else(|| sb.overlaps(sa)) {
+                    p.push(format!(
+                        "sender {s:?} belongs to tenants {a:?} and {b:?}: a sender belongs to one tenant"
+                    ));
+                }
             }
         }
         let mut carriers = std::collections::HashSet::new();

@@ -208,10 +208,7 @@ pub fn embedded_config(
         token: Secret::new(TOKEN),
         senders: vec!["12345".into()],
         default_validity: Duration::from_secs(3600),
-        weight: 1,
-        rate: 0.0,
-        programs: vec![],
-        quiet_hours: None,
+        ..TenantConfig::default()
     }];
     c.carriers = vec![CarrierConfig {
         name: "sim".into(),

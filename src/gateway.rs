@@ -45,6 +45,8 @@ struct TenantEntry {
     name: Arc<str>,
     token: Secret,
     default_validity: Duration,
+    /// The senders it may send from.
+    senders: admission::OwnedSenders,
 }
 
 /// The wired pipeline; implements the ingest [`Backend`].
@@ -558,6 +560,9 @@ impl Backend for Gateway {
             let client_ref = m.client_ref.clone();
             let verdict =
                 admission::validate(tenant, m, t.default_validity, now).and_then(|mut msg| {
+                    if !t.senders.allows(&msg.from) {
+                        return Err(admission::sender_not_allowed(tenant, &msg.from));
+                    }
                     if self.route(msg.to).is_none() {
                         return Err(admission::Rejection {
                             reason: RejectReason::NoRoute,
@@ -733,6 +738,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     name: t.name.as_str().into(),
                     token: t.token.clone(),
                     default_validity: t.default_validity,
+                    // Checked by Config::problems before the gateway starts.
+                    senders: admission::OwnedSenders::new(&t.senders, &t.sender_patterns)
+                        .unwrap_or_default(),
                 },
             )
         })

@@ -370,6 +370,15 @@ impl Receipts {
         }
     }
 
+    /// Takes the parked receipt for carrier id `key` (canonical) in any of
+    /// its forms; cheap when nothing is parked (the usual case).
+    fn take_early_by_id(&self, carrier: &Arc<str>, key: &str) -> Option<Receipt> {
+        if self.early.lock().by_key.is_empty() {
+            return None;
+        }
+        self.take_early(carrier, &candidate_ids(key.as_bytes()))
+    }
+
     /// Takes the parked receipt whose id is any of `keys` (the forms of one
     /// carrier id: canonical, hex, decimal).
     fn take_early(&self, carrier: &Arc<str>, keys: &[String]) -> Option<Receipt> {
@@ -606,7 +615,7 @@ impl CarrierSink for Receipts {
         // receipt to exactly one of them.
         self.ids
             .insert((carrier.clone(), key.clone().into_boxed_str()), (id, part));
-        if let Some(r) = self.take_early(carrier, &candidate_ids(key.as_bytes()))
+        if let Some(r) = self.take_early_by_id(carrier, &key)
             && let Ok(Some(f)) = self.apply_receipt(carrier, &r)
         {
             tokio::spawn(self.publish(vec![f]));

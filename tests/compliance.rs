@@ -16,6 +16,7 @@ const HANDSET: &str = "14155550777";
 
 fn programs(cfg: &mut Config) {
     let t = &mut cfg.tenants[0];
+    t.senders = vec!["12345".into(), "67890".into()];
     t.programs = vec![
         ProgramConfig {
             name: "alerts".into(),

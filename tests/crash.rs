@@ -102,6 +102,7 @@ listen = "127.0.0.1:0"
 [[tenants]]
 name = "{TENANT}"
 token = "{TOKEN}"
+senders = ["12345"]
 [[carriers]]
 name = "sim"
 [[carriers.binds]]
@@ -281,6 +282,7 @@ listen = "127.0.0.1:0"
 [[tenants]]
 name = "{TENANT}"
 token = "{TOKEN}"
+senders = ["12345"]
 [[carriers]]
 name = "sim"
 [[carriers.binds]]

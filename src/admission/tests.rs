@@ -126,3 +126,27 @@ fn keys_go_to_the_dedupe_log_once_when_their_segment_is_compacted() {
     d.restore(42, MessageId(99), 2000, 2000, None);
     assert!(d.take_unlogged_before(100).is_empty());
 }
+
+#[test]
+fn a_tenant_may_send_only_from_its_own_senders() {
+    let owned = OwnedSenders::new(
+        &["12345".into(), "+14155550100".into(), "Acme".into()],
+        &["SHOP*".into()],
+    )
+    .unwrap();
+    let ok = |s: &str| owned.allows(&Sender::parse(s).unwrap());
+    assert!(ok("12345"));
+    assert!(ok("+14155550100"));
+    assert!(ok("14155550100"), "a number is one sender however spelt");
+    assert!(ok("ACME") && ok("acme"), "alphanumeric ids ignore case");
+    assert!(ok("SHOPNOW") && ok("shop"));
+    assert!(!ok("67890"));
+    assert!(!ok("+14155550101"));
+    assert!(!ok("ACMEX"), "exact ids are exact");
+    assert!(!ok("SHO"));
+    // Patterns are for alphanumeric ids only.
+    assert!(OwnedSenders::new(&[], &["1234*".into()]).is_err());
+    assert!(OwnedSenders::new(&[], &["SHOP".into()]).is_err());
+    // No senders: nothing may be sent (fail closed).
+    assert!(!OwnedSenders::default().allows(&Sender::parse("12345").unwrap()));
+}

@@ -7,10 +7,8 @@ fn config(dir: &Path) -> Config {
     c.tenants = vec![TenantConfig {
         name: "t".into(),
         token: Secret::new("0123456789"),
-        senders: vec![],
+        senders: vec!["12345".into()],
         default_validity: std::time::Duration::from_secs(60),
-        weight: 1,
-        rate: 0.0,
         programs: vec![ProgramConfig {
             name: "p".into(),
             senders: vec!["12345".into()],
@@ -20,7 +18,7 @@ fn config(dir: &Path) -> Config {
             stop_covers: StopCovers::Program,
             keywords: Default::default(),
         }],
-        quiet_hours: None,
+        ..TenantConfig::default()
     }];
     c
 }

@@ -59,3 +59,64 @@ fn unknown_keys_are_refused() {
         .to_string();
     assert!(err.contains("listen_addr"), "{err}");
 }
+
+#[test]
+fn a_sender_belongs_to_one_tenant() {
+    let text = r#"
+        [[tenants]]
+        name = "acme"
+        token = "long-enough-token"
+        senders = ["12345", "+14155550100", "ACME"]
+        sender_patterns = ["SHOP*"]
+        [[tenants.programs]]
+        name = "p"
+        senders = ["67890"]
+        [[tenants]]
+        name = "globex"
+        token = "long-enough-token"
+        senders = ["12345", "14155550100", "acme", "SHOPNOW"]
+        sender_patterns = ["SHO*", "bad-pattern"]
+    "#;
+    let err = Config::parse(text, Path::new("s.toml"))
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "sender \"12345\" belongs to tenants \"acme\" and \"globex\"",
+        "program \"p\": sender \"67890\" is not one of the tenant's senders",
+        "sender pattern \"bad-pattern\"",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing in {err}");
+    }
+    // The number in two spellings and the alphanumeric id in two cases are
+    // one sender each; so are overlapping patterns.
+    let text = r#"
+        [[tenants]]
+        name = "acme"
+        token = "long-enough-token"
+        senders = ["+14155550100"]
+        [[tenants]]
+        name = "globex"
+        token = "long-enough-token"
+        senders = ["14155550100"]
+    "#;
+    let err = Config::parse(text, Path::new("s.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to tenants"), "{err}");
+    for (a, b) in [
+        (r#"senders = ["ACME"]"#, r#"senders = ["acme"]"#),
+        (r#"sender_patterns = ["SHOP*"]"#, r#"senders = ["shopnow"]"#),
+        (
+            r#"sender_patterns = ["SHOP*"]"#,
+            r#"sender_patterns = ["SH*"]"#,
+        ),
+    ] {
+        let text = format!(
+            "[[tenants]]\nname = \"acme\"\ntoken = \"long-enough-token\"\n{a}\n[[tenants]]\nname = \"globex\"\ntoken = \"long-enough-token\"\n{b}\n"
+        );
+        let err = Config::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("belongs to tenants"), "{a} / {b}: {err}");
+    }
+}

@@ -442,6 +442,8 @@ pub enum RejectReason {
     DuplicateInBatch = 9,
     /// The gateway could not store the message; retry later.
     Unavailable = 10,
+    /// `from` is not one of the senders this tenant may send from.
+    SenderNotAllowed = 11,
 }
 impl RejectReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -461,6 +463,7 @@ impl RejectReason {
             Self::NoRoute => "NO_ROUTE",
             Self::DuplicateInBatch => "DUPLICATE_IN_BATCH",
             Self::Unavailable => "UNAVAILABLE",
+            Self::SenderNotAllowed => "SENDER_NOT_ALLOWED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -477,6 +480,7 @@ impl RejectReason {
             "NO_ROUTE" => Some(Self::NoRoute),
             "DUPLICATE_IN_BATCH" => Some(Self::DuplicateInBatch),
             "UNAVAILABLE" => Some(Self::Unavailable),
+            "SENDER_NOT_ALLOWED" => Some(Self::SenderNotAllowed),
             _ => None,
         }
     }

@@ -10,12 +10,10 @@ fn tenant(name: &str, weight: u32, rate: f64) -> TenantConfig {
     TenantConfig {
         name: name.into(),
         token: crate::config::Secret::new("0123456789"),
-        senders: vec![],
         default_validity: Duration::from_secs(60),
         weight,
         rate,
-        programs: vec![],
-        quiet_hours: None,
+        ..TenantConfig::default()
     }
 }
 
