@@ -106,34 +106,12 @@ impl DedupeLog {
     pub fn load(&self, now_ms: u64, window_ms: u64) -> io::Result<Vec<DedupeEntry>> {
         let mut out = Vec::new();
         for (hour, path) in self.files()? {
-            if (hour + 1) * HOUR_MS + window_ms < now_ms {
+            if !hour_in_window(hour, now_ms, window_ms) {
                 continue;
             }
             let mut data = Vec::new();
             File::open(&path)?.read_to_end(&mut data)?;
-            let mut off = 0;
-            while data.len() - off >= 8 {
-                let count =
-                    u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
-                let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().expect("4 bytes"));
-                let Some(end) = count.checked_mul(ENTRY).map(|n| off + 8 + n) else {
-                    break;
-                };
-                if end > data.len() || crc32fast::hash(&data[off + 8..end]) != crc {
-                    tracing::warn!(target: "sluice::journal", path = %path.display(), offset = off,
-                        "ignoring a torn dedupe batch");
-                    break;
-                }
-                for e in data[off + 8..end].chunks_exact(ENTRY) {
-                    let fp = u128::from_le_bytes(e[..16].try_into().expect("16 bytes"));
-                    let id = u64::from_le_bytes(e[16..24].try_into().expect("8 bytes"));
-                    let at = u64::from_le_bytes(e[24..32].try_into().expect("8 bytes"));
-                    if at + window_ms >= now_ms {
-                        out.push((fp, id, at));
-                    }
-                }
-                off = end;
-            }
+            read_batches(&data, &path, now_ms, window_ms, &mut out);
         }
         Ok(out)
     }
@@ -150,7 +128,7 @@ impl DedupeLog {
         // sustained 50k msgs/s a 24-hour window would keep ~140 GB).
         let mut newer = 0u64;
         for (hour, path) in self.files()?.into_iter().rev() {
-            let outside = (hour + 1) * HOUR_MS + window_ms < now_ms;
+            let outside = !hour_in_window(hour, now_ms, window_ms);
             if outside || newer >= max_keys as u64 {
                 std::fs::remove_file(path)?;
                 n += 1;
@@ -176,6 +154,49 @@ impl DedupeLog {
         v.sort();
         Ok(v)
     }
+}
+
+/// Whether the file of `hour` may hold entries within the window.
+fn hour_in_window(hour: u64, now_ms: u64, window_ms: u64) -> bool {
+    (hour + 1) * HOUR_MS + window_ms >= now_ms
+}
+
+/// Appends to `out` the entries of one file's `data` accepted within
+/// `window_ms` before `now_ms`, up to the first torn batch.
+fn read_batches(data: &[u8], path: &Path, now_ms: u64, window_ms: u64, out: &mut Vec<DedupeEntry>) {
+    let mut off = 0;
+    while data.len() - off >= 8 {
+        let count = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().expect("4 bytes"));
+        let Some(end) = count.checked_mul(ENTRY).map(|n| off + 8 + n) else {
+            break;
+        };
+        if end > data.len() || crc32fast::hash(&data[off + 8..end]) != crc {
+            tracing::warn!(target: "sluice::journal", path = %path.display(), offset = off,
+                "ignoring a torn dedupe batch");
+            break;
+        }
+        for e in data[off + 8..end].chunks_exact(ENTRY) {
+            let fp = u128::from_le_bytes(e[..16].try_into().expect("16 bytes"));
+            let id = u64::from_le_bytes(e[16..24].try_into().expect("8 bytes"));
+            let at = u64::from_le_bytes(e[24..32].try_into().expect("8 bytes"));
+            if at + window_ms >= now_ms {
+                out.push((fp, id, at));
+            }
+        }
+        off = end;
+    }
+}
+
+/// Fuzzing hook: what [`DedupeLog::load`] keeps of a file named for `hour`
+/// holding `data`.
+#[doc(hidden)]
+pub fn fuzz_load(hour: u64, data: &[u8], now_ms: u64, window_ms: u64) -> Vec<DedupeEntry> {
+    let mut out = Vec::new();
+    if hour_in_window(hour, now_ms, window_ms) {
+        read_batches(data, Path::new("fuzz.log"), now_ms, window_ms, &mut out);
+    }
+    out
 }
 
 /// Reads, or creates once, a random 128-bit key in `path` (mode 0600).

@@ -26,6 +26,9 @@ mod record;
 mod replay;
 mod writer;
 
+#[doc(hidden)]
+pub use replay::fuzz_replay;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -118,6 +118,18 @@ fn replay_segment(st: &mut State, data: Bytes, path: &Path) -> Result<usize, Jou
     Ok(off)
 }
 
+/// Fuzzing hook: replays one segment held in memory, as [`replay`] does each
+/// file; returns what was recovered and the length of the valid prefix.
+///
+/// # Errors
+/// As [`replay`], for a bad record.
+#[doc(hidden)]
+pub fn fuzz_replay(data: Bytes) -> Result<(Recovered, usize), JournalError> {
+    let mut st = State::default();
+    let valid = replay_segment(&mut st, data, Path::new("fuzz.log"))?;
+    Ok((finish(st), valid))
+}
+
 fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), String> {
     let bad = |e: prost::DecodeError| format!("undecodable record: {e}");
     match kind {
