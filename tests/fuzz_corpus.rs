@@ -251,7 +251,7 @@ mod examples {
             put(
                 "sim_smsc",
                 name,
-                cat(&[&[0], &stream(&[bind.clone()]), &stream(&pdus)]),
+                cat(&[&[0], &stream(std::slice::from_ref(&bind)), &stream(&pdus)]),
             );
             sim.extend(pdus);
             for s in &segs {
@@ -366,7 +366,6 @@ mod examples {
                     ..msg(3, "")
                 },
             ],
-            ..pb::SubmitBatch::default()
         });
         put("ingest_frame", "submit-batch", codec::frame_bytes(7, batch));
         let hello = pb::frame::Body::Hello(pb::Hello {

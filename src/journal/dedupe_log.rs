@@ -156,9 +156,14 @@ impl DedupeLog {
     }
 }
 
-/// Whether the file of `hour` may hold entries within the window.
+/// Whether the file of `hour` may hold entries within the window. Hours
+/// come from file names and times from file contents: saturating, so a
+/// stray `18446744073709551615.log` or a damaged entry cannot overflow.
 fn hour_in_window(hour: u64, now_ms: u64, window_ms: u64) -> bool {
-    (hour + 1) * HOUR_MS + window_ms >= now_ms
+    hour.saturating_add(1)
+        .saturating_mul(HOUR_MS)
+        .saturating_add(window_ms)
+        >= now_ms
 }
 
 /// Appends to `out` the entries of one file's `data` accepted within
@@ -180,7 +185,7 @@ fn read_batches(data: &[u8], path: &Path, now_ms: u64, window_ms: u64, out: &mut
             let fp = u128::from_le_bytes(e[..16].try_into().expect("16 bytes"));
             let id = u64::from_le_bytes(e[16..24].try_into().expect("8 bytes"));
             let at = u64::from_le_bytes(e[24..32].try_into().expect("8 bytes"));
-            if at + window_ms >= now_ms {
+            if at.saturating_add(window_ms) >= now_ms {
                 out.push((fp, id, at));
             }
         }
@@ -280,6 +285,32 @@ mod tests {
         let kept = log.load(now, 24 * HOUR_MS).unwrap();
         assert_eq!(kept.len(), 20);
         assert!(kept.iter().all(|e| e.2 >= now - HOUR_MS));
+    }
+
+    #[test]
+    fn huge_hours_and_times_on_disk_do_not_overflow() {
+        // Found by the dedupe_log fuzz target: `(hour + 1) * HOUR_MS`
+        // overflowed for a file named with a huge hour, `at + window` for a
+        // huge time (a panic with overflow checks, a wrong answer without).
+        let dir = tempfile::tempdir().unwrap();
+        let log = DedupeLog::open(dir.path()).unwrap();
+        let at = u64::MAX - 1;
+        let mut body = Vec::new();
+        body.extend_from_slice(&7u128.to_le_bytes());
+        body.extend_from_slice(&9u64.to_le_bytes());
+        body.extend_from_slice(&at.to_le_bytes());
+        let mut batch = 1u32.to_le_bytes().to_vec();
+        batch.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        batch.extend_from_slice(&body);
+        std::fs::write(log.file(u64::MAX), &batch).unwrap();
+        let now = 100 * HOUR_MS;
+        let window = 24 * HOUR_MS;
+        assert_eq!(log.load(now, window).unwrap(), vec![(7, 9, at)]);
+        assert_eq!(log.prune(now, window, usize::MAX).unwrap(), 0);
+        assert_eq!(
+            fuzz_load(u64::MAX, &batch, u64::MAX, window),
+            vec![(7, 9, at)]
+        );
     }
 
     #[test]

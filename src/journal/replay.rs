@@ -202,7 +202,7 @@ fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), Strin
                     st.live.remove(&e.message_id);
                     st.finished.insert(e.message_id);
                 }
-                st.next_event_id = st.next_event_id.max(e.event_id + 1);
+                st.next_event_id = st.next_event_id.max(e.event_id.saturating_add(1));
                 if !st.acked.contains(&e.event_id) {
                     st.events.insert(
                         e.event_id,
@@ -219,7 +219,7 @@ fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), Strin
         Some(Kind::Remember) => {
             let r = record::Remember::decode(payload).map_err(bad)?;
             for e in r.entries {
-                st.next_message_id = st.next_message_id.max(e.id + 1);
+                st.next_message_id = st.next_message_id.max(e.id.saturating_add(1));
                 st.dedupe
                     .push((e.tenant, e.client_ref, MessageId(e.id), e.accepted_at_ms));
             }
@@ -251,7 +251,8 @@ fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), Strin
 }
 
 fn accept(st: &mut State, m: record::StoredMessage) {
-    st.next_message_id = st.next_message_id.max(m.id + 1);
+    // Saturating: ids come from disk (a damaged record must not overflow).
+    st.next_message_id = st.next_message_id.max(m.id.saturating_add(1));
     st.dedupe.push((
         m.tenant.clone(),
         m.client_ref.clone(),
