@@ -13,6 +13,8 @@ pub mod compliance;
 pub mod config;
 pub mod demo;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod ingest;
 pub mod journal;

@@ -28,6 +28,9 @@ mod replay;
 pub mod salvage;
 mod writer;
 
+#[doc(hidden)]
+pub use replay::fuzz_replay;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -241,7 +241,11 @@ struct Shared<H> {
 }
 
 impl<H: Mm7Inbound> Shared<H> {
-    async fn handle(&self, peer: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle<B>(&self, peer: IpAddr, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         if let Some(refusal) = admit(
             &req,
             peer,
@@ -296,6 +300,18 @@ impl<H: Mm7Inbound> Shared<H> {
             }
         }
     }
+}
+
+/// Fuzzing hook: one callback request through the live path (admission,
+/// body, decoding, handler, answer) without a connection.
+#[doc(hidden)]
+pub async fn fuzz_callback<H: Mm7Inbound>(
+    cfg: ServerConfig,
+    handler: Arc<H>,
+    peer: IpAddr,
+    req: Request<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    Shared { cfg, handler }.handle(peer, req).await
 }
 
 /// Runs a handler call in its own task: a peer that hangs up cannot cancel
@@ -385,10 +401,14 @@ pub(crate) fn admit<B>(
 }
 
 /// Reads the whole body (at most `max` bytes) and the `Content-Type`.
-pub(crate) async fn read_body(
-    req: Request<Incoming>,
+pub(crate) async fn read_body<B>(
+    req: Request<B>,
     max: usize,
-) -> Result<(Option<String>, Bytes), Response<Full<Bytes>>> {
+) -> Result<(Option<String>, Bytes), Response<Full<Bytes>>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
