@@ -583,10 +583,29 @@ pub fn journal_replay(data: &[u8]) {
     } else {
         journal_records(rest)
     });
+    // What `journal check` and `salvage` see: spans that tile the segment,
+    // the first ones being the valid prefix replay stops after.
+    let spans = journal::scan(&segment);
+    let mut at = 0;
+    for s in &spans {
+        let (journal::Span::Record { offset, len } | journal::Span::Damaged { offset, len }) = *s;
+        assert_eq!(offset, at, "spans are contiguous");
+        assert!(len > 0);
+        at += len;
+    }
+    assert_eq!(at, segment.len(), "spans cover the segment");
+    let prefix: usize = spans
+        .iter()
+        .map_while(|s| match s {
+            journal::Span::Record { len, .. } => Some(*len),
+            journal::Span::Damaged { .. } => None,
+        })
+        .sum();
     let Ok((rec, valid)) = journal::fuzz_replay(segment.clone()) else {
         return;
     };
     assert!(valid <= segment.len());
+    assert_eq!(valid, prefix, "replay stops where the first damage starts");
     let (again, valid_again) =
         journal::fuzz_replay(segment.slice(..valid)).expect("the valid prefix replays");
     assert_eq!(valid_again, valid);

@@ -29,7 +29,7 @@ pub mod salvage;
 mod writer;
 
 #[doc(hidden)]
-pub use replay::fuzz_replay;
+pub use replay::{Span, fuzz_replay, scan};
 
 use std::io;
 use std::path::{Path, PathBuf};
