@@ -371,8 +371,10 @@ async fn rate_limit_paces_submits() {
 #[tokio::test(start_paused = true)]
 async fn nothing_is_written_before_its_record_is_durable() {
     let gate = Arc::new(Notify::new());
-    let mut h = TestHandler::default();
-    h.hold_gates = Some(gate.clone());
+    let h = TestHandler {
+        hold_gates: Some(gate.clone()),
+        ..TestHandler::default()
+    };
     for i in 0..3 {
         h.queue.lock().push_back(i);
         h.sms.lock().insert(
@@ -402,8 +404,10 @@ async fn nothing_is_written_before_its_record_is_durable() {
 #[tokio::test(start_paused = true)]
 async fn a_job_stopped_while_its_record_was_synced_is_never_written() {
     let gate = Arc::new(Notify::new());
-    let mut h = TestHandler::default();
-    h.hold_gates = Some(gate.clone());
+    let h = TestHandler {
+        hold_gates: Some(gate.clone()),
+        ..TestHandler::default()
+    };
     for i in 0..2 {
         h.queue.lock().push_back(i);
         h.sms.lock().insert(
