@@ -247,6 +247,7 @@ fn admitting_limits(tenants: &[Arc<str>]) -> (SenderLimits, Vec<TenantConfig>, f
         .map(|t| TenantConfig {
             name: t.to_string(),
             token: Secret::new("x"),
+            admin_token: None,
             senders: vec![],
             default_validity: Duration::from_secs(48 * 3600),
             weight: 1,

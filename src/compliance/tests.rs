@@ -7,6 +7,7 @@ fn config(dir: &Path) -> Config {
     c.tenants = vec![TenantConfig {
         name: "t".into(),
         token: Secret::new("0123456789"),
+        admin_token: None,
         senders: vec![],
         default_validity: std::time::Duration::from_secs(60),
         weight: 1,

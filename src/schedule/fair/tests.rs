@@ -10,6 +10,7 @@ fn tenant(name: &str, weight: u32, rate: f64) -> TenantConfig {
     TenantConfig {
         name: name.into(),
         token: crate::config::Secret::new("0123456789"),
+        admin_token: None,
         senders: vec![],
         default_validity: Duration::from_secs(60),
         weight,
