@@ -172,7 +172,8 @@ impl Client {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
-        if self.out.send(codec::frame_bytes(id, body)).await.is_err() {
+        // The driver may have ended (and failed its waiters) already.
+        if self.credits.is_closed() || self.out.send(codec::frame_bytes(id, body)).await.is_err() {
             self.pending.lock().remove(&id);
             return Err(ClientError::Closed);
         }
@@ -357,9 +358,10 @@ async fn drive<R: tokio::io::AsyncRead + Unpin>(
             }
         }
     }
-    // Connection gone: fail every waiter, close the credit gate.
+    // Connection gone: close the credit gate (requests started from now on
+    // see it and fail at once), then fail every waiter.
+    credits.close();
     for (_, tx) in pending.lock().drain() {
         let _ = tx.send(Err(ClientError::Closed));
     }
-    credits.close();
 }
