@@ -137,10 +137,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Reply {
 }
 
 fn forbidden(what: &str) -> Reply {
-    error(
-        StatusCode::FORBIDDEN,
-        format!("this token may not {what}"),
-    )
+    error(StatusCode::FORBIDDEN, format!("this token may not {what}"))
 }
 
 /// A peer-supplied string made safe for a log field: at most 120
@@ -155,7 +152,9 @@ fn for_log(s: &str) -> &str {
 /// The token of an `Authorization: Bearer <token>` header (scheme in any
 /// letter case).
 pub fn bearer(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(|c: char| c.is_ascii_whitespace())?;
+    let (scheme, token) = header
+        .trim()
+        .split_once(|c: char| c.is_ascii_whitespace())?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
@@ -642,7 +641,11 @@ async fn carrier(
         _ => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("no admin route POST /admin/carriers/{}/{}", for_log(&name), for_log(&action)),
+                format!(
+                    "no admin route POST /admin/carriers/{}/{}",
+                    for_log(&name),
+                    for_log(&action)
+                ),
             );
         }
     };
@@ -655,7 +658,10 @@ async fn carrier(
                 json!({ "carrier": name, "paused": q.is_paused() }),
             )
         }
-        None => error(StatusCode::NOT_FOUND, format!("no carrier {:?}", for_log(&name))),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no carrier {:?}", for_log(&name)),
+        ),
     }
 }
 
@@ -701,7 +707,9 @@ pub async fn call(
         _ => authority.as_str(),
     };
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(
-        host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
     )?;
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)

@@ -1114,8 +1114,12 @@ impl Config {
                         key: &Option<PathBuf>,
                         ca: &Option<PathBuf>| {
             match (cert, key) {
-                (Some(_), None) => p.push(format!("{at}: tls_cert_file is set without tls_key_file")),
-                (None, Some(_)) => p.push(format!("{at}: tls_key_file is set without tls_cert_file")),
+                (Some(_), None) => {
+                    p.push(format!("{at}: tls_cert_file is set without tls_key_file"))
+                }
+                (None, Some(_)) => {
+                    p.push(format!("{at}: tls_key_file is set without tls_cert_file"))
+                }
                 (None, None) if ca.is_some() => p.push(format!(
                     "{at}: tls_client_ca_file needs tls_cert_file and tls_key_file"
                 )),
@@ -1124,11 +1128,29 @@ impl Config {
         };
         let beyond_loopback = |a: &SocketAddr| !a.ip().is_loopback();
         let i = &self.ingest;
-        tls_pair(&mut p, "ingest", &i.tls_cert_file, &i.tls_key_file, &i.tls_client_ca_file);
+        tls_pair(
+            &mut p,
+            "ingest",
+            &i.tls_cert_file,
+            &i.tls_key_file,
+            &i.tls_client_ca_file,
+        );
         let h = &self.http;
-        tls_pair(&mut p, "http", &h.tls_cert_file, &h.tls_key_file, &h.tls_client_ca_file);
+        tls_pair(
+            &mut p,
+            "http",
+            &h.tls_cert_file,
+            &h.tls_key_file,
+            &h.tls_client_ca_file,
+        );
         let u = &self.public;
-        tls_pair(&mut p, "public", &u.tls_cert_file, &u.tls_key_file, &u.tls_client_ca_file);
+        tls_pair(
+            &mut p,
+            "public",
+            &u.tls_cert_file,
+            &u.tls_key_file,
+            &u.tls_client_ca_file,
+        );
         let admin_tokens: Vec<(String, &Secret)> = h
             .admin_token
             .iter()
@@ -1168,9 +1190,7 @@ impl Config {
         for m in &self.mmsc {
             let at = format!("mmsc {:?}", m.name);
             if m.username.is_some() != m.password.is_some() {
-                p.push(format!(
-                    "{at}: username and password must be set together"
-                ));
+                p.push(format!("{at}: username and password must be set together"));
             }
             if m.callback_username.is_some() != m.callback_password.is_some() {
                 p.push(format!(

@@ -65,7 +65,10 @@ impl AcceptBackoff {
         self.delay = (self.delay * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
         metrics::counter!("sluice_accept_errors_total", "door" => self.door).increment(1);
         let now = Instant::now();
-        if self.last_log.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
             tracing::warn!(target: TARGET, door = self.door, error = %e, not_logged = self.unlogged,
                 retry_in = ?self.delay, "accept failed (errors are logged at most once per 10 s)");
             self.last_log = Some(now);

@@ -682,10 +682,7 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let problems = config.door_problems();
     if !problems.is_empty() {
-        anyhow::bail!(
-            "refusing to start:\n  - {}",
-            problems.join("\n  - ")
-        );
+        anyhow::bail!("refusing to start:\n  - {}", problems.join("\n  - "));
     }
     telemetry::metrics_handle();
     let (journal, recovered) = Journal::open(&config.journal_dir(), &config.journal)?;
@@ -857,8 +854,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
         if let Some(listen) = m.callback_listen {
-            let callback_tls =
-                doors::server_tls(&format!("mmsc {} callbacks", m.name), m.callback_tls(), true, &config)?;
+            let callback_tls = doors::server_tls(
+                &format!("mmsc {} callbacks", m.name),
+                m.callback_tls(),
+                true,
+                &config,
+            )?;
             let credentials = match (&m.callback_username, &m.callback_password) {
                 (Some(u), Some(p)) => Some(crate::mm7::Credentials {
                     username: u.clone(),

@@ -319,7 +319,11 @@ pub async fn serve_router(
 ///
 /// # Errors
 /// [`BodyError`] when the body is larger, too slow, or broken.
-pub async fn read_body<B>(body: B, max: usize, deadline: Duration) -> Result<bytes::Bytes, BodyError>
+pub async fn read_body<B>(
+    body: B,
+    max: usize,
+    deadline: Duration,
+) -> Result<bytes::Bytes, BodyError>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -231,6 +231,14 @@ fn main() -> anyhow::Result<()> {
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     sluice::telemetry::init_logging();
     let config = sluice::config::Config::load(&path)?;
+    // SIGHUP makes every TLS listener re-read its certificate files (each
+    // listens for it); without TLS it must not end the process either.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: TLS listeners re-read their certificate files");
+        }
+    });
     let mut running = sluice::gateway::start(config).await?;
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),

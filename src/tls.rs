@@ -111,7 +111,11 @@ impl ServerTls {
     /// # Errors
     /// [`TlsError`] when a file is unreadable, holds no certificate or key,
     /// or the key does not match the certificate.
-    pub fn load(name: &str, files: &ListenerTls, alpn: &[&[u8]]) -> Result<Arc<ServerTls>, TlsError> {
+    pub fn load(
+        name: &str,
+        files: &ListenerTls,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ServerTls>, TlsError> {
         let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
         let seen = file_stamps(files);
         let config = build(files, &alpn)?;
@@ -165,14 +169,15 @@ impl ServerTls {
         let me: Weak<ServerTls> = Arc::downgrade(self);
         let every = every.max(Duration::from_millis(10));
         tokio::spawn(async move {
-            let mut hangup =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!(target: TARGET, error = %e, "no SIGHUP handler; certificates reload on file change only");
-                        None
-                    }
-                };
+            let mut hangup = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::hangup(),
+            ) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(target: TARGET, error = %e, "no SIGHUP handler; certificates reload on file change only");
+                    None
+                }
+            };
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

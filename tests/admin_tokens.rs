@@ -42,7 +42,10 @@ async fn call(
     s.read_to_string(&mut out).await.unwrap();
     let status = out[9..12].parse().unwrap();
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn bearer(t: &str) -> String {
@@ -105,7 +108,12 @@ async fn tenant_admin_tokens_see_only_their_tenant() {
         assert_eq!(st, 200, "{scope}: {v}");
     }
     // ...but not in another's, nor the global one.
-    for scope in ["tenant:demo", "program:demo:alerts", "global", "tenant:nobody"] {
+    for scope in [
+        "tenant:demo",
+        "program:demo:alerts",
+        "global",
+        "tenant:nobody",
+    ] {
         let (st, v) = call(
             http,
             "POST",
@@ -131,7 +139,10 @@ async fn tenant_admin_tokens_see_only_their_tenant() {
     let (st, v) = call(http, "GET", &path, Some(&globex), "").await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["number"], HANDSET);
-    assert_eq!(v["suppressed"], serde_json::json!(["program:globex:alerts"]));
+    assert_eq!(
+        v["suppressed"],
+        serde_json::json!(["program:globex:alerts"])
+    );
     assert!(
         v["audit"]
             .as_array()
@@ -155,27 +166,51 @@ async fn tenant_admin_tokens_see_only_their_tenant() {
         "/admin/optouts/count",
         "/admin/queues",
     ] {
-        assert_eq!(call(http, "GET", path, Some(&globex), "").await.0, 403, "{path}");
+        assert_eq!(
+            call(http, "GET", path, Some(&globex), "").await.0,
+            403,
+            "{path}"
+        );
     }
-    let (st, v) = call(http, "GET", "/admin/optouts/count?scope=program:globex:alerts", Some(&globex), "").await;
+    let (st, v) = call(
+        http,
+        "GET",
+        "/admin/optouts/count?scope=program:globex:alerts",
+        Some(&globex),
+        "",
+    )
+    .await;
     assert_eq!((st, v["count"].as_u64()), (200, Some(1)));
     assert_eq!(
-        call(http, "POST", "/admin/optouts/import?scope=tenant:demo", Some(&globex), "+14155550111\n")
+        call(
+            http,
+            "POST",
+            "/admin/optouts/import?scope=tenant:demo",
+            Some(&globex),
+            "+14155550111\n"
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(http, "POST", "/admin/carriers/sim/pause", Some(&globex), "")
             .await
             .0,
         403
     );
-    assert_eq!(call(http, "POST", "/admin/carriers/sim/pause", Some(&globex), "").await.0, 403);
 
     // Messages: hold the carrier so they stay live.
-    assert_eq!(call(http, "POST", "/admin/carriers/sim/pause", Some(&op), "").await.0, 200);
-    let (client, _events) = sluice::ingest::client::Client::connect(
-        &gw.ingest_addr.to_string(),
-        TENANT,
-        TOKEN,
-    )
-    .await
-    .unwrap();
+    assert_eq!(
+        call(http, "POST", "/admin/carriers/sim/pause", Some(&op), "")
+            .await
+            .0,
+        200
+    );
+    let (client, _events) =
+        sluice::ingest::client::Client::connect(&gw.ingest_addr.to_string(), TENANT, TOKEN)
+            .await
+            .unwrap();
     let id = accepted_ids(
         &client
             .submit(vec![msg("held", "+14155550199", "hi")])
@@ -193,10 +228,25 @@ async fn tenant_admin_tokens_see_only_their_tenant() {
     // The scheme in any letter case; no token 401, a wrong one 403.
     let lower = format!("bearer {DEMO_ADMIN}");
     assert_eq!(call(http, "GET", &path, Some(&lower), "").await.0, 200);
-    assert_eq!(call(http, "GET", &path, Some(&format!("BEARER {OPERATOR}")), "").await.0, 200);
+    assert_eq!(
+        call(http, "GET", &path, Some(&format!("BEARER {OPERATOR}")), "")
+            .await
+            .0,
+        200
+    );
     assert_eq!(call(http, "GET", &path, None, "").await.0, 401);
-    assert_eq!(call(http, "GET", &path, Some("Bearer not-a-token-at-all"), "").await.0, 403);
-    assert_eq!(call(http, "GET", &path, Some(&format!("Basic {OPERATOR}")), "").await.0, 401);
+    assert_eq!(
+        call(http, "GET", &path, Some("Bearer not-a-token-at-all"), "")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(http, "GET", &path, Some(&format!("Basic {OPERATOR}")), "")
+            .await
+            .0,
+        401
+    );
     gw.shutdown().await;
 }
 
@@ -211,16 +261,33 @@ async fn admin_bodies_are_capped() {
     let gw = sluice::gateway::start(cfg).await.unwrap();
     let http = gw.http_addr.unwrap();
     let op = bearer(OPERATOR);
-    let big = format!(r#"{{"number":"{HANDSET}","scope":"global","note":"{}"}}"#, "x".repeat(2000));
+    let big = format!(
+        r#"{{"number":"{HANDSET}","scope":"global","note":"{}"}}"#,
+        "x".repeat(2000)
+    );
     let (st, v) = call(http, "POST", "/admin/optouts", Some(&op), &big).await;
     assert_eq!(st, 413, "{v}");
     // An import may be larger than a JSON body, within its own cap.
     let rows: String = (0..150).map(|i| format!("+1415555{i:04}\n")).collect();
     assert!(rows.len() > 1024 && rows.len() < 4096);
-    let (st, v) = call(http, "POST", "/admin/optouts/import?scope=global", Some(&op), &rows).await;
+    let (st, v) = call(
+        http,
+        "POST",
+        "/admin/optouts/import?scope=global",
+        Some(&op),
+        &rows,
+    )
+    .await;
     assert_eq!((st, v["imported"].as_u64()), (200, Some(150)), "{v}");
     let rows: String = (0..400).map(|i| format!("+1415556{i:04}\n")).collect();
-    let (st, _) = call(http, "POST", "/admin/optouts/import?scope=global", Some(&op), &rows).await;
+    let (st, _) = call(
+        http,
+        "POST",
+        "/admin/optouts/import?scope=global",
+        Some(&op),
+        &rows,
+    )
+    .await;
     assert_eq!(st, 413);
     gw.shutdown().await;
 }

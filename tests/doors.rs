@@ -93,7 +93,11 @@ async fn slow_clients_are_closed_by_the_header_timeout_while_healthz_answers() {
         t.await.unwrap();
     }
     assert!(answered >= 1);
-    assert_eq!(too_soon.load(Ordering::Relaxed), 0, "closed before the timeout");
+    assert_eq!(
+        too_soon.load(Ordering::Relaxed),
+        0,
+        "closed before the timeout"
+    );
     gw.shutdown().await;
 }
 
@@ -142,8 +146,14 @@ async fn an_unauthenticated_door_beyond_loopback_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), &smsc);
     cfg.http.listen = Some("0.0.0.0:0".parse().unwrap());
-    let e = sluice::gateway::start(cfg.clone()).await.unwrap_err().to_string();
-    assert!(e.contains("http.listen 0.0.0.0:0 is beyond loopback"), "{e}");
+    let e = sluice::gateway::start(cfg.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("http.listen 0.0.0.0:0 is beyond loopback"),
+        "{e}"
+    );
     // Said on purpose, it is allowed (checked without binding everywhere).
     cfg.http.allow_unauthenticated = true;
     assert!(cfg.door_problems().is_empty());
@@ -156,8 +166,14 @@ async fn an_unauthenticated_door_beyond_loopback_refuses_to_start() {
         callback_listen: Some("0.0.0.0:0".parse().unwrap()),
         ..MmscConfig::new("mmsc", "http://127.0.0.1:9/mm7")
     }];
-    let e = sluice::gateway::start(cfg.clone()).await.unwrap_err().to_string();
-    assert!(e.contains("callback_listen 0.0.0.0:0 is beyond loopback"), "{e}");
+    let e = sluice::gateway::start(cfg.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("callback_listen 0.0.0.0:0 is beyond loopback"),
+        "{e}"
+    );
     cfg.mmsc[0].callback_allow_unauthenticated = true;
     assert!(cfg.door_problems().is_empty());
 }
@@ -237,11 +253,20 @@ token = "{TOKEN}"
         .unwrap();
 
     // Flood both doors until the process runs out of descriptors.
-    let accept_failed =
-        |lines: &Mutex<Vec<String>>| lines.lock().iter().filter(|l| l.contains("accept failed")).count();
+    let accept_failed = |lines: &Mutex<Vec<String>>| {
+        lines
+            .lock()
+            .iter()
+            .filter(|l| l.contains("accept failed"))
+            .count()
+    };
     let mut flood = Vec::new();
     for i in 0..400 {
-        let addr = if i % 2 == 0 { http.to_string() } else { ingest.clone() };
+        let addr = if i % 2 == 0 {
+            http.to_string()
+        } else {
+            ingest.clone()
+        };
         if let Ok(s) = TcpStream::connect(&addr).await {
             flood.push(s);
         }
@@ -249,9 +274,11 @@ token = "{TOKEN}"
             break;
         }
     }
-    eventually("accept errors on both doors", Duration::from_secs(30), || {
-        accept_failed(&lines) >= 2
-    })
+    eventually(
+        "accept errors on both doors",
+        Duration::from_secs(30),
+        || accept_failed(&lines) >= 2,
+    )
     .await;
     // Connections keep arriving while it is out of descriptors; measure a
     // window of two seconds.
@@ -279,8 +306,16 @@ token = "{TOKEN}"
     let ticks_per_s = 100.0; // USER_HZ on Linux
     let cpu_share = cpu as f64 / ticks_per_s / window.as_secs_f64();
     assert!(pings > 10);
-    assert!(logged <= 4, "{logged} lines in {window:?}: {:?}", &lines.lock()[lines_before..]);
-    assert!(cpu_share < 0.5, "the gateway used {:.0}% of a core", cpu_share * 100.0);
+    assert!(
+        logged <= 4,
+        "{logged} lines in {window:?}: {:?}",
+        &lines.lock()[lines_before..]
+    );
+    assert!(
+        cpu_share < 0.5,
+        "the gateway used {:.0}% of a core",
+        cpu_share * 100.0
+    );
 
     // The flood ends: both doors answer again.
     drop(flood);
@@ -289,7 +324,10 @@ token = "{TOKEN}"
         if let Some((200, _)) = get(http, "/healthz").await {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "/healthz never answered again");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz never answered again"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sluice::ingest::client::Client::connect(&ingest, TENANT, TOKEN)
@@ -297,6 +335,8 @@ token = "{TOKEN}"
         .expect("a new ingest client is served");
     let total = lines.lock().len();
     assert!(total < 40, "{total} log lines: {:?}", lines.lock());
-    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
     let _ = child.wait();
 }

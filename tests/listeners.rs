@@ -148,16 +148,35 @@ async fn every_listener_speaks_tls_and_refuses_plaintext() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, ClientError::Server { code: pb::ErrorCode::AuthFailed, .. }),
+        matches!(
+            e,
+            ClientError::Server {
+                code: pb::ErrorCode::AuthFailed,
+                ..
+            }
+        ),
         "{e:?}"
     );
     // A certificate from another CA, or none, fails the handshake.
-    let stranger = pki.client(Some(&Ca::new("other CA").client(Some(TENANT), &[])), "stranger");
-    assert!(Client::connect_tls(&ingest, "localhost", stranger, TENANT, TOKEN).await.is_err());
+    let stranger = pki.client(
+        Some(&Ca::new("other CA").client(Some(TENANT), &[])),
+        "stranger",
+    );
     assert!(
-        Client::connect_tls(&ingest, "localhost", pki.client(None, "none"), TENANT, TOKEN)
+        Client::connect_tls(&ingest, "localhost", stranger, TENANT, TOKEN)
             .await
             .is_err()
+    );
+    assert!(
+        Client::connect_tls(
+            &ingest,
+            "localhost",
+            pki.client(None, "none"),
+            TENANT,
+            TOKEN
+        )
+        .await
+        .is_err()
     );
     // Plaintext.
     assert!(Client::connect(&ingest, TENANT, TOKEN).await.is_err());
@@ -165,27 +184,35 @@ async fn every_listener_speaks_tls_and_refuses_plaintext() {
     // The internal door.
     let http = gw.http_addr.unwrap();
     let anon = pki.client(None, "anon");
-    let (st, body) = https(http, anon.clone(), Method::GET, "/healthz").await.unwrap();
+    let (st, body) = https(http, anon.clone(), Method::GET, "/healthz")
+        .await
+        .unwrap();
     assert_eq!((st, &body[..]), (StatusCode::OK, &b"ok\n"[..]));
     assert!(!plaintext_http(http).await.starts_with(b"HTTP/"));
 
     // The public door.
     let public = gw.public_addr.unwrap();
-    let (st, _) = https(public, anon.clone(), Method::GET, "/m/nothing/here/x").await.unwrap();
+    let (st, _) = https(public, anon.clone(), Method::GET, "/m/nothing/here/x")
+        .await
+        .unwrap();
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(!plaintext_http(public).await.starts_with(b"HTTP/"));
 
     // The MM7 callback receiver (credentials configured: 401 without).
     let mm7 = gw.mm7_callbacks[0];
-    let (st, _) = https(mm7, anon.clone(), Method::POST, "/mm7").await.unwrap();
+    let (st, _) = https(mm7, anon.clone(), Method::POST, "/mm7")
+        .await
+        .unwrap();
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert!(!plaintext_http(mm7).await.starts_with(b"HTTP/"));
 
     // A server certificate nobody trusts.
-    let untrusting = Arc::new(
-        sluice::tls::client_config(Some(&pki.client_ca()), None).unwrap(),
+    let untrusting = Arc::new(sluice::tls::client_config(Some(&pki.client_ca()), None).unwrap());
+    assert!(
+        https(http, untrusting, Method::GET, "/healthz")
+            .await
+            .is_err()
     );
-    assert!(https(http, untrusting, Method::GET, "/healthz").await.is_err());
     gw.shutdown().await;
 }
 
@@ -205,7 +232,11 @@ async fn mutual_tls_on_the_internal_door_refuses_another_ca() {
     assert_eq!(st, StatusCode::OK);
     let other = pki.client(Some(&Ca::new("other").client(Some("ops"), &[])), "other");
     assert!(https(http, other, Method::GET, "/metrics").await.is_err());
-    assert!(https(http, pki.client(None, "none"), Method::GET, "/metrics").await.is_err());
+    assert!(
+        https(http, pki.client(None, "none"), Method::GET, "/metrics")
+            .await
+            .is_err()
+    );
     gw.shutdown().await;
 }
 
@@ -272,10 +303,15 @@ async fn certificates_reload_for_new_connections_while_open_ones_keep_working() 
     let tls = pki.client(None, "anon");
     let mut before = open(http, tls.clone()).await;
     assert_eq!(before.healthz().await, StatusCode::OK);
-    let (ingest_before, _ev) =
-        Client::connect_tls(&gw.ingest_addr.to_string(), "localhost", tls.clone(), TENANT, TOKEN)
-            .await
-            .unwrap();
+    let (ingest_before, _ev) = Client::connect_tls(
+        &gw.ingest_addr.to_string(),
+        "localhost",
+        tls.clone(),
+        TENANT,
+        TOKEN,
+    )
+    .await
+    .unwrap();
 
     let renewed = pki.ca.server("gateway renewed");
     replace_files(&renewed, &pki.server.0, &pki.server.1);
@@ -293,7 +329,10 @@ async fn certificates_reload_for_new_connections_while_open_ones_keep_working() 
             assert_eq!(fresh.healthz().await, StatusCode::OK);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "certificate never reloaded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "certificate never reloaded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The connections opened before the reload still work.
@@ -307,10 +346,16 @@ async fn certificates_reload_for_new_connections_while_open_ones_keep_working() 
     // And the ingest door took the new certificate too.
     let tcp = TcpStream::connect(gw.ingest_addr).await.unwrap();
     let s = tokio_rustls::TlsConnector::from(tls)
-        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
         .await
         .unwrap();
-    assert_eq!(s.get_ref().1.peer_certificates().unwrap()[0].to_vec(), renewed_der);
+    assert_eq!(
+        s.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
+        renewed_der
+    );
     gw.shutdown().await;
 }
 
@@ -326,11 +371,17 @@ async fn tls_terminator(pki: &Pki, backend: SocketAddr) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let tls = tls.clone();
             tokio::spawn(async move {
-                let Ok((mut s, _)) = tls.accept(tcp, Duration::from_secs(5)).await else { return };
-                let Ok(mut plain) = TcpStream::connect(backend).await else { return };
+                let Ok((mut s, _)) = tls.accept(tcp, Duration::from_secs(5)).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect(backend).await else {
+                    return;
+                };
                 let _ = tokio::io::copy_bidirectional(&mut s, &mut plain).await;
             });
         }
@@ -341,7 +392,10 @@ async fn tls_terminator(pki: &Pki, backend: SocketAddr) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mm7_client_trusts_the_configured_ca() {
     let smsc = smsc(|_| {}).await;
-    let callback = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let callback = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mmsc = sluice::sim::mmsc::start(sluice::sim::mmsc::MmscConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         callback_url: Some(format!("http://{callback}/mm7")),
@@ -372,9 +426,16 @@ async fn the_mm7_client_trusts_the_configured_ca() {
     let mut m = msg("mms-tls", "+14155550123", "over https");
     m.media = vec![up.media_id];
     let id = accepted_ids(&client.submit(vec![m]).await.unwrap())[0];
-    eventually("a final state", Duration::from_secs(20), || got.terminal_count() == 1).await;
+    eventually("a final state", Duration::from_secs(20), || {
+        got.terminal_count() == 1
+    })
+    .await;
     assert_eq!(got.state_of(id), Some(pb::DeliveryState::StateDelivered));
-    assert_eq!(mmsc.stats().submits, 1, "the MMS went over https to the MMSC");
+    assert_eq!(
+        mmsc.stats().submits,
+        1,
+        "the MMS went over https to the MMSC"
+    );
     assert_eq!(smsc.stats().messages, 0, "no SMS fallback");
     gw.shutdown().await;
 }

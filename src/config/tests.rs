@@ -90,7 +90,10 @@ fn half_set_credentials_are_config_errors() {
         2,
         "{joined}"
     );
-    assert!(joined.contains("mmsc \"n\": username and password"), "{joined}");
+    assert!(
+        joined.contains("mmsc \"n\": username and password"),
+        "{joined}"
+    );
 }
 
 #[test]
@@ -123,9 +126,17 @@ fn half_set_tls_files_are_config_errors() {
 #[test]
 fn doors_beyond_loopback_need_authentication() {
     let open = problems("[http]\nlisten = \"0.0.0.0:9700\"\n").join("\n");
-    assert!(open.contains("http.listen 0.0.0.0:9700 is beyond loopback"), "{open}");
-    assert!(problems("[http]\nlisten = \"0.0.0.0:9700\"\nallow_unauthenticated = true\n").is_empty());
-    assert!(problems("[http]\nlisten = \"0.0.0.0:9700\"\nadmin_token = \"0123456789abcdef\"\n").is_empty());
+    assert!(
+        open.contains("http.listen 0.0.0.0:9700 is beyond loopback"),
+        "{open}"
+    );
+    assert!(
+        problems("[http]\nlisten = \"0.0.0.0:9700\"\nallow_unauthenticated = true\n").is_empty()
+    );
+    assert!(
+        problems("[http]\nlisten = \"0.0.0.0:9700\"\nadmin_token = \"0123456789abcdef\"\n")
+            .is_empty()
+    );
     assert!(problems("[http]\nlisten = \"127.0.0.1:9700\"\n").is_empty());
     assert!(problems("[http]\nlisten = \"[::1]:9700\"\n").is_empty());
     let mm7 = |extra: &str| {
@@ -133,7 +144,11 @@ fn doors_beyond_loopback_need_authentication() {
             "[[mmsc]]\nname = \"m\"\nurl = \"http://mmsc\"\ncallback_listen = \"0.0.0.0:9701\"\n{extra}"
         ))
     };
-    assert!(mm7("").join("\n").contains("callback_listen 0.0.0.0:9701 is beyond loopback"));
+    assert!(
+        mm7("")
+            .join("\n")
+            .contains("callback_listen 0.0.0.0:9701 is beyond loopback")
+    );
     assert!(mm7("callback_allow_unauthenticated = true").is_empty());
     assert!(mm7("callback_allow = [\"10.0.0.0/8\"]").is_empty());
     assert!(mm7("callback_username = \"u\"\ncallback_password = \"p\"").is_empty());
@@ -161,8 +176,14 @@ fn admin_tokens_are_long_and_distinct() {
     "#,
     )
     .join("\n");
-    assert!(p.contains("tenant \"a\": admin_token is the same as http.admin_token"), "{p}");
-    assert!(p.contains("tenant \"b\": admin_token must have at least 16"), "{p}");
+    assert!(
+        p.contains("tenant \"a\": admin_token is the same as http.admin_token"),
+        "{p}"
+    );
+    assert!(
+        p.contains("tenant \"b\": admin_token must have at least 16"),
+        "{p}"
+    );
 }
 
 #[test]

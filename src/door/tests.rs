@@ -69,7 +69,9 @@ async fn past_the_cap_new_connections_are_closed_at_once() {
     let mut d = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (_vd, _) = held_rx.recv().await.unwrap();
     // The first client was closed by the server; the new one is held.
-    let n = tokio::time::timeout(Duration::from_secs(10), a.read(&mut buf)).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), a.read(&mut buf))
+        .await
+        .unwrap();
     assert!(matches!(n, Ok(0) | Err(_)));
     assert!(
         tokio::time::timeout(Duration::from_millis(200), d.read(&mut buf))

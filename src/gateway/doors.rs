@@ -38,8 +38,8 @@ pub(super) fn server_tls(
 ) -> anyhow::Result<Option<Arc<ServerTls>>> {
     let Some(files) = files else { return Ok(None) };
     let alpn = if http { HTTP_ALPN } else { &[] };
-    let tls = ServerTls::load(name, &files, alpn)
-        .map_err(|e| anyhow::anyhow!("{name} TLS: {e}"))?;
+    let tls =
+        ServerTls::load(name, &files, alpn).map_err(|e| anyhow::anyhow!("{name} TLS: {e}"))?;
     tls.watch(config.tls.reload_interval);
     Ok(Some(tls))
 }
@@ -56,7 +56,9 @@ pub(super) async fn internal(
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<Option<SocketAddr>> {
     let h = &config.http;
-    let Some(addr) = h.listen else { return Ok(None) };
+    let Some(addr) = h.listen else {
+        return Ok(None);
+    };
     let tls = server_tls("http", h.tls(), true, config)?;
     let router = crate::telemetry::router(health)
         .layer(deadline(h.body_timeout))
@@ -84,7 +86,9 @@ pub(super) async fn public(
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<Option<SocketAddr>> {
     let p = &config.public;
-    let Some(addr) = p.listen else { return Ok(None) };
+    let Some(addr) = p.listen else {
+        return Ok(None);
+    };
     let tls = server_tls("public", p.tls(), true, config)?;
     let router: Router = crate::media::page::router(media, links).layer(deadline(p.body_timeout));
     let door = Door::bind("public", addr, tls, p.max_connections).await?;

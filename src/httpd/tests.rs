@@ -17,9 +17,14 @@ async fn start(
     tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Receiver<()>>,
     CancellationToken,
 ) {
-    let door = Door::bind("test", "127.0.0.1:0".parse().unwrap(), None, max_connections)
-        .await
-        .unwrap();
+    let door = Door::bind(
+        "test",
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        max_connections,
+    )
+    .await
+    .unwrap();
     let addr = door.local_addr().unwrap();
     let (ends_tx, ends) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
@@ -91,7 +96,10 @@ async fn a_client_trickling_headers_is_closed_by_the_header_timeout() {
     let conn_end = ends.recv().await.unwrap();
     // One header byte at a time, each well inside the timeout.
     let trickle = tokio::spawn(async move {
-        for b in b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ".iter().cycle() {
+        for b in b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: "
+            .iter()
+            .cycle()
+        {
             if slow.write_all(&[*b]).await.is_err() {
                 return slow;
             }
@@ -117,7 +125,9 @@ async fn a_client_that_stops_reading_is_closed_by_the_idle_timeout() {
     let (addr, mut ends, _stop) = start(router(), limits, 16).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let conn_end = ends.recv().await.unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     // Not reading: the answer stalls in the socket buffers.
     ended(conn_end, Duration::from_secs(10)).await;
     let mut got = Vec::new();
@@ -171,11 +181,15 @@ async fn stop_ends_the_accept_loop() {
 async fn bodies_are_capped_and_have_a_deadline() {
     let full = http_body_util::Full::new(bytes::Bytes::from_static(b"0123456789"));
     assert_eq!(
-        read_body(full.clone(), 10, Duration::from_secs(1)).await.unwrap(),
+        read_body(full.clone(), 10, Duration::from_secs(1))
+            .await
+            .unwrap(),
         "0123456789"
     );
     assert_eq!(
-        read_body(full, 9, Duration::from_secs(1)).await.unwrap_err(),
+        read_body(full, 9, Duration::from_secs(1))
+            .await
+            .unwrap_err(),
         BodyError::TooLarge
     );
     let (_tx, never) = tokio::sync::mpsc::channel::<
@@ -183,7 +197,9 @@ async fn bodies_are_capped_and_have_a_deadline() {
     >(1);
     let stream = http_body_util::StreamBody::new(tokio_stream_from(never));
     assert_eq!(
-        read_body(stream, 10, Duration::from_millis(50)).await.unwrap_err(),
+        read_body(stream, 10, Duration::from_millis(50))
+            .await
+            .unwrap_err(),
         BodyError::TimedOut
     );
 }

@@ -103,7 +103,11 @@ impl Client {
     ///
     /// # Errors
     /// I/O errors, or the server's Error.
-    pub async fn over<S>(stream: S, tenant: &str, token: &str) -> Result<(Client, Events), ClientError>
+    pub async fn over<S>(
+        stream: S,
+        tenant: &str,
+        token: &str,
+    ) -> Result<(Client, Events), ClientError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {

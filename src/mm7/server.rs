@@ -229,9 +229,9 @@ impl<H: Mm7Inbound> Shared<H> {
         }
         let (content_type, body) =
             match read_body(req, self.cfg.max_body, self.cfg.body_timeout).await {
-            Ok(x) => x,
-            Err(resp) => return resp,
-        };
+                Ok(x) => x,
+                Err(resp) => return resp,
+            };
         let msg = match soap::decode(content_type.as_deref(), &body) {
             Ok(m) => m,
             Err(e) => {

@@ -210,7 +210,9 @@ async fn plaintext_fails_the_handshake() {
     let tls = ServerTls::load("test", &pki.files(&pki.ca.server("srv"), None), &[]).unwrap();
     let (addr, _ids) = echo_server(tls).await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let _ = tcp.read_to_end(&mut out).await;
     assert!(!out.starts_with(b"GET"), "no echo of plaintext");
