@@ -50,13 +50,17 @@ pub struct Config {
     /// The journal.
     #[serde(default)]
     pub journal: JournalConfig,
-    /// HTTP endpoint for metrics and health.
+    /// HTTP endpoint for metrics, health and the admin API (the internal door).
     #[serde(default)]
     pub http: HttpConfig,
+    /// HTTP endpoint for the public landing pages (the public door).
+    #[serde(default)]
+    pub public: PublicConfig,
     /// Receipt correlation.
     #[serde(default)]
     pub receipts: ReceiptsConfig,
-    /// TLS for carrier binds with `tls = true`.
+    /// TLS for carrier binds with `tls = true` and MMSCs over `https://`,
+    /// and how often listener certificates are checked for changes.
     #[serde(default)]
     pub tls: TlsConfig,
     /// Tenants allowed to connect.
@@ -84,7 +88,7 @@ pub struct Config {
 ///
 /// # Defaults
 /// MMS to `+1` numbers only, media up to 5 MiB, landing pages under
-/// `http://127.0.0.1:9700`.
+/// `http://127.0.0.1:9702` (the default `[public] listen`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MmsConfig {
@@ -92,8 +96,8 @@ pub struct MmsConfig {
     pub reachable_prefixes: Vec<String>,
     /// Largest media upload, bytes.
     pub max_media_bytes: usize,
-    /// Public base URL of the HTTP endpoint, for fallback links
-    /// (`<public_url>/m/...`).
+    /// Public base URL of the public door (`[public] listen`, or the
+    /// reverse proxy in front of it), for fallback links (`<public_url>/m/...`).
     pub public_url: String,
 }
 
@@ -102,7 +106,7 @@ impl Default for MmsConfig {
         MmsConfig {
             reachable_prefixes: vec!["+1".into()],
             max_media_bytes: 5 << 20,
-            public_url: "http://127.0.0.1:9700".into(),
+            public_url: "http://127.0.0.1:9702".into(),
         }
     }
 }
@@ -153,6 +157,95 @@ pub struct MmscConfig {
     /// Source networks allowed to call back (`10.0.0.0/8`); empty = any.
     #[serde(default)]
     pub callback_allow: Vec<String>,
+    /// TLS certificate chain (PEM) of the callback listener; with
+    /// `callback_tls_key_file` the listener speaks only TLS.
+    #[serde(default)]
+    pub callback_tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `callback_tls_cert_file`.
+    #[serde(default)]
+    pub callback_tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): the MMSC must present a client certificate it signed
+    /// (mutual TLS).
+    #[serde(default)]
+    pub callback_tls_client_ca_file: Option<PathBuf>,
+    /// Let the callback listener start on a non-loopback address with no
+    /// credentials, no allow-list and no client certificates.
+    #[serde(default)]
+    pub callback_allow_unauthenticated: bool,
+    /// Most open callback connections; past it new ones are closed at once.
+    #[serde(default = "default_callback_connections")]
+    pub callback_max_connections: usize,
+    /// Largest callback body, bytes (a DeliverReq carries the inbound MMS).
+    #[serde(default = "default_callback_body")]
+    pub callback_max_body_bytes: usize,
+    /// Deadline for a callback's headers (also closes idle keep-alive
+    /// connections).
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub callback_header_timeout: Duration,
+    /// Deadline for reading a callback's whole body.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub callback_body_timeout: Duration,
+    /// A callback connection with no byte moving either way this long is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub callback_idle_timeout: Duration,
+}
+
+impl MmscConfig {
+    /// An MMSC called `name` at `url` with every other key at its default
+    /// (no credentials, no callback listener).
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> MmscConfig {
+        MmscConfig {
+            name: name.into(),
+            url: url.into(),
+            username: None,
+            password: None,
+            vasp_id: None,
+            vas_id: None,
+            version: default_mm7_version(),
+            max_message_bytes: default_mms_size(),
+            rate: 0.0,
+            connections: default_mm7_connections(),
+            timeout: default_response_timeout(),
+            callback_listen: None,
+            callback_username: None,
+            callback_password: None,
+            callback_allow: Vec::new(),
+            callback_tls_cert_file: None,
+            callback_tls_key_file: None,
+            callback_tls_client_ca_file: None,
+            callback_allow_unauthenticated: false,
+            callback_max_connections: default_callback_connections(),
+            callback_max_body_bytes: default_callback_body(),
+            callback_header_timeout: default_header_timeout(),
+            callback_body_timeout: default_body_timeout(),
+            callback_idle_timeout: default_idle_timeout(),
+        }
+    }
+
+    /// TLS of the callback listener, when configured.
+    pub fn callback_tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.callback_tls_cert_file.as_deref(),
+            self.callback_tls_key_file.as_deref(),
+            self.callback_tls_client_ca_file.as_deref(),
+        )
+    }
+}
+
+fn default_callback_connections() -> usize {
+    32
+}
+fn default_callback_body() -> usize {
+    4 << 20
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_mm7_version() -> String {
@@ -245,9 +338,30 @@ pub struct IngestConfig {
     pub dedupe_max_keys: usize,
     /// Most events in flight (sent, not acknowledged) per subscribed connection.
     pub event_window: u32,
-    /// How long a connection may stay silent before Hello.
+    /// How long a connection may stay silent before Hello (the TLS
+    /// handshake counts against it too).
     #[serde(with = "humantime_serde")]
     pub hello_timeout: Duration,
+    /// TLS certificate chain (PEM); with `tls_key_file` the listener speaks
+    /// only TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed
+    /// (mutual TLS); the certificate's name (CN, else first DNS name) must
+    /// then be the tenant of the connection's Hello.
+    pub tls_client_ca_file: Option<PathBuf>,
+}
+
+impl IngestConfig {
+    /// TLS of the ingest listener, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
 }
 
 impl Default for IngestConfig {
@@ -261,6 +375,9 @@ impl Default for IngestConfig {
             dedupe_max_keys: 10_000_000,
             event_window: 20_000,
             hello_timeout: Duration::from_secs(10),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -319,14 +436,63 @@ impl Default for JournalConfig {
     }
 }
 
-/// Metrics and health endpoint.
+/// The internal HTTP door: `/metrics`, `/healthz`, `/readyz` and the admin
+/// API.
+///
+/// # Defaults
+/// listen `127.0.0.1:9700`, no admin token, plaintext, 256 connections,
+/// headers within 10 s, bodies within 30 s, idle connections closed after
+/// 60 s, admin JSON bodies up to 64 KiB, opt-out imports up to 256 MiB
+/// within 10 min.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Address to listen on; `None` disables the endpoint.
     pub listen: Option<SocketAddr>,
-    /// Bearer token for `/admin/...`; without one the admin API is off.
+    /// The operator's bearer token for `/admin/...` (every tenant, every
+    /// route). Tenants' own admin tokens are `admin_token` in `[[tenants]]`;
+    /// without any token the admin API is off.
     pub admin_token: Option<Secret>,
+    /// Let the door start on a non-loopback address with no admin token and
+    /// no client certificates (`/metrics` names tenants).
+    pub allow_unauthenticated: bool,
+    /// TLS certificate chain (PEM); with `tls_key_file` the door speaks only TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Most open connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Deadline for a request's headers, from the connection's start or the
+    /// end of the previous answer (so it closes idle keep-alive connections).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Deadline for receiving a request's body and answering it.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A connection with no byte moving either way this long (and no request
+    /// being answered) is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest admin request body (JSON), bytes.
+    pub max_body_bytes: usize,
+    /// Largest opt-out import (CSV), bytes.
+    pub max_import_bytes: usize,
+    /// Deadline for receiving and applying an opt-out import.
+    #[serde(with = "humantime_serde")]
+    pub import_timeout: Duration,
+}
+
+impl HttpConfig {
+    /// TLS of the door, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
 }
 
 impl Default for HttpConfig {
@@ -334,7 +500,103 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: Some("127.0.0.1:9700".parse().expect("valid literal")),
             admin_token: None,
+            allow_unauthenticated: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            max_connections: 256,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_body_bytes: 64 << 10,
+            max_import_bytes: 256 << 20,
+            import_timeout: Duration::from_secs(600),
         }
+    }
+}
+
+/// The public HTTP door: landing pages of SMS-fallback links (`/m/...`),
+/// and nothing else.
+///
+/// # Defaults
+/// listen `127.0.0.1:9702`, plaintext, 1,024 connections, headers within
+/// 10 s, idle connections closed after 60 s.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicConfig {
+    /// Address to listen on; `None` disables the landing pages.
+    pub listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with `tls_key_file` the door speaks only TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed (for a
+    /// reverse proxy in front of the door).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Most open connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Deadline for a request's headers (see [`HttpConfig::header_timeout`]).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Deadline for answering a request.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A connection with no byte moving either way this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl PublicConfig {
+    /// TLS of the door, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
+}
+
+impl Default for PublicConfig {
+    fn default() -> Self {
+        PublicConfig {
+            listen: Some("127.0.0.1:9702".parse().expect("valid literal")),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            max_connections: 1024,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
+/// Server-side TLS of one listener: a certificate chain and its key, and
+/// optionally the CA that client certificates must chain to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Certificate chain, PEM, leaf first.
+    pub cert_file: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA bundle for client certificates (mutual TLS), PEM.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ListenerTls {
+    /// TLS from a section's three keys: `None` unless both the certificate
+    /// and the key are set (a half-set pair is a [`Config::problems`] entry).
+    pub fn from_parts(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        client_ca: Option<&Path>,
+    ) -> Option<ListenerTls> {
+        Some(ListenerTls {
+            cert_file: cert?.to_owned(),
+            key_file: key?.to_owned(),
+            client_ca_file: client_ca.map(Path::to_owned),
+        })
     }
 }
 
@@ -374,12 +636,29 @@ impl Default for ReceiptsConfig {
     }
 }
 
-/// TLS client settings for carrier connections.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// TLS client settings for carrier connections (SMPP binds, MMSCs), and
+/// the certificate reload period of every listener.
+///
+/// # Defaults
+/// The system's roots; listener certificates checked every 5 s.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM file of CA certificates to trust instead of the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// How often listeners look for changed certificate, key and client CA
+    /// files (SIGHUP reloads at once).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca_file: None,
+            reload_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 /// One tenant (an upstream campaign system).
@@ -390,6 +669,10 @@ pub struct TenantConfig {
     pub name: String,
     /// Secret token used in Hello.
     pub token: Secret,
+    /// Bearer token of this tenant's admin API access: its own messages,
+    /// opt-outs (`tenant:<name>`, `program:<name>:*`) and media only.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
     /// Sender addresses (short codes, numbers, alphanumeric ids) this tenant
     /// owns: the only ones it may send from, and inbound messages to them go
     /// to this tenant. A sender belongs to one tenant.
@@ -426,6 +709,7 @@ impl Default for TenantConfig {
         TenantConfig {
             name: String::new(),
             token: Secret::new(""),
+            admin_token: None,
             senders: Vec::new(),
             sender_patterns: Vec::new(),
             default_validity: default_validity(),
@@ -872,6 +1156,141 @@ impl Config {
         }
         if self.journal.max_segments < 2 {
             p.push("journal.max_segments must be at least 2".into());
+        }
+        p.extend(self.door_problems());
+        p
+    }
+
+    /// Problems of the doors (listeners) and their credentials: half-set
+    /// TLS files or credentials, listeners reachable beyond loopback without
+    /// authentication, unusable limits. The gateway refuses to start while
+    /// any remain (they are in [`Config::problems`] too).
+    pub fn door_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let tls_pair = |p: &mut Vec<String>,
+                        at: &str,
+                        cert: &Option<PathBuf>,
+                        key: &Option<PathBuf>,
+                        ca: &Option<PathBuf>| {
+            match (cert, key) {
+                (Some(_), None) => {
+                    p.push(format!("{at}: tls_cert_file is set without tls_key_file"))
+                }
+                (None, Some(_)) => {
+                    p.push(format!("{at}: tls_key_file is set without tls_cert_file"))
+                }
+                (None, None) if ca.is_some() => p.push(format!(
+                    "{at}: tls_client_ca_file needs tls_cert_file and tls_key_file"
+                )),
+                _ => {}
+            }
+        };
+        let beyond_loopback = |a: &SocketAddr| !a.ip().is_loopback();
+        let i = &self.ingest;
+        tls_pair(
+            &mut p,
+            "ingest",
+            &i.tls_cert_file,
+            &i.tls_key_file,
+            &i.tls_client_ca_file,
+        );
+        let h = &self.http;
+        tls_pair(
+            &mut p,
+            "http",
+            &h.tls_cert_file,
+            &h.tls_key_file,
+            &h.tls_client_ca_file,
+        );
+        let u = &self.public;
+        tls_pair(
+            &mut p,
+            "public",
+            &u.tls_cert_file,
+            &u.tls_key_file,
+            &u.tls_client_ca_file,
+        );
+        let admin_tokens: Vec<(String, &Secret)> = h
+            .admin_token
+            .iter()
+            .map(|t| ("http.admin_token".to_owned(), t))
+            .chain(self.tenants.iter().filter_map(|t| {
+                let at = format!("tenant {:?}: admin_token", t.name);
+                t.admin_token.as_ref().map(|s| (at, s))
+            }))
+            .collect();
+        for (i, (at, token)) in admin_tokens.iter().enumerate() {
+            if token.expose().len() < 16 {
+                p.push(format!("{at} must have at least 16 characters"));
+            }
+            if let Some((other, _)) = admin_tokens[..i]
+                .iter()
+                .find(|(_, t)| t.expose() == token.expose())
+            {
+                p.push(format!("{at} is the same as {other}"));
+            }
+        }
+        if let Some(addr) = h.listen
+            && beyond_loopback(&addr)
+            && admin_tokens.is_empty()
+            && h.tls_client_ca_file.is_none()
+            && !h.allow_unauthenticated
+        {
+            p.push(format!(
+                "http.listen {addr} is beyond loopback without authentication: set \
+                 http.admin_token (or tls_client_ca_file), or allow_unauthenticated = true"
+            ));
+        }
+        for (at, n) in [("http", h.max_connections), ("public", u.max_connections)] {
+            if n == 0 {
+                p.push(format!("{at}.max_connections must be at least 1"));
+            }
+        }
+        for m in &self.mmsc {
+            let at = format!("mmsc {:?}", m.name);
+            if m.username.is_some() != m.password.is_some() {
+                p.push(format!("{at}: username and password must be set together"));
+            }
+            if m.callback_username.is_some() != m.callback_password.is_some() {
+                p.push(format!(
+                    "{at}: callback_username and callback_password must be set together \
+                     (a half-set pair would accept unauthenticated callbacks)"
+                ));
+            }
+            match (&m.callback_tls_cert_file, &m.callback_tls_key_file) {
+                (Some(_), None) => p.push(format!(
+                    "{at}: callback_tls_cert_file is set without callback_tls_key_file"
+                )),
+                (None, Some(_)) => p.push(format!(
+                    "{at}: callback_tls_key_file is set without callback_tls_cert_file"
+                )),
+                (None, None) if m.callback_tls_client_ca_file.is_some() => p.push(format!(
+                    "{at}: callback_tls_client_ca_file needs callback_tls_cert_file and callback_tls_key_file"
+                )),
+                _ => {}
+            }
+            for a in &m.callback_allow {
+                if let Err(e) = a.parse::<crate::mm7::IpNet>() {
+                    p.push(format!("{at}: callback_allow: {e}"));
+                }
+            }
+            let authenticated = m.callback_username.is_some()
+                || !m.callback_allow.is_empty()
+                || m.callback_tls_client_ca_file.is_some();
+            if let Some(addr) = m.callback_listen
+                && beyond_loopback(&addr)
+                && !authenticated
+                && !m.callback_allow_unauthenticated
+            {
+                p.push(format!(
+                    "{at}: callback_listen {addr} is beyond loopback without authentication: set \
+                     callback_username and callback_password, callback_allow or \
+                     callback_tls_client_ca_file, or callback_allow_unauthenticated = true"
+                ));
+            }
+            if m.callback_max_connections == 0 {
+                p.push(format!("{at}: callback_max_connections must be at least 1"));
+            }
         }
         p
     }

@@ -174,21 +174,13 @@ fn demo_sms(run: u64, i: usize, to: String) -> pb::SubmitMessage {
 /// callbacks received on `callback`.
 pub fn with_mmsc(c: &mut Config, url: &str, callback: std::net::SocketAddr) {
     c.mmsc = vec![crate::config::MmscConfig {
-        name: "mmsc-sim".into(),
-        url: url.to_owned(),
-        username: None,
-        password: None,
         vasp_id: Some("sluice".into()),
-        vas_id: None,
         version: "REL-6-MM7-1-4".into(),
         max_message_bytes: 600 * 1024,
-        rate: 0.0,
         connections: 16,
         timeout: Duration::from_secs(10),
         callback_listen: Some(callback),
-        callback_username: None,
-        callback_password: None,
-        callback_allow: vec![],
+        ..crate::config::MmscConfig::new("mmsc-sim", url)
     }];
 }
 
@@ -203,9 +195,11 @@ pub fn embedded_config(
     c.data_dir = data_dir.to_owned();
     c.ingest.listen = "127.0.0.1:0".parse().expect("literal");
     c.http.listen = Some("127.0.0.1:0".parse().expect("literal"));
+    c.public.listen = Some("127.0.0.1:0".parse().expect("literal"));
     c.tenants = vec![TenantConfig {
         name: TENANT.into(),
         token: Secret::new(TOKEN),
+        admin_token: None,
         senders: vec!["12345".into()],
         default_validity: Duration::from_secs(3600),
         ..TenantConfig::default()

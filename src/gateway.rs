@@ -33,6 +33,7 @@ use crate::schedule::{self, Scheduler};
 use crate::spill::Spill;
 use crate::telemetry::{self, Health};
 
+mod doors;
 mod mms;
 
 const TARGET: &str = "sluice::gateway";
@@ -685,8 +686,12 @@ impl Backend for Gateway {
 pub struct Running {
     /// Where ingest listens.
     pub ingest_addr: SocketAddr,
-    /// Where `/metrics` is served, if enabled.
+    /// Where `/metrics`, health and the admin API are served, if enabled.
     pub http_addr: Option<SocketAddr>,
+    /// Where the landing pages are served, if enabled.
+    pub public_addr: Option<SocketAddr>,
+    /// Stops the HTTP doors.
+    stop: tokio_util::sync::CancellationToken,
     /// The pipeline.
     pub gateway: Arc<Gateway>,
     /// Where each MMSC's callbacks are received.
@@ -703,6 +708,7 @@ impl Running {
     /// for tasks to finish.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.stop.cancel();
         for s in &self.mm7_servers {
             s.shutdown();
         }
@@ -724,6 +730,10 @@ impl Running {
 /// # Errors
 /// The journal cannot be opened or a listener cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let problems = config.door_problems();
+    if !problems.is_empty() {
+        anyhow::bail!("refusing to start:\n  - {}", problems.join("\n  - "));
+    }
     telemetry::metrics_handle();
     let lock = crate::journal::lock::DataDirLock::acquire(&config.data_dir)?;
     let (journal, recovered) = Journal::open(&config.journal_dir(), &config.journal)?;
@@ -847,6 +857,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .carriers
         .iter()
         .any(|c| c.binds.iter().any(|b| b.tls))
+        || config.mmsc.iter().any(|m| m.url.starts_with("https://"))
     {
         Some(Arc::new(crate::smpp::tls::client_config(
             config.tls.ca_file.as_deref(),
@@ -877,7 +888,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             store: media.clone(),
             fitter: fitter.clone(),
         });
-        let carrier = Arc::new(crate::carrier::mm7::Mm7Carrier::new(m, source)?);
+        let carrier = Arc::new(crate::carrier::mm7::Mm7Carrier::new(
+            m,
+            source,
+            tls.clone(),
+        )?);
         let queue = scheduler
             .queue(&m.name)
             .expect("one queue per MMSC")
@@ -895,6 +910,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
         if let Some(listen) = m.callback_listen {
+            let callback_tls = doors::server_tls(
+                &format!("mmsc {} callbacks", m.name),
+                m.callback_tls(),
+                true,
+                &config,
+            )?;
             let credentials = match (&m.callback_username, &m.callback_password) {
                 (Some(u), Some(p)) => Some(crate::mm7::Credentials {
                     username: u.clone(),
@@ -916,8 +937,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     listen,
                     credentials,
                     allow,
+                    max_body: m.callback_max_body_bytes,
                     version: m.version.parse().unwrap_or_default(),
-                    ..crate::mm7::ServerConfig::default()
+                    header_read_timeout: m.callback_header_timeout,
+                    body_timeout: m.callback_body_timeout,
+                    idle_timeout: m.callback_idle_timeout,
+                    max_connections: m.callback_max_connections,
+                    tls: callback_tls,
                 },
                 Arc::new(mms::MmscCallbacks {
                     gateway: gateway.clone(),
@@ -936,42 +962,34 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tasks.spawn(page_in(gateway.clone(), shutdown.clone()));
 
     let health = Arc::new(Health::default());
-    let pages = Some((media.clone(), links.clone()));
-    let http_addr = match config.http.listen {
-        Some(addr) => {
-            let l = telemetry::bind_http(addr).await?;
-            let a = l.local_addr()?;
-            let admin = Arc::new(crate::admin::Admin::new(
-                config.http.admin_token.clone(),
-                compliance.clone(),
-                scheduler.clone(),
-                ledger.clone(),
-                gateway.spill.clone(),
-            ));
-            tasks.spawn(telemetry::serve_http(
-                l,
-                health.clone(),
-                Some(admin),
-                pages,
-                shutdown.clone(),
-            ));
-            Some(a)
-        }
-        None => None,
-    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let admin = Arc::new(crate::admin::Admin::new(
+        &config,
+        compliance.clone(),
+        scheduler.clone(),
+        ledger.clone(),
+        gateway.spill.clone(),
+    ));
+    let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut tasks).await?;
+    let public_addr =
+        doors::public(&config, media.clone(), links.clone(), &stop, &mut tasks).await?;
+    let ingest_tls = doors::server_tls("ingest", config.ingest.tls(), false, &config)?;
     let listener = TcpListener::bind(config.ingest.listen).await?;
     let ingest_addr = listener.local_addr()?;
     tasks.spawn(ingest::server::serve(
         listener,
         gateway.clone(),
         ingest::session::Limits::from_config(&config.ingest, &config.node_id),
+        ingest_tls,
         shutdown.clone(),
     ));
     health.set_ready(true);
-    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, node = %config.node_id, "gateway started");
+    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, node = %config.node_id, "gateway started");
     Ok(Running {
         ingest_addr,
         http_addr,
+        public_addr,
+        stop,
         gateway,
         mm7_callbacks: mm7_servers.iter().map(|s| s.local_addr()).collect(),
         mm7_servers,

@@ -12,10 +12,12 @@ pub mod carrier;
 pub mod compliance;
 pub mod config;
 pub mod demo;
+pub mod door;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod httpd;
 pub mod ingest;
 pub mod journal;
 pub mod ledger;
@@ -30,3 +32,4 @@ pub mod smpp;
 pub mod spill;
 pub mod suppression;
 pub mod telemetry;
+pub mod tls;

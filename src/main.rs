@@ -104,16 +104,45 @@ enum Optout {
 
 #[derive(clap::Args, Debug)]
 struct AdminArgs {
-    /// The gateway's HTTP endpoint.
+    /// The gateway's HTTP endpoint (`https://` when `[http]` has TLS).
     #[arg(long, default_value = "http://127.0.0.1:9700")]
     admin: String,
-    /// Admin token (or SLUICE_ADMIN_TOKEN).
+    /// Admin token, the operator's or a tenant's (or SLUICE_ADMIN_TOKEN).
     #[arg(
         long = "admin-token",
         env = "SLUICE_ADMIN_TOKEN",
         hide_env_values = true
     )]
     token: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS towards a gateway listener.
+#[derive(clap::Args, Debug)]
+struct TlsArgs {
+    /// CA bundle (PEM) to trust instead of the system's roots.
+    #[arg(long = "ca-file")]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a listener with tls_client_ca_file.
+    #[arg(long = "cert", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Key (PEM) of --cert.
+    #[arg(long = "key", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn config(&self) -> anyhow::Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>> {
+        let identity = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        };
+        Ok(std::sync::Arc::new(sluice::tls::client_config(
+            self.ca_file.as_deref(),
+            identity,
+        )?))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +164,11 @@ struct SendArgs {
     /// Tenant token (or SLUICE_TOKEN).
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     token: String,
+    /// Connect over TLS (implied by --ca-file or --cert).
+    #[arg(long)]
+    tls: bool,
+    #[command(flatten)]
+    tls_args: TlsArgs,
     /// Recipient (E.164).
     #[arg(long, conflicts_with = "file", requires = "text")]
     to: Option<String>,
@@ -225,6 +259,14 @@ fn main() -> anyhow::Result<()> {
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     sluice::telemetry::init_logging();
     let config = sluice::config::Config::load(&path)?;
+    // SIGHUP makes every TLS listener re-read its certificate files (each
+    // listens for it); without TLS it must not end the process either.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: TLS listeners re-read their certificate files");
+        }
+    });
     let mut running = sluice::gateway::start(config).await?;
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
@@ -309,7 +351,23 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("give --to and --text, or --file"),
     };
-    let (client, mut events) = Client::connect(&args.gateway, &args.tenant, &args.token).await?;
+    let use_tls = args.tls || args.tls_args.ca_file.is_some() || args.tls_args.cert.is_some();
+    let (client, mut events) = if use_tls {
+        let host = match args.gateway.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+            None => args.gateway.as_str(),
+        };
+        Client::connect_tls(
+            &args.gateway,
+            host,
+            args.tls_args.config()?,
+            &args.tenant,
+            &args.token,
+        )
+        .await?
+    } else {
+        Client::connect(&args.gateway, &args.tenant, &args.token).await?
+    };
     if args.wait {
         client.subscribe(0).await?;
     }
@@ -393,6 +451,7 @@ async fn optout(cmd: Optout) -> anyhow::Result<()> {
             let (status, body) = call(
                 &admin.admin,
                 &admin.token,
+                Some(admin.tls.config()?),
                 Method::POST,
                 &path,
                 data.into(),
@@ -431,6 +490,7 @@ async fn optout(cmd: Optout) -> anyhow::Result<()> {
             let (status, body) = call(
                 &admin.admin,
                 &admin.token,
+                Some(admin.tls.config()?),
                 Method::GET,
                 &path,
                 Default::default(),
@@ -452,6 +512,7 @@ async fn optout(cmd: Optout) -> anyhow::Result<()> {
             let (status, body) = call(
                 &admin.admin,
                 &admin.token,
+                Some(admin.tls.config()?),
                 Method::GET,
                 &path,
                 Default::default(),

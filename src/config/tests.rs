@@ -120,3 +120,140 @@ fn a_sender_belongs_to_one_tenant() {
         assert!(err.contains("belongs to tenants"), "{a} / {b}: {err}");
     }
 }
+
+fn problems(text: &str) -> Vec<String> {
+    let c: Config = toml::from_str(text).unwrap();
+    c.problems()
+}
+
+#[test]
+fn half_set_credentials_are_config_errors() {
+    let p = problems(
+        r#"
+        [[mmsc]]
+        name = "m"
+        url = "http://mmsc"
+        callback_listen = "127.0.0.1:9701"
+        callback_username = "mmsc"
+        [[mmsc]]
+        name = "n"
+        url = "http://mmsc"
+        callback_listen = "127.0.0.1:9702"
+        callback_password = "pw"
+        password = "pw"
+    "#,
+    );
+    let joined = p.join("\n");
+    assert_eq!(
+        p.iter()
+            .filter(|l| l.contains("callback_username and callback_password must be set together"))
+            .count(),
+        2,
+        "{joined}"
+    );
+    assert!(
+        joined.contains("mmsc \"n\": username and password"),
+        "{joined}"
+    );
+}
+
+#[test]
+fn half_set_tls_files_are_config_errors() {
+    let p = problems(
+        r#"
+        [ingest]
+        tls_cert_file = "a.pem"
+        [http]
+        tls_key_file = "a.key"
+        [public]
+        tls_client_ca_file = "ca.pem"
+        [[mmsc]]
+        name = "m"
+        url = "http://mmsc"
+        callback_tls_cert_file = "a.pem"
+    "#,
+    )
+    .join("\n");
+    for needle in [
+        "ingest: tls_cert_file is set without tls_key_file",
+        "http: tls_key_file is set without tls_cert_file",
+        "public: tls_client_ca_file needs",
+        "callback_tls_cert_file is set without callback_tls_key_file",
+    ] {
+        assert!(p.contains(needle), "{needle:?} missing in {p}");
+    }
+}
+
+#[test]
+fn doors_beyond_loopback_need_authentication() {
+    let open = problems("[http]\nlisten = \"0.0.0.0:9700\"\n").join("\n");
+    assert!(
+        open.contains("http.listen 0.0.0.0:9700 is beyond loopback"),
+        "{open}"
+    );
+    assert!(
+        problems("[http]\nlisten = \"0.0.0.0:9700\"\nallow_unauthenticated = true\n").is_empty()
+    );
+    assert!(
+        problems("[http]\nlisten = \"0.0.0.0:9700\"\nadmin_token = \"0123456789abcdef\"\n")
+            .is_empty()
+    );
+    assert!(problems("[http]\nlisten = \"127.0.0.1:9700\"\n").is_empty());
+    assert!(problems("[http]\nlisten = \"[::1]:9700\"\n").is_empty());
+    let mm7 = |extra: &str| {
+        problems(&format!(
+            "[[mmsc]]\nname = \"m\"\nurl = \"http://mmsc\"\ncallback_listen = \"0.0.0.0:9701\"\n{extra}"
+        ))
+    };
+    assert!(
+        mm7("")
+            .join("\n")
+            .contains("callback_listen 0.0.0.0:9701 is beyond loopback")
+    );
+    assert!(mm7("callback_allow_unauthenticated = true").is_empty());
+    assert!(mm7("callback_allow = [\"10.0.0.0/8\"]").is_empty());
+    assert!(mm7("callback_username = \"u\"\ncallback_password = \"p\"").is_empty());
+    assert!(
+        mm7("callback_allow = [\"10.0.0.0/33\"]")
+            .join("\n")
+            .contains("callback_allow")
+    );
+}
+
+#[test]
+fn admin_tokens_are_long_and_distinct() {
+    let p = problems(
+        r#"
+        [http]
+        admin_token = "0123456789abcdef"
+        [[tenants]]
+        name = "a"
+        token = "tenant-a-token"
+        admin_token = "0123456789abcdef"
+        [[tenants]]
+        name = "b"
+        token = "tenant-b-token"
+        admin_token = "short"
+    "#,
+    )
+    .join("\n");
+    assert!(
+        p.contains("tenant \"a\": admin_token is the same as http.admin_token"),
+        "{p}"
+    );
+    assert!(
+        p.contains("tenant \"b\": admin_token must have at least 16"),
+        "{p}"
+    );
+}
+
+#[test]
+fn listener_defaults_are_loopback_and_bounded() {
+    let c: Config = toml::from_str("").unwrap();
+    assert!(c.public.listen.unwrap().ip().is_loopback());
+    assert_eq!(c.mms.public_url, "http://127.0.0.1:9702");
+    assert!(c.http.max_connections > 0 && c.public.max_connections > 0);
+    assert!(c.http.header_timeout < c.http.idle_timeout);
+    assert!(c.ingest.tls().is_none() && c.http.tls().is_none() && c.public.tls().is_none());
+    assert!(c.problems().is_empty());
+}

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod identity;
 pub mod server;
 pub mod session;
 
