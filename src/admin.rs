@@ -132,7 +132,7 @@ impl Admin {
         match given {
             None => return error(StatusCode::UNAUTHORIZED, "missing bearer token"),
             Some(t) if !crate::ingest::secret_eq(t, token.expose()) => {
-                tracing::warn!(target: "sluice::admin", path = %req.uri().path(), "admin call with a wrong token");
+                tracing::warn!(target: "sluice::admin", path = %crate::model::LogSafe::new(req.uri().path()), "admin call with a wrong token");
                 return error(StatusCode::FORBIDDEN, "wrong token");
             }
             Some(_) => {}

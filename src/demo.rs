@@ -212,6 +212,8 @@ pub fn embedded_config(
         rate: 0.0,
         programs: vec![],
         quiet_hours: None,
+        media_quota_bytes: None,
+        media_quota_count: None,
     }];
     c.carriers = vec![CarrierConfig {
         name: "sim".into(),

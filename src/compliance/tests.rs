@@ -21,6 +21,8 @@ fn config(dir: &Path) -> Config {
             keywords: Default::default(),
         }],
         quiet_hours: None,
+        media_quota_bytes: None,
+        media_quota_count: None,
     }];
     c
 }

@@ -16,6 +16,8 @@ fn tenant(name: &str, weight: u32, rate: f64) -> TenantConfig {
         rate,
         programs: vec![],
         quiet_hours: None,
+        media_quota_bytes: None,
+        media_quota_count: None,
     }
 }
 
