@@ -10,8 +10,8 @@ use dashmap::DashMap;
 
 use super::{Gateway, TARGET};
 use crate::carrier::mm7::MediaSource;
-use crate::ingest::pb;
 use crate::config::Config;
+use crate::ingest::pb;
 use crate::media::store::{MediaStore, Quota, StoreConfig, UploadId};
 use crate::mm7::soap::{Address, DeliverReq, DeliveryReportReq, MmStatus};
 use crate::model::{ChannelPref, DeliveryState, FallbackPolicy, MAX_TEXT_CHARS, Message, Msisdn};

@@ -12,6 +12,8 @@
 //!   closed to make room: a flood of silent connections cannot keep out a
 //!   client that says Hello as soon as it connects, and authenticated
 //!   clients always have `max_connections - max_unauthenticated` slots.
+//!   When `accept` fails for want of descriptors, the oldest waiting
+//!   connection is closed too ([`Door::shed`]), so the backlog drains.
 //! - **Failed authentication** is throttled per address: the n-th failure
 //!   within a minute is answered only after `auth_failure_delay × 2^(n-1)`
 //!   (at most `auth_failure_delay_max`), and once an address has failed
@@ -203,6 +205,16 @@ impl Door {
         })
     }
 
+    /// Closes the oldest connection still waiting for Hello, to free its
+    /// descriptor when `accept` fails for want of one; false when there is
+    /// none.
+    pub fn shed(&self) -> bool {
+        let mut st = self.state.lock();
+        let shed = st.evict_oldest();
+        metrics::gauge!("sluice_ingest_unauthenticated").set(st.unauthenticated.len() as f64);
+        shed
+    }
+
     /// Connections open (authenticated or not).
     pub fn connections(&self) -> usize {
         self.state.lock().total
@@ -223,8 +235,7 @@ impl Door {
             }
         }
         if st.unauthenticated.remove(&seq).is_some() {
-            metrics::gauge!("sluice_ingest_unauthenticated")
-                .set(st.unauthenticated.len() as f64);
+            metrics::gauge!("sluice_ingest_unauthenticated").set(st.unauthenticated.len() as f64);
         }
     }
 

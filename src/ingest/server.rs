@@ -8,7 +8,8 @@
 //! refusal writes one `Error` frame (`BUSY`) without waiting and closes;
 //! nothing else is spent on the peer. When `accept` itself fails (at the
 //! descriptor limit) the loop backs off ([`AcceptBackoff`]) instead of
-//! spinning.
+//! spinning, and closes the oldest connection still waiting for Hello so
+//! that the backlog keeps moving.
 //!
 //! [`door`]: super::door
 
@@ -46,9 +47,16 @@ pub async fn serve<B: Backend>(
                     x
                 }
                 Err(e) => {
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        () = backoff.failed(&e) => {}
+                    let wait = backoff.record(&e);
+                    if !wait.is_zero() {
+                        // Out of descriptors (or kernel memory): free one
+                        // held by a connection that has not said Hello, so
+                        // the backlog moves and a client that does gets in.
+                        door.shed();
+                        tokio::select! {
+                            _ = shutdown.changed() => return,
+                            () = tokio::time::sleep(wait) => {}
+                        }
                     }
                     continue;
                 }

@@ -376,7 +376,8 @@ impl<B: Backend> Session<B> {
             // looked at (no oracle), and the answer comes at once.
             tracing::debug!(target: TARGET, conn = self.conn, peer = %self.ticket.peer(),
                 tenant = %LogSafe::new(&h.tenant), "Hello refused: address locked out");
-            metrics::counter!("sluice_ingest_refused_total", "reason" => "auth_locked").increment(1);
+            metrics::counter!("sluice_ingest_refused_total", "reason" => "auth_locked")
+                .increment(1);
             self.error(
                 request_id,
                 pb::ErrorCode::AuthFailed,

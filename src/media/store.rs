@@ -56,8 +56,8 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::{MediaError, QuotaExceeded, UploadLimit};
 use super::sniff::{MediaType, sniff};
+use super::{MediaError, QuotaExceeded, UploadLimit};
 
 const TARGET: &str = "sluice::media::store";
 
@@ -473,7 +473,9 @@ impl MediaStore {
         let declared = parse_declared(content_type)?;
         self.check_len(total_len)?;
         let quota = self.cfg.quota_of(tenant);
-        self.with_tenant(tenant, |m| check_quota(quota, m.stored, m.reserved, total_len))??;
+        self.with_tenant(tenant, |m| {
+            check_quota(quota, m.stored, m.reserved, total_len)
+        })??;
         let now = Instant::now();
         let mut uploads = self.uploads.lock();
         self.expire(&mut uploads.chunked, now);
@@ -675,7 +677,11 @@ impl MediaStore {
         };
         for entry in entries {
             let entry = entry?;
-            let Some(id) = entry.file_name().to_str().and_then(|n| MediaId::parse(n).ok()) else {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| MediaId::parse(n).ok())
+            else {
                 continue;
             };
             match fs::metadata(self.content_path(id).1) {

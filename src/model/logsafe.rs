@@ -105,7 +105,10 @@ impl<'a> LogSafe<'a> {
                 Ok(())
             }
             Source::Display(d) => {
-                let mut adapter = DisplaySink { sink, stopped: false };
+                let mut adapter = DisplaySink {
+                    sink,
+                    stopped: false,
+                };
                 // Stopping early shows up as an error from `write!`; an error
                 // of the value's own is not worth failing a log line for.
                 let _ = write!(adapter, "{d}");
@@ -243,10 +246,7 @@ impl fmt::Display for LogSafe<'_> {
         if quote {
             f.write_char('"')?;
         }
-        self.each(&mut Emit {
-            f,
-            left: self.cap,
-        })?;
+        self.each(&mut Emit { f, left: self.cap })?;
         if cut {
             write!(f, "…({} bytes)", known.unwrap_or(m.bytes))?;
         }

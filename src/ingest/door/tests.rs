@@ -28,7 +28,9 @@ fn evicted(t: &mut Ticket) -> bool {
 #[test]
 fn the_next_connection_over_the_per_address_cap_is_refused() {
     let door = Door::new(cfg());
-    let mut held: Vec<Ticket> = (0..3).map(|_| door.admit(at("10.0.0.1")).unwrap()).collect();
+    let mut held: Vec<Ticket> = (0..3)
+        .map(|_| door.admit(at("10.0.0.1")).unwrap())
+        .collect();
     for t in &mut held {
         t.authenticated();
     }
@@ -153,4 +155,21 @@ async fn failures_of_many_addresses_are_forgotten_after_the_window() {
     t.auth_failed();
     assert!(door.state.lock().failures.len() <= 2048);
     assert_eq!(door.connections(), 1);
+}
+
+#[test]
+fn shedding_closes_the_oldest_waiting_connection_only() {
+    let door = Door::new(cfg());
+    let mut authed = door.admit(at("10.0.5.1")).unwrap();
+    authed.authenticated();
+    let mut a = door.admit(at("10.0.5.2")).unwrap();
+    let mut b = door.admit(at("10.0.5.3")).unwrap();
+    assert!(door.shed());
+    assert!(evicted(&mut a));
+    assert!(!evicted(&mut b));
+    assert!(door.shed());
+    assert!(evicted(&mut b));
+    // Nothing left waiting: authenticated connections are never shed.
+    assert!(!door.shed());
+    assert!(!evicted(&mut authed));
 }

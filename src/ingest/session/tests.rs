@@ -265,7 +265,10 @@ async fn failed_hellos_are_answered_ever_later_then_refused_unchecked() {
     assert!(at - sent < Duration::from_millis(5));
     let (code, message) = error(&b);
     assert_eq!(code, pb::ErrorCode::AuthFailed);
-    assert!(message.contains("too many failed authentications"), "{message}");
+    assert!(
+        message.contains("too many failed authentications"),
+        "{message}"
+    );
     assert!(matches!(
         task.await.unwrap(),
         Err(SessionEnd::Refused("address locked out"))
@@ -308,7 +311,11 @@ async fn a_tenant_name_cannot_forge_a_log_line() {
     assert!(matches!(first_frame(&mut c).await.0, Body::HelloOk(_)));
     let lines = logs.lines();
     assert_eq!(lines.len(), 2, "{lines:#?}");
-    assert!(lines[1].contains(r#"client="cli\r\n  WARN fake""#), "{}", lines[1]);
+    assert!(
+        lines[1].contains(r#"client="cli\r\n  WARN fake""#),
+        "{}",
+        lines[1]
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -540,7 +540,10 @@ fn over_quota_is_refused_clearly_and_nothing_else_changes() {
     assert_eq!(store.get("acme", &a.id.to_hex()).unwrap().bytes.len(), 400);
     assert_eq!(store.get("acme", &b.id.to_hex()).unwrap().bytes.len(), 400);
     // The same bytes again cost nothing.
-    assert_eq!(store.put("acme", "text/plain", text(1, 400)).unwrap().id, a.id);
+    assert_eq!(
+        store.put("acme", "text/plain", text(1, 400)).unwrap().id,
+        a.id
+    );
     // Other tenants have their own quota; one without a limit has none.
     let c = store.put("globex", "text/plain", text(3, 300)).unwrap();
     for i in 10..15 {

@@ -25,21 +25,23 @@ fn anything_that_could_forge_a_line_or_a_field_is_quoted_and_escaped() {
     // Escape sequences, DEL, C1 controls, Unicode line separators, bidi
     // overrides, zero-width characters.
     assert_eq!(
-        show(LogSafe::new("\u{1b}[31m\u{7f}\u{85}\u{2028}\u{202e}\u{200b}x")),
+        show(LogSafe::new(
+            "\u{1b}[31m\u{7f}\u{85}\u{2028}\u{202e}\u{200b}x"
+        )),
         r#""\u{1b}[31m\u{7f}\u{85}\u{2028}\u{202e}\u{200b}x""#
     );
     // Bytes that are not UTF-8.
-    assert_eq!(
-        show(LogSafe::bytes(b"id\xff\xfe\n")),
-        r#""id\xff\xfe\n""#
-    );
+    assert_eq!(show(LogSafe::bytes(b"id\xff\xfe\n")), r#""id\xff\xfe\n""#);
 }
 
 #[test]
 fn long_values_are_cut_at_the_cap_and_say_their_size() {
     let name = "a".repeat(1 << 20);
     let shown = show(LogSafe::new(&name));
-    assert_eq!(shown, format!("\"{}…(1048576 bytes)\"", "a".repeat(DEFAULT_CAP)));
+    assert_eq!(
+        shown,
+        format!("\"{}…(1048576 bytes)\"", "a".repeat(DEFAULT_CAP))
+    );
     let shown = show(LogSafe::new("abcdef").with_cap(3));
     assert_eq!(shown, r#""abc…(6 bytes)""#);
     // Exactly at the cap: not cut.
@@ -58,10 +60,7 @@ fn displayed_values_are_escaped_and_cut_too() {
         }
     }
     let e = Quoting("x\ny".into());
-    assert_eq!(
-        show(LogSafe::display(&e)),
-        r#""cannot parse 7 here: x\ny""#
-    );
+    assert_eq!(show(LogSafe::display(&e)), r#""cannot parse 7 here: x\ny""#);
     let e = Quoting("z".repeat(5000));
     let shown = show(LogSafe::display(&e).with_cap(10));
     assert_eq!(shown, r#""cannot par…(5021 bytes)""#);
