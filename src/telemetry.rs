@@ -58,6 +58,34 @@ fn describe() {
         "Protocol errors sent to ingest clients, by code."
     );
     describe_gauge!("sluice_ingest_connections", "Open ingest connections.");
+    describe_gauge!(
+        "sluice_ingest_unauthenticated",
+        "Ingest connections waiting for their Hello."
+    );
+    describe_counter!(
+        "sluice_ingest_refused_total",
+        "Ingest connections refused or closed at the door, by reason (per_ip, full, evicted, auth_locked)."
+    );
+    describe_counter!(
+        "sluice_ingest_auth_failures_total",
+        "Failed ingest Hellos (unknown tenant or wrong token)."
+    );
+    describe_counter!(
+        "sluice_accept_errors_total",
+        "accept() failures per listener (the loop backs off on resource errors)."
+    );
+    describe_counter!(
+        "sluice_media_refused_total",
+        "Media uploads refused, per tenant and reason (quota, too_many_uploads, type_mismatch, ...)."
+    );
+    describe_gauge!(
+        "sluice_media_stored_bytes",
+        "Bytes of media a tenant has stored (counted against its quota)."
+    );
+    describe_gauge!(
+        "sluice_media_stored",
+        "Media a tenant has stored (counted against its quota)."
+    );
     describe_counter!(
         "sluice_smpp_submits_total",
         "submit_sm PDUs written, per carrier and bind."
