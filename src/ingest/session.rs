@@ -383,7 +383,7 @@ impl<B: Backend> Session<B> {
                 pb::ErrorCode::AuthFailed,
                 &format!(
                     "too many failed authentications from your address; retry in {} s",
-                    retry_in.as_secs().max(1)
+                    retry_in.as_millis().div_ceil(1000).max(1)
                 ),
             )
             .await;
