@@ -291,6 +291,16 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A child process, killed and reaped when dropped (also when a test fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// CPU time (user + system) of process `pid`, from /proc.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -331,18 +341,20 @@ token = "{TOKEN}"
     .unwrap();
     // Few descriptors: the journal, listeners and runtime take some, the
     // flood below the rest.
-    let mut child = Command::new("prlimit")
-        .arg("--nofile=64:64")
-        .arg(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("prlimit runs the gateway");
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = Killed(
+        Command::new("prlimit")
+            .arg("--nofile=64:64")
+            .arg(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("prlimit runs the gateway"),
+    );
+    let pid = child.0.id();
+    let stderr = child.0.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         use std::io::BufRead;
         std::io::BufReader::new(stderr)
@@ -382,8 +394,7 @@ token = "{TOKEN}"
     let cpu = cpu_time(pid) - cpu_before;
     drop(flood);
     drop(c);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let lines = log.join().unwrap();
     let accept_lines = lines.iter().filter(|l| l.contains("accept failed")).count();
     eprintln!(

@@ -589,7 +589,12 @@ async fn a_forged_3_mb_message_id_logs_capped_lines_and_forges_none() {
     assert!(out.len() < 4096, "the answer echoes {} bytes", out.len());
     let lines = logs.lines();
     // One line from the gateway, one from the MM7 receiver: nothing forged.
-    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "{lines:#?} after {:?}",
+        String::from_utf8_lossy(&out[..out.len().min(300)])
+    );
     for l in &lines {
         assert!(
             l.contains("delivery report for an unknown MessageID")

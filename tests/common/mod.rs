@@ -187,6 +187,16 @@ impl std::io::Write for Captured {
 /// until the guard drops: run the gateway on a current-thread runtime so its
 /// tasks log here.
 pub fn capture_logs(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+    // With a single registered dispatcher, tracing-core computes a
+    // callsite's interest from the default of whichever thread hits it first:
+    // another test's thread would cache "never" for the callsites this test
+    // watches. A registered global default (that records nothing) makes it
+    // ask every live dispatcher instead.
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+    });
     let out = Captured::default();
     let w = out.clone();
     let sub = tracing_subscriber::fmt()

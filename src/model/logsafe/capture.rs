@@ -36,6 +36,16 @@ impl Write for Captured {
 /// `filter` (an `EnvFilter` directive), into the returned buffer, for this
 /// thread until the guard drops.
 pub(crate) fn capture(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+    // With a single registered dispatcher, tracing-core computes a
+    // callsite's interest from the default of whichever thread hits it first:
+    // another test's thread would cache "never" for the callsites this test
+    // watches. A registered global default (that records nothing) makes it
+    // ask every live dispatcher instead.
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+    });
     let out = Captured::default();
     let w = out.clone();
     let sub = tracing_subscriber::fmt()
