@@ -449,7 +449,7 @@ async fn authenticate(State(admin): AdminState, mut req: Request, next: Next) ->
         }
         None => {
             let path = req.uri().path();
-            tracing::warn!(target: TARGET, path = ?for_log(path), "admin call with a wrong token");
+            tracing::warn!(target: TARGET, path = %crate::model::LogSafe::new(path), "admin call with a wrong token");
             error(StatusCode::FORBIDDEN, "wrong token")
         }
     }

@@ -88,7 +88,9 @@ pub struct Config {
 ///
 /// # Defaults
 /// MMS to `+1` numbers only, media up to 5 MiB, landing pages under
-/// `http://127.0.0.1:9702` (the default `[public] listen`).
+/// `http://127.0.0.1:9702` (the default `[public] listen`); per tenant at
+/// most 1 GiB and 10,000 media stored and 4 uploads in progress, 32 uploads
+/// in progress in all.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MmsConfig {
@@ -99,6 +101,17 @@ pub struct MmsConfig {
     /// Public base URL of the public door (`[public] listen`, or the
     /// reverse proxy in front of it), for fallback links (`<public_url>/m/...`).
     pub public_url: String,
+    /// Bytes of media a tenant may have stored (0 = no limit); a tenant's
+    /// `media_quota_bytes` overrides it.
+    pub media_quota_bytes: u64,
+    /// Media a tenant may have stored (0 = no limit); a tenant's
+    /// `media_quota_count` overrides it.
+    pub media_quota_count: u64,
+    /// Uploads a tenant may have in progress at once (being stored, or
+    /// chunked and unfinished); past it PutMedia is refused.
+    pub max_uploads_per_tenant: usize,
+    /// Uploads in progress over all tenants.
+    pub max_uploads: usize,
 }
 
 impl Default for MmsConfig {
@@ -107,6 +120,10 @@ impl Default for MmsConfig {
             reachable_prefixes: vec!["+1".into()],
             max_media_bytes: 5 << 20,
             public_url: "http://127.0.0.1:9702".into(),
+            media_quota_bytes: 1 << 30,
+            media_quota_count: 10_000,
+            max_uploads_per_tenant: 4,
+            max_uploads: 32,
         }
     }
 }
@@ -318,7 +335,10 @@ fn default_data_dir() -> PathBuf {
 ///
 /// # Defaults
 /// listen `127.0.0.1:7700`, max frame 4 MiB, max batch 1,000 messages,
-/// initial credits 50,000, dedupe window 24 h, event window 20,000.
+/// initial credits 50,000, dedupe window 24 h, event window 20,000; Hello
+/// within 2 s; 1,024 connections, 64 per address, 128 waiting for Hello;
+/// failed Hellos answered after 200 ms doubling to 5 s, at most 10 per
+/// address per minute.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
@@ -338,10 +358,25 @@ pub struct IngestConfig {
     pub dedupe_max_keys: usize,
     /// Most events in flight (sent, not acknowledged) per subscribed connection.
     pub event_window: u32,
-    /// How long a connection may stay silent before Hello (the TLS
-    /// handshake counts against it too).
+    /// How long a new connection has to say Hello (the pre-auth deadline).
     #[serde(with = "humantime_serde")]
     pub hello_timeout: Duration,
+    /// Most connections in all.
+    pub max_connections: usize,
+    /// Most connections from one address (IPv4) or /64 (IPv6).
+    pub max_connections_per_ip: usize,
+    /// Most connections waiting for Hello; past it the oldest is closed.
+    pub max_unauthenticated: usize,
+    /// Delay before answering an address's first failed Hello of the last
+    /// minute; it doubles with each further failure.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_delay: Duration,
+    /// Longest delay before answering a failed Hello.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_delay_max: Duration,
+    /// Failed Hellos from one address per minute; past them its Hellos are
+    /// refused unchecked until the oldest failure is a minute old.
+    pub auth_failures_per_minute: u32,
     /// TLS certificate chain (PEM); with `tls_key_file` the listener speaks
     /// only TLS.
     pub tls_cert_file: Option<PathBuf>,
@@ -374,7 +409,13 @@ impl Default for IngestConfig {
             dedupe_window: Duration::from_secs(24 * 3600),
             dedupe_max_keys: 10_000_000,
             event_window: 20_000,
-            hello_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(2),
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            max_unauthenticated: 128,
+            auth_failure_delay: Duration::from_millis(200),
+            auth_failure_delay_max: Duration::from_secs(5),
+            auth_failures_per_minute: 10,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -700,6 +741,14 @@ pub struct TenantConfig {
     /// (`"21:00-08:00"`, local time from the NANP area code); off when absent.
     #[serde(default)]
     pub quiet_hours: Option<String>,
+    /// Bytes of media this tenant may have stored (0 = no limit); default
+    /// `mms.media_quota_bytes`.
+    #[serde(default)]
+    pub media_quota_bytes: Option<u64>,
+    /// Media this tenant may have stored (0 = no limit); default
+    /// `mms.media_quota_count`.
+    #[serde(default)]
+    pub media_quota_count: Option<u64>,
 }
 
 impl Default for TenantConfig {
@@ -717,6 +766,8 @@ impl Default for TenantConfig {
             rate: 0.0,
             programs: Vec::new(),
             quiet_hours: None,
+            media_quota_bytes: None,
+            media_quota_count: None,
         }
     }
 }
@@ -1150,6 +1201,32 @@ impl Config {
         }
         if self.ingest.max_frame_bytes < 1024 {
             p.push("ingest.max_frame_bytes must be at least 1024".into());
+        }
+        let i = &self.ingest;
+        if i.hello_timeout.is_zero() {
+            p.push("ingest.hello_timeout must be above 0".into());
+        }
+        if i.max_connections == 0 || i.max_connections_per_ip == 0 || i.max_unauthenticated == 0 {
+            p.push(
+                "ingest.max_connections, max_connections_per_ip and max_unauthenticated must be at least 1"
+                    .into(),
+            );
+        }
+        if i.max_unauthenticated > i.max_connections {
+            p.push(
+                "ingest.max_unauthenticated must not exceed max_connections (it is the share of \
+                 them that connections waiting for Hello may hold)"
+                    .into(),
+            );
+        }
+        if i.auth_failures_per_minute == 0 {
+            p.push("ingest.auth_failures_per_minute must be at least 1".into());
+        }
+        if i.auth_failure_delay > i.auth_failure_delay_max {
+            p.push("ingest.auth_failure_delay exceeds auth_failure_delay_max".into());
+        }
+        if self.mms.max_uploads_per_tenant == 0 || self.mms.max_uploads == 0 {
+            p.push("mms.max_uploads_per_tenant and mms.max_uploads must be at least 1".into());
         }
         if self.journal.segment_bytes < 1 << 20 {
             p.push("journal.segment_bytes must be at least 1 MiB".into());

@@ -5,10 +5,9 @@
 //!   past the cap a new connection is accepted and closed at once (so the
 //!   backlog never fills with connections that will wait minutes), and
 //!   counted in `sluice_door_refused_total`.
-//! - **Accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`, ...): the loop sleeps,
-//!   5 ms doubling to 1 s while errors persist, instead of spinning on a
-//!   connection it cannot take; [`AcceptBackoff`] logs the first error and
-//!   then at most one line per 10 s with the count of those it did not log.
+//! - **Accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`, ...): the loop sleeps
+//!   and logs at a bounded rate instead of spinning on a connection it
+//!   cannot take ([`AcceptBackoff`]).
 //! - **TLS** is negotiated in the connection's own task (never in the
 //!   accept loop) within a deadline, see [`Visitor::open`].
 
@@ -19,78 +18,8 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
-
+use crate::accept::AcceptBackoff;
 use crate::tls::{ServerTls, Stream};
-
-const TARGET: &str = "sluice::door";
-
-/// First sleep after an accept error.
-const BACKOFF_MIN: Duration = Duration::from_millis(5);
-/// Longest sleep between accept attempts while errors persist.
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// At most one accept-error log line per this period (after the first).
-const LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// Back-off and rate-limited logging of accept errors; one per accept loop.
-#[derive(Debug)]
-pub struct AcceptBackoff {
-    door: &'static str,
-    delay: Duration,
-    last_log: Option<Instant>,
-    unlogged: u64,
-    lines: u64,
-}
-
-impl AcceptBackoff {
-    /// Back-off state for the door called `door` (in logs and metrics).
-    pub fn new(door: &'static str) -> AcceptBackoff {
-        AcceptBackoff {
-            door,
-            delay: Duration::ZERO,
-            last_log: None,
-            unlogged: 0,
-            lines: 0,
-        }
-    }
-
-    /// An accept succeeded: the next error starts from the shortest sleep.
-    pub fn succeeded(&mut self) {
-        self.delay = Duration::ZERO;
-    }
-
-    /// An accept failed with `e`: logs (rate-limited) and returns how long
-    /// to sleep before the next attempt.
-    pub fn failed(&mut self, e: &io::Error) -> Duration {
-        self.delay = (self.delay * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
-        metrics::counter!("sluice_accept_errors_total", "door" => self.door).increment(1);
-        let now = Instant::now();
-        if self
-            .last_log
-            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
-        {
-            tracing::warn!(target: TARGET, door = self.door, error = %e, not_logged = self.unlogged,
-                retry_in = ?self.delay, "accept failed (errors are logged at most once per 10 s)");
-            self.last_log = Some(now);
-            self.unlogged = 0;
-            self.lines += 1;
-        } else {
-            self.unlogged += 1;
-        }
-        self.delay
-    }
-
-    /// Log lines written so far.
-    pub fn lines_logged(&self) -> u64 {
-        self.lines
-    }
-
-    /// Sleeps as [`AcceptBackoff::failed`] says.
-    pub async fn after_error(&mut self, e: &io::Error) {
-        let d = self.failed(e);
-        tokio::time::sleep(d).await;
-    }
-}
 
 /// A bound listener with its limits; see the module doc.
 #[derive(Debug)]
@@ -200,7 +129,7 @@ impl Door {
                         permit,
                     };
                 }
-                Err(e) => self.backoff.after_error(&e).await,
+                Err(e) => self.backoff.failed(&e).await,
             }
         }
     }

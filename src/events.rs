@@ -114,7 +114,7 @@ impl EventHub {
     pub fn restore(&self, events: Vec<PendingEvent>) {
         for e in events {
             let Some(t) = self.tenants.get(e.tenant.as_str()) else {
-                tracing::warn!(target: "sluice::events", tenant = %e.tenant, event_id = e.event_id,
+                tracing::warn!(target: "sluice::events", tenant = %crate::model::LogSafe::new(&e.tenant), event_id = e.event_id,
                     "dropping a recovered event of a tenant no longer configured");
                 continue;
             };

@@ -26,8 +26,8 @@ use crate::ingest::pb::{self, RejectReason};
 use crate::ingest::{self, Backend};
 use crate::journal::{Journal, Recovered};
 use crate::ledger::{Entry, Ledger, Part, Stage};
-use crate::model::Sender;
 use crate::model::{DeliveryState, Message, MessageId, Msisdn, now_ms};
+use crate::model::{LogSafe, Sender};
 use crate::receipts::{InboundMo, InboundSink, Receipts};
 use crate::schedule::{self, Scheduler};
 use crate::spill::Spill;
@@ -430,7 +430,7 @@ impl Gateway {
         tracing::info!(target: TARGET, records = rec.records, live = total, requeued = requeue.len(),
             unknown = finals.len(), events = self.hub.pending(), "journal recovered");
         for p in &rec.problems {
-            tracing::error!(target: TARGET, problem = %p, "unrecoverable journal entry");
+            tracing::error!(target: TARGET, problem = %LogSafe::display(p), "unrecoverable journal entry");
         }
         tokio::spawn(self.receipts.publish(finals));
         self.enqueue_or_spill(&requeue);
@@ -671,6 +671,10 @@ impl Backend for Gateway {
         Box::pin(async move { gw.store_media(tenant, conn, req).await })
     }
 
+    fn closed(&self, tenant: &Arc<str>, conn: u64) {
+        self.drop_uploads(tenant, conn);
+    }
+
     fn headroom(&self) -> u64 {
         self.max_live
             .saturating_sub(self.ledger.live() + self.spill.len())
@@ -766,8 +770,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         EventHub::new(journal.clone(), tenants.values().map(|t| t.name.clone()))
             .with_mms_carriers(mmscs.iter().cloned()),
     );
-    let mut store_cfg = crate::media::store::StoreConfig::new(config.data_dir.join("media"));
-    store_cfg.max_size = config.mms.max_media_bytes as u64;
+    let store_cfg = mms::store_config(&config);
     let media = Arc::new(crate::media::store::MediaStore::open(store_cfg)?);
     let links = Arc::new(crate::media::link::LinkSigner::new(
         &crate::media::link::load_or_create_secret(&config.data_dir)?,
@@ -1063,7 +1066,7 @@ impl Gateway {
         };
         let (tenant, event, reply) = match outcome {
             Inbound::NoTenant => {
-                tracing::warn!(target: TARGET, to = %mo.to, carrier = %mo.carrier, "inbound message to a number no tenant owns");
+                tracing::warn!(target: TARGET, to = %LogSafe::new(&mo.to), carrier = %mo.carrier, "inbound message to a number no tenant owns");
                 metrics::counter!("sluice_inbound_dropped_total", "reason" => "no_tenant")
                     .increment(1);
                 return Ok(());
@@ -1116,7 +1119,7 @@ impl Gateway {
     /// Sends a compliance reply from the sender the handset wrote to.
     async fn auto_reply(&self, tenant: &Arc<str>, sender: &str, to: Msisdn, text: String) {
         let Ok(from) = Sender::parse(sender.trim()) else {
-            tracing::warn!(target: TARGET, sender, "cannot reply from this sender address");
+            tracing::warn!(target: TARGET, sender = %LogSafe::new(sender), "cannot reply from this sender address");
             return;
         };
         let now = now_ms();

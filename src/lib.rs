@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod accept;
 pub mod admin;
 pub mod admission;
 pub mod carrier;

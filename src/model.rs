@@ -7,6 +7,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub mod logsafe;
+pub use logsafe::LogSafe;
+
 /// Most characters a message text may have (Unicode scalar values).
 pub const MAX_TEXT_CHARS: usize = 1600;
 

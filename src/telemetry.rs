@@ -70,12 +70,34 @@ fn describe() {
         "Unanswered submits (link dropped) found accepted by a receipt that came first, so not resent."
     );
     describe_counter!(
-        "sluice_accept_errors_total",
-        "Failed accepts (e.g. EMFILE) per door; the accept loop backs off."
-    );
-    describe_counter!(
         "sluice_door_refused_total",
         "Connections closed at once because their door was at its connection cap."
+        "sluice_ingest_unauthenticated",
+        "Ingest connections waiting for their Hello."
+    );
+    describe_counter!(
+        "sluice_ingest_refused_total",
+        "Ingest connections refused or closed at the door, by reason (per_ip, full, evicted, auth_locked)."
+    );
+    describe_counter!(
+        "sluice_ingest_auth_failures_total",
+        "Failed ingest Hellos (unknown tenant or wrong token)."
+    );
+    describe_counter!(
+        "sluice_accept_errors_total",
+        "accept() failures per listener (the loop backs off on resource errors)."
+    );
+    describe_counter!(
+        "sluice_media_refused_total",
+        "Media uploads refused, per tenant and reason (quota, too_many_uploads, type_mismatch, ...)."
+    );
+    describe_gauge!(
+        "sluice_media_stored_bytes",
+        "Bytes of media a tenant has stored (counted against its quota)."
+    );
+    describe_gauge!(
+        "sluice_media_stored",
+        "Media a tenant has stored (counted against its quota)."
     );
     describe_counter!(
         "sluice_smpp_submits_total",

@@ -4,41 +4,6 @@ use tokio::io::AsyncReadExt;
 
 use super::*;
 
-#[tokio::test(start_paused = true)]
-async fn accept_errors_back_off_and_log_at_a_bounded_rate() {
-    let mut b = AcceptBackoff::new("test");
-    let e = io::Error::from_raw_os_error(24); // EMFILE
-    let mut slept = Duration::ZERO;
-    let mut delays = Vec::new();
-    for _ in 0..200 {
-        let d = b.failed(&e);
-        delays.push(d);
-        tokio::time::advance(d).await;
-        slept += d;
-    }
-    assert_eq!(delays[0], BACKOFF_MIN);
-    assert_eq!(delays[1], BACKOFF_MIN * 2);
-    assert!(delays.iter().all(|d| *d <= BACKOFF_MAX));
-    assert_eq!(*delays.last().unwrap(), BACKOFF_MAX);
-    // 200 errors over ~190 s: one line, then one per 10 s.
-    let bound = 1 + slept.as_secs() / LOG_EVERY.as_secs();
-    assert!(b.lines_logged() <= bound, "{} lines", b.lines_logged());
-    assert!(b.lines_logged() >= 2);
-    // A success starts the back-off over.
-    b.succeeded();
-    assert_eq!(b.failed(&e), BACKOFF_MIN);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_burst_of_errors_logs_one_line() {
-    let mut b = AcceptBackoff::new("test");
-    let e = io::Error::from_raw_os_error(24);
-    for _ in 0..10_000 {
-        b.failed(&e);
-    }
-    assert_eq!(b.lines_logged(), 1);
-}
-
 #[tokio::test]
 async fn past_the_cap_new_connections_are_closed_at_once() {
     let mut door = Door::bind("test", "127.0.0.1:0".parse().unwrap(), None, 2)

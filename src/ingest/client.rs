@@ -338,10 +338,10 @@ async fn drive<R: tokio::io::AsyncRead + Unpin>(
             }
             Body::CreditGrant(g) => credits.add_permits(g.credits as usize),
             Body::GoAway(g) => {
-                tracing::info!(target: "sluice::client", reason = %g.reason, "server going away");
+                tracing::info!(target: "sluice::client", reason = %crate::model::LogSafe::new(&g.reason), "server going away");
             }
             Body::Error(e) if id == 0 || !pending.lock().contains_key(&id) => {
-                tracing::warn!(target: "sluice::client", code = e.code, message = %e.message, "server error");
+                tracing::warn!(target: "sluice::client", code = e.code, message = %crate::model::LogSafe::display(&e.message), "server error");
             }
             body => {
                 if let Body::BatchAck(a) = &body {

@@ -239,7 +239,7 @@ impl<H: Mm7Inbound> Shared<H> {
         let msg = match soap::decode(content_type.as_deref(), &body) {
             Ok(m) => m,
             Err(e) => {
-                tracing::info!(target: TARGET, %peer, error = %e, "undecodable MM7 request");
+                tracing::info!(target: TARGET, %peer, error = %crate::model::LogSafe::display(&e), "undecodable MM7 request");
                 return bad_request(&e, None, self.cfg.version);
             }
         };
@@ -266,7 +266,7 @@ impl<H: Mm7Inbound> Shared<H> {
                 answer(result, &tid, version, &mm7_version, Rsp::deliver, "deliver")
             }
             other => {
-                tracing::info!(target: TARGET, %peer, message = other.name(), "unsupported MM7 request");
+                tracing::info!(target: TARGET, %peer, message = %crate::model::LogSafe::new(other.name()), "unsupported MM7 request");
                 let fault = Fault::new(
                     Some(&tid),
                     version,
@@ -318,7 +318,7 @@ fn answer(
             soap_response(StatusCode::OK, r.encode())
         }
         Err(reason) => {
-            tracing::warn!(target: TARGET, transaction_id = tid, %reason, "MM7 {what} handler failed");
+            tracing::warn!(target: TARGET, transaction_id = %crate::model::LogSafe::new(tid), reason = %crate::model::LogSafe::display(&reason), "MM7 {what} handler failed");
             let fault = Fault::new(
                 Some(tid),
                 version,

@@ -729,7 +729,7 @@ impl Shared {
             }
             Err(e) => {
                 self.bump(|s| s.malformed += 1);
-                tracing::info!(target: TARGET, error = %e, "malformed SubmitReq");
+                tracing::info!(target: TARGET, error = %crate::model::LogSafe::display(&e), "malformed SubmitReq");
                 return fault(
                     None,
                     default_version,
@@ -886,10 +886,10 @@ impl Shared {
                     return;
                 }
                 Ok(s) => {
-                    tracing::debug!(target: TARGET, message_id = %report.message_id, status = %s, "report refused");
+                    tracing::debug!(target: TARGET, message_id = %crate::model::LogSafe::new(&report.message_id), status = %crate::model::LogSafe::display(&s), "report refused");
                 }
                 Err(e) => {
-                    tracing::debug!(target: TARGET, message_id = %report.message_id, error = %e, "report failed");
+                    tracing::debug!(target: TARGET, message_id = %crate::model::LogSafe::new(&report.message_id), error = %crate::model::LogSafe::display(&e), "report failed");
                 }
             }
         }

@@ -1361,7 +1361,7 @@ impl Conn {
         let pdu = match frame {
             None => return Flow::Close(End::Eof),
             Some(Err(e)) => {
-                tracing::debug!(target: TARGET, conn = self.id, error = %e, "framing error, closing");
+                tracing::debug!(target: TARGET, conn = self.id, error = %crate::model::LogSafe::display(&e), "framing error, closing");
                 return Flow::Close(End::Broken);
             }
             Some(Ok(pdu)) => pdu,
@@ -1385,10 +1385,10 @@ impl Conn {
 
     fn on_malformed(&mut self, sh: &Shared, e: &PduError) {
         if e.command_id().is_some_and(|id| id & RESPONSE_BIT != 0) {
-            tracing::debug!(target: TARGET, conn = self.id, error = %e, "malformed response ignored");
+            tracing::debug!(target: TARGET, conn = self.id, error = %crate::model::LogSafe::display(&e), "malformed response ignored");
             return;
         }
-        tracing::debug!(target: TARGET, conn = self.id, error = %e, "malformed PDU, nacking");
+        tracing::debug!(target: TARGET, conn = self.id, error = %crate::model::LogSafe::display(&e), "malformed PDU, nacking");
         self.nack(sh, e.sequence_number().unwrap_or(0), e.command_status());
     }
 
@@ -1468,11 +1468,11 @@ impl Conn {
         .encode(&mut self.out);
         if !status.is_ok() {
             inc(&sh.stats.bind_failures);
-            tracing::info!(target: TARGET, conn = self.id, peer = %self.peer, %system_id, ?kind, %status, "bind refused");
+            tracing::info!(target: TARGET, conn = self.id, peer = %self.peer, system_id = %crate::model::LogSafe::new(&system_id), ?kind, %status, "bind refused");
             return;
         }
         inc(&sh.stats.binds);
-        tracing::info!(target: TARGET, conn = self.id, peer = %self.peer, %system_id, ?kind, "bound");
+        tracing::info!(target: TARGET, conn = self.id, peer = %self.peer, system_id = %crate::model::LogSafe::new(&system_id), ?kind, "bound");
         let system_id: Arc<str> = Arc::from(system_id.as_ref());
         if kind.can_receive() {
             let session = SessionTx {
@@ -1548,7 +1548,7 @@ impl Conn {
 
     fn reject(&mut self, sh: &Shared, seq: u32, status: CommandStatus, why: &str) {
         inc(&sh.stats.rejected);
-        tracing::debug!(target: TARGET, conn = self.id, %status, why, "submit_sm refused");
+        tracing::debug!(target: TARGET, conn = self.id, %status, why = %crate::model::LogSafe::new(why), "submit_sm refused");
         Pdu::submit_sm_resp(seq, status, Bytes::new()).encode(&mut self.out);
     }
 

@@ -200,7 +200,7 @@ pub async fn run<H: Handler>(
             Err(SessionError::Shutdown) => return,
             Err(e) => {
                 metrics::counter!("sluice_smpp_disconnects_total", "carrier" => params.carrier.to_string()).increment(1);
-                tracing::warn!(target: TARGET, bind = %params.name, error = %e, retry_in = ?delay, "bind down");
+                tracing::warn!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&e), retry_in = ?delay, "bind down");
             }
             Ok(()) => {}
         }
@@ -394,7 +394,7 @@ where
                         None => break Some(SessionError::Closed),
                         Some(Err(e)) => break Some(SessionError::Link(e.to_string())),
                         Some(Ok(Err(bad))) => {
-                            tracing::debug!(target: TARGET, bind = %params.name, error = %bad, "undecodable PDU");
+                            tracing::debug!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&bad), "undecodable PDU");
                             // Never nack a response: that would loop with the peer.
                             if bad.command_id().is_none_or(|c| c & super::pdu::RESPONSE_BIT == 0) {
                                 bad.generic_nack().encode(&mut wbuf);

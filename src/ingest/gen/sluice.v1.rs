@@ -585,8 +585,13 @@ pub enum ErrorCode {
     /// A second Hello on the same connection.
     ProtocolViolation = 10,
     /// PutMedia refused: type not allowed or not what the bytes are, too
-    /// large, bad chunk offset; the message says which.
+    /// large, bad chunk offset, over the tenant's media quota or upload
+    /// concurrency; the message says which.
     MediaRejected = 11,
+    /// The connection is refused or closed for now: too many connections (from
+    /// this address, or in all), or closed to make room while waiting for
+    /// Hello. Retry later, with back-off.
+    Busy = 12,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -607,6 +612,7 @@ impl ErrorCode {
             Self::UnknownFrame => "UNKNOWN_FRAME",
             Self::ProtocolViolation => "PROTOCOL_VIOLATION",
             Self::MediaRejected => "MEDIA_REJECTED",
+            Self::Busy => "BUSY",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -624,6 +630,7 @@ impl ErrorCode {
             "UNKNOWN_FRAME" => Some(Self::UnknownFrame),
             "PROTOCOL_VIOLATION" => Some(Self::ProtocolViolation),
             "MEDIA_REJECTED" => Some(Self::MediaRejected),
+            "BUSY" => Some(Self::Busy),
             _ => None,
         }
     }
