@@ -253,6 +253,7 @@ fn admitting_limits(tenants: &[Arc<str>]) -> (SenderLimits, Vec<TenantConfig>, f
             rate: 1_000_000.0,
             programs: vec![],
             quiet_hours: None,
+            default_country: None,
         })
         .collect();
     (SenderLimits::new(senders), tenant_config, 100_000_000.0)

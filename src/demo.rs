@@ -212,6 +212,7 @@ pub fn embedded_config(
         rate: 0.0,
         programs: vec![],
         quiet_hours: None,
+        default_country: None,
     }];
     c.carriers = vec![CarrierConfig {
         name: "sim".into(),
@@ -235,6 +236,7 @@ pub fn embedded_config(
             enquire_link_interval: Duration::from_secs(30),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
+            auth_failure_backoff: Duration::from_secs(300),
         }],
     }];
     c

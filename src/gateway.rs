@@ -41,6 +41,8 @@ struct TenantEntry {
     name: Arc<str>,
     token: Secret,
     default_validity: Duration,
+    /// National numbers of this country are accepted (normalised to E.164).
+    default_country: Option<crate::model::numbering::Country>,
 }
 
 /// The wired pipeline; implements the ingest [`Backend`].
@@ -501,6 +503,7 @@ impl Backend for Gateway {
     fn submit(
         self: &Arc<Self>,
         tenant: &Arc<str>,
+        conn: u64,
         messages: Vec<pb::SubmitMessage>,
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
         let now = now_ms();
@@ -513,8 +516,14 @@ impl Backend for Gateway {
         let mut accepted: Vec<Arc<Message>> = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {
             let client_ref = m.client_ref.clone();
-            let verdict =
-                admission::validate(tenant, m, t.default_validity, now).and_then(|mut msg| {
+            let verdict = admission::validate_with_country(
+                tenant,
+                m,
+                t.default_validity,
+                t.default_country,
+                now,
+            )
+            .and_then(|mut msg| {
                     if self.route(msg.to).is_none() {
                         return Err(admission::Rejection {
                             reason: RejectReason::NoRoute,
@@ -580,6 +589,9 @@ impl Backend for Gateway {
         if accepted.is_empty() {
             return Box::pin(std::future::ready(results));
         }
+        // Before anything can finish them: their events go to `conn` when it
+        // subscribed for its own messages only.
+        self.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
         self.ledger.admit(&accepted);
         let durable = self.journal.accept(accepted.iter().map(|m| &**m));
         let gw = self.clone();
@@ -593,6 +605,7 @@ impl Backend for Gateway {
                 Err(e) => {
                     tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
                     gw.ledger.forget(accepted.iter().map(|m| m.id));
+                    gw.hub.unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
                     let failed: std::collections::HashSet<u64> =
                         accepted.iter().map(|m| m.id.0).collect();
                     for m in &accepted {
@@ -646,12 +659,29 @@ pub struct Running {
     mm7_servers: Vec<crate::mm7::Mm7Server>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    health: Arc<Health>,
+    http_stop: watch::Sender<bool>,
+    http_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, says GoAway to clients, unbinds, and waits (bounded)
-    /// for tasks to finish.
+    /// Readiness (what `/readyz` answers).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Marks the node draining: `/readyz` answers 503 from now on, so load
+    /// balancers move new traffic elsewhere. [`Running::shutdown`] starts
+    /// with this.
+    pub fn begin_drain(&self) {
+        self.health.drain();
+    }
+
+    /// Drains (`/readyz` 503), stops accepting, says GoAway to clients,
+    /// unbinds, waits (bounded) for tasks to finish, and stops the HTTP
+    /// endpoint last.
     pub async fn shutdown(mut self) {
+        self.begin_drain();
         let _ = self.shutdown.send(true);
         for s in &self.mm7_servers {
             s.shutdown();
@@ -661,6 +691,10 @@ impl Running {
         })
         .await;
         self.tasks.abort_all();
+        let _ = self.http_stop.send(true);
+        if let Some(t) = self.http_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        }
     }
 
     /// Resolves when a task the gateway cannot live without ends.
@@ -675,6 +709,7 @@ impl Running {
 /// The journal cannot be opened or a listener cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     telemetry::metrics_handle();
+    crate::model::numbering::warm();
     let (journal, recovered) = Journal::open(&config.journal_dir(), &config.journal)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let tenants: HashMap<String, TenantEntry> = config
@@ -687,6 +722,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     name: t.name.as_str().into(),
                     token: t.token.clone(),
                     default_validity: t.default_validity,
+                    default_country: t.default_country(),
                 },
             )
         })
@@ -880,6 +916,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tasks.spawn(page_in(gateway.clone(), shutdown.clone()));
 
     let health = Arc::new(Health::default());
+    health.watch_carriers(
+        config.http.ready_carriers,
+        carriers.iter().map(|(name, c)| {
+            (
+                name.clone(),
+                c.clone() as Arc<dyn crate::readiness::Reachable>,
+            )
+        }),
+    );
+    // The HTTP endpoint outlives the other tasks at shutdown, so `/readyz`
+    // answers "draining" (and `/metrics` is scraped) until the end.
+    let (http_stop_tx, http_stop) = watch::channel(false);
+    let mut http_task = None;
     let pages = Some((media.clone(), links.clone()));
     let http_addr = match config.http.listen {
         Some(addr) => {
@@ -892,13 +941,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 ledger.clone(),
                 gateway.spill.clone(),
             ));
-            tasks.spawn(telemetry::serve_http(
+            http_task = Some(tokio::spawn(telemetry::serve_http(
                 l,
                 health.clone(),
                 Some(admin),
                 pages,
-                shutdown.clone(),
-            ));
+                http_stop,
+            )));
             Some(a)
         }
         None => None,
@@ -921,6 +970,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         mm7_servers,
         shutdown: shutdown_tx,
         tasks,
+        health,
+        http_stop: http_stop_tx,
+        http_task,
     })
 }
 
@@ -983,8 +1035,9 @@ impl Gateway {
             }
             Inbound::Forward { tenant } => {
                 let ev = pb::event::Kind::Inbound(pb::InboundMessage {
-                    from: mo.from.clone(),
-                    to: mo.to.clone(),
+                    // Numbers as E.164, whatever form the carrier gave them in.
+                    from: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
+                    to: Sender::parse(mo.to.trim()).map_or_else(|_| mo.to.clone(), |s| s.to_string()),
                     text: mo.text.clone(),
                     at_ms: now_ms(),
                     carrier: mo.carrier.to_string(),
@@ -1005,7 +1058,7 @@ impl Gateway {
             } => {
                 let opted_out = handset.is_some_and(|n| self.compliance.check_scope(&scope, n));
                 let ev = pb::event::Kind::Opt(pb::OptEvent {
-                    number: mo.from.clone(),
+                    number: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
                     scope,
                     opted_out,
                     keyword,

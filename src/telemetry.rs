@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -73,6 +72,10 @@ fn describe() {
     describe_counter!(
         "sluice_smpp_disconnects_total",
         "SMPP sessions that ended, per carrier."
+    );
+    describe_counter!(
+        "sluice_smpp_bind_failures_total",
+        "Binds the SMSC refused, per carrier and command status; after ESME_RINVPASWD, ESME_RINVSYSID or ESME_RBINDFAIL the bind waits auth_failure_backoff."
     );
     describe_gauge!(
         "sluice_smpp_window_in_use",
@@ -221,22 +224,9 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Whether the gateway is ready to take traffic.
-#[derive(Debug, Default)]
-pub struct Health {
-    ready: AtomicBool,
-}
-
-impl Health {
-    /// Marks ready or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-    }
-    /// True once recovery finished and listeners are up.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-}
+/// Whether the gateway is ready to take traffic: start-up, drain and
+/// carrier reachability, decided in [`crate::readiness`].
+pub type Health = crate::readiness::Readiness;
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until shutdown.
 pub async fn serve_http(
@@ -300,12 +290,10 @@ fn route(
             (StatusCode::OK, "text/plain; version=0.0.4", handle.render())
         }
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        "/readyz" if health.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "starting\n".to_owned(),
-        ),
+        "/readyz" => {
+            let (status, body) = health.readyz();
+            (status, "text/plain", body)
+        }
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

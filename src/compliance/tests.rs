@@ -21,6 +21,7 @@ fn config(dir: &Path) -> Config {
             keywords: Default::default(),
         }],
         quiet_hours: None,
+        default_country: None,
     }];
     c
 }

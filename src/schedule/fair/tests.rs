@@ -16,6 +16,7 @@ fn tenant(name: &str, weight: u32, rate: f64) -> TenantConfig {
         rate,
         programs: vec![],
         quiet_hours: None,
+        default_country: None,
     }
 }
 
