@@ -245,7 +245,11 @@ impl EventHub {
     /// it receives only the events of the messages it [claims](EventHub::claim).
     pub fn subscribe_connection(&self, tenant: &str, conn: ConnId) {
         if let Some(t) = self.tenants.get(tenant)
-            && t.queue.lock().scoped.insert(conn, VecDeque::new()).is_none()
+            && t.queue
+                .lock()
+                .scoped
+                .insert(conn, VecDeque::new())
+                .is_none()
         {
             t.scoped.fetch_add(1, Ordering::Release);
         }

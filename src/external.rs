@@ -97,10 +97,7 @@ pub fn require(programs: &[&Program]) -> bool {
         return true;
     };
     let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_owned();
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
     let why = format!(
         "needs {} ({}; install: {}), not found on PATH",
         names.join(" and "),

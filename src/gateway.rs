@@ -524,29 +524,27 @@ impl Backend for Gateway {
                 now,
             )
             .and_then(|mut msg| {
-                    if self.route(msg.to).is_none() {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::NoRoute,
-                            detail: format!("no carrier routes {}", msg.to),
-                        });
-                    }
-                    if let Some(id) = msg.media.iter().find(|id| !self.owns_media(tenant, id)) {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::UnknownMedia,
-                            detail: format!(
-                                "unknown media id {id:?} (upload it with PutMedia first)"
-                            ),
-                        });
-                    }
-                    if let Some(scope) = self.compliance.check(tenant, &msg.from, msg.to) {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::Suppressed,
-                            detail: format!("{} opted out ({scope})", msg.to),
-                        });
-                    }
-                    msg.id = MessageId(first + i as u64);
-                    Ok(msg)
-                });
+                if self.route(msg.to).is_none() {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::NoRoute,
+                        detail: format!("no carrier routes {}", msg.to),
+                    });
+                }
+                if let Some(id) = msg.media.iter().find(|id| !self.owns_media(tenant, id)) {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::UnknownMedia,
+                        detail: format!("unknown media id {id:?} (upload it with PutMedia first)"),
+                    });
+                }
+                if let Some(scope) = self.compliance.check(tenant, &msg.from, msg.to) {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::Suppressed,
+                        detail: format!("{} opted out ({scope})", msg.to),
+                    });
+                }
+                msg.id = MessageId(first + i as u64);
+                Ok(msg)
+            });
             match verdict {
                 Err(r) => {
                     metrics::counter!("sluice_messages_rejected_total",
@@ -605,7 +603,8 @@ impl Backend for Gateway {
                 Err(e) => {
                     tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
                     gw.ledger.forget(accepted.iter().map(|m| m.id));
-                    gw.hub.unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
+                    gw.hub
+                        .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
                     let failed: std::collections::HashSet<u64> =
                         accepted.iter().map(|m| m.id.0).collect();
                     for m in &accepted {
@@ -1037,7 +1036,8 @@ impl Gateway {
                 let ev = pb::event::Kind::Inbound(pb::InboundMessage {
                     // Numbers as E.164, whatever form the carrier gave them in.
                     from: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
-                    to: Sender::parse(mo.to.trim()).map_or_else(|_| mo.to.clone(), |s| s.to_string()),
+                    to: Sender::parse(mo.to.trim())
+                        .map_or_else(|_| mo.to.clone(), |s| s.to_string()),
                     text: mo.text.clone(),
                     at_ms: now_ms(),
                     carrier: mo.carrier.to_string(),

@@ -63,7 +63,11 @@ async fn recipients_are_e164_unless_the_tenant_has_a_default_country_and_events_
         .unwrap();
     let r = &ack.results;
     for bad in &r[..4] {
-        assert_eq!(bad.reason, pb::RejectReason::InvalidNumber as i32, "{bad:?}");
+        assert_eq!(
+            bad.reason,
+            pb::RejectReason::InvalidNumber as i32,
+            "{bad:?}"
+        );
     }
     assert!(
         r[0].detail.contains("'+'") && r[0].detail.contains("default_country"),
@@ -105,11 +109,14 @@ async fn recipients_are_e164_unless_the_tenant_has_a_default_country_and_events_
     );
 
     // Handset numbers from the SMSC come without '+'; events carry E.164.
-    smsc.inject_mo("14155550123", "12345", "hello there").unwrap();
+    smsc.inject_mo("14155550123", "12345", "hello there")
+        .unwrap();
     smsc.inject_mo("14155550124", "12345", "STOP").unwrap();
-    eventually("inbound and opt-out events", Duration::from_secs(20), || {
-        !got.inbound.lock().is_empty() && !got.opts.lock().is_empty()
-    })
+    eventually(
+        "inbound and opt-out events",
+        Duration::from_secs(20),
+        || !got.inbound.lock().is_empty() && !got.opts.lock().is_empty(),
+    )
     .await;
     let inbound = got.inbound.lock()[0].clone();
     assert_eq!(
@@ -135,7 +142,13 @@ async fn send_wait_prints_its_own_event_and_leaves_the_others_to_the_subscriber(
     // whose events wait in the tenant stream.
     let (campaign, mut events) = Client::connect(&addr, TENANT, TOKEN).await.unwrap();
     let batch: Vec<_> = (0..20)
-        .map(|i| msg(&format!("c-{i}"), &format!("+1415555{:04}", 1000 + i), "promo"))
+        .map(|i| {
+            msg(
+                &format!("c-{i}"),
+                &format!("+1415555{:04}", 1000 + i),
+                "promo",
+            )
+        })
         .collect();
     let campaign_ids: HashSet<u64> = accepted_ids(&campaign.submit(batch).await.unwrap())
         .into_iter()
@@ -202,14 +215,20 @@ async fn send_wait_prints_its_own_event_and_leaves_the_others_to_the_subscriber(
             None => tokio::time::timeout_at(deadline, events.recv())
                 .await
                 .unwrap_or_else(|_| {
-                    panic!("only {} deliveries and {inbound} inbound", seen_messages.len())
+                    panic!(
+                        "only {} deliveries and {inbound} inbound",
+                        seen_messages.len()
+                    )
                 })
                 .unwrap(),
         };
         campaign.ack(vec![e.event_id]).await.unwrap();
         match e.kind {
             Some(pb::event::Kind::Delivery(d)) => {
-                assert_ne!(d.message_id, own_id, "the operator's event reached the campaign");
+                assert_ne!(
+                    d.message_id, own_id,
+                    "the operator's event reached the campaign"
+                );
                 assert!(campaign_ids.contains(&d.message_id));
                 seen_messages.insert(d.message_id);
             }
@@ -218,7 +237,10 @@ async fn send_wait_prints_its_own_event_and_leaves_the_others_to_the_subscriber(
         }
     }
     campaign.ping().await.unwrap();
-    eventually("nothing left", Duration::from_secs(10), || hub.pending() == 0).await;
+    eventually("nothing left", Duration::from_secs(10), || {
+        hub.pending() == 0
+    })
+    .await;
     gw.shutdown().await;
 }
 
@@ -246,11 +268,17 @@ async fn readyz_follows_the_binds_and_the_drain_and_refused_binds_are_counted() 
         if refused {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no refusal counted:\n{text}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no refusal counted:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (status, body) = get(http, "/readyz").await;
-    assert_eq!((status, body.as_str()), (503, "not ready: no bind up to carrier sim\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "not ready: no bind up to carrier sim\n")
+    );
     gw.shutdown().await;
 
     // Right password: ready once bound; not ready when the SMSC goes away,
@@ -281,7 +309,10 @@ async fn readyz_follows_the_binds_and_the_drain_and_refused_binds_are_counted() 
     let http = gw.http_addr.unwrap();
     eventually("bound", Duration::from_secs(20), || gw.health().is_ready()).await;
     smsc.shutdown();
-    eventually("binds down", Duration::from_secs(20), || !gw.health().is_ready()).await;
+    eventually("binds down", Duration::from_secs(20), || {
+        !gw.health().is_ready()
+    })
+    .await;
     assert_eq!(get(http, "/readyz").await.0, 503);
     gw.shutdown().await;
 }
@@ -325,7 +356,10 @@ async fn check_config_lists_every_mistake_in_one_run_and_run_uses_the_same_check
         "line 17: invalid type: string \"big\", expected u32",
         "tenant \"acme\": token must have at least 8 characters",
     ] {
-        assert!(report.contains(expected), "{expected:?} missing in:\n{report}");
+        assert!(
+            report.contains(expected),
+            "{expected:?} missing in:\n{report}"
+        );
     }
 
     // `sluice run` refuses the file with the same report, before starting.
@@ -345,6 +379,10 @@ async fn check_config_lists_every_mistake_in_one_run_and_run_uses_the_same_check
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 }

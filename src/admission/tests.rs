@@ -59,7 +59,12 @@ fn recipients_must_be_e164_unless_the_tenant_has_a_default_country() {
     let t: Arc<str> = "acme".into();
     let d = Duration::from_secs(1);
     let us = Some("US".parse().unwrap());
-    for national in ["4155550100", " +447700900123", "+44 7700 900123", "+4155550100"] {
+    for national in [
+        "4155550100",
+        " +447700900123",
+        "+44 7700 900123",
+        "+4155550100",
+    ] {
         let r = validate(&t, submit(national, "x"), d, 0).unwrap_err();
         assert_eq!(r.reason, RejectReason::InvalidNumber, "{national:?}");
         assert!(

@@ -143,9 +143,10 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_map(de::value::MapDeserializer::new(
-            std::iter::empty::<(&str, &str)>(),
-        ))
+        visitor.visit_map(de::value::MapDeserializer::new(std::iter::empty::<(
+            &str,
+            &str,
+        )>()))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -217,7 +218,10 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
         }
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
         let field = self.current.take().unwrap_or_default();
         seed.deserialize(self.tracer.child(field))
     }

@@ -172,7 +172,11 @@ async fn a_connection_scoped_subscriber_gets_only_its_own_messages() {
     // Neither can acknowledge the other's events.
     assert_eq!(h.ack("t", CAMPAIGN, &[mine[0].event_id]), 0);
     assert_eq!(h.ack("t", CLI, &[mine[0].event_id]), 1);
-    assert_eq!(h.snapshot().len(), 3, "the campaign's three are unacknowledged");
+    assert_eq!(
+        h.snapshot().len(),
+        3,
+        "the campaign's three are unacknowledged"
+    );
 }
 
 #[tokio::test]
@@ -189,9 +193,16 @@ async fn a_scoped_connection_that_goes_away_hands_everything_to_the_tenant_strea
     // One taken (not acknowledged), one still queued for the CLI, one in flight.
     let taken = h.take("t", CLI, 1);
     assert_eq!(ids(&taken), vec![1]);
-    assert!(h.take("t", CAMPAIGN, 10).is_empty(), "claimed events are not shared");
+    assert!(
+        h.take("t", CAMPAIGN, 10).is_empty(),
+        "claimed events are not shared"
+    );
     h.release("t", CLI);
-    assert_eq!(ids(&h.take("t", CAMPAIGN, 10)), vec![1, 2], "in event order");
+    assert_eq!(
+        ids(&h.take("t", CAMPAIGN, 10)),
+        vec![1, 2],
+        "in event order"
+    );
     // Message 3 finishes after the CLI left: the tenant stream gets it.
     h.publish_final(&[finished(3)]).wait().await.unwrap();
     assert_eq!(ids(&h.take("t", CAMPAIGN, 10)), vec![3]);
@@ -203,7 +214,10 @@ async fn a_scoped_subscriber_waits_for_its_own_events_only() {
     let (h, _d) = hub();
     h.subscribe_connection("t", 5);
     h.claim("t", 5, [MessageId(42)]);
-    h.publish_kind("t", inbound("not yours")).wait().await.unwrap();
+    h.publish_kind("t", inbound("not yours"))
+        .wait()
+        .await
+        .unwrap();
     // A tenant-scoped connection is woken at once; the scoped one is not.
     tokio::time::timeout(std::time::Duration::from_secs(5), h.wait("t", 6))
         .await

@@ -46,7 +46,10 @@ fn not_ready_until_started() {
 fn every_carrier_needs_a_bind_by_default() {
     let c = carriers(&[1, 0]);
     let r = readiness(ReadyCarriers::default(), &c);
-    assert_eq!(r.check(), Err(NotReady::CarriersDown(vec!["smsc-1".into()])));
+    assert_eq!(
+        r.check(),
+        Err(NotReady::CarriersDown(vec!["smsc-1".into()]))
+    );
     let (status, body) = r.readyz();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, "not ready: no bind up to carrier smsc-1\n");
@@ -60,7 +63,10 @@ fn any_carrier_is_enough_when_configured() {
     let r = readiness(ReadyCarriers::Any, &c);
     assert_eq!(
         r.check(),
-        Err(NotReady::CarriersDown(vec!["smsc-0".into(), "smsc-1".into()]))
+        Err(NotReady::CarriersDown(vec![
+            "smsc-0".into(),
+            "smsc-1".into()
+        ]))
     );
     c[0].1.0.store(1, Ordering::Relaxed);
     assert!(r.is_ready());

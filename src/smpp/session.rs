@@ -174,7 +174,9 @@ pub async fn run<H: Handler>(params: BindParams, handler: Arc<H>, shutdown: watc
 pub fn is_auth_refusal(status: CommandStatus) -> bool {
     matches!(
         status,
-        CommandStatus::ESME_RINVPASWD | CommandStatus::ESME_RINVSYSID | CommandStatus::ESME_RBINDFAIL
+        CommandStatus::ESME_RINVPASWD
+            | CommandStatus::ESME_RINVSYSID
+            | CommandStatus::ESME_RBINDFAIL
     )
 }
 

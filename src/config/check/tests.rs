@@ -72,7 +72,8 @@ windw = 8
     let problems = check(text).unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems[0].contains("unknown key `carriers.binds.windw`; did you mean `carriers.binds.window`?"),
+        problems[0]
+            .contains("unknown key `carriers.binds.windw`; did you mean `carriers.binds.window`?"),
         "{problems:?}"
     );
 }
@@ -90,7 +91,10 @@ fn missing_keys_are_reported() {
 #[test]
 fn a_clean_file_passes() {
     let c = check("node_id = \"x\"\n[receipts]\nmultipart_grace = \"5s\"\n").unwrap();
-    assert_eq!(c.receipts.multipart_grace, std::time::Duration::from_secs(5));
+    assert_eq!(
+        c.receipts.multipart_grace,
+        std::time::Duration::from_secs(5)
+    );
     check(include_str!("../../../deploy/sluice.toml")).unwrap();
     check("").unwrap();
 }

@@ -29,7 +29,10 @@ fn national_digits_without_plus_are_refused_without_default_country() {
         Err(NumberError::NotE164)
     );
     let text = NumberError::NotE164.to_string();
-    assert!(text.contains("'+'") && text.contains("default_country"), "{text}");
+    assert!(
+        text.contains("'+'") && text.contains("default_country"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -84,7 +87,12 @@ fn country_code_and_length_come_from_the_plan() {
 #[test]
 fn default_country_reads_national_numbers_and_normalises_them() {
     let us = country("US");
-    for input in ["4155550100", "(415) 555-0100", "1 415 555 0100", "415.555.0100"] {
+    for input in [
+        "4155550100",
+        "(415) 555-0100",
+        "1 415 555 0100",
+        "415.555.0100",
+    ] {
         assert_eq!(
             parse_recipient(input, us).map(|m| m.to_string()),
             Ok("+14155550100".to_owned()),
@@ -93,11 +101,15 @@ fn default_country_reads_national_numbers_and_normalises_them() {
     }
     // Trunk prefix 0 dropped (UK), leading zero kept where the plan keeps it (Italy).
     assert_eq!(
-        parse_recipient("07700 900123", country("GB")).unwrap().to_string(),
+        parse_recipient("07700 900123", country("GB"))
+            .unwrap()
+            .to_string(),
         "+447700900123"
     );
     assert_eq!(
-        parse_recipient("06 1234 5678", country("IT")).unwrap().to_string(),
+        parse_recipient("06 1234 5678", country("IT"))
+            .unwrap()
+            .to_string(),
         "+390612345678"
     );
     // E.164 input stays strict even with a default country.
@@ -106,7 +118,9 @@ fn default_country_reads_national_numbers_and_normalises_them() {
         Err(NumberError::NotDigits)
     );
     assert_eq!(
-        parse_recipient("+447700900123", country("US")).unwrap().to_string(),
+        parse_recipient("+447700900123", country("US"))
+            .unwrap()
+            .to_string(),
         "+447700900123"
     );
 }
@@ -158,7 +172,13 @@ fn no_input_panics() {
         x
     };
     let alphabet: Vec<char> = "0123456789+ -.()#*xX;ext=,éa\u{0}".chars().collect();
-    let countries = [country("US"), country("GB"), country("IT"), country("DE"), None];
+    let countries = [
+        country("US"),
+        country("GB"),
+        country("IT"),
+        country("DE"),
+        None,
+    ];
     for _ in 0..20_000 {
         let len = (next() % 24) as usize;
         let s: String = (0..len)
