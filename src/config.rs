@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod check;
+pub mod keys;
+
 /// A string that must never be logged.
 #[derive(Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(transparent)]
@@ -523,6 +526,8 @@ pub struct HttpConfig {
     /// Deadline for receiving and applying an opt-out import.
     #[serde(with = "humantime_serde")]
     pub import_timeout: Duration,
+    /// Which SMS carriers must have a bind up for `/readyz` to say ready.
+    pub ready_carriers: ReadyCarriers,
 }
 
 impl HttpConfig {
@@ -552,8 +557,21 @@ impl Default for HttpConfig {
             max_body_bytes: 64 << 10,
             max_import_bytes: 256 << 20,
             import_timeout: Duration::from_secs(600),
+            ready_carriers: ReadyCarriers::Every,
         }
     }
+}
+
+/// Which SMS carriers must have a bind up for the node to be ready
+/// (`/readyz`, see `readiness`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyCarriers {
+    /// Every carrier has at least one bind up (default).
+    #[default]
+    Every,
+    /// At least one carrier has a bind up.
+    Any,
 }
 
 /// The public HTTP door: landing pages of SMS-fallback links (`/m/...`),
@@ -749,6 +767,11 @@ pub struct TenantConfig {
     /// `mms.media_quota_count`.
     #[serde(default)]
     pub media_quota_count: Option<u64>,
+    /// Country (ISO 3166 alpha-2, e.g. `"US"`) whose national numbers this
+    /// tenant may submit (normalised to E.164); absent: recipients must be
+    /// E.164.
+    #[serde(default)]
+    pub default_country: Option<String>,
 }
 
 impl Default for TenantConfig {
@@ -768,7 +791,16 @@ impl Default for TenantConfig {
             quiet_hours: None,
             media_quota_bytes: None,
             media_quota_count: None,
+            default_country: None,
         }
+    }
+}
+
+impl TenantConfig {
+    /// The parsed `default_country` (`None` when absent or invalid; an
+    /// invalid one is reported by [`Config::problems`]).
+    pub fn default_country(&self) -> Option<crate::model::numbering::Country> {
+        self.default_country.as_deref().and_then(|c| c.parse().ok())
     }
 }
 
@@ -901,7 +933,8 @@ pub enum BindMode {
 ///
 /// # Defaults
 /// transceiver, window 64, unlimited rate, response timeout 10 s,
-/// enquire_link every 30 s, reconnect backoff 500 ms doubling to 30 s.
+/// enquire_link every 30 s, reconnect backoff 500 ms doubling to 30 s,
+/// 5 min after a refused authentication.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindConfig {
@@ -941,6 +974,11 @@ pub struct BindConfig {
     /// Largest reconnect delay.
     #[serde(default = "default_reconnect_max", with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// Wait before binding again after the SMSC refused the credentials
+    /// (ESME_RINVPASWD, ESME_RINVSYSID, ESME_RBINDFAIL): carriers lock
+    /// accounts that keep retrying. Default 5 min.
+    #[serde(default = "default_auth_failure_backoff", with = "humantime_serde")]
+    pub auth_failure_backoff: Duration,
 }
 
 fn one() -> u32 {
@@ -967,6 +1005,9 @@ fn default_reconnect_min() -> Duration {
 fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
 }
+fn default_auth_failure_backoff() -> Duration {
+    Duration::from_secs(300)
+}
 
 /// A route: recipients whose E.164 number starts with `prefix` go to
 /// `carriers` (first available wins).
@@ -991,16 +1032,10 @@ pub enum ConfigError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The TOML does not parse or has unknown keys.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        message: String,
-    },
-    /// Values that parse but make no sense together.
-    #[error("{path}: invalid configuration:\n  - {}", problems.join("\n  - "))]
+    /// Every problem of the file: TOML syntax, unknown keys, wrong types,
+    /// and values that parse but make no sense together.
+    #[error("{path}: invalid configuration ({} problem{}):\n  - {}",
+        problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.join("\n  - "))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -1022,24 +1057,16 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Parses and validates TOML text; `path` names it in errors.
+    /// Parses and validates TOML text; `path` names it in errors. Every
+    /// problem is reported at once ([`check::check`]).
     ///
     /// # Errors
-    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    /// [`ConfigError::Invalid`] with every problem found.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        check::check(text).map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        let problems = config.problems();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                problems,
-            })
-        }
+            problems,
+        })
     }
 
     /// Every inconsistency in the configuration (empty when usable).
@@ -1174,6 +1201,11 @@ impl Config {
             }
             if t.weight == 0 {
                 p.push(format!("tenant {:?}: weight must be at least 1", t.name));
+            }
+            if let Some(c) = &t.default_country
+                && let Err(e) = c.parse::<crate::model::numbering::Country>()
+            {
+                p.push(format!("tenant {:?}: default_country: {e}", t.name));
             }
         }
         for m in &self.mmsc {

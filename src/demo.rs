@@ -226,6 +226,7 @@ pub fn embedded_config(
             enquire_link_interval: Duration::from_secs(30),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
+            auth_failure_backoff: Duration::from_secs(300),
         }],
     }];
     c

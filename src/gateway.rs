@@ -48,6 +48,8 @@ struct TenantEntry {
     default_validity: Duration,
     /// The senders it may send from.
     senders: admission::OwnedSenders,
+    /// National numbers of this country are accepted (normalised to E.164).
+    default_country: Option<crate::model::numbering::Country>,
 }
 
 /// The wired pipeline; implements the ingest [`Backend`].
@@ -547,6 +549,7 @@ impl Backend for Gateway {
     fn submit(
         self: &Arc<Self>,
         tenant: &Arc<str>,
+        conn: u64,
         messages: Vec<pb::SubmitMessage>,
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
         let now = now_ms();
@@ -560,7 +563,13 @@ impl Backend for Gateway {
         for (i, m) in messages.into_iter().enumerate() {
             let client_ref = m.client_ref.clone();
             let verdict =
-                admission::validate(tenant, m, t.default_validity, now).and_then(|mut msg| {
+                admission::validate_with_country(
+                tenant,
+                m,
+                t.default_validity,
+                t.default_country,
+                now,
+            ).and_then(|mut msg| {
                     if !t.senders.allows(&msg.from) {
                         return Err(admission::sender_not_allowed(tenant, &msg.from));
                     }
@@ -629,6 +638,9 @@ impl Backend for Gateway {
         if accepted.is_empty() {
             return Box::pin(std::future::ready(results));
         }
+        // Before anything can finish them: their events go to `conn` when it
+        // subscribed for its own messages only.
+        self.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
         self.ledger.admit(&accepted);
         let durable = self.journal.accept(accepted.iter().map(|m| &**m));
         let gw = self.clone();
@@ -642,6 +654,8 @@ impl Backend for Gateway {
                 Err(e) => {
                     tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
                     gw.ledger.forget(accepted.iter().map(|m| m.id));
+                    gw.hub
+                        .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
                     let failed: std::collections::HashSet<u64> =
                         accepted.iter().map(|m| m.id.0).collect();
                     for m in &accepted {
@@ -705,14 +719,31 @@ pub struct Running {
     tasks: JoinSet<()>,
     /// Held while this gateway owns its data directory.
     _lock: crate::journal::lock::DataDirLock,
+    health: Arc<Health>,
+    /// The HTTP doors' tasks: stopped last, so `/readyz` answers "draining"
+    /// (and `/metrics` is scraped) until the end.
+    door_tasks: JoinSet<()>,
 }
 
 impl Running {
-    /// Stops accepting, says GoAway to clients, unbinds, and waits (bounded)
-    /// for tasks to finish.
+    /// Readiness (what `/readyz` answers).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Marks the node draining: `/readyz` answers 503 from now on, so load
+    /// balancers move new traffic elsewhere. [`Running::shutdown`] starts
+    /// with this.
+    pub fn begin_drain(&self) {
+        self.health.drain();
+    }
+
+    /// Drains (`/readyz` 503), stops accepting, says GoAway to clients,
+    /// unbinds, waits (bounded) for tasks to finish, and stops the HTTP
+    /// endpoint last.
     pub async fn shutdown(mut self) {
+        self.begin_drain();
         let _ = self.shutdown.send(true);
-        self.stop.cancel();
         for s in &self.mm7_servers {
             s.shutdown();
         }
@@ -721,6 +752,12 @@ impl Running {
         })
         .await;
         self.tasks.abort_all();
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while self.door_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.door_tasks.abort_all();
     }
 
     /// Resolves when a task the gateway cannot live without ends.
@@ -740,6 +777,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     telemetry::metrics_handle();
     let lock = crate::journal::lock::DataDirLock::acquire(&config.data_dir)?;
+    crate::model::numbering::warm();
     let (journal, recovered) = Journal::open(&config.journal_dir(), &config.journal)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let tenants: HashMap<String, TenantEntry> = config
@@ -755,6 +793,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     // Checked by Config::problems before the gateway starts.
                     senders: admission::OwnedSenders::new(&t.senders, &t.sender_patterns)
                         .unwrap_or_default(),
+                    default_country: t.default_country(),
                 },
             )
         })
@@ -965,7 +1004,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tasks.spawn(page_in(gateway.clone(), shutdown.clone()));
 
     let health = Arc::new(Health::default());
+    health.watch_carriers(
+        config.http.ready_carriers,
+        carriers.iter().map(|(name, c)| {
+            (
+                name.clone(),
+                c.clone() as Arc<dyn crate::readiness::Reachable>,
+            )
+        }),
+    );
+    // The HTTP doors outlive the other tasks at shutdown, so `/readyz`
+    // answers "draining" (and `/metrics` is scraped) until the end.
     let stop = tokio_util::sync::CancellationToken::new();
+    let mut door_tasks = JoinSet::new();
     let admin = Arc::new(crate::admin::Admin::new(
         &config,
         compliance.clone(),
@@ -973,9 +1024,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ledger.clone(),
         gateway.spill.clone(),
     ));
-    let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut tasks).await?;
+    let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut door_tasks).await?;
     let public_addr =
-        doors::public(&config, media.clone(), links.clone(), &stop, &mut tasks).await?;
+        doors::public(&config, media.clone(), links.clone(), &stop, &mut door_tasks).await?;
     let ingest_tls = doors::server_tls("ingest", config.ingest.tls(), false, &config)?;
     let listener = TcpListener::bind(config.ingest.listen).await?;
     let ingest_addr = listener.local_addr()?;
@@ -999,6 +1050,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown_tx,
         tasks,
         _lock: lock,
+        health,
+        door_tasks,
     })
 }
 
@@ -1073,8 +1126,10 @@ impl Gateway {
             }
             Inbound::Forward { tenant } => {
                 let ev = pb::event::Kind::Inbound(pb::InboundMessage {
-                    from: mo.from.clone(),
-                    to: mo.to.clone(),
+                    // Numbers as E.164, whatever form the carrier gave them in.
+                    from: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
+                    to: Sender::parse(mo.to.trim())
+                        .map_or_else(|_| mo.to.clone(), |s| s.to_string()),
                     text: mo.text.clone(),
                     at_ms: now_ms(),
                     carrier: mo.carrier.to_string(),
@@ -1095,7 +1150,7 @@ impl Gateway {
             } => {
                 let opted_out = handset.is_some_and(|n| self.compliance.check_scope(&scope, n));
                 let ev = pb::event::Kind::Opt(pb::OptEvent {
-                    number: mo.from.clone(),
+                    number: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
                     scope,
                     opted_out,
                     keyword,

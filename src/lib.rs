@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod door;
 pub mod events;
+pub mod external;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
@@ -26,6 +27,7 @@ pub mod loadgen;
 pub mod media;
 pub mod mm7;
 pub mod model;
+pub mod readiness;
 pub mod receipts;
 pub mod schedule;
 pub mod sim;

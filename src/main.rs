@@ -32,6 +32,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check a configuration file: list every problem (syntax, unknown keys
+    /// with suggestions, wrong types, inconsistent values) and exit non-zero
+    /// when there is any.
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
     /// Run a carrier simulator.
     #[command(subcommand)]
     Sim(Sim),
@@ -214,6 +221,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Run { config } => run(config).await,
+            Command::CheckConfig { file } => check_config(&file),
             Command::Sim(Sim::Smsc(cfg)) => {
                 sluice::telemetry::init_logging();
                 let smsc = sluice::sim::smsc::start(cfg).await?;
@@ -256,9 +264,36 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// `sluice check-config FILE`: every problem at once, exit 1 on any.
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    match sluice::config::Config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} tenants, {} SMS carriers, {} MMSCs)",
+                path.display(),
+                c.tenants.len(),
+                c.carriers.len(),
+                c.mmsc.len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     sluice::telemetry::init_logging();
-    let config = sluice::config::Config::load(&path)?;
+    // The same checks as `sluice check-config`: every problem at once.
+    let config = match sluice::config::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
     // SIGHUP makes every TLS listener re-read its certificate files (each
     // listens for it); without TLS it must not end the process either.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -369,7 +404,11 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         Client::connect(&args.gateway, &args.tenant, &args.token).await?
     };
     if args.wait {
-        client.subscribe(0).await?;
+        // Only this connection's messages: the tenant's stream belongs to
+        // its campaign system, which may be subscribed right now.
+        client
+            .subscribe_scoped(0, pb::SubscribeScope::ScopeConnection)
+            .await?;
     }
     let mut waiting = std::collections::HashSet::new();
     let max = client.hello.max_batch_messages.max(1) as usize;
@@ -384,7 +423,14 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
                     r.message_id,
                     if r.duplicate { "\tduplicate" } else { "" }
                 );
-                waiting.insert(r.message_id);
+                if !r.duplicate {
+                    waiting.insert(r.message_id);
+                } else if args.wait {
+                    eprintln!(
+                        "{}\tduplicate of an earlier submission: its events go where the original's go",
+                        r.client_ref
+                    );
+                }
             } else {
                 failed = true;
                 let reason = pb::RejectReason::try_from(r.reason)
@@ -401,15 +447,18 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
                 e = events.recv() => match e { Some(e) => e, None => anyhow::bail!("connection closed") },
                 _ = tokio::time::sleep_until(deadline) => anyhow::bail!("{} messages without a terminal event after {:?}", waiting.len(), args.timeout),
             };
-            client.ack(vec![e.event_id]).await?;
+            // Only events of our own messages are printed and acknowledged;
+            // anything else is left unacknowledged and goes back to the
+            // tenant's stream when this connection closes.
             if let Some(pb::event::Kind::Delivery(d)) = e.kind {
                 let state = pb::DeliveryState::try_from(d.state)
                     .map(|s| s.as_str_name())
                     .unwrap_or("?");
-                if state == "STATE_SUBMITTED" {
-                    continue;
-                }
-                if waiting.remove(&d.message_id) {
+                let terminal = state != "STATE_SUBMITTED";
+                if (terminal && waiting.remove(&d.message_id))
+                    || (!terminal && waiting.contains(&d.message_id))
+                {
+                    client.ack(vec![e.event_id]).await?;
                     println!(
                         "{}",
                         serde_json::json!({
@@ -426,6 +475,9 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        // A round trip: the server has read our acknowledgements before we
+        // close (else it would hand those events to the tenant's stream).
+        client.ping().await?;
     }
     if failed {
         std::process::exit(2);

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::response::IntoResponse;
@@ -114,6 +113,10 @@ fn describe() {
     describe_counter!(
         "sluice_smpp_disconnects_total",
         "SMPP sessions that ended, per carrier."
+    );
+    describe_counter!(
+        "sluice_smpp_bind_failures_total",
+        "Binds the SMSC refused, per carrier and command status; after ESME_RINVPASWD, ESME_RINVSYSID or ESME_RBINDFAIL the bind waits auth_failure_backoff."
     );
     describe_gauge!(
         "sluice_smpp_window_in_use",
@@ -262,22 +265,9 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Whether the gateway is ready to take traffic.
-#[derive(Debug, Default)]
-pub struct Health {
-    ready: AtomicBool,
-}
-
-impl Health {
-    /// Marks ready or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-    }
-    /// True once recovery finished and listeners are up.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-}
+/// Whether the gateway is ready to take traffic: start-up, drain and
+/// carrier reachability, decided in [`crate::readiness`].
+pub type Health = crate::readiness::Readiness;
 
 /// The routes `/metrics`, `/healthz` and `/readyz`; any other path is a
 /// plain-text 404.
@@ -301,14 +291,8 @@ pub fn router(health: Arc<Health>) -> Router {
         .route(
             "/readyz",
             get(move || {
-                let ready = health.is_ready();
-                async move {
-                    if ready {
-                        plain(StatusCode::OK, "ready\n")
-                    } else {
-                        plain(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                    }
-                }
+                let (status, body) = health.readyz();
+                async move { (status, [(CONTENT_TYPE, "text/plain")], body).into_response() }
             }),
         )
         .fallback(not_found)

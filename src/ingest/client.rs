@@ -272,13 +272,31 @@ impl Client {
         }
     }
 
-    /// Starts the event stream.
+    /// Starts the tenant's event stream (shared with the tenant's other
+    /// tenant-scoped connections).
     ///
     /// # Errors
     /// The server's Error or a closed connection.
     pub async fn subscribe(&self, max_in_flight: u32) -> Result<(), ClientError> {
+        self.subscribe_scoped(max_in_flight, pb::SubscribeScope::ScopeTenant)
+            .await
+    }
+
+    /// Starts an event stream of the given scope: the tenant's, or only the
+    /// delivery events of messages submitted on this connection from now on.
+    ///
+    /// # Errors
+    /// The server's Error or a closed connection.
+    pub async fn subscribe_scoped(
+        &self,
+        max_in_flight: u32,
+        scope: pb::SubscribeScope,
+    ) -> Result<(), ClientError> {
         match self
-            .request(Body::Subscribe(pb::Subscribe { max_in_flight }))
+            .request(Body::Subscribe(pb::Subscribe {
+                max_in_flight,
+                scope: scope as i32,
+            }))
             .await?
         {
             Body::SubscribeOk(_) => Ok(()),

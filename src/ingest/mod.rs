@@ -37,11 +37,15 @@ pub trait Backend: Send + Sync + 'static {
     /// The tenant's name when `token` is its token.
     fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>>;
 
-    /// Admits, journals (durably) and queues a batch; one result per message,
-    /// in order. Resolves only when every accepted message is durable.
+    /// Admits, journals (durably) and queues a batch submitted on connection
+    /// `conn`; one result per message, in order. Resolves only when every
+    /// accepted message is durable. When `conn` has a connection-scoped
+    /// subscription, the accepted messages are claimed for it
+    /// ([`crate::events::EventHub::claim`]) before they are queued.
     fn submit(
         self: &Arc<Self>,
         tenant: &Arc<str>,
+        conn: u64,
         messages: Vec<pb::SubmitMessage>,
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>>;
 

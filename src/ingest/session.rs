@@ -1,5 +1,6 @@
 //! One ingest connection: Hello and authentication, pipelined batches with
-//! credits, the event subscription, ping, and every protocol error.
+//! credits, the event subscription (the tenant stream, or only this
+//! connection's messages), ping, and every protocol error.
 //!
 //! Before a good Hello nothing is answered but an `Error`, after which the
 //! connection closes: any other frame, no Hello within `hello_timeout`, or
@@ -106,7 +107,8 @@ struct Session<B: Backend> {
     credits: u64,
     /// Credits earned by answered batches but withheld (back-pressure).
     owed: u64,
-    subscribed: bool,
+    /// The subscription's scope, once subscribed.
+    subscribed: Option<pb::SubscribeScope>,
     /// Set when the writer was full: events wait until then.
     events_paused_until: Option<tokio::time::Instant>,
     events_in_flight: usize,
@@ -141,7 +143,7 @@ where
         out,
         credits: 0,
         owed: 0,
-        subscribed: false,
+        subscribed: None,
         events_paused_until: None,
         events_in_flight: 0,
     };
@@ -157,8 +159,9 @@ where
         {
             s.events_paused_until = None;
         }
-        let want_events =
-            s.subscribed && s.events_in_flight < s.event_window && s.events_paused_until.is_none();
+        let want_events = s.subscribed.is_some()
+            && s.events_in_flight < s.event_window
+            && s.events_paused_until.is_none();
         let tenant = s.tenant.clone();
         tokio::select! {
             biased;
@@ -207,7 +210,7 @@ where
                 .await;
                 break Err(SessionEnd::Refused("closed to make room"));
             }
-            _ = wait_events(&s.backend, tenant.as_deref()), if want_events => {
+            _ = wait_events(&s.backend, tenant.as_deref(), s.conn), if want_events => {
                 s.send_events();
             }
             _ = credit_tick.tick(), if s.owed > 0 || s.events_paused_until.is_some() => {
@@ -228,9 +231,9 @@ where
     }
 }
 
-async fn wait_events<B: Backend>(backend: &Arc<B>, tenant: Option<&str>) {
+async fn wait_events<B: Backend>(backend: &Arc<B>, tenant: Option<&str>, conn: u64) {
     match tenant {
-        Some(t) => backend.events().wait(t).await,
+        Some(t) => backend.events().wait(t, conn).await,
         None => std::future::pending().await,
     }
 }
@@ -308,13 +311,7 @@ impl<B: Backend> Session<B> {
                 Ok(())
             }
             Body::Subscribe(sub) => {
-                if sub.max_in_flight > 0 {
-                    self.event_window =
-                        (sub.max_in_flight as usize).min(self.limits.event_window as usize);
-                }
-                self.subscribed = true;
-                self.send(request_id, Body::SubscribeOk(pb::SubscribeOk {}))
-                    .await;
+                self.subscribe(request_id, sub).await;
                 Ok(())
             }
             Body::PutMedia(m) => {
@@ -426,6 +423,36 @@ impl<B: Backend> Session<B> {
         Ok(())
     }
 
+    async fn subscribe(&mut self, request_id: u64, sub: pb::Subscribe) {
+        let Ok(scope) = pb::SubscribeScope::try_from(sub.scope) else {
+            let msg = format!("unknown subscription scope {}", sub.scope);
+            self.error(request_id, pb::ErrorCode::ProtocolViolation, &msg)
+                .await;
+            return;
+        };
+        if self.subscribed.is_some_and(|s| s != scope) {
+            self.error(
+                request_id,
+                pb::ErrorCode::ProtocolViolation,
+                "the subscription scope cannot change on a connection",
+            )
+            .await;
+            return;
+        }
+        if self.subscribed.is_none() && scope == pb::SubscribeScope::ScopeConnection {
+            let tenant = self.tenant.as_ref().expect("authenticated");
+            self.backend
+                .events()
+                .subscribe_connection(tenant, self.conn);
+        }
+        if sub.max_in_flight > 0 {
+            self.event_window = (sub.max_in_flight as usize).min(self.limits.event_window as usize);
+        }
+        self.subscribed = Some(scope);
+        self.send(request_id, Body::SubscribeOk(pb::SubscribeOk {}))
+            .await;
+    }
+
     async fn submit(
         &mut self,
         request_id: u64,
@@ -456,7 +483,7 @@ impl<B: Backend> Session<B> {
         }
         self.credits -= n;
         let tenant = self.tenant.clone().expect("authenticated");
-        let fut = self.backend.submit(&tenant, b.messages);
+        let fut = self.backend.submit(&tenant, self.conn, b.messages);
         batches.push_back(Box::pin(async move { (request_id, fut.await) }));
     }
 

@@ -53,6 +53,7 @@ pub type States = Vec<(pb::DeliveryState, String)>;
 pub struct Collected {
     pub states: Arc<Mutex<HashMap<u64, States>>>,
     pub inbound: Arc<Mutex<Vec<pb::InboundMessage>>>,
+    pub opts: Arc<Mutex<Vec<pb::OptEvent>>>,
     /// Channel and channel reason of each final event.
     pub channels: Arc<Mutex<HashMap<u64, (pb::Channel, String)>>>,
 }
@@ -105,7 +106,8 @@ pub async fn subscriber_as(addr: &str, tenant: &str, token: &str) -> (Client, Co
                     }
                 }
                 Some(pb::event::Kind::Inbound(m)) => c.inbound.lock().push(m),
-                _ => {}
+                Some(pb::event::Kind::Opt(o)) => c.opts.lock().push(o),
+                None => {}
             }
             let _ = acker.ack(vec![e.event_id]).await;
         }
