@@ -1107,10 +1107,31 @@ impl Config {
         let owned: Vec<(&str, crate::admission::OwnedSenders)> = self
             .tenants
             .iter()
-            .filter_map(|t| {
-                crate::admission::OwnedSenders::new(&t.senders, &t.sender_patterns)
-                    .ok()
-                    .map(|o| (t.name.as_str(), o))
+            .map(|t| {
+                // A tenant with a bad sender or pattern (reported above)
+                // still has its good ones checked for overlaps.
+                let owned = crate::admission::OwnedSenders::new(&t.senders, &t.sender_patterns)
+                    .unwrap_or_else(|_| {
+                        let ok = |v: &String, pattern: bool| {
+                            let one = std::slice::from_ref(v);
+                            let r = if pattern {
+                                crate::admission::OwnedSenders::new(&[], one)
+                            } else {
+                                crate::admission::OwnedSenders::new(one, &[])
+                            };
+                            r.is_ok()
+                        };
+                        let senders: Vec<String> =
+                            t.senders.iter().filter(|s| ok(s, false)).cloned().collect();
+                        let patterns: Vec<String> = t
+                            .sender_patterns
+                            .iter()
+                            .filter(|s| ok(s, true))
+                            .cloned()
+                            .collect();
+                        crate::admission::OwnedSenders::new(&senders, &patterns).unwrap_or_default()
+                    });
+                (t.name.as_str(), owned)
             })
             .collect();
         for (i, (a, sa)) in owned.iter().enumerate() {

@@ -16,10 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::accept::AcceptBackoff;
 use crate::tls::{ServerTls, Stream};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A bound listener with its limits; see the module doc.
 #[derive(Debug)]

@@ -562,40 +562,38 @@ impl Backend for Gateway {
         let mut accepted: Vec<Arc<Message>> = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {
             let client_ref = m.client_ref.clone();
-            let verdict =
-                admission::validate_with_country(
+            let verdict = admission::validate_with_country(
                 tenant,
                 m,
                 t.default_validity,
                 t.default_country,
                 now,
-            ).and_then(|mut msg| {
-                    if !t.senders.allows(&msg.from) {
-                        return Err(admission::sender_not_allowed(tenant, &msg.from));
-                    }
-                    if self.route(msg.to).is_none() {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::NoRoute,
-                            detail: format!("no carrier routes {}", msg.to),
-                        });
-                    }
-                    if let Some(id) = msg.media.iter().find(|id| !self.owns_media(tenant, id)) {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::UnknownMedia,
-                            detail: format!(
-                                "unknown media id {id:?} (upload it with PutMedia first)"
-                            ),
-                        });
-                    }
-                    if let Some(scope) = self.compliance.check(tenant, &msg.from, msg.to) {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::Suppressed,
-                            detail: format!("{} opted out ({scope})", msg.to),
-                        });
-                    }
-                    msg.id = MessageId(first + i as u64);
-                    Ok(msg)
-                });
+            )
+            .and_then(|mut msg| {
+                if !t.senders.allows(&msg.from) {
+                    return Err(admission::sender_not_allowed(tenant, &msg.from));
+                }
+                if self.route(msg.to).is_none() {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::NoRoute,
+                        detail: format!("no carrier routes {}", msg.to),
+                    });
+                }
+                if let Some(id) = msg.media.iter().find(|id| !self.owns_media(tenant, id)) {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::UnknownMedia,
+                        detail: format!("unknown media id {id:?} (upload it with PutMedia first)"),
+                    });
+                }
+                if let Some(scope) = self.compliance.check(tenant, &msg.from, msg.to) {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::Suppressed,
+                        detail: format!("{} opted out ({scope})", msg.to),
+                    });
+                }
+                msg.id = MessageId(first + i as u64);
+                Ok(msg)
+            });
             match verdict {
                 Err(r) => {
                     metrics::counter!("sluice_messages_rejected_total",
@@ -1025,8 +1023,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         gateway.spill.clone(),
     ));
     let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut door_tasks).await?;
-    let public_addr =
-        doors::public(&config, media.clone(), links.clone(), &stop, &mut door_tasks).await?;
+    let public_addr = doors::public(
+        &config,
+        media.clone(),
+        links.clone(),
+        &stop,
+        &mut door_tasks,
+    )
+    .await?;
     let ingest_tls = doors::server_tls("ingest", config.ingest.tls(), false, &config)?;
     let listener = TcpListener::bind(config.ingest.listen).await?;
     let ingest_addr = listener.local_addr()?;

@@ -71,6 +71,8 @@ fn describe() {
     describe_counter!(
         "sluice_door_refused_total",
         "Connections closed at once because their door was at its connection cap."
+    );
+    describe_gauge!(
         "sluice_ingest_unauthenticated",
         "Ingest connections waiting for their Hello."
     );

@@ -289,7 +289,7 @@ token = "{TOKEN}"
     }
     let lines_before = lines.lock().len();
     let cpu_before = cpu_ticks(pid);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut pings = 0;
     while started.elapsed() < Duration::from_secs(2) {
         // The established client is served throughout.

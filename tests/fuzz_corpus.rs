@@ -676,7 +676,11 @@ mod examples {
         let (j, _) = Journal::open(dir.path(), &cfg).unwrap();
         let ms = messages();
         j.accept(&ms).wait().await.unwrap();
-        j.dispatch([(MessageId(1), "smsc", 2), (MessageId(2), "mmsc", 1)])
+        j.written("smsc", [(MessageId(1), 0, 2), (MessageId(1), 1, 2)])
+            .wait()
+            .await
+            .unwrap();
+        j.written("mmsc", [(MessageId(2), 0, 1)])
             .wait()
             .await
             .unwrap();
@@ -696,6 +700,7 @@ mod examples {
             carrier: Some("smsc"),
             parts: 2,
             carrier_ids: &ids,
+            written: true,
         }])
         .wait()
         .await

@@ -154,84 +154,6 @@ fn half_set_credentials_are_config_errors() {
     assert!(
         joined.contains("mmsc \"n\": username and password"),
         "{joined}"
-/// Dotted key paths of a TOML table (arrays of tables without indices;
-/// free-form tables without their children).
-fn toml_keys(prefix: &str, t: &toml::Table, out: &mut std::collections::BTreeSet<String>) {
-    for (k, v) in t {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        out.insert(path.clone());
-        if keys::is_free_form(&path) {
-            continue;
-        }
-        match v {
-            toml::Value::Table(t) => toml_keys(&path, t, out),
-            toml::Value::Array(a) => {
-                for v in a {
-                    if let toml::Value::Table(t) = v {
-                        toml_keys(&path, t, out);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-#[test]
-fn every_config_key_is_in_the_example_with_a_comment_and_in_the_readme() {
-    let text = include_str!("../../deploy/sluice.toml");
-    let table: toml::Table = text.parse().unwrap();
-    let mut in_file = std::collections::BTreeSet::new();
-    toml_keys("", &table, &mut in_file);
-    let missing: Vec<_> = keys::known_keys()
-        .into_iter()
-        .filter(|k| !in_file.contains(k))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "keys of the config structs missing from deploy/sluice.toml: {missing:?}"
-    );
-    // Every `key = value` line says what it means: a comment on the line or
-    // right above it.
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, l) in lines.iter().enumerate() {
-        let t = l.trim();
-        if t.is_empty() || t.starts_with('#') || t.starts_with('[') || !t.contains('=') {
-            continue;
-        }
-        let above = i > 0 && lines[i - 1].trim().starts_with('#');
-        assert!(
-            t.contains('#') || above,
-            "deploy/sluice.toml line {}: `{t}` has no comment saying what it means",
-            i + 1
-        );
-    }
-    // The README's configuration table names every key.
-    let readme = include_str!("../../README.md");
-    let section = readme
-        .split("## Configuration reference")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("README has a configuration reference");
-    let all = keys::known_keys();
-    let is_table = |k: &str| all.iter().any(|o| o.starts_with(&format!("{k}.")));
-    let undocumented: Vec<_> = all
-        .iter()
-        .filter(|k| !is_table(k))
-        .filter(|k| {
-            let leaf = k.rsplit('.').next().unwrap_or(k);
-            !(section.contains(&format!("`{k}`"))
-                || section.contains(&format!("`{leaf}`"))
-                || section.contains(&format!(".{leaf}`")))
-        })
-        .collect();
-    assert!(
-        undocumented.is_empty(),
-        "keys missing from the README's configuration reference: {undocumented:?}"
     );
 }
 
@@ -373,6 +295,90 @@ fn door_and_media_limits_have_defaults_and_are_checked() {
     ] {
         assert!(err.contains(want), "missing {want:?} in {err}");
     }
+}
+
+/// Dotted key paths of a TOML table (arrays of tables without indices;
+/// free-form tables without their children).
+fn toml_keys(prefix: &str, t: &toml::Table, out: &mut std::collections::BTreeSet<String>) {
+    for (k, v) in t {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        out.insert(path.clone());
+        if keys::is_free_form(&path) {
+            continue;
+        }
+        match v {
+            toml::Value::Table(t) => toml_keys(&path, t, out),
+            toml::Value::Array(a) => {
+                for v in a {
+                    if let toml::Value::Table(t) = v {
+                        toml_keys(&path, t, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn every_config_key_is_in_the_example_with_a_comment_and_in_the_readme() {
+    let text = include_str!("../../deploy/sluice.toml");
+    let table: toml::Table = text.parse().unwrap();
+    let mut in_file = std::collections::BTreeSet::new();
+    toml_keys("", &table, &mut in_file);
+    let missing: Vec<_> = keys::known_keys()
+        .into_iter()
+        .filter(|k| !in_file.contains(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys of the config structs missing from deploy/sluice.toml: {missing:?}"
+    );
+    // Every `key = value` line says what it means: a comment on the line or
+    // right above it.
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with('[') || !t.contains('=') {
+            continue;
+        }
+        let above = i > 0 && lines[i - 1].trim().starts_with('#');
+        assert!(
+            t.contains('#') || above,
+            "deploy/sluice.toml line {}: `{t}` has no comment saying what it means",
+            i + 1
+        );
+    }
+    // The README's configuration table names every key.
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Configuration reference")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a configuration reference");
+    let all = keys::known_keys();
+    let is_table = |k: &str| all.iter().any(|o| o.starts_with(&format!("{k}.")));
+    let undocumented: Vec<_> = all
+        .iter()
+        .filter(|k| !is_table(k))
+        .filter(|k| {
+            let leaf = k.rsplit('.').next().unwrap_or(k);
+            !(section.contains(&format!("`{k}`"))
+                || section.contains(&format!("`{leaf}`"))
+                || section.contains(&format!(".{leaf}`")))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from the README's configuration reference: {undocumented:?}"
+    );
+}
+
+#[test]
 fn default_country_must_be_a_country_with_a_plan() {
     let text = r#"
         [[tenants]]

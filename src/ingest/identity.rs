@@ -75,9 +75,10 @@ impl<B: Backend> Backend for CertBound<B> {
     fn submit(
         self: &Arc<Self>,
         tenant: &Arc<str>,
+        conn: u64,
         messages: Vec<pb::SubmitMessage>,
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
-        self.inner.submit(tenant, messages)
+        self.inner.submit(tenant, conn, messages)
     }
 
     fn put_media(
@@ -87,6 +88,10 @@ impl<B: Backend> Backend for CertBound<B> {
         req: pb::PutMedia,
     ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>> {
         self.inner.put_media(tenant, conn, req)
+    }
+
+    fn closed(&self, tenant: &Arc<str>, conn: u64) {
+        self.inner.closed(tenant, conn);
     }
 
     fn headroom(&self) -> u64 {

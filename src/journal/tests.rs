@@ -382,6 +382,7 @@ async fn garbage_after_the_last_record_is_a_torn_tail() {
     let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
     assert_eq!(rec.messages.len(), 1);
     assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, good);
+}
 
 #[test]
 fn replay_of_the_largest_ids_does_not_overflow() {

@@ -51,6 +51,7 @@ impl Backend for Mock {
     fn submit(
         self: &Arc<Self>,
         _tenant: &Arc<str>,
+        _conn: u64,
         _messages: Vec<pb::SubmitMessage>,
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
         Box::pin(std::future::ready(Vec::new()))

@@ -399,33 +399,6 @@ async fn nothing_is_written_before_its_record_is_durable() {
     gate.notify_one();
     for _ in 0..3 {
         assert!(matches!(next_pdu(&mut peer).await.body, Body::SubmitSm(_)));
-/// A connector whose SMSC answers every bind with `status`; counts attempts.
-fn refusing_smsc(
-    status: CommandStatus,
-    attempts: Arc<std::sync::atomic::AtomicUsize>,
-) -> impl Fn(BindParams) -> Pin<Box<dyn Future<Output = Result<Box<dyn Stream>, SessionError>> + Send>>
-{
-    move |_| {
-        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Box::pin(async move {
-            let (ours, theirs) = tokio::io::duplex(4096);
-            tokio::spawn(async move {
-                let mut peer = Framed::new(theirs, SmppCodec::default());
-                let Some(Ok(Ok(bind))) = peer.next().await else {
-                    return;
-                };
-                let _ = peer
-                    .send(Pdu {
-                        command_status: status,
-                        sequence_number: bind.sequence_number,
-                        body: Body::BindTransceiverResp(crate::smpp::pdu::BindResp::default()),
-                    })
-                    .await;
-                // Hold the pipe open until the session lets go.
-                while peer.next().await.is_some() {}
-            });
-            Ok(Box::new(ours) as Box<dyn Stream>)
-        })
     }
 }
 
@@ -482,6 +455,41 @@ async fn a_job_stopped_before_its_record_is_neither_recorded_nor_written() {
             .is_err()
     );
     assert_eq!(*h.gated.lock(), vec![0]);
+}
+
+/// A connection attempt of a test connector.
+type Connecting = Pin<Box<dyn Future<Output = Result<Box<dyn Stream>, SessionError>> + Send>>;
+
+/// A connector whose SMSC answers every bind with `status`; counts attempts.
+fn refusing_smsc(
+    status: CommandStatus,
+    attempts: Arc<std::sync::atomic::AtomicUsize>,
+) -> impl Fn(BindParams) -> Connecting {
+    move |_| {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(async move {
+            let (ours, theirs) = tokio::io::duplex(4096);
+            tokio::spawn(async move {
+                let mut peer = Framed::new(theirs, SmppCodec::default());
+                let Some(Ok(Ok(bind))) = peer.next().await else {
+                    return;
+                };
+                let _ = peer
+                    .send(Pdu {
+                        command_status: status,
+                        sequence_number: bind.sequence_number,
+                        body: Body::BindTransceiverResp(crate::smpp::pdu::BindResp::default()),
+                    })
+                    .await;
+                // Hold the pipe open until the session lets go.
+                while peer.next().await.is_some() {}
+            });
+            Ok(Box::new(ours) as Box<dyn Stream>)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn refused_credentials_wait_auth_failure_backoff_before_binding_again() {
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (tx, rx) = watch::channel(false);
