@@ -105,15 +105,18 @@ impl OwnedSenders {
         }
     }
 
-    /// True when a sender of this set is also one of `other`'s (exactly, or
-    /// an alphanumeric id or pattern overlapping one of its patterns).
-    pub fn overlaps(&self, other: &OwnedSenders) -> Option<String> {
-        if let Some(n) = self.numbers.iter().find(|n| other.numbers.contains(*n)) {
-            return Some(n.to_string());
-        }
+    /// The senders of this set that are also `other`'s (exactly, or an
+    /// alphanumeric id or pattern overlapping one of its patterns), sorted.
+    pub fn overlaps(&self, other: &OwnedSenders) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .numbers
+            .iter()
+            .filter(|n| other.numbers.contains(*n))
+            .map(|n| n.to_string())
+            .collect();
         for a in &self.alphanumeric {
             if other.allows(&Sender::Alphanumeric((&**a).into())) {
-                return Some(a.to_string());
+                found.push(a.to_string());
             }
         }
         for p in &self.prefixes {
@@ -123,10 +126,11 @@ impl OwnedSenders {
                     .iter()
                     .any(|q| p.starts_with(&**q) || q.starts_with(&**p))
             {
-                return Some(format!("{p}*"));
+                found.push(format!("{p}*"));
             }
         }
-        None
+        found.sort();
+        found
     }
 }
 

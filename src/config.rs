@@ -1136,7 +1136,11 @@ impl Config {
             .collect();
         for (i, (a, sa)) in owned.iter().enumerate() {
             for (b, sb) in &owned[i + 1..] {
-                if let Some(s) = sa.overlaps(sb).or_else(|| sb.overlaps(sa)) {
+                let mut shared = sa.overlaps(sb);
+                shared.extend(sb.overlaps(sa));
+                shared.sort();
+                shared.dedup();
+                for s in shared {
                     p.push(format!(
                         "sender {s:?} belongs to tenants {a:?} and {b:?}: a sender belongs to one tenant"
                     ));

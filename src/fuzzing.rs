@@ -94,6 +94,7 @@ fn int<const N: usize>(data: &mut &[u8]) -> u64 {
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     thread_local! {
         static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .expect("a current-thread runtime");
     }

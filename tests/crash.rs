@@ -99,6 +99,8 @@ data_dir = "{data}"
 listen = "127.0.0.1:{port}"
 [http]
 listen = "127.0.0.1:0"
+[public]
+listen = "127.0.0.1:0"
 [[tenants]]
 name = "{TENANT}"
 token = "{TOKEN}"
@@ -279,6 +281,8 @@ data_dir = "{data}"
 listen = "127.0.0.1:{port}"
 [http]
 listen = "127.0.0.1:0"
+[public]
+listen = "127.0.0.1:0"
 [[tenants]]
 name = "{TENANT}"
 token = "{TOKEN}"
@@ -329,9 +333,12 @@ fn collect_terminal(
 
 /// `unknown` means "may have reached the carrier": 200 messages acked while
 /// the bind sends 20 a second, SIGKILL right after the ack, restart — every
-/// message reaches the SMSC exactly once (those dispatched but never written
-/// are queued again, not reported unknown); only one that reached the SMSC
-/// before the kill may end `unknown` (its answer was not journaled yet).
+/// message reaches the SMSC at most once, and every one not `unknown`
+/// exactly once (those dispatched but never recorded as written are queued
+/// again, not reported unknown). Only a message recorded as written before
+/// the kill may end `unknown`: it reached the SMSC with its answer not yet
+/// journaled, or the kill came between its record's sync and the socket
+/// write — fewer than the 20 the bind sends in a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_right_after_the_ack_sends_every_message_once() {
     let smsc = smsc(|c| c.receipt_delay = Duration::from_millis(5)).await;
@@ -375,12 +382,8 @@ async fn sigkill_right_after_the_ack_sends_every_message_once() {
         match t[id][..] {
             [s] if s == pb::DeliveryState::StateDelivered as i32 => {}
             [s] if s == pb::DeliveryState::StateUnknown as i32 => {
-                // Only what left before the kill, its answer not yet journaled.
+                // Recorded as written before the kill: it may have left.
                 unknown += 1;
-                assert!(
-                    reached.contains_key(&format!("1416555{i:04}")),
-                    "message {i} ended unknown but never reached the SMSC"
-                );
             }
             ref other => panic!("message {id:x} ended {other:?}"),
         }
@@ -392,9 +395,9 @@ async fn sigkill_right_after_the_ack_sends_every_message_once() {
         "a text reached the SMSC twice"
     );
     let stats = smsc.stats();
-    assert_eq!(
-        stats.messages, 200,
-        "every message reached the SMSC: {stats:?}"
+    assert!(
+        stats.messages >= 200 - unknown as u64,
+        "every message not unknown reached the SMSC: {stats:?}"
     );
     assert_eq!(stats.duplicates, 0, "{stats:?}");
     collector.abort();

@@ -331,6 +331,8 @@ data_dir = "{data}"
 listen = "127.0.0.1:{port}"
 [http]
 listen = "127.0.0.1:0"
+[public]
+listen = "127.0.0.1:0"
 [[tenants]]
 name = "{TENANT}"
 token = "{TOKEN}"

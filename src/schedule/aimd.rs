@@ -11,9 +11,11 @@
 //! of an exhausted window, from driving the pace down cut after cut. Every
 //! [`INCREASE_EVERY`] without a refusal adds 5% of that capacity while the
 //! pace is below it (probing near the carrier's known limit); once the
-//! carrier *accepts* at that capacity again with no refusal, the limit has
-//! moved, and each increase doubles the step (TCP's slow start), so a bind
-//! recovers from a lifted cap within seconds instead of creeping up. After [`RELEASE_AFTER`] without a
+//! carrier *accepts* more than that capacity in a second with no refusal
+//! ([`LIFTED_ABOVE`]), the limit has moved, and each increase doubles the
+//! step (TCP's slow start), so a bind recovers from a lifted cap within
+//! seconds instead of creeping up, while under a steady cap the probe never
+//! leaps past it. After [`RELEASE_AFTER`] without a
 //! refusal, or once the pace reaches the configured ceiling, the pace is
 //! dropped. Under a steady cap the rate hovers between 70% and 100% of what
 //! the carrier tolerates.
@@ -37,6 +39,9 @@ pub const DECREASE: f64 = 0.7;
 pub const DECREASE_HOLD: Duration = Duration::from_millis(300);
 /// Quiet time between increases.
 pub const INCREASE_EVERY: Duration = Duration::from_millis(250);
+/// The carrier accepting this share of the last cut's capacity in a second
+/// (more than it tolerated then) means its limit has moved.
+pub const LIFTED_ABOVE: f64 = 1.04;
 /// Quiet time after which the pace is dropped.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(30);
 /// Lowest pace, messages per second.
@@ -177,7 +182,11 @@ impl Aimd {
                 .last()
                 .is_some_and(|t| now.duration_since(t) < INCREASE_EVERY);
             let accepted = self.meter.per_second(now);
-            let step = if p.rate() >= self.limit && accepted >= self.limit * 0.9 && !refused_lately
+            // Accepting more than the capacity of the last cut, with no
+            // refusal, shows the limit has moved: probe faster.
+            let step = if p.rate() >= self.limit
+                && accepted >= self.limit * LIFTED_ABOVE
+                && !refused_lately
             {
                 self.probe *= 2.0;
                 self.probe
