@@ -378,7 +378,7 @@ async fn sigkill_right_after_the_ack_sends_every_message_once() {
         .collect();
     let t = terminal.lock();
     let mut unknown = 0;
-    for (i, id) in ids.iter().enumerate() {
+    for id in &ids {
         match t[id][..] {
             [s] if s == pb::DeliveryState::StateDelivered as i32 => {}
             [s] if s == pb::DeliveryState::StateUnknown as i32 => {
