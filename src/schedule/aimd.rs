@@ -10,9 +10,10 @@
 //! counts in fixed one-second windows, and refuses everything for the rest
 //! of an exhausted window, from driving the pace down cut after cut. Every
 //! [`INCREASE_EVERY`] without a refusal adds 5% of that capacity while the
-//! pace is below it (probing near the carrier's known limit); once the
-//! carrier *accepts* more than that capacity in a second with no refusal
-//! ([`LIFTED_ABOVE`]), the limit has moved, and each increase doubles the
+//! pace is below it, and every [`PROBE_EVERY`] once past it (probing near
+//! the carrier's known limit); once the
+//! pace has stayed above that capacity for [`LIFTED_AFTER`] with no
+//! refusal ([`LIFTED_ABOVE`]), the limit has moved, and each increase doubles the
 //! step (TCP's slow start), so a bind recovers from a lifted cap within
 //! seconds instead of creeping up, while under a steady cap the probe never
 //! leaps past it. After [`RELEASE_AFTER`] without a
@@ -37,11 +38,15 @@ use super::pace::Pace;
 pub const DECREASE: f64 = 0.7;
 /// Refusals closer together than this count once.
 pub const DECREASE_HOLD: Duration = Duration::from_millis(300);
-/// Quiet time between increases.
+/// Quiet time between increases below the last cut's capacity, and while
+/// a lifted limit is probed.
 pub const INCREASE_EVERY: Duration = Duration::from_millis(250);
-/// The carrier accepting this share of the last cut's capacity in a second
-/// (more than it tolerated then) means its limit has moved.
+/// Quiet time between increases at or above the last cut's capacity.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// A pace this far above the last cut's capacity...
 pub const LIFTED_ABOVE: f64 = 1.04;
+/// ...held this long with no refusal means the carrier's limit has moved.
+pub const LIFTED_AFTER: Duration = Duration::from_secs(1);
 /// Quiet time after which the pace is dropped.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(30);
 /// Lowest pace, messages per second.
@@ -95,6 +100,9 @@ pub struct Aimd {
     probe: f64,
     last_decrease: Option<Instant>,
     last_change: Instant,
+    /// Since when the pace has been above the last cut's capacity with no
+    /// refusal.
+    above_since: Option<Instant>,
     meter: Meter,
     refusals: Meter,
 }
@@ -110,6 +118,7 @@ impl Aimd {
             probe: 1.0,
             last_decrease: None,
             last_change: Instant::now(),
+            above_since: None,
             meter: Meter::default(),
             refusals: Meter::default(),
         }
@@ -140,6 +149,7 @@ impl Aimd {
     /// The carrier refused for now: slow down.
     pub fn on_throttle(&mut self, now: Instant) {
         self.refusals.record(now);
+        self.above_since = None;
         let refused = self.refusals.per_second(now);
         let accepted = self.meter.per_second(now);
         if (refused as usize) < MIN_REFUSALS || refused < (refused + accepted) * MIN_REFUSED_SHARE {
@@ -176,18 +186,32 @@ impl Aimd {
             self.pace = None;
             return;
         }
-        if now.duration_since(self.last_change) >= INCREASE_EVERY && quiet >= INCREASE_EVERY {
-            let refused_lately = self
-                .refusals
-                .last()
-                .is_some_and(|t| now.duration_since(t) < INCREASE_EVERY);
-            let accepted = self.meter.per_second(now);
-            // Accepting more than the capacity of the last cut, with no
-            // refusal, shows the limit has moved: probe faster.
-            let step = if p.rate() >= self.limit
-                && accepted >= self.limit * LIFTED_ABOVE
-                && !refused_lately
-            {
+        let refused_lately = self
+            .refusals
+            .last()
+            .is_some_and(|t| now.duration_since(t) < INCREASE_EVERY);
+        // A whole second above the capacity of the last cut with no refusal
+        // (a carrier still capped there refuses within its next window)
+        // shows the limit has moved: probe faster.
+        let above = p.rate() >= self.limit * LIFTED_ABOVE && !refused_lately;
+        if !above {
+            self.above_since = None;
+        } else if self.above_since.is_none() {
+            self.above_since = Some(now);
+        }
+        let lifted = self
+            .above_since
+            .is_some_and(|t| now.duration_since(t) >= LIFTED_AFTER);
+        // Back up to the known capacity quickly; past it, probe at half that
+        // pace until the carrier shows its limit moved (each probe past a
+        // steady cap costs refusals).
+        let every = if p.rate() < self.limit || lifted {
+            INCREASE_EVERY
+        } else {
+            PROBE_EVERY
+        };
+        if now.duration_since(self.last_change) >= every && quiet >= INCREASE_EVERY {
+            let step = if lifted {
                 self.probe *= 2.0;
                 self.probe
             } else {
