@@ -60,8 +60,7 @@ async fn converges_near_a_hidden_rate_and_delivers_each_message_once() {
     // ...without hammering it: few refusals. (They include the first
     // burst, before the carrier's cap is known: a window of refusals.
     // Measured on this machine: 848 of 6,000 before the write gate and the
-    // faster recovery of issue 11, 940-1,060 since; a bind that overshot a
-    // steady cap with every probe made 1,500+.)
+    // faster recovery of issue 11, 940-1,060 since.)
     assert!((stats.throttled as f64) < n as f64 * 0.2, "{stats:?}");
     gw.shutdown().await;
 }
