@@ -83,26 +83,40 @@ pub struct Config {
 /// MMS routing, media storage and SMS-fallback landing pages.
 ///
 /// # Defaults
-/// MMS to `+1` numbers only, media up to 5 MiB, landing pages under
-/// `http://127.0.0.1:9700`.
+/// MMS to `+1` numbers only, every MMSC for every recipient in
+/// configuration order, media up to 5 MiB, landing pages under
+/// `http://127.0.0.1:9700`, fallback 10 minutes before the validity ends
+/// when no MMSC can take a message.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MmsConfig {
     /// E.164 prefixes reachable by MMS (US and Canada by default).
     pub reachable_prefixes: Vec<String>,
+    /// MMS route table: the first route whose prefix matches names the
+    /// MMSCs (`[[mmsc]]` names) in order of preference; a recipient no
+    /// route matches is not reachable by MMS. Empty: every MMSC in
+    /// configuration order for everyone.
+    pub routes: Vec<RouteConfig>,
     /// Largest media upload, bytes.
     pub max_media_bytes: usize,
     /// Public base URL of the HTTP endpoint, for fallback links
     /// (`<public_url>/m/...`).
     pub public_url: String,
+    /// An MMS waiting for an MMSC that is paused (credentials refused) or
+    /// unreachable goes to its fallback (SMS, per its policy) once its
+    /// validity ends within this long; until then it waits.
+    #[serde(with = "humantime_serde")]
+    pub fallback_before_expiry: Duration,
 }
 
 impl Default for MmsConfig {
     fn default() -> Self {
         MmsConfig {
             reachable_prefixes: vec!["+1".into()],
+            routes: Vec::new(),
             max_media_bytes: 5 << 20,
             public_url: "http://127.0.0.1:9700".into(),
+            fallback_before_expiry: Duration::from_secs(600),
         }
     }
 }
@@ -142,6 +156,21 @@ pub struct MmscConfig {
     /// Request timeout.
     #[serde(default = "default_response_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// A SubmitReq whose answer never came (timeout, connection lost after
+    /// sending) may have been accepted: `unknown` (default) ends the
+    /// message `unknown`, never sending it twice; `resend` sends it again.
+    #[serde(default = "unanswered_unknown")]
+    pub unanswered: Unanswered,
+    /// Paused (credentials refused) or unreachable this long: its queued
+    /// MMS move to the next MMSC of their route. Default 30 s.
+    #[serde(default = "default_failover_after", with = "humantime_serde")]
+    pub failover_after: Duration,
+    /// First wait before the credentials are tried again after a 401/403.
+    #[serde(default = "default_auth_retry_min", with = "humantime_serde")]
+    pub auth_retry_min: Duration,
+    /// Longest wait between such tries (the wait doubles up to it).
+    #[serde(default = "default_auth_retry_max", with = "humantime_serde")]
+    pub auth_retry_max: Duration,
     /// Where the MMSC posts delivery reports and inbound MMS (`host:port`).
     pub callback_listen: Option<SocketAddr>,
     /// Basic-auth user the MMSC must use on callbacks.
@@ -155,8 +184,44 @@ pub struct MmscConfig {
     pub callback_allow: Vec<String>,
 }
 
+impl MmscConfig {
+    /// An MMSC at `url` with every other setting at its default.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> MmscConfig {
+        MmscConfig {
+            name: name.into(),
+            url: url.into(),
+            username: None,
+            password: None,
+            vasp_id: None,
+            vas_id: None,
+            version: default_mm7_version(),
+            max_message_bytes: default_mms_size(),
+            rate: 0.0,
+            connections: default_mm7_connections(),
+            timeout: default_response_timeout(),
+            unanswered: unanswered_unknown(),
+            failover_after: default_failover_after(),
+            auth_retry_min: default_auth_retry_min(),
+            auth_retry_max: default_auth_retry_max(),
+            callback_listen: None,
+            callback_username: None,
+            callback_password: None,
+            callback_allow: Vec::new(),
+        }
+    }
+}
+
 fn default_mm7_version() -> String {
     "REL-6-MM7-1-4".into()
+}
+fn unanswered_unknown() -> Unanswered {
+    Unanswered::Unknown
+}
+fn default_auth_retry_min() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_auth_retry_max() -> Duration {
+    Duration::from_secs(600)
 }
 fn default_mms_size() -> usize {
     600 * 1024
@@ -541,11 +606,11 @@ pub struct CarrierConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unanswered {
-    /// Send it again on the next bind (default): SMSCs answer in order and
-    /// drop unread PDUs with the link, so this rarely duplicates.
+    /// Send it again (the default of SMPP carriers: SMSCs answer in order
+    /// and drop unread PDUs with the link, so this rarely duplicates).
     #[default]
     Resend,
-    /// Report the part `unknown` (never a duplicate).
+    /// Report the part `unknown` (never a duplicate; the default of MMSCs).
     Unknown,
 }
 
@@ -859,6 +924,38 @@ impl Config {
             }
             if m.max_message_bytes < 4096 {
                 p.push(format!("mmsc {:?}: max_message_bytes below 4096", m.name));
+            }
+            if m.auth_retry_min.is_zero() {
+                p.push(format!("mmsc {:?}: auth_retry_min must be above 0", m.name));
+            }
+            if m.auth_retry_min > m.auth_retry_max {
+                p.push(format!(
+                    "mmsc {:?}: auth_retry_min exceeds auth_retry_max",
+                    m.name
+                ));
+            }
+        }
+        for r in &self.mms.routes {
+            let digits_after_plus = r
+                .prefix
+                .strip_prefix('+')
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+            if !r.prefix.is_empty() && !digits_after_plus {
+                p.push(format!(
+                    "mms route prefix {:?} must be '+' and digits",
+                    r.prefix
+                ));
+            }
+            if r.carriers.is_empty() {
+                p.push(format!("mms route {:?} names no MMSC", r.prefix));
+            }
+            for c in &r.carriers {
+                if !self.mmsc.iter().any(|m| m.name == *c) {
+                    p.push(format!(
+                        "mms route {:?} names unknown MMSC {:?} (an [[mmsc]] name)",
+                        r.prefix, c
+                    ));
+                }
             }
         }
         if self.ingest.max_batch_messages == 0 {

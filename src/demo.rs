@@ -174,21 +174,11 @@ fn demo_sms(run: u64, i: usize, to: String) -> pb::SubmitMessage {
 /// callbacks received on `callback`.
 pub fn with_mmsc(c: &mut Config, url: &str, callback: std::net::SocketAddr) {
     c.mmsc = vec![crate::config::MmscConfig {
-        name: "mmsc-sim".into(),
-        url: url.to_owned(),
-        username: None,
-        password: None,
         vasp_id: Some("sluice".into()),
-        vas_id: None,
-        version: "REL-6-MM7-1-4".into(),
-        max_message_bytes: 600 * 1024,
-        rate: 0.0,
         connections: 16,
         timeout: Duration::from_secs(10),
         callback_listen: Some(callback),
-        callback_username: None,
-        callback_password: None,
-        callback_allow: vec![],
+        ..crate::config::MmscConfig::new("mmsc-sim", url)
     }];
 }
 

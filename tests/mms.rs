@@ -65,21 +65,11 @@ async fn setup(
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), &smsc);
     cfg.mmsc = vec![MmscConfig {
-        name: "mmsc".into(),
-        url: mmsc.url(),
-        username: None,
-        password: None,
         vasp_id: Some("sluice".into()),
-        vas_id: None,
-        version: "REL-6-MM7-1-4".into(),
-        max_message_bytes: 600 * 1024,
-        rate: 0.0,
         connections: 8,
         timeout: Duration::from_secs(5),
         callback_listen: Some(format!("127.0.0.1:{callback}").parse().unwrap()),
-        callback_username: None,
-        callback_password: None,
-        callback_allow: vec![],
+        ..MmscConfig::new("mmsc", mmsc.url())
     }];
     gw_cfg(&mut cfg);
     cfg.mms.public_url = "http://PUBLIC".into();
