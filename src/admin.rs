@@ -1,114 +1,216 @@
-//! The HTTP admin API (JSON, bearer-token auth), served beside `/metrics`:
+//! The HTTP admin API (JSON, bearer-token auth) on the internal door, an
+//! axum [`Router`] merged beside `/metrics` by the gateway:
 //!
-//! | method & path | does |
-//! | --- | --- |
-//! | `GET /admin/optouts/{number}` | scopes the number is suppressed in, and its audit trail |
-//! | `POST /admin/optouts` `{"number", "scope", "note"?}` | opt a number out (source `api`) |
-//! | `DELETE /admin/optouts/{number}?scope=S` | opt it back in |
-//! | `GET /admin/optouts/count[?scope=S]` | how many numbers are suppressed |
-//! | `POST /admin/optouts/import?scope=S` (CSV body, `x-source` header) | bulk import, all-or-nothing, bad rows by line |
-//! | `GET /admin/optouts/export?scope=S` | CSV `number,scope` |
-//! | `GET /admin/imports` | committed imports |
-//! | `POST /admin/carriers/{name}/pause`, `.../resume` | hold or release a carrier's traffic |
-//! | `GET /admin/queues` | per carrier: queued, held, paused, and why messages wait; spilled per tenant |
-//! | `GET /admin/messages/{id}` | where one message is (queued, spilled, dispatched) and what it waits for |
+//! | method & path | does | tenant token |
+//! | --- | --- | --- |
+//! | `GET /admin/optouts/{number}` | scopes the number is suppressed in, and its audit trail | its own scopes only |
+//! | `POST /admin/optouts` `{"number", "scope", "note"?}` | opt a number out (source `api`) | its own scopes |
+//! | `DELETE /admin/optouts/{number}?scope=S` | opt it back in | its own scopes |
+//! | `GET /admin/optouts/count[?scope=S]` | how many numbers are suppressed | its own scopes, `scope` required |
+//! | `POST /admin/optouts/import?scope=S` (CSV body, `x-source` header) | bulk import, all-or-nothing, bad rows by line | its own scopes |
+//! | `GET /admin/optouts/export?scope=S` | CSV `number,scope` | its own scopes |
+//! | `GET /admin/imports` | committed imports | its own scopes' |
+//! | `POST /admin/carriers/{name}/pause`, `.../resume` | hold or release a carrier's traffic | 403 |
+//! | `GET /admin/queues` | per carrier: queued, held, paused, and why messages wait; spilled per tenant | 403 |
+//! | `GET /admin/messages/{id}` | where one message is (queued, spilled, dispatched) and what it waits for | its own messages (403 for another tenant's) |
 //!
-//! Without `Authorization: Bearer <token>` a call gets 401; with a wrong
-//! token 403. Without `http.admin_token` configured the API answers 404.
+//! # Who may call
+//! `Authorization: Bearer <token>` (the scheme in any letter case). The
+//! operator's token (`http.admin_token`) may do everything; a tenant's
+//! `admin_token` sees and changes only that tenant: scopes `tenant:<name>`
+//! and `program:<name>:<program>`, its own messages (and media, when routes
+//! for it exist). Anything else is 403. No token: 401; an unknown token:
+//! 403. With no token configured at all the API answers 404.
+//!
+//! # Limits
+//! JSON bodies up to `http.max_body_bytes` within `http.body_timeout`;
+//! imports up to `http.max_import_bytes` within `http.import_timeout`
+//! (413 and 408 past them). Connection limits are the door's
+//! ([`crate::httpd`]).
+//!
+//! Path segments are percent-decoded, and a `+` stays a `+`
+//! (`/admin/optouts/+14155550100`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Method, StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::compliance::Compliance;
-use crate::config::Secret;
+use crate::compliance::{Compliance, program_scope, tenant_scope};
+use crate::config::{Config, Secret};
+use crate::httpd::{self, BodyError};
 use crate::journal::OptChange;
 use crate::ledger::{Ledger, Stage};
 use crate::model::{MessageId, Msisdn, now_ms};
 use crate::schedule::Scheduler;
 use crate::spill::Spill;
 
-/// Largest request body (an import of tens of millions of rows fits).
-pub const MAX_BODY: usize = 1 << 30;
+const TARGET: &str = "sluice::admin";
+
+/// Body caps and deadlines of the admin routes (from `[http]`).
+///
+/// # Defaults
+/// JSON bodies 64 KiB within 30 s; imports 256 MiB within 10 min.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminLimits {
+    /// Largest JSON body.
+    pub max_body_bytes: usize,
+    /// Deadline for a JSON body.
+    pub body_timeout: Duration,
+    /// Largest import (CSV) body.
+    pub max_import_bytes: usize,
+    /// Deadline for receiving and applying an import.
+    pub import_timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            max_body_bytes: 64 << 10,
+            body_timeout: Duration::from_secs(30),
+            max_import_bytes: 256 << 20,
+            import_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl AdminLimits {
+    /// The limits `[http]` configures.
+    pub fn from_config(c: &crate::config::HttpConfig) -> AdminLimits {
+        AdminLimits {
+            max_body_bytes: c.max_body_bytes,
+            body_timeout: c.body_timeout,
+            max_import_bytes: c.max_import_bytes,
+            import_timeout: c.import_timeout,
+        }
+    }
+}
+
+/// Who made an admin call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// The operator (`http.admin_token`): everything.
+    Operator,
+    /// A tenant's admin token: that tenant only.
+    Tenant(Arc<str>),
+}
 
 /// What the admin API works on.
 #[derive(Debug)]
 pub struct Admin {
-    token: Option<Secret>,
+    operator: Option<Secret>,
+    tenant_tokens: Vec<(Arc<str>, Secret)>,
+    /// Scope name → owning tenant (`None`: global, or claimed by two).
+    scope_owner: HashMap<String, Option<Arc<str>>>,
+    limits: AdminLimits,
     compliance: Arc<Compliance>,
     scheduler: Arc<Scheduler>,
     ledger: Arc<Ledger>,
     spill: Arc<Spill>,
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response;
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Reply {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("static parts are valid")
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     reply(status, json!({ "error": message.into() }))
 }
 
-fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| percent_decode(v))
-    })
+fn forbidden(what: &str) -> Reply {
+    error(StatusCode::FORBIDDEN, format!("this token may not {what}"))
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
+/// A peer-supplied string made safe for a log field: at most 120
+/// characters, logged with `?` (escaped).
+fn for_log(s: &str) -> &str {
+    match s.char_indices().nth(120) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme in any
+/// letter case).
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header
+        .trim()
+        .split_once(|c: char| c.is_ascii_whitespace())?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[derive(Debug, Deserialize)]
+struct ScopeQuery {
+    scope: Option<String>,
+}
+
+impl Principal {
+    /// Whether this caller may see and change `tenant`'s data.
+    pub fn may_tenant(&self, tenant: &str) -> bool {
+        match self {
+            Principal::Operator => true,
+            Principal::Tenant(t) => &**t == tenant,
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Admin {
-    /// An admin API; `token` `None` turns it off.
+    /// The admin API over the gateway's parts, with the tokens and limits of
+    /// `config`.
     pub fn new(
-        token: Option<Secret>,
+        config: &Config,
         compliance: Arc<Compliance>,
         scheduler: Arc<Scheduler>,
         ledger: Arc<Ledger>,
         spill: Arc<Spill>,
     ) -> Admin {
+        let mut scope_owner: HashMap<String, Option<Arc<str>>> = HashMap::new();
+        let mut claim = |scope: String, tenant: &Arc<str>| {
+            scope_owner
+                .entry(scope)
+                .and_modify(|owner| {
+                    if owner.as_deref() != Some(&**tenant) {
+                        *owner = None;
+                    }
+                })
+                .or_insert_with(|| Some(tenant.clone()));
+        };
+        for t in &config.tenants {
+            let name: Arc<str> = t.name.as_str().into();
+            claim(tenant_scope(&t.name), &name);
+            for p in &t.programs {
+                claim(program_scope(&t.name, &p.name), &name);
+            }
+        }
         Admin {
-            token,
+            operator: config.http.admin_token.clone(),
+            tenant_tokens: config
+                .tenants
+                .iter()
+                .filter_map(|t| Some((t.name.as_str().into(), t.admin_token.clone()?)))
+                .collect(),
+            scope_owner,
+            limits: AdminLimits::from_config(&config.http),
             compliance,
             scheduler,
             ledger,
@@ -116,95 +218,88 @@ impl Admin {
         }
     }
 
-    /// Handles a request under `/admin/`.
-    pub async fn handle(&self, req: Request<Incoming>) -> Reply {
-        let Some(token) = &self.token else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "the admin API is off (set http.admin_token)",
-            );
-        };
-        let given = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            None => return error(StatusCode::UNAUTHORIZED, "missing bearer token"),
-            Some(t) if !crate::ingest::secret_eq(t, token.expose()) => {
-                tracing::warn!(target: "sluice::admin", path = %req.uri().path(), "admin call with a wrong token");
-                return error(StatusCode::FORBIDDEN, "wrong token");
-            }
-            Some(_) => {}
+    /// Whether any token is configured (else the API is off).
+    pub fn is_on(&self) -> bool {
+        self.operator.is_some() || !self.tenant_tokens.is_empty()
+    }
+
+    /// The caller a token names. Every configured token is compared, in
+    /// time independent of where they differ.
+    pub fn principal(&self, token: &str) -> Option<Principal> {
+        let mut found = None;
+        if let Some(op) = &self.operator
+            && crate::ingest::secret_eq(token, op.expose())
+        {
+            found = Some(Principal::Operator);
         }
-        let path = req.uri().path().trim_end_matches('/').to_owned();
-        let parts: Vec<&str> = path.trim_start_matches("/admin/").split('/').collect();
-        match (req.method().clone(), parts.as_slice()) {
-            (Method::GET, ["optouts", "count"]) => {
-                let n = match query_param(&req, "scope") {
-                    Some(s) => self.compliance.count_scope(&s),
-                    None => self.compliance.count(),
-                };
-                reply(
-                    StatusCode::OK,
-                    json!({ "count": n, "memory_bytes": self.compliance.memory_bytes() }),
-                )
+        for (tenant, secret) in &self.tenant_tokens {
+            if crate::ingest::secret_eq(token, secret.expose()) && found.is_none() {
+                found = Some(Principal::Tenant(tenant.clone()));
             }
-            (Method::GET, ["optouts", "export"]) => {
-                let Some(scope) = query_param(&req, "scope") else {
-                    return error(StatusCode::BAD_REQUEST, "scope is required");
-                };
-                let mut out = Vec::new();
-                match self.compliance.export(&scope, &mut out) {
-                    Ok(_) => Response::builder()
-                        .status(StatusCode::OK)
-                        .header("content-type", "text/csv")
-                        .body(Full::new(Bytes::from(out)))
-                        .expect("static parts are valid"),
-                    Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
-                }
-            }
-            (Method::POST, ["optouts", "import"]) => self.import(req).await,
-            (Method::GET, ["optouts", number]) => match Msisdn::parse(&percent_decode(number)) {
-                Ok(n) => reply(
-                    StatusCode::OK,
-                    json!({
-                        "number": n.to_string(),
-                        "suppressed": self.compliance.scopes_of(n),
-                        "audit": self.compliance.audit(n),
-                    }),
-                ),
-                Err(e) => error(StatusCode::BAD_REQUEST, format!("number: {e}")),
-            },
-            (Method::POST, ["optouts"]) => self.opt(req, true, None).await,
-            (Method::DELETE, ["optouts", number]) => {
-                let number = percent_decode(number);
-                self.opt(req, false, Some(number)).await
-            }
-            (Method::GET, ["imports"]) => reply(StatusCode::OK, json!(self.compliance.imports())),
-            (Method::GET, ["queues"]) => reply(StatusCode::OK, self.queues()),
-            (Method::GET, ["messages", id]) => match id.parse::<MessageId>() {
-                Ok(id) => reply(StatusCode::OK, self.message(id)),
-                Err(_) => error(StatusCode::BAD_REQUEST, "message id: 16 hex digits"),
-            },
-            (Method::POST, ["carriers", name, action @ ("pause" | "resume")]) => {
-                match self.scheduler.queue(name) {
-                    Some(q) => {
-                        q.set_paused(*action == "pause");
-                        tracing::info!(target: "sluice::admin", carrier = %name, action = %action, "carrier traffic");
-                        reply(
-                            StatusCode::OK,
-                            json!({ "carrier": name, "paused": q.is_paused() }),
-                        )
-                    }
-                    None => error(StatusCode::NOT_FOUND, format!("no carrier {name:?}")),
-                }
-            }
-            _ => error(
-                StatusCode::NOT_FOUND,
-                format!("no admin route {} {}", req.method(), path),
-            ),
         }
+        found
+    }
+
+    /// Whether `p` may see and change `scope`.
+    pub fn may_scope(&self, p: &Principal, scope: &str) -> bool {
+        match p {
+            Principal::Operator => true,
+            Principal::Tenant(t) => self
+                .scope_owner
+                .get(scope)
+                .is_some_and(|owner| owner.as_deref() == Some(&**t)),
+        }
+    }
+
+    /// The routes under `/admin/`, behind the bearer-token check.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/admin/optouts", post(opt_add))
+            .route("/admin/optouts/count", get(count))
+            .route("/admin/optouts/export", get(export))
+            .route("/admin/optouts/import", post(import))
+            .route("/admin/optouts/{number}", get(check).delete(opt_remove))
+            .route("/admin/imports", get(imports))
+            .route("/admin/queues", get(queues))
+            .route("/admin/messages/{id}", get(message))
+            .route("/admin/carriers/{name}/{action}", post(carrier))
+            .route("/admin/{*rest}", any(no_route))
+            .route("/admin", any(no_route))
+            .route_layer(middleware::from_fn_with_state(self.clone(), authenticate))
+            .with_state(self)
+    }
+
+    async fn body(&self, body: Body, max: usize, deadline: Duration) -> Result<Bytes, Reply> {
+        httpd::read_body(body, max, deadline).await.map_err(|e| {
+            let status = match e {
+                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let limit = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(" (at most {max} bytes)")
+            } else {
+                String::new()
+            };
+            error(status, format!("body: {e}{limit}"))
+        })
+    }
+
+    /// Which scopes of `number` `p` may see, and their audit entries.
+    fn check(&self, p: &Principal, n: Msisdn) -> serde_json::Value {
+        let scopes: Vec<String> = self
+            .compliance
+            .scopes_of(n)
+            .into_iter()
+            .filter(|s| self.may_scope(p, s))
+            .collect();
+        let audit: Vec<_> = self
+            .compliance
+            .audit(n)
+            .into_iter()
+            .filter(|a| self.may_scope(p, &a.scope))
+            .collect();
+        json!({ "number": n.to_string(), "suppressed": scopes, "audit": audit })
     }
 
     fn queues(&self) -> serde_json::Value {
@@ -277,32 +372,14 @@ impl Admin {
         }
     }
 
-    async fn body(req: Request<Incoming>) -> Result<Bytes, Reply> {
-        match Limited::new(req.into_body(), MAX_BODY).collect().await {
-            Ok(b) => Ok(b.to_bytes()),
-            Err(e) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("body: {e}"))),
-        }
-    }
-
-    async fn opt(&self, req: Request<Incoming>, opted_out: bool, number: Option<String>) -> Reply {
-        let scope_q = query_param(&req, "scope");
-        let (number, scope, note) = if let Some(n) = number {
-            (n, scope_q, String::new())
-        } else {
-            let body = match Admin::body(req).await {
-                Ok(b) => b,
-                Err(r) => return r,
-            };
-            let v: serde_json::Value = match serde_json::from_slice(&body) {
-                Ok(v) => v,
-                Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
-            };
-            (
-                v["number"].as_str().unwrap_or_default().to_owned(),
-                v["scope"].as_str().map(str::to_owned),
-                v["note"].as_str().unwrap_or("api").to_owned(),
-            )
-        };
+    async fn opt(
+        &self,
+        p: &Principal,
+        opted_out: bool,
+        number: String,
+        scope: Option<String>,
+        note: String,
+    ) -> Reply {
         let n = match Msisdn::parse(number.trim()) {
             Ok(n) => n,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("number {number:?}: {e}")),
@@ -313,6 +390,9 @@ impl Admin {
                 "scope is required (global, tenant:T or program:T:P)",
             );
         };
+        if !self.may_scope(p, &scope) {
+            return forbidden("change this scope");
+        }
         if !self.compliance.is_scope(&scope) {
             return error(StatusCode::BAD_REQUEST, format!("unknown scope {scope:?}"));
         }
@@ -334,81 +414,326 @@ impl Admin {
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
+}
 
-    async fn import(&self, req: Request<Incoming>) -> Reply {
-        let Some(scope) = query_param(&req, "scope") else {
-            return error(StatusCode::BAD_REQUEST, "scope is required");
-        };
-        let source = req
-            .headers()
-            .get("x-source")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("upload")
-            .to_owned();
-        let body = match Admin::body(req).await {
-            Ok(b) => b,
-            Err(r) => return r,
-        };
-        match self
-            .compliance
-            .import(&scope, &body[..], &source, |_| {})
-            .await
-        {
-            Ok(report) => reply(
-                StatusCode::OK,
-                json!({
-                    "scope": scope,
-                    "lines": report.progress.lines,
-                    "imported": report.progress.rows,
-                    "bad": report.progress.bad,
-                    "bad_rows": report.bad.iter().map(|b| json!({
-                        "line": b.line, "raw": b.raw, "reason": b.reason.to_string()
-                    })).collect::<Vec<_>>(),
-                }),
-            ),
-            Err(crate::compliance::ComplianceError::UnknownScope(s)) => {
-                error(StatusCode::BAD_REQUEST, format!("unknown scope {s:?}"))
-            }
-            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+// === handlers ===
+
+type AdminState = State<Arc<Admin>>;
+type Caller = Extension<Principal>;
+
+/// Resolves the caller from the bearer token (see the module doc).
+async fn authenticate(State(admin): AdminState, mut req: Request, next: Next) -> Response {
+    if !admin.is_on() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the admin API is off (set http.admin_token or a tenant's admin_token)",
+        );
+    }
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer);
+    let Some(token) = given else {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing bearer token");
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    };
+    match admin.principal(token) {
+        Some(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        None => {
+            let path = req.uri().path();
+            tracing::warn!(target: TARGET, path = %crate::model::LogSafe::new(path), "admin call with a wrong token");
+            error(StatusCode::FORBIDDEN, "wrong token")
         }
     }
 }
 
+async fn no_route(method: Method, req: Request) -> Reply {
+    let path = req.uri().path().to_owned();
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no admin route {method} {}", for_log(&path)),
+    )
+}
+
+async fn count(State(a): AdminState, Extension(p): Caller, Query(q): Query<ScopeQuery>) -> Reply {
+    let n = match (&q.scope, &p) {
+        (Some(s), _) if !a.may_scope(&p, s) => return forbidden("read this scope"),
+        (Some(s), _) => a.compliance.count_scope(s),
+        (None, Principal::Operator) => a.compliance.count(),
+        (None, Principal::Tenant(_)) => return forbidden("count every scope (name one of yours)"),
+    };
+    let memory = match p {
+        Principal::Operator => Some(a.compliance.memory_bytes()),
+        Principal::Tenant(_) => None,
+    };
+    reply(
+        StatusCode::OK,
+        json!({ "count": n, "memory_bytes": memory }),
+    )
+}
+
+async fn export(State(a): AdminState, Extension(p): Caller, Query(q): Query<ScopeQuery>) -> Reply {
+    let Some(scope) = q.scope else {
+        return error(StatusCode::BAD_REQUEST, "scope is required");
+    };
+    if !a.may_scope(&p, &scope) {
+        return forbidden("read this scope");
+    }
+    let mut out = Vec::new();
+    match a.compliance.export(&scope, &mut out) {
+        Ok(_) => (StatusCode::OK, [(CONTENT_TYPE, "text/csv")], out).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+async fn import(
+    State(a): AdminState,
+    Extension(p): Caller,
+    Query(q): Query<ScopeQuery>,
+    headers: hyper::HeaderMap,
+    body: Body,
+) -> Reply {
+    let Some(scope) = q.scope else {
+        return error(StatusCode::BAD_REQUEST, "scope is required");
+    };
+    if !a.may_scope(&p, &scope) {
+        return forbidden("import into this scope");
+    }
+    let source = headers
+        .get("x-source")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("upload")
+        .chars()
+        .take(200)
+        .collect::<String>();
+    let started = tokio::time::Instant::now();
+    let limits = a.limits;
+    let body = match a
+        .body(body, limits.max_import_bytes, limits.import_timeout)
+        .await
+    {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    // What is left of the deadline bounds the import itself; an import cut
+    // short commits nothing (all-or-nothing).
+    let left = limits.import_timeout.saturating_sub(started.elapsed());
+    let run = a.compliance.import(&scope, &body[..], &source, |_| {});
+    match tokio::time::timeout(left, run).await {
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "import not applied within http.import_timeout; nothing was committed",
+        ),
+        Ok(Ok(report)) => reply(
+            StatusCode::OK,
+            json!({
+                "scope": scope,
+                "lines": report.progress.lines,
+                "imported": report.progress.rows,
+                "bad": report.progress.bad,
+                "bad_rows": report.bad.iter().map(|b| json!({
+                    "line": b.line, "raw": b.raw, "reason": b.reason.to_string()
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+        Ok(Err(crate::compliance::ComplianceError::UnknownScope(s))) => {
+            error(StatusCode::BAD_REQUEST, format!("unknown scope {s:?}"))
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn check(State(a): AdminState, Extension(p): Caller, Path(number): Path<String>) -> Reply {
+    match Msisdn::parse(number.trim()) {
+        Ok(n) => reply(StatusCode::OK, a.check(&p, n)),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("number: {e}")),
+    }
+}
+
+async fn opt_add(State(a): AdminState, Extension(p): Caller, body: Body) -> Reply {
+    let limits = a.limits;
+    let body = match a
+        .body(body, limits.max_body_bytes, limits.body_timeout)
+        .await
+    {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+    };
+    a.opt(
+        &p,
+        true,
+        v["number"].as_str().unwrap_or_default().to_owned(),
+        v["scope"].as_str().map(str::to_owned),
+        v["note"].as_str().unwrap_or("api").to_owned(),
+    )
+    .await
+}
+
+async fn opt_remove(
+    State(a): AdminState,
+    Extension(p): Caller,
+    Path(number): Path<String>,
+    Query(q): Query<ScopeQuery>,
+) -> Reply {
+    a.opt(&p, false, number, q.scope, String::new()).await
+}
+
+async fn imports(State(a): AdminState, Extension(p): Caller) -> Reply {
+    let list: Vec<_> = a
+        .compliance
+        .imports()
+        .into_iter()
+        .filter(|i| a.may_scope(&p, &i.scope))
+        .collect();
+    reply(StatusCode::OK, json!(list))
+}
+
+async fn queues(State(a): AdminState, Extension(p): Caller) -> Reply {
+    if p != Principal::Operator {
+        return forbidden("read every tenant's queues");
+    }
+    reply(StatusCode::OK, a.queues())
+}
+
+async fn message(State(a): AdminState, Extension(p): Caller, Path(id): Path<String>) -> Reply {
+    let Ok(id) = id.parse::<MessageId>() else {
+        return error(StatusCode::BAD_REQUEST, "message id: 16 hex digits");
+    };
+    match (&p, a.ledger.get(id)) {
+        (Principal::Operator, _) => reply(StatusCode::OK, a.message(id)),
+        (Principal::Tenant(_), Some(e)) if p.may_tenant(&e.message.tenant) => {
+            reply(StatusCode::OK, a.message(id))
+        }
+        (Principal::Tenant(_), Some(_)) => forbidden("read another tenant's messages"),
+        // Not in memory: finished, never accepted, spilled; which one is not
+        // this tenant's to learn.
+        (Principal::Tenant(_), None) => reply(
+            StatusCode::OK,
+            json!({ "id": id.to_string(), "stage": "not live",
+                "why": "not among this tenant's live messages in memory (finished, never accepted, or spilled to disk)" }),
+        ),
+    }
+}
+
+async fn carrier(
+    State(a): AdminState,
+    Extension(p): Caller,
+    Path((name, action)): Path<(String, String)>,
+) -> Reply {
+    if p != Principal::Operator {
+        return forbidden("pause or resume carriers");
+    }
+    let pause = match action.as_str() {
+        "pause" => true,
+        "resume" => false,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no admin route POST /admin/carriers/{}/{}",
+                    for_log(&name),
+                    for_log(&action)
+                ),
+            );
+        }
+    };
+    match a.scheduler.queue(&name) {
+        Some(q) => {
+            q.set_paused(pause);
+            tracing::info!(target: TARGET, carrier = %name, action = %action, "carrier traffic");
+            reply(
+                StatusCode::OK,
+                json!({ "carrier": name, "paused": q.is_paused() }),
+            )
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no carrier {:?}", for_log(&name)),
+        ),
+    }
+}
+
 /// A client for the admin API (used by `sluice optout ...`): one HTTP/1.1
-/// request on a fresh connection.
+/// request on a fresh connection, `http://` or `https://` (trusting `tls`'s
+/// roots, or the system's; `tls` may carry a client certificate).
 ///
 /// # Errors
-/// Connection or protocol failures; HTTP error statuses are returned, not errors.
+/// Connection, TLS or protocol failures; HTTP error statuses are returned,
+/// not errors.
 pub async fn call(
     base: &str,
     token: &str,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     method: Method,
     path: &str,
     body: Bytes,
     content_type: &str,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let authority = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    if base.starts_with("https://") {
-        anyhow::bail!("use http:// for the admin API (it listens on a private address)");
-    }
-    let tcp = tokio::net::TcpStream::connect(&authority).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = Request::builder()
+    let (secure, rest) = match (base.strip_prefix("https://"), base.strip_prefix("http://")) {
+        (Some(r), _) => (true, r),
+        (None, Some(r)) => (false, r),
+        _ => anyhow::bail!("the admin URL must start with http:// or https://"),
+    };
+    let authority = rest.trim_end_matches('/').to_owned();
+    let req = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header("host", &authority)
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", content_type)
         .body(Full::new(body))?;
+    let tcp = tokio::net::TcpStream::connect(&authority).await?;
+    if !secure {
+        return exchange(tcp, req).await;
+    }
+    let config = match tls {
+        Some(c) => c,
+        None => Arc::new(crate::smpp::tls::client_config(None)?),
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority.as_str(),
+    };
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    exchange(stream, req).await
+}
+
+async fn exchange<S>(
+    stream: S,
+    req: hyper::Request<Full<Bytes>>,
+) -> anyhow::Result<(StatusCode, Bytes)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
     let resp = sender.send_request(req).await?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
     Ok((status, body))
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,8 +14,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::ingest::pb::{self, RejectReason};
+use crate::model::numbering::{self, Country};
 use crate::model::{
-    ChannelPref, FallbackPolicy, MAX_TEXT_CHARS, Message, MessageId, Msisdn, Priority, Sender,
+    ChannelPref, FallbackPolicy, MAX_TEXT_CHARS, Message, MessageId, Priority, Sender,
 };
 
 /// Longest client_ref accepted, bytes.
@@ -36,6 +37,17 @@ pub struct Rejection {
     pub reason: RejectReason,
     /// Human-readable detail.
     pub detail: String,
+}
+
+/// A peer-supplied string for a rejection detail: escaped and at most 24
+/// characters.
+fn quote(s: &str) -> String {
+    let short: String = s.chars().take(24).collect();
+    if short.len() < s.len() {
+        format!("{short:?}…")
+    } else {
+        format!("{short:?}")
+    }
 }
 
 fn reject(reason: RejectReason, detail: impl Into<String>) -> Rejection {
@@ -144,7 +156,8 @@ pub fn sender_not_allowed(tenant: &str, from: &Sender) -> Rejection {
 }
 
 /// Validates one submitted message and builds the domain message (with a
-/// placeholder id the caller replaces).
+/// placeholder id the caller replaces). The recipient must be E.164 (`+`,
+/// digits, a calling code in use, a length its plan allows).
 ///
 /// # Errors
 /// A [`Rejection`] naming the first problem found.
@@ -152,6 +165,21 @@ pub fn validate(
     tenant: &Arc<str>,
     m: pb::SubmitMessage,
     default_validity: Duration,
+    now_ms: u64,
+) -> Result<Message, Rejection> {
+    validate_with_country(tenant, m, default_validity, None, now_ms)
+}
+
+/// [`validate`] for a tenant with a `default_country`: national numbers of
+/// that country are accepted too, normalised to E.164.
+///
+/// # Errors
+/// A [`Rejection`] naming the first problem found.
+pub fn validate_with_country(
+    tenant: &Arc<str>,
+    m: pb::SubmitMessage,
+    default_validity: Duration,
+    default_country: Option<Country>,
     now_ms: u64,
 ) -> Result<Message, Rejection> {
     if m.client_ref.is_empty() {
@@ -163,8 +191,12 @@ pub fn validate(
             format!("client_ref is longer than {MAX_CLIENT_REF} bytes"),
         ));
     }
-    let to = Msisdn::parse(m.to.trim())
-        .map_err(|e| reject(RejectReason::InvalidNumber, format!("to {:?}: {e}", m.to)))?;
+    let to = numbering::parse_recipient(&m.to, default_country).map_err(|e| {
+        reject(
+            RejectReason::InvalidNumber,
+            format!("to {}: {e}", quote(&m.to)),
+        )
+    })?;
     let from = Sender::parse(m.from.trim())
         .map_err(|e| reject(RejectReason::InvalidSender, e.to_string()))?;
     let chars = m.text.chars().count();

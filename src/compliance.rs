@@ -624,7 +624,7 @@ impl Compliance {
             at_ms: commit.at_ms,
         });
         metrics::counter!("sluice_optouts_imported_total").increment(total);
-        tracing::info!(target: TARGET, scope, imported = total, bad = report.bad.len(), "opt-out import committed");
+        tracing::info!(target: TARGET, scope = %crate::model::LogSafe::new(scope), imported = total, bad = report.bad.len(), "opt-out import committed");
         Ok(report)
     }
 

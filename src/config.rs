@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod check;
+pub mod keys;
+
 /// A string that must never be logged.
 #[derive(Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(transparent)]
@@ -50,13 +53,17 @@ pub struct Config {
     /// The journal.
     #[serde(default)]
     pub journal: JournalConfig,
-    /// HTTP endpoint for metrics and health.
+    /// HTTP endpoint for metrics, health and the admin API (the internal door).
     #[serde(default)]
     pub http: HttpConfig,
+    /// HTTP endpoint for the public landing pages (the public door).
+    #[serde(default)]
+    pub public: PublicConfig,
     /// Receipt correlation.
     #[serde(default)]
     pub receipts: ReceiptsConfig,
-    /// TLS for carrier binds with `tls = true`.
+    /// TLS for carrier binds with `tls = true` and MMSCs over `https://`,
+    /// and how often listener certificates are checked for changes.
     #[serde(default)]
     pub tls: TlsConfig,
     /// Tenants allowed to connect.
@@ -85,8 +92,10 @@ pub struct Config {
 /// # Defaults
 /// MMS to `+1` numbers only, every MMSC for every recipient in
 /// configuration order, media up to 5 MiB, landing pages under
-/// `http://127.0.0.1:9700`, fallback 10 minutes before the validity ends
-/// when no MMSC can take a message.
+/// `http://127.0.0.1:9702` (the default `[public] listen`); per tenant at
+/// most 1 GiB and 10,000 media stored and 4 uploads in progress, 32 uploads
+/// in progress in all; fallback 10 minutes before the validity ends when no
+/// MMSC can take a message.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MmsConfig {
@@ -99,9 +108,20 @@ pub struct MmsConfig {
     pub routes: Vec<RouteConfig>,
     /// Largest media upload, bytes.
     pub max_media_bytes: usize,
-    /// Public base URL of the HTTP endpoint, for fallback links
-    /// (`<public_url>/m/...`).
+    /// Public base URL of the public door (`[public] listen`, or the
+    /// reverse proxy in front of it), for fallback links (`<public_url>/m/...`).
     pub public_url: String,
+    /// Bytes of media a tenant may have stored (0 = no limit); a tenant's
+    /// `media_quota_bytes` overrides it.
+    pub media_quota_bytes: u64,
+    /// Media a tenant may have stored (0 = no limit); a tenant's
+    /// `media_quota_count` overrides it.
+    pub media_quota_count: u64,
+    /// Uploads a tenant may have in progress at once (being stored, or
+    /// chunked and unfinished); past it PutMedia is refused.
+    pub max_uploads_per_tenant: usize,
+    /// Uploads in progress over all tenants.
+    pub max_uploads: usize,
     /// An MMS waiting for an MMSC that is paused (credentials refused) or
     /// unreachable goes to its fallback (SMS, per its policy) once its
     /// validity ends within this long; until then it waits.
@@ -115,7 +135,11 @@ impl Default for MmsConfig {
             reachable_prefixes: vec!["+1".into()],
             routes: Vec::new(),
             max_media_bytes: 5 << 20,
-            public_url: "http://127.0.0.1:9700".into(),
+            public_url: "http://127.0.0.1:9702".into(),
+            media_quota_bytes: 1 << 30,
+            media_quota_count: 10_000,
+            max_uploads_per_tenant: 4,
+            max_uploads: 32,
             fallback_before_expiry: Duration::from_secs(600),
         }
     }
@@ -182,10 +206,42 @@ pub struct MmscConfig {
     /// Source networks allowed to call back (`10.0.0.0/8`); empty = any.
     #[serde(default)]
     pub callback_allow: Vec<String>,
+    /// TLS certificate chain (PEM) of the callback listener; with
+    /// `callback_tls_key_file` the listener speaks only TLS.
+    #[serde(default)]
+    pub callback_tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `callback_tls_cert_file`.
+    #[serde(default)]
+    pub callback_tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): the MMSC must present a client certificate it signed
+    /// (mutual TLS).
+    #[serde(default)]
+    pub callback_tls_client_ca_file: Option<PathBuf>,
+    /// Let the callback listener start on a non-loopback address with no
+    /// credentials, no allow-list and no client certificates.
+    #[serde(default)]
+    pub callback_allow_unauthenticated: bool,
+    /// Most open callback connections; past it new ones are closed at once.
+    #[serde(default = "default_callback_connections")]
+    pub callback_max_connections: usize,
+    /// Largest callback body, bytes (a DeliverReq carries the inbound MMS).
+    #[serde(default = "default_callback_body")]
+    pub callback_max_body_bytes: usize,
+    /// Deadline for a callback's headers (also closes idle keep-alive
+    /// connections).
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub callback_header_timeout: Duration,
+    /// Deadline for reading a callback's whole body.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub callback_body_timeout: Duration,
+    /// A callback connection with no byte moving either way this long is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub callback_idle_timeout: Duration,
 }
 
 impl MmscConfig {
-    /// An MMSC at `url` with every other setting at its default.
+    /// An MMSC called `name` at `url` with every other key at its default
+    /// (no credentials, no callback listener).
     pub fn new(name: impl Into<String>, url: impl Into<String>) -> MmscConfig {
         MmscConfig {
             name: name.into(),
@@ -207,8 +263,42 @@ impl MmscConfig {
             callback_username: None,
             callback_password: None,
             callback_allow: Vec::new(),
+            callback_tls_cert_file: None,
+            callback_tls_key_file: None,
+            callback_tls_client_ca_file: None,
+            callback_allow_unauthenticated: false,
+            callback_max_connections: default_callback_connections(),
+            callback_max_body_bytes: default_callback_body(),
+            callback_header_timeout: default_header_timeout(),
+            callback_body_timeout: default_body_timeout(),
+            callback_idle_timeout: default_idle_timeout(),
         }
     }
+
+    /// TLS of the callback listener, when configured.
+    pub fn callback_tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.callback_tls_cert_file.as_deref(),
+            self.callback_tls_key_file.as_deref(),
+            self.callback_tls_client_ca_file.as_deref(),
+        )
+    }
+}
+
+fn default_callback_connections() -> usize {
+    32
+}
+fn default_callback_body() -> usize {
+    4 << 20
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_mm7_version() -> String {
@@ -290,7 +380,10 @@ fn default_data_dir() -> PathBuf {
 ///
 /// # Defaults
 /// listen `127.0.0.1:7700`, max frame 4 MiB, max batch 1,000 messages,
-/// initial credits 50,000, dedupe window 24 h, event window 20,000.
+/// initial credits 50,000, dedupe window 24 h, event window 20,000; Hello
+/// within 2 s; 1,024 connections, 64 per address, 128 waiting for Hello;
+/// failed Hellos answered after 200 ms doubling to 5 s, at most 10 per
+/// address per minute.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
@@ -310,9 +403,45 @@ pub struct IngestConfig {
     pub dedupe_max_keys: usize,
     /// Most events in flight (sent, not acknowledged) per subscribed connection.
     pub event_window: u32,
-    /// How long a connection may stay silent before Hello.
+    /// How long a new connection has to say Hello (the pre-auth deadline).
     #[serde(with = "humantime_serde")]
     pub hello_timeout: Duration,
+    /// Most connections in all.
+    pub max_connections: usize,
+    /// Most connections from one address (IPv4) or /64 (IPv6).
+    pub max_connections_per_ip: usize,
+    /// Most connections waiting for Hello; past it the oldest is closed.
+    pub max_unauthenticated: usize,
+    /// Delay before answering an address's first failed Hello of the last
+    /// minute; it doubles with each further failure.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_delay: Duration,
+    /// Longest delay before answering a failed Hello.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_delay_max: Duration,
+    /// Failed Hellos from one address per minute; past them its Hellos are
+    /// refused unchecked until the oldest failure is a minute old.
+    pub auth_failures_per_minute: u32,
+    /// TLS certificate chain (PEM); with `tls_key_file` the listener speaks
+    /// only TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed
+    /// (mutual TLS); the certificate's name (CN, else first DNS name) must
+    /// then be the tenant of the connection's Hello.
+    pub tls_client_ca_file: Option<PathBuf>,
+}
+
+impl IngestConfig {
+    /// TLS of the ingest listener, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
 }
 
 impl Default for IngestConfig {
@@ -325,7 +454,16 @@ impl Default for IngestConfig {
             dedupe_window: Duration::from_secs(24 * 3600),
             dedupe_max_keys: 10_000_000,
             event_window: 20_000,
-            hello_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(2),
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            max_unauthenticated: 128,
+            auth_failure_delay: Duration::from_millis(200),
+            auth_failure_delay_max: Duration::from_secs(5),
+            auth_failures_per_minute: 10,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -384,14 +522,65 @@ impl Default for JournalConfig {
     }
 }
 
-/// Metrics and health endpoint.
+/// The internal HTTP door: `/metrics`, `/healthz`, `/readyz` and the admin
+/// API.
+///
+/// # Defaults
+/// listen `127.0.0.1:9700`, no admin token, plaintext, 256 connections,
+/// headers within 10 s, bodies within 30 s, idle connections closed after
+/// 60 s, admin JSON bodies up to 64 KiB, opt-out imports up to 256 MiB
+/// within 10 min.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Address to listen on; `None` disables the endpoint.
     pub listen: Option<SocketAddr>,
-    /// Bearer token for `/admin/...`; without one the admin API is off.
+    /// The operator's bearer token for `/admin/...` (every tenant, every
+    /// route). Tenants' own admin tokens are `admin_token` in `[[tenants]]`;
+    /// without any token the admin API is off.
     pub admin_token: Option<Secret>,
+    /// Let the door start on a non-loopback address with no admin token and
+    /// no client certificates (`/metrics` names tenants).
+    pub allow_unauthenticated: bool,
+    /// TLS certificate chain (PEM); with `tls_key_file` the door speaks only TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Most open connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Deadline for a request's headers, from the connection's start or the
+    /// end of the previous answer (so it closes idle keep-alive connections).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Deadline for receiving a request's body and answering it.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A connection with no byte moving either way this long (and no request
+    /// being answered) is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest admin request body (JSON), bytes.
+    pub max_body_bytes: usize,
+    /// Largest opt-out import (CSV), bytes.
+    pub max_import_bytes: usize,
+    /// Deadline for receiving and applying an opt-out import.
+    #[serde(with = "humantime_serde")]
+    pub import_timeout: Duration,
+    /// Which SMS carriers must have a bind up for `/readyz` to say ready.
+    pub ready_carriers: ReadyCarriers,
+}
+
+impl HttpConfig {
+    /// TLS of the door, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
 }
 
 impl Default for HttpConfig {
@@ -399,7 +588,116 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: Some("127.0.0.1:9700".parse().expect("valid literal")),
             admin_token: None,
+            allow_unauthenticated: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            max_connections: 256,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_body_bytes: 64 << 10,
+            max_import_bytes: 256 << 20,
+            import_timeout: Duration::from_secs(600),
+            ready_carriers: ReadyCarriers::Every,
         }
+    }
+}
+
+/// Which SMS carriers must have a bind up for the node to be ready
+/// (`/readyz`, see `readiness`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyCarriers {
+    /// Every carrier has at least one bind up (default).
+    #[default]
+    Every,
+    /// At least one carrier has a bind up.
+    Any,
+}
+
+/// The public HTTP door: landing pages of SMS-fallback links (`/m/...`),
+/// and nothing else.
+///
+/// # Defaults
+/// listen `127.0.0.1:9702`, plaintext, 1,024 connections, headers within
+/// 10 s, idle connections closed after 60 s.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicConfig {
+    /// Address to listen on; `None` disables the landing pages.
+    pub listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with `tls_key_file` the door speaks only TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed (for a
+    /// reverse proxy in front of the door).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Most open connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Deadline for a request's headers (see [`HttpConfig::header_timeout`]).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Deadline for answering a request.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A connection with no byte moving either way this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl PublicConfig {
+    /// TLS of the door, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
+}
+
+impl Default for PublicConfig {
+    fn default() -> Self {
+        PublicConfig {
+            listen: Some("127.0.0.1:9702".parse().expect("valid literal")),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            max_connections: 1024,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
+/// Server-side TLS of one listener: a certificate chain and its key, and
+/// optionally the CA that client certificates must chain to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Certificate chain, PEM, leaf first.
+    pub cert_file: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA bundle for client certificates (mutual TLS), PEM.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ListenerTls {
+    /// TLS from a section's three keys: `None` unless both the certificate
+    /// and the key are set (a half-set pair is a [`Config::problems`] entry).
+    pub fn from_parts(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        client_ca: Option<&Path>,
+    ) -> Option<ListenerTls> {
+        Some(ListenerTls {
+            cert_file: cert?.to_owned(),
+            key_file: key?.to_owned(),
+            client_ca_file: client_ca.map(Path::to_owned),
+        })
     }
 }
 
@@ -439,12 +737,29 @@ impl Default for ReceiptsConfig {
     }
 }
 
-/// TLS client settings for carrier connections.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// TLS client settings for carrier connections (SMPP binds, MMSCs), and
+/// the certificate reload period of every listener.
+///
+/// # Defaults
+/// The system's roots; listener certificates checked every 5 s.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM file of CA certificates to trust instead of the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// How often listeners look for changed certificate, key and client CA
+    /// files (SIGHUP reloads at once).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca_file: None,
+            reload_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 /// One tenant (an upstream campaign system).
@@ -455,6 +770,10 @@ pub struct TenantConfig {
     pub name: String,
     /// Secret token used in Hello.
     pub token: Secret,
+    /// Bearer token of this tenant's admin API access: its own messages,
+    /// opt-outs (`tenant:<name>`, `program:<name>:*`) and media only.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
     /// Sender addresses (short codes, numbers, alphanumeric ids) this tenant
     /// owns: the only ones it may send from, and inbound messages to them go
     /// to this tenant. A sender belongs to one tenant.
@@ -482,6 +801,19 @@ pub struct TenantConfig {
     /// (`"21:00-08:00"`, local time from the NANP area code); off when absent.
     #[serde(default)]
     pub quiet_hours: Option<String>,
+    /// Bytes of media this tenant may have stored (0 = no limit); default
+    /// `mms.media_quota_bytes`.
+    #[serde(default)]
+    pub media_quota_bytes: Option<u64>,
+    /// Media this tenant may have stored (0 = no limit); default
+    /// `mms.media_quota_count`.
+    #[serde(default)]
+    pub media_quota_count: Option<u64>,
+    /// Country (ISO 3166 alpha-2, e.g. `"US"`) whose national numbers this
+    /// tenant may submit (normalised to E.164); absent: recipients must be
+    /// E.164.
+    #[serde(default)]
+    pub default_country: Option<String>,
 }
 
 impl Default for TenantConfig {
@@ -491,6 +823,7 @@ impl Default for TenantConfig {
         TenantConfig {
             name: String::new(),
             token: Secret::new(""),
+            admin_token: None,
             senders: Vec::new(),
             sender_patterns: Vec::new(),
             default_validity: default_validity(),
@@ -498,7 +831,18 @@ impl Default for TenantConfig {
             rate: 0.0,
             programs: Vec::new(),
             quiet_hours: None,
+            media_quota_bytes: None,
+            media_quota_count: None,
+            default_country: None,
         }
+    }
+}
+
+impl TenantConfig {
+    /// The parsed `default_country` (`None` when absent or invalid; an
+    /// invalid one is reported by [`Config::problems`]).
+    pub fn default_country(&self) -> Option<crate::model::numbering::Country> {
+        self.default_country.as_deref().and_then(|c| c.parse().ok())
     }
 }
 
@@ -631,7 +975,8 @@ pub enum BindMode {
 ///
 /// # Defaults
 /// transceiver, window 64, unlimited rate, response timeout 10 s,
-/// enquire_link every 30 s, reconnect backoff 500 ms doubling to 30 s.
+/// enquire_link every 30 s, reconnect backoff 500 ms doubling to 30 s,
+/// 5 min after a refused authentication.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindConfig {
@@ -671,6 +1016,11 @@ pub struct BindConfig {
     /// Largest reconnect delay.
     #[serde(default = "default_reconnect_max", with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// Wait before binding again after the SMSC refused the credentials
+    /// (ESME_RINVPASWD, ESME_RINVSYSID, ESME_RBINDFAIL): carriers lock
+    /// accounts that keep retrying. Default 5 min.
+    #[serde(default = "default_auth_failure_backoff", with = "humantime_serde")]
+    pub auth_failure_backoff: Duration,
 }
 
 fn one() -> u32 {
@@ -697,6 +1047,9 @@ fn default_reconnect_min() -> Duration {
 fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
 }
+fn default_auth_failure_backoff() -> Duration {
+    Duration::from_secs(300)
+}
 
 /// A route: recipients whose E.164 number starts with `prefix` go to
 /// `carriers` (first available wins).
@@ -721,16 +1074,10 @@ pub enum ConfigError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The TOML does not parse or has unknown keys.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        message: String,
-    },
-    /// Values that parse but make no sense together.
-    #[error("{path}: invalid configuration:\n  - {}", problems.join("\n  - "))]
+    /// Every problem of the file: TOML syntax, unknown keys, wrong types,
+    /// and values that parse but make no sense together.
+    #[error("{path}: invalid configuration ({} problem{}):\n  - {}",
+        problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.join("\n  - "))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -752,24 +1099,16 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Parses and validates TOML text; `path` names it in errors.
+    /// Parses and validates TOML text; `path` names it in errors. Every
+    /// problem is reported at once ([`check::check`]).
     ///
     /// # Errors
-    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    /// [`ConfigError::Invalid`] with every problem found.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        check::check(text).map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        let problems = config.problems();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                problems,
-            })
-        }
+            problems,
+        })
     }
 
     /// Every inconsistency in the configuration (empty when usable).
@@ -810,10 +1149,31 @@ impl Config {
         let owned: Vec<(&str, crate::admission::OwnedSenders)> = self
             .tenants
             .iter()
-            .filter_map(|t| {
-                crate::admission::OwnedSenders::new(&t.senders, &t.sender_patterns)
-                    .ok()
-                    .map(|o| (t.name.as_str(), o))
+            .map(|t| {
+                // A tenant with a bad sender or pattern (reported above)
+                // still has its good ones checked for overlaps.
+                let owned = crate::admission::OwnedSenders::new(&t.senders, &t.sender_patterns)
+                    .unwrap_or_else(|_| {
+                        let ok = |v: &String, pattern: bool| {
+                            let one = std::slice::from_ref(v);
+                            let r = if pattern {
+                                crate::admission::OwnedSenders::new(&[], one)
+                            } else {
+                                crate::admission::OwnedSenders::new(one, &[])
+                            };
+                            r.is_ok()
+                        };
+                        let senders: Vec<String> =
+                            t.senders.iter().filter(|s| ok(s, false)).cloned().collect();
+                        let patterns: Vec<String> = t
+                            .sender_patterns
+                            .iter()
+                            .filter(|s| ok(s, true))
+                            .cloned()
+                            .collect();
+                        crate::admission::OwnedSenders::new(&senders, &patterns).unwrap_or_default()
+                    });
+                (t.name.as_str(), owned)
             })
             .collect();
         for (i, (a, sa)) in owned.iter().enumerate() {
@@ -905,6 +1265,11 @@ impl Config {
             if t.weight == 0 {
                 p.push(format!("tenant {:?}: weight must be at least 1", t.name));
             }
+            if let Some(c) = &t.default_country
+                && let Err(e) = c.parse::<crate::model::numbering::Country>()
+            {
+                p.push(format!("tenant {:?}: default_country: {e}", t.name));
+            }
         }
         for m in &self.mmsc {
             if !carriers.insert(m.name.as_str()) {
@@ -964,11 +1329,172 @@ impl Config {
         if self.ingest.max_frame_bytes < 1024 {
             p.push("ingest.max_frame_bytes must be at least 1024".into());
         }
+        let i = &self.ingest;
+        if i.hello_timeout.is_zero() {
+            p.push("ingest.hello_timeout must be above 0".into());
+        }
+        if i.max_connections == 0 || i.max_connections_per_ip == 0 || i.max_unauthenticated == 0 {
+            p.push(
+                "ingest.max_connections, max_connections_per_ip and max_unauthenticated must be at least 1"
+                    .into(),
+            );
+        }
+        if i.max_unauthenticated > i.max_connections {
+            p.push(
+                "ingest.max_unauthenticated must not exceed max_connections (it is the share of \
+                 them that connections waiting for Hello may hold)"
+                    .into(),
+            );
+        }
+        if i.auth_failures_per_minute == 0 {
+            p.push("ingest.auth_failures_per_minute must be at least 1".into());
+        }
+        if i.auth_failure_delay > i.auth_failure_delay_max {
+            p.push("ingest.auth_failure_delay exceeds auth_failure_delay_max".into());
+        }
+        if self.mms.max_uploads_per_tenant == 0 || self.mms.max_uploads == 0 {
+            p.push("mms.max_uploads_per_tenant and mms.max_uploads must be at least 1".into());
+        }
         if self.journal.segment_bytes < 1 << 20 {
             p.push("journal.segment_bytes must be at least 1 MiB".into());
         }
         if self.journal.max_segments < 2 {
             p.push("journal.max_segments must be at least 2".into());
+        }
+        p.extend(self.door_problems());
+        p
+    }
+
+    /// Problems of the doors (listeners) and their credentials: half-set
+    /// TLS files or credentials, listeners reachable beyond loopback without
+    /// authentication, unusable limits. The gateway refuses to start while
+    /// any remain (they are in [`Config::problems`] too).
+    pub fn door_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let tls_pair = |p: &mut Vec<String>,
+                        at: &str,
+                        cert: &Option<PathBuf>,
+                        key: &Option<PathBuf>,
+                        ca: &Option<PathBuf>| {
+            match (cert, key) {
+                (Some(_), None) => {
+                    p.push(format!("{at}: tls_cert_file is set without tls_key_file"))
+                }
+                (None, Some(_)) => {
+                    p.push(format!("{at}: tls_key_file is set without tls_cert_file"))
+                }
+                (None, None) if ca.is_some() => p.push(format!(
+                    "{at}: tls_client_ca_file needs tls_cert_file and tls_key_file"
+                )),
+                _ => {}
+            }
+        };
+        let beyond_loopback = |a: &SocketAddr| !a.ip().is_loopback();
+        let i = &self.ingest;
+        tls_pair(
+            &mut p,
+            "ingest",
+            &i.tls_cert_file,
+            &i.tls_key_file,
+            &i.tls_client_ca_file,
+        );
+        let h = &self.http;
+        tls_pair(
+            &mut p,
+            "http",
+            &h.tls_cert_file,
+            &h.tls_key_file,
+            &h.tls_client_ca_file,
+        );
+        let u = &self.public;
+        tls_pair(
+            &mut p,
+            "public",
+            &u.tls_cert_file,
+            &u.tls_key_file,
+            &u.tls_client_ca_file,
+        );
+        let admin_tokens: Vec<(String, &Secret)> = h
+            .admin_token
+            .iter()
+            .map(|t| ("http.admin_token".to_owned(), t))
+            .chain(self.tenants.iter().filter_map(|t| {
+                let at = format!("tenant {:?}: admin_token", t.name);
+                t.admin_token.as_ref().map(|s| (at, s))
+            }))
+            .collect();
+        for (i, (at, token)) in admin_tokens.iter().enumerate() {
+            if token.expose().len() < 16 {
+                p.push(format!("{at} must have at least 16 characters"));
+            }
+            if let Some((other, _)) = admin_tokens[..i]
+                .iter()
+                .find(|(_, t)| t.expose() == token.expose())
+            {
+                p.push(format!("{at} is the same as {other}"));
+            }
+        }
+        if let Some(addr) = h.listen
+            && beyond_loopback(&addr)
+            && admin_tokens.is_empty()
+            && h.tls_client_ca_file.is_none()
+            && !h.allow_unauthenticated
+        {
+            p.push(format!(
+                "http.listen {addr} is beyond loopback without authentication: set \
+                 http.admin_token (or tls_client_ca_file), or allow_unauthenticated = true"
+            ));
+        }
+        for (at, n) in [("http", h.max_connections), ("public", u.max_connections)] {
+            if n == 0 {
+                p.push(format!("{at}.max_connections must be at least 1"));
+            }
+        }
+        for m in &self.mmsc {
+            let at = format!("mmsc {:?}", m.name);
+            if m.username.is_some() != m.password.is_some() {
+                p.push(format!("{at}: username and password must be set together"));
+            }
+            if m.callback_username.is_some() != m.callback_password.is_some() {
+                p.push(format!(
+                    "{at}: callback_username and callback_password must be set together \
+                     (a half-set pair would accept unauthenticated callbacks)"
+                ));
+            }
+            match (&m.callback_tls_cert_file, &m.callback_tls_key_file) {
+                (Some(_), None) => p.push(format!(
+                    "{at}: callback_tls_cert_file is set without callback_tls_key_file"
+                )),
+                (None, Some(_)) => p.push(format!(
+                    "{at}: callback_tls_key_file is set without callback_tls_cert_file"
+                )),
+                (None, None) if m.callback_tls_client_ca_file.is_some() => p.push(format!(
+                    "{at}: callback_tls_client_ca_file needs callback_tls_cert_file and callback_tls_key_file"
+                )),
+                _ => {}
+            }
+            for a in &m.callback_allow {
+                if let Err(e) = a.parse::<crate::mm7::IpNet>() {
+                    p.push(format!("{at}: callback_allow: {e}"));
+                }
+            }
+            let authenticated = m.callback_username.is_some()
+                || !m.callback_allow.is_empty()
+                || m.callback_tls_client_ca_file.is_some();
+            if let Some(addr) = m.callback_listen
+                && beyond_loopback(&addr)
+                && !authenticated
+                && !m.callback_allow_unauthenticated
+            {
+                p.push(format!(
+                    "{at}: callback_listen {addr} is beyond loopback without authentication: set \
+                     callback_username and callback_password, callback_allow or \
+                     callback_tls_client_ca_file, or callback_allow_unauthenticated = true"
+                ));
+            }
+            if m.callback_max_connections == 0 {
+                p.push(format!("{at}: callback_max_connections must be at least 1"));
+            }
         }
         p
     }

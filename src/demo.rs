@@ -193,9 +193,11 @@ pub fn embedded_config(
     c.data_dir = data_dir.to_owned();
     c.ingest.listen = "127.0.0.1:0".parse().expect("literal");
     c.http.listen = Some("127.0.0.1:0".parse().expect("literal"));
+    c.public.listen = Some("127.0.0.1:0".parse().expect("literal"));
     c.tenants = vec![TenantConfig {
         name: TENANT.into(),
         token: Secret::new(TOKEN),
+        admin_token: None,
         senders: vec!["12345".into()],
         default_validity: Duration::from_secs(3600),
         ..TenantConfig::default()
@@ -222,6 +224,7 @@ pub fn embedded_config(
             enquire_link_interval: Duration::from_secs(30),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
+            auth_failure_backoff: Duration::from_secs(300),
         }],
     }];
     c

@@ -6,6 +6,15 @@
 //! before acknowledging it goes back to the front of its tenant's queue; after
 //! a restart every unacknowledged event is restored from the journal. Events
 //! are encoded once, when they are created, and sent as those same bytes.
+//!
+//! Subscriptions have a scope. The tenant stream (the default) is shared by
+//! the tenant's tenant-scoped connections. A connection-scoped subscriber
+//! (`sluice send --wait`) *claims* the messages it submits
+//! ([`EventHub::claim`], before they can finish) and receives only their
+//! events, from a queue of its own; when it closes, whatever it had not
+//! acknowledged, and the claims of its messages still in flight, fall back to
+//! the tenant stream. Claims live in memory only: after a restart every
+//! event is on the tenant stream.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,18 +35,41 @@ pub type ConnId = u64;
 
 #[derive(Debug, Default)]
 struct TenantQueue {
-    /// Durable, not yet sent (front = oldest).
+    /// Durable, not yet sent (front = oldest): the tenant stream.
     ready: VecDeque<Arc<PendingEvent>>,
     /// Sent on a connection, waiting for its acknowledgement.
     in_flight: HashMap<u64, (ConnId, Arc<PendingEvent>)>,
     /// Created, not yet durable (compaction must still see them).
     unsynced: HashMap<u64, Arc<PendingEvent>>,
+    /// Messages whose event goes to one connection-scoped subscriber.
+    claims: HashMap<MessageId, ConnId>,
+    /// Durable, not yet sent, per connection-scoped subscriber.
+    scoped: HashMap<ConnId, VecDeque<Arc<PendingEvent>>>,
+}
+
+impl TenantQueue {
+    /// Where `conn` takes events from.
+    fn queue_of(&mut self, conn: ConnId) -> &mut VecDeque<Arc<PendingEvent>> {
+        match self.scoped.get_mut(&conn) {
+            Some(q) => q,
+            None => &mut self.ready,
+        }
+    }
+
+    fn has_ready(&self, conn: ConnId) -> bool {
+        match self.scoped.get(&conn) {
+            Some(q) => !q.is_empty(),
+            None => !self.ready.is_empty(),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Tenant {
     queue: Mutex<TenantQueue>,
     notify: Notify,
+    /// Connection-scoped subscribers (so claims skip the lock when none).
+    scoped: AtomicU64,
 }
 
 /// Publications waiting for the publisher task: many publications share one
@@ -82,6 +114,7 @@ impl EventHub {
                         Tenant {
                             queue: Mutex::default(),
                             notify: Notify::new(),
+                            scoped: AtomicU64::new(0),
                         },
                     )
                 })
@@ -114,7 +147,7 @@ impl EventHub {
     pub fn restore(&self, events: Vec<PendingEvent>) {
         for e in events {
             let Some(t) = self.tenants.get(e.tenant.as_str()) else {
-                tracing::warn!(target: "sluice::events", tenant = %e.tenant, event_id = e.event_id,
+                tracing::warn!(target: "sluice::events", tenant = %crate::model::LogSafe::new(&e.tenant), event_id = e.event_id,
                     "dropping a recovered event of a tenant no longer configured");
                 continue;
             };
@@ -191,7 +224,16 @@ impl EventHub {
             if let Some(t) = self.tenants.get(e.tenant.as_str()) {
                 let mut q = t.queue.lock();
                 if q.unsynced.remove(&e.event_id).is_some() {
-                    q.ready.push_back(e.clone());
+                    // An event names the message it ends: its claim ends too.
+                    let owner = match e.message_id {
+                        MessageId(0) => None,
+                        _ if q.claims.is_empty() => None,
+                        id => q.claims.remove(&id),
+                    };
+                    match owner.and_then(|c| q.scoped.get_mut(&c)) {
+                        Some(own) => own.push_back(e.clone()),
+                        None => q.ready.push_back(e.clone()),
+                    }
                 }
                 drop(q);
                 t.notify.notify_waiters();
@@ -199,11 +241,55 @@ impl EventHub {
         }
     }
 
-    /// Waits until `tenant` may have events ready.
-    pub async fn wait(&self, tenant: &str) {
+    /// Makes `conn` a connection-scoped subscriber of `tenant`: from now on
+    /// it receives only the events of the messages it [claims](EventHub::claim).
+    pub fn subscribe_connection(&self, tenant: &str, conn: ConnId) {
+        if let Some(t) = self.tenants.get(tenant)
+            && t.queue
+                .lock()
+                .scoped
+                .insert(conn, VecDeque::new())
+                .is_none()
+        {
+            t.scoped.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// The events of these messages (just submitted on `conn`, not yet
+    /// queued for dispatch) go to `conn` alone — when `conn` is a
+    /// connection-scoped subscriber; otherwise nothing happens.
+    pub fn claim(&self, tenant: &str, conn: ConnId, ids: impl IntoIterator<Item = MessageId>) {
+        let Some(t) = self.tenants.get(tenant) else {
+            return;
+        };
+        if t.scoped.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut q = t.queue.lock();
+        if q.scoped.contains_key(&conn) {
+            q.claims.extend(ids.into_iter().map(|id| (id, conn)));
+        }
+    }
+
+    /// Drops the claims of messages that were not stored after all.
+    pub fn unclaim(&self, tenant: &str, ids: impl IntoIterator<Item = MessageId>) {
+        let Some(t) = self.tenants.get(tenant) else {
+            return;
+        };
+        let mut q = t.queue.lock();
+        if !q.claims.is_empty() {
+            for id in ids {
+                q.claims.remove(&id);
+            }
+        }
+    }
+
+    /// Waits until connection `conn` of `tenant` may have events ready (in
+    /// its own queue when it is connection-scoped, else the tenant stream).
+    pub async fn wait(&self, tenant: &str, conn: ConnId) {
         if let Some(t) = self.tenants.get(tenant) {
             let notified = t.notify.notified();
-            if !t.queue.lock().ready.is_empty() {
+            if t.queue.lock().has_ready(conn) {
                 return;
             }
             notified.await;
@@ -212,14 +298,16 @@ impl EventHub {
         }
     }
 
-    /// Takes up to `max` ready events of `tenant` for connection `conn`.
+    /// Takes up to `max` ready events of `tenant` for connection `conn`
+    /// (from its own queue when it is connection-scoped).
     pub fn take(&self, tenant: &str, conn: ConnId, max: usize) -> Vec<Arc<PendingEvent>> {
         let Some(t) = self.tenants.get(tenant) else {
             return Vec::new();
         };
         let mut q = t.queue.lock();
-        let n = max.min(q.ready.len());
-        let out: Vec<_> = q.ready.drain(..n).collect();
+        let from = q.queue_of(conn);
+        let n = max.min(from.len());
+        let out: Vec<_> = from.drain(..n).collect();
         for e in &out {
             q.in_flight.insert(e.event_id, (conn, e.clone()));
         }
@@ -266,13 +354,15 @@ impl EventHub {
                 .is_some_and(|(c, _)| *c == conn)
             {
                 q.in_flight.remove(&e.event_id);
-                q.ready.push_front(e.clone());
+                q.queue_of(conn).push_front(e.clone());
             }
         }
     }
 
-    /// A connection went away: its unacknowledged events go back to the front
-    /// of the queue, in event order.
+    /// A connection went away: its unacknowledged events (and, when it was
+    /// connection-scoped, its unsent ones) go back to the front of the tenant
+    /// stream, in event order; its claims end, so the events of its messages
+    /// still in flight go to the tenant stream.
     pub fn release(&self, tenant: &str, conn: ConnId) {
         let Some(t) = self.tenants.get(tenant) else {
             return;
@@ -287,6 +377,11 @@ impl EventHub {
                 true
             }
         });
+        if let Some(own) = q.scoped.remove(&conn) {
+            t.scoped.fetch_sub(1, Ordering::Release);
+            back.extend(own);
+            q.claims.retain(|_, c| *c != conn);
+        }
         if back.is_empty() {
             return;
         }
@@ -305,6 +400,7 @@ impl EventHub {
             let q = t.queue.lock();
             out.extend(q.unsynced.values().cloned());
             out.extend(q.ready.iter().cloned());
+            out.extend(q.scoped.values().flatten().cloned());
             out.extend(q.in_flight.values().map(|(_, e)| e.clone()));
         }
         out

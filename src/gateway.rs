@@ -26,13 +26,14 @@ use crate::ingest::pb::{self, RejectReason};
 use crate::ingest::{self, Backend};
 use crate::journal::{Journal, Recovered};
 use crate::ledger::{Entry, Ledger, Part, Stage};
-use crate::model::Sender;
 use crate::model::{DeliveryState, Message, MessageId, Msisdn, now_ms};
+use crate::model::{LogSafe, Sender};
 use crate::receipts::{InboundMo, InboundSink, Receipts};
 use crate::schedule::{self, Scheduler};
 use crate::spill::Spill;
 use crate::telemetry::{self, Health};
 
+mod doors;
 mod mms;
 
 const TARGET: &str = "sluice::gateway";
@@ -47,6 +48,8 @@ struct TenantEntry {
     default_validity: Duration,
     /// The senders it may send from.
     senders: admission::OwnedSenders,
+    /// National numbers of this country are accepted (normalised to E.164).
+    default_country: Option<crate::model::numbering::Country>,
 }
 
 /// The wired pipeline; implements the ingest [`Backend`].
@@ -433,7 +436,7 @@ impl Gateway {
         tracing::info!(target: TARGET, records = rec.records, live = total, requeued = requeue.len(),
             unknown = finals.len(), events = self.hub.pending(), "journal recovered");
         for p in &rec.problems {
-            tracing::error!(target: TARGET, problem = %p, "unrecoverable journal entry");
+            tracing::error!(target: TARGET, problem = %LogSafe::display(p), "unrecoverable journal entry");
         }
         tokio::spawn(self.receipts.publish(finals));
         self.enqueue_or_spill(&requeue);
@@ -550,6 +553,7 @@ impl Backend for Gateway {
     fn submit(
         self: &Arc<Self>,
         tenant: &Arc<str>,
+        conn: u64,
         messages: Vec<pb::SubmitMessage>,
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
         let now = now_ms();
@@ -562,34 +566,38 @@ impl Backend for Gateway {
         let mut accepted: Vec<Arc<Message>> = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {
             let client_ref = m.client_ref.clone();
-            let verdict =
-                admission::validate(tenant, m, t.default_validity, now).and_then(|mut msg| {
-                    if !t.senders.allows(&msg.from) {
-                        return Err(admission::sender_not_allowed(tenant, &msg.from));
-                    }
-                    if self.route(msg.to).is_none() {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::NoRoute,
-                            detail: format!("no carrier routes {}", msg.to),
-                        });
-                    }
-                    if let Some(id) = msg.media.iter().find(|id| !self.owns_media(tenant, id)) {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::UnknownMedia,
-                            detail: format!(
-                                "unknown media id {id:?} (upload it with PutMedia first)"
-                            ),
-                        });
-                    }
-                    if let Some(scope) = self.compliance.check(tenant, &msg.from, msg.to) {
-                        return Err(admission::Rejection {
-                            reason: RejectReason::Suppressed,
-                            detail: format!("{} opted out ({scope})", msg.to),
-                        });
-                    }
-                    msg.id = MessageId(first + i as u64);
-                    Ok(msg)
-                });
+            let verdict = admission::validate_with_country(
+                tenant,
+                m,
+                t.default_validity,
+                t.default_country,
+                now,
+            )
+            .and_then(|mut msg| {
+                if !t.senders.allows(&msg.from) {
+                    return Err(admission::sender_not_allowed(tenant, &msg.from));
+                }
+                if self.route(msg.to).is_none() {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::NoRoute,
+                        detail: format!("no carrier routes {}", msg.to),
+                    });
+                }
+                if let Some(id) = msg.media.iter().find(|id| !self.owns_media(tenant, id)) {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::UnknownMedia,
+                        detail: format!("unknown media id {id:?} (upload it with PutMedia first)"),
+                    });
+                }
+                if let Some(scope) = self.compliance.check(tenant, &msg.from, msg.to) {
+                    return Err(admission::Rejection {
+                        reason: RejectReason::Suppressed,
+                        detail: format!("{} opted out ({scope})", msg.to),
+                    });
+                }
+                msg.id = MessageId(first + i as u64);
+                Ok(msg)
+            });
             match verdict {
                 Err(r) => {
                     metrics::counter!("sluice_messages_rejected_total",
@@ -632,6 +640,9 @@ impl Backend for Gateway {
         if accepted.is_empty() {
             return Box::pin(std::future::ready(results));
         }
+        // Before anything can finish them: their events go to `conn` when it
+        // subscribed for its own messages only.
+        self.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
         self.ledger.admit(&accepted);
         let durable = self.journal.accept(accepted.iter().map(|m| &**m));
         let gw = self.clone();
@@ -645,6 +656,8 @@ impl Backend for Gateway {
                 Err(e) => {
                     tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
                     gw.ledger.forget(accepted.iter().map(|m| m.id));
+                    gw.hub
+                        .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
                     let failed: std::collections::HashSet<u64> =
                         accepted.iter().map(|m| m.id.0).collect();
                     for m in &accepted {
@@ -674,6 +687,10 @@ impl Backend for Gateway {
         Box::pin(async move { gw.store_media(tenant, conn, req).await })
     }
 
+    fn closed(&self, tenant: &Arc<str>, conn: u64) {
+        self.drop_uploads(tenant, conn);
+    }
+
     fn headroom(&self) -> u64 {
         self.max_live
             .saturating_sub(self.ledger.live() + self.spill.len())
@@ -689,8 +706,12 @@ impl Backend for Gateway {
 pub struct Running {
     /// Where ingest listens.
     pub ingest_addr: SocketAddr,
-    /// Where `/metrics` is served, if enabled.
+    /// Where `/metrics`, health and the admin API are served, if enabled.
     pub http_addr: Option<SocketAddr>,
+    /// Where the landing pages are served, if enabled.
+    pub public_addr: Option<SocketAddr>,
+    /// Stops the HTTP doors.
+    stop: tokio_util::sync::CancellationToken,
     /// The pipeline.
     pub gateway: Arc<Gateway>,
     /// Where each MMSC's callbacks are received.
@@ -700,12 +721,30 @@ pub struct Running {
     tasks: JoinSet<()>,
     /// Held while this gateway owns its data directory.
     _lock: crate::journal::lock::DataDirLock,
+    health: Arc<Health>,
+    /// The HTTP doors' tasks: stopped last, so `/readyz` answers "draining"
+    /// (and `/metrics` is scraped) until the end.
+    door_tasks: JoinSet<()>,
 }
 
 impl Running {
-    /// Stops accepting, says GoAway to clients, unbinds, and waits (bounded)
-    /// for tasks to finish.
+    /// Readiness (what `/readyz` answers).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Marks the node draining: `/readyz` answers 503 from now on, so load
+    /// balancers move new traffic elsewhere. [`Running::shutdown`] starts
+    /// with this.
+    pub fn begin_drain(&self) {
+        self.health.drain();
+    }
+
+    /// Drains (`/readyz` 503), stops accepting, says GoAway to clients,
+    /// unbinds, waits (bounded) for tasks to finish, and stops the HTTP
+    /// endpoint last.
     pub async fn shutdown(mut self) {
+        self.begin_drain();
         let _ = self.shutdown.send(true);
         for s in &self.mm7_servers {
             s.shutdown();
@@ -715,6 +754,12 @@ impl Running {
         })
         .await;
         self.tasks.abort_all();
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while self.door_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.door_tasks.abort_all();
     }
 
     /// Resolves when a task the gateway cannot live without ends.
@@ -728,8 +773,13 @@ impl Running {
 /// # Errors
 /// The journal cannot be opened or a listener cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let problems = config.door_problems();
+    if !problems.is_empty() {
+        anyhow::bail!("refusing to start:\n  - {}", problems.join("\n  - "));
+    }
     telemetry::metrics_handle();
     let lock = crate::journal::lock::DataDirLock::acquire(&config.data_dir)?;
+    crate::model::numbering::warm();
     let (journal, recovered) = Journal::open(&config.journal_dir(), &config.journal)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let tenants: HashMap<String, TenantEntry> = config
@@ -745,6 +795,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     // Checked by Config::problems before the gateway starts.
                     senders: admission::OwnedSenders::new(&t.senders, &t.sender_patterns)
                         .unwrap_or_default(),
+                    default_country: t.default_country(),
                 },
             )
         })
@@ -759,9 +810,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .map(|m| Arc::<str>::from(m.name.as_str())),
         ),
     );
-    let mut store_cfg = crate::media::store::StoreConfig::new(config.data_dir.join("media"));
-    store_cfg.max_size = config.mms.max_media_bytes as u64;
+    let store_cfg = mms::store_config(&config);
     let media = Arc::new(crate::media::store::MediaStore::open(store_cfg)?);
+    let tls = if config
+        .carriers
+        .iter()
+        .any(|c| c.binds.iter().any(|b| b.tls))
+        || config.mmsc.iter().any(|m| m.url.starts_with("https://"))
+    {
+        Some(Arc::new(crate::smpp::tls::client_config(
+            config.tls.ca_file.as_deref(),
+        )?))
+    } else {
+        None
+    };
     let fitter = Arc::new(crate::media::fit::Fitter::new());
     let mmscs = config
         .mmsc
@@ -771,7 +833,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 store: media.clone(),
                 fitter: fitter.clone(),
             });
-            crate::carrier::mm7::Mm7Carrier::new(m, source).map(Arc::new)
+            crate::carrier::mm7::Mm7Carrier::new(m, source, tls.clone()).map(Arc::new)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let links = Arc::new(crate::media::link::LinkSigner::new(
@@ -872,17 +934,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     gateway.restore(recovered, config.journal.recovery);
 
     let mut tasks = JoinSet::new();
-    let tls = if config
-        .carriers
-        .iter()
-        .any(|c| c.binds.iter().any(|b| b.tls))
-    {
-        Some(Arc::new(crate::smpp::tls::client_config(
-            config.tls.ca_file.as_deref(),
-        )?))
-    } else {
-        None
-    };
     for c in &config.carriers {
         let carrier = carriers[c.name.as_str()].clone();
         carrier.start(c, tls.clone(), &shutdown);
@@ -922,6 +973,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
         if let Some(listen) = m.callback_listen {
+            let callback_tls = doors::server_tls(
+                &format!("mmsc {} callbacks", m.name),
+                m.callback_tls(),
+                true,
+                &config,
+            )?;
             let credentials = match (&m.callback_username, &m.callback_password) {
                 (Some(u), Some(p)) => Some(crate::mm7::Credentials {
                     username: u.clone(),
@@ -943,8 +1000,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     listen,
                     credentials,
                     allow,
+                    max_body: m.callback_max_body_bytes,
                     version: m.version.parse().unwrap_or_default(),
-                    ..crate::mm7::ServerConfig::default()
+                    header_read_timeout: m.callback_header_timeout,
+                    body_timeout: m.callback_body_timeout,
+                    idle_timeout: m.callback_idle_timeout,
+                    max_connections: m.callback_max_connections,
+                    tls: callback_tls,
                 },
                 Arc::new(mms::MmscCallbacks::new(gateway.clone(), carrier.clone())),
             )
@@ -960,48 +1022,60 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tasks.spawn(page_in(gateway.clone(), shutdown.clone()));
 
     let health = Arc::new(Health::default());
-    let pages = Some((media.clone(), links.clone()));
-    let http_addr = match config.http.listen {
-        Some(addr) => {
-            let l = telemetry::bind_http(addr).await?;
-            let a = l.local_addr()?;
-            let admin = Arc::new(crate::admin::Admin::new(
-                config.http.admin_token.clone(),
-                compliance.clone(),
-                scheduler.clone(),
-                ledger.clone(),
-                gateway.spill.clone(),
-            ));
-            tasks.spawn(telemetry::serve_http(
-                l,
-                health.clone(),
-                Some(admin),
-                pages,
-                shutdown.clone(),
-            ));
-            Some(a)
-        }
-        None => None,
-    };
+    health.watch_carriers(
+        config.http.ready_carriers,
+        carriers.iter().map(|(name, c)| {
+            (
+                name.clone(),
+                c.clone() as Arc<dyn crate::readiness::Reachable>,
+            )
+        }),
+    );
+    // The HTTP doors outlive the other tasks at shutdown, so `/readyz`
+    // answers "draining" (and `/metrics` is scraped) until the end.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut door_tasks = JoinSet::new();
+    let admin = Arc::new(crate::admin::Admin::new(
+        &config,
+        compliance.clone(),
+        scheduler.clone(),
+        ledger.clone(),
+        gateway.spill.clone(),
+    ));
+    let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut door_tasks).await?;
+    let public_addr = doors::public(
+        &config,
+        media.clone(),
+        links.clone(),
+        &stop,
+        &mut door_tasks,
+    )
+    .await?;
+    let ingest_tls = doors::server_tls("ingest", config.ingest.tls(), false, &config)?;
     let listener = TcpListener::bind(config.ingest.listen).await?;
     let ingest_addr = listener.local_addr()?;
     tasks.spawn(ingest::server::serve(
         listener,
         gateway.clone(),
         ingest::session::Limits::from_config(&config.ingest, &config.node_id),
+        ingest_tls,
         shutdown.clone(),
     ));
     health.set_ready(true);
-    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, node = %config.node_id, "gateway started");
+    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, node = %config.node_id, "gateway started");
     Ok(Running {
         ingest_addr,
         http_addr,
+        public_addr,
+        stop,
         gateway,
         mm7_callbacks: mm7_servers.iter().map(|s| s.local_addr()).collect(),
         mm7_servers,
         shutdown: shutdown_tx,
         tasks,
         _lock: lock,
+        health,
+        door_tasks,
     })
 }
 
@@ -1069,15 +1143,17 @@ impl Gateway {
         };
         let (tenant, event, reply) = match outcome {
             Inbound::NoTenant => {
-                tracing::warn!(target: TARGET, to = %mo.to, carrier = %mo.carrier, "inbound message to a number no tenant owns");
+                tracing::warn!(target: TARGET, to = %LogSafe::new(&mo.to), carrier = %mo.carrier, "inbound message to a number no tenant owns");
                 metrics::counter!("sluice_inbound_dropped_total", "reason" => "no_tenant")
                     .increment(1);
                 return Ok(());
             }
             Inbound::Forward { tenant } => {
                 let ev = pb::event::Kind::Inbound(pb::InboundMessage {
-                    from: mo.from.clone(),
-                    to: mo.to.clone(),
+                    // Numbers as E.164, whatever form the carrier gave them in.
+                    from: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
+                    to: Sender::parse(mo.to.trim())
+                        .map_or_else(|_| mo.to.clone(), |s| s.to_string()),
                     text: mo.text.clone(),
                     at_ms: now_ms(),
                     carrier: mo.carrier.to_string(),
@@ -1098,7 +1174,7 @@ impl Gateway {
             } => {
                 let opted_out = handset.is_some_and(|n| self.compliance.check_scope(&scope, n));
                 let ev = pb::event::Kind::Opt(pb::OptEvent {
-                    number: mo.from.clone(),
+                    number: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
                     scope,
                     opted_out,
                     keyword,
@@ -1122,7 +1198,7 @@ impl Gateway {
     /// Sends a compliance reply from the sender the handset wrote to.
     async fn auto_reply(&self, tenant: &Arc<str>, sender: &str, to: Msisdn, text: String) {
         let Ok(from) = Sender::parse(sender.trim()) else {
-            tracing::warn!(target: TARGET, sender, "cannot reply from this sender address");
+            tracing::warn!(target: TARGET, sender = %LogSafe::new(sender), "cannot reply from this sender address");
             return;
         };
         let now = now_ms();

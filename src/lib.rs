@@ -6,14 +6,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod accept;
 pub mod admin;
 pub mod admission;
 pub mod carrier;
 pub mod compliance;
 pub mod config;
 pub mod demo;
+pub mod door;
 pub mod events;
+pub mod external;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
+pub mod httpd;
 pub mod ingest;
 pub mod journal;
 pub mod ledger;
@@ -21,6 +27,7 @@ pub mod loadgen;
 pub mod media;
 pub mod mm7;
 pub mod model;
+pub mod readiness;
 pub mod receipts;
 pub mod schedule;
 pub mod sim;
@@ -28,3 +35,4 @@ pub mod smpp;
 pub mod spill;
 pub mod suppression;
 pub mod telemetry;
+pub mod tls;

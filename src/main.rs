@@ -32,6 +32,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check a configuration file: list every problem (syntax, unknown keys
+    /// with suggestions, wrong types, inconsistent values) and exit non-zero
+    /// when there is any.
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
     /// Run a carrier simulator.
     #[command(subcommand)]
     Sim(Sim),
@@ -104,16 +111,45 @@ enum Optout {
 
 #[derive(clap::Args, Debug)]
 struct AdminArgs {
-    /// The gateway's HTTP endpoint.
+    /// The gateway's HTTP endpoint (`https://` when `[http]` has TLS).
     #[arg(long, default_value = "http://127.0.0.1:9700")]
     admin: String,
-    /// Admin token (or SLUICE_ADMIN_TOKEN).
+    /// Admin token, the operator's or a tenant's (or SLUICE_ADMIN_TOKEN).
     #[arg(
         long = "admin-token",
         env = "SLUICE_ADMIN_TOKEN",
         hide_env_values = true
     )]
     token: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS towards a gateway listener.
+#[derive(clap::Args, Debug)]
+struct TlsArgs {
+    /// CA bundle (PEM) to trust instead of the system's roots.
+    #[arg(long = "ca-file")]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a listener with tls_client_ca_file.
+    #[arg(long = "cert", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Key (PEM) of --cert.
+    #[arg(long = "key", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn config(&self) -> anyhow::Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>> {
+        let identity = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        };
+        Ok(std::sync::Arc::new(sluice::tls::client_config(
+            self.ca_file.as_deref(),
+            identity,
+        )?))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +171,11 @@ struct SendArgs {
     /// Tenant token (or SLUICE_TOKEN).
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     token: String,
+    /// Connect over TLS (implied by --ca-file or --cert).
+    #[arg(long)]
+    tls: bool,
+    #[command(flatten)]
+    tls_args: TlsArgs,
     /// Recipient (E.164).
     #[arg(long, conflicts_with = "file", requires = "text")]
     to: Option<String>,
@@ -180,6 +221,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Run { config } => run(config).await,
+            Command::CheckConfig { file } => check_config(&file),
             Command::Sim(Sim::Smsc(cfg)) => {
                 sluice::telemetry::init_logging();
                 let smsc = sluice::sim::smsc::start(cfg).await?;
@@ -222,9 +264,44 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// `sluice check-config FILE`: every problem at once, exit 1 on any.
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    match sluice::config::Config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} tenants, {} SMS carriers, {} MMSCs)",
+                path.display(),
+                c.tenants.len(),
+                c.carriers.len(),
+                c.mmsc.len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     sluice::telemetry::init_logging();
-    let config = sluice::config::Config::load(&path)?;
+    // The same checks as `sluice check-config`: every problem at once.
+    let config = match sluice::config::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    // SIGHUP makes every TLS listener re-read its certificate files (each
+    // listens for it); without TLS it must not end the process either.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: TLS listeners re-read their certificate files");
+        }
+    });
     let mut running = sluice::gateway::start(config).await?;
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
@@ -309,9 +386,29 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("give --to and --text, or --file"),
     };
-    let (client, mut events) = Client::connect(&args.gateway, &args.tenant, &args.token).await?;
+    let use_tls = args.tls || args.tls_args.ca_file.is_some() || args.tls_args.cert.is_some();
+    let (client, mut events) = if use_tls {
+        let host = match args.gateway.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+            None => args.gateway.as_str(),
+        };
+        Client::connect_tls(
+            &args.gateway,
+            host,
+            args.tls_args.config()?,
+            &args.tenant,
+            &args.token,
+        )
+        .await?
+    } else {
+        Client::connect(&args.gateway, &args.tenant, &args.token).await?
+    };
     if args.wait {
-        client.subscribe(0).await?;
+        // Only this connection's messages: the tenant's stream belongs to
+        // its campaign system, which may be subscribed right now.
+        client
+            .subscribe_scoped(0, pb::SubscribeScope::ScopeConnection)
+            .await?;
     }
     let mut waiting = std::collections::HashSet::new();
     let max = client.hello.max_batch_messages.max(1) as usize;
@@ -326,7 +423,14 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
                     r.message_id,
                     if r.duplicate { "\tduplicate" } else { "" }
                 );
-                waiting.insert(r.message_id);
+                if !r.duplicate {
+                    waiting.insert(r.message_id);
+                } else if args.wait {
+                    eprintln!(
+                        "{}\tduplicate of an earlier submission: its events go where the original's go",
+                        r.client_ref
+                    );
+                }
             } else {
                 failed = true;
                 let reason = pb::RejectReason::try_from(r.reason)
@@ -343,15 +447,18 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
                 e = events.recv() => match e { Some(e) => e, None => anyhow::bail!("connection closed") },
                 _ = tokio::time::sleep_until(deadline) => anyhow::bail!("{} messages without a terminal event after {:?}", waiting.len(), args.timeout),
             };
-            client.ack(vec![e.event_id]).await?;
+            // Only events of our own messages are printed and acknowledged;
+            // anything else is left unacknowledged and goes back to the
+            // tenant's stream when this connection closes.
             if let Some(pb::event::Kind::Delivery(d)) = e.kind {
                 let state = pb::DeliveryState::try_from(d.state)
                     .map(|s| s.as_str_name())
                     .unwrap_or("?");
-                if state == "STATE_SUBMITTED" {
-                    continue;
-                }
-                if waiting.remove(&d.message_id) {
+                let terminal = state != "STATE_SUBMITTED";
+                if (terminal && waiting.remove(&d.message_id))
+                    || (!terminal && waiting.contains(&d.message_id))
+                {
+                    client.ack(vec![e.event_id]).await?;
                     println!(
                         "{}",
                         serde_json::json!({
@@ -368,6 +475,9 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        // A round trip: the server has read our acknowledgements before we
+        // close (else it would hand those events to the tenant's stream).
+        client.ping().await?;
     }
     if failed {
         std::process::exit(2);
@@ -393,6 +503,7 @@ async fn optout(cmd: Optout) -> anyhow::Result<()> {
             let (status, body) = call(
                 &admin.admin,
                 &admin.token,
+                Some(admin.tls.config()?),
                 Method::POST,
                 &path,
                 data.into(),
@@ -431,6 +542,7 @@ async fn optout(cmd: Optout) -> anyhow::Result<()> {
             let (status, body) = call(
                 &admin.admin,
                 &admin.token,
+                Some(admin.tls.config()?),
                 Method::GET,
                 &path,
                 Default::default(),
@@ -452,6 +564,7 @@ async fn optout(cmd: Optout) -> anyhow::Result<()> {
             let (status, body) = call(
                 &admin.admin,
                 &admin.token,
+                Some(admin.tls.config()?),
                 Method::GET,
                 &path,
                 Default::default(),

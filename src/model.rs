@@ -7,6 +7,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub mod logsafe;
+pub use logsafe::LogSafe;
+pub mod numbering;
+
 /// Most characters a message text may have (Unicode scalar values).
 pub const MAX_TEXT_CHARS: usize = 1600;
 
@@ -68,7 +72,21 @@ impl Msisdn {
     /// Largest digit count E.164 allows.
     pub const MAX_DIGITS: usize = 15;
 
-    /// Parses `+14155550100` or `14155550100`.
+    /// Parses a recipient in strict E.164 (`+`, digits only, a calling code
+    /// in use and a length its plan allows): what admission requires. Cheap
+    /// enough for every message ([`numbering`] explains the fast path).
+    ///
+    /// # Errors
+    /// [`numbering::NumberError`] says which rule the input breaks.
+    pub fn parse_e164(s: &str) -> Result<Self, numbering::NumberError> {
+        numbering::parse_e164(s)
+    }
+
+    /// Parses `+14155550100` or `14155550100` leniently (digits, 7 to 15 of
+    /// them, no plan check): for numbers that come from carriers (MO source
+    /// addresses) and operators (opt-out lists), where dropping a STOP
+    /// because of an odd number would be worse than keeping it. Recipients
+    /// of messages go through [`Msisdn::parse_e164`].
     ///
     /// # Errors
     /// [`MsisdnError`] says what is wrong with the input.

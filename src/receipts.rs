@@ -318,7 +318,7 @@ impl Receipts {
         let r = match receipt::parse_receipt(&sm) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(target: TARGET, %carrier, error = %e, "unreadable receipt");
+                tracing::warn!(target: TARGET, %carrier, error = %crate::model::LogSafe::display(&e), "unreadable receipt");
                 metrics::counter!("sluice_receipts_dropped_total", "reason" => "unreadable")
                     .increment(1);
                 return Delivered::Done;
@@ -464,7 +464,7 @@ fn mo_text(
         Ok(done) => done,
         Err(e) => {
             // Undecodable: keep the bytes as best we can rather than drop it.
-            tracing::warn!(target: TARGET, from, to, error = %e, data_coding = sm.data_coding,
+            tracing::warn!(target: TARGET, from = %crate::model::LogSafe::new(from), to = %crate::model::LogSafe::new(to), error = %crate::model::LogSafe::display(&e), data_coding = sm.data_coding,
                 "inbound message with invalid encoding; forwarding it lossily decoded");
             metrics::counter!("sluice_inbound_bad_encoding_total").increment(1);
             let raw = sm

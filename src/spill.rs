@@ -376,6 +376,33 @@ impl Spill {
 fn read_batch(file: &File, b: &Batch) -> io::Result<Vec<Message>> {
     let mut buf = vec![0u8; b.len as usize];
     file.read_exact_at(&mut buf, b.offset)?;
+    decode_batch(&buf, b)
+}
+
+/// Fuzzing hook: decodes `batch` (header included) as [`Spill::take`] reads
+/// a batch of `count` messages. Descriptors are never shorter than a header.
+///
+/// # Errors
+/// As [`Spill::take`] logs them: a damaged or mismatched batch.
+#[doc(hidden)]
+pub fn fuzz_read_batch(batch: &[u8], count: u32) -> io::Result<Vec<Message>> {
+    let len = u32::try_from(batch.len()).map_err(io::Error::other)?;
+    if batch.len() < HEADER_LEN {
+        return Err(io::Error::other("shorter than a batch header"));
+    }
+    let b = Batch {
+        file: 0,
+        offset: 0,
+        len,
+        count,
+        first_id: 0,
+        last_id: 0,
+    };
+    decode_batch(batch, &b)
+}
+
+/// Checks and decodes a batch read back from disk (`buf` is `b.len` bytes).
+fn decode_batch(buf: &[u8], b: &Batch) -> io::Result<Vec<Message>> {
     let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));

@@ -1,20 +1,18 @@
 //! Telemetry: the process-wide `metrics` recorder rendered in Prometheus text
-//! format, metric descriptions, logging set-up, and the HTTP endpoint
-//! (hyper) serving `/metrics`, `/healthz` and `/readyz`.
+//! format, metric descriptions, logging set-up, and the routes of the
+//! internal door serving `/metrics`, `/healthz` and `/readyz` ([`router`],
+//! served by [`crate::httpd`] beside the admin API; never on the public
+//! door).
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hyper::StatusCode;
+use hyper::header::CONTENT_TYPE;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -71,6 +69,38 @@ fn describe() {
         "Unanswered submits (link dropped) found accepted by a receipt that came first, so not resent."
     );
     describe_counter!(
+        "sluice_door_refused_total",
+        "Connections closed at once because their door was at its connection cap."
+    );
+    describe_gauge!(
+        "sluice_ingest_unauthenticated",
+        "Ingest connections waiting for their Hello."
+    );
+    describe_counter!(
+        "sluice_ingest_refused_total",
+        "Ingest connections refused or closed at the door, by reason (per_ip, full, evicted, auth_locked)."
+    );
+    describe_counter!(
+        "sluice_ingest_auth_failures_total",
+        "Failed ingest Hellos (unknown tenant or wrong token)."
+    );
+    describe_counter!(
+        "sluice_accept_errors_total",
+        "accept() failures per listener (the loop backs off on resource errors)."
+    );
+    describe_counter!(
+        "sluice_media_refused_total",
+        "Media uploads refused, per tenant and reason (quota, too_many_uploads, type_mismatch, ...)."
+    );
+    describe_gauge!(
+        "sluice_media_stored_bytes",
+        "Bytes of media a tenant has stored (counted against its quota)."
+    );
+    describe_gauge!(
+        "sluice_media_stored",
+        "Media a tenant has stored (counted against its quota)."
+    );
+    describe_counter!(
         "sluice_smpp_submits_total",
         "submit_sm PDUs written, per carrier and bind."
     );
@@ -85,6 +115,10 @@ fn describe() {
     describe_counter!(
         "sluice_smpp_disconnects_total",
         "SMPP sessions that ended, per carrier."
+    );
+    describe_counter!(
+        "sluice_smpp_bind_failures_total",
+        "Binds the SMSC refused, per carrier and command status; after ESME_RINVPASWD, ESME_RINVSYSID or ESME_RBINDFAIL the bind waits auth_failure_backoff."
     );
     describe_gauge!(
         "sluice_smpp_window_in_use",
@@ -233,108 +267,44 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Whether the gateway is ready to take traffic.
-#[derive(Debug, Default)]
-pub struct Health {
-    ready: AtomicBool,
-}
+/// Whether the gateway is ready to take traffic: start-up, drain and
+/// carrier reachability, decided in [`crate::readiness`].
+pub type Health = crate::readiness::Readiness;
 
-impl Health {
-    /// Marks ready or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-    }
-    /// True once recovery finished and listeners are up.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` until shutdown.
-pub async fn serve_http(
-    listener: TcpListener,
-    health: Arc<Health>,
-    admin: Option<Arc<crate::admin::Admin>>,
-    pages: Option<(
-        Arc<crate::media::store::MediaStore>,
-        Arc<crate::media::link::LinkSigner>,
-    )>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// The routes `/metrics`, `/healthz` and `/readyz`; any other path is a
+/// plain-text 404.
+pub fn router(health: Arc<Health>) -> Router {
     let handle = metrics_handle();
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = shutdown.changed() => return,
-        };
-        let handle = handle.clone();
-        let health = health.clone();
-        let admin = admin.clone();
-        let pages = pages.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
                 let handle = handle.clone();
-                let health = health.clone();
-                let admin = admin.clone();
-                let pages = pages.clone();
                 async move {
-                    if req.uri().path().starts_with("/m/")
-                        && let Some((store, signer)) = &pages
-                    {
-                        return Ok::<_, Infallible>(
-                            crate::media::page::serve(req, store, signer).await,
-                        );
-                    }
-                    if req.uri().path().starts_with("/admin/") {
-                        return Ok::<_, Infallible>(match admin {
-                            Some(a) => a.handle(req).await,
-                            None => route(&req, &handle, &health),
-                        });
-                    }
-                    Ok::<_, Infallible>(route(&req, &handle, &health))
+                    handle.run_upkeep();
+                    (
+                        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
                 }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+            }),
+        )
+        .route("/healthz", get(|| async { plain(StatusCode::OK, "ok\n") }))
+        .route(
+            "/readyz",
+            get(move || {
+                let (status, body) = health.readyz();
+                async move { (status, [(CONTENT_TYPE, "text/plain")], body).into_response() }
+            }),
+        )
+        .fallback(not_found)
 }
 
-fn route(
-    req: &Request<Incoming>,
-    handle: &PrometheusHandle,
-    health: &Health,
-) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = match req.uri().path() {
-        "/metrics" => {
-            handle.run_upkeep();
-            (StatusCode::OK, "text/plain; version=0.0.4", handle.render())
-        }
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        "/readyz" if health.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "starting\n".to_owned(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found\n".to_owned(),
-        ),
-    };
-    Response::builder()
-        .status(status)
-        .header("content-type", ctype)
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response parts are valid")
+/// The plain-text 404 of every door.
+pub async fn not_found() -> axum::response::Response {
+    plain(StatusCode::NOT_FOUND, "not found\n")
 }
 
-/// Binds the HTTP endpoint.
-///
-/// # Errors
-/// The address cannot be bound.
-pub async fn bind_http(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+fn plain(status: StatusCode, body: &'static str) -> axum::response::Response {
+    (status, [(CONTENT_TYPE, "text/plain")], body).into_response()
 }

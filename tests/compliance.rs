@@ -11,7 +11,7 @@ use sluice::config::{Config, ProgramConfig, Secret, StopCovers};
 use sluice::ingest::pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ADMIN: &str = "admin-token-123";
+const ADMIN: &str = "admin-token-1234";
 const HANDSET: &str = "14155550777";
 
 fn programs(cfg: &mut Config) {

@@ -7,8 +7,8 @@
 //!
 //! Needs `node` and `npm`: the test runs `npm ci` in `tests/interop` when
 //! `node_modules` is missing (`.ci/run` installs Node.js). Without Node.js
-//! the test says so and passes, unless `SLUICE_REQUIRE_INTEROP` is set, as
-//! `.ci/run` sets it, where it fails.
+//! the test says so and passes, unless `SLUICE_REQUIRE_EXTERNAL` is set, as
+//! `.ci/run` sets it, where it fails (`sluice::external`).
 
 mod common;
 
@@ -49,25 +49,12 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Starts the node-smpp SMSC, installing its package first if needed;
-/// `None` when Node.js is not installed and interop is not required.
+/// `None` (the test says it is skipped) when Node.js is not installed and
+/// `SLUICE_REQUIRE_EXTERNAL` is not set.
 fn start_peer() -> Option<Peer> {
-    let required = std::env::var_os("SLUICE_REQUIRE_INTEROP").is_some();
-    if !have("node") || !have("npm") {
-        assert!(
-            !required,
-            "SLUICE_REQUIRE_INTEROP is set but node/npm are not installed"
-        );
-        eprintln!("SKIPPED: node and npm are needed for the SMPP interop test");
+    use sluice::external::{NODE, NPM, require};
+    if !require(&[&NODE, &NPM]) {
         return None;
     }
     let dir = interop_dir();

@@ -179,7 +179,10 @@ async fn mms_round_trip_and_sms_fallback_with_a_working_link() {
         .unwrap()
         .trim()
         .to_owned();
-    let http = s.gw.http_addr.unwrap();
+    // Landing pages are on the public door, never on the internal one.
+    assert_eq!(http_get(s.gw.http_addr.unwrap(), &path).await.0, 404);
+    let http = s.gw.public_addr.unwrap();
+    assert_eq!(http_get(http, "/metrics").await.0, 404);
     let (st, head, page) = http_get(http, &path).await;
     assert_eq!(st, 200, "{head}");
     assert!(
@@ -406,5 +409,192 @@ async fn a_stop_sent_by_mms_opts_out() {
         .await
         .unwrap();
     assert_eq!(ack.results[0].reason, pb::RejectReason::Suppressed as i32);
+    s.gw.shutdown().await;
+}
+
+fn error_of(e: ClientError) -> (pb::ErrorCode, String) {
+    match e {
+        ClientError::Server { code, message } => (code, message),
+        other => panic!("expected the server's Error, got {other:?}"),
+    }
+}
+
+/// Reads one whole frame.
+async fn read_frame(s: &mut tokio::net::TcpStream) -> pb::frame::Body {
+    use prost::Message;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.unwrap();
+    pb::Frame::decode(&body[..]).unwrap().body.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_quota_and_upload_limits_refuse_clearly_and_affect_nothing_else() {
+    use pb::frame::Body;
+    use sluice::ingest::codec::frame_bytes;
+    let a = png(16, 16);
+    let b = png(40, 40);
+    let quota = a.len() as u64 + 100;
+    let s = setup(
+        |_| {},
+        |c| {
+            c.mms.media_quota_bytes = quota;
+            c.mms.max_uploads_per_tenant = 2;
+            let mut other = c.tenants[0].clone();
+            other.name = "other".into();
+            other.token = sluice::config::Secret::new("other-token-0001");
+            // Its own quota: none.
+            other.media_quota_bytes = Some(0);
+            c.tenants.push(other);
+        },
+    )
+    .await;
+    let stored = s.client.put_media("image/png", a.clone()).await.unwrap();
+    // Over the quota: refused, saying how full it is.
+    let (code, message) = error_of(
+        s.client
+            .put_media("image/png", b.clone())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, pb::ErrorCode::MediaRejected);
+    assert_eq!(
+        message,
+        format!(
+            "media quota exceeded: {} of {quota} bytes used, this media needs {}",
+            a.len(),
+            b.len()
+        )
+    );
+    // Another tenant keeps uploading (the same bytes too).
+    let (other, _) = Client::connect(&s.gw.ingest_addr.to_string(), "other", "other-token-0001")
+        .await
+        .unwrap();
+    other.put_media("image/png", b.clone()).await.unwrap();
+    // What was stored is still sent.
+    let ack = s
+        .client
+        .submit(vec![mms(
+            "quota-mms",
+            "+14155550105",
+            "Hi",
+            &stored.media_id,
+        )])
+        .await
+        .unwrap();
+    let id = accepted_ids(&ack)[0];
+    eventually("delivered", Duration::from_secs(10), || {
+        s.got.state_of(id) == Some(pb::DeliveryState::StateDelivered)
+    })
+    .await;
+    assert!(s.mmsc.media().iter().any(|(_, bytes)| *bytes == a));
+
+    // Two chunked uploads begun and left open hold the tenant's two places
+    // among uploads in progress: a third is refused, not queued.
+    let mut raw = tokio::net::TcpStream::connect(s.gw.ingest_addr)
+        .await
+        .unwrap();
+    raw.write_all(&frame_bytes(
+        1,
+        Body::Hello(pb::Hello {
+            protocol_version: 1,
+            tenant: TENANT.into(),
+            token: TOKEN.into(),
+            client_name: "raw".into(),
+        }),
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(read_frame(&mut raw).await, Body::HelloOk(_)));
+    for (rid, upload) in [(2u64, "u1"), (3, "u2"), (4, "u3")] {
+        raw.write_all(&frame_bytes(
+            rid,
+            Body::PutMedia(pb::PutMedia {
+                upload_id: upload.into(),
+                content_type: "text/plain".into(),
+                total_size: 50,
+                offset: 0,
+                data: Bytes::from_static(b"0123456789"),
+                last: false,
+            }),
+        ))
+        .await
+        .unwrap();
+        let answer = read_frame(&mut raw).await;
+        if upload == "u3" {
+            let Body::Error(e) = answer else {
+                panic!("third upload not refused: {answer:?}")
+            };
+            assert_eq!(e.code, pb::ErrorCode::MediaRejected as i32);
+            assert_eq!(
+                e.message,
+                "too many uploads in progress for this tenant (limit 2); retry when one is answered"
+            );
+        } else {
+            assert!(matches!(answer, Body::MediaOk(_)), "{answer:?}");
+        }
+    }
+    // Other tenants are not held up by them.
+    other.put_media("image/png", png(8, 8)).await.unwrap();
+    // Closing the connection gives its places back.
+    drop(raw);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Err(e) = s.client.put_media("text/plain", Bytes::from("hello")).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "places never given back: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.gw.shutdown().await;
+}
+
+/// On one thread, so the gateway's tasks log into this test's subscriber.
+#[tokio::test]
+async fn a_forged_3_mb_message_id_logs_capped_lines_and_forges_none() {
+    let (logs, _guard) = capture_logs("sluice::gateway=warn,sluice::mm7=warn");
+    let s = setup(|_| {}, |_| {}).await;
+    let message_id = format!(
+        "x\n2030-01-01T00:00:00.000000Z  WARN sluice::gateway: forged{}",
+        "y".repeat(3 << 20)
+    );
+    let report = sluice::mm7::soap::DeliveryReportReq {
+        transaction_id: "t\nforged-too".into(),
+        message_id,
+        mm_status: sluice::mm7::soap::MmStatus::Retrieved,
+        ..Default::default()
+    }
+    .encode();
+    let mut c = tokio::net::TcpStream::connect(s.gw.mm7_callbacks[0])
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /mm7 HTTP/1.1\r\nhost: x\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        report.content_type,
+        report.body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&report.body).await.unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    assert!(!out.starts_with(b"HTTP/1.1 200"));
+    assert!(out.len() < 4096, "the answer echoes {} bytes", out.len());
+    let lines = logs.lines();
+    // One line from the gateway, one from the MM7 receiver: nothing forged.
+    assert_eq!(
+        lines.len(),
+        2,
+        "{lines:#?} after {:?}",
+        String::from_utf8_lossy(&out[..out.len().min(300)])
+    );
+    for l in &lines {
+        assert!(
+            l.contains("delivery report for an unknown MessageID")
+                || l.contains("MM7 delivery report handler failed"),
+            "a line that is no event's: {l}"
+        );
+        assert!(l.len() < 2048, "a line of {} bytes", l.len());
+    }
     s.gw.shutdown().await;
 }

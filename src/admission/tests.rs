@@ -55,6 +55,34 @@ fn each_problem_has_its_reason() {
 }
 
 #[test]
+fn recipients_must_be_e164_unless_the_tenant_has_a_default_country() {
+    let t: Arc<str> = "acme".into();
+    let d = Duration::from_secs(1);
+    let us = Some("US".parse().unwrap());
+    for national in [
+        "4155550100",
+        " +447700900123",
+        "+44 7700 900123",
+        "+4155550100",
+    ] {
+        let r = validate(&t, submit(national, "x"), d, 0).unwrap_err();
+        assert_eq!(r.reason, RejectReason::InvalidNumber, "{national:?}");
+        assert!(
+            r.detail.starts_with(&format!("to {national:?}: ")),
+            "{national:?}: {}",
+            r.detail
+        );
+    }
+    let r = validate(&t, submit("4155550100", "x"), d, 0).unwrap_err();
+    assert!(r.detail.contains("default_country"), "{}", r.detail);
+    let m = validate_with_country(&t, submit("4155550100", "x"), d, us, 0).unwrap();
+    assert_eq!(m.to.to_string(), "+14155550100");
+    // A huge `to` is not echoed back whole.
+    let r = validate(&t, submit(&"9".repeat(10_000), "x"), d, 0).unwrap_err();
+    assert!(r.detail.len() < 300, "{}", r.detail);
+}
+
+#[test]
 fn dedupe_returns_the_first_id_within_the_window() {
     let d = Dedupe::new(Duration::from_secs(10), [7; 16]);
     let t: Arc<str> = "acme".into();

@@ -229,11 +229,17 @@ impl std::fmt::Debug for dyn MediaSource {
 const PART_OVERHEAD: usize = 256;
 
 impl Mm7Carrier {
-    /// A carrier from its configuration.
+    /// A carrier from its configuration; `tls` is the client configuration
+    /// for `https://` MMSCs (the `tls.ca_file` roots), `None` for the
+    /// system's roots.
     ///
     /// # Errors
     /// An invalid URL or version.
-    pub fn new(cfg: &MmscConfig, media: Arc<dyn MediaSource>) -> anyhow::Result<Mm7Carrier> {
+    pub fn new(
+        cfg: &MmscConfig,
+        media: Arc<dyn MediaSource>,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> anyhow::Result<Mm7Carrier> {
         let version: Version = cfg
             .version
             .parse()
@@ -251,6 +257,7 @@ impl Mm7Carrier {
             request_timeout: cfg.timeout,
             max_message_size: Some(cfg.max_message_bytes),
             max_connections: cfg.connections.max(1),
+            tls,
             ..ClientConfig::default()
         })?;
         Ok(Mm7Carrier {

@@ -459,6 +459,7 @@ fn bind_params(
         enquire_link_interval: b.enquire_link_interval,
         reconnect_min: b.reconnect_min,
         reconnect_max: b.reconnect_max,
+        auth_failure_backoff: b.auth_failure_backoff,
     }
 }
 

@@ -120,3 +120,280 @@ fn a_sender_belongs_to_one_tenant() {
         assert!(err.contains("belongs to tenants"), "{a} / {b}: {err}");
     }
 }
+
+fn problems(text: &str) -> Vec<String> {
+    let c: Config = toml::from_str(text).unwrap();
+    c.problems()
+}
+
+#[test]
+fn half_set_credentials_are_config_errors() {
+    let p = problems(
+        r#"
+        [[mmsc]]
+        name = "m"
+        url = "http://mmsc"
+        callback_listen = "127.0.0.1:9701"
+        callback_username = "mmsc"
+        [[mmsc]]
+        name = "n"
+        url = "http://mmsc"
+        callback_listen = "127.0.0.1:9702"
+        callback_password = "pw"
+        password = "pw"
+    "#,
+    );
+    let joined = p.join("\n");
+    assert_eq!(
+        p.iter()
+            .filter(|l| l.contains("callback_username and callback_password must be set together"))
+            .count(),
+        2,
+        "{joined}"
+    );
+    assert!(
+        joined.contains("mmsc \"n\": username and password"),
+        "{joined}"
+    );
+}
+
+#[test]
+fn half_set_tls_files_are_config_errors() {
+    let p = problems(
+        r#"
+        [ingest]
+        tls_cert_file = "a.pem"
+        [http]
+        tls_key_file = "a.key"
+        [public]
+        tls_client_ca_file = "ca.pem"
+        [[mmsc]]
+        name = "m"
+        url = "http://mmsc"
+        callback_tls_cert_file = "a.pem"
+    "#,
+    )
+    .join("\n");
+    for needle in [
+        "ingest: tls_cert_file is set without tls_key_file",
+        "http: tls_key_file is set without tls_cert_file",
+        "public: tls_client_ca_file needs",
+        "callback_tls_cert_file is set without callback_tls_key_file",
+    ] {
+        assert!(p.contains(needle), "{needle:?} missing in {p}");
+    }
+}
+
+#[test]
+fn doors_beyond_loopback_need_authentication() {
+    let open = problems("[http]\nlisten = \"0.0.0.0:9700\"\n").join("\n");
+    assert!(
+        open.contains("http.listen 0.0.0.0:9700 is beyond loopback"),
+        "{open}"
+    );
+    assert!(
+        problems("[http]\nlisten = \"0.0.0.0:9700\"\nallow_unauthenticated = true\n").is_empty()
+    );
+    assert!(
+        problems("[http]\nlisten = \"0.0.0.0:9700\"\nadmin_token = \"0123456789abcdef\"\n")
+            .is_empty()
+    );
+    assert!(problems("[http]\nlisten = \"127.0.0.1:9700\"\n").is_empty());
+    assert!(problems("[http]\nlisten = \"[::1]:9700\"\n").is_empty());
+    let mm7 = |extra: &str| {
+        problems(&format!(
+            "[[mmsc]]\nname = \"m\"\nurl = \"http://mmsc\"\ncallback_listen = \"0.0.0.0:9701\"\n{extra}"
+        ))
+    };
+    assert!(
+        mm7("")
+            .join("\n")
+            .contains("callback_listen 0.0.0.0:9701 is beyond loopback")
+    );
+    assert!(mm7("callback_allow_unauthenticated = true").is_empty());
+    assert!(mm7("callback_allow = [\"10.0.0.0/8\"]").is_empty());
+    assert!(mm7("callback_username = \"u\"\ncallback_password = \"p\"").is_empty());
+    assert!(
+        mm7("callback_allow = [\"10.0.0.0/33\"]")
+            .join("\n")
+            .contains("callback_allow")
+    );
+}
+
+#[test]
+fn admin_tokens_are_long_and_distinct() {
+    let p = problems(
+        r#"
+        [http]
+        admin_token = "0123456789abcdef"
+        [[tenants]]
+        name = "a"
+        token = "tenant-a-token"
+        admin_token = "0123456789abcdef"
+        [[tenants]]
+        name = "b"
+        token = "tenant-b-token"
+        admin_token = "short"
+    "#,
+    )
+    .join("\n");
+    assert!(
+        p.contains("tenant \"a\": admin_token is the same as http.admin_token"),
+        "{p}"
+    );
+    assert!(
+        p.contains("tenant \"b\": admin_token must have at least 16"),
+        "{p}"
+    );
+}
+
+#[test]
+fn listener_defaults_are_loopback_and_bounded() {
+    let c: Config = toml::from_str("").unwrap();
+    assert!(c.public.listen.unwrap().ip().is_loopback());
+    assert_eq!(c.mms.public_url, "http://127.0.0.1:9702");
+    assert!(c.http.max_connections > 0 && c.public.max_connections > 0);
+    assert!(c.http.header_timeout < c.http.idle_timeout);
+    assert!(c.ingest.tls().is_none() && c.http.tls().is_none() && c.public.tls().is_none());
+    assert!(c.problems().is_empty());
+}
+
+#[test]
+fn door_and_media_limits_have_defaults_and_are_checked() {
+    let c = Config::parse("", Path::new("empty.toml")).unwrap();
+    assert_eq!(c.ingest.hello_timeout, Duration::from_secs(2));
+    assert_eq!(c.ingest.max_connections_per_ip, 64);
+    assert_eq!(c.ingest.max_unauthenticated, 128);
+    assert_eq!(c.mms.media_quota_bytes, 1 << 30);
+    assert_eq!(c.mms.max_uploads_per_tenant, 4);
+    let example = include_str!("../../deploy/sluice.toml");
+    let c = Config::parse(example, Path::new("deploy/sluice.toml")).unwrap();
+    assert_eq!(c.tenants[1].media_quota_bytes, Some(5 << 30));
+    assert_eq!(c.tenants[0].media_quota_bytes, None);
+    let text = r#"
+        [ingest]
+        hello_timeout = "0s"
+        max_connections = 10
+        max_unauthenticated = 20
+        max_connections_per_ip = 0
+        auth_failure_delay = "10s"
+        auth_failure_delay_max = "1s"
+        auth_failures_per_minute = 0
+        [mms]
+        max_uploads = 0
+    "#;
+    let err = Config::parse(text, Path::new("bad.toml"))
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "hello_timeout must be above 0",
+        "max_connections_per_ip and max_unauthenticated must be at least 1",
+        "max_unauthenticated must not exceed max_connections",
+        "auth_failures_per_minute must be at least 1",
+        "auth_failure_delay exceeds auth_failure_delay_max",
+        "mms.max_uploads_per_tenant and mms.max_uploads must be at least 1",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in {err}");
+    }
+}
+
+/// Dotted key paths of a TOML table (arrays of tables without indices;
+/// free-form tables without their children).
+fn toml_keys(prefix: &str, t: &toml::Table, out: &mut std::collections::BTreeSet<String>) {
+    for (k, v) in t {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        out.insert(path.clone());
+        if keys::is_free_form(&path) {
+            continue;
+        }
+        match v {
+            toml::Value::Table(t) => toml_keys(&path, t, out),
+            toml::Value::Array(a) => {
+                for v in a {
+                    if let toml::Value::Table(t) = v {
+                        toml_keys(&path, t, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn every_config_key_is_in_the_example_with_a_comment_and_in_the_readme() {
+    let text = include_str!("../../deploy/sluice.toml");
+    let table: toml::Table = text.parse().unwrap();
+    let mut in_file = std::collections::BTreeSet::new();
+    toml_keys("", &table, &mut in_file);
+    let missing: Vec<_> = keys::known_keys()
+        .into_iter()
+        .filter(|k| !in_file.contains(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys of the config structs missing from deploy/sluice.toml: {missing:?}"
+    );
+    // Every `key = value` line says what it means: a comment on the line or
+    // right above it.
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with('[') || !t.contains('=') {
+            continue;
+        }
+        let above = i > 0 && lines[i - 1].trim().starts_with('#');
+        assert!(
+            t.contains('#') || above,
+            "deploy/sluice.toml line {}: `{t}` has no comment saying what it means",
+            i + 1
+        );
+    }
+    // The README's configuration table names every key.
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Configuration reference")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a configuration reference");
+    let all = keys::known_keys();
+    let is_table = |k: &str| all.iter().any(|o| o.starts_with(&format!("{k}.")));
+    let undocumented: Vec<_> = all
+        .iter()
+        .filter(|k| !is_table(k))
+        .filter(|k| {
+            let leaf = k.rsplit('.').next().unwrap_or(k);
+            !(section.contains(&format!("`{k}`"))
+                || section.contains(&format!("`{leaf}`"))
+                || section.contains(&format!(".{leaf}`")))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from the README's configuration reference: {undocumented:?}"
+    );
+}
+
+#[test]
+fn default_country_must_be_a_country_with_a_plan() {
+    let text = r#"
+        [[tenants]]
+        name = "a"
+        token = "long-enough-token"
+        default_country = "ZZ"
+    "#;
+    let err = Config::parse(text, Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("default_country"), "{err}");
+    let ok = text.replace("ZZ", "us");
+    let c = Config::parse(&ok, Path::new("c.toml")).unwrap();
+    assert_eq!(
+        c.tenants[0].default_country().map(|c| c.to_string()),
+        Some("US".into())
+    );
+}

@@ -111,3 +111,127 @@ fn hand_encoded_delivery_events_decode_as_prost_would_encode_them() {
         assert_eq!(d.state, want_state as i32);
     }
 }
+
+fn finished(id: u64) -> crate::ledger::Finalized {
+    use crate::model::{ChannelPref, FallbackPolicy, Message, Msisdn, Priority, Sender};
+    crate::ledger::Finalized {
+        message: Arc::new(Message {
+            id: MessageId(id),
+            tenant: "t".into(),
+            client_ref: format!("ref-{id}"),
+            to: Msisdn::parse("+14155550100").unwrap(),
+            from: Sender::parse("12345").unwrap(),
+            text: "x".into(),
+            media: vec![],
+            subject: None,
+            channel: ChannelPref::Auto,
+            fallback: FallbackPolicy::SmsTextOnly,
+            campaign_id: String::new(),
+            expires_at_ms: 0,
+            priority: Priority::Marketing,
+            tags: vec![],
+            accepted_at_ms: 0,
+            auto_reply: false,
+        }),
+        state: DeliveryState::Delivered,
+        error_code: 0,
+        reason: "DELIVRD".into(),
+        carrier: Some("smsc".into()),
+        parts: 1,
+        carrier_ids: vec![],
+        note: None,
+    }
+}
+
+fn ids(events: &[Arc<PendingEvent>]) -> Vec<u64> {
+    events.iter().map(|e| e.message_id.0).collect()
+}
+
+#[tokio::test]
+async fn a_connection_scoped_subscriber_gets_only_its_own_messages() {
+    let (h, _d) = hub();
+    const CAMPAIGN: ConnId = 1;
+    const CLI: ConnId = 2;
+    h.subscribe_connection("t", CLI);
+    // The CLI's message is claimed at submission; the campaign's are not,
+    // and claims by a tenant-scoped connection do nothing.
+    h.claim("t", CLI, [MessageId(10)]);
+    h.claim("t", CAMPAIGN, [MessageId(11)]);
+    h.publish_kind("t", inbound("STOP")).wait().await.unwrap();
+    h.publish_final(&[finished(11), finished(10), finished(12)])
+        .wait()
+        .await
+        .unwrap();
+    // The CLI sees its message only, even though it asks first.
+    let mine = h.take("t", CLI, 100);
+    assert_eq!(ids(&mine), vec![10]);
+    // The campaign system sees everything else: the inbound and two deliveries.
+    let theirs = h.take("t", CAMPAIGN, 100);
+    assert_eq!(ids(&theirs), vec![0, 11, 12]);
+    assert!(h.take("t", CLI, 100).is_empty());
+    // Neither can acknowledge the other's events.
+    assert_eq!(h.ack("t", CAMPAIGN, &[mine[0].event_id]), 0);
+    assert_eq!(h.ack("t", CLI, &[mine[0].event_id]), 1);
+    assert_eq!(
+        h.snapshot().len(),
+        3,
+        "the campaign's three are unacknowledged"
+    );
+}
+
+#[tokio::test]
+async fn a_scoped_connection_that_goes_away_hands_everything_to_the_tenant_stream() {
+    let (h, _d) = hub();
+    const CLI: ConnId = 7;
+    const CAMPAIGN: ConnId = 8;
+    h.subscribe_connection("t", CLI);
+    h.claim("t", CLI, [MessageId(1), MessageId(2), MessageId(3)]);
+    h.publish_final(&[finished(1), finished(2)])
+        .wait()
+        .await
+        .unwrap();
+    // One taken (not acknowledged), one still queued for the CLI, one in flight.
+    let taken = h.take("t", CLI, 1);
+    assert_eq!(ids(&taken), vec![1]);
+    assert!(
+        h.take("t", CAMPAIGN, 10).is_empty(),
+        "claimed events are not shared"
+    );
+    h.release("t", CLI);
+    assert_eq!(
+        ids(&h.take("t", CAMPAIGN, 10)),
+        vec![1, 2],
+        "in event order"
+    );
+    // Message 3 finishes after the CLI left: the tenant stream gets it.
+    h.publish_final(&[finished(3)]).wait().await.unwrap();
+    assert_eq!(ids(&h.take("t", CAMPAIGN, 10)), vec![3]);
+    assert!(h.take("t", CLI, 10).is_empty());
+}
+
+#[tokio::test]
+async fn a_scoped_subscriber_waits_for_its_own_events_only() {
+    let (h, _d) = hub();
+    h.subscribe_connection("t", 5);
+    h.claim("t", 5, [MessageId(42)]);
+    h.publish_kind("t", inbound("not yours"))
+        .wait()
+        .await
+        .unwrap();
+    // A tenant-scoped connection is woken at once; the scoped one is not.
+    tokio::time::timeout(std::time::Duration::from_secs(5), h.wait("t", 6))
+        .await
+        .expect("the tenant stream has an event");
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move { h.wait("t", 5).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished());
+    h.publish_final(&[finished(42)]).wait().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        .await
+        .expect("woken by its own event")
+        .unwrap();
+    h.unclaim("t", [MessageId(42)]);
+}

@@ -34,11 +34,14 @@ use parking_lot::Mutex;
 
 use super::{Gateway, TARGET};
 use crate::carrier::mm7::{MediaSource, Mm7Carrier};
+use crate::config::Config;
 use crate::ingest::pb;
-use crate::media::store::{MediaStore, UploadId};
+use crate::media::store::{MediaStore, Quota, StoreConfig, UploadId};
 use crate::mm7::soap::{Address, DeliverReq, DeliveryReportReq, MmStatus};
 use crate::mm7::status::{self, Status};
-use crate::model::{ChannelPref, DeliveryState, FallbackPolicy, MAX_TEXT_CHARS, Message, Msisdn};
+use crate::model::{
+    ChannelPref, DeliveryState, FallbackPolicy, LogSafe, MAX_TEXT_CHARS, Message, Msisdn,
+};
 use crate::receipts::{InboundMo, normalize_id};
 
 /// MessageIDs of applied delivery reports remembered per MMSC, to tell a
@@ -47,6 +50,32 @@ pub const RECENT_REPORTS: usize = 65_536;
 
 /// Chunked uploads in progress: (connection, client upload id) → upload.
 pub(super) type Uploads = DashMap<(u64, String), UploadId>;
+
+/// The media store's settings: size limit, quotas (`[mms]` defaults and
+/// per-tenant overrides) and limits on uploads in progress.
+pub(super) fn store_config(config: &Config) -> StoreConfig {
+    let mut c = StoreConfig::new(config.data_dir.join("media"));
+    c.max_size = config.mms.max_media_bytes as u64;
+    c.max_uploads_per_tenant = config.mms.max_uploads_per_tenant;
+    c.max_uploads = config.mms.max_uploads;
+    c.quota = Quota {
+        bytes: config.mms.media_quota_bytes,
+        count: config.mms.media_quota_count,
+    };
+    c.tenant_quotas = config
+        .tenants
+        .iter()
+        .filter(|t| t.media_quota_bytes.is_some() || t.media_quota_count.is_some())
+        .map(|t| {
+            let q = Quota {
+                bytes: t.media_quota_bytes.unwrap_or(c.quota.bytes),
+                count: t.media_quota_count.unwrap_or(c.quota.count),
+            };
+            (t.name.clone(), q)
+        })
+        .collect();
+    c
+}
 
 impl Gateway {
     /// True when `to` can receive MMS (by the configured prefixes).
@@ -236,17 +265,33 @@ impl Gateway {
     ) -> Result<pb::MediaOk, String> {
         let store = self.media.clone();
         let uploads = self.uploads.clone();
-        tokio::task::spawn_blocking(move || {
+        let label = tenant.to_string();
+        let stored = tokio::task::spawn_blocking(move || {
             let ok = |info: crate::media::store::MediaInfo| pb::MediaOk {
                 media_id: info.id.to_hex(),
                 size: info.len,
                 content_type: info.media_type.content_type().to_owned(),
             };
+            let refused = |e: crate::media::MediaError| {
+                metrics::counter!("sluice_media_refused_total",
+                    "tenant" => tenant.to_string(), "reason" => e.kind())
+                .increment(1);
+                e.to_string()
+            };
+            let stored = |info| {
+                if let Ok(u) = store.usage(&tenant) {
+                    metrics::gauge!("sluice_media_stored_bytes", "tenant" => tenant.to_string())
+                        .set(u.bytes as f64);
+                    metrics::gauge!("sluice_media_stored", "tenant" => tenant.to_string())
+                        .set(u.count as f64);
+                }
+                ok(info)
+            };
             if req.upload_id.is_empty() {
                 return store
                     .put(&tenant, &req.content_type, req.data)
-                    .map(ok)
-                    .map_err(|e| e.to_string());
+                    .map(stored)
+                    .map_err(refused);
             }
             let key = (conn, req.upload_id.clone());
             let upload = match uploads.get(&key).map(|u| *u) {
@@ -254,33 +299,48 @@ impl Gateway {
                 None if req.offset == 0 => {
                     let u = store
                         .begin_upload(&tenant, &req.content_type, req.total_size)
-                        .map_err(|e| e.to_string())?;
+                        .map_err(refused)?;
                     uploads.insert(key.clone(), u);
                     u
                 }
                 None => {
                     return Err(format!(
                         "unknown upload {:?} (begin it at offset 0)",
-                        req.upload_id
+                        crate::model::LogSafe::new(&req.upload_id)
                     ));
                 }
             };
             if let Err(e) = store.put_chunk(&tenant, upload, req.offset, &req.data) {
                 uploads.remove(&key);
                 store.abort(&tenant, upload);
-                return Err(e.to_string());
+                return Err(refused(e));
             }
             if !req.last {
                 return Ok(pb::MediaOk::default());
             }
             uploads.remove(&key);
-            store
-                .finish(&tenant, upload)
-                .map(ok)
-                .map_err(|e| e.to_string())
+            store.finish(&tenant, upload).map(stored).map_err(refused)
         })
-        .await
-        .map_err(|e| format!("media store failed: {e}"))?
+        .await;
+        stored.map_err(|e| {
+            tracing::error!(target: TARGET, tenant = %label, error = %e, "media store task failed");
+            "media store failed; retry".to_owned()
+        })?
+    }
+
+    /// Drops the chunked uploads connection `conn` left unfinished, so they
+    /// stop holding the tenant's uploads in progress.
+    pub(super) fn drop_uploads(&self, tenant: &str, conn: u64) {
+        let mut gone = Vec::new();
+        self.uploads.retain(|(c, _), u| {
+            if *c == conn {
+                gone.push(*u);
+            }
+            *c != conn
+        });
+        for u in gone {
+            self.media.abort(tenant, u);
+        }
     }
 
     /// True when `tenant` uploaded media `id`.
@@ -348,12 +408,6 @@ impl RecentIds {
     }
 }
 
-/// A peer-supplied id, escaped and cut for a log line.
-fn loggable(s: &str) -> String {
-    let cut: String = s.chars().take(64).collect();
-    format!("{cut:?}")
-}
-
 impl MmscCallbacks {
     pub(super) fn new(gateway: Arc<Gateway>, mmsc: Arc<Mm7Carrier>) -> MmscCallbacks {
         MmscCallbacks {
@@ -407,13 +461,13 @@ impl MmscCallbacks {
         .increment(1);
         if repeat {
             tracing::debug!(target: TARGET, carrier = %self.carrier,
-                message_id = %loggable(&report.message_id), "repeated delivery report");
+                message_id = %LogSafe::new(&report.message_id), "repeated delivery report");
             Status::success()
         } else {
             tracing::warn!(target: TARGET, carrier = %self.carrier,
-                message_id = %loggable(&report.message_id),
-                mm_status = %loggable(&report.mm_status.to_string()),
-                "delivery report for a MessageID no message has (already final, or never ours)");
+                message_id = %LogSafe::new(&report.message_id),
+                mm_status = %LogSafe::display(&report.mm_status),
+                "delivery report for an unknown MessageID (already final, or never ours): answered 2005");
             Status::new(status::MESSAGE_ID_NOT_FOUND)
                 .with_details("no message waits for a report with this MessageID")
         }

@@ -72,7 +72,46 @@ impl Client {
     ) -> Result<(Client, Events), ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (rd, mut wr) = stream.into_split();
+        Client::over(stream, tenant, token).await
+    }
+
+    /// Connects over TLS with `tls` (its roots, and its client certificate
+    /// when the gateway asks for one), verifying the server as `server_name`
+    /// (a DNS name or an IP address), then as [`Client::connect`].
+    ///
+    /// # Errors
+    /// I/O and TLS errors, or the server's Error.
+    pub async fn connect_tls(
+        addr: &str,
+        server_name: &str,
+        tls: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+        tenant: &str,
+        token: &str,
+    ) -> Result<(Client, Events), ClientError> {
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, stream)
+            .await?;
+        Client::over(stream, tenant, token).await
+    }
+
+    /// Says Hello over an already connected stream (plain or TLS) and waits
+    /// for HelloOk.
+    ///
+    /// # Errors
+    /// I/O errors, or the server's Error.
+    pub async fn over<S>(
+        stream: S,
+        tenant: &str,
+        token: &str,
+    ) -> Result<(Client, Events), ClientError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let (rd, mut wr) = tokio::io::split(stream);
         let (out, mut out_rx) = mpsc::channel::<Bytes>(1024);
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(64 * 1024);
@@ -137,7 +176,8 @@ impl Client {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
-        if self.out.send(codec::frame_bytes(id, body)).await.is_err() {
+        // The driver may have ended (and failed its waiters) already.
+        if self.credits.is_closed() || self.out.send(codec::frame_bytes(id, body)).await.is_err() {
             self.pending.lock().remove(&id);
             return Err(ClientError::Closed);
         }
@@ -232,13 +272,31 @@ impl Client {
         }
     }
 
-    /// Starts the event stream.
+    /// Starts the tenant's event stream (shared with the tenant's other
+    /// tenant-scoped connections).
     ///
     /// # Errors
     /// The server's Error or a closed connection.
     pub async fn subscribe(&self, max_in_flight: u32) -> Result<(), ClientError> {
+        self.subscribe_scoped(max_in_flight, pb::SubscribeScope::ScopeTenant)
+            .await
+    }
+
+    /// Starts an event stream of the given scope: the tenant's, or only the
+    /// delivery events of messages submitted on this connection from now on.
+    ///
+    /// # Errors
+    /// The server's Error or a closed connection.
+    pub async fn subscribe_scoped(
+        &self,
+        max_in_flight: u32,
+        scope: pb::SubscribeScope,
+    ) -> Result<(), ClientError> {
         match self
-            .request(Body::Subscribe(pb::Subscribe { max_in_flight }))
+            .request(Body::Subscribe(pb::Subscribe {
+                max_in_flight,
+                scope: scope as i32,
+            }))
             .await?
         {
             Body::SubscribeOk(_) => Ok(()),
@@ -277,8 +335,8 @@ impl Client {
     }
 }
 
-async fn drive(
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>,
+async fn drive<R: tokio::io::AsyncRead + Unpin>(
+    mut frames: FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
     pending: Pending,
     credits: Arc<Semaphore>,
     events: mpsc::Sender<pb::Event>,
@@ -298,10 +356,10 @@ async fn drive(
             }
             Body::CreditGrant(g) => credits.add_permits(g.credits as usize),
             Body::GoAway(g) => {
-                tracing::info!(target: "sluice::client", reason = %g.reason, "server going away");
+                tracing::info!(target: "sluice::client", reason = %crate::model::LogSafe::new(&g.reason), "server going away");
             }
             Body::Error(e) if id == 0 || !pending.lock().contains_key(&id) => {
-                tracing::warn!(target: "sluice::client", code = e.code, message = %e.message, "server error");
+                tracing::warn!(target: "sluice::client", code = e.code, message = %crate::model::LogSafe::display(&e.message), "server error");
             }
             body => {
                 if let Body::BatchAck(a) = &body {
@@ -322,9 +380,10 @@ async fn drive(
             }
         }
     }
-    // Connection gone: fail every waiter, close the credit gate.
+    // Connection gone: close the credit gate (requests started from now on
+    // see it and fail at once), then fail every waiter.
+    credits.close();
     for (_, tx) in pending.lock().drain() {
         let _ = tx.send(Err(ClientError::Closed));
     }
-    credits.close();
 }

@@ -3,11 +3,15 @@
 //! sessions (auth, credits, pipelining, event subscription) and a client.
 //!
 //! [`pb`] holds the types generated from the `.proto` (committed, checked by
-//! `tests/bootstrap.rs`); [`codec`] frames them; [`session`] runs one
-//! connection against a [`Backend`], which the gateway implements.
+//! `tests/bootstrap.rs`); [`codec`] frames them; [`door`] decides which
+//! connections may be held and throttles failed authentication; [`server`]
+//! accepts; [`session`] runs one connection against a [`Backend`], which
+//! the gateway implements.
 
 pub mod client;
 pub mod codec;
+pub mod door;
+pub mod identity;
 pub mod server;
 pub mod session;
 
@@ -24,19 +28,24 @@ pub mod pb {
 /// Version spoken by this build.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Largest frame accepted before `Hello`.
-pub const PRE_HELLO_MAX_FRAME: usize = 1 << 20;
+/// Largest frame accepted before `Hello` (a Hello is a few hundred bytes):
+/// what an unauthenticated peer can make the server buffer.
+pub const PRE_HELLO_MAX_FRAME: usize = 64 << 10;
 
 /// What a session needs from the rest of the gateway.
 pub trait Backend: Send + Sync + 'static {
     /// The tenant's name when `token` is its token.
     fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>>;
 
-    /// Admits, journals (durably) and queues a batch; one result per message,
-    /// in order. Resolves only when every accepted message is durable.
+    /// Admits, journals (durably) and queues a batch submitted on connection
+    /// `conn`; one result per message, in order. Resolves only when every
+    /// accepted message is durable. When `conn` has a connection-scoped
+    /// subscription, the accepted messages are claimed for it
+    /// ([`crate::events::EventHub::claim`]) before they are queued.
     fn submit(
         self: &Arc<Self>,
         tenant: &Arc<str>,
+        conn: u64,
         messages: Vec<pb::SubmitMessage>,
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>>;
 
@@ -49,6 +58,11 @@ pub trait Backend: Send + Sync + 'static {
         conn: u64,
         req: pb::PutMedia,
     ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>>;
+
+    /// The authenticated connection `conn` of `tenant` has closed: chunked
+    /// uploads it left unfinished can be dropped (they hold the tenant's
+    /// uploads in progress).
+    fn closed(&self, _tenant: &Arc<str>, _conn: u64) {}
 
     /// Messages the gateway can take now before it must withhold credits.
     fn headroom(&self) -> u64;

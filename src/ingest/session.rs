@@ -1,5 +1,13 @@
 //! One ingest connection: Hello and authentication, pipelined batches with
-//! credits, the event subscription, ping, and every protocol error.
+//! credits, the event subscription (the tenant stream, or only this
+//! connection's messages), ping, and every protocol error.
+//!
+//! Before a good Hello nothing is answered but an `Error`, after which the
+//! connection closes: any other frame, no Hello within `hello_timeout`, or
+//! the [`door`](super::door) closing this connection to make room. A failed
+//! Hello is answered only after the door's delay for the peer's address,
+//! and not checked at all while that address is locked out. Peer strings
+//! reach the log only through [`LogSafe`].
 //!
 //! The read loop never blocks on writes: frames go to a writer task that
 //! coalesces them into few syscalls. Batch answers leave in request order
@@ -17,9 +25,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 
 use super::codec::{self, FrameError};
+use super::door::{DoorConfig, Ticket};
 use super::pb::{self, frame::Body};
 use super::{Backend, PRE_HELLO_MAX_FRAME, PROTOCOL_VERSION};
 use crate::config::IngestConfig;
+use crate::model::LogSafe;
 
 const TARGET: &str = "sluice::ingest";
 
@@ -40,6 +50,8 @@ pub struct Limits {
     pub hello_timeout: Duration,
     /// Node name announced in HelloOk.
     pub node_id: String,
+    /// Connection caps and the failed-authentication throttle.
+    pub door: DoorConfig,
 }
 
 impl Limits {
@@ -52,6 +64,7 @@ impl Limits {
             event_window: c.event_window,
             hello_timeout: c.hello_timeout,
             node_id: node_id.to_owned(),
+            door: DoorConfig::from_config(c),
         }
     }
 }
@@ -69,6 +82,11 @@ pub enum SessionEnd {
     /// A protocol error closed the connection (already reported to the peer).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// Closed before a good Hello (reported to the peer when it could be):
+    /// no Hello in time, another frame first, failed or throttled
+    /// authentication, or closed to make room.
+    #[error("closed before authentication: {0}")]
+    Refused(&'static str),
     /// I/O failure.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -80,6 +98,8 @@ type BatchFuture =
 struct Session<B: Backend> {
     backend: Arc<B>,
     limits: Limits,
+    ticket: Ticket,
+    shutdown: watch::Receiver<bool>,
     conn: u64,
     tenant: Option<Arc<str>>,
     out: mpsc::Sender<Bytes>,
@@ -87,18 +107,21 @@ struct Session<B: Backend> {
     credits: u64,
     /// Credits earned by answered batches but withheld (back-pressure).
     owed: u64,
-    subscribed: bool,
+    /// The subscription's scope, once subscribed.
+    subscribed: Option<pb::SubscribeScope>,
     /// Set when the writer was full: events wait until then.
     events_paused_until: Option<tokio::time::Instant>,
     events_in_flight: usize,
     event_window: usize,
 }
 
-/// Runs one connection until it closes or `shutdown` turns true.
+/// Runs one connection, admitted at the door with `ticket`, until it closes
+/// or `shutdown` turns true.
 pub async fn run<S, B>(
     stream: S,
     backend: Arc<B>,
     limits: Limits,
+    ticket: Ticket,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionEnd>
 where
@@ -113,12 +136,14 @@ where
         backend: backend.clone(),
         event_window: limits.event_window.max(1) as usize,
         limits,
+        ticket,
+        shutdown: shutdown.clone(),
         conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         tenant: None,
         out,
         credits: 0,
         owed: 0,
-        subscribed: false,
+        subscribed: None,
         events_paused_until: None,
         events_in_flight: 0,
     };
@@ -134,8 +159,9 @@ where
         {
             s.events_paused_until = None;
         }
-        let want_events =
-            s.subscribed && s.events_in_flight < s.event_window && s.events_paused_until.is_none();
+        let want_events = s.subscribed.is_some()
+            && s.events_in_flight < s.event_window
+            && s.events_paused_until.is_none();
         let tenant = s.tenant.clone();
         tokio::select! {
             biased;
@@ -154,6 +180,9 @@ where
                         // off by EOF) cannot be resynchronised: report and close.
                         let msg = e.to_string();
                         s.error(0, pb::ErrorCode::BadFrame, &format!("unreadable frame: {msg}")).await;
+                        if s.tenant.is_none() {
+                            break Err(SessionEnd::Refused("unreadable frame"));
+                        }
                         break Err(SessionEnd::Protocol(msg));
                     }
                     Some(Ok(bytes)) => {
@@ -170,9 +199,18 @@ where
             }
             _ = &mut hello_deadline, if s.tenant.is_none() => {
                 s.error(0, pb::ErrorCode::NotAuthenticated, "no Hello in time").await;
-                break Err(SessionEnd::Protocol("hello timeout".into()));
+                break Err(SessionEnd::Refused("no Hello in time"));
             }
-            _ = wait_events(&s.backend, tenant.as_deref()), if want_events => {
+            () = s.ticket.evicted(), if s.tenant.is_none() => {
+                s.error(
+                    0,
+                    pb::ErrorCode::Busy,
+                    "too many connections waiting for Hello; the oldest are closed to make room",
+                )
+                .await;
+                break Err(SessionEnd::Refused("closed to make room"));
+            }
+            _ = wait_events(&s.backend, tenant.as_deref(), s.conn), if want_events => {
                 s.send_events();
             }
             _ = credit_tick.tick(), if s.owed > 0 || s.events_paused_until.is_some() => {
@@ -182,6 +220,7 @@ where
     };
     if let Some(t) = &s.tenant {
         s.backend.events().release(t, s.conn);
+        s.backend.closed(t, s.conn);
     }
     // Let queued frames (a final Error or GoAway) leave before closing.
     drop(s);
@@ -192,9 +231,9 @@ where
     }
 }
 
-async fn wait_events<B: Backend>(backend: &Arc<B>, tenant: Option<&str>) {
+async fn wait_events<B: Backend>(backend: &Arc<B>, tenant: Option<&str>, conn: u64) {
     match tenant {
-        Some(t) => backend.events().wait(t).await,
+        Some(t) => backend.events().wait(t, conn).await,
         None => std::future::pending().await,
     }
 }
@@ -205,7 +244,14 @@ impl<B: Backend> Session<B> {
     }
 
     async fn error(&self, request_id: u64, code: pb::ErrorCode, message: &str) {
-        tracing::info!(target: TARGET, conn = self.conn, ?code, message, "protocol error");
+        // Before Hello this is anyone's doing, and cheap to repeat: keep it
+        // out of the default log.
+        if self.tenant.is_some() {
+            tracing::info!(target: TARGET, conn = self.conn, ?code, detail = %LogSafe::new(message), "protocol error");
+        } else {
+            tracing::debug!(target: TARGET, conn = self.conn, peer = %self.ticket.peer(), ?code,
+                detail = %LogSafe::new(message), "protocol error before Hello");
+        }
         metrics::counter!("sluice_ingest_errors_total", "code" => code.as_str_name()).increment(1);
         self.send(
             request_id,
@@ -229,10 +275,15 @@ impl<B: Backend> Session<B> {
                 return if self.tenant.is_some() {
                     Ok(())
                 } else {
-                    Err(SessionEnd::Protocol(e.to_string()))
+                    Err(SessionEnd::Refused("undecodable frame"))
                 };
             }
             Err(e @ FrameError::UnknownBody) => {
+                if self.tenant.is_none() {
+                    self.error(0, pb::ErrorCode::NotAuthenticated, "send Hello first")
+                        .await;
+                    return Err(SessionEnd::Refused("request before Hello"));
+                }
                 self.error(0, pb::ErrorCode::UnknownFrame, &e.to_string())
                     .await;
                 return Ok(());
@@ -240,11 +291,7 @@ impl<B: Backend> Session<B> {
         };
         match body {
             Body::Hello(h) => self.hello(request_id, h).await,
-            Body::Ping(p) => {
-                self.send(request_id, Body::Pong(pb::Pong { nonce: p.nonce }))
-                    .await;
-                Ok(())
-            }
+            // Nothing but Hello is answered (except by an Error) before Hello.
             _ if self.tenant.is_none() => {
                 self.error(
                     request_id,
@@ -252,20 +299,19 @@ impl<B: Backend> Session<B> {
                     "send Hello first",
                 )
                 .await;
-                Err(SessionEnd::Protocol("request before Hello".into()))
+                Err(SessionEnd::Refused("request before Hello"))
+            }
+            Body::Ping(p) => {
+                self.send(request_id, Body::Pong(pb::Pong { nonce: p.nonce }))
+                    .await;
+                Ok(())
             }
             Body::SubmitBatch(b) => {
                 self.submit(request_id, b, batches).await;
                 Ok(())
             }
             Body::Subscribe(sub) => {
-                if sub.max_in_flight > 0 {
-                    self.event_window =
-                        (sub.max_in_flight as usize).min(self.limits.event_window as usize);
-                }
-                self.subscribed = true;
-                self.send(request_id, Body::SubscribeOk(pb::SubscribeOk {}))
-                    .await;
+                self.subscribe(request_id, sub).await;
                 Ok(())
             }
             Body::PutMedia(m) => {
@@ -320,20 +366,47 @@ impl<B: Backend> Session<B> {
                 ),
             )
             .await;
-            return Err(SessionEnd::Protocol("unsupported version".into()));
+            return Err(SessionEnd::Refused("unsupported version"));
+        }
+        if let Err(retry_in) = self.ticket.check_auth() {
+            // Too many failures from this address: the token is not even
+            // looked at (no oracle), and the answer comes at once.
+            tracing::debug!(target: TARGET, conn = self.conn, peer = %self.ticket.peer(),
+                tenant = %LogSafe::new(&h.tenant), "Hello refused: address locked out");
+            metrics::counter!("sluice_ingest_refused_total", "reason" => "auth_locked")
+                .increment(1);
+            self.error(
+                request_id,
+                pb::ErrorCode::AuthFailed,
+                &format!(
+                    "too many failed authentications from your address; retry in {} s",
+                    retry_in.as_millis().div_ceil(1000).max(1)
+                ),
+            )
+            .await;
+            return Err(SessionEnd::Refused("address locked out"));
         }
         let Some(tenant) = self.backend.authenticate(&h.tenant, &h.token) else {
+            let delay = self.ticket.auth_failed();
             // Never log the token.
-            tracing::warn!(target: TARGET, conn = self.conn, tenant = %h.tenant, "authentication failed");
+            tracing::warn!(target: TARGET, conn = self.conn, peer = %self.ticket.peer(),
+                tenant = %LogSafe::new(&h.tenant), answer_in = ?delay, "authentication failed");
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return Err(SessionEnd::Shutdown),
+            }
             self.error(
                 request_id,
                 pb::ErrorCode::AuthFailed,
                 "unknown tenant or wrong token",
             )
             .await;
-            return Err(SessionEnd::Protocol("auth failed".into()));
+            return Err(SessionEnd::Refused("authentication failed"));
         };
-        tracing::info!(target: TARGET, conn = self.conn, tenant = %tenant, client = %h.client_name, "hello");
+        tracing::info!(target: TARGET, conn = self.conn, peer = %self.ticket.peer(), tenant = %tenant,
+            client = %LogSafe::new(&h.client_name), "hello");
+        self.ticket.authenticated();
         self.credits = u64::from(self.limits.initial_credits);
         self.tenant = Some(tenant);
         self.send(
@@ -348,6 +421,36 @@ impl<B: Backend> Session<B> {
         )
         .await;
         Ok(())
+    }
+
+    async fn subscribe(&mut self, request_id: u64, sub: pb::Subscribe) {
+        let Ok(scope) = pb::SubscribeScope::try_from(sub.scope) else {
+            let msg = format!("unknown subscription scope {}", sub.scope);
+            self.error(request_id, pb::ErrorCode::ProtocolViolation, &msg)
+                .await;
+            return;
+        };
+        if self.subscribed.is_some_and(|s| s != scope) {
+            self.error(
+                request_id,
+                pb::ErrorCode::ProtocolViolation,
+                "the subscription scope cannot change on a connection",
+            )
+            .await;
+            return;
+        }
+        if self.subscribed.is_none() && scope == pb::SubscribeScope::ScopeConnection {
+            let tenant = self.tenant.as_ref().expect("authenticated");
+            self.backend
+                .events()
+                .subscribe_connection(tenant, self.conn);
+        }
+        if sub.max_in_flight > 0 {
+            self.event_window = (sub.max_in_flight as usize).min(self.limits.event_window as usize);
+        }
+        self.subscribed = Some(scope);
+        self.send(request_id, Body::SubscribeOk(pb::SubscribeOk {}))
+            .await;
     }
 
     async fn submit(
@@ -380,7 +483,7 @@ impl<B: Backend> Session<B> {
         }
         self.credits -= n;
         let tenant = self.tenant.clone().expect("authenticated");
-        let fut = self.backend.submit(&tenant, b.messages);
+        let fut = self.backend.submit(&tenant, self.conn, b.messages);
         batches.push_back(Box::pin(async move { (request_id, fut.await) }));
     }
 
@@ -475,3 +578,6 @@ async fn write_loop<W: AsyncWrite>(wr: W, mut rx: mpsc::Receiver<Bytes>) {
     }
     let _ = wr.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests;

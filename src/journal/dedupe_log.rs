@@ -106,34 +106,12 @@ impl DedupeLog {
     pub fn load(&self, now_ms: u64, window_ms: u64) -> io::Result<Vec<DedupeEntry>> {
         let mut out = Vec::new();
         for (hour, path) in self.files()? {
-            if (hour + 1) * HOUR_MS + window_ms < now_ms {
+            if !hour_in_window(hour, now_ms, window_ms) {
                 continue;
             }
             let mut data = Vec::new();
             File::open(&path)?.read_to_end(&mut data)?;
-            let mut off = 0;
-            while data.len() - off >= 8 {
-                let count =
-                    u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
-                let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().expect("4 bytes"));
-                let Some(end) = count.checked_mul(ENTRY).map(|n| off + 8 + n) else {
-                    break;
-                };
-                if end > data.len() || crc32fast::hash(&data[off + 8..end]) != crc {
-                    tracing::warn!(target: "sluice::journal", path = %path.display(), offset = off,
-                        "ignoring a torn dedupe batch");
-                    break;
-                }
-                for e in data[off + 8..end].chunks_exact(ENTRY) {
-                    let fp = u128::from_le_bytes(e[..16].try_into().expect("16 bytes"));
-                    let id = u64::from_le_bytes(e[16..24].try_into().expect("8 bytes"));
-                    let at = u64::from_le_bytes(e[24..32].try_into().expect("8 bytes"));
-                    if at + window_ms >= now_ms {
-                        out.push((fp, id, at));
-                    }
-                }
-                off = end;
-            }
+            read_batches(&data, &path, now_ms, window_ms, &mut out);
         }
         Ok(out)
     }
@@ -150,7 +128,7 @@ impl DedupeLog {
         // sustained 50k msgs/s a 24-hour window would keep ~140 GB).
         let mut newer = 0u64;
         for (hour, path) in self.files()?.into_iter().rev() {
-            let outside = (hour + 1) * HOUR_MS + window_ms < now_ms;
+            let outside = !hour_in_window(hour, now_ms, window_ms);
             if outside || newer >= max_keys as u64 {
                 std::fs::remove_file(path)?;
                 n += 1;
@@ -176,6 +154,54 @@ impl DedupeLog {
         v.sort();
         Ok(v)
     }
+}
+
+/// Whether the file of `hour` may hold entries within the window. Hours
+/// come from file names and times from file contents: saturating, so a
+/// stray `18446744073709551615.log` or a damaged entry cannot overflow.
+fn hour_in_window(hour: u64, now_ms: u64, window_ms: u64) -> bool {
+    hour.saturating_add(1)
+        .saturating_mul(HOUR_MS)
+        .saturating_add(window_ms)
+        >= now_ms
+}
+
+/// Appends to `out` the entries of one file's `data` accepted within
+/// `window_ms` before `now_ms`, up to the first torn batch.
+fn read_batches(data: &[u8], path: &Path, now_ms: u64, window_ms: u64, out: &mut Vec<DedupeEntry>) {
+    let mut off = 0;
+    while data.len() - off >= 8 {
+        let count = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().expect("4 bytes"));
+        let Some(end) = count.checked_mul(ENTRY).map(|n| off + 8 + n) else {
+            break;
+        };
+        if end > data.len() || crc32fast::hash(&data[off + 8..end]) != crc {
+            tracing::warn!(target: "sluice::journal", path = %path.display(), offset = off,
+                "ignoring a torn dedupe batch");
+            break;
+        }
+        for e in data[off + 8..end].chunks_exact(ENTRY) {
+            let fp = u128::from_le_bytes(e[..16].try_into().expect("16 bytes"));
+            let id = u64::from_le_bytes(e[16..24].try_into().expect("8 bytes"));
+            let at = u64::from_le_bytes(e[24..32].try_into().expect("8 bytes"));
+            if at.saturating_add(window_ms) >= now_ms {
+                out.push((fp, id, at));
+            }
+        }
+        off = end;
+    }
+}
+
+/// Fuzzing hook: what [`DedupeLog::load`] keeps of a file named for `hour`
+/// holding `data`.
+#[doc(hidden)]
+pub fn fuzz_load(hour: u64, data: &[u8], now_ms: u64, window_ms: u64) -> Vec<DedupeEntry> {
+    let mut out = Vec::new();
+    if hour_in_window(hour, now_ms, window_ms) {
+        read_batches(data, Path::new("fuzz.log"), now_ms, window_ms, &mut out);
+    }
+    out
 }
 
 /// Reads, or creates once, a random 128-bit key in `path` (mode 0600).
@@ -259,6 +285,32 @@ mod tests {
         let kept = log.load(now, 24 * HOUR_MS).unwrap();
         assert_eq!(kept.len(), 20);
         assert!(kept.iter().all(|e| e.2 >= now - HOUR_MS));
+    }
+
+    #[test]
+    fn huge_hours_and_times_on_disk_do_not_overflow() {
+        // Found by the dedupe_log fuzz target: `(hour + 1) * HOUR_MS`
+        // overflowed for a file named with a huge hour, `at + window` for a
+        // huge time (a panic with overflow checks, a wrong answer without).
+        let dir = tempfile::tempdir().unwrap();
+        let log = DedupeLog::open(dir.path()).unwrap();
+        let at = u64::MAX - 1;
+        let mut body = Vec::new();
+        body.extend_from_slice(&7u128.to_le_bytes());
+        body.extend_from_slice(&9u64.to_le_bytes());
+        body.extend_from_slice(&at.to_le_bytes());
+        let mut batch = 1u32.to_le_bytes().to_vec();
+        batch.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        batch.extend_from_slice(&body);
+        std::fs::write(log.file(u64::MAX), &batch).unwrap();
+        let now = 100 * HOUR_MS;
+        let window = 24 * HOUR_MS;
+        assert_eq!(log.load(now, window).unwrap(), vec![(7, 9, at)]);
+        assert_eq!(log.prune(now, window, usize::MAX).unwrap(), 0);
+        assert_eq!(
+            fuzz_load(u64::MAX, &batch, u64::MAX, window),
+            vec![(7, 9, at)]
+        );
     }
 
     #[test]

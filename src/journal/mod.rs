@@ -28,6 +28,9 @@ mod replay;
 pub mod salvage;
 mod writer;
 
+#[doc(hidden)]
+pub use replay::{Span, fuzz_replay, scan};
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

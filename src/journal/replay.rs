@@ -192,6 +192,18 @@ pub fn scan(data: &[u8]) -> Vec<Span> {
     spans
 }
 
+/// Fuzzing hook: replays one segment held in memory, as [`replay`] does each
+/// file; returns what was recovered and the length of the valid prefix.
+///
+/// # Errors
+/// As [`replay`], for a bad record.
+#[doc(hidden)]
+pub fn fuzz_replay(data: Bytes) -> Result<(Recovered, usize), JournalError> {
+    let mut st = State::default();
+    let valid = replay_segment(&mut st, data, Path::new("fuzz.log"))?;
+    Ok((finish(st), valid))
+}
+
 pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), String> {
     let bad = |e: prost::DecodeError| format!("undecodable record: {e}");
     match kind {
@@ -290,7 +302,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
                     st.live.remove(&e.message_id);
                     st.finished.insert(e.message_id);
                 }
-                st.next_event_id = st.next_event_id.max(e.event_id + 1);
+                st.next_event_id = st.next_event_id.max(e.event_id.saturating_add(1));
                 if !st.acked.contains(&e.event_id) {
                     st.events.insert(
                         e.event_id,
@@ -307,7 +319,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
         Some(Kind::Remember) => {
             let r = record::Remember::decode(payload).map_err(bad)?;
             for e in r.entries {
-                st.next_message_id = st.next_message_id.max(e.id + 1);
+                st.next_message_id = st.next_message_id.max(e.id.saturating_add(1));
                 st.dedupe
                     .push((e.tenant, e.client_ref, MessageId(e.id), e.accepted_at_ms));
             }
@@ -339,7 +351,8 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
 }
 
 fn accept(st: &mut State, m: record::StoredMessage) {
-    st.next_message_id = st.next_message_id.max(m.id + 1);
+    // Saturating: ids come from disk (a damaged record must not overflow).
+    st.next_message_id = st.next_message_id.max(m.id.saturating_add(1));
     st.dedupe.push((
         m.tenant.clone(),
         m.client_ref.clone(),

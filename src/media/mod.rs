@@ -5,7 +5,8 @@
 //! - [`sniff`](mod@sniff): the [`MediaType`] of bytes from their magic
 //!   numbers;
 //! - [`store`]: [`MediaStore`], content-addressed (sha256) on disk, once per
-//!   content, owned per tenant, with an in-memory cache and chunked uploads;
+//!   content, owned per tenant, with an in-memory cache and chunked uploads,
+//!   per-tenant quotas and limits on uploads in progress;
 //! - [`fit`](mod@fit): [`Fitter`], re-encoding and scaling images to a
 //!   byte limit, cached per (media, limit);
 //! - [`link`]: [`LinkSigner`], stateless HMAC-signed landing-page paths, and
@@ -31,7 +32,9 @@ pub use fit::{Fitted, Fitter, fit};
 pub use link::{LinkSigner, load_or_create_secret};
 pub use page::serve;
 pub use sniff::{MediaType, sniff};
-pub use store::{Media, MediaId, MediaInfo, MediaStore, StoreConfig, StoreStats, UploadId};
+pub use store::{
+    Media, MediaId, MediaInfo, MediaStore, Quota, StoreConfig, StoreStats, UploadId, Usage,
+};
 
 /// Why a media operation failed. Each variant says which calls return it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -111,10 +114,17 @@ pub enum MediaError {
         /// The declared total.
         total: u64,
     },
-    /// Too many uploads in progress, for this tenant or in total
-    /// ([`MediaStore::begin_upload`]); retry later.
-    #[error("too many uploads in progress")]
-    TooManyUploads,
+    /// Too many uploads in progress, for this tenant or in total, or too
+    /// many bytes declared by uploads in progress ([`MediaStore::put`],
+    /// [`MediaStore::begin_upload`]); nothing was stored: retry later.
+    #[error("{0}")]
+    TooManyUploads(UploadLimit),
+    /// Storing this media would take the tenant past its quota
+    /// ([`MediaStore::put`], [`MediaStore::begin_upload`],
+    /// [`MediaStore::finish`]); nothing was stored, and what is stored is
+    /// untouched.
+    #[error("{0}")]
+    QuotaExceeded(QuotaExceeded),
     /// The media is over the limit and cannot be made to fit: a video, text
     /// or SMIL, an image that does not decode, or a limit too small for any
     /// image ([`fit()`], [`Fitter::fit`]).
@@ -132,6 +142,70 @@ pub enum MediaError {
     /// A file-system error ([`MediaStore`]).
     #[error("media store i/o: {0}")]
     Io(Arc<io::Error>),
+}
+
+/// Which limit on uploads in progress was reached
+/// ([`MediaError::TooManyUploads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UploadLimit {
+    /// The tenant's uploads in progress.
+    #[error("too many uploads in progress for this tenant (limit {0}); retry when one is answered")]
+    Tenant(usize),
+    /// Uploads in progress over all tenants.
+    #[error("too many uploads in progress on this gateway (limit {0}); retry shortly")]
+    All(usize),
+    /// Bytes declared by chunked uploads in progress.
+    #[error("chunked uploads in progress would exceed {0} bytes; retry shortly")]
+    Bytes(u64),
+}
+
+/// Which part of a tenant's quota would be exceeded
+/// ([`MediaError::QuotaExceeded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuotaExceeded {
+    /// Bytes stored.
+    #[error("media quota exceeded: {used} of {limit} bytes used, this media needs {len}")]
+    Bytes {
+        /// Bytes the tenant has stored (and being stored).
+        used: u64,
+        /// Its quota.
+        limit: u64,
+        /// The size of the refused media.
+        len: u64,
+    },
+    /// Number of media stored.
+    #[error("media quota exceeded: {used} of {limit} media stored")]
+    Count {
+        /// Media the tenant has stored (and being stored).
+        used: u64,
+        /// Its quota.
+        limit: u64,
+    },
+}
+
+impl MediaError {
+    /// A short name of the error's kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MediaError::Unsupported { .. } => "unsupported",
+            MediaError::TypeMismatch { .. } => "type_mismatch",
+            MediaError::TooLarge { .. } => "too_large",
+            MediaError::Empty => "empty",
+            MediaError::InvalidId => "invalid_id",
+            MediaError::NotFound => "not_found",
+            MediaError::Corrupt { .. } => "corrupt",
+            MediaError::UnknownUpload => "unknown_upload",
+            MediaError::BadOffset { .. } => "bad_offset",
+            MediaError::UploadOverflow { .. } => "upload_overflow",
+            MediaError::Incomplete { .. } => "incomplete",
+            MediaError::TooManyUploads(_) => "too_many_uploads",
+            MediaError::QuotaExceeded(_) => "quota",
+            MediaError::CannotFit { .. } => "cannot_fit",
+            MediaError::Io(_) => "io",
+        }
+    }
 }
 
 impl From<io::Error> for MediaError {

@@ -18,6 +18,9 @@
 //!
 //! The page points at the raw bytes with a relative URL (`{token}/raw`), so
 //! it works behind a reverse proxy that mounts it under a prefix.
+//!
+//! [`router`] is all the public door serves: `/m/...` and a 404 for
+//! anything else (so neither `/metrics` nor `/admin` is reachable there).
 
 use std::sync::Arc;
 
@@ -35,6 +38,18 @@ const TARGET: &str = "sluice::media::page";
 const PAGE_CACHE: &str = "private, max-age=86400";
 const RAW_CACHE: &str = "public, max-age=31536000, immutable";
 const CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The public door's routes: every method on `/m/...` goes to [`serve`]
+/// (which allows GET and HEAD); any other path is a plain-text 404.
+pub fn router(store: Arc<MediaStore>, signer: Arc<LinkSigner>) -> axum::Router {
+    let page = move |req: axum::extract::Request| {
+        let (store, signer) = (store.clone(), signer.clone());
+        async move { serve(req, &store, &signer).await }
+    };
+    axum::Router::new()
+        .route("/m/{*link}", axum::routing::any(page))
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "not found\n") })
+}
 
 /// Answers one landing-page request (see the module doc). Never fails: every
 /// problem is an HTTP status. Cache misses read the store on

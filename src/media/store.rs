@@ -21,11 +21,23 @@
 //! The media type is a function of the bytes ([`sniff`]), so it is not
 //! stored: a cache miss re-sniffs, and checks the file still hashes to its id.
 //!
-//! Chunked uploads are held in memory (bounded in count per tenant and in
-//! declared bytes overall) until [`MediaStore::finish`], which runs the same
-//! checks as [`MediaStore::put`]. An upload idle for longer than
+//! Chunked uploads are held in memory (bounded in declared bytes overall)
+//! until [`MediaStore::finish`], which runs the same checks as
+//! [`MediaStore::put`]. An upload idle for longer than
 //! [`StoreConfig::upload_ttl`] is dropped. Uploads do not survive a restart:
 //! a client that loses its connection starts again.
+//!
+//! **Limits per tenant.** Uploads in progress — a `put` being stored, or a
+//! chunked upload begun and not finished — are capped per tenant
+//! ([`StoreConfig::max_uploads_per_tenant`]) and in all
+//! ([`StoreConfig::max_uploads`]); the next one is refused at once
+//! ([`MediaError::TooManyUploads`]), not queued, so a tenant cannot tie up
+//! the disk or hold memory waiting. What a tenant has stored is capped in
+//! bytes and count ([`Quota`]): each tenant is charged the full size of each
+//! media it owns (shared content too, since for the tenant it is stored),
+//! and storing the same bytes again costs nothing. A refusal
+//! ([`MediaError::QuotaExceeded`]) touches nothing already stored. Usage is
+//! counted from the markers on a tenant's first use after start.
 //!
 //! All methods block on file I/O; call them from `spawn_blocking` in async
 //! code. Cache hits do no I/O.
@@ -44,8 +56,8 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::MediaError;
 use super::sniff::{MediaType, sniff};
+use super::{MediaError, QuotaExceeded, UploadLimit};
 
 const TARGET: &str = "sluice::media::store";
 
@@ -176,7 +188,7 @@ impl fmt::Display for UploadId {
 /// # Defaults
 /// `max_size` 5 MiB, `cache_bytes` 64 MiB, `upload_ttl` 10 minutes,
 /// `max_upload_bytes` 64 MiB (declared totals of uploads in progress),
-/// `max_uploads_per_tenant` 8.
+/// `max_uploads_per_tenant` 8, `max_uploads` 64, no quota.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// The directory (created if missing).
@@ -189,8 +201,16 @@ pub struct StoreConfig {
     pub upload_ttl: Duration,
     /// The sum of declared totals of uploads in progress.
     pub max_upload_bytes: u64,
-    /// Uploads in progress per tenant.
+    /// Uploads in progress (being stored, or chunked and unfinished) per
+    /// tenant.
     pub max_uploads_per_tenant: usize,
+    /// Uploads in progress over all tenants.
+    pub max_uploads: usize,
+    /// What each tenant may have stored, unless `tenant_quotas` says
+    /// otherwise.
+    pub quota: Quota,
+    /// Quotas of particular tenants.
+    pub tenant_quotas: HashMap<String, Quota>,
 }
 
 impl StoreConfig {
@@ -203,8 +223,39 @@ impl StoreConfig {
             upload_ttl: Duration::from_secs(600),
             max_upload_bytes: 64 * 1024 * 1024,
             max_uploads_per_tenant: 8,
+            max_uploads: 64,
+            quota: Quota::default(),
+            tenant_quotas: HashMap::new(),
         }
     }
+
+    /// The quota of `tenant`.
+    pub fn quota_of(&self, tenant: &str) -> Quota {
+        self.tenant_quotas
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.quota)
+    }
+}
+
+// === Quota, Usage ===
+
+/// What a tenant may have stored; 0 means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Total bytes of its media.
+    pub bytes: u64,
+    /// Number of media.
+    pub count: u64,
+}
+
+/// What a tenant has stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Total bytes of its media.
+    pub bytes: u64,
+    /// Number of media.
+    pub count: u64,
 }
 
 /// Counters of a [`MediaStore`], for tests and gauges.
@@ -227,13 +278,31 @@ pub struct StoreStats {
 pub struct MediaStore {
     cfg: StoreConfig,
     cache: Mutex<Lru>,
-    /// Ownership known to hold (marker on disk), by tenant.
-    owners: Mutex<HashMap<String, HashSet<MediaId>>>,
-    uploads: Mutex<HashMap<u64, Upload>>,
+    /// What each tenant owns (a marker on disk) and its usage, loaded from
+    /// the markers on the tenant's first use.
+    tenants: Mutex<HashMap<String, TenantMedia>>,
+    uploads: Mutex<Uploads>,
     disk_reads: AtomicU64,
     cache_hits: AtomicU64,
     files_written: AtomicU64,
     markers_written: AtomicU64,
+}
+
+/// A tenant's media.
+#[derive(Debug, Default)]
+struct TenantMedia {
+    owned: HashSet<MediaId>,
+    stored: Usage,
+    /// Admitted against the quota and being written.
+    reserved: Usage,
+}
+
+/// Uploads in progress.
+#[derive(Debug, Default)]
+struct Uploads {
+    chunked: HashMap<u64, Upload>,
+    /// Media being stored (a `put`, or a finished upload), per tenant.
+    storing: HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -266,8 +335,8 @@ impl MediaStore {
         Ok(MediaStore {
             cache: Mutex::new(Lru::new(cfg.cache_bytes)),
             cfg,
-            owners: Mutex::new(HashMap::new()),
-            uploads: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(Uploads::default()),
             disk_reads: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             files_written: AtomicU64::new(0),
@@ -292,11 +361,13 @@ impl MediaStore {
 
     /// Stores `bytes` for `tenant` after checking them against the declared
     /// content type, and answers their id. Durable when it returns. The same
-    /// bytes stored again write nothing (a new tenant only gets its marker).
+    /// bytes stored again write nothing (a new tenant only gets its marker)
+    /// and cost no quota.
     ///
     /// # Errors
     /// [`MediaError::Unsupported`], [`MediaError::Empty`],
-    /// [`MediaError::TooLarge`], [`MediaError::TypeMismatch`],
+    /// [`MediaError::TooLarge`], [`MediaError::TooManyUploads`],
+    /// [`MediaError::TypeMismatch`], [`MediaError::QuotaExceeded`],
     /// [`MediaError::Io`].
     pub fn put(
         &self,
@@ -306,26 +377,49 @@ impl MediaStore {
     ) -> Result<MediaInfo, MediaError> {
         let declared = parse_declared(declared_content_type)?;
         self.check_len(bytes.len() as u64)?;
+        let slot = self.begin_storing(tenant)?;
+        self.store(tenant, declared, bytes, slot)
+    }
+
+    /// Checks, admits against the quota and writes `bytes`; `_slot` is this
+    /// store's place among the uploads in progress.
+    fn store(
+        &self,
+        tenant: &str,
+        declared: MediaType,
+        bytes: Bytes,
+        _slot: StoringSlot<'_>,
+    ) -> Result<MediaInfo, MediaError> {
         let actual = sniff(&bytes);
         if actual != Some(declared) {
             return Err(MediaError::TypeMismatch { declared, actual });
         }
         let id = MediaId::of(&bytes);
         let len = bytes.len() as u64;
+        // Held until the marker is written (then the usage counts it).
+        let _reservation = self.reserve(tenant, id, len)?;
         let created = self.write_content(id, &bytes)?;
-        self.mark_owner(tenant, id)?;
+        self.mark_owner(tenant, id, len)?;
         self.cache.lock().insert(Media {
             id,
             media_type: declared,
             bytes,
         });
-        tracing::debug!(target: TARGET, tenant, %id, len, created, "media stored");
+        tracing::debug!(target: TARGET, tenant = %crate::model::LogSafe::new(tenant), %id, len, created, "media stored");
         Ok(MediaInfo {
             id,
             media_type: declared,
             len,
             created,
         })
+    }
+
+    /// What `tenant` has stored.
+    ///
+    /// # Errors
+    /// [`MediaError::Io`] reading its markers (first use only).
+    pub fn usage(&self, tenant: &str) -> Result<Usage, MediaError> {
+        self.with_tenant(tenant, |m| m.stored)
     }
 
     /// The media `id` if `tenant` uploaded it.
@@ -362,10 +456,14 @@ impl MediaStore {
     }
 
     /// Starts a chunked upload of `total_len` bytes of the declared type.
+    /// It holds one of the tenant's uploads in progress until it is
+    /// finished, aborted or expires. Refused up front when `total_len` more
+    /// bytes (or one more media) would not fit the tenant's quota.
     ///
     /// # Errors
     /// [`MediaError::Unsupported`], [`MediaError::Empty`],
-    /// [`MediaError::TooLarge`], [`MediaError::TooManyUploads`].
+    /// [`MediaError::TooLarge`], [`MediaError::QuotaExceeded`],
+    /// [`MediaError::TooManyUploads`].
     pub fn begin_upload(
         &self,
         tenant: &str,
@@ -374,21 +472,25 @@ impl MediaStore {
     ) -> Result<UploadId, MediaError> {
         let declared = parse_declared(content_type)?;
         self.check_len(total_len)?;
+        let quota = self.cfg.quota_of(tenant);
+        self.with_tenant(tenant, |m| {
+            check_quota(quota, m.stored, m.reserved, total_len)
+        })??;
         let now = Instant::now();
         let mut uploads = self.uploads.lock();
-        self.expire(&mut uploads, now);
-        let pending: u64 = uploads.values().map(|u| u.total).sum();
-        let mine = uploads.values().filter(|u| u.tenant == tenant).count();
-        if mine >= self.cfg.max_uploads_per_tenant
-            || pending.saturating_add(total_len) > self.cfg.max_upload_bytes
-        {
-            return Err(MediaError::TooManyUploads);
+        self.expire(&mut uploads.chunked, now);
+        self.check_slots(&uploads, tenant)?;
+        let pending: u64 = uploads.chunked.values().map(|u| u.total).sum();
+        if pending.saturating_add(total_len) > self.cfg.max_upload_bytes {
+            return Err(MediaError::TooManyUploads(UploadLimit::Bytes(
+                self.cfg.max_upload_bytes,
+            )));
         }
         let mut id = rand::random::<u64>();
-        while uploads.contains_key(&id) {
+        while uploads.chunked.contains_key(&id) {
             id = rand::random::<u64>();
         }
-        uploads.insert(
+        uploads.chunked.insert(
             id,
             Upload {
                 tenant: tenant.to_owned(),
@@ -418,8 +520,8 @@ impl MediaStore {
     ) -> Result<u64, MediaError> {
         let now = Instant::now();
         let mut uploads = self.uploads.lock();
-        self.expire(&mut uploads, now);
-        let up = match uploads.get_mut(&upload.0) {
+        self.expire(&mut uploads.chunked, now);
+        let up = match uploads.chunked.get_mut(&upload.0) {
             Some(up) if up.tenant == tenant => up,
             _ => return Err(MediaError::UnknownUpload),
         };
@@ -450,17 +552,18 @@ impl MediaStore {
     }
 
     /// Completes an upload: the same checks and storage as
-    /// [`put`](MediaStore::put). The upload is gone afterwards, whatever the
-    /// outcome, except on [`MediaError::Incomplete`].
+    /// [`put`](MediaStore::put) (its place among the uploads in progress
+    /// carries over). The upload is gone afterwards, whatever the outcome,
+    /// except on [`MediaError::Incomplete`].
     ///
     /// # Errors
     /// [`MediaError::UnknownUpload`], [`MediaError::Incomplete`], and those
-    /// of [`put`](MediaStore::put).
+    /// of [`put`](MediaStore::put) but [`MediaError::TooManyUploads`].
     pub fn finish(&self, tenant: &str, upload: UploadId) -> Result<MediaInfo, MediaError> {
-        let up = {
+        let (up, slot) = {
             let mut uploads = self.uploads.lock();
-            self.expire(&mut uploads, Instant::now());
-            match uploads.get(&upload.0) {
+            self.expire(&mut uploads.chunked, Instant::now());
+            match uploads.chunked.get(&upload.0) {
                 Some(up) if up.tenant == tenant => {
                     if (up.data.len() as u64) < up.total {
                         return Err(MediaError::Incomplete {
@@ -471,16 +574,28 @@ impl MediaStore {
                 }
                 _ => return Err(MediaError::UnknownUpload),
             }
-            uploads.remove(&upload.0).ok_or(MediaError::UnknownUpload)?
+            let up = uploads
+                .chunked
+                .remove(&upload.0)
+                .ok_or(MediaError::UnknownUpload)?;
+            *uploads.storing.entry(tenant.to_owned()).or_default() += 1;
+            (
+                up,
+                StoringSlot {
+                    store: self,
+                    tenant: tenant.to_owned(),
+                },
+            )
         };
-        self.put(tenant, up.declared.content_type(), Bytes::from(up.data))
+        self.check_len(up.data.len() as u64)?;
+        self.store(tenant, up.declared, Bytes::from(up.data), slot)
     }
 
     /// Drops an upload; whether it existed (for this tenant).
     pub fn abort(&self, tenant: &str, upload: UploadId) -> bool {
         let mut uploads = self.uploads.lock();
-        match uploads.get(&upload.0) {
-            Some(up) if up.tenant == tenant => uploads.remove(&upload.0).is_some(),
+        match uploads.chunked.get(&upload.0) {
+            Some(up) if up.tenant == tenant => uploads.chunked.remove(&upload.0).is_some(),
             _ => false,
         }
     }
@@ -490,15 +605,124 @@ impl MediaStore {
     /// sooner.
     pub fn sweep_uploads(&self) -> usize {
         let mut uploads = self.uploads.lock();
-        self.expire(&mut uploads, Instant::now())
+        self.expire(&mut uploads.chunked, Instant::now())
     }
 
-    /// Uploads in progress.
+    /// Uploads in progress: chunked ones unfinished, and media being stored.
     pub fn uploads_in_progress(&self) -> usize {
-        self.uploads.lock().len()
+        let u = self.uploads.lock();
+        u.chunked.len() + u.storing.values().sum::<usize>()
     }
 
     // --- internals ---
+
+    /// Takes a place among the uploads in progress for a store.
+    fn begin_storing(&self, tenant: &str) -> Result<StoringSlot<'_>, MediaError> {
+        let mut uploads = self.uploads.lock();
+        self.expire(&mut uploads.chunked, Instant::now());
+        self.check_slots(&uploads, tenant)?;
+        *uploads.storing.entry(tenant.to_owned()).or_default() += 1;
+        Ok(StoringSlot {
+            store: self,
+            tenant: tenant.to_owned(),
+        })
+    }
+
+    /// Whether `tenant` may start one more upload.
+    fn check_slots(&self, uploads: &Uploads, tenant: &str) -> Result<(), MediaError> {
+        let mine = uploads
+            .chunked
+            .values()
+            .filter(|u| u.tenant == tenant)
+            .count()
+            + uploads.storing.get(tenant).copied().unwrap_or(0);
+        if mine >= self.cfg.max_uploads_per_tenant {
+            return Err(MediaError::TooManyUploads(UploadLimit::Tenant(
+                self.cfg.max_uploads_per_tenant,
+            )));
+        }
+        let all = uploads.chunked.len() + uploads.storing.values().sum::<usize>();
+        if all >= self.cfg.max_uploads {
+            return Err(MediaError::TooManyUploads(UploadLimit::All(
+                self.cfg.max_uploads,
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on `tenant`'s media, reading its markers first if this is
+    /// its first use (outside the lock: it is file I/O).
+    fn with_tenant<R>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&mut TenantMedia) -> R,
+    ) -> Result<R, MediaError> {
+        if let Some(m) = self.tenants.lock().get_mut(tenant) {
+            return Ok(f(m));
+        }
+        let scanned = self.scan_owner(tenant)?;
+        // Another thread may have loaded it meanwhile: the first one wins
+        // (nothing can change a tenant's media before it is loaded).
+        let mut tenants = self.tenants.lock();
+        Ok(f(tenants.entry(tenant.to_owned()).or_insert(scanned)))
+    }
+
+    /// Reads a tenant's markers and the sizes of the content they name.
+    fn scan_owner(&self, tenant: &str) -> Result<TenantMedia, MediaError> {
+        let mut m = TenantMedia::default();
+        let entries = match fs::read_dir(self.owner_dir(tenant)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(m),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| MediaId::parse(n).ok())
+            else {
+                continue;
+            };
+            match fs::metadata(self.content_path(id).1) {
+                Ok(meta) => {
+                    m.owned.insert(id);
+                    m.stored.bytes += meta.len();
+                    m.stored.count += 1;
+                }
+                // A marker is written after its content: a missing content
+                // file means the marker is not worth counting.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(m)
+    }
+
+    /// Admits `len` new bytes of media `id` against `tenant`'s quota until
+    /// the returned reservation drops; `None` when the tenant owns it
+    /// already (no charge).
+    fn reserve(
+        &self,
+        tenant: &str,
+        id: MediaId,
+        len: u64,
+    ) -> Result<Option<Reservation<'_>>, MediaError> {
+        let quota = self.cfg.quota_of(tenant);
+        self.with_tenant(tenant, |m| {
+            if m.owned.contains(&id) {
+                return Ok(None);
+            }
+            check_quota(quota, m.stored, m.reserved, len)?;
+            m.reserved.bytes += len;
+            m.reserved.count += 1;
+            Ok(Some(Reservation {
+                store: self,
+                tenant: tenant.to_owned(),
+                len,
+            }))
+        })?
+    }
 
     fn check_len(&self, len: u64) -> Result<(), MediaError> {
         if len == 0 {
@@ -555,13 +779,10 @@ impl MediaStore {
         Ok(true)
     }
 
-    fn mark_owner(&self, tenant: &str, id: MediaId) -> Result<(), MediaError> {
-        if self
-            .owners
-            .lock()
-            .get(tenant)
-            .is_some_and(|ids| ids.contains(&id))
-        {
+    /// Writes `tenant`'s marker for `id` (of `len` bytes) unless it owns it
+    /// already, and counts it in its usage.
+    fn mark_owner(&self, tenant: &str, id: MediaId, len: u64) -> Result<(), MediaError> {
+        if self.owns(tenant, id)? {
             return Ok(());
         }
         let dir = self.owner_dir(tenant);
@@ -571,37 +792,17 @@ impl MediaStore {
             write_atomic(&dir, &marker, &id.to_hex(), &[])?;
             self.markers_written.fetch_add(1, Ordering::Relaxed);
         }
-        self.owners
-            .lock()
-            .entry(tenant.to_owned())
-            .or_default()
-            .insert(id);
-        Ok(())
+        self.with_tenant(tenant, |m| {
+            // Two stores of the same new media race here: one counts it.
+            if m.owned.insert(id) {
+                m.stored.bytes += len;
+                m.stored.count += 1;
+            }
+        })
     }
 
     fn owns(&self, tenant: &str, id: MediaId) -> Result<bool, MediaError> {
-        if self
-            .owners
-            .lock()
-            .get(tenant)
-            .is_some_and(|ids| ids.contains(&id))
-        {
-            return Ok(true);
-        }
-        let marker = self.owner_dir(tenant).join(id.to_hex());
-        match fs::metadata(&marker) {
-            Ok(m) if m.is_file() => {
-                self.owners
-                    .lock()
-                    .entry(tenant.to_owned())
-                    .or_default()
-                    .insert(id);
-                Ok(true)
-            }
-            Ok(_) => Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        self.with_tenant(tenant, |m| m.owned.contains(&id))
     }
 
     fn load(&self, id: MediaId) -> Result<Media, MediaError> {
@@ -657,6 +858,61 @@ fn tenant_dir_name(tenant: &str) -> String {
         s
     } else {
         format!("h-{}", MediaId::of(tenant.as_bytes()).to_hex())
+    }
+}
+
+/// Whether `len` more bytes (one more media) fit `quota` over `stored` and
+/// `reserved`.
+fn check_quota(quota: Quota, stored: Usage, reserved: Usage, len: u64) -> Result<(), MediaError> {
+    let used_bytes = stored.bytes + reserved.bytes;
+    if quota.bytes > 0 && used_bytes.saturating_add(len) > quota.bytes {
+        return Err(MediaError::QuotaExceeded(QuotaExceeded::Bytes {
+            used: used_bytes,
+            limit: quota.bytes,
+            len,
+        }));
+    }
+    let used_count = stored.count + reserved.count;
+    if quota.count > 0 && used_count >= quota.count {
+        return Err(MediaError::QuotaExceeded(QuotaExceeded::Count {
+            used: used_count,
+            limit: quota.count,
+        }));
+    }
+    Ok(())
+}
+
+/// A place among the uploads in progress, held while media is stored.
+struct StoringSlot<'a> {
+    store: &'a MediaStore,
+    tenant: String,
+}
+
+impl Drop for StoringSlot<'_> {
+    fn drop(&mut self) {
+        let mut uploads = self.store.uploads.lock();
+        if let Some(n) = uploads.storing.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                uploads.storing.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// Bytes admitted against a tenant's quota, being written.
+struct Reservation<'a> {
+    store: &'a MediaStore,
+    tenant: String,
+    len: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.store.tenants.lock().get_mut(&self.tenant) {
+            m.reserved.bytes -= self.len;
+            m.reserved.count -= 1;
+        }
     }
 }
 

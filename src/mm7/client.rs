@@ -569,7 +569,7 @@ fn answer(reply: &HttpReply) -> Result<Message, Mm7Error> {
                 status: reply.status,
             },
             status => {
-                tracing::debug!(target: TARGET, status, error = %e, "MM7 HTTP error without an MM7 answer");
+                tracing::debug!(target: TARGET, status, error = %crate::model::LogSafe::display(&e), "MM7 HTTP error without an MM7 answer");
                 Mm7Error::Http { status }
             }
         }),

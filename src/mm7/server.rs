@@ -10,6 +10,7 @@
 //! | basic auth configured, missing or wrong     | 401  | none (`WWW-Authenticate: Basic`) |
 //! | not a POST                                  | 405  | none |
 //! | body over [`ServerConfig::max_body`]        | 413  | none |
+//! | body not received within [`ServerConfig::body_timeout`] | 408 | none |
 //! | body does not decode (XML, MIME, elements)  | 400  | Fault, `VASPErrorRsp` 4004 Validation error or 2004 Multimedia content refused |
 //! | handler accepted                            | 200  | `DeliveryReportRsp` / `DeliverRsp`, 1000 Success |
 //! | report handler answered another status      | 200  | `DeliveryReportRsp` with that status (e.g. 2005 Message ID Not found for a report that matches nothing: a permanent answer, so the MMSC stops retrying) |
@@ -24,6 +25,15 @@
 //! own task, so it completes even when the MMSC hangs up (the MMSC then
 //! retries: handlers must accept duplicates), and a panicking handler gets
 //! the MMSC a Fault rather than a dropped connection.
+//!
+//! # Limits
+//! Connections go through a [`Door`] and [`crate::httpd`]: at most
+//! [`ServerConfig::max_connections`] open (more are closed at once), TLS
+//! when [`ServerConfig::tls`] is set, headers within
+//! [`ServerConfig::header_read_timeout`], the whole body within
+//! [`ServerConfig::body_timeout`], idle connections closed after
+//! [`ServerConfig::idle_timeout`]. So held bodies cost at most
+//! `max_connections × max_body` bytes, for at most `body_timeout`.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -34,11 +44,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -52,6 +61,9 @@ use super::soap::{
 };
 use super::status::{self, Status};
 use super::version::Version;
+use crate::door::Door;
+use crate::httpd::{self, BodyError, ConnInfo, HttpLimits};
+use crate::tls::ServerTls;
 
 /// How long [`Mm7Server::run_until_shutdown`] waits for connections to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -76,9 +88,10 @@ pub trait Mm7Inbound: Send + Sync + 'static {
 /// Configuration of [`serve`].
 ///
 /// # Defaults
-/// Listen on `127.0.0.1:8080`, no auth, any source, 4 MiB bodies, answers
-/// in `REL-6-MM7-1-4` when the request's namespace is unknown, 30 s to read
-/// request headers.
+/// Listen on `127.0.0.1:8080`, plaintext, no auth, any source, 4 MiB bodies
+/// read within 30 s, answers in `REL-6-MM7-1-4` when the request's namespace
+/// is unknown, 10 s to read request headers, 32 connections, idle
+/// connections closed after 60 s.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on (port 0 picks a free one).
@@ -91,8 +104,18 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Version of answers to requests in an unknown namespace.
     pub version: Version,
-    /// Deadline for a request's headers (slow-loris guard).
+    /// Deadline for a request's headers (slow-loris guard) and the TLS
+    /// handshake.
     pub header_read_timeout: Duration,
+    /// Deadline for a request's whole body.
+    pub body_timeout: Duration,
+    /// A connection with no byte moving this long (and no request being
+    /// handled) is closed.
+    pub idle_timeout: Duration,
+    /// Most open connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// TLS (and client certificates) of the listener.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 impl Default for ServerConfig {
@@ -103,7 +126,11 @@ impl Default for ServerConfig {
             allow: Vec::new(),
             max_body: 4 << 20,
             version: Version::default(),
-            header_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 32,
+            tls: None,
         }
     }
 }
@@ -158,21 +185,26 @@ pub async fn serve<H: Mm7Inbound>(cfg: ServerConfig, handler: Arc<H>) -> io::Res
     let local_addr = listener.local_addr()?;
     let token = CancellationToken::new();
     let (alive, tasks_done) = mpsc::channel(1);
+    let door = Door::new("mm7", listener, cfg.tls.clone(), cfg.max_connections);
+    let limits = HttpLimits {
+        header_timeout: cfg.header_read_timeout,
+        idle_timeout: cfg.idle_timeout,
+    };
     let shared = Arc::new(Shared { cfg, handler });
-    let header_timeout = shared.cfg.header_read_timeout;
-    let service = move |peer: SocketAddr| {
+    let service = move |conn: &ConnInfo| {
         let shared = Arc::clone(&shared);
+        let peer = conn.peer;
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let shared = Arc::clone(&shared);
             async move { Ok::<_, Infallible>(shared.handle(peer.ip(), req).await) }
         })
     };
-    tokio::spawn(accept_loop(
-        listener,
-        token.clone(),
-        alive,
-        header_timeout,
+    tokio::spawn(httpd::serve(
+        door,
+        limits,
         service,
+        token.clone(),
+        Some(alive),
     ));
     tracing::info!(target: TARGET, listen = %local_addr, "MM7 receiver listening");
     Ok(Mm7Server {
@@ -183,69 +215,17 @@ pub async fn serve<H: Mm7Inbound>(cfg: ServerConfig, handler: Arc<H>) -> io::Res
     })
 }
 
-/// Accepts connections until `token` is cancelled and serves each with the
-/// service `make(peer)` builds; every task holds a clone of `alive`.
-pub(crate) async fn accept_loop<F, S>(
-    listener: TcpListener,
-    token: CancellationToken,
-    alive: mpsc::Sender<()>,
-    header_timeout: Duration,
-    make: F,
-) where
-    F: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response<Full<Bytes>>,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(target: TARGET, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = token.cancelled() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let svc = make(peer);
-        let token = token.clone();
-        let alive = alive.clone();
-        tokio::spawn(async move {
-            let _alive = alive;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(target: TARGET, %peer, error = %e, "MM7 connection ended");
-                    }
-                }
-                () = token.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
-}
-
 struct Shared<H> {
     cfg: ServerConfig,
     handler: Arc<H>,
 }
 
 impl<H: Mm7Inbound> Shared<H> {
-    async fn handle(&self, peer: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle<B>(&self, peer: IpAddr, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         if let Some(refusal) = admit(
             &req,
             peer,
@@ -255,14 +235,15 @@ impl<H: Mm7Inbound> Shared<H> {
         ) {
             return refusal;
         }
-        let (content_type, body) = match read_body(req, self.cfg.max_body).await {
-            Ok(x) => x,
-            Err(resp) => return resp,
-        };
+        let (content_type, body) =
+            match read_body(req, self.cfg.max_body, self.cfg.body_timeout).await {
+                Ok(x) => x,
+                Err(resp) => return resp,
+            };
         let msg = match soap::decode(content_type.as_deref(), &body) {
             Ok(m) => m,
             Err(e) => {
-                tracing::info!(target: TARGET, %peer, error = %e, "undecodable MM7 request");
+                tracing::info!(target: TARGET, %peer, error = %crate::model::LogSafe::display(&e), "undecodable MM7 request");
                 return bad_request(&e, None, self.cfg.version);
             }
         };
@@ -290,7 +271,7 @@ impl<H: Mm7Inbound> Shared<H> {
                 answer(result, &tid, version, &mm7_version, Rsp::deliver, "deliver")
             }
             other => {
-                tracing::info!(target: TARGET, %peer, message = other.name(), "unsupported MM7 request");
+                tracing::info!(target: TARGET, %peer, message = %crate::model::LogSafe::new(other.name()), "unsupported MM7 request");
                 let fault = Fault::new(
                     Some(&tid),
                     version,
@@ -301,6 +282,18 @@ impl<H: Mm7Inbound> Shared<H> {
             }
         }
     }
+}
+
+/// Fuzzing hook: one callback request through the live path (admission,
+/// body, decoding, handler, answer) without a connection.
+#[doc(hidden)]
+pub async fn fuzz_callback<H: Mm7Inbound>(
+    cfg: ServerConfig,
+    handler: Arc<H>,
+    peer: IpAddr,
+    req: Request<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    Shared { cfg, handler }.handle(peer, req).await
 }
 
 /// Runs a handler call in its own task: a peer that hangs up cannot cancel
@@ -330,7 +323,7 @@ fn answer(
             soap_response(StatusCode::OK, r.encode())
         }
         Err(reason) => {
-            tracing::warn!(target: TARGET, transaction_id = tid, %reason, "MM7 {what} handler failed");
+            tracing::warn!(target: TARGET, transaction_id = %crate::model::LogSafe::new(tid), reason = %crate::model::LogSafe::display(&reason), "MM7 {what} handler failed");
             let fault = Fault::new(
                 Some(tid),
                 version,
@@ -389,21 +382,26 @@ pub(crate) fn admit<B>(
     None
 }
 
-/// Reads the whole body (at most `max` bytes) and the `Content-Type`.
-pub(crate) async fn read_body(
-    req: Request<Incoming>,
+/// Reads the whole body (at most `max` bytes, within `deadline`) and the
+/// `Content-Type`.
+pub(crate) async fn read_body<B>(
+    req: Request<B>,
     max: usize,
-) -> Result<(Option<String>, Bytes), Response<Full<Bytes>>> {
+    deadline: Duration,
+) -> Result<(Option<String>, Bytes), Response<Full<Bytes>>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => Ok((content_type, b.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(empty(StatusCode::PAYLOAD_TOO_LARGE))
-        }
+    match httpd::read_body(req.into_body(), max, deadline).await {
+        Ok(b) => Ok((content_type, b)),
+        Err(BodyError::TooLarge) => Err(empty(StatusCode::PAYLOAD_TOO_LARGE)),
+        Err(BodyError::TimedOut) => Err(empty(StatusCode::REQUEST_TIMEOUT)),
         Err(_) => Err(empty(StatusCode::BAD_REQUEST)),
     }
 }

@@ -468,7 +468,7 @@ impl Mm7Dispatcher {
                         );
                         return;
                     }
-                    tracing::debug!(target: TARGET, carrier = %name, id = %m.id, attempt, reason = ?reason, "MMS retry");
+                    tracing::debug!(target: TARGET, carrier = %name, id = %m.id, attempt, reason = %crate::model::LogSafe::display(&reason), "MMS retry");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }

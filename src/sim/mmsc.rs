@@ -68,7 +68,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::mm7::server::{accept_loop, admit, empty, read_body, soap_response};
+use crate::mm7::server::{admit, empty, read_body, soap_response};
 use crate::mm7::soap::{self, ReceivedSubmitReq};
 use crate::mm7::status::{self, Class};
 use crate::mm7::{
@@ -86,6 +86,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Largest request body read (bigger ones get HTTP 413).
 const HARD_BODY_LIMIT: usize = 32 << 20;
+/// Deadline of a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// First message id handed out.
 const FIRST_MESSAGE_ID: u64 = 0x4D4D_0000;
@@ -538,20 +540,24 @@ pub async fn start(cfg: MmscConfig) -> io::Result<Mmsc> {
         next_mo: AtomicU64::new(1),
     });
     let sh = Arc::clone(&shared);
-    let make = move |peer: SocketAddr| {
+    let make = move |conn: &crate::httpd::ConnInfo| {
         sh.bump(|s| s.connections += 1);
         let sh = Arc::clone(&sh);
+        let peer = conn.peer;
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let sh = Arc::clone(&sh);
             async move { Ok::<_, Infallible>(sh.handle(peer.ip(), req).await) }
         })
     };
-    tokio::spawn(accept_loop(
-        listener,
-        token.clone(),
-        alive,
-        Duration::from_secs(30),
+    tokio::spawn(crate::httpd::serve(
+        crate::door::Door::new("mmsc-sim", listener, None, 4096),
+        crate::httpd::HttpLimits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+        },
         make,
+        token.clone(),
+        Some(alive),
     ));
     tracing::info!(target: TARGET, listen = %local_addr, "MMSC simulator listening");
     Ok(Mmsc {
@@ -708,7 +714,7 @@ impl Shared {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             return empty(status);
         }
-        let (content_type, body) = match read_body(req, HARD_BODY_LIMIT).await {
+        let (content_type, body) = match read_body(req, HARD_BODY_LIMIT, BODY_TIMEOUT).await {
             Ok(x) => x,
             Err(resp) => return resp,
         };
@@ -768,7 +774,7 @@ impl Shared {
             }
             Err(e) => {
                 self.bump(|s| s.malformed += 1);
-                tracing::info!(target: TARGET, error = %e, "malformed SubmitReq");
+                tracing::info!(target: TARGET, error = %crate::model::LogSafe::display(&e), "malformed SubmitReq");
                 return fault(
                     None,
                     default_version,
@@ -930,10 +936,10 @@ impl Shared {
                     return;
                 }
                 Ok(s) => {
-                    tracing::debug!(target: TARGET, message_id = %report.message_id, status = %s, "report refused");
+                    tracing::debug!(target: TARGET, message_id = %crate::model::LogSafe::new(&report.message_id), status = %crate::model::LogSafe::display(&s), "report refused");
                 }
                 Err(e) => {
-                    tracing::debug!(target: TARGET, message_id = %report.message_id, error = %e, "report failed");
+                    tracing::debug!(target: TARGET, message_id = %crate::model::LogSafe::new(&report.message_id), error = %crate::model::LogSafe::display(&e), "report failed");
                 }
             }
         }

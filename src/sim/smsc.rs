@@ -883,18 +883,10 @@ impl Shared {
 
     /// Counts an accepted part and, when it completes a message, the message.
     fn record(&self, sm: &SubmitSm, incoming: &Incoming<'_>, part: DecodedPart) {
-        let single = part.concat.is_none_or(|c| c.total <= 1);
         let mut log = self.log.lock();
-        let text = if single {
-            Some(part.text)
-        } else {
-            let key = (sm.source_addr.clone(), sm.destination_addr.clone());
-            log.reassembler.push(key, incoming).unwrap_or_else(|e| {
-                tracing::debug!(target: TARGET, error = %e, "reassembled message does not decode");
-                None
-            })
+        let Some(text) = complete_text(&mut log.reassembler, sm, incoming, part) else {
+            return;
         };
-        let Some(text) = text else { return };
         inc(&self.stats.messages);
         let count = if self.cfg.count_only {
             let fingerprint = |salt: u8| {
@@ -1369,7 +1361,7 @@ impl Conn {
         let pdu = match frame {
             None => return Flow::Close(End::Eof),
             Some(Err(e)) => {
-                tracing::debug!(target: TARGET, conn = self.id, error = %e, "framing error, closing");
+                tracing::debug!(target: TARGET, conn = self.id, error = %crate::model::LogSafe::display(&e), "framing error, closing");
                 return Flow::Close(End::Broken);
             }
             Some(Ok(pdu)) => pdu,
@@ -1393,10 +1385,10 @@ impl Conn {
 
     fn on_malformed(&mut self, sh: &Shared, e: &PduError) {
         if e.command_id().is_some_and(|id| id & RESPONSE_BIT != 0) {
-            tracing::debug!(target: TARGET, conn = self.id, error = %e, "malformed response ignored");
+            tracing::debug!(target: TARGET, conn = self.id, error = %crate::model::LogSafe::display(&e), "malformed response ignored");
             return;
         }
-        tracing::debug!(target: TARGET, conn = self.id, error = %e, "malformed PDU, nacking");
+        tracing::debug!(target: TARGET, conn = self.id, error = %crate::model::LogSafe::display(&e), "malformed PDU, nacking");
         self.nack(sh, e.sequence_number().unwrap_or(0), e.command_status());
     }
 
@@ -1476,11 +1468,11 @@ impl Conn {
         .encode(&mut self.out);
         if !status.is_ok() {
             inc(&sh.stats.bind_failures);
-            tracing::info!(target: TARGET, conn = self.id, peer = %self.peer, %system_id, ?kind, %status, "bind refused");
+            tracing::info!(target: TARGET, conn = self.id, peer = %self.peer, system_id = %crate::model::LogSafe::new(&system_id), ?kind, %status, "bind refused");
             return;
         }
         inc(&sh.stats.binds);
-        tracing::info!(target: TARGET, conn = self.id, peer = %self.peer, %system_id, ?kind, "bound");
+        tracing::info!(target: TARGET, conn = self.id, peer = %self.peer, system_id = %crate::model::LogSafe::new(&system_id), ?kind, "bound");
         let system_id: Arc<str> = Arc::from(system_id.as_ref());
         if kind.can_receive() {
             let session = SessionTx {
@@ -1516,23 +1508,10 @@ impl Conn {
             return;
         }
         let incoming = incoming(sm, cfg.gsm7_packed);
-        let part = match incoming.decode() {
-            Ok(part) if part.concat.is_none_or(|c| c.seq >= 1 && c.seq <= c.total) => part,
-            Ok(_) => {
-                self.reject(
-                    sh,
-                    seq,
-                    CommandStatus::ESME_RINVOPTPARAMVAL,
-                    "SAR seqnum outside 1..=total",
-                );
-                return;
-            }
-            Err(e) => {
-                let status = match e {
-                    TextError::InvalidEncoding { .. } => CommandStatus::ESME_RINVDCS,
-                    _ => CommandStatus::ESME_RSUBMITFAIL,
-                };
-                self.reject(sh, seq, status, &e.to_string());
+        let part = match submitted_part(&incoming) {
+            Ok(part) => part,
+            Err((status, why)) => {
+                self.reject(sh, seq, status, &why);
                 return;
             }
         };
@@ -1569,7 +1548,7 @@ impl Conn {
 
     fn reject(&mut self, sh: &Shared, seq: u32, status: CommandStatus, why: &str) {
         inc(&sh.stats.rejected);
-        tracing::debug!(target: TARGET, conn = self.id, %status, why, "submit_sm refused");
+        tracing::debug!(target: TARGET, conn = self.id, %status, why = %crate::model::LogSafe::new(why), "submit_sm refused");
         Pdu::submit_sm_resp(seq, status, Bytes::new()).encode(&mut self.out);
     }
 
@@ -1623,6 +1602,60 @@ impl Conn {
             router.dispatch(ob);
         }
     }
+}
+
+/// The part a submit_sm carries, or the status refusing it and why.
+fn submitted_part(incoming: &Incoming<'_>) -> Result<DecodedPart, (CommandStatus, String)> {
+    match incoming.decode() {
+        Ok(part) if part.concat.is_none_or(|c| c.seq >= 1 && c.seq <= c.total) => Ok(part),
+        Ok(_) => Err((
+            CommandStatus::ESME_RINVOPTPARAMVAL,
+            "SAR seqnum outside 1..=total".to_owned(),
+        )),
+        Err(e) => {
+            let status = match e {
+                TextError::InvalidEncoding { .. } => CommandStatus::ESME_RINVDCS,
+                _ => CommandStatus::ESME_RSUBMITFAIL,
+            };
+            Err((status, e.to_string()))
+        }
+    }
+}
+
+/// The whole text once `part` completes its message: at once for a single
+/// part, through the reassembler (keyed by source and destination) for a
+/// concatenated one.
+fn complete_text(
+    reassembler: &mut Reassembler<(Bytes, Bytes)>,
+    sm: &SubmitSm,
+    incoming: &Incoming<'_>,
+    part: DecodedPart,
+) -> Option<String> {
+    if part.concat.is_none_or(|c| c.total <= 1) {
+        return Some(part.text);
+    }
+    let key = (sm.source_addr.clone(), sm.destination_addr.clone());
+    reassembler.push(key, incoming).unwrap_or_else(|e| {
+        tracing::debug!(target: TARGET, error = %e, "reassembled message does not decode");
+        None
+    })
+}
+
+/// Fuzzing hook: a submit_sm through the simulator's own decoding (text
+/// fields and SAR TLVs, checks, reassembly); the complete text, if this part
+/// completes one, or the status that refuses the submit.
+///
+/// # Errors
+/// The `command_status` the simulator answers a refused submit with.
+#[doc(hidden)]
+pub fn fuzz_submit(
+    sm: &SubmitSm,
+    gsm7_packed: bool,
+    reassembler: &mut Reassembler<(Bytes, Bytes)>,
+) -> Result<Option<String>, CommandStatus> {
+    let incoming = incoming(sm, gsm7_packed);
+    let part = submitted_part(&incoming).map_err(|(status, _)| status)?;
+    Ok(complete_text(reassembler, sm, &incoming, part))
 }
 
 /// The text-bearing fields of a submit_sm, SAR and payload TLVs included.

@@ -138,6 +138,8 @@ pub struct BindParams {
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
+    /// Wait after the SMSC refused the credentials.
+    pub auth_failure_backoff: Duration,
 }
 
 /// Why a session ended.
@@ -178,12 +180,35 @@ trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// Runs a bind until `shutdown`: connect, bind, serve, and on failure
-/// reconnect after an exponential backoff with jitter.
-pub async fn run<H: Handler>(
+/// reconnect after an exponential backoff with jitter — or, when the SMSC
+/// refused the credentials, after `auth_failure_backoff` (a carrier locks an
+/// account that keeps retrying a wrong password). Every refused bind is
+/// counted in `sluice_smpp_bind_failures_total{carrier,status}`.
+pub async fn run<H: Handler>(params: BindParams, handler: Arc<H>, shutdown: watch::Receiver<bool>) {
+    run_with(params, handler, shutdown, connect).await;
+}
+
+/// True for bind refusals that mean the credentials are wrong.
+pub fn is_auth_refusal(status: CommandStatus) -> bool {
+    matches!(
+        status,
+        CommandStatus::ESME_RINVPASWD
+            | CommandStatus::ESME_RINVSYSID
+            | CommandStatus::ESME_RBINDFAIL
+    )
+}
+
+/// [`run`] with the transport supplied by `connect` (tests use in-memory pipes).
+async fn run_with<H, C, F>(
     params: BindParams,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
-) {
+    connect: C,
+) where
+    H: Handler,
+    C: Fn(BindParams) -> F,
+    F: Future<Output = Result<Box<dyn Stream>, SessionError>>,
+{
     let mut delay = params.reconnect_min;
     let rate = Rate::per_second(params.rate).map(Arc::new);
     loop {
@@ -191,40 +216,54 @@ pub async fn run<H: Handler>(
             return;
         }
         let bound = std::sync::atomic::AtomicBool::new(false);
+        let stop = shutdown.clone();
+        let session = async {
+            let stream = connect(params.clone()).await?;
+            serve(stream, &params, &handler, rate.clone(), stop, &bound).await
+        };
         let result = tokio::select! {
-            r = connect_and_serve(&params, &handler, rate.clone(), shutdown.clone(), &bound) => r,
+            r = session => r,
             _ = shutdown.changed() => Err(SessionError::Shutdown),
         };
         metrics::gauge!("sluice_smpp_bind_up", "carrier" => params.carrier.to_string(), "bind" => params.name.to_string()).set(0.0);
-        match result {
-            Err(SessionError::Shutdown) => return,
-            Err(e) => {
-                metrics::counter!("sluice_smpp_disconnects_total", "carrier" => params.carrier.to_string()).increment(1);
-                tracing::warn!(target: TARGET, bind = %params.name, error = %e, retry_in = ?delay, "bind down");
-            }
-            Ok(()) => {}
-        }
         // A link that got as far as a bind is retried quickly; repeated
         // failures to connect or bind back off exponentially.
         if bound.load(std::sync::atomic::Ordering::Relaxed) {
             delay = params.reconnect_min;
         }
-        let jitter = delay.mul_f64(rand::random::<f64>() * 0.2);
+        let mut wait = delay;
+        match result {
+            Err(SessionError::Shutdown) => return,
+            Err(SessionError::BindRefused(status)) => {
+                metrics::counter!("sluice_smpp_bind_failures_total",
+                    "carrier" => params.carrier.to_string(), "status" => status_label(status))
+                .increment(1);
+                if is_auth_refusal(status) {
+                    wait = params.auth_failure_backoff.max(delay);
+                    tracing::error!(target: TARGET, bind = %params.name, system_id = %params.system_id,
+                        %status, retry_in = ?wait,
+                        "the SMSC refused the credentials; check system_id and password (waiting long before retrying, so the carrier does not lock the account)");
+                } else {
+                    tracing::warn!(target: TARGET, bind = %params.name, %status, retry_in = ?wait, "bind refused");
+                }
+            }
+            Err(e) => {
+                metrics::counter!("sluice_smpp_disconnects_total", "carrier" => params.carrier.to_string()).increment(1);
+                tracing::warn!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&e), retry_in = ?wait, "bind down");
+            }
+            Ok(()) => {}
+        }
+        let jitter = wait.mul_f64(rand::random::<f64>() * 0.2);
         tokio::select! {
-            _ = tokio::time::sleep(delay + jitter) => {}
+            _ = tokio::time::sleep(wait + jitter) => {}
             _ = shutdown.changed() => return,
         }
         delay = (delay * 2).min(params.reconnect_max);
     }
 }
 
-async fn connect_and_serve<H: Handler>(
-    params: &BindParams,
-    handler: &Arc<H>,
-    rate: Option<Arc<Rate>>,
-    shutdown: watch::Receiver<bool>,
-    bound: &std::sync::atomic::AtomicBool,
-) -> Result<(), SessionError> {
+/// Connects over TCP, and TLS when configured.
+async fn connect(params: BindParams) -> Result<Box<dyn Stream>, SessionError> {
     let connect_err = |source| SessionError::Connect {
         addr: params.address.clone(),
         source,
@@ -257,7 +296,7 @@ async fn connect_and_serve<H: Handler>(
             Box::new(tls)
         }
     };
-    serve(stream, params, handler, rate, shutdown, bound).await
+    Ok(stream)
 }
 
 struct Outstanding<J> {
@@ -394,7 +433,7 @@ where
                         None => break Some(SessionError::Closed),
                         Some(Err(e)) => break Some(SessionError::Link(e.to_string())),
                         Some(Ok(Err(bad))) => {
-                            tracing::debug!(target: TARGET, bind = %params.name, error = %bad, "undecodable PDU");
+                            tracing::debug!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&bad), "undecodable PDU");
                             // Never nack a response: that would loop with the peer.
                             if bad.command_id().is_none_or(|c| c & super::pdu::RESPONSE_BIT == 0) {
                                 bad.generic_nack().encode(&mut wbuf);

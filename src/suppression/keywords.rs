@@ -214,6 +214,17 @@ impl Keywords {
         self.lookup(&word)
     }
 
+    /// Fuzzing hook: [`Keywords::matched`] through the general path only
+    /// (never the ASCII fast path), to check that both agree.
+    #[doc(hidden)]
+    pub fn fuzz_matched_slow(&self, text: &str) -> Option<Match<'_>> {
+        let core = text.trim_matches(is_edge);
+        if core.is_empty() {
+            return None;
+        }
+        normalize_core(core, self.max_chars).and_then(|w| self.lookup(&w))
+    }
+
     fn lookup(&self, word: &str) -> Option<Match<'_>> {
         self.words
             .get_key_value(word)

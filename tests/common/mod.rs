@@ -53,6 +53,7 @@ pub type States = Vec<(pb::DeliveryState, String)>;
 pub struct Collected {
     pub states: Arc<Mutex<HashMap<u64, States>>>,
     pub inbound: Arc<Mutex<Vec<pb::InboundMessage>>>,
+    pub opts: Arc<Mutex<Vec<pb::OptEvent>>>,
     /// Channel and channel reason of each final event.
     pub channels: Arc<Mutex<HashMap<u64, (pb::Channel, String)>>>,
 }
@@ -105,7 +106,8 @@ pub async fn subscriber_as(addr: &str, tenant: &str, token: &str) -> (Client, Co
                     }
                 }
                 Some(pb::event::Kind::Inbound(m)) => c.inbound.lock().push(m),
-                _ => {}
+                Some(pb::event::Kind::Opt(o)) => c.opts.lock().push(o),
+                None => {}
             }
             let _ = acker.ack(vec![e.event_id]).await;
         }
@@ -157,4 +159,52 @@ pub fn counter_sum(text: &str, name: &str) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Log output captured from a `fmt` subscriber, as an operator reads it.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_owned).collect()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures this thread's log lines at `filter` (an `EnvFilter` directive)
+/// until the guard drops: run the gateway on a current-thread runtime so its
+/// tasks log here.
+pub fn capture_logs(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+    // With a single registered dispatcher, tracing-core computes a
+    // callsite's interest from the default of whichever thread hits it first:
+    // another test's thread would cache "never" for the callsites this test
+    // watches. A registered global default (that records nothing) makes it
+    // ask every live dispatcher instead.
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+    });
+    let out = Captured::default();
+    let w = out.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(false)
+        .with_writer(move || w.clone())
+        .finish();
+    (out, tracing::subscriber::set_default(sub))
 }

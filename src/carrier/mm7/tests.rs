@@ -22,7 +22,7 @@ fn carrier() -> Mm7Carrier {
         auth_retry_max: Duration::from_secs(100),
         ..MmscConfig::new("m", "http://127.0.0.1:1/mm7")
     };
-    Mm7Carrier::new(&cfg, Arc::new(NoMedia)).unwrap()
+    Mm7Carrier::new(&cfg, Arc::new(NoMedia), None).unwrap()
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn peer_texts_are_cut_and_escaped() {
     };
     assert!(!reason.contains('\n') && !reason.contains('\r'), "{reason}");
     assert!(reason.len() < 400, "{}", reason.len());
-    assert!(reason.ends_with('…'));
+    assert!(reason.contains('…'), "{reason}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -96,7 +96,9 @@ pub struct SubmitMessage {
     /// original message id back and is not sent again. Required, at most 128 bytes.
     #[prost(string, tag = "1")]
     pub client_ref: ::prost::alloc::string::String,
-    /// Recipient in E.164, e.g. "+14155550100".
+    /// Recipient in E.164, e.g. "+14155550100" ('+' and digits only). A
+    /// tenant with a `default_country` may also give national numbers
+    /// ("(415) 555-0100"), which are normalised to E.164.
     #[prost(string, tag = "2")]
     pub to: ::prost::alloc::string::String,
     /// Sender: a short code (3-8 digits), an E.164 long code, or an
@@ -195,12 +197,16 @@ pub struct BatchAck {
     #[prost(uint32, tag = "2")]
     pub credits: u32,
 }
-/// Start receiving this tenant's events on this connection.
+/// Start receiving events on this connection.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Subscribe {
     /// Most events sent but not yet acknowledged on this connection (0: server default).
     #[prost(uint32, tag = "1")]
     pub max_in_flight: u32,
+    /// Which events; the tenant stream by default. A second Subscribe may change
+    /// max_in_flight but not the scope.
+    #[prost(enumeration = "SubscribeScope", tag = "2")]
+    pub scope: i32,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SubscribeOk {}
@@ -239,8 +245,10 @@ pub struct DeliveryEvent {
 /// A message from a handset (MO) that is not a compliance keyword.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct InboundMessage {
+    /// The handset, in E.164 ("+14155550100") when it is a number.
     #[prost(string, tag = "1")]
     pub from: ::prost::alloc::string::String,
+    /// The sender address it was sent to: a short code, or an E.164 number.
     #[prost(string, tag = "2")]
     pub to: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
@@ -253,6 +261,7 @@ pub struct InboundMessage {
 /// A recipient opted out or back in.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct OptEvent {
+    /// The handset, in E.164 ("+14155550100").
     #[prost(string, tag = "1")]
     pub number: ::prost::alloc::string::String,
     /// The sender program's scope.
@@ -422,7 +431,10 @@ impl PriorityClass {
 pub enum RejectReason {
     /// Accepted (not a rejection).
     RejectNone = 0,
-    /// `to` is not a valid E.164 number.
+    /// `to` is not a valid E.164 number: no leading '+', something other than
+    /// digits after it, a country code no country uses, or a length that
+    /// country's numbering plan does not allow (`detail` says which). National
+    /// numbers are accepted only from tenants with a `default_country`.
     InvalidNumber = 1,
     /// `from` is not a valid sender.
     InvalidSender = 2,
@@ -481,6 +493,42 @@ impl RejectReason {
             "DUPLICATE_IN_BATCH" => Some(Self::DuplicateInBatch),
             "UNAVAILABLE" => Some(Self::Unavailable),
             "SENDER_NOT_ALLOWED" => Some(Self::SenderNotAllowed),
+            _ => None,
+        }
+    }
+}
+/// Which events a subscription receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum SubscribeScope {
+    /// The tenant's event stream: every event of the tenant (delivery states,
+    /// inbound messages, opt-outs) that no connection-scoped subscription
+    /// claims, shared among the tenant's tenant-scoped connections.
+    ScopeTenant = 0,
+    /// Only the delivery events of messages submitted on this connection after
+    /// this Subscribe (duplicates excluded: their events go where the original's
+    /// go). Nothing else: a tool such as `sluice send --wait` can sit beside a
+    /// campaign system without taking its events. Events of this connection
+    /// that are not acknowledged when it closes, and those of its messages
+    /// still in flight, go back to the tenant stream.
+    ScopeConnection = 1,
+}
+impl SubscribeScope {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::ScopeTenant => "SCOPE_TENANT",
+            Self::ScopeConnection => "SCOPE_CONNECTION",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "SCOPE_TENANT" => Some(Self::ScopeTenant),
+            "SCOPE_CONNECTION" => Some(Self::ScopeConnection),
             _ => None,
         }
     }
@@ -585,8 +633,13 @@ pub enum ErrorCode {
     /// A second Hello on the same connection.
     ProtocolViolation = 10,
     /// PutMedia refused: type not allowed or not what the bytes are, too
-    /// large, bad chunk offset; the message says which.
+    /// large, bad chunk offset, over the tenant's media quota or upload
+    /// concurrency; the message says which.
     MediaRejected = 11,
+    /// The connection is refused or closed for now: too many connections (from
+    /// this address, or in all), or closed to make room while waiting for
+    /// Hello. Retry later, with back-off.
+    Busy = 12,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -607,6 +660,7 @@ impl ErrorCode {
             Self::UnknownFrame => "UNKNOWN_FRAME",
             Self::ProtocolViolation => "PROTOCOL_VIOLATION",
             Self::MediaRejected => "MEDIA_REJECTED",
+            Self::Busy => "BUSY",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -624,6 +678,7 @@ impl ErrorCode {
             "UNKNOWN_FRAME" => Some(Self::UnknownFrame),
             "PROTOCOL_VIOLATION" => Some(Self::ProtocolViolation),
             "MEDIA_REJECTED" => Some(Self::MediaRejected),
+            "BUSY" => Some(Self::Busy),
             _ => None,
         }
     }

@@ -426,11 +426,11 @@ fn chunked_upload_errors() {
     let _u2 = store.begin_upload("acme", "text/plain", 10).unwrap();
     assert!(matches!(
         store.begin_upload("acme", "text/plain", 10),
-        Err(MediaError::TooManyUploads)
+        Err(MediaError::TooManyUploads(UploadLimit::Tenant(2)))
     ));
     assert!(matches!(
         store.begin_upload("globex", "text/plain", 990),
-        Err(MediaError::TooManyUploads)
+        Err(MediaError::TooManyUploads(UploadLimit::Bytes(1000)))
     ));
     assert!(store.abort("acme", u1));
     store.begin_upload("globex", "text/plain", 980).unwrap();
@@ -494,4 +494,193 @@ fn media_id_parse_and_display() {
     assert_eq!(hex.parse::<MediaId>().unwrap(), id);
     assert_eq!(id.to_string(), hex);
     assert!(format!("{id:?}").contains(&hex));
+}
+
+/// Distinct text media of exactly `len` bytes.
+fn text(i: usize, len: usize) -> Bytes {
+    let mut s = format!("media {i} ");
+    s.extend(std::iter::repeat_n('x', len - s.len()));
+    Bytes::from(s)
+}
+
+#[test]
+fn over_quota_is_refused_clearly_and_nothing_else_changes() {
+    let (_tmp, store) = store_with(|c| {
+        c.quota = Quota {
+            bytes: 1000,
+            count: 0,
+        };
+        c.tenant_quotas.insert("big".into(), Quota::default());
+    });
+    let a = store.put("acme", "text/plain", text(1, 400)).unwrap();
+    let b = store.put("acme", "text/plain", text(2, 400)).unwrap();
+    assert_eq!(
+        store.usage("acme").unwrap(),
+        Usage {
+            bytes: 800,
+            count: 2
+        }
+    );
+    let err = store.put("acme", "text/plain", text(3, 300)).unwrap_err();
+    assert!(matches!(
+        err,
+        MediaError::QuotaExceeded(QuotaExceeded::Bytes {
+            used: 800,
+            limit: 1000,
+            len: 300
+        })
+    ));
+    assert_eq!(
+        err.to_string(),
+        "media quota exceeded: 800 of 1000 bytes used, this media needs 300"
+    );
+    // Nothing was written, and what is stored is still served.
+    assert_eq!(store.stats().files_written, 2);
+    assert_eq!(store.usage("acme").unwrap().bytes, 800);
+    assert_eq!(store.get("acme", &a.id.to_hex()).unwrap().bytes.len(), 400);
+    assert_eq!(store.get("acme", &b.id.to_hex()).unwrap().bytes.len(), 400);
+    // The same bytes again cost nothing.
+    assert_eq!(
+        store.put("acme", "text/plain", text(1, 400)).unwrap().id,
+        a.id
+    );
+    // Other tenants have their own quota; one without a limit has none.
+    let c = store.put("globex", "text/plain", text(3, 300)).unwrap();
+    for i in 10..15 {
+        store.put("big", "text/plain", text(i, 400)).unwrap();
+    }
+    // Content another tenant stored is charged in full to each owner.
+    assert!(matches!(
+        store.put("acme", "text/plain", text(3, 300)),
+        Err(MediaError::QuotaExceeded(_))
+    ));
+    assert!(matches!(
+        store.get("acme", &c.id.to_hex()),
+        Err(MediaError::NotFound)
+    ));
+}
+
+#[test]
+fn the_count_quota_refuses_the_next_media() {
+    let (_tmp, store) = store_with(|c| {
+        c.quota = Quota { bytes: 0, count: 2 };
+    });
+    store.put("acme", "text/plain", text(1, 50)).unwrap();
+    store.put("acme", "text/plain", text(2, 50)).unwrap();
+    let err = store.put("acme", "text/plain", text(3, 50)).unwrap_err();
+    assert_eq!(err.to_string(), "media quota exceeded: 2 of 2 media stored");
+}
+
+#[test]
+fn usage_is_counted_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || {
+        let mut c = StoreConfig::new(dir.path().join("media"));
+        c.quota = Quota {
+            bytes: 1000,
+            count: 0,
+        };
+        c
+    };
+    {
+        let store = MediaStore::open(cfg()).unwrap();
+        store.put("acme", "text/plain", text(1, 400)).unwrap();
+        store.put("acme", "text/plain", text(2, 400)).unwrap();
+        store.put("globex", "text/plain", text(2, 400)).unwrap();
+    }
+    let store = MediaStore::open(cfg()).unwrap();
+    assert_eq!(
+        store.usage("acme").unwrap(),
+        Usage {
+            bytes: 800,
+            count: 2
+        }
+    );
+    assert_eq!(store.usage("globex").unwrap().bytes, 400);
+    assert_eq!(store.usage("nobody").unwrap(), Usage::default());
+    assert!(matches!(
+        store.put("acme", "text/plain", text(3, 300)),
+        Err(MediaError::QuotaExceeded(_))
+    ));
+    // Owned media is still known to be owned (free to store again).
+    store.put("acme", "text/plain", text(2, 400)).unwrap();
+}
+
+#[test]
+fn chunked_uploads_are_held_to_the_quota() {
+    let (_tmp, store) = store_with(|c| {
+        c.quota = Quota {
+            bytes: 1000,
+            count: 0,
+        };
+    });
+    // Refused up front when the declared size cannot fit.
+    assert!(matches!(
+        store.begin_upload("acme", "text/plain", 1200),
+        Err(MediaError::QuotaExceeded(QuotaExceeded::Bytes {
+            used: 0,
+            limit: 1000,
+            len: 1200
+        }))
+    ));
+    let one = text(1, 600);
+    let up = store.begin_upload("acme", "text/plain", 600).unwrap();
+    store.put_chunk("acme", up, 0, &one).unwrap();
+    store.finish("acme", up).unwrap();
+    assert!(matches!(
+        store.begin_upload("acme", "text/plain", 600),
+        Err(MediaError::QuotaExceeded(_))
+    ));
+    // And at the end, when others were stored meanwhile.
+    let two = text(2, 300);
+    let up = store.begin_upload("acme", "text/plain", 300).unwrap();
+    store.put_chunk("acme", up, 0, &two).unwrap();
+    store.put("acme", "text/plain", text(3, 200)).unwrap();
+    assert!(matches!(
+        store.finish("acme", up),
+        Err(MediaError::QuotaExceeded(_))
+    ));
+    assert_eq!(store.uploads_in_progress(), 0);
+    assert_eq!(store.usage("acme").unwrap().bytes, 800);
+}
+
+#[test]
+fn uploads_in_progress_are_capped_per_tenant_and_in_all() {
+    let (_tmp, store) = store_with(|c| {
+        c.max_uploads_per_tenant = 2;
+        c.max_uploads = 3;
+    });
+    // Two chunked uploads in progress: no third upload of any kind.
+    let u1 = store.begin_upload("acme", "text/plain", 10).unwrap();
+    let _u2 = store.begin_upload("acme", "text/plain", 10).unwrap();
+    let err = store.put("acme", "text/plain", text(1, 50)).unwrap_err();
+    assert!(matches!(
+        err,
+        MediaError::TooManyUploads(UploadLimit::Tenant(2))
+    ));
+    assert_eq!(
+        err.to_string(),
+        "too many uploads in progress for this tenant (limit 2); retry when one is answered"
+    );
+    assert!(matches!(
+        store.begin_upload("acme", "text/plain", 10),
+        Err(MediaError::TooManyUploads(UploadLimit::Tenant(2)))
+    ));
+    // Another tenant still can, up to the cap over all tenants.
+    let _g = store.begin_upload("globex", "text/plain", 10).unwrap();
+    assert!(matches!(
+        store.put("globex", "text/plain", text(2, 50)),
+        Err(MediaError::TooManyUploads(UploadLimit::All(3)))
+    ));
+    assert!(store.abort("acme", u1));
+    store.put("acme", "text/plain", text(1, 50)).unwrap();
+    // Media being stored counts as in progress while it is written.
+    let slot = store.begin_storing("acme").unwrap();
+    assert_eq!(store.uploads_in_progress(), 3);
+    assert!(matches!(
+        store.put("acme", "text/plain", text(3, 50)),
+        Err(MediaError::TooManyUploads(_))
+    ));
+    drop(slot);
+    assert_eq!(store.uploads_in_progress(), 2);
 }

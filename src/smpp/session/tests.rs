@@ -126,6 +126,7 @@ fn params(window: usize) -> BindParams {
         enquire_link_interval: Duration::from_secs(30),
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_secs(1),
+        auth_failure_backoff: Duration::from_secs(300),
     }
 }
 
@@ -371,8 +372,10 @@ async fn rate_limit_paces_submits() {
 #[tokio::test(start_paused = true)]
 async fn nothing_is_written_before_its_record_is_durable() {
     let gate = Arc::new(Notify::new());
-    let mut h = TestHandler::default();
-    h.hold_gates = Some(gate.clone());
+    let h = TestHandler {
+        hold_gates: Some(gate.clone()),
+        ..TestHandler::default()
+    };
     for i in 0..3 {
         h.queue.lock().push_back(i);
         h.sms.lock().insert(
@@ -402,8 +405,10 @@ async fn nothing_is_written_before_its_record_is_durable() {
 #[tokio::test(start_paused = true)]
 async fn a_job_stopped_while_its_record_was_synced_is_never_written() {
     let gate = Arc::new(Notify::new());
-    let mut h = TestHandler::default();
-    h.hold_gates = Some(gate.clone());
+    let h = TestHandler {
+        hold_gates: Some(gate.clone()),
+        ..TestHandler::default()
+    };
     for i in 0..2 {
         h.queue.lock().push_back(i);
         h.sms.lock().insert(
@@ -450,4 +455,75 @@ async fn a_job_stopped_before_its_record_is_neither_recorded_nor_written() {
             .is_err()
     );
     assert_eq!(*h.gated.lock(), vec![0]);
+}
+
+/// A connection attempt of a test connector.
+type Connecting = Pin<Box<dyn Future<Output = Result<Box<dyn Stream>, SessionError>> + Send>>;
+
+/// A connector whose SMSC answers every bind with `status`; counts attempts.
+fn refusing_smsc(
+    status: CommandStatus,
+    attempts: Arc<std::sync::atomic::AtomicUsize>,
+) -> impl Fn(BindParams) -> Connecting {
+    move |_| {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(async move {
+            let (ours, theirs) = tokio::io::duplex(4096);
+            tokio::spawn(async move {
+                let mut peer = Framed::new(theirs, SmppCodec::default());
+                let Some(Ok(Ok(bind))) = peer.next().await else {
+                    return;
+                };
+                let _ = peer
+                    .send(Pdu {
+                        command_status: status,
+                        sequence_number: bind.sequence_number,
+                        body: Body::BindTransceiverResp(crate::smpp::pdu::BindResp::default()),
+                    })
+                    .await;
+                // Hold the pipe open until the session lets go.
+                while peer.next().await.is_some() {}
+            });
+            Ok(Box::new(ours) as Box<dyn Stream>)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_credentials_wait_auth_failure_backoff_before_binding_again() {
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, rx) = watch::channel(false);
+    let p = params(8); // reconnect 100 ms doubling to 1 s; auth backoff 5 min
+    let task = tokio::spawn(run_with(
+        p,
+        TestHandler::with_jobs(0),
+        rx,
+        refusing_smsc(CommandStatus::ESME_RINVPASWD, attempts.clone()),
+    ));
+    // Ten minutes of (paused) time: the first bind, one retry after 5 min
+    // (plus up to 20% jitter), the next one not before 10 min.
+    tokio::time::sleep(Duration::from_secs(599)).await;
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), 2);
+    tx.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_bind_refusals_keep_the_normal_backoff() {
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(run_with(
+        params(8),
+        TestHandler::with_jobs(0),
+        rx,
+        refusing_smsc(CommandStatus::ESME_RSYSERR, attempts.clone()),
+    ));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    // 100 ms, 200, 400, 800, then every 1-1.2 s.
+    assert!(attempts.load(std::sync::atomic::Ordering::Relaxed) > 40);
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    assert!(is_auth_refusal(CommandStatus::ESME_RBINDFAIL));
+    assert!(is_auth_refusal(CommandStatus::ESME_RINVSYSID));
+    assert!(!is_auth_refusal(CommandStatus::ESME_RSYSERR));
 }

@@ -1,0 +1,107 @@
+//! The gateway's HTTP doors, and the TLS of every listener:
+//!
+//! - the **internal door** (`[http]`): `/metrics`, `/healthz`, `/readyz`
+//!   and the admin API, for operators and scrapers;
+//! - the **public door** (`[public]`): the landing pages of SMS-fallback
+//!   links, and nothing else;
+//!
+//! each an axum router on [`crate::httpd`] with the section's connection
+//! cap, header, body and idle timeouts, and its TLS (reloaded on SIGHUP and
+//! on file change).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::StatusCode;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::{Config, ListenerTls};
+use crate::door::Door;
+use crate::httpd::{self, HttpLimits};
+use crate::tls::ServerTls;
+
+/// ALPN of the HTTP doors.
+const HTTP_ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// Loads a listener's TLS (when configured) and starts its reload watch.
+///
+/// # Errors
+/// A certificate, key or client CA file is unusable.
+pub(super) fn server_tls(
+    name: &str,
+    files: Option<ListenerTls>,
+    http: bool,
+    config: &Config,
+) -> anyhow::Result<Option<Arc<ServerTls>>> {
+    let Some(files) = files else { return Ok(None) };
+    let alpn = if http { HTTP_ALPN } else { &[] };
+    let tls =
+        ServerTls::load(name, &files, alpn).map_err(|e| anyhow::anyhow!("{name} TLS: {e}"))?;
+    tls.watch(config.tls.reload_interval);
+    Ok(Some(tls))
+}
+
+/// Binds and serves the internal door (`[http]`); its address, if enabled.
+///
+/// # Errors
+/// TLS files unusable, or the address cannot be bound.
+pub(super) async fn internal(
+    config: &Config,
+    health: Arc<crate::telemetry::Health>,
+    admin: Arc<crate::admin::Admin>,
+    stop: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let h = &config.http;
+    let Some(addr) = h.listen else {
+        return Ok(None);
+    };
+    let tls = server_tls("http", h.tls(), true, config)?;
+    let router = crate::telemetry::router(health)
+        .layer(deadline(h.body_timeout))
+        // The admin routes carry their own body deadlines (imports are long).
+        .merge(admin.router());
+    let door = Door::bind("http", addr, tls, h.max_connections).await?;
+    let local = door.local_addr()?;
+    let limits = HttpLimits {
+        header_timeout: h.header_timeout,
+        idle_timeout: h.idle_timeout,
+    };
+    tasks.spawn(httpd::serve_router(door, limits, router, stop.clone()));
+    Ok(Some(local))
+}
+
+/// Binds and serves the public door (`[public]`); its address, if enabled.
+///
+/// # Errors
+/// TLS files unusable, or the address cannot be bound.
+pub(super) async fn public(
+    config: &Config,
+    media: Arc<crate::media::store::MediaStore>,
+    links: Arc<crate::media::link::LinkSigner>,
+    stop: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let p = &config.public;
+    let Some(addr) = p.listen else {
+        return Ok(None);
+    };
+    let tls = server_tls("public", p.tls(), true, config)?;
+    let router: Router = crate::media::page::router(media, links).layer(deadline(p.body_timeout));
+    let door = Door::bind("public", addr, tls, p.max_connections).await?;
+    let local = door.local_addr()?;
+    let limits = HttpLimits {
+        header_timeout: p.header_timeout,
+        idle_timeout: p.idle_timeout,
+    };
+    tasks.spawn(httpd::serve_router(door, limits, router, stop.clone()));
+    Ok(Some(local))
+}
+
+/// A request not answered within `d` gets 408.
+fn deadline(d: Duration) -> TimeoutLayer {
+    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d)
+}

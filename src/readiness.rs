@@ -1,0 +1,159 @@
+//! Readiness: whether this node should be sent traffic, decided in one
+//! place so any HTTP front end answers `/readyz` with one call
+//! ([`Readiness::readyz`]).
+//!
+//! Ready means all of:
+//! - start-up finished (journal replayed, listeners up);
+//! - not draining (shutdown has begun: a load balancer should move new
+//!   traffic elsewhere while in-flight work finishes);
+//! - the SMS carriers are reachable, per `http.ready_carriers`: `every`
+//!   carrier has a bind up (default), or `any` carrier has one. A node whose
+//!   binds are all down accepts messages it cannot send; one with a carrier
+//!   down sends that carrier's traffic late or not at all. With no SMPP
+//!   carriers configured (MMS only) there is nothing to wait for.
+//!
+//! MMSCs are HTTP peers without a standing connection, so they do not count.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use hyper::StatusCode;
+
+pub use crate::config::ReadyCarriers;
+
+/// Something with binds that can be up or down (an SMPP carrier).
+pub trait Reachable: Send + Sync {
+    /// Binds currently bound.
+    fn binds_up(&self) -> usize;
+}
+
+impl Reachable for crate::carrier::smpp::SmppCarrier {
+    fn binds_up(&self) -> usize {
+        crate::carrier::smpp::SmppCarrier::binds_up(self)
+    }
+}
+
+/// Why the node is not ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotReady {
+    /// Start-up has not finished.
+    Starting,
+    /// Shutdown has begun.
+    Draining,
+    /// These carriers have no bind up (with `every`: the ones down; with
+    /// `any`: all of them).
+    CarriersDown(Vec<Arc<str>>),
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::Starting => f.write_str("starting"),
+            NotReady::Draining => f.write_str("draining (shutting down)"),
+            NotReady::CarriersDown(names) => {
+                let names: Vec<&str> = names.iter().map(|n| &**n).collect();
+                write!(f, "no bind up to carrier {}", names.join(", "))
+            }
+        }
+    }
+}
+
+struct Carriers {
+    policy: ReadyCarriers,
+    list: Vec<(Arc<str>, Arc<dyn Reachable>)>,
+}
+
+/// The node's readiness: start-up, drain and carrier reachability.
+#[derive(Default)]
+pub struct Readiness {
+    started: AtomicBool,
+    draining: AtomicBool,
+    carriers: OnceLock<Carriers>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("verdict", &self.check())
+            .finish()
+    }
+}
+
+impl Readiness {
+    /// Makes readiness depend on these carriers' binds, per `policy` (once;
+    /// later calls are ignored).
+    pub fn watch_carriers(
+        &self,
+        policy: ReadyCarriers,
+        carriers: impl IntoIterator<Item = (Arc<str>, Arc<dyn Reachable>)>,
+    ) {
+        let _ = self.carriers.set(Carriers {
+            policy,
+            list: carriers.into_iter().collect(),
+        });
+    }
+
+    /// Start-up finished (`true`) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.started.store(ready, Ordering::Release);
+    }
+
+    /// Shutdown has begun: not ready from now on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True when the node should get traffic ([`Readiness::check`] is `Ok`).
+    pub fn is_ready(&self) -> bool {
+        self.check().is_ok()
+    }
+
+    /// The verdict, with the reason when not ready.
+    ///
+    /// # Errors
+    /// [`NotReady`] says why.
+    pub fn check(&self) -> Result<(), NotReady> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(NotReady::Draining);
+        }
+        if !self.started.load(Ordering::Acquire) {
+            return Err(NotReady::Starting);
+        }
+        let Some(c) = self.carriers.get() else {
+            return Ok(());
+        };
+        if c.list.is_empty() {
+            return Ok(());
+        }
+        let down: Vec<Arc<str>> = c
+            .list
+            .iter()
+            .filter(|(_, r)| r.binds_up() == 0)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let ready = match c.policy {
+            ReadyCarriers::Every => down.is_empty(),
+            ReadyCarriers::Any => down.len() < c.list.len(),
+        };
+        if ready {
+            Ok(())
+        } else {
+            Err(NotReady::CarriersDown(down))
+        }
+    }
+
+    /// The `/readyz` answer: 200 `ready`, or 503 with the reason.
+    pub fn readyz(&self) -> (StatusCode, String) {
+        match self.check() {
+            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+use std::sync::atomic::AtomicUsize;
+
+use super::*;
+
+struct Binds(AtomicUsize);
+
+impl Reachable for Binds {
+    fn binds_up(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+fn carriers(ups: &[usize]) -> Vec<(Arc<str>, Arc<Binds>)> {
+    ups.iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            (
+                Arc::<str>::from(format!("smsc-{i}")),
+                Arc::new(Binds(AtomicUsize::new(n))),
+            )
+        })
+        .collect()
+}
+
+fn readiness(policy: ReadyCarriers, c: &[(Arc<str>, Arc<Binds>)]) -> Readiness {
+    let r = Readiness::default();
+    r.watch_carriers(
+        policy,
+        c.iter()
+            .map(|(n, b)| (n.clone(), b.clone() as Arc<dyn Reachable>)),
+    );
+    r.set_ready(true);
+    r
+}
+
+#[test]
+fn not_ready_until_started() {
+    let r = Readiness::default();
+    assert_eq!(r.check(), Err(NotReady::Starting));
+    assert_eq!(r.readyz().0, StatusCode::SERVICE_UNAVAILABLE);
+    r.set_ready(true);
+    assert_eq!(r.readyz(), (StatusCode::OK, "ready\n".to_owned()));
+}
+
+#[test]
+fn every_carrier_needs_a_bind_by_default() {
+    let c = carriers(&[1, 0]);
+    let r = readiness(ReadyCarriers::default(), &c);
+    assert_eq!(
+        r.check(),
+        Err(NotReady::CarriersDown(vec!["smsc-1".into()]))
+    );
+    let (status, body) = r.readyz();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "not ready: no bind up to carrier smsc-1\n");
+    c[1].1.0.store(2, Ordering::Relaxed);
+    assert!(r.is_ready());
+}
+
+#[test]
+fn any_carrier_is_enough_when_configured() {
+    let c = carriers(&[0, 0]);
+    let r = readiness(ReadyCarriers::Any, &c);
+    assert_eq!(
+        r.check(),
+        Err(NotReady::CarriersDown(vec![
+            "smsc-0".into(),
+            "smsc-1".into()
+        ]))
+    );
+    c[0].1.0.store(1, Ordering::Relaxed);
+    assert!(r.is_ready());
+}
+
+#[test]
+fn draining_wins_over_everything() {
+    let c = carriers(&[3]);
+    let r = readiness(ReadyCarriers::Every, &c);
+    assert!(r.is_ready());
+    r.drain();
+    assert_eq!(r.check(), Err(NotReady::Draining));
+    assert_eq!(
+        r.readyz(),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: draining (shutting down)\n".to_owned()
+        )
+    );
+}
+
+#[test]
+fn no_sms_carriers_means_nothing_to_wait_for() {
+    let r = readiness(ReadyCarriers::Every, &[]);
+    assert!(r.is_ready());
+}
