@@ -364,7 +364,7 @@ fn non_ascii_subjects_are_declared_and_pass_the_strict_check_in_every_version() 
     let to = [Address::Number("+15551230001".into())];
     let from = Address::ShortCode("12345".into());
     let media = image();
-    let long: String = "Grüße ✓ ".repeat(24);
+    let long: String = "Grüße ✓ ".repeat(24) + "Ende";
     for v in Version::ALL {
         for subject in ["Grüße — 20 % Rabatt ✓", "😀", long.as_str()] {
             let req = SubmitReq {

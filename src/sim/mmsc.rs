@@ -931,7 +931,7 @@ impl Shared {
                     return;
                 }
                 Ok(s) if s.class() == Class::Permanent => {
-                    tracing::debug!(target: TARGET, message_id = %report.message_id, status = %s, "report refused for good");
+                    tracing::debug!(target: TARGET, message_id = %crate::model::LogSafe::new(&report.message_id), status = %crate::model::LogSafe::display(&s), "report refused for good");
                     self.bump(|s| s.reports_refused += 1);
                     return;
                 }
