@@ -661,7 +661,10 @@ async fn an_unanswered_submit_ends_unknown_and_is_never_sent_twice() {
         s.got.terminal_count() == 1
     })
     .await;
-    assert_eq!(channel_of(&s.got, id), Some(pb::DeliveryState::StateUnknown));
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateUnknown)
+    );
     assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
     // The MMSC answers at once again: a second message goes through, and
     // the first was never sent again (it would have been ahead of it).
@@ -703,7 +706,10 @@ async fn repeated_and_unknown_delivery_reports_get_a_valid_answer() {
         s.got.terminal_count() == 1
     })
     .await;
-    assert_eq!(channel_of(&s.got, id), Some(pb::DeliveryState::StateDelivered));
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateDelivered)
+    );
     // The simulator's first MessageID, reported again (MMSCs report at
     // least once).
     let report = |message_id: &str| DeliveryReportReq {
@@ -732,11 +738,15 @@ async fn repeated_and_unknown_delivery_reports_get_a_valid_answer() {
     assert_eq!(rsp.status.code, 2005, "{rsp:?}");
     let m = metrics_text(s.gw.http_addr.unwrap()).await;
     assert!(
-        m.contains(r#"sluice_mm7_reports_unmatched_total{carrier="mmsc-reports",reason="duplicate"} 1"#),
+        m.contains(
+            r#"sluice_mm7_reports_unmatched_total{carrier="mmsc-reports",reason="duplicate"} 1"#
+        ),
         "{m}"
     );
     assert!(
-        m.contains(r#"sluice_mm7_reports_unmatched_total{carrier="mmsc-reports",reason="unknown"} 1"#),
+        m.contains(
+            r#"sluice_mm7_reports_unmatched_total{carrier="mmsc-reports",reason="unknown"} 1"#
+        ),
         "{m}"
     );
     // The repeat changed nothing.
@@ -777,7 +787,11 @@ async fn an_mmsc_refusing_our_credentials_is_paused_and_drains_as_mms_once_it_ac
     // Paused with the alarm up, and the credentials tried again and again.
     let mut alarm = 0.0;
     for _ in 0..200 {
-        alarm = gauge(&metrics_text(http).await, "sluice_mm7_auth_failed", "mmsc-auth");
+        alarm = gauge(
+            &metrics_text(http).await,
+            "sluice_mm7_auth_failed",
+            "mmsc-auth",
+        );
         if alarm == 1.0 && s.mmsc.stats().unauthorized >= 4 {
             break;
         }
@@ -797,13 +811,20 @@ async fn an_mmsc_refusing_our_credentials_is_paused_and_drains_as_mms_once_it_ac
     })
     .await;
     for id in ids {
-        assert_eq!(channel_of(&s.got, id), Some(pb::DeliveryState::StateDelivered));
+        assert_eq!(
+            channel_of(&s.got, id),
+            Some(pb::DeliveryState::StateDelivered)
+        );
         assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
     }
     assert_eq!(s.mmsc.stats().accepted, 5);
     assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
     assert_eq!(
-        gauge(&metrics_text(http).await, "sluice_mm7_auth_failed", "mmsc-auth"),
+        gauge(
+            &metrics_text(http).await,
+            "sluice_mm7_auth_failed",
+            "mmsc-auth"
+        ),
         0.0
     );
     s.gw.shutdown().await;
@@ -844,7 +865,10 @@ async fn mms_fail_over_to_the_second_mmsc_while_the_first_is_down() {
     })
     .await;
     for id in ids {
-        assert_eq!(channel_of(&s.got, id), Some(pb::DeliveryState::StateDelivered));
+        assert_eq!(
+            channel_of(&s.got, id),
+            Some(pb::DeliveryState::StateDelivered)
+        );
         assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
         assert_eq!(s.got.codes.lock()[&id].1, "mmsc");
     }
@@ -880,7 +904,10 @@ async fn failed_and_expired_mms_carry_the_mm7_status_and_channel_mms() {
         s.got.terminal_count() == 1
     })
     .await;
-    assert_eq!(channel_of(&s.got, id), Some(pb::DeliveryState::StateExpired));
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateExpired)
+    );
     assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
     assert_eq!(s.got.codes.lock()[&id], (4006, "mmsc".to_owned()));
     s.gw.shutdown().await;
