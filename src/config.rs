@@ -90,15 +90,22 @@ pub struct Config {
 /// MMS routing, media storage and SMS-fallback landing pages.
 ///
 /// # Defaults
-/// MMS to `+1` numbers only, media up to 5 MiB, landing pages under
+/// MMS to `+1` numbers only, every MMSC for every recipient in
+/// configuration order, media up to 5 MiB, landing pages under
 /// `http://127.0.0.1:9702` (the default `[public] listen`); per tenant at
 /// most 1 GiB and 10,000 media stored and 4 uploads in progress, 32 uploads
-/// in progress in all.
+/// in progress in all; fallback 10 minutes before the validity ends when no
+/// MMSC can take a message.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MmsConfig {
     /// E.164 prefixes reachable by MMS (US and Canada by default).
     pub reachable_prefixes: Vec<String>,
+    /// MMS route table: the first route whose prefix matches names the
+    /// MMSCs (`[[mmsc]]` names) in order of preference; a recipient no
+    /// route matches is not reachable by MMS. Empty: every MMSC in
+    /// configuration order for everyone.
+    pub routes: Vec<RouteConfig>,
     /// Largest media upload, bytes.
     pub max_media_bytes: usize,
     /// Public base URL of the public door (`[public] listen`, or the
@@ -115,18 +122,25 @@ pub struct MmsConfig {
     pub max_uploads_per_tenant: usize,
     /// Uploads in progress over all tenants.
     pub max_uploads: usize,
+    /// An MMS waiting for an MMSC that is paused (credentials refused) or
+    /// unreachable goes to its fallback (SMS, per its policy) once its
+    /// validity ends within this long; until then it waits.
+    #[serde(with = "humantime_serde")]
+    pub fallback_before_expiry: Duration,
 }
 
 impl Default for MmsConfig {
     fn default() -> Self {
         MmsConfig {
             reachable_prefixes: vec!["+1".into()],
+            routes: Vec::new(),
             max_media_bytes: 5 << 20,
             public_url: "http://127.0.0.1:9702".into(),
             media_quota_bytes: 1 << 30,
             media_quota_count: 10_000,
             max_uploads_per_tenant: 4,
             max_uploads: 32,
+            fallback_before_expiry: Duration::from_secs(600),
         }
     }
 }
@@ -166,6 +180,21 @@ pub struct MmscConfig {
     /// Request timeout.
     #[serde(default = "default_response_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// A SubmitReq whose answer never came (timeout, connection lost after
+    /// sending) may have been accepted: `unknown` (default) ends the
+    /// message `unknown`, never sending it twice; `resend` sends it again.
+    #[serde(default = "unanswered_unknown")]
+    pub unanswered: Unanswered,
+    /// Paused (credentials refused) or unreachable this long: its queued
+    /// MMS move to the next MMSC of their route. Default 30 s.
+    #[serde(default = "default_failover_after", with = "humantime_serde")]
+    pub failover_after: Duration,
+    /// First wait before the credentials are tried again after a 401/403.
+    #[serde(default = "default_auth_retry_min", with = "humantime_serde")]
+    pub auth_retry_min: Duration,
+    /// Longest wait between such tries (the wait doubles up to it).
+    #[serde(default = "default_auth_retry_max", with = "humantime_serde")]
+    pub auth_retry_max: Duration,
     /// Where the MMSC posts delivery reports and inbound MMS (`host:port`).
     pub callback_listen: Option<SocketAddr>,
     /// Basic-auth user the MMSC must use on callbacks.
@@ -226,6 +255,10 @@ impl MmscConfig {
             rate: 0.0,
             connections: default_mm7_connections(),
             timeout: default_response_timeout(),
+            unanswered: unanswered_unknown(),
+            failover_after: default_failover_after(),
+            auth_retry_min: default_auth_retry_min(),
+            auth_retry_max: default_auth_retry_max(),
             callback_listen: None,
             callback_username: None,
             callback_password: None,
@@ -270,6 +303,15 @@ fn default_idle_timeout() -> Duration {
 
 fn default_mm7_version() -> String {
     "REL-6-MM7-1-4".into()
+}
+fn unanswered_unknown() -> Unanswered {
+    Unanswered::Unknown
+}
+fn default_auth_retry_min() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_auth_retry_max() -> Duration {
+    Duration::from_secs(600)
 }
 fn default_mms_size() -> usize {
     600 * 1024
@@ -908,11 +950,11 @@ pub struct CarrierConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unanswered {
-    /// Send it again on the next bind (default): SMSCs answer in order and
-    /// drop unread PDUs with the link, so this rarely duplicates.
+    /// Send it again (the default of SMPP carriers: SMSCs answer in order
+    /// and drop unread PDUs with the link, so this rarely duplicates).
     #[default]
     Resend,
-    /// Report the part `unknown` (never a duplicate).
+    /// Report the part `unknown` (never a duplicate; the default of MMSCs).
     Unknown,
 }
 
@@ -1251,6 +1293,38 @@ impl Config {
             }
             if m.max_message_bytes < 4096 {
                 p.push(format!("mmsc {:?}: max_message_bytes below 4096", m.name));
+            }
+            if m.auth_retry_min.is_zero() {
+                p.push(format!("mmsc {:?}: auth_retry_min must be above 0", m.name));
+            }
+            if m.auth_retry_min > m.auth_retry_max {
+                p.push(format!(
+                    "mmsc {:?}: auth_retry_min exceeds auth_retry_max",
+                    m.name
+                ));
+            }
+        }
+        for r in &self.mms.routes {
+            let digits_after_plus = r
+                .prefix
+                .strip_prefix('+')
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+            if !r.prefix.is_empty() && !digits_after_plus {
+                p.push(format!(
+                    "mms route prefix {:?} must be '+' and digits",
+                    r.prefix
+                ));
+            }
+            if r.carriers.is_empty() {
+                p.push(format!("mms route {:?} names no MMSC", r.prefix));
+            }
+            for c in &r.carriers {
+                if !self.mmsc.iter().any(|m| m.name == *c) {
+                    p.push(format!(
+                        "mms route {:?} names unknown MMSC {:?} (an [[mmsc]] name)",
+                        r.prefix, c
+                    ));
+                }
             }
         }
         if self.ingest.max_batch_messages == 0 {

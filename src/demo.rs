@@ -175,8 +175,6 @@ fn demo_sms(run: u64, i: usize, to: String) -> pb::SubmitMessage {
 pub fn with_mmsc(c: &mut Config, url: &str, callback: std::net::SocketAddr) {
     c.mmsc = vec![crate::config::MmscConfig {
         vasp_id: Some("sluice".into()),
-        version: "REL-6-MM7-1-4".into(),
-        max_message_bytes: 600 * 1024,
         connections: 16,
         timeout: Duration::from_secs(10),
         callback_listen: Some(callback),

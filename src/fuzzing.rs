@@ -442,12 +442,15 @@ struct FuzzInbound {
 }
 
 impl Mm7Inbound for FuzzInbound {
-    async fn delivery_report(&self, report: soap::DeliveryReportReq) -> Result<(), String> {
+    async fn delivery_report(
+        &self,
+        report: soap::DeliveryReportReq,
+    ) -> Result<crate::mm7::status::Status, String> {
         let _ = report.mm_status.is_final();
         if self.fail {
             Err("told to".into())
         } else {
-            Ok(())
+            Ok(crate::mm7::status::Status::success())
         }
     }
 

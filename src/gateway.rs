@@ -76,8 +76,11 @@ pub struct Gateway {
     /// `max_segments`, or a large backlog would compact without end).
     carried_segments: std::sync::atomic::AtomicU64,
     compliance: Arc<Compliance>,
-    /// MMSC names, in configuration order.
-    mmscs: Vec<Arc<str>>,
+    /// MMSCs, in configuration order.
+    mmscs: Vec<Arc<crate::carrier::mm7::Mm7Carrier>>,
+    /// MMS routes: E.164 prefix → MMSC names in order of preference
+    /// (empty: every MMSC, in configuration order).
+    mms_routes: Vec<(String, Vec<Arc<str>>)>,
     mms: crate::config::MmsConfig,
     media: Arc<crate::media::store::MediaStore>,
     links: Arc<crate::media::link::LinkSigner>,
@@ -194,6 +197,7 @@ impl Gateway {
                 tracing::warn!(target: TARGET, carrier = %name, moved, "carrier down: traffic failed over");
             }
         }
+        self.mms_failover();
     }
 
     /// The ledger of live messages.
@@ -233,13 +237,13 @@ impl Gateway {
         };
         for m in messages {
             if !m.media.is_empty() {
-                match self.mms_route(m).cloned() {
+                match self.mms_route(m) {
                     Ok(mmsc) => {
                         if let Some(q) = self.scheduler.queue(&mmsc) {
                             push(q, m);
                         }
                     }
-                    Err(reason) => self.fallback(m.clone(), reason),
+                    Err(reason) => self.fallback(m.clone(), reason, None),
                 }
                 continue;
             }
@@ -798,17 +802,40 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .collect();
     let compliance = Arc::new(Compliance::open(&config)?);
     let ledger = Arc::new(Ledger::new(journal.clone()));
-    let mmscs: Vec<Arc<str>> = config
-        .mmsc
-        .iter()
-        .map(|m| Arc::<str>::from(m.name.as_str()))
-        .collect();
     let hub = Arc::new(
-        EventHub::new(journal.clone(), tenants.values().map(|t| t.name.clone()))
-            .with_mms_carriers(mmscs.iter().cloned()),
+        EventHub::new(journal.clone(), tenants.values().map(|t| t.name.clone())).with_mms_carriers(
+            config
+                .mmsc
+                .iter()
+                .map(|m| Arc::<str>::from(m.name.as_str())),
+        ),
     );
     let store_cfg = mms::store_config(&config);
     let media = Arc::new(crate::media::store::MediaStore::open(store_cfg)?);
+    let tls = if config
+        .carriers
+        .iter()
+        .any(|c| c.binds.iter().any(|b| b.tls))
+        || config.mmsc.iter().any(|m| m.url.starts_with("https://"))
+    {
+        Some(Arc::new(crate::smpp::tls::client_config(
+            config.tls.ca_file.as_deref(),
+        )?))
+    } else {
+        None
+    };
+    let fitter = Arc::new(crate::media::fit::Fitter::new());
+    let mmscs = config
+        .mmsc
+        .iter()
+        .map(|m| {
+            let source = Arc::new(mms::StoreSource {
+                store: media.clone(),
+                fitter: fitter.clone(),
+            });
+            crate::carrier::mm7::Mm7Carrier::new(m, source, tls.clone()).map(Arc::new)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let links = Arc::new(crate::media::link::LinkSigner::new(
         &crate::media::link::load_or_create_secret(&config.data_dir)?,
     ));
@@ -881,7 +908,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         spill_gate: tokio::sync::Mutex::new(()),
         carried_segments: std::sync::atomic::AtomicU64::new(0),
         compliance: compliance.clone(),
-        mmscs,
+        mmscs: mmscs.clone(),
+        mms_routes: config
+            .mms
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.prefix.clone(),
+                    r.carriers
+                        .iter()
+                        .map(|c| Arc::<str>::from(c.as_str()))
+                        .collect(),
+                )
+            })
+            .collect(),
         mms: config.mms.clone(),
         media: media.clone(),
         links: links.clone(),
@@ -893,18 +934,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     gateway.restore(recovered, config.journal.recovery);
 
     let mut tasks = JoinSet::new();
-    let tls = if config
-        .carriers
-        .iter()
-        .any(|c| c.binds.iter().any(|b| b.tls))
-        || config.mmsc.iter().any(|m| m.url.starts_with("https://"))
-    {
-        Some(Arc::new(crate::smpp::tls::client_config(
-            config.tls.ca_file.as_deref(),
-        )?))
-    } else {
-        None
-    };
     for c in &config.carriers {
         let carrier = carriers[c.name.as_str()].clone();
         carrier.start(c, tls.clone(), &shutdown);
@@ -922,17 +951,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.spawn(dispatcher.run(shutdown.clone()));
     }
     let mut mm7_servers = Vec::new();
-    let fitter = Arc::new(crate::media::fit::Fitter::new());
-    for m in &config.mmsc {
-        let source = Arc::new(mms::StoreSource {
-            store: media.clone(),
-            fitter: fitter.clone(),
-        });
-        let carrier = Arc::new(crate::carrier::mm7::Mm7Carrier::new(
-            m,
-            source,
-            tls.clone(),
-        )?);
+    for (m, carrier) in config.mmsc.iter().zip(&mmscs) {
         let queue = scheduler
             .queue(&m.name)
             .expect("one queue per MMSC")
@@ -940,13 +959,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let gw = gateway.clone();
         let dispatcher = schedule::mm7::Mm7Dispatcher {
             queue,
-            carrier,
+            carrier: carrier.clone(),
             ledger: ledger.clone(),
             receipts: receipts.clone(),
             check: Some(suppression_check(compliance.clone())),
-            fallback: Arc::new(move |msg, reason| gw.fallback(msg, reason)),
+            fallback: Arc::new(move |msg, r: schedule::mm7::Refusal| {
+                gw.fallback(msg, r.reason, Some((&r.carrier, r.code)));
+            }),
             concurrency: m.connections,
             rate: m.rate,
+            unanswered: m.unanswered,
+            fallback_before_expiry: config.mms.fallback_before_expiry,
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
         if let Some(listen) = m.callback_listen {
@@ -985,10 +1008,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     max_connections: m.callback_max_connections,
                     tls: callback_tls,
                 },
-                Arc::new(mms::MmscCallbacks {
-                    gateway: gateway.clone(),
-                    carrier: m.name.as_str().into(),
-                }),
+                Arc::new(mms::MmscCallbacks::new(gateway.clone(), carrier.clone())),
             )
             .await?;
             mm7_servers.push(server);

@@ -66,8 +66,6 @@ async fn setup(
     let mut cfg = config(dir.path(), &smsc);
     cfg.mmsc = vec![MmscConfig {
         vasp_id: Some("sluice".into()),
-        version: "REL-6-MM7-1-4".into(),
-        max_message_bytes: 600 * 1024,
         connections: 8,
         timeout: Duration::from_secs(5),
         callback_listen: Some(format!("127.0.0.1:{callback}").parse().unwrap()),
@@ -389,7 +387,9 @@ async fn bad_media_and_callbacks_get_clear_errors() {
     c.write_all(&report.body).await.unwrap();
     let mut out = String::new();
     c.read_to_string(&mut out).await.unwrap();
-    assert!(!out.starts_with("HTTP/1.1 200"), "{out}");
+    // Answered for good (2005), never a Fault the MMSC would retry for hours.
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("2005"), "{out}");
     let mut c = tokio::net::TcpStream::connect(cb).await.unwrap();
     c.write_all(b"POST /mm7 HTTP/1.1\r\nhost: x\r\ncontent-type: text/xml\r\ncontent-length: 9\r\nconnection: close\r\n\r\n<broken>!").await.unwrap();
     let mut out = String::new();
@@ -580,23 +580,335 @@ async fn a_forged_3_mb_message_id_logs_capped_lines_and_forges_none() {
     c.write_all(&report.body).await.unwrap();
     let mut out = Vec::new();
     c.read_to_end(&mut out).await.unwrap();
-    assert!(!out.starts_with(b"HTTP/1.1 200"));
+    // A valid answer (2005 Message ID Not found), not a Fault.
+    assert!(out.starts_with(b"HTTP/1.1 200"));
     assert!(out.len() < 4096, "the answer echoes {} bytes", out.len());
     let lines = logs.lines();
-    // One line from the gateway, one from the MM7 receiver: nothing forged.
+    // One line from the gateway: nothing forged.
     assert_eq!(
         lines.len(),
-        2,
+        1,
         "{lines:#?} after {:?}",
         String::from_utf8_lossy(&out[..out.len().min(300)])
     );
     for l in &lines {
         assert!(
-            l.contains("delivery report for an unknown MessageID")
-                || l.contains("MM7 delivery report handler failed"),
+            l.contains("delivery report for an unknown MessageID"),
             "a line that is no event's: {l}"
         );
         assert!(l.len() < 2048, "a line of {} bytes", l.len());
     }
+    s.gw.shutdown().await;
+}
+
+/// Posts a DeliveryReportReq to an MM7 callback listener: the HTTP status
+/// and the decoded answer.
+async fn post_report(
+    cb: std::net::SocketAddr,
+    report: &sluice::mm7::soap::DeliveryReportReq,
+) -> (u16, sluice::mm7::soap::Message) {
+    let enc = report.encode();
+    let mut c = tokio::net::TcpStream::connect(cb).await.unwrap();
+    let head = format!(
+        "POST /mm7 HTTP/1.1\r\nhost: x\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        enc.content_type,
+        enc.body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&enc.body).await.unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap();
+    let body = Bytes::copy_from_slice(&out[split + 4..]);
+    let answer = sluice::mm7::soap::decode(Some(&content_type), &body).unwrap();
+    (status, answer)
+}
+
+/// The value of a gauge for one carrier in Prometheus text (0 when absent).
+fn gauge(text: &str, name: &str, carrier: &str) -> f64 {
+    let prefix = format!("{name}{{carrier=\"{carrier}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str())?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_submit_ends_unknown_and_is_never_sent_twice() {
+    // The MMSC takes the submit but answers after the gateway gave up.
+    let s = setup(
+        |c| c.answer_delay = Duration::from_secs(3),
+        |c| c.mmsc[0].timeout = Duration::from_millis(500),
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let id = accepted_ids(
+        &s.client
+            .submit(vec![mms("slow", "+14155550110", "Once", &up.media_id)])
+            .await
+            .unwrap(),
+    )[0];
+    eventually("unknown", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateUnknown)
+    );
+    assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
+    // The MMSC answers at once again: a second message goes through, and
+    // the first was never sent again (it would have been ahead of it).
+    s.mmsc.set_answer_delay(Duration::ZERO);
+    let second = accepted_ids(
+        &s.client
+            .submit(vec![mms("fast", "+14155550111", "Twice?", &up.media_id)])
+            .await
+            .unwrap(),
+    )[0];
+    eventually("second final", Duration::from_secs(20), || {
+        s.got.terminal_count() == 2
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, second),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    let st = s.mmsc.stats();
+    assert_eq!(st.submits, 2, "{st:?}");
+    assert_eq!(st.duplicates, 0, "{st:?}");
+    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_and_unknown_delivery_reports_get_a_valid_answer() {
+    use sluice::mm7::soap::{Address, DeliveryReportReq, Message, MmStatus, RspKind};
+    // Its own name: metrics are global to the test process.
+    let s = setup(|_| {}, |c| c.mmsc[0].name = "mmsc-reports".into()).await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let id = accepted_ids(
+        &s.client
+            .submit(vec![mms("dr", "+14155550112", "Hi", &up.media_id)])
+            .await
+            .unwrap(),
+    )[0];
+    eventually("delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    // The simulator's first MessageID, reported again (MMSCs report at
+    // least once).
+    let report = |message_id: &str| DeliveryReportReq {
+        transaction_id: format!("again-{message_id}"),
+        message_id: message_id.into(),
+        recipient: Address::Number("+14155550112".into()),
+        mm_status: MmStatus::Retrieved,
+        ..Default::default()
+    };
+    let cb = s.gw.mm7_callbacks[0];
+    let (status, answer) = post_report(cb, &report("4D4D0000")).await;
+    assert_eq!(status, 200);
+    let Message::Rsp(rsp) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(rsp.kind, RspKind::DeliveryReport);
+    assert_eq!(rsp.status.code, 1000, "{rsp:?}");
+    assert_eq!(rsp.transaction_id, "again-4D4D0000");
+    // A MessageID that was never ours: a permanent answer, no Fault.
+    let (status, answer) = post_report(cb, &report("NOT-OURS")).await;
+    assert_eq!(status, 200);
+    let Message::Rsp(rsp) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(rsp.kind, RspKind::DeliveryReport);
+    assert_eq!(rsp.status.code, 2005, "{rsp:?}");
+    let m = metrics_text(s.gw.http_addr.unwrap()).await;
+    assert!(
+        m.contains(
+            r#"sluice_mm7_reports_unmatched_total{carrier="mmsc-reports",reason="duplicate"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"sluice_mm7_reports_unmatched_total{carrier="mmsc-reports",reason="unknown"} 1"#
+        ),
+        "{m}"
+    );
+    // The repeat changed nothing.
+    assert_eq!(s.got.states.lock()[&id].len(), 1);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mmsc_refusing_our_credentials_is_paused_and_drains_as_mms_once_it_accepts() {
+    let s = setup(
+        |c| {
+            c.username = Some("sluice".into());
+            c.password = Some("rotated".into());
+        },
+        |c| {
+            // Its own name: metrics are global to the test process.
+            c.mmsc[0].name = "mmsc-auth".into();
+            c.mmsc[0].username = Some("sluice".into());
+            c.mmsc[0].password = Some(sluice::config::Secret::new("old-password"));
+            c.mmsc[0].auth_retry_min = Duration::from_millis(200);
+            c.mmsc[0].auth_retry_max = Duration::from_millis(400);
+        },
+    )
+    .await;
+    let http = s.gw.http_addr.unwrap();
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let batch = (0..5)
+        .map(|i| {
+            mms(
+                &format!("auth-{i}"),
+                &format!("+1415555{:04}", 120 + i),
+                "Hi",
+                &up.media_id,
+            )
+        })
+        .collect();
+    let ids = accepted_ids(&s.client.submit(batch).await.unwrap());
+    // Paused with the alarm up, and the credentials tried again and again.
+    let mut alarm = 0.0;
+    for _ in 0..200 {
+        alarm = gauge(
+            &metrics_text(http).await,
+            "sluice_mm7_auth_failed",
+            "mmsc-auth",
+        );
+        if alarm == 1.0 && s.mmsc.stats().unauthorized >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(alarm, 1.0);
+    let st = s.mmsc.stats();
+    assert!(st.unauthorized >= 4, "tried again: {st:?}");
+    assert_eq!(st.accepted, 0, "{st:?}");
+    // No fallback SMS storm: every MMS waits.
+    assert_eq!(s.got.terminal_count(), 0);
+    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+    // The account is fixed on the MMSC's side: the queue drains as MMS.
+    s.mmsc.set_account(Some(("sluice", "old-password")));
+    eventually("all delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 5
+    })
+    .await;
+    for id in ids {
+        assert_eq!(
+            channel_of(&s.got, id),
+            Some(pb::DeliveryState::StateDelivered)
+        );
+        assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
+    }
+    assert_eq!(s.mmsc.stats().accepted, 5);
+    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+    assert_eq!(
+        gauge(
+            &metrics_text(http).await,
+            "sluice_mm7_auth_failed",
+            "mmsc-auth"
+        ),
+        0.0
+    );
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mms_fail_over_to_the_second_mmsc_while_the_first_is_down() {
+    let s = setup(
+        |_| {},
+        |c| {
+            // Nothing listens there.
+            let dead = format!("http://127.0.0.1:{}/mm7", free_port());
+            c.mmsc.insert(
+                0,
+                MmscConfig {
+                    vasp_id: Some("sluice".into()),
+                    failover_after: Duration::from_secs(1),
+                    ..MmscConfig::new("mmsc-down", dead)
+                },
+            );
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let batch = (0..5)
+        .map(|i| {
+            mms(
+                &format!("fo-{i}"),
+                &format!("+1415555{:04}", 130 + i),
+                "Hi",
+                &up.media_id,
+            )
+        })
+        .collect();
+    let ids = accepted_ids(&s.client.submit(batch).await.unwrap());
+    eventually("all delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 5
+    })
+    .await;
+    for id in ids {
+        assert_eq!(
+            channel_of(&s.got, id),
+            Some(pb::DeliveryState::StateDelivered)
+        );
+        assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
+        assert_eq!(s.got.codes.lock()[&id].1, "mmsc");
+    }
+    assert_eq!(s.mmsc.stats().accepted, 5);
+    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_expired_mms_carry_the_mm7_status_and_channel_mms() {
+    // Refused for good (3001) with no fallback: failed, with the status.
+    let s = setup(|c| c.fail_status = Some(3001), |_| {}).await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let mut none = mms("none", "+14155550140", "Hi", &up.media_id);
+    none.fallback = pb::FallbackPolicy::FallbackNone as i32;
+    let id = accepted_ids(&s.client.submit(vec![none]).await.unwrap())[0];
+    eventually("failed", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(channel_of(&s.got, id), Some(pb::DeliveryState::StateFailed));
+    assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
+    assert_eq!(s.got.codes.lock()[&id], (3001, "mmsc".to_owned()));
+    s.gw.shutdown().await;
+
+    // Refused for now (4006) until the validity ends: expired, with the status.
+    let s = setup(|c| c.fail_status = Some(4006), |_| {}).await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let mut short = mms("short", "+14155550141", "Hi", &up.media_id);
+    short.validity_seconds = 2;
+    let id = accepted_ids(&s.client.submit(vec![short]).await.unwrap())[0];
+    eventually("expired", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateExpired)
+    );
+    assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
+    assert_eq!(s.got.codes.lock()[&id], (4006, "mmsc".to_owned()));
     s.gw.shutdown().await;
 }

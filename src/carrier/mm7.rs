@@ -1,23 +1,45 @@
 //! An MMS carrier reached over MM7: builds the SubmitReq of a message (its
 //! text and media, the media fitted to the carrier's size limit, the whole
 //! MIME body counted), submits it through the pooled HTTP client, and
-//! classifies the answer as accepted, temporary or permanent.
+//! classifies the answer ([`Attempt`]): accepted, refused for now or for
+//! good, never sent (unreachable), sent but unanswered (it may have been
+//! accepted), or credentials refused.
 //!
-//! Retrying, adaptive slow-down and fallback to SMS are the dispatcher's
-//! (`schedule::mm7`); delivery reports arrive through the MM7 receiver and
-//! are correlated by `receipts`.
+//! It also keeps what the rest of the gateway needs to know about the MMSC
+//! between requests: whether it is down (unreachable, or refusing our
+//! credentials) with the backoff of the next try ([`Mm7Carrier::mark_down`],
+//! [`Mm7Carrier::begin_probe`]), and which requests are in flight
+//! ([`InFlight`]: a delivery report can overtake the answer naming its
+//! MessageID).
+//!
+//! Retrying, pausing, adaptive slow-down and fallback to SMS are the
+//! dispatcher's (`schedule::mm7`); delivery reports arrive through the MM7
+//! receiver and are correlated by `receipts`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::MmscConfig;
+use crate::mm7::Mm7Error;
 use crate::mm7::client::{ClientConfig, Mm7Client, SubmitOutcome};
 use crate::mm7::soap::{Address, Expiry, MediaPart, SubmitReq};
 use crate::mm7::status::Class;
 use crate::mm7::{Credentials, Version};
 use crate::model::{Message, Sender, now_ms};
+
+/// First wait before an unreachable MMSC is tried again.
+const UNREACHABLE_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between tries of an unreachable MMSC.
+const UNREACHABLE_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Longest peer-supplied text (an MMSC's status text) kept in a reason.
+const MAX_PEER_TEXT: usize = 160;
 
 /// Where the carrier gets a message's media, fitted to a byte budget.
 pub trait MediaSource: Send + Sync + 'static {
@@ -32,8 +54,14 @@ pub trait MediaSource: Send + Sync + 'static {
 pub enum Attempt {
     /// The MMSC accepted it under this MessageID.
     Accepted(String),
-    /// Refused for now (4006, HTTP 503, a timeout...): try again later.
-    Temporary(String),
+    /// The MMSC answered that it cannot take it now (4006, 3000, HTTP
+    /// 503...): try again later.
+    Temporary {
+        /// Readable reason.
+        reason: String,
+        /// MM7 status code (0 when the answer had none).
+        code: u32,
+    },
     /// Refused for good (2xxx, 3xxx...), or it cannot be made to fit.
     Permanent {
         /// Readable reason.
@@ -41,6 +69,63 @@ pub enum Attempt {
         /// MM7 status code (0 when none).
         code: u32,
     },
+    /// Nothing was sent: the MMSC could not be reached (connection refused
+    /// or timed out, no connection ready before the deadline).
+    Unreachable(String),
+    /// The request left but no answer came (timeout, connection lost, HTTP
+    /// 504 from a proxy): the MMSC may have accepted it, and sending it
+    /// again could deliver it twice.
+    Unanswered(String),
+    /// HTTP 401/403: the MMSC refuses our credentials (or address), for
+    /// every message, not just this one.
+    Unauthorized {
+        /// 401 or 403.
+        http_status: u16,
+    },
+}
+
+/// Why an MMSC takes no requests now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Down {
+    /// Requests do not reach it, or get no answer.
+    Unreachable(String),
+    /// It refuses our credentials or address (HTTP 401 or 403).
+    Unauthorized(u16),
+}
+
+impl std::fmt::Display for Down {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Down::Unreachable(why) => write!(f, "is unreachable ({why})"),
+            Down::Unauthorized(status) => {
+                write!(f, "refuses our credentials (HTTP {status})")
+            }
+        }
+    }
+}
+
+/// What [`Mm7Carrier::mark_down`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// It was up (or down for another reason): now down.
+    Down,
+    /// A try (probe) failed again; the wait before the next one doubled.
+    StillDown,
+    /// Already known down (another request in flight failed too).
+    Unchanged,
+}
+
+/// The MMSC's state between requests.
+#[derive(Debug)]
+struct DownState {
+    why: Down,
+    since: Instant,
+    /// When the next try may start.
+    retry_at: Instant,
+    /// The current wait between tries.
+    backoff: Duration,
+    /// A try is in flight.
+    probing: bool,
 }
 
 /// An MMSC and how to talk to it.
@@ -53,6 +138,85 @@ pub struct Mm7Carrier {
     vas_id: Option<String>,
     max_message_bytes: usize,
     media: Arc<dyn MediaSource>,
+    timeout: Duration,
+    failover_after: Duration,
+    auth_retry: (Duration, Duration),
+    down: Mutex<Option<DownState>>,
+    in_flight: Arc<InFlight>,
+}
+
+/// The SubmitReqs in flight to one MMSC, so that a delivery report that
+/// names no known MessageID can wait for the answers that may name it (an
+/// MMSC can post a report before its SubmitRsp has been read).
+#[derive(Debug)]
+pub struct InFlight {
+    next: AtomicU64,
+    open: Mutex<BTreeSet<u64>>,
+    /// Bumped whenever a request ends.
+    ended: watch::Sender<u64>,
+}
+
+/// One request in flight; ends when dropped (after its answer was
+/// recorded).
+#[derive(Debug)]
+pub struct Ticket {
+    seq: u64,
+    of: Arc<InFlight>,
+}
+
+impl InFlight {
+    fn new() -> InFlight {
+        InFlight {
+            next: AtomicU64::new(0),
+            open: Mutex::new(BTreeSet::new()),
+            ended: watch::Sender::new(0),
+        }
+    }
+
+    /// A request starts.
+    pub fn begin(self: &Arc<Self>) -> Ticket {
+        let seq = self.next.fetch_add(1, Ordering::AcqRel);
+        self.open.lock().insert(seq);
+        Ticket {
+            seq,
+            of: self.clone(),
+        }
+    }
+
+    /// A mark: every request begun before now has a ticket below it.
+    pub fn mark(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    /// Requests in flight.
+    pub fn len(&self) -> usize {
+        self.open.lock().len()
+    }
+
+    /// True when nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Resolves once every request begun before `mark` has ended.
+    pub async fn ended_before(&self, mark: u64) {
+        let mut ended = self.ended.subscribe();
+        loop {
+            if self.open.lock().first().is_none_or(|&s| s >= mark) {
+                return;
+            }
+            if ended.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.of.open.lock().remove(&self.seq);
+        self.of.ended.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl std::fmt::Debug for dyn MediaSource {
@@ -104,12 +268,152 @@ impl Mm7Carrier {
             vas_id: cfg.vas_id.clone(),
             max_message_bytes: cfg.max_message_bytes,
             media,
+            timeout: cfg.timeout,
+            failover_after: cfg.failover_after,
+            auth_retry: (
+                cfg.auth_retry_min,
+                cfg.auth_retry_max.max(cfg.auth_retry_min),
+            ),
+            down: Mutex::new(None),
+            in_flight: Arc::new(InFlight::new()),
         })
     }
 
     /// Carrier name.
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// The request deadline.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Down this long, its queue moves to the next MMSC of its route.
+    pub fn failover_after(&self) -> Duration {
+        self.failover_after
+    }
+
+    /// Its requests in flight.
+    pub fn in_flight(&self) -> &Arc<InFlight> {
+        &self.in_flight
+    }
+
+    // === health ===
+
+    /// Why it takes no requests now; `None` while up.
+    pub fn down(&self) -> Option<Down> {
+        self.down.lock().as_ref().map(|d| d.why.clone())
+    }
+
+    /// How long it has been down; `None` while up.
+    pub fn down_for(&self) -> Option<Duration> {
+        self.down.lock().as_ref().map(|d| d.since.elapsed())
+    }
+
+    /// True while it refuses our credentials.
+    pub fn auth_failed(&self) -> bool {
+        matches!(self.down(), Some(Down::Unauthorized(_)))
+    }
+
+    /// True when new traffic may be routed to it: up, or down with a try
+    /// due that nobody has started.
+    pub fn takes_traffic(&self) -> bool {
+        match &*self.down.lock() {
+            None => true,
+            Some(d) => !d.probing && d.retry_at <= Instant::now(),
+        }
+    }
+
+    /// While down with no try running: when the next try may start.
+    pub fn probe_at(&self) -> Option<Instant> {
+        self.down
+            .lock()
+            .as_ref()
+            .filter(|d| !d.probing)
+            .map(|d| d.retry_at)
+    }
+
+    /// Starts a try while down: true when one is due and none runs (the
+    /// caller then sends one request and reports its outcome with
+    /// [`Mm7Carrier::mark_up`] or [`Mm7Carrier::mark_down`], or gives the
+    /// try back with [`Mm7Carrier::end_probe`]).
+    pub fn begin_probe(&self) -> bool {
+        match &mut *self.down.lock() {
+            Some(d) if !d.probing && d.retry_at <= Instant::now() => {
+                d.probing = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives back a try that sent nothing (the next may start at once).
+    pub fn end_probe(&self) {
+        if let Some(d) = &mut *self.down.lock() {
+            d.probing = false;
+        }
+    }
+
+    /// It answered: up again. Returns why it was down and for how long, if
+    /// it was.
+    pub fn mark_up(&self) -> Option<(Down, Duration)> {
+        let mut down = self.down.lock();
+        let was = down.take()?;
+        Some((was.why, was.since.elapsed()))
+    }
+
+    /// It did not take a request for `why`; `probe` when that request was
+    /// the try started by [`Mm7Carrier::begin_probe`]. The next try waits
+    /// (1 s doubling to 30 s when unreachable; `auth_retry_min` doubling to
+    /// `auth_retry_max` for credentials); the wait doubles each time a try
+    /// fails the same way. Refused credentials outrank unreachability.
+    /// Returns what changed and the wait before the next try.
+    pub fn mark_down(&self, why: Down, probe: bool) -> (Transition, Duration) {
+        let (min, max) = match why {
+            Down::Unreachable(_) => (UNREACHABLE_RETRY_MIN, UNREACHABLE_RETRY_MAX),
+            Down::Unauthorized(_) => self.auth_retry,
+        };
+        let now = Instant::now();
+        let mut down = self.down.lock();
+        let Some(d) = &mut *down else {
+            *down = Some(DownState {
+                why,
+                since: now,
+                retry_at: now + min,
+                backoff: min,
+                probing: false,
+            });
+            return (Transition::Down, min);
+        };
+        let same = std::mem::discriminant(&d.why) == std::mem::discriminant(&why);
+        if probe {
+            d.probing = false;
+            d.backoff = if same {
+                (d.backoff * 2).clamp(min, max)
+            } else {
+                min
+            };
+            d.retry_at = now + d.backoff;
+            d.why = why;
+            let t = if same {
+                Transition::StillDown
+            } else {
+                Transition::Down
+            };
+            return (t, d.backoff);
+        }
+        // A request sent before it went down failed too.
+        if !same && matches!(why, Down::Unauthorized(_)) {
+            d.why = why;
+            d.backoff = min;
+            d.retry_at = now + min;
+            return (Transition::Down, min);
+        }
+        (
+            Transition::Unchanged,
+            d.retry_at.saturating_duration_since(now),
+        )
     }
 
     /// Builds and submits `m` once.
@@ -186,36 +490,80 @@ impl Mm7Carrier {
                 code: 0,
             };
         }
-        match self.client.submit_encoded(&encoded).await {
-            Ok(SubmitOutcome::Accepted { message_id, .. }) => Attempt::Accepted(message_id),
-            Ok(out @ SubmitOutcome::Refused { .. }) => {
-                let class = out.class();
-                let SubmitOutcome::Refused {
-                    status,
-                    http_status,
-                } = out
-                else {
-                    unreachable!("matched above")
-                };
-                let reason = format!(
-                    "MMSC refused: {} {} (HTTP {http_status})",
-                    status.code, status.text
-                );
-                match class {
-                    Class::Temporary => Attempt::Temporary(reason),
-                    _ => Attempt::Permanent {
-                        reason,
-                        code: status.code,
-                    },
-                }
-            }
-            Err(e) => match e.class() {
-                Class::Permanent => Attempt::Permanent {
-                    reason: format!("MMSC: {e}"),
-                    code: e.status_code(),
-                },
-                _ => Attempt::Temporary(format!("MMSC: {e}")),
-            },
-        }
+        classify(self.client.submit_encoded(&encoded).await)
     }
 }
+
+/// What an MMSC's answer (or its absence) means for the message.
+pub fn classify(answer: Result<SubmitOutcome, Mm7Error>) -> Attempt {
+    match answer {
+        Ok(SubmitOutcome::Accepted { message_id, .. }) => Attempt::Accepted(message_id),
+        Ok(out @ SubmitOutcome::Refused { .. }) => {
+            let class = out.class();
+            let SubmitOutcome::Refused {
+                status,
+                http_status,
+            } = out
+            else {
+                unreachable!("matched above")
+            };
+            let reason = format!(
+                "MMSC refused: {} {} (HTTP {http_status})",
+                status.code,
+                capped(&status.text)
+            );
+            match class {
+                Class::Temporary => Attempt::Temporary {
+                    reason,
+                    code: status.code,
+                },
+                _ => Attempt::Permanent {
+                    reason,
+                    code: status.code,
+                },
+            }
+        }
+        Err(Mm7Error::Unauthorized { status }) => Attempt::Unauthorized {
+            http_status: status,
+        },
+        Err(e) if e.maybe_processed() => Attempt::Unanswered(capped(&format!("MMSC: {e}"))),
+        Err(e @ (Mm7Error::Connect { .. } | Mm7Error::NotSent(_))) => {
+            Attempt::Unreachable(capped(&format!("MMSC: {e}")))
+        }
+        Err(e) => match e.class() {
+            // Without an MM7 status there is no code to report.
+            Class::Permanent => Attempt::Permanent {
+                reason: capped(&format!("MMSC: {e}")),
+                code: 0,
+            },
+            _ => Attempt::Temporary {
+                reason: capped(&format!("MMSC: {e}")),
+                code: 0,
+            },
+        },
+    }
+}
+
+/// A peer-supplied text cut to [`MAX_PEER_TEXT`] characters, control
+/// characters escaped (it ends up in events and logs).
+fn capped(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(MAX_PEER_TEXT)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if s.chars().nth(MAX_PEER_TEXT).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,21 +1,52 @@
 //! The gateway's MMS side: media uploads from the ingest protocol, the
 //! channel decision (MMS, or SMS fallback with a link or text only, or
-//! failure), the media source MM7 carriers fetch fitted content from, and
-//! the MM7 callbacks (delivery reports, inbound MMS).
+//! failure), MMSC routing and failover, the media source MM7 carriers fetch
+//! fitted content from, and the MM7 callbacks (delivery reports, inbound
+//! MMS).
+//!
+//! # MMSC routing
+//! A message with media goes to the first MMSC of its MMS route
+//! (`[[mms.routes]]`, or every MMSC in configuration order) that takes
+//! traffic: one that is up, or down with a try due (see
+//! [`Mm7Carrier::takes_traffic`]); when none does, to the route's first
+//! (its traffic waits there). An MMSC down (unreachable, or refusing our
+//! credentials) for its `failover_after` hands its queue to the first MMSC
+//! of each message's route that is up, as SMS carriers do.
+//!
+//! # Delivery reports that match nothing
+//! MMSCs deliver reports at least once, and may post one before the
+//! SubmitRsp naming its MessageID has been read. A report whose MessageID
+//! matches no message waits until every SubmitReq in flight when it came
+//! has been answered (at most the MMSC's request timeout), then is looked
+//! up again. A report that still matches nothing is answered with a valid
+//! `DeliveryReportRsp`, never a Fault (a Fault makes the MMSC retry for
+//! hours) and counted in `sluice_mm7_reports_unmatched_total{carrier,
+//! reason}`: 1000 Success for a repeat of a report already applied (the
+//! last [`RECENT_REPORTS`] MessageIDs of each MMSC are remembered), 2005
+//! Message ID Not found, a permanent status, for any other.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use parking_lot::Mutex;
 
 use super::{Gateway, TARGET};
-use crate::carrier::mm7::MediaSource;
+use crate::carrier::mm7::{MediaSource, Mm7Carrier};
 use crate::config::Config;
 use crate::ingest::pb;
 use crate::media::store::{MediaStore, Quota, StoreConfig, UploadId};
 use crate::mm7::soap::{Address, DeliverReq, DeliveryReportReq, MmStatus};
-use crate::model::{ChannelPref, DeliveryState, FallbackPolicy, MAX_TEXT_CHARS, Message, Msisdn};
-use crate::receipts::InboundMo;
+use crate::mm7::status::{self, Status};
+use crate::model::{
+    ChannelPref, DeliveryState, FallbackPolicy, LogSafe, MAX_TEXT_CHARS, Message, Msisdn,
+};
+use crate::receipts::{InboundMo, normalize_id};
+
+/// MessageIDs of applied delivery reports remembered per MMSC, to tell a
+/// repeat from a report that never matched.
+pub const RECENT_REPORTS: usize = 65_536;
 
 /// Chunked uploads in progress: (connection, client upload id) → upload.
 pub(super) type Uploads = DashMap<(u64, String), UploadId>;
@@ -56,27 +87,112 @@ impl Gateway {
             .any(|p| n.starts_with(p.as_str()))
     }
 
+    fn mmsc(&self, name: &str) -> Option<&Arc<Mm7Carrier>> {
+        self.mmscs.iter().find(|c| **c.name() == *name)
+    }
+
+    /// The MMSCs that may carry MMS to `to`, in order of preference; empty
+    /// when no MMS route matches.
+    fn mms_candidates(&self, to: Msisdn) -> Vec<&Arc<Mm7Carrier>> {
+        if self.mms_routes.is_empty() {
+            return self.mmscs.iter().collect();
+        }
+        let number = to.to_string();
+        self.mms_routes
+            .iter()
+            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
+            .map(|(_, names)| names.iter().filter_map(|n| self.mmsc(n)).collect())
+            .unwrap_or_default()
+    }
+
     /// The MMSC for a message with media, or why it cannot go as MMS.
-    pub(super) fn mms_route(&self, m: &Message) -> Result<&Arc<str>, String> {
+    pub(super) fn mms_route(&self, m: &Message) -> Result<Arc<str>, String> {
         if m.channel == ChannelPref::Sms {
             return Err("SMS requested".into());
         }
-        let Some(mmsc) = self.mmscs.first() else {
+        if self.mmscs.is_empty() {
             return Err("no MMS carrier configured".into());
-        };
+        }
         if !self.mms_reachable(m.to) {
             return Err(format!("{} is not reachable by MMS", m.to));
         }
-        Ok(mmsc)
+        let candidates = self.mms_candidates(m.to);
+        let chosen = candidates
+            .iter()
+            .find(|c| c.takes_traffic())
+            .or_else(|| candidates.first())
+            .ok_or_else(|| format!("no MMS route reaches {}", m.to))?;
+        Ok(chosen.name().clone())
+    }
+
+    /// Moves the queue of an MMSC down (unreachable, or refusing our
+    /// credentials) for its `failover_after` to the first MMSC of each
+    /// message's route that is up; what no such MMSC takes stays.
+    pub(super) fn mms_failover(&self) {
+        for mmsc in &self.mmscs {
+            let name = mmsc.name();
+            let Some(queue) = self.scheduler.queue(name) else {
+                continue;
+            };
+            if queue.is_empty() || mmsc.down_for().is_none_or(|d| d < mmsc.failover_after()) {
+                continue;
+            }
+            let any_up = self
+                .mmscs
+                .iter()
+                .any(|c| c.name() != name && c.down().is_none());
+            if !any_up {
+                continue;
+            }
+            let mut stay = Vec::new();
+            let mut moved: Vec<(Arc<str>, Vec<crate::schedule::fair::Item>)> = Vec::new();
+            for item in queue.drain() {
+                let target = self
+                    .mms_candidates(item.message.to)
+                    .into_iter()
+                    .find(|c| c.name() != name && c.down().is_none())
+                    .map(|c| c.name().clone());
+                match target {
+                    Some(t) => match moved.iter_mut().find(|(n, _)| *n == t) {
+                        Some((_, v)) => v.push(item),
+                        None => moved.push((t, vec![item])),
+                    },
+                    None => stay.push(item),
+                }
+            }
+            if !stay.is_empty() {
+                queue.push_items(stay);
+            }
+            let mut count = 0u64;
+            for (target, items) in moved {
+                if let Some(q) = self.scheduler.queue(&target) {
+                    count += items.len() as u64;
+                    q.push_items(items);
+                }
+            }
+            if count > 0 {
+                metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
+                    .increment(count);
+                let why = mmsc.down().map(|d| d.to_string()).unwrap_or_default();
+                tracing::warn!(target: TARGET, carrier = %name, moved = count, %why,
+                    "MMSC down: its MMS failed over");
+            }
+        }
     }
 
     /// Sends `m` as SMS per its fallback policy (or fails it), saying why.
-    pub(super) fn fallback(&self, m: Arc<Message>, reason: String) {
+    /// `mmsc`: the MMSC that refused it and the MM7 status, when it was
+    /// refused there (a failure then reports that MMSC and status).
+    pub(super) fn fallback(&self, m: Arc<Message>, reason: String, mmsc: Option<(&Arc<str>, u32)>) {
         let fail = |why: String| {
-            if let Some(f) = self
+            if let Some(mut f) = self
                 .ledger
                 .finish(m.id, DeliveryState::Failed, 0, &why.into())
             {
+                if let Some((carrier, code)) = mmsc {
+                    f.carrier = Some(carrier.clone());
+                    f.error_code = code;
+                }
                 tokio::spawn(self.receipts.publish(vec![f]));
             }
         };
@@ -261,8 +377,101 @@ impl MediaSource for StoreSource {
 /// The MM7 callbacks of one MMSC.
 #[derive(Debug)]
 pub(super) struct MmscCallbacks {
-    pub gateway: Arc<Gateway>,
-    pub carrier: Arc<str>,
+    gateway: Arc<Gateway>,
+    mmsc: Arc<Mm7Carrier>,
+    carrier: Arc<str>,
+    /// Canonical MessageIDs of the last applied final reports.
+    recent: Mutex<RecentIds>,
+}
+
+/// A bounded set of recently seen ids, oldest forgotten first.
+#[derive(Debug, Default)]
+struct RecentIds {
+    set: HashSet<Box<str>>,
+    order: VecDeque<Box<str>>,
+}
+
+impl RecentIds {
+    fn insert(&mut self, id: &str) {
+        if self.set.insert(id.into()) {
+            self.order.push_back(id.into());
+        }
+        while self.order.len() > RECENT_REPORTS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+}
+
+impl MmscCallbacks {
+    pub(super) fn new(gateway: Arc<Gateway>, mmsc: Arc<Mm7Carrier>) -> MmscCallbacks {
+        MmscCallbacks {
+            gateway,
+            carrier: mmsc.name().clone(),
+            mmsc,
+            recent: Mutex::default(),
+        }
+    }
+
+    /// Applies a final report; `None` when its MessageID matches no part.
+    async fn apply(
+        &self,
+        report: &DeliveryReportReq,
+        state: DeliveryState,
+        reason: &str,
+    ) -> Option<()> {
+        match self.gateway.receipts.report(
+            &self.carrier,
+            report.message_id.as_bytes(),
+            state,
+            0,
+            reason,
+        ) {
+            Ok(publishing) => {
+                self.recent
+                    .lock()
+                    .insert(&normalize_id(report.message_id.as_bytes()));
+                if let Some(p) = publishing {
+                    p.await;
+                }
+                Some(())
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// True when a final report with this MessageID was applied lately.
+    fn is_repeat(&self, report: &DeliveryReportReq) -> bool {
+        self.recent
+            .lock()
+            .contains(&normalize_id(report.message_id.as_bytes()))
+    }
+
+    /// A report that matches nothing: counted, answered for good.
+    fn unmatched(&self, report: &DeliveryReportReq) -> Status {
+        let repeat = self.is_repeat(report);
+        let reason = if repeat { "duplicate" } else { "unknown" };
+        metrics::counter!("sluice_mm7_reports_unmatched_total",
+            "carrier" => self.carrier.to_string(), "reason" => reason)
+        .increment(1);
+        if repeat {
+            tracing::debug!(target: TARGET, carrier = %self.carrier,
+                message_id = %LogSafe::new(&report.message_id), "repeated delivery report");
+            Status::success()
+        } else {
+            tracing::warn!(target: TARGET, carrier = %self.carrier,
+                message_id = %LogSafe::new(&report.message_id),
+                mm_status = %LogSafe::display(&report.mm_status),
+                "delivery report for an unknown MessageID (already final, or never ours): answered 2005");
+            Status::new(status::MESSAGE_ID_NOT_FOUND)
+                .with_details("no message waits for a report with this MessageID")
+        }
+    }
 }
 
 fn address(a: &Address) -> String {
@@ -287,35 +496,36 @@ pub fn mm_status_outcome(s: &MmStatus) -> Option<(DeliveryState, &'static str)> 
 }
 
 impl crate::mm7::Mm7Inbound for MmscCallbacks {
-    async fn delivery_report(&self, report: DeliveryReportReq) -> Result<(), String> {
+    async fn delivery_report(&self, report: DeliveryReportReq) -> Result<Status, String> {
         metrics::counter!("sluice_mm7_reports_total", "carrier" => self.carrier.to_string())
             .increment(1);
         let Some((state, reason)) = mm_status_outcome(&report.mm_status) else {
-            return Ok(());
+            return Ok(Status::success());
         };
         let reason = match &report.status_text {
-            Some(t) if !t.is_empty() => format!("{reason}: {t}"),
+            Some(t) if !t.is_empty() => {
+                let t: String = t.chars().take(160).collect();
+                format!("{reason}: {t}")
+            }
             _ => reason.to_owned(),
         };
-        match self.gateway.receipts.report(
-            &self.carrier,
-            report.message_id.as_bytes(),
-            state,
-            0,
-            &reason,
-        ) {
-            Ok(Some(publishing)) => {
-                publishing.await;
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(_) => {
-                let id = crate::model::LogSafe::new(&report.message_id);
-                tracing::warn!(target: TARGET, carrier = %self.carrier, message_id = %id,
-                    "delivery report for an unknown MessageID");
-                Err(format!("unknown MessageID {id}"))
+        // Every request in flight now may be the one whose answer names
+        // this MessageID.
+        let mark = self.mmsc.in_flight().mark();
+        if self.apply(&report, state, &reason).await.is_some() {
+            return Ok(Status::success());
+        }
+        if !self.is_repeat(&report) && !self.mmsc.in_flight().is_empty() {
+            let _ = tokio::time::timeout(
+                self.mmsc.timeout(),
+                self.mmsc.in_flight().ended_before(mark),
+            )
+            .await;
+            if self.apply(&report, state, &reason).await.is_some() {
+                return Ok(Status::success());
             }
         }
+        Ok(self.unmatched(&report))
     }
 
     async fn deliver(&self, d: DeliverReq) -> Result<(), String> {

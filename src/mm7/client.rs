@@ -25,9 +25,17 @@
 //!   HTTP status does ([`super::status::classify_http`]); 401/403 become
 //!   [`Mm7Error::Unauthorized`]. The password is never logged (the
 //!   `Authorization` header is built once and kept out of `Debug`).
+//! - **Sent or not**: a failure before the first byte of the request left
+//!   (connecting, no connection ready before the deadline, a connection
+//!   closed before the request) is [`Mm7Error::Connect`] or
+//!   [`Mm7Error::NotSent`]; after it, [`Mm7Error::Transport`] or
+//!   [`Mm7Error::Timeout`], which [`Mm7Error::maybe_processed`] reports: a
+//!   SubmitReq that may have been accepted is not the same as one that
+//!   never left.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -286,8 +294,9 @@ impl Mm7Client {
     /// [`Mm7Error::TooLarge`] (not sent); [`Mm7Error::Unauthorized`] on
     /// 401/403; [`Mm7Error::Http`] for other HTTP errors without an MM7
     /// status; [`Mm7Error::Fault`] for a Fault without one;
-    /// [`Mm7Error::Connect`], [`Mm7Error::Transport`],
-    /// [`Mm7Error::Timeout`]; decode errors for an undecodable 2xx answer;
+    /// [`Mm7Error::Connect`], [`Mm7Error::NotSent`],
+    /// [`Mm7Error::Transport`], [`Mm7Error::Timeout`] (the last two:
+    /// [`Mm7Error::maybe_processed`]); decode errors for an undecodable 2xx answer;
     /// [`Mm7Error::Unexpected`] for another message; [`Mm7Error::Missing`]
     /// for an acceptance without a `MessageID`. [`Mm7Error::class`] tells
     /// whether to retry.
@@ -354,8 +363,10 @@ impl Mm7Client {
     /// status.
     ///
     /// # Errors
-    /// [`Mm7Error::TooLarge`], [`Mm7Error::Connect`],
-    /// [`Mm7Error::Transport`], [`Mm7Error::Timeout`], [`Mm7Error::Config`].
+    /// [`Mm7Error::TooLarge`], [`Mm7Error::Connect`] and
+    /// [`Mm7Error::NotSent`] (nothing left), [`Mm7Error::Transport`] and
+    /// [`Mm7Error::Timeout`] (the request left; see
+    /// [`Mm7Error::maybe_processed`]), [`Mm7Error::Config`].
     pub async fn post(&self, req: &Encoded) -> Result<HttpReply, Mm7Error> {
         let cfg = &self.inner.cfg;
         if let Some(max) = cfg.max_message_size
@@ -366,18 +377,25 @@ impl Mm7Client {
                 max,
             });
         }
-        match tokio::time::timeout(cfg.request_timeout, self.exchange(req)).await {
+        // Whether the request started to leave: a deadline that passes
+        // before (waiting for a slot, connecting) lost nothing.
+        let sent = AtomicBool::new(false);
+        match tokio::time::timeout(cfg.request_timeout, self.exchange(req, &sent)).await {
             Ok(r) => r,
-            Err(_) => Err(Mm7Error::Timeout(cfg.request_timeout)),
+            Err(_) if sent.load(Ordering::Acquire) => Err(Mm7Error::Timeout(cfg.request_timeout)),
+            Err(_) => Err(Mm7Error::NotSent(format!(
+                "no connection ready within {:?}",
+                cfg.request_timeout
+            ))),
         }
     }
 
-    async fn exchange(&self, enc: &Encoded) -> Result<HttpReply, Mm7Error> {
+    async fn exchange(&self, enc: &Encoded, sent: &AtomicBool) -> Result<HttpReply, Mm7Error> {
         let inner = &self.inner;
         let _permit = Arc::clone(&inner.permits)
             .acquire_owned()
             .await
-            .map_err(|_| Mm7Error::Transport("client closed".into()))?;
+            .map_err(|_| Mm7Error::NotSent("client closed".into()))?;
         let mut request = Some(self.request(enc)?);
         // Bounded: each round either uses up an idle connection or opens a
         // new one, and a new one is tried once.
@@ -390,22 +408,27 @@ impl Mm7Client {
                 if reused {
                     continue;
                 }
-                return Err(Mm7Error::Transport(
+                return Err(Mm7Error::NotSent(
                     "connection closed before the request".into(),
                 ));
             }
             let Some(req) = request.take() else {
-                return Err(Mm7Error::Transport("request lost".into()));
+                return Err(Mm7Error::NotSent("request lost".into()));
             };
+            sent.store(true, Ordering::Release);
             let resp = match sender.try_send_request(req).await {
                 Ok(resp) => resp,
                 Err(mut e) => match e.take_message() {
                     // Not sent: safe to try again on another connection.
-                    Some(req) if reused => {
-                        request = Some(req);
-                        continue;
+                    Some(req) => {
+                        sent.store(false, Ordering::Release);
+                        if reused {
+                            request = Some(req);
+                            continue;
+                        }
+                        return Err(Mm7Error::NotSent(e.into_error().to_string()));
                     }
-                    _ => return Err(Mm7Error::Transport(e.into_error().to_string())),
+                    None => return Err(Mm7Error::Transport(e.into_error().to_string())),
                 },
             };
             let status = resp.status().as_u16();

@@ -76,7 +76,8 @@ pub enum Mm7Error {
         /// 401 or 403.
         status: u16,
     },
-    /// The TCP or TLS connection could not be set up (client calls).
+    /// The TCP or TLS connection could not be set up (client calls);
+    /// nothing was sent.
     #[error("cannot connect to {addr}: {reason}")]
     Connect {
         /// host:port.
@@ -84,12 +85,17 @@ pub enum Mm7Error {
         /// Why.
         reason: String,
     },
-    /// The HTTP exchange failed after the connection was up (client calls);
-    /// the peer may or may not have processed the request.
+    /// The request was not sent: the connection closed before it, or no
+    /// connection was ready within the request timeout (client calls).
+    /// Sending it again cannot duplicate it.
+    #[error("request not sent: {0}")]
+    NotSent(String),
+    /// The HTTP exchange failed after the request started to leave (client
+    /// calls); the peer may or may not have processed the request.
     #[error("HTTP exchange failed: {0}")]
     Transport(String),
-    /// No complete answer within the request timeout (client calls); the
-    /// peer may or may not have processed the request.
+    /// No complete answer within the request timeout, the request sent
+    /// (client calls); the peer may or may not have processed the request.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// Unusable configuration (building a client, or a header value).
@@ -100,9 +106,10 @@ pub enum Mm7Error {
 impl Mm7Error {
     /// Whether retrying may help:
     ///
-    /// - temporary: connection failures, transport errors and timeouts (the
-    ///   classic "maybe it went through" cases: a retry may duplicate, a
-    ///   drop may lose), HTTP 408/429/5xx, and faults whose `faultcode` is
+    /// - temporary: connection failures and requests not sent, transport
+    ///   errors and timeouts (the classic "maybe it went through" cases,
+    ///   see [`Mm7Error::maybe_processed`]: a retry may duplicate, a drop
+    ///   may lose), HTTP 408/429/5xx, and faults whose `faultcode` is
     ///   `Server`;
     /// - permanent: everything about the content or the configuration
     ///   (undecodable answers included: an endpoint answering garbage will
@@ -110,9 +117,10 @@ impl Mm7Error {
     ///   [`Mm7Error::Unauthorized`].
     pub fn class(&self) -> Class {
         match self {
-            Mm7Error::Connect { .. } | Mm7Error::Transport(_) | Mm7Error::Timeout(_) => {
-                Class::Temporary
-            }
+            Mm7Error::Connect { .. }
+            | Mm7Error::NotSent(_)
+            | Mm7Error::Transport(_)
+            | Mm7Error::Timeout(_) => Class::Temporary,
             Mm7Error::Http { status } => match classify_http(*status) {
                 Class::Success => Class::Permanent,
                 c => c,
@@ -127,6 +135,20 @@ impl Mm7Error {
             }
             _ => Class::Permanent,
         }
+    }
+
+    /// True when the request left but no answer says what became of it:
+    /// the peer may have processed it (a SubmitReq may have been accepted,
+    /// and sending it again would deliver a second copy). That is a
+    /// [`Mm7Error::Timeout`], a [`Mm7Error::Transport`] failure, or HTTP 504
+    /// Gateway Timeout (a proxy in front of the peer gave up waiting for
+    /// it). [`Mm7Error::Connect`] and [`Mm7Error::NotSent`] are not: nothing
+    /// left.
+    pub fn maybe_processed(&self) -> bool {
+        matches!(
+            self,
+            Mm7Error::Timeout(_) | Mm7Error::Transport(_) | Mm7Error::Http { status: 504 }
+        )
     }
 
     /// The MM7 status an answer to a request that failed with this error

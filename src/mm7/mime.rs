@@ -492,6 +492,73 @@ pub fn new_boundary(tag: &str) -> String {
     format!("sluice-{tag}-{:016x}", rand::random::<u64>())
 }
 
+/// The `Content-Transfer-Encoding` a body needs as it is (RFC 2045 §2.7 to
+/// §2.9, no encoding applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TransferEncoding {
+    /// US-ASCII lines of at most 998 octets, CR and LF only as CRLF, no
+    /// NUL: the default when a part declares nothing.
+    SevenBit,
+    /// As 7bit, with octets above 127 (raw UTF-8).
+    EightBit,
+    /// Anything else: longer lines, bare CR or LF, NUL.
+    Binary,
+}
+
+impl TransferEncoding {
+    /// The header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TransferEncoding::SevenBit => "7bit",
+            TransferEncoding::EightBit => "8bit",
+            TransferEncoding::Binary => "binary",
+        }
+    }
+
+    /// What `body` needs.
+    pub fn of(body: &[u8]) -> TransferEncoding {
+        let mut eight = false;
+        let mut line = 0usize;
+        let mut i = 0;
+        while i < body.len() {
+            match body[i] {
+                0 | b'\n' => return TransferEncoding::Binary,
+                b'\r' => {
+                    if body.get(i + 1) != Some(&b'\n') {
+                        return TransferEncoding::Binary;
+                    }
+                    line = 0;
+                    i += 2;
+                    continue;
+                }
+                b => eight |= b >= 0x80,
+            }
+            line += 1;
+            if line > 998 {
+                return TransferEncoding::Binary;
+            }
+            i += 1;
+        }
+        if eight {
+            TransferEncoding::EightBit
+        } else {
+            TransferEncoding::SevenBit
+        }
+    }
+
+    /// What a part declaring `header` (`None`: nothing, i.e. 7bit) may
+    /// hold unencoded; `None` for base64, quoted-printable and unknown
+    /// values.
+    pub fn declared(header: Option<&str>) -> Option<TransferEncoding> {
+        match header.map(|h| h.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("7bit") => Some(TransferEncoding::SevenBit),
+            Some("8bit") => Some(TransferEncoding::EightBit),
+            Some("binary") => Some(TransferEncoding::Binary),
+            _ => None,
+        }
+    }
+}
+
 /// True when `body` contains `--boundary` anywhere (so the boundary cannot
 /// be used around it).
 pub fn collides(body: &[u8], boundary: &str) -> bool {

@@ -13,6 +13,7 @@
 //! | body not received within [`ServerConfig::body_timeout`] | 408 | none |
 //! | body does not decode (XML, MIME, elements)  | 400  | Fault, `VASPErrorRsp` 4004 Validation error or 2004 Multimedia content refused |
 //! | handler accepted                            | 200  | `DeliveryReportRsp` / `DeliverRsp`, 1000 Success |
+//! | report handler answered another status      | 200  | `DeliveryReportRsp` with that status (e.g. 2005 Message ID Not found for a report that matches nothing: a permanent answer, so the MMSC stops retrying) |
 //! | handler failed                              | 500  | Fault (`Server`), `VASPErrorRsp` 3000 Server Error: the MMSC retries |
 //! | another MM7 request                         | 500  | Fault (`Client`), `VASPErrorRsp` 4003 Unsupported Operation |
 //!
@@ -69,13 +70,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the gateway does with MMSC callbacks. `Err` makes the server answer
 /// a Fault (3000 Server Error) so that the MMSC retries later; the string is
-/// logged only.
+/// logged only. Keep `Err` for what a retry can fix (storage failing): a
+/// report that can never match anything deserves a valid answer.
 pub trait Mm7Inbound: Send + Sync + 'static {
-    /// A delivery report arrived.
+    /// A delivery report arrived; `Ok` is the status of the
+    /// `DeliveryReportRsp` (1000 Success, or a permanent code such as 2005
+    /// Message ID Not found).
     fn delivery_report(
         &self,
         report: DeliveryReportReq,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<Status, String>> + Send;
 
     /// An inbound message arrived.
     fn deliver(&self, deliver: DeliverReq) -> impl Future<Output = Result<(), String>> + Send;
@@ -262,7 +266,8 @@ impl<H: Mm7Inbound> Shared<H> {
             Message::DeliverReq(d) => {
                 let mm7_version = d.mm7_version.clone();
                 let h = Arc::clone(&self.handler);
-                let result = run(async move { h.deliver(*d).await }).await;
+                let result =
+                    run(async move { h.deliver(*d).await.map(|()| Status::success()) }).await;
                 answer(result, &tid, version, &mm7_version, Rsp::deliver, "deliver")
             }
             other => {
@@ -293,9 +298,9 @@ pub async fn fuzz_callback<H: Mm7Inbound>(
 
 /// Runs a handler call in its own task: a peer that hangs up cannot cancel
 /// it half-way, and a panic becomes an error answer.
-async fn run<F>(call: F) -> Result<(), String>
+async fn run<F>(call: F) -> Result<Status, String>
 where
-    F: Future<Output = Result<(), String>> + Send + 'static,
+    F: Future<Output = Result<Status, String>> + Send + 'static,
 {
     match tokio::spawn(call).await {
         Ok(r) => r,
@@ -304,7 +309,7 @@ where
 }
 
 fn answer(
-    result: Result<(), String>,
+    result: Result<Status, String>,
     tid: &str,
     version: Version,
     mm7_version: &str,
@@ -312,8 +317,8 @@ fn answer(
     what: &str,
 ) -> Response<Full<Bytes>> {
     match result {
-        Ok(()) => {
-            let mut r = rsp(tid, version, Status::success());
+        Ok(status) => {
+            let mut r = rsp(tid, version, status);
             r.mm7_version = mm7_version.to_owned();
             soap_response(StatusCode::OK, r.encode())
         }

@@ -16,7 +16,11 @@
 //! `multipart/mixed` holding a `text/plain; charset=utf-8` part (the text,
 //! left out when empty and there is media) and each media part
 //! (`Content-Transfer-Encoding: binary`). `Content href` points at the
-//! content part by `cid:`.
+//! content part by `cid:`. Every part's `Content-Transfer-Encoding` tells
+//! the truth about its bytes ([`mime::TransferEncoding`]): the envelope
+//! declares `8bit` when it holds raw UTF-8 (a non-ASCII Subject) and
+//! `binary` when a line passes 998 octets, and nothing (7bit) otherwise;
+//! the text says `8bit`, or `binary` for bare line feeds or long lines.
 //!
 //! # What is read
 //! - Any namespace and any prefix: elements are matched by local name; the
@@ -44,7 +48,7 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
 use super::error::Mm7Error;
-use super::mime::{self, ContentType, Layout, Part};
+use super::mime::{self, ContentType, Layout, Part, TransferEncoding};
 use super::status::Status;
 use super::version::{SOAP_ENV_NS, Version};
 
@@ -398,13 +402,18 @@ fn encode_with_content(envelope: String, text: &str, media: &[MediaPart<'_>]) ->
     let inner = fresh("mix");
 
     let mut l = Layout::default();
-    l.begin_part(
-        &outer,
-        &[
-            ("Content-Type", "text/xml; charset=utf-8"),
-            ("Content-ID", &format!("<{SOAP_CID}>")),
-        ],
-    );
+    // Raw UTF-8 (a non-ASCII Subject) or a line past 998 octets is not the
+    // 7bit a part without the header claims: say what it is.
+    let soap_cid = format!("<{SOAP_CID}>");
+    let mut soap_headers = vec![
+        ("Content-Type", "text/xml; charset=utf-8"),
+        ("Content-ID", soap_cid.as_str()),
+    ];
+    match TransferEncoding::of(envelope.as_bytes()) {
+        TransferEncoding::SevenBit => {}
+        te => soap_headers.push(("Content-Transfer-Encoding", te.as_str())),
+    }
+    l.begin_part(&outer, &soap_headers);
     l.bytes(envelope.as_bytes());
     l.end_part();
     l.begin_part(
@@ -423,7 +432,12 @@ fn encode_with_content(envelope: String, text: &str, media: &[MediaPart<'_>]) ->
             &[
                 ("Content-Type", "text/plain; charset=utf-8"),
                 ("Content-ID", &format!("<{TEXT_CID}>")),
-                ("Content-Transfer-Encoding", "8bit"),
+                (
+                    "Content-Transfer-Encoding",
+                    TransferEncoding::of(text.as_bytes())
+                        .max(TransferEncoding::EightBit)
+                        .as_str(),
+                ),
             ],
         );
         l.bytes(text.as_bytes());

@@ -298,6 +298,125 @@ fn callbacks_validate_against_every_schema() {
     }
 }
 
+/// The strict check of an encoded body: every leaf part holds only what its
+/// `Content-Transfer-Encoding` allows unencoded (RFC 2045: none declared
+/// means 7bit), and the SOAP part validates against `v`'s schema.
+fn strict_check(v: Version, enc: &Encoded) -> Result<(), String> {
+    fn leaves(p: &Part, out: &mut Vec<Part>) -> Result<(), String> {
+        let ct = p.content_type();
+        if !ct.is_multipart() {
+            out.push(p.clone());
+            return Ok(());
+        }
+        let boundary = ct.param("boundary").ok_or("multipart without boundary")?;
+        for inner in mime::parse_multipart(&p.body, boundary).map_err(|e| e.to_string())? {
+            leaves(&inner, out)?;
+        }
+        Ok(())
+    }
+    let ct = ContentType::parse(&enc.content_type);
+    let top = mime::parse_multipart(&enc.body, ct.param("boundary").ok_or("no boundary")?)
+        .map_err(|e| e.to_string())?;
+    let mut all = Vec::new();
+    for p in &top {
+        leaves(p, &mut all)?;
+    }
+    for p in &all {
+        let header = p.header("content-transfer-encoding");
+        let declared = mime::TransferEncoding::declared(header)
+            .ok_or_else(|| format!("unexpected transfer encoding {header:?}"))?;
+        let needed = mime::TransferEncoding::of(&p.body);
+        if needed > declared {
+            return Err(format!(
+                "part {:?} holds {} data but declares {}",
+                p.content_id(),
+                needed.as_str(),
+                declared.as_str()
+            ));
+        }
+    }
+    validate(v.name(), &soap_part(enc))
+}
+
+#[test]
+fn transfer_encodings_follow_rfc_2045() {
+    use mime::TransferEncoding as Te;
+    assert_eq!(Te::of(b""), Te::SevenBit);
+    assert_eq!(Te::of(b"plain\r\nlines\r\n"), Te::SevenBit);
+    assert_eq!(Te::of("Gr\u{fc}\u{df}e".as_bytes()), Te::EightBit);
+    assert_eq!(Te::of(b"bare\nfeed"), Te::Binary);
+    assert_eq!(Te::of(b"bare\rreturn"), Te::Binary);
+    assert_eq!(Te::of(b"nul\0"), Te::Binary);
+    assert_eq!(Te::of(&[b'x'; 998]), Te::SevenBit);
+    assert_eq!(Te::of(&[b'x'; 999]), Te::Binary);
+    let mut two_lines = vec![b'x'; 998];
+    two_lines.extend_from_slice(b"\r\n");
+    two_lines.extend_from_slice(&[b'y'; 998]);
+    assert_eq!(Te::of(&two_lines), Te::SevenBit);
+    assert_eq!(Te::declared(None), Some(Te::SevenBit));
+    assert_eq!(Te::declared(Some(" 8BIT ")), Some(Te::EightBit));
+    assert_eq!(Te::declared(Some("binary")), Some(Te::Binary));
+    assert_eq!(Te::declared(Some("base64")), None);
+}
+
+#[test]
+fn non_ascii_subjects_are_declared_and_pass_the_strict_check_in_every_version() {
+    let to = [Address::Number("+15551230001".into())];
+    let from = Address::ShortCode("12345".into());
+    let media = image();
+    let long: String = "Grüße ✓ ".repeat(24) + "Ende";
+    for v in Version::ALL {
+        for subject in ["Grüße — 20 % Rabatt ✓", "😀", long.as_str()] {
+            let req = SubmitReq {
+                transaction_id: "t-utf8",
+                version: v,
+                recipients: &to,
+                sender: Some(&from),
+                subject: Some(subject),
+                text: "Schöne Tage\nund mehr",
+                media: &media,
+                ..SubmitReq::default()
+            };
+            let enc = req.encode();
+            strict_check(v, &enc).unwrap_or_else(|e| panic!("{v} {subject:?}: {e}"));
+            let Message::SubmitReq(back) = decode(Some(&enc.content_type), &enc.body).unwrap()
+            else {
+                panic!("not a SubmitReq")
+            };
+            assert_eq!(back.subject.as_deref(), Some(subject));
+            assert_eq!(back.text, "Schöne Tage\nund mehr");
+        }
+        // An ASCII envelope short enough for 7bit keeps its header block.
+        let plain = SubmitReq {
+            transaction_id: "t",
+            version: v,
+            recipients: &to,
+            subject: Some("Hello"),
+            text: "x",
+            ..SubmitReq::default()
+        }
+        .encode();
+        strict_check(v, &plain).unwrap_or_else(|e| panic!("{v} ascii: {e}"));
+        let soap_headers = text_of(&plain);
+        let soap_headers = soap_headers.split("<?xml").next().unwrap();
+        assert!(
+            !soap_headers.contains("Content-Transfer-Encoding"),
+            "{soap_headers}"
+        );
+        // A DeliverReq (what the simulator sends) with an accented subject too.
+        let d = DeliverReq {
+            transaction_id: "mo-utf8".into(),
+            version: Some(v),
+            sender: Address::Number("+15551230001".into()),
+            recipients: vec![Address::ShortCode("12345".into())],
+            subject: Some("Réponse".into()),
+            text: "ARRÊT".into(),
+            ..DeliverReq::default()
+        };
+        strict_check(v, &d.encode()).unwrap_or_else(|e| panic!("{v} DeliverReq: {e}"));
+    }
+}
+
 // === encoding ===
 
 #[test]
@@ -1247,12 +1366,12 @@ struct Recorder {
 }
 
 impl Mm7Inbound for Recorder {
-    async fn delivery_report(&self, r: DeliveryReportReq) -> Result<(), String> {
+    async fn delivery_report(&self, r: DeliveryReportReq) -> Result<Status, String> {
         let _ = self.reports.send(r);
         if self.fail {
             Err("store down".into())
         } else {
-            Ok(())
+            Ok(Status::success())
         }
     }
 
@@ -1483,12 +1602,137 @@ async fn receiver_answers_a_fault_when_the_handler_fails() {
     assert_eq!(s.code, status::SERVER_ERROR);
 }
 
+/// A peer that accepts connections and, per `close`, reads the first bytes
+/// of a request and hangs up without answering, or never answers; says on
+/// the channel when a request's first bytes arrived.
+async fn silent_peer(close: bool) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<()>) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = tx.send(());
+            if !close {
+                open.push(s);
+            }
+        }
+    });
+    (addr, rx)
+}
+
+fn client_at(addr: std::net::SocketAddr, timeout: Duration) -> Mm7Client {
+    Mm7Client::new(ClientConfig {
+        url: format!("http://{addr}/mm7"),
+        request_timeout: timeout,
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_that_left_unanswered_is_told_from_one_that_never_left() {
+    let to = recipients();
+    let req = SubmitReq {
+        transaction_id: "t",
+        recipients: &to,
+        text: "x",
+        ..SubmitReq::default()
+    };
+    // The peer took the request and hung up: it may have processed it.
+    let (addr, _arrived) = silent_peer(true).await;
+    let e = client_at(addr, Duration::from_secs(10))
+        .submit(&req)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Mm7Error::Transport(_)), "{e:?}");
+    assert!(e.maybe_processed());
+    // The peer took the request and never answered.
+    let (addr, _arrived) = silent_peer(false).await;
+    let e = client_at(addr, Duration::from_millis(300))
+        .submit(&req)
+        .await
+        .unwrap_err();
+    assert_eq!(e, Mm7Error::Timeout(Duration::from_millis(300)));
+    assert!(e.maybe_processed());
+    // The deadline passed during the TLS handshake: the request never left.
+    let (addr, _arrived) = silent_peer(false).await;
+    let tls = Mm7Client::new(ClientConfig {
+        url: format!("https://{addr}/mm7"),
+        request_timeout: Duration::from_millis(300),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let e = tls.submit(&req).await.unwrap_err();
+    assert!(matches!(e, Mm7Error::NotSent(_)), "{e:?}");
+    assert!(!e.maybe_processed());
+    assert_eq!(e.class(), Class::Temporary);
+    // Nobody listening: nothing left.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let e = client_at(closed, Duration::from_secs(5))
+        .submit(&req)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Mm7Error::Connect { .. }), "{e:?}");
+    assert!(!e.maybe_processed());
+    // A proxy's 504 is an unanswered request too; a 503 is not.
+    assert!(Mm7Error::Http { status: 504 }.maybe_processed());
+    assert!(!Mm7Error::Http { status: 503 }.maybe_processed());
+    assert!(!Mm7Error::Unauthorized { status: 401 }.maybe_processed());
+}
+
+/// A handler that knows no report (answers 2005 Message ID Not found).
+#[derive(Debug)]
+struct KnowsNothing;
+
+impl Mm7Inbound for KnowsNothing {
+    async fn delivery_report(&self, _: DeliveryReportReq) -> Result<Status, String> {
+        Ok(Status::new(status::MESSAGE_ID_NOT_FOUND))
+    }
+
+    async fn deliver(&self, _: DeliverReq) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_report_handler_status_is_answered_in_a_valid_delivery_report_rsp() {
+    let server = serve(
+        ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        },
+        Arc::new(KnowsNothing),
+    )
+    .await
+    .unwrap();
+    let client = client_for(&server, None);
+    for v in Version::ALL {
+        let reply = client.post(&report(v).encode()).await.unwrap();
+        assert_eq!(reply.status, 200, "{v}");
+        let Message::Rsp(rsp) = reply.decode().unwrap() else {
+            panic!("{v}: not a response")
+        };
+        assert_eq!(rsp.kind.element(), "DeliveryReportRsp");
+        assert_eq!(rsp.status.code, status::MESSAGE_ID_NOT_FOUND);
+        assert_eq!(rsp.status.class(), Class::Permanent);
+        validate(v.name(), std::str::from_utf8(&reply.body).unwrap())
+            .unwrap_or_else(|e| panic!("{v}: {e}"));
+    }
+}
+
 /// A handler that panics.
 #[derive(Debug)]
 struct Panicky;
 
 impl Mm7Inbound for Panicky {
-    async fn delivery_report(&self, _: DeliveryReportReq) -> Result<(), String> {
+    async fn delivery_report(&self, _: DeliveryReportReq) -> Result<Status, String> {
         panic!("handler bug")
     }
 

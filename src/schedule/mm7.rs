@@ -7,11 +7,29 @@
 //! request never left is queued again and one that may have reached the
 //! MMSC is `unknown`.
 //!
-//! A temporary refusal (4006, HTTP 503, a timeout) slows the carrier down
-//! (AIMD, [`super::aimd`]) and retries the same message with backoff until
-//! its validity ends; a permanent one (2xxx/3xxx, or media that cannot fit)
-//! returns the message to queued and hands it to the fallback (SMS with a
-//! link or text only, or failure, per the message's policy).
+//! What each answer ([`Attempt`]) does:
+//!
+//! | answer | the message | the MMSC |
+//! | --- | --- | --- |
+//! | accepted | waits for its delivery report | up |
+//! | refused for now (4006, 3000, HTTP 503) | retried with backoff until its validity ends, then `expired` with the last MM7 status | up; adaptive slow-down ([`super::aimd`]) |
+//! | refused for good (2xxx, most 3xxx and 4xxx), or media that cannot fit | back to queued and to its fallback (SMS with a link or text only, or `failed` with the MM7 status, per its policy) | up |
+//! | unanswered (timeout, connection lost after sending, HTTP 504) | `unknown` (`unanswered = "unknown"`, the default: it may have been accepted, and a second SubmitReq would be a second MMS), or queued again (`"resend"`) | down (unreachable) |
+//! | never sent (connection refused, no connection in time) | queued again, at the front | down (unreachable) |
+//! | HTTP 401/403 | queued again, at the front | paused: credentials refused (`sluice_mm7_auth_failed` = 1, an error log) |
+//!
+//! While its MMSC is down the dispatcher sends nothing but one try at a
+//! time, when [`Mm7Carrier::begin_probe`] allows (the wait doubles after
+//! each failed try: 1 s to 30 s when unreachable, `auth_retry_min` to
+//! `auth_retry_max` for credentials); the try is a queued message, so the
+//! queue drains as MMS the moment the MMSC takes one. Meanwhile messages
+//! wait in the queue (the gateway hands them to another MMSC after
+//! `failover_after`), and those whose validity ends within
+//! `mms.fallback_before_expiry` go to their fallback: a paused MMSC never
+//! turns its whole queue into SMS one by one.
+//!
+//! Every message this dispatcher ends carries its MMSC as carrier (channel
+//! `mms`) and the MM7 status code when there is one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +42,32 @@ use super::aimd::Aimd;
 use super::fair::{Item, Pop};
 use super::{CarrierQueue, DispatchCheck, QuietCheck};
 use crate::carrier::CarrierSink;
-use crate::carrier::mm7::{Attempt, Mm7Carrier};
+use crate::carrier::mm7::{Attempt, Down, Mm7Carrier, Transition};
+use crate::config::Unanswered;
 use crate::ledger::{Finalized, Ledger};
 use crate::model::{DeliveryState, Message, now_ms};
 use crate::receipts::Receipts;
 
 const TARGET: &str = "sluice::schedule";
 
+/// How often a down MMSC's queue is looked through for messages whose
+/// validity is about to end.
+const EXPIRY_SCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a message leaves the MMS channel for its fallback, and at which
+/// MMSC.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The MMSC.
+    pub carrier: Arc<str>,
+    /// The MM7 status code (0 when none).
+    pub code: u32,
+    /// Readable reason.
+    pub reason: String,
+}
+
 /// Hands a message that cannot go as MMS to the SMS fallback.
-pub type Fallback = Arc<dyn Fn(Arc<Message>, String) + Send + Sync>;
+pub type Fallback = Arc<dyn Fn(Arc<Message>, Refusal) + Send + Sync>;
 
 /// Everything the dispatcher of one MMSC works with.
 pub struct Mm7Dispatcher {
@@ -52,6 +87,11 @@ pub struct Mm7Dispatcher {
     pub concurrency: usize,
     /// Configured rate (0: unlimited), the ceiling of adaptive throttling.
     pub rate: f64,
+    /// What a SubmitReq whose answer never came becomes.
+    pub unanswered: Unanswered,
+    /// While the MMSC is down, queued messages whose validity ends within
+    /// this go to their fallback.
+    pub fallback_before_expiry: Duration,
 }
 
 impl std::fmt::Debug for Mm7Dispatcher {
@@ -59,6 +99,32 @@ impl std::fmt::Debug for Mm7Dispatcher {
         f.debug_struct("Mm7Dispatcher")
             .field("carrier", self.carrier.name())
             .finish_non_exhaustive()
+    }
+}
+
+/// Gives a try back if it ends without an outcome that marks the MMSC up
+/// or down (the last look stopped the message, the journal failed...).
+struct ProbeGuard<'a> {
+    carrier: Option<&'a Mm7Carrier>,
+}
+
+impl ProbeGuard<'_> {
+    /// True while this is the MMSC's one try and it has no outcome yet.
+    fn armed(&self) -> bool {
+        self.carrier.is_some()
+    }
+
+    /// The try came to an outcome (the MMSC was marked up or down).
+    fn resolved(&mut self) {
+        self.carrier = None;
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.carrier {
+            c.end_probe();
+        }
     }
 }
 
@@ -73,19 +139,34 @@ impl Mm7Dispatcher {
         let mut wake: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let observed = super::QueueMetrics::new(this.carrier.name());
+        let mut scan_at = Instant::now();
         loop {
             if let Some(next) = this.queue.release_held(now_ms()) {
                 let at = Instant::now() + Duration::from_millis(next.saturating_sub(now_ms()));
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
+            let now = Instant::now();
+            let down = this.carrier.down();
+            if down.is_some() && scan_at <= now {
+                this.fallback_expiring();
+                scan_at = now + EXPIRY_SCAN_EVERY;
+            }
+            // While down: one try at a time, when due.
+            let probe_at = this.carrier.probe_at();
+            let may_send = down.is_none() || probe_at.is_some_and(|t| t <= now);
             let notified = this.queue.notify.notified();
-            let ready = !this.queue.is_paused()
+            let ready = may_send
+                && !this.queue.is_paused()
                 && !this.queue.is_empty()
-                && wake.is_none_or(|t| t <= Instant::now());
+                && wake.is_none_or(|t| t <= now);
             if !ready {
+                let until = match (wake, down.is_some().then_some(probe_at).flatten()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 tokio::select! {
                     _ = notified => {}
-                    _ = super::sleep_until_opt(wake) => {}
+                    _ = super::sleep_until_opt(until) => {}
                     _ = tick.tick() => aimd.lock().on_tick(Instant::now()),
                     _ = shutdown.changed() => return,
                 }
@@ -99,13 +180,27 @@ impl Mm7Dispatcher {
                 _ = shutdown.changed() => return,
             };
             drop(first);
-            let (items, next) = this.take_batch(sem.available_permits().max(1));
+            let probing = down.is_some();
+            let max = if probing {
+                1
+            } else {
+                sem.available_permits().max(1)
+            };
+            let (items, next) = this.take_batch(max);
             wake = next;
             observed.observe(&this.queue);
             if items.is_empty() {
                 continue;
             }
             let ready = this.prepare(items);
+            if probing && (ready.is_empty() || !this.carrier.begin_probe()) {
+                // Nothing to try with (it ended meanwhile), or the MMSC
+                // came back up: look again.
+                for m in ready {
+                    this.requeue(&m);
+                }
+                continue;
+            }
             for m in ready {
                 let permit = tokio::select! {
                     p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -114,7 +209,7 @@ impl Mm7Dispatcher {
                 let this = this.clone();
                 let aimd = aimd.clone();
                 tokio::spawn(async move {
-                    this.submit(m, &aimd).await;
+                    this.submit(m, &aimd, probing).await;
                     drop(permit);
                 });
             }
@@ -141,6 +236,15 @@ impl Mm7Dispatcher {
         (items, next)
     }
 
+    /// A message this dispatcher ends went through its MMSC (channel
+    /// `mms`), even when it never left the queue.
+    fn at_this_mmsc(&self, mut f: Finalized) -> Finalized {
+        if f.carrier.is_none() {
+            f.carrier = Some(self.carrier.name().clone());
+        }
+        f
+    }
+
     /// Quiet hours, validity and suppression; what passes is dispatched (in
     /// memory: the journal hears of it right before its request).
     fn prepare(&self, items: Vec<Item>) -> Vec<Arc<Message>> {
@@ -154,22 +258,29 @@ impl Mm7Dispatcher {
                 QuietCheck::Held(_) => continue,
                 QuietCheck::Expires(i) => {
                     let reason = "validity ends before the recipient's quiet hours do".into();
-                    finals.extend(self.ledger.finish(
-                        i.message.id,
-                        DeliveryState::Expired,
-                        0,
-                        &reason,
-                    ));
+                    finals.extend(
+                        self.ledger
+                            .finish(i.message.id, DeliveryState::Expired, 0, &reason)
+                            .map(|f| self.at_this_mmsc(f)),
+                    );
                     continue;
                 }
             };
             if m.expires_at_ms <= now {
                 let reason = "validity ended before dispatch".into();
-                finals.extend(self.ledger.finish(m.id, DeliveryState::Expired, 0, &reason));
+                finals.extend(
+                    self.ledger
+                        .finish(m.id, DeliveryState::Expired, 0, &reason)
+                        .map(|f| self.at_this_mmsc(f)),
+                );
                 continue;
             }
             if let Some((state, reason)) = self.check.as_ref().and_then(|c| c.check(&m)) {
-                finals.extend(self.ledger.finish(m.id, state, 0, &reason));
+                finals.extend(
+                    self.ledger
+                        .finish(m.id, state, 0, &reason)
+                        .map(|f| self.at_this_mmsc(f)),
+                );
                 continue;
             }
             if self.ledger.dispatch(m.id, &name, 1) {
@@ -180,6 +291,55 @@ impl Mm7Dispatcher {
             tokio::spawn(self.receipts.publish(finals));
         }
         ready
+    }
+
+    /// Puts a dispatched message that did not reach the MMSC back at the
+    /// front of the queue (journaled back to queued).
+    fn requeue(&self, m: &Arc<Message>) {
+        if self.ledger.refused(m.id) {
+            self.queue.push_front(std::iter::once(m));
+        }
+    }
+
+    /// While the MMSC is down: hands queued messages whose validity ends
+    /// within `fallback_before_expiry` to their fallback; the rest wait.
+    /// Messages queued while this runs may overtake the ones put back.
+    fn fallback_expiring(&self) {
+        let Some(why) = self.carrier.down() else {
+            return;
+        };
+        if self.queue.is_empty() || self.queue.is_paused() {
+            return;
+        }
+        let limit = now_ms().saturating_add(self.fallback_before_expiry.as_millis() as u64);
+        let (due, keep): (Vec<Item>, Vec<Item>) = self
+            .queue
+            .drain()
+            .into_iter()
+            .partition(|i| i.message.expires_at_ms <= limit);
+        if !keep.is_empty() {
+            self.queue.push_items(keep);
+        }
+        if due.is_empty() {
+            return;
+        }
+        let name = self.carrier.name();
+        tracing::warn!(target: TARGET, carrier = %name, messages = due.len(), %why,
+            "MMS whose validity is about to end take their fallback while the MMSC is down");
+        for i in due {
+            let reason = format!(
+                "MMSC {name} {why} and the validity ends within {}",
+                humantime::format_duration(self.fallback_before_expiry)
+            );
+            (self.fallback)(
+                i.message,
+                Refusal {
+                    carrier: name.clone(),
+                    code: 0,
+                    reason,
+                },
+            );
+        }
     }
 
     /// The last look before a request leaves: true when the message ended
@@ -205,10 +365,58 @@ impl Mm7Dispatcher {
         true
     }
 
-    /// Submits one message until it is accepted, refused for good, or out
-    /// of validity.
-    async fn submit(&self, m: Arc<Message>, aimd: &Mutex<Aimd>) {
+    /// The MMSC answered: up again if it was down.
+    fn answered(&self) {
+        if let Some((why, for_)) = self.carrier.mark_up() {
+            let name = self.carrier.name();
+            metrics::gauge!("sluice_mm7_down", "carrier" => name.to_string()).set(0.0);
+            metrics::gauge!("sluice_mm7_auth_failed", "carrier" => name.to_string()).set(0.0);
+            tracing::info!(target: TARGET, carrier = %name, was = %why, down_s = for_.as_secs(),
+                "MMSC takes MMS again; its queue drains");
+            self.queue.notify.notify_one();
+        }
+    }
+
+    /// The MMSC did not take a request for `why`.
+    fn went_down(&self, why: Down, probe: bool) {
+        let name = self.carrier.name();
+        let (t, retry_in) = self.carrier.mark_down(why.clone(), probe);
+        let auth = matches!(why, Down::Unauthorized(_));
+        match t {
+            Transition::Down => {
+                metrics::gauge!("sluice_mm7_down", "carrier" => name.to_string()).set(1.0);
+                if auth {
+                    metrics::gauge!("sluice_mm7_auth_failed", "carrier" => name.to_string())
+                        .set(1.0);
+                    tracing::error!(target: TARGET, carrier = %name, %why, retry_in_s = retry_in.as_secs(),
+                        "MMSC refuses our credentials: its MMS are paused (they wait, or take their fallback only when their validity is about to end); credentials are tried again with backoff");
+                } else {
+                    tracing::warn!(target: TARGET, carrier = %name, %why, retry_in_ms = retry_in.as_millis() as u64,
+                        "MMSC unreachable: its MMS wait; tried again with backoff");
+                }
+            }
+            Transition::StillDown => {
+                if auth {
+                    tracing::error!(target: TARGET, carrier = %name, %why, retry_in_s = retry_in.as_secs(),
+                        "MMSC still refuses our credentials");
+                } else {
+                    tracing::info!(target: TARGET, carrier = %name, %why, retry_in_ms = retry_in.as_millis() as u64,
+                        "MMSC still unreachable");
+                }
+            }
+            Transition::Unchanged => {}
+        }
+        self.queue.notify.notify_one();
+    }
+
+    /// Submits one message until it is accepted, refused for good, out of
+    /// validity, or the MMSC cannot take it (then it waits in the queue).
+    /// `probe`: it is the one try while the MMSC is down.
+    async fn submit(&self, m: Arc<Message>, aimd: &Mutex<Aimd>, probe: bool) {
         let name = self.carrier.name().clone();
+        let mut probe_guard = ProbeGuard {
+            carrier: probe.then_some(&*self.carrier),
+        };
         let mut backoff = Duration::from_millis(250);
         for attempt in 0u32.. {
             loop {
@@ -229,14 +437,24 @@ impl Mm7Dispatcher {
             }
             metrics::counter!("sluice_mm7_submits_total", "carrier" => name.to_string())
                 .increment(1);
-            match self.carrier.submit(&m, attempt).await {
+            // Held until the answer is recorded: a delivery report that
+            // overtakes it waits for it.
+            let ticket = self.carrier.in_flight().begin();
+            let outcome = self.carrier.submit(&m, attempt).await;
+            match outcome {
                 Attempt::Accepted(message_id) => {
                     aimd.lock().on_accept(Instant::now());
                     self.receipts
                         .part_submitted(&name, m.id, 0, message_id.as_bytes());
+                    drop(ticket);
+                    self.answered();
+                    probe_guard.resolved();
                     return;
                 }
-                Attempt::Temporary(reason) => {
+                Attempt::Temporary { reason, code } => {
+                    drop(ticket);
+                    self.answered();
+                    probe_guard.resolved();
                     aimd.lock().on_throttle(Instant::now());
                     metrics::counter!("sluice_mm7_throttled_total", "carrier" => name.to_string())
                         .increment(1);
@@ -245,7 +463,7 @@ impl Mm7Dispatcher {
                             m.id,
                             0,
                             DeliveryState::Expired,
-                            0,
+                            code,
                             format!("validity ended while the MMSC refused for now: {reason}"),
                         );
                         return;
@@ -255,14 +473,59 @@ impl Mm7Dispatcher {
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
                 Attempt::Permanent { reason, code } => {
+                    drop(ticket);
+                    self.answered();
+                    probe_guard.resolved();
                     metrics::counter!("sluice_mm7_refused_total", "carrier" => name.to_string())
                         .increment(1);
                     if !self.ledger.refused(m.id) {
                         self.receipts
                             .part_failed(m.id, 0, DeliveryState::Rejected, code, reason);
                     } else {
-                        (self.fallback)(m, reason);
+                        let refusal = Refusal {
+                            carrier: name.clone(),
+                            code,
+                            reason,
+                        };
+                        (self.fallback)(m, refusal);
                     }
+                    return;
+                }
+                Attempt::Unanswered(reason) => {
+                    drop(ticket);
+                    aimd.lock().on_throttle(Instant::now());
+                    metrics::counter!("sluice_mm7_unanswered_total", "carrier" => name.to_string())
+                        .increment(1);
+                    match self.unanswered {
+                        Unanswered::Unknown => self.receipts.part_failed(
+                            m.id,
+                            0,
+                            DeliveryState::Unknown,
+                            0,
+                            format!(
+                                "no answer from the MMSC ({reason}): it may have accepted the MMS, so it is not sent again"
+                            ),
+                        ),
+                        Unanswered::Resend => self.requeue(&m),
+                    }
+                    self.went_down(Down::Unreachable(reason), probe_guard.armed());
+                    probe_guard.resolved();
+                    return;
+                }
+                Attempt::Unreachable(reason) => {
+                    drop(ticket);
+                    self.requeue(&m);
+                    self.went_down(Down::Unreachable(reason), probe_guard.armed());
+                    probe_guard.resolved();
+                    return;
+                }
+                Attempt::Unauthorized { http_status } => {
+                    drop(ticket);
+                    metrics::counter!("sluice_mm7_auth_refused_total", "carrier" => name.to_string())
+                        .increment(1);
+                    self.requeue(&m);
+                    self.went_down(Down::Unauthorized(http_status), probe_guard.armed());
+                    probe_guard.resolved();
                     return;
                 }
             }

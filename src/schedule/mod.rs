@@ -148,6 +148,25 @@ impl CarrierQueue {
         self.notify.notify_one();
     }
 
+    /// Queues messages handed back by the carrier at the front of their
+    /// sender's campaign queue (they keep their place).
+    pub fn push_front<'a>(&self, messages: impl IntoIterator<Item = &'a Arc<Message>>) {
+        let now = Instant::now();
+        let items: Vec<Item> = messages
+            .into_iter()
+            .map(|m| Item {
+                permits: self.permits(m),
+                message: m.clone(),
+            })
+            .collect();
+        let mut q = self.fair.lock();
+        for i in items {
+            q.push(i, true, now);
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
     /// Queues items already weighed (failover from another carrier).
     pub fn push_items(&self, items: Vec<Item>) {
         let now = Instant::now();

@@ -28,18 +28,24 @@
 //!    `DeliveryReportReq` per recipient is posted to `--callback-url` after
 //!    `--report-delay` when the submit asked for reports, in the submit's
 //!    version.
+//! 9. `--answer-delay` (or [`Mmsc::set_answer_delay`]): the answer waits
+//!    that long after all of the above (a slow or hung MMSC); a VASP that
+//!    gives up waiting has had its message taken anyway.
 //!
 //! Faults go with HTTP 500 (SOAP 1.1). Every answer after step 2 counts in
 //! `submits == accepted + refused`; counters are updated before the answer
-//! is written.
+//! is written. The account (step 1) and the answer delay can be changed
+//! while running ([`Mmsc::set_account`], [`Mmsc::set_answer_delay`]).
 //!
 //! # Decisions
 //! - **One task per pending report** (sleep, post, retry): unlike the SMSC
 //!   simulator's single timer, retries give reports different delays; tokio
 //!   tasks are cheap and each stops on shutdown.
 //! - **Reports are retried** up to `--report-retries` times,
-//!   `--report-retry-delay` apart, when the VASP does not answer 1xxx (as
-//!   MMSCs retry).
+//!   `--report-retry-delay` apart, when the VASP does not answer or answers
+//!   a temporary status (3000 Server Error, 4006; as MMSCs retry); a
+//!   permanent status (e.g. 2005 Message ID Not found) ends the report
+//!   (`reports_refused`).
 //! - **MO recipients** that are all digits and at most 8 long are sent as
 //!   `ShortCode`, others as `Number`.
 
@@ -151,6 +157,10 @@ pub struct MmscConfig {
     /// Pause between attempts to post a delivery report.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub report_retry_delay: Duration,
+    /// Answer each submit only after this long (a slow or hung MMSC); the
+    /// submit is processed (and accepted) before.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub answer_delay: Duration,
 }
 
 impl Default for MmscConfig {
@@ -173,6 +183,7 @@ impl Default for MmscConfig {
             expect_version: None,
             report_retries: 3,
             report_retry_delay: Duration::from_secs(1),
+            answer_delay: Duration::ZERO,
         }
     }
 }
@@ -199,6 +210,7 @@ impl fmt::Debug for MmscConfig {
             .field("expect_version", &self.expect_version)
             .field("report_retries", &self.report_retries)
             .field("report_retry_delay", &self.report_retry_delay)
+            .field("answer_delay", &self.answer_delay)
             .finish()
     }
 }
@@ -433,6 +445,8 @@ pub struct MmscStats {
     pub reports_sent: u64,
     /// DeliveryReportReq answered 1xxx.
     pub reports_acked: u64,
+    /// Reports answered with a permanent status (not retried).
+    pub reports_refused: u64,
     /// Reports given up after the last retry.
     pub reports_failed: u64,
     /// DeliverReq (MO) posted.
@@ -464,7 +478,8 @@ impl fmt::Debug for Mmsc {
 
 struct Shared {
     cfg: MmscConfig,
-    credentials: Option<Credentials>,
+    /// What may change while running.
+    live: Mutex<Live>,
     callback: Option<Mm7Client>,
     token: CancellationToken,
     /// Held by every task; [`Mmsc::run_until_shutdown`] waits for the last.
@@ -477,6 +492,12 @@ struct Shared {
     media: Mutex<std::collections::VecDeque<(String, bytes::Bytes)>>,
     next_id: AtomicU64,
     next_mo: AtomicU64,
+}
+
+/// The simulator's settings that tests change while it runs.
+struct Live {
+    credentials: Option<Credentials>,
+    answer_delay: Duration,
 }
 
 /// Binds the listener (port 0 allowed), spawns the simulator on the current
@@ -503,7 +524,10 @@ pub async fn start(cfg: MmscConfig) -> io::Result<Mmsc> {
     let token = CancellationToken::new();
     let (alive, tasks_done) = mpsc::channel(1);
     let shared = Arc::new(Shared {
-        credentials: cfg.credentials(),
+        live: Mutex::new(Live {
+            credentials: cfg.credentials(),
+            answer_delay: cfg.answer_delay,
+        }),
         cfg,
         callback,
         token: token.clone(),
@@ -592,6 +616,17 @@ impl Mmsc {
         v
     }
 
+    /// Requires basic auth `username:password` from now on (`None`: no
+    /// auth), as when an account is fixed or its password rotated.
+    pub fn set_account(&self, account: Option<(&str, &str)>) {
+        self.shared.live.lock().credentials = account.map(|(u, p)| Credentials::new(u, p));
+    }
+
+    /// Answers submits only after `delay` from now on (zero: at once).
+    pub fn set_answer_delay(&self, delay: Duration) {
+        self.shared.live.lock().answer_delay = delay;
+    }
+
     /// Stops accepting and drops pending reports.
     pub fn shutdown(&self) {
         self.shared.token.cancel();
@@ -662,7 +697,11 @@ impl Shared {
         req: Request<Incoming>,
     ) -> Response<Full<Bytes>> {
         self.bump(|s| s.requests += 1);
-        if let Some(resp) = admit(&req, peer, &[], self.credentials.as_ref(), HARD_BODY_LIMIT) {
+        let (credentials, answer_delay) = {
+            let live = self.live.lock();
+            (live.credentials.clone(), live.answer_delay)
+        };
+        if let Some(resp) = admit(&req, peer, &[], credentials.as_ref(), HARD_BODY_LIMIT) {
             if resp.status() == StatusCode::UNAUTHORIZED {
                 self.bump(|s| s.unauthorized += 1);
             }
@@ -690,6 +729,12 @@ impl Shared {
                 st.refused += 1;
             }
         });
+        if !answer_delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(answer_delay) => {}
+                () = self.token.cancelled() => {}
+            }
+        }
         resp
     }
 
@@ -883,6 +928,11 @@ impl Shared {
             match client.delivery_report(&report).await {
                 Ok(s) if s.class() == Class::Success => {
                     self.bump(|s| s.reports_acked += 1);
+                    return;
+                }
+                Ok(s) if s.class() == Class::Permanent => {
+                    tracing::debug!(target: TARGET, message_id = %crate::model::LogSafe::new(&report.message_id), status = %crate::model::LogSafe::display(&s), "report refused for good");
+                    self.bump(|s| s.reports_refused += 1);
                     return;
                 }
                 Ok(s) => {

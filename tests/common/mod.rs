@@ -56,6 +56,8 @@ pub struct Collected {
     pub opts: Arc<Mutex<Vec<pb::OptEvent>>>,
     /// Channel and channel reason of each final event.
     pub channels: Arc<Mutex<HashMap<u64, (pb::Channel, String)>>>,
+    /// Error code and carrier of each final event.
+    pub codes: Arc<Mutex<HashMap<u64, (u32, String)>>>,
 }
 
 impl Collected {
@@ -98,6 +100,9 @@ pub async fn subscriber_as(addr: &str, tenant: &str, token: &str) -> (Client, Co
                                 d.channel_reason.clone(),
                             ),
                         );
+                        c.codes
+                            .lock()
+                            .insert(d.message_id, (d.error_code, d.carrier.clone()));
                         c.states
                             .lock()
                             .entry(d.message_id)

@@ -94,7 +94,7 @@ struct Sink {
 }
 
 impl Mm7Inbound for Sink {
-    async fn delivery_report(&self, r: DeliveryReportReq) -> Result<(), String> {
+    async fn delivery_report(&self, r: DeliveryReportReq) -> Result<Status, String> {
         if self
             .fail
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
@@ -103,7 +103,7 @@ impl Mm7Inbound for Sink {
             return Err("not now".into());
         }
         let _ = self.reports.send(r);
-        Ok(())
+        Ok(Status::success())
     }
 
     async fn deliver(&self, d: DeliverReq) -> Result<(), String> {
