@@ -132,25 +132,21 @@ impl CarrierQueue {
 
     /// Queues messages at the back.
     pub fn push<'a>(&self, messages: impl IntoIterator<Item = &'a Arc<Message>>) {
-        let now = Instant::now();
-        let items: Vec<Item> = messages
-            .into_iter()
-            .map(|m| Item {
-                permits: self.permits(m),
-                message: m.clone(),
-            })
-            .collect();
-        let mut q = self.fair.lock();
-        for i in items {
-            q.push(i, false, now);
-        }
-        drop(q);
-        self.notify.notify_one();
+        self.weigh_and_push(messages, false);
     }
 
     /// Queues messages handed back by the carrier at the front of their
     /// sender's campaign queue (they keep their place).
     pub fn push_front<'a>(&self, messages: impl IntoIterator<Item = &'a Arc<Message>>) {
+        self.weigh_and_push(messages, true);
+    }
+
+    /// Weighs messages (part permits, outside the lock) and queues them.
+    fn weigh_and_push<'a>(
+        &self,
+        messages: impl IntoIterator<Item = &'a Arc<Message>>,
+        front: bool,
+    ) {
         let now = Instant::now();
         let items: Vec<Item> = messages
             .into_iter()
@@ -161,7 +157,7 @@ impl CarrierQueue {
             .collect();
         let mut q = self.fair.lock();
         for i in items {
-            q.push(i, true, now);
+            q.push(i, front, now);
         }
         drop(q);
         self.notify.notify_one();
