@@ -165,10 +165,10 @@ impl Gateway {
             }
             // Messages dispatched to this carrier but never written go back
             // to queued (journaled), so they can take another carrier.
-            let taken = carrier.take_back_unsent();
-            let back: Vec<Arc<Message>> = self
-                .ledger
-                .undispatch(&taken)
+            // Only what the ledger returns to queued leaves the carrier's
+            // queue: a part it will not give up stays where it can still go.
+            let taken = carrier.take_back_unsent(|ids| self.ledger.undispatch(ids));
+            let back: Vec<Arc<Message>> = taken
                 .iter()
                 .filter_map(|id| self.ledger.get(*id))
                 .map(|e| e.message)

@@ -227,15 +227,21 @@ impl Ledger {
         self.journal.written(carrier, parts.iter().copied())
     }
 
-    /// Returns dispatched messages none of whose parts was written to the
-    /// queue, and journals that. Returns the ids actually returned.
+    /// Returns dispatched messages to queued, and journals that; for
+    /// messages whose every part sits unsent in the carrier's queue: never
+    /// written (`Pending`), or recorded `Written` and then handed back
+    /// unwritten (a link that dropped while the journal synced) or refused
+    /// for now by the carrier. A part accepted or ended keeps its message
+    /// where it is. Returns the ids actually returned.
     pub fn undispatch(&self, ids: &[MessageId]) -> Vec<MessageId> {
         let mut back = Vec::with_capacity(ids.len());
         for &id in ids {
             let mut shard = self.shard(id).lock();
             if let Some(e) = shard.get_mut(&id.0)
                 && let Stage::Dispatched { parts, .. } = &e.stage
-                && parts.iter().all(|p| *p == Part::Pending)
+                && parts
+                    .iter()
+                    .all(|p| matches!(p, Part::Pending | Part::Written))
             {
                 e.stage = Stage::Queued;
                 back.push(id);

@@ -493,8 +493,17 @@ impl Receipts {
                 let waiting_receipts = parts
                     .iter()
                     .all(|p| !matches!(p, Part::Pending | Part::Written));
+                // Parts still in a carrier's queue (one that is down, with
+                // nowhere to fail over): none can be written any more, since
+                // every part is vetted for validity right before writing.
+                let never_written = parts.iter().any(|p| *p == Part::Pending)
+                    && parts
+                        .iter()
+                        .all(|p| matches!(p, Part::Pending | Part::Done(_)));
                 if waiting_receipts && e.message.expires_at_ms + grace <= now {
                     ended.push((e.message.id, "no receipt within validity"));
+                } else if never_written && e.message.expires_at_ms <= now {
+                    ended.push((e.message.id, "validity ended before the carrier took it"));
                 }
             }
         });

@@ -254,27 +254,34 @@ impl SmppCarrier {
         self.notify.notify_waiters();
     }
 
-    /// Takes back every queued part of messages none of whose parts has
-    /// left the queue (so they can be dispatched elsewhere); other parts stay.
-    /// Returns the ids of the messages taken back.
-    pub fn take_back_unsent(&self) -> Vec<MessageId> {
+    /// Takes back the parts of messages whose every part sits in this
+    /// carrier's queue (never written, or handed back unwritten), so they can
+    /// be dispatched elsewhere. `take_back` is asked, under the queue's lock,
+    /// which of those messages may go (the ledger's say); only their parts
+    /// leave, everything else stays queued here. Returns the ids taken back.
+    pub fn take_back_unsent(
+        &self,
+        take_back: impl FnOnce(&[MessageId]) -> Vec<MessageId>,
+    ) -> Vec<MessageId> {
         let mut q = self.queue.lock();
-        let mut queued: std::collections::HashMap<MessageId, u32> =
+        // Parts present and parts expected, per message.
+        let mut present: std::collections::HashMap<MessageId, (u32, u32)> =
             std::collections::HashMap::new();
         for j in q.iter() {
-            *queued.entry(j.id).or_default() += 1;
+            present.entry(j.id).or_insert((0, j.total)).0 += 1;
         }
-        let whole: std::collections::HashSet<MessageId> = queued
+        let whole: Vec<MessageId> = present
             .into_iter()
-            .filter(|(id, n)| {
-                q.iter()
-                    .find(|j| j.id == *id)
-                    .is_some_and(|j| j.total == *n)
-            })
+            .filter(|(_, (n, total))| n == total)
             .map(|(id, _)| id)
             .collect();
-        q.retain(|j| !whole.contains(&j.id));
-        whole.into_iter().collect()
+        if whole.is_empty() {
+            return whole;
+        }
+        let taken = take_back(&whole);
+        let leaving: std::collections::HashSet<MessageId> = taken.iter().copied().collect();
+        q.retain(|j| !leaving.contains(&j.id));
+        taken
     }
 
     /// The carrier id under which a part left unanswered was in fact
@@ -480,6 +487,85 @@ pub fn relative_validity(secs: u64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ChannelPref, FallbackPolicy, Msisdn, Priority};
+
+    fn message(id: u64, text: &str) -> Arc<Message> {
+        Arc::new(Message {
+            id: MessageId(id),
+            tenant: "t".into(),
+            client_ref: format!("r{id}"),
+            to: Msisdn::parse("+14155550100").unwrap(),
+            from: Sender::parse("12345").unwrap(),
+            text: text.into(),
+            media: vec![],
+            subject: None,
+            channel: ChannelPref::Auto,
+            fallback: FallbackPolicy::SmsTextOnly,
+            campaign_id: String::new(),
+            expires_at_ms: u64::MAX,
+            priority: Priority::Marketing,
+            tags: vec![],
+            accepted_at_ms: 0,
+            auto_reply: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn take_back_moves_only_whole_messages_the_ledger_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) =
+            crate::journal::Journal::open(dir.path(), &crate::config::JournalConfig::default())
+                .unwrap();
+        let ledger = Arc::new(crate::ledger::Ledger::new(journal.clone()));
+        let hub = Arc::new(crate::events::EventHub::new(
+            journal,
+            [Arc::<str>::from("t")],
+        ));
+        let sink = Arc::new(crate::receipts::Receipts::new(
+            ledger,
+            hub,
+            &crate::config::ReceiptsConfig::default(),
+        ));
+        let cfg: CarrierConfig = toml::from_str(
+            r#"name = "c"
+binds = [{ address = "127.0.0.1:1", system_id = "s", password = "p" }]"#,
+        )
+        .unwrap();
+        let carrier = SmppCarrier::new(&cfg, sink, None);
+        // A two-part message one part of which a bind has taken, then two
+        // whole ones.
+        let long = message(1, &"x".repeat(200));
+        let (kept, freed) = (message(2, "kept"), message(3, "freed"));
+        for m in [&long, &kept, &freed] {
+            let parts = carrier.parts(m).unwrap();
+            carrier
+                .capacity()
+                .try_acquire_many(parts.len() as u32)
+                .unwrap()
+                .forget();
+            carrier.enqueue(m, 0, parts);
+        }
+        assert_eq!(carrier.take(1).len(), 1);
+        let taken = carrier.take_back_unsent(|ids| {
+            let mut ids = ids.to_vec();
+            ids.sort();
+            assert_eq!(
+                ids,
+                vec![kept.id, freed.id],
+                "only whole messages are offered"
+            );
+            // The ledger keeps `kept` here: its parts must stay queued.
+            vec![freed.id]
+        });
+        assert_eq!(taken, vec![freed.id]);
+        let left: Vec<(MessageId, u32)> = carrier
+            .queue
+            .lock()
+            .iter()
+            .map(|j| (j.id, j.part))
+            .collect();
+        assert_eq!(left, vec![(long.id, 1), (kept.id, 0)]);
+    }
 
     #[test]
     fn relative_validity_format() {
