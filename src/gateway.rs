@@ -900,10 +900,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tenants,
         routes,
         max_live: config.journal.max_live_messages,
-        spill: Arc::new(Spill::open(
-            &config.data_dir.join("spill"),
-            config.journal.spill_file_bytes,
-        )?),
+        spill: Arc::new(
+            Spill::open(
+                &config.data_dir.join("spill"),
+                config.journal.spill_file_bytes,
+            )?
+            .with_max_batch((config.journal.max_queued_in_memory / 8) as usize),
+        ),
         max_in_memory: config.journal.max_queued_in_memory.max(1),
         spill_gate: tokio::sync::Mutex::new(()),
         carried_segments: std::sync::atomic::AtomicU64::new(0),

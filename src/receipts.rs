@@ -496,7 +496,7 @@ impl Receipts {
                 // Parts still in a carrier's queue (one that is down, with
                 // nowhere to fail over): none can be written any more, since
                 // every part is vetted for validity right before writing.
-                let never_written = parts.iter().any(|p| *p == Part::Pending)
+                let never_written = parts.contains(&Part::Pending)
                     && parts
                         .iter()
                         .all(|p| matches!(p, Part::Pending | Part::Done(_)));

@@ -35,9 +35,9 @@ use crate::model::{Message, MessageId, Priority};
 /// Bytes before each batch: length and CRC.
 const HEADER_LEN: usize = 8;
 
-/// Most messages in one batch on disk: what one page-in step reads at
-/// least, and far below the `u32` length limit (a restart may spill
-/// millions of messages of one tenant in one call).
+/// Most messages in one batch on disk by default (see
+/// [`Spill::with_max_batch`]): far below the `u32` length limit (a restart
+/// may spill millions of messages of one tenant in one call).
 const MAX_BATCH: usize = 1024;
 
 /// Where spilled messages of one tenant and priority wait, in order.
@@ -83,6 +83,9 @@ pub struct Spill {
     file_bytes: u64,
     inner: Mutex<Inner>,
     messages: AtomicU64,
+    /// Most messages in one batch: the most one page-in step reads beyond
+    /// what it asked for is less than this.
+    max_batch: usize,
     /// A batch could not be read back: its messages are only in the journal
     /// now, so compaction must not delete segments until a restart replays
     /// them.
@@ -107,8 +110,18 @@ impl Spill {
             file_bytes: file_bytes.max(1),
             inner: Mutex::new(Inner::default()),
             messages: AtomicU64::new(0),
+            max_batch: MAX_BATCH,
             damaged: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Batches of at most `n` messages (at least 1, at most 1,024): the
+    /// gateway sizes them to an eighth of its in-memory budget, so paging a
+    /// batch in never overshoots the budget by more than that.
+    #[must_use]
+    pub fn with_max_batch(mut self, n: usize) -> Spill {
+        self.max_batch = n.clamp(1, MAX_BATCH);
+        self
     }
 
     /// Messages on disk.
@@ -150,7 +163,7 @@ impl Spill {
                 .iter_mut()
                 .rev()
                 .find(|(k, _)| *k == key)
-                .filter(|(_, v)| v.len() < MAX_BATCH)
+                .filter(|(_, v)| v.len() < self.max_batch)
             {
                 Some((_, v)) => v.push(m),
                 None => groups.push((key, vec![m])),
@@ -249,9 +262,9 @@ impl Spill {
         self.damaged.load(Ordering::Relaxed)
     }
 
-    /// Takes about `max` messages off disk (whole batches; at least one batch
-    /// when any waits), serving transactional queues first, then the others
-    /// in turn. Blocking file reads: call from a blocking context.
+    /// Takes up to `max` messages off disk in whole batches (one batch even
+    /// if it alone holds more, so something always moves), serving
+    /// transactional queues first, then the others in turn. Blocking file reads: call from a blocking context.
     ///
     /// A batch that cannot be read or decoded is logged and skipped, and the
     /// spill is marked damaged ([`Spill::is_damaged`]): those messages are
@@ -262,10 +275,11 @@ impl Spill {
         {
             let mut inner = self.inner.lock();
             let mut count = 0usize;
+            let mut full = false;
             // Transactional first: one pass over the ring for them.
             for pass in [Priority::Transactional, Priority::Marketing] {
                 let mut idle = 0;
-                while count < max.max(1) && idle < inner.ring.len() {
+                while !full && count < max.max(1) && idle < inner.ring.len() {
                     let Some(key) = inner.ring.pop_front() else {
                         break;
                     };
@@ -276,6 +290,13 @@ impl Spill {
                     }
                     idle = 0;
                     let q = inner.queues.get_mut(&key).expect("ring names a queue");
+                    let next = q.front().expect("ring queues are non-empty").count as usize;
+                    if count > 0 && count + next > max {
+                        // It keeps its turn for the next page-in.
+                        inner.ring.push_front(key);
+                        full = true;
+                        break;
+                    }
                     let b = q.pop_front().expect("ring queues are non-empty");
                     let empty = q.is_empty();
                     if !inner.paging.contains(&key) {

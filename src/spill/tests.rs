@@ -168,3 +168,21 @@ fn opening_clears_what_a_previous_run_left() {
     assert!(s.is_empty());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_page_in_stops_before_a_batch_that_would_overshoot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spill::open(dir.path(), 1 << 20).unwrap().with_max_batch(4);
+    // Ten messages of one tenant: batches of 4, 4 and 2.
+    let a: Vec<_> = (1..=10)
+        .map(|i| message(i, "a", Priority::Marketing))
+        .collect();
+    s.push(&a).unwrap();
+    assert_eq!(ids(&s.take(7)), [1, 2, 3, 4], "a second batch would make 8");
+    s.paged_in();
+    // One batch even when it alone is more than asked: something moves.
+    assert_eq!(ids(&s.take(1)), [5, 6, 7, 8]);
+    s.paged_in();
+    assert_eq!(ids(&s.take(100)), [9, 10]);
+    assert!(s.is_empty());
+}
