@@ -1,4 +1,4 @@
-//! Scheduling costs: `schedule::rate::Rate::check` (no limit, a limiter that
+//! Scheduling costs: `shaping::rate::Rate::check` (no limit, a limiter that
 //! admits, a limiter that refuses) and the per-carrier fair queue
 //! (`schedule::fair::FairQueue`, the structure inside `CarrierQueue` that the
 //! dispatcher pops from) with 100 tenants: push, and push + pop.
@@ -36,7 +36,7 @@ use sluice::model::{
     ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender, now_ms,
 };
 use sluice::schedule::fair::{FairQueue, Item, Pop, SenderLimits};
-use sluice::schedule::rate::Rate;
+use sluice::shaping::rate::Rate;
 use tokio::time::Instant;
 
 const TENANTS: usize = 100;

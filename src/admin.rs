@@ -49,12 +49,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::compliance::{Compliance, program_scope, tenant_scope};
-use crate::config::{Config, Secret};
 use crate::httpd::{self, BodyError};
 use crate::journal::OptChange;
 use crate::ledger::{Ledger, Stage};
 use crate::model::{MessageId, Msisdn, now_ms};
 use crate::schedule::Scheduler;
+use crate::settings::{Config, Secret};
 use crate::spill::Spill;
 
 const TARGET: &str = "sluice::admin";
@@ -88,7 +88,7 @@ impl Default for AdminLimits {
 
 impl AdminLimits {
     /// The limits `[http]` configures.
-    pub fn from_config(c: &crate::config::HttpConfig) -> AdminLimits {
+    pub fn from_config(c: &crate::settings::HttpConfig) -> AdminLimits {
         AdminLimits {
             max_body_bytes: c.max_body_bytes,
             body_timeout: c.body_timeout,

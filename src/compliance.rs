@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::config::{Config, JournalConfig, StopCovers};
 use crate::journal::{Journal, JournalError, OptBulk, OptChange, OptCommit, OptRecord};
 use crate::model::{Msisdn, Sender, now_ms};
+use crate::settings::{Config, JournalConfig, StopCovers};
 use crate::suppression::import::{self, ImportOptions};
 use crate::suppression::{Keyword, Keywords, ScopeId, SuppressionSet};
 
@@ -508,7 +508,7 @@ impl Compliance {
                 let changed = self.change(change(true)).await?;
                 let text = program
                     .as_ref()
-                    .map_or_else(crate::config::default_opt_out_text, |p| {
+                    .map_or_else(crate::settings::default_opt_out_text, |p| {
                         p.opt_out_text.clone()
                     });
                 Ok(Inbound::OptedOut {
@@ -535,7 +535,7 @@ impl Compliance {
                 }
                 let text = program
                     .as_ref()
-                    .map_or_else(crate::config::default_opt_in_text, |p| {
+                    .map_or_else(crate::settings::default_opt_in_text, |p| {
                         p.opt_in_text.clone()
                     });
                 Ok(Inbound::OptedIn {
@@ -548,7 +548,7 @@ impl Compliance {
             Keyword::Help => Ok(Inbound::Help {
                 tenant,
                 reply: program
-                    .map_or_else(crate::config::default_help_text, |p| p.help_text.clone()),
+                    .map_or_else(crate::settings::default_help_text, |p| p.help_text.clone()),
             }),
         }
     }

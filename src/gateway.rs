@@ -251,14 +251,11 @@ impl Gateway {
                 Some(q) => push(q, m),
                 None => {
                     // Routes changed since acceptance: nothing can take it.
-                    if let Some(f) = self.ledger.finish(
+                    self.receipts.end(
                         m.id,
                         DeliveryState::Rejected,
-                        0,
                         &"no route to this recipient".into(),
-                    ) {
-                        tokio::spawn(self.receipts.publish(vec![f]));
-                    }
+                    );
                 }
             }
         }
@@ -429,16 +426,16 @@ impl Gateway {
             }
         }
         let reason: Arc<str> = "gateway restarted before the carrier answered".into();
-        let finals: Vec<_> = unknown
-            .iter()
-            .filter_map(|id| self.ledger.finish(*id, DeliveryState::Unknown, 0, &reason))
-            .collect();
+        let mut endings = self.receipts.endings();
+        for id in &unknown {
+            endings.end(*id, DeliveryState::Unknown, 0, &reason);
+        }
         tracing::info!(target: TARGET, records = rec.records, live = total, requeued = requeue.len(),
-            unknown = finals.len(), events = self.hub.pending(), "journal recovered");
+            unknown = endings.len(), events = self.hub.pending(), "journal recovered");
         for p in &rec.problems {
             tracing::error!(target: TARGET, problem = %LogSafe::display(p), "unrecoverable journal entry");
         }
-        tokio::spawn(self.receipts.publish(finals));
+        drop(endings);
         self.enqueue_or_spill(&requeue);
     }
 

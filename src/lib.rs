@@ -1,8 +1,11 @@
 //! Sluice: a high-throughput SMS/MMS send gateway.
 //!
-//! The crate is one room per concern; `docs/ARCHITECTURE.md` maps them. Protocol
-//! modules (`smpp`, `ingest::codec`) know bytes and [`model`] only; pipeline
-//! modules talk to carriers through [`carrier`]; [`gateway`] wires them together.
+//! The crate is one room per concern; `docs/ARCHITECTURE.md` maps them. Low
+//! rooms (protocols, value types, transport, the journal) import no policy
+//! room: `smpp` knows bytes, [`model`] and [`shaping`]; `mm7` adds the HTTP
+//! door; the journal knows [`model`]. `tests/dependencies.rs` checks that
+//! table and that no new cycle forms. Pipeline modules talk to carriers
+//! through [`carrier`]; [`gateway`] wires them together.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -30,6 +33,8 @@ pub mod model;
 pub mod readiness;
 pub mod receipts;
 pub mod schedule;
+pub mod settings;
+pub mod shaping;
 pub mod sim;
 pub mod smpp;
 pub mod spill;

@@ -10,6 +10,8 @@ use std::sync::Arc;
 pub mod logsafe;
 pub use logsafe::LogSafe;
 pub mod numbering;
+pub mod secret;
+pub use secret::Secret;
 
 /// Most characters a message text may have (Unicode scalar values).
 pub const MAX_TEXT_CHARS: usize = 1600;

@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use hyper::StatusCode;
 
-pub use crate::config::ReadyCarriers;
+pub use crate::settings::ReadyCarriers;
 
 /// Something with binds that can be up or down (an SMPP carrier).
 pub trait Reachable: Send + Sync {

@@ -125,7 +125,7 @@ impl Receipts {
     pub fn new(
         ledger: Arc<Ledger>,
         hub: Arc<EventHub>,
-        cfg: &crate::config::ReceiptsConfig,
+        cfg: &crate::settings::ReceiptsConfig,
     ) -> Receipts {
         Receipts {
             ledger,
@@ -168,6 +168,22 @@ impl Receipts {
     pub fn restore(&self, carrier: &Arc<str>, id: MessageId, part: u32, canonical: &str) {
         self.ids
             .insert((carrier.clone(), canonical.into()), (id, part));
+    }
+
+    /// Messages ended here from now on are published together (see
+    /// [`Endings`]): the one way a message ends outside a carrier's answer.
+    pub fn endings(&self) -> Endings<'_> {
+        Endings {
+            receipts: self,
+            finals: Vec::new(),
+        }
+    }
+
+    /// Ends one live message now with `state` and publishes its event
+    /// (expiry, suppression, no route, crash recovery). False when it was
+    /// no longer live.
+    pub fn end(&self, id: MessageId, state: DeliveryState, reason: &Arc<str>) -> bool {
+        self.endings().end(id, state, 0, reason).is_some()
     }
 
     /// Publishes final states; resolves when their events are durable.
@@ -471,6 +487,54 @@ fn mo_text(
                 .tlv(crate::smpp::pdu::tag::MESSAGE_PAYLOAD)
                 .map_or(&sm.short_message[..], |t| &t.value[..]);
             Some(String::from_utf8_lossy(raw).into_owned())
+        }
+    }
+}
+
+/// Messages ended together: each is recorded in the ledger as it ends
+/// ([`Endings::end`]), and all their final events are published in one batch
+/// when this is dropped, so no caller can end a message and forget its
+/// event (guarantee 2: exactly one terminal event). Use inside a tokio
+/// runtime (the wait for the events' durability is spawned).
+#[derive(Debug)]
+#[must_use = "endings are published when dropped"]
+pub struct Endings<'a> {
+    receipts: &'a Receipts,
+    finals: Vec<Finalized>,
+}
+
+impl Endings<'_> {
+    /// Ends live message `id` with `state`: the final it will publish, to
+    /// adjust (the carrier and code that refused it), or `None` when the
+    /// message was no longer live (nothing is published for it).
+    pub fn end(
+        &mut self,
+        id: MessageId,
+        state: DeliveryState,
+        error_code: u32,
+        reason: &Arc<str>,
+    ) -> Option<&mut Finalized> {
+        let f = self.receipts.ledger.finish(id, state, error_code, reason)?;
+        self.finals.push(f);
+        self.finals.last_mut()
+    }
+
+    /// Messages ended so far.
+    pub fn len(&self) -> usize {
+        self.finals.len()
+    }
+
+    /// Whether none ended.
+    pub fn is_empty(&self) -> bool {
+        self.finals.is_empty()
+    }
+}
+
+impl Drop for Endings<'_> {
+    fn drop(&mut self) {
+        if !self.finals.is_empty() {
+            let finals = std::mem::take(&mut self.finals);
+            tokio::spawn(self.receipts.publish(finals));
         }
     }
 }

@@ -37,7 +37,33 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 
-use crate::config::ListenerTls;
+/// Server-side TLS of one listener: a certificate chain and its key, and
+/// optionally the CA that client certificates must chain to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Certificate chain, PEM, leaf first.
+    pub cert_file: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA bundle for client certificates (mutual TLS), PEM.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ListenerTls {
+    /// TLS from a section's three keys: `None` unless both the certificate
+    /// and the key are set (a half-set pair is a configuration problem).
+    pub fn from_parts(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        client_ca: Option<&Path>,
+    ) -> Option<ListenerTls> {
+        Some(ListenerTls {
+            cert_file: cert?.to_owned(),
+            key_file: key?.to_owned(),
+            client_ca_file: client_ca.map(Path::to_owned),
+        })
+    }
+}
 
 const TARGET: &str = "sluice::tls";
 

@@ -26,13 +26,13 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::MmscConfig;
 use crate::mm7::Mm7Error;
 use crate::mm7::client::{ClientConfig, Mm7Client, SubmitOutcome};
 use crate::mm7::soap::{Address, Expiry, MediaPart, SubmitReq};
 use crate::mm7::status::Class;
 use crate::mm7::{Credentials, Version};
 use crate::model::{Message, Sender, now_ms};
+use crate::settings::MmscConfig;
 
 /// First wait before an unreachable MMSC is tried again.
 const UNREACHABLE_RETRY_MIN: Duration = Duration::from_secs(1);

@@ -102,4 +102,4 @@ pub trait CarrierSink: Send + Sync + 'static {
     }
 }
 
-pub use crate::config::Unanswered;
+pub use crate::settings::Unanswered;

@@ -24,8 +24,8 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::{CarrierSink, LastCheck, Unanswered};
-use crate::config::{BindConfig, CarrierConfig, ConcatMode};
 use crate::model::{DeliveryState, Message, MessageId, Sender, now_ms};
+use crate::settings::{BindConfig, CarrierConfig, ConcatMode};
 use crate::smpp::pdu::{CommandStatus, DeliverSm, SubmitSm, Tlv, tag};
 use crate::smpp::session::{self, BindParams, Handler};
 use crate::smpp::text::{self, Concat, TextOptions};
@@ -107,7 +107,7 @@ impl SmppCarrier {
         let windows: u32 = cfg
             .binds
             .iter()
-            .filter(|b| b.mode != crate::config::BindMode::Receiver)
+            .filter(|b| b.mode != crate::settings::BindMode::Receiver)
             .map(|b| b.window * b.count)
             .sum();
         let capacity = ((windows * 2) as usize).max(text::MAX_SEGMENTS);
@@ -514,7 +514,7 @@ mod tests {
     async fn take_back_moves_only_whole_messages_the_ledger_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) =
-            crate::journal::Journal::open(dir.path(), &crate::config::JournalConfig::default())
+            crate::journal::Journal::open(dir.path(), &crate::settings::JournalConfig::default())
                 .unwrap();
         let ledger = Arc::new(crate::ledger::Ledger::new(journal.clone()));
         let hub = Arc::new(crate::events::EventHub::new(
@@ -524,7 +524,7 @@ mod tests {
         let sink = Arc::new(crate::receipts::Receipts::new(
             ledger,
             hub,
-            &crate::config::ReceiptsConfig::default(),
+            &crate::settings::ReceiptsConfig::default(),
         ));
         let cfg: CarrierConfig = toml::from_str(
             r#"name = "c"

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{ProgramConfig, Secret, TenantConfig};
+use crate::settings::{ProgramConfig, Secret, TenantConfig};
 
 fn config(dir: &Path) -> Config {
     let mut c: Config = toml::from_str("").unwrap();

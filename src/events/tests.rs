@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::JournalConfig;
+use crate::settings::JournalConfig;
 
 fn hub() -> (Arc<EventHub>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

@@ -185,15 +185,12 @@ impl Gateway {
     /// refused there (a failure then reports that MMSC and status).
     pub(super) fn fallback(&self, m: Arc<Message>, reason: String, mmsc: Option<(&Arc<str>, u32)>) {
         let fail = |why: String| {
-            if let Some(mut f) = self
-                .ledger
-                .finish(m.id, DeliveryState::Failed, 0, &why.into())
+            let mut endings = self.receipts.endings();
+            if let Some(f) = endings.end(m.id, DeliveryState::Failed, 0, &why.into())
+                && let Some((carrier, code)) = mmsc
             {
-                if let Some((carrier, code)) = mmsc {
-                    f.carrier = Some(carrier.clone());
-                    f.error_code = code;
-                }
-                tokio::spawn(self.receipts.publish(vec![f]));
+                f.carrier = Some(carrier.clone());
+                f.error_code = code;
             }
         };
         let text = match m.fallback {

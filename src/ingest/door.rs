@@ -36,7 +36,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::config::IngestConfig;
+use crate::settings::IngestConfig;
 
 /// The window over which failed authentications are counted.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);

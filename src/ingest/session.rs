@@ -28,8 +28,8 @@ use super::codec::{self, FrameError};
 use super::door::{DoorConfig, Ticket};
 use super::pb::{self, frame::Body};
 use super::{Backend, PRE_HELLO_MAX_FRAME, PROTOCOL_VERSION};
-use crate::config::IngestConfig;
 use crate::model::LogSafe;
+use crate::settings::IngestConfig;
 
 const TARGET: &str = "sluice::ingest";
 

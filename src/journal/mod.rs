@@ -26,10 +26,12 @@ pub mod lock;
 mod record;
 mod replay;
 pub mod salvage;
+mod settings;
 mod writer;
 
 #[doc(hidden)]
 pub use replay::{Span, fuzz_replay, scan};
+pub use settings::{JournalConfig, Recovery};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -40,7 +42,6 @@ use std::sync::mpsc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use crate::config::JournalConfig;
 use crate::model::{Message, MessageId};
 use record::Kind;
 use writer::{Command, Shared, SyncResult};

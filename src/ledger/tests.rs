@@ -1,6 +1,6 @@
 use super::*;
-use crate::config::JournalConfig;
 use crate::model::{ChannelPref, FallbackPolicy, Msisdn, Priority, Sender};
+use crate::settings::JournalConfig;
 
 fn message(id: u64) -> Arc<Message> {
     Arc::new(Message {

@@ -71,14 +71,14 @@ fn message(id: u64, expires_at_ms: u64) -> Arc<crate::model::Message> {
 #[tokio::test]
 async fn sweep_ends_what_sits_unwritten_in_a_carrier_queue_past_validity() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = crate::config::JournalConfig::default();
+    let cfg = crate::settings::JournalConfig::default();
     let (journal, _) = crate::journal::Journal::open(dir.path(), &cfg).unwrap();
     let ledger = Arc::new(Ledger::new(journal.clone()));
     let hub = Arc::new(EventHub::new(journal, [Arc::<str>::from("t")]));
     let receipts = Receipts::new(
         ledger.clone(),
         hub,
-        &crate::config::ReceiptsConfig::default(),
+        &crate::settings::ReceiptsConfig::default(),
     );
     let past = now_ms() - 1;
     // Dispatched to a carrier that is down, validity over: nothing can write

@@ -14,7 +14,7 @@
 //!
 //! A message takes a permit from every level it passes — carrier, tenant,
 //! sender (rate and daily caps, brand caps) — or from none: readiness is
-//! peeked at every level first, then committed together ([`super::pace`]).
+//! peeked at every level first, then committed together ([`crate::shaping::pace`]).
 //! `pop` is O(log n) amortised in the number of parked senders and tenants.
 //!
 //! Layout, for the cost per message at thousands of senders: tenants, a
@@ -37,9 +37,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::pace::{DailyCap, Pace};
-use crate::config::{SendersConfig, TenantConfig};
 use crate::model::{Message, Priority, Sender};
+use crate::settings::{SendersConfig, TenantConfig};
+use crate::shaping::pace::{DailyCap, Pace};
 
 /// The queue's internal maps: foldhash instead of SipHash (keys are tenant
 /// names, senders and campaign ids from authenticated tenants; the seed is

@@ -12,7 +12,7 @@
 //! | answer | the message | the MMSC |
 //! | --- | --- | --- |
 //! | accepted | waits for its delivery report | up |
-//! | refused for now (4006, 3000, HTTP 503) | retried with backoff until its validity ends, then `expired` with the last MM7 status | up; adaptive slow-down ([`super::aimd`]) |
+//! | refused for now (4006, 3000, HTTP 503) | retried with backoff until its validity ends, then `expired` with the last MM7 status | up; adaptive slow-down ([`crate::shaping::aimd`]) |
 //! | refused for good (2xxx, most 3xxx and 4xxx), or media that cannot fit | back to queued and to its fallback (SMS with a link or text only, or `failed` with the MM7 status, per its policy) | up |
 //! | unanswered (timeout, connection lost after sending, HTTP 504) | `unknown` (`unanswered = "unknown"`, the default: it may have been accepted, and a second SubmitReq would be a second MMS), or queued again (`"resend"`) | down (unreachable) |
 //! | never sent (connection refused, no connection in time) | queued again, at the front | down (unreachable) |
@@ -38,15 +38,15 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use super::aimd::Aimd;
 use super::fair::{Item, Pop};
 use super::{CarrierQueue, DispatchCheck, QuietCheck};
 use crate::carrier::CarrierSink;
 use crate::carrier::mm7::{Attempt, Down, Mm7Carrier, Transition};
-use crate::config::Unanswered;
-use crate::ledger::{Finalized, Ledger};
-use crate::model::{DeliveryState, Message, now_ms};
-use crate::receipts::Receipts;
+use crate::ledger::Ledger;
+use crate::model::{DeliveryState, Message, MessageId, now_ms};
+use crate::receipts::{Endings, Receipts};
+use crate::settings::Unanswered;
+use crate::shaping::aimd::Aimd;
 
 const TARGET: &str = "sluice::schedule";
 
@@ -236,20 +236,27 @@ impl Mm7Dispatcher {
         (items, next)
     }
 
-    /// A message this dispatcher ends went through its MMSC (channel
-    /// `mms`), even when it never left the queue.
-    fn at_this_mmsc(&self, mut f: Finalized) -> Finalized {
-        if f.carrier.is_none() {
+    /// Ends a message here: it went through this MMSC (channel `mms`),
+    /// even when it never left the queue.
+    fn end_here(
+        &self,
+        endings: &mut Endings<'_>,
+        id: MessageId,
+        state: DeliveryState,
+        reason: &Arc<str>,
+    ) {
+        if let Some(f) = endings.end(id, state, 0, reason)
+            && f.carrier.is_none()
+        {
             f.carrier = Some(self.carrier.name().clone());
         }
-        f
     }
 
     /// Quiet hours, validity and suppression; what passes is dispatched (in
     /// memory: the journal hears of it right before its request).
     fn prepare(&self, items: Vec<Item>) -> Vec<Arc<Message>> {
         let now = now_ms();
-        let mut finals: Vec<Finalized> = Vec::new();
+        let mut endings = self.receipts.endings();
         let mut ready = Vec::with_capacity(items.len());
         let name = self.carrier.name().clone();
         for item in items {
@@ -258,37 +265,22 @@ impl Mm7Dispatcher {
                 QuietCheck::Held(_) => continue,
                 QuietCheck::Expires(i) => {
                     let reason = "validity ends before the recipient's quiet hours do".into();
-                    finals.extend(
-                        self.ledger
-                            .finish(i.message.id, DeliveryState::Expired, 0, &reason)
-                            .map(|f| self.at_this_mmsc(f)),
-                    );
+                    self.end_here(&mut endings, i.message.id, DeliveryState::Expired, &reason);
                     continue;
                 }
             };
             if m.expires_at_ms <= now {
                 let reason = "validity ended before dispatch".into();
-                finals.extend(
-                    self.ledger
-                        .finish(m.id, DeliveryState::Expired, 0, &reason)
-                        .map(|f| self.at_this_mmsc(f)),
-                );
+                self.end_here(&mut endings, m.id, DeliveryState::Expired, &reason);
                 continue;
             }
             if let Some((state, reason)) = self.check.as_ref().and_then(|c| c.check(&m)) {
-                finals.extend(
-                    self.ledger
-                        .finish(m.id, state, 0, &reason)
-                        .map(|f| self.at_this_mmsc(f)),
-                );
+                self.end_here(&mut endings, m.id, state, &reason);
                 continue;
             }
             if self.ledger.dispatch(m.id, &name, 1) {
                 ready.push(m);
             }
-        }
-        if !finals.is_empty() {
-            tokio::spawn(self.receipts.publish(finals));
         }
         ready
     }

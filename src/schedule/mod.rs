@@ -16,12 +16,9 @@
 //! (admin) and its queue drained to another carrier when it is down
 //! (failover).
 
-pub mod aimd;
 pub mod fair;
 pub mod mm7;
-pub mod pace;
 pub mod quiet;
-pub mod rate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,10 +29,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::carrier::smpp::SmppCarrier;
-use crate::config::Config;
-use crate::ledger::{Finalized, Ledger};
+use crate::ledger::Ledger;
 use crate::model::{DeliveryState, Message, now_ms};
 use crate::receipts::Receipts;
+use crate::settings::Config;
 use crate::smpp::text;
 use fair::{FairQueue, Item, Pop, SenderLimits, WaitReport};
 
@@ -508,7 +505,7 @@ impl Dispatcher {
         let now = now_ms();
         // Read before checking: a part re-checks only if it moved since.
         let epoch = self.check.as_ref().map_or(0, |c| c.epoch());
-        let mut finals: Vec<Finalized> = Vec::new();
+        let mut endings = self.receipts.endings();
         let mut batch = Vec::with_capacity(items.len());
         let mut permits_needed = 0usize;
         for item in items {
@@ -517,30 +514,17 @@ impl Dispatcher {
                 QuietCheck::Held(_) => continue,
                 QuietCheck::Expires(i) => {
                     let reason = "validity ends before the recipient's quiet hours do".into();
-                    if let Some(f) =
-                        self.ledger
-                            .finish(i.message.id, DeliveryState::Expired, 0, &reason)
-                    {
-                        finals.push(f);
-                    }
+                    endings.end(i.message.id, DeliveryState::Expired, 0, &reason);
                     continue;
                 }
             };
             if m.expires_at_ms <= now {
-                if let Some(f) = self.ledger.finish(
-                    m.id,
-                    DeliveryState::Expired,
-                    0,
-                    &"validity ended before dispatch".into(),
-                ) {
-                    finals.push(f);
-                }
+                let reason = "validity ended before dispatch".into();
+                endings.end(m.id, DeliveryState::Expired, 0, &reason);
                 continue;
             }
             if let Some((state, reason)) = self.check.as_ref().and_then(|c| c.check(&m)) {
-                if let Some(f) = self.ledger.finish(m.id, state, 0, &reason) {
-                    finals.push(f);
-                }
+                endings.end(m.id, state, 0, &reason);
                 continue;
             }
             match self.carrier.parts(&m) {
@@ -549,18 +533,12 @@ impl Dispatcher {
                     batch.push((m, parts));
                 }
                 Err(reason) => {
-                    if let Some(f) =
-                        self.ledger
-                            .finish(m.id, DeliveryState::Rejected, 0, &reason.into())
-                    {
-                        finals.push(f);
-                    }
+                    endings.end(m.id, DeliveryState::Rejected, 0, &reason.into());
                 }
             }
         }
-        if !finals.is_empty() {
-            tokio::spawn(self.receipts.publish(finals));
-        }
+        // Published now, before any wait for part permits.
+        drop(endings);
         if batch.is_empty() {
             return true;
         }

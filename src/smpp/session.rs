@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -29,8 +30,7 @@ use tokio_util::codec::FramedRead;
 
 use super::codec::SmppCodec;
 use super::pdu::{Bind, Body, CommandStatus, DeliverSm, Pdu, SubmitSm};
-use crate::config::BindMode;
-use crate::schedule::rate::Rate;
+use crate::shaping::rate::Rate;
 
 const TARGET: &str = "sluice::smpp";
 
@@ -43,6 +43,19 @@ pub type DeliverAnswers = Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>>
 
 /// Largest burst of PDUs read before the loop serves timers and writes.
 const READS_PER_TURN: usize = 256;
+
+/// SMPP bind type.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BindMode {
+    /// Submits and receipts on one connection (default).
+    #[default]
+    Transceiver,
+    /// Submits only.
+    Transmitter,
+    /// Receipts and MO only.
+    Receiver,
+}
 
 /// What the session needs from its carrier.
 pub trait Handler: Send + Sync + 'static {
@@ -119,7 +132,7 @@ pub struct BindParams {
     /// system_id.
     pub system_id: String,
     /// password (never logged).
-    pub password: crate::config::Secret,
+    pub password: crate::model::Secret,
     /// system_type.
     pub system_type: String,
     /// Bind type.
@@ -396,7 +409,7 @@ where
     let mut paused_until: Option<Instant> = None;
     // Adaptive slow-down on ESME_RTHROTTLED / ESME_RMSGQFUL.
     let mut aimd =
-        crate::schedule::aimd::Aimd::new((params.rate > 0).then_some(f64::from(params.rate)));
+        crate::shaping::aimd::Aimd::new((params.rate > 0).then_some(f64::from(params.rate)));
     let adaptive_gauge = metrics::gauge!("sluice_smpp_adaptive_rate", &labels);
     let mut tick =
         tokio::time::interval(Duration::from_millis(250).min(params.response_timeout / 4));

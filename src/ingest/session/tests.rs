@@ -33,7 +33,7 @@ impl Mock {
     fn new() -> Arc<Mock> {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) =
-            crate::journal::Journal::open(dir.path(), &crate::config::JournalConfig::default())
+            crate::journal::Journal::open(dir.path(), &crate::settings::JournalConfig::default())
                 .unwrap();
         Arc::new(Mock {
             hub: Arc::new(EventHub::new(journal, [Arc::<str>::from("acme")])),
@@ -73,7 +73,7 @@ impl Backend for Mock {
 }
 
 fn limits() -> Limits {
-    let mut l = Limits::from_config(&crate::config::IngestConfig::default(), "test");
+    let mut l = Limits::from_config(&crate::settings::IngestConfig::default(), "test");
     l.door = DoorConfig {
         max_unauthenticated: 2,
         ..DoorConfig::default()

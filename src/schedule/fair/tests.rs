@@ -3,13 +3,13 @@
 //! behind a waiting sender, and priorities, weights and campaigns interleave.
 
 use super::*;
-use crate::config::{BrandConfig, SenderOverride};
 use crate::model::{ChannelPref, FallbackPolicy, MessageId, Msisdn};
+use crate::settings::{BrandConfig, SenderOverride};
 
 fn tenant(name: &str, weight: u32, rate: f64) -> TenantConfig {
     TenantConfig {
         name: name.into(),
-        token: crate::config::Secret::new("0123456789"),
+        token: crate::settings::Secret::new("0123456789"),
         default_validity: Duration::from_secs(60),
         weight,
         rate,

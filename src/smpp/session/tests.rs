@@ -116,7 +116,7 @@ fn params(window: usize) -> BindParams {
         carrier: "test".into(),
         address: "inmemory".into(),
         system_id: "sys".into(),
-        password: crate::config::Secret::new("pw"),
+        password: crate::model::Secret::new("pw"),
         system_type: String::new(),
         mode: BindMode::Transceiver,
         window,
