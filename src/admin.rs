@@ -228,12 +228,12 @@ impl Admin {
     pub fn principal(&self, token: &str) -> Option<Principal> {
         let mut found = None;
         if let Some(op) = &self.operator
-            && crate::ingest::secret_eq(token, op.expose())
+            && op.matches(token)
         {
             found = Some(Principal::Operator);
         }
         for (tenant, secret) in &self.tenant_tokens {
-            if crate::ingest::secret_eq(token, secret.expose()) && found.is_none() {
+            if secret.matches(token) && found.is_none() {
                 found = Some(Principal::Tenant(tenant.clone()));
             }
         }

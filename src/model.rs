@@ -7,6 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub mod calendar;
 pub mod logsafe;
 pub use logsafe::LogSafe;
 pub mod numbering;
@@ -404,6 +405,30 @@ pub fn now_ms() -> u64 {
         (wall, tokio::time::Instant::now())
     });
     wall + at.elapsed().as_millis() as u64
+}
+
+/// A plain SMS for unit tests: tenant `t`, `client_ref` `r<id>`, to
+/// +14155550100 from 12345, marketing, no media.
+#[cfg(test)]
+pub(crate) fn test_message(id: u64, text: &str, expires_at_ms: u64) -> Arc<Message> {
+    Arc::new(Message {
+        id: MessageId(id),
+        tenant: "t".into(),
+        client_ref: format!("r{id}"),
+        to: Msisdn::parse("+14155550100").expect("valid literal"),
+        from: Sender::parse("12345").expect("valid literal"),
+        text: text.into(),
+        media: vec![],
+        subject: None,
+        channel: ChannelPref::Auto,
+        fallback: FallbackPolicy::SmsTextOnly,
+        campaign_id: String::new(),
+        expires_at_ms,
+        priority: Priority::Marketing,
+        tags: vec![],
+        accepted_at_ms: 0,
+        auto_reply: false,
+    })
 }
 
 #[cfg(test)]

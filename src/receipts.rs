@@ -803,5 +803,21 @@ enum Delivered {
     Mo(InboundMo),
 }
 
+/// Receipts over a fresh journal in `dir` (tenant `t`) and their ledger,
+/// for unit tests here and in the carriers.
+#[cfg(test)]
+pub(crate) fn for_tests(dir: &std::path::Path) -> (Arc<Ledger>, Arc<Receipts>) {
+    let cfg = crate::settings::JournalConfig::default();
+    let (journal, _) = crate::journal::Journal::open(dir, &cfg).expect("journal in a temp dir");
+    let ledger = Arc::new(Ledger::new(journal.clone()));
+    let hub = Arc::new(EventHub::new(journal, [Arc::<str>::from("t")]));
+    let receipts = Receipts::new(
+        ledger.clone(),
+        hub,
+        &crate::settings::ReceiptsConfig::default(),
+    );
+    (ledger, Arc::new(receipts))
+}
+
 #[cfg(test)]
 mod tests;

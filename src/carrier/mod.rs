@@ -88,17 +88,12 @@ pub trait CarrierSink: Send + Sync + 'static {
         carrier: &Arc<str>,
         batch: Vec<(u32, DeliverSm)>,
     ) -> crate::smpp::session::DeliverAnswers {
-        let futs: Vec<_> = batch
-            .into_iter()
-            .map(|(seq, sm)| (seq, self.deliver(carrier, sm)))
-            .collect();
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(futs.len());
-            for (seq, f) in futs {
-                out.push((seq, f.await));
-            }
-            out
-        })
+        crate::smpp::session::answer_each(
+            batch
+                .into_iter()
+                .map(|(seq, sm)| (seq, self.deliver(carrier, sm)))
+                .collect(),
+        )
     }
 }
 

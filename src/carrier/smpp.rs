@@ -487,45 +487,15 @@ pub fn relative_validity(secs: u64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelPref, FallbackPolicy, Msisdn, Priority};
 
     fn message(id: u64, text: &str) -> Arc<Message> {
-        Arc::new(Message {
-            id: MessageId(id),
-            tenant: "t".into(),
-            client_ref: format!("r{id}"),
-            to: Msisdn::parse("+14155550100").unwrap(),
-            from: Sender::parse("12345").unwrap(),
-            text: text.into(),
-            media: vec![],
-            subject: None,
-            channel: ChannelPref::Auto,
-            fallback: FallbackPolicy::SmsTextOnly,
-            campaign_id: String::new(),
-            expires_at_ms: u64::MAX,
-            priority: Priority::Marketing,
-            tags: vec![],
-            accepted_at_ms: 0,
-            auto_reply: false,
-        })
+        crate::model::test_message(id, text, u64::MAX)
     }
 
     #[tokio::test]
     async fn take_back_moves_only_whole_messages_the_ledger_lets_go() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _) =
-            crate::journal::Journal::open(dir.path(), &crate::settings::JournalConfig::default())
-                .unwrap();
-        let ledger = Arc::new(crate::ledger::Ledger::new(journal.clone()));
-        let hub = Arc::new(crate::events::EventHub::new(
-            journal,
-            [Arc::<str>::from("t")],
-        ));
-        let sink = Arc::new(crate::receipts::Receipts::new(
-            ledger,
-            hub,
-            &crate::settings::ReceiptsConfig::default(),
-        ));
+        let (_, sink) = crate::receipts::for_tests(dir.path());
         let cfg: CarrierConfig = toml::from_str(
             r#"name = "c"
 binds = [{ address = "127.0.0.1:1", system_id = "s", password = "p" }]"#,

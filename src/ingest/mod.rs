@@ -70,15 +70,3 @@ pub trait Backend: Send + Sync + 'static {
     /// The event queues.
     fn events(&self) -> &Arc<crate::events::EventHub>;
 }
-
-/// Compares two secrets in time independent of where they differ.
-pub fn secret_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}

@@ -1,26 +1,8 @@
 use super::*;
-use crate::model::{ChannelPref, FallbackPolicy, Msisdn, Priority, Sender};
 use crate::settings::JournalConfig;
 
 fn message(id: u64) -> Arc<Message> {
-    Arc::new(Message {
-        id: MessageId(id),
-        tenant: "t".into(),
-        client_ref: format!("r{id}"),
-        to: Msisdn::parse("+14155550100").unwrap(),
-        from: Sender::parse("12345").unwrap(),
-        text: "x".into(),
-        media: vec![],
-        subject: None,
-        channel: ChannelPref::Auto,
-        fallback: FallbackPolicy::SmsTextOnly,
-        campaign_id: String::new(),
-        expires_at_ms: u64::MAX,
-        priority: Priority::Marketing,
-        tags: vec![],
-        accepted_at_ms: 0,
-        auto_reply: false,
-    })
+    crate::model::test_message(id, "x", u64::MAX)
 }
 
 fn outcome(state: DeliveryState) -> PartOutcome {

@@ -59,17 +59,8 @@ impl Credentials {
             return false;
         };
         let expected = format!("{}:{}", self.username, self.password);
-        constant_time_eq(&given, expected.as_bytes())
+        crate::model::secret::secret_eq(&given, expected.as_bytes())
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, &x) in a.iter().enumerate() {
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
 }
 
 /// An address or network (`192.0.2.7`, `10.0.0.0/8`, `2001:db8::/32`) in a

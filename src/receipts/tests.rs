@@ -47,39 +47,13 @@ fn final_receipt_states_map_to_delivery_states() {
 }
 
 fn message(id: u64, expires_at_ms: u64) -> Arc<crate::model::Message> {
-    use crate::model::{ChannelPref, FallbackPolicy, Message, Msisdn, Priority, Sender};
-    Arc::new(Message {
-        id: MessageId(id),
-        tenant: "t".into(),
-        client_ref: format!("r{id}"),
-        to: Msisdn::parse("+14155550100").unwrap(),
-        from: Sender::parse("12345").unwrap(),
-        text: "x".into(),
-        media: vec![],
-        subject: None,
-        channel: ChannelPref::Auto,
-        fallback: FallbackPolicy::SmsTextOnly,
-        campaign_id: String::new(),
-        expires_at_ms,
-        priority: Priority::Marketing,
-        tags: vec![],
-        accepted_at_ms: 0,
-        auto_reply: false,
-    })
+    crate::model::test_message(id, "x", expires_at_ms)
 }
 
 #[tokio::test]
 async fn sweep_ends_what_sits_unwritten_in_a_carrier_queue_past_validity() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = crate::settings::JournalConfig::default();
-    let (journal, _) = crate::journal::Journal::open(dir.path(), &cfg).unwrap();
-    let ledger = Arc::new(Ledger::new(journal.clone()));
-    let hub = Arc::new(EventHub::new(journal, [Arc::<str>::from("t")]));
-    let receipts = Receipts::new(
-        ledger.clone(),
-        hub,
-        &crate::settings::ReceiptsConfig::default(),
-    );
+    let (ledger, receipts) = for_tests(dir.path());
     let past = now_ms() - 1;
     // Dispatched to a carrier that is down, validity over: nothing can write
     // it any more (every part is vetted for validity right before writing).

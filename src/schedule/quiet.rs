@@ -24,14 +24,15 @@
 //! returns `None` and callers send without holding: holding needs a reason.
 //!
 //! **Departure:** no `chrono-tz`/`jiff`: the rule set is two rules and the
-//! table is reviewable data, so the civil-date arithmetic (Howard Hinnant's
-//! `days_from_civil`/`civil_from_days`) is written out here.
+//! table is reviewable data, so the civil-date arithmetic is the few lines
+//! of [`crate::model::calendar`].
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
 use crate::model::Msisdn;
+use crate::model::calendar::{civil_from_days, days_from_civil, weekday};
 
 #[cfg(test)]
 mod tests;
@@ -366,40 +367,6 @@ impl Table {
     fn codes(&self) -> impl Iterator<Item = u16> + '_ {
         (0..1000u16).filter(|&c| self.index[usize::from(c)] != 0)
     }
-}
-
-// === civil dates (proleptic Gregorian, days since 1970-01-01) ===
-
-/// Days since 1970-01-01 of `y-m-d` (Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400; // [0, 399]
-    let (m, d) = (i64::from(m), i64::from(d));
-    let mp = if m > 2 { m - 3 } else { m + 9 }; // March = 0
-    let doy = (153 * mp + 2) / 5 + d - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
-}
-
-/// `(year, month, day)` of a day count since 1970-01-01 (Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // March = 0
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let y = yoe + era * 400;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Day of week of a day count, 0 = Sunday (1970-01-01 was a Thursday).
-fn weekday(days: i64) -> u32 {
-    (days + 4).rem_euclid(7) as u32
 }
 
 /// Day of the month of the `n`th (1-based) Sunday of `y-m`.

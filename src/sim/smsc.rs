@@ -582,7 +582,7 @@ impl ReceiptIdFormat {
 /// `YYMMDDhhmm` in UTC.
 fn receipt_date(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days(secs / 86_400);
+    let (y, m, d) = crate::model::calendar::civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     format!(
         "{:02}{m:02}{d:02}{:02}{:02}",
@@ -590,21 +590,6 @@ fn receipt_date(t: SystemTime) -> String {
         rem / 3600,
         rem % 3600 / 60
     )
-}
-
-/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's
-/// `civil_from_days`, for days >= 0).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 /// The first 20 characters of `text`, keeping only characters written the

@@ -41,6 +41,21 @@ pub type WriteGate = Pin<Box<dyn Future<Output = bool> + Send>>;
 /// The answers (sequence number, status) to a burst of deliver_sm.
 pub type DeliverAnswers = Pin<Box<dyn Future<Output = Vec<(u32, CommandStatus)>> + Send>>;
 
+/// The answer to one deliver_sm, once it may be sent.
+pub type DeliverAnswer = Pin<Box<dyn Future<Output = CommandStatus> + Send>>;
+
+/// Answers a burst one deliver_sm at a time, in order (what a handler
+/// without a batch path does).
+pub fn answer_each(answers: Vec<(u32, DeliverAnswer)>) -> DeliverAnswers {
+    Box::pin(async move {
+        let mut out = Vec::with_capacity(answers.len());
+        for (seq, f) in answers {
+            out.push((seq, f.await));
+        }
+        out
+    })
+}
+
 /// Largest burst of PDUs read before the loop serves timers and writes.
 const READS_PER_TURN: usize = 256;
 
@@ -100,18 +115,13 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The deliver_sm of one read burst, `(sequence_number, pdu)`; resolves
     /// to each answer's status. The default delivers them one by one.
-    fn deliver_batch(&self, batch: Vec<(u32, DeliverSm)>) -> crate::smpp::session::DeliverAnswers {
-        let futs: Vec<_> = batch
-            .into_iter()
-            .map(|(seq, sm)| (seq, self.deliver(sm)))
-            .collect();
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(futs.len());
-            for (seq, f) in futs {
-                out.push((seq, f.await));
-            }
-            out
-        })
+    fn deliver_batch(&self, batch: Vec<(u32, DeliverSm)>) -> DeliverAnswers {
+        answer_each(
+            batch
+                .into_iter()
+                .map(|(seq, sm)| (seq, self.deliver(sm)))
+                .collect(),
+        )
     }
 
     /// A bind came up (bound) or went down.
