@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -19,8 +20,22 @@ fn data(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// A TLS listener in front of `backend`, forwarding each connection's
+/// plaintext.
+struct Front {
+    addr: std::net::SocketAddr,
+    /// Handshakes that failed (the client refused the certificate).
+    refused: Arc<AtomicUsize>,
+}
+
+impl Front {
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
 /// A TLS listener forwarding each connection's plaintext to `backend`.
-async fn tls_terminator(backend: std::net::SocketAddr) -> std::net::SocketAddr {
+async fn tls_terminator(backend: std::net::SocketAddr) -> Front {
     let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(data("server.pem"))
         .unwrap()
         .collect::<Result<_, _>>()
@@ -36,14 +51,18 @@ async fn tls_terminator(backend: std::net::SocketAddr) -> std::net::SocketAddr {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             let acceptor = acceptor.clone();
+            let refused = counter.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    refused.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
                 let Ok(mut plain) = TcpStream::connect(backend).await else {
@@ -53,7 +72,7 @@ async fn tls_terminator(backend: std::net::SocketAddr) -> std::net::SocketAddr {
             });
         }
     });
-    addr
+    Front { addr, refused }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,8 +122,15 @@ async fn an_untrusted_certificate_never_binds() {
         b.address = format!("localhost:{}", front.port());
         b.tls = true;
     }
+    let binds: usize = cfg.carriers[0].binds.iter().map(|b| b.count as usize).sum();
     let gw = sluice::gateway::start(cfg).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Every bind tried and refused the certificate: none got through.
+    eventually(
+        "each bind's handshake refused",
+        Duration::from_secs(10),
+        || front.refused.load(Ordering::Relaxed) >= binds,
+    )
+    .await;
     assert_eq!(smsc.stats().binds, 0);
     gw.shutdown().await;
 }
