@@ -83,8 +83,8 @@ pub struct Spill {
     file_bytes: u64,
     inner: Mutex<Inner>,
     messages: AtomicU64,
-    /// Most messages in one batch: the most one page-in step reads beyond
-    /// what it asked for is less than this.
+    /// Most messages in one batch ([`Spill::take`] reads past what it was
+    /// asked for only when a single batch alone is larger).
     max_batch: usize,
     /// A batch could not be read back: its messages are only in the journal
     /// now, so compaction must not delete segments until a restart replays
@@ -116,8 +116,9 @@ impl Spill {
     }
 
     /// Batches of at most `n` messages (at least 1, at most 1,024): the
-    /// gateway sizes them to an eighth of its in-memory budget, so paging a
-    /// batch in never overshoots the budget by more than that.
+    /// gateway sizes them to an eighth of its in-memory budget, so the first
+    /// batch of a page-in (which reads at least one) always fits the quarter
+    /// of the budget a page-in waits for.
     #[must_use]
     pub fn with_max_batch(mut self, n: usize) -> Spill {
         self.max_batch = n.clamp(1, MAX_BATCH);
