@@ -4,14 +4,20 @@
 //! another tenant's limits nor bypass its opt-outs), idempotency on
 //! `(tenant, client_ref)`, and routing availability.
 //!
-//! Each rejected message gets a reason code and a readable text; nothing here
-//! allocates ids or touches the journal.
+//! Each rejected message gets a reason code and a readable text. The checks
+//! here are pure (no ids, no journal); [`service::Admission`] runs them for
+//! every door in order, with routing, media, opt-outs and dedupe, and makes
+//! what passes durable.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+
+pub mod service;
+
+pub use service::Admission;
 
 use crate::ingest::pb::{self, RejectReason};
 use crate::model::numbering::{self, Country};

@@ -100,8 +100,9 @@ pub struct Receipts {
     partial: Mutex<HashMap<MessageId, Instant>>,
     finals: crate::telemetry::CounterCache<(Arc<str>, DeliveryState)>,
     receipts: crate::telemetry::CounterCache<Arc<str>>,
-    /// Where inbound (MO) messages go; set once the gateway exists.
-    inbound: std::sync::OnceLock<Arc<dyn InboundSink>>,
+    /// Where inbound (MO) messages go; set once at start. Weak: the sink
+    /// holds (through the backlog) these receipts.
+    inbound: std::sync::OnceLock<std::sync::Weak<dyn InboundSink>>,
     /// Parts of concatenated inbound messages.
     mo_parts: Mutex<text::Reassembler<(String, String)>>,
 }
@@ -150,8 +151,8 @@ impl Receipts {
     }
 
     /// Sets where inbound messages go (once).
-    pub fn set_inbound(&self, sink: Arc<dyn InboundSink>) {
-        let _ = self.inbound.set(sink);
+    pub fn set_inbound(&self, sink: &Arc<dyn InboundSink>) {
+        let _ = self.inbound.set(Arc::downgrade(sink));
     }
 
     /// Carrier ids being waited on.
@@ -351,14 +352,15 @@ impl Receipts {
     }
 
     fn forward(&self, mo: InboundMo) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
-        let Some(sink) = self.inbound.get().cloned() else {
+        // Unset or gone (shutting down): the SMSC delivers it again later.
+        let Some(sink) = self.inbound.get().and_then(std::sync::Weak::upgrade) else {
             return Box::pin(async { CommandStatus::ESME_RX_T_APPN });
         };
         Box::pin(async move {
             match sink.inbound(mo).await {
                 Ok(()) => CommandStatus::ESME_ROK,
                 // Not durable: let the SMSC deliver it again later.
-                Err(()) => CommandStatus::ESME_RX_T_APPN,
+                Err(_) => CommandStatus::ESME_RX_T_APPN,
             }
         })
     }
@@ -411,12 +413,27 @@ impl Receipts {
 }
 
 /// Where inbound (MO) messages go: compliance keywords, auto-replies and
-/// the upstream event (implemented by the gateway).
+/// the upstream event (implemented by `inbound::Inbound`).
 pub trait InboundSink: Send + Sync + 'static {
     /// Handles one complete inbound message; resolves `Ok` once what it
     /// carries is durable, `Err` when it could not be stored (the carrier
     /// should deliver it again).
-    fn inbound(&self, msg: InboundMo) -> Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
+    fn inbound(
+        self: Arc<Self>,
+        msg: InboundMo,
+    ) -> Pin<Box<dyn Future<Output = Result<(), InboundError>> + Send>>;
+}
+
+/// Why an inbound message could not be stored (the carrier should deliver
+/// it again).
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// The opt-out or opt-in could not be journaled.
+    #[error("the opt-out could not be journaled: {0}")]
+    OptOut(#[source] crate::compliance::ComplianceError),
+    /// The upstream event could not be journaled.
+    #[error("the inbound event could not be journaled: {0}")]
+    Event(#[source] Arc<crate::journal::JournalError>),
 }
 
 impl std::fmt::Debug for dyn InboundSink {

@@ -12,6 +12,10 @@
 //! ([`InFlight`]: a delivery report can overtake the answer naming its
 //! MessageID).
 //!
+//! It owns what MM7 statuses mean for a message: [`mm_status_outcome`]
+//! maps a delivery report's MMStatus to its final state. [`StoreSource`]
+//! fetches its media from the media store, fitted.
+//!
 //! Retrying, pausing, adaptive slow-down and fallback to SMS are the
 //! dispatcher's (`schedule::mm7`); delivery reports arrive through the MM7
 //! receiver and are correlated by `receipts`.
@@ -28,10 +32,10 @@ use tokio::time::Instant;
 
 use crate::mm7::Mm7Error;
 use crate::mm7::client::{ClientConfig, Mm7Client, SubmitOutcome};
-use crate::mm7::soap::{Address, Expiry, MediaPart, SubmitReq};
+use crate::mm7::soap::{Address, Expiry, MediaPart, MmStatus, SubmitReq};
 use crate::mm7::status::Class;
 use crate::mm7::{Credentials, Version};
-use crate::model::{Message, Sender, now_ms};
+use crate::model::{DeliveryState, Message, Sender, now_ms};
 use crate::settings::MmscConfig;
 
 /// First wait before an unreachable MMSC is tried again.
@@ -563,6 +567,50 @@ fn capped(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// Media for MM7 carriers from the media store, fitted to the carrier's
+/// size budget (fitting results are cached per media and limit by the
+/// fitter).
+#[derive(Debug)]
+pub struct StoreSource {
+    /// Where tenants' uploads are.
+    pub store: Arc<crate::media::store::MediaStore>,
+    /// Fits media over the budget.
+    pub fitter: Arc<crate::media::fit::Fitter>,
+}
+
+impl MediaSource for StoreSource {
+    fn fetch(&self, tenant: &str, id: &str, max_bytes: usize) -> Result<(String, Bytes), String> {
+        let media = self
+            .store
+            .get(tenant, id)
+            .map_err(|e| format!("media {id}: {e}"))?;
+        if media.bytes.len() <= max_bytes {
+            return Ok((media.media_type.content_type().to_owned(), media.bytes));
+        }
+        let fitted = self
+            .fitter
+            .fit(&media, max_bytes)
+            .map_err(|e| format!("media {id} does not fit the carrier's limit: {e}"))?;
+        Ok((fitted.media_type.content_type().to_owned(), fitted.bytes))
+    }
+}
+
+/// What an MMStatus in a delivery report means for the message; `None`
+/// when not final (`Deferred`).
+pub fn mm_status_outcome(s: &MmStatus) -> Option<(DeliveryState, &'static str)> {
+    Some(match s {
+        MmStatus::Retrieved => (DeliveryState::Delivered, "Retrieved"),
+        MmStatus::Forwarded => (DeliveryState::Delivered, "Forwarded"),
+        MmStatus::Rejected => (DeliveryState::Failed, "Rejected"),
+        MmStatus::Unrecognised => (DeliveryState::Failed, "Unrecognised: recipient unknown"),
+        MmStatus::DeliveryConditionNotMet => (DeliveryState::Failed, "DeliveryConditionNotMet"),
+        MmStatus::Expired => (DeliveryState::Expired, "Expired: not retrieved in time"),
+        MmStatus::Indeterminate => (DeliveryState::Unknown, "Indeterminate"),
+        MmStatus::Deferred => return None,
+        MmStatus::Other(_) => (DeliveryState::Unknown, "unrecognised MMStatus"),
+    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use hyper::StatusCode;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::{Config, ListenerTls};
+use crate::config::{Config, ListenerTls, MmscConfig};
 use crate::door::Door;
 use crate::httpd::{self, HttpLimits};
 use crate::tls::ServerTls;
@@ -104,4 +104,58 @@ pub(super) async fn public(
 /// A request not answered within `d` gets 408.
 fn deadline(d: Duration) -> TimeoutLayer {
     TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d)
+}
+
+/// Binds and serves an MMSC's callback receiver (`callback_listen`), if
+/// configured: its credentials, allowed networks, limits and TLS.
+///
+/// # Errors
+/// A `callback_allow` entry is not a network, TLS files are unusable, or
+/// the address cannot be bound.
+pub(super) async fn mm7_callbacks(
+    m: &MmscConfig,
+    callbacks: crate::inbound::mmsc::MmscCallbacks,
+    config: &Config,
+) -> anyhow::Result<Option<crate::mm7::Mm7Server>> {
+    let Some(listen) = m.callback_listen else {
+        return Ok(None);
+    };
+    let tls = server_tls(
+        &format!("mmsc {} callbacks", m.name),
+        m.callback_tls(),
+        true,
+        config,
+    )?;
+    let credentials = match (&m.callback_username, &m.callback_password) {
+        (Some(u), Some(p)) => Some(crate::mm7::Credentials {
+            username: u.clone(),
+            password: p.expose().to_owned(),
+        }),
+        _ => None,
+    };
+    let allow = m
+        .callback_allow
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|e| anyhow::anyhow!("mmsc {:?}: callback_allow {a:?}: {e}", m.name))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let server = crate::mm7::serve(
+        crate::mm7::ServerConfig {
+            listen,
+            credentials,
+            allow,
+            max_body: m.callback_max_body_bytes,
+            version: m.version.parse().unwrap_or_default(),
+            header_read_timeout: m.callback_header_timeout,
+            body_timeout: m.callback_body_timeout,
+            idle_timeout: m.callback_idle_timeout,
+            max_connections: m.callback_max_connections,
+            tls,
+        },
+        Arc::new(callbacks),
+    )
+    .await?;
+    Ok(Some(server))
 }

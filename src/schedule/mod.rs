@@ -19,6 +19,9 @@
 pub mod fair;
 pub mod mm7;
 pub mod quiet;
+pub mod suppressed;
+
+pub use suppressed::SuppressionCheck;
 
 use std::collections::HashMap;
 use std::sync::Arc;

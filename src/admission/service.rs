@@ -1,0 +1,234 @@
+//! The admission service: the door every submit goes through, whatever
+//! protocol it came by. For each message of a batch, in order: the
+//! tenant's checks ([`validate_with_country`]: fields, numbers, sizes), the
+//! sender it owns, a route, media it uploaded, the opt-outs, then
+//! idempotency on `(tenant, client_ref)` (a repeat gets the original id and
+//! sends nothing). What passes is registered (events claimed, ledger),
+//! journaled, and only once durable acknowledged and handed to the
+//! backlog; a journal failure turns every accepted message of the batch
+//! into `unavailable` (retry) and forgets its dedupe key.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Dedupe, OwnedSenders, Rejection, sender_not_allowed, validate_with_country};
+use crate::backlog::Backlog;
+use crate::compliance::Compliance;
+use crate::events::EventHub;
+use crate::ingest::pb::{self, RejectReason};
+use crate::journal::Journal;
+use crate::ledger::Ledger;
+use crate::model::numbering::Country;
+use crate::model::{Message, MessageId, Secret, now_ms};
+use crate::route::Router;
+use crate::settings::Config;
+use crate::uploads::Uploads;
+
+const TARGET: &str = "sluice::admission";
+
+/// What admission knows of a tenant.
+#[derive(Debug)]
+struct Tenant {
+    name: Arc<str>,
+    token: Secret,
+    default_validity: Duration,
+    /// The senders it may send from.
+    senders: OwnedSenders,
+    /// National numbers of this country are accepted (normalised to E.164).
+    default_country: Option<Country>,
+}
+
+/// The parts admission consults and hands accepted messages to.
+#[derive(Debug)]
+pub struct Parts {
+    /// Ids and the durable write.
+    pub journal: Journal,
+    /// Live messages.
+    pub ledger: Arc<Ledger>,
+    /// Where each message's events go.
+    pub hub: Arc<EventHub>,
+    /// Routes (a message no carrier routes is refused).
+    pub router: Arc<Router>,
+    /// Tenants' media (a message may only name its own).
+    pub uploads: Arc<Uploads>,
+    /// Opt-outs.
+    pub compliance: Arc<Compliance>,
+    /// Idempotency keys.
+    pub dedupe: Arc<Dedupe>,
+    /// Where accepted messages wait.
+    pub backlog: Arc<Backlog>,
+}
+
+/// Admits submitted messages (see the module doc).
+#[derive(Debug)]
+pub struct Admission {
+    tenants: HashMap<String, Tenant>,
+    parts: Parts,
+}
+
+impl Admission {
+    /// Admission for `config`'s tenants.
+    pub fn new(config: &Config, parts: Parts) -> Admission {
+        let tenants = config
+            .tenants
+            .iter()
+            .map(|t| {
+                let tenant = Tenant {
+                    name: t.name.as_str().into(),
+                    token: t.token.clone(),
+                    default_validity: t.default_validity,
+                    // Checked by Config::problems before the gateway starts.
+                    senders: OwnedSenders::new(&t.senders, &t.sender_patterns).unwrap_or_default(),
+                    default_country: t.default_country(),
+                };
+                (t.name.clone(), tenant)
+            })
+            .collect();
+        Admission { tenants, parts }
+    }
+
+    /// The tenant whose token this is.
+    pub fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>> {
+        let t = self.tenants.get(tenant)?;
+        t.token.matches(token).then(|| t.name.clone())
+    }
+
+    /// Whether `m` may be sent by `tenant`, as message `id`.
+    ///
+    /// # Errors
+    /// The first check it fails.
+    pub fn verdict(
+        &self,
+        tenant: &Arc<str>,
+        m: pb::SubmitMessage,
+        id: MessageId,
+        now: u64,
+    ) -> Result<Message, Rejection> {
+        let Some(t) = self.tenants.get(&**tenant) else {
+            return Err(Rejection {
+                reason: RejectReason::InvalidField,
+                detail: format!("unknown tenant {tenant:?}"),
+            });
+        };
+        let mut msg = validate_with_country(tenant, m, t.default_validity, t.default_country, now)?;
+        if !t.senders.allows(&msg.from) {
+            return Err(sender_not_allowed(tenant, &msg.from));
+        }
+        if self.parts.router.sms_carrier(msg.to).is_none() {
+            return Err(Rejection {
+                reason: RejectReason::NoRoute,
+                detail: format!("no carrier routes {}", msg.to),
+            });
+        }
+        if let Some(id) = msg
+            .media
+            .iter()
+            .find(|id| !self.parts.uploads.owns(tenant, id))
+        {
+            return Err(Rejection {
+                reason: RejectReason::UnknownMedia,
+                detail: format!("unknown media id {id:?} (upload it with PutMedia first)"),
+            });
+        }
+        if let Some(scope) = self.parts.compliance.check(tenant, &msg.from, msg.to) {
+            return Err(Rejection {
+                reason: RejectReason::Suppressed,
+                detail: format!("{} opted out ({scope})", msg.to),
+            });
+        }
+        msg.id = id;
+        Ok(msg)
+    }
+
+    /// Admits a batch from `tenant` on connection `conn`: per-message
+    /// results, resolved once the accepted ones are durable.
+    pub fn submit(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        conn: u64,
+        messages: Vec<pb::SubmitMessage>,
+    ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
+        let now = now_ms();
+        if !self.tenants.contains_key(&**tenant) {
+            return Box::pin(std::future::ready(Vec::new()));
+        }
+        let p = &self.parts;
+        let first = p.journal.allocate_message_ids(messages.len() as u64);
+        let segment = p.journal.head_segment();
+        let mut results = Vec::with_capacity(messages.len());
+        let mut accepted: Vec<Arc<Message>> = Vec::with_capacity(messages.len());
+        for (i, m) in messages.into_iter().enumerate() {
+            let client_ref = m.client_ref.clone();
+            let verdict = self.verdict(tenant, m, MessageId(first + i as u64), now);
+            let (message_id, duplicate, reason, detail) = match verdict {
+                Err(r) => {
+                    metrics::counter!("sluice_messages_rejected_total",
+                        "tenant" => tenant.to_string(), "reason" => r.reason.as_str_name())
+                    .increment(1);
+                    (0, false, r.reason, r.detail)
+                }
+                Ok(msg) => match p
+                    .dedupe
+                    .check_or_insert(tenant, &client_ref, msg.id, now, segment)
+                {
+                    Err(existing) => (existing.0, true, RejectReason::RejectNone, String::new()),
+                    Ok(()) => {
+                        let id = msg.id.0;
+                        accepted.push(Arc::new(msg));
+                        (id, false, RejectReason::RejectNone, String::new())
+                    }
+                },
+            };
+            results.push(pb::SubmitResult {
+                client_ref,
+                message_id,
+                reason: reason as i32,
+                detail,
+                duplicate,
+            });
+        }
+        if accepted.is_empty() {
+            return Box::pin(std::future::ready(results));
+        }
+        // Before anything can finish them: their events go to `conn` when it
+        // subscribed for its own messages only.
+        p.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
+        p.ledger.admit(&accepted);
+        let durable = p.journal.accept(accepted.iter().map(|m| &**m));
+        let this = self.clone();
+        Box::pin(async move {
+            let p = &this.parts;
+            match durable.wait().await {
+                Ok(()) => {
+                    metrics::counter!("sluice_messages_accepted_total", "tenant" => accepted[0].tenant.to_string())
+                        .increment(accepted.len() as u64);
+                    p.backlog.enqueue_or_spill(&accepted);
+                }
+                Err(e) => {
+                    tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
+                    p.ledger.forget(accepted.iter().map(|m| m.id));
+                    p.hub
+                        .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
+                    let failed: HashSet<u64> = accepted.iter().map(|m| m.id.0).collect();
+                    for m in &accepted {
+                        p.dedupe.forget(&m.tenant, &m.client_ref);
+                    }
+                    for r in &mut results {
+                        if failed.contains(&r.message_id) && !r.duplicate {
+                            r.message_id = 0;
+                            r.reason = RejectReason::Unavailable as i32;
+                            r.detail = "the gateway could not store the message; retry".into();
+                        }
+                    }
+                }
+            }
+            results
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

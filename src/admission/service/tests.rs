@@ -1,0 +1,143 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::backlog::tests::kit;
+use crate::model::Msisdn;
+
+struct Setup {
+    admission: Arc<Admission>,
+    compliance: Arc<Compliance>,
+    ledger: Arc<Ledger>,
+    scheduler: Arc<crate::schedule::Scheduler>,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = kit::config(dir.path(), 1000);
+    let (backlog, ledger, scheduler, receipts) = kit::for_tests(dir.path(), 1000);
+    let (journal, _) = Journal::open(&dir.path().join("adm"), &Default::default()).unwrap();
+    let compliance = Arc::new(Compliance::open(&config).unwrap());
+    let media = crate::media::store::MediaStore::open(crate::uploads::store_config(&config));
+    let parts = Parts {
+        journal,
+        ledger: ledger.clone(),
+        hub: receipts.hub().clone(),
+        router: backlog.router().clone(),
+        uploads: Arc::new(Uploads::new(Arc::new(media.unwrap()))),
+        compliance: compliance.clone(),
+        dedupe: Arc::new(Dedupe::new(Duration::from_secs(3600), [5; 16])),
+        backlog,
+    };
+    Setup {
+        admission: Arc::new(Admission::new(&config, parts)),
+        compliance,
+        ledger,
+        scheduler,
+        _dir: dir,
+    }
+}
+
+fn submit(client_ref: &str, to: &str, from: &str) -> pb::SubmitMessage {
+    pb::SubmitMessage {
+        client_ref: client_ref.into(),
+        to: to.into(),
+        from: from.into(),
+        text: "hello".into(),
+        ..Default::default()
+    }
+}
+
+fn reasons(results: &[pb::SubmitResult]) -> Vec<RejectReason> {
+    results
+        .iter()
+        .map(|r| RejectReason::try_from(r.reason).unwrap())
+        .collect()
+}
+
+#[test]
+fn only_the_right_token_opens_a_tenant() {
+    let s = setup();
+    assert_eq!(
+        s.admission
+            .authenticate("t", "a-long-enough-token")
+            .as_deref(),
+        Some("t")
+    );
+    assert!(
+        s.admission
+            .authenticate("t", "a-long-enough-tokeN")
+            .is_none()
+    );
+    assert!(
+        s.admission
+            .authenticate("u", "a-long-enough-token")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn each_check_refuses_with_its_reason_and_the_rest_pass() {
+    let s = setup();
+    let t: Arc<str> = "t".into();
+    let mut media = submit("media", "+14155550103", "12345");
+    media.media = vec!["0123456789abcdef".into()];
+    let batch = vec![
+        submit("ok", "+14155550100", "12345"),
+        submit("not-mine", "+14155550101", "54321"),
+        submit("no-route", "+447700900123", "12345"),
+        submit("bad-number", "12", "12345"),
+        media,
+    ];
+    let results = s.admission.submit(&t, 1, batch).await;
+    assert_eq!(
+        reasons(&results),
+        vec![
+            RejectReason::RejectNone,
+            RejectReason::SenderNotAllowed,
+            RejectReason::NoRoute,
+            RejectReason::InvalidNumber,
+            RejectReason::UnknownMedia,
+        ]
+    );
+    assert!(results[0].message_id > 0);
+    assert!(results[1..].iter().all(|r| r.message_id == 0));
+    // Accepted and durable: live, and queued for its carrier.
+    assert_eq!(s.ledger.live(), 1);
+    assert_eq!(s.scheduler.queue("c").unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_repeated_client_ref_gets_the_original_id_and_nothing_more() {
+    let s = setup();
+    let t: Arc<str> = "t".into();
+    let first = s
+        .admission
+        .submit(&t, 1, vec![submit("same", "+14155550100", "12345")])
+        .await;
+    let again = s
+        .admission
+        .submit(&t, 2, vec![submit("same", "+14155550100", "12345")])
+        .await;
+    assert!(!first[0].duplicate);
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].message_id, first[0].message_id);
+    assert_eq!(s.scheduler.queue("c").unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_opted_out_recipient_is_refused() {
+    let s = setup();
+    let handset = Msisdn::parse("+14155550100").unwrap();
+    s.compliance
+        .inbound(handset, "12345", "STOP", "c", "sms")
+        .await
+        .unwrap();
+    let t: Arc<str> = "t".into();
+    let results = s
+        .admission
+        .submit(&t, 1, vec![submit("x", "+14155550100", "12345")])
+        .await;
+    assert_eq!(reasons(&results), vec![RejectReason::Suppressed]);
+    assert_eq!(s.ledger.live(), 0);
+}

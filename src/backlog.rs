@@ -1,0 +1,253 @@
+//! The backlog: where accepted messages wait for their carrier. Owns putting
+//! messages on carrier queues (routed SMS, MMS or its SMS fallback), the
+//! in-memory budget and the spill to disk beyond it, paging spilled
+//! messages back in, moving a down carrier's queue elsewhere
+//! ([`Backlog::failover`]) and the alarm for a dispatch that stalled.
+//!
+//! # The memory budget
+//! Queued messages stay in memory up to `max_queued_in_memory`; beyond it
+//! they spill to disk behind what their tenant and priority already have
+//! there (keeping their order). Transactional traffic gets an eighth of the
+//! budget on top, so another tenant's blast filling it does not push a
+//! password reset to disk. Spilled messages page back in once the queues
+//! have drained to three quarters of the budget.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ledger::Ledger;
+use crate::media::link::LinkSigner;
+use crate::model::{DeliveryState, Message, Priority, now_ms};
+use crate::receipts::Receipts;
+use crate::route::Router;
+use crate::schedule::{CarrierQueue, Scheduler};
+use crate::settings::Config;
+use crate::spill::Spill;
+
+mod failover;
+mod fallback;
+#[cfg(test)]
+pub(crate) mod tests;
+
+pub use fallback::fallback_text;
+
+const TARGET: &str = "sluice::backlog";
+
+/// Queued messages, binds up and idle, nothing dispatched for this long:
+/// dispatch has stalled (`sluice_dispatch_stalled`, an error log).
+const STALL_AFTER: Duration = Duration::from_secs(10);
+
+/// Accepted messages waiting for their carrier, in memory or on disk.
+#[derive(Debug)]
+pub struct Backlog {
+    router: Arc<Router>,
+    scheduler: Arc<Scheduler>,
+    ledger: Arc<Ledger>,
+    receipts: Arc<Receipts>,
+    /// Queued messages beyond `max_in_memory` wait on disk.
+    spill: Arc<Spill>,
+    max_in_memory: u64,
+    /// Paging in and compaction exclude each other: a message being paged
+    /// in is, for a moment, in neither the spill nor the ledger.
+    spill_gate: tokio::sync::Mutex<()>,
+    /// How long each SMS carrier may be down before its queue moves.
+    failover_after: HashMap<Arc<str>, Duration>,
+    /// Where SMS fallback links point.
+    public_url: String,
+    links: Arc<LinkSigner>,
+}
+
+impl Backlog {
+    /// The backlog of `config`'s carriers.
+    pub fn new(
+        config: &Config,
+        router: Arc<Router>,
+        scheduler: Arc<Scheduler>,
+        ledger: Arc<Ledger>,
+        receipts: Arc<Receipts>,
+        spill: Arc<Spill>,
+        links: Arc<LinkSigner>,
+    ) -> Backlog {
+        Backlog {
+            router,
+            scheduler,
+            ledger,
+            receipts,
+            spill,
+            max_in_memory: config.journal.max_queued_in_memory.max(1),
+            spill_gate: tokio::sync::Mutex::new(()),
+            failover_after: config
+                .carriers
+                .iter()
+                .map(|c| (Arc::<str>::from(c.name.as_str()), c.failover_after))
+                .collect(),
+            public_url: config.mms.public_url.clone(),
+            links,
+        }
+    }
+
+    /// Queued messages waiting on disk.
+    pub fn spill(&self) -> &Arc<Spill> {
+        &self.spill
+    }
+
+    /// The routes.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// Holds paging-in off while compaction carries the spill forward.
+    pub async fn hold_paging(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.spill_gate.lock().await
+    }
+
+    /// Puts messages on their carrier's queue: SMS by route, media by MMS
+    /// route (or its SMS fallback when it cannot go as MMS); a message no
+    /// route takes any more ends `rejected`.
+    pub fn enqueue(&self, messages: &[Arc<Message>]) {
+        // Grouped per carrier queue: one lock and one wake-up per queue.
+        let mut by_queue: Vec<(Arc<CarrierQueue>, Vec<Arc<Message>>)> = Vec::new();
+        let mut push = |q: &Arc<CarrierQueue>, m: &Arc<Message>| match by_queue
+            .iter_mut()
+            .find(|(g, _)| Arc::ptr_eq(g, q))
+        {
+            Some((_, v)) => v.push(m.clone()),
+            None => by_queue.push((q.clone(), vec![m.clone()])),
+        };
+        for m in messages {
+            if !m.media.is_empty() {
+                match self.router.mmsc_for(m) {
+                    Ok(mmsc) => {
+                        if let Some(q) = self.scheduler.queue(&mmsc) {
+                            push(q, m);
+                        }
+                    }
+                    Err(why) => self.fallback(m.clone(), why.to_string(), None),
+                }
+                continue;
+            }
+            match self
+                .router
+                .sms_carrier(m.to)
+                .and_then(|c| self.scheduler.queue(c))
+            {
+                Some(q) => push(q, m),
+                None => {
+                    // Routes changed since acceptance: nothing can take it.
+                    self.receipts.end(
+                        m.id,
+                        DeliveryState::Rejected,
+                        &"no route to this recipient".into(),
+                    );
+                }
+            }
+        }
+        for (q, ms) in by_queue {
+            q.push(ms.iter());
+        }
+    }
+
+    /// Queues accepted messages in memory while the budget allows and
+    /// spills the rest (see the module doc).
+    pub fn enqueue_or_spill(&self, messages: &[Arc<Message>]) {
+        let budget = self.max_in_memory;
+        let mut in_memory = self.scheduler.in_memory() as u64;
+        if self.spill.is_empty() && in_memory + messages.len() as u64 <= budget {
+            return self.enqueue(messages);
+        }
+        let mut keep = Vec::with_capacity(messages.len());
+        let mut out: Vec<Arc<Message>> = Vec::new();
+        let mut spilling: Vec<(&Arc<str>, Priority)> = Vec::new();
+        for m in messages {
+            let key = (&m.tenant, m.priority);
+            let limit = match m.priority {
+                Priority::Transactional => budget + budget / 8,
+                Priority::Marketing => budget,
+            };
+            let behind = spilling.contains(&key) || self.spill.holds(&m.tenant, m.priority);
+            if !behind && in_memory < limit {
+                in_memory += 1;
+                keep.push(m.clone());
+            } else {
+                if !spilling.contains(&key) {
+                    spilling.push(key);
+                }
+                out.push(m.clone());
+            }
+        }
+        if !out.is_empty() {
+            match self.spill.push(&out) {
+                Ok(()) => self.ledger.forget(out.iter().map(|m| m.id)),
+                Err(e) => {
+                    tracing::error!(target: TARGET, error = %e, messages = out.len(),
+                        "spill write failed; keeping the messages in memory");
+                    keep.append(&mut out);
+                }
+            }
+        }
+        self.enqueue(&keep);
+    }
+
+    /// Pages spilled messages back in while the in-memory queues have room
+    /// (down to three quarters of the budget before a page is read).
+    pub async fn page_in(&self) {
+        while !self.spill.is_empty() {
+            let in_memory = self.scheduler.in_memory() as u64;
+            let room = self.max_in_memory.saturating_sub(in_memory);
+            if room < (self.max_in_memory / 4).max(1).min(self.spill.len()) {
+                return;
+            }
+            let _gate = self.spill_gate.lock().await;
+            let spill = self.spill.clone();
+            let max = room.min(50_000) as usize;
+            let taken = tokio::task::spawn_blocking(move || spill.take(max)).await;
+            let messages: Vec<Arc<Message>> = match taken {
+                Ok(ms) => ms.into_iter().map(Arc::new).collect(),
+                Err(_) => {
+                    self.spill.paged_in();
+                    return;
+                }
+            };
+            if messages.is_empty() {
+                self.spill.paged_in();
+                return;
+            }
+            self.ledger.admit(&messages);
+            self.enqueue(&messages);
+            self.spill.paged_in();
+        }
+    }
+
+    /// Raises the alarm for carriers whose binds are up and idle while
+    /// messages wait that no limit holds back: dispatch has stalled (a
+    /// state that must never be silent). `stalled` remembers which carriers
+    /// were reported, so each stall and its end are logged once.
+    pub fn watch_stalls(&self, stalled: &mut HashSet<Arc<str>>) {
+        let now = now_ms();
+        for (name, carrier) in self.router.carriers() {
+            let idle = self
+                .scheduler
+                .queue(name)
+                .and_then(|q| q.idle_for(now))
+                .filter(|d| *d >= STALL_AFTER && carrier.binds_up() > 0 && carrier.is_idle());
+            let gauge = metrics::gauge!("sluice_dispatch_stalled", "carrier" => name.to_string());
+            match idle {
+                Some(d) => {
+                    gauge.set(1.0);
+                    if stalled.insert(name.clone()) {
+                        let queued = self.scheduler.queue(name).map_or(0, |q| q.len());
+                        tracing::error!(target: TARGET, carrier = %name, queued, idle_s = d.as_secs(),
+                            "dispatch stalled: messages queued, binds up, nothing dispatched");
+                    }
+                }
+                None => {
+                    gauge.set(0.0);
+                    if stalled.remove(name) {
+                        tracing::info!(target: TARGET, carrier = %name, "dispatch resumed");
+                    }
+                }
+            }
+        }
+    }
+}

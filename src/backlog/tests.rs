@@ -1,0 +1,130 @@
+use std::sync::Arc;
+
+use super::*;
+
+pub(crate) mod kit;
+
+use crate::model::{FallbackPolicy, Message, MessageId, Msisdn};
+use kit::for_tests;
+
+fn messages(first: u64, n: u64, to: &str) -> Vec<Arc<Message>> {
+    (first..first + n)
+        .map(|i| {
+            let mut m = (*crate::model::test_message(i, "hello", u64::MAX)).clone();
+            m.to = Msisdn::parse(to).unwrap();
+            Arc::new(m)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn beyond_the_budget_messages_wait_on_disk_and_page_back_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backlog, ledger, scheduler, _) = for_tests(dir.path(), 16);
+    let ms = messages(1, 40, "+14155550100");
+    ledger.admit(&ms);
+    backlog.enqueue_or_spill(&ms);
+    assert_eq!(scheduler.in_memory(), 16);
+    assert_eq!(backlog.spill().len(), 24);
+    // Spilled messages leave the ledger (they live on disk).
+    assert_eq!(ledger.live(), 16);
+
+    // No room: nothing pages in.
+    backlog.page_in().await;
+    assert_eq!(backlog.spill().len(), 24);
+
+    // The queue drains; the spill comes back in order, within the budget.
+    let q = scheduler.queue("c").unwrap();
+    let drained: Vec<u64> = q.drain().iter().map(|i| i.message.id.0).collect();
+    assert_eq!(drained, (1..=16).collect::<Vec<_>>());
+    backlog.page_in().await;
+    assert!(scheduler.in_memory() <= 16, "{}", scheduler.in_memory());
+    let mut seen: Vec<u64> = Vec::new();
+    while scheduler.in_memory() > 0 {
+        seen.extend(q.drain().iter().map(|i| i.message.id.0));
+        backlog.page_in().await;
+    }
+    assert_eq!(seen, (17..=40).collect::<Vec<_>>());
+    assert!(backlog.spill().is_empty());
+}
+
+#[tokio::test]
+async fn transactional_traffic_has_room_beyond_a_full_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backlog, ledger, scheduler, _) = for_tests(dir.path(), 16);
+    let blast = messages(1, 20, "+14155550100");
+    ledger.admit(&blast);
+    backlog.enqueue_or_spill(&blast);
+    assert_eq!(scheduler.in_memory(), 16);
+    let reset: Vec<Arc<Message>> = messages(100, 1, "+14155550101")
+        .into_iter()
+        .map(|m| {
+            Arc::new(Message {
+                priority: Priority::Transactional,
+                tenant: "other".into(),
+                ..(*m).clone()
+            })
+        })
+        .collect();
+    ledger.admit(&reset);
+    backlog.enqueue_or_spill(&reset);
+    assert_eq!(scheduler.in_memory(), 17, "the reset stays in memory");
+    assert_eq!(backlog.spill().len(), 4);
+}
+
+#[tokio::test]
+async fn a_message_no_route_takes_any_more_ends_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backlog, ledger, scheduler, _) = for_tests(dir.path(), 16);
+    let ms = messages(1, 1, "+447700900123");
+    ledger.admit(&ms);
+    backlog.enqueue(&ms);
+    assert_eq!(scheduler.in_memory(), 0);
+    assert!(ledger.get(MessageId(1)).is_none(), "ended, not live");
+}
+
+#[tokio::test]
+async fn media_without_mms_reach_falls_back_to_sms_with_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backlog, ledger, scheduler, _) = for_tests(dir.path(), 16);
+    let mut m = (*messages(5, 1, "+14155550100")[0]).clone();
+    m.media = vec!["abc".into()];
+    m.fallback = FallbackPolicy::SmsWithLink;
+    let m = Arc::new(m);
+    ledger.admit([&m]);
+    backlog.enqueue(std::slice::from_ref(&m));
+    let items = scheduler.queue("c").unwrap().drain();
+    assert_eq!(items.len(), 1);
+    let sms = &items[0].message;
+    assert!(sms.media.is_empty());
+    assert!(
+        sms.text
+            .starts_with("hello\nhttps://m.example.com/m/0000000000000005/abc/"),
+        "{}",
+        sms.text
+    );
+}
+
+#[test]
+fn fallback_text_trims_the_text_never_the_link() {
+    let links = LinkSigner::new(&[1; 32]);
+    let mut m = (*crate::model::test_message(9, &"x".repeat(2000), u64::MAX)).clone();
+    m.media = vec!["a".into(), "b".into()];
+    m.fallback = FallbackPolicy::SmsWithLink;
+    let text = fallback_text(&m, "https://m.example.com", &links).unwrap();
+    assert_eq!(text.chars().count(), crate::model::MAX_TEXT_CHARS);
+    let link = format!("https://m.example.com{}", links.path(9, "b"));
+    assert!(text.ends_with(&link), "{text}");
+
+    m.fallback = FallbackPolicy::None;
+    assert_eq!(
+        fallback_text(&m, "", &links),
+        Err("the fallback policy is none")
+    );
+    m.fallback = FallbackPolicy::SmsTextOnly;
+    m.text = "  ".into();
+    assert_eq!(
+        fallback_text(&m, "", &links),
+        Err("there is no text for SMS")
+    );
+}

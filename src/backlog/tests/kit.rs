@@ -1,0 +1,79 @@
+//! The backlog fixture, shared with the unit tests of the rooms above.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backlog::Backlog;
+use crate::ledger::Ledger;
+use crate::media::link::LinkSigner;
+use crate::receipts::Receipts;
+use crate::route::Router;
+use crate::schedule::Scheduler;
+use crate::spill::Spill;
+
+/// A backlog over one SMS carrier `c` (never started: no sockets) routing
+/// `+1…` only, with an in-memory budget of `budget`, for unit tests here
+/// and in the rooms above (tenant `t`, data under `dir`).
+pub(crate) fn for_tests(
+    dir: &std::path::Path,
+    budget: u64,
+) -> (Arc<Backlog>, Arc<Ledger>, Arc<Scheduler>, Arc<Receipts>) {
+    let config = config(dir, budget);
+    let (ledger, receipts) = crate::receipts::for_tests(&dir.join("journal"));
+    let carrier =
+        crate::carrier::smpp::SmppCarrier::new(&config.carriers[0], receipts.clone(), None);
+    let carriers = HashMap::from([(carrier.name().clone(), carrier)]);
+    let router = Arc::new(Router::new(&config, carriers, Vec::new()));
+    let scheduler = Arc::new(Scheduler::new(&config));
+    let spill = Spill::open(&dir.join("spill"), 1 << 20)
+        .unwrap()
+        .with_max_batch((budget / 8).max(1) as usize);
+    let links = Arc::new(LinkSigner::new(&[7; 32]));
+    let backlog = Backlog::new(
+        &config,
+        router,
+        scheduler.clone(),
+        ledger.clone(),
+        receipts.clone(),
+        Arc::new(spill),
+        links,
+    );
+    (Arc::new(backlog), ledger, scheduler, receipts)
+}
+
+/// What a test above the backlog looks at besides the ledger.
+pub(crate) struct Fixture {
+    /// The carrier queues.
+    pub scheduler: Arc<Scheduler>,
+    /// Idempotency keys.
+    pub dedupe: Arc<crate::admission::Dedupe>,
+}
+
+/// The fixture's configuration: tenant `t` (token `a-long-enough-token`,
+/// sender 12345), carrier `c` for `+1…`, data under `dir`.
+pub(crate) fn config(dir: &std::path::Path, budget: u64) -> crate::settings::Config {
+    let text = format!(
+        r#"
+        data_dir = "{}"
+        [journal]
+        max_queued_in_memory = {budget}
+        [mms]
+        public_url = "https://m.example.com/"
+        [[tenants]]
+        name = "t"
+        token = "a-long-enough-token"
+        senders = ["12345"]
+        [[carriers]]
+        name = "c"
+        [[carriers.binds]]
+        address = "127.0.0.1:1"
+        system_id = "x"
+        password = "y"
+        [[routes]]
+        prefix = "+1"
+        carriers = ["c"]
+        "#,
+        dir.display()
+    );
+    crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+}

@@ -1,0 +1,287 @@
+//! Recovery and compaction: what the journal holds becomes live state again
+//! at start ([`JournalKeeper::restore`], before ingest accepts anything),
+//! and while running the journal is kept short by carrying every live
+//! record forward and deleting old segments ([`JournalKeeper::compact`]).
+//!
+//! # What a restart does to each message
+//! - accepted, never dispatched: queued again;
+//! - dispatched, every part accepted by the carrier: waits for receipts;
+//! - dispatched but never written (it never left), or any dispatched
+//!   message when the operator chose `recovery = "resend"`: queued again;
+//! - otherwise (written, answer unknown): ends `unknown` — sending it again
+//!   could send it twice.
+//!
+//! Compaction is safe because state is registered in memory before its
+//! record is written (see `ledger` and `events`), and it excludes paging in
+//! ([`Backlog::hold_paging`]) since a message being paged in is, for a
+//! moment, in neither the spill nor the ledger.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::admission::Dedupe;
+use crate::backlog::Backlog;
+use crate::events::EventHub;
+use crate::journal::dedupe_log::DedupeLog;
+use crate::journal::{CarriedMessage, Durable, Journal, JournalError, Recovered, Recovery};
+use crate::ledger::{Entry, Ledger, Part, Stage};
+use crate::model::{DeliveryState, LogSafe, Message, MessageId, now_ms};
+use crate::receipts::Receipts;
+
+#[cfg(test)]
+mod tests;
+
+const TARGET: &str = "sluice::recovery";
+
+/// Restores the journal at start and compacts it while running.
+#[derive(Debug)]
+pub struct JournalKeeper {
+    journal: Journal,
+    ledger: Arc<Ledger>,
+    hub: Arc<EventHub>,
+    receipts: Arc<Receipts>,
+    backlog: Arc<Backlog>,
+    dedupe: Arc<Dedupe>,
+    dedupe_log: DedupeLog,
+    /// Segments the last compaction carried forward (not counted against
+    /// `max_segments`, or a large backlog would compact without end).
+    carried_segments: AtomicU64,
+}
+
+impl JournalKeeper {
+    /// The keeper of `journal` and of what lives from it.
+    pub fn new(
+        journal: Journal,
+        ledger: Arc<Ledger>,
+        hub: Arc<EventHub>,
+        receipts: Arc<Receipts>,
+        backlog: Arc<Backlog>,
+        dedupe: Arc<Dedupe>,
+        dedupe_log: DedupeLog,
+    ) -> JournalKeeper {
+        JournalKeeper {
+            journal,
+            ledger,
+            hub,
+            receipts,
+            backlog,
+            dedupe,
+            dedupe_log,
+            carried_segments: AtomicU64::new(0),
+        }
+    }
+
+    /// Restores recovered messages, events and dedupe keys (before ingest
+    /// starts); see the module doc for what happens to each message.
+    pub fn restore(&self, rec: Recovered, recovery: Recovery) {
+        let now = now_ms();
+        // Keys of Accept records still in the journal: logged when their
+        // (old) segments are compacted; keys already in the dedupe log: not.
+        for (tenant, client_ref, id, at) in &rec.dedupe {
+            let fp = self.dedupe.fingerprint(tenant, client_ref);
+            self.dedupe.restore(fp, *id, *at, now, Some(0));
+        }
+        match self.dedupe_log.load(now, self.dedupe.window_ms()) {
+            Ok(entries) => {
+                for (fp, id, at) in entries {
+                    self.dedupe.restore(fp, MessageId(id), at, now, None);
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: TARGET, error = %e, "dedupe log unreadable; retries of old batches may be sent again")
+            }
+        }
+        self.hub.restore(rec.events);
+        let carriers = self.backlog.router().carriers();
+        let mut requeue = Vec::new();
+        let mut unknown = Vec::new();
+        let total = rec.messages.len();
+        for rm in rec.messages {
+            let message = Arc::new(rm.message);
+            let carrier = rm
+                .carrier
+                .as_deref()
+                .and_then(|c| carriers.get_key_value(c))
+                .map(|(k, _)| k.clone());
+            match (rm.carrier, carrier) {
+                (None, _) => {
+                    self.ledger.restore(Entry {
+                        message: message.clone(),
+                        stage: Stage::Queued,
+                    });
+                    requeue.push(message);
+                }
+                (Some(_), Some(c))
+                    if rm.parts > 0
+                        && rm.carrier_ids.len() == rm.parts as usize
+                        && rm.carrier_ids.iter().all(|s| !s.is_empty()) =>
+                {
+                    // Every part was accepted: wait for the receipts.
+                    let parts: Vec<Part> = rm
+                        .carrier_ids
+                        .iter()
+                        .map(|s| Part::Submitted(s.as_str().into()))
+                        .collect();
+                    for (i, k) in rm.carrier_ids.iter().enumerate() {
+                        self.receipts.restore(&c, message.id, i as u32, k);
+                    }
+                    self.ledger.restore(Entry {
+                        message,
+                        stage: Stage::Dispatched {
+                            carrier: c,
+                            parts: parts.into_boxed_slice(),
+                        },
+                    });
+                }
+                (Some(_), _) if !rm.written || recovery == Recovery::Resend => {
+                    // Dispatched but never written (it never left), or the
+                    // operator chose at-least-once: queued again.
+                    self.ledger.restore(Entry {
+                        message: message.clone(),
+                        stage: Stage::Queued,
+                    });
+                    requeue.push(message);
+                }
+                (Some(name), c) => {
+                    let parts: Vec<Part> = (0..rm.parts.max(1) as usize)
+                        .map(|i| match rm.carrier_ids.get(i) {
+                            Some(s) if !s.is_empty() => Part::Submitted(s.as_str().into()),
+                            _ => Part::Written,
+                        })
+                        .collect();
+                    self.ledger.restore(Entry {
+                        message: message.clone(),
+                        stage: Stage::Dispatched {
+                            carrier: c.unwrap_or_else(|| name.as_str().into()),
+                            parts: parts.into_boxed_slice(),
+                        },
+                    });
+                    unknown.push(message.id);
+                }
+            }
+        }
+        let reason: Arc<str> = "gateway restarted before the carrier answered".into();
+        let mut endings = self.receipts.endings();
+        for id in &unknown {
+            endings.end(*id, DeliveryState::Unknown, 0, &reason);
+        }
+        tracing::info!(target: TARGET, records = rec.records, live = total, requeued = requeue.len(),
+            unknown = endings.len(), events = self.hub.pending(), "journal recovered");
+        for p in &rec.problems {
+            tracing::error!(target: TARGET, problem = %LogSafe::display(p), "unrecoverable journal entry");
+        }
+        drop(endings);
+        self.backlog.enqueue_or_spill(&requeue);
+    }
+
+    /// Dedupe keys older than a second trickle into the dedupe log
+    /// (unsynced), so that compaction has little left to write at once.
+    pub async fn trickle_dedupe(&self) {
+        let keys = self.dedupe.take_unlogged(0, now_ms().saturating_sub(1000));
+        if keys.is_empty() {
+            return;
+        }
+        let log = self.dedupe_log.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.append_unsynced(&keys)).await {
+            tracing::error!(target: TARGET, error = %e, "dedupe log append failed");
+        }
+    }
+
+    /// Compaction: when the journal holds more than `max_segments` (beyond
+    /// what the last compaction carried), rotate, carry every live record
+    /// into the new head, then delete the older segments.
+    ///
+    /// # Errors
+    /// A journal or dedupe-log write failed; nothing was deleted.
+    pub async fn compact(&self, max_segments: u64) -> Result<(), JournalError> {
+        if self.journal.segments() <= max_segments + self.carried_segments.load(Relaxed) {
+            return Ok(());
+        }
+        let spill = self.backlog.spill();
+        if spill.is_damaged() {
+            // Some spilled messages exist only in the old segments now.
+            tracing::error!(target: TARGET, segments = self.journal.segments(),
+                "journal compaction held: a spilled batch was unreadable; restart to replay it");
+            return Ok(());
+        }
+        let _gate = self.backlog.hold_paging().await;
+        let head = self.journal.rotate().await?;
+        let mut carried = self.ledger.carry().await?;
+        carried += self.carry_spilled().await?;
+        // What was carried fills the segments from `head` on.
+        self.carried_segments
+            .store(self.journal.head_segment().saturating_sub(head), Relaxed);
+        let events = self.hub.snapshot();
+        self.journal
+            .events(events.iter().map(|e| &**e))
+            .wait()
+            .await?;
+        // Dedupe keys whose Accept records go with the old segments move to
+        // the dedupe log, once each.
+        let keys = self.dedupe.take_unlogged_before(head);
+        let (log, window, max_keys, n) = (
+            self.dedupe_log.clone(),
+            self.dedupe.window_ms(),
+            self.dedupe.max_keys(),
+            keys.len(),
+        );
+        let io = |e: std::io::Error| JournalError::Io(self.journal.dir().to_owned(), e);
+        tokio::task::spawn_blocking(move || {
+            log.append(&keys)?;
+            // The trickle appended since the last compaction, durable too.
+            log.sync()?;
+            log.prune(now_ms(), window, max_keys).map(|_| ())
+        })
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?
+        .map_err(io)?;
+        self.journal.delete_before(head).await?;
+        tracing::info!(target: TARGET, head, carried, events = events.len(), keys = n, "journal compacted");
+        Ok(())
+    }
+
+    /// Compaction's carry-forward of spilled messages (their Accept records
+    /// go with the old segments): read off disk batch by batch, written as
+    /// Carry records, a bounded number of syncs in flight.
+    async fn carry_spilled(&self) -> Result<usize, JournalError> {
+        let spill = self.backlog.spill();
+        if spill.is_empty() {
+            return Ok(0);
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Message>>(4);
+        let spill = spill.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            spill.for_each_batch(|ms| {
+                tx.blocking_send(ms)
+                    .map_err(|_| std::io::Error::other("compaction stopped"))
+            })
+        });
+        let mut count = 0;
+        let mut pending: VecDeque<Durable> = VecDeque::new();
+        while let Some(ms) = rx.recv().await {
+            count += ms.len();
+            pending.push_back(self.journal.carry(ms.iter().map(|m| CarriedMessage {
+                message: m,
+                carrier: None,
+                parts: 0,
+                carrier_ids: &[],
+                written: false,
+            })));
+            if pending.len() > 16
+                && let Some(d) = pending.pop_front()
+            {
+                d.wait().await?;
+            }
+        }
+        for d in pending {
+            d.wait().await?;
+        }
+        let dir = self.journal.dir().to_owned();
+        reader
+            .await
+            .map_err(|e| JournalError::Io(dir.clone(), std::io::Error::other(e)))?
+            .map_err(|e| JournalError::Io(dir, e))?;
+        Ok(count)
+    }
+}

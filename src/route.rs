@@ -1,0 +1,248 @@
+//! Routing: which SMS carrier takes a recipient, and which MMSC a message
+//! with media goes to (or why it cannot go as MMS).
+//!
+//! The tables ([`Routes`], [`MmsRoutes`]) are plain values that decide from
+//! a recipient and a "does this carrier take traffic now" question, so the
+//! choice is tested without carriers or sockets; [`Router`] asks the live
+//! carriers. Moving a down carrier's queue elsewhere (failover) is the
+//! backlog's job (`backlog::failover`), which asks the router where to.
+//!
+//! # SMS
+//! The first carrier of the first route whose E.164 prefix matches that has
+//! a bind up, else that route's first carrier (its traffic waits there).
+//! Without a route table every recipient may use every carrier, in
+//! configuration order.
+//!
+//! # MMS
+//! A message with media goes to the first MMSC of its MMS route
+//! (`[[mms.routes]]`, or every MMSC in configuration order) that takes
+//! traffic (up, or down with a try due: [`Mm7Carrier::takes_traffic`]);
+//! when none does, to the route's first. [`NoMms`] says why a message
+//! cannot go as MMS at all (it then falls back to SMS per its policy).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::carrier::mm7::Mm7Carrier;
+use crate::carrier::smpp::SmppCarrier;
+use crate::model::{ChannelPref, Message, Msisdn};
+use crate::settings::{Config, RouteConfig};
+
+#[cfg(test)]
+mod tests;
+
+/// Prefix routes to carriers (by name, in order of preference).
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    table: Vec<(String, Vec<Arc<str>>)>,
+}
+
+impl Routes {
+    /// The route table; an empty one routes everything to `all`, in order.
+    pub fn new(routes: &[RouteConfig], all: impl IntoIterator<Item = Arc<str>>) -> Routes {
+        let mut table: Vec<(String, Vec<Arc<str>>)> = routes
+            .iter()
+            .map(|r| (r.prefix.clone(), names(&r.carriers)))
+            .collect();
+        if table.is_empty() {
+            table.push((String::new(), all.into_iter().collect()));
+        }
+        Routes { table }
+    }
+
+    /// The carriers of the first route matching `to`, in order of
+    /// preference; `None` when no route matches.
+    pub fn candidates(&self, to: Msisdn) -> Option<&[Arc<str>]> {
+        let number = to.to_string();
+        self.table
+            .iter()
+            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
+            .map(|(_, carriers)| carriers.as_slice())
+    }
+
+    /// The carrier for `to`: the first candidate that is `up`, else the
+    /// first candidate.
+    pub fn pick(&self, to: Msisdn, up: impl Fn(&str) -> bool) -> Option<&Arc<str>> {
+        let carriers = self.candidates(to)?;
+        carriers.iter().find(|c| up(c)).or_else(|| carriers.first())
+    }
+}
+
+fn names(carriers: &[String]) -> Vec<Arc<str>> {
+    carriers.iter().map(|c| Arc::from(c.as_str())).collect()
+}
+
+/// Why a message with media cannot go as MMS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoMms {
+    /// The message asked for SMS.
+    #[error("SMS requested")]
+    SmsRequested,
+    /// No MMSC is configured.
+    #[error("no MMS carrier configured")]
+    NoMmsc,
+    /// The recipient's number is outside the MMS-reachable prefixes.
+    #[error("{0} is not reachable by MMS")]
+    Unreachable(Msisdn),
+    /// No MMS route matches the recipient.
+    #[error("no MMS route reaches {0}")]
+    NoRoute(Msisdn),
+}
+
+/// MMS reachability and routes to MMSCs.
+#[derive(Debug, Clone, Default)]
+pub struct MmsRoutes {
+    /// Recipients under these prefixes can receive MMS.
+    reachable: Vec<String>,
+    /// Prefix → MMSC names; empty: every MMSC in `all`.
+    table: Vec<(String, Vec<Arc<str>>)>,
+    /// Every MMSC, in configuration order.
+    all: Vec<Arc<str>>,
+}
+
+impl MmsRoutes {
+    /// The MMS side of the configuration.
+    pub fn new(
+        reachable: &[String],
+        routes: &[RouteConfig],
+        all: impl IntoIterator<Item = Arc<str>>,
+    ) -> MmsRoutes {
+        MmsRoutes {
+            reachable: reachable.to_vec(),
+            table: routes
+                .iter()
+                .map(|r| (r.prefix.clone(), names(&r.carriers)))
+                .collect(),
+            all: all.into_iter().collect(),
+        }
+    }
+
+    /// True when `to` can receive MMS (by the configured prefixes).
+    pub fn reachable(&self, to: Msisdn) -> bool {
+        let n = to.to_string();
+        self.reachable.iter().any(|p| n.starts_with(p.as_str()))
+    }
+
+    /// The MMSCs that may carry MMS to `to`, in order of preference; empty
+    /// when no MMS route matches. Names no MMSC has are left out.
+    pub fn candidates(&self, to: Msisdn) -> Vec<&Arc<str>> {
+        if self.table.is_empty() {
+            return self.all.iter().collect();
+        }
+        let number = to.to_string();
+        self.table
+            .iter()
+            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
+            .map(|(_, names)| {
+                names
+                    .iter()
+                    .filter(|n| self.all.contains(n))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The MMSC for `m`: the first candidate that `takes_traffic`, else the
+    /// first candidate; or why it cannot go as MMS.
+    ///
+    /// # Errors
+    /// [`NoMms`]: SMS was asked for, no MMSC exists, the recipient is
+    /// outside MMS reach or no MMS route matches.
+    pub fn pick(
+        &self,
+        m: &Message,
+        takes_traffic: impl Fn(&str) -> bool,
+    ) -> Result<Arc<str>, NoMms> {
+        if m.channel == ChannelPref::Sms {
+            return Err(NoMms::SmsRequested);
+        }
+        if self.all.is_empty() {
+            return Err(NoMms::NoMmsc);
+        }
+        if !self.reachable(m.to) {
+            return Err(NoMms::Unreachable(m.to));
+        }
+        let candidates = self.candidates(m.to);
+        candidates
+            .iter()
+            .find(|c| takes_traffic(c))
+            .or_else(|| candidates.first())
+            .map(|c| (*c).clone())
+            .ok_or(NoMms::NoRoute(m.to))
+    }
+}
+
+/// The route tables joined to the live carriers.
+#[derive(Debug)]
+pub struct Router {
+    sms: Routes,
+    carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+    mms: MmsRoutes,
+    mmscs: Vec<Arc<Mm7Carrier>>,
+}
+
+impl Router {
+    /// Routes of `config` over these carriers and MMSCs.
+    pub fn new(
+        config: &Config,
+        carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+        mmscs: Vec<Arc<Mm7Carrier>>,
+    ) -> Router {
+        let sms = Routes::new(
+            &config.routes,
+            config.carriers.iter().map(|c| Arc::from(c.name.as_str())),
+        );
+        let mms = MmsRoutes::new(
+            &config.mms.reachable_prefixes,
+            &config.mms.routes,
+            mmscs.iter().map(|m| m.name().clone()),
+        );
+        Router {
+            sms,
+            carriers,
+            mms,
+            mmscs,
+        }
+    }
+
+    /// The SMS carrier for `to` (see the module doc); `None` when no route
+    /// matches.
+    pub fn sms_carrier(&self, to: Msisdn) -> Option<&Arc<str>> {
+        self.sms.pick(to, |c| {
+            self.carriers.get(c).is_some_and(|c| c.binds_up() > 0)
+        })
+    }
+
+    /// The MMSC for a message with media.
+    ///
+    /// # Errors
+    /// Why it cannot go as MMS.
+    pub fn mmsc_for(&self, m: &Message) -> Result<Arc<str>, NoMms> {
+        self.mms
+            .pick(m, |n| self.mmsc(n).is_some_and(|c| c.takes_traffic()))
+    }
+
+    /// The MMSCs that may carry MMS to `to`, in order of preference.
+    pub fn mms_candidates(&self, to: Msisdn) -> Vec<&Arc<Mm7Carrier>> {
+        self.mms
+            .candidates(to)
+            .into_iter()
+            .filter_map(|n| self.mmsc(n))
+            .collect()
+    }
+
+    /// The SMS carriers by name.
+    pub fn carriers(&self) -> &HashMap<Arc<str>, Arc<SmppCarrier>> {
+        &self.carriers
+    }
+
+    /// The MMSCs, in configuration order.
+    pub fn mmscs(&self) -> &[Arc<Mm7Carrier>] {
+        &self.mmscs
+    }
+
+    /// The MMSC called `name`.
+    pub fn mmsc(&self, name: &str) -> Option<&Arc<Mm7Carrier>> {
+        self.mmscs.iter().find(|c| **c.name() == *name)
+    }
+}
