@@ -4,7 +4,7 @@
 //! It is the one place message state changes, and it updates memory *before*
 //! the matching journal record is enqueued, so compaction, which snapshots the
 //! ledger after rotating the journal, never misses a live message (see
-//! `gateway::compact`). Sharded maps keep the two cores from contending.
+//! `recovery::JournalKeeper::compact`). Sharded maps keep the two cores from contending.
 
 use std::collections::HashMap;
 use std::sync::Arc;

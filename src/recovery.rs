@@ -93,17 +93,19 @@ impl JournalKeeper {
             }
         }
         self.hub.restore(rec.events);
-        let carriers = self.backlog.router().carriers();
+        let router = self.backlog.router();
         let mut requeue = Vec::new();
         let mut unknown = Vec::new();
         let total = rec.messages.len();
         for rm in rec.messages {
             let message = Arc::new(rm.message);
+            // SMS carrier or MMSC: an MMS the MMSC accepted waits for its
+            // delivery report like an SMS for its receipts.
             let carrier = rm
                 .carrier
                 .as_deref()
-                .and_then(|c| carriers.get_key_value(c))
-                .map(|(k, _)| k.clone());
+                .and_then(|c| router.carrier_named(c))
+                .cloned();
             match (rm.carrier, carrier) {
                 (None, _) => {
                     self.ledger.restore(Entry {

@@ -231,6 +231,15 @@ impl Router {
             .collect()
     }
 
+    /// The shared name of the SMS carrier or MMSC called `name`; `None`
+    /// when no carrier has that name (any more).
+    pub fn carrier_named(&self, name: &str) -> Option<&Arc<str>> {
+        self.carriers
+            .get_key_value(name)
+            .map(|(k, _)| k)
+            .or_else(|| self.mmsc(name).map(|m| m.name()))
+    }
+
     /// The SMS carriers by name.
     pub fn carriers(&self) -> &HashMap<Arc<str>, Arc<SmppCarrier>> {
         &self.carriers

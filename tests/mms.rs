@@ -555,7 +555,7 @@ async fn media_quota_and_upload_limits_refuse_clearly_and_affect_nothing_else() 
 /// On one thread, so the gateway's tasks log into this test's subscriber.
 #[tokio::test]
 async fn a_forged_3_mb_message_id_logs_capped_lines_and_forges_none() {
-    let (logs, _guard) = capture_logs("sluice::gateway=warn,sluice::mm7=warn");
+    let (logs, _guard) = capture_logs("sluice::inbound=warn,sluice::mm7=warn");
     let s = setup(|_| {}, |_| {}).await;
     let message_id = format!(
         "x\n2030-01-01T00:00:00.000000Z  WARN sluice::gateway: forged{}",

@@ -84,11 +84,13 @@ async fn a_message_no_route_takes_any_more_ends_rejected() {
 }
 
 #[tokio::test]
-async fn media_without_mms_reach_falls_back_to_sms_with_a_link() {
+async fn media_that_may_not_go_as_mms_falls_back_to_sms_with_a_link() {
     let dir = tempfile::tempdir().unwrap();
     let (backlog, ledger, scheduler, _) = for_tests(dir.path(), 16);
     let mut m = (*messages(5, 1, "+14155550100")[0]).clone();
     m.media = vec!["abc".into()];
+    // MMS reaches +1 through `mm`, but the message asks for SMS.
+    m.channel = crate::model::ChannelPref::Sms;
     m.fallback = FallbackPolicy::SmsWithLink;
     let m = Arc::new(m);
     ledger.admit([&m]);

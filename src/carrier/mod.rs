@@ -1,6 +1,11 @@
-//! The one interface the scheduler uses to hand messages to carriers, and
-//! the sink carriers report back through. [`smpp::SmppCarrier`] implements it
-//! over SMPP binds.
+//! Carriers: [`smpp::SmppCarrier`] (SMS over SMPP binds) and
+//! [`mm7::Mm7Carrier`] (MMS over MM7), each owning what its protocol's
+//! answers and statuses mean for a message; the [`LastCheck`] every carrier
+//! asks right before bytes leave; and the [`CarrierSink`] carriers report
+//! back through (implemented by `receipts`). The dispatchers in `schedule`
+//! share their queue steps (`CarrierQueue::take`, `CarrierQueue::vet`) but
+//! still drive each carrier type through its own API: a protocol-neutral
+//! carrier interface is not built yet.
 
 pub mod mm7;
 pub mod smpp;

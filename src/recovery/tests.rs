@@ -105,3 +105,27 @@ async fn a_short_journal_is_left_alone() {
     keeper.compact(8).await.unwrap();
     assert_eq!(keeper.journal.segments(), before);
 }
+
+#[tokio::test]
+async fn an_mms_the_mmsc_accepted_waits_for_its_delivery_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keeper, ledger, _) = keeper(dir.path());
+    let rec = Recovered {
+        messages: vec![recovered(7, Some("mm"), &["mmsc-id-7"], true)],
+        ..Recovered::default()
+    };
+    keeper.restore(rec, Recovery::Unknown);
+    assert!(
+        matches!(stage(&ledger, 7), Some(Stage::Dispatched { ref carrier, .. }) if &**carrier == "mm"),
+        "{:?}",
+        stage(&ledger, 7)
+    );
+    // Its report (ids are journaled canonical), arriving after the
+    // restart, ends it.
+    let mm: Arc<str> = "mm".into();
+    keeper
+        .receipts
+        .report(&mm, b"MMSC-ID-7", DeliveryState::Delivered, 0, "Retrieved")
+        .expect("the report matches the restored MMS");
+    assert!(stage(&ledger, 7).is_none(), "ended delivered");
+}

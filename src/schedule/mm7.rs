@@ -38,8 +38,8 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use super::fair::{Item, Pop};
-use super::{CarrierQueue, DispatchCheck, QuietCheck};
+use super::fair::Item;
+use super::{CarrierQueue, DispatchCheck};
 use crate::carrier::CarrierSink;
 use crate::carrier::mm7::{Attempt, Down, Mm7Carrier, Transition};
 use crate::ledger::Ledger;
@@ -216,24 +216,9 @@ impl Mm7Dispatcher {
         }
     }
 
+    /// Pops up to `max` messages (at most 256) that every limit allows now.
     fn take_batch(&self, max: usize) -> (Vec<Item>, Option<Instant>) {
-        let now = Instant::now();
-        let now_ms = now_ms();
-        let mut q = self.queue.fair.lock();
-        let mut limits = self.queue.limits.lock();
-        let mut items = Vec::new();
-        let mut next = None;
-        while items.len() < max.min(256) {
-            match q.pop(now, now_ms, &mut limits) {
-                Pop::Item(i) => items.push(i),
-                Pop::WaitUntil(t) => {
-                    next = Some(t);
-                    break;
-                }
-                Pop::Empty => break,
-            }
-        }
-        (items, next)
+        self.queue.take(&mut None, max.min(256), usize::MAX, |_| 1)
     }
 
     /// Ends a message here: it went through this MMSC (channel `mms`),
@@ -257,32 +242,16 @@ impl Mm7Dispatcher {
     fn prepare(&self, items: Vec<Item>) -> Vec<Arc<Message>> {
         let now = now_ms();
         let mut endings = self.receipts.endings();
-        let mut ready = Vec::with_capacity(items.len());
         let name = self.carrier.name().clone();
-        for item in items {
-            let m = match self.queue.quiet_check(item, now) {
-                QuietCheck::Go(i) => i.message,
-                QuietCheck::Held(_) => continue,
-                QuietCheck::Expires(i) => {
-                    let reason = "validity ends before the recipient's quiet hours do".into();
-                    self.end_here(&mut endings, i.message.id, DeliveryState::Expired, &reason);
-                    continue;
-                }
-            };
-            if m.expires_at_ms <= now {
-                let reason = "validity ended before dispatch".into();
-                self.end_here(&mut endings, m.id, DeliveryState::Expired, &reason);
-                continue;
-            }
-            if let Some((state, reason)) = self.check.as_ref().and_then(|c| c.check(&m)) {
-                self.end_here(&mut endings, m.id, state, &reason);
-                continue;
-            }
-            if self.ledger.dispatch(m.id, &name, 1) {
-                ready.push(m);
-            }
-        }
-        ready
+        let passed = self
+            .queue
+            .vet(items, now, self.check.as_ref(), |id, state, reason| {
+                self.end_here(&mut endings, id, state, reason);
+            });
+        passed
+            .into_iter()
+            .filter(|m| self.ledger.dispatch(m.id, &name, 1))
+            .collect()
     }
 
     /// Puts a dispatched message that did not reach the MMSC back at the

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::carrier::smpp::SmppCarrier;
 use crate::ledger::Ledger;
-use crate::model::{DeliveryState, Message, now_ms};
+use crate::model::{DeliveryState, Message, MessageId, now_ms};
 use crate::receipts::Receipts;
 use crate::settings::Config;
 use crate::smpp::text;
@@ -101,6 +101,94 @@ impl CarrierQueue {
             }
             _ => QuietCheck::Go(item),
         }
+    }
+
+    /// Pops what every limit allows now: at most `max_items` messages
+    /// costing at most `budget` in all (`cost`: the parts a message takes
+    /// for SMS, one for MMS). A message that would overshoot the budget is
+    /// kept in `carried` and goes first next time (it already passed its
+    /// limits); while it alone exceeds the budget nothing is taken. Returns
+    /// the batch and, when a limit holds the rest back, when it opens.
+    pub fn take(
+        &self,
+        carried: &mut Option<(Item, usize)>,
+        max_items: usize,
+        budget: usize,
+        cost: impl Fn(&Item) -> usize,
+    ) -> (Vec<Item>, Option<Instant>) {
+        let mut items = Vec::new();
+        let mut spent = 0usize;
+        if let Some((item, n)) = carried.take() {
+            if n > budget {
+                *carried = Some((item, n));
+                return (items, None);
+            }
+            spent = n;
+            items.push(item);
+        }
+        let mut next = None;
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let mut q = self.fair.lock();
+        let mut limits = self.limits.lock();
+        while items.len() < max_items && spent < budget {
+            match q.pop(now, now_ms, &mut limits) {
+                Pop::Item(i) => {
+                    let n = cost(&i);
+                    if spent + n > budget {
+                        *carried = Some((i, n));
+                        break;
+                    }
+                    spent += n;
+                    items.push(i);
+                }
+                Pop::WaitUntil(t) => {
+                    next = Some(t);
+                    break;
+                }
+                Pop::Empty => break,
+            }
+        }
+        (items, next)
+    }
+
+    /// The checks every dispatcher makes, in order, on what it popped:
+    /// quiet hours (held until the recipient's morning, or `expired` when
+    /// validity ends first), validity, then `check` (opt-outs). What fails
+    /// ends through `end`; what passes is returned, in order.
+    pub fn vet(
+        &self,
+        items: Vec<Item>,
+        now_ms: u64,
+        check: Option<&DispatchCheck>,
+        mut end: impl FnMut(MessageId, DeliveryState, &Arc<str>),
+    ) -> Vec<Arc<Message>> {
+        let mut passed = Vec::with_capacity(items.len());
+        for item in items {
+            let m = match self.quiet_check(item, now_ms) {
+                QuietCheck::Go(i) => i.message,
+                QuietCheck::Held(_) => continue,
+                QuietCheck::Expires(i) => {
+                    let reason = "validity ends before the recipient's quiet hours do".into();
+                    end(i.message.id, DeliveryState::Expired, &reason);
+                    continue;
+                }
+            };
+            if m.expires_at_ms <= now_ms {
+                end(
+                    m.id,
+                    DeliveryState::Expired,
+                    &"validity ended before dispatch".into(),
+                );
+                continue;
+            }
+            if let Some((state, reason)) = check.and_then(|c| c.check(&m)) {
+                end(m.id, state, &reason);
+                continue;
+            }
+            passed.push(m);
+        }
+        passed
     }
 
     /// Puts held messages whose morning came back in the queue, in the order
@@ -462,40 +550,8 @@ impl Dispatcher {
     /// carried to the next round (`carried`), where it goes first.
     fn take_batch(&self, carried: &mut Option<(Item, usize)>) -> (Vec<Item>, Option<Instant>) {
         let available = self.carrier.capacity().available_permits();
-        let mut items = Vec::new();
-        let mut segments = 0usize;
-        if let Some((item, n)) = carried.take() {
-            if n > available {
-                *carried = Some((item, n));
-                return (items, None);
-            }
-            segments = n;
-            items.push(item);
-        }
-        let mut next = None;
-        let now = Instant::now();
-        let now_ms = now_ms();
-        let mut q = self.queue.fair.lock();
-        let mut limits = self.queue.limits.lock();
-        while items.len() < DISPATCH_BATCH && segments < available {
-            match q.pop(now, now_ms, &mut limits) {
-                Pop::Item(i) => {
-                    let n = self.segments(&i);
-                    if segments + n > available {
-                        *carried = Some((i, n));
-                        break;
-                    }
-                    segments += n;
-                    items.push(i);
-                }
-                Pop::WaitUntil(t) => {
-                    next = Some(t);
-                    break;
-                }
-                Pop::Empty => break,
-            }
-        }
-        (items, next)
+        self.queue
+            .take(carried, DISPATCH_BATCH, available, |i| self.segments(i))
     }
 
     /// Dispatches popped messages; false on shutdown.
@@ -509,27 +565,14 @@ impl Dispatcher {
         // Read before checking: a part re-checks only if it moved since.
         let epoch = self.check.as_ref().map_or(0, |c| c.epoch());
         let mut endings = self.receipts.endings();
-        let mut batch = Vec::with_capacity(items.len());
+        let passed = self
+            .queue
+            .vet(items, now, self.check.as_ref(), |id, state, reason| {
+                endings.end(id, state, 0, reason);
+            });
+        let mut batch = Vec::with_capacity(passed.len());
         let mut permits_needed = 0usize;
-        for item in items {
-            let m = match self.queue.quiet_check(item, now) {
-                QuietCheck::Go(i) => i.message,
-                QuietCheck::Held(_) => continue,
-                QuietCheck::Expires(i) => {
-                    let reason = "validity ends before the recipient's quiet hours do".into();
-                    endings.end(i.message.id, DeliveryState::Expired, 0, &reason);
-                    continue;
-                }
-            };
-            if m.expires_at_ms <= now {
-                let reason = "validity ended before dispatch".into();
-                endings.end(m.id, DeliveryState::Expired, 0, &reason);
-                continue;
-            }
-            if let Some((state, reason)) = self.check.as_ref().and_then(|c| c.check(&m)) {
-                endings.end(m.id, state, 0, &reason);
-                continue;
-            }
+        for m in passed {
             match self.carrier.parts(&m) {
                 Ok(parts) => {
                     permits_needed += parts.len();

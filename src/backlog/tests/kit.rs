@@ -12,7 +12,7 @@ use crate::schedule::Scheduler;
 use crate::spill::Spill;
 
 /// A backlog over one SMS carrier `c` (never started: no sockets) routing
-/// `+1…` only, with an in-memory budget of `budget`, for unit tests here
+/// `+1…` only and one MMSC `mm` (never reached), with an in-memory budget of `budget`, for unit tests here
 /// and in the rooms above (tenant `t`, data under `dir`).
 pub(crate) fn for_tests(
     dir: &std::path::Path,
@@ -23,7 +23,9 @@ pub(crate) fn for_tests(
     let carrier =
         crate::carrier::smpp::SmppCarrier::new(&config.carriers[0], receipts.clone(), None);
     let carriers = HashMap::from([(carrier.name().clone(), carrier)]);
-    let router = Arc::new(Router::new(&config, carriers, Vec::new()));
+    let mmsc = crate::carrier::mm7::Mm7Carrier::new(&config.mmsc[0], Arc::new(NoMedia), None)
+        .expect("a valid MMSC");
+    let router = Arc::new(Router::new(&config, carriers, vec![Arc::new(mmsc)]));
     let scheduler = Arc::new(Scheduler::new(&config));
     let spill = Spill::open(&dir.join("spill"), 1 << 20)
         .unwrap()
@@ -72,8 +74,21 @@ pub(crate) fn config(dir: &std::path::Path, budget: u64) -> crate::settings::Con
         [[routes]]
         prefix = "+1"
         carriers = ["c"]
+        [[mmsc]]
+        name = "mm"
+        url = "http://127.0.0.1:1/mm7"
         "#,
         dir.display()
     );
     crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+}
+
+/// A media source with nothing in it.
+#[derive(Debug)]
+struct NoMedia;
+
+impl crate::carrier::mm7::MediaSource for NoMedia {
+    fn fetch(&self, _: &str, id: &str, _: usize) -> Result<(String, bytes::Bytes), String> {
+        Err(format!("no media {id}"))
+    }
 }
