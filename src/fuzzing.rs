@@ -246,7 +246,7 @@ pub fn sim_smsc(data: &[u8]) {
         else {
             continue;
         };
-        let done = crate::sim::smsc::fuzz_submit(&sm, flags & 1 != 0, &mut reassembler);
+        let done = crate::tools::sim::smsc::fuzz_submit(&sm, flags & 1 != 0, &mut reassembler);
         assert!(reassembler.len() <= 4);
         let Ok(Some(text)) = done else { continue };
         let r = receipt::format_receipt_text(

@@ -4,8 +4,9 @@
 //! rooms (protocols, value types, transport, the journal) import no policy
 //! room: `smpp` knows bytes, [`model`] and [`shaping`]; `mm7` adds the HTTP
 //! door; the journal knows [`model`]. `tests/dependencies.rs` checks that
-//! table and that no new cycle forms. Pipeline modules talk to carriers
-//! through [`carrier`]; [`gateway`] wires them together.
+//! table and that no new cycle forms. [`gateway`] only wires the rooms
+//! together; [`tools`] holds what is around the gateway, not part of it
+//! (simulators, `sluice bench`, `sluice demo`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -16,7 +17,6 @@ pub mod backlog;
 pub mod carrier;
 pub mod compliance;
 pub mod config;
-pub mod demo;
 pub mod door;
 pub mod events;
 pub mod external;
@@ -28,7 +28,6 @@ pub mod inbound;
 pub mod ingest;
 pub mod journal;
 pub mod ledger;
-pub mod loadgen;
 pub mod media;
 pub mod mm7;
 pub mod model;
@@ -39,10 +38,14 @@ pub mod route;
 pub mod schedule;
 pub mod settings;
 pub mod shaping;
-pub mod sim;
 pub mod smpp;
 pub mod spill;
 pub mod suppression;
 pub mod telemetry;
 pub mod tls;
+pub mod tools;
 pub mod uploads;
+
+// The tools, also at the crate root where tests, benches and the binary
+// have always found them.
+pub use tools::{demo, loadgen, sim};

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{BenchOptions, ms, procfs, svg};
-use crate::sim::smsc::StatsSnapshot;
+use crate::tools::sim::smsc::StatsSnapshot;
 
 // === impl Report ===
 

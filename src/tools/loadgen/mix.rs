@@ -2,7 +2,7 @@
 //! pre-built message templates the senders stamp batches from.
 //!
 //! Each kind has one template message, built once from
-//! [`crate::demo::demo_text`] with a sentinel number in it. A message is a
+//! [`crate::tools::demo::demo_text`] with a sentinel number in it. A message is a
 //! clone of its template with fixed-width digit slots overwritten in place
 //! (client_ref, recipient, the order number in the text): no formatting, and
 //! no allocation beyond the clone itself. Every message of a run is unique
@@ -189,7 +189,7 @@ impl Templates {
         let mut kinds: Vec<Option<Template>> = Kind::ALL.iter().map(|_| None).collect();
         for (kind, _) in &mix.weights {
             let sentinel = kind.sentinel();
-            let text = crate::demo::demo_text(sentinel);
+            let text = crate::tools::demo::demo_text(sentinel);
             let text_slots = text
                 .match_indices(&sentinel.to_string())
                 .map(|(i, _)| i)

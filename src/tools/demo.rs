@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::config::{BindConfig, BindMode, CarrierConfig, Config, Secret, TenantConfig};
 use crate::ingest::client::Client;
 use crate::ingest::pb;
-use crate::sim::smsc::{self, SmscConfig};
+use crate::tools::sim::smsc::{self, SmscConfig};
 
 /// Demo options.
 #[derive(Clone, Debug, clap::Args)]
@@ -99,9 +99,9 @@ pub struct Summary {
 }
 
 /// The demo's image (PNG) and animated GIF, shipped in the repository.
-pub const SAMPLE_PNG: &[u8] = include_bytes!("../data/demo/sample.png");
+pub const SAMPLE_PNG: &[u8] = include_bytes!("../../data/demo/sample.png");
 /// See [`SAMPLE_PNG`].
-pub const SAMPLE_GIF: &[u8] = include_bytes!("../data/demo/sample.gif");
+pub const SAMPLE_GIF: &[u8] = include_bytes!("../../data/demo/sample.gif");
 
 const TENANT: &str = "demo";
 const TOKEN: &str = "demo-token-0001";
@@ -236,12 +236,12 @@ pub fn embedded_config(
 /// The simulator, gateway or client failed to start.
 pub async fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     let callback = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let mmsc = crate::sim::mmsc::start(crate::sim::mmsc::MmscConfig {
+    let mmsc = crate::tools::sim::mmsc::start(crate::tools::sim::mmsc::MmscConfig {
         listen: "127.0.0.1:0".parse()?,
         callback_url: Some(format!("http://{callback}/mm7")),
         report_delay: opts.receipt_delay,
         report_retry_delay: std::time::Duration::from_millis(200),
-        ..crate::sim::mmsc::MmscConfig::default()
+        ..crate::tools::sim::mmsc::MmscConfig::default()
     })
     .await?;
     let smsc = smsc::start(SmscConfig {

@@ -1,7 +1,7 @@
 //! `sluice bench`: the load tool. It drives messages through the real
 //! ingest protocol — against a running gateway (`--gateway`) or
 //! self-contained (`--embedded`: the SMSC simulator and the gateway start in
-//! this process, as in [`crate::demo`]) — and reports what came back:
+//! this process, as in [`crate::tools::demo`]) — and reports what came back:
 //! offered/accepted/rejected counts, terminal events by state, throughput,
 //! ack and submit-to-terminal latency (HdrHistogram), carrier throttles, the
 //! gateway's CPU and peak RSS, a per-second series (drawn by `--plot`) and a
@@ -46,7 +46,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::pb;
-use crate::sim::smsc::{self, OutcomeMix, Smsc, SmscConfig};
+use crate::tools::sim::smsc::{self, OutcomeMix, Smsc, SmscConfig};
 
 mod drive;
 pub mod mix;
@@ -290,7 +290,7 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts the simulator and the gateway ([`crate::demo::embedded_config`]).
+    /// Starts the simulator and the gateway ([`crate::tools::demo::embedded_config`]).
     ///
     /// # Errors
     /// A listener cannot be bound or the journal cannot be created.
@@ -307,8 +307,12 @@ impl Embedded {
         })
         .await?;
         let dir = tempfile::tempdir()?;
-        let config =
-            crate::demo::embedded_config(dir.path(), smsc.local_addr(), opts.binds, opts.window);
+        let config = crate::tools::demo::embedded_config(
+            dir.path(),
+            smsc.local_addr(),
+            opts.binds,
+            opts.window,
+        );
         let tenant = config
             .tenants
             .first()
