@@ -45,6 +45,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod tools;
 pub mod uploads;
+pub mod wire;
 
 // The tools, also at the crate root where tests, benches and the binary
 // have always found them.

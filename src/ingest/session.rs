@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 
@@ -130,7 +130,10 @@ where
 {
     let (rd, wr) = tokio::io::split(stream);
     let (out, out_rx) = mpsc::channel::<Bytes>(1024);
-    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let writer = tokio::spawn(async move {
+        // A failed write: the read side sees the connection go.
+        let _ = crate::wire::write_coalesced(wr, out_rx).await;
+    });
     let mut framed = FramedRead::new(rd, codec::length_codec(PRE_HELLO_MAX_FRAME));
     let mut s = Session {
         backend: backend.clone(),
@@ -557,26 +560,6 @@ fn body_name(b: &Body) -> &'static str {
         Body::PutMedia(_) => "PutMedia",
         Body::MediaOk(_) => "MediaOk",
     }
-}
-
-/// Writes frames, coalescing whatever is queued into one write.
-async fn write_loop<W: AsyncWrite>(wr: W, mut rx: mpsc::Receiver<Bytes>) {
-    tokio::pin!(wr);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        buf.extend_from_slice(&first);
-        while buf.len() < 1 << 20 {
-            match rx.try_recv() {
-                Ok(b) => buf.extend_from_slice(&b),
-                Err(_) => break,
-            }
-        }
-        if wr.write_all(&buf).await.is_err() {
-            return;
-        }
-        buf.clear();
-    }
-    let _ = wr.shutdown().await;
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -343,7 +343,10 @@ where
     let (rd, wr) = tokio::io::split(stream);
     let mut reader = FramedRead::new(rd, SmppCodec::default());
     let (out, out_rx) = mpsc::unbounded_channel::<Bytes>();
-    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let writer = tokio::spawn(async move {
+        // A failed write: the read side sees the link go.
+        let _ = crate::wire::write_coalesced(wr, out_rx).await;
+    });
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
     let mut seq = Sequence::default();
 
@@ -670,25 +673,6 @@ impl Sequence {
         self.0 = if self.0 >= 0x7FFF_FFFF { 1 } else { self.0 + 1 };
         self.0
     }
-}
-
-async fn write_loop<W: AsyncWrite>(wr: W, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    tokio::pin!(wr);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        buf.extend_from_slice(&first);
-        while buf.len() < 1 << 20 {
-            match rx.try_recv() {
-                Ok(b) => buf.extend_from_slice(&b),
-                Err(_) => break,
-            }
-        }
-        if wr.write_all(&buf).await.is_err() {
-            return;
-        }
-        buf.clear();
-    }
-    let _ = wr.shutdown().await;
 }
 
 #[cfg(test)]

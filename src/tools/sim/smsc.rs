@@ -70,8 +70,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -1226,7 +1226,11 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _alive:
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let (wtx, wrx) = mpsc::unbounded_channel();
-    let mut writer = tokio::spawn(write_loop(wr, wrx));
+    let mut writer = tokio::spawn(async move {
+        if let Err(e) = crate::wire::write_coalesced(wr, wrx).await {
+            tracing::debug!(target: TARGET, error = %e, "write failed");
+        }
+    });
     let mut framed = FramedRead::with_capacity(rd, SmppCodec::default(), 64 * 1024);
     let (inbox_tx, inbox) = mpsc::unbounded_channel();
     let mut conn = Conn {
@@ -1256,32 +1260,6 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _alive:
         writer.abort();
     }
     tracing::debug!(target: TARGET, conn = conn.id, %peer, ?end, "connection closed");
-}
-
-/// Writes each turn's answers, coalescing what queued up meanwhile, then
-/// shuts the write side once the connection drops its sender.
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    let mut buf = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        let res = match rx.try_recv() {
-            Err(_) => wr.write_all(&first).await,
-            Ok(second) => {
-                buf.clear();
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(&second);
-                while buf.len() < 1 << 20 {
-                    let Ok(more) = rx.try_recv() else { break };
-                    buf.extend_from_slice(&more);
-                }
-                wr.write_all(&buf).await
-            }
-        };
-        if let Err(e) = res {
-            tracing::debug!(target: TARGET, error = %e, "write failed");
-            return;
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 /// Reads and discards until the client closes, at most [`LINGER`].
