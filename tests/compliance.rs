@@ -161,10 +161,36 @@ async fn stop_start_help_from_a_handset() {
         )]
     );
 
-    // A second STOP: no second confirmation.
+    // A second STOP: no second confirmation. Its opt event (published
+    // after the opt-out was journaled, before any reply is queued) says it
+    // was handled; once the gateway holds nothing more to send, a reply it
+    // queued would have reached the SMSC.
+    eventually(
+        "the first STOP's opt event",
+        Duration::from_secs(10),
+        || got.opts.lock().len() == 1,
+    )
+    .await;
     smsc.inject_mo(HANDSET, "12345", "STOP").unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        "the second STOP's opt event",
+        Duration::from_secs(10),
+        || got.opts.lock().len() == 2,
+    )
+    .await;
+    let second = got.opts.lock()[1].clone();
+    assert!(second.opted_out && second.keyword == "STOP", "{second:?}");
+    drained(&gw, Duration::from_secs(10)).await;
     assert_eq!(replies_to(&smsc, HANDSET).len(), 1);
+    // Nor the same confirmation twice (one entry, arrived once).
+    assert_eq!(
+        replies_to(&smsc, HANDSET),
+        vec![(
+            "12345".into(),
+            "ACME alerts: you are unsubscribed.".into(),
+            1
+        )]
+    );
 
     // A later submit is rejected `suppressed`.
     let ack = client

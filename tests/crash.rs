@@ -16,14 +16,6 @@ use futures_util::stream::FuturesUnordered;
 use sluice::ingest::client::Client;
 use sluice::ingest::pb;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The gateway process; killed (SIGKILL) and reaped when dropped.
 struct Gateway(Child);
 
@@ -40,17 +32,24 @@ impl Drop for Gateway {
     }
 }
 
-fn spawn_gateway(config: &std::path::Path) -> Gateway {
-    Gateway(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gateway starts"),
-    )
+/// Starts `sluice run` and returns it with the ingest address it reports
+/// once its listeners are bound. Its ingest listens on port 0: every
+/// (re)start has a new address, which the clients connect to afresh
+/// (nothing here depends on the address staying the same).
+async fn spawn_gateway(config: &std::path::Path) -> (Gateway, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config"])
+        .arg(config)
+        // Warnings as before, plus the "gateway started" line.
+        .env("RUST_LOG", "warn,sluice::gateway=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    let mut log = ChildLog::follow(child.stderr.take().unwrap(), true);
+    let gateway = Gateway(child);
+    let started = log.started(Duration::from_secs(30)).await;
+    (gateway, started.ingest.to_string())
 }
 
 async fn connect(addr: &str) -> (Client, tokio::sync::mpsc::Receiver<pb::Event>) {
@@ -88,7 +87,6 @@ fn batch(k: usize) -> Vec<pb::SubmitMessage> {
 async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     let smsc = smsc(|c| c.receipt_delay = Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let cfg_path = dir.path().join("sluice.toml");
     std::fs::write(
         &cfg_path,
@@ -96,7 +94,7 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
             r#"
 data_dir = "{data}"
 [ingest]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
 [public]
@@ -121,7 +119,6 @@ reconnect_max = "500ms"
         ),
     )
     .unwrap();
-    let addr = format!("127.0.0.1:{port}");
 
     // Ids acknowledged, per client_ref, across both runs.
     let mut acked: HashMap<String, u64> = HashMap::new();
@@ -147,7 +144,7 @@ reconnect_max = "500ms"
     };
 
     // === run 1: submit until SIGKILL ===
-    let mut child = spawn_gateway(&cfg_path);
+    let (mut child, addr) = spawn_gateway(&cfg_path).await;
     let (client, events) = connect(&addr).await;
     let (sub, sub_events) = connect(&addr).await;
     let collector = collect(sub, sub_events);
@@ -187,7 +184,7 @@ reconnect_max = "500ms"
     assert!(acked_before > 0 && acked_before < TOTAL, "{acked_before}");
 
     // === run 2: restart on the same journal, resend what was not acked ===
-    let mut child = spawn_gateway(&cfg_path);
+    let (mut child, addr) = spawn_gateway(&cfg_path).await;
     let (client, _events) = connect(&addr).await;
     let (sub, sub_events) = connect(&addr).await;
     let collector = collect(sub, sub_events);
@@ -262,10 +259,10 @@ reconnect_max = "500ms"
 }
 
 /// The gateway's config: one carrier on `smsc` with `binds` binds of
-/// `window`, each paced at `rate` submits/s (0: unlimited).
+/// `window`, each paced at `rate` submits/s (0: unlimited); every listener
+/// on port 0.
 fn write_config(
     dir: &std::path::Path,
-    port: u16,
     smsc: std::net::SocketAddr,
     binds: u32,
     window: u32,
@@ -278,7 +275,7 @@ fn write_config(
             r#"
 data_dir = "{data}"
 [ingest]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
 [public]
@@ -343,11 +340,9 @@ fn collect_terminal(
 async fn sigkill_right_after_the_ack_sends_every_message_once() {
     let smsc = smsc(|c| c.receipt_delay = Duration::from_millis(5)).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg_path = write_config(dir.path(), port, smsc.local_addr(), 1, 64, 20);
-    let addr = format!("127.0.0.1:{port}");
+    let cfg_path = write_config(dir.path(), smsc.local_addr(), 1, 64, 20);
 
-    let mut child = spawn_gateway(&cfg_path);
+    let (mut child, addr) = spawn_gateway(&cfg_path).await;
     let (client, _events) = connect(&addr).await;
     let batch: Vec<_> = (0..200)
         .map(|i| {
@@ -364,7 +359,7 @@ async fn sigkill_right_after_the_ack_sends_every_message_once() {
     assert!(before < 20, "{before} reached the SMSC before the kill");
 
     let terminal: std::sync::Arc<parking_lot::Mutex<HashMap<u64, Vec<i32>>>> = Default::default();
-    let mut child = spawn_gateway(&cfg_path);
+    let (mut child, addr) = spawn_gateway(&cfg_path).await;
     let (sub, sub_events) = connect(&addr).await;
     let collector = collect_terminal(sub, sub_events, terminal.clone());
     eventually("every message final", Duration::from_secs(60), || {
@@ -423,10 +418,8 @@ async fn crash_loop_resumes_after_every_restart_and_accounts_for_every_message()
 
     let smsc = smsc(|c| c.receipt_delay = Duration::from_millis(30)).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // Two binds of 64, paced: a backlog builds while batches arrive.
-    let cfg_path = write_config(dir.path(), port, smsc.local_addr(), 2, 64, 2500);
-    let addr = format!("127.0.0.1:{port}");
+    let cfg_path = write_config(dir.path(), smsc.local_addr(), 2, 64, 2500);
 
     let terminal: std::sync::Arc<parking_lot::Mutex<HashMap<u64, Vec<i32>>>> = Default::default();
     let mut acked: HashMap<String, u64> = HashMap::new();
@@ -434,7 +427,7 @@ async fn crash_loop_resumes_after_every_restart_and_accounts_for_every_message()
     let mut next_batch = 0usize;
     let mut resumed_in = Vec::new();
     for run in 0..=KILLS {
-        let mut child = spawn_gateway(&cfg_path);
+        let (mut child, addr) = spawn_gateway(&cfg_path).await;
         let (client, _events) = connect(&addr).await;
         let up = tokio::time::Instant::now();
         let (sub, sub_events) = connect(&addr).await;
@@ -576,23 +569,17 @@ async fn crash_loop_resumes_after_every_restart_and_accounts_for_every_message()
 async fn a_second_gateway_on_the_same_data_dir_refuses_to_start() {
     let smsc = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg_path = write_config(dir.path(), port, smsc.local_addr(), 1, 8, 0);
-    let mut first = spawn_gateway(&cfg_path);
-    let (_client, _events) = connect(&format!("127.0.0.1:{port}")).await;
+    let cfg_path = write_config(dir.path(), smsc.local_addr(), 1, 8, 0);
+    let (mut first, addr) = spawn_gateway(&cfg_path).await;
+    let (_client, _events) = connect(&addr).await;
     let segments = |d: &std::path::Path| std::fs::read_dir(d.join("data/journal")).unwrap().count();
     let before = segments(dir.path());
 
-    // The second one on another ingest port, same data_dir.
-    let other = dir.path().join("second.toml");
-    let text = std::fs::read_to_string(&cfg_path).unwrap().replace(
-        &format!("127.0.0.1:{port}"),
-        &format!("127.0.0.1:{}", free_port()),
-    );
-    std::fs::write(&other, text).unwrap();
+    // The second one with the same config: its listeners are on port 0
+    // (no address clash), its data_dir is the first one's.
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--config"])
-        .arg(&other)
+        .arg(&cfg_path)
         .output()
         .expect("runs");
     assert!(!out.status.success(), "the second gateway started");

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -178,14 +177,6 @@ async fn an_unauthenticated_door_beyond_loopback_refuses_to_start() {
     assert!(cfg.door_problems().is_empty());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Per-process CPU time (user + system) in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -198,7 +189,6 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_descriptor_limit_the_gateway_backs_off_and_stays_responsive() {
     let dir = tempfile::tempdir().unwrap();
-    let (ingest, http, public) = (free_port(), free_port(), free_port());
     let config = dir.path().join("sluice.toml");
     std::fs::write(
         &config,
@@ -206,14 +196,14 @@ async fn at_the_descriptor_limit_the_gateway_backs_off_and_stays_responsive() {
             r#"
 data_dir = "{data}"
 [ingest]
-listen = "127.0.0.1:{ingest}"
+listen = "127.0.0.1:0"
 hello_timeout = "60s"
 [http]
-listen = "127.0.0.1:{http}"
+listen = "127.0.0.1:0"
 header_timeout = "60s"
 max_connections = 1000
 [public]
-listen = "127.0.0.1:{public}"
+listen = "127.0.0.1:0"
 [[tenants]]
 name = "{TENANT}"
 token = "{TOKEN}"
@@ -233,21 +223,12 @@ token = "{TOKEN}"
         .spawn()
         .expect("prlimit (util-linux) runs the gateway");
     let pid = child.id();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in std::io::BufReader::new(stderr).lines() {
-            let Ok(l) = l else { return };
-            sink.lock().push(l);
-        }
-    });
-    let http: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
-    let ingest = format!("127.0.0.1:{ingest}");
-    eventually("the gateway to start", Duration::from_secs(30), || {
-        lines.lock().iter().any(|l| l.contains("gateway started"))
-    })
-    .await;
+    let mut log = ChildLog::follow(child.stderr.take().unwrap(), false);
+    let lines = log.lines.clone();
+    // Its listeners are on port 0: the addresses are those it reports.
+    let started = log.started(Duration::from_secs(30)).await;
+    let http: SocketAddr = started.http.expect("the http door's address");
+    let ingest = started.ingest.to_string();
     let (client, _events) = sluice::ingest::client::Client::connect(&ingest, TENANT, TOKEN)
         .await
         .unwrap();

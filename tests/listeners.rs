@@ -394,10 +394,11 @@ async fn tls_terminator(pki: &Pki, backend: SocketAddr) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mm7_client_trusts_the_configured_ca() {
     let smsc = smsc(|_| {}).await;
-    let callback = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // The simulator is told where to post reports before the gateway (which
+    // needs the simulator's URL) exists: a port the test holds, on which
+    // the gateway's callback listener then listens.
+    let held = HeldPort::new();
+    let callback = held.addr();
     let mmsc = sluice::sim::mmsc::start(sluice::sim::mmsc::MmscConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         callback_url: Some(format!("http://{callback}/mm7")),
@@ -417,6 +418,7 @@ async fn the_mm7_client_trusts_the_configured_ca() {
         ..MmscConfig::new("mmsc", format!("https://localhost:{}/mm7", front.port()))
     }];
     let gw = sluice::gateway::start(cfg).await.unwrap();
+    assert_eq!(gw.mm7_callbacks, vec![callback]);
     let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
     let png = {
         let img = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 10, 10]));

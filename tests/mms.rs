@@ -15,14 +15,6 @@ use sluice::ingest::pb;
 use sluice::sim::mmsc::{self, Mmsc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A noisy RGB image encoded as PNG (noise does not compress: big on purpose).
 fn png(w: u32, h: u32) -> Bytes {
     let mut img = image::RgbImage::new(w, h);
@@ -45,6 +37,7 @@ struct Setup {
     client: Client,
     got: Collected,
     _dir: tempfile::TempDir,
+    _callback: HeldPort,
 }
 
 async fn setup(
@@ -52,10 +45,13 @@ async fn setup(
     gw_cfg: impl FnOnce(&mut Config),
 ) -> Setup {
     let smsc = smsc(|_| {}).await;
-    let callback = free_port();
+    // The simulator is told where to post reports before the gateway (which
+    // needs the simulator's URL) exists: a port the test holds, on which
+    // the gateway's callback listener then listens.
+    let callback = HeldPort::new();
     let mut mc = mmsc::MmscConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        callback_url: Some(format!("http://127.0.0.1:{callback}/mm7")),
+        callback_url: Some(format!("http://{}/mm7", callback.addr())),
         report_delay: Duration::from_millis(20),
         report_retry_delay: Duration::from_millis(100),
         ..mmsc::MmscConfig::default()
@@ -68,12 +64,13 @@ async fn setup(
         vasp_id: Some("sluice".into()),
         connections: 8,
         timeout: Duration::from_secs(5),
-        callback_listen: Some(format!("127.0.0.1:{callback}").parse().unwrap()),
+        callback_listen: Some(callback.addr()),
         ..MmscConfig::new("mmsc", mmsc.url())
     }];
     gw_cfg(&mut cfg);
     cfg.mms.public_url = "http://PUBLIC".into();
     let gw = sluice::gateway::start(cfg).await.unwrap();
+    assert_eq!(gw.mm7_callbacks, vec![callback.addr()]);
     let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
     Setup {
         smsc,
@@ -82,6 +79,7 @@ async fn setup(
         client,
         got,
         _dir: dir,
+        _callback: callback,
     }
 }
 
@@ -832,11 +830,16 @@ async fn an_mmsc_refusing_our_credentials_is_paused_and_drains_as_mms_once_it_ac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mms_fail_over_to_the_second_mmsc_while_the_first_is_down() {
+    // The first MMSC is down: its port is held by this test and nothing
+    // listens there, so every connection is refused at once (as with a
+    // stopped server), and no other process can take the port meanwhile.
+    // (A listener that never accepts would not do: connections would sit
+    // in its backlog and time out instead of being refused.)
+    let down = HeldPort::new();
     let s = setup(
         |_| {},
         |c| {
-            // Nothing listens there.
-            let dead = format!("http://127.0.0.1:{}/mm7", free_port());
+            let dead = format!("http://{}/mm7", down.addr());
             c.mmsc.insert(
                 0,
                 MmscConfig {

@@ -73,7 +73,9 @@ async fn resubmitted_batch_returns_the_same_ids_and_sends_nothing_twice() {
         got.terminal_count() == 50
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing left that could still go out: a duplicate the resubmit had
+    // queued would have reached the SMSC by now.
+    drained(&gw, Duration::from_secs(20)).await;
     assert_eq!(smsc.stats().messages, 50);
     assert_eq!(smsc.stats().duplicates, 0);
     gw.shutdown().await;
@@ -378,7 +380,9 @@ async fn dedupe_survives_compaction_and_restart() {
     let ids: Vec<u64> = again.results.iter().map(|r| r.message_id).collect();
     assert_eq!(ids, first);
     assert!(again.results.iter().all(|r| r.duplicate));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing left that could still go out (recovered or resubmitted): a
+    // message sent twice would have reached the SMSC by now.
+    drained(&gw, Duration::from_secs(20)).await;
     assert_eq!(smsc.stats().messages, 12_000);
     gw.shutdown().await;
 }

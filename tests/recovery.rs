@@ -9,14 +9,6 @@ use std::time::Duration;
 use common::*;
 use sluice::sim::smsc;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A two-part GSM-7 text (161..=306 characters).
 fn two_part_text(i: usize) -> String {
     format!("{i:05} {}", "backlog ".repeat(25))
@@ -27,8 +19,11 @@ fn two_part_text(i: usize) -> String {
 /// and wait forever with the bind up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_multipart_texts_drains_when_the_smsc_comes_up() {
-    let port = free_port();
-    let smsc_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The SMSC's address, held (connections refused, as with the SMSC
+    // away) until the simulator listens there: the gateway must know it
+    // before the SMSC exists, so it cannot come from the SMSC's listener.
+    let held = HeldPort::new();
+    let smsc_addr = held.addr();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = sluice::demo::embedded_config(dir.path(), smsc_addr, 1, 8);
     cfg.http.listen = Some("127.0.0.1:0".parse().unwrap());
@@ -58,6 +53,7 @@ async fn a_backlog_of_multipart_texts_drains_when_the_smsc_comes_up() {
     })
     .await
     .unwrap();
+    assert_eq!(smsc.local_addr(), smsc_addr);
     eventually(
         "every backlogged message delivered",
         Duration::from_secs(30),

@@ -105,7 +105,15 @@ async fn a_carrier_that_goes_down_fails_over_with_nothing_lost() {
         })
         .collect();
     accepted_ids(&client.submit(batch).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The primary goes down mid-stream: it has taken some (20 at its 100/s
+    // is a fifth of a second of traffic) while a backlog waits in its queue.
+    let primary = gw.gateway.scheduler().queue("sim").unwrap().clone();
+    eventually(
+        "the primary sending, a backlog in its queue",
+        Duration::from_secs(10),
+        || a.stats().messages >= 20 && !primary.is_empty(),
+    )
+    .await;
     let before = a.stats().messages;
     assert!(before < n as u64, "the primary has a backlog: {before}");
     a.shutdown();

@@ -213,3 +213,182 @@ pub fn capture_logs(filter: &str) -> (Captured, tracing::subscriber::DefaultGuar
         .finish();
     (out, tracing::subscriber::set_default(sub))
 }
+
+/// Waits until nothing the gateway holds can still be sent: no live message
+/// in the ledger (every admitted message has ended, so whatever it sent is
+/// counted by the simulator), none queued in memory, none spilled to disk.
+/// An assertion on the simulator's counters after this sees every send,
+/// including a duplicate that would have gone out late.
+pub async fn drained(gw: &sluice::gateway::Running, timeout: Duration) {
+    let g = &gw.gateway;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (live, queued, spilled) = (
+            g.ledger().live(),
+            g.scheduler().in_memory(),
+            g.spill().len(),
+        );
+        if live == 0 && queued == 0 && spilled == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway never drained: {live} live, {queued} queued, {spilled} spilled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP port this test holds without listening on it: a socket bound with
+/// `SO_REUSEADDR` to `127.0.0.1:0` and never put in the listening state.
+///
+/// - Connections to it are refused (nobody listens), like a server that is
+///   down.
+/// - While it is held the kernel gives the port to no other `bind(…:0)` and
+///   to no outgoing connection, so no other process can take it (unlike a
+///   listener bound, read and dropped).
+/// - A listener that sets `SO_REUSEADDR` (tokio's do, so the gateway's and
+///   the simulators' do) may still bind and listen on it: a server can come
+///   up there later, or a gateway can listen on an address a simulator had
+///   to be told before the gateway existed.
+pub struct HeldPort {
+    _socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl HeldPort {
+    pub fn new() -> HeldPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        HeldPort {
+            _socket: socket,
+            addr,
+        }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+/// The addresses a `sluice run` process reports in its "gateway started"
+/// line (logged at info under `sluice::gateway`: give the child a
+/// `RUST_LOG` that enables it, e.g. `warn,sluice::gateway=info`).
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub ingest: std::net::SocketAddr,
+    pub http: Option<std::net::SocketAddr>,
+    pub public: Option<std::net::SocketAddr>,
+}
+
+/// `s` without ANSI escape sequences (the log's colours).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters… final byte in @..=~
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `line` (ANSI codes removed) is an info line of `sluice::gateway`.
+pub fn is_gateway_info(line: &str) -> bool {
+    line.contains(" INFO sluice::gateway:")
+}
+
+/// The addresses in a "gateway started" log line (ANSI codes removed).
+pub fn parse_started(line: &str) -> Option<Started> {
+    if !line.contains("gateway started") {
+        return None;
+    }
+    let field = |name: &str| -> Option<&str> {
+        let at = line.find(&format!(" {name}="))? + name.len() + 2;
+        line[at..].split_whitespace().next()
+    };
+    let optional = |name: &str| -> Option<std::net::SocketAddr> {
+        let v = field(name)?;
+        v.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok()
+    };
+    Some(Started {
+        ingest: field("ingest_addr")?.parse().ok()?,
+        http: optional("http_addr"),
+        public: optional("public_addr"),
+    })
+}
+
+/// A child process's stderr, read on a thread: every line (ANSI codes
+/// removed) is kept, optionally echoed to this process's stderr, and the
+/// addresses of its "gateway started" line are passed on.
+pub struct ChildLog {
+    pub lines: Arc<Mutex<Vec<String>>>,
+    started: Option<tokio::sync::oneshot::Receiver<Started>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ChildLog {
+    pub fn follow(stderr: std::process::ChildStderr, echo: bool) -> ChildLog {
+        use std::io::BufRead;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let line = strip_ansi(&line);
+                if echo {
+                    eprintln!("{line}");
+                }
+                if let Some(started) = parse_started(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(started);
+                }
+                sink.lock().push(line);
+            }
+        });
+        ChildLog {
+            lines,
+            started: Some(rx),
+            reader: Some(reader),
+        }
+    }
+
+    /// The addresses the child reported once its listeners were bound;
+    /// panics when it exits or stays silent for `timeout` first.
+    pub async fn started(&mut self, timeout: Duration) -> Started {
+        let rx = self.started.take().expect("started() once");
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => panic!(
+                "the gateway exited before it started: {:#?}",
+                self.lines.lock()
+            ),
+            Err(_) => panic!(
+                "the gateway did not report its addresses within {timeout:?}: {:#?}",
+                self.lines.lock()
+            ),
+        }
+    }
+
+    /// Every line, once the child's stderr has closed (it exited).
+    pub fn join(mut self) -> Vec<String> {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.lines.lock().clone()
+    }
+}
