@@ -180,6 +180,12 @@ async fn stop_start_help_from_a_handset() {
     .await;
     let second = got.opts.lock()[1].clone();
     assert!(second.opted_out && second.keyword == "STOP", "{second:?}");
+    // The gateway answers an MO once it has handled it, a reply queued
+    // included; then, with nothing more to send, a reply would have gone.
+    eventually("both STOPs answered", Duration::from_secs(10), || {
+        smsc.stats().mo_acked >= 2
+    })
+    .await;
     drained(&gw, Duration::from_secs(10)).await;
     assert_eq!(replies_to(&smsc, HANDSET).len(), 1);
     // Nor the same confirmation twice (one entry, arrived once).

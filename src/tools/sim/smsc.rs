@@ -638,6 +638,9 @@ pub struct StatsSnapshot {
     pub generic_nacks: u64,
     /// MO deliver_sm written, re-sends included.
     pub mo_sent: u64,
+    /// deliver_sm_resp received for MO messages (the gateway answers once
+    /// it has handled the message, a compliance reply queued included).
+    pub mo_acked: u64,
 }
 
 #[derive(Debug, Default)]
@@ -655,6 +658,7 @@ struct Counters {
     disconnects: AtomicU64,
     generic_nacks: AtomicU64,
     mo_sent: AtomicU64,
+    mo_acked: AtomicU64,
 }
 
 fn inc(counter: &AtomicU64) {
@@ -678,6 +682,7 @@ impl Counters {
             disconnects: get(&self.disconnects),
             generic_nacks: get(&self.generic_nacks),
             mo_sent: get(&self.mo_sent),
+            mo_acked: get(&self.mo_acked),
         }
     }
 }
@@ -1379,8 +1384,9 @@ impl Conn {
             }
             Body::DeliverSmResp(_) => {
                 if let Some(ob) = self.unacked.remove(&seq) {
-                    if ob.kind == Kind::Receipt {
-                        inc(&sh.stats.receipts_acked);
+                    match ob.kind {
+                        Kind::Receipt => inc(&sh.stats.receipts_acked),
+                        Kind::Mo => inc(&sh.stats.mo_acked),
                     }
                     if !status.is_ok() {
                         tracing::debug!(target: TARGET, conn = self.id, %status, "deliver_sm answered with an error");
