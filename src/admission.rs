@@ -78,11 +78,11 @@ impl OwnedSenders {
     /// From a tenant's `senders` and `sender_patterns`.
     ///
     /// # Errors
-    /// The first sender or pattern that is not valid, as a readable text.
-    pub fn new(senders: &[String], patterns: &[String]) -> Result<OwnedSenders, String> {
+    /// The first sender or pattern that is not valid.
+    pub fn new(senders: &[String], patterns: &[String]) -> Result<OwnedSenders, SendersError> {
         let mut owned = OwnedSenders::default();
         for s in senders {
-            match Sender::parse(s.trim()).map_err(|e| e.to_string())? {
+            match Sender::parse(s.trim()).map_err(SendersError::Sender)? {
                 Sender::Alphanumeric(a) => owned.alphanumeric.push(a.to_ascii_uppercase().into()),
                 other => {
                     owned.numbers.insert(other);
@@ -140,8 +140,21 @@ impl OwnedSenders {
     }
 }
 
+/// Why a tenant's senders are not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendersError {
+    /// A sender address is not one.
+    #[error(transparent)]
+    Sender(#[from] crate::model::SenderError),
+    /// A pattern is not 1-11 letters/digits followed by `*`.
+    #[error(
+        "sender pattern {0:?} must be 1-11 letters/digits (at least one letter) followed by '*'"
+    )]
+    Pattern(String),
+}
+
 /// The literal part of an alphanumeric sender pattern (`ACME*` → `ACME`).
-fn pattern_prefix(p: &str) -> Result<&str, String> {
+fn pattern_prefix(p: &str) -> Result<&str, SendersError> {
     let prefix = p.strip_suffix('*').unwrap_or(p);
     let ok = !prefix.is_empty()
         && prefix.len() <= 11
@@ -150,9 +163,7 @@ fn pattern_prefix(p: &str) -> Result<&str, String> {
             .all(|b| b.is_ascii_alphanumeric() || b == b' ')
         && prefix.bytes().any(|b| b.is_ascii_alphabetic());
     if !ok || !p.ends_with('*') {
-        return Err(format!(
-            "sender pattern {p:?} must be 1-11 letters/digits (at least one letter) followed by '*'"
-        ));
+        return Err(SendersError::Pattern(p.to_owned()));
     }
     Ok(prefix)
 }

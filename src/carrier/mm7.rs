@@ -50,7 +50,35 @@ pub trait MediaSource: Send + Sync + 'static {
     /// `(content_type, bytes)` of `id` for `tenant`, no larger than
     /// `max_bytes` (re-encoded or scaled if needed); `Err` with a readable
     /// reason when it is unknown or cannot fit.
-    fn fetch(&self, tenant: &str, id: &str, max_bytes: usize) -> Result<(String, Bytes), String>;
+    fn fetch(
+        &self,
+        tenant: &str,
+        id: &str,
+        max_bytes: usize,
+    ) -> Result<(String, Bytes), MediaUnavailable>;
+}
+
+/// Why a message's media cannot go in its MM7 request.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaUnavailable {
+    /// The tenant has no such media (or it cannot be read).
+    #[error("media {id}: {source}")]
+    Unknown {
+        /// The media id.
+        id: String,
+        /// Why.
+        #[source]
+        source: crate::media::MediaError,
+    },
+    /// It cannot be made to fit the carrier's size limit.
+    #[error("media {id} does not fit the carrier's limit: {source}")]
+    DoesNotFit {
+        /// The media id.
+        id: String,
+        /// Why.
+        #[source]
+        source: crate::media::MediaError,
+    },
 }
 
 /// What one submit attempt came to.
@@ -458,12 +486,17 @@ impl Mm7Carrier {
         let fetched = tokio::task::spawn_blocking(move || {
             ids.into_iter()
                 .map(|id| source.fetch(&tenant, &id, per_media).map(|x| (id, x)))
-                .collect::<Result<Vec<_>, String>>()
+                .collect::<Result<Vec<_>, MediaUnavailable>>()
         })
         .await;
         let fetched = match fetched {
             Ok(Ok(f)) => f,
-            Ok(Err(reason)) => return Attempt::Permanent { reason, code: 0 },
+            Ok(Err(e)) => {
+                return Attempt::Permanent {
+                    reason: e.to_string(),
+                    code: 0,
+                };
+            }
             Err(e) => {
                 return Attempt::Permanent {
                     reason: format!("media preparation failed: {e}"),
@@ -581,18 +614,29 @@ pub struct StoreSource {
 }
 
 impl MediaSource for StoreSource {
-    fn fetch(&self, tenant: &str, id: &str, max_bytes: usize) -> Result<(String, Bytes), String> {
+    fn fetch(
+        &self,
+        tenant: &str,
+        id: &str,
+        max_bytes: usize,
+    ) -> Result<(String, Bytes), MediaUnavailable> {
         let media = self
             .store
             .get(tenant, id)
-            .map_err(|e| format!("media {id}: {e}"))?;
+            .map_err(|source| MediaUnavailable::Unknown {
+                id: id.to_owned(),
+                source,
+            })?;
         if media.bytes.len() <= max_bytes {
             return Ok((media.media_type.content_type().to_owned(), media.bytes));
         }
-        let fitted = self
-            .fitter
-            .fit(&media, max_bytes)
-            .map_err(|e| format!("media {id} does not fit the carrier's limit: {e}"))?;
+        let fitted =
+            self.fitter
+                .fit(&media, max_bytes)
+                .map_err(|source| MediaUnavailable::DoesNotFit {
+                    id: id.to_owned(),
+                    source,
+                })?;
         Ok((fitted.media_type.content_type().to_owned(), fitted.bytes))
     }
 }

@@ -184,10 +184,10 @@ impl SmppCarrier {
     /// Encodes a message into submit_sm bodies, one per part.
     ///
     /// # Errors
-    /// A readable reason when the text cannot be encoded.
-    pub fn parts(&self, m: &Message) -> Result<Vec<SubmitSm>, String> {
+    /// The text cannot be encoded with this carrier's text options.
+    pub fn parts(&self, m: &Message) -> Result<Vec<SubmitSm>, text::TextError> {
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
-        let segments = text::encode(&m.text, &self.text, reference).map_err(|e| e.to_string())?;
+        let segments = text::encode(&m.text, &self.text, reference)?;
         let (src_ton, src_npi) = match &m.from {
             Sender::ShortCode(_) => (3, 0),
             Sender::LongCode(_) => (1, 1),

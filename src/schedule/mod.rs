@@ -578,8 +578,8 @@ impl Dispatcher {
                     permits_needed += parts.len();
                     batch.push((m, parts));
                 }
-                Err(reason) => {
-                    endings.end(m.id, DeliveryState::Rejected, 0, &reason.into());
+                Err(e) => {
+                    endings.end(m.id, DeliveryState::Rejected, 0, &e.to_string().into());
                 }
             }
         }

@@ -88,7 +88,15 @@ pub(crate) fn config(dir: &std::path::Path, budget: u64) -> crate::settings::Con
 struct NoMedia;
 
 impl crate::carrier::mm7::MediaSource for NoMedia {
-    fn fetch(&self, _: &str, id: &str, _: usize) -> Result<(String, bytes::Bytes), String> {
-        Err(format!("no media {id}"))
+    fn fetch(
+        &self,
+        _: &str,
+        id: &str,
+        _: usize,
+    ) -> Result<(String, bytes::Bytes), crate::carrier::mm7::MediaUnavailable> {
+        Err(crate::carrier::mm7::MediaUnavailable::Unknown {
+            id: id.to_owned(),
+            source: crate::media::MediaError::NotFound,
+        })
     }
 }

@@ -11,8 +11,11 @@ use crate::mm7::Status;
 struct NoMedia;
 
 impl MediaSource for NoMedia {
-    fn fetch(&self, _: &str, id: &str, _: usize) -> Result<(String, Bytes), String> {
-        Err(format!("no media {id}"))
+    fn fetch(&self, _: &str, id: &str, _: usize) -> Result<(String, Bytes), MediaUnavailable> {
+        Err(MediaUnavailable::Unknown {
+            id: id.to_owned(),
+            source: crate::media::MediaError::NotFound,
+        })
     }
 }
 
