@@ -445,7 +445,7 @@ impl Mm7Inbound for FuzzInbound {
     async fn delivery_report(
         &self,
         report: soap::DeliveryReportReq,
-    ) -> Result<crate::mm7::status::Status, String> {
+    ) -> Result<crate::mm7::status::Status, crate::mm7::server::HandlerError> {
         let _ = report.mm_status.is_final();
         if self.fail {
             Err("told to".into())
@@ -454,7 +454,10 @@ impl Mm7Inbound for FuzzInbound {
         }
     }
 
-    async fn deliver(&self, deliver: soap::DeliverReq) -> Result<(), String> {
+    async fn deliver(
+        &self,
+        deliver: soap::DeliverReq,
+    ) -> Result<(), crate::mm7::server::HandlerError> {
         let _ = keywords::normalize(&deliver.text);
         if self.fail {
             Err("told to".into())

@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 
 use super::{Inbound, TARGET};
 use crate::carrier::mm7::{Mm7Carrier, mm_status_outcome};
+use crate::mm7::server::HandlerError;
 use crate::mm7::soap::{Address, DeliverReq, DeliveryReportReq};
 use crate::mm7::status::{self, Status};
 use crate::model::{DeliveryState, LogSafe};
@@ -143,7 +144,7 @@ fn address(a: &Address) -> String {
 }
 
 impl crate::mm7::Mm7Inbound for MmscCallbacks {
-    async fn delivery_report(&self, report: DeliveryReportReq) -> Result<Status, String> {
+    async fn delivery_report(&self, report: DeliveryReportReq) -> Result<Status, HandlerError> {
         metrics::counter!("sluice_mm7_reports_total", "carrier" => self.carrier.to_string())
             .increment(1);
         let Some((state, reason)) = mm_status_outcome(&report.mm_status) else {
@@ -175,7 +176,7 @@ impl crate::mm7::Mm7Inbound for MmscCallbacks {
         Ok(self.unmatched(&report))
     }
 
-    async fn deliver(&self, d: DeliverReq) -> Result<(), String> {
+    async fn deliver(&self, d: DeliverReq) -> Result<(), HandlerError> {
         let mo = InboundMo {
             carrier: self.carrier.clone(),
             channel: "mms",
@@ -183,9 +184,6 @@ impl crate::mm7::Mm7Inbound for MmscCallbacks {
             to: d.recipients.first().map(address).unwrap_or_default(),
             text: d.text,
         };
-        self.inbound
-            .handle(mo)
-            .await
-            .map_err(|e| format!("could not store the inbound message ({e}); retry"))
+        self.inbound.handle(mo).await.map_err(HandlerError::from)
     }
 }

@@ -36,7 +36,7 @@ mod tests;
 pub use auth::{Credentials, IpNet};
 pub use client::{ClientConfig, HttpReply, Mm7Client, SubmitOutcome};
 pub use error::Mm7Error;
-pub use server::{Mm7Inbound, Mm7Server, ServerConfig, serve};
+pub use server::{HandlerError, Mm7Inbound, Mm7Server, ServerConfig, serve};
 pub use soap::{
     Address, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Expiry, Fault, MediaPart,
     Message, MessageClass, MmStatus, Priority, ReceivedSubmitReq, Rsp, RspKind, SubmitReq,

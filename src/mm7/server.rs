@@ -79,11 +79,16 @@ pub trait Mm7Inbound: Send + Sync + 'static {
     fn delivery_report(
         &self,
         report: DeliveryReportReq,
-    ) -> impl Future<Output = Result<Status, String>> + Send;
+    ) -> impl Future<Output = Result<Status, HandlerError>> + Send;
 
     /// An inbound message arrived.
-    fn deliver(&self, deliver: DeliverReq) -> impl Future<Output = Result<(), String>> + Send;
+    fn deliver(&self, deliver: DeliverReq)
+    -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
+
+/// Why a handler could not take a request (answered with a Fault, server
+/// error, so the MMSC tries again): the handler's own error, kept whole.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Configuration of [`serve`].
 ///
@@ -298,18 +303,18 @@ pub async fn fuzz_callback<H: Mm7Inbound>(
 
 /// Runs a handler call in its own task: a peer that hangs up cannot cancel
 /// it half-way, and a panic becomes an error answer.
-async fn run<F>(call: F) -> Result<Status, String>
+async fn run<F>(call: F) -> Result<Status, HandlerError>
 where
-    F: Future<Output = Result<Status, String>> + Send + 'static,
+    F: Future<Output = Result<Status, HandlerError>> + Send + 'static,
 {
     match tokio::spawn(call).await {
         Ok(r) => r,
-        Err(e) => Err(format!("handler task failed: {e}")),
+        Err(e) => Err(format!("handler task failed: {e}").into()),
     }
 }
 
 fn answer(
-    result: Result<Status, String>,
+    result: Result<Status, HandlerError>,
     tid: &str,
     version: Version,
     mm7_version: &str,

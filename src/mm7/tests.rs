@@ -1366,7 +1366,10 @@ struct Recorder {
 }
 
 impl Mm7Inbound for Recorder {
-    async fn delivery_report(&self, r: DeliveryReportReq) -> Result<Status, String> {
+    async fn delivery_report(
+        &self,
+        r: DeliveryReportReq,
+    ) -> Result<Status, crate::mm7::server::HandlerError> {
         let _ = self.reports.send(r);
         if self.fail {
             Err("store down".into())
@@ -1375,7 +1378,7 @@ impl Mm7Inbound for Recorder {
         }
     }
 
-    async fn deliver(&self, d: DeliverReq) -> Result<(), String> {
+    async fn deliver(&self, d: DeliverReq) -> Result<(), crate::mm7::server::HandlerError> {
         let _ = self.delivers.send(d);
         if self.fail {
             Err("store down".into())
@@ -1692,11 +1695,14 @@ async fn a_request_that_left_unanswered_is_told_from_one_that_never_left() {
 struct KnowsNothing;
 
 impl Mm7Inbound for KnowsNothing {
-    async fn delivery_report(&self, _: DeliveryReportReq) -> Result<Status, String> {
+    async fn delivery_report(
+        &self,
+        _: DeliveryReportReq,
+    ) -> Result<Status, crate::mm7::server::HandlerError> {
         Ok(Status::new(status::MESSAGE_ID_NOT_FOUND))
     }
 
-    async fn deliver(&self, _: DeliverReq) -> Result<(), String> {
+    async fn deliver(&self, _: DeliverReq) -> Result<(), crate::mm7::server::HandlerError> {
         Ok(())
     }
 }
@@ -1732,11 +1738,14 @@ async fn a_report_handler_status_is_answered_in_a_valid_delivery_report_rsp() {
 struct Panicky;
 
 impl Mm7Inbound for Panicky {
-    async fn delivery_report(&self, _: DeliveryReportReq) -> Result<Status, String> {
+    async fn delivery_report(
+        &self,
+        _: DeliveryReportReq,
+    ) -> Result<Status, crate::mm7::server::HandlerError> {
         panic!("handler bug")
     }
 
-    async fn deliver(&self, _: DeliverReq) -> Result<(), String> {
+    async fn deliver(&self, _: DeliverReq) -> Result<(), crate::mm7::server::HandlerError> {
         Ok(())
     }
 }

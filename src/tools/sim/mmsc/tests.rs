@@ -94,7 +94,10 @@ struct Sink {
 }
 
 impl Mm7Inbound for Sink {
-    async fn delivery_report(&self, r: DeliveryReportReq) -> Result<Status, String> {
+    async fn delivery_report(
+        &self,
+        r: DeliveryReportReq,
+    ) -> Result<Status, crate::mm7::server::HandlerError> {
         if self
             .fail
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
@@ -106,7 +109,7 @@ impl Mm7Inbound for Sink {
         Ok(Status::success())
     }
 
-    async fn deliver(&self, d: DeliverReq) -> Result<(), String> {
+    async fn deliver(&self, d: DeliverReq) -> Result<(), crate::mm7::server::HandlerError> {
         let _ = self.delivers.send(d);
         Ok(())
     }
