@@ -2,7 +2,7 @@
 //!
 //! The crate is one room per concern; `docs/ARCHITECTURE.md` maps them. Low
 //! rooms (protocols, value types, transport, the journal) import no policy
-//! room: `smpp` knows bytes, [`model`] and [`shaping`]; `mm7` adds the HTTP
+//! room: `smpp` knows bytes, [`model`], [`shaping`] and [`wire`]; `mm7` adds the HTTP
 //! door; the journal knows [`model`]. `tests/dependencies.rs` checks that
 //! table and that no new cycle forms. [`gateway`] only wires the rooms
 //! together; [`tools`] holds what is around the gateway, not part of it
