@@ -127,11 +127,7 @@ impl Backlog {
                 }
                 continue;
             }
-            match self
-                .router
-                .sms_carrier(m.to)
-                .and_then(|c| self.scheduler.queue(c))
-            {
+            match self.sms_queue(m.to) {
                 Some(q) => push(q, m),
                 None => {
                     // Routes changed since acceptance: nothing can take it.
@@ -146,6 +142,13 @@ impl Backlog {
         for (q, ms) in by_queue {
             q.push(ms.iter());
         }
+    }
+
+    /// The queue of the SMS carrier `to` routes to now.
+    fn sms_queue(&self, to: crate::model::Msisdn) -> Option<&Arc<CarrierQueue>> {
+        self.router
+            .sms_carrier(to)
+            .and_then(|c| self.scheduler.queue(c))
     }
 
     /// Queues accepted messages in memory while the budget allows and

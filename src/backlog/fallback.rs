@@ -71,11 +71,7 @@ impl Backlog {
             channel: ChannelPref::Sms,
             ..(*m).clone()
         });
-        match self
-            .router
-            .sms_carrier(m.to)
-            .and_then(|c| self.scheduler.queue(c))
-        {
+        match self.sms_queue(m.to) {
             Some(q) => {
                 self.ledger
                     .set_note(m.id, format!("fallback to SMS {how}: {reason}"));
