@@ -244,6 +244,12 @@ impl Config {
             if m.max_message_bytes < 4096 {
                 p.push(format!("mmsc {:?}: max_message_bytes below 4096", m.name));
             }
+            if m.retry_min.is_zero() {
+                p.push(format!("mmsc {:?}: retry_min must be above 0", m.name));
+            }
+            if m.retry_min > m.retry_max {
+                p.push(format!("mmsc {:?}: retry_min exceeds retry_max", m.name));
+            }
             if m.auth_retry_min.is_zero() {
                 p.push(format!("mmsc {:?}: auth_retry_min must be above 0", m.name));
             }

@@ -345,6 +345,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             concurrency: m.connections,
             rate: m.rate,
             unanswered: m.unanswered,
+            retry: schedule::mm7::Backoff {
+                first: m.retry_min,
+                longest: m.retry_max,
+            },
             fallback_before_expiry: config.mms.fallback_before_expiry,
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));

@@ -173,6 +173,13 @@ pub struct MmscConfig {
     /// MMS move to the next MMSC of their route. Default 30 s.
     #[serde(default = "default_failover_after", with = "humantime_serde")]
     pub failover_after: Duration,
+    /// First wait before a message the MMSC refused for now (4006, 3000,
+    /// HTTP 503) is submitted again.
+    #[serde(default = "default_retry_min", with = "humantime_serde")]
+    pub retry_min: Duration,
+    /// Longest wait between such submits (the wait doubles up to it).
+    #[serde(default = "default_retry_max", with = "humantime_serde")]
+    pub retry_max: Duration,
     /// First wait before the credentials are tried again after a 401/403.
     #[serde(default = "default_auth_retry_min", with = "humantime_serde")]
     pub auth_retry_min: Duration,
@@ -241,6 +248,8 @@ impl MmscConfig {
             timeout: default_response_timeout(),
             unanswered: unanswered_unknown(),
             failover_after: default_failover_after(),
+            retry_min: default_retry_min(),
+            retry_max: default_retry_max(),
             auth_retry_min: default_auth_retry_min(),
             auth_retry_max: default_auth_retry_max(),
             callback_listen: None,
@@ -290,6 +299,12 @@ fn default_mm7_version() -> String {
 }
 fn unanswered_unknown() -> Unanswered {
     Unanswered::Unknown
+}
+fn default_retry_min() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_retry_max() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_auth_retry_min() -> Duration {
     Duration::from_secs(30)

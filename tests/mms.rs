@@ -245,12 +245,17 @@ async fn permanent_refusal_falls_back_temporary_is_retried_and_policy_none_fails
     s.gw.shutdown().await;
 
     // Half the submits refused for now (4006): retried until accepted as MMS.
+    // Short retry waits: with the default 250 ms doubling to 30 s, a message
+    // refused seven times in a row (one run in a dozen) waits half a minute.
     let s = setup(
         |c| {
             c.fail_status = Some(4006);
             c.fail_fraction = 0.5;
         },
-        |_| {},
+        |c| {
+            c.mmsc[0].retry_min = Duration::from_millis(10);
+            c.mmsc[0].retry_max = Duration::from_millis(100);
+        },
     )
     .await;
     let up = s.client.put_media("image/png", png(32, 32)).await.unwrap();
@@ -265,7 +270,8 @@ async fn permanent_refusal_falls_back_temporary_is_retried_and_policy_none_fails
         })
         .collect();
     accepted_ids(&s.client.submit(batch).await.unwrap());
-    eventually("all final", Duration::from_secs(30), || {
+    // Adaptive slow-down paces the MMSC near 1/s after the first refusals.
+    eventually("all final", Duration::from_secs(60), || {
         s.got.terminal_count() == 10
     })
     .await;

@@ -398,3 +398,35 @@ fn default_country_must_be_a_country_with_a_plan() {
         Some("US".into())
     );
 }
+
+#[test]
+fn mmsc_retry_waits_must_be_positive_and_ordered() {
+    let p = problems(
+        r#"
+        [[mmsc]]
+        name = "zero"
+        url = "http://mmsc"
+        retry_min = "0s"
+        [[mmsc]]
+        name = "upside"
+        url = "http://mmsc"
+        retry_min = "1m"
+        retry_max = "1s"
+        [[mmsc]]
+        name = "fine"
+        url = "http://mmsc"
+        retry_min = "50ms"
+        retry_max = "5s"
+    "#,
+    )
+    .join("\n");
+    assert!(
+        p.contains("mmsc \"zero\": retry_min must be above 0"),
+        "{p}"
+    );
+    assert!(
+        p.contains("mmsc \"upside\": retry_min exceeds retry_max"),
+        "{p}"
+    );
+    assert!(!p.contains("\"fine\""), "{p}");
+}

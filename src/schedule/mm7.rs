@@ -12,7 +12,7 @@
 //! | answer | the message | the MMSC |
 //! | --- | --- | --- |
 //! | accepted | waits for its delivery report | up |
-//! | refused for now (4006, 3000, HTTP 503) | retried with backoff until its validity ends, then `expired` with the last MM7 status | up; adaptive slow-down ([`crate::shaping::aimd`]) |
+//! | refused for now (4006, 3000, HTTP 503) | retried with backoff (`retry_min` doubling to `retry_max`) until its validity ends, then `expired` with the last MM7 status | up; adaptive slow-down ([`crate::shaping::aimd`]) |
 //! | refused for good (2xxx, most 3xxx and 4xxx), or media that cannot fit | back to queued and to its fallback (SMS with a link or text only, or `failed` with the MM7 status, per its policy) | up |
 //! | unanswered (timeout, connection lost after sending, HTTP 504) | `unknown` (`unanswered = "unknown"`, the default: it may have been accepted, and a second SubmitReq would be a second MMS), or queued again (`"resend"`) | down (unreachable) |
 //! | never sent (connection refused, no connection in time) | queued again, at the front | down (unreachable) |
@@ -66,6 +66,22 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// A wait that doubles after each try, from `first` up to `longest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after the first try.
+    pub first: Duration,
+    /// The longest wait.
+    pub longest: Duration,
+}
+
+impl Backoff {
+    /// The wait after `wait`.
+    fn next(self, wait: Duration) -> Duration {
+        (wait * 2).clamp(self.first, self.longest.max(self.first))
+    }
+}
+
 /// Hands a message that cannot go as MMS to the SMS fallback.
 pub type Fallback = Arc<dyn Fn(Arc<Message>, Refusal) + Send + Sync>;
 
@@ -89,6 +105,8 @@ pub struct Mm7Dispatcher {
     pub rate: f64,
     /// What a SubmitReq whose answer never came becomes.
     pub unanswered: Unanswered,
+    /// Waits between submits of a message the MMSC refused for now.
+    pub retry: Backoff,
     /// While the MMSC is down, queued messages whose validity ends within
     /// this go to their fallback.
     pub fallback_before_expiry: Duration,
@@ -378,7 +396,7 @@ impl Mm7Dispatcher {
         let mut probe_guard = ProbeGuard {
             carrier: probe.then_some(&*self.carrier),
         };
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = self.retry.first;
         for attempt in 0u32.. {
             loop {
                 let now = Instant::now();
@@ -431,7 +449,7 @@ impl Mm7Dispatcher {
                     }
                     tracing::debug!(target: TARGET, carrier = %name, id = %m.id, attempt, reason = %crate::model::LogSafe::display(&reason), "MMS retry");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = self.retry.next(backoff);
                 }
                 Attempt::Permanent { reason, code } => {
                     drop(ticket);
@@ -491,5 +509,33 @@ impl Mm7Dispatcher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_wait_doubles_from_its_first_to_its_longest() {
+        let b = Backoff {
+            first: Duration::from_millis(250),
+            longest: Duration::from_secs(1),
+        };
+        let mut wait = b.first;
+        let mut seen = vec![wait];
+        for _ in 0..4 {
+            wait = b.next(wait);
+            seen.push(wait);
+        }
+        let ms: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [250, 500, 1000, 1000, 1000]);
+        // A longest below the first (refused by the config check) still
+        // waits the first.
+        let odd = Backoff {
+            first: Duration::from_secs(2),
+            longest: Duration::from_secs(1),
+        };
+        assert_eq!(odd.next(odd.first), Duration::from_secs(2));
     }
 }
