@@ -211,11 +211,6 @@ impl Config {
             }
         }
         for t in &self.tenants {
-            if let Some(q) = &t.quiet_hours
-                && let Err(e) = crate::schedule::quiet::QuietHours::parse(q)
-            {
-                p.push(format!("tenant {:?}: quiet_hours: {e}", t.name));
-            }
             if t.weight == 0 {
                 p.push(format!("tenant {:?}: weight must be at least 1", t.name));
             }
@@ -228,12 +223,6 @@ impl Config {
         for m in &self.mmsc {
             if !carriers.insert(m.name.as_str()) {
                 p.push(format!("carrier {:?} is defined twice", m.name));
-            }
-            if m.version.parse::<crate::mm7::Version>().is_err() {
-                p.push(format!(
-                    "mmsc {:?}: unknown MM7 version {:?}",
-                    m.name, m.version
-                ));
             }
             if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
                 p.push(format!(
@@ -432,11 +421,6 @@ impl Config {
                     "{at}: callback_tls_client_ca_file needs callback_tls_cert_file and callback_tls_key_file"
                 )),
                 _ => {}
-            }
-            for a in &m.callback_allow {
-                if let Err(e) = a.parse::<crate::mm7::IpNet>() {
-                    p.push(format!("{at}: callback_allow: {e}"));
-                }
             }
             let authenticated = m.callback_username.is_some()
                 || !m.callback_allow.is_empty()

@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod logsafe;
 pub use logsafe::LogSafe;
 pub mod numbering;
+pub mod quiet;
 pub mod secret;
 pub use secret::Secret;
 

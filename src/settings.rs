@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod text;
+
 // Settings of rooms below this one live with them; the file's sections name
 // them here.
 pub use crate::journal::{JournalConfig, Recovery};
@@ -150,8 +152,8 @@ pub struct MmscConfig {
     #[serde(default)]
     pub vas_id: Option<String>,
     /// Schema version the MMSC speaks (`REL-5-MM7-1-2` … `REL-6-MM7-1-4`).
-    #[serde(default = "default_mm7_version")]
-    pub version: String,
+    #[serde(default, deserialize_with = "text::one")]
+    pub version: crate::mm7::Version,
     /// Largest MM7 request, whole MIME body, bytes (media is fitted to it).
     #[serde(default = "default_mms_size")]
     pub max_message_bytes: usize,
@@ -195,8 +197,8 @@ pub struct MmscConfig {
     #[serde(default)]
     pub callback_password: Option<Secret>,
     /// Source networks allowed to call back (`10.0.0.0/8`); empty = any.
-    #[serde(default)]
-    pub callback_allow: Vec<String>,
+    #[serde(default, deserialize_with = "text::list")]
+    pub callback_allow: Vec<crate::mm7::IpNet>,
     /// TLS certificate chain (PEM) of the callback listener; with
     /// `callback_tls_key_file` the listener speaks only TLS.
     #[serde(default)]
@@ -241,7 +243,7 @@ impl MmscConfig {
             password: None,
             vasp_id: None,
             vas_id: None,
-            version: default_mm7_version(),
+            version: crate::mm7::Version::default(),
             max_message_bytes: default_mms_size(),
             rate: 0.0,
             connections: default_mm7_connections(),
@@ -294,9 +296,6 @@ fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)
 }
 
-fn default_mm7_version() -> String {
-    "REL-6-MM7-1-4".into()
-}
 fn unanswered_unknown() -> Unanswered {
     Unanswered::Unknown
 }
@@ -716,8 +715,8 @@ pub struct TenantConfig {
     pub programs: Vec<ProgramConfig>,
     /// Hold marketing messages while it is night at the recipient
     /// (`"21:00-08:00"`, local time from the NANP area code); off when absent.
-    #[serde(default)]
-    pub quiet_hours: Option<String>,
+    #[serde(default, deserialize_with = "text::opt")]
+    pub quiet_hours: Option<crate::model::quiet::QuietHours>,
     /// Bytes of media this tenant may have stored (0 = no limit); default
     /// `mms.media_quota_bytes`.
     #[serde(default)]

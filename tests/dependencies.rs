@@ -26,7 +26,7 @@ const LOW: &[(&str, &[&str])] = &[
     ("media", &["model"]),
     ("suppression", &["model"]),
     ("journal", &["model"]),
-    ("settings", &["model", "journal", "smpp", "tls"]),
+    ("settings", &["model", "journal", "smpp", "mm7", "tls"]),
 ];
 
 /// The rooms still in one cycle (to untangle; never to grow).

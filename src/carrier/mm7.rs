@@ -272,10 +272,7 @@ impl Mm7Carrier {
         media: Arc<dyn MediaSource>,
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> anyhow::Result<Mm7Carrier> {
-        let version: Version = cfg
-            .version
-            .parse()
-            .map_err(|e| anyhow::anyhow!("mmsc {:?}: {e}", cfg.name))?;
+        let version: Version = cfg.version;
         let credentials = match (&cfg.username, &cfg.password) {
             (Some(u), Some(p)) => Some(Credentials {
                 username: u.clone(),

@@ -41,7 +41,13 @@ pub fn check(text: &str) -> Result<Config, Vec<String>> {
         };
         let line = line_of(&current, span.start);
         let table = table_at(&current, span.start);
-        problems.push((line, describe(e.message(), &table, &known)));
+        let mut problem = describe(e.message(), &table, &known);
+        if let Some(key) =
+            key_at(&current, span.start).filter(|_| !problem.starts_with("unknown key"))
+        {
+            problem = format!("{problem} (key `{}`)", join(&strip_index(&table), key));
+        }
+        problems.push((line, problem));
         if !comment_out(&mut current, span) {
             break;
         }
@@ -98,6 +104,17 @@ fn table_at(text: &str, offset: usize) -> String {
                 .to_owned()
         })
         .unwrap_or_default()
+}
+
+/// The key assigned on the line of `offset` (`window` in `window = "big"`),
+/// when that line is a plain `key = value`.
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let at = floor_char_boundary(text, offset);
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    (!key.is_empty() && key.chars().all(bare)).then_some(key)
 }
 
 /// Comments out every line the span touches; false when nothing changed

@@ -87,9 +87,16 @@ impl Tracer<'_> {
 }
 
 /// A string the visitor will accept, judged by what it says it expects
-/// (addresses and durations parse their strings).
-fn placeholder(expecting: &str) -> &'static str {
-    if expecting.contains("address") {
+/// (addresses and durations parse their strings; values read from text
+/// give an example between backquotes).
+fn placeholder(expecting: &str) -> &str {
+    if let Some(example) = expecting
+        .split_once('`')
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(example, _)| example)
+    {
+        example
+    } else if expecting.contains("address") {
         "127.0.0.1:1"
     } else if expecting.contains("duration") {
         "1s"
@@ -118,8 +125,8 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        let s = placeholder(&Expecting(&visitor).to_string());
-        visitor.visit_str(s)
+        let expecting = Expecting(&visitor).to_string();
+        visitor.visit_str(placeholder(&expecting))
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {

@@ -214,11 +214,14 @@ fn doors_beyond_loopback_need_authentication() {
     assert!(mm7("callback_allow_unauthenticated = true").is_empty());
     assert!(mm7("callback_allow = [\"10.0.0.0/8\"]").is_empty());
     assert!(mm7("callback_username = \"u\"\ncallback_password = \"p\"").is_empty());
-    assert!(
-        mm7("callback_allow = [\"10.0.0.0/33\"]")
-            .join("\n")
-            .contains("callback_allow")
-    );
+    // A bad network is a parse problem on its line, naming the key.
+    let bad = super::check::check(
+        "[[mmsc]]\nname = \"m\"\nurl = \"http://mmsc\"\ncallback_allow = [\"10.0.0.0/33\"]\n",
+    )
+    .unwrap_err()
+    .join("\n");
+    assert!(bad.contains("line 4: "), "{bad}");
+    assert!(bad.contains("callback_allow"), "{bad}");
 }
 
 #[test]

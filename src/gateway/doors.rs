@@ -110,8 +110,7 @@ fn deadline(d: Duration) -> TimeoutLayer {
 /// configured: its credentials, allowed networks, limits and TLS.
 ///
 /// # Errors
-/// A `callback_allow` entry is not a network, TLS files are unusable, or
-/// the address cannot be bound.
+/// TLS files are unusable, or the address cannot be bound.
 pub(super) async fn mm7_callbacks(
     m: &MmscConfig,
     callbacks: crate::inbound::mmsc::MmscCallbacks,
@@ -133,21 +132,13 @@ pub(super) async fn mm7_callbacks(
         }),
         _ => None,
     };
-    let allow = m
-        .callback_allow
-        .iter()
-        .map(|a| {
-            a.parse()
-                .map_err(|e| anyhow::anyhow!("mmsc {:?}: callback_allow {a:?}: {e}", m.name))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let server = crate::mm7::serve(
         crate::mm7::ServerConfig {
             listen,
             credentials,
-            allow,
+            allow: m.callback_allow.clone(),
             max_body: m.callback_max_body_bytes,
-            version: m.version.parse().unwrap_or_default(),
+            version: m.version,
             header_read_timeout: m.callback_header_timeout,
             body_timeout: m.callback_body_timeout,
             idle_timeout: m.callback_idle_timeout,

@@ -18,7 +18,6 @@
 
 pub mod fair;
 pub mod mm7;
-pub mod quiet;
 pub mod suppressed;
 
 pub use suppressed::SuppressionCheck;
@@ -33,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::carrier::smpp::SmppCarrier;
 use crate::ledger::Ledger;
+use crate::model::quiet::QuietHours;
 use crate::model::{DeliveryState, Message, MessageId, now_ms};
 use crate::receipts::Receipts;
 use crate::settings::Config;
@@ -61,7 +61,7 @@ pub struct CarrierQueue {
     held: Mutex<std::collections::BTreeMap<(u64, u64), Item>>,
     held_seq: std::sync::atomic::AtomicU64,
     /// Tenants' quiet hours.
-    quiet: Arc<HashMap<String, quiet::QuietHours>>,
+    quiet: Arc<HashMap<String, QuietHours>>,
     /// Wall-clock ms of the dispatcher's last dispatch (or of its start).
     last_dispatch_ms: std::sync::atomic::AtomicU64,
     /// Wall-clock ms until which every queued message waits on a limit
@@ -365,14 +365,11 @@ impl Scheduler {
     /// One queue per configured carrier, sharing the sender limits.
     pub fn new(config: &Config) -> Scheduler {
         let limits = Arc::new(Mutex::new(SenderLimits::new(config.senders.clone())));
-        let quiet: Arc<HashMap<String, quiet::QuietHours>> = Arc::new(
+        let quiet: Arc<HashMap<String, QuietHours>> = Arc::new(
             config
                 .tenants
                 .iter()
-                .filter_map(|t| {
-                    let q = t.quiet_hours.as_deref()?;
-                    Some((t.name.clone(), quiet::QuietHours::parse(q).ok()?))
-                })
+                .filter_map(|t| Some((t.name.clone(), t.quiet_hours?)))
                 .collect(),
         );
         let queue = |rate: f64, text: text::TextOptions, count_segments: bool| {

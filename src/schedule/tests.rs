@@ -11,7 +11,7 @@ use crate::model::{ChannelPref, FallbackPolicy, MessageId, Msisdn, Priority, Sen
 /// and ends in nine.
 fn config_with_night_now(ny: Msisdn) -> Config {
     let now = now_ms();
-    let offset = quiet::utc_offset_minutes(ny, now).unwrap() as i64;
+    let offset = crate::model::quiet::utc_offset_minutes(ny, now).unwrap() as i64;
     let local_min = ((now as i64 / 60_000 + offset).rem_euclid(1440)) as u16;
     let at = |m: i64| {
         let m = m.rem_euclid(1440);

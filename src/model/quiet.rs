@@ -87,17 +87,20 @@ impl QuietHours {
     /// Parses `"21:00-08:00"` (`H:MM` or `HH:MM`, 24-hour, start then end).
     ///
     /// # Errors
-    /// A message naming the input when it is not two `HH:MM` times joined by
-    /// `-`, a time is out of range, or start equals end (an empty period is
-    /// almost certainly a typo; use [`QuietHours::new`] to build one).
-    pub fn parse(s: &str) -> Result<QuietHours, String> {
-        let bad =
-            |why: &str| format!("invalid quiet hours {s:?}: {why} (expected e.g. \"21:00-08:00\")");
-        let (start, end) = s.split_once('-').ok_or_else(|| bad("no '-'"))?;
-        let start = parse_hhmm(start.trim()).map_err(|e| bad(&e))?;
-        let end = parse_hhmm(end.trim()).map_err(|e| bad(&e))?;
+    /// [`QuietHoursError`] naming the input when it is not two `HH:MM` times
+    /// joined by `-`, a time is out of range, or start equals end (an empty
+    /// period is almost certainly a typo; use [`QuietHours::new`] to build
+    /// one).
+    pub fn parse(s: &str) -> Result<QuietHours, QuietHoursError> {
+        let bad = |why: String| QuietHoursError {
+            input: s.to_owned(),
+            why,
+        };
+        let (start, end) = s.split_once('-').ok_or_else(|| bad("no '-'".into()))?;
+        let start = parse_hhmm(start.trim()).map_err(bad)?;
+        let end = parse_hhmm(end.trim()).map_err(bad)?;
         if start == end {
-            return Err(bad("start equals end"));
+            return Err(bad("start equals end".into()));
         }
         Ok(QuietHours::new(start, end))
     }
@@ -168,14 +171,22 @@ impl fmt::Display for QuietHours {
     }
 }
 
+/// Why a quiet-hours text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid quiet hours {input:?}: {why} (expected e.g. \"21:00-08:00\")")]
+pub struct QuietHoursError {
+    input: String,
+    why: String,
+}
+
 impl FromStr for QuietHours {
-    type Err = String;
+    type Err = QuietHoursError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         QuietHours::parse(s)
     }
 }
 
-/// `H:MM` or `HH:MM` → (hour, minute).
+/// `H:MM` or `HH:MM` → (hour, minute); the error says why not.
 fn parse_hhmm(s: &str) -> Result<(u8, u8), String> {
     let (h, m) = s
         .split_once(':')

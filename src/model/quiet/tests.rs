@@ -255,7 +255,7 @@ fn parse_and_display() {
         "021:00-08:00",
     ] {
         let e = QuietHours::parse(bad).expect_err(bad);
-        assert!(e.contains("invalid quiet hours"), "{e}");
+        assert!(e.to_string().contains("invalid quiet hours"), "{e}");
     }
 }
 
