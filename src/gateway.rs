@@ -108,10 +108,10 @@ impl Backend for Gateway {
         tenant: &Arc<str>,
         conn: u64,
         req: pb::PutMedia,
-    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, ingest::MediaRefusal>> + Send>> {
         let uploads = self.uploads.clone();
         let tenant = tenant.clone();
-        Box::pin(async move { uploads.store(tenant, conn, req).await })
+        Box::pin(async move { Ok(uploads.store(tenant, conn, req).await?) })
     }
 
     fn closed(&self, tenant: &Arc<str>, conn: u64) {

@@ -434,7 +434,8 @@ fn decode_batch(buf: &[u8], b: &Batch) -> io::Result<Vec<Message>> {
             b.offset
         )));
     }
-    let ms = crate::journal::decode_messages(&buf[HEADER_LEN..]).map_err(bad)?;
+    let ms = crate::journal::decode_messages(&buf[HEADER_LEN..])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if ms.len() != b.count as usize {
         return Err(bad(format!(
             "spilled batch at offset {} holds {} messages, not {}",

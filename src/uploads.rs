@@ -8,6 +8,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::ingest::pb;
+use crate::media::MediaError;
 use crate::media::store::{MediaStore, Quota, StoreConfig, UploadId};
 use crate::settings::Config;
 
@@ -47,6 +48,22 @@ pub struct Uploads {
     pending: Arc<DashMap<(u64, String), UploadId>>,
 }
 
+/// Why an upload (or one of its chunks) was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// The media store refused it (size, type, quota...).
+    #[error(transparent)]
+    Refused(#[from] MediaError),
+    /// A chunk of an upload this connection never began (its id, escaped
+    /// and capped).
+    #[error("unknown upload {0} (begin it at offset 0)")]
+    UnknownUpload(String),
+    /// The store's task failed; nothing was kept.
+    #[error("media store failed; retry")]
+    StoreFailed(#[source] tokio::task::JoinError),
+}
+
 impl Uploads {
     /// Uploads into `media`.
     pub fn new(media: Arc<MediaStore>) -> Uploads {
@@ -59,13 +76,14 @@ impl Uploads {
     /// Stores uploaded media (one frame, or a chunk of an upload).
     ///
     /// # Errors
-    /// The upload is refused (size, type, quota, unknown upload): why.
+    /// [`UploadError`]: the upload is refused (size, type, quota, unknown
+    /// upload) or could not be stored.
     pub async fn store(
         &self,
         tenant: Arc<str>,
         conn: u64,
         req: pb::PutMedia,
-    ) -> Result<pb::MediaOk, String> {
+    ) -> Result<pb::MediaOk, UploadError> {
         let store = self.media.clone();
         let uploads = self.pending.clone();
         let label = tenant.to_string();
@@ -75,11 +93,11 @@ impl Uploads {
                 size: info.len,
                 content_type: info.media_type.content_type().to_owned(),
             };
-            let refused = |e: crate::media::MediaError| {
+            let refused = |e: MediaError| {
                 metrics::counter!("sluice_media_refused_total",
                     "tenant" => tenant.to_string(), "reason" => e.kind())
                 .increment(1);
-                e.to_string()
+                UploadError::Refused(e)
             };
             let stored = |info| {
                 if let Ok(u) = store.usage(&tenant) {
@@ -107,9 +125,8 @@ impl Uploads {
                     u
                 }
                 None => {
-                    return Err(format!(
-                        "unknown upload {:?} (begin it at offset 0)",
-                        crate::model::LogSafe::new(&req.upload_id)
+                    return Err(UploadError::UnknownUpload(
+                        crate::model::LogSafe::new(&req.upload_id).to_string(),
                     ));
                 }
             };
@@ -127,7 +144,7 @@ impl Uploads {
         .await;
         stored.map_err(|e| {
             tracing::error!(target: TARGET, tenant = %label, error = %e, "media store task failed");
-            "media store failed; retry".to_owned()
+            UploadError::StoreFailed(e)
         })?
     }
 

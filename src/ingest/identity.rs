@@ -86,7 +86,7 @@ impl<B: Backend> Backend for CertBound<B> {
         tenant: &Arc<str>,
         conn: u64,
         req: pb::PutMedia,
-    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, super::MediaRefusal>> + Send>> {
         self.inner.put_media(tenant, conn, req)
     }
 

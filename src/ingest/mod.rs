@@ -32,6 +32,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// what an unauthenticated peer can make the server buffer.
 pub const PRE_HELLO_MAX_FRAME: usize = 64 << 10;
 
+/// Why the backend refused a media upload: its text is the `Error` the
+/// client gets (`MEDIA_REJECTED`).
+pub type MediaRefusal = Box<dyn std::error::Error + Send + Sync>;
+
 /// What a session needs from the rest of the gateway.
 pub trait Backend: Send + Sync + 'static {
     /// The tenant's name when `token` is its token.
@@ -50,14 +54,14 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>>;
 
     /// Stores uploaded media (a whole file, or one chunk of an upload).
-    /// Resolves to the media id (empty for a non-final chunk) or a readable
-    /// refusal.
+    /// Resolves to the media id (empty for a non-final chunk) or the
+    /// refusal, whose text the client gets.
     fn put_media(
         self: &Arc<Self>,
         tenant: &Arc<str>,
         conn: u64,
         req: pb::PutMedia,
-    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>>;
+    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, MediaRefusal>> + Send>>;
 
     /// The authenticated connection `conn` of `tenant` has closed: chunked
     /// uploads it left unfinished can be dropped (they hold the tenant's

@@ -325,9 +325,9 @@ impl<B: Backend> Session<B> {
                 tokio::spawn(async move {
                     let body = match fut.await {
                         Ok(ok) => Body::MediaOk(ok),
-                        Err(message) => Body::Error(pb::Error {
+                        Err(refusal) => Body::Error(pb::Error {
                             code: pb::ErrorCode::MediaRejected as i32,
-                            message,
+                            message: refusal.to_string(),
                         }),
                     };
                     let _ = out.send(codec::frame_bytes(request_id, body)).await;

@@ -44,6 +44,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{Message, MessageId};
 use record::Kind;
+pub use record::RecordError;
 use writer::{Command, Shared, SyncResult};
 
 /// Journal failures.
@@ -116,7 +117,7 @@ pub struct Recovered {
     /// Records replayed.
     pub records: u64,
     /// Records that decoded but could not be turned back into messages.
-    pub problems: Vec<String>,
+    pub problems: Vec<RecordError>,
     /// Opt-out records, in log order (journals holding suppression data).
     pub opt: Vec<OptRecord>,
 }
@@ -570,10 +571,10 @@ pub fn encode_messages<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item 
 /// Decodes what [`encode_messages`] wrote.
 ///
 /// # Errors
-/// A readable reason when the bytes are not such a payload.
-pub fn decode_messages(payload: &[u8]) -> Result<Vec<Message>, String> {
+/// [`RecordError`] when the bytes are not such a payload.
+pub fn decode_messages(payload: &[u8]) -> Result<Vec<Message>, RecordError> {
     use prost::Message as _;
-    let a = record::Accept::decode(payload).map_err(|e| e.to_string())?;
+    let a = record::Accept::decode(payload)?;
     a.messages.iter().map(|m| m.to_message()).collect()
 }
 

@@ -8,7 +8,42 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::model::{ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender};
+use crate::model::{
+    ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, MsisdnError, Priority, Sender,
+};
+
+/// Why a stored record cannot be read back (corruption, or a journal from
+/// an incompatible version).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The kind byte names no record this version knows.
+    #[error("unknown record kind")]
+    UnknownKind,
+    /// The payload is not the protobuf its kind says.
+    #[error("undecodable record: {0}")]
+    Undecodable(#[from] prost::DecodeError),
+    /// A `Written` record whose id, part and total columns differ in length.
+    #[error("written record with uneven columns")]
+    UnevenColumns,
+    /// A stored message's number is out of range.
+    #[error("message {id:x}: {source}")]
+    Number {
+        /// The message.
+        id: u64,
+        /// What is wrong with it.
+        #[source]
+        source: MsisdnError,
+    },
+    /// A stored message's sender kind is unknown.
+    #[error("message {id:x}: unknown sender kind {kind}")]
+    SenderKind {
+        /// The message.
+        id: u64,
+        /// The stored kind.
+        kind: u32,
+    },
+}
 
 /// Bytes before the payload: length, CRC and kind.
 pub const HEADER_LEN: usize = 9;
@@ -276,17 +311,19 @@ impl StoredMessage {
     /// Converts back to a domain message.
     ///
     /// # Errors
-    /// A readable reason when a stored field is out of range (corruption or a
+    /// [`RecordError`] when a stored field is out of range (corruption or a
     /// journal from an incompatible version).
-    pub fn to_message(&self) -> Result<Message, String> {
-        let to = Msisdn::from_u64(self.to).map_err(|e| format!("message {:x}: {e}", self.id))?;
+    pub fn to_message(&self) -> Result<Message, RecordError> {
+        let number = |source| RecordError::Number {
+            id: self.id,
+            source,
+        };
+        let to = Msisdn::from_u64(self.to).map_err(number)?;
         let from = match self.from_kind {
             0 => Sender::ShortCode(self.from.as_str().into()),
-            1 => Sender::LongCode(
-                Msisdn::parse(&self.from).map_err(|e| format!("message {:x}: {e}", self.id))?,
-            ),
+            1 => Sender::LongCode(Msisdn::parse(&self.from).map_err(number)?),
             2 => Sender::Alphanumeric(self.from.as_str().into()),
-            k => return Err(format!("message {:x}: unknown sender kind {k}", self.id)),
+            kind => return Err(RecordError::SenderKind { id: self.id, kind }),
         };
         Ok(Message {
             id: MessageId(self.id),

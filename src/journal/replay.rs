@@ -12,7 +12,7 @@ use std::path::Path;
 use bytes::Bytes;
 use prost::Message as _;
 
-use super::record::{self, Kind};
+use super::record::{self, Kind, RecordError};
 use super::writer::segment_path;
 use super::{JournalError, PendingEvent, Recovered, RecoveredMessage};
 use crate::model::MessageId;
@@ -120,10 +120,10 @@ fn replay_segment(st: &mut State, data: Bytes, path: &Path) -> Result<usize, Jou
     while let Some(len) = record_len_at(&data, off) {
         let kind = Kind::from_u8(data[off + 8]);
         let payload = data.slice(off + 9..off + len);
-        apply(st, kind, payload).map_err(|reason| JournalError::Corrupt {
+        apply(st, kind, payload).map_err(|e| JournalError::Corrupt {
             path: path.to_owned(),
             offset: off as u64,
-            reason,
+            reason: e.to_string(),
         })?;
         st.records += 1;
         off += len;
@@ -204,10 +204,10 @@ pub fn fuzz_replay(data: Bytes) -> Result<(Recovered, usize), JournalError> {
     Ok((finish(st), valid))
 }
 
-pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), String> {
-    let bad = |e: prost::DecodeError| format!("undecodable record: {e}");
+pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), RecordError> {
+    let bad = RecordError::Undecodable;
     match kind {
-        None => return Err("unknown record kind".into()),
+        None => return Err(RecordError::UnknownKind),
         Some(Kind::SegmentHeader) => {
             let h = record::SegmentHeader::decode(payload).map_err(bad)?;
             st.next_message_id = st.next_message_id.max(h.next_message_id);
@@ -256,7 +256,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
         Some(Kind::Written) => {
             let w = record::Written::decode(payload).map_err(bad)?;
             if w.ids.len() != w.parts.len() || w.ids.len() != w.totals.len() {
-                return Err("written record with uneven columns".into());
+                return Err(RecordError::UnevenColumns);
             }
             for (i, id) in w.ids.iter().enumerate() {
                 if let Some(p) = st.live.get_mut(id) {

@@ -61,7 +61,8 @@ impl Backend for Mock {
         _tenant: &Arc<str>,
         _conn: u64,
         _req: pb::PutMedia,
-    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, String>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, crate::ingest::MediaRefusal>> + Send>>
+    {
         Box::pin(std::future::ready(Err("no media here".into())))
     }
     fn headroom(&self) -> u64 {
