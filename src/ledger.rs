@@ -125,6 +125,12 @@ impl Ledger {
         }
     }
 
+    /// The journal it writes through (tests share it).
+    #[cfg(test)]
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     fn shard(&self, id: MessageId) -> &Mutex<LiveMap> {
         &self.shards[(id.0 as usize) % SHARDS]
     }

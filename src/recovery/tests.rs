@@ -20,10 +20,10 @@ fn recovered(id: u64, carrier: Option<&str>, ids: &[&str], written: bool) -> Rec
     }
 }
 
-/// A keeper over the backlog fixture, with its own journal and dedupe.
+/// A keeper over the backlog fixture and its journal, with its own dedupe.
 fn keeper(dir: &std::path::Path) -> (JournalKeeper, Arc<Ledger>, kit::Fixture) {
     let (backlog, ledger, scheduler, receipts) = kit::for_tests(dir, 100);
-    let (journal, _) = Journal::open(&dir.join("keeper"), &Default::default()).unwrap();
+    let journal = ledger.journal().clone();
     let hub = receipts.hub().clone();
     let dedupe = Arc::new(Dedupe::new(Duration::from_secs(3600), [3; 16]));
     let keeper = JournalKeeper::new(
@@ -128,4 +128,93 @@ async fn an_mms_the_mmsc_accepted_waits_for_its_delivery_report() {
         .report(&mm, b"MMSC-ID-7", DeliveryState::Delivered, 0, "Retrieved")
         .expect("the report matches the restored MMS");
     assert!(stage(&ledger, 7).is_none(), "ended delivered");
+}
+
+/// What a journal directory replays to, read from a copy (the journal in
+/// `dir` stays open).
+fn replay_copy(dir: &std::path::Path, to: &std::path::Path) -> crate::journal::Recovered {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    Journal::open(to, &Default::default()).unwrap().1
+}
+
+fn segment_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn compaction_carries_what_is_live_and_deletes_the_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keeper, ledger, f) = keeper(dir.path());
+    let journal = keeper.journal.clone();
+    let jdir = journal.dir().to_owned();
+    // Three accepted messages with their idempotency keys; the second ends.
+    let ms: Vec<Arc<Message>> = (1..=3).map(|i| Arc::new(message(i))).collect();
+    journal
+        .accept(ms.iter().map(|m| &**m))
+        .wait()
+        .await
+        .unwrap();
+    ledger.admit(&ms);
+    let t: Arc<str> = "t".into();
+    let first = journal.head_segment();
+    for m in &ms {
+        f.dedupe
+            .check_or_insert(&t, &format!("r{}", m.id.0), m.id, now_ms(), first)
+            .unwrap();
+    }
+    let reason: Arc<str> = "delivered".into();
+    drop({
+        let mut endings = keeper.receipts.endings();
+        endings.end(MessageId(2), DeliveryState::Delivered, 0, &reason);
+        endings
+    });
+    let hub = keeper.receipts.hub().clone();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while hub.pending() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the delivered event is published");
+    // A second segment: one more than the journal may keep.
+    journal.rotate().await.unwrap();
+    let before = segment_files(&jdir);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    keeper.compact(1).await.unwrap();
+
+    // The segments that held the Accept records are gone...
+    let after = segment_files(&jdir);
+    assert!(
+        before.iter().all(|s| !after.contains(s)),
+        "{before:?} -> {after:?}"
+    );
+    // ...yet a restart finds the live messages, the unacknowledged event
+    // and, through the dedupe log, every idempotency key.
+    let rec = replay_copy(&jdir, &dir.path().join("copy"));
+    let mut live: Vec<u64> = rec.messages.iter().map(|m| m.message.id.0).collect();
+    live.sort_unstable();
+    assert_eq!(live, [1, 3]);
+    assert_eq!(rec.events.len(), 1);
+    assert_eq!(rec.events[0].message_id, MessageId(2));
+    let logged = DedupeLog::open(&dir.path().join("dedupe"))
+        .unwrap()
+        .load(now_ms(), 3_600_000)
+        .unwrap();
+    assert_eq!(logged.len(), 3, "{logged:?}");
+    // Within its limit again: a second run has nothing to do.
+    assert_eq!(journal.segments(), 1);
+    let head = journal.head_segment();
+    keeper.compact(1).await.unwrap();
+    assert_eq!(journal.head_segment(), head);
 }

@@ -235,7 +235,14 @@ pub fn embedded_config(
 /// # Errors
 /// The simulator, gateway or client failed to start.
 pub async fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
-    let callback = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    // The simulator is told where to post reports before the gateway (which
+    // needs the simulator's URL) exists: a port held here (bound, not
+    // listening, address reuse on) until the gateway's callback listener
+    // takes it, so nothing else can take it meanwhile.
+    let held = tokio::net::TcpSocket::new_v4()?;
+    held.set_reuseaddr(true)?;
+    held.bind("127.0.0.1:0".parse()?)?;
+    let callback = held.local_addr()?;
     let mmsc = crate::tools::sim::mmsc::start(crate::tools::sim::mmsc::MmscConfig {
         listen: "127.0.0.1:0".parse()?,
         callback_url: Some(format!("http://{callback}/mm7")),
@@ -260,6 +267,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     let mut config = embedded_config(dir.path(), smsc.local_addr(), opts.binds, opts.window);
     with_mmsc(&mut config, &mmsc.url(), callback);
     let running = crate::gateway::start(config).await?;
+    drop(held);
     let addr = running.ingest_addr.to_string();
     let summary = drive(&addr, opts).await;
     let stats = smsc.stats();
