@@ -13,7 +13,7 @@
 //! coalesces every PDU encoded in one turn of the loop into one syscall, and
 //! reads are capped per turn so a flood of deliver_sm cannot starve timers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use tokio_util::codec::FramedRead;
 
 use super::codec::SmppCodec;
 use super::pdu::{Bind, Body, CommandStatus, DeliverSm, Pdu, SubmitSm};
+use crate::shaping::aimd::Aimd;
 use crate::shaping::rate::Rate;
 
 const TARGET: &str = "sluice::smpp";
@@ -347,302 +348,492 @@ where
         // A failed write: the read side sees the link go.
         let _ = crate::wire::write_coalesced(wr, out_rx).await;
     });
-    let mut wbuf = BytesMut::with_capacity(64 * 1024);
-    let mut seq = Sequence::default();
-
-    // === bind ===
-    let bind = Bind {
-        system_id: Bytes::copy_from_slice(params.system_id.as_bytes()),
-        password: Bytes::copy_from_slice(params.password.expose().as_bytes()),
-        system_type: Bytes::copy_from_slice(params.system_type.as_bytes()),
-        interface_version: 0x34,
-        ..Bind::default()
-    };
-    let body = match params.mode {
-        BindMode::Transceiver => Body::BindTransceiver(bind),
-        BindMode::Transmitter => Body::BindTransmitter(bind),
-        BindMode::Receiver => Body::BindReceiver(bind),
-    };
-    let bind_seq = seq.next();
-    Pdu::new(bind_seq, body).encode(&mut wbuf);
-    let _ = out.send(wbuf.split().freeze());
-    let deadline = Instant::now() + params.response_timeout;
-    loop {
-        let pdu = tokio::select! {
-            f = reader.next() => f,
-            _ = tokio::time::sleep_until(deadline) => {
-                return Err(SessionError::ResponseTimeout { what: "bind", timeout: params.response_timeout });
-            }
-            _ = shutdown.changed() => return Err(SessionError::Shutdown),
-        };
-        match pdu {
-            None => return Err(SessionError::Closed),
-            Some(Err(e)) => return Err(SessionError::Link(e.to_string())),
-            Some(Ok(Ok(p))) if p.sequence_number == bind_seq && p.is_response() => {
-                if !p.command_status.is_ok() {
-                    return Err(SessionError::BindRefused(p.command_status));
+    let mut session = Session::new(params, handler, rate, out);
+    let result = match session.bind(&mut reader, &mut shutdown).await {
+        Ok(()) => {
+            bound.store(true, std::sync::atomic::Ordering::Relaxed);
+            handler.bind_state(true);
+            // Whatever ends the session below, the bind is down again.
+            struct Down<'a, H: Handler>(&'a H);
+            impl<H: Handler> Drop for Down<'_, H> {
+                fn drop(&mut self) {
+                    self.0.bind_state(false);
                 }
-                break;
             }
-            Some(Ok(Ok(p))) if p.command_id() == super::pdu::CommandId::EnquireLink as u32 => {
-                Pdu::enquire_link_resp(p.sequence_number).encode(&mut wbuf);
-                let _ = out.send(wbuf.split().freeze());
-            }
-            Some(Ok(_)) => {} // nothing else is meaningful before the bind answer
+            let _down = Down(&**handler);
+            tracing::info!(target: TARGET, bind = %params.name, system_id = %params.system_id, mode = ?params.mode, "bound");
+            metrics::gauge!("sluice_smpp_bind_up", &session.meters.labels).set(1.0);
+            let result = session.run(&mut reader, &mut shutdown).await;
+            session.close();
+            result
         }
-    }
-    bound.store(true, std::sync::atomic::Ordering::Relaxed);
-    handler.bind_state(true);
-    // Whatever ends the session below, the bind is down again.
-    struct Down<'a, H: Handler>(&'a H);
-    impl<H: Handler> Drop for Down<'_, H> {
-        fn drop(&mut self) {
-            self.0.bind_state(false);
-        }
-    }
-    let _down = Down(&**handler);
-    tracing::info!(target: TARGET, bind = %params.name, system_id = %params.system_id, mode = ?params.mode, "bound");
-    let labels = [
-        ("carrier", params.carrier.to_string()),
-        ("bind", params.name.to_string()),
-    ];
-    metrics::gauge!("sluice_smpp_bind_up", &labels).set(1.0);
-
-    // === session loop ===
-    let can_submit = params.mode != BindMode::Receiver;
-    let mut outstanding: HashMap<u32, Outstanding<H::Job>> = HashMap::with_capacity(params.window);
-    // Jobs past pacing whose `Written` record is on its way to the disk, in
-    // take order; they count against the window.
-    let mut gated: std::collections::VecDeque<(WriteGate, Vec<H::Job>)> =
-        std::collections::VecDeque::new();
-    let mut in_gates = 0usize;
-    let mut delivers: FuturesUnordered<DeliverAnswers> = FuturesUnordered::new();
-    let mut last_read = Instant::now();
-    let mut enquire: Option<(u32, Instant)> = None;
-    let mut paused_until: Option<Instant> = None;
-    // Adaptive slow-down on ESME_RTHROTTLED / ESME_RMSGQFUL.
-    let mut aimd =
-        crate::shaping::aimd::Aimd::new((params.rate > 0).then_some(f64::from(params.rate)));
-    let adaptive_gauge = metrics::gauge!("sluice_smpp_adaptive_rate", &labels);
-    let mut tick =
-        tokio::time::interval(Duration::from_millis(250).min(params.response_timeout / 4));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let window_gauge = metrics::gauge!("sluice_smpp_window_in_use", &labels);
-    let submits = metrics::counter!("sluice_smpp_submits_total", &labels);
-    let throttled =
-        metrics::counter!("sluice_smpp_throttled_total", "carrier" => params.carrier.to_string());
-    let latency = metrics::histogram!("sluice_smpp_response_seconds", "carrier" => params.carrier.to_string());
-    let carrier_label = params.carrier.clone();
-    // One handle per status seen: no registry lookup per response.
-    let mut response_counters: HashMap<u32, metrics::Counter> = HashMap::new();
-
-    let result = loop {
-        let now = Instant::now();
-        if paused_until.is_some_and(|t| t <= now) {
-            paused_until = None;
-        }
-        let room = params.window.saturating_sub(outstanding.len() + in_gates);
-        let may_send = can_submit && room > 0 && paused_until.is_none();
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                Pdu::unbind(seq.next()).encode(&mut wbuf);
-                break Err(SessionError::Shutdown);
-            }
-            first = reader.next() => {
-                // Read a burst: this one and whatever is already buffered.
-                let mut burst: Vec<(u32, DeliverSm)> = Vec::new();
-                let mut next = first;
-                let mut n = 0;
-                let ended = loop {
-                    match next {
-                        None => break Some(SessionError::Closed),
-                        Some(Err(e)) => break Some(SessionError::Link(e.to_string())),
-                        Some(Ok(Err(bad))) => {
-                            tracing::debug!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&bad), "undecodable PDU");
-                            // Never nack a response: that would loop with the peer.
-                            if bad.command_id().is_none_or(|c| c & super::pdu::RESPONSE_BIT == 0) {
-                                bad.generic_nack().encode(&mut wbuf);
-                            }
-                        }
-                        Some(Ok(Ok(pdu))) => {
-                            last_read = Instant::now();
-                            match pdu.body {
-                                Body::SubmitSmResp(r) => {
-                                    if let Some(o) = outstanding.remove(&pdu.sequence_number) {
-                                        latency.record(o.sent.elapsed().as_secs_f64());
-                                        response_counters
-                                            .entry(pdu.command_status.0)
-                                            .or_insert_with(|| metrics::counter!("sluice_smpp_responses_total",
-                                                "carrier" => carrier_label.to_string(),
-                                                "status" => status_label(pdu.command_status)))
-                                            .increment(1);
-                                        if pdu.command_status.is_ok() {
-                                            aimd.on_accept(Instant::now());
-                                        } else if pdu.command_status.is_temporary() {
-                                            throttled.increment(1);
-                                            let now = Instant::now();
-                                            aimd.on_throttle(now);
-                                            let at = aimd.ready_at(now);
-                                            if at > now {
-                                                paused_until = Some(at);
-                                            }
-                                        }
-                                        handler.submit_resp(o.job, pdu.command_status, r.message_id);
-                                    }
-                                }
-                                Body::GenericNack => {
-                                    if let Some(o) = outstanding.remove(&pdu.sequence_number) {
-                                        handler.submit_resp(o.job, pdu.command_status, Bytes::new());
-                                    }
-                                }
-                                Body::DeliverSm(sm) => burst.push((pdu.sequence_number, sm)),
-                                Body::EnquireLink => Pdu::enquire_link_resp(pdu.sequence_number).encode(&mut wbuf),
-                                Body::EnquireLinkResp => {
-                                    if enquire.is_some_and(|(s, _)| s == pdu.sequence_number) {
-                                        enquire = None;
-                                    }
-                                }
-                                Body::Unbind => {
-                                    Pdu::unbind_resp(pdu.sequence_number).encode(&mut wbuf);
-                                    break Some(SessionError::Closed);
-                                }
-                                Body::UnbindResp => break Some(SessionError::Closed),
-                                _ if pdu.is_response() => {}
-                                _ => Pdu::generic_nack(pdu.sequence_number, CommandStatus::ESME_RINVCMDID).encode(&mut wbuf),
-                            }
-                        }
-                    }
-                    n += 1;
-                    if n >= READS_PER_TURN {
-                        break None;
-                    }
-                    match futures_util::FutureExt::now_or_never(reader.next()) {
-                        Some(p) => next = p,
-                        None => break None,
-                    }
-                };
-                if !burst.is_empty() {
-                    delivers.push(handler.deliver_batch(burst));
-                }
-                if let Some(e) = ended {
-                    break Err(e);
-                }
-            }
-            Some(answers) = delivers.next(), if !delivers.is_empty() => {
-                for (s, status) in answers {
-                    Pdu::deliver_sm_resp(s, status).encode(&mut wbuf);
-                }
-                while let Some(Some(answers)) = futures_util::FutureExt::now_or_never(delivers.next()) {
-                    for (s, status) in answers {
-                        Pdu::deliver_sm_resp(s, status).encode(&mut wbuf);
-                    }
-                }
-            }
-            _ = handler.ready(), if may_send => {
-                let jobs = handler.take(room.min(256));
-                let mut unsent = Vec::new();
-                let mut go = Vec::with_capacity(jobs.len());
-                for job in jobs {
-                    if !unsent.is_empty() {
-                        unsent.push(job);
-                        continue;
-                    }
-                    let now = Instant::now();
-                    let adaptive_at = aimd.ready_at(now);
-                    if adaptive_at > now {
-                        paused_until = Some(adaptive_at);
-                        unsent.push(job);
-                        continue;
-                    }
-                    if let Some(r) = &rate
-                        && let Err(wait) = r.check() {
-                            paused_until = Some(now + wait);
-                            unsent.push(job);
-                            continue;
-                        }
-                    aimd.on_send(now);
-                    go.extend(handler.vet(job));
-                }
-                if !unsent.is_empty() {
-                    handler.give_back(unsent);
-                }
-                if !go.is_empty() {
-                    in_gates += go.len();
-                    gated.push_back((handler.will_write(&go), go));
-                }
-            }
-            durable = async { gated.front_mut().expect("guarded").0.as_mut().await }, if !gated.is_empty() => {
-                let (_, jobs) = gated.pop_front().expect("polled above");
-                in_gates -= jobs.len();
-                if durable {
-                    let sent = Instant::now();
-                    for job in jobs {
-                        // Another look after the wait for the disk.
-                        let Some(job) = handler.vet(job) else { continue };
-                        let s = seq.next();
-                        encode_submit(s, handler.submit_sm(&job), &mut wbuf);
-                        submits.increment(1);
-                        outstanding.insert(s, Outstanding { job, sent });
-                    }
-                } else {
-                    // The journal failed: nothing may leave. Back in the
-                    // queue; try again later (the gateway is going down).
-                    handler.give_back(jobs);
-                    paused_until = Some(Instant::now() + Duration::from_secs(1));
-                }
-            }
-            _ = sleep_until_opt(paused_until) => {}
-            _ = tick.tick() => {
-                let now = Instant::now();
-                aimd.on_tick(now);
-                adaptive_gauge.set(aimd.rate().unwrap_or(0.0));
-                if let Some((_, at)) = enquire {
-                    if now.duration_since(at) > params.response_timeout {
-                        break Err(SessionError::ResponseTimeout { what: "enquire_link", timeout: params.response_timeout });
-                    }
-                } else if now.duration_since(last_read) >= params.enquire_link_interval {
-                    let s = seq.next();
-                    Pdu::enquire_link(s).encode(&mut wbuf);
-                    enquire = Some((s, now));
-                }
-                let expired: Vec<u32> = outstanding
-                    .iter()
-                    .filter(|(_, o)| now.duration_since(o.sent) > params.response_timeout)
-                    .map(|(s, _)| *s)
-                    .collect();
-                if !expired.is_empty() {
-                    // Responses that never come mean a sick link: hand the
-                    // jobs back as unanswered and reconnect.
-                    tracing::warn!(target: TARGET, bind = %params.name, count = expired.len(), "submit_sm response timeout");
-                    break Err(SessionError::ResponseTimeout { what: "submit_sm", timeout: params.response_timeout });
-                }
-            }
-        }
-        window_gauge.set(outstanding.len() as f64);
-        if !wbuf.is_empty() {
-            let _ = out.send(wbuf.split().freeze());
+        Err(e) => {
+            session.flush();
+            Err(e)
         }
     };
-    if !wbuf.is_empty() {
-        let _ = out.send(wbuf.split().freeze());
-    }
-    // Jobs still waiting for the journal were never written: back to the
-    // queue, in order.
-    let never_written: Vec<H::Job> = gated.into_iter().flat_map(|(_, jobs)| jobs).collect();
-    if !never_written.is_empty() {
-        handler.give_back(never_written);
-    }
-    // Every outstanding submit is resolved explicitly.
-    let mut left: Vec<_> = outstanding.into_iter().collect();
-    left.sort_by_key(|(s, _)| *s);
-    for (_, o) in left {
-        handler.unanswered(o.job);
-    }
-    window_gauge.set(0.0);
-    drop(out);
+    drop(session);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
     result
+}
+
+/// The metric handles of one bind, made once (no registry lookup per PDU).
+struct Meters {
+    labels: [(&'static str, String); 2],
+    window: metrics::Gauge,
+    adaptive_rate: metrics::Gauge,
+    submits: metrics::Counter,
+    throttled: metrics::Counter,
+    latency: metrics::Histogram,
+    /// One handle per response status seen.
+    responses: HashMap<u32, metrics::Counter>,
+}
+
+impl Meters {
+    fn new(params: &BindParams) -> Meters {
+        let labels = [
+            ("carrier", params.carrier.to_string()),
+            ("bind", params.name.to_string()),
+        ];
+        let carrier = params.carrier.to_string();
+        Meters {
+            window: metrics::gauge!("sluice_smpp_window_in_use", &labels),
+            adaptive_rate: metrics::gauge!("sluice_smpp_adaptive_rate", &labels),
+            submits: metrics::counter!("sluice_smpp_submits_total", &labels),
+            throttled: metrics::counter!("sluice_smpp_throttled_total", "carrier" => carrier.clone()),
+            latency: metrics::histogram!("sluice_smpp_response_seconds", "carrier" => carrier),
+            responses: HashMap::new(),
+            labels,
+        }
+    }
+
+    fn response(&mut self, carrier: &str, status: CommandStatus) {
+        self.responses
+            .entry(status.0)
+            .or_insert_with(|| {
+                metrics::counter!("sluice_smpp_responses_total",
+                    "carrier" => carrier.to_owned(), "status" => status_label(status))
+            })
+            .increment(1);
+    }
+}
+
+/// One session on one connection: what is in flight and the steps of its
+/// loop, each a method — [`Session::bind`], then in [`Session::run`]:
+/// [`Session::read_burst`] (responses, deliver_sm, enquire_link),
+/// [`Session::answer_delivers`], [`Session::take`] (window, pacing, first
+/// look), [`Session::send_durable`] (after the journal: last look, submit),
+/// [`Session::tick`] (keep-alive, response deadlines); [`Session::close`]
+/// hands back whatever is left.
+struct Session<'a, H: Handler> {
+    params: &'a BindParams,
+    handler: &'a Arc<H>,
+    /// The bind's configured rate, shared by the binds of its carrier.
+    rate: Option<Arc<Rate>>,
+    /// To the writer task.
+    out: mpsc::UnboundedSender<Bytes>,
+    /// PDUs encoded this turn, sent as one frame at its end.
+    wbuf: BytesMut,
+    seq: Sequence,
+    /// Submits written and not answered, by sequence number.
+    outstanding: HashMap<u32, Outstanding<H::Job>>,
+    /// Jobs past pacing whose `Written` record is on its way to the disk,
+    /// in take order; they count against the window.
+    gated: VecDeque<(WriteGate, Vec<H::Job>)>,
+    in_gates: usize,
+    /// The handler's answers to deliver_sm bursts.
+    delivers: FuturesUnordered<DeliverAnswers>,
+    last_read: Instant,
+    /// The enquire_link waiting for its answer.
+    enquire: Option<(u32, Instant)>,
+    /// Nothing is taken before this (pacing, throttling, a failed journal).
+    paused_until: Option<Instant>,
+    /// Adaptive slow-down on ESME_RTHROTTLED / ESME_RMSGQFUL.
+    aimd: Aimd,
+    meters: Meters,
+}
+
+impl<'a, H: Handler> Session<'a, H> {
+    fn new(
+        params: &'a BindParams,
+        handler: &'a Arc<H>,
+        rate: Option<Arc<Rate>>,
+        out: mpsc::UnboundedSender<Bytes>,
+    ) -> Self {
+        Session {
+            params,
+            handler,
+            rate,
+            out,
+            wbuf: BytesMut::with_capacity(64 * 1024),
+            seq: Sequence::default(),
+            outstanding: HashMap::with_capacity(params.window),
+            gated: VecDeque::new(),
+            in_gates: 0,
+            delivers: FuturesUnordered::new(),
+            last_read: Instant::now(),
+            enquire: None,
+            paused_until: None,
+            aimd: Aimd::new((params.rate > 0).then_some(f64::from(params.rate))),
+            meters: Meters::new(params),
+        }
+    }
+
+    /// Sends what this turn encoded.
+    fn flush(&mut self) {
+        if !self.wbuf.is_empty() {
+            let _ = self.out.send(self.wbuf.split().freeze());
+        }
+    }
+
+    /// Sends the bind and waits for its answer (answering enquire_link
+    /// meanwhile).
+    async fn bind<R>(
+        &mut self,
+        reader: &mut FramedRead<R, SmppCodec>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), SessionError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let params = self.params;
+        let bind = Bind {
+            system_id: Bytes::copy_from_slice(params.system_id.as_bytes()),
+            password: Bytes::copy_from_slice(params.password.expose().as_bytes()),
+            system_type: Bytes::copy_from_slice(params.system_type.as_bytes()),
+            interface_version: 0x34,
+            ..Bind::default()
+        };
+        let body = match params.mode {
+            BindMode::Transceiver => Body::BindTransceiver(bind),
+            BindMode::Transmitter => Body::BindTransmitter(bind),
+            BindMode::Receiver => Body::BindReceiver(bind),
+        };
+        let bind_seq = self.seq.next();
+        Pdu::new(bind_seq, body).encode(&mut self.wbuf);
+        self.flush();
+        let deadline = Instant::now() + params.response_timeout;
+        loop {
+            let pdu = tokio::select! {
+                f = reader.next() => f,
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(SessionError::ResponseTimeout { what: "bind", timeout: params.response_timeout });
+                }
+                _ = shutdown.changed() => return Err(SessionError::Shutdown),
+            };
+            match pdu {
+                None => return Err(SessionError::Closed),
+                Some(Err(e)) => return Err(SessionError::Link(e.to_string())),
+                Some(Ok(Ok(p))) if p.sequence_number == bind_seq && p.is_response() => {
+                    if !p.command_status.is_ok() {
+                        return Err(SessionError::BindRefused(p.command_status));
+                    }
+                    return Ok(());
+                }
+                Some(Ok(Ok(p))) if p.command_id() == super::pdu::CommandId::EnquireLink as u32 => {
+                    Pdu::enquire_link_resp(p.sequence_number).encode(&mut self.wbuf);
+                    self.flush();
+                }
+                Some(Ok(_)) => {} // nothing else is meaningful before the bind answer
+            }
+        }
+    }
+
+    /// The bound session's loop, until the link ends or shutdown.
+    async fn run<R>(
+        &mut self,
+        reader: &mut FramedRead<R, SmppCodec>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), SessionError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let handler = self.handler;
+        let can_submit = self.params.mode != BindMode::Receiver;
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(250).min(self.params.response_timeout / 4));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let now = Instant::now();
+            if self.paused_until.is_some_and(|t| t <= now) {
+                self.paused_until = None;
+            }
+            let room = self
+                .params
+                .window
+                .saturating_sub(self.outstanding.len() + self.in_gates);
+            let may_send = can_submit && room > 0 && self.paused_until.is_none();
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    Pdu::unbind(self.seq.next()).encode(&mut self.wbuf);
+                    Err(SessionError::Shutdown)
+                }
+                first = reader.next() => self.read_burst(first, reader),
+                Some(answers) = self.delivers.next(), if !self.delivers.is_empty() => {
+                    self.answer_delivers(answers);
+                    Ok(())
+                }
+                _ = handler.ready(), if may_send => {
+                    self.take(room);
+                    Ok(())
+                }
+                durable = front_gate(&mut self.gated), if !self.gated.is_empty() => {
+                    self.send_durable(durable);
+                    Ok(())
+                }
+                _ = sleep_until_opt(self.paused_until) => Ok(()),
+                _ = tick.tick() => self.tick(),
+            };
+            step?;
+            self.meters.window.set(self.outstanding.len() as f64);
+            self.flush();
+        }
+    }
+
+    /// Handles `first` and whatever else is already buffered (at most
+    /// [`READS_PER_TURN`]); an error ends the session.
+    fn read_burst<R>(
+        &mut self,
+        first: Option<Result<Result<Pdu, super::pdu::PduError>, super::codec::CodecError>>,
+        reader: &mut FramedRead<R, SmppCodec>,
+    ) -> Result<(), SessionError>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut burst: Vec<(u32, DeliverSm)> = Vec::new();
+        let mut next = first;
+        let mut n = 0;
+        let ended = loop {
+            match next {
+                None => break Some(SessionError::Closed),
+                Some(Err(e)) => break Some(SessionError::Link(e.to_string())),
+                Some(Ok(Err(bad))) => {
+                    tracing::debug!(target: TARGET, bind = %self.params.name, error = %crate::model::LogSafe::display(&bad), "undecodable PDU");
+                    // Never nack a response: that would loop with the peer.
+                    if bad
+                        .command_id()
+                        .is_none_or(|c| c & super::pdu::RESPONSE_BIT == 0)
+                    {
+                        bad.generic_nack().encode(&mut self.wbuf);
+                    }
+                }
+                Some(Ok(Ok(pdu))) => {
+                    self.last_read = Instant::now();
+                    if let Some(e) = self.on_pdu(pdu, &mut burst) {
+                        break Some(e);
+                    }
+                }
+            }
+            n += 1;
+            if n >= READS_PER_TURN {
+                break None;
+            }
+            match futures_util::FutureExt::now_or_never(reader.next()) {
+                Some(p) => next = p,
+                None => break None,
+            }
+        };
+        if !burst.is_empty() {
+            self.delivers.push(self.handler.deliver_batch(burst));
+        }
+        ended.map_or(Ok(()), Err)
+    }
+
+    /// One PDU from the SMSC; deliver_sm join `burst`. Returns why the
+    /// session ends, if it does.
+    fn on_pdu(&mut self, pdu: Pdu, burst: &mut Vec<(u32, DeliverSm)>) -> Option<SessionError> {
+        match pdu.body {
+            Body::SubmitSmResp(r) => {
+                if let Some(o) = self.outstanding.remove(&pdu.sequence_number) {
+                    self.on_submit_resp(o, pdu.command_status, r.message_id);
+                }
+            }
+            Body::GenericNack => {
+                if let Some(o) = self.outstanding.remove(&pdu.sequence_number) {
+                    self.handler
+                        .submit_resp(o.job, pdu.command_status, Bytes::new());
+                }
+            }
+            Body::DeliverSm(sm) => burst.push((pdu.sequence_number, sm)),
+            Body::EnquireLink => {
+                Pdu::enquire_link_resp(pdu.sequence_number).encode(&mut self.wbuf);
+            }
+            Body::EnquireLinkResp => {
+                if self.enquire.is_some_and(|(s, _)| s == pdu.sequence_number) {
+                    self.enquire = None;
+                }
+            }
+            Body::Unbind => {
+                Pdu::unbind_resp(pdu.sequence_number).encode(&mut self.wbuf);
+                return Some(SessionError::Closed);
+            }
+            Body::UnbindResp => return Some(SessionError::Closed),
+            _ if pdu.is_response() => {}
+            _ => Pdu::generic_nack(pdu.sequence_number, CommandStatus::ESME_RINVCMDID)
+                .encode(&mut self.wbuf),
+        }
+        None
+    }
+
+    /// A submit_sm answered: metrics, adaptive slow-down, the handler.
+    fn on_submit_resp(&mut self, o: Outstanding<H::Job>, status: CommandStatus, message_id: Bytes) {
+        self.meters.latency.record(o.sent.elapsed().as_secs_f64());
+        self.meters.response(&self.params.carrier, status);
+        if status.is_ok() {
+            self.aimd.on_accept(Instant::now());
+        } else if status.is_temporary() {
+            self.meters.throttled.increment(1);
+            let now = Instant::now();
+            self.aimd.on_throttle(now);
+            let at = self.aimd.ready_at(now);
+            if at > now {
+                self.paused_until = Some(at);
+            }
+        }
+        self.handler.submit_resp(o.job, status, message_id);
+    }
+
+    /// Writes the answers to a deliver_sm burst, and those of any other
+    /// burst already answered.
+    fn answer_delivers(&mut self, answers: Vec<(u32, CommandStatus)>) {
+        for (s, status) in answers {
+            Pdu::deliver_sm_resp(s, status).encode(&mut self.wbuf);
+        }
+        while let Some(Some(answers)) = futures_util::FutureExt::now_or_never(self.delivers.next())
+        {
+            for (s, status) in answers {
+                Pdu::deliver_sm_resp(s, status).encode(&mut self.wbuf);
+            }
+        }
+    }
+
+    /// Takes up to `room` jobs: what pacing allows gets its first look and
+    /// waits for its `Written` record; the rest goes back, in order.
+    fn take(&mut self, room: usize) {
+        let jobs = self.handler.take(room.min(256));
+        let mut unsent = Vec::new();
+        let mut go = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if !unsent.is_empty() {
+                unsent.push(job);
+                continue;
+            }
+            let now = Instant::now();
+            let adaptive_at = self.aimd.ready_at(now);
+            if adaptive_at > now {
+                self.paused_until = Some(adaptive_at);
+                unsent.push(job);
+                continue;
+            }
+            if let Some(r) = &self.rate
+                && let Err(wait) = r.check()
+            {
+                self.paused_until = Some(now + wait);
+                unsent.push(job);
+                continue;
+            }
+            self.aimd.on_send(now);
+            go.extend(self.handler.vet(job));
+        }
+        if !unsent.is_empty() {
+            self.handler.give_back(unsent);
+        }
+        if !go.is_empty() {
+            self.in_gates += go.len();
+            self.gated.push_back((self.handler.will_write(&go), go));
+        }
+    }
+
+    /// The oldest gate resolved: when durable, each job gets its last look
+    /// and is submitted; when the journal failed, nothing leaves.
+    fn send_durable(&mut self, durable: bool) {
+        let (_, jobs) = self.gated.pop_front().expect("polled above");
+        self.in_gates -= jobs.len();
+        if durable {
+            let sent = Instant::now();
+            for job in jobs {
+                // Another look after the wait for the disk.
+                let Some(job) = self.handler.vet(job) else {
+                    continue;
+                };
+                let s = self.seq.next();
+                encode_submit(s, self.handler.submit_sm(&job), &mut self.wbuf);
+                self.meters.submits.increment(1);
+                self.outstanding.insert(s, Outstanding { job, sent });
+            }
+        } else {
+            // The journal failed: nothing may leave. Back in the queue; try
+            // again later (the gateway is going down).
+            self.handler.give_back(jobs);
+            self.paused_until = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+
+    /// Keep-alive and deadlines: the adaptive rate moves on, an idle link
+    /// gets an enquire_link, and an answer overdue ends the session.
+    fn tick(&mut self) -> Result<(), SessionError> {
+        let params = self.params;
+        let now = Instant::now();
+        self.aimd.on_tick(now);
+        self.meters
+            .adaptive_rate
+            .set(self.aimd.rate().unwrap_or(0.0));
+        if let Some((_, at)) = self.enquire {
+            if now.duration_since(at) > params.response_timeout {
+                return Err(SessionError::ResponseTimeout {
+                    what: "enquire_link",
+                    timeout: params.response_timeout,
+                });
+            }
+        } else if now.duration_since(self.last_read) >= params.enquire_link_interval {
+            let s = self.seq.next();
+            Pdu::enquire_link(s).encode(&mut self.wbuf);
+            self.enquire = Some((s, now));
+        }
+        let expired = self
+            .outstanding
+            .values()
+            .filter(|o| now.duration_since(o.sent) > params.response_timeout)
+            .count();
+        if expired > 0 {
+            // Responses that never come mean a sick link: hand the jobs
+            // back as unanswered and reconnect.
+            tracing::warn!(target: TARGET, bind = %params.name, count = expired, "submit_sm response timeout");
+            return Err(SessionError::ResponseTimeout {
+                what: "submit_sm",
+                timeout: params.response_timeout,
+            });
+        }
+        Ok(())
+    }
+
+    /// The session ended: sends what was encoded, and hands every job back
+    /// explicitly (never dropped, never silently resent).
+    fn close(&mut self) {
+        self.flush();
+        // Jobs still waiting for the journal were never written: back to
+        // the queue, in order.
+        let never_written: Vec<H::Job> = self.gated.drain(..).flat_map(|(_, jobs)| jobs).collect();
+        if !never_written.is_empty() {
+            self.handler.give_back(never_written);
+        }
+        // Every outstanding submit is resolved explicitly.
+        let mut left: Vec<_> = self.outstanding.drain().collect();
+        left.sort_by_key(|(s, _)| *s);
+        for (_, o) in left {
+            self.handler.unanswered(o.job);
+        }
+        self.meters.window.set(0.0);
+    }
+}
+
+/// Resolves when the oldest write gate does.
+async fn front_gate(gated: &mut VecDeque<(WriteGate, Vec<impl Sized>)>) -> bool {
+    match gated.front_mut() {
+        Some((gate, _)) => gate.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
