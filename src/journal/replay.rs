@@ -205,22 +205,21 @@ pub fn fuzz_replay(data: Bytes) -> Result<(Recovered, usize), JournalError> {
 }
 
 pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Result<(), RecordError> {
-    let bad = RecordError::Undecodable;
     match kind {
         None => return Err(RecordError::UnknownKind),
         Some(Kind::SegmentHeader) => {
-            let h = record::SegmentHeader::decode(payload).map_err(bad)?;
+            let h = record::SegmentHeader::decode(payload)?;
             st.next_message_id = st.next_message_id.max(h.next_message_id);
             st.next_event_id = st.next_event_id.max(h.next_event_id);
         }
         Some(Kind::Accept) => {
-            let a = record::Accept::decode(payload).map_err(bad)?;
+            let a = record::Accept::decode(payload)?;
             for m in a.messages {
                 accept(st, m);
             }
         }
         Some(Kind::Carry) => {
-            let c = record::Carry::decode(payload).map_err(bad)?;
+            let c = record::Carry::decode(payload)?;
             for cm in c.messages {
                 let Some(m) = cm.message else { continue };
                 let id = m.id;
@@ -242,7 +241,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
         }
         Some(Kind::Dispatch) => {
-            let d = record::Dispatch::decode(payload).map_err(bad)?;
+            let d = record::Dispatch::decode(payload)?;
             for e in d.entries {
                 if let Some(p) = st.live.get_mut(&e.id) {
                     p.carrier = e.carrier;
@@ -254,7 +253,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
         }
         Some(Kind::Written) => {
-            let w = record::Written::decode(payload).map_err(bad)?;
+            let w = record::Written::decode(payload)?;
             if w.ids.len() != w.parts.len() || w.ids.len() != w.totals.len() {
                 return Err(RecordError::UnevenColumns);
             }
@@ -269,7 +268,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
         }
         Some(Kind::Undispatch) => {
-            let ids = record::Ids::decode(payload).map_err(bad)?;
+            let ids = record::Ids::decode(payload)?;
             for id in ids.ids {
                 if let Some(p) = st.live.get_mut(&id)
                     && p.carrier_ids.iter().all(String::is_empty)
@@ -282,7 +281,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
         }
         Some(Kind::Submitted) => {
-            let s = record::Submitted::decode(payload).map_err(bad)?;
+            let s = record::Submitted::decode(payload)?;
             for e in s.entries {
                 if let Some(p) = st.live.get_mut(&e.id) {
                     let i = e.part as usize;
@@ -296,7 +295,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
         }
         Some(Kind::Event) => {
-            let ev = record::Events::decode(payload).map_err(bad)?;
+            let ev = record::Events::decode(payload)?;
             for e in ev.entries {
                 if e.message_id != 0 {
                     st.live.remove(&e.message_id);
@@ -317,7 +316,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
         }
         Some(Kind::Remember) => {
-            let r = record::Remember::decode(payload).map_err(bad)?;
+            let r = record::Remember::decode(payload)?;
             for e in r.entries {
                 st.next_message_id = st.next_message_id.max(e.id.saturating_add(1));
                 st.dedupe
@@ -325,22 +324,19 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
         }
         Some(Kind::OptChange) => {
-            st.opt.push(super::OptRecord::Change(
-                super::OptChange::decode(payload).map_err(bad)?,
-            ));
+            st.opt
+                .push(super::OptRecord::Change(super::OptChange::decode(payload)?));
         }
         Some(Kind::OptBulk) => {
-            st.opt.push(super::OptRecord::Bulk(
-                super::OptBulk::decode(payload).map_err(bad)?,
-            ));
+            st.opt
+                .push(super::OptRecord::Bulk(super::OptBulk::decode(payload)?));
         }
         Some(Kind::OptCommit) => {
-            st.opt.push(super::OptRecord::Commit(
-                super::OptCommit::decode(payload).map_err(bad)?,
-            ));
+            st.opt
+                .push(super::OptRecord::Commit(super::OptCommit::decode(payload)?));
         }
         Some(Kind::EventAck) => {
-            let ids = record::Ids::decode(payload).map_err(bad)?;
+            let ids = record::Ids::decode(payload)?;
             for id in ids.ids {
                 st.events.remove(&id);
                 st.acked.insert(id);
