@@ -121,7 +121,14 @@ fn bench_admission(c: &mut Criterion) {
             batch,
             |msgs| {
                 msgs.into_iter()
-                    .map(|m| validate(&tenant, m, Duration::from_secs(86_400), now))
+                    .map(|m| {
+                        validate(
+                            &tenant,
+                            sluice::ingest::convert::submission(m),
+                            Duration::from_secs(86_400),
+                            now,
+                        )
+                    })
                     .collect::<Vec<_>>()
             },
             BatchSize::NumIterations(8),

@@ -170,7 +170,7 @@ fn bench_fair_queue(c: &mut Criterion) {
 
 /// Sender numbers per tenant (100 tenants: 10,000 numbers).
 const SENDERS_PER_TENANT: usize = 100;
-/// Messages a dispatcher pops per batch (`schedule::DISPATCH_BATCH`).
+/// Messages a dispatcher pops per batch for an SMPP carrier (`carrier::smpp::DISPATCH_BATCH`).
 const DISPATCH_BATCH: usize = 512;
 /// Backlog of the steady-state bench and size of the fill/drain bench.
 const BACKLOG: usize = 100_000;

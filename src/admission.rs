@@ -19,11 +19,10 @@ pub mod service;
 
 pub use service::Admission;
 
-use crate::ingest::pb::{self, RejectReason};
 use crate::model::numbering::{self, Country};
-use crate::model::{
-    ChannelPref, FallbackPolicy, MAX_TEXT_CHARS, Message, MessageId, Priority, Sender,
-};
+use crate::model::submit::Submission;
+pub use crate::model::submit::{RejectReason, Rejection};
+use crate::model::{MAX_TEXT_CHARS, Message, MessageId, Sender};
 
 /// Longest client_ref accepted, bytes.
 pub const MAX_CLIENT_REF: usize = 128;
@@ -35,15 +34,6 @@ pub const MAX_LABEL: usize = 128;
 pub const MAX_MEDIA: usize = 10;
 /// Longest validity a message may ask for.
 pub const MAX_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// A rejection: reason code and readable text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// Machine-readable reason.
-    pub reason: RejectReason,
-    /// Human-readable detail.
-    pub detail: String,
-}
 
 /// A peer-supplied string for a rejection detail: escaped and at most 24
 /// characters.
@@ -184,7 +174,7 @@ pub fn sender_not_allowed(tenant: &str, from: &Sender) -> Rejection {
 /// A [`Rejection`] naming the first problem found.
 pub fn validate(
     tenant: &Arc<str>,
-    m: pb::SubmitMessage,
+    m: Submission,
     default_validity: Duration,
     now_ms: u64,
 ) -> Result<Message, Rejection> {
@@ -198,7 +188,7 @@ pub fn validate(
 /// A [`Rejection`] naming the first problem found.
 pub fn validate_with_country(
     tenant: &Arc<str>,
-    m: pb::SubmitMessage,
+    m: Submission,
     default_validity: Duration,
     default_country: Option<Country>,
     now_ms: u64,
@@ -277,23 +267,11 @@ pub fn validate_with_country(
         text: m.text,
         media: m.media,
         subject: (!m.subject.is_empty()).then_some(m.subject),
-        channel: match pb::ChannelPreference::try_from(m.channel) {
-            Ok(pb::ChannelPreference::ChannelSms) => ChannelPref::Sms,
-            Ok(pb::ChannelPreference::ChannelMms) => ChannelPref::Mms,
-            _ => ChannelPref::Auto,
-        },
-        fallback: match pb::FallbackPolicy::try_from(m.fallback) {
-            Ok(pb::FallbackPolicy::FallbackSmsTextOnly) => FallbackPolicy::SmsTextOnly,
-            Ok(pb::FallbackPolicy::FallbackNone) => FallbackPolicy::None,
-            _ => FallbackPolicy::SmsWithLink,
-        },
+        channel: m.channel,
+        fallback: m.fallback,
         campaign_id: m.campaign_id,
         expires_at_ms: now_ms + validity.as_millis() as u64,
-        priority: if m.priority == pb::PriorityClass::PriorityTransactional as i32 {
-            Priority::Transactional
-        } else {
-            Priority::Marketing
-        },
+        priority: m.priority,
         tags: m.tags,
         accepted_at_ms: now_ms,
         auto_reply: false,

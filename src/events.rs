@@ -1,6 +1,7 @@
-//! The event fan-out: turns final states (and, later, inbound messages and
-//! opt-outs) into `sluice.v1.Event`s, journals them, and holds them per tenant
-//! until a subscribed upstream connection acknowledges them.
+//! The event fan-out: turns final states, inbound messages and opt-outs into
+//! events (encoded once by the door's [`EventEncoder`]), journals them, and
+//! holds them per tenant until a subscribed upstream connection acknowledges
+//! them.
 //!
 //! Delivery is at least once: an event sent on a connection that closes
 //! before acknowledging it goes back to the front of its tenant's queue; after
@@ -22,16 +23,76 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use prost::Message as _;
 use tokio::sync::Notify;
 
-use crate::ingest::pb;
 use crate::journal::{Journal, PendingEvent};
 use crate::ledger::Finalized;
-use crate::model::{DeliveryState, MessageId, now_ms};
+use crate::model::{MessageId, now_ms};
 
 /// Identifies one subscribed connection.
 pub type ConnId = u64;
+
+/// The channel a finished message went out on, as its event reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// It never reached a carrier.
+    Unspecified,
+    /// An SMSC.
+    Sms,
+    /// An MMSC.
+    Mms,
+}
+
+/// A message from a handset that is not a compliance keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundEvent {
+    /// The handset, in E.164 when it is a number.
+    pub from: String,
+    /// The sender address it was sent to.
+    pub to: String,
+    /// Its text.
+    pub text: String,
+    /// Wall-clock ms it arrived.
+    pub at_ms: u64,
+    /// The carrier it came through.
+    pub carrier: String,
+}
+
+/// A recipient opted out or back in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptEvent {
+    /// The handset, in E.164.
+    pub number: String,
+    /// The sender program's scope.
+    pub scope: String,
+    /// Whether the number is opted out now.
+    pub opted_out: bool,
+    /// The keyword or source (`STOP`, `api`).
+    pub keyword: String,
+    /// Wall-clock ms of the change.
+    pub at_ms: u64,
+}
+
+/// An event that does not end a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An inbound message for the tenant.
+    Inbound(InboundEvent),
+    /// An opt-out or opt-in.
+    Opt(OptEvent),
+}
+
+/// Turns events into the bytes subscribers receive (and the journal keeps):
+/// the wire format is the door's business, so the hub stores and sends
+/// opaque bytes, encoded once. `ingest::event_wire::WireEvents` encodes
+/// `sluice.v1.Event`.
+pub trait EventEncoder: Send + Sync + std::fmt::Debug + 'static {
+    /// The event of a finished message, sent on `channel`, at `at_ms`.
+    fn delivery(&self, event_id: u64, f: &Finalized, channel: Channel, at_ms: u64) -> Bytes;
+
+    /// An event that does not end a message.
+    fn notice(&self, event_id: u64, notice: &Notice) -> Bytes;
+}
 
 #[derive(Debug, Default)]
 struct TenantQueue {
@@ -100,11 +161,16 @@ pub struct EventHub {
     mms_carriers: std::collections::HashSet<Arc<str>>,
     journal: Journal,
     pending: AtomicU64,
+    encoder: Arc<dyn EventEncoder>,
 }
 
 impl EventHub {
-    /// A hub for the configured tenants.
-    pub fn new(journal: Journal, tenants: impl IntoIterator<Item = Arc<str>>) -> EventHub {
+    /// A hub for the configured tenants, encoding events with `encoder`.
+    pub fn new(
+        journal: Journal,
+        tenants: impl IntoIterator<Item = Arc<str>>,
+        encoder: Arc<dyn EventEncoder>,
+    ) -> EventHub {
         EventHub {
             tenants: tenants
                 .into_iter()
@@ -121,6 +187,7 @@ impl EventHub {
                 .collect(),
             journal,
             pending: AtomicU64::new(0),
+            encoder,
             mms_carriers: Default::default(),
             publisher: Publisher {
                 pending: Mutex::default(),
@@ -174,26 +241,31 @@ impl EventHub {
                     event_id,
                     message_id: f.message.id,
                     tenant: f.message.tenant.to_string(),
-                    payload: delivery_event(event_id, f, at, &self.mms_carriers),
+                    payload: self.encoder.delivery(event_id, f, self.channel(f), at),
                 })
             })
             .collect();
         self.publish(events)
     }
 
-    /// Creates one event of another kind (inbound message, opt-out) for `tenant`.
-    pub fn publish_kind(self: &Arc<Self>, tenant: &str, kind: pb::event::Kind) -> Publish {
-        let event_id = self.journal.allocate_event_ids(1);
-        let payload = pb::Event {
-            event_id,
-            kind: Some(kind),
+    /// The channel a finished message went out on.
+    fn channel(&self, f: &Finalized) -> Channel {
+        match &f.carrier {
+            Some(c) if self.mms_carriers.contains(c) => Channel::Mms,
+            Some(_) => Channel::Sms,
+            None => Channel::Unspecified,
         }
-        .encode_to_vec();
+    }
+
+    /// Creates one event that does not end a message (inbound message,
+    /// opt-out) for `tenant`.
+    pub fn publish_notice(self: &Arc<Self>, tenant: &str, notice: &Notice) -> Publish {
+        let event_id = self.journal.allocate_event_ids(1);
         self.publish(vec![Arc::new(PendingEvent {
             event_id,
             message_id: MessageId(0),
             tenant: tenant.to_owned(),
-            payload: payload.into(),
+            payload: self.encoder.notice(event_id, notice),
         })])
     }
 
@@ -467,71 +539,6 @@ impl Publish {
             None => Ok(()),
         }
     }
-}
-
-/// Encodes the `Event` for a finished message.
-pub fn delivery_event(
-    event_id: u64,
-    f: &Finalized,
-    at_ms: u64,
-    mms_carriers: &std::collections::HashSet<Arc<str>>,
-) -> Bytes {
-    let state = match f.state {
-        DeliveryState::Delivered => pb::DeliveryState::StateDelivered,
-        DeliveryState::Failed => pb::DeliveryState::StateFailed,
-        DeliveryState::Expired => pb::DeliveryState::StateExpired,
-        DeliveryState::Rejected => pb::DeliveryState::StateRejected,
-        DeliveryState::Unknown => pb::DeliveryState::StateUnknown,
-        DeliveryState::Suppressed => pb::DeliveryState::StateSuppressed,
-        DeliveryState::Queued | DeliveryState::Dispatched | DeliveryState::Submitted => {
-            pb::DeliveryState::StateSubmitted
-        }
-    };
-    let channel = match &f.carrier {
-        Some(c) if mms_carriers.contains(c) => pb::Channel::MmsUsed,
-        Some(_) => pb::Channel::SmsUsed,
-        None => pb::Channel::Unspecified,
-    };
-    // Encoded by hand in `pb::Event`'s wire format (checked against prost in
-    // the tests): one allocation, no field cloned. One of these per message.
-    use bytes::BufMut;
-    use prost::encoding::{WireType, encode_key, encode_varint};
-    fn uint(tag: u32, v: u64, b: &mut bytes::BytesMut) {
-        if v != 0 {
-            encode_key(tag, WireType::Varint, b);
-            encode_varint(v, b);
-        }
-    }
-    fn string(tag: u32, v: &str, b: &mut bytes::BytesMut) {
-        if !v.is_empty() {
-            encode_key(tag, WireType::LengthDelimited, b);
-            encode_varint(v.len() as u64, b);
-            b.put_slice(v.as_bytes());
-        }
-    }
-    let m = &f.message;
-    let carrier = f.carrier.as_deref().unwrap_or_default();
-    let note = f.note.as_deref().unwrap_or_default();
-    let mut body = bytes::BytesMut::with_capacity(
-        64 + m.client_ref.len() + f.reason.len() + carrier.len() + m.campaign_id.len() + note.len(),
-    );
-    uint(1, m.id.0, &mut body);
-    string(2, &m.client_ref, &mut body);
-    uint(3, state as u64, &mut body);
-    string(4, &f.reason, &mut body);
-    uint(5, u64::from(f.error_code), &mut body);
-    uint(6, channel as u64, &mut body);
-    uint(7, at_ms, &mut body);
-    string(8, carrier, &mut body);
-    uint(9, u64::from(f.parts), &mut body);
-    string(10, &m.campaign_id, &mut body);
-    string(11, note, &mut body);
-    let mut out = bytes::BytesMut::with_capacity(body.len() + 16);
-    uint(1, event_id, &mut out);
-    encode_key(2, WireType::LengthDelimited, &mut out);
-    encode_varint(body.len() as u64, &mut out);
-    out.put_slice(&body);
-    out.freeze()
 }
 
 #[cfg(test)]

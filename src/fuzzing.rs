@@ -221,6 +221,7 @@ pub fn ingest_frame(data: &[u8]) {
         if let Ok((_, pb::frame::Body::SubmitBatch(b))) = codec::decode_frame(frame.freeze()) {
             let tenant: Arc<str> = "fuzz".into();
             for m in b.messages {
+                let m = crate::ingest::convert::submission(m);
                 let _ = crate::admission::validate(&tenant, m, Duration::from_secs(60), 0);
             }
         }

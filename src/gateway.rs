@@ -27,11 +27,11 @@ use crate::config::Config;
 use crate::events::EventHub;
 use crate::inbound::Inbound;
 use crate::inbound::mmsc::MmscCallbacks;
-use crate::ingest::pb;
 use crate::ingest::{self, Backend};
 use crate::journal::Journal;
 use crate::journal::dedupe_log::{self, DedupeLog};
 use crate::ledger::Ledger;
+use crate::model::submit::{MediaChunk, MediaStored, Submission, SubmitResult};
 use crate::receipts::{InboundSink, Receipts};
 use crate::recovery::JournalKeeper;
 use crate::route::Router;
@@ -98,8 +98,8 @@ impl Backend for Gateway {
         self: &Arc<Self>,
         tenant: &Arc<str>,
         conn: u64,
-        messages: Vec<pb::SubmitMessage>,
-    ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
+        messages: Vec<Submission>,
+    ) -> Pin<Box<dyn Future<Output = Vec<SubmitResult>> + Send>> {
         self.admission.submit(tenant, conn, messages)
     }
 
@@ -107,8 +107,8 @@ impl Backend for Gateway {
         self: &Arc<Self>,
         tenant: &Arc<str>,
         conn: u64,
-        req: pb::PutMedia,
-    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, ingest::MediaRefusal>> + Send>> {
+        req: MediaChunk,
+    ) -> Pin<Box<dyn Future<Output = Result<MediaStored, ingest::MediaRefusal>> + Send>> {
         let uploads = self.uploads.clone();
         let tenant = tenant.clone();
         Box::pin(async move { Ok(uploads.store(tenant, conn, req).await?) })
@@ -216,6 +216,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         EventHub::new(
             journal.clone(),
             config.tenants.iter().map(|t| Arc::from(t.name.as_str())),
+            Arc::new(ingest::event_wire::WireEvents),
         )
         .with_mms_carriers(config.mmsc.iter().map(|m| Arc::from(m.name.as_str()))),
     );
@@ -333,24 +334,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let mut mm7_servers = Vec::new();
     for (m, carrier) in config.mmsc.iter().zip(&mmscs) {
         let fallback_to = backlog.clone();
-        let dispatcher = schedule::mm7::Mm7Dispatcher {
-            queue: queue_of(&scheduler, &m.name),
-            carrier: carrier.clone(),
-            ledger: ledger.clone(),
-            receipts: receipts.clone(),
-            check: Some(last_check.clone()),
-            fallback: Arc::new(move |msg, r: schedule::mm7::Refusal| {
+        let dispatcher = schedule::mm7::Mm7Lane::dispatcher(
+            queue_of(&scheduler, &m.name),
+            carrier.clone(),
+            ledger.clone(),
+            receipts.clone(),
+            Some(last_check.clone()),
+            Arc::new(move |msg, r: schedule::mm7::Refusal| {
                 fallback_to.fallback(msg, r.reason, Some((&r.carrier, r.code)));
             }),
-            concurrency: m.connections,
-            rate: m.rate,
-            unanswered: m.unanswered,
-            retry: schedule::mm7::Backoff {
-                first: m.retry_min,
-                longest: m.retry_max,
+            schedule::mm7::LaneSettings {
+                concurrency: m.connections,
+                rate: m.rate,
+                unanswered: m.unanswered,
+                retry: schedule::mm7::Backoff {
+                    first: m.retry_min,
+                    longest: m.retry_max,
+                },
+                fallback_before_expiry: config.mms.fallback_before_expiry,
             },
-            fallback_before_expiry: config.mms.fallback_before_expiry,
-        };
+        );
         tasks.spawn(dispatcher.run(shutdown.clone()));
         let callbacks = MmscCallbacks::new(receipts.clone(), inbound.clone(), carrier.clone());
         if let Some(server) = doors::mm7_callbacks(m, callbacks, &config).await? {

@@ -15,8 +15,7 @@ use std::sync::Arc;
 
 use crate::backlog::Backlog;
 use crate::compliance::{Compliance, Inbound as Classified};
-use crate::events::EventHub;
-use crate::ingest::pb;
+use crate::events::{EventHub, InboundEvent, Notice, OptEvent};
 use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::model::{
@@ -89,7 +88,7 @@ impl Inbound {
                 return Ok(());
             }
             Classified::Forward { tenant } => {
-                let ev = pb::event::Kind::Inbound(pb::InboundMessage {
+                let ev = Notice::Inbound(InboundEvent {
                     // Numbers as E.164, whatever form the carrier gave them in.
                     from: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
                     to: Sender::parse(mo.to.trim())
@@ -113,7 +112,7 @@ impl Inbound {
                 reply,
             } => {
                 let opted_out = handset.is_some_and(|n| self.compliance.check_scope(&scope, n));
-                let ev = pb::event::Kind::Opt(pb::OptEvent {
+                let ev = Notice::Opt(OptEvent {
                     number: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
                     scope,
                     opted_out,
@@ -126,7 +125,7 @@ impl Inbound {
         };
         if let Some(ev) = event {
             self.hub
-                .publish_kind(&tenant, ev)
+                .publish_notice(&tenant, &ev)
                 .wait()
                 .await
                 .map_err(InboundError::Event)?;

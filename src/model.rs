@@ -13,6 +13,7 @@ pub use logsafe::LogSafe;
 pub mod numbering;
 pub mod quiet;
 pub mod secret;
+pub mod submit;
 pub use secret::Secret;
 
 /// Most characters a message text may have (Unicode scalar values).

@@ -827,7 +827,11 @@ pub(crate) fn for_tests(dir: &std::path::Path) -> (Arc<Ledger>, Arc<Receipts>) {
     let cfg = crate::settings::JournalConfig::default();
     let (journal, _) = crate::journal::Journal::open(dir, &cfg).expect("journal in a temp dir");
     let ledger = Arc::new(Ledger::new(journal.clone()));
-    let hub = Arc::new(EventHub::new(journal, [Arc::<str>::from("t")]));
+    let hub = Arc::new(EventHub::new(
+        journal,
+        [Arc::<str>::from("t")],
+        Arc::new(crate::ingest::event_wire::WireEvents),
+    ));
     let receipts = Receipts::new(
         ledger.clone(),
         hub,

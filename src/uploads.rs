@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::ingest::pb;
 use crate::media::MediaError;
 use crate::media::store::{MediaStore, Quota, StoreConfig, UploadId};
+use crate::model::submit::{MediaChunk, MediaStored};
 use crate::settings::Config;
 
 const TARGET: &str = "sluice::uploads";
@@ -82,13 +82,13 @@ impl Uploads {
         &self,
         tenant: Arc<str>,
         conn: u64,
-        req: pb::PutMedia,
-    ) -> Result<pb::MediaOk, UploadError> {
+        req: MediaChunk,
+    ) -> Result<MediaStored, UploadError> {
         let store = self.media.clone();
         let uploads = self.pending.clone();
         let label = tenant.to_string();
         let stored = tokio::task::spawn_blocking(move || {
-            let ok = |info: crate::media::store::MediaInfo| pb::MediaOk {
+            let ok = |info: crate::media::store::MediaInfo| MediaStored {
                 media_id: info.id.to_hex(),
                 size: info.len,
                 content_type: info.media_type.content_type().to_owned(),
@@ -136,7 +136,7 @@ impl Uploads {
                 return Err(refused(e));
             }
             if !req.last {
-                return Ok(pb::MediaOk::default());
+                return Ok(MediaStored::default());
             }
             uploads.remove(&key);
             store.finish(&tenant, upload).map(stored).map_err(refused)

@@ -18,10 +18,10 @@ use super::{Dedupe, OwnedSenders, Rejection, sender_not_allowed, validate_with_c
 use crate::backlog::Backlog;
 use crate::compliance::Compliance;
 use crate::events::EventHub;
-use crate::ingest::pb::{self, RejectReason};
 use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::model::numbering::Country;
+use crate::model::submit::{Accepted, RejectReason, Submission, SubmitResult};
 use crate::model::{Message, MessageId, Secret, now_ms};
 use crate::route::Router;
 use crate::settings::Config;
@@ -103,7 +103,7 @@ impl Admission {
     pub fn verdict(
         &self,
         tenant: &Arc<str>,
-        m: pb::SubmitMessage,
+        m: Submission,
         id: MessageId,
         now: u64,
     ) -> Result<Message, Rejection> {
@@ -149,8 +149,8 @@ impl Admission {
         self: &Arc<Self>,
         tenant: &Arc<str>,
         conn: u64,
-        messages: Vec<pb::SubmitMessage>,
-    ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
+        messages: Vec<Submission>,
+    ) -> Pin<Box<dyn Future<Output = Vec<SubmitResult>> + Send>> {
         let now = now_ms();
         if !self.tenants.contains_key(&**tenant) {
             return Box::pin(std::future::ready(Vec::new()));
@@ -163,31 +163,34 @@ impl Admission {
         for (i, m) in messages.into_iter().enumerate() {
             let client_ref = m.client_ref.clone();
             let verdict = self.verdict(tenant, m, MessageId(first + i as u64), now);
-            let (message_id, duplicate, reason, detail) = match verdict {
+            let outcome = match verdict {
                 Err(r) => {
                     metrics::counter!("sluice_messages_rejected_total",
-                        "tenant" => tenant.to_string(), "reason" => r.reason.as_str_name())
+                        "tenant" => tenant.to_string(), "reason" => r.reason.as_str())
                     .increment(1);
-                    (0, false, r.reason, r.detail)
+                    Err(r)
                 }
                 Ok(msg) => match p
                     .dedupe
                     .check_or_insert(tenant, &client_ref, msg.id, now, segment)
                 {
-                    Err(existing) => (existing.0, true, RejectReason::RejectNone, String::new()),
+                    Err(existing) => Ok(Accepted {
+                        id: existing,
+                        duplicate: true,
+                    }),
                     Ok(()) => {
-                        let id = msg.id.0;
+                        let id = msg.id;
                         accepted.push(Arc::new(msg));
-                        (id, false, RejectReason::RejectNone, String::new())
+                        Ok(Accepted {
+                            id,
+                            duplicate: false,
+                        })
                     }
                 },
             };
-            results.push(pb::SubmitResult {
+            results.push(SubmitResult {
                 client_ref,
-                message_id,
-                reason: reason as i32,
-                detail,
-                duplicate,
+                outcome,
             });
         }
         if accepted.is_empty() {
@@ -217,10 +220,14 @@ impl Admission {
                         p.dedupe.forget(&m.tenant, &m.client_ref);
                     }
                     for r in &mut results {
-                        if failed.contains(&r.message_id) && !r.duplicate {
-                            r.message_id = 0;
-                            r.reason = RejectReason::Unavailable as i32;
-                            r.detail = "the gateway could not store the message; retry".into();
+                        if let Ok(a) = r.outcome
+                            && !a.duplicate
+                            && failed.contains(&a.id.0)
+                        {
+                            r.outcome = Err(Rejection {
+                                reason: RejectReason::Unavailable,
+                                detail: "the gateway could not store the message; retry".into(),
+                            });
                         }
                     }
                 }

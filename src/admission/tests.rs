@@ -1,7 +1,8 @@
 use super::*;
+use crate::model::Priority;
 
-fn submit(to: &str, text: &str) -> pb::SubmitMessage {
-    pb::SubmitMessage {
+fn submit(to: &str, text: &str) -> Submission {
+    Submission {
         client_ref: "r".into(),
         to: to.into(),
         from: "12345".into(),
@@ -14,7 +15,7 @@ fn submit(to: &str, text: &str) -> pb::SubmitMessage {
 fn validation_builds_the_domain_message() {
     let t: Arc<str> = "acme".into();
     let mut s = submit("+14155550100", "hi");
-    s.priority = pb::PriorityClass::PriorityTransactional as i32;
+    s.priority = Priority::Transactional;
     s.validity_seconds = 60;
     let m = validate(&t, s, Duration::from_secs(3600), 1_000).unwrap();
     assert_eq!(m.to.to_string(), "+14155550100");

@@ -1,27 +1,37 @@
 use super::*;
+use crate::ingest::event_wire::WireEvents;
+use crate::ingest::pb;
+use crate::model::DeliveryState;
 use crate::settings::JournalConfig;
+use prost::Message as _;
 
 fn hub() -> (Arc<EventHub>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (j, _) = Journal::open(dir.path(), &JournalConfig::default()).unwrap();
-    (Arc::new(EventHub::new(j, ["t".into()])), dir)
+    (
+        Arc::new(EventHub::new(j, ["t".into()], Arc::new(WireEvents))),
+        dir,
+    )
 }
 
-fn inbound(text: &str) -> pb::event::Kind {
-    pb::event::Kind::Inbound(pb::InboundMessage {
+fn inbound(text: &str) -> Notice {
+    Notice::Inbound(InboundEvent {
+        from: "+14155550100".into(),
+        to: "12345".into(),
         text: text.into(),
-        ..Default::default()
+        at_ms: 1,
+        carrier: "smsc".into(),
     })
 }
 
 #[tokio::test]
 async fn events_are_visible_only_when_durable_and_come_back_when_a_connection_drops() {
     let (h, _d) = hub();
-    let p = h.publish_kind("t", inbound("a"));
+    let p = h.publish_notice("t", &inbound("a"));
     assert!(h.take("t", 1, 10).is_empty(), "not durable yet");
     assert_eq!(h.snapshot().len(), 1, "compaction sees it already");
     p.wait().await.unwrap();
-    h.publish_kind("t", inbound("b")).wait().await.unwrap();
+    h.publish_notice("t", &inbound("b")).wait().await.unwrap();
     let got = h.take("t", 1, 10);
     assert_eq!(got.len(), 2);
     // Connection 1 acks the first, then drops: the second comes back first.
@@ -62,8 +72,10 @@ fn hand_encoded_delivery_events_decode_as_prost_would_encode_them() {
         accepted_at_ms: 0,
         auto_reply: false,
     });
-    let mut mms = std::collections::HashSet::new();
-    mms.insert(Arc::<str>::from("mmsc"));
+    let (h, _d) = hub();
+    let h = Arc::try_unwrap(h)
+        .unwrap()
+        .with_mms_carriers([Arc::<str>::from("mmsc")]);
     for (carrier, note, state) in [
         (Some("smsc"), None, DeliveryState::Delivered),
         (
@@ -83,7 +95,7 @@ fn hand_encoded_delivery_events_decode_as_prost_would_encode_them() {
             carrier_ids: vec![],
             note: note.map(Arc::from),
         };
-        let bytes = delivery_event(9, &f, 1234, &mms);
+        let bytes = h.encoder.delivery(9, &f, h.channel(&f), 1234);
         let decoded = pb::Event::decode(bytes).unwrap();
         let Some(pb::event::Kind::Delivery(d)) = decoded.kind else {
             panic!()
@@ -157,7 +169,10 @@ async fn a_connection_scoped_subscriber_gets_only_its_own_messages() {
     // and claims by a tenant-scoped connection do nothing.
     h.claim("t", CLI, [MessageId(10)]);
     h.claim("t", CAMPAIGN, [MessageId(11)]);
-    h.publish_kind("t", inbound("STOP")).wait().await.unwrap();
+    h.publish_notice("t", &inbound("STOP"))
+        .wait()
+        .await
+        .unwrap();
     h.publish_final(&[finished(11), finished(10), finished(12)])
         .wait()
         .await
@@ -214,7 +229,7 @@ async fn a_scoped_subscriber_waits_for_its_own_events_only() {
     let (h, _d) = hub();
     h.subscribe_connection("t", 5);
     h.claim("t", 5, [MessageId(42)]);
-    h.publish_kind("t", inbound("not yours"))
+    h.publish_notice("t", &inbound("not yours"))
         .wait()
         .await
         .unwrap();

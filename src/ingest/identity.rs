@@ -15,7 +15,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{Backend, pb};
+use super::Backend;
+use crate::model::submit::{MediaChunk, MediaStored, Submission, SubmitResult};
 
 const TARGET: &str = "sluice::ingest";
 
@@ -76,8 +77,8 @@ impl<B: Backend> Backend for CertBound<B> {
         self: &Arc<Self>,
         tenant: &Arc<str>,
         conn: u64,
-        messages: Vec<pb::SubmitMessage>,
-    ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
+        messages: Vec<Submission>,
+    ) -> Pin<Box<dyn Future<Output = Vec<SubmitResult>> + Send>> {
         self.inner.submit(tenant, conn, messages)
     }
 
@@ -85,8 +86,8 @@ impl<B: Backend> Backend for CertBound<B> {
         self: &Arc<Self>,
         tenant: &Arc<str>,
         conn: u64,
-        req: pb::PutMedia,
-    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, super::MediaRefusal>> + Send>> {
+        req: MediaChunk,
+    ) -> Pin<Box<dyn Future<Output = Result<MediaStored, super::MediaRefusal>> + Send>> {
         self.inner.put_media(tenant, conn, req)
     }
 

@@ -10,7 +10,9 @@
 
 pub mod client;
 pub mod codec;
+pub mod convert;
 pub mod door;
+pub mod event_wire;
 pub mod identity;
 pub mod server;
 pub mod session;
@@ -18,6 +20,8 @@ pub mod session;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use crate::model::submit::{MediaChunk, MediaStored, Submission, SubmitResult};
 
 /// Types generated from `proto/sluice/v1/ingest.proto` by prost.
 #[allow(missing_docs, clippy::all)]
@@ -50,8 +54,8 @@ pub trait Backend: Send + Sync + 'static {
         self: &Arc<Self>,
         tenant: &Arc<str>,
         conn: u64,
-        messages: Vec<pb::SubmitMessage>,
-    ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>>;
+        messages: Vec<Submission>,
+    ) -> Pin<Box<dyn Future<Output = Vec<SubmitResult>> + Send>>;
 
     /// Stores uploaded media (a whole file, or one chunk of an upload).
     /// Resolves to the media id (empty for a non-final chunk) or the
@@ -60,8 +64,8 @@ pub trait Backend: Send + Sync + 'static {
         self: &Arc<Self>,
         tenant: &Arc<str>,
         conn: u64,
-        req: pb::PutMedia,
-    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, MediaRefusal>> + Send>>;
+        req: MediaChunk,
+    ) -> Pin<Box<dyn Future<Output = Result<MediaStored, MediaRefusal>> + Send>>;
 
     /// The authenticated connection `conn` of `tenant` has closed: chunked
     /// uploads it left unfinished can be dropped (they hold the tenant's

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 
 use super::codec::{self, FrameError};
+use super::convert;
 use super::door::{DoorConfig, Ticket};
 use super::pb::{self, frame::Body};
 use super::{Backend, PRE_HELLO_MAX_FRAME, PROTOCOL_VERSION};
@@ -320,11 +321,13 @@ impl<B: Backend> Session<B> {
             Body::PutMedia(m) => {
                 let tenant = self.tenant.clone().expect("checked above");
                 // Answered when stored; other requests carry on meanwhile.
-                let fut = self.backend.put_media(&tenant, self.conn, m);
+                let fut = self
+                    .backend
+                    .put_media(&tenant, self.conn, convert::media_chunk(m));
                 let out = self.out.clone();
                 tokio::spawn(async move {
                     let body = match fut.await {
-                        Ok(ok) => Body::MediaOk(ok),
+                        Ok(stored) => Body::MediaOk(convert::media_ok(stored)),
                         Err(refusal) => Body::Error(pb::Error {
                             code: pb::ErrorCode::MediaRejected as i32,
                             message: refusal.to_string(),
@@ -486,8 +489,12 @@ impl<B: Backend> Session<B> {
         }
         self.credits -= n;
         let tenant = self.tenant.clone().expect("authenticated");
-        let fut = self.backend.submit(&tenant, self.conn, b.messages);
-        batches.push_back(Box::pin(async move { (request_id, fut.await) }));
+        let messages = b.messages.into_iter().map(convert::submission).collect();
+        let fut = self.backend.submit(&tenant, self.conn, messages);
+        batches.push_back(Box::pin(async move {
+            let results = fut.await.into_iter().map(convert::submit_result);
+            (request_id, results.collect())
+        }));
     }
 
     async fn answer_batch(&mut self, request_id: u64, results: Vec<pb::SubmitResult>) {

@@ -335,7 +335,10 @@ fn strict_check(v: Version, enc: &Encoded) -> Result<(), String> {
             ));
         }
     }
-    validate(v.name(), &soap_part(enc))
+    if xmllint() {
+        validate(v.name(), &soap_part(enc))?;
+    }
+    Ok(())
 }
 
 #[test]
@@ -1728,8 +1731,10 @@ async fn a_report_handler_status_is_answered_in_a_valid_delivery_report_rsp() {
         assert_eq!(rsp.kind.element(), "DeliveryReportRsp");
         assert_eq!(rsp.status.code, status::MESSAGE_ID_NOT_FOUND);
         assert_eq!(rsp.status.class(), Class::Permanent);
-        validate(v.name(), std::str::from_utf8(&reply.body).unwrap())
-            .unwrap_or_else(|e| panic!("{v}: {e}"));
+        if xmllint() {
+            validate(v.name(), std::str::from_utf8(&reply.body).unwrap())
+                .unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
     }
 }
 

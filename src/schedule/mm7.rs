@@ -1,7 +1,8 @@
-//! The dispatcher of an MMS carrier: pops from the carrier's fair queue what
-//! its limits allow, applies the same checks as SMS (quiet hours,
-//! suppression, validity), then submits each message over MM7 with bounded
-//! concurrency. Before every request (after every wait: pacing, a retry's
+//! The MMS lane: [`Mm7Lane`] is the [`Carrier`] the one dispatcher
+//! ([`super::dispatch::Dispatcher`]) feeds for an MMSC, so MMS pass the same
+//! waits and checks as SMS (limits, quiet hours, validity, opt-outs); its
+//! hand-off submits each message over MM7 with bounded concurrency and
+//! adaptive pacing. Before every request (after every wait: pacing, a retry's
 //! backoff) the message gets its last look (validity, opt-outs) and the
 //! journal records it `Written`, durably, so after a crash a message whose
 //! request never left is queued again and one that may have reached the
@@ -18,8 +19,8 @@
 //! | never sent (connection refused, no connection in time) | queued again, at the front | down (unreachable) |
 //! | HTTP 401/403 | queued again, at the front | paused: credentials refused (`sluice_mm7_auth_failed` = 1, an error log) |
 //!
-//! While its MMSC is down the dispatcher sends nothing but one try at a
-//! time, when [`Mm7Carrier::begin_probe`] allows (the wait doubles after
+//! While its MMSC is down the lane takes nothing but one try at a
+//! time ([`Gate::Probe`]), when [`Mm7Carrier::begin_probe`] allows (the wait doubles after
 //! each failed try: 1 s to 30 s when unreachable, `auth_retry_min` to
 //! `auth_retry_max` for credentials); the try is a queued message, so the
 //! queue drains as MMS the moment the MMSC takes one. Meanwhile messages
@@ -28,23 +29,24 @@
 //! `mms.fallback_before_expiry` go to their fallback: a paused MMSC never
 //! turns its whole queue into SMS one by one.
 //!
-//! Every message this dispatcher ends carries its MMSC as carrier (channel
+//! Every message this lane ends carries its MMSC as carrier (channel
 //! `mms`) and the MM7 status code when there is one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::dispatch::Dispatcher;
 use super::fair::Item;
 use super::{CarrierQueue, DispatchCheck};
-use crate::carrier::CarrierSink;
 use crate::carrier::mm7::{Attempt, Down, Mm7Carrier, Transition};
+use crate::carrier::{Carrier, CarrierSink, Gate, Room};
 use crate::ledger::Ledger;
-use crate::model::{DeliveryState, Message, MessageId, now_ms};
-use crate::receipts::{Endings, Receipts};
+use crate::model::{DeliveryState, Message, now_ms};
+use crate::receipts::Receipts;
 use crate::settings::Unanswered;
 use crate::shaping::aimd::Aimd;
 
@@ -85,20 +87,9 @@ impl Backoff {
 /// Hands a message that cannot go as MMS to the SMS fallback.
 pub type Fallback = Arc<dyn Fn(Arc<Message>, Refusal) + Send + Sync>;
 
-/// Everything the dispatcher of one MMSC works with.
-pub struct Mm7Dispatcher {
-    /// Its queue.
-    pub queue: Arc<CarrierQueue>,
-    /// Its carrier.
-    pub carrier: Arc<Mm7Carrier>,
-    /// Live messages.
-    pub ledger: Arc<Ledger>,
-    /// Where outcomes go.
-    pub receipts: Arc<Receipts>,
-    /// Last check before sending (suppression).
-    pub check: Option<DispatchCheck>,
-    /// Where permanent refusals go.
-    pub fallback: Fallback,
+/// How an MMSC's lane submits.
+#[derive(Debug, Clone)]
+pub struct LaneSettings {
     /// Concurrent submits.
     pub concurrency: usize,
     /// Configured rate (0: unlimited), the ceiling of adaptive throttling.
@@ -112,9 +103,26 @@ pub struct Mm7Dispatcher {
     pub fallback_before_expiry: Duration,
 }
 
-impl std::fmt::Debug for Mm7Dispatcher {
+/// One MMSC as the dispatcher sees it, with what its submits need.
+pub struct Mm7Lane {
+    queue: Arc<CarrierQueue>,
+    carrier: Arc<Mm7Carrier>,
+    ledger: Arc<Ledger>,
+    receipts: Arc<Receipts>,
+    check: Option<DispatchCheck>,
+    fallback: Fallback,
+    settings: LaneSettings,
+    /// One permit per submit in flight.
+    submits: Arc<Semaphore>,
+    aimd: Mutex<Aimd>,
+    /// When the queue of a down MMSC is next looked through for messages
+    /// whose validity is about to end.
+    scan_at: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for Mm7Lane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mm7Dispatcher")
+        f.debug_struct("Mm7Lane")
             .field("carrier", self.carrier.name())
             .finish_non_exhaustive()
     }
@@ -146,130 +154,36 @@ impl Drop for ProbeGuard<'_> {
     }
 }
 
-impl Mm7Dispatcher {
-    /// Runs until shutdown.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let this = Arc::new(self);
-        let sem = Arc::new(Semaphore::new(this.concurrency.max(1)));
-        let aimd = Arc::new(Mutex::new(Aimd::new(
-            (this.rate > 0.0).then_some(this.rate),
-        )));
-        let mut wake: Option<Instant> = None;
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let observed = super::QueueMetrics::new(this.carrier.name());
-        let mut scan_at = Instant::now();
-        loop {
-            if let Some(next) = this.queue.release_held(now_ms()) {
-                let at = Instant::now() + Duration::from_millis(next.saturating_sub(now_ms()));
-                wake = Some(wake.map_or(at, |w| w.min(at)));
-            }
-            let now = Instant::now();
-            let down = this.carrier.down();
-            if down.is_some() && scan_at <= now {
-                this.fallback_expiring();
-                scan_at = now + EXPIRY_SCAN_EVERY;
-            }
-            // While down: one try at a time, when due.
-            let probe_at = this.carrier.probe_at();
-            let may_send = down.is_none() || probe_at.is_some_and(|t| t <= now);
-            let notified = this.queue.notify.notified();
-            let ready = may_send
-                && !this.queue.is_paused()
-                && !this.queue.is_empty()
-                && wake.is_none_or(|t| t <= now);
-            if !ready {
-                let until = match (wake, down.is_some().then_some(probe_at).flatten()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                tokio::select! {
-                    _ = notified => {}
-                    _ = super::sleep_until_opt(until) => {}
-                    _ = tick.tick() => aimd.lock().on_tick(Instant::now()),
-                    _ = shutdown.changed() => return,
-                }
-                if wake.is_some_and(|t| t <= Instant::now()) {
-                    wake = None;
-                }
-                continue;
-            }
-            let first = tokio::select! {
-                p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                _ = shutdown.changed() => return,
-            };
-            drop(first);
-            let probing = down.is_some();
-            let max = if probing {
-                1
-            } else {
-                sem.available_permits().max(1)
-            };
-            let (items, next) = this.take_batch(max);
-            wake = next;
-            observed.observe(&this.queue);
-            if items.is_empty() {
-                continue;
-            }
-            let ready = this.prepare(items);
-            if probing && (ready.is_empty() || !this.carrier.begin_probe()) {
-                // Nothing to try with (it ended meanwhile), or the MMSC
-                // came back up: look again.
-                for m in ready {
-                    this.requeue(&m);
-                }
-                continue;
-            }
-            for m in ready {
-                let permit = tokio::select! {
-                    p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                    _ = shutdown.changed() => return,
-                };
-                let this = this.clone();
-                let aimd = aimd.clone();
-                tokio::spawn(async move {
-                    this.submit(m, &aimd, probing).await;
-                    drop(permit);
-                });
-            }
+impl Mm7Lane {
+    /// The dispatcher of `carrier`'s queue.
+    pub fn dispatcher(
+        queue: Arc<CarrierQueue>,
+        carrier: Arc<Mm7Carrier>,
+        ledger: Arc<Ledger>,
+        receipts: Arc<Receipts>,
+        check: Option<DispatchCheck>,
+        fallback: Fallback,
+        settings: LaneSettings,
+    ) -> Dispatcher<Mm7Lane> {
+        let lane = Mm7Lane {
+            queue: queue.clone(),
+            carrier,
+            ledger: ledger.clone(),
+            receipts: receipts.clone(),
+            check: check.clone(),
+            fallback,
+            submits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            aimd: Mutex::new(Aimd::new((settings.rate > 0.0).then_some(settings.rate))),
+            settings,
+            scan_at: Mutex::new(Instant::now()),
+        };
+        Dispatcher {
+            queue,
+            carrier: Arc::new(lane),
+            ledger,
+            receipts,
+            check,
         }
-    }
-
-    /// Pops up to `max` messages (at most 256) that every limit allows now.
-    fn take_batch(&self, max: usize) -> (Vec<Item>, Option<Instant>) {
-        self.queue.take(&mut None, max.min(256), usize::MAX, |_| 1)
-    }
-
-    /// Ends a message here: it went through this MMSC (channel `mms`),
-    /// even when it never left the queue.
-    fn end_here(
-        &self,
-        endings: &mut Endings<'_>,
-        id: MessageId,
-        state: DeliveryState,
-        reason: &Arc<str>,
-    ) {
-        if let Some(f) = endings.end(id, state, 0, reason)
-            && f.carrier.is_none()
-        {
-            f.carrier = Some(self.carrier.name().clone());
-        }
-    }
-
-    /// Quiet hours, validity and suppression; what passes is dispatched (in
-    /// memory: the journal hears of it right before its request).
-    fn prepare(&self, items: Vec<Item>) -> Vec<Arc<Message>> {
-        let now = now_ms();
-        let mut endings = self.receipts.endings();
-        let name = self.carrier.name().clone();
-        let passed = self
-            .queue
-            .vet(items, now, self.check.as_ref(), |id, state, reason| {
-                self.end_here(&mut endings, id, state, reason);
-            });
-        passed
-            .into_iter()
-            .filter(|m| self.ledger.dispatch(m.id, &name, 1))
-            .collect()
     }
 
     /// Puts a dispatched message that did not reach the MMSC back at the
@@ -290,7 +204,8 @@ impl Mm7Dispatcher {
         if self.queue.is_empty() || self.queue.is_paused() {
             return;
         }
-        let limit = now_ms().saturating_add(self.fallback_before_expiry.as_millis() as u64);
+        let limit =
+            now_ms().saturating_add(self.settings.fallback_before_expiry.as_millis() as u64);
         let (due, keep): (Vec<Item>, Vec<Item>) = self
             .queue
             .drain()
@@ -308,7 +223,7 @@ impl Mm7Dispatcher {
         for i in due {
             let reason = format!(
                 "MMSC {name} {why} and the validity ends within {}",
-                humantime::format_duration(self.fallback_before_expiry)
+                humantime::format_duration(self.settings.fallback_before_expiry)
             );
             (self.fallback)(
                 i.message,
@@ -391,12 +306,13 @@ impl Mm7Dispatcher {
     /// Submits one message until it is accepted, refused for good, out of
     /// validity, or the MMSC cannot take it (then it waits in the queue).
     /// `probe`: it is the one try while the MMSC is down.
-    async fn submit(&self, m: Arc<Message>, aimd: &Mutex<Aimd>, probe: bool) {
+    async fn submit(&self, m: Arc<Message>, probe: bool) {
+        let aimd = &self.aimd;
         let name = self.carrier.name().clone();
         let mut probe_guard = ProbeGuard {
             carrier: probe.then_some(&*self.carrier),
         };
-        let mut backoff = self.retry.first;
+        let mut backoff = self.settings.retry.first;
         for attempt in 0u32.. {
             loop {
                 let now = Instant::now();
@@ -449,7 +365,7 @@ impl Mm7Dispatcher {
                     }
                     tracing::debug!(target: TARGET, carrier = %name, id = %m.id, attempt, reason = %crate::model::LogSafe::display(&reason), "MMS retry");
                     tokio::time::sleep(backoff).await;
-                    backoff = self.retry.next(backoff);
+                    backoff = self.settings.retry.next(backoff);
                 }
                 Attempt::Permanent { reason, code } => {
                     drop(ticket);
@@ -475,7 +391,7 @@ impl Mm7Dispatcher {
                     aimd.lock().on_throttle(Instant::now());
                     metrics::counter!("sluice_mm7_unanswered_total", "carrier" => name.to_string())
                         .increment(1);
-                    match self.unanswered {
+                    match self.settings.unanswered {
                         Unanswered::Unknown => self.receipts.part_failed(
                             m.id,
                             0,
@@ -507,6 +423,97 @@ impl Mm7Dispatcher {
                     probe_guard.resolved();
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// The dispatcher's view of an MMSC: room is a free submit, a message is
+/// one unit, the hand-off starts its submit; while the MMSC is down, one
+/// try when due.
+impl Carrier for Mm7Lane {
+    type Prepared = ();
+    type Unfit = std::convert::Infallible;
+
+    const NAMED_IN_EARLY_ENDS: bool = true;
+
+    const UPKEEP_EVERY: Option<Duration> = Some(Duration::from_millis(250));
+
+    fn name(&self) -> &Arc<str> {
+        self.carrier.name()
+    }
+
+    fn gate(&self, now: Instant) -> Gate {
+        if self.carrier.down().is_none() {
+            return Gate::Open;
+        }
+        match self.carrier.probe_at() {
+            Some(at) if at <= now => Gate::Probe,
+            at => Gate::Closed(at),
+        }
+    }
+
+    fn begin_probe(&self) -> bool {
+        self.carrier.begin_probe()
+    }
+
+    async fn wait_room(&self, _units: usize) -> bool {
+        self.submits.acquire().await.is_ok()
+    }
+
+    fn room(&self) -> Room {
+        Room {
+            messages: self.submits.available_permits().clamp(1, 256),
+            units: usize::MAX,
+        }
+    }
+
+    fn cost(&self, _m: &Message) -> usize {
+        1
+    }
+
+    fn prepare(&self, _m: &Arc<Message>) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+
+    fn units(_: &()) -> usize {
+        1
+    }
+
+    async fn reserve(&self, _units: usize) -> bool {
+        true
+    }
+
+    fn unreserve(&self, _units: usize) {}
+
+    async fn hand_off(self: &Arc<Self>, batch: Vec<(Arc<Message>, ())>, _epoch: u64, probe: bool) {
+        if probe && batch.is_empty() {
+            // The try's message ended meanwhile: the next one may go.
+            self.carrier.end_probe();
+        }
+        for (m, ()) in batch {
+            let Ok(permit) = self.submits.clone().acquire_owned().await else {
+                return;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.submit(m, probe).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Adaptive pacing's clock; while the MMSC is down, every
+    /// [`EXPIRY_SCAN_EVERY`], what is about to expire takes its fallback.
+    fn upkeep(&self) {
+        let now = Instant::now();
+        self.aimd.lock().on_tick(now);
+        if self.carrier.down().is_some() {
+            let mut at = self.scan_at.lock();
+            if *at <= now {
+                *at = now + EXPIRY_SCAN_EVERY;
+                drop(at);
+                self.fallback_expiring();
             }
         }
     }

@@ -1,25 +1,17 @@
-//! Scheduling: a [`fair::FairQueue`] per carrier (priority, weighted tenant
-//! fairness, sender and campaign round-robin, limits at every level) and the
-//! dispatcher that moves messages from it to the carrier once the dispatch is
-//! durable.
-//!
-//! The dispatcher is the only place a message becomes "dispatched": it pops
-//! what every limit allows now (never more parts than the carrier has
-//! permits free), drops what expired or opted out meanwhile, encodes the
-//! parts, takes one capacity permit per part from the carrier (so the
-//! backlog stays in this queue, not in carrier queues), records the dispatch
-//! in the ledger and hands the parts to the binds. Nothing is journaled
-//! here: a bind journals the parts it is about to write (`Written`) and
-//! looks at each part once more right before writing it, so a dispatched
-//! message that never left is queued again after a crash, and one whose
-//! recipient opted out meanwhile never leaves. A carrier can be paused
-//! (admin) and its queue drained to another carrier when it is down
-//! (failover).
+//! Scheduling: a [`CarrierQueue`] per carrier (a [`fair::FairQueue`]:
+//! priority, weighted tenant fairness, sender and campaign round-robin,
+//! limits at every level; quiet hours; the checks every popped message
+//! passes) and the one [`Dispatcher`] (`dispatch.rs`) that moves messages
+//! from it to any [`crate::carrier::Carrier`]: SMPP carriers directly, MMSCs
+//! through their [`mm7::Mm7Lane`]. A queue can be paused (admin) and drained
+//! to another carrier when its own is down (failover).
 
+pub mod dispatch;
 pub mod fair;
 pub mod mm7;
 pub mod suppressed;
 
+pub use dispatch::Dispatcher;
 pub use suppressed::SuppressionCheck;
 
 use std::collections::HashMap;
@@ -27,22 +19,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::carrier::smpp::SmppCarrier;
-use crate::ledger::Ledger;
 use crate::model::quiet::QuietHours;
 use crate::model::{DeliveryState, Message, MessageId, now_ms};
-use crate::receipts::Receipts;
 use crate::settings::Config;
 use crate::smpp::text;
 use fair::{FairQueue, Item, Pop, SenderLimits, WaitReport};
-
-const TARGET: &str = "sluice::schedule";
-
-/// Most messages dispatched in one journal record.
-const DISPATCH_BATCH: usize = 512;
 
 /// Decides, at dispatch and again right before writing, whether a message
 /// must not be sent any more (the recipient opted out meanwhile).
@@ -436,186 +420,6 @@ impl Scheduler {
         let n = items.len();
         b.push_items(items);
         n
-    }
-}
-
-/// Everything the dispatcher of one carrier works with.
-pub struct Dispatcher {
-    /// Its queue.
-    pub queue: Arc<CarrierQueue>,
-    /// Its carrier.
-    pub carrier: Arc<SmppCarrier>,
-    /// Live messages.
-    pub ledger: Arc<Ledger>,
-    /// Where final states go.
-    pub receipts: Arc<Receipts>,
-    /// A last check before sending (suppression).
-    pub check: Option<DispatchCheck>,
-}
-
-impl std::fmt::Debug for Dispatcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher")
-            .field("carrier", self.carrier.name())
-            .finish_non_exhaustive()
-    }
-}
-
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-impl Dispatcher {
-    /// Moves messages from the queue to the carrier until shutdown.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let name = self.carrier.name().clone();
-        let observed = QueueMetrics::new(&name);
-        let mut wake: Option<Instant> = None;
-        // A message popped that did not fit the free part permits: it goes
-        // first once enough parts have ended (it already passed its limits).
-        let mut carried: Option<(Item, usize)> = None;
-        loop {
-            // Held messages whose morning came go back in the queue.
-            if let Some(next) = self.queue.release_held(now_ms()) {
-                let at = Instant::now()
-                    + std::time::Duration::from_millis(next.saturating_sub(now_ms()));
-                wake = Some(wake.map_or(at, |w| w.min(at)));
-            }
-            // Wait for work, a limit to open, or shutdown.
-            let notified = self.queue.notify.notified();
-            let ready = !self.queue.is_paused()
-                && (carried.is_some() || !self.queue.is_empty())
-                && (carried.is_some() || wake.is_none_or(|t| t <= Instant::now()));
-            if !ready {
-                tokio::select! {
-                    _ = notified => {}
-                    _ = sleep_until_opt(wake) => {}
-                    _ = shutdown.changed() => return,
-                }
-                if wake.is_some_and(|t| t <= Instant::now()) {
-                    wake = None;
-                }
-                continue;
-            }
-            // Room at the carrier before anything leaves the queue, so the
-            // fair order is decided as late as possible: one free part
-            // permit, or as many as the message carried over needs (never
-            // more than the carrier holds, so this wait always ends).
-            let need = carried.as_ref().map_or(1, |(_, n)| *n) as u32;
-            let room = tokio::select! {
-                p = self.carrier.capacity().clone().acquire_many_owned(need) => match p { Ok(p) => p, Err(_) => return },
-                _ = shutdown.changed() => return,
-            };
-            drop(room);
-            let (items, next) = self.take_batch(&mut carried);
-            wake = next;
-            let limited = next.map_or(0, |t| {
-                now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as u64
-            });
-            self.queue
-                .limited_until_ms
-                .store(limited, Ordering::Release);
-            observed.observe(&self.queue);
-            if items.is_empty() {
-                continue;
-            }
-            if !self.dispatch(items, &name, &mut shutdown).await {
-                return;
-            }
-            self.queue
-                .last_dispatch_ms
-                .store(now_ms(), Ordering::Release);
-        }
-    }
-
-    /// Parts a popped message will take (counted at push when limits count
-    /// segments).
-    fn segments(&self, item: &Item) -> usize {
-        if self.queue.count_segments {
-            item.permits as usize
-        } else {
-            text::plan_with(&item.message.text, &self.queue.text).map_or(1, |p| p.segments.max(1))
-        }
-    }
-
-    /// Pops what every limit allows now, up to the carrier's free part
-    /// permits: the batch never needs more permits than are free, so its
-    /// dispatch never waits for them. A message that would overshoot is
-    /// carried to the next round (`carried`), where it goes first.
-    fn take_batch(&self, carried: &mut Option<(Item, usize)>) -> (Vec<Item>, Option<Instant>) {
-        let available = self.carrier.capacity().available_permits();
-        self.queue
-            .take(carried, DISPATCH_BATCH, available, |i| self.segments(i))
-    }
-
-    /// Dispatches popped messages; false on shutdown.
-    async fn dispatch(
-        &self,
-        items: Vec<Item>,
-        name: &Arc<str>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> bool {
-        let now = now_ms();
-        // Read before checking: a part re-checks only if it moved since.
-        let epoch = self.check.as_ref().map_or(0, |c| c.epoch());
-        let mut endings = self.receipts.endings();
-        let passed = self
-            .queue
-            .vet(items, now, self.check.as_ref(), |id, state, reason| {
-                endings.end(id, state, 0, reason);
-            });
-        let mut batch = Vec::with_capacity(passed.len());
-        let mut permits_needed = 0usize;
-        for m in passed {
-            match self.carrier.parts(&m) {
-                Ok(parts) => {
-                    permits_needed += parts.len();
-                    batch.push((m, parts));
-                }
-                Err(e) => {
-                    endings.end(m.id, DeliveryState::Rejected, 0, &e.to_string().into());
-                }
-            }
-        }
-        // Published now, before any wait for part permits.
-        drop(endings);
-        if batch.is_empty() {
-            return true;
-        }
-        // One permit per part; the batch was sized to the free permits and
-        // only this task takes them, so they are there. The parts carry them
-        // and release them one by one.
-        let permits = match self
-            .carrier
-            .capacity()
-            .clone()
-            .try_acquire_many_owned(permits_needed as u32)
-        {
-            Ok(p) => p,
-            Err(_) => {
-                // Only if the planner and the encoder disagree on a part
-                // count; still bounded by the carrier's capacity.
-                tracing::warn!(target: TARGET, carrier = %name, permits_needed,
-                    "batch needs more part permits than were free; waiting");
-                tokio::select! {
-                    p = self.carrier.capacity().clone().acquire_many_owned(permits_needed as u32) => match p { Ok(p) => p, Err(_) => return false },
-                    _ = shutdown.changed() => return false,
-                }
-            }
-        };
-        permits.forget();
-        for (m, parts) in batch {
-            if self.ledger.dispatch(m.id, name, parts.len() as u32) {
-                self.carrier.enqueue(&m, epoch, parts);
-            } else {
-                // No longer live (ended meanwhile): return its permits.
-                self.carrier.capacity().add_permits(parts.len());
-            }
-        }
-        true
     }
 }
 

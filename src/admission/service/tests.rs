@@ -38,8 +38,8 @@ fn setup() -> Setup {
     }
 }
 
-fn submit(client_ref: &str, to: &str, from: &str) -> pb::SubmitMessage {
-    pb::SubmitMessage {
+fn submit(client_ref: &str, to: &str, from: &str) -> Submission {
+    Submission {
         client_ref: client_ref.into(),
         to: to.into(),
         from: from.into(),
@@ -48,11 +48,16 @@ fn submit(client_ref: &str, to: &str, from: &str) -> pb::SubmitMessage {
     }
 }
 
-fn reasons(results: &[pb::SubmitResult]) -> Vec<RejectReason> {
+/// Each result's rejection reason (`None`: accepted).
+fn reasons(results: &[SubmitResult]) -> Vec<Option<RejectReason>> {
     results
         .iter()
-        .map(|r| RejectReason::try_from(r.reason).unwrap())
+        .map(|r| r.outcome.as_ref().err().map(|e| e.reason))
         .collect()
+}
+
+fn accepted(r: &SubmitResult) -> Accepted {
+    r.outcome.clone().expect("accepted")
 }
 
 #[test]
@@ -93,15 +98,14 @@ async fn each_check_refuses_with_its_reason_and_the_rest_pass() {
     assert_eq!(
         reasons(&results),
         vec![
-            RejectReason::RejectNone,
-            RejectReason::SenderNotAllowed,
-            RejectReason::NoRoute,
-            RejectReason::InvalidNumber,
-            RejectReason::UnknownMedia,
+            None,
+            Some(RejectReason::SenderNotAllowed),
+            Some(RejectReason::NoRoute),
+            Some(RejectReason::InvalidNumber),
+            Some(RejectReason::UnknownMedia),
         ]
     );
-    assert!(results[0].message_id > 0);
-    assert!(results[1..].iter().all(|r| r.message_id == 0));
+    assert!(accepted(&results[0]).id.0 > 0);
     // Accepted and durable: live, and queued for its carrier.
     assert_eq!(s.ledger.live(), 1);
     assert_eq!(s.scheduler.queue("c").unwrap().len(), 1);
@@ -119,9 +123,9 @@ async fn a_repeated_client_ref_gets_the_original_id_and_nothing_more() {
         .admission
         .submit(&t, 2, vec![submit("same", "+14155550100", "12345")])
         .await;
-    assert!(!first[0].duplicate);
-    assert!(again[0].duplicate);
-    assert_eq!(again[0].message_id, first[0].message_id);
+    assert!(!accepted(&first[0]).duplicate);
+    assert!(accepted(&again[0]).duplicate);
+    assert_eq!(accepted(&again[0]).id, accepted(&first[0]).id);
     assert_eq!(s.scheduler.queue("c").unwrap().len(), 1);
 }
 
@@ -138,6 +142,6 @@ async fn an_opted_out_recipient_is_refused() {
         .admission
         .submit(&t, 1, vec![submit("x", "+14155550100", "12345")])
         .await;
-    assert_eq!(reasons(&results), vec![RejectReason::Suppressed]);
+    assert_eq!(reasons(&results), vec![Some(RejectReason::Suppressed)]);
     assert_eq!(s.ledger.live(), 0);
 }

@@ -105,7 +105,7 @@ fn random_frames_never_panic() {
                 for m in batch.messages {
                     let _ = crate::admission::validate(
                         &tenant,
-                        m,
+                        crate::ingest::convert::submission(m),
                         std::time::Duration::from_secs(1),
                         0,
                     );

@@ -36,7 +36,11 @@ impl Mock {
             crate::journal::Journal::open(dir.path(), &crate::settings::JournalConfig::default())
                 .unwrap();
         Arc::new(Mock {
-            hub: Arc::new(EventHub::new(journal, [Arc::<str>::from("acme")])),
+            hub: Arc::new(EventHub::new(
+                journal,
+                [Arc::<str>::from("acme")],
+                Arc::new(crate::ingest::event_wire::WireEvents),
+            )),
             auth_calls: AtomicUsize::new(0),
             _dir: dir,
         })
@@ -52,17 +56,22 @@ impl Backend for Mock {
         self: &Arc<Self>,
         _tenant: &Arc<str>,
         _conn: u64,
-        _messages: Vec<pb::SubmitMessage>,
-    ) -> Pin<Box<dyn Future<Output = Vec<pb::SubmitResult>> + Send>> {
+        _messages: Vec<crate::model::submit::Submission>,
+    ) -> Pin<Box<dyn Future<Output = Vec<crate::model::submit::SubmitResult>> + Send>> {
         Box::pin(std::future::ready(Vec::new()))
     }
     fn put_media(
         self: &Arc<Self>,
         _tenant: &Arc<str>,
         _conn: u64,
-        _req: pb::PutMedia,
-    ) -> Pin<Box<dyn Future<Output = Result<pb::MediaOk, crate::ingest::MediaRefusal>> + Send>>
-    {
+        _req: crate::model::submit::MediaChunk,
+    ) -> Pin<
+        Box<
+            dyn Future<
+                    Output = Result<crate::model::submit::MediaStored, crate::ingest::MediaRefusal>,
+                > + Send,
+        >,
+    > {
         Box::pin(std::future::ready(Err("no media here".into())))
     }
     fn headroom(&self) -> u64 {

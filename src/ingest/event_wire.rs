@@ -1,0 +1,162 @@
+//! Events in the ingest protocol's wire format: [`WireEvents`] encodes each
+//! event as a `sluice.v1.Event` once, when it is created; the hub journals
+//! and sends those bytes as they are (spliced into `EventBatch` frames by
+//! [`super::codec`]). Delivery events, one per message, are encoded by hand
+//! (one allocation, no field cloned; checked against prost in the tests).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message as _;
+use prost::encoding::{WireType, encode_key, encode_varint};
+
+use super::pb;
+use crate::events::{Channel, EventEncoder, Notice};
+use crate::ledger::Finalized;
+use crate::model::DeliveryState;
+
+/// Encodes events as `sluice.v1.Event`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WireEvents;
+
+impl EventEncoder for WireEvents {
+    fn delivery(&self, event_id: u64, f: &Finalized, channel: Channel, at_ms: u64) -> Bytes {
+        delivery_event(event_id, f, channel, at_ms)
+    }
+
+    fn notice(&self, event_id: u64, notice: &Notice) -> Bytes {
+        let kind = match notice {
+            Notice::Inbound(e) => pb::event::Kind::Inbound(pb::InboundMessage {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                text: e.text.clone(),
+                at_ms: e.at_ms,
+                carrier: e.carrier.clone(),
+            }),
+            Notice::Opt(e) => pb::event::Kind::Opt(pb::OptEvent {
+                number: e.number.clone(),
+                scope: e.scope.clone(),
+                opted_out: e.opted_out,
+                keyword: e.keyword.clone(),
+                at_ms: e.at_ms,
+            }),
+        };
+        pb::Event {
+            event_id,
+            kind: Some(kind),
+        }
+        .encode_to_vec()
+        .into()
+    }
+}
+
+/// The wire state of a final delivery state.
+fn wire_state(state: DeliveryState) -> pb::DeliveryState {
+    match state {
+        DeliveryState::Delivered => pb::DeliveryState::StateDelivered,
+        DeliveryState::Failed => pb::DeliveryState::StateFailed,
+        DeliveryState::Expired => pb::DeliveryState::StateExpired,
+        DeliveryState::Rejected => pb::DeliveryState::StateRejected,
+        DeliveryState::Unknown => pb::DeliveryState::StateUnknown,
+        DeliveryState::Suppressed => pb::DeliveryState::StateSuppressed,
+        DeliveryState::Queued | DeliveryState::Dispatched | DeliveryState::Submitted => {
+            pb::DeliveryState::StateSubmitted
+        }
+    }
+}
+
+/// Encodes the `Event` for a finished message.
+pub fn delivery_event(event_id: u64, f: &Finalized, channel: Channel, at_ms: u64) -> Bytes {
+    fn uint(tag: u32, v: u64, b: &mut BytesMut) {
+        if v != 0 {
+            encode_key(tag, WireType::Varint, b);
+            encode_varint(v, b);
+        }
+    }
+    fn string(tag: u32, v: &str, b: &mut BytesMut) {
+        if !v.is_empty() {
+            encode_key(tag, WireType::LengthDelimited, b);
+            encode_varint(v.len() as u64, b);
+            b.put_slice(v.as_bytes());
+        }
+    }
+    let channel = match channel {
+        Channel::Mms => pb::Channel::MmsUsed,
+        Channel::Sms => pb::Channel::SmsUsed,
+        Channel::Unspecified => pb::Channel::Unspecified,
+    };
+    let m = &f.message;
+    let carrier = f.carrier.as_deref().unwrap_or_default();
+    let note = f.note.as_deref().unwrap_or_default();
+    let mut body = BytesMut::with_capacity(
+        64 + m.client_ref.len() + f.reason.len() + carrier.len() + m.campaign_id.len() + note.len(),
+    );
+    uint(1, m.id.0, &mut body);
+    string(2, &m.client_ref, &mut body);
+    uint(3, wire_state(f.state) as u64, &mut body);
+    string(4, &f.reason, &mut body);
+    uint(5, u64::from(f.error_code), &mut body);
+    uint(6, channel as u64, &mut body);
+    uint(7, at_ms, &mut body);
+    string(8, carrier, &mut body);
+    uint(9, u64::from(f.parts), &mut body);
+    string(10, &m.campaign_id, &mut body);
+    string(11, note, &mut body);
+    let mut out = BytesMut::with_capacity(body.len() + 16);
+    uint(1, event_id, &mut out);
+    encode_key(2, WireType::LengthDelimited, &mut out);
+    encode_varint(body.len() as u64, &mut out);
+    out.put_slice(&body);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{InboundEvent, OptEvent};
+
+    #[test]
+    fn notices_decode_with_every_field() {
+        let inbound = InboundEvent {
+            from: "+14155550100".into(),
+            to: "12345".into(),
+            text: "hi \u{1F600}".into(),
+            at_ms: 42,
+            carrier: "smsc".into(),
+        };
+        let got = pb::Event::decode(WireEvents.notice(5, &Notice::Inbound(inbound))).unwrap();
+        assert_eq!(got.event_id, 5);
+        let Some(pb::event::Kind::Inbound(i)) = got.kind else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (
+                i.from.as_str(),
+                i.to.as_str(),
+                i.text.as_str(),
+                i.at_ms,
+                i.carrier.as_str()
+            ),
+            ("+14155550100", "12345", "hi \u{1F600}", 42, "smsc")
+        );
+        let opt = OptEvent {
+            number: "+14155550100".into(),
+            scope: "brand".into(),
+            opted_out: true,
+            keyword: "STOP".into(),
+            at_ms: 7,
+        };
+        let got = pb::Event::decode(WireEvents.notice(6, &Notice::Opt(opt))).unwrap();
+        let Some(pb::event::Kind::Opt(o)) = got.kind else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (
+                o.number.as_str(),
+                o.scope.as_str(),
+                o.opted_out,
+                o.keyword.as_str(),
+                o.at_ms
+            ),
+            ("+14155550100", "brand", true, "STOP", 7)
+        );
+    }
+}
