@@ -363,6 +363,28 @@ impl Config {
             &u.tls_key_file,
             &u.tls_client_ca_file,
         );
+        let a = &self.api;
+        tls_pair(
+            &mut p,
+            "api",
+            &a.tls_cert_file,
+            &a.tls_key_file,
+            &a.tls_client_ca_file,
+        );
+        if a.listen.is_some() {
+            // The API knows a tenant by its token alone.
+            for (i, t) in self.tenants.iter().enumerate() {
+                if let Some(other) = self.tenants[..i]
+                    .iter()
+                    .find(|o| o.token.expose() == t.token.expose())
+                {
+                    p.push(format!(
+                        "tenant {:?}: token is the same as tenant {:?}'s (with api.listen a token must name one tenant)",
+                        t.name, other.name
+                    ));
+                }
+            }
+        }
         let admin_tokens: Vec<(String, &Secret)> = h
             .admin_token
             .iter()
@@ -394,7 +416,11 @@ impl Config {
                  http.admin_token (or tls_client_ca_file), or allow_unauthenticated = true"
             ));
         }
-        for (at, n) in [("http", h.max_connections), ("public", u.max_connections)] {
+        for (at, n) in [
+            ("http", h.max_connections),
+            ("public", u.max_connections),
+            ("api", a.max_connections),
+        ] {
             if n == 0 {
                 p.push(format!("{at}.max_connections must be at least 1"));
             }

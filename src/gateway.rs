@@ -89,6 +89,63 @@ impl Gateway {
     }
 }
 
+/// The connection id of requests through the HTTP API: never a
+/// connection-scoped subscriber (ingest numbers its connections from 1).
+const API_CONN: u64 = 0;
+
+/// The HTTP API's view: the same admission, uploads and headroom as ingest.
+impl crate::api::ApiBackend for Gateway {
+    fn tenant_of(&self, token: &str) -> Option<Arc<str>> {
+        self.admission.tenant_of_token(token)
+    }
+
+    fn submit(
+        &self,
+        tenant: &Arc<str>,
+        messages: Vec<Submission>,
+    ) -> Pin<Box<dyn Future<Output = Vec<SubmitResult>> + Send>> {
+        self.admission.submit(tenant, API_CONN, messages)
+    }
+
+    fn put_media(
+        &self,
+        tenant: &Arc<str>,
+        media: MediaChunk,
+    ) -> Pin<Box<dyn Future<Output = Result<MediaStored, crate::api::MediaRefused>> + Send>> {
+        let uploads = self.uploads.clone();
+        let tenant = tenant.clone();
+        Box::pin(async move { Ok(uploads.store(tenant, API_CONN, media).await?) })
+    }
+
+    fn headroom(&self) -> u64 {
+        Backend::headroom(self)
+    }
+
+    fn message(&self, tenant: &str, id: crate::model::MessageId) -> Option<serde_json::Value> {
+        let e = self
+            .ledger
+            .get(id)
+            .filter(|e| &*e.message.tenant == tenant)?;
+        let m = &e.message;
+        let mut v = serde_json::json!({
+            "id": id.to_string(),
+            "client_ref": m.client_ref,
+            "to": m.to.to_string(),
+            "from": m.from.to_string(),
+            "campaign_id": m.campaign_id,
+            "accepted_at_ms": m.accepted_at_ms,
+            "expires_at_ms": m.expires_at_ms,
+            "state": "queued",
+        });
+        if let crate::ledger::Stage::Dispatched { carrier, parts } = &e.stage {
+            v["state"] = "dispatched".into();
+            v["carrier"] = carrier.to_string().into();
+            v["parts"] = parts.len().into();
+        }
+        Some(v)
+    }
+}
+
 impl Backend for Gateway {
     fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>> {
         self.admission.authenticate(tenant, token)
@@ -137,6 +194,8 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     /// Where the landing pages are served, if enabled.
     pub public_addr: Option<SocketAddr>,
+    /// Where the tenants' HTTP/JSON API is served, if enabled.
+    pub api_addr: Option<SocketAddr>,
     /// Stops the HTTP doors.
     stop: tokio_util::sync::CancellationToken,
     /// The pipeline.
@@ -390,6 +449,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut door_tasks).await?;
     let public_addr = doors::public(&config, media, links, &stop, &mut door_tasks).await?;
+    let api_addr = doors::api(&config, gateway.clone(), &stop, &mut door_tasks).await?;
     let ingest_tls = doors::server_tls("ingest", config.ingest.tls(), false, &config)?;
     let listener = TcpListener::bind(config.ingest.listen).await?;
     let ingest_addr = listener.local_addr()?;
@@ -401,11 +461,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     health.set_ready(true);
-    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, node = %config.node_id, "gateway started");
+    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, ?api_addr, node = %config.node_id, "gateway started");
     Ok(Running {
         ingest_addr,
         http_addr,
         public_addr,
+        api_addr,
         stop,
         gateway,
         mm7_callbacks: mm7_servers.iter().map(|s| s.local_addr()).collect(),

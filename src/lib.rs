@@ -4,7 +4,8 @@
 //! rooms (protocols, value types, transport, the journal) import no policy
 //! room: `smpp` knows bytes, [`model`], [`shaping`] and [`wire`]; `mm7` adds the HTTP
 //! door; the journal knows [`model`]. `tests/dependencies.rs` checks that
-//! table and that no new cycle forms. [`gateway`] only wires the rooms
+//! table, that no cycle forms and that only `ingest` names the wire's `pb`
+//! types. [`gateway`] only wires the rooms
 //! together; [`tools`] holds what is around the gateway, not part of it
 //! (simulators, `sluice bench`, `sluice demo`).
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 pub mod accept;
 pub mod admin;
 pub mod admission;
+pub mod api;
 pub mod backlog;
 pub mod carrier;
 pub mod compliance;

@@ -45,6 +45,9 @@ pub struct Config {
     /// HTTP endpoint for the public landing pages (the public door).
     #[serde(default)]
     pub public: PublicConfig,
+    /// The tenants' HTTP/JSON API (the API door).
+    #[serde(default)]
+    pub api: ApiConfig,
     /// Receipt correlation.
     #[serde(default)]
     pub receipts: ReceiptsConfig,
@@ -613,6 +616,69 @@ impl Default for PublicConfig {
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
             idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
+/// The tenants' HTTP/JSON API: submit messages, look one up, upload
+/// media (`crate::api`), with a tenant's token as bearer.
+///
+/// # Defaults
+/// off (no `listen`), plaintext, 1,024 connections, headers within 10 s,
+/// bodies within 30 s, idle connections closed after 60 s; JSON bodies up
+/// to 4 MiB, media up to 16 MiB.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on; `None` (the default) disables the API.
+    pub listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with `tls_key_file` the door speaks only TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Most open connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Deadline for a request's headers (see [`HttpConfig::header_timeout`]).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Deadline for receiving a request's body and answering it.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A connection with no byte moving either way this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest JSON body (a batch of messages), bytes.
+    pub max_body_bytes: usize,
+    /// Largest media upload, bytes (the media store's own limits apply too).
+    pub max_media_bytes: usize,
+}
+
+impl ApiConfig {
+    /// TLS of the door, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            max_connections: 1024,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_body_bytes: 4 << 20,
+            max_media_bytes: 16 << 20,
         }
     }
 }

@@ -96,6 +96,18 @@ impl Admission {
         t.token.matches(token).then(|| t.name.clone())
     }
 
+    /// The tenant whose token this is, by the token alone (the HTTP API's
+    /// bearer); every tenant's token is compared, each in constant time.
+    pub fn tenant_of_token(&self, token: &str) -> Option<Arc<str>> {
+        let mut found = None;
+        for t in self.tenants.values() {
+            if t.token.matches(token) && found.is_none() {
+                found = Some(t.name.clone());
+            }
+        }
+        found
+    }
+
     /// Whether `m` may be sent by `tenant`, as message `id`.
     ///
     /// # Errors

@@ -4,6 +4,8 @@
 //!   and the admin API, for operators and scrapers;
 //! - the **public door** (`[public]`): the landing pages of SMS-fallback
 //!   links, and nothing else;
+//! - the **API door** (`[api]`, off by default): the tenants' HTTP/JSON API
+//!   ([`crate::api`]);
 //!
 //! each an axum router on [`crate::httpd`] with the section's connection
 //! cap, header, body and idle timeouts, and its TLS (reloaded on SIGHUP and
@@ -96,6 +98,41 @@ pub(super) async fn public(
     let limits = HttpLimits {
         header_timeout: p.header_timeout,
         idle_timeout: p.idle_timeout,
+    };
+    tasks.spawn(httpd::serve_router(door, limits, router, stop.clone()));
+    Ok(Some(local))
+}
+
+/// Binds and serves the tenants' HTTP/JSON API (`[api]`); its address, if
+/// enabled.
+///
+/// # Errors
+/// TLS files unusable, or the address cannot be bound.
+pub(super) async fn api(
+    config: &Config,
+    backend: Arc<dyn crate::api::ApiBackend>,
+    stop: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let a = &config.api;
+    let Some(addr) = a.listen else {
+        return Ok(None);
+    };
+    let tls = server_tls("api", a.tls(), true, config)?;
+    let limits = crate::api::ApiLimits {
+        max_body_bytes: a.max_body_bytes,
+        max_media_bytes: a.max_media_bytes,
+        body_timeout: a.body_timeout,
+        max_batch: config.ingest.max_batch_messages as usize,
+    };
+    // The body deadline answers 408 itself; this one bounds the answer.
+    let router: Router =
+        crate::api::router(backend, limits).layer(deadline(a.body_timeout + a.body_timeout));
+    let door = Door::bind("api", addr, tls, a.max_connections).await?;
+    let local = door.local_addr()?;
+    let limits = HttpLimits {
+        header_timeout: a.header_timeout,
+        idle_timeout: a.idle_timeout,
     };
     tasks.spawn(httpd::serve_router(door, limits, router, stop.clone()));
     Ok(Some(local))
