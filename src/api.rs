@@ -15,7 +15,11 @@
 //!
 //! Every route but the contract needs `Authorization: Bearer <tenant
 //! token>` (the tenant's ingest token; with the API on, no two tenants may
-//! share one): none or an unknown one is 401. Errors are JSON
+//! share one): none or an unknown one is 401. Unknown tokens are throttled
+//! per address as ingest's Hellos are (`ingest.auth_failure_delay`,
+//! `auth_failure_delay_max`, `auth_failures_per_minute`;
+//! [`crate::door::throttle`]): each answered later than the last, and past
+//! the limit 429 with `Retry-After` without looking at the token. Errors are JSON
 //! `{"error": "..."}`; bodies past `api.max_body_bytes` (media:
 //! `api.max_media_bytes`) are 413, bodies not received within
 //! `api.body_timeout` 408.
@@ -41,7 +45,8 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::httpd::{self, BodyError};
+use crate::door::throttle::{AuthThrottle, ThrottleConfig};
+use crate::httpd::{self, BodyError, ConnInfo};
 use crate::model::submit::{MediaChunk, MediaStored, RejectReason, Submission, SubmitResult};
 use crate::model::{ChannelPref, FallbackPolicy, MessageId, Priority};
 
@@ -89,11 +94,14 @@ pub struct ApiLimits {
     pub body_timeout: Duration,
     /// Most messages in one request.
     pub max_batch: usize,
+    /// How unknown tokens are throttled.
+    pub auth: ThrottleConfig,
 }
 
 struct Api {
     backend: Arc<dyn ApiBackend>,
     limits: ApiLimits,
+    throttle: AuthThrottle,
 }
 
 type ApiState = State<Arc<Api>>;
@@ -104,7 +112,11 @@ struct Tenant(Arc<str>);
 
 /// The API's routes over `backend`.
 pub fn router(backend: Arc<dyn ApiBackend>, limits: ApiLimits) -> Router {
-    let api = Arc::new(Api { backend, limits });
+    let api = Arc::new(Api {
+        backend,
+        limits,
+        throttle: AuthThrottle::new(limits.auth),
+    });
     let authed = Router::new()
         .route("/v1/messages", post(submit))
         .route("/v1/messages/{id}", get(message))
@@ -158,21 +170,42 @@ async fn authenticate(State(api): ApiState, mut req: Request, next: Next) -> Res
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
-    let Some(tenant) = token.and_then(|t| api.backend.tenant_of(t)) else {
-        let (why, challenge) = match token {
-            None => (
-                "a tenant token is required (Authorization: Bearer <token>)",
-                "Bearer",
-            ),
-            Some(_) => ("unknown token", "Bearer error=\"invalid_token\""),
-        };
-        let mut r = error(StatusCode::UNAUTHORIZED, why);
+    let Some(token) = token else {
+        return unauthorized(
+            "a tenant token is required (Authorization: Bearer <token>)",
+            "Bearer",
+        );
+    };
+    // Requests that came through no door (tests) share one address.
+    let peer = req
+        .extensions()
+        .get::<ConnInfo>()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.peer.ip());
+    if let Err(wait) = api.throttle.check(peer, tokio::time::Instant::now()) {
+        metrics::counter!("sluice_api_auth_locked_out_total").increment(1);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many unknown tokens from this address; try again later",
+        );
         r.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
         return r;
+    }
+    let Some(tenant) = api.backend.tenant_of(token) else {
+        metrics::counter!("sluice_api_auth_failures_total").increment(1);
+        let wait = api.throttle.failed(peer, tokio::time::Instant::now());
+        tokio::time::sleep(wait).await;
+        return unauthorized("unknown token", "Bearer error=\"invalid_token\"");
     };
     req.extensions_mut().insert(Tenant(tenant));
     next.run(req).await
+}
+
+fn unauthorized(why: &str, challenge: &'static str) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, why);
+    r.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r
 }
 
 /// Reads a body within `max` bytes and the deadline.

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod throttle;
+
 use crate::accept::AcceptBackoff;
 use crate::tls::{ServerTls, Stream};
 use tokio::net::{TcpListener, TcpStream};

@@ -85,6 +85,14 @@ fn describe() {
         "Failed ingest Hellos (unknown tenant or wrong token)."
     );
     describe_counter!(
+        "sluice_api_auth_failures_total",
+        "HTTP API requests with an unknown bearer token."
+    );
+    describe_counter!(
+        "sluice_api_auth_locked_out_total",
+        "HTTP API requests refused unchecked (429) because their address sent too many unknown tokens."
+    );
+    describe_counter!(
         "sluice_accept_errors_total",
         "accept() failures per listener (the loop backs off on resource errors)."
     );

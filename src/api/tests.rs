@@ -110,6 +110,11 @@ fn limits() -> ApiLimits {
         max_media_bytes: 1 << 10,
         body_timeout: Duration::from_secs(5),
         max_batch: 3,
+        auth: ThrottleConfig {
+            delay: Duration::from_millis(1),
+            delay_max: Duration::from_millis(4),
+            per_minute: 3,
+        },
     }
 }
 
@@ -405,6 +410,53 @@ async fn media_is_stored_or_refused_with_the_reason() {
     )
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn unknown_tokens_are_throttled_per_address_and_then_refused_unchecked() {
+    let b = Fake::new();
+    let app = router(b.clone(), limits());
+    let from = |ip: &str, token: &str| {
+        let mut req = Request::builder()
+            .method("GET")
+            .uri("/v1/messages/0000000000000001")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(ConnInfo {
+            peer: format!("{ip}:5000").parse().unwrap(),
+            identity: None,
+        });
+        req
+    };
+    for _ in 0..3 {
+        let res = app
+            .clone()
+            .oneshot(from("192.0.2.9", "guess"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked out: even the right token is not looked at.
+    let res = app.clone().oneshot(from("192.0.2.9", TOKEN)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()[RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another address is not.
+    let res = app
+        .clone()
+        .oneshot(from("192.0.2.10", TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "authenticated: no such message"
+    );
 }
 
 /// Every operation of the committed document answers with a status it

@@ -124,6 +124,7 @@ pub(super) async fn api(
         max_media_bytes: a.max_media_bytes,
         body_timeout: a.body_timeout,
         max_batch: config.ingest.max_batch_messages as usize,
+        auth: crate::ingest::door::DoorConfig::from_config(&config.ingest).throttle(),
     };
     // The body deadline answers 408 itself; this one bounds the answer.
     let router: Router =

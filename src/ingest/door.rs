@@ -14,21 +14,20 @@
 //!   clients always have `max_connections - max_unauthenticated` slots.
 //!   When `accept` fails for want of descriptors, the oldest waiting
 //!   connection is closed too ([`Door::shed`]), so the backlog drains.
-//! - **Failed authentication** is throttled per address: the n-th failure
-//!   within a minute is answered only after `auth_failure_delay × 2^(n-1)`
-//!   (at most `auth_failure_delay_max`), and once an address has failed
-//!   `auth_failures_per_minute` times in the last minute its further Hellos
-//!   are refused at once, without looking at the token, until the oldest of
-//!   those failures is a minute old. Successes do not clear failures (an
-//!   attacker behind the same address as a client gains nothing from the
-//!   client's success).
+//! - **Failed authentication** is throttled per address
+//!   ([`crate::door::throttle::AuthThrottle`], shared with the HTTP API):
+//!   the n-th failure within a minute is answered only after
+//!   `auth_failure_delay × 2^(n-1)` (at most `auth_failure_delay_max`), and
+//!   once an address has failed `auth_failures_per_minute` times in the
+//!   last minute its further Hellos are refused at once, without looking at
+//!   the token, until the oldest of those failures is a minute old.
 //!
 //! Everything is in memory and bounded: per-address entries exist only
 //! while the address has connections or recent failures.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,10 +35,9 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::door::throttle::{AuthThrottle, ThrottleConfig};
+pub use crate::door::throttle::{FAILURE_WINDOW, address_key};
 use crate::settings::IngestConfig;
-
-/// The window over which failed authentications are counted.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The door's limits (from [`IngestConfig`]).
 ///
@@ -64,6 +62,15 @@ pub struct DoorConfig {
 }
 
 impl DoorConfig {
+    /// How failed Hellos are throttled.
+    pub fn throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            delay: self.auth_failure_delay,
+            delay_max: self.auth_failure_delay_max,
+            per_minute: self.auth_failures_per_minute,
+        }
+    }
+
     /// The door's part of the ingest configuration.
     pub fn from_config(c: &IngestConfig) -> DoorConfig {
         DoorConfig {
@@ -130,6 +137,7 @@ impl fmt::Display for Refusal {
 pub struct Door {
     cfg: DoorConfig,
     state: Mutex<State>,
+    throttle: AuthThrottle,
 }
 
 #[derive(Debug, Default)]
@@ -139,23 +147,15 @@ struct State {
     /// Connections waiting for Hello, oldest first; sending closes one.
     unauthenticated: BTreeMap<u64, oneshot::Sender<()>>,
     next_seq: u64,
-    /// Recent failed authentications per address, oldest first.
-    failures: HashMap<IpAddr, VecDeque<Instant>>,
-    /// Size of `failures` that triggers the next sweep of stale entries
-    /// (also swept once a window has passed since the last sweep).
-    sweep_at: usize,
-    swept: Option<Instant>,
 }
 
 impl Door {
     /// A door with these limits.
     pub fn new(cfg: DoorConfig) -> Arc<Door> {
         Arc::new(Door {
+            throttle: AuthThrottle::new(cfg.throttle()),
             cfg,
-            state: Mutex::new(State {
-                sweep_at: 1024,
-                ..State::default()
-            }),
+            state: Mutex::new(State::default()),
         })
     }
 
@@ -247,45 +247,12 @@ impl Door {
 
     /// `Err(retry_in)` when `ip` has used up its failures for the window.
     fn check_auth(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut st = self.state.lock();
-        let Some(fails) = st.failures.get_mut(&ip) else {
-            return Ok(());
-        };
-        forget_old(fails, now);
-        if fails.len() >= self.cfg.auth_failures_per_minute.max(1) as usize {
-            let oldest = fails.front().copied().unwrap_or(now);
-            return Err((oldest + FAILURE_WINDOW).saturating_duration_since(now));
-        }
-        Ok(())
+        self.throttle.check(ip, now)
     }
 
     /// Records a failure of `ip`; answers how long to wait before saying so.
     fn auth_failed(&self, ip: IpAddr, now: Instant) -> Duration {
-        let mut st = self.state.lock();
-        let stale = st
-            .swept
-            .is_none_or(|t| now.saturating_duration_since(t) >= FAILURE_WINDOW);
-        if st.failures.len() >= st.sweep_at || (stale && !st.failures.is_empty()) {
-            st.failures.retain(|_, f| {
-                forget_old(f, now);
-                !f.is_empty()
-            });
-            st.sweep_at = (st.failures.len() * 2).max(1024);
-            st.swept = Some(now);
-        }
-        let fails = st.failures.entry(ip).or_default();
-        forget_old(fails, now);
-        fails.push_back(now);
-        // Only the last `cap` failures matter for the lock-out.
-        let cap = self.cfg.auth_failures_per_minute.max(1) as usize;
-        while fails.len() > cap {
-            fails.pop_front();
-        }
-        let doublings = (fails.len() - 1).min(31) as u32;
-        self.cfg
-            .auth_failure_delay
-            .saturating_mul(1 << doublings)
-            .min(self.cfg.auth_failure_delay_max)
+        self.throttle.failed(ip, now)
     }
 }
 
@@ -298,30 +265,6 @@ impl State {
         let _ = tx.send(());
         metrics::counter!("sluice_ingest_refused_total", "reason" => "evicted").increment(1);
         true
-    }
-}
-
-fn forget_old(fails: &mut VecDeque<Instant>, now: Instant) {
-    while fails
-        .front()
-        .is_some_and(|t| now.saturating_duration_since(*t) >= FAILURE_WINDOW)
-    {
-        fails.pop_front();
-    }
-}
-
-/// The key limits are counted under: the IPv4 address (also when mapped
-/// into IPv6), or the /64 of an IPv6 address.
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
     }
 }
 

@@ -153,7 +153,7 @@ async fn failures_of_many_addresses_are_forgotten_after_the_window() {
     tokio::time::advance(FAILURE_WINDOW).await;
     let t = door.admit(at("10.9.9.9")).unwrap();
     t.auth_failed();
-    assert!(door.state.lock().failures.len() <= 2048);
+    assert!(door.throttle.tracked() <= 2048);
     assert_eq!(door.connections(), 1);
 }
 
