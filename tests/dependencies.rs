@@ -75,18 +75,30 @@ fn files(room: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The code lines of a room's file, numbered from 1: inline test modules
+/// (which close a file by convention) and comments left out.
+fn code_lines(path: &Path) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let code = text
+        .split("#[cfg(test)]\nmod tests {")
+        .next()
+        .unwrap_or_default();
+    code.lines()
+        .enumerate()
+        .map(|(n, line)| {
+            (
+                n + 1,
+                line.split("//").next().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Rooms `room` imports, each with the first place it does.
 fn imports(room: &str, all: &BTreeSet<String>) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
     for path in files(room) {
-        let text = std::fs::read_to_string(&path).unwrap();
-        // Inline test modules close a file by convention.
-        let code = text
-            .split("#[cfg(test)]\nmod tests {")
-            .next()
-            .unwrap_or_default();
-        for (n, line) in code.lines().enumerate() {
-            let line = line.split("//").next().unwrap_or_default();
+        for (n, line) in code_lines(&path) {
             for (i, _) in line.match_indices("crate::") {
                 let rest = &line[i + "crate::".len()..];
                 let name: String = rest
@@ -96,7 +108,7 @@ fn imports(room: &str, all: &BTreeSet<String>) -> BTreeMap<String, String> {
                 if name != room && all.contains(&name) {
                     found
                         .entry(name)
-                        .or_insert_with(|| format!("{}:{}", path.display(), n + 1));
+                        .or_insert_with(|| format!("{}:{}", path.display(), n));
                 }
             }
         }
@@ -220,15 +232,9 @@ fn the_wire_types_stay_behind_their_door() {
             continue;
         }
         for path in files(&room) {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code = text
-                .split("#[cfg(test)]\nmod tests {")
-                .next()
-                .unwrap_or_default();
-            for (n, line) in code.lines().enumerate() {
-                let line = line.split("//").next().unwrap_or_default();
-                if names_pb(line) {
-                    wrong.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            for (n, line) in code_lines(&path) {
+                if names_pb(&line) {
+                    wrong.push(format!("{}:{}: {}", path.display(), n, line.trim()));
                 }
             }
         }

@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Value, json};
 use sluice::ingest::pb;
 
-/// One HTTP/1.1 request on a fresh connection: (status, headers, body).
+/// A request to the API with a JSON body and, when given, a bearer token.
 async fn request(
     addr: std::net::SocketAddr,
     method: &str,
@@ -19,24 +19,12 @@ async fn request(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (headers, body) = out.split_once("\r\n\r\n").unwrap_or_default();
-    (status, headers.to_ascii_lowercase(), body.to_owned())
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    http(addr, method, path, &headers, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
