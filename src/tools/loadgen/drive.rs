@@ -92,10 +92,10 @@ pub(crate) struct Plan {
 
 /// A claimed batch: messages `first..first + n`, due at `due` under `--rate`.
 #[derive(Debug, Clone, Copy)]
-struct Claim {
-    first: u64,
-    n: usize,
-    due: Option<Instant>,
+pub(super) struct Claim {
+    pub first: u64,
+    pub n: usize,
+    pub due: Option<Instant>,
 }
 
 impl Plan {
@@ -123,7 +123,7 @@ impl Plan {
         }
     }
 
-    fn claim(&self, batch: usize) -> Option<Claim> {
+    pub(super) fn claim(&self, batch: usize) -> Option<Claim> {
         if self.stop.is_cancelled() || self.send_until.is_some_and(|e| Instant::now() >= e) {
             return None;
         }
@@ -142,7 +142,7 @@ impl Plan {
         Some(Claim { first, n, due })
     }
 
-    fn us(&self, at: Instant) -> u64 {
+    pub(super) fn us(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.start).as_micros() as u64
     }
 }
@@ -298,7 +298,7 @@ impl Shared {
         }
     }
 
-    fn on_ack(&self, first_seq: u64, sent_us: u64, ack: &pb::BatchAck) {
+    pub(super) fn on_ack(&self, first_seq: u64, sent_us: u64, ack: &pb::BatchAck) {
         let now_us = self.plan.us(Instant::now());
         let lat = now_us.saturating_sub(sent_us).max(1);
         let mut accepted = 0u64;
@@ -363,7 +363,7 @@ impl Shared {
         self.live.terminal.store(matched, Ordering::Relaxed);
     }
 
-    fn on_lost(&self, n: usize, e: &dyn std::fmt::Display) {
+    pub(super) fn on_lost(&self, n: usize, e: &dyn std::fmt::Display) {
         let mut t = self.tally.lock();
         t.lost += n as u64;
         t.error(e);
@@ -371,7 +371,7 @@ impl Shared {
         self.live.errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn on_lag(&self, lag: Duration) {
+    pub(super) fn on_lag(&self, lag: Duration) {
         let us = lag.as_micros() as u64;
         let mut t = self.tally.lock();
         t.max_lag_us = t.max_lag_us.max(us);

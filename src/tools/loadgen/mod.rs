@@ -49,6 +49,7 @@ use crate::ingest::pb;
 use crate::tools::sim::smsc::{self, OutcomeMix, Smsc, SmscConfig};
 
 mod drive;
+mod http;
 pub mod mix;
 pub mod procfs;
 pub mod prom;
@@ -134,6 +135,15 @@ pub struct BenchOptions {
     /// Batches in flight per connection.
     #[arg(long, default_value_t = 4)]
     pub pipeline: usize,
+    /// Submit through the tenants' HTTP/JSON API (`POST /v1/messages`, one
+    /// HTTP connection per batch in flight) instead of the framed protocol;
+    /// events still arrive over framed subscriptions. With --gateway, give
+    /// the API's address with --api.
+    #[arg(long)]
+    pub http: bool,
+    /// The HTTP/JSON API's address, e.g. 127.0.0.1:9703 (with --gateway --http).
+    #[arg(long, conflicts_with = "embedded", requires = "http")]
+    pub api: Option<std::net::SocketAddr>,
     /// Message mix: gsm7, unicode, multipart (3 parts), invalid (bad number) with whole-number weights.
     #[arg(long, default_value = "gsm7=70,unicode=20,multipart=10")]
     pub mix: Mix,
@@ -209,6 +219,8 @@ pub struct Target {
     pub metrics_url: Option<String>,
     /// The gateway's process, if known.
     pub process: Option<procfs::Proc>,
+    /// The HTTP/JSON API, when batches go through it.
+    pub api: Option<std::net::SocketAddr>,
     /// True when the gateway, the simulator and the client share this process.
     pub embedded: bool,
     /// The simulator, when embedded.
@@ -270,6 +282,7 @@ impl Target {
             token: need(&opts.token, "--token (or SLUICE_TOKEN)")?,
             metrics_url: opts.metrics_url.clone(),
             process: opts.pid.map(procfs::Proc::Pid),
+            api: opts.api,
             embedded: false,
             smsc: None,
         })
@@ -307,12 +320,15 @@ impl Embedded {
         })
         .await?;
         let dir = tempfile::tempdir()?;
-        let config = crate::tools::demo::embedded_config(
+        let mut config = crate::tools::demo::embedded_config(
             dir.path(),
             smsc.local_addr(),
             opts.binds,
             opts.window,
         );
+        if opts.http {
+            config.api.listen = Some("127.0.0.1:0".parse()?);
+        }
         let tenant = config
             .tenants
             .first()
@@ -336,6 +352,7 @@ impl Embedded {
             token: self.token.clone(),
             metrics_url: Some(self.metrics_url()),
             process: Some(procfs::Proc::This),
+            api: self.running.api_addr,
             embedded: true,
             smsc: Some(self.smsc.clone()),
         }
@@ -444,8 +461,34 @@ pub async fn run_against(
     let done = CancellationToken::new();
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
+    let api = match (opts.http, target.api) {
+        (false, _) => None,
+        (true, Some(addr)) => {
+            notes.push(format!(
+                "batches posted to the HTTP/JSON API at {addr} ({} HTTP connections)",
+                opts.connections * opts.pipeline.max(1)
+            ));
+            Some(http::ApiTarget {
+                addr,
+                authorization: format!("Bearer {}", target.token).into(),
+            })
+        }
+        (true, None) => anyhow::bail!("--http needs the API's address (--api ADDR)"),
+    };
     for (client, events) in connections {
-        senders.push(tokio::spawn(drive::sender(shared.clone(), client.clone())));
+        match &api {
+            Some(api) => {
+                let max_batch = client.hello.max_batch_messages.max(1) as usize;
+                for _ in 0..opts.pipeline.max(1) {
+                    senders.push(tokio::spawn(http::sender(
+                        shared.clone(),
+                        api.clone(),
+                        max_batch,
+                    )));
+                }
+            }
+            None => senders.push(tokio::spawn(drive::sender(shared.clone(), client.clone()))),
+        }
         receivers.push(tokio::spawn(drive::receiver(
             shared.clone(),
             client,
