@@ -320,13 +320,36 @@ impl From<MessageIn> for Submission {
     }
 }
 
-/// A serde error for the client: at most 300 characters.
-fn schema_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text,
+/// Why a body is not a batch of messages (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// Not JSON, or not the schema: serde's words (naming the field and
+    /// position), at most 300 characters.
+    #[error("{0}")]
+    Schema(String),
+    /// `messages` is empty.
+    #[error("messages: at least one")]
+    Empty,
+}
+
+/// Decodes the body of `POST /v1/messages` into the domain's submissions
+/// (unchecked: admission judges numbers, sizes and senders).
+///
+/// # Errors
+/// [`BatchError`] when the body is not a non-empty batch.
+pub fn decode_batch(body: &[u8]) -> Result<Vec<Submission>, BatchError> {
+    let batch: BatchIn = serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        BatchError::Schema(match text.char_indices().nth(300) {
+            Some((i, _)) => format!("{}…", &text[..i]),
+            None => text,
+        })
+    })?;
+    if batch.messages.is_empty() {
+        return Err(BatchError::Empty);
     }
+    Ok(batch.messages.into_iter().map(Submission::from).collect())
 }
 
 fn result_json(r: &SubmitResult) -> Value {
@@ -361,14 +384,11 @@ async fn submit(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let batch: BatchIn = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, schema_error(&e)),
+    let messages = match decode_batch(&body) {
+        Ok(m) => m,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let n = batch.messages.len();
-    if n == 0 {
-        return error(StatusCode::BAD_REQUEST, "messages: at least one");
-    }
+    let n = messages.len();
     if n > l.max_batch {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -381,7 +401,6 @@ async fn submit(
             json!({ "error": "the gateway holds as many messages as it may; retry shortly" }),
         );
     }
-    let messages = batch.messages.into_iter().map(Submission::from).collect();
     let results = api.backend.submit(&tenant, messages).await;
     let taken = results.iter().filter(|r| r.outcome.is_ok()).count();
     let unavailable = results.iter().all(|r| {

@@ -56,6 +56,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("smpp_receipt", smpp_receipt),
     ("smpp_text", smpp_text),
     ("ingest_frame", ingest_frame),
+    ("api_batch", api_batch),
     ("mm7_soap", mm7_soap),
     ("mm7_mime", mm7_mime),
     ("mm7_callback", mm7_callback),
@@ -227,6 +228,17 @@ pub fn ingest_frame(data: &[u8]) {
         }
     }
     let _ = codec::decode_frame(Bytes::copy_from_slice(data));
+}
+
+/// The HTTP API's `POST /v1/messages` body: JSON decoding into the
+/// domain's submissions, then admission's checks of every message.
+pub fn api_batch(data: &[u8]) {
+    if let Ok(batch) = crate::api::decode_batch(data) {
+        let tenant: Arc<str> = "fuzz".into();
+        for m in batch {
+            let _ = crate::admission::validate(&tenant, m, Duration::from_secs(60), 0);
+        }
+    }
 }
 
 /// The SMSC simulator's own path for a stream of PDUs: each `submit_sm`

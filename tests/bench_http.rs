@@ -16,7 +16,9 @@ async fn a_bench_through_the_http_api_agrees_with_the_simulator() {
         connections: 1,
         pipeline: 2,
         batch: 100,
-        mix: "gsm7=70,unicode=10,multipart=10,invalid=10".parse().unwrap(),
+        mix: "gsm7=70,unicode=10,multipart=10,invalid=10"
+            .parse()
+            .unwrap(),
         quiet: true,
         drain_timeout: std::time::Duration::from_secs(20),
         ..BenchOptions::default()
@@ -28,7 +30,10 @@ async fn a_bench_through_the_http_api_agrees_with_the_simulator() {
     let sim = env.smsc().stats();
     env.shutdown().await;
     let text = report.render();
-    assert!(text.contains("batches posted to the HTTP/JSON API"), "{text}");
+    assert!(
+        text.contains("batches posted to the HTTP/JSON API"),
+        "{text}"
+    );
     assert_eq!(report.offered, 3000, "{text}");
     assert_eq!(report.accepted, 2700, "{text}");
     assert_eq!(
