@@ -313,6 +313,7 @@ pub struct Started {
     pub ingest: std::net::SocketAddr,
     pub http: Option<std::net::SocketAddr>,
     pub public: Option<std::net::SocketAddr>,
+    pub api: Option<std::net::SocketAddr>,
 }
 
 /// `s` without ANSI escape sequences (the log's colours).
@@ -358,6 +359,7 @@ pub fn parse_started(line: &str) -> Option<Started> {
         ingest: field("ingest_addr")?.parse().ok()?,
         http: optional("http_addr"),
         public: optional("public_addr"),
+        api: optional("api_addr"),
     })
 }
 
