@@ -177,11 +177,20 @@ struct SendArgs {
     #[command(flatten)]
     tls_args: TlsArgs,
     /// Recipient (E.164).
-    #[arg(long, conflicts_with = "file", requires = "text")]
+    #[arg(long, conflicts_with = "file")]
     to: Option<String>,
-    /// Message text.
+    /// Message text (with --to; optional when --media is given).
     #[arg(long)]
     text: Option<String>,
+    /// A media file to attach (repeatable; with --to): uploaded once, and
+    /// the message goes as MMS where the recipient is reachable by MMS.
+    /// The type comes from the extension (.png, .jpg, .jpeg, .gif, .mp4,
+    /// .txt); the gateway checks it against the bytes.
+    #[arg(long, requires = "to")]
+    media: Vec<PathBuf>,
+    /// MMS subject (with --media).
+    #[arg(long, requires = "media")]
+    subject: Option<String>,
     /// Sender.
     #[arg(long, default_value = "12345")]
     from: String,
@@ -342,15 +351,40 @@ async fn shutdown_signal() {
     }
 }
 
+/// The media type a file's extension names (the gateway sniffs the bytes
+/// and refuses a mismatch).
+fn media_type_of(path: &std::path::Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "mp4" => "video/mp4",
+        "txt" => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
 async fn send(args: SendArgs) -> anyhow::Result<()> {
     let messages: Vec<pb::SubmitMessage> = match (&args.to, &args.file) {
-        (Some(to), None) => vec![pb::SubmitMessage {
-            client_ref: format!("cli-{}", sluice::model::now_ms()),
-            to: to.clone(),
-            from: args.from.clone(),
-            text: args.text.clone().unwrap_or_default(),
-            ..Default::default()
-        }],
+        (Some(to), None) => {
+            anyhow::ensure!(
+                args.text.is_some() || !args.media.is_empty(),
+                "give --text, --media or both with --to"
+            );
+            vec![pb::SubmitMessage {
+                client_ref: format!("cli-{}", sluice::model::now_ms()),
+                to: to.clone(),
+                from: args.from.clone(),
+                text: args.text.clone().unwrap_or_default(),
+                subject: args.subject.clone().unwrap_or_default(),
+                ..Default::default()
+            }]
+        }
         (None, Some(file)) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -410,6 +444,23 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             .subscribe_scoped(0, pb::SubscribeScope::ScopeConnection)
             .await?;
     }
+    let mut messages = messages;
+    for path in &args.media {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let declared = media_type_of(path);
+        let stored = client
+            .put_media(declared, data.into())
+            .await
+            .with_context(|| format!("uploading {}", path.display()))?;
+        eprintln!(
+            "{}	uploaded as {} ({}, {} bytes)",
+            path.display(),
+            stored.media_id,
+            stored.content_type,
+            stored.size
+        );
+        messages[0].media.push(stored.media_id);
+    }
     let mut waiting = std::collections::HashSet::new();
     let max = client.hello.max_batch_messages.max(1) as usize;
     let mut failed = false;
@@ -468,6 +519,11 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
                             "reason": d.reason,
                             "error_code": d.error_code,
                             "carrier": d.carrier,
+                            "channel": match pb::Channel::try_from(d.channel) {
+                                Ok(pb::Channel::MmsUsed) => "mms",
+                                Ok(pb::Channel::SmsUsed) => "sms",
+                                _ => "",
+                            },
                             "segments": d.segments,
                             "at_ms": d.at_ms,
                         })

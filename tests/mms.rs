@@ -921,3 +921,50 @@ async fn failed_and_expired_mms_carry_the_mm7_status_and_channel_mms() {
     assert_eq!(s.got.codes.lock()[&id], (4006, "mmsc".to_owned()));
     s.gw.shutdown().await;
 }
+
+/// `sluice send --media FILE --subject S --wait`: the file is uploaded
+/// once, the message goes as MMS to a reachable number, and the printed
+/// event says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_media_uploads_once_and_goes_as_mms() {
+    let s = setup(|_| {}, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("product.png");
+    let image = png(40, 30);
+    std::fs::write(&file, &image).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["send", "--gateway", &s.gw.ingest_addr.to_string()])
+        .args(["--tenant", TENANT, "--token", TOKEN, "--to", "+14155550142"])
+        .args(["--text", "Back in stock", "--subject", "Acme"])
+        .arg("--media")
+        .arg(&file)
+        .args(["--wait", "--timeout", "30s"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("uploaded as"), "{stderr}");
+    let event: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(event["state"], "delivered", "{stdout}");
+    assert_eq!(event["channel"], "mms", "{stdout}");
+    assert_eq!(s.mmsc.stats().submits, 1, "one SubmitReq");
+    let images: Vec<_> = s
+        .mmsc
+        .media()
+        .into_iter()
+        .filter(|(t, _)| t.starts_with("image/"))
+        .collect();
+    assert_eq!(images.len(), 1, "the image, once");
+    assert_eq!(&images[0].1[..], &image[..]);
+    // Without text or media there is nothing to send.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["send", "--gateway", &s.gw.ingest_addr.to_string()])
+        .args(["--tenant", TENANT, "--token", TOKEN, "--to", "+14155550142"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --text, --media or both"));
+}
