@@ -908,11 +908,19 @@ async fn failed_and_expired_mms_carry_the_mm7_status_and_channel_mms() {
     let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
     let mut short = mms("short", "+14155550141", "Hi", &up.media_id);
     short.validity_seconds = 2;
+    let submitted = tokio::time::Instant::now();
     let id = accepted_ids(&s.client.submit(vec![short]).await.unwrap())[0];
     eventually("expired", Duration::from_secs(20), || {
         s.got.terminal_count() == 1
     })
     .await;
+    // Expired when the validity ended, not one backoff early (the waits
+    // 250, 500, 1000 ms reach 1.75 s; the next try is at 2 s).
+    assert!(
+        submitted.elapsed() >= Duration::from_millis(1950),
+        "expired after {:?}",
+        submitted.elapsed()
+    );
     assert_eq!(
         channel_of(&s.got, id),
         Some(pb::DeliveryState::StateExpired)

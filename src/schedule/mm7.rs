@@ -313,6 +313,9 @@ impl Mm7Lane {
             carrier: probe.then_some(&*self.carrier),
         };
         let mut backoff = self.settings.retry.first;
+        // The MMSC's last "not now" (status, reason), reported if the
+        // validity ends before it takes the message.
+        let mut refused_for_now: Option<(u32, String)> = None;
         for attempt in 0u32.. {
             loop {
                 let now = Instant::now();
@@ -322,6 +325,18 @@ impl Mm7Lane {
                     break;
                 }
                 tokio::time::sleep_until(at).await;
+            }
+            if let Some((code, reason)) = &refused_for_now
+                && m.expires_at_ms <= now_ms()
+            {
+                self.receipts.part_failed(
+                    m.id,
+                    0,
+                    DeliveryState::Expired,
+                    *code,
+                    format!("validity ended while the MMSC refused for now: {reason}"),
+                );
+                return;
             }
             if self.stopped(&m) {
                 return;
@@ -353,19 +368,13 @@ impl Mm7Lane {
                     aimd.lock().on_throttle(Instant::now());
                     metrics::counter!("sluice_mm7_throttled_total", "carrier" => name.to_string())
                         .increment(1);
-                    if now_ms() + backoff.as_millis() as u64 >= m.expires_at_ms {
-                        self.receipts.part_failed(
-                            m.id,
-                            0,
-                            DeliveryState::Expired,
-                            code,
-                            format!("validity ended while the MMSC refused for now: {reason}"),
-                        );
-                        return;
-                    }
                     tracing::debug!(target: TARGET, carrier = %name, id = %m.id, attempt, reason = %crate::model::LogSafe::display(&reason), "MMS retry");
-                    tokio::time::sleep(backoff).await;
+                    // Never past the validity: the last try is at its end,
+                    // and only then is the message `expired`.
+                    let left = m.expires_at_ms.saturating_sub(now_ms());
+                    tokio::time::sleep(backoff.min(Duration::from_millis(left))).await;
                     backoff = self.settings.retry.next(backoff);
+                    refused_for_now = Some((code, reason));
                 }
                 Attempt::Permanent { reason, code } => {
                     drop(ticket);
