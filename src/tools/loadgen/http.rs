@@ -27,7 +27,7 @@ pub(crate) struct ApiTarget {
     /// The API door.
     pub addr: SocketAddr,
     /// `Bearer <token>`.
-    pub authorization: Arc<str>,
+    pub authorization: hyper::header::HeaderValue,
 }
 
 /// One batch in flight at a time on its own connection, until the plan runs
@@ -55,7 +55,7 @@ pub(crate) async fn sender(shared: Arc<Shared>, api: ApiTarget, max_batch: usize
         let req = hyper::Request::post("/v1/messages")
             .header(hyper::header::HOST, "sluice")
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::AUTHORIZATION, &*api.authorization)
+            .header(hyper::header::AUTHORIZATION, api.authorization.clone())
             .body(Full::new(Bytes::from(body.to_string())))
             .expect("a valid request");
         let sent_us = plan.us(Instant::now());

@@ -470,7 +470,11 @@ pub async fn run_against(
             ));
             Some(http::ApiTarget {
                 addr,
-                authorization: format!("Bearer {}", target.token).into(),
+                authorization: hyper::header::HeaderValue::from_str(&format!(
+                    "Bearer {}",
+                    target.token
+                ))
+                .map_err(|_| anyhow::anyhow!("the token cannot go in an HTTP header"))?,
             })
         }
         (true, None) => anyhow::bail!("--http needs the API's address (--api ADDR)"),
