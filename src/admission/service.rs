@@ -214,7 +214,14 @@ impl Admission {
         p.ledger.admit(&accepted);
         let durable = p.journal.accept(accepted.iter().map(|m| &**m));
         let this = self.clone();
-        Box::pin(async move {
+        // The rest runs as a task of its own: the messages are admitted,
+        // their client_refs taken and the journal write under way, so
+        // queueing them (or undoing all that if the write fails) must
+        // happen even when the caller goes away — a connection cut before
+        // its BatchAck drops this future, and the messages would otherwise
+        // sit in the ledger, claimed by their client_refs, never sent until
+        // a restart.
+        let finish = tokio::spawn(async move {
             let p = &this.parts;
             match durable.wait().await {
                 Ok(()) => {
@@ -245,6 +252,14 @@ impl Admission {
                 }
             }
             results
+        });
+        Box::pin(async move {
+            finish.await.unwrap_or_else(|e| {
+                // Only a panic in the task above (a bug) gets here; the
+                // client is told to retry rather than left waiting.
+                tracing::error!(target: TARGET, error = %e, "admission task failed");
+                Vec::new()
+            })
         })
     }
 }

@@ -145,3 +145,35 @@ async fn an_opted_out_recipient_is_refused() {
     assert_eq!(reasons(&results), vec![Some(RejectReason::Suppressed)]);
     assert_eq!(s.ledger.live(), 0);
 }
+
+#[tokio::test]
+async fn a_batch_whose_caller_goes_away_before_the_answer_is_still_queued() {
+    // A connection cut before its BatchAck drops the submit future: the
+    // messages are admitted and being journaled, their client_refs taken,
+    // so they must still be queued (before the fix they stayed in the
+    // ledger, unsent, until a restart; a resubmission only got `duplicate`).
+    let s = setup();
+    let t: Arc<str> = "t".into();
+    let batch = vec![
+        submit("cut-1", "+14155550100", "12345"),
+        submit("cut-2", "+14155550101", "12345"),
+    ];
+    drop(s.admission.submit(&t, 1, batch));
+    let queue = s.scheduler.queue("c").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queue.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dropped batch was never queued ({} of 2)",
+            queue.len()
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let again = s
+        .admission
+        .submit(&t, 2, vec![submit("cut-1", "+14155550100", "12345")])
+        .await;
+    assert!(accepted(&again[0]).duplicate);
+    assert_eq!(queue.len(), 2, "and nothing twice");
+}
