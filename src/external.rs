@@ -8,9 +8,10 @@
 //! | --- | --- |
 //! | `xmllint` (`libxml2-utils`) | MM7 output validated against the official 3GPP schemas (`mm7::tests`) |
 //! | `node` and `npm` (`nodejs`, `npm`) | SMPP interop against node-smpp (`tests/interop.rs`) |
+//! | Python 3 with venv (`python3`, `python3-venv`), as the venv `clients/python/.venv` that `.ci/run` makes | the Python client against a real gateway: stub staleness, its example and its pytest suite (`tests/python_client.rs`) |
 //!
-//! Python and `redis-server` are known here for tests to come (the Redis
-//! scale-out is not built); no test needs them today.
+//! `redis-server` is known here for tests to come (the Redis scale-out is
+//! not built); no test needs it today.
 //!
 //! This is library code only so that unit tests (`src/**/tests.rs`) and
 //! integration tests (`tests/`) share it; the gateway never calls it.
@@ -53,11 +54,12 @@ pub const NPM: Program = Program {
     unlocks: "SMPP interop with node-smpp",
 };
 
-/// Python 3.
+/// Python 3, for the Python client's tests (`tests/python_client.rs`, which
+/// runs the venv's Python, `clients/python/.venv/bin/python`).
 pub const PYTHON3: Program = Program {
     name: "python3",
-    install: "apt-get install python3",
-    unlocks: "Python-based tests (none yet)",
+    install: "apt-get install python3 python3-venv, then .ci/run's Python step (venv at clients/python/.venv with pip install -e 'clients/python[dev]')",
+    unlocks: "the Python client's tests against a real gateway",
 };
 
 /// `redis-server`.
