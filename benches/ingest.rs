@@ -82,6 +82,8 @@ fn delivery_event(event_id: u64) -> Arc<PendingEvent> {
         message_id: MessageId(1_000_000 + event_id),
         tenant: "acme".into(),
         payload: payload.into(),
+        sink: String::new(),
+        created_ms: 0,
     })
 }
 

@@ -119,6 +119,7 @@ pub struct Admin {
     scheduler: Arc<Scheduler>,
     ledger: Arc<Ledger>,
     spill: Arc<Spill>,
+    webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 type Reply = Response;
@@ -183,6 +184,7 @@ impl Admin {
         scheduler: Arc<Scheduler>,
         ledger: Arc<Ledger>,
         spill: Arc<Spill>,
+        webhooks: Arc<crate::webhooks::Webhooks>,
     ) -> Admin {
         let mut scope_owner: HashMap<String, Option<Arc<str>>> = HashMap::new();
         let mut claim = |scope: String, tenant: &Arc<str>| {
@@ -215,6 +217,7 @@ impl Admin {
             scheduler,
             ledger,
             spill,
+            webhooks,
         }
     }
 
@@ -263,6 +266,11 @@ impl Admin {
             .route("/admin/queues", get(queues))
             .route("/admin/messages/{id}", get(message))
             .route("/admin/carriers/{name}/{action}", post(carrier))
+            .route("/admin/webhooks", get(webhooks))
+            .route(
+                "/admin/webhooks/{tenant}/{endpoint}/replay",
+                post(webhook_replay),
+            )
             .route("/admin/{*rest}", any(no_route))
             .route("/admin", any(no_route))
             .route_layer(middleware::from_fn_with_state(self.clone(), authenticate))
@@ -605,6 +613,46 @@ async fn queues(State(a): AdminState, Extension(p): Caller) -> Reply {
         return forbidden("read every tenant's queues");
     }
     reply(StatusCode::OK, a.queues())
+}
+
+/// Every webhook endpoint (the caller's own, for a tenant token) with the
+/// events it holds: ready, in flight, dead-lettered.
+async fn webhooks(State(a): AdminState, Extension(p): Caller) -> Reply {
+    let tenant = match &p {
+        Principal::Operator => None,
+        Principal::Tenant(t) => Some(&**t),
+    };
+    let list: Vec<_> = a
+        .webhooks
+        .view(tenant)
+        .into_iter()
+        .map(|v| {
+            json!({
+                "tenant": &*v.tenant,
+                "endpoint": &*v.name,
+                "addr": v.addr,
+                "ready": v.counts.ready,
+                "in_flight": v.counts.in_flight,
+                "dead": v.counts.dead,
+            })
+        })
+        .collect();
+    reply(StatusCode::OK, json!({ "endpoints": list }))
+}
+
+/// Puts an endpoint's dead letters back in its queue.
+async fn webhook_replay(
+    State(a): AdminState,
+    Extension(p): Caller,
+    Path((tenant, endpoint)): Path<(String, String)>,
+) -> Reply {
+    if !p.may_tenant(&tenant) {
+        return forbidden("replay another tenant's webhooks");
+    }
+    match a.webhooks.replay(&tenant, &endpoint) {
+        Some(n) => reply(StatusCode::OK, json!({ "replayed": n })),
+        None => error(StatusCode::NOT_FOUND, "no such webhook endpoint"),
+    }
 }
 
 async fn message(State(a): AdminState, Extension(p): Caller, Path(id): Path<String>) -> Reply {

@@ -219,6 +219,44 @@ impl Config {
             {
                 p.push(format!("tenant {:?}: default_country: {e}", t.name));
             }
+            let mut names = std::collections::HashSet::new();
+            for w in &t.webhooks {
+                let at = format!("tenant {:?} webhook {:?}", t.name, w.name);
+                if w.name.is_empty() || !names.insert(w.name.as_str()) {
+                    p.push(format!("{at}: names must be unique and not empty"));
+                }
+                let uri = w.url.parse::<hyper::Uri>().ok();
+                let scheme_ok = uri
+                    .as_ref()
+                    .and_then(|u| u.scheme_str())
+                    .is_some_and(|s| s == "http" || s == "https");
+                if !scheme_ok || uri.and_then(|u| u.host().map(str::len)).unwrap_or(0) == 0 {
+                    p.push(format!("{at}: url must be http://host/… or https://host/…"));
+                }
+                if w.secret.expose().chars().count() < 16 {
+                    p.push(format!("{at}: secret must be at least 16 characters"));
+                }
+                if w.events.is_empty() {
+                    p.push(format!("{at}: events must name at least one kind"));
+                }
+                if w.concurrency == 0 || w.concurrency > 256 {
+                    p.push(format!("{at}: concurrency must be 1 to 256"));
+                }
+                if w.batch == 0 || w.batch > 1000 {
+                    p.push(format!("{at}: batch must be 1 to 1000"));
+                }
+                if w.rate < 0.0 || !w.rate.is_finite() {
+                    p.push(format!("{at}: rate must be 0 (no limit) or more"));
+                }
+                if w.retry_min.is_zero() || w.retry_min > w.retry_max {
+                    p.push(format!(
+                        "{at}: retry_min must be above 0 and not exceed retry_max"
+                    ));
+                }
+                if w.timeout.is_zero() {
+                    p.push(format!("{at}: timeout must be above 0"));
+                }
+            }
         }
         for m in &self.mmsc {
             if !carriers.insert(m.name.as_str()) {
@@ -371,15 +409,35 @@ impl Config {
             &a.tls_key_file,
             &a.tls_client_ca_file,
         );
-        if a.listen.is_some() {
-            // The API knows a tenant by its token alone.
+        let g = &self.grpc;
+        tls_pair(
+            &mut p,
+            "grpc",
+            &g.tls_cert_file,
+            &g.tls_key_file,
+            &g.tls_client_ca_file,
+        );
+        if g.max_message_bytes < 64 << 10 {
+            p.push("grpc.max_message_bytes must be at least 64 KiB".into());
+        }
+        if g.max_concurrent_streams == 0 {
+            p.push("grpc.max_concurrent_streams must be at least 1".into());
+        }
+        if g.handshake_timeout.is_zero() || g.subscribe_timeout.is_zero() {
+            p.push("grpc.handshake_timeout and subscribe_timeout must be above 0".into());
+        }
+        if let Some(door) = [("api.listen", a.listen), ("grpc.listen", g.listen)]
+            .into_iter()
+            .find_map(|(at, l)| l.map(|_| at))
+        {
+            // The API and gRPC doors know a tenant by its token alone.
             for (i, t) in self.tenants.iter().enumerate() {
                 if let Some(other) = self.tenants[..i]
                     .iter()
                     .find(|o| o.token.expose() == t.token.expose())
                 {
                     p.push(format!(
-                        "tenant {:?}: token is the same as tenant {:?}'s (with api.listen a token must name one tenant)",
+                        "tenant {:?}: token is the same as tenant {:?}'s (with {door} a token must name one tenant)",
                         t.name, other.name
                     ));
                 }
@@ -420,6 +478,7 @@ impl Config {
             ("http", h.max_connections),
             ("public", u.max_connections),
             ("api", a.max_connections),
+            ("grpc", g.max_connections),
         ] {
             if n == 0 {
                 p.push(format!("{at}.max_connections must be at least 1"));

@@ -16,6 +16,16 @@
 //! acknowledged, and the claims of its messages still in flight, fall back to
 //! the tenant stream. Claims live in memory only: after a restart every
 //! event is on the tenant stream.
+//!
+//! Webhook endpoints are destinations of their own: each gets its own copy
+//! of an event (its own id, its own payload from the hub's endpoint encoder,
+//! journaled with the endpoint's name), held in an [`Endpoint`] queue until
+//! the endpoint's sender acknowledges it, so the stream and every endpoint
+//! are acknowledged independently and a restart restores what each still
+//! owes. A tenant whose events go to webhooks only turns its stream off
+//! (`stream_events = false`): its stream events are then acknowledged as
+//! soon as they are durable (they still end their message in the journal),
+//! unless a connection-scoped subscriber claimed them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -131,6 +141,17 @@ struct Tenant {
     notify: Notify,
     /// Connection-scoped subscribers (so claims skip the lock when none).
     scoped: AtomicU64,
+    /// The tenant stream is on (else unclaimed stream events are
+    /// acknowledged once durable).
+    stream: bool,
+    /// Its webhook endpoints.
+    endpoints: Vec<Arc<Endpoint>>,
+}
+
+impl Tenant {
+    fn endpoint(&self, name: &str) -> Option<&Arc<Endpoint>> {
+        self.endpoints.iter().find(|e| &*e.name == name)
+    }
 }
 
 /// Publications waiting for the publisher task: many publications share one
@@ -152,6 +173,186 @@ struct Publisher {
     started: std::sync::OnceLock<()>,
 }
 
+/// Which kinds of event a webhook endpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventKinds {
+    /// Terminal states of messages.
+    pub delivery: bool,
+    /// Inbound messages.
+    pub inbound: bool,
+    /// Opt-outs and opt-ins.
+    pub opt: bool,
+}
+
+impl EventKinds {
+    fn takes(self, notice: &Notice) -> bool {
+        match notice {
+            Notice::Inbound(_) => self.inbound,
+            Notice::Opt(_) => self.opt,
+        }
+    }
+}
+
+/// How many events an endpoint holds, by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndpointCounts {
+    /// Durable, waiting to be sent.
+    pub ready: usize,
+    /// Taken by a sender, not yet answered with a 2xx.
+    pub in_flight: usize,
+    /// Given up on (dead-lettered), kept until replayed.
+    pub dead: usize,
+}
+
+#[derive(Debug, Default)]
+struct EndpointQueue {
+    ready: VecDeque<Arc<PendingEvent>>,
+    in_flight: HashMap<u64, Arc<PendingEvent>>,
+    dead: Vec<Arc<PendingEvent>>,
+    /// Event id → wall-clock ms it was replayed from the dead letters (its
+    /// dead-letter clock starts again then).
+    revived: HashMap<u64, u64>,
+}
+
+/// One webhook endpoint's events: durable, not yet answered with a 2xx.
+/// The endpoint's sender takes batches, acknowledges them on a 2xx, or
+/// dead-letters them when they are too old; an operator replays dead
+/// letters. Everything it holds is journaled and carried by compaction.
+#[derive(Debug)]
+pub struct Endpoint {
+    tenant: Arc<str>,
+    name: Arc<str>,
+    kinds: EventKinds,
+    queue: Mutex<EndpointQueue>,
+    notify: Notify,
+    journal: Journal,
+    pending: Arc<AtomicU64>,
+}
+
+impl Endpoint {
+    /// The tenant it belongs to.
+    pub fn tenant(&self) -> &Arc<str> {
+        &self.tenant
+    }
+
+    /// Its name (unique within the tenant).
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Waits until events are ready.
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        if !self.queue.lock().ready.is_empty() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Takes up to `max` ready events (oldest first); they are in flight
+    /// until [acknowledged](Endpoint::ack) or [dead-lettered](Endpoint::dead_letter).
+    pub fn take(&self, max: usize) -> Vec<Arc<PendingEvent>> {
+        let mut q = self.queue.lock();
+        let n = max.min(q.ready.len());
+        let out: Vec<_> = q.ready.drain(..n).collect();
+        for e in &out {
+            q.in_flight.insert(e.event_id, e.clone());
+        }
+        out
+    }
+
+    /// The endpoint answered 2xx for these events: they are done.
+    pub fn ack(&self, events: &[Arc<PendingEvent>]) {
+        let mut ids = Vec::with_capacity(events.len());
+        {
+            let mut q = self.queue.lock();
+            for e in events {
+                if q.in_flight.remove(&e.event_id).is_some() {
+                    q.revived.remove(&e.event_id);
+                    ids.push(e.event_id);
+                }
+            }
+        }
+        if !ids.is_empty() {
+            self.pending.fetch_sub(ids.len() as u64, Ordering::Relaxed);
+            self.journal.event_ack(&ids);
+        }
+    }
+
+    /// Events in flight that are given up on: kept (journaled) in the
+    /// dead-letter list until [replayed](Endpoint::replay).
+    pub fn dead_letter(&self, events: &[Arc<PendingEvent>]) {
+        let mut q = self.queue.lock();
+        for e in events {
+            if let Some(e) = q.in_flight.remove(&e.event_id) {
+                q.dead.push(e);
+            }
+        }
+    }
+
+    /// Events in flight that a sender could not finish (it is stopping) go
+    /// back to the front of the queue, in order.
+    pub fn untake(&self, events: &[Arc<PendingEvent>]) {
+        let mut q = self.queue.lock();
+        for e in events.iter().rev() {
+            if let Some(e) = q.in_flight.remove(&e.event_id) {
+                q.ready.push_front(e);
+            }
+        }
+        drop(q);
+        self.notify.notify_waiters();
+    }
+
+    /// Puts every dead letter back at the front of the queue (in event
+    /// order), its dead-letter clock started again; returns how many.
+    pub fn replay(&self) -> usize {
+        let now = now_ms();
+        let mut q = self.queue.lock();
+        let mut dead = std::mem::take(&mut q.dead);
+        dead.sort_by_key(|e| std::cmp::Reverse(e.event_id));
+        let n = dead.len();
+        for e in dead {
+            q.revived.insert(e.event_id, now);
+            q.ready.push_front(e);
+        }
+        drop(q);
+        self.notify.notify_waiters();
+        n
+    }
+
+    /// Wall-clock ms the dead-letter clock of `e` started: when it was
+    /// created, or last replayed.
+    pub fn since_ms(&self, e: &PendingEvent) -> u64 {
+        let replayed = self.queue.lock().revived.get(&e.event_id).copied();
+        replayed.unwrap_or(e.created_ms).max(e.created_ms)
+    }
+
+    /// How many events it holds, by state.
+    pub fn counts(&self) -> EndpointCounts {
+        let q = self.queue.lock();
+        EndpointCounts {
+            ready: q.ready.len(),
+            in_flight: q.in_flight.len(),
+            dead: q.dead.len(),
+        }
+    }
+
+    fn push(&self, e: Arc<PendingEvent>) {
+        self.queue.lock().ready.push_back(e);
+        self.notify.notify_waiters();
+    }
+
+    fn all(&self) -> Vec<Arc<PendingEvent>> {
+        let q = self.queue.lock();
+        q.ready
+            .iter()
+            .chain(q.in_flight.values())
+            .chain(q.dead.iter())
+            .cloned()
+            .collect()
+    }
+}
+
 /// Per-tenant event queues.
 #[derive(Debug)]
 pub struct EventHub {
@@ -160,8 +361,10 @@ pub struct EventHub {
     /// Carriers that deliver MMS (the rest deliver SMS).
     mms_carriers: std::collections::HashSet<Arc<str>>,
     journal: Journal,
-    pending: AtomicU64,
+    pending: Arc<AtomicU64>,
     encoder: Arc<dyn EventEncoder>,
+    /// Encodes the copies for webhook endpoints (set with the endpoints).
+    endpoint_encoder: Option<Arc<dyn EventEncoder>>,
 }
 
 impl EventHub {
@@ -181,13 +384,16 @@ impl EventHub {
                             queue: Mutex::default(),
                             notify: Notify::new(),
                             scoped: AtomicU64::new(0),
+                            stream: true,
+                            endpoints: Vec::new(),
                         },
                     )
                 })
                 .collect(),
             journal,
-            pending: AtomicU64::new(0),
+            pending: Arc::new(AtomicU64::new(0)),
             encoder,
+            endpoint_encoder: None,
             mms_carriers: Default::default(),
             publisher: Publisher {
                 pending: Mutex::default(),
@@ -205,6 +411,52 @@ impl EventHub {
         self
     }
 
+    /// Sets `tenant`'s webhook endpoints (name and kinds of event each
+    /// takes) and whether its event stream is on; `encoder` encodes the
+    /// endpoints' copies. An unknown tenant is ignored.
+    pub fn with_endpoints(
+        mut self,
+        tenant: &str,
+        stream: bool,
+        endpoints: impl IntoIterator<Item = (Arc<str>, EventKinds)>,
+        encoder: Arc<dyn EventEncoder>,
+    ) -> EventHub {
+        let journal = self.journal.clone();
+        let pending = self.pending.clone();
+        let Some(name) = self.tenants.keys().find(|k| &***k == tenant).cloned() else {
+            return self;
+        };
+        if let Some(t) = self.tenants.get_mut(&name) {
+            t.stream = stream;
+            t.endpoints = endpoints
+                .into_iter()
+                .map(|(n, kinds)| {
+                    Arc::new(Endpoint {
+                        tenant: name.clone(),
+                        name: n,
+                        kinds,
+                        queue: Mutex::default(),
+                        notify: Notify::new(),
+                        journal: journal.clone(),
+                        pending: pending.clone(),
+                    })
+                })
+                .collect();
+            if !t.endpoints.is_empty() {
+                self.endpoint_encoder = Some(encoder);
+            }
+        }
+        self
+    }
+
+    /// Every webhook endpoint, of every tenant.
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.tenants
+            .values()
+            .flat_map(|t| t.endpoints.iter().cloned())
+            .collect()
+    }
+
     /// Events created and not yet acknowledged.
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
@@ -212,14 +464,32 @@ impl EventHub {
 
     /// Puts back events recovered from the journal (already durable).
     pub fn restore(&self, events: Vec<PendingEvent>) {
+        let mut done = Vec::new();
         for e in events {
             let Some(t) = self.tenants.get(e.tenant.as_str()) else {
                 tracing::warn!(target: "sluice::events", tenant = %crate::model::LogSafe::new(&e.tenant), event_id = e.event_id,
                     "dropping a recovered event of a tenant no longer configured");
                 continue;
             };
-            t.queue.lock().ready.push_back(Arc::new(e));
+            if e.sink.is_empty() {
+                if !t.stream {
+                    // No stream, and no claims after a restart: done.
+                    done.push(e.event_id);
+                    continue;
+                }
+                t.queue.lock().ready.push_back(Arc::new(e));
+            } else if let Some(ep) = t.endpoint(&e.sink) {
+                ep.queue.lock().ready.push_back(Arc::new(e));
+            } else {
+                tracing::warn!(target: "sluice::events", tenant = %crate::model::LogSafe::new(&e.tenant),
+                    endpoint = %crate::model::LogSafe::new(&e.sink), event_id = e.event_id,
+                    "dropping a recovered event of a webhook endpoint no longer configured");
+                continue;
+            }
             self.pending.fetch_add(1, Ordering::Relaxed);
+        }
+        if !done.is_empty() {
+            self.journal.event_ack(&done);
         }
     }
 
@@ -242,9 +512,31 @@ impl EventHub {
                     message_id: f.message.id,
                     tenant: f.message.tenant.to_string(),
                     payload: self.encoder.delivery(event_id, f, self.channel(f), at),
+                    sink: String::new(),
+                    created_ms: at,
                 })
             })
             .collect();
+        let Some(enc) = &self.endpoint_encoder else {
+            return self.publish(events);
+        };
+        let mut events = events;
+        for f in finals {
+            let Some(t) = self.tenants.get(&*f.message.tenant) else {
+                continue;
+            };
+            for ep in t.endpoints.iter().filter(|e| e.kinds.delivery) {
+                let event_id = self.journal.allocate_event_ids(1);
+                events.push(Arc::new(PendingEvent {
+                    event_id,
+                    message_id: f.message.id,
+                    tenant: f.message.tenant.to_string(),
+                    payload: enc.delivery(event_id, f, self.channel(f), at),
+                    sink: ep.name.to_string(),
+                    created_ms: at,
+                }));
+            }
+        }
         self.publish(events)
     }
 
@@ -260,13 +552,37 @@ impl EventHub {
     /// Creates one event that does not end a message (inbound message,
     /// opt-out) for `tenant`.
     pub fn publish_notice(self: &Arc<Self>, tenant: &str, notice: &Notice) -> Publish {
-        let event_id = self.journal.allocate_event_ids(1);
-        self.publish(vec![Arc::new(PendingEvent {
-            event_id,
-            message_id: MessageId(0),
-            tenant: tenant.to_owned(),
-            payload: self.encoder.notice(event_id, notice),
-        })])
+        let at = now_ms();
+        let mut events = Vec::with_capacity(1);
+        let t = self.tenants.get(tenant);
+        if t.is_none_or(|t| t.stream) {
+            let event_id = self.journal.allocate_event_ids(1);
+            events.push(Arc::new(PendingEvent {
+                event_id,
+                message_id: MessageId(0),
+                tenant: tenant.to_owned(),
+                payload: self.encoder.notice(event_id, notice),
+                sink: String::new(),
+                created_ms: at,
+            }));
+        }
+        if let (Some(t), Some(enc)) = (t, &self.endpoint_encoder) {
+            for ep in t.endpoints.iter().filter(|e| e.kinds.takes(notice)) {
+                let event_id = self.journal.allocate_event_ids(1);
+                events.push(Arc::new(PendingEvent {
+                    event_id,
+                    message_id: MessageId(0),
+                    tenant: tenant.to_owned(),
+                    payload: enc.notice(event_id, notice),
+                    sink: ep.name.to_string(),
+                    created_ms: at,
+                }));
+            }
+        }
+        if events.is_empty() {
+            return Publish::done();
+        }
+        self.publish(events)
     }
 
     fn publish(self: &Arc<Self>, events: Vec<Arc<PendingEvent>>) -> Publish {
@@ -292,24 +608,39 @@ impl EventHub {
     }
 
     fn make_ready(&self, events: &[Arc<PendingEvent>]) {
+        let mut done = Vec::new();
         for e in events {
             if let Some(t) = self.tenants.get(e.tenant.as_str()) {
                 let mut q = t.queue.lock();
-                if q.unsynced.remove(&e.event_id).is_some() {
-                    // An event names the message it ends: its claim ends too.
-                    let owner = match e.message_id {
-                        MessageId(0) => None,
-                        _ if q.claims.is_empty() => None,
-                        id => q.claims.remove(&id),
-                    };
-                    match owner.and_then(|c| q.scoped.get_mut(&c)) {
-                        Some(own) => own.push_back(e.clone()),
-                        None => q.ready.push_back(e.clone()),
+                if q.unsynced.remove(&e.event_id).is_none() {
+                    continue;
+                }
+                if !e.sink.is_empty() {
+                    drop(q);
+                    match t.endpoint(&e.sink) {
+                        Some(ep) => ep.push(e.clone()),
+                        None => done.push(e.event_id),
                     }
+                    continue;
+                }
+                // An event names the message it ends: its claim ends too.
+                let owner = match e.message_id {
+                    MessageId(0) => None,
+                    _ if q.claims.is_empty() => None,
+                    id => q.claims.remove(&id),
+                };
+                match owner.and_then(|c| q.scoped.get_mut(&c)) {
+                    Some(own) => own.push_back(e.clone()),
+                    None if t.stream => q.ready.push_back(e.clone()),
+                    None => done.push(e.event_id),
                 }
                 drop(q);
                 t.notify.notify_waiters();
             }
+        }
+        if !done.is_empty() {
+            self.pending.fetch_sub(done.len() as u64, Ordering::Relaxed);
+            self.journal.event_ack(&done);
         }
     }
 
@@ -457,6 +788,14 @@ impl EventHub {
         if back.is_empty() {
             return;
         }
+        if !t.stream {
+            // Nobody else takes stream events: they are done.
+            drop(q);
+            let ids: Vec<u64> = back.iter().map(|e| e.event_id).collect();
+            self.pending.fetch_sub(ids.len() as u64, Ordering::Relaxed);
+            self.journal.event_ack(&ids);
+            return;
+        }
         back.sort_by_key(|e| std::cmp::Reverse(e.event_id));
         for e in back {
             q.ready.push_front(e);
@@ -474,6 +813,10 @@ impl EventHub {
             out.extend(q.ready.iter().cloned());
             out.extend(q.scoped.values().flatten().cloned());
             out.extend(q.in_flight.values().map(|(_, e)| e.clone()));
+            drop(q);
+            for ep in &t.endpoints {
+                out.extend(ep.all());
+            }
         }
         out
     }

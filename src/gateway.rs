@@ -146,6 +146,41 @@ impl crate::api::ApiBackend for Gateway {
     }
 }
 
+/// The gRPC door's view: ingest's [`Backend`] plus tokens alone and the
+/// live-message view, as the HTTP API has them.
+impl crate::grpc::GrpcBackend for Gateway {
+    fn tenant_of(&self, token: &str) -> Option<Arc<str>> {
+        self.admission.tenant_of_token(token)
+    }
+
+    fn message(
+        &self,
+        tenant: &str,
+        id: crate::model::MessageId,
+    ) -> Option<crate::grpc::LiveMessage> {
+        let e = self
+            .ledger
+            .get(id)
+            .filter(|e| &*e.message.tenant == tenant)?;
+        let m = &e.message;
+        Some(crate::grpc::LiveMessage {
+            id,
+            client_ref: m.client_ref.clone(),
+            to: m.to.to_string(),
+            from: m.from.to_string(),
+            campaign_id: m.campaign_id.clone(),
+            accepted_at_ms: m.accepted_at_ms,
+            expires_at_ms: m.expires_at_ms,
+            dispatched: match &e.stage {
+                crate::ledger::Stage::Dispatched { carrier, parts } => {
+                    Some((carrier.clone(), parts.len() as u32))
+                }
+                _ => None,
+            },
+        })
+    }
+}
+
 impl Backend for Gateway {
     fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>> {
         self.admission.authenticate(tenant, token)
@@ -196,6 +231,8 @@ pub struct Running {
     pub public_addr: Option<SocketAddr>,
     /// Where the tenants' HTTP/JSON API is served, if enabled.
     pub api_addr: Option<SocketAddr>,
+    /// Where the tenants' gRPC service is served, if enabled.
+    pub grpc_addr: Option<SocketAddr>,
     /// Stops the HTTP doors.
     stop: tokio_util::sync::CancellationToken,
     /// The pipeline.
@@ -271,14 +308,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let compliance = Arc::new(Compliance::open(&config)?);
     let last_check = SuppressionCheck::over(compliance.clone());
     let ledger = Arc::new(Ledger::new(journal.clone()));
-    let hub = Arc::new(
+    let hub = Arc::new(crate::webhooks::configure(
         EventHub::new(
             journal.clone(),
             config.tenants.iter().map(|t| Arc::from(t.name.as_str())),
             Arc::new(ingest::event_wire::WireEvents),
         )
         .with_mms_carriers(config.mmsc.iter().map(|m| Arc::from(m.name.as_str()))),
-    );
+        &config.tenants,
+    ));
+    let webhooks = Arc::new(crate::webhooks::Webhooks::new(&hub, &config.tenants)?);
     let media = Arc::new(crate::media::store::MediaStore::open(
         uploads::store_config(&config),
     )?);
@@ -425,6 +464,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     tasks.spawn(page_in(backlog.clone(), shutdown.clone()));
+    webhooks.start(&mut tasks, &shutdown);
 
     let health = Arc::new(Health::default());
     health.watch_carriers(
@@ -446,10 +486,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         scheduler,
         ledger,
         backlog.spill().clone(),
+        webhooks,
     ));
     let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut door_tasks).await?;
     let public_addr = doors::public(&config, media, links, &stop, &mut door_tasks).await?;
     let api_addr = doors::api(&config, gateway.clone(), &stop, &mut door_tasks).await?;
+    let grpc_addr = doors::grpc(&config, gateway.clone(), &shutdown, &mut tasks).await?;
     let ingest_tls = doors::server_tls("ingest", config.ingest.tls(), false, &config)?;
     let listener = TcpListener::bind(config.ingest.listen).await?;
     let ingest_addr = listener.local_addr()?;
@@ -461,12 +503,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     health.set_ready(true);
-    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, ?api_addr, node = %config.node_id, "gateway started");
+    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, ?api_addr, ?grpc_addr, node = %config.node_id, "gateway started");
     Ok(Running {
         ingest_addr,
         http_addr,
         public_addr,
         api_addr,
+        grpc_addr,
         stop,
         gateway,
         mm7_callbacks: mm7_servers.iter().map(|s| s.local_addr()).collect(),
@@ -537,6 +580,15 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         telemetry::metrics_handle().run_upkeep();
         metrics::gauge!("sluice_live_messages").set(gw.ledger.live() as f64);
         metrics::gauge!("sluice_events_pending").set(gw.hub.pending() as f64);
+        for ep in gw.hub.endpoints() {
+            let c = ep.counts();
+            let labels = [
+                ("tenant", ep.tenant().to_string()),
+                ("endpoint", ep.name().to_string()),
+            ];
+            metrics::gauge!("sluice_webhook_pending", &labels).set((c.ready + c.in_flight) as f64);
+            metrics::gauge!("sluice_webhook_dead_letters", &labels).set(c.dead as f64);
+        }
         metrics::gauge!("sluice_journal_bytes").set(gw.journal.bytes() as f64);
         metrics::gauge!("sluice_journal_segments").set(gw.journal.segments() as f64);
         if n.is_multiple_of(5)

@@ -4,8 +4,8 @@
 //! rooms (protocols, value types, transport, the journal) import no policy
 //! room: `smpp` knows bytes, [`model`], [`shaping`] and [`wire`]; `mm7` adds the HTTP
 //! door; the journal knows [`model`]. `tests/dependencies.rs` checks that
-//! table, that no cycle forms and that only `ingest` names the wire's `pb`
-//! types. [`gateway`] only wires the rooms
+//! table, that no cycle forms and that only `ingest` and [`grpc`] (the
+//! doors that speak them) name the wire's `pb` types. [`gateway`] only wires the rooms
 //! together; [`tools`] holds what is around the gateway, not part of it
 //! (simulators, `sluice bench`, `sluice demo`).
 #![forbid(unsafe_code)]
@@ -25,6 +25,7 @@ pub mod external;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod grpc;
 pub mod httpd;
 pub mod inbound;
 pub mod ingest;
@@ -47,6 +48,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod tools;
 pub mod uploads;
+pub mod webhooks;
 pub mod wire;
 
 // The tools, also at the crate root where tests, benches and the binary

@@ -48,6 +48,9 @@ pub struct Config {
     /// The tenants' HTTP/JSON API (the API door).
     #[serde(default)]
     pub api: ApiConfig,
+    /// The tenants' gRPC service (the gRPC door).
+    #[serde(default)]
+    pub grpc: GrpcConfig,
     /// Receipt correlation.
     #[serde(default)]
     pub receipts: ReceiptsConfig,
@@ -160,6 +163,11 @@ pub struct MmscConfig {
     /// Largest MM7 request, whole MIME body, bytes (media is fitted to it).
     #[serde(default = "default_mms_size")]
     pub max_message_bytes: usize,
+    /// How media parts are written: `binary` (default) or `base64`, for
+    /// MMSCs and proxies that mangle binary bodies (media is then fitted
+    /// to what its base64 form may take).
+    #[serde(default)]
+    pub media_encoding: MediaTransferEncoding,
     /// Submits per second; 0 = unlimited.
     #[serde(default)]
     pub rate: f64,
@@ -248,6 +256,7 @@ impl MmscConfig {
             vas_id: None,
             version: crate::mm7::Version::default(),
             max_message_bytes: default_mms_size(),
+            media_encoding: MediaTransferEncoding::Binary,
             rate: 0.0,
             connections: default_mm7_connections(),
             timeout: default_response_timeout(),
@@ -683,6 +692,70 @@ impl Default for ApiConfig {
     }
 }
 
+/// The tenants' gRPC service `sluice.v1.Gateway`
+/// (`proto/sluice/v1/gateway.proto`, `crate::grpc`), with standard health
+/// checking and server reflection, a tenant's token as bearer.
+///
+/// # Defaults
+/// off (no `listen`), plaintext, 1,024 connections, TLS handshakes within
+/// 10 s, messages up to 4 MiB either way, 128 concurrent calls per
+/// connection, an Events call's Subscribe within 10 s.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Address to listen on; `None` (the default) disables the gRPC door.
+    pub listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with `tls_key_file` the door speaks only
+    /// TLS (ALPN `h2`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed, whose
+    /// name (CN, else first DNS name) is the tenant of the call's token.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Most open connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Deadline for a connection's TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Largest message either way (a batch, a media chunk, an event batch),
+    /// bytes; a larger request is refused `RESOURCE_EXHAUSTED`.
+    pub max_message_bytes: usize,
+    /// Most calls in progress at once on one connection (HTTP/2
+    /// `MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// Deadline for an Events call's first message (its Subscribe).
+    #[serde(with = "humantime_serde")]
+    pub subscribe_timeout: Duration,
+}
+
+impl GrpcConfig {
+    /// TLS of the door, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            max_connections: 1024,
+            handshake_timeout: default_header_timeout(),
+            max_message_bytes: 4 << 20,
+            max_concurrent_streams: 128,
+            subscribe_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Receipt correlation settings.
 ///
 /// # Defaults
@@ -744,6 +817,26 @@ impl Default for TlsConfig {
     }
 }
 
+/// How an MMSC wants media parts written.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaTransferEncoding {
+    /// As they are.
+    #[default]
+    Binary,
+    /// Base64 in 76-character lines.
+    Base64,
+}
+
+impl From<MediaTransferEncoding> for crate::mm7::MediaEncoding {
+    fn from(e: MediaTransferEncoding) -> Self {
+        match e {
+            MediaTransferEncoding::Binary => crate::mm7::MediaEncoding::Binary,
+            MediaTransferEncoding::Base64 => crate::mm7::MediaEncoding::Base64,
+        }
+    }
+}
+
 /// One tenant (an upstream campaign system).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -796,6 +889,102 @@ pub struct TenantConfig {
     /// E.164.
     #[serde(default)]
     pub default_country: Option<String>,
+    /// Events go to the tenant's event stream (framed `Subscribe` with
+    /// tenant scope) and stay journaled until it acknowledges them. A tenant
+    /// that takes its events by webhook only sets `false`: then only
+    /// connection-scoped subscribers (`sluice send --wait`) get stream
+    /// events, for their own messages. Default `true`.
+    #[serde(default = "yes")]
+    pub stream_events: bool,
+    /// Callback URLs that receive this tenant's events, signed
+    /// (`[[tenants.webhooks]]`).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// The kinds of event a webhook endpoint can take.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEvent {
+    /// A message's terminal state.
+    Delivery,
+    /// An inbound message (MO) that is not a compliance keyword.
+    Inbound,
+    /// An opt-out or opt-in.
+    OptOut,
+}
+
+/// One webhook endpoint of a tenant: its events are POSTed as JSON, signed
+/// with HMAC-SHA256, retried until a 2xx and journaled until then.
+///
+/// # Defaults
+/// Every kind of event, 4 requests in flight, no rate limit, up to 100
+/// events per request, 10 s per request, retries from 1 s doubling to 5 min
+/// with jitter, dead-lettered after 24 h without a 2xx.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Name (unique within the tenant; in metrics and the admin API).
+    pub name: String,
+    /// `http://` or `https://` URL the events are POSTed to.
+    pub url: String,
+    /// Key of the `Sluice-Signature` HMAC (at least 16 characters).
+    pub secret: Secret,
+    /// Kinds of event sent here. Default all.
+    #[serde(default = "all_webhook_events")]
+    pub events: Vec<WebhookEvent>,
+    /// Requests in flight at once.
+    #[serde(default = "four")]
+    pub concurrency: u32,
+    /// Most requests per second (0 = no limit).
+    #[serde(default)]
+    pub rate: f64,
+    /// Most events in one request.
+    #[serde(default = "hundred")]
+    pub batch: u32,
+    /// Deadline of one request (connect, send, answer).
+    #[serde(default = "ten_seconds", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// First wait before a retry (doubles, with jitter).
+    #[serde(default = "one_second", with = "humantime_serde")]
+    pub retry_min: Duration,
+    /// Longest wait between retries.
+    #[serde(default = "five_minutes", with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Events without a 2xx this long after they were created stop being
+    /// retried and wait in the dead-letter list (admin replay).
+    #[serde(default = "one_day", with = "humantime_serde")]
+    pub dead_letter_after: Duration,
+    /// PEM CA certificates trusted for an `https` URL instead of the
+    /// system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn all_webhook_events() -> Vec<WebhookEvent> {
+    vec![
+        WebhookEvent::Delivery,
+        WebhookEvent::Inbound,
+        WebhookEvent::OptOut,
+    ]
+}
+fn four() -> u32 {
+    4
+}
+fn hundred() -> u32 {
+    100
+}
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+fn one_day() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 impl Default for TenantConfig {
@@ -816,6 +1005,8 @@ impl Default for TenantConfig {
             media_quota_bytes: None,
             media_quota_count: None,
             default_country: None,
+            stream_events: true,
+            webhooks: Vec::new(),
         }
     }
 }

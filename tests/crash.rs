@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use std::time::Duration;
 
@@ -16,21 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use sluice::ingest::client::Client;
 use sluice::ingest::pb;
 
-/// The gateway process; killed (SIGKILL) and reaped when dropped.
-struct Gateway(Child);
-
-impl Gateway {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+type Gateway = GatewayProcess;
 
 /// Starts `sluice run` and returns it with the ingest address it reports
 /// once its listeners are bound. Its ingest listens on port 0: every
@@ -39,23 +25,6 @@ impl Drop for Gateway {
 async fn spawn_gateway(config: &std::path::Path) -> (Gateway, String) {
     let (gateway, started) = spawn_gateway_started(config).await;
     (gateway, started.ingest.to_string())
-}
-
-/// [`spawn_gateway`], with every address the gateway reported.
-async fn spawn_gateway_started(config: &std::path::Path) -> (Gateway, Started) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config"])
-        .arg(config)
-        // Warnings as before, plus the "gateway started" line.
-        .env("RUST_LOG", "warn,sluice::gateway=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gateway starts");
-    let mut log = ChildLog::follow(child.stderr.take().unwrap(), true);
-    let gateway = Gateway(child);
-    let started = log.started(Duration::from_secs(30)).await;
-    (gateway, started)
 }
 
 async fn connect(addr: &str) -> (Client, tokio::sync::mpsc::Receiver<pb::Event>) {
@@ -652,7 +621,7 @@ async fn a_second_gateway_on_the_same_data_dir_refuses_to_start() {
     assert!(!out.status.success(), "the second gateway started");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("pid {}", first.0.id())),
+        err.contains(&format!("pid {}", first.id())),
         "stderr names the holder: {err}"
     );
     assert_eq!(

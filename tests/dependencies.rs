@@ -207,11 +207,11 @@ fn no_cycle_between_rooms() {
 }
 
 /// Rooms that may name the framed protocol's generated `pb` types: the
-/// door itself, the tools (its clients) and the fuzz targets of its
-/// decoder. Every other room works with domain types (`model::submit`,
-/// `events::Notice`), converted at the door (`ingest::convert`,
-/// `ingest::event_wire`).
-const WIRE_ROOMS: &[&str] = &["ingest", "tools", "fuzzing"];
+/// door itself, the gRPC door (its service speaks the same messages), the
+/// tools (their clients) and the fuzz targets of its decoder. Every other
+/// room works with domain types (`model::submit`, `events::Notice`),
+/// converted at the door (`ingest::convert`, `ingest::event_wire`).
+const WIRE_ROOMS: &[&str] = &["ingest", "grpc", "tools", "fuzzing"];
 
 /// Places in `code` that name `pb` types.
 fn names_pb(code: &str) -> bool {

@@ -691,6 +691,8 @@ mod examples {
             message_id: MessageId(3),
             tenant: "acme".into(),
             payload: Bytes::from_static(b"\x08\x01"),
+            sink: String::new(),
+            created_ms: 0,
         };
         j.events([&ev]).wait().await.unwrap();
         j.event_ack(&[5]);

@@ -935,7 +935,18 @@ async fn failed_and_expired_mms_carry_the_mm7_status_and_channel_mms() {
 /// event says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_with_media_uploads_once_and_goes_as_mms() {
-    let s = setup(|_| {}, |_| {}).await;
+    send_media_through(sluice::settings::MediaTransferEncoding::Binary).await;
+}
+
+/// `mmsc.media_encoding = "base64"`: the MMSC gets the media in base64
+/// parts and decodes them to the very bytes uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base64_media_reaches_the_mmsc_as_the_same_bytes() {
+    send_media_through(sluice::settings::MediaTransferEncoding::Base64).await;
+}
+
+async fn send_media_through(encoding: sluice::settings::MediaTransferEncoding) {
+    let s = setup(|_| {}, |c| c.mmsc[0].media_encoding = encoding).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("product.png");
     let image = png(40, 30);
@@ -966,6 +977,11 @@ async fn send_with_media_uploads_once_and_goes_as_mms() {
         .collect();
     assert_eq!(images.len(), 1, "the image, once");
     assert_eq!(&images[0].1[..], &image[..]);
+    let want = match encoding {
+        sluice::settings::MediaTransferEncoding::Binary => "binary",
+        sluice::settings::MediaTransferEncoding::Base64 => "base64",
+    };
+    assert_eq!(s.mmsc.media_encodings(), vec![want.to_owned()]);
     // Without text or media there is nothing to send.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["send", "--gateway", &s.gw.ingest_addr.to_string()])

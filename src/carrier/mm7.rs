@@ -169,6 +169,7 @@ pub struct Mm7Carrier {
     vasp_id: Option<String>,
     vas_id: Option<String>,
     max_message_bytes: usize,
+    media_encoding: crate::mm7::MediaEncoding,
     media: Arc<dyn MediaSource>,
     timeout: Duration,
     failover_after: Duration,
@@ -296,6 +297,7 @@ impl Mm7Carrier {
             vasp_id: cfg.vasp_id.clone(),
             vas_id: cfg.vas_id.clone(),
             max_message_bytes: cfg.max_message_bytes,
+            media_encoding: cfg.media_encoding.into(),
             media,
             timeout: cfg.timeout,
             failover_after: cfg.failover_after,
@@ -466,6 +468,7 @@ impl Mm7Carrier {
             delivery_report: true,
             subject: m.subject.as_deref(),
             text: &m.text,
+            media_encoding: self.media_encoding,
             ..SubmitReq::default()
         };
         // What the envelope and text cost; the media share the rest.
@@ -476,7 +479,13 @@ impl Mm7Carrier {
                 code: 0,
             };
         };
-        let per_media = budget / m.media.len().max(1);
+        let per_media = match self.media_encoding {
+            crate::mm7::MediaEncoding::Binary => budget / m.media.len().max(1),
+            // Fitted to what its base64 lines may take.
+            crate::mm7::MediaEncoding::Base64 => {
+                crate::mm7::base64::input_budget(budget / m.media.len().max(1))
+            }
+        };
         // Fetching may read a file or re-encode an image (up to a second or
         // two for a photo): off the async workers.
         let (source, tenant, ids) = (self.media.clone(), m.tenant.clone(), m.media.clone());

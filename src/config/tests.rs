@@ -433,3 +433,98 @@ fn mmsc_retry_waits_must_be_positive_and_ordered() {
     );
     assert!(!p.contains("\"fine\""), "{p}");
 }
+
+#[test]
+fn grpc_door_settings_have_defaults_and_are_checked() {
+    let c = Config::parse("", Path::new("empty.toml")).unwrap();
+    assert_eq!(c.grpc.listen, None);
+    assert_eq!(c.grpc.max_message_bytes, 4 << 20);
+    assert_eq!(c.grpc.max_concurrent_streams, 128);
+    let example = include_str!("../../deploy/sluice.toml");
+    let c = Config::parse(example, Path::new("deploy/sluice.toml")).unwrap();
+    assert!(c.grpc.listen.is_some() && c.grpc.tls().is_some());
+    let text = r#"
+        [grpc]
+        listen = "127.0.0.1:9704"
+        tls_key_file = "k.pem"
+        max_connections = 0
+        max_message_bytes = 1000
+        max_concurrent_streams = 0
+        [[tenants]]
+        name = "a"
+        token = "same-token-0001"
+        [[tenants]]
+        name = "b"
+        token = "same-token-0001"
+    "#;
+    let err = Config::parse(text, Path::new("bad.toml"))
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "grpc: tls_key_file is set without tls_cert_file",
+        "grpc.max_connections must be at least 1",
+        "grpc.max_message_bytes must be at least 64 KiB",
+        "grpc.max_concurrent_streams must be at least 1",
+        "with grpc.listen a token must name one tenant",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from:\n{err}");
+    }
+}
+
+#[test]
+fn webhook_endpoints_are_checked_at_load() {
+    let p = problems(
+        r#"
+        [[tenants]]
+        name = "acme"
+        token = "acme-token-000001"
+        stream_events = false
+        [[tenants.webhooks]]
+        name = "crm"
+        url = "ftp://hooks.example.com/x"
+        secret = "short"
+        events = []
+        concurrency = 0
+        batch = 5000
+        retry_min = "1m"
+        retry_max = "1s"
+        [[tenants.webhooks]]
+        name = "crm"
+        url = "https://hooks.example.com/sluice"
+        secret = "0123456789abcdef"
+        events = ["delivery", "opt_out"]
+    "#,
+    )
+    .join("\n");
+    for want in [
+        "url must be http://host/… or https://host/…",
+        "secret must be at least 16 characters",
+        "events must name at least one kind",
+        "concurrency must be 1 to 256",
+        "batch must be 1 to 1000",
+        "retry_min must be above 0 and not exceed retry_max",
+        "names must be unique and not empty",
+    ] {
+        assert!(p.contains(want), "{want}: {p}");
+    }
+    assert_eq!(
+        p.matches("tenant \"acme\" webhook \"crm\"").count(),
+        7,
+        "{p}"
+    );
+    let bad_kind = toml::from_str::<Config>(
+        r#"
+        [[tenants]]
+        name = "acme"
+        token = "acme-token-000001"
+        [[tenants.webhooks]]
+        name = "crm"
+        url = "https://hooks.example.com/sluice"
+        secret = "0123456789abcdef"
+        events = ["clicks"]
+    "#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad_kind.contains("unknown variant `clicks`"), "{bad_kind}");
+}

@@ -250,3 +250,202 @@ async fn a_scoped_subscriber_waits_for_its_own_events_only() {
         .unwrap();
     h.unclaim("t", [MessageId(42)]);
 }
+
+fn delivery_final(id: u64) -> crate::ledger::Finalized {
+    use crate::model::{ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender};
+    crate::ledger::Finalized {
+        message: Arc::new(Message {
+            id: MessageId(id),
+            tenant: "t".into(),
+            client_ref: format!("ref-{id}"),
+            to: Msisdn::parse("+14155550100").unwrap(),
+            from: Sender::parse("12345").unwrap(),
+            text: "x".into(),
+            media: vec![],
+            subject: None,
+            channel: ChannelPref::Auto,
+            fallback: FallbackPolicy::SmsTextOnly,
+            campaign_id: "bf".into(),
+            expires_at_ms: 0,
+            priority: Priority::Marketing,
+            tags: vec![],
+            accepted_at_ms: 0,
+            auto_reply: false,
+        }),
+        state: DeliveryState::Delivered,
+        error_code: 0,
+        reason: "".into(),
+        carrier: Some("smsc".into()),
+        parts: 1,
+        carrier_ids: vec![],
+        note: None,
+    }
+}
+
+/// A hub whose tenant `t` has webhook endpoints `a` (every kind) and
+/// `b` (deliveries only), with its stream on or off.
+fn hub_with_endpoints(
+    dir: &std::path::Path,
+    stream: bool,
+) -> (Arc<EventHub>, crate::journal::Recovered) {
+    let (j, rec) = Journal::open(dir, &JournalConfig::default()).unwrap();
+    let all = EventKinds {
+        delivery: true,
+        inbound: true,
+        opt: true,
+    };
+    let deliveries = EventKinds {
+        delivery: true,
+        ..EventKinds::default()
+    };
+    let hub = EventHub::new(j, ["t".into()], Arc::new(WireEvents)).with_endpoints(
+        "t",
+        stream,
+        [(Arc::from("a"), all), (Arc::from("b"), deliveries)],
+        Arc::new(crate::webhooks::json::JsonEvents),
+    );
+    (Arc::new(hub), rec)
+}
+
+fn endpoint(h: &EventHub, name: &str) -> Arc<Endpoint> {
+    h.endpoints()
+        .into_iter()
+        .find(|e| &**e.name() == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_endpoint_and_the_stream_get_their_own_copy_acknowledged_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = hub_with_endpoints(dir.path(), true);
+    h.publish_final(&[delivery_final(9)]).wait().await.unwrap();
+    h.publish_notice("t", &inbound("hello"))
+        .wait()
+        .await
+        .unwrap();
+    // Stream: the delivery and the inbound; `a`: both; `b`: the delivery.
+    assert_eq!(h.pending(), 5);
+    let (a, b) = (endpoint(&h, "a"), endpoint(&h, "b"));
+    assert_eq!(a.counts().ready, 2);
+    assert_eq!(b.counts().ready, 1);
+    let from_a = a.take(10);
+    let json: serde_json::Value = serde_json::from_slice(&from_a[0].payload).unwrap();
+    assert_eq!(json["type"], "delivery");
+    assert_eq!(json["client_ref"], "ref-9");
+    assert_eq!(json["id"], from_a[0].event_id);
+    let stream = h.take("t", 1, 10);
+    assert_eq!(stream.len(), 2);
+    let ids: std::collections::HashSet<u64> =
+        stream.iter().chain(&from_a).map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), 4, "every copy has its own id");
+    assert!(pb::Event::decode(stream[0].payload.clone()).is_ok());
+    // The stream's ack leaves the endpoints' copies alone.
+    h.ack(
+        "t",
+        1,
+        &stream.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+    );
+    assert_eq!(h.pending(), 3);
+    a.ack(&from_a);
+    assert_eq!(h.pending(), 1);
+    assert_eq!(h.snapshot().len(), 1, "b's copy is still carried");
+    assert_eq!(b.counts().ready, 1);
+}
+
+#[tokio::test]
+async fn a_restart_restores_what_each_destination_still_owes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (h, _) = hub_with_endpoints(dir.path(), true);
+        h.publish_final(&[delivery_final(1), delivery_final(2)])
+            .wait()
+            .await
+            .unwrap();
+        let a = endpoint(&h, "a");
+        let first = a.take(1);
+        a.ack(&first);
+        let b = endpoint(&h, "b");
+        let taken = b.take(10);
+        b.dead_letter(&taken);
+        assert_eq!(b.counts().dead, 2);
+        let stream = h.take("t", 1, 10);
+        h.ack("t", 1, &[stream[0].event_id]);
+        // Acknowledgements reach the journal with the next record.
+        h.publish_notice("t", &inbound("flush"))
+            .wait()
+            .await
+            .unwrap();
+    }
+    let (h, rec) = hub_with_endpoints(dir.path(), true);
+    let mut by_sink: Vec<(String, u64)> = rec
+        .events
+        .iter()
+        .map(|e| (e.sink.clone(), e.message_id.0))
+        .collect();
+    by_sink.sort();
+    assert_eq!(
+        by_sink,
+        vec![
+            (String::new(), 0),
+            (String::new(), 2),
+            ("a".into(), 0),
+            ("a".into(), 2),
+            ("b".into(), 1),
+            ("b".into(), 2),
+        ]
+    );
+    h.restore(rec.events);
+    assert_eq!(endpoint(&h, "a").counts().ready, 2);
+    assert_eq!(
+        endpoint(&h, "b").counts().ready,
+        2,
+        "dead letters are tried again after a restart"
+    );
+    assert_eq!(h.take("t", 1, 10).len(), 2);
+}
+
+#[tokio::test]
+async fn dead_letters_wait_until_replayed_with_a_fresh_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = hub_with_endpoints(dir.path(), true);
+    h.publish_final(&[delivery_final(1)]).wait().await.unwrap();
+    let b = endpoint(&h, "b");
+    let taken = b.take(10);
+    let created = taken[0].created_ms;
+    assert_eq!(b.since_ms(&taken[0]), created);
+    b.dead_letter(&taken);
+    assert_eq!(b.take(10).len(), 0, "dead letters are not sent");
+    assert_eq!(h.snapshot().len(), 3, "but still carried");
+    assert_eq!(b.replay(), 1);
+    let again = b.take(10);
+    assert_eq!(again.len(), 1);
+    assert!(b.since_ms(&again[0]) >= created);
+    b.ack(&again);
+    assert_eq!(b.counts(), EndpointCounts::default());
+}
+
+#[tokio::test]
+async fn without_a_stream_only_claimed_stream_events_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = hub_with_endpoints(dir.path(), false);
+    h.subscribe_connection("t", 7);
+    h.claim("t", 7, [crate::model::MessageId(2)]);
+    h.publish_final(&[delivery_final(1), delivery_final(2)])
+        .wait()
+        .await
+        .unwrap();
+    h.publish_notice("t", &inbound("hi")).wait().await.unwrap();
+    // Message 1's stream event was acknowledged at once; 2's went to its
+    // claimant; the inbound went to `a` only.
+    assert!(h.take("t", 1, 10).is_empty());
+    let own = h.take("t", 7, 10);
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].message_id, crate::model::MessageId(2));
+    assert_eq!(endpoint(&h, "a").counts().ready, 3);
+    assert_eq!(endpoint(&h, "b").counts().ready, 2);
+    assert_eq!(h.pending(), 1 + 3 + 2);
+    // The claimant goes away unacknowledged: with no stream, it is done.
+    h.release("t", 7);
+    assert_eq!(h.pending(), 5);
+    assert!(h.take("t", 1, 10).is_empty());
+}

@@ -6,6 +6,9 @@
 //!   links, and nothing else;
 //! - the **API door** (`[api]`, off by default): the tenants' HTTP/JSON API
 //!   ([`crate::api`]);
+//! - the **gRPC door** (`[grpc]`, off by default): the tenants' gRPC
+//!   service ([`crate::grpc`]), on tonic rather than [`crate::httpd`], with
+//!   the same [`Door`] and TLS;
 //!
 //! each an axum router on [`crate::httpd`] with the section's connection
 //! cap, header, body and idle timeouts, and its TLS (reloaded on SIGHUP and
@@ -136,6 +139,55 @@ pub(super) async fn api(
         idle_timeout: a.idle_timeout,
     };
     tasks.spawn(httpd::serve_router(door, limits, router, stop.clone()));
+    Ok(Some(local))
+}
+
+/// ALPN of the gRPC door.
+const GRPC_ALPN: &[&[u8]] = &[b"h2"];
+
+/// Binds and serves the tenants' gRPC service (`[grpc]`) as a task of
+/// `tasks` that stops with `shutdown`; its address, if enabled.
+///
+/// # Errors
+/// TLS files unusable, or the address cannot be bound.
+pub(super) async fn grpc(
+    config: &Config,
+    backend: Arc<super::Gateway>,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let g = &config.grpc;
+    let Some(addr) = g.listen else {
+        return Ok(None);
+    };
+    let tls = match g.tls() {
+        Some(files) => {
+            let tls = ServerTls::load("grpc", &files, GRPC_ALPN)
+                .map_err(|e| anyhow::anyhow!("grpc TLS: {e}"))?;
+            tls.watch(config.tls.reload_interval);
+            Some(tls)
+        }
+        None => None,
+    };
+    let cert_required = tls.as_ref().is_some_and(|t| t.requires_client_cert());
+    let limits = crate::grpc::GrpcLimits {
+        max_batch: config.ingest.max_batch_messages as usize,
+        event_window: config.ingest.event_window,
+        subscribe_timeout: g.subscribe_timeout,
+        max_message_bytes: g.max_message_bytes,
+        max_concurrent_streams: g.max_concurrent_streams,
+        handshake_timeout: g.handshake_timeout,
+        auth: crate::ingest::door::DoorConfig::from_config(&config.ingest).throttle(),
+    };
+    let door = Door::bind("grpc", addr, tls, g.max_connections).await?;
+    let local = door.local_addr()?;
+    tasks.spawn(crate::grpc::serve(
+        door,
+        backend,
+        limits,
+        cert_required,
+        shutdown.clone(),
+    ));
     Ok(Some(local))
 }
 

@@ -97,8 +97,15 @@ pub struct PendingEvent {
     pub message_id: MessageId,
     /// Tenant the event belongs to.
     pub tenant: String,
-    /// Encoded `sluice.v1.Event`.
+    /// The encoded event: `sluice.v1.Event` for the tenant stream, a JSON
+    /// object for a webhook endpoint.
     pub payload: Bytes,
+    /// Where it goes: empty for the tenant's event stream, else the name of
+    /// one of the tenant's webhook endpoints. Each destination has its own
+    /// copy (its own id), acknowledged on its own.
+    pub sink: String,
+    /// Wall-clock ms it was created (webhook dead-lettering counts from it).
+    pub created_ms: u64,
 }
 
 /// Everything recovered on open.
@@ -446,6 +453,8 @@ impl Journal {
                     message_id: e.message_id.0,
                     tenant: e.tenant.clone(),
                     payload: e.payload.clone(),
+                    sink: e.sink.clone(),
+                    created_ms: e.created_ms,
                 })
                 .collect(),
         };

@@ -446,9 +446,16 @@ pub struct EventEntry {
     pub message_id: u64,
     #[prost(string, tag = "3")]
     pub tenant: String,
-    /// The encoded `sluice.v1.Event`, ready to send.
+    /// The encoded event, ready to send.
     #[prost(bytes = "bytes", tag = "4")]
     pub payload: bytes::Bytes,
+    /// Where it goes: empty for the tenant's event stream, else the name of
+    /// one of the tenant's webhook endpoints.
+    #[prost(string, tag = "5")]
+    pub sink: String,
+    /// Wall-clock ms it was created (0 in records older than this field).
+    #[prost(uint64, tag = "6")]
+    pub created_ms: u64,
 }
 
 /// Events (one naming a message also ends it).

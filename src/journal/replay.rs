@@ -310,6 +310,8 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
                             message_id: MessageId(e.message_id),
                             tenant: e.tenant,
                             payload: e.payload,
+                            sink: e.sink,
+                            created_ms: e.created_ms,
                         },
                     );
                 }

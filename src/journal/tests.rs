@@ -35,6 +35,12 @@ fn event(event_id: u64, message_id: u64) -> PendingEvent {
         message_id: MessageId(message_id),
         tenant: "acme".into(),
         payload: Bytes::from(vec![event_id as u8; 3]),
+        sink: if event_id.is_multiple_of(2) {
+            String::new()
+        } else {
+            "crm".into()
+        },
+        created_ms: 1_700_000_000_000 + event_id,
     }
 }
 
@@ -414,6 +420,7 @@ fn replay_of_the_largest_ids_does_not_overflow() {
                 message_id: 0,
                 tenant: "acme".into(),
                 payload: Bytes::new(),
+                ..Default::default()
             }],
         },
     );

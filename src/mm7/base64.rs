@@ -23,6 +23,34 @@ pub fn encode(input: &[u8]) -> String {
     out
 }
 
+/// Characters per line of MIME base64 (RFC 2045 §6.8), and the input bytes
+/// each full line holds.
+pub const LINE: usize = 76;
+const LINE_INPUT: usize = LINE / 4 * 3;
+
+/// Encodes `input` for a MIME body: padded, in lines of [`LINE`]
+/// characters, each ended by CRLF.
+pub fn encode_lines(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_lines_len(input.len()));
+    for chunk in input.chunks(LINE_INPUT) {
+        out.extend_from_slice(encode(chunk).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Length of [`encode_lines`] of `n` bytes.
+pub const fn encoded_lines_len(n: usize) -> usize {
+    n.div_ceil(3) * 4 + n.div_ceil(LINE_INPUT) * 2
+}
+
+/// The most bytes whose [`encode_lines`] fits in `encoded` bytes.
+pub const fn input_budget(encoded: usize) -> usize {
+    let full = encoded / (LINE + 2);
+    let rest = encoded % (LINE + 2);
+    full * LINE_INPUT + rest.saturating_sub(2) / 4 * 3
+}
+
 fn value(c: u8) -> Option<u32> {
     Some(u32::from(match c {
         b'A'..=b'Z' => c - b'A',

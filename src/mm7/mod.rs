@@ -21,7 +21,7 @@
 //! [`DeliveryReportReq`] to its own states.
 
 pub mod auth;
-mod base64;
+pub mod base64;
 pub mod client;
 mod error;
 pub mod mime;
@@ -38,9 +38,9 @@ pub use client::{ClientConfig, HttpReply, Mm7Client, SubmitOutcome};
 pub use error::Mm7Error;
 pub use server::{HandlerError, Mm7Inbound, Mm7Server, ServerConfig, serve};
 pub use soap::{
-    Address, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Expiry, Fault, MediaPart,
-    Message, MessageClass, MmStatus, Priority, ReceivedSubmitReq, Rsp, RspKind, SubmitReq,
-    SubmitRsp, decode,
+    Address, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Expiry, Fault, MediaEncoding,
+    MediaPart, Message, MessageClass, MmStatus, Priority, ReceivedSubmitReq, Rsp, RspKind,
+    SubmitReq, SubmitRsp, decode,
 };
 pub use status::{Class, Status};
 pub use version::Version;

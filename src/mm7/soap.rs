@@ -293,6 +293,17 @@ pub struct MediaPart<'a> {
     pub bytes: Bytes,
 }
 
+/// How media parts are written in the MIME body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaEncoding {
+    /// As they are (`Content-Transfer-Encoding: binary`): the smallest.
+    #[default]
+    Binary,
+    /// `base64` in 76-character lines, for MMSCs and proxies that mangle
+    /// binary bodies (a third larger).
+    Base64,
+}
+
 /// `SubmitReq`: VASP → MMSC, an MM for one or more recipients. Fields in the
 /// schema's order; `None` leaves an optional element out.
 #[derive(Debug, Clone, Default)]
@@ -330,6 +341,8 @@ pub struct SubmitReq<'a> {
     pub text: &'a str,
     /// Media parts, after the text.
     pub media: &'a [MediaPart<'a>],
+    /// How the media parts are written.
+    pub media_encoding: MediaEncoding,
 }
 
 impl SubmitReq<'_> {
@@ -382,13 +395,26 @@ impl SubmitReq<'_> {
     /// Encodes the whole HTTP body: the envelope and the content in one
     /// buffer of exactly the final size (media bytes are copied once).
     pub fn encode(&self) -> Encoded {
-        encode_with_content(self.envelope(), self.text, self.media)
+        encode_with_content(self.envelope(), self.text, self.media, self.media_encoding)
     }
 }
 
 /// The body of a request with content: `multipart/related` holding the
 /// envelope and a `multipart/mixed` of the text and the media.
-fn encode_with_content(envelope: String, text: &str, media: &[MediaPart<'_>]) -> Encoded {
+fn encode_with_content(
+    envelope: String,
+    text: &str,
+    media: &[MediaPart<'_>],
+    encoding: MediaEncoding,
+) -> Encoded {
+    // Base64 lines hold no `-`, so they cannot collide with a boundary.
+    let base64: Vec<Vec<u8>> = match encoding {
+        MediaEncoding::Binary => Vec::new(),
+        MediaEncoding::Base64 => media
+            .iter()
+            .map(|m| super::base64::encode_lines(&m.bytes))
+            .collect(),
+    };
     let bodies: Vec<&[u8]> = std::iter::once(text.as_bytes())
         .chain(std::iter::once(envelope.as_bytes()))
         .chain(media.iter().map(|m| m.bytes.as_ref()))
@@ -444,7 +470,7 @@ fn encode_with_content(envelope: String, text: &str, media: &[MediaPart<'_>]) ->
         l.bytes(text.as_bytes());
         l.end_part();
     }
-    for m in media {
+    for (i, m) in media.iter().enumerate() {
         let id = m.content_id.trim();
         let id = if id.starts_with('<') {
             id.to_owned()
@@ -456,10 +482,21 @@ fn encode_with_content(envelope: String, text: &str, media: &[MediaPart<'_>]) ->
             &[
                 ("Content-Type", header_safe(m.content_type).as_ref()),
                 ("Content-ID", header_safe(&id).as_ref()),
-                ("Content-Transfer-Encoding", "binary"),
+                (
+                    "Content-Transfer-Encoding",
+                    match encoding {
+                        MediaEncoding::Binary => "binary",
+                        MediaEncoding::Base64 => "base64",
+                    },
+                ),
             ],
         );
-        l.bytes(&m.bytes);
+        match base64.get(i) {
+            // The lines end with CRLF already; `end_part` adds the one
+            // before the delimiter.
+            Some(lines) => l.bytes(lines.strip_suffix(b"\r\n").unwrap_or(lines)),
+            None => l.bytes(&m.bytes),
+        }
         l.end_part();
     }
     l.close(&inner);
@@ -866,7 +903,7 @@ impl DeliverReq {
                 bytes: p.body.clone(),
             })
             .collect();
-        encode_with_content(xml, &self.text, &media)
+        encode_with_content(xml, &self.text, &media, MediaEncoding::Binary)
     }
 }
 

@@ -119,6 +119,7 @@ fn submit_req<'a>(
         subject: Some("Hello & <welcome>"),
         text: "Hi there ✓ — 10% off",
         media,
+        media_encoding: MediaEncoding::Binary,
     }
 }
 
@@ -1898,4 +1899,66 @@ async fn submits_over_https() {
         );
     }
     server.abort();
+}
+
+#[test]
+fn base64_media_decodes_to_the_original_bytes_in_every_version() {
+    // Every byte value, and lengths around the line and group sizes.
+    let to = recipients();
+    let from = Address::ShortCode("12345".into());
+    for len in [0usize, 1, 2, 3, 56, 57, 58, 114, 1000, 65_537] {
+        let raw: Vec<u8> = (0..len).map(|i| (i * 7 + i / 256) as u8).collect();
+        let media = [MediaPart {
+            content_type: "image/png",
+            content_id: "<p@x>",
+            bytes: Bytes::from(raw.clone()),
+        }];
+        for v in Version::ALL {
+            let enc = SubmitReq {
+                media: &media,
+                media_encoding: MediaEncoding::Base64,
+                ..submit_req(v, &to, &from, &media)
+            }
+            .encode();
+            let text = String::from_utf8(enc.body.to_vec()).expect("base64 bodies are text");
+            assert!(text.contains("Content-Transfer-Encoding: base64\r\n"));
+            let (_, part) = text.split_once("base64\r\n").unwrap();
+            // The transfer encoding is the part's last header.
+            let body = part.strip_prefix("\r\n").unwrap();
+            let (body, _) = body.split_once("\r\n--").unwrap();
+            assert!(
+                body.split("\r\n").all(|l| l.len() <= 76),
+                "base64 lines of at most 76 characters"
+            );
+            let Message::SubmitReq(r) = decode(Some(&enc.content_type), &enc.body).unwrap() else {
+                panic!("not a SubmitReq");
+            };
+            assert_eq!(r.media.len(), 1);
+            assert_eq!(r.media[0].body, raw, "{len} bytes, {v:?}");
+        }
+    }
+}
+
+#[test]
+fn base64_lines_and_budgets_agree() {
+    for n in [0usize, 1, 56, 57, 58, 10_000, 600_000] {
+        let raw = vec![0xA5u8; n];
+        let lines = base64::encode_lines(&raw);
+        assert_eq!(lines.len(), base64::encoded_lines_len(n));
+        assert!(
+            lines
+                .split(|b| *b == b'\n')
+                .all(|l| l.len() <= base64::LINE + 1)
+        );
+        assert_eq!(base64::decode(&lines).unwrap(), raw);
+    }
+    // The budget is the most input whose lines fit.
+    for encoded in [0usize, 3, 4, 6, 77, 78, 79, 84, 1_000, 614_400] {
+        let n = base64::input_budget(encoded);
+        assert!(base64::encoded_lines_len(n) <= encoded, "{encoded}: {n}");
+        assert!(
+            base64::encoded_lines_len(n + 3) > encoded,
+            "{encoded}: {n} is not the most"
+        );
+    }
 }

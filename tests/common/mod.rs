@@ -426,3 +426,44 @@ impl ChildLog {
         self.lines.lock().clone()
     }
 }
+
+/// A gateway running as a child process (`sluice run`); killed (SIGKILL)
+/// and reaped when dropped.
+pub struct GatewayProcess(std::process::Child);
+
+impl GatewayProcess {
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `sluice run --config <config>` and returns it with every address
+/// it reported once its listeners were bound (its warnings are echoed).
+pub async fn spawn_gateway_started(config: &std::path::Path) -> (GatewayProcess, Started) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config"])
+        .arg(config)
+        // Warnings as before, plus the "gateway started" line.
+        .env("RUST_LOG", "warn,sluice::gateway=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    let mut log = ChildLog::follow(child.stderr.take().unwrap(), true);
+    let gateway = GatewayProcess(child);
+    let started = log.started(Duration::from_secs(30)).await;
+    (gateway, started)
+}

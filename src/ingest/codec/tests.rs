@@ -19,6 +19,8 @@ fn spliced_event_batch_decodes_as_a_normal_frame() {
                 message_id: crate::model::MessageId(0),
                 tenant: "t".into(),
                 payload: e.encode_to_vec().into(),
+                sink: String::new(),
+                created_ms: 0,
             })
         })
         .collect();

@@ -683,3 +683,91 @@ impl ErrorCode {
         }
     }
 }
+/// What a client says on an Events call: first `subscribe`, then acks.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EventsRequest {
+    #[prost(oneof = "events_request::Body", tags = "1, 2")]
+    pub body: ::core::option::Option<events_request::Body>,
+}
+/// Nested message and enum types in `EventsRequest`.
+pub mod events_request {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Body {
+        /// The first message: the scope and the in-flight window.
+        #[prost(message, tag = "1")]
+        Subscribe(super::Subscribe),
+        /// Acknowledges events sent on this call; ids of events not in flight
+        /// on this call are ignored.
+        #[prost(message, tag = "2")]
+        Ack(super::EventAck),
+    }
+}
+/// Which message GetMessage looks up.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetMessageRequest {
+    /// The gateway message id from SubmitResult.message_id.
+    #[prost(uint64, tag = "1")]
+    pub message_id: u64,
+}
+/// A live message, as GetMessage reports it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MessageState {
+    #[prost(uint64, tag = "1")]
+    pub message_id: u64,
+    #[prost(string, tag = "2")]
+    pub client_ref: ::prost::alloc::string::String,
+    /// The recipient, E.164.
+    #[prost(string, tag = "3")]
+    pub to: ::prost::alloc::string::String,
+    /// The sender.
+    #[prost(string, tag = "4")]
+    pub from: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub campaign_id: ::prost::alloc::string::String,
+    /// Wall-clock time of acceptance, unix milliseconds.
+    #[prost(uint64, tag = "6")]
+    pub accepted_at_ms: u64,
+    /// When its validity ends, unix milliseconds.
+    #[prost(uint64, tag = "7")]
+    pub expires_at_ms: u64,
+    #[prost(enumeration = "MessageStage", tag = "8")]
+    pub stage: i32,
+    /// The carrier it was handed to (STAGE_DISPATCHED).
+    #[prost(string, tag = "9")]
+    pub carrier: ::prost::alloc::string::String,
+    /// Its parts (SMS segments, or 1 for an MMS) once dispatched.
+    #[prost(uint32, tag = "10")]
+    pub parts: u32,
+}
+/// Where a live message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MessageStage {
+    StageUnspecified = 0,
+    /// Accepted, waiting in a queue (in memory or spilled to disk).
+    StageQueued = 1,
+    /// Handed to a carrier; its final state comes as an event.
+    StageDispatched = 2,
+}
+impl MessageStage {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::StageUnspecified => "STAGE_UNSPECIFIED",
+            Self::StageQueued => "STAGE_QUEUED",
+            Self::StageDispatched => "STAGE_DISPATCHED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "STAGE_UNSPECIFIED" => Some(Self::StageUnspecified),
+            "STAGE_QUEUED" => Some(Self::StageQueued),
+            "STAGE_DISPATCHED" => Some(Self::StageDispatched),
+            _ => None,
+        }
+    }
+}

@@ -337,7 +337,7 @@ impl Shared {
         self.live.terminal.store(matched, Ordering::Relaxed);
     }
 
-    fn on_events(&self, events: &[pb::Event]) {
+    pub(super) fn on_events(&self, events: &[pb::Event]) {
         let now_us = self.plan.us(Instant::now());
         let mut t = self.tally.lock();
         for e in events {

@@ -49,6 +49,7 @@ use crate::ingest::pb;
 use crate::tools::sim::smsc::{self, OutcomeMix, Smsc, SmscConfig};
 
 mod drive;
+mod grpc;
 mod http;
 pub mod mix;
 pub mod procfs;
@@ -144,6 +145,15 @@ pub struct BenchOptions {
     /// The HTTP/JSON API's address, e.g. 127.0.0.1:9703 (with --gateway --http).
     #[arg(long, conflicts_with = "embedded", requires = "http")]
     pub api: Option<std::net::SocketAddr>,
+    /// Submit through the gRPC door (`SubmitBatch`, --pipeline calls in
+    /// flight per connection) and take events over its `Events` stream,
+    /// instead of the framed protocol. With --gateway, give the door's
+    /// address with --grpc-addr.
+    #[arg(long, conflicts_with = "http")]
+    pub grpc: bool,
+    /// The gRPC door's address, e.g. 127.0.0.1:9704 (with --gateway --grpc).
+    #[arg(long, conflicts_with = "embedded", requires = "grpc")]
+    pub grpc_addr: Option<std::net::SocketAddr>,
     /// Message mix: gsm7, unicode, multipart (3 parts), invalid (bad number) with whole-number weights.
     #[arg(long, default_value = "gsm7=70,unicode=20,multipart=10")]
     pub mix: Mix,
@@ -221,6 +231,8 @@ pub struct Target {
     pub process: Option<procfs::Proc>,
     /// The HTTP/JSON API, when batches go through it.
     pub api: Option<std::net::SocketAddr>,
+    /// The gRPC door, when batches and events go through it.
+    pub grpc: Option<std::net::SocketAddr>,
     /// True when the gateway, the simulator and the client share this process.
     pub embedded: bool,
     /// The simulator, when embedded.
@@ -283,6 +295,7 @@ impl Target {
             metrics_url: opts.metrics_url.clone(),
             process: opts.pid.map(procfs::Proc::Pid),
             api: opts.api,
+            grpc: opts.grpc_addr,
             embedded: false,
             smsc: None,
         })
@@ -329,6 +342,9 @@ impl Embedded {
         if opts.http {
             config.api.listen = Some("127.0.0.1:0".parse()?);
         }
+        if opts.grpc {
+            config.grpc.listen = Some("127.0.0.1:0".parse()?);
+        }
         let tenant = config
             .tenants
             .first()
@@ -353,6 +369,7 @@ impl Embedded {
             metrics_url: Some(self.metrics_url()),
             process: Some(procfs::Proc::This),
             api: self.running.api_addr,
+            grpc: self.running.grpc_addr,
             embedded: true,
             smsc: Some(self.smsc.clone()),
         }
@@ -416,8 +433,31 @@ pub async fn run_against(
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(opts.connections > 0, "--connections must be at least 1");
     let (duration, limit) = opts.limits();
+    let grpc_target = match (opts.grpc, target.grpc) {
+        (false, _) => None,
+        (true, Some(addr)) => Some(grpc::GrpcTarget {
+            addr,
+            authorization: format!("Bearer {}", target.token)
+                .parse()
+                .map_err(|_| anyhow::anyhow!("the token cannot go in gRPC metadata"))?,
+        }),
+        (true, None) => anyhow::bail!("--grpc needs the gRPC door's address (--grpc-addr ADDR)"),
+    };
     let mut connections = Vec::with_capacity(opts.connections);
+    let mut grpc_connections = Vec::new();
     for i in 0..opts.connections {
+        if let Some(g) = &grpc_target {
+            let opened = async {
+                let mut client = grpc::connect(g).await?;
+                let sub = grpc::subscribe(&mut client, g).await?;
+                Ok::<_, String>((client, sub))
+            };
+            let c = opened
+                .await
+                .map_err(|e| anyhow::anyhow!("gRPC connection {} to {}: {e}", i + 1, g.addr))?;
+            grpc_connections.push(c);
+            continue;
+        }
         let c = drive::connect(&target.ingest, &target.tenant, &target.token)
             .await
             .map_err(|e| anyhow::anyhow!("connection {} to {}: {e}", i + 1, target.ingest))?;
@@ -479,6 +519,28 @@ pub async fn run_against(
         }
         (true, None) => anyhow::bail!("--http needs the API's address (--api ADDR)"),
     };
+    if let Some(g) = &grpc_target {
+        notes.push(format!(
+            "batches and events through the gRPC door at {} ({} HTTP/2 connections, {} calls in flight each)",
+            g.addr,
+            opts.connections,
+            opts.pipeline.max(1)
+        ));
+        for (client, sub) in grpc_connections {
+            for _ in 0..opts.pipeline.max(1) {
+                senders.push(tokio::spawn(grpc::sender(
+                    shared.clone(),
+                    client.clone(),
+                    g.clone(),
+                )));
+            }
+            receivers.push(tokio::spawn(grpc::receiver(
+                shared.clone(),
+                sub,
+                done.clone(),
+            )));
+        }
+    }
     for (client, events) in connections {
         match &api {
             Some(api) => {

@@ -490,6 +490,8 @@ struct Shared {
     texts: Mutex<HashMap<(String, String), u64>>,
     /// Media parts of the most recent accepted submits: (content type, bytes).
     media: Mutex<std::collections::VecDeque<(String, bytes::Bytes)>>,
+    /// The `Content-Transfer-Encoding` each of `media` was sent with.
+    media_encodings: Mutex<std::collections::VecDeque<String>>,
     next_id: AtomicU64,
     next_mo: AtomicU64,
 }
@@ -536,6 +538,7 @@ pub async fn start(cfg: MmscConfig) -> io::Result<Mmsc> {
         changed: Notify::new(),
         texts: Mutex::new(HashMap::new()),
         media: Mutex::default(),
+        media_encodings: Mutex::default(),
         next_id: AtomicU64::new(FIRST_MESSAGE_ID),
         next_mo: AtomicU64::new(1),
     });
@@ -601,6 +604,12 @@ impl Mmsc {
     /// Media parts (content type, bytes) of the last 64 accepted submits.
     pub fn media(&self) -> Vec<(String, bytes::Bytes)> {
         self.shared.media.lock().iter().cloned().collect()
+    }
+
+    /// The `Content-Transfer-Encoding` of each of [`Mmsc::media`], lowercase
+    /// (empty when the part declared none).
+    pub fn media_encodings(&self) -> Vec<String> {
+        self.shared.media_encodings.lock().iter().cloned().collect()
     }
 
     /// Every distinct (recipient, text) accepted and how many times, sorted.
@@ -847,11 +856,19 @@ impl Shared {
     fn record(&self, req: &ReceivedSubmitReq) {
         {
             let mut media = self.media.lock();
+            let mut encodings = self.media_encodings.lock();
             for p in &req.media {
                 let ct = p.header("content-type").unwrap_or("").to_owned();
                 media.push_back((ct, p.body.clone()));
+                encodings.push_back(
+                    p.header("content-transfer-encoding")
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase(),
+                );
                 if media.len() > 64 {
                     media.pop_front();
+                    encodings.pop_front();
                 }
             }
         }

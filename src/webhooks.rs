@@ -1,0 +1,359 @@
+//! Signed webhooks: each tenant's webhook endpoints receive its events
+//! (delivery, inbound, opt-out — as configured) as JSON POSTs signed with
+//! HMAC-SHA256 ([`sign`]), at least once.
+//!
+//! # Guarantees
+//! - **Journaled until a 2xx.** The event hub gives every endpoint its own
+//!   copy of an event, journaled with the endpoint's name
+//!   ([`crate::events::Endpoint`]); a copy is acknowledged (in the journal)
+//!   only when the endpoint answered 2xx to a request that carried it. A
+//!   restart restores every copy not acknowledged, so none is lost; a
+//!   request answered after the crash is sent again (receivers drop repeated
+//!   `id`s).
+//! - **Independent destinations.** The tenant's event stream and each
+//!   endpoint acknowledge on their own: a slow endpoint delays nobody else.
+//! - **Retries** with exponential backoff from `retry_min` to `retry_max`,
+//!   with jitter (each wait is drawn between half and all of the current
+//!   step), at least the `Retry-After` the endpoint asked for (capped at
+//!   `retry_max`). Every non-2xx answer, and every request without an
+//!   answer, is retried; a 3xx is not followed.
+//! - **Dead letters.** A batch still failing `dead_letter_after` after its
+//!   oldest event was created stops being retried and waits, journaled, in
+//!   the endpoint's dead-letter list (`sluice_webhook_dead_letters`), until
+//!   an operator replays it (`POST /admin/webhooks/{tenant}/{endpoint}/replay`).
+//!   After a restart a dead-lettered event is tried once more, then goes
+//!   back to the list if it still fails.
+//! - **Limits.** Per endpoint: `concurrency` senders (each one keep-alive
+//!   connection, one request at a time), at most `rate` requests a second
+//!   across them, up to `batch` events per request.
+
+pub mod client;
+pub mod json;
+pub mod sign;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::events::{Endpoint, EndpointCounts, EventHub, EventKinds};
+use crate::journal::PendingEvent;
+use crate::model::{LogSafe, Secret, now_ms};
+use crate::settings::{TenantConfig, WebhookConfig, WebhookEvent};
+use crate::shaping::pace::Pace;
+use client::{Answer, Poster, Target};
+
+const TARGET: &str = "sluice::webhooks";
+
+/// The kinds of event a configured endpoint takes, as the hub counts them.
+pub fn kinds(cfg: &WebhookConfig) -> EventKinds {
+    EventKinds {
+        delivery: cfg.events.contains(&WebhookEvent::Delivery),
+        inbound: cfg.events.contains(&WebhookEvent::Inbound),
+        opt: cfg.events.contains(&WebhookEvent::OptOut),
+    }
+}
+
+/// Gives `hub` the endpoints and stream setting of every tenant.
+pub fn configure(mut hub: EventHub, tenants: &[TenantConfig]) -> EventHub {
+    for t in tenants {
+        if t.webhooks.is_empty() && t.stream_events {
+            continue;
+        }
+        hub = hub.with_endpoints(
+            &t.name,
+            t.stream_events,
+            t.webhooks
+                .iter()
+                .map(|w| (Arc::from(w.name.as_str()), kinds(w))),
+            Arc::new(json::JsonEvents),
+        );
+    }
+    hub
+}
+
+/// How one endpoint is sent to.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Senders (connections) at once.
+    pub concurrency: u32,
+    /// Most requests a second (0: no limit).
+    pub rate: f64,
+    /// Most events a request.
+    pub batch: usize,
+    /// Deadline of one request.
+    pub timeout: Duration,
+    /// First retry wait.
+    pub retry_min: Duration,
+    /// Longest retry wait.
+    pub retry_max: Duration,
+    /// Age at which a failing batch is dead-lettered.
+    pub dead_letter_after: Duration,
+}
+
+impl From<&WebhookConfig> for Settings {
+    fn from(w: &WebhookConfig) -> Settings {
+        Settings {
+            concurrency: w.concurrency.max(1),
+            rate: w.rate,
+            batch: w.batch.max(1) as usize,
+            timeout: w.timeout,
+            retry_min: w.retry_min,
+            retry_max: w.retry_max.max(w.retry_min),
+            dead_letter_after: w.dead_letter_after,
+        }
+    }
+}
+
+/// One endpoint's senders' shared state.
+#[derive(Debug)]
+struct Sender {
+    endpoint: Arc<Endpoint>,
+    target: Target,
+    secret: Secret,
+    settings: Settings,
+    pace: Option<Mutex<Pace>>,
+}
+
+/// What the admin API shows of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointView {
+    /// Tenant.
+    pub tenant: Arc<str>,
+    /// Endpoint name.
+    pub name: Arc<str>,
+    /// `host:port` it posts to.
+    pub addr: String,
+    /// Events held, by state.
+    pub counts: EndpointCounts,
+}
+
+/// Every webhook endpoint's senders.
+#[derive(Debug, Default)]
+pub struct Webhooks {
+    senders: Vec<Arc<Sender>>,
+}
+
+impl Webhooks {
+    /// Prepares the senders of the hub's endpoints from the tenants'
+    /// configuration (nothing runs until [`Webhooks::start`]).
+    ///
+    /// # Errors
+    /// An endpoint's URL or CA file is unusable.
+    pub fn new(hub: &EventHub, tenants: &[TenantConfig]) -> anyhow::Result<Webhooks> {
+        let mut senders = Vec::new();
+        for ep in hub.endpoints() {
+            let Some(cfg) = tenants
+                .iter()
+                .filter(|t| t.name == **ep.tenant())
+                .flat_map(|t| &t.webhooks)
+                .find(|w| w.name == **ep.name())
+            else {
+                continue;
+            };
+            let tls = if cfg.url.starts_with("https://") {
+                Some(Arc::new(
+                    crate::tls::client_config(cfg.ca_file.as_deref(), None)
+                        .map_err(|e| anyhow::anyhow!("webhook {:?}: TLS: {e}", cfg.name))?,
+                ))
+            } else {
+                None
+            };
+            let target = Target::parse(&cfg.url, tls)
+                .map_err(|e| anyhow::anyhow!("webhook {:?}: {e}", cfg.name))?;
+            let settings = Settings::from(cfg);
+            senders.push(Arc::new(Sender {
+                endpoint: ep,
+                target,
+                secret: cfg.secret.clone(),
+                pace: Pace::new(settings.rate).map(Mutex::new),
+                settings,
+            }));
+        }
+        Ok(Webhooks { senders })
+    }
+
+    /// Starts every endpoint's senders; they stop when `shutdown` turns
+    /// true (a batch in flight goes back to its queue, still journaled).
+    pub fn start(&self, tasks: &mut tokio::task::JoinSet<()>, shutdown: &watch::Receiver<bool>) {
+        for s in &self.senders {
+            for _ in 0..s.settings.concurrency {
+                tasks.spawn(s.clone().run(shutdown.clone()));
+            }
+        }
+    }
+
+    /// Every endpoint with what it holds (those of `tenant` only, when
+    /// given).
+    pub fn view(&self, tenant: Option<&str>) -> Vec<EndpointView> {
+        self.senders
+            .iter()
+            .filter(|s| tenant.is_none_or(|t| **s.endpoint.tenant() == *t))
+            .map(|s| EndpointView {
+                tenant: s.endpoint.tenant().clone(),
+                name: s.endpoint.name().clone(),
+                addr: s.target.addr(),
+                counts: s.endpoint.counts(),
+            })
+            .collect()
+    }
+
+    /// Puts endpoint `name` of `tenant`'s dead letters back in its queue;
+    /// how many, or `None` for an unknown endpoint.
+    pub fn replay(&self, tenant: &str, name: &str) -> Option<usize> {
+        let s = self
+            .senders
+            .iter()
+            .find(|s| **s.endpoint.tenant() == *tenant && **s.endpoint.name() == *name)?;
+        let n = s.endpoint.replay();
+        s.dead_gauge();
+        tracing::info!(target: TARGET, tenant = %LogSafe::new(tenant), endpoint = %LogSafe::new(name),
+            events = n, "dead letters replayed");
+        Some(n)
+    }
+}
+
+impl Sender {
+    /// One sender: takes a batch, posts it until a 2xx (or dead-letters
+    /// it), and again.
+    async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut poster = Poster::new(self.target.clone(), self.settings.timeout);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = self.endpoint.wait() => {}
+                _ = shutdown.changed() => return,
+            }
+            let batch = self.endpoint.take(self.settings.batch);
+            if batch.is_empty() {
+                continue;
+            }
+            if !self.deliver(&mut poster, &batch, &mut shutdown).await {
+                self.endpoint.untake(&batch);
+                return;
+            }
+        }
+    }
+
+    /// Posts `batch` until it is acknowledged or dead-lettered (true), or
+    /// the gateway stops (false).
+    async fn deliver(
+        &self,
+        poster: &mut Poster,
+        batch: &[Arc<PendingEvent>],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let body = json::body(batch.iter().map(|e| &e.payload[..]));
+        let mut step = self.settings.retry_min;
+        loop {
+            if !self.paced(shutdown).await {
+                return false;
+            }
+            let t = now_ms() / 1000;
+            let signature = sign::signature(self.secret.expose().as_bytes(), t, &body);
+            let answer = poster.post(Bytes::clone(&body), &signature).await;
+            let (outcome, retry_after) = match &answer {
+                Answer::Status(s, _) if (200..300).contains(s) => {
+                    self.endpoint.ack(batch);
+                    self.count("ok", batch.len());
+                    return true;
+                }
+                Answer::Status(s, ra) => {
+                    tracing::debug!(target: TARGET, endpoint = %self.label(), status = s, "webhook refused");
+                    ("refused", ra.map(Duration::from_secs))
+                }
+                Answer::Failed(e) => {
+                    tracing::debug!(target: TARGET, endpoint = %self.label(), error = %LogSafe::new(e), "webhook failed");
+                    ("failed", None)
+                }
+            };
+            self.count(outcome, 0);
+            let since = batch
+                .iter()
+                .map(|e| self.endpoint.since_ms(e))
+                .min()
+                .unwrap_or(0);
+            let dead_at = since.saturating_add(self.settings.dead_letter_after.as_millis() as u64);
+            let now = now_ms();
+            if now >= dead_at {
+                self.endpoint.dead_letter(batch);
+                metrics::counter!("sluice_webhook_dead_lettered_total",
+                    "tenant" => self.endpoint.tenant().to_string(), "endpoint" => self.endpoint.name().to_string())
+                .increment(batch.len() as u64);
+                self.dead_gauge();
+                tracing::warn!(target: TARGET, endpoint = %self.label(), events = batch.len(),
+                    last = ?answer, "webhook events dead-lettered");
+                return true;
+            }
+            // Full jitter over the upper half of the step, at least what the
+            // endpoint asked for, never past the dead-letter moment.
+            let jittered = step.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+            let wait = retry_after
+                .map_or(jittered, |ra| jittered.max(ra.min(self.settings.retry_max)))
+                .min(Duration::from_millis(dead_at - now));
+            step = (step * 2).min(self.settings.retry_max);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return false,
+            }
+        }
+    }
+
+    /// Waits for the endpoint's rate (false: the gateway is stopping).
+    async fn paced(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let Some(pace) = &self.pace else {
+            return true;
+        };
+        loop {
+            let now = Instant::now();
+            let at = {
+                let mut p = pace.lock();
+                let at = p.ready_at(now);
+                if at <= now {
+                    p.commit(now, 1);
+                    return true;
+                }
+                at
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = shutdown.changed() => return false,
+            }
+        }
+    }
+
+    fn count(&self, outcome: &'static str, delivered: usize) {
+        let tenant = self.endpoint.tenant().to_string();
+        let endpoint = self.endpoint.name().to_string();
+        metrics::counter!("sluice_webhook_requests_total",
+            "tenant" => tenant.clone(), "endpoint" => endpoint.clone(), "outcome" => outcome)
+        .increment(1);
+        if delivered > 0 {
+            metrics::counter!("sluice_webhook_events_delivered_total",
+                "tenant" => tenant, "endpoint" => endpoint)
+            .increment(delivered as u64);
+        }
+    }
+
+    fn dead_gauge(&self) {
+        metrics::gauge!("sluice_webhook_dead_letters",
+            "tenant" => self.endpoint.tenant().to_string(), "endpoint" => self.endpoint.name().to_string())
+        .set(self.endpoint.counts().dead as f64);
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{}/{}",
+            LogSafe::new(self.endpoint.tenant()),
+            LogSafe::new(self.endpoint.name())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
