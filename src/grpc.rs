@@ -154,6 +154,8 @@ pub struct GrpcLimits {
     pub max_concurrent_streams: u32,
     /// Deadline for a TLS handshake.
     pub handshake_timeout: Duration,
+    /// A connection without a call in progress this long is closed.
+    pub idle_timeout: Duration,
     /// How unknown tokens are throttled.
     pub auth: ThrottleConfig,
 }
@@ -358,6 +360,7 @@ impl<B: GrpcBackend> gateway_server::Gateway for GrpcDoor<B> {
         req: Request<pb::SubmitBatch>,
     ) -> Result<Response<pb::BatchAck>, Status> {
         let tenant = self.authenticate(&req).await?;
+        let _call = call_guard(&req);
         let conn = self.submit_conn(&tenant, req.metadata())?;
         let batch = req.into_inner();
         let n = batch.messages.len();
@@ -401,6 +404,7 @@ impl<B: GrpcBackend> gateway_server::Gateway for GrpcDoor<B> {
         req: Request<Streaming<pb::PutMedia>>,
     ) -> Result<Response<pb::MediaOk>, Status> {
         let tenant = self.authenticate(&req).await?;
+        let _call = call_guard(&req);
         let conn = next_conn();
         // Unfinished chunked uploads go when the call does, however it ends.
         let _closed = Closed {
@@ -433,6 +437,7 @@ impl<B: GrpcBackend> gateway_server::Gateway for GrpcDoor<B> {
         req: Request<Streaming<pb::EventsRequest>>,
     ) -> Result<Response<EventsStream>, Status> {
         let tenant = self.authenticate(&req).await?;
+        let call_guard = call_guard(&req);
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(self.limits.subscribe_timeout, inbound.message())
             .await
@@ -458,6 +463,7 @@ impl<B: GrpcBackend> gateway_server::Gateway for GrpcDoor<B> {
             shutdown: self.shutdown.clone(),
             scoped: self.scoped.clone(),
             done: false,
+            _call: call_guard,
         };
         if scope == pb::SubscribeScope::ScopeConnection {
             self.backend.events().subscribe_connection(&tenant, conn);
@@ -480,6 +486,7 @@ impl<B: GrpcBackend> gateway_server::Gateway for GrpcDoor<B> {
         req: Request<pb::GetMessageRequest>,
     ) -> Result<Response<pb::MessageState>, Status> {
         let tenant = self.authenticate(&req).await?;
+        let _call = call_guard(&req);
         let id = MessageId(req.into_inner().message_id);
         match self.backend.message(&tenant, id) {
             Some(m) => Ok(Response::new(message_state(m))),
@@ -489,6 +496,14 @@ impl<B: GrpcBackend> gateway_server::Gateway for GrpcDoor<B> {
             )),
         }
     }
+}
+
+/// Marks an authenticated call in progress on its connection until the
+/// guard is dropped (`None` without the connection's [`PeerInfo`]).
+fn call_guard<T>(req: &Request<T>) -> Option<serve::CallGuard> {
+    req.extensions()
+        .get::<PeerInfo>()
+        .map(|p| p.activity.begin())
 }
 
 /// A live message on the wire.
@@ -562,6 +577,8 @@ struct EventsCall<B: Backend> {
     shutdown: watch::Receiver<bool>,
     scoped: Arc<Mutex<HashMap<ConnId, Arc<str>>>>,
     done: bool,
+    /// Keeps the connection from idling out while the call lasts.
+    _call: Option<serve::CallGuard>,
 }
 
 impl<B: Backend> EventsCall<B> {

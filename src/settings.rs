@@ -699,7 +699,8 @@ impl Default for ApiConfig {
 /// # Defaults
 /// off (no `listen`), plaintext, 1,024 connections, TLS handshakes within
 /// 10 s, messages up to 4 MiB either way, 128 concurrent calls per
-/// connection, an Events call's Subscribe within 10 s.
+/// connection, an Events call's Subscribe within 10 s, connections without a
+/// call closed after 5 minutes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
@@ -727,6 +728,10 @@ pub struct GrpcConfig {
     /// Deadline for an Events call's first message (its Subscribe).
     #[serde(with = "humantime_serde")]
     pub subscribe_timeout: Duration,
+    /// A connection without a call in progress this long is closed (a
+    /// client that connects and never calls must not hold a slot).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl GrpcConfig {
@@ -752,6 +757,7 @@ impl Default for GrpcConfig {
             max_message_bytes: 4 << 20,
             max_concurrent_streams: 128,
             subscribe_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -563,3 +563,53 @@ async fn media_uploads_whole_or_in_chunks_and_a_lie_is_refused() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_calls_is_closed_and_one_with_a_call_is_kept() {
+    use tokio::io::AsyncReadExt;
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let idle = Duration::from_millis(400);
+    let gw = gateway(&smsc, dir.path(), |c| c.grpc.idle_timeout = idle).await;
+    let addr = gw.grpc_addr.unwrap();
+    // A call that stays open (an Events call waiting for events).
+    let mut c = client(&gw).await;
+    let mut events = EventsCall::open(&mut c, TOKEN, pb::SubscribeScope::ScopeTenant).await;
+
+    // A connection that never calls: closed once the idle timeout passed.
+    let opened = tokio::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match silent.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the silent connection was never closed");
+    let after = opened.elapsed();
+    assert!(
+        after >= idle,
+        "closed after {after:?}, before the idle timeout"
+    );
+
+    // By now the Events call's connection has been without traffic for
+    // longer than the idle timeout too, but its call holds it open: the
+    // event of a message submitted now arrives on it.
+    let mut other = client(&gw).await;
+    other
+        .submit_batch(authed(
+            pb::SubmitBatch {
+                messages: vec![msg("idle-1", "+14155550190", "still here")],
+            },
+            TOKEN,
+        ))
+        .await
+        .unwrap();
+    let got = events.terminal(1, true).await;
+    assert_eq!(got.len(), 1);
+    gw.shutdown().await;
+}

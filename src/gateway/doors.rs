@@ -177,6 +177,7 @@ pub(super) async fn grpc(
         max_message_bytes: g.max_message_bytes,
         max_concurrent_streams: g.max_concurrent_streams,
         handshake_timeout: g.handshake_timeout,
+        idle_timeout: g.idle_timeout,
         auth: crate::ingest::door::DoorConfig::from_config(&config.ingest).throttle(),
     };
     let door = Door::bind("grpc", addr, tls, g.max_connections).await?;

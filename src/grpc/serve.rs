@@ -13,11 +13,17 @@
 //! Events calls end, their events go back). At shutdown the door stops
 //! accepting, Events calls end with `UNAVAILABLE`, and calls in progress
 //! finish.
+//!
+//! A connection with no call in progress for `grpc.idle_timeout` is closed
+//! ([`Activity`]): HTTP/2 keep-alive only finds dead peers, so without it a
+//! client that connects (and completes TLS) but never calls would hold one
+//! of `max_connections` for as long as it answers pings.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -47,12 +53,94 @@ pub struct PeerInfo {
     pub identity: Option<Arc<str>>,
     /// Whether the door demands client certificates.
     pub cert_required: bool,
+    /// The connection's calls in progress (for its idle timeout).
+    pub activity: Arc<Activity>,
+}
+
+/// A connection's calls in progress and when the last one ended: it is
+/// idle while it has none.
+#[derive(Debug)]
+pub struct Activity {
+    opened: tokio::time::Instant,
+    calls: AtomicUsize,
+    /// Ms after `opened` the last call ended.
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: tokio::time::Instant::now(),
+            calls: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A call starts; it ends when the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> CallGuard {
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self.clone())
+    }
+
+    /// When the connection became idle; `None` while a call is in progress.
+    fn idle_since(&self) -> Option<tokio::time::Instant> {
+        (self.calls.load(Ordering::Acquire) == 0)
+            .then(|| self.opened + Duration::from_millis(self.last_end_ms.load(Ordering::Acquire)))
+    }
+}
+
+/// A call in progress on a connection (see [`Activity::begin`]).
+#[derive(Debug)]
+pub struct CallGuard(Arc<Activity>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let ms = a.opened.elapsed().as_millis() as u64;
+        a.last_end_ms.fetch_max(ms, Ordering::AcqRel);
+        a.calls.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// An open connection of the door, as tonic serves it.
 struct Io {
     conn: Conn,
     info: PeerInfo,
+    idle_timeout: Duration,
+    /// When to look at the connection's activity next.
+    check: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Io {
+    fn new(conn: Conn, info: PeerInfo, idle_timeout: Duration) -> Io {
+        let check = Box::pin(tokio::time::sleep(idle_timeout));
+        Io {
+            conn,
+            info,
+            idle_timeout,
+            check,
+        }
+    }
+
+    /// `Err` when the connection has been idle for the timeout; otherwise
+    /// the next look is scheduled (and its wake-up registered with `cx`).
+    fn still_wanted(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while self.check.as_mut().poll(cx).is_ready() {
+            let now = tokio::time::Instant::now();
+            let next = match self.info.activity.idle_since() {
+                Some(since) if now >= since + self.idle_timeout => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no call on this connection for the idle timeout",
+                    ));
+                }
+                Some(since) => since + self.idle_timeout,
+                None => now + self.idle_timeout,
+            };
+            self.check.as_mut().reset(next);
+        }
+        Ok(())
+    }
 }
 
 impl Connected for Io {
@@ -69,7 +157,11 @@ impl AsyncRead for Io {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().conn.stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        if let Err(e) = this.still_wanted(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.conn.stream).poll_read(cx, buf)
     }
 }
 
@@ -115,6 +207,7 @@ pub async fn serve<B: GrpcBackend>(
     let (tx, rx) = mpsc::channel::<Io>(HANDOFF);
     let mut stop_accepting = shutdown.clone();
     let handshake = limits.handshake_timeout;
+    let idle_timeout = limits.idle_timeout;
     tokio::spawn(async move {
         loop {
             let visitor = tokio::select! {
@@ -130,9 +223,10 @@ pub async fn serve<B: GrpcBackend>(
                             addr: conn.peer,
                             identity: conn.identity.clone(),
                             cert_required,
+                            activity: Arc::new(Activity::new()),
                         };
                         // The server is gone: the connection closes.
-                        let _ = tx.send(Io { conn, info }).await;
+                        let _ = tx.send(Io::new(conn, info, idle_timeout)).await;
                     }
                     Err(e) => {
                         // Anyone can cause this at will: not in the default log.
