@@ -93,6 +93,38 @@ fn describe() {
         "HTTP API requests refused unchecked (429) because their address sent too many unknown tokens."
     );
     describe_counter!(
+        "sluice_grpc_auth_failures_total",
+        "gRPC calls with an unknown bearer token (or one the client certificate does not name)."
+    );
+    describe_counter!(
+        "sluice_grpc_auth_locked_out_total",
+        "gRPC calls refused unchecked because their address sent too many unknown tokens."
+    );
+    describe_counter!(
+        "sluice_grpc_backpressure_total",
+        "gRPC SubmitBatch calls answered RESOURCE_EXHAUSTED (the gateway holds as many messages as it may)."
+    );
+    describe_counter!(
+        "sluice_webhook_requests_total",
+        "Webhook POSTs per tenant, endpoint and outcome (ok: 2xx; refused: another status; failed: no answer)."
+    );
+    describe_counter!(
+        "sluice_webhook_events_delivered_total",
+        "Events a webhook endpoint acknowledged with a 2xx."
+    );
+    describe_counter!(
+        "sluice_webhook_dead_lettered_total",
+        "Webhook events given up on after dead_letter_after (kept until replayed)."
+    );
+    describe_gauge!(
+        "sluice_webhook_dead_letters",
+        "Webhook events in an endpoint's dead-letter list now."
+    );
+    describe_gauge!(
+        "sluice_webhook_pending",
+        "Webhook events an endpoint has not acknowledged yet (ready or in flight)."
+    );
+    describe_counter!(
         "sluice_accept_errors_total",
         "accept() failures per listener (the loop backs off on resource errors)."
     );
