@@ -449,6 +449,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     first: m.retry_min,
                     longest: m.retry_max,
                 },
+                fallback_after: m.fallback_after,
                 fallback_before_expiry: config.mms.fallback_before_expiry,
             },
         );

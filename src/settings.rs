@@ -193,6 +193,11 @@ pub struct MmscConfig {
     /// Longest wait between such submits (the wait doubles up to it).
     #[serde(default = "default_retry_max", with = "humantime_serde")]
     pub retry_max: Duration,
+    /// After this many submits of a message refused for now, it takes its
+    /// fallback (SMS with a link, per its policy) instead of another try;
+    /// 0 (default): it is retried until its validity ends.
+    #[serde(default)]
+    pub fallback_after: u32,
     /// First wait before the credentials are tried again after a 401/403.
     #[serde(default = "default_auth_retry_min", with = "humantime_serde")]
     pub auth_retry_min: Duration,
@@ -264,6 +269,7 @@ impl MmscConfig {
             failover_after: default_failover_after(),
             retry_min: default_retry_min(),
             retry_max: default_retry_max(),
+            fallback_after: 0,
             auth_retry_min: default_auth_retry_min(),
             auth_retry_max: default_auth_retry_max(),
             callback_listen: None,

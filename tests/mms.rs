@@ -992,3 +992,41 @@ async fn send_media_through(encoding: sluice::settings::MediaTransferEncoding) {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give --text, --media or both"));
 }
+
+/// `mmsc.fallback_after = 2`: an MMS the MMSC refuses for now (4006) on
+/// both submits takes the SMS fallback on the third, before its validity
+/// ends; with 0 (the default) it would be retried until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_for_now_twice_falls_back_on_the_third() {
+    let s = setup(
+        |c| c.fail_status = Some(4006),
+        |c| {
+            c.mmsc[0].retry_min = Duration::from_millis(10);
+            c.mmsc[0].retry_max = Duration::from_millis(50);
+            c.mmsc[0].fallback_after = 2;
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(32, 32)).await.unwrap();
+    let id = accepted_ids(
+        &s.client
+            .submit(vec![mms("busy", "+14155550177", "Hi", &up.media_id)])
+            .await
+            .unwrap(),
+    )[0];
+    eventually("final", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    let ch = s.got.channels.lock()[&id].clone();
+    assert_eq!(ch.0, pb::Channel::SmsUsed, "{ch:?}");
+    assert!(ch.1.contains("refused for now 2 times"), "{ch:?}");
+    assert!(ch.1.contains("4006"), "{ch:?}");
+    assert_eq!(s.mmsc.stats().submits, 2, "two MM7 submits, then the SMS");
+    assert!(s.smsc.texts().iter().any(|t| t.1 == "14155550177"));
+    s.gw.shutdown().await;
+}

@@ -98,6 +98,9 @@ pub struct LaneSettings {
     pub unanswered: Unanswered,
     /// Waits between submits of a message the MMSC refused for now.
     pub retry: Backoff,
+    /// After this many submits refused for now, a message takes its
+    /// fallback (0: retried until its validity ends).
+    pub fallback_after: u32,
     /// While the MMSC is down, queued messages whose validity ends within
     /// this go to their fallback.
     pub fallback_before_expiry: Duration,
@@ -368,6 +371,21 @@ impl Mm7Lane {
                     aimd.lock().on_throttle(Instant::now());
                     metrics::counter!("sluice_mm7_throttled_total", "carrier" => name.to_string())
                         .increment(1);
+                    let tries = attempt.saturating_add(1);
+                    if self.settings.fallback_after > 0
+                        && tries >= self.settings.fallback_after
+                        && self.ledger.refused(m.id)
+                    {
+                        // Refused for now too often: the SMS fallback
+                        // reaches the recipient while the MMS would not.
+                        let refusal = Refusal {
+                            carrier: name.clone(),
+                            code,
+                            reason: format!("refused for now {tries} times: {reason}"),
+                        };
+                        (self.fallback)(m, refusal);
+                        return;
+                    }
                     tracing::debug!(target: TARGET, carrier = %name, id = %m.id, attempt, reason = %crate::model::LogSafe::display(&reason), "MMS retry");
                     // Never past the validity: the last try is at its end,
                     // and only then is the message `expired`.
