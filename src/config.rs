@@ -426,6 +426,75 @@ impl Config {
         if g.handshake_timeout.is_zero() || g.subscribe_timeout.is_zero() {
             p.push("grpc.handshake_timeout and subscribe_timeout must be above 0".into());
         }
+        let sm = &self.smpp_server;
+        tls_pair(
+            &mut p,
+            "smpp_server",
+            &sm.tls_cert_file,
+            &sm.tls_key_file,
+            &sm.tls_client_ca_file,
+        );
+        if sm.window == 0 || sm.max_pending_submits == 0 {
+            p.push("smpp_server.window and max_pending_submits must be at least 1".into());
+        }
+        if sm.max_pdu_bytes < 1024 {
+            p.push("smpp_server.max_pdu_bytes must be at least 1024".into());
+        }
+        if sm.system_id.is_empty() || sm.system_id.len() > 15 {
+            p.push("smpp_server.system_id must have 1 to 15 characters".into());
+        }
+        if [
+            sm.handshake_timeout,
+            sm.bind_timeout,
+            sm.enquire_link_interval,
+            sm.response_timeout,
+            sm.reassembly_timeout,
+        ]
+        .iter()
+        .any(std::time::Duration::is_zero)
+        {
+            p.push("smpp_server timeouts and intervals must be above 0".into());
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            let at = format!("tenant {:?}", t.name);
+            match (&t.smpp_system_id, &t.smpp_password) {
+                (None, None) => {}
+                (Some(id), Some(pw)) => {
+                    if id.is_empty() || id.len() > 15 || !id.is_ascii() {
+                        p.push(format!(
+                            "{at}: smpp_system_id must have 1 to 15 ASCII characters"
+                        ));
+                    }
+                    if pw.expose().is_empty() || pw.expose().len() > 8 {
+                        p.push(format!(
+                            "{at}: smpp_password must have 1 to 8 characters (SMPP 3.4)"
+                        ));
+                    }
+                    if let Some(other) = self.tenants[..i]
+                        .iter()
+                        .find(|o| o.smpp_system_id.as_deref() == Some(id.as_str()))
+                    {
+                        p.push(format!(
+                            "{at}: smpp_system_id is the same as tenant {:?}'s",
+                            other.name
+                        ));
+                    }
+                }
+                _ => p.push(format!(
+                    "{at}: smpp_system_id and smpp_password must be set together"
+                )),
+            }
+            if let Some(w) = t
+                .webhooks
+                .iter()
+                .find(|w| w.name == crate::smpp_server::ENDPOINT)
+            {
+                p.push(format!(
+                    "{at}: webhook name {:?} is reserved (the SMPP server's event destination)",
+                    w.name
+                ));
+            }
+        }
         if let Some(door) = [("api.listen", a.listen), ("grpc.listen", g.listen)]
             .into_iter()
             .find_map(|(at, l)| l.map(|_| at))
@@ -479,6 +548,7 @@ impl Config {
             ("public", u.max_connections),
             ("api", a.max_connections),
             ("grpc", g.max_connections),
+            ("smpp_server", sm.max_connections),
         ] {
             if n == 0 {
                 p.push(format!("{at}.max_connections must be at least 1"));

@@ -102,6 +102,12 @@ pub trait EventEncoder: Send + Sync + std::fmt::Debug + 'static {
 
     /// An event that does not end a message.
     fn notice(&self, event_id: u64, notice: &Notice) -> Bytes;
+
+    /// Whether a destination with this encoder takes the delivery event of
+    /// `f` at all (an SMPP upstream takes only the receipts it asked for).
+    fn wants_delivery(&self, _f: &Finalized) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +229,8 @@ pub struct Endpoint {
     tenant: Arc<str>,
     name: Arc<str>,
     kinds: EventKinds,
+    /// Encodes this destination's copies.
+    encoder: Arc<dyn EventEncoder>,
     queue: Mutex<EndpointQueue>,
     notify: Notify,
     journal: Journal,
@@ -363,8 +371,8 @@ pub struct EventHub {
     journal: Journal,
     pending: Arc<AtomicU64>,
     encoder: Arc<dyn EventEncoder>,
-    /// Encodes the copies for webhook endpoints (set with the endpoints).
-    endpoint_encoder: Option<Arc<dyn EventEncoder>>,
+    /// Some tenant has an endpoint.
+    has_endpoints: bool,
 }
 
 impl EventHub {
@@ -393,7 +401,7 @@ impl EventHub {
             journal,
             pending: Arc::new(AtomicU64::new(0)),
             encoder,
-            endpoint_encoder: None,
+            has_endpoints: false,
             mms_carriers: Default::default(),
             publisher: Publisher {
                 pending: Mutex::default(),
@@ -411,8 +419,8 @@ impl EventHub {
         self
     }
 
-    /// Sets `tenant`'s webhook endpoints (name and kinds of event each
-    /// takes) and whether its event stream is on; `encoder` encodes the
+    /// Adds `tenant`'s webhook endpoints (name and kinds of event each
+    /// takes) and sets whether its event stream is on; `encoder` encodes the
     /// endpoints' copies. An unknown tenant is ignored.
     pub fn with_endpoints(
         mut self,
@@ -421,32 +429,48 @@ impl EventHub {
         endpoints: impl IntoIterator<Item = (Arc<str>, EventKinds)>,
         encoder: Arc<dyn EventEncoder>,
     ) -> EventHub {
-        let journal = self.journal.clone();
-        let pending = self.pending.clone();
-        let Some(name) = self.tenants.keys().find(|k| &***k == tenant).cloned() else {
-            return self;
-        };
-        if let Some(t) = self.tenants.get_mut(&name) {
+        if let Some(t) = self.tenants.get_mut(tenant) {
             t.stream = stream;
-            t.endpoints = endpoints
-                .into_iter()
-                .map(|(n, kinds)| {
-                    Arc::new(Endpoint {
-                        tenant: name.clone(),
-                        name: n,
-                        kinds,
-                        queue: Mutex::default(),
-                        notify: Notify::new(),
-                        journal: journal.clone(),
-                        pending: pending.clone(),
-                    })
-                })
-                .collect();
-            if !t.endpoints.is_empty() {
-                self.endpoint_encoder = Some(encoder);
-            }
+        }
+        for (name, kinds) in endpoints {
+            self = self.with_endpoint(tenant, name, kinds, encoder.clone());
         }
         self
+    }
+
+    /// Adds one destination of `tenant`'s events besides its stream (a
+    /// webhook endpoint, the SMPP server's upstream binds), named `name`,
+    /// taking `kinds`, its copies encoded by `encoder`. An unknown tenant is
+    /// ignored.
+    pub fn with_endpoint(
+        mut self,
+        tenant: &str,
+        name: Arc<str>,
+        kinds: EventKinds,
+        encoder: Arc<dyn EventEncoder>,
+    ) -> EventHub {
+        let journal = self.journal.clone();
+        let pending = self.pending.clone();
+        let Some((key, t)) = self.tenants.iter_mut().find(|(k, _)| &***k == tenant) else {
+            return self;
+        };
+        t.endpoints.push(Arc::new(Endpoint {
+            tenant: key.clone(),
+            name,
+            kinds,
+            encoder,
+            queue: Mutex::default(),
+            notify: Notify::new(),
+            journal,
+            pending,
+        }));
+        self.has_endpoints = true;
+        self
+    }
+
+    /// `tenant`'s destination named `name`, if it has one.
+    pub fn endpoint(&self, tenant: &str, name: &str) -> Option<Arc<Endpoint>> {
+        self.tenants.get(tenant)?.endpoint(name).cloned()
     }
 
     /// Every webhook endpoint, of every tenant.
@@ -517,21 +541,25 @@ impl EventHub {
                 })
             })
             .collect();
-        let Some(enc) = &self.endpoint_encoder else {
+        if !self.has_endpoints {
             return self.publish(events);
-        };
+        }
         let mut events = events;
         for f in finals {
             let Some(t) = self.tenants.get(&*f.message.tenant) else {
                 continue;
             };
-            for ep in t.endpoints.iter().filter(|e| e.kinds.delivery) {
+            for ep in t
+                .endpoints
+                .iter()
+                .filter(|e| e.kinds.delivery && e.encoder.wants_delivery(f))
+            {
                 let event_id = self.journal.allocate_event_ids(1);
                 events.push(Arc::new(PendingEvent {
                     event_id,
                     message_id: f.message.id,
                     tenant: f.message.tenant.to_string(),
-                    payload: enc.delivery(event_id, f, self.channel(f), at),
+                    payload: ep.encoder.delivery(event_id, f, self.channel(f), at),
                     sink: ep.name.to_string(),
                     created_ms: at,
                 }));
@@ -566,14 +594,14 @@ impl EventHub {
                 created_ms: at,
             }));
         }
-        if let (Some(t), Some(enc)) = (t, &self.endpoint_encoder) {
+        if let Some(t) = t {
             for ep in t.endpoints.iter().filter(|e| e.kinds.takes(notice)) {
                 let event_id = self.journal.allocate_event_ids(1);
                 events.push(Arc::new(PendingEvent {
                     event_id,
                     message_id: MessageId(0),
                     tenant: tenant.to_owned(),
-                    payload: enc.notice(event_id, notice),
+                    payload: ep.encoder.notice(event_id, notice),
                     sink: ep.name.to_string(),
                     created_ms: at,
                 }));

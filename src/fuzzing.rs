@@ -68,6 +68,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("keywords", keywords),
     ("config", config),
     ("sim_smsc", sim_smsc),
+    ("smpp_server_submit", smpp_server_submit),
 ];
 
 // === input helpers ===
@@ -1006,4 +1007,11 @@ pub fn config(data: &[u8]) {
         }
         Err(e) => assert!(e.to_string().starts_with("fuzz.toml")),
     }
+}
+
+/// The SMPP server's submit path: SMPP PDUs (back to back, as on the wire)
+/// through data_sm decoding, address and validity checks, text decoding
+/// and the reassembly of parts (`crate::smpp_server::fuzz_submits`).
+pub fn smpp_server_submit(data: &[u8]) {
+    crate::smpp_server::fuzz_submits(data);
 }

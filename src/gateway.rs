@@ -233,6 +233,8 @@ pub struct Running {
     pub api_addr: Option<SocketAddr>,
     /// Where the tenants' gRPC service is served, if enabled.
     pub grpc_addr: Option<SocketAddr>,
+    /// Where the SMPP server for upstream ESMEs listens, if enabled.
+    pub smpp_server_addr: Option<SocketAddr>,
     /// Stops the HTTP doors.
     stop: tokio_util::sync::CancellationToken,
     /// The pipeline.
@@ -308,7 +310,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let compliance = Arc::new(Compliance::open(&config)?);
     let last_check = SuppressionCheck::over(compliance.clone());
     let ledger = Arc::new(Ledger::new(journal.clone()));
-    let hub = Arc::new(crate::webhooks::configure(
+    let hub = crate::webhooks::configure(
         EventHub::new(
             journal.clone(),
             config.tenants.iter().map(|t| Arc::from(t.name.as_str())),
@@ -316,7 +318,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )
         .with_mms_carriers(config.mmsc.iter().map(|m| Arc::from(m.name.as_str()))),
         &config.tenants,
-    ));
+    );
+    // Tenants with SMPP credentials: receipts and inbound messages for
+    // their SMPP binds, journaled until answered.
+    let hub = Arc::new(
+        config
+            .tenants
+            .iter()
+            .filter(|t| t.smpp_system_id.is_some())
+            .fold(hub, |hub, t| {
+                hub.with_endpoint(
+                    &t.name,
+                    Arc::from(crate::smpp_server::ENDPOINT),
+                    crate::events::EventKinds {
+                        delivery: true,
+                        inbound: true,
+                        opt: false,
+                    },
+                    Arc::new(crate::smpp_server::SmppEvents),
+                )
+            }),
+    );
     let webhooks = Arc::new(crate::webhooks::Webhooks::new(&hub, &config.tenants)?);
     let media = Arc::new(crate::media::store::MediaStore::open(
         uploads::store_config(&config),
@@ -493,6 +515,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let public_addr = doors::public(&config, media, links, &stop, &mut door_tasks).await?;
     let api_addr = doors::api(&config, gateway.clone(), &stop, &mut door_tasks).await?;
     let grpc_addr = doors::grpc(&config, gateway.clone(), &shutdown, &mut tasks).await?;
+    let smpp_server_addr =
+        doors::smpp_server(&config, gateway.clone(), &shutdown, &mut tasks).await?;
     let ingest_tls = doors::server_tls("ingest", config.ingest.tls(), false, &config)?;
     let listener = TcpListener::bind(config.ingest.listen).await?;
     let ingest_addr = listener.local_addr()?;
@@ -504,13 +528,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     health.set_ready(true);
-    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, ?api_addr, ?grpc_addr, node = %config.node_id, "gateway started");
+    tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, ?api_addr, ?grpc_addr, ?smpp_server_addr, node = %config.node_id, "gateway started");
     Ok(Running {
         ingest_addr,
         http_addr,
         public_addr,
         api_addr,
         grpc_addr,
+        smpp_server_addr,
         stop,
         gateway,
         mm7_callbacks: mm7_servers.iter().map(|s| s.local_addr()).collect(),
@@ -583,6 +608,11 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         metrics::gauge!("sluice_events_pending").set(gw.hub.pending() as f64);
         for ep in gw.hub.endpoints() {
             let c = ep.counts();
+            if **ep.name() == *crate::smpp_server::ENDPOINT {
+                metrics::gauge!("sluice_smpp_server_events_pending", "tenant" => ep.tenant().to_string())
+                    .set((c.ready + c.in_flight) as f64);
+                continue;
+            }
             let labels = [
                 ("tenant", ep.tenant().to_string()),
                 ("endpoint", ep.name().to_string()),

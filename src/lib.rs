@@ -42,6 +42,7 @@ pub mod schedule;
 pub mod settings;
 pub mod shaping;
 pub mod smpp;
+pub mod smpp_server;
 pub mod spill;
 pub mod suppression;
 pub mod telemetry;

@@ -51,6 +51,9 @@ pub struct Config {
     /// The tenants' gRPC service (the gRPC door).
     #[serde(default)]
     pub grpc: GrpcConfig,
+    /// The SMPP server for upstream ESMEs (the SMPP door).
+    #[serde(default)]
+    pub smpp_server: SmppServerConfig,
     /// Receipt correlation.
     #[serde(default)]
     pub receipts: ReceiptsConfig,
@@ -768,6 +771,89 @@ impl Default for GrpcConfig {
     }
 }
 
+/// The SMPP server for upstream ESMEs (`crate::smpp_server`): binds
+/// authenticated by each tenant's `smpp_system_id` and `smpp_password`.
+///
+/// # Defaults
+/// off (no `listen`), plaintext, 256 connections, TLS handshakes and the
+/// first bind within 10 s, `enquire_link` after 30 s of silence, answers
+/// within 30 s, 10 `deliver_sm` in flight per bind, 1,000 submits
+/// unanswered per bind, parts of a long text wait 60 s for the rest, PDUs
+/// up to 64 KiB, `system_id` "sluice".
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmppServerConfig {
+    /// Address to listen on; `None` (the default) disables the SMPP door.
+    pub listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with `tls_key_file` the door speaks only
+    /// TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate it signed, whose
+    /// name (CN, else first DNS name) is the tenant they bind as.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Most open connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Deadline for a connection's TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Deadline for a connection's first bind.
+    #[serde(with = "humantime_serde")]
+    pub bind_timeout: Duration,
+    /// Silence after which sluice sends `enquire_link`.
+    #[serde(with = "humantime_serde")]
+    pub enquire_link_interval: Duration,
+    /// Deadline for an upstream's answer to a `deliver_sm` or `enquire_link`.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    /// Most `deliver_sm` (receipts, inbound messages) unanswered per bind.
+    pub window: usize,
+    /// Most submits unanswered per bind; past it submits are answered
+    /// `ESME_RTHROTTLED`.
+    pub max_pending_submits: usize,
+    /// How long the parts of a concatenated text wait for the rest before
+    /// they are refused.
+    #[serde(with = "humantime_serde")]
+    pub reassembly_timeout: Duration,
+    /// Largest PDU, octets.
+    pub max_pdu_bytes: usize,
+    /// The `system_id` bind responses carry.
+    pub system_id: String,
+}
+
+impl SmppServerConfig {
+    /// TLS of the door, when configured.
+    pub fn tls(&self) -> Option<ListenerTls> {
+        ListenerTls::from_parts(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.tls_client_ca_file.as_deref(),
+        )
+    }
+}
+
+impl Default for SmppServerConfig {
+    fn default() -> Self {
+        SmppServerConfig {
+            listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            max_connections: 256,
+            handshake_timeout: Duration::from_secs(10),
+            bind_timeout: Duration::from_secs(10),
+            enquire_link_interval: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(30),
+            window: 10,
+            max_pending_submits: 1000,
+            reassembly_timeout: Duration::from_secs(60),
+            max_pdu_bytes: 64 << 10,
+            system_id: "sluice".into(),
+        }
+    }
+}
+
 /// Receipt correlation settings.
 ///
 /// # Defaults
@@ -912,6 +998,13 @@ pub struct TenantConfig {
     /// (`[[tenants.webhooks]]`).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// `system_id` this tenant's ESMEs bind to the SMPP server with (at most
+    /// 15 characters, unique); with `smpp_password`. Absent: no SMPP binds.
+    #[serde(default)]
+    pub smpp_system_id: Option<String>,
+    /// Password of those binds (at most 8 characters, as SMPP 3.4 allows).
+    #[serde(default)]
+    pub smpp_password: Option<Secret>,
 }
 
 /// The kinds of event a webhook endpoint can take.
@@ -1019,6 +1112,8 @@ impl Default for TenantConfig {
             default_country: None,
             stream_events: true,
             webhooks: Vec::new(),
+            smpp_system_id: None,
+            smpp_password: None,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! `tests/interop/smsc.js`), submits GSM-7, extension-character, Unicode and
 //! multi-part texts, and correlates node-smpp's delivery receipts. The peer
 //! reports what it decoded; the test reassembles the parts from their UDH
-//! and compares them with what was sent.
+//! and compares them with what was sent. And the other way round: node-smpp's
+//! client binds to sluice's SMPP server (`tests/interop/esme.js`).
 //!
 //! Needs `node` and `npm`: the test runs `npm ci` in `tests/interop` when
 //! `node_modules` is missing (`.ci/run` installs Node.js). Without Node.js
@@ -220,6 +221,139 @@ async fn sluice_interoperates_with_node_smpp() {
     for s in &seen {
         let gsm = s.text.chars().all(|c| c.is_ascii() || c == '€');
         assert_eq!(s.data_coding, if gsm { 0 } else { 8 }, "{s:?}");
+    }
+    gw.shutdown().await;
+}
+
+/// One step the node-smpp ESME reported.
+#[derive(Debug, serde::Deserialize)]
+struct Step {
+    step: String,
+    #[serde(default)]
+    status: Option<u32>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    esm_class: Option<u8>,
+    #[serde(default)]
+    receipted_message_id: Option<String>,
+    #[serde(default)]
+    message_state: Option<u8>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// The other direction: node-smpp's client binds to sluice's SMPP server
+/// (`tests/interop/esme.js`), is refused with a wrong password, submits a
+/// short, a Unicode, a `message_payload` and a two-part UDH text, gets each
+/// answered with an id (both parts the same), receives one receipt per
+/// message naming that id, and unbinds; the SMSC gets every text whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_smpp_binds_to_sluices_smpp_server() {
+    use sluice::external::{NODE, NPM, require};
+    if !require(&[&NODE, &NPM]) {
+        return;
+    }
+    let dir = interop_dir();
+    if !dir.join("node_modules/smpp").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    let smsc = smsc(|_| {}).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(data.path(), &smsc);
+    cfg.smpp_server.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.tenants[0].smpp_system_id = Some("demo".into());
+    cfg.tenants[0].smpp_password = Some(sluice::config::Secret::new("pw-demo"));
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let port = gw.smpp_server_addr.unwrap().port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(["esme.js", &port, "demo", "pw-demo"])
+            .current_dir(&dir)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the ESME failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let steps: Vec<Step> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("ESME line {l:?}: {e}")))
+        .collect();
+    let one = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s.step == name)
+            .unwrap_or_else(|| panic!("no {name} step in {steps:?}"))
+    };
+    assert_eq!(one("badbind").status, Some(0x0E), "ESME_RINVPASWD");
+    assert_eq!(one("bind").status, Some(0));
+    let ids: BTreeMap<String, String> = steps
+        .iter()
+        .filter(|s| s.step == "submit")
+        .map(|s| {
+            assert_eq!(s.status, Some(0), "{s:?}");
+            (s.label.clone().unwrap(), s.id.clone().unwrap())
+        })
+        .collect();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert_eq!(
+        ids["part1"], ids["part2"],
+        "both parts answered with one id"
+    );
+    let receipts: BTreeMap<String, &Step> = steps
+        .iter()
+        .filter(|s| s.step == "deliver")
+        .map(|s| {
+            (
+                s.receipted_message_id
+                    .clone()
+                    .expect("receipted_message_id"),
+                s,
+            )
+        })
+        .collect();
+    assert_eq!(receipts.len(), 4, "{steps:?}");
+    for label in ["short", "unicode", "payload", "part1"] {
+        let r = receipts
+            .get(&ids[label])
+            .unwrap_or_else(|| panic!("no receipt for {label}: {steps:?}"));
+        assert_eq!(r.esm_class, Some(0x04));
+        assert_eq!(r.message_state, Some(2));
+        let text = r.text.as_deref().unwrap_or_default();
+        assert!(
+            text.starts_with(&format!("id:{} ", ids[label])) && text.contains("stat:DELIVRD"),
+            "{text}"
+        );
+    }
+    assert_eq!(one("unbind").status, Some(0));
+    let texts: HashSet<String> = smsc.texts().into_iter().map(|t| t.2).collect();
+    for t in [
+        "Hello from node smpp".to_owned(),
+        "Привет, 世界 ✓".to_owned(),
+        "A long text in message payload. "
+            .repeat(8)
+            .trim()
+            .to_owned(),
+        "Part text for concatenation from node smpp. "
+            .repeat(6)
+            .trim()
+            .to_owned(),
+    ] {
+        assert!(texts.contains(&t), "{t:?} not in {texts:?}");
     }
     gw.shutdown().await;
 }

@@ -192,6 +192,55 @@ pub(super) async fn grpc(
     Ok(Some(local))
 }
 
+/// Binds and serves the SMPP server door (`[smpp_server]`); its address,
+/// if enabled.
+///
+/// # Errors
+/// TLS files unusable, or the address cannot be bound.
+pub(super) async fn smpp_server(
+    config: &Config,
+    backend: Arc<super::Gateway>,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let c = &config.smpp_server;
+    let Some(addr) = c.listen else {
+        return Ok(None);
+    };
+    let tls = server_tls("smpp_server", c.tls(), false, config)?;
+    let accounts = crate::smpp_server::Accounts::new(config.tenants.iter().filter_map(|t| {
+        Some(crate::smpp_server::Account {
+            tenant: Arc::from(t.name.as_str()),
+            system_id: t.smpp_system_id.clone()?,
+            password: t.smpp_password.clone()?,
+        })
+    }));
+    let limits = crate::smpp_server::SmppServerLimits {
+        system_id: c.system_id.clone(),
+        handshake_timeout: c.handshake_timeout,
+        bind_timeout: c.bind_timeout,
+        enquire_link_interval: c.enquire_link_interval,
+        response_timeout: c.response_timeout,
+        window: c.window,
+        max_pending_submits: c.max_pending_submits,
+        max_batch: config.ingest.max_batch_messages as usize,
+        reassembly_timeout: c.reassembly_timeout,
+        max_pdu_bytes: c.max_pdu_bytes,
+        auth: crate::ingest::door::DoorConfig::from_config(&config.ingest).throttle(),
+        cert_required: tls.as_ref().is_some_and(|t| t.requires_client_cert()),
+    };
+    let door = Door::bind("smpp_server", addr, tls, c.max_connections).await?;
+    let local = door.local_addr()?;
+    tasks.spawn(crate::smpp_server::serve(
+        door,
+        backend,
+        Arc::new(accounts),
+        limits,
+        shutdown.clone(),
+    ));
+    Ok(Some(local))
+}
+
 /// A request not answered within `d` gets 408.
 fn deadline(d: Duration) -> TimeoutLayer {
     TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d)

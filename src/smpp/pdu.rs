@@ -904,6 +904,59 @@ impl SubmitSm {
     }
 }
 
+impl SubmitSm {
+    /// Reads the body of a `data_sm` (§4.7.1; the octets after its header,
+    /// as [`Body::Other`] keeps them) into the fields it shares with a
+    /// submit_sm: `short_message` stays empty (a data_sm carries its text in
+    /// `message_payload`), the time fields, `protocol_id`, `priority_flag`
+    /// and `replace_if_present_flag` are zero. Addresses may be up to 65
+    /// octets, as the spec allows in a data_sm.
+    ///
+    /// # Errors
+    /// A [`PduError`] as [`Pdu::decode`] gives for a malformed body.
+    pub fn decode_data_sm(body: &[u8], sequence_number: u32) -> Result<SubmitSm, PduError> {
+        const DATA_SM: u32 = 0x0000_0103;
+        // The reader works in frame offsets: put a blank header in front.
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + body.len());
+        buf.put_bytes(0, HEADER_LEN);
+        buf.put_slice(body);
+        let frame = buf.freeze();
+        let mut r = Reader::body(&frame, DATA_SM, sequence_number);
+        let service_type = r.c_string("service_type", max::SERVICE_TYPE)?;
+        let [source_addr_ton, source_addr_npi] =
+            r.octets(["source_addr_ton", "source_addr_npi"])?;
+        let source_addr = r.c_string("source_addr", max::MESSAGE_ID)?;
+        let [dest_addr_ton, dest_addr_npi] = r.octets(["dest_addr_ton", "dest_addr_npi"])?;
+        let destination_addr = r.c_string("destination_addr", max::MESSAGE_ID)?;
+        let [esm_class, registered_delivery, data_coding] =
+            r.octets(["esm_class", "registered_delivery", "data_coding"])?;
+        let (mut tlvs, last) = r.tlvs(&frame)?;
+        if let (Some(range), Some(tlv)) = (last, tlvs.last_mut()) {
+            tlv.value = cut(&frame, range);
+        }
+        Ok(SubmitSm {
+            service_type: cut(&frame, service_type),
+            source_addr_ton,
+            source_addr_npi,
+            source_addr: cut(&frame, source_addr),
+            dest_addr_ton,
+            dest_addr_npi,
+            destination_addr: cut(&frame, destination_addr),
+            esm_class,
+            protocol_id: 0,
+            priority_flag: 0,
+            schedule_delivery_time: Bytes::new(),
+            validity_period: Bytes::new(),
+            registered_delivery,
+            replace_if_present_flag: 0,
+            data_coding,
+            sm_default_msg_id: 0,
+            short_message: Bytes::new(),
+            tlvs,
+        })
+    }
+}
+
 /// Body of `submit_sm_resp` (§4.4.2).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct SubmitSmResp {

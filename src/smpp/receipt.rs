@@ -347,6 +347,34 @@ pub fn format_receipt_text(
     )
 }
 
+/// A receipt's `submit date:` / `done date:`: `YYMMDDhhmm` in UTC.
+pub fn receipt_date(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = crate::model::calendar::civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{:02}{m:02}{d:02}{:02}{:02}",
+        y % 100,
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// A receipt's `text:`: the first 20 characters of `text`, keeping only
+/// characters written the same in GSM 03.38 and ASCII; others become `?`.
+pub fn receipt_snippet(text: &str) -> String {
+    text.chars()
+        .take(20)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | ' ' => c,
+            '!'..='?' if c != '$' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
 // === text parsing ===
 
 /// The Appendix B fields found in a receipt text, as slices of it.

@@ -954,6 +954,16 @@ impl<'a> Incoming<'a> {
         Ok((udh.or(self.sar), offset))
     }
 
+    /// The concatenation values of this part (UDH first, then SAR), `None`
+    /// for a message on its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`split_udh`].
+    pub fn concat(&self) -> Result<Option<ConcatInfo>, TextError> {
+        Ok(self.split()?.0)
+    }
+
     /// Decodes this part on its own.
     ///
     /// # Errors
@@ -1093,6 +1103,23 @@ impl<K: Eq + Hash + Clone> Reassembler<K> {
         };
         self.order.remove(&done.generation);
         assemble(done.parts).map(Some)
+    }
+
+    /// Drops the parts held of the message `key` with this reference and
+    /// total (e.g. when its sender gave up on it); whether any were held.
+    pub fn discard(&mut self, key: K, reference: u16, total: u8) -> bool {
+        let pk = PendingKey {
+            key,
+            reference,
+            total,
+        };
+        match self.pending.remove(&pk) {
+            Some(p) => {
+                self.order.remove(&p.generation);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Incomplete messages held.

@@ -65,7 +65,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
@@ -82,7 +82,9 @@ use crate::smpp::codec::{CodecError, SmppCodec};
 use crate::smpp::pdu::{
     Bind, BindResp, Body, CommandStatus, DeliverSm, Pdu, PduError, RESPONSE_BIT, SubmitSm, Tlv, tag,
 };
-use crate::smpp::receipt::{ESM_DELIVERY_RECEIPT, format_receipt_text};
+use crate::smpp::receipt::{
+    ESM_DELIVERY_RECEIPT, format_receipt_text, receipt_date, receipt_snippet,
+};
 use crate::smpp::text::{
     self, ConcatInfo, DecodedPart, Incoming, Reassembler, TextError, TextOptions,
 };
@@ -575,34 +577,6 @@ impl ReceiptIdFormat {
             (ReceiptIdFormat::ZeroPadded, IdFormat::Decimal) => format!("{n:020}"),
         }
     }
-}
-
-// === receipt text helpers ===
-
-/// `YYMMDDhhmm` in UTC.
-fn receipt_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (y, m, d) = crate::model::calendar::civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{:02}{m:02}{d:02}{:02}{:02}",
-        y % 100,
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-/// The first 20 characters of `text`, keeping only characters written the
-/// same in GSM 03.38 and ASCII; others become `?`.
-fn receipt_snippet(text: &str) -> String {
-    text.chars()
-        .take(20)
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | ' ' => c,
-            '!'..='?' if c != '$' => c,
-            _ => '?',
-        })
-        .collect()
 }
 
 // === impl Counters ===

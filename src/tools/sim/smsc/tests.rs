@@ -1,7 +1,7 @@
 //! Tests of the SMSC simulator: pure helpers first, then a raw SMPP client
 //! (the codec over a TCP socket on 127.0.0.1) against a running simulator.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;

@@ -1,0 +1,276 @@
+//! The SMPP server door (`[smpp_server] listen`): upstream ESMEs (older
+//! campaign platforms, aggregators, resellers) bind to sluice as to an SMSC
+//! and submit over SMPP 3.4, on the same [`Backend`] as the framed
+//! protocol, with the guarantees of every door.
+//!
+//! | the upstream sends | sluice answers |
+//! | --- | --- |
+//! | `bind_transmitter` / `bind_receiver` / `bind_transceiver` | the tenant whose `smpp_system_id` and `smpp_password` match; `ESME_RINVSYSID` / `ESME_RINVPASWD` otherwise, later each time and then unchecked (`ESME_RBINDFAIL`) while an address keeps failing, and the connection closes |
+//! | `submit_sm`, `data_sm` | once the message is durable, its id (16 hex digits, the id its receipt names); a refusal's status (`ESME_RINVDSTADR`, `ESME_RINVSRCADR`, `ESME_RINVMSGLEN`, `ESME_RINVDCS`, `ESME_RINVEXPIRY`, `ESME_RINVSCHED`, `ESME_RSUBMITFAIL`); under back-pressure `ESME_RTHROTTLED` (0x58) and nothing admitted |
+//! | the parts of a concatenated text (8- or 16-bit UDH, SAR TLVs) | every part the one message's id once the whole text is admitted; parts still incomplete after `reassembly_timeout` are refused `ESME_RSUBMITFAIL` |
+//! | `enquire_link` | `enquire_link_resp`; sluice sends its own after `enquire_link_interval` of silence and closes a peer that does not answer within `response_timeout` |
+//! | `unbind` | `unbind_resp` once every submit still being admitted is answered |
+//! | a malformed PDU, an unknown command, a command in the wrong state | `generic_nack` with the matching status (`ESME_RINVCMDID`, `ESME_RINVBNDSTS`, ...), and the session carries on; a length outside `16..=max_pdu_bytes` closes the connection (the stream cannot be resynchronised) |
+//!
+//! Texts arrive in GSM-7 (unpacked, `data_coding` 0), IA5, Latin-1 or
+//! UCS-2, in `short_message` or `message_payload`. Everything the gateway
+//! does still applies: sender ownership, opt-outs, limits, routing.
+//!
+//! # Receipts and inbound messages
+//! A tenant with SMPP credentials has an event destination of its own,
+//! `smpp` ([`ENDPOINT`]), beside its stream and webhooks: the receipts its
+//! SMPP submits asked for (`registered_delivery`) and its inbound messages,
+//! each encoded once as a `deliver_sm` ([`deliver`]) and journaled. Its
+//! receiver and transceiver binds take them, at most `window` in flight
+//! per bind; each is acknowledged (and leaves the journal) at its
+//! `deliver_sm_resp`. A resp refusing it for now (`ESME_RX_T_APPN`,
+//! `ESME_RTHROTTLED`, `ESME_RMSGQFUL`) or none within `response_timeout`
+//! puts it back for a later try; another refusal drops it (counted). When a
+//! bind closes, what it had not answered goes back; after a restart every
+//! unanswered one is sent again. Delivery is at least once.
+//!
+//! Hand-written rather than on an SMPP server crate: the PDU codec, text
+//! handling and reassembly are the carrier side's ([`crate::smpp`]), and
+//! the session is the product's core (durable-before-answer, journaled
+//! receipts).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::door::Door;
+use crate::door::throttle::{AuthThrottle, ThrottleConfig};
+use crate::events::ConnId;
+use crate::ingest::Backend;
+use crate::ingest::identity::Binding;
+use crate::model::Secret;
+use crate::smpp::pdu::CommandStatus;
+
+pub mod deliver;
+mod session;
+mod submit;
+
+#[cfg(test)]
+mod tests;
+
+pub use deliver::SmppEvents;
+
+const TARGET: &str = "sluice::smpp_server";
+
+/// The name of a tenant's event destination for its SMPP binds.
+pub const ENDPOINT: &str = "smpp";
+
+/// The first [`ConnId`] of SMPP server sessions (2^62 + 2^61: above the
+/// framed door's and the HTTP API's, below none of the gRPC door's).
+pub const SMPP_CONN_BASE: ConnId = (1 << 62) + (1 << 61);
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(SMPP_CONN_BASE);
+
+fn next_conn() -> ConnId {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One tenant's SMPP credentials.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The tenant.
+    pub tenant: Arc<str>,
+    /// Its `system_id`.
+    pub system_id: String,
+    /// Its password.
+    pub password: Secret,
+}
+
+/// Every tenant's SMPP credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts(Vec<Account>);
+
+impl Accounts {
+    /// The accounts (system ids are unique: the configuration checks it).
+    pub fn new(accounts: impl IntoIterator<Item = Account>) -> Accounts {
+        Accounts(accounts.into_iter().collect())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The tenant these credentials name, or the status refusing the bind.
+    /// The password is compared in constant time.
+    ///
+    /// # Errors
+    /// `ESME_RINVSYSID` for an unknown system id, `ESME_RINVPASWD` for a
+    /// wrong password.
+    pub fn check(&self, system_id: &[u8], password: &[u8]) -> Result<Arc<str>, CommandStatus> {
+        let Some(a) = self.0.iter().find(|a| a.system_id.as_bytes() == system_id) else {
+            return Err(CommandStatus::ESME_RINVSYSID);
+        };
+        let given = String::from_utf8_lossy(password);
+        if a.password.matches(&given) {
+            Ok(a.tenant.clone())
+        } else {
+            Err(CommandStatus::ESME_RINVPASWD)
+        }
+    }
+}
+
+/// Limits and timers of the SMPP server's sessions.
+#[derive(Debug, Clone)]
+pub struct SmppServerLimits {
+    /// The `system_id` in bind responses.
+    pub system_id: String,
+    /// Deadline for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Deadline for the first bind.
+    pub bind_timeout: Duration,
+    /// Silence after which sluice sends `enquire_link`.
+    pub enquire_link_interval: Duration,
+    /// Deadline for the upstream's answer to a `deliver_sm` or
+    /// `enquire_link`, and for a write.
+    pub response_timeout: Duration,
+    /// Most `deliver_sm` unanswered per bind.
+    pub window: usize,
+    /// Most submits unanswered per bind (being admitted, or parts held);
+    /// past it a submit is answered `ESME_RTHROTTLED`.
+    pub max_pending_submits: usize,
+    /// Most submits admitted together.
+    pub max_batch: usize,
+    /// How long the parts of a concatenated text wait for the rest.
+    pub reassembly_timeout: Duration,
+    /// Largest PDU, octets.
+    pub max_pdu_bytes: usize,
+    /// How failed binds are throttled per address.
+    pub auth: ThrottleConfig,
+    /// Client certificates are required (they bind a connection to the
+    /// tenant they name).
+    pub cert_required: bool,
+}
+
+impl Default for SmppServerLimits {
+    fn default() -> Self {
+        SmppServerLimits {
+            system_id: "sluice".into(),
+            handshake_timeout: Duration::from_secs(10),
+            bind_timeout: Duration::from_secs(10),
+            enquire_link_interval: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(30),
+            window: 10,
+            max_pending_submits: 1000,
+            max_batch: 500,
+            reassembly_timeout: Duration::from_secs(60),
+            max_pdu_bytes: crate::smpp::codec::DEFAULT_MAX_PDU_LEN,
+            auth: ThrottleConfig {
+                delay: Duration::from_millis(100),
+                delay_max: Duration::from_secs(5),
+                per_minute: 10,
+            },
+            cert_required: false,
+        }
+    }
+}
+
+/// Fuzz hook: a session's submit path without its socket. Every
+/// `submit_sm` and `data_sm` framed in `data` goes through data_sm
+/// decoding, the envelope, the text and the reassembly of parts; whole
+/// texts keep every part's answer, and what is held stays bounded.
+#[doc(hidden)]
+pub fn fuzz_submits(data: &[u8]) {
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    use crate::smpp::codec::SmppCodec;
+    use crate::smpp::pdu::{Body, SubmitSm};
+    use submit::{Command, PartOutcome};
+
+    let mut buf = BytesMut::from(data);
+    let mut codec = SmppCodec::default();
+    let mut parts = submit::Parts::new(4);
+    let now = tokio::time::Instant::now();
+    let mut pushed = 0usize;
+    while let Ok(Some(frame)) = codec.decode(&mut buf) {
+        let Ok(pdu) = frame else { continue };
+        let seq = pdu.sequence_number;
+        let sm = match pdu.body {
+            Body::SubmitSm(sm) => sm,
+            Body::Other {
+                command_id: 0x0000_0103,
+                body,
+            } => match SubmitSm::decode_data_sm(&body, seq) {
+                Ok(sm) => sm,
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        let Ok(env) = submit::envelope(&sm, 1_796_385_600) else {
+            continue;
+        };
+        let part = submit::incoming(&sm);
+        match part.concat() {
+            Ok(Some(info)) if info.total > 1 => {
+                pushed += 1;
+                if let Ok(PartOutcome::Whole(_, _, answers)) =
+                    parts.push(&sm, &part, info, env, (seq, Command::SubmitSm), now)
+                {
+                    assert!(!answers.is_empty() && answers.len() <= pushed);
+                }
+                assert!(parts.held() <= pushed);
+            }
+            Ok(_) => {
+                let _ = part.decode();
+            }
+            Err(_) => {}
+        }
+    }
+    let _ = parts.expire(now, Duration::ZERO);
+    assert_eq!(parts.held(), 0, "expired parts are all released");
+}
+
+/// Accepts ESME connections on `door` until `shutdown` turns true, then
+/// lets every session finish (answer what it admitted, unbind) within
+/// `response_timeout`.
+pub async fn serve<B: Backend>(
+    mut door: Door,
+    backend: Arc<B>,
+    accounts: Arc<Accounts>,
+    limits: SmppServerLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = Arc::new(limits);
+    let throttle = Arc::new(AuthThrottle::new(limits.auth));
+    let mut sessions = JoinSet::new();
+    loop {
+        let visitor = tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+            v = door.accept() => v,
+        };
+        let ctx = session::Context {
+            backend: backend.clone(),
+            accounts: accounts.clone(),
+            throttle: throttle.clone(),
+            limits: limits.clone(),
+        };
+        let shutdown = shutdown.clone();
+        sessions.spawn(async move {
+            let peer = visitor.peer;
+            let conn = match visitor.open(ctx.limits.handshake_timeout).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(target: TARGET, %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let binding = Binding::of(ctx.limits.cert_required, conn.identity.clone());
+            session::run(ctx, conn, binding, next_conn(), shutdown).await;
+        });
+    }
+    let grace = limits.response_timeout + Duration::from_secs(1);
+    let _ = tokio::time::timeout(grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+}

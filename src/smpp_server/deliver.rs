@@ -1,0 +1,280 @@
+//! What the SMPP server sends its upstreams: delivery receipts and inbound
+//! messages as `deliver_sm` PDUs, encoded once when the event is created
+//! ([`SmppEvents`], the encoder of the tenant's `smpp` event destination)
+//! and journaled as those bytes until the upstream's `deliver_sm_resp`.
+//! A session sends a stored PDU with its own sequence number
+//! ([`with_sequence`]).
+//!
+//! Which messages get a receipt is decided from their `client_ref`: the
+//! door names each message it admits `smpp<R>.<unique>`, `R` being the
+//! submit's `registered_delivery & 0x03` ([`client_ref`]), so the request
+//! survives a restart with the message.
+//!
+//! A receipt is the SMPP 3.4 Appendix B text
+//! (`id:… sub:001 dlvrd:… submit date:… done date:… stat:… err:… text:…`,
+//! `id` being the id the submit was answered with), `esm_class` 0x04, with
+//! the `receipted_message_id` and `message_state` TLVs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::events::{Channel, EventEncoder, InboundEvent, Notice};
+use crate::ledger::Finalized;
+use crate::model::{DeliveryState, Sender};
+use crate::smpp::pdu::{Body, DeliverSm, Pdu, Tlv, tag};
+use crate::smpp::receipt::{
+    ESM_DELIVERY_RECEIPT, format_receipt_text, receipt_date, receipt_snippet,
+};
+use crate::smpp::text::{self, Concat, TextOptions};
+
+/// Most octets of text in `short_message`; longer goes in `message_payload`.
+const MAX_SHORT_MESSAGE: usize = 254;
+
+/// Type of number and numbering plan of an address.
+const TON_INTERNATIONAL: u8 = 0x01;
+const TON_NETWORK_SPECIFIC: u8 = 0x03;
+const TON_ALPHANUMERIC: u8 = 0x05;
+const NPI_ISDN: u8 = 0x01;
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+/// The `client_ref` of a message the door admits, carrying the receipt
+/// request (`registered_delivery & 0x03`). Unique per node: microseconds
+/// of the wall clock at start-up plus a counter, so a restart never
+/// reuses one within the dedupe window.
+pub fn client_ref(receipt: u8) -> String {
+    let base = UNIQUE.load(Ordering::Relaxed);
+    if base == 0 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_micros() as u64;
+        let _ = UNIQUE.compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+    format!("smpp{}.{n:x}", receipt & 0x03)
+}
+
+/// Whether a message that ended in `state` gets a receipt: admitted by the
+/// SMPP door with a receipt asked for (always, or on failure only).
+pub fn receipt_wanted(client_ref: &str, state: DeliveryState) -> bool {
+    match client_ref.as_bytes() {
+        [b's', b'm', b'p', b'p', b'1', b'.', ..] => true,
+        [b's', b'm', b'p', b'p', b'2', b'.', ..] => state != DeliveryState::Delivered,
+        _ => false,
+    }
+}
+
+/// The receipt `stat:` word and `message_state` of a final state.
+pub fn receipt_state(state: DeliveryState) -> (&'static str, u8) {
+    match state {
+        DeliveryState::Delivered => ("DELIVRD", 2),
+        DeliveryState::Expired => ("EXPIRED", 3),
+        DeliveryState::Failed => ("UNDELIV", 5),
+        DeliveryState::Rejected | DeliveryState::Suppressed => ("REJECTD", 8),
+        DeliveryState::Unknown
+        | DeliveryState::Queued
+        | DeliveryState::Dispatched
+        | DeliveryState::Submitted => ("UNKNOWN", 7),
+    }
+}
+
+/// Encodes the `smpp` destination's events as `deliver_sm` PDUs (sequence
+/// number 0; see [`with_sequence`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SmppEvents;
+
+impl EventEncoder for SmppEvents {
+    fn delivery(&self, _event_id: u64, f: &Finalized, _channel: Channel, at_ms: u64) -> Bytes {
+        receipt(f, at_ms)
+    }
+
+    fn notice(&self, _event_id: u64, notice: &Notice) -> Bytes {
+        match notice {
+            Notice::Inbound(e) => inbound(e),
+            // The destination does not take opt-outs (SMPP has no such PDU).
+            Notice::Opt(_) => Bytes::new(),
+        }
+    }
+
+    fn wants_delivery(&self, f: &Finalized) -> bool {
+        receipt_wanted(&f.message.client_ref, f.state)
+    }
+}
+
+/// A stored PDU with `sequence_number` in its header, appended to `out`.
+/// `None` when `pdu` is not a whole PDU (a damaged record).
+pub fn with_sequence(pdu: &[u8], sequence_number: u32, out: &mut BytesMut) -> Option<()> {
+    let len = pdu
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))? as usize;
+    if len != pdu.len() || len < crate::smpp::pdu::HEADER_LEN {
+        return None;
+    }
+    out.put_slice(&pdu[..12]);
+    out.put_u32(sequence_number);
+    out.put_slice(&pdu[16..]);
+    Some(())
+}
+
+/// The receipt of a finished message.
+fn receipt(f: &Finalized, at_ms: u64) -> Bytes {
+    let m = &f.message;
+    let id = m.id.to_string();
+    let (stat, message_state) = receipt_state(f.state);
+    let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+    let text = format_receipt_text(
+        &id,
+        1,
+        u32::from(f.state == DeliveryState::Delivered),
+        &receipt_date(at(m.accepted_at_ms)),
+        &receipt_date(at(at_ms)),
+        stat,
+        f.error_code,
+        &receipt_snippet(&m.text),
+    );
+    let (dest_ton, dest_npi, dest) = sender_address(&m.from);
+    let handset = m.to.to_string();
+    let sm = DeliverSm {
+        source_addr_ton: TON_INTERNATIONAL,
+        source_addr_npi: NPI_ISDN,
+        source_addr: Bytes::from(handset.trim_start_matches('+').to_owned()),
+        dest_addr_ton: dest_ton,
+        dest_addr_npi: dest_npi,
+        destination_addr: dest,
+        esm_class: ESM_DELIVERY_RECEIPT,
+        registered_delivery: 0,
+        short_message: Bytes::from(text),
+        tlvs: vec![
+            Tlv::from_c_string(tag::RECEIPTED_MESSAGE_ID, id.as_bytes()),
+            Tlv::from_u8(tag::MESSAGE_STATE, message_state),
+        ],
+        ..DeliverSm::default()
+    };
+    Pdu::new(0, Body::DeliverSm(sm)).to_bytes()
+}
+
+/// An inbound message for the tenant: GSM-7 (unpacked) when its text
+/// fits the alphabet, else UCS-2; in `message_payload` when longer than a
+/// `short_message` holds.
+fn inbound(e: &InboundEvent) -> Bytes {
+    let opts = TextOptions {
+        concat: Concat::Payload,
+        gsm7_packed: false,
+    };
+    // Texts over the gateway's limit are cut to it, never refused: the
+    // upstream still learns of the message.
+    let encoded = text::encode(&e.text, &opts, 0)
+        .ok()
+        .and_then(|mut s| s.pop());
+    let (data_coding, user_data) = match encoded {
+        Some(seg) => (seg.data_coding, seg.message_payload.unwrap_or_default()),
+        None => {
+            let cut: String = e.text.chars().take(text::MAX_TEXT_CHARS).collect();
+            let units: Vec<u8> = cut.encode_utf16().flat_map(u16::to_be_bytes).collect();
+            (0x08, Bytes::from(units))
+        }
+    };
+    let (short_message, tlvs) = if user_data.len() <= MAX_SHORT_MESSAGE {
+        (user_data, Vec::new())
+    } else {
+        (
+            Bytes::new(),
+            vec![Tlv::new(tag::MESSAGE_PAYLOAD, user_data)],
+        )
+    };
+    let (src_ton, src_npi, src) = match e.from.strip_prefix('+') {
+        Some(digits) => (TON_INTERNATIONAL, NPI_ISDN, Bytes::from(digits.to_owned())),
+        None => (0, 0, Bytes::from(e.from.clone())),
+    };
+    let (dest_ton, dest_npi, dest) = match Sender::parse(&e.to) {
+        Ok(s) => sender_address(&s),
+        Err(_) => (0, 0, Bytes::from(e.to.clone())),
+    };
+    let sm = DeliverSm {
+        source_addr_ton: src_ton,
+        source_addr_npi: src_npi,
+        source_addr: src,
+        dest_addr_ton: dest_ton,
+        dest_addr_npi: dest_npi,
+        destination_addr: dest,
+        registered_delivery: 0,
+        data_coding,
+        short_message,
+        tlvs,
+        ..DeliverSm::default()
+    };
+    Pdu::new(0, Body::DeliverSm(sm)).to_bytes()
+}
+
+/// A sender as an SMPP address: type of number, numbering plan, octets.
+fn sender_address(s: &Sender) -> (u8, u8, Bytes) {
+    match s {
+        Sender::LongCode(n) => {
+            let n = n.to_string();
+            (
+                TON_INTERNATIONAL,
+                NPI_ISDN,
+                Bytes::from(n.trim_start_matches('+').to_owned()),
+            )
+        }
+        Sender::ShortCode(c) => (TON_NETWORK_SPECIFIC, 0, Bytes::from(c.to_string())),
+        Sender::Alphanumeric(a) => (TON_ALPHANUMERIC, 0, Bytes::from(a.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_refs_carry_the_receipt_request_and_are_unique() {
+        let a = client_ref(1);
+        let b = client_ref(1);
+        assert_ne!(a, b);
+        assert!(a.starts_with("smpp1."), "{a}");
+        assert!(receipt_wanted(&a, DeliveryState::Delivered));
+        let f = client_ref(2);
+        assert!(!receipt_wanted(&f, DeliveryState::Delivered));
+        assert!(receipt_wanted(&f, DeliveryState::Failed));
+        assert!(!receipt_wanted(&client_ref(0), DeliveryState::Failed));
+        assert!(!receipt_wanted("order-17", DeliveryState::Failed));
+    }
+
+    #[test]
+    fn a_stored_pdu_goes_out_with_the_sessions_sequence_number() {
+        let pdu = Pdu::enquire_link(0).to_bytes();
+        let mut out = BytesMut::new();
+        with_sequence(&pdu, 77, &mut out).expect("whole PDU");
+        let back = Pdu::decode(out.freeze()).expect("decodes");
+        assert_eq!(back.sequence_number, 77);
+        assert!(with_sequence(&pdu[..10], 1, &mut BytesMut::new()).is_none());
+        assert!(with_sequence(b"", 1, &mut BytesMut::new()).is_none());
+    }
+
+    #[test]
+    fn a_long_unicode_inbound_goes_in_message_payload() {
+        let e = InboundEvent {
+            from: "+14155550100".into(),
+            to: "12345".into(),
+            text: "Привет ✓ ".repeat(30),
+            at_ms: 0,
+            carrier: "c".into(),
+        };
+        let pdu = Pdu::decode(inbound(&e)).expect("decodes");
+        let Body::DeliverSm(sm) = pdu.body else {
+            panic!("not a deliver_sm: {pdu:?}")
+        };
+        assert_eq!(sm.data_coding, 0x08);
+        assert!(sm.short_message.is_empty());
+        let payload = sm.tlv(tag::MESSAGE_PAYLOAD).expect("payload");
+        assert_eq!(
+            text::decode(0x08, &payload.value, false).expect("UCS-2"),
+            e.text
+        );
+        assert_eq!(&sm.source_addr[..], b"14155550100");
+        assert_eq!(sm.dest_addr_ton, TON_NETWORK_SPECIFIC);
+    }
+}

@@ -1,0 +1,586 @@
+//! The SMPP server door end to end, with an ESME written against the
+//! protocol (sluice's PDU codec on a plain socket): a transceiver binds,
+//! submits short, long (three UDH parts), Unicode and `data_sm` texts, is
+//! answered once each is durable (every part with its message's id), and
+//! receives each receipt it asked for with that id, and an inbound message;
+//! a receipt not answered before a restart is sent again after it; bad
+//! binds, submits in the wrong state, malformed and unknown PDUs get their
+//! status and the session carries on; back-pressure is `ESME_RTHROTTLED`.
+//! (`tests/interop.rs` drives the same door with node-smpp.)
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use sluice::config::Secret;
+use sluice::smpp::codec::SmppCodec;
+use sluice::smpp::pdu::{Bind, Body, CommandStatus, DeliverSm, Pdu, SubmitSm, tag};
+use sluice::smpp::text::{self, TextOptions};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+const WAIT: Duration = Duration::from_secs(20);
+const SYSTEM_ID: &str = "demo";
+const PASSWORD: &str = "pw-demo";
+
+fn gateway_config(dir: &std::path::Path, smsc: &sluice::sim::smsc::Smsc) -> sluice::config::Config {
+    let mut cfg = config(dir, smsc);
+    cfg.smpp_server.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.tenants[0].smpp_system_id = Some(SYSTEM_ID.into());
+    cfg.tenants[0].smpp_password = Some(Secret::new(PASSWORD));
+    cfg
+}
+
+/// The tenant's SMPP events: ready + in flight.
+fn smpp_events_held(gw: &sluice::gateway::Running) -> usize {
+    use sluice::ingest::Backend;
+    let ep = gw
+        .gateway
+        .events()
+        .endpoint(TENANT, sluice::smpp_server::ENDPOINT)
+        .expect("the tenant has an SMPP destination");
+    let c = ep.counts();
+    c.ready + c.in_flight
+}
+
+/// A minimal ESME: sends requests, collects what comes back.
+struct Esme {
+    io: Framed<TcpStream, SmppCodec>,
+    seq: u32,
+    /// Requests from sluice not yet looked at (deliver_sm, enquire_link).
+    inbox: Vec<Pdu>,
+}
+
+impl Esme {
+    async fn connect(addr: SocketAddr) -> Esme {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        Esme {
+            io: Framed::new(tcp, SmppCodec::default()),
+            seq: 0,
+            inbox: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, body: Body) -> u32 {
+        self.seq += 1;
+        self.io.send(&Pdu::new(self.seq, body)).await.unwrap();
+        self.seq
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.io.get_mut().write_all(bytes).await.unwrap();
+    }
+
+    /// The next PDU; `None` when the connection closed.
+    async fn next(&mut self) -> Option<Pdu> {
+        match tokio::time::timeout(WAIT, self.io.next()).await {
+            Ok(Some(Ok(Ok(p)))) => Some(p),
+            Ok(Some(Ok(Err(e)))) => panic!("sluice sent a malformed PDU: {e}"),
+            Ok(Some(Err(_))) | Ok(None) => None,
+            Err(_) => panic!("nothing from sluice within {WAIT:?}"),
+        }
+    }
+
+    /// The response to `seq`, keeping requests from sluice in the inbox.
+    async fn resp(&mut self, seq: u32) -> Pdu {
+        loop {
+            let p = self.next().await.expect("the connection stays open");
+            if p.is_response() && p.sequence_number == seq {
+                return p;
+            }
+            if matches!(p.body, Body::EnquireLink) {
+                self.io
+                    .send(&Pdu::enquire_link_resp(p.sequence_number))
+                    .await
+                    .unwrap();
+                continue;
+            }
+            self.inbox.push(p);
+        }
+    }
+
+    async fn bind(&mut self, system_id: &str, password: &str) -> Pdu {
+        let seq = self
+            .send(Body::BindTransceiver(Bind {
+                system_id: Bytes::from(system_id.to_owned()),
+                password: Bytes::from(password.to_owned()),
+                interface_version: 0x34,
+                ..Bind::default()
+            }))
+            .await;
+        self.resp(seq).await
+    }
+
+    /// The next `deliver_sm` (from the inbox first), unanswered.
+    async fn deliver_sm(&mut self) -> (u32, DeliverSm) {
+        loop {
+            let p = match self.inbox.is_empty() {
+                false => self.inbox.remove(0),
+                true => self.next().await.expect("the connection stays open"),
+            };
+            match p.body {
+                Body::DeliverSm(sm) => return (p.sequence_number, sm),
+                Body::EnquireLink => {
+                    self.io
+                        .send(&Pdu::enquire_link_resp(p.sequence_number))
+                        .await
+                        .unwrap();
+                }
+                other => panic!("expected a deliver_sm, got {other:?}"),
+            }
+        }
+    }
+
+    async fn answer(&mut self, seq: u32) {
+        self.io
+            .send(&Pdu::deliver_sm_resp(seq, CommandStatus::ESME_ROK))
+            .await
+            .unwrap();
+    }
+}
+
+fn submit(to: &str, text_bytes: Bytes, data_coding: u8, receipt: u8) -> SubmitSm {
+    SubmitSm {
+        source_addr_ton: 3,
+        source_addr: Bytes::from_static(b"12345"),
+        dest_addr_ton: 1,
+        dest_addr_npi: 1,
+        destination_addr: Bytes::from(to.to_owned()),
+        registered_delivery: receipt,
+        data_coding,
+        short_message: text_bytes,
+        ..SubmitSm::default()
+    }
+}
+
+/// The body of a data_sm carrying `text` (GSM-7 unpacked) in `message_payload`.
+fn data_sm_body(to: &str, text: &str, receipt: u8) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u8(0); // service_type
+    b.put_slice(&[3, 0]);
+    b.put_slice(b"12345\0");
+    b.put_slice(&[1, 1]);
+    b.put_slice(to.as_bytes());
+    b.put_u8(0);
+    b.put_slice(&[0, receipt, 0]); // esm_class, registered_delivery, data_coding
+    b.put_u16(tag::MESSAGE_PAYLOAD);
+    b.put_u16(text.len() as u16);
+    b.put_slice(text.as_bytes());
+    b.freeze()
+}
+
+fn id_of(p: &Pdu) -> String {
+    assert_eq!(p.command_status, CommandStatus::ESME_ROK, "{p:?}");
+    match &p.body {
+        Body::SubmitSmResp(r) => String::from_utf8(r.message_id.to_vec()).unwrap(),
+        Body::Other { body, .. } => {
+            String::from_utf8(body.split(|&b| b == 0).next().unwrap().to_vec()).unwrap()
+        }
+        other => panic!("not a submit answer: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_esme_submits_short_long_unicode_and_data_sm_texts_and_gets_its_receipts() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(gateway_config(dir.path(), &smsc))
+        .await
+        .unwrap();
+    let mut esme = Esme::connect(gw.smpp_server_addr.expect("the SMPP door is on")).await;
+    let bound = esme.bind(SYSTEM_ID, PASSWORD).await;
+    assert_eq!(bound.command_status, CommandStatus::ESME_ROK);
+    let Body::BindTransceiverResp(r) = &bound.body else {
+        panic!("{bound:?}")
+    };
+    assert_eq!(&r.system_id[..], b"sluice");
+
+    // Short GSM-7 text.
+    let short = esme
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"Hello from an ESME"),
+            0,
+            1,
+        )))
+        .await;
+    // A long text in three parts with an 8-bit UDH.
+    let long_text = "Long text in parts. ".repeat(20);
+    let parts = text::encode(&long_text, &TextOptions::default(), 7).unwrap();
+    assert_eq!(parts.len(), 3);
+    let mut long = Vec::new();
+    for seg in &parts {
+        let mut sm = submit("14155550101", seg.short_message.clone(), seg.data_coding, 1);
+        sm.esm_class = 0x40;
+        long.push(esme.send(Body::SubmitSm(sm)).await);
+    }
+    // UCS-2.
+    let unicode_text = "Grüße 😀 from sluice";
+    let ucs2: Vec<u8> = unicode_text
+        .encode_utf16()
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    let unicode = esme
+        .send(Body::SubmitSm(submit(
+            "14155550102",
+            Bytes::from(ucs2),
+            8,
+            1,
+        )))
+        .await;
+    // data_sm.
+    let data = esme
+        .send(Body::Other {
+            command_id: 0x0000_0103,
+            body: data_sm_body("14155550103", "via data sm", 1),
+        })
+        .await;
+    // No receipt asked for.
+    let quiet = esme
+        .send(Body::SubmitSm(submit(
+            "14155550104",
+            Bytes::from_static(b"no receipt please"),
+            0,
+            0,
+        )))
+        .await;
+
+    let short_id = id_of(&esme.resp(short).await);
+    let mut long_ids = Vec::new();
+    for seq in long {
+        long_ids.push(id_of(&esme.resp(seq).await));
+    }
+    assert!(
+        long_ids.iter().all(|i| *i == long_ids[0]),
+        "every part is answered with its message's id: {long_ids:?}"
+    );
+    let unicode_id = id_of(&esme.resp(unicode).await);
+    let data_resp = esme.resp(data).await;
+    assert!(matches!(
+        data_resp.body,
+        Body::Other {
+            command_id: 0x8000_0103,
+            ..
+        }
+    ));
+    let data_id = id_of(&data_resp);
+    let quiet_id = id_of(&esme.resp(quiet).await);
+    let ids = [&short_id, &long_ids[0], &unicode_id, &data_id, &quiet_id];
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 5, "{ids:?}");
+
+    // One receipt per message that asked, naming the id it was answered with.
+    let mut receipts = std::collections::HashMap::new();
+    while receipts.len() < 4 {
+        let (seq, sm) = esme.deliver_sm().await;
+        assert_eq!(sm.esm_class & 0x3C, 0x04, "a receipt: {sm:?}");
+        let id = String::from_utf8(
+            sm.tlv(tag::RECEIPTED_MESSAGE_ID)
+                .expect("receipted_message_id")
+                .as_c_string()
+                .to_vec(),
+        )
+        .unwrap();
+        assert_eq!(
+            sm.tlv(tag::MESSAGE_STATE).and_then(|t| t.as_u8()),
+            Some(2),
+            "DELIVERED"
+        );
+        let body = String::from_utf8(sm.short_message.to_vec()).unwrap();
+        assert!(
+            body.starts_with(&format!("id:{id} sub:001 dlvrd:001 ")),
+            "{body}"
+        );
+        assert!(body.contains(" stat:DELIVRD err:000 text:"), "{body}");
+        esme.answer(seq).await;
+        assert!(
+            receipts.insert(id, body).is_none(),
+            "one receipt per message"
+        );
+    }
+    for id in [&short_id, &long_ids[0], &unicode_id, &data_id] {
+        assert!(
+            receipts.contains_key(id),
+            "no receipt for {id}: {receipts:?}"
+        );
+    }
+    drained(&gw, WAIT).await;
+    eventually("every receipt answered", WAIT, || {
+        smpp_events_held(&gw) == 0
+    })
+    .await;
+    assert!(
+        !receipts.contains_key(&quiet_id),
+        "a submit without registered_delivery gets no receipt"
+    );
+
+    // The SMSC got the texts whole.
+    let texts: Vec<String> = smsc.texts().into_iter().map(|t| t.2).collect();
+    for t in [
+        "Hello from an ESME",
+        long_text.as_str(),
+        unicode_text,
+        "via data sm",
+    ] {
+        assert!(texts.iter().any(|x| x == t), "{t:?} not in {texts:?}");
+    }
+
+    // An inbound message for the tenant's sender reaches the bind.
+    smsc.inject_mo("+14155550199", "12345", "hello upstream")
+        .unwrap();
+    let (seq, mo) = esme.deliver_sm().await;
+    assert_eq!(mo.esm_class, 0);
+    assert_eq!(&mo.source_addr[..], b"14155550199");
+    assert_eq!(&mo.destination_addr[..], b"12345");
+    assert_eq!(
+        text::decode(mo.data_coding, &mo.short_message, false).unwrap(),
+        "hello upstream"
+    );
+    esme.answer(seq).await;
+    eventually("the inbound message answered", WAIT, || {
+        smpp_events_held(&gw) == 0
+    })
+    .await;
+
+    let unbind = esme.send(Body::Unbind).await;
+    assert!(matches!(esme.resp(unbind).await.body, Body::UnbindResp));
+    assert!(esme.next().await.is_none(), "closed after unbind");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_unanswered_before_a_restart_is_sent_again_after_it() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(gateway_config(dir.path(), &smsc))
+        .await
+        .unwrap();
+    let mut esme = Esme::connect(gw.smpp_server_addr.unwrap()).await;
+    assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
+    let seq = esme
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"receipt across a restart"),
+            0,
+            1,
+        )))
+        .await;
+    let id = id_of(&esme.resp(seq).await);
+    let (_unanswered, first) = esme.deliver_sm().await;
+    let named = first.tlv(tag::RECEIPTED_MESSAGE_ID).unwrap().as_c_string();
+    assert_eq!(&named[..], id.as_bytes());
+    drop(esme);
+    gw.shutdown().await;
+
+    let gw = sluice::gateway::start(gateway_config(dir.path(), &smsc))
+        .await
+        .unwrap();
+    assert_eq!(smpp_events_held(&gw), 1, "the receipt is restored");
+    let mut esme = Esme::connect(gw.smpp_server_addr.unwrap()).await;
+    assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
+    let (seq, again) = esme.deliver_sm().await;
+    assert_eq!(again.short_message, first.short_message, "the same receipt");
+    esme.answer(seq).await;
+    eventually("the receipt answered", WAIT, || smpp_events_held(&gw) == 0).await;
+    drop(esme);
+    gw.shutdown().await;
+
+    let gw = sluice::gateway::start(gateway_config(dir.path(), &smsc))
+        .await
+        .unwrap();
+    assert_eq!(
+        smpp_events_held(&gw),
+        0,
+        "an answered receipt is not sent again"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(gateway_config(dir.path(), &smsc))
+        .await
+        .unwrap();
+    let addr = gw.smpp_server_addr.unwrap();
+
+    // Before a bind: enquire_link is answered, a submit is not.
+    let mut esme = Esme::connect(addr).await;
+    let seq = esme.send(Body::EnquireLink).await;
+    assert!(esme.resp(seq).await.command_status.is_ok());
+    let seq = esme
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"x"),
+            0,
+            1,
+        )))
+        .await;
+    let p = esme.resp(seq).await;
+    assert!(matches!(p.body, Body::GenericNack));
+    assert_eq!(p.command_status, CommandStatus::ESME_RINVBNDSTS);
+    // A wrong password, then the connection closes.
+    let p = esme.bind(SYSTEM_ID, "nope").await;
+    assert_eq!(p.command_status, CommandStatus::ESME_RINVPASWD);
+    assert!(esme.next().await.is_none());
+    // An unknown system id.
+    let mut esme = Esme::connect(addr).await;
+    assert_eq!(
+        esme.bind("nobody", PASSWORD).await.command_status,
+        CommandStatus::ESME_RINVSYSID
+    );
+
+    // A receiver cannot submit; a second bind is refused.
+    let mut rx = Esme::connect(addr).await;
+    let seq = rx
+        .send(Body::BindReceiver(Bind {
+            system_id: Bytes::from_static(SYSTEM_ID.as_bytes()),
+            password: Bytes::from_static(PASSWORD.as_bytes()),
+            interface_version: 0x34,
+            ..Bind::default()
+        }))
+        .await;
+    assert!(rx.resp(seq).await.command_status.is_ok());
+    let seq = rx
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"x"),
+            0,
+            1,
+        )))
+        .await;
+    assert_eq!(
+        rx.resp(seq).await.command_status,
+        CommandStatus::ESME_RINVBNDSTS
+    );
+    assert_eq!(
+        rx.bind(SYSTEM_ID, PASSWORD).await.command_status,
+        CommandStatus::ESME_RALYBND
+    );
+
+    let mut esme = Esme::connect(addr).await;
+    assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
+    // An unknown command.
+    let seq = esme
+        .send(Body::Other {
+            command_id: 0x0000_0099,
+            body: Bytes::new(),
+        })
+        .await;
+    let p = esme.resp(seq).await;
+    assert!(matches!(p.body, Body::GenericNack));
+    assert_eq!(p.command_status, CommandStatus::ESME_RINVCMDID);
+    // A submit_sm whose body stops in the middle of an address.
+    let mut raw = BytesMut::new();
+    raw.put_u32(16 + 5);
+    raw.put_u32(0x0000_0004);
+    raw.put_u32(0);
+    raw.put_u32(900);
+    raw.put_slice(&[0, 1, 1, b'1', b'2']);
+    esme.send_raw(&raw).await;
+    let p = esme.resp(900).await;
+    assert!(matches!(p.body, Body::GenericNack), "{p:?}");
+    assert!(!p.command_status.is_ok());
+    // Refusals by field.
+    let cases: Vec<(SubmitSm, CommandStatus)> = vec![
+        (
+            SubmitSm {
+                schedule_delivery_time: Bytes::from_static(b"000000000100000R"),
+                ..submit("14155550100", Bytes::from_static(b"later"), 0, 1)
+            },
+            CommandStatus::ESME_RINVSCHED,
+        ),
+        (
+            submit("14155550100", Bytes::from_static(b"\x01\x02"), 0x04, 1),
+            CommandStatus::ESME_RINVDCS,
+        ),
+        (
+            SubmitSm {
+                validity_period: Bytes::from_static(b"garbage"),
+                ..submit("14155550100", Bytes::from_static(b"x"), 0, 1)
+            },
+            CommandStatus::ESME_RINVEXPIRY,
+        ),
+        (
+            submit("not-a-number", Bytes::from_static(b"x"), 0, 1),
+            CommandStatus::ESME_RINVDSTADR,
+        ),
+        (
+            SubmitSm {
+                source_addr: Bytes::from_static(b"99999"),
+                ..submit("14155550100", Bytes::from_static(b"x"), 0, 1)
+            },
+            CommandStatus::ESME_RINVSRCADR,
+        ),
+    ];
+    for (sm, status) in cases {
+        let seq = esme.send(Body::SubmitSm(sm.clone())).await;
+        assert_eq!(esme.resp(seq).await.command_status, status, "{sm:?}");
+    }
+    // The session carries on.
+    let seq = esme
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"still fine"),
+            0,
+            0,
+        )))
+        .await;
+    id_of(&esme.resp(seq).await);
+    // A length no PDU has: generic_nack, then the connection closes.
+    esme.send_raw(&[0, 0, 0, 8, 0, 0, 0, 4]).await;
+    let p = esme.next().await.expect("a generic_nack first");
+    assert_eq!(p.command_status, CommandStatus::ESME_RINVCMDLEN);
+    assert!(esme.next().await.is_none());
+    drop(rx);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_pressure_is_answered_throttled_and_admits_nothing() {
+    // Receipts take an hour: admitted messages stay live.
+    let smsc = smsc(|c| c.receipt_delay = Duration::from_secs(3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = gateway_config(dir.path(), &smsc);
+    cfg.journal.max_live_messages = 3;
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let mut esme = Esme::connect(gw.smpp_server_addr.unwrap()).await;
+    assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        seqs.push(
+            esme.send(Body::SubmitSm(submit(
+                &format!("1415555010{i}"),
+                Bytes::from_static(b"fits"),
+                0,
+                1,
+            )))
+            .await,
+        );
+    }
+    for seq in seqs {
+        id_of(&esme.resp(seq).await);
+    }
+    for i in 0..3 {
+        let seq = esme
+            .send(Body::SubmitSm(submit(
+                &format!("1415555011{i}"),
+                Bytes::from_static(b"too many"),
+                0,
+                1,
+            )))
+            .await;
+        assert_eq!(
+            esme.resp(seq).await.command_status,
+            CommandStatus::ESME_RTHROTTLED
+        );
+    }
+    assert_eq!(gw.gateway.ledger().live(), 3, "nothing more admitted");
+    gw.shutdown().await;
+}
