@@ -55,6 +55,7 @@ pub mod mix;
 pub mod procfs;
 pub mod prom;
 mod report;
+mod smpp;
 pub mod svg;
 
 #[cfg(test)]
@@ -86,6 +87,9 @@ const DIAGNOSTIC_GAUGES: [&str; 3] = [
 
 /// Messages without a terminal event named in the report.
 const WAITING_SAMPLE: usize = 10;
+
+/// The embedded tenant's SMPP credentials (`--embedded --smpp`).
+const EMBEDDED_SMPP: (&str, &str) = ("demo", "demo-pw");
 
 /// Duration of a run given neither `--duration` nor `--messages`.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -154,6 +158,27 @@ pub struct BenchOptions {
     /// The gRPC door's address, e.g. 127.0.0.1:9704 (with --gateway --grpc).
     #[arg(long, conflicts_with = "embedded", requires = "grpc")]
     pub grpc_addr: Option<std::net::SocketAddr>,
+    /// Submit as an upstream ESME through the SMPP server door (one
+    /// transceiver bind per connection, submit_sm per part, --pipeline
+    /// batches in flight per bind) and take the receipts as deliver_sm,
+    /// instead of the framed protocol. With --gateway, give the door's
+    /// address with --smpp-addr and the tenant's SMPP credentials.
+    #[arg(long, conflicts_with_all = ["http", "grpc"])]
+    pub smpp: bool,
+    /// The SMPP server door's address, e.g. 127.0.0.1:2775 (with --gateway --smpp).
+    #[arg(long, conflicts_with = "embedded", requires = "smpp")]
+    pub smpp_addr: Option<std::net::SocketAddr>,
+    /// The tenant's smpp_system_id (with --gateway --smpp).
+    #[arg(long, requires = "smpp")]
+    pub smpp_system_id: Option<String>,
+    /// The tenant's smpp_password (with --gateway --smpp; or SLUICE_SMPP_PASSWORD).
+    #[arg(
+        long,
+        env = "SLUICE_SMPP_PASSWORD",
+        hide_env_values = true,
+        requires = "smpp"
+    )]
+    pub smpp_password: Option<String>,
     /// Message mix: gsm7, unicode, multipart (3 parts), invalid (bad number) with whole-number weights.
     #[arg(long, default_value = "gsm7=70,unicode=20,multipart=10")]
     pub mix: Mix,
@@ -233,6 +258,9 @@ pub struct Target {
     pub api: Option<std::net::SocketAddr>,
     /// The gRPC door, when batches and events go through it.
     pub grpc: Option<std::net::SocketAddr>,
+    /// The SMPP server door and the tenant's SMPP credentials, when
+    /// messages and receipts go through it.
+    pub smpp: Option<(std::net::SocketAddr, String, String)>,
     /// True when the gateway, the simulator and the client share this process.
     pub embedded: bool,
     /// The simulator, when embedded.
@@ -296,6 +324,10 @@ impl Target {
             process: opts.pid.map(procfs::Proc::Pid),
             api: opts.api,
             grpc: opts.grpc_addr,
+            smpp: match (opts.smpp_addr, &opts.smpp_system_id, &opts.smpp_password) {
+                (Some(a), Some(id), Some(pw)) => Some((a, id.clone(), pw.clone())),
+                _ => None,
+            },
             embedded: false,
             smsc: None,
         })
@@ -345,6 +377,22 @@ impl Embedded {
         if opts.grpc {
             config.grpc.listen = Some("127.0.0.1:0".parse()?);
         }
+        if opts.smpp {
+            config.smpp_server.listen = Some("127.0.0.1:0".parse()?);
+            config.smpp_server.max_pending_submits = config
+                .smpp_server
+                .max_pending_submits
+                .max(opts.pipeline * opts.batch * 4);
+            // Receipts go to the binds; a window a bulk ESME would use.
+            config.smpp_server.window = 256;
+            if let Some(t) = config.tenants.first_mut() {
+                // Its events go to its binds only, as an SMPP-only
+                // tenant's would.
+                t.stream_events = false;
+                t.smpp_system_id = Some(EMBEDDED_SMPP.0.into());
+                t.smpp_password = Some(crate::config::Secret::new(EMBEDDED_SMPP.1));
+            }
+        }
         let tenant = config
             .tenants
             .first()
@@ -370,6 +418,10 @@ impl Embedded {
             process: Some(procfs::Proc::This),
             api: self.running.api_addr,
             grpc: self.running.grpc_addr,
+            smpp: self
+                .running
+                .smpp_server_addr
+                .map(|a| (a, EMBEDDED_SMPP.0.to_owned(), EMBEDDED_SMPP.1.to_owned())),
             embedded: true,
             smsc: Some(self.smsc.clone()),
         }
@@ -443,9 +495,29 @@ pub async fn run_against(
         }),
         (true, None) => anyhow::bail!("--grpc needs the gRPC door's address (--grpc-addr ADDR)"),
     };
+    let smpp_target = match (opts.smpp, &target.smpp) {
+        (false, _) => None,
+        (true, Some((addr, system_id, password))) => Some(smpp::SmppTarget {
+            addr: *addr,
+            system_id: system_id.clone(),
+            password: password.clone(),
+        }),
+        (true, None) => anyhow::bail!(
+            "--smpp needs the SMPP door's address and the tenant's credentials \
+             (--smpp-addr, --smpp-system-id, --smpp-password)"
+        ),
+    };
     let mut connections = Vec::with_capacity(opts.connections);
     let mut grpc_connections = Vec::new();
+    let mut smpp_binds = Vec::new();
     for i in 0..opts.connections {
+        if let Some(t) = &smpp_target {
+            let b = smpp::bind(t)
+                .await
+                .map_err(|e| anyhow::anyhow!("SMPP bind {} to {}: {e}", i + 1, t.addr))?;
+            smpp_binds.push(b);
+            continue;
+        }
         if let Some(g) = &grpc_target {
             let opened = async {
                 let mut client = grpc::connect(g).await?;
@@ -537,6 +609,26 @@ pub async fn run_against(
             receivers.push(tokio::spawn(grpc::receiver(
                 shared.clone(),
                 sub,
+                done.clone(),
+            )));
+        }
+    }
+    if let Some(t) = &smpp_target {
+        notes.push(format!(
+            "submit_sm and receipts through the SMPP server at {} ({} transceiver binds, {} batches in flight each)",
+            t.addr,
+            opts.connections,
+            opts.pipeline.max(1)
+        ));
+        for io in smpp_binds {
+            let (sent, sent_rx) = tokio::sync::oneshot::channel();
+            senders.push(tokio::spawn(async move {
+                let _ = sent_rx.await;
+            }));
+            receivers.push(tokio::spawn(smpp::connection(
+                shared.clone(),
+                io,
+                sent,
                 done.clone(),
             )));
         }
