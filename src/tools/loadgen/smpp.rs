@@ -170,10 +170,11 @@ pub(crate) async fn connection(
             }
             batches.insert(c.first, b);
         }
-        if !sending && batches.is_empty() {
-            if let Some(s) = sent.take() {
-                let _ = s.send(());
-            }
+        if !sending
+            && batches.is_empty()
+            && let Some(s) = sent.take()
+        {
+            let _ = s.send(());
         }
         let frame = tokio::select! {
             f = io.next() => f,
