@@ -171,6 +171,11 @@ pub struct MmscConfig {
     /// to what its base64 form may take).
     #[serde(default)]
     pub media_encoding: MediaTransferEncoding,
+    /// How the content is laid out: `smil` (default: a SMIL presentation,
+    /// a slide per media item, parts named by Content-Location) or `none`
+    /// (a plain `multipart/mixed`).
+    #[serde(default)]
+    pub presentation: PresentationSetting,
     /// Submits per second; 0 = unlimited.
     #[serde(default)]
     pub rate: f64,
@@ -265,6 +270,7 @@ impl MmscConfig {
             version: crate::mm7::Version::default(),
             max_message_bytes: default_mms_size(),
             media_encoding: MediaTransferEncoding::Binary,
+            presentation: PresentationSetting::Smil,
             rate: 0.0,
             connections: default_mm7_connections(),
             timeout: default_response_timeout(),
@@ -911,6 +917,26 @@ impl Default for TlsConfig {
         TlsConfig {
             ca_file: None,
             reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How an MMSC wants the content laid out.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PresentationSetting {
+    /// A SMIL presentation part.
+    #[default]
+    Smil,
+    /// None: `multipart/mixed`.
+    None,
+}
+
+impl From<PresentationSetting> for crate::mm7::Presentation {
+    fn from(p: PresentationSetting) -> Self {
+        match p {
+            PresentationSetting::Smil => crate::mm7::Presentation::Smil,
+            PresentationSetting::None => crate::mm7::Presentation::None,
         }
     }
 }

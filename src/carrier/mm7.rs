@@ -170,6 +170,7 @@ pub struct Mm7Carrier {
     vas_id: Option<String>,
     max_message_bytes: usize,
     media_encoding: crate::mm7::MediaEncoding,
+    presentation: crate::mm7::Presentation,
     media: Arc<dyn MediaSource>,
     timeout: Duration,
     failover_after: Duration,
@@ -258,8 +259,9 @@ impl std::fmt::Debug for dyn MediaSource {
     }
 }
 
-/// MIME headers and boundaries each media part adds, generously.
-const PART_OVERHEAD: usize = 256;
+/// MIME headers and boundaries each media part adds (its SMIL slide
+/// included), generously.
+const PART_OVERHEAD: usize = 384;
 
 impl Mm7Carrier {
     /// A carrier from its configuration; `tls` is the client configuration
@@ -298,6 +300,7 @@ impl Mm7Carrier {
             vas_id: cfg.vas_id.clone(),
             max_message_bytes: cfg.max_message_bytes,
             media_encoding: cfg.media_encoding.into(),
+            presentation: cfg.presentation.into(),
             media,
             timeout: cfg.timeout,
             failover_after: cfg.failover_after,
@@ -469,6 +472,7 @@ impl Mm7Carrier {
             subject: m.subject.as_deref(),
             text: &m.text,
             media_encoding: self.media_encoding,
+            presentation: self.presentation,
             ..SubmitReq::default()
         };
         // What the envelope and text cost; the media share the rest.

@@ -39,8 +39,8 @@ pub use error::Mm7Error;
 pub use server::{HandlerError, Mm7Inbound, Mm7Server, ServerConfig, serve};
 pub use soap::{
     Address, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Expiry, Fault, MediaEncoding,
-    MediaPart, Message, MessageClass, MmStatus, Priority, ReceivedSubmitReq, Rsp, RspKind,
-    SubmitReq, SubmitRsp, decode,
+    MediaPart, Message, MessageClass, MmStatus, Presentation, Priority, ReceivedSubmitReq, Rsp,
+    RspKind, SubmitReq, SubmitRsp, decode,
 };
 pub use status::{Class, Status};
 pub use version::Version;

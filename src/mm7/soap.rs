@@ -15,7 +15,10 @@
 //! envelope first and the content second; the content is a
 //! `multipart/mixed` holding a `text/plain; charset=utf-8` part (the text,
 //! left out when empty and there is media) and each media part
-//! (`Content-Transfer-Encoding: binary`). `Content href` points at the
+//! (`Content-Transfer-Encoding: binary`, or `base64`). With
+//! [`Presentation::Smil`] the content is instead a `multipart/related;
+//! type="application/smil"` led by a SMIL part ([`smil`]), every part
+//! named by `Content-Location` and media identified `<…@sluice>`. `Content href` points at the
 //! content part by `cid:`. Every part's `Content-Transfer-Encoding` tells
 //! the truth about its bytes ([`mime::TransferEncoding`]): the envelope
 //! declares `8bit` when it holds raw UTF-8 (a non-ASCII Subject) and
@@ -30,7 +33,8 @@
 //! - Bodies that are plain `text/xml` or `multipart/related` (the root part
 //!   chosen by `start`, else the first); the content of `SubmitReq` and
 //!   `DeliverReq` flattened to its leaves (nested multiparts, base64 and
-//!   quoted-printable undone), the `text/plain` leaves joined as the text.
+//!   quoted-printable undone), the `text/plain` leaves joined as the text,
+//!   SMIL (`application/smil`) left out.
 //! - A SOAP Fault carrying `RSErrorRsp`/`VASPErrorRsp` (the status is looked
 //!   for anywhere inside `detail`), and a bare `RSErrorRsp`/`VASPErrorRsp`
 //!   in the body (some MMSCs skip the Fault).
@@ -64,6 +68,11 @@ const SOAP_CID: &str = "mm7-soap@sluice";
 const CONTENT_CID: &str = "mm7-content@sluice";
 /// `Content-ID` of the text part sluice writes.
 const TEXT_CID: &str = "mm7-text@sluice";
+/// `Content-ID` and `Content-Location` of the SMIL part sluice writes.
+const SMIL_CID: &str = "mm7-smil@sluice";
+const SMIL_LOCATION: &str = "presentation.smil";
+/// `Content-Location` of the text part when there is a SMIL part.
+const TEXT_LOCATION: &str = "text.txt";
 
 // === addresses and small types ===
 
@@ -343,6 +352,20 @@ pub struct SubmitReq<'a> {
     pub media: &'a [MediaPart<'a>],
     /// How the media parts are written.
     pub media_encoding: MediaEncoding,
+    /// How the content is laid out: a SMIL presentation or none.
+    pub presentation: Presentation,
+}
+
+/// How a SubmitReq's content is presented to the handset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Presentation {
+    /// `multipart/mixed` of the text and the media, no layout.
+    #[default]
+    None,
+    /// `multipart/related; type="application/smil"` led by a SMIL part
+    /// ([`smil`]): a slide per media item, the text on the first, every
+    /// part named by `Content-Location` and identified `<…@sluice>`.
+    Smil,
 }
 
 impl SubmitReq<'_> {
@@ -395,7 +418,13 @@ impl SubmitReq<'_> {
     /// Encodes the whole HTTP body: the envelope and the content in one
     /// buffer of exactly the final size (media bytes are copied once).
     pub fn encode(&self) -> Encoded {
-        encode_with_content(self.envelope(), self.text, self.media, self.media_encoding)
+        encode_with_content(
+            self.envelope(),
+            self.text,
+            self.media,
+            self.media_encoding,
+            self.presentation,
+        )
     }
 }
 
@@ -406,7 +435,20 @@ fn encode_with_content(
     text: &str,
     media: &[MediaPart<'_>],
     encoding: MediaEncoding,
+    presentation: Presentation,
 ) -> Encoded {
+    let with_text = !text.is_empty() || media.is_empty();
+    let smil_doc = match presentation {
+        Presentation::None => None,
+        Presentation::Smil => Some(smil(
+            with_text,
+            &media
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.content_type, location(i, m.content_type)))
+                .collect::<Vec<_>>(),
+        )),
+    };
     // Base64 lines hold no `-`, so they cannot collide with a boundary.
     let base64: Vec<Vec<u8>> = match encoding {
         MediaEncoding::Binary => Vec::new(),
@@ -417,6 +459,7 @@ fn encode_with_content(
     };
     let bodies: Vec<&[u8]> = std::iter::once(text.as_bytes())
         .chain(std::iter::once(envelope.as_bytes()))
+        .chain(smil_doc.iter().map(|s| s.as_bytes()))
         .chain(media.iter().map(|m| m.bytes.as_ref()))
         .collect();
     let fresh = |tag: &str| loop {
@@ -443,54 +486,79 @@ fn encode_with_content(
     l.begin_part(&outer, &soap_headers);
     l.bytes(envelope.as_bytes());
     l.end_part();
+    let container = match &smil_doc {
+        None => format!("multipart/mixed; boundary=\"{inner}\""),
+        Some(_) => format!(
+            "multipart/related; type=\"application/smil\"; start=\"<{SMIL_CID}>\"; boundary=\"{inner}\""
+        ),
+    };
     l.begin_part(
         &outer,
         &[
-            (
-                "Content-Type",
-                &format!("multipart/mixed; boundary=\"{inner}\""),
-            ),
+            ("Content-Type", &container),
             ("Content-ID", &format!("<{CONTENT_CID}>")),
         ],
     );
-    if !text.is_empty() || media.is_empty() {
+    if let Some(doc) = &smil_doc {
         l.begin_part(
             &inner,
             &[
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-ID", &format!("<{TEXT_CID}>")),
-                (
-                    "Content-Transfer-Encoding",
-                    TransferEncoding::of(text.as_bytes())
-                        .max(TransferEncoding::EightBit)
-                        .as_str(),
-                ),
+                ("Content-Type", "application/smil; charset=utf-8"),
+                ("Content-ID", &format!("<{SMIL_CID}>")),
+                ("Content-Location", SMIL_LOCATION),
             ],
         );
+        l.bytes(doc.as_bytes());
+        l.end_part();
+    }
+    let smil_on = smil_doc.is_some();
+    let text_cid = format!("<{TEXT_CID}>");
+    if with_text {
+        let mut headers = vec![
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-ID", text_cid.as_str()),
+            (
+                "Content-Transfer-Encoding",
+                TransferEncoding::of(text.as_bytes())
+                    .max(TransferEncoding::EightBit)
+                    .as_str(),
+            ),
+        ];
+        if smil_on {
+            headers.push(("Content-Location", TEXT_LOCATION));
+        }
+        l.begin_part(&inner, &headers);
         l.bytes(text.as_bytes());
         l.end_part();
     }
     for (i, m) in media.iter().enumerate() {
-        let id = m.content_id.trim();
-        let id = if id.starts_with('<') {
-            id.to_owned()
+        let id = m
+            .content_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        let id = if smil_on && !id.contains('@') {
+            format!("<{id}@sluice>")
         } else {
             format!("<{id}>")
         };
-        l.begin_part(
-            &inner,
-            &[
-                ("Content-Type", header_safe(m.content_type).as_ref()),
-                ("Content-ID", header_safe(&id).as_ref()),
-                (
-                    "Content-Transfer-Encoding",
-                    match encoding {
-                        MediaEncoding::Binary => "binary",
-                        MediaEncoding::Base64 => "base64",
-                    },
-                ),
-            ],
-        );
+        let name = location(i, m.content_type);
+        let mut headers = vec![
+            ("Content-Type", header_safe(m.content_type)),
+            ("Content-ID", header_safe(&id)),
+            (
+                "Content-Transfer-Encoding",
+                Cow::Borrowed(match encoding {
+                    MediaEncoding::Binary => "binary",
+                    MediaEncoding::Base64 => "base64",
+                }),
+            ),
+        ];
+        if smil_on {
+            headers.push(("Content-Location", Cow::Borrowed(name.as_str())));
+        }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+        l.begin_part(&inner, &headers);
         match base64.get(i) {
             // The lines end with CRLF already; `end_part` adds the one
             // before the delimiter.
@@ -508,6 +576,92 @@ fn encode_with_content(
         ),
         body: l.finish(),
     }
+}
+
+/// The `Content-Location` of media part `i`: `image1.jpg`, `video2.mp4`,
+/// `audio3.amr`, `media4.bin`, named after its content type.
+fn location(i: usize, content_type: &str) -> String {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let (top, sub) = mime.split_once('/').unwrap_or(("", ""));
+    let kind = match top {
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        _ => "media",
+    };
+    let ext = match sub {
+        "jpeg" | "jpg" | "pjpeg" => "jpg",
+        "png" => "png",
+        "gif" => "gif",
+        "webp" => "webp",
+        "bmp" | "x-ms-bmp" => "bmp",
+        "mp4" => "mp4",
+        "3gpp" => "3gp",
+        "3gpp2" => "3g2",
+        "quicktime" => "mov",
+        "amr" => "amr",
+        "mpeg" if top == "audio" => "mp3",
+        "mpeg" => "mpg",
+        "ogg" => "ogg",
+        "aac" => "aac",
+        "vcard" | "x-vcard" => "vcf",
+        _ => "bin",
+    };
+    format!("{kind}{}.{ext}", i + 1)
+}
+
+/// The SMIL presentation (SMIL 2.0 as MMS handsets read it, OMA MMS
+/// conformance layout): an image/video region above a text region; one
+/// slide (`par`) per media item, the text on the first; a text-only
+/// message has one slide. Every `src` is a part's `Content-Location`.
+pub fn smil(with_text: bool, media: &[(&str, String)]) -> String {
+    use std::fmt::Write as _;
+    let has_visual = media
+        .iter()
+        .any(|(ct, _)| ct.starts_with("image/") || ct.starts_with("video/"));
+    let mut s = String::with_capacity(512 + 96 * media.len());
+    s.push_str("<smil>\r\n<head>\r\n<layout>\r\n");
+    s.push_str("<root-layout width=\"100%\" height=\"100%\"/>\r\n");
+    if has_visual {
+        s.push_str("<region id=\"Image\" left=\"0%\" top=\"0%\" width=\"100%\" height=\"70%\" fit=\"meet\"/>\r\n");
+        s.push_str("<region id=\"Text\" left=\"0%\" top=\"70%\" width=\"100%\" height=\"30%\" fit=\"scroll\"/>\r\n");
+    } else {
+        s.push_str("<region id=\"Text\" left=\"0%\" top=\"0%\" width=\"100%\" height=\"100%\" fit=\"scroll\"/>\r\n");
+    }
+    s.push_str("</layout>\r\n</head>\r\n<body>\r\n");
+    let text = format!("<text src=\"{TEXT_LOCATION}\" region=\"Text\"/>\r\n");
+    if media.is_empty() {
+        s.push_str("<par dur=\"5000ms\">\r\n");
+        s.push_str(&text);
+        s.push_str("</par>\r\n");
+    }
+    for (i, (ct, loc)) in media.iter().enumerate() {
+        s.push_str("<par dur=\"5000ms\">\r\n");
+        let element = match ct.split('/').next().unwrap_or("") {
+            "image" => "img",
+            "video" => "video",
+            "audio" => "audio",
+            _ => "ref",
+        };
+        let region = if matches!(element, "img" | "video") {
+            " region=\"Image\""
+        } else {
+            ""
+        };
+        // Locations are sluice's own names (letters, digits, a dot).
+        let _ = write!(s, "<{element} src=\"{loc}\"{region}/>\r\n");
+        if i == 0 && with_text {
+            s.push_str(&text);
+        }
+        s.push_str("</par>\r\n");
+    }
+    s.push_str("</body>\r\n</smil>\r\n");
+    s
 }
 
 /// Drops CR and LF from a header value (no header injection from a media
@@ -903,7 +1057,13 @@ impl DeliverReq {
                 bytes: p.body.clone(),
             })
             .collect();
-        encode_with_content(xml, &self.text, &media, MediaEncoding::Binary)
+        encode_with_content(
+            xml,
+            &self.text,
+            &media,
+            MediaEncoding::Binary,
+            Presentation::None,
+        )
     }
 }
 
@@ -1227,8 +1387,12 @@ fn content_of(msg: &Node, parts: &[Part]) -> Result<(Option<String>, String, Vec
     let mut media = Vec::new();
     for root in roots {
         for leaf in mime::leaves(root)? {
-            if leaf.content_type().mime == "text/plain" {
+            let mime = leaf.content_type().mime;
+            if mime == "text/plain" {
                 texts.push(leaf.text());
+            } else if mime == "application/smil" {
+                // The layout, not content.
+                continue;
             } else {
                 media.push(leaf);
             }

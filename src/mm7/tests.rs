@@ -120,6 +120,7 @@ fn submit_req<'a>(
         text: "Hi there ✓ — 10% off",
         media,
         media_encoding: MediaEncoding::Binary,
+        presentation: Presentation::None,
     }
 }
 
@@ -897,8 +898,8 @@ epilogue"
     );
     assert_eq!(d.subject.as_deref(), Some("hi"));
     assert_eq!(d.text, "STOP ✓\ncafé ok");
-    assert_eq!(d.media.len(), 1);
-    assert_eq!(d.media[0].content_type().mime, "application/smil");
+    // The SMIL is the layout, not content.
+    assert!(d.media.is_empty(), "{:?}", d.media);
 }
 
 #[test]
@@ -1961,4 +1962,105 @@ fn base64_lines_and_budgets_agree() {
             "{encoded}: {n} is not the most"
         );
     }
+}
+
+// === SMIL presentation ===
+
+/// The `src` attributes of a SMIL document (read with quick-xml: it must
+/// be well-formed XML).
+fn smil_sources(doc: &str) -> Vec<String> {
+    let mut r = quick_xml::Reader::from_str(doc);
+    let mut out = Vec::new();
+    loop {
+        match r.read_event().expect("the SMIL is well-formed XML") {
+            quick_xml::events::Event::Eof => break,
+            quick_xml::events::Event::Empty(e) | quick_xml::events::Event::Start(e) => {
+                for a in e.attributes() {
+                    let a = a.expect("a well-formed attribute");
+                    if a.key.0 == "src" {
+                        let v = a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .expect("an attribute value");
+                        out.push(v.into_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn submit_req_with_smil_validates_and_its_references_resolve() {
+    let to = recipients();
+    let from = Address::ShortCode("12345".into());
+    let media = [
+        MediaPart {
+            content_type: "image/gif",
+            content_id: "3f2a9c",
+            bytes: Bytes::from_static(b"GIF89a..."),
+        },
+        MediaPart {
+            content_type: "video/mp4",
+            content_id: "<clip@brand.example>",
+            bytes: Bytes::from_static(b"\x00\x00\x00\x18ftypmp42"),
+        },
+    ];
+    for v in Version::ALL {
+        let enc = SubmitReq {
+            presentation: Presentation::Smil,
+            ..submit_req(v, &to, &from, &media)
+        }
+        .encode();
+        if xmllint() {
+            validate(v.name(), &soap_part(&enc)).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        let ct = ContentType::parse(&enc.content_type);
+        let parts = mime::parse_multipart(&enc.body, ct.param("boundary").unwrap()).unwrap();
+        let content = &parts[1];
+        assert_eq!(content.content_id(), Some("mm7-content@sluice"));
+        let cct = content.content_type();
+        assert_eq!(cct.mime, "multipart/related");
+        assert_eq!(cct.param("type"), Some("application/smil"));
+        assert_eq!(cct.param("start"), Some("<mm7-smil@sluice>"));
+        let leaves = mime::leaves(content.clone()).unwrap();
+        assert_eq!(leaves.len(), 4, "SMIL, text, two media");
+        assert_eq!(leaves[0].content_type().mime, "application/smil");
+        assert_eq!(leaves[0].content_id(), Some("mm7-smil@sluice"));
+        let doc = leaves[0].text();
+        let sources = smil_sources(&doc);
+        assert_eq!(sources, ["image1.gif", "text.txt", "video2.mp4"], "{doc}");
+        for src in &sources {
+            let part = leaves[1..]
+                .iter()
+                .find(|p| p.content_location() == Some(src.as_str()))
+                .unwrap_or_else(|| panic!("{src} names no part"));
+            assert!(
+                part.content_id().is_some_and(|id| id.contains('@')),
+                "Content-ID in <…@domain> form: {:?}",
+                part.content_id()
+            );
+        }
+        assert_eq!(leaves[2].content_id(), Some("3f2a9c@sluice"));
+        assert_eq!(leaves[3].content_id(), Some("clip@brand.example"));
+        // What an MMSC reads: the text and two media, the SMIL left out.
+        let Message::SubmitReq(r) = decode(Some(&enc.content_type), &enc.body).unwrap() else {
+            panic!("not a SubmitReq");
+        };
+        assert_eq!(r.text, "Hi there ✓ — 10% off");
+        assert_eq!(r.media.len(), 2);
+        assert_eq!(&r.media[1].body[..], b"\x00\x00\x00\x18ftypmp42");
+    }
+}
+
+#[test]
+fn a_text_only_smil_has_one_slide_and_an_audio_slide_no_image_region() {
+    let text_only = super::soap::smil(true, &[]);
+    assert_eq!(smil_sources(&text_only), ["text.txt"]);
+    assert!(!text_only.contains("region id=\"Image\""));
+    let audio = super::soap::smil(false, &[("audio/amr", "audio1.amr".into())]);
+    assert_eq!(smil_sources(&audio), ["audio1.amr"]);
+    assert!(!audio.contains("region id=\"Image\""));
+    assert!(audio.contains("<audio src=\"audio1.amr\"/>"));
 }
