@@ -1,7 +1,8 @@
 //! MM7: encoding a SubmitReq with a 100 KB image (criterion), then MM7
 //! submits per second through the MMSC simulator over real HTTP with the
 //! pooled client (printed; the same media for every recipient, encoded per
-//! request as the gateway does).
+//! request as the gateway does): without presentation and binary media
+//! (the previous figure), with SMIL, and with SMIL and base64 media.
 //!
 //! `cargo bench --bench mm7`
 
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group};
 use sluice::mm7::Version;
 use sluice::mm7::client::{ClientConfig, Mm7Client, SubmitOutcome};
-use sluice::mm7::soap::{Address, MediaPart, SubmitReq};
+use sluice::mm7::soap::{Address, MediaEncoding, MediaPart, Presentation, SubmitReq};
 
 fn image() -> Bytes {
     // 100 KB of incompressible bytes behind a JPEG header: the MMSC
@@ -40,30 +41,51 @@ fn encode(c: &mut Criterion) {
     }];
     let mut g = c.benchmark_group("mm7");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("submit_req_encode_100k_image", |b| {
-        b.iter(|| {
-            let req = SubmitReq {
-                transaction_id: "0000000000000001-0",
-                version: Version::default(),
-                vasp_id: Some("sluice"),
-                sender: Some(&sender),
-                recipients: &to,
-                delivery_report: true,
-                subject: Some("Black Friday"),
-                text: "Look at this!",
-                media: &media,
-                ..SubmitReq::default()
-            };
-            black_box(req.encode().body.len())
-        })
-    });
+    for (name, presentation, media_encoding) in VARIANTS {
+        let bench = match name {
+            "plain" => "submit_req_encode_100k_image".to_owned(),
+            other => format!("submit_req_encode_100k_image_{other}"),
+        };
+        g.bench_function(bench, |b| {
+            b.iter(|| {
+                let req = SubmitReq {
+                    transaction_id: "0000000000000001-0",
+                    version: Version::default(),
+                    vasp_id: Some("sluice"),
+                    sender: Some(&sender),
+                    recipients: &to,
+                    delivery_report: true,
+                    subject: Some("Black Friday"),
+                    text: "Look at this!",
+                    media: &media,
+                    presentation,
+                    media_encoding,
+                    ..SubmitReq::default()
+                };
+                black_box(req.encode().body.len())
+            })
+        });
+    }
     g.finish();
 }
+
+/// Layouts compared: none and binary (the earlier default), SMIL, SMIL
+/// with base64 media.
+const VARIANTS: [(&str, Presentation, MediaEncoding); 3] = [
+    ("plain", Presentation::None, MediaEncoding::Binary),
+    ("smil", Presentation::Smil, MediaEncoding::Binary),
+    ("smil_base64", Presentation::Smil, MediaEncoding::Base64),
+];
 
 criterion_group!(benches, encode);
 
 /// Submits `n` MMS with `concurrency` in flight through the simulator.
-async fn throughput(n: usize, concurrency: usize) -> f64 {
+async fn throughput(
+    n: usize,
+    concurrency: usize,
+    presentation: Presentation,
+    media_encoding: MediaEncoding,
+) -> f64 {
     let mmsc = sluice::sim::mmsc::start(sluice::sim::mmsc::MmscConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Default::default()
@@ -102,6 +124,8 @@ async fn throughput(n: usize, concurrency: usize) -> f64 {
                 delivery_report: true,
                 text: "Look at this!",
                 media: &media,
+                presentation,
+                media_encoding,
                 ..SubmitReq::default()
             };
             let r = client.submit(&req).await;
@@ -129,10 +153,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for concurrency in [8, 32] {
-        let rate = rt.block_on(throughput(4000, concurrency));
-        println!(
-            "mm7/throughput: 4000 submits of a 100 KB image, {concurrency} in flight: {rate:.0} MMS/s"
-        );
+    for (name, presentation, encoding) in VARIANTS {
+        for concurrency in [8, 32] {
+            let rate = rt.block_on(throughput(4000, concurrency, presentation, encoding));
+            println!(
+                "mm7/throughput {name}: 4000 submits of a 100 KB image, {concurrency} in flight: {rate:.0} MMS/s"
+            );
+        }
     }
 }
