@@ -5,14 +5,20 @@
 //!   past the cap a new connection is accepted and closed at once (so the
 //!   backlog never fills with connections that will wait minutes), and
 //!   counted in `sluice_door_refused_total`.
+//! - **Per-address cap** ([`Door::per_address`]): at most so many open
+//!   connections from one address (an IPv4 address, or the /64 of an IPv6
+//!   one: [`throttle::address_key`]), so one client cannot take every slot
+//!   before it authenticates; past it, closed at once the same way
+//!   (`sluice_door_refused_per_address_total`).
 //! - **Accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`, ...): the loop sleeps
 //!   and logs at a bounded rate instead of spinning on a connection it
 //!   cannot take ([`AcceptBackoff`]).
 //! - **TLS** is negotiated in the connection's own task (never in the
 //!   accept loop) within a deadline, see [`Visitor::open`].
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +37,41 @@ pub struct Door {
     tls: Option<Arc<ServerTls>>,
     permits: Arc<Semaphore>,
     cap: usize,
+    per_address: Option<Arc<PerAddress>>,
     backoff: AcceptBackoff,
+}
+
+/// Open connections per address, for [`Door::per_address`].
+#[derive(Debug)]
+struct PerAddress {
+    cap: usize,
+    open: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// What an open connection holds until it ends: its slot under the door's
+/// cap and, with a per-address cap, its address's.
+#[derive(Debug)]
+pub struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
+}
+
+#[derive(Debug)]
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock();
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// A connection accepted under the cap, before TLS.
@@ -42,7 +82,7 @@ pub struct Visitor {
     /// Its peer.
     pub peer: SocketAddr,
     tls: Option<Arc<ServerTls>>,
-    permit: OwnedSemaphorePermit,
+    permit: Ticket,
 }
 
 /// An open connection: TLS negotiated when the door has it.
@@ -55,7 +95,7 @@ pub struct Conn {
     /// The client certificate's identity (mutual TLS only).
     pub identity: Option<Arc<str>>,
     /// Held until the connection ends.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: Ticket,
 }
 
 impl Door {
@@ -87,8 +127,20 @@ impl Door {
             tls,
             permits: Arc::new(Semaphore::new(cap)),
             cap,
+            per_address: None,
             backoff: AcceptBackoff::new(name),
         }
+    }
+
+    /// At most `cap` open connections from one address (0: no such cap).
+    pub fn per_address(mut self, cap: usize) -> Door {
+        self.per_address = (cap > 0).then(|| {
+            Arc::new(PerAddress {
+                cap,
+                open: parking_lot::Mutex::default(),
+            })
+        });
+        self
     }
 
     /// The bound address.
@@ -123,12 +175,35 @@ impl Door {
                         drop(tcp);
                         continue;
                     };
+                    let address = match &self.per_address {
+                        None => None,
+                        Some(table) => {
+                            let key = throttle::address_key(peer.ip());
+                            let mut open = table.open.lock();
+                            let n = open.entry(key).or_insert(0);
+                            if *n >= table.cap {
+                                drop(open);
+                                metrics::counter!("sluice_door_refused_per_address_total", "door" => self.name)
+                                    .increment(1);
+                                drop(tcp);
+                                continue;
+                            }
+                            *n += 1;
+                            Some(AddressSlot {
+                                table: table.clone(),
+                                key,
+                            })
+                        }
+                    };
                     let _ = tcp.set_nodelay(true);
                     return Visitor {
                         tcp,
                         peer,
                         tls: self.tls.clone(),
-                        permit,
+                        permit: Ticket {
+                            _permit: permit,
+                            _address: address,
+                        },
                     };
                 }
                 Err(e) => self.backoff.failed(&e).await,

@@ -664,6 +664,9 @@ pub struct ApiConfig {
     pub tls_client_ca_file: Option<PathBuf>,
     /// Most open connections; past it new ones are closed at once.
     pub max_connections: usize,
+    /// Most open connections from one address (an IPv4 address or an IPv6
+    /// /64); past it new ones from there are closed at once; 0 = no such cap.
+    pub max_connections_per_ip: usize,
     /// Deadline for a request's headers (see [`HttpConfig::header_timeout`]).
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
@@ -698,6 +701,7 @@ impl Default for ApiConfig {
             tls_key_file: None,
             tls_client_ca_file: None,
             max_connections: 1024,
+            max_connections_per_ip: 64,
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
             idle_timeout: default_idle_timeout(),
@@ -731,6 +735,9 @@ pub struct GrpcConfig {
     pub tls_client_ca_file: Option<PathBuf>,
     /// Most open connections; past it new ones are closed at once.
     pub max_connections: usize,
+    /// Most open connections from one address (an IPv4 address or an IPv6
+    /// /64); past it new ones from there are closed at once; 0 = no such cap.
+    pub max_connections_per_ip: usize,
     /// Deadline for a connection's TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -768,6 +775,7 @@ impl Default for GrpcConfig {
             tls_key_file: None,
             tls_client_ca_file: None,
             max_connections: 1024,
+            max_connections_per_ip: 64,
             handshake_timeout: default_header_timeout(),
             max_message_bytes: 4 << 20,
             max_concurrent_streams: 128,
@@ -801,6 +809,9 @@ pub struct SmppServerConfig {
     pub tls_client_ca_file: Option<PathBuf>,
     /// Most open connections; past it new ones are closed at once.
     pub max_connections: usize,
+    /// Most open connections from one address (an IPv4 address or an IPv6
+    /// /64); past it new ones from there are closed at once; 0 = no such cap.
+    pub max_connections_per_ip: usize,
     /// Deadline for a connection's TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -847,6 +858,7 @@ impl Default for SmppServerConfig {
             tls_key_file: None,
             tls_client_ca_file: None,
             max_connections: 256,
+            max_connections_per_ip: 64,
             handshake_timeout: Duration::from_secs(10),
             bind_timeout: Duration::from_secs(10),
             enquire_link_interval: Duration::from_secs(30),

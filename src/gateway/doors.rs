@@ -132,7 +132,9 @@ pub(super) async fn api(
     // The body deadline answers 408 itself; this one bounds the answer.
     let router: Router =
         crate::api::router(backend, limits).layer(deadline(a.body_timeout + a.body_timeout));
-    let door = Door::bind("api", addr, tls, a.max_connections).await?;
+    let door = Door::bind("api", addr, tls, a.max_connections)
+        .await?
+        .per_address(a.max_connections_per_ip);
     let local = door.local_addr()?;
     let limits = HttpLimits {
         header_timeout: a.header_timeout,
@@ -180,7 +182,9 @@ pub(super) async fn grpc(
         idle_timeout: g.idle_timeout,
         auth: crate::ingest::door::DoorConfig::from_config(&config.ingest).throttle(),
     };
-    let door = Door::bind("grpc", addr, tls, g.max_connections).await?;
+    let door = Door::bind("grpc", addr, tls, g.max_connections)
+        .await?
+        .per_address(g.max_connections_per_ip);
     let local = door.local_addr()?;
     tasks.spawn(crate::grpc::serve(
         door,
@@ -229,7 +233,9 @@ pub(super) async fn smpp_server(
         auth: crate::ingest::door::DoorConfig::from_config(&config.ingest).throttle(),
         cert_required: tls.as_ref().is_some_and(|t| t.requires_client_cert()),
     };
-    let door = Door::bind("smpp_server", addr, tls, c.max_connections).await?;
+    let door = Door::bind("smpp_server", addr, tls, c.max_connections)
+        .await?
+        .per_address(c.max_connections_per_ip);
     let local = door.local_addr()?;
     tasks.spawn(crate::smpp_server::serve(
         door,
