@@ -171,6 +171,11 @@ pub struct MmscConfig {
     /// to what its base64 form may take).
     #[serde(default)]
     pub media_encoding: MediaTransferEncoding,
+    /// Service fields every SubmitReq to this MMSC carries (`ServiceCode`,
+    /// `MessageClass`, `Priority`, `ReadReply`, `ChargedParty`,
+    /// `DistributionIndicator`); each left out when unset.
+    #[serde(default)]
+    pub service: MmscServiceFields,
     /// How the content is laid out: `smil` (default: a SMIL presentation,
     /// a slide per media item, parts named by Content-Location) or `none`
     /// (a plain `multipart/mixed`).
@@ -271,6 +276,7 @@ impl MmscConfig {
             max_message_bytes: default_mms_size(),
             media_encoding: MediaTransferEncoding::Binary,
             presentation: PresentationSetting::Smil,
+            service: MmscServiceFields::default(),
             rate: 0.0,
             connections: default_mm7_connections(),
             timeout: default_response_timeout(),
@@ -929,6 +935,94 @@ impl Default for TlsConfig {
         TlsConfig {
             ca_file: None,
             reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An MMSC's SubmitReq service fields (`[mmsc.service]`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MmscServiceFields {
+    /// `ServiceCode` (billing / service identification).
+    #[serde(default)]
+    pub service_code: Option<String>,
+    /// `MessageClass`: `personal`, `informational`, `advertisement`, `auto`.
+    #[serde(default)]
+    pub message_class: Option<MmsMessageClass>,
+    /// `Priority`: `normal`, `high`, `low`.
+    #[serde(default)]
+    pub priority: Option<MmsPriority>,
+    /// `ReadReply`: ask for read reports.
+    #[serde(default)]
+    pub read_reply: Option<bool>,
+    /// `ChargedParty`: `sender`, `recipient`, `both`, `neither`.
+    #[serde(default)]
+    pub charged_party: Option<MmsChargedParty>,
+    /// `DistributionIndicator`: whether recipients may forward the MMS.
+    #[serde(default)]
+    pub distribution_indicator: Option<bool>,
+}
+
+/// `MessageClass` of a SubmitReq.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum MmsMessageClass {
+    Personal,
+    Informational,
+    Advertisement,
+    Auto,
+}
+
+/// `Priority` of a SubmitReq.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum MmsPriority {
+    Normal,
+    High,
+    Low,
+}
+
+/// `ChargedParty` of a SubmitReq.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum MmsChargedParty {
+    Sender,
+    Recipient,
+    Both,
+    Neither,
+}
+
+impl From<MmsMessageClass> for crate::mm7::MessageClass {
+    fn from(c: MmsMessageClass) -> Self {
+        match c {
+            MmsMessageClass::Personal => crate::mm7::MessageClass::Personal,
+            MmsMessageClass::Informational => crate::mm7::MessageClass::Informational,
+            MmsMessageClass::Advertisement => crate::mm7::MessageClass::Advertisement,
+            MmsMessageClass::Auto => crate::mm7::MessageClass::Auto,
+        }
+    }
+}
+
+impl From<MmsPriority> for crate::mm7::Priority {
+    fn from(p: MmsPriority) -> Self {
+        match p {
+            MmsPriority::Normal => crate::mm7::Priority::Normal,
+            MmsPriority::High => crate::mm7::Priority::High,
+            MmsPriority::Low => crate::mm7::Priority::Low,
+        }
+    }
+}
+
+impl From<MmsChargedParty> for crate::mm7::ChargedParty {
+    fn from(p: MmsChargedParty) -> Self {
+        match p {
+            MmsChargedParty::Sender => crate::mm7::ChargedParty::Sender,
+            MmsChargedParty::Recipient => crate::mm7::ChargedParty::Recipient,
+            MmsChargedParty::Both => crate::mm7::ChargedParty::Both,
+            MmsChargedParty::Neither => crate::mm7::ChargedParty::Neither,
         }
     }
 }

@@ -1030,3 +1030,31 @@ async fn refused_for_now_twice_falls_back_on_the_third() {
     assert!(s.smsc.texts().iter().any(|t| t.1 == "14155550177"));
     s.gw.shutdown().await;
 }
+
+/// `[mmsc.service]`: the service fields configured for an MMSC reach it in
+/// every SubmitReq (checked on `ServiceCode`, as the simulator reads it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mmscs_service_fields_go_in_its_submits() {
+    let s = setup(
+        |_| {},
+        |c| {
+            c.mmsc[0].service.service_code = Some("acme-promo".into());
+            c.mmsc[0].service.message_class =
+                Some(sluice::settings::MmsMessageClass::Advertisement);
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(32, 32)).await.unwrap();
+    accepted_ids(
+        &s.client
+            .submit(vec![mms("svc", "+14155550178", "Hi", &up.media_id)])
+            .await
+            .unwrap(),
+    );
+    eventually("final", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(s.mmsc.service_codes(), ["acme-promo"]);
+    s.gw.shutdown().await;
+}

@@ -171,6 +171,7 @@ pub struct Mm7Carrier {
     max_message_bytes: usize,
     media_encoding: crate::mm7::MediaEncoding,
     presentation: crate::mm7::Presentation,
+    service: crate::settings::MmscServiceFields,
     media: Arc<dyn MediaSource>,
     timeout: Duration,
     failover_after: Duration,
@@ -301,6 +302,7 @@ impl Mm7Carrier {
             max_message_bytes: cfg.max_message_bytes,
             media_encoding: cfg.media_encoding.into(),
             presentation: cfg.presentation.into(),
+            service: cfg.service.clone(),
             media,
             timeout: cfg.timeout,
             failover_after: cfg.failover_after,
@@ -473,6 +475,12 @@ impl Mm7Carrier {
             text: &m.text,
             media_encoding: self.media_encoding,
             presentation: self.presentation,
+            service_code: self.service.service_code.as_deref(),
+            message_class: self.service.message_class.map(Into::into),
+            priority: self.service.priority.map(Into::into),
+            read_reply: self.service.read_reply,
+            charged_party: self.service.charged_party.map(Into::into),
+            distribution_indicator: self.service.distribution_indicator,
             ..SubmitReq::default()
         };
         // What the envelope and text cost; the media share the rest.

@@ -38,9 +38,9 @@ pub use client::{ClientConfig, HttpReply, Mm7Client, SubmitOutcome};
 pub use error::Mm7Error;
 pub use server::{HandlerError, Mm7Inbound, Mm7Server, ServerConfig, serve};
 pub use soap::{
-    Address, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Expiry, Fault, MediaEncoding,
-    MediaPart, Message, MessageClass, MmStatus, Presentation, Priority, ReceivedSubmitReq, Rsp,
-    RspKind, SubmitReq, SubmitRsp, decode,
+    Address, ChargedParty, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Expiry, Fault,
+    MediaEncoding, MediaPart, Message, MessageClass, MmStatus, Presentation, Priority,
+    ReceivedSubmitReq, Rsp, RspKind, SubmitReq, SubmitRsp, decode,
 };
 pub use status::{Class, Status};
 pub use version::Version;

@@ -136,6 +136,31 @@ impl MessageClass {
     }
 }
 
+/// `ChargedParty` (`chargedPartyType`): who pays for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChargedParty {
+    /// `Sender`.
+    Sender,
+    /// `Recipient`.
+    Recipient,
+    /// `Both`.
+    Both,
+    /// `Neither`.
+    Neither,
+}
+
+impl ChargedParty {
+    /// The schema's spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ChargedParty::Sender => "Sender",
+            ChargedParty::Recipient => "Recipient",
+            ChargedParty::Both => "Both",
+            ChargedParty::Neither => "Neither",
+        }
+    }
+}
+
 /// `Priority` (`priorityType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Priority {
@@ -340,12 +365,20 @@ pub struct SubmitReq<'a> {
     pub time_stamp: Option<SystemTime>,
     /// `ExpiryDate`.
     pub expiry: Option<Expiry>,
+    /// `EarliestDeliveryTime`: not delivered before.
+    pub earliest_delivery: Option<Expiry>,
     /// `DeliveryReport`: ask for delivery reports (always written).
     pub delivery_report: bool,
+    /// `ReadReply`: ask for a read report.
+    pub read_reply: Option<bool>,
     /// `Priority`.
     pub priority: Option<Priority>,
     /// `Subject`.
     pub subject: Option<&'a str>,
+    /// `ChargedParty`.
+    pub charged_party: Option<ChargedParty>,
+    /// `DistributionIndicator`: whether the recipient may forward it.
+    pub distribution_indicator: Option<bool>,
     /// The message text (a `text/plain; charset=utf-8` part).
     pub text: &'a str,
     /// Media parts, after the text.
@@ -395,21 +428,23 @@ impl SubmitReq<'_> {
             if let Some(t) = self.time_stamp {
                 x.leaf("TimeStamp", &format_date_time(t));
             }
-            match self.expiry {
-                Some(Expiry::Relative(d)) => x.leaf("ExpiryDate", &format_duration(d)),
-                Some(Expiry::Absolute(t)) => x.leaf("ExpiryDate", &format_date_time(t)),
+            let time = |x: &mut Xml, name: &str, t: Option<Expiry>| match t {
+                Some(Expiry::Relative(d)) => x.leaf(name, &format_duration(d)),
+                Some(Expiry::Absolute(t)) => x.leaf(name, &format_date_time(t)),
                 None => {}
-            }
-            x.leaf(
-                "DeliveryReport",
-                if self.delivery_report {
-                    "true"
-                } else {
-                    "false"
-                },
-            );
+            };
+            time(x, "EarliestDeliveryTime", self.earliest_delivery);
+            time(x, "ExpiryDate", self.expiry);
+            let flag = |b: bool| if b { "true" } else { "false" };
+            x.leaf("DeliveryReport", flag(self.delivery_report));
+            x.opt_leaf("ReadReply", self.read_reply.map(flag));
             x.opt_leaf("Priority", self.priority.map(Priority::as_str));
             x.opt_leaf("Subject", self.subject);
+            x.opt_leaf("ChargedParty", self.charged_party.map(ChargedParty::as_str));
+            x.opt_leaf(
+                "DistributionIndicator",
+                self.distribution_indicator.map(flag),
+            );
             x.empty("Content", &[("href", &format!("cid:{CONTENT_CID}"))]);
             x.end("SubmitReq");
         })

@@ -121,6 +121,10 @@ fn submit_req<'a>(
         media,
         media_encoding: MediaEncoding::Binary,
         presentation: Presentation::None,
+        earliest_delivery: None,
+        read_reply: None,
+        charged_party: None,
+        distribution_indicator: None,
     }
 }
 
@@ -2063,4 +2067,40 @@ fn a_text_only_smil_has_one_slide_and_an_audio_slide_no_image_region() {
     assert_eq!(smil_sources(&audio), ["audio1.amr"]);
     assert!(!audio.contains("region id=\"Image\""));
     assert!(audio.contains("<audio src=\"audio1.amr\"/>"));
+}
+
+#[test]
+fn service_fields_are_written_in_schema_order_in_every_version() {
+    let to = recipients();
+    let from = Address::ShortCode("12345".into());
+    let media = image();
+    for v in Version::ALL {
+        let req = SubmitReq {
+            service_code: Some("acme-promo"),
+            linked_id: Some("mo-77"),
+            message_class: Some(MessageClass::Advertisement),
+            earliest_delivery: Some(Expiry::Relative(Duration::from_secs(600))),
+            read_reply: Some(true),
+            priority: Some(Priority::High),
+            charged_party: Some(ChargedParty::Sender),
+            distribution_indicator: Some(false),
+            ..submit_req(v, &to, &from, &media)
+        };
+        let xml = req.envelope();
+        for element in [
+            "<ServiceCode>acme-promo</ServiceCode>",
+            "<LinkedID>mo-77</LinkedID>",
+            "<MessageClass>Advertisement</MessageClass>",
+            "<EarliestDeliveryTime>PT600S</EarliestDeliveryTime>",
+            "<ReadReply>true</ReadReply>",
+            "<Priority>High</Priority>",
+            "<ChargedParty>Sender</ChargedParty>",
+            "<DistributionIndicator>false</DistributionIndicator>",
+        ] {
+            assert!(xml.contains(element), "{v}: {element} missing in {xml}");
+        }
+        if xmllint() {
+            validate(v.name(), &xml).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+    }
 }

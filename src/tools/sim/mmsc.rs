@@ -492,6 +492,8 @@ struct Shared {
     media: Mutex<std::collections::VecDeque<(String, bytes::Bytes)>>,
     /// The `Content-Transfer-Encoding` each of `media` was sent with.
     media_encodings: Mutex<std::collections::VecDeque<String>>,
+    /// `ServiceCode` of the last accepted SubmitReqs (empty when absent).
+    service_codes: Mutex<std::collections::VecDeque<String>>,
     next_id: AtomicU64,
     next_mo: AtomicU64,
 }
@@ -539,6 +541,7 @@ pub async fn start(cfg: MmscConfig) -> io::Result<Mmsc> {
         texts: Mutex::new(HashMap::new()),
         media: Mutex::default(),
         media_encodings: Mutex::default(),
+        service_codes: Mutex::default(),
         next_id: AtomicU64::new(FIRST_MESSAGE_ID),
         next_mo: AtomicU64::new(1),
     });
@@ -604,6 +607,11 @@ impl Mmsc {
     /// Media parts (content type, bytes) of the last 64 accepted submits.
     pub fn media(&self) -> Vec<(String, bytes::Bytes)> {
         self.shared.media.lock().iter().cloned().collect()
+    }
+
+    /// The `ServiceCode` of the last 64 accepted submits (empty when absent).
+    pub fn service_codes(&self) -> Vec<String> {
+        self.shared.service_codes.lock().iter().cloned().collect()
     }
 
     /// The `Content-Transfer-Encoding` of each of [`Mmsc::media`], lowercase
@@ -854,6 +862,13 @@ impl Shared {
 
     /// Counts the accepted (recipient, text) pairs and keeps their media.
     fn record(&self, req: &ReceivedSubmitReq) {
+        {
+            let mut codes = self.service_codes.lock();
+            codes.push_back(req.service_code.clone().unwrap_or_default());
+            if codes.len() > 64 {
+                codes.pop_front();
+            }
+        }
         {
             let mut media = self.media.lock();
             let mut encodings = self.media_encodings.lock();
