@@ -206,11 +206,13 @@ pub struct MmscConfig {
     /// Longest wait between such submits (the wait doubles up to it).
     #[serde(default = "default_retry_max", with = "humantime_serde")]
     pub retry_max: Duration,
-    /// After this many submits of a message refused for now, it takes its
-    /// fallback (SMS with a link, per its policy) instead of another try;
-    /// 0 (default): it is retried until its validity ends.
+    /// When a message the MMSC refuses for now takes its fallback (SMS
+    /// with a link, per its policy) instead of another try: after this many
+    /// refused submits (a number), or at a refusal once it has waited this
+    /// long since it was accepted (a duration, `"10m"`); 0 (default): it
+    /// is retried until its validity ends.
     #[serde(default)]
-    pub fallback_after: u32,
+    pub fallback_after: FallbackAfter,
     /// First wait before the credentials are tried again after a 401/403.
     #[serde(default = "default_auth_retry_min", with = "humantime_serde")]
     pub auth_retry_min: Duration,
@@ -284,7 +286,7 @@ impl MmscConfig {
             failover_after: default_failover_after(),
             retry_min: default_retry_min(),
             retry_max: default_retry_max(),
-            fallback_after: 0,
+            fallback_after: FallbackAfter::Off,
             auth_retry_min: default_auth_retry_min(),
             auth_retry_max: default_auth_retry_max(),
             callback_listen: None,
@@ -935,6 +937,53 @@ impl Default for TlsConfig {
         TlsConfig {
             ca_file: None,
             reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `mmsc.fallback_after`: a number of refused submits, or a time since
+/// acceptance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FallbackAfter {
+    /// Retried until validity ends.
+    #[default]
+    Off,
+    /// After this many submits refused for now.
+    Tries(u32),
+    /// At a refusal, once the message was accepted this long ago.
+    Waited(Duration),
+}
+
+impl FallbackAfter {
+    /// Whether a message refused for now on its `tries`-th submit,
+    /// accepted `waited` ago, takes its fallback.
+    pub fn due(self, tries: u32, waited: Duration) -> bool {
+        match self {
+            FallbackAfter::Off => false,
+            FallbackAfter::Tries(n) => tries >= n,
+            FallbackAfter::Waited(d) => waited >= d,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FallbackAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Tries(u32),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Tries(0) => Ok(FallbackAfter::Off),
+            Raw::Tries(n) => Ok(FallbackAfter::Tries(n)),
+            Raw::Text(t) => match humantime::parse_duration(t.trim()) {
+                Ok(d) if d.is_zero() => Ok(FallbackAfter::Off),
+                Ok(d) => Ok(FallbackAfter::Waited(d)),
+                Err(e) => Err(serde::de::Error::custom(format!(
+                    "fallback_after {t:?} is neither a number of tries nor a duration: {e}"
+                ))),
+            },
         }
     }
 }

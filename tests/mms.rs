@@ -1003,7 +1003,7 @@ async fn refused_for_now_twice_falls_back_on_the_third() {
         |c| {
             c.mmsc[0].retry_min = Duration::from_millis(10);
             c.mmsc[0].retry_max = Duration::from_millis(50);
-            c.mmsc[0].fallback_after = 2;
+            c.mmsc[0].fallback_after = sluice::settings::FallbackAfter::Tries(2);
         },
     )
     .await;
@@ -1056,5 +1056,41 @@ async fn the_mmscs_service_fields_go_in_its_submits() {
     })
     .await;
     assert_eq!(s.mmsc.service_codes(), ["acme-promo"]);
+    s.gw.shutdown().await;
+}
+
+/// `mmsc.fallback_after = "300ms"`: the time form. An MMS the MMSC keeps
+/// refusing for now takes the SMS fallback at the first refusal after it
+/// has waited that long, well before its validity ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_for_now_past_the_waiting_time_falls_back() {
+    let s = setup(
+        |c| c.fail_status = Some(4006),
+        |c| {
+            c.mmsc[0].retry_min = Duration::from_millis(20);
+            c.mmsc[0].retry_max = Duration::from_millis(50);
+            c.mmsc[0].fallback_after =
+                sluice::settings::FallbackAfter::Waited(Duration::from_millis(300));
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(32, 32)).await.unwrap();
+    let id = accepted_ids(
+        &s.client
+            .submit(vec![mms("slow", "+14155550179", "Hi", &up.media_id)])
+            .await
+            .unwrap(),
+    )[0];
+    eventually("final", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    let ch = s.got.channels.lock()[&id].clone();
+    assert_eq!(ch.0, pb::Channel::SmsUsed, "{ch:?}");
+    assert!(ch.1.contains("refused for now"), "{ch:?}");
+    assert!(
+        s.mmsc.stats().submits >= 2,
+        "retried while it had waited less than 300 ms"
+    );
     s.gw.shutdown().await;
 }

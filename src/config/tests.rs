@@ -528,3 +528,22 @@ fn webhook_endpoints_are_checked_at_load() {
     .to_string();
     assert!(bad_kind.contains("unknown variant `clicks`"), "{bad_kind}");
 }
+
+#[test]
+fn fallback_after_is_a_number_of_tries_or_a_duration() {
+    use crate::settings::FallbackAfter;
+    #[derive(serde::Deserialize)]
+    struct T {
+        f: FallbackAfter,
+    }
+    let f = |v: &str| toml::from_str::<T>(&format!("f = {v}")).map(|t| t.f);
+    assert_eq!(f("0").unwrap(), FallbackAfter::Off);
+    assert_eq!(f("3").unwrap(), FallbackAfter::Tries(3));
+    assert_eq!(
+        f("\"10m\"").unwrap(),
+        FallbackAfter::Waited(std::time::Duration::from_secs(600))
+    );
+    assert_eq!(f("\"0s\"").unwrap(), FallbackAfter::Off);
+    assert!(f("\"soon\"").is_err());
+    assert!(f("-1").is_err());
+}

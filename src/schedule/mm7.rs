@@ -98,9 +98,8 @@ pub struct LaneSettings {
     pub unanswered: Unanswered,
     /// Waits between submits of a message the MMSC refused for now.
     pub retry: Backoff,
-    /// After this many submits refused for now, a message takes its
-    /// fallback (0: retried until its validity ends).
-    pub fallback_after: u32,
+    /// When a message refused for now takes its fallback.
+    pub fallback_after: crate::settings::FallbackAfter,
     /// While the MMSC is down, queued messages whose validity ends within
     /// this go to their fallback.
     pub fallback_before_expiry: Duration,
@@ -372,16 +371,18 @@ impl Mm7Lane {
                     metrics::counter!("sluice_mm7_throttled_total", "carrier" => name.to_string())
                         .increment(1);
                     let tries = attempt.saturating_add(1);
-                    if self.settings.fallback_after > 0
-                        && tries >= self.settings.fallback_after
-                        && self.ledger.refused(m.id)
+                    let waited = Duration::from_millis(now_ms().saturating_sub(m.accepted_at_ms));
+                    if self.settings.fallback_after.due(tries, waited) && self.ledger.refused(m.id)
                     {
                         // Refused for now too often: the SMS fallback
                         // reaches the recipient while the MMS would not.
                         let refusal = Refusal {
                             carrier: name.clone(),
                             code,
-                            reason: format!("refused for now {tries} times: {reason}"),
+                            reason: format!(
+                                "refused for now {tries} times in {}: {reason}",
+                                humantime::format_duration(Duration::from_secs(waited.as_secs()))
+                            ),
                         };
                         (self.fallback)(m, refusal);
                         return;
