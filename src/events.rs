@@ -227,6 +227,7 @@ pub struct Endpoint {
     notify: Notify,
     journal: Journal,
     pending: Arc<AtomicU64>,
+    history: crate::history::History,
 }
 
 impl Endpoint {
@@ -270,6 +271,8 @@ impl Endpoint {
                 if q.in_flight.remove(&e.event_id).is_some() {
                     q.revived.remove(&e.event_id);
                     ids.push(e.event_id);
+                    self.history
+                        .event_acked(e.message_id, e.event_id, &self.name);
                 }
             }
         }
@@ -365,6 +368,8 @@ pub struct EventHub {
     encoder: Arc<dyn EventEncoder>,
     /// Encodes the copies for webhook endpoints (set with the endpoints).
     endpoint_encoder: Option<Arc<dyn EventEncoder>>,
+    /// Where acknowledgements are recorded in their message's history.
+    history: crate::history::History,
 }
 
 impl EventHub {
@@ -394,6 +399,7 @@ impl EventHub {
             pending: Arc::new(AtomicU64::new(0)),
             encoder,
             endpoint_encoder: None,
+            history: crate::history::History::disabled(),
             mms_carriers: Default::default(),
             publisher: Publisher {
                 pending: Mutex::default(),
@@ -403,6 +409,13 @@ impl EventHub {
                 started: std::sync::OnceLock::new(),
             },
         }
+    }
+
+    /// Records event acknowledgements in `history` (set before the
+    /// endpoints, which take it from here).
+    pub fn with_history(mut self, history: crate::history::History) -> EventHub {
+        self.history = history;
+        self
     }
 
     /// Names the carriers that deliver MMS, for the events' channel.
@@ -423,6 +436,7 @@ impl EventHub {
     ) -> EventHub {
         let journal = self.journal.clone();
         let pending = self.pending.clone();
+        let history = self.history.clone();
         let Some(name) = self.tenants.keys().find(|k| &***k == tenant).cloned() else {
             return self;
         };
@@ -439,6 +453,7 @@ impl EventHub {
                         notify: Notify::new(),
                         journal: journal.clone(),
                         pending: pending.clone(),
+                        history: history.clone(),
                     })
                 })
                 .collect();
@@ -727,9 +742,10 @@ impl EventHub {
         {
             let mut q = t.queue.lock();
             for id in ids {
-                if let Some((c, _)) = q.in_flight.get(id)
+                if let Some((c, e)) = q.in_flight.get(id)
                     && *c == conn
                 {
+                    self.history.event_acked(e.message_id, *id, "");
                     q.in_flight.remove(id);
                     acked.push(*id);
                 }
