@@ -304,8 +304,10 @@ impl Ledger {
             e.stage = Stage::Queued;
         }
         self.journal.undispatch([id]);
-        self.history
-            .requeued(id, "refused for good by the carrier before any part was accepted");
+        self.history.requeued(
+            id,
+            "refused for good by the carrier before any part was accepted",
+        );
         true
     }
 

@@ -25,7 +25,10 @@ const LOW: &[(&str, &[&str])] = &[
     ("suppression", &["model"]),
     ("journal", &["model"]),
     ("history", &["model"]),
-    ("settings", &["model", "journal", "history", "smpp", "mm7", "tls"]),
+    (
+        "settings",
+        &["model", "journal", "history", "smpp", "mm7", "tls"],
+    ),
 ];
 
 fn src() -> PathBuf {

@@ -331,12 +331,7 @@ pub fn render(v: &Value) -> String {
                 for (k, val) in obj {
                     if matches!(
                         k.as_str(),
-                        "at" | "at_ms"
-                            | "step"
-                            | "tenant"
-                            | "client_ref"
-                            | "to"
-                            | "from"
+                        "at" | "at_ms" | "step" | "tenant" | "client_ref" | "to" | "from"
                     ) {
                         continue;
                     }

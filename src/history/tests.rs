@@ -282,7 +282,10 @@ fn lookups_by_client_ref_carrier_id_and_recipient_find_every_record() {
     assert_eq!(json["state"], "delivered");
     assert_eq!(json["events"][0]["step"], "accepted");
     let text = query::render(&serde_json::json!({ "messages": [json] }));
-    assert!(text.contains("carrier_accepted") && text.contains("abc123"), "{text}");
+    assert!(
+        text.contains("carrier_accepted") && text.contains("abc123"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -295,13 +298,7 @@ async fn the_handle_records_through_the_writer_and_drops_when_full() {
     h.answered(m.id, "smsc-a", 0, "c0");
     h.answered(m.id, "smsc-a", 1, "c1");
     h.receipt(m.id, 0, DeliveryState::Delivered, 0, "DELIVRD");
-    h.finished(
-        m.id,
-        DeliveryState::Delivered,
-        0,
-        Some("smsc-a"),
-        "DELIVRD",
-    );
+    h.finished(m.id, DeliveryState::Delivered, 0, Some("smsc-a"), "DELIVRD");
     h.event_acked(m.id, 9, "");
     let t = h.lookup(Query::Message(m.id)).await.unwrap();
     let json = t[0].to_json();
@@ -332,4 +329,23 @@ async fn the_handle_records_through_the_writer_and_drops_when_full() {
         names.iter().all(|n| n.ends_with(".seg")),
         "closed: {names:?}"
     );
+}
+
+#[tokio::test]
+async fn steps_after_a_round_that_rotated_many_segments_are_still_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(dir.path().to_path_buf(), &cfg(64 << 10)).unwrap();
+    for id in 1..2000u64 {
+        let m = test_message(id, "hi", u64::MAX);
+        h.accepted(std::slice::from_ref(&m));
+        h.dispatched(m.id, "smsc-a", 1);
+        h.answered(m.id, "smsc-a", 0, "c0");
+        h.finished(m.id, DeliveryState::Delivered, 0, Some("smsc-a"), "DELIVRD");
+    }
+    h.flush().await;
+    let m = test_message(5000, "hi", u64::MAX);
+    h.accepted(std::slice::from_ref(&m));
+    h.dispatched(m.id, "smsc-a", 1);
+    let t = h.lookup(Query::Message(m.id)).await.unwrap();
+    assert_eq!(t.len(), 1);
 }
