@@ -228,9 +228,12 @@ fn parse_open(path: &Path) -> Option<u64> {
     u64::from_str_radix(name, 16).ok()
 }
 
+/// Head segments: sequence and path.
+pub type Heads = Vec<(u64, PathBuf)>;
+
 /// Every segment of `dir`: closed ones by name, and the `.open` ones
 /// (sequence, path), each list by sequence.
-pub fn list(dir: &Path) -> io::Result<(Vec<Closed>, Vec<(u64, PathBuf)>)> {
+pub fn list(dir: &Path) -> io::Result<(Vec<Closed>, Heads)> {
     let mut closed = Vec::new();
     let mut open = Vec::new();
     for e in fs::read_dir(dir)? {
