@@ -329,3 +329,46 @@ async fn a_tiny_max_bytes_drops_the_oldest_segments_and_counts_them() {
     assert!(on_disk <= max + max / 8, "{on_disk} bytes on disk");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_the_carrier_throttled_shows_its_wait_and_cause() {
+    // Every other submit answered ESME_RTHROTTLED: some part waits.
+    let smsc = smsc(|c| c.throttle_fraction = 0.5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.http.admin_token = Some(Secret::new(OPERATOR));
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let http = gw.http_addr.unwrap();
+    let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+    let msgs = (0..20)
+        .map(|i| msg(&format!("t{i}"), "+14155550100", "hello"))
+        .collect();
+    let ids = accepted_ids(&client.submit(msgs).await.unwrap());
+    eventually("all final", Duration::from_secs(30), || {
+        got.terminal_count() == ids.len()
+    })
+    .await;
+    let mut waits = Vec::new();
+    for id in &ids {
+        let (st, t) = get(
+            http,
+            &format!("/admin/messages/{id:016x}/history"),
+            OPERATOR,
+        )
+        .await;
+        assert_eq!(st, 200, "{t}");
+        for e in t["events"].as_array().unwrap() {
+            if e["step"] == "wait" {
+                waits.push(e["cause"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert!(!waits.is_empty(), "no wait recorded");
+    assert!(
+        waits
+            .iter()
+            .all(|c| c == "carrier refused for now: ESME_RTHROTTLED"),
+        "{waits:?}"
+    );
+    gw.shutdown().await;
+}
