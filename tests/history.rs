@@ -372,3 +372,79 @@ async fn a_part_the_carrier_throttled_shows_its_wait_and_cause() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_written_before_a_sigkill_is_read_back_after_the_restart() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("sluice.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            r#"
+data_dir = "{data}"
+[ingest]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+admin_token = "{OPERATOR}"
+[public]
+listen = "127.0.0.1:0"
+[[tenants]]
+name = "{TENANT}"
+token = "{TOKEN}"
+senders = ["12345"]
+[[carriers]]
+name = "sim"
+[[carriers.binds]]
+address = "{smsc}"
+system_id = "sluice"
+password = "pw"
+"#,
+            data = dir.path().join("data").display(),
+            smsc = smsc.local_addr(),
+        ),
+    )
+    .unwrap();
+    let (mut child, started) = spawn_gateway_started(&cfg_path).await;
+    let http = started.http.unwrap();
+    let (client, got) = subscriber(&started.ingest.to_string()).await;
+    let text = "Your order has shipped. ".repeat(17);
+    let ack = client
+        .submit(vec![msg("long-1", "+14155550100", &text)])
+        .await
+        .unwrap();
+    let id = accepted_ids(&ack)[0];
+    eventually("delivered", Duration::from_secs(20), || {
+        got.state_of(id) == Some(sluice::ingest::pb::DeliveryState::StateDelivered)
+    })
+    .await;
+    // The lookup flushed it to the head segment (not synced, not closed).
+    let before = acked_timeline(http, id).await;
+    check_delivered_three_parts(&before, id);
+    drop(client);
+    child.kill(); // SIGKILL: the head segment stays `.open`
+    let heads = |d: &std::path::Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".open")
+            })
+            .count()
+    };
+    let hist = dir.path().join("data/history");
+    assert_eq!(heads(&hist), 1, "the killed gateway's head segment");
+    let (_child, started) = spawn_gateway_started(&cfg_path).await;
+    let (st, after) = get(
+        started.http.unwrap(),
+        &format!("/admin/messages/{id:016x}/history"),
+        OPERATOR,
+    )
+    .await;
+    assert_eq!(st, 200, "{after}");
+    assert_eq!(after, before, "the same timeline after SIGKILL and restart");
+}
