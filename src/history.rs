@@ -23,6 +23,13 @@
 //! A writer thread swaps each buffer for an empty one every 100 ms and
 //! appends what it took to the head segment in a few `write`s.
 //!
+//! Within one write round, records go out buffer after buffer, so a round's
+//! segments are ordered by buffer, not strictly by time; retention works on
+//! whole segments and may drop a few milliseconds of one buffer's steps
+//! before another's. Each message ~250 bytes (six to eight steps; measured
+//! in `docs/PERFORMANCE.md`): size `max_bytes` as 250 B × messages per
+//! `retention`.
+//!
 //! # What a crash loses
 //! History is not synced per record (the journal is what guarantees
 //! delivery; this is its diary). A process crash loses what sat in the
