@@ -1015,8 +1015,8 @@ pub fn config(data: &[u8]) {
 /// left by a crash). First byte even: the rest follows the segment magic;
 /// odd: the rest is the whole file (magic or not). Every record read
 /// encodes to bytes that decode to the same record, the valid length
-/// stays within the file, and the records read are those of the valid
-/// prefix.
+/// stays within the file, the records read are those of the valid prefix,
+/// and the lookups' filtered scan reads the same ones.
 pub fn history_segment(data: &[u8]) {
     use crate::history::record;
     let Some((&mode, rest)) = data.split_first() else {
@@ -1042,6 +1042,12 @@ pub fn history_segment(data: &[u8]) {
         let (same, _) = record::decode_segment(&file[..valid]);
         assert_eq!(same, records, "the valid prefix reads the same");
     }
+    // The lookups' scan: wanting everything reads what the plain read
+    // reads; wanting some kinds skips the rest by length, never panicking.
+    let mut all = Vec::new();
+    record::for_each_where(&file, |_, _, _| true, |r| all.push(r));
+    assert_eq!(all, records, "the lookups' scan reads the same records");
+    record::for_each_where(&file, |kind, _, _| kind % 2 == 0, |_| {});
     let _ = record::decode(rest);
     let _ = record::peek(rest);
 }

@@ -51,8 +51,11 @@
 //! every segment that can hold the answer, newest first. Segment names carry
 //! their first and last record times and message id ranges, so a recipient
 //! query skips segments outside its time range, and a message id query
-//! skips segments written before the message existed. Everything else is a
-//! full scan: ~0.5 s per GiB on this machine class, run on a blocking
+//! skips segments written before the message existed. Only records of the
+//! kind a pass looks for are decoded (the rest are skipped by their
+//! length). Everything else is a full scan: ~0.9 s per GiB from the page
+//! cache on this machine class (a message id ~0.25 s per GiB of segments
+//! its id range does not rule out; `tests::scan_speed`), run on a blocking
 //! thread (admin use, not per message). At most 100 messages are answered.
 //!
 //! # Not recorded

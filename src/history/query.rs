@@ -185,10 +185,11 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(std::path::PathBuf, Option<Close
     Ok(all.into_iter().map(|(_, p, c)| (p, c)).collect())
 }
 
-/// Reads one segment's records (a segment deleted meanwhile has none).
-fn read(path: &Path, mut f: impl FnMut(Record)) {
+/// Reads the records of one segment that `want` accepts by kind, id and
+/// time (a segment deleted meanwhile has none).
+fn read(path: &Path, want: impl FnMut(u8, MessageId, u64) -> bool, f: impl FnMut(Record)) {
     if let Ok(bytes) = std::fs::read(path) {
-        record::for_each(&bytes, &mut f);
+        record::for_each_where(&bytes, want, f);
     }
 }
 
@@ -218,16 +219,18 @@ pub fn run(dir: &Path, q: &Query) -> std::io::Result<Vec<Timeline>> {
         {
             continue;
         }
-        read(path, |r| {
-            if want.contains(&r.id.0) {
-                // Newest segment first: order within a time by segment (older
-                // first) then by position.
+        read(
+            path,
+            |_, id, _| want.contains(&id.0),
+            |r| {
+                // Newest segment first: order within a time by segment
+                // (older first), then by position.
                 by_id
                     .entry(r.id.0)
                     .or_default()
                     .push((r.at_ms, usize::MAX - seg_no, r));
-            }
-        });
+            },
+        );
     }
     let mut out: Vec<Timeline> = by_id
         .into_iter()
@@ -263,38 +266,46 @@ fn find_ids(segs: &[(std::path::PathBuf, Option<Closed>)], q: &Query) -> Vec<Mes
             continue;
         }
         let mut here = Vec::new();
-        read(path, |r| {
-            let hit = match (q, &r.step) {
-                (
-                    Query::ClientRef { tenant, client_ref },
-                    Step::Accepted {
-                        tenant: t,
-                        client_ref: c,
-                        ..
-                    },
-                ) => t == tenant && c == client_ref,
-                (
-                    Query::CarrierId { carrier, id },
-                    Step::Answer {
-                        carrier: c,
-                        carrier_id,
-                        ..
-                    },
-                ) => c == carrier && carrier_id == id,
-                (
-                    Query::Recipient {
-                        to,
-                        since_ms,
-                        until_ms,
-                    },
-                    Step::Accepted { to: t, .. },
-                ) => t == to && r.at_ms >= *since_ms && r.at_ms <= *until_ms,
-                _ => false,
-            };
-            if hit && seen.insert(r.id.0) {
-                here.push(r.id.0);
-            }
-        });
+        let kind = match q {
+            Query::CarrierId { .. } => record::Kind::Answer as u8,
+            _ => record::Kind::Accepted as u8,
+        };
+        read(
+            path,
+            |k, _, _| k == kind,
+            |r| {
+                let hit = match (q, &r.step) {
+                    (
+                        Query::ClientRef { tenant, client_ref },
+                        Step::Accepted {
+                            tenant: t,
+                            client_ref: c,
+                            ..
+                        },
+                    ) => t == tenant && c == client_ref,
+                    (
+                        Query::CarrierId { carrier, id },
+                        Step::Answer {
+                            carrier: c,
+                            carrier_id,
+                            ..
+                        },
+                    ) => c == carrier && carrier_id == id,
+                    (
+                        Query::Recipient {
+                            to,
+                            since_ms,
+                            until_ms,
+                        },
+                        Step::Accepted { to: t, .. },
+                    ) => t == to && r.at_ms >= *since_ms && r.at_ms <= *until_ms,
+                    _ => false,
+                };
+                if hit && seen.insert(r.id.0) {
+                    here.push(r.id.0);
+                }
+            },
+        );
         here.reverse();
         found.extend(here);
     }

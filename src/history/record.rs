@@ -270,7 +270,17 @@ impl<'a> Reader<'a> {
     }
     fn str(&mut self) -> Result<String, DecodeError> {
         let n = self.u8()? as usize;
-        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+        let mut s = String::from_utf8_lossy(self.take(n)?).into_owned();
+        // Damaged bytes become U+FFFD (3 bytes each): cut as `put_str`
+        // would, so a decoded record encodes to what decodes the same.
+        if s.len() > 255 {
+            let mut at = 255;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            s.truncate(at);
+        }
+        Ok(s)
     }
     fn state(&mut self) -> Result<DeliveryState, DecodeError> {
         state_of(self.u8()?).ok_or(DecodeError::Malformed)
@@ -376,6 +386,32 @@ pub fn for_each(bytes: &[u8], mut f: impl FnMut(Record)) -> usize {
         valid += n;
     }
     valid
+}
+
+/// As [`for_each`], but decodes only the records whose kind, id and time
+/// `want` accepts (the others are skipped by their length, unread): the
+/// lookups' scan. Stops at a record whose length runs past the end or is
+/// shorter than a header.
+pub fn for_each_where(
+    bytes: &[u8],
+    mut want: impl FnMut(u8, MessageId, u64) -> bool,
+    mut f: impl FnMut(Record),
+) {
+    let Some(mut rest) = bytes.strip_prefix(&MAGIC[..]) else {
+        return;
+    };
+    while let Some((len, id, at)) = peek(rest) {
+        if len < HEADER || len > rest.len() {
+            return;
+        }
+        if want(rest[2], id, at) {
+            match decode(rest) {
+                Ok((r, _)) => f(r),
+                Err(_) => return,
+            }
+        }
+        rest = &rest[len..];
+    }
 }
 
 /// Encodes one decoded record again (tests and the fuzz target check that

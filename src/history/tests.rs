@@ -349,3 +349,81 @@ async fn steps_after_a_round_that_rotated_many_segments_are_still_recorded() {
     let t = h.lookup(Query::Message(m.id)).await.unwrap();
     assert_eq!(t.len(), 1);
 }
+
+/// How long lookups take over ~256 MiB of history (run by hand:
+/// `cargo test --release --lib history::tests::scan_speed -- --ignored --nocapture`).
+#[test]
+#[ignore = "a timing, run by hand"]
+fn scan_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = crate::model::now_ms();
+    let mut segs = Segments::open(dir.path(), &cfg(1 << 30)).unwrap();
+    let mut id = 1u64;
+    while segs.total_bytes() < 256 << 20 {
+        let mut b = Vec::new();
+        for _ in 0..1000 {
+            b.extend(encoded(id, now));
+            id += 1;
+        }
+        segs.append(&b).unwrap();
+    }
+    segs.close_head();
+    let bytes = segs.total_bytes();
+    for q in [
+        Query::Message(MessageId(id / 2)),
+        Query::ClientRef {
+            tenant: "acme".into(),
+            client_ref: "nope".into(),
+        },
+        Query::CarrierId {
+            carrier: "smsc-a".into(),
+            id: "nope".into(),
+        },
+    ] {
+        let t = std::time::SystemTime::now();
+        let n = query::run(dir.path(), &q).unwrap().len();
+        let s = t.elapsed().unwrap().as_secs_f64();
+        eprintln!(
+            "{q:?}: {n} found, {:.2} s for {} MiB = {:.2} s/GiB",
+            s,
+            bytes >> 20,
+            s / (bytes as f64 / (1u64 << 30) as f64)
+        );
+    }
+}
+
+#[test]
+fn the_fuzz_body_survives_mutations_of_a_valid_segment() {
+    let valid = {
+        let mut b = vec![0u8];
+        b.extend(encoded(42, 1_733_330_000_123));
+        b
+    };
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..20_000 {
+        let mut d = valid.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let i = (next() as usize) % d.len();
+            d[i] = next() as u8;
+        }
+        let cut = (next() as usize) % (d.len() + 1);
+        crate::fuzzing::history_segment(&d[..cut.max(1)]);
+        crate::fuzzing::history_segment(&d);
+    }
+}
+
+#[test]
+fn a_string_of_invalid_utf8_decodes_to_one_that_survives_the_format() {
+    let mut seg = vec![0u8];
+    let s = record::begin(&mut seg, record::Kind::Requeued, MessageId(1), 2);
+    seg.push(255);
+    seg.extend(std::iter::repeat_n(0xff, 255));
+    record::finish(&mut seg, s);
+    crate::fuzzing::history_segment(&seg);
+}
