@@ -427,3 +427,17 @@ fn a_string_of_invalid_utf8_decodes_to_one_that_survives_the_format() {
     record::finish(&mut seg, s);
     crate::fuzzing::history_segment(&seg);
 }
+
+#[test]
+fn a_tiny_max_bytes_or_retention_is_a_config_problem() {
+    assert!(HistoryConfig::default().problems().is_empty());
+    let mut c = HistoryConfig {
+        max_bytes: 1000,
+        ..HistoryConfig::default()
+    };
+    assert_eq!(c.problems().len(), 1);
+    c.retention = Duration::ZERO;
+    assert_eq!(c.problems().len(), 2);
+    c.enabled = false;
+    assert!(c.problems().is_empty(), "off: nothing to check");
+}
