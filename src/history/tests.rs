@@ -289,7 +289,7 @@ fn lookups_by_client_ref_carrier_id_and_recipient_find_every_record() {
 }
 
 #[tokio::test]
-async fn the_handle_records_through_the_writer_and_drops_when_full() {
+async fn the_handle_records_through_the_writer_thread_and_close_seals_the_head() {
     let dir = tempfile::tempdir().unwrap();
     let h = History::open(dir.path().to_path_buf(), &cfg(1 << 20)).unwrap();
     let m = test_message(3, "hi", u64::MAX);
