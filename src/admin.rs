@@ -13,6 +13,8 @@
 //! | `POST /admin/carriers/{name}/pause`, `.../resume` | hold or release a carrier's traffic | 403 |
 //! | `GET /admin/queues` | per carrier: queued, held, paused, and why messages wait; spilled per tenant | 403 |
 //! | `GET /admin/messages/{id}` | where one message is (queued, spilled, dispatched) and what it waits for | its own messages (403 for another tenant's) |
+//! | `GET /admin/messages/{id}/history` | the message's timeline from history ([`crate::history`]): every step with its time | its own messages (another tenant's is 404, like an unknown one) |
+//! | `GET /admin/history?client_ref=T:REF` \| `?carrier_id=C:ID` \| `?to=+E164[&since=1h][&until=0s]` | `{"messages": [timeline...]}`, newest first, at most 100; `since`/`until`: how long ago (default 24h and now) | its own messages only |
 //!
 //! # Who may call
 //! `Authorization: Bearer <token>` (the scheme in any letter case). The
@@ -265,6 +267,8 @@ impl Admin {
             .route("/admin/imports", get(imports))
             .route("/admin/queues", get(queues))
             .route("/admin/messages/{id}", get(message))
+            .route("/admin/messages/{id}/history", get(message_history))
+            .route("/admin/history", get(history_search))
             .route("/admin/carriers/{name}/{action}", post(carrier))
             .route("/admin/webhooks", get(webhooks))
             .route(
@@ -672,6 +676,122 @@ async fn message(State(a): AdminState, Extension(p): Caller, Path(id): Path<Stri
             json!({ "id": id.to_string(), "stage": "not live",
                 "why": "not among this tenant's live messages in memory (finished, never accepted, or spilled to disk)" }),
         ),
+    }
+}
+
+/// Timelines `p` may see: a tenant only those whose accepted record
+/// names it (a timeline whose accepted record is gone is the operator's).
+fn visible(p: &Principal, timelines: Vec<crate::history::Timeline>) -> Vec<serde_json::Value> {
+    timelines
+        .into_iter()
+        .filter(|t| match p {
+            Principal::Operator => true,
+            Principal::Tenant(_) => t.tenant().is_some_and(|owner| p.may_tenant(owner)),
+        })
+        .map(|t| t.to_json())
+        .collect()
+}
+
+async fn message_history(
+    State(a): AdminState,
+    Extension(p): Caller,
+    Path(id): Path<String>,
+) -> Reply {
+    let Ok(id) = id.parse::<MessageId>() else {
+        return error(StatusCode::BAD_REQUEST, "message id: 16 hex digits");
+    };
+    let history = a.ledger.history();
+    if !history.is_on() {
+        return error(StatusCode::NOT_FOUND, "history is off (history.enabled)");
+    }
+    match history.lookup(crate::history::Query::Message(id)).await {
+        Ok(found) => match visible(&p, found).into_iter().next() {
+            Some(t) => reply(StatusCode::OK, t),
+            None => error(StatusCode::NOT_FOUND, "no history for this message"),
+        },
+        Err(e) => {
+            tracing::error!(target: TARGET, error = %e, "history lookup failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "history lookup failed")
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    client_ref: Option<String>,
+    carrier_id: Option<String>,
+    to: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// The lookup a `/admin/history` query string asks for.
+fn history_query(q: &HistoryQuery, now: u64) -> Result<crate::history::Query, String> {
+    use crate::history::Query;
+    let ago = |what: &str, v: &Option<String>, default: Duration| -> Result<u64, String> {
+        let d = match v {
+            Some(s) => humantime::parse_duration(s)
+                .map_err(|e| format!("{what}: a duration such as 1h or 30m ({e})"))?,
+            None => default,
+        };
+        Ok(now.saturating_sub(d.as_millis().min(u64::MAX as u128) as u64))
+    };
+    match (&q.client_ref, &q.carrier_id, &q.to) {
+        (Some(r), None, None) => {
+            let (tenant, client_ref) = r.split_once(':').ok_or("client_ref: TENANT:REF")?;
+            Ok(Query::ClientRef {
+                tenant: tenant.into(),
+                client_ref: client_ref.into(),
+            })
+        }
+        (None, Some(c), None) => {
+            let (carrier, id) = c.split_once(':').ok_or("carrier_id: CARRIER:ID")?;
+            Ok(Query::CarrierId {
+                carrier: carrier.into(),
+                id: crate::history::query::normalize_carrier_id(id),
+            })
+        }
+        (None, None, Some(to)) => {
+            // A `+` the caller did not percent-encode arrives as a space.
+            let digits = to.trim().trim_start_matches('+');
+            let n = Msisdn::parse(&format!("+{digits}")).map_err(|e| format!("to: {e}"))?;
+            Ok(Query::Recipient {
+                to: n.as_u64(),
+                since_ms: ago("since", &q.since, Duration::from_secs(86_400))?,
+                until_ms: ago("until", &q.until, Duration::ZERO)?,
+            })
+        }
+        _ => Err("exactly one of client_ref=TENANT:REF, carrier_id=CARRIER:ID or to=+E164".into()),
+    }
+}
+
+async fn history_search(
+    State(a): AdminState,
+    Extension(p): Caller,
+    Query(q): Query<HistoryQuery>,
+) -> Reply {
+    let query = match history_query(&q, now_ms()) {
+        Ok(query) => query,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let history = a.ledger.history();
+    if !history.is_on() {
+        return error(StatusCode::NOT_FOUND, "history is off (history.enabled)");
+    }
+    match history.lookup(query).await {
+        Ok(found) => {
+            let messages = visible(&p, found);
+            let status = if messages.is_empty() {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            reply(status, json!({ "messages": messages }))
+        }
+        Err(e) => {
+            tracing::error!(target: TARGET, error = %e, "history lookup failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "history lookup failed")
+        }
     }
 }
 

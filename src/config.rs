@@ -349,6 +349,7 @@ impl Config {
             p.push("journal.max_segments must be at least 2".into());
         }
         p.extend(self.door_problems());
+        p.extend(self.history.problems());
         p
     }
 
@@ -596,6 +597,14 @@ impl Config {
             }
         }
         p
+    }
+
+    /// History directory (explicit or under the data directory).
+    pub fn history_dir(&self) -> PathBuf {
+        self.history
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("history"))
     }
 
     /// Journal directory (explicit or under the data directory).

@@ -235,6 +235,7 @@ pub struct Endpoint {
     notify: Notify,
     journal: Journal,
     pending: Arc<AtomicU64>,
+    history: crate::history::History,
 }
 
 impl Endpoint {
@@ -278,6 +279,8 @@ impl Endpoint {
                 if q.in_flight.remove(&e.event_id).is_some() {
                     q.revived.remove(&e.event_id);
                     ids.push(e.event_id);
+                    self.history
+                        .event_acked(e.message_id, e.event_id, &self.name);
                 }
             }
         }
@@ -373,6 +376,8 @@ pub struct EventHub {
     encoder: Arc<dyn EventEncoder>,
     /// Some tenant has an endpoint.
     has_endpoints: bool,
+    /// Where acknowledgements are recorded in their message's history.
+    history: crate::history::History,
 }
 
 impl EventHub {
@@ -402,6 +407,7 @@ impl EventHub {
             pending: Arc::new(AtomicU64::new(0)),
             encoder,
             has_endpoints: false,
+            history: crate::history::History::disabled(),
             mms_carriers: Default::default(),
             publisher: Publisher {
                 pending: Mutex::default(),
@@ -411,6 +417,13 @@ impl EventHub {
                 started: std::sync::OnceLock::new(),
             },
         }
+    }
+
+    /// Records event acknowledgements in `history` (set before the
+    /// endpoints, which take it from here).
+    pub fn with_history(mut self, history: crate::history::History) -> EventHub {
+        self.history = history;
+        self
     }
 
     /// Names the carriers that deliver MMS, for the events' channel.
@@ -451,6 +464,7 @@ impl EventHub {
     ) -> EventHub {
         let journal = self.journal.clone();
         let pending = self.pending.clone();
+        let history = self.history.clone();
         let Some((key, t)) = self.tenants.iter_mut().find(|(k, _)| &***k == tenant) else {
             return self;
         };
@@ -463,6 +477,7 @@ impl EventHub {
             notify: Notify::new(),
             journal,
             pending,
+            history,
         }));
         self.has_endpoints = true;
         self
@@ -755,9 +770,10 @@ impl EventHub {
         {
             let mut q = t.queue.lock();
             for id in ids {
-                if let Some((c, _)) = q.in_flight.get(id)
+                if let Some((c, e)) = q.in_flight.get(id)
                     && *c == conn
                 {
+                    self.history.event_acked(e.message_id, *id, "");
                     q.in_flight.remove(id);
                     acked.push(*id);
                 }

@@ -279,6 +279,8 @@ impl Running {
         })
         .await;
         self.tasks.abort_all();
+        // What the last steps recorded goes to disk, the head segment closed.
+        self.gateway.ledger.history().close().await;
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while self.door_tasks.join_next().await.is_some() {}
@@ -309,13 +311,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let compliance = Arc::new(Compliance::open(&config)?);
     let last_check = SuppressionCheck::over(compliance.clone());
-    let ledger = Arc::new(Ledger::new(journal.clone()));
+    let history = crate::history::History::open(config.history_dir(), &config.history)
+        .map_err(|e| anyhow::anyhow!("history in {}: {e}", config.history_dir().display()))?;
+    let ledger = Arc::new(Ledger::new(journal.clone()).with_history(history.clone()));
     let hub = crate::webhooks::configure(
         EventHub::new(
             journal.clone(),
             config.tenants.iter().map(|t| Arc::from(t.name.as_str())),
             Arc::new(ingest::event_wire::WireEvents),
         )
+        .with_history(history)
         .with_mms_carriers(config.mmsc.iter().map(|m| Arc::from(m.name.as_str()))),
         &config.tenants,
     );

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::history::History;
 use crate::journal::{CarriedMessage, Journal};
 use crate::model::{DeliveryState, Message, MessageId};
 
@@ -110,6 +111,9 @@ pub struct Ledger {
     live: AtomicU64,
     /// Routing notes of live messages (few: only fallbacks have one).
     notes: dashmap::DashMap<u64, Arc<str>>,
+    /// Every message's timeline (steps recorded here and by the rooms that
+    /// hold this ledger).
+    history: History,
 }
 
 impl Ledger {
@@ -122,7 +126,20 @@ impl Ledger {
             journal,
             live: AtomicU64::new(0),
             notes: dashmap::DashMap::new(),
+            history: History::disabled(),
         }
+    }
+
+    /// Records steps into `history` from now on.
+    pub fn with_history(mut self, history: History) -> Ledger {
+        self.history = history;
+        self
+    }
+
+    /// Every message's timeline: where the rooms that change a message
+    /// record its steps.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// The journal it writes through (tests share it).
@@ -199,6 +216,8 @@ impl Ledger {
                     carrier: carrier.clone(),
                     parts: vec![Part::Pending; parts as usize].into_boxed_slice(),
                 };
+                drop(shard);
+                self.history.dispatched(id, carrier, parts);
                 true
             }
             _ => false,
@@ -255,6 +274,10 @@ impl Ledger {
         }
         if !back.is_empty() {
             self.journal.undispatch(back.iter().copied());
+            for &id in &back {
+                self.history
+                    .requeued(id, "handed back unsent (link lost, paused or failover)");
+            }
         }
         back
     }
@@ -281,6 +304,10 @@ impl Ledger {
             e.stage = Stage::Queued;
         }
         self.journal.undispatch([id]);
+        self.history.requeued(
+            id,
+            "refused for good by the carrier before any part was accepted",
+        );
         true
     }
 

@@ -26,6 +26,7 @@ pub mod external;
 pub mod fuzzing;
 pub mod gateway;
 pub mod grpc;
+pub mod history;
 pub mod httpd;
 pub mod inbound;
 pub mod ingest;

@@ -54,6 +54,34 @@ enum Command {
     /// Inspect or repair a stopped gateway's journal.
     #[command(subcommand)]
     Journal(JournalCmd),
+    /// Print a message's history (every step with its time) from a running
+    /// gateway's admin API: by message id, `--client-ref TENANT:REF`,
+    /// `--carrier-id CARRIER:ID`, or `--to +E164 --since 1h`.
+    Trace(TraceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TraceArgs {
+    /// The message id (16 hex digits).
+    #[arg(conflicts_with_all = ["client_ref", "carrier_id", "to"])]
+    id: Option<String>,
+    /// The tenant and its client_ref.
+    #[arg(long = "client-ref", value_name = "TENANT:REF")]
+    client_ref: Option<String>,
+    /// The carrier and the message id it gave a part.
+    #[arg(long = "carrier-id", value_name = "CARRIER:ID")]
+    carrier_id: Option<String>,
+    /// The recipient (E.164), with --since.
+    #[arg(long, value_name = "+E164")]
+    to: Option<String>,
+    /// With --to: how far back (humantime, e.g. 1h, 30m).
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// Print the JSON the admin API answered.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -269,6 +297,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Bench(opts) => sluice::loadgen::cli(opts).await,
             Command::Journal(cmd) => journal(cmd),
+            Command::Trace(args) => trace(args).await,
         }
     })
 }
@@ -537,6 +566,71 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     }
     if failed {
         std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `sluice trace`: a message's history through the admin API.
+async fn trace(args: TraceArgs) -> anyhow::Result<()> {
+    use hyper::Method;
+    let path = match (&args.id, &args.client_ref, &args.carrier_id, &args.to) {
+        (Some(id), None, None, None) => format!("/admin/messages/{}/history", query_value(id)),
+        (None, Some(r), None, None) => format!("/admin/history?client_ref={}", query_value(r)),
+        (None, None, Some(c), None) => format!("/admin/history?carrier_id={}", query_value(c)),
+        (None, None, None, Some(to)) => format!(
+            "/admin/history?to={}&since={}",
+            query_value(to),
+            query_value(&args.since)
+        ),
+        _ => anyhow::bail!(
+            "give one of: a message id, --client-ref TENANT:REF, --carrier-id CARRIER:ID, --to +E164"
+        ),
+    };
+    let (status, body) = sluice::admin::call(
+        &args.admin.admin,
+        &args.admin.token,
+        Some(args.admin.tls.config()?),
+        Method::GET,
+        &path,
+        Default::default(),
+        "text/plain",
+    )
+    .await?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if !status.is_success() && status != hyper::StatusCode::NOT_FOUND {
+        anyhow::bail!(
+            "trace refused ({status}): {}",
+            v["error"].as_str().unwrap_or("?")
+        );
+    }
+    // One message's route answers the timeline itself; searches a list.
+    let v = if v.get("events").is_some() {
+        serde_json::json!({ "messages": [v] })
+    } else if v.get("messages").is_some() {
+        v
+    } else {
+        serde_json::json!({ "messages": [] })
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", sluice::history::query::render(&v));
+    }
+    if v["messages"].as_array().is_none_or(|m| m.is_empty()) {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -189,7 +189,15 @@ impl Receipts {
 
     /// Publishes final states; resolves when their events are durable.
     pub fn publish(&self, finals: Vec<Finalized>) -> impl Future<Output = ()> + Send + use<> {
+        let history = self.ledger.history();
         for f in &finals {
+            history.finished(
+                f.message.id,
+                f.state,
+                f.error_code,
+                f.carrier.as_deref(),
+                &f.reason,
+            );
             if let Some(c) = &f.carrier {
                 for k in &f.carrier_ids {
                     self.ids.remove(&(c.clone(), k.clone()));
@@ -252,6 +260,7 @@ impl Receipts {
         let Some((_, (id, part))) = found else {
             return Err(UnknownCarrierId);
         };
+        self.ledger.history().receipt(id, part, state, code, reason);
         let outcome = PartOutcome {
             state,
             error_code: code,
@@ -699,6 +708,7 @@ impl CarrierSink for Receipts {
         if !self.ledger.part_submitted(id, part, &key) {
             return;
         }
+        self.ledger.history().answered(id, carrier, part, &key);
         // Publish the id first, then look for a receipt that came before it.
         // `deliver` does the reverse (park, then look for the id), so
         // whichever runs second sees the other; `take_early` hands a parked
@@ -720,6 +730,9 @@ impl CarrierSink for Receipts {
         code: u32,
         reason: String,
     ) {
+        self.ledger
+            .history()
+            .part_failed(id, part, state, code, &reason);
         let r = self.ledger.part_done(
             id,
             part,
@@ -732,6 +745,10 @@ impl CarrierSink for Receipts {
         if let Some(fut) = self.part_result(id, r) {
             tokio::spawn(fut);
         }
+    }
+
+    fn part_waits(&self, id: MessageId, part: u32, cause: &str) {
+        self.ledger.history().waits(id, part, cause);
     }
 
     fn deliver(

@@ -18,6 +18,7 @@ mod text;
 
 // Settings of rooms below this one live with them; the file's sections name
 // them here.
+pub use crate::history::HistoryConfig;
 pub use crate::journal::{JournalConfig, Recovery};
 pub use crate::model::Secret;
 pub use crate::smpp::session::BindMode;
@@ -57,6 +58,9 @@ pub struct Config {
     /// Receipt correlation.
     #[serde(default)]
     pub receipts: ReceiptsConfig,
+    /// Every message's history (`sluice trace`).
+    #[serde(default)]
+    pub history: HistoryConfig,
     /// TLS for carrier binds with `tls = true` and MMSCs over `https://`,
     /// and how often listener certificates are checked for changes.
     #[serde(default)]

@@ -113,6 +113,19 @@ fn describe() {
         "Events a webhook endpoint acknowledged with a 2xx."
     );
     describe_counter!(
+        "sluice_history_dropped_total",
+        "History steps not recorded because the writer fell behind (its buffers were full)."
+    );
+    describe_counter!(
+        "sluice_history_segments_dropped_total",
+        "History segments deleted by retention (older than history.retention, or past history.max_bytes)."
+    );
+    describe_counter!(
+        "sluice_history_write_errors_total",
+        "History writes that failed (their steps are lost)."
+    );
+    describe_gauge!("sluice_history_bytes", "Bytes of history segments on disk.");
+    describe_counter!(
         "sluice_webhook_dead_lettered_total",
         "Webhook events given up on after dead_letter_after (kept until replayed)."
     );

@@ -24,7 +24,11 @@ const LOW: &[(&str, &[&str])] = &[
     ("media", &["model"]),
     ("suppression", &["model"]),
     ("journal", &["model"]),
-    ("settings", &["model", "journal", "smpp", "mm7", "tls"]),
+    ("history", &["model"]),
+    (
+        "settings",
+        &["model", "journal", "history", "smpp", "mm7", "tls"],
+    ),
 ];
 
 fn src() -> PathBuf {

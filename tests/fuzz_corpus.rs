@@ -116,6 +116,7 @@ mod examples {
         landing();
         keywords();
         config();
+        history();
     }
 
     // === SMPP ===
@@ -775,6 +776,86 @@ mod examples {
         sluice::journal::encode_messages(&mut payload, ms.iter().map(|m| &**m));
         put("spill_read", "payload", cat(&[&[1, 2], &payload]));
         put("spill_read", "count-mismatch", cat(&[&[1, 0], &payload]));
+    }
+
+    fn history() {
+        use sluice::history::record::{self, Record, Step};
+        use sluice::model::DeliveryState;
+        let r = |step| Record {
+            id: MessageId(42),
+            at_ms: 1_733_330_000_123,
+            step,
+        };
+        let steps = vec![
+            r(Step::Accepted {
+                tenant: "acme".into(),
+                campaign: "spring".into(),
+                client_ref: "order-1".into(),
+                to: 14155550100,
+                from: "12345".into(),
+            }),
+            r(Step::Dispatched {
+                carrier: "smsc-a".into(),
+                parts: 3,
+            }),
+            r(Step::Wait {
+                part: 1,
+                cause: "carrier refused for now: ESME_RTHROTTLED".into(),
+            }),
+            r(Step::Answer {
+                part: 0,
+                carrier: "smsc-a".into(),
+                carrier_id: "1a2b3c".into(),
+            }),
+            r(Step::PartFailed {
+                part: 2,
+                state: DeliveryState::Rejected,
+                code: 0x45,
+                reason: "carrier refused: ESME_RSUBMITFAIL".into(),
+            }),
+            r(Step::Receipt {
+                part: 0,
+                state: DeliveryState::Delivered,
+                code: 0,
+                stat: "DELIVRD".into(),
+            }),
+            r(Step::Requeued {
+                reason: "failover".into(),
+            }),
+            r(Step::Fallback {
+                how: "with a link".into(),
+                reason: "not reachable by MMS".into(),
+            }),
+            r(Step::Final {
+                state: DeliveryState::Delivered,
+                code: 0,
+                carrier: "smsc-a".into(),
+                reason: "DELIVRD".into(),
+            }),
+            r(Step::EventAcked {
+                event_id: 7,
+                sink: String::new(),
+            }),
+        ];
+        let mut body = Vec::new();
+        for s in &steps {
+            record::encode(&mut body, s);
+        }
+        put("history_segment", "records", cat(&[&[0], &body]));
+        put(
+            "history_segment",
+            "file",
+            cat(&[&[1], &record::MAGIC[..], &body]),
+        );
+        put(
+            "history_segment",
+            "torn",
+            cat(&[&[0], &body[..body.len() - 3]]),
+        );
+        let mut bad_state = Vec::new();
+        record::encode(&mut bad_state, &steps[5]);
+        bad_state[2 + 1 + 16 + 2] = 0xff;
+        put("history_segment", "bad-state", cat(&[&[0], &bad_state]));
     }
 
     fn dedupe() {

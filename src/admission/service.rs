@@ -227,6 +227,7 @@ impl Admission {
                 Ok(()) => {
                     metrics::counter!("sluice_messages_accepted_total", "tenant" => accepted[0].tenant.to_string())
                         .increment(accepted.len() as u64);
+                    p.ledger.history().accepted(&accepted);
                     p.backlog.enqueue_or_spill(&accepted);
                 }
                 Err(e) => {

@@ -73,6 +73,7 @@ impl Backlog {
         });
         match self.sms_queue(m.to) {
             Some(q) => {
+                self.ledger.history().fallback(m.id, how, &reason);
                 self.ledger
                     .set_note(m.id, format!("fallback to SMS {how}: {reason}"));
                 metrics::counter!("sluice_mms_fallbacks_total").increment(1);

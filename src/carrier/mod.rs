@@ -167,6 +167,12 @@ pub trait CarrierSink: Send + Sync + 'static {
     /// carrier sent it).
     fn part_submitted(&self, carrier: &Arc<str>, id: MessageId, part: u32, carrier_msg_id: &[u8]);
 
+    /// A part goes back to wait in its carrier's queue because of `cause`
+    /// (a refusal for now, such as throttling): recorded in its history.
+    fn part_waits(&self, id: MessageId, part: u32, cause: &str) {
+        let _ = (id, part, cause);
+    }
+
     /// A part ended without reaching the handset (carrier refusal, expiry
     /// while retrying, or an unknown outcome).
     fn part_failed(

@@ -468,6 +468,11 @@ impl Handler for SmppCarrier {
                 .part_submitted(&self.name, job.id, job.part, &message_id);
         } else if status.is_temporary() {
             // The session slows down; the part goes back to the front.
+            let cause = match status.name() {
+                Some(n) => format!("carrier refused for now: {n}"),
+                None => format!("carrier refused for now: status 0x{:08x}", status.0),
+            };
+            self.sink.part_waits(job.id, job.part, &cause);
             self.requeue_front(job);
         } else {
             let reason = match status.name() {

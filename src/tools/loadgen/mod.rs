@@ -200,6 +200,10 @@ pub struct BenchOptions {
     /// Gateway: window per bind (with --embedded).
     #[arg(long, default_value_t = 512)]
     pub window: u32,
+    /// Gateway: run with `[history] enabled = false` (with --embedded), to
+    /// measure what keeping every message's history costs.
+    #[arg(long)]
+    pub no_history: bool,
     /// After sending, wait at most this long for the remaining terminal events.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -374,6 +378,7 @@ impl Embedded {
         if opts.http {
             config.api.listen = Some("127.0.0.1:0".parse()?);
         }
+        config.history.enabled = !opts.no_history;
         if opts.grpc {
             config.grpc.listen = Some("127.0.0.1:0".parse()?);
         }
@@ -440,6 +445,17 @@ impl Embedded {
         &self.smsc
     }
 
+    /// Bytes of history on disk (its segments under the data directory).
+    pub fn history_bytes(&self) -> u64 {
+        std::fs::read_dir(self._dir.path().join("history"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Stops the gateway, then the simulator.
     pub async fn shutdown(self) {
         self.running.shutdown().await;
@@ -465,6 +481,22 @@ pub async fn run_until(opts: &BenchOptions, stop: CancellationToken) -> anyhow::
     if opts.embedded {
         let env = Embedded::start(opts).await?;
         let report = run_against(opts, &env.target(), stop).await;
+        let history = env.history_bytes();
+        if let Ok(r) = &report
+            && history > 0
+        {
+            // Steps dropped because the writer fell behind (never expected).
+            let text = crate::telemetry::metrics_handle().render();
+            let dropped = text
+                .lines()
+                .find_map(|l| l.strip_prefix("sluice_history_dropped_total "))
+                .unwrap_or("0");
+            eprintln!(
+                "history: {history} bytes on disk for {} accepted messages ({:.0} bytes per message), {dropped} steps dropped",
+                r.accepted,
+                history as f64 / r.accepted.max(1) as f64
+            );
+        }
         env.shutdown().await;
         report
     } else {
