@@ -474,31 +474,7 @@ fn mo_text(
     from: &str,
     to: &str,
 ) -> Option<String> {
-    let sar = match (
-        sm.tlv(crate::smpp::pdu::tag::SAR_MSG_REF_NUM)
-            .and_then(|t| t.as_u16()),
-        sm.tlv(crate::smpp::pdu::tag::SAR_TOTAL_SEGMENTS)
-            .and_then(|t| t.as_u8()),
-        sm.tlv(crate::smpp::pdu::tag::SAR_SEGMENT_SEQNUM)
-            .and_then(|t| t.as_u8()),
-    ) {
-        (Some(reference), Some(total), Some(seq)) => Some(text::ConcatInfo {
-            reference,
-            total,
-            seq,
-        }),
-        _ => None,
-    };
-    let incoming = text::Incoming {
-        data_coding: sm.data_coding,
-        esm_class_udhi: sm.esm_class & 0x40 != 0,
-        short_message: &sm.short_message,
-        sar,
-        message_payload: sm
-            .tlv(crate::smpp::pdu::tag::MESSAGE_PAYLOAD)
-            .map(|t| &t.value[..]),
-        gsm7_packed: false,
-    };
+    let incoming = text::Incoming::of(sm, false);
     match parts
         .lock()
         .push((from.to_owned(), to.to_owned()), &incoming)

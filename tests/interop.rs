@@ -50,10 +50,10 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Starts the node-smpp SMSC, installing its package first if needed;
+/// `tests/interop` with node-smpp installed (`npm ci` when missing);
 /// `None` (the test says it is skipped) when Node.js is not installed and
 /// `SLUICE_REQUIRE_EXTERNAL` is not set.
-fn start_peer() -> Option<Peer> {
+fn node_smpp() -> Option<PathBuf> {
     use sluice::external::{NODE, NPM, require};
     if !require(&[&NODE, &NPM]) {
         return None;
@@ -67,6 +67,14 @@ fn start_peer() -> Option<Peer> {
             .expect("npm runs");
         assert!(status.success(), "npm ci in {} failed", dir.display());
     }
+    Some(dir)
+}
+
+/// Starts the node-smpp SMSC, installing its package first if needed;
+/// `None` (the test says it is skipped) when Node.js is not installed and
+/// `SLUICE_REQUIRE_EXTERNAL` is not set.
+fn start_peer() -> Option<Peer> {
+    let dir = node_smpp()?;
     let mut child = Command::new("node")
         .arg("smsc.js")
         .current_dir(&dir)
@@ -252,19 +260,7 @@ struct Step {
 /// message naming that id, and unbinds; the SMSC gets every text whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_smpp_binds_to_sluices_smpp_server() {
-    use sluice::external::{NODE, NPM, require};
-    if !require(&[&NODE, &NPM]) {
-        return;
-    }
-    let dir = interop_dir();
-    if !dir.join("node_modules/smpp").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
-    }
+    let Some(dir) = node_smpp() else { return };
     let smsc = smsc(|_| {}).await;
     let data = tempfile::tempdir().unwrap();
     let mut cfg = config(data.path(), &smsc);

@@ -939,6 +939,33 @@ pub struct DecodedPart {
 }
 
 impl<'a> Incoming<'a> {
+    /// The text-bearing fields of a received `submit_sm`, `deliver_sm` or
+    /// `data_sm` (read as a [`SubmitSm`](super::pdu::SubmitSm)): the UDHI
+    /// bit, the SAR TLVs (when all three are there) and `message_payload`.
+    pub fn of(sm: &'a super::pdu::SubmitSm, gsm7_packed: bool) -> Incoming<'a> {
+        use super::pdu::{Tlv, tag};
+        let sar = match (
+            sm.tlv(tag::SAR_MSG_REF_NUM).and_then(Tlv::as_u16),
+            sm.tlv(tag::SAR_TOTAL_SEGMENTS).and_then(Tlv::as_u8),
+            sm.tlv(tag::SAR_SEGMENT_SEQNUM).and_then(Tlv::as_u8),
+        ) {
+            (Some(reference), Some(total), Some(seq)) => Some(ConcatInfo {
+                reference,
+                total,
+                seq,
+            }),
+            _ => None,
+        };
+        Incoming {
+            data_coding: sm.data_coding,
+            esm_class_udhi: sm.esm_class & 0x40 != 0,
+            short_message: &sm.short_message,
+            sar,
+            message_payload: sm.tlv(tag::MESSAGE_PAYLOAD).map(|t| &t.value[..]),
+            gsm7_packed,
+        }
+    }
+
     /// `message_payload` if present, else `short_message`.
     fn user_data(&self) -> &'a [u8] {
         self.message_payload.unwrap_or(self.short_message)

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::model::submit::{RejectReason, Submission};
 use crate::model::{ChannelPref, Priority};
-use crate::smpp::pdu::{CommandStatus, SubmitSm, tag};
+use crate::smpp::pdu::{CommandStatus, SubmitSm};
 use crate::smpp::text::{ConcatInfo, Incoming, Reassembler, TextError};
 
 /// Type of number: international (E.164 without the `+`).
@@ -138,26 +138,7 @@ pub(super) fn validity(t: &[u8], now_unix: u64) -> Option<u32> {
 /// The text-bearing fields of `sm`, as received (GSM-7 unpacked, as SMPP
 /// carries it).
 pub(super) fn incoming(sm: &SubmitSm) -> Incoming<'_> {
-    let sar = match (
-        sm.tlv(tag::SAR_MSG_REF_NUM).and_then(|t| t.as_u16()),
-        sm.tlv(tag::SAR_TOTAL_SEGMENTS).and_then(|t| t.as_u8()),
-        sm.tlv(tag::SAR_SEGMENT_SEQNUM).and_then(|t| t.as_u8()),
-    ) {
-        (Some(reference), Some(total), Some(seq)) => Some(ConcatInfo {
-            reference,
-            total,
-            seq,
-        }),
-        _ => None,
-    };
-    Incoming {
-        data_coding: sm.data_coding,
-        esm_class_udhi: sm.esm_class & 0x40 != 0,
-        short_message: &sm.short_message,
-        sar,
-        message_payload: sm.tlv(tag::MESSAGE_PAYLOAD).map(|t| &t.value[..]),
-        gsm7_packed: false,
-    }
+    Incoming::of(sm, false)
 }
 
 /// The status a text that cannot be read is answered with.

@@ -85,9 +85,7 @@ use crate::smpp::pdu::{
 use crate::smpp::receipt::{
     ESM_DELIVERY_RECEIPT, format_receipt_text, receipt_date, receipt_snippet,
 };
-use crate::smpp::text::{
-    self, ConcatInfo, DecodedPart, Incoming, Reassembler, TextError, TextOptions,
-};
+use crate::smpp::text::{self, DecodedPart, Incoming, Reassembler, TextError, TextOptions};
 
 #[cfg(test)]
 mod tests;
@@ -1603,25 +1601,5 @@ pub fn fuzz_submit(
 
 /// The text-bearing fields of a submit_sm, SAR and payload TLVs included.
 fn incoming(sm: &SubmitSm, gsm7_packed: bool) -> Incoming<'_> {
-    let u8_tlv = |t| sm.tlv(t).and_then(Tlv::as_u8);
-    let sar = match (
-        sm.tlv(tag::SAR_MSG_REF_NUM).and_then(Tlv::as_u16),
-        u8_tlv(tag::SAR_TOTAL_SEGMENTS),
-        u8_tlv(tag::SAR_SEGMENT_SEQNUM),
-    ) {
-        (Some(reference), Some(total), Some(seq)) => Some(ConcatInfo {
-            reference,
-            total,
-            seq,
-        }),
-        _ => None,
-    };
-    Incoming {
-        data_coding: sm.data_coding,
-        esm_class_udhi: sm.esm_class & ESM_UDHI != 0,
-        short_message: &sm.short_message,
-        sar,
-        message_payload: sm.tlv(tag::MESSAGE_PAYLOAD).map(|t| t.value.as_ref()),
-        gsm7_packed,
-    }
+    Incoming::of(sm, gsm7_packed)
 }
