@@ -272,18 +272,22 @@ impl Endpoint {
 
     /// The endpoint answered 2xx for these events: they are done.
     pub fn ack(&self, events: &[Arc<PendingEvent>]) {
-        let mut ids = Vec::with_capacity(events.len());
+        let mut done = Vec::with_capacity(events.len());
         {
             let mut q = self.queue.lock();
             for e in events {
                 if q.in_flight.remove(&e.event_id).is_some() {
                     q.revived.remove(&e.event_id);
-                    ids.push(e.event_id);
-                    self.history
-                        .event_acked(e.message_id, e.event_id, &self.name);
+                    done.push(e);
                 }
             }
         }
+        // Recorded outside the queue's lock.
+        for e in &done {
+            self.history
+                .event_acked(e.message_id, e.event_id, &self.name);
+        }
+        let ids: Vec<u64> = done.iter().map(|e| e.event_id).collect();
         if !ids.is_empty() {
             self.pending.fetch_sub(ids.len() as u64, Ordering::Relaxed);
             self.journal.event_ack(&ids);
@@ -767,17 +771,21 @@ impl EventHub {
             return 0;
         };
         let mut acked = Vec::with_capacity(ids.len());
+        let mut messages = Vec::with_capacity(ids.len());
         {
             let mut q = t.queue.lock();
             for id in ids {
-                if let Some((c, e)) = q.in_flight.get(id)
-                    && *c == conn
+                if q.in_flight.get(id).is_some_and(|(c, _)| *c == conn)
+                    && let Some((_, e)) = q.in_flight.remove(id)
                 {
-                    self.history.event_acked(e.message_id, *id, "");
-                    q.in_flight.remove(id);
                     acked.push(*id);
+                    messages.push(e.message_id);
                 }
             }
+        }
+        // Recorded outside the tenant queue's lock (every ack takes it).
+        for (id, m) in acked.iter().zip(&messages) {
+            self.history.event_acked(*m, *id, "");
         }
         if !acked.is_empty() {
             self.pending

@@ -105,6 +105,8 @@ struct Session<B> {
     admitting_submits: usize,
     /// Messages of the current burst, not yet handed to admission.
     batch: Vec<(Answers, Submission)>,
+    /// Submits those messages answer.
+    batch_submits: usize,
     parts: Parts,
     /// The tenant's `smpp` destination (receiver and transceiver binds).
     endpoint: Option<Arc<Endpoint>>,
@@ -151,6 +153,7 @@ pub(super) async fn run<B: Backend>(
         admitting: FuturesUnordered::new(),
         admitting_submits: 0,
         batch: Vec::new(),
+        batch_submits: 0,
         endpoint: None,
         sent: HashMap::new(),
         deliver_paused_until: None,
@@ -434,9 +437,7 @@ impl<B: Backend> Session<B> {
     /// Submits waiting for an answer: being admitted, in this burst, or
     /// parts held.
     fn pending_submits(&self) -> usize {
-        self.admitting_submits
-            + self.batch.iter().map(|(a, _)| a.len()).sum::<usize>()
-            + self.parts.held()
+        self.admitting_submits + self.batch_submits + self.parts.held()
     }
 
     fn submit(&mut self, seq: u32, command: Command, sm: &SubmitSm) {
@@ -486,6 +487,7 @@ impl<B: Backend> Session<B> {
 
     fn queue(&mut self, env: Envelope, text: String, answers: Answers) {
         let client_ref = deliver::client_ref(env.receipt);
+        self.batch_submits += answers.len();
         self.batch
             .push((answers, submit::submission(env, text, client_ref)));
     }
@@ -500,7 +502,7 @@ impl<B: Backend> Session<B> {
         };
         let (answers, messages): (Vec<Answers>, Vec<Submission>) =
             std::mem::take(&mut self.batch).into_iter().unzip();
-        self.admitting_submits += answers.iter().map(Vec::len).sum::<usize>();
+        self.admitting_submits += std::mem::take(&mut self.batch_submits);
         let fut = self.ctx.backend.submit(&tenant, self.conn, messages);
         self.admitting
             .push(Box::pin(fut.map(move |results| (answers, results))));

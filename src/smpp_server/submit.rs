@@ -193,6 +193,8 @@ pub(super) struct Parts {
     capacity: usize,
     texts: Reassembler<PartKey>,
     waiting: HashMap<(PartKey, u16, u8), Waiting>,
+    /// Answers held in `waiting`, in all.
+    held: usize,
 }
 
 #[derive(Debug)]
@@ -218,12 +220,13 @@ impl Parts {
             capacity,
             texts: Reassembler::new(capacity),
             waiting: HashMap::new(),
+            held: 0,
         }
     }
 
     /// Submits waiting in incomplete texts.
     pub(super) fn held(&self) -> usize {
-        self.waiting.values().map(|w| w.answers.len()).sum()
+        self.held
     }
 
     /// Adds a part (`info.total > 1`). The envelope of the first part
@@ -249,9 +252,11 @@ impl Parts {
             envelope,
         });
         waiting.answers.push(answer);
+        self.held += 1;
         if let Some(text) = whole
             && let Some(w) = self.waiting.remove(&wkey)
         {
+            self.held -= w.answers.len();
             return Ok(PartOutcome::Whole(w.envelope, text, w.answers));
         }
         Ok(PartOutcome::Held)
@@ -269,6 +274,7 @@ impl Parts {
         old.into_iter()
             .filter_map(|k| {
                 let w = self.waiting.remove(&k)?;
+                self.held -= w.answers.len();
                 let ((src, dst), reference, total) = k;
                 self.texts.discard((src, dst), reference, total);
                 Some(w.answers)
@@ -279,6 +285,7 @@ impl Parts {
     /// Every held part's answers (the connection is going away).
     pub(super) fn drain(&mut self) -> Vec<Answers> {
         let out: Vec<Answers> = self.waiting.drain().map(|(_, w)| w.answers).collect();
+        self.held = 0;
         self.texts = Reassembler::new(self.capacity);
         out
     }

@@ -72,7 +72,6 @@ pub(crate) async fn bind(target: &SmppTarget) -> Result<Bound, String> {
 
 /// One batch in flight: its results fill in as parts are answered.
 struct InFlight {
-    first: u64,
     sent_us: u64,
     results: Vec<pb::SubmitResult>,
     parts_left: usize,
@@ -154,7 +153,6 @@ pub(crate) async fn connection(
                 })
                 .collect();
             let b = InFlight {
-                first: c.first,
                 sent_us: plan.us(Instant::now()),
                 results,
                 parts_left,
@@ -165,7 +163,7 @@ pub(crate) async fn connection(
                     results: b.results,
                     ..pb::BatchAck::default()
                 };
-                shared.on_ack(b.first, b.sent_us, &ack);
+                shared.on_ack(c.first, b.sent_us, &ack);
                 continue;
             }
             batches.insert(c.first, b);
@@ -220,7 +218,7 @@ pub(crate) async fn connection(
                         results: b.results,
                         ..pb::BatchAck::default()
                     };
-                    shared.on_ack(b.first, b.sent_us, &ack);
+                    shared.on_ack(first, b.sent_us, &ack);
                 }
             }
             Body::DeliverSm(sm) => {
