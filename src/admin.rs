@@ -122,6 +122,7 @@ pub struct Admin {
     ledger: Arc<Ledger>,
     spill: Arc<Spill>,
     webhooks: Arc<crate::webhooks::Webhooks>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 type Reply = Response;
@@ -220,7 +221,15 @@ impl Admin {
             ledger,
             spill,
             webhooks,
+            cluster: None,
         }
+    }
+
+    /// Serves `GET /admin/cluster` for this node's cluster.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Admin {
+        self.cluster = cluster;
+        self
     }
 
     /// Whether any token is configured (else the API is off).
@@ -266,6 +275,7 @@ impl Admin {
             .route("/admin/optouts/{number}", get(check).delete(opt_remove))
             .route("/admin/imports", get(imports))
             .route("/admin/queues", get(queues))
+            .route("/admin/cluster", get(cluster))
             .route("/admin/messages/{id}", get(message))
             .route("/admin/messages/{id}/history", get(message_history))
             .route("/admin/history", get(history_search))
@@ -417,6 +427,7 @@ impl Admin {
             sender: String::new(),
             carrier: String::new(),
             at_ms: now_ms(),
+            origin: String::new(),
         };
         match self.compliance.change(change).await {
             Ok(changed) => reply(
@@ -610,6 +621,20 @@ async fn imports(State(a): AdminState, Extension(p): Caller) -> Reply {
         .filter(|i| a.may_scope(&p, &i.scope))
         .collect();
     reply(StatusCode::OK, json!(list))
+}
+
+/// The cluster's nodes (operator only); 404 when not in cluster mode.
+async fn cluster(State(a): AdminState, Extension(p): Caller) -> Reply {
+    if p != Principal::Operator {
+        return forbidden("read the cluster");
+    }
+    match &a.cluster {
+        Some(c) => reply(StatusCode::OK, c.view().await),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not in cluster mode ([cluster] redis_url)",
+        ),
+    }
 }
 
 async fn queues(State(a): AdminState, Extension(p): Caller) -> Reply {

@@ -66,6 +66,27 @@ pub struct AuditEntry {
     pub carrier: String,
     /// Wall-clock ms.
     pub at_ms: u64,
+    /// The cluster node it was made on (absent: this node).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+}
+
+/// Where this node's own opt-out changes go besides its journal: the
+/// cluster's outbox ([`crate::cluster::optouts`]). `record` runs before the
+/// change is journaled here, and must be durable when it returns, so a
+/// change made here is never applied locally without also reaching the
+/// other nodes.
+pub trait OptPublisher: Send + Sync + std::fmt::Debug + 'static {
+    /// Queues one change for the cluster.
+    ///
+    /// # Errors
+    /// It could not be stored; the change is refused.
+    fn record(&self, change: &OptChange) -> std::io::Result<()>;
+    /// Queues numbers added to `scope` in bulk (a committed import).
+    ///
+    /// # Errors
+    /// It could not be stored.
+    fn record_bulk(&self, scope: &str, numbers: &[u64], at_ms: u64) -> std::io::Result<()>;
 }
 
 /// A committed import.
@@ -156,6 +177,8 @@ pub struct Compliance {
     write: tokio::sync::Mutex<()>,
     /// Grows after every opt-out reaches the set (see [`Compliance::epoch`]).
     optout_epoch: AtomicU64,
+    /// The cluster's outbox and this node's id, in cluster mode.
+    publisher: std::sync::OnceLock<(Arc<dyn OptPublisher>, String)>,
 }
 
 /// Compliance failures.
@@ -257,6 +280,7 @@ impl Compliance {
             next_import: AtomicU64::new(1),
             write: tokio::sync::Mutex::new(()),
             optout_epoch: AtomicU64::new(0),
+            publisher: std::sync::OnceLock::new(),
         };
         c.replay(recovered.opt);
         Ok(c)
@@ -327,6 +351,7 @@ impl Compliance {
                 sender: c.sender.clone(),
                 carrier: c.carrier.clone(),
                 at_ms: c.at_ms,
+                node: c.origin.clone(),
             });
     }
 
@@ -429,13 +454,121 @@ impl Compliance {
         self.imports.lock().clone()
     }
 
-    /// Records an opt-out or opt-in (journaled and synced first); returns
+    /// Sends this node's own changes to the cluster too (once, at start).
+    pub fn set_publisher(&self, publisher: Arc<dyn OptPublisher>, node_id: &str) {
+        let _ = self.publisher.set((publisher, node_id.to_owned()));
+    }
+
+    /// Records an opt-out or opt-in (journaled and synced first; in
+    /// cluster mode queued for the other nodes before that); returns
     /// whether it changed anything.
     ///
     /// # Errors
-    /// The journal failed; nothing changed.
-    pub async fn change(&self, change: OptChange) -> Result<bool, ComplianceError> {
+    /// The journal (or the cluster outbox) failed; nothing changed.
+    pub async fn change(&self, mut change: OptChange) -> Result<bool, ComplianceError> {
         let _w = self.write.lock().await;
+        if let Some((publisher, node)) = self.publisher.get() {
+            change.origin.clone_from(node);
+            publisher.record(&change)?;
+        }
+        self.commit(change).await
+    }
+
+    /// Applies a change another cluster node made (journaled here, not
+    /// sent back): last writer wins, so a change older than this node's
+    /// latest for the same number and scope is ignored. Returns whether it
+    /// changed anything.
+    ///
+    /// # Errors
+    /// The journal failed; nothing changed.
+    pub async fn apply_remote(&self, change: OptChange) -> Result<bool, ComplianceError> {
+        let _w = self.write.lock().await;
+        let Ok(n) = Msisdn::from_u64(change.number) else {
+            return Ok(false);
+        };
+        if self.newer_here(change.number, &change.scope, change.at_ms) {
+            return Ok(false);
+        }
+        let now = self
+            .set
+            .find_scope(&change.scope)
+            .is_some_and(|s| self.set.contains(s, n));
+        if now == change.opted_out {
+            return Ok(false);
+        }
+        self.commit(change).await
+    }
+
+    /// Applies numbers another node added to `scope` in bulk; returns how
+    /// many were new here.
+    ///
+    /// # Errors
+    /// The journal failed; nothing changed.
+    pub async fn apply_remote_bulk(
+        &self,
+        scope: &str,
+        numbers: &[u64],
+        at_ms: u64,
+    ) -> Result<u64, ComplianceError> {
+        let _w = self.write.lock().await;
+        let sc = self.set.scope(scope);
+        let fresh: Vec<u64> = numbers
+            .iter()
+            .copied()
+            .filter(|n| {
+                Msisdn::from_u64(*n).is_ok_and(|m| !self.set.contains(sc, m))
+                    && !self.newer_here(*n, scope, at_ms)
+            })
+            .collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        for chunk in fresh.chunks(BULK_CHUNK) {
+            self.journal
+                .opt_bulk(&OptBulk {
+                    import_id: 0,
+                    scope: scope.to_owned(),
+                    numbers: chunk.to_vec(),
+                })
+                .wait()
+                .await?;
+        }
+        let added = self
+            .set
+            .bulk_insert(sc, fresh.iter().filter_map(|n| Msisdn::from_u64(*n).ok()));
+        self.optout_epoch.fetch_add(1, Ordering::Release);
+        metrics::counter!("sluice_optouts_total", "direction" => "out", "source" => "cluster")
+            .increment(added);
+        Ok(added)
+    }
+
+    /// True when this node has a change for `number` in `scope` later than
+    /// `at_ms`.
+    fn newer_here(&self, number: u64, scope: &str, at_ms: u64) -> bool {
+        self.audit.lock().get(&number).is_some_and(|trail| {
+            trail
+                .iter()
+                .rev()
+                .find(|e| e.scope == scope)
+                .is_some_and(|e| e.at_ms > at_ms)
+        })
+    }
+
+    /// Whether `number` is suppressed in `scope` here, and when this node
+    /// last changed that (0: never by a single change).
+    pub fn state_of(&self, number: u64, scope: &str) -> (bool, u64) {
+        let on = Msisdn::from_u64(number).is_ok_and(|n| self.check_scope(scope, n));
+        let at = self.audit.lock().get(&number).map_or(0, |trail| {
+            trail
+                .iter()
+                .rev()
+                .find(|e| e.scope == scope)
+                .map_or(0, |e| e.at_ms)
+        });
+        (on, at)
+    }
+
+    async fn commit(&self, change: OptChange) -> Result<bool, ComplianceError> {
         let n = Msisdn::from_u64(change.number)
             .map_err(|_| ComplianceError::UnknownScope(change.scope.clone()))?;
         let scope = self.set.scope(&change.scope);
@@ -455,11 +588,20 @@ impl Compliance {
             return Err(e.into());
         }
         self.apply_change(&change);
+        let source = if change.origin.is_empty() || self.is_own(&change.origin) {
+            change.source.clone()
+        } else {
+            "cluster".to_owned()
+        };
         metrics::counter!("sluice_optouts_total",
             "direction" => if change.opted_out { "out" } else { "in" },
-            "source" => change.source.clone())
+            "source" => source)
         .increment(1);
         Ok(changes)
+    }
+
+    fn is_own(&self, origin: &str) -> bool {
+        self.publisher.get().is_some_and(|(_, node)| node == origin)
     }
 
     /// Classifies and applies an inbound message sent by `from` to `to`
@@ -502,6 +644,7 @@ impl Compliance {
             sender: to.to_owned(),
             carrier: carrier.to_owned(),
             at_ms: now_ms(),
+            origin: String::new(),
         };
         match m.keyword {
             Keyword::OptOut { .. } => {
@@ -615,6 +758,18 @@ impl Compliance {
             if s == scope || self.is_scope(s) {
                 apply(s, ns);
             }
+        }
+        if let Some((publisher, _)) = self.publisher.get() {
+            let mut all: Vec<u64> = report.unscoped.iter().map(|n| n.as_u64()).collect();
+            for (s, ns) in &report.scoped {
+                if s == scope {
+                    all.extend(ns.iter().map(|n| n.as_u64()));
+                } else if self.is_scope(s) {
+                    let ns: Vec<u64> = ns.iter().map(|n| n.as_u64()).collect();
+                    publisher.record_bulk(s, &ns, commit.at_ms)?;
+                }
+            }
+            publisher.record_bulk(scope, &all, commit.at_ms)?;
         }
         self.imports.lock().push(ImportInfo {
             id,

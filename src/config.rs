@@ -350,6 +350,7 @@ impl Config {
         }
         p.extend(self.door_problems());
         p.extend(self.history.problems());
+        p.extend(self.cluster.problems());
         p
     }
 

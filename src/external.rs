@@ -9,9 +9,7 @@
 //! | `xmllint` (`libxml2-utils`) | MM7 output validated against the official 3GPP schemas (`mm7::tests`) |
 //! | `node` and `npm` (`nodejs`, `npm`) | SMPP interop against node-smpp (`tests/interop.rs`) |
 //! | Python 3 with venv (`python3`, `python3-venv`), as the venv `clients/python/.venv` that `.ci/run` makes | the Python client against a real gateway: stub staleness, its example and its pytest suite (`tests/python_client.rs`) |
-//!
-//! `redis-server` is known here for tests to come (the Redis scale-out is
-//! not built); no test needs it today.
+//! | `redis-server` (`redis-server`) | cluster mode against a real Redis, several gateways on loopback (`tests/cluster.rs`) |
 //!
 //! This is library code only so that unit tests (`src/**/tests.rs`) and
 //! integration tests (`tests/`) share it; the gateway never calls it.
@@ -66,7 +64,7 @@ pub const PYTHON3: Program = Program {
 pub const REDIS_SERVER: Program = Program {
     name: "redis-server",
     install: "apt-get install redis-server",
-    unlocks: "Redis scale-out tests (none yet)",
+    unlocks: "cluster mode against a real Redis (tests/cluster.rs)",
 };
 
 /// True when `program --version` runs and succeeds.

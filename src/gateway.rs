@@ -295,6 +295,28 @@ impl Running {
     }
 }
 
+/// What this node tells the cluster about itself each heartbeat.
+struct NodeStatusOf {
+    carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+    ledger: Arc<Ledger>,
+}
+
+impl crate::cluster::NodeStatus for NodeStatusOf {
+    fn binds(&self) -> Vec<(String, usize)> {
+        let mut b: Vec<(String, usize)> = self
+            .carriers
+            .iter()
+            .map(|(n, c)| (n.to_string(), c.binds_up()))
+            .collect();
+        b.sort();
+        b
+    }
+
+    fn live(&self) -> u64 {
+        self.ledger.live()
+    }
+}
+
 /// Opens the journal, restores state, starts every task and listener.
 ///
 /// # Errors
@@ -308,8 +330,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let lock = crate::journal::lock::DataDirLock::acquire(&config.data_dir)?;
     crate::model::numbering::warm();
     let (journal, recovered) = Journal::open(&config.journal_dir(), &config.journal)?;
+    let cluster =
+        crate::cluster::Cluster::join(&config.cluster, &config.node_id, &config.data_dir).await?;
+    if let Some(c) = &cluster {
+        journal.raise_message_ids(c.first_message_id());
+    }
     let (shutdown_tx, shutdown) = watch::channel(false);
     let compliance = Arc::new(Compliance::open(&config)?);
+    let opt_sync = match &cluster {
+        Some(c) => Some(crate::cluster::optouts::OptSync::new(
+            c.link().clone(),
+            compliance.clone(),
+            &crate::cluster::dir(&config.data_dir),
+            &config.node_id,
+            &config.cluster,
+        )?),
+        None => None,
+    };
     let last_check = SuppressionCheck::over(compliance.clone());
     let history = crate::history::History::open(config.history_dir(), &config.history)
         .map_err(|e| anyhow::anyhow!("history in {}: {e}", config.history_dir().display()))?;
@@ -365,6 +402,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         &crate::media::link::load_or_create_secret(&config.data_dir)?,
     ));
     let receipts = Arc::new(Receipts::new(ledger.clone(), hub.clone(), &config.receipts));
+    let receipt_sync = match &cluster {
+        Some(c) => Some(crate::cluster::receipts::ReceiptSync::new(
+            c.link().clone(),
+            receipts.clone(),
+            &config.node_id,
+            &crate::cluster::dir(&config.data_dir),
+            &config.cluster,
+        )?),
+        None => None,
+    };
     let carriers: HashMap<Arc<str>, Arc<SmppCarrier>> = config
         .carriers
         .iter()
@@ -415,6 +462,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             router: router.clone(),
             uploads: uploads.clone(),
             compliance: compliance.clone(),
+            claims: cluster
+                .as_ref()
+                .map(|c| crate::cluster::claims::Claims::new(c.link().clone(), dedupe.window_ms())),
             dedupe,
             backlog: backlog.clone(),
         },
@@ -493,6 +543,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     tasks.spawn(page_in(backlog.clone(), shutdown.clone()));
     webhooks.start(&mut tasks, &shutdown);
+    if let Some(s) = &opt_sync {
+        s.start(&mut tasks, &shutdown);
+    }
+    if let Some(s) = &receipt_sync {
+        s.start(&mut tasks, &shutdown);
+    }
+    if let Some(c) = &cluster {
+        c.start(
+            Arc::new(NodeStatusOf {
+                carriers: carriers.clone(),
+                ledger: ledger.clone(),
+            }),
+            &mut tasks,
+            &shutdown,
+        );
+    }
 
     let health = Arc::new(Health::default());
     health.watch_carriers(
@@ -508,14 +574,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // answers "draining" (and `/metrics` is scraped) until the end.
     let stop = tokio_util::sync::CancellationToken::new();
     let mut door_tasks = JoinSet::new();
-    let admin = Arc::new(crate::admin::Admin::new(
-        &config,
-        compliance,
-        scheduler,
-        ledger,
-        backlog.spill().clone(),
-        webhooks,
-    ));
+    let admin = Arc::new(
+        crate::admin::Admin::new(
+            &config,
+            compliance,
+            scheduler,
+            ledger,
+            backlog.spill().clone(),
+            webhooks,
+        )
+        .with_cluster(cluster.clone()),
+    );
     let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut door_tasks).await?;
     let public_addr = doors::public(&config, media, links, &stop, &mut door_tasks).await?;
     let api_addr = doors::api(&config, gateway.clone(), &stop, &mut door_tasks).await?;

@@ -17,6 +17,7 @@ pub mod admission;
 pub mod api;
 pub mod backlog;
 pub mod carrier;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod door;

@@ -83,6 +83,16 @@ struct Early {
     handset: Bytes,
     sender: Bytes,
     at: Instant,
+    /// Sent to the cluster (or come from it): its expiry here is no loss.
+    shared: bool,
+}
+
+/// Where receipts no part here waits for go in cluster mode: to the other
+/// nodes, one of which may have sent the message
+/// ([`crate::cluster::receipts`]).
+pub trait OrphanSink: Send + Sync + 'static {
+    /// Passes on a final receipt whose carrier id is unknown here.
+    fn orphan(&self, carrier: &Arc<str>, receipt: &Receipt);
 }
 
 /// Correlates carrier answers and receipts with messages.
@@ -105,6 +115,8 @@ pub struct Receipts {
     inbound: std::sync::OnceLock<std::sync::Weak<dyn InboundSink>>,
     /// Parts of concatenated inbound messages.
     mo_parts: Mutex<text::Reassembler<(String, String)>>,
+    /// The cluster's orphan receipts (cluster mode only).
+    orphans: std::sync::OnceLock<Arc<dyn OrphanSink>>,
 }
 
 #[derive(Default)]
@@ -147,7 +159,40 @@ impl Receipts {
             ),
             inbound: std::sync::OnceLock::new(),
             mo_parts: Mutex::new(text::Reassembler::new(10_000)),
+            orphans: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sends receipts unknown here to the cluster (once, at start).
+    pub fn set_orphans(&self, sink: Arc<dyn OrphanSink>) {
+        let _ = self.orphans.set(sink);
+    }
+
+    /// A final receipt another node received for carrier `carrier`: applied
+    /// if a part here waits for its id, else parked for a while (this
+    /// node's submit_sm_resp naming it may still be on its way). `Some`
+    /// when it ended a message (to publish).
+    pub fn remote_receipt(&self, carrier: &Arc<str>, r: Receipt) -> Option<Publishing> {
+        let f = match self.apply_receipt(carrier, &r) {
+            Ok(f) => f,
+            Err(UnknownCarrierId) => {
+                let keys = candidate_ids(&r.message_id);
+                self.park_receipt(carrier, r, Bytes::new(), Bytes::new(), true);
+                if keys.iter().any(|k| {
+                    self.ids
+                        .contains_key(&(carrier.clone(), k.clone().into_boxed_str()))
+                }) && let Some(r) = self.take_early(carrier, &keys)
+                {
+                    self.apply_receipt(carrier, &r).ok().flatten()
+                } else {
+                    None
+                }
+            }
+        };
+        metrics::counter!("sluice_cluster_receipts_applied_total",
+            "outcome" => if f.is_some() { "ended" } else { "not_here" })
+        .increment(1);
+        f.map(|f| Box::pin(self.publish(vec![f])) as Publishing)
     }
 
     /// Sets where inbound messages go (once).
@@ -291,7 +336,17 @@ impl Receipts {
             Ok(f) => f,
             Err(UnknownCarrierId) => {
                 let keys = candidate_ids(&r.message_id);
-                self.park(carrier, r, sm);
+                let orphans = self.orphans.get();
+                if let Some(o) = orphans {
+                    o.orphan(carrier, &r);
+                }
+                self.park_receipt(
+                    carrier,
+                    r,
+                    sm.source_addr.clone(),
+                    sm.destination_addr.clone(),
+                    orphans.is_some(),
+                );
                 // The id may have been published while we parked.
                 if keys.iter().any(|k| {
                     self.ids
@@ -374,15 +429,23 @@ impl Receipts {
         })
     }
 
-    fn park(&self, carrier: &Arc<str>, r: Receipt, sm: &DeliverSm) {
+    fn park_receipt(
+        &self,
+        carrier: &Arc<str>,
+        r: Receipt,
+        handset: Bytes,
+        sender: Bytes,
+        shared: bool,
+    ) {
         metrics::counter!("sluice_receipts_early_total", "carrier" => carrier.to_string())
             .increment(1);
         let key = (carrier.clone(), normalize_id(&r.message_id));
         let early = Early {
             receipt: r,
-            handset: sm.source_addr.clone(),
-            sender: sm.destination_addr.clone(),
+            handset,
+            sender,
             at: Instant::now(),
+            shared,
         };
         let mut e = self.early.lock();
         if e.by_key.insert(key.clone(), early).is_none() {
@@ -606,9 +669,12 @@ impl Receipts {
                     Some(x) if x.at.elapsed() < ttl => break,
                     Some(_) => {
                         let k = e.order.pop_front().expect("front exists");
-                        e.by_key.remove(&k);
-                        metrics::counter!("sluice_receipts_dropped_total", "reason" => "no_match")
-                            .increment(1);
+                        // Shared with the cluster: another node may have
+                        // ended its message; not counted as dropped here.
+                        if e.by_key.remove(&k).is_some_and(|x| !x.shared) {
+                            metrics::counter!("sluice_receipts_dropped_total", "reason" => "no_match")
+                                .increment(1);
+                        }
                     }
                     None => {
                         e.order.pop_front();

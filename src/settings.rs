@@ -84,6 +84,10 @@ pub struct Config {
     /// MMS routing, media and landing pages.
     #[serde(default)]
     pub mms: MmsConfig,
+    /// Cluster mode: several nodes sharing opt-outs, client_refs and
+    /// receipts through Redis.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// MMS routing, media storage and SMS-fallback landing pages.

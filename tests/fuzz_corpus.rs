@@ -721,6 +721,7 @@ mod examples {
             sender: "12345".into(),
             carrier: "smsc".into(),
             at_ms: 1_700_000_000_000,
+            origin: String::new(),
         })
         .wait()
         .await

@@ -60,6 +60,8 @@ pub struct Parts {
     pub dedupe: Arc<Dedupe>,
     /// Where accepted messages wait.
     pub backlog: Arc<Backlog>,
+    /// Claims across the cluster's nodes (cluster mode only).
+    pub claims: Option<crate::cluster::claims::Claims>,
 }
 
 /// Admits submitted messages (see the module doc).
@@ -208,52 +210,49 @@ impl Admission {
         if accepted.is_empty() {
             return Box::pin(std::future::ready(results));
         }
-        // Before anything can finish them: their events go to `conn` when it
-        // subscribed for its own messages only.
-        p.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
-        p.ledger.admit(&accepted);
-        let durable = p.journal.accept(accepted.iter().map(|m| &**m));
+        // The rest runs as a task of its own: the client_refs are taken
+        // (and, below, the messages admitted and the journal write under
+        // way), so queueing them, or undoing all that, must happen even
+        // when the caller goes away — a connection cut before its BatchAck
+        // drops this future, and the messages would otherwise sit in the
+        // ledger, claimed by their client_refs, never sent until a restart.
         let this = self.clone();
-        // The rest runs as a task of its own: the messages are admitted,
-        // their client_refs taken and the journal write under way, so
-        // queueing them (or undoing all that if the write fails) must
-        // happen even when the caller goes away — a connection cut before
-        // its BatchAck drops this future, and the messages would otherwise
-        // sit in the ledger, claimed by their client_refs, never sent until
-        // a restart.
-        let finish = tokio::spawn(async move {
-            let p = &this.parts;
-            match durable.wait().await {
-                Ok(()) => {
-                    metrics::counter!("sluice_messages_accepted_total", "tenant" => accepted[0].tenant.to_string())
-                        .increment(accepted.len() as u64);
-                    p.ledger.history().accepted(&accepted);
-                    p.backlog.enqueue_or_spill(&accepted);
-                }
-                Err(e) => {
-                    tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
-                    p.ledger.forget(accepted.iter().map(|m| m.id));
-                    p.hub
-                        .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
-                    let failed: HashSet<u64> = accepted.iter().map(|m| m.id.0).collect();
-                    for m in &accepted {
-                        p.dedupe.forget(&m.tenant, &m.client_ref);
-                    }
-                    for r in &mut results {
-                        if let Ok(a) = r.outcome
-                            && !a.duplicate
-                            && failed.contains(&a.id.0)
-                        {
-                            r.outcome = Err(Rejection {
-                                reason: RejectReason::Unavailable,
-                                detail: "the gateway could not store the message; retry".into(),
-                            });
-                        }
-                    }
-                }
+        let tenant = tenant.clone();
+        let finish = match p.claims.clone() {
+            None => {
+                let durable = this.admit(&tenant, conn, &accepted);
+                tokio::spawn(this.finish(accepted, results, durable))
             }
-            results
-        });
+            Some(claims) => tokio::spawn(async move {
+                let Some(accepted) = this
+                    .claim_in_cluster(&claims, &tenant, accepted, &mut results)
+                    .await
+                else {
+                    return results;
+                };
+                let durable = this.admit(&tenant, conn, &accepted);
+                let kept = accepted.clone();
+                let results = this.clone().finish(accepted, results, durable).await;
+                // Whatever the journal refused is given back in the cluster.
+                let refused: HashSet<&str> = results
+                    .iter()
+                    .filter(
+                        |r| matches!(&r.outcome, Err(e) if e.reason == RejectReason::Unavailable),
+                    )
+                    .map(|r| &*r.client_ref)
+                    .collect();
+                let refused: Vec<(&str, MessageId)> = if refused.is_empty() {
+                    Vec::new()
+                } else {
+                    kept.iter()
+                        .filter(|m| refused.contains(&*m.client_ref))
+                        .map(|m| (&*m.client_ref, m.id))
+                        .collect()
+                };
+                claims.release(&tenant, &refused).await;
+                results
+            }),
+        };
         Box::pin(async move {
             finish.await.unwrap_or_else(|e| {
                 // Only a panic in the task above (a bug) gets here; the
@@ -262,6 +261,122 @@ impl Admission {
                 Vec::new()
             })
         })
+    }
+
+    /// Registers accepted messages (events claimed for `conn`, ledger) and
+    /// starts their journal write.
+    fn admit(
+        &self,
+        tenant: &Arc<str>,
+        conn: u64,
+        accepted: &[Arc<Message>],
+    ) -> crate::journal::Durable {
+        let p = &self.parts;
+        // Before anything can finish them: their events go to `conn` when it
+        // subscribed for its own messages only.
+        p.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
+        p.ledger.admit(accepted);
+        p.journal.accept(accepted.iter().map(|m| &**m))
+    }
+
+    /// Claims the batch's client_refs across the cluster: a key another
+    /// node's message holds turns into a duplicate answer with that id;
+    /// without Redis, the whole batch is `unavailable`. Returns what is
+    /// still to admit (`None`: nothing).
+    async fn claim_in_cluster(
+        &self,
+        claims: &crate::cluster::claims::Claims,
+        tenant: &Arc<str>,
+        accepted: Vec<Arc<Message>>,
+        results: &mut [SubmitResult],
+    ) -> Option<Vec<Arc<Message>>> {
+        let p = &self.parts;
+        let keys: Vec<(&str, MessageId)> =
+            accepted.iter().map(|m| (&*m.client_ref, m.id)).collect();
+        let answer = claims.claim(tenant, &keys).await;
+        let by_id: HashMap<u64, usize> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r.outcome {
+                Ok(a) if !a.duplicate => Some((a.id.0, i)),
+                _ => None,
+            })
+            .collect();
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(target: TARGET, error = %crate::model::LogSafe::display(&e),
+                    "cluster claims unavailable; batch refused for a retry");
+                for m in &accepted {
+                    p.dedupe.forget(&m.tenant, &m.client_ref);
+                    if let Some(i) = by_id.get(&m.id.0) {
+                        results[*i].outcome = Err(Rejection {
+                            reason: RejectReason::Unavailable,
+                            detail: "the cluster cannot check this client_ref now; retry".into(),
+                        });
+                    }
+                }
+                return None;
+            }
+        };
+        let mut keep = Vec::with_capacity(accepted.len());
+        for (m, taken) in accepted.into_iter().zip(answer) {
+            match taken {
+                None => keep.push(m),
+                Some(original) => {
+                    p.dedupe.forget(&m.tenant, &m.client_ref);
+                    metrics::counter!("sluice_cluster_duplicates_total").increment(1);
+                    if let Some(i) = by_id.get(&m.id.0) {
+                        results[*i].outcome = Ok(Accepted {
+                            id: original,
+                            duplicate: true,
+                        });
+                    }
+                }
+            }
+        }
+        (!keep.is_empty()).then_some(keep)
+    }
+
+    /// Waits for the journal: queues what is durable, or undoes it all and
+    /// answers `unavailable`.
+    async fn finish(
+        self: Arc<Self>,
+        accepted: Vec<Arc<Message>>,
+        mut results: Vec<SubmitResult>,
+        durable: crate::journal::Durable,
+    ) -> Vec<SubmitResult> {
+        let p = &self.parts;
+        match durable.wait().await {
+            Ok(()) => {
+                metrics::counter!("sluice_messages_accepted_total", "tenant" => accepted[0].tenant.to_string())
+                    .increment(accepted.len() as u64);
+                p.ledger.history().accepted(&accepted);
+                p.backlog.enqueue_or_spill(&accepted);
+            }
+            Err(e) => {
+                tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
+                p.ledger.forget(accepted.iter().map(|m| m.id));
+                p.hub
+                    .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
+                let failed: HashSet<u64> = accepted.iter().map(|m| m.id.0).collect();
+                for m in &accepted {
+                    p.dedupe.forget(&m.tenant, &m.client_ref);
+                }
+                for r in &mut results {
+                    if let Ok(a) = r.outcome
+                        && !a.duplicate
+                        && failed.contains(&a.id.0)
+                    {
+                        r.outcome = Err(Rejection {
+                            reason: RejectReason::Unavailable,
+                            detail: "the gateway could not store the message; retry".into(),
+                        });
+                    }
+                }
+            }
+        }
+        results
     }
 }
 

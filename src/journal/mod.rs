@@ -156,6 +156,9 @@ pub struct OptChange {
     /// Wall-clock ms.
     #[prost(uint64, tag = "8")]
     pub at_ms: u64,
+    /// The cluster node it was made on (empty: this node, or no cluster).
+    #[prost(string, tag = "9")]
+    pub origin: String,
 }
 
 /// Numbers added to a scope in bulk. With `import_id` 0 (a compaction
@@ -309,6 +312,14 @@ impl Journal {
     /// Reserves `n` consecutive message ids; returns the first.
     pub fn allocate_message_ids(&self, n: u64) -> u64 {
         self.shared.next_message_id.fetch_add(n, Ordering::AcqRel)
+    }
+
+    /// Message ids given from now on are at least `first` (a cluster node's
+    /// range).
+    pub fn raise_message_ids(&self, first: u64) {
+        self.shared
+            .next_message_id
+            .fetch_max(first, Ordering::AcqRel);
     }
 
     /// Reserves `n` consecutive event ids; returns the first.

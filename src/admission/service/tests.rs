@@ -28,6 +28,7 @@ fn setup() -> Setup {
         compliance: compliance.clone(),
         dedupe: Arc::new(Dedupe::new(Duration::from_secs(3600), [5; 16])),
         backlog,
+        claims: None,
     };
     Setup {
         admission: Arc::new(Admission::new(&config, parts)),

@@ -1,0 +1,473 @@
+//! Cluster mode against a real `redis-server` (started here on a free port
+//! per test, with its own data directory): opt-outs reach every node,
+//! receipts reach the node that sent the message, client_refs are claimed
+//! across nodes, and a Redis outage loses and doubles nothing.
+//!
+//! Needs `redis-server` (`apt-get install redis-server`); skipped with a
+//! message when it is missing, unless `SLUICE_REQUIRE_EXTERNAL=1`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use common::*;
+use sluice::external;
+use sluice::ingest::pb;
+use sluice::journal::OptChange;
+use sluice::model::Msisdn;
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    async fn start() -> Option<Redis> {
+        if !external::require(&[&external::REDIS_SERVER]) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = HeldPort::new().addr().port();
+        let r = Redis {
+            child: Redis::spawn(dir.path(), port),
+            port,
+            dir,
+        };
+        r.wait_ready().await;
+        Some(r)
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn restart(&mut self) {
+        self.child = Redis::spawn(self.dir.path(), self.port);
+        self.wait_ready().await;
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A node: the embedded config pointed at `smsc` and `redis`, as `node`.
+fn node_config(
+    dir: &std::path::Path,
+    smsc: &sluice::sim::smsc::Smsc,
+    redis: &Redis,
+    node: &str,
+) -> sluice::config::Config {
+    let mut c = config(dir, smsc);
+    c.node_id = node.into();
+    c.cluster.redis_url = Some(redis.url());
+    c.cluster.key_prefix = "t".into();
+    c.http.admin_token = Some(sluice::model::Secret::new("operator-token-0001"));
+    c
+}
+
+fn stop(number: u64, scope: &str, opted_out: bool) -> OptChange {
+    OptChange {
+        number,
+        scope: scope.into(),
+        opted_out,
+        source: "api".into(),
+        keyword: if opted_out { "STOP" } else { "START" }.into(),
+        at_ms: sluice::model::now_ms(),
+        ..OptChange::default()
+    }
+}
+
+/// How long until `f` holds, polling every millisecond.
+async fn time_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_on_one_node_suppresses_on_the_others_and_a_start_lifts_it() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let smsc = smsc(|_| {}).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = sluice::gateway::start(node_config(da.path(), &smsc, &redis, "a"))
+        .await
+        .unwrap();
+    let b = sluice::gateway::start(node_config(db.path(), &smsc, &redis, "b"))
+        .await
+        .unwrap();
+    let mut took = Vec::new();
+    for i in 0..20u64 {
+        let n = Msisdn::parse(&format!("+1415555{:04}", 100 + i)).unwrap();
+        a.gateway
+            .compliance()
+            .change(stop(n.as_u64(), "global", true))
+            .await
+            .unwrap();
+        took.push(
+            time_until(Duration::from_secs(5), || {
+                b.gateway.compliance().check_scope("global", n)
+            })
+            .await,
+        );
+    }
+    took.sort();
+    eprintln!(
+        "STOP on A suppresses on B after: median {:?}, max {:?} (20 STOPs)",
+        took[10], took[19]
+    );
+    assert!(took[10] < Duration::from_millis(100), "{took:?}");
+    assert!(took[19] < Duration::from_secs(1), "{took:?}");
+
+    // B refuses a message to a number that opted out on A.
+    let (client, _got) = subscriber(&b.ingest_addr.to_string()).await;
+    let ack = client
+        .submit(vec![msg("after-stop", "+14155550100", "hello")])
+        .await
+        .unwrap();
+    assert_eq!(
+        ack.results[0].reason,
+        pb::RejectReason::Suppressed as i32,
+        "{ack:?}"
+    );
+    // A START on B lifts it on A.
+    let n = Msisdn::parse("+14155550100").unwrap();
+    b.gateway
+        .compliance()
+        .change(stop(n.as_u64(), "global", false))
+        .await
+        .unwrap();
+    time_until(Duration::from_secs(5), || {
+        !a.gateway.compliance().check_scope("global", n)
+    })
+    .await;
+    // The audit on A names the node the START came from.
+    let audit = a.gateway.compliance().audit(n);
+    assert_eq!(audit.last().unwrap().node, "b", "{audit:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_arriving_on_the_other_nodes_binds_end_each_message_once() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    // Both nodes bind the same account: the SMSC hands each receipt to
+    // the account's binds in turn, so about half land on B.
+    let smsc = smsc(|c| c.receipt_delay = Duration::from_millis(50)).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = sluice::gateway::start(node_config(da.path(), &smsc, &redis, "a"))
+        .await
+        .unwrap();
+    let b = sluice::gateway::start(node_config(db.path(), &smsc, &redis, "b"))
+        .await
+        .unwrap();
+    eventually("both nodes bound", Duration::from_secs(10), || {
+        smsc.stats().binds >= 4
+    })
+    .await;
+    let (client, got) = subscriber(&a.ingest_addr.to_string()).await;
+    let batch: Vec<_> = (0..200)
+        .map(|i| msg(&format!("r-{i}"), "+14155550123", &format!("hi {i}")))
+        .collect();
+    let ids = accepted_ids(&client.submit(batch).await.unwrap());
+    assert_eq!(ids.len(), 200);
+    eventually("every message delivered", Duration::from_secs(30), || {
+        got.terminal_count() == 200
+    })
+    .await;
+    for id in &ids {
+        let states = got.states.lock()[id].clone();
+        assert_eq!(
+            states,
+            vec![(pb::DeliveryState::StateDelivered, "DELIVRD".into())],
+            "message {id}"
+        );
+    }
+    let forwarded = counter_sum(
+        &metrics_text(b.http_addr.unwrap()).await,
+        "sluice_cluster_receipts_forwarded_total",
+    );
+    eprintln!("receipts forwarded between the nodes: {forwarded}");
+    assert!(
+        forwarded >= 20.0,
+        "receipts did not cross nodes: {forwarded}"
+    );
+    assert_eq!(smsc.stats().messages, 200);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_retried_on_another_node_gets_the_original_ids_and_sends_nothing_twice() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let smsc = smsc(|_| {}).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = sluice::gateway::start(node_config(da.path(), &smsc, &redis, "a"))
+        .await
+        .unwrap();
+    let b = sluice::gateway::start(node_config(db.path(), &smsc, &redis, "b"))
+        .await
+        .unwrap();
+    let batch = || -> Vec<pb::SubmitMessage> {
+        (0..100)
+            .map(|i| msg(&format!("retry-{i}"), "+14155550124", &format!("hi {i}")))
+            .collect()
+    };
+    let (ca, _ga) = subscriber(&a.ingest_addr.to_string()).await;
+    let first = ca.submit(batch()).await.unwrap();
+    let ids = accepted_ids(&first);
+    assert_eq!(ids.len(), 100);
+    let (cb, _gb) = subscriber(&b.ingest_addr.to_string()).await;
+    let again = cb.submit(batch()).await.unwrap();
+    for (r, id) in again.results.iter().zip(&ids) {
+        assert!(r.duplicate, "{r:?}");
+        assert_eq!(r.message_id, *id);
+    }
+    // Ids are unique across nodes: B's own come from another range.
+    let fresh = cb
+        .submit(vec![msg("b-own", "+14155550124", "x")])
+        .await
+        .unwrap();
+    let b_id = accepted_ids(&fresh)[0];
+    assert_ne!(b_id >> 48, ids[0] >> 48, "{b_id:x} {:x}", ids[0]);
+    eventually("101 sent", Duration::from_secs(10), || {
+        smsc.stats().messages >= 101
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        smsc.stats().messages,
+        101,
+        "a retried message was sent twice"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_loses_no_opt_out_and_no_message() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let smsc = smsc(|_| {}).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = sluice::gateway::start(node_config(da.path(), &smsc, &redis, "a"))
+        .await
+        .unwrap();
+    let b = sluice::gateway::start(node_config(db.path(), &smsc, &redis, "b"))
+        .await
+        .unwrap();
+    let (client, got) = subscriber(&a.ingest_addr.to_string()).await;
+    let ids = accepted_ids(
+        &client
+            .submit(vec![msg("before", "+14155550125", "x")])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ids.len(), 1);
+
+    redis.kill();
+    // Opt-outs on both sides while Redis is away: each node enforces its
+    // own at once, and queues them.
+    let numbers: Vec<Msisdn> = (0..30)
+        .map(|i| Msisdn::parse(&format!("+1415666{:04}", i)).unwrap())
+        .collect();
+    for (i, n) in numbers.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        node.gateway
+            .compliance()
+            .change(stop(n.as_u64(), "global", true))
+            .await
+            .unwrap();
+        assert!(node.gateway.compliance().check_scope("global", *n));
+    }
+    // A submit cannot be checked against the other nodes: refused for a
+    // retry, not admitted unchecked.
+    let refused = client
+        .submit(vec![msg("during", "+14155550125", "y")])
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.results[0].reason,
+        pb::RejectReason::Unavailable as i32,
+        "{refused:?}"
+    );
+
+    redis.restart().await;
+    for n in &numbers {
+        time_until(Duration::from_secs(15), || {
+            a.gateway.compliance().check_scope("global", *n)
+                && b.gateway.compliance().check_scope("global", *n)
+        })
+        .await;
+    }
+    // The retry goes through now, once.
+    let retried = eventually_accepted(&client, msg("during", "+14155550125", "y")).await;
+    eventually("both delivered", Duration::from_secs(20), || {
+        got.terminal_count() == 2
+    })
+    .await;
+    assert_eq!(
+        got.state_of(ids[0]),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    assert_eq!(
+        got.state_of(retried),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    assert_eq!(smsc.stats().messages, 2);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Submits `m` until it is accepted (Redis may take a moment to be seen
+/// again); its id.
+async fn eventually_accepted(client: &sluice::ingest::client::Client, m: pb::SubmitMessage) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ack = client.submit(vec![m.clone()]).await.unwrap();
+        if ack.results[0].reason == pb::RejectReason::RejectNone as i32 {
+            return ack.results[0].message_id;
+        }
+        assert!(Instant::now() < deadline, "never accepted: {ack:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_was_down_catches_up_and_a_new_node_loads_the_whole_state() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let smsc = smsc(|_| {}).await;
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = sluice::gateway::start(node_config(da.path(), &smsc, &redis, "a"))
+        .await
+        .unwrap();
+    let b = sluice::gateway::start(node_config(db.path(), &smsc, &redis, "b"))
+        .await
+        .unwrap();
+    let first = Msisdn::parse("+14155550200").unwrap();
+    a.gateway
+        .compliance()
+        .change(stop(first.as_u64(), "global", true))
+        .await
+        .unwrap();
+    time_until(Duration::from_secs(5), || {
+        b.gateway.compliance().check_scope("global", first)
+    })
+    .await;
+    b.shutdown().await;
+    // While B is down: an opt-out and an import on A.
+    let second = Msisdn::parse("+14155550201").unwrap();
+    a.gateway
+        .compliance()
+        .change(stop(second.as_u64(), "tenant:demo", true))
+        .await
+        .unwrap();
+    let csv = "+14155550300\n+14155550301\n+14155550302\n";
+    a.gateway
+        .compliance()
+        .import("global", csv.as_bytes(), "test.csv", |_| {})
+        .await
+        .unwrap();
+    let b = sluice::gateway::start(node_config(db.path(), &smsc, &redis, "b"))
+        .await
+        .unwrap();
+    let c = sluice::gateway::start(node_config(dc.path(), &smsc, &redis, "c"))
+        .await
+        .unwrap();
+    let imported = Msisdn::parse("+14155550302").unwrap();
+    for node in [&b, &c] {
+        time_until(Duration::from_secs(5), || {
+            let co = node.gateway.compliance();
+            co.check_scope("global", first)
+                && co.check_scope("tenant:demo", second)
+                && co.check_scope("global", imported)
+        })
+        .await;
+    }
+    // The cluster view lists the three nodes, alive.
+    let (status, _, body) = http(
+        a.http_addr.unwrap(),
+        "GET",
+        "/admin/cluster",
+        &[("authorization", "Bearer operator-token-0001")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let nodes: Vec<&str> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["alive"] == true)
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["a", "b", "c"], "{body}");
+    a.shutdown().await;
+    b.shutdown().await;
+    c.shutdown().await;
+}
