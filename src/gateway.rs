@@ -550,6 +550,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         s.start(&mut tasks, &shutdown);
     }
     if let Some(c) = &cluster {
+        // A carrier's rate holds for the cluster as a whole.
+        for carrier in config.carriers.iter().filter(|c| c.rate > 0.0) {
+            if let Some(q) = scheduler.queue(&carrier.name) {
+                let leased = crate::cluster::budgets::LeasedRate::new(
+                    c.link().clone(),
+                    &carrier.name,
+                    carrier.rate,
+                );
+                q.share_rate(leased.clone());
+                leased.start(&mut tasks, &shutdown);
+            }
+        }
         c.start(
             Arc::new(NodeStatusOf {
                 carriers: carriers.clone(),

@@ -40,6 +40,7 @@ use tokio::time::Instant;
 use crate::model::{Message, Priority, Sender};
 use crate::settings::{SendersConfig, TenantConfig};
 use crate::shaping::pace::{DailyCap, Pace};
+use crate::shaping::shared::SharedPace;
 
 /// The queue's internal maps: foldhash instead of SipHash (keys are tenant
 /// names, senders and campaign ids from authenticated tenants; the seed is
@@ -433,6 +434,8 @@ pub struct FairQueue {
     tenant_index: Map<Arc<str>, u32>,
     tenant_config: HashMap<String, (u32, f64)>,
     carrier: Option<Pace>,
+    /// The carrier-wide limit shared with the cluster's other nodes.
+    shared: Option<Arc<dyn SharedPace>>,
     len: usize,
     seq: u64,
     /// Times each [`Level`] made a message wait, since the last
@@ -463,6 +466,7 @@ impl FairQueue {
                 .map(|t| (t.name.clone(), (t.weight.max(1), t.rate)))
                 .collect(),
             carrier: Pace::new(carrier_rate),
+            shared: None,
             len: 0,
             seq: 0,
             waits: [0; 4],
@@ -477,6 +481,12 @@ impl FairQueue {
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Takes carrier-wide permits from `shared` too (a limit shared by the
+    /// cluster's nodes).
+    pub fn set_shared(&mut self, shared: Arc<dyn SharedPace>) {
+        self.shared = Some(shared);
     }
 
     /// The carrier-wide limit, for adaptive throttling.
@@ -540,6 +550,13 @@ impl FairQueue {
                 return Pop::WaitUntil(at);
             }
         }
+        if let Some(s) = &self.shared {
+            let at = s.ready_at(now);
+            if at > now {
+                self.waits[Level::Carrier as usize] += 1;
+                return Pop::WaitUntil(at);
+            }
+        }
         let mut earliest: Option<Instant> = None;
         for class in 0..2 {
             // Tenants whose wait is over come back to the ring.
@@ -582,6 +599,9 @@ impl FairQueue {
                         }
                         if let Some(p) = self.carrier.as_mut() {
                             p.commit(now, item.permits);
+                        }
+                        if let Some(s) = &self.shared {
+                            s.commit(now, item.permits);
                         }
                         self.len -= 1;
                         if tc.len == 0 {

@@ -299,6 +299,11 @@ impl CarrierQueue {
         ))
     }
 
+    /// Takes this carrier's carrier-wide permits from `shared` too.
+    pub fn share_rate(&self, shared: Arc<dyn crate::shaping::shared::SharedPace>) {
+        self.fair.lock().set_shared(shared);
+    }
+
     /// Sets the carrier-wide rate (adaptive throttling); `None` when the
     /// carrier has no carrier-wide limit.
     pub fn carrier_rate(&self) -> Option<f64> {
