@@ -34,6 +34,9 @@ pub struct Config {
     /// Directory for the journal and media. Default `./sluice-data`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// How log lines are written on stderr: `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// Ingest listener and protocol limits.
     #[serde(default)]
     pub ingest: IngestConfig,
@@ -404,6 +407,25 @@ pub struct BrandConfig {
     pub name: String,
     /// Messages per UTC day over the brand's senders.
     pub daily_cap: u64,
+}
+
+/// How log lines are written on stderr (`log_format`); the filter is
+/// `RUST_LOG` either way.
+///
+/// # Defaults
+/// `text`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event (time, level, target, message,
+    /// fields), coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, the
+    /// event's fields (`message` among them) at the top level, and `span`
+    /// when inside one; for log pipelines (Loki, Elasticsearch, Cloud
+    /// Logging).
+    Json,
 }
 
 fn default_node_id() -> String {
