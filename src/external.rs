@@ -9,6 +9,7 @@
 //! | `xmllint` (`libxml2-utils`) | MM7 output validated against the official 3GPP schemas (`mm7::tests`) |
 //! | `node` and `npm` (`nodejs`, `npm`) | SMPP interop against node-smpp (`tests/interop.rs`) |
 //! | Python 3 with venv (`python3`, `python3-venv`), as the venv `clients/python/.venv` that `.ci/run` makes | the Python client against a real gateway: stub staleness, its example and its pytest suite (`tests/python_client.rs`) |
+//! | `promtool` (`prometheus`) | the alert rules and the Prometheus configuration checked by Prometheus's own tool (`tests/deploy_files.rs`) |
 //!
 //! `redis-server` is known here for tests to come (the Redis scale-out is
 //! not built); no test needs it today.
@@ -60,6 +61,13 @@ pub const PYTHON3: Program = Program {
     name: "python3",
     install: "apt-get install python3 python3-venv, then .ci/run's Python step (venv at clients/python/.venv with pip install -e 'clients/python[dev]')",
     unlocks: "the Python client's tests against a real gateway",
+};
+
+/// `promtool`, Prometheus's checker, for `deploy/prometheus/`.
+pub const PROMTOOL: Program = Program {
+    name: "promtool",
+    install: "apt-get install --no-install-recommends prometheus",
+    unlocks: "promtool check rules/config of deploy/prometheus",
 };
 
 /// `redis-server`.
