@@ -154,11 +154,14 @@ pub fn present_keys(config: &mut Config) -> std::collections::BTreeSet<&'static 
 }
 
 /// Replaces every `env:`/`file:` reference in `config` by what it names;
-/// returns a problem for each that could not be read (the reference is
-/// then left as it was).
+/// returns a problem for each that could not be read. Such a secret is
+/// then set to a placeholder that passes the other checks (distinct, of an
+/// allowed length), so that its one problem is not followed by others
+/// about the reference's text (an SMPP password longer than 8 characters);
+/// the configuration is refused anyway.
 pub fn resolve(config: &mut Config, source: &dyn SecretSource) -> Vec<String> {
     let mut problems = Vec::new();
-    for slot in slots(config) {
+    for (i, slot) in slots(config).into_iter().enumerate() {
         let raw = slot.secret.expose();
         let resolved = if let Some(name) = raw.strip_prefix(ENV_PREFIX) {
             from_env(name, source)
@@ -176,10 +179,22 @@ pub fn resolve(config: &mut Config, source: &dyn SecretSource) -> Vec<String> {
                     format!("{}: ", slot.at)
                 };
                 problems.push(format!("{at}`{}` = {raw:?}: {why}", slot.key));
+                *slot.secret = Secret::new(placeholder(slot.key, i));
             }
         }
     }
     problems
+}
+
+/// A stand-in for the `i`-th secret, `key`'s, that could not be resolved:
+/// 8 characters for SMPP passwords (at most 8 allowed), 24 otherwise (at
+/// least 16 for admin tokens and webhook secrets), distinct per secret.
+fn placeholder(key: &str, i: usize) -> String {
+    if key.ends_with("binds.password") || key.ends_with("smpp_password") {
+        format!("?{:07}", i % 10_000_000)
+    } else {
+        format!("?unresolved-secret-{i:05}")
+    }
 }
 
 fn from_env(name: &str, source: &dyn SecretSource) -> Result<String, String> {

@@ -641,6 +641,7 @@ fn an_unresolvable_secret_names_its_key_and_never_a_value() {
         assert!(err.contains(needle), "{needle:?} missing in {err}");
     }
     assert!(err.starts_with("s.toml"), "{err}");
+    assert!(err.contains("(3 problems)"), "{err}");
     // The secret that did resolve, and the literal, are not shown.
     assert!(!err.contains("operator-admin-token-0001"), "{err}");
     assert!(!err.contains("literal1"), "{err}");
@@ -684,6 +685,25 @@ fn a_secret_file_must_be_text_short_and_not_empty() {
         c.http.admin_token.unwrap().expose(),
         "operator-admin-token-0001"
     );
+}
+
+#[test]
+fn an_unresolved_reference_is_one_problem_not_more() {
+    // The reference is longer than an SMPP password may be; only the
+    // missing variable is reported.
+    let text = r#"
+        [[carriers]]
+        name = "c"
+        [[carriers.binds]]
+        address = "127.0.0.1:2775"
+        system_id = "sluice"
+        password = "env:A_LONG_VARIABLE_NAME"
+    "#;
+    let err = Config::parse_with(text, Path::new("s.toml"), &FakeSource::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("(1 problem)"), "{err}");
+    assert!(err.contains("A_LONG_VARIABLE_NAME is not set"), "{err}");
 }
 
 #[test]
