@@ -50,73 +50,7 @@ pub use link::Link;
 
 const TARGET: &str = "sluice::cluster";
 
-/// `[cluster]`: Redis and what the nodes share through it.
-///
-/// # Defaults
-/// Off (no `redis_url`); key prefix `sluice`; heartbeat every second, a
-/// node counted gone after 5 s without one; the opt-out change stream
-/// keeps about 1,000,000 changes and the orphan-receipt stream about
-/// 100,000 batches.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClusterConfig {
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://`); absent:
-    /// no cluster. Never logged (it may hold a password).
-    pub redis_url: Option<String>,
-    /// Prefix of every key, so several clusters can share one Redis.
-    pub key_prefix: String,
-    /// How often a node refreshes its registration.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat: Duration,
-    /// A node whose heartbeat is older than this is listed as gone.
-    #[serde(with = "humantime_serde")]
-    pub node_timeout: Duration,
-    /// About how many opt-out changes the change stream keeps; a node
-    /// that falls further behind (down for longer) reloads the whole
-    /// opt-out state instead.
-    pub optout_stream_len: u64,
-    /// About how many batches of orphan receipts the receipt stream keeps
-    /// for nodes that are down.
-    pub receipt_stream_len: u64,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            redis_url: None,
-            key_prefix: "sluice".into(),
-            heartbeat: Duration::from_secs(1),
-            node_timeout: Duration::from_secs(5),
-            optout_stream_len: 1_000_000,
-            receipt_stream_len: 100_000,
-        }
-    }
-}
-
-impl ClusterConfig {
-    /// Problems with the values (for `Config::problems`).
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if let Some(url) = &self.redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        {
-            p.push("cluster.redis_url must start with redis:// or rediss://".into());
-        }
-        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
-            p.push("cluster.key_prefix must be non-empty, without braces or spaces".into());
-        }
-        if self.heartbeat < Duration::from_millis(100) {
-            p.push("cluster.heartbeat must be at least 100ms".into());
-        }
-        if self.node_timeout <= self.heartbeat {
-            p.push("cluster.node_timeout must be longer than cluster.heartbeat".into());
-        }
-        if self.optout_stream_len < 1000 || self.receipt_stream_len < 1000 {
-            p.push("cluster.optout_stream_len and receipt_stream_len must be at least 1000".into());
-        }
-        p
-    }
-}
+pub use crate::settings::ClusterConfig;
 
 /// One node as the cluster sees it (`GET /admin/cluster`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -168,7 +102,7 @@ impl Cluster {
         let Some(url) = &cfg.redis_url else {
             return Ok(None);
         };
-        let link = Link::open(url, &cfg.key_prefix)?;
+        let link = Link::open(url.expose(), &cfg.key_prefix)?;
         let dir = data_dir.join("cluster");
         std::fs::create_dir_all(&dir)?;
         let number = node_number(&link, node_id, &dir.join("node")).await?;

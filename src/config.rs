@@ -11,6 +11,7 @@ pub use crate::settings::*;
 
 pub mod check;
 pub mod keys;
+pub mod secrets;
 
 /// A configuration that cannot be used, with every problem found.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +56,20 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] with every problem found.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        check::check(text).map_err(|problems| ConfigError::Invalid {
+        Config::parse_with(text, path, &secrets::Process)
+    }
+
+    /// [`Config::parse`], with `env:`/`file:` secret references read from
+    /// `source` instead of the process's environment and files.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with every problem found.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        source: &dyn secrets::SecretSource,
+    ) -> Result<Config, ConfigError> {
+        check::check_with(text, source).map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
             problems,
         })

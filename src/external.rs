@@ -10,6 +10,7 @@
 //! | `node` and `npm` (`nodejs`, `npm`) | SMPP interop against node-smpp (`tests/interop.rs`) |
 //! | Python 3 with venv (`python3`, `python3-venv`), as the venv `clients/python/.venv` that `.ci/run` makes | the Python client against a real gateway: stub staleness, its example and its pytest suite (`tests/python_client.rs`) |
 //! | `redis-server` (`redis-server`) | cluster mode against a real Redis, several gateways on loopback (`tests/cluster.rs`) |
+//! | `promtool` (`prometheus`) | the alert rules and the Prometheus configuration checked by Prometheus's own tool (`tests/deploy_files.rs`) |
 //!
 //! This is library code only so that unit tests (`src/**/tests.rs`) and
 //! integration tests (`tests/`) share it; the gateway never calls it.
@@ -58,6 +59,13 @@ pub const PYTHON3: Program = Program {
     name: "python3",
     install: "apt-get install python3 python3-venv, then .ci/run's Python step (venv at clients/python/.venv with pip install -e 'clients/python[dev]')",
     unlocks: "the Python client's tests against a real gateway",
+};
+
+/// `promtool`, Prometheus's checker, for `deploy/prometheus/`.
+pub const PROMTOOL: Program = Program {
+    name: "promtool",
+    install: "apt-get install --no-install-recommends prometheus",
+    unlocks: "promtool check rules/config of deploy/prometheus",
 };
 
 /// `redis-server`.

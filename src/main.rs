@@ -260,7 +260,7 @@ fn main() -> anyhow::Result<()> {
             Command::Run { config } => run(config).await,
             Command::CheckConfig { file } => check_config(&file),
             Command::Sim(Sim::Smsc(cfg)) => {
-                sluice::telemetry::init_logging();
+                sluice::telemetry::init_logging(sluice::config::LogFormat::Text);
                 let smsc = sluice::sim::smsc::start(cfg).await?;
                 eprintln!("SMSC simulator listening on {}", smsc.local_addr());
                 tokio::select! {
@@ -270,7 +270,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Sim(Sim::Mmsc(cfg)) => {
-                sluice::telemetry::init_logging();
+                sluice::telemetry::init_logging(sluice::config::LogFormat::Text);
                 let mmsc = sluice::sim::mmsc::start(cfg).await?;
                 eprintln!("MMSC simulator listening on {}", mmsc.url());
                 tokio::select! {
@@ -323,8 +323,9 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
-    sluice::telemetry::init_logging();
-    // The same checks as `sluice check-config`: every problem at once.
+    // The same checks as `sluice check-config`: every problem at once
+    // (`env:`/`file:` secrets resolved); on stderr as they are, since the
+    // log format is one of the settings.
     let config = match sluice::config::Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -332,6 +333,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
+    sluice::telemetry::init_logging(config.log_format);
+    sluice::telemetry::watch_journal_disk(config.journal_dir());
     // SIGHUP makes every TLS listener re-read its certificate files (each
     // listens for it); without TLS it must not end the process either.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

@@ -34,6 +34,9 @@ pub struct Config {
     /// Directory for the journal and media. Default `./sluice-data`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// How log lines are written on stderr: `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// Ingest listener and protocol limits.
     #[serde(default)]
     pub ingest: IngestConfig,
@@ -87,7 +90,7 @@ pub struct Config {
     /// Cluster mode: several nodes sharing opt-outs, client_refs and
     /// receipts through Redis.
     #[serde(default)]
-    pub cluster: crate::cluster::ClusterConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// MMS routing, media storage and SMS-fallback landing pages.
@@ -408,6 +411,25 @@ pub struct BrandConfig {
     pub name: String,
     /// Messages per UTC day over the brand's senders.
     pub daily_cap: u64,
+}
+
+/// How log lines are written on stderr (`log_format`); the filter is
+/// `RUST_LOG` either way.
+///
+/// # Defaults
+/// `text`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event (time, level, target, message,
+    /// fields), coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, the
+    /// event's fields (`message` among them) at the top level, and `span`
+    /// when inside one; for log pipelines (Loki, Elasticsearch, Cloud
+    /// Logging).
+    Json,
 }
 
 fn default_node_id() -> String {
@@ -1516,4 +1538,73 @@ pub struct RouteConfig {
     pub prefix: String,
     /// Carrier names in order of preference.
     pub carriers: Vec<String>,
+}
+
+/// `[cluster]`: Redis and what the nodes share through it.
+///
+/// # Defaults
+/// Off (no `redis_url`); key prefix `sluice`; heartbeat every second, a
+/// node counted gone after 5 s without one; the opt-out change stream
+/// keeps about 1,000,000 changes and the orphan-receipt stream about
+/// 100,000 batches.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://`); absent:
+    /// no cluster. A secret (it may hold a password): never logged, and
+    /// may be written `env:NAME` or `file:PATH`.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every key, so several clusters can share one Redis.
+    pub key_prefix: String,
+    /// How often a node refreshes its registration.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// A node whose heartbeat is older than this is listed as gone.
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
+    /// About how many opt-out changes the change stream keeps; a node
+    /// that falls further behind (down for longer) reloads the whole
+    /// opt-out state instead.
+    pub optout_stream_len: u64,
+    /// About how many batches of orphan receipts the receipt stream keeps
+    /// for nodes that are down.
+    pub receipt_stream_len: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: None,
+            key_prefix: "sluice".into(),
+            heartbeat: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(5),
+            optout_stream_len: 1_000_000,
+            receipt_stream_len: 100_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Problems with the values (for `Config::problems`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(url) = &self.redis_url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        {
+            p.push("cluster.redis_url must start with redis:// or rediss://".into());
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
+            p.push("cluster.key_prefix must be non-empty, without braces or spaces".into());
+        }
+        if self.heartbeat < Duration::from_millis(100) {
+            p.push("cluster.heartbeat must be at least 100ms".into());
+        }
+        if self.node_timeout <= self.heartbeat {
+            p.push("cluster.node_timeout must be longer than cluster.heartbeat".into());
+        }
+        if self.optout_stream_len < 1000 || self.receipt_stream_len < 1000 {
+            p.push("cluster.optout_stream_len and receipt_stream_len must be at least 1000".into());
+        }
+        p
+    }
 }

@@ -1,9 +1,18 @@
 //! Telemetry: the process-wide `metrics` recorder rendered in Prometheus text
-//! format, metric descriptions, logging set-up, and the routes of the
-//! internal door serving `/metrics`, `/healthz` and `/readyz` ([`router`],
-//! served by [`crate::httpd`] beside the admin API; never on the public
-//! door).
+//! format, metric descriptions, logging set-up (text or JSON lines), and the
+//! routes of the internal door serving `/metrics`, `/healthz` and `/readyz`
+//! ([`router`], served by [`crate::httpd`] beside the admin API; never on the
+//! public door).
+//!
+//! Besides the gateway's own metrics, every scrape of `/metrics` reads the
+//! process's figures (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
+//! `process_open_fds`, `process_max_fds`, `process_start_time_seconds`,
+//! `process_threads`; the `metrics-process` crate, from `/proc/self`) and,
+//! once [`watch_journal_disk`] named it, the free and total bytes of the
+//! journal's file system. `sluice_build_info{version}` is 1 from the start.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
 
@@ -14,7 +23,18 @@ use hyper::StatusCode;
 use hyper::header::CONTENT_TYPE;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::settings::LogFormat;
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The `process_*` collector, read at every scrape.
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
+/// The journal directory whose file system `/metrics` reports.
+static JOURNAL_DISK: OnceLock<PathBuf> = OnceLock::new();
+
+/// The version `sluice_build_info` carries (the crate's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Installs the Prometheus recorder once per process and returns its handle.
 pub fn metrics_handle() -> PrometheusHandle {
@@ -31,6 +51,10 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (tests); ours still renders.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            metrics::gauge!("sluice_build_info", "version" => VERSION).set(1.0);
+            PROCESS
+                .get_or_init(metrics_process::Collector::default)
+                .describe();
             handle
         })
         .clone()
@@ -278,6 +302,51 @@ fn describe() {
         "Bytes in journal segments on disk."
     );
     describe_gauge!("sluice_journal_segments", "Journal segments on disk.");
+    describe_gauge!(
+        "sluice_build_info",
+        "Always 1; the label version is the running build's."
+    );
+    describe_gauge!(
+        "sluice_journal_disk_available_bytes",
+        Unit::Bytes,
+        "Bytes free for the gateway on the file system holding the journal (read at each scrape)."
+    );
+    describe_gauge!(
+        "sluice_journal_disk_size_bytes",
+        Unit::Bytes,
+        "Size of the file system holding the journal (read at each scrape)."
+    );
+}
+
+/// Makes `/metrics` report the file system of `journal_dir`
+/// (`sluice_journal_disk_available_bytes`, `sluice_journal_disk_size_bytes`);
+/// the first call wins (one gateway per process).
+pub fn watch_journal_disk(journal_dir: impl Into<PathBuf>) {
+    let _ = JOURNAL_DISK.set(journal_dir.into());
+}
+
+/// What is read at each scrape: the process's figures and the journal's
+/// disk.
+fn collect_on_scrape() {
+    if let Some(p) = PROCESS.get() {
+        p.collect();
+    }
+    if let Some(dir) = JOURNAL_DISK.get()
+        && let Some((available, size)) = disk_space(dir)
+    {
+        metrics::gauge!("sluice_journal_disk_available_bytes").set(available as f64);
+        metrics::gauge!("sluice_journal_disk_size_bytes").set(size as f64);
+    }
+}
+
+/// Bytes available to an unprivileged writer and total size of the file
+/// system holding `path` (`statvfs`); `None` when it cannot be read.
+pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some((
+        st.f_bavail.saturating_mul(st.f_frsize),
+        st.f_blocks.saturating_mul(st.f_frsize),
+    ))
 }
 
 /// Counter handles per label value, so hot paths do not hash label sets
@@ -310,14 +379,42 @@ impl<K: std::hash::Hash + Eq + Clone> CounterCache<K> {
     }
 }
 
-/// Sets up `tracing` output (RUST_LOG, default `info`).
-pub fn init_logging() {
+/// Sets up `tracing` output on stderr in `format`, filtered by `RUST_LOG`
+/// (default `info`). A second call changes nothing.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let _ = subscriber(format, filter, std::io::stderr).try_init();
+}
+
+/// The subscriber [`init_logging`] installs, writing to `writer` (tests
+/// hand it a buffer). Text is the `fmt` layer's usual line; JSON is one
+/// object per line with the event's fields flattened to the top level.
+/// Peer-supplied strings reach either through [`crate::model::LogSafe`]
+/// (escaped before they are recorded), and JSON escapes them once more as
+/// string values, so no value can start a line of its own.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(fmt.finish()),
+        LogFormat::Json => Box::new(
+            fmt.json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+    }
 }
 
 /// Whether the gateway is ready to take traffic: start-up, drain and
@@ -334,6 +431,7 @@ pub fn router(health: Arc<Health>) -> Router {
             get(move || {
                 let handle = handle.clone();
                 async move {
+                    collect_on_scrape();
                     handle.run_upkeep();
                     (
                         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -361,3 +459,6 @@ pub async fn not_found() -> axum::response::Response {
 fn plain(status: StatusCode, body: &'static str) -> axum::response::Response {
     (status, [(CONTENT_TYPE, "text/plain")], body).into_response()
 }
+
+#[cfg(test)]
+mod tests;

@@ -108,7 +108,7 @@ fn node_config(
 ) -> sluice::config::Config {
     let mut c = config(dir, smsc);
     c.node_id = node.into();
-    c.cluster.redis_url = Some(redis.url());
+    c.cluster.redis_url = Some(sluice::model::Secret::new(redis.url()));
     c.cluster.key_prefix = "t".into();
     c.http.admin_token = Some(sluice::model::Secret::new("operator-token-0001"));
     c

@@ -1,7 +1,9 @@
 //! Checking a configuration text for every problem at once: TOML syntax,
 //! unknown keys (with a "did you mean"), values of the wrong type, missing
-//! keys, and then the semantic checks of [`Config::problems`]. Each parse
-//! problem names its line. `sluice check-config` prints the list;
+//! keys, then `env:`/`file:` secret references that cannot be resolved
+//! ([`super::secrets`]), and then the semantic checks of
+//! [`Config::problems`] (on the resolved values). Each parse problem names
+//! its line. `sluice check-config` prints the list;
 //! [`Config::parse`] (and so `sluice run`) refuses a text with any.
 //!
 //! The TOML parser stops at its first error. To find the next one, the
@@ -13,6 +15,7 @@
 
 use super::Config;
 use super::keys;
+use super::secrets::{self, SecretSource};
 
 /// Most parse problems reported before giving up on the rest of the text.
 pub const MAX_PARSE_PROBLEMS: usize = 50;
@@ -23,6 +26,14 @@ pub const MAX_PARSE_PROBLEMS: usize = 50;
 /// # Errors
 /// The list of problems (never empty).
 pub fn check(text: &str) -> Result<Config, Vec<String>> {
+    check_with(text, &secrets::Process)
+}
+
+/// [`check`], with secret references read from `source`.
+///
+/// # Errors
+/// The list of problems (never empty).
+pub fn check_with(text: &str, source: &dyn SecretSource) -> Result<Config, Vec<String>> {
     let known = keys::known_keys();
     let mut current = text.to_owned();
     let mut problems: Vec<(usize, String)> = Vec::new();
@@ -61,7 +72,8 @@ pub fn check(text: &str) -> Result<Config, Vec<String>> {
         })
         .collect();
     match config {
-        Some(c) => {
+        Some(mut c) => {
+            out.extend(secrets::resolve(&mut c, source));
             out.extend(c.problems());
             if out.is_empty() { Ok(c) } else { Err(out) }
         }

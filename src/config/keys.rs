@@ -9,7 +9,9 @@
 //!
 //! Keys are dotted paths without array indices (`carriers.binds.window`);
 //! free-form tables (`tenants.programs.keywords`) are keys whose children are
-//! not listed.
+//! not listed. Keys holding a [`crate::model::Secret`] are also listed apart
+//! ([`secret_keys`]), so a test can hold the resolution of `env:`/`file:`
+//! references (`super::secrets`) to every one of them.
 
 use std::collections::BTreeSet;
 
@@ -20,20 +22,30 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 pub fn known_keys() -> BTreeSet<String> {
     // Tracing fails only when a field type cannot take a placeholder value,
     // which `trace`'s test would show; the keys seen so far are still right.
-    trace().unwrap_or_else(|(keys, _)| keys)
+    trace().unwrap_or_else(|(keys, _)| keys).0
 }
 
-/// [`known_keys`], or the keys seen before a field type refused its
-/// placeholder, with the reason.
-fn trace() -> Result<BTreeSet<String>, (BTreeSet<String>, String)> {
+/// The keys whose value is a [`crate::model::Secret`] (tokens, passwords,
+/// webhook secrets), as dotted paths.
+pub fn secret_keys() -> BTreeSet<String> {
+    trace().unwrap_or_else(|(keys, _)| keys).1
+}
+
+type Traced = (BTreeSet<String>, BTreeSet<String>);
+
+/// [`known_keys`] and [`secret_keys`], or those seen before a field type
+/// refused its placeholder, with the reason.
+fn trace() -> Result<Traced, (Traced, String)> {
     let mut keys = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
     let tracer = Tracer {
         path: String::new(),
         keys: &mut keys,
+        secrets: &mut secrets,
     };
     match super::Config::deserialize(tracer) {
-        Ok(_) => Ok(keys),
-        Err(e) => Err((keys, e.to_string())),
+        Ok(_) => Ok((keys, secrets)),
+        Err(e) => Err(((keys, secrets), e.to_string())),
     }
 }
 
@@ -62,6 +74,7 @@ impl de::Error for TraceError {
 struct Tracer<'a> {
     path: String,
     keys: &'a mut BTreeSet<String>,
+    secrets: &'a mut BTreeSet<String>,
 }
 
 impl Tracer<'_> {
@@ -75,6 +88,7 @@ impl Tracer<'_> {
         Tracer {
             path,
             keys: self.keys,
+            secrets: self.secrets,
         }
     }
 
@@ -82,6 +96,7 @@ impl Tracer<'_> {
         Tracer {
             path: self.path.clone(),
             keys: self.keys,
+            secrets: self.secrets,
         }
     }
 }
@@ -139,9 +154,12 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
+        if name == crate::model::secret::SERDE_NAME {
+            self.secrets.insert(self.path.clone());
+        }
         visitor.visit_newtype_struct(self)
     }
 

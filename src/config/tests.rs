@@ -547,3 +547,203 @@ fn fallback_after_is_a_number_of_tries_or_a_duration() {
     assert!(f("\"soon\"").is_err());
     assert!(f("-1").is_err());
 }
+
+// === secrets from the environment and files ===
+
+/// A test's environment and files for `env:`/`file:` references.
+#[derive(Default)]
+struct FakeSource {
+    vars: std::collections::HashMap<&'static str, &'static str>,
+    files: std::collections::HashMap<&'static str, &'static [u8]>,
+}
+
+impl secrets::SecretSource for FakeSource {
+    fn var(&self, name: &str) -> Option<std::ffi::OsString> {
+        self.vars.get(name).map(|v| (*v).into())
+    }
+
+    fn read(&self, path: &Path, _limit: u64) -> std::io::Result<Vec<u8>> {
+        self.files
+            .get(path.to_str().unwrap())
+            .map(|b| b.to_vec())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+const WITH_REFERENCES: &str = r#"
+    [http]
+    admin_token = "file:/run/secrets/admin"
+    [[tenants]]
+    name = "acme"
+    token = "env:ACME_TOKEN"
+    smpp_system_id = "acme"
+    smpp_password = "env:ACME_SMPP"
+    [[tenants.webhooks]]
+    name = "crm"
+    url = "https://hooks.example/x"
+    secret = "file:/run/secrets/crm"
+    [[carriers]]
+    name = "c"
+    [[carriers.binds]]
+    address = "127.0.0.1:2775"
+    system_id = "sluice"
+    password = "literal1"
+"#;
+
+#[test]
+fn secrets_are_read_from_the_environment_and_files() {
+    let source = FakeSource {
+        vars: [
+            ("ACME_TOKEN", "acme-token-from-env"),
+            ("ACME_SMPP", "pw8chars"),
+        ]
+        .into(),
+        files: [
+            ("/run/secrets/admin", &b"operator-admin-token-0001\n"[..]),
+            ("/run/secrets/crm", &b"whsec_from_a_file_0123\r\n"[..]),
+        ]
+        .into(),
+    };
+    let c = Config::parse_with(WITH_REFERENCES, Path::new("s.toml"), &source).unwrap();
+    let t = &c.tenants[0];
+    assert_eq!(t.token.expose(), "acme-token-from-env");
+    assert_eq!(t.smpp_password.as_ref().unwrap().expose(), "pw8chars");
+    // One trailing line break dropped, LF or CRLF.
+    assert_eq!(t.webhooks[0].secret.expose(), "whsec_from_a_file_0123");
+    assert_eq!(
+        c.http.admin_token.as_ref().unwrap().expose(),
+        "operator-admin-token-0001"
+    );
+    // A literal stays itself.
+    assert_eq!(c.carriers[0].binds[0].password.expose(), "literal1");
+    // Resolved values are secrets like any other.
+    let dump = format!("{c:?}");
+    assert!(!dump.contains("acme-token-from-env"), "{dump}");
+    assert!(!dump.contains("operator-admin-token-0001"), "{dump}");
+}
+
+#[test]
+fn an_unresolvable_secret_names_its_key_and_never_a_value() {
+    let source = FakeSource {
+        // ACME_TOKEN unset, ACME_SMPP empty, the admin file readable, the
+        // webhook's file missing.
+        vars: [("ACME_SMPP", "")].into(),
+        files: [("/run/secrets/admin", &b"operator-admin-token-0001"[..])].into(),
+    };
+    let err = Config::parse_with(WITH_REFERENCES, Path::new("s.toml"), &source)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "tenant \"acme\": `tenants.token` = \"env:ACME_TOKEN\": environment variable ACME_TOKEN is not set",
+        "`tenants.smpp_password` = \"env:ACME_SMPP\": environment variable ACME_SMPP is empty",
+        "tenant \"acme\" webhook \"crm\": `tenants.webhooks.secret` = \"file:/run/secrets/crm\": cannot read /run/secrets/crm",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing in {err}");
+    }
+    assert!(err.starts_with("s.toml"), "{err}");
+    assert!(err.contains("(3 problems)"), "{err}");
+    // The secret that did resolve, and the literal, are not shown.
+    assert!(!err.contains("operator-admin-token-0001"), "{err}");
+    assert!(!err.contains("literal1"), "{err}");
+}
+
+#[test]
+fn a_secret_file_must_be_text_short_and_not_empty() {
+    let text = "[http]\nadmin_token = \"file:/s/a\"\n";
+    for (bytes, why) in [
+        (&b"\n"[..], "/s/a is empty"),
+        (&b"\xff\xfe-not-utf8"[..], "/s/a is not UTF-8 text"),
+    ] {
+        let source = FakeSource {
+            files: [("/s/a", bytes)].into(),
+            ..FakeSource::default()
+        };
+        let err = Config::parse_with(text, Path::new("s.toml"), &source)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{why:?} missing in {err}");
+    }
+    // The real file system: a file past the limit is refused unread.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; secrets::MAX_FILE_BYTES as usize + 1]).unwrap();
+    let ok = dir.path().join("ok");
+    std::fs::write(&ok, "operator-admin-token-0001\n").unwrap();
+    let err = Config::parse(
+        &format!("[http]\nadmin_token = \"file:{}\"\n", big.display()),
+        Path::new("s.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("longer than 64 KiB"), "{err}");
+    let c = Config::parse(
+        &format!("[http]\nadmin_token = \"file:{}\"\n", ok.display()),
+        Path::new("s.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.http.admin_token.unwrap().expose(),
+        "operator-admin-token-0001"
+    );
+}
+
+#[test]
+fn an_unresolved_reference_is_one_problem_not_more() {
+    // The reference is longer than an SMPP password may be; only the
+    // missing variable is reported.
+    let text = r#"
+        [[carriers]]
+        name = "c"
+        [[carriers.binds]]
+        address = "127.0.0.1:2775"
+        system_id = "sluice"
+        password = "env:A_LONG_VARIABLE_NAME"
+    "#;
+    let err = Config::parse_with(text, Path::new("s.toml"), &FakeSource::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("(1 problem)"), "{err}");
+    assert!(err.contains("A_LONG_VARIABLE_NAME is not set"), "{err}");
+}
+
+#[test]
+fn checks_run_on_resolved_secrets() {
+    // The token's reference is long enough; the value it names is not.
+    let text = "[[tenants]]\nname = \"a\"\ntoken = \"env:A_TOKEN_THAT_IS_LONG\"\n";
+    let source = FakeSource {
+        vars: [("A_TOKEN_THAT_IS_LONG", "short")].into(),
+        ..FakeSource::default()
+    };
+    let err = Config::parse_with(text, Path::new("s.toml"), &source)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 8"), "{err}");
+}
+
+#[test]
+fn every_secret_key_may_be_a_reference() {
+    // The walk that resolves references visits every key of type Secret
+    // (deploy/sluice.toml has every key).
+    let text = include_str!("../../deploy/sluice.toml");
+    let mut c = Config::parse(text, Path::new("deploy/sluice.toml")).unwrap();
+    let walked: std::collections::BTreeSet<String> = secrets::present_keys(&mut c)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(walked, keys::secret_keys());
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    let c = Config::parse("", Path::new("l.toml")).unwrap();
+    assert_eq!(c.log_format, LogFormat::Text);
+    let c = Config::parse("log_format = \"json\"\n", Path::new("l.toml")).unwrap();
+    assert_eq!(c.log_format, LogFormat::Json);
+    let err = Config::parse("log_format = \"xml\"\n", Path::new("l.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 1") && err.contains("log_format"),
+        "{err}"
+    );
+}

@@ -2,7 +2,7 @@ use super::*;
 
 #[test]
 fn every_struct_field_is_traced() {
-    let keys = trace().unwrap_or_else(|(_, e)| panic!("tracing stopped: {e}"));
+    let (keys, _) = trace().unwrap_or_else(|(_, e)| panic!("tracing stopped: {e}"));
     for k in [
         "node_id",
         "ingest.listen",
@@ -33,4 +33,25 @@ fn every_struct_field_is_traced() {
             .any(|k| k.starts_with("tenants.programs.keywords."))
     );
     assert!(is_free_form("tenants.programs.keywords"));
+}
+
+#[test]
+fn secret_keys_are_the_secret_typed_fields() {
+    let (keys, secrets) = trace().unwrap_or_else(|(_, e)| panic!("tracing stopped: {e}"));
+    for k in [
+        "http.admin_token",
+        "tenants.token",
+        "tenants.admin_token",
+        "tenants.smpp_password",
+        "tenants.webhooks.secret",
+        "carriers.binds.password",
+        "mmsc.password",
+        "mmsc.callback_password",
+    ] {
+        assert!(secrets.contains(k), "{k} missing from {secrets:?}");
+    }
+    assert!(secrets.is_subset(&keys));
+    // Names and plain strings are not secrets.
+    assert!(!secrets.contains("tenants.name"));
+    assert!(!secrets.contains("mmsc.username"));
 }
