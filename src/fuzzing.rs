@@ -70,6 +70,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("sim_smsc", sim_smsc),
     ("smpp_server_submit", smpp_server_submit),
     ("history_segment", history_segment),
+    ("cluster_state", cluster_state),
 ];
 
 // === input helpers ===
@@ -1058,4 +1059,47 @@ pub fn history_segment(data: &[u8]) {
     record::for_each_where(&file, |kind, _, _| kind % 2 == 0, |_| {});
     let _ = record::decode(rest);
     let _ = record::peek(rest);
+}
+
+// === cluster ===
+
+/// What cluster mode reads back from its outbox file and from Redis. First
+/// byte 0: the rest is an opt-out outbox file (a restart's read: whole
+/// records only, each re-encoding to itself); 1: an orphan-receipt stream
+/// entry (whole receipts only, each re-encoding to itself); anything else:
+/// the rest is an opt-out hash value and a stream id.
+pub fn cluster_state(data: &[u8]) {
+    use crate::cluster::{optouts, receipts};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    match mode {
+        0 => {
+            let (n, m) = optouts::fuzz_outbox(rest);
+            assert_eq!(n, m);
+        }
+        1 => {
+            let orphans = receipts::decode(rest);
+            let mut again = Vec::new();
+            for o in &orphans {
+                receipts::encode(o, &mut again);
+            }
+            assert!(again.len() <= rest.len(), "re-encoded orphans grew");
+            assert_eq!(
+                receipts::decode(&again),
+                orphans,
+                "orphans survive their format"
+            );
+        }
+        _ => {
+            let text = String::from_utf8_lossy(rest);
+            if let Some((_, at, node)) = optouts::fuzz_state(&text) {
+                assert!(text.contains(&at.to_string()) && text.ends_with(node.as_str()));
+            }
+            if let Some(id) = optouts::StreamId::parse(&text) {
+                assert_eq!(optouts::StreamId::parse(&id.to_string()), Some(id));
+                assert!(id.next() > id || id == optouts::StreamId(u64::MAX, u64::MAX));
+            }
+        }
+    }
 }
