@@ -534,3 +534,176 @@ async fn a_carrier_rate_holds_for_three_nodes_together() {
         n.shutdown().await;
     }
 }
+
+/// A node as a process of its own (so it can be SIGKILLed), on `data`.
+fn process_config(
+    dir: &std::path::Path,
+    smsc: &sluice::sim::smsc::Smsc,
+    redis: &Redis,
+) -> std::path::PathBuf {
+    let path = dir.join("sluice.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+node_id = "killed"
+data_dir = "{data}"
+[cluster]
+redis_url = "{url}"
+key_prefix = "t"
+[ingest]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[public]
+listen = "127.0.0.1:0"
+[[tenants]]
+name = "{TENANT}"
+token = "{TOKEN}"
+senders = ["12345"]
+[[carriers]]
+name = "sim"
+[[carriers.binds]]
+address = "{smsc}"
+system_id = "sluice"
+password = "pw"
+window = 64
+count = 1
+reconnect_min = "50ms"
+reconnect_max = "500ms"
+"#,
+            data = dir.join("data").display(),
+            url = redis.url(),
+            smsc = smsc.local_addr(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_sigkilled_and_restarted_on_its_disk_accounts_for_its_messages() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    // Receipts come 300 ms after each submit: the kill finds most
+    // messages written and waiting for theirs, which then arrive on B's
+    // bind while this node is down.
+    let smsc = smsc(|c| c.receipt_delay = Duration::from_millis(300)).await;
+    let (dk, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = process_config(dk.path(), &smsc, &redis);
+    let b = sluice::gateway::start(node_config(db.path(), &smsc, &redis, "b"))
+        .await
+        .unwrap();
+    let (mut killed, started) = spawn_gateway_started(&cfg).await;
+    let (client, _events) =
+        sluice::ingest::client::Client::connect(&started.ingest.to_string(), TENANT, TOKEN)
+            .await
+            .unwrap();
+    let mut ids = Vec::new();
+    for round in 0..4 {
+        let batch: Vec<_> = (0..100)
+            .map(|i| msg(&format!("k-{round}-{i}"), "+14155550127", "x"))
+            .collect();
+        ids.extend(accepted_ids(&client.submit(batch).await.unwrap()));
+    }
+    let number = ids[0] >> 48;
+    assert!(number > 0, "ids carry the node's number: {:x}", ids[0]);
+    let written_at_kill = smsc.stats().messages;
+    killed.kill();
+    let receipts_at_kill = smsc.stats().receipts_sent;
+    drop(client);
+    // While it is down: a STOP on B, and a retry of its batch on B gets
+    // its ids back without sending anything.
+    let n = Msisdn::parse("+14155550128").unwrap();
+    b.gateway
+        .compliance()
+        .change(stop(n.as_u64(), "global", true))
+        .await
+        .unwrap();
+    let (cb, _gb) = subscriber(&b.ingest_addr.to_string()).await;
+    let again = cb
+        .submit(
+            (0..100)
+                .map(|i| msg(&format!("k-0-{i}"), "+14155550127", "x"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    for (r, id) in again.results.iter().zip(&ids) {
+        assert!(r.duplicate && r.message_id == *id, "{r:?}");
+    }
+
+    // The receipts of what it wrote come while it is down: on B's binds,
+    // which pass them on as orphans.
+    let http_b = b.http_addr.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let forwarded = counter_sum(
+            &metrics_text(http_b).await,
+            "sluice_cluster_receipts_forwarded_total",
+        );
+        if forwarded >= written_at_kill as f64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B forwarded {forwarded}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Restarted on its disk: same number, the STOP applied, the receipts
+    // that came meanwhile applied from the stream, and every message it
+    // acknowledged ends exactly once.
+    let (mut killed, started) = spawn_gateway_started(&cfg).await;
+    let (client, got) = subscriber(&started.ingest.to_string()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.terminal_count() < 400 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 400 ended; SMSC got {}",
+            got.terminal_count(),
+            smsc.stats().messages
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let states = got.states.lock().clone();
+    for id in &ids {
+        let s = &states[id];
+        assert_eq!(s.len(), 1, "message {id:x}: {s:?}");
+        assert!(
+            matches!(
+                s[0].0,
+                pb::DeliveryState::StateDelivered | pb::DeliveryState::StateUnknown
+            ),
+            "{s:?}"
+        );
+    }
+    let fresh = client
+        .submit(vec![msg("after-restart", "+14155550128", "x")])
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh.results[0].reason,
+        pb::RejectReason::Suppressed as i32,
+        "the STOP taken on B while this node was down: {fresh:?}"
+    );
+    let own = accepted_ids(
+        &client
+            .submit(vec![msg("after-restart-2", "+14155550127", "x")])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(own[0] >> 48, number, "the node kept its number");
+    let delivered = states
+        .values()
+        .filter(|s| s[0].0 == pb::DeliveryState::StateDelivered)
+        .count();
+    eprintln!(
+        "killed node: {written_at_kill} written and {receipts_at_kill} receipts sent at the kill; \
+         {delivered} of 400 delivered, {} unknown; SMSC got {}",
+        400 - delivered,
+        smsc.stats().messages
+    );
+    assert!(smsc.stats().messages <= 401, "sent twice");
+    killed.kill();
+    b.shutdown().await;
+}

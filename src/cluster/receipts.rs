@@ -248,7 +248,13 @@ impl ReceiptSync {
             let at = match cursor {
                 Some(c) => c,
                 None => match self.stream_end().await {
-                    Ok(c) => c,
+                    Ok(c) => {
+                        // Kept at once: a crash before the first orphan
+                        // must resume here, not at a later end.
+                        self.save_cursor(c);
+                        cursor = Some(c);
+                        c
+                    }
                     Err(_) => {
                         backoff.wait().await;
                         continue;
@@ -259,10 +265,7 @@ impl ReceiptSync {
                 Ok(next) => {
                     backoff.reset();
                     if Some(next) != cursor {
-                        let tmp = self.cursor_path.with_extension("tmp");
-                        if std::fs::write(&tmp, next.to_string()).is_ok() {
-                            let _ = std::fs::rename(&tmp, &self.cursor_path);
-                        }
+                        self.save_cursor(next);
                     }
                     cursor = Some(next);
                 }
@@ -272,6 +275,13 @@ impl ReceiptSync {
                     backoff.wait().await;
                 }
             }
+        }
+    }
+
+    fn save_cursor(&self, at: StreamId) {
+        let tmp = self.cursor_path.with_extension("tmp");
+        if std::fs::write(&tmp, at.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.cursor_path);
         }
     }
 
