@@ -52,6 +52,9 @@ impl Link {
         let client = redis::Client::open(url)
             .map_err(|e| anyhow::anyhow!("cluster.redis_url is invalid ({:?})", e.kind()))?;
         let commands = connection(&client, RESPONSE_TIMEOUT)?;
+        // Down until Redis first answers: an alert on `== 0` fires for a
+        // node that never reached it.
+        metrics::gauge!("sluice_cluster_redis_up").set(0.0);
         Ok(Link {
             client,
             commands,
