@@ -168,6 +168,44 @@ impl Receipts {
         let _ = self.orphans.set(sink);
     }
 
+    /// Passes a final MM7 delivery report no part here waits for to the
+    /// cluster, as an orphan receipt with the stat word of its state;
+    /// false outside cluster mode.
+    pub fn forward_report(
+        &self,
+        carrier: &Arc<str>,
+        raw_id: &[u8],
+        state: DeliveryState,
+        code: u32,
+    ) -> bool {
+        let Some(o) = self.orphans.get() else {
+            return false;
+        };
+        let state = match state {
+            DeliveryState::Delivered => ReceiptState::Delivered,
+            DeliveryState::Expired => ReceiptState::Expired,
+            DeliveryState::Unknown => ReceiptState::Unknown,
+            _ => ReceiptState::Undeliverable,
+        };
+        o.orphan(
+            carrier,
+            &Receipt {
+                message_id: Bytes::copy_from_slice(raw_id),
+                state,
+                error_code: Some(code),
+                err_raw: None,
+                network_error: None,
+                submitted: None,
+                delivered: None,
+                submit_date: None,
+                done_date: None,
+                text: None,
+                intermediate: false,
+            },
+        );
+        true
+    }
+
     /// A final receipt another node received for carrier `carrier`: applied
     /// if a part here waits for its id, else parked for a while (this
     /// node's submit_sm_resp naming it may still be on its way). `Some`

@@ -707,3 +707,64 @@ async fn a_node_sigkilled_and_restarted_on_its_disk_accounts_for_its_messages() 
     killed.kill();
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mm7_delivery_reports_posted_to_another_node_reach_the_sender() {
+    use sluice::config::MmscConfig;
+    use sluice::sim::mmsc;
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let smsc = smsc(|_| {}).await;
+    // The MMSC posts every report to node A's callback listener.
+    let (cb_a, cb_b) = (HeldPort::new(), HeldPort::new());
+    let sim = mmsc::start(mmsc::MmscConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        callback_url: Some(format!("http://{}/mm7", cb_a.addr())),
+        report_delay: Duration::from_millis(20),
+        report_retry_delay: Duration::from_millis(100),
+        ..mmsc::MmscConfig::default()
+    })
+    .await
+    .unwrap();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let with_mmsc = |dir: &std::path::Path, node: &str, callback: std::net::SocketAddr| {
+        let mut c = node_config(dir, &smsc, &redis, node);
+        c.mmsc = vec![MmscConfig {
+            vasp_id: Some("sluice".into()),
+            callback_listen: Some(callback),
+            ..MmscConfig::new("mmsc", sim.url())
+        }];
+        c.mms.public_url = "http://PUBLIC".into();
+        c
+    };
+    let a = sluice::gateway::start(with_mmsc(da.path(), "a", cb_a.addr()))
+        .await
+        .unwrap();
+    let b = sluice::gateway::start(with_mmsc(db.path(), "b", cb_b.addr()))
+        .await
+        .unwrap();
+    let (client, got) = subscriber(&b.ingest_addr.to_string()).await;
+    let image = bytes::Bytes::from_static(include_bytes!("../data/demo/sample.png"));
+    let up = client.put_media("image/png", image).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut m = msg(&format!("mms-{i}"), "+14155550129", "Look!");
+        m.media = vec![up.media_id.clone()];
+        ids.extend(accepted_ids(&client.submit(vec![m]).await.unwrap()));
+    }
+    eventually("B's MMS delivered", Duration::from_secs(20), || {
+        got.terminal_count() == 5
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(got.state_of(*id), Some(pb::DeliveryState::StateDelivered));
+    }
+    let forwarded = counter_sum(
+        &metrics_text(a.http_addr.unwrap()).await,
+        "sluice_mm7_reports_forwarded_total",
+    );
+    assert!(forwarded >= 5.0, "{forwarded}");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -173,6 +173,18 @@ impl crate::mm7::Mm7Inbound for MmscCallbacks {
                 return Ok(Status::success());
             }
         }
+        // In cluster mode the MMS may be another node's: the report goes to
+        // the node that sent it (an MMSC posts every report to one URL).
+        if !self.is_repeat(&report)
+            && self
+                .receipts
+                .forward_report(&self.carrier, report.message_id.as_bytes(), state, 0)
+        {
+            metrics::counter!("sluice_mm7_reports_forwarded_total",
+                "carrier" => self.carrier.to_string())
+            .increment(1);
+            return Ok(Status::success());
+        }
         Ok(self.unmatched(&report))
     }
 
