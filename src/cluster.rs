@@ -21,15 +21,16 @@
 //! - [`receipts`]: receipts that arrive on a node that did not send the
 //!   message go to the node that did, through one stream of orphan
 //!   receipts.
-//! - [`budgets`]: a carrier's `rate` holds for the cluster as a whole:
-//!   nodes lease stretches of one shared schedule from Redis.
+//! - [`budgets`]: a carrier's `rate` and a tenant's `rate` hold for the
+//!   cluster as a whole: nodes lease stretches of one shared schedule from
+//!   Redis.
 //!
 //! What stays on each node: its messages (its journal is its partition;
 //! `docs/ARCHITECTURE.md` says how a lost node's disk is recovered), their
 //! events (a tenant's stream subscribers receive the events of the
 //! messages they submitted on that node; webhooks are posted by the node
-//! that owns the message), and the limits other than a carrier's `rate`
-//! (bind rates, tenant, sender and brand limits: each node enforces them
+//! that owns the message), and the limits other than carrier and tenant
+//! rates (bind rates, sender limits, daily caps: each node enforces them
 //! on its own traffic).
 
 use std::path::PathBuf;

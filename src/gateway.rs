@@ -550,15 +550,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         s.start(&mut tasks, &shutdown);
     }
     if let Some(c) = &cluster {
-        // A carrier's rate holds for the cluster as a whole.
-        for carrier in config.carriers.iter().filter(|c| c.rate > 0.0) {
-            if let Some(q) = scheduler.queue(&carrier.name) {
-                let leased = crate::cluster::budgets::LeasedRate::new(
-                    c.link().clone(),
-                    &carrier.name,
-                    carrier.rate,
-                );
+        // Carrier rates and tenant rates hold for the cluster as a whole.
+        use crate::cluster::budgets::LeasedRate;
+        for carrier in &config.carriers {
+            let Some(q) = scheduler.queue(&carrier.name) else {
+                continue;
+            };
+            if carrier.rate > 0.0 {
+                let leased = LeasedRate::carrier(c.link().clone(), &carrier.name, carrier.rate);
                 q.share_rate(leased.clone());
+                leased.start(&mut tasks, &shutdown);
+            }
+            for t in config.tenants.iter().filter(|t| t.rate > 0.0) {
+                let leased = LeasedRate::tenant(c.link().clone(), &carrier.name, &t.name, t.rate);
+                q.share_tenant_rate(&t.name, leased.clone());
                 leased.start(&mut tasks, &shutdown);
             }
         }

@@ -523,11 +523,16 @@ async fn a_carrier_rate_holds_for_three_nodes_together() {
     eprintln!(
         "450 messages over 3 nodes at a shared {RATE}/s: {took:?}, at most {most} in any 1 s window"
     );
-    // One over at most: a permit taken a timer tick late sits closer to
-    // the next one, which keeps its moment (as the local pace does), and
-    // loopback delivery adds its jitter. Each node spending the rate on
-    // its own would put ~3 × RATE in a second.
-    assert!(most <= RATE + 2, "{most} in one second (limit {RATE})");
+    // A little over at most: a permit taken up to one interval late sits
+    // closer to the next one, which keeps its moment (as the local pace
+    // does), and delivery to the SMSC adds its jitter (101–102 seen here,
+    // a busy CI machine adds more). Each node spending the rate on its
+    // own would put ~3 × RATE in a second, and finish in a third of the
+    // time.
+    assert!(
+        most <= RATE + RATE / 20,
+        "{most} in one second (limit {RATE})"
+    );
     assert!(took >= Duration::from_millis(3_400), "{took:?}");
     let _ = start;
     for n in nodes {
@@ -767,4 +772,58 @@ async fn mm7_delivery_reports_posted_to_another_node_reach_the_sender() {
     assert!(forwarded >= 5.0, "{forwarded}");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_rate_holds_for_two_nodes_together() {
+    const RATE: u64 = 50;
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let smsc = smsc(|_| {}).await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut cfg = node_config(d.path(), &smsc, &redis, &format!("t{i}"));
+        cfg.tenants[0].rate = RATE as f64;
+        nodes.push(sluice::gateway::start(cfg).await.unwrap());
+    }
+    // 100 messages on each node: 4 s at the shared rate (2 s if each node
+    // spent the tenant's rate on its own).
+    let mut clients = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let (c, _) = subscriber(&n.ingest_addr.to_string()).await;
+        let batch: Vec<_> = (0..100)
+            .map(|k| msg(&format!("trate-{i}-{k}"), "+14155550130", "x"))
+            .collect();
+        assert_eq!(accepted_ids(&c.submit(batch).await.unwrap()).len(), 100);
+        clients.push(c);
+    }
+    eventually("all 200 sent", Duration::from_secs(20), || {
+        smsc.stats().messages >= 200
+    })
+    .await;
+    let arrivals = smsc.arrivals();
+    let most = (0..arrivals.len())
+        .map(|i| {
+            arrivals[i..]
+                .iter()
+                .take_while(|t| **t < arrivals[i] + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0) as u64;
+    let took = arrivals[arrivals.len() - 1] - arrivals[0];
+    eprintln!(
+        "200 messages of one tenant over 2 nodes at a shared {RATE}/s: {took:?}, at most {most} in any 1 s window"
+    );
+    // The same allowance as for a carrier's rate (above).
+    assert!(
+        most <= RATE + RATE / 20,
+        "{most} in one second (limit {RATE})"
+    );
+    assert!(took >= Duration::from_millis(3_400), "{took:?}");
+    for n in nodes {
+        n.shutdown().await;
+    }
 }

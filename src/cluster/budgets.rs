@@ -1,6 +1,6 @@
-//! Carrier-wide rates shared by the cluster: the sum over nodes never
-//! exceeds a carrier's `rate`, and the per-message path makes no Redis
-//! round trip.
+//! Rates shared by the cluster: a carrier's `rate` and each tenant's
+//! `rate` (per carrier, as on one node) hold for the nodes together, and
+//! the per-message path makes no Redis round trip.
 //!
 //! # Leases on one schedule
 //! Redis keeps, per carrier, the time the next permit is due across the
@@ -82,10 +82,20 @@ pub struct LeasedRate {
 
 impl LeasedRate {
     /// `carrier`'s rate of `rate` per second, shared through `link`.
-    pub fn new(link: Link, carrier: &str, rate: f64) -> Arc<LeasedRate> {
+    pub fn carrier(link: Link, carrier: &str, rate: f64) -> Arc<LeasedRate> {
+        LeasedRate::new(link, format!("budget:{carrier}"), rate)
+    }
+
+    /// `tenant`'s rate of `rate` per second on `carrier`, shared through
+    /// `link`.
+    pub fn tenant(link: Link, carrier: &str, tenant: &str, rate: f64) -> Arc<LeasedRate> {
+        LeasedRate::new(link, format!("budget:{carrier}:tenant:{tenant}"), rate)
+    }
+
+    fn new(link: Link, tag: String, rate: f64) -> Arc<LeasedRate> {
         let chunk = ((rate * CHUNK_TIME.as_secs_f64()).floor() as u32).max(1);
         Arc::new(LeasedRate {
-            key: link.key(&format!("budget:{carrier}"), "due"),
+            key: link.key(&tag, "due"),
             link,
             rate,
             interval: Duration::from_secs_f64(1.0 / rate),

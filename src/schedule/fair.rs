@@ -415,6 +415,8 @@ struct TenantState {
     weight: u32,
     turns: u32,
     pace: Option<Pace>,
+    /// The tenant's rate shared with the cluster's other nodes.
+    shared: Option<Arc<dyn SharedPace>>,
     classes: [TenantClass; 2],
 }
 
@@ -436,6 +438,8 @@ pub struct FairQueue {
     carrier: Option<Pace>,
     /// The carrier-wide limit shared with the cluster's other nodes.
     shared: Option<Arc<dyn SharedPace>>,
+    /// Tenants' rates shared with the cluster's other nodes.
+    tenant_shared: Map<String, Arc<dyn SharedPace>>,
     len: usize,
     seq: u64,
     /// Times each [`Level`] made a message wait, since the last
@@ -467,6 +471,7 @@ impl FairQueue {
                 .collect(),
             carrier: Pace::new(carrier_rate),
             shared: None,
+            tenant_shared: Map::default(),
             len: 0,
             seq: 0,
             waits: [0; 4],
@@ -489,6 +494,14 @@ impl FairQueue {
         self.shared = Some(shared);
     }
 
+    /// Takes `tenant`'s permits on this carrier from `shared` too.
+    pub fn set_tenant_shared(&mut self, tenant: &str, shared: Arc<dyn SharedPace>) {
+        if let Some(&t) = self.tenant_index.get(tenant) {
+            self.tenants[t as usize].shared = Some(shared.clone());
+        }
+        self.tenant_shared.insert(tenant.to_owned(), shared);
+    }
+
     /// The carrier-wide limit, for adaptive throttling.
     pub fn carrier_pace(&mut self) -> Option<&mut Pace> {
         self.carrier.as_mut()
@@ -509,6 +522,7 @@ impl FairQueue {
             weight,
             turns: weight,
             pace: Pace::new(rate),
+            shared: self.tenant_shared.get(&**tenant).cloned(),
             classes: Default::default(),
         });
         self.tenant_index.insert(tenant.clone(), t);
@@ -581,21 +595,31 @@ impl FairQueue {
                     ring.ready.pop_front();
                     continue;
                 }
-                if let Some(p) = &t.pace {
-                    let at = p.ready_at(now);
-                    if at > now {
-                        self.waits[Level::Tenant as usize] += 1;
-                        self.seq += 1;
-                        ring.ready.pop_front();
-                        ring.parked.push(Reverse((at, self.seq, ti)));
-                        earliest = Some(earliest.map_or(at, |e: Instant| e.min(at)));
-                        continue;
-                    }
+                // The tenant's own pace, and its share of the cluster's.
+                let at = match (&t.pace, &t.shared) {
+                    (None, None) => None,
+                    (p, s) => p
+                        .as_ref()
+                        .map(|p| p.ready_at(now))
+                        .max(s.as_ref().map(|s| s.ready_at(now))),
+                };
+                if let Some(at) = at
+                    && at > now
+                {
+                    self.waits[Level::Tenant as usize] += 1;
+                    self.seq += 1;
+                    ring.ready.pop_front();
+                    ring.parked.push(Reverse((at, self.seq, ti)));
+                    earliest = Some(earliest.map_or(at, |e: Instant| e.min(at)));
+                    continue;
                 }
                 match pop_sender(tc, now, now_ms, limits, &mut self.seq, &mut self.waits) {
                     Ok(item) => {
                         if let Some(p) = t.pace.as_mut() {
                             p.commit(now, item.permits);
+                        }
+                        if let Some(s) = &t.shared {
+                            s.commit(now, item.permits);
                         }
                         if let Some(p) = self.carrier.as_mut() {
                             p.commit(now, item.permits);

@@ -304,6 +304,15 @@ impl CarrierQueue {
         self.fair.lock().set_shared(shared);
     }
 
+    /// Takes `tenant`'s permits on this carrier from `shared` too.
+    pub fn share_tenant_rate(
+        &self,
+        tenant: &str,
+        shared: Arc<dyn crate::shaping::shared::SharedPace>,
+    ) {
+        self.fair.lock().set_tenant_shared(tenant, shared);
+    }
+
     /// Sets the carrier-wide rate (adaptive throttling); `None` when the
     /// carrier has no carrier-wide limit.
     pub fn carrier_rate(&self) -> Option<f64> {
