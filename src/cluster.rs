@@ -268,6 +268,21 @@ return n
     Ok(n)
 }
 
+/// Runs `work` (a loop that never ends by itself) until shutdown.
+pub(crate) fn spawn_until_shutdown(
+    tasks: &mut JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let mut stop = shutdown.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            () = work => {}
+            _ = stop.changed() => {}
+        }
+    });
+}
+
 /// The directory of the cluster's local files.
 pub fn dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("cluster")

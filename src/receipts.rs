@@ -189,19 +189,7 @@ impl Receipts {
         };
         o.orphan(
             carrier,
-            &Receipt {
-                message_id: Bytes::copy_from_slice(raw_id),
-                state,
-                error_code: Some(code),
-                err_raw: None,
-                network_error: None,
-                submitted: None,
-                delivered: None,
-                submit_date: None,
-                done_date: None,
-                text: None,
-                intermediate: false,
-            },
+            &Receipt::bare(Bytes::copy_from_slice(raw_id), state, Some(code)),
         );
         true
     }

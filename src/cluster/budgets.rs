@@ -124,13 +124,8 @@ impl LeasedRate {
 
     /// Starts the task that keeps leases coming.
     pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
-        let (this, mut stop) = (self.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = this.lease_loop() => {}
-                _ = stop.changed() => {}
-            }
-        });
+        let this = self.clone();
+        super::spawn_until_shutdown(tasks, shutdown, async move { this.lease_loop().await });
     }
 
     async fn lease_loop(&self) {

@@ -324,20 +324,10 @@ impl OptSync {
 
     /// Starts the publisher and the follower.
     pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
-        let (this, mut stop) = (self.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = this.publish_loop() => {}
-                _ = stop.changed() => {}
-            }
-        });
-        let (this, mut stop) = (self.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = this.follow_loop() => {}
-                _ = stop.changed() => {}
-            }
-        });
+        let this = self.clone();
+        super::spawn_until_shutdown(tasks, shutdown, async move { this.publish_loop().await });
+        let this = self.clone();
+        super::spawn_until_shutdown(tasks, shutdown, async move { this.follow_loop().await });
     }
 
     async fn publish_loop(&self) {

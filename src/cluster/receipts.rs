@@ -170,20 +170,10 @@ impl ReceiptSync {
 
     /// Starts the writer and the follower.
     pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
-        let (this, mut stop) = (self.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = this.write_loop() => {}
-                _ = stop.changed() => {}
-            }
-        });
-        let (this, mut stop) = (self.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = this.follow_loop() => {}
-                _ = stop.changed() => {}
-            }
-        });
+        let this = self.clone();
+        super::spawn_until_shutdown(tasks, shutdown, async move { this.write_loop().await });
+        let this = self.clone();
+        super::spawn_until_shutdown(tasks, shutdown, async move { this.follow_loop().await });
     }
 
     async fn write_loop(&self) {
@@ -344,19 +334,7 @@ impl ReceiptSync {
             return;
         };
         let carrier: Arc<str> = carrier.into();
-        let receipt = Receipt {
-            message_id: o.id,
-            state: ReceiptState::from_stat_word(&o.stat),
-            error_code: o.error,
-            err_raw: None,
-            network_error: None,
-            submitted: None,
-            delivered: None,
-            submit_date: None,
-            done_date: None,
-            text: None,
-            intermediate: false,
-        };
+        let receipt = Receipt::bare(o.id, ReceiptState::from_stat_word(&o.stat), o.error);
         if !receipt.is_final() {
             return;
         }

@@ -233,6 +233,24 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// A receipt with only an id, a state and an error code (one passed on
+    /// between the nodes of a cluster).
+    pub fn bare(message_id: Bytes, state: ReceiptState, error_code: Option<u32>) -> Receipt {
+        Receipt {
+            message_id,
+            state,
+            error_code,
+            err_raw: None,
+            network_error: None,
+            submitted: None,
+            delivered: None,
+            submit_date: None,
+            done_date: None,
+            text: None,
+            intermediate: false,
+        }
+    }
+
     /// True when this receipt settles the message: not intermediate and a
     /// final state.
     pub fn is_final(&self) -> bool {
