@@ -46,6 +46,7 @@ pub mod claims;
 pub mod link;
 pub mod optouts;
 pub mod receipts;
+pub mod stream;
 
 pub use link::Link;
 

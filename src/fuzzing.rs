@@ -1096,9 +1096,14 @@ pub fn cluster_state(data: &[u8]) {
             if let Some((_, at, node)) = optouts::fuzz_state(&text) {
                 assert!(text.contains(&at.to_string()) && text.ends_with(node.as_str()));
             }
-            if let Some(id) = optouts::StreamId::parse(&text) {
-                assert_eq!(optouts::StreamId::parse(&id.to_string()), Some(id));
-                assert!(id.next() > id || id == optouts::StreamId(u64::MAX, u64::MAX));
+            if let Some(id) = crate::cluster::stream::StreamId::parse(&text) {
+                assert_eq!(
+                    crate::cluster::stream::StreamId::parse(&id.to_string()),
+                    Some(id)
+                );
+                assert!(
+                    id.next() > id || id == crate::cluster::stream::StreamId(u64::MAX, u64::MAX)
+                );
             }
         }
     }

@@ -310,8 +310,12 @@ fn compose_node_configs_load_and_their_secrets_are_set() {
             compose.contains(&format!("./gateway-{n}.toml:/etc/sluice/sluice.toml:ro")),
             "docker-compose.yml does not mount {rel}"
         );
-        // The cluster section is there, waiting (see the file's comment).
-        assert!(text.contains(&format!("# node_id = \"gateway-{n}\"")));
+        // Cluster mode is on, through the compose file's Redis.
+        assert_eq!(
+            c.cluster.redis_url.as_ref().map(|u| u.expose()),
+            Some("redis://redis:6379"),
+            "{rel}"
+        );
         texts.push(text);
     }
     // The nodes differ only in their ids and public URL ports.

@@ -31,11 +31,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use redis::Value;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::link::{BLOCK, Backoff, Link, Reader};
+use super::link::{Backoff, Link, Reader};
+pub use super::stream::StreamId;
+use super::stream::{self, Cursor, Entry};
 use super::{ClusterConfig, TARGET};
 use crate::compliance::{Compliance, OptPublisher};
 use crate::journal::OptChange;
@@ -280,7 +281,7 @@ pub struct OptSync {
     reader: Reader,
     compliance: Arc<Compliance>,
     outbox: Arc<Outbox>,
-    cursor_path: PathBuf,
+    cursor: Cursor,
     stream_len: u64,
 }
 
@@ -304,7 +305,7 @@ impl OptSync {
             link,
             compliance,
             outbox,
-            cursor_path: dir.join("optouts.cursor"),
+            cursor: Cursor::at(dir.join("optouts.cursor")),
             stream_len: cfg.optout_stream_len,
         }))
     }
@@ -415,18 +416,6 @@ impl OptSync {
         Ok(())
     }
 
-    fn load_cursor(&self) -> Option<StreamId> {
-        let s = std::fs::read_to_string(&self.cursor_path).ok()?;
-        StreamId::parse(s.trim())
-    }
-
-    fn save_cursor(&self, id: StreamId) {
-        let tmp = self.cursor_path.with_extension("tmp");
-        if std::fs::write(&tmp, id.to_string()).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.cursor_path);
-        }
-    }
-
     async fn follow_loop(&self) {
         let mut backoff = Backoff::default();
         let mut cursor: Option<StreamId> = None;
@@ -441,7 +430,7 @@ impl OptSync {
                     if next != cursor
                         && let Some(c) = next
                     {
-                        self.save_cursor(c);
+                        self.cursor.save(c);
                     }
                     cursor = next;
                 }
@@ -459,19 +448,8 @@ impl OptSync {
     /// Where to follow from: this node's cursor if the stream still holds
     /// everything after it, else after a full load.
     async fn catch_up(&self) -> anyhow::Result<StreamId> {
-        let first: Vec<(String, Vec<(String, Value)>)> = self
-            .link
-            .query(
-                redis::cmd("XRANGE")
-                    .arg(self.stream())
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(1),
-            )
-            .await?;
-        let first = first.first().and_then(|(id, _)| StreamId::parse(id));
-        if let Some(c) = self.load_cursor()
+        let first = stream::edge(&self.link, &self.stream(), true).await?;
+        if let Some(c) = self.cursor.load()
             && first.is_none_or(|f| f <= c.next())
         {
             return Ok(c);
@@ -481,20 +459,8 @@ impl OptSync {
 
     /// Loads every scope's state; returns the stream position it is as of.
     async fn full_load(&self) -> anyhow::Result<StreamId> {
-        let last: Vec<(String, Vec<(String, Value)>)> = self
-            .link
-            .query(
-                redis::cmd("XREVRANGE")
-                    .arg(self.stream())
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1),
-            )
-            .await?;
-        let last = last
-            .first()
-            .and_then(|(id, _)| StreamId::parse(id))
+        let last = stream::edge(&self.link, &self.stream(), false)
+            .await?
             .unwrap_or_default();
         let scopes: Vec<String> = self
             .link
@@ -564,43 +530,16 @@ impl OptSync {
 
     /// Reads and applies what follows `at`; returns the new position.
     async fn follow(&self, at: StreamId) -> anyhow::Result<StreamId> {
-        let reply: Option<redis::streams::StreamReadReply> = self
-            .reader
-            .read(
-                redis::cmd("XREAD")
-                    .arg("COUNT")
-                    .arg(READ_COUNT)
-                    .arg("BLOCK")
-                    .arg(BLOCK.as_millis() as u64)
-                    .arg("STREAMS")
-                    .arg(self.stream())
-                    .arg(at.to_string()),
-            )
-            .await?;
         let mut last = at;
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in key.ids {
-                let Some(id) = StreamId::parse(&entry.id) else {
-                    continue;
-                };
-                self.apply_entry(&entry.map).await?;
-                last = id;
-            }
+        for entry in stream::after(&self.reader, &self.stream(), at, READ_COUNT).await? {
+            self.apply_entry(&entry).await?;
+            last = entry.id;
         }
         Ok(last)
     }
 
-    async fn apply_entry(
-        &self,
-        map: &std::collections::HashMap<String, Value>,
-    ) -> anyhow::Result<()> {
-        let text = |k: &str| -> String {
-            match map.get(k) {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => String::new(),
-            }
-        };
+    async fn apply_entry(&self, entry: &Entry) -> anyhow::Result<()> {
+        let text = |k: &str| entry.text(k);
         let node = text("node");
         if node == self.outbox.node_id {
             return Ok(());
@@ -673,33 +612,6 @@ fn parse_state(v: &str) -> Option<(bool, u64, String)> {
         "o" => Some((true, at, node)),
         "i" => Some((false, at, node)),
         _ => None,
-    }
-}
-
-/// A Redis stream entry id, `ms-seq`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct StreamId(pub u64, pub u64);
-
-impl StreamId {
-    /// Reads `ms-seq`.
-    pub fn parse(s: &str) -> Option<StreamId> {
-        let (a, b) = s.split_once('-')?;
-        Some(StreamId(a.parse().ok()?, b.parse().ok()?))
-    }
-
-    /// The id right after this one.
-    pub fn next(self) -> StreamId {
-        if self.1 == u64::MAX {
-            StreamId(self.0 + 1, 0)
-        } else {
-            StreamId(self.0, self.1 + 1)
-        }
-    }
-}
-
-impl std::fmt::Display for StreamId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.0, self.1)
     }
 }
 

@@ -36,8 +36,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::link::{BLOCK, Backoff, Link, Reader};
-use super::optouts::StreamId;
+use super::link::{Backoff, Link, Reader};
+use super::stream::{self, Cursor, StreamId};
 use super::{ClusterConfig, TARGET};
 use crate::receipts::{OrphanSink, Receipts};
 use crate::smpp::receipt::{Receipt, ReceiptState};
@@ -114,7 +114,7 @@ pub struct ReceiptSync {
     receipts: Arc<Receipts>,
     node_id: String,
     buffer: Mutex<Vec<Orphan>>,
-    cursor_path: std::path::PathBuf,
+    cursor: Cursor,
     stream_len: u64,
 }
 
@@ -157,7 +157,7 @@ impl ReceiptSync {
             receipts: receipts.clone(),
             node_id: node_id.to_owned(),
             buffer: Mutex::default(),
-            cursor_path: dir.join("receipts.cursor"),
+            cursor: Cursor::at(dir.join("receipts.cursor")),
             stream_len: cfg.receipt_stream_len,
         });
         receipts.set_orphans(sync.clone());
@@ -231,17 +231,16 @@ impl ReceiptSync {
         // Resume where this node stopped; a node new to the cluster starts
         // at the stream's end (older orphans belong to messages it never
         // sent).
-        let mut cursor = std::fs::read_to_string(&self.cursor_path)
-            .ok()
-            .and_then(|s| StreamId::parse(s.trim()));
+        let mut cursor = self.cursor.load();
         loop {
             let at = match cursor {
                 Some(c) => c,
-                None => match self.stream_end().await {
+                None => match stream::edge(&self.link, &self.stream(), false).await {
                     Ok(c) => {
+                        let c = c.unwrap_or_default();
                         // Kept at once: a crash before the first orphan
                         // must resume here, not at a later end.
-                        self.save_cursor(c);
+                        self.cursor.save(c);
                         cursor = Some(c);
                         c
                     }
@@ -255,7 +254,7 @@ impl ReceiptSync {
                 Ok(next) => {
                     backoff.reset();
                     if Some(next) != cursor {
-                        self.save_cursor(next);
+                        self.cursor.save(next);
                     }
                     cursor = Some(next);
                 }
@@ -268,61 +267,15 @@ impl ReceiptSync {
         }
     }
 
-    fn save_cursor(&self, at: StreamId) {
-        let tmp = self.cursor_path.with_extension("tmp");
-        if std::fs::write(&tmp, at.to_string()).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.cursor_path);
-        }
-    }
-
-    async fn stream_end(&self) -> anyhow::Result<StreamId> {
-        let last: Vec<(String, Vec<(String, redis::Value)>)> = self
-            .link
-            .query(
-                redis::cmd("XREVRANGE")
-                    .arg(self.stream())
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1),
-            )
-            .await?;
-        Ok(last
-            .first()
-            .and_then(|(id, _)| StreamId::parse(id))
-            .unwrap_or_default())
-    }
-
     async fn follow(&self, at: StreamId) -> anyhow::Result<StreamId> {
-        let reply: Option<redis::streams::StreamReadReply> = self
-            .reader
-            .read(
-                redis::cmd("XREAD")
-                    .arg("COUNT")
-                    .arg(256)
-                    .arg("BLOCK")
-                    .arg(BLOCK.as_millis() as u64)
-                    .arg("STREAMS")
-                    .arg(self.stream())
-                    .arg(at.to_string()),
-            )
-            .await?;
         let mut last = at;
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in key.ids {
-                if let Some(id) = StreamId::parse(&entry.id) {
-                    last = id;
-                }
-                let field = |k: &str| match entry.map.get(k) {
-                    Some(redis::Value::BulkString(b)) => b.as_slice(),
-                    _ => &[],
-                };
-                if field("node") == self.node_id.as_bytes() {
-                    continue;
-                }
-                for o in decode(field("r")) {
-                    self.offer(o);
-                }
+        for entry in stream::after(&self.reader, &self.stream(), at, 256).await? {
+            last = entry.id;
+            if entry.bytes("node") == self.node_id.as_bytes() {
+                continue;
+            }
+            for o in decode(entry.bytes("r")) {
+                self.offer(o);
             }
         }
         Ok(last)
