@@ -512,14 +512,19 @@ impl Compliance {
     ) -> Result<u64, ComplianceError> {
         let _w = self.write.lock().await;
         let sc = self.set.scope(scope);
-        let fresh: Vec<u64> = numbers
-            .iter()
-            .copied()
-            .filter(|n| {
-                Msisdn::from_u64(*n).is_ok_and(|m| !self.set.contains(sc, m))
-                    && !self.newer_here(*n, scope, at_ms)
-            })
-            .collect();
+        let fresh: Vec<u64> = {
+            // One look at the audit for the whole chunk (a full load sends
+            // thousands of numbers at once).
+            let audit = self.audit.lock();
+            numbers
+                .iter()
+                .copied()
+                .filter(|n| {
+                    Msisdn::from_u64(*n).is_ok_and(|m| !self.set.contains(sc, m))
+                        && !newer_in(&audit, *n, scope, at_ms)
+                })
+                .collect()
+        };
         if fresh.is_empty() {
             return Ok(0);
         }
@@ -545,13 +550,7 @@ impl Compliance {
     /// True when this node has a change for `number` in `scope` later than
     /// `at_ms`.
     fn newer_here(&self, number: u64, scope: &str, at_ms: u64) -> bool {
-        self.audit.lock().get(&number).is_some_and(|trail| {
-            trail
-                .iter()
-                .rev()
-                .find(|e| e.scope == scope)
-                .is_some_and(|e| e.at_ms > at_ms)
-        })
+        newer_in(&self.audit.lock(), number, scope, at_ms)
     }
 
     /// Whether `number` is suppressed in `scope` here, and when this node
@@ -808,6 +807,18 @@ impl Compliance {
     pub fn memory_bytes(&self) -> usize {
         self.set.memory_bytes()
     }
+}
+
+/// True when `audit` holds a change for `number` in `scope` later than
+/// `at_ms`.
+fn newer_in(audit: &HashMap<u64, Vec<AuditEntry>>, number: u64, scope: &str, at_ms: u64) -> bool {
+    audit.get(&number).is_some_and(|trail| {
+        trail
+            .iter()
+            .rev()
+            .find(|e| e.scope == scope)
+            .is_some_and(|e| e.at_ms > at_ms)
+    })
 }
 
 #[cfg(test)]

@@ -113,7 +113,8 @@ pub struct ReceiptSync {
     reader: Reader,
     receipts: Arc<Receipts>,
     node_id: String,
-    buffer: Mutex<Vec<Orphan>>,
+    /// Oldest first; a deque, so dropping the oldest at the cap is O(1).
+    buffer: Mutex<std::collections::VecDeque<Orphan>>,
     cursor: Cursor,
     stream_len: u64,
 }
@@ -130,10 +131,10 @@ impl OrphanSink for ReceiptSync {
     fn orphan(&self, carrier: &Arc<str>, r: &Receipt) {
         let mut b = self.buffer.lock();
         if b.len() >= MAX_BUFFERED {
-            b.remove(0);
+            b.pop_front();
             metrics::counter!("sluice_cluster_receipts_dropped_total").increment(1);
         }
-        b.push(Orphan {
+        b.push_back(Orphan {
             carrier: Bytes::copy_from_slice(carrier.as_bytes()),
             id: r.message_id.clone(),
             stat: Bytes::copy_from_slice(r.state.stat_word()),
