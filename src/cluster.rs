@@ -24,13 +24,15 @@
 //! - [`budgets`]: a carrier's `rate` and a tenant's `rate` hold for the
 //!   cluster as a whole: nodes lease stretches of one shared schedule from
 //!   Redis.
+//! - [`caps`]: a sender's and a brand's daily caps hold for the cluster as
+//!   a whole: nodes take chunks of each day's count from Redis.
 //!
 //! What stays on each node: its messages (its journal is its partition;
 //! `docs/ARCHITECTURE.md` says how a lost node's disk is recovered), their
 //! events (a tenant's stream subscribers receive the events of the
 //! messages they submitted on that node; webhooks are posted by the node
 //! that owns the message), and the limits other than carrier and tenant
-//! rates (bind rates, sender limits, daily caps: each node enforces them
+//! rates and daily caps (bind rates, sender rates: each node enforces them
 //! on its own traffic).
 
 use std::path::PathBuf;
@@ -42,6 +44,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub mod budgets;
+pub mod caps;
 pub mod claims;
 pub mod link;
 pub mod optouts;

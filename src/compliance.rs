@@ -499,8 +499,8 @@ impl Compliance {
         self.commit(change).await
     }
 
-    /// Applies numbers another node added to `scope` in bulk; returns how
-    /// many were new here.
+    /// Applies numbers another node added to `scope` in bulk at `at_ms`;
+    /// returns how many were new here.
     ///
     /// # Errors
     /// The journal failed; nothing changed.
@@ -510,6 +510,21 @@ impl Compliance {
         numbers: &[u64],
         at_ms: u64,
     ) -> Result<u64, ComplianceError> {
+        let timed: Vec<(u64, u64)> = numbers.iter().map(|n| (*n, at_ms)).collect();
+        self.apply_remote_timed(scope, &timed).await
+    }
+
+    /// Applies opt-outs another node holds in `scope`, each `(number,
+    /// at_ms)` unless this node changed that number later; returns how
+    /// many were new here.
+    ///
+    /// # Errors
+    /// The journal failed; nothing changed.
+    pub async fn apply_remote_timed(
+        &self,
+        scope: &str,
+        numbers: &[(u64, u64)],
+    ) -> Result<u64, ComplianceError> {
         let _w = self.write.lock().await;
         let sc = self.set.scope(scope);
         let fresh: Vec<u64> = {
@@ -518,11 +533,11 @@ impl Compliance {
             let audit = self.audit.lock();
             numbers
                 .iter()
-                .copied()
-                .filter(|n| {
+                .filter(|(n, at)| {
                     Msisdn::from_u64(*n).is_ok_and(|m| !self.set.contains(sc, m))
-                        && !newer_in(&audit, *n, scope, at_ms)
+                        && !newer_in(&audit, *n, scope, *at)
                 })
+                .map(|(n, _)| *n)
                 .collect()
         };
         if fresh.is_empty() {
@@ -789,6 +804,59 @@ impl Compliance {
                 .strip_prefix("tenant:")
                 .is_some_and(|t| self.tenants.contains_key(t))
             || self.programs.values().any(|p| p.scope_name == name)
+    }
+
+    /// Every scope this node knows: global, each tenant's, each program's.
+    pub fn scope_names(&self) -> Vec<String> {
+        let mut names = vec![GLOBAL.to_owned()];
+        names.extend(self.tenants.keys().map(|t| tenant_scope(t)));
+        names.extend(self.programs.values().map(|p| p.scope_name.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The numbers suppressed in `scope`, and those whose latest change
+    /// here in `scope` is an opt-in: everything this node would tell a
+    /// cluster that has not seen its opt-outs yet.
+    pub fn known_numbers(&self, scope: &str) -> (Vec<u64>, Vec<u64>) {
+        let out: Vec<u64> = self
+            .set
+            .find_scope(scope)
+            .map(|s| self.set.iter_scope(s).map(|n| n.as_u64()).collect())
+            .unwrap_or_default();
+        let audit = self.audit.lock();
+        let ins = audit
+            .iter()
+            .filter(|(_, trail)| {
+                trail
+                    .iter()
+                    .rev()
+                    .find(|e| e.scope == scope)
+                    .is_some_and(|e| !e.opted_out)
+            })
+            .map(|(n, _)| *n)
+            .filter(|n| Msisdn::from_u64(*n).is_ok_and(|m| !self.check_scope(scope, m)))
+            .collect();
+        (out, ins)
+    }
+
+    /// The latest change here for each of `numbers` in `scope`: suppressed
+    /// or not, when (wall-clock ms; 0 for a number only an import added)
+    /// and on which node (empty: this one).
+    pub fn latest_changes(&self, numbers: &[u64], scope: &str) -> Vec<(bool, u64, String)> {
+        let audit = self.audit.lock();
+        numbers
+            .iter()
+            .map(|&number| {
+                let on = Msisdn::from_u64(number).is_ok_and(|n| self.check_scope(scope, n));
+                let (at, node) = audit
+                    .get(&number)
+                    .and_then(|trail| trail.iter().rev().find(|e| e.scope == scope))
+                    .map_or((0, String::new()), |e| (e.at_ms, e.node.clone()));
+                (on, at, node)
+            })
+            .collect()
     }
 
     /// Writes `scope` as CSV (`number,scope`).

@@ -1096,6 +1096,8 @@ pub fn cluster_state(data: &[u8]) {
             if let Some((_, at, node)) = optouts::fuzz_state(&text) {
                 assert!(text.contains(&at.to_string()) && text.ends_with(node.as_str()));
             }
+            let (outs, ins) = optouts::fuzz_seeded(&text);
+            assert!(outs + ins <= text.len(), "more seeded numbers than bytes");
             if let Some(id) = crate::cluster::stream::StreamId::parse(&text) {
                 assert_eq!(
                     crate::cluster::stream::StreamId::parse(&id.to_string()),

@@ -345,7 +345,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             &config.node_id,
             &config.cluster,
         )?),
-        None => None,
+        None => {
+            // Changes made now stay here: the next run in cluster mode
+            // sends this node's opt-outs again.
+            crate::cluster::optouts::forget_seed(&config.data_dir);
+            None
+        }
     };
     let last_check = SuppressionCheck::over(compliance.clone());
     let history = crate::history::History::open(config.history_dir(), &config.history)
@@ -494,6 +499,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
 
     let mut tasks = JoinSet::new();
+    if let Some(c) = &cluster {
+        // Carrier rates, tenant rates and daily caps hold for the cluster
+        // as a whole.
+        use crate::cluster::budgets::LeasedRate;
+        let caps = crate::cluster::caps::LeasedCaps::new(c.link().clone());
+        scheduler.share_caps(caps.clone());
+        caps.start(&mut tasks, &shutdown);
+        for carrier in &config.carriers {
+            let Some(q) = scheduler.queue(&carrier.name) else {
+                continue;
+            };
+            if carrier.rate > 0.0 {
+                let leased = LeasedRate::carrier(c.link().clone(), &carrier.name, carrier.rate);
+                q.share_rate(leased.clone());
+                leased.start(&mut tasks, &shutdown);
+            }
+            for t in config.tenants.iter().filter(|t| t.rate > 0.0) {
+                let leased = LeasedRate::tenant(c.link().clone(), &carrier.name, &t.name, t.rate);
+                q.share_tenant_rate(&t.name, leased.clone());
+                leased.start(&mut tasks, &shutdown);
+            }
+        }
+    }
     for c in &config.carriers {
         let carrier = carriers[c.name.as_str()].clone();
         carrier.start(c, tls.clone(), &shutdown);
@@ -550,23 +578,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         s.start(&mut tasks, &shutdown);
     }
     if let Some(c) = &cluster {
-        // Carrier rates and tenant rates hold for the cluster as a whole.
-        use crate::cluster::budgets::LeasedRate;
-        for carrier in &config.carriers {
-            let Some(q) = scheduler.queue(&carrier.name) else {
-                continue;
-            };
-            if carrier.rate > 0.0 {
-                let leased = LeasedRate::carrier(c.link().clone(), &carrier.name, carrier.rate);
-                q.share_rate(leased.clone());
-                leased.start(&mut tasks, &shutdown);
-            }
-            for t in config.tenants.iter().filter(|t| t.rate > 0.0) {
-                let leased = LeasedRate::tenant(c.link().clone(), &carrier.name, &t.name, t.rate);
-                q.share_tenant_rate(&t.name, leased.clone());
-                leased.start(&mut tasks, &shutdown);
-            }
-        }
         c.start(
             Arc::new(NodeStatusOf {
                 carriers: carriers.clone(),

@@ -492,6 +492,91 @@ async fn a_node_that_was_down_catches_up_and_a_new_node_loads_the_whole_state() 
     c.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opt_outs_a_node_held_before_cluster_mode_reach_the_cluster_when_it_joins() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let smsc = smsc(|_| {}).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let number = |s: &str| Msisdn::parse(s).unwrap();
+    let (kept, imported, reopened, lost) = (
+        number("+14155550400"),
+        number("+14155550401"),
+        number("+14155550402"),
+        number("+14155550403"),
+    );
+    let now = sluice::model::now_ms();
+    let at = |mut c: OptChange, ms_ago: u64| {
+        c.at_ms = now - ms_ago;
+        c
+    };
+    // B is in the cluster first: a STOP for `reopened`, a START for `lost`.
+    let b = sluice::gateway::start(node_config(db.path(), &smsc, &redis, "b"))
+        .await
+        .unwrap();
+    let bc = b.gateway.compliance();
+    bc.change(at(stop(reopened.as_u64(), "global", true), 5_000))
+        .await
+        .unwrap();
+    bc.change(at(stop(lost.as_u64(), "global", false), 2_000))
+        .await
+        .unwrap();
+    // A, on its own (no cluster): a STOP, an import, a later START for
+    // `reopened`, an earlier STOP for `lost`.
+    let mut alone = node_config(da.path(), &smsc, &redis, "a");
+    alone.cluster.redis_url = None;
+    let a = sluice::gateway::start(alone.clone()).await.unwrap();
+    let ac = a.gateway.compliance();
+    ac.change(at(stop(kept.as_u64(), "tenant:demo", true), 9_000))
+        .await
+        .unwrap();
+    ac.import("global", b"+14155550401\n".as_slice(), "old.csv", |_| {})
+        .await
+        .unwrap();
+    ac.change(at(stop(reopened.as_u64(), "global", false), 1_000))
+        .await
+        .unwrap();
+    ac.change(at(stop(lost.as_u64(), "global", true), 8_000))
+        .await
+        .unwrap();
+    a.shutdown().await;
+    // A joins: B learns what A held, the later change winning either way.
+    let a = sluice::gateway::start(node_config(da.path(), &smsc, &redis, "a"))
+        .await
+        .unwrap();
+    time_until(Duration::from_secs(10), || {
+        let bc = b.gateway.compliance();
+        let ac = a.gateway.compliance();
+        bc.check_scope("tenant:demo", kept)
+            && bc.check_scope("global", imported)
+            && !bc.check_scope("global", reopened)
+            && !ac.check_scope("global", lost)
+    })
+    .await;
+    assert!(!b.gateway.compliance().check_scope("global", lost));
+    assert!(!a.gateway.compliance().check_scope("global", reopened));
+    a.shutdown().await;
+    // A run without cluster mode, then back in: what it did alone is sent.
+    let a = sluice::gateway::start(alone).await.unwrap();
+    let offline = number("+14155550404");
+    a.gateway
+        .compliance()
+        .change(stop(offline.as_u64(), "global", true))
+        .await
+        .unwrap();
+    a.shutdown().await;
+    let a = sluice::gateway::start(node_config(da.path(), &smsc, &redis, "a"))
+        .await
+        .unwrap();
+    time_until(Duration::from_secs(10), || {
+        b.gateway.compliance().check_scope("global", offline)
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// `per_node` messages of the demo tenant submitted on each of `nodes`
 /// nodes (tuned by `tune`) at once; how long the SMSC took to get them
 /// all, and the most that arrived in any one-second window.
@@ -543,12 +628,11 @@ async fn shared_rate_run(
     Some((arrivals[arrivals.len() - 1] - arrivals[0], most))
 }
 
-// Both rate tests allow a little over the rate: a permit taken up to one
-// interval late sits closer to the next one, which keeps its moment (as
-// the local pace does), and delivery to the SMSC adds its jitter (101–102
-// seen at 100/s here; a busy CI machine adds more). Each node spending
-// the rate on its own would put `nodes` × the rate in a second and finish
-// in `1 / nodes` of the time.
+// Both rate tests hold the rate in every one-second window at the SMSC,
+// where the carrier counts: the shared schedule leaves a 1% margin for
+// late permits and delivery jitter (`cluster::budgets`). Each node
+// spending the rate on its own would put `nodes` × the rate in a second
+// and finish in `1 / nodes` of the time.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carrier_rate_holds_for_three_nodes_together() {
@@ -565,10 +649,7 @@ async fn a_carrier_rate_holds_for_three_nodes_together() {
     eprintln!(
         "450 messages over 3 nodes at a shared {RATE}/s: {took:?}, at most {most} in any 1 s window"
     );
-    assert!(
-        most <= RATE + RATE / 20,
-        "{most} in one second (limit {RATE})"
-    );
+    assert!(most <= RATE, "{most} in one second (limit {RATE})");
     assert!(took >= Duration::from_millis(3_400), "{took:?}");
 }
 
@@ -583,11 +664,93 @@ async fn a_tenant_rate_holds_for_two_nodes_together() {
     eprintln!(
         "200 messages of one tenant over 2 nodes at a shared {RATE}/s: {took:?}, at most {most} in any 1 s window"
     );
-    assert!(
-        most <= RATE + RATE / 20,
-        "{most} in one second (limit {RATE})"
-    );
+    assert!(most <= RATE, "{most} in one second (limit {RATE})");
     assert!(took >= Duration::from_millis(3_400), "{took:?}");
+}
+
+/// `per_node` messages from sender 12345 submitted on each of two nodes
+/// (tuned by `tune`); how many reached the SMSC once both nodes' queues
+/// hold the sender until tomorrow.
+async fn daily_cap_run(per_node: usize, tune: impl Fn(&mut sluice::config::Config)) -> Option<u64> {
+    let redis = Redis::start().await?;
+    let smsc = smsc(|_| {}).await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut gateways = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut cfg = node_config(d.path(), &smsc, &redis, &format!("n{i}"));
+        tune(&mut cfg);
+        gateways.push(sluice::gateway::start(cfg).await.unwrap());
+    }
+    let mut clients = Vec::new();
+    for (i, n) in gateways.iter().enumerate() {
+        let (c, _) = subscriber(&n.ingest_addr.to_string()).await;
+        let batch: Vec<_> = (0..per_node)
+            .map(|k| msg(&format!("cap-{i}-{k}"), "+14155550126", "x"))
+            .collect();
+        assert_eq!(
+            accepted_ids(&c.submit(batch).await.unwrap()).len(),
+            per_node
+        );
+        clients.push(c);
+    }
+    // Every message is either at the SMSC or queued at a node that holds
+    // the sender until the next UTC day (waits of a second or more; while
+    // a node fetches permits it waits 5 ms): nothing more goes today.
+    let all = 2 * per_node as u64;
+    eventually(
+        "the rest held until tomorrow",
+        Duration::from_secs(20),
+        || {
+            let mut queued = 0;
+            let held = gateways.iter().all(|g| {
+                let s = g.gateway.scheduler();
+                let report = s.queue(&s.carriers()[0]).unwrap().report();
+                queued += report.queued as u64;
+                report.queued == 0
+                    || report
+                        .senders_limited
+                        .iter()
+                        .any(|(sender, wait)| sender.ends_with("12345") && *wait > 1.0)
+            });
+            held && queued > 0 && queued + smsc.stats().messages == all
+        },
+    )
+    .await;
+    let sent = smsc.stats().messages;
+    for g in gateways {
+        g.shutdown().await;
+    }
+    Some(sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senders_daily_cap_holds_for_two_nodes_together() {
+    let Some(sent) = daily_cap_run(25, |c| c.senders.daily_cap = 30).await else {
+        return;
+    };
+    // Each node on its own would send all of its 25.
+    assert_eq!(sent, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brands_daily_cap_holds_for_two_nodes_together() {
+    let Some(sent) = daily_cap_run(25, |c| {
+        c.senders.overrides = vec![sluice::settings::SenderOverride {
+            sender: "12345".into(),
+            rate: None,
+            daily_cap: None,
+            brand: Some("acme".into()),
+        }];
+        c.senders.brands = vec![sluice::settings::BrandConfig {
+            name: "acme".into(),
+            daily_cap: 20,
+        }];
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(sent, 20);
 }
 
 /// A node as a process of its own (so it can be SIGKILLed), on `data`.

@@ -6,17 +6,30 @@
 //! Redis keeps, per carrier, the time the next permit is due across the
 //! cluster (GCRA's theoretical arrival time). A node leases a chunk of
 //! permits (50 ms of the rate) with one script call: the script hands it
-//! the next free stretch of that schedule, `[start, start + count/rate)`,
-//! and moves the due time past it. Stretches never overlap, and a node
-//! spends a lease's permits one interval apart within its stretch (a
-//! permit whose moment passed unused is dropped, never spent late), so at
-//! every moment the cluster as a whole sends at most `rate` a second. The
-//! node asks for the next lease when the one in hand is half spent: one
-//! Redis call per 50 ms of the rate, whatever the message rate.
+//! the next free stretch of that schedule, `[start, start + count × interval)`,
+//! and moves the due time past it. Stretches never overlap, so the
+//! cluster's permits are at least one interval apart. The node asks for
+//! the next lease when the one in hand is half spent: one Redis call per
+//! 50 ms of the rate, whatever the message rate.
 //!
 //! Times travel as offsets from Redis's clock (`TIME` inside the script),
-//! so the nodes' clocks do not matter; their network delays to Redis
-//! (tens of microseconds on a LAN) are the only error.
+//! so the nodes' clocks do not matter; their network delays to Redis are
+//! the only error.
+//!
+//! # At most `rate` in every one-second window
+//! A node spends a permit no earlier than its moment and at most [`LATE`]
+//! after it (a permit whose moment passed longer ago is dropped, never
+//! spent late), and places a lease no later than the Redis round trip
+//! that brought it (a lease whose round trip took longer than
+//! [`SLOWEST_LEASE`] is dropped). A permit therefore leaves within
+//! `LATE + SLOWEST_LEASE` of its moment on the shared schedule, and the
+//! schedule is laid out at `rate` a second stretched by [`MARGIN`] (1%):
+//! `rate + 1` consecutive permits span at least `1 s + MARGIN`, so no
+//! one-second window, at the carrier, holds more than `rate` even with
+//! `MARGIN - LATE - SLOWEST_LEASE` (5 ms) of delivery jitter. The cost is
+//! that the cluster sends at 99% of `rate` at most. A message of several
+//! parts takes its permits together, at its first permit's moment, as on
+//! one node ([`crate::shaping::pace`]).
 //!
 //! Without Redis, a node sends nothing on a shared carrier limit: an
 //! exceeded carrier limit costs throttling and possibly a penalty with
@@ -39,6 +52,13 @@ use crate::shaping::shared::SharedPace;
 const CHUNK_TIME: Duration = Duration::from_millis(50);
 /// With no permit in hand, look again this much later.
 const RETRY: Duration = Duration::from_millis(5);
+/// The longest a permit may be spent after its moment.
+pub const LATE: Duration = Duration::from_millis(3);
+/// A lease whose script call took longer is dropped: its stretch's place
+/// on this node's clock is known only to within the round trip.
+pub const SLOWEST_LEASE: Duration = Duration::from_millis(2);
+/// What `rate + 1` consecutive permits span beyond one second.
+pub const MARGIN: Duration = Duration::from_millis(10);
 
 /// Leases the next stretch of the shared schedule. KEYS: the carrier's
 /// due time (µs). ARGV: rate per second, permits wanted. Answers the
@@ -93,6 +113,8 @@ impl LeasedRate {
     }
 
     fn new(link: Link, tag: String, rate: f64) -> Arc<LeasedRate> {
+        // `rate` permits (and the one after) take 1 s + MARGIN.
+        let rate = rate / (1.0 + MARGIN.as_secs_f64());
         let chunk = ((rate * CHUNK_TIME.as_secs_f64()).floor() as u32).max(1);
         Arc::new(LeasedRate {
             key: link.key(&tag, "due"),
@@ -108,10 +130,11 @@ impl LeasedRate {
     /// Drops lease permits whose moment passed; the permits left in hand.
     fn tidy(&self, s: &mut State, now: Instant) -> u64 {
         while let Some(l) = s.leases.front_mut() {
-            if now > l.start {
-                // The permits whose moment is more than one interval ago.
-                let due = ((now - l.start).as_secs_f64() / self.interval.as_secs_f64()) as u32;
-                l.used = l.used.max(due.saturating_sub(1));
+            if now > l.start + LATE {
+                // The permits whose moment is more than LATE ago.
+                let gone = ((now - l.start - LATE).as_secs_f64() / self.interval.as_secs_f64())
+                    .ceil() as u32;
+                l.used = l.used.max(gone);
             }
             if l.used >= l.count {
                 s.leases.pop_front();
@@ -165,6 +188,19 @@ impl LeasedRate {
             .await?;
         let answered = Instant::now();
         metrics::counter!("sluice_cluster_budget_leases_total").increment(1);
+        if !self.take_lease(asked, answered, start_us, len_us) {
+            metrics::counter!("sluice_cluster_budget_leases_dropped_total").increment(1);
+        }
+        Ok(())
+    }
+
+    /// Places a stretch that a script call asked at `asked` and answered at
+    /// `answered` gave (offsets from Redis's clock, µs) on this node's
+    /// clock, and adds its permits; false when it was dropped.
+    fn take_lease(&self, asked: Instant, answered: Instant, start_us: i64, len_us: i64) -> bool {
+        if answered - asked > SLOWEST_LEASE {
+            return false;
+        }
         // Offsets are from Redis's "now", somewhere between the ask and the
         // answer: counted from the answer the stretch never starts early,
         // counted from the ask it never ends late; the permits that fit
@@ -184,13 +220,13 @@ impl LeasedRate {
             used: 0,
         };
         if lease.count == 0 {
-            return Ok(());
+            return true;
         }
         let paid = s.debt.min(lease.count);
         lease.used = paid;
         s.debt -= paid;
         s.leases.push_back(lease);
-        Ok(())
+        true
     }
 }
 
@@ -225,5 +261,102 @@ impl SharedPace for LeasedRate {
         }
         drop(s);
         self.wanted.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schedule Redis keeps, played by hand: `(start, len)` offsets of
+    /// the next stretch for a node asking at `now`.
+    struct Schedule {
+        due: Instant,
+        rate: f64,
+    }
+
+    impl Schedule {
+        fn lease(&mut self, now: Instant, count: u32) -> (i64, i64) {
+            let start = self.due.max(now);
+            let len = (f64::from(count) * 1e6 / self.rate).floor() as u64;
+            self.due = start + Duration::from_micros(len);
+            ((start - now).as_micros() as i64, len as i64)
+        }
+    }
+
+    fn leased(rate: f64) -> Arc<LeasedRate> {
+        let link = Link::open("redis://127.0.0.1:1/", "t").unwrap();
+        LeasedRate::carrier(link, "c", rate)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn three_nodes_spending_late_never_put_more_than_the_rate_in_a_second() {
+        const RATE: f64 = 100.0;
+        let nodes: Vec<_> = (0..3).map(|_| leased(RATE)).collect();
+        let mut schedule = Schedule {
+            due: Instant::now(),
+            rate: nodes[0].rate,
+        };
+        let t0 = Instant::now();
+        let mut sent: Vec<Duration> = Vec::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        // Every node keeps a lease in hand (as its lease loop does, with
+        // round trips of up to SLOWEST_LEASE) and spends each permit as
+        // late as allowed, at random.
+        while t0.elapsed() < Duration::from_secs(10) {
+            let now = Instant::now();
+            for n in &nodes {
+                let in_hand = n.tidy(&mut n.state.lock(), now);
+                if in_hand <= u64::from(n.chunk / 2) {
+                    let rtt = Duration::from_micros(rand(2_000));
+                    let (start, len) = schedule.lease(now + rtt / 2, n.chunk);
+                    assert!(n.take_lease(now, now + rtt, start, len));
+                }
+                let at = n.ready_at(now);
+                if at <= now {
+                    n.commit(now, 1);
+                    sent.push(now - t0);
+                }
+            }
+            tokio::time::advance(Duration::from_micros(100 + rand(700))).await;
+        }
+        sent.sort();
+        let most = (0..sent.len())
+            .map(|i| {
+                sent[i..]
+                    .iter()
+                    .take_while(|t| **t < sent[i] + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap();
+        // At most the rate in any second, with the margin's 1% given up.
+        assert!(most <= RATE as usize, "{most}");
+        assert!(sent.len() >= 970, "{} in 10 s", sent.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permit_is_never_spent_after_its_moment_has_long_passed() {
+        let n = leased(100.0);
+        let now = Instant::now();
+        // A stretch of 5 permits starting now, ~10 ms apart.
+        assert!(n.take_lease(now, now, 0, 50_500));
+        assert_eq!(n.ready_at(now), now);
+        // 25 ms later the first two permits are gone; the third is due.
+        let later = now + Duration::from_millis(25);
+        let at = n.ready_at(later);
+        assert!(
+            at > later && at <= later + Duration::from_millis(6),
+            "{:?}",
+            at - later
+        );
+        // A lease that took longer than SLOWEST_LEASE is not used.
+        assert!(!n.take_lease(now, now + SLOWEST_LEASE * 2, 0, 50_000));
     }
 }

@@ -24,6 +24,17 @@
 //! or whose cursor fell off the stream's end, first loads every scope's
 //! hash (the full state), then follows from where the stream was when the
 //! load began.
+//!
+//! # Joining with opt-outs of its own
+//! A node that held opt-outs before it ran in cluster mode (or made
+//! changes during a run without it) seeds them: once, in chunks, it sends
+//! every number it suppresses and every number it last opted in, each with
+//! the time of its latest change (0 for an imported number); the script
+//! keeps the later change per number and adds one stream entry per chunk
+//! for what it kept, which the other nodes apply; where the cluster's
+//! change is later, this node takes it. `<data_dir>/cluster/optouts.seeded`
+//! marks the seed done; a run without cluster mode removes it. Repeating a
+//! seed (a crash half-way) is harmless.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -91,6 +102,48 @@ if #kept > 0 then
     'at', ARGV[2], 'node', ARGV[3], 'ns', table.concat(kept, ','))
 end
 return #kept
+";
+
+/// Numbers per seed script call.
+const SEED_CHUNK: usize = 2_000;
+
+/// Seeds a node's own opt-outs and opt-ins (from before it joined):
+/// each number kept unless a later change is there, one stream entry for
+/// what was kept; answers the numbers where a different, later change
+/// won, with that change. KEYS: scope hash, stream, scope set. ARGV:
+/// scope, node, stream length, then per number: number, `o`/`i`, at_ms,
+/// origin node.
+const SEED: &str = r"
+local ns, ats, ops, lost = {}, {}, {}, {}
+for i = 4, #ARGV - 3, 4 do
+  local n, op, at, node = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local keep = true
+  local cur = redis.call('HGET', KEYS[1], n)
+  if cur then
+    local a, cn = string.match(cur, '^%a|(%d+)|(.*)$')
+    local b = tonumber(at)
+    a = tonumber(a)
+    if a and b and (a > b or (a == b and cn >= node)) then
+      keep = false
+      if string.sub(cur, 1, 1) ~= op then
+        lost[#lost + 1] = n
+        lost[#lost + 1] = cur
+      end
+    end
+  end
+  if keep then
+    redis.call('HSET', KEYS[1], n, op .. '|' .. at .. '|' .. node)
+    ns[#ns + 1] = n
+    ats[#ats + 1] = at
+    ops[#ops + 1] = op
+  end
+end
+if #ns > 0 then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'k', 'p', 's', ARGV[1], 'node', ARGV[2],
+    'ns', table.concat(ns, ','), 'ats', table.concat(ats, ','), 'ops', table.concat(ops, ''))
+end
+return lost
 ";
 
 /// One queued change.
@@ -282,6 +335,9 @@ pub struct OptSync {
     compliance: Arc<Compliance>,
     outbox: Arc<Outbox>,
     cursor: Cursor,
+    /// Present once this node's own opt-outs from before it joined (or
+    /// from a run without cluster mode) are in Redis.
+    seeded: PathBuf,
     stream_len: u64,
 }
 
@@ -306,6 +362,7 @@ impl OptSync {
             compliance,
             outbox,
             cursor: Cursor::at(dir.join("optouts.cursor")),
+            seeded: dir.join(SEEDED),
             stream_len: cfg.optout_stream_len,
         }))
     }
@@ -329,6 +386,88 @@ impl OptSync {
         super::spawn_until_shutdown(tasks, shutdown, async move { this.publish_loop().await });
         let this = self.clone();
         super::spawn_until_shutdown(tasks, shutdown, async move { this.follow_loop().await });
+        if !self.seeded.exists() {
+            let this = self.clone();
+            super::spawn_until_shutdown(tasks, shutdown, async move { this.seed_loop().await });
+        }
+    }
+
+    /// Seeds Redis with what this node held before it joined, until done;
+    /// then idles until shutdown.
+    async fn seed_loop(&self) {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.seed().await {
+                Ok((sent, kept)) => {
+                    if let Err(e) = write_synced(&self.seeded, b"seeded\n") {
+                        tracing::error!(target: TARGET, error = %e, "cannot mark the opt-outs as seeded; seeding again at the next start");
+                    }
+                    tracing::info!(target: TARGET, sent, kept, "this node's own opt-outs are in the cluster");
+                    // The gateway's tasks run until shutdown: one that ends
+                    // early reads as a failure.
+                    return std::future::pending().await;
+                }
+                Err(e) => {
+                    tracing::debug!(target: TARGET, error = %crate::model::LogSafe::display(&e), "opt-out seeding failed; retrying");
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+
+    /// Sends every number this node suppresses, and every number it last
+    /// opted in, with the time of its latest change, so a node that held
+    /// opt-outs before cluster mode does not keep them to itself. Where
+    /// the cluster holds a later, different change, this node takes it.
+    /// Safe to repeat: the script keeps the later change. The numbers sent
+    /// and those the cluster kept.
+    async fn seed(&self) -> anyhow::Result<(u64, u64)> {
+        let (mut sent, mut kept) = (0u64, 0u64);
+        for scope in self.compliance.scope_names() {
+            let (outs, ins) = self.compliance.known_numbers(&scope);
+            for chunk in outs.chunks(SEED_CHUNK).chain(ins.chunks(SEED_CHUNK)) {
+                let states = self.compliance.latest_changes(chunk, &scope);
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(SEED)
+                    .arg(3)
+                    .arg(self.scope_key(&scope))
+                    .arg(self.stream())
+                    .arg(self.link.key("optouts", "scopes"))
+                    .arg(&scope)
+                    .arg(&self.outbox.node_id)
+                    .arg(self.stream_len);
+                for (number, (on, at_ms, node)) in chunk.iter().zip(&states) {
+                    cmd.arg(*number)
+                        .arg(if *on { "o" } else { "i" })
+                        .arg(*at_ms)
+                        .arg(if node.is_empty() {
+                            &self.outbox.node_id
+                        } else {
+                            node
+                        });
+                }
+                let lost: Vec<(u64, String)> = self.link.query(&cmd).await?;
+                sent += chunk.len() as u64;
+                kept += (chunk.len() - lost.len()) as u64;
+                for (number, current) in lost {
+                    if let Some((opted_out, at_ms, origin)) = parse_state(&current) {
+                        let winner = OptChange {
+                            number,
+                            scope: scope.clone(),
+                            opted_out,
+                            source: "cluster".into(),
+                            keyword: "later change".into(),
+                            at_ms,
+                            origin,
+                            ..OptChange::default()
+                        };
+                        self.compliance.apply_remote(winner).await?;
+                    }
+                }
+            }
+        }
+        metrics::counter!("sluice_cluster_optouts_published_total").increment(sent);
+        Ok((sent, kept))
     }
 
     async fn publish_loop(&self) {
@@ -468,64 +607,68 @@ impl OptSync {
             .await?;
         let (mut outs, mut ins) = (0u64, 0u64);
         for scope in scopes {
-            if !self.compliance.is_scope(&scope) {
-                continue;
-            }
-            let key = self.scope_key(&scope);
-            let mut cur = 0u64;
-            loop {
-                let (next, pairs): (u64, Vec<(u64, String)>) = self
-                    .link
-                    .query(
-                        redis::cmd("HSCAN")
-                            .arg(&key)
-                            .arg(cur)
-                            .arg("COUNT")
-                            .arg(5_000),
-                    )
-                    .await?;
-                let mut bulk: Vec<u64> = Vec::new();
-                let mut at_bulk = 0;
-                for (number, v) in pairs {
-                    let Some((opted_out, at_ms, node)) = parse_state(&v) else {
-                        continue;
-                    };
-                    let (here, at_here) = self.compliance.state_of(number, &scope);
-                    if here == opted_out || at_here > at_ms {
-                        continue;
-                    }
-                    if opted_out {
-                        bulk.push(number);
-                        at_bulk = at_bulk.max(at_ms);
-                    } else {
-                        ins += u64::from(
-                            self.compliance
-                                .apply_remote(OptChange {
-                                    number,
-                                    scope: scope.clone(),
-                                    opted_out,
-                                    source: "cluster".into(),
-                                    keyword: "full load".into(),
-                                    at_ms,
-                                    origin: node,
-                                    ..OptChange::default()
-                                })
-                                .await?,
-                        );
-                    }
-                }
-                outs += self
-                    .compliance
-                    .apply_remote_bulk(&scope, &bulk, at_bulk)
-                    .await?;
-                if next == 0 {
-                    break;
-                }
-                cur = next;
+            if self.compliance.is_scope(&scope) {
+                let (o, i) = self.load_scope(&scope).await?;
+                outs += o;
+                ins += i;
             }
         }
         tracing::info!(target: TARGET, opted_out = outs, opted_in = ins, "opt-outs loaded from the cluster");
         Ok(last)
+    }
+
+    /// Applies what the cluster holds for `scope` where it is later than
+    /// this node's own; the opt-outs and opt-ins that changed anything.
+    async fn load_scope(&self, scope: &str) -> anyhow::Result<(u64, u64)> {
+        let key = self.scope_key(scope);
+        let (mut outs, mut ins) = (0u64, 0u64);
+        let mut cur = 0u64;
+        loop {
+            let (next, pairs): (u64, Vec<(u64, String)>) = self
+                .link
+                .query(
+                    redis::cmd("HSCAN")
+                        .arg(&key)
+                        .arg(cur)
+                        .arg("COUNT")
+                        .arg(5_000),
+                )
+                .await?;
+            let mut bulk: Vec<(u64, u64)> = Vec::new();
+            for (number, v) in pairs {
+                let Some((opted_out, at_ms, node)) = parse_state(&v) else {
+                    continue;
+                };
+                let (here, at_here) = self.compliance.state_of(number, scope);
+                if here == opted_out || at_here > at_ms {
+                    continue;
+                }
+                if opted_out {
+                    bulk.push((number, at_ms));
+                } else {
+                    ins += u64::from(
+                        self.compliance
+                            .apply_remote(OptChange {
+                                number,
+                                scope: scope.to_owned(),
+                                opted_out,
+                                source: "cluster".into(),
+                                keyword: "full load".into(),
+                                at_ms,
+                                origin: node,
+                                ..OptChange::default()
+                            })
+                            .await?,
+                    );
+                }
+            }
+            outs += self.compliance.apply_remote_timed(scope, &bulk).await?;
+            if next == 0 {
+                break;
+            }
+            cur = next;
+        }
+        Ok((outs, ins))
     }
 
     /// Reads and applies what follows `at`; returns the new position.
@@ -576,10 +719,68 @@ impl OptSync {
                     .apply_remote_bulk(&scope, &numbers, at_ms)
                     .await?;
             }
+            "p" => {
+                let (outs, ins) = parse_seeded(&text("ns"), &text("ats"), &text("ops"));
+                self.compliance.apply_remote_timed(&scope, &outs).await?;
+                for (number, at_ms) in ins {
+                    let change = OptChange {
+                        number,
+                        scope: scope.clone(),
+                        opted_out: false,
+                        source: "cluster".into(),
+                        keyword: "seeded".into(),
+                        at_ms,
+                        origin: node.clone(),
+                        ..OptChange::default()
+                    };
+                    self.compliance.apply_remote(change).await?;
+                }
+            }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// The marker file of a finished seed, in the cluster directory.
+const SEEDED: &str = "optouts.seeded";
+
+/// Forgets that this node's opt-outs were seeded: a run without cluster
+/// mode records changes the cluster never sees, so the next run in cluster
+/// mode seeds again.
+pub fn forget_seed(data_dir: &Path) {
+    let path = super::dir(data_dir).join(SEEDED);
+    if let Err(e) = std::fs::remove_file(&path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(target: TARGET, error = %e, "cannot remove the opt-out seed marker");
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Numbers, each with the time of its change.
+type Timed = Vec<(u64, u64)>;
+
+/// The numbers of a seed entry: opt-outs and opt-ins, each with its time
+/// (entries whose three lists disagree in length are cut to the shortest).
+fn parse_seeded(ns: &str, ats: &str, ops: &str) -> (Timed, Timed) {
+    let (mut outs, mut ins) = (Vec::new(), Vec::new());
+    for ((n, at), op) in ns.split(',').zip(ats.split(',')).zip(ops.bytes()) {
+        let (Ok(n), Ok(at)) = (n.parse(), at.parse()) else {
+            continue;
+        };
+        match op {
+            b'o' => outs.push((n, at)),
+            b'i' => ins.push((n, at)),
+            _ => {}
+        }
+    }
+    (outs, ins)
 }
 
 /// Fuzz hook: decodes outbox bytes as a restart reads them, re-encodes
@@ -600,6 +801,20 @@ pub fn fuzz_outbox(bytes: &[u8]) -> (usize, usize) {
 #[doc(hidden)]
 pub fn fuzz_state(v: &str) -> Option<(bool, u64, String)> {
     parse_state(v)
+}
+
+/// Fuzz hook: reads a seed entry's lists (numbers, times, `o`/`i` flags,
+/// split from `v` at `\n`); the opt-outs and opt-ins read.
+#[doc(hidden)]
+pub fn fuzz_seeded(v: &str) -> (usize, usize) {
+    let mut parts = v.splitn(3, '\n');
+    let (ns, ats, ops) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let (outs, ins) = parse_seeded(ns, ats, ops);
+    (outs.len(), ins.len())
 }
 
 /// `o|at|node` / `i|at|node` → (opted out, at, node).
@@ -664,6 +879,14 @@ mod tests {
         assert_eq!(records[1].bulk_numbers.len(), 3);
         let orphans = include_bytes!("../../fuzz/seeds/cluster_state/ex-orphans");
         assert_eq!(crate::cluster::receipts::decode(&orphans[1..]).len(), 2);
+    }
+
+    #[test]
+    fn a_seed_entry_reads_each_number_with_its_own_time_and_skips_bad_ones() {
+        let (outs, ins) = parse_seeded("11,12,x,14,15", "100,0,5,7", "oiooi");
+        assert_eq!(outs, [(11, 100), (14, 7)]);
+        assert_eq!(ins, [(12, 0)]);
+        assert_eq!(parse_seeded("", "", ""), (vec![], vec![]));
     }
 
     #[test]

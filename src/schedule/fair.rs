@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use crate::model::{Message, Priority, Sender};
 use crate::settings::{SendersConfig, TenantConfig};
 use crate::shaping::pace::{DailyCap, Pace};
-use crate::shaping::shared::SharedPace;
+use crate::shaping::shared::{SharedCap, SharedCaps, SharedPace};
 
 /// The queue's internal maps: foldhash instead of SipHash (keys are tenant
 /// names, senders and campaign ids from authenticated tenants; the seed is
@@ -137,43 +137,90 @@ pub struct MessageWait {
 
 // === sender limits, shared by every carrier's queue ===
 
+/// A daily cap kept here, or shared with the cluster's other nodes.
+#[derive(Debug)]
+enum Cap {
+    Local(DailyCap),
+    Shared(Arc<dyn SharedCap>),
+}
+
+impl Cap {
+    fn ready_at_ms(&mut self, now_ms: u64, n: u32) -> u64 {
+        match self {
+            Cap::Local(c) => c.ready_at_ms(now_ms, n),
+            Cap::Shared(c) => c.ready_at_ms(now_ms, n),
+        }
+    }
+
+    fn commit(&mut self, now_ms: u64, n: u32) {
+        match self {
+            Cap::Local(c) => c.commit(now_ms, n),
+            Cap::Shared(c) => c.commit(now_ms, n),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SenderLimit {
     pace: Option<Pace>,
-    daily: Option<DailyCap>,
+    daily: Option<Cap>,
     brand: Option<usize>,
 }
 
 /// Rate limits and daily caps of senders and brands, shared across carriers
-/// (a sender's cap holds whichever carrier its messages take).
+/// (a sender's cap holds whichever carrier its messages take), and in
+/// cluster mode the daily caps across nodes too
+/// ([`SenderLimits::share_caps`]).
 #[derive(Debug)]
 pub struct SenderLimits {
     config: SendersConfig,
     /// Slot in `senders` of each sender seen.
     index: Map<Sender, u32>,
     senders: Vec<SenderLimit>,
-    brands: Vec<DailyCap>,
+    brands: Vec<Cap>,
     brand_index: HashMap<String, usize>,
+    shared: Option<Arc<dyn SharedCaps>>,
 }
 
 impl SenderLimits {
     /// Limits from the `[senders]` configuration.
     pub fn new(config: SendersConfig) -> SenderLimits {
-        let mut brands = Vec::new();
-        let mut brand_index = HashMap::new();
-        for b in &config.brands {
-            if let Some(cap) = DailyCap::new(b.daily_cap) {
-                brand_index.insert(b.name.clone(), brands.len());
-                brands.push(cap);
-            }
-        }
-        SenderLimits {
+        let mut limits = SenderLimits {
             config,
             index: Map::default(),
             senders: Vec::new(),
-            brands,
-            brand_index,
+            brands: Vec::new(),
+            brand_index: HashMap::new(),
+            shared: None,
+        };
+        limits.set_up_brands();
+        limits
+    }
+
+    fn set_up_brands(&mut self) {
+        self.brands.clear();
+        self.brand_index.clear();
+        for b in &self.config.brands {
+            let cap = match &self.shared {
+                Some(s) if b.daily_cap > 0 => Cap::Shared(s.brand(&b.name, b.daily_cap)),
+                _ => match DailyCap::new(b.daily_cap) {
+                    Some(c) => Cap::Local(c),
+                    None => continue,
+                },
+            };
+            self.brand_index.insert(b.name.clone(), self.brands.len());
+            self.brands.push(cap);
         }
+    }
+
+    /// Daily caps of senders and brands from `shared` from now on (cluster
+    /// mode: they hold for every node together). What was counted here
+    /// before is forgotten, so call it before traffic flows.
+    pub fn share_caps(&mut self, shared: Arc<dyn SharedCaps>) {
+        self.shared = Some(shared);
+        self.index.clear();
+        self.senders.clear();
+        self.set_up_brands();
     }
 
     /// The slot of `sender`'s limits, set up from the configuration on its
@@ -199,10 +246,14 @@ impl SenderLimits {
         let brand = o
             .and_then(|o| o.brand.as_ref())
             .and_then(|b| self.brand_index.get(b).copied());
+        let daily = match &self.shared {
+            Some(s) if cap > 0 => Some(Cap::Shared(s.sender(key.trim_start_matches('+'), cap))),
+            _ => DailyCap::new(cap).map(Cap::Local),
+        };
         let i = self.senders.len();
         self.senders.push(SenderLimit {
             pace: Pace::new(rate),
-            daily: DailyCap::new(cap),
+            daily,
             brand,
         });
         self.index.insert(sender.clone(), i as u32);

@@ -407,6 +407,15 @@ impl Scheduler {
         Scheduler { queues }
     }
 
+    /// Daily caps of senders and brands from `shared` from now on (cluster
+    /// mode); call before traffic flows.
+    pub fn share_caps(&self, shared: Arc<dyn crate::shaping::shared::SharedCaps>) {
+        // Every carrier's queue holds the same sender limits.
+        if let Some(q) = self.queues.values().next() {
+            q.limits.lock().share_caps(shared);
+        }
+    }
+
     /// The queue in front of `carrier`.
     pub fn queue(&self, carrier: &str) -> Option<&Arc<CarrierQueue>> {
         self.queues.get(carrier)
