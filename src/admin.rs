@@ -11,7 +11,7 @@
 //! | `GET /admin/optouts/export?scope=S` | CSV `number,scope` | its own scopes |
 //! | `GET /admin/imports` | committed imports | its own scopes' |
 //! | `POST /admin/carriers/{name}/pause`, `.../resume` | hold or release a carrier's traffic | 403 |
-//! | `GET /admin/queues` | per carrier: queued, held, paused, and why messages wait; spilled per tenant | 403 |
+//! | `GET /admin/queues` | per carrier: queued, held, paused, the carrier-wide rate in force, and why messages wait; spilled per tenant | 403 |
 //! | `GET /admin/messages/{id}` | where one message is (queued, spilled, dispatched) and what it waits for | its own messages (403 for another tenant's) |
 //! | `GET /admin/messages/{id}/history` | the message's timeline from history ([`crate::history`]): every step with its time | its own messages (another tenant's is 404, like an unknown one) |
 //! | `GET /admin/history?client_ref=T:REF` \| `?carrier_id=C:ID` \| `?to=+E164[&since=1h][&until=0s]` | `{"messages": [timeline...]}`, newest first, at most 100; `since`/`until`: how long ago (default 24h and now) | its own messages only |
@@ -330,7 +330,7 @@ impl Admin {
             if let Some(q) = self.scheduler.queue(&name) {
                 carriers.insert(
                     name.to_string(),
-                    json!({ "paused": q.is_paused(), "held_quiet_hours": q.held(), "waiting": q.report() }),
+                    json!({ "paused": q.is_paused(), "held_quiet_hours": q.held(), "carrier_rate": q.carrier_rate(), "waiting": q.report() }),
                 );
             }
         }

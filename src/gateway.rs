@@ -41,6 +41,7 @@ use crate::telemetry::{self, Health};
 use crate::uploads::{self, Uploads};
 
 mod doors;
+pub mod reload;
 
 const TARGET: &str = "sluice::gateway";
 
@@ -250,9 +251,19 @@ pub struct Running {
     /// The HTTP doors' tasks: stopped last, so `/readyz` answers "draining"
     /// (and `/metrics` is scraped) until the end.
     door_tasks: JoinSet<()>,
+    /// The configuration in force (the start's, with reloaded limits).
+    config: Config,
 }
 
 impl Running {
+    /// Takes a reloaded configuration file (SIGHUP): its limits apply now,
+    /// the rest at the next restart ([`reload`]).
+    pub fn reload(&mut self, new: &Config) -> reload::Reloaded {
+        let (now, r) = reload::apply(&self.config, new, &self.gateway.scheduler);
+        self.config = now;
+        r
+    }
+
     /// Readiness (what `/readyz` answers).
     pub fn health(&self) -> &Arc<Health> {
         &self.health
@@ -326,6 +337,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if !problems.is_empty() {
         anyhow::bail!("refusing to start:\n  - {}", problems.join("\n  - "));
     }
+    let running_config = config.clone();
     telemetry::metrics_handle();
     let lock = crate::journal::lock::DataDirLock::acquire(&config.data_dir)?;
     crate::model::numbering::warm();
@@ -647,6 +659,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _lock: lock,
         health,
         door_tasks,
+        config: running_config,
     })
 }
 

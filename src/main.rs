@@ -335,21 +335,47 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     };
     sluice::telemetry::init_logging(config.log_format);
     sluice::telemetry::watch_journal_disk(config.journal_dir());
-    // SIGHUP makes every TLS listener re-read its certificate files (each
-    // listens for it); without TLS it must not end the process either.
+    // SIGHUP: every TLS listener re-reads its certificate files (each
+    // listens for it), and the file's limits apply now (the rest at the
+    // next restart; `sluice::gateway::reload`).
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: TLS listeners re-read their certificate files");
-        }
-    });
     let mut running = sluice::gateway::start(config).await?;
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-        _ = running.wait() => tracing::error!("a core task ended; shutting down"),
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                tracing::info!("shutting down");
+                break;
+            }
+            _ = running.wait() => {
+                tracing::error!("a core task ended; shutting down");
+                break;
+            }
+            Some(()) = hangup.recv() => reload(&mut running, &path),
+        }
     }
     running.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP: reads the configuration file again and applies its limits; a
+/// file that does not load changes nothing.
+fn reload(running: &mut sluice::gateway::Running, path: &std::path::Path) {
+    match sluice::config::Config::load(path) {
+        Ok(new) => {
+            let r = running.reload(&new);
+            tracing::info!(
+                target: "sluice::gateway::reload",
+                applied = %r.applied.join("; "),
+                at_restart = %r.at_restart.join(", "),
+                "SIGHUP: configuration reloaded (TLS listeners re-read their certificate files)"
+            );
+        }
+        Err(e) => {
+            tracing::error!(target: "sluice::gateway::reload", error = %sluice::model::LogSafe::display(&e), "SIGHUP: the configuration file does not load; nothing changed");
+        }
+    }
 }
 
 fn journal(cmd: JournalCmd) -> anyhow::Result<()> {

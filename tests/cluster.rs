@@ -629,7 +629,7 @@ async fn shared_rate_run(
 }
 
 // Both rate tests hold the rate in every one-second window at the SMSC,
-// where the carrier counts: the shared schedule leaves a 1% margin for
+// where the carrier counts: the shared schedule leaves a 2% margin for
 // late permits and delivery jitter (`cluster::budgets`). Each node
 // spending the rate on its own would put `nodes` × the rate in a second
 // and finish in `1 / nodes` of the time.

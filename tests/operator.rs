@@ -374,3 +374,111 @@ async fn check_config_lists_every_mistake_in_one_run_and_run_uses_the_same_check
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 }
+
+// === reload ===
+
+/// The operator's config file for a gateway process: carrier `rate`, bind
+/// `window`.
+fn reload_config(
+    dir: &std::path::Path,
+    smsc: &sluice::sim::smsc::Smsc,
+    rate: u32,
+    window: u32,
+) -> String {
+    format!(
+        r#"
+data_dir = "{data}"
+[ingest]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+admin_token = "operator-token-0001"
+[public]
+listen = "127.0.0.1:0"
+[[tenants]]
+name = "{TENANT}"
+token = "{TOKEN}"
+senders = ["12345"]
+[[carriers]]
+name = "sim"
+rate = {rate}
+[[carriers.binds]]
+address = "{smsc}"
+system_id = "sluice"
+password = "pw"
+window = {window}
+count = 1
+"#,
+        data = dir.join("data").display(),
+        smsc = smsc.local_addr(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_new_limits_at_once_without_rebinding_and_names_the_rest() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, reload_config(dir.path(), &smsc, 100, 64)).unwrap();
+    let (gateway, log, started) = spawn_gateway_logged(&path).await;
+    let http = started.http.unwrap();
+    let rate = || async move {
+        let (status, _, body) = common::http(
+            http,
+            "GET",
+            "/admin/queues",
+            &[("authorization", "Bearer operator-token-0001")],
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["carriers"]["sim"]["carrier_rate"].as_f64()
+    };
+    eventually("bound", Duration::from_secs(10), || smsc.stats().binds == 1).await;
+    assert_eq!(rate().await, Some(100.0));
+    let hup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &gateway.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    let logged = |needle: &str| {
+        log.lines
+            .lock()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+
+    // A lower carrier rate (applies now) and a bind window (at restart).
+    std::fs::write(&path, reload_config(dir.path(), &smsc, 40, 32)).unwrap();
+    hup();
+    eventually("reloaded", Duration::from_secs(10), || {
+        logged("SIGHUP: configuration reloaded") == 1
+    })
+    .await;
+    assert_eq!(rate().await, Some(40.0));
+    let line = log
+        .lines
+        .lock()
+        .iter()
+        .find(|l| l.contains("SIGHUP: configuration reloaded"))
+        .cloned()
+        .unwrap();
+    assert!(line.contains("carriers.sim.rate: 100 → 40"), "{line}");
+    assert!(line.contains("at_restart=carriers.sim"), "{line}");
+    // A file that does not load changes nothing, and the gateway runs on.
+    std::fs::write(&path, "[[carriers]]\nname = 3\n").unwrap();
+    hup();
+    eventually("refused", Duration::from_secs(10), || {
+        logged("does not load; nothing changed") == 1
+    })
+    .await;
+    assert_eq!(rate().await, Some(40.0));
+    // The bind was never dropped.
+    assert_eq!(smsc.stats().binds, 1);
+    drop(gateway);
+}

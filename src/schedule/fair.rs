@@ -229,6 +229,20 @@ impl SenderLimits {
         if let Some(&i) = self.index.get(sender) {
             return i as usize;
         }
+        let (rate, cap, brand) = self.configured(sender);
+        let daily = self.daily_cap(sender, cap);
+        let i = self.senders.len();
+        self.senders.push(SenderLimit {
+            pace: Pace::new(rate),
+            daily,
+            brand,
+        });
+        self.index.insert(sender.clone(), i as u32);
+        i
+    }
+
+    /// `sender`'s rate, daily cap and brand slot in the configuration.
+    fn configured(&self, sender: &Sender) -> (f64, u64, Option<usize>) {
         let key = sender.to_string();
         let o = self
             .config
@@ -246,18 +260,59 @@ impl SenderLimits {
         let brand = o
             .and_then(|o| o.brand.as_ref())
             .and_then(|b| self.brand_index.get(b).copied());
-        let daily = match &self.shared {
-            Some(s) if cap > 0 => Some(Cap::Shared(s.sender(key.trim_start_matches('+'), cap))),
+        (rate, cap, brand)
+    }
+
+    fn daily_cap(&self, sender: &Sender, cap: u64) -> Option<Cap> {
+        match &self.shared {
+            Some(s) if cap > 0 => Some(Cap::Shared(
+                s.sender(sender.to_string().trim_start_matches('+'), cap),
+            )),
             _ => DailyCap::new(cap).map(Cap::Local),
-        };
-        let i = self.senders.len();
-        self.senders.push(SenderLimit {
-            pace: Pace::new(rate),
-            daily,
-            brand,
-        });
-        self.index.insert(sender.clone(), i as u32);
-        i
+        }
+    }
+
+    /// Takes a reloaded `[senders]` section: every sender's and brand's
+    /// rate and caps follow it from now on, and what each used today
+    /// still counts (a lowered cap already reached holds at once).
+    pub fn set_config(&mut self, config: SendersConfig) {
+        // Local brand caps keep their count under the new cap (a shared
+        // one counts in Redis anyway).
+        let mut counted: HashMap<String, DailyCap> = HashMap::new();
+        for (name, &i) in &self.brand_index {
+            if let Cap::Local(c) = &self.brands[i] {
+                counted.insert(name.clone(), c.clone());
+            }
+        }
+        self.config = config;
+        self.set_up_brands();
+        for b in &self.config.brands {
+            if let Some(&i) = self.brand_index.get(&b.name)
+                && matches!(self.brands[i], Cap::Local(_))
+                && let Some(mut c) = counted.remove(&b.name)
+            {
+                c.set_cap(b.daily_cap);
+                self.brands[i] = Cap::Local(c);
+            }
+        }
+        let senders: Vec<(Sender, u32)> = self.index.iter().map(|(s, i)| (s.clone(), *i)).collect();
+        for (sender, i) in senders {
+            let (rate, cap, brand) = self.configured(&sender);
+            let fresh = self.daily_cap(&sender, cap);
+            let l = &mut self.senders[i as usize];
+            match (&mut l.pace, rate > 0.0) {
+                (Some(p), true) => p.set_rate(rate),
+                (p, _) => *p = Pace::new(rate),
+            }
+            l.daily = match (l.daily.take(), fresh) {
+                (Some(Cap::Local(mut old)), Some(Cap::Local(_))) => {
+                    old.set_cap(cap);
+                    Some(Cap::Local(old))
+                }
+                (_, fresh) => fresh,
+            };
+            l.brand = brand;
+        }
     }
 
     /// Takes `n` permits from `sender`'s rate, daily cap and brand cap when
@@ -537,6 +592,67 @@ impl FairQueue {
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Takes reloaded limits: the carrier-wide rate and each tenant's
+    /// weight and rate (here and, in cluster mode, the shared leases); a
+    /// rate of 0 lifts that limit. A pace keeps its schedule, so a change
+    /// applies from the next permit.
+    pub fn set_limits<'a>(
+        &mut self,
+        tenants: impl IntoIterator<Item = &'a TenantConfig>,
+        carrier_rate: f64,
+    ) {
+        fn repace(pace: &mut Option<Pace>, rate: f64) {
+            match pace {
+                Some(p) if rate > 0.0 => p.set_rate(rate),
+                _ => *pace = Pace::new(rate),
+            }
+        }
+        // Whatever waits for a limit looks again at the next pop (a raised
+        // cap must not wait for the time the old one named).
+        for ring in &mut self.rings {
+            while let Some(Reverse((_, _, t))) = ring.parked.pop() {
+                ring.ready.push_back(t);
+            }
+        }
+        for t in &mut self.tenants {
+            for tc in &mut t.classes {
+                while let Some(Reverse((_, _, s))) = tc.parked.pop() {
+                    tc.ready.push_back(s);
+                }
+            }
+        }
+        repace(&mut self.carrier, carrier_rate);
+        if carrier_rate > 0.0 {
+            if let Some(s) = &self.shared {
+                s.set_rate(carrier_rate);
+            }
+        } else {
+            self.shared = None;
+        }
+        self.tenant_config = tenants
+            .into_iter()
+            .map(|t| (t.name.clone(), (t.weight.max(1), t.rate)))
+            .collect();
+        for t in &mut self.tenants {
+            let (weight, rate) = self
+                .tenant_config
+                .get(&*t.name)
+                .copied()
+                .unwrap_or((1, 0.0));
+            t.weight = weight;
+            t.turns = t.turns.min(weight);
+            repace(&mut t.pace, rate);
+            if rate > 0.0 {
+                if let Some(s) = &t.shared {
+                    s.set_rate(rate);
+                }
+            } else {
+                t.shared = None;
+                self.tenant_shared.remove(&*t.name);
+            }
+        }
     }
 
     /// Takes carrier-wide permits from `shared` too (a limit shared by the

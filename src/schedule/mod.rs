@@ -407,6 +407,29 @@ impl Scheduler {
         Scheduler { queues }
     }
 
+    /// Takes reloaded limits (SIGHUP): each SMS carrier's `rate`, each
+    /// tenant's `weight` and `rate` on every carrier, and the `[senders]`
+    /// section. Messages queued stay queued; each limit applies from its
+    /// next permit, and today's counts still count against changed caps.
+    pub fn set_limits(&self, config: &Config) {
+        for c in &config.carriers {
+            if let Some(q) = self.queues.get(c.name.as_str()) {
+                q.fair.lock().set_limits(&config.tenants, c.rate);
+            }
+        }
+        for m in &config.mmsc {
+            if let Some(q) = self.queues.get(m.name.as_str()) {
+                q.fair.lock().set_limits(&config.tenants, m.rate);
+            }
+        }
+        if let Some(q) = self.queues.values().next() {
+            q.limits.lock().set_config(config.senders.clone());
+        }
+        for q in self.queues.values() {
+            q.notify.notify_one();
+        }
+    }
+
     /// Daily caps of senders and brands from `shared` from now on (cluster
     /// mode); call before traffic flows.
     pub fn share_caps(&self, shared: Arc<dyn crate::shaping::shared::SharedCaps>) {

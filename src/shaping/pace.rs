@@ -120,6 +120,11 @@ impl DailyCap {
         self.used += u64::from(n);
     }
 
+    /// Changes the cap; what today used still counts.
+    pub fn set_cap(&mut self, cap: u64) {
+        self.cap = cap;
+    }
+
     /// Permits used today.
     pub fn used(&self) -> u64 {
         self.used

@@ -14,6 +14,8 @@ pub trait SharedPace: Send + Sync + std::fmt::Debug + 'static {
     fn ready_at(&self, now: Instant) -> Instant;
     /// Takes `n` permits at `now` (after [`SharedPace::ready_at`] said now).
     fn commit(&self, now: Instant, n: u32);
+    /// Changes the rate from the next permits fetched on (a reload).
+    fn set_rate(&self, per_second: f64);
 }
 
 /// A daily cap whose permits are shared beyond this process (a sender's or

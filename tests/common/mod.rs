@@ -453,6 +453,12 @@ impl Drop for GatewayProcess {
 /// Starts `sluice run --config <config>` and returns it with every address
 /// it reported once its listeners were bound (its warnings are echoed).
 pub async fn spawn_gateway_started(config: &std::path::Path) -> (GatewayProcess, Started) {
+    let (gateway, _, started) = spawn_gateway_logged(config).await;
+    (gateway, started)
+}
+
+/// [`spawn_gateway_started`], with the child's log kept.
+pub async fn spawn_gateway_logged(config: &std::path::Path) -> (GatewayProcess, ChildLog, Started) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--config"])
         .arg(config)
@@ -465,5 +471,5 @@ pub async fn spawn_gateway_started(config: &std::path::Path) -> (GatewayProcess,
     let mut log = ChildLog::follow(child.stderr.take().unwrap(), true);
     let gateway = GatewayProcess(child);
     let started = log.started(Duration::from_secs(30)).await;
-    (gateway, started)
+    (gateway, log, started)
 }

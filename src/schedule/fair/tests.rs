@@ -219,6 +219,66 @@ async fn daily_and_brand_caps_hold_until_the_next_utc_day() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reloaded_limits_keep_todays_counts_and_apply_from_the_next_message() {
+    let caps = |sender_cap: u64, brand_cap: u64| SendersConfig {
+        daily_cap: sender_cap,
+        overrides: vec![SenderOverride {
+            sender: "23456".into(),
+            rate: None,
+            daily_cap: Some(100),
+            brand: Some("acme".into()),
+        }],
+        brands: vec![BrandConfig {
+            name: "acme".into(),
+            daily_cap: brand_cap,
+        }],
+        ..SendersConfig::default()
+    };
+    let mut limits = SenderLimits::new(caps(10, 10));
+    let mut q = FairQueue::new([&tenant("a", 1, 0.0)], 0.0);
+    let push = |q: &mut FairQueue, from: u64, n: u64| {
+        for i in 0..n {
+            q.push(
+                item(
+                    from + i,
+                    "a",
+                    if from < 100 { "12345" } else { "23456" },
+                    "c",
+                    Priority::Marketing,
+                ),
+                false,
+                Instant::now(),
+            );
+        }
+    };
+    push(&mut q, 0, 4);
+    push(&mut q, 100, 4);
+    assert_eq!(
+        drive(&mut q, &mut limits, Duration::from_secs(60))
+            .await
+            .len(),
+        8
+    );
+    // Lowered to 6 (sender) and 5 (brand): 2 and 1 more today, not 6 and 5.
+    limits.set_config(caps(6, 5));
+    q.set_limits([&tenant("a", 1, 0.0)], 0.0);
+    push(&mut q, 10, 10);
+    push(&mut q, 110, 10);
+    let got = drive(&mut q, &mut limits, Duration::from_secs(3600)).await;
+    let by = |s: &str| {
+        got.iter()
+            .filter(|g| g.1.message.from.to_string() == s)
+            .count()
+    };
+    assert_eq!((by("12345"), by("23456")), (2, 1));
+    // A carrier rate switched on by a reload paces the next messages.
+    q.set_limits([&tenant("a", 1, 0.0)], 2.0);
+    limits.set_config(caps(0, 0));
+    let got = drive(&mut q, &mut limits, Duration::from_millis(2_900)).await;
+    assert_eq!(got.len(), 6, "2/s for 2.9 s");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_waiting_sender_blocks_no_other_sender() {
     let mut limits = SenderLimits::new(SendersConfig {
         overrides: vec![SenderOverride {
