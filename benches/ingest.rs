@@ -45,6 +45,7 @@ fn submit_message(i: usize) -> pb::SubmitMessage {
         validity_seconds: 3600,
         priority: pb::PriorityClass::PriorityTransactional as i32,
         tags: vec!["shipping".into(), "us".into()],
+        ..Default::default()
     }
 }
 

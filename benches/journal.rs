@@ -85,6 +85,7 @@ fn message(text: String) -> Message {
         tags: vec!["shipping".into(), "us".into()],
         accepted_at_ms: 1_795_000_000_000,
         auto_reply: false,
+        mms: None,
     }
 }
 

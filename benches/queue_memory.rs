@@ -214,6 +214,7 @@ fn message(n: usize, p: &Pools) -> Arc<Message> {
         tags,
         accepted_at_ms: 1_795_000_000_000,
         auto_reply: false,
+        mms: None,
     })
 }
 

@@ -63,6 +63,7 @@ fn message(id: u64, tenant: &Arc<str>, priority: Priority, i: usize) -> Arc<Mess
         tags: vec![],
         accepted_at_ms: 0,
         auto_reply: false,
+        mms: None,
     })
 }
 
@@ -230,6 +231,7 @@ fn message_10k(n: usize, tenants: &[Arc<str>]) -> Arc<Message> {
         tags: vec!["sms".into()],
         accepted_at_ms: 0,
         auto_reply: false,
+        mms: None,
     })
 }
 

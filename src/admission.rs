@@ -254,6 +254,7 @@ pub fn validate_with_country(
             "subject is longer than 256 bytes",
         ));
     }
+    let mms = mms_fields(&m.mms_service_code, &m.mms_linked_id)?;
     let validity = if m.validity_seconds == 0 {
         default_validity
     } else {
@@ -275,8 +276,41 @@ pub fn validate_with_country(
         tags: m.tags,
         accepted_at_ms: now_ms,
         auto_reply: false,
+        mms,
         client_ref: m.client_ref,
     })
+}
+
+/// The longest per-message MMS field (ServiceCode, LinkedID).
+const MAX_MMS_FIELD: usize = 64;
+
+/// A message's MMS service fields, checked for form (printable ASCII, at
+/// most [`MAX_MMS_FIELD`]); whether the tenant may use a ServiceCode is
+/// [`crate::admission::Admission::verdict`]'s to judge.
+fn mms_fields(
+    service_code: &str,
+    linked_id: &str,
+) -> Result<Option<Box<crate::model::MmsFields>>, Rejection> {
+    for (name, v) in [
+        ("mms_service_code", service_code),
+        ("mms_linked_id", linked_id),
+    ] {
+        if v.len() > MAX_MMS_FIELD || !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(reject(
+                RejectReason::InvalidField,
+                format!("{name} is at most {MAX_MMS_FIELD} printable ASCII characters"),
+            ));
+        }
+    }
+    let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+    Ok(
+        (!service_code.is_empty() || !linked_id.is_empty()).then(|| {
+            Box::new(crate::model::MmsFields {
+                service_code: some(service_code),
+                linked_id: some(linked_id),
+            })
+        }),
+    )
 }
 
 // === impl Dedupe ===

@@ -262,6 +262,10 @@ struct MessageIn {
     priority: PriorityIn,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    mms_service_code: String,
+    #[serde(default)]
+    mms_linked_id: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -316,6 +320,8 @@ impl From<MessageIn> for Submission {
                 PriorityIn::Transactional => Priority::Transactional,
             },
             tags: m.tags,
+            mms_service_code: m.mms_service_code,
+            mms_linked_id: m.mms_linked_id,
         }
     }
 }

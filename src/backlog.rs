@@ -56,6 +56,8 @@ pub struct Backlog {
     /// Where SMS fallback links point.
     public_url: String,
     links: Arc<LinkSigner>,
+    /// Where a multi-media fallback's page is recorded.
+    media: Option<Arc<crate::media::store::MediaStore>>,
 }
 
 impl Backlog {
@@ -84,7 +86,16 @@ impl Backlog {
                 .collect(),
             public_url: config.mms.public_url.clone(),
             links,
+            media: None,
         }
+    }
+
+    /// Records the pages of multi-media fallbacks in `store`, so their SMS
+    /// carries one short link (without it, a link per media item).
+    #[must_use]
+    pub fn with_media(mut self, store: Arc<crate::media::store::MediaStore>) -> Backlog {
+        self.media = Some(store);
+        self
     }
 
     /// Queued messages waiting on disk.

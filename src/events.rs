@@ -66,6 +66,8 @@ pub struct InboundEvent {
     pub at_ms: u64,
     /// The carrier it came through.
     pub carrier: String,
+    /// An MMS's MM7 `LinkedID`, to answer it with (empty otherwise).
+    pub linked_id: String,
 }
 
 /// A recipient opted out or back in.

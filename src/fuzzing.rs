@@ -849,6 +849,12 @@ pub fn landing_page(data: &[u8]) {
     } else {
         assert!(!signed, "a signed path verifies");
     }
+    if let Some(id) = env.signer.verify_page(&link) {
+        assert_eq!(env.signer.page_path(id), link, "one spelling per page link");
+    }
+    // The same bytes as a message page's file.
+    let ids = crate::media::store::fuzz_page(&String::from_utf8_lossy(path_line));
+    assert!(ids <= path_line.len() / 64);
     let path = if raw { format!("{link}/raw") } else { link };
     let method =
         [Method::GET, Method::HEAD, Method::POST, Method::GET][usize::from(flags & 3)].clone();

@@ -444,15 +444,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.journal.spill_file_bytes,
     )?
     .with_max_batch((config.journal.max_queued_in_memory / 8) as usize);
-    let backlog = Arc::new(Backlog::new(
-        &config,
-        router.clone(),
-        scheduler.clone(),
-        ledger.clone(),
-        receipts.clone(),
-        Arc::new(spill),
-        links.clone(),
-    ));
+    let backlog = Arc::new(
+        Backlog::new(
+            &config,
+            router.clone(),
+            scheduler.clone(),
+            ledger.clone(),
+            receipts.clone(),
+            Arc::new(spill),
+            links.clone(),
+        )
+        .with_media(media.clone()),
+    );
     let dedupe = Arc::new(
         Dedupe::new(
             config.ingest.dedupe_window,

@@ -96,6 +96,7 @@ impl Inbound {
                     text: mo.text.clone(),
                     at_ms: now_ms(),
                     carrier: mo.carrier.to_string(),
+                    linked_id: mo.linked_id.clone(),
                 });
                 (tenant, Some(ev), None)
             }
@@ -161,6 +162,7 @@ impl Inbound {
             tags: vec!["auto-reply".into()],
             accepted_at_ms: now,
             auto_reply: true,
+            mms: None,
         });
         self.ledger.admit([&m]);
         if let Err(e) = self.journal.accept([&*m]).wait().await {

@@ -330,9 +330,21 @@ pub struct Message {
     /// A compliance auto-reply (STOP/START/HELP confirmation): goes to a
     /// number that may be opted out, once, and is never marketing.
     pub auto_reply: bool,
+    /// The MMS service fields this message asks for (boxed: most messages
+    /// have none, and a queued message's size counts).
+    pub mms: Option<Box<MmsFields>>,
 }
 
 // === delivery states and events ===
+
+/// Per-message MM7 SubmitReq fields (over the MMSC's `[mmsc.service]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MmsFields {
+    /// `ServiceCode` (one of the tenant's `mms_service_codes`).
+    pub service_code: Option<String>,
+    /// `LinkedID` (e.g. the MO this message answers).
+    pub linked_id: Option<String>,
+}
 
 /// The delivery state machine of a message.
 ///
@@ -430,6 +442,7 @@ pub(crate) fn test_message(id: u64, text: &str, expires_at_ms: u64) -> Arc<Messa
         tags: vec![],
         accepted_at_ms: 0,
         auto_reply: false,
+        mms: None,
     })
 }
 

@@ -420,6 +420,7 @@ impl Receipts {
                 from,
                 to,
                 text,
+                linked_id: String::new(),
             });
         }
         let r = match receipt::parse_receipt(&sm) {
@@ -553,6 +554,8 @@ pub struct InboundMo {
     pub to: String,
     /// Text (undecodable bytes replaced, so nothing is lost).
     pub text: String,
+    /// An MMS's MM7 `LinkedID` (empty otherwise).
+    pub linked_id: String,
 }
 
 /// Decodes a deliver_sm's text, reassembling concatenated parts; `None`

@@ -1216,6 +1216,10 @@ pub struct TenantConfig {
     /// Password of those binds (at most 8 characters, as SMPP 3.4 allows).
     #[serde(default)]
     pub smpp_password: Option<Secret>,
+    /// MM7 `ServiceCode`s this tenant's messages may name
+    /// (`mms_service_code`); empty: none (the MMSC's own applies).
+    #[serde(default)]
+    pub mms_service_codes: Vec<String>,
 }
 
 /// The kinds of event a webhook endpoint can take.
@@ -1325,6 +1329,7 @@ impl Default for TenantConfig {
             webhooks: Vec::new(),
             smpp_system_id: None,
             smpp_password: None,
+            mms_service_codes: Vec::new(),
         }
     }
 }

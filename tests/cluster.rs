@@ -247,6 +247,9 @@ async fn receipts_arriving_on_the_other_nodes_binds_end_each_message_once() {
     })
     .await;
     let (client, got) = subscriber(&a.ingest_addr.to_string()).await;
+    // The same tenant subscribed on B too: events stay with the node that
+    // holds the message (sticky by node), so B's subscriber gets none.
+    let (_on_b, got_on_b) = subscriber(&b.ingest_addr.to_string()).await;
     let batch: Vec<_> = (0..200)
         .map(|i| msg(&format!("r-{i}"), "+14155550123", &format!("hi {i}")))
         .collect();
@@ -264,6 +267,7 @@ async fn receipts_arriving_on_the_other_nodes_binds_end_each_message_once() {
             "message {id}"
         );
     }
+    assert_eq!(got_on_b.terminal_count(), 0, "events are sticky by node");
     let forwarded = orphans_from(&redis, "b").await;
     eprintln!("receipts B passed on to A: {forwarded} of 200");
     assert!(forwarded >= 20, "receipts did not cross nodes: {forwarded}");
@@ -577,14 +581,22 @@ async fn opt_outs_a_node_held_before_cluster_mode_reach_the_cluster_when_it_join
     b.shutdown().await;
 }
 
-/// `per_node` messages of the demo tenant submitted on each of `nodes`
-/// nodes (tuned by `tune`) at once; how long the SMSC took to get them
-/// all, and the most that arrived in any one-second window.
-async fn shared_rate_run(
+/// `nodes` nodes (tuned by `tune`) on one Redis and SMSC, each given
+/// `per_node` messages of the demo tenant from sender 12345 at once (the
+/// clients are kept, so their sessions stay open).
+struct Loaded {
+    _redis: Redis,
+    smsc: sluice::sim::smsc::Smsc,
+    _dirs: Vec<tempfile::TempDir>,
+    gateways: Vec<sluice::gateway::Running>,
+    _clients: Vec<sluice::ingest::client::Client>,
+}
+
+async fn loaded_nodes(
     nodes: usize,
     per_node: usize,
     tune: impl Fn(&mut sluice::config::Config),
-) -> Option<(Duration, u64)> {
+) -> Option<Loaded> {
     let redis = Redis::start().await?;
     let smsc = smsc(|_| {}).await;
     let dirs: Vec<_> = (0..nodes).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -598,7 +610,7 @@ async fn shared_rate_run(
     for (i, n) in gateways.iter().enumerate() {
         let (c, _) = subscriber(&n.ingest_addr.to_string()).await;
         let batch: Vec<_> = (0..per_node)
-            .map(|k| msg(&format!("rate-{i}-{k}"), "+14155550126", "x"))
+            .map(|k| msg(&format!("load-{i}-{k}"), "+14155550126", "x"))
             .collect();
         assert_eq!(
             accepted_ids(&c.submit(batch).await.unwrap()).len(),
@@ -606,6 +618,31 @@ async fn shared_rate_run(
         );
         clients.push(c);
     }
+    Some(Loaded {
+        _redis: redis,
+        smsc,
+        _dirs: dirs,
+        gateways,
+        _clients: clients,
+    })
+}
+
+/// `per_node` messages of the demo tenant submitted on each of `nodes`
+/// nodes (tuned by `tune`) at once; how long the SMSC took to get them
+/// all, and the most that arrived in any one-second window.
+async fn shared_rate_run(
+    nodes: usize,
+    per_node: usize,
+    tune: impl Fn(&mut sluice::config::Config),
+) -> Option<(Duration, u64)> {
+    // Every part bound (an unbound one would be dropped here: Redis gone).
+    let Loaded {
+        _redis,
+        smsc,
+        _dirs,
+        gateways,
+        _clients,
+    } = loaded_nodes(nodes, per_node, tune).await?;
     let all = (nodes * per_node) as u64;
     eventually("all sent", Duration::from_secs(20), || {
         smsc.stats().messages >= all
@@ -672,27 +709,14 @@ async fn a_tenant_rate_holds_for_two_nodes_together() {
 /// (tuned by `tune`); how many reached the SMSC once both nodes' queues
 /// hold the sender until tomorrow.
 async fn daily_cap_run(per_node: usize, tune: impl Fn(&mut sluice::config::Config)) -> Option<u64> {
-    let redis = Redis::start().await?;
-    let smsc = smsc(|_| {}).await;
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut gateways = Vec::new();
-    for (i, d) in dirs.iter().enumerate() {
-        let mut cfg = node_config(d.path(), &smsc, &redis, &format!("n{i}"));
-        tune(&mut cfg);
-        gateways.push(sluice::gateway::start(cfg).await.unwrap());
-    }
-    let mut clients = Vec::new();
-    for (i, n) in gateways.iter().enumerate() {
-        let (c, _) = subscriber(&n.ingest_addr.to_string()).await;
-        let batch: Vec<_> = (0..per_node)
-            .map(|k| msg(&format!("cap-{i}-{k}"), "+14155550126", "x"))
-            .collect();
-        assert_eq!(
-            accepted_ids(&c.submit(batch).await.unwrap()).len(),
-            per_node
-        );
-        clients.push(c);
-    }
+    // Every part bound (an unbound one would be dropped here: Redis gone).
+    let Loaded {
+        _redis,
+        smsc,
+        _dirs,
+        gateways,
+        _clients,
+    } = loaded_nodes(2, per_node, tune).await?;
     // Every message is either at the SMSC or queued at a node that holds
     // the sender until the next UTC day (waits of a second or more; while
     // a node fetches permits it waits 5 ms): nothing more goes today.

@@ -630,6 +630,7 @@ mod examples {
             tags: vec!["a".into()],
             accepted_at_ms: 1_700_000_000_000,
             auto_reply: false,
+            mms: None,
         }
     }
 
@@ -650,6 +651,7 @@ mod examples {
             Message {
                 fallback: FallbackPolicy::None,
                 auto_reply: true,
+                mms: None,
                 ..message(3, "", Sender::Alphanumeric("Sluice".into()))
             },
         ]

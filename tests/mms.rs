@@ -207,6 +207,83 @@ async fn mms_round_trip_and_sms_fallback_with_a_working_link() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_media_fallback_is_one_sms_segment_with_one_link_to_both() {
+    let s = setup(|_| {}, |_| {}).await;
+    let (first, second) = (png(64, 48), png(32, 80));
+    let a = s
+        .client
+        .put_media("image/png", first.clone())
+        .await
+        .unwrap();
+    let b = s
+        .client
+        .put_media("image/png", second.clone())
+        .await
+        .unwrap();
+    let mut m = mms(
+        "two",
+        "+447700900125",
+        "Two new arrivals, just for you",
+        &a.media_id,
+    );
+    m.media.push(b.media_id.clone());
+    let id = accepted_ids(&s.client.submit(vec![m]).await.unwrap())[0];
+    eventually("final", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, id),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    // One SMS of one segment (a link per media item made two).
+    let sms: Vec<_> = s
+        .smsc
+        .texts()
+        .into_iter()
+        .filter(|t| t.1 == "447700900125")
+        .collect();
+    assert_eq!(sms.len(), 1);
+    assert_eq!(s.smsc.stats().accepted_parts, 1, "{}", sms[0].2);
+    let text = &sms[0].2;
+    assert!(text.chars().count() <= 160, "{text}");
+    assert_eq!(text.matches("http://PUBLIC/m/").count(), 1, "{text}");
+    let path = text
+        .split("http://PUBLIC")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    // The page shows both images, in order, each from a working link.
+    let http = s.gw.public_addr.unwrap();
+    let (st, head, page) = http_get(http, &path).await;
+    assert_eq!(st, 200, "{head}");
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(page.matches("<img").count(), 2, "{page}");
+    let srcs: Vec<&str> = page
+        .split("src=\"")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap())
+        .collect();
+    assert!(
+        srcs[0].starts_with(&a.media_id) && srcs[1].starts_with(&b.media_id),
+        "{srcs:?}"
+    );
+    let dir = &path[..path.rfind('/').unwrap() + 1];
+    for (src, bytes) in srcs.iter().zip([&first, &second]) {
+        let (st, head, raw) = http_get(http, &format!("{dir}{src}")).await;
+        assert_eq!(st, 200, "{head}");
+        assert_eq!(&Bytes::from(raw), bytes);
+    }
+    // A tampered page link is a 404.
+    let mut bad = path.clone();
+    bad.pop();
+    bad.push(if path.ends_with('a') { 'b' } else { 'a' });
+    assert_eq!(http_get(http, &bad).await.0, 404);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_refusal_falls_back_temporary_is_retried_and_policy_none_fails() {
     // Every submit refused for good (2002: invalid recipient-like permanent code).
     let s = setup(|c| c.fail_status = Some(3001), |_| {}).await;
@@ -1056,6 +1133,78 @@ async fn the_mmscs_service_fields_go_in_its_submits() {
     })
     .await;
     assert_eq!(s.mmsc.service_codes(), ["acme-promo"]);
+    s.gw.shutdown().await;
+}
+
+/// A message's own ServiceCode (one its tenant may use) and LinkedID go in
+/// its SubmitReq over the MMSC's; a ServiceCode the tenant may not use is
+/// refused at admission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messages_own_service_code_and_linked_id_go_in_its_submit() {
+    let s = setup(
+        |_| {},
+        |c| {
+            c.mmsc[0].service.service_code = Some("acme-promo".into());
+            c.tenants[0].mms_service_codes = vec!["acme-vip".into()];
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(32, 32)).await.unwrap();
+    let mut own = mms("own", "+14155550179", "Hi", &up.media_id);
+    own.mms_service_code = "acme-vip".into();
+    own.mms_linked_id = "mo-0000002A".into();
+    let plain = mms("plain", "+14155550180", "Hi", &up.media_id);
+    let mut foreign = mms("foreign", "+14155550181", "Hi", &up.media_id);
+    foreign.mms_service_code = "other-brand".into();
+    let mut bad = mms("bad", "+14155550182", "Hi", &up.media_id);
+    bad.mms_linked_id = "line\nbreak".into();
+    let ack = s.client.submit(vec![own]).await.unwrap();
+    assert_eq!(accepted_ids(&ack).len(), 1);
+    eventually("first", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    let ack = s.client.submit(vec![plain, foreign, bad]).await.unwrap();
+    assert_eq!(
+        ack.results[0].reason,
+        pb::RejectReason::RejectNone as i32,
+        "{ack:?}"
+    );
+    for r in &ack.results[1..] {
+        assert_eq!(r.reason, pb::RejectReason::InvalidField as i32, "{r:?}");
+    }
+    assert!(
+        ack.results[1].detail.contains("mms_service_codes"),
+        "{ack:?}"
+    );
+    eventually("second", Duration::from_secs(20), || {
+        s.got.terminal_count() == 2
+    })
+    .await;
+    assert_eq!(s.mmsc.service_codes(), ["acme-vip", "acme-promo"]);
+    assert_eq!(s.mmsc.linked_ids(), ["mo-0000002A", ""]);
+    // An MMS MO carries its LinkedID to the tenant, which answers with it.
+    s.mmsc
+        .inject_mo("+14155550183", "12345", "Size M please")
+        .await
+        .unwrap();
+    eventually("the MO", Duration::from_secs(10), || {
+        !s.got.inbound.lock().is_empty()
+    })
+    .await;
+    let mo = s.got.inbound.lock()[0].clone();
+    assert!(mo.linked_id.starts_with("mo-"), "{mo:?}");
+    let mut answer = mms("answer", &mo.from, "Size M it is", &up.media_id);
+    answer.mms_linked_id = mo.linked_id.clone();
+    assert_eq!(
+        accepted_ids(&s.client.submit(vec![answer]).await.unwrap()).len(),
+        1
+    );
+    eventually("answered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 3
+    })
+    .await;
+    assert_eq!(s.mmsc.linked_ids()[2], mo.linked_id);
     s.gw.shutdown().await;
 }
 

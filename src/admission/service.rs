@@ -39,6 +39,8 @@ struct Tenant {
     senders: OwnedSenders,
     /// National numbers of this country are accepted (normalised to E.164).
     default_country: Option<Country>,
+    /// The MM7 ServiceCodes its messages may name.
+    mms_service_codes: Vec<String>,
 }
 
 /// The parts admission consults and hands accepted messages to.
@@ -85,6 +87,7 @@ impl Admission {
                     // Checked by Config::problems before the gateway starts.
                     senders: OwnedSenders::new(&t.senders, &t.sender_patterns).unwrap_or_default(),
                     default_country: t.default_country(),
+                    mms_service_codes: t.mms_service_codes.clone(),
                 };
                 (t.name.clone(), tenant)
             })
@@ -130,6 +133,17 @@ impl Admission {
         let mut msg = validate_with_country(tenant, m, t.default_validity, t.default_country, now)?;
         if !t.senders.allows(&msg.from) {
             return Err(sender_not_allowed(tenant, &msg.from));
+        }
+        if let Some(code) = msg.mms.as_ref().and_then(|f| f.service_code.as_ref())
+            && !t.mms_service_codes.contains(code)
+        {
+            return Err(Rejection {
+                reason: RejectReason::InvalidField,
+                detail: format!(
+                    "mms_service_code {} is not one of the tenant's mms_service_codes",
+                    crate::model::LogSafe::new(code)
+                ),
+            });
         }
         if self.parts.router.sms_carrier(msg.to).is_none() {
             return Err(Rejection {

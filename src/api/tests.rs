@@ -208,6 +208,8 @@ async fn every_field_reaches_admission_as_the_domain_says() {
             validity_seconds: 60,
             priority: Priority::Transactional,
             tags: vec!["x".into()],
+            mms_service_code: String::new(),
+            mms_linked_id: String::new(),
         }
     );
 }

@@ -475,7 +475,13 @@ impl Mm7Carrier {
             text: &m.text,
             media_encoding: self.media_encoding,
             presentation: self.presentation,
-            service_code: self.service.service_code.as_deref(),
+            // The message's own fields over the MMSC's defaults.
+            service_code: m
+                .mms
+                .as_ref()
+                .and_then(|f| f.service_code.as_deref())
+                .or(self.service.service_code.as_deref()),
+            linked_id: m.mms.as_ref().and_then(|f| f.linked_id.as_deref()),
             message_class: self.service.message_class.map(Into::into),
             priority: self.service.priority.map(Into::into),
             read_reply: self.service.read_reply,

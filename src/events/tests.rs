@@ -21,6 +21,7 @@ fn inbound(text: &str) -> Notice {
         text: text.into(),
         at_ms: 1,
         carrier: "smsc".into(),
+        linked_id: String::new(),
     })
 }
 
@@ -71,6 +72,7 @@ fn hand_encoded_delivery_events_decode_as_prost_would_encode_them() {
         tags: vec![],
         accepted_at_ms: 0,
         auto_reply: false,
+        mms: None,
     });
     let (h, _d) = hub();
     let h = Arc::try_unwrap(h)
@@ -144,6 +146,7 @@ fn finished(id: u64) -> crate::ledger::Finalized {
             tags: vec![],
             accepted_at_ms: 0,
             auto_reply: false,
+            mms: None,
         }),
         state: DeliveryState::Delivered,
         error_code: 0,
@@ -271,6 +274,7 @@ fn delivery_final(id: u64) -> crate::ledger::Finalized {
             tags: vec![],
             accepted_at_ms: 0,
             auto_reply: false,
+            mms: None,
         }),
         state: DeliveryState::Delivered,
         error_code: 0,

@@ -195,6 +195,11 @@ impl crate::mm7::Mm7Inbound for MmscCallbacks {
             from: address(&d.sender),
             to: d.recipients.first().map(address).unwrap_or_default(),
             text: d.text,
+            // Capped like every peer string that is kept.
+            linked_id: d
+                .linked_id
+                .map(|l| l.chars().take(64).collect())
+                .unwrap_or_default(),
         };
         self.inbound.handle(mo).await.map_err(HandlerError::from)
     }

@@ -34,6 +34,8 @@ pub fn submission(m: pb::SubmitMessage) -> Submission {
         campaign_id: m.campaign_id,
         validity_seconds: m.validity_seconds,
         tags: m.tags,
+        mms_service_code: m.mms_service_code,
+        mms_linked_id: m.mms_linked_id,
     }
 }
 

@@ -30,6 +30,7 @@ impl EventEncoder for WireEvents {
                 text: e.text.clone(),
                 at_ms: e.at_ms,
                 carrier: e.carrier.clone(),
+                linked_id: e.linked_id.clone(),
             }),
             Notice::Opt(e) => pb::event::Kind::Opt(pb::OptEvent {
                 number: e.number.clone(),
@@ -121,6 +122,7 @@ mod tests {
             text: "hi \u{1F600}".into(),
             at_ms: 42,
             carrier: "smsc".into(),
+            linked_id: String::new(),
         };
         let got = pb::Event::decode(WireEvents.notice(5, &Notice::Inbound(inbound))).unwrap();
         assert_eq!(got.event_id, 5);

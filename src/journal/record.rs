@@ -208,6 +208,14 @@ pub fn encode_accept<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item = 
         }
         uint(16, m.accepted_at_ms, b);
         uint(17, u64::from(m.auto_reply), b);
+        if let Some(f) = &m.mms {
+            if let Some(code) = &f.service_code {
+                string(18, code, b);
+            }
+            if let Some(id) = &f.linked_id {
+                string(19, id, b);
+            }
+        }
         encode_key(1, WireType::LengthDelimited, dst);
         encode_varint(body.len() as u64, dst);
         dst.put_slice(&body);
@@ -266,6 +274,10 @@ pub struct StoredMessage {
     pub accepted_at_ms: u64,
     #[prost(bool, tag = "17")]
     pub auto_reply: bool,
+    #[prost(string, optional, tag = "18")]
+    pub mms_service_code: Option<String>,
+    #[prost(string, optional, tag = "19")]
+    pub mms_linked_id: Option<String>,
 }
 
 impl StoredMessage {
@@ -305,6 +317,8 @@ impl StoredMessage {
             tags: m.tags.clone(),
             accepted_at_ms: m.accepted_at_ms,
             auto_reply: m.auto_reply,
+            mms_service_code: m.mms.as_ref().and_then(|f| f.service_code.clone()),
+            mms_linked_id: m.mms.as_ref().and_then(|f| f.linked_id.clone()),
         }
     }
 
@@ -354,6 +368,12 @@ impl StoredMessage {
             tags: self.tags.clone(),
             accepted_at_ms: self.accepted_at_ms,
             auto_reply: self.auto_reply,
+            mms: (self.mms_service_code.is_some() || self.mms_linked_id.is_some()).then(|| {
+                Box::new(crate::model::MmsFields {
+                    service_code: self.mms_service_code.clone(),
+                    linked_id: self.mms_linked_id.clone(),
+                })
+            }),
         })
     }
 }

@@ -26,6 +26,7 @@ fn msg(id: u64, client_ref: &str) -> Message {
         tags: vec!["t".into()],
         accepted_at_ms: 7,
         auto_reply: false,
+        mms: None,
     }
 }
 
@@ -280,6 +281,14 @@ fn hand_encoded_accept_matches_the_prost_encoding() {
     ms[1].subject = Some("subj".into());
     ms[1].media = vec!["ab".repeat(32)];
     ms[1].auto_reply = true;
+    ms[1].mms = Some(Box::new(crate::model::MmsFields {
+        service_code: Some("acme-vip".into()),
+        linked_id: Some("mo-7".into()),
+    }));
+    ms[2].mms = Some(Box::new(crate::model::MmsFields {
+        service_code: None,
+        linked_id: Some("mo-8".into()),
+    }));
     ms[2].from = Sender::parse("ACME").unwrap();
     ms[2].priority = Priority::Marketing;
     ms[2].channel = ChannelPref::Mms;

@@ -1,10 +1,13 @@
-//! Landing-page links for SMS fallback: stateless, unguessable paths
-//! `/m/{message_id:016x}/{media_id}/{token}`, where `token` is the first 16
-//! bytes of HMAC-SHA256(secret, message_id as 8 big-endian bytes ‖ media id
-//! in lowercase hex), in lowercase unpadded base32 (26 characters).
+//! Landing-page links for SMS fallback: unguessable paths
+//! `/m/{message_id:016x}/{token}` (the message's page, one link for all its
+//! media) and `/m/{message_id:016x}/{media_id}/{token}` (one media item),
+//! where `token` is the first 16 bytes of HMAC-SHA256(secret, message_id as
+//! 8 big-endian bytes ‖ media id in lowercase hex, or `page`), in lowercase
+//! unpadded base32 (26 characters).
 //!
-//! Nothing is stored per link: whoever holds the secret can check one, and
-//! without it a valid token takes 2^128 guesses. The message id is in the
+//! Nothing is stored per link (a message's page reads the list of its
+//! media, [`super::store::MediaStore::page`]): whoever holds the secret can
+//! check one, and without it a valid token takes 2^128 guesses. The message id is in the
 //! path so a link names one message's use of the media (and could be
 //! refused once that message is purged). Verification parses strictly (one
 //! spelling per link) and compares with the `digest` crate's constant-time
@@ -80,6 +83,36 @@ impl LinkSigner {
         let media_id = canonical(media_id);
         let token = self.token(message_id, &media_id);
         format!("/m/{message_id:016x}/{media_id}/{token}")
+    }
+
+    fn page_keyed(&self, message_id: u64) -> Hmac<Sha256> {
+        // "page" is never a media id (64 hex characters), so a page token
+        // is never a media token.
+        self.keyed(message_id, "page")
+    }
+
+    /// The path of message `message_id`'s own page, which shows all its
+    /// media: `/m/{message_id:016x}/{token}` (one short link however many
+    /// media the message has).
+    pub fn page_path(&self, message_id: u64) -> String {
+        let tag = self.page_keyed(message_id).finalize().into_bytes();
+        format!("/m/{message_id:016x}/{}", base32(&tag[..TOKEN_BYTES]))
+    }
+
+    /// The message id of a path made by [`page_path`](LinkSigner::page_path),
+    /// or `None` when it is malformed or the token does not match.
+    pub fn verify_page(&self, path: &str) -> Option<u64> {
+        let rest = path.strip_prefix("/m/")?;
+        let (msg, token) = rest.split_once('/')?;
+        if token.contains('/') || msg.len() != 16 || !msg.bytes().all(is_lower_hex) {
+            return None;
+        }
+        let message_id = u64::from_str_radix(msg, 16).ok()?;
+        let tag = unbase32(token)?;
+        self.page_keyed(message_id)
+            .verify_truncated_left(&tag)
+            .ok()?;
+        Some(message_id)
     }
 
     /// The message id and media id of a path made by

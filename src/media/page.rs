@@ -1,6 +1,8 @@
 //! The landing page of an SMS fallback link: a hyper handler for
-//! `GET|HEAD /m/{message_id}/{media_id}/{token}` (an HTML page showing the
-//! media) and `…/{token}/raw` (the media itself).
+//! `GET|HEAD /m/{message_id}/{token}` (the message's page: every media item
+//! it recorded, [`MediaStore::page`]), `/m/{message_id}/{media_id}/{token}`
+//! (a page showing one media item; the links of older fallbacks) and
+//! `…/{media_id}/{token}/raw` (the media itself).
 //!
 //! The signed path is the authority ([`LinkSigner::verify`]), so the store
 //! lookup is not tenant-scoped. A bad token, a malformed path and unknown
@@ -74,6 +76,18 @@ pub async fn serve<B>(
         Some(link) => (link, true),
         None => (path, false),
     };
+    if let Some(message_id) = signer.verify_page(link) {
+        if raw {
+            return not_found();
+        }
+        let Some(mut resp) = message_page(store, signer, message_id).await else {
+            return not_found();
+        };
+        if head {
+            *resp.body_mut() = Full::new(Bytes::new());
+        }
+        return resp;
+    }
     let Some((_message_id, media_id)) = signer.verify(link) else {
         return not_found();
     };
@@ -148,7 +162,10 @@ fn not_found() -> Response<Full<Bytes>> {
 
 fn page_response(media: &Media, link: &str) -> Response<Full<Bytes>> {
     let token = link.rsplit('/').next().unwrap_or("");
-    let html = render_page(media, &format!("{token}/raw"));
+    html_response(render_page(&[(media, format!("{token}/raw"))]))
+}
+
+fn html_response(html: String) -> Response<Full<Bytes>> {
     let mut resp = base(
         StatusCode::OK,
         "text/html; charset=utf-8",
@@ -164,10 +181,64 @@ fn page_response(media: &Media, link: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-/// The HTML5 page for `media`, whose bytes are at `raw_url`.
-fn render_page(media: &Media, raw_url: &str) -> String {
+/// The page of a whole message (`/m/{message_id}/{token}`): every media
+/// item it recorded, in order, each from its own signed raw path (relative
+/// to the page, so the page works under a proxy's prefix).
+async fn message_page(
+    store: &Arc<MediaStore>,
+    signer: &LinkSigner,
+    message_id: u64,
+) -> Option<Response<Full<Bytes>>> {
+    let ids = {
+        let store = Arc::clone(store);
+        tokio::task::spawn_blocking(move || store.page(message_id))
+            .await
+            .ok()??
+    };
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        let hex = id.to_hex();
+        let media = lookup(store, &hex).await?;
+        let raw = format!("{hex}/{}/raw", signer.token(message_id, &hex));
+        items.push((media, raw));
+    }
+    let refs: Vec<(&Media, String)> = items.iter().map(|(m, r)| (m, r.clone())).collect();
+    Some(html_response(render_page(&refs)))
+}
+
+/// The HTML5 page showing each media item, whose bytes are at its URL.
+fn render_page(items: &[(&Media, String)]) -> String {
+    let content: Vec<String> = items
+        .iter()
+        .map(|(media, raw_url)| render_item(media, raw_url))
+        .collect();
+    let content = content.join("\n");
+    format!(
+        "<!DOCTYPE html>\n\
+         <html lang=\"en\">\n\
+         <head>\n\
+         <meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
+         <title>Message media</title>\n\
+         <style>body{{margin:0;padding:1em;font-family:system-ui,sans-serif;background:#f4f4f4;color:#111}}\
+         main{{max-width:40em;margin:0 auto;text-align:center}}\
+         img,video{{max-width:100%;height:auto;display:block;margin:0 auto 1em}}\
+         pre{{text-align:left;white-space:pre-wrap;word-wrap:break-word}}</style>\n\
+         </head>\n\
+         <body>\n\
+         <main>\n\
+         {content}\n\
+         </main>\n\
+         </body>\n\
+         </html>\n"
+    )
+}
+
+/// One media item, whose bytes are at `raw_url`.
+fn render_item(media: &Media, raw_url: &str) -> String {
     let src = escape(raw_url);
-    let content = match media.media_type {
+    match media.media_type {
         MediaType::Jpeg | MediaType::Png | MediaType::Gif => {
             format!("<img src=\"{src}\" alt=\"Picture from your message\">")
         }
@@ -183,27 +254,7 @@ fn render_page(media: &Media, raw_url: &str) -> String {
             "<p>This message holds a presentation that cannot be shown here. \
              <a href=\"{src}\">Download it</a>.</p>"
         ),
-    };
-    format!(
-        "<!DOCTYPE html>\n\
-         <html lang=\"en\">\n\
-         <head>\n\
-         <meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <title>Message media</title>\n\
-         <style>body{{margin:0;padding:1em;font-family:system-ui,sans-serif;background:#f4f4f4;color:#111}}\
-         main{{max-width:40em;margin:0 auto;text-align:center}}\
-         img,video{{max-width:100%;height:auto}}\
-         pre{{text-align:left;white-space:pre-wrap;word-wrap:break-word}}</style>\n\
-         </head>\n\
-         <body>\n\
-         <main>\n\
-         {content}\n\
-         </main>\n\
-         </body>\n\
-         </html>\n"
-    )
+    }
 }
 
 /// Escapes text for HTML content and double- or single-quoted attributes.

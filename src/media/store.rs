@@ -7,6 +7,7 @@
 //! <dir>/<aa>/<id>              content; id = lowercase hex sha256, aa = its first two characters
 //! <dir>/<aa>/.tmp-<id>-<rand>  a write in progress (removed at open)
 //! <dir>/owners/<tenant>/<id>   empty marker: <tenant> uploaded <id>
+//! <dir>/pages/<message_id>     a fallback message's page: its media ids, one a line
 //! ```
 //!
 //! A write is atomic and durable before `put` returns: temporary file,
@@ -63,6 +64,10 @@ const TARGET: &str = "sluice::media::store";
 
 /// Name of the directory holding ownership markers.
 const OWNERS: &str = "owners";
+/// Directory of message pages: which media each fallback's page shows.
+const PAGES: &str = "pages";
+/// Media items a message page lists at most (a file with more is cut).
+const MAX_PAGE_ITEMS: usize = 64;
 /// Prefix of temporary files.
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -321,6 +326,8 @@ impl MediaStore {
     /// When the directory cannot be created or read.
     pub fn open(cfg: StoreConfig) -> io::Result<MediaStore> {
         fs::create_dir_all(cfg.dir.join(OWNERS))?;
+        fs::create_dir_all(cfg.dir.join(PAGES))?;
+        remove_temps(&cfg.dir.join(PAGES))?;
         for entry in fs::read_dir(&cfg.dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -342,6 +349,37 @@ impl MediaStore {
             files_written: AtomicU64::new(0),
             markers_written: AtomicU64::new(0),
         })
+    }
+
+    /// Records, durably, the media message `message_id`'s page shows, in
+    /// order (its SMS fallback links to the page: [`super::link::LinkSigner::page_path`]).
+    /// Writing it again replaces it.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn put_page(&self, message_id: u64, media: &[MediaId]) -> io::Result<()> {
+        let dir = self.cfg.dir.join(PAGES);
+        let mut text = String::with_capacity(media.len() * 65);
+        for id in media.iter().take(MAX_PAGE_ITEMS) {
+            text.push_str(&id.to_hex());
+            text.push('\n');
+        }
+        let name = format!("{message_id:016x}");
+        write_atomic(&dir, &dir.join(&name), &name, text.as_bytes())
+    }
+
+    /// The media message `message_id`'s page shows, or `None` when it has
+    /// no page (or its file does not read: lines that are not media ids
+    /// are skipped, and at most [`MAX_PAGE_ITEMS`] are read).
+    pub fn page(&self, message_id: u64) -> Option<Vec<MediaId>> {
+        let path = self.cfg.dir.join(PAGES).join(format!("{message_id:016x}"));
+        let mut text = String::new();
+        File::open(path)
+            .ok()?
+            .take((MAX_PAGE_ITEMS * 65) as u64)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(parse_page(&text))
     }
 
     /// The configuration.
@@ -929,6 +967,20 @@ fn create_dir_synced(dir: &Path, parent: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The media ids of a page file.
+fn parse_page(text: &str) -> Vec<MediaId> {
+    text.lines()
+        .filter_map(|l| MediaId::parse(l.trim()).ok())
+        .take(MAX_PAGE_ITEMS)
+        .collect()
+}
+
+/// Fuzz hook: the media ids a page file holds.
+#[doc(hidden)]
+pub fn fuzz_page(text: &str) -> usize {
+    parse_page(text).len()
 }
 
 /// Temporary file in `dir`, write, fsync, rename over `dest`, fsync `dir`.

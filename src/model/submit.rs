@@ -37,6 +37,10 @@ pub struct Submission {
     pub priority: Priority,
     /// Free labels.
     pub tags: Vec<String>,
+    /// MMS `ServiceCode` asked for (empty: the MMSC's).
+    pub mms_service_code: String,
+    /// MMS `LinkedID` asked for (empty: none).
+    pub mms_linked_id: String,
 }
 
 /// Why a message was not accepted.

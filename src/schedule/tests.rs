@@ -60,6 +60,7 @@ fn message(id: u64, to: Msisdn, p: Priority) -> Item {
             tags: vec![],
             accepted_at_ms: now_ms(),
             auto_reply: false,
+            mms: None,
         }),
         permits: 1,
     }

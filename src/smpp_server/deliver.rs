@@ -262,6 +262,7 @@ mod tests {
             text: "Привет ✓ ".repeat(30),
             at_ms: 0,
             carrier: "c".into(),
+            linked_id: String::new(),
         };
         let pdu = Pdu::decode(inbound(&e)).expect("decodes");
         let Body::DeliverSm(sm) = pdu.body else {

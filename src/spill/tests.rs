@@ -19,6 +19,7 @@ fn message(id: u64, tenant: &str, priority: Priority) -> Arc<Message> {
         tags: vec!["a".into()],
         accepted_at_ms: 7,
         auto_reply: false,
+        mms: None,
     })
 }
 

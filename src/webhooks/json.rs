@@ -7,6 +7,7 @@
 //!  "state":"delivered","reason":"","error_code":0,"channel":"sms","carrier":"smsc-a","parts":1,"at_ms":1733330000123}
 //! {"id":18,"type":"inbound","from":"+14155550100","to":"12345","text":"hi","carrier":"smsc-a","at_ms":1733330000456}
 //! {"id":19,"type":"opt_out","number":"+14155550100","scope":"brand","opted_out":true,"keyword":"STOP","at_ms":1733330000789}
+//! {"id":20,"type":"inbound","from":"+14155550100","to":"12345","text":"yes","carrier":"mmsc-a","at_ms":1733330000901,"linked_id":"mo-7"}
 //! ```
 //!
 //! `id` is the event's id for this endpoint (each destination has its own):
@@ -54,15 +55,21 @@ impl EventEncoder for JsonEvents {
 
     fn notice(&self, event_id: u64, notice: &Notice) -> Bytes {
         let v = match notice {
-            Notice::Inbound(e) => json!({
-                "id": event_id,
-                "type": "inbound",
-                "from": e.from,
-                "to": e.to,
-                "text": e.text,
-                "carrier": e.carrier,
-                "at_ms": e.at_ms,
-            }),
+            Notice::Inbound(e) => {
+                let mut v = json!({
+                    "id": event_id,
+                    "type": "inbound",
+                    "from": e.from,
+                    "to": e.to,
+                    "text": e.text,
+                    "carrier": e.carrier,
+                    "at_ms": e.at_ms,
+                });
+                if !e.linked_id.is_empty() {
+                    v["linked_id"] = Value::from(e.linked_id.as_str());
+                }
+                v
+            }
             Notice::Opt(e) => json!({
                 "id": event_id,
                 "type": "opt_out",

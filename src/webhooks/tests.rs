@@ -54,6 +54,7 @@ fn a_body_wraps_the_encoded_events_and_parses() {
             text: "hi \u{1F600}".into(),
             at_ms: 8,
             carrier: "smsc".into(),
+            linked_id: String::new(),
         }),
     );
     let body = json::body([&a[..], &b[..]]);

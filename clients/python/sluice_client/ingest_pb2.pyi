@@ -192,7 +192,7 @@ class SubmitBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[SubmitMessage, _Mapping]]] = ...) -> None: ...
 
 class SubmitMessage(_message.Message):
-    __slots__ = ("client_ref", "to", "text", "media", "subject", "channel", "fallback", "campaign_id", "validity_seconds", "priority", "tags")
+    __slots__ = ("client_ref", "to", "text", "media", "subject", "channel", "fallback", "campaign_id", "validity_seconds", "priority", "tags", "mms_service_code", "mms_linked_id")
     CLIENT_REF_FIELD_NUMBER: _ClassVar[int]
     TO_FIELD_NUMBER: _ClassVar[int]
     FROM_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +205,8 @@ class SubmitMessage(_message.Message):
     VALIDITY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    MMS_SERVICE_CODE_FIELD_NUMBER: _ClassVar[int]
+    MMS_LINKED_ID_FIELD_NUMBER: _ClassVar[int]
     client_ref: str
     to: str
     text: str
@@ -216,7 +218,9 @@ class SubmitMessage(_message.Message):
     validity_seconds: int
     priority: PriorityClass
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, client_ref: _Optional[str] = ..., to: _Optional[str] = ..., text: _Optional[str] = ..., media: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., channel: _Optional[_Union[ChannelPreference, str]] = ..., fallback: _Optional[_Union[FallbackPolicy, str]] = ..., campaign_id: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., priority: _Optional[_Union[PriorityClass, str]] = ..., tags: _Optional[_Iterable[str]] = ..., **kwargs) -> None: ...
+    mms_service_code: str
+    mms_linked_id: str
+    def __init__(self, client_ref: _Optional[str] = ..., to: _Optional[str] = ..., text: _Optional[str] = ..., media: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., channel: _Optional[_Union[ChannelPreference, str]] = ..., fallback: _Optional[_Union[FallbackPolicy, str]] = ..., campaign_id: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., priority: _Optional[_Union[PriorityClass, str]] = ..., tags: _Optional[_Iterable[str]] = ..., mms_service_code: _Optional[str] = ..., mms_linked_id: _Optional[str] = ..., **kwargs) -> None: ...
 
 class PutMedia(_message.Message):
     __slots__ = ("upload_id", "content_type", "total_size", "offset", "data", "last")
@@ -305,17 +309,19 @@ class DeliveryEvent(_message.Message):
     def __init__(self, message_id: _Optional[int] = ..., client_ref: _Optional[str] = ..., state: _Optional[_Union[DeliveryState, str]] = ..., reason: _Optional[str] = ..., error_code: _Optional[int] = ..., channel: _Optional[_Union[Channel, str]] = ..., at_ms: _Optional[int] = ..., carrier: _Optional[str] = ..., segments: _Optional[int] = ..., campaign_id: _Optional[str] = ..., channel_reason: _Optional[str] = ...) -> None: ...
 
 class InboundMessage(_message.Message):
-    __slots__ = ("to", "text", "at_ms", "carrier")
+    __slots__ = ("to", "text", "at_ms", "carrier", "linked_id")
     FROM_FIELD_NUMBER: _ClassVar[int]
     TO_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     CARRIER_FIELD_NUMBER: _ClassVar[int]
+    LINKED_ID_FIELD_NUMBER: _ClassVar[int]
     to: str
     text: str
     at_ms: int
     carrier: str
-    def __init__(self, to: _Optional[str] = ..., text: _Optional[str] = ..., at_ms: _Optional[int] = ..., carrier: _Optional[str] = ..., **kwargs) -> None: ...
+    linked_id: str
+    def __init__(self, to: _Optional[str] = ..., text: _Optional[str] = ..., at_ms: _Optional[int] = ..., carrier: _Optional[str] = ..., linked_id: _Optional[str] = ..., **kwargs) -> None: ...
 
 class OptEvent(_message.Message):
     __slots__ = ("number", "scope", "opted_out", "keyword", "at_ms")

@@ -129,6 +129,15 @@ pub struct SubmitMessage {
     /// Free-form tags echoed in events.
     #[prost(string, repeated, tag = "12")]
     pub tags: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// MMS only: the SubmitReq's ServiceCode for this message (billing /
+    /// service identification), overriding the MMSC's; one of the tenant's
+    /// `mms_service_codes`, else INVALID_FIELD.
+    #[prost(string, tag = "13")]
+    pub mms_service_code: ::prost::alloc::string::String,
+    /// MMS only: the SubmitReq's LinkedID, e.g. the LinkedID of the MO this
+    /// message answers (at most 64 printable ASCII characters).
+    #[prost(string, tag = "14")]
+    pub mms_linked_id: ::prost::alloc::string::String,
 }
 /// Uploads media (image, GIF, video, text, SMIL) once; messages then name it
 /// by the returned media id (sha256 hex), so a campaign to a million
@@ -257,6 +266,10 @@ pub struct InboundMessage {
     pub at_ms: u64,
     #[prost(string, tag = "5")]
     pub carrier: ::prost::alloc::string::String,
+    /// An inbound MMS's MM7 LinkedID (empty otherwise): give it back as
+    /// `mms_linked_id` to answer this message.
+    #[prost(string, tag = "6")]
+    pub linked_id: ::prost::alloc::string::String,
 }
 /// A recipient opted out or back in.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

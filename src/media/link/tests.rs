@@ -158,3 +158,26 @@ fn concurrent_creation_agrees() {
     });
     assert!(keys.windows(2).all(|w| w[0] == w[1]));
 }
+
+#[test]
+fn a_message_page_link_is_short_one_spelling_and_not_a_media_link() {
+    let s = signer();
+    for msg in [0u64, 9, u64::MAX] {
+        let p = s.page_path(msg);
+        assert_eq!(p.len(), "/m/".len() + 16 + 1 + 26, "{p}");
+        assert_eq!(s.verify_page(&p), Some(msg));
+        assert_eq!(s.verify(&p), None);
+        assert_eq!(s.verify_page(&s.path(msg, MEDIA)), None);
+        assert_eq!(s.verify_page(&p.to_uppercase()), None);
+        assert_eq!(s.verify_page(&format!("{p}/")), None);
+        assert_eq!(LinkSigner::new(&[8u8; 32]).verify_page(&p), None);
+    }
+    // Another message's token does not open this message's page.
+    let (one, two) = (s.page_path(1), s.page_path(2));
+    let forged = format!(
+        "{}{}",
+        &one[..one.rfind('/').unwrap()],
+        &two[two.rfind('/').unwrap()..]
+    );
+    assert_eq!(s.verify_page(&forged), None);
+}

@@ -54,6 +54,23 @@ fn put_get_round_trip() {
 }
 
 #[test]
+fn a_message_page_keeps_its_media_in_order_across_a_reopen() {
+    let (tmp, store) = store_with(|_| {});
+    let a = store.put("acme", "image/png", small_png()).unwrap().id;
+    let b = store.put("acme", "image/jpeg", small_jpeg()).unwrap().id;
+    assert_eq!(store.page(7), None);
+    store.put_page(7, &[b, a]).unwrap();
+    drop(store);
+    let dir = tmp.path().join("media");
+    let again = MediaStore::open(StoreConfig::new(&dir)).unwrap();
+    assert_eq!(again.page(7), Some(vec![b, a]));
+    // Lines that are not media ids are skipped, never a panic.
+    let file = dir.join("pages").join(format!("{:016x}", 8));
+    fs::write(&file, format!("junk\n{}\n../../x\n", a.to_hex())).unwrap();
+    assert_eq!(again.page(8), Some(vec![a]));
+}
+
+#[test]
 fn same_bytes_twice_write_one_file() {
     let (_tmp, store) = store_with(|_| {});
     let png = small_png();

@@ -102,6 +102,7 @@ fn message(id: u64, text: &str, expires_at_ms: u64) -> Arc<Message> {
         tags: vec![],
         accepted_at_ms: now_ms(),
         auto_reply: false,
+        mms: None,
     })
 }
 

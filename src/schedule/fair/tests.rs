@@ -36,6 +36,7 @@ fn item(id: u64, tenant: &str, from: &str, campaign: &str, p: Priority) -> Item 
             tags: vec![],
             accepted_at_ms: 0,
             auto_reply: false,
+            mms: None,
         }),
         permits: 1,
     }

@@ -492,8 +492,9 @@ struct Shared {
     media: Mutex<std::collections::VecDeque<(String, bytes::Bytes)>>,
     /// The `Content-Transfer-Encoding` each of `media` was sent with.
     media_encodings: Mutex<std::collections::VecDeque<String>>,
-    /// `ServiceCode` of the last accepted SubmitReqs (empty when absent).
-    service_codes: Mutex<std::collections::VecDeque<String>>,
+    /// `ServiceCode` and `LinkedID` of the last accepted SubmitReqs (empty
+    /// when absent).
+    service_codes: Mutex<std::collections::VecDeque<(String, String)>>,
     next_id: AtomicU64,
     next_mo: AtomicU64,
 }
@@ -611,7 +612,22 @@ impl Mmsc {
 
     /// The `ServiceCode` of the last 64 accepted submits (empty when absent).
     pub fn service_codes(&self) -> Vec<String> {
-        self.shared.service_codes.lock().iter().cloned().collect()
+        self.shared
+            .service_codes
+            .lock()
+            .iter()
+            .map(|(code, _)| code.clone())
+            .collect()
+    }
+
+    /// The `LinkedID` of the last 64 accepted submits (empty when absent).
+    pub fn linked_ids(&self) -> Vec<String> {
+        self.shared
+            .service_codes
+            .lock()
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
     /// The `Content-Transfer-Encoding` of each of [`Mmsc::media`], lowercase
@@ -864,7 +880,10 @@ impl Shared {
     fn record(&self, req: &ReceivedSubmitReq) {
         {
             let mut codes = self.service_codes.lock();
-            codes.push_back(req.service_code.clone().unwrap_or_default());
+            codes.push_back((
+                req.service_code.clone().unwrap_or_default(),
+                req.linked_id.clone().unwrap_or_default(),
+            ));
             if codes.len() > 64 {
                 codes.pop_front();
             }
