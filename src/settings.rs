@@ -370,7 +370,7 @@ fn default_mm7_connections() -> usize {
 /// unless vetted higher, toll-free 3-20, short codes 100-1,000) and some cap
 /// brands per day. All rates default to 0 (unlimited): set them to what your
 /// carriers grant.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SendersConfig {
     /// Messages per second for each long code (10DLC).
@@ -390,7 +390,7 @@ pub struct SendersConfig {
 }
 
 /// Limits for one sender.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SenderOverride {
     /// The sender as messages give it (`12345`, `+14155550100`, `ACME`).
@@ -404,7 +404,7 @@ pub struct SenderOverride {
 }
 
 /// A brand's daily cap over all its senders.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BrandConfig {
     /// Brand name (referenced by sender overrides).

@@ -58,7 +58,7 @@ pub fn apply(old: &Config, new: &Config, scheduler: &Scheduler) -> (Config, Relo
             t.weight = n.weight;
         }
     }
-    if format!("{:?}", old.senders) != format!("{:?}", new.senders) {
+    if old.senders != new.senders {
         r.applied.push("senders".into());
         now.senders = new.senders.clone();
     }

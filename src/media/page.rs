@@ -162,7 +162,7 @@ fn not_found() -> Response<Full<Bytes>> {
 
 fn page_response(media: &Media, link: &str) -> Response<Full<Bytes>> {
     let token = link.rsplit('/').next().unwrap_or("");
-    html_response(render_page(&[(media, format!("{token}/raw"))]))
+    html_response(render_page(&[(media, &format!("{token}/raw"))]))
 }
 
 fn html_response(html: String) -> Response<Full<Bytes>> {
@@ -202,12 +202,12 @@ async fn message_page(
         let raw = format!("{hex}/{}/raw", signer.token(message_id, &hex));
         items.push((media, raw));
     }
-    let refs: Vec<(&Media, String)> = items.iter().map(|(m, r)| (m, r.clone())).collect();
+    let refs: Vec<(&Media, &str)> = items.iter().map(|(m, r)| (m, r.as_str())).collect();
     Some(html_response(render_page(&refs)))
 }
 
 /// The HTML5 page showing each media item, whose bytes are at its URL.
-fn render_page(items: &[(&Media, String)]) -> String {
+fn render_page(items: &[(&Media, &str)]) -> String {
     let content: Vec<String> = items
         .iter()
         .map(|(media, raw_url)| render_item(media, raw_url))

@@ -276,6 +276,11 @@ impl SenderLimits {
     /// rate and caps follow it from now on, and what each used today
     /// still counts (a lowered cap already reached holds at once).
     pub fn set_config(&mut self, config: SendersConfig) {
+        if self.config == config {
+            // Unchanged: nothing to redo (in cluster mode, remaking the
+            // shared caps would strand the permits in hand).
+            return;
+        }
         // Local brand caps keep their count under the new cap (a shared
         // one counts in Redis anyway).
         let mut counted: HashMap<String, DailyCap> = HashMap::new();
