@@ -56,8 +56,10 @@ pub struct Backlog {
     /// Where SMS fallback links point.
     public_url: String,
     links: Arc<LinkSigner>,
-    /// Where a multi-media fallback's page is recorded.
+    /// Where fallbacks' landing pages are recorded.
     media: Option<Arc<crate::media::store::MediaStore>>,
+    /// Each tenant's display name, shown on its landing pages.
+    display_names: HashMap<Arc<str>, String>,
 }
 
 impl Backlog {
@@ -87,11 +89,17 @@ impl Backlog {
             public_url: config.mms.public_url.clone(),
             links,
             media: None,
+            display_names: config
+                .tenants
+                .iter()
+                .filter_map(|t| Some((Arc::from(t.name.as_str()), t.display_name.clone()?)))
+                .collect(),
         }
     }
 
-    /// Records the pages of multi-media fallbacks in `store`, so their SMS
-    /// carries one short link (without it, a link per media item).
+    /// Records the landing pages of fallbacks with media in `store`, so
+    /// their SMS carries one short link to the whole message (without it, a
+    /// link per media item).
     #[must_use]
     pub fn with_media(mut self, store: Arc<crate::media::store::MediaStore>) -> Backlog {
         self.media = Some(store);

@@ -473,6 +473,15 @@ impl Config {
         }
         for (i, t) in self.tenants.iter().enumerate() {
             let at = format!("tenant {:?}", t.name);
+            if let Some(name) = &t.display_name
+                && (name.trim().is_empty()
+                    || name.chars().count() > 64
+                    || name.chars().any(char::is_control))
+            {
+                p.push(format!(
+                    "{at}: display_name must have 1 to 64 characters and no control characters"
+                ));
+            }
             match (&t.smpp_system_id, &t.smpp_password) {
                 (None, None) => {}
                 (Some(id), Some(pw)) => {

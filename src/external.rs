@@ -11,6 +11,7 @@
 //! | Python 3 with venv (`python3`, `python3-venv`), as the venv `clients/python/.venv` that `.ci/run` makes | the Python client against a real gateway: stub staleness, its example and its pytest suite (`tests/python_client.rs`) |
 //! | `redis-server` (`redis-server`) | cluster mode against a real Redis, several gateways on loopback (`tests/cluster.rs`) |
 //! | `promtool` (`prometheus`) | the alert rules and the Prometheus configuration checked by Prometheus's own tool (`tests/deploy_files.rs`) |
+//! | `chromium` (`chromium`), with Node.js and `tests/interop`'s npm packages | an SMS fallback's landing page rendered in a real headless browser at a phone's viewport (`tests/mms.rs`) |
 //!
 //! This is library code only so that unit tests (`src/**/tests.rs`) and
 //! integration tests (`tests/`) share it; the gateway never calls it.
@@ -66,6 +67,13 @@ pub const PROMTOOL: Program = Program {
     name: "promtool",
     install: "apt-get install --no-install-recommends prometheus",
     unlocks: "promtool check rules/config of deploy/prometheus",
+};
+
+/// Chromium, Debian's, for the landing page in a real browser.
+pub const CHROMIUM: Program = Program {
+    name: "chromium",
+    install: "apt-get install --no-install-recommends chromium",
+    unlocks: "the landing page rendered in headless Chromium",
 };
 
 /// `redis-server`.

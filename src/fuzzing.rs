@@ -790,6 +790,10 @@ struct Landing {
     store: Arc<MediaStore>,
     signer: LinkSigner,
     media: Vec<Media>,
+    /// A landing page of both media.
+    code: String,
+    /// The store's directory, kept while the process runs.
+    _dir: tempfile::TempDir,
 }
 
 fn landing() -> &'static Landing {
@@ -809,11 +813,22 @@ fn landing() -> &'static Landing {
                 let info = store.put("fuzz", ct, Bytes::from(bytes)).expect("media");
                 store.get_cached(info.id).expect("cached")
             })
-            .collect();
+            .collect::<Vec<Media>>();
+        let signer = LinkSigner::new(&[7u8; 32]);
+        let page = crate::media::LandingPage {
+            from: "Fuzz <b>".into(),
+            subject: "<b>".into(),
+            text: "hi <b> http://x.example/<b>".into(),
+            media: media.iter().map(|m| m.id.to_hex()).collect(),
+        };
+        let code = signer.landing_code("fuzz", &page);
+        store.put_landing(&code, &page).expect("a landing record");
         Landing {
             store,
-            signer: LinkSigner::new(&[7u8; 32]),
+            signer,
             media,
+            code,
+            _dir: dir,
         }
     })
 }
@@ -821,8 +836,9 @@ fn landing() -> &'static Landing {
 /// The landing page of an SMS fallback link: path verification and the
 /// `Range` / `If-None-Match` / `If-Range` handling of the raw bytes. First
 /// byte: bits 0-1 the method, bit 2 a signed path for the second byte's
-/// media, bit 3 `/raw`, bit 4 `If-None-Match` with the right ETag, bit 5
-/// `If-Range` with it; then lines: the path (unless signed), `Range`,
+/// media, bit 3 `/raw` (on a landing page: the item), bit 4 `If-None-Match`
+/// with the right ETag, bit 5 `If-Range` with it, bit 6 the landing page
+/// of both media (`/p/{code}`); then lines: the path (unless signed), `Range`,
 /// `If-None-Match`. Signed links never 404; partial answers are the bytes
 /// their `Content-Range` names; HEAD gets no body but with a 404; a verified path is the
 /// one spelling the signer makes.
@@ -834,11 +850,15 @@ pub fn landing_page(data: &[u8]) {
     let (range, rest) = line(rest);
     let (inm, _) = line(rest);
     let env = landing();
-    let media = &env.media[pick % env.media.len()];
+    let n = pick % env.media.len();
+    let media = &env.media[n];
     let etag = format!("\"{}\"", media.id);
-    let signed = flags & 4 != 0;
+    let on_landing = flags & 0x40 != 0;
+    let signed = flags & 4 != 0 || on_landing;
     let raw = flags & 8 != 0;
-    let link = if signed {
+    let link = if on_landing {
+        crate::media::link::landing_path(&env.code)
+    } else if signed {
         env.signer
             .path((u64::from(flags) << 8) | pick as u64, &media.id.to_hex())
     } else {
@@ -847,15 +867,20 @@ pub fn landing_page(data: &[u8]) {
     if let Some((id, m)) = env.signer.verify(&link) {
         assert_eq!(env.signer.path(id, &m), link, "one spelling per link");
     } else {
-        assert!(!signed, "a signed path verifies");
+        assert!(!signed || on_landing, "a signed path verifies");
     }
     if let Some(id) = env.signer.verify_page(&link) {
         assert_eq!(env.signer.page_path(id), link, "one spelling per page link");
     }
-    // The same bytes as a message page's file.
+    // The same bytes as a message page's file and as a landing record.
     let ids = crate::media::store::fuzz_page(&String::from_utf8_lossy(path_line));
     assert!(ids <= path_line.len() / 64);
-    let path = if raw { format!("{link}/raw") } else { link };
+    crate::media::landing::fuzz_record(path_line);
+    let path = match (raw, on_landing) {
+        (true, true) => format!("{link}/{}", n + 1),
+        (true, false) => format!("{link}/raw"),
+        (false, _) => link,
+    };
     let method =
         [Method::GET, Method::HEAD, Method::POST, Method::GET][usize::from(flags & 3)].clone();
     let mut b = Request::builder().method(method.clone()).uri(path.as_str());

@@ -1220,6 +1220,10 @@ pub struct TenantConfig {
     /// (`mms_service_code`); empty: none (the MMSC's own applies).
     #[serde(default)]
     pub mms_service_codes: Vec<String>,
+    /// The brand name a recipient sees at the top of an SMS fallback's
+    /// landing page (at most 64 characters); absent: none shown.
+    #[serde(default)]
+    pub display_name: Option<String>,
 }
 
 /// The kinds of event a webhook endpoint can take.
@@ -1330,6 +1334,7 @@ impl Default for TenantConfig {
             smpp_system_id: None,
             smpp_password: None,
             mms_service_codes: Vec::new(),
+            display_name: None,
         }
     }
 }

@@ -170,7 +170,7 @@ async fn mms_round_trip_and_sms_fallback_with_a_working_link() {
         .map(|t| t.2)
         .collect();
     assert_eq!(sms.len(), 1);
-    assert!(sms[0].starts_with("Look!\nhttp://PUBLIC/m/"), "{}", sms[0]);
+    assert!(sms[0].starts_with("Look!\nhttp://PUBLIC/p/"), "{}", sms[0]);
     let path = sms[0]
         .split("http://PUBLIC")
         .nth(1)
@@ -190,7 +190,8 @@ async fn mms_round_trip_and_sms_fallback_with_a_working_link() {
     );
     let page = String::from_utf8(page).unwrap();
     assert!(page.contains("<img"), "{page}");
-    let (st, head, raw) = http_get(http, &format!("{path}/raw")).await;
+    assert!(page.contains("<p class=\"text\">Look!</p>"), "{page}");
+    let (st, head, raw) = http_get(http, &format!("{path}/1")).await;
     assert_eq!(st, 200, "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -198,11 +199,13 @@ async fn mms_round_trip_and_sms_fallback_with_a_working_link() {
         "{head}"
     );
     assert_eq!(Bytes::from(raw), image, "the link serves the same bytes");
-    // A tampered link is a 404.
+    // A tampered link is a 404, and so is an item the page does not have.
     let mut bad = path.clone();
     bad.pop();
-    bad.push(if path.ends_with('0') { '1' } else { '0' });
+    bad.push(if path.ends_with('a') { 'b' } else { 'a' });
     assert_eq!(http_get(http, &bad).await.0, 404);
+    assert_eq!(http_get(http, &format!("{path}/2")).await.0, 404);
+    assert_eq!(http_get(http, &format!("{path}/01")).await.0, 404);
     s.gw.shutdown().await;
 }
 
@@ -247,7 +250,7 @@ async fn a_two_media_fallback_is_one_sms_segment_with_one_link_to_both() {
     assert_eq!(s.smsc.stats().accepted_parts, 1, "{}", sms[0].2);
     let text = &sms[0].2;
     assert!(text.chars().count() <= 160, "{text}");
-    assert_eq!(text.matches("http://PUBLIC/m/").count(), 1, "{text}");
+    assert_eq!(text.matches("http://PUBLIC/p/").count(), 1, "{text}");
     let path = text
         .split("http://PUBLIC")
         .nth(1)
@@ -265,10 +268,8 @@ async fn a_two_media_fallback_is_one_sms_segment_with_one_link_to_both() {
         .skip(1)
         .map(|r| r.split('"').next().unwrap())
         .collect();
-    assert!(
-        srcs[0].starts_with(&a.media_id) && srcs[1].starts_with(&b.media_id),
-        "{srcs:?}"
-    );
+    let code = &path["/p/".len()..];
+    assert_eq!(srcs, [format!("{code}/1"), format!("{code}/2")]);
     let dir = &path[..path.rfind('/').unwrap() + 1];
     for (src, bytes) in srcs.iter().zip([&first, &second]) {
         let (st, head, raw) = http_get(http, &format!("{dir}{src}")).await;
@@ -281,6 +282,303 @@ async fn a_two_media_fallback_is_one_sms_segment_with_one_link_to_both() {
     bad.push(if path.ends_with('a') { 'b' } else { 'a' });
     assert_eq!(http_get(http, &bad).await.0, 404);
     s.gw.shutdown().await;
+}
+
+/// A PNG of one colour.
+fn solid_png(w: u32, h: u32, rgb: [u8; 3]) -> Bytes {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    Bytes::from(out.into_inner())
+}
+
+const SALE_SUBJECT: &str = "Weekend sale <48h>";
+const SALE_TEXT: &str = "Hi Ann, 20% off tents & stoves this weekend only.\nShop now: https://acme.example/tents?utm=sms&c=1";
+
+/// Sends the sale MMS (two media) to `to`, which MMS does not reach, and
+/// answers the path of its SMS's landing-page link.
+async fn sale_fallback(s: &Setup, to: &str, media: [&str; 2], text: &str) -> String {
+    let mut m = mms(to, to, text, media[0]);
+    m.media.push(media[1].to_owned());
+    m.subject = SALE_SUBJECT.into();
+    let before = s.got.terminal_count();
+    accepted_ids(&s.client.submit(vec![m]).await.unwrap());
+    eventually("final", Duration::from_secs(20), || {
+        s.got.terminal_count() == before + 1
+    })
+    .await;
+    let digits = to.trim_start_matches('+');
+    let sms: Vec<String> = s
+        .smsc
+        .texts()
+        .into_iter()
+        .filter(|t| t.1 == digits)
+        .map(|t| t.2)
+        .collect();
+    assert_eq!(sms.len(), 1, "{sms:?}");
+    let path = sms[0]
+        .split("http://PUBLIC")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no landing link in {:?}", sms[0]))
+        .trim()
+        .to_owned();
+    assert!(path.starts_with("/p/"), "{path}");
+    path
+}
+
+fn display_name(c: &mut Config) {
+    c.tenants[0].display_name = Some("Acme \"Outdoor\"".into());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landing_page_shows_the_whole_message_and_is_named_by_its_content() {
+    let s = setup(|_| {}, display_name).await;
+    let a = s.client.put_media("image/png", png(64, 48)).await.unwrap();
+    let b = s.client.put_media("image/png", png(48, 64)).await.unwrap();
+    let media = [a.media_id.as_str(), b.media_id.as_str()];
+    let first = sale_fallback(&s, "+447700900131", media, SALE_TEXT).await;
+    let http = s.gw.public_addr.unwrap();
+    let (st, head, page) = http_get(http, &first).await;
+    assert_eq!(st, 200, "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("referrer-policy: no-referrer"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.len() <= 30 * 1024, "{} bytes", page.len());
+    // Everything from the tenant and the message is escaped; the link is one.
+    for want in [
+        "<p class=\"from\">Acme &quot;Outdoor&quot;</p>",
+        "<h1>Weekend sale &lt;48h&gt;</h1>",
+        "<title>Weekend sale &lt;48h&gt;</title>",
+        "Hi Ann, 20% off tents &amp; stoves this weekend only.\nShop now: \
+         <a href=\"https://acme.example/tents?utm=sms&amp;c=1\" rel=\"noopener noreferrer nofollow\">",
+        "alt=\"Picture 1 of 2 from Acme &quot;Outdoor&quot;\"",
+        "alt=\"Picture 2 of 2 from Acme &quot;Outdoor&quot;\"",
+        "<meta name=\"robots\" content=\"noindex, nofollow\">",
+    ] {
+        assert!(page.contains(want), "{want:?} not in {page}");
+    }
+    assert!(!page.contains("<script"), "{page}");
+
+    // The same message to another recipient: the same page, not written again.
+    let landing_dir = s._dir.path().join("media").join("landing");
+    let records = || std::fs::read_dir(&landing_dir).unwrap().count();
+    assert_eq!(records(), 1);
+    let again = sale_fallback(&s, "+447700900132", media, SALE_TEXT).await;
+    assert_eq!(again, first);
+    assert_eq!(records(), 1);
+    // A personalised text is a page of its own.
+    let other = sale_fallback(&s, "+447700900133", media, "Hi Bo, 20% off.").await;
+    assert_ne!(other, first);
+    assert_eq!(records(), 2);
+    let (st, _, page) = http_get(http, &other).await;
+    assert_eq!(st, 200);
+    assert!(
+        String::from_utf8(page)
+            .unwrap()
+            .contains(">Hi Bo, 20% off.</p>")
+    );
+    s.gw.shutdown().await;
+}
+
+/// `tests/interop` with its npm packages (`npm ci` when missing), when
+/// Chromium and Node.js are there; `None` (the test says it is skipped)
+/// otherwise, unless `SLUICE_REQUIRE_EXTERNAL` is set.
+fn browser_driver() -> Option<std::path::PathBuf> {
+    use sluice::external::{CHROMIUM, NODE, NPM, require};
+    if !require(&[&CHROMIUM, &NODE, &NPM]) {
+        return None;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    if !dir.join("node_modules/chrome-remote-interface").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    Some(dir)
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct BrowserReport {
+    viewport: Viewport,
+    #[serde(rename = "scrollWidth")]
+    scroll_width: f64,
+    title: String,
+    csp_errors: Vec<String>,
+    elements: Vec<Seen>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct Viewport {
+    width: f64,
+    height: f64,
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct Seen {
+    selector: String,
+    text: String,
+    href: Option<String>,
+    #[serde(rename = "box")]
+    rect: Rect,
+    visible: bool,
+    loaded: Option<bool>,
+    font_px: f64,
+}
+
+#[derive(serde::Deserialize, Debug, Clone, Copy)]
+struct Rect {
+    x: f64,
+    y: f64,
+    width: f64,
+    height: f64,
+}
+
+/// The landing page in a real browser: Debian's headless Chromium at an
+/// iPhone-sized viewport (390×844) shows the brand, the subject, the text
+/// with its link, and both pictures, all inside the viewport, nothing
+/// wider than the screen, under the page's own CSP; the screenshot's pixels
+/// show each picture's colour where the browser laid it out. The
+/// screenshot is kept at `target/test-artifacts/landing-page.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landing_page_renders_in_headless_chromium_at_a_phone_viewport() {
+    let Some(driver) = browser_driver() else {
+        return;
+    };
+    let s = setup(|_| {}, display_name).await;
+    let (red, blue) = ([220, 30, 40], [30, 70, 220]);
+    let a = s
+        .client
+        .put_media("image/png", solid_png(300, 200, red))
+        .await
+        .unwrap();
+    let b = s
+        .client
+        .put_media("image/png", solid_png(240, 160, blue))
+        .await
+        .unwrap();
+    let path = sale_fallback(
+        &s,
+        "+447700900141",
+        [a.media_id.as_str(), b.media_id.as_str()],
+        SALE_TEXT,
+    )
+    .await;
+    let url = format!("http://{}{path}", s.gw.public_addr.unwrap());
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("landing-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let chromium = which("chromium");
+    let out = tokio::process::Command::new("node")
+        .arg("landing.js")
+        .arg(&chromium)
+        .arg(&url)
+        .arg(&shot)
+        .current_dir(&driver)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "landing.js failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: BrowserReport = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    eprintln!("browser report: {report:?}");
+    assert_eq!(
+        (report.viewport.width, report.viewport.height),
+        (390.0, 844.0)
+    );
+    assert!(
+        report.scroll_width <= 390.0,
+        "wider than the phone: {report:?}"
+    );
+    assert_eq!(report.title, SALE_SUBJECT);
+    assert!(report.csp_errors.is_empty(), "{:?}", report.csp_errors);
+    let find = |sel: &str| {
+        report
+            .elements
+            .iter()
+            .find(|e| e.selector == sel)
+            .unwrap_or_else(|| panic!("no {sel} on the page: {report:?}"))
+    };
+    let inside = |e: &Seen| {
+        e.visible
+            && e.rect.x >= 0.0
+            && e.rect.y >= 0.0
+            && e.rect.x + e.rect.width <= 390.0
+            && e.rect.y + e.rect.height <= 844.0
+    };
+    for (sel, text) in [
+        (".from#0", "Acme \"Outdoor\""),
+        ("h1#0", SALE_SUBJECT),
+        (".text a#0", "https://acme.example/tents?utm=sms&c=1"),
+    ] {
+        let e = find(sel);
+        assert!(inside(e), "{sel} not visible in the viewport: {e:?}");
+        assert_eq!(e.text, text, "{sel}");
+    }
+    let body = find(".text#0");
+    assert!(inside(body), "{body:?}");
+    assert!(
+        body.text.starts_with("Hi Ann, 20% off tents & stoves"),
+        "{body:?}"
+    );
+    assert!(body.font_px >= 16.0, "readable on a phone: {body:?}");
+    assert_eq!(
+        find(".text a#0").href.as_deref(),
+        Some("https://acme.example/tents?utm=sms&c=1")
+    );
+    // The screenshot: each picture painted in its colour where it was laid out.
+    let png = image::open(&shot).expect("a screenshot").to_rgb8();
+    assert_eq!(png.dimensions(), (390, 844));
+    for (sel, colour) in [("img#0", red), ("img#1", blue)] {
+        let e = find(sel);
+        assert!(inside(e), "{sel} not visible in the viewport: {e:?}");
+        assert_eq!(e.loaded, Some(true), "{sel} did not load: {e:?}");
+        let (cx, cy) = (
+            e.rect.x + e.rect.width / 2.0,
+            e.rect.y + e.rect.height / 2.0,
+        );
+        let p = png.get_pixel(cx as u32, cy as u32).0;
+        let near = p
+            .iter()
+            .zip(colour)
+            .all(|(got, want)| got.abs_diff(want) <= 8);
+        assert!(near, "{sel} at ({cx}, {cy}) is {p:?}, not {colour:?}");
+    }
+    // The text's box holds ink, not only background.
+    let ink = (body.rect.x as u32..(body.rect.x + body.rect.width) as u32)
+        .flat_map(|x| {
+            (body.rect.y as u32..(body.rect.y + body.rect.height) as u32).map(move |y| (x, y))
+        })
+        .filter(|&(x, y)| {
+            let [r, g, b] = png.get_pixel(x, y).0;
+            u32::from(r) + u32::from(g) + u32::from(b) < 3 * 128
+        })
+        .count();
+    assert!(ink > 500, "the text shows no ink ({ink} dark pixels)");
+    eprintln!("screenshot kept at {}", shot.display());
+    s.gw.shutdown().await;
+}
+
+/// The full path of `program` on `PATH`.
+fn which(program: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| program.into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

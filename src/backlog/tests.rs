@@ -113,28 +113,32 @@ fn fallback_text_trims_the_text_never_the_link() {
     let mut m = (*crate::model::test_message(9, &"x".repeat(2000), u64::MAX)).clone();
     m.media = vec!["a".into(), "b".into()];
     m.fallback = FallbackPolicy::SmsWithLink;
-    let text = fallback_text(&m, "https://m.example.com", &links, false).unwrap();
+    let text = fallback_text(&m, "https://m.example.com", &links, None).unwrap();
     assert_eq!(text.chars().count(), crate::model::MAX_TEXT_CHARS);
     let link = format!("https://m.example.com{}", links.path(9, "b"));
     assert!(text.ends_with(&link), "{text}");
-    // With its page recorded, one short link for both media.
+    // With its landing page recorded, one short link for both media.
     m.text = "Look!".into();
-    let text = fallback_text(&m, "https://m.example.com", &links, true).unwrap();
-    assert_eq!(
-        text,
-        format!("Look!\nhttps://m.example.com{}", links.page_path(9))
-    );
+    let page = super::fallback::landing_page(&m, Some("Acme"));
+    let code = links.landing_code(&m.tenant, &page);
+    let text = fallback_text(&m, "https://m.example.com", &links, Some(&code)).unwrap();
+    assert_eq!(text, format!("Look!\nhttps://m.example.com/p/{code}"));
     assert!(text.chars().count() <= 160, "one segment: {text}");
+    // Trimmed for the link when the text is long.
+    m.text = "y".repeat(2000);
+    let text = fallback_text(&m, "https://m.example.com", &links, Some(&code)).unwrap();
+    assert_eq!(text.chars().count(), crate::model::MAX_TEXT_CHARS);
+    assert!(text.ends_with(&format!("\nhttps://m.example.com/p/{code}")));
 
     m.fallback = FallbackPolicy::None;
     assert_eq!(
-        fallback_text(&m, "", &links, false),
+        fallback_text(&m, "", &links, None),
         Err("the fallback policy is none")
     );
     m.fallback = FallbackPolicy::SmsTextOnly;
     m.text = "  ".into();
     assert_eq!(
-        fallback_text(&m, "", &links, false),
+        fallback_text(&m, "", &links, None),
         Err("there is no text for SMS")
     );
 }

@@ -1,17 +1,22 @@
 //! Landing-page links for SMS fallback: unguessable paths
-//! `/m/{message_id:016x}/{token}` (the message's page, one link for all its
-//! media) and `/m/{message_id:016x}/{media_id}/{token}` (one media item),
-//! where `token` is the first 16 bytes of HMAC-SHA256(secret, message_id as
-//! 8 big-endian bytes ‖ media id in lowercase hex, or `page`), in lowercase
-//! unpadded base32 (26 characters).
+//! `/p/{code}` (a landing page: [`super::landing`]), where `code` is the
+//! first 10 bytes of HMAC-SHA256(secret, `landing\0` ‖ tenant ‖ `\0` ‖ the
+//! page's record) in lowercase unpadded base32 (16 characters, 80 bits:
+//! short enough to keep a fallback in one SMS segment); and, for links sent
+//! by earlier versions, `/m/{message_id:016x}/{token}` (a message's page)
+//! and `/m/{message_id:016x}/{media_id}/{token}` (one media item), where
+//! `token` is the first 16 bytes of HMAC-SHA256(secret, message_id as 8
+//! big-endian bytes ‖ media id in lowercase hex, or `page`), in base32 (26
+//! characters). The two inputs never coincide (a token's input is 8 bytes
+//! and then 64 hex digits or `page`).
 //!
-//! Nothing is stored per link (a message's page reads the list of its
-//! media, [`super::store::MediaStore::page`]): whoever holds the secret can
-//! check one, and without it a valid token takes 2^128 guesses. The message id is in the
-//! path so a link names one message's use of the media (and could be
-//! refused once that message is purged). Verification parses strictly (one
-//! spelling per link) and compares with the `digest` crate's constant-time
-//! comparison.
+//! A landing page's code names its record (written once per content,
+//! [`super::store::MediaStore::put_landing`]); without the secret a code
+//! takes 2^80 guesses. The older links store nothing per link (a message's
+//! page reads the list of its media, [`super::store::MediaStore::page`]):
+//! whoever holds the secret can check one, and without it a valid token
+//! takes 2^128 guesses. Verification parses strictly (one spelling per link)
+//! and compares with the `digest` crate's constant-time comparison.
 //!
 //! The secret lives in `<data dir>/link.key` ([`load_or_create_secret`]):
 //! 32 random bytes, mode 0600, created once, so links survive restarts.
@@ -24,6 +29,7 @@ use std::path::Path;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::landing::LandingPage;
 use super::store::MediaId;
 
 const TARGET: &str = "sluice::media::link";
@@ -36,6 +42,10 @@ const SECRET_LEN: usize = 32;
 const TOKEN_BYTES: usize = 16;
 /// Characters of a token: ceil(128 / 5).
 const TOKEN_CHARS: usize = 26;
+/// Bytes of MAC in a landing-page code.
+const CODE_BYTES: usize = 10;
+/// Characters of a landing-page code: 80 / 5.
+pub const CODE_CHARS: usize = 16;
 /// RFC 4648 base32 alphabet, lowercase.
 const B32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -75,6 +85,18 @@ impl LinkSigner {
         let media_id = canonical(media_id);
         let tag = self.keyed(message_id, &media_id).finalize().into_bytes();
         base32(&tag[..TOKEN_BYTES])
+    }
+
+    /// The code of `tenant`'s landing page `page` (its file's name and its
+    /// link's last segment): the same page of the same tenant always has the
+    /// same code.
+    pub fn landing_code(&self, tenant: &str, page: &LandingPage) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"landing\0");
+        mac.update(tenant.as_bytes());
+        mac.update(b"\0");
+        mac.update(&page.to_bytes());
+        base32(&mac.finalize().into_bytes()[..CODE_BYTES])
     }
 
     /// The landing-page path `/m/{message_id:016x}/{media_id}/{token}`;
@@ -138,6 +160,17 @@ impl LinkSigner {
             .ok()?;
         Some((message_id, media.to_owned()))
     }
+}
+
+/// The path of the landing page named `code`: `/p/{code}`.
+pub fn landing_path(code: &str) -> String {
+    format!("/p/{code}")
+}
+
+/// Whether `s` is spelled as a landing-page code (16 characters of the
+/// lowercase base32 alphabet). Safe as a file name.
+pub fn is_landing_code(s: &str) -> bool {
+    s.len() == CODE_CHARS && s.bytes().all(|c| B32.contains(&c))
 }
 
 fn is_lower_hex(c: u8) -> bool {

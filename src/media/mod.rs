@@ -9,7 +9,9 @@
 //!   per-tenant quotas and limits on uploads in progress;
 //! - [`fit`](mod@fit): [`Fitter`], re-encoding and scaling images to a
 //!   byte limit, cached per (media, limit);
-//! - [`link`]: [`LinkSigner`], stateless HMAC-signed landing-page paths, and
+//! - [`landing`]: [`LandingPage`], what a fallback's landing page shows
+//!   (display name, subject, text, media), recorded once per content;
+//! - [`link`]: [`LinkSigner`], HMAC-signed landing-page paths and codes, and
 //!   the key file behind them;
 //! - [`page`]: [`serve`], the hyper handler for those paths (HTML page and
 //!   raw bytes).
@@ -20,6 +22,7 @@
 //! itself for cache misses).
 
 pub mod fit;
+pub mod landing;
 pub mod link;
 pub mod page;
 pub mod sniff;
@@ -29,6 +32,7 @@ use std::io;
 use std::sync::Arc;
 
 pub use fit::{Fitted, Fitter, fit};
+pub use landing::LandingPage;
 pub use link::{LinkSigner, load_or_create_secret};
 pub use page::serve;
 pub use sniff::{MediaType, sniff};

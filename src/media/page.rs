@@ -1,13 +1,18 @@
-//! The landing page of an SMS fallback link: a hyper handler for
-//! `GET|HEAD /m/{message_id}/{token}` (the message's page: every media item
-//! it recorded, [`MediaStore::page`]), `/m/{message_id}/{media_id}/{token}`
-//! (a page showing one media item; the links of older fallbacks) and
-//! `…/{media_id}/{token}/raw` (the media itself).
+//! The landing pages of SMS fallback links, a hyper handler for `GET|HEAD`
+//! of:
 //!
-//! The signed path is the authority ([`LinkSigner::verify`]), so the store
-//! lookup is not tenant-scoped. A bad token, a malformed path and unknown
-//! media all answer the same 404, so the endpoint tells nothing about which
-//! ids exist.
+//! - `/p/{code}`: a fallback's landing page, the whole message
+//!   ([`super::landing::LandingPage`], HTML in [`render`]), and
+//!   `/p/{code}/{n}`, its `n`-th media item (from 1);
+//! - for links sent by earlier versions: `/m/{message_id}/{token}` (every
+//!   media item a message recorded, [`MediaStore::page`]),
+//!   `/m/{message_id}/{media_id}/{token}` (one media item) and
+//!   `…/{media_id}/{token}/raw` (the media itself).
+//!
+//! The code or the signed path is the authority ([`LinkSigner::verify`]),
+//! so the store lookup is not tenant-scoped. A bad code or token, a
+//! malformed path and unknown media all answer the same 404, so the
+//! endpoint tells nothing about which ids exist.
 //!
 //! Headers: the page is `text/html; charset=utf-8`, `Cache-Control: private,
 //! max-age=86400`; the raw bytes carry their sniffed type, `Cache-Control:
@@ -18,10 +23,11 @@
 //! `Referrer-Policy: no-referrer`; the page has a Content-Security-Policy
 //! allowing only its own media and inline style.
 //!
-//! The page points at the raw bytes with a relative URL (`{token}/raw`), so
-//! it works behind a reverse proxy that mounts it under a prefix.
+//! A page points at the raw bytes with relative URLs (`{code}/{n}`,
+//! `{token}/raw`), so it works behind a reverse proxy that mounts it under a
+//! prefix.
 //!
-//! [`router`] is all the public door serves: `/m/...` and a 404 for
+//! [`router`] is all the public door serves: `/p/...`, `/m/...` and a 404 for
 //! anything else (so neither `/metrics` nor `/admin` is reachable there).
 
 use std::sync::Arc;
@@ -31,9 +37,11 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::link::LinkSigner;
+use super::link::{LinkSigner, is_landing_code};
 use super::sniff::MediaType;
 use super::store::{Media, MediaId, MediaStore};
+
+mod render;
 
 const TARGET: &str = "sluice::media::page";
 
@@ -49,7 +57,8 @@ pub fn router(store: Arc<MediaStore>, signer: Arc<LinkSigner>) -> axum::Router {
         async move { serve(req, &store, &signer).await }
     };
     axum::Router::new()
-        .route("/m/{*link}", axum::routing::any(page))
+        .route("/m/{*link}", axum::routing::any(page.clone()))
+        .route("/p/{*link}", axum::routing::any(page))
         .fallback(|| async { plain(StatusCode::NOT_FOUND, "not found\n") })
 }
 
@@ -72,6 +81,13 @@ pub async fn serve<B>(
         }
     };
     let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/p/") {
+        let mut resp = landing(req.headers(), store, rest).await;
+        if head {
+            *resp.body_mut() = Full::new(Bytes::new());
+        }
+        return resp;
+    }
     let (link, raw) = match path.strip_suffix("/raw") {
         Some(link) => (link, true),
         None => (path, false),
@@ -95,7 +111,7 @@ pub async fn serve<B>(
         return not_found();
     };
     let mut resp = if raw {
-        raw_response(&req, &media)
+        raw_response(req.headers(), &media)
     } else {
         page_response(&media, link)
     };
@@ -162,7 +178,7 @@ fn not_found() -> Response<Full<Bytes>> {
 
 fn page_response(media: &Media, link: &str) -> Response<Full<Bytes>> {
     let token = link.rsplit('/').next().unwrap_or("");
-    html_response(render_page(&[(media, &format!("{token}/raw"))]))
+    html_response(render::media_only(&[(media, &format!("{token}/raw"))]))
 }
 
 fn html_response(html: String) -> Response<Full<Bytes>> {
@@ -179,6 +195,55 @@ fn html_response(html: String) -> Response<Full<Bytes>> {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
+}
+
+/// A landing page (`/p/{code}`) or its `n`-th media item from 1
+/// (`/p/{code}/{n}`, linked from the page relatively).
+async fn landing(
+    headers: &header::HeaderMap,
+    store: &Arc<MediaStore>,
+    rest: &str,
+) -> Response<Full<Bytes>> {
+    let (code, item) = match rest.split_once('/') {
+        // One spelling per item: digits, no leading zero.
+        Some((code, n)) if n.bytes().all(|c| c.is_ascii_digit()) && !n.starts_with('0') => {
+            match n.parse::<usize>() {
+                Ok(n) => (code, Some(n)),
+                Err(_) => return not_found(),
+            }
+        }
+        Some(_) => return not_found(),
+        None => (rest, None),
+    };
+    if !is_landing_code(code) {
+        return not_found();
+    }
+    let page = {
+        let (store, code) = (Arc::clone(store), code.to_owned());
+        match tokio::task::spawn_blocking(move || store.landing(&code)).await {
+            Ok(Some(page)) => page,
+            _ => return not_found(),
+        }
+    };
+    let ids: Vec<String> = page.media_ids().map(|id| id.to_hex()).collect();
+    if let Some(n) = item {
+        let Some(id) = ids.get(n - 1) else {
+            return not_found();
+        };
+        return match lookup(store, id).await {
+            Some(media) => raw_response(headers, &media),
+            None => not_found(),
+        };
+    }
+    let mut items = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let Some(media) = lookup(store, id).await else {
+            return not_found();
+        };
+        items.push((media, format!("{code}/{}", i + 1)));
+    }
+    let refs: Vec<(&Media, &str)> = items.iter().map(|(m, u)| (m, u.as_str())).collect();
+    html_response(render::landing(&page, &refs))
 }
 
 /// The page of a whole message (`/m/{message_id}/{token}`): every media
@@ -203,81 +268,13 @@ async fn message_page(
         items.push((media, raw));
     }
     let refs: Vec<(&Media, &str)> = items.iter().map(|(m, r)| (m, r.as_str())).collect();
-    Some(html_response(render_page(&refs)))
+    Some(html_response(render::media_only(&refs)))
 }
 
-/// The HTML5 page showing each media item, whose bytes are at its URL.
-fn render_page(items: &[(&Media, &str)]) -> String {
-    let content: Vec<String> = items
-        .iter()
-        .map(|(media, raw_url)| render_item(media, raw_url))
-        .collect();
-    let content = content.join("\n");
-    format!(
-        "<!DOCTYPE html>\n\
-         <html lang=\"en\">\n\
-         <head>\n\
-         <meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <title>Message media</title>\n\
-         <style>body{{margin:0;padding:1em;font-family:system-ui,sans-serif;background:#f4f4f4;color:#111}}\
-         main{{max-width:40em;margin:0 auto;text-align:center}}\
-         img,video{{max-width:100%;height:auto;display:block;margin:0 auto 1em}}\
-         pre{{text-align:left;white-space:pre-wrap;word-wrap:break-word}}</style>\n\
-         </head>\n\
-         <body>\n\
-         <main>\n\
-         {content}\n\
-         </main>\n\
-         </body>\n\
-         </html>\n"
-    )
-}
-
-/// One media item, whose bytes are at `raw_url`.
-fn render_item(media: &Media, raw_url: &str) -> String {
-    let src = escape(raw_url);
-    match media.media_type {
-        MediaType::Jpeg | MediaType::Png | MediaType::Gif => {
-            format!("<img src=\"{src}\" alt=\"Picture from your message\">")
-        }
-        MediaType::Mp4 => format!(
-            "<video controls playsinline preload=\"metadata\" src=\"{src}\">\
-             <a href=\"{src}\">Download the video</a></video>"
-        ),
-        MediaType::Text => format!(
-            "<pre>{}</pre>",
-            escape(&String::from_utf8_lossy(&media.bytes))
-        ),
-        MediaType::Smil => format!(
-            "<p>This message holds a presentation that cannot be shown here. \
-             <a href=\"{src}\">Download it</a>.</p>"
-        ),
-    }
-}
-
-/// Escapes text for HTML content and double- or single-quoted attributes.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn raw_response<B>(req: &Request<B>, media: &Media) -> Response<Full<Bytes>> {
+fn raw_response(headers: &header::HeaderMap, media: &Media) -> Response<Full<Bytes>> {
     let etag = format!("\"{}\"", media.id);
     let total = media.bytes.len();
-    let not_modified = req
-        .headers()
+    let not_modified = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| etag_matches(v, &etag));
@@ -292,12 +289,11 @@ fn raw_response<B>(req: &Request<B>, media: &Media) -> Response<Full<Bytes>> {
         r
     } else {
         // If-Range with another validator: the whole content.
-        let if_range_ok = req
-            .headers()
+        let if_range_ok = headers
             .get(header::IF_RANGE)
             .is_none_or(|v| v.to_str().is_ok_and(|v| v.trim() == etag));
         let range = if if_range_ok {
-            req.headers()
+            headers
                 .get(header::RANGE)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| parse_range(v, total))

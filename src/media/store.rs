@@ -57,6 +57,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::landing::LandingPage;
 use super::sniff::{MediaType, sniff};
 use super::{MediaError, QuotaExceeded, UploadLimit};
 
@@ -68,6 +69,8 @@ const OWNERS: &str = "owners";
 const PAGES: &str = "pages";
 /// Media items a message page lists at most (a file with more is cut).
 const MAX_PAGE_ITEMS: usize = 64;
+/// Directory of landing-page records, named by their codes.
+const LANDING: &str = "landing";
 /// Prefix of temporary files.
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -328,6 +331,8 @@ impl MediaStore {
         fs::create_dir_all(cfg.dir.join(OWNERS))?;
         fs::create_dir_all(cfg.dir.join(PAGES))?;
         remove_temps(&cfg.dir.join(PAGES))?;
+        fs::create_dir_all(cfg.dir.join(LANDING))?;
+        remove_temps(&cfg.dir.join(LANDING))?;
         for entry in fs::read_dir(&cfg.dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -351,24 +356,8 @@ impl MediaStore {
         })
     }
 
-    /// Records, durably, the media message `message_id`'s page shows, in
-    /// order (its SMS fallback links to the page: [`super::link::LinkSigner::page_path`]).
-    /// Writing it again replaces it.
-    ///
-    /// # Errors
-    /// The file cannot be written.
-    pub fn put_page(&self, message_id: u64, media: &[MediaId]) -> io::Result<()> {
-        let dir = self.cfg.dir.join(PAGES);
-        let mut text = String::with_capacity(media.len() * 65);
-        for id in media.iter().take(MAX_PAGE_ITEMS) {
-            text.push_str(&id.to_hex());
-            text.push('\n');
-        }
-        let name = format!("{message_id:016x}");
-        write_atomic(&dir, &dir.join(&name), &name, text.as_bytes())
-    }
-
-    /// The media message `message_id`'s page shows, or `None` when it has
+    /// The media message `message_id`'s page shows (written by versions
+    /// before landing pages; its links still work), or `None` when it has
     /// no page (or its file does not read: lines that are not media ids
     /// are skipped, and at most [`MAX_PAGE_ITEMS`] are read).
     pub fn page(&self, message_id: u64) -> Option<Vec<MediaId>> {
@@ -380,6 +369,49 @@ impl MediaStore {
             .read_to_string(&mut text)
             .ok()?;
         Some(parse_page(&text))
+    }
+
+    /// Records, durably, the landing page named `code` (made by
+    /// [`super::LinkSigner::landing_code`] from these very bytes). A page
+    /// already recorded is not written again (its name is its content):
+    /// the answer says whether this call wrote it.
+    ///
+    /// # Errors
+    /// `code` is not a landing code, or the file cannot be written.
+    pub fn put_landing(&self, code: &str, page: &LandingPage) -> io::Result<bool> {
+        if !super::link::is_landing_code(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a landing-page code",
+            ));
+        }
+        let dir = self.cfg.dir.join(LANDING);
+        let dest = dir.join(code);
+        if dest.exists() {
+            return Ok(false);
+        }
+        write_atomic(&dir, &dest, code, &page.to_bytes())?;
+        Ok(true)
+    }
+
+    /// Whether the landing page named `code` is recorded.
+    pub fn has_landing(&self, code: &str) -> bool {
+        super::link::is_landing_code(code) && self.cfg.dir.join(LANDING).join(code).exists()
+    }
+
+    /// The landing page named `code`, or `None` when there is none (or its
+    /// file is not a record: [`LandingPage::from_bytes`]).
+    pub fn landing(&self, code: &str) -> Option<LandingPage> {
+        if !super::link::is_landing_code(code) {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        File::open(self.cfg.dir.join(LANDING).join(code))
+            .ok()?
+            .take(super::landing::MAX_RECORD_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        LandingPage::from_bytes(&bytes)
     }
 
     /// The configuration.

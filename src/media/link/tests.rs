@@ -181,3 +181,40 @@ fn a_message_page_link_is_short_one_spelling_and_not_a_media_link() {
     );
     assert_eq!(s.verify_page(&forged), None);
 }
+
+#[test]
+fn a_landing_code_names_one_tenants_page_content() {
+    let s = LinkSigner::new(&[9u8; 32]);
+    let page = LandingPage {
+        from: "Acme".into(),
+        subject: "Sale".into(),
+        text: "Hi".into(),
+        media: vec!["ab".repeat(32)],
+    };
+    let code = s.landing_code("acme", &page);
+    assert!(is_landing_code(&code), "{code}");
+    assert_eq!(code.len(), CODE_CHARS);
+    assert_eq!(s.landing_code("acme", &page), code, "stable");
+    assert_eq!(landing_path(&code), format!("/p/{code}"));
+    // Another tenant, another text, another key: another code.
+    assert_ne!(s.landing_code("other", &page), code);
+    let personal = LandingPage {
+        text: "Hi Ann".into(),
+        ..page.clone()
+    };
+    assert_ne!(s.landing_code("acme", &personal), code);
+    assert_ne!(
+        LinkSigner::new(&[8u8; 32]).landing_code("acme", &page),
+        code
+    );
+    for bad in [
+        "",
+        "abc",
+        "ABCDEFGHIJKLMNOP",
+        "abcdefghijklmno1",
+        "abcdefghijklmnop/",
+        "../../etc/passwd",
+    ] {
+        assert!(!is_landing_code(bad), "{bad}");
+    }
+}

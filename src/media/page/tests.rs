@@ -355,3 +355,80 @@ fn range_parser() {
     assert_eq!(parse_range("bytes= 2 - 3 ", 10), RangeAnswer::Part(2, 3));
     assert_eq!(parse_range("bytes=+1-2", 10), RangeAnswer::Whole);
 }
+
+impl Env {
+    /// Records a landing page of these media (stored for `acme`) and
+    /// answers its path.
+    fn landing(&self, text: &str, media: &[(&str, Bytes)]) -> String {
+        let ids = media
+            .iter()
+            .map(|(ct, b)| self.store.put("acme", ct, b.clone()).unwrap().id.to_hex())
+            .collect();
+        let page = crate::media::LandingPage {
+            from: "Acme <Outdoor>".into(),
+            subject: "Sale & more".into(),
+            text: text.into(),
+            media: ids,
+        };
+        let code = self.signer.landing_code("acme", &page);
+        assert!(self.store.put_landing(&code, &page).unwrap(), "written");
+        assert!(!self.store.put_landing(&code, &page).unwrap(), "once");
+        crate::media::link::landing_path(&code)
+    }
+}
+
+#[tokio::test]
+async fn a_landing_page_shows_brand_subject_text_and_each_item_from_its_own_path() {
+    let e = env();
+    let mut mp4 = b"\0\0\0\x18ftypmp42\0\0\0\0isommp42".to_vec();
+    mp4.extend_from_slice(&[0, 0, 0, 8, b'm', b'o', b'o', b'v']);
+    let (png, mp4) = (small_png(), Bytes::from(mp4));
+    let path = e.landing(
+        "Hi <b>Ann</b>\nhttps://acme.example/x?a=1&b=2",
+        &[("image/png", png.clone()), ("video/mp4", mp4.clone())],
+    );
+    let (r, body) = e.call(Method::GET, &path, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-type"), "text/html; charset=utf-8");
+    assert!(header(&r, "content-security-policy").contains("default-src 'none'"));
+    assert_eq!(header(&r, "x-frame-options"), "DENY");
+    let html = std::str::from_utf8(&body).unwrap();
+    let code = path.rsplit('/').next().unwrap();
+    for want in [
+        "<p class=\"from\">Acme &lt;Outdoor&gt;</p>",
+        "<h1>Sale &amp; more</h1>",
+        "Hi &lt;b&gt;Ann&lt;/b&gt;\n<a href=\"https://acme.example/x?a=1&amp;b=2\"",
+        &format!("<img src=\"{code}/1\" alt=\"Picture 1 of 2 from Acme &lt;Outdoor&gt;\">"),
+        &format!("src=\"{code}/2#t=0.1\" aria-label=\"Video 2 of 2 from Acme &lt;Outdoor&gt;\""),
+    ] {
+        assert!(html.contains(want), "{want:?} not in {html}");
+    }
+    // Each item from its path, with ranges as ever; nothing past the last.
+    let (r, raw) = e.call(Method::GET, &format!("{path}/1"), &[]).await;
+    assert_eq!(header(&r, "content-type"), "image/png");
+    assert_eq!(raw, png);
+    let (r, raw) = e
+        .call(Method::GET, &format!("{path}/2"), &[("range", "bytes=0-3")])
+        .await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(raw, mp4.slice(0..4));
+    let (r, body) = e.call(Method::HEAD, &path, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(body.is_empty());
+    let unknown = format!("/p/{}", "a".repeat(16));
+    for bad in [
+        format!("{path}/3"),
+        format!("{path}/0"),
+        format!("{path}/01"),
+        format!("{path}/1/raw"),
+        format!("{path}/"),
+        format!("{path}x"),
+        path.to_uppercase(),
+        unknown,
+        "/p/".into(),
+        "/p/../../etc/passwd".into(),
+    ] {
+        let (r, _) = e.call(Method::GET, &bad, &[]).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+}
