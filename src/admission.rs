@@ -254,12 +254,13 @@ pub fn validate_with_country(
             "subject is longer than 256 bytes",
         ));
     }
-    let mms = mms_fields(&m.mms_service_code, &m.mms_linked_id)?;
     let validity = if m.validity_seconds == 0 {
         default_validity
     } else {
         Duration::from_secs(u64::from(m.validity_seconds)).min(MAX_VALIDITY)
     };
+    let expires_at_ms = now_ms + validity.as_millis() as u64;
+    let mms = mms_fields(&m, now_ms, expires_at_ms)?;
     Ok(Message {
         id: MessageId(0),
         tenant: tenant.clone(),
@@ -271,7 +272,7 @@ pub fn validate_with_country(
         channel: m.channel,
         fallback: m.fallback,
         campaign_id: m.campaign_id,
-        expires_at_ms: now_ms + validity.as_millis() as u64,
+        expires_at_ms,
         priority: m.priority,
         tags: m.tags,
         accepted_at_ms: now_ms,
@@ -284,16 +285,18 @@ pub fn validate_with_country(
 /// The longest per-message MMS field (ServiceCode, LinkedID).
 const MAX_MMS_FIELD: usize = 64;
 
-/// A message's MMS service fields, checked for form (printable ASCII, at
-/// most [`MAX_MMS_FIELD`]); whether the tenant may use a ServiceCode is
-/// [`crate::admission::Admission::verdict`]'s to judge.
+/// A message's MMS service fields, checked for form (ServiceCode and
+/// LinkedID printable ASCII, at most [`MAX_MMS_FIELD`]; an earliest delivery
+/// within its validity, dropped when already past); whether the tenant may
+/// use a ServiceCode is [`crate::admission::Admission::verdict`]'s to judge.
 fn mms_fields(
-    service_code: &str,
-    linked_id: &str,
+    m: &Submission,
+    now_ms: u64,
+    expires_at_ms: u64,
 ) -> Result<Option<Box<crate::model::MmsFields>>, Rejection> {
     for (name, v) in [
-        ("mms_service_code", service_code),
-        ("mms_linked_id", linked_id),
+        ("mms_service_code", &m.mms_service_code),
+        ("mms_linked_id", &m.mms_linked_id),
     ] {
         if v.len() > MAX_MMS_FIELD || !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return Err(reject(
@@ -302,15 +305,27 @@ fn mms_fields(
             ));
         }
     }
+    if m.mms_earliest_delivery_ms >= expires_at_ms {
+        return Err(reject(
+            RejectReason::InvalidField,
+            "mms_earliest_delivery_ms is not before the message expires",
+        ));
+    }
     let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
-    Ok(
-        (!service_code.is_empty() || !linked_id.is_empty()).then(|| {
-            Box::new(crate::model::MmsFields {
-                service_code: some(service_code),
-                linked_id: some(linked_id),
-            })
-        }),
-    )
+    let fields = crate::model::MmsFields {
+        service_code: some(&m.mms_service_code),
+        linked_id: some(&m.mms_linked_id),
+        message_class: m.mms_message_class,
+        priority: m.mms_priority,
+        read_reply: m.mms_read_reply,
+        distribution_indicator: m.mms_distribution_indicator,
+        earliest_delivery_ms: if m.mms_earliest_delivery_ms > now_ms {
+            m.mms_earliest_delivery_ms
+        } else {
+            0
+        },
+    };
+    Ok((!fields.is_empty()).then(|| Box::new(fields)))
 }
 
 // === impl Dedupe ===

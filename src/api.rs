@@ -266,6 +266,16 @@ struct MessageIn {
     mms_service_code: String,
     #[serde(default)]
     mms_linked_id: String,
+    #[serde(default)]
+    mms_message_class: Option<crate::model::MmsMessageClass>,
+    #[serde(default)]
+    mms_priority: Option<crate::model::MmsPriority>,
+    #[serde(default)]
+    mms_read_reply: Option<bool>,
+    #[serde(default)]
+    mms_distribution_indicator: Option<bool>,
+    #[serde(default)]
+    mms_earliest_delivery_ms: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -322,6 +332,11 @@ impl From<MessageIn> for Submission {
             tags: m.tags,
             mms_service_code: m.mms_service_code,
             mms_linked_id: m.mms_linked_id,
+            mms_message_class: m.mms_message_class,
+            mms_priority: m.mms_priority,
+            mms_read_reply: m.mms_read_reply,
+            mms_distribution_indicator: m.mms_distribution_indicator,
+            mms_earliest_delivery_ms: m.mms_earliest_delivery_ms,
         }
     }
 }

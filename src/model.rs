@@ -338,12 +338,54 @@ pub struct Message {
 // === delivery states and events ===
 
 /// Per-message MM7 SubmitReq fields (over the MMSC's `[mmsc.service]`).
+/// `ChargedParty`, `ReplyCharging` and `DeliveryReport` are the MMSC's
+/// only: who pays is not a message's to choose, and sluice always asks for
+/// delivery reports (a message's one terminal event comes from its report).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MmsFields {
     /// `ServiceCode` (one of the tenant's `mms_service_codes`).
     pub service_code: Option<String>,
     /// `LinkedID` (e.g. the MO this message answers).
     pub linked_id: Option<String>,
+    /// `MessageClass`.
+    pub message_class: Option<MmsMessageClass>,
+    /// `Priority` at the MMSC (not the dispatch [`Priority`]).
+    pub priority: Option<MmsPriority>,
+    /// `ReadReply`: ask the handset for a read report.
+    pub read_reply: Option<bool>,
+    /// `DistributionIndicator`: whether the recipient may forward it.
+    pub distribution_indicator: Option<bool>,
+    /// `EarliestDeliveryTime`, Unix ms (0: none): the MMSC holds the
+    /// message until then.
+    pub earliest_delivery_ms: u64,
+}
+
+impl MmsFields {
+    /// Whether no field is set (then a message carries none).
+    pub fn is_empty(&self) -> bool {
+        *self == MmsFields::default()
+    }
+}
+
+/// `MessageClass` of an MMS.
+#[derive(Clone, Copy, Debug, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum MmsMessageClass {
+    Personal,
+    Informational,
+    Advertisement,
+    Auto,
+}
+
+/// `Priority` of an MMS at the MMSC.
+#[derive(Clone, Copy, Debug, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum MmsPriority {
+    Normal,
+    High,
+    Low,
 }
 
 /// The delivery state machine of a message.

@@ -1042,26 +1042,7 @@ pub struct MmscServiceFields {
     pub distribution_indicator: Option<bool>,
 }
 
-/// `MessageClass` of a SubmitReq.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-#[allow(missing_docs)]
-pub enum MmsMessageClass {
-    Personal,
-    Informational,
-    Advertisement,
-    Auto,
-}
-
-/// `Priority` of a SubmitReq.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-#[allow(missing_docs)]
-pub enum MmsPriority {
-    Normal,
-    High,
-    Low,
-}
+pub use crate::model::{MmsMessageClass, MmsPriority};
 
 /// `ChargedParty` of a SubmitReq.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

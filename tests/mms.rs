@@ -1506,6 +1506,90 @@ async fn a_messages_own_service_code_and_linked_id_go_in_its_submit() {
     s.gw.shutdown().await;
 }
 
+/// A message's own MessageClass, Priority, ReadReply, DistributionIndicator
+/// and EarliestDeliveryTime go in its SubmitReq over the MMSC's defaults; a
+/// message without them gets the defaults; an earliest delivery at or past
+/// the message's expiry is refused at admission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messages_own_class_priority_replies_and_earliest_delivery_go_in_its_submit() {
+    let s = setup(
+        |_| {},
+        |c| {
+            let service = &mut c.mmsc[0].service;
+            service.message_class = Some(sluice::model::MmsMessageClass::Advertisement);
+            service.priority = Some(sluice::model::MmsPriority::Low);
+            service.read_reply = Some(false);
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(32, 32)).await.unwrap();
+    // An hour from now, in whole seconds.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let at_ms = (now.as_secs() + 3600) * 1000;
+    let at =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(at_ms))
+            .to_string();
+    let mut own = mms("own", "+14155550184", "Hi", &up.media_id);
+    own.mms_message_class = pb::MmsMessageClass::Personal as i32;
+    own.mms_priority = pb::MmsPriority::High as i32;
+    own.mms_read_reply = Some(true);
+    own.mms_distribution_indicator = Some(false);
+    own.mms_earliest_delivery_ms = at_ms;
+    own.validity_seconds = 2 * 3600;
+    let plain = mms("plain", "+14155550185", "Hi", &up.media_id);
+    let mut late = mms("late", "+14155550186", "Hi", &up.media_id);
+    late.validity_seconds = 1800;
+    late.mms_earliest_delivery_ms = at_ms;
+    let ack = s.client.submit(vec![own]).await.unwrap();
+    assert_eq!(accepted_ids(&ack).len(), 1, "{ack:?}");
+    eventually("first", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    let ack = s.client.submit(vec![plain, late]).await.unwrap();
+    assert_eq!(
+        ack.results[0].reason,
+        pb::RejectReason::RejectNone as i32,
+        "{ack:?}"
+    );
+    assert_eq!(
+        ack.results[1].reason,
+        pb::RejectReason::InvalidField as i32,
+        "{ack:?}"
+    );
+    assert!(
+        ack.results[1].detail.contains("mms_earliest_delivery_ms"),
+        "{ack:?}"
+    );
+    eventually("second", Duration::from_secs(20), || {
+        s.got.terminal_count() == 2
+    })
+    .await;
+    let some = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        s.mmsc.service_fields(),
+        [
+            [
+                some("Personal"),
+                some("High"),
+                some("true"),
+                some("false"),
+                Some(at)
+            ],
+            [
+                some("Advertisement"),
+                some("Low"),
+                some("false"),
+                None,
+                None
+            ],
+        ]
+    );
+    s.gw.shutdown().await;
+}
+
 /// `mmsc.fallback_after = "300ms"`: the time form. An MMS the MMSC keeps
 /// refusing for now takes the SMS fallback at the first refusal after it
 /// has waited that long, well before its validity ends.

@@ -210,6 +210,7 @@ async fn every_field_reaches_admission_as_the_domain_says() {
             tags: vec!["x".into()],
             mms_service_code: String::new(),
             mms_linked_id: String::new(),
+            ..Submission::default()
         }
     );
 }

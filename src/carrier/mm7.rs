@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -462,6 +462,7 @@ impl Mm7Carrier {
         let recipients = [Address::Number(m.to.to_string())];
         let transaction_id = format!("{}-{attempt}", m.id);
         let remaining = Duration::from_millis(m.expires_at_ms.saturating_sub(now_ms()));
+        let own = m.mms.as_deref();
         let bare = SubmitReq {
             transaction_id: &transaction_id,
             version: self.version,
@@ -476,17 +477,26 @@ impl Mm7Carrier {
             media_encoding: self.media_encoding,
             presentation: self.presentation,
             // The message's own fields over the MMSC's defaults.
-            service_code: m
-                .mms
-                .as_ref()
+            service_code: own
                 .and_then(|f| f.service_code.as_deref())
                 .or(self.service.service_code.as_deref()),
-            linked_id: m.mms.as_ref().and_then(|f| f.linked_id.as_deref()),
-            message_class: self.service.message_class.map(Into::into),
-            priority: self.service.priority.map(Into::into),
-            read_reply: self.service.read_reply,
+            linked_id: own.and_then(|f| f.linked_id.as_deref()),
+            message_class: own
+                .and_then(|f| f.message_class)
+                .or(self.service.message_class)
+                .map(Into::into),
+            priority: own
+                .and_then(|f| f.priority)
+                .or(self.service.priority)
+                .map(Into::into),
+            read_reply: own.and_then(|f| f.read_reply).or(self.service.read_reply),
             charged_party: self.service.charged_party.map(Into::into),
-            distribution_indicator: self.service.distribution_indicator,
+            distribution_indicator: own
+                .and_then(|f| f.distribution_indicator)
+                .or(self.service.distribution_indicator),
+            earliest_delivery: own.filter(|f| f.earliest_delivery_ms > 0).map(|f| {
+                Expiry::Absolute(UNIX_EPOCH + Duration::from_millis(f.earliest_delivery_ms))
+            }),
             ..SubmitReq::default()
         };
         // What the envelope and text cost; the media share the rest.

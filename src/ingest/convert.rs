@@ -4,7 +4,7 @@
 
 use super::pb;
 use crate::model::submit::{MediaChunk, MediaStored, RejectReason, Submission, SubmitResult};
-use crate::model::{ChannelPref, FallbackPolicy, Priority};
+use crate::model::{ChannelPref, FallbackPolicy, MmsMessageClass, MmsPriority, Priority};
 
 /// A submitted message as the domain's [`Submission`] (fields moved, not
 /// copied; unknown enum values take their defaults, as before).
@@ -34,6 +34,22 @@ pub fn submission(m: pb::SubmitMessage) -> Submission {
         campaign_id: m.campaign_id,
         validity_seconds: m.validity_seconds,
         tags: m.tags,
+        mms_message_class: match pb::MmsMessageClass::try_from(m.mms_message_class) {
+            Ok(pb::MmsMessageClass::Personal) => Some(MmsMessageClass::Personal),
+            Ok(pb::MmsMessageClass::Informational) => Some(MmsMessageClass::Informational),
+            Ok(pb::MmsMessageClass::Advertisement) => Some(MmsMessageClass::Advertisement),
+            Ok(pb::MmsMessageClass::Auto) => Some(MmsMessageClass::Auto),
+            _ => None,
+        },
+        mms_priority: match pb::MmsPriority::try_from(m.mms_priority) {
+            Ok(pb::MmsPriority::Low) => Some(MmsPriority::Low),
+            Ok(pb::MmsPriority::Normal) => Some(MmsPriority::Normal),
+            Ok(pb::MmsPriority::High) => Some(MmsPriority::High),
+            _ => None,
+        },
+        mms_read_reply: m.mms_read_reply,
+        mms_distribution_indicator: m.mms_distribution_indicator,
+        mms_earliest_delivery_ms: m.mms_earliest_delivery_ms,
         mms_service_code: m.mms_service_code,
         mms_linked_id: m.mms_linked_id,
     }

@@ -9,7 +9,8 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::model::{
-    ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, MsisdnError, Priority, Sender,
+    ChannelPref, FallbackPolicy, Message, MessageId, MmsFields, MmsMessageClass, MmsPriority,
+    Msisdn, MsisdnError, Priority, Sender,
 };
 
 /// Why a stored record cannot be read back (corruption, or a journal from
@@ -215,6 +216,12 @@ pub fn encode_accept<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item = 
             if let Some(id) = &f.linked_id {
                 string(19, id, b);
             }
+            let [class, priority, read_reply, distribution] = mms_codes(f);
+            uint(20, u64::from(class), b);
+            uint(21, u64::from(priority), b);
+            uint(22, u64::from(read_reply), b);
+            uint(23, u64::from(distribution), b);
+            uint(24, f.earliest_delivery_ms, b);
         }
         encode_key(1, WireType::LengthDelimited, dst);
         encode_varint(body.len() as u64, dst);
@@ -278,9 +285,95 @@ pub struct StoredMessage {
     pub mms_service_code: Option<String>,
     #[prost(string, optional, tag = "19")]
     pub mms_linked_id: Option<String>,
+    /// MMS `MessageClass`: 0 none, 1 personal, 2 informational,
+    /// 3 advertisement, 4 auto.
+    #[prost(uint32, tag = "20")]
+    pub mms_message_class: u32,
+    /// MMS `Priority`: 0 none, 1 low, 2 normal, 3 high.
+    #[prost(uint32, tag = "21")]
+    pub mms_priority: u32,
+    /// MMS `ReadReply`: 0 none, 1 false, 2 true.
+    #[prost(uint32, tag = "22")]
+    pub mms_read_reply: u32,
+    /// MMS `DistributionIndicator`: 0 none, 1 false, 2 true.
+    #[prost(uint32, tag = "23")]
+    pub mms_distribution_indicator: u32,
+    /// MMS `EarliestDeliveryTime`, Unix ms (0: none).
+    #[prost(uint64, tag = "24")]
+    pub mms_earliest_delivery_ms: u64,
+}
+
+/// The stored codes of `f`'s class, priority, read reply and distribution
+/// indicator (see [`StoredMessage`]).
+fn mms_codes(f: &MmsFields) -> [u32; 4] {
+    let flag = |v: Option<bool>| v.map_or(0, |v| 1 + u32::from(v));
+    [
+        match f.message_class {
+            None => 0,
+            Some(MmsMessageClass::Personal) => 1,
+            Some(MmsMessageClass::Informational) => 2,
+            Some(MmsMessageClass::Advertisement) => 3,
+            Some(MmsMessageClass::Auto) => 4,
+        },
+        match f.priority {
+            None => 0,
+            Some(MmsPriority::Low) => 1,
+            Some(MmsPriority::Normal) => 2,
+            Some(MmsPriority::High) => 3,
+        },
+        flag(f.read_reply),
+        flag(f.distribution_indicator),
+    ]
+}
+
+/// The MMS fields a stored message holds, or `None`; unknown codes read as
+/// none (a newer version's value).
+fn mms_fields_of(s: &StoredMessage) -> Option<Box<MmsFields>> {
+    let flag = |v: u32| match v {
+        1 => Some(false),
+        2 => Some(true),
+        _ => None,
+    };
+    let f = MmsFields {
+        service_code: s.mms_service_code.clone(),
+        linked_id: s.mms_linked_id.clone(),
+        message_class: match s.mms_message_class {
+            1 => Some(MmsMessageClass::Personal),
+            2 => Some(MmsMessageClass::Informational),
+            3 => Some(MmsMessageClass::Advertisement),
+            4 => Some(MmsMessageClass::Auto),
+            _ => None,
+        },
+        priority: match s.mms_priority {
+            1 => Some(MmsPriority::Low),
+            2 => Some(MmsPriority::Normal),
+            3 => Some(MmsPriority::High),
+            _ => None,
+        },
+        read_reply: flag(s.mms_read_reply),
+        distribution_indicator: flag(s.mms_distribution_indicator),
+        earliest_delivery_ms: s.mms_earliest_delivery_ms,
+    };
+    (!f.is_empty()).then(|| Box::new(f))
 }
 
 impl StoredMessage {
+    /// A stored message with only `f`'s coded fields set.
+    fn with_mms(f: Option<&MmsFields>) -> StoredMessage {
+        let Some(f) = f else {
+            return StoredMessage::default();
+        };
+        let [class, priority, read_reply, distribution] = mms_codes(f);
+        StoredMessage {
+            mms_message_class: class,
+            mms_priority: priority,
+            mms_read_reply: read_reply,
+            mms_distribution_indicator: distribution,
+            mms_earliest_delivery_ms: f.earliest_delivery_ms,
+            ..StoredMessage::default()
+        }
+    }
+
     /// Converts a domain message for storage.
     pub fn from_message(m: &Message) -> StoredMessage {
         let (from_kind, from) = match &m.from {
@@ -319,6 +412,7 @@ impl StoredMessage {
             auto_reply: m.auto_reply,
             mms_service_code: m.mms.as_ref().and_then(|f| f.service_code.clone()),
             mms_linked_id: m.mms.as_ref().and_then(|f| f.linked_id.clone()),
+            ..StoredMessage::with_mms(m.mms.as_deref())
         }
     }
 
@@ -368,12 +462,7 @@ impl StoredMessage {
             tags: self.tags.clone(),
             accepted_at_ms: self.accepted_at_ms,
             auto_reply: self.auto_reply,
-            mms: (self.mms_service_code.is_some() || self.mms_linked_id.is_some()).then(|| {
-                Box::new(crate::model::MmsFields {
-                    service_code: self.mms_service_code.clone(),
-                    linked_id: self.mms_linked_id.clone(),
-                })
-            }),
+            mms: mms_fields_of(self),
         })
     }
 }

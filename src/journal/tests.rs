@@ -284,10 +284,16 @@ fn hand_encoded_accept_matches_the_prost_encoding() {
     ms[1].mms = Some(Box::new(crate::model::MmsFields {
         service_code: Some("acme-vip".into()),
         linked_id: Some("mo-7".into()),
+        message_class: Some(crate::model::MmsMessageClass::Personal),
+        priority: Some(crate::model::MmsPriority::High),
+        read_reply: Some(false),
+        distribution_indicator: Some(true),
+        earliest_delivery_ms: 1_800_000_000_000,
     }));
     ms[2].mms = Some(Box::new(crate::model::MmsFields {
-        service_code: None,
         linked_id: Some("mo-8".into()),
+        read_reply: Some(true),
+        ..crate::model::MmsFields::default()
     }));
     ms[2].from = Sender::parse("ACME").unwrap();
     ms[2].priority = Priority::Marketing;

@@ -732,6 +732,10 @@ pub struct ReceivedSubmitReq {
     pub service_code: Option<String>,
     /// `LinkedID`.
     pub linked_id: Option<String>,
+    /// `MessageClass`, `Priority`, `ReadReply`, `DistributionIndicator`
+    /// and `EarliestDeliveryTime`, as written (`None` when absent), in
+    /// that order.
+    pub service_fields: [Option<String>; 5],
     /// `DeliveryReport` (false when absent).
     pub delivery_report: bool,
     /// `ExpiryDate`, as written.
@@ -1386,6 +1390,14 @@ fn decode_submit_req(
         recipients: recipients_of(msg),
         service_code: msg.text_of("ServiceCode"),
         linked_id: msg.text_of("LinkedID"),
+        service_fields: [
+            "MessageClass",
+            "Priority",
+            "ReadReply",
+            "DistributionIndicator",
+            "EarliestDeliveryTime",
+        ]
+        .map(|name| msg.text_of(name)),
         delivery_report,
         expiry: msg.text_of("ExpiryDate"),
         subject: msg.text_of("Subject"),

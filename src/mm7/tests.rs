@@ -2104,3 +2104,26 @@ fn service_fields_are_written_in_schema_order_in_every_version() {
         }
     }
 }
+
+#[test]
+fn an_absolute_earliest_delivery_time_is_valid_in_every_version() {
+    let to = recipients();
+    let from = Address::ShortCode("12345".into());
+    let media = image();
+    // 2027-01-15T08:00:00Z.
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for v in Version::ALL {
+        let req = SubmitReq {
+            earliest_delivery: Some(Expiry::Absolute(at)),
+            ..submit_req(v, &to, &from, &media)
+        };
+        let xml = req.envelope();
+        assert!(
+            xml.contains("<EarliestDeliveryTime>2027-01-15T08:00:00Z</EarliestDeliveryTime>"),
+            "{v}: {xml}"
+        );
+        if xmllint() {
+            validate(v.name(), &xml).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+    }
+}

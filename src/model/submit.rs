@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::{ChannelPref, FallbackPolicy, MessageId, Priority};
+use super::{ChannelPref, FallbackPolicy, MessageId, MmsMessageClass, MmsPriority, Priority};
 
 /// One message as a client submitted it (unchecked: numbers and sizes are
 /// admission's to judge).
@@ -41,6 +41,16 @@ pub struct Submission {
     pub mms_service_code: String,
     /// MMS `LinkedID` asked for (empty: none).
     pub mms_linked_id: String,
+    /// MMS `MessageClass` asked for (none: the MMSC's).
+    pub mms_message_class: Option<MmsMessageClass>,
+    /// MMS `Priority` asked for (none: the MMSC's).
+    pub mms_priority: Option<MmsPriority>,
+    /// MMS `ReadReply` asked for (none: the MMSC's).
+    pub mms_read_reply: Option<bool>,
+    /// MMS `DistributionIndicator` asked for (none: the MMSC's).
+    pub mms_distribution_indicator: Option<bool>,
+    /// MMS `EarliestDeliveryTime` asked for, Unix ms (0: none).
+    pub mms_earliest_delivery_ms: u64,
 }
 
 /// Why a message was not accepted.

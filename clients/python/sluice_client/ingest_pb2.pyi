@@ -24,6 +24,21 @@ class PriorityClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRIORITY_MARKETING: _ClassVar[PriorityClass]
     PRIORITY_TRANSACTIONAL: _ClassVar[PriorityClass]
 
+class MmsMessageClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MMS_MESSAGE_CLASS_UNSPECIFIED: _ClassVar[MmsMessageClass]
+    MMS_MESSAGE_CLASS_PERSONAL: _ClassVar[MmsMessageClass]
+    MMS_MESSAGE_CLASS_INFORMATIONAL: _ClassVar[MmsMessageClass]
+    MMS_MESSAGE_CLASS_ADVERTISEMENT: _ClassVar[MmsMessageClass]
+    MMS_MESSAGE_CLASS_AUTO: _ClassVar[MmsMessageClass]
+
+class MmsPriority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MMS_PRIORITY_UNSPECIFIED: _ClassVar[MmsPriority]
+    MMS_PRIORITY_LOW: _ClassVar[MmsPriority]
+    MMS_PRIORITY_NORMAL: _ClassVar[MmsPriority]
+    MMS_PRIORITY_HIGH: _ClassVar[MmsPriority]
+
 class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REJECT_NONE: _ClassVar[RejectReason]
@@ -84,6 +99,15 @@ FALLBACK_SMS_TEXT_ONLY: FallbackPolicy
 FALLBACK_NONE: FallbackPolicy
 PRIORITY_MARKETING: PriorityClass
 PRIORITY_TRANSACTIONAL: PriorityClass
+MMS_MESSAGE_CLASS_UNSPECIFIED: MmsMessageClass
+MMS_MESSAGE_CLASS_PERSONAL: MmsMessageClass
+MMS_MESSAGE_CLASS_INFORMATIONAL: MmsMessageClass
+MMS_MESSAGE_CLASS_ADVERTISEMENT: MmsMessageClass
+MMS_MESSAGE_CLASS_AUTO: MmsMessageClass
+MMS_PRIORITY_UNSPECIFIED: MmsPriority
+MMS_PRIORITY_LOW: MmsPriority
+MMS_PRIORITY_NORMAL: MmsPriority
+MMS_PRIORITY_HIGH: MmsPriority
 REJECT_NONE: RejectReason
 INVALID_NUMBER: RejectReason
 INVALID_SENDER: RejectReason
@@ -192,7 +216,7 @@ class SubmitBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[SubmitMessage, _Mapping]]] = ...) -> None: ...
 
 class SubmitMessage(_message.Message):
-    __slots__ = ("client_ref", "to", "text", "media", "subject", "channel", "fallback", "campaign_id", "validity_seconds", "priority", "tags", "mms_service_code", "mms_linked_id")
+    __slots__ = ("client_ref", "to", "text", "media", "subject", "channel", "fallback", "campaign_id", "validity_seconds", "priority", "tags", "mms_service_code", "mms_linked_id", "mms_message_class", "mms_priority", "mms_read_reply", "mms_distribution_indicator", "mms_earliest_delivery_ms")
     CLIENT_REF_FIELD_NUMBER: _ClassVar[int]
     TO_FIELD_NUMBER: _ClassVar[int]
     FROM_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +231,11 @@ class SubmitMessage(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     MMS_SERVICE_CODE_FIELD_NUMBER: _ClassVar[int]
     MMS_LINKED_ID_FIELD_NUMBER: _ClassVar[int]
+    MMS_MESSAGE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    MMS_PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    MMS_READ_REPLY_FIELD_NUMBER: _ClassVar[int]
+    MMS_DISTRIBUTION_INDICATOR_FIELD_NUMBER: _ClassVar[int]
+    MMS_EARLIEST_DELIVERY_MS_FIELD_NUMBER: _ClassVar[int]
     client_ref: str
     to: str
     text: str
@@ -220,7 +249,12 @@ class SubmitMessage(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     mms_service_code: str
     mms_linked_id: str
-    def __init__(self, client_ref: _Optional[str] = ..., to: _Optional[str] = ..., text: _Optional[str] = ..., media: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., channel: _Optional[_Union[ChannelPreference, str]] = ..., fallback: _Optional[_Union[FallbackPolicy, str]] = ..., campaign_id: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., priority: _Optional[_Union[PriorityClass, str]] = ..., tags: _Optional[_Iterable[str]] = ..., mms_service_code: _Optional[str] = ..., mms_linked_id: _Optional[str] = ..., **kwargs) -> None: ...
+    mms_message_class: MmsMessageClass
+    mms_priority: MmsPriority
+    mms_read_reply: bool
+    mms_distribution_indicator: bool
+    mms_earliest_delivery_ms: int
+    def __init__(self, client_ref: _Optional[str] = ..., to: _Optional[str] = ..., text: _Optional[str] = ..., media: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., channel: _Optional[_Union[ChannelPreference, str]] = ..., fallback: _Optional[_Union[FallbackPolicy, str]] = ..., campaign_id: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., priority: _Optional[_Union[PriorityClass, str]] = ..., tags: _Optional[_Iterable[str]] = ..., mms_service_code: _Optional[str] = ..., mms_linked_id: _Optional[str] = ..., mms_message_class: _Optional[_Union[MmsMessageClass, str]] = ..., mms_priority: _Optional[_Union[MmsPriority, str]] = ..., mms_read_reply: _Optional[bool] = ..., mms_distribution_indicator: _Optional[bool] = ..., mms_earliest_delivery_ms: _Optional[int] = ..., **kwargs) -> None: ...
 
 class PutMedia(_message.Message):
     __slots__ = ("upload_id", "content_type", "total_size", "offset", "data", "last")

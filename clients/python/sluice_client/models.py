@@ -21,6 +21,8 @@ from . import ingest_pb2 as pb
 Priority = Literal["marketing", "transactional"]
 ChannelPreference = Literal["auto", "sms", "mms"]
 Fallback = Literal["sms_with_link", "sms_text_only", "none"]
+MmsMessageClass = Literal["", "personal", "informational", "advertisement", "auto"]
+MmsPriority = Literal["", "low", "normal", "high"]
 
 _PRIORITY = {
     "marketing": pb.PRIORITY_MARKETING,
@@ -31,6 +33,19 @@ _FALLBACK = {
     "sms_with_link": pb.FALLBACK_SMS_WITH_LINK,
     "sms_text_only": pb.FALLBACK_SMS_TEXT_ONLY,
     "none": pb.FALLBACK_NONE,
+}
+_MMS_CLASS = {
+    "": pb.MMS_MESSAGE_CLASS_UNSPECIFIED,
+    "personal": pb.MMS_MESSAGE_CLASS_PERSONAL,
+    "informational": pb.MMS_MESSAGE_CLASS_INFORMATIONAL,
+    "advertisement": pb.MMS_MESSAGE_CLASS_ADVERTISEMENT,
+    "auto": pb.MMS_MESSAGE_CLASS_AUTO,
+}
+_MMS_PRIORITY = {
+    "": pb.MMS_PRIORITY_UNSPECIFIED,
+    "low": pb.MMS_PRIORITY_LOW,
+    "normal": pb.MMS_PRIORITY_NORMAL,
+    "high": pb.MMS_PRIORITY_HIGH,
 }
 TERMINAL_STATES = frozenset({"delivered", "failed", "expired", "rejected", "unknown", "suppressed"})
 
@@ -48,6 +63,13 @@ class Message:
     default) and answers a repeat with the original id, sending nothing
     again. Left empty, a random one is chosen when the message is submitted
     and kept for every resubmission of that call.
+
+    The ``mms_*`` fields are the MM7 SubmitReq's own for this message (empty
+    or ``None``: the MMSC's defaults): ``mms_service_code`` (one of the
+    tenant's ``mms_service_codes``), ``mms_linked_id`` (an MO's
+    ``linked_id``, to answer it), ``mms_message_class``, ``mms_priority``,
+    ``mms_read_reply``, ``mms_distribution_indicator`` and
+    ``mms_earliest_delivery_ms`` (Unix ms; 0: none).
     """
 
     to: str
@@ -62,6 +84,13 @@ class Message:
     validity_seconds: int = 0
     priority: Priority = "marketing"
     tags: list[str] = field(default_factory=list)
+    mms_service_code: str = ""
+    mms_linked_id: str = ""
+    mms_message_class: MmsMessageClass = ""
+    mms_priority: MmsPriority = ""
+    mms_read_reply: Optional[bool] = None
+    mms_distribution_indicator: Optional[bool] = None
+    mms_earliest_delivery_ms: int = 0
 
     def to_proto(self) -> pb.SubmitMessage:
         """The wire form (choosing a ``client_ref`` when there is none)."""
@@ -77,7 +106,16 @@ class Message:
             validity_seconds=self.validity_seconds,
             priority=_PRIORITY[self.priority],
             tags=self.tags,
+            mms_service_code=self.mms_service_code,
+            mms_linked_id=self.mms_linked_id,
+            mms_message_class=_MMS_CLASS[self.mms_message_class],
+            mms_priority=_MMS_PRIORITY[self.mms_priority],
+            mms_earliest_delivery_ms=self.mms_earliest_delivery_ms,
         )
+        if self.mms_read_reply is not None:
+            m.mms_read_reply = self.mms_read_reply
+        if self.mms_distribution_indicator is not None:
+            m.mms_distribution_indicator = self.mms_distribution_indicator
         setattr(m, "from", self.sender)  # `from` is a Python keyword
         return m
 

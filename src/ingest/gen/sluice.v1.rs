@@ -138,6 +138,27 @@ pub struct SubmitMessage {
     /// message answers (at most 64 printable ASCII characters).
     #[prost(string, tag = "14")]
     pub mms_linked_id: ::prost::alloc::string::String,
+    /// MMS only: the SubmitReq's MessageClass (unspecified: the MMSC's).
+    #[prost(enumeration = "MmsMessageClass", tag = "15")]
+    pub mms_message_class: i32,
+    /// MMS only: the SubmitReq's Priority at the MMSC (unspecified: the
+    /// MMSC's); not the dispatch `priority` above.
+    #[prost(enumeration = "MmsPriority", tag = "16")]
+    pub mms_priority: i32,
+    /// MMS only: ReadReply, asking the handset for a read report (unset: the
+    /// MMSC's).
+    #[prost(bool, optional, tag = "17")]
+    pub mms_read_reply: ::core::option::Option<bool>,
+    /// MMS only: DistributionIndicator, whether the recipient may forward it
+    /// (unset: the MMSC's).
+    #[prost(bool, optional, tag = "18")]
+    pub mms_distribution_indicator: ::core::option::Option<bool>,
+    /// MMS only: EarliestDeliveryTime, Unix ms (0: none); the MMSC holds the
+    /// message until then. Must fall within the message's validity, else
+    /// INVALID_FIELD; a time already past is dropped. An SMS fallback does not
+    /// wait for it.
+    #[prost(uint64, tag = "19")]
+    pub mms_earliest_delivery_ms: u64,
 }
 /// Uploads media (image, GIF, video, text, SMIL) once; messages then name it
 /// by the returned media id (sha256 hex), so a campaign to a million
@@ -434,6 +455,75 @@ impl PriorityClass {
         match value {
             "PRIORITY_MARKETING" => Some(Self::PriorityMarketing),
             "PRIORITY_TRANSACTIONAL" => Some(Self::PriorityTransactional),
+            _ => None,
+        }
+    }
+}
+/// An MMS's MM7 MessageClass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MmsMessageClass {
+    Unspecified = 0,
+    Personal = 1,
+    Informational = 2,
+    Advertisement = 3,
+    Auto = 4,
+}
+impl MmsMessageClass {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "MMS_MESSAGE_CLASS_UNSPECIFIED",
+            Self::Personal => "MMS_MESSAGE_CLASS_PERSONAL",
+            Self::Informational => "MMS_MESSAGE_CLASS_INFORMATIONAL",
+            Self::Advertisement => "MMS_MESSAGE_CLASS_ADVERTISEMENT",
+            Self::Auto => "MMS_MESSAGE_CLASS_AUTO",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "MMS_MESSAGE_CLASS_UNSPECIFIED" => Some(Self::Unspecified),
+            "MMS_MESSAGE_CLASS_PERSONAL" => Some(Self::Personal),
+            "MMS_MESSAGE_CLASS_INFORMATIONAL" => Some(Self::Informational),
+            "MMS_MESSAGE_CLASS_ADVERTISEMENT" => Some(Self::Advertisement),
+            "MMS_MESSAGE_CLASS_AUTO" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+}
+/// An MMS's MM7 Priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MmsPriority {
+    Unspecified = 0,
+    Low = 1,
+    Normal = 2,
+    High = 3,
+}
+impl MmsPriority {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "MMS_PRIORITY_UNSPECIFIED",
+            Self::Low => "MMS_PRIORITY_LOW",
+            Self::Normal => "MMS_PRIORITY_NORMAL",
+            Self::High => "MMS_PRIORITY_HIGH",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "MMS_PRIORITY_UNSPECIFIED" => Some(Self::Unspecified),
+            "MMS_PRIORITY_LOW" => Some(Self::Low),
+            "MMS_PRIORITY_NORMAL" => Some(Self::Normal),
+            "MMS_PRIORITY_HIGH" => Some(Self::High),
             _ => None,
         }
     }

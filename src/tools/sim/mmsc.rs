@@ -494,10 +494,14 @@ struct Shared {
     media_encodings: Mutex<std::collections::VecDeque<String>>,
     /// `ServiceCode` and `LinkedID` of the last accepted SubmitReqs (empty
     /// when absent).
-    service_codes: Mutex<std::collections::VecDeque<(String, String)>>,
+    service_codes: Mutex<std::collections::VecDeque<(String, String, ServiceFields)>>,
     next_id: AtomicU64,
     next_mo: AtomicU64,
 }
+
+/// A SubmitReq's `MessageClass`, `Priority`, `ReadReply`,
+/// `DistributionIndicator` and `EarliestDeliveryTime`, as written.
+pub type ServiceFields = [Option<String>; 5];
 
 /// The simulator's settings that tests change while it runs.
 struct Live {
@@ -616,7 +620,7 @@ impl Mmsc {
             .service_codes
             .lock()
             .iter()
-            .map(|(code, _)| code.clone())
+            .map(|(code, _, _)| code.clone())
             .collect()
     }
 
@@ -626,7 +630,19 @@ impl Mmsc {
             .service_codes
             .lock()
             .iter()
-            .map(|(_, id)| id.clone())
+            .map(|(_, id, _)| id.clone())
+            .collect()
+    }
+
+    /// `MessageClass`, `Priority`, `ReadReply`, `DistributionIndicator`
+    /// and `EarliestDeliveryTime` of the last 64 accepted submits, as
+    /// written (`None` when absent).
+    pub fn service_fields(&self) -> Vec<ServiceFields> {
+        self.shared
+            .service_codes
+            .lock()
+            .iter()
+            .map(|(_, _, f)| f.clone())
             .collect()
     }
 
@@ -883,6 +899,7 @@ impl Shared {
             codes.push_back((
                 req.service_code.clone().unwrap_or_default(),
                 req.linked_id.clone().unwrap_or_default(),
+                req.service_fields.clone(),
             ));
             if codes.len() > 64 {
                 codes.pop_front();
