@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +46,6 @@ impl Drop for Peer {
     }
 }
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
 /// `tests/interop` with node-smpp installed (`npm ci` when missing);
 /// `None` (the test says it is skipped) when Node.js is not installed and
 /// `SLUICE_REQUIRE_EXTERNAL` is not set.
@@ -58,16 +54,7 @@ fn node_smpp() -> Option<PathBuf> {
     if !require(&[&NODE, &NPM]) {
         return None;
     }
-    let dir = interop_dir();
-    if !dir.join("node_modules/smpp").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
-    }
-    Some(dir)
+    Some(node_packages("smpp"))
 }
 
 /// Starts the node-smpp SMSC, installing its package first if needed;

@@ -392,16 +392,7 @@ fn browser_driver() -> Option<std::path::PathBuf> {
     if !require(&[&CHROMIUM, &NODE, &NPM]) {
         return None;
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    if !dir.join("node_modules/chrome-remote-interface").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
-    }
-    Some(dir)
+    Some(node_packages("chrome-remote-interface"))
 }
 
 #[derive(serde::Deserialize, Debug)]

@@ -473,3 +473,19 @@ pub async fn spawn_gateway_logged(config: &std::path::Path) -> (GatewayProcess, 
     let started = log.started(Duration::from_secs(30)).await;
     (gateway, log, started)
 }
+
+/// `tests/interop`, the third-party Node.js programs some tests drive, with
+/// its npm packages installed (`npm ci` there when `node_modules/<module>`
+/// is missing). Callers check first that Node.js and npm are installed.
+pub fn node_packages(module: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    if !dir.join("node_modules").join(module).exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    dir
+}
