@@ -585,6 +585,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     tasks.spawn(page_in(backlog.clone(), shutdown.clone()));
+    tasks.spawn(sweep_landing_pages(
+        media.clone(),
+        config.mms.landing_retention,
+        shutdown.clone(),
+    ));
     webhooks.start(&mut tasks, &shutdown);
     if let Some(s) = &opt_sync {
         s.start(&mut tasks, &shutdown);
@@ -698,6 +703,39 @@ async fn page_in(backlog: Arc<Backlog>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         backlog.page_in().await;
+    }
+}
+
+/// Removes landing pages unlinked for `retention`, a minute after start and
+/// then hourly, off the runtime's threads; with `retention` 0, nothing (it
+/// still waits for shutdown: a gateway task that returns stops the gateway).
+async fn sweep_landing_pages(
+    store: Arc<crate::media::store::MediaStore>,
+    retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let start = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut tick = tokio::time::interval_at(start, Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if retention.is_zero() {
+            continue;
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.sweep_landing(retention)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(target: TARGET, removed = n, "expired landing pages removed");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(target: TARGET, error = %e, "landing pages not swept");
+            }
+            Err(e) => tracing::error!(target: TARGET, error = %e, "landing sweep task failed"),
+        }
     }
 }
 

@@ -115,7 +115,7 @@ pub struct MmsConfig {
     /// Largest media upload, bytes.
     pub max_media_bytes: usize,
     /// Public base URL of the public door (`[public] listen`, or the
-    /// reverse proxy in front of it), for fallback links (`<public_url>/m/...`).
+    /// reverse proxy in front of it), for fallback links (`<public_url>/p/...`).
     pub public_url: String,
     /// Bytes of media a tenant may have stored (0 = no limit); a tenant's
     /// `media_quota_bytes` overrides it.
@@ -133,6 +133,10 @@ pub struct MmsConfig {
     /// validity ends within this long; until then it waits.
     #[serde(with = "humantime_serde")]
     pub fallback_before_expiry: Duration,
+    /// A landing page no fallback has linked to for this long is removed
+    /// (its link then answers 404); 0 keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub landing_retention: Duration,
 }
 
 impl Default for MmsConfig {
@@ -147,6 +151,7 @@ impl Default for MmsConfig {
             max_uploads_per_tenant: 4,
             max_uploads: 32,
             fallback_before_expiry: Duration::from_secs(600),
+            landing_retention: Duration::from_secs(30 * 86_400),
         }
     }
 }

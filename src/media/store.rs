@@ -50,7 +50,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -71,6 +71,9 @@ const PAGES: &str = "pages";
 const MAX_PAGE_ITEMS: usize = 64;
 /// Directory of landing-page records, named by their codes.
 const LANDING: &str = "landing";
+/// How stale a landing page's file time may grow before a new link to it
+/// refreshes it.
+const LANDING_TOUCH: Duration = Duration::from_secs(86_400);
 /// Prefix of temporary files.
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -394,9 +397,68 @@ impl MediaStore {
         Ok(true)
     }
 
-    /// Whether the landing page named `code` is recorded.
+    /// Whether the landing page named `code` is recorded; one that is is
+    /// marked as linked again (its file's time set to now, at most once a
+    /// day: [`MediaStore::sweep_landing`] keeps it).
     pub fn has_landing(&self, code: &str) -> bool {
-        super::link::is_landing_code(code) && self.cfg.dir.join(LANDING).join(code).exists()
+        if !super::link::is_landing_code(code) {
+            return false;
+        }
+        let path = self.cfg.dir.join(LANDING).join(code);
+        let Ok(meta) = fs::metadata(&path) else {
+            return false;
+        };
+        let now = SystemTime::now();
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > LANDING_TOUCH);
+        if stale {
+            let touched = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(now));
+            if let Err(e) = touched {
+                tracing::warn!(target: TARGET, error = %e, "landing page not marked as linked again");
+            }
+        }
+        true
+    }
+
+    /// Removes the landing pages no fallback has linked to for `retention`
+    /// (by their file's time, which [`MediaStore::has_landing`] refreshes)
+    /// and answers how many it removed.
+    ///
+    /// # Errors
+    /// The directory cannot be read (a file that cannot be removed is
+    /// logged and skipped).
+    pub fn sweep_landing(&self, retention: Duration) -> io::Result<usize> {
+        let Some(cutoff) = SystemTime::now().checked_sub(retention) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in fs::read_dir(self.cfg.dir.join(LANDING))? {
+            let entry = entry?;
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            let is_page = entry
+                .file_name()
+                .to_str()
+                .is_some_and(super::link::is_landing_code);
+            if !(old && is_page) {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(target: TARGET, error = %e, "expired landing page not removed");
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// The landing page named `code`, or `None` when there is none (or its

@@ -705,3 +705,55 @@ fn uploads_in_progress_are_capped_per_tenant_and_in_all() {
     drop(slot);
     assert_eq!(store.uploads_in_progress(), 2);
 }
+
+#[test]
+fn landing_pages_unlinked_past_their_retention_are_swept_and_a_new_link_keeps_one() {
+    let (tmp, store) = store_with(|_| {});
+    let signer = crate::media::LinkSigner::new(&[5u8; 32]);
+    let page = |text: &str| crate::media::LandingPage {
+        text: text.into(),
+        ..crate::media::LandingPage::default()
+    };
+    let codes: Vec<String> = ["old", "relinked", "new"]
+        .iter()
+        .map(|t| {
+            let code = signer.landing_code("acme", &page(t));
+            assert!(store.put_landing(&code, &page(t)).unwrap());
+            code
+        })
+        .collect();
+    let dir = tmp.path().join("media").join("landing");
+    let age = |code: &str, days: u64| {
+        let when = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(code))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    };
+    age(&codes[0], 31);
+    age(&codes[1], 31);
+    // A fallback links to the second again: it is kept.
+    assert!(store.has_landing(&codes[1]));
+    // A stray file that is not a page is never touched.
+    fs::write(dir.join("notes.txt"), "x").unwrap();
+    age("notes.txt", 400);
+    assert_eq!(
+        store
+            .sweep_landing(Duration::from_secs(30 * 86_400))
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.landing(&codes[0]), None);
+    assert!(!store.has_landing(&codes[0]));
+    assert_eq!(store.landing(&codes[1]), Some(page("relinked")));
+    assert_eq!(store.landing(&codes[2]), Some(page("new")));
+    assert!(dir.join("notes.txt").exists());
+    assert_eq!(
+        store
+            .sweep_landing(Duration::from_secs(30 * 86_400))
+            .unwrap(),
+        0
+    );
+}
