@@ -32,10 +32,12 @@ pub fn fallback_text(
     links: &LinkSigner,
     landing: Option<&str>,
 ) -> Result<String, &'static str> {
+    if let Some(why) = refusal(m) {
+        return Err(why);
+    }
     match m.fallback {
-        FallbackPolicy::None => Err("the fallback policy is none"),
-        FallbackPolicy::SmsTextOnly if m.text.trim().is_empty() => Err("there is no text for SMS"),
-        FallbackPolicy::SmsTextOnly => Ok(m.text.clone()),
+        // None was refused above.
+        FallbackPolicy::None | FallbackPolicy::SmsTextOnly => Ok(m.text.clone()),
         FallbackPolicy::SmsWithLink => {
             let base = public_url.trim_end_matches('/');
             let links = match landing {
@@ -57,6 +59,16 @@ pub fn fallback_text(
                 format!("{body}\n{links}")
             })
         }
+    }
+}
+
+/// Why `m` cannot fall back to SMS, if it cannot: its policy is none, or
+/// text-only with no text.
+fn refusal(m: &Message) -> Option<&'static str> {
+    match m.fallback {
+        FallbackPolicy::None => Some("the fallback policy is none"),
+        FallbackPolicy::SmsTextOnly if m.text.trim().is_empty() => Some("there is no text for SMS"),
+        _ => None,
     }
 }
 
@@ -121,7 +133,7 @@ impl Backlog {
                 f.error_code = code;
             }
         };
-        if let Err(why) = fallback_text(&m, "", &self.links, None) {
+        if let Some(why) = refusal(&m) {
             return fail(format!("cannot send as MMS ({reason}) and {why}"));
         }
         let Some(queue) = self.sms_queue(m.to) else {

@@ -358,13 +358,15 @@ fn mms_fields_of(s: &StoredMessage) -> Option<Box<MmsFields>> {
 }
 
 impl StoredMessage {
-    /// A stored message with only `f`'s coded fields set.
+    /// A stored message with only `f`'s fields set.
     fn with_mms(f: Option<&MmsFields>) -> StoredMessage {
         let Some(f) = f else {
             return StoredMessage::default();
         };
         let [class, priority, read_reply, distribution] = mms_codes(f);
         StoredMessage {
+            mms_service_code: f.service_code.clone(),
+            mms_linked_id: f.linked_id.clone(),
             mms_message_class: class,
             mms_priority: priority,
             mms_read_reply: read_reply,
@@ -410,8 +412,6 @@ impl StoredMessage {
             tags: m.tags.clone(),
             accepted_at_ms: m.accepted_at_ms,
             auto_reply: m.auto_reply,
-            mms_service_code: m.mms.as_ref().and_then(|f| f.service_code.clone()),
-            mms_linked_id: m.mms.as_ref().and_then(|f| f.linked_id.clone()),
             ..StoredMessage::with_mms(m.mms.as_deref())
         }
     }

@@ -178,7 +178,10 @@ fn not_found() -> Response<Full<Bytes>> {
 
 fn page_response(media: &Media, link: &str) -> Response<Full<Bytes>> {
     let token = link.rsplit('/').next().unwrap_or("");
-    html_response(render::media_only(&[(media, &format!("{token}/raw"))]))
+    html_response(render::media_only(&[(
+        media.clone(),
+        format!("{token}/raw"),
+    )]))
 }
 
 fn html_response(html: String) -> Response<Full<Bytes>> {
@@ -235,15 +238,24 @@ async fn landing(
             None => not_found(),
         };
     }
+    match items(store, &ids, |i, _| format!("{code}/{}", i + 1)).await {
+        Some(items) => html_response(render::landing(&page, &items)),
+        None => not_found(),
+    }
+}
+
+/// The media `ids` (hex), each with the URL `url(index, id)` names its
+/// bytes by; `None` when one is not in the store.
+async fn items(
+    store: &Arc<MediaStore>,
+    ids: &[String],
+    url: impl Fn(usize, &str) -> String,
+) -> Option<Vec<(Media, String)>> {
     let mut items = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
-        let Some(media) = lookup(store, id).await else {
-            return not_found();
-        };
-        items.push((media, format!("{code}/{}", i + 1)));
+        items.push((lookup(store, id).await?, url(i, id)));
     }
-    let refs: Vec<(&Media, &str)> = items.iter().map(|(m, u)| (m, u.as_str())).collect();
-    html_response(render::landing(&page, &refs))
+    Some(items)
 }
 
 /// The page of a whole message (`/m/{message_id}/{token}`): every media
@@ -260,15 +272,12 @@ async fn message_page(
             .await
             .ok()??
     };
-    let mut items = Vec::with_capacity(ids.len());
-    for id in ids {
-        let hex = id.to_hex();
-        let media = lookup(store, &hex).await?;
-        let raw = format!("{hex}/{}/raw", signer.token(message_id, &hex));
-        items.push((media, raw));
-    }
-    let refs: Vec<(&Media, &str)> = items.iter().map(|(m, r)| (m, r.as_str())).collect();
-    Some(html_response(render::media_only(&refs)))
+    let ids: Vec<String> = ids.iter().map(MediaId::to_hex).collect();
+    let items = items(store, &ids, |_, hex| {
+        format!("{hex}/{}/raw", signer.token(message_id, hex))
+    })
+    .await?;
+    Some(html_response(render::media_only(&items)))
 }
 
 fn raw_response(headers: &header::HeaderMap, media: &Media) -> Response<Full<Bytes>> {

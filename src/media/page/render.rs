@@ -32,7 +32,7 @@ footer{margin:1rem 0;font-size:.8125rem;color:#5b6470;text-align:center}\
 
 /// The page of `page`, whose `i`-th media item (from 0) is `items[i]`,
 /// its bytes at the URL beside it.
-pub fn landing(page: &LandingPage, items: &[(&Media, &str)]) -> String {
+pub fn landing(page: &LandingPage, items: &[(Media, String)]) -> String {
     let mut body = String::with_capacity(2048 + page.text.len() * 2);
     if !page.from.is_empty() {
         body.push_str(&format!("<p class=\"from\">{}</p>\n", escape(&page.from)));
@@ -76,7 +76,7 @@ pub fn landing(page: &LandingPage, items: &[(&Media, &str)]) -> String {
 }
 
 /// The page showing only media items, each at the URL beside it.
-pub fn media_only(items: &[(&Media, &str)]) -> String {
+pub fn media_only(items: &[(Media, String)]) -> String {
     let content: Vec<String> = items
         .iter()
         .map(|(media, url)| item(media, url, "Picture from your message"))
@@ -136,8 +136,10 @@ fn item(media: &Media, url: &str, alt: &str) -> String {
 /// `"`, less the punctuation that usually ends a sentence.
 pub fn linkify(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 4);
+    // ASCII lowercasing keeps every byte where it was: one copy to search.
+    let lower = text.to_ascii_lowercase();
     let mut rest = text;
-    while let Some(at) = find_url(rest) {
+    while let Some(at) = find_url(&lower[text.len() - rest.len()..]) {
         out.push_str(&escape(&rest[..at]));
         let tail = &rest[at..];
         let end = tail
@@ -160,10 +162,9 @@ pub fn linkify(text: &str) -> String {
     out
 }
 
-/// Where the first `http://` or `https://` in `s` starts (ASCII case
-/// insensitive).
-fn find_url(s: &str) -> Option<usize> {
-    let lower = s.to_ascii_lowercase();
+/// Where the first `http://` or `https://` in `lower` (lowercased text)
+/// starts.
+fn find_url(lower: &str) -> Option<usize> {
     [lower.find("https://"), lower.find("http://")]
         .into_iter()
         .flatten()
