@@ -285,6 +285,12 @@ impl Config {
             if m.max_message_bytes < 4096 {
                 p.push(format!("mmsc {:?}: max_message_bytes below 4096", m.name));
             }
+            if !(1..=MAX_MM7_RECIPIENTS).contains(&m.max_recipients) {
+                p.push(format!(
+                    "mmsc {:?}: max_recipients must be 1 to {MAX_MM7_RECIPIENTS}",
+                    m.name
+                ));
+            }
             if m.retry_min.is_zero() {
                 p.push(format!("mmsc {:?}: retry_min must be above 0", m.name));
             }

@@ -571,6 +571,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 },
                 fallback_after: m.fallback_after,
                 fallback_before_expiry: config.mms.fallback_before_expiry,
+                max_recipients: m.max_recipients,
             },
         );
         tasks.spawn(dispatcher.run(shutdown.clone()));

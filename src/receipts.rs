@@ -41,8 +41,37 @@ pub struct UnknownCarrierId;
 /// A boxed future of the publication of final states.
 pub type Publishing = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Canonical form of a carrier message id.
+/// Separates an MM7 MessageID from a recipient in the key of one recipient
+/// of a multi-recipient SubmitReq ([`recipient_id`]). XML 1.0 cannot carry
+/// it, so no MessageID contains it.
+const RECIPIENT_SEP: u8 = 0x1f;
+
+/// The carrier id of one recipient of an MM7 request that had several: the
+/// MMSC's `MessageID` is the request's, so each recipient's delivery report
+/// is told apart by its `Recipient` (its digits: `+44…`, `44…` and
+/// `44…/TYPE=PLMN` are one number).
+pub fn recipient_id(message_id: &str, recipient: &str) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(message_id.len() + 1 + recipient.len());
+    raw.extend_from_slice(message_id.as_bytes());
+    raw.push(RECIPIENT_SEP);
+    let number = recipient.split('/').next().unwrap_or(recipient);
+    raw.extend(number.bytes().filter(u8::is_ascii_digit));
+    raw
+}
+
+/// Canonical form of a carrier message id (of a [`recipient_id`]: its
+/// MessageID's canonical form, then the recipient).
 pub fn normalize_id(raw: &[u8]) -> String {
+    if let Some(at) = raw.iter().rposition(|&b| b == RECIPIENT_SEP) {
+        let mut key = normalize_plain(&raw[..at]);
+        key.push(RECIPIENT_SEP as char);
+        key.push_str(&String::from_utf8_lossy(&raw[at + 1..]));
+        return key;
+    }
+    normalize_plain(raw)
+}
+
+fn normalize_plain(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
     let t = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
     let t = t.trim_start_matches('0');
@@ -52,8 +81,15 @@ pub fn normalize_id(raw: &[u8]) -> String {
     t.to_ascii_lowercase()
 }
 
-/// Keys under which a receipt's id may have been recorded.
+/// Keys under which a receipt's id may have been recorded. A
+/// [`recipient_id`] is looked up as itself, then as its MessageID alone
+/// (a request with one recipient is recorded under its MessageID).
 pub fn candidate_ids(raw: &[u8]) -> Vec<String> {
+    if let Some(at) = raw.iter().rposition(|&b| b == RECIPIENT_SEP) {
+        let mut out = vec![normalize_id(raw)];
+        out.extend(candidate_ids(&raw[..at]));
+        return out;
+    }
     let canon = normalize_id(raw);
     let mut out = vec![canon.clone()];
     if !canon.is_empty()

@@ -197,6 +197,12 @@ pub struct MmscConfig {
     /// (a plain `multipart/mixed`).
     #[serde(default)]
     pub presentation: PresentationSetting,
+    /// Most recipients in one SubmitReq (default 1). Above 1, queued MMS of
+    /// the same content (tenant, sender, subject, text, media, service
+    /// fields, validity within a minute) to different numbers go in one
+    /// request; each recipient keeps its own result and delivery report.
+    #[serde(default = "one_recipient")]
+    pub max_recipients: usize,
     /// Submits per second; 0 = unlimited.
     #[serde(default)]
     pub rate: f64,
@@ -294,6 +300,7 @@ impl MmscConfig {
             max_message_bytes: default_mms_size(),
             media_encoding: MediaTransferEncoding::Binary,
             presentation: PresentationSetting::Smil,
+            max_recipients: one_recipient(),
             service: MmscServiceFields::default(),
             rate: 0.0,
             connections: default_mm7_connections(),
@@ -356,6 +363,13 @@ fn default_retry_min() -> Duration {
 fn default_retry_max() -> Duration {
     Duration::from_secs(30)
 }
+/// Most recipients `mmsc.max_recipients` may allow in one SubmitReq.
+pub const MAX_MM7_RECIPIENTS: usize = 100;
+
+fn one_recipient() -> usize {
+    1
+}
+
 fn default_auth_retry_min() -> Duration {
     Duration::from_secs(30)
 }

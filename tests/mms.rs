@@ -1616,3 +1616,186 @@ async fn refused_for_now_past_the_waiting_time_falls_back() {
     );
     s.gw.shutdown().await;
 }
+
+/// `mmsc.max_recipients = 4`: same-content MMS to several numbers share a
+/// SubmitReq (at most 4 recipients, a different text never joins), the
+/// recipient a `1100 Partial success` does not take ends on its own (no
+/// fallback: failed with 1100), and each recipient taken ends by its own
+/// delivery report, told apart by its Recipient under the one MessageID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_recipient_submit_gives_each_recipient_its_own_result_and_report() {
+    use sluice::mm7::soap::{Address, DeliveryReportReq, Message, MmStatus};
+    let s = setup(
+        |c| {
+            c.max_recipients = Some(4);
+            // +1415555019x are not taken.
+            c.refuse_recipients = Some("1415555019".into());
+            // Reports are posted by the test, each with its own status.
+            c.outcomes = "none".parse().unwrap();
+        },
+        |c| {
+            c.mmsc[0].name = "mmsc-group".into();
+            c.mmsc[0].max_recipients = 4;
+            // One request at a time, so the campaign queues behind the first.
+            c.mmsc[0].connections = 1;
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    // A first MMS held at the MMSC while the campaign is queued.
+    s.mmsc.set_answer_delay(Duration::from_millis(500));
+    let first = accepted_ids(
+        &s.client
+            .submit(vec![mms("first", "+14155550170", "Before", &up.media_id)])
+            .await
+            .unwrap(),
+    )[0];
+    eventually("first at the MMSC", Duration::from_secs(10), || {
+        s.mmsc.stats().submits == 1
+    })
+    .await;
+    s.mmsc.set_answer_delay(Duration::ZERO);
+    let mut batch: Vec<pb::SubmitMessage> = (0..5)
+        .map(|i| {
+            mms(
+                &format!("c{i}"),
+                &format!("+1415555018{i}"),
+                "Sale!",
+                &up.media_id,
+            )
+        })
+        .collect();
+    let mut refused = mms("c-refused", "+14155550190", "Sale!", &up.media_id);
+    refused.fallback = pb::FallbackPolicy::FallbackNone as i32;
+    batch.push(refused);
+    batch.push(mms("other", "+14155550186", "Not the same", &up.media_id));
+    let ids = accepted_ids(&s.client.submit(batch).await.unwrap());
+    assert_eq!(ids.len(), 7);
+    // Every number reached the MMSC (the refused one was named, not taken).
+    eventually("all submitted", Duration::from_secs(20), || {
+        let st = s.mmsc.stats();
+        st.recipients == 7 && st.recipients_refused == 1
+    })
+    .await;
+    let requests = s.mmsc.accepted();
+    let st = s.mmsc.stats();
+    assert!(st.most_recipients <= 4, "{st:?}");
+    assert_eq!(
+        st.most_recipients, 4,
+        "the campaign shared requests: {requests:?}"
+    );
+    assert!(
+        st.submits <= 5,
+        "7 messages in at most 1 + 4 requests: {st:?} {requests:?}"
+    );
+    assert_eq!(st.by_status.get(&1100), Some(&1), "{st:?}");
+    assert_eq!(st.duplicates, 0, "{st:?}");
+    for (_, to) in &requests {
+        if to.iter().any(|t| t == "+14155550186") {
+            assert_eq!(to.len(), 1, "a different text never joins: {requests:?}");
+        }
+        if to.iter().any(|t| t == "+14155550170") {
+            assert_eq!(to.len(), 1, "{requests:?}");
+        }
+    }
+    // The recipient not taken ended at once, with the MMSC's status.
+    let refused_id = ids[5];
+    eventually("refused ended", Duration::from_secs(10), || {
+        s.got.state_of(refused_id).is_some()
+    })
+    .await;
+    assert_eq!(
+        s.got.state_of(refused_id),
+        Some(pb::DeliveryState::StateFailed)
+    );
+    assert_eq!(
+        s.got.codes.lock()[&refused_id],
+        (1100, "mmsc-group".to_owned())
+    );
+    assert_eq!(s.got.channels.lock()[&refused_id].0, pb::Channel::MmsUsed);
+    assert!(s.smsc.texts().is_empty(), "no fallback was asked for");
+
+    // Each taken recipient's report, each with its own status.
+    let message_id_of = |to: &str| {
+        requests
+            .iter()
+            .find(|(_, r)| r.iter().any(|t| t == to))
+            .map(|(id, _)| id.clone())
+            .unwrap()
+    };
+    let report = |to: &str, status: MmStatus| DeliveryReportReq {
+        transaction_id: format!("dr-{to}"),
+        message_id: message_id_of(to),
+        recipient: Address::Number(to.into()),
+        mm_status: status,
+        ..Default::default()
+    };
+    let cb = s.gw.mm7_callbacks[0];
+    let mut expected = vec![(first, "+14155550170", MmStatus::Retrieved)];
+    for (i, status) in [
+        MmStatus::Retrieved,
+        MmStatus::Rejected,
+        MmStatus::Expired,
+        MmStatus::Retrieved,
+        MmStatus::Unrecognised,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        expected.push((
+            ids[i],
+            [
+                "+14155550180",
+                "+14155550181",
+                "+14155550182",
+                "+14155550183",
+                "+14155550184",
+            ][i],
+            status,
+        ));
+    }
+    expected.push((ids[6], "+14155550186", MmStatus::Retrieved));
+    // A number the request never named, under a shared MessageID: no
+    // message ends.
+    let (_, answer) = post_report(
+        cb,
+        &DeliveryReportReq {
+            recipient: Address::Number("+14155550189".into()),
+            ..report("+14155550180", MmStatus::Retrieved)
+        },
+    )
+    .await;
+    let Message::Rsp(rsp) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(rsp.status.code, 2005, "{rsp:?}");
+    for (_, to, status) in &expected {
+        let (code, answer) = post_report(cb, &report(to, status.clone())).await;
+        let Message::Rsp(rsp) = answer else {
+            panic!("{answer:?}")
+        };
+        assert_eq!((code, rsp.status.code), (200, 1000), "{to}: {rsp:?}");
+    }
+    eventually("every message final", Duration::from_secs(10), || {
+        s.got.terminal_count() == 8
+    })
+    .await;
+    for (id, to, status) in &expected {
+        let want = match status {
+            MmStatus::Retrieved => pb::DeliveryState::StateDelivered,
+            MmStatus::Expired => pb::DeliveryState::StateExpired,
+            _ => pb::DeliveryState::StateFailed,
+        };
+        assert_eq!(s.got.state_of(*id), Some(want), "{to} ({status:?})");
+        assert_eq!(s.got.states.lock()[id].len(), 1, "{to}: one final event");
+    }
+    // The same report again ends nothing twice.
+    let (_, answer) = post_report(cb, &report("+14155550181", MmStatus::Retrieved)).await;
+    let Message::Rsp(rsp) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(rsp.status.code, 1000, "a repeat is answered, not applied");
+    assert_eq!(s.got.state_of(ids[1]), Some(pb::DeliveryState::StateFailed));
+    assert_eq!(s.got.states.lock()[&ids[1]].len(), 1);
+    s.gw.shutdown().await;
+}

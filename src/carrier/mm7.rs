@@ -12,6 +12,10 @@
 //! ([`InFlight`]: a delivery report can overtake the answer naming its
 //! MessageID).
 //!
+//! It decides which messages may share one SubmitReq ([`requests`]: the
+//! same content to different numbers, up to the MMSC's `max_recipients`)
+//! and builds that request with every recipient.
+//!
 //! It owns what MM7 statuses mean for a message: [`mm_status_outcome`]
 //! maps a delivery report's MMStatus to its final state. [`StoreSource`]
 //! fetches its media from the media store, fitted.
@@ -84,8 +88,14 @@ pub enum MediaUnavailable {
 /// What one submit attempt came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
-    /// The MMSC accepted it under this MessageID.
-    Accepted(String),
+    /// The MMSC accepted it under `message_id`: every recipient, or (a
+    /// `1100 Partial success`) all but those `partial` names.
+    Accepted {
+        /// `MessageID`, the key of the delivery reports.
+        message_id: String,
+        /// A partial success: the recipients it did not take.
+        partial: Option<NotTaken>,
+    },
     /// The MMSC answered that it cannot take it now (4006, 3000, HTTP
     /// 503...): try again later.
     Temporary {
@@ -114,6 +124,37 @@ pub enum Attempt {
         /// 401 or 403.
         http_status: u16,
     },
+}
+
+/// The recipients a `1100 Partial success` did not take: the numbers its
+/// `Details` names (MM7 leaves the form of `Details` open; MMSCs list the
+/// refused addresses there). A recipient it does not name was taken and
+/// ends by its delivery report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotTaken {
+    /// The digits of each number named.
+    pub numbers: Vec<String>,
+    /// Readable reason (status and details, capped).
+    pub reason: String,
+}
+
+impl NotTaken {
+    /// Whether the recipient `to` (any spelling: `+44…`, `44…`) is one of
+    /// them.
+    pub fn names(&self, to: &str) -> bool {
+        let digits: String = to.chars().filter(char::is_ascii_digit).collect();
+        self.numbers.contains(&digits)
+    }
+
+    /// The numbers a partial success's `details` names: every run of digits
+    /// (with an optional `+`) at least five long.
+    fn of(details: &str) -> Vec<String> {
+        details
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|d| d.len() >= 5)
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// Why an MMSC takes no requests now.
@@ -452,16 +493,28 @@ impl Mm7Carrier {
         )
     }
 
-    /// Builds and submits `m` once.
-    pub async fn submit(&self, m: &Message, attempt: u32) -> Attempt {
+    /// Builds and submits one request to every message of `group` (one
+    /// message, or several of the same content from [`requests`]) once.
+    pub async fn submit(&self, group: &[Arc<Message>], attempt: u32) -> Attempt {
+        let Some(m) = group.first() else {
+            return Attempt::Permanent {
+                reason: "no recipient".into(),
+                code: 0,
+            };
+        };
         let sender = match &m.from {
             Sender::ShortCode(s) => Address::ShortCode(s.to_string()),
             Sender::LongCode(n) => Address::Number(n.to_string()),
             Sender::Alphanumeric(s) => Address::ShortCode(s.to_string()),
         };
-        let recipients = [Address::Number(m.to.to_string())];
+        let recipients: Vec<Address> = group
+            .iter()
+            .map(|m| Address::Number(m.to.to_string()))
+            .collect();
         let transaction_id = format!("{}-{attempt}", m.id);
-        let remaining = Duration::from_millis(m.expires_at_ms.saturating_sub(now_ms()));
+        // The shortest validity of the group (they differ by a minute at most).
+        let expires_at_ms = group.iter().map(|m| m.expires_at_ms).min().unwrap_or(0);
+        let remaining = Duration::from_millis(expires_at_ms.saturating_sub(now_ms()));
         let own = m.mms.as_deref();
         let bare = SubmitReq {
             transaction_id: &transaction_id,
@@ -565,10 +618,88 @@ impl Mm7Carrier {
     }
 }
 
+/// Longest spread of validity among the messages of one request: the
+/// request carries the shortest, so a message never waits at the MMSC
+/// past its own validity and loses at most this much of it.
+const SHARED_VALIDITY_SPREAD_MS: u64 = 60_000;
+
+/// Whether `b` may go in the same SubmitReq as `a`: the same tenant (the
+/// media are the tenant's), sender, subject, text, media and service
+/// fields, and validity within a minute. Recipients are checked by
+/// [`requests`].
+pub fn shares_request(a: &Message, b: &Message) -> bool {
+    a.tenant == b.tenant
+        && a.from == b.from
+        && a.text == b.text
+        && a.subject == b.subject
+        && a.media == b.media
+        && a.mms == b.mms
+        && a.expires_at_ms.abs_diff(b.expires_at_ms) <= SHARED_VALIDITY_SPREAD_MS
+}
+
+/// Requests [`requests`] still looks to add to.
+const OPEN_REQUESTS: usize = 16;
+
+/// `batch` as requests of at most `max_recipients` messages each: messages
+/// that [`shares_request`] with a request's first go in it, to numbers not
+/// already in it (a number twice in one request could not tell its two
+/// reports apart), in batch order.
+pub fn requests(batch: Vec<Arc<Message>>, max_recipients: usize) -> Vec<Vec<Arc<Message>>> {
+    let max = max_recipients.max(1);
+    if max == 1 {
+        return batch.into_iter().map(|m| vec![m]).collect();
+    }
+    let mut out: Vec<Vec<Arc<Message>>> = Vec::new();
+    // Requests still open (below `max`), by index into `out`.
+    let mut open: Vec<usize> = Vec::new();
+    for m in batch {
+        let joined = open.iter().position(|&i| {
+            let r = &out[i];
+            shares_request(&r[0], &m) && r.iter().all(|o| o.to != m.to)
+        });
+        match joined {
+            Some(at) => {
+                let i = open[at];
+                out[i].push(m);
+                if out[i].len() >= max {
+                    open.swap_remove(at);
+                }
+            }
+            None => {
+                out.push(vec![m]);
+                open.push(out.len() - 1);
+                if open.len() > OPEN_REQUESTS {
+                    // Personalised messages share nothing: look only at
+                    // the latest requests (a batch stays linear).
+                    open.remove(0);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What an MMSC's answer (or its absence) means for the message.
 pub fn classify(answer: Result<SubmitOutcome, Mm7Error>) -> Attempt {
     match answer {
-        Ok(SubmitOutcome::Accepted { message_id, .. }) => Attempt::Accepted(message_id),
+        Ok(SubmitOutcome::Accepted { message_id, status }) => {
+            let partial = (status.code == crate::mm7::status::PARTIAL_SUCCESS).then(|| {
+                let details = status.details.as_deref().unwrap_or("");
+                NotTaken {
+                    numbers: NotTaken::of(details),
+                    reason: format!(
+                        "MMSC did not take this recipient: {} {} ({})",
+                        status.code,
+                        capped(&status.text),
+                        capped(details)
+                    ),
+                }
+            });
+            Attempt::Accepted {
+                message_id,
+                partial,
+            }
+        }
         Ok(out @ SubmitOutcome::Refused { .. }) => {
             let class = out.class();
             let SubmitOutcome::Refused {

@@ -24,7 +24,7 @@ use crate::mm7::server::HandlerError;
 use crate::mm7::soap::{Address, DeliverReq, DeliveryReportReq};
 use crate::mm7::status::{self, Status};
 use crate::model::{DeliveryState, LogSafe};
-use crate::receipts::{InboundMo, Receipts, normalize_id};
+use crate::receipts::{InboundMo, Receipts, normalize_id, recipient_id};
 
 /// MessageIDs of applied delivery reports remembered per MMSC, to tell a
 /// repeat from a report that never matched.
@@ -81,24 +81,22 @@ impl MmscCallbacks {
         }
     }
 
-    /// Applies a final report; `None` when its MessageID matches no part.
+    /// Applies a final report; `None` when its MessageID and recipient
+    /// match no part.
     async fn apply(
         &self,
         report: &DeliveryReportReq,
         state: DeliveryState,
         reason: &str,
     ) -> Option<()> {
-        match self.receipts.report(
-            &self.carrier,
-            report.message_id.as_bytes(),
-            state,
-            0,
-            reason,
-        ) {
+        match self
+            .receipts
+            .report(&self.carrier, &report_key(report), state, 0, reason)
+        {
             Ok(publishing) => {
                 self.recent
                     .lock()
-                    .insert(&normalize_id(report.message_id.as_bytes()));
+                    .insert(&normalize_id(&report_key(report)));
                 if let Some(p) = publishing {
                     p.await;
                 }
@@ -108,11 +106,12 @@ impl MmscCallbacks {
         }
     }
 
-    /// True when a final report with this MessageID was applied lately.
+    /// True when a final report with this MessageID and recipient was
+    /// applied lately.
     fn is_repeat(&self, report: &DeliveryReportReq) -> bool {
         self.recent
             .lock()
-            .contains(&normalize_id(report.message_id.as_bytes()))
+            .contains(&normalize_id(&report_key(report)))
     }
 
     /// A report that matches nothing: counted, answered for good.
@@ -135,6 +134,12 @@ impl MmscCallbacks {
                 .with_details("no message waits for a report with this MessageID")
         }
     }
+}
+
+/// The key a report is correlated by: its MessageID and recipient (found
+/// under the MessageID alone for a request that had one recipient).
+fn report_key(report: &DeliveryReportReq) -> Vec<u8> {
+    recipient_id(&report.message_id, &address(&report.recipient))
 }
 
 fn address(a: &Address) -> String {
@@ -178,7 +183,7 @@ impl crate::mm7::Mm7Inbound for MmscCallbacks {
         if !self.is_repeat(&report)
             && self
                 .receipts
-                .forward_report(&self.carrier, report.message_id.as_bytes(), state, 0)
+                .forward_report(&self.carrier, &report_key(&report), state, 0)
         {
             metrics::counter!("sluice_mm7_reports_forwarded_total",
                 "carrier" => self.carrier.to_string())

@@ -8,7 +8,7 @@
 //! | code | name (TS 23.140)                   | class     | why |
 //! |------|------------------------------------|-----------|-----|
 //! | 1000 | Success                            | success   | |
-//! | 1100 | Partial success                    | success   | the MMSC took the message; the parts it could not do show up as failed delivery reports |
+//! | 1100 | Partial success                    | success   | the MMSC took the message for some recipients: those `Details` names are refused for good, the others end by their delivery reports |
 //! | 1xxx | (other)                            | success   | the class says so |
 //! | 2000 | Client error                       | permanent | the request itself is wrong; resending it changes nothing |
 //! | 2001 | Operation restricted               | permanent | no permission |

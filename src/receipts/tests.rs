@@ -9,6 +9,30 @@ fn normalisation_folds_case_whitespace_and_leading_zeros() {
 }
 
 #[test]
+fn a_recipients_id_is_its_message_id_and_number_and_falls_back_to_the_message_id() {
+    // +44…, 44… and 44…/TYPE=PLMN are one number; the MessageID is
+    // normalised as any carrier id.
+    let a = recipient_id("004D4D0001", "+447700900123");
+    assert_eq!(
+        normalize_id(&a),
+        normalize_id(&recipient_id("4d4d0001", "447700900123/TYPE=PLMN"))
+    );
+    assert_eq!(normalize_id(&a), "4d4d0001\u{1f}447700900123");
+    // A MessageID "0" keeps its zero.
+    assert_eq!(normalize_id(&recipient_id("000", "1")), "0\u{1f}1");
+    // Looked up as itself, then as its MessageID alone (one recipient).
+    assert_eq!(
+        candidate_ids(&recipient_id("500", "+1415")),
+        ["500\u{1f}1415", "500", "1f4", "1280"]
+    );
+    // Another recipient of the same request is another key.
+    assert_ne!(
+        normalize_id(&a),
+        normalize_id(&recipient_id("4D4D0001", "+447700900124"))
+    );
+}
+
+#[test]
 fn candidates_cover_hex_and_decimal_renderings() {
     // The resp said hex 1f4, the receipt says decimal 500 (and vice versa).
     assert!(candidate_ids(b"500").contains(&"1f4".to_string()));

@@ -29,6 +29,15 @@
 //! `mms.fallback_before_expiry` go to their fallback: a paused MMSC never
 //! turns its whole queue into SMS one by one.
 //!
+//! With `mmsc.max_recipients` above 1, a hand-off's messages of the same
+//! content to different numbers go as one request
+//! ([`crate::carrier::mm7::requests`]); the table holds for each of them,
+//! and every message keeps its own last look, fallback and validity. An
+//! accepted request records each message under (MessageID, its recipient)
+//! ([`crate::receipts::recipient_id`]), so each ends by its own delivery
+//! report; a `1100 Partial success` refuses for good the recipients its
+//! `Details` names.
+//!
 //! Every message this lane ends carries its MMSC as carrier (channel
 //! `mms`) and the MM7 status code when there is one.
 
@@ -42,7 +51,7 @@ use tokio::time::Instant;
 use super::dispatch::Dispatcher;
 use super::fair::Item;
 use super::{CarrierQueue, DispatchCheck};
-use crate::carrier::mm7::{Attempt, Down, Mm7Carrier, Transition};
+use crate::carrier::mm7::{Attempt, Down, Mm7Carrier, Transition, requests};
 use crate::carrier::{Carrier, CarrierSink, Gate, Room};
 use crate::ledger::Ledger;
 use crate::model::{DeliveryState, Message, now_ms};
@@ -103,6 +112,8 @@ pub struct LaneSettings {
     /// While the MMSC is down, queued messages whose validity ends within
     /// this go to their fallback.
     pub fallback_before_expiry: Duration,
+    /// Most recipients in one request.
+    pub max_recipients: usize,
 }
 
 /// One MMSC as the dispatcher sees it, with what its submits need.
@@ -305,10 +316,30 @@ impl Mm7Lane {
         self.queue.notify.notify_one();
     }
 
-    /// Submits one message until it is accepted, refused for good, out of
-    /// validity, or the MMSC cannot take it (then it waits in the queue).
+    /// A message the MMSC refused for good (or cannot be sent as MMS):
+    /// back to queued and to its fallback, or `rejected` when it has none.
+    fn refused_for_good(&self, m: Arc<Message>, code: u32, reason: String) {
+        if !self.ledger.refused(m.id) {
+            self.receipts
+                .part_failed(m.id, 0, DeliveryState::Rejected, code, reason);
+        } else {
+            let refusal = Refusal {
+                carrier: self.carrier.name().clone(),
+                code,
+                reason,
+            };
+            (self.fallback)(m, refusal);
+        }
+    }
+
+    /// Submits one request (a message, or several of the same content to
+    /// different numbers: [`crate::carrier::mm7::requests`]) until it is
+    /// accepted, refused for good, out of validity, or the MMSC cannot take
+    /// it (then its messages wait in the queue). Each message keeps its own
+    /// outcome: the last look, the fallback of a refusal for now and
+    /// validity are per message, and those still going stay one request.
     /// `probe`: it is the one try while the MMSC is down.
-    async fn submit(&self, m: Arc<Message>, probe: bool) {
+    async fn submit(&self, mut group: Vec<Arc<Message>>, probe: bool) {
         let aimd = &self.aimd;
         let name = self.carrier.name().clone();
         let mut probe_guard = ProbeGuard {
@@ -328,22 +359,28 @@ impl Mm7Lane {
                 }
                 tokio::time::sleep_until(at).await;
             }
-            if let Some((code, reason)) = &refused_for_now
-                && m.expires_at_ms <= now_ms()
-            {
-                self.receipts.part_failed(
-                    m.id,
-                    0,
-                    DeliveryState::Expired,
-                    *code,
-                    format!("validity ended while the MMSC refused for now: {reason}"),
-                );
+            if let Some((code, reason)) = &refused_for_now {
+                let now = now_ms();
+                group.retain(|m| {
+                    if m.expires_at_ms > now {
+                        return true;
+                    }
+                    self.receipts.part_failed(
+                        m.id,
+                        0,
+                        DeliveryState::Expired,
+                        *code,
+                        format!("validity ended while the MMSC refused for now: {reason}"),
+                    );
+                    false
+                });
+            }
+            group.retain(|m| !self.stopped(m));
+            if group.is_empty() {
                 return;
             }
-            if self.stopped(&m) {
-                return;
-            }
-            if let Err(e) = self.ledger.written(&name, &[(m.id, 0, 1)]).wait().await {
+            let written: Vec<_> = group.iter().map(|m| (m.id, 0, 1)).collect();
+            if let Err(e) = self.ledger.written(&name, &written).wait().await {
                 tracing::error!(target: TARGET, error = %e, "journal failed; MMS not sent");
                 return;
             }
@@ -352,12 +389,34 @@ impl Mm7Lane {
             // Held until the answer is recorded: a delivery report that
             // overtakes it waits for it.
             let ticket = self.carrier.in_flight().begin();
-            let outcome = self.carrier.submit(&m, attempt).await;
+            let outcome = self.carrier.submit(&group, attempt).await;
             match outcome {
-                Attempt::Accepted(message_id) => {
+                Attempt::Accepted {
+                    message_id,
+                    partial,
+                } => {
                     aimd.lock().on_accept(Instant::now());
-                    self.receipts
-                        .part_submitted(&name, m.id, 0, message_id.as_bytes());
+                    let shared = group.len() > 1;
+                    for m in group {
+                        let to = m.to.to_string();
+                        if let Some(p) = partial.as_ref().filter(|p| p.names(&to)) {
+                            metrics::counter!("sluice_mm7_refused_total", "carrier" => name.to_string())
+                                .increment(1);
+                            self.refused_for_good(
+                                m,
+                                crate::mm7::status::PARTIAL_SUCCESS,
+                                p.reason.clone(),
+                            );
+                        } else if shared {
+                            // One MessageID for the request: each
+                            // recipient's report names its recipient.
+                            let key = crate::receipts::recipient_id(&message_id, &to);
+                            self.receipts.part_submitted(&name, m.id, 0, &key);
+                        } else {
+                            self.receipts
+                                .part_submitted(&name, m.id, 0, message_id.as_bytes());
+                        }
+                    }
                     drop(ticket);
                     self.answered();
                     probe_guard.resolved();
@@ -371,26 +430,38 @@ impl Mm7Lane {
                     metrics::counter!("sluice_mm7_throttled_total", "carrier" => name.to_string())
                         .increment(1);
                     let tries = attempt.saturating_add(1);
-                    let waited = Duration::from_millis(now_ms().saturating_sub(m.accepted_at_ms));
-                    if self.settings.fallback_after.due(tries, waited) && self.ledger.refused(m.id)
-                    {
-                        // Refused for now too often: the SMS fallback
-                        // reaches the recipient while the MMS would not.
-                        let refusal = Refusal {
-                            carrier: name.clone(),
-                            code,
-                            reason: format!(
-                                "refused for now {tries} times in {}: {reason}",
-                                humantime::format_duration(Duration::from_secs(waited.as_secs()))
-                            ),
-                        };
-                        (self.fallback)(m, refusal);
-                        return;
+                    let mut going = Vec::with_capacity(group.len());
+                    for m in group {
+                        let waited =
+                            Duration::from_millis(now_ms().saturating_sub(m.accepted_at_ms));
+                        if self.settings.fallback_after.due(tries, waited)
+                            && self.ledger.refused(m.id)
+                        {
+                            // Refused for now too often: the SMS fallback
+                            // reaches the recipient while the MMS would not.
+                            let refusal = Refusal {
+                                carrier: name.clone(),
+                                code,
+                                reason: format!(
+                                    "refused for now {tries} times in {}: {reason}",
+                                    humantime::format_duration(Duration::from_secs(
+                                        waited.as_secs()
+                                    ))
+                                ),
+                            };
+                            (self.fallback)(m, refusal);
+                        } else {
+                            going.push(m);
+                        }
                     }
-                    tracing::debug!(target: TARGET, carrier = %name, id = %m.id, attempt, reason = %crate::model::LogSafe::display(&reason), "MMS retry");
-                    // Never past the validity: the last try is at its end,
+                    group = going;
+                    let Some(soonest) = group.iter().map(|m| m.expires_at_ms).min() else {
+                        return;
+                    };
+                    tracing::debug!(target: TARGET, carrier = %name, id = %group[0].id, recipients = group.len(), attempt, reason = %crate::model::LogSafe::display(&reason), "MMS retry");
+                    // Never past a validity: the last try is at its end,
                     // and only then is the message `expired`.
-                    let left = m.expires_at_ms.saturating_sub(now_ms());
+                    let left = soonest.saturating_sub(now_ms());
                     tokio::time::sleep(backoff.min(Duration::from_millis(left))).await;
                     backoff = self.settings.retry.next(backoff);
                     refused_for_now = Some((code, reason));
@@ -400,17 +471,9 @@ impl Mm7Lane {
                     self.answered();
                     probe_guard.resolved();
                     metrics::counter!("sluice_mm7_refused_total", "carrier" => name.to_string())
-                        .increment(1);
-                    if !self.ledger.refused(m.id) {
-                        self.receipts
-                            .part_failed(m.id, 0, DeliveryState::Rejected, code, reason);
-                    } else {
-                        let refusal = Refusal {
-                            carrier: name.clone(),
-                            code,
-                            reason,
-                        };
-                        (self.fallback)(m, refusal);
+                        .increment(group.len() as u64);
+                    for m in group {
+                        self.refused_for_good(m, code, reason.clone());
                     }
                     return;
                 }
@@ -419,17 +482,19 @@ impl Mm7Lane {
                     aimd.lock().on_throttle(Instant::now());
                     metrics::counter!("sluice_mm7_unanswered_total", "carrier" => name.to_string())
                         .increment(1);
-                    match self.settings.unanswered {
-                        Unanswered::Unknown => self.receipts.part_failed(
-                            m.id,
-                            0,
-                            DeliveryState::Unknown,
-                            0,
-                            format!(
-                                "no answer from the MMSC ({reason}): it may have accepted the MMS, so it is not sent again"
+                    for m in &group {
+                        match self.settings.unanswered {
+                            Unanswered::Unknown => self.receipts.part_failed(
+                                m.id,
+                                0,
+                                DeliveryState::Unknown,
+                                0,
+                                format!(
+                                    "no answer from the MMSC ({reason}): it may have accepted the MMS, so it is not sent again"
+                                ),
                             ),
-                        ),
-                        Unanswered::Resend => self.requeue(&m),
+                            Unanswered::Resend => self.requeue(m),
+                        }
                     }
                     self.went_down(Down::Unreachable(reason), probe_guard.armed());
                     probe_guard.resolved();
@@ -437,7 +502,9 @@ impl Mm7Lane {
                 }
                 Attempt::Unreachable(reason) => {
                     drop(ticket);
-                    self.requeue(&m);
+                    for m in &group {
+                        self.requeue(m);
+                    }
                     self.went_down(Down::Unreachable(reason), probe_guard.armed());
                     probe_guard.resolved();
                     return;
@@ -446,7 +513,9 @@ impl Mm7Lane {
                     drop(ticket);
                     metrics::counter!("sluice_mm7_auth_refused_total", "carrier" => name.to_string())
                         .increment(1);
-                    self.requeue(&m);
+                    for m in &group {
+                        self.requeue(m);
+                    }
                     self.went_down(Down::Unauthorized(http_status), probe_guard.armed());
                     probe_guard.resolved();
                     return;
@@ -489,9 +558,14 @@ impl Carrier for Mm7Lane {
         self.submits.acquire().await.is_ok()
     }
 
+    /// A free submit takes up to `max_recipients` messages.
     fn room(&self) -> Room {
         Room {
-            messages: self.submits.available_permits().clamp(1, 256),
+            messages: self
+                .submits
+                .available_permits()
+                .saturating_mul(self.settings.max_recipients.max(1))
+                .clamp(1, 256),
             units: usize::MAX,
         }
     }
@@ -519,13 +593,14 @@ impl Carrier for Mm7Lane {
             // The try's message ended meanwhile: the next one may go.
             self.carrier.end_probe();
         }
-        for (m, ()) in batch {
+        let messages = batch.into_iter().map(|(m, ())| m).collect();
+        for group in requests(messages, self.settings.max_recipients) {
             let Ok(permit) = self.submits.clone().acquire_owned().await else {
                 return;
             };
             let this = self.clone();
             tokio::spawn(async move {
-                this.submit(m, probe).await;
+                this.submit(group, probe).await;
                 drop(permit);
             });
         }

@@ -41,8 +41,32 @@ fn answers_are_classified_for_the_message_and_the_mmsc() {
             message_id: "M1".into(),
             status: Status::success(),
         })),
-        Attempt::Accepted("M1".into())
+        Attempt::Accepted {
+            message_id: "M1".into(),
+            partial: None
+        }
     );
+    // 1100: taken, but for the recipients its Details names.
+    let partial = classify(Ok(SubmitOutcome::Accepted {
+        message_id: "M2".into(),
+        status: Status::new(crate::mm7::status::PARTIAL_SUCCESS)
+            .with_details("not taken: +14155550190 tel:447700900123/TYPE=PLMN, code 3004"),
+    }));
+    let Attempt::Accepted {
+        message_id,
+        partial: Some(not_taken),
+    } = partial
+    else {
+        panic!("{partial:?}")
+    };
+    assert_eq!(message_id, "M2");
+    assert_eq!(not_taken.numbers, ["14155550190", "447700900123"]);
+    assert!(not_taken.names("+14155550190"));
+    assert!(not_taken.names("447700900123"));
+    assert!(!not_taken.names("+14155550191"));
+    // The status code is no number.
+    assert!(!not_taken.names("3004"));
+    assert!(not_taken.reason.contains("1100"), "{}", not_taken.reason);
     assert!(matches!(
         refused(4006),
         Attempt::Temporary { code: 4006, .. }
@@ -194,4 +218,88 @@ async fn reports_wait_for_the_requests_in_flight_when_they_came() {
     drop(after);
     assert!(f.is_empty());
     f.ended_before(f.mark()).await;
+}
+
+/// A message of `text` to `to`, valid until `expires_at_ms`.
+fn message_to(id: u64, to: &str, text: &str, expires_at_ms: u64) -> Arc<Message> {
+    let mut m = (*crate::model::test_message(id, text, expires_at_ms)).clone();
+    m.to = crate::model::Msisdn::parse(to).unwrap();
+    m.media = vec!["ab".repeat(32)];
+    Arc::new(m)
+}
+
+fn ids(requests: &[Vec<Arc<Message>>]) -> Vec<Vec<u64>> {
+    requests
+        .iter()
+        .map(|r| r.iter().map(|m| m.id.0).collect())
+        .collect()
+}
+
+#[test]
+fn requests_share_only_the_same_content_to_different_numbers_up_to_the_most() {
+    let t = 10_000_000;
+    let batch = vec![
+        message_to(1, "+14155550101", "Sale", t),
+        message_to(2, "+14155550102", "Sale", t),
+        // Another text: a request of its own.
+        message_to(3, "+14155550103", "Other", t),
+        // The same number again: it cannot share the first request.
+        message_to(4, "+14155550101", "Sale", t),
+        message_to(5, "+14155550105", "Sale", t + 60_000),
+        // Validity more than a minute away from the first request's.
+        message_to(6, "+14155550106", "Sale", t + 60_001),
+        message_to(7, "+14155550107", "Sale", t),
+    ];
+    assert_eq!(
+        ids(&requests(batch.clone(), 3)),
+        [vec![1, 2, 5], vec![3], vec![4, 7], vec![6]]
+    );
+    // One recipient per request: the batch as it came.
+    assert_eq!(
+        ids(&requests(batch.clone(), 1)),
+        (1..=7).map(|i| vec![i]).collect::<Vec<_>>()
+    );
+    // Another tenant, sender, subject, media or service field: not shared.
+    let base = message_to(10, "+14155550110", "Sale", t);
+    let differing: Vec<Arc<Message>> = (0..5)
+        .map(|i| {
+            let mut m = (*message_to(11 + i, "+14155550111", "Sale", t)).clone();
+            match i {
+                0 => m.tenant = "other".into(),
+                1 => m.from = crate::model::Sender::parse("54321").unwrap(),
+                2 => m.subject = Some("Hi".into()),
+                3 => m.media.push("cd".repeat(32)),
+                _ => {
+                    m.mms = Some(Box::new(crate::model::MmsFields {
+                        service_code: Some("gold".into()),
+                        ..Default::default()
+                    }))
+                }
+            }
+            Arc::new(m)
+        })
+        .collect();
+    for d in &differing {
+        assert!(!shares_request(&base, d), "{d:?}");
+    }
+    // Only the fallback policy, client_ref and tags differ: shared.
+    let mut same = (*message_to(20, "+14155550120", "Sale", t)).clone();
+    same.fallback = crate::model::FallbackPolicy::None;
+    same.tags = vec!["x".into()];
+    assert!(shares_request(&base, &same));
+}
+
+#[test]
+fn personalised_messages_keep_the_grouping_linear() {
+    // 300 different texts: each its own request, in order.
+    let batch: Vec<Arc<Message>> = (0..300)
+        .map(|i| message_to(i, "+14155550100", &format!("Hi {i}"), 1))
+        .collect();
+    let out = requests(batch, 10);
+    assert_eq!(out.len(), 300);
+    assert!(
+        out.iter()
+            .enumerate()
+            .all(|(i, r)| r.len() == 1 && r[0].id.0 == i as u64)
+    );
 }

@@ -21,16 +21,20 @@
 //! 5. Version: a namespace that is not a supported version, another
 //!    version than `--mm7-version`, or an `MM7Version` the namespace's schema
 //!    does not list gets 4002 Unsupported version.
-//! 6. No recipient: 4004 Validation error.
+//! 6. No recipient, or more than `--max-recipients`: 4004 Validation
+//!    error.
 //! 7. `--fail-status` injection: a `SubmitRsp` with that status (a Fault
 //!    with `RSErrorRsp` under `--fail-as-fault`).
-//! 8. Accepted: `SubmitRsp` 1000 with a new `MessageID`; one
-//!    `DeliveryReportReq` per recipient is posted to `--callback-url` after
-//!    `--report-delay` when the submit asked for reports, in the submit's
-//!    version.
-//! 9. `--answer-delay` (or [`Mmsc::set_answer_delay`]): the answer waits
-//!    that long after all of the above (a slow or hung MMSC); a VASP that
-//!    gives up waiting has had its message taken anyway.
+//! 8. Recipients `--refuse-recipients` names are not taken (when that is
+//!    all of them: `SubmitRsp` 2002 Address Error).
+//! 9. Accepted: `SubmitRsp` 1000 (1100 Partial success naming the
+//!    recipients not taken in `Details`) with a new `MessageID`; one
+//!    `DeliveryReportReq` per recipient taken is posted to `--callback-url`
+//!    after `--report-delay` when the submit asked for reports, in the
+//!    submit's version.
+//! 10. `--answer-delay` (or [`Mmsc::set_answer_delay`]): the answer waits
+//!     that long after all of the above (a slow or hung MMSC); a VASP that
+//!     gives up waiting has had its message taken anyway.
 //!
 //! Faults go with HTTP 500 (SOAP 1.1). Every answer after step 2 counts in
 //! `submits == accepted + refused`; counters are updated before the answer
@@ -161,6 +165,15 @@ pub struct MmscConfig {
     /// submit is processed (and accepted) before.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub answer_delay: Duration,
+    /// Most recipients one SubmitReq may name (more: 4004 Validation
+    /// error); none = any.
+    #[arg(long)]
+    pub max_recipients: Option<usize>,
+    /// Recipients whose number (its digits) starts with this are not
+    /// taken: a request naming others too gets 1100 Partial success with
+    /// them in `Details`, one naming only them 2002 Address Error.
+    #[arg(long)]
+    pub refuse_recipients: Option<String>,
 }
 
 impl Default for MmscConfig {
@@ -184,6 +197,8 @@ impl Default for MmscConfig {
             report_retries: 3,
             report_retry_delay: Duration::from_secs(1),
             answer_delay: Duration::ZERO,
+            max_recipients: None,
+            refuse_recipients: None,
         }
     }
 }
@@ -211,6 +226,8 @@ impl fmt::Debug for MmscConfig {
             .field("report_retries", &self.report_retries)
             .field("report_retry_delay", &self.report_retry_delay)
             .field("answer_delay", &self.answer_delay)
+            .field("max_recipients", &self.max_recipients)
+            .field("refuse_recipients", &self.refuse_recipients)
             .finish()
     }
 }
@@ -430,6 +447,12 @@ pub struct MmscStats {
     pub submits: u64,
     /// SubmitReq accepted (each got a MessageID).
     pub accepted: u64,
+    /// Recipients taken by accepted SubmitReqs.
+    pub recipients: u64,
+    /// Most recipients taken by one SubmitReq.
+    pub most_recipients: u64,
+    /// Recipients not taken (`--refuse-recipients`).
+    pub recipients_refused: u64,
     /// Submits answered with any other status (malformed, size, version,
     /// injected).
     pub refused: u64,
@@ -495,6 +518,8 @@ struct Shared {
     /// `ServiceCode` and `LinkedID` of the last accepted SubmitReqs (empty
     /// when absent).
     service_codes: Mutex<std::collections::VecDeque<(String, String, ServiceFields)>>,
+    /// The last accepted SubmitReqs: (MessageID, recipients taken).
+    accepted: Mutex<std::collections::VecDeque<Accepted>>,
     next_id: AtomicU64,
     next_mo: AtomicU64,
 }
@@ -502,6 +527,10 @@ struct Shared {
 /// A SubmitReq's `MessageClass`, `Priority`, `ReadReply`,
 /// `DistributionIndicator` and `EarliestDeliveryTime`, as written.
 pub type ServiceFields = [Option<String>; 5];
+
+/// An accepted SubmitReq: its `MessageID` and the recipients it took, as
+/// written.
+pub type Accepted = (String, Vec<String>);
 
 /// The simulator's settings that tests change while it runs.
 struct Live {
@@ -546,6 +575,7 @@ pub async fn start(cfg: MmscConfig) -> io::Result<Mmsc> {
         texts: Mutex::new(HashMap::new()),
         media: Mutex::default(),
         media_encodings: Mutex::default(),
+        accepted: Mutex::default(),
         service_codes: Mutex::default(),
         next_id: AtomicU64::new(FIRST_MESSAGE_ID),
         next_mo: AtomicU64::new(1),
@@ -612,6 +642,12 @@ impl Mmsc {
     /// Media parts (content type, bytes) of the last 64 accepted submits.
     pub fn media(&self) -> Vec<(String, bytes::Bytes)> {
         self.shared.media.lock().iter().cloned().collect()
+    }
+
+    /// The last 256 accepted submits: `MessageID` and recipients taken,
+    /// oldest first.
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.shared.accepted.lock().iter().cloned().collect()
     }
 
     /// The `ServiceCode` of the last 64 accepted submits (empty when absent).
@@ -772,7 +808,7 @@ impl Shared {
             st.submits += 1;
             st.bytes_received += body.len() as u64;
             *st.by_status.entry(status).or_default() += 1;
-            if status == status::SUCCESS {
+            if matches!(status, status::SUCCESS | status::PARTIAL_SUCCESS) {
                 st.accepted += 1;
             } else {
                 st.refused += 1;
@@ -840,6 +876,15 @@ impl Shared {
             let s = Status::new(status::VALIDATION_ERROR).with_details("no recipient");
             return fault(Some(tid), version, s);
         }
+        if let Some(max) = self.cfg.max_recipients
+            && req.recipients.len() > max
+        {
+            let s = Status::new(status::VALIDATION_ERROR).with_details(format!(
+                "{} recipients, at most {max}",
+                req.recipients.len()
+            ));
+            return fault(Some(tid), version, s);
+        }
         if let Some(code) = self.cfg.fail_status
             && draw(self.cfg.fail_fraction)
         {
@@ -856,17 +901,78 @@ impl Shared {
             };
             return (code, soap_response(StatusCode::OK, rsp.encode()));
         }
+        let (req, not_taken) = self.take_recipients(*req);
+        if req.recipients.is_empty() {
+            let s = Status::new(status::ADDRESS_ERROR)
+                .with_details(format!("not taken: {}", not_taken.join(" ")));
+            let rsp = SubmitRsp {
+                transaction_id: req.transaction_id.clone(),
+                version: Some(version),
+                mm7_version: req.mm7_version.clone(),
+                status: s,
+                message_id: None,
+            };
+            return (
+                status::ADDRESS_ERROR,
+                soap_response(StatusCode::OK, rsp.encode()),
+            );
+        }
         let message_id = format!("{:X}", self.next_id.fetch_add(1, Ordering::Relaxed));
         self.record(&req);
         self.schedule_reports(&req, version, &message_id);
+        {
+            let mut accepted = self.accepted.lock();
+            accepted.push_back((
+                message_id.clone(),
+                req.recipients
+                    .iter()
+                    .map(|r| r.value().to_owned())
+                    .collect(),
+            ));
+            if accepted.len() > 256 {
+                accepted.pop_front();
+            }
+        }
+        let taken = req.recipients.len() as u64;
+        self.bump(|s| {
+            s.recipients += taken;
+            s.most_recipients = s.most_recipients.max(taken);
+        });
+        let status = if not_taken.is_empty() {
+            Status::success()
+        } else {
+            Status::new(status::PARTIAL_SUCCESS)
+                .with_details(format!("not taken: {}", not_taken.join(" ")))
+        };
+        let code = status.code;
         let rsp = SubmitRsp {
-            transaction_id: tid.to_owned(),
+            transaction_id: req.transaction_id.clone(),
             version: Some(version),
             mm7_version: req.mm7_version.clone(),
-            status: Status::success(),
+            status,
             message_id: Some(message_id),
         };
-        (status::SUCCESS, soap_response(StatusCode::OK, rsp.encode()))
+        (code, soap_response(StatusCode::OK, rsp.encode()))
+    }
+
+    /// The request without the recipients `--refuse-recipients` does not
+    /// take, and those (as written in the request).
+    fn take_recipients(&self, mut req: ReceivedSubmitReq) -> (ReceivedSubmitReq, Vec<String>) {
+        let Some(prefix) = self.cfg.refuse_recipients.as_deref() else {
+            return (req, Vec::new());
+        };
+        let (refused, taken): (Vec<Address>, Vec<Address>) =
+            req.recipients.into_iter().partition(|r| {
+                let digits: String = r.value().chars().filter(char::is_ascii_digit).collect();
+                digits.starts_with(prefix)
+            });
+        req.recipients = taken;
+        let refused: Vec<String> = refused.iter().map(|r| r.value().to_owned()).collect();
+        let n = refused.len() as u64;
+        if n > 0 {
+            self.bump(|s| s.recipients_refused += n);
+        }
+        (req, refused)
     }
 
     /// The submit's version, or the status refusing it.
