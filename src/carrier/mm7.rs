@@ -523,6 +523,13 @@ impl Mm7Carrier {
             vas_id: self.vas_id.as_deref(),
             sender: Some(&sender),
             recipients: &recipients,
+            // Several recipients of one campaign message: none sees the
+            // others, and a reply goes to the sender alone.
+            recipient_field: if recipients.len() > 1 {
+                crate::mm7::RecipientField::Bcc
+            } else {
+                crate::mm7::RecipientField::To
+            },
             expiry: Some(Expiry::Relative(remaining.max(Duration::from_secs(60)))),
             delivery_report: true,
             subject: m.subject.as_deref(),

@@ -352,9 +352,11 @@ pub struct SubmitReq<'a> {
     pub vas_id: Option<&'a str>,
     /// `SenderIdentification/SenderAddress`.
     pub sender: Option<&'a Address>,
-    /// `Recipients/To`; the schema requires at least one (encoding does not
+    /// The recipients; the schema requires at least one (encoding does not
     /// check: an empty list is refused by the MMSC).
     pub recipients: &'a [Address],
+    /// Whether they go in `Recipients/To` or `Recipients/Bcc`.
+    pub recipient_field: RecipientField,
     /// `ServiceCode` (billing).
     pub service_code: Option<&'a str>,
     /// `LinkedID`: the MessageID of a DeliverReq this answers.
@@ -389,6 +391,18 @@ pub struct SubmitReq<'a> {
     pub presentation: Presentation,
 }
 
+/// Where a SubmitReq names its recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecipientField {
+    /// `To`: each handset shows the others as fellow recipients (and a
+    /// reply can go to all of them).
+    #[default]
+    To,
+    /// `Bcc`: each recipient sees only the sender, as if the message were
+    /// for them alone.
+    Bcc,
+}
+
 /// How a SubmitReq's content is presented to the handset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Presentation {
@@ -416,11 +430,15 @@ impl SubmitReq<'_> {
             }
             x.end("SenderIdentification");
             x.start("Recipients");
-            x.start("To");
+            let field = match self.recipient_field {
+                RecipientField::To => "To",
+                RecipientField::Bcc => "Bcc",
+            };
+            x.start(field);
             for r in self.recipients {
                 x.leaf(r.element(), r.value());
             }
-            x.end("To");
+            x.end(field);
             x.end("Recipients");
             x.opt_leaf("ServiceCode", self.service_code);
             x.opt_leaf("LinkedID", self.linked_id);
@@ -728,6 +746,8 @@ pub struct ReceivedSubmitReq {
     pub sender: Option<Address>,
     /// Every `To`, `Cc` and `Bcc` address, in order.
     pub recipients: Vec<Address>,
+    /// How many of `recipients` were under `Bcc`.
+    pub bcc: usize,
     /// `ServiceCode`.
     pub service_code: Option<String>,
     /// `LinkedID`.
@@ -1388,6 +1408,13 @@ fn decode_submit_req(
             .and_then(|s| s.child("SenderAddress"))
             .and_then(address_of),
         recipients: recipients_of(msg),
+        bcc: msg.child("Recipients").map_or(0, |r| {
+            r.children
+                .iter()
+                .filter(|c| c.name == "Bcc")
+                .flat_map(|c| c.children.iter().filter_map(address_element))
+                .count()
+        }),
         service_code: msg.text_of("ServiceCode"),
         linked_id: msg.text_of("LinkedID"),
         service_fields: [

@@ -109,6 +109,7 @@ fn submit_req<'a>(
         vas_id: Some("vas"),
         sender: Some(sender),
         recipients,
+        recipient_field: RecipientField::To,
         service_code: Some("svc"),
         linked_id: Some("linked-1"),
         message_class: Some(MessageClass::Informational),
@@ -182,6 +183,14 @@ fn submit_req_validates_against_every_schema() {
             ..minimal
         };
         validate(v.name(), &abs.envelope()).unwrap_or_else(|e| panic!("{v} absolute: {e}"));
+        // Several recipients under Bcc.
+        let bcc = SubmitReq {
+            recipient_field: RecipientField::Bcc,
+            ..minimal
+        };
+        let xml = bcc.envelope();
+        assert!(xml.contains("<Recipients><Bcc>"), "{xml}");
+        validate(v.name(), &xml).unwrap_or_else(|e| panic!("{v} bcc: {e}"));
     }
 }
 

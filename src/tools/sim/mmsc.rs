@@ -528,9 +528,9 @@ struct Shared {
 /// `DistributionIndicator` and `EarliestDeliveryTime`, as written.
 pub type ServiceFields = [Option<String>; 5];
 
-/// An accepted SubmitReq: its `MessageID` and the recipients it took, as
-/// written.
-pub type Accepted = (String, Vec<String>);
+/// An accepted SubmitReq: its `MessageID`, the recipients it took (as
+/// written), and how many of those it named under `Bcc`.
+pub type Accepted = (String, Vec<String>, usize);
 
 /// The simulator's settings that tests change while it runs.
 struct Live {
@@ -928,6 +928,7 @@ impl Shared {
                     .iter()
                     .map(|r| r.value().to_owned())
                     .collect(),
+                req.bcc,
             ));
             if accepted.len() > 256 {
                 accepted.pop_front();
@@ -966,6 +967,9 @@ impl Shared {
                 let digits: String = r.value().chars().filter(char::is_ascii_digit).collect();
                 digits.starts_with(prefix)
             });
+        // (Bcc comes last in `Recipients`, so those taken under Bcc are
+        // at most the Bcc named.)
+        req.bcc = req.bcc.min(taken.len());
         req.recipients = taken;
         let refused: Vec<String> = refused.iter().map(|r| r.value().to_owned()).collect();
         let n = refused.len() as u64;
