@@ -285,6 +285,18 @@ impl Config {
             if m.max_message_bytes < 4096 {
                 p.push(format!("mmsc {:?}: max_message_bytes below 4096", m.name));
             }
+            if m.service.reply_charging_size == Some(0) {
+                p.push(format!(
+                    "mmsc {:?}: service.reply_charging_size must be above 0",
+                    m.name
+                ));
+            }
+            if m.service.reply_deadline.is_some_and(|d| d.is_zero()) {
+                p.push(format!(
+                    "mmsc {:?}: service.reply_deadline must be above 0",
+                    m.name
+                ));
+            }
             if !(1..=MAX_MM7_RECIPIENTS).contains(&m.max_recipients) {
                 p.push(format!(
                     "mmsc {:?}: max_recipients must be 1 to {MAX_MM7_RECIPIENTS}",

@@ -1059,6 +1059,27 @@ pub struct MmscServiceFields {
     /// `DistributionIndicator`: whether recipients may forward the MMS.
     #[serde(default)]
     pub distribution_indicator: Option<bool>,
+    /// `ReplyCharging` `replyChargingSize`: the VASP pays for each
+    /// recipient's reply up to this many bytes (above 0). With
+    /// `reply_deadline`, either one asks for reply charging.
+    #[serde(default)]
+    pub reply_charging_size: Option<u64>,
+    /// `ReplyCharging` `replyDeadline`: a reply is paid for this long after
+    /// the submit (`"3d"`).
+    #[serde(default, with = "humantime_serde")]
+    pub reply_deadline: Option<Duration>,
+}
+
+impl MmscServiceFields {
+    /// The `ReplyCharging` these fields ask for, if any.
+    pub fn reply_charging(&self) -> Option<crate::mm7::ReplyCharging> {
+        (self.reply_charging_size.is_some() || self.reply_deadline.is_some()).then(|| {
+            crate::mm7::ReplyCharging {
+                size: self.reply_charging_size,
+                deadline: self.reply_deadline.map(crate::mm7::Expiry::Relative),
+            }
+        })
+    }
 }
 
 pub use crate::model::{MmsMessageClass, MmsPriority};

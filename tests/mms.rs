@@ -1398,7 +1398,8 @@ async fn refused_for_now_twice_falls_back_on_the_third() {
 }
 
 /// `[mmsc.service]`: the service fields configured for an MMSC reach it in
-/// every SubmitReq (checked on `ServiceCode`, as the simulator reads it).
+/// every SubmitReq (checked on `ServiceCode`, `MessageClass`,
+/// `ChargedParty` and `ReplyCharging`, as the simulator reads them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mmscs_service_fields_go_in_its_submits() {
     let s = setup(
@@ -1407,6 +1408,9 @@ async fn the_mmscs_service_fields_go_in_its_submits() {
             c.mmsc[0].service.service_code = Some("acme-promo".into());
             c.mmsc[0].service.message_class =
                 Some(sluice::settings::MmsMessageClass::Advertisement);
+            c.mmsc[0].service.charged_party = Some(sluice::settings::MmsChargedParty::Sender);
+            c.mmsc[0].service.reply_charging_size = Some(2000);
+            c.mmsc[0].service.reply_deadline = Some(Duration::from_secs(3 * 86_400));
         },
     )
     .await;
@@ -1422,6 +1426,14 @@ async fn the_mmscs_service_fields_go_in_its_submits() {
     })
     .await;
     assert_eq!(s.mmsc.service_codes(), ["acme-promo"]);
+    let fields = &s.mmsc.service_fields()[0];
+    assert_eq!(fields[0].as_deref(), Some("Advertisement"));
+    assert_eq!(fields[5].as_deref(), Some("Sender"));
+    assert_eq!(
+        fields[6].as_deref(),
+        Some("size=2000 deadline=PT259200S"),
+        "{fields:?}"
+    );
     s.gw.shutdown().await;
 }
 
@@ -1567,12 +1579,16 @@ async fn a_messages_own_class_priority_replies_and_earliest_delivery_go_in_its_s
                 some("High"),
                 some("true"),
                 some("false"),
-                Some(at)
+                Some(at),
+                None,
+                None
             ],
             [
                 some("Advertisement"),
                 some("Low"),
                 some("false"),
+                None,
+                None,
                 None,
                 None
             ],

@@ -551,6 +551,7 @@ impl Mm7Carrier {
                 .map(Into::into),
             read_reply: own.and_then(|f| f.read_reply).or(self.service.read_reply),
             charged_party: self.service.charged_party.map(Into::into),
+            reply_charging: self.service.reply_charging(),
             distribution_indicator: own
                 .and_then(|f| f.distribution_indicator)
                 .or(self.service.distribution_indicator),

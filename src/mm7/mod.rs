@@ -40,7 +40,7 @@ pub use server::{HandlerError, Mm7Inbound, Mm7Server, ServerConfig, serve};
 pub use soap::{
     Address, ChargedParty, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Expiry, Fault,
     MediaEncoding, MediaPart, Message, MessageClass, MmStatus, Presentation, Priority,
-    ReceivedSubmitReq, RecipientField, Rsp, RspKind, SubmitReq, SubmitRsp, decode,
+    ReceivedSubmitReq, RecipientField, ReplyCharging, Rsp, RspKind, SubmitReq, SubmitRsp, decode,
 };
 pub use status::{Class, Status};
 pub use version::Version;

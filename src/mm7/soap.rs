@@ -365,6 +365,8 @@ pub struct SubmitReq<'a> {
     pub message_class: Option<MessageClass>,
     /// `TimeStamp`.
     pub time_stamp: Option<SystemTime>,
+    /// `ReplyCharging`: the VASP pays for the recipient's reply.
+    pub reply_charging: Option<ReplyCharging>,
     /// `ExpiryDate`.
     pub expiry: Option<Expiry>,
     /// `EarliestDeliveryTime`: not delivered before.
@@ -389,6 +391,17 @@ pub struct SubmitReq<'a> {
     pub media_encoding: MediaEncoding,
     /// How the content is laid out: a SMIL presentation or none.
     pub presentation: Presentation,
+}
+
+/// `ReplyCharging` of a SubmitReq: the VASP pays for one reply from each
+/// recipient, up to a size and before a deadline (each left to the MMSC
+/// when unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplyCharging {
+    /// `replyChargingSize`: the largest reply paid for, bytes (above 0).
+    pub size: Option<u64>,
+    /// `replyDeadline`: until when a reply is paid for.
+    pub deadline: Option<Expiry>,
 }
 
 /// Where a SubmitReq names its recipients.
@@ -445,6 +458,21 @@ impl SubmitReq<'_> {
             x.opt_leaf("MessageClass", self.message_class.map(MessageClass::as_str));
             if let Some(t) = self.time_stamp {
                 x.leaf("TimeStamp", &format_date_time(t));
+            }
+            if let Some(rc) = self.reply_charging {
+                let size = rc.size.map(|n| n.max(1).to_string());
+                let deadline = rc.deadline.map(|d| match d {
+                    Expiry::Relative(d) => format_duration(d),
+                    Expiry::Absolute(t) => format_date_time(t),
+                });
+                let mut attrs: Vec<(&str, &str)> = Vec::with_capacity(2);
+                if let Some(n) = &size {
+                    attrs.push(("replyChargingSize", n));
+                }
+                if let Some(d) = &deadline {
+                    attrs.push(("replyDeadline", d));
+                }
+                x.empty("ReplyCharging", &attrs);
             }
             let time = |x: &mut Xml, name: &str, t: Option<Expiry>| match t {
                 Some(Expiry::Relative(d)) => x.leaf(name, &format_duration(d)),
@@ -752,10 +780,11 @@ pub struct ReceivedSubmitReq {
     pub service_code: Option<String>,
     /// `LinkedID`.
     pub linked_id: Option<String>,
-    /// `MessageClass`, `Priority`, `ReadReply`, `DistributionIndicator`
-    /// and `EarliestDeliveryTime`, as written (`None` when absent), in
-    /// that order.
-    pub service_fields: [Option<String>; 5],
+    /// `MessageClass`, `Priority`, `ReadReply`, `DistributionIndicator`,
+    /// `EarliestDeliveryTime` and `ChargedParty` as written, then
+    /// `ReplyCharging` as `size=… deadline=…` (its attributes as written,
+    /// empty when absent); `None` when absent.
+    pub service_fields: [Option<String>; 7],
     /// `DeliveryReport` (false when absent).
     pub delivery_report: bool,
     /// `ExpiryDate`, as written.
@@ -1423,8 +1452,21 @@ fn decode_submit_req(
             "ReadReply",
             "DistributionIndicator",
             "EarliestDeliveryTime",
+            "ChargedParty",
+            "ReplyCharging",
         ]
-        .map(|name| msg.text_of(name)),
+        .map(|name| {
+            if name != "ReplyCharging" {
+                return msg.text_of(name);
+            }
+            msg.child(name).map(|rc| {
+                format!(
+                    "size={} deadline={}",
+                    rc.attr("replyChargingSize").unwrap_or(""),
+                    rc.attr("replyDeadline").unwrap_or("")
+                )
+            })
+        }),
         delivery_report,
         expiry: msg.text_of("ExpiryDate"),
         subject: msg.text_of("Subject"),

@@ -110,6 +110,7 @@ fn submit_req<'a>(
         sender: Some(sender),
         recipients,
         recipient_field: RecipientField::To,
+        reply_charging: None,
         service_code: Some("svc"),
         linked_id: Some("linked-1"),
         message_class: Some(MessageClass::Informational),
@@ -2093,6 +2094,10 @@ fn service_fields_are_written_in_schema_order_in_every_version() {
             priority: Some(Priority::High),
             charged_party: Some(ChargedParty::Sender),
             distribution_indicator: Some(false),
+            reply_charging: Some(ReplyCharging {
+                size: Some(2000),
+                deadline: Some(Expiry::Relative(Duration::from_secs(3 * 86_400))),
+            }),
             ..submit_req(v, &to, &from, &media)
         };
         let xml = req.envelope();
@@ -2105,11 +2110,33 @@ fn service_fields_are_written_in_schema_order_in_every_version() {
             "<Priority>High</Priority>",
             "<ChargedParty>Sender</ChargedParty>",
             "<DistributionIndicator>false</DistributionIndicator>",
+            r#"<ReplyCharging replyChargingSize="2000" replyDeadline="PT259200S"/>"#,
         ] {
             assert!(xml.contains(element), "{v}: {element} missing in {xml}");
         }
         if xmllint() {
             validate(v.name(), &xml).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        // Reply charging with only a size, or only an absolute deadline.
+        for rc in [
+            ReplyCharging {
+                size: Some(1),
+                deadline: None,
+            },
+            ReplyCharging {
+                size: None,
+                deadline: Some(Expiry::Absolute(
+                    UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                )),
+            },
+        ] {
+            let req = SubmitReq {
+                reply_charging: Some(rc),
+                ..submit_req(v, &to, &from, &media)
+            };
+            if xmllint() {
+                validate(v.name(), &req.envelope()).unwrap_or_else(|e| panic!("{v} {rc:?}: {e}"));
+            }
         }
     }
 }

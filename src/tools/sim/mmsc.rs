@@ -526,7 +526,7 @@ struct Shared {
 
 /// A SubmitReq's `MessageClass`, `Priority`, `ReadReply`,
 /// `DistributionIndicator` and `EarliestDeliveryTime`, as written.
-pub type ServiceFields = [Option<String>; 5];
+pub type ServiceFields = [Option<String>; 7];
 
 /// An accepted SubmitReq: its `MessageID`, the recipients it took (as
 /// written), and how many of those it named under `Bcc`.
