@@ -112,8 +112,8 @@ pub enum Principal {
 /// What the admin API works on.
 #[derive(Debug)]
 pub struct Admin {
-    operator: Option<Secret>,
-    tenant_tokens: Vec<(Arc<str>, Secret)>,
+    /// Replaced on SIGHUP ([`Admin::set_tokens`]).
+    tokens: parking_lot::RwLock<Tokens>,
     /// Scope name → owning tenant (`None`: global, or claimed by two).
     scope_owner: HashMap<String, Option<Arc<str>>>,
     limits: AdminLimits,
@@ -123,6 +123,26 @@ pub struct Admin {
     spill: Arc<Spill>,
     webhooks: Arc<crate::webhooks::Webhooks>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+/// The bearer tokens the admin API takes.
+#[derive(Debug)]
+struct Tokens {
+    operator: Option<Secret>,
+    tenants: Vec<(Arc<str>, Secret)>,
+}
+
+impl Tokens {
+    fn of(config: &crate::config::Config) -> Tokens {
+        Tokens {
+            operator: config.http.admin_token.clone(),
+            tenants: config
+                .tenants
+                .iter()
+                .filter_map(|t| Some((t.name.as_str().into(), t.admin_token.clone()?)))
+                .collect(),
+        }
+    }
 }
 
 type Reply = Response;
@@ -208,12 +228,7 @@ impl Admin {
             }
         }
         Admin {
-            operator: config.http.admin_token.clone(),
-            tenant_tokens: config
-                .tenants
-                .iter()
-                .filter_map(|t| Some((t.name.as_str().into(), t.admin_token.clone()?)))
-                .collect(),
+            tokens: parking_lot::RwLock::new(Tokens::of(config)),
             scope_owner,
             limits: AdminLimits::from_config(&config.http),
             compliance,
@@ -234,19 +249,27 @@ impl Admin {
 
     /// Whether any token is configured (else the API is off).
     pub fn is_on(&self) -> bool {
-        self.operator.is_some() || !self.tenant_tokens.is_empty()
+        let t = self.tokens.read();
+        t.operator.is_some() || !t.tenants.is_empty()
+    }
+
+    /// Takes `config`'s tokens (a reload): the next call is checked
+    /// against them; a token no longer configured is refused from now on.
+    pub fn set_tokens(&self, config: &crate::config::Config) {
+        *self.tokens.write() = Tokens::of(config);
     }
 
     /// The caller a token names. Every configured token is compared, in
     /// time independent of where they differ.
     pub fn principal(&self, token: &str) -> Option<Principal> {
         let mut found = None;
-        if let Some(op) = &self.operator
+        let tokens = self.tokens.read();
+        if let Some(op) = &tokens.operator
             && op.matches(token)
         {
             found = Some(Principal::Operator);
         }
-        for (tenant, secret) in &self.tenant_tokens {
+        for (tenant, secret) in &tokens.tenants {
             if secret.matches(token) && found.is_none() {
                 found = Some(Principal::Tenant(tenant.clone()));
             }

@@ -187,6 +187,14 @@ impl Backend for Gateway {
         self.admission.authenticate(tenant, token)
     }
 
+    fn credentials_stamp(&self, tenant: &str) -> Option<u64> {
+        self.admission.credentials_stamp(tenant)
+    }
+
+    fn credential_changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.admission.credential_changes())
+    }
+
     fn submit(
         self: &Arc<Self>,
         tenant: &Arc<str>,
@@ -253,13 +261,24 @@ pub struct Running {
     door_tasks: JoinSet<()>,
     /// The configuration in force (the start's, with reloaded limits).
     config: Config,
+    /// The admin API (its tokens are reloaded).
+    admin: Arc<crate::admin::Admin>,
+    /// The SMPP server's accounts (reloaded), when it runs.
+    smpp_accounts: Option<Arc<crate::smpp_server::Accounts>>,
 }
 
 impl Running {
-    /// Takes a reloaded configuration file (SIGHUP): its limits apply now,
-    /// the rest at the next restart ([`reload`]).
+    /// Takes a reloaded configuration file (SIGHUP): its limits and
+    /// tenants' credentials and sending rights apply now, the rest at the
+    /// next restart ([`reload`]).
     pub fn reload(&mut self, new: &Config) -> reload::Reloaded {
-        let (now, r) = reload::apply(&self.config, new, &self.gateway.scheduler);
+        let live = reload::Live {
+            scheduler: &self.gateway.scheduler,
+            admission: Some(&self.gateway.admission),
+            admin: Some(&self.admin),
+            smpp_accounts: self.smpp_accounts.as_deref(),
+        };
+        let (now, r) = reload::apply(&self.config, new, &live);
         self.config = now;
         r
     }
@@ -634,12 +653,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )
         .with_cluster(cluster.clone()),
     );
-    let http_addr = doors::internal(&config, health.clone(), admin, &stop, &mut door_tasks).await?;
+    let http_addr = doors::internal(
+        &config,
+        health.clone(),
+        admin.clone(),
+        &stop,
+        &mut door_tasks,
+    )
+    .await?;
     let public_addr = doors::public(&config, media, links, &stop, &mut door_tasks).await?;
     let api_addr = doors::api(&config, gateway.clone(), &stop, &mut door_tasks).await?;
     let grpc_addr = doors::grpc(&config, gateway.clone(), &shutdown, &mut tasks).await?;
-    let smpp_server_addr =
-        doors::smpp_server(&config, gateway.clone(), &shutdown, &mut tasks).await?;
+    let smpp_server = doors::smpp_server(&config, gateway.clone(), &shutdown, &mut tasks).await?;
+    let smpp_server_addr = smpp_server.as_ref().map(|(addr, _)| *addr);
     let ingest_tls = doors::server_tls("ingest", config.ingest.tls(), false, &config)?;
     let listener = TcpListener::bind(config.ingest.listen).await?;
     let ingest_addr = listener.local_addr()?;
@@ -669,6 +695,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         health,
         door_tasks,
         config: running_config,
+        admin,
+        smpp_accounts: smpp_server.map(|(_, accounts)| accounts),
     })
 }
 

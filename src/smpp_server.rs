@@ -84,19 +84,67 @@ pub struct Account {
     pub password: Secret,
 }
 
-/// Every tenant's SMPP credentials.
-#[derive(Debug, Clone, Default)]
-pub struct Accounts(Vec<Account>);
+/// Every tenant's SMPP credentials, each with a stamp that changes when a
+/// reload changes them ([`Accounts::replace`]): a session bound under
+/// another stamp is unbound.
+#[derive(Debug, Default)]
+pub struct Accounts(parking_lot::RwLock<Vec<(Account, u64)>>);
 
 impl Accounts {
     /// The accounts (system ids are unique: the configuration checks it).
     pub fn new(accounts: impl IntoIterator<Item = Account>) -> Accounts {
-        Accounts(accounts.into_iter().collect())
+        Accounts(parking_lot::RwLock::new(
+            accounts.into_iter().map(|a| (a, 0)).collect(),
+        ))
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.read().is_empty()
+    }
+
+    /// Takes reloaded accounts: a tenant whose system id or password
+    /// changed gets a new stamp (its bound sessions are unbound); one that
+    /// lost its account has none. Returns the tenants whose credentials
+    /// changed.
+    pub fn replace(&self, accounts: impl IntoIterator<Item = Account>) -> Vec<Arc<str>> {
+        let mut list = self.0.write();
+        let mut changed = Vec::new();
+        let next: Vec<(Account, u64)> = accounts
+            .into_iter()
+            .map(|a| {
+                let stamp = match list.iter().find(|(o, _)| o.tenant == a.tenant) {
+                    Some((o, stamp))
+                        if o.system_id == a.system_id
+                            && o.password.expose() == a.password.expose() =>
+                    {
+                        *stamp
+                    }
+                    Some((_, stamp)) => {
+                        changed.push(a.tenant.clone());
+                        stamp + 1
+                    }
+                    None => 0,
+                };
+                (a, stamp)
+            })
+            .collect();
+        for (o, _) in list.iter() {
+            if !next.iter().any(|(a, _)| a.tenant == o.tenant) {
+                changed.push(o.tenant.clone());
+            }
+        }
+        *list = next;
+        changed
+    }
+
+    /// The stamp of `tenant`'s credentials; `None` when it has no account.
+    pub fn stamp(&self, tenant: &str) -> Option<u64> {
+        self.0
+            .read()
+            .iter()
+            .find(|(a, _)| &*a.tenant == tenant)
+            .map(|(_, stamp)| *stamp)
     }
 
     /// The tenant these credentials name, or the status refusing the bind.
@@ -106,12 +154,28 @@ impl Accounts {
     /// `ESME_RINVSYSID` for an unknown system id, `ESME_RINVPASWD` for a
     /// wrong password.
     pub fn check(&self, system_id: &[u8], password: &[u8]) -> Result<Arc<str>, CommandStatus> {
-        let Some(a) = self.0.iter().find(|a| a.system_id.as_bytes() == system_id) else {
+        self.check_stamped(system_id, password).map(|(t, _)| t)
+    }
+
+    /// [`Accounts::check`], with the stamp of the credentials that matched.
+    ///
+    /// # Errors
+    /// As [`Accounts::check`].
+    pub fn check_stamped(
+        &self,
+        system_id: &[u8],
+        password: &[u8],
+    ) -> Result<(Arc<str>, u64), CommandStatus> {
+        let list = self.0.read();
+        let Some((a, stamp)) = list
+            .iter()
+            .find(|(a, _)| a.system_id.as_bytes() == system_id)
+        else {
             return Err(CommandStatus::ESME_RINVSYSID);
         };
         let given = String::from_utf8_lossy(password);
         if a.password.matches(&given) {
-            Ok(a.tenant.clone())
+            Ok((a.tenant.clone(), *stamp))
         } else {
             Err(CommandStatus::ESME_RINVPASWD)
         }

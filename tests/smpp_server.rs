@@ -584,3 +584,99 @@ async fn back_pressure_is_answered_throttled_and_admits_nothing() {
     assert_eq!(gw.gateway.ledger().live(), 3, "nothing more admitted");
     gw.shutdown().await;
 }
+
+/// SIGHUP's reload (`Running::reload`) replaces a tenant's token, SMPP
+/// password and senders at once: the framed session and the SMPP bind made
+/// with the old ones are closed (GoAway; unbind), the old token and
+/// password are refused, the new ones work, a sender no longer the
+/// tenant's is refused, and the message accepted before is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_replaces_credentials_and_senders_and_ends_sessions_made_with_the_old_ones() {
+    use sluice::ingest::client::{Client, ClientError};
+    use sluice::ingest::pb;
+    const NEW_TOKEN: &str = "demo-token-0002";
+    const NEW_PASSWORD: &str = "pw-new";
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = gateway_config(dir.path(), &smsc);
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let smpp = gw.smpp_server_addr.unwrap();
+    let ingest = gw.ingest_addr.to_string();
+    let mut esme = Esme::connect(smpp).await;
+    assert_eq!(
+        esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
+        CommandStatus::ESME_ROK
+    );
+    let (client, mut events) = Client::connect(&ingest, TENANT, TOKEN).await.unwrap();
+    accepted_ids(
+        &client
+            .submit(vec![msg("before", "+14155550100", "before the reload")])
+            .await
+            .unwrap(),
+    );
+
+    let mut new = cfg.clone();
+    new.tenants[0].token = Secret::new(NEW_TOKEN);
+    new.tenants[0].smpp_password = Some(Secret::new(NEW_PASSWORD));
+    new.tenants[0].senders = vec!["54321".into()];
+    let r = gw.reload(&new);
+    assert_eq!(
+        r.applied,
+        [
+            format!("tenants.{TENANT}.token"),
+            format!("tenants.{TENANT}.senders"),
+            format!("tenants.{TENANT}.smpp_system_id/smpp_password"),
+        ]
+    );
+    assert!(r.at_restart.is_empty(), "{:?}", r.at_restart);
+
+    // The framed session on the old token ends.
+    tokio::time::timeout(WAIT, async { while events.recv().await.is_some() {} })
+        .await
+        .expect("the session on the old token is closed");
+    // The SMPP session bound with the old password is unbound, then closed.
+    let mut unbound = false;
+    while let Some(p) = esme.next().await {
+        if matches!(p.body, Body::Unbind) {
+            unbound = true;
+        }
+    }
+    assert!(unbound, "sluice unbinds the session before closing it");
+
+    // Old credentials are refused, new ones work.
+    match Client::connect(&ingest, TENANT, TOKEN).await {
+        Err(ClientError::Server { code, .. }) => assert_eq!(code, pb::ErrorCode::AuthFailed),
+        other => panic!("the old token: {:?}", other.map(|_| ())),
+    }
+    let mut esme = Esme::connect(smpp).await;
+    assert_eq!(
+        esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
+        CommandStatus::ESME_RINVPASWD
+    );
+    let mut esme = Esme::connect(smpp).await;
+    assert_eq!(
+        esme.bind(SYSTEM_ID, NEW_PASSWORD).await.command_status,
+        CommandStatus::ESME_ROK
+    );
+    let (client, _events) = Client::connect(&ingest, TENANT, NEW_TOKEN).await.unwrap();
+    let ack = client
+        .submit(vec![msg("after", "+14155550101", "after the reload")])
+        .await
+        .unwrap();
+    assert_eq!(
+        ack.results[0].reason,
+        pb::RejectReason::SenderNotAllowed as i32,
+        "12345 is no longer the tenant's: {ack:?}"
+    );
+    let mut from_new = msg("after-new", "+14155550102", "from the new sender");
+    from_new.from = "54321".into();
+    accepted_ids(&client.submit(vec![from_new]).await.unwrap());
+    // Nothing accepted was lost on the way.
+    eventually("both delivered to the SMSC", WAIT, || {
+        let texts: Vec<String> = smsc.texts().into_iter().map(|t| t.2).collect();
+        texts.iter().any(|t| t == "before the reload")
+            && texts.iter().any(|t| t == "from the new sender")
+    })
+    .await;
+    gw.shutdown().await;
+}

@@ -34,6 +34,9 @@ const TARGET: &str = "sluice::admission";
 struct Tenant {
     name: Arc<str>,
     token: Secret,
+    /// Bumped each time a reload changes the token: a session
+    /// authenticated under another stamp is closed.
+    stamp: u64,
     default_validity: Duration,
     /// The senders it may send from.
     senders: OwnedSenders,
@@ -69,8 +72,28 @@ pub struct Parts {
 /// Admits submitted messages (see the module doc).
 #[derive(Debug)]
 pub struct Admission {
-    tenants: HashMap<String, Tenant>,
+    /// Replaced whole by a reload ([`Admission::update_tenant`]); a batch
+    /// reads it once.
+    tenants: parking_lot::RwLock<Arc<HashMap<String, Arc<Tenant>>>>,
+    /// Bumped after every reload that changed a token.
+    credentials: tokio::sync::watch::Sender<u64>,
     parts: Parts,
+}
+
+impl Tenant {
+    fn of(t: &crate::settings::TenantConfig, stamp: u64) -> Tenant {
+        Tenant {
+            name: t.name.as_str().into(),
+            token: t.token.clone(),
+            stamp,
+            default_validity: t.default_validity,
+            // Checked by Config::problems before the gateway starts (and
+            // before a reload applies).
+            senders: OwnedSenders::new(&t.senders, &t.sender_patterns).unwrap_or_default(),
+            default_country: t.default_country(),
+            mms_service_codes: t.mms_service_codes.clone(),
+        }
+    }
 }
 
 impl Admission {
@@ -79,25 +102,57 @@ impl Admission {
         let tenants = config
             .tenants
             .iter()
-            .map(|t| {
-                let tenant = Tenant {
-                    name: t.name.as_str().into(),
-                    token: t.token.clone(),
-                    default_validity: t.default_validity,
-                    // Checked by Config::problems before the gateway starts.
-                    senders: OwnedSenders::new(&t.senders, &t.sender_patterns).unwrap_or_default(),
-                    default_country: t.default_country(),
-                    mms_service_codes: t.mms_service_codes.clone(),
-                };
-                (t.name.clone(), tenant)
-            })
+            .map(|t| (t.name.clone(), Arc::new(Tenant::of(t, 0))))
             .collect();
-        Admission { tenants, parts }
+        Admission {
+            tenants: parking_lot::RwLock::new(Arc::new(tenants)),
+            credentials: tokio::sync::watch::Sender::new(0),
+            parts,
+        }
+    }
+
+    fn tenants(&self) -> Arc<HashMap<String, Arc<Tenant>>> {
+        self.tenants.read().clone()
+    }
+
+    /// Takes a reloaded tenant's token and sending rights (senders, sender
+    /// patterns, default validity and country, MM7 service codes); the next
+    /// batch is admitted under them. With `new_token`, sessions that
+    /// authenticated with the old one are told ([`Admission::credential_changes`]).
+    /// False (nothing done) for a tenant admission does not know: tenants
+    /// are added and removed at a restart.
+    pub fn update_tenant(&self, t: &crate::settings::TenantConfig, new_token: bool) -> bool {
+        {
+            let mut tenants = self.tenants.write();
+            let Some(old) = tenants.get(&t.name) else {
+                return false;
+            };
+            let stamp = old.stamp + u64::from(new_token);
+            let mut next = HashMap::clone(&tenants);
+            next.insert(t.name.clone(), Arc::new(Tenant::of(t, stamp)));
+            *tenants = Arc::new(next);
+        }
+        if new_token {
+            self.credentials.send_modify(|g| *g += 1);
+        }
+        true
+    }
+
+    /// The stamp of `tenant`'s token (changes when a reload changes the
+    /// token); `None` for an unknown tenant.
+    pub fn credentials_stamp(&self, tenant: &str) -> Option<u64> {
+        self.tenants.read().get(tenant).map(|t| t.stamp)
+    }
+
+    /// Changes when a reload changed some tenant's token.
+    pub fn credential_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.credentials.subscribe()
     }
 
     /// The tenant whose token this is.
     pub fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>> {
-        let t = self.tenants.get(tenant)?;
+        let tenants = self.tenants();
+        let t = tenants.get(tenant)?;
         t.token.matches(token).then(|| t.name.clone())
     }
 
@@ -105,7 +160,7 @@ impl Admission {
     /// bearer); every tenant's token is compared, each in constant time.
     pub fn tenant_of_token(&self, token: &str) -> Option<Arc<str>> {
         let mut found = None;
-        for t in self.tenants.values() {
+        for t in self.tenants().values() {
             if t.token.matches(token) && found.is_none() {
                 found = Some(t.name.clone());
             }
@@ -124,12 +179,23 @@ impl Admission {
         id: MessageId,
         now: u64,
     ) -> Result<Message, Rejection> {
-        let Some(t) = self.tenants.get(&**tenant) else {
+        let Some(t) = self.tenants().get(&**tenant).cloned() else {
             return Err(Rejection {
                 reason: RejectReason::InvalidField,
                 detail: format!("unknown tenant {tenant:?}"),
             });
         };
+        self.verdict_of(&t, tenant, m, id, now)
+    }
+
+    fn verdict_of(
+        &self,
+        t: &Tenant,
+        tenant: &Arc<str>,
+        m: Submission,
+        id: MessageId,
+        now: u64,
+    ) -> Result<Message, Rejection> {
         let mut msg = validate_with_country(tenant, m, t.default_validity, t.default_country, now)?;
         if !t.senders.allows(&msg.from) {
             return Err(sender_not_allowed(tenant, &msg.from));
@@ -180,9 +246,10 @@ impl Admission {
         messages: Vec<Submission>,
     ) -> Pin<Box<dyn Future<Output = Vec<SubmitResult>> + Send>> {
         let now = now_ms();
-        if !self.tenants.contains_key(&**tenant) {
+        // The tenant's rights as they are now, for the whole batch.
+        let Some(t) = self.tenants().get(&**tenant).cloned() else {
             return Box::pin(std::future::ready(Vec::new()));
-        }
+        };
         let p = &self.parts;
         let first = p.journal.allocate_message_ids(messages.len() as u64);
         let segment = p.journal.head_segment();
@@ -190,7 +257,7 @@ impl Admission {
         let mut accepted: Vec<Arc<Message>> = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {
             let client_ref = m.client_ref.clone();
-            let verdict = self.verdict(tenant, m, MessageId(first + i as u64), now);
+            let verdict = self.verdict_of(&t, tenant, m, MessageId(first + i as u64), now);
             let outcome = match verdict {
                 Err(r) => {
                     metrics::counter!("sluice_messages_rejected_total",

@@ -197,7 +197,7 @@ pub(super) async fn grpc(
 }
 
 /// Binds and serves the SMPP server door (`[smpp_server]`); its address,
-/// if enabled.
+/// if enabled, with its accounts (replaced on reload).
 ///
 /// # Errors
 /// TLS files unusable, or the address cannot be bound.
@@ -206,19 +206,13 @@ pub(super) async fn smpp_server(
     backend: Arc<super::Gateway>,
     shutdown: &tokio::sync::watch::Receiver<bool>,
     tasks: &mut tokio::task::JoinSet<()>,
-) -> anyhow::Result<Option<SocketAddr>> {
+) -> anyhow::Result<Option<(SocketAddr, Arc<crate::smpp_server::Accounts>)>> {
     let c = &config.smpp_server;
     let Some(addr) = c.listen else {
         return Ok(None);
     };
     let tls = server_tls("smpp_server", c.tls(), false, config)?;
-    let accounts = crate::smpp_server::Accounts::new(config.tenants.iter().filter_map(|t| {
-        Some(crate::smpp_server::Account {
-            tenant: Arc::from(t.name.as_str()),
-            system_id: t.smpp_system_id.clone()?,
-            password: t.smpp_password.clone()?,
-        })
-    }));
+    let accounts = Arc::new(crate::smpp_server::Accounts::new(smpp_accounts(config)));
     let limits = crate::smpp_server::SmppServerLimits {
         system_id: c.system_id.clone(),
         handshake_timeout: c.handshake_timeout,
@@ -240,11 +234,27 @@ pub(super) async fn smpp_server(
     tasks.spawn(crate::smpp_server::serve(
         door,
         backend,
-        Arc::new(accounts),
+        accounts.clone(),
         limits,
         shutdown.clone(),
     ));
-    Ok(Some(local))
+    Ok(Some((local, accounts)))
+}
+
+/// The SMPP server's accounts: the tenants with `smpp_system_id` and
+/// `smpp_password`.
+pub(super) fn smpp_accounts(config: &Config) -> Vec<crate::smpp_server::Account> {
+    config
+        .tenants
+        .iter()
+        .filter_map(|t| {
+            Some(crate::smpp_server::Account {
+                tenant: Arc::from(t.name.as_str()),
+                system_id: t.smpp_system_id.clone()?,
+                password: t.smpp_password.clone()?,
+            })
+        })
+        .collect()
 }
 
 /// A request not answered within `d` gets 408.

@@ -1,21 +1,48 @@
-//! Reloading the configuration file on SIGHUP: the limits change at once,
-//! without dropping a bind, a connection or a queued message; every other
-//! change waits for the next restart and is named in the log.
+//! Reloading the configuration file on SIGHUP: the limits and the tenants'
+//! credentials and sending rights change at once, without dropping a bind,
+//! a connection or a queued message; every other change waits for the next
+//! restart and is named in the log.
 //!
-//! Applied live ([`crate::schedule::Scheduler::set_limits`]): each SMS
-//! carrier's `rate`, each tenant's `rate` and `weight`, and the whole
-//! `[senders]` section (sender rates, daily caps, brands). In cluster mode
-//! the shared leases follow the new rates (every node should be reloaded
-//! with the same file); a limit switched on from 0 in cluster mode is
-//! enforced per node until a restart shares it. TLS certificates reload
-//! on SIGHUP on their own ([`crate::tls`]).
+//! Applied live:
+//! - limits ([`crate::schedule::Scheduler::set_limits`]): each SMS
+//!   carrier's `rate`, each tenant's `rate` and `weight`, and the whole
+//!   `[senders]` section (sender rates, daily caps, brands). In cluster mode
+//!   the shared leases follow the new rates (every node should be reloaded
+//!   with the same file); a limit switched on from 0 in cluster mode is
+//!   enforced per node until a restart shares it;
+//! - each tenant's `token`, `senders`, `sender_patterns`,
+//!   `default_validity`, `default_country` and `mms_service_codes`
+//!   ([`crate::admission::Admission::update_tenant`]): the next batch is
+//!   admitted under them; framed sessions that authenticated with a
+//!   replaced token get GoAway and close (the client connects again with
+//!   the new one); HTTP and gRPC calls check the token on every call;
+//! - the admin tokens (`http.admin_token`, each tenant's `admin_token`);
+//! - each tenant's `smpp_system_id` and `smpp_password`: sessions bound
+//!   with replaced credentials are unbound (within a second).
 //!
-//! Compared for the restart list: every other section, by its debug form,
-//! so secrets (shown as `***`) are not compared: a changed token or
-//! password takes effect at the next restart, unannounced.
+//! Tenants added or removed wait for a restart. TLS certificates reload on
+//! SIGHUP on their own ([`crate::tls`]).
+//!
+//! Compared for the restart list: every other section, by its debug form.
+//! Secrets are compared here (never logged: a change is named by its key).
 
-use crate::config::Config;
+use crate::admission::Admission;
+use crate::config::{Config, TenantConfig};
+use crate::model::Secret;
 use crate::schedule::Scheduler;
+
+/// What a reload changes while running.
+#[derive(Debug)]
+pub struct Live<'a> {
+    /// The limits.
+    pub scheduler: &'a Scheduler,
+    /// Tenants' tokens and sending rights.
+    pub admission: Option<&'a Admission>,
+    /// The admin API's tokens.
+    pub admin: Option<&'a crate::admin::Admin>,
+    /// The SMPP server's accounts, when it runs.
+    pub smpp_accounts: Option<&'a crate::smpp_server::Accounts>,
+}
 
 /// What a reload did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -26,10 +53,12 @@ pub struct Reloaded {
     pub at_restart: Vec<String>,
 }
 
-/// Applies `new`'s limits to `scheduler` (running with `old`) and lists
-/// the rest of what changed; returns `old` with the applied limits taken
-/// from `new` (the configuration now in force).
-pub fn apply(old: &Config, new: &Config, scheduler: &Scheduler) -> (Config, Reloaded) {
+/// Applies `new`'s limits, tenants' credentials and sending rights to
+/// `live` (running with `old`) and lists the rest of what changed; returns
+/// `old` with what was applied taken from `new` (the configuration now in
+/// force).
+pub fn apply(old: &Config, new: &Config, live: &Live<'_>) -> (Config, Reloaded) {
+    let scheduler = live.scheduler;
     let mut r = Reloaded::default();
     let mut now = old.clone();
     for c in &mut now.carriers {
@@ -65,6 +94,7 @@ pub fn apply(old: &Config, new: &Config, scheduler: &Scheduler) -> (Config, Relo
     if !r.applied.is_empty() {
         scheduler.set_limits(&now);
     }
+    tenants(&mut now, new, live, &mut r.applied);
     r.at_restart = at_restart(&now, new);
     (now, r)
 }
@@ -123,6 +153,84 @@ fn at_restart(now: &Config, new: &Config) -> Vec<String> {
     out
 }
 
+/// Whether two optional secrets differ (compared here, never shown).
+fn secret_differs(a: Option<&Secret>, b: Option<&Secret>) -> bool {
+    a.map(Secret::expose) != b.map(Secret::expose)
+}
+
+/// Takes each known tenant's credentials and sending rights from `new` into
+/// `now` and into the running parts; names what changed (keys only).
+fn tenants(now: &mut Config, new: &Config, live: &Live<'_>, applied: &mut Vec<String>) {
+    let mut admin_tokens =
+        secret_differs(now.http.admin_token.as_ref(), new.http.admin_token.as_ref());
+    if admin_tokens {
+        applied.push("http.admin_token".into());
+        now.http.admin_token = new.http.admin_token.clone();
+    }
+    let mut smpp = false;
+    for t in &mut now.tenants {
+        let Some(n) = new.tenants.iter().find(|n| n.name == t.name) else {
+            continue;
+        };
+        let mut changed = |key: &str| applied.push(format!("tenants.{}.{key}", t.name));
+        let token = secret_differs(Some(&t.token), Some(&n.token));
+        let mut rights = false;
+        if token {
+            changed("token");
+        }
+        for (key, differs) in [
+            ("senders", t.senders != n.senders),
+            ("sender_patterns", t.sender_patterns != n.sender_patterns),
+            ("default_validity", t.default_validity != n.default_validity),
+            ("default_country", t.default_country != n.default_country),
+            (
+                "mms_service_codes",
+                t.mms_service_codes != n.mms_service_codes,
+            ),
+        ] {
+            if differs {
+                changed(key);
+                rights = true;
+            }
+        }
+        if secret_differs(t.admin_token.as_ref(), n.admin_token.as_ref()) {
+            changed("admin_token");
+            admin_tokens = true;
+        }
+        let smpp_changed = t.smpp_system_id != n.smpp_system_id
+            || secret_differs(t.smpp_password.as_ref(), n.smpp_password.as_ref());
+        if smpp_changed {
+            changed("smpp_system_id/smpp_password");
+            smpp = true;
+        }
+        take(t, n);
+        if (token || rights)
+            && let Some(admission) = live.admission
+        {
+            admission.update_tenant(t, token);
+        }
+    }
+    if admin_tokens && let Some(admin) = live.admin {
+        admin.set_tokens(now);
+    }
+    if smpp && let Some(accounts) = live.smpp_accounts {
+        accounts.replace(super::doors::smpp_accounts(now));
+    }
+}
+
+/// Copies the settings a reload applies from `n` into `t`.
+fn take(t: &mut TenantConfig, n: &TenantConfig) {
+    t.token = n.token.clone();
+    t.senders = n.senders.clone();
+    t.sender_patterns = n.sender_patterns.clone();
+    t.default_validity = n.default_validity;
+    t.default_country = n.default_country.clone();
+    t.mms_service_codes = n.mms_service_codes.clone();
+    t.admin_token = n.admin_token.clone();
+    t.smpp_system_id = n.smpp_system_id.clone();
+    t.smpp_password = n.smpp_password.clone();
+}
+
 fn dbg(v: &impl std::fmt::Debug) -> String {
     format!("{v:?}")
 }
@@ -148,7 +256,13 @@ mod tests {
         new.senders.daily_cap = old.senders.daily_cap + 1_000;
         new.carriers[0].binds[0].window += 1;
         new.ingest.listen = "127.0.0.1:1".parse().unwrap();
-        let (now, r) = apply(&old, &new, &scheduler);
+        let live = Live {
+            scheduler: &scheduler,
+            admission: None,
+            admin: None,
+            smpp_accounts: None,
+        };
+        let (now, r) = apply(&old, &new, &live);
         assert_eq!(
             r.applied,
             [
@@ -181,8 +295,77 @@ mod tests {
             "a bind setting waits for the restart"
         );
         // The same file again changes nothing more.
-        let (_, again) = apply(&now, &new, &scheduler);
+        let (_, again) = apply(&now, &new, &live);
         assert!(again.applied.is_empty(), "{again:?}");
         assert_eq!(again.at_restart, r.at_restart);
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+    use crate::smpp_server::{Account, Accounts};
+
+    fn config() -> Config {
+        let text = include_str!("../../deploy/sluice.toml");
+        Config::parse(text, std::path::Path::new("deploy/sluice.toml")).unwrap()
+    }
+
+    #[test]
+    fn credentials_and_sending_rights_apply_now_and_are_named_by_key_only() {
+        let old = config();
+        let scheduler = Scheduler::new(&old);
+        let tenant = old.tenants[0].name.clone();
+        let accounts = Accounts::new([Account {
+            tenant: tenant.as_str().into(),
+            system_id: "acme".into(),
+            password: Secret::new("old-pass"),
+        }]);
+        let live = Live {
+            scheduler: &scheduler,
+            admission: None,
+            admin: None,
+            smpp_accounts: Some(&accounts),
+        };
+        let mut new = old.clone();
+        new.tenants[0].token = Secret::new("a-new-token-of-32-characters-or-more");
+        new.tenants[0].senders.push("+14155550999".into());
+        new.tenants[0].smpp_system_id = Some("acme".into());
+        new.tenants[0].smpp_password = Some(Secret::new("new-pass"));
+        new.http.admin_token = Some(Secret::new("another-operator-token-0123456789"));
+        let (now, r) = apply(&old, &new, &live);
+        assert_eq!(
+            r.applied,
+            [
+                "http.admin_token".to_owned(),
+                format!("tenants.{tenant}.token"),
+                format!("tenants.{tenant}.senders"),
+                format!("tenants.{tenant}.smpp_system_id/smpp_password"),
+            ]
+        );
+        assert!(r.at_restart.is_empty(), "{:?}", r.at_restart);
+        assert!(
+            !r.applied
+                .iter()
+                .any(|k| k.contains("new-pass") || k.contains("a-new-token"))
+        );
+        assert_eq!(now.tenants[0].token.expose(), new.tenants[0].token.expose());
+        // The SMPP password changed: a new stamp, the new one binds.
+        assert_eq!(accounts.stamp(&tenant), Some(1));
+        assert!(accounts.check(b"acme", b"old-pass").is_err());
+        assert_eq!(
+            &*accounts.check(b"acme", b"new-pass").unwrap(),
+            tenant.as_str()
+        );
+        // The same file again changes nothing.
+        let (_, again) = apply(&now, &new, &live);
+        assert!(again.applied.is_empty(), "{again:?}");
+        assert_eq!(accounts.stamp(&tenant), Some(1));
+        // An account removed: no stamp (its sessions unbind).
+        let mut gone = now.clone();
+        gone.tenants[0].smpp_password = None;
+        gone.tenants[0].smpp_system_id = None;
+        apply(&now, &gone, &live);
+        assert_eq!(accounts.stamp(&tenant), None);
     }
 }

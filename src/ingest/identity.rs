@@ -59,6 +59,14 @@ impl<B: Backend> CertBound<B> {
 }
 
 impl<B: Backend> Backend for CertBound<B> {
+    fn credentials_stamp(&self, tenant: &str) -> Option<u64> {
+        self.inner.credentials_stamp(tenant)
+    }
+
+    fn credential_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.credential_changes()
+    }
+
     fn authenticate(&self, tenant: &str, token: &str) -> Option<Arc<str>> {
         // The token is checked first either way, so refusals take alike.
         let found = self.inner.authenticate(tenant, token);

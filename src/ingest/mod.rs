@@ -77,4 +77,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The event queues.
     fn events(&self) -> &Arc<crate::events::EventHub>;
+
+    /// The stamp of `tenant`'s token: a reload that changes the token
+    /// changes it, and a session authenticated under another stamp is
+    /// closed. `None` for an unknown tenant.
+    fn credentials_stamp(&self, _tenant: &str) -> Option<u64> {
+        Some(0)
+    }
+
+    /// Changes whenever a reload changed some tenant's token; `None` when
+    /// tokens never change.
+    fn credential_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

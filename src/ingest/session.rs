@@ -113,6 +113,11 @@ struct Session<B: Backend> {
     /// Set when the writer was full: events wait until then.
     events_paused_until: Option<tokio::time::Instant>,
     events_in_flight: usize,
+    /// The stamp of the token it authenticated with (see
+    /// [`Backend::credentials_stamp`]).
+    stamp: Option<u64>,
+    /// Wakes the session when a reload changed a token.
+    credentials: Option<watch::Receiver<u64>>,
     event_window: usize,
 }
 
@@ -150,6 +155,8 @@ where
         subscribed: None,
         events_paused_until: None,
         events_in_flight: 0,
+        stamp: None,
+        credentials: backend.credential_changes(),
     };
     let mut batches: FuturesOrdered<BatchFuture> = FuturesOrdered::new();
     let hello_deadline = tokio::time::sleep(s.limits.hello_timeout);
@@ -220,6 +227,20 @@ where
             _ = credit_tick.tick(), if s.owed > 0 || s.events_paused_until.is_some() => {
                 s.grant_owed().await;
             }
+            () = credentials_changed(&mut s.credentials), if s.tenant.is_some() => {
+                if let Some(t) = &s.tenant
+                    && s.backend.credentials_stamp(t) != s.stamp
+                {
+                    tracing::warn!(target: TARGET, conn = s.conn, tenant = %t,
+                        "the tenant's token changed: closing this session");
+                    metrics::counter!("sluice_ingest_revoked_total").increment(1);
+                    s.send(0, Body::GoAway(pb::GoAway {
+                        reason: "the tenant's token changed: connect again with the new one".into(),
+                    }))
+                    .await;
+                    break Err(SessionEnd::Refused("token changed"));
+                }
+            }
         }
     };
     if let Some(t) = &s.tenant {
@@ -232,6 +253,19 @@ where
     match result {
         Err(SessionEnd::Closed) => Ok(()),
         other => other,
+    }
+}
+
+/// Resolves when a reload changed some tenant's token (never without a
+/// source of changes).
+async fn credentials_changed(rx: &mut Option<watch::Receiver<u64>>) {
+    match rx {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -392,6 +426,9 @@ impl<B: Backend> Session<B> {
             .await;
             return Err(SessionEnd::Refused("address locked out"));
         }
+        // Taken before the token is checked: a reload in between closes
+        // the session rather than leaving it on a replaced token.
+        let stamp = self.backend.credentials_stamp(&h.tenant);
         let Some(tenant) = self.backend.authenticate(&h.tenant, &h.token) else {
             let delay = self.ticket.auth_failed();
             // Never log the token.
@@ -415,6 +452,7 @@ impl<B: Backend> Session<B> {
         self.ticket.authenticated();
         self.credits = u64::from(self.limits.initial_credits);
         self.tenant = Some(tenant);
+        self.stamp = stamp;
         self.send(
             request_id,
             Body::HelloOk(pb::HelloOk {

@@ -121,6 +121,8 @@ struct Session<B> {
     unbind_seq: Option<u32>,
     stopping: Option<Instant>,
     close: bool,
+    /// The stamp of the credentials it bound with (see [`Accounts`]).
+    bound_stamp: Option<u64>,
 }
 
 /// Runs one connection to its end.
@@ -163,6 +165,7 @@ pub(super) async fn run<B: Backend>(
         unbind_seq: None,
         stopping: None,
         close: false,
+        bound_stamp: None,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -359,14 +362,15 @@ impl<B: Backend> Session<B> {
         let checked = self
             .ctx
             .accounts
-            .check(&b.system_id, &b.password)
-            .and_then(|tenant| match &self.binding {
-                Binding::Any => Ok(tenant),
-                Binding::Tenant(bound) if **bound == *tenant => Ok(tenant),
+            .check_stamped(&b.system_id, &b.password)
+            .and_then(|(tenant, stamp)| match &self.binding {
+                Binding::Any => Ok((tenant, stamp)),
+                Binding::Tenant(bound) if **bound == *tenant => Ok((tenant, stamp)),
                 _ => Err(CommandStatus::ESME_RBINDFAIL),
             });
         match checked {
-            Ok(tenant) => {
+            Ok((tenant, stamp)) => {
+                self.bound_stamp = Some(stamp);
                 metrics::counter!("sluice_smpp_server_binds_total", "mode" => mode.name())
                     .increment(1);
                 tracing::info!(target: TARGET, peer = %self.peer, tenant = %LogSafe::new(&tenant),
@@ -652,6 +656,23 @@ impl<B: Backend> Session<B> {
         {
             self.close = true;
         }
+        self.check_credentials(now);
+    }
+
+    /// A reload changed (or removed) the credentials this session bound
+    /// with: it answers what it admitted, unbinds and closes, as at
+    /// shutdown; the upstream binds again with the new ones.
+    fn check_credentials(&mut self, now: Instant) {
+        let (Some(tenant), Some(stamp)) = (&self.tenant, self.bound_stamp) else {
+            return;
+        };
+        if self.stopping.is_some() || self.ctx.accounts.stamp(tenant) == Some(stamp) {
+            return;
+        }
+        tracing::warn!(target: TARGET, peer = %self.peer, tenant = %LogSafe::new(tenant),
+            "the tenant's SMPP credentials changed: unbinding this session");
+        metrics::counter!("sluice_smpp_server_revoked_total").increment(1);
+        self.stopping = Some(now);
     }
 
     /// After an unbind (or at shutdown): once every admitted submit is
