@@ -168,7 +168,9 @@ pub struct Compliance {
     /// Sender address (without `+`) → program.
     programs: HashMap<String, Arc<Program>>,
     /// Sender address (without `+`) → tenant, for senders outside programs.
-    tenant_senders: HashMap<String, Arc<str>>,
+    /// Sender (without `+`) → its tenant; replaced when a reload changes
+    /// tenants' senders ([`Compliance::set_tenant_senders`]).
+    tenant_senders: parking_lot::RwLock<HashMap<String, Arc<str>>>,
     default_keywords: Keywords,
     audit: Mutex<HashMap<u64, Vec<AuditEntry>>>,
     imports: Mutex<Vec<ImportInfo>>,
@@ -273,7 +275,7 @@ impl Compliance {
             global,
             tenants,
             programs,
-            tenant_senders,
+            tenant_senders: parking_lot::RwLock::new(tenant_senders),
             default_keywords: Keywords::new(),
             audit: Mutex::default(),
             imports: Mutex::default(),
@@ -401,8 +403,30 @@ impl Compliance {
     /// The tenant owning sender address `to`.
     pub fn owner(&self, to: &str) -> Option<Arc<str>> {
         self.tenant_senders
+            .read()
             .get(to.trim().trim_start_matches('+'))
             .cloned()
+    }
+
+    /// Takes the tenants' senders of a reloaded `config` (their programs'
+    /// senders stay those of the start): a STOP sent to a sender a tenant
+    /// just got is that tenant's, and one sent to a sender it lost is no
+    /// longer.
+    pub fn set_tenant_senders(&self, config: &Config) {
+        let programs: Vec<(String, Arc<str>)> = self
+            .programs
+            .iter()
+            .map(|(sender, p)| (sender.clone(), p.tenant.clone()))
+            .collect();
+        let mut map = HashMap::new();
+        for t in &config.tenants {
+            let name: Arc<str> = t.name.as_str().into();
+            for s in &t.senders {
+                map.insert(s.trim_start_matches('+').to_owned(), name.clone());
+            }
+        }
+        map.extend(programs);
+        *self.tenant_senders.write() = map;
     }
 
     /// True when `number` is suppressed in `scope`.
@@ -633,7 +657,7 @@ impl Compliance {
     ) -> Result<Inbound, ComplianceError> {
         let key = to.trim_start_matches('+');
         let program = self.programs.get(key).cloned();
-        let Some(tenant) = self.tenant_senders.get(key).cloned() else {
+        let Some(tenant) = self.tenant_senders.read().get(key).cloned() else {
             return Ok(Inbound::NoTenant);
         };
         let keywords = program

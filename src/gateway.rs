@@ -276,6 +276,7 @@ impl Running {
             scheduler: &self.gateway.scheduler,
             admission: Some(&self.gateway.admission),
             admin: Some(&self.admin),
+            compliance: Some(&self.gateway.compliance),
             smpp_accounts: self.smpp_accounts.as_deref(),
         };
         let (now, r) = reload::apply(&self.config, new, &live);

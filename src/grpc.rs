@@ -436,7 +436,15 @@ impl<B: GrpcBackend> gateway_server::Gateway for GrpcDoor<B> {
         &self,
         req: Request<Streaming<pb::EventsRequest>>,
     ) -> Result<Response<EventsStream>, Status> {
+        // Watched from before the token is checked, and the token checked
+        // again under the stamp taken: a reload at any moment ends the
+        // stream if it replaced the token.
+        let credentials = self.backend.credential_changes();
         let tenant = self.authenticate(&req).await?;
+        let stamp = self.backend.credentials_stamp(&tenant);
+        if bearer(req.metadata()).and_then(|t| self.backend.tenant_of(t)) != Some(tenant.clone()) {
+            return Err(Status::unauthenticated("unknown token"));
+        }
         let call_guard = call_guard(&req);
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(self.limits.subscribe_timeout, inbound.message())
@@ -463,6 +471,8 @@ impl<B: GrpcBackend> gateway_server::Gateway for GrpcDoor<B> {
             shutdown: self.shutdown.clone(),
             scoped: self.scoped.clone(),
             done: false,
+            stamp,
+            credentials,
             _call: call_guard,
         };
         if scope == pb::SubscribeScope::ScopeConnection {
@@ -577,6 +587,10 @@ struct EventsCall<B: Backend> {
     shutdown: watch::Receiver<bool>,
     scoped: Arc<Mutex<HashMap<ConnId, Arc<str>>>>,
     done: bool,
+    /// The stamp of the token the call was made with.
+    stamp: Option<u64>,
+    /// Wakes the call when a reload changed a token.
+    credentials: Option<watch::Receiver<u64>>,
     /// Keeps the connection from idling out while the call lasts.
     _call: Option<serve::CallGuard>,
 }
@@ -596,6 +610,14 @@ impl<B: Backend> EventsCall<B> {
                 _ = self.shutdown.changed() => {
                     self.done = true;
                     return Some(Err(Status::unavailable("server shutting down")));
+                }
+                () = crate::ingest::credentials_changed(&mut self.credentials) => {
+                    if self.backend.credentials_stamp(&self.tenant) != self.stamp {
+                        self.done = true;
+                        return Some(Err(Status::unauthenticated(
+                            "the tenant's token changed: call again with the new one",
+                        )));
+                    }
                 }
                 m = self.inbound.message() => match m {
                     Ok(Some(req)) => {

@@ -336,8 +336,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     sluice::telemetry::init_logging(config.log_format);
     sluice::telemetry::watch_journal_disk(config.journal_dir());
     // SIGHUP: every TLS listener re-reads its certificate files (each
-    // listens for it), and the file's limits apply now (the rest at the
-    // next restart; `sluice::gateway::reload`).
+    // listens for it), and the file's limits and tenants' credentials and
+    // sending rights apply now (the rest at the next restart;
+    // `sluice::gateway::reload`).
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut running = sluice::gateway::start(config).await?;
     let stop = shutdown_signal();
@@ -359,8 +360,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP: reads the configuration file again and applies its limits; a
-/// file that does not load changes nothing.
+/// SIGHUP: reads the configuration file again and applies its limits and
+/// tenants' credentials and sending rights; a file that does not load
+/// changes nothing.
 fn reload(running: &mut sluice::gateway::Running, path: &std::path::Path) {
     match sluice::config::Config::load(path) {
         Ok(new) => {

@@ -42,8 +42,8 @@ pub struct UnknownCarrierId;
 pub type Publishing = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Separates an MM7 MessageID from a recipient in the key of one recipient
-/// of a multi-recipient SubmitReq ([`recipient_id`]). XML 1.0 cannot carry
-/// it, so no MessageID contains it.
+/// of a multi-recipient SubmitReq ([`recipient_id`]): the last one in a key
+/// does (an MMSC could still send one, as a character reference).
 const RECIPIENT_SEP: u8 = 0x1f;
 
 /// The carrier id of one recipient of an MM7 request that had several: the
@@ -82,15 +82,14 @@ fn normalize_plain(raw: &[u8]) -> String {
 }
 
 /// Keys under which a receipt's id may have been recorded. A
-/// [`recipient_id`] is looked up as itself, then as its MessageID alone
-/// (a request with one recipient is recorded under its MessageID).
+/// [`recipient_id`] is looked up as itself, then as its MessageID alone,
+/// exactly (a request with one recipient is recorded under its
+/// MessageID; other renderings of it could name another message).
 pub fn candidate_ids(raw: &[u8]) -> Vec<String> {
     if let Some(at) = raw.iter().rposition(|&b| b == RECIPIENT_SEP) {
-        let mut out = vec![normalize_id(raw)];
-        out.extend(candidate_ids(&raw[..at]));
-        return out;
+        return vec![normalize_id(raw), normalize_plain(&raw[..at])];
     }
-    let canon = normalize_id(raw);
+    let canon = normalize_plain(raw);
     let mut out = vec![canon.clone()];
     if !canon.is_empty()
         && canon.len() <= 38

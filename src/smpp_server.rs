@@ -10,6 +10,7 @@
 //! | the parts of a concatenated text (8- or 16-bit UDH, SAR TLVs) | every part the one message's id once the whole text is admitted; parts still incomplete after `reassembly_timeout` are refused `ESME_RSUBMITFAIL` |
 //! | `enquire_link` | `enquire_link_resp`; sluice sends its own after `enquire_link_interval` of silence and closes a peer that does not answer within `response_timeout` |
 //! | `unbind` | `unbind_resp` once every submit still being admitted is answered |
+//! | (a reload replaced or removed the bind's credentials) | within a second: every submit being admitted is answered, then sluice sends `unbind` and closes; the upstream binds again with the new ones |
 //! | a malformed PDU, an unknown command, a command in the wrong state | `generic_nack` with the matching status (`ESME_RINVCMDID`, `ESME_RINVBNDSTS`, ...), and the session carries on; a length outside `16..=max_pdu_bytes` closes the connection (the stream cannot be resynchronised) |
 //!
 //! Texts arrive in GSM-7 (unpacked, `data_coding` 0), IA5, Latin-1 or
@@ -88,19 +89,32 @@ pub struct Account {
 /// reload changes them ([`Accounts::replace`]): a session bound under
 /// another stamp is unbound.
 #[derive(Debug, Default)]
-pub struct Accounts(parking_lot::RwLock<Vec<(Account, u64)>>);
+pub struct Accounts {
+    list: parking_lot::RwLock<Vec<(Account, u64)>>,
+    /// The last stamp given: stamps only grow, so an account removed and
+    /// added again never matches a session of before.
+    last: std::sync::atomic::AtomicU64,
+}
 
 impl Accounts {
     /// The accounts (system ids are unique: the configuration checks it).
     pub fn new(accounts: impl IntoIterator<Item = Account>) -> Accounts {
-        Accounts(parking_lot::RwLock::new(
-            accounts.into_iter().map(|a| (a, 0)).collect(),
-        ))
+        Accounts {
+            list: parking_lot::RwLock::new(accounts.into_iter().map(|a| (a, 0)).collect()),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// A stamp no account had before.
+    fn fresh(&self) -> u64 {
+        self.last
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(1)
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.read().is_empty()
+        self.list.read().is_empty()
     }
 
     /// Takes reloaded accounts: a tenant whose system id or password
@@ -108,7 +122,7 @@ impl Accounts {
     /// lost its account has none. Returns the tenants whose credentials
     /// changed.
     pub fn replace(&self, accounts: impl IntoIterator<Item = Account>) -> Vec<Arc<str>> {
-        let mut list = self.0.write();
+        let mut list = self.list.write();
         let mut changed = Vec::new();
         let next: Vec<(Account, u64)> = accounts
             .into_iter()
@@ -120,11 +134,11 @@ impl Accounts {
                     {
                         *stamp
                     }
-                    Some((_, stamp)) => {
+                    Some(_) => {
                         changed.push(a.tenant.clone());
-                        stamp + 1
+                        self.fresh()
                     }
-                    None => 0,
+                    None => self.fresh(),
                 };
                 (a, stamp)
             })
@@ -140,7 +154,7 @@ impl Accounts {
 
     /// The stamp of `tenant`'s credentials; `None` when it has no account.
     pub fn stamp(&self, tenant: &str) -> Option<u64> {
-        self.0
+        self.list
             .read()
             .iter()
             .find(|(a, _)| &*a.tenant == tenant)
@@ -166,7 +180,7 @@ impl Accounts {
         system_id: &[u8],
         password: &[u8],
     ) -> Result<(Arc<str>, u64), CommandStatus> {
-        let list = self.0.read();
+        let list = self.list.read();
         let Some((a, stamp)) = list
             .iter()
             .find(|(a, _)| a.system_id.as_bytes() == system_id)

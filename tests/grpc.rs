@@ -613,3 +613,39 @@ async fn a_connection_without_calls_is_closed_and_one_with_a_call_is_kept() {
     assert_eq!(got.len(), 1);
     gw.shutdown().await;
 }
+
+/// A reload that replaces the tenant's token ends an Events stream opened
+/// with the old one (`UNAUTHENTICATED`); the new token opens one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_stream_on_a_replaced_token_ends_at_the_reload() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.grpc.listen = Some("127.0.0.1:0".parse().unwrap());
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let mut c = client(&gw).await;
+    let mut old = EventsCall::open(&mut c, TOKEN, pb::SubscribeScope::ScopeTenant).await;
+    let mut new = cfg.clone();
+    new.tenants[0].token = sluice::config::Secret::new("demo-token-0002");
+    assert_eq!(gw.reload(&new).applied, [format!("tenants.{TENANT}.token")]);
+    let end = tokio::time::timeout(WAIT, old.batches.message())
+        .await
+        .expect("the stream ends in time");
+    assert_eq!(end.unwrap_err().code(), Code::Unauthenticated);
+    let mut fresh =
+        EventsCall::open(&mut c, "demo-token-0002", pb::SubscribeScope::ScopeTenant).await;
+    // The new stream gets the events of a message sent now.
+    let ack = c
+        .submit_batch(authed(
+            pb::SubmitBatch {
+                messages: vec![msg("after", "+14155550100", "after the reload")],
+            },
+            "demo-token-0002",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(accepted_ids(&ack).len(), 1);
+    assert_eq!(fresh.terminal(1, true).await.len(), 1);
+    gw.shutdown().await;
+}

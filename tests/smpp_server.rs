@@ -671,6 +671,27 @@ async fn a_reload_replaces_credentials_and_senders_and_ends_sessions_made_with_t
     let mut from_new = msg("after-new", "+14155550102", "from the new sender");
     from_new.from = "54321".into();
     accepted_ids(&client.submit(vec![from_new]).await.unwrap());
+    // A STOP sent to the sender the tenant just got is the tenant's.
+    smsc.inject_mo("+14155550103", "54321", "STOP").unwrap();
+    let (new_sender, handset) = (
+        sluice::model::Sender::parse("54321").unwrap(),
+        sluice::model::Msisdn::parse("+14155550103").unwrap(),
+    );
+    eventually("the STOP is recorded for the tenant", WAIT, || {
+        gw.gateway
+            .compliance()
+            .check(TENANT, &new_sender, handset)
+            .is_some()
+    })
+    .await;
+    let mut stopped = msg("stopped", "+14155550103", "after the STOP");
+    stopped.from = "54321".into();
+    let ack = client.submit(vec![stopped]).await.unwrap();
+    assert_eq!(
+        ack.results[0].reason,
+        pb::RejectReason::Suppressed as i32,
+        "{ack:?}"
+    );
     // Nothing accepted was lost on the way.
     eventually("both delivered to the SMSC", WAIT, || {
         let texts: Vec<String> = smsc.texts().into_iter().map(|t| t.2).collect();

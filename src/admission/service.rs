@@ -7,6 +7,11 @@
 //! journaled, and only once durable acknowledged and handed to the
 //! backlog; a journal failure turns every accepted message of the batch
 //! into `unavailable` (retry) and forgets its dedupe key.
+//!
+//! It also holds what it checks tenants against (tokens, senders, default
+//! validity and country, MM7 service codes), replaced whole by a reload
+//! ([`Admission::update_tenant`]); each token has a stamp, so sessions can
+//! tell that the token they authenticated with was replaced.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

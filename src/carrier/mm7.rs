@@ -147,7 +147,7 @@ impl NotTaken {
     }
 
     /// The numbers a partial success's `details` names: every run of digits
-    /// (with an optional `+`) at least five long.
+    /// at least five long (a `+` or `tel:` before it is not part of it).
     fn of(details: &str) -> Vec<String> {
         details
             .split(|c: char| !c.is_ascii_digit())
@@ -670,7 +670,8 @@ pub fn requests(batch: Vec<Arc<Message>>, max_recipients: usize) -> Vec<Vec<Arc<
                 let i = open[at];
                 out[i].push(m);
                 if out[i].len() >= max {
-                    open.swap_remove(at);
+                    // Keeps the others oldest first.
+                    open.remove(at);
                 }
             }
             None => {

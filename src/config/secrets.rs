@@ -155,6 +155,23 @@ fn slots(c: &mut Config) -> Vec<Slot<'_>> {
     out
 }
 
+/// Every secret present in `config`, named by its key and place, with its
+/// value: for comparing two configurations (a reload), never for showing.
+pub fn by_place(config: &Config) -> std::collections::BTreeMap<String, String> {
+    let mut c = config.clone();
+    slots(&mut c)
+        .into_iter()
+        .map(|s| {
+            let place = if s.at.is_empty() {
+                s.key.to_owned()
+            } else {
+                format!("{} ({})", s.key, s.at)
+            };
+            (place, s.secret.expose().to_owned())
+        })
+        .collect()
+}
+
 /// The keys of every secret present in `config` (a test's view of the
 /// walk).
 pub fn present_keys(config: &mut Config) -> std::collections::BTreeSet<&'static str> {

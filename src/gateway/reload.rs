@@ -1,7 +1,7 @@
 //! Reloading the configuration file on SIGHUP: the limits and the tenants'
-//! credentials and sending rights change at once, without dropping a bind,
-//! a connection or a queued message; every other change waits for the next
-//! restart and is named in the log.
+//! credentials and sending rights change at once, without dropping a bind
+//! or a queued message (only sessions on replaced credentials are closed);
+//! every other change waits for the next restart and is named in the log.
 //!
 //! Applied live:
 //! - limits ([`crate::schedule::Scheduler::set_limits`]): each SMS
@@ -14,8 +14,12 @@
 //!   `default_validity`, `default_country` and `mms_service_codes`
 //!   ([`crate::admission::Admission::update_tenant`]): the next batch is
 //!   admitted under them; framed sessions that authenticated with a
-//!   replaced token get GoAway and close (the client connects again with
-//!   the new one); HTTP and gRPC calls check the token on every call;
+//!   replaced token have their batches answered, get GoAway and close (the
+//!   client connects again with the new one); HTTP and gRPC calls check
+//!   the token on every call, and gRPC event streams opened with a
+//!   replaced token end (`UNAUTHENTICATED`); a STOP sent to a sender a
+//!   tenant just got is that tenant's
+//!   ([`crate::compliance::Compliance::set_tenant_senders`]);
 //! - the admin tokens (`http.admin_token`, each tenant's `admin_token`);
 //! - each tenant's `smpp_system_id` and `smpp_password`: sessions bound
 //!   with replaced credentials are unbound (within a second).
@@ -23,8 +27,10 @@
 //! Tenants added or removed wait for a restart. TLS certificates reload on
 //! SIGHUP on their own ([`crate::tls`]).
 //!
-//! Compared for the restart list: every other section, by its debug form.
-//! Secrets are compared here (never logged: a change is named by its key).
+//! Compared for the restart list: every other section, by its debug form,
+//! and the secrets there (carrier bind and MMSC passwords, webhook
+//! secrets, `redis_url`...) by value, so a rotated one is named for the
+//! restart by its key, never its value.
 
 use crate::admission::Admission;
 use crate::config::{Config, TenantConfig};
@@ -40,6 +46,8 @@ pub struct Live<'a> {
     pub admission: Option<&'a Admission>,
     /// The admin API's tokens.
     pub admin: Option<&'a crate::admin::Admin>,
+    /// Which tenant a sender's inbound messages (a STOP) belong to.
+    pub compliance: Option<&'a crate::compliance::Compliance>,
     /// The SMPP server's accounts, when it runs.
     pub smpp_accounts: Option<&'a crate::smpp_server::Accounts>,
 }
@@ -146,6 +154,19 @@ fn at_restart(now: &Config, new: &Config) -> Vec<String> {
             differs(&format!("carriers.{}", c.name), dbg(c), dbg(n));
         }
     }
+    // Secrets not applied live, by value (their debug form hides it).
+    let (a, b) = (
+        crate::config::secrets::by_place(now),
+        crate::config::secrets::by_place(new),
+    );
+    for (place, value) in &b {
+        if a.get(place) != Some(value) {
+            out.push(place.clone());
+        }
+    }
+    for place in a.keys().filter(|p| !b.contains_key(*p)) {
+        out.push(place.clone());
+    }
     // A setting none of the above covers (a section added later).
     if out.is_empty() && dbg(now) != dbg(new) {
         out.push("other settings".into());
@@ -168,6 +189,7 @@ fn tenants(now: &mut Config, new: &Config, live: &Live<'_>, applied: &mut Vec<St
         now.http.admin_token = new.http.admin_token.clone();
     }
     let mut smpp = false;
+    let mut senders = false;
     for t in &mut now.tenants {
         let Some(n) = new.tenants.iter().find(|n| n.name == t.name) else {
             continue;
@@ -191,6 +213,7 @@ fn tenants(now: &mut Config, new: &Config, live: &Live<'_>, applied: &mut Vec<St
             if differs {
                 changed(key);
                 rights = true;
+                senders |= key == "senders";
             }
         }
         if secret_differs(t.admin_token.as_ref(), n.admin_token.as_ref()) {
@@ -209,6 +232,9 @@ fn tenants(now: &mut Config, new: &Config, live: &Live<'_>, applied: &mut Vec<St
         {
             admission.update_tenant(t, token);
         }
+    }
+    if senders && let Some(compliance) = live.compliance {
+        compliance.set_tenant_senders(now);
     }
     if admin_tokens && let Some(admin) = live.admin {
         admin.set_tokens(now);
@@ -260,6 +286,7 @@ mod tests {
             scheduler: &scheduler,
             admission: None,
             admin: None,
+            compliance: None,
             smpp_accounts: None,
         };
         let (now, r) = apply(&old, &new, &live);
@@ -299,20 +326,10 @@ mod tests {
         assert!(again.applied.is_empty(), "{again:?}");
         assert_eq!(again.at_restart, r.at_restart);
     }
-}
-
-#[cfg(test)]
-mod credential_tests {
-    use super::*;
-    use crate::smpp_server::{Account, Accounts};
-
-    fn config() -> Config {
-        let text = include_str!("../../deploy/sluice.toml");
-        Config::parse(text, std::path::Path::new("deploy/sluice.toml")).unwrap()
-    }
 
     #[test]
     fn credentials_and_sending_rights_apply_now_and_are_named_by_key_only() {
+        use crate::smpp_server::{Account, Accounts};
         let old = config();
         let scheduler = Scheduler::new(&old);
         let tenant = old.tenants[0].name.clone();
@@ -325,6 +342,7 @@ mod credential_tests {
             scheduler: &scheduler,
             admission: None,
             admin: None,
+            compliance: None,
             smpp_accounts: Some(&accounts),
         };
         let mut new = old.clone();
@@ -351,7 +369,8 @@ mod credential_tests {
         );
         assert_eq!(now.tenants[0].token.expose(), new.tenants[0].token.expose());
         // The SMPP password changed: a new stamp, the new one binds.
-        assert_eq!(accounts.stamp(&tenant), Some(1));
+        let stamp = accounts.stamp(&tenant);
+        assert_ne!(stamp, Some(0));
         assert!(accounts.check(b"acme", b"old-pass").is_err());
         assert_eq!(
             &*accounts.check(b"acme", b"new-pass").unwrap(),
@@ -360,12 +379,30 @@ mod credential_tests {
         // The same file again changes nothing.
         let (_, again) = apply(&now, &new, &live);
         assert!(again.applied.is_empty(), "{again:?}");
-        assert_eq!(accounts.stamp(&tenant), Some(1));
+        assert_eq!(accounts.stamp(&tenant), stamp);
+        // A carrier's bind password waits for the restart, named by key.
+        let mut rotated = now.clone();
+        rotated.carriers[0].binds[0].password = Secret::new("rotated1");
+        let (_, r) = apply(&now, &rotated, &live);
+        assert!(r.applied.is_empty(), "{r:?}");
+        assert_eq!(r.at_restart.len(), 1, "{r:?}");
+        assert!(r.at_restart[0].contains("password"), "{r:?}");
+        assert!(!r.at_restart[0].contains("rotated1"), "{r:?}");
         // An account removed: no stamp (its sessions unbind).
         let mut gone = now.clone();
         gone.tenants[0].smpp_password = None;
         gone.tenants[0].smpp_system_id = None;
         apply(&now, &gone, &live);
         assert_eq!(accounts.stamp(&tenant), None);
+        // Added again with the first password: a stamp never seen before.
+        let mut back = gone.clone();
+        back.tenants[0].smpp_system_id = Some("acme".into());
+        back.tenants[0].smpp_password = Some(Secret::new("old-pass"));
+        apply(&gone, &back, &live);
+        assert!(
+            accounts
+                .stamp(&tenant)
+                .is_some_and(|s| s != 0 && Some(s) != stamp)
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The MM7 callbacks of one MMSC: delivery reports end their messages
-//! through the receipts, inbound MMS goes to [`Inbound`].
+//! through the receipts (looked up by MessageID and Recipient: one request
+//! may have had several recipients), inbound MMS goes to [`Inbound`].
 //!
 //! # Delivery reports that match nothing
 //! MMSCs deliver reports at least once, and may post one before the
@@ -10,7 +11,8 @@
 //! `DeliveryReportRsp`, never a Fault (a Fault makes the MMSC retry for
 //! hours) and counted in `sluice_mm7_reports_unmatched_total{carrier,
 //! reason}`: 1000 Success for a repeat of a report already applied (the
-//! last [`RECENT_REPORTS`] MessageIDs of each MMSC are remembered), 2005
+//! last [`RECENT_REPORTS`] (MessageID, recipient) pairs of each MMSC are
+//! remembered), 2005
 //! Message ID Not found, a permanent status, for any other.
 
 use std::collections::{HashSet, VecDeque};

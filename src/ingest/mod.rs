@@ -91,3 +91,16 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 }
+
+/// Resolves when a reload changed some tenant's token (see
+/// [`Backend::credential_changes`]); never without a source of changes.
+pub async fn credentials_changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match rx {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -7,7 +7,9 @@
 //! the [`door`](super::door) closing this connection to make room. A failed
 //! Hello is answered only after the door's delay for the peer's address,
 //! and not checked at all while that address is locked out. Peer strings
-//! reach the log only through [`LogSafe`].
+//! reach the log only through [`LogSafe`]. When a reload replaces the
+//! tenant's token, the session answers the batches it took, says `GoAway`
+//! and closes.
 //!
 //! The read loop never blocks on writes: frames go to a writer task that
 //! coalesces them into few syscalls. Batch answers leave in request order
@@ -227,13 +229,18 @@ where
             _ = credit_tick.tick(), if s.owed > 0 || s.events_paused_until.is_some() => {
                 s.grant_owed().await;
             }
-            () = credentials_changed(&mut s.credentials), if s.tenant.is_some() => {
+            () = super::credentials_changed(&mut s.credentials), if s.tenant.is_some() => {
                 if let Some(t) = &s.tenant
                     && s.backend.credentials_stamp(t) != s.stamp
                 {
                     tracing::warn!(target: TARGET, conn = s.conn, tenant = %t,
                         "the tenant's token changed: closing this session");
                     metrics::counter!("sluice_ingest_revoked_total").increment(1);
+                    // Batches already taken are answered first: their
+                    // messages are durable and the client keeps their ids.
+                    while let Some((request_id, results)) = batches.next().await {
+                        s.answer_batch(request_id, results).await;
+                    }
                     s.send(0, Body::GoAway(pb::GoAway {
                         reason: "the tenant's token changed: connect again with the new one".into(),
                     }))
@@ -253,19 +260,6 @@ where
     match result {
         Err(SessionEnd::Closed) => Ok(()),
         other => other,
-    }
-}
-
-/// Resolves when a reload changed some tenant's token (never without a
-/// source of changes).
-async fn credentials_changed(rx: &mut Option<watch::Receiver<u64>>) {
-    match rx {
-        Some(r) => {
-            if r.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
     }
 }
 

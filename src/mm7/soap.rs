@@ -774,8 +774,8 @@ pub struct ReceivedSubmitReq {
     pub sender: Option<Address>,
     /// Every `To`, `Cc` and `Bcc` address, in order.
     pub recipients: Vec<Address>,
-    /// How many of `recipients` were under `Bcc`.
-    pub bcc: usize,
+    /// Whether each of `recipients` was under `Bcc`, in the same order.
+    pub blind: Vec<bool>,
     /// `ServiceCode`.
     pub service_code: Option<String>,
     /// `LinkedID`.
@@ -1437,13 +1437,22 @@ fn decode_submit_req(
             .and_then(|s| s.child("SenderAddress"))
             .and_then(address_of),
         recipients: recipients_of(msg),
-        bcc: msg.child("Recipients").map_or(0, |r| {
-            r.children
-                .iter()
-                .filter(|c| c.name == "Bcc")
-                .flat_map(|c| c.children.iter().filter_map(address_element))
-                .count()
-        }),
+        blind: msg
+            .child("Recipients")
+            .map(|r| {
+                r.children
+                    .iter()
+                    .filter(|c| matches!(c.name.as_str(), "To" | "Cc" | "Bcc"))
+                    .flat_map(|c| {
+                        let bcc = c.name == "Bcc";
+                        c.children
+                            .iter()
+                            .filter_map(address_element)
+                            .map(move |_| bcc)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         service_code: msg.text_of("ServiceCode"),
         linked_id: msg.text_of("LinkedID"),
         service_fields: [

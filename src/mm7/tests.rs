@@ -576,7 +576,45 @@ fn submit_req_round_trip() {
         assert_eq!(r.text, "Hi there ✓ — 10% off");
         assert_eq!(r.media.len(), 1);
         assert_eq!(&r.media[0].body[..], JPEG);
+        assert_eq!(r.blind, [false, false]);
+        // The same recipients under Bcc.
+        let enc = SubmitReq {
+            recipient_field: RecipientField::Bcc,
+            ..submit_req(v, &to, &from, &media)
+        }
+        .encode();
+        let Message::SubmitReq(r) = decode(Some(&enc.content_type), &enc.body).unwrap() else {
+            panic!("not a SubmitReq");
+        };
+        assert_eq!((r.recipients, r.blind), (to.clone(), vec![true, true]));
     }
+}
+
+#[test]
+fn recipients_under_to_cc_and_bcc_in_any_order_keep_their_field() {
+    // The schema's recipientsType is a sequence of To, Cc and Bcc in any
+    // order.
+    let from = Address::ShortCode("1".into());
+    let enc = submit_req(Version::default(), &recipients(), &from, &[]).encode();
+    let body = String::from_utf8(enc.body.to_vec()).unwrap().replace(
+        "<Recipients><To><Number>+15551230001</Number><Number>+15551230002</Number></To></Recipients>",
+        "<Recipients><Bcc><Number>+15551230001</Number></Bcc><To><Number>+15551230002</Number></To><Bcc><Number>+15551230003</Number><Number>+15551230004</Number></Bcc></Recipients>",
+    );
+    assert!(body.contains("<Bcc>"), "{body}");
+    let Message::SubmitReq(r) = decode(Some(&enc.content_type), &Bytes::from(body)).unwrap() else {
+        panic!("not a SubmitReq");
+    };
+    let numbers: Vec<&str> = r.recipients.iter().map(Address::value).collect();
+    assert_eq!(
+        numbers,
+        [
+            "+15551230001",
+            "+15551230002",
+            "+15551230003",
+            "+15551230004"
+        ]
+    );
+    assert_eq!(r.blind, [true, false, true, true]);
 }
 
 #[test]

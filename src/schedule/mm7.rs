@@ -466,6 +466,19 @@ impl Mm7Lane {
                     backoff = self.settings.retry.next(backoff);
                     refused_for_now = Some((code, reason));
                 }
+                Attempt::Permanent { code: 0, .. } if group.len() > 1 => {
+                    // Refused here, before sending (the shared request does
+                    // not fit, or a media item cannot be had): each message
+                    // is tried on its own, so none pays for the others.
+                    drop(ticket);
+                    // Nothing reached the MMSC: a try while it is down is
+                    // given back.
+                    drop(probe_guard);
+                    for m in group {
+                        Box::pin(self.submit(vec![m], false)).await;
+                    }
+                    return;
+                }
                 Attempt::Permanent { reason, code } => {
                     drop(ticket);
                     self.answered();
@@ -594,9 +607,23 @@ impl Carrier for Mm7Lane {
             self.carrier.end_probe();
         }
         let messages = batch.into_iter().map(|(m, ())| m).collect();
-        for group in requests(messages, self.settings.max_recipients) {
-            let Ok(permit) = self.submits.clone().acquire_owned().await else {
-                return;
+        let mut groups = requests(messages, self.settings.max_recipients).into_iter();
+        while let Some(group) = groups.next() {
+            let permit = match self.submits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    // Room was counted at `max_recipients` a request, and
+                    // these share less: back to the front of the queue, in
+                    // order, where the expiry scan and failover see them.
+                    let left: Vec<Arc<Message>> = group
+                        .into_iter()
+                        .chain(groups.flatten())
+                        .filter(|m| self.ledger.refused(m.id))
+                        .collect();
+                    self.queue.push_front(left.iter());
+                    return;
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => return,
             };
             let this = self.clone();
             tokio::spawn(async move {

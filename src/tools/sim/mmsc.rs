@@ -928,7 +928,7 @@ impl Shared {
                     .iter()
                     .map(|r| r.value().to_owned())
                     .collect(),
-                req.bcc,
+                req.blind.iter().filter(|&&b| b).count(),
             ));
             if accepted.len() > 256 {
                 accepted.pop_front();
@@ -962,16 +962,21 @@ impl Shared {
         let Some(prefix) = self.cfg.refuse_recipients.as_deref() else {
             return (req, Vec::new());
         };
-        let (refused, taken): (Vec<Address>, Vec<Address>) =
-            req.recipients.into_iter().partition(|r| {
+        let blind = std::mem::take(&mut req.blind);
+        type Named = Vec<(Address, bool)>;
+        let (refused, taken): (Named, Named) = req
+            .recipients
+            .into_iter()
+            .zip(blind.into_iter().chain(std::iter::repeat(false)))
+            .partition(|(r, _)| {
                 let digits: String = r.value().chars().filter(char::is_ascii_digit).collect();
                 digits.starts_with(prefix)
             });
-        // (Bcc comes last in `Recipients`, so those taken under Bcc are
-        // at most the Bcc named.)
-        req.bcc = req.bcc.min(taken.len());
-        req.recipients = taken;
-        let refused: Vec<String> = refused.iter().map(|r| r.value().to_owned()).collect();
+        (req.recipients, req.blind) = taken.into_iter().unzip();
+        let refused: Vec<String> = refused
+            .into_iter()
+            .map(|(r, _)| r.value().to_owned())
+            .collect();
         let n = refused.len() as u64;
         if n > 0 {
             self.bump(|s| s.recipients_refused += n);
