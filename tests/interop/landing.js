@@ -62,7 +62,9 @@ function launch() {
     '--user-data-dir=' + profile,
     `--window-size=${WIDTH},${HEIGHT}`,
     'about:blank',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: the browser's helper processes (renderer,
+  // zygote, crashpad) are killed with it at the end.
+  ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   return new Promise((resolve, reject) => {
     let seen = '';
     const timer = setTimeout(() => reject(new Error('chromium did not start: ' + seen)), 30000);
@@ -108,8 +110,23 @@ async function main() {
     process.stdout.write(JSON.stringify(report) + '\n');
   } finally {
     if (client) await client.close();
-    child.kill('SIGKILL');
-    fs.rmSync(profile, { recursive: true, force: true });
+    const exited = new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once('exit', resolve);
+    });
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch (e) {
+      child.kill('SIGKILL');
+    }
+    await exited;
+    // A helper may still be writing into the profile for a moment: retried,
+    // and a profile left behind is reported, never a failed check.
+    try {
+      fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    } catch (e) {
+      process.stderr.write('chromium profile not removed: ' + e.message + '\n');
+    }
   }
 }
 
