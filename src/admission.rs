@@ -288,7 +288,7 @@ const MAX_MMS_FIELD: usize = 64;
 /// A message's MMS service fields, checked for form (ServiceCode and
 /// LinkedID printable ASCII, at most [`MAX_MMS_FIELD`]; an earliest delivery
 /// within its validity, dropped when already past); whether the tenant may
-/// use a ServiceCode is [`crate::admission::Admission::verdict`]'s to judge.
+/// use a ServiceCode is [`crate::admission::Admission::submit`]'s to judge.
 fn mms_fields(
     m: &Submission,
     now_ms: u64,

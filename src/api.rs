@@ -276,6 +276,8 @@ struct MessageIn {
     mms_distribution_indicator: Option<bool>,
     #[serde(default)]
     mms_earliest_delivery_ms: u64,
+    #[serde(default)]
+    track_links: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -337,6 +339,7 @@ impl From<MessageIn> for Submission {
             mms_read_reply: m.mms_read_reply,
             mms_distribution_indicator: m.mms_distribution_indicator,
             mms_earliest_delivery_ms: m.mms_earliest_delivery_ms,
+            track_links: m.track_links,
         }
     }
 }

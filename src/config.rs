@@ -500,6 +500,27 @@ impl Config {
                     "{at}: display_name must have 1 to 64 characters and no control characters"
                 ));
             }
+            if let Some(url) = &t.link_url {
+                let host = crate::links::serve::host_of(url);
+                let plain = url.split_once("://").is_some_and(|(_, rest)| {
+                    !rest.contains(['?', '#']) && !rest.trim_end_matches('/').contains('/')
+                });
+                if !(url.starts_with("https://") || url.starts_with("http://"))
+                    || host.is_none()
+                    || !plain
+                    || !url.is_ascii()
+                    || url.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    p.push(format!(
+                        "{at}: link_url must be an http(s) URL of a host alone, like \"https://acme.link\""
+                    ));
+                }
+            }
+            if t.track_links && self.public.listen.is_none() {
+                p.push(format!(
+                    "{at}: track_links needs the public door ([public] listen) to redirect its links"
+                ));
+            }
             match (&t.smpp_system_id, &t.smpp_password) {
                 (None, None) => {}
                 (Some(id), Some(pw)) => {

@@ -85,6 +85,31 @@ pub struct OptEvent {
     pub at_ms: u64,
 }
 
+/// A recipient followed a tracked link ([`crate::links`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickEvent {
+    /// The message the link was sent in.
+    pub message_id: u64,
+    /// That message's client_ref.
+    pub client_ref: String,
+    /// That message's campaign.
+    pub campaign: String,
+    /// Its recipient, in E.164.
+    pub number: String,
+    /// Which of the message's links, from 0.
+    pub link_index: u32,
+    /// The original URL.
+    pub url: String,
+    /// The link's first click (else a repeat).
+    pub first: bool,
+    /// Wall-clock ms of the click.
+    pub at_ms: u64,
+    /// The browser's User-Agent (at most 256 characters).
+    pub user_agent: String,
+    /// The network it came from (/24 or /48).
+    pub ip_class: String,
+}
+
 /// An event that does not end a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -92,6 +117,8 @@ pub enum Notice {
     Inbound(InboundEvent),
     /// An opt-out or opt-in.
     Opt(OptEvent),
+    /// A click on a tracked link.
+    Click(ClickEvent),
 }
 
 /// Turns events into the bytes subscribers receive (and the journal keeps):
@@ -190,6 +217,8 @@ pub struct EventKinds {
     pub inbound: bool,
     /// Opt-outs and opt-ins.
     pub opt: bool,
+    /// Clicks on tracked links.
+    pub click: bool,
 }
 
 impl EventKinds {
@@ -197,6 +226,7 @@ impl EventKinds {
         match notice {
             Notice::Inbound(_) => self.inbound,
             Notice::Opt(_) => self.opt,
+            Notice::Click(_) => self.click,
         }
     }
 }

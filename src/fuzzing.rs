@@ -71,6 +71,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("smpp_server_submit", smpp_server_submit),
     ("history_segment", history_segment),
     ("cluster_state", cluster_state),
+    ("link_store", link_store),
 ];
 
 // === input helpers ===
@@ -1090,6 +1091,75 @@ pub fn history_segment(data: &[u8]) {
     record::for_each_where(&file, |kind, _, _| kind % 2 == 0, |_| {});
     let _ = record::decode(rest);
     let _ = record::peek(rest);
+}
+
+// === tracked links ===
+
+/// What the tracked links read: a code from a URL path, a text to shorten,
+/// a record body, and a store's files. First byte 0: the rest is a code
+/// (one that decodes encodes back to itself); 1: a text (every planned
+/// placeholder sits where the plan says and fills); 2: a record body (one
+/// that decodes re-encodes to the same bytes); anything else: the rest,
+/// cut in three by two 2-byte lengths, is a segment's `.links`, `.index`
+/// and `.clicks` files, which a store opens and looks codes up in without
+/// panicking.
+pub fn link_store(data: &[u8]) {
+    use crate::links::{Codec, rewrite, store};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let codec = Codec::new(b"fuzzing secret, thirty-two bytes");
+    match mode {
+        0 => {
+            if let Ok(code) = std::str::from_utf8(rest)
+                && let Some(n) = codec.decode(code)
+            {
+                assert_eq!(codec.encode(n), code.as_bytes(), "a code round-trips");
+            }
+        }
+        1 => {
+            let text = String::from_utf8_lossy(rest);
+            if let Some(mut plan) = rewrite::plan(&text, "https://a.link") {
+                assert!(plan.links.len() <= rewrite::MAX_LINKS);
+                for (i, l) in plan.links.iter().enumerate() {
+                    assert!(text.contains(&l.url), "a planned URL is the text's");
+                    let code = codec.encode(i as u64);
+                    assert!(
+                        rewrite::fill(&mut plan.text, l.at, &code),
+                        "a placeholder fills"
+                    );
+                }
+            }
+        }
+        2 => {
+            if let Some(body) = store::Body::decode(rest) {
+                assert_eq!(body.encode(), rest, "a body re-encodes to itself");
+            }
+        }
+        _ => {
+            let mut rest = rest;
+            let a = (int::<2>(&mut rest) as usize).min(rest.len());
+            let (links, rest) = rest.split_at(a);
+            let mut rest = rest;
+            let b = (int::<2>(&mut rest) as usize).min(rest.len());
+            let (index, clicks) = rest.split_at(b);
+            let Ok(dir) = tempfile::tempdir() else { return };
+            for (ext, bytes) in [("links", links), ("index", index), ("clicks", clicks)] {
+                if std::fs::write(dir.path().join(format!("0000000000.{ext}")), bytes).is_err() {
+                    return;
+                }
+            }
+            let secret = b"fuzzing secret, thirty-two bytes";
+            let Ok(s) = store::LinkStore::open(dir.path(), secret, Duration::from_secs(3600))
+            else {
+                return;
+            };
+            for n in 0..s.issued().min(8) {
+                let code = s.codec().encode(n);
+                let _ = s.lookup(std::str::from_utf8(&code).unwrap_or(""), 0);
+            }
+        }
+    }
 }
 
 // === cluster ===

@@ -413,6 +413,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                         delivery: true,
                         inbound: true,
                         opt: false,
+                        click: false,
                     },
                     Arc::new(crate::smpp_server::SmppEvents),
                 )
@@ -435,9 +436,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             Mm7Carrier::new(m, source, tls.clone()).map(Arc::new)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let links = Arc::new(crate::media::link::LinkSigner::new(
-        &crate::media::link::load_or_create_secret(&config.data_dir)?,
-    ));
+    let link_secret = crate::media::link::load_or_create_secret(&config.data_dir)?;
+    let links = Arc::new(crate::media::link::LinkSigner::new(&link_secret));
+    // Short links are only made when the public door can redirect them.
+    let link_store = match config.public.listen {
+        Some(_) => Some(crate::links::LinkStore::open(
+            &config.data_dir.join("links"),
+            &link_secret,
+            config.links.retention,
+        )?),
+        None => None,
+    };
     let receipts = Arc::new(Receipts::new(ledger.clone(), hub.clone(), &config.receipts));
     let receipt_sync = match &cluster {
         Some(c) => Some(crate::cluster::receipts::ReceiptSync::new(
@@ -507,6 +516,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .map(|c| crate::cluster::claims::Claims::new(c.link().clone(), dedupe.window_ms())),
             dedupe,
             backlog: backlog.clone(),
+            links: link_store.clone(),
         },
     ));
     let inbound = Arc::new(Inbound::new(
@@ -609,6 +619,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tasks.spawn(sweep_landing_pages(
         media.clone(),
         config.mms.landing_retention,
+        link_store.clone(),
         shutdown.clone(),
     ));
     webhooks.start(&mut tasks, &shutdown);
@@ -662,7 +673,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         &mut door_tasks,
     )
     .await?;
-    let public_addr = doors::public(&config, media, links, &stop, &mut door_tasks).await?;
+    let redirects = link_store.map(|store| {
+        Arc::new(crate::links::serve::Redirects {
+            store,
+            hub: gateway.hub.clone(),
+            hosts: config
+                .tenants
+                .iter()
+                .filter_map(|t| {
+                    let host = crate::links::serve::host_of(t.link_url.as_deref()?)?;
+                    Some((t.name.clone(), host))
+                })
+                .collect(),
+        })
+    });
+    let public_addr =
+        doors::public(&config, media, links, redirects, &stop, &mut door_tasks).await?;
     let api_addr = doors::api(&config, gateway.clone(), &stop, &mut door_tasks).await?;
     let grpc_addr = doors::grpc(&config, gateway.clone(), &shutdown, &mut tasks).await?;
     let smpp_server = doors::smpp_server(&config, gateway.clone(), &shutdown, &mut tasks).await?;
@@ -736,12 +762,14 @@ async fn page_in(backlog: Arc<Backlog>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Removes landing pages unlinked for `retention`, a minute after start and
-/// then hourly, off the runtime's threads; with `retention` 0, nothing (it
-/// still waits for shutdown: a gateway task that returns stops the gateway).
+/// Removes landing pages unlinked for `retention`, and short-link segments
+/// past `links.retention`, a minute after start and then hourly, off the
+/// runtime's threads; with `retention` 0, no landing pages (it still waits
+/// for shutdown: a gateway task that returns stops the gateway).
 async fn sweep_landing_pages(
     store: Arc<crate::media::store::MediaStore>,
     retention: Duration,
+    links: Option<crate::links::LinkStore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let start = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -751,6 +779,12 @@ async fn sweep_landing_pages(
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
+        }
+        if let Some(links) = links.clone() {
+            let now = std::time::SystemTime::now();
+            if let Err(e) = tokio::task::spawn_blocking(move || links.sweep(now)).await {
+                tracing::error!(target: TARGET, error = %e, "link sweep task failed");
+            }
         }
         if retention.is_zero() {
             continue;

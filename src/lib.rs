@@ -33,6 +33,7 @@ pub mod inbound;
 pub mod ingest;
 pub mod journal;
 pub mod ledger;
+pub mod links;
 pub mod media;
 pub mod mm7;
 pub mod model;

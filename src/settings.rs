@@ -91,6 +91,28 @@ pub struct Config {
     /// receipts through Redis.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// Tracked links (tenants' `track_links`).
+    #[serde(default)]
+    pub links: LinksConfig,
+}
+
+/// Tracked links: how long a short link answers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinksConfig {
+    /// A short link redirects for this long after its message was
+    /// accepted, then answers 410 (and is deleted with its segment); 0
+    /// keeps links forever. Default 30 days.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for LinksConfig {
+    fn default() -> Self {
+        LinksConfig {
+            retention: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 /// MMS routing, media storage and SMS-fallback landing pages.
@@ -1245,6 +1267,14 @@ pub struct TenantConfig {
     /// landing page (at most 64 characters); absent: none shown.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Replace the http(s) links in this tenant's texts with short tracked
+    /// links (a message's own `track_links` overrides). Default off.
+    #[serde(default)]
+    pub track_links: bool,
+    /// Base URL of this tenant's short links (`https://acme.link`), served
+    /// by the public door under that host only; absent: `mms.public_url`.
+    #[serde(default)]
+    pub link_url: Option<String>,
 }
 
 /// The kinds of event a webhook endpoint can take.
@@ -1257,6 +1287,8 @@ pub enum WebhookEvent {
     Inbound,
     /// An opt-out or opt-in.
     OptOut,
+    /// A click on a tracked link.
+    Click,
 }
 
 /// One webhook endpoint of a tenant: its events are POSTed as JSON, signed
@@ -1311,6 +1343,7 @@ fn all_webhook_events() -> Vec<WebhookEvent> {
         WebhookEvent::Delivery,
         WebhookEvent::Inbound,
         WebhookEvent::OptOut,
+        WebhookEvent::Click,
     ]
 }
 fn four() -> u32 {
@@ -1356,6 +1389,8 @@ impl Default for TenantConfig {
             smpp_password: None,
             mms_service_codes: Vec::new(),
             display_name: None,
+            track_links: false,
+            link_url: None,
         }
     }
 }
@@ -1365,6 +1400,14 @@ impl TenantConfig {
     /// invalid one is reported by [`Config::problems`]).
     pub fn default_country(&self) -> Option<crate::model::numbering::Country> {
         self.default_country.as_deref().and_then(|c| c.parse().ok())
+    }
+
+    /// The base of this tenant's short links, without a trailing `/`.
+    pub fn link_base<'a>(&'a self, mms: &'a MmsConfig) -> &'a str {
+        self.link_url
+            .as_deref()
+            .unwrap_or(&mms.public_url)
+            .trim_end_matches('/')
     }
 }
 

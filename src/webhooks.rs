@@ -54,6 +54,7 @@ pub fn kinds(cfg: &WebhookConfig) -> EventKinds {
         delivery: cfg.events.contains(&WebhookEvent::Delivery),
         inbound: cfg.events.contains(&WebhookEvent::Inbound),
         opt: cfg.events.contains(&WebhookEvent::OptOut),
+        click: cfg.events.contains(&WebhookEvent::Click),
     }
 }
 

@@ -25,6 +25,9 @@ use crate::compliance::Compliance;
 use crate::events::EventHub;
 use crate::journal::Journal;
 use crate::ledger::Ledger;
+use crate::links::LinkStore;
+use crate::links::rewrite::{self, Planned};
+use crate::links::store::LinkError;
 use crate::model::numbering::Country;
 use crate::model::submit::{Accepted, RejectReason, Submission, SubmitResult};
 use crate::model::{Message, MessageId, Secret, now_ms};
@@ -49,6 +52,10 @@ struct Tenant {
     default_country: Option<Country>,
     /// The MM7 ServiceCodes its messages may name.
     mms_service_codes: Vec<String>,
+    /// Its texts' links are shortened and tracked unless a message says.
+    track_links: bool,
+    /// The base of its short links (no trailing `/`).
+    link_base: Arc<str>,
 }
 
 /// The parts admission consults and hands accepted messages to.
@@ -72,6 +79,8 @@ pub struct Parts {
     pub backlog: Arc<Backlog>,
     /// Claims across the cluster's nodes (cluster mode only).
     pub claims: Option<crate::cluster::claims::Claims>,
+    /// Where tracked links are stored (`None`: links are never tracked).
+    pub links: Option<LinkStore>,
 }
 
 /// Admits submitted messages (see the module doc).
@@ -82,11 +91,14 @@ pub struct Admission {
     tenants: parking_lot::RwLock<Arc<HashMap<String, Arc<Tenant>>>>,
     /// Bumped after every reload that changed a token.
     credentials: tokio::sync::watch::Sender<u64>,
+    /// `mms.public_url`: the base of short links of tenants without a
+    /// `link_url`.
+    public_url: String,
     parts: Parts,
 }
 
 impl Tenant {
-    fn of(t: &crate::settings::TenantConfig, stamp: u64) -> Tenant {
+    fn of(t: &crate::settings::TenantConfig, stamp: u64, public_url: &str) -> Tenant {
         Tenant {
             name: t.name.as_str().into(),
             token: t.token.clone(),
@@ -97,6 +109,13 @@ impl Tenant {
             senders: OwnedSenders::new(&t.senders, &t.sender_patterns).unwrap_or_default(),
             default_country: t.default_country(),
             mms_service_codes: t.mms_service_codes.clone(),
+            track_links: t.track_links,
+            link_base: t
+                .link_url
+                .as_deref()
+                .unwrap_or(public_url)
+                .trim_end_matches('/')
+                .into(),
         }
     }
 }
@@ -107,11 +126,15 @@ impl Admission {
         let tenants = config
             .tenants
             .iter()
-            .map(|t| (t.name.clone(), Arc::new(Tenant::of(t, 0))))
+            .map(|t| {
+                let tenant = Tenant::of(t, 0, &config.mms.public_url);
+                (t.name.clone(), Arc::new(tenant))
+            })
             .collect();
         Admission {
             tenants: parking_lot::RwLock::new(Arc::new(tenants)),
             credentials: tokio::sync::watch::Sender::new(0),
+            public_url: config.mms.public_url.clone(),
             parts,
         }
     }
@@ -134,7 +157,8 @@ impl Admission {
             };
             let stamp = old.stamp + u64::from(new_token);
             let mut next = HashMap::clone(&tenants);
-            next.insert(t.name.clone(), Arc::new(Tenant::of(t, stamp)));
+            let tenant = Tenant::of(t, stamp, &self.public_url);
+            next.insert(t.name.clone(), Arc::new(tenant));
             *tenants = Arc::new(next);
         }
         if new_token {
@@ -173,34 +197,30 @@ impl Admission {
         found
     }
 
-    /// Whether `m` may be sent by `tenant`, as message `id`.
+    /// Whether `m` may be sent by tenant `t`, as message `id`: the message
+    /// (its links, when tracked, replaced by placeholders of their short
+    /// form) and the links to store once it passes dedupe.
     ///
     /// # Errors
     /// The first check it fails.
-    pub fn verdict(
-        &self,
-        tenant: &Arc<str>,
-        m: Submission,
-        id: MessageId,
-        now: u64,
-    ) -> Result<Message, Rejection> {
-        let Some(t) = self.tenants().get(&**tenant).cloned() else {
-            return Err(Rejection {
-                reason: RejectReason::InvalidField,
-                detail: format!("unknown tenant {tenant:?}"),
-            });
-        };
-        self.verdict_of(&t, tenant, m, id, now)
-    }
-
     fn verdict_of(
         &self,
         t: &Tenant,
         tenant: &Arc<str>,
-        m: Submission,
+        mut m: Submission,
         id: MessageId,
         now: u64,
-    ) -> Result<Message, Rejection> {
+    ) -> Result<(Message, Option<Vec<Planned>>), Rejection> {
+        // Shortened before the checks, so the length judged is the length
+        // sent.
+        let mut planned = None;
+        if m.track_links.unwrap_or(t.track_links)
+            && self.parts.links.is_some()
+            && let Some(plan) = rewrite::plan(&m.text, &t.link_base)
+        {
+            m.text = plan.text;
+            planned = Some(plan.links);
+        }
         let mut msg = validate_with_country(tenant, m, t.default_validity, t.default_country, now)?;
         if !t.senders.allows(&msg.from) {
             return Err(sender_not_allowed(tenant, &msg.from));
@@ -239,7 +259,7 @@ impl Admission {
             });
         }
         msg.id = id;
-        Ok(msg)
+        Ok((msg, planned))
     }
 
     /// Admits a batch from `tenant` on connection `conn`: per-message
@@ -260,6 +280,8 @@ impl Admission {
         let segment = p.journal.head_segment();
         let mut results = Vec::with_capacity(messages.len());
         let mut accepted: Vec<Arc<Message>> = Vec::with_capacity(messages.len());
+        // The last of the batch's tracked links to be durable.
+        let mut links_ticket = None;
         for (i, m) in messages.into_iter().enumerate() {
             let client_ref = m.client_ref.clone();
             let verdict = self.verdict_of(&t, tenant, m, MessageId(first + i as u64), now);
@@ -270,23 +292,29 @@ impl Admission {
                     .increment(1);
                     Err(r)
                 }
-                Ok(msg) => match p
-                    .dedupe
-                    .check_or_insert(tenant, &client_ref, msg.id, now, segment)
-                {
-                    Err(existing) => Ok(Accepted {
-                        id: existing,
-                        duplicate: true,
-                    }),
-                    Ok(()) => {
-                        let id = msg.id;
-                        accepted.push(Arc::new(msg));
-                        Ok(Accepted {
-                            id,
-                            duplicate: false,
-                        })
+                Ok((mut msg, planned)) => {
+                    match p
+                        .dedupe
+                        .check_or_insert(tenant, &client_ref, msg.id, now, segment)
+                    {
+                        Err(existing) => Ok(Accepted {
+                            id: existing,
+                            duplicate: true,
+                        }),
+                        Ok(()) => {
+                            if let (Some(planned), Some(links)) = (planned, &p.links) {
+                                links_ticket =
+                                    links_ticket.max(Some(links.shorten(&mut msg, &planned)));
+                            }
+                            let id = msg.id;
+                            accepted.push(Arc::new(msg));
+                            Ok(Accepted {
+                                id,
+                                duplicate: false,
+                            })
+                        }
                     }
-                },
+                }
             };
             results.push(SubmitResult {
                 client_ref,
@@ -304,18 +332,38 @@ impl Admission {
         // ledger, claimed by their client_refs, never sent until a restart.
         let this = self.clone();
         let tenant = tenant.clone();
-        let finish = match p.claims.clone() {
-            None => {
+        // Tracked links are durable before the messages that carry them are
+        // journaled: no code is sent that the link store could lose.
+        let links = links_ticket.and_then(|t| Some((p.links.clone()?, t)));
+        let finish = match (p.claims.clone(), links) {
+            (None, None) => {
                 let durable = this.admit(&tenant, conn, &accepted);
                 tokio::spawn(this.finish(accepted, results, durable))
             }
-            Some(claims) => tokio::spawn(async move {
+            (None, Some((links, ticket))) => tokio::spawn(async move {
+                if let Err(e) = links.durable(ticket).await {
+                    this.refuse(&accepted, &mut results, &e);
+                    return results;
+                }
+                let durable = this.admit(&tenant, conn, &accepted);
+                this.finish(accepted, results, durable).await
+            }),
+            (Some(claims), links) => tokio::spawn(async move {
                 let Some(accepted) = this
                     .claim_in_cluster(&claims, &tenant, accepted, &mut results)
                     .await
                 else {
                     return results;
                 };
+                if let Some((links, ticket)) = links
+                    && let Err(e) = links.durable(ticket).await
+                {
+                    this.refuse(&accepted, &mut results, &e);
+                    let all: Vec<(&str, MessageId)> =
+                        accepted.iter().map(|m| (&*m.client_ref, m.id)).collect();
+                    claims.release(&tenant, &all).await;
+                    return results;
+                }
                 let durable = this.admit(&tenant, conn, &accepted);
                 let kept = accepted.clone();
                 let results = this.clone().finish(accepted, results, durable).await;
@@ -347,6 +395,28 @@ impl Admission {
                 Vec::new()
             })
         })
+    }
+
+    /// Turns the batch's accepted messages into `unavailable` (retry) before
+    /// anything was registered or journaled: their tracked links could not be
+    /// stored.
+    fn refuse(&self, accepted: &[Arc<Message>], results: &mut [SubmitResult], e: &LinkError) {
+        tracing::error!(target: TARGET, error = %e, "tracked links not stored; batch refused");
+        let refused: HashSet<u64> = accepted.iter().map(|m| m.id.0).collect();
+        for m in accepted {
+            self.parts.dedupe.forget(&m.tenant, &m.client_ref);
+        }
+        for r in results {
+            if let Ok(a) = r.outcome
+                && !a.duplicate
+                && refused.contains(&a.id.0)
+            {
+                r.outcome = Err(Rejection {
+                    reason: RejectReason::Unavailable,
+                    detail: "the gateway could not store the message's links; retry".into(),
+                });
+            }
+        }
     }
 
     /// Registers accepted messages (events claimed for `conn`, ledger) and

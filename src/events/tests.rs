@@ -297,6 +297,7 @@ fn hub_with_endpoints(
         delivery: true,
         inbound: true,
         opt: true,
+        click: true,
     };
     let deliveries = EventKinds {
         delivery: true,

@@ -87,6 +87,7 @@ pub(super) async fn public(
     config: &Config,
     media: Arc<crate::media::store::MediaStore>,
     links: Arc<crate::media::link::LinkSigner>,
+    redirects: Option<Arc<crate::links::serve::Redirects>>,
     stop: &CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<Option<SocketAddr>> {
@@ -95,7 +96,11 @@ pub(super) async fn public(
         return Ok(None);
     };
     let tls = server_tls("public", p.tls(), true, config)?;
-    let router: Router = crate::media::page::router(media, links).layer(deadline(p.body_timeout));
+    let mut router: Router = crate::media::page::router(media, links);
+    if let Some(r) = redirects {
+        router = router.merge(crate::links::serve::router(r));
+    }
+    let router = router.layer(deadline(p.body_timeout));
     let door = Door::bind("public", addr, tls, p.max_connections).await?;
     let local = door.local_addr()?;
     let limits = HttpLimits {

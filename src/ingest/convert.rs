@@ -50,6 +50,7 @@ pub fn submission(m: pb::SubmitMessage) -> Submission {
         mms_read_reply: m.mms_read_reply,
         mms_distribution_indicator: m.mms_distribution_indicator,
         mms_earliest_delivery_ms: m.mms_earliest_delivery_ms,
+        track_links: m.track_links,
         mms_service_code: m.mms_service_code,
         mms_linked_id: m.mms_linked_id,
     }

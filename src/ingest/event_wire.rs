@@ -39,6 +39,18 @@ impl EventEncoder for WireEvents {
                 keyword: e.keyword.clone(),
                 at_ms: e.at_ms,
             }),
+            Notice::Click(e) => pb::event::Kind::Click(pb::LinkClick {
+                message_id: e.message_id,
+                client_ref: e.client_ref.clone(),
+                campaign_id: e.campaign.clone(),
+                number: e.number.clone(),
+                link_index: e.link_index,
+                url: e.url.clone(),
+                first: e.first,
+                at_ms: e.at_ms,
+                user_agent: e.user_agent.clone(),
+                ip_class: e.ip_class.clone(),
+            }),
         };
         pb::Event {
             event_id,
@@ -159,6 +171,41 @@ mod tests {
                 o.at_ms
             ),
             ("+14155550100", "brand", true, "STOP", 7)
+        );
+        let click = crate::events::ClickEvent {
+            message_id: 42,
+            client_ref: "r-1".into(),
+            campaign: "spring".into(),
+            number: "+14155550100".into(),
+            link_index: 1,
+            url: "https://shop.example/a".into(),
+            first: true,
+            at_ms: 9,
+            user_agent: "Mozilla/5.0".into(),
+            ip_class: "203.0.113.0/24".into(),
+        };
+        let got = pb::Event::decode(WireEvents.notice(7, &Notice::Click(click))).unwrap();
+        let Some(pb::event::Kind::Click(c)) = got.kind else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (
+                c.message_id,
+                c.client_ref.as_str(),
+                c.campaign_id.as_str(),
+                c.link_index,
+                c.first
+            ),
+            (42, "r-1", "spring", 1, true)
+        );
+        assert_eq!(
+            (
+                c.url.as_str(),
+                c.at_ms,
+                c.user_agent.as_str(),
+                c.ip_class.as_str()
+            ),
+            ("https://shop.example/a", 9, "Mozilla/5.0", "203.0.113.0/24")
         );
     }
 }

@@ -51,6 +51,9 @@ pub struct Submission {
     pub mms_distribution_indicator: Option<bool>,
     /// MMS `EarliestDeliveryTime` asked for, Unix ms (0: none).
     pub mms_earliest_delivery_ms: u64,
+    /// Shorten and track the text's links (none: the tenant's
+    /// `track_links`).
+    pub track_links: Option<bool>,
 }
 
 /// Why a message was not accepted.

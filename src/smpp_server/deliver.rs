@@ -94,8 +94,9 @@ impl EventEncoder for SmppEvents {
     fn notice(&self, _event_id: u64, notice: &Notice) -> Bytes {
         match notice {
             Notice::Inbound(e) => inbound(e),
-            // The destination does not take opt-outs (SMPP has no such PDU).
-            Notice::Opt(_) => Bytes::new(),
+            // The destination takes neither opt-outs nor clicks (SMPP has
+            // no such PDU).
+            Notice::Opt(_) | Notice::Click(_) => Bytes::new(),
         }
     }
 

@@ -8,6 +8,8 @@
 //! {"id":18,"type":"inbound","from":"+14155550100","to":"12345","text":"hi","carrier":"smsc-a","at_ms":1733330000456}
 //! {"id":19,"type":"opt_out","number":"+14155550100","scope":"brand","opted_out":true,"keyword":"STOP","at_ms":1733330000789}
 //! {"id":20,"type":"inbound","from":"+14155550100","to":"12345","text":"yes","carrier":"mmsc-a","at_ms":1733330000901,"linked_id":"mo-7"}
+//! {"id":21,"type":"click","message_id":"42","client_ref":"order-1","campaign_id":"spring","number":"+14155550100",
+//!  "link_index":0,"url":"https://shop.example/sale","first":true,"at_ms":1733330001000,"user_agent":"Mozilla/5.0 …","ip_class":"203.0.113.0/24"}
 //! ```
 //!
 //! `id` is the event's id for this endpoint (each destination has its own):
@@ -78,6 +80,20 @@ impl EventEncoder for JsonEvents {
                 "opted_out": e.opted_out,
                 "keyword": e.keyword,
                 "at_ms": e.at_ms,
+            }),
+            Notice::Click(e) => json!({
+                "id": event_id,
+                "type": "click",
+                "message_id": e.message_id.to_string(),
+                "client_ref": e.client_ref,
+                "campaign_id": e.campaign,
+                "number": e.number,
+                "link_index": e.link_index,
+                "url": e.url,
+                "first": e.first,
+                "at_ms": e.at_ms,
+                "user_agent": e.user_agent,
+                "ip_class": e.ip_class,
             }),
         };
         Bytes::from(v.to_string())

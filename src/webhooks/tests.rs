@@ -66,6 +66,39 @@ fn a_body_wraps_the_encoded_events_and_parses() {
     assert_eq!(events[0]["opted_out"], true);
     assert_eq!(events[1]["id"], 2);
     assert_eq!(events[1]["text"], "hi \u{1F600}");
+    let click = crate::events::EventEncoder::notice(
+        &json::JsonEvents,
+        3,
+        &crate::events::Notice::Click(crate::events::ClickEvent {
+            message_id: 42,
+            client_ref: "r-1".into(),
+            campaign: "spring".into(),
+            number: "+14155550100".into(),
+            link_index: 0,
+            url: "https://shop.example/a?x=\"1\"".into(),
+            first: false,
+            at_ms: 9,
+            user_agent: "Mozilla/5.0".into(),
+            ip_class: "203.0.113.0/24".into(),
+        }),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&click).unwrap();
+    assert_eq!(
+        (
+            &v["type"],
+            &v["message_id"],
+            &v["campaign_id"],
+            &v["first"],
+            &v["url"]
+        ),
+        (
+            &serde_json::json!("click"),
+            &serde_json::json!("42"),
+            &serde_json::json!("spring"),
+            &serde_json::json!(false),
+            &serde_json::json!("https://shop.example/a?x=\"1\""),
+        )
+    );
     let empty: serde_json::Value = serde_json::from_slice(&json::body([])).unwrap();
     assert_eq!(empty, serde_json::json!({ "events": [] }));
 }

@@ -54,6 +54,8 @@ pub struct Collected {
     pub states: Arc<Mutex<HashMap<u64, States>>>,
     pub inbound: Arc<Mutex<Vec<pb::InboundMessage>>>,
     pub opts: Arc<Mutex<Vec<pb::OptEvent>>>,
+    /// Clicks on tracked links.
+    pub clicks: Arc<Mutex<Vec<pb::LinkClick>>>,
     /// Channel and channel reason of each final event.
     pub channels: Arc<Mutex<HashMap<u64, (pb::Channel, String)>>>,
     /// Error code and carrier of each final event.
@@ -112,6 +114,7 @@ pub async fn subscriber_as(addr: &str, tenant: &str, token: &str) -> (Client, Co
                 }
                 Some(pb::event::Kind::Inbound(m)) => c.inbound.lock().push(m),
                 Some(pb::event::Kind::Opt(o)) => c.opts.lock().push(o),
+                Some(pb::event::Kind::Click(k)) => c.clicks.lock().push(k),
                 None => {}
             }
             let _ = acker.ack(vec![e.event_id]).await;

@@ -216,7 +216,7 @@ class SubmitBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[SubmitMessage, _Mapping]]] = ...) -> None: ...
 
 class SubmitMessage(_message.Message):
-    __slots__ = ("client_ref", "to", "text", "media", "subject", "channel", "fallback", "campaign_id", "validity_seconds", "priority", "tags", "mms_service_code", "mms_linked_id", "mms_message_class", "mms_priority", "mms_read_reply", "mms_distribution_indicator", "mms_earliest_delivery_ms")
+    __slots__ = ("client_ref", "to", "text", "media", "subject", "channel", "fallback", "campaign_id", "validity_seconds", "priority", "tags", "mms_service_code", "mms_linked_id", "mms_message_class", "mms_priority", "mms_read_reply", "mms_distribution_indicator", "mms_earliest_delivery_ms", "track_links")
     CLIENT_REF_FIELD_NUMBER: _ClassVar[int]
     TO_FIELD_NUMBER: _ClassVar[int]
     FROM_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +236,7 @@ class SubmitMessage(_message.Message):
     MMS_READ_REPLY_FIELD_NUMBER: _ClassVar[int]
     MMS_DISTRIBUTION_INDICATOR_FIELD_NUMBER: _ClassVar[int]
     MMS_EARLIEST_DELIVERY_MS_FIELD_NUMBER: _ClassVar[int]
+    TRACK_LINKS_FIELD_NUMBER: _ClassVar[int]
     client_ref: str
     to: str
     text: str
@@ -254,7 +255,8 @@ class SubmitMessage(_message.Message):
     mms_read_reply: bool
     mms_distribution_indicator: bool
     mms_earliest_delivery_ms: int
-    def __init__(self, client_ref: _Optional[str] = ..., to: _Optional[str] = ..., text: _Optional[str] = ..., media: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., channel: _Optional[_Union[ChannelPreference, str]] = ..., fallback: _Optional[_Union[FallbackPolicy, str]] = ..., campaign_id: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., priority: _Optional[_Union[PriorityClass, str]] = ..., tags: _Optional[_Iterable[str]] = ..., mms_service_code: _Optional[str] = ..., mms_linked_id: _Optional[str] = ..., mms_message_class: _Optional[_Union[MmsMessageClass, str]] = ..., mms_priority: _Optional[_Union[MmsPriority, str]] = ..., mms_read_reply: _Optional[bool] = ..., mms_distribution_indicator: _Optional[bool] = ..., mms_earliest_delivery_ms: _Optional[int] = ..., **kwargs) -> None: ...
+    track_links: bool
+    def __init__(self, client_ref: _Optional[str] = ..., to: _Optional[str] = ..., text: _Optional[str] = ..., media: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., channel: _Optional[_Union[ChannelPreference, str]] = ..., fallback: _Optional[_Union[FallbackPolicy, str]] = ..., campaign_id: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., priority: _Optional[_Union[PriorityClass, str]] = ..., tags: _Optional[_Iterable[str]] = ..., mms_service_code: _Optional[str] = ..., mms_linked_id: _Optional[str] = ..., mms_message_class: _Optional[_Union[MmsMessageClass, str]] = ..., mms_priority: _Optional[_Union[MmsPriority, str]] = ..., mms_read_reply: _Optional[bool] = ..., mms_distribution_indicator: _Optional[bool] = ..., mms_earliest_delivery_ms: _Optional[int] = ..., track_links: _Optional[bool] = ..., **kwargs) -> None: ...
 
 class PutMedia(_message.Message):
     __slots__ = ("upload_id", "content_type", "total_size", "offset", "data", "last")
@@ -371,17 +373,43 @@ class OptEvent(_message.Message):
     at_ms: int
     def __init__(self, number: _Optional[str] = ..., scope: _Optional[str] = ..., opted_out: _Optional[bool] = ..., keyword: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
 
+class LinkClick(_message.Message):
+    __slots__ = ("message_id", "client_ref", "campaign_id", "number", "link_index", "url", "first", "at_ms", "user_agent", "ip_class")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_REF_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    LINK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    USER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    IP_CLASS_FIELD_NUMBER: _ClassVar[int]
+    message_id: int
+    client_ref: str
+    campaign_id: str
+    number: str
+    link_index: int
+    url: str
+    first: bool
+    at_ms: int
+    user_agent: str
+    ip_class: str
+    def __init__(self, message_id: _Optional[int] = ..., client_ref: _Optional[str] = ..., campaign_id: _Optional[str] = ..., number: _Optional[str] = ..., link_index: _Optional[int] = ..., url: _Optional[str] = ..., first: _Optional[bool] = ..., at_ms: _Optional[int] = ..., user_agent: _Optional[str] = ..., ip_class: _Optional[str] = ...) -> None: ...
+
 class Event(_message.Message):
-    __slots__ = ("event_id", "delivery", "inbound", "opt")
+    __slots__ = ("event_id", "delivery", "inbound", "opt", "click")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
     INBOUND_FIELD_NUMBER: _ClassVar[int]
     OPT_FIELD_NUMBER: _ClassVar[int]
+    CLICK_FIELD_NUMBER: _ClassVar[int]
     event_id: int
     delivery: DeliveryEvent
     inbound: InboundMessage
     opt: OptEvent
-    def __init__(self, event_id: _Optional[int] = ..., delivery: _Optional[_Union[DeliveryEvent, _Mapping]] = ..., inbound: _Optional[_Union[InboundMessage, _Mapping]] = ..., opt: _Optional[_Union[OptEvent, _Mapping]] = ...) -> None: ...
+    click: LinkClick
+    def __init__(self, event_id: _Optional[int] = ..., delivery: _Optional[_Union[DeliveryEvent, _Mapping]] = ..., inbound: _Optional[_Union[InboundMessage, _Mapping]] = ..., opt: _Optional[_Union[OptEvent, _Mapping]] = ..., click: _Optional[_Union[LinkClick, _Mapping]] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("events",)

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::backlog::tests::kit;
+use crate::links::Lookup;
 use crate::model::Msisdn;
 
 struct Setup {
@@ -9,6 +10,7 @@ struct Setup {
     compliance: Arc<Compliance>,
     ledger: Arc<Ledger>,
     scheduler: Arc<crate::schedule::Scheduler>,
+    links: LinkStore,
     _dir: tempfile::TempDir,
 }
 
@@ -19,6 +21,12 @@ fn setup() -> Setup {
     let (journal, _) = Journal::open(&dir.path().join("adm"), &Default::default()).unwrap();
     let compliance = Arc::new(Compliance::open(&config).unwrap());
     let media = crate::media::store::MediaStore::open(crate::uploads::store_config(&config));
+    let links = LinkStore::open(
+        &dir.path().join("links"),
+        &[7; 32],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
     let parts = Parts {
         journal,
         ledger: ledger.clone(),
@@ -29,12 +37,14 @@ fn setup() -> Setup {
         dedupe: Arc::new(Dedupe::new(Duration::from_secs(3600), [5; 16])),
         backlog,
         claims: None,
+        links: Some(links.clone()),
     };
     Setup {
         admission: Arc::new(Admission::new(&config, parts)),
         compliance,
         ledger,
         scheduler,
+        links,
         _dir: dir,
     }
 }
@@ -177,4 +187,46 @@ async fn a_batch_whose_caller_goes_away_before_the_answer_is_still_queued() {
         .await;
     assert!(accepted(&again[0]).duplicate);
     assert_eq!(queue.len(), 2, "and nothing twice");
+}
+
+#[tokio::test]
+async fn tracked_links_are_shortened_before_the_length_check_and_stored_once() {
+    let s = setup();
+    let t: Arc<str> = "t".into();
+    // 1,700 characters as written, 80 once its link is short: accepted.
+    let long_url = format!("https://shop.example/{}", "x".repeat(1650));
+    let mut long = submit("long", "+14155550100", "12345");
+    long.text = format!("Sale {long_url} now");
+    long.track_links = Some(true);
+    // Tracking is the tenant's choice (off here) unless the message says.
+    let mut plain = submit("plain", "+14155550101", "12345");
+    plain.text = "See https://shop.example/b".into();
+    let results = s.admission.submit(&t, 1, vec![long.clone(), plain]).await;
+    assert_eq!(reasons(&results), vec![None, None]);
+    let sent = s.ledger.get(accepted(&results[0]).id).unwrap().message;
+    // `Sale <public_url>/<code> now`.
+    let code = sent
+        .text
+        .strip_suffix(" now")
+        .and_then(|rest| rest.rsplit_once('/'))
+        .map(|(_, code)| code)
+        .unwrap_or_else(|| panic!("not shortened: {}", sent.text));
+    assert!(sent.text.len() < 80, "{}", sent.text);
+    let Lookup::Found(link) = s.links.lookup(code, crate::model::now_ms()) else {
+        panic!("{code} not stored");
+    };
+    assert_eq!((link.url, link.message_id), (long_url, sent.id));
+    let other = s.ledger.get(accepted(&results[1]).id).unwrap().message;
+    assert_eq!(other.text, "See https://shop.example/b");
+    // A retry of the same client_ref stores no second link.
+    let again = s.admission.submit(&t, 2, vec![long]).await;
+    assert!(accepted(&again[0]).duplicate);
+    assert_eq!(s.links.issued(), 1);
+    // Shortening that makes a text longer than allowed is refused as such.
+    let mut grown = submit("grown", "+14155550102", "12345");
+    grown.text = "http://a.b ".repeat(145);
+    grown.track_links = Some(true);
+    let results = s.admission.submit(&t, 3, vec![grown]).await;
+    assert_eq!(reasons(&results), vec![Some(RejectReason::TextTooLong)]);
+    assert_eq!(s.links.issued(), 1);
 }

@@ -159,6 +159,11 @@ pub struct SubmitMessage {
     /// wait for it.
     #[prost(uint64, tag = "19")]
     pub mms_earliest_delivery_ms: u64,
+    /// Replace the http(s) links in the text with short tracked links on the
+    /// tenant's link domain (unset: the tenant's `track_links`). Clicks come
+    /// back as `LinkClick` events; the text's length is judged as shortened.
+    #[prost(bool, optional, tag = "20")]
+    pub track_links: ::core::option::Option<bool>,
 }
 /// Uploads media (image, GIF, video, text, SMIL) once; messages then name it
 /// by the returned media id (sha256 hex), so a campaign to a million
@@ -309,12 +314,42 @@ pub struct OptEvent {
     #[prost(uint64, tag = "5")]
     pub at_ms: u64,
 }
+/// A recipient followed a tracked link (not a preview fetch or a crawler).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LinkClick {
+    /// The message the link was sent in, its client_ref and campaign.
+    #[prost(uint64, tag = "1")]
+    pub message_id: u64,
+    #[prost(string, tag = "2")]
+    pub client_ref: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub campaign_id: ::prost::alloc::string::String,
+    /// Its recipient, in E.164.
+    #[prost(string, tag = "4")]
+    pub number: ::prost::alloc::string::String,
+    /// Which of the message's links, from 0, and where it leads.
+    #[prost(uint32, tag = "5")]
+    pub link_index: u32,
+    #[prost(string, tag = "6")]
+    pub url: ::prost::alloc::string::String,
+    /// The link's first click (false: a repeat).
+    #[prost(bool, tag = "7")]
+    pub first: bool,
+    #[prost(uint64, tag = "8")]
+    pub at_ms: u64,
+    /// The browser's User-Agent (at most 256 characters).
+    #[prost(string, tag = "9")]
+    pub user_agent: ::prost::alloc::string::String,
+    /// The network the click came from, cut to /24 (IPv4) or /48 (IPv6).
+    #[prost(string, tag = "10")]
+    pub ip_class: ::prost::alloc::string::String,
+}
 /// One event. `event_id` is what EventAck acknowledges.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Event {
     #[prost(uint64, tag = "1")]
     pub event_id: u64,
-    #[prost(oneof = "event::Kind", tags = "2, 3, 4")]
+    #[prost(oneof = "event::Kind", tags = "2, 3, 4, 5")]
     pub kind: ::core::option::Option<event::Kind>,
 }
 /// Nested message and enum types in `Event`.
@@ -327,6 +362,8 @@ pub mod event {
         Inbound(super::InboundMessage),
         #[prost(message, tag = "4")]
         Opt(super::OptEvent),
+        #[prost(message, tag = "5")]
+        Click(super::LinkClick),
     }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
