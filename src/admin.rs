@@ -54,6 +54,8 @@ use crate::compliance::{Compliance, program_scope, tenant_scope};
 use crate::httpd::{self, BodyError};
 use crate::journal::OptChange;
 use crate::ledger::{Ledger, Stage};
+use crate::links::LinkStore;
+use crate::links::campaigns::Campaigns;
 use crate::model::{MessageId, Msisdn, now_ms};
 use crate::schedule::Scheduler;
 use crate::settings::{Config, Secret};
@@ -123,6 +125,8 @@ pub struct Admin {
     spill: Arc<Spill>,
     webhooks: Arc<crate::webhooks::Webhooks>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Campaign figures, and the clicks of tracked links.
+    campaigns: Option<(Arc<Campaigns>, Option<LinkStore>)>,
 }
 
 /// The bearer tokens the admin API takes.
@@ -237,6 +241,7 @@ impl Admin {
             spill,
             webhooks,
             cluster: None,
+            campaigns: None,
         }
     }
 
@@ -244,6 +249,13 @@ impl Admin {
     #[must_use]
     pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Admin {
         self.cluster = cluster;
+        self
+    }
+
+    /// Serves `GET /admin/campaigns/{id}` from these figures and clicks.
+    #[must_use]
+    pub fn with_campaigns(mut self, campaigns: Arc<Campaigns>, links: Option<LinkStore>) -> Admin {
+        self.campaigns = Some((campaigns, links));
         self
     }
 
@@ -299,6 +311,7 @@ impl Admin {
             .route("/admin/imports", get(imports))
             .route("/admin/queues", get(queues))
             .route("/admin/cluster", get(cluster))
+            .route("/admin/campaigns/{id}", get(campaign))
             .route("/admin/messages/{id}", get(message))
             .route("/admin/messages/{id}/history", get(message_history))
             .route("/admin/history", get(history_search))
@@ -811,6 +824,64 @@ fn history_query(q: &HistoryQuery, now: u64) -> Result<crate::history::Query, St
         }
         _ => Err("exactly one of client_ref=TENANT:REF, carrier_id=CARRIER:ID or to=+E164".into()),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct CampaignQuery {
+    /// The campaign's tenant (the operator must say; a tenant's token
+    /// means its own).
+    tenant: Option<String>,
+}
+
+/// A campaign's figures side by side: delivered, clicks, clicking
+/// recipients and click-through rate, preview fetches, opt-outs and opt-out
+/// rate.
+async fn campaign(
+    State(a): AdminState,
+    Extension(p): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<CampaignQuery>,
+) -> Reply {
+    let tenant = match (&p, q.tenant) {
+        (Principal::Tenant(t), None) => t.to_string(),
+        (Principal::Operator, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "say whose campaign: ?tenant=<name>",
+            );
+        }
+        (_, Some(t)) if p.may_tenant(&t) => t,
+        (_, Some(_)) => return forbidden("read another tenant's campaigns"),
+    };
+    let Some((campaigns, links)) = &a.campaigns else {
+        return error(StatusCode::NOT_FOUND, "campaign figures are off");
+    };
+    let f = campaigns.figures(&tenant, &id);
+    let c = links
+        .as_ref()
+        .map(|l| l.campaign(&tenant, &id))
+        .unwrap_or_default();
+    let rate = |n: u64| {
+        if f.delivered == 0 {
+            serde_json::Value::Null
+        } else {
+            json!(n as f64 / f.delivered as f64)
+        }
+    };
+    reply(
+        StatusCode::OK,
+        json!({
+            "tenant": tenant,
+            "campaign_id": id,
+            "delivered": f.delivered,
+            "clicks": c.clicks,
+            "clickers": c.clickers,
+            "click_through_rate": rate(c.clickers),
+            "previews": c.previews,
+            "optouts": f.optouts,
+            "optout_rate": rate(f.optouts),
+        }),
+    )
 }
 
 async fn history_search(

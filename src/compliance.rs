@@ -392,6 +392,16 @@ impl Compliance {
         (scopes, n)
     }
 
+    /// The narrowest opt-out scope a message from `from` in `tenant` falls
+    /// in: its sender program's, else its tenant's (campaign attribution:
+    /// a STOP to that sender opts out of this scope).
+    pub fn sender_scope(&self, tenant: &str, from: &Sender) -> Option<Arc<str>> {
+        let (scopes, n) = self.scopes_for(tenant, from);
+        (n > 1)
+            .then(|| self.set.scope_name(scopes[n - 1]))
+            .flatten()
+    }
+
     /// The scope a message's recipient opted out of, if any (admission and
     /// dispatch).
     pub fn check(&self, tenant: &str, from: &Sender, to: Msisdn) -> Option<Arc<str>> {

@@ -83,6 +83,8 @@ pub struct OptEvent {
     pub keyword: String,
     /// Wall-clock ms of the change.
     pub at_ms: u64,
+    /// The campaign an opt-out is attributed to (empty: none).
+    pub campaign: String,
 }
 
 /// A recipient followed a tracked link ([`crate::links`]).

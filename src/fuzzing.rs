@@ -1099,7 +1099,8 @@ pub fn history_segment(data: &[u8]) {
 /// a record body, and a store's files. First byte 0: the rest is a code
 /// (one that decodes encodes back to itself); 1: a text (every planned
 /// placeholder sits where the plan says and fills); 2: a record body (one
-/// that decodes re-encodes to the same bytes); anything else: the rest,
+/// that decodes re-encodes to the same bytes); 3: a campaign snapshot (one
+/// that reads back re-encodes to the same figures); anything else: the rest,
 /// cut in three by two 2-byte lengths, is a segment's `.links`, `.index`
 /// and `.clicks` files, which a store opens and looks codes up in without
 /// panicking.
@@ -1136,6 +1137,7 @@ pub fn link_store(data: &[u8]) {
                 assert_eq!(body.encode(), rest, "a body re-encodes to itself");
             }
         }
+        3 => crate::links::campaigns::fuzz_snapshot(rest),
         _ => {
             let mut rest = rest;
             let a = (int::<2>(&mut rest) as usize).min(rest.len());

@@ -527,6 +527,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         backlog.clone(),
     ));
     receipts.set_inbound(&(inbound.clone() as Arc<dyn InboundSink>));
+    let links_dir = config.data_dir.join("links");
+    std::fs::create_dir_all(&links_dir)?;
+    let campaigns = Arc::new(crate::links::campaigns::Campaigns::open(
+        &links_dir,
+        config.links.attribution_window,
+        compliance.clone(),
+    ));
+    receipts.set_campaigns(campaigns.clone());
+    inbound.attribute_to(campaigns.clone());
     keeper.restore(recovered, config.journal.recovery);
     let gateway = Arc::new(Gateway {
         journal: journal.clone(),
@@ -616,6 +625,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     tasks.spawn(page_in(backlog.clone(), shutdown.clone()));
+    tasks.spawn(keep_campaigns(campaigns.clone(), shutdown.clone()));
     tasks.spawn(sweep_landing_pages(
         media.clone(),
         config.mms.landing_retention,
@@ -663,7 +673,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             backlog.spill().clone(),
             webhooks,
         )
-        .with_cluster(cluster.clone()),
+        .with_cluster(cluster.clone())
+        .with_campaigns(campaigns.clone(), link_store.clone()),
     );
     let http_addr = doors::internal(
         &config,
@@ -759,6 +770,37 @@ async fn page_in(backlog: Arc<Backlog>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         backlog.page_in().await;
+    }
+}
+
+/// Saves the campaign figures every five minutes (and drops attribution
+/// entries past their window), and once more at shutdown.
+async fn keep_campaigns(
+    campaigns: Arc<crate::links::campaigns::Campaigns>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        let c = campaigns.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            c.sweep(crate::model::now_ms() / 1000);
+            c.save()
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(target: TARGET, error = %e, "campaign figures not saved"),
+            Err(e) => tracing::error!(target: TARGET, error = %e, "campaign save task failed"),
+        }
+        if last {
+            return;
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use crate::compliance::{Compliance, Inbound as Classified};
 use crate::events::{EventHub, InboundEvent, Notice, OptEvent};
 use crate::journal::Journal;
 use crate::ledger::Ledger;
+use crate::links::campaigns::Campaigns;
 use crate::model::{
     ChannelPref, FallbackPolicy, LogSafe, Message, MessageId, Msisdn, Priority, Sender, now_ms,
 };
@@ -38,9 +39,16 @@ pub struct Inbound {
     journal: Journal,
     ledger: Arc<Ledger>,
     backlog: Arc<Backlog>,
+    /// Attributes opt-outs to campaigns (set once at start).
+    campaigns: std::sync::OnceLock<Arc<Campaigns>>,
 }
 
 impl Inbound {
+    /// Attributes keyword opt-outs to campaigns from now on.
+    pub fn attribute_to(&self, campaigns: Arc<Campaigns>) {
+        let _ = self.campaigns.set(campaigns);
+    }
+
     /// Inbound handling over these parts.
     pub fn new(
         compliance: Arc<Compliance>,
@@ -55,6 +63,7 @@ impl Inbound {
             journal,
             ledger,
             backlog,
+            campaigns: std::sync::OnceLock::new(),
         }
     }
 
@@ -113,12 +122,20 @@ impl Inbound {
                 reply,
             } => {
                 let opted_out = handset.is_some_and(|n| self.compliance.check_scope(&scope, n));
+                let at_ms = now_ms();
+                let campaign = match (opted_out, handset, self.campaigns.get()) {
+                    (true, Some(n), Some(c)) => Sender::parse(mo.to.trim())
+                        .ok()
+                        .and_then(|s| c.stop(&tenant, &s, n.as_u64(), at_ms / 1000)),
+                    _ => None,
+                };
                 let ev = Notice::Opt(OptEvent {
                     number: handset.map_or_else(|| mo.from.clone(), |n| n.to_string()),
                     scope,
                     opted_out,
                     keyword,
-                    at_ms: now_ms(),
+                    at_ms,
+                    campaign: campaign.map(|c| c.to_string()).unwrap_or_default(),
                 });
                 (tenant, Some(ev), reply)
             }

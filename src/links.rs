@@ -24,6 +24,7 @@
 //! (stream, gRPC, webhooks).
 
 pub mod agent;
+pub mod campaigns;
 pub mod code;
 pub mod rewrite;
 pub mod serve;

@@ -152,6 +152,8 @@ pub struct Receipts {
     mo_parts: Mutex<text::Reassembler<(String, String)>>,
     /// The cluster's orphan receipts (cluster mode only).
     orphans: std::sync::OnceLock<Arc<dyn OrphanSink>>,
+    /// Campaign figures and opt-out attribution (set once at start).
+    campaigns: std::sync::OnceLock<Arc<crate::links::campaigns::Campaigns>>,
 }
 
 #[derive(Default)]
@@ -195,7 +197,14 @@ impl Receipts {
             inbound: std::sync::OnceLock::new(),
             mo_parts: Mutex::new(text::Reassembler::new(10_000)),
             orphans: std::sync::OnceLock::new(),
+            campaigns: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts delivered campaign messages and records them for opt-out
+    /// attribution (once, at start).
+    pub fn set_campaigns(&self, campaigns: Arc<crate::links::campaigns::Campaigns>) {
+        let _ = self.campaigns.set(campaigns);
     }
 
     /// Sends receipts unknown here to the cluster (once, at start).
@@ -311,6 +320,9 @@ impl Receipts {
             }
             self.finals
                 .increment(&(f.message.tenant.clone(), f.state), 1);
+        }
+        if let Some(c) = self.campaigns.get() {
+            c.finals(&finals, crate::model::now_ms() / 1000);
         }
         let p = self.hub.publish_final(&finals);
         async move {

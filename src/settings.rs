@@ -96,7 +96,8 @@ pub struct Config {
     pub links: LinksConfig,
 }
 
-/// Tracked links: how long a short link answers.
+/// Tracked links and campaign figures: how long a short link answers, and
+/// how far back an opt-out is attributed to a campaign.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LinksConfig {
@@ -105,12 +106,18 @@ pub struct LinksConfig {
     /// keeps links forever. Default 30 days.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// A keyword opt-out is attributed to the campaign of the last message
+    /// its sender program delivered to the number within this long.
+    /// Default 7 days.
+    #[serde(with = "humantime_serde")]
+    pub attribution_window: Duration,
 }
 
 impl Default for LinksConfig {
     fn default() -> Self {
         LinksConfig {
             retention: Duration::from_secs(30 * 86_400),
+            attribution_window: Duration::from_secs(7 * 86_400),
         }
     }
 }

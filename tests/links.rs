@@ -47,8 +47,11 @@ fn location(headers: &str) -> Option<&str> {
     headers.lines().find_map(|l| l.strip_prefix("location: "))
 }
 
+const OPERATOR: &str = "operator-token-0001";
+
 fn tracked_config(dir: &std::path::Path, smsc: &sluice::sim::smsc::Smsc) -> Config {
     let mut c = config(dir, smsc);
+    c.http.admin_token = Some(sluice::model::Secret::new(OPERATOR));
     c.tenants[0].track_links = true;
     c.tenants[0].link_url = Some("https://go.acme.test".into());
     // A second tenant with a domain of its own.
@@ -182,6 +185,41 @@ async fn tracked_links_redirect_count_clicks_and_outlive_a_restart() {
             .join("\n")
     );
     assert!(metrics.contains("sluice_link_previews_total{tenant=\"demo\"} 2"));
+
+    // A STOP from the recipient is the campaign's opt-out.
+    smsc.inject_mo("14155550100", "12345", "STOP").unwrap();
+    eventually("the opt-out event", Duration::from_secs(10), || {
+        !got.opts.lock().is_empty()
+    })
+    .await;
+    assert_eq!(got.opts.lock()[0].campaign_id, "spring");
+    let auth = format!("Bearer {OPERATOR}");
+    let (st, _, body) = http(
+        gw.http_addr.unwrap(),
+        "GET",
+        "/admin/campaigns/spring?tenant=demo",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            &v["delivered"],
+            &v["clicks"],
+            &v["clickers"],
+            &v["previews"],
+            &v["optouts"]
+        ),
+        (&1.into(), &3.into(), &1.into(), &2.into(), &1.into()),
+        "{v}"
+    );
+    assert_eq!(
+        (&v["click_through_rate"], &v["optout_rate"]),
+        (&1.0.into(), &1.0.into()),
+        "{v}"
+    );
     drop(client);
     gw.shutdown().await;
 
@@ -192,6 +230,23 @@ async fn tracked_links_redirect_count_clicks_and_outlive_a_restart() {
     let public = gw.public_addr.unwrap();
     let (st, h) = get(public, "GET", host, &format!("/{}", codes[1]), Some(IPHONE)).await;
     assert_eq!((st, location(&h)), (302, Some(HELP)), "{h}");
+    // And the campaign's figures: clicks from the link store, deliveries
+    // and opt-outs from the snapshot saved at the clean stop.
+    let (st, _, body) = http(
+        gw.http_addr.unwrap(),
+        "GET",
+        "/admin/campaigns/spring?tenant=demo",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["delivered"], &v["clicks"], &v["clickers"], &v["optouts"]),
+        (&1.into(), &4.into(), &1.into(), &1.into()),
+        "{v}"
+    );
     gw.shutdown().await;
 
     // Past their retention they answer 410.

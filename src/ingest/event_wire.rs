@@ -38,6 +38,7 @@ impl EventEncoder for WireEvents {
                 opted_out: e.opted_out,
                 keyword: e.keyword.clone(),
                 at_ms: e.at_ms,
+                campaign_id: e.campaign.clone(),
             }),
             Notice::Click(e) => pb::event::Kind::Click(pb::LinkClick {
                 message_id: e.message_id,
@@ -157,6 +158,7 @@ mod tests {
             opted_out: true,
             keyword: "STOP".into(),
             at_ms: 7,
+            campaign: "spring".into(),
         };
         let got = pb::Event::decode(WireEvents.notice(6, &Notice::Opt(opt))).unwrap();
         let Some(pb::event::Kind::Opt(o)) = got.kind else {
@@ -172,6 +174,7 @@ mod tests {
             ),
             ("+14155550100", "brand", true, "STOP", 7)
         );
+        assert_eq!(o.campaign_id, "spring");
         let click = crate::events::ClickEvent {
             message_id: 42,
             client_ref: "r-1".into(),

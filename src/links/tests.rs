@@ -263,3 +263,56 @@ fn locations_and_hosts() {
     );
     assert_eq!(serve::host_of("acme.link"), None);
 }
+
+#[test]
+fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
+    use super::campaigns::{Campaigns, Delivered};
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::backlog::tests::kit::config(dir.path(), 1000);
+    let compliance = Arc::new(crate::compliance::Compliance::open(&config).unwrap());
+    let window = Duration::from_secs(7 * 86_400);
+    let c = Campaigns::open(dir.path(), window, compliance.clone());
+    let (alerts, promo): (Arc<str>, Arc<str>) = ("program:t:alerts".into(), "tenant:t".into());
+    let sent = |campaign, program, to| Delivered {
+        tenant: "t",
+        campaign,
+        program,
+        to,
+    };
+    let t0 = 1_764_950_000;
+    c.delivered(
+        [
+            sent("spring", &alerts, 14155550100),
+            sent("summer", &alerts, 14155550100),
+            sent("spring", &promo, 14155550101),
+            sent("", &promo, 14155550102),
+        ],
+        t0,
+    );
+    // The last campaign of that program to that number.
+    assert_eq!(
+        c.opted_out(&alerts, 14155550100, t0 + 60).map(|(_, c)| c),
+        Some("summer".into())
+    );
+    // Another program, no message, a message without campaign, too late.
+    assert_eq!(c.opted_out(&promo, 14155550100, t0), None);
+    assert_eq!(c.opted_out(&promo, 14155550102, t0), None);
+    assert_eq!(
+        c.opted_out(&promo, 14155550101, t0 + window.as_secs() + 1),
+        None
+    );
+    assert_eq!(
+        c.figures("t", "spring"),
+        super::campaigns::CampaignFigures {
+            delivered: 2,
+            optouts: 0
+        }
+    );
+    c.save().unwrap();
+    let again = Campaigns::open(dir.path(), window, compliance);
+    assert_eq!(again.figures("t", "summer").optouts, 1);
+    assert_eq!(again.figures("t", "spring").delivered, 2);
+    assert!(again.opted_out(&promo, 14155550101, t0 + 10).is_some());
+    // Past the window, the sweep drops the entries.
+    assert_eq!(again.sweep(t0 + window.as_secs() + 1), 2);
+}

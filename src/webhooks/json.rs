@@ -6,7 +6,7 @@
 //! {"id":17,"type":"delivery","message_id":"42","client_ref":"order-1","campaign_id":"spring",
 //!  "state":"delivered","reason":"","error_code":0,"channel":"sms","carrier":"smsc-a","parts":1,"at_ms":1733330000123}
 //! {"id":18,"type":"inbound","from":"+14155550100","to":"12345","text":"hi","carrier":"smsc-a","at_ms":1733330000456}
-//! {"id":19,"type":"opt_out","number":"+14155550100","scope":"brand","opted_out":true,"keyword":"STOP","at_ms":1733330000789}
+//! {"id":19,"type":"opt_out","number":"+14155550100","scope":"brand","opted_out":true,"keyword":"STOP","at_ms":1733330000789,"campaign_id":"spring"}
 //! {"id":20,"type":"inbound","from":"+14155550100","to":"12345","text":"yes","carrier":"mmsc-a","at_ms":1733330000901,"linked_id":"mo-7"}
 //! {"id":21,"type":"click","message_id":"42","client_ref":"order-1","campaign_id":"spring","number":"+14155550100",
 //!  "link_index":0,"url":"https://shop.example/sale","first":true,"at_ms":1733330001000,"user_agent":"Mozilla/5.0 …","ip_class":"203.0.113.0/24"}
@@ -72,15 +72,21 @@ impl EventEncoder for JsonEvents {
                 }
                 v
             }
-            Notice::Opt(e) => json!({
-                "id": event_id,
-                "type": "opt_out",
-                "number": e.number,
-                "scope": e.scope,
-                "opted_out": e.opted_out,
-                "keyword": e.keyword,
-                "at_ms": e.at_ms,
-            }),
+            Notice::Opt(e) => {
+                let mut v = json!({
+                    "id": event_id,
+                    "type": "opt_out",
+                    "number": e.number,
+                    "scope": e.scope,
+                    "opted_out": e.opted_out,
+                    "keyword": e.keyword,
+                    "at_ms": e.at_ms,
+                });
+                if !e.campaign.is_empty() {
+                    v["campaign_id"] = Value::from(e.campaign.as_str());
+                }
+                v
+            }
             Notice::Click(e) => json!({
                 "id": event_id,
                 "type": "click",

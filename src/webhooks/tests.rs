@@ -43,6 +43,7 @@ fn a_body_wraps_the_encoded_events_and_parses() {
         opted_out: true,
         keyword: "STOP".into(),
         at_ms: 7,
+        campaign: String::new(),
     });
     let a = crate::events::EventEncoder::notice(&json::JsonEvents, 1, &notice);
     let b = crate::events::EventEncoder::notice(

@@ -360,18 +360,20 @@ class InboundMessage(_message.Message):
     def __init__(self, to: _Optional[str] = ..., text: _Optional[str] = ..., at_ms: _Optional[int] = ..., carrier: _Optional[str] = ..., linked_id: _Optional[str] = ..., **kwargs) -> None: ...
 
 class OptEvent(_message.Message):
-    __slots__ = ("number", "scope", "opted_out", "keyword", "at_ms")
+    __slots__ = ("number", "scope", "opted_out", "keyword", "at_ms", "campaign_id")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     OPTED_OUT_FIELD_NUMBER: _ClassVar[int]
     KEYWORD_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     number: str
     scope: str
     opted_out: bool
     keyword: str
     at_ms: int
-    def __init__(self, number: _Optional[str] = ..., scope: _Optional[str] = ..., opted_out: _Optional[bool] = ..., keyword: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+    campaign_id: str
+    def __init__(self, number: _Optional[str] = ..., scope: _Optional[str] = ..., opted_out: _Optional[bool] = ..., keyword: _Optional[str] = ..., at_ms: _Optional[int] = ..., campaign_id: _Optional[str] = ...) -> None: ...
 
 class LinkClick(_message.Message):
     __slots__ = ("message_id", "client_ref", "campaign_id", "number", "link_index", "url", "first", "at_ms", "user_agent", "ip_class")

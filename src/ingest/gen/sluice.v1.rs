@@ -313,6 +313,11 @@ pub struct OptEvent {
     pub keyword: ::prost::alloc::string::String,
     #[prost(uint64, tag = "5")]
     pub at_ms: u64,
+    /// An opt-out by keyword: the campaign of the last message this sender
+    /// program delivered to the number within `links.attribution_window`
+    /// (empty: none).
+    #[prost(string, tag = "6")]
+    pub campaign_id: ::prost::alloc::string::String,
 }
 /// A recipient followed a tracked link (not a preview fetch or a crawler).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
