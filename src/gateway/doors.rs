@@ -3,7 +3,8 @@
 //! - the **internal door** (`[http]`): `/metrics`, `/healthz`, `/readyz`
 //!   and the admin API, for operators and scrapers;
 //! - the **public door** (`[public]`): the landing pages of SMS-fallback
-//!   links, and nothing else;
+//!   links and the redirects of tracked links ([`crate::links::serve`]),
+//!   and nothing else;
 //! - the **API door** (`[api]`, off by default): the tenants' HTTP/JSON API
 //!   ([`crate::api`]);
 //! - the **gRPC door** (`[grpc]`, off by default): the tenants' gRPC

@@ -10,8 +10,11 @@
 //! (default 7 days) is the campaign's opt-out: its event carries the
 //! campaign, and `sluice_campaign_optouts_total{tenant,campaign}` counts it.
 //!
-//! Memory: ~32 bytes per (program, number) with a delivered campaign
-//! message in the window; entries past it are dropped by the hourly sweep.
+//! Memory: 16 bytes a slot, ~25 bytes per (program, number) with a
+//! delivered campaign message in the window (measured: `sluice bench`
+//! peak RSS, see `docs/PERFORMANCE.md`); entries past the window are
+//! dropped by the sweep every five minutes. A window of 0 turns
+//! attribution off (figures are still counted).
 //! The counts and the attribution table are saved to
 //! `<data_dir>/links/campaigns.snap` every few minutes and at a clean stop
 //! (atomic rename); a crash loses at most what changed since the last save.
@@ -30,6 +33,14 @@ use crate::ledger::Finalized;
 use crate::model::{DeliveryState, Message, Sender};
 
 const TARGET: &str = "sluice::links";
+/// Programs attribution tells apart (a program index takes the top 14 bits
+/// of a key; E.164 numbers, at most 15 digits, fit in the other 50).
+const MAX_PROGRAMS: u32 = 1 << 14;
+
+/// The attribution key of `number` in program `p`.
+fn key(p: u32, number: u64) -> Option<u64> {
+    (p < MAX_PROGRAMS && number < 1 << 50).then_some((u64::from(p) << 50) | number)
+}
 /// First bytes of a snapshot.
 const MAGIC: &[u8; 8] = b"SLCAMP01";
 
@@ -42,6 +53,43 @@ pub struct CampaignFigures {
     pub optouts: u64,
 }
 
+/// The attribution table in [`SHARDS`] maps by key, so that growing one
+/// rehashes a 64th of the table while receipts wait for the lock.
+#[derive(Debug, PartialEq, Eq)]
+struct Last(Vec<HashMap<u64, (u32, u32)>>);
+
+const SHARDS: usize = 64;
+
+impl Default for Last {
+    fn default() -> Self {
+        Last((0..SHARDS).map(|_| HashMap::new()).collect())
+    }
+}
+
+impl Last {
+    fn shard(&mut self, k: u64) -> &mut HashMap<u64, (u32, u32)> {
+        // Numbers vary in their low digits.
+        &mut self.0[(k % SHARDS as u64) as usize]
+    }
+    fn insert(&mut self, k: u64, v: (u32, u32)) {
+        self.shard(k).insert(k, v);
+    }
+    fn get(&mut self, k: u64) -> Option<(u32, u32)> {
+        self.shard(k).get(&k).copied()
+    }
+    fn len(&self) -> usize {
+        self.0.iter().map(HashMap::len).sum()
+    }
+    fn retain(&mut self, mut f: impl FnMut(&(u32, u32)) -> bool) {
+        for m in &mut self.0 {
+            m.retain(|_, v| f(v));
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = (&u64, &(u32, u32))> {
+        self.0.iter().flatten()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Campaign index → (tenant, campaign).
@@ -51,14 +99,16 @@ struct Inner {
     /// Program (opt-out scope name) → its index.
     programs: HashMap<Arc<str>, u32>,
     program_names: Vec<Arc<str>>,
-    /// (program, number) → (campaign index, delivered at, Unix seconds).
-    last: HashMap<(u32, u64), (u32, u32)>,
+    /// [`key`] (program, number) → (campaign index, delivered at, Unix
+    /// seconds): 16 bytes a slot.
+    last: Last,
     changed: bool,
 }
 
 impl Inner {
     fn campaign(&mut self, tenant: &str, campaign: &str) -> u32 {
-        if let Some(&i) = self.index.get(&(Arc::from(tenant), Arc::from(campaign))) {
+        let probe: (Arc<str>, Arc<str>) = (tenant.into(), campaign.into());
+        if let Some(&i) = self.index.get(&probe) {
             return i;
         }
         let key: (Arc<str>, Arc<str>) = (tenant.into(), campaign.into());
@@ -167,15 +217,35 @@ impl Campaigns {
     /// Records delivered messages at `now_s` (Unix seconds).
     pub fn delivered<'a>(&self, messages: impl IntoIterator<Item = Delivered<'a>>, now_s: u64) {
         let now = now_s.min(u64::from(u32::MAX)) as u32;
+        let attribute = self.window_s > 0;
         let mut inner = self.inner.lock();
+        // A batch is mostly one campaign from one program: looked up once.
+        let mut seen: Option<(&str, &str, u32)> = None;
+        let mut seen_program: Option<(&Arc<str>, u32)> = None;
         for d in messages {
             if d.campaign.is_empty() {
                 continue;
             }
-            let c = inner.campaign(d.tenant, d.campaign);
+            let c = match seen {
+                Some((t, c, i)) if t == d.tenant && c == d.campaign => i,
+                _ => {
+                    let i = inner.campaign(d.tenant, d.campaign);
+                    seen = Some((d.tenant, d.campaign, i));
+                    i
+                }
+            };
             inner.figures[c as usize].delivered += 1;
-            let p = inner.program(d.program);
-            inner.last.insert((p, d.to), (c, now));
+            let p = match seen_program {
+                Some((name, i)) if Arc::ptr_eq(name, d.program) || name == d.program => i,
+                _ => {
+                    let i = inner.program(d.program);
+                    seen_program = Some((d.program, i));
+                    i
+                }
+            };
+            if attribute && let Some(k) = key(p, d.to) {
+                inner.last.insert(k, (c, now));
+            }
             inner.changed = true;
         }
     }
@@ -191,7 +261,7 @@ impl Campaigns {
     ) -> Option<(Arc<str>, Arc<str>)> {
         let mut inner = self.inner.lock();
         let p = *inner.programs.get(program)?;
-        let (c, at) = *inner.last.get(&(p, to))?;
+        let (c, at) = inner.last.get(key(p, to)?)?;
         if now_s.saturating_sub(u64::from(at)) > u64::from(self.window_s) {
             return None;
         }
@@ -218,7 +288,7 @@ impl Campaigns {
         let before = inner.last.len();
         inner
             .last
-            .retain(|_, &mut (_, at)| now_s.saturating_sub(u64::from(at)) <= w);
+            .retain(|&(_, at)| now_s.saturating_sub(u64::from(at)) <= w);
         let dropped = before - inner.last.len();
         inner.changed |= dropped > 0;
         dropped
@@ -267,9 +337,9 @@ fn encode(inner: &Inner) -> Vec<u8> {
         put_str(&mut out, p);
     }
     out.extend_from_slice(&(inner.last.len() as u64).to_le_bytes());
-    for (&(p, to), &(c, at)) in &inner.last {
-        out.extend_from_slice(&p.to_le_bytes());
-        out.extend_from_slice(&to.to_le_bytes());
+    for (&k, &(c, at)) in inner.last.iter() {
+        out.extend_from_slice(&((k >> 50) as u32).to_le_bytes());
+        out.extend_from_slice(&(k & ((1 << 50) - 1)).to_le_bytes());
         out.extend_from_slice(&c.to_le_bytes());
         out.extend_from_slice(&at.to_le_bytes());
     }
@@ -329,7 +399,7 @@ fn decode(bytes: &[u8]) -> Option<Inner> {
         if p as usize >= inner.program_names.len() || c as usize >= inner.names.len() {
             return None;
         }
-        inner.last.insert((p, to), (c, at));
+        inner.last.insert(key(p, to)?, (c, at));
     }
     r.0.is_empty().then_some(inner)
 }

@@ -505,8 +505,8 @@ impl LinkStore {
         }
     }
 
-    /// What `code` names at `now_ms` (positioned reads: call off the async
-    /// workers).
+    /// What `code` names at `now_ms`: two positioned reads (an index entry
+    /// and a record), from the page cache for links written recently.
     pub fn lookup(&self, code: &str, now_ms: u64) -> Lookup {
         let Some(n) = self.shared.codec.decode(code) else {
             return Lookup::Unknown;

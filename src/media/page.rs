@@ -27,8 +27,10 @@
 //! `{token}/raw`), so it works behind a reverse proxy that mounts it under a
 //! prefix.
 //!
-//! [`router`] is all the public door serves: `/p/...`, `/m/...` and a 404 for
-//! anything else (so neither `/metrics` nor `/admin` is reachable there).
+//! [`router`] is what the public door serves besides the short links of
+//! [`crate::links::serve`] (single-segment paths): `/p/...`, `/m/...` and a
+//! 404 for anything else (so neither `/metrics` nor `/admin` is reachable
+//! there).
 
 use std::sync::Arc;
 

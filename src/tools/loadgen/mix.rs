@@ -219,6 +219,19 @@ impl Templates {
         }
     }
 
+    /// Every message ends with a link and asks for it to be tracked
+    /// (`sluice bench --track-links`).
+    #[must_use]
+    pub fn tracking_links(mut self, on: bool) -> Templates {
+        if on {
+            for t in self.kinds.iter_mut().flatten() {
+                t.message.text.push_str(" https://shop.example/sale");
+                t.message.track_links = Some(true);
+            }
+        }
+        self
+    }
+
     /// The kind of message `seq`.
     pub fn kind(&self, seq: u64) -> Kind {
         Kind::ALL[self.table[(seq % self.table.len() as u64) as usize] as usize]

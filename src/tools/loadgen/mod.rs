@@ -204,6 +204,11 @@ pub struct BenchOptions {
     /// measure what keeping every message's history costs.
     #[arg(long)]
     pub no_history: bool,
+    /// End every message's text with a link and ask for tracked links
+    /// (short links stored durably before the ack), to measure what
+    /// tracking costs.
+    #[arg(long)]
+    pub track_links: bool,
     /// After sending, wait at most this long for the remaining terminal events.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -598,7 +603,7 @@ pub async fn run_against(
         opts.rate,
         opts.batch,
         opts.pipeline,
-        mix::Templates::new(&opts.mix, &run_id),
+        mix::Templates::new(&opts.mix, &run_id).tracking_links(opts.track_links),
         stop.clone(),
     );
     let shared = Arc::new(drive::Shared::new(plan));
