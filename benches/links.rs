@@ -99,6 +99,7 @@ async fn redirects(n: usize, connections: usize, links: usize) -> f64 {
         store: store.clone(),
         hub,
         hosts: Default::default(),
+        default_host: None,
     });
     let router = sluice::links::serve::router(redirects);
     let door = sluice::door::Door::bind("public", "127.0.0.1:0".parse().unwrap(), None, 1024)

@@ -439,10 +439,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let link_secret = crate::media::link::load_or_create_secret(&config.data_dir)?;
     let links = Arc::new(crate::media::link::LinkSigner::new(&link_secret));
     // Short links are only made when the public door can redirect them.
+    // In cluster mode each node numbers its own links: its codes are keyed
+    // with its node id too, so another node's store never reads them as its
+    // own links (they answer 404 there).
+    let mut link_key = link_secret.clone();
+    if cluster.is_some() {
+        link_key.extend_from_slice(config.node_id.as_bytes());
+    }
     let link_store = match config.public.listen {
         Some(_) => Some(crate::links::LinkStore::open(
             &config.data_dir.join("links"),
-            &link_secret,
+            &link_key,
             config.links.retention,
         )?),
         None => None,
@@ -696,6 +703,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     Some((t.name.clone(), host))
                 })
                 .collect(),
+            default_host: crate::links::serve::host_of(&config.mms.public_url),
         })
     });
     let public_addr =

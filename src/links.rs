@@ -13,7 +13,11 @@
 //!   and click counts per campaign;
 //! - [`agent`]: preview fetchers and crawlers told from clicks, and the
 //!   coarse network of a click;
-//! - [`serve`]: the redirect on the public door, and the click event.
+//! - [`serve`]: the redirect on the public door, and the click event;
+//! - [`campaigns`]: each campaign's delivered and opt-out figures, and the
+//!   attribution of an opt-out to the campaign last delivered to that
+//!   number by that sender program (beside the clicks: the figures a brand
+//!   reads side by side).
 //!
 //! # Where it sits
 //! Admission plans the rewrite (tenant `track_links`, or a message's own

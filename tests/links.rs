@@ -43,11 +43,21 @@ async fn get(
     (status, headers)
 }
 
+/// `GET /admin/campaigns/{campaign}?tenant=demo` as the operator.
+async fn figures(http_addr: std::net::SocketAddr, campaign: &str) -> serde_json::Value {
+    let auth = format!("Bearer {OPERATOR}");
+    let path = format!("/admin/campaigns/{campaign}?tenant=demo");
+    let (st, _, body) = http(http_addr, "GET", &path, &[("authorization", &auth)], "").await;
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 fn location(headers: &str) -> Option<&str> {
     headers.lines().find_map(|l| l.strip_prefix("location: "))
 }
 
 const OPERATOR: &str = "operator-token-0001";
+const OTHER_ADMIN: &str = "other-admin-token-0001";
 
 fn tracked_config(dir: &std::path::Path, smsc: &sluice::sim::smsc::Smsc) -> Config {
     let mut c = config(dir, smsc);
@@ -62,7 +72,7 @@ fn tracked_config(dir: &std::path::Path, smsc: &sluice::sim::smsc::Smsc) -> Conf
     other.link_url = Some("https://other.test".into());
     other.smpp_system_id = None;
     other.smpp_password = None;
-    other.admin_token = None;
+    other.admin_token = Some(sluice::model::Secret::new(OTHER_ADMIN));
     c.tenants.push(other);
     c
 }
@@ -193,17 +203,7 @@ async fn tracked_links_redirect_count_clicks_and_outlive_a_restart() {
     })
     .await;
     assert_eq!(got.opts.lock()[0].campaign_id, "spring");
-    let auth = format!("Bearer {OPERATOR}");
-    let (st, _, body) = http(
-        gw.http_addr.unwrap(),
-        "GET",
-        "/admin/campaigns/spring?tenant=demo",
-        &[("authorization", &auth)],
-        "",
-    )
-    .await;
-    assert_eq!(st, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = figures(gw.http_addr.unwrap(), "spring").await;
     assert_eq!(
         (
             &v["delivered"],
@@ -220,6 +220,28 @@ async fn tracked_links_redirect_count_clicks_and_outlive_a_restart() {
         (&1.0.into(), &1.0.into()),
         "{v}"
     );
+    // Another tenant's admin token reads its own campaigns, not these.
+    let other = format!("Bearer {OTHER_ADMIN}");
+    let auth = [("authorization", other.as_str())];
+    let (st, _, body) = http(
+        gw.http_addr.unwrap(),
+        "GET",
+        "/admin/campaigns/spring?tenant=demo",
+        &auth,
+        "",
+    )
+    .await;
+    assert_eq!(st, 403, "{body}");
+    let (st, _, body) = http(
+        gw.http_addr.unwrap(),
+        "GET",
+        "/admin/campaigns/spring",
+        &auth,
+        "",
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("\"delivered\":0"), "{body}");
     drop(client);
     gw.shutdown().await;
 
@@ -232,16 +254,7 @@ async fn tracked_links_redirect_count_clicks_and_outlive_a_restart() {
     assert_eq!((st, location(&h)), (302, Some(HELP)), "{h}");
     // And the campaign's figures: clicks from the link store, deliveries
     // and opt-outs from the snapshot saved at the clean stop.
-    let (st, _, body) = http(
-        gw.http_addr.unwrap(),
-        "GET",
-        "/admin/campaigns/spring?tenant=demo",
-        &[("authorization", &auth)],
-        "",
-    )
-    .await;
-    assert_eq!(st, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = figures(gw.http_addr.unwrap(), "spring").await;
     assert_eq!(
         (&v["delivered"], &v["clicks"], &v["clickers"], &v["optouts"]),
         (&1.into(), &4.into(), &1.into(), &1.into()),

@@ -214,8 +214,11 @@ impl Admission {
         // Shortened before the checks, so the length judged is the length
         // sent.
         let mut planned = None;
+        // A text past the length limit in any encoding is refused below
+        // without being scanned.
         if m.track_links.unwrap_or(t.track_links)
             && self.parts.links.is_some()
+            && m.text.len() <= crate::model::MAX_TEXT_CHARS * 4
             && let Some(plan) = rewrite::plan(&m.text, &t.link_base)
         {
             m.text = plan.text;
@@ -402,18 +405,28 @@ impl Admission {
     /// stored.
     fn refuse(&self, accepted: &[Arc<Message>], results: &mut [SubmitResult], e: &LinkError) {
         tracing::error!(target: TARGET, error = %e, "tracked links not stored; batch refused");
-        let refused: HashSet<u64> = accepted.iter().map(|m| m.id.0).collect();
+        self.unavailable(
+            accepted,
+            results,
+            "the gateway could not store the message's links; retry",
+        );
+    }
+
+    /// Forgets `accepted`'s client_refs and answers each `unavailable`
+    /// (retry) with `detail`.
+    fn unavailable(&self, accepted: &[Arc<Message>], results: &mut [SubmitResult], detail: &str) {
+        let failed: HashSet<u64> = accepted.iter().map(|m| m.id.0).collect();
         for m in accepted {
             self.parts.dedupe.forget(&m.tenant, &m.client_ref);
         }
+        // A duplicate of one of them in the same batch is not stored either.
         for r in results {
             if let Ok(a) = r.outcome
-                && !a.duplicate
-                && refused.contains(&a.id.0)
+                && failed.contains(&a.id.0)
             {
                 r.outcome = Err(Rejection {
                     reason: RejectReason::Unavailable,
-                    detail: "the gateway could not store the message's links; retry".into(),
+                    detail: detail.into(),
                 });
             }
         }
@@ -515,21 +528,11 @@ impl Admission {
                 p.ledger.forget(accepted.iter().map(|m| m.id));
                 p.hub
                     .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
-                let failed: HashSet<u64> = accepted.iter().map(|m| m.id.0).collect();
-                for m in &accepted {
-                    p.dedupe.forget(&m.tenant, &m.client_ref);
-                }
-                for r in &mut results {
-                    if let Ok(a) = r.outcome
-                        && !a.duplicate
-                        && failed.contains(&a.id.0)
-                    {
-                        r.outcome = Err(Rejection {
-                            reason: RejectReason::Unavailable,
-                            detail: "the gateway could not store the message; retry".into(),
-                        });
-                    }
-                }
+                self.unavailable(
+                    &accepted,
+                    &mut results,
+                    "the gateway could not store the message; retry",
+                );
             }
         }
         results

@@ -133,6 +133,7 @@ fn at_restart(now: &Config, new: &Config) -> Vec<String> {
     differs("mmsc", dbg(&now.mmsc), dbg(&new.mmsc));
     differs("mms", dbg(&now.mms), dbg(&new.mms));
     differs("cluster", dbg(&now.cluster), dbg(&new.cluster));
+    differs("links", dbg(&now.links), dbg(&new.links));
     let names = |v: Vec<&str>| v.join(",");
     differs(
         "tenants (added or removed)",

@@ -10,8 +10,10 @@
 //! (default 7 days) is the campaign's opt-out: its event carries the
 //! campaign, and `sluice_campaign_optouts_total{tenant,campaign}` counts it.
 //!
-//! Memory: 16 bytes a slot, ~25 bytes per (program, number) with a
-//! delivered campaign message in the window (measured: `sluice bench`
+//! A STOP takes the entry: a repeated STOP is not a second opt-out.
+//!
+//! Memory: 16-byte slots in 64 shards, ~35 bytes per (program, number)
+//! with a delivered campaign message in the window (measured: `sluice bench`
 //! peak RSS, see `docs/PERFORMANCE.md`); entries past the window are
 //! dropped by the sweep every five minutes. A window of 0 turns
 //! attribution off (figures are still counted).
@@ -74,8 +76,8 @@ impl Last {
     fn insert(&mut self, k: u64, v: (u32, u32)) {
         self.shard(k).insert(k, v);
     }
-    fn get(&mut self, k: u64) -> Option<(u32, u32)> {
-        self.shard(k).get(&k).copied()
+    fn remove(&mut self, k: u64) -> Option<(u32, u32)> {
+        self.shard(k).remove(&k)
     }
     fn len(&self) -> usize {
         self.0.iter().map(HashMap::len).sum()
@@ -180,12 +182,19 @@ impl Campaigns {
     /// campaign) at `now_s`.
     pub fn finals(&self, finals: &[Finalized], now_s: u64) {
         let mut programs: Vec<(&Message, Arc<str>)> = Vec::new();
+        // A batch is mostly one tenant and sender: its scope looked up once.
+        let mut seen: Option<(&Message, Arc<str>)> = None;
         for f in finals {
             let m = &*f.message;
             if f.state != DeliveryState::Delivered || m.campaign_id.is_empty() {
                 continue;
             }
-            if let Some(p) = self.compliance.sender_scope(&m.tenant, &m.from) {
+            let scope = match &seen {
+                Some((s, p)) if s.tenant == m.tenant && s.from == m.from => Some(p.clone()),
+                _ => self.compliance.sender_scope(&m.tenant, &m.from),
+            };
+            if let Some(p) = scope {
+                seen = Some((m, p.clone()));
                 programs.push((m, p));
             }
         }
@@ -261,7 +270,8 @@ impl Campaigns {
     ) -> Option<(Arc<str>, Arc<str>)> {
         let mut inner = self.inner.lock();
         let p = *inner.programs.get(program)?;
-        let (c, at) = inner.last.get(key(p, to)?)?;
+        // Taken: a repeated STOP is not a second opt-out of the campaign.
+        let (c, at) = inner.last.remove(key(p, to)?)?;
         if now_s.saturating_sub(u64::from(at)) > u64::from(self.window_s) {
             return None;
         }

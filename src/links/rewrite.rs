@@ -147,23 +147,31 @@ fn find_scheme(b: &[u8]) -> Option<usize> {
     None
 }
 
-/// `end` moved back over trailing punctuation that belongs to the prose.
+/// `end` moved back over trailing punctuation that belongs to the prose
+/// (brackets counted once: linear in the URL's length).
 fn trim_prose(text: &str, start: usize, mut end: usize) -> usize {
-    loop {
-        let url = &text[start..end];
-        let Some(last) = url.chars().next_back() else {
-            return end;
+    let url = &text[start..end];
+    let count = |c: char| url.bytes().filter(|&b| b == c as u8).count();
+    // Closing brackets in excess of opening ones, as the end moves back.
+    let mut paren = count(')') as isize - count('(') as isize;
+    let mut square = count(']') as isize - count('[') as isize;
+    while let Some(last) = text[start..end].chars().next_back() {
+        let prose = match last {
+            '.' | ',' | ';' | ':' | '!' | '?' | '\'' => true,
+            ')' if paren > 0 => {
+                paren -= 1;
+                true
+            }
+            ']' if square > 0 => {
+                square -= 1;
+                true
+            }
+            _ => false,
         };
-        let unmatched = |open: char, close: char| {
-            last == close && url.matches(open).count() < url.matches(close).count()
-        };
-        if matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'')
-            || unmatched('(', ')')
-            || unmatched('[', ']')
-        {
-            end -= last.len_utf8();
-        } else {
-            return end;
+        if !prose {
+            break;
         }
+        end -= last.len_utf8();
     }
+    end
 }

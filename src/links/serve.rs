@@ -7,9 +7,12 @@
 //!
 //! A preview or crawler fetch ([`super::agent::is_preview`]) is redirected
 //! the same way but counted apart (`sluice_link_previews_total`) and sends
-//! no event. A tenant with its own `link_url` has its links answered only
-//! on that host, so one tenant's domain never resolves another tenant's
-//! codes. Answers carry `Cache-Control: no-store` (each click must reach
+//! no event. A link is answered only on its tenant's `link_url` host, or,
+//! for a tenant without one, on the host of `mms.public_url`, so one
+//! tenant's domain never resolves another tenant's codes. One link sends
+//! at most [`MAX_CLICK_EVENTS`] click events and writes at most
+//! [`super::store::MAX_RECORDED_CLICKS`] clicks (a flood of one code is
+//! redirected and counted, not reported or stored click by click). Answers carry `Cache-Control: no-store` (each click must reach
 //! the gateway) and `Referrer-Policy: no-referrer`.
 
 use std::collections::HashMap;
@@ -29,6 +32,9 @@ const TARGET: &str = "sluice::links";
 
 /// Longest user agent kept in a click event, characters.
 const MAX_AGENT: usize = 256;
+/// Click events per link at most (first and repeats); later clicks are
+/// redirected and counted, not reported one by one.
+pub const MAX_CLICK_EVENTS: u32 = 20;
 
 /// What the redirect needs.
 #[derive(Debug)]
@@ -40,6 +46,20 @@ pub struct Redirects {
     /// Tenants with a `link_url` of their own → its host (lowercase, with
     /// the port when it has one).
     pub hosts: HashMap<String, String>,
+    /// The host of `mms.public_url`: where the links of tenants without a
+    /// `link_url` are answered (`None`: any host).
+    pub default_host: Option<String>,
+}
+
+impl Redirects {
+    /// Whether a request with these headers may open `tenant`'s links: on
+    /// the tenant's own host, or the public host for tenants without one.
+    pub fn serves(&self, tenant: &str, headers: &hyper::HeaderMap) -> bool {
+        match self.hosts.get(tenant).or(self.default_host.as_ref()) {
+            Some(host) => host_is(headers, host),
+            None => true,
+        }
+    }
 }
 
 /// The route: `/{code}`, every method (GET and HEAD are served, the rest
@@ -69,10 +89,19 @@ pub async fn serve<B>(req: Request<B>, r: &Redirects) -> Response<Full<Bytes>> {
     };
     let code = req.uri().path().trim_start_matches('/');
     let now = now_ms();
-    // Two positioned reads of recently written files, served from the page
-    // cache: cheaper inline than the hand-off to a blocking thread (which
-    // halved the redirect rate in `cargo bench --bench links`).
-    let found = r.store.lookup(code, now);
+    // A link of the head segment (recent, in the page cache, its files
+    // open) is two positioned reads: cheaper inline than the hand-off to a
+    // blocking thread, which cost a third of the redirect rate in `cargo
+    // bench --bench links`. Older links may need the disk.
+    let found = match r.store.lookup_cached(code, now) {
+        Some(found) => found,
+        None => {
+            let (store, code) = (r.store.clone(), code.to_owned());
+            tokio::task::spawn_blocking(move || store.lookup(&code, now))
+                .await
+                .unwrap_or(Lookup::Unknown)
+        }
+    };
     let link = match found {
         Lookup::Unknown => return not_found(head),
         Lookup::Expired => {
@@ -81,9 +110,7 @@ pub async fn serve<B>(req: Request<B>, r: &Redirects) -> Response<Full<Bytes>> {
         }
         Lookup::Found(link) => link,
     };
-    if let Some(host) = r.hosts.get(&link.tenant)
-        && !host_is(req.headers(), host)
-    {
+    if !r.serves(&link.tenant, req.headers()) {
         return not_found(head);
     }
     let preview = agent::is_preview(head, req.headers());
@@ -105,16 +132,28 @@ pub async fn serve<B>(req: Request<B>, r: &Redirects) -> Response<Full<Bytes>> {
             .get::<crate::httpd::ConnInfo>()
             .map(|c| agent::ip_class(c.peer.ip()))
             .unwrap_or_default();
-        let notice = Notice::Click(click_event(&link, clicked.first, now, req.headers(), ip));
-        let publish = r.hub.publish_notice(&link.tenant, &notice);
-        let (stored, published) = tokio::join!(r.store.durable(ticket), publish.wait());
-        if let Err(e) = stored {
-            tracing::error!(target: TARGET, error = %e, "click not recorded");
-            metrics::counter!("sluice_click_record_failures_total").increment(1);
-        }
-        if let Err(e) = published {
-            tracing::error!(target: TARGET, error = %e, "click event not stored");
-            metrics::counter!("sluice_click_record_failures_total").increment(1);
+        // A flood of one code sends no flood of events upstream.
+        if clicked.count <= MAX_CLICK_EVENTS {
+            let notice = Notice::Click(click_event(&link, clicked.first, now, req.headers(), ip));
+            let publish = r.hub.publish_notice(&link.tenant, &notice);
+            let store = r.store.clone();
+            let stored = async move {
+                match ticket {
+                    Some(t) => store.durable(t).await,
+                    None => Ok(()),
+                }
+            };
+            let (stored, published) = tokio::join!(stored, publish.wait());
+            if let Err(e) = stored {
+                tracing::error!(target: TARGET, error = %e, "click not recorded");
+                metrics::counter!("sluice_click_record_failures_total").increment(1);
+            }
+            if let Err(e) = published {
+                tracing::error!(target: TARGET, error = %e, "click event not stored");
+                metrics::counter!("sluice_click_record_failures_total").increment(1);
+            }
+        } else {
+            metrics::counter!("sluice_link_clicks_unreported_total").increment(1);
         }
     }
     redirect(head, &link.url)

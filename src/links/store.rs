@@ -11,7 +11,8 @@
 //!   id, creation time, recipient, tenant, client_ref, campaign and URLs;
 //! - `{k:010}.index`: 8 bytes per link, the offset of its message's record,
 //!   at `(n % SEGMENT_LINKS) * 8`;
-//! - `{k:010}.clicks`: 16 bytes per click or preview fetch: the link number
+//! - `{k:010}.clicks`: 16 bytes per click or preview fetch made while `k`
+//!   was the head segment (of a link in `k` or before): the link number
 //!   and the time and kind.
 //!
 //! A code decodes to its link number ([`super::code`]), so a lookup is two
@@ -40,7 +41,7 @@
 //! click (unique clicking recipients), and per-campaign counts, are rebuilt
 //! from the click files at start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -65,6 +66,8 @@ const MAX_RECORD: usize = 64 * 1024;
 const INDEX_ENTRY: u64 = 8;
 /// Bytes of a click entry.
 const CLICK_ENTRY: usize = 16;
+/// Clicks written per link at most (a flood of one code fills no disk).
+pub const MAX_RECORDED_CLICKS: u32 = 1000;
 const KIND_CLICK: u8 = 1;
 const KIND_PREVIEW: u8 = 2;
 
@@ -112,6 +115,8 @@ pub enum Lookup {
 pub struct Clicked {
     /// The link's first click (previews do not count).
     pub first: bool,
+    /// Clicks on the link so far, this one included (0 for a preview).
+    pub count: u32,
     /// The first click on any of its message's links: a new clicking
     /// recipient.
     pub first_of_message: bool,
@@ -136,6 +141,9 @@ pub struct Ticket(u64);
 #[derive(Debug, Default)]
 struct Chunk {
     segment: u64,
+    /// A segment begun by this run: files left by a crash under its name
+    /// (never acknowledged) are emptied before the first write.
+    fresh: bool,
     links: Vec<u8>,
     index: Vec<u8>,
     clicks: Vec<u8>,
@@ -152,13 +160,18 @@ struct State {
     staged: Vec<Chunk>,
     ticket: u64,
     stop: bool,
+    /// The head, when this run began it and the writer has not opened it.
+    fresh: Option<u64>,
 }
 
 impl State {
     fn head_chunk(&mut self) -> &mut Chunk {
         if self.staged.last().is_none_or(|c| c.segment != self.head) {
+            let fresh = self.fresh == Some(self.head);
+            self.fresh = None;
             self.staged.push(Chunk {
                 segment: self.head,
+                fresh,
                 ..Chunk::default()
             });
         }
@@ -170,8 +183,8 @@ impl State {
 
 #[derive(Debug, Default)]
 struct Clicks {
-    /// Links clicked at least once.
-    links: HashSet<u64>,
+    /// Links clicked at least once, and how often.
+    links: HashMap<u64, u32>,
     /// Messages with a click, and their first link number (for pruning).
     messages: HashMap<u64, u64>,
     /// Per (tenant, campaign).
@@ -405,6 +418,7 @@ impl LinkStore {
                 staged: Vec::new(),
                 ticket: 0,
                 stop: false,
+                fresh: None,
             }),
             wake: Condvar::new(),
             synced: tokio::sync::watch::Sender::new((0, false)),
@@ -439,6 +453,10 @@ impl LinkStore {
     /// and writes their codes into its text. Returns the ticket to wait on
     /// before the message may be journaled.
     pub fn shorten(&self, m: &mut Message, planned: &[Planned]) -> Ticket {
+        if self.failed() {
+            // Never durable: the caller's wait fails and it refuses the batch.
+            return Ticket(u64::MAX);
+        }
         let count = planned.len().min(rewrite::MAX_LINKS);
         let mut body =
             Vec::with_capacity(64 + planned.iter().map(|p| p.url.len() + 2).sum::<usize>());
@@ -447,6 +465,7 @@ impl LinkStore {
             state.head += 1;
             state.next = state.head * SEGMENT_LINKS;
             state.links_len = 0;
+            state.fresh = Some(state.head);
         }
         let first = state.next;
         BodyRef {
@@ -488,6 +507,11 @@ impl LinkStore {
         Ticket(ticket.0)
     }
 
+    /// Whether the writer has failed (nothing is staged from then on).
+    fn failed(&self) -> bool {
+        self.shared.synced.borrow().1
+    }
+
     /// Waits until everything staged up to `ticket` is synced.
     ///
     /// # Errors
@@ -511,6 +535,23 @@ impl LinkStore {
         let Some(n) = self.shared.codec.decode(code) else {
             return Lookup::Unknown;
         };
+        self.lookup_number(n, now_ms)
+    }
+
+    /// [`LinkStore::lookup`] when it needs no file opened and reads the
+    /// head segment (written recently, so in the page cache): cheap enough
+    /// for an async worker. `None`: call `lookup` on a blocking thread.
+    pub fn lookup_cached(&self, code: &str, now_ms: u64) -> Option<Lookup> {
+        let Some(n) = self.shared.codec.decode(code) else {
+            return Some(Lookup::Unknown);
+        };
+        let segment = n / SEGMENT_LINKS;
+        let hot = segment == self.shared.state.lock().head
+            && self.shared.readers.lock().contains_key(&segment);
+        hot.then(|| self.lookup_number(n, now_ms))
+    }
+
+    fn lookup_number(&self, n: u64, now_ms: u64) -> Lookup {
         if n >= self.shared.next.load(Ordering::Relaxed) {
             return Lookup::Unknown;
         }
@@ -539,8 +580,10 @@ impl LinkStore {
             index: File::open(path(dir, segment, "index")).ok()?,
         });
         let mut readers = self.shared.readers.lock();
-        if readers.len() >= 64 {
-            readers.clear();
+        if readers.len() >= 64
+            && let Some(&oldest) = readers.keys().min()
+        {
+            readers.remove(&oldest);
         }
         readers.insert(segment, r.clone());
         Some(r)
@@ -587,8 +630,13 @@ impl LinkStore {
 
     /// Records a click on `link` (a preview fetch when `preview`) at
     /// `at_ms`: what it was, and the ticket of its durable record.
-    pub fn click(&self, link: &Link, preview: bool, at_ms: u64) -> (Clicked, Ticket) {
+    /// Past [`MAX_RECORDED_CLICKS`] on one link, or once the writer has
+    /// failed, a click is counted but not written (no ticket).
+    pub fn click(&self, link: &Link, preview: bool, at_ms: u64) -> (Clicked, Option<Ticket>) {
         let clicked = self.count(link, preview);
+        if clicked.count > MAX_RECORDED_CLICKS || self.failed() {
+            return (clicked, None);
+        }
         let kind = if preview { KIND_PREVIEW } else { KIND_CLICK };
         let mut state = self.shared.state.lock();
         state.ticket += 1;
@@ -600,7 +648,7 @@ impl LinkStore {
             .extend_from_slice(&((at_ms << 8) | u64::from(kind)).to_le_bytes());
         drop(state);
         self.shared.wake.notify_one();
-        (clicked, ticket)
+        (clicked, Some(ticket))
     }
 
     fn count(&self, link: &Link, preview: bool) -> Clicked {
@@ -610,10 +658,13 @@ impl LinkStore {
             c.campaigns.entry(key).or_default().previews += 1;
             return Clicked {
                 first: false,
+                count: 0,
                 first_of_message: false,
             };
         }
-        let first = c.links.insert(link.n);
+        let count = c.links.entry(link.n).or_default();
+        *count = count.saturating_add(1);
+        let (count, first) = (*count, *count == 1);
         let first_of_message = match c.messages.entry(link.message_id.0) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -626,6 +677,7 @@ impl LinkStore {
         stats.clickers += u64::from(first_of_message);
         Clicked {
             first,
+            count,
             first_of_message,
         }
     }
@@ -697,7 +749,7 @@ impl LinkStore {
         if removed > 0 {
             let floor = k * SEGMENT_LINKS;
             let mut c = self.shared.clicks.lock();
-            c.links.retain(|&n| n >= floor);
+            c.links.retain(|&n, _| n >= floor);
             c.messages.retain(|_, &mut n| n >= floor);
             tracing::info!(target: TARGET, segments = removed, "expired link segments removed");
         }
@@ -739,10 +791,15 @@ fn write(dir: &Path, open: &mut Option<(u64, [File; 3])>, staged: Vec<Chunk>) ->
                 sync(&files, &mut dirty)?;
             }
             let file = |ext| {
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path(dir, chunk.segment, ext))
+                let f = OpenOptions::new().create(true).append(true).open(path(
+                    dir,
+                    chunk.segment,
+                    ext,
+                ))?;
+                if chunk.fresh {
+                    f.set_len(0)?;
+                }
+                Ok::<_, io::Error>(f)
             };
             *open = Some((
                 chunk.segment,

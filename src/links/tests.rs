@@ -147,7 +147,7 @@ async fn links_are_durable_found_by_code_and_survive_a_restart() {
             false,
             now,
         );
-        store.durable(t).await.unwrap();
+        store.durable(t.unwrap()).await.unwrap();
         codes
     };
     let store = LinkStore::open(dir.path(), SECRET, Duration::from_secs(86_400)).unwrap();
@@ -286,6 +286,7 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
             sent("summer", &alerts, 14155550100),
             sent("spring", &promo, 14155550101),
             sent("", &promo, 14155550102),
+            sent("fall", &promo, 14155550103),
         ],
         t0,
     );
@@ -298,7 +299,7 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
     assert_eq!(c.opted_out(&promo, 14155550100, t0), None);
     assert_eq!(c.opted_out(&promo, 14155550102, t0), None);
     assert_eq!(
-        c.opted_out(&promo, 14155550101, t0 + window.as_secs() + 1),
+        c.opted_out(&promo, 14155550103, t0 + window.as_secs() + 1),
         None
     );
     assert_eq!(
@@ -313,6 +314,87 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
     assert_eq!(again.figures("t", "summer").optouts, 1);
     assert_eq!(again.figures("t", "spring").delivered, 2);
     assert!(again.opted_out(&promo, 14155550101, t0 + 10).is_some());
-    // Past the window, the sweep drops the entries.
-    assert_eq!(again.sweep(t0 + window.as_secs() + 1), 2);
+    // A repeated STOP is not a second opt-out.
+    assert!(again.opted_out(&promo, 14155550101, t0 + 11).is_none());
+    assert_eq!(again.figures("t", "spring").optouts, 1);
+    // Past the window, the sweep drops the entries left.
+    again.delivered([sent("fall", &promo, 14155550104)], t0);
+    assert_eq!(again.sweep(t0 + window.as_secs()), 0);
+    assert_eq!(again.sweep(t0 + window.as_secs() + 1), 1);
+}
+
+#[test]
+fn a_flood_of_closing_brackets_is_planned_in_linear_time() {
+    // Quadratic before: every trailing ')' recounted the whole URL.
+    let text = format!("http://a.example/{}", ")".repeat(1 << 20));
+    let p = plan(&text, "https://a.link").unwrap();
+    assert_eq!(p.links[0].url, "http://a.example/");
+}
+
+#[test]
+fn a_link_answers_only_on_its_tenants_host() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let (journal, _) =
+        crate::journal::Journal::open(&store_dir.path().join("j"), &Default::default()).unwrap();
+    let hub = Arc::new(crate::events::EventHub::new(
+        journal,
+        ["a".into(), "b".into()],
+        Arc::new(crate::ingest::event_wire::WireEvents),
+    ));
+    let r = serve::Redirects {
+        store: LinkStore::open(store_dir.path(), SECRET, Duration::ZERO).unwrap(),
+        hub,
+        hosts: [("a".to_owned(), "a.link".to_owned())].into(),
+        default_host: Some("sms.example.com".into()),
+    };
+    let host = |h: &str| {
+        let mut m = HeaderMap::new();
+        m.insert(hyper::header::HOST, HeaderValue::from_str(h).unwrap());
+        m
+    };
+    assert!(r.serves("a", &host("A.link")));
+    assert!(
+        !r.serves("a", &host("sms.example.com")),
+        "its own host only"
+    );
+    assert!(r.serves("b", &host("sms.example.com")));
+    assert!(
+        !r.serves("b", &host("a.link")),
+        "not on another tenant's domain"
+    );
+    assert!(!r.serves("b", &HeaderMap::new()), "no Host, no link");
+}
+
+#[tokio::test]
+async fn a_torn_index_entry_is_cut_and_no_number_is_handed_out_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = {
+        let store = LinkStore::open(dir.path(), SECRET, Duration::ZERO).unwrap();
+        tracked(&store, 1, "https://a.example https://b.example")
+            .await
+            .1
+    };
+    // A crash in the middle of the next entry.
+    use std::io::Write;
+    let mut index = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("0000000000.index"))
+        .unwrap();
+    index.write_all(&[1, 2, 3]).unwrap();
+    drop(index);
+    let store = LinkStore::open(dir.path(), SECRET, Duration::ZERO).unwrap();
+    assert_eq!(store.issued(), 2);
+    let now = crate::model::now_ms();
+    for code in &codes {
+        assert!(
+            matches!(store.lookup(code, now), Lookup::Found(_)),
+            "{code}"
+        );
+    }
+    let (_, next) = tracked(&store, 2, "https://c.example").await;
+    assert_eq!(store.codec().decode(&next[0]), Some(2));
+    let Lookup::Found(link) = store.lookup(&next[0], now) else {
+        panic!("the new link");
+    };
+    assert_eq!(link.url, "https://c.example");
 }

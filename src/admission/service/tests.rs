@@ -230,3 +230,36 @@ async fn tracked_links_are_shortened_before_the_length_check_and_stored_once() {
     assert_eq!(reasons(&results), vec![Some(RejectReason::TextTooLong)]);
     assert_eq!(s.links.issued(), 1);
 }
+
+#[tokio::test]
+async fn a_batch_whose_links_cannot_be_stored_is_refused_and_nothing_is_journaled() {
+    let s = setup();
+    let t: Arc<str> = "t".into();
+    // The writer's first write fails: its clicks file cannot be opened.
+    std::fs::create_dir(s._dir.path().join("links/0000000000.clicks")).unwrap();
+    let mut tracked = submit("tracked", "+14155550100", "12345");
+    tracked.text = "See https://shop.example/a".into();
+    tracked.track_links = Some(true);
+    // The same client_ref again in the batch: a duplicate of a message that
+    // is never stored is not acknowledged either.
+    let batch = vec![tracked.clone(), tracked.clone()];
+    let results = s.admission.submit(&t, 1, batch).await;
+    assert_eq!(
+        reasons(&results),
+        vec![
+            Some(RejectReason::Unavailable),
+            Some(RejectReason::Unavailable)
+        ]
+    );
+    assert_eq!(s.ledger.live(), 0);
+    assert_eq!(s.scheduler.queue("c").unwrap().len(), 0);
+    // A retry is not a duplicate of anything, and is refused while the
+    // store is broken; untracked messages still go.
+    let results = s.admission.submit(&t, 2, vec![tracked]).await;
+    assert_eq!(reasons(&results), vec![Some(RejectReason::Unavailable)]);
+    let results = s
+        .admission
+        .submit(&t, 3, vec![submit("plain", "+14155550101", "12345")])
+        .await;
+    assert_eq!(reasons(&results), vec![None]);
+}
