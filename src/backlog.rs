@@ -60,6 +60,9 @@ pub struct Backlog {
     media: Option<Arc<crate::media::store::MediaStore>>,
     /// Each tenant's display name, shown on its landing pages.
     display_names: HashMap<Arc<str>, String>,
+    /// Tracked links: where fallback links of tenants with `track_links`
+    /// are shortened (see [`fallback`]).
+    short_links: Option<fallback::ShortLinks>,
 }
 
 impl Backlog {
@@ -94,7 +97,33 @@ impl Backlog {
                 .iter()
                 .filter_map(|t| Some((Arc::from(t.name.as_str()), t.display_name.clone()?)))
                 .collect(),
+            short_links: None,
         }
+    }
+
+    /// Shortens the fallback links of `config`'s tenants with
+    /// `track_links` through `store`, like their texts' links.
+    #[must_use]
+    pub fn with_short_links(
+        mut self,
+        store: Option<crate::links::LinkStore>,
+        config: &Config,
+    ) -> Backlog {
+        self.short_links = store.map(|store| fallback::ShortLinks {
+            store,
+            bases: config
+                .tenants
+                .iter()
+                .filter(|t| t.track_links)
+                .map(|t| {
+                    (
+                        Arc::from(t.name.as_str()),
+                        Arc::from(t.link_base(&config.mms)),
+                    )
+                })
+                .collect(),
+        });
+        self
     }
 
     /// Records the landing pages of fallbacks with media in `store`, so

@@ -490,7 +490,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             Arc::new(spill),
             links.clone(),
         )
-        .with_media(media.clone()),
+        .with_media(media.clone())
+        .with_short_links(link_store.clone(), &config),
     );
     let dedupe = Arc::new(
         Dedupe::new(

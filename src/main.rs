@@ -63,8 +63,12 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct TraceArgs {
     /// The message id (16 hex digits).
-    #[arg(conflicts_with_all = ["client_ref", "carrier_id", "to"])]
+    #[arg(conflicts_with_all = ["client_ref", "carrier_id", "to", "campaign"])]
     id: Option<String>,
+    /// A campaign's figures instead of a timeline: delivered, clicks,
+    /// click-through rate, opt-outs and opt-out rate.
+    #[arg(long, value_name = "TENANT:CAMPAIGN", conflicts_with_all = ["client_ref", "carrier_id", "to"])]
+    campaign: Option<String>,
     /// The tenant and its client_ref.
     #[arg(long = "client-ref", value_name = "TENANT:REF")]
     client_ref: Option<String>,
@@ -617,6 +621,9 @@ fn query_value(s: &str) -> String {
 /// `sluice trace`: a message's history through the admin API.
 async fn trace(args: TraceArgs) -> anyhow::Result<()> {
     use hyper::Method;
+    if let Some(c) = &args.campaign {
+        return campaign(&args, c).await;
+    }
     let path = match (&args.id, &args.client_ref, &args.carrier_id, &args.to) {
         (Some(id), None, None, None) => format!("/admin/messages/{}/history", query_value(id)),
         (None, Some(r), None, None) => format!("/admin/history?client_ref={}", query_value(r)),
@@ -663,6 +670,58 @@ async fn trace(args: TraceArgs) -> anyhow::Result<()> {
     if v["messages"].as_array().is_none_or(|m| m.is_empty()) {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// `sluice trace --campaign TENANT:CAMPAIGN`: the campaign's figures.
+async fn campaign(args: &TraceArgs, which: &str) -> anyhow::Result<()> {
+    let Some((tenant, id)) = which.split_once(':') else {
+        anyhow::bail!("--campaign takes TENANT:CAMPAIGN");
+    };
+    let path = format!(
+        "/admin/campaigns/{}?tenant={}",
+        query_value(id),
+        query_value(tenant)
+    );
+    let (status, body) = sluice::admin::call(
+        &args.admin.admin,
+        &args.admin.token,
+        Some(args.admin.tls.config()?),
+        hyper::Method::GET,
+        &path,
+        Default::default(),
+        "text/plain",
+    )
+    .await?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!(
+            "campaign refused ({status}): {}",
+            v["error"].as_str().unwrap_or("?")
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let rate = |key: &str| {
+        v[key]
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
+    };
+    let n = |key: &str| v[key].as_u64().unwrap_or(0);
+    println!(
+        "campaign {} of {}: delivered {}, clicks {} by {} recipients (click-through {}), previews {}, opt-outs {} (opt-out rate {})",
+        sluice::model::LogSafe::new(id),
+        sluice::model::LogSafe::new(tenant),
+        n("delivered"),
+        n("clicks"),
+        n("clickers"),
+        rate("click_through_rate"),
+        n("previews"),
+        n("optouts"),
+        rate("optout_rate"),
+    );
     Ok(())
 }
 

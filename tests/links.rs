@@ -220,6 +220,27 @@ async fn tracked_links_redirect_count_clicks_and_outlive_a_restart() {
         (&1.0.into(), &1.0.into()),
         "{v}"
     );
+    // The same figures from the command line.
+    let addr = format!("http://{}", gw.http_addr.unwrap());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["trace", "--campaign", "demo:spring", "--admin", &addr])
+            .args(["--admin-token", OPERATOR])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("delivered 1, clicks 3 by 1 recipients (click-through 100.0%), previews 2, opt-outs 1 (opt-out rate 100.0%)"),
+        "{printed}"
+    );
     // Another tenant's admin token reads its own campaigns, not these.
     let other = format!("Bearer {OTHER_ADMIN}");
     let auth = [("authorization", other.as_str())];

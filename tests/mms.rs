@@ -1824,3 +1824,62 @@ async fn a_multi_recipient_submit_gives_each_recipient_its_own_result_and_report
     assert_eq!(s.got.states.lock()[&ids[1]].len(), 1);
     s.gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracked_tenants_fallback_link_is_a_short_link_to_its_landing_page() {
+    let s = setup(
+        |_| {},
+        |c| {
+            c.tenants[0].track_links = true;
+            c.tenants[0].link_url = Some("https://go.acme.test".into());
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(64, 48)).await.unwrap();
+    let mut m = mms("fb-1", "+447700900123", "Look!", &up.media_id);
+    m.campaign_id = "spring".into();
+    let id = accepted_ids(&s.client.submit(vec![m]).await.unwrap())[0];
+    eventually("final", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    let sms = s.smsc.texts();
+    assert_eq!(sms.len(), 1);
+    let code = sms[0]
+        .2
+        .strip_prefix("Look!\nhttps://go.acme.test/")
+        .unwrap_or_else(|| panic!("not a short link: {}", sms[0].2))
+        .to_owned();
+    assert_eq!(code.len(), 11, "{code}");
+    // The short link leads to the landing page, and its visit is a click.
+    let mut tcp = tokio::net::TcpStream::connect(s.gw.public_addr.unwrap())
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /{code} HTTP/1.1\r\nhost: go.acme.test\r\nuser-agent: Mozilla/5.0 (iPhone) Safari/604.1\r\nconnection: close\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 302"), "{out}");
+    let location = out
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(location.starts_with("http://PUBLIC/p/"), "{out}");
+    let page = location.trim_start_matches("http://PUBLIC");
+    let (st, _, body) = http_get(s.gw.public_addr.unwrap(), page).await;
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("Look!"));
+    eventually("the click", Duration::from_secs(10), || {
+        !s.got.clicks.lock().is_empty()
+    })
+    .await;
+    let click = s.got.clicks.lock()[0].clone();
+    assert_eq!(
+        (click.message_id, click.campaign_id.as_str(), click.first),
+        (id, "spring", true)
+    );
+    s.gw.shutdown().await;
+}

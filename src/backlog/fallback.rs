@@ -4,14 +4,18 @@
 //!
 //! The landing page (the tenant's display name, the subject, the whole text
 //! and every media item: [`LandingPage`]) is recorded, synced, before the
-//! SMS that links to it is queued. Its name is its content, so a campaign's
+//! SMS that links to it is queued. For a tenant with `track_links` the link
+//! is a tracked short link too ([`crate::links`]), stored and synced before
+//! the SMS is queued, so the page's visits count as the campaign's clicks. Its name is its content, so a campaign's
 //! same message is written once; a page not yet on disk is written on a
 //! blocking thread (the caller may be an async task), then the SMS queued.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Backlog;
 use crate::ledger::Ledger;
+use crate::links::{LinkStore, Ticket, rewrite};
 use crate::media::landing::LandingPage;
 use crate::media::link::{LinkSigner, landing_path};
 use crate::media::store::MediaStore;
@@ -82,6 +86,44 @@ pub fn landing_page(m: &Message, display_name: Option<&str>) -> LandingPage {
     }
 }
 
+/// Where the fallback links of tenants with `track_links` are shortened:
+/// the landing link at the end of the SMS becomes `<link_url>/<code>`,
+/// redirecting to the page and counting its clicks like any tracked link.
+#[derive(Debug)]
+pub(crate) struct ShortLinks {
+    pub(crate) store: LinkStore,
+    /// Tenants with `track_links` → the base of their short links.
+    pub(crate) bases: HashMap<Arc<str>, Arc<str>>,
+}
+
+impl ShortLinks {
+    /// `text` (a fallback's) with its trailing links shortened for `m`'s
+    /// tenant, and the ticket to wait on before sending it; `None` when the
+    /// tenant does not track links or the text ends with none.
+    fn shorten(&self, m: &Message, text: &str) -> Option<(String, Ticket)> {
+        if m.fallback != FallbackPolicy::SmsWithLink {
+            return None;
+        }
+        let base = self.bases.get(&m.tenant)?;
+        // The links follow the last line break (or are the whole text).
+        let (body, links) = match text.rsplit_once('\n') {
+            Some((body, links)) => (Some(body), links),
+            None => (None, text),
+        };
+        let plan = rewrite::plan(links, base)?;
+        let mut tracked = Message {
+            text: plan.text,
+            ..m.clone()
+        };
+        let ticket = self.store.shorten(&mut tracked, &plan.links);
+        let text = match body {
+            Some(body) => format!("{body}\n{}", tracked.text),
+            None => tracked.text,
+        };
+        Some((text, ticket))
+    }
+}
+
 /// A fallback whose text is known: queued on `queue`, its history noted.
 struct Going {
     ledger: Arc<Ledger>,
@@ -91,6 +133,39 @@ struct Going {
 }
 
 impl Going {
+    /// Sends `text`, its links shortened first when `short` tracks them for
+    /// `m`'s tenant (and stored durably before the SMS is queued; if they
+    /// cannot be stored, the SMS goes with the long link). From a blocking
+    /// thread (`blocking`), waits in place; else in a task of its own.
+    fn send_tracked(
+        self,
+        m: Arc<Message>,
+        text: String,
+        short: Option<&ShortLinks>,
+        blocking: bool,
+    ) {
+        let Some((short_text, ticket)) = short.and_then(|s| s.shorten(&m, &text)) else {
+            return self.send(&m, text);
+        };
+        let store = short.map(|s| s.store.clone());
+        let finish = move |stored: bool| {
+            self.send(&m, if stored { short_text } else { text });
+        };
+        let Some(store) = store else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if blocking => {
+                let stored = rt.block_on(store.durable(ticket)).is_ok();
+                finish(stored);
+            }
+            Ok(rt) => drop(rt.spawn(async move {
+                let stored = store.durable(ticket).await.is_ok();
+                finish(stored);
+            })),
+            // No runtime (tools, tests): no waiting, so the long link.
+            Err(_) => finish(false),
+        }
+    }
+
     fn send(self, m: &Message, text: String) {
         let sms = Arc::new(Message {
             text,
@@ -159,19 +234,27 @@ impl Backlog {
             Some(store) if m.fallback == FallbackPolicy::SmsWithLink && !m.media.is_empty() => {
                 store
             }
-            _ => return going.send(&m, text(None)),
+            _ => {
+                let text = text(None);
+                return going.send_tracked(m, text, self.short_links.as_ref(), false);
+            }
         };
         let page = landing_page(&m, self.display_names.get(&m.tenant).map(String::as_str));
         let code = self.links.landing_code(&m.tenant, &page);
         if store.has_landing(&code) {
-            return going.send(&m, text(Some(&code)));
+            let text = text(Some(&code));
+            return going.send_tracked(m, text, self.short_links.as_ref(), false);
         }
         let (store, links, public_url) =
             (store.clone(), self.links.clone(), self.public_url.clone());
+        let short = self.short_links.as_ref().map(|s| ShortLinks {
+            store: s.store.clone(),
+            bases: s.bases.clone(),
+        });
         let write_then_send = move || {
             let landing = record(&store, &code, &page, &m).then_some(code.as_str());
             let text = fallback_text(&m, &public_url, &links, landing).unwrap_or_default();
-            going.send(&m, text);
+            going.send_tracked(m, text, short.as_ref(), true);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => drop(rt.spawn_blocking(write_then_send)),
