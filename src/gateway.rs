@@ -562,12 +562,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let mut tasks = JoinSet::new();
     if let Some(c) = &cluster {
-        // Carrier rates, tenant rates and daily caps hold for the cluster
-        // as a whole.
-        use crate::cluster::budgets::LeasedRate;
+        // Carrier, tenant and sender rates and daily caps hold for the
+        // cluster as a whole.
+        use crate::cluster::budgets::{LeasedRate, LeasedRates};
         let caps = crate::cluster::caps::LeasedCaps::new(c.link().clone());
         scheduler.share_caps(caps.clone());
         caps.start(&mut tasks, &shutdown);
+        let sender_rates = LeasedRates::new(c.link().clone());
+        scheduler.share_sender_rates(sender_rates.clone());
+        sender_rates.start(&mut tasks, &shutdown);
         for carrier in &config.carriers {
             let Some(q) = scheduler.queue(&carrier.name) else {
                 continue;

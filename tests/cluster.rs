@@ -705,6 +705,25 @@ async fn a_tenant_rate_holds_for_two_nodes_together() {
     assert!(took >= Duration::from_millis(3_400), "{took:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senders_rate_holds_for_two_nodes_together() {
+    const RATE: u64 = 50;
+    // 200 messages from sender 12345: 4 s at the shared rate, 2 s at
+    // 2 × RATE (each node holding the sender to RATE on its own).
+    let Some((took, most)) = shared_rate_run(2, 100, |c| {
+        c.senders.short_code_rate = RATE as f64;
+    })
+    .await
+    else {
+        return;
+    };
+    eprintln!(
+        "200 messages of one sender over 2 nodes at a shared {RATE}/s: {took:?}, at most {most} in any 1 s window"
+    );
+    assert!(most <= RATE, "{most} in one second (limit {RATE})");
+    assert!(took >= Duration::from_millis(3_400), "{took:?}");
+}
+
 /// `per_node` messages from sender 12345 submitted on each of two nodes
 /// (tuned by `tune`); how many reached the SMSC once both nodes' queues
 /// hold the sender until tomorrow.

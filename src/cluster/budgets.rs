@@ -1,6 +1,6 @@
-//! Rates shared by the cluster: a carrier's `rate` and each tenant's
-//! `rate` (per carrier, as on one node) hold for the nodes together, and
-//! the per-message path makes no Redis round trip.
+//! Rates shared by the cluster: a carrier's `rate`, each tenant's `rate`
+//! (per carrier, as on one node) and each sender's rate hold for the nodes
+//! together, and the per-message path makes no Redis round trip.
 //!
 //! # Leases on one schedule
 //! Redis keeps, per carrier, the time the next permit is due across the
@@ -11,6 +11,15 @@
 //! cluster's permits are at least one interval apart. The node asks for
 //! the next lease when the one in hand is half spent: one Redis call per
 //! 50 ms of the rate, whatever the message rate.
+//!
+//! # On demand, for senders
+//! A carrier or tenant rate has its own task keeping a lease in hand. A
+//! sender's rate ([`LeasedRates`]) asks only while its messages are
+//! queued: thousands of senders, most of them idle, cost Redis nothing.
+//! Senders that want a lease are served together, up to [`MOST_PER_PIPE`]
+//! script calls in one pipeline, so a burst of a thousand senders costs a
+//! few round trips; an idle sender's unspent permits are dropped with time
+//! like any others (at most one lease, 50 ms of its rate, goes unused).
 //!
 //! Times travel as offsets from Redis's clock (`TIME` inside the script),
 //! so the nodes' clocks do not matter; their network delays to Redis are
@@ -36,7 +45,7 @@
 //! the carrier, while waiting costs only time.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -46,7 +55,7 @@ use tokio::time::Instant;
 
 use super::TARGET;
 use super::link::{Backoff, Link};
-use crate::shaping::shared::SharedPace;
+use crate::shaping::shared::{SharedPace, SharedRates};
 
 /// How far ahead a chunk reaches, in time at the full rate.
 const CHUNK_TIME: Duration = Duration::from_millis(50);
@@ -59,6 +68,9 @@ pub const LATE: Duration = Duration::from_millis(3);
 pub const SLOWEST_LEASE: Duration = Duration::from_millis(2);
 /// What `rate + 1` consecutive permits span beyond one second.
 pub const MARGIN: Duration = Duration::from_millis(20);
+/// The most on-demand leases asked in one pipeline: the whole pipeline
+/// must answer within [`SLOWEST_LEASE`] for its leases to count.
+pub const MOST_PER_PIPE: usize = 32;
 
 /// Leases the next stretch of the shared schedule. KEYS: the carrier's
 /// due time (µs). ARGV: rate per second, permits wanted. Answers the
@@ -116,15 +128,37 @@ struct State {
     /// Permits taken beyond the leases in hand (a multi-part message);
     /// paid from the next lease.
     debt: u32,
+    /// An on-demand lease is asked for.
+    asking: bool,
 }
 
-/// One carrier's share of a cluster-wide rate (see the module doc).
+/// How a rate gets its next lease.
+#[derive(Debug)]
+enum Fetch {
+    /// Its own task keeps one in hand, woken by this (carriers, tenants).
+    Own(Notify),
+    /// Asked for when wanted, with other rates' (senders).
+    OnDemand {
+        me: Weak<LeasedRate>,
+        wanting: Arc<Wanting>,
+    },
+}
+
+/// The on-demand rates that want a lease.
+#[derive(Debug, Default)]
+struct Wanting {
+    rates: Mutex<Vec<Weak<LeasedRate>>>,
+    notify: Notify,
+}
+
+/// One carrier's, tenant's or sender's share of a cluster-wide rate (see
+/// the module doc).
 #[derive(Debug)]
 pub struct LeasedRate {
     link: Link,
     key: String,
     state: Mutex<State>,
-    wanted: Notify,
+    fetch: Fetch,
 }
 
 impl LeasedRate {
@@ -140,16 +174,41 @@ impl LeasedRate {
     }
 
     fn new(link: Link, tag: String, rate: f64) -> Arc<LeasedRate> {
-        Arc::new(LeasedRate {
-            key: link.key(&tag, "due"),
+        Arc::new(LeasedRate::with(
+            link,
+            &tag,
+            rate,
+            Fetch::Own(Notify::new()),
+        ))
+    }
+
+    fn with(link: Link, tag: &str, rate: f64, fetch: Fetch) -> LeasedRate {
+        LeasedRate {
+            key: link.key(tag, "due"),
             link,
             state: Mutex::new(State {
                 params: Params::of(rate),
                 leases: VecDeque::new(),
                 debt: 0,
+                asking: false,
             }),
-            wanted: Notify::new(),
-        })
+            fetch,
+        }
+    }
+
+    /// Asks for the next lease: wakes the rate's own task, or (on demand)
+    /// joins the rates waiting for the next pipeline, once.
+    fn want(&self, s: &mut State) {
+        match &self.fetch {
+            Fetch::Own(wanted) => wanted.notify_one(),
+            Fetch::OnDemand { me, wanting } => {
+                if !s.asking {
+                    s.asking = true;
+                    wanting.rates.lock().push(me.clone());
+                    wanting.notify.notify_one();
+                }
+            }
+        }
     }
 
     /// Drops lease permits whose moment passed; the permits left in hand.
@@ -170,13 +229,17 @@ impl LeasedRate {
         s.leases.iter().map(|l| u64::from(l.count - l.used)).sum()
     }
 
-    /// Starts the task that keeps leases coming.
+    /// Starts the task that keeps leases coming (a carrier's or tenant's
+    /// rate; a sender's is served by [`LeasedRates::start`]).
     pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
         let this = self.clone();
         super::spawn_until_shutdown(tasks, shutdown, async move { this.lease_loop().await });
     }
 
     async fn lease_loop(&self) {
+        let Fetch::Own(wanted) = &self.fetch else {
+            return;
+        };
         let mut backoff = Backoff::default();
         loop {
             let (in_hand, chunk) = {
@@ -185,7 +248,7 @@ impl LeasedRate {
             };
             if in_hand > u64::from(chunk / 2) {
                 // Woken when permits are taken, or to drop stale ones.
-                let _ = tokio::time::timeout(CHUNK_TIME, self.wanted.notified()).await;
+                let _ = tokio::time::timeout(CHUNK_TIME, wanted.notified()).await;
                 continue;
             }
             match self.lease().await {
@@ -270,7 +333,7 @@ impl SharedPace for LeasedRate {
         let mut s = self.state.lock();
         let in_hand = self.tidy(&mut s, now);
         if in_hand <= u64::from(s.params.chunk / 2) {
-            self.wanted.notify_one();
+            self.want(&mut s);
         }
         match s.leases.front() {
             Some(l) => l.at(l.used).max(now),
@@ -300,8 +363,104 @@ impl SharedPace for LeasedRate {
                 s.leases.pop_front();
             }
         }
-        drop(s);
-        self.wanted.notify_one();
+        let in_hand: u64 = s.leases.iter().map(|l| u64::from(l.count - l.used)).sum();
+        if matches!(self.fetch, Fetch::Own(_)) || in_hand <= u64::from(s.params.chunk / 2) {
+            self.want(&mut s);
+        }
+    }
+}
+
+/// Makes senders' shared rates and leases for those that want more (see
+/// the module doc).
+#[derive(Debug)]
+pub struct LeasedRates {
+    link: Link,
+    wanting: Arc<Wanting>,
+}
+
+impl LeasedRates {
+    /// Rates shared through `link`.
+    pub fn new(link: Link) -> Arc<LeasedRates> {
+        Arc::new(LeasedRates {
+            link,
+            wanting: Arc::default(),
+        })
+    }
+
+    /// Starts the task that leases for the rates that want more.
+    pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
+        let this = self.clone();
+        super::spawn_until_shutdown(tasks, shutdown, async move { this.lease_loop().await });
+    }
+
+    async fn lease_loop(&self) {
+        let mut backoff = Backoff::default();
+        loop {
+            let batch: Vec<Arc<LeasedRate>> = {
+                let mut w = self.wanting.rates.lock();
+                let n = w.len().min(MOST_PER_PIPE);
+                w.drain(..n).filter_map(|r| r.upgrade()).collect()
+            };
+            if batch.is_empty() {
+                self.wanting.notify.notified().await;
+                continue;
+            }
+            match self.lease(&batch).await {
+                Ok(()) => backoff.reset(),
+                Err(e) => {
+                    tracing::debug!(target: TARGET, error = %crate::model::LogSafe::display(&e), "sender rate lease failed; retrying");
+                    self.wanting
+                        .rates
+                        .lock()
+                        .extend(batch.iter().map(Arc::downgrade));
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+
+    /// One pipeline: a lease for each rate of `batch`.
+    async fn lease(&self, batch: &[Arc<LeasedRate>]) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        let mut asked_with = Vec::with_capacity(batch.len());
+        for r in batch {
+            let params = r.state.lock().params;
+            pipe.cmd("EVAL")
+                .arg(LEASE)
+                .arg(1)
+                .arg(&r.key)
+                .arg(params.rate)
+                .arg(params.chunk);
+            asked_with.push(params);
+        }
+        let asked = Instant::now();
+        let answers: Vec<(i64, i64)> = self.link.pipe(&pipe).await?;
+        let answered = Instant::now();
+        metrics::counter!("sluice_cluster_budget_leases_total").increment(batch.len() as u64);
+        for ((r, params), (start_us, len_us)) in batch.iter().zip(asked_with).zip(answers) {
+            r.state.lock().asking = false;
+            if !r.take_lease(params, asked, answered, start_us, len_us) {
+                metrics::counter!("sluice_cluster_budget_leases_dropped_total").increment(1);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SharedRates for LeasedRates {
+    fn sender(&self, sender: &str, per_second: f64) -> Arc<dyn SharedPace> {
+        let tag = format!("budget:sender:{sender}");
+        Arc::new_cyclic(|me| {
+            LeasedRate::with(
+                self.link.clone(),
+                &tag,
+                per_second,
+                Fetch::OnDemand {
+                    me: me.clone(),
+                    wanting: self.wanting.clone(),
+                },
+            )
+        })
     }
 }
 
@@ -381,6 +540,33 @@ mod tests {
         // At most the rate in any second, with the margin's 2% given up.
         assert!(most <= RATE as usize, "{most}");
         assert!(sent.len() >= 960, "{} in 10 s", sent.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_senders_rate_asks_for_a_lease_only_when_wanted_and_once() {
+        let link = Link::open("redis://127.0.0.1:1/", "t").unwrap();
+        let rates = LeasedRates::new(link);
+        let idle = rates.sender("12345", 10.0);
+        let busy = rates.sender("54321", 10.0);
+        // Made, not used: nothing asked.
+        assert!(rates.wanting.rates.lock().is_empty());
+        let now = Instant::now();
+        // No permit in hand: a little later, and one request however often
+        // it is asked.
+        assert_eq!(busy.ready_at(now), now + RETRY);
+        assert_eq!(busy.ready_at(now), now + RETRY);
+        assert_eq!(rates.wanting.rates.lock().len(), 1);
+        // Its lease arrives (one permit, 10/s stretched by the margin).
+        let b = rates.wanting.rates.lock()[0].upgrade().unwrap();
+        b.state.lock().asking = false;
+        let params = b.state.lock().params;
+        assert!(b.take_lease(params, now, now, 0, 102_000));
+        rates.wanting.rates.lock().clear();
+        assert_eq!(busy.ready_at(now), now);
+        // Spending the last permit in hand asks for the next lease.
+        busy.commit(now, 1);
+        assert_eq!(rates.wanting.rates.lock().len(), 1);
+        drop(idle);
     }
 
     #[tokio::test(start_paused = true)]

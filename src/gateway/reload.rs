@@ -8,8 +8,9 @@
 //!   carrier's `rate`, each tenant's `rate` and `weight`, and the whole
 //!   `[senders]` section (sender rates, daily caps, brands). In cluster mode
 //!   the shared leases follow the new rates (every node should be reloaded
-//!   with the same file); a limit switched on from 0 in cluster mode is
-//!   enforced per node until a restart shares it;
+//!   with the same file); a carrier's or tenant's rate switched on from 0
+//!   in cluster mode is enforced per node until a restart shares it (a
+//!   sender's is shared at once);
 //! - each tenant's `token`, `senders`, `sender_patterns`,
 //!   `default_validity`, `default_country` and `mms_service_codes`
 //!   ([`crate::admission::Admission::update_tenant`]): the next batch is

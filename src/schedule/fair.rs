@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use crate::model::{Message, Priority, Sender};
 use crate::settings::{SendersConfig, TenantConfig};
 use crate::shaping::pace::{DailyCap, Pace};
-use crate::shaping::shared::{SharedCap, SharedCaps, SharedPace};
+use crate::shaping::shared::{SharedCap, SharedCaps, SharedPace, SharedRates};
 
 /// The queue's internal maps: foldhash instead of SipHash (keys are tenant
 /// names, senders and campaign ids from authenticated tenants; the seed is
@@ -163,14 +163,16 @@ impl Cap {
 #[derive(Debug)]
 struct SenderLimit {
     pace: Option<Pace>,
+    /// In cluster mode, the sender's share of the cluster's rate.
+    shared: Option<Arc<dyn SharedPace>>,
     daily: Option<Cap>,
     brand: Option<usize>,
 }
 
 /// Rate limits and daily caps of senders and brands, shared across carriers
 /// (a sender's cap holds whichever carrier its messages take), and in
-/// cluster mode the daily caps across nodes too
-/// ([`SenderLimits::share_caps`]).
+/// cluster mode across nodes too ([`SenderLimits::share_caps`],
+/// [`SenderLimits::share_rates`]).
 #[derive(Debug)]
 pub struct SenderLimits {
     config: SendersConfig,
@@ -180,6 +182,7 @@ pub struct SenderLimits {
     brands: Vec<Cap>,
     brand_index: HashMap<String, usize>,
     shared: Option<Arc<dyn SharedCaps>>,
+    shared_rates: Option<Arc<dyn SharedRates>>,
 }
 
 impl SenderLimits {
@@ -192,6 +195,7 @@ impl SenderLimits {
             brands: Vec::new(),
             brand_index: HashMap::new(),
             shared: None,
+            shared_rates: None,
         };
         limits.set_up_brands();
         limits
@@ -223,6 +227,15 @@ impl SenderLimits {
         self.set_up_brands();
     }
 
+    /// Senders' rates from `shared` too from now on (cluster mode: they
+    /// hold for every node together; each node keeps its own pace as well).
+    /// Call it before traffic flows.
+    pub fn share_rates(&mut self, shared: Arc<dyn SharedRates>) {
+        self.shared_rates = Some(shared);
+        self.index.clear();
+        self.senders.clear();
+    }
+
     /// The slot of `sender`'s limits, set up from the configuration on its
     /// first message.
     fn slot(&mut self, sender: &Sender) -> usize {
@@ -231,9 +244,11 @@ impl SenderLimits {
         }
         let (rate, cap, brand) = self.configured(sender);
         let daily = self.daily_cap(sender, cap);
+        let shared = self.shared_rate(sender, rate);
         let i = self.senders.len();
         self.senders.push(SenderLimit {
             pace: Pace::new(rate),
+            shared,
             daily,
             brand,
         });
@@ -261,6 +276,11 @@ impl SenderLimits {
             .and_then(|o| o.brand.as_ref())
             .and_then(|b| self.brand_index.get(b).copied());
         (rate, cap, brand)
+    }
+
+    fn shared_rate(&self, sender: &Sender, rate: f64) -> Option<Arc<dyn SharedPace>> {
+        let shared = self.shared_rates.as_ref().filter(|_| rate > 0.0)?;
+        Some(shared.sender(sender.to_string().trim_start_matches('+'), rate))
     }
 
     fn daily_cap(&self, sender: &Sender, cap: u64) -> Option<Cap> {
@@ -304,10 +324,19 @@ impl SenderLimits {
         for (sender, i) in senders {
             let (rate, cap, brand) = self.configured(&sender);
             let fresh = self.daily_cap(&sender, cap);
+            let fresh_rate = match self.senders[i as usize].shared {
+                Some(_) => None,
+                None => self.shared_rate(&sender, rate),
+            };
             let l = &mut self.senders[i as usize];
             match (&mut l.pace, rate > 0.0) {
                 (Some(p), true) => p.set_rate(rate),
                 (p, _) => *p = Pace::new(rate),
+            }
+            match (&l.shared, rate > 0.0) {
+                (Some(s), true) => s.set_rate(rate),
+                (_, true) => l.shared = fresh_rate,
+                (_, false) => l.shared = None,
             }
             l.daily = match (l.daily.take(), fresh) {
                 (Some(Cap::Local(mut old)), Some(Cap::Local(_))) => {
@@ -333,6 +362,9 @@ impl SenderLimits {
         let i = self.slot(sender);
         let l = &mut self.senders[i];
         let mut at = l.pace.as_ref().map_or(now, |p| p.ready_at(now));
+        if let Some(s) = &l.shared {
+            at = at.max(s.ready_at(now));
+        }
         let mut day_ms = l
             .daily
             .as_mut()
@@ -353,6 +385,9 @@ impl SenderLimits {
         }
         if let Some(p) = l.pace.as_mut() {
             p.commit(now, n);
+        }
+        if let Some(s) = &l.shared {
+            s.commit(now, n);
         }
         if let Some(d) = l.daily.as_mut() {
             d.commit(now_ms, n);

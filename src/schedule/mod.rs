@@ -439,6 +439,14 @@ impl Scheduler {
         }
     }
 
+    /// Senders' per-second rates from `shared` too from now on (cluster
+    /// mode); call before traffic flows.
+    pub fn share_sender_rates(&self, shared: Arc<dyn crate::shaping::shared::SharedRates>) {
+        if let Some(q) = self.queues.values().next() {
+            q.limits.lock().share_rates(shared);
+        }
+    }
+
     /// The queue in front of `carrier`.
     pub fn queue(&self, carrier: &str) -> Option<&Arc<CarrierQueue>> {
         self.queues.get(carrier)

@@ -37,3 +37,11 @@ pub trait SharedCaps: Send + Sync + std::fmt::Debug + 'static {
     /// The daily cap of `cap` for brand `brand`.
     fn brand(&self, brand: &str, cap: u64) -> std::sync::Arc<dyn SharedCap>;
 }
+
+/// Makes the shared per-second rates of senders, as they are first seen
+/// (thousands of senders, most of them idle: their permits are fetched
+/// only while they have messages to send).
+pub trait SharedRates: Send + Sync + std::fmt::Debug + 'static {
+    /// The rate of `per_second` for sender `sender`.
+    fn sender(&self, sender: &str, per_second: f64) -> std::sync::Arc<dyn SharedPace>;
+}
