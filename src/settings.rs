@@ -509,7 +509,7 @@ pub struct IngestConfig {
     /// How long a `(tenant, client_ref)` is remembered for deduplication.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
-    /// Most `(tenant, client_ref)` keys remembered (~110 bytes each); past it
+    /// Most `(tenant, client_ref)` keys remembered (~33 bytes each); past it
     /// the oldest are forgotten before the window ends.
     pub dedupe_max_keys: usize,
     /// Most events in flight (sent, not acknowledged) per subscribed connection.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::Priority;
+use dedupe::DEDUPE_SHARDS;
 
 fn submit(to: &str, text: &str) -> Submission {
     Submission {

@@ -1,0 +1,639 @@
+//! The dedupe index: `(tenant, client_ref) → message id` for the dedupe
+//! window, or for the last `ingest.dedupe_max_keys` keys when that is
+//! shorter, in about 29 bytes per key.
+//!
+//! Hand-written rather than a `HashMap` because it is most of a busy
+//! gateway's memory: with a hash map and an order queue beside it a key
+//! took ~110 bytes (10 M keys, the default bound, 1.1 GB); here it takes a
+//! 24-byte entry in a ring kept in arrival order plus a 4-byte slot of an
+//! open-addressing index at most three quarters full
+//! (`cargo bench --bench queue_memory`).
+//!
+//! - **Keys** are 96 bits of a 128-bit keyed fingerprint (SipHash under a
+//!   secret per-node key, twice), so upstream cannot make two keys collide
+//!   and a random collision among 10 M keys has odds of about 10⁻¹⁵.
+//! - **The ring** holds entries oldest first; the oldest go when the
+//!   window passes or the shard is full (counted in
+//!   `sluice_dedupe_evicted_total`). Times are kept in whole seconds and
+//!   rounded up, so a key is never forgotten early.
+//! - **The index** is linear probing over `u32` slots: the entry's place
+//!   in the ring and 8 bits of its fingerprint, so a probe past another
+//!   key rarely reads the ring. Deletion shifts the run back (no
+//!   tombstones), so a long run of inserts and evictions never degrades it.
+//! - **Many small shards** (1,024): a shard that grows re-lays its ring and
+//!   index at once; small ones spread that work thinly (with 32 big shards,
+//!   rehashes stalled ingest for tens of ms at every doubling).
+//!
+//! Entries know the journal segment of their Accept record (as runs of
+//! equal segments, not per entry); when compaction deletes that segment
+//! they are appended to the dedupe log once (see
+//! [`Dedupe::take_unlogged_before`]), never rewritten per cycle.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::model::MessageId;
+
+/// Shards of the index (see the module doc).
+pub(crate) const DEDUPE_SHARDS: usize = 1024;
+/// The most entries one shard's ring holds (a place must fit in 24 bits).
+const MOST_PER_SHARD: usize = (1 << 24) - 2;
+/// A shard's first ring.
+const FIRST_CAPACITY: usize = 16;
+/// Segment of keys already in the dedupe log.
+const LOGGED: u64 = u64::MAX;
+
+/// One remembered key, 24 bytes: 96 bits of its fingerprint, its message
+/// id, and when it was accepted (Unix seconds, rounded down).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Entry {
+    fp: [u32; 3],
+    id: [u32; 2],
+    at_s: u32,
+}
+
+/// The 96 bits of a fingerprint that are kept: its high 64 and the 32 below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    hi: u64,
+    mid: u32,
+}
+
+impl Key {
+    fn of(fp: u128) -> Key {
+        Key {
+            hi: (fp >> 64) as u64,
+            mid: (fp >> 32) as u32,
+        }
+    }
+
+    /// The fingerprint as the dedupe log keeps it (the dropped bits zero).
+    fn fingerprint(self) -> u128 {
+        (u128::from(self.hi) << 64) | (u128::from(self.mid) << 32)
+    }
+
+    fn tag(self) -> u32 {
+        self.mid >> 24
+    }
+}
+
+impl Entry {
+    fn new(key: Key, id: MessageId, at_ms: u64) -> Entry {
+        Entry {
+            fp: [key.hi as u32, (key.hi >> 32) as u32, key.mid],
+            id: [id.0 as u32, (id.0 >> 32) as u32],
+            at_s: u32::try_from(at_ms / 1000).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn key(&self) -> Key {
+        Key {
+            hi: u64::from(self.fp[0]) | (u64::from(self.fp[1]) << 32),
+            mid: self.fp[2],
+        }
+    }
+
+    fn id(&self) -> MessageId {
+        MessageId(u64::from(self.id[0]) | (u64::from(self.id[1]) << 32))
+    }
+
+    /// The latest ms it may have been accepted at (times are kept in whole
+    /// seconds: counted from the end of its second, it never expires early).
+    fn at_ms(&self) -> u64 {
+        u64::from(self.at_s) * 1000 + 999
+    }
+}
+
+/// One shard: a ring of entries in arrival order and an index over it.
+#[derive(Debug, Default)]
+struct Shard {
+    /// The ring (its length is its capacity).
+    ring: Vec<Entry>,
+    /// Place of the oldest entry in `ring`.
+    head: usize,
+    /// Entries in the ring, forgotten ones included.
+    len: usize,
+    /// Sequence number of the oldest entry (counts every entry pushed).
+    head_seq: u64,
+    /// Index slots: 0 empty, else `(place + 1) << 8 | tag`.
+    slots: Vec<u32>,
+    /// Keys in the index.
+    live: usize,
+    /// Runs of entries whose Accept record is in one journal segment:
+    /// (sequence number of the run's first entry, segment).
+    runs: VecDeque<(u64, u64)>,
+    /// Entries before this sequence number are in the dedupe log.
+    logged: u64,
+}
+
+impl Shard {
+    fn home(&self, key: Key) -> usize {
+        ((u64::from(key.mid) * self.slots.len() as u64) >> 32) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() { 0 } else { i + 1 }
+    }
+
+    fn slot_of(place: usize, key: Key) -> u32 {
+        (((place + 1) as u32) << 8) | key.tag()
+    }
+
+    fn place(slot: u32) -> usize {
+        (slot >> 8) as usize - 1
+    }
+
+    /// The index slot holding `key`, if remembered.
+    fn find(&self, key: Key) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let tag = key.tag();
+        let mut i = self.home(key);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if s & 0xff == tag && self.ring[Shard::place(s)].key() == key {
+                return Some(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    /// The index slot pointing at ring place `place` (whose entry has
+    /// `key`), if it is still remembered (not forgotten).
+    fn find_place(&self, key: Key, place: usize) -> Option<usize> {
+        let want = Shard::slot_of(place, key);
+        let mut i = self.home(key);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if s == want {
+                return Some(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    /// Empties slot `i`, shifting back the entries of its run that may
+    /// move (no tombstones).
+    fn remove_slot(&mut self, mut i: usize) {
+        let mut j = i;
+        loop {
+            j = self.next(j);
+            let s = self.slots[j];
+            if s == 0 {
+                break;
+            }
+            let home = self.home(self.ring[Shard::place(s)].key());
+            // The entry at `j` stays when its home is cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.slots[i] = s;
+                i = j;
+            }
+        }
+        self.slots[i] = 0;
+        self.live -= 1;
+    }
+
+    fn insert_slot(&mut self, key: Key, place: usize) {
+        let mut i = self.home(key);
+        while self.slots[i] != 0 {
+            i = self.next(i);
+        }
+        self.slots[i] = Shard::slot_of(place, key);
+        self.live += 1;
+    }
+
+    fn place_of(&self, seq: u64) -> usize {
+        (self.head + (seq - self.head_seq) as usize) % self.ring.len()
+    }
+
+    /// The journal segment of the entry numbered `seq`.
+    fn segment_of(&self, seq: u64) -> u64 {
+        let i = self.runs.partition_point(|&(first, _)| first <= seq);
+        self.runs.get(i.wrapping_sub(1)).map_or(LOGGED, |r| r.1)
+    }
+
+    /// Drops the oldest entry; true when it was still remembered.
+    fn pop(&mut self) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let place = self.head;
+        let key = self.ring[place].key();
+        let was_live = match self.find_place(key, place) {
+            Some(i) => {
+                self.remove_slot(i);
+                true
+            }
+            None => false,
+        };
+        self.head = (self.head + 1) % self.ring.len();
+        self.len -= 1;
+        self.head_seq += 1;
+        self.logged = self.logged.max(self.head_seq);
+        while self.runs.len() > 1 && self.runs[1].0 <= self.head_seq {
+            self.runs.pop_front();
+        }
+        was_live
+    }
+
+    /// Appends an entry (the ring has room), recorded in segment `segment`.
+    fn push(&mut self, entry: Entry, segment: u64) {
+        let place = (self.head + self.len) % self.ring.len();
+        let seq = self.head_seq + self.len as u64;
+        self.ring[place] = entry;
+        self.len += 1;
+        self.insert_slot(entry.key(), place);
+        if self.runs.back().is_none_or(|&(_, s)| s != segment) {
+            self.runs.push_back((seq, segment));
+        }
+    }
+
+    /// Re-lays the ring with room for `capacity` entries, oldest at place
+    /// 0, and rebuilds the index for it (forgotten entries stay forgotten).
+    fn grow(&mut self, capacity: usize) {
+        let mut ring = vec![Entry::default(); capacity];
+        let old = self.ring.len().max(1);
+        for (k, e) in ring.iter_mut().enumerate().take(self.len) {
+            *e = self.ring[(self.head + k) % old];
+        }
+        let slots = std::mem::take(&mut self.slots);
+        let head = self.head;
+        self.ring = ring;
+        self.head = 0;
+        self.slots = vec![0; capacity + capacity / 3 + 1];
+        self.live = 0;
+        for s in slots.into_iter().filter(|&s| s != 0) {
+            let place = (Shard::place(s) + old - head) % old;
+            let key = self.ring[place].key();
+            self.insert_slot(key, place);
+        }
+    }
+
+    /// Makes room for one more entry: grows the ring up to `cap` entries,
+    /// then drops the oldest. Returns how many remembered keys went.
+    fn make_room(&mut self, cap: usize) -> u64 {
+        let cap = cap.clamp(1, MOST_PER_SHARD);
+        let mut evicted = 0;
+        while self.len >= cap {
+            evicted += u64::from(self.pop());
+        }
+        if self.len == self.ring.len() {
+            let capacity = (self.ring.len() * 2).max(FIRST_CAPACITY).min(cap);
+            self.grow(capacity.max(self.len + 1));
+        }
+        evicted
+    }
+
+    /// Drops entries accepted longer than `window_ms` before `now_ms`.
+    fn expire(&mut self, window_ms: u64, now_ms: u64) {
+        while self.len > 0 && self.ring[self.head].at_ms() + window_ms < now_ms {
+            self.pop();
+        }
+    }
+}
+
+/// Remembers `(tenant, client_ref) → message id` for the dedupe window, or
+/// for the last `max_keys` keys when that is shorter (see the module doc).
+#[derive(Debug)]
+pub struct Dedupe {
+    shards: Box<[Mutex<Shard>]>,
+    window_ms: u64,
+    /// Most keys per shard.
+    shard_cap: usize,
+    evicted: metrics::Counter,
+    key: [u64; 2],
+}
+
+impl Dedupe {
+    /// An empty index remembering keys for `window`, fingerprinting with `key`.
+    pub fn new(window: Duration, key: [u8; 16]) -> Dedupe {
+        Dedupe {
+            shards: (0..DEDUPE_SHARDS).map(|_| Mutex::default()).collect(),
+            window_ms: window.as_millis() as u64,
+            shard_cap: MOST_PER_SHARD,
+            evicted: metrics::counter!("sluice_dedupe_evicted_total"),
+            key: [
+                u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
+                u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
+            ],
+        }
+    }
+
+    /// Remembers at most about `max_keys` keys (the oldest go first).
+    #[must_use]
+    pub fn with_max_keys(mut self, max_keys: usize) -> Dedupe {
+        self.shard_cap = max_keys.div_ceil(DEDUPE_SHARDS).clamp(1, MOST_PER_SHARD);
+        self
+    }
+
+    /// Most keys remembered.
+    pub fn max_keys(&self) -> usize {
+        self.shard_cap.saturating_mul(DEDUPE_SHARDS)
+    }
+
+    /// The dedupe window, ms.
+    pub fn window_ms(&self) -> u64 {
+        self.window_ms
+    }
+
+    /// The fingerprint of a key.
+    pub fn fingerprint(&self, tenant: &str, client_ref: &str) -> u128 {
+        use std::hash::{Hash, Hasher};
+        #[allow(deprecated)] // SipHash-2-4 with our own key: exactly what is wanted here
+        let half = |salt: u8| {
+            let mut h = std::hash::SipHasher::new_with_keys(self.key[0], self.key[1]);
+            salt.hash(&mut h);
+            tenant.hash(&mut h);
+            client_ref.hash(&mut h);
+            h.finish()
+        };
+        (u128::from(half(1)) << 64) | u128::from(half(2))
+    }
+
+    fn shard(&self, key: Key) -> &Mutex<Shard> {
+        &self.shards[(key.hi as usize) % DEDUPE_SHARDS]
+    }
+
+    fn count_evicted(&self, n: u64) {
+        if n > 0 {
+            self.evicted.increment(n);
+        }
+    }
+
+    /// Returns the id already given to this key, or records `id` for it
+    /// (its Accept record goes into journal segment `segment`).
+    pub fn check_or_insert(
+        &self,
+        tenant: &Arc<str>,
+        client_ref: &str,
+        id: MessageId,
+        now_ms: u64,
+        segment: u64,
+    ) -> Result<(), MessageId> {
+        let key = Key::of(self.fingerprint(tenant, client_ref));
+        let mut s = self.shard(key).lock();
+        s.expire(self.window_ms, now_ms);
+        if let Some(i) = s.find(key) {
+            return Err(s.ring[Shard::place(s.slots[i])].id());
+        }
+        let evicted = s.make_room(self.shard_cap);
+        s.push(Entry::new(key, id, now_ms), segment);
+        drop(s);
+        self.count_evicted(evicted);
+        Ok(())
+    }
+
+    /// Restores a key (ignored when outside the window); `segment` is
+    /// `None` for keys already in the dedupe log.
+    pub fn restore(&self, fp: u128, id: MessageId, at_ms: u64, now_ms: u64, segment: Option<u64>) {
+        if at_ms + self.window_ms < now_ms {
+            return;
+        }
+        let key = Key::of(fp);
+        let mut s = self.shard(key).lock();
+        let entry = Entry::new(key, id, at_ms);
+        if let Some(i) = s.find(key) {
+            let place = Shard::place(s.slots[i]);
+            s.ring[place] = entry;
+            return;
+        }
+        let evicted = s.make_room(self.shard_cap);
+        s.push(entry, segment.unwrap_or(LOGGED));
+        drop(s);
+        self.count_evicted(evicted);
+    }
+
+    /// Forgets a key (its message could not be stored).
+    pub fn forget(&self, tenant: &Arc<str>, client_ref: &str) {
+        let key = Key::of(self.fingerprint(tenant, client_ref));
+        let mut s = self.shard(key).lock();
+        if let Some(i) = s.find(key) {
+            s.remove_slot(i);
+        }
+    }
+
+    /// Keys whose Accept record is in a journal segment below `segment`, or
+    /// that were accepted before `older_than_ms` (their Accept is durable by
+    /// then, or failed and was forgotten), and that are not yet in the dedupe
+    /// log, as (fingerprint, id, accepted at ms); marks them logged. Called
+    /// every second (a steady trickle) and by compaction before it deletes
+    /// segments.
+    pub fn take_unlogged(&self, segment: u64, older_than_ms: u64) -> Vec<(u128, u64, u64)> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let mut s = s.lock();
+            let end = s.head_seq + s.len as u64;
+            while s.logged < end {
+                let seq = s.logged;
+                let seg = s.segment_of(seq);
+                let place = s.place_of(seq);
+                let e = s.ring[place];
+                if seg != LOGGED && seg >= segment && e.at_ms() >= older_than_ms {
+                    break;
+                }
+                if seg != LOGGED && s.find_place(e.key(), place).is_some() {
+                    out.push((e.key().fingerprint(), e.id().0, e.at_ms()));
+                }
+                s.logged += 1;
+            }
+            // Runs wholly logged are of no more use.
+            let logged = s.logged;
+            while s.runs.front().is_some_and(|&(first, _)| first < logged)
+                && s.runs.get(1).is_some_and(|&(next, _)| next <= logged)
+            {
+                s.runs.pop_front();
+            }
+        }
+        out
+    }
+
+    /// [`Dedupe::take_unlogged`] by segment only.
+    pub fn take_unlogged_before(&self, segment: u64) -> Vec<(u128, u64, u64)> {
+        self.take_unlogged(segment, 0)
+    }
+
+    /// Keys remembered.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().live).sum()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The index as a plain map beside a queue in arrival order, entry by
+    /// entry (forgotten ones stay in the queue, as in the ring).
+    #[derive(Default)]
+    struct Model {
+        queue: VecDeque<(Key, u64, u64, bool)>,
+        live: HashMap<(u64, u32), u64>,
+    }
+
+    impl Model {
+        fn pop(&mut self) {
+            let (k, _, _, live) = self.queue.pop_front().unwrap();
+            if live {
+                self.live.remove(&(k.hi, k.mid));
+            }
+        }
+
+        fn insert(
+            &mut self,
+            k: Key,
+            id: u64,
+            now_ms: u64,
+            cap: usize,
+            window: u64,
+        ) -> Result<(), u64> {
+            while let Some(&(_, _, at, _)) = self.queue.front() {
+                if at / 1000 * 1000 + 999 + window >= now_ms {
+                    break;
+                }
+                self.pop();
+            }
+            if let Some(&id) = self.live.get(&(k.hi, k.mid)) {
+                return Err(id);
+            }
+            while self.queue.len() >= cap {
+                self.pop();
+            }
+            self.queue.push_back((k, id, now_ms, true));
+            self.live.insert((k.hi, k.mid), id);
+            Ok(())
+        }
+
+        fn forget(&mut self, k: Key) {
+            if self.live.remove(&(k.hi, k.mid)).is_some() {
+                let e = self
+                    .queue
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.0 == k && e.3)
+                    .unwrap();
+                e.3 = false;
+            }
+        }
+    }
+
+    #[test]
+    fn a_shard_agrees_with_a_plain_map_through_inserts_evictions_expiry_and_forgets() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        // 300 keys crowded on few homes and tags (long probe runs, tags
+        // that match other keys), a cap of 120, a 20 s window.
+        let key = |k: u64| Key {
+            hi: k.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            mid: (((k % 5) as u32) << 24) | ((k % 3) as u32) << 28 | (k as u32 % 11),
+        };
+        let (cap, window) = (120, 20_000);
+        let (mut shard, mut model) = (Shard::default(), Model::default());
+        let mut now = 0u64;
+        for step in 0..300_000u64 {
+            now += rand(250);
+            let k = key(rand(300));
+            if rand(10) == 0 {
+                model.forget(k);
+                if let Some(i) = shard.find(k) {
+                    shard.remove_slot(i);
+                }
+            } else {
+                let want = model.insert(k, step, now, cap, window);
+                shard.expire(window, now);
+                let got = match shard.find(k) {
+                    Some(i) => Err(shard.ring[Shard::place(shard.slots[i])].id().0),
+                    None => {
+                        shard.make_room(cap);
+                        shard.push(Entry::new(k, MessageId(step), now), 1);
+                        Ok(())
+                    }
+                };
+                assert_eq!(got, want, "step {step}");
+            }
+            assert_eq!(shard.live, model.live.len(), "step {step}");
+            assert_eq!(shard.len, model.queue.len(), "step {step}");
+            if step % 997 == 0 {
+                for k in 0..300 {
+                    let k = key(k);
+                    let found = shard
+                        .find(k)
+                        .map(|i| shard.ring[Shard::place(shard.slots[i])].id().0);
+                    assert_eq!(
+                        found,
+                        model.live.get(&(k.hi, k.mid)).copied(),
+                        "step {step}"
+                    );
+                }
+            }
+        }
+        // The ring never grew past the cap, the index stayed under 3/4 full.
+        assert_eq!(shard.ring.len(), cap);
+        assert!(shard.live * 4 <= shard.slots.len() * 3);
+    }
+
+    #[test]
+    fn times_round_up_so_a_key_is_never_forgotten_early() {
+        let d = Dedupe::new(Duration::from_secs(10), [5; 16]);
+        let t: Arc<str> = "t".into();
+        d.check_or_insert(&t, "a", MessageId(1), 1_999, 1).unwrap();
+        // 10 s after the exact moment, and a little past it: still known.
+        assert_eq!(
+            d.check_or_insert(&t, "a", MessageId(2), 11_999, 1),
+            Err(MessageId(1))
+        );
+        assert_eq!(d.check_or_insert(&t, "a", MessageId(2), 12_000, 1), Ok(()));
+    }
+
+    #[test]
+    fn logged_keys_come_back_from_the_log_as_the_same_keys() {
+        let d = Dedupe::new(Duration::from_secs(3600), [9; 16]);
+        let t: Arc<str> = "t".into();
+        d.check_or_insert(&t, "a", MessageId(7), 5_000, 2).unwrap();
+        let logged = d.take_unlogged_before(3);
+        assert_eq!(logged.len(), 1);
+        let (fp, id, at) = logged[0];
+        assert!(at >= 5_000);
+        // A restart: the log's entry (and the journal's own fingerprint of
+        // the same key) find the same entry.
+        let again = Dedupe::new(Duration::from_secs(3600), [9; 16]);
+        again.restore(fp, MessageId(id), at, 6_000, None);
+        again.restore(
+            again.fingerprint("t", "a"),
+            MessageId(7),
+            5_000,
+            6_000,
+            Some(0),
+        );
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            again.check_or_insert(&t, "a", MessageId(8), 6_000, 3),
+            Err(MessageId(7))
+        );
+    }
+}
