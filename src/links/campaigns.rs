@@ -20,6 +20,9 @@
 //! The counts and the attribution table are saved to
 //! `<data_dir>/links/campaigns.snap` every few minutes and at a clean stop
 //! (atomic rename); a crash loses at most what changed since the last save.
+//! Each shard has its own lock: a save or a sweep holds one 64th of the
+//! table at a time (receipts record deliveries meanwhile), and a save
+//! streams the table to the file instead of building it in memory.
 //! Clicks are counted by the link store ([`super::store`]), durably.
 
 use std::collections::HashMap;
@@ -27,6 +30,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
@@ -43,8 +47,12 @@ const MAX_PROGRAMS: u32 = 1 << 14;
 fn key(p: u32, number: u64) -> Option<u64> {
     (p < MAX_PROGRAMS && number < 1 << 50).then_some((u64::from(p) << 50) | number)
 }
-/// First bytes of a snapshot.
-const MAGIC: &[u8; 8] = b"SLCAMP01";
+/// First bytes of a snapshot: the table as one run of entries (read only)
+/// and as one run per shard (written).
+const MAGIC_V1: &[u8; 8] = b"SLCAMP01";
+const MAGIC: &[u8; 8] = b"SLCAMP02";
+/// Bytes of one attribution entry in a snapshot.
+const ENTRY_BYTES: usize = 20;
 
 /// One campaign's figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -55,40 +63,49 @@ pub struct CampaignFigures {
     pub optouts: u64,
 }
 
-/// The attribution table in [`SHARDS`] maps by key, so that growing one
-/// rehashes a 64th of the table while receipts wait for the lock.
-#[derive(Debug, PartialEq, Eq)]
-struct Last(Vec<HashMap<u64, (u32, u32)>>);
+/// One shard of the attribution table: [`key`] → (campaign index,
+/// delivered at, Unix seconds), 16 bytes a slot.
+type Shard = HashMap<u64, (u32, u32), foldhash::fast::RandomState>;
+
+/// The attribution table in [`SHARDS`] maps by key, each behind its own
+/// lock, so that growing one rehashes a 64th of the table, and a save or a
+/// sweep holds a 64th at a time, while receipts record deliveries.
+#[derive(Debug)]
+struct Last(Box<[Mutex<Shard>]>);
 
 const SHARDS: usize = 64;
 
 impl Default for Last {
     fn default() -> Self {
-        Last((0..SHARDS).map(|_| HashMap::new()).collect())
+        Last((0..SHARDS).map(|_| Mutex::default()).collect())
     }
 }
 
 impl Last {
-    fn shard(&mut self, k: u64) -> &mut HashMap<u64, (u32, u32)> {
+    fn shard(&self, k: u64) -> &Mutex<Shard> {
         // Numbers vary in their low digits.
-        &mut self.0[(k % SHARDS as u64) as usize]
+        &self.0[(k % SHARDS as u64) as usize]
     }
-    fn insert(&mut self, k: u64, v: (u32, u32)) {
-        self.shard(k).insert(k, v);
+    fn insert(&self, k: u64, v: (u32, u32)) {
+        self.shard(k).lock().insert(k, v);
     }
-    fn remove(&mut self, k: u64) -> Option<(u32, u32)> {
-        self.shard(k).remove(&k)
+    fn remove(&self, k: u64) -> Option<(u32, u32)> {
+        self.shard(k).lock().remove(&k)
     }
-    fn len(&self) -> usize {
-        self.0.iter().map(HashMap::len).sum()
-    }
-    fn retain(&mut self, mut f: impl FnMut(&(u32, u32)) -> bool) {
-        for m in &mut self.0 {
-            m.retain(|_, v| f(v));
+    fn retain(&self, mut f: impl FnMut(&(u32, u32)) -> bool) {
+        for m in &self.0 {
+            m.lock().retain(|_, v| f(v));
         }
     }
-    fn iter(&self) -> impl Iterator<Item = (&u64, &(u32, u32))> {
-        self.0.iter().flatten()
+    /// Every entry, sorted (for comparisons).
+    fn sorted(&self) -> Vec<(u64, (u32, u32))> {
+        let mut v: Vec<_> = self
+            .0
+            .iter()
+            .flat_map(|m| m.lock().iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>())
+            .collect();
+        v.sort_unstable();
+        v
     }
 }
 
@@ -101,10 +118,6 @@ struct Inner {
     /// Program (opt-out scope name) → its index.
     programs: HashMap<Arc<str>, u32>,
     program_names: Vec<Arc<str>>,
-    /// [`key`] (program, number) → (campaign index, delivered at, Unix
-    /// seconds): 16 bytes a slot.
-    last: Last,
-    changed: bool,
 }
 
 impl Inner {
@@ -138,6 +151,10 @@ pub struct Campaigns {
     window_s: u32,
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// Attribution: (program, number) → the last campaign delivered.
+    last: Last,
+    /// Something changed since the last save.
+    changed: AtomicBool,
     /// Tells a sender's opt-out scope (its program).
     compliance: Arc<Compliance>,
 }
@@ -163,10 +180,12 @@ impl Campaigns {
             window_s: window.as_secs().min(u64::from(u32::MAX)) as u32,
             path: dir.join("campaigns.snap"),
             inner: Mutex::new(Inner::default()),
+            last: Last::default(),
+            changed: AtomicBool::new(false),
             compliance,
         };
         match fs::read(&c.path) {
-            Ok(bytes) => match decode(&bytes) {
+            Ok(bytes) => match decode(&bytes, &c.last) {
                 Some(inner) => *c.inner.lock() = inner,
                 None => {
                     tracing::warn!(target: TARGET, path = %c.path.display(), "campaign snapshot unreadable; figures start from zero")
@@ -227,6 +246,8 @@ impl Campaigns {
     pub fn delivered<'a>(&self, messages: impl IntoIterator<Item = Delivered<'a>>, now_s: u64) {
         let now = now_s.min(u64::from(u32::MAX)) as u32;
         let attribute = self.window_s > 0;
+        let mut attributed: Vec<(u64, u32)> = Vec::new();
+        let mut counted = false;
         let mut inner = self.inner.lock();
         // A batch is mostly one campaign from one program: looked up once.
         let mut seen: Option<(&str, &str, u32)> = None;
@@ -244,6 +265,7 @@ impl Campaigns {
                 }
             };
             inner.figures[c as usize].delivered += 1;
+            counted = true;
             let p = match seen_program {
                 Some((name, i)) if Arc::ptr_eq(name, d.program) || name == d.program => i,
                 _ => {
@@ -253,9 +275,15 @@ impl Campaigns {
                 }
             };
             if attribute && let Some(k) = key(p, d.to) {
-                inner.last.insert(k, (c, now));
+                attributed.push((k, c));
             }
-            inner.changed = true;
+        }
+        drop(inner);
+        for (k, c) in attributed {
+            self.last.insert(k, (c, now));
+        }
+        if counted {
+            self.changed.store(true, Ordering::Relaxed);
         }
     }
 
@@ -268,15 +296,15 @@ impl Campaigns {
         to: u64,
         now_s: u64,
     ) -> Option<(Arc<str>, Arc<str>)> {
-        let mut inner = self.inner.lock();
-        let p = *inner.programs.get(program)?;
+        let p = *self.inner.lock().programs.get(program)?;
         // Taken: a repeated STOP is not a second opt-out of the campaign.
-        let (c, at) = inner.last.remove(key(p, to)?)?;
+        let (c, at) = self.last.remove(key(p, to)?)?;
+        self.changed.store(true, Ordering::Relaxed);
         if now_s.saturating_sub(u64::from(at)) > u64::from(self.window_s) {
             return None;
         }
+        let mut inner = self.inner.lock();
         inner.figures[c as usize].optouts += 1;
-        inner.changed = true;
         Some(inner.names[c as usize].clone())
     }
 
@@ -294,13 +322,15 @@ impl Campaigns {
     /// many.
     pub fn sweep(&self, now_s: u64) -> usize {
         let w = u64::from(self.window_s);
-        let mut inner = self.inner.lock();
-        let before = inner.last.len();
-        inner
-            .last
-            .retain(|&(_, at)| now_s.saturating_sub(u64::from(at)) <= w);
-        let dropped = before - inner.last.len();
-        inner.changed |= dropped > 0;
+        let mut dropped = 0;
+        self.last.retain(|&(_, at)| {
+            let keep = now_s.saturating_sub(u64::from(at)) <= w;
+            dropped += usize::from(!keep);
+            keep
+        });
+        if dropped > 0 {
+            self.changed.store(true, Ordering::Relaxed);
+        }
         dropped
     }
 
@@ -310,19 +340,23 @@ impl Campaigns {
     /// # Errors
     /// The file could not be written.
     pub fn save(&self) -> io::Result<()> {
-        let bytes = {
-            let mut inner = self.inner.lock();
-            if !inner.changed {
-                return Ok(());
-            }
-            inner.changed = false;
-            encode(&inner)
-        };
-        let tmp = self.path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &self.path)
+        if !self.changed.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let saved = (|| {
+            let tmp = self.path.with_extension("tmp");
+            let mut f = io::BufWriter::new(fs::File::create(&tmp)?);
+            let head = encode_head(&self.inner.lock());
+            write_snapshot(&head, &self.last, &mut f)?;
+            f.into_inner()
+                .map_err(io::IntoInnerError::into_error)?
+                .sync_all()?;
+            fs::rename(&tmp, &self.path)
+        })();
+        if saved.is_err() {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        saved
     }
 }
 
@@ -332,8 +366,9 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(b);
 }
 
-fn encode(inner: &Inner) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + inner.last.len() * 20);
+/// The snapshot's head: campaigns with their figures, and programs.
+fn encode_head(inner: &Inner) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + inner.names.len() * 40);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(inner.names.len() as u32).to_le_bytes());
     for ((tenant, campaign), f) in inner.names.iter().zip(&inner.figures) {
@@ -346,16 +381,36 @@ fn encode(inner: &Inner) -> Vec<u8> {
     for p in &inner.program_names {
         put_str(&mut out, p);
     }
-    out.extend_from_slice(&(inner.last.len() as u64).to_le_bytes());
-    for (&k, &(c, at)) in inner.last.iter() {
-        out.extend_from_slice(&((k >> 50) as u32).to_le_bytes());
-        out.extend_from_slice(&(k & ((1 << 50) - 1)).to_le_bytes());
-        out.extend_from_slice(&c.to_le_bytes());
-        out.extend_from_slice(&at.to_le_bytes());
-    }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Writes a snapshot: `head`, then the table shard by shard (each encoded
+/// under its lock, written after), then the CRC of it all.
+fn write_snapshot(head: &[u8], last: &Last, out: &mut impl Write) -> io::Result<()> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut put = |bytes: &[u8]| {
+        crc.update(bytes);
+        out.write_all(bytes)
+    };
+    put(head)?;
+    let mut buf = Vec::new();
+    for shard in &last.0 {
+        buf.clear();
+        {
+            let m = shard.lock();
+            buf.reserve(4 + m.len() * ENTRY_BYTES);
+            buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
+            for (&k, &(c, at)) in m.iter() {
+                buf.extend_from_slice(&((k >> 50) as u32).to_le_bytes());
+                buf.extend_from_slice(&(k & ((1 << 50) - 1)).to_le_bytes());
+                buf.extend_from_slice(&c.to_le_bytes());
+                buf.extend_from_slice(&at.to_le_bytes());
+            }
+        }
+        put(&buf)?;
+    }
+    let crc = crc.finalize();
+    out.write_all(&crc.to_le_bytes())
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -378,13 +433,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A snapshot read back; `None` unless it is whole and consistent.
-fn decode(bytes: &[u8]) -> Option<Inner> {
+/// A snapshot read back, its table into `last` (empty); `None` unless it
+/// is whole and consistent.
+fn decode(bytes: &[u8], last: &Last) -> Option<Inner> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
         return None;
     }
-    let mut r = Reader(body.strip_prefix(MAGIC)?);
+    let (runs, body) = match body.strip_prefix(MAGIC) {
+        Some(rest) => (SHARDS, rest),
+        None => (1, body.strip_prefix(MAGIC_V1)?),
+    };
+    let mut r = Reader(body);
     let mut inner = Inner::default();
     for _ in 0..r.u32()? {
         let (tenant, campaign) = (r.str()?, r.str()?);
@@ -399,30 +459,47 @@ fn decode(bytes: &[u8]) -> Option<Inner> {
         let name: Arc<str> = r.str()?.into();
         inner.program(&name);
     }
-    let entries = r.u64()?;
-    // Each entry is 20 bytes: a count the rest cannot hold is a lie.
-    if entries > (r.0.len() / 20) as u64 {
-        return None;
-    }
-    for _ in 0..entries {
-        let (p, to, c, at) = (r.u32()?, r.u64()?, r.u32()?, r.u32()?);
-        if p as usize >= inner.program_names.len() || c as usize >= inner.names.len() {
+    let mut entries = Vec::new();
+    for _ in 0..runs {
+        let n = if runs == 1 {
+            r.u64()?
+        } else {
+            u64::from(r.u32()?)
+        };
+        // A count the rest cannot hold is a lie.
+        if n > (r.0.len() / ENTRY_BYTES) as u64 {
             return None;
         }
-        inner.last.insert(key(p, to)?, (c, at));
+        for _ in 0..n {
+            let (p, to, c, at) = (r.u32()?, r.u64()?, r.u32()?, r.u32()?);
+            if p as usize >= inner.program_names.len() || c as usize >= inner.names.len() {
+                return None;
+            }
+            entries.push((key(p, to)?, (c, at)));
+        }
     }
-    r.0.is_empty().then_some(inner)
+    if !r.0.is_empty() {
+        return None;
+    }
+    for (k, v) in entries {
+        last.insert(k, v);
+    }
+    Some(inner)
 }
 
 /// Fuzzing hook: a snapshot that reads back re-encodes to one that reads
 /// back the same.
 #[doc(hidden)]
 pub fn fuzz_snapshot(bytes: &[u8]) {
-    if let Some(inner) = decode(bytes) {
-        let again = decode(&encode(&inner)).expect("an encoded snapshot decodes");
+    let last = Last::default();
+    if let Some(inner) = decode(bytes, &last) {
+        let mut encoded = Vec::new();
+        write_snapshot(&encode_head(&inner), &last, &mut encoded).expect("written to memory");
+        let last_again = Last::default();
+        let again = decode(&encoded, &last_again).expect("an encoded snapshot decodes");
         assert_eq!(again.names, inner.names);
         assert_eq!(again.figures, inner.figures);
         assert_eq!(again.program_names, inner.program_names);
-        assert_eq!(again.last, inner.last);
+        assert_eq!(last_again.sorted(), last.sorted());
     }
 }

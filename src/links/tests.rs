@@ -324,6 +324,27 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
 }
 
 #[test]
+fn snapshots_of_both_formats_load() {
+    // The committed fuzz seeds: the first format (the table as one run)
+    // and the current one (a run per shard), the same content.
+    use super::campaigns::Campaigns;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::backlog::tests::kit::config(dir.path(), 1000);
+    let compliance = Arc::new(crate::compliance::Compliance::open(&config).unwrap());
+    for seed in [
+        &include_bytes!("../../fuzz/seeds/link_store/ex-snapshot")[..],
+        &include_bytes!("../../fuzz/seeds/link_store/ex-snapshot-v2")[..],
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("campaigns.snap"), &seed[1..]).unwrap();
+        let c = Campaigns::open(d.path(), Duration::from_secs(86_400), compliance.clone());
+        let spring = c.figures("demo", "spring");
+        assert_eq!((spring.delivered, spring.optouts), (100, 3));
+        assert_eq!(c.figures("demo", "fall").delivered, 5);
+    }
+}
+
+#[test]
 fn a_flood_of_closing_brackets_is_planned_in_linear_time() {
     // Quadratic before: every trailing ')' recounted the whole URL.
     let text = format!("http://a.example/{}", ")".repeat(1 << 20));
