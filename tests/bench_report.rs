@@ -76,6 +76,23 @@ async fn embedded_bench_agrees_with_the_gateway_and_the_simulator() {
         report.terminal_latency.p50_ms >= 20.0,
         "receipt delay is 20 ms: {text}"
     );
+    // One accepted message in 16 timed to the simulator (at most 313 of the
+    // 5,000 sequence numbers; the invalid ones never get there), each
+    // before its receipt could end it.
+    let wire = report
+        .wire_latency
+        .as_ref()
+        .expect("embedded: wire latency");
+    assert!(
+        wire.count >= 250 && wire.count <= 313,
+        "{} stamped: {text}",
+        wire.count
+    );
+    assert!(
+        wire.p50_ms > 0.0 && wire.p50_ms < report.terminal_latency.p50_ms,
+        "{text}"
+    );
+    assert!(text.contains("submit → at the SMSC (wire)"), "{text}");
     assert!(!report.series.is_empty());
     assert_eq!(
         report.series.iter().map(|s| s.accepted).sum::<u64>(),

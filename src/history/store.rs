@@ -1,7 +1,8 @@
 //! History segments on disk and the thread that writes them.
 //!
 //! The head segment is `<seq>.open` (16 hex digits); when it reaches the
-//! segment size (an eighth of `max_bytes`, between 4 KiB and 64 MiB) it is
+//! segment size (an eighth of `max_bytes`, between 4 KiB and 64 MiB; synced
+//! every 4 MiB written, so the last sync is small) it is
 //! synced and renamed `<seq>-<first ms>-<last ms>-<lowest id>-<highest id>.seg`
 //! (hex), so lookups can skip it by its name. An `.open` segment left by a
 //! crash is read at start, cut after its last whole record and closed the
@@ -27,6 +28,11 @@ const TARGET: &str = "sluice::history";
 
 /// How often the writer takes what the buffers hold.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// The head is synced each time this much was written to it: closing a
+/// segment then syncs at most this much, not the whole segment (64 MiB at
+/// once held up the journal's own syncs behind it for ~100 ms, and with
+/// them every acknowledgement).
+const SYNC_EVERY: u64 = 4 << 20;
 
 enum Command {
     Flush(oneshot::Sender<()>),
@@ -172,6 +178,8 @@ struct Head {
     path: PathBuf,
     file: File,
     bytes: u64,
+    /// Bytes written since the last sync.
+    unsynced: u64,
     min_ms: u64,
     max_ms: u64,
     min_id: u64,
@@ -351,6 +359,7 @@ impl Segments {
             path,
             file,
             bytes: MAGIC.len() as u64,
+            unsynced: 0,
             min_ms: u64::MAX,
             max_ms: 0,
             min_id: u64::MAX,
@@ -398,6 +407,11 @@ impl Segments {
             }
             head.file.write_all(&bytes[..run])?;
             head.bytes += run as u64;
+            head.unsynced += run as u64;
+            if head.unsynced >= SYNC_EVERY {
+                head.file.sync_data()?;
+                head.unsynced = 0;
+            }
             bytes = &bytes[run..];
             if head.bytes >= segment_bytes {
                 self.close_head();

@@ -175,6 +175,9 @@ pub(crate) struct Tally {
     pub ack_us: Histogram<u64>,
     /// Per message, µs.
     pub term_us: Histogram<u64>,
+    /// (first sequence number, send time µs) of each acknowledged batch,
+    /// for the latency to the wire.
+    pub batches: Vec<(u64, u64)>,
     pub accepted: u64,
     /// Accepted with `duplicate: true` (a client_ref the gateway had seen).
     pub duplicate_accepts: u64,
@@ -206,6 +209,7 @@ impl Tally {
         Tally {
             ack_us: histogram(),
             term_us: histogram(),
+            batches: Vec::new(),
             accepted: 0,
             duplicate_accepts: 0,
             rejected: BTreeMap::new(),
@@ -305,6 +309,7 @@ impl Shared {
         let mut rejected = 0u64;
         let mut t = self.tally.lock();
         t.ack_us.saturating_record(lat);
+        t.batches.push((first_seq, sent_us));
         t.last_ack_us = t.last_ack_us.max(now_us);
         for (i, r) in ack.results.iter().enumerate() {
             if r.reason == pb::RejectReason::RejectNone as i32 {

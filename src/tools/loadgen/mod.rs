@@ -88,6 +88,10 @@ const DIAGNOSTIC_GAUGES: [&str; 3] = [
 /// Messages without a terminal event named in the report.
 const WAITING_SAMPLE: usize = 10;
 
+/// One message in this many is stamped at the embedded simulator for the
+/// latency to the wire (a scan of its text for the sequence number).
+pub const WIRE_SAMPLE: u64 = 16;
+
 /// The embedded tenant's SMPP credentials (`--embedded --smpp`).
 const EMBEDDED_SMPP: (&str, &str) = ("demo", "demo-pw");
 
@@ -370,6 +374,7 @@ impl Embedded {
             throttle_fraction: opts.throttle_fraction,
             disconnect_every: opts.disconnect_every,
             count_only: true,
+            stamp_every: WIRE_SAMPLE,
             ..SmscConfig::default()
         })
         .await?;
@@ -892,6 +897,10 @@ pub async fn run_against(
         max_schedule_lag_ms: (opts.rate > 0).then(|| ms(tally.max_lag_us)),
         ack_latency: Latency::from_histogram("per batch", &tally.ack_us),
         terminal_latency: Latency::from_histogram("per message", &tally.term_us),
+        wire_latency: target
+            .smsc
+            .as_ref()
+            .map(|smsc| wire_latency(&shared.plan, &tally.batches, &smsc.stamps())),
         carrier_throttles,
         gateway_counters,
         simulator,
@@ -1002,6 +1011,26 @@ impl Progress {
 }
 
 // === helpers ===
+
+/// Send → arrival at the simulator of each stamped message (`stamps`:
+/// sequence number and arrival), its send time found among the acknowledged
+/// `batches` (first sequence number, send time µs).
+fn wire_latency(plan: &drive::Plan, batches: &[(u64, u64)], stamps: &[(u64, Instant)]) -> Latency {
+    let mut batches = batches.to_vec();
+    batches.sort_unstable();
+    let mut h = drive::histogram();
+    for &(seq, at) in stamps {
+        let i = batches.partition_point(|&(first, _)| first <= seq);
+        let Some(&(first, sent_us)) = i.checked_sub(1).and_then(|i| batches.get(i)) else {
+            continue;
+        };
+        if seq - first >= plan.batch as u64 {
+            continue;
+        }
+        h.saturating_record(plan.us(at).saturating_sub(sent_us).max(1));
+    }
+    Latency::from_histogram(&format!("1 in {WIRE_SAMPLE} messages"), &h)
+}
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0

@@ -65,6 +65,9 @@ pub struct Report {
     pub ack_latency: Latency,
     /// `send_batch` → terminal event, one sample per message.
     pub terminal_latency: Latency,
+    /// `send_batch` → the message complete at the SMSC simulator (its last
+    /// `submit_sm` read), one message in [`super::WIRE_SAMPLE`] (embedded only).
+    pub wire_latency: Option<Latency>,
     /// Increase of `sluice_smpp_throttled_total` (all carriers), when scraped.
     pub carrier_throttles: Option<u64>,
     /// Increase of other gateway counters (`name{labels}`, non-zero only) and
@@ -434,9 +437,11 @@ impl Report {
             "p50", "p90", "p99", "p99.9", "max", "samples"
         );
         for (name, lat) in [
-            ("  ack (send_batch → BatchAck)", &self.ack_latency),
-            ("  submit → terminal event", &self.terminal_latency),
+            ("  ack (send_batch → BatchAck)", Some(&self.ack_latency)),
+            ("  submit → at the SMSC (wire)", self.wire_latency.as_ref()),
+            ("  submit → terminal event", Some(&self.terminal_latency)),
         ] {
+            let Some(lat) = lat else { continue };
             let _ = writeln!(
                 s,
                 "{name:<32} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10} {}",

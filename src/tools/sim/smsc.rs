@@ -183,6 +183,11 @@ pub struct SmscConfig {
     /// counted; `texts()` is empty): for long load runs.
     #[arg(long)]
     pub count_only: bool,
+    /// Stamp when each message arrives whose text carries a bench sequence
+    /// number (its first run of ten digits) divisible by this; 0 = none
+    /// (`sluice bench --embedded` reads them for its latency to the wire).
+    #[arg(skip)]
+    pub stamp_every: u64,
 }
 
 impl Default for SmscConfig {
@@ -203,6 +208,7 @@ impl Default for SmscConfig {
             part_receipts: PartReceipts::Each,
             gsm7_packed: false,
             count_only: false,
+            stamp_every: 0,
         }
     }
 }
@@ -704,6 +710,7 @@ pub async fn start(cfg: SmscConfig) -> io::Result<Smsc> {
             reassembler: Reassembler::new(REASSEMBLY_CAPACITY),
             texts: HashMap::new(),
             arrivals: Vec::new(),
+            stamps: Vec::new(),
             fingerprints: (0..FINGERPRINT_SHARDS)
                 .map(|_| HashMap::default())
                 .collect(),
@@ -752,6 +759,12 @@ impl Smsc {
     /// `count_only`).
     pub fn arrivals(&self) -> Vec<Instant> {
         self.shared.log.lock().arrivals.clone()
+    }
+
+    /// (bench sequence number, arrival) of each message stamped under
+    /// `stamp_every`, in arrival order.
+    pub fn stamps(&self) -> Vec<(u64, Instant)> {
+        self.shared.log.lock().stamps.clone()
     }
 
     /// Stops accepting, sends `unbind` on every connection and closes them.
@@ -825,12 +838,33 @@ struct Shared {
     timer: Notify,
 }
 
+/// The bench sequence number a text carries: its first run of exactly
+/// ten ASCII digits.
+fn bench_seq(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let run = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if run == 10 {
+                return std::str::from_utf8(&b[i..i + 10]).ok()?.parse().ok();
+            }
+            i += run;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
 /// What was submitted: parts being reassembled and complete texts.
 struct MessageLog {
     reassembler: Reassembler<(Bytes, Bytes)>,
     texts: HashMap<(String, String, String), u32>,
     /// When each complete message arrived (not when `count_only`).
     arrivals: Vec<Instant>,
+    /// (bench sequence number, arrival) of the stamped messages.
+    stamps: Vec<(u64, Instant)>,
     /// Fingerprints of (source, dest, text) when `count_only`, in many
     /// small tables: one big table's rehash (it doubles at 229k, 458k, 917k…
     /// messages) held this lock for ~100 ms and stalled the whole embedded
@@ -859,6 +893,12 @@ impl Shared {
             return;
         };
         inc(&self.stats.messages);
+        if self.cfg.stamp_every > 0
+            && let Some(seq) = bench_seq(&text)
+            && seq.is_multiple_of(self.cfg.stamp_every)
+        {
+            log.stamps.push((seq, Instant::now()));
+        }
         let count = if self.cfg.count_only {
             let fingerprint = |salt: u8| {
                 use std::hash::{Hash, Hasher};
