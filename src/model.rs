@@ -12,6 +12,7 @@ pub mod logsafe;
 pub use logsafe::LogSafe;
 pub mod numbering;
 pub mod quiet;
+pub mod reclaim;
 pub mod secret;
 pub mod submit;
 pub use secret::Secret;

@@ -7,7 +7,8 @@
 //! (hex), so lookups can skip it by its name. An `.open` segment left by a
 //! crash is read at start, cut after its last whole record and closed the
 //! same way. Retention (after every write round): closed segments whose
-//! last record is older than `retention` are deleted, then the oldest while
+//! last record is older than `retention` are deleted (freed a few megabytes
+//! at a time, `model::reclaim`), then the oldest while
 //! all segments together exceed `max_bytes` (`sluice_history_segments_dropped_total`).
 
 use std::collections::VecDeque;
@@ -22,7 +23,7 @@ use tokio::sync::oneshot;
 
 use super::HistoryConfig;
 use super::record::{self, MAGIC};
-use crate::model::{MessageId, now_ms};
+use crate::model::{MessageId, now_ms, reclaim};
 
 const TARGET: &str = "sluice::history";
 
@@ -266,6 +267,8 @@ impl Segments {
     /// # Errors
     /// The directory cannot be read, or a left-over segment not closed.
     pub fn open(dir: &Path, cfg: &HistoryConfig) -> io::Result<Segments> {
+        // Segments a crash left half deleted.
+        reclaim::remove_gradually(&reclaim::leftovers(dir)?)?;
         let (closed, open) = list(dir)?;
         let mut segs = Segments {
             dir: dir.to_path_buf(),
@@ -454,8 +457,10 @@ impl Segments {
                 break;
             }
             let c = self.closed.pop_front().expect("front exists");
-            if let Err(e) = fs::remove_file(&c.path)
-                && e.kind() != io::ErrorKind::NotFound
+            // Freed a little at a time (`model::reclaim`): a 64 MiB segment
+            // unlinked at once held the journal's syncs up behind it.
+            if let Err(e) = reclaim::set_aside(&self.dir, [c.path.clone()])
+                .and_then(|doomed| reclaim::remove_gradually(&doomed))
             {
                 tracing::error!(target: TARGET, error = %e, path = %c.path.display(), "history segment not deleted");
             }

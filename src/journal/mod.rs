@@ -42,7 +42,7 @@ use std::sync::mpsc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use crate::model::{Message, MessageId};
+use crate::model::{Message, MessageId, reclaim};
 use record::Kind;
 pub use record::RecordError;
 use writer::{Command, Shared, SyncResult};
@@ -272,9 +272,9 @@ impl Journal {
             replay::list_segments(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         let recovered = replay::replay(dir, &segments)?;
         // Segments a crash left half deleted: their records were carried.
-        let doomed = leftover_doomed(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
+        let doomed = reclaim::leftovers(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         if !doomed.is_empty() {
-            std::thread::spawn(move || remove_doomed(&doomed));
+            std::thread::spawn(move || reclaim::remove_gradually(&doomed));
         }
         let existing =
             replay::list_segments(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
@@ -566,71 +566,16 @@ impl Journal {
         let io = |e| JournalError::Io(dir.clone(), e);
         let dir2 = dir.clone();
         tokio::task::spawn_blocking(move || {
-            // Renamed out of replay's sight first (durably), so a crash
-            // while one is being cut never leaves a short segment behind.
-            // Then one file at a time, each cut down a few megabytes at a
-            // time with a pause between: freeing hundreds of megabytes at
-            // once stalls the file system journal, and with it the group
-            // commits of the live segment (unlinking 64 MiB segments 50 ms
-            // apart still held acknowledgements up for ~50 ms each).
-            let mut doomed = Vec::with_capacity(gone.len());
-            for p in gone {
-                let d = p.with_extension(DELETED);
-                match std::fs::rename(&p, &d) {
-                    Ok(()) => doomed.push(d),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            std::fs::File::open(&dir2)?.sync_all()?;
-            remove_doomed(&doomed)
+            // Out of replay's sight first, then freed a little at a time
+            // (unlinking 64 MiB segments at once, even 50 ms apart, held
+            // acknowledgements up for ~50 ms each: `model::reclaim`).
+            let doomed = reclaim::set_aside(&dir2, gone)?;
+            reclaim::remove_gradually(&doomed)
         })
         .await
         .map_err(|e| io(io::Error::other(e)))?
         .map_err(io)
     }
-}
-
-/// Extension of a segment being deleted (replay reads only `.log`).
-const DELETED: &str = "del";
-/// Bytes freed at a time when a segment is deleted, and the pause after.
-const FREE_STEP: u64 = 8 << 20;
-const FREE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// Deletes each of `paths`, freeing its blocks [`FREE_STEP`] at a time
-/// (see [`Journal::delete_before`]).
-fn remove_doomed(paths: &[PathBuf]) -> io::Result<()> {
-    for path in paths {
-        let shrunk = (|| {
-            let f = std::fs::OpenOptions::new().write(true).open(path)?;
-            let mut len = f.metadata()?.len();
-            while len > FREE_STEP {
-                len -= FREE_STEP;
-                f.set_len(len)?;
-                std::thread::sleep(FREE_PAUSE);
-            }
-            std::fs::remove_file(path)
-        })();
-        match shrunk {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        std::thread::sleep(FREE_PAUSE);
-    }
-    Ok(())
-}
-
-/// Segments a crash left half deleted in `dir`.
-fn leftover_doomed(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut v = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.extension().is_some_and(|e| e == DELETED) {
-            v.push(p);
-        }
-    }
-    Ok(v)
 }
 
 /// Encodes messages in the journal's own message format (an `Accept`

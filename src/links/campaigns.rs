@@ -345,11 +345,15 @@ impl Campaigns {
         }
         let saved = (|| {
             let tmp = self.path.with_extension("tmp");
-            let mut f = io::BufWriter::new(fs::File::create(&tmp)?);
+            let mut f = io::BufWriter::new(SyncEvery {
+                file: fs::File::create(&tmp)?,
+                unsynced: 0,
+            });
             let head = encode_head(&self.inner.lock());
             write_snapshot(&head, &self.last, &mut f)?;
             f.into_inner()
                 .map_err(io::IntoInnerError::into_error)?
+                .file
                 .sync_all()?;
             fs::rename(&tmp, &self.path)
         })();
@@ -357,6 +361,32 @@ impl Campaigns {
             self.changed.store(true, Ordering::Relaxed);
         }
         saved
+    }
+}
+
+/// A file synced every [`SYNC_EVERY`] bytes written: a snapshot of a few
+/// hundred megabytes synced at once held the message journal's syncs (and
+/// every acknowledgement) up behind it.
+struct SyncEvery {
+    file: fs::File,
+    unsynced: usize,
+}
+
+const SYNC_EVERY: usize = 4 << 20;
+
+impl Write for SyncEvery {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n;
+        if self.unsynced >= SYNC_EVERY {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
