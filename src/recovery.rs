@@ -47,6 +47,9 @@ pub struct JournalKeeper {
     /// Segments the last compaction carried forward (not counted against
     /// `max_segments`, or a large backlog would compact without end).
     carried_segments: AtomicU64,
+    /// Dedupe keys taken for the log whose append failed: appended first
+    /// next time (compaction deletes nothing until they are in).
+    unlogged: parking_lot::Mutex<Vec<crate::journal::dedupe_log::DedupeEntry>>,
 }
 
 impl JournalKeeper {
@@ -69,6 +72,7 @@ impl JournalKeeper {
             dedupe,
             dedupe_log,
             carried_segments: AtomicU64::new(0),
+            unlogged: parking_lot::Mutex::default(),
         }
     }
 
@@ -76,12 +80,9 @@ impl JournalKeeper {
     /// starts); see the module doc for what happens to each message.
     pub fn restore(&self, rec: Recovered, recovery: Recovery) {
         let now = now_ms();
-        // Keys of Accept records still in the journal: logged when their
-        // (old) segments are compacted; keys already in the dedupe log: not.
-        for (tenant, client_ref, id, at) in &rec.dedupe {
-            let fp = self.dedupe.fingerprint(tenant, client_ref);
-            self.dedupe.restore(fp, *id, *at, now, Some(0));
-        }
+        // Oldest first (the index evicts from the front): keys already in
+        // the dedupe log, then those of Accept records still in the journal
+        // (logged when their old segments are compacted).
         match self.dedupe_log.load(now, self.dedupe.window_ms()) {
             Ok(entries) => {
                 for (fp, id, at) in entries {
@@ -91,6 +92,10 @@ impl JournalKeeper {
             Err(e) => {
                 tracing::error!(target: TARGET, error = %e, "dedupe log unreadable; retries of old batches may be sent again")
             }
+        }
+        for (tenant, client_ref, id, at) in &rec.dedupe {
+            let fp = self.dedupe.fingerprint(tenant, client_ref);
+            self.dedupe.restore(fp, *id, *at, now, Some(0));
         }
         self.hub.restore(rec.events);
         let router = self.backlog.router();
@@ -182,14 +187,34 @@ impl JournalKeeper {
     /// once (tens of megabytes synced at each compaction held up the
     /// journal's own syncs, and every acknowledgement, for ~50 ms).
     pub async fn trickle_dedupe(&self) {
-        let keys = self.dedupe.take_unlogged(0, now_ms().saturating_sub(1000));
+        let keys = self.with_unlogged(self.dedupe.take_unlogged(0, now_ms().saturating_sub(1000)));
         if keys.is_empty() {
             return;
         }
         let log = self.dedupe_log.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.append(&keys)).await {
-            tracing::error!(target: TARGET, error = %e, "dedupe log append failed");
+        let (keys, appended) = tokio::task::spawn_blocking(move || {
+            let r = log.append(&keys);
+            (keys, r)
+        })
+        .await
+        .unwrap_or_else(|e| (Vec::new(), Err(std::io::Error::other(e))));
+        if let Err(e) = appended {
+            tracing::error!(target: TARGET, error = %e, "dedupe log append failed; retried");
+            self.unlogged.lock().extend(keys);
         }
+    }
+
+    /// Keys whose earlier append failed, then `keys`.
+    fn with_unlogged(
+        &self,
+        keys: Vec<crate::journal::dedupe_log::DedupeEntry>,
+    ) -> Vec<crate::journal::dedupe_log::DedupeEntry> {
+        let mut all = std::mem::take(&mut *self.unlogged.lock());
+        if all.is_empty() {
+            return keys;
+        }
+        all.extend(keys);
+        all
     }
 
     /// Compaction: when the journal holds more than `max_segments` (beyond
@@ -227,7 +252,7 @@ impl JournalKeeper {
         let dedupe_started = tokio::time::Instant::now();
         // Dedupe keys whose Accept records go with the old segments move to
         // the dedupe log, once each.
-        let keys = self.dedupe.take_unlogged_before(head);
+        let keys = self.with_unlogged(self.dedupe.take_unlogged_before(head));
         let (log, window, max_keys, n) = (
             self.dedupe_log.clone(),
             self.dedupe.window_ms(),
@@ -235,15 +260,20 @@ impl JournalKeeper {
             keys.len(),
         );
         let io = |e: std::io::Error| JournalError::Io(self.journal.dir().to_owned(), e);
-        tokio::task::spawn_blocking(move || {
-            log.append(&keys)?;
-            // The trickle appended since the last compaction, durable too.
-            log.sync()?;
-            log.prune(now_ms(), window, max_keys).map(|_| ())
+        let (keys, written) = tokio::task::spawn_blocking(move || {
+            if let Err(e) = log.append(&keys) {
+                return (keys, Err(e));
+            }
+            let pruned = log.prune(now_ms(), window, max_keys).map(|_| ());
+            (Vec::new(), pruned)
         })
         .await
-        .map_err(|e| io(std::io::Error::other(e)))?
-        .map_err(io)?;
+        .map_err(|e| io(std::io::Error::other(e)))?;
+        if !keys.is_empty() {
+            // Not in the log: kept for the next try; nothing is deleted.
+            self.unlogged.lock().extend(keys);
+        }
+        written.map_err(io)?;
         let dedupe_ms = ms_since(dedupe_started);
         let delete_started = tokio::time::Instant::now();
         self.journal.delete_before(head).await?;

@@ -47,7 +47,8 @@ const FIRST_CAPACITY: usize = 16;
 const LOGGED: u64 = u64::MAX;
 
 /// One remembered key, 24 bytes: 96 bits of its fingerprint, its message
-/// id, and when it was accepted (Unix seconds, rounded down).
+/// id, and when it was accepted (Unix seconds, stored rounded down and
+/// read as the end of that second: [`Entry::at_ms`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Entry {
     fp: [u32; 3],
@@ -75,8 +76,10 @@ impl Key {
         (u128::from(self.hi) << 64) | (u128::from(self.mid) << 32)
     }
 
+    /// 8 bits `home` does not use (it uses `mid`'s top bits, the shard
+    /// `hi`'s low ones), so keys of one probe run rarely share a tag.
     fn tag(self) -> u32 {
-        self.mid >> 24
+        (self.hi >> 56) as u32
     }
 }
 
@@ -125,7 +128,8 @@ struct Shard {
     /// Runs of entries whose Accept record is in one journal segment:
     /// (sequence number of the run's first entry, segment).
     runs: VecDeque<(u64, u64)>,
-    /// Entries before this sequence number are in the dedupe log.
+    /// Entries before this sequence number are in the dedupe log (or were
+    /// forgotten, or came from it).
     logged: u64,
 }
 

@@ -268,7 +268,7 @@ impl Segments {
     /// The directory cannot be read, or a left-over segment not closed.
     pub fn open(dir: &Path, cfg: &HistoryConfig) -> io::Result<Segments> {
         // Segments a crash left half deleted.
-        reclaim::remove_gradually(&reclaim::leftovers(dir)?)?;
+        reclaim::remove_in_background(reclaim::leftovers(dir)?);
         let (closed, open) = list(dir)?;
         let mut segs = Segments {
             dir: dir.to_path_buf(),
@@ -450,6 +450,7 @@ impl Segments {
     /// total exceeds `max_bytes`.
     pub fn retain(&mut self, now_ms: u64) {
         let cutoff = now_ms.saturating_sub(self.retention_ms);
+        let mut expired = Vec::new();
         while let Some(c) = self.closed.front() {
             let too_old = c.max_ms < cutoff;
             let too_big = self.total_bytes() > self.max_bytes;
@@ -457,15 +458,20 @@ impl Segments {
                 break;
             }
             let c = self.closed.pop_front().expect("front exists");
-            // Freed a little at a time (`model::reclaim`): a 64 MiB segment
-            // unlinked at once held the journal's syncs up behind it.
-            if let Err(e) = reclaim::set_aside(&self.dir, [c.path.clone()])
-                .and_then(|doomed| reclaim::remove_gradually(&doomed))
-            {
-                tracing::error!(target: TARGET, error = %e, path = %c.path.display(), "history segment not deleted");
-            }
+            expired.push(c.path);
             self.closed_bytes -= c.bytes;
             self.dropped.increment(1);
+        }
+        // Set aside now, freed a little at a time in the background
+        // (`model::reclaim`): a 64 MiB segment unlinked at once held the
+        // journal's syncs up behind it.
+        if !expired.is_empty() {
+            match reclaim::set_aside(&self.dir, expired) {
+                Ok(doomed) => reclaim::remove_in_background(doomed),
+                Err(e) => {
+                    tracing::error!(target: TARGET, error = %e, "history segments not deleted");
+                }
+            }
         }
         metrics::gauge!("sluice_history_bytes").set(self.total_bytes() as f64);
     }

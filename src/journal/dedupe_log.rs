@@ -49,17 +49,6 @@ impl DedupeLog {
         self.write(entries, true)
     }
 
-    /// Appends entries without syncing: the steady trickle between
-    /// compactions (a sync per second would compete with the journal's group
-    /// commits). [`DedupeLog::sync`] makes them durable before the journal
-    /// segments holding their Accept records are deleted.
-    ///
-    /// # Errors
-    /// A write failed.
-    pub fn append_unsynced(&self, entries: &[DedupeEntry]) -> io::Result<()> {
-        self.write(entries, false)
-    }
-
     /// Syncs every file of the log.
     ///
     /// # Errors

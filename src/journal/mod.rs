@@ -273,9 +273,7 @@ impl Journal {
         let recovered = replay::replay(dir, &segments)?;
         // Segments a crash left half deleted: their records were carried.
         let doomed = reclaim::leftovers(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
-        if !doomed.is_empty() {
-            std::thread::spawn(move || reclaim::remove_gradually(&doomed));
-        }
+        reclaim::remove_in_background(doomed);
         let existing =
             replay::list_segments(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         let head = existing.last().map_or(1, |s| s.0 + 1);
@@ -566,11 +564,13 @@ impl Journal {
         let io = |e| JournalError::Io(dir.clone(), e);
         let dir2 = dir.clone();
         tokio::task::spawn_blocking(move || {
-            // Out of replay's sight first, then freed a little at a time
-            // (unlinking 64 MiB segments at once, even 50 ms apart, held
-            // acknowledgements up for ~50 ms each: `model::reclaim`).
+            // Out of replay's sight (durably) before this returns, then
+            // freed a little at a time in the background (unlinking 64 MiB
+            // segments at once, even 50 ms apart, held acknowledgements up
+            // for ~50 ms each: `model::reclaim`).
             let doomed = reclaim::set_aside(&dir2, gone)?;
-            reclaim::remove_gradually(&doomed)
+            reclaim::remove_in_background(doomed);
+            Ok(())
         })
         .await
         .map_err(|e| io(io::Error::other(e)))?

@@ -80,3 +80,24 @@ pub fn leftovers(dir: &Path) -> io::Result<Vec<PathBuf>> {
     }
     Ok(v)
 }
+
+/// [`remove_gradually`] on a thread of its own, so the caller goes on at
+/// once; a failure is logged (the files stay set aside and go at the next
+/// start, through [`leftovers`]).
+pub fn remove_in_background(paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("sluice-reclaim".into())
+        .spawn(move || {
+            if let Err(e) = remove_gradually(&paths) {
+                tracing::warn!(target: "sluice::reclaim", error = %e,
+                    "a file set aside for deletion was not removed; retried at the next start");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(target: "sluice::reclaim", error = %e,
+            "no thread to remove files set aside; retried at the next start");
+    }
+}

@@ -218,3 +218,31 @@ async fn compaction_carries_what_is_live_and_deletes_the_old_segments() {
     keeper.compact(1).await.unwrap();
     assert_eq!(journal.head_segment(), head);
 }
+
+#[tokio::test]
+async fn dedupe_keys_whose_log_append_failed_are_appended_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keeper, _ledger, f) = keeper(dir.path());
+    let t: Arc<str> = "t".into();
+    let at = now_ms() - 5_000;
+    f.dedupe
+        .check_or_insert(&t, "r1", MessageId(7), at, 1)
+        .unwrap();
+    // The log's directory is a file now: the append fails.
+    let log_dir = dir.path().join("dedupe");
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    std::fs::write(&log_dir, b"not a directory").unwrap();
+    keeper.trickle_dedupe().await;
+    assert_eq!(keeper.unlogged.lock().len(), 1, "kept for the next try");
+    // Back: the next trickle appends the key taken before.
+    std::fs::remove_file(&log_dir).unwrap();
+    std::fs::create_dir(&log_dir).unwrap();
+    keeper.trickle_dedupe().await;
+    assert!(keeper.unlogged.lock().is_empty());
+    let logged = DedupeLog::open(&log_dir)
+        .unwrap()
+        .load(now_ms(), 3_600_000)
+        .unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].1, 7);
+}
