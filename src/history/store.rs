@@ -465,13 +465,10 @@ impl Segments {
         // Set aside now, freed a little at a time in the background
         // (`model::reclaim`): a 64 MiB segment unlinked at once held the
         // journal's syncs up behind it.
-        if !expired.is_empty() {
-            match reclaim::set_aside(&self.dir, expired) {
-                Ok(doomed) => reclaim::remove_in_background(doomed),
-                Err(e) => {
-                    tracing::error!(target: TARGET, error = %e, "history segments not deleted");
-                }
-            }
+        if !expired.is_empty()
+            && let Err(e) = reclaim::remove(&self.dir, expired)
+        {
+            tracing::error!(target: TARGET, error = %e, "history segments not deleted");
         }
         metrics::gauge!("sluice_history_bytes").set(self.total_bytes() as f64);
     }

@@ -568,9 +568,7 @@ impl Journal {
             // freed a little at a time in the background (unlinking 64 MiB
             // segments at once, even 50 ms apart, held acknowledgements up
             // for ~50 ms each: `model::reclaim`).
-            let doomed = reclaim::set_aside(&dir2, gone)?;
-            reclaim::remove_in_background(doomed);
-            Ok(())
+            reclaim::remove(&dir2, gone)
         })
         .await
         .map_err(|e| io(io::Error::other(e)))?

@@ -101,3 +101,33 @@ pub fn remove_in_background(paths: Vec<PathBuf>) {
             "no thread to remove files set aside; retried at the next start");
     }
 }
+
+/// Removes `paths`: a file of at most [`STEP`] bytes at once, bigger ones
+/// set aside (durably, before this returns) and freed gradually in the
+/// background. A file already gone is skipped.
+///
+/// # Errors
+/// A file could not be removed or set aside.
+pub fn remove(dir: &Path, paths: Vec<PathBuf>) -> io::Result<()> {
+    let mut big = Vec::new();
+    for p in paths {
+        let small = match fs::metadata(&p) {
+            Ok(m) => m.len() <= STEP,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if !small {
+            big.push(p);
+            continue;
+        }
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !big.is_empty() {
+        remove_in_background(set_aside(dir, big)?);
+    }
+    Ok(())
+}
