@@ -58,11 +58,36 @@ pub struct Backlog {
     links: Arc<LinkSigner>,
     /// Where fallbacks' landing pages are recorded.
     media: Option<Arc<crate::media::store::MediaStore>>,
-    /// Each tenant's display name, shown on its landing pages.
-    display_names: HashMap<Arc<str>, String>,
+    /// Each tenant's display name, shown on its landing pages (replaced by
+    /// a reload).
+    display_names: parking_lot::RwLock<HashMap<Arc<str>, String>>,
     /// Tracked links: where fallback links of tenants with `track_links`
     /// are shortened (see [`fallback`]).
     short_links: Option<fallback::ShortLinks>,
+}
+
+/// Each tenant's display name, for those that have one.
+fn display_names(config: &Config) -> HashMap<Arc<str>, String> {
+    config
+        .tenants
+        .iter()
+        .filter_map(|t| Some((Arc::from(t.name.as_str()), t.display_name.clone()?)))
+        .collect()
+}
+
+/// The base of the short links of each tenant with `track_links`.
+fn link_bases(config: &Config) -> HashMap<Arc<str>, Arc<str>> {
+    config
+        .tenants
+        .iter()
+        .filter(|t| t.track_links)
+        .map(|t| {
+            (
+                Arc::from(t.name.as_str()),
+                Arc::from(t.link_base(&config.mms)),
+            )
+        })
+        .collect()
 }
 
 impl Backlog {
@@ -92,11 +117,7 @@ impl Backlog {
             public_url: config.mms.public_url.clone(),
             links,
             media: None,
-            display_names: config
-                .tenants
-                .iter()
-                .filter_map(|t| Some((Arc::from(t.name.as_str()), t.display_name.clone()?)))
-                .collect(),
+            display_names: parking_lot::RwLock::new(display_names(config)),
             short_links: None,
         }
     }
@@ -111,19 +132,18 @@ impl Backlog {
     ) -> Backlog {
         self.short_links = store.map(|store| fallback::ShortLinks {
             store,
-            bases: config
-                .tenants
-                .iter()
-                .filter(|t| t.track_links)
-                .map(|t| {
-                    (
-                        Arc::from(t.name.as_str()),
-                        Arc::from(t.link_base(&config.mms)),
-                    )
-                })
-                .collect(),
+            bases: Arc::new(parking_lot::RwLock::new(link_bases(config))),
         });
         self
+    }
+
+    /// Takes the tenants of a reload (tenants added too): their display
+    /// names and the bases of their short links apply to the next fallback.
+    pub fn set_tenants(&self, config: &Config) {
+        *self.display_names.write() = display_names(config);
+        if let Some(s) = &self.short_links {
+            *s.bases.write() = link_bases(config);
+        }
     }
 
     /// Records the landing pages of fallbacks with media in `store`, so

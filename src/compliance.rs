@@ -158,16 +158,77 @@ pub enum Inbound {
     NoTenant,
 }
 
+/// Each tenant's opt-out scope and programs.
+#[derive(Debug, Default, Clone)]
+struct Directory {
+    tenants: HashMap<String, ScopeId>,
+    /// Sender address (without `+`) → program.
+    programs: HashMap<String, Arc<Program>>,
+}
+
+impl Directory {
+    /// Enters tenant `t`: its scope, its programs and, in `senders`, its
+    /// sender addresses.
+    fn enter(
+        &mut self,
+        set: &SuppressionSet,
+        senders: &mut HashMap<String, Arc<str>>,
+        t: &crate::settings::TenantConfig,
+    ) -> Result<(), ComplianceError> {
+        let name: Arc<str> = t.name.as_str().into();
+        let scope = set
+            .try_scope(&tenant_scope(&t.name))
+            .map_err(|_| ComplianceError::TooManyScopes)?;
+        self.tenants.insert(t.name.clone(), scope);
+        for s in &t.senders {
+            senders.insert(s.trim_start_matches('+').to_owned(), name.clone());
+        }
+        for p in &t.programs {
+            let mut keywords = Keywords::new();
+            for (word, kind) in &p.keywords {
+                let k: Keyword = kind.parse().map_err(|e| ComplianceError::Keyword {
+                    program: p.name.clone(),
+                    reason: format!("{e}"),
+                })?;
+                keywords
+                    .add(word, k)
+                    .map_err(|e| ComplianceError::Keyword {
+                        program: p.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+            }
+            let scope_name = program_scope(&t.name, &p.name);
+            let program = Arc::new(Program {
+                tenant: name.clone(),
+                scope: set
+                    .try_scope(&scope_name)
+                    .map_err(|_| ComplianceError::TooManyScopes)?,
+                scope_name,
+                help_text: p.help_text.clone(),
+                opt_out_text: p.opt_out_text.clone(),
+                opt_in_text: p.opt_in_text.clone(),
+                stop_covers: p.stop_covers,
+                keywords,
+            });
+            for s in &p.senders {
+                let key = s.trim_start_matches('+').to_owned();
+                senders.insert(key.clone(), name.clone());
+                self.programs.insert(key, program.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The compliance service (see the module doc).
 #[derive(Debug)]
 pub struct Compliance {
     set: SuppressionSet,
     journal: Journal,
     global: ScopeId,
-    tenants: HashMap<String, ScopeId>,
-    /// Sender address (without `+`) → program.
-    programs: HashMap<String, Arc<Program>>,
-    /// Sender address (without `+`) → tenant, for senders outside programs.
+    /// The tenants' scopes and programs; replaced whole when a reload adds
+    /// a tenant ([`Compliance::add_tenants`]).
+    directory: parking_lot::RwLock<Arc<Directory>>,
     /// Sender (without `+`) → its tenant; replaced when a reload changes
     /// tenants' senders ([`Compliance::set_tenant_senders`]).
     tenant_senders: parking_lot::RwLock<HashMap<String, Arc<str>>>,
@@ -204,6 +265,9 @@ pub enum ComplianceError {
     /// An unknown scope was named.
     #[error("unknown scope {0:?}")]
     UnknownScope(String),
+    /// The suppression set holds as many scopes as it can.
+    #[error("too many opt-out scopes")]
+    TooManyScopes,
 }
 
 impl Compliance {
@@ -228,53 +292,16 @@ impl Compliance {
         let (journal, recovered) = Journal::open(dir, &jcfg)?;
         let set = SuppressionSet::new();
         let global = set.scope(GLOBAL);
-        let mut tenants = HashMap::new();
-        let mut programs = HashMap::new();
+        let mut directory = Directory::default();
         let mut tenant_senders = HashMap::new();
         for t in &config.tenants {
-            let name: Arc<str> = t.name.as_str().into();
-            tenants.insert(t.name.clone(), set.scope(&tenant_scope(&t.name)));
-            for s in &t.senders {
-                tenant_senders.insert(s.trim_start_matches('+').to_owned(), name.clone());
-            }
-            for p in &t.programs {
-                let mut keywords = Keywords::new();
-                for (word, kind) in &p.keywords {
-                    let k: Keyword = kind.parse().map_err(|e| ComplianceError::Keyword {
-                        program: p.name.clone(),
-                        reason: format!("{e}"),
-                    })?;
-                    keywords
-                        .add(word, k)
-                        .map_err(|e| ComplianceError::Keyword {
-                            program: p.name.clone(),
-                            reason: e.to_string(),
-                        })?;
-                }
-                let scope_name = program_scope(&t.name, &p.name);
-                let program = Arc::new(Program {
-                    tenant: name.clone(),
-                    scope: set.scope(&scope_name),
-                    scope_name,
-                    help_text: p.help_text.clone(),
-                    opt_out_text: p.opt_out_text.clone(),
-                    opt_in_text: p.opt_in_text.clone(),
-                    stop_covers: p.stop_covers,
-                    keywords,
-                });
-                for s in &p.senders {
-                    let key = s.trim_start_matches('+').to_owned();
-                    tenant_senders.insert(key.clone(), name.clone());
-                    programs.insert(key, program.clone());
-                }
-            }
+            directory.enter(&set, &mut tenant_senders, t)?;
         }
         let c = Compliance {
             set,
             journal,
             global,
-            tenants,
-            programs,
+            directory: parking_lot::RwLock::new(Arc::new(directory)),
             tenant_senders: parking_lot::RwLock::new(tenant_senders),
             default_keywords: Keywords::new(),
             audit: Mutex::default(),
@@ -378,12 +405,13 @@ impl Compliance {
     fn scopes_for(&self, tenant: &str, from: &Sender) -> ([ScopeId; 3], usize) {
         let mut scopes = [self.global; 3];
         let mut n = 1;
-        if let Some(t) = self.tenants.get(tenant) {
+        let directory = self.directory.read();
+        if let Some(t) = directory.tenants.get(tenant) {
             scopes[n] = *t;
             n += 1;
         }
         let key = from.address();
-        if let Some(p) = self.programs.get(key.trim_start_matches('+'))
+        if let Some(p) = directory.programs.get(key.trim_start_matches('+'))
             && &*p.tenant == tenant
         {
             scopes[n] = p.scope;
@@ -423,11 +451,6 @@ impl Compliance {
     /// just got is that tenant's, and one sent to a sender it lost is no
     /// longer.
     pub fn set_tenant_senders(&self, config: &Config) {
-        let programs: Vec<(String, Arc<str>)> = self
-            .programs
-            .iter()
-            .map(|(sender, p)| (sender.clone(), p.tenant.clone()))
-            .collect();
         let mut map = HashMap::new();
         for t in &config.tenants {
             let name: Arc<str> = t.name.as_str().into();
@@ -435,8 +458,39 @@ impl Compliance {
                 map.insert(s.trim_start_matches('+').to_owned(), name.clone());
             }
         }
-        map.extend(programs);
+        let directory = self.directory.read().clone();
+        map.extend(
+            directory
+                .programs
+                .iter()
+                .map(|(sender, p)| (sender.clone(), p.tenant.clone())),
+        );
         *self.tenant_senders.write() = map;
+    }
+
+    /// Enters tenants a reload added: each one's opt-out scope, programs
+    /// and senders apply from now on (tenants known already are left as
+    /// they are).
+    ///
+    /// # Errors
+    /// A program's keywords are invalid or the set has no room for the
+    /// scopes; nothing changed.
+    pub fn add_tenants(
+        &self,
+        tenants: &[crate::settings::TenantConfig],
+    ) -> Result<(), ComplianceError> {
+        let mut directory = self.directory.write();
+        let mut next = Directory::clone(&directory);
+        let mut senders = self.tenant_senders.read().clone();
+        for t in tenants
+            .iter()
+            .filter(|t| !directory.tenants.contains_key(&t.name))
+        {
+            next.enter(&self.set, &mut senders, t)?;
+        }
+        *directory = Arc::new(next);
+        *self.tenant_senders.write() = senders;
+        Ok(())
     }
 
     /// True when `number` is suppressed in `scope`.
@@ -460,12 +514,13 @@ impl Compliance {
 
     /// Scopes `number` is suppressed in.
     pub fn scopes_of(&self, number: Msisdn) -> Vec<String> {
-        let mut names: Vec<String> = self
+        let directory = self.directory.read().clone();
+        let mut names: Vec<String> = directory
             .tenants
             .values()
             .copied()
             .chain(std::iter::once(self.global))
-            .chain(self.programs.values().map(|p| p.scope))
+            .chain(directory.programs.values().map(|p| p.scope))
             .filter(|s| self.set.contains(*s, number))
             .filter_map(|s| self.set.scope_name(s).map(|n| n.to_string()))
             .collect();
@@ -666,7 +721,7 @@ impl Compliance {
         channel: &str,
     ) -> Result<Inbound, ComplianceError> {
         let key = to.trim_start_matches('+');
-        let program = self.programs.get(key).cloned();
+        let program = self.directory.read().programs.get(key).cloned();
         let Some(tenant) = self.tenant_senders.read().get(key).cloned() else {
             return Ok(Inbound::NoTenant);
         };
@@ -714,12 +769,8 @@ impl Compliance {
                 // where the number was (STOPALL earlier).
                 let mut changed = self.change(change(false)).await?;
                 let tw = tenant_scope(&tenant);
-                if scope != tw
-                    && self
-                        .tenants
-                        .get(&*tenant)
-                        .is_some_and(|s| self.set.contains(*s, from))
-                {
+                let tenant_wide = self.directory.read().tenants.get(&*tenant).copied();
+                if scope != tw && tenant_wide.is_some_and(|s| self.set.contains(s, from)) {
                     let mut c = change(false);
                     c.scope = tw;
                     changed |= self.change(c).await?;
@@ -836,15 +887,21 @@ impl Compliance {
         name == GLOBAL
             || name
                 .strip_prefix("tenant:")
-                .is_some_and(|t| self.tenants.contains_key(t))
-            || self.programs.values().any(|p| p.scope_name == name)
+                .is_some_and(|t| self.directory.read().tenants.contains_key(t))
+            || self
+                .directory
+                .read()
+                .programs
+                .values()
+                .any(|p| p.scope_name == name)
     }
 
     /// Every scope this node knows: global, each tenant's, each program's.
     pub fn scope_names(&self) -> Vec<String> {
         let mut names = vec![GLOBAL.to_owned()];
-        names.extend(self.tenants.keys().map(|t| tenant_scope(t)));
-        names.extend(self.programs.values().map(|p| p.scope_name.clone()));
+        let directory = self.directory.read().clone();
+        names.extend(directory.tenants.keys().map(|t| tenant_scope(t)));
+        names.extend(directory.programs.values().map(|p| p.scope_name.clone()));
         names.sort();
         names.dedup();
         names

@@ -186,9 +186,39 @@ struct Tenant {
 }
 
 impl Tenant {
+    fn new(stream: bool, endpoints: Vec<Arc<Endpoint>>) -> Tenant {
+        Tenant {
+            queue: Mutex::default(),
+            notify: Notify::new(),
+            scoped: AtomicU64::new(0),
+            stream,
+            endpoints,
+        }
+    }
+
     fn endpoint(&self, name: &str) -> Option<&Arc<Endpoint>> {
         self.endpoints.iter().find(|e| &*e.name == name)
     }
+}
+
+/// Where a tenant's events go: its stream (or not) and its destinations.
+#[derive(Debug, Default)]
+pub struct TenantSettings {
+    /// The tenant stream is on.
+    pub stream: bool,
+    /// Its other destinations (webhook endpoints, the SMPP server).
+    pub endpoints: Vec<Destination>,
+}
+
+/// One destination of a tenant's events besides its stream.
+#[derive(Debug)]
+pub struct Destination {
+    /// Its name (journaled with each copy).
+    pub name: Arc<str>,
+    /// The events it takes.
+    pub kinds: EventKinds,
+    /// Encodes its copies.
+    pub encoder: Arc<dyn EventEncoder>,
 }
 
 /// Publications waiting for the publisher task: many publications share one
@@ -406,14 +436,16 @@ impl Endpoint {
 #[derive(Debug)]
 pub struct EventHub {
     publisher: Publisher,
-    tenants: HashMap<Arc<str>, Tenant>,
+    /// The tenants, replaced whole when a reload adds one (read often,
+    /// written at start and on SIGHUP).
+    tenants: parking_lot::RwLock<Arc<HashMap<Arc<str>, Arc<Tenant>>>>,
     /// Carriers that deliver MMS (the rest deliver SMS).
     mms_carriers: std::collections::HashSet<Arc<str>>,
     journal: Journal,
     pending: Arc<AtomicU64>,
     encoder: Arc<dyn EventEncoder>,
     /// Some tenant has an endpoint.
-    has_endpoints: bool,
+    has_endpoints: std::sync::atomic::AtomicBool,
     /// Where acknowledgements are recorded in their message's history.
     history: crate::history::History,
 }
@@ -426,25 +458,16 @@ impl EventHub {
         encoder: Arc<dyn EventEncoder>,
     ) -> EventHub {
         EventHub {
-            tenants: tenants
-                .into_iter()
-                .map(|t| {
-                    (
-                        t,
-                        Tenant {
-                            queue: Mutex::default(),
-                            notify: Notify::new(),
-                            scoped: AtomicU64::new(0),
-                            stream: true,
-                            endpoints: Vec::new(),
-                        },
-                    )
-                })
-                .collect(),
+            tenants: parking_lot::RwLock::new(Arc::new(
+                tenants
+                    .into_iter()
+                    .map(|t| (t, Arc::new(Tenant::new(true, Vec::new()))))
+                    .collect(),
+            )),
             journal,
             pending: Arc::new(AtomicU64::new(0)),
             encoder,
-            has_endpoints: false,
+            has_endpoints: std::sync::atomic::AtomicBool::new(false),
             history: crate::history::History::disabled(),
             mms_carriers: Default::default(),
             publisher: Publisher {
@@ -470,65 +493,63 @@ impl EventHub {
         self
     }
 
-    /// Adds `tenant`'s webhook endpoints (name and kinds of event each
-    /// takes) and sets whether its event stream is on; `encoder` encodes the
-    /// endpoints' copies. An unknown tenant is ignored.
-    pub fn with_endpoints(
-        mut self,
-        tenant: &str,
-        stream: bool,
-        endpoints: impl IntoIterator<Item = (Arc<str>, EventKinds)>,
-        encoder: Arc<dyn EventEncoder>,
-    ) -> EventHub {
-        if let Some(t) = self.tenants.get_mut(tenant) {
-            t.stream = stream;
+    /// A tenant with no events yet.
+    fn build_tenant(&self, name: &Arc<str>, settings: TenantSettings) -> Tenant {
+        if !settings.endpoints.is_empty() {
+            self.has_endpoints.store(true, Ordering::Release);
         }
-        for (name, kinds) in endpoints {
-            self = self.with_endpoint(tenant, name, kinds, encoder.clone());
-        }
-        self
+        let endpoints = settings
+            .endpoints
+            .into_iter()
+            .map(|d| {
+                Arc::new(Endpoint {
+                    tenant: name.clone(),
+                    name: d.name,
+                    kinds: d.kinds,
+                    encoder: d.encoder,
+                    queue: Mutex::default(),
+                    notify: Notify::new(),
+                    journal: self.journal.clone(),
+                    pending: self.pending.clone(),
+                    history: self.history.clone(),
+                })
+            })
+            .collect();
+        Tenant::new(settings.stream, endpoints)
     }
 
-    /// Adds one destination of `tenant`'s events besides its stream (a
-    /// webhook endpoint, the SMPP server's upstream binds), named `name`,
-    /// taking `kinds`, its copies encoded by `encoder`. An unknown tenant is
-    /// ignored.
-    pub fn with_endpoint(
-        mut self,
-        tenant: &str,
-        name: Arc<str>,
-        kinds: EventKinds,
-        encoder: Arc<dyn EventEncoder>,
-    ) -> EventHub {
-        let journal = self.journal.clone();
-        let pending = self.pending.clone();
-        let history = self.history.clone();
-        let Some((key, t)) = self.tenants.iter_mut().find(|(k, _)| &***k == tenant) else {
-            return self;
-        };
-        t.endpoints.push(Arc::new(Endpoint {
-            tenant: key.clone(),
-            name,
-            kinds,
-            encoder,
-            queue: Mutex::default(),
-            notify: Notify::new(),
-            journal,
-            pending,
-            history,
-        }));
-        self.has_endpoints = true;
-        self
+    /// Adds a tenant while running (a reload): its stream and its
+    /// destinations, which take its events from now on. False (nothing
+    /// done) when the hub already knows it.
+    pub fn add_tenant(&self, name: &str, settings: TenantSettings) -> bool {
+        let mut tenants = self.tenants.write();
+        if tenants.contains_key(name) {
+            return false;
+        }
+        let key: Arc<str> = name.into();
+        let t = self.build_tenant(&key, settings);
+        let mut map = HashMap::clone(&tenants);
+        map.insert(key, Arc::new(t));
+        *tenants = Arc::new(map);
+        true
+    }
+
+    fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.read().get(name).cloned()
+    }
+
+    fn tenant_map(&self) -> Arc<HashMap<Arc<str>, Arc<Tenant>>> {
+        self.tenants.read().clone()
     }
 
     /// `tenant`'s destination named `name`, if it has one.
     pub fn endpoint(&self, tenant: &str, name: &str) -> Option<Arc<Endpoint>> {
-        self.tenants.get(tenant)?.endpoint(name).cloned()
+        self.tenant(tenant)?.endpoint(name).cloned()
     }
 
     /// Every webhook endpoint, of every tenant.
     pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
-        self.tenants
+        self.tenant_map()
             .values()
             .flat_map(|t| t.endpoints.iter().cloned())
             .collect()
@@ -542,8 +563,9 @@ impl EventHub {
     /// Puts back events recovered from the journal (already durable).
     pub fn restore(&self, events: Vec<PendingEvent>) {
         let mut done = Vec::new();
+        let tenants = self.tenant_map();
         for e in events {
-            let Some(t) = self.tenants.get(e.tenant.as_str()) else {
+            let Some(t) = tenants.get(e.tenant.as_str()) else {
                 tracing::warn!(target: "sluice::events", tenant = %crate::model::LogSafe::new(&e.tenant), event_id = e.event_id,
                     "dropping a recovered event of a tenant no longer configured");
                 continue;
@@ -594,12 +616,13 @@ impl EventHub {
                 })
             })
             .collect();
-        if !self.has_endpoints {
+        if !self.has_endpoints.load(Ordering::Acquire) {
             return self.publish(events);
         }
         let mut events = events;
+        let tenants = self.tenant_map();
         for f in finals {
-            let Some(t) = self.tenants.get(&*f.message.tenant) else {
+            let Some(t) = tenants.get(&*f.message.tenant) else {
                 continue;
             };
             for ep in t
@@ -635,8 +658,8 @@ impl EventHub {
     pub fn publish_notice(self: &Arc<Self>, tenant: &str, notice: &Notice) -> Publish {
         let at = now_ms();
         let mut events = Vec::with_capacity(1);
-        let t = self.tenants.get(tenant);
-        if t.is_none_or(|t| t.stream) {
+        let t = self.tenant(tenant);
+        if t.as_ref().is_none_or(|t| t.stream) {
             let event_id = self.journal.allocate_event_ids(1);
             events.push(Arc::new(PendingEvent {
                 event_id,
@@ -667,8 +690,9 @@ impl EventHub {
     }
 
     fn publish(self: &Arc<Self>, events: Vec<Arc<PendingEvent>>) -> Publish {
+        let tenants = self.tenant_map();
         for e in &events {
-            if let Some(t) = self.tenants.get(e.tenant.as_str()) {
+            if let Some(t) = tenants.get(e.tenant.as_str()) {
                 t.queue.lock().unsynced.insert(e.event_id, e.clone());
             }
         }
@@ -690,8 +714,9 @@ impl EventHub {
 
     fn make_ready(&self, events: &[Arc<PendingEvent>]) {
         let mut done = Vec::new();
+        let tenants = self.tenant_map();
         for e in events {
-            if let Some(t) = self.tenants.get(e.tenant.as_str()) {
+            if let Some(t) = tenants.get(e.tenant.as_str()) {
                 let mut q = t.queue.lock();
                 if q.unsynced.remove(&e.event_id).is_none() {
                     continue;
@@ -728,7 +753,7 @@ impl EventHub {
     /// Makes `conn` a connection-scoped subscriber of `tenant`: from now on
     /// it receives only the events of the messages it [claims](EventHub::claim).
     pub fn subscribe_connection(&self, tenant: &str, conn: ConnId) {
-        if let Some(t) = self.tenants.get(tenant)
+        if let Some(t) = self.tenant(tenant)
             && t.queue
                 .lock()
                 .scoped
@@ -743,7 +768,7 @@ impl EventHub {
     /// queued for dispatch) go to `conn` alone — when `conn` is a
     /// connection-scoped subscriber; otherwise nothing happens.
     pub fn claim(&self, tenant: &str, conn: ConnId, ids: impl IntoIterator<Item = MessageId>) {
-        let Some(t) = self.tenants.get(tenant) else {
+        let Some(t) = self.tenant(tenant) else {
             return;
         };
         if t.scoped.load(Ordering::Acquire) == 0 {
@@ -757,7 +782,7 @@ impl EventHub {
 
     /// Drops the claims of messages that were not stored after all.
     pub fn unclaim(&self, tenant: &str, ids: impl IntoIterator<Item = MessageId>) {
-        let Some(t) = self.tenants.get(tenant) else {
+        let Some(t) = self.tenant(tenant) else {
             return;
         };
         let mut q = t.queue.lock();
@@ -771,7 +796,7 @@ impl EventHub {
     /// Waits until connection `conn` of `tenant` may have events ready (in
     /// its own queue when it is connection-scoped, else the tenant stream).
     pub async fn wait(&self, tenant: &str, conn: ConnId) {
-        if let Some(t) = self.tenants.get(tenant) {
+        if let Some(t) = self.tenant(tenant) {
             let notified = t.notify.notified();
             if t.queue.lock().has_ready(conn) {
                 return;
@@ -785,7 +810,7 @@ impl EventHub {
     /// Takes up to `max` ready events of `tenant` for connection `conn`
     /// (from its own queue when it is connection-scoped).
     pub fn take(&self, tenant: &str, conn: ConnId, max: usize) -> Vec<Arc<PendingEvent>> {
-        let Some(t) = self.tenants.get(tenant) else {
+        let Some(t) = self.tenant(tenant) else {
             return Vec::new();
         };
         let mut q = t.queue.lock();
@@ -801,7 +826,7 @@ impl EventHub {
     /// Acknowledges events sent on `conn`; returns how many were in flight
     /// there. Unknown ids and ids of other connections are ignored.
     pub fn ack(&self, tenant: &str, conn: ConnId, ids: &[u64]) -> usize {
-        let Some(t) = self.tenants.get(tenant) else {
+        let Some(t) = self.tenant(tenant) else {
             return 0;
         };
         let mut acked = Vec::with_capacity(ids.len());
@@ -833,7 +858,7 @@ impl EventHub {
     /// Events taken by `conn` that could not be written go back to the front
     /// of the queue, in order.
     pub fn untake(&self, tenant: &str, conn: ConnId, events: &[Arc<PendingEvent>]) {
-        let Some(t) = self.tenants.get(tenant) else {
+        let Some(t) = self.tenant(tenant) else {
             return;
         };
         let mut q = t.queue.lock();
@@ -853,7 +878,7 @@ impl EventHub {
     /// stream, in event order; its claims end, so the events of its messages
     /// still in flight go to the tenant stream.
     pub fn release(&self, tenant: &str, conn: ConnId) {
-        let Some(t) = self.tenants.get(tenant) else {
+        let Some(t) = self.tenant(tenant) else {
             return;
         };
         let mut q = t.queue.lock();
@@ -893,7 +918,7 @@ impl EventHub {
     /// Every event not yet acknowledged (compaction's carry-forward).
     pub fn snapshot(&self) -> Vec<Arc<PendingEvent>> {
         let mut out = Vec::new();
-        for t in self.tenants.values() {
+        for t in self.tenant_map().values() {
             let q = t.queue.lock();
             out.extend(q.unsynced.values().cloned());
             out.extend(q.ready.iter().cloned());

@@ -23,7 +23,7 @@ use crate::backlog::Backlog;
 use crate::carrier::mm7::{Mm7Carrier, StoreSource};
 use crate::carrier::smpp::SmppCarrier;
 use crate::compliance::Compliance;
-use crate::config::Config;
+use crate::config::{Config, TenantConfig};
 use crate::events::EventHub;
 use crate::inbound::Inbound;
 use crate::inbound::mmsc::MmscCallbacks;
@@ -265,6 +265,20 @@ pub struct Running {
     admin: Arc<crate::admin::Admin>,
     /// The SMPP server's accounts (reloaded), when it runs.
     smpp_accounts: Option<Arc<crate::smpp_server::Accounts>>,
+    /// What tenants added or removed by a reload reach.
+    tenancy: TenancyParts,
+}
+
+/// The parts of [`Running`] that only a reload adding or removing a tenant
+/// needs.
+#[derive(Debug)]
+struct TenancyParts {
+    webhooks: Arc<crate::webhooks::Webhooks>,
+    media: Arc<crate::media::store::MediaStore>,
+    redirects: Option<Arc<crate::links::serve::Redirects>>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Tenants removed since the start ([`reload::Tenancy::retired`]).
+    retired: Vec<TenantConfig>,
 }
 
 impl Running {
@@ -272,14 +286,28 @@ impl Running {
     /// tenants' credentials and sending rights apply now, the rest at the
     /// next restart ([`reload`]).
     pub fn reload(&mut self, new: &Config) -> reload::Reloaded {
-        let live = reload::Live {
+        let carriers = self.config.carriers.clone();
+        let parts = &mut self.tenancy;
+        let mut live = reload::Live {
             scheduler: &self.gateway.scheduler,
             admission: Some(&self.gateway.admission),
             admin: Some(&self.admin),
             compliance: Some(&self.gateway.compliance),
             smpp_accounts: self.smpp_accounts.as_deref(),
+            tenancy: Some(reload::Tenancy {
+                hub: &self.gateway.hub,
+                webhooks: &parts.webhooks,
+                backlog: &self.gateway.backlog,
+                media: &parts.media,
+                redirects: parts.redirects.as_deref(),
+                tasks: &mut self.tasks,
+                shutdown: self.shutdown.subscribe(),
+                cluster: parts.cluster.as_deref().map(crate::cluster::Cluster::link),
+                carriers: &carriers,
+                retired: &mut parts.retired,
+            }),
         };
-        let (now, r) = reload::apply(&self.config, new, &live);
+        let (now, r) = reload::apply(&self.config, new, &mut live);
         self.config = now;
         r
     }
@@ -348,6 +376,86 @@ impl crate::cluster::NodeStatus for NodeStatusOf {
     }
 }
 
+/// Whose rate [`SharedRates::share`] shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RateOf<'a> {
+    /// A carrier's, over all its traffic.
+    Carrier(&'a str),
+    /// A tenant's, on each SMS carrier.
+    Tenant(&'a str),
+}
+
+/// Shares carriers' and tenants' rates with the cluster's other nodes
+/// (cluster mode): each is a lease on one schedule in Redis
+/// ([`crate::cluster::budgets::LeasedRate`]) kept by a task of its own.
+pub(crate) struct SharedRates<'a> {
+    pub(crate) link: &'a crate::cluster::Link,
+    pub(crate) scheduler: &'a Scheduler,
+    /// The SMS carriers.
+    pub(crate) carriers: &'a [crate::config::CarrierConfig],
+    pub(crate) tasks: &'a mut JoinSet<()>,
+    pub(crate) shutdown: &'a watch::Receiver<bool>,
+}
+
+impl SharedRates<'_> {
+    /// Takes `of`'s permits from the cluster's schedule at `rate` too.
+    pub(crate) fn share(&mut self, of: RateOf<'_>, rate: f64) {
+        use crate::cluster::budgets::LeasedRate;
+        for carrier in self.carriers {
+            let Some(q) = self.scheduler.queue(&carrier.name) else {
+                continue;
+            };
+            let leased = match of {
+                RateOf::Carrier(name) if name == carrier.name => {
+                    let leased = LeasedRate::carrier(self.link.clone(), name, rate);
+                    q.share_rate(leased.clone());
+                    leased
+                }
+                RateOf::Carrier(_) => continue,
+                RateOf::Tenant(tenant) => {
+                    let leased = LeasedRate::tenant(self.link.clone(), &carrier.name, tenant, rate);
+                    q.share_tenant_rate(tenant, leased.clone());
+                    leased
+                }
+            };
+            leased.start(self.tasks, self.shutdown);
+        }
+    }
+}
+
+/// The host of each tenant's own `link_url`, where its short links are
+/// answered.
+fn redirect_hosts(config: &Config) -> HashMap<String, String> {
+    config
+        .tenants
+        .iter()
+        .filter_map(|t| {
+            let host = crate::links::serve::host_of(t.link_url.as_deref()?)?;
+            Some((t.name.clone(), host))
+        })
+        .collect()
+}
+
+/// Where `t`'s events go: its stream (unless it turned it off), its webhook
+/// endpoints, and, for a tenant with SMPP credentials, the SMPP server's
+/// binds (receipts and inbound messages, journaled until answered).
+pub(crate) fn tenant_events(t: &TenantConfig) -> crate::events::TenantSettings {
+    let mut events = crate::webhooks::destinations(t);
+    if t.smpp_system_id.is_some() {
+        events.endpoints.push(crate::events::Destination {
+            name: Arc::from(crate::smpp_server::ENDPOINT),
+            kinds: crate::events::EventKinds {
+                delivery: true,
+                inbound: true,
+                opt: false,
+                click: false,
+            },
+            encoder: Arc::new(crate::smpp_server::SmppEvents),
+        });
+    }
+    events
+}
+
 /// Opens the journal, restores state, starts every task and listener.
 ///
 /// # Errors
@@ -388,37 +496,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let history = crate::history::History::open(config.history_dir(), &config.history)
         .map_err(|e| anyhow::anyhow!("history in {}: {e}", config.history_dir().display()))?;
     let ledger = Arc::new(Ledger::new(journal.clone()).with_history(history.clone()));
-    let hub = crate::webhooks::configure(
-        EventHub::new(
-            journal.clone(),
-            config.tenants.iter().map(|t| Arc::from(t.name.as_str())),
-            Arc::new(ingest::event_wire::WireEvents),
-        )
-        .with_history(history)
-        .with_mms_carriers(config.mmsc.iter().map(|m| Arc::from(m.name.as_str()))),
-        &config.tenants,
-    );
-    // Tenants with SMPP credentials: receipts and inbound messages for
-    // their SMPP binds, journaled until answered.
-    let hub = Arc::new(
-        config
-            .tenants
-            .iter()
-            .filter(|t| t.smpp_system_id.is_some())
-            .fold(hub, |hub, t| {
-                hub.with_endpoint(
-                    &t.name,
-                    Arc::from(crate::smpp_server::ENDPOINT),
-                    crate::events::EventKinds {
-                        delivery: true,
-                        inbound: true,
-                        opt: false,
-                        click: false,
-                    },
-                    Arc::new(crate::smpp_server::SmppEvents),
-                )
-            }),
-    );
+    let hub = EventHub::new(
+        journal.clone(),
+        Vec::<Arc<str>>::new(),
+        Arc::new(ingest::event_wire::WireEvents),
+    )
+    .with_history(history)
+    .with_mms_carriers(config.mmsc.iter().map(|m| Arc::from(m.name.as_str())));
+    for t in &config.tenants {
+        hub.add_tenant(&t.name, tenant_events(t));
+    }
+    let hub = Arc::new(hub);
     let webhooks = Arc::new(crate::webhooks::Webhooks::new(&hub, &config.tenants)?);
     let media = Arc::new(crate::media::store::MediaStore::open(
         uploads::store_config(&config),
@@ -564,27 +652,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(c) = &cluster {
         // Carrier, tenant and sender rates and daily caps hold for the
         // cluster as a whole.
-        use crate::cluster::budgets::{LeasedRate, LeasedRates};
+        use crate::cluster::budgets::LeasedRates;
         let caps = crate::cluster::caps::LeasedCaps::new(c.link().clone());
         scheduler.share_caps(caps.clone());
         caps.start(&mut tasks, &shutdown);
         let sender_rates = LeasedRates::new(c.link().clone());
         scheduler.share_sender_rates(sender_rates.clone());
         sender_rates.start(&mut tasks, &shutdown);
-        for carrier in &config.carriers {
-            let Some(q) = scheduler.queue(&carrier.name) else {
-                continue;
-            };
-            if carrier.rate > 0.0 {
-                let leased = LeasedRate::carrier(c.link().clone(), &carrier.name, carrier.rate);
-                q.share_rate(leased.clone());
-                leased.start(&mut tasks, &shutdown);
-            }
-            for t in config.tenants.iter().filter(|t| t.rate > 0.0) {
-                let leased = LeasedRate::tenant(c.link().clone(), &carrier.name, &t.name, t.rate);
-                q.share_tenant_rate(&t.name, leased.clone());
-                leased.start(&mut tasks, &shutdown);
-            }
+        let mut sharing = SharedRates {
+            link: c.link(),
+            scheduler: &scheduler,
+            carriers: &config.carriers,
+            tasks: &mut tasks,
+            shutdown: &shutdown,
+        };
+        for carrier in config.carriers.iter().filter(|c| c.rate > 0.0) {
+            sharing.share(RateOf::Carrier(&carrier.name), carrier.rate);
+        }
+        for t in config.tenants.iter().filter(|t| t.rate > 0.0) {
+            sharing.share(RateOf::Tenant(&t.name), t.rate);
         }
     }
     for c in &config.carriers {
@@ -675,6 +761,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // answers "draining" (and `/metrics` is scraped) until the end.
     let stop = tokio_util::sync::CancellationToken::new();
     let mut door_tasks = JoinSet::new();
+    let tenancy = TenancyParts {
+        webhooks: webhooks.clone(),
+        media: media.clone(),
+        redirects: None,
+        cluster: cluster.clone(),
+        retired: Vec::new(),
+    };
     let admin = Arc::new(
         crate::admin::Admin::new(
             &config,
@@ -699,19 +792,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Arc::new(crate::links::serve::Redirects {
             store,
             hub: gateway.hub.clone(),
-            hosts: config
-                .tenants
-                .iter()
-                .filter_map(|t| {
-                    let host = crate::links::serve::host_of(t.link_url.as_deref()?)?;
-                    Some((t.name.clone(), host))
-                })
-                .collect(),
+            hosts: redirect_hosts(&config).into(),
             default_host: crate::links::serve::host_of(&config.mms.public_url),
         })
     });
-    let public_addr =
-        doors::public(&config, media, links, redirects, &stop, &mut door_tasks).await?;
+    let public_addr = doors::public(
+        &config,
+        media,
+        links,
+        redirects.clone(),
+        &stop,
+        &mut door_tasks,
+    )
+    .await?;
     let api_addr = doors::api(&config, gateway.clone(), &stop, &mut door_tasks).await?;
     let grpc_addr = doors::grpc(&config, gateway.clone(), &shutdown, &mut tasks).await?;
     let smpp_server = doors::smpp_server(&config, gateway.clone(), &shutdown, &mut tasks).await?;
@@ -747,6 +840,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config: running_config,
         admin,
         smpp_accounts: smpp_server.map(|(_, accounts)| accounts),
+        tenancy: TenancyParts {
+            redirects,
+            ..tenancy
+        },
     })
 }
 

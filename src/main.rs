@@ -340,9 +340,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     sluice::telemetry::init_logging(config.log_format);
     sluice::telemetry::watch_journal_disk(config.journal_dir());
     // SIGHUP: every TLS listener re-reads its certificate files (each
-    // listens for it), and the file's limits and tenants' credentials and
-    // sending rights apply now (the rest at the next restart;
-    // `sluice::gateway::reload`).
+    // listens for it), and the file's limits, tenants' credentials and
+    // sending rights, and tenants added or removed apply now (the rest at
+    // the next restart; `sluice::gateway::reload`).
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut running = sluice::gateway::start(config).await?;
     let stop = shutdown_signal();
@@ -364,9 +364,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP: reads the configuration file again and applies its limits and
-/// tenants' credentials and sending rights; a file that does not load
-/// changes nothing.
+/// SIGHUP: reads the configuration file again and applies its limits,
+/// tenants' credentials and sending rights, and tenants added or removed;
+/// a file that does not load changes nothing.
 fn reload(running: &mut sluice::gateway::Running, path: &std::path::Path) {
     match sluice::config::Config::load(path) {
         Ok(new) => {
@@ -377,6 +377,13 @@ fn reload(running: &mut sluice::gateway::Running, path: &std::path::Path) {
                 at_restart = %r.at_restart.join(", "),
                 "SIGHUP: configuration reloaded (TLS listeners re-read their certificate files)"
             );
+            if !r.refused.is_empty() {
+                tracing::error!(
+                    target: "sluice::gateway::reload",
+                    refused = %sluice::model::LogSafe::new(&r.refused.join("; ")),
+                    "SIGHUP: tenants not added"
+                );
+            }
         }
         Err(e) => {
             tracing::error!(target: "sluice::gateway::reload", error = %sluice::model::LogSafe::display(&e), "SIGHUP: the configuration file does not load; nothing changed");

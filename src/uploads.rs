@@ -25,19 +25,25 @@ pub fn store_config(config: &Config) -> StoreConfig {
         bytes: config.mms.media_quota_bytes,
         count: config.mms.media_quota_count,
     };
-    c.tenant_quotas = config
+    c.tenant_quotas = tenant_quotas(config);
+    c
+}
+
+/// The quotas of tenants that set their own (the `[mms]` default for what
+/// they leave out).
+pub fn tenant_quotas(config: &Config) -> std::collections::HashMap<String, Quota> {
+    config
         .tenants
         .iter()
         .filter(|t| t.media_quota_bytes.is_some() || t.media_quota_count.is_some())
         .map(|t| {
             let q = Quota {
-                bytes: t.media_quota_bytes.unwrap_or(c.quota.bytes),
-                count: t.media_quota_count.unwrap_or(c.quota.count),
+                bytes: t.media_quota_bytes.unwrap_or(config.mms.media_quota_bytes),
+                count: t.media_quota_count.unwrap_or(config.mms.media_quota_count),
             };
             (t.name.clone(), q)
         })
-        .collect();
-    c
+        .collect()
 }
 
 /// Tenants' media and the chunked uploads in progress.

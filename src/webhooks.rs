@@ -39,7 +39,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::events::{Endpoint, EndpointCounts, EventHub, EventKinds};
+use crate::events::{
+    Destination, Endpoint, EndpointCounts, EventEncoder, EventHub, EventKinds, TenantSettings,
+};
 use crate::journal::PendingEvent;
 use crate::model::{LogSafe, Secret, now_ms};
 use crate::settings::{TenantConfig, WebhookConfig, WebhookEvent};
@@ -58,22 +60,22 @@ pub fn kinds(cfg: &WebhookConfig) -> EventKinds {
     }
 }
 
-/// Gives `hub` the endpoints and stream setting of every tenant.
-pub fn configure(mut hub: EventHub, tenants: &[TenantConfig]) -> EventHub {
-    for t in tenants {
-        if t.webhooks.is_empty() && t.stream_events {
-            continue;
-        }
-        hub = hub.with_endpoints(
-            &t.name,
-            t.stream_events,
-            t.webhooks
-                .iter()
-                .map(|w| (Arc::from(w.name.as_str()), kinds(w))),
-            Arc::new(json::JsonEvents),
-        );
+/// Where `t`'s events go as its webhook settings say: its stream on or
+/// off, and its endpoints with the kinds of event each takes.
+pub fn destinations(t: &TenantConfig) -> TenantSettings {
+    let encoder: Arc<dyn EventEncoder> = Arc::new(json::JsonEvents);
+    TenantSettings {
+        stream: t.stream_events,
+        endpoints: t
+            .webhooks
+            .iter()
+            .map(|w| Destination {
+                name: w.name.as_str().into(),
+                kinds: kinds(w),
+                encoder: encoder.clone(),
+            })
+            .collect(),
     }
-    hub
 }
 
 /// How one endpoint is sent to.
@@ -135,7 +137,8 @@ pub struct EndpointView {
 /// Every webhook endpoint's senders.
 #[derive(Debug, Default)]
 pub struct Webhooks {
-    senders: Vec<Arc<Sender>>,
+    /// Grows when a reload adds a tenant.
+    senders: parking_lot::RwLock<Vec<Arc<Sender>>>,
 }
 
 impl Webhooks {
@@ -145,52 +148,57 @@ impl Webhooks {
     /// # Errors
     /// An endpoint's URL or CA file is unusable.
     pub fn new(hub: &EventHub, tenants: &[TenantConfig]) -> anyhow::Result<Webhooks> {
-        let mut senders = Vec::new();
-        for ep in hub.endpoints() {
-            let Some(cfg) = tenants
-                .iter()
-                .filter(|t| t.name == **ep.tenant())
-                .flat_map(|t| &t.webhooks)
-                .find(|w| w.name == **ep.name())
-            else {
-                continue;
-            };
-            let tls = if cfg.url.starts_with("https://") {
-                Some(Arc::new(
-                    crate::tls::client_config(cfg.ca_file.as_deref(), None)
-                        .map_err(|e| anyhow::anyhow!("webhook {:?}: TLS: {e}", cfg.name))?,
-                ))
-            } else {
-                None
-            };
-            let target = Target::parse(&cfg.url, tls)
-                .map_err(|e| anyhow::anyhow!("webhook {:?}: {e}", cfg.name))?;
-            let settings = Settings::from(cfg);
-            senders.push(Arc::new(Sender {
-                endpoint: ep,
-                target,
-                secret: cfg.secret.clone(),
-                pace: Pace::new(settings.rate).map(Mutex::new),
-                settings,
-            }));
-        }
-        Ok(Webhooks { senders })
+        Ok(Webhooks {
+            senders: parking_lot::RwLock::new(senders_of(hub.endpoints(), tenants)?),
+        })
     }
 
     /// Starts every endpoint's senders; they stop when `shutdown` turns
     /// true (a batch in flight goes back to its queue, still journaled).
     pub fn start(&self, tasks: &mut tokio::task::JoinSet<()>, shutdown: &watch::Receiver<bool>) {
-        for s in &self.senders {
-            for _ in 0..s.settings.concurrency {
-                tasks.spawn(s.clone().run(shutdown.clone()));
-            }
+        for s in self.senders.read().iter() {
+            s.start(tasks, shutdown);
         }
+    }
+
+    /// Whether `t`'s endpoints can be sent to (their URLs and CA files),
+    /// before a reload adds it.
+    ///
+    /// # Errors
+    /// The first unusable endpoint.
+    pub fn check(t: &TenantConfig) -> anyhow::Result<()> {
+        t.webhooks.iter().try_for_each(|w| target_of(w).map(drop))
+    }
+
+    /// Starts the senders of tenant `t`, added to `hub` by a reload.
+    ///
+    /// # Errors
+    /// An endpoint's URL or CA file is unusable ([`Webhooks::check`] first).
+    pub fn add_tenant(
+        &self,
+        hub: &EventHub,
+        t: &TenantConfig,
+        tasks: &mut tokio::task::JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let endpoints = hub
+            .endpoints()
+            .into_iter()
+            .filter(|e| **e.tenant() == *t.name)
+            .collect();
+        let added = senders_of(endpoints, std::slice::from_ref(t))?;
+        for s in &added {
+            s.start(tasks, shutdown);
+        }
+        self.senders.write().extend(added);
+        Ok(())
     }
 
     /// Every endpoint with what it holds (those of `tenant` only, when
     /// given).
     pub fn view(&self, tenant: Option<&str>) -> Vec<EndpointView> {
         self.senders
+            .read()
             .iter()
             .filter(|s| tenant.is_none_or(|t| **s.endpoint.tenant() == *t))
             .map(|s| EndpointView {
@@ -207,8 +215,10 @@ impl Webhooks {
     pub fn replay(&self, tenant: &str, name: &str) -> Option<usize> {
         let s = self
             .senders
+            .read()
             .iter()
-            .find(|s| **s.endpoint.tenant() == *tenant && **s.endpoint.name() == *name)?;
+            .find(|s| **s.endpoint.tenant() == *tenant && **s.endpoint.name() == *name)?
+            .clone();
         let n = s.endpoint.replay();
         s.dead_gauge();
         tracing::info!(target: TARGET, tenant = %LogSafe::new(tenant), endpoint = %LogSafe::new(name),
@@ -217,7 +227,58 @@ impl Webhooks {
     }
 }
 
+/// The senders of `endpoints`, as `tenants` configure them (endpoints the
+/// configuration does not name have none).
+fn senders_of(
+    endpoints: Vec<Arc<Endpoint>>,
+    tenants: &[TenantConfig],
+) -> anyhow::Result<Vec<Arc<Sender>>> {
+    let mut senders = Vec::new();
+    for ep in endpoints {
+        let Some(cfg) = tenants
+            .iter()
+            .filter(|t| t.name == **ep.tenant())
+            .flat_map(|t| &t.webhooks)
+            .find(|w| w.name == **ep.name())
+        else {
+            continue;
+        };
+        let settings = Settings::from(cfg);
+        senders.push(Arc::new(Sender {
+            endpoint: ep,
+            target: target_of(cfg)?,
+            secret: cfg.secret.clone(),
+            pace: Pace::new(settings.rate).map(Mutex::new),
+            settings,
+        }));
+    }
+    Ok(senders)
+}
+
+/// Where `cfg` posts to, with its TLS.
+fn target_of(cfg: &WebhookConfig) -> anyhow::Result<Target> {
+    let tls = if cfg.url.starts_with("https://") {
+        Some(Arc::new(
+            crate::tls::client_config(cfg.ca_file.as_deref(), None)
+                .map_err(|e| anyhow::anyhow!("webhook {:?}: TLS: {e}", cfg.name))?,
+        ))
+    } else {
+        None
+    };
+    Target::parse(&cfg.url, tls).map_err(|e| anyhow::anyhow!("webhook {:?}: {e}", cfg.name))
+}
+
 impl Sender {
+    fn start(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        for _ in 0..self.settings.concurrency {
+            tasks.spawn(self.clone().run(shutdown.clone()));
+        }
+    }
+
     /// One sender: takes a batch, posts it until a 2xx (or dead-letters
     /// it), and again.
     async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {

@@ -568,3 +568,143 @@ async fn an_https_endpoint_is_trusted_only_through_its_ca() {
         .sum();
     assert_eq!(held, 5, "{v}");
 }
+
+/// A tenant added by a reload (SIGHUP) works at once like one configured at
+/// the start: it authenticates, sends, gets its events on its stream and at
+/// its webhook, and a STOP to its program's sender is its own. A tenant
+/// removed is closed out: its session ends and its token is refused, but
+/// what it had queued is still sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_added_by_a_reload_works_at_once_and_one_removed_keeps_its_queue() {
+    use sluice::config::{ProgramConfig, Secret, StopCovers, TenantConfig};
+    use sluice::ingest::client::{Client, ClientError};
+    use sluice::ingest::pb;
+    const WAIT: Duration = Duration::from_secs(20);
+    const GLOBEX_TOKEN: &str = "globex-token-0123456789";
+    let smsc = smsc(|_| {}).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    // The demo tenant's queue drains for about two seconds.
+    cfg.tenants[0].rate = 20.0;
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let ingest = gw.ingest_addr.to_string();
+    match Client::connect(&ingest, "globex", GLOBEX_TOKEN).await {
+        Err(ClientError::Server { code, .. }) => assert_eq!(code, pb::ErrorCode::AuthFailed),
+        other => panic!("globex before the reload: {:?}", other.map(|_| ())),
+    }
+    let (demo, mut demo_events) = Client::connect(&ingest, TENANT, TOKEN).await.unwrap();
+    let queued: Vec<_> = (0..40)
+        .map(|i| {
+            msg(
+                &format!("d-{i}"),
+                &format!("+1415555{:04}", 2000 + i),
+                "queued before the removal",
+            )
+        })
+        .collect();
+    let submitted = tokio::time::Instant::now();
+    assert_eq!(accepted_ids(&demo.submit(queued).await.unwrap()).len(), 40);
+
+    let mut new = cfg.clone();
+    new.tenants.retain(|t| t.name != TENANT);
+    new.tenants.push(TenantConfig {
+        name: "globex".into(),
+        token: Secret::new(GLOBEX_TOKEN),
+        senders: vec!["67890".into()],
+        programs: vec![ProgramConfig {
+            name: "alerts".into(),
+            senders: vec!["67890".into()],
+            help_text: "help".into(),
+            opt_out_text: "bye".into(),
+            opt_in_text: "hi".into(),
+            stop_covers: StopCovers::Program,
+            keywords: Default::default(),
+        }],
+        webhooks: vec![webhook(&receiver.url(), Duration::from_secs(3600))],
+        ..TenantConfig::default()
+    });
+    let r = gw.reload(&new);
+    assert_eq!(
+        r.applied,
+        [
+            format!("tenants.{TENANT}: removed"),
+            "tenants.globex: added".to_owned()
+        ]
+    );
+    assert!(r.at_restart.is_empty(), "{:?}", r.at_restart);
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+
+    // The removed tenant's session ends and its token is refused.
+    tokio::time::timeout(WAIT, async { while demo_events.recv().await.is_some() {} })
+        .await
+        .expect("the removed tenant's session is closed");
+    match Client::connect(&ingest, TENANT, TOKEN).await {
+        Err(ClientError::Server { code, .. }) => assert_eq!(code, pb::ErrorCode::AuthFailed),
+        other => panic!("the removed tenant: {:?}", other.map(|_| ())),
+    }
+
+    // The added one sends at once; its events reach its stream and its
+    // webhook.
+    let (globex, got) = subscriber_as(&ingest, "globex", GLOBEX_TOKEN).await;
+    let mut hello = msg("g-1", "+14155550100", "hello from globex");
+    hello.from = "67890".into();
+    let ids = accepted_ids(&globex.submit(vec![hello]).await.unwrap());
+    eventually("globex's delivery on its stream", WAIT, || {
+        got.state_of(ids[0]) == Some(pb::DeliveryState::StateDelivered)
+    })
+    .await;
+    eventually("globex's delivery at its webhook", WAIT, || {
+        receiver
+            .deliveries()
+            .contains_key(&format!("{:016x}", ids[0]))
+    })
+    .await;
+    assert_eq!(receiver.seen.bad_signatures.load(Ordering::Relaxed), 0);
+
+    // A STOP to its program's sender is its own, and holds at once.
+    smsc.inject_mo("+14155550101", "67890", "STOP").unwrap();
+    let (sender, handset) = (
+        sluice::model::Sender::parse("67890").unwrap(),
+        sluice::model::Msisdn::parse("+14155550101").unwrap(),
+    );
+    eventually("the STOP is globex's", WAIT, || {
+        gw.gateway
+            .compliance()
+            .check("globex", &sender, handset)
+            .as_deref()
+            == Some("program:globex:alerts")
+    })
+    .await;
+    let mut stopped = msg("g-2", "+14155550101", "after the STOP");
+    stopped.from = "67890".into();
+    let ack = globex.submit(vec![stopped]).await.unwrap();
+    assert_eq!(
+        ack.results[0].reason,
+        pb::RejectReason::Suppressed as i32,
+        "{ack:?}"
+    );
+    eventually("globex's opt-out at its webhook", WAIT, || {
+        receiver
+            .accepted()
+            .values()
+            .any(|e| e["type"] == "opt_out" && e["opted_out"] == true)
+    })
+    .await;
+
+    // What the removed tenant had queued was still sent, at its rate.
+    eventually("the removed tenant's queue drained", WAIT, || {
+        smsc.texts()
+            .iter()
+            .filter(|t| t.2 == "queued before the removal")
+            .count()
+            == 40
+    })
+    .await;
+    let took = submitted.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "40 messages at 20/s took {took:?}: the removed tenant's rate was dropped"
+    );
+    gw.shutdown().await;
+}

@@ -10,8 +10,10 @@
 //!
 //! It also holds what it checks tenants against (tokens, senders, default
 //! validity and country, MM7 service codes), replaced whole by a reload
-//! ([`Admission::update_tenant`]); each token has a stamp, so sessions can
-//! tell that the token they authenticated with was replaced.
+//! ([`Admission::update_tenant`], [`Admission::add_tenant`],
+//! [`Admission::remove_tenant`]); each token has a stamp no other token
+//! had, so sessions can tell that the token they authenticated with was
+//! replaced or removed.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -147,24 +149,75 @@ impl Admission {
     /// patterns, default validity and country, MM7 service codes); the next
     /// batch is admitted under them. With `new_token`, sessions that
     /// authenticated with the old one are told ([`Admission::credential_changes`]).
-    /// False (nothing done) for a tenant admission does not know: tenants
-    /// are added and removed at a restart.
+    /// False (nothing done) for a tenant admission does not know
+    /// ([`Admission::add_tenant`] adds one).
     pub fn update_tenant(&self, t: &crate::settings::TenantConfig, new_token: bool) -> bool {
-        {
-            let mut tenants = self.tenants.write();
-            let Some(old) = tenants.get(&t.name) else {
-                return false;
-            };
-            let stamp = old.stamp + u64::from(new_token);
-            let mut next = HashMap::clone(&tenants);
-            let tenant = Tenant::of(t, stamp, &self.public_url);
-            next.insert(t.name.clone(), Arc::new(tenant));
-            *tenants = Arc::new(next);
-        }
-        if new_token {
-            self.credentials.send_modify(|g| *g += 1);
-        }
+        let mut tenants = self.tenants.write();
+        let Some(old) = tenants.get(&t.name) else {
+            return false;
+        };
+        let stamp = if new_token {
+            self.next_stamp()
+        } else {
+            old.stamp
+        };
+        Self::put(
+            &mut tenants,
+            &t.name,
+            Some(Tenant::of(t, stamp, &self.public_url)),
+        );
         true
+    }
+
+    /// Admits tenant `t` from the next batch on (a reload added it). False
+    /// (nothing done) when it is known already.
+    pub fn add_tenant(&self, t: &crate::settings::TenantConfig) -> bool {
+        let mut tenants = self.tenants.write();
+        if tenants.contains_key(&t.name) {
+            return false;
+        }
+        let stamp = self.next_stamp();
+        Self::put(
+            &mut tenants,
+            &t.name,
+            Some(Tenant::of(t, stamp, &self.public_url)),
+        );
+        true
+    }
+
+    /// Stops admitting `tenant` (a reload removed it): its token no longer
+    /// authenticates, and sessions that authenticated with it are told
+    /// ([`Admission::credential_changes`]). False when it was unknown.
+    pub fn remove_tenant(&self, tenant: &str) -> bool {
+        let mut tenants = self.tenants.write();
+        if !tenants.contains_key(tenant) {
+            return false;
+        }
+        Self::put(&mut tenants, tenant, None);
+        drop(tenants);
+        self.credentials.send_modify(|g| *g += 1);
+        true
+    }
+
+    /// A stamp no token had before (every stamp comes from the generation
+    /// of credential changes, which only grows), and tells sessions.
+    fn next_stamp(&self) -> u64 {
+        let mut stamp = 0;
+        self.credentials.send_modify(|g| {
+            *g += 1;
+            stamp = *g;
+        });
+        stamp
+    }
+
+    /// Replaces (or removes) `name` in the map a batch reads.
+    fn put(tenants: &mut Arc<HashMap<String, Arc<Tenant>>>, name: &str, tenant: Option<Tenant>) {
+        let mut next = HashMap::clone(tenants);
+        match tenant {
+            Some(t) => next.insert(name.to_owned(), Arc::new(t)),
+            None => next.remove(name),
+        };
+        *tenants = Arc::new(next);
     }
 
     /// The stamp of `tenant`'s token (changes when a reload changes the

@@ -92,8 +92,9 @@ pub fn landing_page(m: &Message, display_name: Option<&str>) -> LandingPage {
 #[derive(Debug)]
 pub(crate) struct ShortLinks {
     pub(crate) store: LinkStore,
-    /// Tenants with `track_links` → the base of their short links.
-    pub(crate) bases: HashMap<Arc<str>, Arc<str>>,
+    /// Tenants with `track_links` → the base of their short links
+    /// (replaced by a reload, [`super::Backlog::set_tenants`]).
+    pub(crate) bases: Arc<parking_lot::RwLock<HashMap<Arc<str>, Arc<str>>>>,
 }
 
 impl ShortLinks {
@@ -104,13 +105,13 @@ impl ShortLinks {
         if m.fallback != FallbackPolicy::SmsWithLink {
             return None;
         }
-        let base = self.bases.get(&m.tenant)?;
+        let base = self.bases.read().get(&m.tenant)?.clone();
         // The links follow the last line break (or are the whole text).
         let (body, links) = match text.rsplit_once('\n') {
             Some((body, links)) => (Some(body), links),
             None => (None, text),
         };
-        let plan = rewrite::plan(links, base)?;
+        let plan = rewrite::plan(links, &base)?;
         let mut tracked = Message {
             text: plan.text,
             ..m.clone()
@@ -239,7 +240,8 @@ impl Backlog {
                 return going.send_tracked(m, text, self.short_links.as_ref(), false);
             }
         };
-        let page = landing_page(&m, self.display_names.get(&m.tenant).map(String::as_str));
+        let display_name = self.display_names.read().get(&m.tenant).cloned();
+        let page = landing_page(&m, display_name.as_deref());
         let code = self.links.landing_code(&m.tenant, &page);
         if store.has_landing(&code) {
             let text = text(Some(&code));

@@ -230,28 +230,31 @@ impl LeasedRate {
     }
 
     /// Starts the task that keeps leases coming (a carrier's or tenant's
-    /// rate; a sender's is served by [`LeasedRates::start`]).
+    /// rate; a sender's is served by [`LeasedRates::start`]). It ends when
+    /// the rate is dropped (a reload switched the limit off), so a limit no
+    /// longer enforced takes nothing from the cluster's schedule.
     pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
-        let this = self.clone();
-        super::spawn_until_shutdown(tasks, shutdown, async move { this.lease_loop().await });
+        let me = Arc::downgrade(self);
+        super::spawn_until_shutdown(tasks, shutdown, LeasedRate::lease_loop(me));
     }
 
-    async fn lease_loop(&self) {
-        let Fetch::Own(wanted) = &self.fetch else {
-            return;
-        };
+    async fn lease_loop(me: Weak<LeasedRate>) {
         let mut backoff = Backoff::default();
-        loop {
+        // Held for one turn at a time: between turns only its users hold it.
+        while let Some(this) = me.upgrade() {
+            let Fetch::Own(wanted) = &this.fetch else {
+                return;
+            };
             let (in_hand, chunk) = {
-                let mut s = self.state.lock();
-                (self.tidy(&mut s, Instant::now()), s.params.chunk)
+                let mut s = this.state.lock();
+                (this.tidy(&mut s, Instant::now()), s.params.chunk)
             };
             if in_hand > u64::from(chunk / 2) {
                 // Woken when permits are taken, or to drop stale ones.
                 let _ = tokio::time::timeout(CHUNK_TIME, wanted.notified()).await;
                 continue;
             }
-            match self.lease().await {
+            match this.lease().await {
                 Ok(()) => backoff.reset(),
                 Err(e) => {
                     tracing::debug!(target: TARGET, error = %crate::model::LogSafe::display(&e), "budget lease failed; retrying");
@@ -487,6 +490,23 @@ mod tests {
     fn leased(rate: f64) -> Arc<LeasedRate> {
         let link = Link::open("redis://127.0.0.1:1/", "t").unwrap();
         LeasedRate::carrier(link, "c", rate)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_dropped_stops_leasing() {
+        let rate = leased(10.0);
+        let (_stop, shutdown) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        rate.start(&mut tasks, &shutdown);
+        // Redis is unreachable: the task keeps trying while the rate lives.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(tasks.try_join_next().is_none(), "it leases while used");
+        drop(rate);
+        let ended = tokio::time::timeout(Duration::from_secs(60), tasks.join_next()).await;
+        assert!(
+            matches!(ended, Ok(Some(Ok(())))),
+            "the task ends with the rate: {ended:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

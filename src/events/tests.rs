@@ -303,12 +303,20 @@ fn hub_with_endpoints(
         delivery: true,
         ..EventKinds::default()
     };
-    let hub = EventHub::new(j, ["t".into()], Arc::new(WireEvents)).with_endpoints(
+    let hub = EventHub::new(j, Vec::<Arc<str>>::new(), Arc::new(WireEvents));
+    let json: Arc<dyn crate::events::EventEncoder> = Arc::new(crate::webhooks::json::JsonEvents);
+    let endpoints = [("a", all), ("b", deliveries)].map(|(name, kinds)| Destination {
+        name: name.into(),
+        kinds,
+        encoder: json.clone(),
+    });
+    assert!(hub.add_tenant(
         "t",
-        stream,
-        [(Arc::from("a"), all), (Arc::from("b"), deliveries)],
-        Arc::new(crate::webhooks::json::JsonEvents),
-    );
+        TenantSettings {
+            stream,
+            endpoints: endpoints.into(),
+        }
+    ));
     (Arc::new(hub), rec)
 }
 

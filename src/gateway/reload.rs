@@ -5,12 +5,11 @@
 //!
 //! Applied live:
 //! - limits ([`crate::schedule::Scheduler::set_limits`]): each SMS
-//!   carrier's `rate`, each tenant's `rate` and `weight`, and the whole
-//!   `[senders]` section (sender rates, daily caps, brands). In cluster mode
-//!   the shared leases follow the new rates (every node should be reloaded
-//!   with the same file); a carrier's or tenant's rate switched on from 0
-//!   in cluster mode is enforced per node until a restart shares it (a
-//!   sender's is shared at once);
+//!   carrier's `rate`, each tenant's `rate`, `weight` and `quiet_hours`,
+//!   and the whole `[senders]` section (sender rates, daily caps, brands).
+//!   In cluster mode the shared leases follow the new rates (every node
+//!   should be reloaded with the same file), a rate switched on from 0 is
+//!   shared at once, and one switched off stops leasing;
 //! - each tenant's `token`, `senders`, `sender_patterns`,
 //!   `default_validity`, `default_country` and `mms_service_codes`
 //!   ([`crate::admission::Admission::update_tenant`]): the next batch is
@@ -25,14 +24,27 @@
 //! - each tenant's `smpp_system_id` and `smpp_password`: sessions bound
 //!   with replaced credentials are unbound (within a second).
 //!
-//! Tenants added or removed wait for a restart. TLS certificates reload on
-//! SIGHUP on their own ([`crate::tls`]).
+//! - tenants added: everything the file says of one applies, as if it had
+//!   been there at the start (its opt-out scope and programs, event stream,
+//!   webhooks and SMPP-server destination, limits, quiet hours and cluster
+//!   leases, media quotas, fallback pages and links; admitted last). One
+//!   whose webhook cannot be set up (a CA file that does not load) is not
+//!   added, and the log says why;
+//! - tenants removed: no longer admitted (their sessions close as for a
+//!   replaced token, their SMPP binds unbind, their admin token stops
+//!   working). What they had queued is still sent, under their limits,
+//!   quiet hours and opt-outs, and their events are still held for their
+//!   webhooks, until the next restart. Added again, a tenant comes back.
+//!
+//! Carriers added or removed wait for a restart. TLS certificates reload
+//! on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
 //! and the secrets there (carrier bind and MMSC passwords, webhook
 //! secrets, `redis_url`...) by value, so a rotated one is named for the
 //! restart by its key, never its value.
 
+use super::{RateOf, SharedRates};
 use crate::admission::Admission;
 use crate::config::{Config, TenantConfig};
 use crate::model::Secret;
@@ -51,6 +63,57 @@ pub struct Live<'a> {
     pub compliance: Option<&'a crate::compliance::Compliance>,
     /// The SMPP server's accounts, when it runs.
     pub smpp_accounts: Option<&'a crate::smpp_server::Accounts>,
+    /// What only a tenant added needs: its events, webhooks, media quotas,
+    /// fallback pages and links, cluster leases (`None`: tenants are not
+    /// added or removed).
+    pub tenancy: Option<Tenancy<'a>>,
+}
+
+/// The parts a tenant added or removed by a reload reaches.
+#[derive(Debug)]
+pub struct Tenancy<'a> {
+    /// Its event stream and destinations.
+    pub hub: &'a crate::events::EventHub,
+    /// Its webhook endpoints' senders.
+    pub webhooks: &'a crate::webhooks::Webhooks,
+    /// Its fallbacks' display name and short links.
+    pub backlog: &'a crate::backlog::Backlog,
+    /// Its media quota.
+    pub media: &'a crate::media::store::MediaStore,
+    /// The host its short links are answered on, when links are served.
+    pub redirects: Option<&'a crate::links::serve::Redirects>,
+    /// Where its webhook senders and cluster leases run.
+    pub tasks: &'a mut tokio::task::JoinSet<()>,
+    /// Ends them.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The cluster, whose rates a tenant's rate shares (cluster mode).
+    pub cluster: Option<&'a crate::cluster::Link>,
+    /// The carriers its rate applies on.
+    pub carriers: &'a [crate::config::CarrierConfig],
+    /// Tenants removed since the start: no longer admitted, but what they
+    /// queued is still sent under their limits, quiet hours and opt-outs,
+    /// and their events are still held, until the next restart.
+    pub retired: &'a mut Vec<TenantConfig>,
+}
+
+impl Tenancy<'_> {
+    /// Shares rates with the cluster, in cluster mode.
+    fn sharing<'b>(&'b mut self, scheduler: &'b Scheduler) -> Option<SharedRates<'b>> {
+        Some(SharedRates {
+            link: self.cluster?,
+            scheduler,
+            carriers: self.carriers,
+            tasks: &mut *self.tasks,
+            shutdown: &self.shutdown,
+        })
+    }
+}
+
+/// A carrier's rate or a tenant's.
+#[derive(Debug, Clone, Copy)]
+enum Whose {
+    Carrier,
+    Tenant,
 }
 
 /// What a reload did.
@@ -60,24 +123,40 @@ pub struct Reloaded {
     pub applied: Vec<String>,
     /// Settings that changed in the file and apply at the next restart.
     pub at_restart: Vec<String>,
+    /// Tenants the file adds that were not added, with why.
+    pub refused: Vec<String>,
 }
 
-/// Applies `new`'s limits, tenants' credentials and sending rights to
-/// `live` (running with `old`) and lists the rest of what changed; returns
-/// `old` with what was applied taken from `new` (the configuration now in
-/// force).
-pub fn apply(old: &Config, new: &Config, live: &Live<'_>) -> (Config, Reloaded) {
-    let scheduler = live.scheduler;
+/// Applies `new`'s limits, tenants' credentials and sending rights, and
+/// tenants added or removed, to `live` (running with `old`) and lists the
+/// rest of what changed; returns `old` with what was applied taken from
+/// `new` (the configuration now in force).
+pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reloaded) {
     let mut r = Reloaded::default();
     let mut now = old.clone();
+    let mut limits = false;
+    // Carrier and tenant rates that were off: in cluster mode, shared from
+    // now on.
+    let mut switched_on: Vec<(Whose, String, f64)> = Vec::new();
     for c in &mut now.carriers {
         if let Some(n) = new.carriers.iter().find(|n| n.name == c.name)
             && n.rate != c.rate
         {
             r.applied
                 .push(format!("carriers.{}.rate: {} → {}", c.name, c.rate, n.rate));
+            if c.rate <= 0.0 && n.rate > 0.0 {
+                switched_on.push((Whose::Carrier, c.name.clone(), n.rate));
+            }
             c.rate = n.rate;
+            limits = true;
         }
+    }
+    let mut to_admit = Vec::new();
+    if let Some(mut tenancy) = live.tenancy.take() {
+        let before = r.applied.len();
+        to_admit = tenants_in_and_out(&mut now, new, live, &mut tenancy, &mut r);
+        limits |= r.applied.len() > before;
+        live.tenancy = Some(tenancy);
     }
     for t in &mut now.tenants {
         let Some(n) = new.tenants.iter().find(|n| n.name == t.name) else {
@@ -86,7 +165,11 @@ pub fn apply(old: &Config, new: &Config, live: &Live<'_>) -> (Config, Reloaded) 
         if n.rate != t.rate {
             r.applied
                 .push(format!("tenants.{}.rate: {} → {}", t.name, t.rate, n.rate));
+            if t.rate <= 0.0 && n.rate > 0.0 {
+                switched_on.push((Whose::Tenant, t.name.clone(), n.rate));
+            }
             t.rate = n.rate;
+            limits = true;
         }
         if n.weight != t.weight {
             r.applied.push(format!(
@@ -94,18 +177,152 @@ pub fn apply(old: &Config, new: &Config, live: &Live<'_>) -> (Config, Reloaded) 
                 t.name, t.weight, n.weight
             ));
             t.weight = n.weight;
+            limits = true;
+        }
+        if n.quiet_hours != t.quiet_hours {
+            r.applied.push(format!("tenants.{}.quiet_hours", t.name));
+            t.quiet_hours = n.quiet_hours;
+            limits = true;
         }
     }
     if old.senders != new.senders {
         r.applied.push("senders".into());
         now.senders = new.senders.clone();
+        limits = true;
     }
-    if !r.applied.is_empty() {
-        scheduler.set_limits(&now);
+    if limits {
+        let retired = live.tenancy.as_ref().map_or(&[][..], |t| &t.retired[..]);
+        live.scheduler.set_limits(&known(&now, retired));
     }
-    tenants(&mut now, new, live, &mut r.applied);
+    // Limits and quiet hours are in place: the tenants added may send.
+    if let Some(a) = live.admission {
+        for t in &to_admit {
+            a.add_tenant(t);
+        }
+    }
+    if let Some(tenancy) = &mut live.tenancy
+        && let Some(mut sharing) = tenancy.sharing(live.scheduler)
+    {
+        for (whose, name, rate) in &switched_on {
+            let of = match whose {
+                Whose::Carrier => RateOf::Carrier(name),
+                Whose::Tenant => RateOf::Tenant(name),
+            };
+            sharing.share(of, *rate);
+        }
+    }
+    let membership = r
+        .applied
+        .iter()
+        .any(|a| a.ends_with(": added") || a.ends_with(": removed"));
+    tenants(&mut now, new, live, membership, &mut r.applied);
+    if membership && let Some(tenancy) = &live.tenancy {
+        // What still serves the tenants removed (their fallbacks' pages
+        // and links) and the tenants added (their media quotas).
+        let known = known(&now, tenancy.retired);
+        tenancy.backlog.set_tenants(&known);
+        tenancy
+            .media
+            .set_tenant_quotas(crate::uploads::tenant_quotas(&known));
+        if let Some(redirects) = tenancy.redirects {
+            *redirects.hosts.write() = super::redirect_hosts(&known);
+        }
+    }
     r.at_restart = at_restart(&now, new);
     (now, r)
+}
+
+/// The configuration in force with the tenants removed since the start
+/// put back: what the queues, opt-outs and fallbacks still serve.
+fn known(now: &Config, retired: &[TenantConfig]) -> Config {
+    let mut known = now.clone();
+    known.tenants.extend(
+        retired
+            .iter()
+            .filter(|r| !now.tenants.iter().any(|t| t.name == r.name))
+            .cloned(),
+    );
+    known
+}
+
+/// Adds the tenants `new` names and `now` does not, and removes those it
+/// no longer names, in `now` and in the running parts; returns the tenants
+/// to admit once the caller has set the limits.
+///
+/// A tenant added goes everywhere a tenant at the start goes, in an order
+/// that never admits a message whose events, opt-outs or limits have
+/// nowhere to go: its opt-out scope and programs, its event stream and
+/// destinations, its cluster leases, its limits and quiet hours (the
+/// caller), and last admission. A tenant removed stops being admitted at
+/// once (its sessions close) and is kept as `retired` for what it has in
+/// flight. One removed and added again comes back as it was, then takes
+/// the file's live settings like any tenant.
+fn tenants_in_and_out(
+    now: &mut Config,
+    new: &Config,
+    live: &Live<'_>,
+    tenancy: &mut Tenancy<'_>,
+    r: &mut Reloaded,
+) -> Vec<TenantConfig> {
+    let removed: Vec<String> = now
+        .tenants
+        .iter()
+        .filter(|t| !new.tenants.iter().any(|n| n.name == t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    for name in removed {
+        let Some(i) = now.tenants.iter().position(|t| t.name == name) else {
+            continue;
+        };
+        let t = now.tenants.remove(i);
+        if let Some(a) = live.admission {
+            a.remove_tenant(&name);
+        }
+        tenancy.retired.retain(|x| x.name != name);
+        tenancy.retired.push(t);
+        r.applied.push(format!("tenants.{name}: removed"));
+    }
+    let mut to_admit = Vec::new();
+    for n in &new.tenants {
+        if now.tenants.iter().any(|t| t.name == n.name) {
+            continue;
+        }
+        let t = match tenancy.retired.iter().position(|x| x.name == n.name) {
+            // Known still: back as it was (`tenants` takes the live
+            // settings after this).
+            Some(i) => tenancy.retired.remove(i),
+            None => match add_tenant(n, live, tenancy) {
+                Ok(()) => n.clone(),
+                Err(e) => {
+                    r.refused.push(format!("tenants.{}: {e}", n.name));
+                    continue;
+                }
+            },
+        };
+        to_admit.push(t.clone());
+        now.tenants.push(t);
+        r.applied.push(format!("tenants.{}: added", n.name));
+    }
+    to_admit
+}
+
+/// Brings a new tenant `t` into the running parts but admission (see
+/// [`tenants_in_and_out`] for the order).
+fn add_tenant(t: &TenantConfig, live: &Live<'_>, tenancy: &mut Tenancy<'_>) -> anyhow::Result<()> {
+    crate::webhooks::Webhooks::check(t)?;
+    if let Some(c) = live.compliance {
+        c.add_tenants(std::slice::from_ref(t))?;
+    }
+    tenancy.hub.add_tenant(&t.name, super::tenant_events(t));
+    tenancy
+        .webhooks
+        .add_tenant(tenancy.hub, t, tenancy.tasks, &tenancy.shutdown)?;
+    if t.rate > 0.0
+        && let Some(mut sharing) = tenancy.sharing(live.scheduler)
+    {
+        sharing.share(RateOf::Tenant(&t.name), t.rate);
+    }
+    Ok(())
 }
 
 /// The sections (or tenants, carriers) that differ between the
@@ -183,15 +400,22 @@ fn secret_differs(a: Option<&Secret>, b: Option<&Secret>) -> bool {
 
 /// Takes each known tenant's credentials and sending rights from `new` into
 /// `now` and into the running parts; names what changed (keys only).
-fn tenants(now: &mut Config, new: &Config, live: &Live<'_>, applied: &mut Vec<String>) {
+fn tenants(
+    now: &mut Config,
+    new: &Config,
+    live: &Live<'_>,
+    membership: bool,
+    applied: &mut Vec<String>,
+) {
     let mut admin_tokens =
+        membership || secret_differs(now.http.admin_token.as_ref(), new.http.admin_token.as_ref());
+    if secret_differs(now.http.admin_token.as_ref(), new.http.admin_token.as_ref()) {
         secret_differs(now.http.admin_token.as_ref(), new.http.admin_token.as_ref());
-    if admin_tokens {
         applied.push("http.admin_token".into());
         now.http.admin_token = new.http.admin_token.clone();
     }
-    let mut smpp = false;
-    let mut senders = false;
+    let mut smpp = membership;
+    let mut senders = membership;
     for t in &mut now.tenants {
         let Some(n) = new.tenants.iter().find(|n| n.name == t.name) else {
             continue;
@@ -236,7 +460,9 @@ fn tenants(now: &mut Config, new: &Config, live: &Live<'_>, applied: &mut Vec<St
         }
     }
     if senders && let Some(compliance) = live.compliance {
-        compliance.set_tenant_senders(now);
+        // The senders of tenants removed still take their STOPs.
+        let retired = live.tenancy.as_ref().map_or(&[][..], |t| &t.retired[..]);
+        compliance.set_tenant_senders(&known(now, retired));
     }
     if admin_tokens && let Some(admin) = live.admin {
         admin.set_tokens(now);
@@ -284,14 +510,15 @@ mod tests {
         new.senders.daily_cap = old.senders.daily_cap + 1_000;
         new.carriers[0].binds[0].window += 1;
         new.ingest.listen = "127.0.0.1:1".parse().unwrap();
-        let live = Live {
+        let mut live = Live {
             scheduler: &scheduler,
             admission: None,
             admin: None,
             compliance: None,
             smpp_accounts: None,
+            tenancy: None,
         };
-        let (now, r) = apply(&old, &new, &live);
+        let (now, r) = apply(&old, &new, &mut live);
         assert_eq!(
             r.applied,
             [
@@ -324,7 +551,7 @@ mod tests {
             "a bind setting waits for the restart"
         );
         // The same file again changes nothing more.
-        let (_, again) = apply(&now, &new, &live);
+        let (_, again) = apply(&now, &new, &mut live);
         assert!(again.applied.is_empty(), "{again:?}");
         assert_eq!(again.at_restart, r.at_restart);
     }
@@ -340,12 +567,13 @@ mod tests {
             system_id: "acme".into(),
             password: Secret::new("old-pass"),
         }]);
-        let live = Live {
+        let mut live = Live {
             scheduler: &scheduler,
             admission: None,
             admin: None,
             compliance: None,
             smpp_accounts: Some(&accounts),
+            tenancy: None,
         };
         let mut new = old.clone();
         new.tenants[0].token = Secret::new("a-new-token-of-32-characters-or-more");
@@ -353,7 +581,7 @@ mod tests {
         new.tenants[0].smpp_system_id = Some("acme".into());
         new.tenants[0].smpp_password = Some(Secret::new("new-pass"));
         new.http.admin_token = Some(Secret::new("another-operator-token-0123456789"));
-        let (now, r) = apply(&old, &new, &live);
+        let (now, r) = apply(&old, &new, &mut live);
         assert_eq!(
             r.applied,
             [
@@ -379,13 +607,13 @@ mod tests {
             tenant.as_str()
         );
         // The same file again changes nothing.
-        let (_, again) = apply(&now, &new, &live);
+        let (_, again) = apply(&now, &new, &mut live);
         assert!(again.applied.is_empty(), "{again:?}");
         assert_eq!(accounts.stamp(&tenant), stamp);
         // A carrier's bind password waits for the restart, named by key.
         let mut rotated = now.clone();
         rotated.carriers[0].binds[0].password = Secret::new("rotated1");
-        let (_, r) = apply(&now, &rotated, &live);
+        let (_, r) = apply(&now, &rotated, &mut live);
         assert!(r.applied.is_empty(), "{r:?}");
         assert_eq!(r.at_restart.len(), 1, "{r:?}");
         assert!(r.at_restart[0].contains("password"), "{r:?}");
@@ -394,13 +622,13 @@ mod tests {
         let mut gone = now.clone();
         gone.tenants[0].smpp_password = None;
         gone.tenants[0].smpp_system_id = None;
-        apply(&now, &gone, &live);
+        apply(&now, &gone, &mut live);
         assert_eq!(accounts.stamp(&tenant), None);
         // Added again with the first password: a stamp never seen before.
         let mut back = gone.clone();
         back.tenants[0].smpp_system_id = Some("acme".into());
         back.tenants[0].smpp_password = Some(Secret::new("old-pass"));
-        apply(&gone, &back, &live);
+        apply(&gone, &back, &mut live);
         assert!(
             accounts
                 .stamp(&tenant)

@@ -44,8 +44,8 @@ pub struct Redirects {
     /// Where click events go.
     pub hub: Arc<EventHub>,
     /// Tenants with a `link_url` of their own → its host (lowercase, with
-    /// the port when it has one).
-    pub hosts: HashMap<String, String>,
+    /// the port when it has one); replaced by a reload.
+    pub hosts: parking_lot::RwLock<HashMap<String, String>>,
     /// The host of `mms.public_url`: where the links of tenants without a
     /// `link_url` are answered (`None`: any host).
     pub default_host: Option<String>,
@@ -55,7 +55,7 @@ impl Redirects {
     /// Whether a request with these headers may open `tenant`'s links: on
     /// the tenant's own host, or the public host for tenants without one.
     pub fn serves(&self, tenant: &str, headers: &hyper::HeaderMap) -> bool {
-        match self.hosts.get(tenant).or(self.default_host.as_ref()) {
+        match self.hosts.read().get(tenant).or(self.default_host.as_ref()) {
             Some(host) => host_is(headers, host),
             None => true,
         }

@@ -365,7 +365,7 @@ fn a_link_answers_only_on_its_tenants_host() {
     let r = serve::Redirects {
         store: LinkStore::open(store_dir.path(), SECRET, Duration::ZERO).unwrap(),
         hub,
-        hosts: [("a".to_owned(), "a.link".to_owned())].into(),
+        hosts: std::collections::HashMap::from([("a".to_owned(), "a.link".to_owned())]).into(),
         default_host: Some("sms.example.com".into()),
     };
     let host = |h: &str| {

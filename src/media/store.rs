@@ -239,14 +239,6 @@ impl StoreConfig {
             tenant_quotas: HashMap::new(),
         }
     }
-
-    /// The quota of `tenant`.
-    pub fn quota_of(&self, tenant: &str) -> Quota {
-        self.tenant_quotas
-            .get(tenant)
-            .copied()
-            .unwrap_or(self.quota)
-    }
 }
 
 // === Quota, Usage ===
@@ -288,6 +280,9 @@ pub struct StoreStats {
 #[derive(Debug)]
 pub struct MediaStore {
     cfg: StoreConfig,
+    /// Quotas of particular tenants (`cfg.tenant_quotas` at first; a
+    /// reload replaces them).
+    tenant_quotas: parking_lot::RwLock<HashMap<String, Quota>>,
     cache: Mutex<Lru>,
     /// What each tenant owns (a marker on disk) and its usage, loaded from
     /// the markers on the tenant's first use.
@@ -349,6 +344,7 @@ impl MediaStore {
         }
         Ok(MediaStore {
             cache: Mutex::new(Lru::new(cfg.cache_bytes)),
+            tenant_quotas: parking_lot::RwLock::new(cfg.tenant_quotas.clone()),
             cfg,
             tenants: Mutex::new(HashMap::new()),
             uploads: Mutex::new(Uploads::default()),
@@ -604,7 +600,7 @@ impl MediaStore {
     ) -> Result<UploadId, MediaError> {
         let declared = parse_declared(content_type)?;
         self.check_len(total_len)?;
-        let quota = self.cfg.quota_of(tenant);
+        let quota = self.quota_of(tenant);
         self.with_tenant(tenant, |m| {
             check_quota(quota, m.stored, m.reserved, total_len)
         })??;
@@ -782,6 +778,22 @@ impl MediaStore {
         Ok(())
     }
 
+    /// What `tenant` may have stored.
+    fn quota_of(&self, tenant: &str) -> Quota {
+        self.tenant_quotas
+            .read()
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.cfg.quota)
+    }
+
+    /// Takes the quotas of particular tenants from a reload (those it
+    /// names, tenants added too; the rest have the default). What is
+    /// stored stays; the next upload counts against the new quota.
+    pub fn set_tenant_quotas(&self, quotas: HashMap<String, Quota>) {
+        *self.tenant_quotas.write() = quotas;
+    }
+
     /// Runs `f` on `tenant`'s media, reading its markers first if this is
     /// its first use (outside the lock: it is file I/O).
     fn with_tenant<R>(
@@ -840,7 +852,7 @@ impl MediaStore {
         id: MediaId,
         len: u64,
     ) -> Result<Option<Reservation<'_>>, MediaError> {
-        let quota = self.cfg.quota_of(tenant);
+        let quota = self.quota_of(tenant);
         self.with_tenant(tenant, |m| {
             if m.owned.contains(&id) {
                 return Ok(None);

@@ -44,8 +44,8 @@ pub struct CarrierQueue {
     /// Marketing held for quiet hours, by (release ms, order).
     held: Mutex<std::collections::BTreeMap<(u64, u64), Item>>,
     held_seq: std::sync::atomic::AtomicU64,
-    /// Tenants' quiet hours.
-    quiet: Arc<HashMap<String, QuietHours>>,
+    /// Tenants' quiet hours (shared by every queue; replaced by a reload).
+    quiet: Arc<parking_lot::RwLock<HashMap<String, QuietHours>>>,
     /// Wall-clock ms of the dispatcher's last dispatch (or of its start).
     last_dispatch_ms: std::sync::atomic::AtomicU64,
     /// Wall-clock ms until which every queued message waits on a limit
@@ -72,7 +72,7 @@ impl CarrierQueue {
         if m.priority != crate::model::Priority::Marketing || m.auto_reply {
             return QuietCheck::Go(item);
         }
-        let Some(q) = self.quiet.get(&*m.tenant) else {
+        let Some(q) = self.quiet.read().get(&*m.tenant).copied() else {
             return QuietCheck::Go(item);
         };
         match q.quiet_until(m.to, now_ms) {
@@ -353,6 +353,15 @@ impl QueueMetrics {
     }
 }
 
+/// Each tenant's quiet hours, by name.
+fn quiet_hours(config: &Config) -> HashMap<String, QuietHours> {
+    config
+        .tenants
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.quiet_hours?)))
+        .collect()
+}
+
 /// Routes messages to carrier queues and runs their dispatchers.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -363,13 +372,7 @@ impl Scheduler {
     /// One queue per configured carrier, sharing the sender limits.
     pub fn new(config: &Config) -> Scheduler {
         let limits = Arc::new(Mutex::new(SenderLimits::new(config.senders.clone())));
-        let quiet: Arc<HashMap<String, QuietHours>> = Arc::new(
-            config
-                .tenants
-                .iter()
-                .filter_map(|t| Some((t.name.clone(), t.quiet_hours?)))
-                .collect(),
-        );
+        let quiet = Arc::new(parking_lot::RwLock::new(quiet_hours(config)));
         let queue = |rate: f64, text: text::TextOptions, count_segments: bool| {
             Arc::new(CarrierQueue {
                 fair: Mutex::new(FairQueue::new(&config.tenants, rate)),
@@ -408,8 +411,8 @@ impl Scheduler {
     }
 
     /// Takes reloaded limits (SIGHUP): each SMS carrier's `rate`, each
-    /// tenant's `weight` and `rate` on every carrier, and the `[senders]`
-    /// section. Messages queued stay queued; each limit applies from its
+    /// tenant's `weight`, `rate` and quiet hours on every carrier (tenants
+    /// added too), and the `[senders]` section. Messages queued stay queued; each limit applies from its
     /// next permit, and today's counts still count against changed caps.
     pub fn set_limits(&self, config: &Config) {
         for c in &config.carriers {
@@ -424,6 +427,7 @@ impl Scheduler {
         }
         if let Some(q) = self.queues.values().next() {
             q.limits.lock().set_config(config.senders.clone());
+            *q.quiet.write() = quiet_hours(config);
         }
         for q in self.queues.values() {
             q.notify.notify_one();
