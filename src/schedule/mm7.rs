@@ -621,6 +621,12 @@ impl Carrier for Mm7Lane {
                         .filter(|m| self.ledger.refused(m.id))
                         .collect();
                     self.queue.push_front(left.iter());
+                    if probe {
+                        // Nothing of the try went (never expected: the
+                        // dispatcher waited for a free submit): give it
+                        // back rather than leave the MMSC "trying".
+                        self.carrier.end_probe();
+                    }
                     return;
                 }
                 Err(tokio::sync::TryAcquireError::Closed) => return,
