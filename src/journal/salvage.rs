@@ -206,6 +206,7 @@ fn possibly_written(st: &State) -> Vec<record::Written> {
         .live
         .iter()
         .filter(|(_, p)| p.message.is_some())
+        .map(|(id, p)| (id, &**p))
         .collect();
     ids.sort_by_key(|(id, _)| **id);
     for (id, p) in ids {
