@@ -592,10 +592,13 @@ struct Loaded {
     _clients: Vec<sluice::ingest::client::Client>,
 }
 
+/// `nodes` nodes started with `tune`d configurations, each reloaded with
+/// `reload` applied (when given), then loaded with `per_node` messages.
 async fn loaded_nodes(
     nodes: usize,
     per_node: usize,
     tune: impl Fn(&mut sluice::config::Config),
+    reload: Option<&dyn Fn(&mut sluice::config::Config)>,
 ) -> Option<Loaded> {
     let redis = Redis::start().await?;
     let smsc = smsc(|_| {}).await;
@@ -604,7 +607,13 @@ async fn loaded_nodes(
     for (i, d) in dirs.iter().enumerate() {
         let mut cfg = node_config(d.path(), &smsc, &redis, &format!("n{i}"));
         tune(&mut cfg);
-        gateways.push(sluice::gateway::start(cfg).await.unwrap());
+        let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+        if let Some(change) = reload {
+            change(&mut cfg);
+            let r = gw.reload(&cfg);
+            assert!(r.at_restart.is_empty(), "{r:?}");
+        }
+        gateways.push(gw);
     }
     let mut clients = Vec::new();
     for (i, n) in gateways.iter().enumerate() {
@@ -634,6 +643,7 @@ async fn shared_rate_run(
     nodes: usize,
     per_node: usize,
     tune: impl Fn(&mut sluice::config::Config),
+    reload: Option<&dyn Fn(&mut sluice::config::Config)>,
 ) -> Option<(Duration, u64)> {
     // Every part bound (an unbound one would be dropped here: Redis gone).
     let Loaded {
@@ -642,7 +652,7 @@ async fn shared_rate_run(
         _dirs,
         gateways,
         _clients,
-    } = loaded_nodes(nodes, per_node, tune).await?;
+    } = loaded_nodes(nodes, per_node, tune, reload).await?;
     let all = (nodes * per_node) as u64;
     eventually("all sent", Duration::from_secs(20), || {
         smsc.stats().messages >= all
@@ -675,10 +685,15 @@ async fn shared_rate_run(
 async fn a_carrier_rate_holds_for_three_nodes_together() {
     const RATE: u64 = 100;
     // 450 messages: 4.5 s at the shared rate, 1.5 s at 3 × RATE.
-    let Some((took, most)) = shared_rate_run(3, 150, |c| {
-        c.carriers[0].rate = RATE as f64;
-        c.carriers[0].binds[0].count = 1;
-    })
+    let Some((took, most)) = shared_rate_run(
+        3,
+        150,
+        |c| {
+            c.carriers[0].rate = RATE as f64;
+            c.carriers[0].binds[0].count = 1;
+        },
+        None,
+    )
     .await
     else {
         return;
@@ -694,7 +709,8 @@ async fn a_carrier_rate_holds_for_three_nodes_together() {
 async fn a_tenant_rate_holds_for_two_nodes_together() {
     const RATE: u64 = 50;
     // 200 messages: 4 s at the shared rate, 2 s at 2 × RATE.
-    let Some((took, most)) = shared_rate_run(2, 100, |c| c.tenants[0].rate = RATE as f64).await
+    let Some((took, most)) =
+        shared_rate_run(2, 100, |c| c.tenants[0].rate = RATE as f64, None).await
     else {
         return;
     };
@@ -706,13 +722,40 @@ async fn a_tenant_rate_holds_for_two_nodes_together() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_rate_switched_on_by_a_reload_holds_for_two_nodes_together() {
+    const RATE: u64 = 50;
+    // Started without a tenant rate, then SIGHUP'd with one: shared at
+    // once (before, each node held it on its own until a restart).
+    let Some((took, most)) = shared_rate_run(
+        2,
+        100,
+        |c| c.tenants[0].rate = 0.0,
+        Some(&|c| c.tenants[0].rate = RATE as f64),
+    )
+    .await
+    else {
+        return;
+    };
+    eprintln!(
+        "200 messages of one tenant over 2 nodes at a shared {RATE}/s switched on by a reload: {took:?}, at most {most} in any 1 s window"
+    );
+    assert!(most <= RATE, "{most} in one second (limit {RATE})");
+    assert!(took >= Duration::from_millis(3_400), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_senders_rate_holds_for_two_nodes_together() {
     const RATE: u64 = 50;
     // 200 messages from sender 12345: 4 s at the shared rate, 2 s at
     // 2 × RATE (each node holding the sender to RATE on its own).
-    let Some((took, most)) = shared_rate_run(2, 100, |c| {
-        c.senders.short_code_rate = RATE as f64;
-    })
+    let Some((took, most)) = shared_rate_run(
+        2,
+        100,
+        |c| {
+            c.senders.short_code_rate = RATE as f64;
+        },
+        None,
+    )
     .await
     else {
         return;
@@ -735,7 +778,7 @@ async fn daily_cap_run(per_node: usize, tune: impl Fn(&mut sluice::config::Confi
         _dirs,
         gateways,
         _clients,
-    } = loaded_nodes(2, per_node, tune).await?;
+    } = loaded_nodes(2, per_node, tune, None).await?;
     // Every message is either at the SMSC or queued at a node that holds
     // the sender until the next UTC day (waits of a second or more; while
     // a node fetches permits it waits 5 ms): nothing more goes today.
