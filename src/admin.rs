@@ -111,13 +111,39 @@ pub enum Principal {
     Tenant(Arc<str>),
 }
 
+/// Which tenant owns each opt-out scope: its own and its programs' (`None`
+/// for a scope two tenants claim).
+fn scope_owners(config: &crate::config::Config) -> HashMap<String, Option<Arc<str>>> {
+    let mut owners: HashMap<String, Option<Arc<str>>> = HashMap::new();
+    let mut claim = |scope: String, tenant: &Arc<str>| {
+        owners
+            .entry(scope)
+            .and_modify(|owner| {
+                if owner.as_deref() != Some(&**tenant) {
+                    *owner = None;
+                }
+            })
+            .or_insert_with(|| Some(tenant.clone()));
+    };
+    for t in &config.tenants {
+        let name: Arc<str> = t.name.as_str().into();
+        claim(tenant_scope(&t.name), &name);
+        for p in &t.programs {
+            claim(program_scope(&t.name, &p.name), &name);
+        }
+    }
+    owners
+}
+
 /// What the admin API works on.
 #[derive(Debug)]
 pub struct Admin {
     /// Replaced on SIGHUP ([`Admin::set_tokens`]).
     tokens: parking_lot::RwLock<Tokens>,
-    /// Scope name → owning tenant (`None`: global, or claimed by two).
-    scope_owner: HashMap<String, Option<Arc<str>>>,
+    /// Scope name → owning tenant (`None`: global, or claimed by two);
+    /// replaced with the tokens, so a tenant added by a reload owns its
+    /// scopes.
+    scope_owner: parking_lot::RwLock<HashMap<String, Option<Arc<str>>>>,
     limits: AdminLimits,
     compliance: Arc<Compliance>,
     scheduler: Arc<Scheduler>,
@@ -213,27 +239,9 @@ impl Admin {
         spill: Arc<Spill>,
         webhooks: Arc<crate::webhooks::Webhooks>,
     ) -> Admin {
-        let mut scope_owner: HashMap<String, Option<Arc<str>>> = HashMap::new();
-        let mut claim = |scope: String, tenant: &Arc<str>| {
-            scope_owner
-                .entry(scope)
-                .and_modify(|owner| {
-                    if owner.as_deref() != Some(&**tenant) {
-                        *owner = None;
-                    }
-                })
-                .or_insert_with(|| Some(tenant.clone()));
-        };
-        for t in &config.tenants {
-            let name: Arc<str> = t.name.as_str().into();
-            claim(tenant_scope(&t.name), &name);
-            for p in &t.programs {
-                claim(program_scope(&t.name, &p.name), &name);
-            }
-        }
         Admin {
             tokens: parking_lot::RwLock::new(Tokens::of(config)),
-            scope_owner,
+            scope_owner: parking_lot::RwLock::new(scope_owners(config)),
             limits: AdminLimits::from_config(&config.http),
             compliance,
             scheduler,
@@ -269,6 +277,7 @@ impl Admin {
     /// against them; a token no longer configured is refused from now on.
     pub fn set_tokens(&self, config: &crate::config::Config) {
         *self.tokens.write() = Tokens::of(config);
+        *self.scope_owner.write() = scope_owners(config);
     }
 
     /// The caller a token names. Every configured token is compared, in
@@ -295,6 +304,7 @@ impl Admin {
             Principal::Operator => true,
             Principal::Tenant(t) => self
                 .scope_owner
+                .read()
                 .get(scope)
                 .is_some_and(|owner| owner.as_deref() == Some(&**t)),
         }

@@ -581,6 +581,7 @@ async fn a_tenant_added_by_a_reload_works_at_once_and_one_removed_keeps_its_queu
     use sluice::ingest::pb;
     const WAIT: Duration = Duration::from_secs(20);
     const GLOBEX_TOKEN: &str = "globex-token-0123456789";
+    const GLOBEX_ADMIN: &str = "globex-admin-token-0123456789";
     let smsc = smsc(|_| {}).await;
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -622,6 +623,7 @@ async fn a_tenant_added_by_a_reload_works_at_once_and_one_removed_keeps_its_queu
             keywords: Default::default(),
         }],
         webhooks: vec![webhook(&receiver.url(), Duration::from_secs(3600))],
+        admin_token: Some(Secret::new(GLOBEX_ADMIN)),
         ..TenantConfig::default()
     });
     let r = gw.reload(&new);
@@ -691,6 +693,20 @@ async fn a_tenant_added_by_a_reload_works_at_once_and_one_removed_keeps_its_queu
             .any(|e| e["type"] == "opt_out" && e["opted_out"] == true)
     })
     .await;
+    // Its admin token sees its own scopes, and only those.
+    let bearer = format!("Bearer {GLOBEX_ADMIN}");
+    let count = |scope: &str| {
+        let (bearer, path) = (bearer.clone(), format!("/admin/optouts/count?scope={scope}"));
+        let http_addr = gw.http_addr.unwrap();
+        async move {
+            let (status, _, body) =
+                http(http_addr, "GET", &path, &[("authorization", &bearer)], "").await;
+            (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+        }
+    };
+    let (status, v) = count("program:globex:alerts").await;
+    assert_eq!((status, v["count"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(count("tenant:demo").await.0, 403);
 
     // What the removed tenant had queued was still sent, at its rate.
     eventually("the removed tenant's queue drained", WAIT, || {
