@@ -162,11 +162,21 @@ pub enum Inbound {
 #[derive(Debug, Default, Clone)]
 struct Directory {
     tenants: HashMap<String, ScopeId>,
-    /// Sender address (without `+`) → program.
-    programs: HashMap<String, Arc<Program>>,
+    /// Sender address (without `+`) → its programs, one per tenant: the
+    /// owner's, and a removed tenant's while its queued messages still go
+    /// (a reload moved the sender to another tenant).
+    programs: HashMap<String, Vec<Arc<Program>>>,
 }
 
 impl Directory {
+    /// `tenant`'s program on `sender` (without `+`), if it has one.
+    fn program(&self, sender: &str, tenant: &str) -> Option<&Arc<Program>> {
+        self.programs
+            .get(sender)?
+            .iter()
+            .find(|p| &*p.tenant == tenant)
+    }
+
     /// Enters tenant `t`: its scope, its programs and, in `senders`, its
     /// sender addresses.
     fn enter(
@@ -213,7 +223,9 @@ impl Directory {
             for s in &p.senders {
                 let key = s.trim_start_matches('+').to_owned();
                 senders.insert(key.clone(), name.clone());
-                self.programs.insert(key, program.clone());
+                let of_sender = self.programs.entry(key).or_default();
+                of_sender.retain(|p| p.tenant != name);
+                of_sender.push(program.clone());
             }
         }
         Ok(())
@@ -411,7 +423,7 @@ impl Compliance {
             n += 1;
         }
         let key = from.address();
-        if let Some(p) = directory.programs.get(key.trim_start_matches('+'))
+        if let Some(p) = directory.program(key.trim_start_matches('+'), tenant)
             && &*p.tenant == tenant
         {
             scopes[n] = p.scope;
@@ -446,25 +458,19 @@ impl Compliance {
             .cloned()
     }
 
-    /// Takes the tenants' senders of a reloaded `config` (their programs'
-    /// senders stay those of the start): a STOP sent to a sender a tenant
-    /// just got is that tenant's, and one sent to a sender it lost is no
-    /// longer.
+    /// Takes the tenants' senders of a reloaded `config`, theirs and their
+    /// programs' (a later tenant in `config` wins a sender two name): a
+    /// STOP sent to a sender a tenant just got is that tenant's, and one
+    /// sent to a sender it lost is no longer.
     pub fn set_tenant_senders(&self, config: &Config) {
         let mut map = HashMap::new();
         for t in &config.tenants {
             let name: Arc<str> = t.name.as_str().into();
-            for s in &t.senders {
+            let program_senders = t.programs.iter().flat_map(|p| &p.senders);
+            for s in t.senders.iter().chain(program_senders) {
                 map.insert(s.trim_start_matches('+').to_owned(), name.clone());
             }
         }
-        let directory = self.directory.read().clone();
-        map.extend(
-            directory
-                .programs
-                .iter()
-                .map(|(sender, p)| (sender.clone(), p.tenant.clone())),
-        );
         *self.tenant_senders.write() = map;
     }
 
@@ -520,7 +526,7 @@ impl Compliance {
             .values()
             .copied()
             .chain(std::iter::once(self.global))
-            .chain(directory.programs.values().map(|p| p.scope))
+            .chain(directory.programs.values().flatten().map(|p| p.scope))
             .filter(|s| self.set.contains(*s, number))
             .filter_map(|s| self.set.scope_name(s).map(|n| n.to_string()))
             .collect();
@@ -721,10 +727,10 @@ impl Compliance {
         channel: &str,
     ) -> Result<Inbound, ComplianceError> {
         let key = to.trim_start_matches('+');
-        let program = self.directory.read().programs.get(key).cloned();
         let Some(tenant) = self.tenant_senders.read().get(key).cloned() else {
             return Ok(Inbound::NoTenant);
         };
+        let program = self.directory.read().program(key, &tenant).cloned();
         let keywords = program
             .as_ref()
             .map_or(&self.default_keywords, |p| &p.keywords);
@@ -893,6 +899,7 @@ impl Compliance {
                 .read()
                 .programs
                 .values()
+                .flatten()
                 .any(|p| p.scope_name == name)
     }
 
@@ -901,7 +908,13 @@ impl Compliance {
         let mut names = vec![GLOBAL.to_owned()];
         let directory = self.directory.read().clone();
         names.extend(directory.tenants.keys().map(|t| tenant_scope(t)));
-        names.extend(directory.programs.values().map(|p| p.scope_name.clone()));
+        names.extend(
+            directory
+                .programs
+                .values()
+                .flatten()
+                .map(|p| p.scope_name.clone()),
+        );
         names.sort();
         names.dedup();
         names

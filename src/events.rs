@@ -451,7 +451,9 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    /// A hub for the configured tenants, encoding events with `encoder`.
+    /// A hub for `tenants` (each with its stream on and no other
+    /// destination; [`EventHub::add_tenant`] adds one with its own),
+    /// encoding events with `encoder`.
     pub fn new(
         journal: Journal,
         tenants: impl IntoIterator<Item = Arc<str>>,

@@ -376,19 +376,19 @@ impl crate::cluster::NodeStatus for NodeStatusOf {
     }
 }
 
-/// Whose rate [`SharedRates::share`] shares.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum RateOf<'a> {
+/// Whose rate [`RateSharing::share`] shares.
+#[derive(Debug, Clone)]
+pub(crate) enum RateOf {
     /// A carrier's, over all its traffic.
-    Carrier(&'a str),
+    Carrier(String),
     /// A tenant's, on each SMS carrier.
-    Tenant(&'a str),
+    Tenant(String),
 }
 
 /// Shares carriers' and tenants' rates with the cluster's other nodes
 /// (cluster mode): each is a lease on one schedule in Redis
 /// ([`crate::cluster::budgets::LeasedRate`]) kept by a task of its own.
-pub(crate) struct SharedRates<'a> {
+pub(crate) struct RateSharing<'a> {
     pub(crate) link: &'a crate::cluster::Link,
     pub(crate) scheduler: &'a Scheduler,
     /// The SMS carriers.
@@ -397,16 +397,16 @@ pub(crate) struct SharedRates<'a> {
     pub(crate) shutdown: &'a watch::Receiver<bool>,
 }
 
-impl SharedRates<'_> {
+impl RateSharing<'_> {
     /// Takes `of`'s permits from the cluster's schedule at `rate` too.
-    pub(crate) fn share(&mut self, of: RateOf<'_>, rate: f64) {
+    pub(crate) fn share(&mut self, of: &RateOf, rate: f64) {
         use crate::cluster::budgets::LeasedRate;
         for carrier in self.carriers {
             let Some(q) = self.scheduler.queue(&carrier.name) else {
                 continue;
             };
             let leased = match of {
-                RateOf::Carrier(name) if name == carrier.name => {
+                RateOf::Carrier(name) if *name == carrier.name => {
                     let leased = LeasedRate::carrier(self.link.clone(), name, rate);
                     q.share_rate(leased.clone());
                     leased
@@ -659,7 +659,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let sender_rates = LeasedRates::new(c.link().clone());
         scheduler.share_sender_rates(sender_rates.clone());
         sender_rates.start(&mut tasks, &shutdown);
-        let mut sharing = SharedRates {
+        let mut sharing = RateSharing {
             link: c.link(),
             scheduler: &scheduler,
             carriers: &config.carriers,
@@ -667,10 +667,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             shutdown: &shutdown,
         };
         for carrier in config.carriers.iter().filter(|c| c.rate > 0.0) {
-            sharing.share(RateOf::Carrier(&carrier.name), carrier.rate);
+            sharing.share(&RateOf::Carrier(carrier.name.clone()), carrier.rate);
         }
         for t in config.tenants.iter().filter(|t| t.rate > 0.0) {
-            sharing.share(RateOf::Tenant(&t.name), t.rate);
+            sharing.share(&RateOf::Tenant(t.name.clone()), t.rate);
         }
     }
     for c in &config.carriers {

@@ -134,6 +134,13 @@ pub struct EndpointView {
     pub counts: EndpointCounts,
 }
 
+/// Where a tenant's endpoints post to, ready before a reload adds it
+/// ([`Webhooks::prepare`]).
+#[derive(Debug)]
+pub struct Prepared {
+    targets: Vec<(String, Target)>,
+}
+
 /// Every webhook endpoint's senders.
 #[derive(Debug, Default)]
 pub struct Webhooks {
@@ -149,7 +156,7 @@ impl Webhooks {
     /// An endpoint's URL or CA file is unusable.
     pub fn new(hub: &EventHub, tenants: &[TenantConfig]) -> anyhow::Result<Webhooks> {
         Ok(Webhooks {
-            senders: parking_lot::RwLock::new(senders_of(hub.endpoints(), tenants)?),
+            senders: parking_lot::RwLock::new(senders_of(hub.endpoints(), tenants, target_of)?),
         })
     }
 
@@ -161,37 +168,50 @@ impl Webhooks {
         }
     }
 
-    /// Whether `t`'s endpoints can be sent to (their URLs and CA files),
-    /// before a reload adds it.
+    /// Where `t`'s endpoints post to (their URLs and CA files read), before
+    /// a reload adds it: what can fail is done before anything changes.
     ///
     /// # Errors
     /// The first unusable endpoint.
-    pub fn check(t: &TenantConfig) -> anyhow::Result<()> {
-        t.webhooks.iter().try_for_each(|w| target_of(w).map(drop))
+    pub fn prepare(t: &TenantConfig) -> anyhow::Result<Prepared> {
+        let targets = t
+            .webhooks
+            .iter()
+            .map(|w| Ok((w.name.clone(), target_of(w)?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Prepared { targets })
     }
 
-    /// Starts the senders of tenant `t`, added to `hub` by a reload.
-    ///
-    /// # Errors
-    /// An endpoint's URL or CA file is unusable ([`Webhooks::check`] first).
+    /// Starts the senders of tenant `t`, added to `hub` by a reload, to the
+    /// targets [`Webhooks::prepare`] made.
     pub fn add_tenant(
         &self,
         hub: &EventHub,
         t: &TenantConfig,
+        prepared: Prepared,
         tasks: &mut tokio::task::JoinSet<()>,
         shutdown: &watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    ) {
         let endpoints = hub
             .endpoints()
             .into_iter()
             .filter(|e| **e.tenant() == *t.name)
             .collect();
-        let added = senders_of(endpoints, std::slice::from_ref(t))?;
+        let mut targets = prepared.targets;
+        let added = senders_of(endpoints, std::slice::from_ref(t), |cfg| {
+            let i = targets.iter().position(|(name, _)| *name == cfg.name);
+            // Prepared from the same configuration: every endpoint has one.
+            i.map(|i| targets.swap_remove(i).1)
+                .ok_or_else(|| anyhow::anyhow!("webhook {:?}: not prepared", cfg.name))
+        })
+        .unwrap_or_else(|e| {
+            tracing::error!(target: TARGET, error = %LogSafe::display(&e), "webhook senders not started");
+            Vec::new()
+        });
         for s in &added {
             s.start(tasks, shutdown);
         }
         self.senders.write().extend(added);
-        Ok(())
     }
 
     /// Every endpoint with what it holds (those of `tenant` only, when
@@ -232,6 +252,7 @@ impl Webhooks {
 fn senders_of(
     endpoints: Vec<Arc<Endpoint>>,
     tenants: &[TenantConfig],
+    mut target: impl FnMut(&WebhookConfig) -> anyhow::Result<Target>,
 ) -> anyhow::Result<Vec<Arc<Sender>>> {
     let mut senders = Vec::new();
     for ep in endpoints {
@@ -246,7 +267,7 @@ fn senders_of(
         let settings = Settings::from(cfg);
         senders.push(Arc::new(Sender {
             endpoint: ep,
-            target: target_of(cfg)?,
+            target: target(cfg)?,
             secret: cfg.secret.clone(),
             pace: Pace::new(settings.rate).map(Mutex::new),
             settings,

@@ -696,12 +696,18 @@ async fn a_tenant_added_by_a_reload_works_at_once_and_one_removed_keeps_its_queu
     // Its admin token sees its own scopes, and only those.
     let bearer = format!("Bearer {GLOBEX_ADMIN}");
     let count = |scope: &str| {
-        let (bearer, path) = (bearer.clone(), format!("/admin/optouts/count?scope={scope}"));
+        let (bearer, path) = (
+            bearer.clone(),
+            format!("/admin/optouts/count?scope={scope}"),
+        );
         let http_addr = gw.http_addr.unwrap();
         async move {
             let (status, _, body) =
                 http(http_addr, "GET", &path, &[("authorization", &bearer)], "").await;
-            (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+            (
+                status,
+                serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+            )
         }
     };
     let (status, v) = count("program:globex:alerts").await;

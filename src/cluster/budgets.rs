@@ -13,8 +13,8 @@
 //! 50 ms of the rate, whatever the message rate.
 //!
 //! # On demand, for senders
-//! A carrier or tenant rate has its own task keeping a lease in hand. A
-//! sender's rate ([`LeasedRates`]) asks only while its messages are
+//! A carrier or tenant rate has its own task keeping a lease in hand
+//! (until a reload drops the rate: then it stops leasing). A sender's rate ([`LeasedRates`]) asks only while its messages are
 //! queued: thousands of senders, most of them idle, cost Redis nothing.
 //! Senders that want a lease are served together, up to [`MOST_PER_PIPE`]
 //! script calls in one pipeline, so a burst of a thousand senders costs a
@@ -230,9 +230,11 @@ impl LeasedRate {
     }
 
     /// Starts the task that keeps leases coming (a carrier's or tenant's
-    /// rate; a sender's is served by [`LeasedRates::start`]). It ends when
-    /// the rate is dropped (a reload switched the limit off), so a limit no
-    /// longer enforced takes nothing from the cluster's schedule.
+    /// rate; a sender's is served by [`LeasedRates::start`]). Once the rate
+    /// is dropped (a reload switched the limit off) it stops leasing and
+    /// lets go of the rate, so a limit no longer enforced takes nothing
+    /// from the cluster's schedule; it then waits for the shutdown (a
+    /// task of the gateway's set that ends is taken for a failure).
     pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
         let me = Arc::downgrade(self);
         super::spawn_until_shutdown(tasks, shutdown, LeasedRate::lease_loop(me));
@@ -243,7 +245,7 @@ impl LeasedRate {
         // Held for one turn at a time: between turns only its users hold it.
         while let Some(this) = me.upgrade() {
             let Fetch::Own(wanted) = &this.fetch else {
-                return;
+                break;
             };
             let (in_hand, chunk) = {
                 let mut s = this.state.lock();
@@ -262,6 +264,7 @@ impl LeasedRate {
                 }
             }
         }
+        std::future::pending::<()>().await;
     }
 
     async fn lease(&self) -> anyhow::Result<()> {
@@ -493,20 +496,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_rate_dropped_stops_leasing() {
+    async fn a_rate_dropped_stops_leasing_and_its_task_waits_for_the_shutdown() {
         let rate = leased(10.0);
-        let (_stop, shutdown) = watch::channel(false);
+        let gone = Arc::downgrade(&rate);
+        let (stop, shutdown) = watch::channel(false);
         let mut tasks = JoinSet::new();
         rate.start(&mut tasks, &shutdown);
         // Redis is unreachable: the task keeps trying while the rate lives.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(tasks.try_join_next().is_none(), "it leases while used");
         drop(rate);
-        let ended = tokio::time::timeout(Duration::from_secs(60), tasks.join_next()).await;
-        assert!(
-            matches!(ended, Ok(Some(Ok(())))),
-            "the task ends with the rate: {ended:?}"
-        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(gone.upgrade().is_none(), "the task let go of the rate");
+        // Ending on its own would read as a failed core task.
+        assert!(tasks.try_join_next().is_none(), "it waits for the shutdown");
+        stop.send(true).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(1), tasks.join_next()).await;
+        assert!(matches!(ended, Ok(Some(Ok(())))), "{ended:?}");
     }
 
     #[tokio::test(start_paused = true)]

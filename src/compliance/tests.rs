@@ -152,3 +152,39 @@ async fn keywords_route_to_the_right_outcome() {
         "START lifts STOPALL too"
     );
 }
+
+/// A tenant renamed by a reload (t removed, u added with t's sender and a
+/// program on it): STOPs to the sender are u's from then on, while t's
+/// messages still queued are held to t's program opt-outs.
+#[tokio::test]
+async fn a_sender_taken_over_by_a_tenant_added_keeps_the_old_tenants_opt_outs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let c = Compliance::open(&cfg).unwrap();
+    let (h, sender) = (n("+14155550100"), Sender::parse("12345").unwrap());
+    c.inbound(h, "12345", "STOP", "s", "sms").await.unwrap();
+    assert_eq!(c.check("t", &sender, h).as_deref(), Some("program:t:p"));
+
+    let mut u = cfg.tenants[0].clone();
+    u.name = "u".into();
+    c.add_tenants(std::slice::from_ref(&u)).unwrap();
+    // As the reload passes them: the removed tenant first, then those in
+    // force.
+    cfg.tenants.push(u);
+    c.set_tenant_senders(&cfg);
+    assert_eq!(c.owner("12345").as_deref(), Some("u"));
+    assert_eq!(
+        c.check("t", &sender, h).as_deref(),
+        Some("program:t:p"),
+        "t's queued messages keep t's program opt-outs"
+    );
+    assert_eq!(c.check("u", &sender, h), None);
+    let h2 = n("+14155550101");
+    let Inbound::OptedOut { tenant, scope, .. } =
+        c.inbound(h2, "12345", "STOP", "s", "sms").await.unwrap()
+    else {
+        panic!("a STOP")
+    };
+    assert_eq!((&*tenant, scope.as_str()), ("u", "program:u:p"));
+    assert_eq!(c.check("u", &sender, h2).as_deref(), Some("program:u:p"));
+}

@@ -44,7 +44,7 @@
 //! secrets, `redis_url`...) by value, so a rotated one is named for the
 //! restart by its key, never its value.
 
-use super::{RateOf, SharedRates};
+use super::{RateOf, RateSharing};
 use crate::admission::Admission;
 use crate::config::{Config, TenantConfig};
 use crate::model::Secret;
@@ -98,8 +98,8 @@ pub struct Tenancy<'a> {
 
 impl Tenancy<'_> {
     /// Shares rates with the cluster, in cluster mode.
-    fn sharing<'b>(&'b mut self, scheduler: &'b Scheduler) -> Option<SharedRates<'b>> {
-        Some(SharedRates {
+    fn sharing<'b>(&'b mut self, scheduler: &'b Scheduler) -> Option<RateSharing<'b>> {
+        Some(RateSharing {
             link: self.cluster?,
             scheduler,
             carriers: self.carriers,
@@ -107,13 +107,6 @@ impl Tenancy<'_> {
             shutdown: &self.shutdown,
         })
     }
-}
-
-/// A carrier's rate or a tenant's.
-#[derive(Debug, Clone, Copy)]
-enum Whose {
-    Carrier,
-    Tenant,
 }
 
 /// What a reload did.
@@ -137,7 +130,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
     let mut limits = false;
     // Carrier and tenant rates that were off: in cluster mode, shared from
     // now on.
-    let mut switched_on: Vec<(Whose, String, f64)> = Vec::new();
+    let mut switched_on: Vec<(RateOf, f64)> = Vec::new();
     for c in &mut now.carriers {
         if let Some(n) = new.carriers.iter().find(|n| n.name == c.name)
             && n.rate != c.rate
@@ -145,7 +138,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
             r.applied
                 .push(format!("carriers.{}.rate: {} → {}", c.name, c.rate, n.rate));
             if c.rate <= 0.0 && n.rate > 0.0 {
-                switched_on.push((Whose::Carrier, c.name.clone(), n.rate));
+                switched_on.push((RateOf::Carrier(c.name.clone()), n.rate));
             }
             c.rate = n.rate;
             limits = true;
@@ -166,7 +159,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
             r.applied
                 .push(format!("tenants.{}.rate: {} → {}", t.name, t.rate, n.rate));
             if t.rate <= 0.0 && n.rate > 0.0 {
-                switched_on.push((Whose::Tenant, t.name.clone(), n.rate));
+                switched_on.push((RateOf::Tenant(t.name.clone()), n.rate));
             }
             t.rate = n.rate;
             limits = true;
@@ -190,58 +183,54 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
         now.senders = new.senders.clone();
         limits = true;
     }
-    if limits {
-        let retired = live.tenancy.as_ref().map_or(&[][..], |t| &t.retired[..]);
-        live.scheduler.set_limits(&known(&now, retired));
+    let membership = !to_admit.is_empty() || r.applied.iter().any(|a| a.ends_with(": removed"));
+    if let Some(tenancy) = &mut live.tenancy {
+        let known = known(&now, tenancy.retired);
+        if limits {
+            live.scheduler.set_limits(&known);
+        }
+        if let Some(mut sharing) = tenancy.sharing(live.scheduler) {
+            for (of, rate) in &switched_on {
+                sharing.share(of, *rate);
+            }
+        }
+        if membership {
+            // What still serves the tenants removed (their fallbacks' pages
+            // and links) and serves the tenants added (their media quotas).
+            tenancy.backlog.set_tenants(&known);
+            tenancy
+                .media
+                .set_tenant_quotas(crate::uploads::tenant_quotas(&known));
+            if let Some(redirects) = tenancy.redirects {
+                *redirects.hosts.write() = super::redirect_hosts(&known);
+            }
+        }
+    } else if limits {
+        live.scheduler.set_limits(&now);
     }
-    // Limits and quiet hours are in place: the tenants added may send.
+    // Everything else is in place: the tenants added may send.
     if let Some(a) = live.admission {
         for t in &to_admit {
             a.add_tenant(t);
         }
     }
-    if let Some(tenancy) = &mut live.tenancy
-        && let Some(mut sharing) = tenancy.sharing(live.scheduler)
-    {
-        for (whose, name, rate) in &switched_on {
-            let of = match whose {
-                Whose::Carrier => RateOf::Carrier(name),
-                Whose::Tenant => RateOf::Tenant(name),
-            };
-            sharing.share(of, *rate);
-        }
-    }
-    let membership = r
-        .applied
-        .iter()
-        .any(|a| a.ends_with(": added") || a.ends_with(": removed"));
     tenants(&mut now, new, live, membership, &mut r.applied);
-    if membership && let Some(tenancy) = &live.tenancy {
-        // What still serves the tenants removed (their fallbacks' pages
-        // and links) and the tenants added (their media quotas).
-        let known = known(&now, tenancy.retired);
-        tenancy.backlog.set_tenants(&known);
-        tenancy
-            .media
-            .set_tenant_quotas(crate::uploads::tenant_quotas(&known));
-        if let Some(redirects) = tenancy.redirects {
-            *redirects.hosts.write() = super::redirect_hosts(&known);
-        }
-    }
-    r.at_restart = at_restart(&now, new);
+    r.at_restart = at_restart(&now, new, &r.refused);
     (now, r)
 }
 
 /// The configuration in force with the tenants removed since the start
-/// put back: what the queues, opt-outs and fallbacks still serve.
+/// put back: what the queues, opt-outs and fallbacks still serve. They come
+/// first, so a sender or program a tenant in force took over is that
+/// tenant's (later tenants win).
 fn known(now: &Config, retired: &[TenantConfig]) -> Config {
     let mut known = now.clone();
-    known.tenants.extend(
-        retired
-            .iter()
-            .filter(|r| !now.tenants.iter().any(|t| t.name == r.name))
-            .cloned(),
-    );
+    known.tenants = retired
+        .iter()
+        .filter(|r| !now.tenants.iter().any(|t| t.name == r.name))
+        .chain(&now.tenants)
+        .cloned()
+        .collect();
     known
 }
 
@@ -288,9 +277,13 @@ fn tenants_in_and_out(
             continue;
         }
         let t = match tenancy.retired.iter().position(|x| x.name == n.name) {
-            // Known still: back as it was (`tenants` takes the live
-            // settings after this).
-            Some(i) => tenancy.retired.remove(i),
+            // Known still: back as it was, with the file's credentials and
+            // sending rights (its limits follow below, like any tenant's).
+            Some(i) => {
+                let mut t = tenancy.retired.remove(i);
+                take(&mut t, n);
+                t
+            }
             None => match add_tenant(n, live, tenancy) {
                 Ok(()) => n.clone(),
                 Err(e) => {
@@ -307,27 +300,28 @@ fn tenants_in_and_out(
 }
 
 /// Brings a new tenant `t` into the running parts but admission (see
-/// [`tenants_in_and_out`] for the order).
+/// [`tenants_in_and_out`] for the order); what can fail is done first, so
+/// a tenant refused leaves nothing behind but interned scope names.
 fn add_tenant(t: &TenantConfig, live: &Live<'_>, tenancy: &mut Tenancy<'_>) -> anyhow::Result<()> {
-    crate::webhooks::Webhooks::check(t)?;
+    let webhooks = crate::webhooks::Webhooks::prepare(t)?;
     if let Some(c) = live.compliance {
         c.add_tenants(std::slice::from_ref(t))?;
     }
     tenancy.hub.add_tenant(&t.name, super::tenant_events(t));
     tenancy
         .webhooks
-        .add_tenant(tenancy.hub, t, tenancy.tasks, &tenancy.shutdown)?;
+        .add_tenant(tenancy.hub, t, webhooks, tenancy.tasks, &tenancy.shutdown);
     if t.rate > 0.0
         && let Some(mut sharing) = tenancy.sharing(live.scheduler)
     {
-        sharing.share(RateOf::Tenant(&t.name), t.rate);
+        sharing.share(&RateOf::Tenant(t.name.clone()), t.rate);
     }
     Ok(())
 }
 
 /// The sections (or tenants, carriers) that differ between the
 /// configuration in force and the file, once the live limits are equal.
-fn at_restart(now: &Config, new: &Config) -> Vec<String> {
+fn at_restart(now: &Config, new: &Config, refused: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut differs = |name: &str, a: String, b: String| {
         if a != b {
@@ -352,11 +346,26 @@ fn at_restart(now: &Config, new: &Config) -> Vec<String> {
     differs("mms", dbg(&now.mms), dbg(&new.mms));
     differs("cluster", dbg(&now.cluster), dbg(&new.cluster));
     differs("links", dbg(&now.links), dbg(&new.links));
-    let names = |v: Vec<&str>| v.join(",");
+    let names = |mut v: Vec<&str>| {
+        v.sort_unstable();
+        v.join(",")
+    };
+    // Tenants not added (named under `refused`) are not named again.
+    let was_refused = |name: &str| {
+        refused
+            .iter()
+            .any(|r| r.starts_with(&format!("tenants.{name}: ")))
+    };
     differs(
         "tenants (added or removed)",
         names(now.tenants.iter().map(|t| t.name.as_str()).collect()),
-        names(new.tenants.iter().map(|t| t.name.as_str()).collect()),
+        names(
+            new.tenants
+                .iter()
+                .map(|t| t.name.as_str())
+                .filter(|n| !was_refused(n))
+                .collect(),
+        ),
     );
     for t in &now.tenants {
         if let Some(n) = new.tenants.iter().find(|n| n.name == t.name) {
@@ -407,10 +416,10 @@ fn tenants(
     membership: bool,
     applied: &mut Vec<String>,
 ) {
-    let mut admin_tokens =
-        membership || secret_differs(now.http.admin_token.as_ref(), new.http.admin_token.as_ref());
-    if secret_differs(now.http.admin_token.as_ref(), new.http.admin_token.as_ref()) {
+    let operator_token =
         secret_differs(now.http.admin_token.as_ref(), new.http.admin_token.as_ref());
+    let mut admin_tokens = membership || operator_token;
+    if operator_token {
         applied.push("http.admin_token".into());
         now.http.admin_token = new.http.admin_token.clone();
     }

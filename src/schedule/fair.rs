@@ -675,6 +675,18 @@ impl FairQueue {
             .into_iter()
             .map(|t| (t.name.clone(), (t.weight.max(1), t.rate)))
             .collect();
+        // Shared tenant rates, also of tenants with nothing queued here yet:
+        // a rate switched off is dropped (its lease stops), the rest follow
+        // the new rate.
+        let config = &self.tenant_config;
+        self.tenant_shared
+            .retain(|name, shared| match config.get(name.as_str()) {
+                Some(&(_, rate)) if rate > 0.0 => {
+                    shared.set_rate(rate);
+                    true
+                }
+                _ => false,
+            });
         for t in &mut self.tenants {
             let (weight, rate) = self
                 .tenant_config
@@ -684,13 +696,8 @@ impl FairQueue {
             t.weight = weight;
             t.turns = t.turns.min(weight);
             repace(&mut t.pace, rate);
-            if rate > 0.0 {
-                if let Some(s) = &t.shared {
-                    s.set_rate(rate);
-                }
-            } else {
+            if rate <= 0.0 {
                 t.shared = None;
-                self.tenant_shared.remove(&*t.name);
             }
         }
     }

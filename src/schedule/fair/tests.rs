@@ -429,3 +429,28 @@ fn toll_free_numbers_are_recognised() {
     assert!(!is_toll_free(Msisdn::parse("+14155550100").unwrap()));
     assert!(!is_toll_free(Msisdn::parse("+448005550100").unwrap()));
 }
+
+/// A shared tenant rate reloaded on a carrier where the tenant has queued
+/// nothing yet: the new rate reaches it, and switched off it is dropped
+/// (its lease stops) rather than attached to the tenant's next message.
+#[test]
+fn a_shared_tenant_rate_follows_a_reload_before_any_message() {
+    #[derive(Debug, Default)]
+    struct Recorded(parking_lot::Mutex<Vec<f64>>);
+    impl crate::shaping::shared::SharedPace for Recorded {
+        fn ready_at(&self, now: Instant) -> Instant {
+            now
+        }
+        fn commit(&self, _: Instant, _: u32) {}
+        fn set_rate(&self, per_second: f64) {
+            self.0.lock().push(per_second);
+        }
+    }
+    let mut q = FairQueue::new([&tenant("a", 1, 10.0)], 0.0);
+    let shared = Arc::new(Recorded::default());
+    q.set_tenant_shared("a", shared.clone());
+    q.set_limits([&tenant("a", 1, 20.0)], 0.0);
+    assert_eq!(*shared.0.lock(), [20.0]);
+    q.set_limits([&tenant("a", 1, 0.0)], 0.0);
+    assert_eq!(Arc::strong_count(&shared), 1, "dropped with its rate");
+}
