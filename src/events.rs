@@ -536,6 +536,12 @@ impl EventHub {
         true
     }
 
+    /// Whether `tenant` is one of the hub's (configured at the start or
+    /// added since).
+    pub fn knows(&self, tenant: &str) -> bool {
+        self.tenants.read().contains_key(tenant)
+    }
+
     fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
         self.tenants.read().get(name).cloned()
     }
@@ -744,6 +750,11 @@ impl EventHub {
                 }
                 drop(q);
                 t.notify.notify_waiters();
+            } else {
+                // A tenant no longer configured (a message it queued ended
+                // after a restart): nobody takes it, and once durable it
+                // has ended its message in the journal.
+                done.push(e.event_id);
             }
         }
         if !done.is_empty() {

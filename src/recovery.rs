@@ -173,8 +173,25 @@ impl JournalKeeper {
         for id in &unknown {
             endings.end(*id, DeliveryState::Unknown, 0, &reason);
         }
+        // A tenant removed from the configuration: its opt-out scopes,
+        // programs, limits and quiet hours are gone with it, so what it
+        // queued is not sent (it would be checked against the global
+        // opt-outs alone).
+        let removed: Arc<str> = "its tenant is no longer configured: not sent".into();
+        let before = requeue.len();
+        requeue.retain(|m| {
+            let known = self.hub.knows(&m.tenant);
+            if !known {
+                endings.end(m.id, DeliveryState::Rejected, 0, &removed);
+            }
+            known
+        });
+        if requeue.len() < before {
+            tracing::warn!(target: TARGET, messages = before - requeue.len(),
+                "queued messages of tenants no longer configured ended as rejected, not sent");
+        }
         tracing::info!(target: TARGET, records = rec.records, live = total, requeued = requeue.len(),
-            unknown = endings.len(), events = self.hub.pending(), "journal recovered");
+            unknown = unknown.len(), rejected = before - requeue.len(), events = self.hub.pending(), "journal recovered");
         for p in &rec.problems {
             tracing::error!(target: TARGET, problem = %LogSafe::display(p), "unrecoverable journal entry");
         }

@@ -122,3 +122,74 @@ async fn a_link_dropped_after_an_early_receipt_sends_nothing_twice() {
     );
     gw.shutdown().await;
 }
+
+/// A tenant removed from the file while it had messages queued: after the
+/// restart its opt-out scopes, programs, limits and quiet hours are gone,
+/// so its messages end `rejected` instead of going out checked against the
+/// global opt-outs alone; another tenant's queued message still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_of_a_tenant_removed_before_a_restart_are_not_sent() {
+    use sluice::config::{Secret, TenantConfig};
+    let held = HeldPort::new();
+    let smsc_addr = held.addr();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = sluice::demo::embedded_config(dir.path(), smsc_addr, 1, 8);
+    cfg.tenants.push(TenantConfig {
+        name: "globex".into(),
+        token: Secret::new("globex-token-0123456789"),
+        senders: vec!["67890".into()],
+        ..TenantConfig::default()
+    });
+    let gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let addr = gw.ingest_addr.to_string();
+    let (demo, _) = subscriber(&addr).await;
+    let (globex, _) = subscriber_as(&addr, "globex", "globex-token-0123456789").await;
+    let demo_ids = accepted_ids(
+        &demo
+            .submit(vec![msg("d-1", "+14155550100", "from demo")])
+            .await
+            .unwrap(),
+    );
+    let globex_msgs = (0..5)
+        .map(|i| {
+            let mut m = msg(&format!("g-{i}"), "+14155550101", "from globex");
+            m.from = "67890".into();
+            m
+        })
+        .collect();
+    assert_eq!(
+        accepted_ids(&globex.submit(globex_msgs).await.unwrap()).len(),
+        5
+    );
+    gw.shutdown().await;
+    drop((demo, globex));
+
+    cfg.tenants.retain(|t| t.name != "globex");
+    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let (_demo, got) = subscriber(&gw.ingest_addr.to_string()).await;
+    assert_eq!(
+        gw.gateway.ledger().live(),
+        1,
+        "only demo's message is still live"
+    );
+    let smsc = smsc::start(smsc::SmscConfig {
+        listen: smsc_addr,
+        accounts: vec![("sluice".into(), "pw".into())],
+        receipt_delay: Duration::from_millis(5),
+        ..smsc::SmscConfig::default()
+    })
+    .await
+    .unwrap();
+    eventually("demo's message delivered", Duration::from_secs(20), || {
+        got.state_of(demo_ids[0]) == Some(sluice::ingest::pb::DeliveryState::StateDelivered)
+    })
+    .await;
+    let texts: Vec<String> = smsc.texts().into_iter().map(|t| t.2).collect();
+    assert_eq!(texts, ["from demo"], "globex's messages never went out");
+    // Their events, which nobody takes, did not stay pending.
+    eventually("no event left pending", Duration::from_secs(10), || {
+        sluice::ingest::Backend::events(&*gw.gateway).pending() == 0
+    })
+    .await;
+    gw.shutdown().await;
+}

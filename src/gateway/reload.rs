@@ -34,7 +34,9 @@
 //!   replaced token, their SMPP binds unbind, their admin token stops
 //!   working). What they had queued is still sent, under their limits,
 //!   quiet hours and opt-outs, and their events are still held for their
-//!   webhooks, until the next restart. Added again, a tenant comes back.
+//!   webhooks, until the next restart (which ends what they still have
+//!   queued as rejected, [`crate::recovery`]). Added again, a tenant comes
+//!   back.
 //!
 //! Carriers added or removed wait for a restart. TLS certificates reload
 //! on SIGHUP on their own ([`crate::tls`]).
