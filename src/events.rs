@@ -181,8 +181,9 @@ struct Tenant {
     /// The tenant stream is on (else unclaimed stream events are
     /// acknowledged once durable).
     stream: bool,
-    /// Its webhook endpoints.
-    endpoints: Vec<Arc<Endpoint>>,
+    /// Its other destinations (webhook endpoints, the SMPP server):
+    /// replaced whole when a reload adds one.
+    endpoints: parking_lot::RwLock<Arc<[Arc<Endpoint>]>>,
 }
 
 impl Tenant {
@@ -192,12 +193,21 @@ impl Tenant {
             notify: Notify::new(),
             scoped: AtomicU64::new(0),
             stream,
-            endpoints,
+            endpoints: parking_lot::RwLock::new(endpoints.into()),
         }
     }
 
-    fn endpoint(&self, name: &str) -> Option<&Arc<Endpoint>> {
-        self.endpoints.iter().find(|e| &*e.name == name)
+    /// Its destinations now.
+    fn endpoints(&self) -> Arc<[Arc<Endpoint>]> {
+        self.endpoints.read().clone()
+    }
+
+    fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
+        self.endpoints
+            .read()
+            .iter()
+            .find(|e| &*e.name == name)
+            .cloned()
     }
 }
 
@@ -503,21 +513,24 @@ impl EventHub {
         let endpoints = settings
             .endpoints
             .into_iter()
-            .map(|d| {
-                Arc::new(Endpoint {
-                    tenant: name.clone(),
-                    name: d.name,
-                    kinds: d.kinds,
-                    encoder: d.encoder,
-                    queue: Mutex::default(),
-                    notify: Notify::new(),
-                    journal: self.journal.clone(),
-                    pending: self.pending.clone(),
-                    history: self.history.clone(),
-                })
-            })
+            .map(|d| self.build_endpoint(name, d))
             .collect();
         Tenant::new(settings.stream, endpoints)
+    }
+
+    /// A destination of `tenant` with no events yet.
+    fn build_endpoint(&self, tenant: &Arc<str>, d: Destination) -> Arc<Endpoint> {
+        Arc::new(Endpoint {
+            tenant: tenant.clone(),
+            name: d.name,
+            kinds: d.kinds,
+            encoder: d.encoder,
+            queue: Mutex::default(),
+            notify: Notify::new(),
+            journal: self.journal.clone(),
+            pending: self.pending.clone(),
+            history: self.history.clone(),
+        })
     }
 
     /// Adds a tenant while running (a reload): its stream and its
@@ -536,6 +549,34 @@ impl EventHub {
         true
     }
 
+    /// Adds destinations to a tenant the hub knows, while running (a
+    /// reload): each takes the tenant's events created from now on. Those
+    /// whose name the tenant already has are left out; returns the names
+    /// added (none for a tenant the hub does not know).
+    pub fn add_destinations(&self, tenant: &str, destinations: Vec<Destination>) -> Vec<Arc<str>> {
+        let Some(t) = self.tenant(tenant) else {
+            return Vec::new();
+        };
+        let key: Arc<str> = tenant.into();
+        let mut endpoints = t.endpoints.write();
+        let mut list = endpoints.to_vec();
+        let mut added = Vec::new();
+        for d in destinations {
+            if list.iter().any(|e| e.name == d.name) {
+                continue;
+            }
+            added.push(d.name.clone());
+            list.push(self.build_endpoint(&key, d));
+        }
+        if !added.is_empty() {
+            // Set before the list is published, so the next publication
+            // looks for destinations.
+            self.has_endpoints.store(true, Ordering::Release);
+            *endpoints = list.into();
+        }
+        added
+    }
+
     /// Whether `tenant` is one of the hub's (configured at the start or
     /// added since).
     pub fn knows(&self, tenant: &str) -> bool {
@@ -552,14 +593,14 @@ impl EventHub {
 
     /// `tenant`'s destination named `name`, if it has one.
     pub fn endpoint(&self, tenant: &str, name: &str) -> Option<Arc<Endpoint>> {
-        self.tenant(tenant)?.endpoint(name).cloned()
+        self.tenant(tenant)?.endpoint(name)
     }
 
     /// Every webhook endpoint, of every tenant.
     pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
         self.tenant_map()
             .values()
-            .flat_map(|t| t.endpoints.iter().cloned())
+            .flat_map(|t| t.endpoints().to_vec())
             .collect()
     }
 
@@ -634,7 +675,7 @@ impl EventHub {
                 continue;
             };
             for ep in t
-                .endpoints
+                .endpoints()
                 .iter()
                 .filter(|e| e.kinds.delivery && e.encoder.wants_delivery(f))
             {
@@ -679,7 +720,7 @@ impl EventHub {
             }));
         }
         if let Some(t) = t {
-            for ep in t.endpoints.iter().filter(|e| e.kinds.takes(notice)) {
+            for ep in t.endpoints().iter().filter(|e| e.kinds.takes(notice)) {
                 let event_id = self.journal.allocate_event_ids(1);
                 events.push(Arc::new(PendingEvent {
                     event_id,
@@ -938,7 +979,7 @@ impl EventHub {
             out.extend(q.scoped.values().flatten().cloned());
             out.extend(q.in_flight.values().map(|(_, e)| e.clone()));
             drop(q);
-            for ep in &t.endpoints {
+            for ep in t.endpoints().iter() {
                 out.extend(ep.all());
             }
         }

@@ -442,18 +442,24 @@ fn redirect_hosts(config: &Config) -> HashMap<String, String> {
 pub(crate) fn tenant_events(t: &TenantConfig) -> crate::events::TenantSettings {
     let mut events = crate::webhooks::destinations(t);
     if t.smpp_system_id.is_some() {
-        events.endpoints.push(crate::events::Destination {
-            name: Arc::from(crate::smpp_server::ENDPOINT),
-            kinds: crate::events::EventKinds {
-                delivery: true,
-                inbound: true,
-                opt: false,
-                click: false,
-            },
-            encoder: Arc::new(crate::smpp_server::SmppEvents),
-        });
+        events.endpoints.push(smpp_destination());
     }
     events
+}
+
+/// The SMPP server as a destination of a tenant's events: the receipts
+/// and inbound messages its bound sessions take.
+pub(crate) fn smpp_destination() -> crate::events::Destination {
+    crate::events::Destination {
+        name: Arc::from(crate::smpp_server::ENDPOINT),
+        kinds: crate::events::EventKinds {
+            delivery: true,
+            inbound: true,
+            opt: false,
+            click: false,
+        },
+        encoder: Arc::new(crate::smpp_server::SmppEvents),
+    }
 }
 
 /// Opens the journal, restores state, starts every task and listener.

@@ -63,18 +63,20 @@ pub fn kinds(cfg: &WebhookConfig) -> EventKinds {
 /// Where `t`'s events go as its webhook settings say: its stream on or
 /// off, and its endpoints with the kinds of event each takes.
 pub fn destinations(t: &TenantConfig) -> TenantSettings {
-    let encoder: Arc<dyn EventEncoder> = Arc::new(json::JsonEvents);
     TenantSettings {
         stream: t.stream_events,
-        endpoints: t
-            .webhooks
-            .iter()
-            .map(|w| Destination {
-                name: w.name.as_str().into(),
-                kinds: kinds(w),
-                encoder: encoder.clone(),
-            })
-            .collect(),
+        endpoints: t.webhooks.iter().map(destination).collect(),
+    }
+}
+
+/// The destination endpoint `w` is in the event hub: its name, the kinds
+/// of event it takes, JSON copies.
+pub fn destination(w: &WebhookConfig) -> Destination {
+    let encoder: Arc<dyn EventEncoder> = Arc::new(json::JsonEvents);
+    Destination {
+        name: w.name.as_str().into(),
+        kinds: kinds(w),
+        encoder,
     }
 }
 
@@ -134,17 +136,17 @@ pub struct EndpointView {
     pub counts: EndpointCounts,
 }
 
-/// Where a tenant's endpoints post to, ready before a reload adds it
+/// Where endpoints post to, ready before a reload adds them
 /// ([`Webhooks::prepare`]).
 #[derive(Debug)]
 pub struct Prepared {
-    targets: Vec<(String, Target)>,
+    targets: Vec<(WebhookConfig, Target)>,
 }
 
 /// Every webhook endpoint's senders.
 #[derive(Debug, Default)]
 pub struct Webhooks {
-    /// Grows when a reload adds a tenant.
+    /// Grows when a reload adds a tenant or an endpoint.
     senders: parking_lot::RwLock<Vec<Arc<Sender>>>,
 }
 
@@ -168,50 +170,42 @@ impl Webhooks {
         }
     }
 
-    /// Where `t`'s endpoints post to (their URLs and CA files read), before
-    /// a reload adds it: what can fail is done before anything changes.
+    /// Where `webhooks` post to (their URLs and CA files read), before a
+    /// reload adds them: what can fail is done before anything changes.
     ///
     /// # Errors
     /// The first unusable endpoint.
-    pub fn prepare(t: &TenantConfig) -> anyhow::Result<Prepared> {
-        let targets = t
-            .webhooks
+    pub fn prepare(webhooks: &[WebhookConfig]) -> anyhow::Result<Prepared> {
+        let targets = webhooks
             .iter()
-            .map(|w| Ok((w.name.clone(), target_of(w)?)))
+            .map(|w| Ok((w.clone(), target_of(w)?)))
             .collect::<anyhow::Result<_>>()?;
         Ok(Prepared { targets })
     }
 
-    /// Starts the senders of tenant `t`, added to `hub` by a reload, to the
-    /// targets [`Webhooks::prepare`] made.
-    pub fn add_tenant(
+    /// Starts the senders of `tenant`'s endpoints that a reload added to
+    /// `hub`, to the targets [`Webhooks::prepare`] made (an endpoint the
+    /// hub does not have, or that has its sender already, is left out).
+    pub fn start_added(
         &self,
         hub: &EventHub,
-        t: &TenantConfig,
+        tenant: &str,
         prepared: Prepared,
         tasks: &mut tokio::task::JoinSet<()>,
         shutdown: &watch::Receiver<bool>,
     ) {
-        let endpoints = hub
-            .endpoints()
-            .into_iter()
-            .filter(|e| **e.tenant() == *t.name)
-            .collect();
-        let mut targets = prepared.targets;
-        let added = senders_of(endpoints, std::slice::from_ref(t), |cfg| {
-            let i = targets.iter().position(|(name, _)| *name == cfg.name);
-            // Prepared from the same configuration: every endpoint has one.
-            i.map(|i| targets.swap_remove(i).1)
-                .ok_or_else(|| anyhow::anyhow!("webhook {:?}: not prepared", cfg.name))
-        })
-        .unwrap_or_else(|e| {
-            tracing::error!(target: TARGET, error = %LogSafe::display(&e), "webhook senders not started");
-            Vec::new()
-        });
-        for s in &added {
+        let mut senders = self.senders.write();
+        for (cfg, target) in prepared.targets {
+            let Some(ep) = hub.endpoint(tenant, &cfg.name) else {
+                continue;
+            };
+            if senders.iter().any(|s| Arc::ptr_eq(&s.endpoint, &ep)) {
+                continue;
+            }
+            let s = Arc::new(Sender::new(ep, &cfg, target));
             s.start(tasks, shutdown);
+            senders.push(s);
         }
-        self.senders.write().extend(added);
     }
 
     /// Every endpoint with what it holds (those of `tenant` only, when
@@ -264,14 +258,7 @@ fn senders_of(
         else {
             continue;
         };
-        let settings = Settings::from(cfg);
-        senders.push(Arc::new(Sender {
-            endpoint: ep,
-            target: target(cfg)?,
-            secret: cfg.secret.clone(),
-            pace: Pace::new(settings.rate).map(Mutex::new),
-            settings,
-        }));
+        senders.push(Arc::new(Sender::new(ep, cfg, target(cfg)?)));
     }
     Ok(senders)
 }
@@ -290,6 +277,19 @@ fn target_of(cfg: &WebhookConfig) -> anyhow::Result<Target> {
 }
 
 impl Sender {
+    /// The sender of endpoint `ep`, configured by `cfg`, posting to
+    /// `target`.
+    fn new(ep: Arc<Endpoint>, cfg: &WebhookConfig, target: Target) -> Sender {
+        let settings = Settings::from(cfg);
+        Sender {
+            endpoint: ep,
+            target,
+            secret: cfg.secret.clone(),
+            pace: Pace::new(settings.rate).map(Mutex::new),
+            settings,
+        }
+    }
+
     fn start(
         self: &Arc<Self>,
         tasks: &mut tokio::task::JoinSet<()>,

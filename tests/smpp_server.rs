@@ -701,3 +701,58 @@ async fn a_reload_replaces_credentials_and_senders_and_ends_sessions_made_with_t
     .await;
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_given_smpp_credentials_by_a_reload_gets_its_receipts_on_its_binds() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = gateway_config(dir.path(), &smsc);
+    cfg.tenants[0].smpp_system_id = None;
+    cfg.tenants[0].smpp_password = None;
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let smpp = gw.smpp_server_addr.unwrap();
+    let mut esme = Esme::connect(smpp).await;
+    assert_ne!(
+        esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
+        CommandStatus::ESME_ROK,
+        "no account before the reload"
+    );
+
+    let new = gateway_config(dir.path(), &smsc);
+    let r = gw.reload(&new);
+    assert_eq!(
+        r.applied,
+        [format!("tenants.{TENANT}.smpp_system_id/smpp_password")]
+    );
+    assert!(r.at_restart.is_empty(), "{:?}", r.at_restart);
+
+    // Bound with the new account, the receipt it asks for reaches it.
+    let mut esme = Esme::connect(smpp).await;
+    assert_eq!(
+        esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
+        CommandStatus::ESME_ROK
+    );
+    let seq = esme
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"after the reload"),
+            0,
+            1,
+        )))
+        .await;
+    let id = id_of(&esme.resp(seq).await);
+    let (seq, sm) = esme.deliver_sm().await;
+    assert_eq!(sm.esm_class & 0x3C, 0x04, "a receipt: {sm:?}");
+    let receipted = sm
+        .tlv(tag::RECEIPTED_MESSAGE_ID)
+        .expect("receipted_message_id")
+        .as_c_string()
+        .to_vec();
+    assert_eq!(String::from_utf8(receipted).unwrap(), id);
+    esme.answer(seq).await;
+    eventually("the receipt is acknowledged", WAIT, || {
+        smpp_events_held(&gw) == 0
+    })
+    .await;
+    gw.shutdown().await;
+}

@@ -730,3 +730,75 @@ async fn a_tenant_added_by_a_reload_works_at_once_and_one_removed_keeps_its_queu
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_a_reload_gives_a_tenant_takes_its_events_at_once() {
+    const WAIT: Duration = Duration::from_secs(20);
+    let smsc = smsc(|_| {}).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.http.admin_token = Some(sluice::settings::Secret::new(ADMIN));
+    assert!(cfg.tenants[0].webhooks.is_empty());
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let ingest = gw.ingest_addr.to_string();
+    let (client, got) = subscriber_as(&ingest, TENANT, TOKEN).await;
+    let before = accepted_ids(
+        &client
+            .submit(vec![msg("before", "+14155550100", "before the reload")])
+            .await
+            .unwrap(),
+    );
+    eventually("the first delivery on the stream", WAIT, || {
+        got.state_of(before[0]).is_some()
+    })
+    .await;
+
+    let mut new = cfg.clone();
+    new.tenants[0].webhooks = vec![webhook(&receiver.url(), Duration::from_secs(3600))];
+    let r = gw.reload(&new);
+    assert_eq!(r.applied, [format!("tenants.{TENANT}.webhooks.crm: added")]);
+    assert!(r.at_restart.is_empty(), "{:?}", r.at_restart);
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    // The same file again changes nothing.
+    let again = gw.reload(&new);
+    assert!(again.applied.is_empty(), "{again:?}");
+    assert!(again.at_restart.is_empty(), "{again:?}");
+
+    // Events from now on reach the endpoint, signed, and still the stream.
+    let after = accepted_ids(
+        &client
+            .submit(vec![msg("after", "+14155550101", "after the reload")])
+            .await
+            .unwrap(),
+    );
+    eventually("the delivery at the endpoint added", WAIT, || {
+        receiver
+            .deliveries()
+            .contains_key(&format!("{:016x}", after[0]))
+    })
+    .await;
+    eventually("the delivery on the stream", WAIT, || {
+        got.state_of(after[0]).is_some()
+    })
+    .await;
+    assert_eq!(receiver.seen.bad_signatures.load(Ordering::Relaxed), 0);
+    assert!(
+        !receiver
+            .deliveries()
+            .contains_key(&format!("{:016x}", before[0])),
+        "an event from before the endpoint was added is not sent to it"
+    );
+    // The admin API lists it.
+    let (status, v) = admin(gw.http_addr.unwrap(), "GET", "/admin/webhooks").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.to_string().contains("\"crm\""), "{v}");
+
+    // An endpoint changed waits for the restart, and says so.
+    let mut moved = new.clone();
+    moved.tenants[0].webhooks[0].url = "http://127.0.0.1:9/elsewhere".into();
+    let r = gw.reload(&moved);
+    assert!(r.applied.is_empty(), "{r:?}");
+    assert_eq!(r.at_restart, [format!("tenants.{TENANT}")]);
+    gw.shutdown().await;
+}

@@ -38,6 +38,15 @@
 //!   queued as rejected, [`crate::recovery`]). Added again, a tenant comes
 //!   back.
 //!
+//! - destinations a tenant in force gains
+//!   ([`crate::events::EventHub::add_destinations`]): a webhook endpoint
+//!   added takes the tenant's events from then on (its sender started;
+//!   one whose target cannot be set up is named under `refused`), and a
+//!   tenant given SMPP credentials gets the SMPP server as a destination
+//!   before its account binds, so its binds get the receipts they ask
+//!   for. An endpoint changed or removed, or `stream_events` switched,
+//!   waits for the restart.
+//!
 //! Carriers added or removed wait for a restart. TLS certificates reload
 //! on SIGHUP on their own ([`crate::tls`]).
 //!
@@ -151,6 +160,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
         let before = r.applied.len();
         to_admit = tenants_in_and_out(&mut now, new, live, &mut tenancy, &mut r);
         limits |= r.applied.len() > before;
+        destinations_added(&mut now, new, &mut tenancy, &mut r);
         live.tenancy = Some(tenancy);
     }
     for t in &mut now.tenants {
@@ -305,20 +315,95 @@ fn tenants_in_and_out(
 /// [`tenants_in_and_out`] for the order); what can fail is done first, so
 /// a tenant refused leaves nothing behind but interned scope names.
 fn add_tenant(t: &TenantConfig, live: &Live<'_>, tenancy: &mut Tenancy<'_>) -> anyhow::Result<()> {
-    let webhooks = crate::webhooks::Webhooks::prepare(t)?;
+    let webhooks = crate::webhooks::Webhooks::prepare(&t.webhooks)?;
     if let Some(c) = live.compliance {
         c.add_tenants(std::slice::from_ref(t))?;
     }
     tenancy.hub.add_tenant(&t.name, super::tenant_events(t));
-    tenancy
-        .webhooks
-        .add_tenant(tenancy.hub, t, webhooks, tenancy.tasks, &tenancy.shutdown);
+    tenancy.webhooks.start_added(
+        tenancy.hub,
+        &t.name,
+        webhooks,
+        tenancy.tasks,
+        &tenancy.shutdown,
+    );
     if t.rate > 0.0
         && let Some(mut sharing) = tenancy.sharing(live.scheduler)
     {
         sharing.share(&RateOf::Tenant(t.name.clone()), t.rate);
     }
     Ok(())
+}
+
+/// Gives tenants in force the destinations of their events `new` adds:
+/// webhook endpoints (their senders started) and, for a tenant that gets
+/// SMPP credentials, the SMPP server, so the receipts its binds ask for
+/// reach them. Before the SMPP accounts change ([`tenants`]), so no bind
+/// comes before its destination.
+///
+/// An endpoint changed or removed, or the stream switched, waits for the
+/// restart (the tenant is named); a destination whose credentials are
+/// removed keeps what it holds until then.
+fn destinations_added(now: &mut Config, new: &Config, tenancy: &mut Tenancy<'_>, r: &mut Reloaded) {
+    for t in &mut now.tenants {
+        let Some(n) = new.tenants.iter().find(|n| n.name == t.name) else {
+            continue;
+        };
+        let added: Vec<_> = n
+            .webhooks
+            .iter()
+            .filter(|w| !t.webhooks.iter().any(|o| o.name == w.name))
+            .cloned()
+            .collect();
+        if !added.is_empty() {
+            match crate::webhooks::Webhooks::prepare(&added) {
+                Ok(prepared) => {
+                    tenancy.hub.add_destinations(
+                        &t.name,
+                        added.iter().map(crate::webhooks::destination).collect(),
+                    );
+                    tenancy.webhooks.start_added(
+                        tenancy.hub,
+                        &t.name,
+                        prepared,
+                        tenancy.tasks,
+                        &tenancy.shutdown,
+                    );
+                    for w in &added {
+                        r.applied
+                            .push(format!("tenants.{}.webhooks.{}: added", t.name, w.name));
+                    }
+                    // In the file's order; those changed keep their settings
+                    // in force, those removed stay at the end (both named
+                    // for the restart).
+                    let mut webhooks: Vec<_> = n
+                        .webhooks
+                        .iter()
+                        .map(|w| {
+                            t.webhooks
+                                .iter()
+                                .find(|o| o.name == w.name)
+                                .unwrap_or(w)
+                                .clone()
+                        })
+                        .collect();
+                    webhooks.extend(
+                        t.webhooks
+                            .iter()
+                            .filter(|o| !n.webhooks.iter().any(|w| w.name == o.name))
+                            .cloned(),
+                    );
+                    t.webhooks = webhooks;
+                }
+                Err(e) => r.refused.push(format!("tenants.{}.webhooks: {e}", t.name)),
+            }
+        }
+        if t.smpp_system_id.is_none() && n.smpp_system_id.is_some() {
+            tenancy
+                .hub
+                .add_destinations(&t.name, vec![super::smpp_destination()]);
+        }
+    }
 }
 
 /// The sections (or tenants, carriers) that differ between the
