@@ -267,6 +267,8 @@ pub struct Running {
     smpp_accounts: Option<Arc<crate::smpp_server::Accounts>>,
     /// What tenants added or removed by a reload reach.
     tenancy: TenancyParts,
+    /// The SMS carriers, whose binds a reload replaces.
+    smpp_carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
 }
 
 /// The parts of [`Running`] that only a reload adding or removing a tenant
@@ -294,6 +296,10 @@ impl Running {
             admin: Some(&self.admin),
             compliance: Some(&self.gateway.compliance),
             smpp_accounts: self.smpp_accounts.as_deref(),
+            binds: Some(reload::Binds {
+                carriers: &self.smpp_carriers,
+                shutdown: self.shutdown.subscribe(),
+            }),
             tenancy: Some(reload::Tenancy {
                 hub: &self.gateway.hub,
                 webhooks: &parts.webhooks,
@@ -850,6 +856,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             redirects,
             ..tenancy
         },
+        smpp_carriers: carriers,
     })
 }
 

@@ -386,3 +386,88 @@ async fn dedupe_survives_compaction_and_restart() {
     assert_eq!(smsc.stats().messages, 12_000);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_replaces_the_binds_while_messages_flow_and_sends_each_once() {
+    const WAIT: Duration = Duration::from_secs(30);
+    // Any password binds (the SMSC side of a rotation); receipts go to the
+    // binds of the account that submitted.
+    let smsc = smsc(|c| c.accounts.clear()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &smsc);
+    assert_eq!(cfg.carriers[0].binds[0].count, 2);
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let addr = gw.ingest_addr.to_string();
+    let (client, got) = subscriber(&addr).await;
+    eventually("both binds up", WAIT, || smsc.stats().binds == 2).await;
+
+    // Messages keep coming while the binds are replaced.
+    let n = 4000;
+    let sender = client.clone();
+    let sending = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|i| {
+                    msg(
+                        &format!("rebind-{i}"),
+                        &format!("+1415666{i:04}"),
+                        &format!("rebind text {i}"),
+                    )
+                })
+                .collect();
+            ids.extend(accepted_ids(&sender.submit(batch).await.unwrap()));
+        }
+        ids
+    });
+    eventually("messages flowing", WAIT, || smsc.stats().messages >= 500).await;
+    let mut new = cfg.clone();
+    let b = &mut new.carriers[0].binds[0];
+    b.password = sluice::config::Secret::new("pw-2");
+    b.count = 3;
+    b.window = 32;
+    let r = gw.reload(&new);
+    assert_eq!(r.applied, ["carriers.sim.binds".to_owned()]);
+    assert!(r.at_restart.is_empty(), "{:?}", r.at_restart);
+    // The same file again changes nothing.
+    let again = gw.reload(&new);
+    assert!(again.applied.is_empty(), "{again:?}");
+
+    let ids = sending.await.unwrap();
+    assert_eq!(ids.len(), n);
+    eventually("every message final", WAIT, || got.terminal_count() == n).await;
+    for id in &ids {
+        assert_eq!(
+            got.state_of(*id),
+            Some(pb::DeliveryState::StateDelivered),
+            "message {id:x}: none is left unanswered by a bind retired"
+        );
+    }
+    // The old binds unbound, the new ones bound.
+    eventually("the two old binds unbound", WAIT, || {
+        smsc.stats().unbinds == 2
+    })
+    .await;
+    let stats = smsc.stats();
+    assert_eq!(stats.binds, 5, "{stats:?}");
+    assert_eq!(stats.bind_failures, 0, "{stats:?}");
+    assert_eq!(stats.messages, n as u64, "{stats:?}");
+    assert_eq!(stats.duplicates, 0, "{stats:?}");
+    for (_, _, text, count) in smsc.texts() {
+        assert_eq!(count, 1, "{text:?} arrived {count} times");
+    }
+    // The new binds carry the traffic from here.
+    let late = accepted_ids(
+        &client
+            .submit(vec![msg("late", "+14156669999", "after the rebind")])
+            .await
+            .unwrap(),
+    );
+    eventually("a message after the rebind delivered", WAIT, || {
+        got.state_of(late[0]) == Some(pb::DeliveryState::StateDelivered)
+    })
+    .await;
+    assert_eq!(smsc.stats().unbinds, 2);
+    gw.shutdown().await;
+}

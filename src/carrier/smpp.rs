@@ -66,7 +66,12 @@ pub struct SmppCarrier {
     queue: Mutex<VecDeque<SegmentJob>>,
     notify: Notify,
     capacity: Arc<Semaphore>,
-    capacity_total: usize,
+    /// Part permits in all (grows when a reload widens the windows).
+    capacity_total: AtomicUsize,
+    /// The generation of binds in force ([`SmppCarrier::rebind`]).
+    binds_in_force: watch::Sender<u64>,
+    /// Binds started so far, to name the next one.
+    binds_started: AtomicUsize,
     reference: AtomicU16,
     unanswered: Unanswered,
     sink: Arc<dyn CarrierSink>,
@@ -177,13 +182,7 @@ impl SmppCarrier {
         sink: Arc<dyn CarrierSink>,
         last_check: Option<Arc<dyn LastCheck>>,
     ) -> Arc<SmppCarrier> {
-        let windows: u32 = cfg
-            .binds
-            .iter()
-            .filter(|b| b.mode != crate::settings::BindMode::Receiver)
-            .map(|b| b.window * b.count)
-            .sum();
-        let capacity = ((windows * 2) as usize).max(text::MAX_SEGMENTS);
+        let capacity = capacity_of(&cfg.binds);
         Arc::new(SmppCarrier {
             name: cfg.name.as_str().into(),
             text: text_options(cfg),
@@ -193,7 +192,9 @@ impl SmppCarrier {
             queue: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
             capacity: Arc::new(Semaphore::new(capacity)),
-            capacity_total: capacity,
+            capacity_total: AtomicUsize::new(capacity),
+            binds_in_force: watch::Sender::new(0),
+            binds_started: AtomicUsize::new(0),
             reference: AtomicU16::new(rand::random()),
             unanswered: cfg.unanswered,
             sink,
@@ -229,7 +230,7 @@ impl SmppCarrier {
     /// True when no part permit is taken: nothing dispatched waits here or
     /// in a window.
     pub fn is_idle(&self) -> bool {
-        self.capacity.available_permits() >= self.capacity_total
+        self.capacity.available_permits() >= self.capacity_total.load(Ordering::Relaxed)
     }
 
     /// Parts queued, not yet written.
@@ -244,11 +245,49 @@ impl SmppCarrier {
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
         shutdown: &watch::Receiver<bool>,
     ) {
-        let mut n = 0;
-        for b in &cfg.binds {
+        self.start_binds(&cfg.binds, tls, shutdown);
+    }
+
+    /// Replaces the carrier's binds with `binds` (a reload changed them):
+    /// those running retire — they take nothing more, wait for the answers
+    /// to what they sent, then unbind ([`session::Retire`]) — and the new
+    /// ones start at once and take the queue from there. Nothing queued or
+    /// in a window is dropped or resent. Wider windows widen the part
+    /// permits at once; narrower ones keep them (each bind's window still
+    /// holds).
+    pub fn rebind(
+        self: &Arc<Self>,
+        binds: &[BindConfig],
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let wanted = capacity_of(binds);
+        let had = self.capacity_total.fetch_max(wanted, Ordering::Relaxed);
+        if wanted > had {
+            self.capacity.add_permits(wanted - had);
+        }
+        // Retired first: a carrier that caps binds per account sees the
+        // old ones go as the new ones come.
+        self.binds_in_force.send_modify(|g| *g += 1);
+        self.start_binds(binds, tls, shutdown);
+    }
+
+    /// Starts `binds` as the generation in force.
+    fn start_binds(
+        self: &Arc<Self>,
+        binds: &[BindConfig],
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let retire = session::Retire {
+            generation: *self.binds_in_force.borrow(),
+            in_force: self.binds_in_force.subscribe(),
+        };
+        for b in binds {
             for _ in 0..b.count {
-                n += 1;
-                let params = bind_params(&self.name, n, b, tls.clone().filter(|_| b.tls));
+                let n = self.binds_started.fetch_add(1, Ordering::Relaxed) + 1;
+                let mut params = bind_params(&self.name, n, b, tls.clone().filter(|_| b.tls));
+                params.retire = Some(retire.clone());
                 tokio::spawn(session::run(params, self.clone(), shutdown.clone()));
             }
         }
@@ -523,9 +562,20 @@ impl Handler for SmppCarrier {
     }
 }
 
+/// Part permits for `binds`: twice their windows, at least one message's
+/// worth.
+fn capacity_of(binds: &[BindConfig]) -> usize {
+    let windows: u32 = binds
+        .iter()
+        .filter(|b| b.mode != crate::settings::BindMode::Receiver)
+        .map(|b| b.window * b.count)
+        .sum();
+    ((windows * 2) as usize).max(text::MAX_SEGMENTS)
+}
+
 fn bind_params(
     carrier: &Arc<str>,
-    n: u32,
+    n: usize,
     b: &BindConfig,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> BindParams {
@@ -545,6 +595,7 @@ fn bind_params(
         reconnect_min: b.reconnect_min,
         reconnect_max: b.reconnect_max,
         auth_failure_backoff: b.auth_failure_backoff,
+        retire: None,
     }
 }
 

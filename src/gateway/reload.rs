@@ -1,7 +1,9 @@
-//! Reloading the configuration file on SIGHUP: the limits and the tenants'
-//! credentials and sending rights change at once, without dropping a bind
-//! or a queued message (only sessions on replaced credentials are closed);
-//! every other change waits for the next restart and is named in the log.
+//! Reloading the configuration file on SIGHUP: the limits, the tenants'
+//! credentials and sending rights, and the carriers' binds change at once,
+//! without dropping a queued message (only sessions on replaced
+//! credentials are closed, and only binds whose settings changed are
+//! replaced); every other change waits for the next restart and is named
+//! in the log.
 //!
 //! Applied live:
 //! - limits ([`crate::schedule::Scheduler::set_limits`]): each SMS
@@ -47,7 +49,18 @@
 //!   for. An endpoint changed or removed, or `stream_events` switched,
 //!   waits for the restart.
 //!
-//! Carriers added or removed wait for a restart. TLS certificates reload
+//! - each SMS carrier's `binds` (addresses, credentials, counts, windows,
+//!   rates, timers, TLS; [`crate::carrier::smpp::SmppCarrier::rebind`]):
+//!   the new binds start at once and the old ones retire — they take
+//!   nothing more, wait for the answers to what they sent, then unbind —
+//!   so nothing queued or in a window is dropped or sent twice. A changed
+//!   `system_id` leaves the receipts the SMSC still holds for the old
+//!   account with that account (most SMSCs deliver receipts to the binds
+//!   of the account that submitted): they come if it binds again, else
+//!   their messages end when their receipt wait runs out.
+//!
+//! Carriers added or removed, and a carrier's other settings (`concat`,
+//! `unanswered`, `failover_after`...), wait for a restart. TLS certificates reload
 //! on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
@@ -74,10 +87,25 @@ pub struct Live<'a> {
     pub compliance: Option<&'a crate::compliance::Compliance>,
     /// The SMPP server's accounts, when it runs.
     pub smpp_accounts: Option<&'a crate::smpp_server::Accounts>,
+    /// The SMS carriers, whose binds are replaced (`None`: bind changes
+    /// wait for the restart).
+    pub binds: Option<Binds<'a>>,
     /// What only a tenant added needs: its events, webhooks, media quotas,
     /// fallback pages and links, cluster leases (`None`: tenants are not
     /// added or removed).
     pub tenancy: Option<Tenancy<'a>>,
+}
+
+/// The SMS carriers whose binds a reload replaces.
+#[derive(Debug)]
+pub struct Binds<'a> {
+    /// By name.
+    pub carriers: &'a std::collections::HashMap<
+        std::sync::Arc<str>,
+        std::sync::Arc<crate::carrier::smpp::SmppCarrier>,
+    >,
+    /// Ends the binds started.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The parts a tenant added or removed by a reload reaches.
@@ -154,6 +182,9 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
             c.rate = n.rate;
             limits = true;
         }
+    }
+    if let Some(binds) = &live.binds {
+        rebind(&mut now, new, binds, &mut r);
     }
     let mut to_admit = Vec::new();
     if let Some(mut tenancy) = live.tenancy.take() {
@@ -333,6 +364,51 @@ fn add_tenant(t: &TenantConfig, live: &Live<'_>, tenancy: &mut Tenancy<'_>) -> a
         sharing.share(&RateOf::Tenant(t.name.clone()), t.rate);
     }
     Ok(())
+}
+
+/// Replaces the binds of each SMS carrier whose `binds` the file changes
+/// (addresses, credentials, counts, windows, rates, timers, TLS): the new
+/// ones start at once and the old ones retire once what they sent is
+/// answered ([`crate::carrier::smpp::SmppCarrier::rebind`]), so nothing
+/// queued or in a window is dropped or sent twice. A carrier whose binds
+/// need a TLS client configuration that does not load keeps its binds and
+/// is named under `refused`.
+fn rebind(now: &mut Config, new: &Config, binds: &Binds<'_>, r: &mut Reloaded) {
+    let ca_file = now.tls.ca_file.clone();
+    for c in &mut now.carriers {
+        let Some(n) = new.carriers.iter().find(|n| n.name == c.name) else {
+            continue;
+        };
+        if !binds_differ(&c.binds, &n.binds) {
+            continue;
+        }
+        let Some(carrier) = binds.carriers.get(c.name.as_str()) else {
+            continue;
+        };
+        let tls = if n.binds.iter().any(|b| b.tls) {
+            match crate::smpp::tls::client_config(ca_file.as_deref()) {
+                Ok(tls) => Some(std::sync::Arc::new(tls)),
+                Err(e) => {
+                    r.refused
+                        .push(format!("carriers.{}.binds: TLS: {e}", c.name));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        carrier.rebind(&n.binds, tls, &binds.shutdown);
+        c.binds = n.binds.clone();
+        r.applied.push(format!("carriers.{}.binds", c.name));
+    }
+}
+
+/// Whether two carriers' binds differ, passwords compared by value.
+fn binds_differ(a: &[crate::config::BindConfig], b: &[crate::config::BindConfig]) -> bool {
+    dbg(&a) != dbg(&b)
+        || a.iter()
+            .zip(b)
+            .any(|(x, y)| secret_differs(Some(&x.password), Some(&y.password)))
 }
 
 /// Gives tenants in force the destinations of their events `new` adds:
@@ -612,6 +688,7 @@ mod tests {
             admin: None,
             compliance: None,
             smpp_accounts: None,
+            binds: None,
             tenancy: None,
         };
         let (now, r) = apply(&old, &new, &mut live);
@@ -669,6 +746,7 @@ mod tests {
             admin: None,
             compliance: None,
             smpp_accounts: Some(&accounts),
+            binds: None,
             tenancy: None,
         };
         let mut new = old.clone();

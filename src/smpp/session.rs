@@ -2,7 +2,9 @@
 //! driver task that keeps a window of outstanding submit_sm matched by
 //! sequence number, answers the SMSC's deliver_sm and enquire_link promptly,
 //! sends enquire_link when idle, times out responses, slows down on
-//! ESME_RTHROTTLED / ESME_RMSGQFUL, and reconnects with backoff.
+//! ESME_RTHROTTLED / ESME_RMSGQFUL, and reconnects with backoff. A bind
+//! replaced by others of its carrier ([`Retire`]) drains its window, then
+//! unbinds and ends.
 //!
 //! What to send and what to do with answers belongs to a [`Handler`] (the
 //! carrier): the session only speaks the protocol. On disconnect every
@@ -164,6 +166,48 @@ pub struct BindParams {
     pub reconnect_max: Duration,
     /// Wait after the SMSC refused the credentials.
     pub auth_failure_backoff: Duration,
+    /// The binds this one belongs to, when they can be replaced (a reload
+    /// changed its carrier's binds).
+    pub retire: Option<Retire>,
+}
+
+/// Which generation of its carrier's binds a bind belongs to. When another
+/// is in force, the bind retires: it takes nothing more, waits for the
+/// answers to what it sent (each still bounded by the response timeout)
+/// and to the deliver_sm it was given, then unbinds and ends; one not yet
+/// bound just ends.
+#[derive(Clone, Debug)]
+pub struct Retire {
+    /// Its generation.
+    pub generation: u64,
+    /// The generation in force.
+    pub in_force: watch::Receiver<u64>,
+}
+
+impl Retire {
+    /// Whether another generation is in force.
+    fn retired(&self) -> bool {
+        *self.in_force.borrow() != self.generation
+    }
+
+    /// [`Retire::retired`], without a lock while nothing changed (the
+    /// session asks every turn).
+    fn retired_now(&self) -> bool {
+        self.in_force.has_changed().unwrap_or(false) && self.retired()
+    }
+}
+
+/// Resolves when `retire` says the bind is retired (never without one).
+async fn retired(retire: &mut Option<Retire>) {
+    let Some(r) = retire else {
+        return std::future::pending().await;
+    };
+    while !r.retired() {
+        if r.in_force.changed().await.is_err() {
+            // The carrier is gone: nothing will retire this bind.
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// Why a session ended.
@@ -198,6 +242,9 @@ pub enum SessionError {
     /// Local shutdown.
     #[error("shutdown")]
     Shutdown,
+    /// Replaced by other binds of its carrier ([`Retire`]).
+    #[error("retired")]
+    Retired,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -235,8 +282,9 @@ async fn run_with<H, C, F>(
 {
     let mut delay = params.reconnect_min;
     let rate = Rate::per_second(params.rate).map(Arc::new);
+    let mut retire = params.retire.clone();
     loop {
-        if *shutdown.borrow() {
+        if *shutdown.borrow() || retire.as_ref().is_some_and(Retire::retired) {
             return;
         }
         let bound = std::sync::atomic::AtomicBool::new(false);
@@ -245,9 +293,18 @@ async fn run_with<H, C, F>(
             let stream = connect(params.clone()).await?;
             serve(stream, &params, &handler, rate.clone(), stop, &bound).await
         };
+        // Retired before it is bound, a bind just ends; once bound, it
+        // drains first (in the session).
+        let retired_unbound = async {
+            retired(&mut retire).await;
+            if bound.load(std::sync::atomic::Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        };
         let result = tokio::select! {
             r = session => r,
             _ = shutdown.changed() => Err(SessionError::Shutdown),
+            _ = retired_unbound => Err(SessionError::Retired),
         };
         metrics::gauge!("sluice_smpp_bind_up", "carrier" => params.carrier.to_string(), "bind" => params.name.to_string()).set(0.0);
         // A link that got as far as a bind is retried quickly; repeated
@@ -258,6 +315,10 @@ async fn run_with<H, C, F>(
         let mut wait = delay;
         match result {
             Err(SessionError::Shutdown) => return,
+            Err(SessionError::Retired) => {
+                tracing::info!(target: TARGET, bind = %params.name, "bind retired: replaced by a reload");
+                return;
+            }
             Err(SessionError::BindRefused(status)) => {
                 metrics::counter!("sluice_smpp_bind_failures_total",
                     "carrier" => params.carrier.to_string(), "status" => status_label(status))
@@ -281,6 +342,7 @@ async fn run_with<H, C, F>(
         tokio::select! {
             _ = tokio::time::sleep(wait + jitter) => {}
             _ = shutdown.changed() => return,
+            _ = retired(&mut retire) => return,
         }
         delay = (delay * 2).min(params.reconnect_max);
     }
@@ -553,7 +615,27 @@ impl<'a, H: Handler> Session<'a, H> {
         let mut tick =
             tokio::time::interval(Duration::from_millis(250).min(self.params.response_timeout / 4));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retire = self.params.retire.clone();
+        let mut draining = false;
+        let mut logged_retiring = false;
         loop {
+            // Looked at every turn: the branch below only wakes an idle
+            // session (a busy one always has an earlier branch ready).
+            if !draining && retire.as_ref().is_some_and(Retire::retired_now) {
+                draining = true;
+            }
+            if draining && !logged_retiring {
+                logged_retiring = true;
+                tracing::info!(target: TARGET, bind = %self.params.name, outstanding = self.outstanding.len(), "bind retiring: replaced by a reload");
+            }
+            if draining
+                && self.outstanding.is_empty()
+                && self.gated.is_empty()
+                && self.delivers.is_empty()
+            {
+                Pdu::unbind(self.seq.next()).encode(&mut self.wbuf);
+                return Err(SessionError::Retired);
+            }
             let now = Instant::now();
             if self.paused_until.is_some_and(|t| t <= now) {
                 self.paused_until = None;
@@ -562,7 +644,7 @@ impl<'a, H: Handler> Session<'a, H> {
                 .params
                 .window
                 .saturating_sub(self.outstanding.len() + self.in_gates);
-            let may_send = can_submit && room > 0 && self.paused_until.is_none();
+            let may_send = can_submit && room > 0 && self.paused_until.is_none() && !draining;
             let step = tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
@@ -584,6 +666,10 @@ impl<'a, H: Handler> Session<'a, H> {
                 }
                 _ = sleep_until_opt(self.paused_until) => Ok(()),
                 _ = tick.tick() => self.tick(),
+                _ = retired(&mut retire), if !draining => {
+                    draining = true;
+                    Ok(())
+                }
             };
             step?;
             self.meters.window.set(self.outstanding.len() as f64);

@@ -127,6 +127,7 @@ fn params(window: usize) -> BindParams {
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_secs(1),
         auth_failure_backoff: Duration::from_secs(300),
+        retire: None,
     }
 }
 
@@ -526,4 +527,72 @@ async fn other_bind_refusals_keep_the_normal_backoff() {
     assert!(is_auth_refusal(CommandStatus::ESME_RBINDFAIL));
     assert!(is_auth_refusal(CommandStatus::ESME_RINVSYSID));
     assert!(!is_auth_refusal(CommandStatus::ESME_RSYSERR));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retired_bind_takes_nothing_more_and_unbinds_once_its_window_is_answered() {
+    let h = TestHandler::with_jobs(10);
+    let (in_force, rx) = watch::channel(0u64);
+    let mut p = params(3);
+    p.retire = Some(Retire {
+        generation: 0,
+        in_force: rx,
+    });
+    let (mut peer, task, _stop) = start(h.clone(), p).await;
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        let p = next_pdu(&mut peer).await;
+        assert!(matches!(p.body, Body::SubmitSm(_)));
+        seqs.push(p.sequence_number);
+    }
+    in_force.send_replace(1);
+    // Answers free the window, yet nothing more is taken, and no unbind
+    // comes while one submit is unanswered.
+    for s in &seqs[..2] {
+        peer.send(resp(*s, CommandStatus::ESME_ROK, "A"))
+            .await
+            .unwrap();
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), peer.next())
+            .await
+            .is_err(),
+        "nothing written while the last submit waits"
+    );
+    assert_eq!(h.queue.lock().len(), 7, "the rest stays queued");
+    peer.send(resp(seqs[2], CommandStatus::ESME_ROK, "A"))
+        .await
+        .unwrap();
+    let p = next_pdu(&mut peer).await;
+    assert!(matches!(p.body, Body::Unbind), "{p:?}");
+    assert!(matches!(task.await.unwrap(), Err(SessionError::Retired)));
+    assert_eq!(h.answered.lock().len(), 3);
+    assert!(h.unanswered.lock().is_empty(), "nothing left unanswered");
+    assert_eq!(h.queue.lock().len(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bind_retired_before_it_is_bound_ends_without_binding_again() {
+    let h = TestHandler::with_jobs(1);
+    let (in_force, rx) = watch::channel(0u64);
+    let mut p = params(3);
+    p.retire = Some(Retire {
+        generation: 0,
+        in_force: rx,
+    });
+    let (_shutdown, stop) = watch::channel(false);
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = attempts.clone();
+    // Every connect fails: the bind waits in its backoff.
+    let task = tokio::spawn(run_with(p, h, stop, move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::future::ready(Err::<Box<dyn Stream>, _>(SessionError::Closed))
+    }));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    in_force.send_replace(1);
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("a retired bind ends at once")
+        .unwrap();
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), 1);
 }

@@ -592,6 +592,8 @@ pub struct StatsSnapshot {
     pub binds: u64,
     /// Refused binds (unknown system_id, wrong password, already bound).
     pub bind_failures: u64,
+    /// unbind received from a client.
+    pub unbinds: u64,
     /// submit_sm received on a bound transmitter or transceiver
     /// (`throttled + accepted_parts + rejected`).
     pub submits: u64,
@@ -625,6 +627,7 @@ pub struct StatsSnapshot {
 struct Counters {
     binds: AtomicU64,
     bind_failures: AtomicU64,
+    unbinds: AtomicU64,
     submits: AtomicU64,
     throttled: AtomicU64,
     accepted_parts: AtomicU64,
@@ -649,6 +652,7 @@ impl Counters {
         StatsSnapshot {
             binds: get(&self.binds),
             bind_failures: get(&self.bind_failures),
+            unbinds: get(&self.unbinds),
             submits: get(&self.submits),
             throttled: get(&self.throttled),
             accepted_parts: get(&self.accepted_parts),
@@ -1401,6 +1405,7 @@ impl Conn {
             }
             Body::SubmitSm(sm) => self.on_submit(sh, seq, &sm),
             Body::Unbind => {
+                inc(&sh.stats.unbinds);
                 Pdu::unbind_resp(seq).encode(&mut self.out);
                 return Flow::Close(End::Unbind);
             }
