@@ -284,9 +284,10 @@ struct TenancyParts {
 }
 
 impl Running {
-    /// Takes a reloaded configuration file (SIGHUP): its limits and
-    /// tenants' credentials and sending rights apply now, the rest at the
-    /// next restart ([`reload`]).
+    /// Takes a reloaded configuration file (SIGHUP): its limits, tenants'
+    /// credentials, sending rights and destinations, tenants added or
+    /// removed and carriers' binds apply now, the rest at the next restart
+    /// ([`reload`]).
     pub fn reload(&mut self, new: &Config) -> reload::Reloaded {
         let carriers = self.config.carriers.clone();
         let parts = &mut self.tenancy;

@@ -203,6 +203,10 @@ fn describe() {
     );
     describe_gauge!("sluice_smpp_bind_up", "1 when the bind is bound, else 0.");
     describe_gauge!(
+        "sluice_smpp_binds_configured",
+        "Binds the carrier's configuration asks for (a reload that replaces them leaves the retired binds' sluice_smpp_bind_up at 0)."
+    );
+    describe_gauge!(
         "sluice_smpp_adaptive_rate",
         "Current adaptive (AIMD) submit rate per bind after carrier throttling; 0 when not throttled."
     );

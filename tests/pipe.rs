@@ -434,6 +434,11 @@ async fn a_reload_replaces_the_binds_while_messages_flow_and_sends_each_once() {
     let again = gw.reload(&new);
     assert!(again.applied.is_empty(), "{again:?}");
 
+    // The old binds retire as the new ones take over.
+    eventually("the two old binds unbound", WAIT, || {
+        smsc.stats().unbinds == 2
+    })
+    .await;
     let ids = sending.await.unwrap();
     assert_eq!(ids.len(), n);
     eventually("every message final", WAIT, || got.terminal_count() == n).await;
@@ -444,11 +449,6 @@ async fn a_reload_replaces_the_binds_while_messages_flow_and_sends_each_once() {
             "message {id:x}: none is left unanswered by a bind retired"
         );
     }
-    // The old binds unbound, the new ones bound.
-    eventually("the two old binds unbound", WAIT, || {
-        smsc.stats().unbinds == 2
-    })
-    .await;
     let stats = smsc.stats();
     assert_eq!(stats.binds, 5, "{stats:?}");
     assert_eq!(stats.bind_failures, 0, "{stats:?}");

@@ -3,7 +3,8 @@
 //! the carrier's binds, and maps the binds' answers to part outcomes.
 //!
 //! Capacity is explicit: a semaphore of `sum(windows) * 2` part permits (at
-//! least one message's worth, 255) is
+//! least one message's worth, 255; a reload that widens the windows adds
+//! permits, one that narrows them keeps them) is
 //! taken before a message is dispatched and released when each part ends, so
 //! the scheduler, not this queue, holds the backlog.
 //!
@@ -69,7 +70,9 @@ pub struct SmppCarrier {
     /// Part permits in all (grows when a reload widens the windows).
     capacity_total: AtomicUsize,
     /// The generation of binds in force ([`SmppCarrier::rebind`]).
-    binds_in_force: watch::Sender<u64>,
+    binds_in_force: Arc<watch::Sender<u64>>,
+    /// The newest generation of binds started.
+    binds_newest: AtomicU64,
     /// Binds started so far, to name the next one.
     binds_started: AtomicUsize,
     reference: AtomicU16,
@@ -193,7 +196,8 @@ impl SmppCarrier {
             notify: Notify::new(),
             capacity: Arc::new(Semaphore::new(capacity)),
             capacity_total: AtomicUsize::new(capacity),
-            binds_in_force: watch::Sender::new(0),
+            binds_in_force: Arc::new(watch::Sender::new(0)),
+            binds_newest: AtomicU64::new(0),
             binds_started: AtomicUsize::new(0),
             reference: AtomicU16::new(rand::random()),
             unanswered: cfg.unanswered,
@@ -245,16 +249,18 @@ impl SmppCarrier {
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
         shutdown: &watch::Receiver<bool>,
     ) {
-        self.start_binds(&cfg.binds, tls, shutdown);
+        self.start_binds(&cfg.binds, 0, tls, shutdown);
     }
 
-    /// Replaces the carrier's binds with `binds` (a reload changed them):
-    /// those running retire — they take nothing more, wait for the answers
-    /// to what they sent, then unbind ([`session::Retire`]) — and the new
-    /// ones start at once and take the queue from there. Nothing queued or
-    /// in a window is dropped or resent. Wider windows widen the part
-    /// permits at once; narrower ones keep them (each bind's window still
-    /// holds).
+    /// Replaces the carrier's binds with `binds` (a reload changed them),
+    /// make before break: the new binds start at once, beside the old
+    /// ones; when the first of them is bound (or after [`REPLACE_WITHIN`],
+    /// for an SMSC that refuses more binds of an account), the old ones
+    /// retire: they take nothing more, wait for the answers to what they
+    /// sent, then unbind ([`session::Retire`]). Nothing queued is dropped;
+    /// a part whose answer does not come in time is handled as on any
+    /// disconnect (`unanswered`). Wider windows widen the part permits at
+    /// once; narrower ones keep them (each bind's window still holds).
     pub fn rebind(
         self: &Arc<Self>,
         binds: &[BindConfig],
@@ -266,23 +272,41 @@ impl SmppCarrier {
         if wanted > had {
             self.capacity.add_permits(wanted - had);
         }
-        // Retired first: a carrier that caps binds per account sees the
-        // old ones go as the new ones come.
-        self.binds_in_force.send_modify(|g| *g += 1);
-        self.start_binds(binds, tls, shutdown);
+        let generation = self.binds_newest.fetch_add(1, Ordering::Relaxed) + 1;
+        self.start_binds(binds, generation, tls, shutdown);
+        let in_force = self.binds_in_force.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(REPLACE_WITHIN) => {}
+                _ = shutdown.changed() => return,
+            }
+            in_force.send_if_modified(|g| {
+                let newer = *g < generation;
+                if newer {
+                    tracing::warn!(target: "sluice::carrier", in_force = generation,
+                        "no new bind came up; the binds it replaces retire anyway");
+                    *g = generation;
+                }
+                newer
+            });
+        });
     }
 
-    /// Starts `binds` as the generation in force.
+    /// Starts `binds` as generation `generation`.
     fn start_binds(
         self: &Arc<Self>,
         binds: &[BindConfig],
+        generation: u64,
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
         shutdown: &watch::Receiver<bool>,
     ) {
         let retire = session::Retire {
-            generation: *self.binds_in_force.borrow(),
-            in_force: self.binds_in_force.subscribe(),
+            generation,
+            in_force: self.binds_in_force.clone(),
         };
+        metrics::gauge!("sluice_smpp_binds_configured", "carrier" => self.name.to_string())
+            .set(binds.iter().map(|b| f64::from(b.count)).sum::<f64>());
         for b in binds {
             for _ in 0..b.count {
                 let n = self.binds_started.fetch_add(1, Ordering::Relaxed) + 1;
@@ -561,6 +585,10 @@ impl Handler for SmppCarrier {
         }
     }
 }
+
+/// How long the binds a reload replaces stay when none of the new ones
+/// binds ([`SmppCarrier::rebind`]).
+pub const REPLACE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Part permits for `binds`: twice their windows, at least one message's
 /// worth.

@@ -1,9 +1,9 @@
 //! Reloading the configuration file on SIGHUP: the limits, the tenants'
 //! credentials and sending rights, and the carriers' binds change at once,
 //! without dropping a queued message (only sessions on replaced
-//! credentials are closed, and only binds whose settings changed are
-//! replaced); every other change waits for the next restart and is named
-//! in the log.
+//! credentials are closed, and only carriers whose binds changed have
+//! their binds replaced); every other change waits for the next restart
+//! and is named in the log.
 //!
 //! Applied live:
 //! - limits ([`crate::schedule::Scheduler::set_limits`]): each SMS
@@ -51,9 +51,11 @@
 //!
 //! - each SMS carrier's `binds` (addresses, credentials, counts, windows,
 //!   rates, timers, TLS; [`crate::carrier::smpp::SmppCarrier::rebind`]):
-//!   the new binds start at once and the old ones retire — they take
-//!   nothing more, wait for the answers to what they sent, then unbind —
-//!   so nothing queued or in a window is dropped or sent twice. A changed
+//!   the new binds start at once beside the old ones, and once one of
+//!   them is bound (or after [`crate::carrier::smpp::REPLACE_WITHIN`]) the
+//!   old ones retire — they take nothing more, wait for the answers to
+//!   what they sent, then unbind — so nothing queued is dropped and
+//!   nothing answered is sent twice. A changed
 //!   `system_id` leaves the receipts the SMSC still holds for the old
 //!   account with that account (most SMSCs deliver receipts to the binds
 //!   of the account that submitted): they come if it binds again, else
@@ -68,8 +70,12 @@
 //! secrets, `redis_url`...) by value, so a rotated one is named for the
 //! restart by its key, never its value.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use super::{RateOf, RateSharing};
 use crate::admission::Admission;
+use crate::carrier::smpp::SmppCarrier;
 use crate::config::{Config, TenantConfig};
 use crate::model::Secret;
 use crate::schedule::Scheduler;
@@ -100,10 +106,7 @@ pub struct Live<'a> {
 #[derive(Debug)]
 pub struct Binds<'a> {
     /// By name.
-    pub carriers: &'a std::collections::HashMap<
-        std::sync::Arc<str>,
-        std::sync::Arc<crate::carrier::smpp::SmppCarrier>,
-    >,
+    pub carriers: &'a HashMap<Arc<str>, Arc<SmppCarrier>>,
     /// Ends the binds started.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -159,9 +162,9 @@ pub struct Reloaded {
     pub refused: Vec<String>,
 }
 
-/// Applies `new`'s limits, tenants' credentials and sending rights, and
-/// tenants added or removed, to `live` (running with `old`) and lists the
-/// rest of what changed; returns `old` with what was applied taken from
+/// Applies `new`'s limits, tenants' credentials and sending rights,
+/// tenants added or removed, destinations added and carriers' binds to
+/// `live` (running with `old`) and lists the rest of what changed; returns `old` with what was applied taken from
 /// `new` (the configuration now in force).
 pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reloaded) {
     let mut r = Reloaded::default();
@@ -387,7 +390,7 @@ fn rebind(now: &mut Config, new: &Config, binds: &Binds<'_>, r: &mut Reloaded) {
         };
         let tls = if n.binds.iter().any(|b| b.tls) {
             match crate::smpp::tls::client_config(ca_file.as_deref()) {
-                Ok(tls) => Some(std::sync::Arc::new(tls)),
+                Ok(tls) => Some(Arc::new(tls)),
                 Err(e) => {
                     r.refused
                         .push(format!("carriers.{}.binds: TLS: {e}", c.name));
@@ -474,7 +477,13 @@ fn destinations_added(now: &mut Config, new: &Config, tenancy: &mut Tenancy<'_>,
                 Err(e) => r.refused.push(format!("tenants.{}.webhooks: {e}", t.name)),
             }
         }
-        if t.smpp_system_id.is_none() && n.smpp_system_id.is_some() {
+        // Also for a tenant added back (its credentials already taken).
+        if n.smpp_system_id.is_some()
+            && tenancy
+                .hub
+                .endpoint(&t.name, crate::smpp_server::ENDPOINT)
+                .is_none()
+        {
             tenancy
                 .hub
                 .add_destinations(&t.name, vec![super::smpp_destination()]);

@@ -171,40 +171,75 @@ pub struct BindParams {
     pub retire: Option<Retire>,
 }
 
-/// Which generation of its carrier's binds a bind belongs to. When another
-/// is in force, the bind retires: it takes nothing more, waits for the
-/// answers to what it sent (each still bounded by the response timeout)
-/// and to the deliver_sm it was given, then unbinds and ends; one not yet
-/// bound just ends.
+/// Which generation of its carrier's binds a bind belongs to. A reload
+/// that changes the binds starts a newer generation; the first of its
+/// binds to be bound puts it in force ([`Retire::bound`]), or the carrier
+/// does after a while. A bind of an older generation then retires: it
+/// takes nothing more, waits for the answers to what it sent, unbinds
+/// (answering the deliver_sm that still come until the unbind_resp) and
+/// ends; one not yet bound just ends.
 #[derive(Clone, Debug)]
 pub struct Retire {
     /// Its generation.
     pub generation: u64,
-    /// The generation in force.
-    pub in_force: watch::Receiver<u64>,
+    /// The generation in force (shared by the carrier's binds).
+    pub in_force: Arc<watch::Sender<u64>>,
 }
 
 impl Retire {
-    /// Whether another generation is in force.
+    /// Whether a newer generation is in force.
     fn retired(&self) -> bool {
-        *self.in_force.borrow() != self.generation
+        *self.in_force.borrow() > self.generation
     }
 
-    /// [`Retire::retired`], without a lock while nothing changed (the
-    /// session asks every turn).
-    fn retired_now(&self) -> bool {
-        self.in_force.has_changed().unwrap_or(false) && self.retired()
+    /// Whether this bind replaces binds still in force (it is not bound
+    /// yet): refusals are then not taken for wrong credentials, as an SMSC
+    /// that caps binds per account refuses the newcomers while the old
+    /// ones stay.
+    fn replacing(&self) -> bool {
+        *self.in_force.borrow() < self.generation
+    }
+
+    /// This bind is bound: its generation is in force from now on.
+    fn bound(&self) {
+        self.in_force.send_if_modified(|g| {
+            let newer = *g < self.generation;
+            if newer {
+                *g = self.generation;
+            }
+            newer
+        });
     }
 }
 
-/// Resolves when `retire` says the bind is retired (never without one).
-async fn retired(retire: &mut Option<Retire>) {
-    let Some(r) = retire else {
+/// Watches a bind's [`Retire`].
+struct Retirement {
+    retire: Retire,
+    changes: watch::Receiver<u64>,
+}
+
+impl Retirement {
+    fn of(retire: Option<&Retire>) -> Option<Retirement> {
+        retire.map(|r| Retirement {
+            retire: r.clone(),
+            changes: r.in_force.subscribe(),
+        })
+    }
+
+    /// Whether the bind is retired, without a lock while nothing changed
+    /// (the session asks every turn).
+    fn retired_now(&self) -> bool {
+        self.changes.has_changed().unwrap_or(false) && self.retire.retired()
+    }
+}
+
+/// Resolves when the bind is retired (never without a [`Retire`]).
+async fn retired(watch: &mut Option<Retirement>) {
+    let Some(w) = watch else {
         return std::future::pending().await;
     };
-    while !r.retired() {
-        if r.in_force.changed().await.is_err() {
-            // The carrier is gone: nothing will retire this bind.
+    while !w.retire.retired() {
+        if w.changes.changed().await.is_err() {
             return std::future::pending().await;
         }
     }
@@ -282,9 +317,9 @@ async fn run_with<H, C, F>(
 {
     let mut delay = params.reconnect_min;
     let rate = Rate::per_second(params.rate).map(Arc::new);
-    let mut retire = params.retire.clone();
+    let mut retire = Retirement::of(params.retire.as_ref());
     loop {
-        if *shutdown.borrow() || retire.as_ref().is_some_and(Retire::retired) {
+        if *shutdown.borrow() || retire.as_ref().is_some_and(|w| w.retire.retired()) {
             return;
         }
         let bound = std::sync::atomic::AtomicBool::new(false);
@@ -323,14 +358,23 @@ async fn run_with<H, C, F>(
                 metrics::counter!("sluice_smpp_bind_failures_total",
                     "carrier" => params.carrier.to_string(), "status" => status_label(status))
                 .increment(1);
-                if is_auth_refusal(status) {
+                let replacing = params.retire.as_ref().is_some_and(Retire::replacing);
+                if is_auth_refusal(status) && !replacing {
                     wait = params.auth_failure_backoff.max(delay);
                     tracing::error!(target: TARGET, bind = %params.name, system_id = %params.system_id,
                         %status, retry_in = ?wait,
                         "the SMSC refused the credentials; check system_id and password (waiting long before retrying, so the carrier does not lock the account)");
+                } else if replacing {
+                    tracing::warn!(target: TARGET, bind = %params.name, system_id = %params.system_id,
+                        %status, retry_in = ?wait,
+                        "bind refused while the binds it replaces are up (an SMSC that caps binds per account refuses until they unbind)");
                 } else {
                     tracing::warn!(target: TARGET, bind = %params.name, %status, retry_in = ?wait, "bind refused");
                 }
+            }
+            Err(e) if params.retire.as_ref().is_some_and(Retire::retired) => {
+                tracing::info!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&e), "bind retired: replaced by a reload");
+                return;
             }
             Err(e) => {
                 metrics::counter!("sluice_smpp_disconnects_total", "carrier" => params.carrier.to_string()).increment(1);
@@ -415,6 +459,9 @@ where
         Ok(()) => {
             bound.store(true, std::sync::atomic::Ordering::Relaxed);
             handler.bind_state(true);
+            if let Some(r) = &params.retire {
+                r.bound();
+            }
             // Whatever ends the session below, the bind is down again.
             struct Down<'a, H: Handler>(&'a H);
             impl<H: Handler> Drop for Down<'_, H> {
@@ -513,6 +560,10 @@ struct Session<'a, H: Handler> {
     /// Adaptive slow-down on ESME_RTHROTTLED / ESME_RMSGQFUL.
     aimd: Aimd,
     meters: Meters,
+    /// Retiring: the unbind is sent, its answer awaited until then.
+    unbinding: Option<Instant>,
+    /// The unbind_resp came.
+    unbind_answered: bool,
 }
 
 impl<'a, H: Handler> Session<'a, H> {
@@ -538,6 +589,8 @@ impl<'a, H: Handler> Session<'a, H> {
             paused_until: None,
             aimd: Aimd::new((params.rate > 0).then_some(f64::from(params.rate))),
             meters: Meters::new(params),
+            unbinding: None,
+            unbind_answered: false,
         }
     }
 
@@ -615,13 +668,13 @@ impl<'a, H: Handler> Session<'a, H> {
         let mut tick =
             tokio::time::interval(Duration::from_millis(250).min(self.params.response_timeout / 4));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut retire = self.params.retire.clone();
-        let mut draining = false;
+        let mut retire = Retirement::of(self.params.retire.as_ref());
+        let mut draining = retire.as_ref().is_some_and(|w| w.retire.retired());
         let mut logged_retiring = false;
         loop {
             // Looked at every turn: the branch below only wakes an idle
             // session (a busy one always has an earlier branch ready).
-            if !draining && retire.as_ref().is_some_and(Retire::retired_now) {
+            if !draining && retire.as_ref().is_some_and(Retirement::retired_now) {
                 draining = true;
             }
             if draining && !logged_retiring {
@@ -629,11 +682,18 @@ impl<'a, H: Handler> Session<'a, H> {
                 tracing::info!(target: TARGET, bind = %self.params.name, outstanding = self.outstanding.len(), "bind retiring: replaced by a reload");
             }
             if draining
+                && self.unbinding.is_none()
                 && self.outstanding.is_empty()
                 && self.gated.is_empty()
-                && self.delivers.is_empty()
             {
                 Pdu::unbind(self.seq.next()).encode(&mut self.wbuf);
+                self.unbinding = Some(Instant::now() + self.params.response_timeout);
+            }
+            if let Some(deadline) = self.unbinding
+                && ((self.unbind_answered && self.delivers.is_empty())
+                    || Instant::now() >= deadline)
+            {
+                self.flush();
                 return Err(SessionError::Retired);
             }
             let now = Instant::now();
@@ -670,6 +730,7 @@ impl<'a, H: Handler> Session<'a, H> {
                     draining = true;
                     Ok(())
                 }
+                _ = sleep_until_opt(self.unbinding), if self.unbinding.is_some() => Ok(()),
             };
             step?;
             self.meters.window.set(self.outstanding.len() as f64);
@@ -754,6 +815,7 @@ impl<'a, H: Handler> Session<'a, H> {
                 Pdu::unbind_resp(pdu.sequence_number).encode(&mut self.wbuf);
                 return Some(SessionError::Closed);
             }
+            Body::UnbindResp if self.unbinding.is_some() => self.unbind_answered = true,
             Body::UnbindResp => return Some(SessionError::Closed),
             _ if pdu.is_response() => {}
             _ => Pdu::generic_nack(pdu.sequence_number, CommandStatus::ESME_RINVCMDID)
@@ -911,6 +973,7 @@ impl<'a, H: Handler> Session<'a, H> {
             self.handler.unanswered(o.job);
         }
         self.meters.window.set(0.0);
+        self.meters.adaptive_rate.set(0.0);
     }
 }
 

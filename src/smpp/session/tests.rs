@@ -532,11 +532,11 @@ async fn other_bind_refusals_keep_the_normal_backoff() {
 #[tokio::test(start_paused = true)]
 async fn a_retired_bind_takes_nothing_more_and_unbinds_once_its_window_is_answered() {
     let h = TestHandler::with_jobs(10);
-    let (in_force, rx) = watch::channel(0u64);
+    let in_force = Arc::new(watch::Sender::new(0u64));
     let mut p = params(3);
     p.retire = Some(Retire {
         generation: 0,
-        in_force: rx,
+        in_force: in_force.clone(),
     });
     let (mut peer, task, _stop) = start(h.clone(), p).await;
     let mut seqs = Vec::new();
@@ -565,6 +565,28 @@ async fn a_retired_bind_takes_nothing_more_and_unbinds_once_its_window_is_answer
         .unwrap();
     let p = next_pdu(&mut peer).await;
     assert!(matches!(p.body, Body::Unbind), "{p:?}");
+    // A receipt that comes before the unbind_resp is still answered.
+    peer.send(Pdu::new(
+        77,
+        Body::DeliverSm(DeliverSm {
+            short_message: Bytes::from_static(b"late receipt"),
+            ..DeliverSm::default()
+        }),
+    ))
+    .await
+    .unwrap();
+    // Once the session has read it (its enquire_link answered), the
+    // handler answers it, and the unbind_resp comes.
+    peer.send(Pdu::enquire_link(78)).await.unwrap();
+    let e = next_pdu(&mut peer).await;
+    assert!(matches!(e.body, Body::EnquireLinkResp), "{e:?}");
+    h.release_deliver.notify_waiters();
+    peer.send(Pdu::unbind_resp(p.sequence_number))
+        .await
+        .unwrap();
+    let answer = next_pdu(&mut peer).await;
+    assert_eq!(answer.sequence_number, 77, "{answer:?}");
+    assert!(matches!(answer.body, Body::DeliverSmResp(_)), "{answer:?}");
     assert!(matches!(task.await.unwrap(), Err(SessionError::Retired)));
     assert_eq!(h.answered.lock().len(), 3);
     assert!(h.unanswered.lock().is_empty(), "nothing left unanswered");
@@ -574,11 +596,11 @@ async fn a_retired_bind_takes_nothing_more_and_unbinds_once_its_window_is_answer
 #[tokio::test(start_paused = true)]
 async fn a_bind_retired_before_it_is_bound_ends_without_binding_again() {
     let h = TestHandler::with_jobs(1);
-    let (in_force, rx) = watch::channel(0u64);
+    let in_force = Arc::new(watch::Sender::new(0u64));
     let mut p = params(3);
     p.retire = Some(Retire {
         generation: 0,
-        in_force: rx,
+        in_force: in_force.clone(),
     });
     let (_shutdown, stop) = watch::channel(false);
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -595,4 +617,21 @@ async fn a_bind_retired_before_it_is_bound_ends_without_binding_again() {
         .expect("a retired bind ends at once")
         .unwrap();
     assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_bind_puts_its_generation_in_force_once_bound() {
+    let in_force = Arc::new(watch::Sender::new(0u64));
+    let mut p = params(3);
+    p.retire = Some(Retire {
+        generation: 1,
+        in_force: in_force.clone(),
+    });
+    assert!(p.retire.as_ref().unwrap().replacing());
+    let (_peer, _task, _stop) = start(TestHandler::with_jobs(0), p).await;
+    let mut rx = in_force.subscribe();
+    tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|g| *g == 1))
+        .await
+        .expect("bound: generation 1 in force")
+        .unwrap();
 }
