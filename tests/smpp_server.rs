@@ -756,3 +756,49 @@ async fn a_tenant_given_smpp_credentials_by_a_reload_gets_its_receipts_on_its_bi
     .await;
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_removed_then_added_back_with_smpp_credentials_gets_its_receipts() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = gateway_config(dir.path(), &smsc);
+    cfg.tenants[0].smpp_system_id = None;
+    cfg.tenants[0].smpp_password = None;
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let smpp = gw.smpp_server_addr.unwrap();
+    let mut gone = cfg.clone();
+    gone.tenants.clear();
+    assert_eq!(
+        gw.reload(&gone).applied,
+        [format!("tenants.{TENANT}: removed")]
+    );
+    let back = gateway_config(dir.path(), &smsc);
+    assert_eq!(
+        gw.reload(&back).applied,
+        [format!("tenants.{TENANT}: added")]
+    );
+
+    let mut esme = Esme::connect(smpp).await;
+    assert_eq!(
+        esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
+        CommandStatus::ESME_ROK
+    );
+    let seq = esme
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"back again"),
+            0,
+            1,
+        )))
+        .await;
+    let id = id_of(&esme.resp(seq).await);
+    let (seq, sm) = esme.deliver_sm().await;
+    let receipted = sm
+        .tlv(tag::RECEIPTED_MESSAGE_ID)
+        .expect("receipted_message_id")
+        .as_c_string()
+        .to_vec();
+    assert_eq!(String::from_utf8(receipted).unwrap(), id);
+    esme.answer(seq).await;
+    gw.shutdown().await;
+}
