@@ -136,7 +136,8 @@ pub trait Handler: Send + Sync + 'static {
 /// Parameters of one bind.
 #[derive(Clone, Debug)]
 pub struct BindParams {
-    /// Name for logs and metrics (`carrier/n`).
+    /// Name for logs and metrics (`carrier/n`, counting on across the
+    /// binds a reload starts).
     pub name: Arc<str>,
     /// Carrier name (metrics label).
     pub carrier: Arc<str>,
