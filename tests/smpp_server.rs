@@ -727,29 +727,7 @@ async fn a_tenant_given_smpp_credentials_by_a_reload_gets_its_receipts_on_its_bi
     assert!(r.at_restart.is_empty(), "{:?}", r.at_restart);
 
     // Bound with the new account, the receipt it asks for reaches it.
-    let mut esme = Esme::connect(smpp).await;
-    assert_eq!(
-        esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
-        CommandStatus::ESME_ROK
-    );
-    let seq = esme
-        .send(Body::SubmitSm(submit(
-            "14155550100",
-            Bytes::from_static(b"after the reload"),
-            0,
-            1,
-        )))
-        .await;
-    let id = id_of(&esme.resp(seq).await);
-    let (seq, sm) = esme.deliver_sm().await;
-    assert_eq!(sm.esm_class & 0x3C, 0x04, "a receipt: {sm:?}");
-    let receipted = sm
-        .tlv(tag::RECEIPTED_MESSAGE_ID)
-        .expect("receipted_message_id")
-        .as_c_string()
-        .to_vec();
-    assert_eq!(String::from_utf8(receipted).unwrap(), id);
-    esme.answer(seq).await;
+    bind_submit_and_get_the_receipt(smpp, "after the reload").await;
     eventually("the receipt is acknowledged", WAIT, || {
         smpp_events_held(&gw) == 0
     })
@@ -778,6 +756,14 @@ async fn a_tenant_removed_then_added_back_with_smpp_credentials_gets_its_receipt
         [format!("tenants.{TENANT}: added")]
     );
 
+    bind_submit_and_get_the_receipt(smpp, "back again").await;
+    gw.shutdown().await;
+}
+
+/// Binds as the tenant, submits `text` asking for a receipt, and checks
+/// that the receipt names the id the submit was answered with (answering
+/// it).
+async fn bind_submit_and_get_the_receipt(smpp: SocketAddr, text: &'static str) {
     let mut esme = Esme::connect(smpp).await;
     assert_eq!(
         esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
@@ -786,13 +772,14 @@ async fn a_tenant_removed_then_added_back_with_smpp_credentials_gets_its_receipt
     let seq = esme
         .send(Body::SubmitSm(submit(
             "14155550100",
-            Bytes::from_static(b"back again"),
+            Bytes::from_static(text.as_bytes()),
             0,
             1,
         )))
         .await;
     let id = id_of(&esme.resp(seq).await);
     let (seq, sm) = esme.deliver_sm().await;
+    assert_eq!(sm.esm_class & 0x3C, 0x04, "a receipt: {sm:?}");
     let receipted = sm
         .tlv(tag::RECEIPTED_MESSAGE_ID)
         .expect("receipted_message_id")
@@ -800,5 +787,4 @@ async fn a_tenant_removed_then_added_back_with_smpp_credentials_gets_its_receipt
         .to_vec();
     assert_eq!(String::from_utf8(receipted).unwrap(), id);
     esme.answer(seq).await;
-    gw.shutdown().await;
 }
