@@ -364,9 +364,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP: reads the configuration file again and applies its limits,
-/// tenants' credentials and sending rights, and tenants added or removed;
-/// a file that does not load changes nothing.
+/// SIGHUP: reads the configuration file again and applies what can change
+/// while running ([`sluice::gateway::reload`]); a file that does not load
+/// changes nothing.
 fn reload(running: &mut sluice::gateway::Running, path: &std::path::Path) {
     match sluice::config::Config::load(path) {
         Ok(new) => {
@@ -381,7 +381,7 @@ fn reload(running: &mut sluice::gateway::Running, path: &std::path::Path) {
                 tracing::error!(
                     target: "sluice::gateway::reload",
                     refused = %sluice::model::LogSafe::new(&r.refused.join("; ")),
-                    "SIGHUP: tenants not added"
+                    "SIGHUP: not applied (tenants, webhook endpoints or carrier binds)"
                 );
             }
         }

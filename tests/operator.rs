@@ -415,7 +415,7 @@ count = 1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_applies_new_limits_at_once_without_rebinding_and_names_the_rest() {
+async fn sighup_applies_new_limits_at_once_and_replaces_changed_binds() {
     let smsc = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.toml");
@@ -453,23 +453,43 @@ async fn sighup_applies_new_limits_at_once_without_rebinding_and_names_the_rest(
             .count()
     };
 
-    // A lower carrier rate (applies now) and a bind window (at restart).
-    std::fs::write(&path, reload_config(dir.path(), &smsc, 40, 32)).unwrap();
+    let reload_line = |n: usize| {
+        log.lines
+            .lock()
+            .iter()
+            .filter(|l| l.contains("SIGHUP: configuration reloaded"))
+            .nth(n)
+            .cloned()
+            .unwrap()
+    };
+
+    // A lower carrier rate applies now, without touching the bind.
+    std::fs::write(&path, reload_config(dir.path(), &smsc, 40, 64)).unwrap();
     hup();
     eventually("reloaded", Duration::from_secs(10), || {
         logged("SIGHUP: configuration reloaded") == 1
     })
     .await;
     assert_eq!(rate().await, Some(40.0));
-    let line = log
-        .lines
-        .lock()
-        .iter()
-        .find(|l| l.contains("SIGHUP: configuration reloaded"))
-        .cloned()
-        .unwrap();
+    let line = reload_line(0);
     assert!(line.contains("carriers.sim.rate: 100 → 40"), "{line}");
-    assert!(line.contains("at_restart=carriers.sim"), "{line}");
+    assert!(line.trim_end().ends_with("at_restart="), "{line}");
+    assert_eq!(smsc.stats().binds, 1);
+    // A bind's window: the bind is replaced, the new one bound before the
+    // old one unbinds.
+    std::fs::write(&path, reload_config(dir.path(), &smsc, 40, 32)).unwrap();
+    hup();
+    eventually("reloaded again", Duration::from_secs(10), || {
+        logged("SIGHUP: configuration reloaded") == 2
+    })
+    .await;
+    let line = reload_line(1);
+    assert!(line.contains("applied=carriers.sim.binds"), "{line}");
+    eventually("rebound", Duration::from_secs(10), || {
+        let s = smsc.stats();
+        s.binds == 2 && s.unbinds == 1
+    })
+    .await;
     // A file that does not load changes nothing, and the gateway runs on.
     std::fs::write(&path, "[[carriers]]\nname = 3\n").unwrap();
     hup();
@@ -478,7 +498,7 @@ async fn sighup_applies_new_limits_at_once_without_rebinding_and_names_the_rest(
     })
     .await;
     assert_eq!(rate().await, Some(40.0));
-    // The bind was never dropped.
-    assert_eq!(smsc.stats().binds, 1);
+    let s = smsc.stats();
+    assert_eq!((s.binds, s.unbinds), (2, 1), "{s:?}");
     drop(gateway);
 }

@@ -73,6 +73,8 @@ pub struct SmppCarrier {
     binds_in_force: Arc<watch::Sender<u64>>,
     /// The newest generation of binds started.
     binds_newest: AtomicU64,
+    /// Bound binds of older generations still draining.
+    binds_retiring: Arc<AtomicUsize>,
     /// Binds started so far, to name the next one.
     binds_started: AtomicUsize,
     reference: AtomicU16,
@@ -198,6 +200,7 @@ impl SmppCarrier {
             capacity_total: AtomicUsize::new(capacity),
             binds_in_force: Arc::new(watch::Sender::new(0)),
             binds_newest: AtomicU64::new(0),
+            binds_retiring: Arc::default(),
             binds_started: AtomicUsize::new(0),
             reference: AtomicU16::new(rand::random()),
             unanswered: cfg.unanswered,
@@ -304,6 +307,7 @@ impl SmppCarrier {
         let retire = session::Retire {
             generation,
             in_force: self.binds_in_force.clone(),
+            retiring: self.binds_retiring.clone(),
         };
         metrics::gauge!("sluice_smpp_binds_configured", "carrier" => self.name.to_string())
             .set(binds.iter().map(|b| f64::from(b.count)).sum::<f64>());

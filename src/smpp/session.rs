@@ -185,6 +185,9 @@ pub struct Retire {
     pub generation: u64,
     /// The generation in force (shared by the carrier's binds).
     pub in_force: Arc<watch::Sender<u64>>,
+    /// Bound binds of older generations still draining (shared by the
+    /// carrier's binds); when the last one ends, `in_force` notifies.
+    pub retiring: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Retire {
@@ -193,12 +196,20 @@ impl Retire {
         *self.in_force.borrow() > self.generation
     }
 
-    /// Whether this bind replaces binds still in force (it is not bound
-    /// yet): refusals are then not taken for wrong credentials, as an SMSC
-    /// that caps binds per account refuses the newcomers while the old
-    /// ones stay.
+    /// Whether binds this one replaces are still bound (its generation is
+    /// not in force yet, or older binds still drain): refusals are then
+    /// not taken for wrong credentials, as an SMSC that caps binds per
+    /// account refuses the newcomers while the old ones stay.
     fn replacing(&self) -> bool {
         *self.in_force.borrow() < self.generation
+            || self.retiring.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    /// A bound bind starts retiring: counted until the guard drops.
+    fn draining(&self) -> Draining {
+        self.retiring
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Draining(self.clone())
     }
 
     /// This bind is bound: its generation is in force from now on.
@@ -210,6 +221,23 @@ impl Retire {
             }
             newer
         });
+    }
+}
+
+/// Counts a retiring bind in [`Retire::retiring`] while it lives; the
+/// last one to go wakes the binds that wait to replace them.
+struct Draining(Retire);
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        if self
+            .0
+            .retiring
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.in_force.send_modify(|_| {});
+        }
     }
 }
 
@@ -240,6 +268,27 @@ async fn retired(watch: &mut Option<Retirement>) {
         return std::future::pending().await;
     };
     while !w.retire.retired() {
+        if w.changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Waiting to bind again: resolves with true when the bind is retired,
+/// or false when it was replacing binds and they have all gone (the SMSC
+/// has room for it now). Never without a [`Retire`].
+async fn retired_or_room(watch: &mut Option<Retirement>) -> bool {
+    let Some(w) = watch else {
+        return std::future::pending().await;
+    };
+    let replacing = w.retire.replacing();
+    loop {
+        if w.retire.retired() {
+            return true;
+        }
+        if replacing && !w.retire.replacing() {
+            return false;
+        }
         if w.changes.changed().await.is_err() {
             return std::future::pending().await;
         }
@@ -355,6 +404,10 @@ async fn run_with<H, C, F>(
                 tracing::info!(target: TARGET, bind = %params.name, "bind retired: replaced by a reload");
                 return;
             }
+            Err(e) if params.retire.as_ref().is_some_and(Retire::retired) => {
+                tracing::info!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&e), "bind retired: replaced by a reload");
+                return;
+            }
             Err(SessionError::BindRefused(status)) => {
                 metrics::counter!("sluice_smpp_bind_failures_total",
                     "carrier" => params.carrier.to_string(), "status" => status_label(status))
@@ -373,10 +426,6 @@ async fn run_with<H, C, F>(
                     tracing::warn!(target: TARGET, bind = %params.name, %status, retry_in = ?wait, "bind refused");
                 }
             }
-            Err(e) if params.retire.as_ref().is_some_and(Retire::retired) => {
-                tracing::info!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&e), "bind retired: replaced by a reload");
-                return;
-            }
             Err(e) => {
                 metrics::counter!("sluice_smpp_disconnects_total", "carrier" => params.carrier.to_string()).increment(1);
                 tracing::warn!(target: TARGET, bind = %params.name, error = %crate::model::LogSafe::display(&e), retry_in = ?wait, "bind down");
@@ -384,12 +433,21 @@ async fn run_with<H, C, F>(
             Ok(()) => {}
         }
         let jitter = wait.mul_f64(rand::random::<f64>() * 0.2);
-        tokio::select! {
-            _ = tokio::time::sleep(wait + jitter) => {}
+        let room = tokio::select! {
+            _ = tokio::time::sleep(wait + jitter) => false,
             _ = shutdown.changed() => return,
-            _ = retired(&mut retire) => return,
-        }
-        delay = (delay * 2).min(params.reconnect_max);
+            retired = retired_or_room(&mut retire) => {
+                if retired {
+                    return;
+                }
+                true
+            }
+        };
+        // The binds it replaced are gone: try again at once.
+        delay = match room {
+            true => params.reconnect_min,
+            false => (delay * 2).min(params.reconnect_max),
+        };
     }
 }
 
@@ -671,15 +729,15 @@ impl<'a, H: Handler> Session<'a, H> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retire = Retirement::of(self.params.retire.as_ref());
         let mut draining = retire.as_ref().is_some_and(|w| w.retire.retired());
-        let mut logged_retiring = false;
+        let mut counted: Option<Draining> = None;
         loop {
             // Looked at every turn: the branch below only wakes an idle
             // session (a busy one always has an earlier branch ready).
             if !draining && retire.as_ref().is_some_and(Retirement::retired_now) {
                 draining = true;
             }
-            if draining && !logged_retiring {
-                logged_retiring = true;
+            if draining && counted.is_none() {
+                counted = self.params.retire.as_ref().map(Retire::draining);
                 tracing::info!(target: TARGET, bind = %self.params.name, outstanding = self.outstanding.len(), "bind retiring: replaced by a reload");
             }
             if draining
@@ -935,7 +993,9 @@ impl<'a, H: Handler> Session<'a, H> {
                     timeout: params.response_timeout,
                 });
             }
-        } else if now.duration_since(self.last_read) >= params.enquire_link_interval {
+        } else if self.unbinding.is_none()
+            && now.duration_since(self.last_read) >= params.enquire_link_interval
+        {
             let s = self.seq.next();
             Pdu::enquire_link(s).encode(&mut self.wbuf);
             self.enquire = Some((s, now));

@@ -537,6 +537,7 @@ async fn a_retired_bind_takes_nothing_more_and_unbinds_once_its_window_is_answer
     p.retire = Some(Retire {
         generation: 0,
         in_force: in_force.clone(),
+        retiring: Arc::default(),
     });
     let (mut peer, task, _stop) = start(h.clone(), p).await;
     let mut seqs = Vec::new();
@@ -601,6 +602,7 @@ async fn a_bind_retired_before_it_is_bound_ends_without_binding_again() {
     p.retire = Some(Retire {
         generation: 0,
         in_force: in_force.clone(),
+        retiring: Arc::default(),
     });
     let (_shutdown, stop) = watch::channel(false);
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -626,6 +628,7 @@ async fn a_newer_bind_puts_its_generation_in_force_once_bound() {
     p.retire = Some(Retire {
         generation: 1,
         in_force: in_force.clone(),
+        retiring: Arc::default(),
     });
     assert!(p.retire.as_ref().unwrap().replacing());
     let (_peer, _task, _stop) = start(TestHandler::with_jobs(0), p).await;
@@ -634,4 +637,37 @@ async fn a_newer_bind_puts_its_generation_in_force_once_bound() {
         .await
         .expect("bound: generation 1 in force")
         .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bind_refused_while_the_binds_it_replaces_drain_retries_soon_and_at_once_when_they_go() {
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, rx) = watch::channel(false);
+    // Its generation is in force, but one older bind still drains.
+    let retire = Retire {
+        generation: 1,
+        in_force: Arc::new(watch::Sender::new(1u64)),
+        retiring: Arc::default(),
+    };
+    let old = retire.draining();
+    let mut p = params(8); // reconnect from 100 ms; auth backoff 5 min
+    p.reconnect_max = Duration::from_secs(60);
+    p.retire = Some(retire);
+    let task = tokio::spawn(run_with(
+        p,
+        TestHandler::with_jobs(0),
+        rx,
+        refusing_smsc(CommandStatus::ESME_RBINDFAIL, attempts.clone()),
+    ));
+    // 100 ms doubling up to 51.2 s (at most 123 s with jitter), then a
+    // 60 s wait: refused for the account's cap, not for its password.
+    tokio::time::sleep(Duration::from_secs(130)).await;
+    let n = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n >= 10, "{n} attempts: the 5-minute auth backoff was used");
+    // The old bind goes: it tries again at once.
+    drop(old);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), n + 1);
+    tx.send(true).unwrap();
+    task.await.unwrap();
 }
