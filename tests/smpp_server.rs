@@ -706,10 +706,7 @@ async fn a_reload_replaces_credentials_and_senders_and_ends_sessions_made_with_t
 async fn a_tenant_given_smpp_credentials_by_a_reload_gets_its_receipts_on_its_binds() {
     let smsc = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = gateway_config(dir.path(), &smsc);
-    cfg.tenants[0].smpp_system_id = None;
-    cfg.tenants[0].smpp_password = None;
-    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let (mut gw, _) = started_without_smpp_credentials(dir.path(), &smsc).await;
     let smpp = gw.smpp_server_addr.unwrap();
     let mut esme = Esme::connect(smpp).await;
     assert_ne!(
@@ -739,10 +736,7 @@ async fn a_tenant_given_smpp_credentials_by_a_reload_gets_its_receipts_on_its_bi
 async fn a_tenant_removed_then_added_back_with_smpp_credentials_gets_its_receipts() {
     let smsc = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = gateway_config(dir.path(), &smsc);
-    cfg.tenants[0].smpp_system_id = None;
-    cfg.tenants[0].smpp_password = None;
-    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let (mut gw, cfg) = started_without_smpp_credentials(dir.path(), &smsc).await;
     let smpp = gw.smpp_server_addr.unwrap();
     let mut gone = cfg.clone();
     gone.tenants.clear();
@@ -787,4 +781,17 @@ async fn bind_submit_and_get_the_receipt(smpp: SocketAddr, text: &'static str) {
         .to_vec();
     assert_eq!(String::from_utf8(receipted).unwrap(), id);
     esme.answer(seq).await;
+}
+
+/// A gateway with the SMPP door on and the tenant without SMPP credentials,
+/// and its configuration.
+async fn started_without_smpp_credentials(
+    dir: &std::path::Path,
+    smsc: &sluice::sim::smsc::Smsc,
+) -> (sluice::gateway::Running, sluice::config::Config) {
+    let mut cfg = gateway_config(dir, smsc);
+    cfg.tenants[0].smpp_system_id = None;
+    cfg.tenants[0].smpp_password = None;
+    let gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    (gw, cfg)
 }

@@ -532,13 +532,7 @@ async fn other_bind_refusals_keep_the_normal_backoff() {
 #[tokio::test(start_paused = true)]
 async fn a_retired_bind_takes_nothing_more_and_unbinds_once_its_window_is_answered() {
     let h = TestHandler::with_jobs(10);
-    let in_force = Arc::new(watch::Sender::new(0u64));
-    let mut p = params(3);
-    p.retire = Some(Retire {
-        generation: 0,
-        in_force: in_force.clone(),
-        retiring: Arc::default(),
-    });
+    let (p, in_force) = retiring_params(3, 0, 0);
     let (mut peer, task, _stop) = start(h.clone(), p).await;
     let mut seqs = Vec::new();
     for _ in 0..3 {
@@ -597,13 +591,7 @@ async fn a_retired_bind_takes_nothing_more_and_unbinds_once_its_window_is_answer
 #[tokio::test(start_paused = true)]
 async fn a_bind_retired_before_it_is_bound_ends_without_binding_again() {
     let h = TestHandler::with_jobs(1);
-    let in_force = Arc::new(watch::Sender::new(0u64));
-    let mut p = params(3);
-    p.retire = Some(Retire {
-        generation: 0,
-        in_force: in_force.clone(),
-        retiring: Arc::default(),
-    });
+    let (p, in_force) = retiring_params(3, 0, 0);
     let (_shutdown, stop) = watch::channel(false);
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = attempts.clone();
@@ -670,4 +658,21 @@ async fn a_bind_refused_while_the_binds_it_replaces_drain_retries_soon_and_at_on
     assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), n + 1);
     tx.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// [`params`] of a bind of `generation`, with generation `in_force` in
+/// force (raise it to retire the bind).
+fn retiring_params(
+    window: usize,
+    generation: u64,
+    in_force: u64,
+) -> (BindParams, Arc<watch::Sender<u64>>) {
+    let sender = Arc::new(watch::Sender::new(in_force));
+    let mut p = params(window);
+    p.retire = Some(Retire {
+        generation,
+        in_force: sender.clone(),
+        retiring: Arc::default(),
+    });
+    (p, sender)
 }
