@@ -38,6 +38,21 @@ const TARGET: &str = "sluice::backlog";
 /// dispatch has stalled (`sluice_dispatch_stalled`, an error log).
 const STALL_AFTER: Duration = Duration::from_secs(10);
 
+/// The queue of the SMS carrier `to` routes to now (the order of the
+/// lookups is [`Backlog::enqueue`]'s).
+fn sms_queue(
+    scheduler: &Scheduler,
+    router: &Router,
+    to: crate::model::Msisdn,
+) -> Option<Arc<CarrierQueue>> {
+    let queues = scheduler.queues();
+    let carrier = router.sms_carrier(to)?;
+    queues
+        .get(&carrier)
+        .cloned()
+        .or_else(|| scheduler.queue(&carrier))
+}
+
 /// Accepted messages waiting for their carrier, in memory or on disk.
 #[derive(Debug)]
 pub struct Backlog {
@@ -51,8 +66,9 @@ pub struct Backlog {
     /// Paging in and compaction exclude each other: a message being paged
     /// in is, for a moment, in neither the spill nor the ledger.
     spill_gate: tokio::sync::Mutex<()>,
-    /// How long each SMS carrier may be down before its queue moves.
-    failover_after: HashMap<Arc<str>, Duration>,
+    /// SMS carriers a reload removed, until what they held is routed again
+    /// or ended ([`Backlog::retire_carrier`]).
+    retired: parking_lot::Mutex<Vec<failover::Retired>>,
     /// Where SMS fallback links point.
     public_url: String,
     links: Arc<LinkSigner>,
@@ -109,11 +125,7 @@ impl Backlog {
             spill,
             max_in_memory: config.journal.max_queued_in_memory.max(1),
             spill_gate: tokio::sync::Mutex::new(()),
-            failover_after: config
-                .carriers
-                .iter()
-                .map(|c| (Arc::<str>::from(c.name.as_str()), c.failover_after))
-                .collect(),
+            retired: parking_lot::Mutex::default(),
             public_url: config.mms.public_url.clone(),
             links,
             media: None,
@@ -174,6 +186,14 @@ impl Backlog {
     /// route (or its SMS fallback when it cannot go as MMS); a message no
     /// route takes any more ends `rejected`.
     pub fn enqueue(&self, messages: &[Arc<Message>]) {
+        // One set of queues and one routing table for the whole batch, in
+        // that order: a reload removing a carrier takes it out of the
+        // routes before its queue goes (what still lands in the queue is
+        // routed again, [`Backlog::retire_carrier`]); one adding a carrier
+        // adds its queue first, so a carrier the table names and these
+        // queues lack was just added, and is looked up again.
+        let queues = self.scheduler.queues();
+        let sms = self.router.sms();
         // Grouped per carrier queue: one lock and one wake-up per queue.
         let mut by_queue: Vec<(Arc<CarrierQueue>, Vec<Arc<Message>>)> = Vec::new();
         let mut push = |q: &Arc<CarrierQueue>, m: &Arc<Message>| match by_queue
@@ -187,7 +207,7 @@ impl Backlog {
             if !m.media.is_empty() {
                 match self.router.mmsc_for(m) {
                     Ok(mmsc) => {
-                        if let Some(q) = self.scheduler.queue(&mmsc) {
+                        if let Some(q) = queues.get(&mmsc) {
                             push(q, m);
                         }
                     }
@@ -195,8 +215,14 @@ impl Backlog {
                 }
                 continue;
             }
-            match self.sms_queue(m.to) {
-                Some(q) => push(q, m),
+            let carrier = sms.carrier_for(m.to);
+            if let Some(q) = carrier.and_then(|c| queues.get(c)) {
+                push(q, m);
+                continue;
+            }
+            match carrier.and_then(|c| self.scheduler.queue(c)) {
+                // Added by a reload since `queues` was taken.
+                Some(q) => q.push(std::iter::once(m)),
                 None => {
                     // Routes changed since acceptance: nothing can take it.
                     self.receipts.end(
@@ -210,13 +236,6 @@ impl Backlog {
         for (q, ms) in by_queue {
             q.push(ms.iter());
         }
-    }
-
-    /// The queue of the SMS carrier `to` routes to now.
-    fn sms_queue(&self, to: crate::model::Msisdn) -> Option<&Arc<CarrierQueue>> {
-        self.router
-            .sms_carrier(to)
-            .and_then(|c| self.scheduler.queue(c))
     }
 
     /// Queues accepted messages in memory while the budget allows and
@@ -296,7 +315,8 @@ impl Backlog {
     /// were reported, so each stall and its end are logged once.
     pub fn watch_stalls(&self, stalled: &mut HashSet<Arc<str>>) {
         let now = now_ms();
-        for (name, carrier) in self.router.carriers() {
+        let sms = self.router.sms();
+        for (name, carrier) in sms.carriers() {
             let idle = self
                 .scheduler
                 .queue(name)

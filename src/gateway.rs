@@ -40,6 +40,7 @@ use crate::spill::Spill;
 use crate::telemetry::{self, Health};
 use crate::uploads::{self, Uploads};
 
+pub mod carriers;
 mod doors;
 pub mod reload;
 
@@ -267,8 +268,9 @@ pub struct Running {
     smpp_accounts: Option<Arc<crate::smpp_server::Accounts>>,
     /// What tenants added or removed by a reload reach.
     tenancy: TenancyParts,
-    /// The SMS carriers, whose binds a reload replaces.
-    smpp_carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+    /// What starts an SMS carrier a reload adds (and replaces binds,
+    /// removes carriers).
+    sms: carriers::SmsCarriers,
 }
 
 /// The parts of [`Running`] that only a reload adding or removing a tenant
@@ -286,20 +288,22 @@ struct TenancyParts {
 impl Running {
     /// Takes a reloaded configuration file (SIGHUP): its limits, tenants'
     /// credentials, sending rights and destinations, tenants added or
-    /// removed and carriers' binds apply now, the rest at the next restart
-    /// ([`reload`]).
+    /// removed, carriers' binds, SMS carriers added or removed and the
+    /// routes apply now, the rest at the next restart ([`reload`]).
     pub fn reload(&mut self, new: &Config) -> reload::Reloaded {
         let carriers = self.config.carriers.clone();
         let parts = &mut self.tenancy;
+        let cluster = parts.cluster.as_deref().map(crate::cluster::Cluster::link);
         let mut live = reload::Live {
             scheduler: &self.gateway.scheduler,
             admission: Some(&self.gateway.admission),
             admin: Some(&self.admin),
             compliance: Some(&self.gateway.compliance),
             smpp_accounts: self.smpp_accounts.as_deref(),
-            binds: Some(reload::Binds {
-                carriers: &self.smpp_carriers,
+            carriers: Some(carriers::CarriersReload {
+                carriers: &self.sms,
                 shutdown: self.shutdown.subscribe(),
+                cluster,
             }),
             tenancy: Some(reload::Tenancy {
                 hub: &self.gateway.hub,
@@ -309,7 +313,7 @@ impl Running {
                 redirects: parts.redirects.as_deref(),
                 tasks: &mut self.tasks,
                 shutdown: self.shutdown.subscribe(),
-                cluster: parts.cluster.as_deref().map(crate::cluster::Cluster::link),
+                cluster,
                 carriers: &carriers,
                 retired: &mut parts.retired,
             }),
@@ -363,14 +367,17 @@ impl Running {
 
 /// What this node tells the cluster about itself each heartbeat.
 struct NodeStatusOf {
-    carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+    /// Its SMS carriers are those of the routes in force.
+    router: Arc<Router>,
     ledger: Arc<Ledger>,
 }
 
 impl crate::cluster::NodeStatus for NodeStatusOf {
     fn binds(&self) -> Vec<(String, usize)> {
         let mut b: Vec<(String, usize)> = self
-            .carriers
+            .router
+            .sms()
+            .carriers()
             .iter()
             .map(|(n, c)| (n.to_string(), c.binds_up()))
             .collect();
@@ -574,6 +581,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             (carrier.name().clone(), carrier)
         })
         .collect();
+    let health = Arc::new(Health::default());
     let scheduler = Arc::new(Scheduler::new(&config));
     let router = Arc::new(Router::new(&config, carriers.clone(), mmscs.clone()));
     let spill = Spill::open(
@@ -661,6 +669,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_live: config.journal.max_live_messages,
     });
 
+    let sms = carriers::SmsCarriers {
+        receipts: receipts.clone(),
+        ledger: ledger.clone(),
+        scheduler: scheduler.clone(),
+        router: router.clone(),
+        backlog: backlog.clone(),
+        health: health.clone(),
+        last_check: last_check.clone(),
+    };
     let mut tasks = JoinSet::new();
     if let Some(c) = &cluster {
         // Carrier, tenant and sender rates and daily caps hold for the
@@ -687,16 +704,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     }
     for c in &config.carriers {
-        let carrier = carriers[c.name.as_str()].clone();
-        carrier.start(c, tls.clone(), &shutdown);
-        let dispatcher = schedule::Dispatcher {
-            queue: queue_of(&scheduler, &c.name),
-            carrier,
-            ledger: ledger.clone(),
-            receipts: receipts.clone(),
-            check: Some(last_check.clone()),
-        };
-        tasks.spawn(dispatcher.run(shutdown.clone()));
+        sms.start(
+            c,
+            &carriers[c.name.as_str()],
+            queue_of(&scheduler, &c.name),
+            tls.clone(),
+            &mut tasks,
+            &shutdown,
+        );
     }
     let mut mm7_servers = Vec::new();
     for (m, carrier) in config.mmsc.iter().zip(&mmscs) {
@@ -752,7 +767,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(c) = &cluster {
         c.start(
             Arc::new(NodeStatusOf {
-                carriers: carriers.clone(),
+                router: router.clone(),
                 ledger: ledger.clone(),
             }),
             &mut tasks,
@@ -760,16 +775,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         );
     }
 
-    let health = Arc::new(Health::default());
-    health.watch_carriers(
-        config.http.ready_carriers,
-        carriers.iter().map(|(name, c)| {
-            (
-                name.clone(),
-                c.clone() as Arc<dyn crate::readiness::Reachable>,
-            )
-        }),
-    );
+    sms.watch_readiness(config.http.ready_carriers);
     // The HTTP doors outlive the other tasks at shutdown, so `/readyz`
     // answers "draining" (and `/metrics` is scraped) until the end.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -857,7 +863,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             redirects,
             ..tenancy
         },
-        smpp_carriers: carriers,
+        sms,
     })
 }
 

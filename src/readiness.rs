@@ -14,8 +14,8 @@
 //!
 //! MMSCs are HTTP peers without a standing connection, so they do not count.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use hyper::StatusCode;
 
@@ -69,7 +69,7 @@ struct Carriers {
 pub struct Readiness {
     started: AtomicBool,
     draining: AtomicBool,
-    carriers: OnceLock<Carriers>,
+    carriers: parking_lot::RwLock<Option<Carriers>>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -81,14 +81,15 @@ impl std::fmt::Debug for Readiness {
 }
 
 impl Readiness {
-    /// Makes readiness depend on these carriers' binds, per `policy` (once;
-    /// later calls are ignored).
+    /// Makes readiness depend on these carriers' binds, per `policy` (a
+    /// later call, after a reload added or removed carriers, replaces the
+    /// list).
     pub fn watch_carriers(
         &self,
         policy: ReadyCarriers,
         carriers: impl IntoIterator<Item = (Arc<str>, Arc<dyn Reachable>)>,
     ) {
-        let _ = self.carriers.set(Carriers {
+        *self.carriers.write() = Some(Carriers {
             policy,
             list: carriers.into_iter().collect(),
         });
@@ -120,7 +121,8 @@ impl Readiness {
         if !self.started.load(Ordering::Acquire) {
             return Err(NotReady::Starting);
         }
-        let Some(c) = self.carriers.get() else {
+        let carriers = self.carriers.read();
+        let Some(c) = carriers.as_ref() else {
             return Ok(());
         };
         if c.list.is_empty() {

@@ -106,11 +106,7 @@ impl JournalKeeper {
             let message = Arc::new(rm.message);
             // SMS carrier or MMSC: an MMS the MMSC accepted waits for its
             // delivery report like an SMS for its receipts.
-            let carrier = rm
-                .carrier
-                .as_deref()
-                .and_then(|c| router.carrier_named(c))
-                .cloned();
+            let carrier = rm.carrier.as_deref().and_then(|c| router.carrier_named(c));
             match (rm.carrier, carrier) {
                 (None, _) => {
                     self.ledger.restore(Entry {

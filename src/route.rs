@@ -4,7 +4,10 @@
 //! The tables ([`Routes`], [`MmsRoutes`]) are plain values that decide from
 //! a recipient and a "does this carrier take traffic now" question, so the
 //! choice is tested without carriers or sockets; [`Router`] asks the live
-//! carriers. Moving a down carrier's queue elsewhere (failover) is the
+//! carriers. The SMS side ([`SmsTable`]: routes and carriers) is replaced
+//! whole by a reload that adds or removes carriers or changes `[routes]`
+//! ([`Router::replace_sms`]); readers take a snapshot (an `arc_swap` load,
+//! no lock on the per-message path), so a batch is routed by one table. Moving a down carrier's queue elsewhere (failover) is the
 //! backlog's job (`backlog::failover`), which asks the router where to.
 //!
 //! # SMS
@@ -172,11 +175,45 @@ impl MmsRoutes {
     }
 }
 
+/// The SMS routes joined to the SMS carriers they name: one consistent
+/// snapshot ([`Router::sms`]).
+#[derive(Debug, Default)]
+pub struct SmsTable {
+    routes: Routes,
+    carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+}
+
+impl SmsTable {
+    /// `routes` (none: every carrier, in `order`) over `carriers`.
+    pub fn new(
+        routes: &[RouteConfig],
+        order: impl IntoIterator<Item = Arc<str>>,
+        carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+    ) -> SmsTable {
+        SmsTable {
+            routes: Routes::new(routes, order),
+            carriers,
+        }
+    }
+
+    /// The SMS carrier for `to` (see the module doc); `None` when no route
+    /// matches.
+    pub fn carrier_for(&self, to: Msisdn) -> Option<&Arc<str>> {
+        self.routes.pick(to, |c| {
+            self.carriers.get(c).is_some_and(|c| c.binds_up() > 0)
+        })
+    }
+
+    /// The SMS carriers by name.
+    pub fn carriers(&self) -> &HashMap<Arc<str>, Arc<SmppCarrier>> {
+        &self.carriers
+    }
+}
+
 /// The route tables joined to the live carriers.
 #[derive(Debug)]
 pub struct Router {
-    sms: Routes,
-    carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+    sms: arc_swap::ArcSwap<SmsTable>,
     mms: MmsRoutes,
     mmscs: Vec<Arc<Mm7Carrier>>,
 }
@@ -188,9 +225,10 @@ impl Router {
         carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
         mmscs: Vec<Arc<Mm7Carrier>>,
     ) -> Router {
-        let sms = Routes::new(
+        let sms = SmsTable::new(
             &config.routes,
             config.carriers.iter().map(|c| Arc::from(c.name.as_str())),
+            carriers,
         );
         let mms = MmsRoutes::new(
             &config.mms.reachable_prefixes,
@@ -198,19 +236,27 @@ impl Router {
             mmscs.iter().map(|m| m.name().clone()),
         );
         Router {
-            sms,
-            carriers,
+            sms: arc_swap::ArcSwap::from_pointee(sms),
             mms,
             mmscs,
         }
     }
 
-    /// The SMS carrier for `to` (see the module doc); `None` when no route
-    /// matches.
-    pub fn sms_carrier(&self, to: Msisdn) -> Option<&Arc<str>> {
-        self.sms.pick(to, |c| {
-            self.carriers.get(c).is_some_and(|c| c.binds_up() > 0)
-        })
+    /// The SMS routes and carriers now: a snapshot a batch is routed by.
+    pub fn sms(&self) -> Arc<SmsTable> {
+        self.sms.load_full()
+    }
+
+    /// Puts `table` in force (a reload added or removed carriers, or
+    /// changed the routes): messages routed from now on use it.
+    pub fn replace_sms(&self, table: SmsTable) {
+        self.sms.store(Arc::new(table));
+    }
+
+    /// The SMS carrier for `to` now (see the module doc); `None` when no
+    /// route matches.
+    pub fn sms_carrier(&self, to: Msisdn) -> Option<Arc<str>> {
+        self.sms.load().carrier_for(to).cloned()
     }
 
     /// The MMSC for a message with media.
@@ -233,16 +279,13 @@ impl Router {
 
     /// The shared name of the SMS carrier or MMSC called `name`; `None`
     /// when no carrier has that name (any more).
-    pub fn carrier_named(&self, name: &str) -> Option<&Arc<str>> {
-        self.carriers
+    pub fn carrier_named(&self, name: &str) -> Option<Arc<str>> {
+        self.sms
+            .load()
+            .carriers
             .get_key_value(name)
-            .map(|(k, _)| k)
-            .or_else(|| self.mmsc(name).map(|m| m.name()))
-    }
-
-    /// The SMS carriers by name.
-    pub fn carriers(&self) -> &HashMap<Arc<str>, Arc<SmppCarrier>> {
-        &self.carriers
+            .map(|(k, _)| k.clone())
+            .or_else(|| self.mmsc(name).map(|m| m.name().clone()))
     }
 
     /// The MMSCs, in configuration order.

@@ -1513,6 +1513,12 @@ pub struct CarrierConfig {
     /// carrier of its route (if there is one). Default 30 s.
     #[serde(default = "default_failover_after", with = "humantime_serde")]
     pub failover_after: Duration,
+    /// When a reload removes the carrier, how long its binds stay bound
+    /// once every part they sent is answered, for the receipts still to
+    /// come (they take nothing new meanwhile); receipts later than that
+    /// are not received. Default 60 s.
+    #[serde(default = "default_removal_linger", with = "humantime_serde")]
+    pub removal_linger: Duration,
     /// Binds to this carrier's SMSC.
     pub binds: Vec<BindConfig>,
 }
@@ -1591,6 +1597,9 @@ fn yes() -> bool {
 fn default_failover_after() -> Duration {
     Duration::from_secs(30)
 }
+fn default_removal_linger() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_window() -> u32 {
     64
 }
@@ -1612,7 +1621,7 @@ fn default_auth_failure_backoff() -> Duration {
 
 /// A route: recipients whose E.164 number starts with `prefix` go to
 /// `carriers` (first available wins).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// E.164 prefix with `+` (e.g. `"+1"`); `""` matches everything.

@@ -471,3 +471,209 @@ async fn a_reload_replaces_the_binds_while_messages_flow_and_sends_each_once() {
     assert_eq!(smsc.stats().unbinds, 2);
     gw.shutdown().await;
 }
+
+/// A reload adds a carrier with a route of its own, and a second one
+/// removes the carrier in use while messages flow: the new route takes its
+/// prefix at once; the removed carrier's queue moves to the one left, its
+/// binds write what they were handed, stay for the receipts, then unbind;
+/// every message is delivered, and none reaches the SMSCs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_a_carrier_and_its_route_then_removes_the_old_one_while_messages_flow() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let old = smsc(|_| {}).await;
+    let next = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &old);
+    cfg.carriers[0].removal_linger = Duration::from_millis(300);
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let addr = gw.ingest_addr.to_string();
+    let (client, got) = subscriber(&addr).await;
+    eventually("the old carrier's binds up", WAIT, || {
+        old.stats().binds == 2
+    })
+    .await;
+
+    // 1. A carrier added, with a prefix of its own.
+    let mut added = cfg.clone();
+    let mut carrier = cfg.carriers[0].clone();
+    carrier.name = "next".into();
+    carrier.binds[0].address = next.local_addr().to_string();
+    added.carriers.push(carrier);
+    added.routes = vec![
+        sluice::config::RouteConfig {
+            prefix: "+1415777".into(),
+            carriers: vec!["next".into()],
+        },
+        sluice::config::RouteConfig {
+            prefix: "+".into(),
+            carriers: vec!["sim".into()],
+        },
+    ];
+    let r = gw.reload(&added);
+    assert_eq!(
+        r.applied,
+        ["carriers.next: added".to_owned(), "routes".to_owned()]
+    );
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    assert!(gw.reload(&added).applied.is_empty(), "the same file again");
+    eventually("the new carrier's binds up", WAIT, || {
+        next.stats().binds == 2
+    })
+    .await;
+    let routed = accepted_ids(
+        &client
+            .submit(vec![
+                msg("to-next", "+14157770001", "by the new route"),
+                msg("to-old", "+14156660001", "by the old route"),
+            ])
+            .await
+            .unwrap(),
+    );
+    eventually("both routed messages delivered", WAIT, || {
+        routed
+            .iter()
+            .all(|id| got.state_of(*id) == Some(pb::DeliveryState::StateDelivered))
+    })
+    .await;
+    assert_eq!((old.stats().messages, next.stats().messages), (1, 1));
+
+    // 2. The carrier in use removed while messages flow to it.
+    let n = 4000;
+    let sender = client.clone();
+    let sending = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|i| {
+                    msg(
+                        &format!("move-{i}"),
+                        &format!("+1415666{i:04}"),
+                        &format!("moving text {i}"),
+                    )
+                })
+                .collect();
+            ids.extend(accepted_ids(&sender.submit(batch).await.unwrap()));
+        }
+        ids
+    });
+    eventually("messages flowing to the old carrier", WAIT, || {
+        old.stats().messages >= 500
+    })
+    .await;
+    let mut removed = added.clone();
+    removed.carriers.retain(|c| c.name != "sim");
+    removed.routes.clear();
+    let r = gw.reload(&removed);
+    assert_eq!(
+        r.applied,
+        ["routes".to_owned(), "carriers.sim: removed".to_owned()]
+    );
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    assert!(
+        gw.reload(&removed).applied.is_empty(),
+        "the same file again"
+    );
+    eventually("the old carrier's binds unbound", WAIT, || {
+        old.stats().unbinds == 2
+    })
+    .await;
+    let ids = sending.await.unwrap();
+    assert_eq!(ids.len(), n);
+    eventually("every message final", WAIT, || {
+        got.terminal_count() == n + routed.len()
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(
+            got.state_of(*id),
+            Some(pb::DeliveryState::StateDelivered),
+            "message {id:x}: delivered, its receipt received before the binds left"
+        );
+    }
+    let (a, b) = (old.stats(), next.stats());
+    assert!(b.messages > 1, "the rest went to the carrier left: {b:?}");
+    assert_eq!(a.messages + b.messages, n as u64 + 2, "{a:?} {b:?}");
+    assert_eq!((a.duplicates, b.duplicates), (0, 0), "{a:?} {b:?}");
+    let mut texts = old.texts();
+    texts.extend(next.texts());
+    let mut seen = std::collections::HashSet::new();
+    for (_, _, text, count) in texts {
+        assert_eq!(count, 1, "{text:?} arrived {count} times");
+        assert!(seen.insert(text.clone()), "{text:?} reached both SMSCs");
+    }
+    // The carrier left takes the traffic from here.
+    let late = accepted_ids(
+        &client
+            .submit(vec![msg("late", "+14156669999", "after the removal")])
+            .await
+            .unwrap(),
+    );
+    eventually("a message after the removal delivered", WAIT, || {
+        got.state_of(late[0]) == Some(pb::DeliveryState::StateDelivered)
+    })
+    .await;
+    assert_eq!(old.stats().messages, a.messages, "nothing more to the old");
+    assert_eq!(old.stats().binds, 2, "the old carrier did not bind again");
+    gw.shutdown().await;
+}
+
+/// A carrier that is down when a reload removes it: everything queued for
+/// it, in its queue or already handed to its binds, goes to the carrier
+/// left and is delivered; nothing ends `unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_removed_while_down_hands_everything_it_held_to_the_carrier_left() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let next = smsc(|_| {}).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &next);
+    let mut down = cfg.carriers[0].clone();
+    down.name = "down".into();
+    down.binds[0].address = dead.to_string();
+    cfg.carriers[0].name = "next".into();
+    cfg.carriers.push(down);
+    cfg.routes = vec![
+        sluice::config::RouteConfig {
+            prefix: "+1415666".into(),
+            carriers: vec!["down".into()],
+        },
+        sluice::config::RouteConfig {
+            prefix: "+".into(),
+            carriers: vec!["next".into()],
+        },
+    ];
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
+    let n = 600;
+    let batch: Vec<_> = (0..n)
+        .map(|i| msg(&format!("d-{i}"), &format!("+1415666{i:04}"), &format!("held {i}")))
+        .collect();
+    let ids = accepted_ids(&client.submit(batch).await.unwrap());
+    eventually("the carrier left up", WAIT, || next.stats().binds == 2).await;
+    assert_eq!(got.terminal_count(), 0, "all wait for the carrier down");
+
+    let mut removed = cfg.clone();
+    removed.carriers.retain(|c| c.name != "down");
+    removed.routes.clear();
+    let r = gw.reload(&removed);
+    assert_eq!(
+        r.applied,
+        ["routes".to_owned(), "carriers.down: removed".to_owned()]
+    );
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    eventually("every message final", WAIT, || got.terminal_count() == n).await;
+    for id in &ids {
+        assert_eq!(
+            got.state_of(*id),
+            Some(pb::DeliveryState::StateDelivered),
+            "message {id:x}"
+        );
+    }
+    let stats = next.stats();
+    assert_eq!((stats.messages, stats.duplicates), (n as u64, 0), "{stats:?}");
+    gw.shutdown().await;
+}

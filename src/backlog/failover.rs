@@ -1,12 +1,30 @@
 //! Failover: a carrier down for its `failover_after` hands its queue to the
-//! carriers its messages' routes prefer now.
+//! carriers its messages' routes prefer now; an SMS carrier a reload
+//! removed hands over everything it has not written
+//! ([`Backlog::retire_carrier`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Backlog, TARGET};
+use crate::carrier::smpp::SmppCarrier;
 use crate::model::Message;
+use crate::schedule::CarrierQueue;
 use crate::schedule::fair::Item;
+
+/// An SMS carrier a reload removed, until nothing of it is left.
+#[derive(Debug)]
+pub(crate) struct Retired {
+    carrier: Arc<SmppCarrier>,
+    queue: Arc<CarrierQueue>,
+    /// Since when every part it was handed is answered (its binds linger
+    /// for the receipts until [`SmppCarrier::removal_linger`] after).
+    idle_since: Option<tokio::time::Instant>,
+    /// Its binds were told to retire.
+    binds_retired: bool,
+    /// Sweeps in a row that found nothing left.
+    empty_sweeps: u32,
+}
 
 impl Backlog {
     /// Moves the queue of every carrier (SMS or MMSC) that has been down
@@ -14,51 +32,48 @@ impl Backlog {
     pub fn failover(&self) {
         self.sms_failover();
         self.mms_failover();
+        self.sweep_retired();
     }
 
     /// SMS: messages dispatched to the down carrier but never written go
     /// back to queued (journaled) first, then the whole queue is routed
     /// again.
     fn sms_failover(&self) {
-        let carriers = self.router.carriers();
+        let sms = self.router.sms();
+        let carriers = sms.carriers();
         for (name, carrier) in carriers {
-            let (Some(after), Some(queue)) =
-                (self.failover_after.get(name), self.scheduler.queue(name))
-            else {
+            let Some(queue) = self.scheduler.queue(name) else {
                 continue;
             };
-            if carrier.down_for().is_none_or(|d| d < *after) {
+            if carrier
+                .down_for()
+                .is_none_or(|d| d < carrier.failover_after())
+            {
                 continue;
             }
             let alternative_up = carriers.iter().any(|(n, c)| n != name && c.binds_up() > 0);
             if !alternative_up {
                 continue;
             }
-            // Only what the ledger returns to queued leaves the carrier's
-            // queue: a part it will not give up stays where it can still go.
-            let taken = carrier.take_back_unsent(|ids| self.ledger.undispatch(ids));
-            let back: Vec<Arc<Message>> = taken
-                .iter()
-                .filter_map(|id| self.ledger.get(*id))
-                .map(|e| e.message)
-                .collect();
-            self.enqueue(&back);
-            let mut moved = back.len() as u64;
+            let mut moved = self.take_back_unsent(carrier);
             let mut by_target: HashMap<Arc<str>, Vec<Item>> = HashMap::new();
             for item in queue.drain() {
-                let target = self
-                    .router
-                    .sms_carrier(item.message.to)
-                    .cloned()
-                    .unwrap_or_else(|| name.clone());
+                let target = sms.carrier_for(item.message.to).unwrap_or(name).clone();
                 if target != *name {
                     moved += 1;
                 }
                 by_target.entry(target).or_default().push(item);
             }
             for (target, items) in by_target {
-                if let Some(q) = self.scheduler.queue(&target) {
-                    q.push_items(items);
+                match self.scheduler.queue(&target) {
+                    Some(q) => q.push_items(items),
+                    // Removed by a reload since `sms` was read: routed by
+                    // the routes in force.
+                    None => {
+                        let messages: Vec<Arc<Message>> =
+                            items.into_iter().map(|i| i.message).collect();
+                        self.enqueue(&messages);
+                    }
                 }
             }
             if moved > 0 {
@@ -67,6 +82,136 @@ impl Backlog {
                 tracing::warn!(target: TARGET, carrier = %name, moved, "carrier down: traffic failed over");
             }
         }
+    }
+
+    /// Queues again the messages whose every part still waits in
+    /// `carrier`'s own queue (dispatched, never written); returns how many.
+    /// Only what the ledger returns to queued leaves: a part it will not
+    /// give up stays where it can still go.
+    fn take_back_unsent(&self, carrier: &SmppCarrier) -> u64 {
+        let taken = carrier.take_back_unsent(|ids| self.ledger.undispatch(ids));
+        let back: Vec<Arc<Message>> = taken
+            .iter()
+            .filter_map(|id| self.ledger.get(*id))
+            .map(|e| e.message)
+            .collect();
+        self.enqueue(&back);
+        back.len() as u64
+    }
+
+    /// Takes over an SMS carrier a reload removed, once it is out of the
+    /// routes and its queue out of the scheduler ([`Scheduler::remove`]).
+    /// From then on, every second ([`Backlog::failover`]):
+    /// - what its queue still holds is routed again (by the routes in
+    ///   force: a recipient no route takes any more ends `rejected`, as at
+    ///   admission);
+    /// - its binds write what they were handed, then stay, taking nothing
+    ///   new, for [`SmppCarrier::removal_linger`] after the last answer, for
+    ///   the receipts still to come; then they retire
+    ///   ([`SmppCarrier::retire`]: each unbinds once its window is
+    ///   answered). While no bind is up, what it was handed and never
+    ///   wrote is routed again; down for `removal_linger`, its binds retire
+    ///   at once;
+    /// - once its binds are gone, parts still unwritten (of messages partly
+    ///   written) end `unknown`, and it is forgotten when nothing is left.
+    ///
+    /// Receipts that come after its binds are gone are not received: those
+    /// messages end when their receipt wait runs out.
+    ///
+    /// [`Scheduler::remove`]: crate::schedule::Scheduler::remove
+    pub fn retire_carrier(&self, carrier: Arc<SmppCarrier>, queue: Arc<CarrierQueue>) {
+        self.retired.lock().push(Retired {
+            carrier,
+            queue,
+            idle_since: None,
+            binds_retired: false,
+            empty_sweeps: 0,
+        });
+        self.sweep_retired();
+    }
+
+    /// SMS carriers removed and not yet forgotten.
+    pub fn retired_carriers(&self) -> Vec<Arc<str>> {
+        self.retired
+            .lock()
+            .iter()
+            .map(|r| r.carrier.name().clone())
+            .collect()
+    }
+
+    fn sweep_retired(&self) {
+        let mut retired = std::mem::take(&mut *self.retired.lock());
+        let now = tokio::time::Instant::now();
+        retired.retain_mut(|r| {
+            let name = r.carrier.name();
+            let up = r.carrier.binds_up() > 0;
+            let mut moved = if up {
+                0
+            } else {
+                self.take_back_unsent(&r.carrier)
+            };
+            let mut items = r.queue.drain();
+            items.extend(r.queue.drain_held());
+            moved += items.len() as u64;
+            let messages: Vec<Arc<Message>> = items.into_iter().map(|i| i.message).collect();
+            self.enqueue(&messages);
+            if moved > 0 {
+                metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
+                    .increment(moved);
+                tracing::info!(target: TARGET, carrier = %name, moved, "carrier removed: its queued messages routed again");
+            }
+            if !r.binds_retired {
+                r.idle_since = match r.idle_since {
+                    _ if !r.carrier.is_idle() => None,
+                    None => Some(now),
+                    since => since,
+                };
+                let linger = r.carrier.removal_linger();
+                let lingered = r
+                    .idle_since
+                    .is_some_and(|t| now.duration_since(t) >= linger);
+                // A bind down for a moment comes back for the receipts; down
+                // that long, none will come.
+                let down_long = r.carrier.down_for().is_some_and(|d| d >= linger);
+                if !lingered && !down_long {
+                    return true;
+                }
+                r.carrier.retire();
+                r.binds_retired = true;
+            }
+            if !r.carrier.binds_gone() {
+                return true;
+            }
+            // What was handed over whole since the last look goes elsewhere;
+            // only parts of messages partly written are left to end.
+            let back = self.take_back_unsent(&r.carrier);
+            if back > 0 {
+                metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
+                    .increment(back);
+            }
+            let ended = r
+                .carrier
+                .fail_unsent("its carrier was removed by a reload before this part was sent");
+            if ended > 0 {
+                tracing::warn!(target: TARGET, carrier = %name, parts = ended,
+                    "carrier removed: parts of messages it had partly sent end unknown");
+            }
+            // Forgotten a sweep after it is found empty: a batch routed by
+            // the table of before the reload may still be on its way in.
+            let empty = r.queue.dispatcher_ended()
+                && r.queue.is_empty()
+                && r.queue.held() == 0
+                && r.carrier.is_idle();
+            r.empty_sweeps = if empty { r.empty_sweeps + 1 } else { 0 };
+            if r.empty_sweeps < 2 {
+                return true;
+            }
+            metrics::gauge!("sluice_dispatch_stalled", "carrier" => name.to_string()).set(0.0);
+            metrics::gauge!("sluice_queue_depth", "carrier" => name.to_string()).set(0.0);
+            tracing::info!(target: TARGET, carrier = %name, "carrier removed: nothing of it is left");
+            false
+        });
+        self.retired.lock().extend(retired);
     }
 
     /// MMS: the queue of an MMSC down (unreachable, or refusing our

@@ -20,7 +20,6 @@ use crate::media::landing::LandingPage;
 use crate::media::link::{LinkSigner, landing_path};
 use crate::media::store::MediaStore;
 use crate::model::{ChannelPref, DeliveryState, FallbackPolicy, MAX_TEXT_CHARS, Message};
-use crate::schedule::CarrierQueue;
 
 /// The SMS text `m` falls back to: with links under `public_url` — one to
 /// its landing page `landing` (a code) when given, else one to each media
@@ -125,10 +124,14 @@ impl ShortLinks {
     }
 }
 
-/// A fallback whose text is known: queued on `queue`, its history noted.
+/// A fallback whose text is known: queued on the SMS carrier its route
+/// picks when it goes (storing its short link may take a while, and a
+/// reload may remove a carrier meanwhile), its history noted.
 struct Going {
     ledger: Arc<Ledger>,
-    queue: Arc<CarrierQueue>,
+    scheduler: Arc<crate::schedule::Scheduler>,
+    router: Arc<crate::route::Router>,
+    receipts: Arc<crate::receipts::Receipts>,
     how: &'static str,
     reason: String,
 }
@@ -180,7 +183,17 @@ impl Going {
             format!("fallback to SMS {}: {}", self.how, self.reason),
         );
         metrics::counter!("sluice_mms_fallbacks_total").increment(1);
-        self.queue.push(std::iter::once(&sms));
+        match super::sms_queue(&self.scheduler, &self.router, sms.to) {
+            Some(q) => q.push(std::iter::once(&sms)),
+            // A reload took the last route to it since the fallback began.
+            None => {
+                self.receipts.end(
+                    m.id,
+                    DeliveryState::Rejected,
+                    &"no route to this recipient".into(),
+                );
+            }
+        }
     }
 }
 
@@ -212,15 +225,17 @@ impl Backlog {
         if let Some(why) = refusal(&m) {
             return fail(format!("cannot send as MMS ({reason}) and {why}"));
         }
-        let Some(queue) = self.sms_queue(m.to) else {
+        if super::sms_queue(&self.scheduler, &self.router, m.to).is_none() {
             return fail(format!(
                 "cannot send as MMS ({reason}) and no SMS route reaches {}",
                 m.to
             ));
-        };
+        }
         let going = Going {
             ledger: self.ledger.clone(),
-            queue: queue.clone(),
+            scheduler: self.scheduler.clone(),
+            router: self.router.clone(),
+            receipts: self.receipts.clone(),
             how: match m.fallback {
                 FallbackPolicy::SmsWithLink => "with a link",
                 _ => "text only",

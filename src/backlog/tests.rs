@@ -142,3 +142,42 @@ fn fallback_text_trims_the_text_never_the_link() {
         Err("there is no text for SMS")
     );
 }
+
+#[tokio::test]
+async fn a_carrier_a_reload_removes_hands_what_it_queued_to_the_routes_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backlog, ledger, scheduler, receipts) = for_tests(dir.path(), 1000);
+    let ms = messages(1, 5, "+14155550100");
+    ledger.admit(&ms);
+    backlog.enqueue(&ms);
+    let old = scheduler.queue("c").unwrap();
+    assert_eq!(old.len(), 5);
+    let removed = backlog.router().sms().carriers()["c"].clone();
+
+    // What a reload does (`gateway::carriers`): carrier `d` added, its
+    // queue first, then routes naming only it; then `c`'s queue out.
+    let mut config = kit::config(dir.path(), 1000);
+    config.carriers[0].name = "d".into();
+    config.routes[0].carriers = vec!["d".into()];
+    let queue = scheduler.add_sms_carrier(&config.carriers[0], &config.tenants);
+    let d = crate::carrier::smpp::SmppCarrier::new(&config.carriers[0], receipts, None);
+    let carriers = std::collections::HashMap::from([(d.name().clone(), d)]);
+    backlog.router().replace_sms(crate::route::SmsTable::new(
+        &config.routes,
+        [Arc::from("d")],
+        carriers,
+    ));
+    let q = scheduler.remove("c").unwrap();
+    backlog.retire_carrier(removed, q);
+
+    assert_eq!(old.len(), 0);
+    let moved: Vec<u64> = queue.drain().iter().map(|i| i.message.id.0).collect();
+    assert_eq!(moved, vec![1, 2, 3, 4, 5], "in order, all still live");
+    assert_eq!(ledger.live(), 5);
+    assert_eq!(backlog.retired_carriers(), vec![Arc::<str>::from("c")]);
+    // A batch routed by the table of before the reload still lands in the
+    // removed queue: the next sweep moves it too.
+    old.push(messages(6, 1, "+14155550100").iter());
+    backlog.failover();
+    assert_eq!(queue.len(), 1);
+}

@@ -84,6 +84,10 @@ pub struct SmppCarrier {
     binds_up: AtomicUsize,
     /// Wall-clock ms since no bind has been up (0 while one is).
     down_since_ms: AtomicU64,
+    /// How long it may be down before its queue moves (failover).
+    failover_after: std::time::Duration,
+    /// Removed by a reload: how long its binds stay after the last answer.
+    removal_linger: std::time::Duration,
 }
 
 /// Text encoding options of a carrier.
@@ -206,7 +210,20 @@ impl SmppCarrier {
             unanswered: cfg.unanswered,
             sink,
             last_check,
+            failover_after: cfg.failover_after,
+            removal_linger: cfg.removal_linger,
         })
+    }
+
+    /// Removed by a reload: how long its binds stay once every part they
+    /// sent is answered, for the receipts still to come.
+    pub fn removal_linger(&self) -> std::time::Duration {
+        self.removal_linger
+    }
+
+    /// How long it may be down before its queue moves to other carriers.
+    pub fn failover_after(&self) -> std::time::Duration {
+        self.failover_after
     }
 
     /// Carrier name.
@@ -294,6 +311,42 @@ impl SmppCarrier {
                 newer
             });
         });
+    }
+
+    /// Retires every bind (a reload removed the carrier): each takes
+    /// nothing more, waits for the answers to what it sent, then unbinds
+    /// (one not bound yet just ends). What is still queued here stays for
+    /// [`SmppCarrier::take_back_unsent`] and [`SmppCarrier::fail_unsent`].
+    pub fn retire(&self) {
+        let generation = self.binds_newest.fetch_add(1, Ordering::Relaxed) + 1;
+        self.binds_in_force.send_replace(generation);
+        metrics::gauge!("sluice_smpp_binds_configured", "carrier" => self.name.to_string())
+            .set(0.0);
+    }
+
+    /// True once no bind is bound or draining (after [`SmppCarrier::retire`]:
+    /// nothing more can be written or answered here).
+    pub fn binds_gone(&self) -> bool {
+        self.binds_up() == 0 && self.binds_retiring.load(Ordering::Acquire) == 0
+    }
+
+    /// Ends every part still queued here as `unknown` with `reason` (its
+    /// carrier was removed and its binds are gone: a message whose other
+    /// parts were written cannot be sent whole elsewhere, and one that may
+    /// have reached the handset is never sent twice); returns how many.
+    pub fn fail_unsent(&self, reason: &str) -> usize {
+        let jobs: Vec<SegmentJob> = self.queue.lock().drain(..).collect();
+        let n = jobs.len();
+        for job in jobs {
+            self.sink.part_failed(
+                job.id,
+                job.part,
+                DeliveryState::Unknown,
+                0,
+                reason.to_owned(),
+            );
+        }
+        n
     }
 
     /// Starts `binds` as generation `generation`.

@@ -1,5 +1,6 @@
-//! Reloading the configuration file on SIGHUP: the limits, the tenants'
-//! credentials and sending rights, and the carriers' binds change at once,
+//! Reloading the configuration file on SIGHUP: the limits, the tenants,
+//! their credentials and sending rights, and the SMS carriers, their binds
+//! and routes change at once,
 //! without dropping a queued message (only sessions on replaced
 //! credentials are closed, and only carriers whose binds changed have
 //! their binds replaced); every other change waits for the next restart
@@ -61,8 +62,16 @@
 //!   of the account that submitted): they come if it binds again, else
 //!   their messages end when their receipt wait runs out.
 //!
-//! Carriers added or removed, and a carrier's other settings (`concat`,
-//! `unanswered`, `failover_after`...), wait for a restart. TLS certificates reload
+//! - SMS carriers added or removed, and `[routes]`
+//!   ([`super::carriers`]): a carrier added gets its queue, binds and
+//!   dispatcher before the routes name it; one removed leaves the routes
+//!   first, then what it queued is routed again, its binds write what they
+//!   were handed and stay for the receipts (`removal_linger`), then
+//!   unbind ([`crate::backlog::Backlog::retire_carrier`]). A carrier the
+//!   routes in force still name is not removed (named under `refused`).
+//!
+//! A carrier's other settings (`concat`, `unanswered`, `failover_after`...)
+//! and anything about MMSCs wait for a restart. TLS certificates reload
 //! on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
@@ -70,12 +79,10 @@
 //! secrets, `redis_url`...) by value, so a rotated one is named for the
 //! restart by its key, never its value.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{RateOf, RateSharing};
 use crate::admission::Admission;
-use crate::carrier::smpp::SmppCarrier;
 use crate::config::{Config, TenantConfig};
 use crate::model::Secret;
 use crate::schedule::Scheduler;
@@ -93,22 +100,13 @@ pub struct Live<'a> {
     pub compliance: Option<&'a crate::compliance::Compliance>,
     /// The SMPP server's accounts, when it runs.
     pub smpp_accounts: Option<&'a crate::smpp_server::Accounts>,
-    /// The SMS carriers, whose binds are replaced (`None`: bind changes
-    /// wait for the restart).
-    pub binds: Option<Binds<'a>>,
+    /// The SMS carriers, whose binds are replaced and which are added and
+    /// removed (`None`: those changes wait for the restart).
+    pub carriers: Option<super::carriers::CarriersReload<'a>>,
     /// What only a tenant added needs: its events, webhooks, media quotas,
     /// fallback pages and links, cluster leases (`None`: tenants are not
     /// added or removed).
     pub tenancy: Option<Tenancy<'a>>,
-}
-
-/// The SMS carriers whose binds a reload replaces.
-#[derive(Debug)]
-pub struct Binds<'a> {
-    /// By name.
-    pub carriers: &'a HashMap<Arc<str>, Arc<SmppCarrier>>,
-    /// Ends the binds started.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The parts a tenant added or removed by a reload reaches.
@@ -140,11 +138,17 @@ pub struct Tenancy<'a> {
 
 impl Tenancy<'_> {
     /// Shares rates with the cluster, in cluster mode.
-    fn sharing<'b>(&'b mut self, scheduler: &'b Scheduler) -> Option<RateSharing<'b>> {
+    /// Shares rates with the cluster on `carriers` (the SMS carriers in
+    /// force), in cluster mode.
+    fn sharing<'b>(
+        &'b mut self,
+        scheduler: &'b Scheduler,
+        carriers: &'b [crate::config::CarrierConfig],
+    ) -> Option<RateSharing<'b>> {
         Some(RateSharing {
             link: self.cluster?,
             scheduler,
-            carriers: self.carriers,
+            carriers,
             tasks: &mut *self.tasks,
             shutdown: &self.shutdown,
         })
@@ -163,7 +167,8 @@ pub struct Reloaded {
 }
 
 /// Applies `new`'s limits, tenants' credentials and sending rights,
-/// tenants added or removed, destinations added and carriers' binds to
+/// tenants added or removed, destinations added, carriers' binds, SMS
+/// carriers added or removed and the routes to
 /// `live` (running with `old`) and lists the rest of what changed; returns `old` with what was applied taken from
 /// `new` (the configuration now in force).
 pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reloaded) {
@@ -186,8 +191,8 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
             limits = true;
         }
     }
-    if let Some(binds) = &live.binds {
-        rebind(&mut now, new, binds, &mut r);
+    if let Some(carriers) = &live.carriers {
+        rebind(&mut now, new, carriers, &mut r);
     }
     let mut to_admit = Vec::new();
     if let Some(mut tenancy) = live.tenancy.take() {
@@ -195,6 +200,11 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
         to_admit = tenants_in_and_out(&mut now, new, live, &mut tenancy, &mut r);
         limits |= r.applied.len() > before;
         destinations_added(&mut now, new, &mut tenancy, &mut r);
+        if let Some(carriers) = &live.carriers {
+            let before = r.applied.len();
+            carriers.apply(&mut now, new, tenancy.tasks, &mut r.applied, &mut r.refused);
+            limits |= r.applied.len() > before;
+        }
         live.tenancy = Some(tenancy);
     }
     for t in &mut now.tenants {
@@ -229,13 +239,17 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
         now.senders = new.senders.clone();
         limits = true;
     }
-    let membership = !to_admit.is_empty() || r.applied.iter().any(|a| a.ends_with(": removed"));
+    let membership = !to_admit.is_empty()
+        || r.applied
+            .iter()
+            .any(|a| a.starts_with("tenants.") && a.ends_with(": removed"));
     if let Some(tenancy) = &mut live.tenancy {
         let known = known(&now, tenancy.retired);
         if limits {
             live.scheduler.set_limits(&known);
         }
-        if let Some(mut sharing) = tenancy.sharing(live.scheduler) {
+        // Over the carriers in force: those a reload adds too.
+        if let Some(mut sharing) = tenancy.sharing(live.scheduler, &known.carriers) {
             for (of, rate) in &switched_on {
                 sharing.share(of, *rate);
             }
@@ -361,8 +375,9 @@ fn add_tenant(t: &TenantConfig, live: &Live<'_>, tenancy: &mut Tenancy<'_>) -> a
         tenancy.tasks,
         &tenancy.shutdown,
     );
+    let carriers = tenancy.carriers;
     if t.rate > 0.0
-        && let Some(mut sharing) = tenancy.sharing(live.scheduler)
+        && let Some(mut sharing) = tenancy.sharing(live.scheduler, carriers)
     {
         sharing.share(&RateOf::Tenant(t.name.clone()), t.rate);
     }
@@ -376,7 +391,13 @@ fn add_tenant(t: &TenantConfig, live: &Live<'_>, tenancy: &mut Tenancy<'_>) -> a
 /// queued or in a window is dropped or sent twice. A carrier whose binds
 /// need a TLS client configuration that does not load keeps its binds and
 /// is named under `refused`.
-fn rebind(now: &mut Config, new: &Config, binds: &Binds<'_>, r: &mut Reloaded) {
+fn rebind(
+    now: &mut Config,
+    new: &Config,
+    carriers: &super::carriers::CarriersReload<'_>,
+    r: &mut Reloaded,
+) {
+    let sms = carriers.carriers.router.sms();
     let ca_file = now.tls.ca_file.clone();
     for c in &mut now.carriers {
         let Some(n) = new.carriers.iter().find(|n| n.name == c.name) else {
@@ -385,7 +406,7 @@ fn rebind(now: &mut Config, new: &Config, binds: &Binds<'_>, r: &mut Reloaded) {
         if !binds_differ(&c.binds, &n.binds) {
             continue;
         }
-        let Some(carrier) = binds.carriers.get(c.name.as_str()) else {
+        let Some(carrier) = sms.carriers().get(c.name.as_str()) else {
             continue;
         };
         let tls = if n.binds.iter().any(|b| b.tls) {
@@ -400,7 +421,7 @@ fn rebind(now: &mut Config, new: &Config, binds: &Binds<'_>, r: &mut Reloaded) {
         } else {
             None
         };
-        carrier.rebind(&n.binds, tls, &binds.shutdown);
+        carrier.rebind(&n.binds, tls, &carriers.shutdown);
         c.binds = n.binds.clone();
         r.applied.push(format!("carriers.{}.binds", c.name));
     }
@@ -544,10 +565,22 @@ fn at_restart(now: &Config, new: &Config, refused: &[String]) -> Vec<String> {
             differs(&format!("tenants.{}", t.name), dbg(t), dbg(n));
         }
     }
+    // Carriers not added (named under `refused`) are not named again.
+    let carrier_refused = |name: &str| {
+        refused
+            .iter()
+            .any(|r| r.starts_with(&format!("carriers.{name}: ")))
+    };
     differs(
         "carriers (added or removed)",
         names(now.carriers.iter().map(|c| c.name.as_str()).collect()),
-        names(new.carriers.iter().map(|c| c.name.as_str()).collect()),
+        names(
+            new.carriers
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|n| now.carriers.iter().any(|c| c.name == *n) || !carrier_refused(n))
+                .collect(),
+        ),
     );
     for c in &now.carriers {
         if let Some(n) = new.carriers.iter().find(|n| n.name == c.name) {
@@ -697,7 +730,7 @@ mod tests {
             admin: None,
             compliance: None,
             smpp_accounts: None,
-            binds: None,
+            carriers: None,
             tenancy: None,
         };
         let (now, r) = apply(&old, &new, &mut live);
@@ -755,7 +788,7 @@ mod tests {
             admin: None,
             compliance: None,
             smpp_accounts: Some(&accounts),
-            binds: None,
+            carriers: None,
             tenancy: None,
         };
         let mut new = old.clone();

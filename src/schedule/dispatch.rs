@@ -64,15 +64,34 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl<C: Carrier> Dispatcher<C> {
-    /// Moves messages from the queue to the carrier until shutdown.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Moves messages from the queue to the carrier until shutdown, or
+    /// until a reload removes the carrier (its queue is marked removed):
+    /// then what it popped and still holds goes back in the queue, for the
+    /// backlog to route again.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let observed = QueueMetrics::new(self.carrier.name());
-        let mut wake: Option<Instant> = None;
         // A message popped that did not fit the room: it goes first once
         // there is enough (it already passed its limits).
         let mut carried: Option<(Item, usize)> = None;
+        self.serve(&observed, &mut carried, shutdown).await;
+        if let Some((item, _)) = carried {
+            self.queue.push_items(vec![item]);
+        }
+        self.queue.dispatcher_ended.store(true, Ordering::Release);
+    }
+
+    async fn serve(
+        &self,
+        observed: &QueueMetrics,
+        carried: &mut Option<(Item, usize)>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut wake: Option<Instant> = None;
         let mut upkeep_at = C::UPKEEP_EVERY.map(|every| Instant::now() + every);
         loop {
+            if self.queue.is_removed() {
+                return;
+            }
             // Held messages whose morning came go back in the queue.
             if let Some(next) = self.queue.release_held(now_ms()) {
                 let at = Instant::now()
@@ -116,6 +135,9 @@ impl<C: Carrier> Dispatcher<C> {
                 ok = self.carrier.wait_room(need) => if !ok { return },
                 _ = shutdown.changed() => return,
             }
+            if self.queue.is_removed() {
+                return;
+            }
             let probe = gate == Gate::Probe;
             let room = self.carrier.room();
             let (max, units) = if probe {
@@ -123,7 +145,7 @@ impl<C: Carrier> Dispatcher<C> {
             } else {
                 (room.messages.max(1), room.units)
             };
-            let (items, next) = self.queue.take(&mut carried, max, units, |i| self.cost(i));
+            let (items, next) = self.queue.take(carried, max, units, |i| self.cost(i));
             wake = next;
             let limited = next.map_or(0, |t| {
                 now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as u64
@@ -203,6 +225,14 @@ impl<C: Carrier> Dispatcher<C> {
         tokio::select! {
             ok = self.carrier.reserve(units) => if !ok { return false },
             _ = shutdown.changed() => return false,
+        }
+        if self.queue.is_removed() {
+            // A reload removed the carrier meanwhile: the batch goes back,
+            // for the backlog to route again (what is handed over from here
+            // on, it takes back from the carrier).
+            self.carrier.unreserve(units);
+            self.queue.push_front(batch.iter().map(|(m, _)| m));
+            return true;
         }
         batch.retain(|(m, p)| {
             let n = C::units(p);

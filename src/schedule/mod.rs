@@ -51,6 +51,11 @@ pub struct CarrierQueue {
     /// Wall-clock ms until which every queued message waits on a limit
     /// (0: none does).
     limited_until_ms: std::sync::atomic::AtomicU64,
+    /// Its carrier was removed by a reload ([`Scheduler::remove`]): its
+    /// dispatcher stops, and what is still here is routed again.
+    removed: AtomicBool,
+    /// Its dispatcher has ended (after putting back what it held).
+    dispatcher_ended: AtomicBool,
 }
 
 /// Whether a popped message goes now, waits for the morning, or cannot go.
@@ -190,6 +195,16 @@ impl CarrierQueue {
         next
     }
 
+    /// Takes out every message held for quiet hours (its carrier was
+    /// removed: they are routed again, and held again where they land).
+    pub fn drain_held(&self) -> Vec<Item> {
+        let held = std::mem::take(&mut *self.held.lock());
+        if !held.is_empty() {
+            metrics::gauge!("sluice_held_messages").decrement(held.len() as f64);
+        }
+        held.into_values().collect()
+    }
+
     /// Messages held for quiet hours.
     pub fn held(&self) -> usize {
         self.held.lock().len()
@@ -244,6 +259,17 @@ impl CarrierQueue {
         }
         drop(q);
         self.notify.notify_one();
+    }
+
+    /// True once its carrier was removed by a reload.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    /// True once its dispatcher has ended (a removed queue is forgotten
+    /// only then, so nothing it held is left behind).
+    pub fn dispatcher_ended(&self) -> bool {
+        self.dispatcher_ended.load(Ordering::Acquire)
     }
 
     /// Messages waiting.
@@ -362,41 +388,34 @@ fn quiet_hours(config: &Config) -> HashMap<String, QuietHours> {
         .collect()
 }
 
+/// The carrier queues, by carrier name.
+pub type Queues = HashMap<Arc<str>, Arc<CarrierQueue>>;
+
 /// Routes messages to carrier queues and runs their dispatchers.
 #[derive(Debug)]
 pub struct Scheduler {
-    queues: HashMap<Arc<str>, Arc<CarrierQueue>>,
+    /// Replaced whole when a reload adds or removes an SMS carrier;
+    /// readers take a snapshot.
+    queues: arc_swap::ArcSwap<Queues>,
+    /// Sender and brand limits, shared by every queue.
+    limits: Arc<Mutex<SenderLimits>>,
+    /// Tenants' quiet hours, shared by every queue.
+    quiet: Arc<parking_lot::RwLock<HashMap<String, QuietHours>>>,
 }
 
 impl Scheduler {
     /// One queue per configured carrier, sharing the sender limits.
     pub fn new(config: &Config) -> Scheduler {
-        let limits = Arc::new(Mutex::new(SenderLimits::new(config.senders.clone())));
-        let quiet = Arc::new(parking_lot::RwLock::new(quiet_hours(config)));
-        let queue = |rate: f64, text: text::TextOptions, count_segments: bool| {
-            Arc::new(CarrierQueue {
-                fair: Mutex::new(FairQueue::new(&config.tenants, rate)),
-                limits: limits.clone(),
-                notify: Notify::new(),
-                paused: AtomicBool::new(false),
-                text,
-                count_segments,
-                held: Mutex::default(),
-                held_seq: std::sync::atomic::AtomicU64::new(0),
-                quiet: quiet.clone(),
-                last_dispatch_ms: std::sync::atomic::AtomicU64::new(now_ms()),
-                limited_until_ms: std::sync::atomic::AtomicU64::new(0),
-            })
+        let scheduler = Scheduler {
+            queues: arc_swap::ArcSwap::default(),
+            limits: Arc::new(Mutex::new(SenderLimits::new(config.senders.clone()))),
+            quiet: Arc::new(parking_lot::RwLock::new(quiet_hours(config))),
         };
-        let mut queues: HashMap<Arc<str>, Arc<CarrierQueue>> = config
+        let mut queues: Queues = config
             .carriers
             .iter()
             .map(|c| {
-                let q = queue(
-                    c.rate,
-                    crate::carrier::smpp::text_options(c),
-                    c.count_segments,
-                );
+                let q = scheduler.sms_queue(c, &config.tenants);
                 (Arc::<str>::from(c.name.as_str()), q)
             })
             .collect();
@@ -404,10 +423,84 @@ impl Scheduler {
             // An MMS is one submission whatever its text.
             queues.insert(
                 m.name.as_str().into(),
-                queue(m.rate, text::TextOptions::default(), false),
+                scheduler.new_queue(&config.tenants, m.rate, text::TextOptions::default(), false),
             );
         }
-        Scheduler { queues }
+        scheduler.queues.store(Arc::new(queues));
+        scheduler
+    }
+
+    fn new_queue(
+        &self,
+        tenants: &[crate::settings::TenantConfig],
+        rate: f64,
+        text: text::TextOptions,
+        count_segments: bool,
+    ) -> Arc<CarrierQueue> {
+        Arc::new(CarrierQueue {
+            fair: Mutex::new(FairQueue::new(tenants, rate)),
+            limits: self.limits.clone(),
+            notify: Notify::new(),
+            paused: AtomicBool::new(false),
+            text,
+            count_segments,
+            held: Mutex::default(),
+            held_seq: std::sync::atomic::AtomicU64::new(0),
+            quiet: self.quiet.clone(),
+            last_dispatch_ms: std::sync::atomic::AtomicU64::new(now_ms()),
+            limited_until_ms: std::sync::atomic::AtomicU64::new(0),
+            removed: AtomicBool::new(false),
+            dispatcher_ended: AtomicBool::new(false),
+        })
+    }
+
+    fn sms_queue(
+        &self,
+        c: &crate::settings::CarrierConfig,
+        tenants: &[crate::settings::TenantConfig],
+    ) -> Arc<CarrierQueue> {
+        self.new_queue(
+            tenants,
+            c.rate,
+            crate::carrier::smpp::text_options(c),
+            c.count_segments,
+        )
+    }
+
+    /// Adds the queue of SMS carrier `c`, added by a reload (its tenants'
+    /// limits are those of `tenants`); returns it (the one there already if
+    /// the name is taken).
+    pub fn add_sms_carrier(
+        &self,
+        c: &crate::settings::CarrierConfig,
+        tenants: &[crate::settings::TenantConfig],
+    ) -> Arc<CarrierQueue> {
+        if let Some(q) = self.queue(&c.name) {
+            return q;
+        }
+        let q = self.sms_queue(c, tenants);
+        self.queues.rcu(|queues| {
+            let mut queues = Queues::clone(queues);
+            queues.insert(Arc::from(c.name.as_str()), q.clone());
+            queues
+        });
+        q
+    }
+
+    /// Takes the queue of carrier `name` out (a reload removed the
+    /// carrier) and marks it removed: its dispatcher stops (putting back
+    /// what it held), and what it still holds is for the caller to route
+    /// again ([`crate::backlog::Backlog::retire_carrier`]).
+    pub fn remove(&self, name: &str) -> Option<Arc<CarrierQueue>> {
+        let q = self.queue(name)?;
+        self.queues.rcu(|queues| {
+            let mut queues = Queues::clone(queues);
+            queues.remove(name);
+            queues
+        });
+        q.removed.store(true, Ordering::Release);
+        q.notify.notify_one();
+        Some(q)
     }
 
     /// Takes reloaded limits (SIGHUP): each SMS carrier's `rate`, each
@@ -415,21 +508,20 @@ impl Scheduler {
     /// added too), and the `[senders]` section. Messages queued stay queued; each limit applies from its
     /// next permit, and today's counts still count against changed caps.
     pub fn set_limits(&self, config: &Config) {
+        let queues = self.queues();
         for c in &config.carriers {
-            if let Some(q) = self.queues.get(c.name.as_str()) {
+            if let Some(q) = queues.get(c.name.as_str()) {
                 q.fair.lock().set_limits(&config.tenants, c.rate);
             }
         }
         for m in &config.mmsc {
-            if let Some(q) = self.queues.get(m.name.as_str()) {
+            if let Some(q) = queues.get(m.name.as_str()) {
                 q.fair.lock().set_limits(&config.tenants, m.rate);
             }
         }
-        if let Some(q) = self.queues.values().next() {
-            q.limits.lock().set_config(config.senders.clone());
-            *q.quiet.write() = quiet_hours(config);
-        }
-        for q in self.queues.values() {
+        self.limits.lock().set_config(config.senders.clone());
+        *self.quiet.write() = quiet_hours(config);
+        for q in queues.values() {
             q.notify.notify_one();
         }
     }
@@ -437,28 +529,28 @@ impl Scheduler {
     /// Daily caps of senders and brands from `shared` from now on (cluster
     /// mode); call before traffic flows.
     pub fn share_caps(&self, shared: Arc<dyn crate::shaping::shared::SharedCaps>) {
-        // Every carrier's queue holds the same sender limits.
-        if let Some(q) = self.queues.values().next() {
-            q.limits.lock().share_caps(shared);
-        }
+        self.limits.lock().share_caps(shared);
     }
 
     /// Senders' per-second rates from `shared` too from now on (cluster
     /// mode); call before traffic flows.
     pub fn share_sender_rates(&self, shared: Arc<dyn crate::shaping::shared::SharedRates>) {
-        if let Some(q) = self.queues.values().next() {
-            q.limits.lock().share_rates(shared);
-        }
+        self.limits.lock().share_rates(shared);
     }
 
     /// The queue in front of `carrier`.
-    pub fn queue(&self, carrier: &str) -> Option<&Arc<CarrierQueue>> {
-        self.queues.get(carrier)
+    pub fn queue(&self, carrier: &str) -> Option<Arc<CarrierQueue>> {
+        self.queues.load().get(carrier).cloned()
+    }
+
+    /// Every carrier's queue now: a snapshot a batch is queued by.
+    pub fn queues(&self) -> Arc<Queues> {
+        self.queues.load_full()
     }
 
     /// Names of the carriers, sorted.
     pub fn carriers(&self) -> Vec<Arc<str>> {
-        let mut v: Vec<Arc<str>> = self.queues.keys().cloned().collect();
+        let mut v: Vec<Arc<str>> = self.queues.load().keys().cloned().collect();
         v.sort();
         v
     }
@@ -466,12 +558,16 @@ impl Scheduler {
     /// Messages waiting in memory: queued plus held for quiet hours (what
     /// `journal.max_queued_in_memory` bounds).
     pub fn in_memory(&self) -> usize {
-        self.queues.values().map(|q| q.len() + q.held()).sum()
+        self.queues
+            .load()
+            .values()
+            .map(|q| q.len() + q.held())
+            .sum()
     }
 
     /// Moves what `from` holds to `to` (failover); returns how many moved.
     pub fn move_all(&self, from: &str, to: &str) -> usize {
-        let (Some(a), Some(b)) = (self.queues.get(from), self.queues.get(to)) else {
+        let (Some(a), Some(b)) = (self.queue(from), self.queue(to)) else {
             return 0;
         };
         let items = a.drain();

@@ -210,6 +210,7 @@ pub fn embedded_config(
         rate: 0.0,
         count_segments: true,
         failover_after: Duration::from_secs(30),
+        removal_linger: Duration::from_secs(60),
         binds: vec![BindConfig {
             address: smsc.to_string(),
             system_id: "sluice".into(),

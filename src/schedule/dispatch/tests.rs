@@ -113,6 +113,7 @@ struct Setup {
     receipts: Arc<Receipts>,
     handed: mpsc::UnboundedReceiver<(Vec<MessageId>, bool)>,
     stop: watch::Sender<bool>,
+    scheduler: super::super::Scheduler,
     _dir: tempfile::TempDir,
 }
 
@@ -123,7 +124,7 @@ fn start(free: usize, gate: Gate) -> Setup {
     let config = crate::backlog::tests::kit::config(dir.path(), 1000);
     let (ledger, receipts) = crate::receipts::for_tests(&dir.path().join("journal"));
     let scheduler = super::super::Scheduler::new(&config);
-    let queue = scheduler.queue("c").unwrap().clone();
+    let queue = scheduler.queue("c").unwrap();
     let (tx, handed) = mpsc::unbounded_channel();
     let carrier = Arc::new(TestCarrier {
         name: "c".into(),
@@ -148,6 +149,7 @@ fn start(free: usize, gate: Gate) -> Setup {
         receipts,
         handed,
         stop,
+        scheduler,
         _dir: dir,
     }
 }
@@ -237,4 +239,32 @@ async fn a_carrier_that_is_down_gets_nothing_and_then_one_try() {
     s.queue.notify.notify_one();
     assert_eq!(s.next_handed().await, (vec![MessageId(2)], false));
     s.stop.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn a_queue_removed_by_a_reload_stops_its_dispatcher_and_keeps_what_it_holds() {
+    let mut s = start(10, Gate::Closed(None));
+    let later = now_ms() + 3_600_000;
+    s.queue(&[message(1, "a", later), message(2, "b", later)]);
+    tokio::task::yield_now().await;
+    let q = s.scheduler.remove("c").expect("its queue");
+    assert!(Arc::ptr_eq(&q, &s.queue) && q.is_removed());
+    assert!(s.scheduler.queue("c").is_none());
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !q.dispatcher_ended() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the dispatcher ends");
+    // The carrier opens: nothing goes to it any more.
+    *s.carrier.gate.lock() = Gate::Open;
+    q.notify.notify_one();
+    tokio::task::yield_now().await;
+    assert!(s.handed.try_recv().is_err());
+    assert_eq!(
+        q.len(),
+        2,
+        "what it held stays, for the backlog to route again"
+    );
 }
