@@ -10,7 +10,9 @@
 //!   carrier has a bind up (default), or `any` carrier has one. A node whose
 //!   binds are all down accepts messages it cannot send; one with a carrier
 //!   down sends that carrier's traffic late or not at all. With no SMPP
-//!   carriers configured (MMS only) there is nothing to wait for.
+//!   carriers configured (MMS only) there is nothing to wait for. A
+//!   carrier a reload added counts once it has been bound
+//!   ([`Reachable::counts`]).
 //!
 //! MMSCs are HTTP peers without a standing connection, so they do not count.
 
@@ -25,11 +27,22 @@ pub use crate::settings::ReadyCarriers;
 pub trait Reachable: Send + Sync {
     /// Binds currently bound.
     fn binds_up(&self) -> usize;
+
+    /// Whether it counts yet (a carrier a reload added counts once it has
+    /// been bound: one that never binds must not take a node that was
+    /// ready out of its load balancer).
+    fn counts(&self) -> bool {
+        true
+    }
 }
 
 impl Reachable for crate::carrier::smpp::SmppCarrier {
     fn binds_up(&self) -> usize {
         crate::carrier::smpp::SmppCarrier::binds_up(self)
+    }
+
+    fn counts(&self) -> bool {
+        !self.added_live() || self.was_up()
     }
 }
 
@@ -125,18 +138,19 @@ impl Readiness {
         let Some(c) = carriers.as_ref() else {
             return Ok(());
         };
-        if c.list.is_empty() {
+        let counted: Vec<&(Arc<str>, Arc<dyn Reachable>)> =
+            c.list.iter().filter(|(_, r)| r.counts()).collect();
+        if counted.is_empty() {
             return Ok(());
         }
-        let down: Vec<Arc<str>> = c
-            .list
+        let down: Vec<Arc<str>> = counted
             .iter()
             .filter(|(_, r)| r.binds_up() == 0)
             .map(|(n, _)| n.clone())
             .collect();
         let ready = match c.policy {
             ReadyCarriers::Every => down.is_empty(),
-            ReadyCarriers::Any => down.len() < c.list.len(),
+            ReadyCarriers::Any => down.len() < counted.len(),
         };
         if ready {
             Ok(())

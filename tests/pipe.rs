@@ -484,7 +484,11 @@ async fn a_reload_adds_a_carrier_and_its_route_then_removes_the_old_one_while_me
     let next = smsc(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), &old);
-    cfg.carriers[0].removal_linger = Duration::from_millis(300);
+    // Long enough for every receipt to come before the old binds leave,
+    // even on a loaded machine; slow enough that most messages are still
+    // queued when the carrier is removed.
+    cfg.carriers[0].removal_linger = Duration::from_secs(3);
+    cfg.carriers[0].rate = 2000.0;
     let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
     let addr = gw.ingest_addr.to_string();
     let (client, got) = subscriber(&addr).await;
@@ -650,7 +654,13 @@ async fn a_carrier_removed_while_down_hands_everything_it_held_to_the_carrier_le
     let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
     let n = 600;
     let batch: Vec<_> = (0..n)
-        .map(|i| msg(&format!("d-{i}"), &format!("+1415666{i:04}"), &format!("held {i}")))
+        .map(|i| {
+            msg(
+                &format!("d-{i}"),
+                &format!("+1415666{i:04}"),
+                &format!("held {i}"),
+            )
+        })
         .collect();
     let ids = accepted_ids(&client.submit(batch).await.unwrap());
     eventually("the carrier left up", WAIT, || next.stats().binds == 2).await;
@@ -674,6 +684,10 @@ async fn a_carrier_removed_while_down_hands_everything_it_held_to_the_carrier_le
         );
     }
     let stats = next.stats();
-    assert_eq!((stats.messages, stats.duplicates), (n as u64, 0), "{stats:?}");
+    assert_eq!(
+        (stats.messages, stats.duplicates),
+        (n as u64, 0),
+        "{stats:?}"
+    );
     gw.shutdown().await;
 }

@@ -140,7 +140,9 @@ impl Backlog {
     }
 
     fn sweep_retired(&self) {
-        let mut retired = std::mem::take(&mut *self.retired.lock());
+        // Held throughout, so a reload never finds the list empty midway
+        // (nothing below takes it).
+        let mut retired = self.retired.lock();
         let now = tokio::time::Instant::now();
         retired.retain_mut(|r| {
             let name = r.carrier.name();
@@ -211,7 +213,6 @@ impl Backlog {
             tracing::info!(target: TARGET, carrier = %name, "carrier removed: nothing of it is left");
             false
         });
-        self.retired.lock().extend(retired);
     }
 
     /// MMS: the queue of an MMSC down (unreachable, or refusing our

@@ -88,6 +88,10 @@ pub struct SmppCarrier {
     failover_after: std::time::Duration,
     /// Removed by a reload: how long its binds stay after the last answer.
     removal_linger: std::time::Duration,
+    /// Added by a reload (not there at the start).
+    added_live: std::sync::atomic::AtomicBool,
+    /// A bind has been up at least once.
+    was_up: std::sync::atomic::AtomicBool,
 }
 
 /// Text encoding options of a carrier.
@@ -212,7 +216,25 @@ impl SmppCarrier {
             last_check,
             failover_after: cfg.failover_after,
             removal_linger: cfg.removal_linger,
+            added_live: std::sync::atomic::AtomicBool::new(false),
+            was_up: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Marks it added by a reload: readiness counts it once it has been
+    /// bound ([`crate::readiness::Reachable::counts`]).
+    pub fn mark_added_live(&self) {
+        self.added_live.store(true, Ordering::Release);
+    }
+
+    /// True when a reload added it.
+    pub fn added_live(&self) -> bool {
+        self.added_live.load(Ordering::Acquire)
+    }
+
+    /// True once a bind has been up.
+    pub fn was_up(&self) -> bool {
+        self.was_up.load(Ordering::Acquire)
     }
 
     /// Removed by a reload: how long its binds stay once every part they
@@ -636,6 +658,7 @@ impl Handler for SmppCarrier {
     fn bind_state(&self, up: bool) {
         if up {
             self.binds_up.fetch_add(1, Ordering::AcqRel);
+            self.was_up.store(true, Ordering::Release);
             self.down_since_ms.store(0, Ordering::Release);
         } else if self.binds_up.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.down_since_ms.store(now_ms().max(1), Ordering::Release);

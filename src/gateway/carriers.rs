@@ -15,7 +15,10 @@
 //! handed and never wrote goes elsewhere too, and once its binds are gone
 //! the parts left of messages partly written end `unknown`. Readiness and
 //! the cluster heartbeat follow the SMS carriers in force. A carrier's
-//! name can be used again once the one removed is gone.
+//! name can be used again once the one removed is gone (for another SMSC,
+//! better a new name: receipts still awaited under the old one are
+//! correlated by carrier name and carrier message id). A carrier added
+//! counts for readiness once it has been bound.
 //!
 //! Each carrier removed leaves its dispatcher's task (and, in cluster mode,
 //! its rate leases) parked until shutdown.
@@ -240,6 +243,7 @@ impl CarriersReload<'_> {
         };
         let queue = self.carriers.scheduler.add_sms_carrier(c, tenants);
         let carrier = self.carriers.carrier(c);
+        carrier.mark_added_live();
         if let Some(link) = self.cluster {
             let mut sharing = RateSharing {
                 link,

@@ -93,3 +93,39 @@ fn no_sms_carriers_means_nothing_to_wait_for() {
     let r = readiness(ReadyCarriers::Every, &[]);
     assert!(r.is_ready());
 }
+
+/// A carrier a reload added: uncounted until it has been bound.
+struct Added {
+    up: AtomicUsize,
+    was_up: std::sync::atomic::AtomicBool,
+}
+
+impl Reachable for Added {
+    fn binds_up(&self) -> usize {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn counts(&self) -> bool {
+        self.was_up.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn a_carrier_a_reload_adds_counts_once_it_has_been_bound() {
+    let r = readiness(ReadyCarriers::Every, &carriers(&[1]));
+    let added = Arc::new(Added {
+        up: AtomicUsize::new(0),
+        was_up: false.into(),
+    });
+    let mut list: Vec<(Arc<str>, Arc<dyn Reachable>)> = carriers(&[1])
+        .into_iter()
+        .map(|(n, b)| (n, b as Arc<dyn Reachable>))
+        .collect();
+    list.push(("added".into(), added.clone()));
+    r.watch_carriers(ReadyCarriers::Every, list);
+    assert!(r.is_ready(), "not bound yet: it does not count");
+    added.was_up.store(true, Ordering::Relaxed);
+    assert_eq!(r.check(), Err(NotReady::CarriersDown(vec!["added".into()])));
+    added.up.store(1, Ordering::Relaxed);
+    assert!(r.is_ready());
+}
