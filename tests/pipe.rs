@@ -403,24 +403,7 @@ async fn a_reload_replaces_the_binds_while_messages_flow_and_sends_each_once() {
 
     // Messages keep coming while the binds are replaced.
     let n = 4000;
-    let sender = client.clone();
-    let sending = tokio::spawn(async move {
-        let mut ids = Vec::new();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-            let batch: Vec<_> = chunk
-                .iter()
-                .map(|i| {
-                    msg(
-                        &format!("rebind-{i}"),
-                        &format!("+1415666{i:04}"),
-                        &format!("rebind text {i}"),
-                    )
-                })
-                .collect();
-            ids.extend(accepted_ids(&sender.submit(batch).await.unwrap()));
-        }
-        ids
-    });
+    let sending = send_in_background(&client, n, "rebind");
     eventually("messages flowing", WAIT, || smsc.stats().messages >= 500).await;
     let mut new = cfg.clone();
     let b = &mut new.carriers[0].binds[0];
@@ -470,6 +453,33 @@ async fn a_reload_replaces_the_binds_while_messages_flow_and_sends_each_once() {
     .await;
     assert_eq!(smsc.stats().unbinds, 2);
     gw.shutdown().await;
+}
+
+/// Sends `n` messages to `+1415666…` in batches of 100 from a task of its
+/// own (`tag` in their client refs and texts); resolves to their ids.
+fn send_in_background(
+    client: &sluice::ingest::client::Client,
+    n: usize,
+    tag: &'static str,
+) -> tokio::task::JoinHandle<Vec<u64>> {
+    let sender = client.clone();
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|i| {
+                    msg(
+                        &format!("{tag}-{i}"),
+                        &format!("+1415666{i:04}"),
+                        &format!("{tag} text {i}"),
+                    )
+                })
+                .collect();
+            ids.extend(accepted_ids(&sender.submit(batch).await.unwrap()));
+        }
+        ids
+    })
 }
 
 /// A reload adds a carrier with a route of its own, and a second one
@@ -543,24 +553,7 @@ async fn a_reload_adds_a_carrier_and_its_route_then_removes_the_old_one_while_me
 
     // 2. The carrier in use removed while messages flow to it.
     let n = 4000;
-    let sender = client.clone();
-    let sending = tokio::spawn(async move {
-        let mut ids = Vec::new();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-            let batch: Vec<_> = chunk
-                .iter()
-                .map(|i| {
-                    msg(
-                        &format!("move-{i}"),
-                        &format!("+1415666{i:04}"),
-                        &format!("moving text {i}"),
-                    )
-                })
-                .collect();
-            ids.extend(accepted_ids(&sender.submit(batch).await.unwrap()));
-        }
-        ids
-    });
+    let sending = send_in_background(&client, n, "move");
     eventually("messages flowing to the old carrier", WAIT, || {
         old.stats().messages >= 500
     })
