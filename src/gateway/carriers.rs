@@ -125,9 +125,10 @@ impl CarriersReload<'_> {
     /// Adds the SMS carriers `new` names and `now` lacks, removes those it
     /// no longer names, and puts `new`'s `[routes]` in force, in `now` and
     /// in the running parts (see the module doc); names what it did in
-    /// `applied`, and a carrier it could not add (its TLS client
-    /// configuration does not load, its routes name a carrier no file
-    /// has) in `refused`. The dispatchers of carriers added run in `tasks`.
+    /// `applied`; in `refused`, a carrier it could not add (its TLS client
+    /// configuration does not load, or its name is still in use), routes
+    /// that name such a carrier, and a carrier the routes in force still
+    /// name. The dispatchers of carriers added run in `tasks`.
     pub(crate) fn apply(
         &self,
         now: &mut Config,
