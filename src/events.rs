@@ -29,7 +29,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -179,8 +179,8 @@ struct Tenant {
     /// Connection-scoped subscribers (so claims skip the lock when none).
     scoped: AtomicU64,
     /// The tenant stream is on (else unclaimed stream events are
-    /// acknowledged once durable).
-    stream: bool,
+    /// acknowledged once durable); a reload switches it.
+    stream: AtomicBool,
     /// Its other destinations (webhook endpoints, the SMPP server):
     /// replaced whole when a reload adds one.
     endpoints: parking_lot::RwLock<Arc<[Arc<Endpoint>]>>,
@@ -192,9 +192,14 @@ impl Tenant {
             queue: Mutex::default(),
             notify: Notify::new(),
             scoped: AtomicU64::new(0),
-            stream,
+            stream: AtomicBool::new(stream),
             endpoints: parking_lot::RwLock::new(endpoints.into()),
         }
+    }
+
+    /// Its stream is on.
+    fn stream(&self) -> bool {
+        self.stream.load(Ordering::Acquire)
     }
 
     /// Its destinations now.
@@ -264,6 +269,24 @@ pub struct EventKinds {
 }
 
 impl EventKinds {
+    /// As one byte (a kind a bit), for an endpoint whose kinds a reload
+    /// changes.
+    fn bits(self) -> u8 {
+        u8::from(self.delivery)
+            | u8::from(self.inbound) << 1
+            | u8::from(self.opt) << 2
+            | u8::from(self.click) << 3
+    }
+
+    fn from_bits(b: u8) -> EventKinds {
+        EventKinds {
+            delivery: b & 1 != 0,
+            inbound: b & 2 != 0,
+            opt: b & 4 != 0,
+            click: b & 8 != 0,
+        }
+    }
+
     fn takes(self, notice: &Notice) -> bool {
         match notice {
             Notice::Inbound(_) => self.inbound,
@@ -292,6 +315,8 @@ struct EndpointQueue {
     /// Event id → wall-clock ms it was replayed from the dead letters (its
     /// dead-letter clock starts again then).
     revived: HashMap<u64, u64>,
+    /// Its destination was removed (a reload): it takes nothing more.
+    removed: bool,
 }
 
 /// One webhook endpoint's events: durable, not yet answered with a 2xx.
@@ -302,7 +327,8 @@ struct EndpointQueue {
 pub struct Endpoint {
     tenant: Arc<str>,
     name: Arc<str>,
-    kinds: EventKinds,
+    /// [`EventKinds::bits`]; a reload changes them.
+    kinds: AtomicU8,
     /// Encodes this destination's copies.
     encoder: Arc<dyn EventEncoder>,
     queue: Mutex<EndpointQueue>,
@@ -321,6 +347,11 @@ impl Endpoint {
     /// Its name (unique within the tenant).
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// The kinds of event it takes.
+    pub fn kinds(&self) -> EventKinds {
+        EventKinds::from_bits(self.kinds.load(Ordering::Relaxed))
     }
 
     /// Waits until events are ready.
@@ -426,9 +457,33 @@ impl Endpoint {
         }
     }
 
-    fn push(&self, e: Arc<PendingEvent>) {
-        self.queue.lock().ready.push_back(e);
+    /// Holds `e` until acknowledged; false (not held) once its destination
+    /// is removed.
+    fn push(&self, e: Arc<PendingEvent>) -> bool {
+        let mut q = self.queue.lock();
+        if q.removed {
+            return false;
+        }
+        q.ready.push_back(e);
+        drop(q);
         self.notify.notify_waiters();
+        true
+    }
+
+    /// Empties it (its destination removed); returns the ids it held.
+    fn drain(&self) -> Vec<u64> {
+        let mut q = self.queue.lock();
+        let q = &mut *q;
+        let ids = q
+            .ready
+            .drain(..)
+            .map(|e| e.event_id)
+            .chain(q.in_flight.drain().map(|(id, _)| id))
+            .chain(q.dead.drain(..).map(|e| e.event_id))
+            .collect();
+        q.revived.clear();
+        q.removed = true;
+        ids
     }
 
     fn all(&self) -> Vec<Arc<PendingEvent>> {
@@ -523,7 +578,7 @@ impl EventHub {
         Arc::new(Endpoint {
             tenant: tenant.clone(),
             name: d.name,
-            kinds: d.kinds,
+            kinds: AtomicU8::new(d.kinds.bits()),
             encoder: d.encoder,
             queue: Mutex::default(),
             notify: Notify::new(),
@@ -577,6 +632,66 @@ impl EventHub {
         added
     }
 
+    /// Sets which kinds of event `tenant`'s destination `name` takes from
+    /// now on (a reload); false when it has no such destination.
+    pub fn set_kinds(&self, tenant: &str, name: &str, kinds: EventKinds) -> bool {
+        let Some(ep) = self.endpoint(tenant, name) else {
+            return false;
+        };
+        ep.kinds.store(kinds.bits(), Ordering::Relaxed);
+        true
+    }
+
+    /// Removes `tenant`'s destination `name` while running (a reload): it
+    /// takes no event from now on, and the events it still held (ready,
+    /// in flight, dead-lettered) are acknowledged, as a restart without it
+    /// would drop them. Returns how many, or `None` when it had no such
+    /// destination.
+    pub fn remove_destination(&self, tenant: &str, name: &str) -> Option<usize> {
+        let t = self.tenant(tenant)?;
+        let ep = {
+            let mut endpoints = t.endpoints.write();
+            let ep = endpoints.iter().find(|e| &*e.name == name)?.clone();
+            *endpoints = endpoints
+                .iter()
+                .filter(|e| !Arc::ptr_eq(e, &ep))
+                .cloned()
+                .collect();
+            ep
+        };
+        // A copy made from the old list and not yet durable finds no
+        // destination when it is, and is acknowledged then.
+        let ids = ep.drain();
+        if !ids.is_empty() {
+            self.pending.fetch_sub(ids.len() as u64, Ordering::Relaxed);
+            self.journal.event_ack(&ids);
+        }
+        Some(ids.len())
+    }
+
+    /// Switches `tenant`'s stream on or off while running (a reload). Off,
+    /// the stream events no connection has taken are acknowledged (as a
+    /// restart without the stream would), and those created from now on
+    /// are once durable, unless claimed; on, they are held from now on.
+    /// Returns how many were acknowledged (0 when `tenant` is unknown).
+    pub fn set_stream(&self, tenant: &str, on: bool) -> usize {
+        let Some(t) = self.tenant(tenant) else {
+            return 0;
+        };
+        let mut q = t.queue.lock();
+        t.stream.store(on, Ordering::Release);
+        if on {
+            return 0;
+        }
+        let ids: Vec<u64> = q.ready.drain(..).map(|e| e.event_id).collect();
+        drop(q);
+        if !ids.is_empty() {
+            self.pending.fetch_sub(ids.len() as u64, Ordering::Relaxed);
+            self.journal.event_ack(&ids);
+        }
+        ids.len()
+    }
+
     /// Whether `tenant` is one of the hub's (configured at the start or
     /// added since).
     pub fn knows(&self, tenant: &str) -> bool {
@@ -620,7 +735,7 @@ impl EventHub {
                 continue;
             };
             if e.sink.is_empty() {
-                if !t.stream {
+                if !t.stream() {
                     // No stream, and no claims after a restart: done.
                     done.push(e.event_id);
                     continue;
@@ -677,7 +792,7 @@ impl EventHub {
             for ep in t
                 .endpoints()
                 .iter()
-                .filter(|e| e.kinds.delivery && e.encoder.wants_delivery(f))
+                .filter(|e| e.kinds().delivery && e.encoder.wants_delivery(f))
             {
                 let event_id = self.journal.allocate_event_ids(1);
                 events.push(Arc::new(PendingEvent {
@@ -708,7 +823,7 @@ impl EventHub {
         let at = now_ms();
         let mut events = Vec::with_capacity(1);
         let t = self.tenant(tenant);
-        if t.as_ref().is_none_or(|t| t.stream) {
+        if t.as_ref().is_none_or(|t| t.stream()) {
             let event_id = self.journal.allocate_event_ids(1);
             events.push(Arc::new(PendingEvent {
                 event_id,
@@ -720,7 +835,7 @@ impl EventHub {
             }));
         }
         if let Some(t) = t {
-            for ep in t.endpoints().iter().filter(|e| e.kinds.takes(notice)) {
+            for ep in t.endpoints().iter().filter(|e| e.kinds().takes(notice)) {
                 let event_id = self.journal.allocate_event_ids(1);
                 events.push(Arc::new(PendingEvent {
                     event_id,
@@ -772,9 +887,10 @@ impl EventHub {
                 }
                 if !e.sink.is_empty() {
                     drop(q);
-                    match t.endpoint(&e.sink) {
-                        Some(ep) => ep.push(e.clone()),
-                        None => done.push(e.event_id),
+                    // Not held when its destination is gone (a reload
+                    // removed it).
+                    if !t.endpoint(&e.sink).is_some_and(|ep| ep.push(e.clone())) {
+                        done.push(e.event_id);
                     }
                     continue;
                 }
@@ -786,7 +902,7 @@ impl EventHub {
                 };
                 match owner.and_then(|c| q.scoped.get_mut(&c)) {
                     Some(own) => own.push_back(e.clone()),
-                    None if t.stream => q.ready.push_back(e.clone()),
+                    None if t.stream() => q.ready.push_back(e.clone()),
                     None => done.push(e.event_id),
                 }
                 drop(q);
@@ -953,7 +1069,7 @@ impl EventHub {
         if back.is_empty() {
             return;
         }
-        if !t.stream {
+        if !t.stream() {
             // Nobody else takes stream events: they are done.
             drop(q);
             let ids: Vec<u64> = back.iter().map(|e| e.event_id).collect();

@@ -26,6 +26,10 @@
 //! - **Limits.** Per endpoint: `concurrency` senders (each one keep-alive
 //!   connection, one request at a time), at most `rate` requests a second
 //!   across them, up to `batch` events per request.
+//! - **Reloads.** An endpoint a reload changes gets new senders on the same
+//!   queue, and the old ones retire: each finishes the request it is in
+//!   and puts back what it holds ([`Webhooks::start_prepared`]); one
+//!   removed has its senders retired the same way ([`Webhooks::remove`]).
 
 pub mod client;
 pub mod json;
@@ -121,6 +125,31 @@ struct Sender {
     secret: Secret,
     settings: Settings,
     pace: Option<Mutex<Pace>>,
+    /// True once a reload replaced or removed it: its senders finish the
+    /// request they are in, put back what they hold and end.
+    retired: watch::Sender<bool>,
+}
+
+/// What ends a sender: the gateway stopping, or its endpoint replaced or
+/// removed by a reload.
+#[derive(Debug, Clone)]
+struct Stop {
+    shutdown: watch::Receiver<bool>,
+    retired: watch::Receiver<bool>,
+}
+
+impl Stop {
+    fn now(&self) -> bool {
+        *self.shutdown.borrow() || *self.retired.borrow()
+    }
+
+    /// Resolves once it is time to stop (at once when a side is gone).
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.shutdown.wait_for(|s| *s) => {}
+            _ = self.retired.wait_for(|r| *r) => {}
+        }
+    }
 }
 
 /// What the admin API shows of an endpoint.
@@ -184,9 +213,12 @@ impl Webhooks {
     }
 
     /// Starts the senders of `tenant`'s endpoints that a reload added to
-    /// `hub`, to the targets [`Webhooks::prepare`] made (an endpoint the
-    /// hub does not have, or that has its sender already, is left out).
-    pub fn start_added(
+    /// `hub` or changed, to the targets [`Webhooks::prepare`] made (an
+    /// endpoint the hub does not have is left out). A changed endpoint's
+    /// senders retire ([`Webhooks::remove`]) as the new ones start on the
+    /// same queue: nothing it holds is lost, and a request in flight is
+    /// answered under the old settings.
+    pub fn start_prepared(
         &self,
         hub: &EventHub,
         tenant: &str,
@@ -199,13 +231,35 @@ impl Webhooks {
             let Some(ep) = hub.endpoint(tenant, &cfg.name) else {
                 continue;
             };
-            if senders.iter().any(|s| Arc::ptr_eq(&s.endpoint, &ep)) {
-                continue;
-            }
             let s = Arc::new(Sender::new(ep, &cfg, target));
             s.start(tasks, shutdown);
-            senders.push(s);
+            match senders
+                .iter_mut()
+                .find(|old| Arc::ptr_eq(&old.endpoint, &s.endpoint))
+            {
+                Some(old) => std::mem::replace(old, s).retire(),
+                None => senders.push(s),
+            }
         }
+    }
+
+    /// Retires the senders of `tenant`'s endpoint `name` (a reload removed
+    /// it): each finishes the request it is in and ends; what they held
+    /// goes back to the endpoint's queue. False when there is none.
+    pub fn remove(&self, tenant: &str, name: &str) -> bool {
+        let mut senders = self.senders.write();
+        let Some(i) = senders
+            .iter()
+            .position(|s| **s.endpoint.tenant() == *tenant && **s.endpoint.name() == *name)
+        else {
+            return false;
+        };
+        let s = senders.remove(i);
+        s.retire();
+        metrics::gauge!("sluice_webhook_dead_letters",
+            "tenant" => tenant.to_owned(), "endpoint" => name.to_owned())
+        .set(0.0);
+        true
     }
 
     /// Every endpoint with what it holds (those of `tenant` only, when
@@ -287,6 +341,7 @@ impl Sender {
             secret: cfg.secret.clone(),
             pace: Pace::new(settings.rate).map(Mutex::new),
             settings,
+            retired: watch::Sender::new(false),
         }
     }
 
@@ -296,27 +351,36 @@ impl Sender {
         shutdown: &watch::Receiver<bool>,
     ) {
         for _ in 0..self.settings.concurrency {
-            tasks.spawn(self.clone().run(shutdown.clone()));
+            let stop = Stop {
+                shutdown: shutdown.clone(),
+                retired: self.retired.subscribe(),
+            };
+            tasks.spawn(self.clone().run(stop));
         }
+    }
+
+    /// Its senders end (a reload replaced or removed its endpoint).
+    fn retire(&self) {
+        self.retired.send_replace(true);
     }
 
     /// One sender: takes a batch, posts it until a 2xx (or dead-letters
     /// it), and again.
-    async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self: Arc<Self>, mut stop: Stop) {
         let mut poster = Poster::new(self.target.clone(), self.settings.timeout);
         loop {
-            if *shutdown.borrow() {
+            if stop.now() {
                 return;
             }
             tokio::select! {
                 _ = self.endpoint.wait() => {}
-                _ = shutdown.changed() => return,
+                _ = stop.wait() => return,
             }
             let batch = self.endpoint.take(self.settings.batch);
             if batch.is_empty() {
                 continue;
             }
-            if !self.deliver(&mut poster, &batch, &mut shutdown).await {
+            if !self.deliver(&mut poster, &batch, &mut stop).await {
                 self.endpoint.untake(&batch);
                 return;
             }
@@ -324,17 +388,17 @@ impl Sender {
     }
 
     /// Posts `batch` until it is acknowledged or dead-lettered (true), or
-    /// the gateway stops (false).
+    /// it is time to stop (false).
     async fn deliver(
         &self,
         poster: &mut Poster,
         batch: &[Arc<PendingEvent>],
-        shutdown: &mut watch::Receiver<bool>,
+        stop: &mut Stop,
     ) -> bool {
         let body = json::body(batch.iter().map(|e| &e.payload[..]));
         let mut step = self.settings.retry_min;
         loop {
-            if !self.paced(shutdown).await {
+            if !self.paced(stop).await {
                 return false;
             }
             let t = now_ms() / 1000;
@@ -382,13 +446,13 @@ impl Sender {
             step = (step * 2).min(self.settings.retry_max);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return false,
+                _ = stop.wait() => return false,
             }
         }
     }
 
-    /// Waits for the endpoint's rate (false: the gateway is stopping).
-    async fn paced(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+    /// Waits for the endpoint's rate (false: time to stop).
+    async fn paced(&self, stop: &mut Stop) -> bool {
         let Some(pace) = &self.pace else {
             return true;
         };
@@ -405,7 +469,7 @@ impl Sender {
             };
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
-                _ = shutdown.changed() => return false,
+                _ = stop.wait() => return false,
             }
         }
     }

@@ -40,6 +40,8 @@ struct Seen {
     accepted: Mutex<HashMap<u64, Value>>,
     /// Signatures that did not verify.
     bad_signatures: AtomicUsize,
+    /// The secret signatures are verified with.
+    secret: Mutex<String>,
 }
 
 /// A webhook receiver: fails while `failing` (or for its first `fail_first`
@@ -80,7 +82,10 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let failing = Arc::new(AtomicBool::new(false));
         let fail_first = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Seen::default());
+        let seen = Arc::new(Seen {
+            secret: Mutex::new(SECRET.into()),
+            ..Seen::default()
+        });
         let (f, ff, s) = (failing.clone(), fail_first.clone(), seen.clone());
         tokio::spawn(async move {
             loop {
@@ -161,7 +166,8 @@ async fn receive(
         .unwrap_or_default()
         .to_owned();
     let body = req.into_body().collect().await.unwrap().to_bytes();
-    if !verify(&signature, &body) {
+    let secret = seen.secret.lock().clone();
+    if !verify(&signature, &body, &secret) {
         seen.bad_signatures.fetch_add(1, Ordering::Relaxed);
     }
     let events: Value = serde_json::from_slice(&body).expect("the body is JSON");
@@ -186,8 +192,8 @@ async fn receive(
 }
 
 /// The receiver's side of the documented signature: `t=<secs>,v1=<hex>`,
-/// HMAC-SHA256 with the secret over `"<t>.<body>"`, `t` within 5 minutes.
-fn verify(header: &str, body: &[u8]) -> bool {
+/// HMAC-SHA256 with `secret` over `"<t>.<body>"`, `t` within 5 minutes.
+fn verify(header: &str, body: &[u8], secret: &str) -> bool {
     let mut t = None;
     let mut v1 = None;
     for part in header.split(',') {
@@ -207,7 +213,7 @@ fn verify(header: &str, body: &[u8]) -> bool {
     if now.abs_diff(t) > 300 {
         return false;
     }
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
     let expected: String = mac
@@ -793,12 +799,112 @@ async fn an_endpoint_a_reload_gives_a_tenant_takes_its_events_at_once() {
     let (status, v) = admin(gw.http_addr.unwrap(), "GET", "/admin/webhooks").await;
     assert_eq!(status, 200, "{v}");
     assert!(v.to_string().contains("\"crm\""), "{v}");
+    gw.shutdown().await;
+}
 
-    // An endpoint changed waits for the restart, and says so.
-    let mut moved = new.clone();
-    moved.tenants[0].webhooks[0].url = "http://127.0.0.1:9/elsewhere".into();
+/// A reload that moves an endpoint to another URL with a rotated secret
+/// sends what it held, and what comes next, there, signed with the new
+/// secret; one that removes it drops what it held, and the admin API no
+/// longer lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_a_reload_changes_or_removes_takes_it_at_once() {
+    const WAIT: Duration = Duration::from_secs(20);
+    const ROTATED: &str = "whsec-rotated-9876543210";
+    let smsc = smsc(|_| {}).await;
+    let old = Receiver::start().await;
+    old.failing.store(true, Ordering::Relaxed);
+    let moved_to = Receiver::start().await;
+    *moved_to.seen.secret.lock() = ROTATED.into();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.http.admin_token = Some(sluice::settings::Secret::new(ADMIN));
+    cfg.tenants[0].webhooks = vec![webhook(&old.url(), Duration::from_secs(3600))];
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let ingest = gw.ingest_addr.to_string();
+    let (client, got) = subscriber_as(&ingest, TENANT, TOKEN).await;
+    let submit = |reference: &'static str, to: &'static str| {
+        let client = &client;
+        async move {
+            accepted_ids(
+                &client
+                    .submit(vec![msg(reference, to, "a reload moves the hook")])
+                    .await
+                    .unwrap(),
+            )[0]
+        }
+    };
+    let on_wire = |r: &Receiver, id: u64| {
+        let id = format!("{id:016x}");
+        r.seen
+            .on_wire
+            .lock()
+            .iter()
+            .any(|e| e["type"] == "delivery" && e["message_id"] == id.as_str())
+    };
+    let held = submit("held", "+14155550110").await;
+    eventually("the old endpoint refuses the delivery", WAIT, || {
+        on_wire(&old, held)
+    })
+    .await;
+
+    let mut moved = cfg.clone();
+    moved.tenants[0].webhooks[0].url = moved_to.url();
+    moved.tenants[0].webhooks[0].secret = sluice::settings::Secret::new(ROTATED);
     let r = gw.reload(&moved);
-    assert!(r.applied.is_empty(), "{r:?}");
-    assert_eq!(r.at_restart, [format!("tenants.{TENANT}")]);
+    assert_eq!(
+        r.applied,
+        [format!("tenants.{TENANT}.webhooks.crm: changed")]
+    );
+    assert!(r.at_restart.is_empty(), "{r:?}");
+    assert!(r.refused.is_empty(), "{r:?}");
+    let again = gw.reload(&moved);
+    assert!(
+        again.applied.is_empty() && again.at_restart.is_empty(),
+        "{again:?}"
+    );
+    // What the endpoint held goes to its new URL, signed with the new
+    // secret; so does what comes next.
+    eventually("the held delivery at the new URL", WAIT, || {
+        moved_to.deliveries().contains_key(&format!("{held:016x}"))
+    })
+    .await;
+    let next = submit("next", "+14155550111").await;
+    eventually("the next delivery at the new URL", WAIT, || {
+        moved_to.deliveries().contains_key(&format!("{next:016x}"))
+    })
+    .await;
+    assert_eq!(moved_to.seen.bad_signatures.load(Ordering::Relaxed), 0);
+    let (status, v) = admin(gw.http_addr.unwrap(), "GET", "/admin/webhooks").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.to_string().contains(&moved_to.addr.to_string()), "{v}");
+
+    // Removed while it holds a delivery it refuses: the delivery is
+    // dropped, the endpoint is gone.
+    moved_to.failing.store(true, Ordering::Relaxed);
+    let last = submit("last", "+14155550112").await;
+    eventually("the new URL refuses the last delivery", WAIT, || {
+        on_wire(&moved_to, last)
+    })
+    .await;
+    let mut removed = moved.clone();
+    removed.tenants[0].webhooks.clear();
+    let r = gw.reload(&removed);
+    assert_eq!(
+        r.applied,
+        [format!(
+            "tenants.{TENANT}.webhooks.crm: removed (1 events it held dropped)"
+        )]
+    );
+    assert!(r.at_restart.is_empty(), "{r:?}");
+    let (status, v) = admin(gw.http_addr.unwrap(), "GET", "/admin/webhooks").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(!v.to_string().contains("\"crm\""), "{v}");
+    // The stream still gets every delivery.
+    eventually("every delivery on the stream", WAIT, || {
+        [held, next, last]
+            .iter()
+            .all(|id| got.state_of(*id).is_some())
+    })
+    .await;
     gw.shutdown().await;
 }

@@ -462,3 +462,91 @@ async fn without_a_stream_only_claimed_stream_events_are_kept() {
     assert_eq!(h.pending(), 5);
     assert!(h.take("t", 1, 10).is_empty());
 }
+
+#[tokio::test]
+async fn a_destination_removed_drops_what_it_held_and_takes_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = hub_with_endpoints(dir.path(), true);
+    h.publish_final(&[delivery_final(1), delivery_final(2), delivery_final(3)])
+        .wait()
+        .await
+        .unwrap();
+    let a = endpoint(&h, "a");
+    let in_flight = a.take(1);
+    a.dead_letter(&a.take(1));
+    assert_eq!(a.counts().ready, 1);
+    // Stream 3, `a` 3, `b` 3.
+    assert_eq!(h.pending(), 9);
+    // A copy for `a` made before the removal, durable after it.
+    let late = h.publish_final(&[delivery_final(4)]);
+    assert_eq!(h.remove_destination("t", "a"), Some(3));
+    late.wait().await.unwrap();
+    assert!(h.endpoint("t", "a").is_none());
+    assert_eq!(a.counts(), EndpointCounts::default());
+    // Its late copy was acknowledged when durable: stream 4, `b` 4.
+    assert_eq!(h.pending(), 8);
+    // Its sender's answer to what it had in flight changes nothing.
+    a.ack(&in_flight);
+    assert_eq!(h.pending(), 8);
+    h.publish_final(&[delivery_final(5)]).wait().await.unwrap();
+    assert_eq!(h.pending(), 10, "no copy for `a` any more");
+    assert_eq!(h.snapshot().len(), 10);
+    assert_eq!(h.remove_destination("t", "a"), None);
+    assert_eq!(h.remove_destination("nobody", "b"), None);
+}
+
+#[tokio::test]
+async fn an_endpoint_takes_the_kinds_a_reload_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = hub_with_endpoints(dir.path(), true);
+    let b = endpoint(&h, "b");
+    h.publish_notice("t", &inbound("before"))
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(b.counts().ready, 0, "`b` takes deliveries only");
+    let inbound_only = EventKinds {
+        inbound: true,
+        ..EventKinds::default()
+    };
+    assert!(h.set_kinds("t", "b", inbound_only));
+    assert_eq!(b.kinds(), inbound_only);
+    h.publish_notice("t", &inbound("after"))
+        .wait()
+        .await
+        .unwrap();
+    h.publish_final(&[delivery_final(1)]).wait().await.unwrap();
+    let got = b.take(10);
+    assert_eq!(got.len(), 1);
+    let json: serde_json::Value = serde_json::from_slice(&got[0].payload).unwrap();
+    assert_eq!(json["type"], "inbound");
+    assert!(!h.set_kinds("t", "nope", inbound_only));
+}
+
+#[tokio::test]
+async fn the_stream_switched_off_drops_what_no_connection_took_and_switched_on_holds_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = hub_with_endpoints(dir.path(), true);
+    h.publish_final(&[delivery_final(1), delivery_final(2), delivery_final(3)])
+        .wait()
+        .await
+        .unwrap();
+    let taken = h.take("t", 1, 1);
+    assert_eq!(taken.len(), 1);
+    // Stream 3, `a` 3, `b` 3.
+    assert_eq!(h.pending(), 9);
+    assert_eq!(h.set_stream("t", false), 2, "the two no connection took");
+    assert_eq!(h.pending(), 7);
+    // The connection's answer still counts; one it gives back is done.
+    h.release("t", 1);
+    assert_eq!(h.pending(), 6);
+    h.publish_final(&[delivery_final(4)]).wait().await.unwrap();
+    assert!(h.take("t", 1, 10).is_empty());
+    assert_eq!(h.pending(), 8, "copies for `a` and `b` only");
+    assert_eq!(h.set_stream("t", true), 0);
+    h.publish_final(&[delivery_final(5)]).wait().await.unwrap();
+    let stream = h.take("t", 1, 10);
+    assert_eq!(stream.len(), 1);
+    assert_eq!(stream[0].message_id, crate::model::MessageId(5));
+    assert_eq!(h.set_stream("nobody", false), 0);
+}

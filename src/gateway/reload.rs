@@ -41,14 +41,19 @@
 //!   queued as rejected, [`crate::recovery`]). Added again, a tenant comes
 //!   back.
 //!
-//! - destinations a tenant in force gains
-//!   ([`crate::events::EventHub::add_destinations`]): a webhook endpoint
-//!   added takes the tenant's events from then on (its sender started;
-//!   one whose target cannot be set up is named under `refused`), and a
-//!   tenant given SMPP credentials gets the SMPP server as a destination
-//!   before its account binds, so its binds get the receipts they ask
-//!   for. An endpoint changed or removed, or `stream_events` switched,
-//!   waits for the restart.
+//! - each tenant's destinations: a webhook endpoint added takes the
+//!   tenant's events from then on (its sender started); one changed (URL,
+//!   secret, CA file, kinds of event, limits, retries) gets new senders on
+//!   the same queue while the old ones finish the request they are in, so
+//!   nothing it holds is lost; one removed takes nothing more and the
+//!   events it held are dropped, as a restart without it would
+//!   ([`crate::events::EventHub::remove_destination`]). An endpoint whose
+//!   target cannot be set up (a CA file that does not load) leaves the
+//!   tenant's endpoints as they were, named under `refused`.
+//!   `stream_events` switched off drops the stream events no connection
+//!   has taken ([`crate::events::EventHub::set_stream`]). A tenant given
+//!   SMPP credentials gets the SMPP server as a destination before its
+//!   account binds, so its binds get the receipts they ask for.
 //!
 //! - each SMS carrier's `binds` (addresses, credentials, counts, windows,
 //!   rates, timers, TLS; [`crate::carrier::smpp::SmppCarrier::rebind`]):
@@ -83,7 +88,7 @@ use std::sync::Arc;
 
 use super::{RateOf, RateSharing};
 use crate::admission::Admission;
-use crate::config::{Config, TenantConfig};
+use crate::config::{Config, TenantConfig, WebhookConfig};
 use crate::model::Secret;
 use crate::schedule::Scheduler;
 
@@ -199,7 +204,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
         let before = r.applied.len();
         to_admit = tenants_in_and_out(&mut now, new, live, &mut tenancy, &mut r);
         limits |= r.applied.len() > before;
-        destinations_added(&mut now, new, &mut tenancy, &mut r);
+        destinations(&mut now, new, &mut tenancy, &mut r);
         if let Some(carriers) = &live.carriers {
             let before = r.applied.len();
             carriers.apply(&mut now, new, tenancy.tasks, &mut r.applied, &mut r.refused);
@@ -368,7 +373,7 @@ fn add_tenant(t: &TenantConfig, live: &Live<'_>, tenancy: &mut Tenancy<'_>) -> a
         c.add_tenants(std::slice::from_ref(t))?;
     }
     tenancy.hub.add_tenant(&t.name, super::tenant_events(t));
-    tenancy.webhooks.start_added(
+    tenancy.webhooks.start_prepared(
         tenancy.hub,
         &t.name,
         webhooks,
@@ -435,68 +440,93 @@ fn binds_differ(a: &[crate::config::BindConfig], b: &[crate::config::BindConfig]
             .any(|(x, y)| secret_differs(Some(&x.password), Some(&y.password)))
 }
 
-/// Gives tenants in force the destinations of their events `new` adds:
-/// webhook endpoints (their senders started) and, for a tenant that gets
-/// SMPP credentials, the SMPP server, so the receipts its binds ask for
-/// reach them. Before the SMPP accounts change ([`tenants`]), so no bind
-/// comes before its destination.
+/// Gives tenants in force the destinations of their events `new` says:
+/// webhook endpoints added (their senders started), changed (new senders on
+/// the same queue, the old ones retired: nothing held is lost) and removed
+/// (what they held is dropped, as a restart without them would), the
+/// stream switched on or off, and, for a tenant that gets SMPP
+/// credentials, the SMPP server, so the receipts its binds ask for reach
+/// them. Before the SMPP accounts change ([`tenants`]), so no bind comes
+/// before its destination.
 ///
-/// An endpoint changed or removed, or the stream switched, waits for the
-/// restart (the tenant is named); a destination whose credentials are
-/// removed keeps what it holds until then.
-fn destinations_added(now: &mut Config, new: &Config, tenancy: &mut Tenancy<'_>, r: &mut Reloaded) {
+/// Endpoints added or changed are prepared first: one that cannot be (a
+/// CA file that does not load) leaves all of the tenant's as they were,
+/// named under `refused`. A destination whose SMPP credentials are removed
+/// keeps what it holds until the restart.
+fn destinations(now: &mut Config, new: &Config, tenancy: &mut Tenancy<'_>, r: &mut Reloaded) {
     for t in &mut now.tenants {
         let Some(n) = new.tenants.iter().find(|n| n.name == t.name) else {
             continue;
         };
-        let added: Vec<_> = n
+        let was = |w: &WebhookConfig| t.webhooks.iter().find(|o| o.name == w.name);
+        let put: Vec<WebhookConfig> = n
             .webhooks
             .iter()
-            .filter(|w| !t.webhooks.iter().any(|o| o.name == w.name))
+            .filter(|w| was(w).is_none_or(|o| webhook_differs(o, w)))
             .cloned()
             .collect();
-        if !added.is_empty() {
-            match crate::webhooks::Webhooks::prepare(&added) {
+        let put_in_force = put.is_empty()
+            || match crate::webhooks::Webhooks::prepare(&put) {
                 Ok(prepared) => {
-                    tenancy.hub.add_destinations(
+                    let hub = tenancy.hub;
+                    hub.add_destinations(
                         &t.name,
-                        added.iter().map(crate::webhooks::destination).collect(),
+                        put.iter()
+                            .filter(|w| was(w).is_none())
+                            .map(crate::webhooks::destination)
+                            .collect(),
                     );
-                    tenancy.webhooks.start_added(
-                        tenancy.hub,
+                    for w in &put {
+                        hub.set_kinds(&t.name, &w.name, crate::webhooks::kinds(w));
+                        let how = if was(w).is_some() { "changed" } else { "added" };
+                        r.applied
+                            .push(format!("tenants.{}.webhooks.{}: {how}", t.name, w.name));
+                    }
+                    tenancy.webhooks.start_prepared(
+                        hub,
                         &t.name,
                         prepared,
                         tenancy.tasks,
                         &tenancy.shutdown,
                     );
-                    for w in &added {
-                        r.applied
-                            .push(format!("tenants.{}.webhooks.{}: added", t.name, w.name));
-                    }
-                    // In the file's order; those changed keep their settings
-                    // in force, those removed stay at the end (both named
-                    // for the restart).
-                    let mut webhooks: Vec<_> = n
-                        .webhooks
-                        .iter()
-                        .map(|w| {
-                            t.webhooks
-                                .iter()
-                                .find(|o| o.name == w.name)
-                                .unwrap_or(w)
-                                .clone()
-                        })
-                        .collect();
-                    webhooks.extend(
-                        t.webhooks
-                            .iter()
-                            .filter(|o| !n.webhooks.iter().any(|w| w.name == o.name))
-                            .cloned(),
-                    );
-                    t.webhooks = webhooks;
+                    true
                 }
-                Err(e) => r.refused.push(format!("tenants.{}.webhooks: {e}", t.name)),
-            }
+                Err(e) => {
+                    r.refused.push(format!("tenants.{}.webhooks: {e}", t.name));
+                    false
+                }
+            };
+        for o in t
+            .webhooks
+            .iter()
+            .filter(|o| !n.webhooks.iter().any(|w| w.name == o.name))
+        {
+            tenancy.webhooks.remove(&t.name, &o.name);
+            let dropped = tenancy.hub.remove_destination(&t.name, &o.name);
+            r.applied.push(format!(
+                "tenants.{}.webhooks.{}: removed ({} events it held dropped)",
+                t.name,
+                o.name,
+                dropped.unwrap_or(0)
+            ));
+        }
+        // In the file's order; those refused keep their settings in force.
+        t.webhooks = n
+            .webhooks
+            .iter()
+            .filter_map(|w| match was(w) {
+                Some(o) if !put_in_force => Some(o.clone()),
+                None if !put_in_force => None,
+                _ => Some(w.clone()),
+            })
+            .collect();
+        if n.stream_events != t.stream_events {
+            let dropped = tenancy.hub.set_stream(&t.name, n.stream_events);
+            r.applied.push(format!(
+                "tenants.{}.stream_events: {} → {} ({dropped} events it held dropped)",
+                t.name, t.stream_events, n.stream_events
+            ));
+            t.stream_events = n.stream_events;
         }
         // Also for a tenant added back (its credentials already taken).
         if n.smpp_system_id.is_some()
@@ -510,6 +540,12 @@ fn destinations_added(now: &mut Config, new: &Config, tenancy: &mut Tenancy<'_>,
                 .add_destinations(&t.name, vec![super::smpp_destination()]);
         }
     }
+}
+
+/// Whether two webhook endpoints' settings differ, secrets compared by
+/// value.
+fn webhook_differs(a: &WebhookConfig, b: &WebhookConfig) -> bool {
+    dbg(a) != dbg(b) || secret_differs(Some(&a.secret), Some(&b.secret))
 }
 
 /// The sections (or tenants, carriers) that differ between the
