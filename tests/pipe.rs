@@ -684,3 +684,70 @@ async fn a_carrier_removed_while_down_hands_everything_it_held_to_the_carrier_le
     );
     gw.shutdown().await;
 }
+
+/// A reload that changes how a carrier splits texts (and what it does with
+/// unanswered parts, and when it fails over) applies to the next message,
+/// without a restart: a long text sent as two UDH parts before is sent as
+/// one `message_payload` submit after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_how_a_carrier_splits_the_next_long_text() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let sim = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim);
+    assert_eq!(cfg.carriers[0].concat, sluice::config::ConcatMode::Udh8);
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let addr = gw.ingest_addr.to_string();
+    let (client, got) = subscriber(&addr).await;
+    let long = "a long text that takes more than one part. ".repeat(5);
+    assert!(long.len() > 160 && long.len() <= 306);
+    let send = |reference: &'static str| {
+        let (client, got, long) = (&client, &got, &long);
+        async move {
+            let id = accepted_ids(
+                &client
+                    .submit(vec![msg(reference, "+14155550123", long)])
+                    .await
+                    .unwrap(),
+            )[0];
+            eventually("the long text delivered", WAIT, || {
+                got.state_of(id) == Some(pb::DeliveryState::StateDelivered)
+            })
+            .await;
+        }
+    };
+    send("before").await;
+    assert_eq!((sim.stats().accepted_parts, sim.stats().messages), (2, 1));
+
+    let mut retuned = cfg.clone();
+    retuned.carriers[0].concat = sluice::config::ConcatMode::Payload;
+    retuned.carriers[0].unanswered = sluice::config::Unanswered::Unknown;
+    retuned.carriers[0].failover_after = Duration::from_secs(5);
+    let r = gw.reload(&retuned);
+    assert_eq!(
+        r.applied,
+        [
+            "carriers.sim.concat",
+            "carriers.sim.unanswered",
+            "carriers.sim.failover_after"
+        ]
+    );
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    assert!(
+        gw.reload(&retuned).applied.is_empty(),
+        "the same file again"
+    );
+    send("after").await;
+    assert_eq!(
+        (sim.stats().accepted_parts, sim.stats().messages),
+        (3, 2),
+        "one message_payload submit"
+    );
+    assert!(
+        sim.texts()
+            .iter()
+            .all(|(_, _, text, n)| *text == long && *n == 2)
+    );
+    assert_eq!(sim.stats().binds, 2, "no bind was replaced");
+    gw.shutdown().await;
+}

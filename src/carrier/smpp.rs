@@ -63,7 +63,8 @@ pub struct SegmentJob {
 #[derive(Debug)]
 pub struct SmppCarrier {
     name: Arc<str>,
-    text: TextOptions,
+    /// Its settings a reload changes in place ([`SmppCarrier::retune`]).
+    tuning: arc_swap::ArcSwap<Tuning>,
     queue: Mutex<VecDeque<SegmentJob>>,
     notify: Notify,
     capacity: Arc<Semaphore>,
@@ -78,20 +79,39 @@ pub struct SmppCarrier {
     /// Binds started so far, to name the next one.
     binds_started: AtomicUsize,
     reference: AtomicU16,
-    unanswered: Unanswered,
     sink: Arc<dyn CarrierSink>,
     last_check: Option<Arc<dyn LastCheck>>,
     binds_up: AtomicUsize,
     /// Wall-clock ms since no bind has been up (0 while one is).
     down_since_ms: AtomicU64,
-    /// How long it may be down before its queue moves (failover).
-    failover_after: std::time::Duration,
-    /// Removed by a reload: how long its binds stay after the last answer.
-    removal_linger: std::time::Duration,
     /// Added by a reload (not there at the start).
     added_live: std::sync::atomic::AtomicBool,
     /// A bind has been up at least once.
     was_up: std::sync::atomic::AtomicBool,
+}
+
+/// The settings of a carrier that a reload changes in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tuning {
+    /// How texts are split and packed from now on.
+    text: TextOptions,
+    /// What a submit whose answer never came becomes.
+    unanswered: Unanswered,
+    /// How long it may be down before its queue moves (failover).
+    failover_after: std::time::Duration,
+    /// Removed by a reload: how long its binds stay after the last answer.
+    removal_linger: std::time::Duration,
+}
+
+impl Tuning {
+    fn of(cfg: &CarrierConfig) -> Tuning {
+        Tuning {
+            text: text_options(cfg),
+            unanswered: cfg.unanswered,
+            failover_after: cfg.failover_after,
+            removal_linger: cfg.removal_linger,
+        }
+    }
 }
 
 /// Text encoding options of a carrier.
@@ -139,7 +159,7 @@ impl Carrier for SmppCarrier {
     }
 
     fn cost(&self, m: &Message) -> usize {
-        text::plan_with(&m.text, &self.text).map_or(1, |p| p.segments.max(1))
+        text::plan_with(&m.text, &self.text()).map_or(1, |p| p.segments.max(1))
     }
 
     fn prepare(&self, m: &Arc<Message>) -> Result<Vec<SubmitSm>, text::TextError> {
@@ -198,7 +218,7 @@ impl SmppCarrier {
         let capacity = capacity_of(&cfg.binds);
         Arc::new(SmppCarrier {
             name: cfg.name.as_str().into(),
-            text: text_options(cfg),
+            tuning: arc_swap::ArcSwap::from_pointee(Tuning::of(cfg)),
             binds_up: AtomicUsize::new(0),
             // Down from the start until a bind comes up.
             down_since_ms: AtomicU64::new(now_ms()),
@@ -211,11 +231,8 @@ impl SmppCarrier {
             binds_retiring: Arc::default(),
             binds_started: AtomicUsize::new(0),
             reference: AtomicU16::new(rand::random()),
-            unanswered: cfg.unanswered,
             sink,
             last_check,
-            failover_after: cfg.failover_after,
-            removal_linger: cfg.removal_linger,
             added_live: std::sync::atomic::AtomicBool::new(false),
             was_up: std::sync::atomic::AtomicBool::new(false),
         })
@@ -240,12 +257,29 @@ impl SmppCarrier {
     /// Removed by a reload: how long its binds stay once every part they
     /// sent is answered, for the receipts still to come.
     pub fn removal_linger(&self) -> std::time::Duration {
-        self.removal_linger
+        self.tuning.load().removal_linger
     }
 
     /// How long it may be down before its queue moves to other carriers.
     pub fn failover_after(&self) -> std::time::Duration {
-        self.failover_after
+        self.tuning.load().failover_after
+    }
+
+    /// Takes `cfg`'s `concat`, `gsm7_packed`, `unanswered`,
+    /// `failover_after` and `removal_linger` (a reload): messages split from
+    /// now on are split as it says; parts already split are sent as they
+    /// are. True when something changed.
+    pub fn retune(&self, cfg: &CarrierConfig) -> bool {
+        let new = Tuning::of(cfg);
+        if **self.tuning.load() == new {
+            return false;
+        }
+        self.tuning.store(Arc::new(new));
+        true
+    }
+
+    fn text(&self) -> TextOptions {
+        self.tuning.load().text
     }
 
     /// Carrier name.
@@ -402,7 +436,7 @@ impl SmppCarrier {
     /// The text cannot be encoded with this carrier's text options.
     pub fn parts(&self, m: &Message) -> Result<Vec<SubmitSm>, text::TextError> {
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
-        let segments = text::encode(&m.text, &self.text, reference)?;
+        let segments = text::encode(&m.text, &self.text(), reference)?;
         let (src_ton, src_npi) = match &m.from {
             Sender::ShortCode(_) => (3, 0),
             Sender::LongCode(_) => (1, 1),
@@ -513,7 +547,7 @@ impl SmppCarrier {
                 .iter()
                 .find(|t| t.tag == tag::MESSAGE_PAYLOAD)
                 .map(|t| &t.value[..]),
-            gsm7_packed: self.text.gsm7_packed,
+            gsm7_packed: self.text().gsm7_packed,
         };
         let part_text = incoming.decode().ok()?.text;
         self.sink.early_receipt_for(
@@ -635,7 +669,7 @@ impl Handler for SmppCarrier {
                 .part_submitted(&self.name, job.id, job.part, &carrier_id);
             return;
         }
-        match self.unanswered {
+        match self.tuning.load().unanswered {
             Unanswered::Resend => self.requeue_front(job),
             Unanswered::Unknown => self.sink.part_failed(
                 job.id,

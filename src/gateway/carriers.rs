@@ -23,10 +23,10 @@
 //! Each carrier removed leaves its dispatcher's task (and, in cluster mode,
 //! its rate leases) parked until shutdown.
 //!
-//! A carrier kept keeps its queue and binds (its `binds` and `rate` are
-//! the reload's other steps); a change to its other settings (`concat`,
-//! `unanswered`, `failover_after`...) waits for the restart, and so does
-//! anything about MMSCs.
+//! A carrier kept keeps its queue and binds (its `binds`, `rate` and the
+//! settings it takes in place, `concat`, `unanswered`, `failover_after`...,
+//! are the reload's other steps); anything about MMSCs waits for the
+//! restart.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Reloading the configuration file on SIGHUP: the limits, the tenants,
-//! their credentials and sending rights, and the SMS carriers, their binds
-//! and routes change at once,
+//! their credentials, sending rights and event destinations, and the SMS
+//! carriers, their binds, settings and routes change at once,
 //! without dropping a queued message (only sessions on replaced
 //! credentials are closed, and only carriers whose binds changed have
 //! their binds replaced); every other change waits for the next restart
@@ -75,8 +75,12 @@
 //!   unbind ([`crate::backlog::Backlog::retire_carrier`]). A carrier the
 //!   routes in force still name is not removed (named under `refused`).
 //!
-//! A carrier's other settings (`concat`, `unanswered`, `failover_after`...)
-//! and anything about MMSCs wait for a restart. TLS certificates reload
+//! - each SMS carrier's `concat`, `gsm7_packed`, `count_segments`,
+//!   `unanswered`, `failover_after` and `removal_linger`: messages split
+//!   and weighed from now on follow them (those queued keep the weight
+//!   they were given, parts already handed to binds are sent as split).
+//!
+//! Anything about MMSCs waits for a restart. TLS certificates reload
 //! on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
@@ -198,6 +202,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
     }
     if let Some(carriers) = &live.carriers {
         rebind(&mut now, new, carriers, &mut r);
+        retune(&mut now, new, carriers, &mut r);
     }
     let mut to_admit = Vec::new();
     if let Some(mut tenancy) = live.tenancy.take() {
@@ -429,6 +434,58 @@ fn rebind(
         carrier.rebind(&n.binds, tls, &carriers.shutdown);
         c.binds = n.binds.clone();
         r.applied.push(format!("carriers.{}.binds", c.name));
+    }
+}
+
+/// Takes into each SMS carrier in force the settings `new` changes that
+/// apply in place: `concat`, `gsm7_packed` and `count_segments` for the
+/// messages split and weighed from now on (those queued keep their
+/// weight), `unanswered` for the next part left without an answer,
+/// `failover_after` for the next look at a carrier down, `removal_linger`
+/// for a removal to come; parts already handed to binds are sent as split
+/// ([`crate::carrier::smpp::SmppCarrier::retune`],
+/// [`crate::schedule::CarrierQueue::reweigh`]).
+fn retune(
+    now: &mut Config,
+    new: &Config,
+    carriers: &super::carriers::CarriersReload<'_>,
+    r: &mut Reloaded,
+) {
+    let sms = carriers.carriers.router.sms();
+    for c in &mut now.carriers {
+        let Some(n) = new.carriers.iter().find(|n| n.name == c.name) else {
+            continue;
+        };
+        let Some(carrier) = sms.carriers().get(c.name.as_str()) else {
+            continue;
+        };
+        let changed: Vec<&str> = [
+            ("concat", c.concat != n.concat),
+            ("gsm7_packed", c.gsm7_packed != n.gsm7_packed),
+            ("count_segments", c.count_segments != n.count_segments),
+            ("unanswered", c.unanswered != n.unanswered),
+            ("failover_after", c.failover_after != n.failover_after),
+            ("removal_linger", c.removal_linger != n.removal_linger),
+        ]
+        .into_iter()
+        .filter_map(|(key, differs)| differs.then_some(key))
+        .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        carrier.retune(n);
+        if let Some(queue) = carriers.carriers.scheduler.queue(&c.name) {
+            queue.reweigh(crate::carrier::smpp::text_options(n), n.count_segments);
+        }
+        c.concat = n.concat;
+        c.gsm7_packed = n.gsm7_packed;
+        c.count_segments = n.count_segments;
+        c.unanswered = n.unanswered;
+        c.failover_after = n.failover_after;
+        c.removal_linger = n.removal_linger;
+        for key in changed {
+            r.applied.push(format!("carriers.{}.{key}", c.name));
+        }
     }
 }
 

@@ -169,7 +169,7 @@ impl<C: Carrier> Dispatcher<C> {
     /// Units a popped message takes: as weighed at push when limits count
     /// SMS segments, else as the carrier counts them.
     fn cost(&self, item: &Item) -> usize {
-        if self.queue.count_segments {
+        if self.queue.counts_segments() {
             item.permits as usize
         } else {
             self.carrier.cost(&item.message)

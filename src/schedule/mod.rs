@@ -32,6 +32,22 @@ use fair::{FairQueue, Item, Pop, SenderLimits, WaitReport};
 /// must not be sent any more (the recipient opted out meanwhile).
 pub type DispatchCheck = Arc<dyn crate::carrier::LastCheck>;
 
+/// How a queue weighs a message for the limits.
+#[derive(Debug, Clone, Copy)]
+struct Weighing {
+    text: text::TextOptions,
+    count_segments: bool,
+}
+
+impl Weighing {
+    fn permits(&self, m: &Message) -> u32 {
+        if !self.count_segments {
+            return 1;
+        }
+        text::plan_with(&m.text, &self.text).map_or(1, |p| p.segments.max(1) as u32)
+    }
+}
+
 /// The queue in front of one carrier.
 #[derive(Debug)]
 pub struct CarrierQueue {
@@ -39,8 +55,9 @@ pub struct CarrierQueue {
     limits: Arc<Mutex<SenderLimits>>,
     notify: Notify,
     paused: AtomicBool,
-    text: text::TextOptions,
-    count_segments: bool,
+    /// How its messages are weighed for the limits (a reload changes it:
+    /// messages queued keep the weight they were given).
+    weighing: arc_swap::ArcSwap<Weighing>,
     /// Marketing held for quiet hours, by (release ms, order).
     held: Mutex<std::collections::BTreeMap<(u64, u64), Item>>,
     held_seq: std::sync::atomic::AtomicU64,
@@ -210,11 +227,19 @@ impl CarrierQueue {
         self.held.lock().len()
     }
 
-    fn permits(&self, m: &Message) -> u32 {
-        if !self.count_segments {
-            return 1;
-        }
-        text::plan_with(&m.text, &self.text).map_or(1, |p| p.segments.max(1) as u32)
+    /// Weighs messages from now on by `text` segments (`count_segments`)
+    /// or one each (a reload changed its carrier's `concat`,
+    /// `gsm7_packed` or `count_segments`).
+    pub fn reweigh(&self, text: text::TextOptions, count_segments: bool) {
+        self.weighing.store(Arc::new(Weighing {
+            text,
+            count_segments,
+        }));
+    }
+
+    /// Whether its limits count SMS segments.
+    pub fn counts_segments(&self) -> bool {
+        self.weighing.load().count_segments
     }
 
     /// Queues messages at the back.
@@ -235,10 +260,11 @@ impl CarrierQueue {
         front: bool,
     ) {
         let now = Instant::now();
+        let weighing = self.weighing.load();
         let items: Vec<Item> = messages
             .into_iter()
             .map(|m| Item {
-                permits: self.permits(m),
+                permits: weighing.permits(m),
                 message: m.clone(),
             })
             .collect();
@@ -442,8 +468,10 @@ impl Scheduler {
             limits: self.limits.clone(),
             notify: Notify::new(),
             paused: AtomicBool::new(false),
-            text,
-            count_segments,
+            weighing: arc_swap::ArcSwap::from_pointee(Weighing {
+                text,
+                count_segments,
+            }),
             held: Mutex::default(),
             held_seq: std::sync::atomic::AtomicU64::new(0),
             quiet: self.quiet.clone(),
