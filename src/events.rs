@@ -26,6 +26,15 @@
 //! (`stream_events = false`): its stream events are then acknowledged as
 //! soon as they are durable (they still end their message in the journal),
 //! unless a connection-scoped subscriber claimed them.
+//!
+//! A reload changes a tenant's destinations in place: one added takes the
+//! events created from then on ([`EventHub::add_destinations`]), an
+//! endpoint's kinds of event change for the next event
+//! ([`EventHub::set_kinds`]), one removed takes nothing more and what it
+//! held is acknowledged, as a restart without it would drop it
+//! ([`EventHub::remove_destination`]; its message histories do not record
+//! that drop), and the stream is switched on or off
+//! ([`EventHub::set_stream`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -182,7 +191,7 @@ struct Tenant {
     /// acknowledged once durable); a reload switches it.
     stream: AtomicBool,
     /// Its other destinations (webhook endpoints, the SMPP server):
-    /// replaced whole when a reload adds one.
+    /// replaced whole when a reload adds or removes one.
     endpoints: parking_lot::RwLock<Arc<[Arc<Endpoint>]>>,
 }
 

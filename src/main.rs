@@ -340,9 +340,11 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     sluice::telemetry::init_logging(config.log_format);
     sluice::telemetry::watch_journal_disk(config.journal_dir());
     // SIGHUP: every TLS listener re-reads its certificate files (each
-    // listens for it), and the file's limits, tenants' credentials and
-    // sending rights, and tenants added or removed apply now (the rest at
-    // the next restart; `sluice::gateway::reload`).
+    // listens for it), and the file's limits, tenants (added, removed, their
+    // credentials, sending rights and event destinations), SMS carriers
+    // (added, removed, their binds and settings, the routes) and how MMSC
+    // requests are made apply now (the rest at the next restart;
+    // `sluice::gateway::reload`).
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut running = sluice::gateway::start(config).await?;
     let stop = shutdown_signal();
@@ -381,7 +383,7 @@ fn reload(running: &mut sluice::gateway::Running, path: &std::path::Path) {
                 tracing::error!(
                     target: "sluice::gateway::reload",
                     refused = %sluice::model::LogSafe::new(&r.refused.join("; ")),
-                    "SIGHUP: not applied (tenants, webhook endpoints or carrier binds)"
+                    "SIGHUP: not applied (tenants, webhook endpoints, carriers or MMSCs)"
                 );
             }
         }

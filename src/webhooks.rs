@@ -175,7 +175,8 @@ pub struct Prepared {
 /// Every webhook endpoint's senders.
 #[derive(Debug, Default)]
 pub struct Webhooks {
-    /// Grows when a reload adds a tenant or an endpoint.
+    /// Changed by a reload: grows with a tenant or endpoint added, an
+    /// endpoint changed has its sender replaced, one removed its taken out.
     senders: parking_lot::RwLock<Vec<Arc<Sender>>>,
 }
 
@@ -355,7 +356,15 @@ impl Sender {
                 shutdown: shutdown.clone(),
                 retired: self.retired.subscribe(),
             };
-            tasks.spawn(self.clone().run(stop));
+            let mut parked = shutdown.clone();
+            let sender = self.clone();
+            tasks.spawn(async move {
+                sender.run(stop).await;
+                // Retired by a reload, the task stays (without its sender)
+                // until shutdown: a task of the gateway's set that ends
+                // stops the gateway.
+                let _ = parked.wait_for(|s| *s).await;
+            });
         }
     }
 
@@ -373,12 +382,17 @@ impl Sender {
                 return;
             }
             tokio::select! {
-                _ = self.endpoint.wait() => {}
+                biased;
                 _ = stop.wait() => return,
+                _ = self.endpoint.wait() => {}
             }
             let batch = self.endpoint.take(self.settings.batch);
             if batch.is_empty() {
                 continue;
+            }
+            if stop.now() {
+                self.endpoint.untake(&batch);
+                return;
             }
             if !self.deliver(&mut poster, &batch, &mut stop).await {
                 self.endpoint.untake(&batch);
@@ -398,7 +412,9 @@ impl Sender {
         let body = json::body(batch.iter().map(|e| &e.payload[..]));
         let mut step = self.settings.retry_min;
         loop {
-            if !self.paced(stop).await {
+            // Retired (or stopping) between tries: nothing more goes out
+            // under these settings.
+            if stop.now() || !self.paced(stop).await {
                 return false;
             }
             let t = now_ms() / 1000;
@@ -445,8 +461,9 @@ impl Sender {
                 .min(Duration::from_millis(dead_at - now));
             step = (step * 2).min(self.settings.retry_max);
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                biased;
                 _ = stop.wait() => return false,
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -468,8 +485,9 @@ impl Sender {
                 at
             };
             tokio::select! {
-                _ = tokio::time::sleep_until(at) => {}
+                biased;
                 _ = stop.wait() => return false,
+                _ = tokio::time::sleep_until(at) => {}
             }
         }
     }

@@ -34,6 +34,8 @@ struct Setup {
     smsc: sluice::sim::smsc::Smsc,
     mmsc: Mmsc,
     gw: sluice::gateway::Running,
+    /// What the gateway was started with.
+    cfg: Config,
     client: Client,
     got: Collected,
     _dir: tempfile::TempDir,
@@ -69,13 +71,14 @@ async fn setup(
     }];
     gw_cfg(&mut cfg);
     cfg.mms.public_url = "http://PUBLIC".into();
-    let gw = sluice::gateway::start(cfg).await.unwrap();
+    let gw = sluice::gateway::start(cfg.clone()).await.unwrap();
     assert_eq!(gw.mm7_callbacks, vec![callback.addr()]);
     let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
     Setup {
         smsc,
         mmsc,
         gw,
+        cfg,
         client,
         got,
         _dir: dir,
@@ -1197,6 +1200,74 @@ async fn an_mmsc_refusing_our_credentials_is_paused_and_drains_as_mms_once_it_ac
         ),
         0.0
     );
+    s.gw.shutdown().await;
+}
+
+/// The MMSC's password rotated on its side first: the gateway's MMS wait,
+/// paused on refused credentials with the next try an hour away. A reload
+/// with the new password takes it at once, tries at once, and the queue
+/// drains as MMS, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_a_reload_rotates_drains_the_mms_waiting_on_refused_credentials() {
+    let mut s = setup(
+        |c| {
+            c.username = Some("sluice".into());
+            c.password = Some("rotated".into());
+        },
+        |c| {
+            c.mmsc[0].name = "mmsc-rotate".into();
+            c.mmsc[0].username = Some("sluice".into());
+            c.mmsc[0].password = Some(sluice::config::Secret::new("old-password"));
+            c.mmsc[0].auth_retry_min = Duration::from_secs(3600);
+            c.mmsc[0].auth_retry_max = Duration::from_secs(3600);
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let batch = (0..3)
+        .map(|i| {
+            mms(
+                &format!("rotate-{i}"),
+                &format!("+1415555{:04}", 140 + i),
+                "Hi",
+                &up.media_id,
+            )
+        })
+        .collect();
+    let ids = accepted_ids(&s.client.submit(batch).await.unwrap());
+    eventually("the old password refused", Duration::from_secs(20), || {
+        s.mmsc.stats().unauthorized >= 1
+    })
+    .await;
+
+    let mut rotated = s.cfg.clone();
+    rotated.mmsc[0].password = Some(sluice::config::Secret::new("rotated"));
+    let r = s.gw.reload(&rotated);
+    assert_eq!(r.applied, ["mmsc.mmsc-rotate"]);
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    assert!(
+        s.gw.reload(&rotated).applied.is_empty(),
+        "the same file again"
+    );
+    eventually("all delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 3
+    })
+    .await;
+    for id in ids {
+        assert_eq!(
+            channel_of(&s.got, id),
+            Some(pb::DeliveryState::StateDelivered)
+        );
+        assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
+    }
+    assert_eq!(s.mmsc.stats().accepted, 3);
+    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+    // A connection count still waits for the restart.
+    let mut wider = rotated.clone();
+    wider.mmsc[0].connections = 16;
+    let r = s.gw.reload(&wider);
+    assert!(r.applied.is_empty(), "{r:?}");
+    assert_eq!(r.at_restart, ["mmsc"]);
     s.gw.shutdown().await;
 }
 

@@ -802,6 +802,19 @@ async fn an_endpoint_a_reload_gives_a_tenant_takes_its_events_at_once() {
     gw.shutdown().await;
 }
 
+/// Waits for `what`, failing if a task of the gateway ends meanwhile (the
+/// gateway would stop).
+async fn while_running<T>(
+    gw: &mut sluice::gateway::Running,
+    what: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::select! {
+        biased;
+        _ = gw.wait() => panic!("a task of the gateway ended: it would stop"),
+        out = what => out,
+    }
+}
+
 /// A reload that moves an endpoint to another URL with a rotated secret
 /// sends what it held, and what comes next, there, signed with the new
 /// secret; one that removes it drops what it held, and the admin API no
@@ -864,14 +877,20 @@ async fn an_endpoint_a_reload_changes_or_removes_takes_it_at_once() {
     );
     // What the endpoint held goes to its new URL, signed with the new
     // secret; so does what comes next.
-    eventually("the held delivery at the new URL", WAIT, || {
-        moved_to.deliveries().contains_key(&format!("{held:016x}"))
-    })
+    while_running(
+        &mut gw,
+        eventually("the held delivery at the new URL", WAIT, || {
+            moved_to.deliveries().contains_key(&format!("{held:016x}"))
+        }),
+    )
     .await;
     let next = submit("next", "+14155550111").await;
-    eventually("the next delivery at the new URL", WAIT, || {
-        moved_to.deliveries().contains_key(&format!("{next:016x}"))
-    })
+    while_running(
+        &mut gw,
+        eventually("the next delivery at the new URL", WAIT, || {
+            moved_to.deliveries().contains_key(&format!("{next:016x}"))
+        }),
+    )
     .await;
     assert_eq!(moved_to.seen.bad_signatures.load(Ordering::Relaxed), 0);
     let (status, v) = admin(gw.http_addr.unwrap(), "GET", "/admin/webhooks").await;
@@ -899,12 +918,16 @@ async fn an_endpoint_a_reload_changes_or_removes_takes_it_at_once() {
     let (status, v) = admin(gw.http_addr.unwrap(), "GET", "/admin/webhooks").await;
     assert_eq!(status, 200, "{v}");
     assert!(!v.to_string().contains("\"crm\""), "{v}");
-    // The stream still gets every delivery.
-    eventually("every delivery on the stream", WAIT, || {
-        [held, next, last]
-            .iter()
-            .all(|id| got.state_of(*id).is_some())
-    })
+    // The stream still gets every delivery, and the retired senders'
+    // tasks stay until shutdown.
+    while_running(
+        &mut gw,
+        eventually("every delivery on the stream", WAIT, || {
+            [held, next, last]
+                .iter()
+                .all(|id| got.state_of(*id).is_some())
+        }),
+    )
     .await;
     gw.shutdown().await;
 }

@@ -205,6 +205,17 @@ struct DownState {
 #[derive(Debug)]
 pub struct Mm7Carrier {
     name: Arc<str>,
+    /// How requests are made; a reload replaces it whole
+    /// ([`Mm7Carrier::reconfigure`]), a request keeps the one it began with.
+    profile: arc_swap::ArcSwap<Profile>,
+    media: Arc<dyn MediaSource>,
+    down: Mutex<Option<DownState>>,
+    in_flight: Arc<InFlight>,
+}
+
+/// What of an MMSC's configuration its requests are made with.
+#[derive(Debug)]
+struct Profile {
     client: Mm7Client,
     version: Version,
     vasp_id: Option<String>,
@@ -213,12 +224,49 @@ pub struct Mm7Carrier {
     media_encoding: crate::mm7::MediaEncoding,
     presentation: crate::mm7::Presentation,
     service: crate::settings::MmscServiceFields,
-    media: Arc<dyn MediaSource>,
     timeout: Duration,
     failover_after: Duration,
     auth_retry: (Duration, Duration),
-    down: Mutex<Option<DownState>>,
-    in_flight: Arc<InFlight>,
+}
+
+impl Profile {
+    fn of(
+        cfg: &MmscConfig,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> anyhow::Result<Profile> {
+        let credentials = match (&cfg.username, &cfg.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.expose().to_owned(),
+            }),
+            _ => None,
+        };
+        let client = Mm7Client::new(ClientConfig {
+            url: cfg.url.clone(),
+            credentials,
+            request_timeout: cfg.timeout,
+            max_message_size: Some(cfg.max_message_bytes),
+            max_connections: cfg.connections.max(1),
+            tls,
+            ..ClientConfig::default()
+        })?;
+        Ok(Profile {
+            client,
+            version: cfg.version,
+            vasp_id: cfg.vasp_id.clone(),
+            vas_id: cfg.vas_id.clone(),
+            max_message_bytes: cfg.max_message_bytes,
+            media_encoding: cfg.media_encoding.into(),
+            presentation: cfg.presentation.into(),
+            service: cfg.service.clone(),
+            timeout: cfg.timeout,
+            failover_after: cfg.failover_after,
+            auth_retry: (
+                cfg.auth_retry_min,
+                cfg.auth_retry_max.max(cfg.auth_retry_min),
+            ),
+        })
+    }
 }
 
 /// The SubmitReqs in flight to one MMSC, so that a delivery report that
@@ -317,43 +365,34 @@ impl Mm7Carrier {
         media: Arc<dyn MediaSource>,
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> anyhow::Result<Mm7Carrier> {
-        let version: Version = cfg.version;
-        let credentials = match (&cfg.username, &cfg.password) {
-            (Some(u), Some(p)) => Some(Credentials {
-                username: u.clone(),
-                password: p.expose().to_owned(),
-            }),
-            _ => None,
-        };
-        let client = Mm7Client::new(ClientConfig {
-            url: cfg.url.clone(),
-            credentials,
-            request_timeout: cfg.timeout,
-            max_message_size: Some(cfg.max_message_bytes),
-            max_connections: cfg.connections.max(1),
-            tls,
-            ..ClientConfig::default()
-        })?;
         Ok(Mm7Carrier {
             name: cfg.name.as_str().into(),
-            client,
-            version,
-            vasp_id: cfg.vasp_id.clone(),
-            vas_id: cfg.vas_id.clone(),
-            max_message_bytes: cfg.max_message_bytes,
-            media_encoding: cfg.media_encoding.into(),
-            presentation: cfg.presentation.into(),
-            service: cfg.service.clone(),
+            profile: arc_swap::ArcSwap::from_pointee(Profile::of(cfg, tls)?),
             media,
-            timeout: cfg.timeout,
-            failover_after: cfg.failover_after,
-            auth_retry: (
-                cfg.auth_retry_min,
-                cfg.auth_retry_max.max(cfg.auth_retry_min),
-            ),
             down: Mutex::new(None),
             in_flight: Arc::new(InFlight::new()),
         })
+    }
+
+    /// Takes `cfg`'s URL, credentials, addressing, version, size limit,
+    /// encodings, service fields, timeout, `failover_after` and
+    /// `auth_retry_*` (a reload): requests begun from now on use them, one
+    /// in flight ends under the old ones. Down for refused credentials, it
+    /// may try again at once (the credentials may be the fix).
+    ///
+    /// # Errors
+    /// An invalid URL: nothing changes.
+    pub fn reconfigure(
+        &self,
+        cfg: &MmscConfig,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> anyhow::Result<()> {
+        self.profile.store(Arc::new(Profile::of(cfg, tls)?));
+        if let Some(d) = &mut *self.down.lock() {
+            d.retry_at = Instant::now();
+            d.backoff = Duration::ZERO;
+        }
+        Ok(())
     }
 
     /// Carrier name.
@@ -363,12 +402,12 @@ impl Mm7Carrier {
 
     /// The request deadline.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.profile.load().timeout
     }
 
     /// Down this long, its queue moves to the next MMSC of its route.
     pub fn failover_after(&self) -> Duration {
-        self.failover_after
+        self.profile.load().failover_after
     }
 
     /// Its requests in flight.
@@ -449,7 +488,7 @@ impl Mm7Carrier {
     pub fn mark_down(&self, why: Down, probe: bool) -> (Transition, Duration) {
         let (min, max) = match why {
             Down::Unreachable(_) => (UNREACHABLE_RETRY_MIN, UNREACHABLE_RETRY_MAX),
-            Down::Unauthorized(_) => self.auth_retry,
+            Down::Unauthorized(_) => self.profile.load().auth_retry,
         };
         let now = Instant::now();
         let mut down = self.down.lock();
@@ -516,11 +555,12 @@ impl Mm7Carrier {
         let expires_at_ms = group.iter().map(|m| m.expires_at_ms).min().unwrap_or(0);
         let remaining = Duration::from_millis(expires_at_ms.saturating_sub(now_ms()));
         let own = m.mms.as_deref();
+        let p = self.profile.load_full();
         let bare = SubmitReq {
             transaction_id: &transaction_id,
-            version: self.version,
-            vasp_id: self.vasp_id.as_deref(),
-            vas_id: self.vas_id.as_deref(),
+            version: p.version,
+            vasp_id: p.vasp_id.as_deref(),
+            vas_id: p.vas_id.as_deref(),
             sender: Some(&sender),
             recipients: &recipients,
             // Several recipients of one campaign message: none sees the
@@ -534,27 +574,27 @@ impl Mm7Carrier {
             delivery_report: true,
             subject: m.subject.as_deref(),
             text: &m.text,
-            media_encoding: self.media_encoding,
-            presentation: self.presentation,
+            media_encoding: p.media_encoding,
+            presentation: p.presentation,
             // The message's own fields over the MMSC's defaults.
             service_code: own
                 .and_then(|f| f.service_code.as_deref())
-                .or(self.service.service_code.as_deref()),
+                .or(p.service.service_code.as_deref()),
             linked_id: own.and_then(|f| f.linked_id.as_deref()),
             message_class: own
                 .and_then(|f| f.message_class)
-                .or(self.service.message_class)
+                .or(p.service.message_class)
                 .map(Into::into),
             priority: own
                 .and_then(|f| f.priority)
-                .or(self.service.priority)
+                .or(p.service.priority)
                 .map(Into::into),
-            read_reply: own.and_then(|f| f.read_reply).or(self.service.read_reply),
-            charged_party: self.service.charged_party.map(Into::into),
-            reply_charging: self.service.reply_charging(),
+            read_reply: own.and_then(|f| f.read_reply).or(p.service.read_reply),
+            charged_party: p.service.charged_party.map(Into::into),
+            reply_charging: p.service.reply_charging(),
             distribution_indicator: own
                 .and_then(|f| f.distribution_indicator)
-                .or(self.service.distribution_indicator),
+                .or(p.service.distribution_indicator),
             earliest_delivery: own.filter(|f| f.earliest_delivery_ms > 0).map(|f| {
                 Expiry::Absolute(UNIX_EPOCH + Duration::from_millis(f.earliest_delivery_ms))
             }),
@@ -562,13 +602,13 @@ impl Mm7Carrier {
         };
         // What the envelope and text cost; the media share the rest.
         let overhead = bare.encode().body.len() + PART_OVERHEAD * m.media.len();
-        let Some(budget) = self.max_message_bytes.checked_sub(overhead) else {
+        let Some(budget) = p.max_message_bytes.checked_sub(overhead) else {
             return Attempt::Permanent {
                 reason: "message text alone exceeds the carrier's MMS size limit".into(),
                 code: 0,
             };
         };
-        let per_media = match self.media_encoding {
+        let per_media = match p.media_encoding {
             crate::mm7::MediaEncoding::Binary => budget / m.media.len().max(1),
             // Fitted to what its base64 lines may take.
             crate::mm7::MediaEncoding::Base64 => {
@@ -612,17 +652,17 @@ impl Mm7Carrier {
             ..bare
         };
         let encoded = req.encode();
-        if encoded.body.len() > self.max_message_bytes {
+        if encoded.body.len() > p.max_message_bytes {
             return Attempt::Permanent {
                 reason: format!(
                     "MMS of {} bytes exceeds the carrier's {} byte limit",
                     encoded.body.len(),
-                    self.max_message_bytes
+                    p.max_message_bytes
                 ),
                 code: 0,
             };
         }
-        classify(self.client.submit_encoded(&encoded).await)
+        classify(p.client.submit_encoded(&encoded).await)
     }
 }
 

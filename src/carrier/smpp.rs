@@ -88,6 +88,9 @@ pub struct SmppCarrier {
     added_live: std::sync::atomic::AtomicBool,
     /// A bind has been up at least once.
     was_up: std::sync::atomic::AtomicBool,
+    /// The warning that a batch needs more part permits than were weighed
+    /// was given (once per way of splitting).
+    told_disagreement: std::sync::atomic::AtomicBool,
 }
 
 /// The settings of a carrier that a reload changes in place.
@@ -177,10 +180,13 @@ impl Carrier for SmppCarrier {
             p.forget();
             return true;
         }
-        // Only if the planner and the encoder disagree on a part count;
-        // still bounded by the carrier's capacity.
-        tracing::warn!(target: "sluice::schedule", carrier = %self.name, units,
-            "batch needs more part permits than were free; waiting");
+        // Only if the planner and the encoder disagree on a part count
+        // (messages weighed before a reload changed `concat`); still
+        // bounded by the carrier's capacity.
+        if !self.told_disagreement.swap(true, Ordering::Relaxed) {
+            tracing::warn!(target: "sluice::schedule", carrier = %self.name, units,
+                "batch needs more part permits than were free; waiting");
+        }
         match self.capacity.acquire_many(units as u32).await {
             Ok(p) => {
                 p.forget();
@@ -235,6 +241,7 @@ impl SmppCarrier {
             last_check,
             added_live: std::sync::atomic::AtomicBool::new(false),
             was_up: std::sync::atomic::AtomicBool::new(false),
+            told_disagreement: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -265,16 +272,18 @@ impl SmppCarrier {
         self.tuning.load().failover_after
     }
 
-    /// Takes `cfg`'s `concat`, `gsm7_packed`, `unanswered`,
-    /// `failover_after` and `removal_linger` (a reload): messages split from
-    /// now on are split as it says; parts already split are sent as they
-    /// are. True when something changed.
+    /// Takes `cfg`'s `concat`, `unanswered`, `failover_after` and
+    /// `removal_linger` (a reload; its `gsm7_packed` must be the one in
+    /// force): messages split from now on are split as it says; parts
+    /// already split are sent as they are. True when something changed.
     pub fn retune(&self, cfg: &CarrierConfig) -> bool {
         let new = Tuning::of(cfg);
         if **self.tuning.load() == new {
             return false;
         }
         self.tuning.store(Arc::new(new));
+        // Messages weighed before may now split otherwise: say it once.
+        self.told_disagreement.store(false, Ordering::Relaxed);
         true
     }
 

@@ -25,7 +25,7 @@
 //!
 //! A carrier kept keeps its queue and binds (its `binds`, `rate` and the
 //! settings it takes in place, `concat`, `unanswered`, `failover_after`...,
-//! are the reload's other steps); anything about MMSCs waits for the
+//! are the reload's other steps); MMSCs added or removed wait for the
 //! restart.
 
 use std::sync::Arc;

@@ -49,7 +49,10 @@
 //!   events it held are dropped, as a restart without it would
 //!   ([`crate::events::EventHub::remove_destination`]). An endpoint whose
 //!   target cannot be set up (a CA file that does not load) leaves the
-//!   tenant's endpoints as they were, named under `refused`.
+//!   tenant's endpoints added or changed by the file as they were, named
+//!   under `refused` (its removals and stream switch still apply). A CA
+//!   file is compared by its path: new contents at the same path are read
+//!   when the endpoint changes otherwise, or at the restart.
 //!   `stream_events` switched off drops the stream events no connection
 //!   has taken ([`crate::events::EventHub::set_stream`]). A tenant given
 //!   SMPP credentials gets the SMPP server as a destination before its
@@ -75,12 +78,20 @@
 //!   unbind ([`crate::backlog::Backlog::retire_carrier`]). A carrier the
 //!   routes in force still name is not removed (named under `refused`).
 //!
-//! - each SMS carrier's `concat`, `gsm7_packed`, `count_segments`,
-//!   `unanswered`, `failover_after` and `removal_linger`: messages split
-//!   and weighed from now on follow them (those queued keep the weight
-//!   they were given, parts already handed to binds are sent as split).
+//! - each SMS carrier's `concat`, `count_segments`, `unanswered`,
+//!   `failover_after` and `removal_linger`: messages split and weighed
+//!   from now on follow them (those queued keep the weight they were given
+//!   unless handed back, parts already handed to binds are sent as split).
 //!
-//! Anything about MMSCs waits for a restart. TLS certificates reload
+//! - each MMSC's URL, credentials, addressing, version, size limit,
+//!   encodings, service fields, `timeout`, `failover_after` and
+//!   `auth_retry_*` ([`crate::carrier::mm7::Mm7Carrier::reconfigure`]):
+//!   requests begun from now on use them; one down for refused credentials
+//!   tries again at once.
+//!
+//! A carrier's `gsm7_packed`, an MMSC's `connections`, `rate`, retries,
+//! fallback and callback listener, and MMSCs added or removed wait for the
+//! restart. TLS certificates reload
 //! on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
@@ -203,6 +214,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
     if let Some(carriers) = &live.carriers {
         rebind(&mut now, new, carriers, &mut r);
         retune(&mut now, new, carriers, &mut r);
+        reconfigure_mmscs(&mut now, new, carriers, &mut r);
     }
     let mut to_admit = Vec::new();
     if let Some(mut tenancy) = live.tenancy.take() {
@@ -438,13 +450,15 @@ fn rebind(
 }
 
 /// Takes into each SMS carrier in force the settings `new` changes that
-/// apply in place: `concat`, `gsm7_packed` and `count_segments` for the
-/// messages split and weighed from now on (those queued keep their
-/// weight), `unanswered` for the next part left without an answer,
-/// `failover_after` for the next look at a carrier down, `removal_linger`
-/// for a removal to come; parts already handed to binds are sent as split
+/// apply in place: `concat` and `count_segments` for the messages split
+/// and weighed from now on (those queued keep their weight unless handed
+/// back; parts already handed to binds are sent as split), `unanswered`
+/// for the next part left without an answer, `failover_after` for the next
+/// look at a carrier down, `removal_linger` for a removal to come
 /// ([`crate::carrier::smpp::SmppCarrier::retune`],
-/// [`crate::schedule::CarrierQueue::reweigh`]).
+/// [`crate::schedule::CarrierQueue::reweigh`]). `gsm7_packed` waits for
+/// the restart: a part split before would be read back (its early receipt
+/// matched) with the wrong packing.
 fn retune(
     now: &mut Config,
     new: &Config,
@@ -461,7 +475,6 @@ fn retune(
         };
         let changed: Vec<&str> = [
             ("concat", c.concat != n.concat),
-            ("gsm7_packed", c.gsm7_packed != n.gsm7_packed),
             ("count_segments", c.count_segments != n.count_segments),
             ("unanswered", c.unanswered != n.unanswered),
             ("failover_after", c.failover_after != n.failover_after),
@@ -473,18 +486,79 @@ fn retune(
         if changed.is_empty() {
             continue;
         }
-        carrier.retune(n);
-        if let Some(queue) = carriers.carriers.scheduler.queue(&c.name) {
-            queue.reweigh(crate::carrier::smpp::text_options(n), n.count_segments);
-        }
         c.concat = n.concat;
-        c.gsm7_packed = n.gsm7_packed;
         c.count_segments = n.count_segments;
         c.unanswered = n.unanswered;
         c.failover_after = n.failover_after;
         c.removal_linger = n.removal_linger;
+        carrier.retune(c);
+        if let Some(queue) = carriers.carriers.scheduler.queue(&c.name) {
+            queue.reweigh(crate::carrier::smpp::text_options(c), c.count_segments);
+        }
         for key in changed {
             r.applied.push(format!("carriers.{}.{key}", c.name));
+        }
+    }
+}
+
+/// Takes into each MMSC in force what `new` changes of how its requests
+/// are made: `url`, `username`, `password`, `vasp_id`, `vas_id`,
+/// `version`, `max_message_bytes`, `media_encoding`, `service`,
+/// `presentation`, `timeout`, `failover_after`, `auth_retry_min` and
+/// `auth_retry_max` ([`crate::carrier::mm7::Mm7Carrier::reconfigure`]):
+/// requests begun from now on use them. One whose new URL or TLS does not
+/// load keeps its settings, named under `refused`. The rest (its lane's
+/// `connections`, `rate`, retries and fallback, its callback listener)
+/// waits for the restart.
+fn reconfigure_mmscs(
+    now: &mut Config,
+    new: &Config,
+    carriers: &super::carriers::CarriersReload<'_>,
+    r: &mut Reloaded,
+) {
+    let ca_file = now.tls.ca_file.clone();
+    for m in &mut now.mmsc {
+        let Some(n) = new.mmsc.iter().find(|n| n.name == m.name) else {
+            continue;
+        };
+        let Some(carrier) = carriers.carriers.router.mmsc(&m.name) else {
+            continue;
+        };
+        let mut next = m.clone();
+        next.url = n.url.clone();
+        next.username = n.username.clone();
+        next.password = n.password.clone();
+        next.vasp_id = n.vasp_id.clone();
+        next.vas_id = n.vas_id.clone();
+        next.version = n.version;
+        next.max_message_bytes = n.max_message_bytes;
+        next.media_encoding = n.media_encoding;
+        next.service = n.service.clone();
+        next.presentation = n.presentation;
+        next.timeout = n.timeout;
+        next.failover_after = n.failover_after;
+        next.auth_retry_min = n.auth_retry_min;
+        next.auth_retry_max = n.auth_retry_max;
+        if dbg(&next) == dbg(&*m) && !secret_differs(next.password.as_ref(), m.password.as_ref()) {
+            continue;
+        }
+        let tls = if next.url.starts_with("https://") {
+            match crate::smpp::tls::client_config(ca_file.as_deref()) {
+                Ok(tls) => Some(Arc::new(tls)),
+                Err(e) => {
+                    r.refused.push(format!("mmsc.{}: TLS: {e}", m.name));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        match carrier.reconfigure(&next, tls) {
+            Ok(()) => {
+                *m = next;
+                r.applied.push(format!("mmsc.{}", m.name));
+            }
+            Err(e) => r.refused.push(format!("mmsc.{}: {e}", m.name)),
         }
     }
 }
@@ -507,8 +581,9 @@ fn binds_differ(a: &[crate::config::BindConfig], b: &[crate::config::BindConfig]
 /// before its destination.
 ///
 /// Endpoints added or changed are prepared first: one that cannot be (a
-/// CA file that does not load) leaves all of the tenant's as they were,
-/// named under `refused`. A destination whose SMPP credentials are removed
+/// CA file that does not load) leaves all of those the tenant's file adds
+/// or changes as they were, named under `refused` (removals and the stream
+/// switch still apply). A destination whose SMPP credentials are removed
 /// keeps what it holds until the restart.
 fn destinations(now: &mut Config, new: &Config, tenancy: &mut Tenancy<'_>, r: &mut Reloaded) {
     for t in &mut now.tenants {

@@ -145,7 +145,10 @@ impl<C: Carrier> Dispatcher<C> {
             } else {
                 (room.messages.max(1), room.units)
             };
-            let (items, next) = self.queue.take(carried, max, units, |i| self.cost(i));
+            let segments = self.queue.counts_segments();
+            let (items, next) = self
+                .queue
+                .take(carried, max, units, |i| self.cost(i, segments));
             wake = next;
             let limited = next.map_or(0, |t| {
                 now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as u64
@@ -168,8 +171,8 @@ impl<C: Carrier> Dispatcher<C> {
 
     /// Units a popped message takes: as weighed at push when limits count
     /// SMS segments, else as the carrier counts them.
-    fn cost(&self, item: &Item) -> usize {
-        if self.queue.counts_segments() {
+    fn cost(&self, item: &Item, segments: bool) -> usize {
+        if segments {
             item.permits as usize
         } else {
             self.carrier.cost(&item.message)

@@ -228,8 +228,10 @@ impl CarrierQueue {
     }
 
     /// Weighs messages from now on by `text` segments (`count_segments`)
-    /// or one each (a reload changed its carrier's `concat`,
-    /// `gsm7_packed` or `count_segments`).
+    /// or one each (a reload changed its carrier's `concat` or
+    /// `count_segments`). Messages queued keep their weight until handed
+    /// back (then weighed again); the limits charge the weight a message
+    /// was given.
     pub fn reweigh(&self, text: text::TextOptions, count_segments: bool) {
         self.weighing.store(Arc::new(Weighing {
             text,
