@@ -1209,10 +1209,25 @@ async fn an_mmsc_refusing_our_credentials_is_paused_and_drains_as_mms_once_it_ac
 /// drains as MMS, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_a_reload_rotates_drains_the_mms_waiting_on_refused_credentials() {
+    rotate_the_mmsc_password(Duration::ZERO).await;
+}
+
+/// The same, with the reload while the MMSC's refusal of the old password
+/// is still on its way: that refusal does not pause the MMSC for an hour
+/// under the new password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_of_the_password_a_reload_replaced_does_not_count() {
+    rotate_the_mmsc_password(Duration::from_secs(1)).await;
+}
+
+/// Rotates the MMSC's password (its refusals answered after `answer_delay`)
+/// and checks the MMS waiting on it go out under the new one.
+async fn rotate_the_mmsc_password(answer_delay: Duration) {
     let mut s = setup(
         |c| {
             c.username = Some("sluice".into());
             c.password = Some("rotated".into());
+            c.answer_delay = answer_delay;
         },
         |c| {
             c.mmsc[0].name = "mmsc-rotate".into();

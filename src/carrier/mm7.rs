@@ -208,6 +208,9 @@ pub struct Mm7Carrier {
     /// How requests are made; a reload replaces it whole
     /// ([`Mm7Carrier::reconfigure`]), a request keeps the one it began with.
     profile: arc_swap::ArcSwap<Profile>,
+    /// Bumped by each [`Mm7Carrier::reconfigure`], so that a refusal of
+    /// the credentials replaced is not taken for one of the new.
+    profile_generation: AtomicU64,
     media: Arc<dyn MediaSource>,
     down: Mutex<Option<DownState>>,
     in_flight: Arc<InFlight>,
@@ -368,6 +371,7 @@ impl Mm7Carrier {
         Ok(Mm7Carrier {
             name: cfg.name.as_str().into(),
             profile: arc_swap::ArcSwap::from_pointee(Profile::of(cfg, tls)?),
+            profile_generation: AtomicU64::new(0),
             media,
             down: Mutex::new(None),
             in_flight: Arc::new(InFlight::new()),
@@ -377,8 +381,10 @@ impl Mm7Carrier {
     /// Takes `cfg`'s URL, credentials, addressing, version, size limit,
     /// encodings, service fields, timeout, `failover_after` and
     /// `auth_retry_*` (a reload): requests begun from now on use them, one
-    /// in flight ends under the old ones. Down for refused credentials, it
-    /// may try again at once (the credentials may be the fix).
+    /// in flight ends under the old ones (a refusal of the old credentials
+    /// then does not count: [`Mm7Carrier::profile_generation`]). With
+    /// `retry_now` (its URL or credentials changed, which may be the fix),
+    /// one that is down may try again at once.
     ///
     /// # Errors
     /// An invalid URL: nothing changes.
@@ -386,13 +392,21 @@ impl Mm7Carrier {
         &self,
         cfg: &MmscConfig,
         tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        retry_now: bool,
     ) -> anyhow::Result<()> {
         self.profile.store(Arc::new(Profile::of(cfg, tls)?));
-        if let Some(d) = &mut *self.down.lock() {
+        self.profile_generation.fetch_add(1, Ordering::AcqRel);
+        if retry_now && let Some(d) = &mut *self.down.lock() {
             d.retry_at = Instant::now();
             d.backoff = Duration::ZERO;
         }
         Ok(())
+    }
+
+    /// How many times a reload has replaced how its requests are made:
+    /// read before a request, compared after its answer.
+    pub fn profile_generation(&self) -> u64 {
+        self.profile_generation.load(Ordering::Acquire)
     }
 
     /// Carrier name.

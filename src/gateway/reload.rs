@@ -86,18 +86,19 @@
 //! - each MMSC's URL, credentials, addressing, version, size limit,
 //!   encodings, service fields, `timeout`, `failover_after` and
 //!   `auth_retry_*` ([`crate::carrier::mm7::Mm7Carrier::reconfigure`]):
-//!   requests begun from now on use them; one down for refused credentials
-//!   tries again at once.
+//!   requests begun from now on use them; one down tries again at once
+//!   when its URL or credentials changed, and a refusal of the credentials
+//!   replaced does not count.
 //!
-//! A carrier's `gsm7_packed`, an MMSC's `connections`, `rate`, retries,
-//! fallback and callback listener, and MMSCs added or removed wait for the
-//! restart. TLS certificates reload
-//! on SIGHUP on their own ([`crate::tls`]).
+//! A carrier's `gsm7_packed`, an MMSC's lane (`connections`, `rate`,
+//! `unanswered`, `max_recipients`, retries, fallback) and callback
+//! listener, and MMSCs added or removed wait for the restart. TLS
+//! certificates reload on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
-//! and the secrets there (carrier bind and MMSC passwords, webhook
-//! secrets, `redis_url`...) by value, so a rotated one is named for the
-//! restart by its key, never its value.
+//! and the secrets left there (an MMSC's `callback_password`,
+//! `redis_url`...) by value, so a changed one is named for the restart by
+//! its key, never its value.
 
 use std::sync::Arc;
 
@@ -187,9 +188,10 @@ pub struct Reloaded {
 }
 
 /// Applies `new`'s limits, tenants' credentials and sending rights,
-/// tenants added or removed, destinations added, carriers' binds, SMS
-/// carriers added or removed and the routes to
-/// `live` (running with `old`) and lists the rest of what changed; returns `old` with what was applied taken from
+/// tenants added or removed, their event destinations, SMS carriers'
+/// binds and settings, SMS carriers added or removed, the routes and how
+/// MMSC requests are made to `live` (running with `old`) and lists the
+/// rest of what changed; returns `old` with what was applied taken from
 /// `new` (the configuration now in force).
 pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reloaded) {
     let mut r = Reloaded::default();
@@ -553,7 +555,11 @@ fn reconfigure_mmscs(
         } else {
             None
         };
-        match carrier.reconfigure(&next, tls) {
+        // New credentials or a new address may be the fix of an MMSC down.
+        let retry_now = next.url != m.url
+            || next.username != m.username
+            || secret_differs(next.password.as_ref(), m.password.as_ref());
+        match carrier.reconfigure(&next, tls, retry_now) {
             Ok(()) => {
                 *m = next;
                 r.applied.push(format!("mmsc.{}", m.name));

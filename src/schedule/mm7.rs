@@ -389,6 +389,7 @@ impl Mm7Lane {
             // Held until the answer is recorded: a delivery report that
             // overtakes it waits for it.
             let ticket = self.carrier.in_flight().begin();
+            let profile = self.carrier.profile_generation();
             let outcome = self.carrier.submit(&group, attempt).await;
             match outcome {
                 Attempt::Accepted {
@@ -528,6 +529,12 @@ impl Mm7Lane {
                         .increment(1);
                     for m in &group {
                         self.requeue(m);
+                    }
+                    if self.carrier.profile_generation() != profile {
+                        // Refused the credentials a reload has replaced
+                        // since: the new ones say nothing yet (a probe
+                        // gives its try back).
+                        return;
                     }
                     self.went_down(Down::Unauthorized(http_status), probe_guard.armed());
                     probe_guard.resolved();

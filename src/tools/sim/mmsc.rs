@@ -789,6 +789,8 @@ impl Shared {
         if let Some(resp) = admit(&req, peer, &[], credentials.as_ref(), HARD_BODY_LIMIT) {
             if resp.status() == StatusCode::UNAUTHORIZED {
                 self.bump(|s| s.unauthorized += 1);
+                // A slow MMSC is slow to refuse too.
+                tokio::time::sleep(answer_delay).await;
             }
             return resp;
         }
