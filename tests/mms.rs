@@ -86,6 +86,23 @@ async fn setup(
     }
 }
 
+/// Uploads a small PNG and submits `n` MMS of it, `<prefix>-<i>` to
+/// +1415555<first + i>; returns their ids.
+async fn submit_mms(s: &Setup, prefix: &str, n: usize, first: usize) -> Vec<u64> {
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let batch = (0..n)
+        .map(|i| {
+            mms(
+                &format!("{prefix}-{i}"),
+                &format!("+1415555{:04}", first + i),
+                "Hi",
+                &up.media_id,
+            )
+        })
+        .collect();
+    accepted_ids(&s.client.submit(batch).await.unwrap())
+}
+
 fn mms(client_ref: &str, to: &str, text: &str, media: &str) -> pb::SubmitMessage {
     let mut m = msg(client_ref, to, text);
     m.media = vec![media.to_owned()];
@@ -1145,18 +1162,7 @@ async fn an_mmsc_refusing_our_credentials_is_paused_and_drains_as_mms_once_it_ac
     )
     .await;
     let http = s.gw.http_addr.unwrap();
-    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
-    let batch = (0..5)
-        .map(|i| {
-            mms(
-                &format!("auth-{i}"),
-                &format!("+1415555{:04}", 120 + i),
-                "Hi",
-                &up.media_id,
-            )
-        })
-        .collect();
-    let ids = accepted_ids(&s.client.submit(batch).await.unwrap());
+    let ids = submit_mms(&s, "auth", 5, 120).await;
     // Paused with the alarm up, and the credentials tried again and again.
     let mut alarm = 0.0;
     for _ in 0..200 {
@@ -1238,18 +1244,7 @@ async fn rotate_the_mmsc_password(answer_delay: Duration) {
         },
     )
     .await;
-    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
-    let batch = (0..3)
-        .map(|i| {
-            mms(
-                &format!("rotate-{i}"),
-                &format!("+1415555{:04}", 140 + i),
-                "Hi",
-                &up.media_id,
-            )
-        })
-        .collect();
-    let ids = accepted_ids(&s.client.submit(batch).await.unwrap());
+    let ids = submit_mms(&s, "rotate", 3, 140).await;
     eventually("the old password refused", Duration::from_secs(20), || {
         s.mmsc.stats().unauthorized >= 1
     })
@@ -1309,18 +1304,7 @@ async fn mms_fail_over_to_the_second_mmsc_while_the_first_is_down() {
         },
     )
     .await;
-    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
-    let batch = (0..5)
-        .map(|i| {
-            mms(
-                &format!("fo-{i}"),
-                &format!("+1415555{:04}", 130 + i),
-                "Hi",
-                &up.media_id,
-            )
-        })
-        .collect();
-    let ids = accepted_ids(&s.client.submit(batch).await.unwrap());
+    let ids = submit_mms(&s, "fo", 5, 130).await;
     eventually("all delivered", Duration::from_secs(20), || {
         s.got.terminal_count() == 5
     })
