@@ -86,6 +86,24 @@ async fn setup(
     }
 }
 
+/// Waits until every message of `ids` (all the test sent) is delivered,
+/// each as MMS, the MMSC took each once, and none fell back to SMS.
+async fn all_delivered_as_mms(s: &Setup, ids: &[u64]) {
+    eventually("all delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == ids.len()
+    })
+    .await;
+    for id in ids {
+        assert_eq!(
+            channel_of(&s.got, *id),
+            Some(pb::DeliveryState::StateDelivered)
+        );
+        assert_eq!(s.got.channels.lock()[id].0, pb::Channel::MmsUsed);
+    }
+    assert_eq!(s.mmsc.stats().accepted, ids.len() as u64);
+    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+}
+
 /// Uploads a small PNG and submits `n` MMS of it, `<prefix>-<i>` to
 /// +1415555<first + i>; returns their ids.
 async fn submit_mms(s: &Setup, prefix: &str, n: usize, first: usize) -> Vec<u64> {
@@ -1185,19 +1203,7 @@ async fn an_mmsc_refusing_our_credentials_is_paused_and_drains_as_mms_once_it_ac
     assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
     // The account is fixed on the MMSC's side: the queue drains as MMS.
     s.mmsc.set_account(Some(("sluice", "old-password")));
-    eventually("all delivered", Duration::from_secs(20), || {
-        s.got.terminal_count() == 5
-    })
-    .await;
-    for id in ids {
-        assert_eq!(
-            channel_of(&s.got, id),
-            Some(pb::DeliveryState::StateDelivered)
-        );
-        assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
-    }
-    assert_eq!(s.mmsc.stats().accepted, 5);
-    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+    all_delivered_as_mms(&s, &ids).await;
     assert_eq!(
         gauge(
             &metrics_text(http).await,
@@ -1259,19 +1265,7 @@ async fn rotate_the_mmsc_password(answer_delay: Duration) {
         s.gw.reload(&rotated).applied.is_empty(),
         "the same file again"
     );
-    eventually("all delivered", Duration::from_secs(20), || {
-        s.got.terminal_count() == 3
-    })
-    .await;
-    for id in ids {
-        assert_eq!(
-            channel_of(&s.got, id),
-            Some(pb::DeliveryState::StateDelivered)
-        );
-        assert_eq!(s.got.channels.lock()[&id].0, pb::Channel::MmsUsed);
-    }
-    assert_eq!(s.mmsc.stats().accepted, 3);
-    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+    all_delivered_as_mms(&s, &ids).await;
     // A connection count still waits for the restart.
     let mut wider = rotated.clone();
     wider.mmsc[0].connections = 16;
