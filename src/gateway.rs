@@ -271,6 +271,8 @@ pub struct Running {
     /// What starts an SMS carrier a reload adds (and replaces binds,
     /// removes carriers).
     sms: carriers::SmsCarriers,
+    /// Each MMSC's lane (a reload retunes it).
+    mm7_lanes: Vec<Arc<schedule::mm7::Mm7Lane>>,
 }
 
 /// The parts of [`Running`] that only a reload adding or removing a tenant
@@ -302,6 +304,7 @@ impl Running {
             smpp_accounts: self.smpp_accounts.as_deref(),
             carriers: Some(carriers::CarriersReload {
                 carriers: &self.sms,
+                mm7_lanes: &self.mm7_lanes,
                 shutdown: self.shutdown.subscribe(),
                 cluster,
             }),
@@ -714,6 +717,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         );
     }
     let mut mm7_servers = Vec::new();
+    let mut mm7_lanes = Vec::new();
     for (m, carrier) in config.mmsc.iter().zip(&mmscs) {
         let fallback_to = backlog.clone();
         let dispatcher = schedule::mm7::Mm7Lane::dispatcher(
@@ -725,19 +729,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             Arc::new(move |msg, r: schedule::mm7::Refusal| {
                 fallback_to.fallback(msg, r.reason, Some((&r.carrier, r.code)));
             }),
-            schedule::mm7::LaneSettings {
-                concurrency: m.connections,
-                rate: m.rate,
-                unanswered: m.unanswered,
-                retry: schedule::mm7::Backoff {
-                    first: m.retry_min,
-                    longest: m.retry_max,
-                },
-                fallback_after: m.fallback_after,
-                fallback_before_expiry: config.mms.fallback_before_expiry,
-                max_recipients: m.max_recipients,
-            },
+            lane_settings(m, config.mms.fallback_before_expiry),
         );
+        mm7_lanes.push(dispatcher.carrier.clone());
         tasks.spawn(dispatcher.run(shutdown.clone()));
         let callbacks = MmscCallbacks::new(receipts.clone(), inbound.clone(), carrier.clone());
         if let Some(server) = doors::mm7_callbacks(m, callbacks, &config).await? {
@@ -851,6 +845,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         gateway,
         mm7_callbacks: mm7_servers.iter().map(|s| s.local_addr()).collect(),
         mm7_servers,
+        mm7_lanes,
         shutdown: shutdown_tx,
         tasks,
         _lock: lock,
@@ -868,6 +863,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 /// The client TLS of carrier binds and MMSC requests, when any uses TLS.
+/// How MMSC `m`'s lane submits (`fallback_before_expiry` from `[mms]`).
+pub(crate) fn lane_settings(
+    m: &crate::config::MmscConfig,
+    fallback_before_expiry: std::time::Duration,
+) -> schedule::mm7::LaneSettings {
+    schedule::mm7::LaneSettings {
+        concurrency: m.connections,
+        rate: m.rate,
+        unanswered: m.unanswered,
+        retry: schedule::mm7::Backoff {
+            first: m.retry_min,
+            longest: m.retry_max,
+        },
+        fallback_after: m.fallback_after,
+        fallback_before_expiry,
+        max_recipients: m.max_recipients,
+    }
+}
+
 fn carrier_tls(config: &Config) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ClientConfig>>> {
     let any = config
         .carriers

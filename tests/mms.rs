@@ -1232,6 +1232,56 @@ async fn a_refusal_of_the_password_a_reload_replaced_does_not_count() {
     rotate_the_mmsc_password(Duration::from_secs(1)).await;
 }
 
+/// A reload that raises an MMSC's `max_recipients` groups the next
+/// campaign into one request, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mmscs_max_recipients_a_reload_raises_groups_the_next_campaign() {
+    let mut s = setup(
+        |c| c.max_recipients = Some(4),
+        |c| {
+            c.mmsc[0].name = "mmsc-lane".into();
+            c.mmsc[0].max_recipients = 1;
+            // One request at a time, so the campaign queues behind the first.
+            c.mmsc[0].connections = 1;
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    s.mmsc.set_answer_delay(Duration::from_secs(1));
+    s.client
+        .submit(vec![mms("first", "+14155550160", "Before", &up.media_id)])
+        .await
+        .unwrap();
+    eventually("first at the MMSC", Duration::from_secs(10), || {
+        s.mmsc.stats().submits == 1
+    })
+    .await;
+    let mut grouped = s.cfg.clone();
+    grouped.mmsc[0].max_recipients = 4;
+    let r = s.gw.reload(&grouped);
+    assert_eq!(r.applied, ["mmsc.mmsc-lane"]);
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    let batch = (0..4)
+        .map(|i| {
+            mms(
+                &format!("g{i}"),
+                &format!("+1415555016{}", i + 1),
+                "Sale!",
+                &up.media_id,
+            )
+        })
+        .collect();
+    s.client.submit(batch).await.unwrap();
+    s.mmsc.set_answer_delay(Duration::ZERO);
+    eventually("all delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 5
+    })
+    .await;
+    let st = s.mmsc.stats();
+    assert_eq!((st.submits, st.most_recipients), (2, 4), "{st:?}");
+    s.gw.shutdown().await;
+}
+
 /// Rotates the MMSC's password (its refusals answered after `answer_delay`)
 /// and checks the MMS waiting on it go out under the new one.
 async fn rotate_the_mmsc_password(answer_delay: Duration) {

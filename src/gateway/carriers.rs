@@ -67,6 +67,8 @@ impl std::fmt::Debug for SmsCarriers {
 #[derive(Debug)]
 pub struct CarriersReload<'a> {
     pub(crate) carriers: &'a SmsCarriers,
+    /// Each MMSC's lane, retuned in place.
+    pub(crate) mm7_lanes: &'a [Arc<crate::schedule::mm7::Mm7Lane>],
     /// Ends the binds and dispatchers started.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The cluster, whose rates a carrier added shares (cluster mode).

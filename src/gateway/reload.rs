@@ -88,12 +88,13 @@
 //!   `auth_retry_*` ([`crate::carrier::mm7::Mm7Carrier::reconfigure`]):
 //!   requests begun from now on use them; one down tries again at once
 //!   when its URL or credentials changed, and a refusal of the credentials
-//!   replaced does not count.
+//!   replaced does not count. Its lane's `rate`, `unanswered`, `retry_*`,
+//!   `fallback_after` and `max_recipients` too
+//!   ([`crate::schedule::mm7::Mm7Lane::retune`]).
 //!
-//! A carrier's `gsm7_packed`, an MMSC's lane (`connections`, `rate`,
-//! `unanswered`, `max_recipients`, retries, fallback) and callback
-//! listener, and MMSCs added or removed wait for the restart. TLS
-//! certificates reload on SIGHUP on their own ([`crate::tls`]).
+//! A carrier's `gsm7_packed`, an MMSC's `connections` (also its HTTP pool)
+//! and callback listener, and MMSCs added or removed wait for the restart.
+//! TLS certificates reload on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
 //! and the secrets left there (an MMSC's `callback_password`,
@@ -216,7 +217,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
     if let Some(carriers) = &live.carriers {
         rebind(&mut now, new, carriers, &mut r);
         retune(&mut now, new, carriers, &mut r);
-        reconfigure_mmscs(&mut now, new, carriers, &mut r);
+        limits |= reconfigure_mmscs(&mut now, new, carriers, &mut r);
     }
     let mut to_admit = Vec::new();
     if let Some(mut tenancy) = live.tenancy.take() {
@@ -508,17 +509,22 @@ fn retune(
 /// `version`, `max_message_bytes`, `media_encoding`, `service`,
 /// `presentation`, `timeout`, `failover_after`, `auth_retry_min` and
 /// `auth_retry_max` ([`crate::carrier::mm7::Mm7Carrier::reconfigure`]):
-/// requests begun from now on use them. One whose new URL or TLS does not
-/// load keeps its settings, named under `refused`. The rest (its lane's
-/// `connections`, `rate`, retries and fallback, its callback listener)
-/// waits for the restart.
+/// requests begun from now on use them; and its lane's `rate`,
+/// `unanswered`, `retry_*`, `fallback_after` and `max_recipients`
+/// ([`crate::schedule::mm7::Mm7Lane::retune`]). One whose new URL or TLS
+/// does not load keeps its settings, named under `refused`. Its
+/// `connections` (also its HTTP pool) and callback listener wait for the
+/// restart. Returns whether a rate changed (the caller sets the limits).
 fn reconfigure_mmscs(
     now: &mut Config,
     new: &Config,
     carriers: &super::carriers::CarriersReload<'_>,
     r: &mut Reloaded,
-) {
+) -> bool {
+    use crate::carrier::Carrier as _;
     let ca_file = now.tls.ca_file.clone();
+    let mut limits = false;
+    let before_expiry = now.mms.fallback_before_expiry;
     for m in &mut now.mmsc {
         let Some(n) = new.mmsc.iter().find(|n| n.name == m.name) else {
             continue;
@@ -541,6 +547,13 @@ fn reconfigure_mmscs(
         next.failover_after = n.failover_after;
         next.auth_retry_min = n.auth_retry_min;
         next.auth_retry_max = n.auth_retry_max;
+        // Its lane's, but `connections` (also the size of its HTTP pool).
+        next.rate = n.rate;
+        next.unanswered = n.unanswered;
+        next.retry_min = n.retry_min;
+        next.retry_max = n.retry_max;
+        next.fallback_after = n.fallback_after;
+        next.max_recipients = n.max_recipients;
         if dbg(&next) == dbg(&*m) && !secret_differs(next.password.as_ref(), m.password.as_ref()) {
             continue;
         }
@@ -561,12 +574,17 @@ fn reconfigure_mmscs(
             || secret_differs(next.password.as_ref(), m.password.as_ref());
         match carrier.reconfigure(&next, tls, retry_now) {
             Ok(()) => {
+                if let Some(lane) = carriers.mm7_lanes.iter().find(|l| **l.name() == *m.name) {
+                    lane.retune(super::lane_settings(&next, before_expiry));
+                }
+                limits |= next.rate != m.rate;
                 *m = next;
                 r.applied.push(format!("mmsc.{}", m.name));
             }
             Err(e) => r.refused.push(format!("mmsc.{}: {e}", m.name)),
         }
     }
+    limits
 }
 
 /// Whether two carriers' binds differ, passwords compared by value.

@@ -124,7 +124,8 @@ pub struct Mm7Lane {
     receipts: Arc<Receipts>,
     check: Option<DispatchCheck>,
     fallback: Fallback,
-    settings: LaneSettings,
+    /// A reload replaces them ([`Mm7Lane::retune`]; not `concurrency`).
+    settings: arc_swap::ArcSwap<LaneSettings>,
     /// One permit per submit in flight.
     submits: Arc<Semaphore>,
     aimd: Mutex<Aimd>,
@@ -187,7 +188,7 @@ impl Mm7Lane {
             fallback,
             submits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             aimd: Mutex::new(Aimd::new((settings.rate > 0.0).then_some(settings.rate))),
-            settings,
+            settings: arc_swap::ArcSwap::from_pointee(settings),
             scan_at: Mutex::new(Instant::now()),
         };
         Dispatcher {
@@ -197,6 +198,20 @@ impl Mm7Lane {
             receipts,
             check,
         }
+    }
+
+    /// Takes `settings` but their `concurrency` (a reload): its `rate` as
+    /// the ceiling of adaptive throttling, and the rest for the next
+    /// request, retry or fallback.
+    pub fn retune(&self, settings: LaneSettings) {
+        let concurrency = self.settings.load().concurrency;
+        self.aimd
+            .lock()
+            .set_ceiling((settings.rate > 0.0).then_some(settings.rate));
+        self.settings.store(Arc::new(LaneSettings {
+            concurrency,
+            ..settings
+        }));
     }
 
     /// Puts a dispatched message that did not reach the MMSC back at the
@@ -218,7 +233,7 @@ impl Mm7Lane {
             return;
         }
         let limit =
-            now_ms().saturating_add(self.settings.fallback_before_expiry.as_millis() as u64);
+            now_ms().saturating_add(self.settings.load().fallback_before_expiry.as_millis() as u64);
         let (due, keep): (Vec<Item>, Vec<Item>) = self
             .queue
             .drain()
@@ -236,7 +251,7 @@ impl Mm7Lane {
         for i in due {
             let reason = format!(
                 "MMSC {name} {why} and the validity ends within {}",
-                humantime::format_duration(self.settings.fallback_before_expiry)
+                humantime::format_duration(self.settings.load().fallback_before_expiry)
             );
             (self.fallback)(
                 i.message,
@@ -345,7 +360,7 @@ impl Mm7Lane {
         let mut probe_guard = ProbeGuard {
             carrier: probe.then_some(&*self.carrier),
         };
-        let mut backoff = self.settings.retry.first;
+        let mut backoff = self.settings.load().retry.first;
         // The MMSC's last "not now" (status, reason), reported if the
         // validity ends before it takes the message.
         let mut refused_for_now: Option<(u32, String)> = None;
@@ -435,7 +450,7 @@ impl Mm7Lane {
                     for m in group {
                         let waited =
                             Duration::from_millis(now_ms().saturating_sub(m.accepted_at_ms));
-                        if self.settings.fallback_after.due(tries, waited)
+                        if self.settings.load().fallback_after.due(tries, waited)
                             && self.ledger.refused(m.id)
                         {
                             // Refused for now too often: the SMS fallback
@@ -464,7 +479,7 @@ impl Mm7Lane {
                     // and only then is the message `expired`.
                     let left = soonest.saturating_sub(now_ms());
                     tokio::time::sleep(backoff.min(Duration::from_millis(left))).await;
-                    backoff = self.settings.retry.next(backoff);
+                    backoff = self.settings.load().retry.next(backoff);
                     refused_for_now = Some((code, reason));
                 }
                 Attempt::Permanent { code: 0, .. } if group.len() > 1 => {
@@ -497,7 +512,7 @@ impl Mm7Lane {
                     metrics::counter!("sluice_mm7_unanswered_total", "carrier" => name.to_string())
                         .increment(1);
                     for m in &group {
-                        match self.settings.unanswered {
+                        match self.settings.load().unanswered {
                             Unanswered::Unknown => self.receipts.part_failed(
                                 m.id,
                                 0,
@@ -584,7 +599,7 @@ impl Carrier for Mm7Lane {
             messages: self
                 .submits
                 .available_permits()
-                .saturating_mul(self.settings.max_recipients.max(1))
+                .saturating_mul(self.settings.load().max_recipients.max(1))
                 .clamp(1, 256),
             units: usize::MAX,
         }
@@ -614,7 +629,7 @@ impl Carrier for Mm7Lane {
             self.carrier.end_probe();
         }
         let messages = batch.into_iter().map(|(m, ())| m).collect();
-        let mut groups = requests(messages, self.settings.max_recipients).into_iter();
+        let mut groups = requests(messages, self.settings.load().max_recipients).into_iter();
         while let Some(group) = groups.next() {
             let permit = match self.submits.clone().try_acquire_owned() {
                 Ok(p) => p,

@@ -124,6 +124,16 @@ impl Aimd {
         }
     }
 
+    /// Sets the configured rate it never goes above (a reload).
+    pub fn set_ceiling(&mut self, ceiling: Option<f64>) {
+        self.ceiling = ceiling.filter(|c| *c > 0.0);
+        if let (Some(c), Some(p)) = (self.ceiling, self.pace.as_mut())
+            && p.rate() > c
+        {
+            p.set_rate(c);
+        }
+    }
+
     /// The current adaptive rate (`None`: not throttled).
     pub fn rate(&self) -> Option<f64> {
         self.pace.as_ref().map(Pace::rate)
