@@ -69,6 +69,9 @@ pub struct Backlog {
     /// SMS carriers a reload removed, until what they held is routed again
     /// or ended ([`Backlog::retire_carrier`]).
     retired: parking_lot::Mutex<Vec<failover::Retired>>,
+    /// MMSCs a reload removed, until their requests in flight are answered
+    /// and what they held is routed again ([`Backlog::retire_mmsc`]).
+    retired_mmscs: parking_lot::Mutex<Vec<failover::RetiredMmsc>>,
     /// Where SMS fallback links point.
     public_url: String,
     links: Arc<LinkSigner>,
@@ -126,6 +129,7 @@ impl Backlog {
             max_in_memory: config.journal.max_queued_in_memory.max(1),
             spill_gate: tokio::sync::Mutex::new(()),
             retired: parking_lot::Mutex::default(),
+            retired_mmscs: parking_lot::Mutex::default(),
             public_url: config.mms.public_url.clone(),
             links,
             media: None,
@@ -194,6 +198,7 @@ impl Backlog {
         // queues lack was just added, and is looked up again.
         let queues = self.scheduler.queues();
         let sms = self.router.sms();
+        let mms = self.router.mms();
         // Grouped per carrier queue: one lock and one wake-up per queue.
         let mut by_queue: Vec<(Arc<CarrierQueue>, Vec<Arc<Message>>)> = Vec::new();
         let mut push = |q: &Arc<CarrierQueue>, m: &Arc<Message>| match by_queue
@@ -205,12 +210,19 @@ impl Backlog {
         };
         for m in messages {
             if !m.media.is_empty() {
-                match self.router.mmsc_for(m) {
-                    Ok(mmsc) => {
-                        if let Some(q) = queues.get(&mmsc) {
-                            push(q, m);
-                        }
-                    }
+                match mms.mmsc_for(m) {
+                    Ok(mmsc) => match queues.get(&mmsc) {
+                        Some(q) => push(q, m),
+                        None => match self.scheduler.queue(&mmsc) {
+                            // Added by a reload since `queues` was taken.
+                            Some(q) => q.push(std::iter::once(m)),
+                            // Never expected: an MMSC leaves the routes
+                            // before its queue goes.
+                            None => {
+                                self.fallback(m.clone(), format!("MMSC {mmsc} was removed"), None)
+                            }
+                        },
+                    },
                     Err(why) => self.fallback(m.clone(), why.to_string(), None),
                 }
                 continue;

@@ -513,8 +513,10 @@ pub struct EventHub {
     /// The tenants, replaced whole when a reload adds one (read often,
     /// written at start and on SIGHUP).
     tenants: parking_lot::RwLock<Arc<HashMap<Arc<str>, Arc<Tenant>>>>,
-    /// Carriers that deliver MMS (the rest deliver SMS).
-    mms_carriers: std::collections::HashSet<Arc<str>>,
+    /// Carriers that deliver MMS (the rest deliver SMS); a reload adds
+    /// MMSCs ([`EventHub::add_mms_carrier`]), and one removed stays named
+    /// (its late delivery reports are MMS events).
+    mms_carriers: arc_swap::ArcSwap<std::collections::HashSet<Arc<str>>>,
     journal: Journal,
     pending: Arc<AtomicU64>,
     encoder: Arc<dyn EventEncoder>,
@@ -564,9 +566,25 @@ impl EventHub {
     }
 
     /// Names the carriers that deliver MMS, for the events' channel.
-    pub fn with_mms_carriers(mut self, names: impl IntoIterator<Item = Arc<str>>) -> EventHub {
-        self.mms_carriers = names.into_iter().collect();
+    pub fn with_mms_carriers(self, names: impl IntoIterator<Item = Arc<str>>) -> EventHub {
+        self.mms_carriers
+            .store(Arc::new(names.into_iter().collect()));
         self
+    }
+
+    /// Names `name` among the carriers that deliver MMS (an MMSC a reload
+    /// adds), before any message goes to it.
+    pub fn add_mms_carrier(&self, name: &Arc<str>) {
+        self.mms_carriers.rcu(|names| {
+            let mut names = std::collections::HashSet::clone(names);
+            names.insert(name.clone());
+            names
+        });
+    }
+
+    /// Whether `name` is, or was since the start, an MMSC's.
+    pub fn is_mms_carrier(&self, name: &str) -> bool {
+        self.mms_carriers.load().contains(name)
     }
 
     /// A tenant with no events yet.
@@ -820,7 +838,7 @@ impl EventHub {
     /// The channel a finished message went out on.
     fn channel(&self, f: &Finalized) -> Channel {
         match &f.carrier {
-            Some(c) if self.mms_carriers.contains(c) => Channel::Mms,
+            Some(c) if self.mms_carriers.load().contains(c) => Channel::Mms,
             Some(_) => Channel::Sms,
             None => Channel::Unspecified,
         }

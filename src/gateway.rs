@@ -26,7 +26,6 @@ use crate::compliance::Compliance;
 use crate::config::{Config, TenantConfig};
 use crate::events::EventHub;
 use crate::inbound::Inbound;
-use crate::inbound::mmsc::MmscCallbacks;
 use crate::ingest::{self, Backend};
 use crate::journal::Journal;
 use crate::journal::dedupe_log::{self, DedupeLog};
@@ -249,9 +248,6 @@ pub struct Running {
     stop: tokio_util::sync::CancellationToken,
     /// The pipeline.
     pub gateway: Arc<Gateway>,
-    /// Where each MMSC's callbacks are received.
-    pub mm7_callbacks: Vec<SocketAddr>,
-    mm7_servers: Vec<crate::mm7::Mm7Server>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     /// Held while this gateway owns its data directory.
@@ -271,8 +267,10 @@ pub struct Running {
     /// What starts an SMS carrier a reload adds (and replaces binds,
     /// removes carriers).
     sms: carriers::SmsCarriers,
-    /// Each MMSC's lane (a reload retunes it).
-    mm7_lanes: Vec<Arc<schedule::mm7::Mm7Lane>>,
+    /// What starts an MMSC a reload adds.
+    mmscs: carriers::Mmscs,
+    /// Each MMSC's lane (a reload retunes it) and callback listener.
+    mmscs_running: carriers::MmscsRunning,
 }
 
 /// The parts of [`Running`] that only a reload adding or removing a tenant
@@ -304,7 +302,8 @@ impl Running {
             smpp_accounts: self.smpp_accounts.as_deref(),
             carriers: Some(carriers::CarriersReload {
                 carriers: &self.sms,
-                mm7_lanes: &self.mm7_lanes,
+                mmscs: &self.mmscs,
+                running: &mut self.mmscs_running,
                 shutdown: self.shutdown.subscribe(),
                 cluster,
             }),
@@ -326,6 +325,16 @@ impl Running {
         r
     }
 
+    /// Where each MMSC's callbacks are received (those of MMSCs a reload
+    /// added too, and of those it removed, until the restart).
+    pub fn mm7_callbacks(&self) -> Vec<SocketAddr> {
+        self.mmscs_running
+            .servers
+            .iter()
+            .map(|s| s.local_addr())
+            .collect()
+    }
+
     /// Readiness (what `/readyz` answers).
     pub fn health(&self) -> &Arc<Health> {
         &self.health
@@ -344,7 +353,7 @@ impl Running {
     pub async fn shutdown(mut self) {
         self.begin_drain();
         let _ = self.shutdown.send(true);
-        for s in &self.mm7_servers {
+        for s in &self.mmscs_running.servers {
             s.shutdown();
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -535,17 +544,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         uploads::store_config(&config),
     )?);
     let tls = carrier_tls(&config)?;
-    let fitter = Arc::new(crate::media::fit::Fitter::new());
+    let mm7_media: Arc<dyn crate::carrier::mm7::MediaSource> = Arc::new(StoreSource {
+        store: media.clone(),
+        fitter: Arc::new(crate::media::fit::Fitter::new()),
+    });
     let mmscs = config
         .mmsc
         .iter()
-        .map(|m| {
-            let source = Arc::new(StoreSource {
-                store: media.clone(),
-                fitter: fitter.clone(),
-            });
-            Mm7Carrier::new(m, source, tls.clone()).map(Arc::new)
-        })
+        .map(|m| Mm7Carrier::new(m, mm7_media.clone(), tls.clone()).map(Arc::new))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let link_secret = crate::media::link::load_or_create_secret(&config.data_dir)?;
     let links = Arc::new(crate::media::link::LinkSigner::new(&link_secret));
@@ -716,27 +722,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             &shutdown,
         );
     }
-    let mut mm7_servers = Vec::new();
-    let mut mm7_lanes = Vec::new();
+    let mm7 = carriers::Mmscs {
+        media: mm7_media,
+        inbound: inbound.clone(),
+        hub: gateway.hub.clone(),
+    };
+    let mut mmscs_running = carriers::MmscsRunning::default();
     for (m, carrier) in config.mmsc.iter().zip(&mmscs) {
-        let fallback_to = backlog.clone();
-        let dispatcher = schedule::mm7::Mm7Lane::dispatcher(
-            queue_of(&scheduler, &m.name),
-            carrier.clone(),
-            ledger.clone(),
-            receipts.clone(),
-            Some(last_check.clone()),
-            Arc::new(move |msg, r: schedule::mm7::Refusal| {
-                fallback_to.fallback(msg, r.reason, Some((&r.carrier, r.code)));
-            }),
-            lane_settings(m, config.mms.fallback_before_expiry),
-        );
-        mm7_lanes.push(dispatcher.carrier.clone());
-        tasks.spawn(dispatcher.run(shutdown.clone()));
-        let callbacks = MmscCallbacks::new(receipts.clone(), inbound.clone(), carrier.clone());
-        if let Some(server) = doors::mm7_callbacks(m, callbacks, &config).await? {
-            mm7_servers.push(server);
-        }
+        let (lane, server) = sms.start_mmsc(&mm7, m, carrier, &config, &mut tasks, &shutdown)?;
+        mmscs_running.lanes.push(lane);
+        mmscs_running.servers.extend(server);
     }
     tasks.spawn(chores(
         gateway.clone(),
@@ -843,9 +838,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         smpp_server_addr,
         stop,
         gateway,
-        mm7_callbacks: mm7_servers.iter().map(|s| s.local_addr()).collect(),
-        mm7_servers,
-        mm7_lanes,
+        mmscs: mm7,
+        mmscs_running,
         shutdown: shutdown_tx,
         tasks,
         _lock: lock,
@@ -862,7 +856,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-/// The client TLS of carrier binds and MMSC requests, when any uses TLS.
 /// How MMSC `m`'s lane submits (`fallback_before_expiry` from `[mms]`).
 pub(crate) fn lane_settings(
     m: &crate::config::MmscConfig,
@@ -882,6 +875,7 @@ pub(crate) fn lane_settings(
     }
 }
 
+/// The client TLS of carrier binds and MMSC requests, when any uses TLS.
 fn carrier_tls(config: &Config) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ClientConfig>>> {
     let any = config
         .carriers

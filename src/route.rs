@@ -6,9 +6,13 @@
 //! choice is tested without carriers or sockets; [`Router`] asks the live
 //! carriers. The SMS side ([`SmsTable`]: routes and carriers) is replaced
 //! whole by a reload that adds or removes carriers or changes `[routes]`
-//! ([`Router::replace_sms`]); readers take a snapshot (an `arc_swap` load,
-//! no lock on the per-message path), so a batch is routed by one table. Moving a down carrier's queue elsewhere (failover) is the
-//! backlog's job (`backlog::failover`), which asks the router where to.
+//! ([`Router::replace_sms`]), and the MMS side ([`MmsTable`]: `[mms]`
+//! reach and routes, and the MMSCs) by one that adds or removes MMSCs or
+//! changes the MMS routes ([`Router::replace_mms`]); readers take a
+//! snapshot (an `arc_swap` load, no lock on the per-message path), so a
+//! batch is routed by one table. Moving a down carrier's queue elsewhere
+//! (failover) is the backlog's job (`backlog::failover`), which asks the
+//! router where to.
 //!
 //! # SMS
 //! The first carrier of the first route whose E.164 prefix matches that has
@@ -210,12 +214,62 @@ impl SmsTable {
     }
 }
 
+/// The MMS routes joined to the MMSCs: one consistent snapshot
+/// ([`Router::mms`]).
+#[derive(Debug, Default)]
+pub struct MmsTable {
+    routes: MmsRoutes,
+    mmscs: Vec<Arc<Mm7Carrier>>,
+}
+
+impl MmsTable {
+    /// `[mms]`'s reach and routes (none: every MMSC, in order) over
+    /// `mmscs`, in configuration order.
+    pub fn new(
+        reachable: &[String],
+        routes: &[RouteConfig],
+        mmscs: Vec<Arc<Mm7Carrier>>,
+    ) -> MmsTable {
+        MmsTable {
+            routes: MmsRoutes::new(reachable, routes, mmscs.iter().map(|m| m.name().clone())),
+            mmscs,
+        }
+    }
+
+    /// The MMSC for a message with media (see the module doc).
+    ///
+    /// # Errors
+    /// Why it cannot go as MMS.
+    pub fn mmsc_for(&self, m: &Message) -> Result<Arc<str>, NoMms> {
+        self.routes
+            .pick(m, |n| self.mmsc(n).is_some_and(|c| c.takes_traffic()))
+    }
+
+    /// The MMSCs that may carry MMS to `to`, in order of preference.
+    pub fn candidates(&self, to: Msisdn) -> Vec<&Arc<Mm7Carrier>> {
+        self.routes
+            .candidates(to)
+            .into_iter()
+            .filter_map(|n| self.mmsc(n))
+            .collect()
+    }
+
+    /// The MMSCs, in configuration order.
+    pub fn mmscs(&self) -> &[Arc<Mm7Carrier>] {
+        &self.mmscs
+    }
+
+    /// The MMSC called `name`.
+    pub fn mmsc(&self, name: &str) -> Option<&Arc<Mm7Carrier>> {
+        self.mmscs.iter().find(|c| **c.name() == *name)
+    }
+}
+
 /// The route tables joined to the live carriers.
 #[derive(Debug)]
 pub struct Router {
     sms: arc_swap::ArcSwap<SmsTable>,
-    mms: MmsRoutes,
-    mmscs: Vec<Arc<Mm7Carrier>>,
+    mms: arc_swap::ArcSwap<MmsTable>,
 }
 
 impl Router {
@@ -230,15 +284,10 @@ impl Router {
             config.carriers.iter().map(|c| Arc::from(c.name.as_str())),
             carriers,
         );
-        let mms = MmsRoutes::new(
-            &config.mms.reachable_prefixes,
-            &config.mms.routes,
-            mmscs.iter().map(|m| m.name().clone()),
-        );
+        let mms = MmsTable::new(&config.mms.reachable_prefixes, &config.mms.routes, mmscs);
         Router {
             sms: arc_swap::ArcSwap::from_pointee(sms),
-            mms,
-            mmscs,
+            mms: arc_swap::ArcSwap::from_pointee(mms),
         }
     }
 
@@ -253,28 +302,29 @@ impl Router {
         self.sms.store(Arc::new(table));
     }
 
+    /// The MMS routes and MMSCs now: a snapshot a batch is routed by.
+    pub fn mms(&self) -> Arc<MmsTable> {
+        self.mms.load_full()
+    }
+
+    /// Puts `table` in force (a reload added or removed MMSCs, or changed
+    /// the MMS routes): messages routed from now on use it.
+    pub fn replace_mms(&self, table: MmsTable) {
+        self.mms.store(Arc::new(table));
+    }
+
     /// The SMS carrier for `to` now (see the module doc); `None` when no
     /// route matches.
     pub fn sms_carrier(&self, to: Msisdn) -> Option<Arc<str>> {
         self.sms.load().carrier_for(to).cloned()
     }
 
-    /// The MMSC for a message with media.
+    /// The MMSC for a message with media now.
     ///
     /// # Errors
     /// Why it cannot go as MMS.
     pub fn mmsc_for(&self, m: &Message) -> Result<Arc<str>, NoMms> {
-        self.mms
-            .pick(m, |n| self.mmsc(n).is_some_and(|c| c.takes_traffic()))
-    }
-
-    /// The MMSCs that may carry MMS to `to`, in order of preference.
-    pub fn mms_candidates(&self, to: Msisdn) -> Vec<&Arc<Mm7Carrier>> {
-        self.mms
-            .candidates(to)
-            .into_iter()
-            .filter_map(|n| self.mmsc(n))
-            .collect()
+        self.mms.load().mmsc_for(m)
     }
 
     /// The shared name of the SMS carrier or MMSC called `name`; `None`
@@ -288,13 +338,8 @@ impl Router {
             .or_else(|| self.mmsc(name).map(|m| m.name().clone()))
     }
 
-    /// The MMSCs, in configuration order.
-    pub fn mmscs(&self) -> &[Arc<Mm7Carrier>] {
-        &self.mmscs
-    }
-
-    /// The MMSC called `name`.
-    pub fn mmsc(&self, name: &str) -> Option<&Arc<Mm7Carrier>> {
-        self.mmscs.iter().find(|c| **c.name() == *name)
+    /// The MMSC called `name` now.
+    pub fn mmsc(&self, name: &str) -> Option<Arc<Mm7Carrier>> {
+        self.mms.load().mmsc(name).cloned()
     }
 }

@@ -201,7 +201,7 @@ async fn every_listener_speaks_tls_and_refuses_plaintext() {
     assert!(!plaintext_http(public).await.starts_with(b"HTTP/"));
 
     // The MM7 callback receiver (credentials configured: 401 without).
-    let mm7 = gw.mm7_callbacks[0];
+    let mm7 = gw.mm7_callbacks()[0];
     let (st, _) = https(mm7, anon.clone(), Method::POST, "/mm7")
         .await
         .unwrap();
@@ -418,7 +418,7 @@ async fn the_mm7_client_trusts_the_configured_ca() {
         ..MmscConfig::new("mmsc", format!("https://localhost:{}/mm7", front.port()))
     }];
     let gw = sluice::gateway::start(cfg).await.unwrap();
-    assert_eq!(gw.mm7_callbacks, vec![callback]);
+    assert_eq!(gw.mm7_callbacks(), vec![callback]);
     let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
     let png = {
         let img = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 10, 10]));

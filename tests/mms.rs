@@ -72,7 +72,7 @@ async fn setup(
     gw_cfg(&mut cfg);
     cfg.mms.public_url = "http://PUBLIC".into();
     let gw = sluice::gateway::start(cfg.clone()).await.unwrap();
-    assert_eq!(gw.mm7_callbacks, vec![callback.addr()]);
+    assert_eq!(gw.mm7_callbacks(), vec![callback.addr()]);
     let (client, got) = subscriber(&gw.ingest_addr.to_string()).await;
     Setup {
         smsc,
@@ -777,7 +777,7 @@ async fn bad_media_and_callbacks_get_clear_errors() {
         ack.results[0]
     );
     // A delivery report for an unknown MessageID, and malformed XML, on the callback.
-    let cb = s.gw.mm7_callbacks[0];
+    let cb = s.gw.mm7_callbacks()[0];
     let report = sluice::mm7::soap::DeliveryReportReq {
         transaction_id: "t1".into(),
         message_id: "no-such-id".into(),
@@ -976,7 +976,7 @@ async fn a_forged_3_mb_message_id_logs_capped_lines_and_forges_none() {
         ..Default::default()
     }
     .encode();
-    let mut c = tokio::net::TcpStream::connect(s.gw.mm7_callbacks[0])
+    let mut c = tokio::net::TcpStream::connect(s.gw.mm7_callbacks()[0])
         .await
         .unwrap();
     let head = format!(
@@ -1127,7 +1127,7 @@ async fn repeated_and_unknown_delivery_reports_get_a_valid_answer() {
         mm_status: MmStatus::Retrieved,
         ..Default::default()
     };
-    let cb = s.gw.mm7_callbacks[0];
+    let cb = s.gw.mm7_callbacks()[0];
     let (status, answer) = post_report(cb, &report("4D4D0000")).await;
     assert_eq!(status, 200);
     let Message::Rsp(rsp) = answer else {
@@ -1282,6 +1282,112 @@ async fn an_mmscs_max_recipients_a_reload_raises_groups_the_next_campaign() {
     s.gw.shutdown().await;
 }
 
+/// A reload adds an MMSC (its queue, lane and callback listener) with MMS
+/// routes that send a prefix to it, then removes the first MMSC while MMS
+/// wait in its queue: its request in flight ends there (its delivery
+/// report still comes to its listener), and what it queued goes to the
+/// MMSC left, each MMS sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mmsc_a_reload_adds_takes_its_route_and_one_it_removes_hands_its_queue_on() {
+    // One request at a time at the first MMSC, so MMS queue behind it.
+    let mut s = setup(|_| {}, |c| c.mmsc[0].connections = 1).await;
+    let callback = HeldPort::new();
+    let second = mmsc::start(mmsc::MmscConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        callback_url: Some(format!("http://{}/mm7", callback.addr())),
+        report_delay: Duration::from_millis(20),
+        report_retry_delay: Duration::from_millis(100),
+        ..mmsc::MmscConfig::default()
+    })
+    .await
+    .unwrap();
+    let route = |prefix: &str, mmsc: &str| sluice::config::RouteConfig {
+        prefix: prefix.into(),
+        carriers: vec![mmsc.into()],
+    };
+
+    // 1. Added, with the UK routed to it.
+    let mut added = s.cfg.clone();
+    added.mmsc.push(MmscConfig {
+        vasp_id: Some("sluice".into()),
+        timeout: Duration::from_secs(5),
+        callback_listen: Some(callback.addr()),
+        ..MmscConfig::new("mmsc-new", second.url())
+    });
+    added.mms.reachable_prefixes = vec!["+1".into(), "+44".into()];
+    added.mms.routes = vec![route("+44", "mmsc-new"), route("+1", "mmsc")];
+    let r = s.gw.reload(&added);
+    assert_eq!(r.applied, ["mmsc.mmsc-new: added", "mms.routes"]);
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    assert_eq!(s.gw.mm7_callbacks()[1], callback.addr());
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let uk = (0..3)
+        .map(|i| {
+            mms(
+                &format!("uk{i}"),
+                &format!("+44770090012{i}"),
+                "Hi",
+                &up.media_id,
+            )
+        })
+        .collect();
+    let uk = accepted_ids(&s.client.submit(uk).await.unwrap());
+    eventually("the UK MMS delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 3
+    })
+    .await;
+    for id in &uk {
+        assert_eq!(
+            channel_of(&s.got, *id),
+            Some(pb::DeliveryState::StateDelivered)
+        );
+        // Its delivery report came to the listener the reload started.
+        assert_eq!(s.got.channels.lock()[id].0, pb::Channel::MmsUsed);
+        assert_eq!(s.got.codes.lock()[id].1, "mmsc-new");
+    }
+    assert_eq!(second.stats().accepted, 3);
+
+    // 2. The first MMSC removed while one MMS is at it and three wait.
+    s.mmsc.set_answer_delay(Duration::from_secs(1));
+    let us = submit_mms(&s, "us", 4, 170).await;
+    eventually("one MMS at the first MMSC", Duration::from_secs(10), || {
+        s.mmsc.stats().submits == 1
+    })
+    .await;
+    let mut removed = added.clone();
+    removed.mmsc.retain(|m| m.name != "mmsc");
+    removed.mms.routes = vec![route("+44", "mmsc-new"), route("+1", "mmsc-new")];
+    let r = s.gw.reload(&removed);
+    assert_eq!(r.applied, ["mms.routes", "mmsc.mmsc: removed"]);
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    eventually("every MMS delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 7
+    })
+    .await;
+    let mut at = std::collections::HashMap::<String, usize>::new();
+    for id in &us {
+        assert_eq!(
+            channel_of(&s.got, *id),
+            Some(pb::DeliveryState::StateDelivered)
+        );
+        assert_eq!(s.got.channels.lock()[id].0, pb::Channel::MmsUsed);
+        *at.entry(s.got.codes.lock()[id].1.clone()).or_default() += 1;
+    }
+    assert_eq!(at.get("mmsc"), Some(&1), "{at:?}");
+    assert_eq!(at.get("mmsc-new"), Some(&3), "{at:?}");
+    assert_eq!((s.mmsc.stats().submits, s.mmsc.stats().accepted), (1, 1));
+    assert_eq!(second.stats().accepted, 6);
+    assert!(s.smsc.texts().is_empty(), "nothing fell back to SMS");
+
+    // 3. The same file again changes nothing.
+    let r = s.gw.reload(&removed);
+    assert!(
+        r.applied.is_empty() && r.at_restart.is_empty() && r.refused.is_empty(),
+        "{r:?}"
+    );
+    s.gw.shutdown().await;
+}
+
 /// Rotates the MMSC's password (its refusals answered after `answer_delay`)
 /// and checks the MMS waiting on it go out under the new one.
 async fn rotate_the_mmsc_password(answer_delay: Duration) {
@@ -1321,7 +1427,7 @@ async fn rotate_the_mmsc_password(answer_delay: Duration) {
     wider.mmsc[0].connections = 16;
     let r = s.gw.reload(&wider);
     assert!(r.applied.is_empty(), "{r:?}");
-    assert_eq!(r.at_restart, ["mmsc"]);
+    assert_eq!(r.at_restart, ["mmsc.mmsc-rotate"]);
     s.gw.shutdown().await;
 }
 
@@ -1869,7 +1975,7 @@ async fn a_multi_recipient_submit_gives_each_recipient_its_own_result_and_report
         mm_status: status,
         ..Default::default()
     };
-    let cb = s.gw.mm7_callbacks[0];
+    let cb = s.gw.mm7_callbacks()[0];
     let mut expected = vec![(first, "+14155550170", MmStatus::Retrieved)];
     for (i, status) in [
         MmStatus::Retrieved,

@@ -1,16 +1,28 @@
 //! Failover: a carrier down for its `failover_after` hands its queue to the
 //! carriers its messages' routes prefer now; an SMS carrier a reload
 //! removed hands over everything it has not written
-//! ([`Backlog::retire_carrier`]).
+//! ([`Backlog::retire_carrier`]), and an MMSC a reload removed everything
+//! it has not submitted ([`Backlog::retire_mmsc`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Backlog, TARGET};
+use crate::carrier::Carrier as _;
 use crate::carrier::smpp::SmppCarrier;
 use crate::model::Message;
 use crate::schedule::CarrierQueue;
 use crate::schedule::fair::Item;
+use crate::schedule::mm7::Mm7Lane;
+
+/// An MMSC a reload removed, until nothing of it is left.
+#[derive(Debug)]
+pub(crate) struct RetiredMmsc {
+    lane: Arc<Mm7Lane>,
+    queue: Arc<CarrierQueue>,
+    /// Sweeps in a row that found nothing left.
+    empty_sweeps: u32,
+}
 
 /// An SMS carrier a reload removed, until nothing of it is left.
 #[derive(Debug)]
@@ -33,6 +45,7 @@ impl Backlog {
         self.sms_failover();
         self.mms_failover();
         self.sweep_retired();
+        self.sweep_retired_mmscs();
     }
 
     /// SMS: messages dispatched to the down carrier but never written go
@@ -130,13 +143,77 @@ impl Backlog {
         self.sweep_retired();
     }
 
-    /// SMS carriers removed and not yet forgotten.
+    /// Takes over an MMSC a reload removed, once it is out of the MMS
+    /// routes and its queue out of the scheduler ([`Scheduler::remove`]:
+    /// its lane takes nothing more). From then on, every second
+    /// ([`Backlog::failover`]), what its queue holds (messages it gave
+    /// back: never sent, refused for now, or `unanswered = "resend"`) is
+    /// routed again by the MMS routes in force (another MMSC, else the
+    /// message's fallback). Its requests in flight get their answers
+    /// there; one refused for now is not tried there again but given back.
+    /// It is forgotten once none is in flight and nothing is left. Its
+    /// delivery reports still come to its callback listener, which stays
+    /// until the restart.
+    ///
+    /// [`Scheduler::remove`]: crate::schedule::Scheduler::remove
+    pub fn retire_mmsc(&self, lane: Arc<Mm7Lane>, queue: Arc<CarrierQueue>) {
+        self.retired_mmscs.lock().push(RetiredMmsc {
+            lane,
+            queue,
+            empty_sweeps: 0,
+        });
+        self.sweep_retired_mmscs();
+    }
+
+    /// SMS carriers and MMSCs removed and not yet forgotten.
     pub fn retired_carriers(&self) -> Vec<Arc<str>> {
-        self.retired
+        let mut names: Vec<Arc<str>> = self
+            .retired
             .lock()
             .iter()
             .map(|r| r.carrier.name().clone())
-            .collect()
+            .collect();
+        names.extend(
+            self.retired_mmscs
+                .lock()
+                .iter()
+                .map(|r| r.lane.name().clone()),
+        );
+        names
+    }
+
+    fn sweep_retired_mmscs(&self) {
+        let mut retired = self.retired_mmscs.lock();
+        retired.retain_mut(|r| {
+            let name = r.lane.name().clone();
+            let mut items = r.queue.drain();
+            items.extend(r.queue.drain_held());
+            if !items.is_empty() {
+                let moved = items.len() as u64;
+                let messages: Vec<Arc<Message>> = items.into_iter().map(|i| i.message).collect();
+                self.enqueue(&messages);
+                metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
+                    .increment(moved);
+                tracing::info!(target: TARGET, carrier = %name, moved,
+                    "MMSC removed: its queued MMS routed again");
+            }
+            // Forgotten a sweep after it is found empty: a batch routed by
+            // the table of before the reload may still be on its way in.
+            let empty = r.queue.dispatcher_ended()
+                && r.queue.is_empty()
+                && r.queue.held() == 0
+                && r.lane.is_idle();
+            r.empty_sweeps = if empty { r.empty_sweeps + 1 } else { 0 };
+            if r.empty_sweeps < 2 {
+                return true;
+            }
+            metrics::gauge!("sluice_dispatch_stalled", "carrier" => name.to_string()).set(0.0);
+            metrics::gauge!("sluice_queue_depth", "carrier" => name.to_string()).set(0.0);
+            metrics::gauge!("sluice_mm7_down", "carrier" => name.to_string()).set(0.0);
+            metrics::gauge!("sluice_mm7_auth_failed", "carrier" => name.to_string()).set(0.0);
+            tracing::info!(target: TARGET, carrier = %name, "MMSC removed: nothing of it is left");
+            false
+        });
     }
 
     fn sweep_retired(&self) {
@@ -219,7 +296,8 @@ impl Backlog {
     /// credentials) for its `failover_after` moves to the first MMSC of
     /// each message's route that is up; what no such MMSC takes stays.
     fn mms_failover(&self) {
-        let mmscs = self.router.mmscs();
+        let mms = self.router.mms();
+        let mmscs = mms.mmscs();
         for mmsc in mmscs {
             let name = mmsc.name();
             let Some(queue) = self.scheduler.queue(name) else {
@@ -235,9 +313,8 @@ impl Backlog {
             let mut stay = Vec::new();
             let mut moved: Vec<(Arc<str>, Vec<Item>)> = Vec::new();
             for item in queue.drain() {
-                let target = self
-                    .router
-                    .mms_candidates(item.message.to)
+                let target = mms
+                    .candidates(item.message.to)
                     .into_iter()
                     .find(|c| c.name() != name && c.down().is_none())
                     .map(|c| c.name().clone());

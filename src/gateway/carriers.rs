@@ -25,8 +25,21 @@
 //!
 //! A carrier kept keeps its queue and binds (its `binds`, `rate` and the
 //! settings it takes in place, `concat`, `unanswered`, `failover_after`...,
-//! are the reload's other steps); MMSCs added or removed wait for the
-//! restart.
+//! are the reload's other steps).
+//!
+//! MMSCs ([`CarriersReload::apply_mms`]), with `mms.routes` and
+//! `mms.reachable_prefixes`, the same way: one added gets its callback
+//! listener (bound at once: an address in use refuses it, leaving nothing
+//! behind), queue and lane ([`SmsCarriers::start_mmsc`]) and is named an
+//! MMS carrier for its events before the MMS routes name it. One removed
+//! leaves the MMS routes first, then its queue leaves the scheduler (its
+//! lane takes nothing more) and the backlog routes what it queued again
+//! ([`crate::backlog::Backlog::retire_mmsc`]); its requests in flight get
+//! their answers there, and its callback listener stays for their delivery
+//! reports until the restart (its port stays taken). An MMSC the MMS
+//! routes in force still name is kept. A name that was an MMSC's stays an
+//! MMS carrier's for the events until the restart: an SMS carrier added
+//! under it is refused.
 
 use std::sync::Arc;
 
@@ -35,11 +48,14 @@ use tokio::task::JoinSet;
 
 use super::RateSharing;
 use crate::backlog::Backlog;
+use crate::carrier::Carrier as _;
+use crate::carrier::mm7::Mm7Carrier;
 use crate::carrier::smpp::SmppCarrier;
-use crate::config::{CarrierConfig, Config};
+use crate::config::{CarrierConfig, Config, MmscConfig};
 use crate::ledger::Ledger;
 use crate::receipts::Receipts;
-use crate::route::{Router, SmsTable};
+use crate::route::{MmsTable, Router, SmsTable};
+use crate::schedule::mm7::Mm7Lane;
 use crate::schedule::{self, CarrierQueue, DispatchCheck, Scheduler};
 use crate::telemetry::Health;
 
@@ -62,13 +78,42 @@ impl std::fmt::Debug for SmsCarriers {
     }
 }
 
+/// What an MMSC is started with, besides what an SMS carrier is.
+#[derive(Clone)]
+pub(crate) struct Mmscs {
+    /// Where its requests' media come from.
+    pub(crate) media: Arc<dyn crate::carrier::mm7::MediaSource>,
+    /// Where its callbacks' MMS received go.
+    pub(crate) inbound: Arc<crate::inbound::Inbound>,
+    /// Its events' channel.
+    pub(crate) hub: Arc<crate::events::EventHub>,
+}
+
+impl std::fmt::Debug for Mmscs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mmscs").finish_non_exhaustive()
+    }
+}
+
+/// The MMSCs running: each one's lane and callback listener.
+#[derive(Debug, Default)]
+pub(crate) struct MmscsRunning {
+    /// Each MMSC's lane in force (a reload retunes it).
+    pub(crate) lanes: Vec<Arc<Mm7Lane>>,
+    /// Callback listeners, those of MMSCs a reload removed too (they stay
+    /// for the delivery reports until the restart).
+    pub(crate) servers: Vec<crate::mm7::Mm7Server>,
+}
+
 /// The part of a reload that replaces SMS carriers' binds
-/// ([`super::reload`]) and adds and removes SMS carriers.
+/// ([`super::reload`]) and adds and removes SMS carriers and MMSCs.
 #[derive(Debug)]
 pub struct CarriersReload<'a> {
     pub(crate) carriers: &'a SmsCarriers,
-    /// Each MMSC's lane, retuned in place.
-    pub(crate) mm7_lanes: &'a [Arc<crate::schedule::mm7::Mm7Lane>],
+    /// What an MMSC added is started with.
+    pub(crate) mmscs: &'a Mmscs,
+    /// Each MMSC's lane, retuned in place, and the callback listeners.
+    pub(crate) running: &'a mut MmscsRunning,
     /// Ends the binds and dispatchers started.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The cluster, whose rates a carrier added shares (cluster mode).
@@ -106,6 +151,63 @@ impl SmsCarriers {
             dispatcher.run(shutdown.clone()).await;
             let _ = shutdown.wait_for(|stop| *stop).await;
         });
+    }
+
+    /// MMSC `m`'s carrier, not started yet (`tls`: its client TLS, when
+    /// its URL is `https://`).
+    ///
+    /// # Errors
+    /// Its URL is invalid.
+    pub(crate) fn mmsc(
+        &self,
+        mmscs: &Mmscs,
+        m: &MmscConfig,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> anyhow::Result<Arc<Mm7Carrier>> {
+        Ok(Arc::new(Mm7Carrier::new(m, mmscs.media.clone(), tls)?))
+    }
+
+    /// Starts MMSC `m`'s callback listener (if it has one), its queue
+    /// (that of the scheduler's if there is one already; its tenants'
+    /// limits from `config`) and its lane's dispatcher; what can fail (the
+    /// listener's TLS files or address) comes first, so an MMSC refused
+    /// leaves nothing behind. The task stays until shutdown even when a
+    /// reload removes the MMSC.
+    pub(crate) fn start_mmsc(
+        &self,
+        mmscs: &Mmscs,
+        m: &MmscConfig,
+        carrier: &Arc<Mm7Carrier>,
+        config: &Config,
+        tasks: &mut JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<(Arc<Mm7Lane>, Option<crate::mm7::Mm7Server>)> {
+        let callbacks = crate::inbound::mmsc::MmscCallbacks::new(
+            self.receipts.clone(),
+            mmscs.inbound.clone(),
+            carrier.clone(),
+        );
+        let server = super::doors::mm7_callbacks(m, callbacks, config)?;
+        let queue = self.scheduler.add_mmsc(m, &config.tenants);
+        let fallback_to = self.backlog.clone();
+        let dispatcher = Mm7Lane::dispatcher(
+            queue,
+            carrier.clone(),
+            self.ledger.clone(),
+            self.receipts.clone(),
+            Some(self.last_check.clone()),
+            Arc::new(move |msg, r: crate::schedule::mm7::Refusal| {
+                fallback_to.fallback(msg, r.reason, Some((&r.carrier, r.code)));
+            }),
+            super::lane_settings(m, config.mms.fallback_before_expiry),
+        );
+        let lane = dispatcher.carrier.clone();
+        let mut shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            dispatcher.run(shutdown.clone()).await;
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        });
+        Ok((lane, server))
     }
 
     /// Makes readiness follow the SMS carriers of the routes in force.
@@ -220,6 +322,156 @@ impl CarriersReload<'_> {
         self.carriers.watch_readiness(now.http.ready_carriers);
     }
 
+    /// Adds the MMSCs `new` names and `now` lacks, removes those it no
+    /// longer names, and puts `new`'s MMS routes and reach
+    /// (`mms.routes`, `mms.reachable_prefixes`) in force, in `now` and in
+    /// the running parts (see the module doc); names what it did in
+    /// `applied`; in `refused`, an MMSC it could not add (its URL, TLS or
+    /// callback listener cannot be set up, or its name is in use), MMS
+    /// routes that name such an MMSC, and an MMSC the MMS routes in force
+    /// still name. The dispatchers of MMSCs added run in `tasks`.
+    pub(crate) fn apply_mms(
+        &mut self,
+        now: &mut Config,
+        new: &Config,
+        tasks: &mut JoinSet<()>,
+        applied: &mut Vec<String>,
+        refused: &mut Vec<String>,
+    ) {
+        let added: Vec<&MmscConfig> = new
+            .mmsc
+            .iter()
+            .filter(|n| !now.mmsc.iter().any(|m| m.name == n.name))
+            .collect();
+        let removed: Vec<String> = now
+            .mmsc
+            .iter()
+            .filter(|m| !new.mmsc.iter().any(|n| n.name == m.name))
+            .map(|m| m.name.clone())
+            .collect();
+        let routes_differ = now.mms.routes != new.mms.routes
+            || now.mms.reachable_prefixes != new.mms.reachable_prefixes;
+        if added.is_empty() && removed.is_empty() && !routes_differ {
+            return;
+        }
+        let mut table: Vec<Arc<Mm7Carrier>> = self.carriers.router.mms().mmscs().to_vec();
+        for m in added {
+            match self.add_mmsc(m, now, tasks) {
+                Ok(carrier) => {
+                    table.push(carrier);
+                    now.mmsc.push(m.clone());
+                    applied.push(format!("mmsc.{}: added", m.name));
+                }
+                Err(e) => refused.push(format!("mmsc.{}: {e}", m.name)),
+            }
+        }
+        if routes_differ {
+            // Only an MMSC refused above can be missing (the file's MMS
+            // routes name its MMSCs).
+            let missing: Vec<&str> = new
+                .mms
+                .routes
+                .iter()
+                .flat_map(|r| &r.carriers)
+                .filter(|n| !table.iter().any(|m| **m.name() == ***n) || removed.contains(n))
+                .map(String::as_str)
+                .collect();
+            if missing.is_empty() {
+                now.mms.routes = new.mms.routes.clone();
+                now.mms.reachable_prefixes = new.mms.reachable_prefixes.clone();
+                applied.push("mms.routes".into());
+            } else {
+                refused.push(format!(
+                    "mms.routes: name MMSCs not in force: {}",
+                    missing.join(", ")
+                ));
+            }
+        }
+        let mut gone = Vec::new();
+        for name in &removed {
+            if now.mms.routes.iter().any(|r| r.carriers.contains(name)) {
+                refused.push(format!(
+                    "mmsc.{name}: not removed: the MMS routes in force still name it"
+                ));
+                continue;
+            }
+            table.retain(|m| **m.name() != **name);
+            now.mmsc.retain(|m| m.name != *name);
+            gone.push(name);
+            applied.push(format!("mmsc.{name}: removed"));
+        }
+        // In the file's order: without MMS routes, the order of preference.
+        now.mmsc.sort_by_key(|m| {
+            new.mmsc
+                .iter()
+                .position(|n| n.name == m.name)
+                .unwrap_or(usize::MAX)
+        });
+        table.sort_by_key(|c| {
+            now.mmsc
+                .iter()
+                .position(|m| *m.name == **c.name())
+                .unwrap_or(usize::MAX)
+        });
+        self.carriers.router.replace_mms(MmsTable::new(
+            &now.mms.reachable_prefixes,
+            &now.mms.routes,
+            table,
+        ));
+        // Out of the routes: nothing new goes to the MMSCs removed.
+        for name in gone {
+            let lane = self
+                .running
+                .lanes
+                .iter()
+                .position(|l| **l.name() == **name)
+                .map(|i| self.running.lanes.remove(i));
+            if let (Some(lane), Some(queue)) = (lane, self.carriers.scheduler.remove(name)) {
+                self.carriers.backlog.retire_mmsc(lane, queue);
+            }
+        }
+    }
+
+    /// Starts MMSC `m` with its callback listener, queue and lane, not yet
+    /// in the routes; `now`: the configuration in force (its `[tls]` and
+    /// tenants).
+    fn add_mmsc(
+        &mut self,
+        m: &MmscConfig,
+        now: &Config,
+        tasks: &mut JoinSet<()>,
+    ) -> anyhow::Result<Arc<Mm7Carrier>> {
+        self.name_free(&m.name)?;
+        let tls = if m.url.starts_with("https://") {
+            Some(Arc::new(crate::smpp::tls::client_config(
+                now.tls.ca_file.as_deref(),
+            )?))
+        } else {
+            None
+        };
+        let carrier = self.carriers.mmsc(self.mmscs, m, tls)?;
+        let (lane, server) =
+            self.carriers
+                .start_mmsc(self.mmscs, m, &carrier, now, tasks, &self.shutdown)?;
+        // Its events are MMS events: before the routes name it.
+        self.mmscs.hub.add_mms_carrier(carrier.name());
+        self.running.lanes.push(lane);
+        self.running.servers.extend(server);
+        Ok(carrier)
+    }
+
+    /// Refuses a name a carrier or MMSC in force, or one removed and not
+    /// gone yet, has.
+    fn name_free(&self, name: &str) -> anyhow::Result<()> {
+        let retiring = self.carriers.backlog.retired_carriers();
+        if self.carriers.scheduler.queue(name).is_some() || retiring.iter().any(|n| **n == *name) {
+            anyhow::bail!(
+                "the name is still in use (by a carrier or MMSC, or by one removed that is not gone yet)"
+            );
+        }
+        Ok(())
+    }
+
     /// Starts carrier `c` with its queue, binds and dispatcher (its rates
     /// shared in cluster mode), not yet in the routes.
     /// `ca_file`: that of the configuration in force (`[tls]` changes wait
@@ -231,12 +483,11 @@ impl CarriersReload<'_> {
         ca_file: Option<&std::path::Path>,
         tasks: &mut JoinSet<()>,
     ) -> anyhow::Result<Arc<SmppCarrier>> {
-        let retiring = self.carriers.backlog.retired_carriers();
-        if self.carriers.scheduler.queue(&c.name).is_some()
-            || retiring.iter().any(|n| **n == *c.name)
-        {
+        self.name_free(&c.name)?;
+        if self.mmscs.hub.is_mms_carrier(&c.name) {
+            // Its events would be told apart from an MMSC's by name.
             anyhow::bail!(
-                "the name is still in use (by an MMSC, or by a carrier removed whose binds are not gone yet)"
+                "the name was an MMSC's: it is free for an SMS carrier after the restart"
             );
         }
         let tls = if c.binds.iter().any(|b| b.tls) {

@@ -273,7 +273,7 @@ fn deadline(d: Duration) -> TimeoutLayer {
 ///
 /// # Errors
 /// TLS files are unusable, or the address cannot be bound.
-pub(super) async fn mm7_callbacks(
+pub(super) fn mm7_callbacks(
     m: &MmscConfig,
     callbacks: crate::inbound::mmsc::MmscCallbacks,
     config: &Config,
@@ -294,7 +294,7 @@ pub(super) async fn mm7_callbacks(
         }),
         _ => None,
     };
-    let server = crate::mm7::serve(
+    let server = crate::mm7::serve_now(
         crate::mm7::ServerConfig {
             listen,
             credentials,
@@ -308,7 +308,6 @@ pub(super) async fn mm7_callbacks(
             tls,
         },
         Arc::new(callbacks),
-    )
-    .await?;
+    )?;
     Ok(Some(server))
 }

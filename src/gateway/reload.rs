@@ -92,8 +92,19 @@
 //!   `fallback_after` and `max_recipients` too
 //!   ([`crate::schedule::mm7::Mm7Lane::retune`]).
 //!
+//! - MMSCs added or removed, and `mms.routes` with
+//!   `mms.reachable_prefixes` ([`super::carriers`]): an MMSC added gets its
+//!   callback listener, queue and lane before the MMS routes name it; one
+//!   removed leaves the MMS routes first, then what it queued is routed
+//!   again (another MMSC, else its fallback), its requests in flight end
+//!   there, and its callback listener stays for the delivery reports until
+//!   the restart ([`crate::backlog::Backlog::retire_mmsc`]). An MMSC the
+//!   MMS routes in force still name is not removed (named under
+//!   `refused`).
+//!
 //! A carrier's `gsm7_packed`, an MMSC's `connections` (also its HTTP pool)
-//! and callback listener, and MMSCs added or removed wait for the restart.
+//! and callback listener settings, and the rest of `[mms]` wait for the
+//! restart.
 //! TLS certificates reload on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
@@ -123,7 +134,8 @@ pub struct Live<'a> {
     /// The SMPP server's accounts, when it runs.
     pub smpp_accounts: Option<&'a crate::smpp_server::Accounts>,
     /// The SMS carriers, whose binds are replaced and which are added and
-    /// removed (`None`: those changes wait for the restart).
+    /// removed, and the MMSCs, added, removed and reconfigured (`None`:
+    /// those changes wait for the restart).
     pub carriers: Option<super::carriers::CarriersReload<'a>>,
     /// What only a tenant added needs: its events, webhooks, media quotas,
     /// fallback pages and links, cluster leases (`None`: tenants are not
@@ -190,8 +202,8 @@ pub struct Reloaded {
 
 /// Applies `new`'s limits, tenants' credentials and sending rights,
 /// tenants added or removed, their event destinations, SMS carriers'
-/// binds and settings, SMS carriers added or removed, the routes and how
-/// MMSC requests are made to `live` (running with `old`) and lists the
+/// binds and settings, SMS carriers and MMSCs added or removed, the
+/// routes, the MMS routes and how MMSC requests are made to `live` (running with `old`) and lists the
 /// rest of what changed; returns `old` with what was applied taken from
 /// `new` (the configuration now in force).
 pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reloaded) {
@@ -225,9 +237,10 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
         to_admit = tenants_in_and_out(&mut now, new, live, &mut tenancy, &mut r);
         limits |= r.applied.len() > before;
         destinations(&mut now, new, &mut tenancy, &mut r);
-        if let Some(carriers) = &live.carriers {
+        if let Some(carriers) = &mut live.carriers {
             let before = r.applied.len();
             carriers.apply(&mut now, new, tenancy.tasks, &mut r.applied, &mut r.refused);
+            carriers.apply_mms(&mut now, new, tenancy.tasks, &mut r.applied, &mut r.refused);
             limits |= r.applied.len() > before;
         }
         live.tenancy = Some(tenancy);
@@ -574,7 +587,12 @@ fn reconfigure_mmscs(
             || secret_differs(next.password.as_ref(), m.password.as_ref());
         match carrier.reconfigure(&next, tls, retry_now) {
             Ok(()) => {
-                if let Some(lane) = carriers.mm7_lanes.iter().find(|l| **l.name() == *m.name) {
+                if let Some(lane) = carriers
+                    .running
+                    .lanes
+                    .iter()
+                    .find(|l| **l.name() == *m.name)
+                {
                     lane.retune(super::lane_settings(&next, before_expiry));
                 }
                 limits |= next.rate != m.rate;
@@ -727,7 +745,6 @@ fn at_restart(now: &Config, new: &Config, refused: &[String]) -> Vec<String> {
     differs("history", dbg(&now.history), dbg(&new.history));
     differs("tls", dbg(&now.tls), dbg(&new.tls));
     differs("routes", dbg(&now.routes), dbg(&new.routes));
-    differs("mmsc", dbg(&now.mmsc), dbg(&new.mmsc));
     differs("mms", dbg(&now.mms), dbg(&new.mms));
     differs("cluster", dbg(&now.cluster), dbg(&new.cluster));
     differs("links", dbg(&now.links), dbg(&new.links));
@@ -777,6 +794,27 @@ fn at_restart(now: &Config, new: &Config, refused: &[String]) -> Vec<String> {
     for c in &now.carriers {
         if let Some(n) = new.carriers.iter().find(|n| n.name == c.name) {
             differs(&format!("carriers.{}", c.name), dbg(c), dbg(n));
+        }
+    }
+    let mmsc_refused = |name: &str| {
+        refused
+            .iter()
+            .any(|r| r.starts_with(&format!("mmsc.{name}: ")))
+    };
+    differs(
+        "mmsc (added or removed)",
+        names(now.mmsc.iter().map(|m| m.name.as_str()).collect()),
+        names(
+            new.mmsc
+                .iter()
+                .map(|m| m.name.as_str())
+                .filter(|n| now.mmsc.iter().any(|m| m.name == *n) || !mmsc_refused(n))
+                .collect(),
+        ),
+    );
+    for m in &now.mmsc {
+        if let Some(n) = new.mmsc.iter().find(|n| n.name == m.name) {
+            differs(&format!("mmsc.{}", m.name), dbg(m), dbg(n));
         }
     }
     // Secrets not applied live, by value (their debug form hides it).

@@ -36,7 +36,7 @@ mod tests;
 pub use auth::{Credentials, IpNet};
 pub use client::{ClientConfig, HttpReply, Mm7Client, SubmitOutcome};
 pub use error::Mm7Error;
-pub use server::{HandlerError, Mm7Inbound, Mm7Server, ServerConfig, serve};
+pub use server::{HandlerError, Mm7Inbound, Mm7Server, ServerConfig, serve, serve_now};
 pub use soap::{
     Address, ChargedParty, DeliverReq, DeliveryReportReq, Encoded, ErrorRspKind, Expiry, Fault,
     MediaEncoding, MediaPart, Message, MessageClass, MmStatus, Presentation, Priority,

@@ -187,6 +187,34 @@ impl Mm7Server {
 /// When the address cannot be bound.
 pub async fn serve<H: Mm7Inbound>(cfg: ServerConfig, handler: Arc<H>) -> io::Result<Mm7Server> {
     let listener = TcpListener::bind(cfg.listen).await?;
+    serve_on(listener, cfg, handler)
+}
+
+/// Binds `cfg.listen` at once (without waiting: a reload adding an MMSC
+/// runs outside any task) and serves MMSC callbacks with `handler` on the
+/// current runtime.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn serve_now<H: Mm7Inbound>(cfg: ServerConfig, handler: Arc<H>) -> io::Result<Mm7Server> {
+    // As `TcpListener::bind` does (SO_REUSEADDR on Unix), without its
+    // await.
+    let socket = if cfg.listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(cfg.listen)?;
+    serve_on(socket.listen(1024)?, cfg, handler)
+}
+
+fn serve_on<H: Mm7Inbound>(
+    listener: TcpListener,
+    cfg: ServerConfig,
+    handler: Arc<H>,
+) -> io::Result<Mm7Server> {
     let local_addr = listener.local_addr()?;
     let token = CancellationToken::new();
     let (alive, tasks_done) = mpsc::channel(1);

@@ -214,6 +214,12 @@ impl Mm7Lane {
         }));
     }
 
+    /// No request is in flight (a removed MMSC's lane is forgotten once
+    /// idle).
+    pub fn is_idle(&self) -> bool {
+        self.submits.available_permits() >= self.settings.load().concurrency.max(1)
+    }
+
     /// Puts a dispatched message that did not reach the MMSC back at the
     /// front of the queue (journaled back to queued).
     fn requeue(&self, m: &Arc<Message>) {
@@ -479,6 +485,15 @@ impl Mm7Lane {
                     // and only then is the message `expired`.
                     let left = soonest.saturating_sub(now_ms());
                     tokio::time::sleep(backoff.min(Duration::from_millis(left))).await;
+                    if self.queue.is_removed() {
+                        // A reload removed the MMSC: not tried here again,
+                        // but routed again from its queue
+                        // ([`crate::backlog::Backlog::retire_mmsc`]).
+                        for m in &group {
+                            self.requeue(m);
+                        }
+                        return;
+                    }
                     backoff = self.settings.load().retry.next(backoff);
                     refused_for_now = Some((code, reason));
                 }

@@ -448,10 +448,9 @@ impl Scheduler {
             })
             .collect();
         for m in &config.mmsc {
-            // An MMS is one submission whatever its text.
             queues.insert(
                 m.name.as_str().into(),
-                scheduler.new_queue(&config.tenants, m.rate, text::TextOptions::default(), false),
+                scheduler.mmsc_queue(m, &config.tenants),
             );
         }
         scheduler.queues.store(Arc::new(queues));
@@ -497,6 +496,15 @@ impl Scheduler {
         )
     }
 
+    fn mmsc_queue(
+        &self,
+        m: &crate::settings::MmscConfig,
+        tenants: &[crate::settings::TenantConfig],
+    ) -> Arc<CarrierQueue> {
+        // An MMS is one submission whatever its text.
+        self.new_queue(tenants, m.rate, text::TextOptions::default(), false)
+    }
+
     /// Adds the queue of SMS carrier `c`, added by a reload (its tenants'
     /// limits are those of `tenants`); returns it (the one there already if
     /// the name is taken).
@@ -505,13 +513,28 @@ impl Scheduler {
         c: &crate::settings::CarrierConfig,
         tenants: &[crate::settings::TenantConfig],
     ) -> Arc<CarrierQueue> {
-        if let Some(q) = self.queue(&c.name) {
+        self.add_queue(&c.name, || self.sms_queue(c, tenants))
+    }
+
+    /// Adds the queue of MMSC `m`, added by a reload (its tenants' limits
+    /// are those of `tenants`); returns it (the one there already if the
+    /// name is taken).
+    pub fn add_mmsc(
+        &self,
+        m: &crate::settings::MmscConfig,
+        tenants: &[crate::settings::TenantConfig],
+    ) -> Arc<CarrierQueue> {
+        self.add_queue(&m.name, || self.mmsc_queue(m, tenants))
+    }
+
+    fn add_queue(&self, name: &str, make: impl FnOnce() -> Arc<CarrierQueue>) -> Arc<CarrierQueue> {
+        if let Some(q) = self.queue(name) {
             return q;
         }
-        let q = self.sms_queue(c, tenants);
+        let q = make();
         self.queues.rcu(|queues| {
             let mut queues = Queues::clone(queues);
-            queues.insert(Arc::from(c.name.as_str()), q.clone());
+            queues.insert(Arc::from(name), q.clone());
             queues
         });
         q
