@@ -266,7 +266,7 @@ pub struct Running {
     tenancy: TenancyParts,
     /// What starts an SMS carrier a reload adds (and replaces binds,
     /// removes carriers).
-    sms: carriers::SmsCarriers,
+    sms: carriers::CarrierParts,
     /// What starts an MMSC a reload adds.
     mmscs: carriers::Mmscs,
     /// Each MMSC's lane (a reload retunes it) and callback listener.
@@ -678,7 +678,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_live: config.journal.max_live_messages,
     });
 
-    let sms = carriers::SmsCarriers {
+    let sms = carriers::CarrierParts {
         receipts: receipts.clone(),
         ledger: ledger.clone(),
         scheduler: scheduler.clone(),

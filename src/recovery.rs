@@ -106,7 +106,12 @@ impl JournalKeeper {
             let message = Arc::new(rm.message);
             // SMS carrier or MMSC: an MMS the MMSC accepted waits for its
             // delivery report like an SMS for its receipts.
-            let carrier = rm.carrier.as_deref().and_then(|c| router.carrier_named(c));
+            // One no longer configured (a reload or the file removed it)
+            // keeps its name: what it accepted is never sent again.
+            let carrier = rm
+                .carrier
+                .as_deref()
+                .map(|c| router.carrier_named(c).unwrap_or_else(|| Arc::from(c)));
             match (rm.carrier, carrier) {
                 (None, _) => {
                     self.ledger.restore(Entry {

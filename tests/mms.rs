@@ -1388,6 +1388,55 @@ async fn an_mmsc_a_reload_adds_takes_its_route_and_one_it_removes_hands_its_queu
     s.gw.shutdown().await;
 }
 
+/// A reload that raises an MMSC's `connections` puts more requests in
+/// flight at once; one that lowers it while they are in flight takes the
+/// extra ones back as they end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mmscs_connections_a_reload_changes_bound_the_requests_in_flight() {
+    let mut s = setup(
+        |c| c.answer_delay = Duration::from_millis(400),
+        |c| {
+            c.mmsc[0].name = "mmsc-wide".into();
+            c.mmsc[0].connections = 1;
+        },
+    )
+    .await;
+    submit_mms(&s, "narrow", 3, 180).await;
+    eventually("3 delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 3
+    })
+    .await;
+    assert_eq!(s.mmsc.stats().most_answering, 1);
+
+    let mut wider = s.cfg.clone();
+    wider.mmsc[0].connections = 4;
+    let r = s.gw.reload(&wider);
+    assert_eq!(r.applied, ["mmsc.mmsc-wide"]);
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    submit_mms(&s, "wide", 8, 190).await;
+    eventually("4 in flight", Duration::from_secs(10), || {
+        s.mmsc.stats().answering == 4
+    })
+    .await;
+    let mut narrower = wider.clone();
+    narrower.mmsc[0].connections = 2;
+    assert_eq!(s.gw.reload(&narrower).applied, ["mmsc.mmsc-wide"]);
+    // Once two of the four have ended, never more than two again.
+    eventually("two of the four ended", Duration::from_secs(10), || {
+        s.mmsc.stats().answering <= 2
+    })
+    .await;
+    s.mmsc.reset_most_answering();
+    eventually("all delivered", Duration::from_secs(20), || {
+        s.got.terminal_count() == 11
+    })
+    .await;
+    let st = s.mmsc.stats();
+    assert_eq!((st.accepted, st.most_recipients), (11, 1), "{st:?}");
+    assert_eq!(st.most_answering, 2, "{st:?}");
+    s.gw.shutdown().await;
+}
+
 /// Rotates the MMSC's password (its refusals answered after `answer_delay`)
 /// and checks the MMS waiting on it go out under the new one.
 async fn rotate_the_mmsc_password(answer_delay: Duration) {
@@ -1422,10 +1471,10 @@ async fn rotate_the_mmsc_password(answer_delay: Duration) {
         "the same file again"
     );
     all_delivered_as_mms(&s, &ids).await;
-    // A connection count still waits for the restart.
-    let mut wider = rotated.clone();
-    wider.mmsc[0].connections = 16;
-    let r = s.gw.reload(&wider);
+    // Its callback listener's settings still wait for the restart.
+    let mut elsewhere = rotated.clone();
+    elsewhere.mmsc[0].callback_max_connections += 1;
+    let r = s.gw.reload(&elsewhere);
     assert!(r.applied.is_empty(), "{r:?}");
     assert_eq!(r.at_restart, ["mmsc.mmsc-rotate"]);
     s.gw.shutdown().await;

@@ -207,7 +207,6 @@ impl Backlog {
             if r.empty_sweeps < 2 {
                 return true;
             }
-            metrics::gauge!("sluice_dispatch_stalled", "carrier" => name.to_string()).set(0.0);
             metrics::gauge!("sluice_queue_depth", "carrier" => name.to_string()).set(0.0);
             metrics::gauge!("sluice_mm7_down", "carrier" => name.to_string()).set(0.0);
             metrics::gauge!("sluice_mm7_auth_failed", "carrier" => name.to_string()).set(0.0);
@@ -331,9 +330,16 @@ impl Backlog {
             }
             let mut count = 0u64;
             for (target, items) in moved {
-                if let Some(q) = self.scheduler.queue(&target) {
-                    count += items.len() as u64;
-                    q.push_items(items);
+                count += items.len() as u64;
+                match self.scheduler.queue(&target) {
+                    Some(q) => q.push_items(items),
+                    // Removed by a reload since `mms` was read: routed by
+                    // the MMS routes in force.
+                    None => {
+                        let messages: Vec<Arc<Message>> =
+                            items.into_iter().map(|i| i.message).collect();
+                        self.enqueue(&messages);
+                    }
                 }
             }
             if count > 0 {

@@ -1,5 +1,5 @@
 //! SMS carriers while the gateway runs: each one started with its queue and
-//! its dispatcher ([`SmsCarriers::start`]), at the start and when a reload
+//! its dispatcher ([`CarrierParts::start`]), at the start and when a reload
 //! adds one, and taken out when a reload removes one
 //! ([`CarriersReload::apply`]), with the `[routes]` that choose among them.
 //!
@@ -30,7 +30,7 @@
 //! MMSCs ([`CarriersReload::apply_mms`]), with `mms.routes` and
 //! `mms.reachable_prefixes`, the same way: one added gets its callback
 //! listener (bound at once: an address in use refuses it, leaving nothing
-//! behind), queue and lane ([`SmsCarriers::start_mmsc`]) and is named an
+//! behind), queue and lane ([`CarrierParts::start_mmsc`]) and is named an
 //! MMS carrier for its events before the MMS routes name it. One removed
 //! leaves the MMS routes first, then its queue leaves the scheduler (its
 //! lane takes nothing more) and the backlog routes what it queued again
@@ -59,9 +59,10 @@ use crate::schedule::mm7::Mm7Lane;
 use crate::schedule::{self, CarrierQueue, DispatchCheck, Scheduler};
 use crate::telemetry::Health;
 
-/// What an SMS carrier is started with.
+/// What an SMS carrier or an MMSC is started with (an MMSC also needs
+/// [`Mmscs`]).
 #[derive(Clone)]
-pub(crate) struct SmsCarriers {
+pub(crate) struct CarrierParts {
     pub(crate) receipts: Arc<Receipts>,
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) scheduler: Arc<Scheduler>,
@@ -72,13 +73,13 @@ pub(crate) struct SmsCarriers {
     pub(crate) last_check: DispatchCheck,
 }
 
-impl std::fmt::Debug for SmsCarriers {
+impl std::fmt::Debug for CarrierParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmsCarriers").finish_non_exhaustive()
+        f.debug_struct("CarrierParts").finish_non_exhaustive()
     }
 }
 
-/// What an MMSC is started with, besides what an SMS carrier is.
+/// What an MMSC is started with, besides [`CarrierParts`].
 #[derive(Clone)]
 pub(crate) struct Mmscs {
     /// Where its requests' media come from.
@@ -109,7 +110,7 @@ pub(crate) struct MmscsRunning {
 /// ([`super::reload`]) and adds and removes SMS carriers and MMSCs.
 #[derive(Debug)]
 pub struct CarriersReload<'a> {
-    pub(crate) carriers: &'a SmsCarriers,
+    pub(crate) carriers: &'a CarrierParts,
     /// What an MMSC added is started with.
     pub(crate) mmscs: &'a Mmscs,
     /// Each MMSC's lane, retuned in place, and the callback listeners.
@@ -120,7 +121,7 @@ pub struct CarriersReload<'a> {
     pub(crate) cluster: Option<&'a crate::cluster::Link>,
 }
 
-impl SmsCarriers {
+impl CarrierParts {
     /// A carrier of `c`, not started yet.
     pub(crate) fn carrier(&self, c: &CarrierConfig) -> Arc<SmppCarrier> {
         SmppCarrier::new(c, self.receipts.clone(), Some(self.last_check.clone()))
@@ -151,20 +152,6 @@ impl SmsCarriers {
             dispatcher.run(shutdown.clone()).await;
             let _ = shutdown.wait_for(|stop| *stop).await;
         });
-    }
-
-    /// MMSC `m`'s carrier, not started yet (`tls`: its client TLS, when
-    /// its URL is `https://`).
-    ///
-    /// # Errors
-    /// Its URL is invalid.
-    pub(crate) fn mmsc(
-        &self,
-        mmscs: &Mmscs,
-        m: &MmscConfig,
-        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-    ) -> anyhow::Result<Arc<Mm7Carrier>> {
-        Ok(Arc::new(Mm7Carrier::new(m, mmscs.media.clone(), tls)?))
     }
 
     /// Starts MMSC `m`'s callback listener (if it has one), its queue
@@ -252,8 +239,15 @@ impl CarriersReload<'_> {
             .filter(|c| !new.carriers.iter().any(|n| n.name == c.name))
             .map(|c| c.name.clone())
             .collect();
-        if added.is_empty() && removed.is_empty() && now.routes == new.routes {
+        let reordered = reordered(
+            now.carriers.iter().map(|c| &c.name),
+            new.carriers.iter().map(|c| &c.name),
+        );
+        if added.is_empty() && removed.is_empty() && now.routes == new.routes && !reordered {
             return;
+        }
+        if reordered {
+            applied.push("carriers (order)".into());
         }
         let mut table = self.carriers.router.sms().carriers().clone();
         for c in added {
@@ -351,8 +345,15 @@ impl CarriersReload<'_> {
             .collect();
         let routes_differ = now.mms.routes != new.mms.routes
             || now.mms.reachable_prefixes != new.mms.reachable_prefixes;
-        if added.is_empty() && removed.is_empty() && !routes_differ {
+        let reordered = reordered(
+            now.mmsc.iter().map(|m| &m.name),
+            new.mmsc.iter().map(|m| &m.name),
+        );
+        if added.is_empty() && removed.is_empty() && !routes_differ && !reordered {
             return;
+        }
+        if reordered {
+            applied.push("mmsc (order)".into());
         }
         let mut table: Vec<Arc<Mm7Carrier>> = self.carriers.router.mms().mmscs().to_vec();
         for m in added {
@@ -449,7 +450,7 @@ impl CarriersReload<'_> {
         } else {
             None
         };
-        let carrier = self.carriers.mmsc(self.mmscs, m, tls)?;
+        let carrier = Arc::new(Mm7Carrier::new(m, self.mmscs.media.clone(), tls)?);
         let (lane, server) =
             self.carriers
                 .start_mmsc(self.mmscs, m, &carrier, now, tasks, &self.shutdown)?;
@@ -516,5 +517,32 @@ impl CarriersReload<'_> {
         self.carriers
             .start(c, &carrier, queue, tls, tasks, &self.shutdown);
         Ok(carrier)
+    }
+}
+
+/// Whether the names both lists have come in another order in `b` (without
+/// routes, the order of the file is the order of preference).
+fn reordered<'a>(
+    a: impl Iterator<Item = &'a String> + Clone,
+    b: impl Iterator<Item = &'a String> + Clone,
+) -> bool {
+    let common_a = a.clone().filter(|n| b.clone().any(|m| m == *n));
+    let common_b = b.clone().filter(|n| a.clone().any(|m| m == *n));
+    !common_a.eq(common_b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reordered;
+
+    #[test]
+    fn only_names_in_both_lists_in_another_order_are_a_reorder() {
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+        let (a, b) = (names(&["x", "y", "z"]), names(&["y", "x"]));
+        assert!(reordered(a.iter(), b.iter()));
+        // Added and removed names alone are no reorder.
+        let c = names(&["w", "x", "z", "v"]);
+        assert!(!reordered(a.iter(), c.iter()));
+        assert!(!reordered(a.iter(), a.iter()));
     }
 }

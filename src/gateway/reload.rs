@@ -89,8 +89,9 @@
 //!   requests begun from now on use them; one down tries again at once
 //!   when its URL or credentials changed, and a refusal of the credentials
 //!   replaced does not count. Its lane's `rate`, `unanswered`, `retry_*`,
-//!   `fallback_after` and `max_recipients` too
-//!   ([`crate::schedule::mm7::Mm7Lane::retune`]).
+//!   `fallback_after` and `max_recipients` too, and `connections` (its
+//!   HTTP pool and the requests its lane keeps in flight: lowered, those
+//!   beyond it end first; [`crate::schedule::mm7::Mm7Lane::retune`]).
 //!
 //! - MMSCs added or removed, and `mms.routes` with
 //!   `mms.reachable_prefixes` ([`super::carriers`]): an MMSC added gets its
@@ -102,9 +103,8 @@
 //!   MMS routes in force still name is not removed (named under
 //!   `refused`).
 //!
-//! A carrier's `gsm7_packed`, an MMSC's `connections` (also its HTTP pool)
-//! and callback listener settings, and the rest of `[mms]` wait for the
-//! restart.
+//! A carrier's `gsm7_packed`, an MMSC's callback listener settings, and
+//! the rest of `[mms]` wait for the restart.
 //! TLS certificates reload on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
@@ -522,12 +522,14 @@ fn retune(
 /// `version`, `max_message_bytes`, `media_encoding`, `service`,
 /// `presentation`, `timeout`, `failover_after`, `auth_retry_min` and
 /// `auth_retry_max` ([`crate::carrier::mm7::Mm7Carrier::reconfigure`]):
-/// requests begun from now on use them; and its lane's `rate`,
+/// requests begun from now on use them (a new HTTP client; its profile is
+/// rebuilt only when one of these changed); its lane's `rate`,
 /// `unanswered`, `retry_*`, `fallback_after` and `max_recipients`
-/// ([`crate::schedule::mm7::Mm7Lane::retune`]). One whose new URL or TLS
-/// does not load keeps its settings, named under `refused`. Its
-/// `connections` (also its HTTP pool) and callback listener wait for the
-/// restart. Returns whether a rate changed (the caller sets the limits).
+/// ([`crate::schedule::mm7::Mm7Lane::retune`]); and `connections`, both
+/// (its HTTP pool and the requests its lane has in flight). One whose new
+/// URL or TLS does not load keeps its settings, named under `refused`.
+/// Its callback listener's settings wait for the restart. Returns whether
+/// a rate changed (the caller sets the limits).
 fn reconfigure_mmscs(
     now: &mut Config,
     new: &Config,
@@ -560,47 +562,56 @@ fn reconfigure_mmscs(
         next.failover_after = n.failover_after;
         next.auth_retry_min = n.auth_retry_min;
         next.auth_retry_max = n.auth_retry_max;
-        // Its lane's, but `connections` (also the size of its HTTP pool).
+        // Both: the size of its HTTP pool and of its lane.
+        next.connections = n.connections;
+        let profile_changed =
+            dbg(&next) != dbg(&*m) || secret_differs(next.password.as_ref(), m.password.as_ref());
+        let requests = next.clone();
+        // Its lane's.
         next.rate = n.rate;
         next.unanswered = n.unanswered;
         next.retry_min = n.retry_min;
         next.retry_max = n.retry_max;
         next.fallback_after = n.fallback_after;
         next.max_recipients = n.max_recipients;
-        if dbg(&next) == dbg(&*m) && !secret_differs(next.password.as_ref(), m.password.as_ref()) {
+        let lane_changed = dbg(&next) != dbg(&requests);
+        if !profile_changed && !lane_changed {
             continue;
         }
-        let tls = if next.url.starts_with("https://") {
-            match crate::smpp::tls::client_config(ca_file.as_deref()) {
-                Ok(tls) => Some(Arc::new(tls)),
-                Err(e) => {
-                    r.refused.push(format!("mmsc.{}: TLS: {e}", m.name));
-                    continue;
+        if profile_changed {
+            let tls = if next.url.starts_with("https://") {
+                match crate::smpp::tls::client_config(ca_file.as_deref()) {
+                    Ok(tls) => Some(Arc::new(tls)),
+                    Err(e) => {
+                        r.refused.push(format!("mmsc.{}: TLS: {e}", m.name));
+                        continue;
+                    }
                 }
+            } else {
+                None
+            };
+            // New credentials or a new address may be the fix of an MMSC
+            // down.
+            let retry_now = next.url != m.url
+                || next.username != m.username
+                || secret_differs(next.password.as_ref(), m.password.as_ref());
+            if let Err(e) = carrier.reconfigure(&next, tls, retry_now) {
+                r.refused.push(format!("mmsc.{}: {e}", m.name));
+                continue;
             }
-        } else {
-            None
-        };
-        // New credentials or a new address may be the fix of an MMSC down.
-        let retry_now = next.url != m.url
-            || next.username != m.username
-            || secret_differs(next.password.as_ref(), m.password.as_ref());
-        match carrier.reconfigure(&next, tls, retry_now) {
-            Ok(()) => {
-                if let Some(lane) = carriers
-                    .running
-                    .lanes
-                    .iter()
-                    .find(|l| **l.name() == *m.name)
-                {
-                    lane.retune(super::lane_settings(&next, before_expiry));
-                }
-                limits |= next.rate != m.rate;
-                *m = next;
-                r.applied.push(format!("mmsc.{}", m.name));
-            }
-            Err(e) => r.refused.push(format!("mmsc.{}: {e}", m.name)),
         }
+        if (lane_changed || next.connections != m.connections)
+            && let Some(lane) = carriers
+                .running
+                .lanes
+                .iter()
+                .find(|l| **l.name() == *m.name)
+        {
+            lane.retune(super::lane_settings(&next, before_expiry));
+        }
+        limits |= next.rate != m.rate;
+        *m = next;
+        r.applied.push(format!("mmsc.{}", m.name));
     }
     limits
 }

@@ -130,6 +130,27 @@ async fn an_mms_the_mmsc_accepted_waits_for_its_delivery_report() {
     assert!(stage(&ledger, 7).is_none(), "ended delivered");
 }
 
+/// A message whose every part a carrier accepted, when that carrier is no
+/// longer configured at the restart (a reload or the file removed it),
+/// waits for its receipts under the carrier's name: never sent again, even
+/// with `recovery = "resend"`.
+#[tokio::test]
+async fn what_a_carrier_removed_since_accepted_is_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keeper, ledger, f) = keeper(dir.path());
+    let rec = Recovered {
+        messages: vec![recovered(8, Some("gone"), &["gone-id-8"], true)],
+        ..Recovered::default()
+    };
+    keeper.restore(rec, Recovery::Resend);
+    assert!(
+        matches!(stage(&ledger, 8), Some(Stage::Dispatched { ref carrier, .. }) if &**carrier == "gone"),
+        "{:?}",
+        stage(&ledger, 8)
+    );
+    assert_eq!(f.scheduler.queue("c").unwrap().len(), 0, "not queued again");
+}
+
 /// What a journal directory replays to, read from a copy (the journal in
 /// `dir` stays open).
 fn replay_copy(dir: &std::path::Path, to: &std::path::Path) -> crate::journal::Recovered {

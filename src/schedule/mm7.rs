@@ -42,6 +42,7 @@
 //! `mms`) and the MM7 status code when there is one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -116,6 +117,61 @@ pub struct LaneSettings {
     pub max_recipients: usize,
 }
 
+/// The submits a lane may have in flight: one permit each, resized by a
+/// reload.
+#[derive(Debug)]
+struct Submits {
+    permits: Arc<Semaphore>,
+    /// Permits a lowered limit takes back from the submits in flight as
+    /// they end.
+    owed: AtomicUsize,
+    /// Held while a reload resizes.
+    resizing: Mutex<()>,
+}
+
+impl Submits {
+    fn new(limit: usize) -> Submits {
+        Submits {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            owed: AtomicUsize::new(0),
+            resizing: Mutex::new(()),
+        }
+    }
+
+    /// From `old` to `new` submits at once: raised, at once (cancelling
+    /// what a lowering still owes first); lowered, the free permits at
+    /// once and the rest as the submits in flight end.
+    fn resize(&self, old: usize, new: usize) {
+        let _resizing = self.resizing.lock();
+        let (old, new) = (old.max(1), new.max(1));
+        if new > old {
+            let grow = new - old;
+            let owed = self
+                .owed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                    Some(o - o.min(grow))
+                })
+                .unwrap_or(0);
+            self.permits.add_permits(grow - owed.min(grow));
+        } else if new < old {
+            let shrink = old - new;
+            let forgotten = self.permits.forget_permits(shrink);
+            self.owed.fetch_add(shrink - forgotten, Ordering::AcqRel);
+        }
+    }
+
+    /// A submit ended: its permit goes back, unless a lowered limit still
+    /// owes one.
+    fn give_back(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        let owed = self
+            .owed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1));
+        if owed.is_ok() {
+            permit.forget();
+        }
+    }
+}
+
 /// One MMSC as the dispatcher sees it, with what its submits need.
 pub struct Mm7Lane {
     queue: Arc<CarrierQueue>,
@@ -127,7 +183,7 @@ pub struct Mm7Lane {
     /// A reload replaces them ([`Mm7Lane::retune`]; not `concurrency`).
     settings: arc_swap::ArcSwap<LaneSettings>,
     /// One permit per submit in flight.
-    submits: Arc<Semaphore>,
+    submits: Submits,
     aimd: Mutex<Aimd>,
     /// When the queue of a down MMSC is next looked through for messages
     /// whose validity is about to end.
@@ -186,7 +242,7 @@ impl Mm7Lane {
             receipts: receipts.clone(),
             check: check.clone(),
             fallback,
-            submits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            submits: Submits::new(settings.concurrency),
             aimd: Mutex::new(Aimd::new((settings.rate > 0.0).then_some(settings.rate))),
             settings: arc_swap::ArcSwap::from_pointee(settings),
             scan_at: Mutex::new(Instant::now()),
@@ -200,24 +256,24 @@ impl Mm7Lane {
         }
     }
 
-    /// Takes `settings` but their `concurrency` (a reload): its `rate` as
-    /// the ceiling of adaptive throttling, and the rest for the next
-    /// request, retry or fallback.
+    /// Takes `settings` (a reload): its `rate` as the ceiling of adaptive
+    /// throttling, `concurrency` for the submits in flight (raised: at
+    /// once; lowered: as those in flight beyond it end), and the rest for
+    /// the next request, retry or fallback.
     pub fn retune(&self, settings: LaneSettings) {
-        let concurrency = self.settings.load().concurrency;
+        self.submits
+            .resize(self.settings.load().concurrency, settings.concurrency);
         self.aimd
             .lock()
             .set_ceiling((settings.rate > 0.0).then_some(settings.rate));
-        self.settings.store(Arc::new(LaneSettings {
-            concurrency,
-            ..settings
-        }));
+        self.settings.store(Arc::new(settings));
+        self.queue.notify.notify_one();
     }
 
     /// No request is in flight (a removed MMSC's lane is forgotten once
     /// idle).
     pub fn is_idle(&self) -> bool {
-        self.submits.available_permits() >= self.settings.load().concurrency.max(1)
+        self.submits.permits.available_permits() >= self.settings.load().concurrency.max(1)
     }
 
     /// Puts a dispatched message that did not reach the MMSC back at the
@@ -380,6 +436,16 @@ impl Mm7Lane {
                 }
                 tokio::time::sleep_until(at).await;
             }
+            if self.queue.is_removed() {
+                // A reload removed the MMSC: nothing more goes to it (a
+                // retry, a message of a group tried on its own); routed
+                // again from its queue
+                // ([`crate::backlog::Backlog::retire_mmsc`]).
+                for m in &group {
+                    self.requeue(m);
+                }
+                return;
+            }
             if let Some((code, reason)) = &refused_for_now {
                 let now = now_ms();
                 group.retain(|m| {
@@ -485,15 +551,6 @@ impl Mm7Lane {
                     // and only then is the message `expired`.
                     let left = soonest.saturating_sub(now_ms());
                     tokio::time::sleep(backoff.min(Duration::from_millis(left))).await;
-                    if self.queue.is_removed() {
-                        // A reload removed the MMSC: not tried here again,
-                        // but routed again from its queue
-                        // ([`crate::backlog::Backlog::retire_mmsc`]).
-                        for m in &group {
-                            self.requeue(m);
-                        }
-                        return;
-                    }
                     backoff = self.settings.load().retry.next(backoff);
                     refused_for_now = Some((code, reason));
                 }
@@ -605,7 +662,7 @@ impl Carrier for Mm7Lane {
     }
 
     async fn wait_room(&self, _units: usize) -> bool {
-        self.submits.acquire().await.is_ok()
+        self.submits.permits.acquire().await.is_ok()
     }
 
     /// A free submit takes up to `max_recipients` messages.
@@ -613,6 +670,7 @@ impl Carrier for Mm7Lane {
         Room {
             messages: self
                 .submits
+                .permits
                 .available_permits()
                 .saturating_mul(self.settings.load().max_recipients.max(1))
                 .clamp(1, 256),
@@ -646,7 +704,7 @@ impl Carrier for Mm7Lane {
         let messages = batch.into_iter().map(|(m, ())| m).collect();
         let mut groups = requests(messages, self.settings.load().max_recipients).into_iter();
         while let Some(group) = groups.next() {
-            let permit = match self.submits.clone().try_acquire_owned() {
+            let permit = match self.submits.permits.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(tokio::sync::TryAcquireError::NoPermits) => {
                     // Room was counted at `max_recipients` a request, and
@@ -671,7 +729,7 @@ impl Carrier for Mm7Lane {
             let this = self.clone();
             tokio::spawn(async move {
                 this.submit(group, probe).await;
-                drop(permit);
+                this.submits.give_back(permit);
             });
         }
     }
@@ -695,6 +753,32 @@ impl Carrier for Mm7Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lowered_limit_takes_its_permits_back_from_the_submits_in_flight() {
+        let submits = Submits::new(4);
+        let held: Vec<_> = (0..4)
+            .map(|_| submits.permits.clone().try_acquire_owned().unwrap())
+            .collect();
+        submits.resize(4, 2);
+        for p in held {
+            submits.give_back(p);
+        }
+        assert_eq!(submits.permits.available_permits(), 2);
+        // Raised while one is still owed: the debt goes first.
+        let held: Vec<_> = (0..2)
+            .map(|_| submits.permits.clone().try_acquire_owned().unwrap())
+            .collect();
+        submits.resize(2, 1);
+        submits.resize(1, 3);
+        for p in held {
+            submits.give_back(p);
+        }
+        assert_eq!(submits.permits.available_permits(), 3);
+        // Lowered with permits free: at once.
+        submits.resize(3, 1);
+        assert_eq!(submits.permits.available_permits(), 1);
+    }
 
     #[test]
     fn the_retry_wait_doubles_from_its_first_to_its_longest() {

@@ -451,6 +451,11 @@ pub struct MmscStats {
     pub recipients: u64,
     /// Most recipients taken by one SubmitReq.
     pub most_recipients: u64,
+    /// Submits processed whose answer is waiting out the answer delay now.
+    pub answering: u64,
+    /// Most submits waiting out the answer delay at once (how many requests
+    /// a client keeps in flight).
+    pub most_answering: u64,
     /// Recipients not taken (`--refuse-recipients`).
     pub recipients_refused: u64,
     /// Submits answered with any other status (malformed, size, version,
@@ -712,6 +717,12 @@ impl Mmsc {
         self.shared.live.lock().answer_delay = delay;
     }
 
+    /// Counts `most_answering` from now on (from those being answered).
+    pub fn reset_most_answering(&self) {
+        let mut st = self.shared.stats.lock();
+        st.most_answering = st.answering;
+    }
+
     /// Stops accepting and drops pending reports.
     pub fn shutdown(&self) {
         self.shared.token.cancel();
@@ -817,10 +828,15 @@ impl Shared {
             }
         });
         if !answer_delay.is_zero() {
+            self.bump(|st| {
+                st.answering += 1;
+                st.most_answering = st.most_answering.max(st.answering);
+            });
             tokio::select! {
                 () = tokio::time::sleep(answer_delay) => {}
                 () = self.token.cancelled() => {}
             }
+            self.bump(|st| st.answering -= 1);
         }
         resp
     }
