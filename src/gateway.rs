@@ -331,7 +331,7 @@ impl Running {
         self.mmscs_running
             .servers
             .iter()
-            .map(|s| s.local_addr())
+            .map(|(_, s)| s.local_addr())
             .collect()
     }
 
@@ -353,7 +353,7 @@ impl Running {
     pub async fn shutdown(mut self) {
         self.begin_drain();
         let _ = self.shutdown.send(true);
-        for s in &self.mmscs_running.servers {
+        for (_, s) in &self.mmscs_running.servers {
             s.shutdown();
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -731,7 +731,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     for (m, carrier) in config.mmsc.iter().zip(&mmscs) {
         let (lane, server) = sms.start_mmsc(&mm7, m, carrier, &config, &mut tasks, &shutdown)?;
         mmscs_running.lanes.push(lane);
-        mmscs_running.servers.extend(server);
+        mmscs_running
+            .servers
+            .extend(server.map(|s| (carrier.name().clone(), s)));
     }
     tasks.spawn(chores(
         gateway.clone(),

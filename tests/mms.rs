@@ -1437,6 +1437,42 @@ async fn an_mmscs_connections_a_reload_changes_bound_the_requests_in_flight() {
     s.gw.shutdown().await;
 }
 
+/// A reload that rotates the password an MMSC must use on its callbacks
+/// checks the next callback against it: the MMSC, already on the new one,
+/// has its delivery report refused until then, and taken after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_password_a_reload_rotates_is_checked_on_the_next_report() {
+    let mut s = setup(
+        |c| {
+            c.callback_username = Some("mmsc".into());
+            c.callback_password = Some("new-callback-pw".into());
+            c.report_retries = 1000;
+        },
+        |c| {
+            c.mmsc[0].name = "mmsc-cb".into();
+            c.mmsc[0].callback_username = Some("mmsc".into());
+            c.mmsc[0].callback_password = Some(sluice::config::Secret::new("old-callback-pw"));
+        },
+    )
+    .await;
+    let ids = submit_mms(&s, "cb", 1, 200).await;
+    eventually("a report refused", Duration::from_secs(10), || {
+        s.mmsc.stats().reports_sent >= 2
+    })
+    .await;
+    assert_eq!(s.mmsc.stats().reports_acked, 0);
+    assert_eq!(s.got.terminal_count(), 0);
+    let mut rotated = s.cfg.clone();
+    rotated.mmsc[0].callback_password = Some(sluice::config::Secret::new("new-callback-pw"));
+    let r = s.gw.reload(&rotated);
+    assert_eq!(r.applied, ["mmsc.mmsc-cb"]);
+    // The secret applied is not named for the restart.
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    all_delivered_as_mms(&s, &ids).await;
+    assert_eq!(s.mmsc.stats().reports_acked, 1);
+    s.gw.shutdown().await;
+}
+
 /// Rotates the MMSC's password (its refusals answered after `answer_delay`)
 /// and checks the MMS waiting on it go out under the new one.
 async fn rotate_the_mmsc_password(answer_delay: Duration) {

@@ -101,9 +101,9 @@ impl std::fmt::Debug for Mmscs {
 pub(crate) struct MmscsRunning {
     /// Each MMSC's lane in force (a reload retunes it).
     pub(crate) lanes: Vec<Arc<Mm7Lane>>,
-    /// Callback listeners, those of MMSCs a reload removed too (they stay
-    /// for the delivery reports until the restart).
-    pub(crate) servers: Vec<crate::mm7::Mm7Server>,
+    /// Callback listeners by MMSC, those of MMSCs a reload removed too
+    /// (they stay for the delivery reports until the restart).
+    pub(crate) servers: Vec<(Arc<str>, crate::mm7::Mm7Server)>,
 }
 
 /// The part of a reload that replaces SMS carriers' binds
@@ -209,6 +209,17 @@ impl CarrierParts {
                 )
             }),
         );
+    }
+}
+
+impl MmscsRunning {
+    /// The callback listener of MMSC `name` in force, if it has one.
+    pub(crate) fn server(&self, name: &str) -> Option<&crate::mm7::Mm7Server> {
+        self.servers
+            .iter()
+            .rev()
+            .find(|(n, _)| **n == *name)
+            .map(|(_, s)| s)
     }
 }
 
@@ -457,7 +468,9 @@ impl CarriersReload<'_> {
         // Its events are MMS events: before the routes name it.
         self.mmscs.hub.add_mms_carrier(carrier.name());
         self.running.lanes.push(lane);
-        self.running.servers.extend(server);
+        self.running
+            .servers
+            .extend(server.map(|s| (carrier.name().clone(), s)));
         Ok(carrier)
     }
 

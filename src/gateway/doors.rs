@@ -287,6 +287,21 @@ pub(super) fn mm7_callbacks(
         true,
         config,
     )?;
+    let server = crate::mm7::serve_now(
+        crate::mm7::ServerConfig {
+            listen,
+            tls,
+            ..callback_checks(m)
+        },
+        Arc::new(callbacks),
+    )?;
+    Ok(Some(server))
+}
+
+/// What MMSC `m`'s callback receiver checks each request against (its
+/// credentials, allowed networks, body limits, version) and its other
+/// limits (no address or TLS: those of the listener as started).
+pub(super) fn callback_checks(m: &MmscConfig) -> crate::mm7::ServerConfig {
     let credentials = match (&m.callback_username, &m.callback_password) {
         (Some(u), Some(p)) => Some(crate::mm7::Credentials {
             username: u.clone(),
@@ -294,20 +309,15 @@ pub(super) fn mm7_callbacks(
         }),
         _ => None,
     };
-    let server = crate::mm7::serve_now(
-        crate::mm7::ServerConfig {
-            listen,
-            credentials,
-            allow: m.callback_allow.clone(),
-            max_body: m.callback_max_body_bytes,
-            version: m.version,
-            header_read_timeout: m.callback_header_timeout,
-            body_timeout: m.callback_body_timeout,
-            idle_timeout: m.callback_idle_timeout,
-            max_connections: m.callback_max_connections,
-            tls,
-        },
-        Arc::new(callbacks),
-    )?;
-    Ok(Some(server))
+    crate::mm7::ServerConfig {
+        credentials,
+        allow: m.callback_allow.clone(),
+        max_body: m.callback_max_body_bytes,
+        version: m.version,
+        header_read_timeout: m.callback_header_timeout,
+        body_timeout: m.callback_body_timeout,
+        idle_timeout: m.callback_idle_timeout,
+        max_connections: m.callback_max_connections,
+        ..crate::mm7::ServerConfig::default()
+    }
 }

@@ -91,7 +91,11 @@
 //!   replaced does not count. Its lane's `rate`, `unanswered`, `retry_*`,
 //!   `fallback_after` and `max_recipients` too, and `connections` (its
 //!   HTTP pool and the requests its lane keeps in flight: lowered, those
-//!   beyond it end first; [`crate::schedule::mm7::Mm7Lane::retune`]).
+//!   beyond it end first; [`crate::schedule::mm7::Mm7Lane::retune`]). Its
+//!   callback receiver's `callback_username`, `callback_password`,
+//!   `callback_allow`, `callback_max_body_bytes` and
+//!   `callback_body_timeout`, for the next request
+//!   ([`crate::mm7::Mm7Server::set_checks`]).
 //!
 //! - MMSCs added or removed, and `mms.routes` with
 //!   `mms.reachable_prefixes` ([`super::carriers`]): an MMSC added gets its
@@ -103,8 +107,9 @@
 //!   MMS routes in force still name is not removed (named under
 //!   `refused`).
 //!
-//! A carrier's `gsm7_packed`, an MMSC's callback listener settings, and
-//! the rest of `[mms]` wait for the restart.
+//! A carrier's `gsm7_packed`, an MMSC's callback listener (its
+//! `callback_listen`, TLS files, connection limit, header and idle
+//! timeouts), and the rest of `[mms]` wait for the restart.
 //! TLS certificates reload on SIGHUP on their own ([`crate::tls`]).
 //!
 //! Compared for the restart list: every other section, by its debug form,
@@ -528,8 +533,12 @@ fn retune(
 /// ([`crate::schedule::mm7::Mm7Lane::retune`]); and `connections`, both
 /// (its HTTP pool and the requests its lane has in flight). One whose new
 /// URL or TLS does not load keeps its settings, named under `refused`.
-/// Its callback listener's settings wait for the restart. Returns whether
-/// a rate changed (the caller sets the limits).
+/// Its callback receiver's checks of each request (`callback_username`,
+/// `callback_password`, `callback_allow`, `callback_max_body_bytes`,
+/// `callback_body_timeout`) apply to the next request
+/// ([`crate::mm7::Mm7Server::set_checks`]); its address, TLS files,
+/// connection limit and header and idle timeouts wait for the restart.
+/// Returns whether a rate changed (the caller sets the limits).
 fn reconfigure_mmscs(
     now: &mut Config,
     new: &Config,
@@ -575,7 +584,22 @@ fn reconfigure_mmscs(
         next.fallback_after = n.fallback_after;
         next.max_recipients = n.max_recipients;
         let lane_changed = dbg(&next) != dbg(&requests);
-        if !profile_changed && !lane_changed {
+        let with_lane = next.clone();
+        // Its callback receiver's checks of each request.
+        next.callback_username = n.callback_username.clone();
+        next.callback_password = n.callback_password.clone();
+        next.callback_allow = n.callback_allow.clone();
+        next.callback_allow_unauthenticated = n.callback_allow_unauthenticated;
+        next.callback_max_body_bytes = n.callback_max_body_bytes;
+        next.callback_body_timeout = n.callback_body_timeout;
+        let checks_changed = dbg(&next) != dbg(&with_lane)
+            || secret_differs(
+                next.callback_password.as_ref(),
+                m.callback_password.as_ref(),
+            )
+            // Its answers' version.
+            || next.version != m.version;
+        if !profile_changed && !lane_changed && !checks_changed {
             continue;
         }
         if profile_changed {
@@ -608,6 +632,9 @@ fn reconfigure_mmscs(
                 .find(|l| **l.name() == *m.name)
         {
             lane.retune(super::lane_settings(&next, before_expiry));
+        }
+        if checks_changed && let Some(server) = carriers.running.server(&m.name) {
+            server.set_checks(&super::doors::callback_checks(&next));
         }
         limits |= next.rate != m.rate;
         *m = next;

@@ -145,6 +145,8 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub struct Mm7Server {
     local_addr: SocketAddr,
+    /// What each request is checked against (a reload replaces it).
+    cfg: Arc<arc_swap::ArcSwap<ServerConfig>>,
     token: CancellationToken,
     _stop_on_drop: Arc<DropGuard>,
     tasks_done: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
@@ -167,6 +169,21 @@ impl Mm7Server {
     /// Stops accepting; open connections finish their request and close.
     pub fn shutdown(&self) {
         self.token.cancel();
+    }
+
+    /// Checks the next requests against `cfg`'s `credentials`, `allow`,
+    /// `max_body` and `body_timeout`, and answers in its `version` those in
+    /// an unknown namespace (a reload); its address, TLS, connection limit
+    /// and header and idle timeouts stay as the listener started.
+    pub fn set_checks(&self, checks: &ServerConfig) {
+        self.cfg.rcu(|cfg| ServerConfig {
+            credentials: checks.credentials.clone(),
+            allow: checks.allow.clone(),
+            max_body: checks.max_body,
+            body_timeout: checks.body_timeout,
+            version: checks.version,
+            ..ServerConfig::clone(cfg)
+        });
     }
 
     /// Waits for [`Mm7Server::shutdown`], then for connections to end (at
@@ -223,7 +240,11 @@ fn serve_on<H: Mm7Inbound>(
         header_timeout: cfg.header_read_timeout,
         idle_timeout: cfg.idle_timeout,
     };
-    let shared = Arc::new(Shared { cfg, handler });
+    let cfg = Arc::new(arc_swap::ArcSwap::from_pointee(cfg));
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        handler,
+    });
     let service = move |conn: &ConnInfo| {
         let shared = Arc::clone(&shared);
         let peer = conn.peer;
@@ -242,6 +263,7 @@ fn serve_on<H: Mm7Inbound>(
     tracing::info!(target: TARGET, listen = %local_addr, "MM7 receiver listening");
     Ok(Mm7Server {
         local_addr,
+        cfg,
         _stop_on_drop: Arc::new(token.clone().drop_guard()),
         token,
         tasks_done: Arc::new(Mutex::new(Some(tasks_done))),
@@ -249,7 +271,8 @@ fn serve_on<H: Mm7Inbound>(
 }
 
 struct Shared<H> {
-    cfg: ServerConfig,
+    /// Replaced by [`Mm7Server::set_checks`].
+    cfg: Arc<arc_swap::ArcSwap<ServerConfig>>,
     handler: Arc<H>,
 }
 
@@ -259,28 +282,28 @@ impl<H: Mm7Inbound> Shared<H> {
         B: hyper::body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let cfg = self.cfg.load_full();
         if let Some(refusal) = admit(
             &req,
             peer,
-            &self.cfg.allow,
-            self.cfg.credentials.as_ref(),
-            self.cfg.max_body,
+            &cfg.allow,
+            cfg.credentials.as_ref(),
+            cfg.max_body,
         ) {
             return refusal;
         }
-        let (content_type, body) =
-            match read_body(req, self.cfg.max_body, self.cfg.body_timeout).await {
-                Ok(x) => x,
-                Err(resp) => return resp,
-            };
+        let (content_type, body) = match read_body(req, cfg.max_body, cfg.body_timeout).await {
+            Ok(x) => x,
+            Err(resp) => return resp,
+        };
         let msg = match soap::decode(content_type.as_deref(), &body) {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(target: TARGET, %peer, error = %crate::model::LogSafe::display(&e), "undecodable MM7 request");
-                return bad_request(&e, None, self.cfg.version);
+                return bad_request(&e, None, cfg.version);
             }
         };
-        let version = msg.version().unwrap_or(self.cfg.version);
+        let version = msg.version().unwrap_or(cfg.version);
         let tid = msg.transaction_id().unwrap_or_default().to_owned();
         match msg {
             Message::DeliveryReportReq(r) => {
@@ -326,7 +349,12 @@ pub async fn fuzz_callback<H: Mm7Inbound>(
     peer: IpAddr,
     req: Request<Full<Bytes>>,
 ) -> Response<Full<Bytes>> {
-    Shared { cfg, handler }.handle(peer, req).await
+    Shared {
+        cfg: Arc::new(arc_swap::ArcSwap::from_pointee(cfg)),
+        handler,
+    }
+    .handle(peer, req)
+    .await
 }
 
 /// Runs a handler call in its own task: a peer that hangs up cannot cancel
