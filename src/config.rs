@@ -285,6 +285,12 @@ impl Config {
             if m.max_message_bytes < 4096 {
                 p.push(format!("mmsc {:?}: max_message_bytes below 4096", m.name));
             }
+            if !(1..=MAX_MMSC_CONNECTIONS).contains(&m.connections) {
+                p.push(format!(
+                    "mmsc {:?}: connections must be 1 to {MAX_MMSC_CONNECTIONS}",
+                    m.name
+                ));
+            }
             if m.service.reply_charging_size == Some(0) {
                 p.push(format!(
                     "mmsc {:?}: service.reply_charging_size must be above 0",
@@ -641,14 +647,7 @@ impl Config {
                 )),
                 _ => {}
             }
-            let authenticated = m.callback_username.is_some()
-                || !m.callback_allow.is_empty()
-                || m.callback_tls_client_ca_file.is_some();
-            if let Some(addr) = m.callback_listen
-                && beyond_loopback(&addr)
-                && !authenticated
-                && !m.callback_allow_unauthenticated
-            {
+            if let Some(addr) = open_callbacks(m) {
                 p.push(format!(
                     "{at}: callback_listen {addr} is beyond loopback without authentication: set \
                      callback_username and callback_password, callback_allow or \
@@ -681,3 +680,19 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// Most requests one MMSC may have in flight (`mmsc.connections`).
+pub const MAX_MMSC_CONNECTIONS: usize = 4096;
+
+/// The address of MMSC `m`'s callback listener when it would take
+/// callbacks from beyond loopback without any authentication (no
+/// credentials, allow-list or client CA) and `callback_allow_unauthenticated`
+/// does not say so on purpose.
+pub fn open_callbacks(m: &MmscConfig) -> Option<std::net::SocketAddr> {
+    let authenticated = m.callback_username.is_some()
+        || !m.callback_allow.is_empty()
+        || m.callback_tls_client_ca_file.is_some();
+    m.callback_listen.filter(|addr| {
+        !addr.ip().is_loopback() && !authenticated && !m.callback_allow_unauthenticated
+    })
+}

@@ -342,9 +342,9 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     // SIGHUP: every TLS listener re-reads its certificate files (each
     // listens for it), and the file's limits, tenants (added, removed, their
     // credentials, sending rights and event destinations), SMS carriers
-    // (added, removed, their binds and settings, the routes) and how MMSC
-    // requests are made apply now (the rest at the next restart;
-    // `sluice::gateway::reload`).
+    // (added, removed, their binds and settings, the routes) and MMSCs
+    // (added, removed, their settings and callback checks, the MMS routes)
+    // apply now (the rest at the next restart; `sluice::gateway::reload`).
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut running = sluice::gateway::start(config).await?;
     let stop = shutdown_signal();

@@ -106,12 +106,10 @@ impl JournalKeeper {
             let message = Arc::new(rm.message);
             // SMS carrier or MMSC: an MMS the MMSC accepted waits for its
             // delivery report like an SMS for its receipts.
-            // One no longer configured (a reload or the file removed it)
-            // keeps its name: what it accepted is never sent again.
-            let carrier = rm
-                .carrier
-                .as_deref()
-                .map(|c| router.carrier_named(c).unwrap_or_else(|| Arc::from(c)));
+            let carrier = rm.carrier.as_deref().and_then(|c| router.carrier_named(c));
+            let accepted = rm.parts > 0
+                && rm.carrier_ids.len() == rm.parts as usize
+                && rm.carrier_ids.iter().all(|s| !s.is_empty());
             match (rm.carrier, carrier) {
                 (None, _) => {
                     self.ledger.restore(Entry {
@@ -120,11 +118,7 @@ impl JournalKeeper {
                     });
                     requeue.push(message);
                 }
-                (Some(_), Some(c))
-                    if rm.parts > 0
-                        && rm.carrier_ids.len() == rm.parts as usize
-                        && rm.carrier_ids.iter().all(|s| !s.is_empty()) =>
-                {
+                (Some(_), Some(c)) if accepted => {
                     // Every part was accepted: wait for the receipts.
                     let parts: Vec<Part> = rm
                         .carrier_ids
@@ -142,9 +136,12 @@ impl JournalKeeper {
                         },
                     });
                 }
-                (Some(_), _) if !rm.written || recovery == Recovery::Resend => {
+                (Some(_), _) if !rm.written || (recovery == Recovery::Resend && !accepted) => {
                     // Dispatched but never written (it never left), or the
-                    // operator chose at-least-once: queued again.
+                    // operator chose at-least-once: queued again. Never what
+                    // a carrier no longer configured (a reload or the file
+                    // removed it) accepted whole: that ends `unknown`, as
+                    // its receipts cannot come.
                     self.ledger.restore(Entry {
                         message: message.clone(),
                         stage: Stage::Queued,

@@ -177,6 +177,52 @@ async fn an_unauthenticated_door_beyond_loopback_refuses_to_start() {
     assert!(cfg.door_problems().is_empty());
 }
 
+/// A reload cannot strip the authentication of a callback listener that
+/// runs beyond loopback: the file moving it to loopback without
+/// credentials passes its own check, but the listener keeps its address
+/// until the restart, so the change is refused and the old password still
+/// asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_cannot_leave_a_public_callback_listener_unauthenticated() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &smsc);
+    cfg.mmsc = vec![MmscConfig {
+        callback_listen: Some("0.0.0.0:0".parse().unwrap()),
+        callback_username: Some("mmsc".into()),
+        callback_password: Some(Secret::new("callback-pw")),
+        ..MmscConfig::new("mmsc", "http://127.0.0.1:9/mm7")
+    }];
+    let mut gw = sluice::gateway::start(cfg.clone()).await.unwrap();
+    let mut open = cfg.clone();
+    open.mmsc[0].callback_listen = Some("127.0.0.1:0".parse().unwrap());
+    open.mmsc[0].callback_username = None;
+    open.mmsc[0].callback_password = None;
+    assert!(open.door_problems().is_empty(), "the file alone is fine");
+    let r = gw.reload(&open);
+    assert!(r.applied.is_empty(), "{r:?}");
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert!(
+        r.refused[0].starts_with("mmsc.mmsc: its callback listener on 0.0.0.0:"),
+        "{r:?}"
+    );
+    let port = gw.mm7_callbacks()[0].port();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    c.write_all(
+        b"POST /mm7 HTTP/1.1\r\nhost: x\r\ncontent-type: text/xml\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    gw.shutdown().await;
+}
+
 /// Per-process CPU time (user + system) in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

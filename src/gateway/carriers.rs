@@ -1,7 +1,8 @@
-//! SMS carriers while the gateway runs: each one started with its queue and
-//! its dispatcher ([`CarrierParts::start`]), at the start and when a reload
-//! adds one, and taken out when a reload removes one
-//! ([`CarriersReload::apply`]), with the `[routes]` that choose among them.
+//! SMS carriers and MMSCs while the gateway runs: each one started with its
+//! queue and its dispatcher ([`CarrierParts::start`],
+//! [`CarrierParts::start_mmsc`]), at the start and when a reload adds one,
+//! and taken out when a reload removes one ([`CarriersReload::apply`],
+//! [`CarriersReload::apply_mms`]), with the routes that choose among them.
 //!
 //! Added: its queue, binds and dispatcher start (and, in cluster mode, its
 //! rate and the tenants' rates on it are shared) before the routes name

@@ -1,7 +1,8 @@
 //! Reloading the configuration file on SIGHUP: the limits, the tenants,
-//! their credentials, sending rights and event destinations, and the SMS
-//! carriers, their binds, settings and routes change at once,
-//! without dropping a queued message (only sessions on replaced
+//! their credentials, sending rights and event destinations, the SMS
+//! carriers, their binds, settings and routes, and the MMSCs, their
+//! settings, callback checks and routes change at once, without dropping a
+//! queued message (only sessions on replaced
 //! credentials are closed, and only carriers whose binds changed have
 //! their binds replaced); every other change waits for the next restart
 //! and is named in the log.
@@ -121,7 +122,7 @@ use std::sync::Arc;
 
 use super::{RateOf, RateSharing};
 use crate::admission::Admission;
-use crate::config::{Config, TenantConfig, WebhookConfig};
+use crate::config::{Config, MmscConfig, TenantConfig, WebhookConfig};
 use crate::model::Secret;
 use crate::schedule::Scheduler;
 
@@ -602,6 +603,21 @@ fn reconfigure_mmscs(
         if !profile_changed && !lane_changed && !checks_changed {
             continue;
         }
+        // The file was checked with its own listener; the one running keeps
+        // its address and client CA until the restart.
+        let running = MmscConfig {
+            callback_listen: m.callback_listen,
+            callback_tls_client_ca_file: m.callback_tls_client_ca_file.clone(),
+            ..next.clone()
+        };
+        if checks_changed && let Some(addr) = crate::config::open_callbacks(&running) {
+            r.refused.push(format!(
+                "mmsc.{}: its callback listener on {addr} (as it runs until the restart) \
+                 would take callbacks from beyond loopback without authentication",
+                m.name
+            ));
+            continue;
+        }
         if profile_changed {
             let tls = if next.url.starts_with("https://") {
                 match crate::smpp::tls::client_config(ca_file.as_deref()) {
@@ -624,6 +640,8 @@ fn reconfigure_mmscs(
                 continue;
             }
         }
+        // `connections` is in both: compared with `requests`, it is not a
+        // lane change.
         if (lane_changed || next.connections != m.connections)
             && let Some(lane) = carriers
                 .running
@@ -851,7 +869,9 @@ fn at_restart(now: &Config, new: &Config, refused: &[String]) -> Vec<String> {
         ),
     );
     for m in &now.mmsc {
-        if let Some(n) = new.mmsc.iter().find(|n| n.name == m.name) {
+        if let Some(n) = new.mmsc.iter().find(|n| n.name == m.name)
+            && !mmsc_refused(&m.name)
+        {
             differs(&format!("mmsc.{}", m.name), dbg(m), dbg(n));
         }
     }

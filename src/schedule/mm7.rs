@@ -42,7 +42,6 @@
 //! `mms`) and the MM7 status code when there is one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -118,23 +117,21 @@ pub struct LaneSettings {
 }
 
 /// The submits a lane may have in flight: one permit each, resized by a
-/// reload.
+/// reload. Every permit comes back through [`Submits::give_back`] under the
+/// same lock as [`Submits::resize`], so what a lowered limit owes is exact.
 #[derive(Debug)]
 struct Submits {
     permits: Arc<Semaphore>,
     /// Permits a lowered limit takes back from the submits in flight as
-    /// they end.
-    owed: AtomicUsize,
-    /// Held while a reload resizes.
-    resizing: Mutex<()>,
+    /// they end (guarded: every change under it).
+    owed: Mutex<usize>,
 }
 
 impl Submits {
     fn new(limit: usize) -> Submits {
         Submits {
             permits: Arc::new(Semaphore::new(limit.max(1))),
-            owed: AtomicUsize::new(0),
-            resizing: Mutex::new(()),
+            owed: Mutex::new(0),
         }
     }
 
@@ -142,33 +139,49 @@ impl Submits {
     /// what a lowering still owes first); lowered, the free permits at
     /// once and the rest as the submits in flight end.
     fn resize(&self, old: usize, new: usize) {
-        let _resizing = self.resizing.lock();
+        let mut owed = self.owed.lock();
         let (old, new) = (old.max(1), new.max(1));
         if new > old {
             let grow = new - old;
-            let owed = self
-                .owed
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
-                    Some(o - o.min(grow))
-                })
-                .unwrap_or(0);
-            self.permits.add_permits(grow - owed.min(grow));
+            let cancelled = (*owed).min(grow);
+            *owed -= cancelled;
+            self.permits.add_permits(grow - cancelled);
         } else if new < old {
             let shrink = old - new;
+            // No permit comes back meanwhile (the lock): those not free now
+            // are held, and each pays one as it comes back.
             let forgotten = self.permits.forget_permits(shrink);
-            self.owed.fetch_add(shrink - forgotten, Ordering::AcqRel);
+            *owed += shrink - forgotten;
         }
     }
 
-    /// A submit ended: its permit goes back, unless a lowered limit still
+    /// Waits for a free submit (without taking it).
+    async fn wait(&self) -> bool {
+        match self.permits.clone().acquire_owned().await {
+            Ok(p) => {
+                self.give_back(p);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A permit comes back: to the semaphore, unless a lowered limit still
     /// owes one.
     fn give_back(&self, permit: tokio::sync::OwnedSemaphorePermit) {
-        let owed = self
-            .owed
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1));
-        if owed.is_ok() {
+        let mut owed = self.owed.lock();
+        if *owed > 0 {
+            *owed -= 1;
             permit.forget();
+        } else {
+            drop(permit);
         }
+    }
+
+    /// No submit is in flight at `limit`.
+    fn idle(&self, limit: usize) -> bool {
+        let owed = self.owed.lock();
+        *owed == 0 && self.permits.available_permits() >= limit.max(1)
     }
 }
 
@@ -273,7 +286,7 @@ impl Mm7Lane {
     /// No request is in flight (a removed MMSC's lane is forgotten once
     /// idle).
     pub fn is_idle(&self) -> bool {
-        self.submits.permits.available_permits() >= self.settings.load().concurrency.max(1)
+        self.submits.idle(self.settings.load().concurrency)
     }
 
     /// Puts a dispatched message that did not reach the MMSC back at the
@@ -662,7 +675,7 @@ impl Carrier for Mm7Lane {
     }
 
     async fn wait_room(&self, _units: usize) -> bool {
-        self.submits.permits.acquire().await.is_ok()
+        self.submits.wait().await
     }
 
     /// A free submit takes up to `max_recipients` messages.
@@ -778,6 +791,15 @@ mod tests {
         // Lowered with permits free: at once.
         submits.resize(3, 1);
         assert_eq!(submits.permits.available_permits(), 1);
+        assert!(submits.idle(1));
+        // One in flight: not idle.
+        let held = submits.permits.clone().try_acquire_owned().unwrap();
+        submits.resize(1, 2);
+        submits.resize(2, 1);
+        assert_eq!(submits.permits.available_permits(), 0);
+        assert!(!submits.idle(1));
+        submits.give_back(held);
+        assert!(submits.idle(1));
     }
 
     #[test]
