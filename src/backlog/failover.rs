@@ -182,29 +182,31 @@ impl Backlog {
         names
     }
 
+    /// Routes again what the queue of a carrier removed still holds
+    /// (queued, or held for quiet hours); returns how many.
+    fn route_again(&self, queue: &CarrierQueue) -> u64 {
+        let mut items = queue.drain();
+        items.extend(queue.drain_held());
+        let moved = items.len() as u64;
+        if moved > 0 {
+            let messages: Vec<Arc<Message>> = items.into_iter().map(|i| i.message).collect();
+            self.enqueue(&messages);
+        }
+        moved
+    }
+
     fn sweep_retired_mmscs(&self) {
         let mut retired = self.retired_mmscs.lock();
         retired.retain_mut(|r| {
             let name = r.lane.name().clone();
-            let mut items = r.queue.drain();
-            items.extend(r.queue.drain_held());
-            if !items.is_empty() {
-                let moved = items.len() as u64;
-                let messages: Vec<Arc<Message>> = items.into_iter().map(|i| i.message).collect();
-                self.enqueue(&messages);
+            let moved = self.route_again(&r.queue);
+            if moved > 0 {
                 metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
                     .increment(moved);
                 tracing::info!(target: TARGET, carrier = %name, moved,
                     "MMSC removed: its queued MMS routed again");
             }
-            // Forgotten a sweep after it is found empty: a batch routed by
-            // the table of before the reload may still be on its way in.
-            let empty = r.queue.dispatcher_ended()
-                && r.queue.is_empty()
-                && r.queue.held() == 0
-                && r.lane.is_idle();
-            r.empty_sweeps = if empty { r.empty_sweeps + 1 } else { 0 };
-            if r.empty_sweeps < 2 {
+            if !left_nothing(&r.queue, r.lane.is_idle(), &mut r.empty_sweeps) {
                 return true;
             }
             metrics::gauge!("sluice_queue_depth", "carrier" => name.to_string()).set(0.0);
@@ -228,11 +230,7 @@ impl Backlog {
             } else {
                 self.take_back_unsent(&r.carrier)
             };
-            let mut items = r.queue.drain();
-            items.extend(r.queue.drain_held());
-            moved += items.len() as u64;
-            let messages: Vec<Arc<Message>> = items.into_iter().map(|i| i.message).collect();
-            self.enqueue(&messages);
+            moved += self.route_again(&r.queue);
             if moved > 0 {
                 metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
                     .increment(moved);
@@ -274,14 +272,7 @@ impl Backlog {
                 tracing::warn!(target: TARGET, carrier = %name, parts = ended,
                     "carrier removed: parts of messages it had partly sent end unknown");
             }
-            // Forgotten a sweep after it is found empty: a batch routed by
-            // the table of before the reload may still be on its way in.
-            let empty = r.queue.dispatcher_ended()
-                && r.queue.is_empty()
-                && r.queue.held() == 0
-                && r.carrier.is_idle();
-            r.empty_sweeps = if empty { r.empty_sweeps + 1 } else { 0 };
-            if r.empty_sweeps < 2 {
+            if !left_nothing(&r.queue, r.carrier.is_idle(), &mut r.empty_sweeps) {
                 return true;
             }
             metrics::gauge!("sluice_dispatch_stalled", "carrier" => name.to_string()).set(0.0);
@@ -351,4 +342,14 @@ impl Backlog {
             }
         }
     }
+}
+
+/// Counts a sweep of a removed carrier's `queue` (its carrier `idle` or
+/// not): true once nothing was left two sweeps in a row (forgotten a sweep
+/// after it is found empty: a batch routed by the table of before the
+/// reload may still be on its way in).
+fn left_nothing(queue: &CarrierQueue, idle: bool, empty_sweeps: &mut u32) -> bool {
+    let empty = queue.dispatcher_ended() && queue.is_empty() && queue.held() == 0 && idle;
+    *empty_sweeps = if empty { *empty_sweeps + 1 } else { 0 };
+    *empty_sweeps >= 2
 }
