@@ -78,16 +78,7 @@ impl Backlog {
                 by_target.entry(target).or_default().push(item);
             }
             for (target, items) in by_target {
-                match self.scheduler.queue(&target) {
-                    Some(q) => q.push_items(items),
-                    // Removed by a reload since `sms` was read: routed by
-                    // the routes in force.
-                    None => {
-                        let messages: Vec<Arc<Message>> =
-                            items.into_iter().map(|i| i.message).collect();
-                        self.enqueue(&messages);
-                    }
-                }
+                self.move_to(&target, items);
             }
             if moved > 0 {
                 metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
@@ -180,6 +171,19 @@ impl Backlog {
                 .map(|r| r.lane.name().clone()),
         );
         names
+    }
+
+    /// Puts `items` failed over in the queue of `target`; one a reload
+    /// removed since the routes were read routes them by the routes in
+    /// force.
+    fn move_to(&self, target: &str, items: Vec<Item>) {
+        match self.scheduler.queue(target) {
+            Some(q) => q.push_items(items),
+            None => {
+                let messages: Vec<Arc<Message>> = items.into_iter().map(|i| i.message).collect();
+                self.enqueue(&messages);
+            }
+        }
     }
 
     /// Routes again what the queue of a carrier removed still holds
@@ -322,16 +326,7 @@ impl Backlog {
             let mut count = 0u64;
             for (target, items) in moved {
                 count += items.len() as u64;
-                match self.scheduler.queue(&target) {
-                    Some(q) => q.push_items(items),
-                    // Removed by a reload since `mms` was read: routed by
-                    // the MMS routes in force.
-                    None => {
-                        let messages: Vec<Arc<Message>> =
-                            items.into_iter().map(|i| i.message).collect();
-                        self.enqueue(&messages);
-                    }
-                }
+                self.move_to(&target, items);
             }
             if count > 0 {
                 metrics::counter!("sluice_failover_messages_total", "carrier" => name.to_string())
