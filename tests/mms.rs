@@ -1473,6 +1473,46 @@ async fn a_callback_password_a_reload_rotates_is_checked_on_the_next_report() {
     s.gw.shutdown().await;
 }
 
+/// A reload that widens `mms.fallback_before_expiry` sends to its fallback,
+/// at the next look, an MMS waiting on an MMSC down whose validity now ends
+/// within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_before_expiry_a_reload_widens_takes_the_waiting_mms_to_sms() {
+    // Nothing listens there: every connection is refused, so the MMSC is
+    // down after the first try.
+    let down = HeldPort::new();
+    let mut s = setup(
+        |_| {},
+        |c| {
+            c.mmsc[0].url = format!("http://{}/mm7", down.addr());
+            c.mms.fallback_before_expiry = Duration::from_secs(1);
+        },
+    )
+    .await;
+    let up = s.client.put_media("image/png", png(16, 16)).await.unwrap();
+    let mut m = mms("expiring", "+14155550210", "Sale ends soon", &up.media_id);
+    m.validity_seconds = 120;
+    let ids = accepted_ids(&s.client.submit(vec![m]).await.unwrap());
+    // Tried, refused: it waits in the queue of the MMSC down (its validity
+    // ends in 2 min, not within 1 s).
+    let mut wider = s.cfg.clone();
+    wider.mms.fallback_before_expiry = Duration::from_secs(600);
+    let r = s.gw.reload(&wider);
+    assert_eq!(r.applied, ["mms.fallback_before_expiry"]);
+    assert!(r.at_restart.is_empty() && r.refused.is_empty(), "{r:?}");
+    eventually("the MMS fell back to SMS", Duration::from_secs(20), || {
+        s.got.terminal_count() == 1
+    })
+    .await;
+    assert_eq!(
+        channel_of(&s.got, ids[0]),
+        Some(pb::DeliveryState::StateDelivered)
+    );
+    assert_eq!(s.got.channels.lock()[&ids[0]].0, pb::Channel::SmsUsed);
+    assert_eq!(s.smsc.texts().len(), 1);
+    s.gw.shutdown().await;
+}
+
 /// Rotates the MMSC's password (its refusals answered after `answer_delay`)
 /// and checks the MMS waiting on it go out under the new one.
 async fn rotate_the_mmsc_password(answer_delay: Duration) {

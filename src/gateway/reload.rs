@@ -108,6 +108,9 @@
 //!   MMS routes in force still name is not removed (named under
 //!   `refused`).
 //!
+//! - `mms.fallback_before_expiry`, for each MMSC's next look, while it is
+//!   down, for messages about to expire.
+//!
 //! A carrier's `gsm7_packed`, an MMSC's callback listener (its
 //! `callback_listen`, TLS files, connection limit, header and idle
 //! timeouts), and the rest of `[mms]` wait for the restart.
@@ -235,6 +238,7 @@ pub fn apply(old: &Config, new: &Config, live: &mut Live<'_>) -> (Config, Reload
     if let Some(carriers) = &live.carriers {
         rebind(&mut now, new, carriers, &mut r);
         retune(&mut now, new, carriers, &mut r);
+        fallback_before_expiry(&mut now, new, carriers, &mut r);
         limits |= reconfigure_mmscs(&mut now, new, carriers, &mut r);
     }
     let mut to_admit = Vec::new();
@@ -521,6 +525,33 @@ fn retune(
             r.applied.push(format!("carriers.{}.{key}", c.name));
         }
     }
+}
+
+/// Takes `new`'s `mms.fallback_before_expiry` into every MMSC's lane: while
+/// an MMSC is down, its next look for messages about to expire uses it
+/// (MMSCs added later start with it).
+fn fallback_before_expiry(
+    now: &mut Config,
+    new: &Config,
+    carriers: &super::carriers::CarriersReload<'_>,
+    r: &mut Reloaded,
+) {
+    use crate::carrier::Carrier as _;
+    if now.mms.fallback_before_expiry == new.mms.fallback_before_expiry {
+        return;
+    }
+    now.mms.fallback_before_expiry = new.mms.fallback_before_expiry;
+    for m in &now.mmsc {
+        if let Some(lane) = carriers
+            .running
+            .lanes
+            .iter()
+            .find(|l| **l.name() == *m.name)
+        {
+            lane.retune(super::lane_settings(m, now.mms.fallback_before_expiry));
+        }
+    }
+    r.applied.push("mms.fallback_before_expiry".into());
 }
 
 /// Takes into each MMSC in force what `new` changes of how its requests
