@@ -16,14 +16,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ledger::Ledger;
+use crate::journal::RecordError;
+use crate::ledger::{Entry, Ledger, Stage};
 use crate::media::link::LinkSigner;
 use crate::model::{DeliveryState, Message, Priority, now_ms};
 use crate::receipts::Receipts;
 use crate::route::Router;
 use crate::schedule::{CarrierQueue, Scheduler};
 use crate::settings::Config;
-use crate::spill::Spill;
+use crate::spill::{Spill, StoredQueued};
 
 mod failover;
 mod fallback;
@@ -51,6 +52,40 @@ fn sms_queue(
         .get(&carrier)
         .cloned()
         .or_else(|| scheduler.queue(&carrier))
+}
+
+/// Places queued messages one by one: in memory while the budget allows
+/// (an eighth more for transactional ones), else in the spill behind what
+/// their tenant and priority already have there, keeping their order.
+struct Placement<'a> {
+    spill: &'a Spill,
+    budget: u64,
+    in_memory: u64,
+    /// (tenant, priority) pairs this placement sent to the spill.
+    spilling: Vec<(Arc<str>, Priority)>,
+}
+
+impl Placement<'_> {
+    /// Whether the next message of `tenant` at `priority` stays in memory
+    /// (counted against the budget) rather than spilling.
+    fn in_memory(&mut self, tenant: &Arc<str>, priority: Priority) -> bool {
+        let limit = match priority {
+            Priority::Transactional => self.budget + self.budget / 8,
+            Priority::Marketing => self.budget,
+        };
+        let spilling = self
+            .spilling
+            .iter()
+            .any(|(t, p)| t == tenant && *p == priority);
+        if !spilling && self.in_memory < limit && !self.spill.holds(tenant, priority) {
+            self.in_memory += 1;
+            return true;
+        }
+        if !spilling {
+            self.spilling.push((tenant.clone(), priority));
+        }
+        false
+    }
 }
 
 /// Accepted messages waiting for their carrier, in memory or on disk.
@@ -253,31 +288,16 @@ impl Backlog {
     /// Queues accepted messages in memory while the budget allows and
     /// spills the rest (see the module doc).
     pub fn enqueue_or_spill(&self, messages: &[Arc<Message>]) {
-        let budget = self.max_in_memory;
-        let mut in_memory = self.scheduler.in_memory() as u64;
-        if self.spill.is_empty() && in_memory + messages.len() as u64 <= budget {
+        if self.spill.is_empty()
+            && self.scheduler.in_memory() as u64 + messages.len() as u64 <= self.max_in_memory
+        {
             return self.enqueue(messages);
         }
-        let mut keep = Vec::with_capacity(messages.len());
-        let mut out: Vec<Arc<Message>> = Vec::new();
-        let mut spilling: Vec<(&Arc<str>, Priority)> = Vec::new();
-        for m in messages {
-            let key = (&m.tenant, m.priority);
-            let limit = match m.priority {
-                Priority::Transactional => budget + budget / 8,
-                Priority::Marketing => budget,
-            };
-            let behind = spilling.contains(&key) || self.spill.holds(&m.tenant, m.priority);
-            if !behind && in_memory < limit {
-                in_memory += 1;
-                keep.push(m.clone());
-            } else {
-                if !spilling.contains(&key) {
-                    spilling.push(key);
-                }
-                out.push(m.clone());
-            }
-        }
+        let mut place = self.placement();
+        let (mut keep, mut out): (Vec<_>, Vec<_>) = messages
+            .iter()
+            .cloned()
+            .partition(|m| place.in_memory(&m.tenant, m.priority));
         if !out.is_empty() {
             match self.spill.push(&out) {
                 Ok(()) => self.ledger.forget(out.iter().map(|m| m.id)),
@@ -289,6 +309,58 @@ impl Backlog {
             }
         }
         self.enqueue(&keep);
+    }
+
+    /// A restart's queued messages, in id order and still in the journal's
+    /// stored form: those the budget keeps in memory are decoded, entered in
+    /// the ledger and queued; the rest go to the spill as they are, never
+    /// decoded whole (a restart with millions queued held every one of them
+    /// in memory, ~1 KB each, before spilling most of them again). Returns
+    /// what could not be decoded (those messages are not queued).
+    pub fn restore_queued(&self, messages: Vec<StoredQueued>) -> Vec<RecordError> {
+        let mut problems = Vec::new();
+        let mut place = self.placement();
+        let (keep, out): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| place.in_memory(&m.tenant, m.priority));
+        let (out, bad): (Vec<_>, Vec<_>) = out
+            .into_iter()
+            .map(|m| (crate::journal::check_stored(&m.stored), m))
+            .partition(|(checked, _)| checked.is_ok());
+        problems.extend(bad.into_iter().filter_map(|(checked, _)| checked.err()));
+        let mut out: Vec<StoredQueued> = out.into_iter().map(|(_, m)| m).collect();
+        if let Err(e) = self.spill.push_stored(&out) {
+            tracing::error!(target: TARGET, error = %e, messages = out.len(),
+                "spill write failed; keeping the messages in memory");
+        } else {
+            out.clear();
+        }
+        let mut queued = Vec::with_capacity(keep.len() + out.len());
+        for m in keep.into_iter().chain(out) {
+            match crate::journal::stored_message(&m.stored) {
+                Ok(message) => {
+                    let message = Arc::new(message);
+                    self.ledger.restore(Entry {
+                        message: message.clone(),
+                        stage: Stage::Queued,
+                    });
+                    queued.push(message);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        self.enqueue(&queued);
+        problems
+    }
+
+    /// Where the next queued messages go, as the budget stands now.
+    fn placement(&self) -> Placement<'_> {
+        Placement {
+            spill: &self.spill,
+            budget: self.max_in_memory,
+            in_memory: self.scheduler.in_memory() as u64,
+            spilling: Vec::new(),
+        }
     }
 
     /// Pages spilled messages back in while the in-memory queues have room

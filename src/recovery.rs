@@ -24,15 +24,22 @@ use crate::admission::Dedupe;
 use crate::backlog::Backlog;
 use crate::events::EventHub;
 use crate::journal::dedupe_log::DedupeLog;
-use crate::journal::{CarriedMessage, Durable, Journal, JournalError, Recovered, Recovery};
+use crate::journal::{
+    CarriedMessage, Durable, Journal, JournalError, Recovered, Recovery, StoredHead,
+};
 use crate::ledger::{Entry, Ledger, Part, Stage};
 use crate::model::{DeliveryState, LogSafe, Message, MessageId, now_ms};
 use crate::receipts::Receipts;
+use crate::spill::StoredQueued;
 
 #[cfg(test)]
 mod tests;
 
 const TARGET: &str = "sluice::recovery";
+
+/// Queued messages restored at a time: what goes back to the spill is
+/// written and freed slice by slice.
+const RESTORE_SLICE: usize = 65_536;
 
 /// Restores the journal at start and compacts it while running.
 #[derive(Debug)]
@@ -77,14 +84,53 @@ impl JournalKeeper {
     }
 
     /// Restores recovered messages, events and dedupe keys (before ingest
-    /// starts); see the module doc for what happens to each message.
+    /// starts); see the module doc for what happens to each message. The
+    /// dedupe keys are restored on a second thread beside the messages
+    /// (each is seconds of work with millions of them).
     pub fn restore(&self, rec: Recovered, recovery: Recovery) {
+        let started = tokio::time::Instant::now();
+        let Recovered {
+            messages,
+            events,
+            dedupe,
+            records,
+            ..
+        } = rec;
+        let keys = parking_lot::Mutex::new(Some(dedupe));
+        let restore_keys = || {
+            if let Some(keys) = keys.lock().take() {
+                self.restore_dedupe(keys);
+            }
+        };
+        std::thread::scope(|scope| {
+            let beside = std::thread::Builder::new()
+                .name("sluice-restore".into())
+                .spawn_scoped(scope, restore_keys);
+            self.restore_messages(messages, events, records, recovery);
+            match beside {
+                Ok(thread) => {
+                    if thread.join().is_err() {
+                        tracing::error!(target: TARGET, "restoring the dedupe keys failed; retries of recent batches may be sent again");
+                    }
+                }
+                // No second thread: one after the other.
+                Err(_) => restore_keys(),
+            }
+        });
+        tracing::info!(target: TARGET, ms = started.elapsed().as_millis() as u64, "journal restored");
+    }
+
+    /// Restores the dedupe keys: those already in the dedupe log, then
+    /// those of Accept records still in the journal (logged when their old
+    /// segments are compacted), oldest first (the index evicts from the
+    /// front).
+    fn restore_dedupe(&self, journal_keys: crate::journal::DedupeKeys) {
+        let started = tokio::time::Instant::now();
         let now = now_ms();
-        // Oldest first (the index evicts from the front): keys already in
-        // the dedupe log, then those of Accept records still in the journal
-        // (logged when their old segments are compacted).
+        let mut logged = 0;
         match self.dedupe_log.load(now, self.dedupe.window_ms()) {
             Ok(entries) => {
+                logged = entries.len();
                 for (fp, id, at) in entries {
                     self.dedupe.restore(fp, MessageId(id), at, now, None);
                 }
@@ -93,32 +139,51 @@ impl JournalKeeper {
                 tracing::error!(target: TARGET, error = %e, "dedupe log unreadable; retries of old batches may be sent again")
             }
         }
-        for (tenant, client_ref, id, at) in &rec.dedupe {
+        for (tenant, client_ref, id, at) in journal_keys.iter() {
             let fp = self.dedupe.fingerprint(tenant, client_ref);
-            self.dedupe.restore(fp, *id, *at, now, Some(0));
+            self.dedupe.restore(fp, id, at, now, Some(0));
         }
-        self.hub.restore(rec.events);
+        tracing::info!(target: TARGET, logged, journal = journal_keys.len(),
+            ms = started.elapsed().as_millis() as u64, "dedupe keys restored");
+    }
+
+    /// Restores the messages and events (see the module doc).
+    fn restore_messages(
+        &self,
+        messages: Vec<crate::journal::RecoveredMessage>,
+        events: Vec<crate::journal::PendingEvent>,
+        records: u64,
+        recovery: Recovery,
+    ) {
+        self.hub.restore(events);
         let router = self.backlog.router();
-        let mut requeue = Vec::new();
+        let mut problems = Vec::new();
+        // What is queued (again) stays in its stored form here, in id order
+        // (most of millions queued go back to the spill undecoded:
+        // `Backlog::restore_queued`).
+        let mut queued = Vec::new();
         let mut unknown = Vec::new();
-        let total = rec.messages.len();
-        for rm in rec.messages {
-            let message = Arc::new(rm.message);
+        let total = messages.len();
+        for mut rm in messages {
+            let Some(name) = rm.carrier.take() else {
+                queued.push(rm.stored);
+                continue;
+            };
+            let message = match rm.message() {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
             // SMS carrier or MMSC: an MMS the MMSC accepted waits for its
             // delivery report like an SMS for its receipts.
-            let carrier = rm.carrier.as_deref().and_then(|c| router.carrier_named(c));
+            let carrier = router.carrier_named(&name);
             let accepted = rm.parts > 0
                 && rm.carrier_ids.len() == rm.parts as usize
                 && rm.carrier_ids.iter().all(|s| !s.is_empty());
-            match (rm.carrier, carrier) {
-                (None, _) => {
-                    self.ledger.restore(Entry {
-                        message: message.clone(),
-                        stage: Stage::Queued,
-                    });
-                    requeue.push(message);
-                }
-                (Some(_), Some(c)) if accepted => {
+            match carrier {
+                Some(c) if accepted => {
                     // Every part was accepted: wait for the receipts.
                     let parts: Vec<Part> = rm
                         .carrier_ids
@@ -136,19 +201,15 @@ impl JournalKeeper {
                         },
                     });
                 }
-                (Some(_), _) if !rm.written || (recovery == Recovery::Resend && !accepted) => {
+                _ if !rm.written || (recovery == Recovery::Resend && !accepted) => {
                     // Dispatched but never written (it never left), or the
                     // operator chose at-least-once: queued again. Never what
                     // a carrier no longer configured (a reload or the file
                     // removed it) accepted whole: that ends `unknown`, as
                     // its receipts cannot come.
-                    self.ledger.restore(Entry {
-                        message: message.clone(),
-                        stage: Stage::Queued,
-                    });
-                    requeue.push(message);
+                    queued.push(rm.stored);
                 }
-                (Some(name), c) => {
+                c => {
                     let parts: Vec<Part> = (0..rm.parts.max(1) as usize)
                         .map(|i| match rm.carrier_ids.get(i) {
                             Some(s) if !s.is_empty() => Part::Submitted(s.as_str().into()),
@@ -176,25 +237,72 @@ impl JournalKeeper {
         // queued is not sent (it would be checked against the global
         // opt-outs alone).
         let removed: Arc<str> = "its tenant is no longer configured: not sent".into();
-        let before = requeue.len();
-        requeue.retain(|m| {
-            let known = self.hub.knows(&m.tenant);
+        let mut rejected = 0;
+        let mut reject = |message: Message| {
+            let message = Arc::new(message);
+            self.ledger.restore(Entry {
+                message: message.clone(),
+                stage: Stage::Queued,
+            });
+            endings.end(message.id, DeliveryState::Rejected, 0, &removed);
+            rejected += 1;
+        };
+        let mut tenants: Vec<(Arc<str>, bool)> = Vec::new();
+        let mut kept = Vec::with_capacity(queued.len());
+        for stored in queued {
+            let head = match StoredHead::read(&stored) {
+                Ok(h) => h,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            let tenant = head.tenant;
+            // A handful of tenants: one shared name each, looked up once.
+            let i = match tenants.iter().position(|(t, _)| &**t == tenant) {
+                Some(i) => i,
+                None => {
+                    tenants.push((tenant.into(), self.hub.knows(tenant)));
+                    tenants.len() - 1
+                }
+            };
+            let (tenant, known) = &tenants[i];
             if !known {
-                endings.end(m.id, DeliveryState::Rejected, 0, &removed);
+                match crate::journal::stored_message(&stored) {
+                    Ok(m) => reject(m),
+                    Err(e) => problems.push(e),
+                }
+                continue;
             }
-            known
-        });
-        if requeue.len() < before {
-            tracing::warn!(target: TARGET, messages = before - requeue.len(),
-                "queued messages of tenants no longer configured ended as rejected, not sent");
-        }
-        tracing::info!(target: TARGET, records = rec.records, live = total, requeued = requeue.len(),
-            unknown = unknown.len(), rejected = before - requeue.len(), events = self.hub.pending(), "journal recovered");
-        for p in &rec.problems {
-            tracing::error!(target: TARGET, problem = %LogSafe::display(p), "unrecoverable journal entry");
+            let tenant = tenant.clone();
+            kept.push(StoredQueued {
+                id: MessageId(head.id),
+                tenant,
+                priority: head.priority,
+                stored,
+            });
         }
         drop(endings);
-        self.backlog.enqueue_or_spill(&requeue);
+        if rejected > 0 {
+            tracing::warn!(target: TARGET, messages = rejected,
+                "queued messages of tenants no longer configured ended as rejected, not sent");
+        }
+        let requeued = kept.len();
+        // In slices, so that what goes back to the spill is written and
+        // freed as it goes.
+        let mut kept = kept.into_iter();
+        loop {
+            let slice: Vec<StoredQueued> = kept.by_ref().take(RESTORE_SLICE).collect();
+            if slice.is_empty() {
+                break;
+            }
+            problems.extend(self.backlog.restore_queued(slice));
+        }
+        tracing::info!(target: TARGET, records, live = total, requeued,
+            unknown = unknown.len(), rejected, events = self.hub.pending(), "journal recovered");
+        for p in &problems {
+            tracing::error!(target: TARGET, problem = %LogSafe::display(p), "unrecoverable journal entry");
+        }
     }
 
     /// Dedupe keys older than a second trickle into the dedupe log, synced

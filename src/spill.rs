@@ -40,6 +40,19 @@ const HEADER_LEN: usize = 8;
 /// may spill millions of messages of one tenant in one call).
 const MAX_BATCH: usize = 1024;
 
+/// A queued message in the journal's stored form, for [`Spill::push_stored`].
+#[derive(Debug, Clone)]
+pub struct StoredQueued {
+    /// Its id.
+    pub id: MessageId,
+    /// Its tenant.
+    pub tenant: Arc<str>,
+    /// Its priority.
+    pub priority: Priority,
+    /// The stored form ([`crate::journal::RecoveredMessage::stored`]).
+    pub stored: bytes::Bytes,
+}
+
 /// Where spilled messages of one tenant and priority wait, in order.
 type QueueKey = (Arc<str>, Priority);
 
@@ -156,9 +169,42 @@ impl Spill {
     /// When a file cannot be created or written; then none of `messages` is
     /// recorded here (they must stay in memory).
     pub fn push(&self, messages: &[Arc<Message>]) -> io::Result<()> {
-        let mut groups: Vec<(QueueKey, Vec<&Message>)> = Vec::new();
+        self.push_grouped(
+            messages,
+            |m| (m.tenant.clone(), m.priority),
+            |m| m.id.0,
+            |buf, group| crate::journal::encode_messages(buf, group.iter().map(|m| &***m)),
+        )
+    }
+
+    /// As [`Spill::push`], for messages still in the journal's stored form
+    /// (a restart spills again what does not fit without decoding it). The
+    /// caller checked that each decodes ([`crate::journal::check_stored`]).
+    ///
+    /// # Errors
+    /// As [`Spill::push`].
+    pub fn push_stored(&self, messages: &[StoredQueued]) -> io::Result<()> {
+        self.push_grouped(
+            messages,
+            |m| (m.tenant.clone(), m.priority),
+            |m| m.id.0,
+            |buf, group| crate::journal::encode_stored(buf, group.iter().map(|m| &m.stored[..])),
+        )
+    }
+
+    /// Writes `items` in batches of one (tenant, priority) each, `encode`
+    /// appending a group's payload.
+    fn push_grouped<T>(
+        &self,
+        items: &[T],
+        key_of: impl Fn(&T) -> QueueKey,
+        id_of: impl Fn(&T) -> u64,
+        encode: impl Fn(&mut BytesMut, &[&T]),
+    ) -> io::Result<()> {
+        let messages = items;
+        let mut groups: Vec<(QueueKey, Vec<&T>)> = Vec::new();
         for m in messages {
-            let key = (m.tenant.clone(), m.priority);
+            let key = key_of(m);
             // The newest group of this key, unless it is full.
             match groups
                 .iter_mut()
@@ -176,7 +222,7 @@ impl Spill {
         for (key, group) in groups {
             buf.clear();
             buf.extend_from_slice(&[0; HEADER_LEN]);
-            crate::journal::encode_messages(&mut buf, group.iter().copied());
+            encode(&mut buf, &group);
             let len = u32::try_from(buf.len() - HEADER_LEN)
                 .map_err(|_| io::Error::other("spill batch over 4 GiB"))?;
             let crc = crc32fast::hash(&buf[HEADER_LEN..]);
@@ -190,8 +236,8 @@ impl Spill {
                         offset,
                         len: buf.len() as u32,
                         count: group.len() as u32,
-                        first_id: group.iter().map(|m| m.id.0).min().unwrap_or(0),
-                        last_id: group.iter().map(|m| m.id.0).max().unwrap_or(0),
+                        first_id: group.iter().map(|m| id_of(m)).min().unwrap_or(0),
+                        last_id: group.iter().map(|m| id_of(m)).max().unwrap_or(0),
                     },
                 )),
                 Err(e) => {

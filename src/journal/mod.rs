@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{Message, MessageId, reclaim};
 use record::Kind;
-pub use record::RecordError;
+pub use record::{RecordError, StoredHead};
 use writer::{Command, Shared, SyncResult};
 
 /// Journal failures.
@@ -73,10 +73,14 @@ pub enum JournalError {
 }
 
 /// A message recovered from the journal, with how far it got.
+///
+/// The message stays in its stored form until it is needed: a restart with
+/// millions queued decodes only those kept in memory, and writes the rest
+/// to the spill as they are ([`encode_stored`]).
 #[derive(Debug, Clone)]
 pub struct RecoveredMessage {
-    /// The message.
-    pub message: Message,
+    /// The message as the journal stores it (one `StoredMessage`).
+    pub stored: Bytes,
     /// Carrier it was dispatched to; `None` while still queued.
     pub carrier: Option<String>,
     /// Parts written (when dispatched).
@@ -86,6 +90,125 @@ pub struct RecoveredMessage {
     /// A part was (or may have been) written to the carrier: without one,
     /// a dispatched message never left and is queued again on recovery.
     pub written: bool,
+}
+
+impl RecoveredMessage {
+    /// The message, decoded.
+    ///
+    /// # Errors
+    /// [`RecordError`] when the stored form does not decode or a field is
+    /// out of range (corruption, or a journal of an incompatible version).
+    pub fn message(&self) -> Result<Message, RecordError> {
+        stored_message(&self.stored)
+    }
+
+    /// Its id, tenant, client reference and priority, without decoding the rest.
+    ///
+    /// # Errors
+    /// [`RecordError`] when they do not decode.
+    pub fn head(&self) -> Result<StoredHead<'_>, RecordError> {
+        StoredHead::read(&self.stored)
+    }
+}
+
+/// Decodes a message's stored form ([`RecoveredMessage::stored`]).
+///
+/// # Errors
+/// As [`RecoveredMessage::message`].
+pub fn stored_message(stored: &Bytes) -> Result<Message, RecordError> {
+    use prost::Message as _;
+    record::StoredMessage::decode(stored.clone())?.to_message()
+}
+
+/// Checks that a stored message decodes to a message (what paging it back
+/// in from the spill will do), without keeping what it decoded.
+///
+/// # Errors
+/// As [`RecoveredMessage::message`].
+pub fn check_stored(stored: &[u8]) -> Result<(), RecordError> {
+    record::StoredMessage::check_encoded(stored)
+}
+
+/// A message's stored form (what [`RecoveredMessage::stored`] holds).
+pub fn stored_form(message: &Message) -> Bytes {
+    let mut b = BytesMut::new();
+    record::encode_accept(&mut b, [message]);
+    let b = b.freeze();
+    let mut stored = Bytes::new();
+    let _ = record::for_each_stored(&b, |m| {
+        stored = b.slice_ref(m);
+        Ok(())
+    });
+    stored
+}
+
+/// `(tenant, client_ref, id, accepted_at_ms)` of every accepted message
+/// still in the journal, oldest first: the strings of all of them in one
+/// buffer (a restart with millions of keys makes no allocation per key).
+#[derive(Debug, Default, Clone)]
+pub struct DedupeKeys {
+    text: String,
+    keys: Vec<DedupeKeyAt>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DedupeKeyAt {
+    start: usize,
+    tenant_len: u32,
+    client_ref_len: u32,
+    id: MessageId,
+    accepted_at_ms: u64,
+}
+
+impl DedupeKeys {
+    /// Adds a key after the others.
+    pub fn push(&mut self, tenant: &str, client_ref: &str, id: MessageId, accepted_at_ms: u64) {
+        let start = self.text.len();
+        self.text.push_str(tenant);
+        self.text.push_str(client_ref);
+        self.keys.push(DedupeKeyAt {
+            start,
+            // Both come from frames far below 4 GiB.
+            tenant_len: u32::try_from(tenant.len()).unwrap_or(u32::MAX),
+            client_ref_len: u32::try_from(client_ref.len()).unwrap_or(u32::MAX),
+            id,
+            accepted_at_ms,
+        });
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// `(tenant, client_ref, id, accepted_at_ms)`, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, MessageId, u64)> + '_ {
+        self.keys.iter().map(|k| {
+            let t = k.start + k.tenant_len as usize;
+            let r = t + k.client_ref_len as usize;
+            (
+                self.text.get(k.start..t).unwrap_or_default(),
+                self.text.get(t..r).unwrap_or_default(),
+                k.id,
+                k.accepted_at_ms,
+            )
+        })
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str, MessageId, u64)> for DedupeKeys {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str, MessageId, u64)>>(iter: I) -> Self {
+        let mut keys = DedupeKeys::default();
+        for (tenant, client_ref, id, at) in iter {
+            keys.push(tenant, client_ref, id, at);
+        }
+        keys
+    }
 }
 
 /// An event waiting for upstream acknowledgement.
@@ -116,15 +239,13 @@ pub struct Recovered {
     /// Events not acknowledged, by event id.
     pub events: Vec<PendingEvent>,
     /// `(tenant, client_ref, id, accepted_at_ms)` of every accepted message still in the journal.
-    pub dedupe: Vec<(String, String, MessageId, u64)>,
+    pub dedupe: DedupeKeys,
     /// Next free message id.
     pub next_message_id: u64,
     /// Next free event id.
     pub next_event_id: u64,
     /// Records replayed.
     pub records: u64,
-    /// Records that decoded but could not be turned back into messages.
-    pub problems: Vec<RecordError>,
     /// Opt-out records, in log order (journals holding suppression data).
     pub opt: Vec<OptRecord>,
 }
@@ -270,7 +391,10 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         let segments =
             replay::list_segments(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
+        let started = tokio::time::Instant::now();
         let recovered = replay::replay(dir, &segments)?;
+        tracing::info!(target: "sluice::journal", segments = segments.len(), records = recovered.records,
+            live = recovered.messages.len(), ms = started.elapsed().as_millis() as u64, "journal replayed");
         // Segments a crash left half deleted: their records were carried.
         let doomed = reclaim::leftovers(dir).map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         reclaim::remove_in_background(doomed);
@@ -580,6 +704,12 @@ impl Journal {
 /// payload, no framing): what the spill files hold.
 pub fn encode_messages<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item = &'a Message>) {
     record::encode_accept(dst, messages);
+}
+
+/// Encodes messages already in their stored form ([`RecoveredMessage::stored`])
+/// as [`encode_messages`] encodes the same messages decoded.
+pub fn encode_stored<'a>(dst: &mut BytesMut, stored: impl IntoIterator<Item = &'a [u8]>) {
+    record::encode_accept_stored(dst, stored);
 }
 
 /// Decodes what [`encode_messages`] wrote.

@@ -6,7 +6,7 @@
 //! and able to grow fields without breaking old journals. Every record is a
 //! batch, so one group commit carries many messages with one header each.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::model::{
     ChannelPref, FallbackPolicy, Message, MessageId, MmsFields, MmsMessageClass, MmsPriority,
@@ -35,6 +35,15 @@ pub enum RecordError {
         /// What is wrong with it.
         #[source]
         source: MsisdnError,
+    },
+    /// A length-delimited field runs past the end of its message.
+    #[error("a field runs past the end of its message")]
+    Truncated,
+    /// A stored message's tenant or client reference is not UTF-8.
+    #[error("message {id:x}: tenant or client reference is not text")]
+    NotText {
+        /// The message.
+        id: u64,
     },
     /// A stored message's sender kind is unknown.
     #[error("message {id:x}: unknown sender kind {kind}")]
@@ -416,12 +425,57 @@ impl StoredMessage {
         }
     }
 
-    /// Converts back to a domain message.
+    /// Whether `buf` decodes to a stored message that converts to a message,
+    /// as [`prost::Message::decode`] then [`StoredMessage::to_message`]
+    /// would, without building either: a restart checks this of every
+    /// message it spills again undecoded (millions after an outage), where
+    /// decoding each whole allocated every string (hand-written for that
+    /// reason; a test and the journal fuzz target hold it to the decoder).
     ///
     /// # Errors
-    /// [`RecordError`] when a stored field is out of range (corruption or a
-    /// journal from an incompatible version).
-    pub fn to_message(&self) -> Result<Message, RecordError> {
+    /// As decoding then [`StoredMessage::to_message`].
+    pub fn check_encoded(mut buf: &[u8]) -> Result<(), RecordError> {
+        use prost::encoding::{
+            DecodeContext, WireType, check_wire_type, decode_key, decode_varint, skip_field,
+        };
+        let (mut id, mut to, mut from_kind, mut from) = (0, 0, 0, "");
+        while !buf.is_empty() {
+            let (tag, wire) = decode_key(&mut buf)?;
+            match tag {
+                // Integers and the bool.
+                1 | 4 | 5 | 10 | 11 | 13 | 14 | 16 | 17 | 20..=24 => {
+                    check_wire_type(WireType::Varint, wire)?;
+                    let v = decode_varint(&mut buf)?;
+                    match tag {
+                        1 => id = v,
+                        4 => to = v,
+                        5 => from_kind = v as u32,
+                        _ => {}
+                    }
+                }
+                // Strings, single or repeated.
+                2 | 3 | 6..=9 | 12 | 15 | 18 | 19 => {
+                    check_wire_type(WireType::LengthDelimited, wire)?;
+                    let text = std::str::from_utf8(take_delimited(&mut buf)?)
+                        .map_err(|_| RecordError::NotText { id })?;
+                    if tag == 6 {
+                        from = text;
+                    }
+                }
+                _ => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
+            }
+        }
+        let number = |source| RecordError::Number { id, source };
+        Msisdn::from_u64(to).map_err(number)?;
+        match from_kind {
+            0 | 2 => Ok(()),
+            1 => Msisdn::parse(from).map(|_| ()).map_err(number),
+            kind => Err(RecordError::SenderKind { id, kind }),
+        }
+    }
+
+    /// The recipient and the sender: the fields that can be out of range.
+    fn addresses(&self) -> Result<(Msisdn, Sender), RecordError> {
         let number = |source| RecordError::Number {
             id: self.id,
             source,
@@ -433,6 +487,16 @@ impl StoredMessage {
             2 => Sender::Alphanumeric(self.from.as_str().into()),
             kind => return Err(RecordError::SenderKind { id: self.id, kind }),
         };
+        Ok((to, from))
+    }
+
+    /// Converts back to a domain message.
+    ///
+    /// # Errors
+    /// [`RecordError`] when a stored field is out of range (corruption or a
+    /// journal from an incompatible version).
+    pub fn to_message(&self) -> Result<Message, RecordError> {
+        let (to, from) = self.addresses()?;
         Ok(Message {
             id: MessageId(self.id),
             tenant: self.tenant.as_str().into(),
@@ -464,6 +528,127 @@ impl StoredMessage {
             auto_reply: self.auto_reply,
             mms: mms_fields_of(self),
         })
+    }
+}
+
+/// What replay and restart read of a stored message before (or instead
+/// of) decoding it whole: its id, dedupe key and queue, read in place.
+/// Replay reads this of every accepted message in the journal (millions on a
+/// restart after an outage): no allocation and no reference count per
+/// message, which prost's derive cannot give (hand-written for that reason;
+/// other fields are skipped with prost's own `skip_field`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredHead<'a> {
+    /// Message id.
+    pub id: u64,
+    /// Tenant name.
+    pub tenant: &'a str,
+    /// Client reference.
+    pub client_ref: &'a str,
+    /// Queue priority.
+    pub priority: Priority,
+    /// Wall-clock ms it was accepted.
+    pub accepted_at_ms: u64,
+}
+
+impl<'a> StoredHead<'a> {
+    /// Reads the head of one stored message (a [`StoredMessage`] encoding).
+    ///
+    /// # Errors
+    /// [`RecordError`] when the bytes are not a well-formed protobuf, or the
+    /// tenant or client reference is not UTF-8.
+    pub fn read(mut buf: &'a [u8]) -> Result<StoredHead<'a>, RecordError> {
+        use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+        let (mut id, mut priority, mut accepted_at_ms) = (0, 0, 0);
+        let (mut tenant, mut client_ref): (&[u8], &[u8]) = (&[], &[]);
+        while !buf.is_empty() {
+            match decode_key(&mut buf)? {
+                (1, WireType::Varint) => id = decode_varint(&mut buf)?,
+                (2, WireType::LengthDelimited) => tenant = take_delimited(&mut buf)?,
+                (3, WireType::LengthDelimited) => client_ref = take_delimited(&mut buf)?,
+                // As prost reads a `uint32`: the low 32 bits.
+                (14, WireType::Varint) => priority = decode_varint(&mut buf)? as u32,
+                (16, WireType::Varint) => accepted_at_ms = decode_varint(&mut buf)?,
+                (tag, wire) => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
+            }
+        }
+        let text = |b| std::str::from_utf8(b).map_err(|_| RecordError::NotText { id });
+        Ok(StoredHead {
+            id,
+            tenant: text(tenant)?,
+            client_ref: text(client_ref)?,
+            // As `StoredMessage::to_message` reads it.
+            priority: if priority == 1 {
+                Priority::Transactional
+            } else {
+                Priority::Marketing
+            },
+            accepted_at_ms,
+        })
+    }
+}
+
+/// Takes a length-delimited field's bytes off the front of `buf`.
+fn take_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], RecordError> {
+    let len = prost::encoding::decode_varint(buf)?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|l| *l <= buf.len())
+        .ok_or(RecordError::Truncated)?;
+    let (field, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(field)
+}
+
+/// Calls `f` with each stored message of an `Accept` payload (what
+/// [`encode_accept`] wrote), in place.
+///
+/// # Errors
+/// [`RecordError`] when the payload is not well-formed, or what `f` returns.
+pub fn for_each_stored<'a>(
+    mut buf: &'a [u8],
+    mut f: impl FnMut(&'a [u8]) -> Result<(), RecordError>,
+) -> Result<(), RecordError> {
+    use prost::encoding::{DecodeContext, WireType, decode_key, skip_field};
+    while !buf.is_empty() {
+        match decode_key(&mut buf)? {
+            (1, WireType::LengthDelimited) => f(take_delimited(&mut buf)?)?,
+            (tag, wire) => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
+        }
+    }
+    Ok(())
+}
+
+/// A [`CarriedMessage`] with its message left encoded.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CarriedEncoded {
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub message: Option<Bytes>,
+    #[prost(string, tag = "2")]
+    pub carrier: String,
+    #[prost(uint32, tag = "3")]
+    pub parts: u32,
+    #[prost(string, repeated, tag = "4")]
+    pub carrier_ids: Vec<String>,
+    #[prost(uint32, tag = "5")]
+    pub write_state: u32,
+}
+
+/// A [`Carry`] payload with its messages left encoded.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CarryEncoded {
+    #[prost(message, repeated, tag = "1")]
+    pub messages: Vec<CarriedEncoded>,
+}
+
+/// Appends stored messages, each already encoded, as an `Accept` payload
+/// (what [`encode_accept`] writes for the same messages).
+pub fn encode_accept_stored<'a>(dst: &mut BytesMut, stored: impl IntoIterator<Item = &'a [u8]>) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    for m in stored {
+        encode_key(1, WireType::LengthDelimited, dst);
+        encode_varint(m.len() as u64, dst);
+        dst.put_slice(m);
     }
 }
 

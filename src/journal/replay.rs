@@ -5,7 +5,7 @@
 //! forward (queued → dispatched → submitted → final), so a record carried
 //! forward by compaction with an older view never undoes a newer one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -20,7 +20,10 @@ use crate::model::MessageId;
 /// Progress of one message during replay.
 #[derive(Default)]
 pub(super) struct Progress {
-    pub(super) message: Option<record::StoredMessage>,
+    /// The stored form: a slice of its segment as read (no copy; the
+    /// segments holding live messages stay in memory until the restart has
+    /// queued or spilled them).
+    pub(super) message: Option<Bytes>,
     pub(super) carrier: String,
     pub(super) parts: u32,
     carrier_ids: Vec<String>,
@@ -28,19 +31,22 @@ pub(super) struct Progress {
     written: bool,
 }
 
+/// Maps keyed by ids from our own journal: foldhash, not SipHash (millions
+/// of lookups per restart).
+type Fast = foldhash::fast::RandomState;
+
 #[derive(Default)]
 pub(super) struct State {
     /// Boxed: with millions live, the map's growth then moves 16-byte
-    /// entries, not whole messages (a restart with 5 M queued spent most of
-    /// its time copying and faulting in pages for that).
-    pub(super) live: HashMap<u64, Box<Progress>>,
+    /// entries, not whole progress records.
+    pub(super) live: HashMap<u64, Box<Progress>, Fast>,
     /// Message ids that reached a terminal state (never revived by an older view).
-    finished: std::collections::HashSet<u64>,
+    finished: HashSet<u64, Fast>,
     events: BTreeMap<u64, PendingEvent>,
-    acked: std::collections::HashSet<u64>,
+    acked: HashSet<u64, Fast>,
     next_message_id: u64,
     next_event_id: u64,
-    dedupe: Vec<(String, String, MessageId, u64)>,
+    dedupe: super::DedupeKeys,
     records: u64,
     opt: Vec<super::OptRecord>,
 }
@@ -70,12 +76,45 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
 /// refused with [`JournalError::Corrupt`] and nothing is cut, so `sluice
 /// journal check` can report it and `sluice journal salvage` keep every
 /// valid record.
+///
+/// The next segment is read on a second thread while one is applied (with
+/// a million messages per segment, reading is a third of the time).
 pub(crate) fn replay(dir: &Path, segments: &[(u64, u64)]) -> Result<Recovered, JournalError> {
-    let mut st = State::default();
-    for (i, &(n, _)) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
+    let read = |n: u64| {
         let path = segment_path(dir, n);
-        let data = read_segment(&path)?;
+        let data = read_segment(&path);
+        (path, data)
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reader = std::thread::Builder::new()
+            .name("sluice-replay".into())
+            .spawn_scoped(scope, move || {
+                for &(n, _) in segments {
+                    if tx.send(read(n)).is_err() {
+                        return;
+                    }
+                }
+            });
+        match reader {
+            Ok(_) => apply_segments(rx.into_iter(), segments.len()),
+            // No second thread: read each in turn.
+            Err(_) => apply_segments(segments.iter().map(|&(n, _)| read(n)), segments.len()),
+        }
+    })
+}
+
+/// Applies the segments read, in order (see [`replay`]).
+fn apply_segments(
+    segments: impl Iterator<Item = (std::path::PathBuf, Result<Bytes, JournalError>)>,
+    count: usize,
+) -> Result<Recovered, JournalError> {
+    let mut st = State::default();
+    let mut applied = 0;
+    for (i, (path, data)) in segments.into_iter().take(count).enumerate() {
+        applied += 1;
+        let last = i + 1 == count;
+        let data = data?;
         let valid = replay_segment(&mut st, data.clone(), &path)?;
         if valid < data.len() {
             let damaged = |reason: String| JournalError::Corrupt {
@@ -105,6 +144,13 @@ pub(crate) fn replay(dir: &Path, segments: &[(u64, u64)]) -> Result<Recovered, J
                 .and_then(|_| f.sync_all())
                 .map_err(|e| JournalError::Io(path.clone(), e))?;
         }
+    }
+    if applied < count {
+        // The reader thread ended early (it cannot, short of a panic).
+        return Err(JournalError::Io(
+            std::path::PathBuf::new(),
+            io::Error::other("the journal's segments were not all read"),
+        ));
     }
     Ok(finish(st))
 }
@@ -216,17 +262,13 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             st.next_event_id = st.next_event_id.max(h.next_event_id);
         }
         Some(Kind::Accept) => {
-            let a = record::Accept::decode(payload)?;
-            for m in a.messages {
-                accept(st, m);
-            }
+            record::for_each_stored(&payload, |m| accept(st, &payload, m).map(|_| ()))?;
         }
         Some(Kind::Carry) => {
-            let c = record::Carry::decode(payload)?;
+            let c = record::CarryEncoded::decode(payload)?;
             for cm in c.messages {
                 let Some(m) = cm.message else { continue };
-                let id = m.id;
-                accept(st, m);
+                let id = accept(st, &m, &m)?;
                 if let Some(p) = st.live.get_mut(&id) {
                     p.written |= match cm.write_state {
                         record::WRITE_STATE_UNWRITTEN => false,
@@ -325,7 +367,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             for e in r.entries {
                 st.next_message_id = st.next_message_id.max(e.id.saturating_add(1));
                 st.dedupe
-                    .push((e.tenant, e.client_ref, MessageId(e.id), e.accepted_at_ms));
+                    .push(&e.tenant, &e.client_ref, MessageId(e.id), e.accepted_at_ms);
             }
         }
         Some(Kind::OptChange) => {
@@ -351,22 +393,26 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
     Ok(())
 }
 
-fn accept(st: &mut State, m: record::StoredMessage) {
+/// Records an accepted message (from an `Accept` or a `Carry` record,
+/// `stored` a part of `record`): its dedupe key, and its stored form while
+/// it is live. Returns its id.
+fn accept(st: &mut State, record: &Bytes, stored: &[u8]) -> Result<u64, RecordError> {
+    let head = record::StoredHead::read(stored)?;
     // Saturating: ids come from disk (a damaged record must not overflow).
-    st.next_message_id = st.next_message_id.max(m.id.saturating_add(1));
-    st.dedupe.push((
-        m.tenant.clone(),
-        m.client_ref.clone(),
-        MessageId(m.id),
-        m.accepted_at_ms,
-    ));
-    if st.finished.contains(&m.id) {
-        return;
+    st.next_message_id = st.next_message_id.max(head.id.saturating_add(1));
+    st.dedupe.push(
+        head.tenant,
+        head.client_ref,
+        MessageId(head.id),
+        head.accepted_at_ms,
+    );
+    if !st.finished.contains(&head.id) {
+        let p = st.live.entry(head.id).or_default();
+        if p.message.is_none() {
+            p.message = Some(record.slice_ref(stored));
+        }
     }
-    let p = st.live.entry(m.id).or_default();
-    if p.message.is_none() {
-        p.message = Some(m);
-    }
+    Ok(head.id)
 }
 
 fn merge_ids(into: &mut Vec<String>, from: Vec<String>) {
@@ -381,32 +427,29 @@ fn merge_ids(into: &mut Vec<String>, from: Vec<String>) {
 }
 
 fn finish(st: State) -> Recovered {
-    // In id order, sorting the small (id, box) pairs rather than the
-    // messages; each stored form is freed as its message is made.
+    // In id order, sorting the small (id, box) pairs; messages stay in their
+    // stored form (the restart decodes only those it keeps in memory).
     let mut live: Vec<(u64, Box<Progress>)> = st.live.into_iter().collect();
     live.sort_unstable_by_key(|(id, _)| *id);
-    let mut messages = Vec::with_capacity(live.len());
-    let mut problems = Vec::new();
-    for (_, p) in live {
-        let Progress {
-            message,
-            carrier,
-            parts,
-            carrier_ids,
-            written,
-        } = *p;
-        let Some(stored) = message else { continue };
-        match stored.to_message() {
-            Ok(message) => messages.push(RecoveredMessage {
+    let messages = live
+        .into_iter()
+        .filter_map(|(_, p)| {
+            let Progress {
                 message,
+                carrier,
+                parts,
+                carrier_ids,
+                written,
+            } = *p;
+            Some(RecoveredMessage {
+                stored: message?,
                 carrier: (!carrier.is_empty()).then_some(carrier),
                 parts,
                 carrier_ids,
                 written,
-            }),
-            Err(e) => problems.push(e),
-        }
-    }
+            })
+        })
+        .collect();
     Recovered {
         messages,
         events: st.events.into_values().collect(),
@@ -414,7 +457,6 @@ fn finish(st: State) -> Recovered {
         next_message_id: st.next_message_id.max(1),
         next_event_id: st.next_event_id.max(1),
         records: st.records,
-        problems,
         opt: st.opt,
     }
 }

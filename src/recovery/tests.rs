@@ -12,7 +12,7 @@ fn message(id: u64) -> Message {
 
 fn recovered(id: u64, carrier: Option<&str>, ids: &[&str], written: bool) -> RecoveredMessage {
     RecoveredMessage {
-        message: message(id),
+        stored: crate::journal::stored_form(&message(id)),
         carrier: carrier.map(str::to_owned),
         parts: ids.len() as u32,
         carrier_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
@@ -57,7 +57,7 @@ async fn each_message_resumes_where_it_can_without_being_sent_twice() {
             // Written, no answer: it may have reached the carrier.
             recovered(4, Some("c"), &[""], true),
         ],
-        dedupe: vec![("t".into(), "r1".into(), MessageId(1), now_ms())],
+        dedupe: [("t", "r1", MessageId(1), now_ms())].into_iter().collect(),
         ..Recovered::default()
     };
     keeper.restore(rec, Recovery::Unknown);
@@ -219,7 +219,11 @@ async fn compaction_carries_what_is_live_and_deletes_the_old_segments() {
     // ...yet a restart finds the live messages, the unacknowledged event
     // and, through the dedupe log, every idempotency key.
     let rec = replay_copy(&jdir, &dir.path().join("copy"));
-    let mut live: Vec<u64> = rec.messages.iter().map(|m| m.message.id.0).collect();
+    let mut live: Vec<u64> = rec
+        .messages
+        .iter()
+        .map(|m| m.message().unwrap().id.0)
+        .collect();
     live.sort_unstable();
     assert_eq!(live, [1, 3]);
     assert_eq!(rec.events.len(), 1);
@@ -262,4 +266,50 @@ async fn dedupe_keys_whose_log_append_failed_are_appended_later() {
         .unwrap();
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].1, 7);
+}
+
+/// A restart with more queued than the in-memory budget: the first fill the
+/// budget (decoded, in the ledger, queued), the rest go back to the spill as
+/// stored and come back in id order; a stored form that does not decode is
+/// reported, not queued, and does not hold back the others.
+#[tokio::test]
+async fn a_restart_beyond_the_budget_spills_the_rest_undecoded_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keeper, ledger, f) = keeper(dir.path());
+    let mut messages: Vec<RecoveredMessage> = (1..=250)
+        .map(|id| recovered(id, None, &[], false))
+        .collect();
+    // Message 200's recipient is out of range (damage that passed the CRC).
+    let mut stored = crate::journal::stored_form(&message(200)).to_vec();
+    let to = crate::model::Msisdn::parse("+14155550100")
+        .unwrap()
+        .as_u64();
+    let at = stored
+        .windows(2)
+        .position(|w| w == [0x20, (to & 0x7f) as u8 | 0x80])
+        .expect("field 4 of the stored form");
+    // The number 1, in as many bytes as the number was.
+    stored[at + 1..at + 6].copy_from_slice(&[0x81, 0x80, 0x80, 0x80, 0x00]);
+    assert!(crate::journal::check_stored(&stored).is_err());
+    assert!(crate::journal::StoredHead::read(&stored).is_ok());
+    messages[199].stored = stored.into();
+    keeper.restore(
+        Recovered {
+            messages,
+            ..Recovered::default()
+        },
+        Recovery::Unknown,
+    );
+    // The budget of the fixture is 100.
+    assert_eq!(f.scheduler.in_memory(), 100);
+    assert_eq!(keeper.backlog.spill().len(), 149);
+    assert_eq!(ledger.live(), 100, "spilled messages are not in the ledger");
+    let q = f.scheduler.queue("c").unwrap();
+    let mut seen: Vec<u64> = q.drain().iter().map(|i| i.message.id.0).collect();
+    while !keeper.backlog.spill().is_empty() {
+        keeper.backlog.page_in().await;
+        seen.extend(q.drain().iter().map(|i| i.message.id.0));
+    }
+    let want: Vec<u64> = (1..=250).filter(|id| *id != 200).collect();
+    assert_eq!(seen, want);
 }
