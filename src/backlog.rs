@@ -68,7 +68,7 @@ struct Placement<'a> {
 impl Placement<'_> {
     /// Whether the next message of `tenant` at `priority` stays in memory
     /// (counted against the budget) rather than spilling.
-    fn in_memory(&mut self, tenant: &Arc<str>, priority: Priority) -> bool {
+    fn keeps(&mut self, tenant: &Arc<str>, priority: Priority) -> bool {
         let limit = match priority {
             Priority::Transactional => self.budget + self.budget / 8,
             Priority::Marketing => self.budget,
@@ -297,7 +297,7 @@ impl Backlog {
         let (mut keep, mut out): (Vec<_>, Vec<_>) = messages
             .iter()
             .cloned()
-            .partition(|m| place.in_memory(&m.tenant, m.priority));
+            .partition(|m| place.keeps(&m.tenant, m.priority));
         if !out.is_empty() {
             match self.spill.push(&out) {
                 Ok(()) => self.ledger.forget(out.iter().map(|m| m.id)),
@@ -322,20 +322,31 @@ impl Backlog {
         let mut place = self.placement();
         let (keep, out): (Vec<_>, Vec<_>) = messages
             .into_iter()
-            .partition(|m| place.in_memory(&m.tenant, m.priority));
+            .partition(|m| place.keeps(&m.tenant, m.priority));
         let (out, bad): (Vec<_>, Vec<_>) = out
             .into_iter()
             .map(|m| (crate::journal::check_stored(&m.stored), m))
             .partition(|(checked, _)| checked.is_ok());
         problems.extend(bad.into_iter().filter_map(|(checked, _)| checked.err()));
         let mut out: Vec<StoredQueued> = out.into_iter().map(|(_, m)| m).collect();
+        let mut queued = Vec::with_capacity(keep.len() + out.len());
         if let Err(e) = self.spill.push_stored(&out) {
-            tracing::error!(target: TARGET, error = %e, messages = out.len(),
+            // Kept in memory; what earlier slices of this restart spilled
+            // comes back first, so that each tenant's order holds.
+            let back: Vec<Arc<Message>> = self
+                .spill
+                .take(usize::MAX)
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            tracing::error!(target: TARGET, error = %e, messages = out.len() + back.len(),
                 "spill write failed; keeping the messages in memory");
+            self.ledger.admit(&back);
+            self.enqueue(&back);
+            self.spill.paged_in();
         } else {
             out.clear();
         }
-        let mut queued = Vec::with_capacity(keep.len() + out.len());
         for m in keep.into_iter().chain(out) {
             match crate::journal::stored_message(&m.stored) {
                 Ok(message) => {

@@ -108,9 +108,11 @@ impl JournalKeeper {
                 .spawn_scoped(scope, restore_keys);
             self.restore_messages(messages, events, records, recovery);
             match beside {
+                // A panic there is a bug: the start fails as it would have
+                // on this thread, rather than run with keys missing.
                 Ok(thread) => {
-                    if thread.join().is_err() {
-                        tracing::error!(target: TARGET, "restoring the dedupe keys failed; retries of recent batches may be sent again");
+                    if let Err(panic) = thread.join() {
+                        std::panic::resume_unwind(panic);
                     }
                 }
                 // No second thread: one after the other.
@@ -247,7 +249,7 @@ impl JournalKeeper {
             endings.end(message.id, DeliveryState::Rejected, 0, &removed);
             rejected += 1;
         };
-        let mut tenants: Vec<(Arc<str>, bool)> = Vec::new();
+        let mut tenants: std::collections::HashMap<Arc<str>, bool> = Default::default();
         let mut kept = Vec::with_capacity(queued.len());
         for stored in queued {
             let head = match StoredHead::read(&stored) {
@@ -258,15 +260,13 @@ impl JournalKeeper {
                 }
             };
             let tenant = head.tenant;
-            // A handful of tenants: one shared name each, looked up once.
-            let i = match tenants.iter().position(|(t, _)| &**t == tenant) {
-                Some(i) => i,
-                None => {
-                    tenants.push((tenant.into(), self.hub.knows(tenant)));
-                    tenants.len() - 1
-                }
+            // One shared name per tenant, each looked up once.
+            if !tenants.contains_key(tenant) {
+                tenants.insert(tenant.into(), self.hub.knows(tenant));
+            }
+            let Some((tenant, known)) = tenants.get_key_value(tenant) else {
+                continue;
             };
-            let (tenant, known) = &tenants[i];
             if !known {
                 match crate::journal::stored_message(&stored) {
                     Ok(m) => reject(m),

@@ -103,6 +103,9 @@ pub struct Spill {
     /// now, so compaction must not delete segments until a restart replays
     /// them.
     damaged: std::sync::atomic::AtomicBool,
+    /// Tests: every write fails (a full or failing disk).
+    #[cfg(test)]
+    pub(crate) fail_writes: std::sync::atomic::AtomicBool,
 }
 
 impl Spill {
@@ -125,6 +128,8 @@ impl Spill {
             messages: AtomicU64::new(0),
             max_batch: MAX_BATCH,
             damaged: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_writes: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -201,9 +206,8 @@ impl Spill {
         id_of: impl Fn(&T) -> u64,
         encode: impl Fn(&mut BytesMut, &[&T]),
     ) -> io::Result<()> {
-        let messages = items;
         let mut groups: Vec<(QueueKey, Vec<&T>)> = Vec::new();
-        for m in messages {
+        for m in items {
             let key = key_of(m);
             // The newest group of this key, unless it is full.
             match groups
@@ -216,7 +220,7 @@ impl Spill {
                 None => groups.push((key, vec![m])),
             }
         }
-        let mut buf = BytesMut::with_capacity(256 * messages.len().min(4096) + HEADER_LEN);
+        let mut buf = BytesMut::with_capacity(256 * items.len().min(4096) + HEADER_LEN);
         let mut inner = self.inner.lock();
         let mut written: Vec<(QueueKey, Batch)> = Vec::with_capacity(groups.len());
         for (key, group) in groups {
@@ -252,7 +256,7 @@ impl Spill {
             }
         }
         self.messages
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
         for (key, batch) in written {
             let q = inner.queues.entry(key.clone()).or_default();
             q.push_back(batch);
@@ -261,12 +265,16 @@ impl Spill {
             }
         }
         drop(inner);
-        metrics::counter!("sluice_spilled_messages_total").increment(messages.len() as u64);
+        metrics::counter!("sluice_spilled_messages_total").increment(items.len() as u64);
         metrics::gauge!("sluice_spilled_messages").set(self.len() as f64);
         Ok(())
     }
 
     fn append(&self, inner: &mut Inner, bytes: &[u8]) -> io::Result<(u64, u64)> {
+        #[cfg(test)]
+        if self.fail_writes.load(Ordering::Relaxed) {
+            return Err(io::Error::other("injected spill write failure"));
+        }
         let head = match inner.head {
             Some((n, len)) if len < self.file_bytes => (n, len),
             _ => {

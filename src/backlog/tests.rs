@@ -181,3 +181,37 @@ async fn a_carrier_a_reload_removes_hands_what_it_queued_to_the_routes_in_force(
     backlog.failover();
     assert_eq!(queue.len(), 1);
 }
+
+fn stored(ms: &[Arc<Message>]) -> Vec<crate::spill::StoredQueued> {
+    ms.iter()
+        .map(|m| crate::spill::StoredQueued {
+            id: m.id,
+            tenant: m.tenant.clone(),
+            priority: m.priority,
+            stored: crate::journal::stored_form(m),
+        })
+        .collect()
+}
+
+/// A restart restores its queued messages slice by slice; when the spill
+/// cannot be written for a later slice, what earlier slices spilled comes
+/// back in front of it, so the tenant's order holds.
+#[tokio::test]
+async fn a_spill_failure_mid_restore_keeps_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backlog, _ledger, scheduler, _) = for_tests(dir.path(), 16);
+    let first = messages(1, 1_000, "+14155550100");
+    assert!(backlog.restore_queued(stored(&first)).is_empty());
+    assert_eq!(backlog.spill().len(), 984);
+    // The disk fills up.
+    backlog
+        .spill()
+        .fail_writes
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let second = messages(1_001, 100, "+14155550100");
+    assert!(backlog.restore_queued(stored(&second)).is_empty());
+    assert_eq!(backlog.spill().len(), 0);
+    let q = scheduler.queue("c").unwrap();
+    let drained: Vec<u64> = q.drain().iter().map(|i| i.message.id.0).collect();
+    assert_eq!(drained, (1..=1_100).collect::<Vec<_>>());
+}

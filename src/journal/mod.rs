@@ -131,15 +131,9 @@ pub fn check_stored(stored: &[u8]) -> Result<(), RecordError> {
 
 /// A message's stored form (what [`RecoveredMessage::stored`] holds).
 pub fn stored_form(message: &Message) -> Bytes {
-    let mut b = BytesMut::new();
-    record::encode_accept(&mut b, [message]);
-    let b = b.freeze();
-    let mut stored = Bytes::new();
-    let _ = record::for_each_stored(&b, |m| {
-        stored = b.slice_ref(m);
-        Ok(())
-    });
-    stored
+    let mut b = BytesMut::with_capacity(256);
+    record::encode_stored(message, &mut b);
+    b.freeze()
 }
 
 /// `(tenant, client_ref, id, accepted_at_ms)` of every accepted message
@@ -611,7 +605,7 @@ impl Journal {
             messages: messages
                 .into_iter()
                 .map(|c| record::CarriedMessage {
-                    message: Some(record::StoredMessage::from_message(c.message)),
+                    message: Some(stored_form(c.message)),
                     carrier: c.carrier.unwrap_or_default().to_owned(),
                     parts: c.parts,
                     carrier_ids: c.carrier_ids.to_vec(),
@@ -718,8 +712,14 @@ pub fn encode_stored<'a>(dst: &mut BytesMut, stored: impl IntoIterator<Item = &'
 /// [`RecordError`] when the bytes are not such a payload.
 pub fn decode_messages(payload: &[u8]) -> Result<Vec<Message>, RecordError> {
     use prost::Message as _;
-    let a = record::Accept::decode(payload)?;
-    a.messages.iter().map(|m| m.to_message()).collect()
+    // Each message decoded on its own, as `check_stored` checks it (a nested
+    // decode would have one level less of prost's recursion limit).
+    let mut messages = Vec::new();
+    record::for_each_stored(payload, |m| {
+        messages.push(record::StoredMessage::decode(m)?.to_message()?);
+        Ok(())
+    })?;
+    Ok(messages)
 }
 
 #[cfg(test)]

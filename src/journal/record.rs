@@ -39,8 +39,8 @@ pub enum RecordError {
     /// A length-delimited field runs past the end of its message.
     #[error("a field runs past the end of its message")]
     Truncated,
-    /// A stored message's tenant or client reference is not UTF-8.
-    #[error("message {id:x}: tenant or client reference is not text")]
+    /// A stored message's string field is not UTF-8.
+    #[error("message {id:x}: a text field is not UTF-8")]
     NotText {
         /// The message.
         id: u64,
@@ -150,6 +150,19 @@ pub fn frame_with(dst: &mut BytesMut, kind: Kind, write: impl FnOnce(&mut BytesM
 /// path: one record per accepted batch).
 pub fn encode_accept<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item = &'a Message>) {
     use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut body = BytesMut::with_capacity(512);
+    for m in messages {
+        body.clear();
+        encode_stored(m, &mut body);
+        encode_key(1, WireType::LengthDelimited, dst);
+        encode_varint(body.len() as u64, dst);
+        dst.put_slice(&body);
+    }
+}
+
+/// Appends one message in [`StoredMessage`]'s wire format (its stored form).
+pub fn encode_stored(m: &Message, b: &mut BytesMut) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
     fn string(tag: u32, s: &str, b: &mut BytesMut) {
         encode_key(tag, WireType::LengthDelimited, b);
         encode_varint(s.len() as u64, b);
@@ -161,10 +174,7 @@ pub fn encode_accept<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item = 
             encode_varint(v, b);
         }
     }
-    let mut body = BytesMut::with_capacity(512);
-    for m in messages {
-        body.clear();
-        let b = &mut body;
+    {
         uint(1, m.id.0, b);
         string(2, &m.tenant, b);
         string(3, &m.client_ref, b);
@@ -232,9 +242,6 @@ pub fn encode_accept<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item = 
             uint(23, u64::from(distribution), b);
             uint(24, f.earliest_delivery_ms, b);
         }
-        encode_key(1, WireType::LengthDelimited, dst);
-        encode_varint(body.len() as u64, dst);
-        dst.put_slice(&body);
     }
 }
 
@@ -368,6 +375,7 @@ fn mms_fields_of(s: &StoredMessage) -> Option<Box<MmsFields>> {
 
 impl StoredMessage {
     /// A stored message with only `f`'s fields set.
+    #[cfg(test)]
     fn with_mms(f: Option<&MmsFields>) -> StoredMessage {
         let Some(f) = f else {
             return StoredMessage::default();
@@ -385,7 +393,9 @@ impl StoredMessage {
         }
     }
 
-    /// Converts a domain message for storage.
+    /// Converts a domain message for storage (what the hand-written
+    /// [`encode_stored`] is checked against).
+    #[cfg(test)]
     pub fn from_message(m: &Message) -> StoredMessage {
         let (from_kind, from) = match &m.from {
             Sender::ShortCode(s) => (0, s.to_string()),
@@ -428,48 +438,18 @@ impl StoredMessage {
     /// Whether `buf` decodes to a stored message that converts to a message,
     /// as [`prost::Message::decode`] then [`StoredMessage::to_message`]
     /// would, without building either: a restart checks this of every
-    /// message it spills again undecoded (millions after an outage), where
-    /// decoding each whole allocated every string (hand-written for that
-    /// reason; a test and the journal fuzz target hold it to the decoder).
+    /// message it spills again undecoded (millions after an outage).
     ///
     /// # Errors
     /// As decoding then [`StoredMessage::to_message`].
-    pub fn check_encoded(mut buf: &[u8]) -> Result<(), RecordError> {
-        use prost::encoding::{
-            DecodeContext, WireType, check_wire_type, decode_key, decode_varint, skip_field,
-        };
-        let (mut id, mut to, mut from_kind, mut from) = (0, 0, 0, "");
-        while !buf.is_empty() {
-            let (tag, wire) = decode_key(&mut buf)?;
-            match tag {
-                // Integers and the bool.
-                1 | 4 | 5 | 10 | 11 | 13 | 14 | 16 | 17 | 20..=24 => {
-                    check_wire_type(WireType::Varint, wire)?;
-                    let v = decode_varint(&mut buf)?;
-                    match tag {
-                        1 => id = v,
-                        4 => to = v,
-                        5 => from_kind = v as u32,
-                        _ => {}
-                    }
-                }
-                // Strings, single or repeated.
-                2 | 3 | 6..=9 | 12 | 15 | 18 | 19 => {
-                    check_wire_type(WireType::LengthDelimited, wire)?;
-                    let text = std::str::from_utf8(take_delimited(&mut buf)?)
-                        .map_err(|_| RecordError::NotText { id })?;
-                    if tag == 6 {
-                        from = text;
-                    }
-                }
-                _ => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
-            }
-        }
+    pub fn check_encoded(buf: &[u8]) -> Result<(), RecordError> {
+        let scanned = scan(buf)?;
+        let id = scanned.head.id;
         let number = |source| RecordError::Number { id, source };
-        Msisdn::from_u64(to).map_err(number)?;
-        match from_kind {
+        Msisdn::from_u64(scanned.to).map_err(number)?;
+        match scanned.from_kind {
             0 | 2 => Ok(()),
-            1 => Msisdn::parse(from).map(|_| ()).map_err(number),
+            1 => Msisdn::parse(scanned.from).map(|_| ()).map_err(number),
             kind => Err(RecordError::SenderKind { id, kind }),
         }
     }
@@ -518,11 +498,7 @@ impl StoredMessage {
             },
             campaign_id: self.campaign_id.clone(),
             expires_at_ms: self.expires_at_ms,
-            priority: if self.priority == 1 {
-                Priority::Transactional
-            } else {
-                Priority::Marketing
-            },
+            priority: stored_priority(self.priority),
             tags: self.tags.clone(),
             accepted_at_ms: self.accepted_at_ms,
             auto_reply: self.auto_reply,
@@ -535,8 +511,7 @@ impl StoredMessage {
 /// of) decoding it whole: its id, dedupe key and queue, read in place.
 /// Replay reads this of every accepted message in the journal (millions on a
 /// restart after an outage): no allocation and no reference count per
-/// message, which prost's derive cannot give (hand-written for that reason;
-/// other fields are skipped with prost's own `skip_field`).
+/// message, which prost's derive cannot give (see [`scan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredHead<'a> {
     /// Message id.
@@ -552,39 +527,89 @@ pub struct StoredHead<'a> {
 }
 
 impl<'a> StoredHead<'a> {
-    /// Reads the head of one stored message (a [`StoredMessage`] encoding).
+    /// Reads the head of one stored message (a [`StoredMessage`] encoding),
+    /// checking the rest as prost's decoder would (wire types, text).
     ///
     /// # Errors
-    /// [`RecordError`] when the bytes are not a well-formed protobuf, or the
-    /// tenant or client reference is not UTF-8.
-    pub fn read(mut buf: &'a [u8]) -> Result<StoredHead<'a>, RecordError> {
-        use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
-        let (mut id, mut priority, mut accepted_at_ms) = (0, 0, 0);
-        let (mut tenant, mut client_ref): (&[u8], &[u8]) = (&[], &[]);
-        while !buf.is_empty() {
-            match decode_key(&mut buf)? {
-                (1, WireType::Varint) => id = decode_varint(&mut buf)?,
-                (2, WireType::LengthDelimited) => tenant = take_delimited(&mut buf)?,
-                (3, WireType::LengthDelimited) => client_ref = take_delimited(&mut buf)?,
-                // As prost reads a `uint32`: the low 32 bits.
-                (14, WireType::Varint) => priority = decode_varint(&mut buf)? as u32,
-                (16, WireType::Varint) => accepted_at_ms = decode_varint(&mut buf)?,
-                (tag, wire) => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
+    /// [`RecordError`] when prost's decoder would refuse the bytes.
+    pub fn read(buf: &'a [u8]) -> Result<StoredHead<'a>, RecordError> {
+        scan(buf).map(|s| s.head)
+    }
+}
+
+/// What [`scan`] reads of a stored message.
+struct Scanned<'a> {
+    head: StoredHead<'a>,
+    to: u64,
+    from_kind: u32,
+    from: &'a str,
+}
+
+/// Walks one stored message in place, field by field, refusing what prost's
+/// derived decoder of [`StoredMessage`] refuses (a malformed field, a known
+/// field with another wire type, a string that is not UTF-8) and keeping
+/// what the restart needs. Hand-written because replay reads this of every
+/// message in the journal and prost allocates every string; the tag lists
+/// follow [`StoredMessage`]'s fields, and a test holds the two to agreeing
+/// on every field.
+fn scan(mut buf: &[u8]) -> Result<Scanned<'_>, RecordError> {
+    use prost::encoding::{
+        DecodeContext, WireType, check_wire_type, decode_key, decode_varint, skip_field,
+    };
+    let (mut id, mut to, mut from_kind, mut priority, mut accepted_at_ms) = (0, 0, 0, 0, 0);
+    let (mut tenant, mut client_ref, mut from) = ("", "", "");
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf)?;
+        match tag {
+            // Integers and the bool (prost reads a `uint32` as the low 32
+            // bits of the varint, a `bool` as non-zero).
+            1 | 4 | 5 | 10 | 11 | 13 | 14 | 16 | 17 | 20..=24 => {
+                check_wire_type(WireType::Varint, wire)?;
+                let v = decode_varint(&mut buf)?;
+                match tag {
+                    1 => id = v,
+                    4 => to = v,
+                    5 => from_kind = v as u32,
+                    14 => priority = v as u32,
+                    16 => accepted_at_ms = v,
+                    _ => {}
+                }
             }
+            // Strings, single or repeated.
+            2 | 3 | 6..=9 | 12 | 15 | 18 | 19 => {
+                check_wire_type(WireType::LengthDelimited, wire)?;
+                let text = std::str::from_utf8(take_delimited(&mut buf)?)
+                    .map_err(|_| RecordError::NotText { id })?;
+                match tag {
+                    2 => tenant = text,
+                    3 => client_ref = text,
+                    6 => from = text,
+                    _ => {}
+                }
+            }
+            _ => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
         }
-        let text = |b| std::str::from_utf8(b).map_err(|_| RecordError::NotText { id });
-        Ok(StoredHead {
+    }
+    Ok(Scanned {
+        head: StoredHead {
             id,
-            tenant: text(tenant)?,
-            client_ref: text(client_ref)?,
-            // As `StoredMessage::to_message` reads it.
-            priority: if priority == 1 {
-                Priority::Transactional
-            } else {
-                Priority::Marketing
-            },
+            tenant,
+            client_ref,
+            priority: stored_priority(priority),
             accepted_at_ms,
-        })
+        },
+        to,
+        from_kind,
+        from,
+    })
+}
+
+/// The queue priority a stored `priority` field means.
+fn stored_priority(code: u32) -> Priority {
+    if code == 1 {
+        Priority::Transactional
+    } else {
+        Priority::Marketing
     }
 }
 
@@ -609,36 +634,17 @@ pub fn for_each_stored<'a>(
     mut buf: &'a [u8],
     mut f: impl FnMut(&'a [u8]) -> Result<(), RecordError>,
 ) -> Result<(), RecordError> {
-    use prost::encoding::{DecodeContext, WireType, decode_key, skip_field};
+    use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_key, skip_field};
     while !buf.is_empty() {
         match decode_key(&mut buf)? {
-            (1, WireType::LengthDelimited) => f(take_delimited(&mut buf)?)?,
+            (1, wire) => {
+                check_wire_type(WireType::LengthDelimited, wire)?;
+                f(take_delimited(&mut buf)?)?;
+            }
             (tag, wire) => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
         }
     }
     Ok(())
-}
-
-/// A [`CarriedMessage`] with its message left encoded.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct CarriedEncoded {
-    #[prost(bytes = "bytes", optional, tag = "1")]
-    pub message: Option<Bytes>,
-    #[prost(string, tag = "2")]
-    pub carrier: String,
-    #[prost(uint32, tag = "3")]
-    pub parts: u32,
-    #[prost(string, repeated, tag = "4")]
-    pub carrier_ids: Vec<String>,
-    #[prost(uint32, tag = "5")]
-    pub write_state: u32,
-}
-
-/// A [`Carry`] payload with its messages left encoded.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct CarryEncoded {
-    #[prost(message, repeated, tag = "1")]
-    pub messages: Vec<CarriedEncoded>,
 }
 
 /// Appends stored messages, each already encoded, as an `Accept` payload
@@ -652,7 +658,9 @@ pub fn encode_accept_stored<'a>(dst: &mut BytesMut, stored: impl IntoIterator<It
     }
 }
 
-/// Accepted messages.
+/// Accepted messages, decoded whole (what the hand-written [`encode_accept`]
+/// and [`for_each_stored`] are checked against).
+#[cfg(test)]
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Accept {
     #[prost(message, repeated, tag = "1")]
@@ -762,8 +770,10 @@ pub struct Events {
 /// A live message rewritten by compaction, with its progress.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct CarriedMessage {
-    #[prost(message, optional, tag = "1")]
-    pub message: Option<StoredMessage>,
+    /// The message in its stored form (a [`StoredMessage`] encoding),
+    /// left encoded: replay reads only its head ([`StoredHead::read`]).
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub message: Option<Bytes>,
     /// Carrier it was dispatched to (empty: still queued).
     #[prost(string, tag = "2")]
     pub carrier: String,

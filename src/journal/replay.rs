@@ -49,6 +49,8 @@ pub(super) struct State {
     dedupe: super::DedupeKeys,
     records: u64,
     opt: Vec<super::OptRecord>,
+    /// The segments as read (live messages are slices of them).
+    segments: Vec<Bytes>,
 }
 
 /// Lists segment numbers and sizes in `dir`, oldest first.
@@ -97,7 +99,14 @@ pub(crate) fn replay(dir: &Path, segments: &[(u64, u64)]) -> Result<Recovered, J
                 }
             });
         match reader {
-            Ok(_) => apply_segments(rx.into_iter(), segments.len()),
+            Ok(reader) => {
+                let applied = apply_segments(rx.into_iter(), segments.len());
+                if let Err(panic) = reader.join() {
+                    // A bug: the start fails as it would have on one thread.
+                    std::panic::resume_unwind(panic);
+                }
+                applied
+            }
             // No second thread: read each in turn.
             Err(_) => apply_segments(segments.iter().map(|&(n, _)| read(n)), segments.len()),
         }
@@ -110,12 +119,11 @@ fn apply_segments(
     count: usize,
 ) -> Result<Recovered, JournalError> {
     let mut st = State::default();
-    let mut applied = 0;
     for (i, (path, data)) in segments.into_iter().take(count).enumerate() {
-        applied += 1;
         let last = i + 1 == count;
         let data = data?;
         let valid = replay_segment(&mut st, data.clone(), &path)?;
+        st.segments.push(data.clone());
         if valid < data.len() {
             let damaged = |reason: String| JournalError::Corrupt {
                 path: path.clone(),
@@ -144,13 +152,6 @@ fn apply_segments(
                 .and_then(|_| f.sync_all())
                 .map_err(|e| JournalError::Io(path.clone(), e))?;
         }
-    }
-    if applied < count {
-        // The reader thread ended early (it cannot, short of a panic).
-        return Err(JournalError::Io(
-            std::path::PathBuf::new(),
-            io::Error::other("the journal's segments were not all read"),
-        ));
     }
     Ok(finish(st))
 }
@@ -262,14 +263,35 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             st.next_event_id = st.next_event_id.max(h.next_event_id);
         }
         Some(Kind::Accept) => {
-            record::for_each_stored(&payload, |m| accept(st, &payload, m).map(|_| ()))?;
+            // Every head is read before anything changes: a record applies
+            // whole or not at all (`salvage` drops one that does not).
+            let mut heads = Vec::new();
+            record::for_each_stored(&payload, |m| {
+                heads.push((record::StoredHead::read(m)?, m));
+                Ok(())
+            })?;
+            for (head, m) in heads {
+                accept(st, &payload, head, m);
+            }
         }
         Some(Kind::Carry) => {
-            let c = record::CarryEncoded::decode(payload)?;
-            for cm in c.messages {
-                let Some(m) = cm.message else { continue };
-                let id = accept(st, &m, &m)?;
-                if let Some(p) = st.live.get_mut(&id) {
+            let c = record::Carry::decode(payload)?;
+            let heads = c
+                .messages
+                .iter()
+                .map(|cm| {
+                    cm.message
+                        .as_deref()
+                        .map(record::StoredHead::read)
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for (cm, head) in c.messages.iter().zip(heads) {
+                let (Some(m), Some(head)) = (&cm.message, head) else {
+                    continue;
+                };
+                accept(st, m, head, m);
+                if let Some(p) = st.live.get_mut(&head.id) {
                     p.written |= match cm.write_state {
                         record::WRITE_STATE_UNWRITTEN => false,
                         record::WRITE_STATE_WRITTEN => true,
@@ -278,10 +300,10 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
                         _ => !cm.carrier.is_empty(),
                     };
                     if !cm.carrier.is_empty() && p.carrier.is_empty() {
-                        p.carrier = cm.carrier;
+                        p.carrier.clone_from(&cm.carrier);
                         p.parts = cm.parts;
                     }
-                    merge_ids(&mut p.carrier_ids, cm.carrier_ids);
+                    merge_ids(&mut p.carrier_ids, &cm.carrier_ids);
                 }
             }
         }
@@ -394,10 +416,9 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
 }
 
 /// Records an accepted message (from an `Accept` or a `Carry` record,
-/// `stored` a part of `record`): its dedupe key, and its stored form while
-/// it is live. Returns its id.
-fn accept(st: &mut State, record: &Bytes, stored: &[u8]) -> Result<u64, RecordError> {
-    let head = record::StoredHead::read(stored)?;
+/// `stored` a part of `record`, `head` read from it): its dedupe key, and
+/// its stored form while it is live.
+fn accept(st: &mut State, record: &Bytes, head: record::StoredHead<'_>, stored: &[u8]) {
     // Saturating: ids come from disk (a damaged record must not overflow).
     st.next_message_id = st.next_message_id.max(head.id.saturating_add(1));
     st.dedupe.push(
@@ -412,16 +433,15 @@ fn accept(st: &mut State, record: &Bytes, stored: &[u8]) -> Result<u64, RecordEr
             p.message = Some(record.slice_ref(stored));
         }
     }
-    Ok(head.id)
 }
 
-fn merge_ids(into: &mut Vec<String>, from: Vec<String>) {
+fn merge_ids(into: &mut Vec<String>, from: &[String]) {
     if into.len() < from.len() {
         into.resize(from.len(), String::new());
     }
     for (slot, id) in into.iter_mut().zip(from) {
         if slot.is_empty() {
-            *slot = id;
+            slot.clone_from(id);
         }
     }
 }
@@ -429,6 +449,7 @@ fn merge_ids(into: &mut Vec<String>, from: Vec<String>) {
 fn finish(st: State) -> Recovered {
     // In id order, sorting the small (id, box) pairs; messages stay in their
     // stored form (the restart decodes only those it keeps in memory).
+    let sparse = Sparse::of(&st.segments, &st.live);
     let mut live: Vec<(u64, Box<Progress>)> = st.live.into_iter().collect();
     live.sort_unstable_by_key(|(id, _)| *id);
     let messages = live
@@ -442,7 +463,7 @@ fn finish(st: State) -> Recovered {
                 written,
             } = *p;
             Some(RecoveredMessage {
-                stored: message?,
+                stored: sparse.own(message?),
                 carrier: (!carrier.is_empty()).then_some(carrier),
                 parts,
                 carrier_ids,
@@ -458,5 +479,92 @@ fn finish(st: State) -> Recovered {
         next_event_id: st.next_event_id.max(1),
         records: st.records,
         opt: st.opt,
+    }
+}
+
+/// Segments less than a quarter live: their live messages are copied out so
+/// that a few live messages do not hold whole segments (64 MiB each by
+/// default) in memory through the restart; denser ones stay shared.
+struct Sparse {
+    /// (start address, length, sparse) of each segment, by address.
+    spans: Vec<(usize, usize, bool)>,
+}
+
+impl Sparse {
+    fn of(segments: &[Bytes], live: &HashMap<u64, Box<Progress>, Fast>) -> Sparse {
+        let mut spans: Vec<(usize, usize, bool)> = segments
+            .iter()
+            .map(|s| (s.as_ptr() as usize, s.len(), false))
+            .collect();
+        spans.sort_unstable();
+        let mut held = vec![0usize; spans.len()];
+        let mut sparse = Sparse { spans };
+        for m in live.values().filter_map(|p| p.message.as_ref()) {
+            if let Some(i) = sparse.segment_of(m) {
+                held[i] += m.len();
+            }
+        }
+        for (span, held) in sparse.spans.iter_mut().zip(held) {
+            span.2 = held < span.1 / 4;
+        }
+        sparse
+    }
+
+    /// The segment `m` is a slice of, if any.
+    fn segment_of(&self, m: &[u8]) -> Option<usize> {
+        let at = m.as_ptr() as usize;
+        let i = self.spans.partition_point(|s| s.0 <= at).checked_sub(1)?;
+        let (start, len, _) = self.spans[i];
+        (at + m.len() <= start + len).then_some(i)
+    }
+
+    /// `m`, copied out if its segment is sparse.
+    fn own(&self, m: Bytes) -> Bytes {
+        match self.segment_of(&m) {
+            Some(i) if self.spans[i].2 => Bytes::copy_from_slice(&m),
+            _ => m,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message live in a segment that is mostly dead is copied out (the
+    /// segment can go); one in a segment mostly live stays a slice of it.
+    #[test]
+    fn live_messages_of_a_mostly_dead_segment_are_copied_out() {
+        let (dense, sparse) = (Bytes::from(vec![1u8; 400]), Bytes::from(vec![2u8; 400]));
+        let mut live: HashMap<u64, Box<Progress>, Fast> = HashMap::default();
+        let mut add = |id: u64, m: Bytes| {
+            live.insert(
+                id,
+                Box::new(Progress {
+                    message: Some(m),
+                    ..Progress::default()
+                }),
+            )
+        };
+        add(1, dense.slice(0..150));
+        add(2, dense.slice(150..300));
+        add(3, sparse.slice(0..99));
+        let s = Sparse::of(&[dense.clone(), sparse.clone()], &live);
+        let kept = s.own(dense.slice(0..150));
+        assert_eq!(
+            kept.as_ptr(),
+            dense.as_ptr(),
+            "a slice of the dense segment"
+        );
+        let own = s.own(sparse.slice(0..99));
+        assert_eq!(&own[..], &sparse[..99]);
+        assert_ne!(
+            own.as_ptr(),
+            sparse.as_ptr(),
+            "copied out of the sparse one"
+        );
+        // Not a slice of any segment read: left as it is.
+        let other = Bytes::from(vec![3u8; 10]);
+        assert_eq!(s.own(other.clone()).as_ptr(), other.as_ptr());
     }
 }

@@ -371,15 +371,39 @@ fn stored_forms() -> Vec<Bytes> {
     ms[1].subject = Some("subj".into());
     ms[1].media = vec!["m1".into(), "m2".into()];
     ms[1].auto_reply = true;
+    ms[1].tags = vec!["t1".into(), "t2".into()];
+    ms[1].channel = ChannelPref::Mms;
+    ms[1].fallback = FallbackPolicy::None;
+    // Every field of the stored form set (a tag the in-place readers did not
+    // know would be skipped unchecked, and caught here).
     ms[1].mms = Some(Box::new(crate::model::MmsFields {
         service_code: Some("acme-vip".into()),
         linked_id: Some("mo-7".into()),
+        message_class: Some(crate::model::MmsMessageClass::Personal),
+        priority: Some(crate::model::MmsPriority::High),
+        read_reply: Some(true),
+        distribution_indicator: Some(false),
         earliest_delivery_ms: 1_800_000_000_000,
-        ..crate::model::MmsFields::default()
     }));
     ms[2].from = Sender::parse("ACME").unwrap();
     ms[2].priority = Priority::Marketing;
-    ms.iter().map(stored_form).collect()
+    let stored: Vec<Bytes> = ms.iter().map(stored_form).collect();
+    let tags = |b: &[u8]| {
+        let mut tags = std::collections::BTreeSet::new();
+        let mut buf = b;
+        while !buf.is_empty() {
+            let (tag, wire) = prost::encoding::decode_key(&mut buf).unwrap();
+            tags.insert(tag);
+            prost::encoding::skip_field(wire, tag, &mut buf, Default::default()).unwrap();
+        }
+        tags
+    };
+    assert_eq!(
+        tags(&stored[1]),
+        (1..=24).collect(),
+        "every field of `StoredMessage`"
+    );
+    stored
 }
 
 /// What prost's decoder and `to_message` make of a stored form.
