@@ -332,7 +332,9 @@ impl Backlog {
         let mut queued = Vec::with_capacity(keep.len() + out.len());
         if let Err(e) = self.spill.push_stored(&out) {
             // Kept in memory; what earlier slices of this restart spilled
-            // comes back first, so that each tenant's order holds.
+            // comes back first, so that each tenant's order holds (all of
+            // it, decoded: on a failing disk the restart needs the memory
+            // it needed before messages stayed in their stored form).
             let back: Vec<Arc<Message>> = self
                 .spill
                 .take(usize::MAX)

@@ -250,7 +250,8 @@ pub fn scan(data: &[u8]) -> Vec<Span> {
 #[doc(hidden)]
 pub fn fuzz_replay(data: Bytes) -> Result<(Recovered, usize), JournalError> {
     let mut st = State::default();
-    let valid = replay_segment(&mut st, data, Path::new("fuzz.log"))?;
+    let valid = replay_segment(&mut st, data.clone(), Path::new("fuzz.log"))?;
+    st.segments.push(data);
     Ok((finish(st), valid))
 }
 
@@ -473,7 +474,16 @@ fn finish(st: State) -> Recovered {
         .collect();
     Recovered {
         messages,
-        events: st.events.into_values().collect(),
+        // An event waiting for its acknowledgement would hold a sparse
+        // segment as long as it waits.
+        events: st
+            .events
+            .into_values()
+            .map(|mut e| {
+                e.payload = sparse.own(e.payload);
+                e
+            })
+            .collect(),
         dedupe: st.dedupe,
         next_message_id: st.next_message_id.max(1),
         next_event_id: st.next_event_id.max(1),
