@@ -315,20 +315,15 @@ impl Backlog {
     /// stored form: those the budget keeps in memory are decoded, entered in
     /// the ledger and queued; the rest go to the spill as they are, never
     /// decoded whole (a restart with millions queued held every one of them
-    /// in memory, ~1 KB each, before spilling most of them again). Returns
-    /// what could not be decoded (those messages are not queued).
+    /// in memory, ~1 KB each, before spilling most of them again). Each
+    /// must decode (replay checked: [`crate::journal::RecoveredMessage::decodes`]);
+    /// returns what did not all the same (those messages are not queued).
     pub fn restore_queued(&self, messages: Vec<StoredQueued>) -> Vec<RecordError> {
         let mut problems = Vec::new();
         let mut place = self.placement();
-        let (keep, out): (Vec<_>, Vec<_>) = messages
+        let (keep, mut out): (Vec<_>, Vec<StoredQueued>) = messages
             .into_iter()
             .partition(|m| place.keeps(&m.tenant, m.priority));
-        let (out, bad): (Vec<_>, Vec<_>) = out
-            .into_iter()
-            .map(|m| (crate::journal::check_stored(&m.stored), m))
-            .partition(|(checked, _)| checked.is_ok());
-        problems.extend(bad.into_iter().filter_map(|(checked, _)| checked.err()));
-        let mut out: Vec<StoredQueued> = out.into_iter().map(|(_, m)| m).collect();
         let mut queued = Vec::with_capacity(keep.len() + out.len());
         if let Err(e) = self.spill.push_stored(&out) {
             // Kept in memory; what earlier slices of this restart spilled

@@ -644,12 +644,17 @@ pub fn journal_replay(data: &[u8]) {
         .collect();
     messages_round_trip(&messages);
     for m in &rec.messages {
+        let decoded = m.message();
         assert_eq!(
             journal::check_stored(&m.stored).is_ok(),
-            m.message().is_ok(),
+            decoded.is_ok(),
             "the in-place check agrees with the decoder"
         );
-        let id = m.head().expect("replay read the head").id;
+        assert_eq!(m.decodes, decoded.is_ok(), "replay's check agrees too");
+        if let Ok(d) = decoded {
+            assert_eq!((d.id, &d.tenant, d.priority), (m.id, &m.tenant, m.priority));
+        }
+        let id = m.id.0;
         assert!(id < rec.next_message_id || rec.next_message_id == u64::MAX);
     }
     for e in &rec.events {

@@ -24,9 +24,7 @@ use crate::admission::Dedupe;
 use crate::backlog::Backlog;
 use crate::events::EventHub;
 use crate::journal::dedupe_log::DedupeLog;
-use crate::journal::{
-    CarriedMessage, Durable, Journal, JournalError, Recovered, Recovery, StoredHead,
-};
+use crate::journal::{CarriedMessage, Durable, Journal, JournalError, Recovered, Recovery};
 use crate::ledger::{Entry, Ledger, Part, Stage};
 use crate::model::{DeliveryState, LogSafe, Message, MessageId, now_ms};
 use crate::receipts::Receipts;
@@ -167,10 +165,27 @@ impl JournalKeeper {
         let mut unknown = Vec::new();
         let total = messages.len();
         for mut rm in messages {
-            let Some(name) = rm.carrier.take() else {
-                queued.push(rm.stored);
+            let Some(dispatch) = rm.dispatch.take() else {
+                queued.push(rm);
                 continue;
             };
+            // SMS carrier or MMSC: an MMS the MMSC accepted waits for its
+            // delivery report like an SMS for its receipts.
+            let carrier = router.carrier_named(&dispatch.carrier);
+            let ids = &dispatch.carrier_ids;
+            let accepted = dispatch.parts > 0
+                && ids.len() == dispatch.parts as usize
+                && ids.iter().all(|s| !s.is_empty());
+            let awaits_receipts = carrier.is_some() && accepted;
+            if !awaits_receipts && (!rm.written || (recovery == Recovery::Resend && !accepted)) {
+                // Dispatched but never written (it never left), or the
+                // operator chose at-least-once: queued again. Never what
+                // a carrier no longer configured (a reload or the file
+                // removed it) accepted whole: that ends `unknown`, as its
+                // receipts cannot come.
+                queued.push(rm);
+                continue;
+            }
             let message = match rm.message() {
                 Ok(m) => Arc::new(m),
                 Err(e) => {
@@ -178,21 +193,14 @@ impl JournalKeeper {
                     continue;
                 }
             };
-            // SMS carrier or MMSC: an MMS the MMSC accepted waits for its
-            // delivery report like an SMS for its receipts.
-            let carrier = router.carrier_named(&name);
-            let accepted = rm.parts > 0
-                && rm.carrier_ids.len() == rm.parts as usize
-                && rm.carrier_ids.iter().all(|s| !s.is_empty());
             match carrier {
-                Some(c) if accepted => {
+                Some(c) if awaits_receipts => {
                     // Every part was accepted: wait for the receipts.
-                    let parts: Vec<Part> = rm
-                        .carrier_ids
+                    let parts: Vec<Part> = ids
                         .iter()
                         .map(|s| Part::Submitted(s.as_str().into()))
                         .collect();
-                    for (i, k) in rm.carrier_ids.iter().enumerate() {
+                    for (i, k) in ids.iter().enumerate() {
                         self.receipts.restore(&c, message.id, i as u32, k);
                     }
                     self.ledger.restore(Entry {
@@ -203,17 +211,9 @@ impl JournalKeeper {
                         },
                     });
                 }
-                _ if !rm.written || (recovery == Recovery::Resend && !accepted) => {
-                    // Dispatched but never written (it never left), or the
-                    // operator chose at-least-once: queued again. Never what
-                    // a carrier no longer configured (a reload or the file
-                    // removed it) accepted whole: that ends `unknown`, as
-                    // its receipts cannot come.
-                    queued.push(rm.stored);
-                }
                 c => {
-                    let parts: Vec<Part> = (0..rm.parts.max(1) as usize)
-                        .map(|i| match rm.carrier_ids.get(i) {
+                    let parts: Vec<Part> = (0..dispatch.parts.max(1) as usize)
+                        .map(|i| match ids.get(i) {
                             Some(s) if !s.is_empty() => Part::Submitted(s.as_str().into()),
                             _ => Part::Written,
                         })
@@ -221,7 +221,7 @@ impl JournalKeeper {
                     self.ledger.restore(Entry {
                         message: message.clone(),
                         stage: Stage::Dispatched {
-                            carrier: c.unwrap_or_else(|| name.as_str().into()),
+                            carrier: c.unwrap_or_else(|| dispatch.carrier.as_str().into()),
                             parts: parts.into_boxed_slice(),
                         },
                     });
@@ -249,37 +249,37 @@ impl JournalKeeper {
             endings.end(message.id, DeliveryState::Rejected, 0, &removed);
             rejected += 1;
         };
-        let mut tenants: std::collections::HashMap<Arc<str>, bool> = Default::default();
+        // Whether the tenant is still configured, looked up once per run of
+        // one tenant's messages (replay shares one name per tenant).
+        let mut last: Option<(Arc<str>, bool)> = None;
         let mut kept = Vec::with_capacity(queued.len());
-        for stored in queued {
-            let head = match StoredHead::read(&stored) {
-                Ok(h) => h,
-                Err(e) => {
-                    problems.push(e);
-                    continue;
+        for rm in queued {
+            if !rm.decodes {
+                // Replay read it whole: it cannot be queued (nor spilled,
+                // where it would make its batch unreadable).
+                problems.extend(rm.message().err());
+                continue;
+            }
+            let known = match &last {
+                Some((tenant, known)) if Arc::ptr_eq(tenant, &rm.tenant) => *known,
+                _ => {
+                    let known = self.hub.knows(&rm.tenant);
+                    last = Some((rm.tenant.clone(), known));
+                    known
                 }
             };
-            let tenant = head.tenant;
-            // One shared name per tenant, each looked up once.
-            if !tenants.contains_key(tenant) {
-                tenants.insert(tenant.into(), self.hub.knows(tenant));
-            }
-            let Some((tenant, known)) = tenants.get_key_value(tenant) else {
-                continue;
-            };
             if !known {
-                match crate::journal::stored_message(&stored) {
+                match rm.message() {
                     Ok(m) => reject(m),
                     Err(e) => problems.push(e),
                 }
                 continue;
             }
-            let tenant = tenant.clone();
             kept.push(StoredQueued {
-                id: MessageId(head.id),
-                tenant,
-                priority: head.priority,
-                stored,
+                id: rm.id,
+                tenant: rm.tenant,
+                priority: rm.priority,
+                stored: rm.stored,
             });
         }
         drop(endings);

@@ -184,7 +184,8 @@ impl Spill {
 
     /// As [`Spill::push`], for messages still in the journal's stored form
     /// (a restart spills again what does not fit without decoding it). The
-    /// caller checked that each decodes ([`crate::journal::check_stored`]).
+    /// caller checked that each decodes (replay did:
+    /// [`crate::journal::RecoveredMessage::decodes`]).
     ///
     /// # Errors
     /// As [`Spill::push`].

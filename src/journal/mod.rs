@@ -42,7 +42,7 @@ use std::sync::mpsc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use crate::model::{Message, MessageId, reclaim};
+use crate::model::{Message, MessageId, Priority, reclaim};
 use record::Kind;
 pub use record::{RecordError, StoredHead};
 use writer::{Command, Shared, SyncResult};
@@ -76,23 +76,59 @@ pub enum JournalError {
 ///
 /// The message stays in its stored form until it is needed: a restart with
 /// millions queued decodes only those kept in memory, and writes the rest
-/// to the spill as they are ([`encode_stored`]).
+/// to the spill as they are ([`encode_stored`]). What the restart queues by
+/// (id, tenant, priority) and whether the stored form decodes were read
+/// once, by replay. Dispatch details are boxed: most messages recovered
+/// after an outage are queued and have none.
 #[derive(Debug, Clone)]
 pub struct RecoveredMessage {
     /// The message as the journal stores it (one `StoredMessage`).
     pub stored: Bytes,
-    /// Carrier it was dispatched to; `None` while still queued.
-    pub carrier: Option<String>,
-    /// Parts written (when dispatched).
-    pub parts: u32,
-    /// Carrier ids per part; an empty string is a part with no answer.
-    pub carrier_ids: Vec<String>,
+    /// Its id.
+    pub id: MessageId,
+    /// Its tenant (one shared name per tenant).
+    pub tenant: Arc<str>,
+    /// Its queue priority.
+    pub priority: Priority,
+    /// Whether the stored form decodes to a message ([`check_stored`]);
+    /// one that does not is reported, never queued.
+    pub decodes: bool,
     /// A part was (or may have been) written to the carrier: without one,
     /// a dispatched message never left and is queued again on recovery.
     pub written: bool,
+    /// Where it was dispatched; `None` while still queued.
+    pub dispatch: Option<Box<RecoveredDispatch>>,
+}
+
+/// How far a recovered message got with its carrier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveredDispatch {
+    /// Carrier it was dispatched to.
+    pub carrier: String,
+    /// Parts written.
+    pub parts: u32,
+    /// Carrier ids per part; an empty string is a part with no answer.
+    pub carrier_ids: Vec<String>,
 }
 
 impl RecoveredMessage {
+    /// A message still queued, as replay recovers it from its stored form.
+    ///
+    /// # Errors
+    /// [`RecordError`] when its head does not read ([`StoredHead::read`]).
+    pub fn queued(stored: Bytes) -> Result<RecoveredMessage, RecordError> {
+        let head = StoredHead::read(&stored)?;
+        Ok(RecoveredMessage {
+            id: MessageId(head.id),
+            tenant: head.tenant.into(),
+            priority: head.priority,
+            decodes: head.decodes,
+            written: false,
+            dispatch: None,
+            stored,
+        })
+    }
+
     /// The message, decoded.
     ///
     /// # Errors
@@ -102,12 +138,19 @@ impl RecoveredMessage {
         stored_message(&self.stored)
     }
 
-    /// Its id, tenant, client reference and priority, without decoding the rest.
-    ///
-    /// # Errors
-    /// [`RecordError`] when they do not decode.
-    pub fn head(&self) -> Result<StoredHead<'_>, RecordError> {
-        StoredHead::read(&self.stored)
+    /// Carrier it was dispatched to, if any.
+    pub fn carrier(&self) -> Option<&str> {
+        self.dispatch.as_ref().map(|d| d.carrier.as_str())
+    }
+
+    /// Parts written (0 while queued).
+    pub fn parts(&self) -> u32 {
+        self.dispatch.as_ref().map_or(0, |d| d.parts)
+    }
+
+    /// Carrier ids per part (empty while queued).
+    pub fn carrier_ids(&self) -> &[String] {
+        self.dispatch.as_ref().map_or(&[], |d| &d.carrier_ids)
     }
 }
 

@@ -443,15 +443,7 @@ impl StoredMessage {
     /// # Errors
     /// As decoding then [`StoredMessage::to_message`].
     pub fn check_encoded(buf: &[u8]) -> Result<(), RecordError> {
-        let scanned = scan(buf)?;
-        let id = scanned.head.id;
-        let number = |source| RecordError::Number { id, source };
-        Msisdn::from_u64(scanned.to).map_err(number)?;
-        match scanned.from_kind {
-            0 | 2 => Ok(()),
-            1 => Msisdn::parse(scanned.from).map(|_| ()).map_err(number),
-            kind => Err(RecordError::SenderKind { id, kind }),
-        }
+        scan(buf)?.check_addresses()
     }
 
     /// The recipient and the sender: the fields that can be out of range.
@@ -524,16 +516,25 @@ pub struct StoredHead<'a> {
     pub priority: Priority,
     /// Wall-clock ms it was accepted.
     pub accepted_at_ms: u64,
+    /// Whether the whole stored form decodes to a message (what
+    /// [`StoredMessage::check_encoded`] checks: its addresses are in range
+    /// too), so that a restart can spill it without reading it again.
+    pub decodes: bool,
 }
 
 impl<'a> StoredHead<'a> {
     /// Reads the head of one stored message (a [`StoredMessage`] encoding),
-    /// checking the rest as prost's decoder would (wire types, text).
+    /// checking the rest as prost's decoder would (wire types, text) and
+    /// whether it decodes to a message ([`StoredHead::decodes`]).
     ///
     /// # Errors
     /// [`RecordError`] when prost's decoder would refuse the bytes.
     pub fn read(buf: &'a [u8]) -> Result<StoredHead<'a>, RecordError> {
-        scan(buf).map(|s| s.head)
+        let scanned = scan(buf)?;
+        Ok(StoredHead {
+            decodes: scanned.check_addresses().is_ok(),
+            ..scanned.head
+        })
     }
 }
 
@@ -543,6 +544,21 @@ struct Scanned<'a> {
     to: u64,
     from_kind: u32,
     from: &'a str,
+}
+
+impl Scanned<'_> {
+    /// The checks [`StoredMessage::to_message`] makes beyond decoding: the
+    /// recipient and the sender in range.
+    fn check_addresses(&self) -> Result<(), RecordError> {
+        let id = self.head.id;
+        let number = |source| RecordError::Number { id, source };
+        Msisdn::from_u64(self.to).map_err(number)?;
+        match self.from_kind {
+            0 | 2 => Ok(()),
+            1 => Msisdn::parse(self.from).map(|_| ()).map_err(number),
+            kind => Err(RecordError::SenderKind { id, kind }),
+        }
+    }
 }
 
 /// Walks one stored message in place, field by field, refusing what prost's
@@ -597,6 +613,8 @@ fn scan(mut buf: &[u8]) -> Result<Scanned<'_>, RecordError> {
             client_ref,
             priority: stored_priority(priority),
             accepted_at_ms,
+            // Set by `StoredHead::read`, which checks the addresses.
+            decodes: false,
         },
         to,
         from_kind,

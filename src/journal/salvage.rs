@@ -210,10 +210,10 @@ fn possibly_written(st: &State) -> Vec<record::Written> {
         .collect();
     ids.sort_by_key(|(id, _)| **id);
     for (id, p) in ids {
-        let carrier = if p.carrier.is_empty() {
-            UNKNOWN_CARRIER
-        } else {
-            &p.carrier
+        let parts = p.dispatch.as_ref().map_or(0, |d| d.parts);
+        let carrier = match &p.dispatch {
+            Some(d) if !d.carrier.is_empty() => d.carrier.as_str(),
+            _ => UNKNOWN_CARRIER,
         };
         let w = by_carrier
             .entry(carrier)
@@ -223,7 +223,7 @@ fn possibly_written(st: &State) -> Vec<record::Written> {
             });
         w.ids.push(*id);
         w.parts.push(0);
-        w.totals.push(p.parts.max(1));
+        w.totals.push(parts.max(1));
     }
     by_carrier.into_values().collect()
 }

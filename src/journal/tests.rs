@@ -90,14 +90,14 @@ async fn replay_restores_progress_of_each_message() {
         .collect();
     assert_eq!(ids, vec![1, 2, 3]);
     assert_eq!(rec.messages[0].message().unwrap(), msg(1, "r1"));
-    assert_eq!(rec.messages[0].carrier, None);
+    assert_eq!(rec.messages[0].carrier(), None);
     assert!(!rec.messages[0].written);
-    assert_eq!(rec.messages[1].carrier.as_deref(), Some("smsc"));
+    assert_eq!(rec.messages[1].carrier(), Some("smsc"));
     assert!(rec.messages[1].written);
-    assert!(rec.messages[1].carrier_ids.is_empty());
-    assert_eq!(rec.messages[2].parts, 2);
+    assert!(rec.messages[1].carrier_ids().is_empty());
+    assert_eq!(rec.messages[2].parts(), 2);
     assert_eq!(
-        rec.messages[2].carrier_ids,
+        rec.messages[2].carrier_ids(),
         vec!["abc".to_string(), "abd".to_string()]
     );
     assert_eq!(rec.events, vec![event(1, 4)]);
@@ -121,7 +121,7 @@ async fn undispatch_returns_message_to_queue() {
         j.events([]).wait().await.unwrap();
     }
     let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
-    assert_eq!(rec.messages[0].carrier, None);
+    assert_eq!(rec.messages[0].carrier(), None);
     assert!(!rec.messages[0].written);
 }
 
@@ -137,8 +137,8 @@ async fn a_dispatch_record_of_an_older_journal_counts_as_written() {
             .unwrap();
     }
     let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
-    assert_eq!(rec.messages[0].carrier.as_deref(), Some("smsc"));
-    assert_eq!(rec.messages[0].parts, 2);
+    assert_eq!(rec.messages[0].carrier(), Some("smsc"));
+    assert_eq!(rec.messages[0].parts(), 2);
     assert!(rec.messages[0].written, "may have reached the carrier");
 }
 
@@ -321,7 +321,7 @@ async fn rotation_and_compaction_keep_carried_messages() {
     let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
     // Message 1 was not carried, so compaction dropped it: only 2 remains.
     assert_eq!(rec.messages.len(), 1);
-    assert_eq!(rec.messages[0].carrier_ids, vec!["cid".to_string()]);
+    assert_eq!(rec.messages[0].carrier_ids(), vec!["cid".to_string()]);
     assert_eq!(rec.next_message_id, 3);
 }
 
@@ -429,7 +429,7 @@ fn the_in_place_readers_agree_with_the_decoder_on_every_damage() {
             }
         }
     }
-    let (mut ok, mut bad) = (0, 0);
+    let (mut ok, mut bad, mut heads_only) = (0, 0, 0);
     for c in &cases {
         let want = decoded(c);
         let checked = check_stored(c);
@@ -438,7 +438,7 @@ fn the_in_place_readers_agree_with_the_decoder_on_every_damage() {
             want.is_ok(),
             "{c:02x?}: check {checked:?}, decode {want:?}"
         );
-        if let Ok(m) = want {
+        if let Ok(m) = &want {
             ok += 1;
             let head = StoredHead::read(c).unwrap();
             assert_eq!(
@@ -460,9 +460,19 @@ fn the_in_place_readers_agree_with_the_decoder_on_every_damage() {
         } else {
             bad += 1;
         }
+        // What replay keeps of a head it reads: whether the rest decodes.
+        if let Ok(head) = StoredHead::read(c) {
+            heads_only += usize::from(want.is_err());
+            assert_eq!(head.decodes, want.is_ok(), "{c:02x?}: decodes");
+        }
     }
-    // Both kinds were exercised.
+    // Both kinds were exercised, and heads that read of forms that do not
+    // decode (an address out of range).
     assert!(ok > 100 && bad > 100, "{ok} decodable, {bad} not");
+    assert!(
+        heads_only > 0,
+        "no head read of a form that does not decode"
+    );
 }
 
 /// The stored form of a message decodes back to it, and an `Accept`

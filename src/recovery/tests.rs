@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::backlog::tests::kit;
-use crate::journal::RecoveredMessage;
+use crate::journal::{RecoveredDispatch, RecoveredMessage};
 use crate::model::{Message, MessageId};
 
 fn message(id: u64) -> Message {
@@ -11,13 +11,16 @@ fn message(id: u64) -> Message {
 }
 
 fn recovered(id: u64, carrier: Option<&str>, ids: &[&str], written: bool) -> RecoveredMessage {
-    RecoveredMessage {
-        stored: crate::journal::stored_form(&message(id)),
-        carrier: carrier.map(str::to_owned),
-        parts: ids.len() as u32,
-        carrier_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
-        written,
-    }
+    let mut rm = RecoveredMessage::queued(crate::journal::stored_form(&message(id))).unwrap();
+    rm.written = written;
+    rm.dispatch = carrier.map(|carrier| {
+        Box::new(RecoveredDispatch {
+            carrier: carrier.to_owned(),
+            parts: ids.len() as u32,
+            carrier_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+        })
+    });
+    rm
 }
 
 /// A keeper over the backlog fixture and its journal, with its own dedupe.
@@ -291,8 +294,8 @@ async fn a_restart_beyond_the_budget_spills_the_rest_undecoded_in_order() {
     // The number 1, in as many bytes as the number was.
     stored[at + 1..at + 6].copy_from_slice(&[0x81, 0x80, 0x80, 0x80, 0x00]);
     assert!(crate::journal::check_stored(&stored).is_err());
-    assert!(crate::journal::StoredHead::read(&stored).is_ok());
-    messages[199].stored = stored.into();
+    messages[199] = RecoveredMessage::queued(stored.into()).expect("its head reads");
+    assert!(!messages[199].decodes);
     keeper.restore(
         Recovered {
             messages,
