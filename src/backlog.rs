@@ -316,9 +316,10 @@ impl Backlog {
     /// the ledger and queued; the rest go to the spill as they are, never
     /// decoded whole (a restart with millions queued held every one of them
     /// in memory, ~1 KB each, before spilling most of them again). Each
-    /// must decode (replay checked: [`crate::journal::RecoveredMessage::decodes`]);
-    /// returns what did not all the same (those messages are not queued).
-    pub fn restore_queued(&self, messages: Vec<StoredQueued>) -> Vec<RecordError> {
+    /// must decode (replay checked: [`crate::journal::RecoveredMessage::decodes`]):
+    /// the spilled ones are not checked again. Returns what those kept in
+    /// memory failed to decode all the same (they are not queued).
+    pub(crate) fn restore_queued(&self, messages: Vec<StoredQueued>) -> Vec<RecordError> {
         let mut problems = Vec::new();
         let mut place = self.placement();
         let (keep, mut out): (Vec<_>, Vec<StoredQueued>) = messages

@@ -212,7 +212,8 @@ impl JournalKeeper {
                     });
                 }
                 c => {
-                    let parts: Vec<Part> = (0..dispatch.parts.max(1) as usize)
+                    // At most 255 parts (a count from disk bounds nothing).
+                    let parts: Vec<Part> = (0..dispatch.parts.clamp(1, 255) as usize)
                         .map(|i| match ids.get(i) {
                             Some(s) if !s.is_empty() => Part::Submitted(s.as_str().into()),
                             _ => Part::Written,
@@ -254,10 +255,12 @@ impl JournalKeeper {
         let mut last: Option<(Arc<str>, bool)> = None;
         let mut kept = Vec::with_capacity(queued.len());
         for rm in queued {
-            if !rm.decodes {
+            if !rm.decodes
+                && let Err(e) = rm.message()
+            {
                 // Replay read it whole: it cannot be queued (nor spilled,
                 // where it would make its batch unreadable).
-                problems.extend(rm.message().err());
+                problems.push(e);
                 continue;
             }
             let known = match &last {

@@ -190,6 +190,12 @@ impl Spill {
     /// # Errors
     /// As [`Spill::push`].
     pub fn push_stored(&self, messages: &[StoredQueued]) -> io::Result<()> {
+        debug_assert!(
+            messages
+                .iter()
+                .all(|m| crate::journal::check_stored(&m.stored).is_ok()),
+            "only stored forms that decode are spilled"
+        );
         self.push_grouped(
             messages,
             |m| (m.tenant.clone(), m.priority),

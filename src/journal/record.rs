@@ -530,11 +530,7 @@ impl<'a> StoredHead<'a> {
     /// # Errors
     /// [`RecordError`] when prost's decoder would refuse the bytes.
     pub fn read(buf: &'a [u8]) -> Result<StoredHead<'a>, RecordError> {
-        let scanned = scan(buf)?;
-        Ok(StoredHead {
-            decodes: scanned.check_addresses().is_ok(),
-            ..scanned.head
-        })
+        scan(buf).map(|s| s.head)
     }
 }
 
@@ -606,20 +602,21 @@ fn scan(mut buf: &[u8]) -> Result<Scanned<'_>, RecordError> {
             _ => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
         }
     }
-    Ok(Scanned {
+    let mut scanned = Scanned {
         head: StoredHead {
             id,
             tenant,
             client_ref,
             priority: stored_priority(priority),
             accepted_at_ms,
-            // Set by `StoredHead::read`, which checks the addresses.
             decodes: false,
         },
         to,
         from_kind,
         from,
-    })
+    };
+    scanned.head.decodes = scanned.check_addresses().is_ok();
+    Ok(scanned)
 }
 
 /// The queue priority a stored `priority` field means.

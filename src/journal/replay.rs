@@ -27,6 +27,8 @@ pub(super) struct Progress {
     /// segments holding live messages stay in memory until the restart has
     /// queued or spilled them).
     pub(super) message: Option<Bytes>,
+    /// Where it was dispatched (a record may name the carrier or the
+    /// carrier ids first).
     pub(super) dispatch: Option<Box<RecoveredDispatch>>,
     /// Index of its tenant in [`State::tenants`].
     tenant: u32,
@@ -39,7 +41,7 @@ pub(super) struct Progress {
 
 impl Progress {
     /// Its dispatch details, made empty on first use.
-    fn dispatch(&mut self) -> &mut RecoveredDispatch {
+    fn dispatch_mut(&mut self) -> &mut RecoveredDispatch {
         self.dispatch.get_or_insert_default()
     }
 }
@@ -66,22 +68,35 @@ pub(super) struct State {
     segments: Vec<Bytes>,
     /// Tenant names of live messages, one shared name each.
     tenants: Vec<Arc<str>>,
+    /// Index of each name in `tenants`.
+    tenant_of: HashMap<Arc<str>, u32, Fast>,
+    /// The index [`State::tenant_index`] gave last.
+    last_tenant: u32,
 }
 
 impl State {
-    /// The index of `tenant` in [`State::tenants`], added on first sight
-    /// (a handful of tenants: the last one matches almost always, as an
-    /// `Accept` record is one tenant's batch).
+    /// The index of `tenant` in [`State::tenants`], added on first sight.
+    /// The last one given matches almost always (an `Accept` record is one
+    /// tenant's batch); `Carry` records mix tenants.
     fn tenant_index(&mut self, tenant: &str) -> u32 {
-        let found = match self.tenants.last() {
-            Some(last) if **last == *tenant => Some(self.tenants.len() - 1),
-            _ => self.tenants.iter().position(|t| **t == *tenant),
+        if let Some(last) = self.tenants.get(self.last_tenant as usize)
+            && **last == *tenant
+        {
+            return self.last_tenant;
+        }
+        let i = match self.tenant_of.get(tenant) {
+            Some(&i) => i,
+            None => {
+                let name: Arc<str> = tenant.into();
+                // Fewer than 2^32 names: a journal holds fewer messages.
+                let i = self.tenants.len() as u32;
+                self.tenants.push(name.clone());
+                self.tenant_of.insert(name, i);
+                i
+            }
         };
-        let i = found.unwrap_or_else(|| {
-            self.tenants.push(tenant.into());
-            self.tenants.len() - 1
-        });
-        u32::try_from(i).unwrap_or(u32::MAX)
+        self.last_tenant = i;
+        i
     }
 }
 
@@ -335,7 +350,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
                     if cm.carrier.is_empty() && cm.carrier_ids.is_empty() {
                         continue;
                     }
-                    let d = p.dispatch();
+                    let d = p.dispatch_mut();
                     if !cm.carrier.is_empty() && d.carrier.is_empty() {
                         d.carrier.clone_from(&cm.carrier);
                         d.parts = cm.parts;
@@ -345,10 +360,10 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
         }
         Some(Kind::Dispatch) => {
-            let d = record::Dispatch::decode(payload)?;
-            for e in d.entries {
+            let record = record::Dispatch::decode(payload)?;
+            for e in record.entries {
                 if let Some(p) = st.live.get_mut(&e.id) {
-                    let d = p.dispatch();
+                    let d = p.dispatch_mut();
                     d.carrier = e.carrier;
                     d.parts = e.parts;
                     // Written before `Written` records existed: the dispatch
@@ -364,7 +379,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
             }
             for (i, id) in w.ids.iter().enumerate() {
                 if let Some(p) = st.live.get_mut(id) {
-                    let d = p.dispatch();
+                    let d = p.dispatch_mut();
                     if d.carrier != w.carrier {
                         d.carrier.clone_from(&w.carrier);
                     }
@@ -392,7 +407,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
                 if let Some(p) = st.live.get_mut(&e.id) {
                     let i = e.part as usize;
                     if i < 255 {
-                        let ids = &mut p.dispatch().carrier_ids;
+                        let ids = &mut p.dispatch_mut().carrier_ids;
                         if ids.len() <= i {
                             ids.resize(i + 1, String::new());
                         }
@@ -457,7 +472,8 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
 
 /// Records an accepted message (from an `Accept` or a `Carry` record,
 /// `stored` a part of `record`, `head` read from it): its dedupe key, and
-/// its stored form while it is live.
+/// while it is live its stored form with what the restart queues it by
+/// (tenant, priority) and whether it decodes, all from its first copy.
 fn accept(st: &mut State, record: &Bytes, head: record::StoredHead<'_>, stored: &[u8]) {
     // Saturating: ids come from disk (a damaged record must not overflow).
     st.next_message_id = st.next_message_id.max(head.id.saturating_add(1));
@@ -513,7 +529,8 @@ fn finish(st: State) -> Recovered {
         Some(RecoveredMessage {
             stored: sparse.own(message?),
             id: MessageId(id),
-            tenant: tenants.get(tenant as usize)?.clone(),
+            // Set with the message (`accept`).
+            tenant: tenants[tenant as usize].clone(),
             priority,
             decodes,
             written,
