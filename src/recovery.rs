@@ -123,42 +123,28 @@ impl JournalKeeper {
     /// Restores the dedupe keys: those already in the dedupe log, then
     /// those of Accept records still in the journal (logged when their old
     /// segments are compacted), oldest first (the index evicts from the
-    /// front). A journal key whose message id the log holds is the same
-    /// key, already restored: it is not fingerprinted and looked up again
-    /// (after an outage both hold millions of the same keys). Returns how
-    /// many keys came from the journal alone.
-    fn restore_dedupe(&self, journal_keys: crate::journal::DedupeKeys) -> usize {
+    /// front).
+    fn restore_dedupe(&self, journal_keys: crate::journal::DedupeKeys) {
         let started = tokio::time::Instant::now();
         let now = now_ms();
-        let mut logged_ids = Vec::new();
+        let mut logged = 0;
         match self.dedupe_log.load(now, self.dedupe.window_ms()) {
             Ok(entries) => {
-                logged_ids.reserve_exact(entries.len());
+                logged = entries.len();
                 for (fp, id, at) in entries {
                     self.dedupe.restore(fp, MessageId(id), at, now, None);
-                    logged_ids.push(id);
                 }
             }
             Err(e) => {
                 tracing::error!(target: TARGET, error = %e, "dedupe log unreadable; retries of old batches may be sent again")
             }
         }
-        // Appended in id order but for retried appends: sorted if need be.
-        if !logged_ids.is_sorted() {
-            logged_ids.sort_unstable();
-        }
-        let mut again = 0;
         for (tenant, client_ref, id, at) in journal_keys.iter() {
-            if logged_ids.binary_search(&id.0).is_ok() {
-                continue;
-            }
-            again += 1;
             let fp = self.dedupe.fingerprint(tenant, client_ref);
             self.dedupe.restore(fp, id, at, now, Some(0));
         }
-        tracing::info!(target: TARGET, logged = logged_ids.len(), journal = journal_keys.len(),
-            journal_only = again, ms = started.elapsed().as_millis() as u64, "dedupe keys restored");
-        again
+        tracing::info!(target: TARGET, logged, journal = journal_keys.len(),
+            ms = started.elapsed().as_millis() as u64, "dedupe keys restored");
     }
 
     /// Restores the messages and events (see the module doc).

@@ -271,36 +271,6 @@ async fn dedupe_keys_whose_log_append_failed_are_appended_later() {
     assert_eq!(logged[0].1, 7);
 }
 
-/// Keys both in the dedupe log and in the journal (after an outage, most of
-/// them) are restored once; keys only in the journal are restored too, and
-/// every one of them is a duplicate afterwards.
-#[tokio::test]
-async fn dedupe_keys_in_the_log_are_not_restored_again_from_the_journal() {
-    let dir = tempfile::tempdir().unwrap();
-    let (keeper, _ledger, f) = keeper(dir.path());
-    let t: Arc<str> = "t".into();
-    let at = now_ms() - 5_000;
-    let refs: Vec<String> = (1..=5).map(|i| format!("r{i}")).collect();
-    // The log holds messages 1 to 3, appended out of order (a retried
-    // append); the journal 2 to 5.
-    let logged: Vec<_> = [3u64, 1, 2]
-        .iter()
-        .map(|&i| (f.dedupe.fingerprint(&t, &refs[i as usize - 1]), i, at))
-        .collect();
-    keeper.dedupe_log.append(&logged).unwrap();
-    let journal: crate::journal::DedupeKeys = (2..=5u64)
-        .map(|i| (&*t, refs[i as usize - 1].as_str(), MessageId(i), at))
-        .collect();
-    assert_eq!(keeper.restore_dedupe(journal), 2, "4 and 5 only");
-    for (i, r) in refs.iter().enumerate() {
-        assert_eq!(
-            f.dedupe.check_or_insert(&t, r, MessageId(99), now_ms(), 1),
-            Err(MessageId(i as u64 + 1)),
-            "{r} is a duplicate of its message"
-        );
-    }
-}
-
 /// A restart with more queued than the in-memory budget: the first fill the
 /// budget (decoded, in the ledger, queued), the rest go back to the spill as
 /// stored and come back in id order; a stored form that does not decode is
