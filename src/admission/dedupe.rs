@@ -321,6 +321,34 @@ pub struct Dedupe {
     shard_cap: usize,
     evicted: metrics::Counter,
     key: [u64; 2],
+    /// Batches whose keys are taken but whose messages are neither durable
+    /// nor refused yet, by the time their keys were taken (ms → batches).
+    /// No key taken at or after the oldest goes to the dedupe log: a key
+    /// logged before its message is durable would, after a crash, answer a
+    /// retry as a duplicate of a message never stored.
+    pending: Mutex<std::collections::BTreeMap<u64, u32>>,
+}
+
+/// A batch's keys held back from the dedupe log until it is dropped (when
+/// the batch's messages are durable, or refused and their keys forgotten):
+/// [`Dedupe::hold`].
+#[derive(Debug)]
+#[must_use = "the keys are held back only while this lives"]
+pub struct Pending {
+    dedupe: Arc<Dedupe>,
+    at_ms: u64,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut pending = self.dedupe.pending.lock();
+        if let std::collections::btree_map::Entry::Occupied(mut e) = pending.entry(self.at_ms) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
 }
 
 impl Dedupe {
@@ -331,6 +359,7 @@ impl Dedupe {
             window_ms: window.as_millis() as u64,
             shard_cap: MOST_PER_SHARD,
             evicted: metrics::counter!("sluice_dedupe_evicted_total"),
+            pending: Mutex::default(),
             key: [
                 u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
                 u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
@@ -431,13 +460,26 @@ impl Dedupe {
         }
     }
 
+    /// Holds back from the dedupe log the keys a batch takes at `at_ms`
+    /// (and any taken later) while the returned guard lives.
+    pub fn hold(self: &Arc<Self>, at_ms: u64) -> Pending {
+        *self.pending.lock().entry(at_ms).or_default() += 1;
+        Pending {
+            dedupe: self.clone(),
+            at_ms,
+        }
+    }
+
     /// Keys whose Accept record is in a journal segment below `segment`, or
-    /// that were accepted before `older_than_ms` (their Accept is durable by
-    /// then, or failed and was forgotten), and that are not yet in the dedupe
-    /// log, as (fingerprint, id, accepted at ms); marks them logged. Called
+    /// that were accepted before `older_than_ms` and before every batch
+    /// still held ([`Dedupe::hold`]: their Accept is durable by then, or
+    /// failed and was forgotten), and that are not yet in the dedupe log,
+    /// as (fingerprint, id, accepted at ms); marks them logged. Called
     /// every second (a steady trickle) and by compaction before it deletes
     /// segments.
     pub fn take_unlogged(&self, segment: u64, older_than_ms: u64) -> Vec<(u128, u64, u64)> {
+        let held = self.pending.lock().first_key_value().map(|(&at, _)| at);
+        let older_than_ms = held.map_or(older_than_ms, |at| older_than_ms.min(at));
         let mut out = Vec::new();
         for s in self.shards.iter() {
             let mut s = s.lock();

@@ -332,6 +332,9 @@ impl Admission {
             return Box::pin(std::future::ready(Vec::new()));
         };
         let p = &self.parts;
+        // Until the batch's messages are durable or refused, its keys stay
+        // out of the dedupe log (held before any is taken).
+        let pending = p.dedupe.hold(now);
         let first = p.journal.allocate_message_ids(messages.len() as u64);
         let segment = p.journal.head_segment();
         let mut results = Vec::with_capacity(messages.len());
@@ -394,9 +397,14 @@ impl Admission {
         let finish = match (p.claims.clone(), links) {
             (None, None) => {
                 let durable = this.admit(&tenant, conn, &accepted);
-                tokio::spawn(this.finish(accepted, results, durable))
+                tokio::spawn(async move {
+                    let results = this.finish(accepted, results, durable).await;
+                    drop(pending);
+                    results
+                })
             }
             (None, Some((links, ticket))) => tokio::spawn(async move {
+                let _pending = pending;
                 if let Err(e) = links.durable(ticket).await {
                     this.refuse(&accepted, &mut results, &e);
                     return results;
@@ -405,6 +413,7 @@ impl Admission {
                 this.finish(accepted, results, durable).await
             }),
             (Some(claims), links) => tokio::spawn(async move {
+                let _pending = pending;
                 let Some(accepted) = this
                     .claim_in_cluster(&claims, &tenant, accepted, &mut results)
                     .await

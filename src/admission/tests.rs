@@ -134,6 +134,36 @@ fn memory_is_bounded_by_max_keys_and_the_oldest_go_first() {
     );
 }
 
+/// A key goes to the dedupe log only once its batch is durable or refused
+/// (its hold dropped): logged before, a crash would leave it answering a
+/// retry as a duplicate of a message never stored.
+#[test]
+fn keys_of_a_batch_in_flight_stay_out_of_the_dedupe_log() {
+    let d = Arc::new(Dedupe::new(Duration::from_secs(3600), [1; 16]));
+    let t: Arc<str> = "t".into();
+    let at = 1_000_000;
+    // A batch done earlier, and one still in flight (its journal write
+    // stalled, or its cluster claim waiting).
+    d.check_or_insert(&t, "done", MessageId(1), at - 5_000, 1)
+        .unwrap();
+    let held = d.hold(at);
+    let also = d.hold(at);
+    d.check_or_insert(&t, "in flight", MessageId(2), at, 1)
+        .unwrap();
+    // Ten seconds on, both are older than the trickle's second.
+    let trickle = |d: &Dedupe| -> Vec<u64> {
+        d.take_unlogged(0, at + 10_000 - 1_000)
+            .iter()
+            .map(|k| k.1)
+            .collect()
+    };
+    assert_eq!(trickle(&d), [1]);
+    drop(held);
+    assert_eq!(trickle(&d), Vec::<u64>::new(), "another hold at that time");
+    drop(also);
+    assert_eq!(trickle(&d), [2]);
+}
+
 #[test]
 fn keys_go_to_the_dedupe_log_once_when_their_segment_is_compacted() {
     let d = Dedupe::new(Duration::from_secs(3600), [1; 16]);

@@ -263,3 +263,24 @@ async fn a_batch_whose_links_cannot_be_stored_is_refused_and_nothing_is_journale
         .await;
     assert_eq!(reasons(&results), vec![None]);
 }
+
+/// A batch's keys reach the dedupe log only once its messages are durable:
+/// logged before, a crash would leave a key answering the client's retry
+/// as a duplicate of a message never stored.
+#[tokio::test]
+async fn a_batch_keys_reach_the_dedupe_log_only_once_it_is_durable() {
+    let s = setup();
+    let t: Arc<str> = "t".into();
+    let dedupe = s.admission.parts.dedupe.clone();
+    let answer = s
+        .admission
+        .submit(&t, 1, vec![submit("a", "+14155550100", "12345")]);
+    // The task that waits for the journal has not run yet (one thread):
+    // however old the key, it is held back.
+    assert!(dedupe.take_unlogged(0, u64::MAX).is_empty());
+    let results = answer.await;
+    assert_eq!(reasons(&results), vec![None]);
+    let logged = dedupe.take_unlogged(0, u64::MAX);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].1, accepted(&results[0]).id.0);
+}
