@@ -339,6 +339,13 @@ pub struct Pending {
     at_ms: u64,
 }
 
+impl Pending {
+    /// When the hold was taken (Unix ms): the time of the batch's keys.
+    pub fn at_ms(&self) -> u64 {
+        self.at_ms
+    }
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
         let mut pending = self.dedupe.pending.lock();
@@ -460,10 +467,14 @@ impl Dedupe {
         }
     }
 
-    /// Holds back from the dedupe log the keys a batch takes at `at_ms`
-    /// (and any taken later) while the returned guard lives.
-    pub fn hold(self: &Arc<Self>, at_ms: u64) -> Pending {
-        *self.pending.lock().entry(at_ms).or_default() += 1;
+    /// Holds back from the dedupe log the keys a batch takes from now on
+    /// (at [`Pending::at_ms`] or later) while the returned guard lives. The
+    /// clock is read under the lock [`Dedupe::take_unlogged`] reads the
+    /// holds with: a hold it did not see is younger than its cut-off.
+    pub fn hold(self: &Arc<Self>) -> Pending {
+        let mut pending = self.pending.lock();
+        let at_ms = crate::model::now_ms();
+        *pending.entry(at_ms).or_default() += 1;
         Pending {
             dedupe: self.clone(),
             at_ms,
@@ -471,15 +482,20 @@ impl Dedupe {
     }
 
     /// Keys whose Accept record is in a journal segment below `segment`, or
-    /// that were accepted before `older_than_ms` and before every batch
-    /// still held ([`Dedupe::hold`]: their Accept is durable by then, or
-    /// failed and was forgotten), and that are not yet in the dedupe log,
-    /// as (fingerprint, id, accepted at ms); marks them logged. Called
-    /// every second (a steady trickle) and by compaction before it deletes
-    /// segments.
+    /// that were accepted before `older_than_ms` (their Accept is durable by
+    /// then, or failed and was forgotten), and that are not yet in the
+    /// dedupe log, as (fingerprint, id, accepted at ms); marks them logged.
+    /// Called every second (a steady trickle) and by compaction before it
+    /// deletes segments. Never a key taken at or after the oldest batch
+    /// still held ([`Dedupe::hold`]), whatever its segment: that batch's
+    /// messages are not durable yet (if they become so, compaction carries
+    /// them, keys and all, while they are live).
     pub fn take_unlogged(&self, segment: u64, older_than_ms: u64) -> Vec<(u128, u64, u64)> {
-        let held = self.pending.lock().first_key_value().map(|(&at, _)| at);
-        let older_than_ms = held.map_or(older_than_ms, |at| older_than_ms.min(at));
+        let held = self
+            .pending
+            .lock()
+            .first_key_value()
+            .map_or(u64::MAX, |(&at, _)| at);
         let mut out = Vec::new();
         for s in self.shards.iter() {
             let mut s = s.lock();
@@ -489,7 +505,9 @@ impl Dedupe {
                 let seg = s.segment_of(seq);
                 let place = s.place_of(seq);
                 let e = s.ring[place];
-                if seg != LOGGED && seg >= segment && e.at_ms() >= older_than_ms {
+                if seg != LOGGED
+                    && ((seg >= segment && e.at_ms() >= older_than_ms) || e.at_ms() >= held)
+                {
                     break;
                 }
                 if seg != LOGGED && s.find_place(e.key(), place).is_some() {

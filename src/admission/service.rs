@@ -32,7 +32,7 @@ use crate::links::rewrite::{self, Planned};
 use crate::links::store::LinkError;
 use crate::model::numbering::Country;
 use crate::model::submit::{Accepted, RejectReason, Submission, SubmitResult};
-use crate::model::{Message, MessageId, Secret, now_ms};
+use crate::model::{Message, MessageId, Secret};
 use crate::route::Router;
 use crate::settings::Config;
 use crate::uploads::Uploads;
@@ -326,15 +326,16 @@ impl Admission {
         conn: u64,
         messages: Vec<Submission>,
     ) -> Pin<Box<dyn Future<Output = Vec<SubmitResult>> + Send>> {
-        let now = now_ms();
+        let p = &self.parts;
+        // Until the batch's messages are durable or refused, its keys stay
+        // out of the dedupe log (held before any is taken, and the batch's
+        // time read with the hold).
+        let pending = p.dedupe.hold();
+        let now = pending.at_ms();
         // The tenant's rights as they are now, for the whole batch.
         let Some(t) = self.tenants().get(&**tenant).cloned() else {
             return Box::pin(std::future::ready(Vec::new()));
         };
-        let p = &self.parts;
-        // Until the batch's messages are durable or refused, its keys stay
-        // out of the dedupe log (held before any is taken).
-        let pending = p.dedupe.hold(now);
         let first = p.journal.allocate_message_ids(messages.len() as u64);
         let segment = p.journal.head_segment();
         let mut results = Vec::with_capacity(messages.len());
@@ -413,7 +414,7 @@ impl Admission {
                 this.finish(accepted, results, durable).await
             }),
             (Some(claims), links) => tokio::spawn(async move {
-                let _pending = pending;
+                let held = pending;
                 let Some(accepted) = this
                     .claim_in_cluster(&claims, &tenant, accepted, &mut results)
                     .await
@@ -432,6 +433,9 @@ impl Admission {
                 let durable = this.admit(&tenant, conn, &accepted);
                 let kept = accepted.clone();
                 let results = this.clone().finish(accepted, results, durable).await;
+                // Durable or forgotten: the keys may be logged from here
+                // on (not held across the claims' release below).
+                drop(held);
                 // Whatever the journal refused is given back in the cluster.
                 let refused: HashSet<&str> = results
                     .iter()

@@ -135,22 +135,25 @@ fn memory_is_bounded_by_max_keys_and_the_oldest_go_first() {
 }
 
 /// A key goes to the dedupe log only once its batch is durable or refused
-/// (its hold dropped): logged before, a crash would leave it answering a
-/// retry as a duplicate of a message never stored.
+/// (its hold dropped), by the trickle or by compaction: logged before, a
+/// crash would leave it answering a retry as a duplicate of a message never
+/// stored.
 #[test]
 fn keys_of_a_batch_in_flight_stay_out_of_the_dedupe_log() {
     let d = Arc::new(Dedupe::new(Duration::from_secs(3600), [1; 16]));
     let t: Arc<str> = "t".into();
-    let at = 1_000_000;
+    let held = d.hold();
+    let also = d.hold();
+    let at = held.at_ms();
+    assert!(also.at_ms() >= at);
     // A batch done earlier, and one still in flight (its journal write
-    // stalled, or its cluster claim waiting).
-    d.check_or_insert(&t, "done", MessageId(1), at - 5_000, 1)
+    // stalled, or its cluster claim waiting), its keys in segment 3.
+    d.check_or_insert(&t, "done", MessageId(1), at - 5_000, 3)
         .unwrap();
-    let held = d.hold(at);
-    let also = d.hold(at);
-    d.check_or_insert(&t, "in flight", MessageId(2), at, 1)
+    d.check_or_insert(&t, "in flight", MessageId(2), also.at_ms(), 3)
         .unwrap();
-    // Ten seconds on, both are older than the trickle's second.
+    // Ten seconds on, both are older than the trickle's second; and
+    // compaction deletes segment 3.
     let trickle = |d: &Dedupe| -> Vec<u64> {
         d.take_unlogged(0, at + 10_000 - 1_000)
             .iter()
@@ -158,6 +161,7 @@ fn keys_of_a_batch_in_flight_stay_out_of_the_dedupe_log() {
             .collect()
     };
     assert_eq!(trickle(&d), [1]);
+    assert!(d.take_unlogged_before(4).is_empty(), "nor by compaction");
     drop(held);
     assert_eq!(trickle(&d), Vec::<u64>::new(), "another hold at that time");
     drop(also);
