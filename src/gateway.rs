@@ -658,6 +658,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let campaigns = Arc::new(crate::links::campaigns::Campaigns::open(
         &links_dir,
         config.links.attribution_window,
+        crate::model::now_ms() / 1000,
         compliance.clone(),
     ));
     receipts.set_campaigns(campaigns.clone());
@@ -928,8 +929,9 @@ async fn keep_campaigns(
         };
         let c = campaigns.clone();
         let saved = tokio::task::spawn_blocking(move || {
-            c.sweep(crate::model::now_ms() / 1000);
-            c.save()
+            let now_s = crate::model::now_ms() / 1000;
+            c.sweep(now_s);
+            c.save(now_s)
         })
         .await;
         match saved {

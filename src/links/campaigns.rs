@@ -11,12 +11,16 @@
 //! campaign, and `sluice_campaign_optouts_total{tenant,campaign}` counts it.
 //!
 //! A STOP takes the entry: a repeated STOP is not a second opt-out.
+//! Delivery times are kept to 1/1,280 of the window (473 s of 7 days; see
+//! [`Clock`]), so an opt-out up to that much past the window may still be
+//! attributed.
 //!
-//! Memory: 16-byte slots in 64 shards, ~35 bytes per (program, number)
-//! with a delivered campaign message in the window (measured: `sluice bench`
-//! peak RSS, see `docs/PERFORMANCE.md`); entries past the window are
-//! dropped by the sweep every five minutes. A window of 0 turns
-//! attribution off (figures are still counted).
+//! Memory: one 12-byte slot ([`table`]) per (program, number) with a
+//! delivered campaign message in the window, in 64 shards 74–85% full:
+//! 14–16.5 bytes per entry (`cargo bench --bench queue_memory`); entries
+//! past the window are dropped by the sweep every five minutes. A window
+//! of 0 turns attribution off (figures are still counted). Campaigns
+//! beyond the first 2,097,152 a gateway sees are counted, not attributed.
 //! The counts and the attribution table are saved to
 //! `<data_dir>/links/campaigns.snap` every few minutes and at a clean stop
 //! (atomic rename); a crash loses at most what changed since the last save.
@@ -38,14 +42,17 @@ use crate::compliance::Compliance;
 use crate::ledger::Finalized;
 use crate::model::{DeliveryState, Message, Sender};
 
+mod table;
+use table::Table;
+
 const TARGET: &str = "sluice::links";
 /// Programs attribution tells apart (a program index takes the top 14 bits
 /// of a key; E.164 numbers, at most 15 digits, fit in the other 50).
 const MAX_PROGRAMS: u32 = 1 << 14;
 
-/// The attribution key of `number` in program `p`.
+/// The attribution key of `number` (not 0) in program `p`; never 0.
 fn key(p: u32, number: u64) -> Option<u64> {
-    (p < MAX_PROGRAMS && number < 1 << 50).then_some((u64::from(p) << 50) | number)
+    (p < MAX_PROGRAMS && number > 0 && number < 1 << 50).then_some((u64::from(p) << 50) | number)
 }
 /// First bytes of a snapshot: the table as one run of entries (read only)
 /// and as one run per shard (written).
@@ -63,15 +70,12 @@ pub struct CampaignFigures {
     pub optouts: u64,
 }
 
-/// One shard of the attribution table: [`key`] → (campaign index,
-/// delivered at, Unix seconds), 16 bytes a slot.
-type Shard = HashMap<u64, (u32, u32), foldhash::fast::RandomState>;
-
-/// The attribution table in [`SHARDS`] maps by key, each behind its own
-/// lock, so that growing one rehashes a 64th of the table, and a save or a
-/// sweep holds a 64th at a time, while receipts record deliveries.
+/// The attribution table in [`SHARDS`] tables by key, each behind its own
+/// lock, so that growing one re-lays a 64th of the table, and a save or a
+/// sweep holds a 64th at a time, while receipts record deliveries. A key's
+/// tag is its campaign and delivery time ([`Clock::tag`]).
 #[derive(Debug)]
-struct Last(Box<[Mutex<Shard>]>);
+struct Last(Box<[Mutex<Table>]>);
 
 const SHARDS: usize = 64;
 
@@ -82,30 +86,88 @@ impl Default for Last {
 }
 
 impl Last {
-    fn shard(&self, k: u64) -> &Mutex<Shard> {
+    fn shard(&self, k: u64) -> &Mutex<Table> {
         // Numbers vary in their low digits.
         &self.0[(k % SHARDS as u64) as usize]
     }
-    fn insert(&self, k: u64, v: (u32, u32)) {
-        self.shard(k).lock().insert(k, v);
+    fn insert(&self, k: u64, tag: u32) {
+        self.shard(k).lock().insert(k, tag);
     }
-    fn remove(&self, k: u64) -> Option<(u32, u32)> {
-        self.shard(k).lock().remove(&k)
+    fn remove(&self, k: u64) -> Option<u32> {
+        self.shard(k).lock().remove(k)
     }
-    fn retain(&self, mut f: impl FnMut(&(u32, u32)) -> bool) {
-        for m in &self.0 {
-            m.lock().retain(|_, v| f(v));
-        }
+    /// Keeps the entries whose tag `keep` says yes to; how many it dropped.
+    fn retain(&self, keep: impl Fn(u32) -> bool) -> usize {
+        self.0
+            .iter()
+            .map(|m| m.lock().retain(|_, tag| keep(tag)))
+            .sum()
     }
     /// Every entry, sorted (for comparisons).
-    fn sorted(&self) -> Vec<(u64, (u32, u32))> {
+    fn sorted(&self) -> Vec<(u64, u32)> {
         let mut v: Vec<_> = self
             .0
             .iter()
-            .flat_map(|m| m.lock().iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>())
+            .flat_map(|m| m.lock().iter().collect::<Vec<_>>())
             .collect();
         v.sort_unstable();
         v
+    }
+}
+
+/// Delivery times as attribution keeps them: in ticks of 1/1,280 of the
+/// window (a second at least; 473 s for 7 days), modulo [`TICKS`], so that
+/// a campaign and a time fit in one `u32` tag (21 bits and 11). An entry
+/// is older than the window when its age in ticks exceeds the window's;
+/// the sweep (every five minutes, under 1/4 of [`TICKS`] at any window)
+/// drops it long before its tick could come round again.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    tick_s: u64,
+    window_ticks: u32,
+}
+
+/// Ticks the tag's time counts in (11 bits).
+const TICKS: u32 = 1 << 11;
+const TICK_BITS: u32 = 11;
+/// Campaigns attribution tells apart (the other 21 bits of a tag); later
+/// ones are counted but not attributed.
+const MAX_CAMPAIGNS: u32 = 1 << (32 - TICK_BITS);
+/// Ages of more ticks than this are times in the future (a clock stepped
+/// back): taken as now.
+const MAX_AGE: u32 = TICKS - 256;
+
+impl Clock {
+    fn new(window_s: u32) -> Clock {
+        let tick_s = u64::from(window_s).div_ceil(1_280).max(1);
+        Clock {
+            tick_s,
+            window_ticks: u64::from(window_s).div_ceil(tick_s) as u32,
+        }
+    }
+    fn tick(&self, at_s: u64) -> u32 {
+        (at_s / self.tick_s) as u32 % TICKS
+    }
+    /// The tag of campaign `c` delivered at `at_s`.
+    fn tag(&self, c: u32, at_s: u64) -> Option<u32> {
+        (c < MAX_CAMPAIGNS).then(|| (c << TICK_BITS) | self.tick(at_s))
+    }
+    /// Campaign of a tag.
+    fn campaign(tag: u32) -> u32 {
+        tag >> TICK_BITS
+    }
+    /// Age in ticks at `now_s` of a tag.
+    fn age(&self, tag: u32, now_s: u64) -> u32 {
+        let age = self.tick(now_s).wrapping_sub(tag) % TICKS;
+        if age > MAX_AGE { 0 } else { age }
+    }
+    /// The tag's delivery was within the window at `now_s`.
+    fn within(&self, tag: u32, now_s: u64) -> bool {
+        self.age(tag, now_s) <= self.window_ticks
+    }
+    /// The tag's delivery time, to the tick, seen at `now_s`.
+    fn at(&self, tag: u32, now_s: u64) -> u64 {
+        (now_s / self.tick_s).saturating_sub(u64::from(self.age(tag, now_s))) * self.tick_s
     }
 }
 
@@ -149,6 +211,7 @@ impl Inner {
 #[derive(Debug)]
 pub struct Campaigns {
     window_s: u32,
+    clock: Clock,
     path: PathBuf,
     inner: Mutex<Inner>,
     /// Attribution: (program, number) → the last campaign delivered.
@@ -173,11 +236,19 @@ pub struct Delivered<'a> {
 }
 
 impl Campaigns {
-    /// Figures kept in `dir` (loaded from its snapshot when there is one),
+    /// Figures kept in `dir` (loaded from its snapshot when there is one,
+    /// without the deliveries already past the window at `now_s`),
     /// opt-outs attributed within `window`.
-    pub fn open(dir: &Path, window: std::time::Duration, compliance: Arc<Compliance>) -> Campaigns {
+    pub fn open(
+        dir: &Path,
+        window: std::time::Duration,
+        now_s: u64,
+        compliance: Arc<Compliance>,
+    ) -> Campaigns {
+        let window_s = window.as_secs().min(u64::from(u32::MAX)) as u32;
         let c = Campaigns {
-            window_s: window.as_secs().min(u64::from(u32::MAX)) as u32,
+            window_s,
+            clock: Clock::new(window_s),
             path: dir.join("campaigns.snap"),
             inner: Mutex::new(Inner::default()),
             last: Last::default(),
@@ -185,7 +256,7 @@ impl Campaigns {
             compliance,
         };
         match fs::read(&c.path) {
-            Ok(bytes) => match decode(&bytes, &c.last) {
+            Ok(bytes) => match decode(&bytes, &c.last, c.clock, now_s) {
                 Some(inner) => *c.inner.lock() = inner,
                 None => {
                     tracing::warn!(target: TARGET, path = %c.path.display(), "campaign snapshot unreadable; figures start from zero")
@@ -244,8 +315,8 @@ impl Campaigns {
 
     /// Records delivered messages at `now_s` (Unix seconds).
     pub fn delivered<'a>(&self, messages: impl IntoIterator<Item = Delivered<'a>>, now_s: u64) {
-        let now = now_s.min(u64::from(u32::MAX)) as u32;
         let attribute = self.window_s > 0;
+        // (key, tag)
         let mut attributed: Vec<(u64, u32)> = Vec::new();
         let mut counted = false;
         let mut inner = self.inner.lock();
@@ -274,13 +345,16 @@ impl Campaigns {
                     i
                 }
             };
-            if attribute && let Some(k) = key(p, d.to) {
-                attributed.push((k, c));
+            if attribute
+                && let Some(k) = key(p, d.to)
+                && let Some(tag) = self.clock.tag(c, now_s)
+            {
+                attributed.push((k, tag));
             }
         }
         drop(inner);
-        for (k, c) in attributed {
-            self.last.insert(k, (c, now));
+        for (k, tag) in attributed {
+            self.last.insert(k, tag);
         }
         if counted {
             self.changed.store(true, Ordering::Relaxed);
@@ -289,7 +363,7 @@ impl Campaigns {
 
     /// A recipient opted out of `program` at `now_s`: the campaign it is
     /// attributed to (the last one the program delivered to it within the
-    /// window), counted.
+    /// window, to a tick: see [`Clock`]), counted.
     pub fn opted_out(
         &self,
         program: &Arc<str>,
@@ -298,14 +372,15 @@ impl Campaigns {
     ) -> Option<(Arc<str>, Arc<str>)> {
         let p = *self.inner.lock().programs.get(program)?;
         // Taken: a repeated STOP is not a second opt-out of the campaign.
-        let (c, at) = self.last.remove(key(p, to)?)?;
+        let tag = self.last.remove(key(p, to)?)?;
         self.changed.store(true, Ordering::Relaxed);
-        if now_s.saturating_sub(u64::from(at)) > u64::from(self.window_s) {
+        if !self.clock.within(tag, now_s) {
             return None;
         }
+        let c = Clock::campaign(tag) as usize;
         let mut inner = self.inner.lock();
-        inner.figures[c as usize].optouts += 1;
-        Some(inner.names[c as usize].clone())
+        inner.figures[c].optouts += 1;
+        Some(inner.names[c].clone())
     }
 
     /// `tenant`'s campaign's figures.
@@ -318,16 +393,10 @@ impl Campaigns {
             .unwrap_or_default()
     }
 
-    /// Drops attribution entries past the window at `now_s`; returns how
-    /// many.
+    /// Drops attribution entries past the window at `now_s` (to a tick);
+    /// returns how many.
     pub fn sweep(&self, now_s: u64) -> usize {
-        let w = u64::from(self.window_s);
-        let mut dropped = 0;
-        self.last.retain(|&(_, at)| {
-            let keep = now_s.saturating_sub(u64::from(at)) <= w;
-            dropped += usize::from(!keep);
-            keep
-        });
+        let dropped = self.last.retain(|tag| self.clock.within(tag, now_s));
         if dropped > 0 {
             self.changed.store(true, Ordering::Relaxed);
         }
@@ -335,11 +404,12 @@ impl Campaigns {
     }
 
     /// Saves the figures and the attribution table when they changed since
-    /// the last save (write to a temporary file, sync, rename).
+    /// the last save (write to a temporary file, sync, rename), each
+    /// delivery time as seen at `now_s` (to a tick).
     ///
     /// # Errors
     /// The file could not be written.
-    pub fn save(&self) -> io::Result<()> {
+    pub fn save(&self, now_s: u64) -> io::Result<()> {
         if !self.changed.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
@@ -350,7 +420,7 @@ impl Campaigns {
                 unsynced: 0,
             });
             let head = encode_head(&self.inner.lock());
-            write_snapshot(&head, &self.last, &mut f)?;
+            write_snapshot(&head, &self.last, self.clock, now_s, &mut f)?;
             f.into_inner()
                 .map_err(io::IntoInnerError::into_error)?
                 .file
@@ -415,8 +485,15 @@ fn encode_head(inner: &Inner) -> Vec<u8> {
 }
 
 /// Writes a snapshot: `head`, then the table shard by shard (each encoded
-/// under its lock, written after), then the CRC of it all.
-fn write_snapshot(head: &[u8], last: &Last, out: &mut impl Write) -> io::Result<()> {
+/// under its lock, written after; times as seen at `now_s`), then the CRC
+/// of it all.
+fn write_snapshot(
+    head: &[u8],
+    last: &Last,
+    clock: Clock,
+    now_s: u64,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let mut crc = crc32fast::Hasher::new();
     let mut put = |bytes: &[u8]| {
         crc.update(bytes);
@@ -430,10 +507,11 @@ fn write_snapshot(head: &[u8], last: &Last, out: &mut impl Write) -> io::Result<
             let m = shard.lock();
             buf.reserve(4 + m.len() * ENTRY_BYTES);
             buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
-            for (&k, &(c, at)) in m.iter() {
+            for (k, tag) in m.iter() {
+                let at = clock.at(tag, now_s).min(u64::from(u32::MAX)) as u32;
                 buf.extend_from_slice(&((k >> 50) as u32).to_le_bytes());
                 buf.extend_from_slice(&(k & ((1 << 50) - 1)).to_le_bytes());
-                buf.extend_from_slice(&c.to_le_bytes());
+                buf.extend_from_slice(&Clock::campaign(tag).to_le_bytes());
                 buf.extend_from_slice(&at.to_le_bytes());
             }
         }
@@ -463,9 +541,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A snapshot read back, its table into `last` (empty); `None` unless it
-/// is whole and consistent.
-fn decode(bytes: &[u8], last: &Last) -> Option<Inner> {
+/// A snapshot read back, its table into `last` (empty) but for deliveries
+/// already past the window at `now_s`; `None` unless it is whole and
+/// consistent.
+fn decode(bytes: &[u8], last: &Last, clock: Clock, now_s: u64) -> Option<Inner> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
         return None;
@@ -505,14 +584,23 @@ fn decode(bytes: &[u8], last: &Last) -> Option<Inner> {
             if p as usize >= inner.program_names.len() || c as usize >= inner.names.len() {
                 return None;
             }
-            entries.push((key(p, to)?, (c, at)));
+            let k = key(p, to.max(1))?;
+            // Ticks from delivery (a time ahead of now taken as now).
+            let at = u64::from(at).min(now_s);
+            let age = now_s / clock.tick_s - at / clock.tick_s;
+            if to > 0
+                && age <= u64::from(clock.window_ticks)
+                && let Some(tag) = clock.tag(c, at)
+            {
+                entries.push((k, tag));
+            }
         }
     }
     if !r.0.is_empty() {
         return None;
     }
-    for (k, v) in entries {
-        last.insert(k, v);
+    for (k, tag) in entries {
+        last.insert(k, tag);
     }
     Some(inner)
 }
@@ -521,15 +609,74 @@ fn decode(bytes: &[u8], last: &Last) -> Option<Inner> {
 /// back the same.
 #[doc(hidden)]
 pub fn fuzz_snapshot(bytes: &[u8]) {
+    // The widest window, seen from its end: every time a snapshot can hold
+    // is within it.
+    let (clock, now_s) = (Clock::new(u32::MAX), u64::from(u32::MAX));
     let last = Last::default();
-    if let Some(inner) = decode(bytes, &last) {
+    if let Some(inner) = decode(bytes, &last, clock, now_s) {
         let mut encoded = Vec::new();
-        write_snapshot(&encode_head(&inner), &last, &mut encoded).expect("written to memory");
+        write_snapshot(&encode_head(&inner), &last, clock, now_s, &mut encoded)
+            .expect("written to memory");
         let last_again = Last::default();
-        let again = decode(&encoded, &last_again).expect("an encoded snapshot decodes");
+        let again =
+            decode(&encoded, &last_again, clock, now_s).expect("an encoded snapshot decodes");
         assert_eq!(again.names, inner.names);
         assert_eq!(again.figures, inner.figures);
         assert_eq!(again.program_names, inner.program_names);
         assert_eq!(last_again.sorted(), last.sorted());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_tells_the_window_to_a_tick_through_every_wrap() {
+        // Windows of a second to the widest; deliveries across several
+        // wraps of the 11-bit tick; ages up to the sweep's delay past the
+        // window, and a clock stepped back by up to 200 ticks.
+        for window_s in [1, 90, 1_280, 3_600, 86_400, 7 * 86_400, u32::MAX] {
+            let clock = Clock::new(window_s);
+            let u = clock.tick_s;
+            assert!(u64::from(clock.window_ticks) * u >= u64::from(window_s));
+            assert!(clock.window_ticks <= 1_280);
+            for k in 0..40u64 {
+                let at = 1_764_950_000 + k * 977 * u;
+                let tag = clock.tag(7, at).unwrap();
+                assert_eq!(Clock::campaign(tag), 7);
+                let limit = u64::from(window_s) + 300 + 3 * u;
+                let mut d = 0;
+                while d <= limit {
+                    let now = at + d;
+                    let ticks = now / u - at / u;
+                    assert_eq!(
+                        clock.within(tag, now),
+                        ticks <= u64::from(clock.window_ticks),
+                        "window {window_s} at {at} + {d}"
+                    );
+                    // Attributed within the window, never past it by two ticks.
+                    if d <= u64::from(window_s) {
+                        assert!(clock.within(tag, now));
+                    }
+                    if d >= u64::from(window_s) + 2 * u {
+                        assert!(!clock.within(tag, now));
+                    }
+                    // The time survives a save to a tick.
+                    if clock.within(tag, now) {
+                        assert_eq!(clock.at(tag, now) / u, at / u);
+                    }
+                    d += (u * 7).max(1).min(limit / 50 + 1);
+                }
+                assert!(clock.within(tag, at + u64::from(window_s)));
+                assert!(!clock.within(tag, at + u64::from(window_s) + 2 * u));
+                assert!(
+                    clock.within(tag, at.saturating_sub(200 * u)),
+                    "clock stepped back"
+                );
+            }
+        }
+        assert_eq!(Clock::new(7 * 86_400).tick_s, 473);
+        assert_eq!(Clock::new(1).tag(MAX_CAMPAIGNS, 0), None);
     }
 }

@@ -271,7 +271,10 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
     let config = crate::backlog::tests::kit::config(dir.path(), 1000);
     let compliance = Arc::new(crate::compliance::Compliance::open(&config).unwrap());
     let window = Duration::from_secs(7 * 86_400);
-    let c = Campaigns::open(dir.path(), window, compliance.clone());
+    let t0 = 1_764_950_000;
+    let c = Campaigns::open(dir.path(), window, t0, compliance.clone());
+    // Delivery times are kept to a tick: 1/1,280 of the window.
+    let tick = 473;
     let (alerts, promo): (Arc<str>, Arc<str>) = ("program:t:alerts".into(), "tenant:t".into());
     let sent = |campaign, program, to| Delivered {
         tenant: "t",
@@ -279,7 +282,6 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
         program,
         to,
     };
-    let t0 = 1_764_950_000;
     c.delivered(
         [
             sent("spring", &alerts, 14155550100),
@@ -287,6 +289,7 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
             sent("spring", &promo, 14155550101),
             sent("", &promo, 14155550102),
             sent("fall", &promo, 14155550103),
+            sent("winter", &promo, 14155550105),
         ],
         t0,
     );
@@ -299,8 +302,14 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
     assert_eq!(c.opted_out(&promo, 14155550100, t0), None);
     assert_eq!(c.opted_out(&promo, 14155550102, t0), None);
     assert_eq!(
-        c.opted_out(&promo, 14155550103, t0 + window.as_secs() + 1),
+        c.opted_out(&promo, 14155550103, t0 + window.as_secs() + 2 * tick),
         None
+    );
+    // At the window's end, still attributed.
+    assert_eq!(
+        c.opted_out(&promo, 14155550105, t0 + window.as_secs())
+            .map(|(_, c)| c),
+        Some("winter".into())
     );
     assert_eq!(
         c.figures("t", "spring"),
@@ -309,8 +318,8 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
             optouts: 0
         }
     );
-    c.save().unwrap();
-    let again = Campaigns::open(dir.path(), window, compliance);
+    c.save(t0 + 60).unwrap();
+    let again = Campaigns::open(dir.path(), window, t0 + 120, compliance.clone());
     assert_eq!(again.figures("t", "summer").optouts, 1);
     assert_eq!(again.figures("t", "spring").delivered, 2);
     assert!(again.opted_out(&promo, 14155550101, t0 + 10).is_some());
@@ -320,7 +329,36 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
     // Past the window, the sweep drops the entries left.
     again.delivered([sent("fall", &promo, 14155550104)], t0);
     assert_eq!(again.sweep(t0 + window.as_secs()), 0);
-    assert_eq!(again.sweep(t0 + window.as_secs() + 1), 1);
+    assert_eq!(again.sweep(t0 + window.as_secs() + 2 * tick), 1);
+
+    // Saved three days on, opened six days on: the delivery time survives
+    // to a tick (attributed at the window's end, not two ticks past it).
+    again.delivered(
+        [
+            sent("spring", &promo, 14155550106),
+            sent("spring", &promo, 14155550107),
+        ],
+        t0,
+    );
+    again.save(t0 + 3 * 86_400).unwrap();
+    let later = Campaigns::open(dir.path(), window, t0 + 6 * 86_400, compliance.clone());
+    assert!(
+        later
+            .opted_out(&promo, 14155550106, t0 + window.as_secs())
+            .is_some()
+    );
+    assert!(
+        later
+            .opted_out(&promo, 14155550107, t0 + window.as_secs() + 2 * tick)
+            .is_none()
+    );
+    // Opened after the window: the deliveries are not loaded at all.
+    later.delivered([sent("spring", &promo, 14155550108)], t0);
+    later.save(t0 + 86_400).unwrap();
+    let late = Campaigns::open(dir.path(), window, t0 + 30 * 86_400, compliance);
+    assert_eq!(late.figures("t", "spring").delivered, 5);
+    assert_eq!(late.sweep(t0 + 30 * 86_400), 0);
+    assert!(late.opted_out(&promo, 14155550108, t0).is_none());
 }
 
 #[test]
@@ -337,7 +375,12 @@ fn snapshots_of_both_formats_load() {
     ] {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("campaigns.snap"), &seed[1..]).unwrap();
-        let c = Campaigns::open(d.path(), Duration::from_secs(86_400), compliance.clone());
+        let c = Campaigns::open(
+            d.path(),
+            Duration::from_secs(86_400),
+            1_764_950_000,
+            compliance.clone(),
+        );
         let spring = c.figures("demo", "spring");
         assert_eq!((spring.delivered, spring.optouts), (100, 3));
         assert_eq!(c.figures("demo", "fall").delivered, 5);
