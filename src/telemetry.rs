@@ -259,6 +259,10 @@ fn describe() {
         "sluice_dedupe_evicted_total",
         "Dedupe keys forgotten before their window ended (ingest.dedupe_max_keys reached)."
     );
+    describe_gauge!(
+        "sluice_dedupe_oldest_hold_seconds",
+        "Age of the oldest submitted batch not yet durable nor refused: its dedupe keys, and every later one, stay out of the dedupe log until it ends."
+    );
     describe_counter!(
         "sluice_permit_waits_total",
         "Times a limit made the queue wait, per carrier and level (carrier, tenant, sender, daily_cap)."

@@ -320,6 +320,9 @@ pub struct Dedupe {
     /// Most keys per shard.
     shard_cap: usize,
     evicted: metrics::Counter,
+    /// Age of the oldest batch held ([`Dedupe::hold`]), as the last
+    /// [`Dedupe::take_unlogged`] saw it.
+    oldest_hold: metrics::Gauge,
     key: [u64; 2],
     /// Batches whose keys are taken but whose messages are neither durable
     /// nor refused yet, by the time their keys were taken (ms → batches).
@@ -366,6 +369,7 @@ impl Dedupe {
             window_ms: window.as_millis() as u64,
             shard_cap: MOST_PER_SHARD,
             evicted: metrics::counter!("sluice_dedupe_evicted_total"),
+            oldest_hold: metrics::gauge!("sluice_dedupe_oldest_hold_seconds"),
             pending: Mutex::default(),
             key: [
                 u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
@@ -496,6 +500,10 @@ impl Dedupe {
             .lock()
             .first_key_value()
             .map_or(u64::MAX, |(&at, _)| at);
+        // A batch held for long (a journal or Redis stalled) keeps every
+        // later key back too; they go in one burst once it ends.
+        let age_ms = crate::model::now_ms().saturating_sub(held);
+        self.oldest_hold.set(age_ms as f64 / 1000.0);
         let mut out = Vec::new();
         for s in self.shards.iter() {
             let mut s = s.lock();

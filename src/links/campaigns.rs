@@ -11,16 +11,18 @@
 //! campaign, and `sluice_campaign_optouts_total{tenant,campaign}` counts it.
 //!
 //! A STOP takes the entry: a repeated STOP is not a second opt-out.
-//! Delivery times are kept to 1/1,280 of the window (473 s of 7 days; see
-//! [`Clock`]), so an opt-out up to that much past the window may still be
-//! attributed.
+//! Delivery times are kept to 1/1,280 of the window (473 s of 7 days;
+//! `clock`), so an opt-out less than two of those past the window may
+//! still be attributed.
 //!
-//! Memory: one 12-byte slot ([`table`]) per (program, number) with a
-//! delivered campaign message in the window, in 64 shards 74–85% full:
-//! 14–16.5 bytes per entry (`cargo bench --bench queue_memory`); entries
-//! past the window are dropped by the sweep every five minutes. A window
-//! of 0 turns attribution off (figures are still counted). Campaigns
-//! beyond the first 2,097,152 a gateway sees are counted, not attributed.
+//! Memory: one 12-byte slot (`table`) per (program, number) with a
+//! delivered campaign message in the window, in 64 shards 74–85% full as
+//! they grow: 14–16.5 bytes per entry (`cargo bench --bench
+//! queue_memory`); entries past the window are dropped by the sweep every
+//! five minutes (a shard shrinks once under 42.5% full). A window of 0
+//! turns attribution off (figures are still counted). Campaigns beyond
+//! the first 2,097,152 a gateway sees are counted, not attributed (a
+//! delivery of one ends its number's attribution to an earlier campaign).
 //! The counts and the attribution table are saved to
 //! `<data_dir>/links/campaigns.snap` every few minutes and at a clean stop
 //! (atomic rename); a crash loses at most what changed since the last save.
@@ -34,7 +36,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -42,7 +44,9 @@ use crate::compliance::Compliance;
 use crate::ledger::Finalized;
 use crate::model::{DeliveryState, Message, Sender};
 
+mod clock;
 mod table;
+use clock::{Clock, MAX_CAMPAIGNS};
 use table::Table;
 
 const TARGET: &str = "sluice::links";
@@ -115,62 +119,6 @@ impl Last {
     }
 }
 
-/// Delivery times as attribution keeps them: in ticks of 1/1,280 of the
-/// window (a second at least; 473 s for 7 days), modulo [`TICKS`], so that
-/// a campaign and a time fit in one `u32` tag (21 bits and 11). An entry
-/// is older than the window when its age in ticks exceeds the window's;
-/// the sweep (every five minutes, under 1/4 of [`TICKS`] at any window)
-/// drops it long before its tick could come round again.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    tick_s: u64,
-    window_ticks: u32,
-}
-
-/// Ticks the tag's time counts in (11 bits).
-const TICKS: u32 = 1 << 11;
-const TICK_BITS: u32 = 11;
-/// Campaigns attribution tells apart (the other 21 bits of a tag); later
-/// ones are counted but not attributed.
-const MAX_CAMPAIGNS: u32 = 1 << (32 - TICK_BITS);
-/// Ages of more ticks than this are times in the future (a clock stepped
-/// back): taken as now.
-const MAX_AGE: u32 = TICKS - 256;
-
-impl Clock {
-    fn new(window_s: u32) -> Clock {
-        let tick_s = u64::from(window_s).div_ceil(1_280).max(1);
-        Clock {
-            tick_s,
-            window_ticks: u64::from(window_s).div_ceil(tick_s) as u32,
-        }
-    }
-    fn tick(&self, at_s: u64) -> u32 {
-        (at_s / self.tick_s) as u32 % TICKS
-    }
-    /// The tag of campaign `c` delivered at `at_s`.
-    fn tag(&self, c: u32, at_s: u64) -> Option<u32> {
-        (c < MAX_CAMPAIGNS).then(|| (c << TICK_BITS) | self.tick(at_s))
-    }
-    /// Campaign of a tag.
-    fn campaign(tag: u32) -> u32 {
-        tag >> TICK_BITS
-    }
-    /// Age in ticks at `now_s` of a tag.
-    fn age(&self, tag: u32, now_s: u64) -> u32 {
-        let age = self.tick(now_s).wrapping_sub(tag) % TICKS;
-        if age > MAX_AGE { 0 } else { age }
-    }
-    /// The tag's delivery was within the window at `now_s`.
-    fn within(&self, tag: u32, now_s: u64) -> bool {
-        self.age(tag, now_s) <= self.window_ticks
-    }
-    /// The tag's delivery time, to the tick, seen at `now_s`.
-    fn at(&self, tag: u32, now_s: u64) -> u64 {
-        (now_s / self.tick_s).saturating_sub(u64::from(self.age(tag, now_s))) * self.tick_s
-    }
-}
-
 #[derive(Debug, Default)]
 struct Inner {
     /// Campaign index → (tenant, campaign).
@@ -218,6 +166,13 @@ pub struct Campaigns {
     last: Last,
     /// Something changed since the last save.
     changed: AtomicBool,
+    /// When the last sweep ran (at open: when the snapshot was read), Unix
+    /// seconds: see [`Clock::safe_gap_s`].
+    swept_s: AtomicU64,
+    /// Campaigns attributed ([`MAX_CAMPAIGNS`]; fewer in tests).
+    max_campaigns: u32,
+    /// A campaign past them was delivered (told once).
+    too_many: AtomicBool,
     /// Tells a sender's opt-out scope (its program).
     compliance: Arc<Compliance>,
 }
@@ -253,6 +208,9 @@ impl Campaigns {
             inner: Mutex::new(Inner::default()),
             last: Last::default(),
             changed: AtomicBool::new(false),
+            swept_s: AtomicU64::new(now_s),
+            max_campaigns: MAX_CAMPAIGNS,
+            too_many: AtomicBool::new(false),
             compliance,
         };
         match fs::read(&c.path) {
@@ -266,6 +224,13 @@ impl Campaigns {
             Err(e) => tracing::warn!(target: TARGET, error = %e, "campaign snapshot not read"),
         }
         c
+    }
+
+    /// The same, attributing only the first `n` campaigns it sees.
+    #[cfg(test)]
+    pub(crate) fn with_max_campaigns(mut self, n: u32) -> Campaigns {
+        self.max_campaigns = n.min(MAX_CAMPAIGNS);
+        self
     }
 
     /// Records the delivered messages among `finals` (those with a
@@ -316,8 +281,8 @@ impl Campaigns {
     /// Records delivered messages at `now_s` (Unix seconds).
     pub fn delivered<'a>(&self, messages: impl IntoIterator<Item = Delivered<'a>>, now_s: u64) {
         let attribute = self.window_s > 0;
-        // (key, tag)
-        let mut attributed: Vec<(u64, u32)> = Vec::new();
+        // (key, tag; none: a campaign past the last attribution tells apart)
+        let mut attributed: Vec<(u64, Option<u32>)> = Vec::new();
         let mut counted = false;
         let mut inner = self.inner.lock();
         // A batch is mostly one campaign from one program: looked up once.
@@ -345,16 +310,24 @@ impl Campaigns {
                     i
                 }
             };
-            if attribute
-                && let Some(k) = key(p, d.to)
-                && let Some(tag) = self.clock.tag(c, now_s)
-            {
-                attributed.push((k, tag));
+            if attribute && let Some(k) = key(p, d.to) {
+                let tag = (c < self.max_campaigns).then(|| self.clock.tag(c, now_s));
+                attributed.push((k, tag.flatten()));
             }
         }
         drop(inner);
         for (k, tag) in attributed {
-            self.last.insert(k, tag);
+            match tag {
+                Some(tag) => self.last.insert(k, tag),
+                // Not the campaign before it either.
+                None => {
+                    self.last.remove(k);
+                    if !self.too_many.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(target: TARGET, campaigns = self.max_campaigns,
+                            "more campaigns than attribution tells apart: later ones are counted, their opt-outs not attributed");
+                    }
+                }
+            }
         }
         if counted {
             self.changed.store(true, Ordering::Relaxed);
@@ -374,13 +347,19 @@ impl Campaigns {
         // Taken: a repeated STOP is not a second opt-out of the campaign.
         let tag = self.last.remove(key(p, to)?)?;
         self.changed.store(true, Ordering::Relaxed);
-        if !self.clock.within(tag, now_s) {
+        if !self.clock.within(tag, now_s) || self.unswept_too_long(now_s) {
             return None;
         }
         let c = Clock::campaign(tag) as usize;
         let mut inner = self.inner.lock();
         inner.figures[c].optouts += 1;
         Some(inner.names[c].clone())
+    }
+
+    /// The last sweep is too long ago for the entries' ages to be told
+    /// right at `now_s`.
+    fn unswept_too_long(&self, now_s: u64) -> bool {
+        now_s.saturating_sub(self.swept_s.load(Ordering::Relaxed)) > self.clock.safe_gap_s()
     }
 
     /// `tenant`'s campaign's figures.
@@ -395,8 +374,18 @@ impl Campaigns {
 
     /// Drops attribution entries past the window at `now_s` (to a tick);
     /// returns how many.
+    /// After a gap since the last sweep longer than [`Clock::safe_gap_s`]
+    /// (the process or its machine suspended, the wall clock stepped
+    /// forward), drops every entry: an old one could look young.
     pub fn sweep(&self, now_s: u64) -> usize {
-        let dropped = self.last.retain(|tag| self.clock.within(tag, now_s));
+        let dropped = if self.unswept_too_long(now_s) {
+            tracing::warn!(target: TARGET, since_s = now_s.saturating_sub(self.swept_s.load(Ordering::Relaxed)),
+                "opt-out attribution not swept for too long; its entries are dropped");
+            self.last.retain(|_| false)
+        } else {
+            self.last.retain(|tag| self.clock.within(tag, now_s))
+        };
+        self.swept_s.store(now_s, Ordering::Relaxed);
         if dropped > 0 {
             self.changed.store(true, Ordering::Relaxed);
         }
@@ -585,11 +574,10 @@ fn decode(bytes: &[u8], last: &Last, clock: Clock, now_s: u64) -> Option<Inner> 
                 return None;
             }
             let k = key(p, to.max(1))?;
-            // Ticks from delivery (a time ahead of now taken as now).
+            // A time ahead of now is taken as now.
             let at = u64::from(at).min(now_s);
-            let age = now_s / clock.tick_s - at / clock.tick_s;
             if to > 0
-                && age <= u64::from(clock.window_ticks)
+                && clock.ticks_since(at, now_s) <= u64::from(clock.window_ticks)
                 && let Some(tag) = clock.tag(c, at)
             {
                 entries.push((k, tag));
@@ -624,59 +612,5 @@ pub fn fuzz_snapshot(bytes: &[u8]) {
         assert_eq!(again.figures, inner.figures);
         assert_eq!(again.program_names, inner.program_names);
         assert_eq!(last_again.sorted(), last.sorted());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_clock_tells_the_window_to_a_tick_through_every_wrap() {
-        // Windows of a second to the widest; deliveries across several
-        // wraps of the 11-bit tick; ages up to the sweep's delay past the
-        // window, and a clock stepped back by up to 200 ticks.
-        for window_s in [1, 90, 1_280, 3_600, 86_400, 7 * 86_400, u32::MAX] {
-            let clock = Clock::new(window_s);
-            let u = clock.tick_s;
-            assert!(u64::from(clock.window_ticks) * u >= u64::from(window_s));
-            assert!(clock.window_ticks <= 1_280);
-            for k in 0..40u64 {
-                let at = 1_764_950_000 + k * 977 * u;
-                let tag = clock.tag(7, at).unwrap();
-                assert_eq!(Clock::campaign(tag), 7);
-                let limit = u64::from(window_s) + 300 + 3 * u;
-                let mut d = 0;
-                while d <= limit {
-                    let now = at + d;
-                    let ticks = now / u - at / u;
-                    assert_eq!(
-                        clock.within(tag, now),
-                        ticks <= u64::from(clock.window_ticks),
-                        "window {window_s} at {at} + {d}"
-                    );
-                    // Attributed within the window, never past it by two ticks.
-                    if d <= u64::from(window_s) {
-                        assert!(clock.within(tag, now));
-                    }
-                    if d >= u64::from(window_s) + 2 * u {
-                        assert!(!clock.within(tag, now));
-                    }
-                    // The time survives a save to a tick.
-                    if clock.within(tag, now) {
-                        assert_eq!(clock.at(tag, now) / u, at / u);
-                    }
-                    d += (u * 7).max(1).min(limit / 50 + 1);
-                }
-                assert!(clock.within(tag, at + u64::from(window_s)));
-                assert!(!clock.within(tag, at + u64::from(window_s) + 2 * u));
-                assert!(
-                    clock.within(tag, at.saturating_sub(200 * u)),
-                    "clock stepped back"
-                );
-            }
-        }
-        assert_eq!(Clock::new(7 * 86_400).tick_s, 473);
-        assert_eq!(Clock::new(1).tag(MAX_CAMPAIGNS, 0), None);
     }
 }

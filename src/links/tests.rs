@@ -298,6 +298,11 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
         c.opted_out(&alerts, 14155550100, t0 + 60).map(|(_, c)| c),
         Some("summer".into())
     );
+    // Days pass, swept every so often (the gateway sweeps every five
+    // minutes; a longer gap than is safe drops the table, see below).
+    for day in 1..=6 {
+        assert_eq!(c.sweep(t0 + day * 86_400), 0);
+    }
     // Another program, no message, a message without campaign, too late.
     assert_eq!(c.opted_out(&promo, 14155550100, t0), None);
     assert_eq!(c.opted_out(&promo, 14155550102, t0), None);
@@ -328,6 +333,9 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
     assert_eq!(again.figures("t", "spring").optouts, 1);
     // Past the window, the sweep drops the entries left.
     again.delivered([sent("fall", &promo, 14155550104)], t0);
+    for day in 1..=6 {
+        assert_eq!(again.sweep(t0 + day * 86_400), 0);
+    }
     assert_eq!(again.sweep(t0 + window.as_secs()), 0);
     assert_eq!(again.sweep(t0 + window.as_secs() + 2 * tick), 1);
 
@@ -354,11 +362,56 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
     );
     // Opened after the window: the deliveries are not loaded at all.
     later.delivered([sent("spring", &promo, 14155550108)], t0);
-    later.save(t0 + 86_400).unwrap();
-    let late = Campaigns::open(dir.path(), window, t0 + 30 * 86_400, compliance);
+    later.save(t0 + 6 * 86_400).unwrap();
+    let late = Campaigns::open(dir.path(), window, t0 + 30 * 86_400, compliance.clone());
     assert_eq!(late.figures("t", "spring").delivered, 5);
     assert_eq!(late.sweep(t0 + 30 * 86_400), 0);
     assert!(late.opted_out(&promo, 14155550108, t0).is_none());
+
+    // A sweep missed for longer than is safe (a suspended machine): the
+    // entries are dropped, not taken for young ones (12 days on, a
+    // delivery's 11-bit tick has come round again).
+    let fresh = tempfile::tempdir().unwrap();
+    let gap = Campaigns::open(fresh.path(), window, t0, compliance);
+    gap.delivered(
+        [
+            sent("spring", &promo, 14155550109),
+            sent("spring", &promo, 14155550110),
+        ],
+        t0,
+    );
+    let aliased = t0 + (2_048 + 5) * tick;
+    assert!(gap.opted_out(&promo, 14155550109, aliased).is_none());
+    assert_eq!(gap.sweep(aliased), 1);
+    assert!(gap.opted_out(&promo, 14155550110, aliased).is_none());
+}
+
+#[test]
+fn a_campaign_attribution_cannot_tell_apart_ends_the_number_attribution() {
+    use super::campaigns::{Campaigns, Delivered};
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::backlog::tests::kit::config(dir.path(), 1000);
+    let compliance = Arc::new(crate::compliance::Compliance::open(&config).unwrap());
+    let t0 = 1_764_950_000;
+    let c = Campaigns::open(dir.path(), Duration::from_secs(86_400), t0, compliance)
+        .with_max_campaigns(2);
+    let promo: Arc<str> = "tenant:t".into();
+    let sent = |campaign, to| Delivered {
+        tenant: "t",
+        campaign,
+        program: &promo,
+        to,
+    };
+    c.delivered([sent("a", 14155550100), sent("b", 14155550101)], t0);
+    // The third campaign: counted, not attributed, and not taken for "a".
+    c.delivered([sent("c", 14155550100)], t0 + 1);
+    assert_eq!(c.figures("t", "c").delivered, 1);
+    assert!(c.opted_out(&promo, 14155550100, t0 + 2).is_none());
+    assert_eq!(
+        c.opted_out(&promo, 14155550101, t0 + 2).map(|(_, c)| c),
+        Some("b".into())
+    );
+    assert_eq!(c.figures("t", "a").optouts, 0);
 }
 
 #[test]
@@ -384,6 +437,13 @@ fn snapshots_of_both_formats_load() {
         let spring = c.figures("demo", "spring");
         assert_eq!((spring.delivered, spring.optouts), (100, 3));
         assert_eq!(c.figures("demo", "fall").delivered, 5);
+        // And the table: (tenant:demo, 14155550101) last had "fall".
+        let demo: Arc<str> = "tenant:demo".into();
+        assert_eq!(
+            c.opted_out(&demo, 14155550101, 1_764_950_010)
+                .map(|(_, c)| c),
+            Some("fall".into())
+        );
     }
 }
 
