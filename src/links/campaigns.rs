@@ -12,8 +12,8 @@
 //!
 //! A STOP takes the entry: a repeated STOP is not a second opt-out.
 //! Delivery times are kept to 1/1,280 of the window (473 s of 7 days;
-//! `clock`), so an opt-out less than two of those past the window may
-//! still be attributed.
+//! `clock`), so an opt-out less than two of those past the window (at 7
+//! days, up to 640 s) may still be attributed.
 //!
 //! Memory: one 12-byte slot (`table`) per (program, number) with a
 //! delivered campaign message in the window, in 64 shards 74–85% full as
@@ -311,8 +311,8 @@ impl Campaigns {
                 }
             };
             if attribute && let Some(k) = key(p, d.to) {
-                let tag = (c < self.max_campaigns).then(|| self.clock.tag(c, now_s));
-                attributed.push((k, tag.flatten()));
+                let tag = self.clock.tag(c, now_s).filter(|_| c < self.max_campaigns);
+                attributed.push((k, tag));
             }
         }
         drop(inner);
@@ -345,9 +345,12 @@ impl Campaigns {
     ) -> Option<(Arc<str>, Arc<str>)> {
         let p = *self.inner.lock().programs.get(program)?;
         // Taken: a repeated STOP is not a second opt-out of the campaign.
+        // Read before the entry is taken: a sweep dropping the table
+        // after a long gap may not have reached its shard yet.
+        let stale = self.unswept_too_long(now_s);
         let tag = self.last.remove(key(p, to)?)?;
         self.changed.store(true, Ordering::Relaxed);
-        if !self.clock.within(tag, now_s) || self.unswept_too_long(now_s) {
+        if stale || !self.clock.within(tag, now_s) {
             return None;
         }
         let c = Clock::campaign(tag) as usize;
@@ -375,8 +378,8 @@ impl Campaigns {
     /// Drops attribution entries past the window at `now_s` (to a tick);
     /// returns how many.
     /// After a gap since the last sweep longer than [`Clock::safe_gap_s`]
-    /// (the process or its machine suspended, the wall clock stepped
-    /// forward), drops every entry: an old one could look young.
+    /// (the process stopped, `SIGSTOP` or a paused container, or the sweep
+    /// starved), drops every entry: an old one could look young.
     pub fn sweep(&self, now_s: u64) -> usize {
         let dropped = if self.unswept_too_long(now_s) {
             tracing::warn!(target: TARGET, since_s = now_s.saturating_sub(self.swept_s.load(Ordering::Relaxed)),
@@ -399,6 +402,10 @@ impl Campaigns {
     /// # Errors
     /// The file could not be written.
     pub fn save(&self, now_s: u64) -> io::Result<()> {
+        // Times are written as seen now: only right when recently swept.
+        if self.unswept_too_long(now_s) {
+            self.sweep(now_s);
+        }
         if !self.changed.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
@@ -408,8 +415,13 @@ impl Campaigns {
                 file: fs::File::create(&tmp)?,
                 unsynced: 0,
             });
-            let head = encode_head(&self.inner.lock());
-            write_snapshot(&head, &self.last, self.clock, now_s, &mut f)?;
+            // Campaigns and programs first seen while the table is written
+            // are not in the head: their entries wait for the next save.
+            let (head, known) = {
+                let inner = self.inner.lock();
+                (encode_head(&inner), Known::of(&inner))
+            };
+            write_snapshot(&head, known, &self.last, self.clock, now_s, &mut f)?;
             f.into_inner()
                 .map_err(io::IntoInnerError::into_error)?
                 .file
@@ -473,11 +485,28 @@ fn encode_head(inner: &Inner) -> Vec<u8> {
     out
 }
 
+/// How many campaigns and programs a snapshot's head names.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    campaigns: u32,
+    programs: u32,
+}
+
+impl Known {
+    fn of(inner: &Inner) -> Known {
+        Known {
+            campaigns: inner.names.len() as u32,
+            programs: inner.program_names.len() as u32,
+        }
+    }
+}
+
 /// Writes a snapshot: `head`, then the table shard by shard (each encoded
 /// under its lock, written after; times as seen at `now_s`), then the CRC
 /// of it all.
 fn write_snapshot(
     head: &[u8],
+    known: Known,
     last: &Last,
     clock: Clock,
     now_s: u64,
@@ -495,14 +524,21 @@ fn write_snapshot(
         {
             let m = shard.lock();
             buf.reserve(4 + m.len() * ENTRY_BYTES);
-            buf.extend_from_slice(&(m.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&[0; 4]);
+            let mut n = 0u32;
             for (k, tag) in m.iter() {
+                let (p, c) = ((k >> 50) as u32, Clock::campaign(tag));
+                if p >= known.programs || c >= known.campaigns {
+                    continue;
+                }
                 let at = clock.at(tag, now_s).min(u64::from(u32::MAX)) as u32;
-                buf.extend_from_slice(&((k >> 50) as u32).to_le_bytes());
+                buf.extend_from_slice(&p.to_le_bytes());
                 buf.extend_from_slice(&(k & ((1 << 50) - 1)).to_le_bytes());
-                buf.extend_from_slice(&Clock::campaign(tag).to_le_bytes());
+                buf.extend_from_slice(&c.to_le_bytes());
                 buf.extend_from_slice(&at.to_le_bytes());
+                n += 1;
             }
+            buf[..4].copy_from_slice(&n.to_le_bytes());
         }
         put(&buf)?;
     }
@@ -603,8 +639,15 @@ pub fn fuzz_snapshot(bytes: &[u8]) {
     let last = Last::default();
     if let Some(inner) = decode(bytes, &last, clock, now_s) {
         let mut encoded = Vec::new();
-        write_snapshot(&encode_head(&inner), &last, clock, now_s, &mut encoded)
-            .expect("written to memory");
+        write_snapshot(
+            &encode_head(&inner),
+            Known::of(&inner),
+            &last,
+            clock,
+            now_s,
+            &mut encoded,
+        )
+        .expect("written to memory");
         let last_again = Last::default();
         let again =
             decode(&encoded, &last_again, clock, now_s).expect("an encoded snapshot decodes");
@@ -614,3 +657,6 @@ pub fn fuzz_snapshot(bytes: &[u8]) {
         assert_eq!(last_again.sorted(), last.sorted());
     }
 }
+
+#[cfg(test)]
+mod tests;

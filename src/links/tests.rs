@@ -368,7 +368,7 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
     assert_eq!(late.sweep(t0 + 30 * 86_400), 0);
     assert!(late.opted_out(&promo, 14155550108, t0).is_none());
 
-    // A sweep missed for longer than is safe (a suspended machine): the
+    // A sweep missed for longer than is safe (a stopped process): the
     // entries are dropped, not taken for young ones (12 days on, a
     // delivery's 11-bit tick has come round again).
     let fresh = tempfile::tempdir().unwrap();
@@ -387,7 +387,7 @@ fn an_opt_out_is_attributed_within_the_window_and_figures_survive_a_save() {
 }
 
 #[test]
-fn a_campaign_attribution_cannot_tell_apart_ends_the_number_attribution() {
+fn a_campaign_past_the_limit_ends_the_number_attribution() {
     use super::campaigns::{Campaigns, Delivered};
     let dir = tempfile::tempdir().unwrap();
     let config = crate::backlog::tests::kit::config(dir.path(), 1000);

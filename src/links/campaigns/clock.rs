@@ -5,14 +5,16 @@
 //!
 //! - An entry is within the window while its age in ticks is at most the
 //!   window's ([`Clock::within`]): an opt-out less than two ticks past the
-//!   window (946 s of 7 days) may still be attributed.
+//!   window (at 7 days, up to 640 s) may still be attributed.
 //! - Ages wrap at [`TICKS`]: the sweep drops entries past the window
 //!   every five minutes, long before their tick can come round again. A
-//!   longer gap between two sweeps (a process or VM suspended, the wall
-//!   clock stepped forward) than [`Clock::safe_gap_s`] may have let old
-//!   entries look young: the caller drops the table then.
-//! - A time up to 256 ticks ahead of now (a clock stepped back) is taken
-//!   as now; further ahead, as old.
+//!   longer gap between two sweeps than [`Clock::safe_gap_s`] (the process
+//!   stopped, `SIGSTOP` or a paused container, or the sweep starved) may
+//!   have let old entries look young: the caller drops the table then.
+//!   (Times come from `model::now_ms`, which moves with the monotonic
+//!   clock: a wall-clock step does not reach them.)
+//! - A time less than 256 ticks ahead of now is taken as now; further
+//!   ahead, as old.
 
 /// Ticks a tag's time counts in (its low 11 bits).
 const TICKS: u32 = 1 << TICK_BITS;
