@@ -69,3 +69,29 @@ fn past_the_safe_gap_an_old_entry_can_look_young() {
         at + clock.safe_gap_s() + u64::from(clock.window_ticks) * clock.tick_s
     ));
 }
+
+#[test]
+fn the_safe_gap_is_safe_to_the_second_at_every_offset_in_a_tick() {
+    // The oldest entry a sweep keeps is `window_ticks` old; at the next
+    // sweep, `safe_gap_s` later, its age must still be told right, from
+    // any second within its tick and the sweep's.
+    for window_s in [1, 90, 1_280, 3_600, 7 * 86_400] {
+        let clock = Clock::new(window_s);
+        let u = clock.tick_s;
+        let step = (u / 13).max(1);
+        let mut off = 0;
+        while off < u {
+            let at = 1_764_950_000 / u * u + off;
+            let tag = clock.tag(1, at).unwrap();
+            // The last second the sweep keeps it.
+            let mut swept = at;
+            while clock.within(tag, swept + 1) {
+                swept += 1.max(u / 7);
+            }
+            let now = swept + clock.safe_gap_s();
+            assert!(!clock.within(tag, now), "window {window_s}, offset {off}");
+            assert!(clock.ticks_since(at, now) <= u64::from(MAX_AGE));
+            off += step;
+        }
+    }
+}
