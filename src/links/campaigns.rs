@@ -158,7 +158,6 @@ impl Inner {
 /// Campaign figures and opt-out attribution (see the module doc).
 #[derive(Debug)]
 pub struct Campaigns {
-    window_s: u32,
     clock: Clock,
     path: PathBuf,
     inner: Mutex<Inner>,
@@ -200,10 +199,8 @@ impl Campaigns {
         now_s: u64,
         compliance: Arc<Compliance>,
     ) -> Campaigns {
-        let window_s = window.as_secs().min(u64::from(u32::MAX)) as u32;
         let c = Campaigns {
-            window_s,
-            clock: Clock::new(window_s),
+            clock: Clock::new(window.as_secs().min(u64::from(u32::MAX)) as u32),
             path: dir.join("campaigns.snap"),
             inner: Mutex::new(Inner::default()),
             last: Last::default(),
@@ -280,7 +277,8 @@ impl Campaigns {
 
     /// Records delivered messages at `now_s` (Unix seconds).
     pub fn delivered<'a>(&self, messages: impl IntoIterator<Item = Delivered<'a>>, now_s: u64) {
-        let attribute = self.window_s > 0;
+        // A window of 0 has no ticks: attribution off.
+        let attribute = self.clock.window_ticks > 0;
         // (key, tag; none: a campaign past the last attribution tells apart)
         let mut attributed: Vec<(u64, Option<u32>)> = Vec::new();
         let mut counted = false;

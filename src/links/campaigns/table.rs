@@ -90,16 +90,19 @@ impl Table {
         if key == 0 {
             return None;
         }
-        if self.len > 0 {
-            let (i, found) = self.find(key);
-            if found {
-                return Some(std::mem::replace(&mut self.slots[i][2], tag));
-            }
+        let (mut i, found) = if self.slots.is_empty() {
+            (0, false)
+        } else {
+            self.find(key)
+        };
+        if found {
+            return Some(std::mem::replace(&mut self.slots[i][2], tag));
         }
         if (self.len + 1) * 100 > self.slots.len() * MAX_LOAD {
             self.resize((self.slots.len() * GROWTH / 100).max(MIN_CAPACITY));
+            // Re-laid: its empty slot moved.
+            i = self.find(key).0;
         }
-        let (i, _) = self.find(key);
         self.slots[i] = slot(key, tag);
         self.len += 1;
         None
