@@ -345,19 +345,26 @@ async fn certificates_reload_for_new_connections_while_open_ones_keep_working() 
             .await
             .unwrap(),
     );
-    // And the ingest door took the new certificate too.
-    let tcp = TcpStream::connect(gw.ingest_addr).await.unwrap();
-    let s = tokio_rustls::TlsConnector::from(tls)
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        s.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
-        renewed_der
-    );
+    // And the ingest door took the new certificate too (each door checks
+    // its files on its own tick: it may come a tick after the HTTP one).
+    loop {
+        let tcp = TcpStream::connect(gw.ingest_addr).await.unwrap();
+        let s = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        if s.get_ref().1.peer_certificates().unwrap()[0].to_vec() == renewed_der {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ingest door's certificate never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     gw.shutdown().await;
 }
 
