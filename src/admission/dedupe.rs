@@ -1,11 +1,11 @@
 //! The dedupe index: `(tenant, client_ref) → message id` for the dedupe
 //! window, or for the last `ingest.dedupe_max_keys` keys when that is
-//! shorter, in about 29 bytes per key.
+//! shorter, in about 21 bytes per key.
 //!
 //! Hand-written rather than a `HashMap` because it is most of a busy
 //! gateway's memory: with a hash map and an order queue beside it a key
 //! took ~110 bytes (10 M keys, the default bound, 1.1 GB); here it takes a
-//! 24-byte entry in a ring kept in arrival order plus a 4-byte slot of an
+//! 16-byte entry in a ring kept in arrival order plus a 4-byte slot of an
 //! open-addressing index at most three quarters full
 //! (`cargo bench --bench queue_memory`).
 //!
@@ -16,6 +16,14 @@
 //!   window passes or the shard is full (counted in
 //!   `sluice_dedupe_evicted_total`). Times are kept in whole seconds and
 //!   rounded up, so a key is never forgotten early.
+//! - **Runs.** Entries pushed one after another share a run: the journal
+//!   segment of their Accept records, a base id and a base second, kept
+//!   once. An entry keeps its id and time as offsets from those (20 and 12
+//!   bits), so ids and times stay exact. A run ends when the segment
+//!   changes or an offset would not fit: after about a million ids (20 s
+//!   at 50,000 messages per second) or 67 minutes. At 50,000 messages per
+//!   second that is a 32-byte run per several hundred keys; at the worst
+//!   (a shard that sees one key per run) a key costs 32 bytes more.
 //! - **The index** is linear probing over `u32` slots: the entry's place
 //!   in the ring and 8 bits of its fingerprint, so a probe past another
 //!   key rarely reads the ring. Deletion shifts the run back (no
@@ -24,9 +32,8 @@
 //!   index at once; small ones spread that work thinly (with 32 big shards,
 //!   rehashes stalled ingest for tens of ms at every doubling).
 //!
-//! Entries know the journal segment of their Accept record (as runs of
-//! equal segments, not per entry); when compaction deletes that segment
-//! they are appended to the dedupe log once (see
+//! When compaction deletes the segment of an entry's Accept record, the
+//! entry is appended to the dedupe log once (see
 //! [`Dedupe::take_unlogged_before`]), never rewritten per cycle.
 
 use std::collections::VecDeque;
@@ -45,15 +52,78 @@ const MOST_PER_SHARD: usize = (1 << 24) - 2;
 const FIRST_CAPACITY: usize = 16;
 /// Segment of keys already in the dedupe log.
 const LOGGED: u64 = u64::MAX;
+/// Bits of an entry's id offset from its run's base id.
+const ID_BITS: u32 = 20;
+/// Bits of an entry's time offset (seconds) from its run's base second.
+const TIME_BITS: u32 = 12;
+/// A run's base id is this far below its first entry's, so that ids taken
+/// a little out of order (batches race for the shard lock) still join it.
+const ID_SLACK: u64 = 1 << 16;
+/// A run's base second is this far before its first entry's, likewise.
+const TIME_SLACK_S: u32 = 64;
 
-/// One remembered key, 24 bytes: 96 bits of its fingerprint, its message
-/// id, and when it was accepted (Unix seconds, stored rounded down and
-/// read as the end of that second: [`Entry::at_ms`]).
+/// One remembered key, 16 bytes: 96 bits of its fingerprint, and its
+/// message id and time as offsets from its run's ([`Run`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Entry {
     fp: [u32; 3],
-    id: [u32; 2],
-    at_s: u32,
+    /// The id offset in the high [`ID_BITS`], the time offset in the low
+    /// [`TIME_BITS`].
+    offsets: u32,
+}
+
+/// What entries pushed one after another share, kept once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    /// Sequence number of its first entry.
+    first: u64,
+    /// The journal segment of their Accept records ([`LOGGED`]: they came
+    /// from the dedupe log).
+    segment: u64,
+    /// Their ids less this are their id offsets.
+    base_id: u64,
+    /// Their times (Unix seconds) less this are their time offsets.
+    base_s: u32,
+}
+
+impl Run {
+    /// A run starting at entry `first` with an entry for `id` at `at_s`.
+    fn new(first: u64, segment: u64, id: MessageId, at_s: u32) -> Run {
+        Run {
+            first,
+            segment,
+            base_id: id.0.saturating_sub(ID_SLACK),
+            base_s: at_s.saturating_sub(TIME_SLACK_S),
+        }
+    }
+
+    /// An entry's offsets for `id` accepted in second `at_s`, when both fit.
+    fn offsets(&self, id: MessageId, at_s: u32) -> Option<u32> {
+        let id_offset =
+            id.0.checked_sub(self.base_id)
+                .filter(|&d| d < 1 << ID_BITS)?;
+        let s_offset = at_s
+            .checked_sub(self.base_s)
+            .filter(|&d| d < 1 << TIME_BITS)?;
+        Some(((id_offset as u32) << TIME_BITS) | s_offset)
+    }
+
+    /// The id of an entry with `offsets`.
+    fn id(&self, offsets: u32) -> MessageId {
+        MessageId(self.base_id + u64::from(offsets >> TIME_BITS))
+    }
+
+    /// The latest ms an entry with `offsets` may have been accepted at
+    /// (times are kept in whole seconds: counted from the end of its
+    /// second, it never expires early).
+    fn at_ms(&self, offsets: u32) -> u64 {
+        (u64::from(self.base_s) + u64::from(offsets & ((1 << TIME_BITS) - 1))) * 1000 + 999
+    }
+}
+
+/// Whole Unix seconds of `at_ms`, rounded down.
+fn seconds(at_ms: u64) -> u32 {
+    u32::try_from(at_ms / 1000).unwrap_or(u32::MAX)
 }
 
 /// The 96 bits of a fingerprint that are kept: its high 64 and the 32 below.
@@ -84,11 +154,10 @@ impl Key {
 }
 
 impl Entry {
-    fn new(key: Key, id: MessageId, at_ms: u64) -> Entry {
+    fn new(key: Key, offsets: u32) -> Entry {
         Entry {
             fp: [key.hi as u32, (key.hi >> 32) as u32, key.mid],
-            id: [id.0 as u32, (id.0 >> 32) as u32],
-            at_s: u32::try_from(at_ms / 1000).unwrap_or(u32::MAX),
+            offsets,
         }
     }
 
@@ -97,16 +166,6 @@ impl Entry {
             hi: u64::from(self.fp[0]) | (u64::from(self.fp[1]) << 32),
             mid: self.fp[2],
         }
-    }
-
-    fn id(&self) -> MessageId {
-        MessageId(u64::from(self.id[0]) | (u64::from(self.id[1]) << 32))
-    }
-
-    /// The latest ms it may have been accepted at (times are kept in whole
-    /// seconds: counted from the end of its second, it never expires early).
-    fn at_ms(&self) -> u64 {
-        u64::from(self.at_s) * 1000 + 999
     }
 }
 
@@ -125,9 +184,9 @@ struct Shard {
     slots: Vec<u32>,
     /// Keys in the index.
     live: usize,
-    /// Runs of entries whose Accept record is in one journal segment:
-    /// (sequence number of the run's first entry, segment).
-    runs: VecDeque<(u64, u64)>,
+    /// The runs of the entries in the ring, oldest first (the first may
+    /// begin before the oldest entry: it goes once the next one begins).
+    runs: VecDeque<Run>,
     /// Entries before this sequence number are in the dedupe log (or were
     /// forgotten, or came from it).
     logged: u64,
@@ -225,10 +284,28 @@ impl Shard {
         (self.head + (seq - self.head_seq) as usize) % self.ring.len()
     }
 
-    /// The journal segment of the entry numbered `seq`.
-    fn segment_of(&self, seq: u64) -> u64 {
-        let i = self.runs.partition_point(|&(first, _)| first <= seq);
-        self.runs.get(i.wrapping_sub(1)).map_or(LOGGED, |r| r.1)
+    fn seq_at(&self, place: usize) -> u64 {
+        let past_head = if place >= self.head {
+            place - self.head
+        } else {
+            place + self.ring.len() - self.head
+        };
+        self.head_seq + past_head as u64
+    }
+
+    /// The run of the entry numbered `seq`, which is in the ring.
+    fn run_of(&self, seq: u64) -> Run {
+        // Most often the newest (a retry comes soon after its first try).
+        if let Some(&last) = self.runs.back().filter(|r| r.first <= seq) {
+            return last;
+        }
+        let i = self.runs.partition_point(|r| r.first <= seq);
+        self.runs[i.saturating_sub(1)]
+    }
+
+    /// The message id of the entry at ring place `place`.
+    fn id_at(&self, place: usize) -> MessageId {
+        self.run_of(self.seq_at(place)).id(self.ring[place].offsets)
     }
 
     /// Drops the oldest entry; true when it was still remembered.
@@ -249,21 +326,48 @@ impl Shard {
         self.len -= 1;
         self.head_seq += 1;
         self.logged = self.logged.max(self.head_seq);
-        while self.runs.len() > 1 && self.runs[1].0 <= self.head_seq {
+        while self.runs.len() > 1 && self.runs[1].first <= self.head_seq {
             self.runs.pop_front();
         }
         was_live
     }
 
-    /// Appends an entry (the ring has room), recorded in segment `segment`.
-    fn push(&mut self, entry: Entry, segment: u64) {
-        let place = (self.head + self.len) % self.ring.len();
+    /// Appends an entry for `key` (the ring has room): message `id`,
+    /// accepted at `at_ms`, its Accept record in segment `segment`.
+    fn push(&mut self, key: Key, id: MessageId, at_ms: u64, segment: u64) {
+        if self.len == 0 {
+            self.runs.clear();
+        }
         let seq = self.head_seq + self.len as u64;
-        self.ring[place] = entry;
+        let at_s = seconds(at_ms);
+        let joined = self.runs.back().filter(|r| r.segment == segment);
+        let offsets = match joined.and_then(|r| r.offsets(id, at_s)) {
+            Some(offsets) => offsets,
+            None => {
+                let run = Run::new(seq, segment, id, at_s);
+                self.runs.push_back(run);
+                // Within the slack of the run's bases.
+                run.offsets(id, at_s).unwrap_or_default()
+            }
+        };
+        let place = (self.head + self.len) % self.ring.len();
+        self.ring[place] = Entry::new(key, offsets);
         self.len += 1;
-        self.insert_slot(entry.key(), place);
-        if self.runs.back().is_none_or(|&(_, s)| s != segment) {
-            self.runs.push_back((seq, segment));
+        self.insert_slot(key, place);
+    }
+
+    /// Points the remembered entry at ring place `place` at message `id`
+    /// (a restore of a key already known), keeping the later of its time
+    /// and `at_ms`; false when its run cannot hold them.
+    fn rewrite(&mut self, place: usize, id: MessageId, at_ms: u64) -> bool {
+        let run = self.run_of(self.seq_at(place));
+        let known_s = seconds(run.at_ms(self.ring[place].offsets));
+        match run.offsets(id, seconds(at_ms).max(known_s)) {
+            Some(offsets) => {
+                self.ring[place].offsets = offsets;
+                true
+            }
+            None => false,
         }
     }
 
@@ -305,7 +409,12 @@ impl Shard {
 
     /// Drops entries accepted longer than `window_ms` before `now_ms`.
     fn expire(&mut self, window_ms: u64, now_ms: u64) {
-        while self.len > 0 && self.ring[self.head].at_ms() + window_ms < now_ms {
+        while self.len > 0 {
+            // The first run is the oldest entry's.
+            let at_ms = self.runs[0].at_ms(self.ring[self.head].offsets);
+            if at_ms + window_ms >= now_ms {
+                break;
+            }
             self.pop();
         }
     }
@@ -433,10 +542,10 @@ impl Dedupe {
         let mut s = self.shard(key).lock();
         s.expire(self.window_ms, now_ms);
         if let Some(i) = s.find(key) {
-            return Err(s.ring[Shard::place(s.slots[i])].id());
+            return Err(s.id_at(Shard::place(s.slots[i])));
         }
         let evicted = s.make_room(self.shard_cap);
-        s.push(Entry::new(key, id, now_ms), segment);
+        s.push(key, id, now_ms, segment);
         drop(s);
         self.count_evicted(evicted);
         Ok(())
@@ -450,14 +559,16 @@ impl Dedupe {
         }
         let key = Key::of(fp);
         let mut s = self.shard(key).lock();
-        let entry = Entry::new(key, id, at_ms);
         if let Some(i) = s.find(key) {
             let place = Shard::place(s.slots[i]);
-            s.ring[place] = entry;
-            return;
+            if s.rewrite(place, id, at_ms) {
+                return;
+            }
+            // Its run cannot hold them: pushed again, the old entry forgotten.
+            s.remove_slot(i);
         }
         let evicted = s.make_room(self.shard_cap);
-        s.push(entry, segment.unwrap_or(LOGGED));
+        s.push(key, id, at_ms, segment.unwrap_or(LOGGED));
         drop(s);
         self.count_evicted(evicted);
     }
@@ -510,25 +621,19 @@ impl Dedupe {
             let end = s.head_seq + s.len as u64;
             while s.logged < end {
                 let seq = s.logged;
-                let seg = s.segment_of(seq);
+                let run = s.run_of(seq);
                 let place = s.place_of(seq);
                 let e = s.ring[place];
-                if seg != LOGGED
-                    && ((seg >= segment && e.at_ms() >= older_than_ms) || e.at_ms() >= held)
+                let at_ms = run.at_ms(e.offsets);
+                if run.segment != LOGGED
+                    && ((run.segment >= segment && at_ms >= older_than_ms) || at_ms >= held)
                 {
                     break;
                 }
-                if seg != LOGGED && s.find_place(e.key(), place).is_some() {
-                    out.push((e.key().fingerprint(), e.id().0, e.at_ms()));
+                if run.segment != LOGGED && s.find_place(e.key(), place).is_some() {
+                    out.push((e.key().fingerprint(), run.id(e.offsets).0, at_ms));
                 }
                 s.logged += 1;
-            }
-            // Runs wholly logged are of no more use.
-            let logged = s.logged;
-            while s.runs.front().is_some_and(|&(first, _)| first < logged)
-                && s.runs.get(1).is_some_and(|&(next, _)| next <= logged)
-            {
-                s.runs.pop_front();
             }
         }
         out
@@ -574,7 +679,7 @@ mod tests {
         fn insert(
             &mut self,
             k: Key,
-            id: u64,
+            (id, at_ms): (u64, u64),
             now_ms: u64,
             cap: usize,
             window: u64,
@@ -591,7 +696,7 @@ mod tests {
             while self.queue.len() >= cap {
                 self.pop();
             }
-            self.queue.push_back((k, id, now_ms, true));
+            self.queue.push_back((k, id, at_ms, true));
             self.live.insert((k.hi, k.mid), id);
             Ok(())
         }
@@ -619,14 +724,16 @@ mod tests {
             seed % n
         };
         // 300 keys crowded on few homes and tags (long probe runs, tags
-        // that match other keys), a cap of 120, a 20 s window.
+        // that match other keys), a cap of 120, a 20 s window; ids and
+        // times a little out of order, now and then by more than a run's
+        // slack or its offsets.
         let key = |k: u64| Key {
             hi: k.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             mid: (((k % 5) as u32) << 24) | ((k % 3) as u32) << 28 | (k as u32 % 11),
         };
         let (cap, window) = (120, 20_000);
         let (mut shard, mut model) = (Shard::default(), Model::default());
-        let mut now = 0u64;
+        let (mut now, mut most_runs) = (0u64, 0);
         for step in 0..300_000u64 {
             now += rand(250);
             let k = key(rand(300));
@@ -636,13 +743,19 @@ mod tests {
                     shard.remove_slot(i);
                 }
             } else {
-                let want = model.insert(k, step, now, cap, window);
+                let id = step * 37 + if rand(8) == 0 { 100_000 } else { rand(1_000) };
+                let at = match rand(16) {
+                    0 => now.saturating_sub(90_000),
+                    1 => now + 5_000_000,
+                    _ => now.saturating_sub(rand(3_000)),
+                };
+                let want = model.insert(k, (id, at), now, cap, window);
                 shard.expire(window, now);
                 let got = match shard.find(k) {
-                    Some(i) => Err(shard.ring[Shard::place(shard.slots[i])].id().0),
+                    Some(i) => Err(shard.id_at(Shard::place(shard.slots[i])).0),
                     None => {
                         shard.make_room(cap);
-                        shard.push(Entry::new(k, MessageId(step), now), 1);
+                        shard.push(k, MessageId(id), at, 1);
                         Ok(())
                     }
                 };
@@ -650,12 +763,14 @@ mod tests {
             }
             assert_eq!(shard.live, model.live.len(), "step {step}");
             assert_eq!(shard.len, model.queue.len(), "step {step}");
+            assert!(shard.runs.len() <= shard.len.max(1), "step {step}");
+            most_runs = most_runs.max(shard.runs.len());
             if step % 997 == 0 {
                 for k in 0..300 {
                     let k = key(k);
                     let found = shard
                         .find(k)
-                        .map(|i| shard.ring[Shard::place(shard.slots[i])].id().0);
+                        .map(|i| shard.id_at(Shard::place(shard.slots[i])).0);
                     assert_eq!(
                         found,
                         model.live.get(&(k.hi, k.mid)).copied(),
@@ -664,9 +779,12 @@ mod tests {
                 }
             }
         }
-        // The ring never grew past the cap, the index stayed under 3/4 full.
+        // The ring never grew past the cap, the index stayed under 3/4 full,
+        // runs were cut for ids and for times, and those of entries gone
+        // went with them.
         assert_eq!(shard.ring.len(), cap);
         assert!(shard.live * 4 <= shard.slots.len() * 3);
+        assert!(most_runs > 4, "{most_runs}");
     }
 
     #[test]
@@ -680,6 +798,36 @@ mod tests {
             Err(MessageId(1))
         );
         assert_eq!(d.check_or_insert(&t, "a", MessageId(2), 12_000, 1), Ok(()));
+    }
+
+    #[test]
+    fn a_key_restored_again_answers_with_its_last_id_and_its_latest_time() {
+        let d = Dedupe::new(Duration::from_secs(100), [4; 16]);
+        let t: Arc<str> = "t".into();
+        let fp = d.fingerprint("t", "a");
+        d.restore(fp, MessageId(10), 1_000, 1_000, None);
+        // An earlier time: the key keeps its later one.
+        d.restore(fp, MessageId(11), 500, 1_000, None);
+        assert_eq!(
+            d.check_or_insert(&t, "a", MessageId(1), 101_999, 1),
+            Err(MessageId(11))
+        );
+        // An id, then a time, past what the entry's run holds.
+        d.restore(fp, MessageId(1 << 40), 2_000, 2_000, Some(0));
+        assert_eq!(
+            d.check_or_insert(&t, "a", MessageId(1), 102_999, 1),
+            Err(MessageId(1 << 40))
+        );
+        d.restore(fp, MessageId(12), 9_000_000, 9_000_000, Some(0));
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            d.check_or_insert(&t, "a", MessageId(1), 9_100_999, 1),
+            Err(MessageId(12))
+        );
+        assert_eq!(
+            d.check_or_insert(&t, "a", MessageId(1), 9_101_000, 1),
+            Ok(())
+        );
     }
 
     #[test]
