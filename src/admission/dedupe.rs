@@ -22,8 +22,10 @@
 //!   bits), so ids and times stay exact. A run ends when the segment
 //!   changes or an offset would not fit: after about a million ids (20 s
 //!   at 50,000 messages per second) or 67 minutes. At 50,000 messages per
-//!   second that is a 32-byte run per several hundred keys; at the worst
-//!   (a shard that sees one key per run) a key costs 32 bytes more.
+//!   second that is a 32-byte run per a few hundred keys; at the worst
+//!   (keys restored in no order of ids or times, each a run of its own) a
+//!   key costs a 32-byte run more, and up to twice that until the list of
+//!   runs shrinks behind them.
 //! - **The index** is linear probing over `u32` slots: the entry's place
 //!   in the ring and 8 bits of its fingerprint, so a probe past another
 //!   key rarely reads the ring. Deletion shifts the run back (no
@@ -185,7 +187,8 @@ struct Shard {
     /// Keys in the index.
     live: usize,
     /// The runs of the entries in the ring, oldest first (the first may
-    /// begin before the oldest entry: it goes once the next one begins).
+    /// begin before the oldest entry: it goes once the next one begins;
+    /// left when the ring empties, it is dropped at the next push).
     runs: VecDeque<Run>,
     /// Entries before this sequence number are in the dedupe log (or were
     /// forgotten, or came from it).
@@ -328,6 +331,9 @@ impl Shard {
         self.logged = self.logged.max(self.head_seq);
         while self.runs.len() > 1 && self.runs[1].first <= self.head_seq {
             self.runs.pop_front();
+            if self.runs.capacity() > 64 && self.runs.len() * 4 < self.runs.capacity() {
+                self.runs.shrink_to(self.runs.len() * 2);
+            }
         }
         was_live
     }
@@ -358,17 +364,14 @@ impl Shard {
 
     /// Points the remembered entry at ring place `place` at message `id`
     /// (a restore of a key already known), keeping the later of its time
-    /// and `at_ms`; false when its run cannot hold them.
-    fn rewrite(&mut self, place: usize, id: MessageId, at_ms: u64) -> bool {
+    /// and `at_ms`. When its run cannot hold them, returns that later time
+    /// (ms) and changes nothing.
+    fn rewrite(&mut self, place: usize, id: MessageId, at_ms: u64) -> Result<(), u64> {
         let run = self.run_of(self.seq_at(place));
-        let known_s = seconds(run.at_ms(self.ring[place].offsets));
-        match run.offsets(id, seconds(at_ms).max(known_s)) {
-            Some(offsets) => {
-                self.ring[place].offsets = offsets;
-                true
-            }
-            None => false,
-        }
+        let at_ms = at_ms.max(run.at_ms(self.ring[place].offsets));
+        let offsets = run.offsets(id, seconds(at_ms)).ok_or(at_ms)?;
+        self.ring[place].offsets = offsets;
+        Ok(())
     }
 
     /// Re-lays the ring with room for `capacity` entries, oldest at place
@@ -405,6 +408,34 @@ impl Shard {
             self.grow(capacity.max(self.len + 1));
         }
         evicted
+    }
+
+    /// [`Dedupe::take_unlogged`] for this shard, `held` the time of the
+    /// oldest hold: appends the keys to `out`.
+    fn take_unlogged(
+        &mut self,
+        segment: u64,
+        older_than_ms: u64,
+        held: u64,
+        out: &mut Vec<(u128, u64, u64)>,
+    ) {
+        let end = self.head_seq + self.len as u64;
+        while self.logged < end {
+            let seq = self.logged;
+            let run = self.run_of(seq);
+            let place = self.place_of(seq);
+            let e = self.ring[place];
+            let at_ms = run.at_ms(e.offsets);
+            if run.segment != LOGGED
+                && ((run.segment >= segment && at_ms >= older_than_ms) || at_ms >= held)
+            {
+                break;
+            }
+            if run.segment != LOGGED && self.find_place(e.key(), place).is_some() {
+                out.push((e.key().fingerprint(), run.id(e.offsets).0, at_ms));
+            }
+            self.logged += 1;
+        }
     }
 
     /// Drops entries accepted longer than `window_ms` before `now_ms`.
@@ -553,18 +584,28 @@ impl Dedupe {
 
     /// Restores a key (ignored when outside the window); `segment` is
     /// `None` for keys already in the dedupe log.
+    ///
+    /// A key restored again (from the dedupe log, then from the journal)
+    /// takes the new id and keeps the later time. When its entry's run
+    /// cannot hold them (ids about a million apart, times more than an
+    /// hour), the key gets a new entry, and the old one, forgotten, still
+    /// counts against the bound until it is evicted. A key already logged
+    /// whose id changes in place is not logged again.
     pub fn restore(&self, fp: u128, id: MessageId, at_ms: u64, now_ms: u64, segment: Option<u64>) {
         if at_ms + self.window_ms < now_ms {
             return;
         }
         let key = Key::of(fp);
         let mut s = self.shard(key).lock();
+        let mut at_ms = at_ms;
         if let Some(i) = s.find(key) {
             let place = Shard::place(s.slots[i]);
-            if s.rewrite(place, id, at_ms) {
-                return;
+            match s.rewrite(place, id, at_ms) {
+                Ok(()) => return,
+                // Its run cannot hold them: pushed again, the old entry
+                // forgotten (it still takes its place until it is evicted).
+                Err(later_ms) => at_ms = later_ms,
             }
-            // Its run cannot hold them: pushed again, the old entry forgotten.
             s.remove_slot(i);
         }
         let evicted = s.make_room(self.shard_cap);
@@ -617,24 +658,8 @@ impl Dedupe {
         self.oldest_hold.set(age_ms as f64 / 1000.0);
         let mut out = Vec::new();
         for s in self.shards.iter() {
-            let mut s = s.lock();
-            let end = s.head_seq + s.len as u64;
-            while s.logged < end {
-                let seq = s.logged;
-                let run = s.run_of(seq);
-                let place = s.place_of(seq);
-                let e = s.ring[place];
-                let at_ms = run.at_ms(e.offsets);
-                if run.segment != LOGGED
-                    && ((run.segment >= segment && at_ms >= older_than_ms) || at_ms >= held)
-                {
-                    break;
-                }
-                if run.segment != LOGGED && s.find_place(e.key(), place).is_some() {
-                    out.push((e.key().fingerprint(), run.id(e.offsets).0, at_ms));
-                }
-                s.logged += 1;
-            }
+            s.lock()
+                .take_unlogged(segment, older_than_ms, held, &mut out);
         }
         out
     }
@@ -660,44 +685,69 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// One entry of the model's queue.
+    struct Remembered {
+        key: Key,
+        id: u64,
+        at_ms: u64,
+        segment: u64,
+        live: bool,
+    }
+
     /// The index as a plain map beside a queue in arrival order, entry by
-    /// entry (forgotten ones stay in the queue, as in the ring).
+    /// entry (forgotten ones stay in the queue, as in the ring), and how
+    /// far the dedupe log has taken it.
     #[derive(Default)]
     struct Model {
-        queue: VecDeque<(Key, u64, u64, bool)>,
+        queue: VecDeque<Remembered>,
         live: HashMap<(u64, u32), u64>,
+        head_seq: u64,
+        logged: u64,
+    }
+
+    /// The end of the second of `at_ms` (times are kept in whole seconds).
+    fn second_end(at_ms: u64) -> u64 {
+        at_ms / 1000 * 1000 + 999
     }
 
     impl Model {
         fn pop(&mut self) {
-            let (k, _, _, live) = self.queue.pop_front().unwrap();
-            if live {
-                self.live.remove(&(k.hi, k.mid));
+            let e = self.queue.pop_front().unwrap();
+            if e.live {
+                self.live.remove(&(e.key.hi, e.key.mid));
             }
+            self.head_seq += 1;
+            self.logged = self.logged.max(self.head_seq);
         }
 
         fn insert(
             &mut self,
-            k: Key,
-            (id, at_ms): (u64, u64),
+            key: Key,
+            (id, at_ms, segment): (u64, u64, u64),
             now_ms: u64,
             cap: usize,
             window: u64,
         ) -> Result<(), u64> {
-            while let Some(&(_, _, at, _)) = self.queue.front() {
-                if at / 1000 * 1000 + 999 + window >= now_ms {
+            while let Some(e) = self.queue.front() {
+                if second_end(e.at_ms) + window >= now_ms {
                     break;
                 }
                 self.pop();
             }
-            if let Some(&id) = self.live.get(&(k.hi, k.mid)) {
+            if let Some(&id) = self.live.get(&(key.hi, key.mid)) {
                 return Err(id);
             }
             while self.queue.len() >= cap {
                 self.pop();
             }
-            self.queue.push_back((k, id, at_ms, true));
-            self.live.insert((k.hi, k.mid), id);
+            self.queue.push_back(Remembered {
+                key,
+                id,
+                at_ms,
+                segment,
+                live: true,
+            });
+            self.live.insert((key.hi, key.mid), id);
             Ok(())
         }
 
@@ -707,15 +757,36 @@ mod tests {
                     .queue
                     .iter_mut()
                     .rev()
-                    .find(|e| e.0 == k && e.3)
+                    .find(|e| e.key == k && e.live)
                     .unwrap();
-                e.3 = false;
+                e.live = false;
             }
+        }
+
+        /// The keys [`Shard::take_unlogged`] should give.
+        fn take_unlogged(
+            &mut self,
+            segment: u64,
+            older_than_ms: u64,
+            held: u64,
+        ) -> Vec<(u128, u64, u64)> {
+            let mut out = Vec::new();
+            while let Some(e) = self.queue.get((self.logged - self.head_seq) as usize) {
+                let at_ms = second_end(e.at_ms);
+                if (e.segment >= segment && at_ms >= older_than_ms) || at_ms >= held {
+                    break;
+                }
+                if e.live {
+                    out.push((e.key.fingerprint(), e.id, at_ms));
+                }
+                self.logged += 1;
+            }
+            out
         }
     }
 
     #[test]
-    fn a_shard_agrees_with_a_plain_map_through_inserts_evictions_expiry_and_forgets() {
+    fn a_shard_agrees_with_a_plain_map_through_inserts_evictions_expiry_forgets_and_logging() {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut rand = move |n: u64| {
             seed ^= seed << 13;
@@ -724,18 +795,24 @@ mod tests {
             seed % n
         };
         // 300 keys crowded on few homes and tags (long probe runs, tags
-        // that match other keys), a cap of 120, a 20 s window; ids and
-        // times a little out of order, now and then by more than a run's
-        // slack or its offsets.
+        // that match other keys), a cap of 120, a 20 s window, a journal
+        // segment every 3,000 steps; ids and times a little out of order,
+        // now and then by more than a run's slack or its offsets; now and
+        // then a long pause that empties the ring.
         let key = |k: u64| Key {
             hi: k.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             mid: (((k % 5) as u32) << 24) | ((k % 3) as u32) << 28 | (k as u32 % 11),
         };
         let (cap, window) = (120, 20_000);
         let (mut shard, mut model) = (Shard::default(), Model::default());
-        let (mut now, mut most_runs) = (0u64, 0);
+        let (mut now, mut most_runs, mut logged, mut emptied) = (0u64, 0, 0, 0);
         for step in 0..300_000u64 {
-            now += rand(250);
+            now += if rand(20_000) == 0 {
+                6_000_000
+            } else {
+                rand(250)
+            };
+            let segment = 1 + step / 3_000;
             let k = key(rand(300));
             if rand(10) == 0 {
                 model.forget(k);
@@ -749,13 +826,14 @@ mod tests {
                     1 => now + 5_000_000,
                     _ => now.saturating_sub(rand(3_000)),
                 };
-                let want = model.insert(k, (id, at), now, cap, window);
+                let want = model.insert(k, (id, at, segment), now, cap, window);
                 shard.expire(window, now);
+                emptied += usize::from(shard.len == 0);
                 let got = match shard.find(k) {
                     Some(i) => Err(shard.id_at(Shard::place(shard.slots[i])).0),
                     None => {
                         shard.make_room(cap);
-                        shard.push(k, MessageId(id), at, 1);
+                        shard.push(k, MessageId(id), at, segment);
                         Ok(())
                     }
                 };
@@ -765,6 +843,21 @@ mod tests {
             assert_eq!(shard.len, model.queue.len(), "step {step}");
             assert!(shard.runs.len() <= shard.len.max(1), "step {step}");
             most_runs = most_runs.max(shard.runs.len());
+            if step % 499 == 0 {
+                // The trickle (by time, sometimes held back) or compaction
+                // (by segment).
+                let (segment, older_than, held) = match rand(3) {
+                    0 => (0, now.saturating_sub(5_000), u64::MAX),
+                    1 => (0, now, now.saturating_sub(rand(10_000))),
+                    _ => (segment.saturating_sub(rand(3)), 0, u64::MAX),
+                };
+                let mut got = Vec::new();
+                shard.take_unlogged(segment, older_than, held, &mut got);
+                let want = model.take_unlogged(segment, older_than, held);
+                assert_eq!(got, want, "step {step}");
+                assert_eq!(shard.logged, model.logged, "step {step}");
+                logged += got.len();
+            }
             if step % 997 == 0 {
                 for k in 0..300 {
                     let k = key(k);
@@ -780,11 +873,13 @@ mod tests {
             }
         }
         // The ring never grew past the cap, the index stayed under 3/4 full,
-        // runs were cut for ids and for times, and those of entries gone
-        // went with them.
+        // runs were cut (for segments, ids and times), and those of entries
+        // gone went with them; keys were logged; the ring emptied.
         assert_eq!(shard.ring.len(), cap);
         assert!(shard.live * 4 <= shard.slots.len() * 3);
         assert!(most_runs > 4, "{most_runs}");
+        assert!(logged > 1_000, "{logged}");
+        assert!(emptied > 3, "{emptied}");
     }
 
     #[test]
@@ -804,28 +899,33 @@ mod tests {
     fn a_key_restored_again_answers_with_its_last_id_and_its_latest_time() {
         let d = Dedupe::new(Duration::from_secs(100), [4; 16]);
         let t: Arc<str> = "t".into();
-        let fp = d.fingerprint("t", "a");
-        d.restore(fp, MessageId(10), 1_000, 1_000, None);
+        let (a, b) = (d.fingerprint("t", "a"), d.fingerprint("t", "b"));
+        d.restore(a, MessageId(10), 1_000, 1_000, None);
         // An earlier time: the key keeps its later one.
-        d.restore(fp, MessageId(11), 500, 1_000, None);
+        d.restore(a, MessageId(11), 500, 1_000, None);
         assert_eq!(
             d.check_or_insert(&t, "a", MessageId(1), 101_999, 1),
             Err(MessageId(11))
         );
-        // An id, then a time, past what the entry's run holds.
-        d.restore(fp, MessageId(1 << 40), 2_000, 2_000, Some(0));
+        // Ids past what the entry's run holds, the second at an earlier
+        // time: the key moves to a new entry, with the later time.
+        d.restore(a, MessageId(1 << 40), 2_000, 2_000, None);
+        d.restore(a, MessageId(12), 500, 2_000, Some(0));
+        // A time past what the run holds: likewise.
+        d.restore(b, MessageId(20), 2_000, 2_000, Some(0));
+        d.restore(b, MessageId(20), 9_000_000, 9_000_000, Some(0));
+        assert_eq!(d.len(), 2);
+        // The entries left behind are neither found nor logged.
+        let mut logged = d.take_unlogged_before(1);
+        logged.sort_by_key(|k| k.1);
+        let kept = |fp| Key::of(fp).fingerprint();
+        assert_eq!(logged, [(kept(a), 12, 2_999), (kept(b), 20, 9_000_999)]);
         assert_eq!(
-            d.check_or_insert(&t, "a", MessageId(1), 102_999, 1),
-            Err(MessageId(1 << 40))
+            d.check_or_insert(&t, "b", MessageId(1), 9_100_999, 1),
+            Err(MessageId(20))
         );
-        d.restore(fp, MessageId(12), 9_000_000, 9_000_000, Some(0));
-        assert_eq!(d.len(), 1);
         assert_eq!(
-            d.check_or_insert(&t, "a", MessageId(1), 9_100_999, 1),
-            Err(MessageId(12))
-        );
-        assert_eq!(
-            d.check_or_insert(&t, "a", MessageId(1), 9_101_000, 1),
+            d.check_or_insert(&t, "b", MessageId(1), 9_101_000, 1),
             Ok(())
         );
     }
