@@ -24,8 +24,8 @@
 //!   at 50,000 messages per second) or 67 minutes. At 50,000 messages per
 //!   second that is a 32-byte run per a few hundred keys; at the worst
 //!   (keys restored in no order of ids or times, each a run of its own) a
-//!   key costs a 32-byte run more, and up to twice that until the list of
-//!   runs shrinks behind them.
+//!   key costs a 32-byte run more, and up to four times that until the
+//!   list of runs shrinks behind them.
 //! - **The index** is linear probing over `u32` slots: the entry's place
 //!   in the ring and 8 bits of its fingerprint, so a probe past another
 //!   key rarely reads the ring. Deletion shifts the run back (no
@@ -585,19 +585,24 @@ impl Dedupe {
     /// Restores a key (ignored when outside the window); `segment` is
     /// `None` for keys already in the dedupe log.
     ///
-    /// A key restored again (from the dedupe log, then from the journal)
-    /// takes the new id and keeps the later time. When its entry's run
-    /// cannot hold them (ids about a million apart, times more than an
-    /// hour), the key gets a new entry, and the old one, forgotten, still
-    /// counts against the bound until it is evicted. A key already logged
-    /// whose id changes in place is not logged again.
+    /// A time past `now_ms` is taken as `now_ms`. A key restored again
+    /// (from the dedupe log, then from the journal) takes the new id and
+    /// keeps the later time. When its entry's run cannot hold them (an id
+    /// below the run's base or about a million above it, a time about an
+    /// hour after the run began), the key gets a new entry, and the old
+    /// one, forgotten, still counts against the bound until it is evicted.
+    /// A key already logged whose id or time changes in place is not
+    /// logged again.
     pub fn restore(&self, fp: u128, id: MessageId, at_ms: u64, now_ms: u64, segment: Option<u64>) {
-        if at_ms + self.window_ms < now_ms {
+        if at_ms.saturating_add(self.window_ms) < now_ms {
             return;
         }
+        // A time past now (the clock stepped back across a restart, or a
+        // damaged file) is taken as now: kept, it would hold back every
+        // later key of its shard from the dedupe log, and from expiry.
+        let mut at_ms = at_ms.min(now_ms);
         let key = Key::of(fp);
         let mut s = self.shard(key).lock();
-        let mut at_ms = at_ms;
         if let Some(i) = s.find(key) {
             let place = Shard::place(s.slots[i]);
             match s.rewrite(place, id, at_ms) {
@@ -856,6 +861,16 @@ mod tests {
                 let want = model.take_unlogged(segment, older_than, held);
                 assert_eq!(got, want, "step {step}");
                 assert_eq!(shard.logged, model.logged, "step {step}");
+                if older_than == 0 && held == u64::MAX {
+                    // What compaction relies on: no entry of a segment it
+                    // deletes is left unlogged.
+                    let walked = (model.logged - model.head_seq) as usize;
+                    let left = model.queue.iter().skip(walked);
+                    assert!(
+                        left.into_iter().all(|e| e.segment >= segment),
+                        "step {step}"
+                    );
+                }
                 logged += got.len();
             }
             if step % 997 == 0 {
@@ -926,6 +941,40 @@ mod tests {
         );
         assert_eq!(
             d.check_or_insert(&t, "b", MessageId(1), 9_101_000, 1),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_restored_time_past_now_is_taken_as_now() {
+        let d = Dedupe::new(Duration::from_secs(100), [6; 16]);
+        let t: Arc<str> = "t".into();
+        let now = 50_000;
+        d.restore(
+            d.fingerprint("t", "a"),
+            MessageId(1),
+            u64::MAX,
+            now,
+            Some(0),
+        );
+        d.restore(
+            d.fingerprint("t", "b"),
+            MessageId(2),
+            now + 3_600_000,
+            now,
+            Some(0),
+        );
+        assert_eq!(d.len(), 2);
+        // They go to the dedupe log as keys of now (not held back for
+        // ever, nor every key after them)...
+        assert_eq!(d.take_unlogged(0, now + 1_000).len(), 2);
+        // ...and are forgotten a window after now.
+        assert_eq!(
+            d.check_or_insert(&t, "a", MessageId(3), now + 100_999, 1),
+            Err(MessageId(1))
+        );
+        assert_eq!(
+            d.check_or_insert(&t, "b", MessageId(3), now + 101_000, 1),
             Ok(())
         );
     }
