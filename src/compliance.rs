@@ -299,6 +299,7 @@ impl Compliance {
     pub fn open_in(dir: &Path, config: &Config) -> Result<Compliance, ComplianceError> {
         let jcfg = JournalConfig {
             segment_bytes: 64 << 20,
+            prezero_segments: config.journal.prezero_segments,
             ..JournalConfig::default()
         };
         let (journal, recovered) = Journal::open(dir, &jcfg)?;

@@ -310,6 +310,10 @@ fn describe() {
         "Bytes in journal segments on disk."
     );
     describe_gauge!("sluice_journal_segments", "Journal segments on disk.");
+    describe_counter!(
+        "sluice_journal_segments_total",
+        "Journal segments started by a rotation; zeroed=\"true\" when it was written full of zeros ahead of time (journal.prezero_segments), so that its syncs do not also commit file growth."
+    );
     describe_gauge!(
         "sluice_build_info",
         "Always 1; the label version is the running build's."

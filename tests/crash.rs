@@ -442,6 +442,28 @@ async fn each_once_after_restart(
 /// each `unknown` is accounted for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_resumes_after_every_restart_and_accounts_for_every_message() {
+    crash_loop(None, 50..1200).await;
+}
+
+/// The crash loop on 1 MiB journal segments: the head rotates every few
+/// hundred milliseconds, so kills land on segments zeroed ahead of time
+/// (their zeros after the last record), on rotations and on compactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_on_small_segments_zeroed_ahead_loses_and_doubles_nothing() {
+    // Kills come later than in the first loop: each restart begins on a
+    // plain head, and the first zeroed one follows it after a megabyte.
+    let zeroed_heads = crash_loop(Some(1 << 20), 600..2500).await;
+    assert!(
+        zeroed_heads > 0,
+        "no kill left a head segment zeroed ahead of time: the test did not test it"
+    );
+}
+
+/// Runs the crash loop, each kill at a random time in `kill_ms` after the
+/// run's start; with `segment_bytes`, on journal segments of that size.
+/// Returns how many kills left the journal's head with zeros after its
+/// last record.
+async fn crash_loop(segment_bytes: Option<u64>, kill_ms: std::ops::Range<u64>) -> usize {
     use rand::{RngExt, SeedableRng};
     let seed: u64 = std::env::var("SLUICE_CRASH_SEED")
         .ok()
@@ -456,6 +478,16 @@ async fn crash_loop_resumes_after_every_restart_and_accounts_for_every_message()
     let dir = tempfile::tempdir().unwrap();
     // Two binds of 64, paced: a backlog builds while batches arrive.
     let cfg_path = write_config(dir.path(), smsc.local_addr(), 2, 64, 2500);
+    if let Some(bytes) = segment_bytes {
+        let mut cfg = std::fs::read_to_string(&cfg_path).unwrap();
+        cfg = cfg.replacen(
+            "[ingest]",
+            &format!("[journal]\nsegment_bytes = {bytes}\n[ingest]"),
+            1,
+        );
+        std::fs::write(&cfg_path, cfg).unwrap();
+    }
+    let mut zeroed_heads = 0;
 
     let terminal: std::sync::Arc<parking_lot::Mutex<HashMap<u64, Vec<i32>>>> = Default::default();
     let mut acked: HashMap<String, u64> = HashMap::new();
@@ -500,13 +532,14 @@ async fn crash_loop_resumes_after_every_restart_and_accounts_for_every_message()
         };
         todo.extend(next_batch..end);
         next_batch = end;
-        let kill_at = Duration::from_millis(rng.random_range(50..1200));
+        let kill_at = Duration::from_millis(rng.random_range(kill_ms.clone()));
         let started = tokio::time::Instant::now();
         let mut pending = FuturesUnordered::new();
         let mut todo = todo.into_iter();
         loop {
             if !last && started.elapsed() >= kill_at {
                 child.kill();
+                zeroed_heads += usize::from(head_ends_in_zeros(&dir.path().join("data/journal")));
                 break;
             }
             if pending.len() < 4
@@ -594,9 +627,24 @@ async fn crash_loop_resumes_after_every_restart_and_accounts_for_every_message()
         "a text reached the SMSC twice"
     );
     eprintln!(
-        "crash loop: {KILLS} kills, {} messages acked, {delivered} delivered, {unknown} unknown ({unknown_reached} of them reached the SMSC), 0 lost, 0 doubled; dispatch resumed after restarts in {resumed_in:?}",
+        "crash loop: {KILLS} kills ({zeroed_heads} of them left a head segment zeroed ahead of time), {} messages acked, {delivered} delivered, {unknown} unknown ({unknown_reached} of them reached the SMSC), 0 lost, 0 doubled; dispatch resumed after restarts in {resumed_in:?}",
         acked.len()
     );
+    zeroed_heads
+}
+
+/// Whether the journal's last segment ends in 4 KiB of zeros: what a head
+/// zeroed ahead of time holds after its last record (records never end in
+/// a run of zeros that long).
+fn head_ends_in_zeros(journal: &std::path::Path) -> bool {
+    let last = std::fs::read_dir(journal)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max();
+    last.and_then(|p| std::fs::read(p).ok())
+        .is_some_and(|d| d.len() >= 4096 && d[d.len() - 4096..].iter().all(|&b| b == 0))
 }
 
 /// One gateway per data directory: a second `sluice run` on a locked

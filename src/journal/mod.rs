@@ -15,7 +15,8 @@
 //!
 //! # Format and guarantees
 //! Records are framed with a length and a CRC ([`record`]); a torn record at
-//! the tail of the last segment (a crash mid-write) is truncated on open; a bad
+//! the tail of the last segment (a crash mid-write), or the zeros of a
+//! segment written ahead of time ([`prezero`]), is truncated on open; a bad
 //! record anywhere else stops the start with [`JournalError::Corrupt`].
 //! [`Journal::accept`] and the other durable appends resolve only after the
 //! bytes are synced. Compaction carries live records of old segments forward
@@ -23,6 +24,7 @@
 
 pub mod dedupe_log;
 pub mod lock;
+mod prezero;
 mod record;
 mod replay;
 pub mod salvage;
@@ -452,6 +454,7 @@ impl Journal {
             existing,
             head,
             cfg.segment_bytes,
+            cfg.prezero_segments,
             shared.clone(),
         )
         .map_err(|e| JournalError::Io(dir.to_owned(), e))?;

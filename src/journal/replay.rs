@@ -184,13 +184,26 @@ fn apply_segments(
                     "bad record in a segment that is not the last".into(),
                 ));
             }
-            if let Some(next) = next_valid(&data, valid + 1) {
-                return Err(damaged(format!(
-                    "bad record followed by valid records (the next at offset {next})"
-                )));
+            match unsynced_tail(&data, valid) {
+                Some(Tail::Zeros) => {
+                    tracing::info!(target: "sluice::journal", path = %path.display(), offset = valid,
+                        zeros = data.len() - valid, "cutting the zeros after the journal's last record");
+                }
+                Some(Tail::Torn) => {
+                    tracing::warn!(target: "sluice::journal", path = %path.display(), offset = valid,
+                        "truncating a torn record at the end of the journal");
+                }
+                Some(Tail::Unsynced { page }) => {
+                    tracing::warn!(target: "sluice::journal", path = %path.display(), offset = valid, page,
+                        "truncating the end of the journal: a page of it never reached the disk, so no sync completed after it and nothing from here on was acknowledged");
+                }
+                None => {
+                    let next = next_valid(&data, valid + 1).unwrap_or(data.len());
+                    return Err(damaged(format!(
+                        "bad record followed by valid records (the next at offset {next})"
+                    )));
+                }
             }
-            tracing::warn!(target: "sluice::journal", path = %path.display(), offset = valid,
-                "truncating a torn record at the end of the journal");
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -239,6 +252,50 @@ fn record_len_at(data: &[u8], off: usize) -> Option<usize> {
     }
     let body = data.get(off + 8..off + 8 + len)?;
     (crc32fast::hash(body) == crc && Kind::from_u8(body[0]).is_some()).then_some(8 + len)
+}
+
+/// Size of the pages a torn write can lose one by one.
+const PAGE: usize = 4096;
+
+/// What ends the last segment after its valid records, when an ordinary
+/// start may cut it (see [`unsynced_tail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tail {
+    /// Only zeros: the rest of a segment zeroed ahead of time (`prezero`),
+    /// or pages a crash left zeroed. No record starts with a zero length.
+    Zeros,
+    /// No valid record follows: a crash mid-write.
+    Torn,
+    /// A page of zeros (at `page`) before the next valid record: a write
+    /// into a segment zeroed ahead of time that a power loss cut in pieces
+    /// (the disk kept some of its pages and not others). No sync completed
+    /// after that page was written (it would have kept it), so nothing from
+    /// the first bad byte on was acknowledged. No record holds 4 KiB of
+    /// zeros (a text is at most 1,600 characters; media are ids).
+    Unsynced {
+        /// Offset of the page.
+        page: usize,
+    },
+}
+
+/// Whether the bytes of the last segment from `valid` (the end of its valid
+/// prefix) on may be cut, and why; `None` when they are damage.
+pub(super) fn unsynced_tail(data: &[u8], valid: usize) -> Option<Tail> {
+    let rest = data.get(valid..)?;
+    if rest.iter().all(|&b| b == 0) {
+        return Some(Tail::Zeros);
+    }
+    let Some(next) = next_valid(data, valid + 1) else {
+        return Some(Tail::Torn);
+    };
+    let mut page = valid.div_ceil(PAGE) * PAGE;
+    while page + PAGE <= next {
+        if data[page..page + PAGE].iter().all(|&b| b == 0) {
+            return Some(Tail::Unsynced { page });
+        }
+        page += PAGE;
+    }
+    None
 }
 
 /// The first offset at or after `from` where a valid record starts.

@@ -32,9 +32,12 @@ pub struct SegmentReport {
     pub bytes: u64,
     /// Valid records.
     pub records: u64,
-    /// Damaged stretches `(offset, length)`; a last one reaching the end of
-    /// the last segment with nothing valid after it is a torn tail.
+    /// Damaged stretches `(offset, length)`.
     pub damaged: Vec<(u64, u64)>,
+    /// Whether a start would cut this segment from its first damage on, if
+    /// it is the last: a torn tail, zeros, or a write a power loss cut in
+    /// pages (nothing after it was acknowledged; see `replay`).
+    pub cut_tail: bool,
 }
 
 /// What `check` found in a journal.
@@ -50,8 +53,7 @@ impl CheckReport {
     pub fn is_damaged(&self) -> bool {
         let n = self.segments.len();
         self.segments.iter().enumerate().any(|(i, s)| {
-            let tail_ok =
-                i + 1 == n && s.damaged.len() == 1 && s.damaged[0].0 + s.damaged[0].1 == s.bytes;
+            let tail_ok = i + 1 == n && s.cut_tail;
             !s.damaged.is_empty() && !tail_ok
         })
     }
@@ -96,6 +98,7 @@ pub fn check(dir: &Path) -> Result<CheckReport, JournalError> {
             bytes,
             records: 0,
             damaged: Vec::new(),
+            cut_tail: false,
         };
         for span in replay::scan(&data) {
             match span {
@@ -103,6 +106,10 @@ pub fn check(dir: &Path) -> Result<CheckReport, JournalError> {
                 Span::Damaged { offset, len } => seg.damaged.push((offset as u64, len as u64)),
             }
         }
+        seg.cut_tail = seg
+            .damaged
+            .first()
+            .is_some_and(|&(at, _)| replay::unsynced_tail(&data, at as usize).is_some());
         report.segments.push(seg);
     }
     Ok(report)

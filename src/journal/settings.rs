@@ -21,7 +21,7 @@ pub enum Recovery {
 /// # Defaults
 /// path `<data_dir>/journal`, segments of 64 MiB, compaction past 8 segments,
 /// recovery `unknown`, at most 20,000,000 live messages, 1,000,000 of them
-/// queued in memory, spill files of 64 MiB.
+/// queued in memory, spill files of 64 MiB, segments zeroed ahead of time.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
@@ -43,6 +43,12 @@ pub struct JournalConfig {
     pub max_queued_in_memory: u64,
     /// Size at which a spill file is closed and a new one started.
     pub spill_file_bytes: u64,
+    /// Write each next segment full of zeros while the head fills, so that
+    /// the group commits' `fdatasync`s overwrite blocks instead of growing
+    /// the file (a third less time per sync on ext4, measured; no gain on
+    /// copy-on-write file systems such as btrfs or ZFS, where it only adds
+    /// writes). Costs up to two segments of disk beyond the records.
+    pub prezero_segments: bool,
 }
 
 impl Default for JournalConfig {
@@ -55,6 +61,7 @@ impl Default for JournalConfig {
             max_live_messages: 20_000_000,
             max_queued_in_memory: 1_000_000,
             spill_file_bytes: 64 << 20,
+            prezero_segments: true,
         }
     }
 }

@@ -589,6 +589,71 @@ async fn garbage_after_the_last_record_is_a_torn_tail() {
     assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, good);
 }
 
+/// The last segment after a power loss during a group commit into a
+/// segment zeroed ahead of time: the disk kept some pages of the write and
+/// not others, so a bad record is followed by a page of zeros and then by
+/// valid records. No sync completed after that page was written, so none
+/// of it was acknowledged: a start cuts it all (it used to refuse).
+#[tokio::test]
+async fn a_write_a_power_loss_cut_in_pages_is_cut_from_its_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a")]).wait().await.unwrap();
+    }
+    let segs = replay::list_segments(dir.path()).unwrap();
+    let path = writer::segment_path(dir.path(), segs[0].0);
+    let mut data = std::fs::read(&path).unwrap();
+    let good = data.len();
+    // The first page of the lost write: a record's start, its rest lost.
+    data.extend_from_slice(&[200, 1, 0, 0, 9, 9, 9, 9, 2, 7, 7, 7]);
+    let page = 4096;
+    let lost = data.len().div_ceil(page) * page + page; // a whole page of zeros
+    data.resize(lost, 0);
+    // A later page the disk kept: whole records of the same write.
+    let mut later = BytesMut::new();
+    record::frame_with(&mut later, Kind::Accept, |b| {
+        record::encode_accept(b, [&msg(2, "b")])
+    });
+    data.extend_from_slice(&later);
+    data.resize(data.len() + 64 * 1024, 0); // the zeroed rest of the segment
+    std::fs::write(&path, &data).unwrap();
+
+    assert!(!salvage::check(dir.path()).unwrap().is_damaged());
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    assert_eq!(rec.messages.len(), 1, "only the acknowledged message");
+    assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, good);
+}
+
+/// Without a page of zeros between them, a bad record followed by valid
+/// ones is damage, zeros after them or not: the start is refused.
+#[tokio::test]
+async fn a_bad_record_before_valid_ones_with_no_lost_page_between_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a")]).wait().await.unwrap();
+    }
+    let segs = replay::list_segments(dir.path()).unwrap();
+    let path = writer::segment_path(dir.path(), segs[0].0);
+    let mut data = std::fs::read(&path).unwrap();
+    data.extend_from_slice(&[200, 1, 0, 0, 9, 9, 9, 9, 2, 7, 7, 7]);
+    data.resize(data.len() + 4000, 0xAB);
+    let mut later = BytesMut::new();
+    record::frame_with(&mut later, Kind::Accept, |b| {
+        record::encode_accept(b, [&msg(2, "b")])
+    });
+    data.extend_from_slice(&later);
+    data.resize(data.len() + 64 * 1024, 0);
+    std::fs::write(&path, &data).unwrap();
+
+    assert!(salvage::check(dir.path()).unwrap().is_damaged());
+    assert!(matches!(
+        Journal::open(dir.path(), &cfg()),
+        Err(JournalError::Corrupt { .. })
+    ));
+}
+
 #[test]
 fn replay_of_the_largest_ids_does_not_overflow() {
     // Found by the journal_replay fuzz target: `id + 1` overflowed for a

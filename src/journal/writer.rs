@@ -1,6 +1,7 @@
 //! The journal's writer thread: appends framed records to the head segment,
 //! group-commits them with one `fdatasync` for everything that arrived while
-//! the previous sync ran, rotates segments, and deletes compacted ones.
+//! the previous sync ran, rotates segments (onto one zeroed ahead of time
+//! when [`super::prezero`] has it ready), and deletes compacted ones.
 //!
 //! A dedicated OS thread (not a tokio task) because `write` and `fdatasync`
 //! block; callers hand it already-encoded bytes over a channel, so the thread
@@ -17,6 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
+use super::prezero::Prezero;
 use super::record::{self, Kind, SegmentHeader};
 
 /// Result of a durable append, shared by every waiter of one group commit.
@@ -90,18 +92,38 @@ pub(crate) struct Writer {
     segments: Vec<(u64, u64)>,
     shared: Arc<Shared>,
     buf: Vec<u8>,
+    /// The next segment zeroed ahead of time, when enabled.
+    prezero: Option<Prezero>,
 }
 
 impl Writer {
-    /// Starts a new head segment numbered `head` after the existing ones.
+    /// Starts a new head segment numbered `head` after the existing ones;
+    /// with `prezero`, later segments are zeroed ahead of time
+    /// ([`super::prezero`]).
     pub(crate) fn create(
         dir: PathBuf,
         existing: Vec<(u64, u64)>,
         head: u64,
         segment_bytes: u64,
+        prezero: bool,
         shared: Arc<Shared>,
     ) -> io::Result<Writer> {
-        let file = open_segment(&dir, head)?;
+        let mut prezero = if prezero {
+            Prezero::start(&dir, segment_bytes)
+                .inspect_err(|e| {
+                    tracing::warn!(target: "sluice::journal", error = %e,
+                        "segments will not be zeroed ahead of time");
+                })
+                .ok()
+        } else {
+            None
+        };
+        // The first head, too, begins on a zeroed file when the last run
+        // left one.
+        let file = match prezero.as_mut().map(|p| p.take(&segment_path(&dir, head))) {
+            Some(Ok(Some(file))) => file,
+            _ => open_segment(&dir, head)?,
+        };
         let mut w = Writer {
             dir,
             file,
@@ -111,10 +133,12 @@ impl Writer {
             segments: existing,
             shared,
             buf: Vec::with_capacity(1 << 20),
+            prezero,
         };
         w.segments.push((head, 0));
         w.write_header()?;
         w.file.sync_data()?;
+        sync_dir(&w.dir)?;
         w.publish();
         Ok(w)
     }
@@ -148,9 +172,32 @@ impl Writer {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
+        if self.file.metadata()?.len() > self.head_len {
+            // A zeroed segment: its zeros are cut, and the length is durable
+            // before the next segment has its name (replay takes zeros only
+            // at the end of the last segment).
+            self.file.set_len(self.head_len)?;
+            self.file.sync_all()?;
+        } else {
+            self.file.sync_data()?;
+        }
         self.head += 1;
-        self.file = open_segment(&self.dir, self.head)?;
+        let path = segment_path(&self.dir, self.head);
+        let zeroed = match self.prezero.as_mut().map(|p| p.take(&path)) {
+            Some(Ok(file)) => file,
+            Some(Err(e)) => {
+                tracing::warn!(target: "sluice::journal", error = %e,
+                    "could not use the segment zeroed ahead of time");
+                None
+            }
+            None => None,
+        };
+        metrics::counter!("sluice_journal_segments_total", "zeroed" => if zeroed.is_some() { "true" } else { "false" })
+            .increment(1);
+        self.file = match zeroed {
+            Some(f) => f,
+            None => open_segment(&self.dir, self.head)?,
+        };
         self.head_len = 0;
         self.segments.push((self.head, 0));
         self.write_header()?;
@@ -228,17 +275,22 @@ impl Writer {
                 let _ = w.send(shared.clone());
             }
             for c in control.drain(..) {
-                self.control(c);
+                self.control(c, &mut failed);
             }
-            if self.head_len >= self.segment_bytes
-                && let Err(e) = self.rotate()
-            {
-                tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed");
+            if failed.is_none() && self.head_len >= self.segment_bytes {
+                self.rotate_or_fail(&mut failed);
             }
         }
         if failed.is_none() {
             self.take_staged();
             let _ = self.write_buf().and_then(|_| self.sync());
+            // A clean stop leaves no zeros after the last record.
+            if self.file.metadata().is_ok_and(|m| m.len() > self.head_len) {
+                let _ = self
+                    .file
+                    .set_len(self.head_len)
+                    .and_then(|()| self.file.sync_all());
+            }
         }
     }
 
@@ -259,14 +311,28 @@ impl Writer {
         }
     }
 
-    fn control(&mut self, c: Command) {
+    /// Rotates; a failure leaves the writer refusing appends, as a failed
+    /// write does: the old head may have lost its cut or the new one its
+    /// header, and records appended on would sit where replay refuses them.
+    fn rotate_or_fail(&mut self, failed: &mut Option<Arc<io::Error>>) {
+        if let Err(e) = self.rotate() {
+            tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed; refusing further appends");
+            *failed = Some(Arc::new(e));
+        }
+    }
+
+    fn control(&mut self, c: Command, failed: &mut Option<Arc<io::Error>>) {
         match c {
             Command::Append { .. } => unreachable!("appends are taken directly"),
             Command::Rotate { done } => {
-                if let Err(e) = self.rotate() {
-                    tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed");
+                if failed.is_none() {
+                    self.rotate_or_fail(failed);
                 }
-                let _ = done.send(self.head);
+                // A failed writer names no new head: the compaction that
+                // asked stops before it deletes anything.
+                if failed.is_none() {
+                    let _ = done.send(self.head);
+                }
             }
             Command::DeleteBefore { before, done } => {
                 let _ = done.send(self.delete_before(before));
@@ -304,6 +370,11 @@ impl Writer {
         self.head_len += self.buf.len() as u64;
         self.buf.clear();
         self.publish();
+        if self.head_len >= self.segment_bytes / 4
+            && let Some(p) = self.prezero.as_mut()
+        {
+            p.request();
+        }
         r.map(|()| true)
     }
 
@@ -318,13 +389,146 @@ impl Writer {
     }
 }
 
+/// Creates segment `n`, empty. Records are written at the writer's
+/// position, not appended (a zeroed segment is overwritten from its start);
+/// a new head's name is never a segment with records, and a zeroed file
+/// renamed to it that then failed to open is cut here.
 fn open_segment(dir: &Path, n: u64) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
-        .append(true)
+        .write(true)
+        .truncate(true)
         .open(segment_path(dir, n))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{prezero, replay};
+
+    /// Appends framed event acknowledgements of ~1 KiB each to the buffer
+    /// until `bytes` are written, syncing once.
+    fn fill(w: &mut Writer, bytes: u64) {
+        let mut b = BytesMut::new();
+        let mut id = w.head_len;
+        while (b.len() as u64) < bytes {
+            record::frame(
+                &mut b,
+                Kind::EventAck,
+                &record::Ids {
+                    ids: (id..id + 128).collect(),
+                },
+            );
+            id += 128;
+        }
+        w.buf.extend_from_slice(&b);
+        assert!(w.write_buf().unwrap());
+        w.sync().unwrap();
+    }
+
+    fn len(dir: &Path, n: u64) -> u64 {
+        std::fs::metadata(segment_path(dir, n)).unwrap().len()
+    }
+
+    #[test]
+    fn a_segment_zeroed_ahead_is_overwritten_and_its_zeros_cut_when_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = 1 << 20;
+        let mut w =
+            Writer::create(dir.path().into(), Vec::new(), 1, seg, true, Arc::default()).unwrap();
+        fill(&mut w, seg / 2);
+        // Half full: the next segment is being zeroed.
+        while !w.prezero.as_ref().unwrap().is_ready() {
+            prezero::wait_a_little();
+        }
+        w.rotate().unwrap();
+        assert_eq!(len(dir.path(), 2), seg, "the new head is the zeroed file");
+        fill(&mut w, seg / 2);
+        assert_eq!(
+            len(dir.path(), 2),
+            seg,
+            "records overwrite the zeros: the file did not grow"
+        );
+        while !w.prezero.as_ref().unwrap().is_ready() {
+            prezero::wait_a_little();
+        }
+        let second = w.head_len;
+        w.rotate().unwrap();
+        assert_eq!(
+            len(dir.path(), 2),
+            second,
+            "a closed segment ends with its last record"
+        );
+        assert_eq!(len(dir.path(), 3), seg);
+        fill(&mut w, seg / 4);
+
+        // As a crash leaves it: the head ends in zeros; replay cuts them.
+        let before = replay::list_segments(dir.path()).unwrap();
+        let rec = replay::replay(dir.path(), &before).unwrap();
+        let records = rec.records;
+        assert_eq!(len(dir.path(), 3), w.head_len, "the zeros are cut");
+        let again = replay::list_segments(dir.path()).unwrap();
+        assert_eq!(replay::replay(dir.path(), &again).unwrap().records, records);
+    }
+
+    #[test]
+    fn a_clean_stop_leaves_no_zeros_after_the_last_record() {
+        for zeroed in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let seg = 1 << 20;
+            let mut w = Writer::create(
+                dir.path().into(),
+                Vec::new(),
+                1,
+                seg,
+                zeroed,
+                Arc::default(),
+            )
+            .unwrap();
+            fill(&mut w, seg / 2);
+            if zeroed {
+                while !w.prezero.as_ref().unwrap().is_ready() {
+                    prezero::wait_a_little();
+                }
+            }
+            w.rotate().unwrap();
+            if zeroed {
+                assert_eq!(len(dir.path(), 2), seg);
+            }
+            fill(&mut w, 4096);
+            let head = w.head_len;
+            let (tx, rx) = mpsc::channel();
+            drop(tx);
+            w.run(rx);
+            assert_eq!(len(dir.path(), 2), head, "zeroed {zeroed}");
+            if !zeroed {
+                assert!(!dir.path().join(prezero::FILE_NAME).exists());
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_writer_starts_no_new_segment_and_names_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::create(
+            dir.path().into(),
+            Vec::new(),
+            1,
+            1 << 20,
+            true,
+            Arc::default(),
+        )
+        .unwrap();
+        fill(&mut w, 4096);
+        let mut failed = Some(Arc::new(io::Error::other("disk gone")));
+        let (done, mut rx) = oneshot::channel();
+        w.control(Command::Rotate { done }, &mut failed);
+        assert!(rx.try_recv().is_err(), "no segment number for compaction");
+        assert_eq!(w.head, 1);
+        assert!(!segment_path(dir.path(), 2).exists());
+    }
 }
