@@ -634,8 +634,8 @@ async fn crash_loop(segment_bytes: Option<u64>, kill_ms: std::ops::Range<u64>) -
 }
 
 /// Whether the journal's last segment ends in 4 KiB of zeros: what a head
-/// zeroed ahead of time holds after its last record (records never end in
-/// a run of zeros that long).
+/// zeroed ahead of time holds after its last record (this test's records
+/// never end in a run of zeros that long).
 fn head_ends_in_zeros(journal: &std::path::Path) -> bool {
     let last = std::fs::read_dir(journal)
         .unwrap()

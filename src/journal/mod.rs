@@ -15,9 +15,10 @@
 //!
 //! # Format and guarantees
 //! Records are framed with a length and a CRC ([`record`]); a torn record at
-//! the tail of the last segment (a crash mid-write), or the zeros of a
-//! segment written ahead of time ([`prezero`]), is truncated on open; a bad
-//! record anywhere else stops the start with [`JournalError::Corrupt`].
+//! the tail of the last segment (a crash mid-write), the zeros of a segment
+//! written ahead of time ([`prezero`]), or a write a power loss kept only in
+//! part, is truncated on open (nothing there was acknowledged); a bad record
+//! anywhere else stops the start with [`JournalError::Corrupt`].
 //! [`Journal::accept`] and the other durable appends resolve only after the
 //! bytes are synced. Compaction carries live records of old segments forward
 //! and deletes the segments (`gateway` drives it).
@@ -410,9 +411,28 @@ impl Durable {
 /// Cheap, clonable handle to the journal.
 #[derive(Clone, Debug)]
 pub struct Journal {
+    // Dropped before `_writer`: the last handle's drop closes the channel,
+    // then waits for the thread.
     tx: mpsc::Sender<Command>,
+    _writer: Arc<WriterThread>,
     shared: Arc<Shared>,
     dir: Arc<Path>,
+}
+
+/// The writer thread, joined when the last handle to the journal goes: a
+/// journal dropped is closed, its staged records written and synced and
+/// its head's zeros cut, before anyone can open the directory again.
+#[derive(Debug)]
+struct WriterThread(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            // The channel is closed (every sender is gone): the thread ends
+            // after its last write and sync.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -459,13 +479,14 @@ impl Journal {
         )
         .map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sluice-journal".into())
             .spawn(move || w.run(rx))
             .map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         Ok((
             Journal {
                 tx,
+                _writer: Arc::new(WriterThread(Some(writer))),
                 shared,
                 dir: dir.into(),
             },
@@ -707,7 +728,8 @@ impl Journal {
     /// Closes the head segment and starts a new one; returns its number.
     ///
     /// # Errors
-    /// [`JournalError::Closed`] when the writer is gone.
+    /// [`JournalError::Closed`] when the writer is gone, or has failed (a
+    /// write, a sync or a rotation) and appends nothing more.
     pub async fn rotate(&self) -> Result<u64, JournalError> {
         let (done, rx) = oneshot::channel();
         self.tx

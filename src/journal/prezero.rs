@@ -10,7 +10,7 @@
 //! So a helper thread writes the next segment's file full of zeros and
 //! syncs it while the head fills; at rotation the writer renames it into
 //! place and overwrites the zeros. In the gateway at 50k msgs/s the mean
-//! sync went from 357–369 to 229–236 µs.
+//! sync went from 342–347 to 219–238 µs (`docs/PERFORMANCE.md`).
 //!
 //! The thread starts on the next file only when asked ([`Prezero::request`],
 //! once the head is a quarter full), so a journal that writes little (tests,
@@ -26,7 +26,8 @@
 //! Zeros after the last record are what a crash leaves in such a head:
 //! replay reads them as the end of the records and cuts them off (a frame
 //! of length 0 is never a record), and so are a write's pages that a power
-//! loss kept while losing an earlier one (`replay::unsynced_tail`). A closed
+//! loss kept while losing an earlier one (`replay::unsynced_tail`; that
+//! segment is kept aside first). A closed
 //! segment never keeps them: the writer cuts the zeros and syncs the length
 //! before the next segment has its name. That cut frees the blocks on the
 //! writer thread: 15–17 ms for a head rotated when it is still mostly zeros,
@@ -172,6 +173,17 @@ impl Drop for Prezero {
         self.ask = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Removes the files a run with zeroing on left in `dir` (for a start with
+/// it off); failures are only logged.
+pub(crate) fn remove_leftovers(dir: &Path) {
+    for name in [FILE_NAME, PART_NAME] {
+        if let Err(e) = remove_if_there(&dir.join(name)) {
+            tracing::warn!(target: "sluice::journal", error = %e, file = name,
+                "could not remove a segment zeroed ahead of time");
         }
     }
 }

@@ -119,8 +119,11 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
 
 /// Replays the segments; truncates a torn tail of the last one.
 ///
-/// A bad record is a torn tail only when no valid record follows it in the
-/// last segment (a crash mid-append). Anything else — a bad record with
+/// A bad record at the end of the last segment is cut when nothing after
+/// it can have been acknowledged ([`unsynced_tail`]): no valid record
+/// follows it (a crash mid-append), only zeros follow it (a segment zeroed
+/// ahead of time), or a page of zeros lies before the next valid record (a
+/// write a power loss kept in part). Anything else — a bad record with
 /// valid ones after it, or in an older segment — is damage: the start is
 /// refused with [`JournalError::Corrupt`] and nothing is cut, so `sluice
 /// journal check` can report it and `sluice journal salvage` keep every
@@ -185,20 +188,25 @@ fn apply_segments(
                 ));
             }
             match unsynced_tail(&data, valid) {
-                Some(Tail::Zeros) => {
+                Ok(Tail::Zeros) => {
                     tracing::info!(target: "sluice::journal", path = %path.display(), offset = valid,
                         zeros = data.len() - valid, "cutting the zeros after the journal's last record");
                 }
-                Some(Tail::Torn) => {
+                Ok(Tail::Torn) => {
                     tracing::warn!(target: "sluice::journal", path = %path.display(), offset = valid,
                         "truncating a torn record at the end of the journal");
                 }
-                Some(Tail::Unsynced { page }) => {
-                    tracing::warn!(target: "sluice::journal", path = %path.display(), offset = valid, page,
-                        "truncating the end of the journal: a page of it never reached the disk, so no sync completed after it and nothing from here on was acknowledged");
+                Ok(Tail::Unsynced { page }) => {
+                    // Sound after a power loss; after a disk that lost an
+                    // acknowledged page it would drop records, so the
+                    // segment is kept as it was beside the journal.
+                    let kept = path.with_extension("log.unsynced");
+                    std::fs::write(&kept, &data).map_err(|e| JournalError::Io(kept.clone(), e))?;
+                    tracing::error!(target: "sluice::journal", path = %path.display(), offset = valid, page,
+                        kept = %kept.display(),
+                        "truncating the end of the journal: a page of it never reached the disk, so no sync completed after it and nothing from here on was acknowledged (the segment as it was is kept)");
                 }
-                None => {
-                    let next = next_valid(&data, valid + 1).unwrap_or(data.len());
+                Err(next) => {
                     return Err(damaged(format!(
                         "bad record followed by valid records (the next at offset {next})"
                     )));
@@ -251,7 +259,8 @@ fn record_len_at(data: &[u8], off: usize) -> Option<usize> {
         return None;
     }
     let body = data.get(off + 8..off + 8 + len)?;
-    (crc32fast::hash(body) == crc && Kind::from_u8(body[0]).is_some()).then_some(8 + len)
+    // The kind first: it rules out most candidates before a CRC of `len`.
+    (Kind::from_u8(body[0]).is_some() && crc32fast::hash(body) == crc).then_some(8 + len)
 }
 
 /// Size of the pages a torn write can lose one by one.
@@ -270,8 +279,10 @@ pub(super) enum Tail {
     /// into a segment zeroed ahead of time that a power loss cut in pieces
     /// (the disk kept some of its pages and not others). No sync completed
     /// after that page was written (it would have kept it), so nothing from
-    /// the first bad byte on was acknowledged. No record holds 4 KiB of
-    /// zeros (a text is at most 1,600 characters; media are ids).
+    /// the first bad byte on was acknowledged. (Records the gateway writes
+    /// hold a page of zeros almost never: only an inbound MMS text of NUL
+    /// characters would. A disk that loses an acknowledged page would look
+    /// the same, so replay keeps a copy of the segment before it cuts.)
     Unsynced {
         /// Offset of the page.
         page: usize,
@@ -279,23 +290,37 @@ pub(super) enum Tail {
 }
 
 /// Whether the bytes of the last segment from `valid` (the end of its valid
-/// prefix) on may be cut, and why; `None` when they are damage.
-pub(super) fn unsynced_tail(data: &[u8], valid: usize) -> Option<Tail> {
-    let rest = data.get(valid..)?;
-    if rest.iter().all(|&b| b == 0) {
-        return Some(Tail::Zeros);
-    }
-    let Some(next) = next_valid(data, valid + 1) else {
-        return Some(Tail::Torn);
+/// prefix) on may be cut, and why; else the offset of the next valid
+/// record (they are damage).
+///
+/// Valid records are looked for only before the first page of zeros: a
+/// torn record's bytes, read against a 64 MiB file, often give lengths
+/// that fit, and each would cost a CRC of megabytes.
+pub(super) fn unsynced_tail(data: &[u8], valid: usize) -> Result<Tail, usize> {
+    let Some(rest) = data.get(valid..) else {
+        return Ok(Tail::Torn);
     };
+    if rest.iter().all(|&b| b == 0) {
+        return Ok(Tail::Zeros);
+    }
     let mut page = valid.div_ceil(PAGE) * PAGE;
-    while page + PAGE <= next {
-        if data[page..page + PAGE].iter().all(|&b| b == 0) {
-            return Some(Tail::Unsynced { page });
-        }
+    while page + PAGE <= data.len() && data[page..page + PAGE].iter().any(|&b| b != 0) {
         page += PAGE;
     }
-    None
+    if page + PAGE <= data.len() {
+        // A valid record before it is damage (nothing lost lies before it).
+        if let Some(next) = next_valid(&data[..page], valid + 1) {
+            return Err(next);
+        }
+        return Ok(match next_valid(data, page + PAGE) {
+            Some(_) => Tail::Unsynced { page },
+            None => Tail::Torn,
+        });
+    }
+    match next_valid(data, valid + 1) {
+        Some(next) => Err(next),
+        None => Ok(Tail::Torn),
+    }
 }
 
 /// The first offset at or after `from` where a valid record starts.
@@ -355,6 +380,12 @@ pub fn scan(data: &[u8]) -> Vec<Span> {
 pub fn fuzz_replay(data: Bytes) -> Result<(Recovered, usize), JournalError> {
     let mut st = State::default();
     let valid = replay_segment(&mut st, data.clone(), Path::new("fuzz.log"))?;
+    if valid < data.len()
+        && let Ok(Tail::Unsynced { page }) = unsynced_tail(&data, valid)
+    {
+        assert!(page >= valid && page % PAGE == 0 && page + PAGE <= data.len());
+        assert!(data[page..page + PAGE].iter().all(|&b| b == 0));
+    }
     st.segments.push(data);
     Ok((finish(st), valid))
 }

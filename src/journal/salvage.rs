@@ -109,7 +109,7 @@ pub fn check(dir: &Path) -> Result<CheckReport, JournalError> {
         seg.cut_tail = seg
             .damaged
             .first()
-            .is_some_and(|&(at, _)| replay::unsynced_tail(&data, at as usize).is_some());
+            .is_some_and(|&(at, _)| replay::unsynced_tail(&data, at as usize).is_ok());
         report.segments.push(seg);
     }
     Ok(report)
@@ -156,10 +156,25 @@ pub fn salvage(dir: &Path, resend: bool) -> Result<SalvageReport, JournalError> 
     let mut report = SalvageReport::default();
     let mut st = State::default();
     let mut marked = false;
-    for (n, _) in replay::list_segments(dir).map_err(io(dir))? {
+    let segments = replay::list_segments(dir).map_err(io(dir))?;
+    for (i, &(n, _)) in segments.iter().enumerate() {
         let path = segment_path(dir, n);
         let data = replay::read_segment(&path)?;
-        let spans = replay::scan(&data);
+        let mut spans = replay::scan(&data);
+        // The end of the last segment that a start cuts (a torn write,
+        // zeros written ahead of time) held nothing acknowledged: it is
+        // left for the start to cut, not counted as damage.
+        if i + 1 == segments.len()
+            && let Some(at) = spans.iter().find_map(|s| match s {
+                Span::Damaged { offset, .. } => Some(*offset),
+                Span::Record { .. } => None,
+            })
+            && replay::unsynced_tail(&data, at).is_ok()
+        {
+            spans.retain(|s| match s {
+                Span::Record { offset, .. } | Span::Damaged { offset, .. } => *offset < at,
+            });
+        }
         let mut out = BytesMut::with_capacity(data.len());
         let mut damaged = false;
         for span in spans {

@@ -623,6 +623,35 @@ async fn a_write_a_power_loss_cut_in_pages_is_cut_from_its_first_bad_byte() {
     let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
     assert_eq!(rec.messages.len(), 1, "only the acknowledged message");
     assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, good);
+    let kept = path.with_extension("log.unsynced");
+    assert_eq!(std::fs::read(kept).unwrap(), data, "the segment as it was");
+}
+
+/// `salvage` on a journal whose last segment ends in zeros written ahead
+/// of time (what nearly every crash leaves): nothing to mend, and no live
+/// message is marked as possibly sent.
+#[tokio::test]
+async fn salvage_leaves_zeros_after_the_last_record_to_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+        j.accept(&[msg(1, "a")]).wait().await.unwrap();
+    }
+    let segs = replay::list_segments(dir.path()).unwrap();
+    let path = writer::segment_path(dir.path(), segs[0].0);
+    let mut data = std::fs::read(&path).unwrap();
+    data.extend_from_slice(&[200, 1, 0, 0, 9, 9, 9]); // torn, then zeros
+    data.resize(1 << 20, 0);
+    std::fs::write(&path, &data).unwrap();
+    let report = salvage::salvage(dir.path(), false).unwrap();
+    assert_eq!(report.marked_unknown, 0, "{report}");
+    assert!(report.rewritten.is_empty(), "{report}");
+    let (_, rec) = Journal::open(dir.path(), &cfg()).unwrap();
+    assert_eq!(rec.messages.len(), 1);
+    assert!(
+        rec.messages[0].dispatch.is_none(),
+        "still queued, not unknown"
+    );
 }
 
 /// Without a page of zeros between them, a bad record followed by valid

@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::prezero::Prezero;
+use super::prezero::{self, Prezero};
 use super::record::{self, Kind, SegmentHeader};
 
 /// Result of a durable append, shared by every waiter of one group commit.
@@ -116,12 +116,19 @@ impl Writer {
                 })
                 .ok()
         } else {
+            // Turned off: a file an earlier run left is not needed.
+            prezero::remove_leftovers(&dir);
             None
         };
         // The first head, too, begins on a zeroed file when the last run
         // left one.
         let file = match prezero.as_mut().map(|p| p.take(&segment_path(&dir, head))) {
             Some(Ok(Some(file))) => file,
+            Some(Err(e)) => {
+                tracing::warn!(target: "sluice::journal", error = %e,
+                    "could not use the segment zeroed ahead of time");
+                open_segment(&dir, head)?
+            }
             _ => open_segment(&dir, head)?,
         };
         let mut w = Writer {
