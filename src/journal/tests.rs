@@ -570,8 +570,9 @@ async fn a_flipped_byte_mid_segment_refuses_the_start_and_salvage_keeps_the_rest
     assert_eq!(rec.events, vec![event(1, 1)]);
 }
 
-#[tokio::test]
-async fn garbage_after_the_last_record_is_a_torn_tail() {
+/// A journal holding message 1, closed: its directory, its one segment and
+/// that segment's bytes.
+async fn one_accepted_message() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     {
         let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
@@ -579,7 +580,13 @@ async fn garbage_after_the_last_record_is_a_torn_tail() {
     }
     let segs = replay::list_segments(dir.path()).unwrap();
     let path = writer::segment_path(dir.path(), segs[0].0);
-    let mut data = std::fs::read(&path).unwrap();
+    let data = std::fs::read(&path).unwrap();
+    (dir, path, data)
+}
+
+#[tokio::test]
+async fn garbage_after_the_last_record_is_a_torn_tail() {
+    let (dir, path, mut data) = one_accepted_message().await;
     let good = data.len();
     data.extend_from_slice(&[0u8; 4096]); // a zero-filled page after a crash
     std::fs::write(&path, &data).unwrap();
@@ -596,14 +603,7 @@ async fn garbage_after_the_last_record_is_a_torn_tail() {
 /// of it was acknowledged: a start cuts it all (it used to refuse).
 #[tokio::test]
 async fn a_write_a_power_loss_cut_in_pages_is_cut_from_its_first_bad_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
-        j.accept(&[msg(1, "a")]).wait().await.unwrap();
-    }
-    let segs = replay::list_segments(dir.path()).unwrap();
-    let path = writer::segment_path(dir.path(), segs[0].0);
-    let mut data = std::fs::read(&path).unwrap();
+    let (dir, path, mut data) = one_accepted_message().await;
     let good = data.len();
     // The first page of the lost write: a record's start, its rest lost.
     data.extend_from_slice(&[200, 1, 0, 0, 9, 9, 9, 9, 2, 7, 7, 7]);
@@ -632,14 +632,7 @@ async fn a_write_a_power_loss_cut_in_pages_is_cut_from_its_first_bad_byte() {
 /// message is marked as possibly sent.
 #[tokio::test]
 async fn salvage_leaves_zeros_after_the_last_record_to_the_start() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
-        j.accept(&[msg(1, "a")]).wait().await.unwrap();
-    }
-    let segs = replay::list_segments(dir.path()).unwrap();
-    let path = writer::segment_path(dir.path(), segs[0].0);
-    let mut data = std::fs::read(&path).unwrap();
+    let (dir, path, mut data) = one_accepted_message().await;
     data.extend_from_slice(&[200, 1, 0, 0, 9, 9, 9]); // torn, then zeros
     data.resize(1 << 20, 0);
     std::fs::write(&path, &data).unwrap();
@@ -658,14 +651,7 @@ async fn salvage_leaves_zeros_after_the_last_record_to_the_start() {
 /// ones is damage, zeros after them or not: the start is refused.
 #[tokio::test]
 async fn a_bad_record_before_valid_ones_with_no_lost_page_between_is_damage() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
-        j.accept(&[msg(1, "a")]).wait().await.unwrap();
-    }
-    let segs = replay::list_segments(dir.path()).unwrap();
-    let path = writer::segment_path(dir.path(), segs[0].0);
-    let mut data = std::fs::read(&path).unwrap();
+    let (dir, path, mut data) = one_accepted_message().await;
     data.extend_from_slice(&[200, 1, 0, 0, 9, 9, 9, 9, 2, 7, 7, 7]);
     data.resize(data.len() + 4000, 0xAB);
     let mut later = BytesMut::new();
