@@ -323,10 +323,38 @@ pub(super) fn unsynced_tail(data: &[u8], valid: usize) -> Result<Tail, usize> {
     }
 }
 
+/// Where a start cuts this segment's bytes, were it the last: the offset of
+/// its first damaged span when [`unsynced_tail`] allows the cut, else none
+/// (no damage, or damage that refuses the start).
+pub(super) fn start_cuts_at(data: &[u8], spans: &[Span]) -> Option<usize> {
+    let at = spans.iter().find_map(|s| match s {
+        Span::Damaged { offset, .. } => Some(*offset),
+        Span::Record { .. } => None,
+    })?;
+    unsynced_tail(data, at).is_ok().then_some(at)
+}
+
 /// The first offset at or after `from` where a valid record starts.
+///
+/// A record's 4-byte length is never zero, so a run of zeros is skipped to
+/// three bytes before its end, not tried offset by offset: the rest of a
+/// segment zeroed ahead of time is tens of megabytes.
 fn next_valid(data: &[u8], from: usize) -> Option<usize> {
-    (from..data.len().saturating_sub(record::HEADER_LEN - 1))
-        .find(|&o| record_len_at(data, o).is_some())
+    let end = data.len().saturating_sub(record::HEADER_LEN - 1);
+    let mut o = from;
+    while o < end {
+        if data[o..o + 4] == [0; 4] {
+            // The first later offset whose length bytes hold a non-zero one.
+            let nonzero = o + 4 + data[o + 4..].iter().position(|&b| b != 0)?;
+            o = nonzero - 3;
+            continue;
+        }
+        if record_len_at(data, o).is_some() {
+            return Some(o);
+        }
+        o += 1;
+    }
+    None
 }
 
 /// A stretch of a segment: valid records, or damaged bytes between them.
@@ -694,6 +722,42 @@ impl Sparse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+
+    /// Skipping runs of zeros finds the same record as trying every offset.
+    #[test]
+    fn next_valid_skips_zeros_and_finds_what_every_offset_finds() {
+        let naive = |data: &[u8], from: usize| {
+            (from..data.len().saturating_sub(record::HEADER_LEN - 1))
+                .find(|&o| record_len_at(data, o).is_some())
+        };
+        let mut one = BytesMut::new();
+        record::frame(&mut one, Kind::EventAck, &record::Ids { ids: vec![7, 8] });
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let mut data = Vec::new();
+            for _ in 0..(next() % 6) {
+                match next() % 3 {
+                    0 => data.resize(data.len() + (next() % 300) as usize, 0),
+                    1 => data.extend((0..next() % 20).map(|_| (next() % 4) as u8)),
+                    _ => data.extend_from_slice(&one),
+                }
+            }
+            for from in 0..data.len().min(40) {
+                assert_eq!(
+                    next_valid(&data, from),
+                    naive(&data, from),
+                    "{data:?} from {from}"
+                );
+            }
+        }
+    }
 
     /// A message live in a segment that is mostly dead is copied out (the
     /// segment can go); one in a segment mostly live stays a slice of it.

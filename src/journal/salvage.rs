@@ -34,8 +34,8 @@ pub struct SegmentReport {
     pub records: u64,
     /// Damaged stretches `(offset, length)`.
     pub damaged: Vec<(u64, u64)>,
-    /// Whether a start would cut this segment from its first damage on, if
-    /// it is the last: a torn tail, zeros, or a write a power loss cut in
+    /// Whether this is the last segment and a start would cut it from its
+    /// first damage on: a torn tail, zeros, or a write a power loss cut in
     /// pages (nothing after it was acknowledged; see `replay`).
     pub cut_tail: bool,
 }
@@ -51,11 +51,9 @@ impl CheckReport {
     /// True when some segment has damage other than a torn tail of the last
     /// one (which an ordinary start truncates).
     pub fn is_damaged(&self) -> bool {
-        let n = self.segments.len();
-        self.segments.iter().enumerate().any(|(i, s)| {
-            let tail_ok = i + 1 == n && s.cut_tail;
-            !s.damaged.is_empty() && !tail_ok
-        })
+        self.segments
+            .iter()
+            .any(|s| !s.damaged.is_empty() && !s.cut_tail)
     }
 }
 
@@ -91,25 +89,23 @@ impl fmt::Display for CheckReport {
 /// [`JournalError::Io`] when a segment cannot be read.
 pub fn check(dir: &Path) -> Result<CheckReport, JournalError> {
     let mut report = CheckReport::default();
-    for (n, bytes) in replay::list_segments(dir).map_err(|e| JournalError::Io(dir.into(), e))? {
+    let segments = replay::list_segments(dir).map_err(|e| JournalError::Io(dir.into(), e))?;
+    for (i, &(n, bytes)) in segments.iter().enumerate() {
         let data = replay::read_segment(&segment_path(dir, n))?;
+        let spans = replay::scan(&data);
         let mut seg = SegmentReport {
             number: n,
             bytes,
             records: 0,
             damaged: Vec::new(),
-            cut_tail: false,
+            cut_tail: i + 1 == segments.len() && replay::start_cuts_at(&data, &spans).is_some(),
         };
-        for span in replay::scan(&data) {
+        for span in spans {
             match span {
                 Span::Record { .. } => seg.records += 1,
                 Span::Damaged { offset, len } => seg.damaged.push((offset as u64, len as u64)),
             }
         }
-        seg.cut_tail = seg
-            .damaged
-            .first()
-            .is_some_and(|&(at, _)| replay::unsynced_tail(&data, at as usize).is_ok());
         report.segments.push(seg);
     }
     Ok(report)
@@ -165,11 +161,7 @@ pub fn salvage(dir: &Path, resend: bool) -> Result<SalvageReport, JournalError> 
         // zeros written ahead of time) held nothing acknowledged: it is
         // left for the start to cut, not counted as damage.
         if i + 1 == segments.len()
-            && let Some(at) = spans.iter().find_map(|s| match s {
-                Span::Damaged { offset, .. } => Some(*offset),
-                Span::Record { .. } => None,
-            })
-            && replay::unsynced_tail(&data, at).is_ok()
+            && let Some(at) = replay::start_cuts_at(&data, &spans)
         {
             spans.retain(|s| match s {
                 Span::Record { offset, .. } | Span::Damaged { offset, .. } => *offset < at,

@@ -122,15 +122,7 @@ impl Writer {
         };
         // The first head, too, begins on a zeroed file when the last run
         // left one.
-        let file = match prezero.as_mut().map(|p| p.take(&segment_path(&dir, head))) {
-            Some(Ok(Some(file))) => file,
-            Some(Err(e)) => {
-                tracing::warn!(target: "sluice::journal", error = %e,
-                    "could not use the segment zeroed ahead of time");
-                open_segment(&dir, head)?
-            }
-            _ => open_segment(&dir, head)?,
-        };
+        let (file, _) = open_head(prezero.as_mut(), &dir, head)?;
         let mut w = Writer {
             dir,
             file,
@@ -179,32 +171,16 @@ impl Writer {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        if self.file.metadata()?.len() > self.head_len {
-            // A zeroed segment: its zeros are cut, and the length is durable
-            // before the next segment has its name (replay takes zeros only
-            // at the end of the last segment).
-            self.file.set_len(self.head_len)?;
-            self.file.sync_all()?;
-        } else {
+        // The length is durable before the next segment has its name:
+        // replay takes zeros only at the end of the last segment.
+        if !self.cut_zeros()? {
             self.file.sync_data()?;
         }
         self.head += 1;
-        let path = segment_path(&self.dir, self.head);
-        let zeroed = match self.prezero.as_mut().map(|p| p.take(&path)) {
-            Some(Ok(file)) => file,
-            Some(Err(e)) => {
-                tracing::warn!(target: "sluice::journal", error = %e,
-                    "could not use the segment zeroed ahead of time");
-                None
-            }
-            None => None,
-        };
-        metrics::counter!("sluice_journal_segments_total", "zeroed" => if zeroed.is_some() { "true" } else { "false" })
+        let (file, zeroed) = open_head(self.prezero.as_mut(), &self.dir, self.head)?;
+        metrics::counter!("sluice_journal_segments_total", "zeroed" => if zeroed { "true" } else { "false" })
             .increment(1);
-        self.file = match zeroed {
-            Some(f) => f,
-            None => open_segment(&self.dir, self.head)?,
-        };
+        self.file = file;
         self.head_len = 0;
         self.segments.push((self.head, 0));
         self.write_header()?;
@@ -285,20 +261,33 @@ impl Writer {
                 self.control(c, &mut failed);
             }
             if failed.is_none() && self.head_len >= self.segment_bytes {
-                self.rotate_or_fail(&mut failed);
+                let _rotated = self.rotate_or_fail(&mut failed);
             }
         }
         if failed.is_none() {
             self.take_staged();
-            let _ = self.write_buf().and_then(|_| self.sync());
-            // A clean stop leaves no zeros after the last record.
-            if self.file.metadata().is_ok_and(|m| m.len() > self.head_len) {
-                let _ = self
-                    .file
-                    .set_len(self.head_len)
-                    .and_then(|()| self.file.sync_all());
+            // A clean stop leaves no zeros after the last record. Should
+            // either step fail, the next start cuts what the stop left.
+            if let Err(e) = self
+                .write_buf()
+                .and_then(|_| self.sync())
+                .and_then(|()| self.cut_zeros())
+            {
+                tracing::error!(target: "sluice::journal", error = %e,
+                    "journal could not finish cleanly; the next start cuts its end");
             }
         }
+    }
+
+    /// Cuts a zeroed head's zeros after its last record and makes the
+    /// length durable; false when there were none (a plain segment).
+    fn cut_zeros(&mut self) -> io::Result<bool> {
+        if self.file.metadata()?.len() <= self.head_len {
+            return Ok(false);
+        }
+        self.file.set_len(self.head_len)?;
+        self.file.sync_all()?;
+        Ok(true)
     }
 
     fn take(
@@ -321,10 +310,15 @@ impl Writer {
     /// Rotates; a failure leaves the writer refusing appends, as a failed
     /// write does: the old head may have lost its cut or the new one its
     /// header, and records appended on would sit where replay refuses them.
-    fn rotate_or_fail(&mut self, failed: &mut Option<Arc<io::Error>>) {
-        if let Err(e) = self.rotate() {
-            tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed; refusing further appends");
-            *failed = Some(Arc::new(e));
+    /// True when it rotated.
+    fn rotate_or_fail(&mut self, failed: &mut Option<Arc<io::Error>>) -> bool {
+        match self.rotate() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed; refusing further appends");
+                *failed = Some(Arc::new(e));
+                false
+            }
         }
     }
 
@@ -332,12 +326,9 @@ impl Writer {
         match c {
             Command::Append { .. } => unreachable!("appends are taken directly"),
             Command::Rotate { done } => {
-                if failed.is_none() {
-                    self.rotate_or_fail(failed);
-                }
                 // A failed writer names no new head: the compaction that
                 // asked stops before it deletes anything.
-                if failed.is_none() {
+                if failed.is_none() && self.rotate_or_fail(failed) {
                     let _ = done.send(self.head);
                 }
             }
@@ -394,6 +385,20 @@ impl Writer {
         metrics::histogram!("sluice_journal_sync_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+/// Opens head segment `n` on the file zeroed ahead of time when there is
+/// one (true), else on a new empty file (false).
+fn open_head(prezero: Option<&mut Prezero>, dir: &Path, n: u64) -> io::Result<(File, bool)> {
+    match prezero.map(|p| p.take(&segment_path(dir, n))) {
+        Some(Ok(Some(file))) => return Ok((file, true)),
+        Some(Err(e)) => {
+            tracing::warn!(target: "sluice::journal", error = %e,
+                "could not use the segment zeroed ahead of time");
+        }
+        Some(Ok(None)) | None => {}
+    }
+    open_segment(dir, n).map(|f| (f, false))
 }
 
 /// Creates segment `n`, empty. Records are written at the writer's
