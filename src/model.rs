@@ -143,6 +143,35 @@ impl Msisdn {
     pub fn digits(self) -> String {
         self.0.to_string()
     }
+
+    /// The E.164 text (`+` and digits, as `Display` writes it) on the
+    /// stack: routing matches prefixes on it once or twice per message.
+    pub fn e164(self) -> E164Text {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.0).as_bytes();
+        let mut text = E164Text {
+            bytes: [0; 21],
+            len: 1 + digits.len(),
+        };
+        text.bytes[0] = b'+';
+        text.bytes[1..text.len].copy_from_slice(digits);
+        text
+    }
+}
+
+/// [`Msisdn::e164`]: `+` and up to 20 digits.
+#[derive(Clone, Copy, Debug)]
+pub struct E164Text {
+    bytes: [u8; 21],
+    len: usize,
+}
+
+impl E164Text {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
 }
 
 fn digit_count(mut v: u64) -> usize {

@@ -60,10 +60,10 @@ impl Routes {
     /// The carriers of the first route matching `to`, in order of
     /// preference; `None` when no route matches.
     pub fn candidates(&self, to: Msisdn) -> Option<&[Arc<str>]> {
-        let number = to.to_string();
+        let number = to.e164();
         self.table
             .iter()
-            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
+            .find(|(prefix, _)| number.as_str().starts_with(prefix.as_str()))
             .map(|(_, carriers)| carriers.as_slice())
     }
 
@@ -126,8 +126,10 @@ impl MmsRoutes {
 
     /// True when `to` can receive MMS (by the configured prefixes).
     pub fn reachable(&self, to: Msisdn) -> bool {
-        let n = to.to_string();
-        self.reachable.iter().any(|p| n.starts_with(p.as_str()))
+        let n = to.e164();
+        self.reachable
+            .iter()
+            .any(|p| n.as_str().starts_with(p.as_str()))
     }
 
     /// The MMSCs that may carry MMS to `to`, in order of preference; empty
@@ -136,10 +138,10 @@ impl MmsRoutes {
         if self.table.is_empty() {
             return self.all.iter().collect();
         }
-        let number = to.to_string();
+        let number = to.e164();
         self.table
             .iter()
-            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
+            .find(|(prefix, _)| number.as_str().starts_with(prefix.as_str()))
             .map(|(_, names)| {
                 names
                     .iter()

@@ -6,6 +6,9 @@ fn msisdn_parses_e164() {
     assert_eq!(m.as_u64(), 14_155_550_100);
     assert!(m.is_nanp());
     assert_eq!(m.to_string(), "+14155550100");
+    for n in [m, Msisdn::parse("+1234567").unwrap(), Msisdn(u64::MAX)] {
+        assert_eq!(n.e164().as_str(), n.to_string());
+    }
     assert_eq!(
         Msisdn::parse("447700900123").unwrap().digits(),
         "447700900123"

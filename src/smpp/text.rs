@@ -132,6 +132,26 @@ const GSM7_EXTENSION: [(u8, char); 10] = [
 /// [`gsm7_code`] for ASCII, built from the two tables above.
 const ASCII_TO_GSM7: [u8; 128] = ascii_to_gsm7();
 
+/// Septets an ASCII character takes in GSM 03.38: 1, 2 for an extension
+/// character, 0 for one outside it. ASCII texts (most marketing) are
+/// measured and written byte by byte from these two tables, without
+/// decoding UTF-8 (`cargo bench --bench text`).
+const ASCII_SEPTETS: [u8; 128] = ascii_septets();
+
+const fn ascii_septets() -> [u8; 128] {
+    let mut septets = [0; 128];
+    let mut i = 0;
+    while i < 128 {
+        septets[i] = match ASCII_TO_GSM7[i] {
+            NOT_GSM7 => 0,
+            code if code & EXT != 0 => 2,
+            _ => 1,
+        };
+        i += 1;
+    }
+    septets
+}
+
 const fn ascii_to_gsm7() -> [u8; 128] {
     let mut map = [NOT_GSM7; 128];
     let mut i = 0;
@@ -423,6 +443,15 @@ struct Analysis {
 }
 
 fn analyze(text: &str) -> Result<Analysis, TextError> {
+    if text.is_ascii() {
+        analyze_ascii(text.as_bytes())
+    } else {
+        analyze_chars(text)
+    }
+}
+
+/// [`analyze`] character by character, for any text.
+fn analyze_chars(text: &str) -> Result<Analysis, TextError> {
     let mut chars = 0usize;
     let mut septets = 0usize;
     let mut utf16 = 0usize;
@@ -456,6 +485,34 @@ fn analyze(text: &str) -> Result<Analysis, TextError> {
     })
 }
 
+/// [`analyze`] for an ASCII text: one character, one byte, one UTF-16 unit.
+fn analyze_ascii(text: &[u8]) -> Result<Analysis, TextError> {
+    if text.len() > MAX_TEXT_CHARS {
+        return Err(TextError::TooLong {
+            chars: text.len(),
+            max: MAX_TEXT_CHARS,
+        });
+    }
+    let mut septets = 0usize;
+    let mut outside = false;
+    for &b in text {
+        let n = ASCII_SEPTETS[usize::from(b)];
+        septets += usize::from(n);
+        outside |= n == 0;
+    }
+    Ok(if outside {
+        Analysis {
+            encoding: Encoding::Ucs2,
+            units: text.len(),
+        }
+    } else {
+        Analysis {
+            encoding: Encoding::Gsm7,
+            units: septets,
+        }
+    })
+}
+
 /// Fill bits after a UDH of `udh_len` octets so packed septets start on a
 /// septet boundary (TS 23.040 §9.2.3.24).
 #[inline]
@@ -483,6 +540,8 @@ struct Parts<'a> {
     limit: usize,
     /// Fill bits when the parts are packed GSM-7.
     packed_fill: Option<usize>,
+    /// The text is ASCII: measured byte by byte.
+    ascii: bool,
 }
 
 impl<'a> Parts<'a> {
@@ -494,19 +553,29 @@ impl<'a> Parts<'a> {
             encoding,
             limit: opts.concat.part_limit(encoding),
             packed_fill: packed.then(|| fill_bits(opts.concat.udh_len())),
+            ascii: text.is_ascii(),
         }
     }
-}
 
-impl Iterator for Parts<'_> {
-    type Item = (usize, usize, usize);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let start = self.pos;
-        let rest = self.text.get(start..).filter(|r| !r.is_empty())?;
-        let mut end = start;
-        let mut units = 0;
-        let mut ends_with_cr = false;
+    /// The end of the part that starts at `start` (`rest` is the text from
+    /// there), its units, and whether its last character is a CR.
+    fn measure(&self, rest: &str, start: usize) -> (usize, usize, bool) {
+        let (mut end, mut units, mut ends_with_cr) = (start, 0, false);
+        if self.ascii {
+            for &b in rest.as_bytes() {
+                let cost = match self.encoding {
+                    Encoding::Gsm7 => usize::from(ASCII_SEPTETS[usize::from(b)]),
+                    Encoding::Ucs2 => 1,
+                };
+                if units + cost > self.limit {
+                    break;
+                }
+                units += cost;
+                end += 1;
+                ends_with_cr = b == b'\r';
+            }
+            return (end, units, ends_with_cr);
+        }
         for c in rest.chars() {
             let cost = self.encoding.units(c);
             if units + cost > self.limit {
@@ -516,6 +585,17 @@ impl Iterator for Parts<'_> {
             end += c.len_utf8();
             ends_with_cr = c == '\r';
         }
+        (end, units, ends_with_cr)
+    }
+}
+
+impl Iterator for Parts<'_> {
+    type Item = (usize, usize, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.pos;
+        let rest = self.text.get(start..).filter(|r| !r.is_empty())?;
+        let (mut end, mut units, ends_with_cr) = self.measure(rest, start);
         // Packed: a CR exactly filling the last octet reads as padding, so a
         // part that is not the last leaves it to the next part.
         if let Some(fill) = self.packed_fill
@@ -637,14 +717,7 @@ impl Packer {
 /// octets.
 fn write_text(buf: &mut BytesMut, text: &str, encoding: Encoding, udh_len: usize, packed: bool) {
     match encoding {
-        Encoding::Ucs2 => {
-            let mut units = [0u16; 2];
-            for c in text.chars() {
-                for unit in c.encode_utf16(&mut units) {
-                    buf.put_u16(*unit);
-                }
-            }
-        }
+        Encoding::Ucs2 => write_ucs2(buf, text),
         Encoding::Gsm7 if packed => {
             let mut packer = Packer::new(fill_bits(udh_len));
             for c in text.chars() {
@@ -656,15 +729,72 @@ fn write_text(buf: &mut BytesMut, text: &str, encoding: Encoding, udh_len: usize
             }
             packer.finish(buf);
         }
-        Encoding::Gsm7 => {
-            for c in text.chars() {
-                let code = gsm7_code(c);
-                if code & EXT != 0 {
-                    buf.put_u8(ESC);
-                }
-                buf.put_u8(code & 0x7F);
-            }
+        Encoding::Gsm7 if text.is_ascii() => write_ascii_gsm7(buf, text.as_bytes()),
+        Encoding::Gsm7 => write_gsm7_chars(buf, text),
+    }
+}
+
+/// Writes a GSM-7 text character by character, one septet per octet.
+///
+/// Into a span sized for the most it can take (two octets per byte of
+/// text: an escape pair), cut to what it took: one capacity check per
+/// text, not one per octet.
+fn write_gsm7_chars(buf: &mut BytesMut, text: &str) {
+    let start = buf.len();
+    buf.resize(start + 2 * text.len(), 0);
+    let out = &mut buf[start..];
+    let mut n = 0;
+    for c in text.chars() {
+        let code = gsm7_code(c);
+        if code & EXT != 0 {
+            out[n] = ESC;
+            n += 1;
         }
+        out[n] = code & 0x7F;
+        n += 1;
+    }
+    buf.truncate(start + n);
+}
+
+/// Writes a text as UTF-16BE, surrogate pairs included; sized as
+/// [`write_gsm7_chars`] is (no character takes more than two octets per
+/// byte of UTF-8).
+fn write_ucs2(buf: &mut BytesMut, text: &str) {
+    let start = buf.len();
+    buf.resize(start + 2 * text.len(), 0);
+    let out = &mut buf[start..];
+    let mut n = 0;
+    let mut units = [0u16; 2];
+    for c in text.chars() {
+        for unit in c.encode_utf16(&mut units) {
+            out[n..n + 2].copy_from_slice(&unit.to_be_bytes());
+            n += 2;
+        }
+    }
+    buf.truncate(start + n);
+}
+
+/// Writes an ASCII text known to be GSM-7, one septet per octet: mapped in
+/// one pass when it holds no extension character, else with their escapes.
+fn write_ascii_gsm7(buf: &mut BytesMut, text: &[u8]) {
+    let start = buf.len();
+    buf.resize(start + text.len(), 0);
+    let mut codes = 0u8;
+    for (out, &b) in buf[start..].iter_mut().zip(text) {
+        let code = ASCII_TO_GSM7[usize::from(b)];
+        codes |= code;
+        *out = code;
+    }
+    if codes & EXT == 0 {
+        return;
+    }
+    buf.truncate(start);
+    for &b in text {
+        let code = ASCII_TO_GSM7[usize::from(b)];
+        if code & EXT != 0 {
+            buf.put_u8(ESC);
+        }
+        buf.put_u8(code & 0x7F);
     }
 }
 

@@ -820,3 +820,71 @@ fn error_messages_are_readable() {
         "malformed message text: odd number of octets in UCS-2 text"
     );
 }
+
+/// The byte-by-byte paths for ASCII texts measure, split and write exactly
+/// as the character-by-character paths do, for every ASCII character
+/// (extension characters, characters outside GSM 03.38, CRs at part ends)
+/// and every option.
+#[test]
+fn ascii_texts_take_the_byte_paths_to_the_same_result() {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet: Vec<u8> = (0u8..128).collect();
+    for round in 0..3000 {
+        let len = (next() % 500) as usize;
+        // Mostly letters, sometimes any ASCII at all, sometimes CRs.
+        let text: String = (0..len)
+            .map(|_| match next() % 20 {
+                0 => alphabet[(next() % 128) as usize] as char,
+                1 => '\r',
+                2 => '{',
+                _ => (b'a' + (next() % 26) as u8) as char,
+            })
+            .collect();
+        // Half the texts stay within GSM 03.38 (no character outside it).
+        let text: String = if round % 2 == 0 {
+            text.chars()
+                .filter(|&c| ASCII_TO_GSM7[c as usize] != NOT_GSM7)
+                .collect()
+        } else {
+            text
+        };
+        let (fast, slow) = (analyze_ascii(text.as_bytes()), analyze_chars(&text));
+        assert_eq!(
+            fast.as_ref().map(|a| (a.encoding, a.units)),
+            slow.as_ref().map(|a| (a.encoding, a.units)),
+            "{text:?}"
+        );
+        let Ok(a) = fast else { continue };
+        for concat in [Concat::Udh8, Concat::Udh16, Concat::Sar] {
+            for gsm7_packed in [false, true] {
+                let opts = TextOptions {
+                    concat,
+                    gsm7_packed,
+                };
+                let bytes = Parts::new(&text, a.encoding, &opts);
+                let chars = Parts {
+                    ascii: false,
+                    ..bytes.clone()
+                };
+                assert!(bytes.ascii);
+                assert_eq!(
+                    bytes.collect::<Vec<_>>(),
+                    chars.collect::<Vec<_>>(),
+                    "{text:?} {opts:?}"
+                );
+            }
+        }
+        if a.encoding == Encoding::Gsm7 {
+            let (mut fast, mut slow) = (BytesMut::new(), BytesMut::new());
+            write_ascii_gsm7(&mut fast, text.as_bytes());
+            write_gsm7_chars(&mut slow, &text);
+            assert_eq!(fast, slow, "{text:?}");
+        }
+    }
+}
