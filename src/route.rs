@@ -61,9 +61,10 @@ impl Routes {
     /// preference; `None` when no route matches.
     pub fn candidates(&self, to: Msisdn) -> Option<&[Arc<str>]> {
         let number = to.e164();
+        let number = number.as_str();
         self.table
             .iter()
-            .find(|(prefix, _)| number.as_str().starts_with(prefix.as_str()))
+            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
             .map(|(_, carriers)| carriers.as_slice())
     }
 
@@ -139,9 +140,10 @@ impl MmsRoutes {
             return self.all.iter().collect();
         }
         let number = to.e164();
+        let number = number.as_str();
         self.table
             .iter()
-            .find(|(prefix, _)| number.as_str().starts_with(prefix.as_str()))
+            .find(|(prefix, _)| number.starts_with(prefix.as_str()))
             .map(|(_, names)| {
                 names
                     .iter()

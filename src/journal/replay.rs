@@ -749,7 +749,8 @@ mod tests {
                     _ => data.extend_from_slice(&one),
                 }
             }
-            for from in 0..data.len().min(40) {
+            let near_end = data.len().saturating_sub(12)..=data.len() + 1;
+            for from in (0..data.len().min(40)).chain(near_end) {
                 assert_eq!(
                     next_valid(&data, from),
                     naive(&data, from),

@@ -261,13 +261,13 @@ impl Writer {
                 self.control(c, &mut failed);
             }
             if failed.is_none() && self.head_len >= self.segment_bytes {
-                let _rotated = self.rotate_or_fail(&mut failed);
+                self.rotate_or_fail(&mut failed);
             }
         }
         if failed.is_none() {
             self.take_staged();
-            // A clean stop leaves no zeros after the last record. Should
-            // either step fail, the next start cuts what the stop left.
+            // A clean stop leaves no zeros after the last record. Should any
+            // step fail, the next start cuts what the stop left.
             if let Err(e) = self
                 .write_buf()
                 .and_then(|_| self.sync())

@@ -487,6 +487,7 @@ fn analyze_chars(text: &str) -> Result<Analysis, TextError> {
 
 /// [`analyze`] for an ASCII text: one character, one byte, one UTF-16 unit.
 fn analyze_ascii(text: &[u8]) -> Result<Analysis, TextError> {
+    debug_assert!(text.is_ascii());
     if text.len() > MAX_TEXT_CHARS {
         return Err(TextError::TooLong {
             chars: text.len(),
@@ -734,49 +735,10 @@ fn write_text(buf: &mut BytesMut, text: &str, encoding: Encoding, udh_len: usize
     }
 }
 
-/// Writes a GSM-7 text character by character, one septet per octet.
-///
-/// Into a span sized for the most it can take (two octets per byte of
-/// text: an escape pair), cut to what it took: one capacity check per
-/// text, not one per octet.
-fn write_gsm7_chars(buf: &mut BytesMut, text: &str) {
-    let start = buf.len();
-    buf.resize(start + 2 * text.len(), 0);
-    let out = &mut buf[start..];
-    let mut n = 0;
-    for c in text.chars() {
-        let code = gsm7_code(c);
-        if code & EXT != 0 {
-            out[n] = ESC;
-            n += 1;
-        }
-        out[n] = code & 0x7F;
-        n += 1;
-    }
-    buf.truncate(start + n);
-}
-
-/// Writes a text as UTF-16BE, surrogate pairs included; sized as
-/// [`write_gsm7_chars`] is (no character takes more than two octets per
-/// byte of UTF-8).
-fn write_ucs2(buf: &mut BytesMut, text: &str) {
-    let start = buf.len();
-    buf.resize(start + 2 * text.len(), 0);
-    let out = &mut buf[start..];
-    let mut n = 0;
-    let mut units = [0u16; 2];
-    for c in text.chars() {
-        for unit in c.encode_utf16(&mut units) {
-            out[n..n + 2].copy_from_slice(&unit.to_be_bytes());
-            n += 2;
-        }
-    }
-    buf.truncate(start + n);
-}
-
 /// Writes an ASCII text known to be GSM-7, one septet per octet: mapped in
 /// one pass when it holds no extension character, else with their escapes.
 fn write_ascii_gsm7(buf: &mut BytesMut, text: &[u8]) {
+    debug_assert!(text.is_ascii());
     let start = buf.len();
     buf.resize(start + text.len(), 0);
     let mut codes = 0u8;
@@ -789,12 +751,39 @@ fn write_ascii_gsm7(buf: &mut BytesMut, text: &[u8]) {
         return;
     }
     buf.truncate(start);
+    write_gsm7_escaped(buf, text);
+}
+
+/// [`write_ascii_gsm7`] for a text with extension characters.
+fn write_gsm7_escaped(buf: &mut BytesMut, text: &[u8]) {
     for &b in text {
         let code = ASCII_TO_GSM7[usize::from(b)];
         if code & EXT != 0 {
             buf.put_u8(ESC);
         }
         buf.put_u8(code & 0x7F);
+    }
+}
+
+/// Writes a GSM-7 text character by character, one septet per octet (into
+/// the capacity `encode` sized exactly).
+fn write_gsm7_chars(buf: &mut BytesMut, text: &str) {
+    for c in text.chars() {
+        let code = gsm7_code(c);
+        if code & EXT != 0 {
+            buf.put_u8(ESC);
+        }
+        buf.put_u8(code & 0x7F);
+    }
+}
+
+/// Writes a text as UTF-16BE, surrogate pairs included.
+fn write_ucs2(buf: &mut BytesMut, text: &str) {
+    let mut units = [0u16; 2];
+    for c in text.chars() {
+        for unit in c.encode_utf16(&mut units) {
+            buf.put_u16(*unit);
+        }
     }
 }
 
