@@ -827,23 +827,16 @@ fn error_messages_are_readable() {
 /// and every option.
 #[test]
 fn ascii_texts_take_the_byte_paths_to_the_same_result() {
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let alphabet: Vec<u8> = (0u8..128).collect();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     for round in 0..3000 {
-        let len = (next() % 500) as usize;
+        let len = rng.below(500);
         // Mostly letters, sometimes any ASCII at all, sometimes CRs.
         let text: String = (0..len)
-            .map(|_| match next() % 20 {
-                0 => alphabet[(next() % 128) as usize] as char,
+            .map(|_| match rng.below(20) {
+                0 => rng.below(128) as u8 as char,
                 1 => '\r',
                 2 => '{',
-                _ => (b'a' + (next() % 26) as u8) as char,
+                _ => (b'a' + rng.below(26) as u8) as char,
             })
             .collect();
         // Half the texts stay within GSM 03.38 (no character outside it).
