@@ -128,9 +128,8 @@ impl MmsRoutes {
     /// True when `to` can receive MMS (by the configured prefixes).
     pub fn reachable(&self, to: Msisdn) -> bool {
         let n = to.e164();
-        self.reachable
-            .iter()
-            .any(|p| n.as_str().starts_with(p.as_str()))
+        let n = n.as_str();
+        self.reachable.iter().any(|p| n.starts_with(p.as_str()))
     }
 
     /// The MMSCs that may carry MMS to `to`, in order of preference; empty

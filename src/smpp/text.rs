@@ -730,19 +730,19 @@ fn write_text(buf: &mut BytesMut, text: &str, encoding: Encoding, udh_len: usize
             }
             packer.finish(buf);
         }
-        Encoding::Gsm7 if text.is_ascii() => write_ascii_gsm7(buf, text.as_bytes()),
+        Encoding::Gsm7 if text.is_ascii() => write_ascii_gsm7(buf, text),
         Encoding::Gsm7 => write_gsm7_chars(buf, text),
     }
 }
 
 /// Writes an ASCII text known to be GSM-7, one septet per octet: mapped in
-/// one pass when it holds no extension character, else with their escapes.
-fn write_ascii_gsm7(buf: &mut BytesMut, text: &[u8]) {
+/// one pass when it holds no extension character, else as any text is.
+fn write_ascii_gsm7(buf: &mut BytesMut, text: &str) {
     debug_assert!(text.is_ascii());
     let start = buf.len();
     buf.resize(start + text.len(), 0);
     let mut codes = 0u8;
-    for (out, &b) in buf[start..].iter_mut().zip(text) {
+    for (out, &b) in buf[start..].iter_mut().zip(text.as_bytes()) {
         let code = ASCII_TO_GSM7[usize::from(b)];
         codes |= code;
         *out = code;
@@ -751,18 +751,7 @@ fn write_ascii_gsm7(buf: &mut BytesMut, text: &[u8]) {
         return;
     }
     buf.truncate(start);
-    write_gsm7_escaped(buf, text);
-}
-
-/// [`write_ascii_gsm7`] for a text with extension characters.
-fn write_gsm7_escaped(buf: &mut BytesMut, text: &[u8]) {
-    for &b in text {
-        let code = ASCII_TO_GSM7[usize::from(b)];
-        if code & EXT != 0 {
-            buf.put_u8(ESC);
-        }
-        buf.put_u8(code & 0x7F);
-    }
+    write_gsm7_chars(buf, text);
 }
 
 /// Writes a GSM-7 text character by character, one septet per octet (into

@@ -875,7 +875,7 @@ fn ascii_texts_take_the_byte_paths_to_the_same_result() {
         }
         if a.encoding == Encoding::Gsm7 {
             let (mut fast, mut slow) = (BytesMut::new(), BytesMut::new());
-            write_ascii_gsm7(&mut fast, text.as_bytes());
+            write_ascii_gsm7(&mut fast, &text);
             write_gsm7_chars(&mut slow, &text);
             assert_eq!(fast, slow, "{text:?}");
         }
