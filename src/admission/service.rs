@@ -4,9 +4,11 @@
 //! sender it owns, a route, media it uploaded, the opt-outs, then
 //! idempotency on `(tenant, client_ref)` (a repeat gets the original id and
 //! sends nothing). What passes is registered (events claimed, ledger),
-//! journaled, and only once durable acknowledged and handed to the
-//! backlog; a journal failure turns every accepted message of the batch
-//! into `unavailable` (retry) and forgets its dedupe key.
+//! journaled and handed to the backlog at once (nothing reaches a carrier
+//! before a later journal record is durable: see `Admission::admit`), and
+//! acknowledged only once durable; a journal failure turns every accepted
+//! message of the batch into `unavailable` (retry), forgets it and its
+//! dedupe key.
 //!
 //! It also holds what it checks tenants against (tokens, senders, default
 //! validity and country, MM7 service codes), replaced whole by a reload
@@ -498,8 +500,20 @@ impl Admission {
         }
     }
 
-    /// Registers accepted messages (events claimed for `conn`, ledger) and
-    /// starts their journal write.
+    /// Registers accepted messages (events claimed for `conn`, ledger),
+    /// starts their journal write and queues them without waiting for it.
+    ///
+    /// Queued before their `Accept` record is durable, so that dispatch
+    /// overlaps its sync: nothing reaches a carrier before that. A part is
+    /// written to a carrier only once its `Written` record is durable (an
+    /// MMS once its `Written` record is), an early end is published only
+    /// once its `Event` record is, and each of those records goes to the
+    /// one ordered journal after this `Accept` record: the sync that covers
+    /// it covers the `Accept` too, and one that fails leaves the writer
+    /// refusing everything after. So the wire waits for one group commit,
+    /// not for two in a row. When the write fails, `finish`
+    /// forgets the messages: what the dispatcher pops of them then is no
+    /// longer live and is dropped.
     fn admit(
         &self,
         tenant: &Arc<str>,
@@ -511,7 +525,10 @@ impl Admission {
         // subscribed for its own messages only.
         p.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
         p.ledger.admit(accepted);
-        p.journal.accept(accepted.iter().map(|m| &**m))
+        let durable = p.journal.accept(accepted.iter().map(|m| &**m));
+        p.ledger.history().accepted(accepted);
+        p.backlog.enqueue_or_spill(accepted);
+        durable
     }
 
     /// Claims the batch's client_refs across the cluster: a key another
@@ -573,7 +590,7 @@ impl Admission {
         (!keep.is_empty()).then_some(keep)
     }
 
-    /// Waits for the journal: queues what is durable, or undoes it all and
+    /// Waits for the journal: counts what is durable, or undoes it all and
     /// answers `unavailable`.
     async fn finish(
         self: Arc<Self>,
@@ -586,8 +603,6 @@ impl Admission {
             Ok(()) => {
                 metrics::counter!("sluice_messages_accepted_total", "tenant" => accepted[0].tenant.to_string())
                     .increment(accepted.len() as u64);
-                p.ledger.history().accepted(&accepted);
-                p.backlog.enqueue_or_spill(&accepted);
             }
             Err(e) => {
                 tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");

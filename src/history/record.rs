@@ -42,7 +42,8 @@ pub const HEADER: usize = 2 + 1 + 8 + 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// Accepted (durable).
+    /// Accepted (its journal write under way: recorded as it is queued; a
+    /// journal that fails then refuses the batch, and everything after).
     Accepted = 1,
     /// Handed to a carrier.
     Dispatched = 2,

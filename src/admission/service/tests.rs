@@ -15,10 +15,15 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with_journal(&Default::default())
+}
+
+/// The journal is under `adm` in the setup's directory.
+fn setup_with_journal(journal: &crate::journal::JournalConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = kit::config(dir.path(), 1000);
     let (backlog, ledger, scheduler, receipts) = kit::for_tests(dir.path(), 1000);
-    let (journal, _) = Journal::open(&dir.path().join("adm"), &Default::default()).unwrap();
+    let (journal, _) = Journal::open(&dir.path().join("adm"), journal).unwrap();
     let compliance = Arc::new(Compliance::open(&config).unwrap());
     let media = crate::media::store::MediaStore::open(crate::uploads::store_config(&config));
     let links = LinkStore::open(
@@ -283,4 +288,75 @@ async fn a_batch_keys_reach_the_dedupe_log_only_once_it_is_durable() {
     let logged = dedupe.take_unlogged(0, u64::MAX);
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].1, accepted(&results[0]).id.0);
+}
+
+/// A batch is queued while its `Accept` record is written (dispatch
+/// overlaps the sync; nothing leaves before a later record is durable).
+/// When that write fails, the batch is refused and forgotten: what the
+/// dispatcher pops of it is no longer live, and a retry is no duplicate.
+#[tokio::test]
+async fn a_batch_the_journal_fails_to_store_is_refused_and_what_was_queued_of_it_is_dead() {
+    let s = setup_with_journal(&crate::journal::JournalConfig {
+        prezero_segments: false,
+        ..Default::default()
+    });
+    let t: Arc<str> = "t".into();
+    let stored = s
+        .admission
+        .submit(&t, 1, vec![submit("a", "+14155550100", "12345")])
+        .await;
+    assert_eq!(reasons(&stored), vec![None]);
+    // The next segment cannot be created (a directory holds its name): the
+    // writer fails to rotate and refuses every append from then on.
+    let journal = &s.admission.parts.journal;
+    let next = s
+        ._dir
+        .path()
+        .join("adm")
+        .join(format!("{:020}.log", journal.head_segment() + 1));
+    std::fs::create_dir(&next).unwrap();
+    assert!(journal.rotate().await.is_err());
+    let refused = s
+        .admission
+        .submit(
+            &t,
+            1,
+            vec![
+                submit("b", "+14155550101", "12345"),
+                submit("c", "+14155550102", "12345"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        reasons(&refused),
+        vec![
+            Some(RejectReason::Unavailable),
+            Some(RejectReason::Unavailable)
+        ]
+    );
+    assert_eq!(s.ledger.live(), 1);
+    // All three were queued; only the stored one can still be dispatched.
+    let popped: Vec<MessageId> = s
+        .scheduler
+        .queue("c")
+        .unwrap()
+        .drain()
+        .into_iter()
+        .map(|i| i.message.id)
+        .collect();
+    assert_eq!(popped.len(), 3);
+    let carrier: Arc<str> = "c".into();
+    let live: Vec<bool> = popped
+        .iter()
+        .map(|&id| s.ledger.dispatch(id, &carrier, 1))
+        .collect();
+    assert_eq!(live, vec![true, false, false]);
+    assert_eq!(popped[0], accepted(&stored[0]).id);
+    // The refused keys were forgotten: a retry is refused again (the
+    // journal stays failed), not answered as a duplicate.
+    let retry = s
+        .admission
+        .submit(&t, 1, vec![submit("b", "+14155550101", "12345")])
+        .await;
+    assert_eq!(reasons(&retry), vec![Some(RejectReason::Unavailable)]);
 }
