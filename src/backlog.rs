@@ -285,12 +285,16 @@ impl Backlog {
         }
     }
 
+    /// Whether `n` more messages go straight to the in-memory queues (the
+    /// common case): nothing waits in the spill and all `n` fit the budget.
+    pub fn fits_in_memory(&self, n: usize) -> bool {
+        self.spill.is_empty() && self.scheduler.in_memory() as u64 + n as u64 <= self.max_in_memory
+    }
+
     /// Queues accepted messages in memory while the budget allows and
     /// spills the rest (see the module doc).
     pub fn enqueue_or_spill(&self, messages: &[Arc<Message>]) {
-        if self.spill.is_empty()
-            && self.scheduler.in_memory() as u64 + messages.len() as u64 <= self.max_in_memory
-        {
+        if self.fits_in_memory(messages.len()) {
             return self.enqueue(messages);
         }
         let mut place = self.placement();

@@ -4,11 +4,11 @@
 //! sender it owns, a route, media it uploaded, the opt-outs, then
 //! idempotency on `(tenant, client_ref)` (a repeat gets the original id and
 //! sends nothing). What passes is registered (events claimed, ledger),
-//! journaled and handed to the backlog at once (nothing reaches a carrier
-//! before a later journal record is durable: see `Admission::admit`), and
-//! acknowledged only once durable; a journal failure turns every accepted
-//! message of the batch into `unavailable` (retry), forgets it and its
-//! dedupe key.
+//! journaled, queued (as the write starts when the batch fits in memory:
+//! nothing reaches a carrier before a later journal record is durable, see
+//! `Admission::admit`; otherwise once durable) and acknowledged only once
+//! durable; a journal failure turns every accepted message of the batch
+//! into `unavailable` (retry), forgets it and its dedupe key.
 //!
 //! It also holds what it checks tenants against (tokens, senders, default
 //! validity and country, MM7 service codes), replaced whole by a reload
@@ -32,6 +32,7 @@ use crate::ledger::Ledger;
 use crate::links::LinkStore;
 use crate::links::rewrite::{self, Planned};
 use crate::links::store::LinkError;
+use crate::model::DeliveryState;
 use crate::model::numbering::Country;
 use crate::model::submit::{Accepted, RejectReason, Submission, SubmitResult};
 use crate::model::{Message, MessageId, Secret};
@@ -387,9 +388,9 @@ impl Admission {
             return Box::pin(std::future::ready(results));
         }
         // The rest runs as a task of its own: the client_refs are taken
-        // (and, below, the messages admitted and the journal write under
-        // way), so queueing them, or undoing all that, must happen even
-        // when the caller goes away — a connection cut before its BatchAck
+        // (and, below, the messages admitted, the journal write under way
+        // and mostly the messages queued), so queueing them, or undoing all
+        // that, must happen even when the caller goes away — a connection cut before its BatchAck
         // drops this future, and the messages would otherwise sit in the
         // ledger, claimed by their client_refs, never sent until a restart.
         let this = self.clone();
@@ -399,9 +400,9 @@ impl Admission {
         let links = links_ticket.and_then(|t| Some((p.links.clone()?, t)));
         let finish = match (p.claims.clone(), links) {
             (None, None) => {
-                let durable = this.admit(&tenant, conn, &accepted);
+                let admitted = this.admit(&tenant, conn, &accepted);
                 tokio::spawn(async move {
-                    let results = this.finish(accepted, results, durable).await;
+                    let results = this.finish(accepted, results, admitted).await;
                     drop(pending);
                     results
                 })
@@ -412,8 +413,8 @@ impl Admission {
                     this.refuse(&accepted, &mut results, &e);
                     return results;
                 }
-                let durable = this.admit(&tenant, conn, &accepted);
-                this.finish(accepted, results, durable).await
+                let admitted = this.admit(&tenant, conn, &accepted);
+                this.finish(accepted, results, admitted).await
             }),
             (Some(claims), links) => tokio::spawn(async move {
                 let held = pending;
@@ -432,9 +433,9 @@ impl Admission {
                     claims.release(&tenant, &all).await;
                     return results;
                 }
-                let durable = this.admit(&tenant, conn, &accepted);
+                let admitted = this.admit(&tenant, conn, &accepted);
                 let kept = accepted.clone();
-                let results = this.clone().finish(accepted, results, durable).await;
+                let results = this.clone().finish(accepted, results, admitted).await;
                 // Durable or forgotten: the keys may be logged from here
                 // on (not held across the claims' release below).
                 drop(held);
@@ -501,34 +502,38 @@ impl Admission {
     }
 
     /// Registers accepted messages (events claimed for `conn`, ledger),
-    /// starts their journal write and queues them without waiting for it.
+    /// starts their journal write and, in the common case, queues them
+    /// without waiting for it.
     ///
-    /// Queued before their `Accept` record is durable, so that dispatch
-    /// overlaps its sync: nothing reaches a carrier before that. A part is
+    /// Queued before their `Accept` record is durable, dispatch overlaps
+    /// its sync, and nothing reaches a carrier before that: a part is
     /// written to a carrier only once its `Written` record is durable (an
-    /// MMS once its `Written` record is), an early end is published only
-    /// once its `Event` record is, and each of those records goes to the
-    /// one ordered journal after this `Accept` record: the sync that covers
-    /// it covers the `Accept` too, and one that fails leaves the writer
-    /// refusing everything after. So the wire waits for one group commit,
-    /// not for two in a row. When the write fails, `finish`
-    /// forgets the messages: what the dispatcher pops of them then is no
-    /// longer live and is dropped.
-    fn admit(
-        &self,
-        tenant: &Arc<str>,
-        conn: u64,
-        accepted: &[Arc<Message>],
-    ) -> crate::journal::Durable {
+    /// MMS too), an early end is published only once its `Event` record
+    /// is, and each of those records goes to the one ordered journal after
+    /// this `Accept` record. The sync that covers them covers the `Accept`,
+    /// and one that fails leaves the writer refusing everything after. So
+    /// the wire waits for one group commit, not for two in a row.
+    ///
+    /// Only a batch that fits in memory with nothing spilled is queued
+    /// early: the spill takes messages out of the ledger, and those of a
+    /// batch the journal then refused would come back live. Those wait for
+    /// the sync, as does everything once the journal has failed (a retry
+    /// against a broken journal is not queued, so it takes no rate or cap
+    /// permit). When the write fails, `finish` forgets the batch: what the
+    /// dispatcher pops of it is no longer live and is dropped.
+    fn admit(&self, tenant: &Arc<str>, conn: u64, accepted: &[Arc<Message>]) -> Admitted {
         let p = &self.parts;
         // Before anything can finish them: their events go to `conn` when it
         // subscribed for its own messages only.
         p.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
         p.ledger.admit(accepted);
         let durable = p.journal.accept(accepted.iter().map(|m| &**m));
-        p.ledger.history().accepted(accepted);
-        p.backlog.enqueue_or_spill(accepted);
-        durable
+        let queued = !p.journal.has_failed() && p.backlog.fits_in_memory(accepted.len());
+        if queued {
+            p.ledger.history().accepted(accepted);
+            p.backlog.enqueue(accepted);
+        }
+        Admitted { durable, queued }
     }
 
     /// Claims the batch's client_refs across the cluster: a key another
@@ -590,22 +595,39 @@ impl Admission {
         (!keep.is_empty()).then_some(keep)
     }
 
-    /// Waits for the journal: counts what is durable, or undoes it all and
-    /// answers `unavailable`.
+    /// Waits for the journal: queues what is durable and was not queued
+    /// yet, or undoes it all and answers `unavailable`.
     async fn finish(
         self: Arc<Self>,
         accepted: Vec<Arc<Message>>,
         mut results: Vec<SubmitResult>,
-        durable: crate::journal::Durable,
+        admitted: Admitted,
     ) -> Vec<SubmitResult> {
         let p = &self.parts;
-        match durable.wait().await {
+        match admitted.durable.wait().await {
             Ok(()) => {
                 metrics::counter!("sluice_messages_accepted_total", "tenant" => accepted[0].tenant.to_string())
                     .increment(accepted.len() as u64);
+                if !admitted.queued {
+                    p.ledger.history().accepted(&accepted);
+                    p.backlog.enqueue_or_spill(&accepted);
+                }
             }
             Err(e) => {
                 tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
+                if admitted.queued {
+                    // Its history said accepted: it ends there.
+                    let history = p.ledger.history();
+                    for m in &accepted {
+                        history.finished(
+                            m.id,
+                            DeliveryState::Rejected,
+                            0,
+                            None,
+                            "not stored (journal write failed); the client was told to retry",
+                        );
+                    }
+                }
                 p.ledger.forget(accepted.iter().map(|m| m.id));
                 p.hub
                     .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
@@ -618,6 +640,13 @@ impl Admission {
         }
         results
     }
+}
+
+/// A batch registered by `Admission::admit`: its journal write under way,
+/// and whether it is queued already.
+struct Admitted {
+    durable: crate::journal::Durable,
+    queued: bool,
 }
 
 #[cfg(test)]

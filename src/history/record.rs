@@ -42,8 +42,8 @@ pub const HEADER: usize = 2 + 1 + 8 + 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// Accepted (its journal write under way: recorded as it is queued; a
-    /// journal that fails then refuses the batch, and everything after).
+    /// Accepted: recorded as it is queued, which may be while its journal
+    /// write is under way (a write that then fails ends it `rejected`).
     Accepted = 1,
     /// Handed to a carrier.
     Dispatched = 2,

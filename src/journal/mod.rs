@@ -392,6 +392,13 @@ fn encoded_varint_len(v: u64) -> usize {
 pub struct Durable(Result<oneshot::Receiver<SyncResult>, JournalError>);
 
 impl Durable {
+    /// One that fails at once as a write that failed would (tests of what
+    /// a refused batch undoes).
+    #[cfg(test)]
+    pub(crate) fn failed_for_tests() -> Durable {
+        Durable(Err(JournalError::Closed))
+    }
+
     /// Waits for the sync.
     ///
     /// # Errors
@@ -723,6 +730,12 @@ impl Journal {
     /// Commits an import; durable once resolved.
     pub fn opt_commit(&self, commit: &OptCommit) -> Durable {
         self.send(Kind::OptCommit, commit, true)
+    }
+
+    /// True once a write, a sync or a rotation failed: every later record
+    /// is refused (set before the writer answers anyone about the failure).
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
     }
 
     /// Closes the head segment and starts a new one; returns its number.

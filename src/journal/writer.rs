@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     pub bytes: AtomicU64,
     /// Segments on disk.
     pub segments: AtomicU64,
+    /// Set once a write, sync or rotation failed: the writer appends
+    /// nothing more.
+    pub failed: AtomicBool,
     /// Records that need no sync of their own and whose order relative to
     /// later records does not matter, gathered without a channel send or a
     /// wake-up each (see [`Staged`]).
@@ -248,9 +251,7 @@ impl Writer {
                     }
                     result.map_err(|e| {
                         tracing::error!(target: "sluice::journal", error = %e, "journal write failed; refusing further appends");
-                        let e = Arc::new(e);
-                        failed = Some(e.clone());
-                        e
+                        self.fail(&mut failed, e)
                     })
                 }
             };
@@ -316,10 +317,20 @@ impl Writer {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(target: "sluice::journal", error = %e, "segment rotation failed; refusing further appends");
-                *failed = Some(Arc::new(e));
+                self.fail(failed, e);
                 false
             }
         }
+    }
+
+    /// Keeps the first failure, after which nothing more is appended, and
+    /// publishes it ([`crate::journal::Journal::has_failed`]) before any
+    /// waiter hears of it.
+    fn fail(&self, failed: &mut Option<Arc<io::Error>>, e: io::Error) -> Arc<io::Error> {
+        self.shared.failed.store(true, Ordering::Release);
+        let e = Arc::new(e);
+        *failed = Some(e.clone());
+        e
     }
 
     fn control(&mut self, c: Command, failed: &mut Option<Arc<io::Error>>) {

@@ -97,11 +97,11 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Records durably that `jobs` are about to be written; nothing is
-    /// written before the gate resolves true. The default is open at once.
-    fn will_write(&self, jobs: &[Self::Job]) -> WriteGate {
-        let _ = jobs;
-        Box::pin(std::future::ready(true))
-    }
+    /// written before the gate resolves true. No default: admission queues
+    /// a message before its `Accept` record is synced, and this gate (a
+    /// journal record synced after it) is what keeps it off the wire until
+    /// then.
+    fn will_write(&self, jobs: &[Self::Job]) -> WriteGate;
 
     /// The PDU body to write for a job.
     fn submit_sm<'a>(&self, job: &'a Self::Job) -> &'a SubmitSm;

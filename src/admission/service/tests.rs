@@ -290,12 +290,10 @@ async fn a_batch_keys_reach_the_dedupe_log_only_once_it_is_durable() {
     assert_eq!(logged[0].1, accepted(&results[0]).id.0);
 }
 
-/// A batch is queued while its `Accept` record is written (dispatch
-/// overlaps the sync; nothing leaves before a later record is durable).
-/// When that write fails, the batch is refused and forgotten: what the
-/// dispatcher pops of it is no longer live, and a retry is no duplicate.
+/// Once the journal has failed, a batch is refused and not queued: a
+/// client retrying against a broken journal takes no rate or cap permit.
 #[tokio::test]
-async fn a_batch_the_journal_fails_to_store_is_refused_and_what_was_queued_of_it_is_dead() {
+async fn a_batch_after_the_journal_failed_is_refused_and_never_queued() {
     let s = setup_with_journal(&crate::journal::JournalConfig {
         prezero_segments: false,
         ..Default::default()
@@ -315,35 +313,81 @@ async fn a_batch_the_journal_fails_to_store_is_refused_and_what_was_queued_of_it
         .join("adm")
         .join(format!("{:020}.log", journal.head_segment() + 1));
     std::fs::create_dir(&next).unwrap();
+    assert!(!journal.has_failed());
     assert!(journal.rotate().await.is_err());
-    let refused = s
-        .admission
-        .submit(
-            &t,
-            1,
-            vec![
-                submit("b", "+14155550101", "12345"),
-                submit("c", "+14155550102", "12345"),
-            ],
-        )
-        .await;
-    assert_eq!(
-        reasons(&refused),
-        vec![
-            Some(RejectReason::Unavailable),
-            Some(RejectReason::Unavailable)
-        ]
-    );
+    assert!(journal.has_failed());
+    let batch = vec![
+        submit("b", "+14155550101", "12345"),
+        submit("c", "+14155550102", "12345"),
+    ];
+    let refused = s.admission.submit(&t, 1, batch).await;
+    let unavailable = Some(RejectReason::Unavailable);
+    assert_eq!(reasons(&refused), vec![unavailable, unavailable]);
     assert_eq!(s.ledger.live(), 1);
-    // All three were queued; only the stored one can still be dispatched.
-    let popped: Vec<MessageId> = s
-        .scheduler
-        .queue("c")
-        .unwrap()
-        .drain()
-        .into_iter()
-        .map(|i| i.message.id)
+    let queue = s.scheduler.queue("c").unwrap();
+    assert_eq!(queue.len(), 1, "only the stored message is queued");
+    // The refused keys were forgotten: a retry is refused again (the
+    // journal stays failed), not answered as a duplicate.
+    let retry = s
+        .admission
+        .submit(&t, 1, vec![submit("b", "+14155550101", "12345")])
+        .await;
+    assert_eq!(reasons(&retry), vec![unavailable]);
+    assert_eq!(queue.len(), 1);
+}
+
+/// A batch is queued while its `Accept` record is written (dispatch
+/// overlaps the sync; nothing leaves before a later record is durable).
+/// When that write fails, the batch is refused and forgotten: what the
+/// dispatcher pops of it is no longer live.
+#[tokio::test]
+async fn a_batch_queued_before_its_write_failed_is_refused_and_popped_dead() {
+    let s = setup();
+    let t: Arc<str> = "t".into();
+    let stored = s
+        .admission
+        .submit(&t, 1, vec![submit("a", "+14155550100", "12345")])
+        .await;
+    assert_eq!(reasons(&stored), vec![None]);
+    let messages: Vec<Arc<Message>> = ["b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut m = (*crate::model::test_message(100 + i as u64, "hello", u64::MAX)).clone();
+            m.client_ref = (*r).into();
+            Arc::new(m)
+        })
         .collect();
+    let results: Vec<SubmitResult> = messages
+        .iter()
+        .map(|m| SubmitResult {
+            client_ref: m.client_ref.clone(),
+            outcome: Ok(Accepted {
+                id: m.id,
+                duplicate: false,
+            }),
+        })
+        .collect();
+    let admitted = s.admission.admit(&t, 1, &messages);
+    assert!(admitted.queued, "a batch that fits is queued at once");
+    let queue = s.scheduler.queue("c").unwrap();
+    assert_eq!(queue.len(), 3);
+    assert_eq!(s.ledger.live(), 3);
+    // Its write fails (as a failed sync answers).
+    let admitted = Admitted {
+        durable: crate::journal::Durable::failed_for_tests(),
+        ..admitted
+    };
+    let results = s
+        .admission
+        .clone()
+        .finish(messages.clone(), results, admitted)
+        .await;
+    let unavailable = Some(RejectReason::Unavailable);
+    assert_eq!(reasons(&results), vec![unavailable, unavailable]);
+    assert_eq!(s.ledger.live(), 1);
+    // All three are in the queue; only the stored one can be dispatched.
+    let popped: Vec<MessageId> = queue.drain().into_iter().map(|i| i.message.id).collect();
     assert_eq!(popped.len(), 3);
     let carrier: Arc<str> = "c".into();
     let live: Vec<bool> = popped
@@ -352,11 +396,4 @@ async fn a_batch_the_journal_fails_to_store_is_refused_and_what_was_queued_of_it
         .collect();
     assert_eq!(live, vec![true, false, false]);
     assert_eq!(popped[0], accepted(&stored[0]).id);
-    // The refused keys were forgotten: a retry is refused again (the
-    // journal stays failed), not answered as a duplicate.
-    let retry = s
-        .admission
-        .submit(&t, 1, vec![submit("b", "+14155550101", "12345")])
-        .await;
-    assert_eq!(reasons(&retry), vec![Some(RejectReason::Unavailable)]);
 }
