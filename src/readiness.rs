@@ -6,6 +6,9 @@
 //! - start-up finished (journal replayed, listeners up);
 //! - not draining (shutdown has begun: a load balancer should move new
 //!   traffic elsewhere while in-flight work finishes);
+//! - the journal has not failed (after a failed write, sync or rotation it
+//!   refuses every record, so every batch is answered `unavailable` until
+//!   a restart: a load balancer should send it elsewhere);
 //! - the SMS carriers are reachable, per `http.ready_carriers`: `every`
 //!   carrier has a bind up (default), or `any` carrier has one. A node whose
 //!   binds are all down accepts messages it cannot send; one with a carrier
@@ -54,6 +57,8 @@ pub enum NotReady {
     Starting,
     /// Shutdown has begun.
     Draining,
+    /// The journal failed and stores nothing more (until a restart).
+    JournalFailed,
     /// These carriers have no bind up (with `every`: the ones down; with
     /// `any`: all of them).
     CarriersDown(Vec<Arc<str>>),
@@ -64,6 +69,9 @@ impl std::fmt::Display for NotReady {
         match self {
             NotReady::Starting => f.write_str("starting"),
             NotReady::Draining => f.write_str("draining (shutting down)"),
+            NotReady::JournalFailed => {
+                f.write_str("the journal failed (it stores nothing more until a restart)")
+            }
             NotReady::CarriersDown(names) => {
                 let names: Vec<&str> = names.iter().map(|n| &**n).collect();
                 write!(f, "no bind up to carrier {}", names.join(", "))
@@ -77,11 +85,13 @@ struct Carriers {
     list: Vec<(Arc<str>, Arc<dyn Reachable>)>,
 }
 
-/// The node's readiness: start-up, drain and carrier reachability.
+/// The node's readiness: start-up, drain, the journal and carrier
+/// reachability.
 #[derive(Default)]
 pub struct Readiness {
     started: AtomicBool,
     draining: AtomicBool,
+    journal: std::sync::OnceLock<crate::journal::Journal>,
     carriers: parking_lot::RwLock<Option<Carriers>>,
 }
 
@@ -106,6 +116,12 @@ impl Readiness {
             policy,
             list: carriers.into_iter().collect(),
         });
+    }
+
+    /// Makes readiness depend on `journal` not having failed (the first
+    /// call counts).
+    pub fn watch_journal(&self, journal: crate::journal::Journal) {
+        let _ = self.journal.set(journal);
     }
 
     /// Start-up finished (`true`) or not.
@@ -133,6 +149,9 @@ impl Readiness {
         }
         if !self.started.load(Ordering::Acquire) {
             return Err(NotReady::Starting);
+        }
+        if self.journal.get().is_some_and(|j| j.has_failed()) {
+            return Err(NotReady::JournalFailed);
         }
         let carriers = self.carriers.read();
         let Some(c) = carriers.as_ref() else {

@@ -129,3 +129,28 @@ fn a_carrier_a_reload_adds_counts_once_it_has_been_bound() {
     added.up.store(1, Ordering::Relaxed);
     assert!(r.is_ready());
 }
+
+#[tokio::test]
+async fn not_ready_once_the_journal_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::journal::JournalConfig {
+        prezero_segments: false,
+        ..Default::default()
+    };
+    let (journal, _) = crate::journal::Journal::open(dir.path(), &cfg).unwrap();
+    let r = Readiness::default();
+    r.watch_journal(journal.clone());
+    r.set_ready(true);
+    assert_eq!(r.check(), Ok(()));
+    // The next segment cannot be created (a directory holds its name): the
+    // rotation fails, and the writer refuses everything from then on.
+    let next = dir
+        .path()
+        .join(format!("{:020}.log", journal.head_segment() + 1));
+    std::fs::create_dir(&next).unwrap();
+    assert!(journal.rotate().await.is_err());
+    assert_eq!(r.check(), Err(NotReady::JournalFailed));
+    let (status, body) = r.readyz();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("journal failed"), "{body}");
+}
