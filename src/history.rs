@@ -209,7 +209,8 @@ impl History {
 
     // === the steps ===
 
-    /// Accepted messages (durable); their accept time is their own.
+    /// Accepted messages, as they are queued (which may be while their
+    /// journal write is under way); their accept time is their own.
     pub fn accepted(&self, messages: &[Arc<Message>]) {
         let Some(i) = &self.inner else {
             return;

@@ -195,10 +195,18 @@ impl Ledger {
     /// went to the spill (they come back through [`Ledger::admit`]).
     pub fn forget(&self, ids: impl IntoIterator<Item = MessageId>) {
         for id in ids {
-            if self.shard(id).lock().remove(&id.0).is_some() {
-                self.live.fetch_sub(1, Ordering::Relaxed);
-            }
+            self.forget_one(id);
         }
+    }
+
+    /// Removes one message as [`Ledger::forget`] does; true when it was
+    /// still live (nothing else has ended it).
+    pub fn forget_one(&self, id: MessageId) -> bool {
+        let gone = self.shard(id).lock().remove(&id.0).is_some();
+        if gone {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        gone
     }
 
     /// A copy of a live message's entry.

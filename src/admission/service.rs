@@ -389,8 +389,9 @@ impl Admission {
         }
         // The rest runs as a task of its own: the client_refs are taken
         // (and, below, the messages admitted, the journal write under way
-        // and mostly the messages queued), so queueing them, or undoing all
-        // that, must happen even when the caller goes away — a connection cut before its BatchAck
+        // and, when they fit in memory, the messages queued), so queueing
+        // them, or undoing all that, must happen even when the caller goes
+        // away — a connection cut before its BatchAck
         // drops this future, and the messages would otherwise sit in the
         // ledger, claimed by their client_refs, never sent until a restart.
         let this = self.clone();
@@ -520,7 +521,11 @@ impl Admission {
     /// the sync, as does everything once the journal has failed (a retry
     /// against a broken journal is not queued, so it takes no rate or cap
     /// permit). When the write fails, `finish` forgets the batch: what the
-    /// dispatcher pops of it is no longer live and is dropped.
+    /// dispatcher pops of it is no longer live and is dropped, though its
+    /// pop may have taken rate and cap permits (only batches whose write
+    /// was under way when the journal failed). Near the memory budget a
+    /// batch that fits may be queued ahead of an earlier one that waits
+    /// for its sync to spill.
     fn admit(&self, tenant: &Arc<str>, conn: u64, accepted: &[Arc<Message>]) -> Admitted {
         let p = &self.parts;
         // Before anything can finish them: their events go to `conn` when it
@@ -615,20 +620,22 @@ impl Admission {
             }
             Err(e) => {
                 tracing::error!(target: TARGET, error = %e, "journal write failed; batch refused");
-                if admitted.queued {
-                    // Its history said accepted: it ends there.
-                    let history = p.ledger.history();
-                    for m in &accepted {
+                let history = p.ledger.history();
+                for m in &accepted {
+                    // Its history said accepted (queued early): it ends
+                    // there, unless something ended it meanwhile (and
+                    // wrote its final step).
+                    if p.ledger.forget_one(m.id) && admitted.queued {
                         history.finished(
                             m.id,
                             DeliveryState::Rejected,
                             0,
                             None,
-                            "not stored (journal write failed); the client was told to retry",
+                            "journal write failed: refused, the client was told to retry \
+                             (back after a restart if the record reached the disk)",
                         );
                     }
                 }
-                p.ledger.forget(accepted.iter().map(|m| m.id));
                 p.hub
                     .unclaim(&accepted[0].tenant, accepted.iter().map(|m| m.id));
                 self.unavailable(

@@ -392,11 +392,13 @@ fn encoded_varint_len(v: u64) -> usize {
 pub struct Durable(Result<oneshot::Receiver<SyncResult>, JournalError>);
 
 impl Durable {
-    /// One that fails at once as a write that failed would (tests of what
-    /// a refused batch undoes).
+    /// One that fails at once as a failed write does (tests of what a
+    /// refused batch undoes).
     #[cfg(test)]
     pub(crate) fn failed_for_tests() -> Durable {
-        Durable(Err(JournalError::Closed))
+        Durable(Err(JournalError::Write(Arc::new(std::io::Error::other(
+            "disk gone",
+        )))))
     }
 
     /// Waits for the sync.
@@ -424,6 +426,19 @@ pub struct Journal {
     _writer: Arc<WriterThread>,
     shared: Arc<Shared>,
     dir: Arc<Path>,
+}
+
+/// Marks the journal failed when the writer thread ends by a panic: every
+/// later record is refused (the channel is closed), and
+/// [`Journal::has_failed`] says so.
+struct FailedOnPanic(Arc<Shared>);
+
+impl Drop for FailedOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// The writer thread, joined when the last handle to the journal goes: a
@@ -486,9 +501,13 @@ impl Journal {
         )
         .map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         let (tx, rx) = mpsc::channel();
+        let failed_on_panic = FailedOnPanic(shared.clone());
         let writer = std::thread::Builder::new()
             .name("sluice-journal".into())
-            .spawn(move || w.run(rx))
+            .spawn(move || {
+                let _failed_on_panic = failed_on_panic;
+                w.run(rx)
+            })
             .map_err(|e| JournalError::Io(dir.to_owned(), e))?;
         Ok((
             Journal {
@@ -736,6 +755,16 @@ impl Journal {
     /// is refused (set before the writer answers anyone about the failure).
     pub fn has_failed(&self) -> bool {
         self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// Makes the writer fail as a disk error would: a directory takes the
+    /// next segment's name, and a rotation is asked for (tests of what a
+    /// failed journal refuses; with `prezero_segments` off).
+    #[cfg(test)]
+    pub(crate) async fn fail_for_tests(&self) {
+        let next = writer::segment_path(&self.dir, self.head_segment() + 1);
+        std::fs::create_dir(next).expect("a directory in the journal's");
+        assert!(self.rotate().await.is_err(), "the rotation fails");
     }
 
     /// Closes the head segment and starts a new one; returns its number.

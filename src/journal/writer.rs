@@ -327,6 +327,7 @@ impl Writer {
     /// publishes it ([`crate::journal::Journal::has_failed`]) before any
     /// waiter hears of it.
     fn fail(&self, failed: &mut Option<Arc<io::Error>>, e: io::Error) -> Arc<io::Error> {
+        debug_assert!(failed.is_none(), "callers stop at the first failure");
         self.shared.failed.store(true, Ordering::Release);
         let e = Arc::new(e);
         *failed = Some(e.clone());

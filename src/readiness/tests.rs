@@ -142,13 +142,7 @@ async fn not_ready_once_the_journal_failed() {
     r.watch_journal(journal.clone());
     r.set_ready(true);
     assert_eq!(r.check(), Ok(()));
-    // The next segment cannot be created (a directory holds its name): the
-    // rotation fails, and the writer refuses everything from then on.
-    let next = dir
-        .path()
-        .join(format!("{:020}.log", journal.head_segment() + 1));
-    std::fs::create_dir(&next).unwrap();
-    assert!(journal.rotate().await.is_err());
+    journal.fail_for_tests().await;
     assert_eq!(r.check(), Err(NotReady::JournalFailed));
     let (status, body) = r.readyz();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -15,14 +15,15 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    setup_with_journal(&Default::default())
+    setup_with(&Default::default(), 1000)
 }
 
-/// The journal is under `adm` in the setup's directory.
-fn setup_with_journal(journal: &crate::journal::JournalConfig) -> Setup {
+/// The journal is under `adm` in the setup's directory; at most
+/// `in_memory` messages are queued in memory (the rest spill).
+fn setup_with(journal: &crate::journal::JournalConfig, in_memory: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let config = kit::config(dir.path(), 1000);
-    let (backlog, ledger, scheduler, receipts) = kit::for_tests(dir.path(), 1000);
+    let config = kit::config(dir.path(), in_memory);
+    let (backlog, ledger, scheduler, receipts) = kit::for_tests(dir.path(), in_memory);
     let (journal, _) = Journal::open(&dir.path().join("adm"), journal).unwrap();
     let compliance = Arc::new(Compliance::open(&config).unwrap());
     let media = crate::media::store::MediaStore::open(crate::uploads::store_config(&config));
@@ -74,6 +75,41 @@ fn reasons(results: &[SubmitResult]) -> Vec<Option<RejectReason>> {
 
 fn accepted(r: &SubmitResult) -> Accepted {
     r.outcome.clone().expect("accepted")
+}
+
+/// Messages of tenant `t` (ids from 100) that passed admission's checks,
+/// with their results, for `admit` and `finish`.
+fn passed(client_refs: &[&str]) -> (Vec<Arc<Message>>, Vec<SubmitResult>) {
+    let messages: Vec<Arc<Message>> = client_refs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut m = (*crate::model::test_message(100 + i as u64, "hello", u64::MAX)).clone();
+            m.client_ref = (*r).into();
+            Arc::new(m)
+        })
+        .collect();
+    let results = messages
+        .iter()
+        .map(|m| SubmitResult {
+            client_ref: m.client_ref.clone(),
+            outcome: Ok(Accepted {
+                id: m.id,
+                duplicate: false,
+            }),
+        })
+        .collect();
+    (messages, results)
+}
+
+/// Submits one message from `t` to a fixed recipient and returns its id
+/// once stored.
+async fn store_one(s: &Setup, t: &Arc<str>, client_ref: &str) -> MessageId {
+    let results = s
+        .admission
+        .submit(t, 1, vec![submit(client_ref, "+14155550100", "12345")])
+        .await;
+    accepted(&results[0]).id
 }
 
 #[test]
@@ -294,27 +330,16 @@ async fn a_batch_keys_reach_the_dedupe_log_only_once_it_is_durable() {
 /// client retrying against a broken journal takes no rate or cap permit.
 #[tokio::test]
 async fn a_batch_after_the_journal_failed_is_refused_and_never_queued() {
-    let s = setup_with_journal(&crate::journal::JournalConfig {
+    let journal = crate::journal::JournalConfig {
         prezero_segments: false,
         ..Default::default()
-    });
+    };
+    let s = setup_with(&journal, 1000);
     let t: Arc<str> = "t".into();
-    let stored = s
-        .admission
-        .submit(&t, 1, vec![submit("a", "+14155550100", "12345")])
-        .await;
-    assert_eq!(reasons(&stored), vec![None]);
-    // The next segment cannot be created (a directory holds its name): the
-    // writer fails to rotate and refuses every append from then on.
+    store_one(&s, &t, "a").await;
     let journal = &s.admission.parts.journal;
-    let next = s
-        ._dir
-        .path()
-        .join("adm")
-        .join(format!("{:020}.log", journal.head_segment() + 1));
-    std::fs::create_dir(&next).unwrap();
     assert!(!journal.has_failed());
-    assert!(journal.rotate().await.is_err());
+    journal.fail_for_tests().await;
     assert!(journal.has_failed());
     let batch = vec![
         submit("b", "+14155550101", "12345"),
@@ -344,30 +369,8 @@ async fn a_batch_after_the_journal_failed_is_refused_and_never_queued() {
 async fn a_batch_queued_before_its_write_failed_is_refused_and_popped_dead() {
     let s = setup();
     let t: Arc<str> = "t".into();
-    let stored = s
-        .admission
-        .submit(&t, 1, vec![submit("a", "+14155550100", "12345")])
-        .await;
-    assert_eq!(reasons(&stored), vec![None]);
-    let messages: Vec<Arc<Message>> = ["b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let mut m = (*crate::model::test_message(100 + i as u64, "hello", u64::MAX)).clone();
-            m.client_ref = (*r).into();
-            Arc::new(m)
-        })
-        .collect();
-    let results: Vec<SubmitResult> = messages
-        .iter()
-        .map(|m| SubmitResult {
-            client_ref: m.client_ref.clone(),
-            outcome: Ok(Accepted {
-                id: m.id,
-                duplicate: false,
-            }),
-        })
-        .collect();
+    let stored = store_one(&s, &t, "a").await;
+    let (messages, results) = passed(&["b", "c"]);
     let admitted = s.admission.admit(&t, 1, &messages);
     assert!(admitted.queued, "a batch that fits is queued at once");
     let queue = s.scheduler.queue("c").unwrap();
@@ -395,5 +398,50 @@ async fn a_batch_queued_before_its_write_failed_is_refused_and_popped_dead() {
         .map(|&id| s.ledger.dispatch(id, &carrier, 1))
         .collect();
     assert_eq!(live, vec![true, false, false]);
-    assert_eq!(popped[0], accepted(&stored[0]).id);
+    assert_eq!(popped[0], stored);
+}
+
+/// A batch that does not fit in memory is not queued before its sync: the
+/// spill takes messages out of the ledger, and a refused batch's would come
+/// back live. Refused, it leaves nothing queued or spilled; stored, it
+/// spills as before.
+#[tokio::test]
+async fn a_batch_over_the_memory_budget_waits_for_its_sync_to_be_queued_or_spilled() {
+    let s = setup_with(&Default::default(), 1);
+    let t: Arc<str> = "t".into();
+    store_one(&s, &t, "a").await;
+    let queue = s.scheduler.queue("c").unwrap();
+    let spill = s.admission.parts.backlog.spill().clone();
+    assert_eq!((queue.len(), spill.is_empty()), (1, true));
+    // Refused.
+    let (messages, results) = passed(&["b", "c"]);
+    let admitted = s.admission.admit(&t, 1, &messages);
+    assert!(!admitted.queued, "over the budget: not queued early");
+    let admitted = Admitted {
+        durable: crate::journal::Durable::failed_for_tests(),
+        ..admitted
+    };
+    let results = s
+        .admission
+        .clone()
+        .finish(messages, results, admitted)
+        .await;
+    let unavailable = Some(RejectReason::Unavailable);
+    assert_eq!(reasons(&results), vec![unavailable, unavailable]);
+    assert_eq!((queue.len(), spill.is_empty()), (1, true));
+    assert_eq!(s.ledger.live(), 1);
+    // Stored: spilled once durable.
+    let results = s
+        .admission
+        .submit(
+            &t,
+            1,
+            vec![
+                submit("d", "+14155550101", "12345"),
+                submit("e", "+14155550102", "12345"),
+            ],
+        )
+        .await;
+    assert_eq!(reasons(&results), vec![None, None]);
+    assert_eq!((queue.len(), spill.is_empty()), (1, false));
 }
