@@ -102,6 +102,23 @@ fn passed(client_refs: &[&str]) -> (Vec<Arc<Message>>, Vec<SubmitResult>) {
     (messages, results)
 }
 
+/// What `finish` answers for an admitted batch whose journal write failed.
+async fn finish_failed(
+    s: &Setup,
+    messages: Vec<Arc<Message>>,
+    results: Vec<SubmitResult>,
+    admitted: Admitted,
+) -> Vec<SubmitResult> {
+    let admitted = Admitted {
+        durable: crate::journal::Durable::failed_for_tests(),
+        ..admitted
+    };
+    s.admission
+        .clone()
+        .finish(messages, results, admitted)
+        .await
+}
+
 /// Submits one message from `t` to a fixed recipient and returns its id
 /// once stored.
 async fn store_one(s: &Setup, t: &Arc<str>, client_ref: &str) -> MessageId {
@@ -377,15 +394,7 @@ async fn a_batch_queued_before_its_write_failed_is_refused_and_popped_dead() {
     assert_eq!(queue.len(), 3);
     assert_eq!(s.ledger.live(), 3);
     // Its write fails (as a failed sync answers).
-    let admitted = Admitted {
-        durable: crate::journal::Durable::failed_for_tests(),
-        ..admitted
-    };
-    let results = s
-        .admission
-        .clone()
-        .finish(messages.clone(), results, admitted)
-        .await;
+    let results = finish_failed(&s, messages.clone(), results, admitted).await;
     let unavailable = Some(RejectReason::Unavailable);
     assert_eq!(reasons(&results), vec![unavailable, unavailable]);
     assert_eq!(s.ledger.live(), 1);
@@ -417,15 +426,7 @@ async fn a_batch_over_the_memory_budget_waits_for_its_sync_to_be_queued_or_spill
     let (messages, results) = passed(&["b", "c"]);
     let admitted = s.admission.admit(&t, 1, &messages);
     assert!(!admitted.queued, "over the budget: not queued early");
-    let admitted = Admitted {
-        durable: crate::journal::Durable::failed_for_tests(),
-        ..admitted
-    };
-    let results = s
-        .admission
-        .clone()
-        .finish(messages, results, admitted)
-        .await;
+    let results = finish_failed(&s, messages, results, admitted).await;
     let unavailable = Some(RejectReason::Unavailable);
     assert_eq!(reasons(&results), vec![unavailable, unavailable]);
     assert_eq!((queue.len(), spill.is_empty()), (1, true));
