@@ -830,7 +830,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ingest_tls,
         shutdown.clone(),
     ));
-    health.watch_journal(gateway.journal().clone());
+    health.watch_journal(gateway.journal().failure());
     health.set_ready(true);
     tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, ?api_addr, ?grpc_addr, ?smpp_server_addr, node = %config.node_id, "gateway started");
     Ok(Running {

@@ -91,7 +91,7 @@ struct Carriers {
 pub struct Readiness {
     started: AtomicBool,
     draining: AtomicBool,
-    journal: std::sync::OnceLock<crate::journal::Journal>,
+    journal: std::sync::OnceLock<crate::journal::Failure>,
     carriers: parking_lot::RwLock<Option<Carriers>>,
 }
 
@@ -118,9 +118,9 @@ impl Readiness {
         });
     }
 
-    /// Makes readiness depend on `journal` not having failed (the first
-    /// call counts).
-    pub fn watch_journal(&self, journal: crate::journal::Journal) {
+    /// Makes readiness depend on the journal not having failed (the
+    /// first call counts).
+    pub fn watch_journal(&self, journal: crate::journal::Failure) {
         let _ = self.journal.set(journal);
     }
 
@@ -150,7 +150,7 @@ impl Readiness {
         if !self.started.load(Ordering::Acquire) {
             return Err(NotReady::Starting);
         }
-        if self.journal.get().is_some_and(|j| j.has_failed()) {
+        if self.journal.get().is_some_and(|j| j.is_set()) {
             return Err(NotReady::JournalFailed);
         }
         let carriers = self.carriers.read();

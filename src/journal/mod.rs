@@ -428,6 +428,18 @@ pub struct Journal {
     dir: Arc<Path>,
 }
 
+/// Whether a journal has failed ([`Journal::failure`]), for those who
+/// watch it without writing (readiness).
+#[derive(Clone, Debug)]
+pub struct Failure(Arc<Shared>);
+
+impl Failure {
+    /// As [`Journal::has_failed`].
+    pub fn is_set(&self) -> bool {
+        self.0.failed.load(Ordering::Acquire)
+    }
+}
+
 /// Marks the journal failed when the writer thread ends by a panic: every
 /// later record is refused (the channel is closed), and
 /// [`Journal::has_failed`] says so.
@@ -755,6 +767,12 @@ impl Journal {
     /// is refused (set before the writer answers anyone about the failure).
     pub fn has_failed(&self) -> bool {
         self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// A handle that reads [`Journal::has_failed`] without keeping the
+    /// journal open (its writer is joined when the last `Journal` goes).
+    pub fn failure(&self) -> Failure {
+        Failure(self.shared.clone())
     }
 
     /// Makes the writer fail as a disk error would: a directory takes the

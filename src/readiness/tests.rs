@@ -139,7 +139,7 @@ async fn not_ready_once_the_journal_failed() {
     };
     let (journal, _) = crate::journal::Journal::open(dir.path(), &cfg).unwrap();
     let r = Readiness::default();
-    r.watch_journal(journal.clone());
+    r.watch_journal(journal.failure());
     r.set_ready(true);
     assert_eq!(r.check(), Ok(()));
     journal.fail_for_tests().await;
