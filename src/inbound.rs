@@ -181,8 +181,8 @@ impl Inbound {
             auto_reply: true,
             mms: None,
         });
-        self.ledger.admit([&m]);
-        if let Err(e) = self.journal.accept([&*m]).wait().await {
+        let stored = self.ledger.accept(std::slice::from_ref(&m));
+        if let Err(e) = stored.wait().await {
             tracing::error!(target: TARGET, error = %e, "could not store an auto-reply");
             self.ledger.forget([id]);
             return;

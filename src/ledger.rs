@@ -167,7 +167,17 @@ impl Ledger {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Adds accepted messages as queued (before their Accept record is written).
+    /// Stores newly accepted messages' `Accept` record, then adds them as
+    /// queued, in the order compaction needs ([`Journal::accept_then`]);
+    /// durable once the result resolves.
+    pub fn accept(&self, messages: &[Arc<Message>]) -> crate::journal::Durable {
+        self.journal
+            .accept_then(messages.iter().map(|m| &**m), || self.admit(messages))
+    }
+
+    /// Adds messages whose `Accept` record is already durable as queued
+    /// (paged back in from the spill); newly accepted ones go through
+    /// [`Ledger::accept`].
     pub fn admit<'a>(&self, messages: impl IntoIterator<Item = &'a Arc<Message>>) {
         for m in messages {
             let prev = self.shard(m.id).lock().insert(

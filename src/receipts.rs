@@ -959,8 +959,16 @@ enum Delivered {
 /// for unit tests here and in the carriers.
 #[cfg(test)]
 pub(crate) fn for_tests(dir: &std::path::Path) -> (Arc<Ledger>, Arc<Receipts>) {
-    let cfg = crate::settings::JournalConfig::default();
-    let (journal, _) = crate::journal::Journal::open(dir, &cfg).expect("journal in a temp dir");
+    for_tests_with(dir, &crate::settings::JournalConfig::default())
+}
+
+/// As [`for_tests`], with the journal configured by `cfg`.
+#[cfg(test)]
+pub(crate) fn for_tests_with(
+    dir: &std::path::Path,
+    cfg: &crate::settings::JournalConfig,
+) -> (Arc<Ledger>, Arc<Receipts>) {
+    let (journal, _) = crate::journal::Journal::open(dir, cfg).expect("journal in a temp dir");
     let ledger = Arc::new(Ledger::new(journal.clone()));
     let hub = Arc::new(EventHub::new(
         journal,

@@ -531,8 +531,7 @@ impl Admission {
         // Before anything can finish them: their events go to `conn` when it
         // subscribed for its own messages only.
         p.hub.claim(tenant, conn, accepted.iter().map(|m| m.id));
-        p.ledger.admit(accepted);
-        let durable = p.journal.accept(accepted.iter().map(|m| &**m));
+        let durable = p.ledger.accept(accepted);
         let queued = !p.journal.has_failed() && p.backlog.fits_in_memory(accepted.len());
         if queued {
             p.ledger.history().accepted(accepted);

@@ -34,6 +34,8 @@ mod writer;
 
 #[doc(hidden)]
 pub use replay::{Span, fuzz_replay, scan};
+#[cfg(test)]
+pub(crate) use replay::{StoredIds, stored_ids};
 pub use settings::{JournalConfig, Recovery};
 
 use std::io;
@@ -598,11 +600,32 @@ impl Journal {
 
     /// Records accepted messages; durable once the result resolves.
     pub fn accept<'a>(&self, messages: impl IntoIterator<Item = &'a Message>) -> Durable {
+        self.accept_then(messages, || {})
+    }
+
+    /// Records accepted messages, then runs `make_live` (which makes them
+    /// live where compaction looks: the ledger) before a rotation can be
+    /// asked for; durable once the result resolves.
+    ///
+    /// The order is what compaction relies on. Whatever it carries was
+    /// live, so its `Accept` was sent before its `Carry`: a commit that
+    /// fails for the `Accept` refuses the `Carry` too, and a message the
+    /// client was told to retry never comes back from a carried copy. And
+    /// an `Accept` sent to a segment about to be rotated out has its
+    /// messages live before the rotation, so they are carried.
+    pub fn accept_then<'a>(
+        &self,
+        messages: impl IntoIterator<Item = &'a Message>,
+        make_live: impl FnOnce(),
+    ) -> Durable {
         let mut b = BytesMut::with_capacity(4096);
         record::frame_with(&mut b, Kind::Accept, |dst| {
             record::encode_accept(dst, messages)
         });
-        self.send_bytes(b.freeze(), true)
+        let _no_rotation = self.shared.rotation.read();
+        let durable = self.send_bytes(b.freeze(), true);
+        make_live();
+        durable
     }
 
     /// Writes a `Dispatch` record as journals did before `Written` records
@@ -786,15 +809,20 @@ impl Journal {
     }
 
     /// Closes the head segment and starts a new one; returns its number.
+    /// Asked for only between acceptances ([`Journal::accept_then`]).
     ///
     /// # Errors
     /// [`JournalError::Closed`] when the writer is gone, or has failed (a
     /// write, a sync or a rotation) and appends nothing more.
     pub async fn rotate(&self) -> Result<u64, JournalError> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Rotate { done })
-            .map_err(|_| JournalError::Closed)?;
+        {
+            // No acceptance half done: see `accept_then`.
+            let _rotation = self.shared.rotation.write();
+            self.tx
+                .send(Command::Rotate { done })
+                .map_err(|_| JournalError::Closed)?;
+        }
         rx.await.map_err(|_| JournalError::Closed)
     }
 

@@ -142,6 +142,44 @@ async fn a_dispatch_record_of_an_older_journal_counts_as_written() {
     assert!(rec.messages[0].written, "may have reached the carrier");
 }
 
+/// What `accept_then` makes live is seen by compaction only after the
+/// `Accept` was sent (a carry of it follows the `Accept`), and a rotation
+/// cannot be asked for in between (what went to the old head is live
+/// before compaction looks, so it is carried).
+#[tokio::test]
+async fn a_batch_is_made_live_after_its_accept_is_sent_and_before_any_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
+    let m = msg(1, "a");
+    let mut ran = false;
+    let durable = j.accept_then([&m], || {
+        assert!(
+            j.shared.rotation.try_write().is_none(),
+            "no rotation while the batch is made live"
+        );
+        // A compaction that sees the batch now writes its Carry.
+        drop(j.carry([CarriedMessage {
+            message: &m,
+            carrier: None,
+            parts: 0,
+            carrier_ids: &[],
+            written: false,
+        }]));
+        ran = true;
+    });
+    assert!(ran);
+    durable.wait().await.unwrap();
+    assert!(j.shared.rotation.try_write().is_some());
+    j.rotate().await.unwrap();
+    assert_eq!(
+        stored_ids(dir.path()),
+        [
+            (1, StoredIds::Accepted(vec![1])),
+            (1, StoredIds::Carried(vec![1]))
+        ]
+    );
+}
+
 #[tokio::test]
 async fn compaction_keeps_whether_a_dispatched_message_was_written() {
     let dir = tempfile::tempdir().unwrap();

@@ -61,6 +61,12 @@ pub(crate) struct Shared {
     /// later records does not matter, gathered without a channel send or a
     /// wake-up each (see [`Staged`]).
     pub staged: parking_lot::Mutex<Staged>,
+    /// Held shared while an `Accept` is sent and its messages are made live
+    /// ([`super::Journal::accept_then`]), exclusively while a rotation is
+    /// asked for: compaction, which carries what is live once its rotation
+    /// is done, sees every message whose `Accept` went to an old segment,
+    /// and none whose `Accept` is not sent yet.
+    pub rotation: parking_lot::RwLock<()>,
 }
 
 /// Records gathered in memory and written with the next batch (within

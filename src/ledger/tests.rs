@@ -109,3 +109,64 @@ async fn undispatch_only_when_no_part_was_accepted_or_ended() {
         Stage::Dispatched { .. }
     ));
 }
+
+/// Compaction rotates, then carries what the ledger holds, while batches
+/// are accepted (and earlier ones end) on another thread: each carried
+/// message's `Accept` was written before its `Carry`, so a commit that
+/// fails for the `Accept` refuses the `Carry` too. (Admission used to make
+/// a batch live before sending its `Accept`; a carry in between wrote the
+/// `Carry` first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_never_carries_a_message_before_its_accept() {
+    use crate::journal::StoredIds;
+    use std::collections::HashSet;
+    let (l, dir) = ledger();
+    let l = Arc::new(l);
+    let cycles = Arc::new(AtomicU64::new(0));
+    let accepting = tokio::spawn({
+        let (l, cycles) = (l.clone(), cycles.clone());
+        async move {
+            let mut previous: Vec<MessageId> = Vec::new();
+            let mut next = 1;
+            let mut last = None;
+            // Until compaction has run often enough; a live set of two
+            // batches keeps each carry short, as the race needs.
+            while cycles.load(Ordering::Acquire) < 300 {
+                let batch: Vec<_> = (next..next + 200).map(message).collect();
+                next += 200;
+                last = Some(l.accept(&batch));
+                l.forget(previous.drain(..));
+                previous.extend(batch.iter().map(|m| m.id));
+                tokio::task::yield_now().await;
+            }
+            last.unwrap().wait().await.unwrap();
+            next - 1
+        }
+    });
+    while !accepting.is_finished() {
+        l.journal().rotate().await.unwrap();
+        l.carry().await.unwrap();
+        cycles.fetch_add(1, Ordering::Release);
+    }
+    let sent = accepting.await.unwrap();
+
+    let mut accepted = HashSet::new();
+    let mut carried = 0;
+    for (_, r) in crate::journal::stored_ids(dir.path()) {
+        match r {
+            StoredIds::Accepted(ids) => accepted.extend(ids),
+            StoredIds::Carried(ids) => {
+                carried += ids.len();
+                let early: Vec<_> = ids.iter().filter(|id| !accepted.contains(id)).collect();
+                assert!(
+                    early.is_empty(),
+                    "{} carried before their Accept, from {:?}",
+                    early.len(),
+                    early[0]
+                );
+            }
+        }
+    }
+    assert_eq!(accepted.len() as u64, sent);
+    assert!(carried > 0, "compaction carried live messages");
+}

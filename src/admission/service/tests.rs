@@ -18,13 +18,14 @@ fn setup() -> Setup {
     setup_with(&Default::default(), 1000)
 }
 
-/// The journal is under `adm` in the setup's directory; at most
-/// `in_memory` messages are queued in memory (the rest spill).
+/// One journal (the ledger's, as in the gateway) configured by `journal`;
+/// at most `in_memory` messages are queued in memory (the rest spill).
 fn setup_with(journal: &crate::journal::JournalConfig, in_memory: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = kit::config(dir.path(), in_memory);
-    let (backlog, ledger, scheduler, receipts) = kit::for_tests(dir.path(), in_memory);
-    let (journal, _) = Journal::open(&dir.path().join("adm"), journal).unwrap();
+    let (backlog, ledger, scheduler, receipts) =
+        kit::for_tests_with(dir.path(), in_memory, journal);
+    let journal = ledger.journal().clone();
     let compliance = Arc::new(Compliance::open(&config).unwrap());
     let media = crate::media::store::MediaStore::open(crate::uploads::store_config(&config));
     let links = LinkStore::open(

@@ -18,8 +18,18 @@ pub(crate) fn for_tests(
     dir: &std::path::Path,
     budget: u64,
 ) -> (Arc<Backlog>, Arc<Ledger>, Arc<Scheduler>, Arc<Receipts>) {
+    for_tests_with(dir, budget, &Default::default())
+}
+
+/// As [`for_tests`], with the journal (under `dir/journal`) configured by
+/// `journal`.
+pub(crate) fn for_tests_with(
+    dir: &std::path::Path,
+    budget: u64,
+    journal: &crate::settings::JournalConfig,
+) -> (Arc<Backlog>, Arc<Ledger>, Arc<Scheduler>, Arc<Receipts>) {
     let config = config(dir, budget);
-    let (ledger, receipts) = crate::receipts::for_tests(&dir.join("journal"));
+    let (ledger, receipts) = crate::receipts::for_tests_with(&dir.join("journal"), journal);
     let carrier =
         crate::carrier::smpp::SmppCarrier::new(&config.carriers[0], receipts.clone(), None);
     let carriers = HashMap::from([(carrier.name().clone(), carrier)]);
