@@ -4,7 +4,10 @@
 //! It is the one place message state changes, and it updates memory *before*
 //! the matching journal record is enqueued, so compaction, which snapshots the
 //! ledger after rotating the journal, never misses a live message (see
-//! `recovery::JournalKeeper::compact`). Sharded maps keep the two cores from contending.
+//! `recovery::JournalKeeper::compact`). The one exception is a new message
+//! ([`Ledger::accept`]): its `Accept` is sent first, so that no `Carry` can
+//! precede it, with rotations held off until it is live. Sharded maps keep
+//! the two cores from contending.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -175,9 +178,9 @@ impl Ledger {
             .accept_then(messages.iter().map(|m| &**m), || self.admit(messages))
     }
 
-    /// Adds messages whose `Accept` record is already durable as queued
-    /// (paged back in from the spill); newly accepted ones go through
-    /// [`Ledger::accept`].
+    /// Adds messages whose `Accept` record is already sent as queued
+    /// (paged back in from the spill, or by [`Ledger::accept`]); newly
+    /// accepted ones go through [`Ledger::accept`].
     pub fn admit<'a>(&self, messages: impl IntoIterator<Item = &'a Arc<Message>>) {
         for m in messages {
             let prev = self.shard(m.id).lock().insert(

@@ -12,7 +12,9 @@
 //!   could send it twice.
 //!
 //! Compaction is safe because state is registered in memory before its
-//! record is written (see `ledger` and `events`), and it excludes paging in
+//! record is written (see `ledger` and `events`; a new message is made live
+//! just after its `Accept` is sent, with no rotation in between:
+//! `Journal::accept_then`), and it excludes paging in
 //! ([`Backlog::hold_paging`]) since a message being paged in is, for a
 //! moment, in neither the spill nor the ledger.
 

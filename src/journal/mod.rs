@@ -598,7 +598,9 @@ impl Journal {
         }
     }
 
-    /// Records accepted messages; durable once the result resolves.
+    /// Records accepted messages; durable once the result resolves. A
+    /// gateway makes them live at the same time: [`Journal::accept_then`]
+    /// (`Ledger::accept`).
     pub fn accept<'a>(&self, messages: impl IntoIterator<Item = &'a Message>) -> Durable {
         self.accept_then(messages, || {})
     }
@@ -612,7 +614,12 @@ impl Journal {
     /// fails for the `Accept` refuses the `Carry` too, and a message the
     /// client was told to retry never comes back from a carried copy. And
     /// an `Accept` sent to a segment about to be rotated out has its
-    /// messages live before the rotation, so they are carried.
+    /// messages live before the rotation, so they are carried (one sent
+    /// after the rotation goes to the new head: the writer takes no record
+    /// past a rotation into the commit before it).
+    ///
+    /// `make_live` must not call `accept_then` or [`Journal::rotate`]: the
+    /// rotation lock is held.
     pub fn accept_then<'a>(
         &self,
         messages: impl IntoIterator<Item = &'a Message>,

@@ -719,6 +719,53 @@ impl Sparse {
     }
 }
 
+/// What an `Accept` or a `Carry` record stored: the ids of its messages.
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoredIds {
+    /// An `Accept` record's.
+    Accepted(Vec<u64>),
+    /// A `Carry` record's.
+    Carried(Vec<u64>),
+}
+
+/// Every `Accept` and `Carry` record of the journal at `dir` with its
+/// segment's number, in the order written (tests of what compaction
+/// writes, with nothing deleted).
+#[cfg(test)]
+pub(crate) fn stored_ids(dir: &Path) -> Vec<(u64, StoredIds)> {
+    let mut out = Vec::new();
+    for (n, _) in list_segments(dir).unwrap() {
+        let data = std::fs::read(segment_path(dir, n)).unwrap();
+        let mut off = 0;
+        while let Some(len) = record_len_at(&data, off) {
+            let payload = &data[off + 9..off + len];
+            match Kind::from_u8(data[off + 8]) {
+                Some(Kind::Accept) => {
+                    let mut ids = Vec::new();
+                    record::for_each_stored(payload, |m| {
+                        ids.push(record::StoredHead::read(m)?.id);
+                        Ok(())
+                    })
+                    .unwrap();
+                    out.push((n, StoredIds::Accepted(ids)));
+                }
+                Some(Kind::Carry) => {
+                    let c = record::Carry::decode(Bytes::copy_from_slice(payload)).unwrap();
+                    let ids = c.messages.iter().filter_map(|cm| {
+                        let m = cm.message.as_deref()?;
+                        Some(record::StoredHead::read(m).unwrap().id)
+                    });
+                    out.push((n, StoredIds::Carried(ids.collect())));
+                }
+                _ => {}
+            }
+            off += len;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -796,51 +843,4 @@ mod tests {
         let other = Bytes::from(vec![3u8; 10]);
         assert_eq!(s.own(other.clone()).as_ptr(), other.as_ptr());
     }
-}
-
-/// What an `Accept` or a `Carry` record stored: the ids of its messages.
-#[cfg(test)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StoredIds {
-    /// An `Accept` record's.
-    Accepted(Vec<u64>),
-    /// A `Carry` record's.
-    Carried(Vec<u64>),
-}
-
-/// Every `Accept` and `Carry` record of the journal at `dir` with its
-/// segment's number, in the order written (tests of what compaction
-/// writes, with nothing deleted).
-#[cfg(test)]
-pub(crate) fn stored_ids(dir: &Path) -> Vec<(u64, StoredIds)> {
-    let mut out = Vec::new();
-    for (n, _) in list_segments(dir).unwrap() {
-        let data = std::fs::read(segment_path(dir, n)).unwrap();
-        let mut off = 0;
-        while let Some(len) = record_len_at(&data, off) {
-            let payload = &data[off + 9..off + len];
-            match Kind::from_u8(data[off + 8]) {
-                Some(Kind::Accept) => {
-                    let mut ids = Vec::new();
-                    record::for_each_stored(payload, |m| {
-                        ids.push(record::StoredHead::read(m)?.id);
-                        Ok(())
-                    })
-                    .unwrap();
-                    out.push((n, StoredIds::Accepted(ids)));
-                }
-                Some(Kind::Carry) => {
-                    let c = record::Carry::decode(Bytes::copy_from_slice(payload)).unwrap();
-                    let ids = c.messages.iter().filter_map(|cm| {
-                        let m = cm.message.as_deref()?;
-                        Some(record::StoredHead::read(m).unwrap().id)
-                    });
-                    out.push((n, StoredIds::Carried(ids.collect())));
-                }
-                _ => {}
-            }
-            off += len;
-        }
-    }
-    out
 }

@@ -151,26 +151,24 @@ async fn a_batch_is_made_live_after_its_accept_is_sent_and_before_any_rotation()
     let dir = tempfile::tempdir().unwrap();
     let (j, _) = Journal::open(dir.path(), &cfg()).unwrap();
     let m = msg(1, "a");
-    let mut ran = false;
+    let mut carried = None;
     let durable = j.accept_then([&m], || {
         assert!(
             j.shared.rotation.try_write().is_none(),
             "no rotation while the batch is made live"
         );
         // A compaction that sees the batch now writes its Carry.
-        drop(j.carry([CarriedMessage {
+        carried = Some(j.carry([CarriedMessage {
             message: &m,
             carrier: None,
             parts: 0,
             carrier_ids: &[],
             written: false,
         }]));
-        ran = true;
     });
-    assert!(ran);
     durable.wait().await.unwrap();
+    carried.expect("made live").wait().await.unwrap();
     assert!(j.shared.rotation.try_write().is_some());
-    j.rotate().await.unwrap();
     assert_eq!(
         stored_ids(dir.path()),
         [

@@ -231,8 +231,11 @@ impl Writer {
             let timed_out = match first {
                 Ok(c) => {
                     self.take(c, &mut waiters, &mut control);
-                    // Everything that queued up meanwhile joins this commit.
-                    while self.buf.len() < 8 << 20 {
+                    // Everything that queued up meanwhile joins this commit,
+                    // up to a rotation or deletion: what was sent after one
+                    // is written after it (an `Accept` sent after compaction's
+                    // rotation goes to the new head, which is kept).
+                    while control.is_empty() && self.buf.len() < 8 << 20 {
                         match rx.try_recv() {
                             Ok(c) => self.take(c, &mut waiters, &mut control),
                             Err(_) => break,
@@ -539,6 +542,61 @@ mod tests {
                 assert!(!dir.path().join(prezero::FILE_NAME).exists());
             }
         }
+    }
+
+    /// The event acknowledgements framed in segment `n`, in order.
+    fn acks_in(dir: &Path, n: u64) -> Vec<u64> {
+        let data = std::fs::read(segment_path(dir, n)).unwrap();
+        let mut acks = Vec::new();
+        for span in replay::scan(&data) {
+            if let replay::Span::Record { offset, len } = span
+                && Kind::from_u8(data[offset + 8]) == Some(Kind::EventAck)
+            {
+                let payload = Bytes::copy_from_slice(&data[offset + 9..offset + len]);
+                acks.extend(
+                    <record::Ids as prost::Message>::decode(payload)
+                        .unwrap()
+                        .ids,
+                );
+            }
+        }
+        acks
+    }
+
+    /// A record sent after a rotation was asked for is written to the new
+    /// head, even when the writer takes both in one go: compaction deletes
+    /// the old head once it has carried what was live, so an `Accept` that
+    /// landed there after the rotation would be lost.
+    #[test]
+    fn what_is_sent_after_a_rotation_goes_to_the_new_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::create(
+            dir.path().into(),
+            Vec::new(),
+            1,
+            1 << 20,
+            false,
+            Arc::default(),
+        )
+        .unwrap();
+        let ack = |id: u64| {
+            let mut b = BytesMut::new();
+            record::frame(&mut b, Kind::EventAck, &record::Ids { ids: vec![id] });
+            Command::Append {
+                bytes: b.freeze(),
+                done: None,
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let (done, mut rotated) = oneshot::channel();
+        for c in [ack(1), Command::Rotate { done }, ack(2), ack(3)] {
+            tx.send(c).unwrap();
+        }
+        drop(tx);
+        w.run(rx);
+        assert_eq!(rotated.try_recv().unwrap(), 2);
+        assert_eq!(acks_in(dir.path(), 1), [1]);
+        assert_eq!(acks_in(dir.path(), 2), [2, 3]);
     }
 
     #[test]

@@ -111,52 +111,69 @@ async fn undispatch_only_when_no_part_was_accepted_or_ended() {
 }
 
 /// Compaction rotates, then carries what the ledger holds, while batches
-/// are accepted (and earlier ones end) on another thread: each carried
-/// message's `Accept` was written before its `Carry`, so a commit that
-/// fails for the `Accept` refuses the `Carry` too. (Admission used to make
-/// a batch live before sending its `Accept`; a carry in between wrote the
-/// `Carry` first.)
+/// are accepted (and earlier ones end) on another thread:
+/// - each carried message's `Accept` was written before its `Carry`, so a
+///   commit that fails for the `Accept` refuses the `Carry` too (admission
+///   used to make a batch live before sending its `Accept`: a carry in
+///   between wrote the `Carry` first);
+/// - a message whose `Accept` is in a segment older than a rotation's head
+///   is carried by that compaction unless it ended before the carry did
+///   (else compaction would delete its only record).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_never_carries_a_message_before_its_accept() {
+async fn compaction_carries_each_live_message_after_its_accept() {
     use crate::journal::StoredIds;
-    use std::collections::HashSet;
-    let (l, dir) = ledger();
-    let l = Arc::new(l);
+    use std::collections::{HashMap, HashSet, VecDeque};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        prezero_segments: false,
+        ..JournalConfig::default()
+    };
+    let l = Arc::new(Ledger::new(Journal::open(dir.path(), &cfg).unwrap().0));
+    // Compactions done: a message that ends while it reads `k` was live
+    // through the whole of compaction `k - 1`.
     let cycles = Arc::new(AtomicU64::new(0));
     let accepting = tokio::spawn({
         let (l, cycles) = (l.clone(), cycles.clone());
         async move {
+            let mut ended: HashMap<u64, u64> = HashMap::new();
             let mut previous: Vec<MessageId> = Vec::new();
+            let mut in_flight = VecDeque::new();
             let mut next = 1;
-            let mut last = None;
             // Until compaction has run often enough; a live set of two
-            // batches keeps each carry short, as the race needs.
-            while cycles.load(Ordering::Acquire) < 300 {
+            // batches keeps each carry short, as the races need.
+            while cycles.load(Ordering::Acquire) < 60 {
                 let batch: Vec<_> = (next..next + 200).map(message).collect();
                 next += 200;
-                last = Some(l.accept(&batch));
+                in_flight.push_back(l.accept(&batch));
+                let done = cycles.load(Ordering::Acquire);
+                ended.extend(previous.iter().map(|id| (id.0, done)));
                 l.forget(previous.drain(..));
                 previous.extend(batch.iter().map(|m| m.id));
+                if in_flight.len() > 16 {
+                    in_flight.pop_front().unwrap().wait().await.unwrap();
+                }
                 tokio::task::yield_now().await;
             }
-            last.unwrap().wait().await.unwrap();
-            next - 1
+            for d in in_flight {
+                d.wait().await.unwrap();
+            }
+            (next - 1, ended)
         }
     });
+    let mut heads = Vec::new();
     while !accepting.is_finished() {
-        l.journal().rotate().await.unwrap();
+        heads.push(l.journal().rotate().await.unwrap());
         l.carry().await.unwrap();
         cycles.fetch_add(1, Ordering::Release);
     }
-    let sent = accepting.await.unwrap();
+    let (sent, ended) = accepting.await.unwrap();
 
-    let mut accepted = HashSet::new();
-    let mut carried = 0;
-    for (_, r) in crate::journal::stored_ids(dir.path()) {
+    let records = crate::journal::stored_ids(dir.path());
+    let mut accepted: HashSet<u64> = HashSet::new();
+    for (_, r) in &records {
         match r {
             StoredIds::Accepted(ids) => accepted.extend(ids),
             StoredIds::Carried(ids) => {
-                carried += ids.len();
                 let early: Vec<_> = ids.iter().filter(|id| !accepted.contains(id)).collect();
                 assert!(
                     early.is_empty(),
@@ -168,5 +185,30 @@ async fn compaction_never_carries_a_message_before_its_accept() {
         }
     }
     assert_eq!(accepted.len() as u64, sent);
+    let mut carried = 0;
+    for (k, head) in heads.iter().enumerate() {
+        let end = heads.get(k + 1).copied().unwrap_or(u64::MAX);
+        let mut by_this: HashSet<u64> = HashSet::new();
+        let mut older: Vec<u64> = Vec::new();
+        for (n, r) in &records {
+            match r {
+                StoredIds::Accepted(ids) if n < head => older.extend(ids),
+                StoredIds::Carried(ids) if (head..&end).contains(&n) => by_this.extend(ids),
+                _ => {}
+            }
+        }
+        carried += by_this.len();
+        // Ended only once compaction `k` had finished: live throughout it.
+        let missed: Vec<_> = older
+            .iter()
+            .filter(|id| !by_this.contains(id) && ended.get(id).is_none_or(|&c| c > k as u64))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "{} left behind by the rotation to {head}, from {:?}",
+            missed.len(),
+            missed[0]
+        );
+    }
     assert!(carried > 0, "compaction carried live messages");
 }
