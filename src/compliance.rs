@@ -407,6 +407,12 @@ impl Compliance {
         added
     }
 
+    /// Whether the opt-outs' journal has failed (nothing more can be stored
+    /// until a restart), for readiness and metrics.
+    pub fn journal_failure(&self) -> crate::journal::Failure {
+        self.journal.failure()
+    }
+
     /// A number that grows after every opt-out reaches the suppression set
     /// (single or bulk). A message checked at epoch `e` needs no new look
     /// while the epoch is still `e`; read it before checking.

@@ -830,7 +830,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ingest_tls,
         shutdown.clone(),
     ));
-    health.watch_journal(gateway.journal().failure());
+    health.watch_journal("messages", gateway.journal().failure());
+    health.watch_journal("optouts", gateway.compliance().journal_failure());
     health.set_ready(true);
     tracing::info!(target: TARGET, %ingest_addr, ?http_addr, ?public_addr, ?api_addr, ?grpc_addr, ?smpp_server_addr, node = %config.node_id, "gateway started");
     Ok(Running {
@@ -1026,6 +1027,13 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         }
         metrics::gauge!("sluice_journal_bytes").set(gw.journal.bytes() as f64);
         metrics::gauge!("sluice_journal_segments").set(gw.journal.segments() as f64);
+        for (journal, failed) in [
+            ("messages", gw.journal.has_failed()),
+            ("optouts", gw.compliance.journal_failure().is_set()),
+        ] {
+            metrics::gauge!("sluice_journal_failed", "journal" => journal)
+                .set(f64::from(u8::from(failed)));
+        }
         if n.is_multiple_of(5)
             && let Err(e) = gw.keeper.compact(max_segments).await
         {

@@ -6,9 +6,12 @@
 //! - start-up finished (journal replayed, listeners up);
 //! - not draining (shutdown has begun: a load balancer should move new
 //!   traffic elsewhere while in-flight work finishes);
-//! - the journal has not failed (after a failed write, sync or rotation it
-//!   refuses every record, so every batch is answered `unavailable` until
-//!   a restart: a load balancer should send it elsewhere);
+//! - neither journal has failed: after a failed write, sync or rotation a
+//!   journal refuses every record until a restart. Once the messages'
+//!   journal failed every batch is answered `unavailable`; once the
+//!   opt-outs' failed no STOP or START can be stored (an MO carrying one is
+//!   refused, and the carrier retries it). A load balancer should send
+//!   traffic elsewhere;
 //! - the SMS carriers are reachable, per `http.ready_carriers`: `every`
 //!   carrier has a bind up (default), or `any` carrier has one. A node whose
 //!   binds are all down accepts messages it cannot send; one with a carrier
@@ -57,8 +60,9 @@ pub enum NotReady {
     Starting,
     /// Shutdown has begun.
     Draining,
-    /// The journal failed and stores nothing more (until a restart).
-    JournalFailed,
+    /// This journal (`messages`, `optouts`) failed and stores nothing
+    /// more (until a restart).
+    JournalFailed(&'static str),
     /// These carriers have no bind up (with `every`: the ones down; with
     /// `any`: all of them).
     CarriersDown(Vec<Arc<str>>),
@@ -69,9 +73,10 @@ impl std::fmt::Display for NotReady {
         match self {
             NotReady::Starting => f.write_str("starting"),
             NotReady::Draining => f.write_str("draining (shutting down)"),
-            NotReady::JournalFailed => {
-                f.write_str("the journal failed (it stores nothing more until a restart)")
-            }
+            NotReady::JournalFailed(name) => write!(
+                f,
+                "the {name} journal failed (it stores nothing more until a restart)"
+            ),
             NotReady::CarriersDown(names) => {
                 let names: Vec<&str> = names.iter().map(|n| &**n).collect();
                 write!(f, "no bind up to carrier {}", names.join(", "))
@@ -91,7 +96,7 @@ struct Carriers {
 pub struct Readiness {
     started: AtomicBool,
     draining: AtomicBool,
-    journal: std::sync::OnceLock<crate::journal::Failure>,
+    journals: parking_lot::RwLock<Vec<(&'static str, crate::journal::Failure)>>,
     carriers: parking_lot::RwLock<Option<Carriers>>,
 }
 
@@ -118,10 +123,9 @@ impl Readiness {
         });
     }
 
-    /// Makes readiness depend on the journal not having failed (the
-    /// first call counts).
-    pub fn watch_journal(&self, journal: crate::journal::Failure) {
-        let _ = self.journal.set(journal);
+    /// Makes readiness depend on the journal `name` not having failed.
+    pub fn watch_journal(&self, name: &'static str, journal: crate::journal::Failure) {
+        self.journals.write().push((name, journal));
     }
 
     /// Start-up finished (`true`) or not.
@@ -150,8 +154,8 @@ impl Readiness {
         if !self.started.load(Ordering::Acquire) {
             return Err(NotReady::Starting);
         }
-        if self.journal.get().is_some_and(|j| j.is_set()) {
-            return Err(NotReady::JournalFailed);
+        if let Some((name, _)) = self.journals.read().iter().find(|(_, j)| j.is_set()) {
+            return Err(NotReady::JournalFailed(name));
         }
         let carriers = self.carriers.read();
         let Some(c) = carriers.as_ref() else {

@@ -310,6 +310,10 @@ fn describe() {
         "Bytes in journal segments on disk."
     );
     describe_gauge!("sluice_journal_segments", "Journal segments on disk.");
+    describe_gauge!(
+        "sluice_journal_failed",
+        "1 once a journal (journal=\"messages\" or \"optouts\") failed a write, sync or rotation: it stores nothing more until a restart, and /readyz answers 503."
+    );
     describe_counter!(
         "sluice_journal_segments_total",
         "Journal segments started by a rotation; zeroed=\"true\" when it was written full of zeros ahead of time (journal.prezero_segments), so that its syncs do not also commit file growth."

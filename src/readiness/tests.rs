@@ -130,21 +130,31 @@ fn a_carrier_a_reload_adds_counts_once_it_has_been_bound() {
     assert!(r.is_ready());
 }
 
+/// Either journal failing (the messages' or the opt-outs') makes the node
+/// not ready, named in the answer.
 #[tokio::test]
-async fn not_ready_once_the_journal_failed() {
+async fn not_ready_once_a_journal_failed() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = crate::journal::JournalConfig {
         prezero_segments: false,
         ..Default::default()
     };
-    let (journal, _) = crate::journal::Journal::open(dir.path(), &cfg).unwrap();
+    let open = |name: &str| {
+        crate::journal::Journal::open(&dir.path().join(name), &cfg)
+            .unwrap()
+            .0
+    };
+    let (messages, optouts) = (open("journal"), open("optouts"));
     let r = Readiness::default();
-    r.watch_journal(journal.failure());
+    r.watch_journal("messages", messages.failure());
+    r.watch_journal("optouts", optouts.failure());
     r.set_ready(true);
     assert_eq!(r.check(), Ok(()));
-    journal.fail_for_tests().await;
-    assert_eq!(r.check(), Err(NotReady::JournalFailed));
+    optouts.fail_for_tests().await;
+    assert_eq!(r.check(), Err(NotReady::JournalFailed("optouts")));
     let (status, body) = r.readyz();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body.contains("journal failed"), "{body}");
+    assert!(body.contains("optouts journal failed"), "{body}");
+    messages.fail_for_tests().await;
+    assert_eq!(r.check(), Err(NotReady::JournalFailed("messages")));
 }
