@@ -1004,6 +1004,14 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         tokio::spawn(gw.receipts.sweep());
         gw.backlog.failover();
         gw.backlog.watch_stalls(&mut stalled);
+        // Before anything that waits on the disk.
+        for (journal, failed) in [
+            ("messages", gw.journal.has_failed()),
+            ("optouts", gw.compliance.journal_failure().is_set()),
+        ] {
+            metrics::gauge!("sluice_journal_failed", "journal" => journal)
+                .set(f64::from(u8::from(failed)));
+        }
         gw.keeper.trickle_dedupe().await;
         // Histogram samples wait in the recorder until upkeep folds them
         // into buckets; without a scrape they would pile up (~1 MB/s at
@@ -1027,13 +1035,6 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
         }
         metrics::gauge!("sluice_journal_bytes").set(gw.journal.bytes() as f64);
         metrics::gauge!("sluice_journal_segments").set(gw.journal.segments() as f64);
-        for (journal, failed) in [
-            ("messages", gw.journal.has_failed()),
-            ("optouts", gw.compliance.journal_failure().is_set()),
-        ] {
-            metrics::gauge!("sluice_journal_failed", "journal" => journal)
-                .set(f64::from(u8::from(failed)));
-        }
         if n.is_multiple_of(5)
             && let Err(e) = gw.keeper.compact(max_segments).await
         {

@@ -207,6 +207,7 @@ async fn dashboard_and_alerts_name_only_exported_metrics() {
         "sluice_queue_depth",
         "sluice_receipts_total",
         "sluice_journal_disk_available_bytes",
+        "sluice_journal_failed",
         "sluice_cluster_redis_up",
     ] {
         assert!(in_alerts.contains(n), "the alert rules lack {n}");

@@ -589,14 +589,24 @@ mod tests {
         };
         let (tx, rx) = mpsc::channel();
         let (done, mut rotated) = oneshot::channel();
-        for c in [ack(1), Command::Rotate { done }, ack(2), ack(3)] {
+        let (done2, mut rotated2) = oneshot::channel();
+        // The first rotation is taken first; the second mid-drain.
+        for c in [
+            Command::Rotate { done },
+            ack(1),
+            Command::Rotate { done: done2 },
+            ack(2),
+            ack(3),
+        ] {
             tx.send(c).unwrap();
         }
         drop(tx);
         w.run(rx);
         assert_eq!(rotated.try_recv().unwrap(), 2);
-        assert_eq!(acks_in(dir.path(), 1), [1]);
-        assert_eq!(acks_in(dir.path(), 2), [2, 3]);
+        assert_eq!(rotated2.try_recv().unwrap(), 3);
+        assert!(acks_in(dir.path(), 1).is_empty());
+        assert_eq!(acks_in(dir.path(), 2), [1]);
+        assert_eq!(acks_in(dir.path(), 3), [2, 3]);
     }
 
     #[test]

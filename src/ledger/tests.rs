@@ -185,24 +185,33 @@ async fn compaction_carries_each_live_message_after_its_accept() {
         }
     }
     assert_eq!(accepted.len() as u64, sent);
-    let mut carried = 0;
-    for (k, head) in heads.iter().enumerate() {
-        let end = heads.get(k + 1).copied().unwrap_or(u64::MAX);
-        let mut by_this: HashSet<u64> = HashSet::new();
-        let mut older: Vec<u64> = Vec::new();
-        for (n, r) in &records {
-            match r {
-                StoredIds::Accepted(ids) if n < head => older.extend(ids),
-                StoredIds::Carried(ids) if (head..&end).contains(&n) => by_this.extend(ids),
-                _ => {}
-            }
+    // Compaction `k` must carry every message accepted below its head that
+    // had not ended before it finished; what ended by then never needs it
+    // again. Walked once, segment by segment.
+    let mut by_segment: HashMap<u64, (Vec<u64>, Vec<u64>)> = HashMap::new();
+    for (n, r) in records {
+        let (a, c) = by_segment.entry(n).or_default();
+        match r {
+            StoredIds::Accepted(ids) => a.extend(ids),
+            StoredIds::Carried(ids) => c.extend(ids),
         }
-        carried += by_this.len();
-        // Ended only once compaction `k` had finished: live throughout it.
-        let missed: Vec<_> = older
+    }
+    let mut must: HashSet<u64> = HashSet::new();
+    let (mut below, mut carried) = (0, 0);
+    for (k, &head) in heads.iter().enumerate() {
+        for n in below..head {
+            must.extend(by_segment.get(&n).map_or(&[][..], |(a, _)| &a[..]));
+        }
+        below = head;
+        must.retain(|id| ended.get(id).is_none_or(|&c| c > k as u64));
+        let end = heads.get(k + 1).copied().unwrap_or(u64::MAX);
+        let by_this: HashSet<u64> = by_segment
             .iter()
-            .filter(|id| !by_this.contains(id) && ended.get(id).is_none_or(|&c| c > k as u64))
+            .filter(|(n, _)| (head..end).contains(n))
+            .flat_map(|(_, (_, c))| c.iter().copied())
             .collect();
+        carried += by_this.len();
+        let missed: Vec<_> = must.iter().filter(|id| !by_this.contains(id)).collect();
         assert!(
             missed.is_empty(),
             "{} left behind by the rotation to {head}, from {:?}",
