@@ -123,7 +123,9 @@ impl Last {
 struct Inner {
     /// Campaign index → (tenant, campaign).
     names: Vec<(Arc<str>, Arc<str>)>,
-    index: HashMap<(Arc<str>, Arc<str>), u32>,
+    /// Tenant → campaign → index (nested so a lookup by `&str` allocates
+    /// nothing: it runs for every final).
+    index: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
     figures: Vec<CampaignFigures>,
     /// Program (opt-out scope name) → its index.
     programs: HashMap<Arc<str>, u32>,
@@ -131,15 +133,21 @@ struct Inner {
 }
 
 impl Inner {
+    fn find(&self, tenant: &str, campaign: &str) -> Option<u32> {
+        self.index.get(tenant)?.get(campaign).copied()
+    }
+
     fn campaign(&mut self, tenant: &str, campaign: &str) -> u32 {
-        let probe: (Arc<str>, Arc<str>) = (tenant.into(), campaign.into());
-        if let Some(&i) = self.index.get(&probe) {
+        if let Some(i) = self.find(tenant, campaign) {
             return i;
         }
         let key: (Arc<str>, Arc<str>) = (tenant.into(), campaign.into());
         let i = self.names.len() as u32;
-        self.names.push(key.clone());
-        self.index.insert(key, i);
+        self.index
+            .entry(key.0.clone())
+            .or_default()
+            .insert(key.1.clone(), i);
+        self.names.push(key);
         self.figures.push(CampaignFigures::default());
         i
     }
@@ -367,9 +375,8 @@ impl Campaigns {
     pub fn figures(&self, tenant: &str, campaign: &str) -> CampaignFigures {
         let inner = self.inner.lock();
         inner
-            .index
-            .get(&(Arc::from(tenant), Arc::from(campaign)))
-            .map(|&i| inner.figures[i as usize])
+            .find(tenant, campaign)
+            .map(|i| inner.figures[i as usize])
             .unwrap_or_default()
     }
 
