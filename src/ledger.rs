@@ -114,6 +114,9 @@ pub struct Ledger {
     live: AtomicU64,
     /// Routing notes of live messages (few: only fallbacks have one).
     notes: dashmap::DashMap<u64, Arc<str>>,
+    /// Notes set and not yet taken (at most a few forgotten with their
+    /// message): while 0, a final looks nothing up.
+    noted: AtomicU64,
     /// Every message's timeline (steps recorded here and by the rooms that
     /// hold this ledger).
     history: History,
@@ -129,6 +132,7 @@ impl Ledger {
             journal,
             live: AtomicU64::new(0),
             notes: dashmap::DashMap::new(),
+            noted: AtomicU64::new(0),
             history: History::disabled(),
         }
     }
@@ -157,11 +161,18 @@ impl Ledger {
 
     /// Attaches a routing note to a live message (reported in its event).
     pub fn set_note(&self, id: MessageId, note: impl Into<Arc<str>>) {
-        self.notes.insert(id.0, note.into());
+        if self.notes.insert(id.0, note.into()).is_none() {
+            self.noted.fetch_add(1, Ordering::Release);
+        }
     }
 
     fn with_note(&self, mut f: Finalized) -> Finalized {
-        f.note = self.notes.remove(&f.message.id.0).map(|(_, n)| n);
+        if self.noted.load(Ordering::Acquire) > 0
+            && let Some((_, note)) = self.notes.remove(&f.message.id.0)
+        {
+            self.noted.fetch_sub(1, Ordering::Release);
+            f.note = Some(note);
+        }
         f
     }
 
@@ -502,28 +513,6 @@ fn finalized(entry: Entry, rest: Option<PartOutcome>) -> Finalized {
     };
     let n = parts.len() as u32;
     let mut carrier_ids = Vec::new();
-    let mut outcomes: Vec<PartOutcome> = Vec::with_capacity(parts.len().max(1));
-    for p in parts {
-        match p {
-            Part::Done(o) => outcomes.push(o),
-            Part::Submitted(c) => {
-                carrier_ids.push(c);
-                if let Some(r) = &rest {
-                    outcomes.push(r.clone());
-                }
-            }
-            Part::Pending | Part::Written => {
-                if let Some(r) = &rest {
-                    outcomes.push(r.clone());
-                }
-            }
-        }
-    }
-    if outcomes.is_empty()
-        && let Some(r) = rest
-    {
-        outcomes.push(r);
-    }
     let rank = |s: DeliveryState| match s {
         DeliveryState::Rejected => 6,
         DeliveryState::Failed => 5,
@@ -533,14 +522,38 @@ fn finalized(entry: Entry, rest: Option<PartOutcome>) -> Finalized {
         DeliveryState::Delivered => 1,
         _ => 0,
     };
-    let worst = outcomes
-        .into_iter()
-        .max_by_key(|o| rank(o.state))
-        .unwrap_or(PartOutcome {
-            state: DeliveryState::Unknown,
-            error_code: 0,
-            reason: "no outcome".into(),
-        });
+    // The worst outcome, the last of equals (no list built: this runs for
+    // every final).
+    let mut worst: Option<PartOutcome> = None;
+    let mut weigh = |o: PartOutcome| {
+        if worst
+            .as_ref()
+            .is_none_or(|w| rank(o.state) >= rank(w.state))
+        {
+            worst = Some(o);
+        }
+    };
+    for p in parts {
+        match p {
+            Part::Done(o) => weigh(o),
+            Part::Submitted(c) => {
+                carrier_ids.push(c);
+                if let Some(r) = &rest {
+                    weigh(r.clone());
+                }
+            }
+            Part::Pending | Part::Written => {
+                if let Some(r) = &rest {
+                    weigh(r.clone());
+                }
+            }
+        }
+    }
+    let worst = worst.or(rest).unwrap_or(PartOutcome {
+        state: DeliveryState::Unknown,
+        error_code: 0,
+        reason: "no outcome".into(),
+    });
     Finalized {
         message: entry.message,
         state: worst.state,
