@@ -4,6 +4,8 @@
 //! 1,000 messages, ids reused (each leaves the ledger when final). The
 //! journal the ledger holds is not written here: `Ledger::accept` and
 //! `Ledger::written` add a journal append each, timed in `benches/journal.rs`.
+//! No message has a note (only MMS fallbacks do) and history is off (a
+//! gateway with `history` on also records each step).
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -161,8 +161,11 @@ impl Ledger {
 
     /// Attaches a routing note to a live message (reported in its event).
     pub fn set_note(&self, id: MessageId, note: impl Into<Arc<str>>) {
-        if self.notes.insert(id.0, note.into()).is_none() {
-            self.noted.fetch_add(1, Ordering::Release);
+        // Counted before it can be found: a final racing this one never
+        // reads 0 while the note is held.
+        self.noted.fetch_add(1, Ordering::Release);
+        if self.notes.insert(id.0, note.into()).is_some() {
+            self.noted.fetch_sub(1, Ordering::Release);
         }
     }
 

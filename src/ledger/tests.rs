@@ -221,3 +221,34 @@ async fn compaction_carries_each_live_message_after_its_accept() {
     }
     assert!(carried > 0, "compaction carried live messages");
 }
+
+/// The worst part decides; among equals the last one's code and reason
+/// are reported. A note set on a live message (twice) reaches its final
+/// once, and a later final has none.
+#[tokio::test]
+async fn a_final_reports_the_worst_part_and_its_note_once() {
+    let (l, _d) = ledger();
+    let (m, n) = (message(1), message(2));
+    l.admit([&m, &n]);
+    assert!(l.dispatch(m.id, &"c".into(), 3));
+    l.set_note(m.id, "first");
+    l.set_note(m.id, "fallback to SMS");
+    let failed = |code: u32| PartOutcome {
+        state: DeliveryState::Failed,
+        error_code: code,
+        reason: format!("code {code}").into(),
+    };
+    l.part_done(m.id, 0, failed(1));
+    l.part_done(m.id, 1, outcome(DeliveryState::Delivered));
+    let PartResult::Final(f) = l.part_done(m.id, 2, failed(2)) else {
+        panic!("every part is done");
+    };
+    assert_eq!(
+        (f.state, f.error_code, &*f.reason),
+        (DeliveryState::Failed, 2, "code 2")
+    );
+    assert_eq!(f.note.as_deref(), Some("fallback to SMS"));
+    let reason: Arc<str> = "expired".into();
+    let f = l.finish(n.id, DeliveryState::Expired, 0, &reason).unwrap();
+    assert_eq!((f.state, f.note), (DeliveryState::Expired, None));
+}
