@@ -1,14 +1,32 @@
 //! Receipt reading and correlation keys: `smpp::receipt::parse_receipt` on an
 //! already decoded `deliver_sm` (text-only and TLV receipts), and
-//! `receipts::normalize_id` / `candidate_ids` on the id forms SMSCs send.
+//! `receipts::normalize_id` / `canonical_id` (the same key, on the stack) /
+//! `candidate_ids` on the id forms SMSCs send.
+//!
+//! `receipt/correlate`: the gateway's receipt path for a burst of 1,000
+//! one-part messages, through the real `Receipts` over a ledger and an
+//! event hub: each part's `submit_sm_resp` id recorded (`part_submitted`),
+//! then the burst of receipts (`deliver_batch`: parse, correlate, settle,
+//! publish the events, answer once they are durable), then the events
+//! taken and acknowledged as a client would. The journal is on `/dev/shm`
+//! when there is one, so its syncs cost little; history is off.
 //!
 //! The decode of the PDU itself is in `benches/smpp.rs`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice::receipts::{candidate_ids, normalize_id};
+use sluice::carrier::CarrierSink;
+use sluice::config::JournalConfig;
+use sluice::events::EventHub;
+use sluice::ingest::event_wire::WireEvents;
+use sluice::journal::Journal;
+use sluice::ledger::Ledger;
+use sluice::model::{ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender};
+use sluice::receipts::{Receipts, candidate_ids, canonical_id, normalize_id};
+use sluice::settings::ReceiptsConfig;
 use sluice::smpp::pdu::{DeliverSm, Tlv, tag};
 use sluice::smpp::receipt::{format_receipt_text, parse_receipt};
 
@@ -71,6 +89,9 @@ fn bench_ids(c: &mut Criterion) {
         g.bench_function(format!("normalize_id/{name}"), |b| {
             b.iter(|| normalize_id(black_box(id)))
         });
+        g.bench_function(format!("canonical_id/{name}"), |b| {
+            b.iter(|| canonical_id(black_box(id)))
+        });
         g.bench_function(format!("candidate_ids/{name}"), |b| {
             b.iter(|| candidate_ids(black_box(id)))
         });
@@ -78,5 +99,114 @@ fn bench_ids(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_parse, bench_ids);
+const BURST: u64 = 1_000;
+
+fn message(id: u64) -> Arc<Message> {
+    Arc::new(Message {
+        id: MessageId(id),
+        tenant: "acme".into(),
+        client_ref: format!("ord-{id}"),
+        to: Msisdn::parse("+14155550123").expect("valid number"),
+        from: Sender::parse("ACMESHOP").expect("valid sender"),
+        text: "Your order has shipped.".into(),
+        media: vec![],
+        subject: None,
+        channel: ChannelPref::Sms,
+        fallback: FallbackPolicy::SmsTextOnly,
+        campaign_id: String::new(),
+        expires_at_ms: u64::MAX / 2,
+        priority: Priority::Transactional,
+        tags: vec![],
+        accepted_at_ms: 1_795_000_000_000,
+        auto_reply: false,
+        mms: None,
+    })
+}
+
+/// A final receipt for carrier id `id`, as an SMSC words it.
+fn receipt_for(id: &str) -> DeliverSm {
+    let text = format_receipt_text(
+        id,
+        1,
+        1,
+        "2611271405",
+        "2611271405",
+        "DELIVRD",
+        0,
+        "Your order",
+    );
+    DeliverSm {
+        source_addr: Bytes::from_static(b"14155550123"),
+        destination_addr: Bytes::from_static(b"ACMESHOP"),
+        esm_class: 0x04,
+        short_message: Bytes::from(text),
+        ..DeliverSm::default()
+    }
+}
+
+fn bench_correlate(c: &mut Criterion) {
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .expect("a temp dir");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (journal, _) = Journal::open(dir.path(), &JournalConfig::default()).expect("a journal");
+    let ledger = Arc::new(Ledger::new(journal.clone()));
+    let tenant: Arc<str> = "acme".into();
+    let hub = Arc::new(EventHub::new(
+        journal,
+        [tenant.clone()],
+        Arc::new(WireEvents),
+    ));
+    let receipts = Receipts::new(ledger.clone(), hub.clone(), &ReceiptsConfig::default());
+    let carrier: Arc<str> = "sim".into();
+    let messages: Vec<Arc<Message>> = (1..=BURST).map(message).collect();
+    // Upper-case hex in the answers (one form SMSCs use), as given.
+    let ids: Vec<String> = (1..=BURST)
+        .map(|i| format!("{:X}", 0xA000_0000 + i))
+        .collect();
+    let mut g = c.benchmark_group("receipt");
+    g.throughput(Throughput::Elements(BURST));
+    g.bench_function("correlate", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let _ = ledger.accept(&messages);
+                let mut written = Vec::with_capacity(messages.len());
+                for m in &messages {
+                    assert!(ledger.dispatch(m.id, &carrier, 1));
+                    written.push((m.id, 0, 1));
+                }
+                let _ = ledger.written(&carrier, &written);
+                for (m, id) in messages.iter().zip(&ids) {
+                    receipts.part_submitted(&carrier, m.id, 0, id.as_bytes());
+                }
+                let burst: Vec<(u32, DeliverSm)> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(seq, id)| (seq as u32, receipt_for(id)))
+                    .collect();
+                let answers = receipts.deliver_batch(&carrier, burst).await;
+                assert_eq!(answers.len(), BURST as usize);
+                // Taken from the tenant's stream as they become ready.
+                let mut taken = 0;
+                while taken < BURST as usize {
+                    hub.wait(&tenant, 1).await;
+                    let events = hub.take(&tenant, 1, BURST as usize);
+                    let acked: Vec<u64> = events.iter().map(|e| e.event_id).collect();
+                    taken += hub.ack(&tenant, 1, &acked);
+                }
+                assert_eq!(ledger.live(), 0, "every message ended");
+            })
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_ids, bench_correlate);
 criterion_main!(benches);

@@ -756,7 +756,7 @@ impl EventHub {
         let mut done = Vec::new();
         let tenants = self.tenant_map();
         for e in events {
-            let Some(t) = tenants.get(e.tenant.as_str()) else {
+            let Some(t) = tenants.get(&*e.tenant) else {
                 tracing::warn!(target: "sluice::events", tenant = %crate::model::LogSafe::new(&e.tenant), event_id = e.event_id,
                     "dropping a recovered event of a tenant no longer configured");
                 continue;
@@ -800,7 +800,7 @@ impl EventHub {
                 Arc::new(PendingEvent {
                     event_id,
                     message_id: f.message.id,
-                    tenant: f.message.tenant.to_string(),
+                    tenant: f.message.tenant.clone(),
                     payload: self.encoder.delivery(event_id, f, self.channel(f), at),
                     sink: String::new(),
                     created_ms: at,
@@ -825,7 +825,7 @@ impl EventHub {
                 events.push(Arc::new(PendingEvent {
                     event_id,
                     message_id: f.message.id,
-                    tenant: f.message.tenant.to_string(),
+                    tenant: f.message.tenant.clone(),
                     payload: ep.encoder.delivery(event_id, f, self.channel(f), at),
                     sink: ep.name.to_string(),
                     created_ms: at,
@@ -855,7 +855,7 @@ impl EventHub {
             events.push(Arc::new(PendingEvent {
                 event_id,
                 message_id: MessageId(0),
-                tenant: tenant.to_owned(),
+                tenant: tenant.into(),
                 payload: self.encoder.notice(event_id, notice),
                 sink: String::new(),
                 created_ms: at,
@@ -867,7 +867,7 @@ impl EventHub {
                 events.push(Arc::new(PendingEvent {
                     event_id,
                     message_id: MessageId(0),
-                    tenant: tenant.to_owned(),
+                    tenant: tenant.into(),
                     payload: ep.encoder.notice(event_id, notice),
                     sink: ep.name.to_string(),
                     created_ms: at,
@@ -883,7 +883,7 @@ impl EventHub {
     fn publish(self: &Arc<Self>, events: Vec<Arc<PendingEvent>>) -> Publish {
         let tenants = self.tenant_map();
         for e in &events {
-            if let Some(t) = tenants.get(e.tenant.as_str()) {
+            if let Some(t) = tenants.get(&*e.tenant) {
                 t.queue.lock().unsynced.insert(e.event_id, e.clone());
             }
         }
@@ -907,7 +907,7 @@ impl EventHub {
         let mut done = Vec::new();
         let tenants = self.tenant_map();
         for e in events {
-            if let Some(t) = tenants.get(e.tenant.as_str()) {
+            if let Some(t) = tenants.get(&*e.tenant) {
                 let mut q = t.queue.lock();
                 if q.unsynced.remove(&e.event_id).is_none() {
                     continue;

@@ -30,8 +30,70 @@ use crate::smpp::text;
 const TARGET: &str = "sluice::receipts";
 
 /// (carrier, canonical carrier id) → (message, part). Ids come from carriers,
-/// so the hasher is randomly seeded.
-type Correlation = DashMap<(Arc<str>, Box<str>), (MessageId, u32), foldhash::quality::RandomState>;
+/// so the hasher is randomly seeded. Looked up by [`IdPair`] views, so a
+/// lookup allocates nothing.
+type Correlation = DashMap<IdKey, (MessageId, u32), foldhash::quality::RandomState>;
+
+/// A key of [`Correlation`]: a carrier and one of its canonical ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IdKey {
+    carrier: Arc<str>,
+    id: Box<str>,
+}
+
+impl IdKey {
+    fn new(carrier: &Arc<str>, id: &str) -> IdKey {
+        IdKey {
+            carrier: carrier.clone(),
+            id: id.into(),
+        }
+    }
+}
+
+/// A (carrier, canonical id) pair, owned ([`IdKey`]) or borrowed
+/// (`(&str, &str)`): both hash and compare alike, so a borrowed pair finds
+/// an owned key.
+trait IdPair {
+    fn pair(&self) -> (&str, &str);
+}
+
+impl IdPair for IdKey {
+    fn pair(&self) -> (&str, &str) {
+        (&self.carrier, &self.id)
+    }
+}
+
+impl IdPair for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl std::hash::Hash for dyn IdPair + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.pair().hash(h);
+    }
+}
+
+impl PartialEq for dyn IdPair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn IdPair + '_ {}
+
+impl std::hash::Hash for IdKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (self as &dyn IdPair).hash(h);
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn IdPair + 'a> for IdKey {
+    fn borrow(&self) -> &(dyn IdPair + 'a) {
+        self
+    }
+}
 
 /// No part waits for a receipt under that carrier id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +131,84 @@ pub fn normalize_id(raw: &[u8]) -> String {
         return key;
     }
     normalize_plain(raw)
+}
+
+/// The longest id [`canonical_id`] writes on the stack (SMPP ids are at most
+/// 64 characters).
+const INLINE_ID: usize = 72;
+
+/// A canonical carrier id ([`normalize_id`]) built without allocating when
+/// the id is short ASCII (as SMSCs send them), for looking ids up on the
+/// receipt path.
+pub enum CanonicalId {
+    /// The canonical id in `bytes[..len]`.
+    Inline {
+        /// Its length.
+        len: u8,
+        /// ASCII bytes.
+        bytes: [u8; INLINE_ID],
+    },
+    /// A longer or non-ASCII id.
+    Heap(String),
+}
+
+impl std::fmt::Debug for CanonicalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl CanonicalId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Only ASCII is written inline (see `canonical_id`).
+            CanonicalId::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            CanonicalId::Heap(s) => s,
+        }
+    }
+}
+
+/// What `char::is_whitespace` says of an ASCII byte (`u8::is_ascii_whitespace`
+/// leaves out the vertical tab).
+fn ascii_space(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// [`normalize_id`] of `raw`, on the stack when `raw` is ASCII without a
+/// [`recipient_id`] separator and at most [`INLINE_ID`] bytes.
+pub fn canonical_id(raw: &[u8]) -> CanonicalId {
+    if raw.len() > INLINE_ID || !raw.is_ascii() || raw.contains(&RECIPIENT_SEP) {
+        return CanonicalId::Heap(normalize_id(raw));
+    }
+    let edge = |b: u8| ascii_space(b) || b == 0;
+    let start = raw.iter().position(|&b| !edge(b)).unwrap_or(raw.len());
+    let end = raw.iter().rposition(|&b| !edge(b)).map_or(start, |i| i + 1);
+    let trimmed = &raw[start..end];
+    let digits = trimmed
+        .iter()
+        .position(|&b| b != b'0')
+        .unwrap_or(trimmed.len());
+    let mut bytes = [0u8; INLINE_ID];
+    let kept = &trimmed[digits..];
+    if kept.is_empty() {
+        // All zeros (or NULs between spaces): "0", as `normalize_plain` says.
+        let blank = raw.iter().all(|&b| ascii_space(b));
+        if blank {
+            return CanonicalId::Inline { len: 0, bytes };
+        }
+        bytes[0] = b'0';
+        return CanonicalId::Inline { len: 1, bytes };
+    }
+    for (out, b) in bytes.iter_mut().zip(kept) {
+        *out = b.to_ascii_lowercase();
+    }
+    CanonicalId::Inline {
+        len: kept.len() as u8,
+        bytes,
+    }
 }
 
 fn normalize_plain(raw: &[u8]) -> String {
@@ -248,10 +388,8 @@ impl Receipts {
             Err(UnknownCarrierId) => {
                 let keys = candidate_ids(&r.message_id);
                 self.park_receipt(carrier, r, Bytes::new(), Bytes::new(), true);
-                if keys.iter().any(|k| {
-                    self.ids
-                        .contains_key(&(carrier.clone(), k.clone().into_boxed_str()))
-                }) && let Some(r) = self.take_early(carrier, &keys)
+                if keys.iter().any(|k| self.id_known(carrier, k))
+                    && let Some(r) = self.take_early(carrier, &keys)
                 {
                     self.apply_receipt(carrier, &r).ok().flatten()
                 } else {
@@ -282,8 +420,19 @@ impl Receipts {
 
     /// Re-registers a recovered part's carrier id.
     pub fn restore(&self, carrier: &Arc<str>, id: MessageId, part: u32, canonical: &str) {
+        self.ids.insert(IdKey::new(carrier, canonical), (id, part));
+    }
+
+    /// Whether a part waits for a receipt under `id` (canonical) at `carrier`.
+    fn id_known(&self, carrier: &str, id: &str) -> bool {
+        self.ids.contains_key(&(carrier, id) as &dyn IdPair)
+    }
+
+    /// Forgets `id` (canonical) at `carrier`, returning the part it named.
+    fn take_id(&self, carrier: &str, id: &str) -> Option<(MessageId, u32)> {
         self.ids
-            .insert((carrier.clone(), canonical.into()), (id, part));
+            .remove(&(carrier, id) as &dyn IdPair)
+            .map(|(_, v)| v)
     }
 
     /// Messages ended here from now on are published together (see
@@ -314,13 +463,16 @@ impl Receipts {
                 &f.reason,
             );
             if let Some(c) = &f.carrier {
+                // Only its own: an SMSC may have reused the id since.
                 for k in &f.carrier_ids {
-                    self.ids.remove(&(c.clone(), k.clone()));
+                    self.ids
+                        .remove_if(&(&**c, &**k) as &dyn IdPair, |_, (id, _)| {
+                            *id == f.message.id
+                        });
                 }
             }
-            self.finals
-                .increment(&(f.message.tenant.clone(), f.state), 1);
         }
+        self.count_finals(&finals);
         if let Some(c) = self.campaigns.get() {
             c.finals(&finals, crate::model::now_ms() / 1000);
         }
@@ -365,17 +517,14 @@ impl Receipts {
         reason: &str,
     ) -> Result<Option<Finalized>, UnknownCarrierId> {
         // The id as given first (the common case), other renderings only then.
-        let canon = normalize_id(raw_id);
-        let found = self
-            .ids
-            .remove(&(carrier.clone(), canon.as_str().into()))
-            .or_else(|| {
-                candidate_ids(raw_id)
-                    .into_iter()
-                    .skip(1)
-                    .find_map(|k| self.ids.remove(&(carrier.clone(), k.into_boxed_str())))
-            });
-        let Some((_, (id, part))) = found else {
+        let canon = canonical_id(raw_id);
+        let found = self.take_id(carrier, canon.as_str()).or_else(|| {
+            candidate_ids(raw_id)
+                .into_iter()
+                .skip(1)
+                .find_map(|k| self.take_id(carrier, &k))
+        });
+        let Some((id, part)) = found else {
             return Err(UnknownCarrierId);
         };
         self.ledger.history().receipt(id, part, state, code, reason);
@@ -421,10 +570,8 @@ impl Receipts {
                     orphans.is_some(),
                 );
                 // The id may have been published while we parked.
-                if keys.iter().any(|k| {
-                    self.ids
-                        .contains_key(&(carrier.clone(), k.clone().into_boxed_str()))
-                }) && let Some(r) = self.take_early(carrier, &keys)
+                if keys.iter().any(|k| self.id_known(carrier, k))
+                    && let Some(r) = self.take_early(carrier, &keys)
                 {
                     return self.apply_receipt(carrier, &r).ok().flatten();
                 }
@@ -452,8 +599,9 @@ impl Receipts {
     }
 
     /// A receipt, or an inbound message to forward; `None` for what needs
-    /// nothing more than an OK answer.
-    fn classify(&self, carrier: &Arc<str>, sm: DeliverSm) -> Delivered {
+    /// nothing more than an OK answer. Adds 1 to `receipts` for a readable
+    /// receipt (the caller counts them in one go).
+    fn classify(&self, carrier: &Arc<str>, sm: DeliverSm, receipts: &mut u64) -> Delivered {
         if !receipt::is_receipt(&sm) {
             let from = String::from_utf8_lossy(&sm.source_addr).into_owned();
             let to = String::from_utf8_lossy(&sm.destination_addr).into_owned();
@@ -479,7 +627,7 @@ impl Receipts {
                 return Delivered::Done;
             }
         };
-        self.receipts.increment(carrier, 1);
+        *receipts += 1;
         if !r.is_final() {
             return Delivered::Done;
         }
@@ -550,6 +698,34 @@ impl Receipts {
         keys.iter()
             .find_map(|k| e.by_key.remove(&(carrier.clone(), k.clone())))
             .map(|found| found.receipt)
+    }
+
+    /// Counts `finals` by tenant and state, one increment per run of equal
+    /// pairs (a batch is mostly one tenant's messages, delivered).
+    fn count_finals(&self, finals: &[Finalized]) {
+        let mut run: Option<(&Arc<str>, DeliveryState, u64)> = None;
+        for f in finals {
+            match &mut run {
+                Some((tenant, state, n)) if **tenant == f.message.tenant && *state == f.state => {
+                    *n += 1;
+                }
+                _ => {
+                    if let Some((tenant, state, n)) = run {
+                        self.finals.increment(&(tenant.clone(), state), n);
+                    }
+                    run = Some((&f.message.tenant, f.state, 1));
+                }
+            }
+        }
+        if let Some((tenant, state, n)) = run {
+            self.finals.increment(&(tenant.clone(), state), n);
+        }
+    }
+
+    fn count_receipts(&self, carrier: &Arc<str>, n: u64) {
+        if n > 0 {
+            self.receipts.increment(carrier, n);
+        }
     }
 
     /// Sweeps and the rest of the gateway publish through this too.
@@ -817,23 +993,23 @@ impl CarrierSink for Receipts {
     }
 
     fn part_submitted(&self, carrier: &Arc<str>, id: MessageId, part: u32, raw: &[u8]) {
-        let key = normalize_id(raw);
+        let key = canonical_id(raw);
+        let key = key.as_str();
         if key.is_empty() {
             // An OK answer without an id cannot be correlated: the part will
             // end `unknown` at expiry unless a receipt names it some other way.
             tracing::warn!(target: TARGET, %carrier, %id, "submit_sm_resp without message_id");
         }
-        if !self.ledger.part_submitted(id, part, &key) {
+        if !self.ledger.part_submitted(id, part, key) {
             return;
         }
-        self.ledger.history().answered(id, carrier, part, &key);
+        self.ledger.history().answered(id, carrier, part, key);
         // Publish the id first, then look for a receipt that came before it.
         // `deliver` does the reverse (park, then look for the id), so
         // whichever runs second sees the other; `take_early` hands a parked
         // receipt to exactly one of them.
-        self.ids
-            .insert((carrier.clone(), key.clone().into_boxed_str()), (id, part));
-        if let Some(r) = self.take_early_by_id(carrier, &key)
+        self.ids.insert(IdKey::new(carrier, key), (id, part));
+        if let Some(r) = self.take_early_by_id(carrier, key)
             && let Ok(Some(f)) = self.apply_receipt(carrier, &r)
         {
             tokio::spawn(self.publish(vec![f]));
@@ -874,7 +1050,10 @@ impl CarrierSink for Receipts {
         carrier: &Arc<str>,
         sm: DeliverSm,
     ) -> Pin<Box<dyn Future<Output = CommandStatus> + Send>> {
-        match self.classify(carrier, sm) {
+        let mut receipts = 0;
+        let delivered = self.classify(carrier, sm, &mut receipts);
+        self.count_receipts(carrier, receipts);
+        match delivered {
             Delivered::Done => Box::pin(async { CommandStatus::ESME_ROK }),
             Delivered::Mo(mo) => self.forward(mo),
             Delivered::Final(f) => {
@@ -897,8 +1076,9 @@ impl CarrierSink for Receipts {
         let mut finals = Vec::new();
         let mut done = Vec::with_capacity(batch.len());
         let mut mo = Vec::new();
+        let mut receipts = 0;
         for (seq, sm) in batch {
-            match self.classify(carrier, sm) {
+            match self.classify(carrier, sm, &mut receipts) {
                 Delivered::Done => done.push((seq, CommandStatus::ESME_ROK)),
                 Delivered::Final(f) => {
                     finals.push(f);
@@ -907,6 +1087,7 @@ impl CarrierSink for Receipts {
                 Delivered::Mo(m) => mo.push((seq, self.forward(m))),
             }
         }
+        self.count_receipts(carrier, receipts);
         let publishing = (!finals.is_empty()).then(|| self.publish(finals));
         Box::pin(async move {
             if let Some(p) = publishing {

@@ -370,7 +370,10 @@ pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
 #[derive(Debug)]
 pub struct CounterCache<K> {
     make: fn(&K) -> metrics::Counter,
-    map: parking_lot::Mutex<std::collections::HashMap<K, metrics::Counter>>,
+    /// Keys are the gateway's own labels (tenants, carriers), not peers'.
+    map: parking_lot::Mutex<
+        std::collections::HashMap<K, metrics::Counter, foldhash::fast::RandomState>,
+    >,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> CounterCache<K> {

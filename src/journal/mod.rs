@@ -263,7 +263,7 @@ pub struct PendingEvent {
     /// Message this event ends (`MessageId(0)`: none).
     pub message_id: MessageId,
     /// Tenant the event belongs to.
-    pub tenant: String,
+    pub tenant: Arc<str>,
     /// The encoded event: `sluice.v1.Event` for the tenant stream, a JSON
     /// object for a webhook endpoint.
     pub payload: Bytes,
@@ -714,20 +714,11 @@ impl Journal {
     /// Records events (a non-zero `message_id` also ends that message);
     /// durable once the result resolves.
     pub fn events<'a>(&self, events: impl IntoIterator<Item = &'a PendingEvent>) -> Durable {
-        let rec = record::Events {
-            entries: events
-                .into_iter()
-                .map(|e| record::EventEntry {
-                    event_id: e.event_id,
-                    message_id: e.message_id.0,
-                    tenant: e.tenant.clone(),
-                    payload: e.payload.clone(),
-                    sink: e.sink.clone(),
-                    created_ms: e.created_ms,
-                })
-                .collect(),
-        };
-        self.send(Kind::Event, &rec, true)
+        let mut b = BytesMut::with_capacity(4096);
+        record::frame_with(&mut b, Kind::Event, |dst| {
+            record::encode_events(dst, events)
+        });
+        self.send_bytes(b.freeze(), true)
     }
 
     /// Records events the upstream acknowledged. Not synced on its own: a lost

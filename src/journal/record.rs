@@ -160,6 +160,60 @@ pub fn encode_accept<'a>(dst: &mut BytesMut, messages: impl IntoIterator<Item = 
     }
 }
 
+/// Encodes an `Event` record's payload straight from pending events, in
+/// exactly [`Events`]' wire format, without building an [`EventEntry`] per
+/// event (the hot path: every final is one).
+pub fn encode_events<'a>(
+    dst: &mut BytesMut,
+    events: impl IntoIterator<Item = &'a super::PendingEvent>,
+) {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+    fn uint_len(tag: u32, v: u64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            key_len(tag) + encoded_len_varint(v)
+        }
+    }
+    fn bytes_len(tag: u32, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            key_len(tag) + encoded_len_varint(n as u64) + n
+        }
+    }
+    fn uint(tag: u32, v: u64, b: &mut BytesMut) {
+        if v != 0 {
+            encode_key(tag, WireType::Varint, b);
+            encode_varint(v, b);
+        }
+    }
+    fn bytes(tag: u32, s: &[u8], b: &mut BytesMut) {
+        if !s.is_empty() {
+            encode_key(tag, WireType::LengthDelimited, b);
+            encode_varint(s.len() as u64, b);
+            b.put_slice(s);
+        }
+    }
+    for e in events {
+        let len = uint_len(1, e.event_id)
+            + uint_len(2, e.message_id.0)
+            + bytes_len(3, e.tenant.len())
+            + bytes_len(4, e.payload.len())
+            + bytes_len(5, e.sink.len())
+            + uint_len(6, e.created_ms);
+        dst.reserve(len + 12);
+        encode_key(1, WireType::LengthDelimited, dst);
+        encode_varint(len as u64, dst);
+        uint(1, e.event_id, dst);
+        uint(2, e.message_id.0, dst);
+        bytes(3, e.tenant.as_bytes(), dst);
+        bytes(4, &e.payload, dst);
+        bytes(5, e.sink.as_bytes(), dst);
+        uint(6, e.created_ms, dst);
+    }
+}
+
 /// Appends one message in [`StoredMessage`]'s wire format (its stored form).
 pub fn encode_stored(m: &Message, b: &mut BytesMut) {
     use prost::encoding::{WireType, encode_key, encode_varint};

@@ -546,7 +546,7 @@ pub(super) fn apply(st: &mut State, kind: Option<Kind>, payload: Bytes) -> Resul
                         PendingEvent {
                             event_id: e.event_id,
                             message_id: MessageId(e.message_id),
-                            tenant: e.tenant,
+                            tenant: e.tenant.into(),
                             payload: e.payload,
                             sink: e.sink,
                             created_ms: e.created_ms,

@@ -746,3 +746,46 @@ fn replay_of_the_largest_ids_does_not_overflow() {
     assert_eq!(rec.next_message_id, u64::MAX);
     assert_eq!(rec.next_event_id, u64::MAX);
 }
+
+#[test]
+fn events_are_encoded_as_the_event_record_says() {
+    // Every field at its default and at a large value, a payload past 127
+    // bytes (a two-byte length), an empty event list.
+    let mut events = [
+        PendingEvent {
+            event_id: 0,
+            message_id: MessageId(0),
+            tenant: "".into(),
+            payload: Bytes::new(),
+            sink: String::new(),
+            created_ms: 0,
+        },
+        event(7, 0),
+        event(8, 9),
+    ];
+    events[2].payload = Bytes::from(vec![0xab; 300]);
+    events[2].event_id = u64::MAX;
+    events[2].tenant = "t".repeat(200).into();
+    for n in [0, 1, events.len()] {
+        let mut b = BytesMut::new();
+        record::encode_events(&mut b, &events[..n]);
+        let want = record::Events {
+            entries: events[..n]
+                .iter()
+                .map(|e| record::EventEntry {
+                    event_id: e.event_id,
+                    message_id: e.message_id.0,
+                    tenant: e.tenant.to_string(),
+                    payload: e.payload.clone(),
+                    sink: e.sink.clone(),
+                    created_ms: e.created_ms,
+                })
+                .collect(),
+        };
+        assert_eq!(
+            &b[..],
+            &prost::Message::encode_to_vec(&want)[..],
+            "{n} events"
+        );
+    }
+}

@@ -100,3 +100,80 @@ async fn sweep_ends_what_sits_unwritten_in_a_carrier_queue_past_validity() {
     assert!(ledger.get(written.id).is_some());
     assert!(ledger.get(fresh.id).is_some());
 }
+
+#[test]
+fn the_stack_canonical_id_is_the_canonical_id() {
+    // Edge cases first, then random ids over a small alphabet that hits
+    // every rule (case, spaces and NULs at either end, leading zeros, the
+    // vertical tab `char::is_whitespace` counts and `is_ascii_whitespace`
+    // does not, non-ASCII and the recipient separator that take the heap).
+    let fixed: [&[u8]; 12] = [
+        b"",
+        b"0",
+        b"\0",
+        b"  ",
+        b"\x0b12\x0b",
+        b"0 \0",
+        b"00 12",
+        b"00ABcd12",
+        b"6F9619FF-8B86-D011-B42D-00C04FC964FF",
+        &[b'7'; 72],
+        &[b'7'; 73],
+        "é0".as_bytes(),
+    ];
+    let alphabet = b"0019aAfF \t\x0b\0-\x1f\xc3\xa9";
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let random: Vec<Vec<u8>> = (0..20_000)
+        .map(|_| {
+            let len = (next() % 12) as usize;
+            (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect()
+        })
+        .collect();
+    for raw in fixed
+        .iter()
+        .copied()
+        .chain(random.iter().map(Vec::as_slice))
+    {
+        let canon = canonical_id(raw);
+        assert_eq!(canon.as_str(), normalize_id(raw), "{raw:?}");
+        let short_ascii = raw.len() <= INLINE_ID && raw.is_ascii() && !raw.contains(&RECIPIENT_SEP);
+        assert_eq!(
+            matches!(canon, CanonicalId::Inline { .. }),
+            short_ascii,
+            "{raw:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_final_forgets_only_its_own_carrier_id() {
+    // An SMSC that reuses ids: message 2 is answered with the id message 1
+    // still had. When message 1 ends (here by expiry), the id stays with
+    // message 2, whose receipt then ends it.
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, receipts) = for_tests(dir.path());
+    let first = message(1, now_ms() - 1);
+    let second = message(2, now_ms() + 60_000);
+    ledger.admit([&first, &second]);
+    let carrier: Arc<str> = "c".into();
+    for m in [&first, &second] {
+        assert!(ledger.dispatch(m.id, &carrier, 1));
+        let _ = ledger.written("c", &[(m.id, 0, 1)]);
+        receipts.part_submitted(&carrier, m.id, 0, b"00AB12");
+    }
+    assert_eq!(receipts.correlated(), 1, "one id, now message 2's");
+    assert!(receipts.end(first.id, DeliveryState::Expired, &"gone".into()));
+    assert_eq!(receipts.correlated(), 1, "message 2 still waits for it");
+    let ended = receipts.report(&carrier, b"ab12", DeliveryState::Delivered, 0, "DELIVRD");
+    let publishing = ended.expect("a known id").expect("it ended message 2");
+    publishing.await;
+    assert!(ledger.get(second.id).is_none());
+}

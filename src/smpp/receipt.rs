@@ -19,9 +19,12 @@
 //! (`submit_date:`), fields may come in any order, unknown fields are skipped,
 //! dates are kept as given (10 or 12 digits), and `text:` may be missing. The
 //! `text:` field, when present, runs to the end: fields after it are part of
-//! the text. Parsing slices the input [`Bytes`]; it allocates nothing per
-//! field (only an unknown stat word from [`ReceiptState::from_stat_word`] is
+//! the text. Parsing finds each field's range and slices the input [`Bytes`]
+//! only for the fields a [`Receipt`] keeps; it allocates nothing per field
+//! (only an unknown stat word from [`ReceiptState::from_stat_word`] is
 //! copied).
+
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -81,12 +84,6 @@ impl ReceiptState {
     pub fn from_stat_word(word: &[u8]) -> ReceiptState {
         Self::known_stat_word(word)
             .unwrap_or_else(|| ReceiptState::Other(Bytes::copy_from_slice(word)))
-    }
-
-    /// As [`ReceiptState::from_stat_word`], keeping a slice of `word` for
-    /// unknown words instead of copying.
-    fn from_stat_bytes(word: Bytes) -> ReceiptState {
-        Self::known_stat_word(&word).unwrap_or(ReceiptState::Other(word))
     }
 
     fn known_stat_word(word: &[u8]) -> Option<ReceiptState> {
@@ -293,47 +290,55 @@ pub fn parse_receipt(sm: &DeliverSm) -> Result<Receipt, ReceiptError> {
         sm.short_message.clone()
     };
     let fields = TextFields::parse(&text);
+    let slice = |r: &Option<Range<usize>>| r.clone().map(|r| text.slice(r));
+    let field = |r: &Option<Range<usize>>| r.clone().map(|r| &text[r]);
 
     let tlv_id = sm
         .tlv(tag::RECEIPTED_MESSAGE_ID)
         .map(|t| trim(&t.as_c_string()))
         .filter(|id| !id.is_empty());
     let message_id = tlv_id
-        .or_else(|| fields.id.as_ref().map(trim).filter(|id| !id.is_empty()))
+        .or_else(|| {
+            let id = field(&fields.id)?;
+            let trimmed = trim_slice(id);
+            // A slice of `text` at the trimmed field (one reference taken).
+            let start = fields.id.as_ref()?.start + trim_start(id);
+            (!trimmed.is_empty()).then(|| text.slice(start..start + trimmed.len()))
+        })
         .ok_or(ReceiptError::MissingId)?;
 
     let tlv_state = sm
         .tlv(tag::MESSAGE_STATE)
         .and_then(|t| t.as_u8())
         .and_then(ReceiptState::from_message_state);
-    let state = tlv_state
-        .or_else(|| {
-            fields
-                .stat
-                .clone()
-                .filter(|w| !w.is_empty())
-                .map(ReceiptState::from_stat_bytes)
-        })
-        .ok_or(ReceiptError::MissingState)?;
+    let state =
+        tlv_state
+            .or_else(|| {
+                let word = field(&fields.stat).filter(|w| !w.is_empty())?;
+                Some(ReceiptState::known_stat_word(word).unwrap_or_else(|| {
+                    ReceiptState::Other(slice(&fields.stat).unwrap_or_default())
+                }))
+            })
+            .ok_or(ReceiptError::MissingState)?;
 
     let network_error = sm
         .tlv(tag::NETWORK_ERROR_CODE)
         .and_then(|t| NetworkError::from_tlv_value(&t.value));
     let error_code = network_error
         .map(|e| u32::from(e.error_code))
-        .or_else(|| fields.err.as_deref().and_then(parse_err));
+        .or_else(|| field(&fields.err).and_then(parse_err));
 
     Ok(Receipt {
         message_id,
         state,
         error_code,
-        err_raw: fields.err,
+        err_raw: slice(&fields.err),
         network_error,
-        submitted: fields.sub.as_deref().and_then(parse_decimal),
-        delivered: fields.dlvrd.as_deref().and_then(parse_decimal),
-        submit_date: fields.submit_date,
-        done_date: fields.done_date,
-        text: fields.text,
+        submitted: field(&fields.sub).and_then(parse_decimal),
+        delivered: field(&fields.dlvrd).and_then(parse_decimal),
+        submit_date: slice(&fields.submit_date),
+        done_date: slice(&fields.done_date),
+        text: slice(&fields.text),
         intermediate: sm.esm_class & ESM_MESSAGE_TYPE_MASK == ESM_INTERMEDIATE_NOTIFICATION,
     })
 }
@@ -398,23 +403,23 @@ pub fn receipt_snippet(text: &str) -> String {
 /// The Appendix B fields found in a receipt text, as slices of it.
 #[derive(Debug, Default)]
 struct TextFields {
-    id: Option<Bytes>,
-    sub: Option<Bytes>,
-    dlvrd: Option<Bytes>,
-    submit_date: Option<Bytes>,
-    done_date: Option<Bytes>,
-    stat: Option<Bytes>,
-    err: Option<Bytes>,
-    text: Option<Bytes>,
+    id: Option<Range<usize>>,
+    sub: Option<Range<usize>>,
+    dlvrd: Option<Range<usize>>,
+    submit_date: Option<Range<usize>>,
+    done_date: Option<Range<usize>>,
+    stat: Option<Range<usize>>,
+    err: Option<Range<usize>>,
+    text: Option<Range<usize>>,
 }
 
 impl TextFields {
     /// Scans `key:value` pairs. A value runs to the next whitespace, except
     /// `text`'s, which runs to the end. A key is the last word before the
     /// colon, or the last two when the last is `date` (`submit date`). The
-    /// first occurrence of a field wins.
-    fn parse(text: &Bytes) -> TextFields {
-        let s: &[u8] = text;
+    /// first occurrence of a field wins. Fields are ranges of `s` (sliced
+    /// only when the receipt keeps them).
+    fn parse(s: &[u8]) -> TextFields {
         let mut fields = TextFields::default();
         let mut pos = 0;
         while pos < s.len() {
@@ -427,32 +432,29 @@ impl TextFields {
             let key = key_before(&s[pos..colon]);
             let start = colon + 1;
             if key_is(key, b"text") {
-                fields.text.get_or_insert_with(|| text.slice(start..));
+                fields.text.get_or_insert(start..s.len());
                 break;
             }
             let end = s[start..]
                 .iter()
                 .position(|&b| is_space(b))
                 .map_or(s.len(), |i| start + i);
-            let slot = if key_is(key, b"id") {
-                &mut fields.id
-            } else if key_is(key, b"sub") {
-                &mut fields.sub
-            } else if key_is(key, b"dlvrd") {
-                &mut fields.dlvrd
-            } else if key_is(key, b"submit date") {
-                &mut fields.submit_date
-            } else if key_is(key, b"done date") {
-                &mut fields.done_date
-            } else if key_is(key, b"stat") {
-                &mut fields.stat
-            } else if key_is(key, b"err") {
-                &mut fields.err
-            } else {
-                pos = end;
-                continue;
+            // By length first: at most two keys are compared.
+            let slot = match key.len() {
+                2 if key_is(key, b"id") => &mut fields.id,
+                3 if key_is(key, b"sub") => &mut fields.sub,
+                3 if key_is(key, b"err") => &mut fields.err,
+                4 if key_is(key, b"stat") => &mut fields.stat,
+                5 if key_is(key, b"dlvrd") => &mut fields.dlvrd,
+                // A run of spaces or `_` between the words: any length above.
+                9.. if key_is(key, b"done date") => &mut fields.done_date,
+                11.. if key_is(key, b"submit date") => &mut fields.submit_date,
+                _ => {
+                    pos = end;
+                    continue;
+                }
             };
-            slot.get_or_insert_with(|| text.slice(start..end));
+            slot.get_or_insert(start..end);
             pos = end;
         }
         fields
@@ -500,6 +502,11 @@ fn key_is(key: &[u8], want: &[u8]) -> bool {
         }
     }
     k.next().is_none()
+}
+
+/// How many bytes [`trim_slice`] drops from the front of `s`.
+fn trim_start(s: &[u8]) -> usize {
+    s.iter().position(|&b| !is_space(b)).unwrap_or(s.len())
 }
 
 fn trim_slice(s: &[u8]) -> &[u8] {
