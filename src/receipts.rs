@@ -139,16 +139,15 @@ const INLINE_ID: usize = 72;
 
 /// A canonical carrier id ([`normalize_id`]) built without allocating when
 /// the id is short ASCII (as SMSCs send them), for looking ids up on the
-/// receipt path.
-pub enum CanonicalId {
-    /// The canonical id in `bytes[..len]`.
-    Inline {
-        /// Its length.
-        len: u8,
-        /// ASCII bytes.
-        bytes: [u8; INLINE_ID],
-    },
-    /// A longer or non-ASCII id.
+/// receipt path. Only [`canonical_id`] makes one.
+pub struct CanonicalId(Canonical);
+
+enum Canonical {
+    /// The canonical id in `bytes[..len]`: ASCII, `len` at most
+    /// [`INLINE_ID`].
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    /// An id too long for that, not ASCII, or with a [`recipient_id`]
+    /// separator.
     Heap(String),
 }
 
@@ -161,12 +160,12 @@ impl std::fmt::Debug for CanonicalId {
 impl CanonicalId {
     /// The id.
     pub fn as_str(&self) -> &str {
-        match self {
+        match &self.0 {
             // Only ASCII is written inline (see `canonical_id`).
-            CanonicalId::Inline { len, bytes } => {
+            Canonical::Inline { len, bytes } => {
                 std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
             }
-            CanonicalId::Heap(s) => s,
+            Canonical::Heap(s) => s,
         }
     }
 }
@@ -181,7 +180,7 @@ fn ascii_space(b: u8) -> bool {
 /// [`recipient_id`] separator and at most [`INLINE_ID`] bytes.
 pub fn canonical_id(raw: &[u8]) -> CanonicalId {
     if raw.len() > INLINE_ID || !raw.is_ascii() || raw.contains(&RECIPIENT_SEP) {
-        return CanonicalId::Heap(normalize_id(raw));
+        return CanonicalId(Canonical::Heap(normalize_id(raw)));
     }
     let edge = |b: u8| ascii_space(b) || b == 0;
     let start = raw.iter().position(|&b| !edge(b)).unwrap_or(raw.len());
@@ -197,18 +196,18 @@ pub fn canonical_id(raw: &[u8]) -> CanonicalId {
         // All zeros (or NULs between spaces): "0", as `normalize_plain` says.
         let blank = raw.iter().all(|&b| ascii_space(b));
         if blank {
-            return CanonicalId::Inline { len: 0, bytes };
+            return CanonicalId(Canonical::Inline { len: 0, bytes });
         }
         bytes[0] = b'0';
-        return CanonicalId::Inline { len: 1, bytes };
+        return CanonicalId(Canonical::Inline { len: 1, bytes });
     }
     for (out, b) in bytes.iter_mut().zip(kept) {
         *out = b.to_ascii_lowercase();
     }
-    CanonicalId::Inline {
+    CanonicalId(Canonical::Inline {
         len: kept.len() as u8,
         bytes,
-    }
+    })
 }
 
 fn normalize_plain(raw: &[u8]) -> String {

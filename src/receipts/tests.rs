@@ -146,7 +146,7 @@ fn the_stack_canonical_id_is_the_canonical_id() {
         assert_eq!(canon.as_str(), normalize_id(raw), "{raw:?}");
         let short_ascii = raw.len() <= INLINE_ID && raw.is_ascii() && !raw.contains(&RECIPIENT_SEP);
         assert_eq!(
-            matches!(canon, CanonicalId::Inline { .. }),
+            matches!(canon.0, Canonical::Inline { .. }),
             short_ascii,
             "{raw:?}"
         );
@@ -157,13 +157,20 @@ fn the_stack_canonical_id_is_the_canonical_id() {
 async fn a_final_forgets_only_its_own_carrier_id() {
     // An SMSC that reuses ids: message 2 is answered with the id message 1
     // still had. When message 1 ends (here by expiry), the id stays with
-    // message 2, whose receipt then ends it.
+    // message 2, whose receipt then ends it. Message 3, ended the same way
+    // with an id of its own, leaves none behind.
     let dir = tempfile::tempdir().unwrap();
     let (ledger, receipts) = for_tests(dir.path());
     let first = message(1, now_ms() - 1);
     let second = message(2, now_ms() + 60_000);
-    ledger.admit([&first, &second]);
+    let third = message(3, now_ms() + 60_000);
+    ledger.admit([&first, &second, &third]);
     let carrier: Arc<str> = "c".into();
+    assert!(ledger.dispatch(third.id, &carrier, 1));
+    let _ = ledger.written("c", &[(third.id, 0, 1)]);
+    receipts.part_submitted(&carrier, third.id, 0, b"ff01");
+    assert!(receipts.end(third.id, DeliveryState::Expired, &"gone".into()));
+    assert_eq!(receipts.correlated(), 0, "its own id is forgotten");
     for m in [&first, &second] {
         assert!(ledger.dispatch(m.id, &carrier, 1));
         let _ = ledger.written("c", &[(m.id, 0, 1)]);

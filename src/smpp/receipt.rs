@@ -290,8 +290,9 @@ pub fn parse_receipt(sm: &DeliverSm) -> Result<Receipt, ReceiptError> {
         sm.short_message.clone()
     };
     let fields = TextFields::parse(&text);
-    let slice = |r: &Option<Range<usize>>| r.clone().map(|r| text.slice(r));
-    let field = |r: &Option<Range<usize>>| r.clone().map(|r| &text[r]);
+    // A field kept in the receipt (a slice of `text`), or only read.
+    let kept = |r: &Option<Range<usize>>| r.clone().map(|r| text.slice(r));
+    let read = |r: &Option<Range<usize>>| r.clone().map(|r| &text[r]);
 
     let tlv_id = sm
         .tlv(tag::RECEIPTED_MESSAGE_ID)
@@ -299,7 +300,7 @@ pub fn parse_receipt(sm: &DeliverSm) -> Result<Receipt, ReceiptError> {
         .filter(|id| !id.is_empty());
     let message_id = tlv_id
         .or_else(|| {
-            let id = field(&fields.id)?;
+            let id = read(&fields.id)?;
             let trimmed = trim_slice(id);
             // A slice of `text` at the trimmed field (one reference taken).
             let start = fields.id.as_ref()?.start + trim_start(id);
@@ -311,34 +312,34 @@ pub fn parse_receipt(sm: &DeliverSm) -> Result<Receipt, ReceiptError> {
         .tlv(tag::MESSAGE_STATE)
         .and_then(|t| t.as_u8())
         .and_then(ReceiptState::from_message_state);
-    let state =
-        tlv_state
-            .or_else(|| {
-                let word = field(&fields.stat).filter(|w| !w.is_empty())?;
-                Some(ReceiptState::known_stat_word(word).unwrap_or_else(|| {
-                    ReceiptState::Other(slice(&fields.stat).unwrap_or_default())
-                }))
-            })
-            .ok_or(ReceiptError::MissingState)?;
+    let state = tlv_state
+        .or_else(|| {
+            let word = read(&fields.stat).filter(|w| !w.is_empty())?;
+            Some(
+                ReceiptState::known_stat_word(word)
+                    .unwrap_or_else(|| ReceiptState::Other(kept(&fields.stat).unwrap_or_default())),
+            )
+        })
+        .ok_or(ReceiptError::MissingState)?;
 
     let network_error = sm
         .tlv(tag::NETWORK_ERROR_CODE)
         .and_then(|t| NetworkError::from_tlv_value(&t.value));
     let error_code = network_error
         .map(|e| u32::from(e.error_code))
-        .or_else(|| field(&fields.err).and_then(parse_err));
+        .or_else(|| read(&fields.err).and_then(parse_err));
 
     Ok(Receipt {
         message_id,
         state,
         error_code,
-        err_raw: slice(&fields.err),
+        err_raw: kept(&fields.err),
         network_error,
-        submitted: field(&fields.sub).and_then(parse_decimal),
-        delivered: field(&fields.dlvrd).and_then(parse_decimal),
-        submit_date: slice(&fields.submit_date),
-        done_date: slice(&fields.done_date),
-        text: slice(&fields.text),
+        submitted: read(&fields.sub).and_then(parse_decimal),
+        delivered: read(&fields.dlvrd).and_then(parse_decimal),
+        submit_date: kept(&fields.submit_date),
+        done_date: kept(&fields.done_date),
+        text: kept(&fields.text),
         intermediate: sm.esm_class & ESM_MESSAGE_TYPE_MASK == ESM_INTERMEDIATE_NOTIFICATION,
     })
 }
@@ -400,7 +401,7 @@ pub fn receipt_snippet(text: &str) -> String {
 
 // === text parsing ===
 
-/// The Appendix B fields found in a receipt text, as slices of it.
+/// The Appendix B fields found in a receipt text, as ranges of it.
 #[derive(Debug, Default)]
 struct TextFields {
     id: Option<Range<usize>>,

@@ -417,3 +417,22 @@ fn receipt_from_a_decoded_deliver_sm() {
     assert!(is_receipt(&sm));
     assert_eq!(parse_receipt(&sm).unwrap().state, ReceiptState::Delivered);
 }
+
+#[test]
+fn date_keys_take_any_run_of_spaces_tabs_or_underscores() {
+    // Keys longer than their plain spelling still match (the key is
+    // compared after its length is checked), and a key that only looks
+    // like one does not.
+    let r = parse(
+        "id:7  sub:001 dlvrd:001 submit__date:2101011200 \
+         DONE \t  DATE:2101011201 stat:delivrd err:000 text:x",
+    );
+    assert_eq!(r.message_id.as_ref(), b"7");
+    assert_eq!(r.submit_date.as_deref(), Some(&b"2101011200"[..]));
+    assert_eq!(r.done_date.as_deref(), Some(&b"2101011201"[..]));
+    assert_eq!(r.state, ReceiptState::Delivered);
+    let r = parse("id:7 submitdate:2101011200 done-date:2101011201 stats:x stat:UNDELIV");
+    assert_eq!(r.submit_date, None);
+    assert_eq!(r.done_date, None);
+    assert_eq!(r.state, ReceiptState::Undeliverable);
+}
