@@ -122,18 +122,12 @@ fn the_stack_canonical_id_is_the_canonical_id() {
         "é0".as_bytes(),
     ];
     let alphabet = b"0019aAfF \t\x0b\0-\x1f\xc3\xa9";
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
     let random: Vec<Vec<u8>> = (0..20_000)
         .map(|_| {
-            let len = (next() % 12) as usize;
+            let len = rand::RngExt::random_range(&mut rng, 0..12);
             (0..len)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .map(|_| alphabet[rand::RngExt::random_range(&mut rng, 0..alphabet.len())])
                 .collect()
         })
         .collect();
