@@ -177,7 +177,7 @@ fn ascii_space(b: u8) -> bool {
 }
 
 /// [`normalize_id`] of `raw`, on the stack when `raw` is ASCII without a
-/// [`recipient_id`] separator and at most [`INLINE_ID`] bytes.
+/// [`recipient_id`] separator and at most 72 bytes.
 pub fn canonical_id(raw: &[u8]) -> CanonicalId {
     if raw.len() > INLINE_ID || !raw.is_ascii() || raw.contains(&RECIPIENT_SEP) {
         return CanonicalId(Canonical::Heap(normalize_id(raw)));

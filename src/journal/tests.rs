@@ -749,9 +749,9 @@ fn replay_of_the_largest_ids_does_not_overflow() {
 
 #[test]
 fn events_are_encoded_as_the_event_record_says() {
-    // Every field at its default (nothing written), every field set, a
-    // ten-byte varint, payload and tenant past 127 bytes (two-byte
-    // lengths), and an empty event list.
+    // Every field at its default (nothing written), each field set in some
+    // event, a ten-byte varint, payload and tenant past 127 bytes
+    // (two-byte lengths), and an empty event list.
     let mut events = [
         PendingEvent {
             event_id: 0,

@@ -150,7 +150,7 @@ fn the_stack_canonical_id_is_the_canonical_id() {
 #[tokio::test]
 async fn a_final_forgets_only_its_own_carrier_id() {
     // An SMSC that reuses ids: message 2 is answered with the id message 1
-    // still had. When message 1 ends (here by expiry), the id stays with
+    // still had. When message 1 ends (here ended as expired), the id stays with
     // message 2, whose receipt then ends it. Message 3, ended the same way
     // with an id of its own, leaves none behind.
     let dir = tempfile::tempdir().unwrap();

@@ -447,7 +447,8 @@ impl TextFields {
                 3 if key_is(key, b"err") => &mut fields.err,
                 4 if key_is(key, b"stat") => &mut fields.stat,
                 5 if key_is(key, b"dlvrd") => &mut fields.dlvrd,
-                // A run of spaces or `_` between the words: any length above.
+                // A run of spaces, tabs or `_` between the words: any
+                // length from there up.
                 9.. if key_is(key, b"done date") => &mut fields.done_date,
                 11.. if key_is(key, b"submit date") => &mut fields.submit_date,
                 _ => {
