@@ -114,8 +114,7 @@ pub struct Ledger {
     live: AtomicU64,
     /// Routing notes of live messages (few: only fallbacks have one).
     notes: dashmap::DashMap<u64, Arc<str>>,
-    /// Notes set and not yet taken (at most a few forgotten with their
-    /// message): while 0, a final looks nothing up.
+    /// Notes set and not yet taken: while 0, a final looks nothing up.
     noted: AtomicU64,
     /// Every message's timeline (steps recorded here and by the rooms that
     /// hold this ledger).
@@ -160,13 +159,25 @@ impl Ledger {
     }
 
     /// Attaches a routing note to a live message (reported in its event).
-    pub fn set_note(&self, id: MessageId, note: impl Into<Arc<str>>) {
+    /// A message that has already ended takes none: it has no final left to
+    /// report it, and the note would stay in the map for good. Returns
+    /// whether the note was attached.
+    pub fn set_note(&self, id: MessageId, note: impl Into<Arc<str>>) -> bool {
+        // Held while the note goes in: a final removes its entry under this
+        // lock and only then takes the note, so either it finds the note or
+        // the check below finds the message gone.
+        let shard = self.shard(id).lock();
+        if !shard.contains_key(&id.0) {
+            return false;
+        }
         // Counted before it can be found: a final racing this one never
         // reads 0 while the note is held.
         self.noted.fetch_add(1, Ordering::Release);
         if self.notes.insert(id.0, note.into()).is_some() {
             self.noted.fetch_sub(1, Ordering::Release);
         }
+        drop(shard);
+        true
     }
 
     fn with_note(&self, mut f: Finalized) -> Finalized {

@@ -60,9 +60,9 @@ pub enum NotReady {
     Starting,
     /// Shutdown has begun.
     Draining,
-    /// This journal (`messages`, `optouts`) failed and stores nothing
-    /// more (until a restart).
-    JournalFailed(&'static str),
+    /// These journals (`messages`, `optouts`), in the order watched,
+    /// failed and store nothing more (until a restart).
+    JournalsFailed(Vec<&'static str>),
     /// These carriers have no bind up (with `every`: the ones down; with
     /// `any`: all of them).
     CarriersDown(Vec<Arc<str>>),
@@ -73,10 +73,17 @@ impl std::fmt::Display for NotReady {
         match self {
             NotReady::Starting => f.write_str("starting"),
             NotReady::Draining => f.write_str("draining (shutting down)"),
-            NotReady::JournalFailed(name) => write!(
-                f,
-                "the {name} journal failed (it stores nothing more until a restart)"
-            ),
+            NotReady::JournalsFailed(names) => {
+                let (noun, they) = match names.len() {
+                    1 => ("journal", "it stores"),
+                    _ => ("journals", "they store"),
+                };
+                write!(
+                    f,
+                    "the {} {noun} failed ({they} nothing more until a restart)",
+                    names.join(" and ")
+                )
+            }
             NotReady::CarriersDown(names) => {
                 let names: Vec<&str> = names.iter().map(|n| &**n).collect();
                 write!(f, "no bind up to carrier {}", names.join(", "))
@@ -154,8 +161,15 @@ impl Readiness {
         if !self.started.load(Ordering::Acquire) {
             return Err(NotReady::Starting);
         }
-        if let Some((name, _)) = self.journals.read().iter().find(|(_, j)| j.is_set()) {
-            return Err(NotReady::JournalFailed(name));
+        let failed: Vec<&'static str> = self
+            .journals
+            .read()
+            .iter()
+            .filter(|(_, j)| j.is_set())
+            .map(|(name, _)| *name)
+            .collect();
+        if !failed.is_empty() {
+            return Err(NotReady::JournalsFailed(failed));
         }
         let carriers = self.carriers.read();
         let Some(c) = carriers.as_ref() else {

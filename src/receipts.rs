@@ -1148,8 +1148,18 @@ pub(crate) fn for_tests_with(
     dir: &std::path::Path,
     cfg: &crate::settings::JournalConfig,
 ) -> (Arc<Ledger>, Arc<Receipts>) {
+    for_tests_recording(dir, cfg, crate::history::History::disabled())
+}
+
+/// As [`for_tests_with`], the ledger recording its steps into `history`.
+#[cfg(test)]
+pub(crate) fn for_tests_recording(
+    dir: &std::path::Path,
+    cfg: &crate::settings::JournalConfig,
+    history: crate::history::History,
+) -> (Arc<Ledger>, Arc<Receipts>) {
     let (journal, _) = crate::journal::Journal::open(dir, cfg).expect("journal in a temp dir");
-    let ledger = Arc::new(Ledger::new(journal.clone()));
+    let ledger = Arc::new(Ledger::new(journal.clone()).with_history(history));
     let hub = Arc::new(EventHub::new(
         journal,
         [Arc::<str>::from("t")],

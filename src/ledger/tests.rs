@@ -252,3 +252,21 @@ async fn a_final_reports_the_worst_part_and_its_note_once() {
     let f = l.finish(n.id, DeliveryState::Expired, 0, &reason).unwrap();
     assert_eq!((f.state, f.note), (DeliveryState::Expired, None));
 }
+
+/// A note set on a message that has already ended is refused, not kept:
+/// no final is left to take it, so it would stay in the map for good and
+/// keep every later final looking notes up.
+#[tokio::test]
+async fn a_note_on_an_ended_message_is_not_kept() {
+    let (l, _d) = ledger();
+    let m = message(1);
+    l.admit([&m]);
+    let reason: Arc<str> = "expired".into();
+    assert!(l.finish(m.id, DeliveryState::Expired, 0, &reason).is_some());
+    assert!(
+        !l.set_note(m.id, "fallback to SMS"),
+        "the message has ended"
+    );
+    assert!(!l.set_note(message(9).id, "never admitted"));
+    assert_eq!((l.notes.len(), l.noted.load(Ordering::Acquire)), (0, 0));
+}

@@ -573,7 +573,7 @@ impl<'a> Reader<'a> {
 
 /// A snapshot read back, its table into `last` (empty) but for deliveries
 /// already past the window at `now_s`; `None` unless it is whole and
-/// consistent.
+/// consistent (every campaign and program named once).
 fn decode(bytes: &[u8], last: &Last, clock: Clock, now_s: u64) -> Option<Inner> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
@@ -591,11 +591,19 @@ fn decode(bytes: &[u8], last: &Last, clock: Clock, now_s: u64) -> Option<Inner> 
             delivered: r.u64()?,
             optouts: r.u64()?,
         };
+        // Entries name campaigns by their place in the head: a name given
+        // twice would shift every later one onto another campaign's figures.
+        if inner.find(tenant, campaign).is_some() {
+            return None;
+        }
         let i = inner.campaign(tenant, campaign) as usize;
         inner.figures[i] = figures;
     }
     for _ in 0..r.u32()? {
         let name: Arc<str> = r.str()?.into();
+        if inner.programs.contains_key(&name) {
+            return None;
+        }
         inner.program(&name);
     }
     let mut entries = Vec::new();

@@ -131,7 +131,8 @@ fn a_carrier_a_reload_adds_counts_once_it_has_been_bound() {
 }
 
 /// Either journal failing (the messages' or the opt-outs') makes the node
-/// not ready, named in the answer.
+/// not ready, and the answer names every journal that failed, not just
+/// the first.
 #[tokio::test]
 async fn not_ready_once_a_journal_failed() {
     let dir = tempfile::tempdir().unwrap();
@@ -151,10 +152,18 @@ async fn not_ready_once_a_journal_failed() {
     r.set_ready(true);
     assert_eq!(r.check(), Ok(()));
     optouts.fail_for_tests().await;
-    assert_eq!(r.check(), Err(NotReady::JournalFailed("optouts")));
+    assert_eq!(r.check(), Err(NotReady::JournalsFailed(vec!["optouts"])));
     let (status, body) = r.readyz();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("optouts journal failed"), "{body}");
     messages.fail_for_tests().await;
-    assert_eq!(r.check(), Err(NotReady::JournalFailed("messages")));
+    assert_eq!(
+        r.check(),
+        Err(NotReady::JournalsFailed(vec!["messages", "optouts"]))
+    );
+    let (_, body) = r.readyz();
+    assert!(
+        body.contains("the messages and optouts journals failed (they store"),
+        "{body}"
+    );
 }

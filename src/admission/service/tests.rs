@@ -21,10 +21,21 @@ fn setup() -> Setup {
 /// One journal (the ledger's, as in the gateway) configured by `journal`;
 /// at most `in_memory` messages are queued in memory (the rest spill).
 fn setup_with(journal: &crate::journal::JournalConfig, in_memory: u64) -> Setup {
+    setup_recording(journal, in_memory, |_| crate::history::History::disabled())
+}
+
+/// As [`setup_with`], the ledger recording its steps into the history
+/// `open` makes of a directory.
+fn setup_recording(
+    journal: &crate::journal::JournalConfig,
+    in_memory: u64,
+    open: impl FnOnce(&std::path::Path) -> crate::history::History,
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = kit::config(dir.path(), in_memory);
+    let history = open(&dir.path().join("history"));
     let (backlog, ledger, scheduler, receipts) =
-        kit::for_tests_with(dir.path(), in_memory, journal);
+        kit::for_tests_recording(dir.path(), in_memory, journal, history);
     let journal = ledger.journal().clone();
     let compliance = Arc::new(Compliance::open(&config).unwrap());
     let media = crate::media::store::MediaStore::open(crate::uploads::store_config(&config));
@@ -409,6 +420,60 @@ async fn a_batch_queued_before_its_write_failed_is_refused_and_popped_dead() {
         .collect();
     assert_eq!(live, vec![true, false, false]);
     assert_eq!(popped[0], stored);
+}
+
+/// A batch refused because its write failed ends its history `rejected`
+/// (it said `accepted` when the batch was queued), except a message that
+/// something else ended meanwhile: that one keeps its own final step, and
+/// no message gets two.
+#[tokio::test]
+async fn a_refused_batch_ends_its_history_rejected_once() {
+    let s = setup_recording(&Default::default(), 1000, |dir| {
+        let cfg = crate::history::HistoryConfig {
+            enabled: true,
+            ..Default::default()
+        };
+        crate::history::History::open(dir.to_path_buf(), &cfg).unwrap()
+    });
+    let (messages, results) = passed(&["b", "c"]);
+    let admitted = s.admission.admit(&"t".into(), 1, &messages);
+    assert!(admitted.queued);
+    let (b, c) = (messages[0].id, messages[1].id);
+    // `c` expires while its write is under way.
+    let reason: Arc<str> = "expired".into();
+    let ended = s.ledger.finish(c, DeliveryState::Expired, 0, &reason);
+    assert!(ended.is_some());
+    s.ledger
+        .history()
+        .finished(c, DeliveryState::Expired, 0, None, "expired");
+    finish_failed(&s, messages.clone(), results, admitted).await;
+    let ledger = &s.ledger;
+    let timeline = |id| async move {
+        let found = ledger
+            .history()
+            .lookup(crate::history::Query::Message(id))
+            .await
+            .unwrap();
+        let json = found[0].to_json();
+        let steps: Vec<(String, String)> = json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                (field("step"), field("state"))
+            })
+            .collect();
+        (json["state"].as_str().unwrap().to_owned(), steps)
+    };
+    let (state, steps) = timeline(b).await;
+    assert_eq!(state, "rejected", "{steps:?}");
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(steps[0].0, "accepted");
+    assert_eq!(steps[1], ("final".to_owned(), "rejected".to_owned()));
+    let (state, steps) = timeline(c).await;
+    assert_eq!(state, "expired", "{steps:?}");
+    assert_eq!(steps.len(), 2, "one final step only: {steps:?}");
 }
 
 /// A batch that does not fit in memory is not queued before its sync: the

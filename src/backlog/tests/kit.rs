@@ -28,8 +28,19 @@ pub(crate) fn for_tests_with(
     budget: u64,
     journal: &crate::settings::JournalConfig,
 ) -> (Arc<Backlog>, Arc<Ledger>, Arc<Scheduler>, Arc<Receipts>) {
+    for_tests_recording(dir, budget, journal, crate::history::History::disabled())
+}
+
+/// As [`for_tests_with`], the ledger recording its steps into `history`.
+pub(crate) fn for_tests_recording(
+    dir: &std::path::Path,
+    budget: u64,
+    journal: &crate::settings::JournalConfig,
+    history: crate::history::History,
+) -> (Arc<Backlog>, Arc<Ledger>, Arc<Scheduler>, Arc<Receipts>) {
     let config = config(dir, budget);
-    let (ledger, receipts) = crate::receipts::for_tests_with(&dir.join("journal"), journal);
+    let (ledger, receipts) =
+        crate::receipts::for_tests_recording(&dir.join("journal"), journal, history);
     let carrier =
         crate::carrier::smpp::SmppCarrier::new(&config.carriers[0], receipts.clone(), None);
     let carriers = HashMap::from([(carrier.name().clone(), carrier)]);

@@ -26,3 +26,52 @@ fn a_save_skips_entries_of_campaigns_first_seen_while_it_writes() {
     assert_eq!(again.names.len(), 1);
     assert_eq!(read.sorted(), [(key(p0, 14155550100).unwrap(), tag(c0))]);
 }
+
+#[test]
+fn a_snapshot_naming_a_campaign_or_program_twice_is_refused() {
+    // Entries name campaigns and programs by their place in the head. A
+    // head that names one twice (whole, its CRC right) used to load with
+    // the two merged, every later place shifted by one: the figures and
+    // entries of one campaign counted as another's.
+    let clock = Clock::new(86_400);
+    let now_s = 1_764_950_000;
+    let snapshot = |inner: &Inner| {
+        let mut bytes = Vec::new();
+        write_snapshot(
+            &encode_head(inner),
+            Known::of(inner),
+            &Last::default(),
+            clock,
+            now_s,
+            &mut bytes,
+        )
+        .unwrap();
+        bytes
+    };
+    let mut inner = Inner::default();
+    inner.campaign("t", "a");
+    inner.campaign("t", "b");
+    inner.program(&"tenant:t".into());
+    assert!(decode(&snapshot(&inner), &Last::default(), clock, now_s).is_some());
+
+    let mut twice = Inner::default();
+    twice.campaign("t", "a");
+    twice.campaign("t", "b");
+    twice.names.insert(1, ("t".into(), "a".into()));
+    twice.figures.push(CampaignFigures::default());
+    twice.program(&"tenant:t".into());
+    assert!(decode(&snapshot(&twice), &Last::default(), clock, now_s).is_none());
+
+    let mut last_twice = Inner::default();
+    last_twice.campaign("t", "a");
+    last_twice.names.push(("t".into(), "a".into()));
+    last_twice.figures.push(CampaignFigures::default());
+    last_twice.program(&"tenant:t".into());
+    assert!(decode(&snapshot(&last_twice), &Last::default(), clock, now_s).is_none());
+
+    let mut twice = Inner::default();
+    twice.campaign("t", "a");
+    twice.program(&"tenant:t".into());
+    twice.program_names.push("tenant:t".into());
+    assert!(decode(&snapshot(&twice), &Last::default(), clock, now_s).is_none());
+}
