@@ -162,31 +162,37 @@ impl Ledger {
     /// A message that has already ended takes none: it has no final left to
     /// report it, and the note would stay in the map for good. Returns
     /// whether the note was attached.
+    #[must_use = "a note refused means the message has ended"]
     pub fn set_note(&self, id: MessageId, note: impl Into<Arc<str>>) -> bool {
-        // Held while the note goes in: a final removes its entry under this
-        // lock and only then takes the note, so either it finds the note or
-        // the check below finds the message gone.
+        let note = note.into();
+        // Held while the note goes in: whatever removes the entry (a final,
+        // `forget_one`) does so under this lock and only then takes the
+        // note, so either it finds the note or the check below finds the
+        // message gone.
         let shard = self.shard(id).lock();
         if !shard.contains_key(&id.0) {
             return false;
         }
-        // Counted before it can be found: a final racing this one never
-        // reads 0 while the note is held.
         self.noted.fetch_add(1, Ordering::Release);
-        if self.notes.insert(id.0, note.into()).is_some() {
+        if self.notes.insert(id.0, note).is_some() {
             self.noted.fetch_sub(1, Ordering::Release);
         }
-        drop(shard);
         true
     }
 
-    fn with_note(&self, mut f: Finalized) -> Finalized {
-        if self.noted.load(Ordering::Acquire) > 0
-            && let Some((_, note)) = self.notes.remove(&f.message.id.0)
-        {
-            self.noted.fetch_sub(1, Ordering::Release);
-            f.note = Some(note);
+    /// Takes the note of a message just removed from the live map, if it
+    /// has one (a lookup only while some message has a note).
+    fn take_note(&self, id: MessageId) -> Option<Arc<str>> {
+        if self.noted.load(Ordering::Acquire) == 0 {
+            return None;
         }
+        let (_, note) = self.notes.remove(&id.0)?;
+        self.noted.fetch_sub(1, Ordering::Release);
+        Some(note)
+    }
+
+    fn with_note(&self, mut f: Finalized) -> Finalized {
+        f.note = self.take_note(f.message.id);
         f
     }
 
@@ -243,6 +249,8 @@ impl Ledger {
         let gone = self.shard(id).lock().remove(&id.0).is_some();
         if gone {
             self.live.fetch_sub(1, Ordering::Relaxed);
+            // A refused batch may have started a fallback already.
+            self.take_note(id);
         }
         gone
     }

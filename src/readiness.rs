@@ -78,10 +78,15 @@ impl std::fmt::Display for NotReady {
                     1 => ("journal", "it stores"),
                     _ => ("journals", "they store"),
                 };
+                let listed = match names.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} and {last}", rest.join(", "))
+                    }
+                    _ => names.concat(),
+                };
                 write!(
                     f,
-                    "the {} {noun} failed ({they} nothing more until a restart)",
-                    names.join(" and ")
+                    "the {listed} {noun} failed ({they} nothing more until a restart)"
                 )
             }
             NotReady::CarriersDown(names) => {

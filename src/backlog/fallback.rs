@@ -177,11 +177,13 @@ impl Going {
             channel: ChannelPref::Sms,
             ..m.clone()
         });
+        let note = format!("fallback to SMS {}: {}", self.how, self.reason);
+        if !self.ledger.set_note(m.id, note) {
+            // It ended (expired, suppressed, refused) while its page or
+            // link was being stored: nothing is left to send.
+            return;
+        }
         self.ledger.history().fallback(m.id, self.how, &self.reason);
-        self.ledger.set_note(
-            m.id,
-            format!("fallback to SMS {}: {}", self.how, self.reason),
-        );
         metrics::counter!("sluice_mms_fallbacks_total").increment(1);
         match super::sms_queue(&self.scheduler, &self.router, sms.to) {
             Some(q) => q.push(std::iter::once(&sms)),

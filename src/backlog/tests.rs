@@ -83,6 +83,24 @@ async fn a_message_no_route_takes_any_more_ends_rejected() {
     assert!(ledger.get(MessageId(1)).is_none(), "ended, not live");
 }
 
+/// A fallback for a message that ended before its SMS could be queued
+/// (expired or suppressed while its landing page or short link was being
+/// stored) queues nothing and notes nothing: its final is already out.
+#[tokio::test]
+async fn a_fallback_for_a_message_that_has_ended_queues_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backlog, ledger, scheduler, receipts) = for_tests(dir.path(), 16);
+    let mut m = (*messages(5, 1, "+14155550100")[0]).clone();
+    m.media = vec!["abc".into()];
+    m.fallback = FallbackPolicy::SmsWithLink;
+    let m = Arc::new(m);
+    ledger.admit([&m]);
+    receipts.end(m.id, DeliveryState::Expired, &"expired".into());
+    assert!(ledger.get(m.id).is_none());
+    backlog.fallback(m.clone(), "the MMSC refused it".into(), None);
+    assert_eq!(scheduler.queue("c").unwrap().len(), 0, "nothing to send");
+}
+
 #[tokio::test]
 async fn media_that_may_not_go_as_mms_falls_back_to_sms_with_a_link() {
     let dir = tempfile::tempdir().unwrap();

@@ -231,8 +231,8 @@ async fn a_final_reports_the_worst_part_and_its_note_once() {
     let (m, n) = (message(1), message(2));
     l.admit([&m, &n]);
     assert!(l.dispatch(m.id, &"c".into(), 3));
-    l.set_note(m.id, "first");
-    l.set_note(m.id, "fallback to SMS");
+    assert!(l.set_note(m.id, "first"));
+    assert!(l.set_note(m.id, "fallback to SMS"));
     let failed = |code: u32| PartOutcome {
         state: DeliveryState::Failed,
         error_code: code,
@@ -268,5 +268,20 @@ async fn a_note_on_an_ended_message_is_not_kept() {
         "the message has ended"
     );
     assert!(!l.set_note(message(9).id, "never admitted"));
+    assert_eq!((l.notes.len(), l.noted.load(Ordering::Acquire)), (0, 0));
+}
+
+/// A message forgotten with a note (a refused batch that had started a
+/// fallback) takes its note with it.
+#[tokio::test]
+async fn a_forgotten_message_takes_its_note_along() {
+    let (l, _d) = ledger();
+    let (m, n) = (message(1), message(2));
+    l.admit([&m, &n]);
+    assert!(l.set_note(m.id, "fallback to SMS"));
+    assert!(l.set_note(n.id, "fallback to SMS"));
+    assert!(l.forget_one(m.id));
+    assert_eq!((l.notes.len(), l.noted.load(Ordering::Acquire)), (1, 1));
+    l.forget([n.id]);
     assert_eq!((l.notes.len(), l.noted.load(Ordering::Acquire)), (0, 0));
 }

@@ -7,6 +7,7 @@ use crate::model::Msisdn;
 
 struct Setup {
     admission: Arc<Admission>,
+    receipts: Arc<crate::receipts::Receipts>,
     compliance: Arc<Compliance>,
     ledger: Arc<Ledger>,
     scheduler: Arc<crate::schedule::Scheduler>,
@@ -21,19 +22,22 @@ fn setup() -> Setup {
 /// One journal (the ledger's, as in the gateway) configured by `journal`;
 /// at most `in_memory` messages are queued in memory (the rest spill).
 fn setup_with(journal: &crate::journal::JournalConfig, in_memory: u64) -> Setup {
-    setup_recording(journal, in_memory, |_| crate::history::History::disabled())
+    setup_recording(journal, in_memory, None)
 }
 
-/// As [`setup_with`], the ledger recording its steps into the history
-/// `open` makes of a directory.
+/// As [`setup_with`], the ledger recording its steps into a history kept
+/// as `history` says (none: not recorded).
 fn setup_recording(
     journal: &crate::journal::JournalConfig,
     in_memory: u64,
-    open: impl FnOnce(&std::path::Path) -> crate::history::History,
+    history: Option<&crate::history::HistoryConfig>,
 ) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = kit::config(dir.path(), in_memory);
-    let history = open(&dir.path().join("history"));
+    let history = match history {
+        Some(cfg) => crate::history::History::open(dir.path().join("history"), cfg).unwrap(),
+        None => crate::history::History::disabled(),
+    };
     let (backlog, ledger, scheduler, receipts) =
         kit::for_tests_recording(dir.path(), in_memory, journal, history);
     let journal = ledger.journal().clone();
@@ -59,6 +63,7 @@ fn setup_recording(
     };
     Setup {
         admission: Arc::new(Admission::new(&config, parts)),
+        receipts,
         compliance,
         ledger,
         scheduler,
@@ -428,24 +433,15 @@ async fn a_batch_queued_before_its_write_failed_is_refused_and_popped_dead() {
 /// no message gets two.
 #[tokio::test]
 async fn a_refused_batch_ends_its_history_rejected_once() {
-    let s = setup_recording(&Default::default(), 1000, |dir| {
-        let cfg = crate::history::HistoryConfig {
-            enabled: true,
-            ..Default::default()
-        };
-        crate::history::History::open(dir.to_path_buf(), &cfg).unwrap()
-    });
+    let s = setup_recording(&Default::default(), 1000, Some(&Default::default()));
     let (messages, results) = passed(&["b", "c"]);
     let admitted = s.admission.admit(&"t".into(), 1, &messages);
     assert!(admitted.queued);
     let (b, c) = (messages[0].id, messages[1].id);
-    // `c` expires while its write is under way.
-    let reason: Arc<str> = "expired".into();
-    let ended = s.ledger.finish(c, DeliveryState::Expired, 0, &reason);
-    assert!(ended.is_some());
-    s.ledger
-        .history()
-        .finished(c, DeliveryState::Expired, 0, None, "expired");
+    // `c` expires while its write is under way (its final step recorded
+    // as the receipts room records every final).
+    s.receipts.end(c, DeliveryState::Expired, &"expired".into());
+    assert!(s.ledger.get(c).is_none());
     finish_failed(&s, messages.clone(), results, admitted).await;
     let ledger = &s.ledger;
     let timeline = |id| async move {
@@ -454,7 +450,7 @@ async fn a_refused_batch_ends_its_history_rejected_once() {
             .lookup(crate::history::Query::Message(id))
             .await
             .unwrap();
-        let json = found[0].to_json();
+        let json = found.first().expect("a timeline recorded").to_json();
         let steps: Vec<(String, String)> = json["events"]
             .as_array()
             .unwrap()
