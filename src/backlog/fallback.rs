@@ -179,10 +179,13 @@ impl Going {
         });
         let note = format!("fallback to SMS {}: {}", self.how, self.reason);
         if !self.ledger.set_note(m.id, note) {
-            // It ended (expired, suppressed, refused) while its page or
-            // link was being stored: nothing is left to send.
+            // It ended (expired, suppressed, refused) before its SMS could
+            // be queued: nothing is left to send.
             return;
         }
+        // A final landing right here carries the note, and its history
+        // step may precede this one: harmless, the timeline still holds
+        // both.
         self.ledger.history().fallback(m.id, self.how, &self.reason);
         metrics::counter!("sluice_mms_fallbacks_total").increment(1);
         match super::sms_queue(&self.scheduler, &self.router, sms.to) {
@@ -211,7 +214,8 @@ fn record(store: &MediaStore, code: &str, page: &LandingPage, m: &Message) -> bo
 }
 
 impl Backlog {
-    /// Sends `m` as SMS per its fallback policy (or fails it), saying why.
+    /// Sends `m` as SMS per its fallback policy (or fails it), saying why;
+    /// nothing, when `m` has ended meanwhile.
     /// `mmsc`: the MMSC that refused it and the MM7 status, when it was
     /// refused there (a failure then reports that MMSC and status).
     pub fn fallback(&self, m: Arc<Message>, reason: String, mmsc: Option<(&Arc<str>, u32)>) {

@@ -83,9 +83,9 @@ async fn a_message_no_route_takes_any_more_ends_rejected() {
     assert!(ledger.get(MessageId(1)).is_none(), "ended, not live");
 }
 
-/// A fallback for a message that ended before its SMS could be queued
-/// (expired or suppressed while its landing page or short link was being
-/// stored) queues nothing and notes nothing: its final is already out.
+/// A fallback for a message that has already ended (expired or suppressed
+/// before its SMS could be queued, e.g. while its landing page or short
+/// link was being stored) queues nothing: its final is already out.
 #[tokio::test]
 async fn a_fallback_for_a_message_that_has_ended_queues_nothing() {
     let dir = tempfile::tempdir().unwrap();

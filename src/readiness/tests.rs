@@ -166,4 +166,8 @@ async fn not_ready_once_a_journal_failed() {
         body.contains("the messages and optouts journals failed (they store"),
         "{body}"
     );
+    assert_eq!(
+        NotReady::JournalsFailed(vec!["a", "b", "c"]).to_string(),
+        "the a, b and c journals failed (they store nothing more until a restart)"
+    );
 }

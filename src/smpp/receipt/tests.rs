@@ -506,9 +506,9 @@ fn old_parse(s: &[u8]) -> TextFields {
 }
 
 /// The one-pass scan finds the same ranges as the old one for the standard
-/// layout and for 50,000 texts drawn from keys in odd case, separators of
-/// every kind (spaces, tabs, `_`, NUL, newlines, the vertical tab), stray
-/// colons and words.
+/// layout and for 50,000 texts drawn from keys in odd case, separators
+/// (spaces, tabs, `_`, NUL, CR, LF, form feed, the vertical tab), stray
+/// colons, words and non-ASCII bytes (a Latin-1 byte, the Kelvin sign).
 #[test]
 fn the_one_pass_scan_finds_what_the_old_scan_found() {
     use rand::{RngExt, SeedableRng};
@@ -551,8 +551,21 @@ fn the_one_pass_scan_finds_what_the_old_scan_found() {
         b"txt",
         b"dat",
     ];
-    let gaps: [&[u8]; 10] = [
-        b" ", b"  ", b"_", b"\t", b"\0", b"\n", b"\x0b", b":", b"", b" :",
+    let gaps: [&[u8]; 14] = [
+        b" ",
+        b"  ",
+        b"_",
+        b"\t",
+        b"\0",
+        b"\n",
+        b"\r",
+        b"\x0b",
+        b"\x0c",
+        b":",
+        b"",
+        b" :",
+        b"\xc4",
+        "\u{212A}".as_bytes(),
     ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5EC0_11DE);
     for _ in 0..50_000 {
@@ -563,4 +576,24 @@ fn the_one_pass_scan_finds_what_the_old_scan_found() {
         }
         assert_eq!(TextFields::parse(&text), old_parse(&text), "{text:?}");
     }
+}
+
+/// A date key is its first word, a run of at least one space, tab or `_`,
+/// and `date`, in any letter case; nothing else.
+#[test]
+fn date_keys_need_a_run_between_their_words() {
+    for key in [&b"done date"[..], b"Done_\tDATE", b"done  __ date"] {
+        assert!(date_key(key, b"done"), "{key:?}");
+    }
+    for key in [
+        &b"donedate"[..],
+        b"done\0date",
+        b"done\ndate",
+        b"done date ",
+        b"don date",
+    ] {
+        assert!(!date_key(key, b"done"), "{key:?}");
+    }
+    assert!(date_key(b"SUBMIT_date", b"submit"));
+    assert!(!date_key(b"submitdate", b"submit"));
 }
