@@ -14,32 +14,14 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::config::JournalConfig;
 use sluice::journal::Journal;
 use sluice::ledger::{Ledger, PartOutcome, PartResult};
-use sluice::model::{
-    ChannelPref, DeliveryState, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender,
-};
+use sluice::model::{DeliveryState, Message};
+
+mod common;
 
 const BATCH: u64 = 1_000;
 
 fn message(id: u64) -> Arc<Message> {
-    Arc::new(Message {
-        id: MessageId(id),
-        tenant: "acme".into(),
-        client_ref: format!("ord-{id}"),
-        to: Msisdn::parse("+14155550123").expect("valid number"),
-        from: Sender::parse("ACMESHOP").expect("valid sender"),
-        text: "Your order has shipped.".into(),
-        media: vec![],
-        subject: None,
-        channel: ChannelPref::Sms,
-        fallback: FallbackPolicy::SmsTextOnly,
-        campaign_id: "shipping-notices".into(),
-        expires_at_ms: 1_795_003_600_000,
-        priority: Priority::Transactional,
-        tags: vec![],
-        accepted_at_ms: 1_795_000_000_000,
-        auto_reply: false,
-        mms: None,
-    })
+    common::message(id, "shipping-notices", 1_795_003_600_000)
 }
 
 fn lifecycle(c: &mut Criterion) {

@@ -31,11 +31,13 @@ use sluice::events::EventHub;
 use sluice::ingest::event_wire::WireEvents;
 use sluice::journal::Journal;
 use sluice::ledger::Ledger;
-use sluice::model::{ChannelPref, FallbackPolicy, Message, MessageId, Msisdn, Priority, Sender};
+use sluice::model::Message;
 use sluice::receipts::{Receipts, candidate_ids, canonical_id, normalize_id};
 use sluice::settings::ReceiptsConfig;
 use sluice::smpp::pdu::{DeliverSm, Tlv, tag};
 use sluice::smpp::receipt::{format_receipt_text, parse_receipt};
+
+mod common;
 
 fn receipt(tlvs: bool) -> DeliverSm {
     let text = format_receipt_text(
@@ -109,25 +111,7 @@ fn bench_ids(c: &mut Criterion) {
 const BURST: u64 = 1_000;
 
 fn message(id: u64) -> Arc<Message> {
-    Arc::new(Message {
-        id: MessageId(id),
-        tenant: "acme".into(),
-        client_ref: format!("ord-{id}"),
-        to: Msisdn::parse("+14155550123").expect("valid number"),
-        from: Sender::parse("ACMESHOP").expect("valid sender"),
-        text: "Your order has shipped.".into(),
-        media: vec![],
-        subject: None,
-        channel: ChannelPref::Sms,
-        fallback: FallbackPolicy::SmsTextOnly,
-        campaign_id: String::new(),
-        expires_at_ms: u64::MAX / 2,
-        priority: Priority::Transactional,
-        tags: vec![],
-        accepted_at_ms: 1_795_000_000_000,
-        auto_reply: false,
-        mms: None,
-    })
+    common::message(id, "", u64::MAX / 2)
 }
 
 /// A final receipt for carrier id `id`, as an SMSC words it.
