@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `bind_transmitter` / `bind_receiver` / `bind_transceiver` | the tenant whose `smpp_system_id` and `smpp_password` match; `ESME_RINVSYSID` / `ESME_RINVPASWD` otherwise, later each time and then unchecked (`ESME_RBINDFAIL`) while an address keeps failing, and the connection closes |
 //! | `submit_sm`, `data_sm` | once the message is durable, its id (16 hex digits, the id its receipt names); a refusal's status (`ESME_RINVDSTADR`, `ESME_RINVSRCADR`, `ESME_RINVMSGLEN`, `ESME_RINVDCS`, `ESME_RINVEXPIRY`, `ESME_RINVSCHED`, `ESME_RSUBMITFAIL`); under back-pressure `ESME_RTHROTTLED` (0x58) and nothing admitted |
-//! | the parts of a concatenated text (8- or 16-bit UDH, SAR TLVs) | every part the one message's id once the whole text is admitted; parts still incomplete after `reassembly_timeout` are refused `ESME_RSUBMITFAIL` |
+//! | the parts of a concatenated text (8- or 16-bit UDH, SAR TLVs) | every part the one message's id once the whole text is admitted, with a receipt if any part asked for one; parts still incomplete after `reassembly_timeout` are refused `ESME_RSUBMITFAIL`; a part longer than any whole text may be is refused `ESME_RINVMSGLEN` before it is held, and when the whole text does not decode every part is refused at once |
 //! | `enquire_link` | `enquire_link_resp`; sluice sends its own after `enquire_link_interval` of silence and closes a peer that does not answer within `response_timeout` |
 //! | `unbind` | `unbind_resp` once every submit still being admitted is answered |
 //! | (a reload replaced or removed the bind's credentials) | within a second: every submit being admitted is answered, then sluice sends `unbind` and closes; the upstream binds again with the new ones |
@@ -25,8 +25,10 @@
 //! receiver and transceiver binds take them, at most `window` in flight
 //! per bind; each is acknowledged (and leaves the journal) at its
 //! `deliver_sm_resp`. A resp refusing it for now (`ESME_RX_T_APPN`,
-//! `ESME_RTHROTTLED`, `ESME_RMSGQFUL`) or none within `response_timeout`
-//! puts it back for a later try; another refusal drops it (counted). When a
+//! `ESME_RTHROTTLED`, `ESME_RMSGQFUL`, and `ESME_RSYSERR`, transient in
+//! practice), a `generic_nack` without an error, or no answer within
+//! `response_timeout` puts it back for a later try; another refusal drops
+//! it (counted). When a
 //! bind closes, what it had not answered goes back; after a restart every
 //! unanswered one is sent again. Delivery is at least once.
 //!

@@ -401,6 +401,48 @@ async fn a_receipt_unanswered_before_a_restart_is_sent_again_after_it() {
     gw.shutdown().await;
 }
 
+/// A receipt the ESME answers with `ESME_RSYSERR` (a passing fault in
+/// practice) or with a `generic_nack` that names no error is sent again,
+/// not dropped; one answered `ESME_ROK` is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() {
+    let smsc = smsc(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(gateway_config(dir.path(), &smsc))
+        .await
+        .unwrap();
+    let mut esme = Esme::connect(gw.smpp_server_addr.unwrap()).await;
+    assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
+    let seq = esme
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"receipt answered badly"),
+            0,
+            1,
+        )))
+        .await;
+    let id = id_of(&esme.resp(seq).await);
+    let (seq, first) = esme.deliver_sm().await;
+    let named = first.tlv(tag::RECEIPTED_MESSAGE_ID).unwrap().as_c_string();
+    assert_eq!(&named[..], id.as_bytes());
+    esme.io
+        .send(&Pdu::deliver_sm_resp(seq, CommandStatus::ESME_RSYSERR))
+        .await
+        .unwrap();
+    let (seq, again) = esme.deliver_sm().await;
+    assert_eq!(again.short_message, first.short_message, "the same receipt");
+    esme.io
+        .send(&Pdu::generic_nack(seq, CommandStatus::ESME_ROK))
+        .await
+        .unwrap();
+    let (seq, third) = esme.deliver_sm().await;
+    assert_eq!(third.short_message, first.short_message, "the same receipt");
+    esme.answer(seq).await;
+    eventually("the receipt answered", WAIT, || smpp_events_held(&gw) == 0).await;
+    drop(esme);
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
     let smsc = smsc(|_| {}).await;

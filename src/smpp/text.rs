@@ -1257,6 +1257,16 @@ impl<K: Eq + Hash + Clone> Reassembler<K> {
         }
     }
 
+    /// Whether parts of the message `key` with this reference and total are
+    /// held (a completed or discarded message is not).
+    pub fn holds(&self, key: K, reference: u16, total: u8) -> bool {
+        self.pending.contains_key(&PendingKey {
+            key,
+            reference,
+            total,
+        })
+    }
+
     /// Incomplete messages held.
     pub fn len(&self) -> usize {
         self.pending.len()

@@ -16,7 +16,7 @@
 //! the `receipted_message_id` and `message_state` TLVs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -38,23 +38,43 @@ const TON_NETWORK_SPECIFIC: u8 = 0x03;
 const TON_ALPHANUMERIC: u8 = 0x05;
 const NPI_ISDN: u8 = 0x01;
 
-static UNIQUE: AtomicU64 = AtomicU64::new(0);
+/// Where this process's SMPP `client_ref`s come from.
+static REFS: std::sync::LazyLock<RefSource> = std::sync::LazyLock::new(RefSource::new);
 
 /// The `client_ref` of a message the door admits, carrying the receipt
-/// request (`registered_delivery & 0x03`). Unique per node: microseconds
-/// of the wall clock at start-up plus a counter, so a restart never
-/// reuses one within the dedupe window.
+/// request (`registered_delivery & 0x03`). Unique across nodes and
+/// restarts: see [`RefSource`].
 pub fn client_ref(receipt: u8) -> String {
-    let base = UNIQUE.load(Ordering::Relaxed);
-    if base == 0 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_micros() as u64;
-        let _ = UNIQUE.compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
+    REFS.next(receipt)
+}
+
+/// Makes the `client_ref`s of one process: a random 64-bit nonce drawn at
+/// start, then a counter. Admission claims `(tenant, client_ref)` for the
+/// whole dedupe window, in cluster mode across every node, so two nodes (or
+/// a node and its own earlier run) must never make the same ref: one that
+/// did would have its message answered as a duplicate of another and never
+/// sent. Refs built from the start-up clock did exactly that once one node
+/// had sent as many messages as microseconds separated the two starts. Two
+/// nonces collide with odds of 2^-64 per pair of processes.
+#[derive(Debug)]
+pub(crate) struct RefSource {
+    nonce: u64,
+    next: AtomicU64,
+}
+
+impl RefSource {
+    pub(crate) fn new() -> RefSource {
+        RefSource {
+            nonce: rand::random(),
+            next: AtomicU64::new(0),
+        }
     }
-    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
-    format!("smpp{}.{n:x}", receipt & 0x03)
+
+    /// The next ref: `smpp<receipt>.<nonce>.<n>`, in hex (at most 39 bytes).
+    pub(crate) fn next(&self, receipt: u8) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("smpp{}.{:016x}.{n:x}", receipt & 0x03, self.nonce)
+    }
 }
 
 /// Whether a message that ended in `state` gets a receipt: admitted by the
@@ -229,6 +249,20 @@ fn sender_address(s: &Sender) -> (u8, u8, Bytes) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two nodes started in the same microsecond (or one ahead of the other
+    /// by fewer messages than microseconds) never make the same ref; nor
+    /// does a node restarted within the dedupe window.
+    #[test]
+    fn refs_of_two_processes_never_meet() {
+        let (a, b) = (RefSource::new(), RefSource::new());
+        let of = |s: &RefSource| (0..10_000).map(|_| s.next(1)).collect::<Vec<_>>();
+        let (a, b) = (of(&a), of(&b));
+        let seen: std::collections::HashSet<&String> = a.iter().collect();
+        assert_eq!(seen.len(), a.len());
+        assert!(b.iter().all(|r| !seen.contains(r)), "a ref made twice");
+        assert!(a.iter().chain(&b).all(|r| r.len() <= 39), "{}", a[0]);
+    }
 
     #[test]
     fn client_refs_carry_the_receipt_request_and_are_unique() {

@@ -482,7 +482,13 @@ impl<B: Backend> Session<B> {
                 {
                     Ok(PartOutcome::Held) => return,
                     Ok(PartOutcome::Whole(env, text, answers)) => (env, text, answers),
-                    Err(e) => return self.refuse(seq, command, submit::text_status(&e)),
+                    Err(refused) => {
+                        let status = submit::text_status(&refused.error);
+                        for (seq, command) in refused.earlier {
+                            self.refuse(seq, command, status);
+                        }
+                        return self.refuse(seq, command, status);
+                    }
                 }
             }
         };
@@ -549,17 +555,17 @@ impl<B: Backend> Session<B> {
                     return;
                 };
                 let status = pdu.command_status;
-                if status.is_ok() {
+                // A generic_nack never accepts the deliver_sm, whatever its
+                // status says; one without an error says nothing, so the
+                // event goes again. An ESME_RSYSERR is transient in practice
+                // (`CommandStatus::is_temporary`): sent again too, not
+                // dropped as refused.
+                let nacked = matches!(pdu.body, Body::GenericNack);
+                if status.is_ok() && !nacked {
                     metrics::counter!("sluice_smpp_server_delivers_total", "result" => "ok")
                         .increment(1);
                     ep.ack(&[event]);
-                } else if [
-                    CommandStatus::ESME_RX_T_APPN,
-                    CommandStatus::ESME_RTHROTTLED,
-                    CommandStatus::ESME_RMSGQFUL,
-                ]
-                .contains(&status)
-                {
+                } else if status.is_temporary() || status.is_ok() {
                     metrics::counter!("sluice_smpp_server_delivers_total", "result" => "later")
                         .increment(1);
                     ep.untake(&[event]);

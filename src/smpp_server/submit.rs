@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::model::submit::{RejectReason, Submission};
-use crate::model::{ChannelPref, Priority};
+use crate::model::{ChannelPref, MAX_TEXT_CHARS, Priority};
 use crate::smpp::pdu::{CommandStatus, SubmitSm};
 use crate::smpp::text::{ConcatInfo, Incoming, Reassembler, TextError};
 
@@ -204,6 +204,32 @@ struct Waiting {
     envelope: Envelope,
 }
 
+/// Most octets one part may carry: a whole text is at most
+/// [`MAX_TEXT_CHARS`] characters of at most 4 octets each (a UCS-2
+/// surrogate pair), after a UDH of at most 256.
+const MAX_PART_OCTETS: usize = MAX_TEXT_CHARS * 4 + 256;
+
+/// A part refused, with the answers of the earlier parts of its text when
+/// the text was dropped with it.
+#[derive(Debug)]
+pub(super) struct PartRefused {
+    /// Why.
+    pub(super) error: TextError,
+    /// Submits of the same text held until now (refused with it).
+    pub(super) earlier: Answers,
+}
+
+/// The stronger of two receipt requests (`registered_delivery & 0x03`):
+/// always (1) over on failure only (2) over none (0).
+fn stronger_receipt(a: u8, b: u8) -> u8 {
+    let rank = |r: u8| match r & 0x03 {
+        1 => 2,
+        2 => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) { b & 0x03 } else { a }
+}
+
 /// What a part did.
 #[derive(Debug)]
 pub(super) enum PartOutcome {
@@ -230,10 +256,15 @@ impl Parts {
     }
 
     /// Adds a part (`info.total > 1`). The envelope of the first part
-    /// received is the message's.
+    /// received is the message's, but for the receipt request: the
+    /// strongest any part made (an ESME may ask on the last part only).
     ///
     /// # Errors
-    /// The part cannot be read, or the whole text does not decode.
+    /// The part is longer than any whole text may be (refused before it is
+    /// held: parts pin memory until their text is whole or expires), it
+    /// cannot be read, or the whole text does not decode; in that last case
+    /// the text is dropped and the answers of its earlier parts come back
+    /// with the error, to be refused too.
     pub(super) fn push(
         &mut self,
         sm: &SubmitSm,
@@ -242,15 +273,43 @@ impl Parts {
         envelope: Envelope,
         answer: (u32, Command),
         now: Instant,
-    ) -> Result<PartOutcome, TextError> {
+    ) -> Result<PartOutcome, PartRefused> {
+        let octets = part.message_payload.unwrap_or(part.short_message).len();
+        if octets > MAX_PART_OCTETS {
+            return Err(PartRefused {
+                error: TextError::TooLong {
+                    // At least this many: no character takes more than 4.
+                    chars: octets.div_ceil(4),
+                    max: MAX_TEXT_CHARS,
+                },
+                earlier: Vec::new(),
+            });
+        }
         let key: PartKey = (sm.source_addr.clone(), sm.destination_addr.clone());
         let wkey = (key.clone(), info.reference, info.total);
-        let whole = self.texts.push(key, part)?;
+        let whole = match self.texts.push(key.clone(), part) {
+            Ok(whole) => whole,
+            Err(error) => {
+                // Held parts stay held unless this part completed the text
+                // and the whole did not decode: then the text is gone.
+                let gone = !self.texts.holds(key, info.reference, info.total);
+                let earlier = match gone.then(|| self.waiting.remove(&wkey)).flatten() {
+                    Some(w) => {
+                        self.held -= w.answers.len();
+                        w.answers
+                    }
+                    None => Vec::new(),
+                };
+                return Err(PartRefused { error, earlier });
+            }
+        };
+        let receipt = envelope.receipt;
         let waiting = self.waiting.entry(wkey.clone()).or_insert_with(|| Waiting {
             answers: Vec::new(),
             since: now,
             envelope,
         });
+        waiting.envelope.receipt = stronger_receipt(waiting.envelope.receipt, receipt);
         waiting.answers.push(answer);
         self.held += 1;
         if let Some(text) = whole
@@ -331,6 +390,107 @@ mod tests {
         assert_eq!(address(b"ACME", 5).as_deref(), Some("ACME"));
         assert_eq!(address(b"", 1), None);
         assert_eq!(address(b"\xff\x01", 0), None);
+    }
+
+    /// Part `seq` of 2 of text `reference`, its user data after an 8-bit
+    /// UDH, asking for receipt `receipt`.
+    fn part(reference: u8, seq: u8, data: &[u8], receipt: u8) -> SubmitSm {
+        let mut short_message = vec![0x05, 0x00, 0x03, reference, 2, seq];
+        short_message.extend_from_slice(data);
+        SubmitSm {
+            source_addr: Bytes::from_static(b"12345"),
+            destination_addr: Bytes::from_static(b"14155550100"),
+            esm_class: 0x40,
+            registered_delivery: receipt,
+            short_message: Bytes::from(short_message),
+            ..SubmitSm::default()
+        }
+    }
+
+    fn push(parts: &mut Parts, sm: &SubmitSm, seq: u32) -> Result<PartOutcome, PartRefused> {
+        let part = incoming(sm);
+        let info = part.concat().unwrap().unwrap();
+        let env = envelope(sm, 0).unwrap();
+        parts.push(
+            sm,
+            &part,
+            info,
+            env,
+            (seq, Command::SubmitSm),
+            Instant::now(),
+        )
+    }
+
+    /// A part longer than any whole text may be is refused before it is
+    /// held: a bind could otherwise pin 64 KiB per held part.
+    #[test]
+    fn a_part_longer_than_any_text_is_refused_before_it_is_held() {
+        let mut parts = Parts::new(16);
+        let big = part(1, 1, &vec![b'a'; MAX_PART_OCTETS], 1);
+        let refused = push(&mut parts, &big, 1).unwrap_err();
+        assert!(
+            matches!(refused.error, TextError::TooLong { .. }),
+            "{refused:?}"
+        );
+        assert_eq!(parts.held(), 0);
+        let fits = part(2, 1, &[b'a'; 150], 1);
+        assert!(matches!(push(&mut parts, &fits, 2), Ok(PartOutcome::Held)));
+        assert_eq!(parts.held(), 1);
+    }
+
+    /// A text whose parts do not decode once joined is dropped, and the
+    /// answers of its earlier parts come back with the error (they waited
+    /// for the reassembly timeout, and counted against the window, before).
+    #[test]
+    fn a_text_that_does_not_decode_once_whole_gives_back_its_earlier_parts() {
+        let mut parts = Parts::new(16);
+        // 0x80 is no GSM 03.38 character.
+        assert!(matches!(
+            push(&mut parts, &part(7, 1, b"ab\x80", 1), 1),
+            Ok(PartOutcome::Held)
+        ));
+        let refused = push(&mut parts, &part(7, 2, b"cd", 1), 2).unwrap_err();
+        assert_eq!(refused.earlier, vec![(1, Command::SubmitSm)]);
+        assert_eq!(parts.held(), 0);
+        // A part refused on its own leaves the text's held parts waiting.
+        assert!(matches!(
+            push(&mut parts, &part(8, 1, b"ab", 1), 3),
+            Ok(PartOutcome::Held)
+        ));
+        let mut bad = part(8, 2, b"cd", 1);
+        bad.data_coding = 0x07;
+        let refused = push(&mut parts, &bad, 4).unwrap_err();
+        assert!(refused.earlier.is_empty());
+        assert_eq!(parts.held(), 1);
+    }
+
+    /// The receipt request of a long text is the strongest any of its parts
+    /// made, whichever part came first.
+    #[test]
+    fn a_long_texts_receipt_request_is_the_strongest_of_its_parts() {
+        for (first, second, want) in [
+            (0, 1, 1),
+            (1, 0, 1),
+            (2, 1, 1),
+            (0, 2, 2),
+            (2, 0, 2),
+            (0, 0, 0),
+        ] {
+            let mut parts = Parts::new(16);
+            assert!(matches!(
+                push(&mut parts, &part(3, 1, b"ab", first), 1),
+                Ok(PartOutcome::Held)
+            ));
+            let Ok(PartOutcome::Whole(env, text, answers)) =
+                push(&mut parts, &part(3, 2, b"cd", second), 2)
+            else {
+                panic!("the text is whole");
+            };
+            assert_eq!(
+                (env.receipt, text.as_str(), answers.len()),
+                (want, "abcd", 2)
+            );
+        }
     }
 
     #[test]
