@@ -24,11 +24,13 @@
 //! each encoded once as a `deliver_sm` ([`deliver`]) and journaled. Its
 //! receiver and transceiver binds take them, at most `window` in flight
 //! per bind; each is acknowledged (and leaves the journal) at its
-//! `deliver_sm_resp`. A resp refusing it for now (`ESME_RX_T_APPN`,
-//! `ESME_RTHROTTLED`, `ESME_RMSGQFUL`, and `ESME_RSYSERR`, transient in
-//! practice), a `generic_nack` without an error, or no answer within
-//! `response_timeout` puts it back for a later try; another refusal drops
-//! it (counted). When a
+//! `deliver_sm_resp`. An answer refusing it for now (`ESME_RX_T_APPN`,
+//! `ESME_RTHROTTLED`, `ESME_RMSGQFUL`) or none within `response_timeout`
+//! puts it back for a later try. A passing error (`ESME_RSYSERR`, or a
+//! `generic_nack` naming no error) puts it back too, but after the third
+//! on one bind it is dead-lettered: kept in the journal, not sent again
+//! until a restart. Another
+//! refusal drops it (counted). When a
 //! bind closes, what it had not answered goes back; after a restart every
 //! unanswered one is sent again. Delivery is at least once.
 //!
@@ -270,7 +272,11 @@ pub fn fuzz_submits(data: &[u8]) {
     let mut codec = SmppCodec::default();
     let mut parts = submit::Parts::new(4);
     let now = tokio::time::Instant::now();
-    let mut pushed = 0usize;
+    let mut pushed = 0u32;
+    // Each push answers under its own number: every answer held comes back
+    // exactly once (whole, refused with its text, or expired), and `held`
+    // counts exactly the answers still waiting.
+    let mut waiting = std::collections::HashSet::new();
     while let Ok(Some(frame)) = codec.decode(&mut buf) {
         let Ok(pdu) = frame else { continue };
         let seq = pdu.sequence_number;
@@ -292,12 +298,22 @@ pub fn fuzz_submits(data: &[u8]) {
         match part.concat() {
             Ok(Some(info)) if info.total > 1 => {
                 pushed += 1;
-                if let Ok(PartOutcome::Whole(_, _, answers)) =
-                    parts.push(&sm, &part, info, env, (seq, Command::SubmitSm), now)
-                {
-                    assert!(!answers.is_empty() && answers.len() <= pushed);
+                let id = pushed;
+                match parts.push(&sm, &part, info, env, (id, Command::SubmitSm), now) {
+                    Ok(PartOutcome::Held) => assert!(waiting.insert(id)),
+                    Ok(PartOutcome::Whole(_, _, answers)) => {
+                        assert!(answers.contains(&(id, Command::SubmitSm)));
+                        for (earlier, _) in answers.iter().filter(|(a, _)| *a != id) {
+                            assert!(waiting.remove(earlier), "answered twice");
+                        }
+                    }
+                    Err(refused) => {
+                        for (earlier, _) in &refused.earlier {
+                            assert!(waiting.remove(earlier), "answered twice");
+                        }
+                    }
                 }
-                assert!(parts.held() <= pushed);
+                assert_eq!(parts.held(), waiting.len());
             }
             Ok(_) => {
                 let _ = part.decode();
@@ -305,7 +321,12 @@ pub fn fuzz_submits(data: &[u8]) {
             Err(_) => {}
         }
     }
-    let _ = parts.expire(now, Duration::ZERO);
+    for answers in parts.expire(now, Duration::ZERO) {
+        for (earlier, _) in answers {
+            assert!(waiting.remove(&earlier), "answered twice");
+        }
+    }
+    assert!(waiting.is_empty(), "every held answer comes back");
     assert_eq!(parts.held(), 0, "expired parts are all released");
 }
 

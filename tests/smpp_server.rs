@@ -403,7 +403,8 @@ async fn a_receipt_unanswered_before_a_restart_is_sent_again_after_it() {
 
 /// A receipt the ESME answers with `ESME_RSYSERR` (a passing fault in
 /// practice) or with a `generic_nack` that names no error is sent again,
-/// not dropped; one answered `ESME_ROK` is done.
+/// not dropped; one answered `ESME_ROK` is done. One that keeps failing is
+/// dead-lettered after its third such answer, not retried for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() {
     let smsc = smsc(|_| {}).await;
@@ -439,6 +440,35 @@ async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() 
     assert_eq!(third.short_message, first.short_message, "the same receipt");
     esme.answer(seq).await;
     eventually("the receipt answered", WAIT, || smpp_events_held(&gw) == 0).await;
+
+    // Another receipt the ESME fails three times is set aside.
+    let seq = esme
+        .send(Body::SubmitSm(submit(
+            "14155550100",
+            Bytes::from_static(b"receipt failed for good"),
+            0,
+            1,
+        )))
+        .await;
+    id_of(&esme.resp(seq).await);
+    for _ in 0..3 {
+        let (seq, _) = esme.deliver_sm().await;
+        esme.io
+            .send(&Pdu::deliver_sm_resp(seq, CommandStatus::ESME_RSYSERR))
+            .await
+            .unwrap();
+    }
+    eventually("the receipt dead-lettered", WAIT, || {
+        smpp_events_held(&gw) == 0
+    })
+    .await;
+    use sluice::ingest::Backend;
+    let ep = gw
+        .gateway
+        .events()
+        .endpoint(TENANT, sluice::smpp_server::ENDPOINT)
+        .unwrap();
+    assert_eq!(ep.counts().dead, 1);
     drop(esme);
     gw.shutdown().await;
 }

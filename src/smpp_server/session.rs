@@ -43,6 +43,13 @@ const DATA_SM_RESP: u32 = 0x8000_0103;
 /// How long sending stops after the upstream refuses a `deliver_sm` for now.
 const DELIVER_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How many times one bind sends an event the upstream answers with a
+/// passing error (`ESME_RSYSERR`, a `generic_nack` naming no error) before
+/// it is dead-lettered (kept in the journal, sent again after a restart):
+/// such an error is often permanent in practice, and retried for ever it
+/// would lead every window.
+const MAX_PASSING_ERRORS: u32 = 3;
+
 /// What a session shares with the server.
 #[derive(Debug)]
 pub(super) struct Context<B> {
@@ -113,6 +120,8 @@ struct Session<B> {
     /// `deliver_sm` sent, by sequence number, with when.
     sent: HashMap<u32, (Arc<PendingEvent>, Instant)>,
     deliver_paused_until: Option<Instant>,
+    /// Events answered with a passing error, by event id, and how often.
+    passing_errors: HashMap<u64, u32>,
     opened: Instant,
     last_heard: Instant,
     enquire_sent: Option<(u32, Instant)>,
@@ -159,6 +168,7 @@ pub(super) async fn run<B: Backend>(
         endpoint: None,
         sent: HashMap::new(),
         deliver_paused_until: None,
+        passing_errors: HashMap::new(),
         opened: now,
         last_heard: now,
         enquire_sent: None,
@@ -541,6 +551,14 @@ impl<B: Backend> Session<B> {
         }
     }
 
+    /// Counts one more passing error for `event_id`; true while it may be
+    /// sent again, false once it has failed [`MAX_PASSING_ERRORS`] times.
+    fn note_passing_error(&mut self, event_id: u64) -> bool {
+        let n = self.passing_errors.entry(event_id).or_insert(0);
+        *n += 1;
+        *n < MAX_PASSING_ERRORS
+    }
+
     fn on_response(&mut self, pdu: Pdu) {
         let seq = pdu.sequence_number;
         match pdu.body {
@@ -556,27 +574,43 @@ impl<B: Backend> Session<B> {
                 };
                 let status = pdu.command_status;
                 // A generic_nack never accepts the deliver_sm, whatever its
-                // status says; one without an error says nothing, so the
-                // event goes again. An ESME_RSYSERR is transient in practice
-                // (`CommandStatus::is_temporary`): sent again too, not
-                // dropped as refused.
+                // status says.
                 let nacked = matches!(pdu.body, Body::GenericNack);
-                if status.is_ok() && !nacked {
-                    metrics::counter!("sluice_smpp_server_delivers_total", "result" => "ok")
-                        .increment(1);
-                    ep.ack(&[event]);
-                } else if status.is_temporary() || status.is_ok() {
-                    metrics::counter!("sluice_smpp_server_delivers_total", "result" => "later")
-                        .increment(1);
-                    ep.untake(&[event]);
-                    self.deliver_paused_until = Some(Instant::now() + DELIVER_BACKOFF);
+                let later = [
+                    CommandStatus::ESME_RX_T_APPN,
+                    CommandStatus::ESME_RTHROTTLED,
+                    CommandStatus::ESME_RMSGQFUL,
+                ]
+                .contains(&status);
+                // An ESME_RSYSERR (transient in practice,
+                // `CommandStatus::is_temporary`) or a generic_nack naming
+                // no error: sent again, a few times.
+                let passing = !later && (status.is_temporary() || (nacked && status.is_ok()));
+                let result = if status.is_ok() && !nacked {
+                    ep.ack(std::slice::from_ref(&event));
+                    "ok"
+                } else if later || (passing && self.note_passing_error(event.event_id)) {
+                    ep.untake(std::slice::from_ref(&event));
+                    "later"
+                } else if passing {
+                    tracing::warn!(target: TARGET, peer = %self.peer, tenant = %LogSafe::new(&self.tenant_label()),
+                        %status, event_id = event.event_id, attempts = MAX_PASSING_ERRORS,
+                        "the upstream kept failing a deliver_sm; dead-lettered");
+                    ep.dead_letter(std::slice::from_ref(&event));
+                    "dead_lettered"
                 } else {
-                    metrics::counter!("sluice_smpp_server_delivers_total", "result" => "refused")
-                        .increment(1);
                     tracing::warn!(target: TARGET, peer = %self.peer, tenant = %LogSafe::new(&self.tenant_label()),
                         %status, event_id = event.event_id, "the upstream refused a deliver_sm; dropped");
-                    ep.ack(&[event]);
+                    ep.ack(std::slice::from_ref(&event));
+                    "refused"
+                };
+                if result == "later" {
+                    self.deliver_paused_until = Some(Instant::now() + DELIVER_BACKOFF);
+                } else {
+                    self.passing_errors.remove(&event.event_id);
                 }
+                metrics::counter!("sluice_smpp_server_delivers_total", "result" => result)
+                    .increment(1);
             }
             // Other responses answer nothing sluice sent.
             _ => {}

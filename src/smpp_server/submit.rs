@@ -262,9 +262,9 @@ impl Parts {
     /// # Errors
     /// The part is longer than any whole text may be (refused before it is
     /// held: parts pin memory until their text is whole or expires), it
-    /// cannot be read, or the whole text does not decode; in that last case
-    /// the text is dropped and the answers of its earlier parts come back
-    /// with the error, to be refused too.
+    /// cannot be read, or the whole text does not decode. In the first and
+    /// last cases the text is dropped and the answers of its earlier parts
+    /// come back with the error, to be refused too.
     pub(super) fn push(
         &mut self,
         sm: &SubmitSm,
@@ -274,31 +274,33 @@ impl Parts {
         answer: (u32, Command),
         now: Instant,
     ) -> Result<PartOutcome, PartRefused> {
+        let key: PartKey = (sm.source_addr.clone(), sm.destination_addr.clone());
+        let wkey = (key.clone(), info.reference, info.total);
         let octets = part.message_payload.unwrap_or(part.short_message).len();
         if octets > MAX_PART_OCTETS {
+            // Its text can never be admitted: it goes, with its parts.
+            self.texts.discard(key, info.reference, info.total);
             return Err(PartRefused {
                 error: TextError::TooLong {
                     // At least this many: no character takes more than 4.
-                    chars: octets.div_ceil(4),
+                    chars: (octets - 256).div_ceil(4),
                     max: MAX_TEXT_CHARS,
                 },
-                earlier: Vec::new(),
+                earlier: self.take_waiting(&wkey),
             });
         }
-        let key: PartKey = (sm.source_addr.clone(), sm.destination_addr.clone());
-        let wkey = (key.clone(), info.reference, info.total);
         let whole = match self.texts.push(key.clone(), part) {
             Ok(whole) => whole,
             Err(error) => {
                 // Held parts stay held unless this part completed the text
                 // and the whole did not decode: then the text is gone.
+                // (A text the reassembler evicted at capacity is gone
+                // too; the session's capacity is its window, so only the
+                // fuzz hook's small one evicts.)
                 let gone = !self.texts.holds(key, info.reference, info.total);
-                let earlier = match gone.then(|| self.waiting.remove(&wkey)).flatten() {
-                    Some(w) => {
-                        self.held -= w.answers.len();
-                        w.answers
-                    }
-                    None => Vec::new(),
+                let earlier = match gone {
+                    true => self.take_waiting(&wkey),
+                    false => Vec::new(),
                 };
                 return Err(PartRefused { error, earlier });
             }
@@ -319,6 +321,17 @@ impl Parts {
             return Ok(PartOutcome::Whole(w.envelope, text, w.answers));
         }
         Ok(PartOutcome::Held)
+    }
+
+    /// The answers waiting on the text `wkey`, no longer held.
+    fn take_waiting(&mut self, wkey: &(PartKey, u16, u8)) -> Answers {
+        match self.waiting.remove(wkey) {
+            Some(w) => {
+                self.held -= w.answers.len();
+                w.answers
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Texts still incomplete `timeout` after their first part: dropped,
@@ -436,6 +449,11 @@ mod tests {
         let fits = part(2, 1, &[b'a'; 150], 1);
         assert!(matches!(push(&mut parts, &fits, 2), Ok(PartOutcome::Held)));
         assert_eq!(parts.held(), 1);
+        // Its text can never be admitted: its held part is refused with it.
+        let big = part(2, 2, &vec![b'a'; MAX_PART_OCTETS], 1);
+        let refused = push(&mut parts, &big, 3).unwrap_err();
+        assert_eq!(refused.earlier, vec![(2, Command::SubmitSm)]);
+        assert_eq!(parts.held(), 0);
     }
 
     /// A text whose parts do not decode once joined is dropped, and the
