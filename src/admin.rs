@@ -15,6 +15,12 @@
 //! | `GET /admin/messages/{id}` | where one message is (queued, spilled, dispatched) and what it waits for | its own messages (403 for another tenant's) |
 //! | `GET /admin/messages/{id}/history` | the message's timeline from history ([`crate::history`]): every step with its time | its own messages (another tenant's is 404, like an unknown one) |
 //! | `GET /admin/history?client_ref=T:REF` \| `?carrier_id=C:ID` \| `?to=+E164[&since=1h][&until=0s]` | `{"messages": [timeline...]}`, newest first, at most 100; `since`/`until`: how long ago (default 24h and now) | its own messages only |
+//! | `GET /admin/webhooks` | webhook endpoints with the events each holds (ready, in flight, dead) | its own |
+//! | `POST /admin/webhooks/{tenant}/{endpoint}/replay` | puts an endpoint's dead letters back in its queue | its own |
+//! | `GET /admin/smpp` | per tenant, the `deliver_sm` its SMPP binds have yet to take (ready, in flight, dead) | its own |
+//! | `POST /admin/smpp/{tenant}/replay` | puts the tenant's dead-lettered `deliver_sm` back in its queue | its own |
+//! | `GET /admin/cluster` | the cluster's nodes (404 outside cluster mode) | 403 |
+//! | `GET /admin/campaigns/{id}?tenant=T` | a campaign's figures and clicks | its own |
 //!
 //! # Who may call
 //! `Authorization: Bearer <token>` (the scheme in any letter case). The
@@ -150,6 +156,8 @@ pub struct Admin {
     ledger: Arc<Ledger>,
     spill: Arc<Spill>,
     webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The event destinations, for the SMPP door's (`smpp`) dead letters.
+    events: Option<Arc<crate::events::EventHub>>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Campaign figures, and the clicks of tracked links.
     campaigns: Option<(Arc<Campaigns>, Option<LinkStore>)>,
@@ -248,9 +256,33 @@ impl Admin {
             ledger,
             spill,
             webhooks,
+            events: None,
             cluster: None,
             campaigns: None,
         }
+    }
+
+    /// Serves `GET /admin/smpp` and its replay from these destinations.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<crate::events::EventHub>) -> Admin {
+        self.events = Some(events);
+        self
+    }
+
+    /// The SMPP door's destinations (`smpp`) of `tenant`, or of every
+    /// tenant for `None`.
+    fn smpp_destinations(&self, tenant: Option<&str>) -> Vec<Arc<crate::events::Endpoint>> {
+        let Some(hub) = &self.events else {
+            return Vec::new();
+        };
+        let mut list: Vec<_> = hub
+            .endpoints()
+            .into_iter()
+            .filter(|e| **e.name() == *crate::smpp_server::ENDPOINT)
+            .filter(|e| tenant.is_none_or(|t| **e.tenant() == *t))
+            .collect();
+        list.sort_by(|a, b| a.tenant().cmp(b.tenant()));
+        list
     }
 
     /// Serves `GET /admin/cluster` for this node's cluster.
@@ -327,6 +359,8 @@ impl Admin {
             .route("/admin/history", get(history_search))
             .route("/admin/carriers/{name}/{action}", post(carrier))
             .route("/admin/webhooks", get(webhooks))
+            .route("/admin/smpp", get(smpp))
+            .route("/admin/smpp/{tenant}/replay", post(smpp_replay))
             .route(
                 "/admin/webhooks/{tenant}/{endpoint}/replay",
                 post(webhook_replay),
@@ -728,6 +762,48 @@ async fn webhook_replay(
         Some(n) => reply(StatusCode::OK, json!({ "replayed": n })),
         None => error(StatusCode::NOT_FOUND, "no such webhook endpoint"),
     }
+}
+
+/// Every tenant's SMPP destination (the caller's own, for a tenant token):
+/// the receipts and inbound messages it holds for the tenant's binds.
+async fn smpp(State(a): AdminState, Extension(p): Caller) -> Reply {
+    let tenant = match &p {
+        Principal::Operator => None,
+        Principal::Tenant(t) => Some(&**t),
+    };
+    let list: Vec<_> = a
+        .smpp_destinations(tenant)
+        .into_iter()
+        .map(|e| {
+            let c = e.counts();
+            json!({
+                "tenant": &**e.tenant(),
+                "ready": c.ready,
+                "in_flight": c.in_flight,
+                "dead": c.dead,
+            })
+        })
+        .collect();
+    reply(StatusCode::OK, json!({ "tenants": list }))
+}
+
+/// Puts a tenant's dead-lettered `deliver_sm` (answered with a passing error
+/// too often) back in its queue, for its binds to take again.
+async fn smpp_replay(
+    State(a): AdminState,
+    Extension(p): Caller,
+    Path(tenant): Path<String>,
+) -> Reply {
+    if !p.may_tenant(&tenant) {
+        return forbidden("replay another tenant's SMPP events");
+    }
+    let Some(e) = a.smpp_destinations(Some(&tenant)).pop() else {
+        return error(StatusCode::NOT_FOUND, "the tenant has no SMPP destination");
+    };
+    let n = e.replay();
+    tracing::info!(target: TARGET, tenant = %crate::model::LogSafe::new(&tenant), events = n,
+        "SMPP dead letters replayed");
+    reply(StatusCode::OK, json!({ "replayed": n }))
 }
 
 async fn message(State(a): AdminState, Extension(p): Caller, Path(id): Path<String>) -> Reply {

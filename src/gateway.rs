@@ -788,6 +788,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             backlog.spill().clone(),
             webhooks,
         )
+        .with_events(gateway.hub.clone())
         .with_cluster(cluster.clone())
         .with_campaigns(campaigns.clone(), link_store.clone()),
     );
@@ -1024,6 +1025,8 @@ async fn chores(gw: Arc<Gateway>, max_segments: u64, mut shutdown: watch::Receiv
             if **ep.name() == *crate::smpp_server::ENDPOINT {
                 metrics::gauge!("sluice_smpp_server_events_pending", "tenant" => ep.tenant().to_string())
                     .set((c.ready + c.in_flight) as f64);
+                metrics::gauge!("sluice_smpp_server_dead_letters", "tenant" => ep.tenant().to_string())
+                    .set(c.dead as f64);
                 continue;
             }
             let labels = [

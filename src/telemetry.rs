@@ -158,6 +158,14 @@ fn describe() {
         "Webhook events in an endpoint's dead-letter list now."
     );
     describe_gauge!(
+        "sluice_smpp_server_events_pending",
+        "deliver_sm a tenant's SMPP binds have not answered yet (ready or in flight)."
+    );
+    describe_gauge!(
+        "sluice_smpp_server_dead_letters",
+        "deliver_sm set aside after repeated passing errors, kept until POST /admin/smpp/{tenant}/replay or a restart."
+    );
+    describe_gauge!(
         "sluice_webhook_pending",
         "Webhook events an endpoint has not acknowledged yet (ready or in flight)."
     );

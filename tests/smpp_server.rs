@@ -5,7 +5,10 @@
 //! receives each receipt it asked for with that id, and an inbound message;
 //! a receipt not answered before a restart is sent again after it; bad
 //! binds, submits in the wrong state, malformed and unknown PDUs get their
-//! status and the session carries on; back-pressure is `ESME_RTHROTTLED`.
+//! status and the session carries on, and the submits read before a
+//! broken length are answered before the connection closes; a receipt the
+//! ESME keeps failing is dead-lettered and replayed through the admin API;
+//! back-pressure is `ESME_RTHROTTLED`.
 //! (`tests/interop.rs` drives the same door with node-smpp.)
 
 mod common;
@@ -32,6 +35,7 @@ fn gateway_config(dir: &std::path::Path, smsc: &sluice::sim::smsc::Smsc) -> slui
     cfg.smpp_server.listen = Some("127.0.0.1:0".parse().unwrap());
     cfg.tenants[0].smpp_system_id = Some(SYSTEM_ID.into());
     cfg.tenants[0].smpp_password = Some(Secret::new(PASSWORD));
+    cfg.http.admin_token = Some(Secret::new(ADMIN));
     cfg
 }
 
@@ -450,7 +454,7 @@ async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() 
             1,
         )))
         .await;
-    id_of(&esme.resp(seq).await);
+    let failed_id = id_of(&esme.resp(seq).await);
     for _ in 0..3 {
         let (seq, _) = esme.deliver_sm().await;
         esme.io
@@ -469,8 +473,45 @@ async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() 
         .endpoint(TENANT, sluice::smpp_server::ENDPOINT)
         .unwrap();
     assert_eq!(ep.counts().dead, 1);
+
+    // The operator sees it and puts it back; the bind takes it again.
+    let http = gw.http_addr.unwrap();
+    let (status, v) = admin(http, "GET", "/admin/smpp").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["tenants"],
+        serde_json::json!([{"tenant": TENANT, "ready": 0, "in_flight": 0, "dead": 1}])
+    );
+    let (status, _) = admin(http, "POST", "/admin/smpp/nobody/replay").await;
+    assert_eq!(status, 404);
+    let (status, v) = admin(http, "POST", &format!("/admin/smpp/{TENANT}/replay")).await;
+    assert_eq!(
+        (status, &v["replayed"]),
+        (200, &serde_json::json!(1)),
+        "{v}"
+    );
+    let (seq, back) = esme.deliver_sm().await;
+    assert_eq!(
+        back.tlv(tag::RECEIPTED_MESSAGE_ID).unwrap().as_c_string(),
+        failed_id.as_bytes(),
+        "the dead-lettered receipt"
+    );
+    esme.answer(seq).await;
+    eventually("the replayed receipt answered", WAIT, || {
+        smpp_events_held(&gw) == 0 && ep.counts().dead == 0
+    })
+    .await;
     drop(esme);
     gw.shutdown().await;
+}
+
+const ADMIN: &str = "operator-token-0001";
+
+/// An admin call with the operator's token: its status and JSON body.
+async fn admin(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let bearer = format!("Bearer {ADMIN}");
+    let (status, _, body) = http(addr, method, path, &[("authorization", &bearer)], "").await;
+    (status, serde_json::from_str(&body).unwrap_or_default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,11 +646,38 @@ async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
         )))
         .await;
     id_of(&esme.resp(seq).await);
-    // A length no PDU has: generic_nack, then the connection closes.
-    esme.send_raw(&[0, 0, 0, 8, 0, 0, 0, 4]).await;
-    let p = esme.next().await.expect("a generic_nack first");
-    assert_eq!(p.command_status, CommandStatus::ESME_RINVCMDLEN);
-    assert!(esme.next().await.is_none());
+    // Three submits and a length no PDU has, in one write: each submit is
+    // answered with its id (they were made durable, an ESME must not send
+    // them again), the length gets a generic_nack, then the connection
+    // closes.
+    let mut raw = BytesMut::new();
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        esme.seq += 1;
+        sent.push(esme.seq);
+        let text = Bytes::from(format!("before the break {n}"));
+        Pdu::new(esme.seq, Body::SubmitSm(submit("14155550100", text, 0, 0))).encode(&mut raw);
+    }
+    raw.put_slice(&[0, 0, 0, 8, 0, 0, 0, 4]);
+    esme.send_raw(&raw).await;
+    let mut answered = Vec::new();
+    let mut nacked = 0;
+    while let Some(p) = esme.next().await {
+        match p.body {
+            Body::GenericNack => {
+                assert_eq!(p.command_status, CommandStatus::ESME_RINVCMDLEN);
+                nacked += 1;
+            }
+            Body::SubmitSmResp(_) => {
+                id_of(&p);
+                answered.push(p.sequence_number);
+            }
+            other => panic!("unexpected before the close: {other:?}"),
+        }
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, sent, "every submit before the break is answered");
+    assert_eq!(nacked, 1);
     drop(rx);
     gw.shutdown().await;
 }

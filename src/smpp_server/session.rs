@@ -129,6 +129,9 @@ struct Session<B> {
     /// no more reading; answer what is admitted, then close.
     unbind_seq: Option<u32>,
     stopping: Option<Instant>,
+    /// The stream ended or lost its framing: no more reading and no unbind
+    /// (set with `stopping`); what is being admitted is still answered.
+    broken: bool,
     close: bool,
     /// The stamp of the credentials it bound with (see [`Accounts`]).
     bound_stamp: Option<u64>,
@@ -174,6 +177,7 @@ pub(super) async fn run<B: Backend>(
         enquire_sent: None,
         unbind_seq: None,
         stopping: None,
+        broken: false,
         close: false,
         bound_stamp: None,
     };
@@ -221,7 +225,7 @@ pub(super) async fn run<B: Backend>(
                             break;
                         }
                         None => {
-                            s.close = true;
+                            s.broken();
                             break;
                         }
                     }
@@ -274,7 +278,15 @@ impl<B: Backend> Session<B> {
                 "PDU length out of range; closing");
             self.write(&Pdu::generic_nack(0, CommandStatus::ESME_RINVCMDLEN));
         }
-        self.close = true;
+        self.broken();
+    }
+
+    /// Nothing more can be read: the submits being admitted are answered
+    /// before the connection closes (within `response_timeout`), so an ESME
+    /// does not send again what was made durable.
+    fn broken(&mut self) {
+        self.broken = true;
+        self.stopping.get_or_insert_with(Instant::now);
     }
 
     async fn on_frame(&mut self, frame: Result<Pdu, PduError>) {
@@ -729,7 +741,7 @@ impl<B: Backend> Session<B> {
         }
         match self.unbind_seq {
             Some(seq) => self.write(&Pdu::unbind_resp(seq)),
-            None if self.mode.is_some() => {
+            None if self.mode.is_some() && !self.broken => {
                 let seq = self.seq();
                 self.write(&Pdu::unbind(seq));
             }
