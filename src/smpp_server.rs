@@ -11,7 +11,8 @@
 //! | `enquire_link` | `enquire_link_resp`; sluice sends its own after `enquire_link_interval` of silence and closes a peer that does not answer within `response_timeout` |
 //! | `unbind` | `unbind_resp` once every submit still being admitted is answered |
 //! | (a reload replaced or removed the bind's credentials) | within a second: every submit being admitted is answered, then sluice sends `unbind` and closes; the upstream binds again with the new ones |
-//! | a malformed PDU, an unknown command, a command in the wrong state | `generic_nack` with the matching status (`ESME_RINVCMDID`, `ESME_RINVBNDSTS`, ...), and the session carries on; a length outside `16..=max_pdu_bytes` closes the connection (the stream cannot be resynchronised) |
+//! | a malformed PDU, an unknown command, a command in the wrong state | `generic_nack` with the matching status (`ESME_RINVCMDID`, `ESME_RINVBNDSTS`, ...), and the session carries on; a length outside `16..=max_pdu_bytes` is answered `generic_nack`, nothing more is read (the stream cannot be resynchronised), the submits read before it are answered, then the connection closes |
+//! | (the upstream closes its end of the stream) | the submits read before are answered (for an upstream still reading), then the connection closes |
 //!
 //! Texts arrive in GSM-7 (unpacked, `data_coding` 0), IA5, Latin-1 or
 //! UCS-2, in `short_message` or `message_payload`. Everything the gateway
@@ -29,7 +30,7 @@
 //! puts it back for a later try. A passing error (`ESME_RSYSERR`, or a
 //! `generic_nack` naming no error) puts it back too, but after the third
 //! on one bind it is dead-lettered: kept in the journal, not sent again
-//! until a restart. Another
+//! until `POST /admin/smpp/{tenant}/replay` or a restart. Another
 //! refusal drops it (counted). When a
 //! bind closes, what it had not answered goes back; after a restart every
 //! unanswered one is sent again. Delivery is at least once.

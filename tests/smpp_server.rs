@@ -36,6 +36,7 @@ fn gateway_config(dir: &std::path::Path, smsc: &sluice::sim::smsc::Smsc) -> slui
     cfg.tenants[0].smpp_system_id = Some(SYSTEM_ID.into());
     cfg.tenants[0].smpp_password = Some(Secret::new(PASSWORD));
     cfg.http.admin_token = Some(Secret::new(ADMIN));
+    cfg.tenants[0].admin_token = Some(Secret::new(TENANT_ADMIN));
     cfg
 }
 
@@ -484,6 +485,11 @@ async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() 
     );
     let (status, _) = admin(http, "POST", "/admin/smpp/nobody/replay").await;
     assert_eq!(status, 404);
+    // The tenant's own token sees its own and may replay only its own.
+    let (status, mine) = admin_as(TENANT_ADMIN, http, "GET", "/admin/smpp").await;
+    assert_eq!((status, &mine["tenants"]), (200, &v["tenants"]));
+    let (status, _) = admin_as(TENANT_ADMIN, http, "POST", "/admin/smpp/other/replay").await;
+    assert_eq!(status, 403);
     let (status, v) = admin(http, "POST", &format!("/admin/smpp/{TENANT}/replay")).await;
     assert_eq!(
         (status, &v["replayed"]),
@@ -506,10 +512,21 @@ async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() 
 }
 
 const ADMIN: &str = "operator-token-0001";
+const TENANT_ADMIN: &str = "tenant-token-0001";
 
 /// An admin call with the operator's token: its status and JSON body.
 async fn admin(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
-    let bearer = format!("Bearer {ADMIN}");
+    admin_as(ADMIN, addr, method, path).await
+}
+
+/// An admin call with `token`.
+async fn admin_as(
+    token: &str,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let bearer = format!("Bearer {token}");
     let (status, _, body) = http(addr, method, path, &[("authorization", &bearer)], "").await;
     (status, serde_json::from_str(&body).unwrap_or_default())
 }
@@ -678,6 +695,31 @@ async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
     answered.sort_unstable();
     assert_eq!(answered, sent, "every submit before the break is answered");
     assert_eq!(nacked, 1);
+    // Three submits, then the ESME closes its end: each is answered before
+    // the connection closes.
+    let mut esme = Esme::connect(addr).await;
+    assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
+    let mut raw = BytesMut::new();
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        esme.seq += 1;
+        sent.push(esme.seq);
+        let text = Bytes::from(format!("before the end {n}"));
+        Pdu::new(esme.seq, Body::SubmitSm(submit("14155550100", text, 0, 0))).encode(&mut raw);
+    }
+    {
+        use tokio::io::AsyncWriteExt;
+        let tcp = esme.io.get_mut();
+        tcp.write_all(&raw).await.unwrap();
+        tcp.shutdown().await.unwrap();
+    }
+    let mut answered = Vec::new();
+    while let Some(p) = esme.next().await {
+        id_of(&p);
+        answered.push(p.sequence_number);
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, sent, "every submit before the end is answered");
     drop(rx);
     gw.shutdown().await;
 }

@@ -45,10 +45,15 @@ const DELIVER_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How many times one bind sends an event the upstream answers with a
 /// passing error (`ESME_RSYSERR`, a `generic_nack` naming no error) before
-/// it is dead-lettered (kept in the journal, sent again after a restart):
-/// such an error is often permanent in practice, and retried for ever it
-/// would lead every window.
+/// it is dead-lettered (kept in the journal, sent again after a replay or a
+/// restart): such an error is often permanent in practice, and retried for
+/// ever it would lead every window.
 const MAX_PASSING_ERRORS: u32 = 3;
+
+/// Most events one bind counts passing errors for; past it the counts start
+/// again (an event that failed here and was then answered on another bind
+/// leaves its count behind).
+const MAX_COUNTED_EVENTS: usize = 4096;
 
 /// What a session shares with the server.
 #[derive(Debug)]
@@ -120,8 +125,10 @@ struct Session<B> {
     /// `deliver_sm` sent, by sequence number, with when.
     sent: HashMap<u32, (Arc<PendingEvent>, Instant)>,
     deliver_paused_until: Option<Instant>,
-    /// Events answered with a passing error, by event id, and how often.
-    passing_errors: HashMap<u64, u32>,
+    /// Events answered with a passing error, by event id: how often, since
+    /// their dead-letter clock started ([`Endpoint::since_ms`], which a
+    /// replay moves on, so a replayed event gets its tries again).
+    passing_errors: HashMap<u64, (u32, u64)>,
     opened: Instant,
     last_heard: Instant,
     enquire_sent: Option<(u32, Instant)>,
@@ -565,8 +572,18 @@ impl<B: Backend> Session<B> {
 
     /// Counts one more passing error for `event_id`; true while it may be
     /// sent again, false once it has failed [`MAX_PASSING_ERRORS`] times.
-    fn note_passing_error(&mut self, event_id: u64) -> bool {
-        let n = self.passing_errors.entry(event_id).or_insert(0);
+    fn note_passing_error(&mut self, ep: &Endpoint, event: &PendingEvent) -> bool {
+        if self.passing_errors.len() >= MAX_COUNTED_EVENTS {
+            self.passing_errors.clear();
+        }
+        let since = ep.since_ms(event);
+        let (n, counted_since) = self
+            .passing_errors
+            .entry(event.event_id)
+            .or_insert((0, since));
+        if *counted_since != since {
+            (*n, *counted_since) = (0, since);
+        }
         *n += 1;
         *n < MAX_PASSING_ERRORS
     }
@@ -601,7 +618,7 @@ impl<B: Backend> Session<B> {
                 let result = if status.is_ok() && !nacked {
                     ep.ack(std::slice::from_ref(&event));
                     "ok"
-                } else if later || (passing && self.note_passing_error(event.event_id)) {
+                } else if later || (passing && self.note_passing_error(&ep, &event)) {
                     ep.untake(std::slice::from_ref(&event));
                     "later"
                 } else if passing {
@@ -673,6 +690,8 @@ impl<B: Backend> Session<B> {
             return;
         }
         if self.mode.is_some()
+            && self.unbind_seq.is_none()
+            && self.stopping.is_none()
             && self.enquire_sent.is_none()
             && now.duration_since(self.last_heard) >= limits.enquire_link_interval
         {
@@ -727,8 +746,9 @@ impl<B: Backend> Session<B> {
         self.stopping = Some(now);
     }
 
-    /// After an unbind (or at shutdown): once every admitted submit is
-    /// answered, the unbind is answered (or sent) and the connection closes.
+    /// After an unbind, at shutdown, once the credentials changed or the
+    /// stream broke: once every admitted submit is answered, the unbind is
+    /// answered (or sent, unless the stream broke) and the connection closes.
     fn finish_if_answered(&mut self) {
         if self.close || !self.admitting.is_empty() || !self.batch.is_empty() {
             return;
