@@ -1072,7 +1072,7 @@ impl CarrierSink for Receipts {
     ) -> crate::smpp::session::DeliverAnswers {
         // Every receipt of a read burst ends in one publication: one journal
         // record, one wait, one answer per PDU.
-        let mut finals = Vec::new();
+        let mut finals = Vec::with_capacity(batch.len());
         let mut done = Vec::with_capacity(batch.len());
         let mut mo = Vec::new();
         let mut receipts = 0;

@@ -98,7 +98,8 @@ fn hand_encoded_delivery_events_decode_as_prost_would_encode_them() {
             note: note.map(Arc::from),
         };
         let bytes = h.encoder.delivery(9, &f, h.channel(&f), 1234);
-        let decoded = pb::Event::decode(bytes).unwrap();
+        let decoded = pb::Event::decode(bytes.clone()).unwrap();
+        assert_eq!(bytes, decoded.encode_to_vec(), "prost's bytes");
         let Some(pb::event::Kind::Delivery(d)) = decoded.kind else {
             panic!()
         };
@@ -123,6 +124,44 @@ fn hand_encoded_delivery_events_decode_as_prost_would_encode_them() {
             _ => pb::DeliveryState::StateExpired,
         };
         assert_eq!(d.state, want_state as i32);
+    }
+}
+
+/// Every field zero or empty, then every field at its largest: the hand
+/// encoder writes prost's bytes, in a buffer of exactly their size.
+#[test]
+fn delivery_events_at_the_edges_are_prosts_bytes() {
+    use crate::ingest::event_wire::delivery_event;
+    use crate::ledger::Finalized;
+    let mut bare = finished(0);
+    Arc::get_mut(&mut bare.message).unwrap().client_ref.clear();
+    let bare = Finalized {
+        reason: "".into(),
+        carrier: None,
+        parts: 0,
+        ..bare
+    };
+    let mut full = finished(u64::MAX);
+    {
+        let m = Arc::get_mut(&mut full.message).unwrap();
+        m.client_ref = "r".repeat(300);
+        m.campaign_id = "c".repeat(128);
+    }
+    let full = Finalized {
+        error_code: u32::MAX,
+        reason: "why".repeat(100).into(),
+        carrier: Some(Arc::from("smsc")),
+        parts: u32::MAX,
+        note: Some(Arc::from("n".repeat(200))),
+        ..full
+    };
+    for (f, event_id, at) in [(&bare, 0, 0), (&full, u64::MAX, u64::MAX)] {
+        for channel in [Channel::Unspecified, Channel::Sms, Channel::Mms] {
+            let bytes = delivery_event(event_id, f, channel, at);
+            let decoded = pb::Event::decode(bytes.clone()).unwrap();
+            assert_eq!(bytes, decoded.encode_to_vec());
+            assert!(matches!(decoded.kind, Some(pb::event::Kind::Delivery(_))));
+        }
     }
 }
 

@@ -4,14 +4,16 @@
 //! [`super::codec`]). Delivery events, one per message, are encoded by hand
 //! (one allocation, no field cloned; checked against prost in the tests).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use prost::Message as _;
-use prost::encoding::{WireType, encode_key, encode_varint};
 
 use super::pb;
 use crate::events::{Channel, EventEncoder, Notice};
 use crate::ledger::Finalized;
 use crate::model::DeliveryState;
+use crate::wire::proto::{
+    bytes_len, message_head_len, put_bytes, put_message_head, put_uint, uint_len,
+};
 
 /// Encodes events as `sluice.v1.Event`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -77,48 +79,44 @@ fn wire_state(state: DeliveryState) -> pb::DeliveryState {
     }
 }
 
-/// Encodes the `Event` for a finished message.
+/// Encodes the `Event` for a finished message into one buffer of exactly
+/// its size (field lengths are summed first).
 pub fn delivery_event(event_id: u64, f: &Finalized, channel: Channel, at_ms: u64) -> Bytes {
-    fn uint(tag: u32, v: u64, b: &mut BytesMut) {
-        if v != 0 {
-            encode_key(tag, WireType::Varint, b);
-            encode_varint(v, b);
-        }
-    }
-    fn string(tag: u32, v: &str, b: &mut BytesMut) {
-        if !v.is_empty() {
-            encode_key(tag, WireType::LengthDelimited, b);
-            encode_varint(v.len() as u64, b);
-            b.put_slice(v.as_bytes());
-        }
-    }
     let channel = match channel {
         Channel::Mms => pb::Channel::MmsUsed,
         Channel::Sms => pb::Channel::SmsUsed,
         Channel::Unspecified => pb::Channel::Unspecified,
-    };
+    } as u64;
     let m = &f.message;
-    let carrier = f.carrier.as_deref().unwrap_or_default();
-    let note = f.note.as_deref().unwrap_or_default();
-    let mut body = BytesMut::with_capacity(
-        64 + m.client_ref.len() + f.reason.len() + carrier.len() + m.campaign_id.len() + note.len(),
-    );
-    uint(1, m.id.0, &mut body);
-    string(2, &m.client_ref, &mut body);
-    uint(3, wire_state(f.state) as u64, &mut body);
-    string(4, &f.reason, &mut body);
-    uint(5, u64::from(f.error_code), &mut body);
-    uint(6, channel as u64, &mut body);
-    uint(7, at_ms, &mut body);
-    string(8, carrier, &mut body);
-    uint(9, u64::from(f.parts), &mut body);
-    string(10, &m.campaign_id, &mut body);
-    string(11, note, &mut body);
-    let mut out = BytesMut::with_capacity(body.len() + 16);
-    uint(1, event_id, &mut out);
-    encode_key(2, WireType::LengthDelimited, &mut out);
-    encode_varint(body.len() as u64, &mut out);
-    out.put_slice(&body);
+    let state = wire_state(f.state) as u64;
+    let carrier = f.carrier.as_deref().unwrap_or_default().as_bytes();
+    let note = f.note.as_deref().unwrap_or_default().as_bytes();
+    let body = uint_len(1, m.id.0)
+        + bytes_len(2, m.client_ref.len())
+        + uint_len(3, state)
+        + bytes_len(4, f.reason.len())
+        + uint_len(5, u64::from(f.error_code))
+        + uint_len(6, channel)
+        + uint_len(7, at_ms)
+        + bytes_len(8, carrier.len())
+        + uint_len(9, u64::from(f.parts))
+        + bytes_len(10, m.campaign_id.len())
+        + bytes_len(11, note.len());
+    let mut out = BytesMut::with_capacity(uint_len(1, event_id) + message_head_len(2, body) + body);
+    put_uint(1, event_id, &mut out);
+    put_message_head(2, body, &mut out);
+    put_uint(1, m.id.0, &mut out);
+    put_bytes(2, m.client_ref.as_bytes(), &mut out);
+    put_uint(3, state, &mut out);
+    put_bytes(4, f.reason.as_bytes(), &mut out);
+    put_uint(5, u64::from(f.error_code), &mut out);
+    put_uint(6, channel, &mut out);
+    put_uint(7, at_ms, &mut out);
+    put_bytes(8, carrier, &mut out);
+    put_uint(9, u64::from(f.parts), &mut out);
+    put_bytes(10, m.campaign_id.as_bytes(), &mut out);
+    put_bytes(11, note, &mut out);
+    debug_assert_eq!(out.len(), out.capacity());
     out.freeze()
 }
 

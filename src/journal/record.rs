@@ -167,34 +167,7 @@ pub fn encode_events<'a>(
     dst: &mut BytesMut,
     events: impl IntoIterator<Item = &'a super::PendingEvent>,
 ) {
-    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
-    fn uint_len(tag: u32, v: u64) -> usize {
-        if v == 0 {
-            0
-        } else {
-            key_len(tag) + encoded_len_varint(v)
-        }
-    }
-    fn bytes_len(tag: u32, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            key_len(tag) + encoded_len_varint(n as u64) + n
-        }
-    }
-    fn uint(tag: u32, v: u64, b: &mut BytesMut) {
-        if v != 0 {
-            encode_key(tag, WireType::Varint, b);
-            encode_varint(v, b);
-        }
-    }
-    fn bytes(tag: u32, s: &[u8], b: &mut BytesMut) {
-        if !s.is_empty() {
-            encode_key(tag, WireType::LengthDelimited, b);
-            encode_varint(s.len() as u64, b);
-            b.put_slice(s);
-        }
-    }
+    use crate::wire::proto::{bytes_len, put_bytes, put_message_head, put_uint, uint_len};
     for e in events {
         let len = uint_len(1, e.event_id)
             + uint_len(2, e.message_id.0)
@@ -203,14 +176,13 @@ pub fn encode_events<'a>(
             + bytes_len(5, e.sink.len())
             + uint_len(6, e.created_ms);
         dst.reserve(len + 12);
-        encode_key(1, WireType::LengthDelimited, dst);
-        encode_varint(len as u64, dst);
-        uint(1, e.event_id, dst);
-        uint(2, e.message_id.0, dst);
-        bytes(3, e.tenant.as_bytes(), dst);
-        bytes(4, &e.payload, dst);
-        bytes(5, e.sink.as_bytes(), dst);
-        uint(6, e.created_ms, dst);
+        put_message_head(1, len, dst);
+        put_uint(1, e.event_id, dst);
+        put_uint(2, e.message_id.0, dst);
+        put_bytes(3, e.tenant.as_bytes(), dst);
+        put_bytes(4, &e.payload, dst);
+        put_bytes(5, e.sink.as_bytes(), dst);
+        put_uint(6, e.created_ms, dst);
     }
 }
 
@@ -222,12 +194,7 @@ pub fn encode_stored(m: &Message, b: &mut BytesMut) {
         encode_varint(s.len() as u64, b);
         b.put_slice(s.as_bytes());
     }
-    fn uint(tag: u32, v: u64, b: &mut BytesMut) {
-        if v != 0 {
-            encode_key(tag, WireType::Varint, b);
-            encode_varint(v, b);
-        }
-    }
+    use crate::wire::proto::put_uint as uint;
     {
         uint(1, m.id.0, b);
         string(2, &m.tenant, b);
