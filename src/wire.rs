@@ -1,5 +1,6 @@
 //! Byte-stream plumbing every protocol session shares: the coalescing
-//! writer behind each ingest connection, SMPP bind and simulator session.
+//! writer behind each ingest connection, SMPP bind and simulator session,
+//! and ([`proto`]) the protobuf field writers of the hot-path encoders.
 //!
 //! Frames are queued by many tasks (answers, events, submits) and leave in
 //! as few syscalls as possible: whatever is queued when the writer wakes is

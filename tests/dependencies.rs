@@ -23,7 +23,7 @@ const LOW: &[(&str, &[&str])] = &[
     ("mm7", &["model", "door", "httpd", "tls"]),
     ("media", &["model"]),
     ("suppression", &["model"]),
-    ("journal", &["model"]),
+    ("journal", &["model", "wire"]),
     ("history", &["model"]),
     (
         "settings",

@@ -102,7 +102,8 @@ pub fn delivery_event(event_id: u64, f: &Finalized, channel: Channel, at_ms: u64
         + uint_len(9, u64::from(f.parts))
         + bytes_len(10, m.campaign_id.len())
         + bytes_len(11, note.len());
-    let mut out = BytesMut::with_capacity(uint_len(1, event_id) + message_head_len(2, body) + body);
+    let total = uint_len(1, event_id) + message_head_len(2, body) + body;
+    let mut out = BytesMut::with_capacity(total);
     put_uint(1, event_id, &mut out);
     put_message_head(2, body, &mut out);
     put_uint(1, m.id.0, &mut out);
@@ -116,7 +117,7 @@ pub fn delivery_event(event_id: u64, f: &Finalized, channel: Channel, at_ms: u64
     put_uint(9, u64::from(f.parts), &mut out);
     put_bytes(10, m.campaign_id.as_bytes(), &mut out);
     put_bytes(11, note, &mut out);
-    debug_assert_eq!(out.len(), out.capacity());
+    debug_assert_eq!(out.len(), total);
     out.freeze()
 }
 

@@ -15,6 +15,7 @@
 //! `id` being the id the submit was answered with), `esm_class` 0x04, with
 //! the `receipted_message_id` and `message_state` TLVs.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -246,9 +247,71 @@ fn sender_address(s: &Sender) -> (u8, u8, Bytes) {
     }
 }
 
+/// How many times one bind sends an event the upstream answers with a
+/// passing error (`ESME_RSYSERR`, a `generic_nack` naming no error) before
+/// it is dead-lettered (kept in the journal, sent again after a replay or a
+/// restart): such an error is often permanent in practice, and retried for
+/// ever it would lead every window.
+pub(super) const MAX_PASSING_ERRORS: u32 = 3;
+
+/// Most events one bind counts passing errors for; past it the counts start
+/// again (an event that failed here and was then answered on another bind
+/// leaves its count behind).
+const MAX_COUNTED_EVENTS: usize = 4096;
+
+/// One bind's count of passing errors per event, each since the event's
+/// dead-letter clock started (`events::Endpoint::since_ms`): a replay moves
+/// that clock on, so a replayed event gets its tries again, even on a bind
+/// that failed it before it was set aside.
+#[derive(Debug, Default)]
+pub(super) struct PassingErrors(HashMap<u64, (u32, u64)>);
+
+impl PassingErrors {
+    /// One more passing error for `event_id`, whose clock started at
+    /// `since_ms`: true while it may be sent again, false at the
+    /// [`MAX_PASSING_ERRORS`]th.
+    pub(super) fn note(&mut self, event_id: u64, since_ms: u64) -> bool {
+        if self.0.len() >= MAX_COUNTED_EVENTS {
+            self.0.clear();
+        }
+        let (n, counted_since) = self.0.entry(event_id).or_insert((0, since_ms));
+        if *counted_since != since_ms {
+            (*n, *counted_since) = (0, since_ms);
+        }
+        *n += 1;
+        *n < MAX_PASSING_ERRORS
+    }
+
+    /// The event is settled here (answered, refused or set aside).
+    pub(super) fn forget(&mut self, event_id: u64) {
+        self.0.remove(&event_id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three passing errors set an event aside; a replay (its clock moved
+    /// on) gives it three tries again on a bind that counted it before; the
+    /// counts stay bounded.
+    #[test]
+    fn passing_errors_count_per_event_and_start_again_after_a_replay() {
+        let mut p = PassingErrors::default();
+        assert!(p.note(7, 1_000));
+        assert!(p.note(8, 1_000), "another event counts apart");
+        assert!(p.note(7, 1_000));
+        // Set aside elsewhere and replayed: its clock started again.
+        assert!(p.note(7, 5_000));
+        assert!(p.note(7, 5_000));
+        assert!(!p.note(7, 5_000), "the third since the replay");
+        p.forget(7);
+        assert!(p.note(7, 5_000), "forgotten once settled");
+        for id in 100..100 + MAX_COUNTED_EVENTS as u64 * 2 {
+            p.note(id, 0);
+        }
+        assert!(p.0.len() <= MAX_COUNTED_EVENTS);
+    }
 
     /// Two processes (two nodes, or a node and its own earlier run) started
     /// in the same microsecond never make the same ref, as refs built from

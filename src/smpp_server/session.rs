@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use super::deliver::{self, with_sequence};
+use super::deliver::{self, MAX_PASSING_ERRORS, PassingErrors, with_sequence};
 use super::submit::{self, Answers, Command, Envelope, PartOutcome, Parts};
 use super::{Accounts, ENDPOINT, SmppServerLimits, TARGET};
 use crate::door::Conn;
@@ -42,18 +42,6 @@ const DATA_SM_RESP: u32 = 0x8000_0103;
 
 /// How long sending stops after the upstream refuses a `deliver_sm` for now.
 const DELIVER_BACKOFF: Duration = Duration::from_secs(1);
-
-/// How many times one bind sends an event the upstream answers with a
-/// passing error (`ESME_RSYSERR`, a `generic_nack` naming no error) before
-/// it is dead-lettered (kept in the journal, sent again after a replay or a
-/// restart): such an error is often permanent in practice, and retried for
-/// ever it would lead every window.
-const MAX_PASSING_ERRORS: u32 = 3;
-
-/// Most events one bind counts passing errors for; past it the counts start
-/// again (an event that failed here and was then answered on another bind
-/// leaves its count behind).
-const MAX_COUNTED_EVENTS: usize = 4096;
 
 /// What a session shares with the server.
 #[derive(Debug)]
@@ -125,10 +113,8 @@ struct Session<B> {
     /// `deliver_sm` sent, by sequence number, with when.
     sent: HashMap<u32, (Arc<PendingEvent>, Instant)>,
     deliver_paused_until: Option<Instant>,
-    /// Events answered with a passing error, by event id: how often, since
-    /// their dead-letter clock started ([`Endpoint::since_ms`], which a
-    /// replay moves on, so a replayed event gets its tries again).
-    passing_errors: HashMap<u64, (u32, u64)>,
+    /// Events answered with a passing error, and how often.
+    passing_errors: PassingErrors,
     opened: Instant,
     last_heard: Instant,
     enquire_sent: Option<(u32, Instant)>,
@@ -178,7 +164,7 @@ pub(super) async fn run<B: Backend>(
         endpoint: None,
         sent: HashMap::new(),
         deliver_paused_until: None,
-        passing_errors: HashMap::new(),
+        passing_errors: PassingErrors::default(),
         opened: now,
         last_heard: now,
         enquire_sent: None,
@@ -570,22 +556,11 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    /// Counts one more passing error for `event_id`; true while it may be
-    /// sent again, false once it has failed [`MAX_PASSING_ERRORS`] times.
+    /// Counts one more passing error for `event`; true while it may be
+    /// sent again, false once it has failed [`MAX_PASSING_ERRORS`] times
+    /// since its dead-letter clock last started.
     fn note_passing_error(&mut self, ep: &Endpoint, event: &PendingEvent) -> bool {
-        if self.passing_errors.len() >= MAX_COUNTED_EVENTS {
-            self.passing_errors.clear();
-        }
-        let since = ep.since_ms(event);
-        let (n, counted_since) = self
-            .passing_errors
-            .entry(event.event_id)
-            .or_insert((0, since));
-        if *counted_since != since {
-            (*n, *counted_since) = (0, since);
-        }
-        *n += 1;
-        *n < MAX_PASSING_ERRORS
+        self.passing_errors.note(event.event_id, ep.since_ms(event))
     }
 
     fn on_response(&mut self, pdu: Pdu) {
@@ -636,7 +611,7 @@ impl<B: Backend> Session<B> {
                 if result == "later" {
                     self.deliver_paused_until = Some(Instant::now() + DELIVER_BACKOFF);
                 } else {
-                    self.passing_errors.remove(&event.event_id);
+                    self.passing_errors.forget(event.event_id);
                 }
                 metrics::counter!("sluice_smpp_server_delivers_total", "result" => result)
                     .increment(1);

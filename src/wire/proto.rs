@@ -1,7 +1,7 @@
 //! Protobuf fields written by hand, for the encoders on the hot path that
 //! write a message straight from domain values instead of building prost
 //! structs (`ingest::event_wire::delivery_event`,
-//! `journal::record::encode_events`). Zero numbers and empty strings are
+//! `journal::record::encode_events` and `encode_stored`). Zero numbers and empty strings are
 //! left out, as proto3 does, so the bytes are exactly prost's (each
 //! encoder's tests decode, or re-encode, them with prost).
 
