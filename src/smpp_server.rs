@@ -21,7 +21,9 @@
 //! # Receipts and inbound messages
 //! A tenant with SMPP credentials has an event destination of its own,
 //! `smpp` ([`ENDPOINT`]), beside its stream and webhooks: the receipts its
-//! SMPP submits asked for (`registered_delivery`) and its inbound messages,
+//! SMPP submits asked for (`registered_delivery` bits 0–1: 1 on success and
+//! failure, 2 on failure only, 3 on success only as in SMPP 5.0; a long
+//! text gets every outcome any of its parts asked for) and its inbound messages,
 //! each encoded once as a `deliver_sm` ([`deliver`]) and journaled. Its
 //! receiver and transceiver binds take them, at most `window` in flight
 //! per bind; each is acknowledged (and leaves the journal) at its

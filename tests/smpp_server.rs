@@ -141,6 +141,20 @@ impl Esme {
         }
     }
 
+    /// Three submit_sm encoded back to back (not sent), and their sequence
+    /// numbers.
+    fn three_submits(&mut self, text: &str) -> (BytesMut, Vec<u32>) {
+        let mut raw = BytesMut::new();
+        let mut seqs = Vec::new();
+        for n in 0..3 {
+            self.seq += 1;
+            seqs.push(self.seq);
+            let text = Bytes::from(format!("{text} {n}"));
+            Pdu::new(self.seq, Body::SubmitSm(submit("14155550100", text, 0, 0))).encode(&mut raw);
+        }
+        (raw, seqs)
+    }
+
     async fn answer(&mut self, seq: u32) {
         self.io
             .send(&Pdu::deliver_sm_resp(seq, CommandStatus::ESME_ROK))
@@ -667,14 +681,7 @@ async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
     // answered with its id (they were made durable, an ESME must not send
     // them again), the length gets a generic_nack, then the connection
     // closes.
-    let mut raw = BytesMut::new();
-    let mut sent = Vec::new();
-    for n in 0..3 {
-        esme.seq += 1;
-        sent.push(esme.seq);
-        let text = Bytes::from(format!("before the break {n}"));
-        Pdu::new(esme.seq, Body::SubmitSm(submit("14155550100", text, 0, 0))).encode(&mut raw);
-    }
+    let (mut raw, sent) = esme.three_submits("before the break");
     raw.put_slice(&[0, 0, 0, 8, 0, 0, 0, 4]);
     esme.send_raw(&raw).await;
     let mut answered = Vec::new();
@@ -699,14 +706,7 @@ async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
     // the connection closes.
     let mut esme = Esme::connect(addr).await;
     assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
-    let mut raw = BytesMut::new();
-    let mut sent = Vec::new();
-    for n in 0..3 {
-        esme.seq += 1;
-        sent.push(esme.seq);
-        let text = Bytes::from(format!("before the end {n}"));
-        Pdu::new(esme.seq, Body::SubmitSm(submit("14155550100", text, 0, 0))).encode(&mut raw);
-    }
+    let (raw, sent) = esme.three_submits("before the end");
     {
         use tokio::io::AsyncWriteExt;
         let tcp = esme.io.get_mut();

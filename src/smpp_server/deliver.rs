@@ -79,11 +79,13 @@ impl RefSource {
 }
 
 /// Whether a message that ended in `state` gets a receipt: admitted by the
-/// SMPP door with a receipt asked for (always, or on failure only).
+/// SMPP door with a receipt asked for (always, on failure only, or on
+/// success only: SMPP 5.0's value 3, reserved in 3.4).
 pub fn receipt_wanted(client_ref: &str, state: DeliveryState) -> bool {
     match client_ref.as_bytes() {
         [b's', b'm', b'p', b'p', b'1', b'.', ..] => true,
         [b's', b'm', b'p', b'p', b'2', b'.', ..] => state != DeliveryState::Delivered,
+        [b's', b'm', b'p', b'p', b'3', b'.', ..] => state == DeliveryState::Delivered,
         _ => false,
     }
 }
@@ -344,6 +346,10 @@ mod tests {
         let f = client_ref(2);
         assert!(!receipt_wanted(&f, DeliveryState::Delivered));
         assert!(receipt_wanted(&f, DeliveryState::Failed));
+        let s = client_ref(3);
+        assert!(receipt_wanted(&s, DeliveryState::Delivered));
+        assert!(!receipt_wanted(&s, DeliveryState::Failed));
+        assert!(!receipt_wanted(&s, DeliveryState::Expired));
         assert!(!receipt_wanted(&client_ref(0), DeliveryState::Failed));
         assert!(!receipt_wanted("order-17", DeliveryState::Failed));
     }

@@ -40,7 +40,8 @@ pub(super) struct Envelope {
     pub to: String,
     /// Sender as the admission reads it.
     pub from: String,
-    /// `registered_delivery & 0x03`: 0 none, 1 success or failure, 2 failure only.
+    /// `registered_delivery & 0x03`: 0 none, 1 success or failure, 2 failure
+    /// only, 3 success only (SMPP 5.0; reserved in 3.4).
     pub receipt: u8,
     /// Validity asked for, seconds (0: the tenant's default).
     pub validity_seconds: u32,
@@ -219,15 +220,24 @@ pub(super) struct PartRefused {
     pub(super) earlier: Answers,
 }
 
-/// The stronger of two receipt requests (`registered_delivery & 0x03`):
-/// always (1) over on failure only (2) over none (0).
+/// Two receipt requests (`registered_delivery & 0x03`) together: a receipt
+/// for every outcome either asks one for (failure only and success only
+/// make always).
 fn stronger_receipt(a: u8, b: u8) -> u8 {
-    let rank = |r: u8| match r & 0x03 {
-        1 => 2,
-        2 => 1,
-        _ => 0,
+    // (on success, on failure) of each request.
+    let wants = |r: u8| match r & 0x03 {
+        1 => (true, true),
+        2 => (false, true),
+        3 => (true, false),
+        _ => (false, false),
     };
-    if rank(b) > rank(a) { b & 0x03 } else { a }
+    let ((sa, fa), (sb, fb)) = (wants(a), wants(b));
+    match (sa || sb, fa || fb) {
+        (true, true) => 1,
+        (false, true) => 2,
+        (true, false) => 3,
+        (false, false) => 0,
+    }
 }
 
 /// What a part did.
@@ -493,6 +503,12 @@ mod tests {
             (0, 2, 2),
             (2, 0, 2),
             (0, 0, 0),
+            (3, 0, 3),
+            (0, 3, 3),
+            (3, 3, 3),
+            (2, 3, 1),
+            (3, 2, 1),
+            (3, 1, 1),
         ] {
             let mut parts = Parts::new(16);
             assert!(matches!(
