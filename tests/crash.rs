@@ -226,10 +226,11 @@ reconnect_max = "500ms"
     // are reported unknown: the SMSC count lies between the two.
     assert!(stats.messages as usize >= delivered, "{stats:?}");
     assert!(stats.messages as usize <= delivered + unknown, "{stats:?}");
-    // Only what was written and not yet answered durably at the kill may
-    // end unknown: at most the two binds' windows of 64, plus the answers
-    // still waiting for their sync (counted as much again). Recovery that
-    // called queued messages unknown would count thousands.
+    // Only a part recorded as written and not answered at the kill may end
+    // unknown: each holds one of the carrier's part permits, two per window
+    // slot (`capacity_of`), so at most 2 binds × 64 × 2. With both windows
+    // full it is 128. Recovery that called queued messages unknown would
+    // count thousands.
     assert!(unknown <= 2 * 2 * 64, "{unknown} unknown after one kill");
     eprintln!(
         "crash test: {acked_before} acked before SIGKILL; {delivered} delivered, {unknown} unknown"
@@ -631,8 +632,7 @@ async fn crash_loop(segment_bytes: Option<u64>, kill_ms: std::ops::Range<u64>) -
         reached.values().all(|n| *n == 1),
         "a text reached the SMSC twice"
     );
-    // Per kill, at most the windows' worth written and not yet answered
-    // durably (as in the test above).
+    // Per kill, at most the carrier's part permits (as in the test above).
     assert!(
         unknown <= KILLS * 2 * 2 * 64,
         "{unknown} unknown after {KILLS} kills"

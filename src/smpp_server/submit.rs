@@ -266,8 +266,9 @@ impl Parts {
     }
 
     /// Adds a part (`info.total > 1`). The envelope of the first part
-    /// received is the message's, but for the receipt request: the
-    /// strongest any part made (an ESME may ask on the last part only).
+    /// received is the message's, but for the receipt request: every
+    /// outcome any part asked a receipt for (an ESME may ask on the last
+    /// part only).
     ///
     /// # Errors
     /// The part is longer than any whole text may be (refused before it is
@@ -492,10 +493,10 @@ mod tests {
         assert_eq!(parts.held(), 1);
     }
 
-    /// The receipt request of a long text is the strongest any of its parts
-    /// made, whichever part came first.
+    /// The receipt request of a long text covers every outcome any of its
+    /// parts asked a receipt for, whichever part came first.
     #[test]
-    fn a_long_texts_receipt_request_is_the_strongest_of_its_parts() {
+    fn a_long_texts_receipt_request_covers_what_any_part_asked_for() {
         for (first, second, want) in [
             (0, 1, 1),
             (1, 0, 1),

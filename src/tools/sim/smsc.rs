@@ -37,7 +37,8 @@
 //!   concatenation values outside 1..=total), counted as `rejected`: a
 //!   gateway bug should show up at the submit, not as a missing text.
 //! - **`registered_delivery` is honoured**: 0 gets no receipt, 2 ("failure
-//!   only") gets one only for a failed outcome.
+//!   only") gets one only for a failed outcome, 3 (SMPP 5.0's "success
+//!   only") only for a delivered one.
 //! - **Receipt text is ASCII-safe**: the `text:` snippet keeps only characters
 //!   that are the same in GSM 03.38 and ASCII (others become `?`), since the
 //!   receipt goes out with `data_coding` 0.
@@ -946,6 +947,7 @@ impl Shared {
         let requested = match sm.registered_delivery & 0x03 {
             0 => false,
             2 => outcome.is_failure(),
+            3 => !outcome.is_failure(),
             _ => true,
         };
         if outcome == Outcome::None || !requested {

@@ -753,6 +753,8 @@ async fn registered_delivery_is_honoured() {
         (Outcome::Delivered, 2, false),
         (Outcome::Expired, 2, true),
         (Outcome::Expired, 0, false),
+        (Outcome::Delivered, 3, true),
+        (Outcome::Expired, 3, false),
     ] {
         let smsc = start(SmscConfig {
             outcomes: OutcomeMix::only(outcome),
