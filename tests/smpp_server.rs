@@ -141,6 +141,29 @@ impl Esme {
         }
     }
 
+    /// Submits `text` asking for a receipt, and takes that receipt (checked
+    /// to name the message's id), unanswered: its sequence number, the
+    /// `deliver_sm` and the id.
+    async fn submit_and_take_receipt(&mut self, text: &'static str) -> (u32, DeliverSm, String) {
+        let seq = self
+            .send(Body::SubmitSm(submit(
+                "14155550100",
+                Bytes::from_static(text.as_bytes()),
+                0,
+                1,
+            )))
+            .await;
+        let id = id_of(&self.resp(seq).await);
+        let (seq, sm) = self.deliver_sm().await;
+        assert_eq!(sm.esm_class & 0x3C, 0x04, "a receipt: {sm:?}");
+        let receipted = sm
+            .tlv(tag::RECEIPTED_MESSAGE_ID)
+            .expect("receipted_message_id")
+            .as_c_string();
+        assert_eq!(&receipted[..], id.as_bytes());
+        (seq, sm, id)
+    }
+
     /// Three submit_sm encoded back to back (not sent), and their sequence
     /// numbers.
     fn three_submits(&mut self, text: &str) -> (BytesMut, Vec<u32>) {
@@ -381,18 +404,9 @@ async fn a_receipt_unanswered_before_a_restart_is_sent_again_after_it() {
         .unwrap();
     let mut esme = Esme::connect(gw.smpp_server_addr.unwrap()).await;
     assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
-    let seq = esme
-        .send(Body::SubmitSm(submit(
-            "14155550100",
-            Bytes::from_static(b"receipt across a restart"),
-            0,
-            1,
-        )))
+    let (_unanswered, first, _) = esme
+        .submit_and_take_receipt("receipt across a restart")
         .await;
-    let id = id_of(&esme.resp(seq).await);
-    let (_unanswered, first) = esme.deliver_sm().await;
-    let named = first.tlv(tag::RECEIPTED_MESSAGE_ID).unwrap().as_c_string();
-    assert_eq!(&named[..], id.as_bytes());
     drop(esme);
     gw.shutdown().await;
 
@@ -433,18 +447,7 @@ async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() 
         .unwrap();
     let mut esme = Esme::connect(gw.smpp_server_addr.unwrap()).await;
     assert!(esme.bind(SYSTEM_ID, PASSWORD).await.command_status.is_ok());
-    let seq = esme
-        .send(Body::SubmitSm(submit(
-            "14155550100",
-            Bytes::from_static(b"receipt answered badly"),
-            0,
-            1,
-        )))
-        .await;
-    let id = id_of(&esme.resp(seq).await);
-    let (seq, first) = esme.deliver_sm().await;
-    let named = first.tlv(tag::RECEIPTED_MESSAGE_ID).unwrap().as_c_string();
-    assert_eq!(&named[..], id.as_bytes());
+    let (seq, first, _) = esme.submit_and_take_receipt("receipt answered badly").await;
     esme.io
         .send(&Pdu::deliver_sm_resp(seq, CommandStatus::ESME_RSYSERR))
         .await
@@ -945,23 +948,7 @@ async fn bind_submit_and_get_the_receipt(smpp: SocketAddr, text: &'static str) {
         esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
         CommandStatus::ESME_ROK
     );
-    let seq = esme
-        .send(Body::SubmitSm(submit(
-            "14155550100",
-            Bytes::from_static(text.as_bytes()),
-            0,
-            1,
-        )))
-        .await;
-    let id = id_of(&esme.resp(seq).await);
-    let (seq, sm) = esme.deliver_sm().await;
-    assert_eq!(sm.esm_class & 0x3C, 0x04, "a receipt: {sm:?}");
-    let receipted = sm
-        .tlv(tag::RECEIPTED_MESSAGE_ID)
-        .expect("receipted_message_id")
-        .as_c_string()
-        .to_vec();
-    assert_eq!(String::from_utf8(receipted).unwrap(), id);
+    let (seq, _, _) = esme.submit_and_take_receipt(text).await;
     esme.answer(seq).await;
 }
 

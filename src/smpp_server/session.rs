@@ -434,6 +434,13 @@ impl<B: Backend> Session<B> {
         self.answer_one(seq, command, status, Bytes::new());
     }
 
+    /// Answers every submit of `answers` with the same error.
+    fn refuse_all(&mut self, answers: Answers, status: CommandStatus) {
+        for (seq, command) in answers {
+            self.refuse(seq, command, status);
+        }
+    }
+
     fn answer_one(&mut self, seq: u32, command: Command, status: CommandStatus, id: Bytes) {
         match command {
             Command::SubmitSm => self.write(&Pdu::submit_sm_resp(seq, status, id)),
@@ -499,9 +506,7 @@ impl<B: Backend> Session<B> {
                     Ok(PartOutcome::Whole(env, text, answers)) => (env, text, answers),
                     Err(refused) => {
                         let status = submit::text_status(&refused.error);
-                        for (seq, command) in refused.earlier {
-                            self.refuse(seq, command, status);
-                        }
+                        self.refuse_all(refused.earlier, status);
                         return self.refuse(seq, command, status);
                     }
                 }
@@ -693,9 +698,7 @@ impl<B: Backend> Session<B> {
             ep.untake(&events);
         }
         for answers in self.parts.expire(now, limits.reassembly_timeout) {
-            for (seq, command) in answers {
-                self.refuse(seq, command, CommandStatus::ESME_RSUBMITFAIL);
-            }
+            self.refuse_all(answers, CommandStatus::ESME_RSUBMITFAIL);
         }
         if let Some(since) = self.stopping
             && now.duration_since(since) >= limits.response_timeout
@@ -730,9 +733,7 @@ impl<B: Backend> Session<B> {
         }
         // Incomplete texts will not be completed now.
         for answers in self.parts.drain() {
-            for (seq, command) in answers {
-                self.refuse(seq, command, CommandStatus::ESME_RSUBMITFAIL);
-            }
+            self.refuse_all(answers, CommandStatus::ESME_RSUBMITFAIL);
         }
         match self.unbind_seq {
             Some(seq) => self.write(&Pdu::unbind_resp(seq)),
