@@ -188,7 +188,8 @@ fn message(n: usize, p: &Pools) -> Arc<Message> {
             format!("t{t:03}-{c}").as_str().to_owned(),
         )
     };
-    // Pushed one by one, as prost decodes a repeated field (capacity 4).
+    // Pushed one by one, as prost decodes a repeated field (capacity 4);
+    // admission boxes them at exact length (`boxed_strs`), as below.
     let mut tags = Vec::new();
     tags.push("promo-2026".to_owned());
     if (r >> 24) & 1 == 1 {
@@ -198,20 +199,20 @@ fn message(n: usize, p: &Pools) -> Arc<Message> {
         id: MessageId(n as u64 + 1),
         tenant: p.tenants[t].clone(),
         // 20 characters.
-        client_ref: format!("cr{t:03}-{n:014}").as_str().to_owned(),
+        client_ref: format!("cr{t:03}-{n:014}").as_str().to_owned().into(),
         // Distinct per message: 1 followed by ten digits made from `n`.
         to: Msisdn::from_u64(10_000_000_000 + n as u64 * 1_999 % 9_000_000_000 + 1_000_000_000)
             .expect("11 digits"),
         from: p.senders[sender].clone(),
-        text,
-        media: vec![],
+        text: text.into(),
+        media: Box::default(),
         subject: None,
         channel: ChannelPref::Sms,
         fallback: FallbackPolicy::SmsWithLink,
-        campaign_id,
+        campaign_id: campaign_id.into(),
         expires_at_ms: 1_800_000_000_000,
         priority,
-        tags,
+        tags: sluice::model::boxed_strs(tags),
         accepted_at_ms: 1_795_000_000_000,
         auto_reply: false,
         mms: None,

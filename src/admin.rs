@@ -462,7 +462,8 @@ impl Admin {
                     }),
                 }
             }
-            Stage::Dispatched { carrier, parts } => {
+            Stage::Dispatched(d) => {
+                let (carrier, parts) = (&d.carrier, &d.parts);
                 let open = parts
                     .iter()
                     .filter(|p| !matches!(p, crate::ledger::Part::Done(_)))

@@ -22,7 +22,7 @@ pub use service::Admission;
 use crate::model::numbering::{self, Country};
 use crate::model::submit::Submission;
 pub use crate::model::submit::{RejectReason, Rejection};
-use crate::model::{MAX_TEXT_CHARS, Message, MessageId, Sender};
+use crate::model::{MAX_TEXT_CHARS, Message, MessageId, Sender, boxed_strs};
 
 /// Longest client_ref accepted, bytes.
 pub const MAX_CLIENT_REF: usize = 128;
@@ -266,19 +266,19 @@ pub fn validate_with_country(
         tenant: tenant.clone(),
         to,
         from,
-        text: m.text,
-        media: m.media,
-        subject: (!m.subject.is_empty()).then_some(m.subject),
+        text: m.text.into_boxed_str(),
+        media: boxed_strs(m.media),
+        subject: (!m.subject.is_empty()).then(|| m.subject.into_boxed_str()),
         channel: m.channel,
         fallback: m.fallback,
-        campaign_id: m.campaign_id,
+        campaign_id: m.campaign_id.into_boxed_str(),
         expires_at_ms,
         priority: m.priority,
-        tags: m.tags,
+        tags: boxed_strs(m.tags),
         accepted_at_ms: now_ms,
         auto_reply: false,
         mms,
-        client_ref: m.client_ref,
+        client_ref: m.client_ref.into_boxed_str(),
     })
 }
 

@@ -138,10 +138,10 @@ impl crate::api::ApiBackend for Gateway {
             "expires_at_ms": m.expires_at_ms,
             "state": "queued",
         });
-        if let crate::ledger::Stage::Dispatched { carrier, parts } = &e.stage {
+        if let crate::ledger::Stage::Dispatched(d) = &e.stage {
             v["state"] = "dispatched".into();
-            v["carrier"] = carrier.to_string().into();
-            v["parts"] = parts.len().into();
+            v["carrier"] = d.carrier.to_string().into();
+            v["parts"] = d.parts.len().into();
         }
         Some(v)
     }
@@ -166,15 +166,15 @@ impl crate::grpc::GrpcBackend for Gateway {
         let m = &e.message;
         Some(crate::grpc::LiveMessage {
             id,
-            client_ref: m.client_ref.clone(),
+            client_ref: m.client_ref.to_string(),
             to: m.to.to_string(),
             from: m.from.to_string(),
-            campaign_id: m.campaign_id.clone(),
+            campaign_id: m.campaign_id.to_string(),
             accepted_at_ms: m.accepted_at_ms,
             expires_at_ms: m.expires_at_ms,
             dispatched: match &e.stage {
-                crate::ledger::Stage::Dispatched { carrier, parts } => {
-                    Some((carrier.clone(), parts.len() as u32))
+                crate::ledger::Stage::Dispatched(d) => {
+                    Some((d.carrier.clone(), d.parts.len() as u32))
                 }
                 _ => None,
             },

@@ -51,18 +51,34 @@ pub struct PartOutcome {
     pub reason: Arc<str>,
 }
 
-/// Progress of a live message.
+/// Progress of a live message. Eight bytes: most live messages are queued
+/// (a backlog of millions), and the dispatched ones' details are boxed so
+/// that a queued entry does not carry their room.
 #[derive(Clone, Debug)]
 pub enum Stage {
     /// Waiting for the scheduler.
     Queued,
     /// Handed to a carrier.
-    Dispatched {
-        /// Carrier name.
-        carrier: Arc<str>,
-        /// One entry per part.
-        parts: Box<[Part]>,
-    },
+    Dispatched(Box<Dispatch>),
+}
+
+impl Stage {
+    /// Dispatched to `carrier` with these parts.
+    pub fn dispatched(carrier: Arc<str>, parts: Vec<Part>) -> Stage {
+        Stage::Dispatched(Box::new(Dispatch {
+            carrier,
+            parts: parts.into_boxed_slice(),
+        }))
+    }
+}
+
+/// Where a dispatched message went and how far each part got.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    /// Carrier name.
+    pub carrier: Arc<str>,
+    /// One entry per part.
+    pub parts: Box<[Part]>,
 }
 
 /// A live message.
@@ -266,10 +282,7 @@ impl Ledger {
         let mut shard = self.shard(id).lock();
         match shard.get_mut(&id.0) {
             Some(e) if matches!(e.stage, Stage::Queued) => {
-                e.stage = Stage::Dispatched {
-                    carrier: carrier.clone(),
-                    parts: vec![Part::Pending; parts as usize].into_boxed_slice(),
-                };
+                e.stage = Stage::dispatched(carrier.clone(), vec![Part::Pending; parts as usize]);
                 drop(shard);
                 self.history.dispatched(id, carrier, parts);
                 true
@@ -285,10 +298,10 @@ impl Ledger {
         for (id, part) in parts {
             let mut shard = self.shard(id).lock();
             if let Some(Entry {
-                stage: Stage::Dispatched { parts, .. },
+                stage: Stage::Dispatched(d),
                 ..
             }) = shard.get_mut(&id.0)
-                && let Some(p @ Part::Pending) = parts.get_mut(part as usize)
+                && let Some(p @ Part::Pending) = d.parts.get_mut(part as usize)
             {
                 *p = Part::Written;
             }
@@ -317,8 +330,8 @@ impl Ledger {
         for &id in ids {
             let mut shard = self.shard(id).lock();
             if let Some(e) = shard.get_mut(&id.0)
-                && let Stage::Dispatched { parts, .. } = &e.stage
-                && parts
+                && let Stage::Dispatched(d) = &e.stage
+                && d.parts
                     .iter()
                     .all(|p| matches!(p, Part::Pending | Part::Written))
             {
@@ -346,10 +359,11 @@ impl Ledger {
             let Some(e) = shard.get_mut(&id.0) else {
                 return false;
             };
-            let Stage::Dispatched { parts, .. } = &e.stage else {
+            let Stage::Dispatched(d) = &e.stage else {
                 return false;
             };
-            if !parts
+            if !d
+                .parts
                 .iter()
                 .all(|p| matches!(p, Part::Pending | Part::Written))
             {
@@ -372,13 +386,13 @@ impl Ledger {
         {
             let mut shard = self.shard(id).lock();
             let Some(Entry {
-                stage: Stage::Dispatched { parts, .. },
+                stage: Stage::Dispatched(d),
                 ..
             }) = shard.get_mut(&id.0)
             else {
                 return false;
             };
-            match parts.get_mut(part as usize) {
+            match d.parts.get_mut(part as usize) {
                 Some(p @ (Part::Pending | Part::Written)) => {
                     *p = Part::Submitted(carrier_id.into());
                 }
@@ -394,12 +408,13 @@ impl Ledger {
     pub fn part_done(&self, id: MessageId, part: u32, outcome: PartOutcome) -> PartResult {
         let mut shard = self.shard(id).lock();
         let Some(Entry {
-            stage: Stage::Dispatched { parts, .. },
+            stage: Stage::Dispatched(d),
             ..
         }) = shard.get_mut(&id.0)
         else {
             return PartResult::Unknown;
         };
+        let parts = &mut d.parts;
         let Some(p) = parts.get_mut(part as usize) else {
             return PartResult::Unknown;
         };
@@ -447,8 +462,8 @@ impl Ledger {
         let mut shard = self.shard(id).lock();
         let reported = matches!(
             shard.get(&id.0),
-            Some(Entry { stage: Stage::Dispatched { parts, .. }, .. })
-                if parts.iter().any(|p| matches!(p, Part::Done(_)))
+            Some(Entry { stage: Stage::Dispatched(d), .. })
+                if d.parts.iter().any(|p| matches!(p, Part::Done(_)))
         );
         if !reported {
             return None;
@@ -495,7 +510,8 @@ impl Ledger {
             .iter()
             .map(|e| match &e.stage {
                 Stage::Queued => Vec::new(),
-                Stage::Dispatched { parts, .. } => parts
+                Stage::Dispatched(d) => d
+                    .parts
                     .iter()
                     .map(|p| match p {
                         Part::Submitted(c) => c.to_string(),
@@ -513,12 +529,12 @@ impl Ledger {
                     carrier_ids: &[],
                     written: false,
                 },
-                Stage::Dispatched { carrier, parts } => CarriedMessage {
+                Stage::Dispatched(d) => CarriedMessage {
                     message: &e.message,
-                    carrier: Some(carrier),
-                    parts: parts.len() as u32,
+                    carrier: Some(&d.carrier),
+                    parts: d.parts.len() as u32,
                     carrier_ids: ids,
-                    written: parts.iter().any(|p| *p != Part::Pending),
+                    written: d.parts.iter().any(|p| *p != Part::Pending),
                 },
             }))
     }
@@ -531,7 +547,10 @@ impl Ledger {
 fn finalized(entry: Entry, rest: Option<PartOutcome>) -> Finalized {
     let (carrier, parts) = match entry.stage {
         Stage::Queued => (None, Vec::new()),
-        Stage::Dispatched { carrier, parts } => (Some(carrier), parts.into_vec()),
+        Stage::Dispatched(d) => {
+            let Dispatch { carrier, parts } = *d;
+            (Some(carrier), parts.into_vec())
+        }
     };
     let n = parts.len() as u32;
     let mut carrier_ids = Vec::new();

@@ -332,29 +332,29 @@ pub struct Message {
     /// Owning tenant.
     pub tenant: Arc<str>,
     /// Upstream idempotency key (unique per tenant within the dedupe window).
-    pub client_ref: String,
+    pub client_ref: Box<str>,
     /// Recipient.
     pub to: Msisdn,
     /// Sender.
     pub from: Sender,
     /// Text, at most [`MAX_TEXT_CHARS`] characters.
-    pub text: String,
+    pub text: Box<str>,
     /// Media content ids (sha256 hex), used by the MMS path.
-    pub media: Vec<String>,
+    pub media: Box<[Box<str>]>,
     /// MMS subject.
-    pub subject: Option<String>,
+    pub subject: Option<Box<str>>,
     /// Channel preference.
     pub channel: ChannelPref,
     /// Fallback policy when MMS cannot go.
     pub fallback: FallbackPolicy,
     /// Campaign the message belongs to (empty for none).
-    pub campaign_id: String,
+    pub campaign_id: Box<str>,
     /// Wall-clock time (unix ms) after which the message must not be sent.
     pub expires_at_ms: u64,
     /// Priority class.
     pub priority: Priority,
     /// Free-form tags, echoed in events.
-    pub tags: Vec<String>,
+    pub tags: Box<[Box<str>]>,
     /// Wall-clock time (unix ms) the gateway accepted the message.
     pub accepted_at_ms: u64,
     /// A compliance auto-reply (STOP/START/HELP confirmation): goes to a
@@ -363,6 +363,13 @@ pub struct Message {
     /// The MMS service fields this message asks for (boxed: most messages
     /// have none, and a queued message's size counts).
     pub mms: Option<Box<MmsFields>>,
+}
+
+/// A list of strings as a [`Message`] keeps it: boxed at exact length, no
+/// spare capacity (a decoder's `Vec` grows by doubling; a message may wait
+/// queued for hours).
+pub fn boxed_strs(v: Vec<String>) -> Box<[Box<str>]> {
+    v.into_iter().map(String::into_boxed_str).collect()
 }
 
 // === delivery states and events ===
@@ -500,18 +507,18 @@ pub(crate) fn test_message(id: u64, text: &str, expires_at_ms: u64) -> Arc<Messa
     Arc::new(Message {
         id: MessageId(id),
         tenant: "t".into(),
-        client_ref: format!("r{id}"),
+        client_ref: format!("r{id}").into(),
         to: Msisdn::parse("+14155550100").expect("valid literal"),
         from: Sender::parse("12345").expect("valid literal"),
         text: text.into(),
-        media: vec![],
+        media: Box::default(),
         subject: None,
         channel: ChannelPref::Auto,
         fallback: FallbackPolicy::SmsTextOnly,
-        campaign_id: String::new(),
+        campaign_id: Box::default(),
         expires_at_ms,
         priority: Priority::Marketing,
-        tags: vec![],
+        tags: Box::default(),
         accepted_at_ms: 0,
         auto_reply: false,
         mms: None,

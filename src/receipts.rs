@@ -869,7 +869,8 @@ impl Receipts {
                     ended.push((e.message.id, "validity ended before dispatch"));
                 }
             }
-            Stage::Dispatched { parts, .. } => {
+            Stage::Dispatched(d) => {
+                let parts = &d.parts;
                 let waiting_receipts = parts
                     .iter()
                     .all(|p| !matches!(p, Part::Pending | Part::Written));

@@ -207,10 +207,7 @@ impl JournalKeeper {
                     }
                     self.ledger.restore(Entry {
                         message,
-                        stage: Stage::Dispatched {
-                            carrier: c,
-                            parts: parts.into_boxed_slice(),
-                        },
+                        stage: Stage::dispatched(c, parts),
                     });
                 }
                 c => {
@@ -223,10 +220,10 @@ impl JournalKeeper {
                         .collect();
                     self.ledger.restore(Entry {
                         message: message.clone(),
-                        stage: Stage::Dispatched {
-                            carrier: c.unwrap_or_else(|| dispatch.carrier.as_str().into()),
-                            parts: parts.into_boxed_slice(),
-                        },
+                        stage: Stage::dispatched(
+                            c.unwrap_or_else(|| dispatch.carrier.as_str().into()),
+                            parts,
+                        ),
                     });
                     unknown.push(message.id);
                 }

@@ -40,7 +40,7 @@ pub fn fallback_text(
     }
     match m.fallback {
         // None was refused above.
-        FallbackPolicy::None | FallbackPolicy::SmsTextOnly => Ok(m.text.clone()),
+        FallbackPolicy::None | FallbackPolicy::SmsTextOnly => Ok(m.text.to_string()),
         FallbackPolicy::SmsWithLink => {
             let base = public_url.trim_end_matches('/');
             let links = match landing {
@@ -79,8 +79,8 @@ fn refusal(m: &Message) -> Option<&'static str> {
 pub fn landing_page(m: &Message, display_name: Option<&str>) -> LandingPage {
     LandingPage {
         from: display_name.unwrap_or_default().to_owned(),
-        subject: m.subject.clone().unwrap_or_default(),
-        text: m.text.clone(),
+        subject: m.subject.as_deref().unwrap_or_default().to_owned(),
+        text: m.text.to_string(),
         media: m.media.iter().map(|id| id.to_ascii_lowercase()).collect(),
     }
 }
@@ -112,13 +112,13 @@ impl ShortLinks {
         };
         let plan = rewrite::plan(links, &base)?;
         let mut tracked = Message {
-            text: plan.text,
+            text: plan.text.into(),
             ..m.clone()
         };
         let ticket = self.store.shorten(&mut tracked, &plan.links);
         let text = match body {
             Some(body) => format!("{body}\n{}", tracked.text),
-            None => tracked.text,
+            None => tracked.text.into(),
         };
         Some((text, ticket))
     }
@@ -172,8 +172,8 @@ impl Going {
 
     fn send(self, m: &Message, text: String) {
         let sms = Arc::new(Message {
-            text,
-            media: Vec::new(),
+            text: text.into(),
+            media: Box::default(),
             channel: ChannelPref::Sms,
             ..m.clone()
         });

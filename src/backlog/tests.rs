@@ -91,7 +91,7 @@ async fn a_fallback_for_a_message_that_has_ended_queues_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (backlog, ledger, scheduler, receipts) = for_tests(dir.path(), 16);
     let mut m = (*messages(5, 1, "+14155550100")[0]).clone();
-    m.media = vec!["abc".into()];
+    m.media = Box::new(["abc".into()]);
     m.fallback = FallbackPolicy::SmsWithLink;
     let m = Arc::new(m);
     ledger.admit([&m]);
@@ -106,7 +106,7 @@ async fn media_that_may_not_go_as_mms_falls_back_to_sms_with_a_link() {
     let dir = tempfile::tempdir().unwrap();
     let (backlog, ledger, scheduler, _) = for_tests(dir.path(), 16);
     let mut m = (*messages(5, 1, "+14155550100")[0]).clone();
-    m.media = vec!["abc".into()];
+    m.media = Box::new(["abc".into()]);
     // MMS reaches +1 through `mm`, but the message asks for SMS.
     m.channel = crate::model::ChannelPref::Sms;
     m.fallback = FallbackPolicy::SmsWithLink;
@@ -129,7 +129,7 @@ async fn media_that_may_not_go_as_mms_falls_back_to_sms_with_a_link() {
 fn fallback_text_trims_the_text_never_the_link() {
     let links = LinkSigner::new(&[1; 32]);
     let mut m = (*crate::model::test_message(9, &"x".repeat(2000), u64::MAX)).clone();
-    m.media = vec!["a".into(), "b".into()];
+    m.media = Box::new(["a".into(), "b".into()]);
     m.fallback = FallbackPolicy::SmsWithLink;
     let text = fallback_text(&m, "https://m.example.com", &links, None).unwrap();
     assert_eq!(text.chars().count(), crate::model::MAX_TEXT_CHARS);
@@ -143,7 +143,7 @@ fn fallback_text_trims_the_text_never_the_link() {
     assert_eq!(text, format!("Look!\nhttps://m.example.com/p/{code}"));
     assert!(text.chars().count() <= 160, "one segment: {text}");
     // Trimmed for the link when the text is long.
-    m.text = "y".repeat(2000);
+    m.text = "y".repeat(2000).into();
     let text = fallback_text(&m, "https://m.example.com", &links, Some(&code)).unwrap();
     assert_eq!(text.chars().count(), crate::model::MAX_TEXT_CHARS);
     assert!(text.ends_with(&format!("\nhttps://m.example.com/p/{code}")));

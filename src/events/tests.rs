@@ -62,14 +62,14 @@ fn hand_encoded_delivery_events_decode_as_prost_would_encode_them() {
         to: Msisdn::parse("+14155550100").unwrap(),
         from: Sender::parse("12345").unwrap(),
         text: "x".into(),
-        media: vec![],
+        media: Box::default(),
         subject: None,
         channel: ChannelPref::Auto,
         fallback: FallbackPolicy::SmsTextOnly,
         campaign_id: "bf".into(),
         expires_at_ms: 0,
         priority: Priority::Marketing,
-        tags: vec![],
+        tags: Box::default(),
         accepted_at_ms: 0,
         auto_reply: false,
         mms: None,
@@ -134,7 +134,7 @@ fn delivery_events_at_the_edges_are_prosts_bytes() {
     use crate::ingest::event_wire::delivery_event;
     use crate::ledger::Finalized;
     let mut bare = finished(0);
-    Arc::get_mut(&mut bare.message).unwrap().client_ref.clear();
+    Arc::get_mut(&mut bare.message).unwrap().client_ref = Box::default();
     let bare = Finalized {
         reason: "".into(),
         carrier: None,
@@ -144,8 +144,8 @@ fn delivery_events_at_the_edges_are_prosts_bytes() {
     let mut full = finished(u64::MAX);
     {
         let m = Arc::get_mut(&mut full.message).unwrap();
-        m.client_ref = "r".repeat(300);
-        m.campaign_id = "c".repeat(128);
+        m.client_ref = "r".repeat(300).into();
+        m.campaign_id = "c".repeat(128).into();
     }
     let full = Finalized {
         error_code: u32::MAX,
@@ -171,18 +171,18 @@ fn finished(id: u64) -> crate::ledger::Finalized {
         message: Arc::new(Message {
             id: MessageId(id),
             tenant: "t".into(),
-            client_ref: format!("ref-{id}"),
+            client_ref: format!("ref-{id}").into(),
             to: Msisdn::parse("+14155550100").unwrap(),
             from: Sender::parse("12345").unwrap(),
             text: "x".into(),
-            media: vec![],
+            media: Box::default(),
             subject: None,
             channel: ChannelPref::Auto,
             fallback: FallbackPolicy::SmsTextOnly,
-            campaign_id: String::new(),
+            campaign_id: Box::default(),
             expires_at_ms: 0,
             priority: Priority::Marketing,
-            tags: vec![],
+            tags: Box::default(),
             accepted_at_ms: 0,
             auto_reply: false,
             mms: None,
@@ -299,18 +299,18 @@ fn delivery_final(id: u64) -> crate::ledger::Finalized {
         message: Arc::new(Message {
             id: MessageId(id),
             tenant: "t".into(),
-            client_ref: format!("ref-{id}"),
+            client_ref: format!("ref-{id}").into(),
             to: Msisdn::parse("+14155550100").unwrap(),
             from: Sender::parse("12345").unwrap(),
             text: "x".into(),
-            media: vec![],
+            media: Box::default(),
             subject: None,
             channel: ChannelPref::Auto,
             fallback: FallbackPolicy::SmsTextOnly,
             campaign_id: "bf".into(),
             expires_at_ms: 0,
             priority: Priority::Marketing,
-            tags: vec![],
+            tags: Box::default(),
             accepted_at_ms: 0,
             auto_reply: false,
             mms: None,

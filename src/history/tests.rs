@@ -118,7 +118,7 @@ fn accepted_records_carry_the_message_fields_without_allocating_a_string() {
             ..
         } => {
             assert_eq!(tenant, &*m.tenant);
-            assert_eq!(client_ref, m.client_ref);
+            assert_eq!(client_ref, &*m.client_ref);
             assert_eq!(to, m.to.as_u64());
             assert_eq!(from, m.from.to_string());
         }

@@ -15,15 +15,15 @@ fn msg(id: u64, client_ref: &str) -> Message {
         client_ref: client_ref.into(),
         to: Msisdn::parse("+14155550100").unwrap(),
         from: Sender::parse("12345").unwrap(),
-        text: format!("hello {id}"),
-        media: vec![],
+        text: format!("hello {id}").into(),
+        media: Box::default(),
         subject: None,
         channel: ChannelPref::Auto,
         fallback: FallbackPolicy::SmsTextOnly,
         campaign_id: "c1".into(),
         expires_at_ms: 99,
         priority: Priority::Transactional,
-        tags: vec!["t".into()],
+        tags: Box::new(["t".into()]),
         accepted_at_ms: 7,
         auto_reply: false,
         mms: None,
@@ -367,7 +367,7 @@ fn hand_encoded_accept_matches_the_prost_encoding() {
     let mut ms = vec![msg(1, "a"), msg(2, "b"), msg(3, "c")];
     ms[1].from = Sender::parse("+14155550199").unwrap();
     ms[1].subject = Some("subj".into());
-    ms[1].media = vec!["ab".repeat(32)];
+    ms[1].media = Box::new(["ab".repeat(32).into()]);
     ms[1].auto_reply = true;
     ms[1].mms = Some(Box::new(crate::model::MmsFields {
         service_code: Some("acme-vip".into()),
@@ -405,9 +405,9 @@ fn stored_forms() -> Vec<Bytes> {
     let mut ms = [msg(1, "a"), msg(2, "b"), msg(3, "c")];
     ms[1].from = Sender::parse("+14155550199").unwrap();
     ms[1].subject = Some("subj".into());
-    ms[1].media = vec!["m1".into(), "m2".into()];
+    ms[1].media = Box::new(["m1".into(), "m2".into()]);
     ms[1].auto_reply = true;
-    ms[1].tags = vec!["t1".into(), "t2".into()];
+    ms[1].tags = Box::new(["t1".into(), "t2".into()]);
     ms[1].channel = ChannelPref::Mms;
     ms[1].fallback = FallbackPolicy::None;
     // Every field of the stored form set (a tag the in-place readers did not

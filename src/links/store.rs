@@ -497,13 +497,12 @@ impl LinkStore {
         self.shared.next.store(state.next, Ordering::Relaxed);
         drop(state);
         self.shared.wake.notify_one();
+        // Same length in and out: neither conversion copies.
+        let mut text = String::from(std::mem::take(&mut m.text));
         for (i, p) in planned[..count].iter().enumerate() {
-            rewrite::fill(
-                &mut m.text,
-                p.at,
-                &self.shared.codec.encode(first + i as u64),
-            );
+            rewrite::fill(&mut text, p.at, &self.shared.codec.encode(first + i as u64));
         }
+        m.text = text.into_boxed_str();
         Ticket(ticket.0)
     }
 

@@ -68,3 +68,18 @@ fn terminal_states() {
     assert!(DeliveryState::Delivered.is_terminal());
     assert!(DeliveryState::Suppressed.is_terminal());
 }
+
+/// A message keeps its strings boxed at their exact length: a decoder's
+/// growth slack (four tags' room for one) is not kept for hours in a queue,
+/// and the struct stays within its allocator size class (`queue_memory`:
+/// a 200-byte `Arc` block).
+#[test]
+fn a_message_keeps_no_spare_room() {
+    assert!(size_of::<Message>() <= 184, "{}", size_of::<Message>());
+    let mut tags = Vec::with_capacity(4);
+    tags.push("promo".to_owned());
+    let kept = boxed_strs(tags);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(&*kept[0], "promo");
+    assert!(boxed_strs(Vec::new()).is_empty());
+}

@@ -73,10 +73,8 @@ async fn each_message_resumes_where_it_can_without_being_sent_twice() {
         .map(|i| i.message.id.0)
         .collect();
     assert_eq!(queued, vec![1, 2]);
-    assert!(
-        matches!(stage(&ledger, 3), Some(Stage::Dispatched { ref parts, .. })
-        if parts.iter().all(|p| matches!(p, Part::Submitted(_))))
-    );
+    assert!(matches!(stage(&ledger, 3), Some(Stage::Dispatched(ref d))
+        if d.parts.iter().all(|p| matches!(p, Part::Submitted(_)))));
     assert!(stage(&ledger, 4).is_none(), "ended unknown");
     // The dedupe key came back: a retry gets the original id.
     let t: Arc<str> = "t".into();
@@ -119,7 +117,7 @@ async fn an_mms_the_mmsc_accepted_waits_for_its_delivery_report() {
     };
     keeper.restore(rec, Recovery::Unknown);
     assert!(
-        matches!(stage(&ledger, 7), Some(Stage::Dispatched { ref carrier, .. }) if &**carrier == "mm"),
+        matches!(stage(&ledger, 7), Some(Stage::Dispatched(ref d)) if &*d.carrier == "mm"),
         "{:?}",
         stage(&ledger, 7)
     );

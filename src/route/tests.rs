@@ -21,7 +21,7 @@ fn all(names: &[&str]) -> Vec<Arc<str>> {
 fn mms_to(to: &str, channel: ChannelPref) -> Message {
     let mut m = (*crate::model::test_message(1, "hi", u64::MAX)).clone();
     m.to = n(to);
-    m.media = vec!["m1".into()];
+    m.media = Box::new(["m1".into()]);
     m.channel = channel;
     m
 }

@@ -454,7 +454,7 @@ impl SenderQueue {
     }
 
     fn push(&mut self, item: Item, front: bool) {
-        let campaign = item.message.campaign_id.as_str();
+        let campaign = &*item.message.campaign_id;
         let slot = match self.index.get(campaign) {
             Some(&s) => s,
             None => {
@@ -944,7 +944,7 @@ impl FairQueue {
         let tc = &t.classes[class_of(m.priority)];
         let si = *tc.index.get(&m.from)?;
         let sq = &tc.senders[si as usize];
-        let slot = *sq.index.get(m.campaign_id.as_str())?;
+        let slot = *sq.index.get(&*m.campaign_id)?;
         let ahead = sq.campaigns[slot as usize]
             .items
             .iter()

@@ -109,7 +109,7 @@ fn passed(client_refs: &[&str]) -> (Vec<Arc<Message>>, Vec<SubmitResult>) {
     let results = messages
         .iter()
         .map(|m| SubmitResult {
-            client_ref: m.client_ref.clone(),
+            client_ref: m.client_ref.to_string(),
             outcome: Ok(Accepted {
                 id: m.id,
                 duplicate: false,
@@ -292,7 +292,7 @@ async fn tracked_links_are_shortened_before_the_length_check_and_stored_once() {
     };
     assert_eq!((link.url, link.message_id), (long_url, sent.id));
     let other = s.ledger.get(accepted(&results[1]).id).unwrap().message;
-    assert_eq!(other.text, "See https://shop.example/b");
+    assert_eq!(&*other.text, "See https://shop.example/b");
     // A retry of the same client_ref stores no second link.
     let again = s.admission.submit(&t, 2, vec![long]).await;
     assert!(accepted(&again[0]).duplicate);

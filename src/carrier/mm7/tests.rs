@@ -224,7 +224,7 @@ async fn reports_wait_for_the_requests_in_flight_when_they_came() {
 fn message_to(id: u64, to: &str, text: &str, expires_at_ms: u64) -> Arc<Message> {
     let mut m = (*crate::model::test_message(id, text, expires_at_ms)).clone();
     m.to = crate::model::Msisdn::parse(to).unwrap();
-    m.media = vec!["ab".repeat(32)];
+    m.media = Box::new(["ab".repeat(32).into()]);
     Arc::new(m)
 }
 
@@ -268,7 +268,7 @@ fn requests_share_only_the_same_content_to_different_numbers_up_to_the_most() {
                 0 => m.tenant = "other".into(),
                 1 => m.from = crate::model::Sender::parse("54321").unwrap(),
                 2 => m.subject = Some("Hi".into()),
-                3 => m.media.push("cd".repeat(32)),
+                3 => m.media = [&m.media[..], &["cd".repeat(32).into()]].concat().into(),
                 _ => {
                     m.mms = Some(Box::new(crate::model::MmsFields {
                         service_code: Some("gold".into()),
@@ -285,7 +285,7 @@ fn requests_share_only_the_same_content_to_different_numbers_up_to_the_most() {
     // Only the fallback policy, client_ref and tags differ: shared.
     let mut same = (*message_to(20, "+14155550120", "Sale", t)).clone();
     same.fallback = crate::model::FallbackPolicy::None;
-    same.tags = vec!["x".into()];
+    same.tags = Box::new(["x".into()]);
     assert!(shares_request(&base, &same));
 }
 
