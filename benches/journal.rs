@@ -76,7 +76,6 @@ fn message(text: String) -> Message {
         from: Sender::parse("ACMESHOP").expect("valid sender"),
         text: text.into(),
         media: Box::default(),
-        subject: None,
         channel: ChannelPref::Sms,
         fallback: FallbackPolicy::SmsTextOnly,
         campaign_id: "shipping-notices".into(),

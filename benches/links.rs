@@ -55,7 +55,6 @@ fn message(id: u64, text: String) -> Message {
         from: Sender::parse("12345").unwrap(),
         text: text.into(),
         media: Box::default(),
-        subject: None,
         channel: ChannelPref::Sms,
         fallback: FallbackPolicy::None,
         campaign_id: "spring".into(),

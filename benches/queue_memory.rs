@@ -12,7 +12,7 @@
 //! A queued message costs, in RAM, what ingest, the ledger and the carrier
 //! queue hold for it:
 //! - **message**: its `Arc<Message>` (the `ArcInner` with the struct) and
-//!   the heap strings and vectors the struct owns;
+//!   the boxed strings and string lists the struct owns;
 //! - **ledger**: its `Ledger::admit` entry (`u64` id → `Entry` in one of the
 //!   64 shard maps), including the tables' empty buckets;
 //! - **queue**: its `FairQueue::push` node (an `Item` in its sender's
@@ -23,8 +23,9 @@
 //! tenant: 100 tenants, each owning 100 of 10,000 long codes
 //! (`+14155550000`..`+14155559999`), a distinct recipient each, one in five
 //! transactional; text of 120 to 160 characters, a 20-character
-//! `client_ref`, a campaign id of 13 to 16 characters and one or two tags,
-//! every string allocated at its exact length (as prost decodes them). Each
+//! `client_ref`, a campaign id of 13 to 16 characters and one or two tags
+//! (pushed one by one, as prost decodes a repeated field), every string
+//! boxed at its exact length as admission keeps it. Each
 //! batch is built, admitted to the ledger and pushed to one carrier's
 //! `FairQueue`, and the live-heap change of each step is added to that
 //! step's total, so the split is exact. The batch vector is reused, so
@@ -183,10 +184,7 @@ fn message(n: usize, p: &Pools) -> Arc<Message> {
         (Priority::Transactional, "order-updates".to_owned())
     } else {
         let c = ["spring-sale", "loyalty", "restock"][((r >> 20) % 3) as usize];
-        (
-            Priority::Marketing,
-            format!("t{t:03}-{c}").as_str().to_owned(),
-        )
+        (Priority::Marketing, format!("t{t:03}-{c}"))
     };
     // Pushed one by one, as prost decodes a repeated field (capacity 4);
     // admission boxes them at exact length (`boxed_strs`), as below.
@@ -199,14 +197,13 @@ fn message(n: usize, p: &Pools) -> Arc<Message> {
         id: MessageId(n as u64 + 1),
         tenant: p.tenants[t].clone(),
         // 20 characters.
-        client_ref: format!("cr{t:03}-{n:014}").as_str().to_owned().into(),
+        client_ref: format!("cr{t:03}-{n:014}").into(),
         // Distinct per message: 1 followed by ten digits made from `n`.
         to: Msisdn::from_u64(10_000_000_000 + n as u64 * 1_999 % 9_000_000_000 + 1_000_000_000)
             .expect("11 digits"),
         from: p.senders[sender].clone(),
         text: text.into(),
         media: Box::default(),
-        subject: None,
         channel: ChannelPref::Sms,
         fallback: FallbackPolicy::SmsWithLink,
         campaign_id: campaign_id.into(),

@@ -268,7 +268,6 @@ pub fn validate_with_country(
         from,
         text: m.text.into_boxed_str(),
         media: boxed_strs(m.media),
-        subject: (!m.subject.is_empty()).then(|| m.subject.into_boxed_str()),
         channel: m.channel,
         fallback: m.fallback,
         campaign_id: m.campaign_id.into_boxed_str(),
@@ -313,6 +312,7 @@ fn mms_fields(
     }
     let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
     let fields = crate::model::MmsFields {
+        subject: (!m.subject.is_empty()).then(|| m.subject.as_str().into()),
         service_code: some(&m.mms_service_code),
         linked_id: some(&m.mms_linked_id),
         message_class: m.mms_message_class,

@@ -166,10 +166,10 @@ impl crate::grpc::GrpcBackend for Gateway {
         let m = &e.message;
         Some(crate::grpc::LiveMessage {
             id,
-            client_ref: m.client_ref.to_string(),
+            client_ref: String::from(&*m.client_ref),
             to: m.to.to_string(),
             from: m.from.to_string(),
-            campaign_id: m.campaign_id.to_string(),
+            campaign_id: String::from(&*m.campaign_id),
             accepted_at_ms: m.accepted_at_ms,
             expires_at_ms: m.expires_at_ms,
             dispatched: match &e.stage {

@@ -170,7 +170,6 @@ impl Inbound {
             from,
             text: text.into(),
             media: Box::default(),
-            subject: None,
             channel: ChannelPref::Sms,
             fallback: FallbackPolicy::None,
             campaign_id: "compliance".into(),

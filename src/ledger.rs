@@ -53,7 +53,8 @@ pub struct PartOutcome {
 
 /// Progress of a live message. Eight bytes: most live messages are queued
 /// (a backlog of millions), and the dispatched ones' details are boxed so
-/// that a queued entry does not carry their room.
+/// that a queued entry does not carry their room (the price: one more small
+/// allocation per dispatch, against 24 bytes less per queued entry).
 #[derive(Clone, Debug)]
 pub enum Stage {
     /// Waiting for the scheduler.

@@ -341,8 +341,6 @@ pub struct Message {
     pub text: Box<str>,
     /// Media content ids (sha256 hex), used by the MMS path.
     pub media: Box<[Box<str>]>,
-    /// MMS subject.
-    pub subject: Option<Box<str>>,
     /// Channel preference.
     pub channel: ChannelPref,
     /// Fallback policy when MMS cannot go.
@@ -360,9 +358,21 @@ pub struct Message {
     /// A compliance auto-reply (STOP/START/HELP confirmation): goes to a
     /// number that may be opted out, once, and is never marketing.
     pub auto_reply: bool,
-    /// The MMS service fields this message asks for (boxed: most messages
-    /// have none, and a queued message's size counts).
+    /// The MMS fields this message asks for, its subject among them
+    /// (boxed: most messages have none, and a queued message's size counts).
     pub mms: Option<Box<MmsFields>>,
+}
+
+impl Message {
+    /// The MMS subject, if any.
+    pub fn subject(&self) -> Option<&str> {
+        self.mms.as_ref()?.subject.as_deref()
+    }
+
+    /// The MMS fields, made (empty) when the message has none.
+    pub fn mms_mut(&mut self) -> &mut MmsFields {
+        self.mms.get_or_insert_with(Box::default)
+    }
 }
 
 /// A list of strings as a [`Message`] keeps it: boxed at exact length, no
@@ -380,6 +390,8 @@ pub fn boxed_strs(v: Vec<String>) -> Box<[Box<str>]> {
 /// delivery reports (a message's one terminal event comes from its report).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MmsFields {
+    /// `Subject`.
+    pub subject: Option<Box<str>>,
     /// `ServiceCode` (one of the tenant's `mms_service_codes`).
     pub service_code: Option<String>,
     /// `LinkedID` (e.g. the MO this message answers).
@@ -512,7 +524,6 @@ pub(crate) fn test_message(id: u64, text: &str, expires_at_ms: u64) -> Arc<Messa
         from: Sender::parse("12345").expect("valid literal"),
         text: text.into(),
         media: Box::default(),
-        subject: None,
         channel: ChannelPref::Auto,
         fallback: FallbackPolicy::SmsTextOnly,
         campaign_id: Box::default(),

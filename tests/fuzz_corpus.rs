@@ -621,7 +621,6 @@ mod examples {
             from,
             text: text.into(),
             media: Box::default(),
-            subject: None,
             channel: ChannelPref::Auto,
             fallback: FallbackPolicy::SmsWithLink,
             campaign_id: "bf".into(),
@@ -639,7 +638,10 @@ mod examples {
             message(1, "hello", Sender::ShortCode("12345".into())),
             Message {
                 media: Box::new(["ab".repeat(32).into()]),
-                subject: Some("pic".into()),
+                mms: Some(Box::new(sluice::model::MmsFields {
+                    subject: Some("pic".into()),
+                    ..Default::default()
+                })),
                 channel: ChannelPref::Mms,
                 priority: Priority::Transactional,
                 ..message(

@@ -17,7 +17,6 @@ pub fn message(id: u64, campaign: &str, expires_at_ms: u64) -> Arc<Message> {
         from: Sender::parse("ACMESHOP").expect("valid sender"),
         text: "Your order has shipped.".into(),
         media: Box::default(),
-        subject: None,
         channel: ChannelPref::Sms,
         fallback: FallbackPolicy::SmsTextOnly,
         campaign_id: campaign.into(),

@@ -40,7 +40,7 @@ pub fn fallback_text(
     }
     match m.fallback {
         // None was refused above.
-        FallbackPolicy::None | FallbackPolicy::SmsTextOnly => Ok(m.text.to_string()),
+        FallbackPolicy::None | FallbackPolicy::SmsTextOnly => Ok(String::from(&*m.text)),
         FallbackPolicy::SmsWithLink => {
             let base = public_url.trim_end_matches('/');
             let links = match landing {
@@ -79,8 +79,8 @@ fn refusal(m: &Message) -> Option<&'static str> {
 pub fn landing_page(m: &Message, display_name: Option<&str>) -> LandingPage {
     LandingPage {
         from: display_name.unwrap_or_default().to_owned(),
-        subject: m.subject.as_deref().unwrap_or_default().to_owned(),
-        text: m.text.to_string(),
+        subject: m.subject().unwrap_or_default().to_owned(),
+        text: String::from(&*m.text),
         media: m.media.iter().map(|id| id.to_ascii_lowercase()).collect(),
     }
 }

@@ -586,7 +586,7 @@ impl Mm7Carrier {
             },
             expiry: Some(Expiry::Relative(remaining.max(Duration::from_secs(60)))),
             delivery_report: true,
-            subject: m.subject.as_deref(),
+            subject: m.subject(),
             text: &m.text,
             media_encoding: p.media_encoding,
             presentation: p.presentation,
@@ -686,14 +686,13 @@ impl Mm7Carrier {
 const SHARED_VALIDITY_SPREAD_MS: u64 = 60_000;
 
 /// Whether `b` may go in the same SubmitReq as `a`: the same tenant (the
-/// media are the tenant's), sender, subject, text, media and service
-/// fields, and validity within a minute. Recipients are checked by
-/// [`requests`].
+/// media are the tenant's), sender, text, media and MMS fields (the
+/// subject among them), and validity within a minute. Recipients are
+/// checked by [`requests`].
 pub fn shares_request(a: &Message, b: &Message) -> bool {
     a.tenant == b.tenant
         && a.from == b.from
         && a.text == b.text
-        && a.subject == b.subject
         && a.media == b.media
         && a.mms == b.mms
         && a.expires_at_ms.abs_diff(b.expires_at_ms) <= SHARED_VALIDITY_SPREAD_MS

@@ -220,7 +220,7 @@ pub fn encode_stored(m: &Message, b: &mut BytesMut) {
         for id in &m.media {
             string(8, id, b);
         }
-        if let Some(subject) = &m.subject {
+        if let Some(subject) = m.subject() {
             string(9, subject, b);
         }
         uint(
@@ -372,6 +372,7 @@ fn mms_fields_of(s: &StoredMessage) -> Option<Box<MmsFields>> {
         _ => None,
     };
     let f = MmsFields {
+        subject: s.subject.as_deref().map(Box::from),
         service_code: s.mms_service_code.clone(),
         linked_id: s.mms_linked_id.clone(),
         message_class: match s.mms_message_class {
@@ -426,13 +427,13 @@ impl StoredMessage {
         StoredMessage {
             id: m.id.0,
             tenant: m.tenant.to_string(),
-            client_ref: m.client_ref.to_string(),
+            client_ref: String::from(&*m.client_ref),
             to: m.to.as_u64(),
             from_kind,
             from,
-            text: m.text.to_string(),
-            media: m.media.iter().map(|s| s.to_string()).collect(),
-            subject: m.subject.as_deref().map(str::to_owned),
+            text: String::from(&*m.text),
+            media: m.media.iter().map(|s| String::from(&**s)).collect(),
+            subject: m.subject().map(str::to_owned),
             channel: match m.channel {
                 ChannelPref::Auto => 0,
                 ChannelPref::Sms => 1,
@@ -443,13 +444,13 @@ impl StoredMessage {
                 FallbackPolicy::SmsTextOnly => 1,
                 FallbackPolicy::None => 2,
             },
-            campaign_id: m.campaign_id.to_string(),
+            campaign_id: String::from(&*m.campaign_id),
             expires_at_ms: m.expires_at_ms,
             priority: match m.priority {
                 Priority::Marketing => 0,
                 Priority::Transactional => 1,
             },
-            tags: m.tags.iter().map(|s| s.to_string()).collect(),
+            tags: m.tags.iter().map(|s| String::from(&**s)).collect(),
             accepted_at_ms: m.accepted_at_ms,
             auto_reply: m.auto_reply,
             ..StoredMessage::with_mms(m.mms.as_deref())
@@ -498,7 +499,6 @@ impl StoredMessage {
             from,
             text: self.text.as_str().into(),
             media: self.media.iter().map(|s| s.as_str().into()).collect(),
-            subject: self.subject.as_deref().map(Box::from),
             channel: match self.channel {
                 1 => ChannelPref::Sms,
                 2 => ChannelPref::Mms,

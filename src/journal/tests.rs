@@ -17,7 +17,6 @@ fn msg(id: u64, client_ref: &str) -> Message {
         from: Sender::parse("12345").unwrap(),
         text: format!("hello {id}").into(),
         media: Box::default(),
-        subject: None,
         channel: ChannelPref::Auto,
         fallback: FallbackPolicy::SmsTextOnly,
         campaign_id: "c1".into(),
@@ -366,10 +365,10 @@ fn hand_encoded_accept_matches_the_prost_encoding() {
     use prost::Message as _;
     let mut ms = vec![msg(1, "a"), msg(2, "b"), msg(3, "c")];
     ms[1].from = Sender::parse("+14155550199").unwrap();
-    ms[1].subject = Some("subj".into());
     ms[1].media = Box::new(["ab".repeat(32).into()]);
     ms[1].auto_reply = true;
     ms[1].mms = Some(Box::new(crate::model::MmsFields {
+        subject: Some("subj".into()),
         service_code: Some("acme-vip".into()),
         linked_id: Some("mo-7".into()),
         message_class: Some(crate::model::MmsMessageClass::Personal),
@@ -404,7 +403,6 @@ fn hand_encoded_accept_matches_the_prost_encoding() {
 fn stored_forms() -> Vec<Bytes> {
     let mut ms = [msg(1, "a"), msg(2, "b"), msg(3, "c")];
     ms[1].from = Sender::parse("+14155550199").unwrap();
-    ms[1].subject = Some("subj".into());
     ms[1].media = Box::new(["m1".into(), "m2".into()]);
     ms[1].auto_reply = true;
     ms[1].tags = Box::new(["t1".into(), "t2".into()]);
@@ -413,6 +411,7 @@ fn stored_forms() -> Vec<Bytes> {
     // Every field of the stored form set (a tag the in-place readers did not
     // know would be skipped unchecked, and caught here).
     ms[1].mms = Some(Box::new(crate::model::MmsFields {
+        subject: Some("subj".into()),
         service_code: Some("acme-vip".into()),
         linked_id: Some("mo-7".into()),
         message_class: Some(crate::model::MmsMessageClass::Personal),

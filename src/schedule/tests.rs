@@ -51,7 +51,6 @@ fn message(id: u64, to: Msisdn, p: Priority) -> Item {
             from: Sender::parse("12345").unwrap(),
             text: "hi".into(),
             media: Box::default(),
-            subject: None,
             channel: ChannelPref::Auto,
             fallback: FallbackPolicy::SmsTextOnly,
             campaign_id: Box::default(),

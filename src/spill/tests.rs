@@ -10,7 +10,6 @@ fn message(id: u64, tenant: &str, priority: Priority) -> Arc<Message> {
         from: Sender::parse("12345").unwrap(),
         text: format!("message {id}: ünïcödé and a link https://x.example/{id}").into(),
         media: Box::default(),
-        subject: Some("s".into()),
         channel: ChannelPref::Auto,
         fallback: FallbackPolicy::SmsTextOnly,
         campaign_id: "spring".into(),
@@ -19,7 +18,10 @@ fn message(id: u64, tenant: &str, priority: Priority) -> Arc<Message> {
         tags: Box::new(["a".into()]),
         accepted_at_ms: 7,
         auto_reply: false,
-        mms: None,
+        mms: Some(Box::new(crate::model::MmsFields {
+            subject: Some("s".into()),
+            ..Default::default()
+        })),
     })
 }
 

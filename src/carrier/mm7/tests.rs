@@ -267,8 +267,12 @@ fn requests_share_only_the_same_content_to_different_numbers_up_to_the_most() {
             match i {
                 0 => m.tenant = "other".into(),
                 1 => m.from = crate::model::Sender::parse("54321").unwrap(),
-                2 => m.subject = Some("Hi".into()),
-                3 => m.media = [&m.media[..], &["cd".repeat(32).into()]].concat().into(),
+                2 => m.mms_mut().subject = Some("Hi".into()),
+                3 => {
+                    let mut media = std::mem::take(&mut m.media).into_vec();
+                    media.push("cd".repeat(32).into());
+                    m.media = media.into();
+                }
                 _ => {
                     m.mms = Some(Box::new(crate::model::MmsFields {
                         service_code: Some("gold".into()),

@@ -93,7 +93,6 @@ fn message(id: u64, text: &str, expires_at_ms: u64) -> Arc<Message> {
         from: Sender::parse("12345").unwrap(),
         text: text.into(),
         media: Box::default(),
-        subject: None,
         channel: ChannelPref::Auto,
         fallback: FallbackPolicy::SmsTextOnly,
         campaign_id: Box::default(),

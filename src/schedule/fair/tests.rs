@@ -27,7 +27,6 @@ fn item(id: u64, tenant: &str, from: &str, campaign: &str, p: Priority) -> Item 
             from: Sender::parse(from).unwrap(),
             text: "x".into(),
             media: Box::default(),
-            subject: None,
             channel: ChannelPref::Auto,
             fallback: FallbackPolicy::SmsTextOnly,
             campaign_id: campaign.into(),
