@@ -2,7 +2,8 @@
 //! protocol (sluice's PDU codec on a plain socket): a transceiver binds,
 //! submits short, long (three UDH parts), Unicode and `data_sm` texts, is
 //! answered once each is durable (every part with its message's id), and
-//! receives each receipt it asked for with that id, and an inbound message;
+//! receives each receipt it asked for with that id (one asking on success
+//! only gets none for a failed message), and an inbound message;
 //! a receipt not answered before a restart is sent again after it; bad
 //! binds, submits in the wrong state, malformed and unknown PDUs get their
 //! status and the session carries on, and the submits read before a
@@ -261,7 +262,8 @@ async fn an_esme_submits_short_long_unicode_and_data_sm_texts_and_gets_its_recei
         sm.esm_class = 0x40;
         long.push(esme.send(Body::SubmitSm(sm)).await);
     }
-    // UCS-2.
+    // UCS-2, asking for a receipt on success only (`registered_delivery`
+    // 3, SMPP 5.0): it is delivered, so it gets one.
     let unicode_text = "Grüße 😀 from sluice";
     let ucs2: Vec<u8> = unicode_text
         .encode_utf16()
@@ -272,7 +274,7 @@ async fn an_esme_submits_short_long_unicode_and_data_sm_texts_and_gets_its_recei
             "14155550102",
             Bytes::from(ucs2),
             8,
-            1,
+            3,
         )))
         .await;
     // data_sm.
@@ -936,6 +938,70 @@ async fn a_tenant_removed_then_added_back_with_smpp_credentials_gets_its_receipt
     );
 
     bind_submit_and_get_the_receipt(smpp, "back again").await;
+    gw.shutdown().await;
+}
+
+/// Every message fails at the carrier: a submit asking for a receipt on
+/// success only (`registered_delivery` 3) gets none, while ones asking
+/// always (1) or on failure only (2) get theirs, `UNDELIV`. (A delivered
+/// message asking 3 gets its receipt in the first test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_on_success_only_is_not_sent_for_a_failed_message() {
+    let smsc = smsc(|c| {
+        c.outcomes = sluice::sim::smsc::OutcomeMix::only(sluice::sim::smsc::Outcome::Undeliverable)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = sluice::gateway::start(gateway_config(dir.path(), &smsc))
+        .await
+        .unwrap();
+    let mut esme = Esme::connect(gw.smpp_server_addr.expect("the SMPP door is on")).await;
+    assert_eq!(
+        esme.bind(SYSTEM_ID, PASSWORD).await.command_status,
+        CommandStatus::ESME_ROK
+    );
+    let mut seqs = Vec::new();
+    for (to, receipt) in [("14155550110", 3), ("14155550111", 1), ("14155550112", 2)] {
+        let text = Bytes::from(format!("receipt request {receipt}"));
+        seqs.push(
+            esme.send(Body::SubmitSm(submit(to, text, 0, receipt)))
+                .await,
+        );
+    }
+    let mut ids = Vec::new();
+    for seq in seqs {
+        ids.push(id_of(&esme.resp(seq).await));
+    }
+    let (success_only, wanted) = (&ids[0], &ids[1..]);
+    let mut receipted = Vec::new();
+    while receipted.len() < wanted.len() {
+        let (seq, sm) = esme.deliver_sm().await;
+        let id = String::from_utf8(
+            sm.tlv(tag::RECEIPTED_MESSAGE_ID)
+                .expect("receipted_message_id")
+                .as_c_string()
+                .to_vec(),
+        )
+        .unwrap();
+        assert_ne!(
+            &id, success_only,
+            "a failed message asked receipts on success only"
+        );
+        let body = String::from_utf8(sm.short_message.to_vec()).unwrap();
+        assert!(body.contains(" stat:UNDELIV "), "{body}");
+        esme.answer(seq).await;
+        receipted.push(id);
+    }
+    receipted.sort();
+    assert_eq!(receipted, wanted);
+    // Every message ended, and nothing is left to send to the bind (a
+    // receipt for the first, sent after the others, would stay in flight
+    // unanswered).
+    drained(&gw, WAIT).await;
+    eventually("every receipt answered", WAIT, || {
+        smpp_events_held(&gw) == 0
+    })
+    .await;
     gw.shutdown().await;
 }
 
