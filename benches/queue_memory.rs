@@ -23,7 +23,7 @@
 //! tenant: 100 tenants, each owning 100 of 10,000 long codes
 //! (`+14155550000`..`+14155559999`), a distinct recipient each, one in five
 //! transactional; text of 120 to 160 characters, a 20-character
-//! `client_ref`, a campaign id of 13 to 16 characters and one or two tags
+//! `client_ref`, a campaign id of 12 to 16 characters and one or two tags
 //! (pushed one by one, as prost decodes a repeated field), every string
 //! boxed at its exact length as admission keeps it. Each
 //! batch is built, admitted to the ledger and pushed to one carrier's

@@ -369,7 +369,10 @@ impl Message {
         self.mms.as_ref()?.subject.as_deref()
     }
 
-    /// The MMS fields, made (empty) when the message has none.
+    /// The MMS fields, made (empty) when the message has none. Leave them
+    /// with a field set: an empty box is not kept by the journal (a
+    /// replayed message has none), so it would compare unequal to its own
+    /// replay.
     pub fn mms_mut(&mut self) -> &mut MmsFields {
         self.mms.get_or_insert_with(Box::default)
     }
@@ -384,8 +387,8 @@ pub fn boxed_strs(v: Vec<String>) -> Box<[Box<str>]> {
 
 // === delivery states and events ===
 
-/// Per-message MM7 SubmitReq fields (over the MMSC's `[mmsc.service]`).
-/// `ChargedParty`, `ReplyCharging` and `DeliveryReport` are the MMSC's
+/// Per-message MM7 SubmitReq fields: the `Subject`, and service fields
+/// that override the MMSC's `[mmsc.service]`. `ChargedParty`, `ReplyCharging` and `DeliveryReport` are the MMSC's
 /// only: who pays is not a message's to choose, and sluice always asks for
 /// delivery reports (a message's one terminal event comes from its report).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

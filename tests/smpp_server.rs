@@ -973,31 +973,53 @@ async fn a_receipt_on_success_only_is_not_sent_for_a_failed_message() {
         ids.push(id_of(&esme.resp(seq).await));
     }
     let (success_only, wanted) = (&ids[0], &ids[1..]);
-    let mut receipted = Vec::new();
-    while receipted.len() < wanted.len() {
-        let (seq, sm) = esme.deliver_sm().await;
-        let id = String::from_utf8(
-            sm.tlv(tag::RECEIPTED_MESSAGE_ID)
-                .expect("receipted_message_id")
-                .as_c_string()
-                .to_vec(),
-        )
-        .unwrap();
-        assert_ne!(
-            &id, success_only,
-            "a failed message asked receipts on success only"
-        );
-        let body = String::from_utf8(sm.short_message.to_vec()).unwrap();
-        assert!(body.contains(" stat:UNDELIV "), "{body}");
-        esme.answer(seq).await;
-        receipted.push(id);
+    // Takes receipts (answering each) until `until` has had its own; none
+    // may be for the success-only message.
+    async fn receipts_until(esme: &mut Esme, success_only: &str, until: &[&str]) -> Vec<String> {
+        let mut receipted = Vec::new();
+        while !until.iter().all(|u| receipted.iter().any(|r| r == u)) {
+            let (seq, sm) = esme.deliver_sm().await;
+            let id = String::from_utf8(
+                sm.tlv(tag::RECEIPTED_MESSAGE_ID)
+                    .expect("receipted_message_id")
+                    .as_c_string()
+                    .to_vec(),
+            )
+            .unwrap();
+            assert_ne!(
+                id, success_only,
+                "a failed message asked receipts on success only"
+            );
+            let body = String::from_utf8(sm.short_message.to_vec()).unwrap();
+            assert!(body.contains(" stat:UNDELIV "), "{body}");
+            esme.answer(seq).await;
+            receipted.push(id);
+        }
+        receipted
     }
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let mut receipted = receipts_until(&mut esme, success_only, &wanted).await;
     receipted.sort();
     assert_eq!(receipted, wanted);
-    // Every message ended, and nothing is left to send to the bind (a
-    // receipt for the first, sent after the others, would stay in flight
-    // unanswered).
+    // Every message ended. A receipt for the first would be published with
+    // its end, before anything that ends later: one more message asking for
+    // its receipt is a marker, read up to with none for the first on the way.
     drained(&gw, WAIT).await;
+    let marker = esme
+        .send(Body::SubmitSm(submit(
+            "14155550113",
+            Bytes::from_static(b"marker"),
+            0,
+            1,
+        )))
+        .await;
+    let marker = id_of(&esme.resp(marker).await);
+    let after = receipts_until(&mut esme, success_only, &[marker.as_str()]).await;
+    assert_eq!(
+        after,
+        [marker],
+        "nothing but the marker's receipt after the three"
+    );
     eventually("every receipt answered", WAIT, || {
         smpp_events_held(&gw) == 0
     })
