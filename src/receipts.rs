@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -513,7 +513,7 @@ impl Receipts {
         raw_id: &[u8],
         state: DeliveryState,
         code: u32,
-        reason: &str,
+        reason: Arc<str>,
     ) -> Result<Option<Finalized>, UnknownCarrierId> {
         // The id as given first (the common case), other renderings only then.
         let canon = canonical_id(raw_id);
@@ -526,11 +526,11 @@ impl Receipts {
         let Some((id, part)) = found else {
             return Err(UnknownCarrierId);
         };
-        self.ledger.history().receipt(id, part, state, code, reason);
+        self.ledger.history().receipt(id, part, state, code, &reason);
         let outcome = PartOutcome {
             state,
             error_code: code,
-            reason: reason.into(),
+            reason,
         };
         Ok(self.finished(id, self.ledger.part_done(id, part, outcome)))
     }
@@ -546,7 +546,7 @@ impl Receipts {
             &r.message_id,
             state,
             r.error_code.unwrap_or(0),
-            reason,
+            reason.clone(),
         )
     }
 
@@ -593,7 +593,7 @@ impl Receipts {
         reason: &str,
     ) -> Result<Option<Publishing>, UnknownCarrierId> {
         Ok(self
-            .settle(carrier, raw_id, state, code, reason)?
+            .settle(carrier, raw_id, state, code, reason.into())?
             .map(|f| Box::pin(self.publish(vec![f])) as Publishing))
     }
 
@@ -939,18 +939,35 @@ impl Receipts {
 }
 
 /// Maps a final receipt state to a delivery state and a readable reason.
-pub fn receipt_outcome(s: &ReceiptState) -> (DeliveryState, &'static str) {
-    match s {
-        ReceiptState::Delivered => (DeliveryState::Delivered, "DELIVRD"),
-        ReceiptState::Accepted => (DeliveryState::Delivered, "ACCEPTD"),
-        ReceiptState::Expired => (DeliveryState::Expired, "EXPIRED: carrier validity ended"),
-        ReceiptState::Deleted => (DeliveryState::Failed, "DELETED"),
-        ReceiptState::Undeliverable => (DeliveryState::Failed, "UNDELIV"),
-        ReceiptState::Rejected => (DeliveryState::Failed, "REJECTD"),
-        ReceiptState::Skipped => (DeliveryState::Failed, "SKIPPED"),
-        ReceiptState::Unknown => (DeliveryState::Unknown, "UNKNOWN"),
-        ReceiptState::Enroute | ReceiptState::Other(_) => (DeliveryState::Unknown, "not final"),
-    }
+pub fn receipt_outcome(s: &ReceiptState) -> (DeliveryState, &'static Arc<str>) {
+    /// One shared reason per receipt state (a receipt clones it instead of
+    /// allocating its own).
+    static REASONS: LazyLock<[Arc<str>; 9]> = LazyLock::new(|| {
+        [
+            "DELIVRD",
+            "ACCEPTD",
+            "EXPIRED: carrier validity ended",
+            "DELETED",
+            "UNDELIV",
+            "REJECTD",
+            "SKIPPED",
+            "UNKNOWN",
+            "not final",
+        ]
+        .map(Arc::from)
+    });
+    let (state, reason) = match s {
+        ReceiptState::Delivered => (DeliveryState::Delivered, 0),
+        ReceiptState::Accepted => (DeliveryState::Delivered, 1),
+        ReceiptState::Expired => (DeliveryState::Expired, 2),
+        ReceiptState::Deleted => (DeliveryState::Failed, 3),
+        ReceiptState::Undeliverable => (DeliveryState::Failed, 4),
+        ReceiptState::Rejected => (DeliveryState::Failed, 5),
+        ReceiptState::Skipped => (DeliveryState::Failed, 6),
+        ReceiptState::Unknown => (DeliveryState::Unknown, 7),
+        ReceiptState::Enroute | ReceiptState::Other(_) => (DeliveryState::Unknown, 8),
+    };
+    (state, &REASONS[reason])
 }
 
 impl CarrierSink for Receipts {

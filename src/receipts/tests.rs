@@ -178,3 +178,29 @@ async fn a_final_forgets_only_its_own_carrier_id() {
     publishing.await;
     assert!(ledger.get(second.id).is_none());
 }
+
+/// Each receipt state maps to its delivery state and reason as before, and
+/// the reason is one shared `Arc` per state, not one made per receipt.
+#[test]
+fn a_receipt_states_reason_is_shared_not_made_per_receipt() {
+    let table = [
+        (ReceiptState::Delivered, DeliveryState::Delivered, "DELIVRD"),
+        (ReceiptState::Accepted, DeliveryState::Delivered, "ACCEPTD"),
+        (
+            ReceiptState::Expired,
+            DeliveryState::Expired,
+            "EXPIRED: carrier validity ended",
+        ),
+        (ReceiptState::Deleted, DeliveryState::Failed, "DELETED"),
+        (ReceiptState::Undeliverable, DeliveryState::Failed, "UNDELIV"),
+        (ReceiptState::Rejected, DeliveryState::Failed, "REJECTD"),
+        (ReceiptState::Skipped, DeliveryState::Failed, "SKIPPED"),
+        (ReceiptState::Unknown, DeliveryState::Unknown, "UNKNOWN"),
+        (ReceiptState::Enroute, DeliveryState::Unknown, "not final"),
+    ];
+    for (receipt, state, reason) in table {
+        let (got, shared) = receipt_outcome(&receipt);
+        assert_eq!((got, &**shared), (state, reason), "{receipt:?}");
+        assert!(Arc::ptr_eq(shared, receipt_outcome(&receipt).1));
+    }
+}
