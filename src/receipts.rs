@@ -526,7 +526,9 @@ impl Receipts {
         let Some((id, part)) = found else {
             return Err(UnknownCarrierId);
         };
-        self.ledger.history().receipt(id, part, state, code, &reason);
+        self.ledger
+            .history()
+            .receipt(id, part, state, code, &reason);
         let outcome = PartOutcome {
             state,
             error_code: code,

@@ -142,26 +142,29 @@ impl Esme {
         }
     }
 
+    /// Sends a submit_sm (see [`submit`]); its sequence number.
+    async fn send_submit(
+        &mut self,
+        to: &str,
+        text_bytes: Bytes,
+        data_coding: u8,
+        receipt: u8,
+    ) -> u32 {
+        self.send(Body::SubmitSm(submit(to, text_bytes, data_coding, receipt)))
+            .await
+    }
+
     /// Submits `text` asking for a receipt, and takes that receipt (checked
     /// to name the message's id), unanswered: its sequence number, the
     /// `deliver_sm` and the id.
     async fn submit_and_take_receipt(&mut self, text: &'static str) -> (u32, DeliverSm, String) {
         let seq = self
-            .send(Body::SubmitSm(submit(
-                "14155550100",
-                Bytes::from_static(text.as_bytes()),
-                0,
-                1,
-            )))
+            .send_submit("14155550100", Bytes::from_static(text.as_bytes()), 0, 1)
             .await;
         let id = id_of(&self.resp(seq).await);
         let (seq, sm) = self.deliver_sm().await;
         assert_eq!(sm.esm_class & 0x3C, 0x04, "a receipt: {sm:?}");
-        let receipted = sm
-            .tlv(tag::RECEIPTED_MESSAGE_ID)
-            .expect("receipted_message_id")
-            .as_c_string();
-        assert_eq!(&receipted[..], id.as_bytes());
+        assert_eq!(receipted_id(&sm), id);
         (seq, sm, id)
     }
 
@@ -217,6 +220,15 @@ fn data_sm_body(to: &str, text: &str, receipt: u8) -> Bytes {
     b.freeze()
 }
 
+/// The `receipted_message_id` a receipt names.
+fn receipted_id(sm: &DeliverSm) -> String {
+    let id = sm
+        .tlv(tag::RECEIPTED_MESSAGE_ID)
+        .expect("receipted_message_id")
+        .as_c_string();
+    String::from_utf8(id.to_vec()).unwrap()
+}
+
 fn id_of(p: &Pdu) -> String {
     assert_eq!(p.command_status, CommandStatus::ESME_ROK, "{p:?}");
     match &p.body {
@@ -245,12 +257,12 @@ async fn an_esme_submits_short_long_unicode_and_data_sm_texts_and_gets_its_recei
 
     // Short GSM-7 text.
     let short = esme
-        .send(Body::SubmitSm(submit(
+        .send_submit(
             "14155550100",
             Bytes::from_static(b"Hello from an ESME"),
             0,
             1,
-        )))
+        )
         .await;
     // A long text in three parts with an 8-bit UDH.
     let long_text = "Long text in parts. ".repeat(20);
@@ -270,12 +282,7 @@ async fn an_esme_submits_short_long_unicode_and_data_sm_texts_and_gets_its_recei
         .flat_map(u16::to_be_bytes)
         .collect();
     let unicode = esme
-        .send(Body::SubmitSm(submit(
-            "14155550102",
-            Bytes::from(ucs2),
-            8,
-            3,
-        )))
+        .send_submit("14155550102", Bytes::from(ucs2), 8, 3)
         .await;
     // data_sm.
     let data = esme
@@ -286,12 +293,12 @@ async fn an_esme_submits_short_long_unicode_and_data_sm_texts_and_gets_its_recei
         .await;
     // No receipt asked for.
     let quiet = esme
-        .send(Body::SubmitSm(submit(
+        .send_submit(
             "14155550104",
             Bytes::from_static(b"no receipt please"),
             0,
             0,
-        )))
+        )
         .await;
 
     let short_id = id_of(&esme.resp(short).await);
@@ -323,13 +330,7 @@ async fn an_esme_submits_short_long_unicode_and_data_sm_texts_and_gets_its_recei
     while receipts.len() < 4 {
         let (seq, sm) = esme.deliver_sm().await;
         assert_eq!(sm.esm_class & 0x3C, 0x04, "a receipt: {sm:?}");
-        let id = String::from_utf8(
-            sm.tlv(tag::RECEIPTED_MESSAGE_ID)
-                .expect("receipted_message_id")
-                .as_c_string()
-                .to_vec(),
-        )
-        .unwrap();
+        let id = receipted_id(&sm);
         assert_eq!(
             sm.tlv(tag::MESSAGE_STATE).and_then(|t| t.as_u8()),
             Some(2),
@@ -467,12 +468,12 @@ async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() 
 
     // Another receipt the ESME fails three times is set aside.
     let seq = esme
-        .send(Body::SubmitSm(submit(
+        .send_submit(
             "14155550100",
             Bytes::from_static(b"receipt failed for good"),
             0,
             1,
-        )))
+        )
         .await;
     let failed_id = id_of(&esme.resp(seq).await);
     for _ in 0..3 {
@@ -516,11 +517,7 @@ async fn a_receipt_answered_with_a_passing_error_or_an_empty_nack_comes_again() 
         "{v}"
     );
     let (seq, back) = esme.deliver_sm().await;
-    assert_eq!(
-        back.tlv(tag::RECEIPTED_MESSAGE_ID).unwrap().as_c_string(),
-        failed_id.as_bytes(),
-        "the dead-lettered receipt"
-    );
+    assert_eq!(receipted_id(&back), failed_id, "the dead-lettered receipt");
     esme.answer(seq).await;
     eventually("the replayed receipt answered", WAIT, || {
         smpp_events_held(&gw) == 0 && ep.counts().dead == 0
@@ -564,12 +561,7 @@ async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
     let seq = esme.send(Body::EnquireLink).await;
     assert!(esme.resp(seq).await.command_status.is_ok());
     let seq = esme
-        .send(Body::SubmitSm(submit(
-            "14155550100",
-            Bytes::from_static(b"x"),
-            0,
-            1,
-        )))
+        .send_submit("14155550100", Bytes::from_static(b"x"), 0, 1)
         .await;
     let p = esme.resp(seq).await;
     assert!(matches!(p.body, Body::GenericNack));
@@ -597,12 +589,7 @@ async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
         .await;
     assert!(rx.resp(seq).await.command_status.is_ok());
     let seq = rx
-        .send(Body::SubmitSm(submit(
-            "14155550100",
-            Bytes::from_static(b"x"),
-            0,
-            1,
-        )))
+        .send_submit("14155550100", Bytes::from_static(b"x"), 0, 1)
         .await;
     assert_eq!(
         rx.resp(seq).await.command_status,
@@ -674,12 +661,7 @@ async fn bad_binds_wrong_states_and_malformed_pdus_get_their_status() {
     }
     // The session carries on.
     let seq = esme
-        .send(Body::SubmitSm(submit(
-            "14155550100",
-            Bytes::from_static(b"still fine"),
-            0,
-            0,
-        )))
+        .send_submit("14155550100", Bytes::from_static(b"still fine"), 0, 0)
         .await;
     id_of(&esme.resp(seq).await);
     // Three submits and a length no PDU has, in one write: each submit is
@@ -742,13 +724,8 @@ async fn back_pressure_is_answered_throttled_and_admits_nothing() {
     let mut seqs = Vec::new();
     for i in 0..3 {
         seqs.push(
-            esme.send(Body::SubmitSm(submit(
-                &format!("1415555010{i}"),
-                Bytes::from_static(b"fits"),
-                0,
-                1,
-            )))
-            .await,
+            esme.send_submit(&format!("1415555010{i}"), Bytes::from_static(b"fits"), 0, 1)
+                .await,
         );
     }
     for seq in seqs {
@@ -756,12 +733,12 @@ async fn back_pressure_is_answered_throttled_and_admits_nothing() {
     }
     for i in 0..3 {
         let seq = esme
-            .send(Body::SubmitSm(submit(
+            .send_submit(
                 &format!("1415555011{i}"),
                 Bytes::from_static(b"too many"),
                 0,
                 1,
-            )))
+            )
             .await;
         assert_eq!(
             esme.resp(seq).await.command_status,
@@ -963,10 +940,7 @@ async fn a_receipt_on_success_only_is_not_sent_for_a_failed_message() {
     let mut seqs = Vec::new();
     for (to, receipt) in [("14155550110", 3), ("14155550111", 1), ("14155550112", 2)] {
         let text = Bytes::from(format!("receipt request {receipt}"));
-        seqs.push(
-            esme.send(Body::SubmitSm(submit(to, text, 0, receipt)))
-                .await,
-        );
+        seqs.push(esme.send_submit(to, text, 0, receipt).await);
     }
     let mut ids = Vec::new();
     for seq in seqs {
@@ -979,13 +953,7 @@ async fn a_receipt_on_success_only_is_not_sent_for_a_failed_message() {
         let mut receipted = Vec::new();
         while !until.iter().all(|u| receipted.iter().any(|r| r == u)) {
             let (seq, sm) = esme.deliver_sm().await;
-            let id = String::from_utf8(
-                sm.tlv(tag::RECEIPTED_MESSAGE_ID)
-                    .expect("receipted_message_id")
-                    .as_c_string()
-                    .to_vec(),
-            )
-            .unwrap();
+            let id = receipted_id(&sm);
             assert_ne!(
                 id, success_only,
                 "a failed message asked receipts on success only"
@@ -1006,12 +974,7 @@ async fn a_receipt_on_success_only_is_not_sent_for_a_failed_message() {
     // its receipt is a marker, read up to with none for the first on the way.
     drained(&gw, WAIT).await;
     let marker = esme
-        .send(Body::SubmitSm(submit(
-            "14155550113",
-            Bytes::from_static(b"marker"),
-            0,
-            1,
-        )))
+        .send_submit("14155550113", Bytes::from_static(b"marker"), 0, 1)
         .await;
     let marker = id_of(&esme.resp(marker).await);
     let after = receipts_until(&mut esme, success_only, &[marker.as_str()]).await;

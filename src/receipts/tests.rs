@@ -192,11 +192,20 @@ fn a_receipt_states_reason_is_shared_not_made_per_receipt() {
             "EXPIRED: carrier validity ended",
         ),
         (ReceiptState::Deleted, DeliveryState::Failed, "DELETED"),
-        (ReceiptState::Undeliverable, DeliveryState::Failed, "UNDELIV"),
+        (
+            ReceiptState::Undeliverable,
+            DeliveryState::Failed,
+            "UNDELIV",
+        ),
         (ReceiptState::Rejected, DeliveryState::Failed, "REJECTD"),
         (ReceiptState::Skipped, DeliveryState::Failed, "SKIPPED"),
         (ReceiptState::Unknown, DeliveryState::Unknown, "UNKNOWN"),
         (ReceiptState::Enroute, DeliveryState::Unknown, "not final"),
+        (
+            ReceiptState::Other(bytes::Bytes::from_static(b"ACKED")),
+            DeliveryState::Unknown,
+            "not final",
+        ),
     ];
     for (receipt, state, reason) in table {
         let (got, shared) = receipt_outcome(&receipt);
