@@ -285,10 +285,11 @@ pub fn validate_with_country(
 const MAX_MMS_FIELD: usize = 64;
 
 /// A message's MMS fields: its subject (its length checked in
-/// [`validate_with_country`]) and its service fields, checked for form (ServiceCode and
-/// LinkedID printable ASCII, at most [`MAX_MMS_FIELD`]; an earliest delivery
-/// within its validity, dropped when already past); whether the tenant may
-/// use a ServiceCode is [`crate::admission::Admission::submit`]'s to judge.
+/// [`validate_with_country`]) and its service fields, checked for form
+/// (ServiceCode and LinkedID printable ASCII, at most [`MAX_MMS_FIELD`]; an
+/// earliest delivery within its validity, dropped when already past);
+/// whether the tenant may use a ServiceCode is
+/// [`crate::admission::Admission::submit`]'s to judge.
 fn mms_fields(
     m: &Submission,
     now_ms: u64,
