@@ -1730,17 +1730,21 @@ async fn a_request_that_left_unanswered_is_told_from_one_that_never_left() {
     assert!(matches!(e, Mm7Error::NotSent(_)), "{e:?}");
     assert!(!e.maybe_processed());
     assert_eq!(e.class(), Class::Temporary);
-    // Nobody listening: nothing left.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Nobody listening: nothing left. The port is held bound but not
+    // listening (connections are refused), so that no test running beside
+    // this one can be given it and answer (a listener bound and dropped
+    // left the port free: once, another test's server took it and the
+    // connection was made and cut, a transport error).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = held.local_addr().unwrap();
     let e = client_at(closed, Duration::from_secs(5))
         .submit(&req)
         .await
         .unwrap_err();
     assert!(matches!(e, Mm7Error::Connect { .. }), "{e:?}");
     assert!(!e.maybe_processed());
+    drop(held);
     // A proxy's 504 is an unanswered request too; a 503 is not.
     assert!(Mm7Error::Http { status: 504 }.maybe_processed());
     assert!(!Mm7Error::Http { status: 503 }.maybe_processed());
