@@ -59,7 +59,7 @@ fn reject(reason: RejectReason, detail: impl Into<String>) -> Rejection {
 /// case (`Acme` and `ACME` are one brand to a reader).
 #[derive(Debug, Clone, Default)]
 pub struct OwnedSenders {
-    numbers: std::collections::HashSet<Sender>,
+    numbers: crate::model::hashing::FastSet<Sender>,
     alphanumeric: Vec<Box<str>>,
     prefixes: Vec<Box<str>>,
 }

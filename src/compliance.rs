@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::journal::{Journal, JournalError, OptBulk, OptChange, OptCommit, OptRecord};
+use crate::model::hashing::FastMap;
 use crate::model::{Msisdn, Sender, now_ms};
 use crate::settings::{Config, JournalConfig, StopCovers};
 use crate::suppression::import::{self, ImportOptions};
@@ -161,11 +162,11 @@ pub enum Inbound {
 /// Each tenant's opt-out scope and programs.
 #[derive(Debug, Default, Clone)]
 struct Directory {
-    tenants: HashMap<String, ScopeId>,
+    tenants: FastMap<String, ScopeId>,
     /// Sender address (without `+`) → its programs, one per tenant: the
     /// owner's, and a removed tenant's while its queued messages still go
     /// (a reload moved the sender to another tenant).
-    programs: HashMap<String, Vec<Arc<Program>>>,
+    programs: FastMap<String, Vec<Arc<Program>>>,
 }
 
 impl Directory {

@@ -36,7 +36,7 @@
 //! that drop), and the stream is switched on or off
 //! ([`EventHub::set_stream`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
@@ -46,6 +46,7 @@ use tokio::sync::Notify;
 
 use crate::journal::{Journal, PendingEvent};
 use crate::ledger::Finalized;
+use crate::model::hashing::FastMap;
 use crate::model::{MessageId, now_ms};
 
 /// Identifies one subscribed connection.
@@ -155,13 +156,13 @@ struct TenantQueue {
     /// Durable, not yet sent (front = oldest): the tenant stream.
     ready: VecDeque<Arc<PendingEvent>>,
     /// Sent on a connection, waiting for its acknowledgement.
-    in_flight: HashMap<u64, (ConnId, Arc<PendingEvent>)>,
+    in_flight: FastMap<u64, (ConnId, Arc<PendingEvent>)>,
     /// Created, not yet durable (compaction must still see them).
-    unsynced: HashMap<u64, Arc<PendingEvent>>,
+    unsynced: FastMap<u64, Arc<PendingEvent>>,
     /// Messages whose event goes to one connection-scoped subscriber.
-    claims: HashMap<MessageId, ConnId>,
+    claims: FastMap<MessageId, ConnId>,
     /// Durable, not yet sent, per connection-scoped subscriber.
-    scoped: HashMap<ConnId, VecDeque<Arc<PendingEvent>>>,
+    scoped: FastMap<ConnId, VecDeque<Arc<PendingEvent>>>,
 }
 
 impl TenantQueue {
@@ -319,11 +320,11 @@ pub struct EndpointCounts {
 #[derive(Debug, Default)]
 struct EndpointQueue {
     ready: VecDeque<Arc<PendingEvent>>,
-    in_flight: HashMap<u64, Arc<PendingEvent>>,
+    in_flight: FastMap<u64, Arc<PendingEvent>>,
     dead: Vec<Arc<PendingEvent>>,
     /// Event id → wall-clock ms it was replayed from the dead letters (its
     /// dead-letter clock starts again then).
-    revived: HashMap<u64, u64>,
+    revived: FastMap<u64, u64>,
     /// Its destination was removed (a reload): it takes nothing more.
     removed: bool,
 }
@@ -512,7 +513,7 @@ pub struct EventHub {
     publisher: Publisher,
     /// The tenants, replaced whole when a reload adds one (read often,
     /// written at start and on SIGHUP).
-    tenants: parking_lot::RwLock<Arc<HashMap<Arc<str>, Arc<Tenant>>>>,
+    tenants: parking_lot::RwLock<Arc<FastMap<Arc<str>, Arc<Tenant>>>>,
     /// Carriers that deliver MMS (the rest deliver SMS); a reload adds
     /// MMSCs ([`EventHub::add_mms_carrier`]), and one removed stays named
     /// (its late delivery reports are MMS events).
@@ -625,7 +626,7 @@ impl EventHub {
         }
         let key: Arc<str> = name.into();
         let t = self.build_tenant(&key, settings);
-        let mut map = HashMap::clone(&tenants);
+        let mut map = FastMap::clone(&tenants);
         map.insert(key, Arc::new(t));
         *tenants = Arc::new(map);
         true
@@ -729,7 +730,7 @@ impl EventHub {
         self.tenants.read().get(name).cloned()
     }
 
-    fn tenant_map(&self) -> Arc<HashMap<Arc<str>, Arc<Tenant>>> {
+    fn tenant_map(&self) -> Arc<FastMap<Arc<str>, Arc<Tenant>>> {
         self.tenants.read().clone()
     }
 

@@ -582,7 +582,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )?),
         None => None,
     };
-    let carriers: HashMap<Arc<str>, Arc<SmppCarrier>> = config
+    let carriers: crate::model::hashing::FastMap<Arc<str>, Arc<SmppCarrier>> = config
         .carriers
         .iter()
         .map(|c| {

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub mod calendar;
+pub mod hashing;
 pub mod logsafe;
 pub use logsafe::LogSafe;
 pub mod numbering;

@@ -22,6 +22,7 @@ use crate::carrier::CarrierSink;
 use crate::events::EventHub;
 
 use crate::ledger::{Entry, Finalized, Ledger, Part, PartOutcome, PartResult, Stage};
+use crate::model::hashing::FastMap;
 use crate::model::{DeliveryState, MessageId, now_ms};
 use crate::smpp::pdu::{CommandStatus, DeliverSm};
 use crate::smpp::receipt::{self, Receipt, ReceiptState};
@@ -281,7 +282,7 @@ pub struct Receipts {
     receipt_grace: Duration,
     multipart_grace: Duration,
     /// Multi-part messages with some parts reported: when the first was.
-    partial: Mutex<HashMap<MessageId, Instant>>,
+    partial: Mutex<FastMap<MessageId, Instant>>,
     finals: crate::telemetry::CounterCache<(Arc<str>, DeliveryState)>,
     receipts: crate::telemetry::CounterCache<Arc<str>>,
     /// Where inbound (MO) messages go; set once at start. Weak: the sink

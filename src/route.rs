@@ -27,7 +27,7 @@
 //! when none does, to the route's first. [`NoMms`] says why a message
 //! cannot go as MMS at all (it then falls back to SMS per its policy).
 
-use std::collections::HashMap;
+use crate::model::hashing::FastMap;
 use std::sync::Arc;
 
 use crate::carrier::mm7::Mm7Carrier;
@@ -187,7 +187,7 @@ impl MmsRoutes {
 #[derive(Debug, Default)]
 pub struct SmsTable {
     routes: Routes,
-    carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+    carriers: FastMap<Arc<str>, Arc<SmppCarrier>>,
 }
 
 impl SmsTable {
@@ -195,7 +195,7 @@ impl SmsTable {
     pub fn new(
         routes: &[RouteConfig],
         order: impl IntoIterator<Item = Arc<str>>,
-        carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+        carriers: FastMap<Arc<str>, Arc<SmppCarrier>>,
     ) -> SmsTable {
         SmsTable {
             routes: Routes::new(routes, order),
@@ -212,7 +212,7 @@ impl SmsTable {
     }
 
     /// The SMS carriers by name.
-    pub fn carriers(&self) -> &HashMap<Arc<str>, Arc<SmppCarrier>> {
+    pub fn carriers(&self) -> &FastMap<Arc<str>, Arc<SmppCarrier>> {
         &self.carriers
     }
 }
@@ -279,7 +279,7 @@ impl Router {
     /// Routes of `config` over these carriers and MMSCs.
     pub fn new(
         config: &Config,
-        carriers: HashMap<Arc<str>, Arc<SmppCarrier>>,
+        carriers: FastMap<Arc<str>, Arc<SmppCarrier>>,
         mmscs: Vec<Arc<Mm7Carrier>>,
     ) -> Router {
         let sms = SmsTable::new(

@@ -179,7 +179,7 @@ async fn a_carrier_a_reload_removes_hands_what_it_queued_to_the_routes_in_force(
     config.routes[0].carriers = vec!["d".into()];
     let queue = scheduler.add_sms_carrier(&config.carriers[0], &config.tenants);
     let d = crate::carrier::smpp::SmppCarrier::new(&config.carriers[0], receipts, None);
-    let carriers = std::collections::HashMap::from([(d.name().clone(), d)]);
+    let carriers = crate::model::hashing::FastMap::from_iter([(d.name().clone(), d)]);
     backlog.router().replace_sms(crate::route::SmsTable::new(
         &config.routes,
         [Arc::from("d")],

@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::model::hashing::FastMap;
 use crate::model::quiet::QuietHours;
 use crate::model::{DeliveryState, Message, MessageId, now_ms};
 use crate::settings::Config;
@@ -417,7 +418,7 @@ fn quiet_hours(config: &Config) -> HashMap<String, QuietHours> {
 }
 
 /// The carrier queues, by carrier name.
-pub type Queues = HashMap<Arc<str>, Arc<CarrierQueue>>;
+pub type Queues = FastMap<Arc<str>, Arc<CarrierQueue>>;
 
 /// Routes messages to carrier queues and runs their dispatchers.
 #[derive(Debug)]

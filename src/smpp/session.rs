@@ -32,6 +32,7 @@ use tokio_util::codec::FramedRead;
 
 use super::codec::SmppCodec;
 use super::pdu::{Bind, Body, CommandStatus, DeliverSm, Pdu, SubmitSm};
+use crate::model::hashing::FastMap;
 use crate::shaping::aimd::Aimd;
 use crate::shaping::rate::Rate;
 
@@ -553,7 +554,11 @@ struct Meters {
     submits: metrics::Counter,
     throttled: metrics::Counter,
     latency: metrics::Histogram,
-    /// One handle per response status seen.
+    /// The `ESME_ROK` responses' handle, made at the first (nearly every
+    /// response: no map lookup for it).
+    responses_ok: Option<metrics::Counter>,
+    /// One handle per other response status seen (SipHash: the SMSC
+    /// chooses the statuses).
     responses: HashMap<u32, metrics::Counter>,
 }
 
@@ -570,19 +575,25 @@ impl Meters {
             submits: metrics::counter!("sluice_smpp_submits_total", &labels),
             throttled: metrics::counter!("sluice_smpp_throttled_total", "carrier" => carrier.clone()),
             latency: metrics::histogram!("sluice_smpp_response_seconds", "carrier" => carrier),
+            responses_ok: None,
             responses: HashMap::new(),
             labels,
         }
     }
 
     fn response(&mut self, carrier: &str, status: CommandStatus) {
-        self.responses
-            .entry(status.0)
-            .or_insert_with(|| {
-                metrics::counter!("sluice_smpp_responses_total",
-                    "carrier" => carrier.to_owned(), "status" => status_label(status))
-            })
-            .increment(1);
+        let counter = || {
+            metrics::counter!("sluice_smpp_responses_total",
+                "carrier" => carrier.to_owned(), "status" => status_label(status))
+        };
+        if status.is_ok() {
+            self.responses_ok.get_or_insert_with(counter).increment(1);
+        } else {
+            self.responses
+                .entry(status.0)
+                .or_insert_with(counter)
+                .increment(1);
+        }
     }
 }
 
@@ -604,7 +615,7 @@ struct Session<'a, H: Handler> {
     wbuf: BytesMut,
     seq: Sequence,
     /// Submits written and not answered, by sequence number.
-    outstanding: HashMap<u32, Outstanding<H::Job>>,
+    outstanding: FastMap<u32, Outstanding<H::Job>>,
     /// Jobs past pacing whose `Written` record is on its way to the disk,
     /// in take order; they count against the window.
     gated: VecDeque<(WriteGate, Vec<H::Job>)>,
@@ -639,7 +650,7 @@ impl<'a, H: Handler> Session<'a, H> {
             out,
             wbuf: BytesMut::with_capacity(64 * 1024),
             seq: Sequence::default(),
-            outstanding: HashMap::with_capacity(params.window),
+            outstanding: FastMap::with_capacity_and_hasher(params.window, Default::default()),
             gated: VecDeque::new(),
             in_gates: 0,
             delivers: FuturesUnordered::new(),

@@ -494,13 +494,22 @@ fn analyze_ascii(text: &[u8]) -> Result<Analysis, TextError> {
             max: MAX_TEXT_CHARS,
         });
     }
-    let mut septets = 0usize;
+    // Byte by byte from comparisons, not from `ASCII_SEPTETS`: the
+    // compiler turns this loop into 16-byte vector compares (a table
+    // lookup per byte cannot be), ~3x fewer instructions for a
+    // marketing text. A test holds both predicates to the table.
+    let mut extension = 0usize;
     let mut outside = false;
-    for &b in text {
-        let n = ASCII_SEPTETS[usize::from(b)];
-        septets += usize::from(n);
-        outside |= n == 0;
+    for block in text.chunks(u8::MAX as usize) {
+        let (mut ext, mut out) = (0u8, 0u8);
+        for &b in block {
+            ext += u8::from(is_ascii_extension(b));
+            out |= u8::from(is_ascii_outside_gsm7(b));
+        }
+        extension += usize::from(ext);
+        outside |= out != 0;
     }
+    let septets = text.len() + extension;
     Ok(if outside {
         Analysis {
             encoding: Encoding::Ucs2,
@@ -512,6 +521,23 @@ fn analyze_ascii(text: &[u8]) -> Result<Analysis, TextError> {
             units: septets,
         }
     })
+}
+
+/// True for an ASCII character of GSM 03.38's extension table (two
+/// septets: the escape and its code).
+#[inline]
+fn is_ascii_extension(b: u8) -> bool {
+    matches!(
+        b,
+        0x0C | b'^' | b'{' | b'}' | b'\\' | b'[' | b'~' | b']' | b'|'
+    )
+}
+
+/// True for an ASCII character GSM 03.38 lacks: the control characters
+/// but line feed, carriage return and form feed, the grave accent, DEL.
+#[inline]
+fn is_ascii_outside_gsm7(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\n' | b'\r' | 0x0C)) || b == b'`' || b == 0x7F
 }
 
 /// Fill bits after a UDH of `udh_len` octets so packed septets start on a

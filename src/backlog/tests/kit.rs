@@ -1,6 +1,5 @@
 //! The backlog fixture, shared with the unit tests of the rooms above.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::backlog::Backlog;
@@ -43,7 +42,7 @@ pub(crate) fn for_tests_recording(
         crate::receipts::for_tests_recording(&dir.join("journal"), journal, history);
     let carrier =
         crate::carrier::smpp::SmppCarrier::new(&config.carriers[0], receipts.clone(), None);
-    let carriers = HashMap::from([(carrier.name().clone(), carrier)]);
+    let carriers = crate::model::hashing::FastMap::from_iter([(carrier.name().clone(), carrier)]);
     let mmsc = crate::carrier::mm7::Mm7Carrier::new(&config.mmsc[0], Arc::new(NoMedia), None)
         .expect("a valid MMSC");
     let router = Arc::new(Router::new(&config, carriers, vec![Arc::new(mmsc)]));

@@ -821,6 +821,26 @@ fn error_messages_are_readable() {
     );
 }
 
+/// The comparisons `analyze_ascii` counts with say of every ASCII byte
+/// what the table says (extension: two septets; outside: none), and long
+/// texts of extension characters count whole (its counters are per block).
+#[test]
+fn ascii_predicates_agree_with_the_septet_table() {
+    for b in 0..128u8 {
+        let septets = ASCII_SEPTETS[usize::from(b)];
+        assert_eq!(is_ascii_extension(b), septets == 2, "{b:#04x}");
+        assert_eq!(is_ascii_outside_gsm7(b), septets == 0, "{b:#04x}");
+    }
+    for len in [254, 255, 256, 510, 511, MAX_TEXT_CHARS] {
+        let text = "{".repeat(len);
+        let a = analyze_ascii(text.as_bytes()).unwrap();
+        assert_eq!((a.encoding, a.units), (Encoding::Gsm7, 2 * len), "{len}");
+        let text = format!("{}`", "a".repeat(len - 1));
+        let a = analyze_ascii(text.as_bytes()).unwrap();
+        assert_eq!((a.encoding, a.units), (Encoding::Ucs2, len), "{len}");
+    }
+}
+
 /// The byte-by-byte paths for ASCII texts measure, split and write exactly
 /// as the character-by-character paths do, for every ASCII character
 /// (extension characters, characters outside GSM 03.38, CRs at part ends)
