@@ -517,7 +517,7 @@ pub struct EventHub {
     /// Carriers that deliver MMS (the rest deliver SMS); a reload adds
     /// MMSCs ([`EventHub::add_mms_carrier`]), and one removed stays named
     /// (its late delivery reports are MMS events).
-    mms_carriers: arc_swap::ArcSwap<std::collections::HashSet<Arc<str>>>,
+    mms_carriers: arc_swap::ArcSwap<crate::model::hashing::FastSet<Arc<str>>>,
     journal: Journal,
     pending: Arc<AtomicU64>,
     encoder: Arc<dyn EventEncoder>,

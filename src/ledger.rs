@@ -9,7 +9,6 @@
 //! precede it, with rotations held off until it is live. Sharded maps keep
 //! the two cores from contending.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,7 +22,7 @@ const SHARDS: usize = 64;
 
 /// Live entries of one shard. Keys are the gateway's own ids, so a fast
 /// unseeded-quality hasher is safe.
-type LiveMap = HashMap<u64, Entry, foldhash::fast::RandomState>;
+type LiveMap = crate::model::hashing::FastMap<u64, Entry>;
 
 /// What became of one part (segment) of a dispatched message.
 #[derive(Clone, Debug, PartialEq, Eq)]

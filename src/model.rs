@@ -252,11 +252,33 @@ impl Sender {
         Err(SenderError::Invalid(s.to_owned()))
     }
 
-    /// The address as it goes on the wire (digits without `+` for numbers).
-    pub fn address(&self) -> String {
+    /// The address as it goes on the wire (digits without `+` for
+    /// numbers), borrowed or on the stack: opt-out checks look a sender's
+    /// program up by it twice per message.
+    pub fn address(&self) -> SenderAddress<'_> {
         match self {
-            Sender::ShortCode(s) | Sender::Alphanumeric(s) => s.to_string(),
-            Sender::LongCode(m) => m.digits(),
+            Sender::ShortCode(s) | Sender::Alphanumeric(s) => SenderAddress::Text(s),
+            Sender::LongCode(m) => SenderAddress::Number(m.e164()),
+        }
+    }
+}
+
+/// [`Sender::address`]: a `str` through `Deref`.
+#[derive(Debug)]
+pub enum SenderAddress<'a> {
+    /// A short code or an alphanumeric id, as given.
+    Text(&'a str),
+    /// A number's E.164 text (its digits are the address).
+    Number(E164Text),
+}
+
+impl std::ops::Deref for SenderAddress<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            SenderAddress::Text(s) => s,
+            SenderAddress::Number(n) => n.as_str().trim_start_matches('+'),
         }
     }
 }

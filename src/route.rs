@@ -27,11 +27,11 @@
 //! when none does, to the route's first. [`NoMms`] says why a message
 //! cannot go as MMS at all (it then falls back to SMS per its policy).
 
-use crate::model::hashing::FastMap;
 use std::sync::Arc;
 
 use crate::carrier::mm7::Mm7Carrier;
 use crate::carrier::smpp::SmppCarrier;
+use crate::model::hashing::FastMap;
 use crate::model::{ChannelPref, Message, Msisdn};
 use crate::settings::{Config, RouteConfig};
 

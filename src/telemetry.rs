@@ -379,9 +379,7 @@ pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
 pub struct CounterCache<K> {
     make: fn(&K) -> metrics::Counter,
     /// Keys are the gateway's own labels (tenants, carriers), not peers'.
-    map: parking_lot::Mutex<
-        std::collections::HashMap<K, metrics::Counter, foldhash::fast::RandomState>,
-    >,
+    map: parking_lot::Mutex<crate::model::hashing::FastMap<K, metrics::Counter>>,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> CounterCache<K> {

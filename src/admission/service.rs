@@ -33,6 +33,7 @@ use crate::links::LinkStore;
 use crate::links::rewrite::{self, Planned};
 use crate::links::store::LinkError;
 use crate::model::DeliveryState;
+use crate::model::hashing::FastMap;
 use crate::model::numbering::Country;
 use crate::model::submit::{Accepted, RejectReason, Submission, SubmitResult};
 use crate::model::{Message, MessageId, Secret};
@@ -93,7 +94,7 @@ pub struct Parts {
 pub struct Admission {
     /// Replaced whole by a reload ([`Admission::update_tenant`]); a batch
     /// reads it once.
-    tenants: parking_lot::RwLock<Arc<HashMap<String, Arc<Tenant>>>>,
+    tenants: parking_lot::RwLock<Arc<FastMap<String, Arc<Tenant>>>>,
     /// Bumped after every reload that changed a token.
     credentials: tokio::sync::watch::Sender<u64>,
     /// `mms.public_url`: the base of short links of tenants without a
@@ -144,7 +145,7 @@ impl Admission {
         }
     }
 
-    fn tenants(&self) -> Arc<HashMap<String, Arc<Tenant>>> {
+    fn tenants(&self) -> Arc<FastMap<String, Arc<Tenant>>> {
         self.tenants.read().clone()
     }
 
@@ -214,8 +215,8 @@ impl Admission {
     }
 
     /// Replaces (or removes) `name` in the map a batch reads.
-    fn put(tenants: &mut Arc<HashMap<String, Arc<Tenant>>>, name: &str, tenant: Option<Tenant>) {
-        let mut next = HashMap::clone(tenants);
+    fn put(tenants: &mut Arc<FastMap<String, Arc<Tenant>>>, name: &str, tenant: Option<Tenant>) {
+        let mut next = FastMap::clone(tenants);
         match tenant {
             Some(t) => next.insert(name.to_owned(), Arc::new(t)),
             None => next.remove(name),

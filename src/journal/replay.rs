@@ -48,7 +48,7 @@ impl Progress {
 
 /// Maps keyed by ids from our own journal: foldhash, not SipHash (millions
 /// of lookups per restart).
-type Fast = foldhash::fast::RandomState;
+type Fast = crate::model::hashing::FastHasher;
 
 #[derive(Default)]
 pub(super) struct State {

@@ -1,15 +1,20 @@
-//! Hash maps and sets for keys the gateway makes itself (ids, sequence
-//! numbers, connection numbers) or its configuration names (tenants,
-//! carriers, senders): foldhash instead of the standard library's SipHash.
-//! SipHash costs ~150 instructions to hash a short key, and the maps a
-//! message passes on its way (routing, opt-out scopes, carrier queues, its
-//! event) made it ~6% of the gateway's instructions per message (callgrind
-//! of the gateway alone, `docs/PERFORMANCE.md`).
+//! Hash maps and sets with foldhash instead of the standard library's
+//! SipHash, for keys the gateway makes itself (ids, sequence numbers,
+//! connection numbers) or its configuration names (tenants, carriers,
+//! senders). Hashing a short key with SipHash took 140-320 instructions
+//! per lookup, and the lookups a message makes on its way (routing,
+//! opt-out scopes, sender ownership, carrier queues, its event) were ~5%
+//! of the gateway's instructions per message (callgrind of the gateway
+//! alone, `docs/PERFORMANCE.md`, "instructions per message").
 //!
-//! Not for keys a peer chooses and can make many of (an SMSC's message
-//! ids, MO numbers, client references): those maps keep SipHash, whose
-//! keyed hash stops a peer from crafting collisions. foldhash's seed is
-//! random per map too, but it claims no such resistance.
+//! foldhash seeds each map at random but claims no resistance to keys
+//! crafted to collide. Maps whose keys a peer picks say in their own doc
+//! which hasher they use and why: the fair queue's (tenants' senders and
+//! campaigns) and the receipts' correlation (carriers' ids) use foldhash;
+//! the dedupe fingerprint is a SipHash keyed by the gateway (a collision
+//! would drop a message as a duplicate), and maps that any peer value
+//! can grow (early receipts, MO numbers' audit, response statuses) keep
+//! SipHash.
 
 /// The hasher of [`FastMap`] and [`FastSet`].
 pub type FastHasher = foldhash::fast::RandomState;

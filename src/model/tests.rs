@@ -55,6 +55,25 @@ fn sender_forms() {
     assert!(Sender::parse("bad$char").is_err());
 }
 
+/// A sender's wire address: a number's digits without `+`, the others as
+/// given (opt-out programs are looked up by it).
+#[test]
+fn sender_address_is_the_wire_form() {
+    for (given, address) in [
+        ("12345", "12345"),
+        ("+18005550199", "18005550199"),
+        ("18005550199", "18005550199"),
+        ("ACME Shop", "ACME Shop"),
+        ("+999999999999999", "999999999999999"),
+    ] {
+        assert_eq!(
+            &*Sender::parse(given).unwrap().address(),
+            address,
+            "{given}"
+        );
+    }
+}
+
 #[test]
 fn message_id_round_trips_hex() {
     let id = MessageId(0x1234_abcd);

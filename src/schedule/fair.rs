@@ -45,7 +45,7 @@ use crate::shaping::shared::{SharedCap, SharedCaps, SharedPace, SharedRates};
 /// The queue's internal maps: foldhash instead of SipHash (keys are tenant
 /// names, senders and campaign ids from authenticated tenants; the seed is
 /// still random per map).
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Map<K, V> = crate::model::hashing::FastMap<K, V>;
 
 /// A queued message and the permits it takes (its segments, or 1).
 #[derive(Debug, Clone)]

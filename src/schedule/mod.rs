@@ -14,7 +14,6 @@ pub mod suppressed;
 pub use dispatch::Dispatcher;
 pub use suppressed::SuppressionCheck;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -63,7 +62,7 @@ pub struct CarrierQueue {
     held: Mutex<std::collections::BTreeMap<(u64, u64), Item>>,
     held_seq: std::sync::atomic::AtomicU64,
     /// Tenants' quiet hours (shared by every queue; replaced by a reload).
-    quiet: Arc<parking_lot::RwLock<HashMap<String, QuietHours>>>,
+    quiet: Arc<parking_lot::RwLock<FastMap<String, QuietHours>>>,
     /// Wall-clock ms of the dispatcher's last dispatch (or of its start).
     last_dispatch_ms: std::sync::atomic::AtomicU64,
     /// Wall-clock ms until which every queued message waits on a limit
@@ -409,7 +408,7 @@ impl QueueMetrics {
 }
 
 /// Each tenant's quiet hours, by name.
-fn quiet_hours(config: &Config) -> HashMap<String, QuietHours> {
+fn quiet_hours(config: &Config) -> FastMap<String, QuietHours> {
     config
         .tenants
         .iter()
@@ -429,7 +428,7 @@ pub struct Scheduler {
     /// Sender and brand limits, shared by every queue.
     limits: Arc<Mutex<SenderLimits>>,
     /// Tenants' quiet hours, shared by every queue.
-    quiet: Arc<parking_lot::RwLock<HashMap<String, QuietHours>>>,
+    quiet: Arc<parking_lot::RwLock<FastMap<String, QuietHours>>>,
 }
 
 impl Scheduler {

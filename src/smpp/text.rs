@@ -494,13 +494,16 @@ fn analyze_ascii(text: &[u8]) -> Result<Analysis, TextError> {
             max: MAX_TEXT_CHARS,
         });
     }
-    // Byte by byte from comparisons, not from `ASCII_SEPTETS`: the
-    // compiler turns this loop into 16-byte vector compares (a table
-    // lookup per byte cannot be), ~3x fewer instructions for a
-    // marketing text. A test holds both predicates to the table.
+    // Counted with comparisons, not looked up in `ASCII_SEPTETS`: the
+    // compiler can run comparisons over a vector of bytes at once (a
+    // table lookup per byte it cannot). `analyze` went from 1,354 to 803
+    // instructions per call on the bench's mix, other texts included
+    // (callgrind, `docs/PERFORMANCE.md`). Blocks of 240 bytes, a multiple
+    // of the vector width, keep the `u8` counts from overflowing. A test
+    // holds both predicates to the table.
     let mut extension = 0usize;
     let mut outside = false;
-    for block in text.chunks(u8::MAX as usize) {
+    for block in text.chunks(240) {
         let (mut ext, mut out) = (0u8, 0u8);
         for &b in block {
             ext += u8::from(is_ascii_extension(b));
