@@ -1,11 +1,11 @@
 //! Hash maps and sets with foldhash instead of the standard library's
 //! SipHash, for keys the gateway makes itself (ids, sequence numbers,
 //! connection numbers) or its configuration names (tenants, carriers,
-//! senders). Hashing a short key with SipHash took 140-320 instructions
-//! per lookup, and the lookups a message makes on its way (routing,
-//! opt-out scopes, sender ownership, carrier queues, its event) were ~5%
-//! of the gateway's instructions per message (callgrind of the gateway
-//! alone, `docs/PERFORMANCE.md`, "instructions per message").
+//! senders). Hashing a short key with SipHash took 140-230 instructions,
+//! and the lookups a message makes on its way (routing, opt-out scopes,
+//! sender ownership, carrier queues, its event) were 5.6% of the
+//! gateway's instructions per message (callgrind of the gateway alone,
+//! `docs/PERFORMANCE.md`, "instructions per message").
 //!
 //! foldhash seeds each map at random but claims no resistance to keys
 //! crafted to collide. Maps whose keys a peer picks say in their own doc
