@@ -430,8 +430,7 @@ impl Compliance {
             scopes[n] = *t;
             n += 1;
         }
-        let key = from.address();
-        if let Some(p) = directory.program(key.trim_start_matches('+'), tenant)
+        if let Some(p) = directory.program(&from.address(), tenant)
             && &*p.tenant == tenant
         {
             scopes[n] = p.scope;

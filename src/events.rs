@@ -577,7 +577,7 @@ impl EventHub {
     /// adds), before any message goes to it.
     pub fn add_mms_carrier(&self, name: &Arc<str>) {
         self.mms_carriers.rcu(|names| {
-            let mut names = std::collections::HashSet::clone(names);
+            let mut names = crate::model::hashing::FastSet::clone(names);
             names.insert(name.clone());
             names
         });

@@ -150,6 +150,10 @@ pub fn smpp_receipt(data: &[u8]) {
         ..DeliverSm::default()
     };
     let _ = receipt::is_receipt(&sm);
+    assert!(
+        receipt::fuzz_standard_layout_agrees(&rest),
+        "the standard layout's reader and the scan disagree"
+    );
     if let Ok(r) = receipt::parse_receipt(&sm) {
         check_receipt(&r, esm_class);
     }

@@ -7,14 +7,15 @@
 //! gateway's instructions per message (callgrind of the gateway alone,
 //! `docs/PERFORMANCE.md`, "instructions per message").
 //!
-//! foldhash seeds each map at random but claims no resistance to keys
-//! crafted to collide. Maps whose keys a peer picks say in their own doc
-//! which hasher they use and why: the fair queue's (tenants' senders and
-//! campaigns) and the receipts' correlation (carriers' ids) use foldhash;
-//! the dedupe fingerprint is a SipHash keyed by the gateway (a collision
-//! would drop a message as a duplicate), and maps that any peer value
-//! can grow (early receipts, MO numbers' audit, response statuses) keep
-//! SipHash.
+//! foldhash seeds each map at random but claims only minimal resistance
+//! to keys crafted to collide. Where a peer picks the keys: the fair
+//! queue's maps (authenticated tenants' senders and campaigns) use
+//! foldhash, and so does the receipts' correlation (carriers' ids, its
+//! `quality` variant); the dedupe fingerprint is a SipHash keyed by the
+//! gateway (a collision would drop a message as a duplicate); the maps
+//! that any peer value can grow keep the standard library's SipHash
+//! (early receipts by carrier id, the opt-out audit by number, the SMPP
+//! response counters by status).
 
 /// The hasher of [`FastMap`] and [`FastSet`].
 pub type FastHasher = foldhash::fast::RandomState;

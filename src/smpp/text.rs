@@ -496,11 +496,11 @@ fn analyze_ascii(text: &[u8]) -> Result<Analysis, TextError> {
     }
     // Counted with comparisons, not looked up in `ASCII_SEPTETS`: the
     // compiler can run comparisons over a vector of bytes at once (a
-    // table lookup per byte it cannot). `analyze` went from 1,354 to 803
+    // table lookup per byte it cannot). `analyze` went from 1,396 to 780
     // instructions per call on the bench's mix, other texts included
-    // (callgrind, `docs/PERFORMANCE.md`). Blocks of 240 bytes, a multiple
-    // of the vector width, keep the `u8` counts from overflowing. A test
-    // holds both predicates to the table.
+    // (callgrind of the gateway alone, `docs/PERFORMANCE.md`). Blocks of
+    // 240 bytes (a multiple of 16, the SSE2 width) keep the `u8` counts
+    // from overflowing. A test holds both predicates to the table.
     let mut extension = 0usize;
     let mut outside = false;
     for block in text.chunks(240) {

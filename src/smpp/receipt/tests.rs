@@ -597,3 +597,85 @@ fn date_keys_need_a_run_between_their_words() {
     assert!(date_key(b"SUBMIT_date", b"submit"));
     assert!(!date_key(b"submitdate", b"submit"));
 }
+
+/// A text in Appendix B's layout is read by the fast path, with the
+/// ranges the scan finds; so is each of 50,000 such texts with random
+/// values (colons, NULs and other bytes in them, values missing) and one
+/// byte replaced, added or taken out at random: wherever the fast path
+/// answers, its answer is the scan's, and a layout it does not know goes
+/// to the scan.
+#[test]
+fn the_standard_layout_takes_the_fast_path_to_the_scans_ranges() {
+    use rand::{RngExt, SeedableRng};
+    let simulator = format_receipt_text(
+        "0a1b2c3d4e5f6071",
+        1,
+        1,
+        "2612080012",
+        "2612080013",
+        "DELIVRD",
+        0,
+        "Hello: a text",
+    );
+    for text in [
+        STANDARD.as_bytes(),
+        simulator.as_bytes(),
+        &STANDARD.as_bytes()[..95],
+    ] {
+        let fast = TextFields::standard(text);
+        assert!(fast.is_some(), "{:?}", String::from_utf8_lossy(text));
+        assert_eq!(fast.unwrap(), TextFields::scan(text));
+    }
+    let values: [&[u8]; 10] = [
+        b"",
+        b"0A1B",
+        b"001",
+        b"2101011200",
+        b"DELIVRD",
+        b"a:b",
+        b"x\0",
+        b"\xc4",
+        b"id:7",
+        b"TEXT:",
+    ];
+    let edits: [u8; 9] = [b' ', b'\t', b'\0', b':', b'_', b'\n', b'S', b'x', 0xC4];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xFA57_9A7E);
+    let (mut fast_taken, mut scanned) = (0, 0);
+    for round in 0..50_000 {
+        let mut text = Vec::new();
+        for key in STANDARD_KEYS {
+            text.extend_from_slice(key);
+            text.extend_from_slice(values[rng.random_range(0..values.len())]);
+        }
+        if rng.random_bool(0.7) {
+            text.extend_from_slice(b" text:");
+            text.extend_from_slice(values[rng.random_range(0..values.len())]);
+        }
+        // One text in four as generated; the others edited once.
+        if round % 4 != 0 && !text.is_empty() {
+            let at = rng.random_range(0..text.len());
+            let b = edits[rng.random_range(0..edits.len())];
+            match rng.random_range(0..3) {
+                0 => text[at] = b,
+                1 => text.insert(at, b),
+                _ => {
+                    text.remove(at);
+                }
+            }
+        }
+        let scan = TextFields::scan(&text);
+        match TextFields::standard(&text) {
+            Some(fast) => {
+                assert_eq!(fast, scan, "{:?}", String::from_utf8_lossy(&text));
+                fast_taken += 1;
+            }
+            None => scanned += 1,
+        }
+        assert_eq!(TextFields::parse(&text), scan);
+    }
+    // Both paths were taken, often.
+    assert!(
+        fast_taken > 5_000 && scanned > 5_000,
+        "{fast_taken} fast, {scanned} scanned"
+    );
+}
