@@ -326,7 +326,8 @@ mod examples {
             "id:ABCDEF sub:1 dlvrd:1 submit_date:260101120000 done_date:260101120100 stat:ENROUTE err:0",
             "stat:EXPIRED id:  0042  err:000 text:stat:DELIVRD id:9",
             "id:77 stat:BUFFRED",
-            // The standard layout with colons in values, one missing, no text.
+            // The standard layout: colons in values, one value empty and
+            // no text; then with a text.
             "id:a:b sub: dlvrd:001 submit date:2612080012 done date:2612080013 stat:TEXT: err:000",
             "id:0a1b2c3d sub:001 dlvrd:001 submit date:2612080012 done date:2612080013 stat:DELIVRD err:000 text:Hi: there",
         ];

@@ -609,8 +609,8 @@ impl Handler for SmppCarrier {
         }
     }
 
-    fn vet(&self, mut job: SegmentJob) -> Option<SegmentJob> {
-        if job.message.expires_at_ms <= now_ms() {
+    fn vet(&self, mut job: SegmentJob, now_ms: u64) -> Option<SegmentJob> {
+        if job.message.expires_at_ms <= now_ms {
             self.sink.part_failed(
                 job.id,
                 job.part,

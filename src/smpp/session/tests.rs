@@ -68,7 +68,7 @@ impl Handler for TestHandler {
             q.push_front(j);
         }
     }
-    fn vet(&self, job: u32) -> Option<u32> {
+    fn vet(&self, job: u32, _now_ms: u64) -> Option<u32> {
         self.vetted.lock().push(job);
         (!self.stopped.lock().contains(&job)).then_some(job)
     }
