@@ -817,6 +817,28 @@ binds = [{ address = "127.0.0.1:1", system_id = "s", password = "p" }]"#,
         assert_eq!(left, vec![(long.id, 1), (kept.id, 0)]);
     }
 
+    /// The last look ends a part whose validity is over at the time the
+    /// session read for its batch, and lets one still valid then go.
+    #[tokio::test]
+    async fn the_last_look_reads_expiry_at_the_time_it_is_given() {
+        use crate::smpp::session::Handler;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, sink) = crate::receipts::for_tests(dir.path());
+        let cfg: CarrierConfig = toml::from_str(
+            r#"name = "c"
+binds = [{ address = "127.0.0.1:1", system_id = "s", password = "p" }]"#,
+        )
+        .unwrap();
+        let carrier = SmppCarrier::new(&cfg, sink, None);
+        let m = crate::model::test_message(1, "hi", 5_000);
+        let parts = carrier.parts(&m).unwrap();
+        carrier.capacity().try_acquire_many(1).unwrap().forget();
+        carrier.enqueue(&m, 0, parts);
+        let job = carrier.take(1).pop().expect("the part is queued");
+        let job = carrier.vet(job, 4_999).expect("valid until 5,000 ms");
+        assert!(carrier.vet(job, 5_000).is_none(), "over at 5,000 ms");
+    }
+
     #[test]
     fn relative_validity_format() {
         assert_eq!(&relative_validity(60)[..], b"000000000100000R");

@@ -823,8 +823,8 @@ impl<'a, H: Handler> Session<'a, H> {
         let mut burst: Vec<(u32, DeliverSm)> = Vec::new();
         let mut next = first;
         let mut n = 0;
-        // One clock read for the burst: what it handles was all buffered
-        // when it began (16 reads per message were ~2% of the CPU).
+        // One clock read for the burst: it is handled in this turn,
+        // without awaiting (16 reads per message were ~2% of the CPU).
         let now = Instant::now();
         let ended = loop {
             match next {
@@ -967,7 +967,8 @@ impl<'a, H: Handler> Session<'a, H> {
             if let Some(r) = &self.rate
                 && let Err(wait) = r.check()
             {
-                self.paused_until = Some(now + wait);
+                // The limiter measured `wait` from its own clock read.
+                self.paused_until = Some(Instant::now() + wait);
                 unsent.push(job);
                 continue;
             }
