@@ -772,8 +772,9 @@ mod tests {
         crate::model::test_message(id, text, u64::MAX)
     }
 
-    #[tokio::test]
-    async fn take_back_moves_only_whole_messages_the_ledger_lets_go() {
+    /// Carrier `c`, its binds never started, with the receipts' journal
+    /// in the directory returned.
+    fn unbound_carrier() -> (tempfile::TempDir, Arc<SmppCarrier>) {
         let dir = tempfile::tempdir().unwrap();
         let (_, sink) = crate::receipts::for_tests(dir.path());
         let cfg: CarrierConfig = toml::from_str(
@@ -781,7 +782,12 @@ mod tests {
 binds = [{ address = "127.0.0.1:1", system_id = "s", password = "p" }]"#,
         )
         .unwrap();
-        let carrier = SmppCarrier::new(&cfg, sink, None);
+        (dir, SmppCarrier::new(&cfg, sink, None))
+    }
+
+    #[tokio::test]
+    async fn take_back_moves_only_whole_messages_the_ledger_lets_go() {
+        let (_dir, carrier) = unbound_carrier();
         // A two-part message one part of which a bind has taken, then two
         // whole ones.
         let long = message(1, &"x".repeat(200));
@@ -822,14 +828,7 @@ binds = [{ address = "127.0.0.1:1", system_id = "s", password = "p" }]"#,
     #[tokio::test]
     async fn the_last_look_reads_expiry_at_the_time_it_is_given() {
         use crate::smpp::session::Handler;
-        let dir = tempfile::tempdir().unwrap();
-        let (_, sink) = crate::receipts::for_tests(dir.path());
-        let cfg: CarrierConfig = toml::from_str(
-            r#"name = "c"
-binds = [{ address = "127.0.0.1:1", system_id = "s", password = "p" }]"#,
-        )
-        .unwrap();
-        let carrier = SmppCarrier::new(&cfg, sink, None);
+        let (_dir, carrier) = unbound_carrier();
         let m = crate::model::test_message(1, "hi", 5_000);
         let parts = carrier.parts(&m).unwrap();
         carrier.capacity().try_acquire_many(1).unwrap().forget();
